@@ -1,0 +1,47 @@
+//! Asset types: how bytes become a value, and how big that value is.
+
+use streamrt_messages::{AssetKey, ErrorKind};
+
+/// Decodes one asset type. Registered once per type with the runtime builder; runs on the
+/// decode worker threads, several calls at once.
+///
+/// A decoder may panic: the panic is caught, the request fails with `DecoderPanicked`, and the
+/// decode worker is rebuilt. It must not block on other work of the runtime.
+pub trait Decoder: Send + Sync + 'static {
+    /// The decoded value handles give out (shared behind an `Arc`).
+    type Asset: Send + Sync + 'static;
+
+    /// The type's name in keys: `mesh` in `mesh:props/chair.mesh`. 1 to 32 of `[a-z0-9_-]`.
+    fn type_name(&self) -> &str;
+
+    /// Turns the stored bytes of `key` into a value.
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError::Malformed`] when the bytes are not this type's format,
+    /// [`DecodeError::Validation`] when they parse but break a rule of the type.
+    fn decode(&self, key: &AssetKey, bytes: Vec<u8>) -> Result<Self::Asset, DecodeError>;
+
+    /// The bytes the value keeps resident, for the memory budget and telemetry.
+    fn size_bytes(&self, asset: &Self::Asset) -> u64;
+}
+
+/// Why a decoder refused its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes are not in this type's format.
+    #[error("malformed: {0}")]
+    Malformed(String),
+    /// The bytes parse but break a rule of the type.
+    #[error("invalid: {0}")]
+    Validation(String),
+}
+
+impl From<DecodeError> for ErrorKind {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::Malformed(m) => ErrorKind::Decode(m),
+            DecodeError::Validation(m) => ErrorKind::Validation(m),
+        }
+    }
+}

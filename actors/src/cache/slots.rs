@@ -1,0 +1,251 @@
+//! The generation table: a cache's slots, indexed by key and by request.
+//!
+//! Pure bookkeeping, no actor and no IO, so its invariants are property-tested on their own.
+//!
+//! # Invariants
+//!
+//! - At most one slot per key; `by_key` and `by_request` point only at live slots.
+//! - A slot's `generation` is the generation of its current load. Replies are matched with
+//!   [`SlotTable::current_mut`], which checks both slot index and generation: a slot index may be
+//!   reused after removal, but generations never repeat, so a late reply never matches.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use slab::Slab;
+use streamrt_messages::{AssetKey, Generation, Priority, RequestId};
+
+use crate::work::CancelToken;
+
+/// Whatever a slot keeps per attached request.
+pub(crate) trait Holder {
+    fn request(&self) -> RequestId;
+}
+
+impl Holder for RequestId {
+    fn request(&self) -> RequestId {
+        *self
+    }
+}
+
+/// Where a slot's load is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// In the scheduler's queue.
+    Queued,
+    /// Dispatched to the workers.
+    Loading,
+    /// Decoded; the value is held.
+    Resident,
+}
+
+/// One asset in a cache.
+pub(crate) struct Slot<T, H> {
+    pub(crate) key: AssetKey,
+    pub(crate) generation: Generation,
+    pub(crate) phase: Phase,
+    pub(crate) holders: Vec<H>,
+    pub(crate) value: Option<Arc<T>>,
+    pub(crate) bytes: u64,
+    pub(crate) token: CancelToken,
+    /// The most urgent priority of the holders, as the scheduler knows it.
+    pub(crate) priority: Priority,
+}
+
+/// See the module docs.
+pub(crate) struct SlotTable<T, H> {
+    slots: Slab<Slot<T, H>>,
+    by_key: HashMap<AssetKey, usize>,
+    by_request: HashMap<RequestId, usize>,
+}
+
+impl<T, H: Holder> Default for SlotTable<T, H> {
+    fn default() -> Self {
+        Self { slots: Slab::new(), by_key: HashMap::new(), by_request: HashMap::new() }
+    }
+}
+
+impl<T, H: Holder> SlotTable<T, H> {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(crate) fn lookup_key(&self, key: &AssetKey) -> Option<usize> {
+        self.by_key.get(key).copied()
+    }
+
+    pub(crate) fn lookup_request(&self, request: RequestId) -> Option<usize> {
+        self.by_request.get(&request).copied()
+    }
+
+    /// Starts a slot for `key`'s new load, `Queued`, with no holder.
+    ///
+    /// # Panics
+    ///
+    /// If `key` already has a slot: callers look it up first.
+    pub(crate) fn start_load(
+        &mut self,
+        key: AssetKey,
+        generation: Generation,
+        priority: Priority,
+    ) -> usize {
+        assert!(!self.by_key.contains_key(&key), "{key} already has a slot");
+        let slot = self.slots.insert(Slot {
+            key: key.clone(),
+            generation,
+            phase: Phase::Queued,
+            holders: Vec::new(),
+            value: None,
+            bytes: 0,
+            token: CancelToken::default(),
+            priority,
+        });
+        self.by_key.insert(key, slot);
+        slot
+    }
+
+    pub(crate) fn get(&self, slot: usize) -> Option<&Slot<T, H>> {
+        self.slots.get(slot)
+    }
+
+    pub(crate) fn get_mut(&mut self, slot: usize) -> Option<&mut Slot<T, H>> {
+        self.slots.get_mut(slot)
+    }
+
+    /// The slot, only if its current load is `generation`.
+    pub(crate) fn current_mut(
+        &mut self,
+        slot: usize,
+        generation: Generation,
+    ) -> Option<&mut Slot<T, H>> {
+        self.slots.get_mut(slot).filter(|s| s.generation == generation)
+    }
+
+    /// Attaches a request to a slot.
+    ///
+    /// # Panics
+    ///
+    /// If the slot does not exist.
+    pub(crate) fn attach(&mut self, slot: usize, holder: H) {
+        self.by_request.insert(holder.request(), slot);
+        self.slots[slot].holders.push(holder);
+    }
+
+    /// Detaches a request, returning its slot and holder.
+    pub(crate) fn detach(&mut self, request: RequestId) -> Option<(usize, H)> {
+        let slot = self.by_request.remove(&request)?;
+        let holders = &mut self.slots[slot].holders;
+        let at = holders.iter().position(|h| h.request() == request)?;
+        Some((slot, holders.swap_remove(at)))
+    }
+
+    /// Removes a slot with its holders and unindexes them.
+    ///
+    /// # Panics
+    ///
+    /// If the slot does not exist.
+    pub(crate) fn remove(&mut self, slot: usize) -> Slot<T, H> {
+        let removed = self.slots.remove(slot);
+        self.by_key.remove(&removed.key);
+        for h in &removed.holders {
+            self.by_request.remove(&h.request());
+        }
+        removed
+    }
+
+    /// Removes every slot.
+    pub(crate) fn drain(&mut self) -> Vec<Slot<T, H>> {
+        self.by_key.clear();
+        self.by_request.clear();
+        self.slots.drain().collect()
+    }
+
+    /// Iterates over the slots.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Slot<T, H>> {
+        self.slots.iter().map(|(_, s)| s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use streamrt_messages::AssetTypeName;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Request key k with a fresh request id.
+        Request(u8),
+        /// Release the n-th live request (modulo).
+        Release(usize),
+        /// Deliver a reply for the n-th generation ever issued (possibly stale).
+        Reply(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..6).prop_map(Op::Request),
+            (0usize..64).prop_map(Op::Release),
+            (0usize..64).prop_map(Op::Reply),
+        ]
+    }
+
+    fn key(k: u8) -> AssetKey {
+        AssetKey::new(AssetTypeName::new("blob").unwrap(), &format!("k{k}")).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn late_replies_never_match_and_indexes_stay_consistent(
+            ops in proptest::collection::vec(op(), 0..200)
+        ) {
+            let mut table: SlotTable<(), RequestId> = SlotTable::default();
+            let mut issued: Vec<(usize, Generation, AssetKey)> = Vec::new();
+            let mut live_requests: Vec<RequestId> = Vec::new();
+            let mut next = 0u64;
+            for op in ops {
+                match op {
+                    Op::Request(k) => {
+                        next += 1;
+                        let request = RequestId(next);
+                        let slot = match table.lookup_key(&key(k)) {
+                            Some(slot) => slot,
+                            None => {
+                                let generation = Generation(next);
+                                let slot = table.start_load(key(k), generation, Priority::Normal);
+                                issued.push((slot, generation, key(k)));
+                                slot
+                            }
+                        };
+                        table.attach(slot, request);
+                        live_requests.push(request);
+                    }
+                    Op::Release(n) if !live_requests.is_empty() => {
+                        let request = live_requests.remove(n % live_requests.len());
+                        let (slot, _) = table.detach(request).expect("live request is attached");
+                        if table.get(slot).is_some_and(|s| s.holders.is_empty()) {
+                            table.remove(slot);
+                        }
+                    }
+                    Op::Reply(n) if !issued.is_empty() => {
+                        let (slot, generation, ref k) = issued[n % issued.len()];
+                        let current = table.lookup_key(k)
+                            .and_then(|s| table.get(s))
+                            .map(|s| s.generation);
+                        let matched = table.current_mut(slot, generation).is_some();
+                        prop_assert_eq!(matched, current == Some(generation));
+                    }
+                    _ => {}
+                }
+                for &r in &live_requests {
+                    let slot = table.lookup_request(r).expect("indexed");
+                    prop_assert!(table.get(slot).unwrap().holders.contains(&r));
+                }
+                prop_assert!(table.iter().all(|s| !s.holders.is_empty()));
+                prop_assert!(table.len() <= 6);
+            }
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The frame coordinator: decoded requests wait here and become visible at frame boundaries,
+//! most urgent first, within a per-frame budget.
+//!
+//! The ready queue is shared between the coordinator actor (which fills it) and the engine
+//! thread (which drains it in `begin_frame`). The engine thread never waits on a cross-thread
+//! round trip: `begin_frame` takes the queue's lock once and publishes up to the budget.
+//!
+//! # Ordering
+//!
+//! Most urgent first; within one priority, in the order requests decoded (or were moved to that
+//! priority).
+//!
+//! # Invariants
+//!
+//! - Publishing is the cell's `Decoded → Ready` transition, so a request cancelled while it
+//!   waited is skipped (and costs no budget); it never binds.
+//! - In immediate mode the coordinator publishes as soon as requests arrive.
+//!
+//! # Supervision
+//!
+//! The ready queue lives outside the actor, so a restart of the coordinator loses nothing.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use actix::{Actor, AsyncContext, Context, Handler};
+use streamrt_messages::{EventKind, Priority, RequestId};
+use streamrt_supervisor::{Mailbox, Wake};
+
+use crate::queue::PriorityQueue;
+use crate::request::{Publishable, RequestCell};
+use crate::telemetry::Probe;
+
+/// When decoded assets become visible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishMode {
+    /// As soon as they decode: for programs without a frame loop.
+    Immediate,
+    /// At `begin_frame`, at most `publish_count_max` per frame.
+    Frames {
+        /// Requests published per frame at most.
+        publish_count_max: u32,
+    },
+}
+
+/// A decoded request waiting to be published.
+pub(crate) struct ReadyEntry {
+    request: RequestId,
+    priority: Priority,
+    bytes: u64,
+    cell: Arc<dyn Publishable>,
+}
+
+impl ReadyEntry {
+    pub(crate) fn new<T: Send + Sync + 'static>(cell: &Arc<RequestCell<T>>, bytes: u64) -> Self {
+        Self {
+            request: cell.id(),
+            priority: cell.priority(),
+            bytes,
+            cell: Arc::clone(cell) as Arc<dyn Publishable>,
+        }
+    }
+
+    pub(crate) fn cell(&self) -> &dyn Publishable {
+        &*self.cell
+    }
+}
+
+/// What the coordinator is told.
+pub(crate) enum FrameMsg {
+    /// Requests decoded (`ReadyToPublish`).
+    Ready(Vec<ReadyEntry>),
+    /// A waiting request's priority changed.
+    Reprioritize(RequestId, Priority),
+    /// Fail every waiting request with `Shutdown`; reply when done.
+    Shutdown(mpsc::Sender<()>),
+}
+
+/// What one frame boundary did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameReport {
+    /// The frame that began.
+    pub frame: u64,
+    /// Requests published at this boundary.
+    pub published: u32,
+    /// Bytes of the requests published.
+    pub published_bytes: u64,
+    /// Requests still waiting for a later frame.
+    pub waiting: usize,
+}
+
+/// The ready queue and publish policy, shared by the coordinator and the engine thread.
+pub(crate) struct FrameShared {
+    ready: Mutex<PriorityQueue<RequestId, ReadyEntry>>,
+    mode: PublishMode,
+    probe: Arc<Probe>,
+}
+
+impl FrameShared {
+    pub(crate) fn new(mode: PublishMode, probe: Arc<Probe>) -> Self {
+        Self { ready: Mutex::new(PriorityQueue::new()), mode, probe }
+    }
+
+    fn ready(&self) -> MutexGuard<'_, PriorityQueue<RequestId, ReadyEntry>> {
+        // Publishing cannot panic while holding the lock; a poisoned queue is still consistent.
+        self.ready.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a frame: publishes waiting requests, most urgent first, within the budget.
+    pub(crate) fn begin_frame(&self) -> FrameReport {
+        let frame = self.probe.next_frame();
+        let budget = match self.mode {
+            PublishMode::Immediate => 0,
+            PublishMode::Frames { publish_count_max } => publish_count_max,
+        };
+        let (mut published, mut published_bytes) = (0, 0);
+        let mut ready = self.ready();
+        while published < budget {
+            let Some((_, entry, _)) = ready.pop() else { break };
+            if entry.cell.publish() {
+                published += 1;
+                published_bytes += entry.bytes;
+            }
+        }
+        let waiting = ready.len();
+        drop(ready);
+        let event = self.probe.event(EventKind::FrameBegin { published, budget });
+        self.probe.emit(event.with_bytes(published_bytes));
+        FrameReport { frame, published, published_bytes, waiting }
+    }
+
+    /// Ends a frame.
+    pub(crate) fn end_frame(&self) {
+        self.probe.emit(self.probe.event(EventKind::FrameEnd));
+    }
+
+    fn accept(&self, entries: Vec<ReadyEntry>) {
+        if self.mode == PublishMode::Immediate {
+            for entry in entries {
+                entry.cell.publish();
+            }
+            return;
+        }
+        let mut ready = self.ready();
+        for entry in entries {
+            if entry.cell.is_waiting() {
+                let (request, priority) = (entry.request, entry.priority);
+                let _ = ready.push(request, entry, priority);
+            }
+        }
+    }
+
+    fn fail_all(&self) {
+        for (_, entry) in self.ready().drain() {
+            entry.cell.fail_shutdown();
+        }
+    }
+}
+
+/// See the module docs.
+pub(crate) struct FrameCoordinator {
+    mailbox: Mailbox<FrameMsg>,
+    shared: Arc<FrameShared>,
+    drain_batch_max: usize,
+    stopped: bool,
+}
+
+impl FrameCoordinator {
+    pub(crate) fn new(
+        mailbox: Mailbox<FrameMsg>,
+        shared: Arc<FrameShared>,
+        drain_batch_max: usize,
+    ) -> Self {
+        Self { mailbox, shared, drain_batch_max, stopped: false }
+    }
+}
+
+impl Actor for FrameCoordinator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.mailbox.attach(ctx.address().recipient());
+    }
+}
+
+impl Handler<Wake> for FrameCoordinator {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        let mut batch = Vec::new();
+        if self.mailbox.drain_into(self.drain_batch_max, &mut batch) {
+            ctx.notify(Wake);
+        }
+        for msg in batch {
+            match msg {
+                FrameMsg::Ready(entries) if self.stopped => {
+                    entries.iter().for_each(|e| e.cell.fail_shutdown());
+                }
+                FrameMsg::Ready(entries) => self.shared.accept(entries),
+                FrameMsg::Reprioritize(request, priority) => {
+                    self.shared.ready().reprioritize(&request, priority);
+                }
+                FrameMsg::Shutdown(ack) => {
+                    for msg in self.mailbox.close() {
+                        if let FrameMsg::Ready(entries) = msg {
+                            entries.iter().for_each(|e| e.cell.fail_shutdown());
+                        }
+                    }
+                    self.shared.fail_all();
+                    self.stopped = true;
+                    let _ = ack.send(());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! streamrt: an embeddable asset-streaming runtime on supervised actix actors.
+//!
+//! An engine builds a [`Runtime`] with a [`Source`] and one [`Decoder`] per asset type, asks
+//! for assets by key and [`Priority`] and gets a [`Handle`] back at once. IO workers read,
+//! decode workers decode, a cache actor per type holds the results, and the frame coordinator
+//! makes them visible at `begin_frame`, most urgent first, within a budget. Any request can be
+//! reprioritised or cancelled at any moment; every request reaches exactly one terminal state.
+//!
+//! ```no_run
+//! use streamrt::{DecodeError, Decoder, DirSource, Priority, Runtime};
+//! use streamrt::messages::AssetKey;
+//!
+//! struct Text;
+//! impl Decoder for Text {
+//!     type Asset = String;
+//!     fn type_name(&self) -> &str { "text" }
+//!     fn decode(&self, _: &AssetKey, bytes: Vec<u8>) -> Result<String, DecodeError> {
+//!         String::from_utf8(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))
+//!     }
+//!     fn size_bytes(&self, s: &String) -> u64 { s.len() as u64 }
+//! }
+//!
+//! let rt = Runtime::builder().source(DirSource::new("assets")).register(Text).frame_budget(64).build()?;
+//! let greeting = rt.request::<String>("hello.txt", Priority::High)?;
+//! loop {
+//!     rt.begin_frame();
+//!     if let Some(text) = greeting.get() { println!("{text}"); break; }
+//!     # break;
+//!     rt.end_frame();
+//! }
+//! rt.shutdown();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The main types are [`Runtime`], [`RuntimeBuilder`], [`Handle`], [`Decoder`] and [`Source`];
+//! plain data (keys, states, errors, events) comes from [`messages`].
+
+mod asset;
+mod cache;
+mod clock;
+mod frame;
+mod queue;
+mod request;
+mod runtime;
+mod scheduler;
+mod source;
+mod telemetry;
+mod work;
+
+pub use streamrt_messages as messages;
+pub use streamrt_messages::{AssetKey, AssetLoadError, ErrorKind, LoadState, Priority, Status};
+
+pub use asset::{DecodeError, Decoder};
+pub use cache::CacheStats;
+pub use clock::{Clock, MonotonicClock};
+pub use frame::{FrameReport, PublishMode};
+pub use request::{Handle, ReadyError};
+pub use runtime::{BuildError, RequestError, Runtime, RuntimeBuilder, RuntimeConfig};
+pub use source::{DirSource, MemorySource, Source, SourceError};
+pub use telemetry::EventStream;

@@ -1,0 +1,407 @@
+//! Requests as the engine and the caches share them: the cell, the engine's [`Handle`], and the
+//! cache's [`Ticket`].
+//!
+//! A request's state lives in a [`RequestCell`] shared by its handle (engine thread) and its
+//! ticket (cache actor). Reading a handle's state or value is an atomic load, never a round
+//! trip to an actor.
+//!
+//! # Invariants
+//!
+//! - Every change of state goes through [`RequestCell::transition`], a compare-and-swap checked
+//!   by [`LoadState::can_become`]. A terminal state is therefore reached exactly once, and a
+//!   cancelled request can never become `Ready`: a publish after a cancel fails its CAS.
+//! - The value is stored before the cell becomes `Decoded` and only read once it is `Ready`;
+//!   the error is stored before the cell becomes `Failed`.
+//! - Reaching a terminal state updates the counters and emits exactly one terminal event
+//!   (`published`, `failed` or `cancelled`), from the thread that won the CAS.
+//! - A ticket dropped while its request is not terminal fails it with `Shutdown`: whatever path
+//!   loses a request (a closed mailbox, a stopped actor), the request still ends.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use event_listener::{Event as Signal, Listener};
+use streamrt_messages::{
+    AssetKey, AssetLoadError, CancelStage, ErrorKind, EventKind, LoadState, Priority, RequestId,
+};
+use streamrt_supervisor::Mailbox;
+
+use crate::cache::CacheMsg;
+use crate::telemetry::{Counters, Probe};
+
+/// A request's shared state; see the module docs.
+pub(crate) struct RequestCell<T> {
+    id: RequestId,
+    key: AssetKey,
+    state: AtomicU8,
+    priority: AtomicU8,
+    value: OnceLock<Arc<T>>,
+    error: OnceLock<Arc<AssetLoadError>>,
+    created_us: u64,
+    terminal_us: AtomicU64,
+    changed: Signal,
+    probe: Arc<Probe>,
+}
+
+impl<T> RequestCell<T> {
+    pub(crate) fn new(id: RequestId, key: AssetKey, priority: Priority, probe: Arc<Probe>) -> Self {
+        Self {
+            id,
+            key,
+            state: AtomicU8::new(LoadState::Pending.code()),
+            priority: AtomicU8::new(priority.index() as u8),
+            value: OnceLock::new(),
+            error: OnceLock::new(),
+            created_us: probe.now_us(),
+            terminal_us: AtomicU64::new(0),
+            changed: Signal::new(),
+            probe,
+        }
+    }
+
+    pub(crate) fn id(&self) -> RequestId {
+        self.id
+    }
+
+    pub(crate) fn key(&self) -> &AssetKey {
+        &self.key
+    }
+
+    pub(crate) fn state(&self) -> LoadState {
+        LoadState::from_code(self.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn priority(&self) -> Priority {
+        Priority::from_index(usize::from(self.priority.load(Ordering::Acquire)))
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn set_priority(&self, priority: Priority) {
+        self.priority.store(priority.index() as u8, Ordering::Release);
+    }
+
+    /// Moves to `to` if the transition check allows it from the current state. Returns the
+    /// state left, or the state that refused the move.
+    ///
+    /// # Panics
+    ///
+    /// In debug builds, on a move that no race can explain (from a non-terminal state that
+    /// cannot become `to`): that is a bug in the caller's protocol.
+    pub(crate) fn transition(&self, to: LoadState) -> Result<LoadState, LoadState> {
+        let mut current = self.state.load(Ordering::Acquire);
+        loop {
+            let from = LoadState::from_code(current);
+            if !from.can_become(to) {
+                debug_assert!(
+                    from.is_terminal() || from == to,
+                    "illegal transition {from:?} -> {to:?} for {}",
+                    self.id
+                );
+                return Err(from);
+            }
+            match self.state.compare_exchange_weak(
+                current,
+                to.code(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    if to.is_terminal() {
+                        self.on_terminal(from, to);
+                    }
+                    return Ok(from);
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    fn on_terminal(&self, from: LoadState, to: LoadState) {
+        let probe = &*self.probe;
+        self.terminal_us.store(probe.now_us(), Ordering::Release);
+        let (counter, kind) = match to {
+            LoadState::Ready => (&probe.counters.ready, EventKind::Published),
+            LoadState::Cancelled => {
+                (&probe.counters.cancelled, EventKind::Cancelled { stage: CancelStage::of(from) })
+            }
+            _ => {
+                let kind = self.error.get().map_or(ErrorKind::Shutdown, |e| e.kind.clone());
+                (&probe.counters.failed, EventKind::Failed { kind })
+            }
+        };
+        Counters::bump(counter);
+        probe.emit(
+            probe
+                .event(kind)
+                .with_request(self.id)
+                .with_key(self.key.clone())
+                .with_priority(self.priority()),
+        );
+        self.changed.notify(usize::MAX);
+    }
+
+    /// Stores the decoded value and moves to `Decoded`. False if the request already ended.
+    pub(crate) fn stage(&self, value: &Arc<T>) -> bool {
+        let _ = self.value.set(Arc::clone(value));
+        self.transition(LoadState::Decoded).is_ok()
+    }
+
+    /// Makes a staged value visible. False if the request ended meanwhile (it was cancelled).
+    pub(crate) fn publish(&self) -> bool {
+        self.transition(LoadState::Ready).is_ok()
+    }
+
+    /// Fails the request with `error`. False if it already ended.
+    pub(crate) fn fail(&self, error: &Arc<AssetLoadError>) -> bool {
+        if self.state().is_terminal() {
+            return false;
+        }
+        let _ = self.error.set(Arc::clone(error));
+        self.transition(LoadState::Failed).is_ok()
+    }
+
+    /// Cancels the request. False if it already ended.
+    pub(crate) fn cancel(&self) -> bool {
+        self.transition(LoadState::Cancelled).is_ok()
+    }
+
+    fn value(&self) -> Option<Arc<T>> {
+        (self.state() == LoadState::Ready).then(|| self.value.get().cloned()).flatten()
+    }
+
+    fn error(&self) -> Option<Arc<AssetLoadError>> {
+        (self.state() == LoadState::Failed).then(|| self.error.get().cloned()).flatten()
+    }
+
+    fn outcome(&self) -> Option<Result<Arc<T>, ReadyError>> {
+        match self.state() {
+            LoadState::Ready => self.value().map(Ok),
+            LoadState::Failed => {
+                Some(Err(ReadyError::Failed(self.error().unwrap_or_else(|| {
+                    AssetLoadError::shared(self.key.clone(), ErrorKind::Shutdown)
+                }))))
+            }
+            LoadState::Cancelled => Some(Err(ReadyError::Cancelled)),
+            _ => None,
+        }
+    }
+
+    /// Microseconds from the request to its terminal state, once terminal.
+    fn latency_us(&self) -> Option<u64> {
+        self.state()
+            .is_terminal()
+            .then(|| self.terminal_us.load(Ordering::Acquire).saturating_sub(self.created_us))
+    }
+}
+
+/// What a decoded request waiting for its frame boundary needs, without its value type.
+pub(crate) trait Publishable: Send + Sync {
+    /// Makes the value visible; false if the request was cancelled meanwhile.
+    fn publish(&self) -> bool;
+    /// Whether the request can still be published.
+    fn is_waiting(&self) -> bool;
+    /// Fails the request with `Shutdown` if it has not ended.
+    fn fail_shutdown(&self);
+}
+
+impl<T: Send + Sync + 'static> Publishable for RequestCell<T> {
+    fn publish(&self) -> bool {
+        RequestCell::publish(self)
+    }
+
+    fn is_waiting(&self) -> bool {
+        self.state() == LoadState::Decoded
+    }
+
+    fn fail_shutdown(&self) {
+        self.fail(&AssetLoadError::shared(self.key.clone(), ErrorKind::Shutdown));
+    }
+}
+
+/// The cache's reference to a request. Dropping it while the request is not terminal fails
+/// the request with `Shutdown` (see the module invariants).
+pub(crate) struct Ticket<T: Send + Sync + 'static> {
+    cell: Arc<RequestCell<T>>,
+}
+
+impl<T: Send + Sync + 'static> Ticket<T> {
+    pub(crate) fn cell(&self) -> &Arc<RequestCell<T>> {
+        &self.cell
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for Ticket<T> {
+    fn drop(&mut self) {
+        self.cell.fail_shutdown();
+    }
+}
+
+/// Why [`Handle::ready`] produced no value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadyError {
+    /// The load failed.
+    #[error(transparent)]
+    Failed(Arc<AssetLoadError>),
+    /// The request was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+struct HandleInner<T: Send + Sync + 'static> {
+    cell: Arc<RequestCell<T>>,
+    cache: Mailbox<CacheMsg<T>>,
+    released: AtomicBool,
+}
+
+impl<T: Send + Sync + 'static> HandleInner<T> {
+    fn release(&self) {
+        if !self.released.swap(true, Ordering::AcqRel) {
+            // A closed mailbox means the runtime shut down and the cache already let go.
+            let _ = self.cache.post(CacheMsg::Release(self.cell.id()));
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for HandleInner<T> {
+    fn drop(&mut self) {
+        self.cell.cancel();
+        self.release();
+    }
+}
+
+/// The engine's view of one request. Cheap to clone; clones share the request.
+///
+/// Reading the state, value or error is an atomic load. Dropping the last clone cancels the
+/// request (if it has not ended) and releases the asset, as [`Handle::cancel`] does; other
+/// requests for the same asset keep their load.
+pub struct Handle<T: Send + Sync + 'static> {
+    inner: Arc<HandleInner<T>>,
+}
+
+impl<T: Send + Sync + 'static> Clone for Handle<T> {
+    fn clone(&self) -> Self {
+        Self { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<T: Send + Sync + 'static> std::fmt::Debug for Handle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("id", &self.id())
+            .field("key", self.key())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl<T: Send + Sync + 'static> Handle<T> {
+    /// A handle and the ticket its cache keeps.
+    pub(crate) fn new(cell: RequestCell<T>, cache: Mailbox<CacheMsg<T>>) -> (Self, Ticket<T>) {
+        let cell = Arc::new(cell);
+        let ticket = Ticket { cell: Arc::clone(&cell) };
+        let inner = HandleInner { cell, cache, released: AtomicBool::new(false) };
+        (Self { inner: Arc::new(inner) }, ticket)
+    }
+
+    /// The request's id.
+    pub fn id(&self) -> RequestId {
+        self.inner.cell.id()
+    }
+
+    /// The requested asset.
+    pub fn key(&self) -> &AssetKey {
+        self.inner.cell.key()
+    }
+
+    /// The request's current priority.
+    pub fn priority(&self) -> Priority {
+        self.inner.cell.priority()
+    }
+
+    /// The request's current state.
+    pub fn state(&self) -> LoadState {
+        self.inner.cell.state()
+    }
+
+    /// Whether the request reached `Ready`, `Failed` or `Cancelled`.
+    pub fn is_terminal(&self) -> bool {
+        self.state().is_terminal()
+    }
+
+    /// The value, once `Ready`.
+    pub fn get(&self) -> Option<Arc<T>> {
+        self.inner.cell.value()
+    }
+
+    /// The error, once `Failed`.
+    pub fn error(&self) -> Option<Arc<AssetLoadError>> {
+        self.inner.cell.error()
+    }
+
+    /// Microseconds from the request to its terminal state, once terminal.
+    pub fn latency_us(&self) -> Option<u64> {
+        self.inner.cell.latency_us()
+    }
+
+    /// Cancels the request now: unless it already ended, its state becomes `Cancelled` before
+    /// this returns and it will never bind a value. The cache then drops the load if no other
+    /// request holds the asset.
+    pub fn cancel(&self) {
+        self.inner.cell.cancel();
+        self.inner.release();
+    }
+
+    /// Changes the request's priority: a queued load moves in the scheduler's queue, a decoded
+    /// request moves in the publish queue. Does nothing once the request ended.
+    pub fn reprioritize(&self, priority: Priority) {
+        if self.is_terminal() || self.inner.released.load(Ordering::Acquire) {
+            return;
+        }
+        self.inner.cell.set_priority(priority);
+        let _ = self.inner.cache.post(CacheMsg::Reprioritize(self.id(), priority));
+    }
+
+    /// The outcome, once terminal, without waiting.
+    pub fn outcome(&self) -> Option<Result<Arc<T>, ReadyError>> {
+        self.inner.cell.outcome()
+    }
+
+    /// Waits for the terminal state, asynchronously (any executor).
+    ///
+    /// # Errors
+    ///
+    /// [`ReadyError::Failed`] or [`ReadyError::Cancelled`].
+    pub fn ready(&self) -> impl Future<Output = Result<Arc<T>, ReadyError>> + Send + 'static {
+        let cell = Arc::clone(&self.inner.cell);
+        async move {
+            loop {
+                if let Some(outcome) = cell.outcome() {
+                    return outcome;
+                }
+                let listener = cell.changed.listen();
+                if let Some(outcome) = cell.outcome() {
+                    return outcome;
+                }
+                listener.await;
+            }
+        }
+    }
+
+    /// Blocks the calling thread until the terminal state or `timeout`; `None` on timeout.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<Arc<T>, ReadyError>> {
+        let deadline = Instant::now() + timeout;
+        let cell = &self.inner.cell;
+        loop {
+            if let Some(outcome) = cell.outcome() {
+                return Some(outcome);
+            }
+            let listener = cell.changed.listen();
+            if let Some(outcome) = cell.outcome() {
+                return Some(outcome);
+            }
+            listener.wait_deadline(deadline)?;
+        }
+    }
+}

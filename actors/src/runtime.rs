@@ -1,0 +1,403 @@
+//! The embeddable runtime: build it, register asset types, request assets, tick frames.
+//!
+//! [`Runtime`] is the engine's side. Everything it does on the caller's thread is non-blocking:
+//! `request` validates the key, creates the request's shared cell and posts one message;
+//! `begin_frame` publishes within its budget under one lock. Only [`Runtime::cache_stats`]
+//! (a query for tools) and [`Runtime::shutdown`] wait on other threads.
+//!
+//! # Errors
+//!
+//! Caller mistakes are refused at once with a [`RequestError`]. A load's own failures
+//! (including a full queue) arrive on the handle as `Failed(AssetLoadError)`.
+
+mod config;
+mod core;
+mod registry;
+
+pub use config::RuntimeConfig;
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use streamrt_messages::{
+    AssetKey, AssetLoadError, AssetTypeName, ErrorKind, InvalidKey, Priority, RequestId, Status,
+};
+use streamrt_supervisor::Mailbox;
+
+use crate::asset::Decoder;
+use crate::cache::{CacheMsg, CacheStats};
+use crate::clock::{Clock, MonotonicClock};
+use crate::frame::{FrameReport, FrameShared, PublishMode};
+use crate::request::{Handle, RequestCell};
+use crate::source::Source;
+use crate::telemetry::{self, Counters, EventStream, Probe, SinkMsg, TelemetrySink};
+
+use self::core::{Core, CoreParts};
+use self::registry::{DecoderSpec, TypeEntry, TypeSpec};
+
+/// Why a runtime could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// No source was given.
+    #[error("no source: call RuntimeBuilder::source")]
+    NoSource,
+    /// A setting that must be positive is 0.
+    #[error("configuration: {0} must be at least 1")]
+    Config(&'static str),
+    /// A decoder's type name is not a valid asset type name.
+    #[error(transparent)]
+    TypeName(#[from] InvalidKey),
+    /// Two decoders for one type name, or for one Rust type.
+    #[error("asset type {0} is registered twice")]
+    DuplicateType(String),
+    /// A thread could not be started or the telemetry file created.
+    #[error("starting the runtime: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The key is not a confined relative path.
+    #[error(transparent)]
+    InvalidKey(#[from] InvalidKey),
+    /// No decoder is registered for the asset type.
+    #[error("no decoder registered for {0}")]
+    UnknownType(String),
+    /// The runtime is shutting down.
+    #[error("runtime shut down")]
+    Shutdown,
+}
+
+/// Builds a [`Runtime`]; see [`RuntimeConfig`] for every setting.
+pub struct RuntimeBuilder {
+    config: RuntimeConfig,
+    source: Option<Arc<dyn Source>>,
+    clock: Arc<dyn Clock>,
+    types: Vec<Box<dyn TypeSpec>>,
+    type_error: Option<BuildError>,
+}
+
+impl RuntimeBuilder {
+    /// Replaces the whole configuration.
+    #[must_use]
+    pub fn config(mut self, config: RuntimeConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// IO worker threads.
+    #[must_use]
+    pub fn workers(mut self, n: usize) -> Self {
+        self.config.workers = n;
+        self
+    }
+
+    /// Loads dispatched and not yet read, at most.
+    #[must_use]
+    pub fn reads_in_flight(mut self, n: usize) -> Self {
+        self.config.reads_in_flight = n;
+        self
+    }
+
+    /// Decode worker threads.
+    #[must_use]
+    pub fn decode_threads(mut self, n: usize) -> Self {
+        self.config.decode_threads = n;
+        self
+    }
+
+    /// Loads waiting in the scheduler, at most.
+    #[must_use]
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.config.queue_capacity = n;
+        self
+    }
+
+    /// Publishes at frame boundaries, at most `publish_count_max` requests per frame.
+    #[must_use]
+    pub fn frame_budget(mut self, publish_count_max: u32) -> Self {
+        self.config.publish = PublishMode::Frames { publish_count_max };
+        self
+    }
+
+    /// Publishes as soon as assets decode (no frame loop).
+    #[must_use]
+    pub fn immediate(mut self) -> Self {
+        self.config.publish = PublishMode::Immediate;
+        self
+    }
+
+    /// Writes telemetry as JSON lines to `path`.
+    #[must_use]
+    pub fn telemetry_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.telemetry_path = Some(path.into());
+        self
+    }
+
+    /// Where assets are read from.
+    #[must_use]
+    pub fn source(mut self, source: impl Source) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// The clock events are stamped with (a virtual one for deterministic runs).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Registers an asset type's decoder.
+    #[must_use]
+    pub fn register<D: Decoder>(mut self, decoder: D) -> Self {
+        match AssetTypeName::new(decoder.type_name()) {
+            Ok(name) => {
+                let spec = DecoderSpec::new(name.clone(), decoder);
+                let taken = self
+                    .types
+                    .iter()
+                    .any(|t| *t.name() == name || t.asset_type_id() == spec.asset_type_id());
+                if taken {
+                    self.type_error.get_or_insert(BuildError::DuplicateType(name.to_string()));
+                } else {
+                    self.types.push(Box::new(spec));
+                }
+            }
+            Err(e) => {
+                self.type_error.get_or_insert(BuildError::TypeName(e));
+            }
+        }
+        self
+    }
+
+    /// Starts the runtime's threads and actors.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`]: no source, a bad setting or type, or a thread or file that could not
+    /// be created.
+    pub fn build(self) -> Result<Runtime, BuildError> {
+        if let Some(e) = self.type_error {
+            return Err(e);
+        }
+        self.config.validate().map_err(BuildError::Config)?;
+        let source = self.source.ok_or(BuildError::NoSource)?;
+        let config = self.config;
+        let probe = Arc::new(Probe::new(self.clock, config.events_buffered_max));
+        let sink_mailbox = Mailbox::new();
+        let sink = TelemetrySink::new(
+            Arc::clone(&probe),
+            sink_mailbox.clone(),
+            config.telemetry_path.as_deref(),
+            config.telemetry_flush_ms,
+        )?;
+        let types: HashMap<TypeId, Arc<dyn Any + Send + Sync>> =
+            self.types.iter().map(|t| (t.asset_type_id(), t.entry())).collect();
+        let frame = Arc::new(FrameShared::new(config.publish, Arc::clone(&probe)));
+        let parts = CoreParts {
+            config: config.clone(),
+            source,
+            probe: Arc::clone(&probe),
+            types: self.types,
+            sink,
+            frame: Arc::clone(&frame),
+        };
+        let core = Core::start(parts, sink_mailbox.clone())?;
+        Ok(Runtime {
+            config,
+            probe,
+            types,
+            frame,
+            sink: sink_mailbox,
+            next_request: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
+            core: Mutex::new(Some(core)),
+        })
+    }
+}
+
+/// A running streamrt instance; see the module docs.
+///
+/// Dropping it shuts it down (as [`Runtime::shutdown`]).
+pub struct Runtime {
+    config: RuntimeConfig,
+    probe: Arc<Probe>,
+    types: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    frame: Arc<FrameShared>,
+    sink: Mailbox<SinkMsg>,
+    next_request: AtomicU64,
+    closing: AtomicBool,
+    core: Mutex<Option<Core>>,
+}
+
+impl Runtime {
+    /// A builder with the default configuration.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            config: RuntimeConfig::default(),
+            source: None,
+            clock: Arc::new(MonotonicClock::new()),
+            types: Vec::new(),
+            type_error: None,
+        }
+    }
+
+    /// The configuration the runtime was built with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Requests the asset of type `T` at `path`. Returns at once; the handle tracks the load.
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError::InvalidKey`] for a path that is not confined, `UnknownType` when no
+    /// decoder produces `T`, `Shutdown` once the runtime is shutting down.
+    pub fn request<T: Send + Sync + 'static>(
+        &self,
+        path: &str,
+        priority: Priority,
+    ) -> Result<Handle<T>, RequestError> {
+        let entry = self.entry::<T>()?;
+        let key = AssetKey::new(entry.name.clone(), path)?;
+        self.submit(entry, key, priority)
+    }
+
+    /// Requests the asset `key`, whose type must be the one registered for `T`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::request`]; `UnknownType` also when `key`'s type is not `T`'s.
+    pub fn request_key<T: Send + Sync + 'static>(
+        &self,
+        key: AssetKey,
+        priority: Priority,
+    ) -> Result<Handle<T>, RequestError> {
+        let entry = self.entry::<T>()?;
+        if *key.asset_type() != entry.name {
+            return Err(RequestError::UnknownType(key.asset_type().to_string()));
+        }
+        self.submit(entry, key, priority)
+    }
+
+    fn entry<T: Send + Sync + 'static>(&self) -> Result<&TypeEntry<T>, RequestError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(RequestError::Shutdown);
+        }
+        self.types
+            .get(&TypeId::of::<T>())
+            .and_then(|e| e.downcast_ref::<TypeEntry<T>>())
+            .ok_or_else(|| RequestError::UnknownType(std::any::type_name::<T>().to_owned()))
+    }
+
+    fn submit<T: Send + Sync + 'static>(
+        &self,
+        entry: &TypeEntry<T>,
+        key: AssetKey,
+        priority: Priority,
+    ) -> Result<Handle<T>, RequestError> {
+        let id = RequestId(self.next_request.fetch_add(1, Ordering::Relaxed) + 1);
+        let counters = &self.probe.counters;
+        let outstanding = Counters::get(&counters.requested)
+            - (Counters::get(&counters.ready)
+                + Counters::get(&counters.failed)
+                + Counters::get(&counters.cancelled));
+        Counters::bump(&counters.requested);
+        let cell = RequestCell::new(id, key.clone(), priority, Arc::clone(&self.probe));
+        let (handle, ticket) = Handle::new(cell, entry.mailbox.clone());
+        if outstanding >= self.config.requests_outstanding_max as u64 {
+            let capacity = self.config.requests_outstanding_max;
+            ticket.cell().fail(&AssetLoadError::shared(key, ErrorKind::QueueFull { capacity }));
+            return Ok(handle);
+        }
+        // A closed mailbox hands the ticket back; dropping it fails the request with Shutdown.
+        let _ = entry.mailbox.post(CacheMsg::Load(ticket));
+        Ok(handle)
+    }
+
+    /// Starts a frame: publishes decoded requests, most urgent first, within the frame budget.
+    /// Runs on the caller's thread without waiting on any actor.
+    pub fn begin_frame(&self) -> FrameReport {
+        self.frame.begin_frame()
+    }
+
+    /// Ends a frame.
+    pub fn end_frame(&self) {
+        self.frame.end_frame();
+    }
+
+    /// Ends the current frame and begins the next.
+    pub fn tick(&self) -> FrameReport {
+        self.end_frame();
+        self.begin_frame()
+    }
+
+    /// The live status, read from counters without a round trip.
+    pub fn status(&self) -> Status {
+        let c = &self.probe.counters;
+        Status {
+            worker_count: self.config.workers,
+            decode_threads: self.config.decode_threads,
+            queue_capacity: self.config.queue_capacity,
+            in_flight: Counters::get(&c.in_flight),
+            queued: Counters::get(&c.queued),
+            requested: Counters::get(&c.requested),
+            ready: Counters::get(&c.ready),
+            failed: Counters::get(&c.failed),
+            cancelled: Counters::get(&c.cancelled),
+            cancelled_after_decode: Counters::get(&c.cancelled_after_decode),
+            bytes_read: Counters::get(&c.bytes_read),
+            events_dropped: Counters::get(&c.events_dropped),
+            frame: self.probe.frame(),
+        }
+    }
+
+    /// Every cache's figures. Waits for each cache's answer (up to `timeout` each): for tools,
+    /// not for the frame loop.
+    pub fn cache_stats(&self, timeout: Duration) -> Vec<CacheStats> {
+        let guard = self.core.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(core) = guard.as_ref() else { return Vec::new() };
+        let mut out = Vec::new();
+        for cache in &core.caches {
+            let (tx, rx) = mpsc::channel();
+            if cache.post_stats(tx) {
+                out.extend(rx.recv_timeout(timeout).ok());
+            }
+        }
+        out
+    }
+
+    /// A live feed of telemetry events, holding at most `capacity` undelivered events.
+    pub fn subscribe(&self, capacity: usize) -> EventStream {
+        let (tx, stream) = EventStream::channel(capacity);
+        let _ = self.sink.post(SinkMsg::Subscribe(tx));
+        stream
+    }
+
+    /// Writes out every telemetry event buffered so far and waits for it.
+    pub fn flush_telemetry(&self) {
+        telemetry::flush(&self.sink);
+    }
+
+    /// Fails every outstanding request with `Shutdown`, stops the actors and joins every thread
+    /// the runtime started. Idempotent; later requests are refused with `Shutdown`.
+    pub fn shutdown(&self) {
+        self.closing.store(true, Ordering::Release);
+        let core = self.core.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(core) = core {
+            core.stop();
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

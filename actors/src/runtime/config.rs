@@ -1,0 +1,88 @@
+//! The runtime's configuration: thread counts, limits and budgets, each with its unit.
+
+use std::path::PathBuf;
+
+use crate::frame::PublishMode;
+
+/// Everything a runtime is sized by. Every number is fixed by the configuration, never derived
+/// from the machine unless asked (see [`RuntimeConfig::decode_threads_per_core`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// IO worker threads; each performs one blocking read at a time.
+    pub workers: usize,
+    /// Loads dispatched and not yet read, at most (read credits). At least `workers` keeps
+    /// every IO thread fed without waiting for the scheduler.
+    pub reads_in_flight: usize,
+    /// Decode worker threads.
+    pub decode_threads: usize,
+    /// Loads read and not yet decoded, at most (decode credits).
+    pub decode_backlog_max: usize,
+    /// Loads waiting in the scheduler's queue, at most; past it a load fails with `QueueFull`.
+    pub queue_capacity: usize,
+    /// Requests not yet terminal, at most; past it `request` returns a handle already failed
+    /// with `QueueFull`. Bounds every engine-to-runtime queue.
+    pub requests_outstanding_max: usize,
+    /// When decoded assets become visible.
+    pub publish: PublishMode,
+    /// Telemetry events buffered for the sink, at most; past it events are dropped and counted.
+    pub events_buffered_max: usize,
+    /// Where the sink writes JSON lines, if anywhere.
+    pub telemetry_path: Option<PathBuf>,
+    /// How often the sink drains its buffer, in milliseconds.
+    pub telemetry_flush_ms: u64,
+    /// Messages an actor handles per wake before yielding to the others on its arbiter.
+    pub drain_batch_max: usize,
+    /// How long shutdown waits for each actor's acknowledgement, in milliseconds, before it
+    /// fails the actor's requests itself.
+    pub shutdown_ack_ms_max: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            reads_in_flight: 4,
+            decode_threads: 2,
+            decode_backlog_max: 4,
+            queue_capacity: 65_536,
+            requests_outstanding_max: 1 << 20,
+            publish: PublishMode::Immediate,
+            events_buffered_max: 1 << 16,
+            telemetry_path: None,
+            telemetry_flush_ms: 10,
+            drain_batch_max: 256,
+            shutdown_ack_ms_max: 10_000,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// One decode thread per available core: the one setting that reads the machine.
+    #[must_use]
+    pub fn decode_threads_per_core(mut self) -> Self {
+        self.decode_threads = std::thread::available_parallelism().map_or(1, usize::from);
+        self
+    }
+
+    /// Checks that every count is usable.
+    ///
+    /// # Errors
+    ///
+    /// The name of the first setting that must be at least 1.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        let positive = [
+            ("workers", self.workers),
+            ("reads_in_flight", self.reads_in_flight),
+            ("decode_threads", self.decode_threads),
+            ("decode_backlog_max", self.decode_backlog_max),
+            ("queue_capacity", self.queue_capacity),
+            ("requests_outstanding_max", self.requests_outstanding_max),
+            ("events_buffered_max", self.events_buffered_max),
+            ("drain_batch_max", self.drain_batch_max),
+        ];
+        match positive.iter().find(|(_, v)| *v == 0) {
+            Some((name, _)) => Err(name),
+            None => Ok(()),
+        }
+    }
+}

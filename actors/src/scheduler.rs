@@ -1,0 +1,205 @@
+//! The scheduler actor: pending loads in priority order, dispatched to the IO pool within
+//! credits.
+//!
+//! # Ordering
+//!
+//! Loads leave the queue most urgent first and, within one priority, in the order they were
+//! queued (or last moved to that priority).
+//!
+//! # Backpressure
+//!
+//! - At most `queue_capacity` loads wait; one more fails with `QueueFull` at its cache.
+//! - At most `reads_in_flight` loads are being read, and at most `reads_in_flight +
+//!   decode_backlog_max` are between dispatch and their end; only then is the next load
+//!   dispatched. The IO pool's queue and the decode pool's queue are bounded by these credits.
+//!
+//! # Supervision
+//!
+//! The queue is the scheduler's own state: a restart loses it, and each cache re-enqueues its
+//! queued loads (the caches own the requests). In-flight loads are not lost: their end reaches
+//! the cache, which tells the scheduler.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use actix::{Actor, AsyncContext, Context, Handler};
+use streamrt_messages::{ErrorKind, EventKind, Generation, Priority};
+use streamrt_supervisor::{Mailbox, PoolSender, Wake};
+
+use crate::queue::PriorityQueue;
+use crate::telemetry::Probe;
+use crate::work::{Job, JobEnd, JobGuard, ReadJob};
+
+/// What the scheduler is told.
+pub(crate) enum SchedulerMsg {
+    /// Queue a load (from a cache).
+    Enqueue(Job),
+    /// Move a queued load to another priority.
+    Reprioritize(Generation, Priority),
+    /// Drop a queued load; no effect once dispatched.
+    CancelQueued(Generation),
+    /// An IO worker finished reading (from an IO worker).
+    ReadDone(Generation),
+    /// A dispatched load ended (from its cache).
+    JobFinished(Generation),
+    /// Drop everything queued and stop dispatching; reply when done.
+    Shutdown(mpsc::Sender<()>),
+}
+
+/// The scheduler's limits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SchedulerLimits {
+    pub(crate) queue_capacity: usize,
+    pub(crate) reads_in_flight: usize,
+    pub(crate) decode_backlog_max: usize,
+    pub(crate) drain_batch_max: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Reading,
+    Decoding,
+}
+
+/// See the module docs.
+pub(crate) struct Scheduler {
+    mailbox: Mailbox<SchedulerMsg>,
+    queue: PriorityQueue<Generation, Job>,
+    in_flight: HashMap<Generation, Phase>,
+    reading: usize,
+    limits: SchedulerLimits,
+    io: PoolSender<ReadJob>,
+    probe: Arc<Probe>,
+    stopped: bool,
+}
+
+impl Scheduler {
+    pub(crate) fn new(
+        mailbox: Mailbox<SchedulerMsg>,
+        limits: SchedulerLimits,
+        io: PoolSender<ReadJob>,
+        probe: Arc<Probe>,
+    ) -> Self {
+        Self {
+            mailbox,
+            queue: PriorityQueue::new(),
+            in_flight: HashMap::new(),
+            reading: 0,
+            limits,
+            io,
+            probe,
+            stopped: false,
+        }
+    }
+
+    fn handle_msg(&mut self, msg: SchedulerMsg) {
+        match msg {
+            SchedulerMsg::Enqueue(job) => self.enqueue(job),
+            SchedulerMsg::Reprioritize(generation, priority) => {
+                self.queue.reprioritize(&generation, priority);
+            }
+            SchedulerMsg::CancelQueued(generation) => {
+                if self.queue.remove(&generation).is_some() {
+                    self.probe.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            SchedulerMsg::ReadDone(generation) => {
+                if let Some(phase) = self.in_flight.get_mut(&generation) {
+                    if *phase == Phase::Reading {
+                        *phase = Phase::Decoding;
+                        self.reading -= 1;
+                    }
+                }
+            }
+            SchedulerMsg::JobFinished(generation) => {
+                if let Some(phase) = self.in_flight.remove(&generation) {
+                    // A job that ended without `ReadDone` (its reader was lost) frees its read
+                    // credit here, so credits never leak.
+                    if phase == Phase::Reading {
+                        self.reading -= 1;
+                    }
+                    self.probe.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            SchedulerMsg::Shutdown(ack) => {
+                self.stopped = true;
+                let dropped = self.queue.drain();
+                self.probe.counters.queued.fetch_sub(dropped.len() as u64, Ordering::Relaxed);
+                // The jobs' requests are held by their caches, which fail them on shutdown.
+                drop(dropped);
+                let _ = ack.send(());
+            }
+        }
+    }
+
+    fn enqueue(&mut self, job: Job) {
+        if self.stopped || job.token.is_cancelled() {
+            return;
+        }
+        if self.queue.len() >= self.limits.queue_capacity {
+            let capacity = self.limits.queue_capacity;
+            let route = Arc::clone(&job.route);
+            route.end(job, JobEnd::Failed(ErrorKind::QueueFull { capacity }));
+            return;
+        }
+        let (generation, priority) = (job.generation, job.priority);
+        if self.queue.push(generation, job, priority).is_ok() {
+            self.probe.counters.queued.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn can_dispatch(&self) -> bool {
+        let jobs_max = self.limits.reads_in_flight + self.limits.decode_backlog_max;
+        !self.stopped && self.reading < self.limits.reads_in_flight && self.in_flight.len() < jobs_max
+    }
+
+    fn dispatch(&mut self) {
+        while self.can_dispatch() {
+            let Some((generation, job, priority)) = self.queue.pop() else { break };
+            let counters = &self.probe.counters;
+            counters.queued.fetch_sub(1, Ordering::Relaxed);
+            if job.token.is_cancelled() {
+                continue;
+            }
+            counters.in_flight.fetch_add(1, Ordering::Relaxed);
+            self.in_flight.insert(generation, Phase::Reading);
+            self.reading += 1;
+            self.probe.emit(
+                self.probe
+                    .event(EventKind::Dispatched)
+                    .with_request(job.origin)
+                    .with_generation(generation)
+                    .with_key(job.key.clone())
+                    .with_priority(priority),
+            );
+            job.route.dispatched(&job);
+            // A closed pool (shutdown) drops the job here, and its guard fails it.
+            let _ = self.io.submit(ReadJob(JobGuard::new(job, ErrorKind::Shutdown)));
+        }
+    }
+}
+
+impl Actor for Scheduler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.mailbox.attach(ctx.address().recipient());
+    }
+}
+
+impl Handler<Wake> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        let mut batch = Vec::new();
+        if self.mailbox.drain_into(self.limits.drain_batch_max, &mut batch) {
+            ctx.notify(Wake);
+        }
+        for msg in batch {
+            self.handle_msg(msg);
+        }
+        self.dispatch();
+    }
+}

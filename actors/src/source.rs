@@ -1,0 +1,56 @@
+//! Sources map an asset key to its stored bytes.
+//!
+//! A source is called from the IO worker threads, several reads at once, and may block (that is
+//! what the IO pool is for). Keys arrive already validated (see `AssetKey`), so a source can
+//! join them under its root; each source still guards against what the text cannot show, such
+//! as symlinks.
+
+mod dir;
+mod memory;
+
+pub use dir::DirSource;
+pub use memory::MemorySource;
+
+use streamrt_messages::{AssetKey, ErrorKind};
+
+/// Reads assets' bytes.
+pub trait Source: Send + Sync + 'static {
+    /// The stored bytes of `key`.
+    ///
+    /// # Errors
+    ///
+    /// A [`SourceError`]: `NotFound`, a (transient) `Io` error, or `TooLarge`.
+    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError>;
+
+    /// A short description for logs and status (`dir:/path/to/root`).
+    fn describe(&self) -> String;
+}
+
+/// Why a source could not produce an asset's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// No such asset.
+    #[error("not found")]
+    NotFound,
+    /// The read failed.
+    #[error("io: {0}")]
+    Io(String),
+    /// The asset is larger than the source's limit.
+    #[error("too large: {size} bytes, limit {max}")]
+    TooLarge {
+        /// The stored size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        max: u64,
+    },
+}
+
+impl From<SourceError> for ErrorKind {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::NotFound => ErrorKind::NotFound,
+            SourceError::Io(m) => ErrorKind::Io(m),
+            SourceError::TooLarge { size, max } => ErrorKind::TooLarge { size, max },
+        }
+    }
+}

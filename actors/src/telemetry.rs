@@ -1,0 +1,237 @@
+//! Telemetry: live counters, the bounded event buffer producers write to, and the sink actor
+//! that drains it.
+//!
+//! - [`Probe`] is shared by every actor, worker and handle. Producers stamp an [`Event`] with
+//!   the clock and the frame index and push it into a bounded lock-free buffer; they never
+//!   block and never wait on the sink. When the buffer is full the event is dropped and counted
+//!   (`events_dropped`), and the count is itself reported in the status.
+//! - [`Counters`] are the live figures behind `Status`, updated where things happen, so a
+//!   status query needs no round trip to any actor.
+//! - [`TelemetrySink`] runs on its own arbiter. Every `flush_ms` it drains the buffer, writes
+//!   JSON lines to the configured file and feeds subscribers.
+//!
+//! # Supervision
+//!
+//! The sink keeps nothing a restart could lose but the events already drained and not yet
+//! written (the writer is flushed on every tick); the buffer and counters live in the probe.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, AsyncContext, Context, Handler};
+use crossbeam_queue::ArrayQueue;
+use streamrt_messages::{Event, EventKind};
+use streamrt_supervisor::{Mailbox, Wake};
+
+use crate::clock::Clock;
+
+/// Live counters; see [`streamrt_messages::Status`] for their meaning.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) requested: AtomicU64,
+    pub(crate) ready: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
+    pub(crate) cancelled_after_decode: AtomicU64,
+    pub(crate) in_flight: AtomicU64,
+    pub(crate) queued: AtomicU64,
+    pub(crate) bytes_read: AtomicU64,
+    pub(crate) events_dropped: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Shared by every producer of telemetry; see the module docs.
+pub(crate) struct Probe {
+    clock: Arc<dyn Clock>,
+    pub(crate) counters: Counters,
+    events: ArrayQueue<Event>,
+    frame: AtomicU64,
+}
+
+impl Probe {
+    pub(crate) fn new(clock: Arc<dyn Clock>, events_buffered_max: usize) -> Self {
+        Self {
+            clock,
+            counters: Counters::default(),
+            events: ArrayQueue::new(events_buffered_max.max(1)),
+            frame: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn now_us(&self) -> u64 {
+        self.clock.now_us()
+    }
+
+    pub(crate) fn frame(&self) -> u64 {
+        self.frame.load(Ordering::Acquire)
+    }
+
+    /// Advances the frame index and returns the new one.
+    pub(crate) fn next_frame(&self) -> u64 {
+        self.frame.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// A fresh event stamped with the time and frame.
+    pub(crate) fn event(&self, kind: EventKind) -> Event {
+        Event::new(self.now_us(), self.frame(), kind)
+    }
+
+    /// Buffers an event for the sink; drops and counts it when the buffer is full.
+    pub(crate) fn emit(&self, event: Event) {
+        if self.events.push(event).is_err() {
+            Counters::bump(&self.counters.events_dropped);
+        }
+    }
+
+    fn take_event(&self) -> Option<Event> {
+        self.events.pop()
+    }
+}
+
+/// What the sink actor is told.
+pub(crate) enum SinkMsg {
+    /// Subscribe a channel to every later event.
+    Subscribe(SyncSender<Event>),
+    /// Drain and write everything buffered so far, then reply.
+    Flush(mpsc::Sender<()>),
+}
+
+/// Writes and fans out telemetry; see the module docs.
+pub(crate) struct TelemetrySink {
+    probe: Arc<Probe>,
+    mailbox: Mailbox<SinkMsg>,
+    writer: Option<BufWriter<File>>,
+    subscribers: Vec<SyncSender<Event>>,
+    flush_ms: u64,
+}
+
+impl TelemetrySink {
+    /// A sink writing JSON lines to `path`, if given.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be created.
+    pub(crate) fn new(
+        probe: Arc<Probe>,
+        mailbox: Mailbox<SinkMsg>,
+        path: Option<&Path>,
+        flush_ms: u64,
+    ) -> std::io::Result<Self> {
+        let writer = path.map(File::create).transpose()?.map(BufWriter::new);
+        Ok(Self { probe, mailbox, writer, subscribers: Vec::new(), flush_ms })
+    }
+
+    fn drain(&mut self) {
+        while let Some(event) = self.probe.take_event() {
+            if let Some(w) = &mut self.writer {
+                if serde_json::to_writer(&mut *w, &event).is_err() || w.write_all(b"\n").is_err() {
+                    tracing::warn!(target: "streamrt", "telemetry file write failed; closing it");
+                    self.writer = None;
+                }
+            }
+            self.subscribers.retain(|s| match s.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    Counters::bump(&self.probe.counters.events_dropped);
+                    true
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            });
+        }
+        if let Some(w) = &mut self.writer {
+            let _ = w.flush();
+        }
+    }
+}
+
+impl Actor for TelemetrySink {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.mailbox.attach(ctx.address().recipient());
+        ctx.run_interval(Duration::from_millis(self.flush_ms.max(1)), |sink, _| sink.drain());
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.drain();
+    }
+}
+
+impl Handler<Wake> for TelemetrySink {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        let mut batch = Vec::new();
+        if self.mailbox.drain_into(64, &mut batch) {
+            ctx.notify(Wake);
+        }
+        for msg in batch {
+            match msg {
+                SinkMsg::Subscribe(tx) => self.subscribers.push(tx),
+                SinkMsg::Flush(ack) => {
+                    self.drain();
+                    let _ = ack.send(());
+                }
+            }
+        }
+    }
+}
+
+/// A live feed of telemetry events from a runtime.
+///
+/// # Backpressure
+///
+/// The feed holds at most the capacity it was made with; past it, events for this subscriber
+/// are dropped and counted in `events_dropped`.
+pub struct EventStream {
+    rx: Receiver<Event>,
+}
+
+impl EventStream {
+    pub(crate) fn channel(capacity: usize) -> (SyncSender<Event>, Self) {
+        let (tx, rx) = mpsc::sync_channel(capacity);
+        (tx, Self { rx })
+    }
+
+    /// Waits up to `timeout` for the next event. `None` on timeout or once the runtime is gone.
+    pub fn next_timeout(&self, timeout: Duration) -> Option<Event> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_next(&self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Waits up to `timeout` for an event matching `pred`, discarding the others.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Event) -> bool) -> Option<Event> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            let event = self.rx.recv_timeout(left).ok()?;
+            if pred(&event) {
+                return Some(event);
+            }
+        }
+    }
+}
+
+/// Drains the buffer through the sink and waits for it; returns false if the sink is gone.
+pub(crate) fn flush(sink: &Mailbox<SinkMsg>) -> bool {
+    let (tx, rx) = mpsc::channel();
+    sink.post(SinkMsg::Flush(tx)).is_ok() && rx.recv().is_ok()
+}

@@ -1,0 +1,176 @@
+//! Loads in flight: the job a load travels as, and the IO and decode workers that run it.
+//!
+//! A [`Job`] is made by a cache, queued by the scheduler, read by an [`IoWorker`] and decoded by
+//! a [`DecodeWorker`]. Its [`JobRoute`] (one per asset type) carries what only the type knows:
+//! how to decode and which cache to tell.
+//!
+//! # Invariants
+//!
+//! - Every dispatched job ends exactly once, at its cache: decoded, failed or dropped. A job
+//!   travels inside a [`JobGuard`] whose `Drop` ends it as failed if a worker lost it (a panic
+//!   in the worker itself, a closed pool), so a job is never silently lost.
+//! - Workers check the job's [`CancelToken`] before the read, after the read and before the
+//!   decode, so a cancelled load stops at the next check.
+//!
+//! # Supervision
+//!
+//! Both worker kinds run in a `WorkerPool`: a panic rebuilds the worker with fresh state and
+//! the pool keeps its size. A decoder panic is caught by the route, reported as
+//! `DecoderPanicked`, then re-raised so the decode worker is rebuilt too.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use streamrt_messages::{AssetKey, CancelStage, ErrorKind, Generation, Priority, RequestId};
+use streamrt_supervisor::{Mailbox, PoolSender, Worker};
+
+use crate::scheduler::SchedulerMsg;
+use crate::source::Source;
+use crate::telemetry::Probe;
+
+/// Set once a load is no longer wanted; checked by the workers between stages.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub(crate) fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// How a job ended, other than with a decoded value.
+#[derive(Debug, Clone)]
+pub(crate) enum JobEnd {
+    /// The load failed.
+    Failed(ErrorKind),
+    /// A worker saw the cancel token and stopped.
+    Dropped(CancelStage),
+}
+
+/// What only the asset type knows; see the module docs.
+pub(crate) trait JobRoute: Send + Sync {
+    /// Tells the cache its load was dispatched.
+    fn dispatched(&self, job: &Job);
+    /// Decodes on the calling (decode worker) thread and tells the cache. A decoder panic is
+    /// reported to the cache as `DecoderPanicked`, then handed back for the caller to re-raise.
+    fn decode(&self, job: Job, bytes: Vec<u8>) -> Result<(), Box<dyn Any + Send>>;
+    /// Tells the cache its load ended without a value.
+    fn end(&self, job: Job, end: JobEnd);
+}
+
+/// One load of one slot.
+pub(crate) struct Job {
+    /// The cache's slot index; valid only together with `generation`.
+    pub(crate) slot: usize,
+    /// The load's generation, unique within the runtime.
+    pub(crate) generation: Generation,
+    pub(crate) key: AssetKey,
+    pub(crate) priority: Priority,
+    /// The request that started the load.
+    pub(crate) origin: RequestId,
+    pub(crate) token: CancelToken,
+    pub(crate) route: Arc<dyn JobRoute>,
+}
+
+/// Ends its job as failed with `lost` if dropped before the job was handed on.
+pub(crate) struct JobGuard {
+    job: Option<Job>,
+    lost: ErrorKind,
+}
+
+impl JobGuard {
+    pub(crate) fn new(job: Job, lost: ErrorKind) -> Self {
+        Self { job: Some(job), lost }
+    }
+
+    fn take(&mut self) -> Job {
+        self.job.take().expect("a guard's job is taken once")
+    }
+}
+
+impl Drop for JobGuard {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            let route = Arc::clone(&job.route);
+            route.end(job, JobEnd::Failed(self.lost.clone()));
+        }
+    }
+}
+
+fn end(job: Job, end: JobEnd) {
+    let route = Arc::clone(&job.route);
+    route.end(job, end);
+}
+
+/// A job on its way to an IO worker.
+pub(crate) struct ReadJob(pub(crate) JobGuard);
+
+/// Read bytes on their way to a decode worker.
+pub(crate) struct DecodeJob {
+    guard: JobGuard,
+    bytes: Vec<u8>,
+}
+
+/// Reads jobs' bytes from the source and passes them to the decode pool.
+pub(crate) struct IoWorker {
+    pub(crate) source: Arc<dyn Source>,
+    pub(crate) scheduler: Mailbox<SchedulerMsg>,
+    pub(crate) decode: PoolSender<DecodeJob>,
+    pub(crate) probe: Arc<Probe>,
+}
+
+impl Worker for IoWorker {
+    type Job = ReadJob;
+
+    fn run(&mut self, ReadJob(mut guard): ReadJob) {
+        let job = guard.take();
+        let generation = job.generation;
+        let read_done = || {
+            // A closed scheduler mailbox means shutdown: the credit no longer matters.
+            let _ = self.scheduler.post(SchedulerMsg::ReadDone(generation));
+        };
+        if job.token.is_cancelled() {
+            read_done();
+            return end(job, JobEnd::Dropped(CancelStage::Loading));
+        }
+        let read = self.source.read(&job.key);
+        read_done();
+        if job.token.is_cancelled() {
+            return end(job, JobEnd::Dropped(CancelStage::Loading));
+        }
+        match read {
+            Err(e) => end(job, JobEnd::Failed(e.into())),
+            Ok(bytes) => {
+                let n = bytes.len() as u64;
+                self.probe.counters.bytes_read.fetch_add(n, Ordering::Relaxed);
+                let next = DecodeJob { guard: JobGuard::new(job, ErrorKind::Shutdown), bytes };
+                // A closed decode pool drops the job here, and its guard fails it.
+                let _ = self.decode.submit(next);
+            }
+        }
+    }
+}
+
+/// Runs decoders.
+pub(crate) struct DecodeWorker;
+
+impl Worker for DecodeWorker {
+    type Job = DecodeJob;
+
+    fn run(&mut self, DecodeJob { mut guard, bytes }: DecodeJob) {
+        let job = guard.take();
+        if job.token.is_cancelled() {
+            return end(job, JobEnd::Dropped(CancelStage::Loading));
+        }
+        let route = Arc::clone(&job.route);
+        if let Err(panic) = route.decode(job, bytes) {
+            // Already reported to the cache; re-raised so the pool rebuilds this worker.
+            std::panic::resume_unwind(panic);
+        }
+    }
+}

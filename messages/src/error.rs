@@ -1,0 +1,107 @@
+//! The structured failure of a load.
+//!
+//! One [`AssetLoadError`] is built per failed load and shared (`Arc`) by every request waiting on
+//! it, so its text is formatted once however many holders read it.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::key::AssetKey;
+
+/// Why a load failed, with what the engine needs to react to it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("loading {key} failed (attempt {attempt}): {kind}")]
+pub struct AssetLoadError {
+    /// The asset whose load failed; its type is `key.asset_type()`.
+    pub key: AssetKey,
+    /// Which attempt failed, from 1.
+    pub attempt: u32,
+    /// What went wrong.
+    pub kind: ErrorKind,
+}
+
+impl AssetLoadError {
+    /// A shared error for the first attempt at `key`.
+    pub fn shared(key: AssetKey, kind: ErrorKind) -> Arc<Self> {
+        Arc::new(Self { key, attempt: 1, kind })
+    }
+}
+
+/// The kinds of load failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The source has no such asset.
+    #[error("not found")]
+    NotFound,
+    /// The source failed to read; transient, may be retried.
+    #[error("io error: {0}")]
+    Io(String),
+    /// The decoder rejected the bytes.
+    #[error("decode error: {0}")]
+    Decode(String),
+    /// The decoder panicked; the worker was restarted.
+    #[error("decoder panicked: {0}")]
+    DecoderPanicked(String),
+    /// The decoded value broke a rule of its type (an index out of range, say).
+    #[error("validation error: {0}")]
+    Validation(String),
+    /// The stored bytes do not match their checksum or their declared layout.
+    #[error("corrupt: {0}")]
+    Corrupt(String),
+    /// A dependency failed, for the reason given.
+    #[error("dependency {dependency} failed: {cause}")]
+    DependencyFailed {
+        /// The dependency that failed.
+        dependency: AssetKey,
+        /// Its failure, as text.
+        cause: String,
+    },
+    /// The scheduler's queue, or the runtime's admission limit, was full.
+    #[error("queue full ({capacity} queued)")]
+    QueueFull {
+        /// The limit that was reached.
+        capacity: usize,
+    },
+    /// The asset is larger than allowed.
+    #[error("too large: {size} bytes, limit {max}")]
+    TooLarge {
+        /// The asset's size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        max: u64,
+    },
+    /// The key's decoder panicked too often; it is no longer attempted.
+    #[error("quarantined after {panics} decoder panics")]
+    Quarantined {
+        /// How many panics led to the quarantine.
+        panics: u32,
+    },
+    /// The runtime shut down before the load finished.
+    #[error("runtime shut down")]
+    Shutdown,
+}
+
+impl ErrorKind {
+    /// A short stable name, for telemetry and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::Io(_) => "io",
+            Self::Decode(_) => "decode",
+            Self::DecoderPanicked(_) => "decoder_panicked",
+            Self::Validation(_) => "validation",
+            Self::Corrupt(_) => "corrupt",
+            Self::DependencyFailed { .. } => "dependency_failed",
+            Self::QueueFull { .. } => "queue_full",
+            Self::TooLarge { .. } => "too_large",
+            Self::Quarantined { .. } => "quarantined",
+            Self::Shutdown => "shutdown",
+        }
+    }
+
+    /// Whether another attempt could succeed (IO errors only).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Io(_))
+    }
+}

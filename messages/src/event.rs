@@ -1,0 +1,163 @@
+//! Telemetry events: one record per lifecycle step.
+//!
+//! Events carry monotonic microseconds since the runtime started (`t_us`), never wall-clock
+//! time, so a log is comparable across runs and a replay can regenerate it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ErrorKind, Generation, LoadState, Priority, RequestId};
+use crate::key::AssetKey;
+
+/// The stage a request was in when it was cancelled.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub enum CancelStage {
+    /// Still queued: no byte was read.
+    Queued,
+    /// Dispatched: being read or decoded.
+    Loading,
+    /// Decoded, waiting to be published.
+    Decoded,
+}
+
+impl CancelStage {
+    /// The stage matching a request's state when it was cancelled.
+    pub fn of(state: LoadState) -> Self {
+        match state {
+            LoadState::Pending => Self::Queued,
+            LoadState::Loading => Self::Loading,
+            _ => Self::Decoded,
+        }
+    }
+
+    /// The lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Loading => "loading",
+            Self::Decoded => "decoded",
+        }
+    }
+}
+
+/// What happened.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum EventKind {
+    /// A request was accepted by its cache.
+    Queued,
+    /// The scheduler sent a load to an IO worker.
+    Dispatched,
+    /// A load's bytes were decoded.
+    Decoded,
+    /// A request became `Ready`.
+    Published,
+    /// A request was cancelled.
+    Cancelled {
+        /// Where it was.
+        stage: CancelStage,
+    },
+    /// A decoded value arrived for a load that had been cancelled; it was dropped.
+    CancelledAfterDecode,
+    /// A request failed.
+    Failed {
+        /// Why.
+        kind: ErrorKind,
+    },
+    /// A frame began and published this many requests.
+    FrameBegin {
+        /// Requests published at this boundary.
+        published: u32,
+        /// The count budget of this frame.
+        budget: u32,
+    },
+    /// A frame ended.
+    FrameEnd,
+}
+
+impl EventKind {
+    /// A short stable name, as the JSON log spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Dispatched => "dispatched",
+            Self::Decoded => "decoded",
+            Self::Published => "published",
+            Self::Cancelled { .. } => "cancelled",
+            Self::CancelledAfterDecode => "cancelled_after_decode",
+            Self::Failed { .. } => "failed",
+            Self::FrameBegin { .. } => "frame_begin",
+            Self::FrameEnd => "frame_end",
+        }
+    }
+}
+
+/// One telemetry record.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Event {
+    /// Monotonic microseconds since the runtime started.
+    pub t_us: u64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The request concerned; for a load shared by several requests, the one that started it.
+    pub request: Option<RequestId>,
+    /// The load concerned.
+    pub generation: Option<Generation>,
+    /// The asset concerned.
+    pub key: Option<AssetKey>,
+    /// The request's or load's priority.
+    pub priority: Option<Priority>,
+    /// Bytes read or resident, where known.
+    pub bytes: Option<u64>,
+    /// The frame index at the time.
+    pub frame: u64,
+}
+
+impl Event {
+    /// An event with only a time, a kind and a frame; fill the rest with the `with_*` setters.
+    pub fn new(t_us: u64, frame: u64, kind: EventKind) -> Self {
+        Self {
+            t_us,
+            kind,
+            request: None,
+            generation: None,
+            key: None,
+            priority: None,
+            bytes: None,
+            frame,
+        }
+    }
+
+    /// Sets the request.
+    #[must_use]
+    pub fn with_request(mut self, request: RequestId) -> Self {
+        self.request = Some(request);
+        self
+    }
+
+    /// Sets the generation.
+    #[must_use]
+    pub fn with_generation(mut self, generation: Generation) -> Self {
+        self.generation = Some(generation);
+        self
+    }
+
+    /// Sets the key.
+    #[must_use]
+    pub fn with_key(mut self, key: AssetKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Sets the priority.
+    #[must_use]
+    pub fn with_priority(mut self, priority: Priority) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Sets the byte count.
+    #[must_use]
+    pub fn with_bytes(mut self, bytes: u64) -> Self {
+        self.bytes = Some(bytes);
+        self
+    }
+}

@@ -1,0 +1,276 @@
+//! Asset keys: an asset type name plus a relative path, validated once at construction.
+//!
+//! # Invariants
+//!
+//! An [`AssetKey`] that exists is confined: its path is relative, uses `/` as the only
+//! separator, has no empty, `.` or `..` component, no backslash, no NUL, no drive prefix, and is
+//! at most [`ASSET_PATH_BYTES_MAX`] bytes. Sources may therefore join it under their root
+//! without further checks on the text (symlinks are the source's own concern).
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The longest asset path accepted, in bytes.
+pub const ASSET_PATH_BYTES_MAX: usize = 1024;
+/// The longest asset type name accepted, in bytes.
+pub const ASSET_TYPE_BYTES_MAX: usize = 32;
+
+/// Why a key was refused. Each variant names the offending text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum InvalidKey {
+    /// The path is empty.
+    #[error("invalid key: empty path")]
+    Empty,
+    /// The path is longer than [`ASSET_PATH_BYTES_MAX`].
+    #[error("invalid key: path is {len} bytes, more than {max}")]
+    TooLong {
+        /// The path's length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// The path starts with `/`.
+    #[error("invalid key {0:?}: absolute path")]
+    Absolute(String),
+    /// A component is `..`.
+    #[error("invalid key {0:?}: `..` component")]
+    ParentComponent(String),
+    /// A component is `.` or empty (`a//b`), so the key would not be canonical.
+    #[error("invalid key {0:?}: empty or `.` component")]
+    NonCanonical(String),
+    /// The path contains a backslash.
+    #[error("invalid key {0:?}: backslash")]
+    Backslash(String),
+    /// The path contains a NUL byte.
+    #[error("invalid key {0:?}: NUL byte")]
+    Nul(String),
+    /// The path starts with a drive prefix such as `C:`.
+    #[error("invalid key {0:?}: drive prefix")]
+    DrivePrefix(String),
+    /// The asset type name is empty, too long or not `[a-z0-9_-]`.
+    #[error("invalid asset type {0:?}: want 1 to 32 of [a-z0-9_-]")]
+    BadType(String),
+    /// A textual key has no `type:` prefix.
+    #[error("invalid key {0:?}: want TYPE:PATH")]
+    MissingType(String),
+}
+
+/// The name of an asset type, such as `mesh` or `texture`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct AssetTypeName(Arc<str>);
+
+impl AssetTypeName {
+    /// Validates and wraps a type name.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidKey::BadType`] unless the name is 1 to [`ASSET_TYPE_BYTES_MAX`] bytes of
+    /// `[a-z0-9_-]`.
+    pub fn new(name: &str) -> Result<Self, InvalidKey> {
+        let ok = !name.is_empty()
+            && name.len() <= ASSET_TYPE_BYTES_MAX
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Self(name.into()))
+        } else {
+            Err(InvalidKey::BadType(name.to_owned()))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for AssetTypeName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Debug for AssetTypeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for AssetTypeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A validated asset key: `type:relative/path`.
+///
+/// Cloning is cheap (two reference counts).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct AssetKey {
+    asset_type: AssetTypeName,
+    path: Arc<str>,
+}
+
+impl AssetKey {
+    /// Builds a key from a type and a path, validating the path.
+    ///
+    /// # Errors
+    ///
+    /// An [`InvalidKey`] naming the first rule the path breaks.
+    pub fn new(asset_type: AssetTypeName, path: &str) -> Result<Self, InvalidKey> {
+        validate_path(path)?;
+        Ok(Self { asset_type, path: path.into() })
+    }
+
+    /// Parses `type:path`, as `streamctl` and the control protocol spell keys.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidKey::MissingType`] without a `:`; otherwise as [`AssetTypeName::new`] and
+    /// [`AssetKey::new`].
+    pub fn parse(text: &str) -> Result<Self, InvalidKey> {
+        let (ty, path) =
+            text.split_once(':').ok_or_else(|| InvalidKey::MissingType(text.to_owned()))?;
+        Self::new(AssetTypeName::new(ty)?, path)
+    }
+
+    /// The asset type.
+    pub fn asset_type(&self) -> &AssetTypeName {
+        &self.asset_type
+    }
+
+    /// The confined relative path, `/`-separated.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+impl<'de> Deserialize<'de> for AssetKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            asset_type: AssetTypeName,
+            path: String,
+        }
+        let raw = Raw::deserialize(d)?;
+        Self::new(raw.asset_type, &raw.path).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Debug for AssetKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AssetKey({self})")
+    }
+}
+
+impl fmt::Display for AssetKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.asset_type, self.path)
+    }
+}
+
+fn validate_path(path: &str) -> Result<(), InvalidKey> {
+    let owned = || path.to_owned();
+    if path.is_empty() {
+        return Err(InvalidKey::Empty);
+    }
+    if path.len() > ASSET_PATH_BYTES_MAX {
+        return Err(InvalidKey::TooLong { len: path.len(), max: ASSET_PATH_BYTES_MAX });
+    }
+    if path.contains('\0') {
+        return Err(InvalidKey::Nul(owned()));
+    }
+    if path.contains('\\') {
+        return Err(InvalidKey::Backslash(owned()));
+    }
+    if path.starts_with('/') {
+        return Err(InvalidKey::Absolute(owned()));
+    }
+    let first = path.split('/').next().unwrap_or_default();
+    let b = first.as_bytes();
+    if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
+        return Err(InvalidKey::DrivePrefix(owned()));
+    }
+    for component in path.split('/') {
+        match component {
+            ".." => return Err(InvalidKey::ParentComponent(owned())),
+            "" | "." => return Err(InvalidKey::NonCanonical(owned())),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(path: &str) -> Result<AssetKey, InvalidKey> {
+        AssetKey::new(AssetTypeName::new("blob").unwrap(), path)
+    }
+
+    #[test]
+    fn accepts_ordinary_relative_paths() {
+        for p in ["a", "a/b.mesh", "props/chair_01.tex", "x..y/z", "...", "a/.hidden"] {
+            assert!(key(p).is_ok(), "{p}");
+        }
+    }
+
+    #[test]
+    fn refuses_each_escape_with_its_reason() {
+        assert_eq!(key(""), Err(InvalidKey::Empty));
+        assert!(matches!(key("/etc/passwd"), Err(InvalidKey::Absolute(_))));
+        assert!(matches!(key("../x"), Err(InvalidKey::ParentComponent(_))));
+        assert!(matches!(key("a/../../x"), Err(InvalidKey::ParentComponent(_))));
+        assert!(matches!(key("a\\b"), Err(InvalidKey::Backslash(_))));
+        assert!(matches!(key("a\0b"), Err(InvalidKey::Nul(_))));
+        assert!(matches!(key("C:/windows"), Err(InvalidKey::DrivePrefix(_))));
+        assert!(matches!(key("c:x"), Err(InvalidKey::DrivePrefix(_))));
+        assert!(matches!(key("a//b"), Err(InvalidKey::NonCanonical(_))));
+        assert!(matches!(key("./a"), Err(InvalidKey::NonCanonical(_))));
+        assert!(matches!(key("a/"), Err(InvalidKey::NonCanonical(_))));
+        let long = "a".repeat(ASSET_PATH_BYTES_MAX + 1);
+        assert!(matches!(key(&long), Err(InvalidKey::TooLong { .. })));
+        assert!(key(&"a".repeat(ASSET_PATH_BYTES_MAX)).is_ok());
+    }
+
+    #[test]
+    fn parses_and_displays_type_colon_path() {
+        let k = AssetKey::parse("mesh:props/chair").unwrap();
+        assert_eq!(k.asset_type().as_str(), "mesh");
+        assert_eq!(k.path(), "props/chair");
+        assert_eq!(k.to_string(), "mesh:props/chair");
+        assert!(matches!(AssetKey::parse("nocolon"), Err(InvalidKey::MissingType(_))));
+        assert!(matches!(AssetKey::parse("Mesh:x"), Err(InvalidKey::BadType(_))));
+    }
+
+    #[test]
+    fn deserialising_revalidates() {
+        #[derive(Serialize)]
+        struct Raw<'a> {
+            asset_type: &'a str,
+            path: &'a str,
+        }
+        let bytes = postcard::to_allocvec(&Raw { asset_type: "blob", path: "../x" }).unwrap();
+        assert!(postcard::from_bytes::<AssetKey>(&bytes).is_err());
+        let good = key("a/b").unwrap();
+        let bytes = postcard::to_allocvec(&good).unwrap();
+        assert_eq!(postcard::from_bytes::<AssetKey>(&bytes).unwrap(), good);
+    }
+
+    proptest! {
+        #[test]
+        fn every_accepted_path_stays_confined(path in "[a-z./\\\\:]{0,12}") {
+            if let Ok(k) = key(&path) {
+                prop_assert!(!k.path().starts_with('/'));
+                prop_assert!(k.path().split('/').all(|c| !c.is_empty() && c != "." && c != ".."));
+                prop_assert!(!k.path().contains('\\'));
+            }
+        }
+    }
+}

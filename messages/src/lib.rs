@@ -1,0 +1,30 @@
+//! Plain data shared by every streamrt crate.
+//!
+//! This crate has no IO and no message handlers: it defines what travels between the actors,
+//! the engine and `streamctl`, so that each of them agrees on one spelling of it.
+//!
+//! - [`AssetKey`] names an asset: its type and a confined relative path. Building one validates
+//!   it; an `AssetKey` that exists is always safe to hand to a source.
+//! - [`RequestId`], [`Generation`] and [`Priority`] identify and order work.
+//! - [`LoadState`] is a request's lifecycle, with [`LoadState::can_become`] as its transition
+//!   check.
+//! - [`AssetLoadError`] is the structured failure every waiter of a load sees (shared behind an
+//!   `Arc`).
+//! - [`Event`] is one telemetry record; [`Status`] is the live summary a status query returns.
+//!
+//! Every type here is `serde`-serialisable so that the control protocol and the replay log
+//! carry the same values the actors use.
+
+mod error;
+mod event;
+mod ids;
+mod key;
+mod state;
+mod status;
+
+pub use error::{AssetLoadError, ErrorKind};
+pub use event::{CancelStage, Event, EventKind};
+pub use ids::{Generation, Priority, RequestId};
+pub use key::{AssetKey, AssetTypeName, InvalidKey, ASSET_PATH_BYTES_MAX, ASSET_TYPE_BYTES_MAX};
+pub use state::LoadState;
+pub use status::Status;

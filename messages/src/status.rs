@@ -1,0 +1,56 @@
+//! The live status of a runtime, as a status query returns it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A snapshot of the runtime's configuration and live counters.
+///
+/// Its `Display` is the one-line form `streamctl status` prints:
+/// `worker_count=2 queue_capacity=64 in_flight=0`.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct Status {
+    /// IO worker threads.
+    pub worker_count: usize,
+    /// Decode worker threads.
+    pub decode_threads: usize,
+    /// The scheduler's queue limit.
+    pub queue_capacity: usize,
+    /// Loads dispatched to workers and not yet finished.
+    pub in_flight: u64,
+    /// Loads waiting in the scheduler's queue.
+    pub queued: u64,
+    /// Requests made.
+    pub requested: u64,
+    /// Requests that became `Ready`.
+    pub ready: u64,
+    /// Requests that failed.
+    pub failed: u64,
+    /// Requests that were cancelled.
+    pub cancelled: u64,
+    /// Decoded values dropped because their load had been cancelled.
+    pub cancelled_after_decode: u64,
+    /// Bytes read from sources.
+    pub bytes_read: u64,
+    /// Telemetry events dropped because the sink's buffer was full.
+    pub events_dropped: u64,
+    /// The current frame index.
+    pub frame: u64,
+}
+
+impl Status {
+    /// Requests that have not reached a terminal state.
+    pub fn outstanding(&self) -> u64 {
+        self.requested.saturating_sub(self.ready + self.failed + self.cancelled)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "worker_count={} queue_capacity={} in_flight={}",
+            self.worker_count, self.queue_capacity, self.in_flight
+        )
+    }
+}

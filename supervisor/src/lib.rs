@@ -1,0 +1,33 @@
+//! What actix lacks for a runtime that must never hang or shrink.
+//!
+//! actix's `Supervisor` restarts an actor that stopped, never one that panicked, and a panic
+//! closes the actor's mailbox for good; a `SyncArbiter` thread that panics is not replaced. This
+//! crate supplies the missing parts:
+//!
+//! - [`Mailbox`]: a batched, multi-producer mailbox that lives outside the actor. Producers on
+//!   any thread post without blocking; the actor drains in batches on one `Wake`. Because the
+//!   queue is not the actor's, a restarted actor re-attaches to it and loses no message.
+//! - [`WorkerPool`]: a fixed number of joinable threads running [`Worker`]s. A panic in a job
+//!   is caught, the worker is rebuilt from its factory with fresh state, and the pool keeps its
+//!   configured size.
+//! - [`RestartPolicy`] and [`RestartWindow`]: restart policies as data (kind, strategy,
+//!   intensity, backoff) and the pure intensity check that decides when to escalate.
+
+mod mailbox;
+mod policy;
+mod pool;
+
+pub use mailbox::{Mailbox, MailboxClosed, Wake};
+pub use policy::{Backoff, Intensity, RestartKind, RestartPolicy, RestartWindow, Strategy};
+pub use pool::{PoolClosed, PoolSender, PoolStats, Worker, WorkerPool};
+
+/// The text of a caught panic's payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,236 @@
+//! A batched mailbox that outlives the actor draining it.
+//!
+//! # Ordering
+//!
+//! Messages from one producer are drained in the order that producer posted them.
+//!
+//! # Backpressure
+//!
+//! The mailbox itself does not refuse messages: every path into one is bounded upstream (the
+//! runtime's admission limit for engine commands, dispatch credits for worker replies), and each
+//! actor's docs name the bound. A closed mailbox refuses with [`MailboxClosed`], handing the
+//! message back so the caller can fail it properly.
+//!
+//! # Wake protocol
+//!
+//! At most one [`Wake`] is outstanding: a post sends one only when it flips `wake_pending` from
+//! false to true, and the actor clears the flag *before* it takes a batch, so a message posted
+//! after the take always causes a new wake. A wake may find the queue empty; that is harmless.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use actix::{Message, Recipient};
+
+/// Tells an actor its mailbox has messages.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+/// The mailbox was closed (its runtime is shutting down); the message is handed back.
+#[derive(Debug, thiserror::Error)]
+#[error("mailbox closed")]
+pub struct MailboxClosed<M>(pub M);
+
+struct Shared<M> {
+    queue: Mutex<VecDeque<M>>,
+    wake_pending: AtomicBool,
+    closed: AtomicBool,
+    waker: Mutex<Option<Recipient<Wake>>>,
+}
+
+/// A multi-producer mailbox; clones post into the same queue.
+pub struct Mailbox<M> {
+    shared: Arc<Shared<M>>,
+}
+
+impl<M> Clone for Mailbox<M> {
+    fn clone(&self) -> Self {
+        Self { shared: Arc::clone(&self.shared) }
+    }
+}
+
+impl<M> Default for Mailbox<M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<M> Mailbox<M> {
+    /// An empty, open mailbox with no actor attached yet; posts queue until one attaches.
+    pub fn new() -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(VecDeque::new()),
+                wake_pending: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                waker: Mutex::new(None),
+            }),
+        }
+    }
+
+    fn queue(&self) -> MutexGuard<'_, VecDeque<M>> {
+        // A producer cannot panic while holding the lock (push and drain do not panic), so a
+        // poisoned lock still guards a consistent queue.
+        self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Posts a message and wakes the actor if no wake is outstanding. Never blocks on the actor.
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxClosed`] with the message, once [`Mailbox::close`] was called.
+    pub fn post(&self, msg: M) -> Result<(), MailboxClosed<M>> {
+        {
+            let mut q = self.queue();
+            // Checked under the lock so that `close` sees every message posted before it.
+            if self.shared.closed.load(Ordering::Acquire) {
+                return Err(MailboxClosed(msg));
+            }
+            q.push_back(msg);
+        }
+        self.wake();
+        Ok(())
+    }
+
+    /// Posts several messages with one lock and at most one wake.
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxClosed`] with every message, once the mailbox is closed.
+    pub fn post_all(&self, msgs: impl IntoIterator<Item = M>) -> Result<(), MailboxClosed<Vec<M>>> {
+        {
+            let mut q = self.queue();
+            if self.shared.closed.load(Ordering::Acquire) {
+                return Err(MailboxClosed(msgs.into_iter().collect()));
+            }
+            q.extend(msgs);
+        }
+        self.wake();
+        Ok(())
+    }
+
+    fn wake(&self) {
+        if self.shared.wake_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let waker = self.shared.waker.lock().unwrap_or_else(PoisonError::into_inner);
+        let delivered = waker.as_ref().is_some_and(|r| r.try_send(Wake).is_ok());
+        if !delivered {
+            // No live actor to wake (not attached yet, or restarting): the next `attach` wakes it.
+            self.shared.wake_pending.store(false, Ordering::Release);
+        }
+    }
+
+    /// Attaches the actor that drains this mailbox (on start and on every restart) and wakes it
+    /// if messages are waiting.
+    pub fn attach(&self, waker: Recipient<Wake>) {
+        *self.shared.waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(waker);
+        self.shared.wake_pending.store(false, Ordering::Release);
+        if !self.queue().is_empty() {
+            self.wake();
+        }
+    }
+
+    /// Takes up to `max` messages into `out`, oldest first. Returns whether more remain, in
+    /// which case the caller should wake itself again after handling the batch.
+    pub fn drain_into(&self, max: usize, out: &mut Vec<M>) -> bool {
+        self.shared.wake_pending.store(false, Ordering::Release);
+        let mut q = self.queue();
+        let n = q.len().min(max);
+        out.extend(q.drain(..n));
+        !q.is_empty()
+    }
+
+    /// Closes the mailbox: later posts are refused. Returns the messages not yet drained.
+    pub fn close(&self) -> Vec<M> {
+        let mut q = self.queue();
+        self.shared.closed.store(true, Ordering::Release);
+        q.drain(..).collect()
+    }
+
+    /// Whether [`Mailbox::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Messages waiting.
+    pub fn len(&self) -> usize {
+        self.queue().len()
+    }
+
+    /// Whether no message is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix::{Actor, AsyncContext, Context, Handler};
+    use std::sync::mpsc;
+
+    struct Drainer {
+        mailbox: Mailbox<u32>,
+        seen: mpsc::Sender<Vec<u32>>,
+    }
+
+    impl Actor for Drainer {
+        type Context = Context<Self>;
+        fn started(&mut self, ctx: &mut Context<Self>) {
+            self.mailbox.attach(ctx.address().recipient());
+        }
+    }
+
+    impl Handler<Wake> for Drainer {
+        type Result = ();
+        fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+            let mut batch = Vec::new();
+            if self.mailbox.drain_into(3, &mut batch) {
+                ctx.notify(Wake);
+            }
+            if !batch.is_empty() {
+                self.seen.send(batch).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn posts_before_attach_are_delivered_in_order_in_batches() {
+        let mailbox = Mailbox::new();
+        for i in 0..7 {
+            mailbox.post(i).unwrap();
+        }
+        let (tx, rx) = mpsc::channel();
+        let sys = actix::System::new();
+        let mb = mailbox.clone();
+        sys.block_on(async move {
+            Drainer { mailbox: mb, seen: tx }.start();
+        });
+        let mut all = Vec::new();
+        // Each turn of the executor lets the actor handle one wake; a bounded number of turns
+        // keeps a broken wake protocol from spinning forever.
+        for _ in 0..100 {
+            if all.len() == 7 {
+                break;
+            }
+            sys.block_on(async { actix_rt::task::yield_now().await });
+            while let Ok(batch) = rx.try_recv() {
+                assert!(batch.len() <= 3, "batch over the limit: {batch:?}");
+                all.extend(batch);
+            }
+        }
+        assert_eq!(all, (0..7).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn closed_mailbox_hands_messages_back() {
+        let mailbox = Mailbox::new();
+        mailbox.post(1).unwrap();
+        assert_eq!(mailbox.close(), vec![1]);
+        assert!(matches!(mailbox.post(2), Err(MailboxClosed(2))));
+        assert!(mailbox.is_closed() && mailbox.is_empty());
+    }
+}

@@ -1,0 +1,247 @@
+//! A fixed-size, panic-safe pool of worker threads.
+//!
+//! # Supervision
+//!
+//! Each thread owns one [`Worker`]. A panic inside [`Worker::run`] is caught; the worker is
+//! dropped and rebuilt from the pool's factory with fresh state, on the same thread, and the
+//! restart is counted. The thread itself never dies of a job's panic, so the pool keeps its
+//! configured size for its whole life. The job that panicked is dropped during unwinding: job
+//! types carry a guard whose `Drop` reports the failure, so no job is silently lost.
+//!
+//! # Backpressure
+//!
+//! The job queue is unbounded; callers bound it with credits (the scheduler never has more jobs
+//! dispatched than its configured reads in flight).
+//!
+//! # Shutdown
+//!
+//! [`WorkerPool::shutdown`] closes the queue, lets every thread finish its current job and the
+//! jobs already queued, and joins every thread.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::panic_message;
+
+/// The state one pool thread keeps between jobs.
+pub trait Worker: Send + 'static {
+    /// What the pool's queue carries.
+    type Job: Send + 'static;
+    /// Runs one job. May panic; the pool then rebuilds this worker.
+    fn run(&mut self, job: Self::Job);
+}
+
+/// Live figures of a pool.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    live: AtomicUsize,
+    busy: AtomicUsize,
+    restarts: AtomicU64,
+    jobs: AtomicU64,
+}
+
+impl PoolStats {
+    /// Threads running.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+    /// Threads running a job right now.
+    pub fn busy(&self) -> usize {
+        self.busy.load(Ordering::Acquire)
+    }
+    /// Workers rebuilt after a panic.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Acquire)
+    }
+    /// Jobs run (including ones that panicked).
+    pub fn jobs(&self) -> u64 {
+        self.jobs.load(Ordering::Acquire)
+    }
+}
+
+/// The pool's queue was closed; the job is handed back.
+#[derive(Debug, thiserror::Error)]
+#[error("worker pool closed")]
+pub struct PoolClosed<J>(pub J);
+
+/// Submits jobs to a pool from any thread.
+pub struct PoolSender<J> {
+    tx: Sender<J>,
+}
+
+impl<J> Clone for PoolSender<J> {
+    fn clone(&self) -> Self {
+        Self { tx: self.tx.clone() }
+    }
+}
+
+impl<J> PoolSender<J> {
+    /// Queues a job for the next idle worker.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolClosed`] with the job once the pool shut down.
+    pub fn submit(&self, job: J) -> Result<(), PoolClosed<J>> {
+        self.tx.send(job).map_err(|e| PoolClosed(e.0))
+    }
+}
+
+/// A fixed number of threads, each running a [`Worker`].
+pub struct WorkerPool<J> {
+    tx: Option<Sender<J>>,
+    threads: Vec<JoinHandle<()>>,
+    stats: Arc<PoolStats>,
+}
+
+impl<J: Send + 'static> WorkerPool<J> {
+    /// Starts `threads` threads named `{name}-{i}`, each with a worker from `factory(i)`.
+    ///
+    /// # Errors
+    ///
+    /// The OS error if a thread cannot be spawned (the threads already started are joined).
+    pub fn start<W, F>(name: &str, threads: usize, factory: F) -> std::io::Result<Self>
+    where
+        W: Worker<Job = J>,
+        F: Fn(usize) -> W + Send + Sync + 'static,
+    {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let factory = Arc::new(factory);
+        let stats = Arc::new(PoolStats::default());
+        let mut pool = Self { tx: Some(tx), threads: Vec::with_capacity(threads), stats };
+        for index in 0..threads {
+            let rx: Receiver<J> = rx.clone();
+            let factory = Arc::clone(&factory);
+            let stats = Arc::clone(&pool.stats);
+            let spawned = std::thread::Builder::new()
+                .name(format!("{name}-{index}"))
+                .spawn(move || worker_loop(index, &rx, &*factory, &stats));
+            match spawned {
+                Ok(handle) => pool.threads.push(handle),
+                Err(e) => {
+                    pool.shutdown();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(pool)
+    }
+
+    /// A sender for submitting jobs from other threads.
+    ///
+    /// # Panics
+    ///
+    /// After [`WorkerPool::shutdown`] (the pool is consumed by it, so only through misuse of a
+    /// moved-out pool, which the type system prevents).
+    pub fn sender(&self) -> PoolSender<J> {
+        PoolSender { tx: self.tx.clone().expect("pool is running") }
+    }
+
+    /// The pool's live figures.
+    pub fn stats(&self) -> Arc<PoolStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// The configured number of threads.
+    pub fn size(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Closes the queue, lets queued jobs finish and joins every thread.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.tx = None;
+        for handle in self.threads.drain(..) {
+            // A thread only ends by returning from `worker_loop`, which catches job panics; a
+            // join error would mean a panic in the factory, already reported by the hook.
+            let _ = handle.join();
+        }
+    }
+}
+
+impl<J> Drop for WorkerPool<J> {
+    fn drop(&mut self) {
+        self.tx = None;
+        for handle in self.threads.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn worker_loop<W: Worker>(
+    index: usize,
+    rx: &Receiver<W::Job>,
+    factory: &(dyn Fn(usize) -> W + Send + Sync),
+    stats: &PoolStats,
+) {
+    stats.live.fetch_add(1, Ordering::AcqRel);
+    let mut worker = factory(index);
+    while let Ok(job) = rx.recv() {
+        stats.busy.fetch_add(1, Ordering::AcqRel);
+        let outcome = catch_unwind(AssertUnwindSafe(|| worker.run(job)));
+        stats.busy.fetch_sub(1, Ordering::AcqRel);
+        stats.jobs.fetch_add(1, Ordering::AcqRel);
+        if let Err(payload) = outcome {
+            tracing::warn!(
+                target: "streamrt",
+                worker = index,
+                panic = %panic_message(&*payload),
+                "worker panicked; rebuilding it with fresh state"
+            );
+            stats.restarts.fetch_add(1, Ordering::AcqRel);
+            worker = factory(index);
+        }
+    }
+    stats.live.fetch_sub(1, Ordering::AcqRel);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    struct Echo {
+        generation: usize,
+        out: mpsc::Sender<(u32, usize)>,
+    }
+
+    impl Worker for Echo {
+        type Job = u32;
+        fn run(&mut self, job: u32) {
+            assert!(job != 13, "unlucky job");
+            self.out.send((job, self.generation)).unwrap();
+            self.generation += 1;
+        }
+    }
+
+    #[test]
+    fn a_panicking_job_rebuilds_its_worker_and_the_pool_keeps_its_size() {
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let pool = WorkerPool::start("echo", 1, move |_| Echo {
+            generation: 0,
+            out: tx.lock().unwrap().clone(),
+        })
+        .unwrap();
+        let sender = pool.sender();
+        for job in [1, 2, 13, 3] {
+            sender.submit(job).unwrap();
+        }
+        let got: Vec<_> = (0..3).map(|_| rx.recv().unwrap()).collect();
+        // The worker's state (its job counter) starts afresh after the panic on job 13.
+        assert_eq!(got, vec![(1, 0), (2, 1), (3, 0)]);
+        let stats = pool.stats();
+        assert_eq!(stats.restarts(), 1);
+        assert_eq!(stats.live(), 1);
+        assert_eq!(pool.size(), 1);
+        pool.shutdown();
+        assert_eq!(stats.live(), 0);
+        assert!(matches!(sender.submit(4), Err(PoolClosed(4))));
+    }
+}
