@@ -64,6 +64,8 @@ pub(crate) enum CacheMsg<T: Send + Sync + 'static> {
     Ended(Job, JobEnd),
     /// A stats query (`GetCacheStats`).
     Stats(mpsc::Sender<CacheStats>),
+    /// Flush what was produced so far, then reply (a barrier for `Runtime::sync`).
+    Ping(mpsc::Sender<()>),
     /// Fail every request with `Shutdown` and stop; reply when done.
     Shutdown(mpsc::Sender<()>),
 }
@@ -182,6 +184,10 @@ impl<T: Send + Sync + 'static> Cache<T> {
             CacheMsg::Ended(job, end) => self.ended(&job, end),
             CacheMsg::Stats(reply) => {
                 let _ = reply.send(self.stats());
+            }
+            CacheMsg::Ping(ack) => {
+                self.flush();
+                let _ = ack.send(());
             }
             CacheMsg::Shutdown(ack) => {
                 self.shutdown();

@@ -72,6 +72,8 @@ pub(crate) enum FrameMsg {
     Ready(Vec<ReadyEntry>),
     /// A waiting request's priority changed.
     Reprioritize(RequestId, Priority),
+    /// Reply once everything before it is handled (a barrier).
+    Ping(mpsc::Sender<()>),
     /// Fail every waiting request with `Shutdown`; reply when done.
     Shutdown(mpsc::Sender<()>),
 }
@@ -199,6 +201,9 @@ impl Handler<Wake> for FrameCoordinator {
                 FrameMsg::Ready(entries) => self.shared.accept(entries),
                 FrameMsg::Reprioritize(request, priority) => {
                     self.shared.ready().reprioritize(&request, priority);
+                }
+                FrameMsg::Ping(ack) => {
+                    let _ = ack.send(());
                 }
                 FrameMsg::Shutdown(ack) => {
                     for msg in self.mailbox.close() {

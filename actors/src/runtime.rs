@@ -373,11 +373,24 @@ impl Runtime {
         out
     }
 
-    /// A live feed of telemetry events, holding at most `capacity` undelivered events.
+    /// A live feed of every telemetry event emitted after this returns, holding at most
+    /// `capacity` undelivered events.
     pub fn subscribe(&self, capacity: usize) -> EventStream {
         let (tx, stream) = EventStream::channel(capacity);
-        let _ = self.sink.post(SinkMsg::Subscribe(tx));
+        let (ack, acked) = mpsc::channel();
+        if self.sink.post(SinkMsg::Subscribe(tx, ack)).is_ok() {
+            let _ = acked.recv();
+        }
         stream
+    }
+
+    /// Waits until every actor has handled what was sent to it before this call: each cache,
+    /// then the scheduler, then the frame coordinator. Loads already with the workers are not
+    /// waited for. For tools and tests that need a known point; returns false on timeout or
+    /// after shutdown.
+    pub fn sync(&self, timeout: Duration) -> bool {
+        let guard = self.core.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.as_ref().is_some_and(|core| core.sync(timeout))
     }
 
     /// Writes out every telemetry event buffered so far and waits for it.

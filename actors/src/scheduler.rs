@@ -44,6 +44,8 @@ pub(crate) enum SchedulerMsg {
     ReadDone(Generation),
     /// A dispatched load ended (from its cache).
     JobFinished(Generation),
+    /// Reply once everything before it is handled and dispatched (a barrier).
+    Ping(mpsc::Sender<()>),
     /// Drop everything queued and stop dispatching; reply when done.
     Shutdown(mpsc::Sender<()>),
 }
@@ -73,6 +75,7 @@ pub(crate) struct Scheduler {
     io: PoolSender<ReadJob>,
     probe: Arc<Probe>,
     stopped: bool,
+    pings: Vec<mpsc::Sender<()>>,
 }
 
 impl Scheduler {
@@ -91,6 +94,7 @@ impl Scheduler {
             io,
             probe,
             stopped: false,
+            pings: Vec::new(),
         }
     }
 
@@ -123,6 +127,7 @@ impl Scheduler {
                     self.probe.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
                 }
             }
+            SchedulerMsg::Ping(ack) => self.pings.push(ack),
             SchedulerMsg::Shutdown(ack) => {
                 self.stopped = true;
                 let dropped = self.queue.drain();
@@ -201,5 +206,8 @@ impl Handler<Wake> for Scheduler {
             self.handle_msg(msg);
         }
         self.dispatch();
+        for ack in self.pings.drain(..) {
+            let _ = ack.send(());
+        }
     }
 }

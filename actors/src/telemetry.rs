@@ -104,8 +104,8 @@ impl Probe {
 
 /// What the sink actor is told.
 pub(crate) enum SinkMsg {
-    /// Subscribe a channel to every later event.
-    Subscribe(SyncSender<Event>),
+    /// Subscribe a channel to every later event; reply once subscribed.
+    Subscribe(SyncSender<Event>, mpsc::Sender<()>),
     /// Drain and write everything buffered so far, then reply.
     Flush(mpsc::Sender<()>),
 }
@@ -181,7 +181,12 @@ impl Handler<Wake> for TelemetrySink {
         }
         for msg in batch {
             match msg {
-                SinkMsg::Subscribe(tx) => self.subscribers.push(tx),
+                SinkMsg::Subscribe(tx, ack) => {
+                    // Events buffered before the subscription belong to earlier readers.
+                    self.drain();
+                    self.subscribers.push(tx);
+                    let _ = ack.send(());
+                }
                 SinkMsg::Flush(ack) => {
                     self.drain();
                     let _ = ack.send(());

@@ -15,12 +15,13 @@
 //!
 //! # Shutdown
 //!
-//! [`WorkerPool::shutdown`] closes the queue, lets every thread finish its current job and the
-//! jobs already queued, and joins every thread.
+//! [`WorkerPool::shutdown`] closes the queue (later submits are refused, even through senders
+//! still held elsewhere), lets every thread finish the jobs already queued, and joins every
+//! thread.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -68,14 +69,24 @@ impl PoolStats {
 #[error("worker pool closed")]
 pub struct PoolClosed<J>(pub J);
 
+/// What travels on a pool's queue.
+enum Slot<J> {
+    Job(J),
+    /// Ends the thread that takes it; one per thread at shutdown.
+    Stop,
+}
+
 /// Submits jobs to a pool from any thread.
 pub struct PoolSender<J> {
-    tx: Sender<J>,
+    tx: Sender<Slot<J>>,
+    /// `true` once the pool shut down. Submits hold the read side while sending, so none can
+    /// slip in after shutdown began.
+    closed: Arc<RwLock<bool>>,
 }
 
 impl<J> Clone for PoolSender<J> {
     fn clone(&self) -> Self {
-        Self { tx: self.tx.clone() }
+        Self { tx: self.tx.clone(), closed: Arc::clone(&self.closed) }
     }
 }
 
@@ -86,13 +97,21 @@ impl<J> PoolSender<J> {
     ///
     /// [`PoolClosed`] with the job once the pool shut down.
     pub fn submit(&self, job: J) -> Result<(), PoolClosed<J>> {
-        self.tx.send(job).map_err(|e| PoolClosed(e.0))
+        let closed = self.closed.read().unwrap_or_else(PoisonError::into_inner);
+        if *closed {
+            return Err(PoolClosed(job));
+        }
+        self.tx.send(Slot::Job(job)).map_err(|e| match e.0 {
+            Slot::Job(job) => PoolClosed(job),
+            Slot::Stop => unreachable!("submit only sends jobs"),
+        })
     }
 }
 
 /// A fixed number of threads, each running a [`Worker`].
 pub struct WorkerPool<J> {
-    tx: Option<Sender<J>>,
+    sender: PoolSender<J>,
+    rx: Receiver<Slot<J>>,
     threads: Vec<JoinHandle<()>>,
     stats: Arc<PoolStats>,
 }
@@ -111,9 +130,10 @@ impl<J: Send + 'static> WorkerPool<J> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let factory = Arc::new(factory);
         let stats = Arc::new(PoolStats::default());
-        let mut pool = Self { tx: Some(tx), threads: Vec::with_capacity(threads), stats };
+        let sender = PoolSender { tx, closed: Arc::new(RwLock::new(false)) };
+        let mut pool = Self { sender, rx, threads: Vec::with_capacity(threads), stats };
         for index in 0..threads {
-            let rx: Receiver<J> = rx.clone();
+            let rx = pool.rx.clone();
             let factory = Arc::clone(&factory);
             let stats = Arc::clone(&pool.stats);
             let spawned = std::thread::Builder::new()
@@ -131,13 +151,8 @@ impl<J: Send + 'static> WorkerPool<J> {
     }
 
     /// A sender for submitting jobs from other threads.
-    ///
-    /// # Panics
-    ///
-    /// After [`WorkerPool::shutdown`] (the pool is consumed by it, so only through misuse of a
-    /// moved-out pool, which the type system prevents).
     pub fn sender(&self) -> PoolSender<J> {
-        PoolSender { tx: self.tx.clone().expect("pool is running") }
+        self.sender.clone()
     }
 
     /// The pool's live figures.
@@ -151,38 +166,39 @@ impl<J: Send + 'static> WorkerPool<J> {
     }
 
     /// Closes the queue, lets queued jobs finish and joins every thread.
-    pub fn shutdown(mut self) {
-        self.stop_and_join();
-    }
-
-    fn stop_and_join(&mut self) {
-        self.tx = None;
-        for handle in self.threads.drain(..) {
-            // A thread only ends by returning from `worker_loop`, which catches job panics; a
-            // join error would mean a panic in the factory, already reported by the hook.
-            let _ = handle.join();
-        }
+    pub fn shutdown(self) {
+        // `Drop` does the work, so a pool dropped without `shutdown` stops the same way.
+        drop(self);
     }
 }
 
 impl<J> Drop for WorkerPool<J> {
     fn drop(&mut self) {
-        self.tx = None;
+        *self.sender.closed.write().unwrap_or_else(PoisonError::into_inner) = true;
+        // Queued jobs come before the stops, so they still run.
+        for _ in &self.threads {
+            let _ = self.sender.tx.send(Slot::Stop);
+        }
         for handle in self.threads.drain(..) {
+            // A thread only ends by returning from `worker_loop`, which catches job panics; a
+            // join error would mean a panic in the factory, already reported by the hook.
             let _ = handle.join();
         }
+        // With no thread left, whatever is still queued is dropped here, and a job's own drop
+        // guard reports it.
+        while self.rx.try_recv().is_ok() {}
     }
 }
 
 fn worker_loop<W: Worker>(
     index: usize,
-    rx: &Receiver<W::Job>,
+    rx: &Receiver<Slot<W::Job>>,
     factory: &(dyn Fn(usize) -> W + Send + Sync),
     stats: &PoolStats,
 ) {
     stats.live.fetch_add(1, Ordering::AcqRel);
     let mut worker = factory(index);
-    while let Ok(job) = rx.recv() {
+    while let Ok(Slot::Job(job)) = rx.recv() {
         stats.busy.fetch_add(1, Ordering::AcqRel);
         let outcome = catch_unwind(AssertUnwindSafe(|| worker.run(job)));
         stats.busy.fetch_sub(1, Ordering::AcqRel);

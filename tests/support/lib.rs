@@ -1,1 +1,174 @@
-//! Test support.
+//! Test support for streamrt's integration tests: a test asset type, and a source and decoder
+//! whose work the test opens and closes like gates, so tests wait on events instead of
+//! sleeping.
+//!
+//! - [`Blob`] / [`BlobDecoder`]: bytes as they were stored. Bytes starting with `BAD` fail to
+//!   decode; bytes starting with `PANIC` make the decoder panic.
+//! - [`Gate`]: a set of held names plus a log of what started; [`GatedSource`] consults it
+//!   before each read and [`BlobDecoder`] before each decode. A held name blocks the worker
+//!   until the test releases it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use streamrt::messages::{AssetKey, AssetTypeName};
+use streamrt::{DecodeError, Decoder, MemorySource, Source, SourceError};
+
+/// How long a test waits for anything before it fails instead of hanging.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A decoded test asset: the stored bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob(pub Vec<u8>);
+
+#[derive(Default)]
+struct GateState {
+    held: HashSet<String>,
+    started: Vec<String>,
+    finished: HashMap<String, u32>,
+}
+
+/// See the crate docs. Cloning shares the gate.
+#[derive(Clone, Default)]
+pub struct Gate {
+    state: Arc<(Mutex<GateState>, Condvar)>,
+}
+
+impl Gate {
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        self.state.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes work on `name` block until [`Gate::release`].
+    pub fn hold(&self, name: &str) {
+        self.lock().held.insert(name.to_owned());
+    }
+
+    /// Lets work on `name` proceed.
+    pub fn release(&self, name: &str) {
+        self.lock().held.remove(name);
+        self.state.1.notify_all();
+    }
+
+    /// Lets all held work proceed.
+    pub fn release_all(&self) {
+        self.lock().held.clear();
+        self.state.1.notify_all();
+    }
+
+    /// Records that work on `name` started, then blocks while `name` is held.
+    pub fn pass(&self, name: &str) {
+        let mut state = self.lock();
+        state.started.push(name.to_owned());
+        self.state.1.notify_all();
+        while state.held.contains(name) {
+            state = self.state.1.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+        *state.finished.entry(name.to_owned()).or_default() += 1;
+    }
+
+    /// Waits until work on `name` has started `times` times in all.
+    ///
+    /// # Panics
+    ///
+    /// After [`PATIENCE`], so a broken runtime fails the test rather than hanging it.
+    pub fn wait_started(&self, name: &str, times: usize) {
+        let deadline = Instant::now() + PATIENCE;
+        let mut state = self.lock();
+        while state.started.iter().filter(|s| *s == name).count() < times {
+            let left = deadline.checked_duration_since(Instant::now());
+            let left = left.unwrap_or_else(|| panic!("work on {name} never started"));
+            state = self.state.1.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+
+    /// Every name whose work started, in order.
+    pub fn started(&self) -> Vec<String> {
+        self.lock().started.clone()
+    }
+
+    /// How many times work on `name` started.
+    pub fn started_count(&self, name: &str) -> usize {
+        self.lock().started.iter().filter(|s| *s == name).count()
+    }
+}
+
+/// Serves a [`MemorySource`] through a [`Gate`] on each key's path; missing keys are
+/// `NotFound`, keys whose path starts with `ioerr` fail with an IO error.
+#[derive(Clone)]
+pub struct GatedSource {
+    /// The assets served.
+    pub inner: MemorySource,
+    /// Passed before each read, on the key's path.
+    pub gate: Gate,
+}
+
+impl GatedSource {
+    /// A gated source over `count` blobs named `a0`, `a1`, ... of 16 bytes each.
+    pub fn with_blobs(count: usize) -> Self {
+        let source = Self { inner: MemorySource::new(), gate: Gate::default() };
+        for i in 0..count {
+            source.put(&format!("a{i}"), format!("blob-{i:011}").as_bytes());
+        }
+        source
+    }
+
+    /// Stores `bytes` under `blob:path`.
+    pub fn put(&self, path: &str, bytes: &[u8]) {
+        self.inner.insert(blob_key(path), bytes.to_vec());
+    }
+}
+
+impl Source for GatedSource {
+    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+        self.gate.pass(key.path());
+        if key.path().starts_with("ioerr") {
+            return Err(SourceError::Io(format!("scripted failure reading {key}")));
+        }
+        self.inner.read(key)
+    }
+
+    fn describe(&self) -> String {
+        "gated memory source".to_owned()
+    }
+}
+
+/// Decodes [`Blob`]s, passing a [`Gate`] on each key's path first.
+#[derive(Clone, Default)]
+pub struct BlobDecoder {
+    /// Passed before each decode, on the key's path.
+    pub gate: Gate,
+}
+
+impl Decoder for BlobDecoder {
+    type Asset = Blob;
+
+    fn type_name(&self) -> &str {
+        "blob"
+    }
+
+    fn decode(&self, key: &AssetKey, bytes: Vec<u8>) -> Result<Blob, DecodeError> {
+        self.gate.pass(key.path());
+        if bytes.starts_with(b"PANIC") {
+            panic!("scripted decoder panic on {key}");
+        }
+        if bytes.starts_with(b"BAD") {
+            return Err(DecodeError::Malformed(format!("{key} starts with BAD")));
+        }
+        Ok(Blob(bytes))
+    }
+
+    fn size_bytes(&self, blob: &Blob) -> u64 {
+        blob.0.len() as u64
+    }
+}
+
+/// The key `blob:path`.
+///
+/// # Panics
+///
+/// If `path` is not a valid key path.
+pub fn blob_key(path: &str) -> AssetKey {
+    AssetKey::new(AssetTypeName::new("blob").expect("valid type"), path).expect("valid path")
+}

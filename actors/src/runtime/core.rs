@@ -128,11 +128,29 @@ impl Core {
     }
 
     fn ask<M>(&self, mailbox: &Mailbox<M>, make: impl FnOnce(mpsc::Sender<()>) -> M) {
-        let (tx, rx) = mpsc::channel();
-        if mailbox.post(make(tx)).is_ok() {
-            let _ = rx.recv_timeout(self.ack_max);
-        }
+        ask(mailbox, make, self.ack_max);
     }
+
+    /// Round trips through the caches, the scheduler and the frame coordinator, in the order
+    /// their messages flow.
+    pub(crate) fn sync(&self, timeout: Duration) -> bool {
+        let caches = self.caches.iter().all(|cache| {
+            let (tx, rx) = mpsc::channel();
+            cache.post_ping(tx) && rx.recv_timeout(timeout).is_ok()
+        });
+        caches
+            && ask(&self.scheduler, SchedulerMsg::Ping, timeout)
+            && ask(&self.frame, FrameMsg::Ping, timeout)
+    }
+}
+
+/// Posts a message carrying a reply channel and waits up to `timeout` for the reply.
+fn ask<M>(mailbox: &Mailbox<M>, make: impl FnOnce(mpsc::Sender<()>) -> M, timeout: Duration) -> bool {
+    let (tx, rx) = mpsc::channel();
+    mailbox.post(make(tx)).is_ok() && rx.recv_timeout(timeout).is_ok()
+}
+
+impl Core {
 }
 
 /// What the core thread starts its actors from.

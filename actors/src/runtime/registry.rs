@@ -70,6 +70,8 @@ pub(crate) trait CacheControl: Send + Sync {
     fn post_shutdown(&self, ack: mpsc::Sender<()>) -> bool;
     /// Asks for the cache's stats; false if its mailbox is closed.
     fn post_stats(&self, reply: mpsc::Sender<CacheStats>) -> bool;
+    /// Asks the cache to flush what it produced and reply; false if its mailbox is closed.
+    fn post_ping(&self, ack: mpsc::Sender<()>) -> bool;
     /// Closes the mailbox, failing the requests of every message not yet handled.
     fn close(&self);
 }
@@ -81,6 +83,10 @@ impl<T: Send + Sync + 'static> CacheControl for Mailbox<CacheMsg<T>> {
 
     fn post_stats(&self, reply: mpsc::Sender<CacheStats>) -> bool {
         self.post(CacheMsg::Stats(reply)).is_ok()
+    }
+
+    fn post_ping(&self, ack: mpsc::Sender<()>) -> bool {
+        self.post(CacheMsg::Ping(ack)).is_ok()
     }
 
     fn close(&self) {

@@ -1,0 +1,99 @@
+//! Cancellation at every stage, shared holders, and dropping handles.
+
+use streamrt::messages::EventKind;
+use streamrt::{LoadState, Priority, ReadyError};
+use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
+
+use crate::runtime;
+
+#[test]
+fn cancel_while_queued_ends_cancelled_and_the_asset_is_never_read() {
+    let source = GatedSource::with_blobs(2);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
+    let first = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    let queued = rt.request::<Blob>("a1", Priority::Normal).unwrap();
+    source.gate.wait_started("a0", 1);
+    queued.cancel();
+    assert_eq!(queued.state(), LoadState::Cancelled, "cancel takes effect before it returns");
+    assert!(rt.sync(PATIENCE));
+    source.gate.release("a0");
+    first.wait_timeout(PATIENCE).unwrap().unwrap();
+    assert!(rt.sync(PATIENCE));
+    rt.shutdown();
+    assert_eq!(source.gate.started_count("a1"), 0, "a cancelled queued load is never read");
+    assert_eq!(queued.outcome(), Some(Err(ReadyError::Cancelled)));
+    assert_eq!(rt.status().cancelled, 1);
+}
+
+#[test]
+fn cancel_while_decoding_never_binds_and_counts_a_cancelled_after_decode() {
+    let source = GatedSource::with_blobs(1);
+    let decoder = BlobDecoder::default();
+    decoder.gate.hold("a0");
+    let rt = runtime(&source, &decoder, |b| b);
+    let events = rt.subscribe(1024);
+    let handle = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    decoder.gate.wait_started("a0", 1);
+    handle.cancel();
+    decoder.gate.release("a0");
+    let late = events.wait_for(PATIENCE, |e| e.kind == EventKind::CancelledAfterDecode);
+    let late = late.expect("the late decode is reported");
+    assert_eq!(late.request, Some(handle.id()));
+    assert_eq!(handle.state(), LoadState::Cancelled);
+    assert!(handle.get().is_none(), "a cancelled handle never binds");
+    assert_eq!(rt.status().cancelled_after_decode, 1);
+}
+
+#[test]
+fn when_one_of_two_holders_cancels_the_other_still_gets_ready() {
+    let source = GatedSource::with_blobs(1);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b);
+    let leaving = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    let staying = rt.request::<Blob>("a0", Priority::Low).unwrap();
+    source.gate.wait_started("a0", 1);
+    leaving.cancel();
+    assert!(rt.sync(PATIENCE));
+    source.gate.release("a0");
+    let value = staying.wait_timeout(PATIENCE).unwrap().expect("the other holder keeps its load");
+    assert_eq!(value.0, b"blob-00000000000");
+    assert_eq!(leaving.outcome(), Some(Err(ReadyError::Cancelled)));
+    assert_eq!(source.gate.started_count("a0"), 1, "both holders shared one load");
+}
+
+#[test]
+fn dropping_the_last_handle_cancels_the_load() {
+    let source = GatedSource::with_blobs(2);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
+    let events = rt.subscribe(1024);
+    let blocker = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    let dropped = rt.request::<Blob>("a1", Priority::Normal).unwrap();
+    let id = dropped.id();
+    source.gate.wait_started("a0", 1);
+    let clone = dropped.clone();
+    drop(dropped);
+    assert_eq!(clone.state(), LoadState::Pending, "a clone still holds the request");
+    drop(clone);
+    assert!(rt.sync(PATIENCE));
+    source.gate.release("a0");
+    blocker.wait_timeout(PATIENCE).unwrap().unwrap();
+    let cancelled = events.wait_for(PATIENCE, |e| {
+        matches!(e.kind, EventKind::Cancelled { .. }) && e.request == Some(id)
+    });
+    assert!(cancelled.is_some());
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(source.gate.started_count("a1"), 0);
+}
+
+#[test]
+fn cancelling_after_ready_keeps_the_value() {
+    let source = GatedSource::with_blobs(1);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b);
+    let handle = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    handle.wait_timeout(PATIENCE).unwrap().unwrap();
+    handle.cancel();
+    assert_eq!(handle.state(), LoadState::Ready);
+    assert!(handle.get().is_some());
+}

@@ -1,0 +1,55 @@
+//! Publishing at frame boundaries within the count budget.
+
+use streamrt::messages::EventKind;
+use streamrt::{LoadState, Priority};
+use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
+
+use crate::runtime;
+
+#[test]
+fn frames_publish_most_urgent_first_within_the_count_budget() {
+    let source = GatedSource::with_blobs(5);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.frame_budget(2));
+    let events = rt.subscribe(1024);
+    let priorities = [Priority::Low, Priority::Critical, Priority::Normal, Priority::High, Priority::Background];
+    let handles: Vec<_> = priorities
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| rt.request::<Blob>(&format!("a{i}"), p).unwrap())
+        .collect();
+    for _ in 0..5 {
+        assert!(events.wait_for(PATIENCE, |e| e.kind == EventKind::Decoded).is_some());
+    }
+    assert!(rt.sync(PATIENCE));
+    assert!(handles.iter().all(|h| h.state() == LoadState::Decoded), "nothing visible before a frame");
+    let ready = |handles: &[streamrt::Handle<Blob>]| -> Vec<usize> {
+        (0..handles.len()).filter(|&i| handles[i].state() == LoadState::Ready).collect()
+    };
+    let first = rt.begin_frame();
+    assert_eq!((first.published, first.waiting), (2, 3));
+    assert_eq!(ready(&handles), [1, 3], "critical and high first");
+    rt.end_frame();
+    assert_eq!(rt.tick().published, 2);
+    assert_eq!(ready(&handles), [0, 1, 2, 3]);
+    assert_eq!(rt.tick().published, 1);
+    assert_eq!(ready(&handles).len(), 5);
+}
+
+#[test]
+fn a_request_cancelled_while_waiting_for_its_frame_is_never_published() {
+    let source = GatedSource::with_blobs(2);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.frame_budget(1));
+    let events = rt.subscribe(1024);
+    let cancelled = rt.request::<Blob>("a0", Priority::Critical).unwrap();
+    let kept = rt.request::<Blob>("a1", Priority::Low).unwrap();
+    for _ in 0..2 {
+        assert!(events.wait_for(PATIENCE, |e| e.kind == EventKind::Decoded).is_some());
+    }
+    assert!(rt.sync(PATIENCE));
+    cancelled.cancel();
+    let report = rt.begin_frame();
+    assert_eq!(report.published, 1, "the cancelled request costs no budget");
+    assert_eq!(cancelled.state(), LoadState::Cancelled);
+    assert!(cancelled.get().is_none());
+    assert_eq!(kept.state(), LoadState::Ready);
+}

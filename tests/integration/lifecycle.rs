@@ -1,0 +1,129 @@
+//! Success paths, status, shutdown and the exactly-one-terminal-state guarantee.
+
+use std::collections::HashMap;
+
+use streamrt::messages::{EventKind, RequestId};
+use streamrt::{ErrorKind, LoadState, Priority, ReadyError};
+use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
+
+use crate::runtime;
+
+#[test]
+fn a_requested_blob_becomes_ready_with_its_bytes() {
+    let source = GatedSource::with_blobs(3);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b);
+    let handle = rt.request::<Blob>("a1", Priority::Normal).unwrap();
+    let value = handle.wait_timeout(PATIENCE).expect("terminal").expect("ready");
+    assert_eq!(value.0, b"blob-00000000001");
+    assert_eq!(handle.state(), LoadState::Ready);
+    assert_eq!(handle.get().as_deref(), Some(&Blob(b"blob-00000000001".to_vec())));
+    assert!(handle.error().is_none());
+    rt.shutdown();
+}
+
+#[test]
+fn ready_can_be_awaited_on_any_executor() {
+    let source = GatedSource::with_blobs(1);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b);
+    let handle = rt.request::<Blob>("a0", Priority::High).unwrap();
+    let value = futures::executor::block_on(handle.ready()).expect("ready");
+    assert_eq!(value.0, b"blob-00000000000");
+}
+
+#[test]
+fn status_right_after_start_reports_the_configuration_and_nothing_in_flight() {
+    let source = GatedSource::with_blobs(0);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(2).queue_capacity(64));
+    assert_eq!(rt.status().to_string(), "worker_count=2 queue_capacity=64 in_flight=0");
+}
+
+#[test]
+fn a_cached_asset_is_served_again_without_a_second_read() {
+    let source = GatedSource::with_blobs(1);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b);
+    let first = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    first.wait_timeout(PATIENCE).unwrap().unwrap();
+    let second = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    assert!(second.wait_timeout(PATIENCE).unwrap().is_ok());
+    assert_eq!(source.gate.started_count("a0"), 1);
+}
+
+#[test]
+fn shutdown_with_requests_in_flight_leaves_every_request_terminal() {
+    let source = GatedSource::with_blobs(50);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
+    let handles: Vec<_> =
+        (0..50).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    source.gate.wait_started("a0", 1);
+    std::thread::scope(|scope| {
+        // Shutdown fails every request before it joins the IO worker held in `a0`'s read.
+        let stopper = scope.spawn(|| rt.shutdown());
+        for h in &handles {
+            let outcome = h.wait_timeout(PATIENCE).expect("terminal after shutdown");
+            let err = outcome.expect_err("nothing was read");
+            assert!(
+                matches!(&err, ReadyError::Failed(e) if e.kind == ErrorKind::Shutdown),
+                "{err:?}"
+            );
+        }
+        source.gate.release_all();
+        stopper.join().unwrap();
+    });
+    let later = rt.request::<streamrt_integration::Blob>("a1", Priority::Normal);
+    assert_eq!(later.unwrap_err(), streamrt::RequestError::Shutdown);
+    assert_eq!(rt.status().outstanding(), 0);
+}
+
+#[test]
+fn ten_thousand_mixed_requests_each_reach_exactly_one_terminal_state() {
+    let source = GatedSource::with_blobs(2_000);
+    for i in 0..50 {
+        source.put(&format!("bad{i}"), b"BAD bytes");
+    }
+    let config = streamrt::RuntimeConfig { events_buffered_max: 1 << 20, ..Default::default() };
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config));
+    let events = rt.subscribe(1 << 20);
+    let mut handles = Vec::new();
+    for i in 0..10_000u32 {
+        let path = match i % 10 {
+            0 => format!("missing{}", i % 97),
+            1 => format!("bad{}", i % 50),
+            2 => format!("ioerr{}", i % 31),
+            _ => format!("a{}", (i * 7) % 2_000),
+        };
+        let priority = Priority::ALL[(i % 5) as usize];
+        let handle = rt.request::<streamrt_integration::Blob>(&path, priority).unwrap();
+        match i % 7 {
+            0 => handle.cancel(),
+            1 => handle.reprioritize(Priority::Critical),
+            _ => {}
+        }
+        handles.push(handle);
+    }
+    for h in &handles {
+        assert!(h.wait_timeout(PATIENCE).is_some(), "{h:?} never ended");
+    }
+    rt.shutdown();
+    let mut terminal: HashMap<RequestId, u32> = HashMap::new();
+    while let Some(e) = events.try_next() {
+        if matches!(e.kind, EventKind::Published | EventKind::Failed { .. } | EventKind::Cancelled { .. }) {
+            *terminal.entry(e.request.unwrap()).or_default() += 1;
+        }
+    }
+    assert_eq!(terminal.len(), 10_000, "every request has a terminal event");
+    assert!(terminal.values().all(|&n| n == 1), "no request has two terminal events");
+    let status = rt.status();
+    assert_eq!(status.ready + status.failed + status.cancelled, 10_000);
+    assert_eq!(status.events_dropped, 0);
+    for h in &handles {
+        let want = match h.key().path() {
+            p if p.starts_with("missing") => Some(ErrorKind::NotFound),
+            p if p.starts_with("bad") => Some(ErrorKind::Decode(format!("{} starts with BAD", h.key()))),
+            _ => None,
+        };
+        if let (Some(want), Some(err)) = (want, h.error()) {
+            assert_eq!(err.kind, want);
+        }
+    }
+}
