@@ -1,1 +1,50 @@
-fn main() {}
+//! `streamctl`: the command-line tool of streamrt.
+//!
+//! Hosts the demo, the status query and the benchmarks. Every command has `--help`; exit code
+//! 0 on success, non-zero with a one-line error on failure.
+
+#![allow(clippy::print_stdout)]
+
+mod bench;
+mod demo;
+mod formats;
+mod status;
+mod tracked;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The streamrt command-line tool.
+#[derive(Debug, Parser)]
+#[command(name = "streamctl", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate assets, stream them under a simulated 60 fps frame loop, print a summary.
+    Demo(demo::DemoArgs),
+    /// Print a runtime's status line.
+    Status(status::StatusArgs),
+    /// Run a benchmark scenario side by side with its baseline.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("streamctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! `streamctl status`: the status line of a runtime.
+//!
+//! Until the daemon exists, this starts a runtime in-process with the given sizes (and no
+//! assets), prints its status and shuts it down.
+
+use streamrt::{MemorySource, Runtime};
+
+/// Options of `streamctl status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// IO worker threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// The scheduler's queue limit.
+    #[arg(long, default_value_t = 64)]
+    queue_capacity: usize,
+    /// Print the whole status as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prints the status.
+///
+/// # Errors
+///
+/// The runtime could not start.
+pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
+    let rt = Runtime::builder()
+        .workers(args.workers)
+        .queue_capacity(args.queue_capacity)
+        .source(MemorySource::new())
+        .build()?;
+    let status = rt.status();
+    rt.shutdown();
+    if args.json {
+        println!("{}", serde_json::to_string(&status)?);
+    } else {
+        println!("{status}");
+    }
+    Ok(())
+}
