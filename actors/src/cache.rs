@@ -105,7 +105,9 @@ impl<D: Decoder> TypeRoute<D> {
 
 impl<D: Decoder> JobRoute for TypeRoute<D> {
     fn dispatched(&self, job: &Job) {
-        let _ = self.cache.post(CacheMsg::Dispatched(job.generation, job.slot));
+        let _ = self
+            .cache
+            .post(CacheMsg::Dispatched(job.generation, job.slot));
     }
 
     fn decode(&self, job: Job, bytes: Vec<u8>) -> Result<(), Box<dyn Any + Send>> {
@@ -115,11 +117,15 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
         match decoded {
             Ok(Ok(value)) => {
                 let size = decoder.size_bytes(&value);
-                let _ = self.cache.post(CacheMsg::Decoded(job, Arc::new(value), size));
+                let _ = self
+                    .cache
+                    .post(CacheMsg::Decoded(job, Arc::new(value), size));
                 Ok(())
             }
             Ok(Err(e)) => {
-                let _ = self.cache.post(CacheMsg::Ended(job, JobEnd::Failed(e.into())));
+                let _ = self
+                    .cache
+                    .post(CacheMsg::Ended(job, JobEnd::Failed(e.into())));
                 Ok(())
             }
             Err(panic) => {
@@ -228,7 +234,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
             Phase::Queued => {
                 if priority < slot.priority {
                     slot.priority = priority;
-                    self.to_scheduler.push(SchedulerMsg::Reprioritize(slot.generation, priority));
+                    self.to_scheduler
+                        .push(SchedulerMsg::Reprioritize(slot.generation, priority));
                 }
             }
         }
@@ -254,7 +261,9 @@ impl<T: Send + Sync + 'static> Cache<T> {
     }
 
     fn release(&mut self, request: RequestId) {
-        let Some((at, ticket)) = self.table.detach(request) else { return };
+        let Some((at, ticket)) = self.table.detach(request) else {
+            return;
+        };
         ticket.cell().cancel();
         drop(ticket);
         let slot = self.table.get(at).expect("detached from a live slot");
@@ -265,12 +274,15 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let slot = self.table.remove(at);
         slot.token.cancel();
         if slot.phase == Phase::Queued {
-            self.to_scheduler.push(SchedulerMsg::CancelQueued(slot.generation));
+            self.to_scheduler
+                .push(SchedulerMsg::CancelQueued(slot.generation));
         }
     }
 
     fn reprioritize(&mut self, request: RequestId, priority: Priority) {
-        let Some(at) = self.table.lookup_request(request) else { return };
+        let Some(at) = self.table.lookup_request(request) else {
+            return;
+        };
         let slot = self.table.get_mut(at).expect("indexed slot exists");
         match slot.phase {
             Phase::Queued => {
@@ -288,7 +300,10 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 }
             }
             Phase::Resident => {
-                let _ = self.links.frame.post(FrameMsg::Reprioritize(request, priority));
+                let _ = self
+                    .links
+                    .frame
+                    .post(FrameMsg::Reprioritize(request, priority));
             }
             // In flight: the new priority orders the publish, read from the request at staging.
             Phase::Loading => {}
@@ -296,7 +311,9 @@ impl<T: Send + Sync + 'static> Cache<T> {
     }
 
     fn dispatched(&mut self, at: usize, generation: Generation) {
-        let Some(slot) = self.table.current_mut(at, generation) else { return };
+        let Some(slot) = self.table.current_mut(at, generation) else {
+            return;
+        };
         if slot.phase != Phase::Queued {
             return;
         }
@@ -307,7 +324,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
     }
 
     fn decoded(&mut self, job: &Job, value: Arc<T>, size: u64) {
-        self.to_scheduler.push(SchedulerMsg::JobFinished(job.generation));
+        self.to_scheduler
+            .push(SchedulerMsg::JobFinished(job.generation));
         let probe = Arc::clone(&self.links.probe);
         let Some(slot) = self.table.current_mut(job.slot, job.generation) else {
             Counters::bump(&probe.counters.cancelled_after_decode);
@@ -341,7 +359,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
     }
 
     fn ended(&mut self, job: &Job, end: JobEnd) {
-        self.to_scheduler.push(SchedulerMsg::JobFinished(job.generation));
+        self.to_scheduler
+            .push(SchedulerMsg::JobFinished(job.generation));
         if self.table.current_mut(job.slot, job.generation).is_none() {
             // The load was cancelled; its requests were told when they let go.
             return;
@@ -351,19 +370,30 @@ impl<T: Send + Sync + 'static> Cache<T> {
             JobEnd::Dropped(stage) => {
                 // Tokens are only tripped when a slot is removed, so a current load is never
                 // dropped; fail its requests rather than leave them waiting if that changes.
-                debug_assert!(false, "current load {:?} dropped at {stage:?}", job.generation);
+                debug_assert!(
+                    false,
+                    "current load {:?} dropped at {stage:?}",
+                    job.generation
+                );
                 ErrorKind::Io(format!("load dropped while {}", stage.name()))
             }
         };
         let slot = self.table.remove(job.slot);
-        let error = Arc::new(AssetLoadError { key: slot.key.clone(), attempt: 1, kind });
+        let error = Arc::new(AssetLoadError {
+            key: slot.key.clone(),
+            attempt: 1,
+            kind,
+        });
         for ticket in &slot.holders {
             ticket.cell().fail(&error);
         }
     }
 
     fn stats(&self) -> CacheStats {
-        let mut stats = CacheStats { asset_type: self.asset_type.clone(), ..CacheStats::default() };
+        let mut stats = CacheStats {
+            asset_type: self.asset_type.clone(),
+            ..CacheStats::default()
+        };
         for slot in self.table.iter() {
             stats.entries += 1;
             stats.holders += slot.holders.len();
@@ -397,7 +427,9 @@ impl<T: Send + Sync + 'static> Cache<T> {
         if !self.to_frame.is_empty() {
             let batch = std::mem::take(&mut self.to_frame);
             if let Err(closed) = self.links.frame.post(FrameMsg::Ready(batch)) {
-                let FrameMsg::Ready(batch) = closed.0 else { return };
+                let FrameMsg::Ready(batch) = closed.0 else {
+                    return;
+                };
                 batch.iter().for_each(|e| e.cell().fail_shutdown());
             }
         }
@@ -417,7 +449,10 @@ impl<T: Send + Sync + 'static> Handler<Wake> for Cache<T> {
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
         let mut batch = Vec::new();
-        if self.mailbox.drain_into(self.links.drain_batch_max, &mut batch) {
+        if self
+            .mailbox
+            .drain_into(self.links.drain_batch_max, &mut batch)
+        {
             ctx.notify(Wake);
         }
         for msg in batch {

@@ -100,7 +100,11 @@ pub(crate) struct FrameShared {
 
 impl FrameShared {
     pub(crate) fn new(mode: PublishMode, probe: Arc<Probe>) -> Self {
-        Self { ready: Mutex::new(PriorityQueue::new()), mode, probe }
+        Self {
+            ready: Mutex::new(PriorityQueue::new()),
+            mode,
+            probe,
+        }
     }
 
     fn ready(&self) -> MutexGuard<'_, PriorityQueue<RequestId, ReadyEntry>> {
@@ -118,7 +122,9 @@ impl FrameShared {
         let (mut published, mut published_bytes) = (0, 0);
         let mut ready = self.ready();
         while published < budget {
-            let Some((_, entry, _)) = ready.pop() else { break };
+            let Some((_, entry, _)) = ready.pop() else {
+                break;
+            };
             if entry.cell.publish() {
                 published += 1;
                 published_bytes += entry.bytes;
@@ -126,9 +132,16 @@ impl FrameShared {
         }
         let waiting = ready.len();
         drop(ready);
-        let event = self.probe.event(EventKind::FrameBegin { published, budget });
+        let event = self
+            .probe
+            .event(EventKind::FrameBegin { published, budget });
         self.probe.emit(event.with_bytes(published_bytes));
-        FrameReport { frame, published, published_bytes, waiting }
+        FrameReport {
+            frame,
+            published,
+            published_bytes,
+            waiting,
+        }
     }
 
     /// Ends a frame.
@@ -173,7 +186,12 @@ impl FrameCoordinator {
         shared: Arc<FrameShared>,
         drain_batch_max: usize,
     ) -> Self {
-        Self { mailbox, shared, drain_batch_max, stopped: false }
+        Self {
+            mailbox,
+            shared,
+            drain_batch_max,
+            stopped: false,
+        }
     }
 }
 

@@ -59,8 +59,6 @@ impl<K: Hash + Eq + Copy, V> PriorityQueue<K, V> {
         self.entries.len()
     }
 
-
-
     fn ticket(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq
@@ -73,7 +71,12 @@ impl<K: Hash + Eq + Copy, V> PriorityQueue<K, V> {
             return Err(value);
         }
         let seq = self.ticket();
-        let slot = self.entries.insert(Entry { key, value, priority, seq });
+        let slot = self.entries.insert(Entry {
+            key,
+            value,
+            priority,
+            seq,
+        });
         self.index.insert(key, slot);
         self.levels[priority.index()].push_back((slot, seq));
         Ok(())
@@ -82,7 +85,9 @@ impl<K: Hash + Eq + Copy, V> PriorityQueue<K, V> {
     /// Moves `key` to the back of `priority`'s level. Unchanged priority keeps its place.
     /// Returns whether the key was queued.
     pub(crate) fn reprioritize(&mut self, key: &K, priority: Priority) -> bool {
-        let Some(&slot) = self.index.get(key) else { return false };
+        let Some(&slot) = self.index.get(key) else {
+            return false;
+        };
         if self.entries[slot].priority == priority {
             return true;
         }
@@ -102,8 +107,6 @@ impl<K: Hash + Eq + Copy, V> PriorityQueue<K, V> {
         self.note_stale();
         Some(entry.value)
     }
-
-
 
     /// Removes and returns the most urgent, oldest entry.
     pub(crate) fn pop(&mut self) -> Option<(K, V, Priority)> {
@@ -281,10 +284,18 @@ mod tests {
         let mut q = PriorityQueue::new();
         q.push(0u32, (), Priority::Normal).unwrap();
         for i in 0..10_000 {
-            let p = if i % 2 == 0 { Priority::High } else { Priority::Low };
+            let p = if i % 2 == 0 {
+                Priority::High
+            } else {
+                Priority::Low
+            };
             q.reprioritize(&0, p);
         }
-        assert!(q.tickets() <= 1 + STALE_SLACK + 1, "tickets: {}", q.tickets());
+        assert!(
+            q.tickets() <= 1 + STALE_SLACK + 1,
+            "tickets: {}",
+            q.tickets()
+        );
         assert_eq!(q.pop().map(|(k, _, _)| k), Some(0));
     }
 }

@@ -164,7 +164,8 @@ impl RuntimeBuilder {
                     .iter()
                     .any(|t| *t.name() == name || t.asset_type_id() == spec.asset_type_id());
                 if taken {
-                    self.type_error.get_or_insert(BuildError::DuplicateType(name.to_string()));
+                    self.type_error
+                        .get_or_insert(BuildError::DuplicateType(name.to_string()));
                 } else {
                     self.types.push(Box::new(spec));
                 }
@@ -197,8 +198,11 @@ impl RuntimeBuilder {
             config.telemetry_path.as_deref(),
             config.telemetry_flush_ms,
         )?;
-        let types: HashMap<TypeId, Arc<dyn Any + Send + Sync>> =
-            self.types.iter().map(|t| (t.asset_type_id(), t.entry())).collect();
+        let types: HashMap<TypeId, Arc<dyn Any + Send + Sync>> = self
+            .types
+            .iter()
+            .map(|t| (t.asset_type_id(), t.entry()))
+            .collect();
         let frame = Arc::new(FrameShared::new(config.publish, Arc::clone(&probe)));
         let parts = CoreParts {
             config: config.clone(),
@@ -313,7 +317,10 @@ impl Runtime {
         let (handle, ticket) = Handle::new(cell, entry.mailbox.clone());
         if outstanding >= self.config.requests_outstanding_max as u64 {
             let capacity = self.config.requests_outstanding_max;
-            ticket.cell().fail(&AssetLoadError::shared(key, ErrorKind::QueueFull { capacity }));
+            ticket.cell().fail(&AssetLoadError::shared(
+                key,
+                ErrorKind::QueueFull { capacity },
+            ));
             return Ok(handle);
         }
         // A closed mailbox hands the ticket back; dropping it fails the request with Shutdown.
@@ -362,7 +369,9 @@ impl Runtime {
     /// not for the frame loop.
     pub fn cache_stats(&self, timeout: Duration) -> Vec<CacheStats> {
         let guard = self.core.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(core) = guard.as_ref() else { return Vec::new() };
+        let Some(core) = guard.as_ref() else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         for cache in &core.caches {
             let (tx, rx) = mpsc::channel();
@@ -402,7 +411,11 @@ impl Runtime {
     /// the runtime started. Idempotent; later requests are refused with `Shutdown`.
     pub fn shutdown(&self) {
         self.closing.store(true, Ordering::Release);
-        let core = self.core.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let core = self
+            .core
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(core) = core {
             core.stop();
         }

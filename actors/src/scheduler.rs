@@ -124,14 +124,20 @@ impl Scheduler {
                     if phase == Phase::Reading {
                         self.reading -= 1;
                     }
-                    self.probe.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    self.probe
+                        .counters
+                        .in_flight
+                        .fetch_sub(1, Ordering::Relaxed);
                 }
             }
             SchedulerMsg::Ping(ack) => self.pings.push(ack),
             SchedulerMsg::Shutdown(ack) => {
                 self.stopped = true;
                 let dropped = self.queue.drain();
-                self.probe.counters.queued.fetch_sub(dropped.len() as u64, Ordering::Relaxed);
+                self.probe
+                    .counters
+                    .queued
+                    .fetch_sub(dropped.len() as u64, Ordering::Relaxed);
                 // The jobs' requests are held by their caches, which fail them on shutdown.
                 drop(dropped);
                 let _ = ack.send(());
@@ -157,12 +163,16 @@ impl Scheduler {
 
     fn can_dispatch(&self) -> bool {
         let jobs_max = self.limits.reads_in_flight + self.limits.decode_backlog_max;
-        !self.stopped && self.reading < self.limits.reads_in_flight && self.in_flight.len() < jobs_max
+        !self.stopped
+            && self.reading < self.limits.reads_in_flight
+            && self.in_flight.len() < jobs_max
     }
 
     fn dispatch(&mut self) {
         while self.can_dispatch() {
-            let Some((generation, job, priority)) = self.queue.pop() else { break };
+            let Some((generation, job, priority)) = self.queue.pop() else {
+                break;
+            };
             let counters = &self.probe.counters;
             counters.queued.fetch_sub(1, Ordering::Relaxed);
             if job.token.is_cancelled() {
@@ -181,7 +191,9 @@ impl Scheduler {
             );
             job.route.dispatched(&job);
             // A closed pool (shutdown) drops the job here, and its guard fails it.
-            let _ = self.io.submit(ReadJob(JobGuard::new(job, ErrorKind::Shutdown)));
+            let _ = self
+                .io
+                .submit(ReadJob(JobGuard::new(job, ErrorKind::Shutdown)));
         }
     }
 }
@@ -199,7 +211,10 @@ impl Handler<Wake> for Scheduler {
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
         let mut batch = Vec::new();
-        if self.mailbox.drain_into(self.limits.drain_batch_max, &mut batch) {
+        if self
+            .mailbox
+            .drain_into(self.limits.drain_batch_max, &mut batch)
+        {
             ctx.notify(Wake);
         }
         for msg in batch {

@@ -132,7 +132,13 @@ impl TelemetrySink {
         flush_ms: u64,
     ) -> std::io::Result<Self> {
         let writer = path.map(File::create).transpose()?.map(BufWriter::new);
-        Ok(Self { probe, mailbox, writer, subscribers: Vec::new(), flush_ms })
+        Ok(Self {
+            probe,
+            mailbox,
+            writer,
+            subscribers: Vec::new(),
+            flush_ms,
+        })
     }
 
     fn drain(&mut self) {
@@ -143,14 +149,15 @@ impl TelemetrySink {
                     self.writer = None;
                 }
             }
-            self.subscribers.retain(|s| match s.try_send(event.clone()) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_)) => {
-                    Counters::bump(&self.probe.counters.events_dropped);
-                    true
-                }
-                Err(TrySendError::Disconnected(_)) => false,
-            });
+            self.subscribers
+                .retain(|s| match s.try_send(event.clone()) {
+                    Ok(()) => true,
+                    Err(TrySendError::Full(_)) => {
+                        Counters::bump(&self.probe.counters.events_dropped);
+                        true
+                    }
+                    Err(TrySendError::Disconnected(_)) => false,
+                });
         }
         if let Some(w) = &mut self.writer {
             let _ = w.flush();
@@ -163,7 +170,9 @@ impl Actor for TelemetrySink {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.mailbox.attach(ctx.address().recipient());
-        ctx.run_interval(Duration::from_millis(self.flush_ms.max(1)), |sink, _| sink.drain());
+        ctx.run_interval(Duration::from_millis(self.flush_ms.max(1)), |sink, _| {
+            sink.drain()
+        });
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {

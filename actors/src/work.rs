@@ -85,7 +85,10 @@ pub(crate) struct JobGuard {
 
 impl JobGuard {
     pub(crate) fn new(job: Job, lost: ErrorKind) -> Self {
-        Self { job: Some(job), lost }
+        Self {
+            job: Some(job),
+            lost,
+        }
     }
 
     fn take(&mut self) -> Job {
@@ -147,8 +150,14 @@ impl Worker for IoWorker {
             Err(e) => end(job, JobEnd::Failed(e.into())),
             Ok(bytes) => {
                 let n = bytes.len() as u64;
-                self.probe.counters.bytes_read.fetch_add(n, Ordering::Relaxed);
-                let next = DecodeJob { guard: JobGuard::new(job, ErrorKind::Shutdown), bytes };
+                self.probe
+                    .counters
+                    .bytes_read
+                    .fetch_add(n, Ordering::Relaxed);
+                let next = DecodeJob {
+                    guard: JobGuard::new(job, ErrorKind::Shutdown),
+                    bytes,
+                };
                 // A closed decode pool drops the job here, and its guard fails it.
                 let _ = self.decode.submit(next);
             }

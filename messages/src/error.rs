@@ -24,7 +24,11 @@ pub struct AssetLoadError {
 impl AssetLoadError {
     /// A shared error for the first attempt at `key`.
     pub fn shared(key: AssetKey, kind: ErrorKind) -> Arc<Self> {
-        Arc::new(Self { key, attempt: 1, kind })
+        Arc::new(Self {
+            key,
+            attempt: 1,
+            kind,
+        })
     }
 }
 

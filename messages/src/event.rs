@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ErrorKind, Generation, LoadState, Priority, RequestId};
 use crate::key::AssetKey;
+use crate::{ErrorKind, Generation, LoadState, Priority, RequestId};
 
 /// The stage a request was in when it was cancelled.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]

@@ -41,7 +41,8 @@ pub struct Status {
 impl Status {
     /// Requests that have not reached a terminal state.
     pub fn outstanding(&self) -> u64 {
-        self.requested.saturating_sub(self.ready + self.failed + self.cancelled)
+        self.requested
+            .saturating_sub(self.ready + self.failed + self.cancelled)
     }
 }
 

@@ -47,7 +47,9 @@ pub struct Mailbox<M> {
 
 impl<M> Clone for Mailbox<M> {
     fn clone(&self) -> Self {
-        Self { shared: Arc::clone(&self.shared) }
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
     }
 }
 
@@ -73,7 +75,10 @@ impl<M> Mailbox<M> {
     fn queue(&self) -> MutexGuard<'_, VecDeque<M>> {
         // A producer cannot panic while holding the lock (push and drain do not panic), so a
         // poisoned lock still guards a consistent queue.
-        self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Posts a message and wakes the actor if no wake is outstanding. Never blocks on the actor.
@@ -115,7 +120,11 @@ impl<M> Mailbox<M> {
         if self.shared.wake_pending.swap(true, Ordering::AcqRel) {
             return;
         }
-        let waker = self.shared.waker.lock().unwrap_or_else(PoisonError::into_inner);
+        let waker = self
+            .shared
+            .waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let delivered = waker.as_ref().is_some_and(|r| r.try_send(Wake).is_ok());
         if !delivered {
             // No live actor to wake (not attached yet, or restarting): the next `attach` wakes it.
@@ -126,7 +135,11 @@ impl<M> Mailbox<M> {
     /// Attaches the actor that drains this mailbox (on start and on every restart) and wakes it
     /// if messages are waiting.
     pub fn attach(&self, waker: Recipient<Wake>) {
-        *self.shared.waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(waker);
+        *self
+            .shared
+            .waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(waker);
         self.shared.wake_pending.store(false, Ordering::Release);
         if !self.queue().is_empty() {
             self.wake();
@@ -207,7 +220,11 @@ mod tests {
         let sys = actix::System::new();
         let mb = mailbox.clone();
         sys.block_on(async move {
-            Drainer { mailbox: mb, seen: tx }.start();
+            Drainer {
+                mailbox: mb,
+                seen: tx,
+            }
+            .start();
         });
         let mut all = Vec::new();
         // Each turn of the executor lets the actor handle one wake; a bounded number of turns

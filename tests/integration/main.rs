@@ -7,8 +7,8 @@
 mod cancellation;
 mod failures;
 mod frames;
-mod limits;
 mod lifecycle;
+mod limits;
 
 use streamrt::{Runtime, RuntimeBuilder};
 use streamrt_integration::{BlobDecoder, GatedSource};
@@ -19,7 +19,11 @@ fn runtime(
     decoder: &BlobDecoder,
     shape: impl FnOnce(RuntimeBuilder) -> RuntimeBuilder,
 ) -> Runtime {
-    shape(Runtime::builder().source(source.clone()).register(decoder.clone()))
-        .build()
-        .expect("runtime builds")
+    shape(
+        Runtime::builder()
+            .source(source.clone())
+            .register(decoder.clone()),
+    )
+    .build()
+    .expect("runtime builds")
 }

@@ -61,7 +61,11 @@ pub(crate) struct SlotTable<T, H> {
 
 impl<T, H: Holder> Default for SlotTable<T, H> {
     fn default() -> Self {
-        Self { slots: Slab::new(), by_key: HashMap::new(), by_request: HashMap::new() }
+        Self {
+            slots: Slab::new(),
+            by_key: HashMap::new(),
+            by_request: HashMap::new(),
+        }
     }
 }
 
@@ -119,7 +123,9 @@ impl<T, H: Holder> SlotTable<T, H> {
         slot: usize,
         generation: Generation,
     ) -> Option<&mut Slot<T, H>> {
-        self.slots.get_mut(slot).filter(|s| s.generation == generation)
+        self.slots
+            .get_mut(slot)
+            .filter(|s| s.generation == generation)
     }
 
     /// Attaches a request to a slot.

@@ -55,7 +55,14 @@ impl Core {
     ///
     /// A thread could not be spawned; whatever was started is stopped again.
     pub(crate) fn start(parts: CoreParts, sink_mailbox: Mailbox<SinkMsg>) -> std::io::Result<Self> {
-        let CoreParts { config, source, probe, types, sink, frame } = parts;
+        let CoreParts {
+            config,
+            source,
+            probe,
+            types,
+            sink,
+            frame,
+        } = parts;
         let scheduler = Mailbox::new();
         let frame_mailbox = Mailbox::new();
         let decode = WorkerPool::start("streamrt-decode", config.decode_threads, |_| DecodeWorker)?;
@@ -145,13 +152,16 @@ impl Core {
 }
 
 /// Posts a message carrying a reply channel and waits up to `timeout` for the reply.
-fn ask<M>(mailbox: &Mailbox<M>, make: impl FnOnce(mpsc::Sender<()>) -> M, timeout: Duration) -> bool {
+fn ask<M>(
+    mailbox: &Mailbox<M>,
+    make: impl FnOnce(mpsc::Sender<()>) -> M,
+    timeout: Duration,
+) -> bool {
     let (tx, rx) = mpsc::channel();
     mailbox.post(make(tx)).is_ok() && rx.recv_timeout(timeout).is_ok()
 }
 
-impl Core {
-}
+impl Core {}
 
 /// What the core thread starts its actors from.
 struct CoreActors {
@@ -168,7 +178,16 @@ struct CoreActors {
 fn run_core(actors: CoreActors, ready: &mpsc::Sender<(System, Arbiter)>) {
     let system = System::new();
     let started = system.block_on(async move {
-        let CoreActors { config, probe, types, sink, frame, scheduler, frame_mailbox, io } = actors;
+        let CoreActors {
+            config,
+            probe,
+            types,
+            sink,
+            frame,
+            scheduler,
+            frame_mailbox,
+            io,
+        } = actors;
         let telemetry = Arbiter::new();
         TelemetrySink::start_in_arbiter(&telemetry.handle(), move |_| sink);
         let limits = SchedulerLimits {

@@ -37,7 +37,11 @@ pub(crate) struct DecoderSpec<D: Decoder> {
 
 impl<D: Decoder> DecoderSpec<D> {
     pub(crate) fn new(name: AssetTypeName, decoder: D) -> Self {
-        Self { name, decoder: Arc::new(decoder), mailbox: Mailbox::new() }
+        Self {
+            name,
+            decoder: Arc::new(decoder),
+            mailbox: Mailbox::new(),
+        }
     }
 }
 
@@ -51,7 +55,10 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
     }
 
     fn entry(&self) -> Arc<dyn Any + Send + Sync> {
-        Arc::new(TypeEntry { name: self.name.clone(), mailbox: self.mailbox.clone() })
+        Arc::new(TypeEntry {
+            name: self.name.clone(),
+            mailbox: self.mailbox.clone(),
+        })
     }
 
     fn control(&self) -> Box<dyn CacheControl> {

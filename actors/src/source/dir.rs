@@ -26,7 +26,10 @@ impl DirSource {
 
     /// A source rooted at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), bytes_max: Self::BYTES_MAX_DEFAULT }
+        Self {
+            root: root.into(),
+            bytes_max: Self::BYTES_MAX_DEFAULT,
+        }
     }
 
     /// Sets the largest file this source reads, in bytes.
@@ -49,20 +52,28 @@ impl DirSource {
 impl Source for DirSource {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
         let path = self.path_of(key);
-        let file = fs::File::open(&path).map_err(io_error)?;
-        let meta = file.metadata().map_err(io_error)?;
+        let file = fs::File::open(&path).map_err(|e| io_error(&e))?;
+        let meta = file.metadata().map_err(|e| io_error(&e))?;
         if !meta.is_file() {
             return Err(SourceError::NotFound);
         }
         if meta.len() > self.bytes_max {
-            return Err(SourceError::TooLarge { size: meta.len(), max: self.bytes_max });
+            return Err(SourceError::TooLarge {
+                size: meta.len(),
+                max: self.bytes_max,
+            });
         }
         let expected = usize::try_from(meta.len()).unwrap_or(usize::MAX);
         let mut bytes = Vec::with_capacity(expected);
         // The `take` bounds the read even if the file grows after `metadata`.
-        file.take(self.bytes_max + 1).read_to_end(&mut bytes).map_err(io_error)?;
+        file.take(self.bytes_max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_error(&e))?;
         if bytes.len() as u64 > self.bytes_max {
-            return Err(SourceError::TooLarge { size: bytes.len() as u64, max: self.bytes_max });
+            return Err(SourceError::TooLarge {
+                size: bytes.len() as u64,
+                max: self.bytes_max,
+            });
         }
         Ok(bytes)
     }
@@ -72,7 +83,7 @@ impl Source for DirSource {
     }
 }
 
-fn io_error(e: io::Error) -> SourceError {
+fn io_error(e: &io::Error) -> SourceError {
     match e.kind() {
         io::ErrorKind::NotFound => SourceError::NotFound,
         _ => SourceError::Io(e.to_string()),

@@ -21,12 +21,18 @@ impl MemorySource {
 
     /// Adds or replaces an asset's bytes.
     pub fn insert(&self, key: AssetKey, bytes: impl Into<Arc<[u8]>>) {
-        self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, bytes.into());
+        self.entries
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, bytes.into());
     }
 
     /// The number of assets held.
     pub fn len(&self) -> usize {
-        self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+        self.entries
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     /// Whether the source holds no asset.
@@ -37,8 +43,14 @@ impl MemorySource {
 
 impl Source for MemorySource {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
-        let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries.get(key).map(|b| b.to_vec()).ok_or(SourceError::NotFound)
+        let entries = self
+            .entries
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries
+            .get(key)
+            .map(|b| b.to_vec())
+            .ok_or(SourceError::NotFound)
     }
 
     fn describe(&self) -> String {
