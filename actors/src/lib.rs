@@ -37,7 +37,6 @@
 
 mod asset;
 mod cache;
-mod clock;
 mod frame;
 mod queue;
 mod request;
@@ -52,9 +51,9 @@ pub use streamrt_messages::{AssetKey, AssetLoadError, ErrorKind, LoadState, Prio
 
 pub use asset::{DecodeError, Decoder};
 pub use cache::CacheStats;
-pub use clock::{Clock, MonotonicClock};
 pub use frame::{FrameReport, PublishMode};
 pub use request::{Handle, ReadyError};
 pub use runtime::{BuildError, RequestError, Runtime, RuntimeBuilder, RuntimeConfig};
 pub use source::{DirSource, MemorySource, Source, SourceError};
+pub use streamrt_supervisor::{Clock, ManualClock, MonotonicClock};
 pub use telemetry::EventStream;

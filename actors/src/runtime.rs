@@ -30,11 +30,11 @@ use streamrt_supervisor::Mailbox;
 
 use crate::asset::Decoder;
 use crate::cache::{CacheMsg, CacheStats};
-use crate::clock::{Clock, MonotonicClock};
 use crate::frame::{FrameReport, FrameShared, PublishMode};
 use crate::request::{Handle, RequestCell};
 use crate::source::Source;
 use crate::telemetry::{self, Counters, EventStream, Probe, SinkMsg, TelemetrySink};
+use streamrt_supervisor::{Clock, MonotonicClock};
 
 use self::core::{Core, CoreParts};
 use self::registry::{DecoderSpec, TypeEntry, TypeSpec};

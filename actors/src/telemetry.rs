@@ -26,9 +26,7 @@ use std::time::Duration;
 use actix::{Actor, AsyncContext, Context, Handler};
 use crossbeam_queue::ArrayQueue;
 use streamrt_messages::{Event, EventKind};
-use streamrt_supervisor::{Mailbox, Wake};
-
-use crate::clock::Clock;
+use streamrt_supervisor::{Clock, Mailbox, Wake};
 
 /// Live counters; see [`streamrt_messages::Status`] for their meaning.
 #[derive(Debug, Default)]

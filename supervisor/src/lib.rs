@@ -12,14 +12,26 @@
 //!   configured size.
 //! - [`RestartPolicy`] and [`RestartWindow`]: restart policies as data (kind, strategy,
 //!   intensity, backoff) and the pure intensity check that decides when to escalate.
+//! - [`Supervisor`]: an actor that starts children from [`ChildSpec`]s, turns a caught panic
+//!   ([`guarded`]) or an abnormal stop into a restart per policy, and escalates past the
+//!   intensity.
+//! - [`Clock`], [`MonotonicClock`], [`ManualClock`]: time behind a seam, so restart intensity
+//!   and backoff are testable without sleeping.
 
+mod clock;
 mod mailbox;
 mod policy;
 mod pool;
+mod supervisor;
 
+pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use mailbox::{Mailbox, MailboxClosed, Wake};
 pub use policy::{Backoff, Intensity, RestartKind, RestartPolicy, RestartWindow, Strategy};
 pub use pool::{PoolClosed, PoolSender, PoolStats, Worker, WorkerPool};
+pub use supervisor::{
+    guarded, ChildLink, ChildSpec, Escalation, ExitReason, StartFn, StopChild, Supervisor,
+    SupervisorMsg, SupervisorStats,
+};
 
 /// The text of a caught panic's payload.
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

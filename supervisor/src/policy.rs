@@ -2,8 +2,9 @@
 //!
 //! The vocabulary is Erlang/OTP's, which actix lacks:
 //!
-//! - [`RestartKind`]: whether a child is restarted at all (permanent), only after an abnormal
-//!   exit (transient), or never (temporary).
+//! - [`RestartKind`], per child: whether it is restarted always (permanent), only after an
+//!   abnormal exit (transient), or never (temporary).
+//! - [`RestartPolicy`], per supervisor: strategy, intensity and backoff.
 //! - [`Strategy`]: which siblings restart with it.
 //! - [`Intensity`]: at most `restarts_max` restarts within `window_ms`; one more escalates.
 //! - [`Backoff`]: the delay before a restart, doubling from `min_ms` up to `max_ms`.
@@ -70,12 +71,11 @@ impl Backoff {
     }
 }
 
-/// A child's full restart policy.
+/// A supervisor's restart policy: which children restart together, how often before giving up,
+/// and how long to wait first. Each child's own [`RestartKind`] says whether it restarts at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestartPolicy {
-    /// Whether the child restarts.
-    pub kind: RestartKind,
-    /// Which siblings restart with it.
+    /// Which siblings restart with a child.
     pub strategy: Strategy,
     /// When to give up and escalate.
     pub intensity: Intensity,
@@ -86,7 +86,6 @@ pub struct RestartPolicy {
 impl Default for RestartPolicy {
     fn default() -> Self {
         Self {
-            kind: RestartKind::Permanent,
             strategy: Strategy::OneForOne,
             intensity: Intensity {
                 restarts_max: 10,

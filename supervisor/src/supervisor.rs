@@ -1,0 +1,392 @@
+//! A supervisor actor: starts children from specs, turns their panics and abnormal stops into
+//! restarts per policy, and escalates past the restart intensity.
+//!
+//! Children are actix actors on the supervisor's arbiter. Each gets a [`ChildLink`] when it
+//! starts and reports through it how it ended; [`guarded`] runs a child's `started` body or a
+//! handler body with `catch_unwind`, so a panic becomes a reported exit instead of a closed
+//! mailbox. The supervisor stops a child with [`StopChild`].
+//!
+//! # Supervision
+//!
+//! On a child's exit the supervisor consults the child's [`RestartKind`]; if it restarts, the
+//! restart is counted in the [`RestartWindow`]. Past the intensity, or when a restart itself
+//! fails, the supervisor stops every child and calls its escalation hook (a parent supervisor
+//! or, at the root, the runtime's shutdown). Children whose state must survive a restart keep it
+//! outside the actor (see the runtime's mailboxes and salvage).
+//!
+//! # Ordering
+//!
+//! Children start in the order they were added; rest-for-one restarts the failed child and
+//! every child added after it, in order.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use actix::{Actor, AsyncContext, Context, Handler, Message, Recipient};
+
+use crate::{
+    panic_message, Clock, Mailbox, RestartKind, RestartPolicy, RestartWindow, Strategy, Wake,
+};
+
+/// Tells a supervised child to stop.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct StopChild;
+
+/// How a child ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitReason {
+    /// It stopped by itself.
+    Normal,
+    /// It returned an error from `started` or a handler.
+    Error(String),
+    /// It panicked; the panic was caught.
+    Panicked(String),
+}
+
+impl ExitReason {
+    /// Whether the exit was abnormal (an error or a panic).
+    pub fn is_abnormal(&self) -> bool {
+        !matches!(self, Self::Normal)
+    }
+}
+
+/// What a supervisor is told.
+pub enum SupervisorMsg {
+    /// A child ended.
+    Exited {
+        /// The child's index.
+        child: usize,
+        /// Which start of the child ended; stale reports are ignored.
+        incarnation: u64,
+        /// How it ended.
+        reason: ExitReason,
+    },
+    /// Reply once everything before it is handled (a barrier).
+    Ping(mpsc::Sender<()>),
+    /// Stop every child (last first) and reply.
+    Stop(mpsc::Sender<()>),
+}
+
+/// A child's way to report to its supervisor. Only the first report of an incarnation counts.
+#[derive(Clone)]
+pub struct ChildLink {
+    supervisor: Option<Mailbox<SupervisorMsg>>,
+    child: usize,
+    incarnation: u64,
+    reported: Arc<AtomicBool>,
+}
+
+impl ChildLink {
+    /// A link that reports nowhere, for an actor run without a supervisor.
+    pub fn detached() -> Self {
+        Self {
+            supervisor: None,
+            child: 0,
+            incarnation: 0,
+            reported: Arc::default(),
+        }
+    }
+
+    /// Which start of the child this is, from 1.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Reports how the child ended (only the first report counts).
+    pub fn exit(&self, reason: ExitReason) {
+        if self.reported.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(supervisor) = &self.supervisor {
+            let msg = SupervisorMsg::Exited {
+                child: self.child,
+                incarnation: self.incarnation,
+                reason,
+            };
+            // A closed supervisor mailbox means the whole tree is shutting down.
+            let _ = supervisor.post(msg);
+        }
+    }
+}
+
+/// Runs a child's `started` or handler body. A panic or an error is reported as the child's
+/// exit and `None` is returned: the caller must then stop the actor.
+pub fn guarded<R>(link: &ChildLink, body: impl FnOnce() -> Result<R, String>) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(r)) => Some(r),
+        Ok(Err(e)) => {
+            link.exit(ExitReason::Error(e));
+            None
+        }
+        Err(panic) => {
+            link.exit(ExitReason::Panicked(panic_message(&*panic)));
+            None
+        }
+    }
+}
+
+/// Starts one incarnation of a child on the current arbiter.
+pub type StartFn = Box<dyn FnMut(ChildLink) -> Result<Recipient<StopChild>, String> + Send>;
+
+/// How to start a child and whether to restart it.
+pub struct ChildSpec {
+    name: String,
+    kind: RestartKind,
+    start: StartFn,
+}
+
+impl ChildSpec {
+    /// A child named `name` of restart kind `kind`, started by `start`.
+    pub fn new(
+        name: impl Into<String>,
+        kind: RestartKind,
+        start: impl FnMut(ChildLink) -> Result<Recipient<StopChild>, String> + Send + 'static,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            start: Box::new(start),
+        }
+    }
+}
+
+/// What a supervisor escalates when it gives up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Escalation {
+    /// The supervisor that gave up.
+    pub supervisor: String,
+    /// The child whose exit was one too many.
+    pub child: String,
+    /// How that child ended.
+    pub reason: ExitReason,
+}
+
+/// Live figures of a supervisor.
+#[derive(Debug, Default)]
+pub struct SupervisorStats {
+    restarts: AtomicU64,
+    escalated: AtomicBool,
+}
+
+impl SupervisorStats {
+    /// Children restarted so far.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Acquire)
+    }
+    /// Whether the supervisor gave up.
+    pub fn escalated(&self) -> bool {
+        self.escalated.load(Ordering::Acquire)
+    }
+}
+
+struct Child {
+    spec: ChildSpec,
+    incarnation: u64,
+    running: Option<Recipient<StopChild>>,
+}
+
+/// See the module docs.
+pub struct Supervisor {
+    name: String,
+    policy: RestartPolicy,
+    clock: Arc<dyn Clock>,
+    mailbox: Mailbox<SupervisorMsg>,
+    children: Vec<Child>,
+    window: RestartWindow,
+    on_escalate: Box<dyn FnMut(Escalation) + Send>,
+    stats: Arc<SupervisorStats>,
+    stopped: bool,
+}
+
+impl Supervisor {
+    /// A supervisor with no children yet; `on_escalate` is called once if it gives up.
+    pub fn new(
+        name: impl Into<String>,
+        policy: RestartPolicy,
+        clock: Arc<dyn Clock>,
+        mailbox: Mailbox<SupervisorMsg>,
+        on_escalate: impl FnMut(Escalation) + Send + 'static,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            policy,
+            clock,
+            mailbox,
+            children: Vec::new(),
+            window: RestartWindow::new(policy.intensity),
+            on_escalate: Box::new(on_escalate),
+            stats: Arc::default(),
+            stopped: false,
+        }
+    }
+
+    /// Adds a child, started after the ones added before it.
+    #[must_use]
+    pub fn child(mut self, spec: ChildSpec) -> Self {
+        self.children.push(Child {
+            spec,
+            incarnation: 0,
+            running: None,
+        });
+        self
+    }
+
+    /// The supervisor's live figures.
+    pub fn stats(&self) -> Arc<SupervisorStats> {
+        Arc::clone(&self.stats)
+    }
+
+    fn start_child(&mut self, index: usize) -> Result<(), ExitReason> {
+        let child = &mut self.children[index];
+        child.incarnation += 1;
+        let link = ChildLink {
+            supervisor: Some(self.mailbox.clone()),
+            child: index,
+            incarnation: child.incarnation,
+            reported: Arc::default(),
+        };
+        match catch_unwind(AssertUnwindSafe(|| (child.spec.start)(link))) {
+            Ok(Ok(stop)) => {
+                child.running = Some(stop);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(ExitReason::Error(e)),
+            Err(panic) => Err(ExitReason::Panicked(panic_message(&*panic))),
+        }
+    }
+
+    fn stop_child(&mut self, index: usize) {
+        let child = &mut self.children[index];
+        if let Some(stop) = child.running.take() {
+            // Its exit report will carry the old incarnation and be ignored.
+            child.incarnation += 1;
+            let _ = stop.try_send(StopChild);
+        }
+    }
+
+    fn on_exit(
+        &mut self,
+        index: usize,
+        incarnation: u64,
+        reason: ExitReason,
+        ctx: &mut Context<Self>,
+    ) {
+        if self.stopped || self.children[index].incarnation != incarnation {
+            return;
+        }
+        self.children[index].running = None;
+        if !self.children[index]
+            .spec
+            .kind
+            .restarts_after(reason.is_abnormal())
+        {
+            return;
+        }
+        let now_ms = self.clock.now_us() / 1_000;
+        if !self.window.admit(now_ms) {
+            return self.escalate(index, reason);
+        }
+        let set: Vec<usize> = match self.policy.strategy {
+            Strategy::OneForOne => vec![index],
+            Strategy::RestForOne => (index..self.children.len()).collect(),
+            Strategy::OneForAll => (0..self.children.len()).collect(),
+        };
+        for &i in set.iter().rev() {
+            if i != index {
+                self.stop_child(i);
+            }
+        }
+        let delay = self
+            .policy
+            .backoff
+            .delay_ms(self.window.len().saturating_sub(1) as u32);
+        if delay == 0 {
+            self.restart(&set, ctx);
+        } else {
+            ctx.run_later(Duration::from_millis(delay), move |sup, ctx| {
+                sup.restart(&set, ctx)
+            });
+        }
+    }
+
+    fn restart(&mut self, set: &[usize], ctx: &mut Context<Self>) {
+        for &i in set {
+            if self.stopped {
+                return;
+            }
+            self.stats.restarts.fetch_add(1, Ordering::AcqRel);
+            if let Err(reason) = self.start_child(i) {
+                let incarnation = self.children[i].incarnation;
+                return self.on_exit(i, incarnation, reason, ctx);
+            }
+        }
+    }
+
+    fn escalate(&mut self, index: usize, reason: ExitReason) {
+        self.stop_all();
+        self.stats.escalated.store(true, Ordering::Release);
+        let escalation = Escalation {
+            supervisor: self.name.clone(),
+            child: self.children[index].spec.name.clone(),
+            reason,
+        };
+        tracing::error!(target: "streamrt", ?escalation, "supervisor gave up; escalating");
+        (self.on_escalate)(escalation);
+    }
+
+    fn stop_all(&mut self) {
+        self.stopped = true;
+        for i in (0..self.children.len()).rev() {
+            self.stop_child(i);
+        }
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.mailbox.attach(ctx.address().recipient());
+        for i in 0..self.children.len() {
+            if let Err(reason) = self.start_child(i) {
+                let incarnation = self.children[i].incarnation;
+                self.on_exit(i, incarnation, reason, ctx);
+            }
+        }
+    }
+}
+
+impl Handler<Wake> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        let mut batch = Vec::new();
+        if self.mailbox.drain_into(64, &mut batch) {
+            ctx.notify(Wake);
+        }
+        for msg in batch {
+            match msg {
+                SupervisorMsg::Exited {
+                    child,
+                    incarnation,
+                    reason,
+                } => {
+                    self.on_exit(child, incarnation, reason, ctx);
+                }
+                SupervisorMsg::Ping(ack) => {
+                    let _ = ack.send(());
+                }
+                SupervisorMsg::Stop(ack) => {
+                    self.stop_all();
+                    let _ = ack.send(());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

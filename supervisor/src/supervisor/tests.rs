@@ -1,0 +1,334 @@
+//! The supervision matrix: panics and errors in `started` and in handlers, for each restart
+//! kind and strategy, and the intensity boundary on a manual clock.
+
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use actix::{Actor, ActorContext, Context, Handler, System};
+
+use super::*;
+use crate::{Backoff, Intensity, ManualClock, RestartKind, RestartPolicy, Strategy};
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    PanicInStarted,
+    ErrorInStarted,
+    PanicInHandler,
+    ErrorInHandler,
+    StopNormally,
+}
+
+/// Logs `start NAME N` and `stop NAME N`; fails its first incarnation as its plan says.
+struct TestChild {
+    name: &'static str,
+    link: ChildLink,
+    first_start: Option<Fault>,
+    log: mpsc::Sender<String>,
+}
+
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+struct Trigger(Fault);
+
+impl Actor for TestChild {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let _ = self
+            .log
+            .send(format!("start {} {}", self.name, self.link.incarnation()));
+        let fault = self.first_start.filter(|_| self.link.incarnation() == 1);
+        let ok = guarded(&self.link, || match fault {
+            Some(Fault::PanicInStarted) => panic!("boom in started"),
+            Some(Fault::ErrorInStarted) => Err("error in started".to_owned()),
+            _ => Ok(()),
+        });
+        if ok.is_none() {
+            ctx.stop();
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.link.exit(ExitReason::Normal);
+        let _ = self
+            .log
+            .send(format!("stop {} {}", self.name, self.link.incarnation()));
+    }
+}
+
+impl Handler<Trigger> for TestChild {
+    type Result = ();
+    fn handle(&mut self, Trigger(fault): Trigger, ctx: &mut Context<Self>) {
+        let ok = guarded(&self.link, || match fault {
+            Fault::PanicInHandler => panic!("boom in handler"),
+            Fault::ErrorInHandler => Err("error in handler".to_owned()),
+            _ => Ok(()),
+        });
+        if ok.is_none() || fault == Fault::StopNormally {
+            ctx.stop();
+        }
+    }
+}
+
+impl Handler<StopChild> for TestChild {
+    type Result = ();
+    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+type Triggers = Arc<Mutex<Vec<actix::Addr<TestChild>>>>;
+
+struct Tree {
+    log: mpsc::Receiver<String>,
+    escalations: mpsc::Receiver<Escalation>,
+    supervisor: Mailbox<SupervisorMsg>,
+    addrs: Triggers,
+    system: System,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Tree {
+    /// Starts a supervisor with one child per `(name, kind, fault in its first started)`.
+    fn start(
+        policy: RestartPolicy,
+        children: &[(&'static str, RestartKind, Option<Fault>)],
+    ) -> Self {
+        let (log_tx, log) = mpsc::channel();
+        let (esc_tx, escalations) = mpsc::channel();
+        let supervisor = Mailbox::new();
+        let addrs: Triggers = Arc::default();
+        let specs: Vec<ChildSpec> = children
+            .iter()
+            .enumerate()
+            .map(|(slot, &(name, kind, first_start))| {
+                let (log, addrs) = (log_tx.clone(), Arc::clone(&addrs));
+                ChildSpec::new(name, kind, move |link| {
+                    let addr = TestChild {
+                        name,
+                        link,
+                        first_start,
+                        log: log.clone(),
+                    }
+                    .start();
+                    let mut addrs = addrs.lock().unwrap();
+                    if addrs.len() <= slot {
+                        addrs.push(addr.clone());
+                    } else {
+                        addrs[slot] = addr.clone();
+                    }
+                    Ok(addr.recipient())
+                })
+            })
+            .collect();
+        let (ready_tx, ready) = mpsc::channel();
+        let mailbox = supervisor.clone();
+        let thread = std::thread::spawn(move || {
+            let system = System::new();
+            system.block_on(async move {
+                let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
+                let sup = specs.into_iter().fold(
+                    Supervisor::new("test", policy, clock, mailbox, move |e| {
+                        let _ = esc_tx.send(e);
+                    }),
+                    Supervisor::child,
+                );
+                sup.start();
+                ready_tx.send(System::current()).unwrap();
+            });
+            system.run().unwrap();
+        });
+        let system = ready.recv().unwrap();
+        Self {
+            log,
+            escalations,
+            supervisor,
+            addrs,
+            system,
+            thread: Some(thread),
+        }
+    }
+
+    fn expect(&self, line: &str) {
+        let got = self
+            .log
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| panic!("no {line:?}"));
+        assert_eq!(got, line);
+    }
+
+    /// Waits for the supervisor to handle everything reported so far.
+    fn settle(&self) {
+        let (tx, rx) = mpsc::channel();
+        self.supervisor.post(SupervisorMsg::Ping(tx)).ok().unwrap();
+        rx.recv_timeout(PATIENCE).unwrap();
+    }
+
+    fn trigger(&self, slot: usize, fault: Fault) {
+        self.addrs.lock().unwrap()[slot].do_send(Trigger(fault));
+    }
+
+    /// The next `n` lines, sorted (the order between siblings is not specified).
+    fn lines(&self, n: usize) -> Vec<String> {
+        let mut got: Vec<String> = (0..n)
+            .map(|i| {
+                self.log
+                    .recv_timeout(PATIENCE)
+                    .unwrap_or_else(|_| panic!("line {i}"))
+            })
+            .collect();
+        got.sort();
+        got
+    }
+
+    /// Lines logged once the supervisor handled every report and any child it restarted had
+    /// its turn to start (a restart is synchronous in the supervisor; the child's `started`
+    /// runs on the next turn of the arbiter, before a second ping is answered).
+    fn quiet(&self) -> Vec<String> {
+        self.settle();
+        self.settle();
+        self.log.try_iter().collect()
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        self.system.stop();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+fn policy(strategy: Strategy, restarts_max: u32) -> RestartPolicy {
+    RestartPolicy {
+        strategy,
+        intensity: Intensity {
+            restarts_max,
+            window_ms: 1_000,
+        },
+        backoff: Backoff {
+            min_ms: 0,
+            max_ms: 0,
+        },
+    }
+}
+
+#[test]
+fn faults_in_started_and_handlers_restart_per_restart_kind() {
+    let faults = [
+        Fault::PanicInStarted,
+        Fault::ErrorInStarted,
+        Fault::PanicInHandler,
+        Fault::ErrorInHandler,
+    ];
+    for kind in [
+        RestartKind::Permanent,
+        RestartKind::Transient,
+        RestartKind::Temporary,
+    ] {
+        for fault in faults {
+            let in_started = matches!(fault, Fault::PanicInStarted | Fault::ErrorInStarted);
+            let tree = Tree::start(
+                policy(Strategy::OneForOne, 5),
+                &[("c", kind, Some(fault).filter(|_| in_started))],
+            );
+            tree.expect("start c 1");
+            if !in_started {
+                tree.trigger(0, fault);
+            }
+            tree.expect("stop c 1");
+            if kind == RestartKind::Temporary {
+                assert_eq!(tree.quiet(), Vec::<String>::new(), "{fault:?}");
+            } else {
+                tree.expect("start c 2");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_normal_stop_restarts_only_permanent_children() {
+    for kind in [
+        RestartKind::Permanent,
+        RestartKind::Transient,
+        RestartKind::Temporary,
+    ] {
+        let tree = Tree::start(policy(Strategy::OneForOne, 5), &[("c", kind, None)]);
+        tree.expect("start c 1");
+        tree.trigger(0, Fault::StopNormally);
+        tree.expect("stop c 1");
+        if kind == RestartKind::Permanent {
+            tree.expect("start c 2");
+        } else {
+            assert_eq!(tree.quiet(), Vec::<String>::new(), "{kind:?}");
+        }
+    }
+}
+
+#[test]
+fn n_restarts_in_the_window_survive_and_one_more_escalates() {
+    let n = 3;
+    let tree = Tree::start(
+        policy(Strategy::OneForOne, n),
+        &[("c", RestartKind::Permanent, None)],
+    );
+    tree.expect("start c 1");
+    for i in 1..=n {
+        tree.trigger(0, Fault::PanicInHandler);
+        tree.expect(&format!("stop c {i}"));
+        tree.expect(&format!("start c {}", i + 1));
+    }
+    assert!(
+        tree.escalations.try_recv().is_err(),
+        "{n} restarts are within the intensity"
+    );
+    tree.trigger(0, Fault::PanicInHandler);
+    let escalation = tree.escalations.recv_timeout(PATIENCE).expect("escalated");
+    assert_eq!(escalation.child, "c");
+    assert_eq!(
+        escalation.reason,
+        ExitReason::Panicked("boom in handler".into())
+    );
+    assert!(
+        !tree.quiet().iter().any(|l| l.starts_with("start")),
+        "no restart after escalation"
+    );
+}
+
+#[test]
+fn rest_for_one_restarts_the_failed_child_and_the_ones_after_it() {
+    let children = [
+        ("a", RestartKind::Permanent, None),
+        ("b", RestartKind::Permanent, None),
+        ("c", RestartKind::Permanent, None),
+    ];
+    let tree = Tree::start(policy(Strategy::RestForOne, 5), &children);
+    for name in ["a", "b", "c"] {
+        tree.expect(&format!("start {name} 1"));
+    }
+    tree.trigger(1, Fault::ErrorInHandler);
+    assert_eq!(
+        tree.lines(4),
+        ["start b 2", "start c 3", "stop b 1", "stop c 1"]
+    );
+    assert_eq!(tree.quiet(), Vec::<String>::new(), "a is left alone");
+}
+
+#[test]
+fn one_for_all_restarts_every_child() {
+    let children = [
+        ("a", RestartKind::Permanent, None),
+        ("b", RestartKind::Transient, None),
+    ];
+    let tree = Tree::start(policy(Strategy::OneForAll, 5), &children);
+    tree.expect("start a 1");
+    tree.expect("start b 1");
+    tree.trigger(1, Fault::PanicInHandler);
+    assert_eq!(
+        tree.lines(4),
+        ["start a 3", "start b 2", "stop a 1", "stop b 1"]
+    );
+}
