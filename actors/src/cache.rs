@@ -19,11 +19,20 @@
 //! Engine commands enter through the runtime's admission limit (`requests_outstanding_max`);
 //! worker replies are bounded by the scheduler's credits.
 //!
+//! # Failures, retries and quarantine
+//!
+//! A transient failure (IO, a load a crashed worker lost) is retried with backoff under a fresh
+//! generation, up to the type's `attempts_max`. A decoder panic is retried until the key has
+//! panicked `panics_max` times; then the key is quarantined and every request for it fails at
+//! once with `Quarantined`. Other failures end the load and fail every holder.
+//!
 //! # Supervision
 //!
-//! The slot table is the cache's own state and is the truth about requests: a restart of the
-//! scheduler is recovered from it (queued loads are re-enqueued). A restart of the cache itself
-//! loses its table; its requests are failed with `Shutdown` by their tickets, never left hanging.
+//! Permanent child of the runtime's supervisor. The slot table is the truth about requests:
+//! a restarted scheduler is rebuilt from it (`Resubmit`). When the cache itself fails, it
+//! salvages the tickets of every unfinished request before it stops, and its next incarnation
+//! admits them again as new loads: a restart loses resident values, quarantine records and
+//! loads in flight (their late replies are stale), never a request.
 
 mod slots;
 
@@ -33,15 +42,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use actix::{Actor, AsyncContext, Context, Handler};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use streamrt_messages::{
-    AssetLoadError, ErrorKind, EventKind, Generation, LoadState, Priority, RequestId,
+    AssetKey, AssetLoadError, ErrorKind, EventKind, Generation, LoadState, Priority, RequestId,
 };
-use streamrt_supervisor::{panic_message, Mailbox, Wake};
+use streamrt_supervisor::{
+    drain_guarded, panic_message, ChildLink, Drained, ExitReason, Mailbox, StopChild, Wake,
+};
 
 use crate::asset::Decoder;
 use crate::frame::{FrameMsg, ReadyEntry};
-use crate::request::Ticket;
+use crate::request::{RequestCell, Ticket};
+use crate::runtime::RetryPolicy;
 use crate::scheduler::SchedulerMsg;
 use crate::telemetry::{Counters, Probe};
 use crate::work::{Job, JobEnd, JobRoute};
@@ -66,6 +82,10 @@ pub(crate) enum CacheMsg<T: Send + Sync + 'static> {
     Stats(mpsc::Sender<CacheStats>),
     /// Flush what was produced so far, then reply (a barrier for `Runtime::sync`).
     Ping(mpsc::Sender<()>),
+    /// Re-enqueue queued loads and report loads in flight (to a restarted scheduler).
+    Resubmit,
+    /// Panic (fault injection).
+    Crash,
     /// Fail every request with `Shutdown` and stop; reply when done.
     Shutdown(mpsc::Sender<()>),
 }
@@ -77,6 +97,8 @@ pub struct CacheStats {
     pub asset_type: String,
     /// Slots: assets queued, loading or resident.
     pub entries: usize,
+    /// Keys quarantined after repeated decoder panics.
+    pub quarantined: usize,
     /// Assets decoded and held.
     pub resident: usize,
     /// Bytes held by resident assets.
@@ -105,9 +127,7 @@ impl<D: Decoder> TypeRoute<D> {
 
 impl<D: Decoder> JobRoute for TypeRoute<D> {
     fn dispatched(&self, job: &Job) {
-        let _ = self
-            .cache
-            .post(CacheMsg::Dispatched(job.generation, job.slot));
+        let _ = self.cache.post(CacheMsg::Dispatched(job.generation, job.slot));
     }
 
     fn decode(&self, job: Job, bytes: Vec<u8>) -> Result<(), Box<dyn Any + Send>> {
@@ -117,15 +137,11 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
         match decoded {
             Ok(Ok(value)) => {
                 let size = decoder.size_bytes(&value);
-                let _ = self
-                    .cache
-                    .post(CacheMsg::Decoded(job, Arc::new(value), size));
+                let _ = self.cache.post(CacheMsg::Decoded(job, Arc::new(value), size));
                 Ok(())
             }
             Ok(Err(e)) => {
-                let _ = self
-                    .cache
-                    .post(CacheMsg::Ended(job, JobEnd::Failed(e.into())));
+                let _ = self.cache.post(CacheMsg::Ended(job, JobEnd::Failed(e.into())));
                 Ok(())
             }
             Err(panic) => {
@@ -142,6 +158,7 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
 }
 
 /// Where a cache sends what it produces.
+#[derive(Clone)]
 pub(crate) struct CacheLinks {
     pub(crate) scheduler: Mailbox<SchedulerMsg>,
     pub(crate) frame: Mailbox<FrameMsg>,
@@ -149,6 +166,18 @@ pub(crate) struct CacheLinks {
     /// The runtime-wide generation counter.
     pub(crate) generations: Arc<AtomicU64>,
     pub(crate) drain_batch_max: usize,
+    /// The runtime's default retry policy, for types registered without one.
+    pub(crate) retry: RetryPolicy,
+}
+
+/// Tickets a failed cache hands to its next incarnation.
+pub(crate) type Salvage<T> = Arc<Mutex<Vec<Ticket<T>>>>;
+
+/// What happens to a load after a failed attempt.
+enum Verdict {
+    Retry { delay_ms: u64 },
+    Quarantine { panics: u32 },
+    Fail,
 }
 
 /// See the module docs.
@@ -157,26 +186,43 @@ pub(crate) struct Cache<T: Send + Sync + 'static> {
     mailbox: Mailbox<CacheMsg<T>>,
     route: Arc<dyn JobRoute>,
     links: CacheLinks,
+    policy: RetryPolicy,
+    link: ChildLink,
+    salvage: Salvage<T>,
     table: SlotTable<T, Ticket<T>>,
+    panics: HashMap<AssetKey, u32>,
+    quarantined: HashMap<AssetKey, u32>,
     to_scheduler: Vec<SchedulerMsg>,
     to_frame: Vec<ReadyEntry>,
+    retry_later: Vec<(u64, Job)>,
 }
 
 impl<T: Send + Sync + 'static> Cache<T> {
+    /// Everything a cache is made of; several incarnations are made from the same parts.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         asset_type: String,
         mailbox: Mailbox<CacheMsg<T>>,
         route: Arc<dyn JobRoute>,
         links: CacheLinks,
+        policy: RetryPolicy,
+        link: ChildLink,
+        salvage: Salvage<T>,
     ) -> Self {
         Self {
             asset_type,
             mailbox,
             route,
             links,
+            policy,
+            link,
+            salvage,
             table: SlotTable::default(),
+            panics: HashMap::new(),
+            quarantined: HashMap::new(),
             to_scheduler: Vec::new(),
             to_frame: Vec::new(),
+            retry_later: Vec::new(),
         }
     }
 
@@ -195,11 +241,18 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 self.flush();
                 let _ = ack.send(());
             }
+            CacheMsg::Resubmit => self.resubmit(),
+            CacheMsg::Crash => panic!("injected crash of the {} cache", self.asset_type),
             CacheMsg::Shutdown(ack) => {
                 self.shutdown();
                 let _ = ack.send(());
             }
         }
+    }
+
+    fn emit(&self, kind: EventKind, origin: RequestId, key: &AssetKey) {
+        let probe = &self.links.probe;
+        probe.emit(probe.event(kind).with_request(origin).with_key(key.clone()));
     }
 
     fn load(&mut self, ticket: Ticket<T>) {
@@ -208,8 +261,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
             // Cancelled before the cache saw it: start nothing.
             return;
         }
-        let probe = &self.links.probe;
         let priority = cell.priority();
+        let probe = &self.links.probe;
         probe.emit(
             probe
                 .event(EventKind::Queued)
@@ -217,6 +270,11 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 .with_key(cell.key().clone())
                 .with_priority(priority),
         );
+        if let Some(&panics) = self.quarantined.get(cell.key()) {
+            let kind = ErrorKind::Quarantined { panics };
+            cell.fail(&Arc::new(AssetLoadError { key: cell.key().clone(), attempt: 0, kind }));
+            return;
+        }
         let Some(at) = self.table.lookup_key(cell.key()) else {
             return self.start_load(ticket, priority);
         };
@@ -228,42 +286,44 @@ impl<T: Send + Sync + 'static> Cache<T> {
                     self.to_frame.push(ReadyEntry::new(&cell, slot.bytes));
                 }
             }
-            Phase::Loading => {
-                let _ = cell.transition(LoadState::Loading);
-            }
+            Phase::Loading => mark_loading(&cell),
             Phase::Queued => {
                 if priority < slot.priority {
                     slot.priority = priority;
-                    self.to_scheduler
-                        .push(SchedulerMsg::Reprioritize(slot.generation, priority));
+                    self.to_scheduler.push(SchedulerMsg::Reprioritize(slot.generation, priority));
                 }
             }
         }
         self.table.attach(at, ticket);
     }
 
-    fn start_load(&mut self, ticket: Ticket<T>, priority: Priority) {
-        let generation = Generation(self.links.generations.fetch_add(1, Ordering::Relaxed) + 1);
-        let key = ticket.cell().key().clone();
-        let origin = ticket.cell().id();
-        let at = self.table.start_load(key.clone(), generation, priority);
-        let token = self.table.get(at).expect("just started").token.clone();
-        self.table.attach(at, ticket);
-        self.to_scheduler.push(SchedulerMsg::Enqueue(Job {
+    fn next_generation(&self) -> Generation {
+        Generation(self.links.generations.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    fn job(&self, at: usize) -> Job {
+        let slot = self.table.get(at).expect("live slot");
+        Job {
             slot: at,
-            generation,
-            key,
-            priority,
-            origin,
-            token,
+            generation: slot.generation,
+            key: slot.key.clone(),
+            priority: slot.priority,
+            origin: slot.origin,
+            token: slot.token.clone(),
             route: Arc::clone(&self.route),
-        }));
+        }
+    }
+
+    fn start_load(&mut self, ticket: Ticket<T>, priority: Priority) {
+        let generation = self.next_generation();
+        let key = ticket.cell().key().clone();
+        let at = self.table.start_load(key, generation, priority, ticket.cell().id());
+        self.table.attach(at, ticket);
+        self.to_scheduler.push(SchedulerMsg::Enqueue(self.job(at)));
     }
 
     fn release(&mut self, request: RequestId) {
-        let Some((at, ticket)) = self.table.detach(request) else {
-            return;
-        };
+        let Some((at, ticket)) = self.table.detach(request) else { return };
         ticket.cell().cancel();
         drop(ticket);
         let slot = self.table.get(at).expect("detached from a live slot");
@@ -274,15 +334,12 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let slot = self.table.remove(at);
         slot.token.cancel();
         if slot.phase == Phase::Queued {
-            self.to_scheduler
-                .push(SchedulerMsg::CancelQueued(slot.generation));
+            self.to_scheduler.push(SchedulerMsg::CancelQueued(slot.generation));
         }
     }
 
     fn reprioritize(&mut self, request: RequestId, priority: Priority) {
-        let Some(at) = self.table.lookup_request(request) else {
-            return;
-        };
+        let Some(at) = self.table.lookup_request(request) else { return };
         let slot = self.table.get_mut(at).expect("indexed slot exists");
         match slot.phase {
             Phase::Queued => {
@@ -300,10 +357,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 }
             }
             Phase::Resident => {
-                let _ = self
-                    .links
-                    .frame
-                    .post(FrameMsg::Reprioritize(request, priority));
+                let _ = self.links.frame.post(FrameMsg::Reprioritize(request, priority));
             }
             // In flight: the new priority orders the publish, read from the request at staging.
             Phase::Loading => {}
@@ -311,21 +365,18 @@ impl<T: Send + Sync + 'static> Cache<T> {
     }
 
     fn dispatched(&mut self, at: usize, generation: Generation) {
-        let Some(slot) = self.table.current_mut(at, generation) else {
-            return;
-        };
+        let Some(slot) = self.table.current_mut(at, generation) else { return };
         if slot.phase != Phase::Queued {
             return;
         }
         slot.phase = Phase::Loading;
         for ticket in &slot.holders {
-            let _ = ticket.cell().transition(LoadState::Loading);
+            mark_loading(ticket.cell());
         }
     }
 
     fn decoded(&mut self, job: &Job, value: Arc<T>, size: u64) {
-        self.to_scheduler
-            .push(SchedulerMsg::JobFinished(job.generation));
+        self.to_scheduler.push(SchedulerMsg::JobFinished(job.generation));
         let probe = Arc::clone(&self.links.probe);
         let Some(slot) = self.table.current_mut(job.slot, job.generation) else {
             Counters::bump(&probe.counters.cancelled_after_decode);
@@ -359,39 +410,91 @@ impl<T: Send + Sync + 'static> Cache<T> {
     }
 
     fn ended(&mut self, job: &Job, end: JobEnd) {
-        self.to_scheduler
-            .push(SchedulerMsg::JobFinished(job.generation));
-        if self.table.current_mut(job.slot, job.generation).is_none() {
+        self.to_scheduler.push(SchedulerMsg::JobFinished(job.generation));
+        let Some(slot) = self.table.current_mut(job.slot, job.generation) else {
             // The load was cancelled; its requests were told when they let go.
             return;
-        }
+        };
         let kind = match end {
             JobEnd::Failed(kind) => kind,
             JobEnd::Dropped(stage) => {
                 // Tokens are only tripped when a slot is removed, so a current load is never
                 // dropped; fail its requests rather than leave them waiting if that changes.
-                debug_assert!(
-                    false,
-                    "current load {:?} dropped at {stage:?}",
-                    job.generation
-                );
+                debug_assert!(false, "current load {:?} dropped at {stage:?}", job.generation);
                 ErrorKind::Io(format!("load dropped while {}", stage.name()))
             }
         };
-        let slot = self.table.remove(job.slot);
-        let error = Arc::new(AssetLoadError {
-            key: slot.key.clone(),
-            attempt: 1,
-            kind,
-        });
+        let attempt = slot.attempt;
+        match self.verdict(&job.key, &kind, attempt) {
+            Verdict::Retry { delay_ms } => self.retry(job.slot, kind, delay_ms),
+            Verdict::Quarantine { panics } => {
+                Counters::bump(&self.links.probe.counters.quarantined);
+                self.emit(EventKind::Quarantined { panics }, job.origin, &job.key);
+                self.quarantined.insert(job.key.clone(), panics);
+                self.fail_slot(job.slot, ErrorKind::Quarantined { panics });
+            }
+            Verdict::Fail => self.fail_slot(job.slot, kind),
+        }
+    }
+
+    fn verdict(&mut self, key: &AssetKey, kind: &ErrorKind, attempt: u32) -> Verdict {
+        let policy = self.policy;
+        if let ErrorKind::DecoderPanicked(_) = kind {
+            let panics = self.panics.entry(key.clone()).or_default();
+            *panics += 1;
+            return if *panics >= policy.panics_max {
+                Verdict::Quarantine { panics: *panics }
+            } else {
+                Verdict::Retry { delay_ms: policy.backoff.delay_ms(attempt - 1) }
+            };
+        }
+        if kind.is_transient() && attempt < policy.attempts_max {
+            return Verdict::Retry { delay_ms: policy.backoff.delay_ms(attempt - 1) };
+        }
+        Verdict::Fail
+    }
+
+    /// Starts the next attempt of `at`'s load under a fresh generation, after `delay_ms`.
+    fn retry(&mut self, at: usize, kind: ErrorKind, delay_ms: u64) {
+        let generation = self.next_generation();
+        let slot = self.table.get_mut(at).expect("live slot");
+        slot.generation = generation;
+        slot.attempt += 1;
+        slot.phase = Phase::Queued;
+        for ticket in &slot.holders {
+            let _ = ticket.cell().transition(LoadState::Pending);
+        }
+        let (attempt, origin, key) = (slot.attempt, slot.origin, slot.key.clone());
+        Counters::bump(&self.links.probe.counters.retries);
+        self.emit(EventKind::Retried { attempt, kind }, origin, &key);
+        let job = self.job(at);
+        self.retry_later.push((delay_ms, job));
+    }
+
+    fn fail_slot(&mut self, at: usize, kind: ErrorKind) {
+        let slot = self.table.remove(at);
+        let error = Arc::new(AssetLoadError { key: slot.key.clone(), attempt: slot.attempt, kind });
         for ticket in &slot.holders {
             ticket.cell().fail(&error);
+        }
+    }
+
+    fn resubmit(&mut self) {
+        let slots: Vec<(usize, Phase, Generation)> =
+            self.table.iter_indexed().map(|(at, s)| (at, s.phase, s.generation)).collect();
+        for (at, phase, generation) in slots {
+            match phase {
+                Phase::Queued => self.to_scheduler.push(SchedulerMsg::Enqueue(self.job(at))),
+                Phase::Loading => self.to_scheduler.push(SchedulerMsg::Adopt(generation)),
+                Phase::Resident => {}
+            }
         }
     }
 
     fn stats(&self) -> CacheStats {
         let mut stats = CacheStats {
             asset_type: self.asset_type.clone(),
+            quarantined: self.quarantined.len(),
             ..CacheStats::default()
         };
         for slot in self.table.iter() {
@@ -417,6 +520,31 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
         self.to_frame.clear();
         self.to_scheduler.clear();
+        self.retry_later.clear();
+    }
+
+    /// Hands every unfinished request to the next incarnation (after a failure).
+    fn salvage(&mut self) {
+        let mut salvage = self.salvage.lock().unwrap_or_else(PoisonError::into_inner);
+        for slot in self.table.drain() {
+            slot.token.cancel();
+            salvage.extend(slot.holders.into_iter().filter(|t| !t.cell().state().is_terminal()));
+        }
+        self.to_scheduler.clear();
+        self.retry_later.clear();
+        // Staged requests already sent are in the frame queue; the rest are published by the
+        // next incarnation's loads.
+        self.to_frame.clear();
+    }
+
+    /// Admits again the requests a failed incarnation salvaged.
+    fn readmit(&mut self) {
+        let salvaged =
+            std::mem::take(&mut *self.salvage.lock().unwrap_or_else(PoisonError::into_inner));
+        for ticket in salvaged {
+            let _ = ticket.cell().transition(LoadState::Pending);
+            self.load(ticket);
+        }
     }
 
     fn flush(&mut self) {
@@ -427,12 +555,31 @@ impl<T: Send + Sync + 'static> Cache<T> {
         if !self.to_frame.is_empty() {
             let batch = std::mem::take(&mut self.to_frame);
             if let Err(closed) = self.links.frame.post(FrameMsg::Ready(batch)) {
-                let FrameMsg::Ready(batch) = closed.0 else {
-                    return;
-                };
+                let FrameMsg::Ready(batch) = closed.0 else { return };
                 batch.iter().for_each(|e| e.cell().fail_shutdown());
             }
         }
+    }
+
+    fn schedule_retries(&mut self, ctx: &mut Context<Self>) {
+        for (delay_ms, job) in self.retry_later.drain(..) {
+            if delay_ms == 0 {
+                self.to_scheduler.push(SchedulerMsg::Enqueue(job));
+                continue;
+            }
+            ctx.run_later(Duration::from_millis(delay_ms), move |cache, _| {
+                cache.to_scheduler.push(SchedulerMsg::Enqueue(job));
+                cache.flush();
+            });
+        }
+    }
+}
+
+/// Moves a waiting request to `Loading`; a request already decoded (re-admitted after a
+/// restart) or ended stays as it is.
+fn mark_loading<T>(cell: &RequestCell<T>) {
+    if cell.state() == LoadState::Pending {
+        let _ = cell.transition(LoadState::Loading);
     }
 }
 
@@ -440,7 +587,25 @@ impl<T: Send + Sync + 'static> Actor for Cache<T> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.link.incarnation() > 1 {
+            self.links.probe.restarted(&format!("cache:{}", self.asset_type));
+            self.readmit();
+            self.flush();
+        }
         self.mailbox.attach(ctx.address().recipient());
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.link.exit(ExitReason::Normal);
+    }
+}
+
+impl<T: Send + Sync + 'static> Handler<StopChild> for Cache<T> {
+    type Result = ();
+
+    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
+        self.salvage();
+        ctx.stop();
     }
 }
 
@@ -448,16 +613,20 @@ impl<T: Send + Sync + 'static> Handler<Wake> for Cache<T> {
     type Result = ();
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
-        let mut batch = Vec::new();
-        if self
-            .mailbox
-            .drain_into(self.links.drain_batch_max, &mut batch)
-        {
-            ctx.notify(Wake);
-        }
-        for msg in batch {
+        let (mailbox, link) = (self.mailbox.clone(), self.link.clone());
+        let drained = drain_guarded(&mailbox, &link, self.links.drain_batch_max, |msg| {
             self.handle_msg(msg);
+            Ok(())
+        });
+        match drained {
+            Drained::Failed => {
+                self.salvage();
+                return ctx.stop();
+            }
+            Drained::More => ctx.notify(Wake),
+            Drained::Done => {}
         }
+        self.schedule_retries(ctx);
         self.flush();
     }
 }

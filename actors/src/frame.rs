@@ -18,14 +18,17 @@
 //!
 //! # Supervision
 //!
-//! The ready queue lives outside the actor, so a restart of the coordinator loses nothing.
+//! Permanent child of the runtime's supervisor. The ready queue lives outside the actor, so a
+//! restart loses nothing but the message whose handling panicked.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use actix::{Actor, AsyncContext, Context, Handler};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use streamrt_messages::{EventKind, Priority, RequestId};
-use streamrt_supervisor::{Mailbox, Wake};
+use streamrt_supervisor::{
+    drain_guarded, ChildLink, Drained, ExitReason, Mailbox, StopChild, Wake,
+};
 
 use crate::queue::PriorityQueue;
 use crate::request::{Publishable, RequestCell};
@@ -74,6 +77,8 @@ pub(crate) enum FrameMsg {
     Reprioritize(RequestId, Priority),
     /// Reply once everything before it is handled (a barrier).
     Ping(mpsc::Sender<()>),
+    /// Panic (fault injection).
+    Crash,
     /// Fail every waiting request with `Shutdown`; reply when done.
     Shutdown(mpsc::Sender<()>),
 }
@@ -100,11 +105,7 @@ pub(crate) struct FrameShared {
 
 impl FrameShared {
     pub(crate) fn new(mode: PublishMode, probe: Arc<Probe>) -> Self {
-        Self {
-            ready: Mutex::new(PriorityQueue::new()),
-            mode,
-            probe,
-        }
+        Self { ready: Mutex::new(PriorityQueue::new()), mode, probe }
     }
 
     fn ready(&self) -> MutexGuard<'_, PriorityQueue<RequestId, ReadyEntry>> {
@@ -132,16 +133,9 @@ impl FrameShared {
         }
         let waiting = ready.len();
         drop(ready);
-        let event = self
-            .probe
-            .event(EventKind::FrameBegin { published, budget });
+        let event = self.probe.event(EventKind::FrameBegin { published, budget });
         self.probe.emit(event.with_bytes(published_bytes));
-        FrameReport {
-            frame,
-            published,
-            published_bytes,
-            waiting,
-        }
+        FrameReport { frame, published, published_bytes, waiting }
     }
 
     /// Ends a frame.
@@ -178,6 +172,7 @@ pub(crate) struct FrameCoordinator {
     shared: Arc<FrameShared>,
     drain_batch_max: usize,
     stopped: bool,
+    link: ChildLink,
 }
 
 impl FrameCoordinator {
@@ -185,12 +180,34 @@ impl FrameCoordinator {
         mailbox: Mailbox<FrameMsg>,
         shared: Arc<FrameShared>,
         drain_batch_max: usize,
+        link: ChildLink,
     ) -> Self {
-        Self {
-            mailbox,
-            shared,
-            drain_batch_max,
-            stopped: false,
+        Self { mailbox, shared, drain_batch_max, stopped: false, link }
+    }
+
+    fn handle_msg(&mut self, msg: FrameMsg) {
+        match msg {
+            FrameMsg::Ready(entries) if self.stopped => {
+                entries.iter().for_each(|e| e.cell.fail_shutdown());
+            }
+            FrameMsg::Ready(entries) => self.shared.accept(entries),
+            FrameMsg::Reprioritize(request, priority) => {
+                self.shared.ready().reprioritize(&request, priority);
+            }
+            FrameMsg::Ping(ack) => {
+                let _ = ack.send(());
+            }
+            FrameMsg::Crash => panic!("injected crash of the frame coordinator"),
+            FrameMsg::Shutdown(ack) => {
+                for msg in self.mailbox.close() {
+                    if let FrameMsg::Ready(entries) = msg {
+                        entries.iter().for_each(|e| e.cell.fail_shutdown());
+                    }
+                }
+                self.shared.fail_all();
+                self.stopped = true;
+                let _ = ack.send(());
+            }
         }
     }
 }
@@ -199,7 +216,22 @@ impl Actor for FrameCoordinator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.link.incarnation() > 1 {
+            self.shared.probe.restarted("frame");
+        }
         self.mailbox.attach(ctx.address().recipient());
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.link.exit(ExitReason::Normal);
+    }
+}
+
+impl Handler<StopChild> for FrameCoordinator {
+    type Result = ();
+
+    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 
@@ -207,33 +239,14 @@ impl Handler<Wake> for FrameCoordinator {
     type Result = ();
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
-        let mut batch = Vec::new();
-        if self.mailbox.drain_into(self.drain_batch_max, &mut batch) {
-            ctx.notify(Wake);
-        }
-        for msg in batch {
-            match msg {
-                FrameMsg::Ready(entries) if self.stopped => {
-                    entries.iter().for_each(|e| e.cell.fail_shutdown());
-                }
-                FrameMsg::Ready(entries) => self.shared.accept(entries),
-                FrameMsg::Reprioritize(request, priority) => {
-                    self.shared.ready().reprioritize(&request, priority);
-                }
-                FrameMsg::Ping(ack) => {
-                    let _ = ack.send(());
-                }
-                FrameMsg::Shutdown(ack) => {
-                    for msg in self.mailbox.close() {
-                        if let FrameMsg::Ready(entries) = msg {
-                            entries.iter().for_each(|e| e.cell.fail_shutdown());
-                        }
-                    }
-                    self.shared.fail_all();
-                    self.stopped = true;
-                    let _ = ack.send(());
-                }
-            }
+        let (mailbox, link) = (self.mailbox.clone(), self.link.clone());
+        match drain_guarded(&mailbox, &link, self.drain_batch_max, |msg| {
+            self.handle_msg(msg);
+            Ok(())
+        }) {
+            Drained::Done => {}
+            Drained::More => ctx.notify(Wake),
+            Drained::Failed => ctx.stop(),
         }
     }
 }

@@ -37,6 +37,7 @@
 
 mod asset;
 mod cache;
+pub mod chaos;
 mod frame;
 mod queue;
 mod request;
@@ -53,7 +54,8 @@ pub use asset::{DecodeError, Decoder};
 pub use cache::CacheStats;
 pub use frame::{FrameReport, PublishMode};
 pub use request::{Handle, ReadyError};
-pub use runtime::{BuildError, RequestError, Runtime, RuntimeBuilder, RuntimeConfig};
+pub use runtime::{BuildError, RequestError, RetryPolicy, Runtime, RuntimeBuilder, RuntimeConfig};
 pub use source::{DirSource, MemorySource, Source, SourceError};
+pub use streamrt_supervisor::{Backoff, Escalation, Intensity};
 pub use streamrt_supervisor::{Clock, ManualClock, MonotonicClock};
 pub use telemetry::EventStream;

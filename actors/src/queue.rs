@@ -71,12 +71,7 @@ impl<K: Hash + Eq + Copy, V> PriorityQueue<K, V> {
             return Err(value);
         }
         let seq = self.ticket();
-        let slot = self.entries.insert(Entry {
-            key,
-            value,
-            priority,
-            seq,
-        });
+        let slot = self.entries.insert(Entry { key, value, priority, seq });
         self.index.insert(key, slot);
         self.levels[priority.index()].push_back((slot, seq));
         Ok(())
@@ -284,18 +279,10 @@ mod tests {
         let mut q = PriorityQueue::new();
         q.push(0u32, (), Priority::Normal).unwrap();
         for i in 0..10_000 {
-            let p = if i % 2 == 0 {
-                Priority::High
-            } else {
-                Priority::Low
-            };
+            let p = if i % 2 == 0 { Priority::High } else { Priority::Low };
             q.reprioritize(&0, p);
         }
-        assert!(
-            q.tickets() <= 1 + STALE_SLACK + 1,
-            "tickets: {}",
-            q.tickets()
-        );
+        assert!(q.tickets() <= 1 + STALE_SLACK + 1, "tickets: {}", q.tickets());
         assert_eq!(q.pop().map(|(k, _, _)| k), Some(0));
     }
 }

@@ -78,8 +78,7 @@ impl<T> RequestCell<T> {
     }
 
     pub(crate) fn set_priority(&self, priority: Priority) {
-        self.priority
-            .store(priority.index() as u8, Ordering::Release);
+        self.priority.store(priority.index() as u8, Ordering::Release);
     }
 
     /// Moves to `to` if the transition check allows it from the current state. Returns the
@@ -123,17 +122,11 @@ impl<T> RequestCell<T> {
         self.terminal_us.store(probe.now_us(), Ordering::Release);
         let (counter, kind) = match to {
             LoadState::Ready => (&probe.counters.ready, EventKind::Published),
-            LoadState::Cancelled => (
-                &probe.counters.cancelled,
-                EventKind::Cancelled {
-                    stage: CancelStage::of(from),
-                },
-            ),
+            LoadState::Cancelled => {
+                (&probe.counters.cancelled, EventKind::Cancelled { stage: CancelStage::of(from) })
+            }
             _ => {
-                let kind = self
-                    .error
-                    .get()
-                    .map_or(ErrorKind::Shutdown, |e| e.kind.clone());
+                let kind = self.error.get().map_or(ErrorKind::Shutdown, |e| e.kind.clone());
                 (&probe.counters.failed, EventKind::Failed { kind })
             }
         };
@@ -174,15 +167,11 @@ impl<T> RequestCell<T> {
     }
 
     fn value(&self) -> Option<Arc<T>> {
-        (self.state() == LoadState::Ready)
-            .then(|| self.value.get().cloned())
-            .flatten()
+        (self.state() == LoadState::Ready).then(|| self.value.get().cloned()).flatten()
     }
 
     fn error(&self) -> Option<Arc<AssetLoadError>> {
-        (self.state() == LoadState::Failed)
-            .then(|| self.error.get().cloned())
-            .flatten()
+        (self.state() == LoadState::Failed).then(|| self.error.get().cloned()).flatten()
     }
 
     fn outcome(&self) -> Option<Result<Arc<T>, ReadyError>> {
@@ -198,11 +187,9 @@ impl<T> RequestCell<T> {
 
     /// Microseconds from the request to its terminal state, once terminal.
     fn latency_us(&self) -> Option<u64> {
-        self.state().is_terminal().then(|| {
-            self.terminal_us
-                .load(Ordering::Acquire)
-                .saturating_sub(self.created_us)
-        })
+        self.state()
+            .is_terminal()
+            .then(|| self.terminal_us.load(Ordering::Acquire).saturating_sub(self.created_us))
     }
 }
 
@@ -226,10 +213,7 @@ impl<T: Send + Sync + 'static> Publishable for RequestCell<T> {
     }
 
     fn fail_shutdown(&self) {
-        self.fail(&AssetLoadError::shared(
-            self.key.clone(),
-            ErrorKind::Shutdown,
-        ));
+        self.fail(&AssetLoadError::shared(self.key.clone(), ErrorKind::Shutdown));
     }
 }
 
@@ -295,9 +279,7 @@ pub struct Handle<T: Send + Sync + 'static> {
 
 impl<T: Send + Sync + 'static> Clone for Handle<T> {
     fn clone(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
-        }
+        Self { inner: Arc::clone(&self.inner) }
     }
 }
 
@@ -315,20 +297,9 @@ impl<T: Send + Sync + 'static> Handle<T> {
     /// A handle and the ticket its cache keeps.
     pub(crate) fn new(cell: RequestCell<T>, cache: Mailbox<CacheMsg<T>>) -> (Self, Ticket<T>) {
         let cell = Arc::new(cell);
-        let ticket = Ticket {
-            cell: Arc::clone(&cell),
-        };
-        let inner = HandleInner {
-            cell,
-            cache,
-            released: AtomicBool::new(false),
-        };
-        (
-            Self {
-                inner: Arc::new(inner),
-            },
-            ticket,
-        )
+        let ticket = Ticket { cell: Arc::clone(&cell) };
+        let inner = HandleInner { cell, cache, released: AtomicBool::new(false) };
+        (Self { inner: Arc::new(inner) }, ticket)
     }
 
     /// The request's id.
@@ -386,10 +357,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
             return;
         }
         self.inner.cell.set_priority(priority);
-        let _ = self
-            .inner
-            .cache
-            .post(CacheMsg::Reprioritize(self.id(), priority));
+        let _ = self.inner.cache.post(CacheMsg::Reprioritize(self.id(), priority));
     }
 
     /// The outcome, once terminal, without waiting.

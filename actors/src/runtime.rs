@@ -14,13 +14,14 @@ mod config;
 mod core;
 mod registry;
 
-pub use config::RuntimeConfig;
+pub use config::{RetryPolicy, RuntimeConfig};
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, PoisonError, Weak};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use streamrt_messages::{
@@ -30,13 +31,15 @@ use streamrt_supervisor::Mailbox;
 
 use crate::asset::Decoder;
 use crate::cache::{CacheMsg, CacheStats};
-use crate::frame::{FrameReport, FrameShared, PublishMode};
+use crate::chaos::CrashTarget;
+use crate::frame::{FrameMsg, FrameReport, FrameShared, PublishMode};
 use crate::request::{Handle, RequestCell};
+use crate::scheduler::SchedulerMsg;
 use crate::source::Source;
-use crate::telemetry::{self, Counters, EventStream, Probe, SinkMsg, TelemetrySink};
-use streamrt_supervisor::{Clock, MonotonicClock};
+use crate::telemetry::{self, Counters, EventStream, Probe, SinkMsg, SinkOutputs};
+use streamrt_supervisor::{Clock, Escalation, MonotonicClock};
 
-use self::core::{Core, CoreParts};
+use self::core::{Core, CoreParts, EscalateFn};
 use self::registry::{DecoderSpec, TypeEntry, TypeSpec};
 
 /// Why a runtime could not be built.
@@ -153,19 +156,28 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Registers an asset type's decoder.
+    /// Registers an asset type's decoder, with the configuration's retry policy.
     #[must_use]
-    pub fn register<D: Decoder>(mut self, decoder: D) -> Self {
+    pub fn register<D: Decoder>(self, decoder: D) -> Self {
+        self.register_spec(decoder, None)
+    }
+
+    /// Registers an asset type's decoder with a retry policy of its own.
+    #[must_use]
+    pub fn register_with_policy<D: Decoder>(self, decoder: D, policy: RetryPolicy) -> Self {
+        self.register_spec(decoder, Some(policy))
+    }
+
+    fn register_spec<D: Decoder>(mut self, decoder: D, policy: Option<RetryPolicy>) -> Self {
         match AssetTypeName::new(decoder.type_name()) {
             Ok(name) => {
-                let spec = DecoderSpec::new(name.clone(), decoder);
+                let spec = DecoderSpec::new(name.clone(), decoder, policy);
                 let taken = self
                     .types
                     .iter()
                     .any(|t| *t.name() == name || t.asset_type_id() == spec.asset_type_id());
                 if taken {
-                    self.type_error
-                        .get_or_insert(BuildError::DuplicateType(name.to_string()));
+                    self.type_error.get_or_insert(BuildError::DuplicateType(name.to_string()));
                 } else {
                     self.types.push(Box::new(spec));
                 }
@@ -190,46 +202,77 @@ impl RuntimeBuilder {
         self.config.validate().map_err(BuildError::Config)?;
         let source = self.source.ok_or(BuildError::NoSource)?;
         let config = self.config;
-        let probe = Arc::new(Probe::new(self.clock, config.events_buffered_max));
+        let probe = Arc::new(Probe::new(Arc::clone(&self.clock), config.events_buffered_max));
         let sink_mailbox = Mailbox::new();
-        let sink = TelemetrySink::new(
-            Arc::clone(&probe),
-            sink_mailbox.clone(),
-            config.telemetry_path.as_deref(),
-            config.telemetry_flush_ms,
-        )?;
-        let types: HashMap<TypeId, Arc<dyn Any + Send + Sync>> = self
-            .types
-            .iter()
-            .map(|t| (t.asset_type_id(), t.entry()))
-            .collect();
+        let sink = SinkOutputs::new(config.telemetry_path.as_deref())?;
+        let types: HashMap<TypeId, Arc<dyn Any + Send + Sync>> =
+            self.types.iter().map(|t| (t.asset_type_id(), t.entry())).collect();
         let frame = Arc::new(FrameShared::new(config.publish, Arc::clone(&probe)));
-        let parts = CoreParts {
+        let type_names = self.types.iter().map(|t| t.name().to_string()).collect();
+        let inner = Arc::new(Inner {
+            type_names,
             config: config.clone(),
-            source,
             probe: Arc::clone(&probe),
-            types: self.types,
-            sink,
-            frame: Arc::clone(&frame),
-        };
-        let core = Core::start(parts, sink_mailbox.clone())?;
-        Ok(Runtime {
-            config,
-            probe,
             types,
-            frame,
-            sink: sink_mailbox,
+            frame: Arc::clone(&frame),
+            sink: sink_mailbox.clone(),
             next_request: AtomicU64::new(0),
             closing: AtomicBool::new(false),
-            core: Mutex::new(Some(core)),
-        })
+            core: Mutex::new(None),
+            escalation: Mutex::new(None),
+        });
+        let parts = CoreParts {
+            config,
+            source,
+            probe,
+            clock: self.clock,
+            types: self.types,
+            sink,
+            frame,
+            escalate: escalation_hook(Arc::downgrade(&inner)),
+        };
+        let core = Core::start(parts, sink_mailbox)?;
+        *inner.core.lock().unwrap_or_else(PoisonError::into_inner) = Some(core);
+        Ok(Runtime { inner })
     }
+}
+
+/// What a supervisor's escalation does: shut the runtime down from a thread of its own (the
+/// supervisor runs on the core thread, which shutdown waits on).
+fn escalation_hook(inner: Weak<Inner>) -> EscalateFn {
+    Arc::new(move |escalation: Escalation| {
+        let Some(strong) = inner.upgrade() else { return };
+        let mut slot = strong.escalation.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_some() {
+            return;
+        }
+        let weak = Weak::clone(&inner);
+        let spawned =
+            std::thread::Builder::new().name("streamrt-escalation".into()).spawn(move || {
+                if let Some(inner) = weak.upgrade() {
+                    inner.stop();
+                }
+            });
+        match spawned {
+            Ok(thread) => *slot = Some((escalation, Some(thread))),
+            Err(e) => {
+                tracing::error!(target: "streamrt", error = %e, "cannot start the escalation thread")
+            }
+        }
+    })
 }
 
 /// A running streamrt instance; see the module docs.
 ///
 /// Dropping it shuts it down (as [`Runtime::shutdown`]).
 pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+/// The runtime's state, shared with the escalation hook.
+struct Inner {
+    /// Registered type names, in the order of the caches.
+    type_names: Vec<String>,
     config: RuntimeConfig,
     probe: Arc<Probe>,
     types: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
@@ -238,6 +281,26 @@ pub struct Runtime {
     next_request: AtomicU64,
     closing: AtomicBool,
     core: Mutex<Option<Core>>,
+    /// Set when a supervisor gave up: why, and the thread shutting the runtime down.
+    escalation: Mutex<Option<(Escalation, Option<JoinHandle<()>>)>>,
+}
+
+impl Inner {
+    fn stop(&self) {
+        self.closing.store(true, Ordering::Release);
+        let core = self.core.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(core) = core {
+            core.stop();
+        }
+    }
+
+    fn type_names(&self) -> impl Iterator<Item = &str> {
+        self.type_names.iter().map(String::as_str)
+    }
+
+    fn core(&self) -> std::sync::MutexGuard<'_, Option<Core>> {
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Runtime {
@@ -254,7 +317,7 @@ impl Runtime {
 
     /// The configuration the runtime was built with.
     pub fn config(&self) -> &RuntimeConfig {
-        &self.config
+        &self.inner.config
     }
 
     /// Requests the asset of type `T` at `path`. Returns at once; the handle tracks the load.
@@ -291,10 +354,11 @@ impl Runtime {
     }
 
     fn entry<T: Send + Sync + 'static>(&self) -> Result<&TypeEntry<T>, RequestError> {
-        if self.closing.load(Ordering::Acquire) {
+        if self.inner.closing.load(Ordering::Acquire) {
             return Err(RequestError::Shutdown);
         }
-        self.types
+        self.inner
+            .types
             .get(&TypeId::of::<T>())
             .and_then(|e| e.downcast_ref::<TypeEntry<T>>())
             .ok_or_else(|| RequestError::UnknownType(std::any::type_name::<T>().to_owned()))
@@ -306,21 +370,18 @@ impl Runtime {
         key: AssetKey,
         priority: Priority,
     ) -> Result<Handle<T>, RequestError> {
-        let id = RequestId(self.next_request.fetch_add(1, Ordering::Relaxed) + 1);
-        let counters = &self.probe.counters;
+        let id = RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed) + 1);
+        let counters = &self.inner.probe.counters;
         let outstanding = Counters::get(&counters.requested)
             - (Counters::get(&counters.ready)
                 + Counters::get(&counters.failed)
                 + Counters::get(&counters.cancelled));
         Counters::bump(&counters.requested);
-        let cell = RequestCell::new(id, key.clone(), priority, Arc::clone(&self.probe));
+        let cell = RequestCell::new(id, key.clone(), priority, Arc::clone(&self.inner.probe));
         let (handle, ticket) = Handle::new(cell, entry.mailbox.clone());
-        if outstanding >= self.config.requests_outstanding_max as u64 {
-            let capacity = self.config.requests_outstanding_max;
-            ticket.cell().fail(&AssetLoadError::shared(
-                key,
-                ErrorKind::QueueFull { capacity },
-            ));
+        if outstanding >= self.inner.config.requests_outstanding_max as u64 {
+            let capacity = self.inner.config.requests_outstanding_max;
+            ticket.cell().fail(&AssetLoadError::shared(key, ErrorKind::QueueFull { capacity }));
             return Ok(handle);
         }
         // A closed mailbox hands the ticket back; dropping it fails the request with Shutdown.
@@ -331,12 +392,12 @@ impl Runtime {
     /// Starts a frame: publishes decoded requests, most urgent first, within the frame budget.
     /// Runs on the caller's thread without waiting on any actor.
     pub fn begin_frame(&self) -> FrameReport {
-        self.frame.begin_frame()
+        self.inner.frame.begin_frame()
     }
 
     /// Ends a frame.
     pub fn end_frame(&self) {
-        self.frame.end_frame();
+        self.inner.frame.end_frame();
     }
 
     /// Ends the current frame and begins the next.
@@ -347,11 +408,11 @@ impl Runtime {
 
     /// The live status, read from counters without a round trip.
     pub fn status(&self) -> Status {
-        let c = &self.probe.counters;
+        let c = &self.inner.probe.counters;
         Status {
-            worker_count: self.config.workers,
-            decode_threads: self.config.decode_threads,
-            queue_capacity: self.config.queue_capacity,
+            worker_count: self.inner.config.workers,
+            decode_threads: self.inner.config.decode_threads,
+            queue_capacity: self.inner.config.queue_capacity,
             in_flight: Counters::get(&c.in_flight),
             queued: Counters::get(&c.queued),
             requested: Counters::get(&c.requested),
@@ -361,14 +422,17 @@ impl Runtime {
             cancelled_after_decode: Counters::get(&c.cancelled_after_decode),
             bytes_read: Counters::get(&c.bytes_read),
             events_dropped: Counters::get(&c.events_dropped),
-            frame: self.probe.frame(),
+            retries: Counters::get(&c.retries),
+            restarts: Counters::get(&c.restarts),
+            quarantined: Counters::get(&c.quarantined),
+            frame: self.inner.probe.frame(),
         }
     }
 
     /// Every cache's figures. Waits for each cache's answer (up to `timeout` each): for tools,
     /// not for the frame loop.
     pub fn cache_stats(&self, timeout: Duration) -> Vec<CacheStats> {
-        let guard = self.core.lock().unwrap_or_else(PoisonError::into_inner);
+        let guard = self.inner.core();
         let Some(core) = guard.as_ref() else {
             return Vec::new();
         };
@@ -387,8 +451,11 @@ impl Runtime {
     pub fn subscribe(&self, capacity: usize) -> EventStream {
         let (tx, stream) = EventStream::channel(capacity);
         let (ack, acked) = mpsc::channel();
-        if self.sink.post(SinkMsg::Subscribe(tx, ack)).is_ok() {
-            let _ = acked.recv();
+        if self.inner.sink.actor_alive_or_starting()
+            && self.inner.sink.post(SinkMsg::Subscribe(tx, ack)).is_ok()
+        {
+            let _ =
+                acked.recv_timeout(Duration::from_millis(self.inner.config.shutdown_ack_ms_max));
         }
         stream
     }
@@ -398,27 +465,69 @@ impl Runtime {
     /// waited for. For tools and tests that need a known point; returns false on timeout or
     /// after shutdown.
     pub fn sync(&self, timeout: Duration) -> bool {
-        let guard = self.core.lock().unwrap_or_else(PoisonError::into_inner);
-        guard.as_ref().is_some_and(|core| core.sync(timeout))
+        self.inner.core().as_ref().is_some_and(|core| core.sync(timeout))
     }
 
     /// Writes out every telemetry event buffered so far and waits for it.
     pub fn flush_telemetry(&self) {
-        telemetry::flush(&self.sink);
+        let timeout = Duration::from_millis(self.inner.config.shutdown_ack_ms_max);
+        telemetry::flush(&self.inner.sink, timeout);
     }
 
     /// Fails every outstanding request with `Shutdown`, stops the actors and joins every thread
     /// the runtime started. Idempotent; later requests are refused with `Shutdown`.
     pub fn shutdown(&self) {
-        self.closing.store(true, Ordering::Release);
-        let core = self
-            .core
+        self.inner.stop();
+        let thread = self
+            .inner
+            .escalation
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(core) = core {
-            core.stop();
+            .as_mut()
+            .and_then(|e| e.1.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
         }
+    }
+
+    /// Why the runtime shut itself down, if a supervisor gave up.
+    pub fn escalation(&self) -> Option<Escalation> {
+        self.inner
+            .escalation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|e| e.0.clone())
+    }
+
+    /// Makes an actor or a worker crash (fault injection, for chaos runs and tests): the actor
+    /// panics in its next handler, or the next job a worker of the pool takes panics before it
+    /// starts. Returns false if there is no such target or the runtime is shut down.
+    pub fn inject_crash(&self, target: &CrashTarget) -> bool {
+        let guard = self.inner.core();
+        let Some(core) = guard.as_ref() else { return false };
+        match target {
+            CrashTarget::Scheduler => core.scheduler.post(SchedulerMsg::Crash).is_ok(),
+            CrashTarget::FrameCoordinator => core.frame.post(FrameMsg::Crash).is_ok(),
+            CrashTarget::TelemetrySink => core.sink.post(SinkMsg::Crash).is_ok(),
+            CrashTarget::Cache(name) => {
+                let at = self.inner.type_names().position(|n| n == name.as_str());
+                at.and_then(|i| core.caches.get(i)).is_some_and(|c| c.post_crash())
+            }
+            CrashTarget::IoWorker => {
+                core.pools.io_crashes.request();
+                true
+            }
+            CrashTarget::DecodeWorker => {
+                core.pools.decode_crashes.request();
+                true
+            }
+        }
+    }
+
+    /// Live IO and decode worker threads: the pools' sizes, which never shrink.
+    pub fn live_workers(&self) -> (usize, usize) {
+        self.inner.core().as_ref().map_or((0, 0), |c| (c.pools.io.live(), c.pools.decode.live()))
     }
 }
 

@@ -15,18 +15,22 @@
 //!
 //! # Supervision
 //!
-//! The queue is the scheduler's own state: a restart loses it, and each cache re-enqueues its
-//! queued loads (the caches own the requests). In-flight loads are not lost: their end reaches
-//! the cache, which tells the scheduler.
+//! Permanent child of the runtime's supervisor. The queue and the credit counts are the
+//! scheduler's own state and a restart loses them; it loses no request, because the caches own
+//! the requests: a restarted scheduler asks every cache to resubmit (queued loads are
+//! re-enqueued with their generation, loads in flight are adopted so credits stay bounded).
+//! Messages taken but not handled when it failed go back to its mailbox.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use actix::{Actor, AsyncContext, Context, Handler};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use streamrt_messages::{ErrorKind, EventKind, Generation, Priority};
-use streamrt_supervisor::{Mailbox, PoolSender, Wake};
+use streamrt_supervisor::{
+    drain_guarded, ChildLink, Drained, ExitReason, Mailbox, PoolSender, StopChild, Wake,
+};
 
 use crate::queue::PriorityQueue;
 use crate::telemetry::Probe;
@@ -44,6 +48,10 @@ pub(crate) enum SchedulerMsg {
     ReadDone(Generation),
     /// A dispatched load ended (from its cache).
     JobFinished(Generation),
+    /// Count a load already in flight (a cache resubmitting to a restarted scheduler).
+    Adopt(Generation),
+    /// Panic (fault injection).
+    Crash,
     /// Reply once everything before it is handled and dispatched (a barrier).
     Ping(mpsc::Sender<()>),
     /// Drop everything queued and stop dispatching; reply when done.
@@ -76,6 +84,9 @@ pub(crate) struct Scheduler {
     probe: Arc<Probe>,
     stopped: bool,
     pings: Vec<mpsc::Sender<()>>,
+    link: ChildLink,
+    /// Asks every cache to resubmit its loads; called when a restarted scheduler starts.
+    resubmit: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl Scheduler {
@@ -84,6 +95,8 @@ impl Scheduler {
         limits: SchedulerLimits,
         io: PoolSender<ReadJob>,
         probe: Arc<Probe>,
+        link: ChildLink,
+        resubmit: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
         Self {
             mailbox,
@@ -95,6 +108,8 @@ impl Scheduler {
             probe,
             stopped: false,
             pings: Vec::new(),
+            link,
+            resubmit,
         }
     }
 
@@ -124,20 +139,22 @@ impl Scheduler {
                     if phase == Phase::Reading {
                         self.reading -= 1;
                     }
-                    self.probe
-                        .counters
-                        .in_flight
-                        .fetch_sub(1, Ordering::Relaxed);
+                    self.probe.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
                 }
             }
+            SchedulerMsg::Adopt(generation) => {
+                // Its read may be over or not; counting it as decoding bounds the pipeline
+                // without ever holding a read credit that no `ReadDone` would return.
+                if self.in_flight.insert(generation, Phase::Decoding).is_none() {
+                    self.probe.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            SchedulerMsg::Crash => panic!("injected crash of the scheduler"),
             SchedulerMsg::Ping(ack) => self.pings.push(ack),
             SchedulerMsg::Shutdown(ack) => {
                 self.stopped = true;
                 let dropped = self.queue.drain();
-                self.probe
-                    .counters
-                    .queued
-                    .fetch_sub(dropped.len() as u64, Ordering::Relaxed);
+                self.probe.counters.queued.fetch_sub(dropped.len() as u64, Ordering::Relaxed);
                 // The jobs' requests are held by their caches, which fail them on shutdown.
                 drop(dropped);
                 let _ = ack.send(());
@@ -191,9 +208,10 @@ impl Scheduler {
             );
             job.route.dispatched(&job);
             // A closed pool (shutdown) drops the job here, and its guard fails it.
-            let _ = self
-                .io
-                .submit(ReadJob(JobGuard::new(job, ErrorKind::Shutdown)));
+            let _ = self.io.submit(ReadJob(JobGuard::new(
+                job,
+                ErrorKind::WorkerLost("an IO worker crashed".into()),
+            )));
         }
     }
 }
@@ -202,7 +220,26 @@ impl Actor for Scheduler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.link.incarnation() > 1 {
+            // In-flight counts restart from the caches' resubmissions.
+            self.probe.counters.in_flight.store(0, Ordering::Relaxed);
+            self.probe.counters.queued.store(0, Ordering::Relaxed);
+            self.probe.restarted("scheduler");
+            (self.resubmit)();
+        }
         self.mailbox.attach(ctx.address().recipient());
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.link.exit(ExitReason::Normal);
+    }
+}
+
+impl Handler<StopChild> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 
@@ -210,15 +247,15 @@ impl Handler<Wake> for Scheduler {
     type Result = ();
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
-        let mut batch = Vec::new();
-        if self
-            .mailbox
-            .drain_into(self.limits.drain_batch_max, &mut batch)
-        {
-            ctx.notify(Wake);
-        }
-        for msg in batch {
+        let (mailbox, link) = (self.mailbox.clone(), self.link.clone());
+        let drained = drain_guarded(&mailbox, &link, self.limits.drain_batch_max, |msg| {
             self.handle_msg(msg);
+            Ok(())
+        });
+        match drained {
+            Drained::Failed => return ctx.stop(),
+            Drained::More => ctx.notify(Wake),
+            Drained::Done => {}
         }
         self.dispatch();
         for ack in self.pings.drain(..) {

@@ -12,21 +12,24 @@
 //!
 //! # Supervision
 //!
-//! The sink keeps nothing a restart could lose but the events already drained and not yet
-//! written (the writer is flushed on every tick); the buffer and counters live in the probe.
+//! A restart loses nothing: the buffer and counters live in the probe, the file and the
+//! subscribers in [`SinkOutputs`], all outside the actor. The message whose handling panicked is
+//! the only one lost.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use actix::{Actor, AsyncContext, Context, Handler};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use crossbeam_queue::ArrayQueue;
 use streamrt_messages::{Event, EventKind};
-use streamrt_supervisor::{Clock, Mailbox, Wake};
+use streamrt_supervisor::{
+    drain_guarded, ChildLink, Clock, Drained, ExitReason, Mailbox, StopChild, Wake,
+};
 
 /// Live counters; see [`streamrt_messages::Status`] for their meaning.
 #[derive(Debug, Default)]
@@ -40,6 +43,9 @@ pub(crate) struct Counters {
     pub(crate) queued: AtomicU64,
     pub(crate) bytes_read: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) restarts: AtomicU64,
+    pub(crate) quarantined: AtomicU64,
 }
 
 impl Counters {
@@ -95,6 +101,12 @@ impl Probe {
         }
     }
 
+    /// Counts and reports the restart of `actor`.
+    pub(crate) fn restarted(&self, actor: &str) {
+        Counters::bump(&self.counters.restarts);
+        self.emit(self.event(EventKind::Restarted { actor: actor.to_owned() }));
+    }
+
     fn take_event(&self) -> Option<Event> {
         self.events.pop()
     }
@@ -106,59 +118,86 @@ pub(crate) enum SinkMsg {
     Subscribe(SyncSender<Event>, mpsc::Sender<()>),
     /// Drain and write everything buffered so far, then reply.
     Flush(mpsc::Sender<()>),
+    /// Panic (fault injection).
+    Crash,
+}
+
+/// Where drained events go. Kept outside the actor so a restarted sink keeps its file and
+/// subscribers.
+pub(crate) struct SinkOutputs {
+    writer: Option<BufWriter<File>>,
+    subscribers: Vec<SyncSender<Event>>,
+}
+
+impl SinkOutputs {
+    /// Outputs writing JSON lines to `path`, if given.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be created.
+    pub(crate) fn new(path: Option<&Path>) -> std::io::Result<Arc<Mutex<Self>>> {
+        let writer = path.map(File::create).transpose()?.map(BufWriter::new);
+        Ok(Arc::new(Mutex::new(Self { writer, subscribers: Vec::new() })))
+    }
 }
 
 /// Writes and fans out telemetry; see the module docs.
 pub(crate) struct TelemetrySink {
     probe: Arc<Probe>,
     mailbox: Mailbox<SinkMsg>,
-    writer: Option<BufWriter<File>>,
-    subscribers: Vec<SyncSender<Event>>,
+    outputs: Arc<Mutex<SinkOutputs>>,
     flush_ms: u64,
+    link: ChildLink,
 }
 
 impl TelemetrySink {
-    /// A sink writing JSON lines to `path`, if given.
-    ///
-    /// # Errors
-    ///
-    /// The file cannot be created.
     pub(crate) fn new(
         probe: Arc<Probe>,
         mailbox: Mailbox<SinkMsg>,
-        path: Option<&Path>,
+        outputs: Arc<Mutex<SinkOutputs>>,
         flush_ms: u64,
-    ) -> std::io::Result<Self> {
-        let writer = path.map(File::create).transpose()?.map(BufWriter::new);
-        Ok(Self {
-            probe,
-            mailbox,
-            writer,
-            subscribers: Vec::new(),
-            flush_ms,
-        })
+        link: ChildLink,
+    ) -> Self {
+        Self { probe, mailbox, outputs, flush_ms, link }
     }
 
-    fn drain(&mut self) {
+    fn drain(&self) {
+        let mut outputs = self.outputs.lock().unwrap_or_else(PoisonError::into_inner);
+        let SinkOutputs { writer, subscribers } = &mut *outputs;
         while let Some(event) = self.probe.take_event() {
-            if let Some(w) = &mut self.writer {
+            if let Some(w) = writer {
                 if serde_json::to_writer(&mut *w, &event).is_err() || w.write_all(b"\n").is_err() {
                     tracing::warn!(target: "streamrt", "telemetry file write failed; closing it");
-                    self.writer = None;
+                    *writer = None;
                 }
             }
-            self.subscribers
-                .retain(|s| match s.try_send(event.clone()) {
-                    Ok(()) => true,
-                    Err(TrySendError::Full(_)) => {
-                        Counters::bump(&self.probe.counters.events_dropped);
-                        true
-                    }
-                    Err(TrySendError::Disconnected(_)) => false,
-                });
+            subscribers.retain(|s| match s.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    Counters::bump(&self.probe.counters.events_dropped);
+                    true
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            });
         }
-        if let Some(w) = &mut self.writer {
+        if let Some(w) = writer {
             let _ = w.flush();
+        }
+    }
+
+    fn handle_msg(&mut self, msg: SinkMsg) {
+        match msg {
+            SinkMsg::Subscribe(tx, ack) => {
+                // Events buffered before the subscription belong to earlier readers.
+                self.drain();
+                self.outputs.lock().unwrap_or_else(PoisonError::into_inner).subscribers.push(tx);
+                let _ = ack.send(());
+            }
+            SinkMsg::Flush(ack) => {
+                self.drain();
+                let _ = ack.send(());
+            }
+            SinkMsg::Crash => panic!("injected crash of the telemetry sink"),
         }
     }
 }
@@ -168,13 +207,15 @@ impl Actor for TelemetrySink {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.mailbox.attach(ctx.address().recipient());
-        ctx.run_interval(Duration::from_millis(self.flush_ms.max(1)), |sink, _| {
-            sink.drain()
-        });
+        if self.link.incarnation() > 1 {
+            self.probe.restarted("telemetry");
+        }
+        ctx.run_interval(Duration::from_millis(self.flush_ms.max(1)), |sink, _| sink.drain());
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.drain();
+        self.link.exit(ExitReason::Normal);
     }
 }
 
@@ -182,24 +223,23 @@ impl Handler<Wake> for TelemetrySink {
     type Result = ();
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
-        let mut batch = Vec::new();
-        if self.mailbox.drain_into(64, &mut batch) {
-            ctx.notify(Wake);
+        let (mailbox, link) = (self.mailbox.clone(), self.link.clone());
+        match drain_guarded(&mailbox, &link, 64, |msg| {
+            self.handle_msg(msg);
+            Ok(())
+        }) {
+            Drained::Done => {}
+            Drained::More => ctx.notify(Wake),
+            Drained::Failed => ctx.stop(),
         }
-        for msg in batch {
-            match msg {
-                SinkMsg::Subscribe(tx, ack) => {
-                    // Events buffered before the subscription belong to earlier readers.
-                    self.drain();
-                    self.subscribers.push(tx);
-                    let _ = ack.send(());
-                }
-                SinkMsg::Flush(ack) => {
-                    self.drain();
-                    let _ = ack.send(());
-                }
-            }
-        }
+    }
+}
+
+impl Handler<StopChild> for TelemetrySink {
+    type Result = ();
+
+    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 
@@ -242,8 +282,11 @@ impl EventStream {
     }
 }
 
-/// Drains the buffer through the sink and waits for it; returns false if the sink is gone.
-pub(crate) fn flush(sink: &Mailbox<SinkMsg>) -> bool {
+/// Drains the buffer through the sink and waits up to `timeout` for it; returns false if no
+/// live sink answered.
+pub(crate) fn flush(sink: &Mailbox<SinkMsg>, timeout: Duration) -> bool {
     let (tx, rx) = mpsc::channel();
-    sink.post(SinkMsg::Flush(tx)).is_ok() && rx.recv().is_ok()
+    sink.actor_alive_or_starting()
+        && sink.post(SinkMsg::Flush(tx)).is_ok()
+        && rx.recv_timeout(timeout).is_ok()
 }

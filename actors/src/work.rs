@@ -19,7 +19,7 @@
 //! `DecoderPanicked`, then re-raised so the decode worker is rebuilt too.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use streamrt_messages::{AssetKey, CancelStage, ErrorKind, Generation, Priority, RequestId};
@@ -85,10 +85,7 @@ pub(crate) struct JobGuard {
 
 impl JobGuard {
     pub(crate) fn new(job: Job, lost: ErrorKind) -> Self {
-        Self {
-            job: Some(job),
-            lost,
-        }
+        Self { job: Some(job), lost }
     }
 
     fn take(&mut self) -> Job {
@@ -119,18 +116,35 @@ pub(crate) struct DecodeJob {
     bytes: Vec<u8>,
 }
 
+/// Crashes requested of a pool's workers (fault injection): the next job a worker takes while
+/// this is above zero panics before it starts, and its guard reports the job lost.
+#[derive(Debug, Default)]
+pub(crate) struct CrashRequests(AtomicUsize);
+
+impl CrashRequests {
+    pub(crate) fn request(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn take(&self) -> bool {
+        self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
+    }
+}
+
 /// Reads jobs' bytes from the source and passes them to the decode pool.
 pub(crate) struct IoWorker {
     pub(crate) source: Arc<dyn Source>,
     pub(crate) scheduler: Mailbox<SchedulerMsg>,
     pub(crate) decode: PoolSender<DecodeJob>,
     pub(crate) probe: Arc<Probe>,
+    pub(crate) crashes: Arc<CrashRequests>,
 }
 
 impl Worker for IoWorker {
     type Job = ReadJob;
 
     fn run(&mut self, ReadJob(mut guard): ReadJob) {
+        assert!(!self.crashes.take(), "injected crash of an IO worker");
         let job = guard.take();
         let generation = job.generation;
         let read_done = || {
@@ -150,12 +164,12 @@ impl Worker for IoWorker {
             Err(e) => end(job, JobEnd::Failed(e.into())),
             Ok(bytes) => {
                 let n = bytes.len() as u64;
-                self.probe
-                    .counters
-                    .bytes_read
-                    .fetch_add(n, Ordering::Relaxed);
+                self.probe.counters.bytes_read.fetch_add(n, Ordering::Relaxed);
                 let next = DecodeJob {
-                    guard: JobGuard::new(job, ErrorKind::Shutdown),
+                    guard: JobGuard::new(
+                        job,
+                        ErrorKind::WorkerLost("a decode worker crashed".into()),
+                    ),
                     bytes,
                 };
                 // A closed decode pool drops the job here, and its guard fails it.
@@ -166,12 +180,15 @@ impl Worker for IoWorker {
 }
 
 /// Runs decoders.
-pub(crate) struct DecodeWorker;
+pub(crate) struct DecodeWorker {
+    pub(crate) crashes: Arc<CrashRequests>,
+}
 
 impl Worker for DecodeWorker {
     type Job = DecodeJob;
 
     fn run(&mut self, DecodeJob { mut guard, bytes }: DecodeJob) {
+        assert!(!self.crashes.take(), "injected crash of a decode worker");
         let job = guard.take();
         if job.token.is_cancelled() {
             return end(job, JobEnd::Dropped(CancelStage::Loading));

@@ -73,10 +73,7 @@ fn generate(root: &Path, count: usize, seed: u64) -> anyhow::Result<Files> {
     // Payloads are windows of one random buffer: realistic entropy without generating
     // gigabytes of random numbers.
     let pool: Vec<u8> = (0..(512 << 10)).map(|_| rng.u8(..)).collect();
-    let mut files = Files {
-        paths: Vec::with_capacity(count),
-        bytes: 0,
-    };
+    let mut files = Files { paths: Vec::with_capacity(count), bytes: 0 };
     for i in 0..count {
         let dir = format!("d{:02}", i % 64);
         std::fs::create_dir_all(root.join(&dir))?;
@@ -112,10 +109,7 @@ fn plain_parallel(root: &Path, files: &Files, threads: usize) -> anyhow::Result<
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("baseline thread"))
-            .collect()
+        workers.into_iter().map(|w| w.join().expect("baseline thread")).collect()
     });
     let elapsed = started.elapsed();
     let kept = kept?;
@@ -211,10 +205,6 @@ fn throughput(args: &BenchArgs) -> anyhow::Result<()> {
         mibs(o)
     );
     println!("unit: files/s");
-    println!(
-        "bench throughput: ours={:.0} baseline={:.0} ratio={ratio:.2}",
-        rate(o),
-        rate(b)
-    );
+    println!("bench throughput: ours={:.0} baseline={:.0} ratio={ratio:.2}", rate(o), rate(b));
     Ok(())
 }

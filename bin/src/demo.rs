@@ -49,11 +49,7 @@ struct Generated {
 /// Writes the demo's assets under `root`: a third each of blobs, meshes and textures, with one
 /// blob in 70 corrupted so that some loads fail.
 fn generate(root: &Path, count: usize, rng: &mut fastrand::Rng) -> anyhow::Result<Generated> {
-    let mut out = Generated {
-        paths: Vec::with_capacity(count),
-        bytes: 0,
-        corrupt: 0,
-    };
+    let mut out = Generated { paths: Vec::with_capacity(count), bytes: 0, corrupt: 0 };
     for dir in ["blob", "mesh", "texture"] {
         std::fs::create_dir_all(root.join(dir))?;
     }
@@ -61,26 +57,19 @@ fn generate(root: &Path, count: usize, rng: &mut fastrand::Rng) -> anyhow::Resul
         let kind = (i % 3) as u8;
         let (path, mut bytes) = match kind {
             0 => {
-                let payload: Vec<u8> = (0..rng.usize(1_024..64 * 1_024))
-                    .map(|_| rng.u8(..))
-                    .collect();
+                let payload: Vec<u8> =
+                    (0..rng.usize(1_024..64 * 1_024)).map(|_| rng.u8(..)).collect();
                 (format!("blob/b{i:05}.bin"), formats::encode_blob(&payload))
             }
             1 => {
                 let nv = rng.usize(50..3_000);
                 let vertices = (0..nv).map(|_| [rng.f32(), rng.f32(), rng.f32()]).collect();
                 let indices = (0..nv * 3).map(|_| rng.u32(..nv as u32)).collect();
-                (
-                    format!("mesh/m{i:05}.mesh"),
-                    formats::encode_mesh(&Mesh { vertices, indices }),
-                )
+                (format!("mesh/m{i:05}.mesh"), formats::encode_mesh(&Mesh { vertices, indices }))
             }
             _ => {
                 let side = 16u16 << rng.u8(0..5);
-                (
-                    format!("texture/t{i:05}.tex"),
-                    formats::encode_texture(side, side, 4, rng),
-                )
+                (format!("texture/t{i:05}.tex"), formats::encode_texture(side, side, 4, rng))
             }
         };
         // Only blobs carry a checksum, so only their damage is certain to be caught.
@@ -121,9 +110,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         ..RuntimeConfig::default()
     }
     .decode_threads_per_core();
-    config.publish = streamrt::PublishMode::Frames {
-        publish_count_max: args.frame_budget,
-    };
+    config.publish = streamrt::PublishMode::Frames { publish_count_max: args.frame_budget };
     let rt = Runtime::builder()
         .config(config)
         .source(DirSource::new(dir.path()))
@@ -166,20 +153,12 @@ fn frame_loop(
             } else {
                 &generated.paths[rng.usize(..next.max(1))]
             };
-            handles.push(request(
-                rt,
-                *kind,
-                path,
-                Priority::ALL[rng.usize(..Priority::LEVELS)],
-            )?);
+            handles.push(request(rt, *kind, path, Priority::ALL[rng.usize(..Priority::LEVELS)])?);
         }
         steer(&handles, rng);
         let terminal = handles.iter().filter(|h| h.state().is_terminal()).count();
         bar.set_position(terminal as u64);
-        bar.set_message(format!(
-            "frame {} published {}",
-            report.frame, report.published
-        ));
+        bar.set_message(format!("frame {} published {}", report.frame, report.published));
         rt.end_frame();
         if handles.len() >= total && terminal == handles.len() {
             break;
@@ -224,11 +203,8 @@ fn summarise(
     elapsed: Duration,
 ) -> anyhow::Result<()> {
     let count = |s: LoadState| handles.iter().filter(|h| h.state() == s).count();
-    let (ready, failed, cancelled) = (
-        count(LoadState::Ready),
-        count(LoadState::Failed),
-        count(LoadState::Cancelled),
-    );
+    let (ready, failed, cancelled) =
+        (count(LoadState::Ready), count(LoadState::Failed), count(LoadState::Cancelled));
     let mut latencies: Vec<u64> = handles
         .iter()
         .filter(|h| h.state() == LoadState::Ready)
@@ -244,10 +220,7 @@ fn summarise(
         mib(generated.bytes),
         generated.corrupt,
     );
-    println!(
-        "requested={} ready={ready} failed={failed} cancelled={cancelled}",
-        handles.len()
-    );
+    println!("requested={} ready={ready} failed={failed} cancelled={cancelled}", handles.len());
     println!(
         "throughput: {:.0} requests/s, {:.1} MiB/s read",
         (ready + failed + cancelled) as f64 / secs,

@@ -36,10 +36,7 @@ impl Decoder for BlobDecoder {
 
     fn decode(&self, _: &AssetKey, mut bytes: Vec<u8>) -> Result<Blob, DecodeError> {
         let Some(split) = bytes.len().checked_sub(4) else {
-            return Err(DecodeError::Malformed(format!(
-                "{} bytes, no checksum",
-                bytes.len()
-            )));
+            return Err(DecodeError::Malformed(format!("{} bytes, no checksum", bytes.len())));
         };
         let stored = u32::from_le_bytes(bytes[split..].try_into().expect("4 bytes"));
         bytes.truncate(split);
@@ -102,9 +99,7 @@ impl Decoder for MeshDecoder {
             return Err(DecodeError::Malformed("no MESH header".into()));
         }
         let (nv, ni) = (u32_at(&bytes, 4) as usize, u32_at(&bytes, 8) as usize);
-        let want = nv
-            .checked_mul(12)
-            .and_then(|v| ni.checked_mul(4).map(|i| 12 + v + i));
+        let want = nv.checked_mul(12).and_then(|v| ni.checked_mul(4).map(|i| 12 + v + i));
         if want != Some(bytes.len()) {
             return Err(DecodeError::Validation(format!(
                 "{nv} vertices and {ni} indices do not fit {} bytes",
@@ -112,15 +107,11 @@ impl Decoder for MeshDecoder {
             )));
         }
         let f = |at: usize| f32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-        let vertices = (0..nv)
-            .map(|v| [f(12 + v * 12), f(16 + v * 12), f(20 + v * 12)])
-            .collect();
+        let vertices = (0..nv).map(|v| [f(12 + v * 12), f(16 + v * 12), f(20 + v * 12)]).collect();
         let base = 12 + nv * 12;
         let indices: Vec<u32> = (0..ni).map(|i| u32_at(&bytes, base + i * 4)).collect();
         if let Some(bad) = indices.iter().find(|&&i| i as usize >= nv) {
-            return Err(DecodeError::Validation(format!(
-                "index {bad} out of {nv} vertices"
-            )));
+            return Err(DecodeError::Validation(format!("index {bad} out of {nv} vertices")));
         }
         Ok(Mesh { vertices, indices })
     }
@@ -178,9 +169,7 @@ impl Decoder for TextureDecoder {
         let height = u16::from_le_bytes([bytes[6], bytes[7]]);
         let mips = bytes[8];
         if width == 0 || height == 0 || mips == 0 || mips > 16 {
-            return Err(DecodeError::Validation(format!(
-                "{width}x{height} with {mips} mips"
-            )));
+            return Err(DecodeError::Validation(format!("{width}x{height} with {mips} mips")));
         }
         let sizes: Vec<usize> = (0..mips).map(|l| mip_bytes(width, height, l)).collect();
         if 9 + sizes.iter().sum::<usize>() != bytes.len() {
@@ -197,11 +186,7 @@ impl Decoder for TextureDecoder {
                 bytes[at - n..at].to_vec()
             })
             .collect();
-        Ok(Texture {
-            width,
-            height,
-            mips: chain,
-        })
+        Ok(Texture { width, height, mips: chain })
     }
 
     fn size_bytes(&self, t: &Texture) -> u64 {
@@ -222,43 +207,25 @@ mod tests {
     #[test]
     fn blobs_round_trip_and_a_flipped_byte_is_caught() {
         let mut bytes = encode_blob(b"hello");
-        assert_eq!(
-            BlobDecoder.decode(&key(), bytes.clone()).unwrap().0,
-            b"hello"
-        );
+        assert_eq!(BlobDecoder.decode(&key(), bytes.clone()).unwrap().0, b"hello");
         bytes[1] ^= 1;
-        assert!(matches!(
-            BlobDecoder.decode(&key(), bytes),
-            Err(DecodeError::Validation(_))
-        ));
-        assert!(matches!(
-            BlobDecoder.decode(&key(), vec![1, 2]),
-            Err(DecodeError::Malformed(_))
-        ));
+        assert!(matches!(BlobDecoder.decode(&key(), bytes), Err(DecodeError::Validation(_))));
+        assert!(matches!(BlobDecoder.decode(&key(), vec![1, 2]), Err(DecodeError::Malformed(_))));
     }
 
     #[test]
     fn meshes_round_trip_and_out_of_range_indices_are_rejected() {
-        let mesh = Mesh {
-            vertices: vec![[0.0; 3], [1.0; 3], [2.0; 3]],
-            indices: vec![0, 1, 2],
-        };
+        let mesh = Mesh { vertices: vec![[0.0; 3], [1.0; 3], [2.0; 3]], indices: vec![0, 1, 2] };
         let decoded = MeshDecoder.decode(&key(), encode_mesh(&mesh)).unwrap();
         assert_eq!(decoded.indices, mesh.indices);
-        let bad = Mesh {
-            indices: vec![0, 1, 3],
-            ..mesh
-        };
+        let bad = Mesh { indices: vec![0, 1, 3], ..mesh };
         assert!(matches!(
             MeshDecoder.decode(&key(), encode_mesh(&bad)),
             Err(DecodeError::Validation(_))
         ));
         let mut short = encode_mesh(&bad);
         short.pop();
-        assert!(matches!(
-            MeshDecoder.decode(&key(), short),
-            Err(DecodeError::Validation(_))
-        ));
+        assert!(matches!(MeshDecoder.decode(&key(), short), Err(DecodeError::Validation(_))));
     }
 
     #[test]
@@ -266,15 +233,9 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(1);
         let bytes = encode_texture(8, 4, 3, &mut rng);
         let t = TextureDecoder.decode(&key(), bytes.clone()).unwrap();
-        assert_eq!(
-            t.mips.iter().map(Vec::len).collect::<Vec<_>>(),
-            [128, 32, 8]
-        );
+        assert_eq!(t.mips.iter().map(Vec::len).collect::<Vec<_>>(), [128, 32, 8]);
         let mut lying = bytes;
         lying[8] = 4;
-        assert!(matches!(
-            TextureDecoder.decode(&key(), lying),
-            Err(DecodeError::Validation(_))
-        ));
+        assert!(matches!(TextureDecoder.decode(&key(), lying), Err(DecodeError::Validation(_))));
     }
 }

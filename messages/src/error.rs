@@ -24,11 +24,7 @@ pub struct AssetLoadError {
 impl AssetLoadError {
     /// A shared error for the first attempt at `key`.
     pub fn shared(key: AssetKey, kind: ErrorKind) -> Arc<Self> {
-        Arc::new(Self {
-            key,
-            attempt: 1,
-            kind,
-        })
+        Arc::new(Self { key, attempt: 1, kind })
     }
 }
 
@@ -81,6 +77,9 @@ pub enum ErrorKind {
         /// How many panics led to the quarantine.
         panics: u32,
     },
+    /// A worker crashed while it held the load; transient, may be retried.
+    #[error("worker lost the load: {0}")]
+    WorkerLost(String),
     /// The runtime shut down before the load finished.
     #[error("runtime shut down")]
     Shutdown,
@@ -100,12 +99,13 @@ impl ErrorKind {
             Self::QueueFull { .. } => "queue_full",
             Self::TooLarge { .. } => "too_large",
             Self::Quarantined { .. } => "quarantined",
+            Self::WorkerLost(_) => "worker_lost",
             Self::Shutdown => "shutdown",
         }
     }
 
-    /// Whether another attempt could succeed (IO errors only).
+    /// Whether another attempt could succeed: IO errors and loads a crashed worker lost.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Io(_))
+        matches!(self, Self::Io(_) | Self::WorkerLost(_))
     }
 }

@@ -62,6 +62,23 @@ pub enum EventKind {
         /// Why.
         kind: ErrorKind,
     },
+    /// A load failed transiently and will be attempted again.
+    Retried {
+        /// The attempt about to start, from 2.
+        attempt: u32,
+        /// Why the previous attempt failed.
+        kind: ErrorKind,
+    },
+    /// A key's decoder panicked too often; requests for it now fail at once.
+    Quarantined {
+        /// The panics that led to it.
+        panics: u32,
+    },
+    /// A supervised actor or worker was restarted.
+    Restarted {
+        /// Which one (`scheduler`, `cache:mesh`, `io-worker`, ...).
+        actor: String,
+    },
     /// A frame began and published this many requests.
     FrameBegin {
         /// Requests published at this boundary.
@@ -84,6 +101,9 @@ impl EventKind {
             Self::Cancelled { .. } => "cancelled",
             Self::CancelledAfterDecode => "cancelled_after_decode",
             Self::Failed { .. } => "failed",
+            Self::Retried { .. } => "retried",
+            Self::Quarantined { .. } => "quarantined",
+            Self::Restarted { .. } => "restarted",
             Self::FrameBegin { .. } => "frame_begin",
             Self::FrameEnd => "frame_end",
         }

@@ -54,13 +54,8 @@ impl Priority {
     /// The number of levels.
     pub const LEVELS: usize = 5;
     /// Every level, most urgent first.
-    pub const ALL: [Priority; Self::LEVELS] = [
-        Self::Critical,
-        Self::High,
-        Self::Normal,
-        Self::Low,
-        Self::Background,
-    ];
+    pub const ALL: [Priority; Self::LEVELS] =
+        [Self::Critical, Self::High, Self::Normal, Self::Low, Self::Background];
 
     /// The level's index: 0 for `Critical` up to `LEVELS - 1` for `Background`.
     pub fn index(self) -> usize {

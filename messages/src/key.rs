@@ -123,10 +123,7 @@ impl AssetKey {
     /// An [`InvalidKey`] naming the first rule the path breaks.
     pub fn new(asset_type: AssetTypeName, path: &str) -> Result<Self, InvalidKey> {
         validate_path(path)?;
-        Ok(Self {
-            asset_type,
-            path: path.into(),
-        })
+        Ok(Self { asset_type, path: path.into() })
     }
 
     /// Parses `type:path`, as `streamctl` and the control protocol spell keys.
@@ -136,9 +133,8 @@ impl AssetKey {
     /// [`InvalidKey::MissingType`] without a `:`; otherwise as [`AssetTypeName::new`] and
     /// [`AssetKey::new`].
     pub fn parse(text: &str) -> Result<Self, InvalidKey> {
-        let (ty, path) = text
-            .split_once(':')
-            .ok_or_else(|| InvalidKey::MissingType(text.to_owned()))?;
+        let (ty, path) =
+            text.split_once(':').ok_or_else(|| InvalidKey::MissingType(text.to_owned()))?;
         Self::new(AssetTypeName::new(ty)?, path)
     }
 
@@ -183,10 +179,7 @@ fn validate_path(path: &str) -> Result<(), InvalidKey> {
         return Err(InvalidKey::Empty);
     }
     if path.len() > ASSET_PATH_BYTES_MAX {
-        return Err(InvalidKey::TooLong {
-            len: path.len(),
-            max: ASSET_PATH_BYTES_MAX,
-        });
+        return Err(InvalidKey::TooLong { len: path.len(), max: ASSET_PATH_BYTES_MAX });
     }
     if path.contains('\0') {
         return Err(InvalidKey::Nul(owned()));
@@ -223,14 +216,7 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_relative_paths() {
-        for p in [
-            "a",
-            "a/b.mesh",
-            "props/chair_01.tex",
-            "x..y/z",
-            "...",
-            "a/.hidden",
-        ] {
+        for p in ["a", "a/b.mesh", "props/chair_01.tex", "x..y/z", "...", "a/.hidden"] {
             assert!(key(p).is_ok(), "{p}");
         }
     }
@@ -240,10 +226,7 @@ mod tests {
         assert_eq!(key(""), Err(InvalidKey::Empty));
         assert!(matches!(key("/etc/passwd"), Err(InvalidKey::Absolute(_))));
         assert!(matches!(key("../x"), Err(InvalidKey::ParentComponent(_))));
-        assert!(matches!(
-            key("a/../../x"),
-            Err(InvalidKey::ParentComponent(_))
-        ));
+        assert!(matches!(key("a/../../x"), Err(InvalidKey::ParentComponent(_))));
         assert!(matches!(key("a\\b"), Err(InvalidKey::Backslash(_))));
         assert!(matches!(key("a\0b"), Err(InvalidKey::Nul(_))));
         assert!(matches!(key("C:/windows"), Err(InvalidKey::DrivePrefix(_))));
@@ -262,14 +245,8 @@ mod tests {
         assert_eq!(k.asset_type().as_str(), "mesh");
         assert_eq!(k.path(), "props/chair");
         assert_eq!(k.to_string(), "mesh:props/chair");
-        assert!(matches!(
-            AssetKey::parse("nocolon"),
-            Err(InvalidKey::MissingType(_))
-        ));
-        assert!(matches!(
-            AssetKey::parse("Mesh:x"),
-            Err(InvalidKey::BadType(_))
-        ));
+        assert!(matches!(AssetKey::parse("nocolon"), Err(InvalidKey::MissingType(_))));
+        assert!(matches!(AssetKey::parse("Mesh:x"), Err(InvalidKey::BadType(_))));
     }
 
     #[test]
@@ -279,11 +256,7 @@ mod tests {
             asset_type: &'a str,
             path: &'a str,
         }
-        let bytes = postcard::to_allocvec(&Raw {
-            asset_type: "blob",
-            path: "../x",
-        })
-        .unwrap();
+        let bytes = postcard::to_allocvec(&Raw { asset_type: "blob", path: "../x" }).unwrap();
         assert!(postcard::from_bytes::<AssetKey>(&bytes).is_err());
         let good = key("a/b").unwrap();
         let bytes = postcard::to_allocvec(&good).unwrap();

@@ -31,14 +31,8 @@ pub enum LoadState {
 
 impl LoadState {
     /// Every state, in lifecycle order.
-    pub const ALL: [LoadState; 6] = [
-        Self::Pending,
-        Self::Loading,
-        Self::Decoded,
-        Self::Ready,
-        Self::Failed,
-        Self::Cancelled,
-    ];
+    pub const ALL: [LoadState; 6] =
+        [Self::Pending, Self::Loading, Self::Decoded, Self::Ready, Self::Failed, Self::Cancelled];
 
     /// Whether the state is one of the three terminal states.
     pub fn is_terminal(self) -> bool {

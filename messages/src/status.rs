@@ -32,6 +32,12 @@ pub struct Status {
     pub cancelled_after_decode: u64,
     /// Bytes read from sources.
     pub bytes_read: u64,
+    /// Load attempts retried after a transient failure.
+    pub retries: u64,
+    /// Actors and workers restarted by their supervisors.
+    pub restarts: u64,
+    /// Keys quarantined after repeated decoder panics.
+    pub quarantined: u64,
     /// Telemetry events dropped because the sink's buffer was full.
     pub events_dropped: u64,
     /// The current frame index.
@@ -41,8 +47,7 @@ pub struct Status {
 impl Status {
     /// Requests that have not reached a terminal state.
     pub fn outstanding(&self) -> u64 {
-        self.requested
-            .saturating_sub(self.ready + self.failed + self.cancelled)
+        self.requested.saturating_sub(self.ready + self.failed + self.cancelled)
     }
 }
 

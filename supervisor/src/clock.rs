@@ -18,9 +18,7 @@ pub struct MonotonicClock {
 impl MonotonicClock {
     /// A clock whose zero is now.
     pub fn new() -> Self {
-        Self {
-            start: Instant::now(),
-        }
+        Self { start: Instant::now() }
     }
 }
 
@@ -51,8 +49,7 @@ impl ManualClock {
 
     /// Moves the clock forward by `us` microseconds.
     pub fn advance(&self, us: u64) {
-        self.now_us
-            .fetch_add(us, std::sync::atomic::Ordering::AcqRel);
+        self.now_us.fetch_add(us, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

@@ -47,9 +47,7 @@ pub struct Mailbox<M> {
 
 impl<M> Clone for Mailbox<M> {
     fn clone(&self) -> Self {
-        Self {
-            shared: Arc::clone(&self.shared),
-        }
+        Self { shared: Arc::clone(&self.shared) }
     }
 }
 
@@ -75,10 +73,7 @@ impl<M> Mailbox<M> {
     fn queue(&self) -> MutexGuard<'_, VecDeque<M>> {
         // A producer cannot panic while holding the lock (push and drain do not panic), so a
         // poisoned lock still guards a consistent queue.
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Posts a message and wakes the actor if no wake is outstanding. Never blocks on the actor.
@@ -120,11 +115,7 @@ impl<M> Mailbox<M> {
         if self.shared.wake_pending.swap(true, Ordering::AcqRel) {
             return;
         }
-        let waker = self
-            .shared
-            .waker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let waker = self.shared.waker.lock().unwrap_or_else(PoisonError::into_inner);
         let delivered = waker.as_ref().is_some_and(|r| r.try_send(Wake).is_ok());
         if !delivered {
             // No live actor to wake (not attached yet, or restarting): the next `attach` wakes it.
@@ -135,11 +126,7 @@ impl<M> Mailbox<M> {
     /// Attaches the actor that drains this mailbox (on start and on every restart) and wakes it
     /// if messages are waiting.
     pub fn attach(&self, waker: Recipient<Wake>) {
-        *self
-            .shared
-            .waker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(waker);
+        *self.shared.waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(waker);
         self.shared.wake_pending.store(false, Ordering::Release);
         if !self.queue().is_empty() {
             self.wake();
@@ -154,6 +141,28 @@ impl<M> Mailbox<M> {
         let n = q.len().min(max);
         out.extend(q.drain(..n));
         !q.is_empty()
+    }
+
+    /// Puts messages taken but not handled back at the front, in their order (after a drained
+    /// actor failed mid-batch, so its successor handles them).
+    pub fn unread(&self, msgs: Vec<M>) {
+        if msgs.is_empty() {
+            return;
+        }
+        {
+            let mut q = self.queue();
+            for msg in msgs.into_iter().rev() {
+                q.push_front(msg);
+            }
+        }
+        self.wake();
+    }
+
+    /// Whether a reply can be expected: an attached actor is alive, or none attached yet (one
+    /// may be starting). False once the attached actor died and none replaced it.
+    pub fn actor_alive_or_starting(&self) -> bool {
+        let waker = self.shared.waker.lock().unwrap_or_else(PoisonError::into_inner);
+        waker.as_ref().is_none_or(Recipient::connected)
     }
 
     /// Closes the mailbox: later posts are refused. Returns the messages not yet drained.
@@ -220,11 +229,7 @@ mod tests {
         let sys = actix::System::new();
         let mb = mailbox.clone();
         sys.block_on(async move {
-            Drainer {
-                mailbox: mb,
-                seen: tx,
-            }
-            .start();
+            Drainer { mailbox: mb, seen: tx }.start();
         });
         let mut all = Vec::new();
         // Each turn of the executor lets the actor handle one wake; a bounded number of turns

@@ -65,9 +65,7 @@ pub struct Backoff {
 impl Backoff {
     /// The delay before restart number `attempt` (from 0), in milliseconds.
     pub fn delay_ms(self, attempt: u32) -> u64 {
-        self.min_ms
-            .saturating_mul(1u64 << attempt.min(32))
-            .min(self.max_ms)
+        self.min_ms.saturating_mul(1u64 << attempt.min(32)).min(self.max_ms)
     }
 }
 
@@ -87,14 +85,8 @@ impl Default for RestartPolicy {
     fn default() -> Self {
         Self {
             strategy: Strategy::OneForOne,
-            intensity: Intensity {
-                restarts_max: 10,
-                window_ms: 10_000,
-            },
-            backoff: Backoff {
-                min_ms: 0,
-                max_ms: 1_000,
-            },
+            intensity: Intensity { restarts_max: 10, window_ms: 10_000 },
+            backoff: Backoff { min_ms: 0, max_ms: 1_000 },
         }
     }
 }
@@ -109,21 +101,14 @@ pub struct RestartWindow {
 impl RestartWindow {
     /// An empty window for `intensity`.
     pub fn new(intensity: Intensity) -> Self {
-        Self {
-            intensity,
-            restarts_ms: VecDeque::new(),
-        }
+        Self { intensity, restarts_ms: VecDeque::new() }
     }
 
     /// Records a restart at `now_ms` (a monotonic or virtual clock). Returns `true` when the
     /// restart is allowed and `false` when it is one too many: the caller escalates.
     pub fn admit(&mut self, now_ms: u64) -> bool {
         let window = self.intensity.window_ms;
-        while self
-            .restarts_ms
-            .front()
-            .is_some_and(|&t| now_ms.saturating_sub(t) > window)
-        {
+        while self.restarts_ms.front().is_some_and(|&t| now_ms.saturating_sub(t) > window) {
             self.restarts_ms.pop_front();
         }
         self.restarts_ms.push_back(now_ms);
@@ -147,20 +132,14 @@ mod tests {
 
     #[test]
     fn n_restarts_in_the_window_are_admitted_and_one_more_escalates() {
-        let mut w = RestartWindow::new(Intensity {
-            restarts_max: 3,
-            window_ms: 1_000,
-        });
+        let mut w = RestartWindow::new(Intensity { restarts_max: 3, window_ms: 1_000 });
         assert!(w.admit(0) && w.admit(10) && w.admit(20));
         assert!(!w.admit(30));
     }
 
     #[test]
     fn restarts_older_than_the_window_no_longer_count() {
-        let mut w = RestartWindow::new(Intensity {
-            restarts_max: 2,
-            window_ms: 100,
-        });
+        let mut w = RestartWindow::new(Intensity { restarts_max: 2, window_ms: 100 });
         assert!(w.admit(0) && w.admit(50));
         assert!(w.admit(150), "the restart at 0 left the window");
         assert!(!w.admit(150), "50, 150 and 150 are within 100 ms");
@@ -170,14 +149,8 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_its_maximum() {
-        let b = Backoff {
-            min_ms: 10,
-            max_ms: 75,
-        };
-        assert_eq!(
-            [0, 1, 2, 3, 40].map(|a| b.delay_ms(a)),
-            [10, 20, 40, 75, 75]
-        );
+        let b = Backoff { min_ms: 10, max_ms: 75 };
+        assert_eq!([0, 1, 2, 3, 40].map(|a| b.delay_ms(a)), [10, 20, 40, 75, 75]);
     }
 
     #[test]

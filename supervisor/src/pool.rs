@@ -86,10 +86,7 @@ pub struct PoolSender<J> {
 
 impl<J> Clone for PoolSender<J> {
     fn clone(&self) -> Self {
-        Self {
-            tx: self.tx.clone(),
-            closed: Arc::clone(&self.closed),
-        }
+        Self { tx: self.tx.clone(), closed: Arc::clone(&self.closed) }
     }
 }
 
@@ -133,16 +130,8 @@ impl<J: Send + 'static> WorkerPool<J> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let factory = Arc::new(factory);
         let stats = Arc::new(PoolStats::default());
-        let sender = PoolSender {
-            tx,
-            closed: Arc::new(RwLock::new(false)),
-        };
-        let mut pool = Self {
-            sender,
-            rx,
-            threads: Vec::with_capacity(threads),
-            stats,
-        };
+        let sender = PoolSender { tx, closed: Arc::new(RwLock::new(false)) };
+        let mut pool = Self { sender, rx, threads: Vec::with_capacity(threads), stats };
         for index in 0..threads {
             let rx = pool.rx.clone();
             let factory = Arc::clone(&factory);
@@ -185,11 +174,7 @@ impl<J: Send + 'static> WorkerPool<J> {
 
 impl<J> Drop for WorkerPool<J> {
     fn drop(&mut self) {
-        *self
-            .sender
-            .closed
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = true;
+        *self.sender.closed.write().unwrap_or_else(PoisonError::into_inner) = true;
         // Queued jobs come before the stops, so they still run.
         for _ in &self.threads {
             let _ = self.sender.tx.send(Slot::Stop);

@@ -82,12 +82,7 @@ pub struct ChildLink {
 impl ChildLink {
     /// A link that reports nowhere, for an actor run without a supervisor.
     pub fn detached() -> Self {
-        Self {
-            supervisor: None,
-            child: 0,
-            incarnation: 0,
-            reported: Arc::default(),
-        }
+        Self { supervisor: None, child: 0, incarnation: 0, reported: Arc::default() }
     }
 
     /// Which start of the child this is, from 1.
@@ -101,11 +96,8 @@ impl ChildLink {
             return;
         }
         if let Some(supervisor) = &self.supervisor {
-            let msg = SupervisorMsg::Exited {
-                child: self.child,
-                incarnation: self.incarnation,
-                reason,
-            };
+            let msg =
+                SupervisorMsg::Exited { child: self.child, incarnation: self.incarnation, reason };
             // A closed supervisor mailbox means the whole tree is shutting down.
             let _ = supervisor.post(msg);
         }
@@ -128,6 +120,40 @@ pub fn guarded<R>(link: &ChildLink, body: impl FnOnce() -> Result<R, String>) ->
     }
 }
 
+/// What [`drain_guarded`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Every message taken was handled and none is waiting.
+    Done,
+    /// Every message taken was handled; more are waiting (wake yourself again).
+    More,
+    /// A handler panicked or failed: the exit is reported, the messages not handled are back
+    /// in the mailbox for the next incarnation; stop the actor.
+    Failed,
+}
+
+/// Takes up to `max` messages and handles them one by one under [`guarded`]. A message whose
+/// handler panics is the only one lost; the rest of the batch goes back to the mailbox.
+pub fn drain_guarded<M>(
+    mailbox: &Mailbox<M>,
+    link: &ChildLink,
+    max: usize,
+    mut handle: impl FnMut(M) -> Result<(), String>,
+) -> Drained {
+    let mut batch = Vec::new();
+    let more = mailbox.drain_into(max, &mut batch);
+    let mut batch = batch.into_iter();
+    let ok = guarded(link, || batch.by_ref().try_for_each(&mut handle));
+    match (ok, more) {
+        (None, _) => {
+            mailbox.unread(batch.collect());
+            Drained::Failed
+        }
+        (Some(()), true) => Drained::More,
+        (Some(()), false) => Drained::Done,
+    }
+}
+
 /// Starts one incarnation of a child on the current arbiter.
 pub type StartFn = Box<dyn FnMut(ChildLink) -> Result<Recipient<StopChild>, String> + Send>;
 
@@ -145,11 +171,7 @@ impl ChildSpec {
         kind: RestartKind,
         start: impl FnMut(ChildLink) -> Result<Recipient<StopChild>, String> + Send + 'static,
     ) -> Self {
-        Self {
-            name: name.into(),
-            kind,
-            start: Box::new(start),
-        }
+        Self { name: name.into(), kind, start: Box::new(start) }
     }
 }
 
@@ -226,11 +248,7 @@ impl Supervisor {
     /// Adds a child, started after the ones added before it.
     #[must_use]
     pub fn child(mut self, spec: ChildSpec) -> Self {
-        self.children.push(Child {
-            spec,
-            incarnation: 0,
-            running: None,
-        });
+        self.children.push(Child { spec, incarnation: 0, running: None });
         self
     }
 
@@ -278,11 +296,7 @@ impl Supervisor {
             return;
         }
         self.children[index].running = None;
-        if !self.children[index]
-            .spec
-            .kind
-            .restarts_after(reason.is_abnormal())
-        {
+        if !self.children[index].spec.kind.restarts_after(reason.is_abnormal()) {
             return;
         }
         let now_ms = self.clock.now_us() / 1_000;
@@ -299,16 +313,11 @@ impl Supervisor {
                 self.stop_child(i);
             }
         }
-        let delay = self
-            .policy
-            .backoff
-            .delay_ms(self.window.len().saturating_sub(1) as u32);
+        let delay = self.policy.backoff.delay_ms(self.window.len().saturating_sub(1) as u32);
         if delay == 0 {
             self.restart(&set, ctx);
         } else {
-            ctx.run_later(Duration::from_millis(delay), move |sup, ctx| {
-                sup.restart(&set, ctx)
-            });
+            ctx.run_later(Duration::from_millis(delay), move |sup, ctx| sup.restart(&set, ctx));
         }
     }
 
@@ -369,11 +378,7 @@ impl Handler<Wake> for Supervisor {
         }
         for msg in batch {
             match msg {
-                SupervisorMsg::Exited {
-                    child,
-                    incarnation,
-                    reason,
-                } => {
+                SupervisorMsg::Exited { child, incarnation, reason } => {
                     self.on_exit(child, incarnation, reason, ctx);
                 }
                 SupervisorMsg::Ping(ack) => {

@@ -10,28 +10,18 @@ use crate::runtime;
 fn cancel_while_queued_ends_cancelled_and_the_asset_is_never_read() {
     let source = GatedSource::with_blobs(2);
     source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| {
-        b.workers(1).reads_in_flight(1)
-    });
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
     let first = rt.request::<Blob>("a0", Priority::Normal).unwrap();
     let queued = rt.request::<Blob>("a1", Priority::Normal).unwrap();
     source.gate.wait_started("a0", 1);
     queued.cancel();
-    assert_eq!(
-        queued.state(),
-        LoadState::Cancelled,
-        "cancel takes effect before it returns"
-    );
+    assert_eq!(queued.state(), LoadState::Cancelled, "cancel takes effect before it returns");
     assert!(rt.sync(PATIENCE));
     source.gate.release("a0");
     first.wait_timeout(PATIENCE).unwrap().unwrap();
     assert!(rt.sync(PATIENCE));
     rt.shutdown();
-    assert_eq!(
-        source.gate.started_count("a1"),
-        0,
-        "a cancelled queued load is never read"
-    );
+    assert_eq!(source.gate.started_count("a1"), 0, "a cancelled queued load is never read");
     assert_eq!(queued.outcome(), Some(Err(ReadyError::Cancelled)));
     assert_eq!(rt.status().cancelled, 1);
 }
@@ -66,26 +56,17 @@ fn when_one_of_two_holders_cancels_the_other_still_gets_ready() {
     leaving.cancel();
     assert!(rt.sync(PATIENCE));
     source.gate.release("a0");
-    let value = staying
-        .wait_timeout(PATIENCE)
-        .unwrap()
-        .expect("the other holder keeps its load");
+    let value = staying.wait_timeout(PATIENCE).unwrap().expect("the other holder keeps its load");
     assert_eq!(value.0, b"blob-00000000000");
     assert_eq!(leaving.outcome(), Some(Err(ReadyError::Cancelled)));
-    assert_eq!(
-        source.gate.started_count("a0"),
-        1,
-        "both holders shared one load"
-    );
+    assert_eq!(source.gate.started_count("a0"), 1, "both holders shared one load");
 }
 
 #[test]
 fn dropping_the_last_handle_cancels_the_load() {
     let source = GatedSource::with_blobs(2);
     source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| {
-        b.workers(1).reads_in_flight(1)
-    });
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
     let events = rt.subscribe(1024);
     let blocker = rt.request::<Blob>("a0", Priority::Normal).unwrap();
     let dropped = rt.request::<Blob>("a1", Priority::Normal).unwrap();
@@ -93,11 +74,7 @@ fn dropping_the_last_handle_cancels_the_load() {
     source.gate.wait_started("a0", 1);
     let clone = dropped.clone();
     drop(dropped);
-    assert_eq!(
-        clone.state(),
-        LoadState::Pending,
-        "a clone still holds the request"
-    );
+    assert_eq!(clone.state(), LoadState::Pending, "a clone still holds the request");
     drop(clone);
     assert!(rt.sync(PATIENCE));
     source.gate.release("a0");

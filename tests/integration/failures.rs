@@ -30,81 +30,56 @@ fn a_decode_error_fails_the_request_with_decode() {
     let source = GatedSource::with_blobs(0);
     source.put("broken", b"BAD header");
     let rt = runtime(&source, &BlobDecoder::default(), |b| b);
-    let err = failure(
-        rt.request::<Blob>("broken", Priority::Normal)
-            .unwrap()
-            .wait_timeout(PATIENCE),
-    );
-    assert!(
-        matches!(&err.kind, ErrorKind::Decode(m) if m.contains("BAD")),
-        "{err}"
-    );
+    let err =
+        failure(rt.request::<Blob>("broken", Priority::Normal).unwrap().wait_timeout(PATIENCE));
+    assert!(matches!(&err.kind, ErrorKind::Decode(m) if m.contains("BAD")), "{err}");
 }
 
 #[test]
 fn a_missing_asset_fails_with_not_found() {
     let source = GatedSource::with_blobs(0);
     let rt = runtime(&source, &BlobDecoder::default(), |b| b);
-    let err = failure(
-        rt.request::<Blob>("nope", Priority::Normal)
-            .unwrap()
-            .wait_timeout(PATIENCE),
-    );
+    let err = failure(rt.request::<Blob>("nope", Priority::Normal).unwrap().wait_timeout(PATIENCE));
     assert_eq!(err.kind, ErrorKind::NotFound);
 }
 
 #[test]
-fn a_decoder_panic_fails_the_request_and_the_pool_keeps_decoding() {
+fn a_key_whose_decoder_keeps_panicking_is_quarantined_and_the_pool_keeps_decoding() {
     let source = GatedSource::with_blobs(1);
     source.put("poison", b"PANIC now");
     let rt = runtime(&source, &BlobDecoder::default(), |b| b.decode_threads(1));
-    let err = failure(
-        rt.request::<Blob>("poison", Priority::Normal)
-            .unwrap()
-            .wait_timeout(PATIENCE),
-    );
-    assert!(
-        matches!(&err.kind, ErrorKind::DecoderPanicked(m) if m.contains("scripted")),
-        "{err}"
+    let poison = rt.request::<Blob>("poison", Priority::Normal).unwrap();
+    let err = failure(poison.wait_timeout(PATIENCE));
+    let panics_max = streamrt::RetryPolicy::default().panics_max;
+    assert_eq!(err.kind, ErrorKind::Quarantined { panics: panics_max }, "{err}");
+    assert_eq!(err.attempt, panics_max, "each panic was one attempt");
+    let again = rt.request::<Blob>("poison", Priority::Normal).unwrap();
+    assert_eq!(
+        failure(again.wait_timeout(PATIENCE)).kind,
+        ErrorKind::Quarantined { panics: panics_max }
     );
     let after = rt.request::<Blob>("a0", Priority::Normal).unwrap();
-    assert!(
-        after.wait_timeout(PATIENCE).unwrap().is_ok(),
-        "the one decode thread was rebuilt"
-    );
+    assert!(after.wait_timeout(PATIENCE).unwrap().is_ok(), "the one decode thread was rebuilt");
+    assert_eq!(rt.live_workers().1, 1);
+    let status = rt.status();
+    assert_eq!((status.quarantined, status.restarts), (1, u64::from(panics_max)));
 }
 
 #[test]
 fn invalid_keys_are_refused_with_invalid_key() {
     let source = GatedSource::with_blobs(0);
     let rt = runtime(&source, &BlobDecoder::default(), |b| b);
-    let cases = [
-        "../etc/passwd",
-        "/abs",
-        "a\\b",
-        "a\0b",
-        "C:/x",
-        "a//b",
-        "./a",
-        "",
-    ];
+    let cases = ["../etc/passwd", "/abs", "a\\b", "a\0b", "C:/x", "a//b", "./a", ""];
     for path in cases {
         let err = rt.request::<Blob>(path, Priority::Normal).unwrap_err();
-        assert!(
-            matches!(err, RequestError::InvalidKey(_)),
-            "{path:?}: {err:?}"
-        );
+        assert!(matches!(err, RequestError::InvalidKey(_)), "{path:?}: {err:?}");
     }
     let long = "x".repeat(2_000);
     assert!(matches!(
         rt.request::<Blob>(&long, Priority::Normal),
         Err(RequestError::InvalidKey(InvalidKey::TooLong { .. }))
     ));
-    assert_eq!(
-        rt.status().requested,
-        0,
-        "refused keys never become requests"
-    );
+    assert_eq!(rt.status().requested, 0, "refused keys never become requests");
 }
 
 #[test]

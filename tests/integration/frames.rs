@@ -11,22 +11,15 @@ fn frames_publish_most_urgent_first_within_the_count_budget() {
     let source = GatedSource::with_blobs(5);
     let rt = runtime(&source, &BlobDecoder::default(), |b| b.frame_budget(2));
     let events = rt.subscribe(1024);
-    let priorities = [
-        Priority::Low,
-        Priority::Critical,
-        Priority::Normal,
-        Priority::High,
-        Priority::Background,
-    ];
+    let priorities =
+        [Priority::Low, Priority::Critical, Priority::Normal, Priority::High, Priority::Background];
     let handles: Vec<_> = priorities
         .iter()
         .enumerate()
         .map(|(i, &p)| rt.request::<Blob>(&format!("a{i}"), p).unwrap())
         .collect();
     for _ in 0..5 {
-        assert!(events
-            .wait_for(PATIENCE, |e| e.kind == EventKind::Decoded)
-            .is_some());
+        assert!(events.wait_for(PATIENCE, |e| e.kind == EventKind::Decoded).is_some());
     }
     assert!(rt.sync(PATIENCE));
     assert!(
@@ -34,9 +27,7 @@ fn frames_publish_most_urgent_first_within_the_count_budget() {
         "nothing visible before a frame"
     );
     let ready = |handles: &[streamrt::Handle<Blob>]| -> Vec<usize> {
-        (0..handles.len())
-            .filter(|&i| handles[i].state() == LoadState::Ready)
-            .collect()
+        (0..handles.len()).filter(|&i| handles[i].state() == LoadState::Ready).collect()
     };
     let first = rt.begin_frame();
     assert_eq!((first.published, first.waiting), (2, 3));
@@ -56,9 +47,7 @@ fn a_request_cancelled_while_waiting_for_its_frame_is_never_published() {
     let cancelled = rt.request::<Blob>("a0", Priority::Critical).unwrap();
     let kept = rt.request::<Blob>("a1", Priority::Low).unwrap();
     for _ in 0..2 {
-        assert!(events
-            .wait_for(PATIENCE, |e| e.kind == EventKind::Decoded)
-            .is_some());
+        assert!(events.wait_for(PATIENCE, |e| e.kind == EventKind::Decoded).is_some());
     }
     assert!(rt.sync(PATIENCE));
     cancelled.cancel();

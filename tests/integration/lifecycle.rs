@@ -13,16 +13,10 @@ fn a_requested_blob_becomes_ready_with_its_bytes() {
     let source = GatedSource::with_blobs(3);
     let rt = runtime(&source, &BlobDecoder::default(), |b| b);
     let handle = rt.request::<Blob>("a1", Priority::Normal).unwrap();
-    let value = handle
-        .wait_timeout(PATIENCE)
-        .expect("terminal")
-        .expect("ready");
+    let value = handle.wait_timeout(PATIENCE).expect("terminal").expect("ready");
     assert_eq!(value.0, b"blob-00000000001");
     assert_eq!(handle.state(), LoadState::Ready);
-    assert_eq!(
-        handle.get().as_deref(),
-        Some(&Blob(b"blob-00000000001".to_vec()))
-    );
+    assert_eq!(handle.get().as_deref(), Some(&Blob(b"blob-00000000001".to_vec())));
     assert!(handle.error().is_none());
     rt.shutdown();
 }
@@ -39,13 +33,8 @@ fn ready_can_be_awaited_on_any_executor() {
 #[test]
 fn status_right_after_start_reports_the_configuration_and_nothing_in_flight() {
     let source = GatedSource::with_blobs(0);
-    let rt = runtime(&source, &BlobDecoder::default(), |b| {
-        b.workers(2).queue_capacity(64)
-    });
-    assert_eq!(
-        rt.status().to_string(),
-        "worker_count=2 queue_capacity=64 in_flight=0"
-    );
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(2).queue_capacity(64));
+    assert_eq!(rt.status().to_string(), "worker_count=2 queue_capacity=64 in_flight=0");
 }
 
 #[test]
@@ -63,15 +52,9 @@ fn a_cached_asset_is_served_again_without_a_second_read() {
 fn shutdown_with_requests_in_flight_leaves_every_request_terminal() {
     let source = GatedSource::with_blobs(50);
     source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| {
-        b.workers(1).reads_in_flight(1)
-    });
-    let handles: Vec<_> = (0..50)
-        .map(|i| {
-            rt.request::<Blob>(&format!("a{i}"), Priority::Normal)
-                .unwrap()
-        })
-        .collect();
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
+    let handles: Vec<_> =
+        (0..50).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
     source.gate.wait_started("a0", 1);
     std::thread::scope(|scope| {
         // Shutdown fails every request before it joins the IO worker held in `a0`'s read.
@@ -98,10 +81,7 @@ fn ten_thousand_mixed_requests_each_reach_exactly_one_terminal_state() {
     for i in 0..50 {
         source.put(&format!("bad{i}"), b"BAD bytes");
     }
-    let config = streamrt::RuntimeConfig {
-        events_buffered_max: 1 << 20,
-        ..Default::default()
-    };
+    let config = streamrt::RuntimeConfig { events_buffered_max: 1 << 20, ..Default::default() };
     let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config));
     let events = rt.subscribe(1 << 20);
     let mut handles = Vec::new();
@@ -113,9 +93,7 @@ fn ten_thousand_mixed_requests_each_reach_exactly_one_terminal_state() {
             _ => format!("a{}", (i * 7) % 2_000),
         };
         let priority = Priority::ALL[(i % 5) as usize];
-        let handle = rt
-            .request::<streamrt_integration::Blob>(&path, priority)
-            .unwrap();
+        let handle = rt.request::<streamrt_integration::Blob>(&path, priority).unwrap();
         match i % 7 {
             0 => handle.cancel(),
             1 => handle.reprioritize(Priority::Critical),
@@ -137,10 +115,7 @@ fn ten_thousand_mixed_requests_each_reach_exactly_one_terminal_state() {
         }
     }
     assert_eq!(terminal.len(), 10_000, "every request has a terminal event");
-    assert!(
-        terminal.values().all(|&n| n == 1),
-        "no request has two terminal events"
-    );
+    assert!(terminal.values().all(|&n| n == 1), "no request has two terminal events");
     let status = rt.status();
     assert_eq!(status.ready + status.failed + status.cancelled, 10_000);
     assert_eq!(status.events_dropped, 0);

@@ -9,14 +9,11 @@ use crate::runtime;
 fn reprioritise_moves_a_queued_request_ahead_of_the_others() {
     let source = GatedSource::with_blobs(5);
     source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| {
-        b.workers(1).reads_in_flight(1)
-    });
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
     let blocker = rt.request::<Blob>("a0", Priority::Normal).unwrap();
     source.gate.wait_started("a0", 1);
-    let queued: Vec<_> = (1..5)
-        .map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Low).unwrap())
-        .collect();
+    let queued: Vec<_> =
+        (1..5).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Low).unwrap()).collect();
     queued[3].reprioritize(Priority::Critical);
     assert!(rt.sync(PATIENCE));
     source.gate.release("a0");
@@ -30,9 +27,7 @@ fn reprioritise_moves_a_queued_request_ahead_of_the_others() {
 fn urgent_requests_are_dispatched_before_older_lower_ones() {
     let source = GatedSource::with_blobs(4);
     source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| {
-        b.workers(1).reads_in_flight(1)
-    });
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
     let blocker = rt.request::<Blob>("a0", Priority::Normal).unwrap();
     source.gate.wait_started("a0", 1);
     let handles = [
@@ -64,10 +59,7 @@ fn a_request_past_the_queue_capacity_fails_with_queue_full() {
         Err(ReadyError::Failed(e)) => assert_eq!(e.kind, ErrorKind::QueueFull { capacity: 2 }),
         other => panic!("expected QueueFull, got {other:?}"),
     }
-    assert!(
-        !a1.is_terminal() && !a2.is_terminal(),
-        "requests within capacity stay queued"
-    );
+    assert!(!a1.is_terminal() && !a2.is_terminal(), "requests within capacity stay queued");
     source.gate.release_all();
     assert!(a1.wait_timeout(PATIENCE).unwrap().is_ok());
     assert!(a2.wait_timeout(PATIENCE).unwrap().is_ok());
@@ -77,10 +69,7 @@ fn a_request_past_the_queue_capacity_fails_with_queue_full() {
 fn requests_past_the_outstanding_limit_fail_at_once_with_queue_full() {
     let source = GatedSource::with_blobs(3);
     source.gate.hold("a0");
-    let config = streamrt::RuntimeConfig {
-        requests_outstanding_max: 2,
-        ..Default::default()
-    };
+    let config = streamrt::RuntimeConfig { requests_outstanding_max: 2, ..Default::default() };
     let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config));
     let _held = [
         rt.request::<Blob>("a0", Priority::Normal).unwrap(),

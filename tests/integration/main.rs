@@ -19,11 +19,7 @@ fn runtime(
     decoder: &BlobDecoder,
     shape: impl FnOnce(RuntimeBuilder) -> RuntimeBuilder,
 ) -> Runtime {
-    shape(
-        Runtime::builder()
-            .source(source.clone())
-            .register(decoder.clone()),
-    )
-    .build()
-    .expect("runtime builds")
+    shape(Runtime::builder().source(source.clone()).register(decoder.clone()))
+        .build()
+        .expect("runtime builds")
 }

@@ -63,11 +63,7 @@ impl Gate {
         state.started.push(name.to_owned());
         self.state.1.notify_all();
         while state.held.contains(name) {
-            state = self
-                .state
-                .1
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+            state = self.state.1.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
         *state.finished.entry(name.to_owned()).or_default() += 1;
     }
@@ -83,12 +79,8 @@ impl Gate {
         while state.started.iter().filter(|s| *s == name).count() < times {
             let left = deadline.checked_duration_since(Instant::now());
             let left = left.unwrap_or_else(|| panic!("work on {name} never started"));
-            state = self
-                .state
-                .1
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            state =
+                self.state.1.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
         }
     }
 
@@ -116,10 +108,7 @@ pub struct GatedSource {
 impl GatedSource {
     /// A gated source over `count` blobs named `a0`, `a1`, ... of 16 bytes each.
     pub fn with_blobs(count: usize) -> Self {
-        let source = Self {
-            inner: MemorySource::new(),
-            gate: Gate::default(),
-        };
+        let source = Self { inner: MemorySource::new(), gate: Gate::default() };
         for i in 0..count {
             source.put(&format!("a{i}"), format!("blob-{i:011}").as_bytes());
         }

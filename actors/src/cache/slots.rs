@@ -50,6 +50,10 @@ pub(crate) struct Slot<T, H> {
     pub(crate) token: CancelToken,
     /// The most urgent priority of the holders, as the scheduler knows it.
     pub(crate) priority: Priority,
+    /// The request that started the load.
+    pub(crate) origin: RequestId,
+    /// The current attempt, from 1.
+    pub(crate) attempt: u32,
 }
 
 /// See the module docs.
@@ -61,11 +65,7 @@ pub(crate) struct SlotTable<T, H> {
 
 impl<T, H: Holder> Default for SlotTable<T, H> {
     fn default() -> Self {
-        Self {
-            slots: Slab::new(),
-            by_key: HashMap::new(),
-            by_request: HashMap::new(),
-        }
+        Self { slots: Slab::new(), by_key: HashMap::new(), by_request: HashMap::new() }
     }
 }
 
@@ -93,6 +93,7 @@ impl<T, H: Holder> SlotTable<T, H> {
         key: AssetKey,
         generation: Generation,
         priority: Priority,
+        origin: RequestId,
     ) -> usize {
         assert!(!self.by_key.contains_key(&key), "{key} already has a slot");
         let slot = self.slots.insert(Slot {
@@ -104,6 +105,8 @@ impl<T, H: Holder> SlotTable<T, H> {
             bytes: 0,
             token: CancelToken::default(),
             priority,
+            origin,
+            attempt: 1,
         });
         self.by_key.insert(key, slot);
         slot
@@ -123,9 +126,7 @@ impl<T, H: Holder> SlotTable<T, H> {
         slot: usize,
         generation: Generation,
     ) -> Option<&mut Slot<T, H>> {
-        self.slots
-            .get_mut(slot)
-            .filter(|s| s.generation == generation)
+        self.slots.get_mut(slot).filter(|s| s.generation == generation)
     }
 
     /// Attaches a request to a slot.
@@ -165,6 +166,11 @@ impl<T, H: Holder> SlotTable<T, H> {
         self.by_key.clear();
         self.by_request.clear();
         self.slots.drain().collect()
+    }
+
+    /// Iterates over the slots with their indexes.
+    pub(crate) fn iter_indexed(&self) -> impl Iterator<Item = (usize, &Slot<T, H>)> {
+        self.slots.iter()
     }
 
     /// Iterates over the slots.
@@ -220,7 +226,7 @@ mod tests {
                             Some(slot) => slot,
                             None => {
                                 let generation = Generation(next);
-                                let slot = table.start_load(key(k), generation, Priority::Normal);
+                                let slot = table.start_load(key(k), generation, Priority::Normal, request);
                                 issued.push((slot, generation, key(k)));
                                 slot
                             }

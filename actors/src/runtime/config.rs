@@ -2,7 +2,28 @@
 
 use std::path::PathBuf;
 
+use streamrt_supervisor::{Backoff, Intensity};
+
 use crate::frame::PublishMode;
+
+/// How a type's failed loads are attempted again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts at most for a transient failure (IO errors, loads a crashed worker lost),
+    /// counting the first. Other failures are not retried.
+    pub attempts_max: u32,
+    /// The delay before each retry: `min_ms`, doubling up to `max_ms`.
+    pub backoff: Backoff,
+    /// Decoder panics a key may cause before it is quarantined: later requests for it fail at
+    /// once with `Quarantined`. Panics below this are retried.
+    pub panics_max: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { attempts_max: 3, backoff: Backoff { min_ms: 2, max_ms: 100 }, panics_max: 3 }
+    }
+}
 
 /// Everything a runtime is sized by. Every number is fixed by the configuration, never derived
 /// from the machine unless asked (see [`RuntimeConfig::decode_threads_per_core`]).
@@ -35,6 +56,13 @@ pub struct RuntimeConfig {
     /// How long shutdown waits for each actor's acknowledgement, in milliseconds, before it
     /// fails the actor's requests itself.
     pub shutdown_ack_ms_max: u64,
+    /// Retries and quarantine, for types registered without their own policy.
+    pub retry: RetryPolicy,
+    /// Restarts the runtime's supervisors allow within a window before they escalate and the
+    /// runtime shuts down.
+    pub restart_intensity: Intensity,
+    /// The delay before an actor restart: `min_ms`, doubling up to `max_ms`.
+    pub restart_backoff: Backoff,
 }
 
 impl Default for RuntimeConfig {
@@ -52,6 +80,9 @@ impl Default for RuntimeConfig {
             telemetry_flush_ms: 10,
             drain_batch_max: 256,
             shutdown_ack_ms_max: 10_000,
+            retry: RetryPolicy::default(),
+            restart_intensity: Intensity { restarts_max: 20, window_ms: 10_000 },
+            restart_backoff: Backoff { min_ms: 0, max_ms: 100 },
         }
     }
 }

@@ -1,19 +1,25 @@
-//! The threads a runtime starts, and how they start and stop.
+//! The threads a runtime starts, the supervision tree over its actors, and how they stop.
 //!
-//! - `streamrt-core`: an actix system whose arbiter hosts the tightly coupled actors (scheduler,
-//!   caches, frame coordinator), so their messages stay on one thread.
-//! - `streamrt-telemetry`: an arbiter of its own for the sink, so writing never delays loads.
-//! - `streamrt-io-N` and `streamrt-decode-N`: the worker pools.
+//! - `streamrt-core`: an actix system whose arbiter hosts the root supervisor and its
+//!   children (scheduler, frame coordinator, one cache per type), so their messages stay on
+//!   one thread.
+//! - telemetry arbiter: a supervisor of its own over the sink, so writing never delays loads.
+//! - `streamrt-io-N` and `streamrt-decode-N`: the worker pools, which rebuild a worker after a
+//!   panic and never shrink.
 //!
-//! Every one of them is joined by [`Core::stop`].
+//! Both supervisors escalate to the runtime, which then shuts down. Every thread is joined by
+//! [`Core::stop`].
 
-use std::sync::atomic::AtomicU64;
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix::{Actor, Arbiter, System};
-use streamrt_supervisor::{Mailbox, WorkerPool};
+use streamrt_supervisor::{
+    ChildSpec, Clock, Escalation, Mailbox, PoolSender, PoolStats, RestartKind, RestartPolicy,
+    Strategy, Supervisor, SupervisorMsg, WorkerPool,
+};
 
 use crate::cache::CacheLinks;
 use crate::frame::{FrameCoordinator, FrameMsg, FrameShared};
@@ -21,17 +27,30 @@ use crate::runtime::registry::{CacheControl, TypeSpec};
 use crate::runtime::RuntimeConfig;
 use crate::scheduler::{Scheduler, SchedulerLimits, SchedulerMsg};
 use crate::source::Source;
-use crate::telemetry::{self, Probe, SinkMsg, TelemetrySink};
-use crate::work::{DecodeJob, DecodeWorker, IoWorker, ReadJob};
+use crate::telemetry::{Probe, SinkMsg, SinkOutputs, TelemetrySink};
+use crate::work::{CrashRequests, DecodeJob, DecodeWorker, IoWorker, ReadJob};
 
-/// What the core thread is started with.
+/// Called (once per supervisor) when a supervisor gives up.
+pub(crate) type EscalateFn = Arc<dyn Fn(Escalation) + Send + Sync>;
+
+/// What the core is started with.
 pub(crate) struct CoreParts {
     pub(crate) config: RuntimeConfig,
     pub(crate) source: Arc<dyn Source>,
     pub(crate) probe: Arc<Probe>,
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) types: Vec<Box<dyn TypeSpec>>,
-    pub(crate) sink: TelemetrySink,
+    pub(crate) sink: Arc<Mutex<SinkOutputs>>,
     pub(crate) frame: Arc<FrameShared>,
+    pub(crate) escalate: EscalateFn,
+}
+
+/// Handles for fault injection and figures of the pools.
+pub(crate) struct Pools {
+    pub(crate) io_crashes: Arc<CrashRequests>,
+    pub(crate) decode_crashes: Arc<CrashRequests>,
+    pub(crate) io: Arc<PoolStats>,
+    pub(crate) decode: Arc<PoolStats>,
 }
 
 /// The running threads and the mailboxes shutdown talks to.
@@ -44,49 +63,76 @@ pub(crate) struct Core {
     pub(crate) scheduler: Mailbox<SchedulerMsg>,
     pub(crate) frame: Mailbox<FrameMsg>,
     pub(crate) sink: Mailbox<SinkMsg>,
-    pub(crate) caches: Vec<Box<dyn CacheControl>>,
+    pub(crate) caches: Vec<Arc<dyn CacheControl>>,
+    pub(crate) pools: Pools,
+    supervisors: [Mailbox<SupervisorMsg>; 2],
     ack_max: Duration,
 }
 
+/// A worker factory that reports every build after the first of each thread as a restart.
+fn reporting<W>(
+    actor: &'static str,
+    threads: usize,
+    probe: &Arc<Probe>,
+    make: impl Fn() -> W + Send + Sync + 'static,
+) -> impl Fn(usize) -> W + Send + Sync + 'static {
+    let built: Vec<AtomicBool> = (0..threads).map(|_| AtomicBool::new(false)).collect();
+    let probe = Arc::clone(probe);
+    move |index| {
+        if built[index].swap(true, Ordering::AcqRel) {
+            probe.restarted(actor);
+        }
+        make()
+    }
+}
+
 impl Core {
-    /// Starts the pools, the actors and their threads.
+    /// Starts the pools, the supervision trees and their threads.
     ///
     /// # Errors
     ///
     /// A thread could not be spawned; whatever was started is stopped again.
     pub(crate) fn start(parts: CoreParts, sink_mailbox: Mailbox<SinkMsg>) -> std::io::Result<Self> {
-        let CoreParts {
-            config,
-            source,
-            probe,
-            types,
-            sink,
-            frame,
-        } = parts;
         let scheduler = Mailbox::new();
         let frame_mailbox = Mailbox::new();
-        let decode = WorkerPool::start("streamrt-decode", config.decode_threads, |_| DecodeWorker)?;
+        let (io_crashes, decode_crashes) = (Arc::default(), Arc::<CrashRequests>::default());
+        let config = &parts.config;
+        let crashes = Arc::clone(&decode_crashes);
+        let decode = WorkerPool::start(
+            "streamrt-decode",
+            config.decode_threads,
+            reporting("decode-worker", config.decode_threads, &parts.probe, move || DecodeWorker {
+                crashes: Arc::clone(&crashes),
+            }),
+        )?;
         let io_worker = {
-            let (source, scheduler, probe) = (source, scheduler.clone(), Arc::clone(&probe));
-            let decode = decode.sender();
-            move |_| IoWorker {
+            let (source, scheduler, probe) =
+                (Arc::clone(&parts.source), scheduler.clone(), Arc::clone(&parts.probe));
+            let (decode, crashes) = (decode.sender(), Arc::clone(&io_crashes));
+            move || IoWorker {
                 source: Arc::clone(&source),
                 scheduler: scheduler.clone(),
                 decode: decode.clone(),
                 probe: Arc::clone(&probe),
+                crashes: Arc::clone(&crashes),
             }
         };
-        let io = WorkerPool::start("streamrt-io", config.workers, io_worker)?;
-        let caches = types.iter().map(|t| t.control()).collect();
+        let io = WorkerPool::start(
+            "streamrt-io",
+            config.workers,
+            reporting("io-worker", config.workers, &parts.probe, io_worker),
+        )?;
+        let caches: Vec<_> = parts.types.iter().map(|t| t.control()).collect();
+        let supervisors = [Mailbox::new(), Mailbox::new()];
+        let ack_max = Duration::from_millis(config.shutdown_ack_ms_max);
         let actors = CoreActors {
-            config: config.clone(),
-            probe,
-            types,
-            sink,
-            frame,
+            parts,
             scheduler: scheduler.clone(),
             frame_mailbox: frame_mailbox.clone(),
+            sink_mailbox: sink_mailbox.clone(),
             io: io.sender(),
+            caches: caches.clone(),
+            supervisors: supervisors.clone(),
         };
         let (ready_tx, ready_rx) = mpsc::channel();
         let core_thread = std::thread::Builder::new()
@@ -95,6 +141,7 @@ impl Core {
         let (system, telemetry) = ready_rx.recv().map_err(|_| {
             std::io::Error::other("the streamrt core thread stopped while starting")
         })?;
+        let pools = Pools { io_crashes, decode_crashes, io: io.stats(), decode: decode.stats() };
         Ok(Self {
             system,
             core_thread,
@@ -105,37 +152,41 @@ impl Core {
             frame: frame_mailbox,
             sink: sink_mailbox,
             caches,
-            ack_max: Duration::from_millis(config.shutdown_ack_ms_max),
+            pools,
+            supervisors,
+            ack_max,
         })
     }
 
     /// Fails every outstanding request with `Shutdown`, stops every actor and joins every
-    /// thread. Each actor gets `shutdown_ack_ms_max` to acknowledge; one that does not (it
-    /// died) has its mailbox closed by this thread instead, which fails its requests.
+    /// thread. Each live actor gets `shutdown_ack_ms_max` to acknowledge; a dead one (its
+    /// supervisor gave up) has its mailbox closed by this thread instead, which fails its
+    /// requests.
     pub(crate) fn stop(self) {
         for cache in &self.caches {
             let (tx, rx) = mpsc::channel();
-            if cache.post_shutdown(tx) {
+            if cache.is_live() && cache.post_shutdown(tx) {
                 let _ = rx.recv_timeout(self.ack_max);
             }
             cache.close();
         }
-        self.ask(&self.scheduler, SchedulerMsg::Shutdown);
-        self.ask(&self.frame, FrameMsg::Shutdown);
+        ask(&self.scheduler, SchedulerMsg::Shutdown, self.ack_max);
+        ask(&self.frame, FrameMsg::Shutdown, self.ack_max);
         self.io.shutdown();
         self.decode.shutdown();
-        telemetry::flush(&self.sink);
+        ask(&self.sink, SinkMsg::Flush, self.ack_max);
+        // Stopped supervisors restart nothing while the system winds down.
+        for supervisor in &self.supervisors {
+            ask(supervisor, SupervisorMsg::Stop, self.ack_max);
+        }
         drop(self.scheduler.close());
         drop(self.frame.close());
         drop(self.sink.close());
+        self.supervisors.iter().for_each(|s| drop(s.close()));
         self.telemetry.stop();
         let _ = self.telemetry.join();
         self.system.stop();
         let _ = self.core_thread.join();
-    }
-
-    fn ask<M>(&self, mailbox: &Mailbox<M>, make: impl FnOnce(mpsc::Sender<()>) -> M) {
-        ask(mailbox, make, self.ack_max);
     }
 
     /// Round trips through the caches, the scheduler and the frame coordinator, in the order
@@ -151,63 +202,128 @@ impl Core {
     }
 }
 
-/// Posts a message carrying a reply channel and waits up to `timeout` for the reply.
+/// Posts a message carrying a reply channel to a live actor and waits up to `timeout` for the
+/// reply. False at once if no live actor drains the mailbox.
 fn ask<M>(
     mailbox: &Mailbox<M>,
     make: impl FnOnce(mpsc::Sender<()>) -> M,
     timeout: Duration,
 ) -> bool {
     let (tx, rx) = mpsc::channel();
-    mailbox.post(make(tx)).is_ok() && rx.recv_timeout(timeout).is_ok()
+    mailbox.actor_alive_or_starting()
+        && mailbox.post(make(tx)).is_ok()
+        && rx.recv_timeout(timeout).is_ok()
 }
-
-impl Core {}
 
 /// What the core thread starts its actors from.
 struct CoreActors {
-    config: RuntimeConfig,
-    probe: Arc<Probe>,
-    types: Vec<Box<dyn TypeSpec>>,
-    sink: TelemetrySink,
-    frame: Arc<FrameShared>,
+    parts: CoreParts,
     scheduler: Mailbox<SchedulerMsg>,
     frame_mailbox: Mailbox<FrameMsg>,
-    io: streamrt_supervisor::PoolSender<ReadJob>,
+    sink_mailbox: Mailbox<SinkMsg>,
+    io: PoolSender<ReadJob>,
+    caches: Vec<Arc<dyn CacheControl>>,
+    supervisors: [Mailbox<SupervisorMsg>; 2],
 }
 
-fn run_core(actors: CoreActors, ready: &mpsc::Sender<(System, Arbiter)>) {
-    let system = System::new();
-    let started = system.block_on(async move {
-        let CoreActors {
-            config,
-            probe,
-            types,
-            sink,
-            frame,
-            scheduler,
-            frame_mailbox,
-            io,
-        } = actors;
-        let telemetry = Arbiter::new();
-        TelemetrySink::start_in_arbiter(&telemetry.handle(), move |_| sink);
+impl CoreActors {
+    fn policy(&self) -> RestartPolicy {
+        RestartPolicy {
+            strategy: Strategy::OneForOne,
+            intensity: self.parts.config.restart_intensity,
+            backoff: self.parts.config.restart_backoff,
+        }
+    }
+
+    fn scheduler_spec(&self) -> ChildSpec {
+        let config = &self.parts.config;
         let limits = SchedulerLimits {
             queue_capacity: config.queue_capacity,
             reads_in_flight: config.reads_in_flight,
             decode_backlog_max: config.decode_backlog_max,
             drain_batch_max: config.drain_batch_max,
         };
-        Scheduler::new(scheduler.clone(), limits, io, Arc::clone(&probe)).start();
-        FrameCoordinator::new(frame_mailbox.clone(), frame, config.drain_batch_max).start();
+        let (mailbox, io, probe) =
+            (self.scheduler.clone(), self.io.clone(), Arc::clone(&self.parts.probe));
+        let caches = self.caches.clone();
+        let resubmit: Arc<dyn Fn() + Send + Sync> =
+            Arc::new(move || caches.iter().for_each(|c| c.post_resubmit()));
+        ChildSpec::new("scheduler", RestartKind::Permanent, move |link| {
+            let scheduler = Scheduler::new(
+                mailbox.clone(),
+                limits,
+                io.clone(),
+                Arc::clone(&probe),
+                link,
+                Arc::clone(&resubmit),
+            );
+            Ok(scheduler.start().recipient())
+        })
+    }
+
+    fn frame_spec(&self) -> ChildSpec {
+        let (mailbox, shared) = (self.frame_mailbox.clone(), Arc::clone(&self.parts.frame));
+        let batch = self.parts.config.drain_batch_max;
+        ChildSpec::new("frame", RestartKind::Permanent, move |link| {
+            let coordinator =
+                FrameCoordinator::new(mailbox.clone(), Arc::clone(&shared), batch, link);
+            Ok(coordinator.start().recipient())
+        })
+    }
+
+    fn sink_spec(&self) -> ChildSpec {
+        let (probe, mailbox) = (Arc::clone(&self.parts.probe), self.sink_mailbox.clone());
+        let (outputs, flush_ms) =
+            (Arc::clone(&self.parts.sink), self.parts.config.telemetry_flush_ms);
+        ChildSpec::new("telemetry", RestartKind::Permanent, move |link| {
+            let sink = TelemetrySink::new(
+                Arc::clone(&probe),
+                mailbox.clone(),
+                Arc::clone(&outputs),
+                flush_ms,
+                link,
+            );
+            Ok(sink.start().recipient())
+        })
+    }
+}
+
+fn run_core(mut actors: CoreActors, ready: &mpsc::Sender<(System, Arbiter)>) {
+    let system = System::new();
+    let started = system.block_on(async move {
+        let policy = actors.policy();
+        let clock = Arc::clone(&actors.parts.clock);
+        let escalate = Arc::clone(&actors.parts.escalate);
+        let telemetry = Arbiter::new();
+        let sink_spec = actors.sink_spec();
+        let (telemetry_escalate, telemetry_clock) = (Arc::clone(&escalate), Arc::clone(&clock));
+        let telemetry_mailbox = actors.supervisors[1].clone();
+        Supervisor::start_in_arbiter(&telemetry.handle(), move |_| {
+            Supervisor::new("telemetry", policy, telemetry_clock, telemetry_mailbox, move |e| {
+                telemetry_escalate(e);
+            })
+            .child(sink_spec)
+        });
+        let mut root =
+            Supervisor::new("runtime", policy, clock, actors.supervisors[0].clone(), move |e| {
+                escalate(e);
+            })
+            .child(actors.scheduler_spec())
+            .child(actors.frame_spec());
         let generations = Arc::new(AtomicU64::new(0));
-        for spec in types {
-            spec.start(CacheLinks {
-                scheduler: scheduler.clone(),
-                frame: frame_mailbox.clone(),
-                probe: Arc::clone(&probe),
-                generations: Arc::clone(&generations),
-                drain_batch_max: config.drain_batch_max,
-            });
+        let config = &actors.parts.config;
+        let links = CacheLinks {
+            scheduler: actors.scheduler.clone(),
+            frame: actors.frame_mailbox.clone(),
+            probe: Arc::clone(&actors.parts.probe),
+            generations,
+            drain_batch_max: config.drain_batch_max,
+            retry: config.retry,
+        };
+        for spec in std::mem::take(&mut actors.parts.types) {
+            root = root.child(spec.child_spec(links.clone()));
         }
+        root.start();
         (System::current(), telemetry)
     });
     if ready.send(started).is_ok() {

@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use actix::Actor;
 use streamrt_messages::AssetTypeName;
-use streamrt_supervisor::Mailbox;
+use streamrt_supervisor::{ChildSpec, Mailbox, RestartKind};
 
 use crate::asset::Decoder;
-use crate::cache::{Cache, CacheLinks, CacheMsg, CacheStats, TypeRoute};
+use crate::cache::{Cache, CacheLinks, CacheMsg, CacheStats, Salvage, TypeRoute};
+use crate::runtime::RetryPolicy;
+use crate::work::JobRoute;
 
 /// The engine side of one registered type.
 pub(crate) struct TypeEntry<T: Send + Sync + 'static> {
@@ -24,24 +26,22 @@ pub(crate) trait TypeSpec: Send {
     fn asset_type_id(&self) -> TypeId;
     /// The engine side, as `Arc<TypeEntry<Asset>>`.
     fn entry(&self) -> Arc<dyn Any + Send + Sync>;
-    fn control(&self) -> Box<dyn CacheControl>;
-    /// Starts the cache actor on the current arbiter.
-    fn start(self: Box<Self>, links: CacheLinks);
+    fn control(&self) -> Arc<dyn CacheControl>;
+    /// The supervisor's spec of the cache actor: each call of its start function makes a
+    /// fresh incarnation on the current arbiter.
+    fn child_spec(self: Box<Self>, links: CacheLinks) -> ChildSpec;
 }
 
 pub(crate) struct DecoderSpec<D: Decoder> {
     name: AssetTypeName,
     decoder: Arc<D>,
     mailbox: Mailbox<CacheMsg<D::Asset>>,
+    policy: Option<RetryPolicy>,
 }
 
 impl<D: Decoder> DecoderSpec<D> {
-    pub(crate) fn new(name: AssetTypeName, decoder: D) -> Self {
-        Self {
-            name,
-            decoder: Arc::new(decoder),
-            mailbox: Mailbox::new(),
-        }
+    pub(crate) fn new(name: AssetTypeName, decoder: D, policy: Option<RetryPolicy>) -> Self {
+        Self { name, decoder: Arc::new(decoder), mailbox: Mailbox::new(), policy }
     }
 }
 
@@ -55,19 +55,31 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
     }
 
     fn entry(&self) -> Arc<dyn Any + Send + Sync> {
-        Arc::new(TypeEntry {
-            name: self.name.clone(),
-            mailbox: self.mailbox.clone(),
+        Arc::new(TypeEntry { name: self.name.clone(), mailbox: self.mailbox.clone() })
+    }
+
+    fn control(&self) -> Arc<dyn CacheControl> {
+        Arc::new(self.mailbox.clone())
+    }
+
+    fn child_spec(self: Box<Self>, links: CacheLinks) -> ChildSpec {
+        let route: Arc<dyn JobRoute> = Arc::new(TypeRoute::new(self.decoder, self.mailbox.clone()));
+        let salvage: Salvage<D::Asset> = Arc::default();
+        let policy = self.policy.unwrap_or(links.retry);
+        let name = format!("cache:{}", self.name);
+        let (asset_type, mailbox) = (self.name.to_string(), self.mailbox);
+        ChildSpec::new(name, RestartKind::Permanent, move |link| {
+            let cache = Cache::new(
+                asset_type.clone(),
+                mailbox.clone(),
+                Arc::clone(&route),
+                links.clone(),
+                policy,
+                link,
+                Arc::clone(&salvage),
+            );
+            Ok(cache.start().recipient())
         })
-    }
-
-    fn control(&self) -> Box<dyn CacheControl> {
-        Box::new(self.mailbox.clone())
-    }
-
-    fn start(self: Box<Self>, links: CacheLinks) {
-        let route = Arc::new(TypeRoute::new(self.decoder, self.mailbox.clone()));
-        Cache::new(self.name.to_string(), self.mailbox, route, links).start();
     }
 }
 
@@ -79,6 +91,12 @@ pub(crate) trait CacheControl: Send + Sync {
     fn post_stats(&self, reply: mpsc::Sender<CacheStats>) -> bool;
     /// Asks the cache to flush what it produced and reply; false if its mailbox is closed.
     fn post_ping(&self, ack: mpsc::Sender<()>) -> bool;
+    /// Asks the cache to resubmit its loads to a restarted scheduler.
+    fn post_resubmit(&self);
+    /// Asks the cache to panic (fault injection); false if its mailbox is closed.
+    fn post_crash(&self) -> bool;
+    /// Whether a live actor drains the mailbox.
+    fn is_live(&self) -> bool;
     /// Closes the mailbox, failing the requests of every message not yet handled.
     fn close(&self);
 }
@@ -94,6 +112,18 @@ impl<T: Send + Sync + 'static> CacheControl for Mailbox<CacheMsg<T>> {
 
     fn post_ping(&self, ack: mpsc::Sender<()>) -> bool {
         self.post(CacheMsg::Ping(ack)).is_ok()
+    }
+
+    fn post_resubmit(&self) {
+        let _ = self.post(CacheMsg::Resubmit);
+    }
+
+    fn post_crash(&self) -> bool {
+        self.post(CacheMsg::Crash).is_ok()
+    }
+
+    fn is_live(&self) -> bool {
+        self.actor_alive_or_starting()
     }
 
     fn close(&self) {

@@ -26,10 +26,7 @@ impl DirSource {
 
     /// A source rooted at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self {
-            root: root.into(),
-            bytes_max: Self::BYTES_MAX_DEFAULT,
-        }
+        Self { root: root.into(), bytes_max: Self::BYTES_MAX_DEFAULT }
     }
 
     /// Sets the largest file this source reads, in bytes.
@@ -58,22 +55,14 @@ impl Source for DirSource {
             return Err(SourceError::NotFound);
         }
         if meta.len() > self.bytes_max {
-            return Err(SourceError::TooLarge {
-                size: meta.len(),
-                max: self.bytes_max,
-            });
+            return Err(SourceError::TooLarge { size: meta.len(), max: self.bytes_max });
         }
         let expected = usize::try_from(meta.len()).unwrap_or(usize::MAX);
         let mut bytes = Vec::with_capacity(expected);
         // The `take` bounds the read even if the file grows after `metadata`.
-        file.take(self.bytes_max + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| io_error(&e))?;
+        file.take(self.bytes_max + 1).read_to_end(&mut bytes).map_err(|e| io_error(&e))?;
         if bytes.len() as u64 > self.bytes_max {
-            return Err(SourceError::TooLarge {
-                size: bytes.len() as u64,
-                max: self.bytes_max,
-            });
+            return Err(SourceError::TooLarge { size: bytes.len() as u64, max: self.bytes_max });
         }
         Ok(bytes)
     }

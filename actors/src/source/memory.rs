@@ -29,10 +29,7 @@ impl MemorySource {
 
     /// The number of assets held.
     pub fn len(&self) -> usize {
-        self.entries
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
+        self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner).len()
     }
 
     /// Whether the source holds no asset.
@@ -43,14 +40,8 @@ impl MemorySource {
 
 impl Source for MemorySource {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
-        let entries = self
-            .entries
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries
-            .get(key)
-            .map(|b| b.to_vec())
-            .ok_or(SourceError::NotFound)
+        let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.get(key).map(|b| b.to_vec()).ok_or(SourceError::NotFound)
     }
 
     fn describe(&self) -> String {

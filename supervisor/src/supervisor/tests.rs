@@ -36,9 +36,7 @@ impl Actor for TestChild {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let _ = self
-            .log
-            .send(format!("start {} {}", self.name, self.link.incarnation()));
+        let _ = self.log.send(format!("start {} {}", self.name, self.link.incarnation()));
         let fault = self.first_start.filter(|_| self.link.incarnation() == 1);
         let ok = guarded(&self.link, || match fault {
             Some(Fault::PanicInStarted) => panic!("boom in started"),
@@ -52,9 +50,7 @@ impl Actor for TestChild {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.link.exit(ExitReason::Normal);
-        let _ = self
-            .log
-            .send(format!("stop {} {}", self.name, self.link.incarnation()));
+        let _ = self.log.send(format!("stop {} {}", self.name, self.link.incarnation()));
     }
 }
 
@@ -106,13 +102,7 @@ impl Tree {
             .map(|(slot, &(name, kind, first_start))| {
                 let (log, addrs) = (log_tx.clone(), Arc::clone(&addrs));
                 ChildSpec::new(name, kind, move |link| {
-                    let addr = TestChild {
-                        name,
-                        link,
-                        first_start,
-                        log: log.clone(),
-                    }
-                    .start();
+                    let addr = TestChild { name, link, first_start, log: log.clone() }.start();
                     let mut addrs = addrs.lock().unwrap();
                     if addrs.len() <= slot {
                         addrs.push(addr.clone());
@@ -141,21 +131,11 @@ impl Tree {
             system.run().unwrap();
         });
         let system = ready.recv().unwrap();
-        Self {
-            log,
-            escalations,
-            supervisor,
-            addrs,
-            system,
-            thread: Some(thread),
-        }
+        Self { log, escalations, supervisor, addrs, system, thread: Some(thread) }
     }
 
     fn expect(&self, line: &str) {
-        let got = self
-            .log
-            .recv_timeout(PATIENCE)
-            .unwrap_or_else(|_| panic!("no {line:?}"));
+        let got = self.log.recv_timeout(PATIENCE).unwrap_or_else(|_| panic!("no {line:?}"));
         assert_eq!(got, line);
     }
 
@@ -173,11 +153,7 @@ impl Tree {
     /// The next `n` lines, sorted (the order between siblings is not specified).
     fn lines(&self, n: usize) -> Vec<String> {
         let mut got: Vec<String> = (0..n)
-            .map(|i| {
-                self.log
-                    .recv_timeout(PATIENCE)
-                    .unwrap_or_else(|_| panic!("line {i}"))
-            })
+            .map(|i| self.log.recv_timeout(PATIENCE).unwrap_or_else(|_| panic!("line {i}")))
             .collect();
         got.sort();
         got
@@ -205,14 +181,8 @@ impl Drop for Tree {
 fn policy(strategy: Strategy, restarts_max: u32) -> RestartPolicy {
     RestartPolicy {
         strategy,
-        intensity: Intensity {
-            restarts_max,
-            window_ms: 1_000,
-        },
-        backoff: Backoff {
-            min_ms: 0,
-            max_ms: 0,
-        },
+        intensity: Intensity { restarts_max, window_ms: 1_000 },
+        backoff: Backoff { min_ms: 0, max_ms: 0 },
     }
 }
 
@@ -224,11 +194,7 @@ fn faults_in_started_and_handlers_restart_per_restart_kind() {
         Fault::PanicInHandler,
         Fault::ErrorInHandler,
     ];
-    for kind in [
-        RestartKind::Permanent,
-        RestartKind::Transient,
-        RestartKind::Temporary,
-    ] {
+    for kind in [RestartKind::Permanent, RestartKind::Transient, RestartKind::Temporary] {
         for fault in faults {
             let in_started = matches!(fault, Fault::PanicInStarted | Fault::ErrorInStarted);
             let tree = Tree::start(
@@ -251,11 +217,7 @@ fn faults_in_started_and_handlers_restart_per_restart_kind() {
 
 #[test]
 fn a_normal_stop_restarts_only_permanent_children() {
-    for kind in [
-        RestartKind::Permanent,
-        RestartKind::Transient,
-        RestartKind::Temporary,
-    ] {
+    for kind in [RestartKind::Permanent, RestartKind::Transient, RestartKind::Temporary] {
         let tree = Tree::start(policy(Strategy::OneForOne, 5), &[("c", kind, None)]);
         tree.expect("start c 1");
         tree.trigger(0, Fault::StopNormally);
@@ -271,31 +233,19 @@ fn a_normal_stop_restarts_only_permanent_children() {
 #[test]
 fn n_restarts_in_the_window_survive_and_one_more_escalates() {
     let n = 3;
-    let tree = Tree::start(
-        policy(Strategy::OneForOne, n),
-        &[("c", RestartKind::Permanent, None)],
-    );
+    let tree = Tree::start(policy(Strategy::OneForOne, n), &[("c", RestartKind::Permanent, None)]);
     tree.expect("start c 1");
     for i in 1..=n {
         tree.trigger(0, Fault::PanicInHandler);
         tree.expect(&format!("stop c {i}"));
         tree.expect(&format!("start c {}", i + 1));
     }
-    assert!(
-        tree.escalations.try_recv().is_err(),
-        "{n} restarts are within the intensity"
-    );
+    assert!(tree.escalations.try_recv().is_err(), "{n} restarts are within the intensity");
     tree.trigger(0, Fault::PanicInHandler);
     let escalation = tree.escalations.recv_timeout(PATIENCE).expect("escalated");
     assert_eq!(escalation.child, "c");
-    assert_eq!(
-        escalation.reason,
-        ExitReason::Panicked("boom in handler".into())
-    );
-    assert!(
-        !tree.quiet().iter().any(|l| l.starts_with("start")),
-        "no restart after escalation"
-    );
+    assert_eq!(escalation.reason, ExitReason::Panicked("boom in handler".into()));
+    assert!(!tree.quiet().iter().any(|l| l.starts_with("start")), "no restart after escalation");
 }
 
 #[test]
@@ -310,25 +260,16 @@ fn rest_for_one_restarts_the_failed_child_and_the_ones_after_it() {
         tree.expect(&format!("start {name} 1"));
     }
     tree.trigger(1, Fault::ErrorInHandler);
-    assert_eq!(
-        tree.lines(4),
-        ["start b 2", "start c 3", "stop b 1", "stop c 1"]
-    );
+    assert_eq!(tree.lines(4), ["start b 2", "start c 3", "stop b 1", "stop c 1"]);
     assert_eq!(tree.quiet(), Vec::<String>::new(), "a is left alone");
 }
 
 #[test]
 fn one_for_all_restarts_every_child() {
-    let children = [
-        ("a", RestartKind::Permanent, None),
-        ("b", RestartKind::Transient, None),
-    ];
+    let children = [("a", RestartKind::Permanent, None), ("b", RestartKind::Transient, None)];
     let tree = Tree::start(policy(Strategy::OneForAll, 5), &children);
     tree.expect("start a 1");
     tree.expect("start b 1");
     tree.trigger(1, Fault::PanicInHandler);
-    assert_eq!(
-        tree.lines(4),
-        ["start a 3", "start b 2", "stop a 1", "stop b 1"]
-    );
+    assert_eq!(tree.lines(4), ["start a 3", "start b 2", "stop a 1", "stop b 1"]);
 }

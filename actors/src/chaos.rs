@@ -1,0 +1,147 @@
+//! Fault injection, seeded: a source that fails, slows and truncates reads, a decoder that
+//! fails and panics, and named crash targets for [`Runtime::inject_crash`].
+//!
+//! Used by the chaos tests and by `streamctl chaos`. Each decision is drawn from a generator
+//! seeded with the plan's seed and the key, mixed with a per-wrapper sequence number, so a run
+//! with one seed injects a reproducible pattern of faults.
+//!
+//! [`Runtime::inject_crash`]: crate::Runtime::inject_crash
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use streamrt_messages::AssetKey;
+
+use crate::asset::{DecodeError, Decoder};
+use crate::source::{Source, SourceError};
+
+/// An actor or pool to crash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrashTarget {
+    /// The scheduler actor.
+    Scheduler,
+    /// The cache actor of the named asset type.
+    Cache(String),
+    /// The frame coordinator actor.
+    FrameCoordinator,
+    /// The telemetry sink actor.
+    TelemetrySink,
+    /// One IO worker (the next to take a job).
+    IoWorker,
+    /// One decode worker (the next to take a job).
+    DecodeWorker,
+}
+
+/// Rates (0 to 1) and sizes of the faults to inject.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FaultPlan {
+    /// Seed of every decision.
+    pub seed: u64,
+    /// Reads that fail with an IO error.
+    pub io_error_rate: f64,
+    /// Reads that return fewer bytes than stored.
+    pub short_read_rate: f64,
+    /// Reads that are delayed by up to `latency_us_max`.
+    pub latency_rate: f64,
+    /// The longest injected read delay, in microseconds.
+    pub latency_us_max: u64,
+    /// Decodes that fail with a decode error.
+    pub decode_error_rate: f64,
+    /// Decodes that panic.
+    pub panic_rate: f64,
+}
+
+/// Draws reproducible decisions for one wrapper.
+#[derive(Debug)]
+struct Dice {
+    seed: u64,
+    sequence: AtomicU64,
+}
+
+impl Dice {
+    fn new(seed: u64) -> Self {
+        Self { seed, sequence: AtomicU64::new(0) }
+    }
+
+    fn roll(&self, key: &AssetKey) -> fastrand::Rng {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (self.seed, key, self.sequence.fetch_add(1, Ordering::Relaxed)).hash(&mut hasher);
+        fastrand::Rng::with_seed(hasher.finish())
+    }
+}
+
+/// A source that injects the read faults of a [`FaultPlan`].
+#[derive(Debug)]
+pub struct FaultySource<S> {
+    inner: S,
+    plan: FaultPlan,
+    dice: Dice,
+}
+
+impl<S: Source> FaultySource<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, plan: FaultPlan) -> Self {
+        Self { inner, plan, dice: Dice::new(plan.seed) }
+    }
+}
+
+impl<S: Source> Source for FaultySource<S> {
+    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+        let mut rng = self.dice.roll(key);
+        if rng.f64() < self.plan.latency_rate && self.plan.latency_us_max > 0 {
+            // Simulated slow storage: the IO worker thread waits as a slow disk would.
+            std::thread::sleep(Duration::from_micros(rng.u64(..=self.plan.latency_us_max)));
+        }
+        if rng.f64() < self.plan.io_error_rate {
+            return Err(SourceError::Io(format!("injected IO error reading {key}")));
+        }
+        let mut bytes = self.inner.read(key)?;
+        if rng.f64() < self.plan.short_read_rate && !bytes.is_empty() {
+            bytes.truncate(rng.usize(..bytes.len()));
+        }
+        Ok(bytes)
+    }
+
+    fn describe(&self) -> String {
+        format!("faulty({})", self.inner.describe())
+    }
+}
+
+/// A decoder that injects the decode faults of a [`FaultPlan`].
+#[derive(Debug)]
+pub struct FaultyDecoder<D> {
+    inner: D,
+    plan: FaultPlan,
+    dice: Dice,
+}
+
+impl<D: Decoder> FaultyDecoder<D> {
+    /// Wraps `inner`.
+    pub fn new(inner: D, plan: FaultPlan) -> Self {
+        Self { inner, plan, dice: Dice::new(plan.seed ^ 0x9e37_79b9_7f4a_7c15) }
+    }
+}
+
+impl<D: Decoder> Decoder for FaultyDecoder<D> {
+    type Asset = D::Asset;
+
+    fn type_name(&self) -> &str {
+        self.inner.type_name()
+    }
+
+    fn decode(&self, key: &AssetKey, bytes: Vec<u8>) -> Result<D::Asset, DecodeError> {
+        let mut rng = self.dice.roll(key);
+        if rng.f64() < self.plan.panic_rate {
+            panic!("injected decoder panic on {key}");
+        }
+        if rng.f64() < self.plan.decode_error_rate {
+            return Err(DecodeError::Malformed(format!("injected decode error on {key}")));
+        }
+        self.inner.decode(key, bytes)
+    }
+
+    fn size_bytes(&self, asset: &D::Asset) -> u64 {
+        self.inner.size_bytes(asset)
+    }
+}
