@@ -7,6 +7,10 @@
 //!
 //! [`Runtime::inject_crash`]: crate::Runtime::inject_crash
 
+mod run;
+
+pub use run::{run, ChaosBlob, ChaosBlobDecoder, ChaosOptions, ChaosReport};
+
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

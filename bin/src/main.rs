@@ -1,11 +1,12 @@
 //! `streamctl`: the command-line tool of streamrt.
 //!
-//! Hosts the demo, the status query and the benchmarks. Every command has `--help`; exit code
+//! Hosts the demo, the status query, the chaos run and the benchmarks. Every command has `--help`; exit code
 //! 0 on success, non-zero with a one-line error on failure.
 
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod chaos;
 mod demo;
 mod formats;
 mod status;
@@ -31,6 +32,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Run a benchmark scenario side by side with its baseline.
     Bench(bench::BenchArgs),
+    /// Run a mixed workload under injected faults and check every promise.
+    Chaos(chaos::ChaosArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Status(args) => status::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Chaos(args) => chaos::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

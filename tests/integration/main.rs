@@ -9,6 +9,7 @@ mod failures;
 mod frames;
 mod lifecycle;
 mod limits;
+mod supervision;
 
 use streamrt::{Runtime, RuntimeBuilder};
 use streamrt_integration::{BlobDecoder, GatedSource};

@@ -96,7 +96,8 @@ impl Gate {
 }
 
 /// Serves a [`MemorySource`] through a [`Gate`] on each key's path; missing keys are
-/// `NotFound`, keys whose path starts with `ioerr` fail with an IO error.
+/// `NotFound`, keys whose path starts with `ioerr` fail with an IO error, and keys whose path
+/// starts with `flaky` fail with an IO error on their first read only.
 #[derive(Clone)]
 pub struct GatedSource {
     /// The assets served.
@@ -126,6 +127,9 @@ impl Source for GatedSource {
         self.gate.pass(key.path());
         if key.path().starts_with("ioerr") {
             return Err(SourceError::Io(format!("scripted failure reading {key}")));
+        }
+        if key.path().starts_with("flaky") && self.gate.started_count(key.path()) == 1 {
+            return Err(SourceError::Io(format!("scripted first-read failure of {key}")));
         }
         self.inner.read(key)
     }

@@ -3,7 +3,7 @@
 
 use std::any::{Any, TypeId};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use actix::Actor;
 use streamrt_messages::AssetTypeName;
@@ -37,11 +37,18 @@ pub(crate) struct DecoderSpec<D: Decoder> {
     decoder: Arc<D>,
     mailbox: Mailbox<CacheMsg<D::Asset>>,
     policy: Option<RetryPolicy>,
+    salvage: Salvage<D::Asset>,
 }
 
 impl<D: Decoder> DecoderSpec<D> {
     pub(crate) fn new(name: AssetTypeName, decoder: D, policy: Option<RetryPolicy>) -> Self {
-        Self { name, decoder: Arc::new(decoder), mailbox: Mailbox::new(), policy }
+        Self {
+            name,
+            decoder: Arc::new(decoder),
+            mailbox: Mailbox::new(),
+            policy,
+            salvage: Arc::default(),
+        }
     }
 }
 
@@ -59,12 +66,12 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
     }
 
     fn control(&self) -> Arc<dyn CacheControl> {
-        Arc::new(self.mailbox.clone())
+        Arc::new(CacheHandle { mailbox: self.mailbox.clone(), salvage: Arc::clone(&self.salvage) })
     }
 
     fn child_spec(self: Box<Self>, links: CacheLinks) -> ChildSpec {
         let route: Arc<dyn JobRoute> = Arc::new(TypeRoute::new(self.decoder, self.mailbox.clone()));
-        let salvage: Salvage<D::Asset> = Arc::default();
+        let salvage = self.salvage;
         let policy = self.policy.unwrap_or(links.retry);
         let name = format!("cache:{}", self.name);
         let (asset_type, mailbox) = (self.name.to_string(), self.mailbox);
@@ -101,32 +108,41 @@ pub(crate) trait CacheControl: Send + Sync {
     fn close(&self);
 }
 
-impl<T: Send + Sync + 'static> CacheControl for Mailbox<CacheMsg<T>> {
+/// A cache's mailbox and the requests a stopped incarnation salvaged.
+struct CacheHandle<T: Send + Sync + 'static> {
+    mailbox: Mailbox<CacheMsg<T>>,
+    salvage: Salvage<T>,
+}
+
+impl<T: Send + Sync + 'static> CacheControl for CacheHandle<T> {
     fn post_shutdown(&self, ack: mpsc::Sender<()>) -> bool {
-        self.post(CacheMsg::Shutdown(ack)).is_ok()
+        self.mailbox.post(CacheMsg::Shutdown(ack)).is_ok()
     }
 
     fn post_stats(&self, reply: mpsc::Sender<CacheStats>) -> bool {
-        self.post(CacheMsg::Stats(reply)).is_ok()
+        self.mailbox.post(CacheMsg::Stats(reply)).is_ok()
     }
 
     fn post_ping(&self, ack: mpsc::Sender<()>) -> bool {
-        self.post(CacheMsg::Ping(ack)).is_ok()
+        self.mailbox.post(CacheMsg::Ping(ack)).is_ok()
     }
 
     fn post_resubmit(&self) {
-        let _ = self.post(CacheMsg::Resubmit);
+        let _ = self.mailbox.post(CacheMsg::Resubmit);
     }
 
     fn post_crash(&self) -> bool {
-        self.post(CacheMsg::Crash).is_ok()
+        self.mailbox.post(CacheMsg::Crash).is_ok()
     }
 
     fn is_live(&self) -> bool {
-        self.actor_alive_or_starting()
+        self.mailbox.actor_alive_or_starting()
     }
 
     fn close(&self) {
-        drop(Mailbox::close(self));
+        drop(self.mailbox.close());
+        // Requests salvaged by an incarnation no one restarted (its supervisor gave up):
+        // dropping their tickets fails them with `Shutdown`.
+        drop(std::mem::take(&mut *self.salvage.lock().unwrap_or_else(PoisonError::into_inner)));
     }
 }

@@ -1,0 +1,335 @@
+//! A chaos run: a mixed workload under injected faults, reprioritise storms and actor crashes,
+//! checked for the runtime's promises.
+//!
+//! The run requests blobs (checksummed, so short reads are caught) through a
+//! [`FaultySource`] and a [`FaultyDecoder`], cancels a share of them, reprioritises in storms,
+//! crashes the scheduler, the cache, the frame coordinator, the telemetry sink and workers in
+//! rotation, and then checks, from the handles and from the telemetry log, that every request
+//! reached exactly one terminal state, that no cancelled handle bound a value, and that the
+//! worker pools kept their size.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use streamrt_messages::{AssetKey, EventKind, LoadState, Priority, RequestId};
+use streamrt_supervisor::{Backoff, Intensity};
+
+use super::{CrashTarget, FaultPlan, FaultyDecoder, FaultySource};
+use crate::asset::{DecodeError, Decoder};
+use crate::runtime::{RetryPolicy, Runtime, RuntimeConfig};
+use crate::source::MemorySource;
+use crate::Handle;
+
+/// What a chaos run does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChaosOptions {
+    /// Seed of the workload and of the faults.
+    pub seed: u64,
+    /// Requests to make.
+    pub requests: usize,
+    /// Distinct assets requested.
+    pub keys: usize,
+    /// Reads that fail with an IO error.
+    pub io_error_rate: f64,
+    /// Decodes that panic.
+    pub panic_rate: f64,
+    /// Requests cancelled by the workload.
+    pub cancel_rate: f64,
+    /// Requests between two injected crashes (0: none).
+    pub crash_every: usize,
+    /// Keys whose decoder always panics.
+    pub poison_keys: usize,
+    /// Shut the runtime down after this many requests, in the middle of the run.
+    pub shutdown_after: Option<usize>,
+    /// IO worker threads.
+    pub workers: usize,
+    /// Decode threads.
+    pub decode_threads: usize,
+    /// How long the run may take to settle before outstanding requests count as hung.
+    pub patience: Duration,
+}
+
+impl Default for ChaosOptions {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            requests: 20_000,
+            keys: 2_000,
+            io_error_rate: 0.05,
+            panic_rate: 0.01,
+            cancel_rate: 0.20,
+            crash_every: 2_000,
+            poison_keys: 0,
+            shutdown_after: None,
+            workers: 2,
+            decode_threads: 2,
+            patience: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a chaos run found. `Display` is the one-line form `streamctl chaos` prints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChaosReport {
+    /// Requests made.
+    pub requests: usize,
+    /// Requests that reached a terminal state.
+    pub terminal: usize,
+    /// Requests with no terminal event in the telemetry log.
+    pub lost: usize,
+    /// Requests with more than one terminal event.
+    pub duplicated: usize,
+    /// Requests cancelled by the workload that later showed a value.
+    pub bound_after_cancel: usize,
+    /// Requests not terminal when the run's patience ran out.
+    pub hung: usize,
+    /// Worker threads (IO + decode) at the start.
+    pub workers_start: usize,
+    /// Worker threads (IO + decode) at the end.
+    pub workers_end: usize,
+    /// Actors and workers restarted.
+    pub restarts: u64,
+    /// Keys quarantined.
+    pub quarantined: u64,
+    /// Requests that failed because their key was quarantined.
+    pub failed_quarantined: usize,
+    /// Requests that reached `Ready`.
+    pub ready: usize,
+    /// Telemetry events dropped (the lost/duplicated counts need 0).
+    pub events_dropped: u64,
+}
+
+impl ChaosReport {
+    /// Whether every promise held: nothing lost, duplicated, bound after cancel or hung, the
+    /// pools kept their size, and the log is complete.
+    pub fn holds(&self) -> bool {
+        self.lost == 0
+            && self.duplicated == 0
+            && self.bound_after_cancel == 0
+            && self.hung == 0
+            && self.workers_start == self.workers_end
+            && self.events_dropped == 0
+    }
+}
+
+impl fmt::Display for ChaosReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "chaos: requests={} terminal={} lost={} duplicated={} bound_after_cancel={} hung={} \
+             workers_start={} workers_end={} restarts={} quarantined={}",
+            self.requests,
+            self.terminal,
+            self.lost,
+            self.duplicated,
+            self.bound_after_cancel,
+            self.hung,
+            self.workers_start,
+            self.workers_end,
+            self.restarts,
+            self.quarantined
+        )
+    }
+}
+
+/// The chaos run's asset: bytes checked against a trailing CRC-32.
+#[derive(Debug)]
+pub struct ChaosBlob(pub Vec<u8>);
+
+/// Decodes [`ChaosBlob`]s; payloads starting with `POISON` make it panic.
+#[derive(Debug, Clone, Copy)]
+pub struct ChaosBlobDecoder;
+
+impl Decoder for ChaosBlobDecoder {
+    type Asset = ChaosBlob;
+
+    fn type_name(&self) -> &str {
+        "chaos"
+    }
+
+    fn decode(&self, key: &AssetKey, mut bytes: Vec<u8>) -> Result<ChaosBlob, DecodeError> {
+        let Some(split) = bytes.len().checked_sub(4) else {
+            return Err(DecodeError::Malformed(format!("{} bytes, no checksum", bytes.len())));
+        };
+        let stored = u32::from_le_bytes(bytes[split..].try_into().expect("4 bytes"));
+        bytes.truncate(split);
+        if crc32fast::hash(&bytes) != stored {
+            return Err(DecodeError::Validation("checksum mismatch".into()));
+        }
+        assert!(!bytes.starts_with(b"POISON"), "poison asset {key}");
+        Ok(ChaosBlob(bytes))
+    }
+
+    fn size_bytes(&self, blob: &ChaosBlob) -> u64 {
+        blob.0.len() as u64
+    }
+}
+
+fn source(options: &ChaosOptions, rng: &mut fastrand::Rng) -> MemorySource {
+    let source = MemorySource::new();
+    for k in 0..options.keys + options.poison_keys {
+        let mut payload: Vec<u8> = (0..rng.usize(16..2_048)).map(|_| rng.u8(..)).collect();
+        if k >= options.keys {
+            payload.splice(0..0, *b"POISON");
+        }
+        let crc = crc32fast::hash(&payload);
+        payload.extend_from_slice(&crc.to_le_bytes());
+        let key = AssetKey::parse(&format!("chaos:k{k}")).expect("valid key");
+        source.insert(key, payload);
+    }
+    source
+}
+
+const CRASHES: [fn() -> CrashTarget; 6] = [
+    || CrashTarget::Scheduler,
+    || CrashTarget::Cache("chaos".into()),
+    || CrashTarget::IoWorker,
+    || CrashTarget::DecodeWorker,
+    || CrashTarget::FrameCoordinator,
+    || CrashTarget::TelemetrySink,
+];
+
+/// Runs the workload of `options` and checks it; see the module docs.
+///
+/// # Errors
+///
+/// The runtime could not be built.
+pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
+    let mut rng = fastrand::Rng::with_seed(options.seed);
+    let plan = FaultPlan {
+        seed: options.seed,
+        io_error_rate: options.io_error_rate,
+        short_read_rate: options.io_error_rate / 10.0,
+        latency_rate: 0.01,
+        latency_us_max: 200,
+        decode_error_rate: 0.0,
+        panic_rate: options.panic_rate,
+    };
+    let mut config = RuntimeConfig {
+        workers: options.workers,
+        reads_in_flight: options.workers * 2,
+        decode_threads: options.decode_threads,
+        queue_capacity: options.requests.max(1),
+        requests_outstanding_max: options.requests.max(1),
+        events_buffered_max: 1 << 21,
+        restart_intensity: Intensity { restarts_max: 10_000, window_ms: 10_000 },
+        retry: RetryPolicy {
+            attempts_max: 5,
+            backoff: Backoff { min_ms: 0, max_ms: 2 },
+            panics_max: 3,
+        },
+        ..RuntimeConfig::default()
+    };
+    config.publish = crate::PublishMode::Frames { publish_count_max: 512 };
+    let rt = Runtime::builder()
+        .config(config)
+        .source(FaultySource::new(source(options, &mut rng), plan))
+        .register(FaultyDecoder::new(ChaosBlobDecoder, plan))
+        .build()?;
+    let events = rt.subscribe(options.requests * 16 + 65_536);
+    let (io, decode) = rt.live_workers();
+    let mut report = ChaosReport { workers_start: io + decode, ..ChaosReport::default() };
+    let (handles, cancelled) = workload(&rt, options, &mut rng);
+    report.requests = handles.len();
+    report.hung = settle(&rt, &handles, options.patience);
+    let (io, decode) = rt.live_workers();
+    report.workers_end = io + decode;
+    rt.flush_telemetry();
+    rt.shutdown();
+    count_terminal_events(&events, &handles, &mut report);
+    report.terminal = handles.iter().filter(|h| h.is_terminal()).count();
+    report.ready = handles.iter().filter(|h| h.state() == LoadState::Ready).count();
+    report.failed_quarantined = handles
+        .iter()
+        .filter(|h| h.error().is_some_and(|e| e.kind.name() == "quarantined"))
+        .count();
+    report.bound_after_cancel = cancelled
+        .iter()
+        .filter(|&&i| handles[i].state() != LoadState::Cancelled || handles[i].get().is_some())
+        .count();
+    let status = rt.status();
+    (report.restarts, report.quarantined, report.events_dropped) =
+        (status.restarts, status.quarantined, status.events_dropped);
+    Ok(report)
+}
+
+/// Issues the requests, cancels, storms and crashes. Returns the handles and the indexes of
+/// those the workload cancelled while they were not terminal.
+fn workload(
+    rt: &Runtime,
+    options: &ChaosOptions,
+    rng: &mut fastrand::Rng,
+) -> (Vec<Handle<ChaosBlob>>, Vec<usize>) {
+    let mut handles = Vec::with_capacity(options.requests);
+    let mut cancelled = Vec::new();
+    let keys = options.keys + options.poison_keys;
+    for i in 0..options.requests {
+        if options.shutdown_after == Some(i) {
+            rt.shutdown();
+        }
+        let key = format!("k{}", rng.usize(..keys.max(1)));
+        let priority = Priority::ALL[rng.usize(..Priority::LEVELS)];
+        let Ok(handle) = rt.request::<ChaosBlob>(&key, priority) else { break };
+        handles.push(handle);
+        if rng.f64() < options.cancel_rate {
+            let victim = rng.usize(..handles.len());
+            let h = &handles[victim];
+            h.cancel();
+            if h.state() == LoadState::Cancelled {
+                cancelled.push(victim);
+            }
+        }
+        if i % 1_000 == 999 {
+            for _ in 0..500 {
+                handles[rng.usize(..handles.len())].reprioritize(Priority::ALL[rng.usize(..5)]);
+            }
+        }
+        if options.crash_every > 0 && i % options.crash_every == options.crash_every - 1 {
+            rt.inject_crash(&CRASHES[(i / options.crash_every) % CRASHES.len()]());
+        }
+        if i % 64 == 0 {
+            rt.tick();
+        }
+    }
+    (handles, cancelled)
+}
+
+/// Ticks frames until every request is terminal or `patience` runs out; returns how many are
+/// still outstanding.
+fn settle(rt: &Runtime, handles: &[Handle<ChaosBlob>], patience: Duration) -> usize {
+    let deadline = Instant::now() + patience;
+    let mut next = 0;
+    while next < handles.len() && Instant::now() < deadline {
+        rt.tick();
+        // A frame's worth of waiting on the oldest outstanding request, as an engine would.
+        if handles[next].wait_timeout(Duration::from_millis(2)).is_some() {
+            next += 1;
+        }
+    }
+    handles.iter().filter(|h| !h.is_terminal()).count()
+}
+
+fn count_terminal_events(
+    events: &crate::EventStream,
+    handles: &[Handle<ChaosBlob>],
+    report: &mut ChaosReport,
+) {
+    let mut terminal: HashMap<RequestId, u32> = HashMap::new();
+    while let Some(e) = events.try_next() {
+        let ends = matches!(
+            e.kind,
+            EventKind::Published | EventKind::Failed { .. } | EventKind::Cancelled { .. }
+        );
+        if let (true, Some(request)) = (ends, e.request) {
+            *terminal.entry(request).or_default() += 1;
+        }
+    }
+    for h in handles {
+        match terminal.get(&h.id()).copied().unwrap_or(0) {
+            0 => report.lost += 1,
+            1 => {}
+            _ => report.duplicated += 1,
+        }
+    }
+}

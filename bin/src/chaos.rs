@@ -1,0 +1,81 @@
+//! `streamctl chaos`: a mixed workload under injected faults, checked for the runtime's
+//! promises. Prints one line and exits non-zero if any promise broke.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use streamrt::chaos::{self, ChaosOptions};
+
+/// Options of `streamctl chaos`.
+#[derive(Debug, clap::Args)]
+pub struct ChaosArgs {
+    /// Seed of the workload and of the faults.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Requests to make.
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Share of reads that fail with an IO error (0 to 1).
+    #[arg(long, default_value_t = 0.05)]
+    io_error_rate: f64,
+    /// Share of decodes that panic (0 to 1).
+    #[arg(long, default_value_t = 0.01)]
+    panic_rate: f64,
+    /// Share of requests the workload cancels (0 to 1).
+    #[arg(long, default_value_t = 0.20)]
+    cancel_rate: f64,
+    /// Requests between two injected actor or worker crashes (0: none).
+    #[arg(long, default_value_t = 2_000)]
+    crash_every: usize,
+    /// Keys whose decoder always panics (they must end quarantined).
+    #[arg(long, default_value_t = 0)]
+    poison_keys: usize,
+    /// IO worker threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+}
+
+/// Keeps the panics the run injects on purpose out of the terminal; any other panic is
+/// reported as usual.
+fn quiet_injected_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        if !text.contains("injected") && !text.contains("poison asset") {
+            default(info);
+        }
+    }));
+}
+
+/// Runs the chaos workload and prints its line.
+///
+/// # Errors
+///
+/// The runtime could not start, or a promise broke (lost, duplicated, bound after cancel,
+/// hung, or the pools changed size).
+pub fn run(args: &ChaosArgs) -> anyhow::Result<()> {
+    let options = ChaosOptions {
+        seed: args.seed,
+        requests: args.requests,
+        io_error_rate: args.io_error_rate,
+        panic_rate: args.panic_rate,
+        cancel_rate: args.cancel_rate,
+        crash_every: args.crash_every,
+        poison_keys: args.poison_keys,
+        workers: args.workers,
+        patience: Duration::from_secs(120),
+        ..ChaosOptions::default()
+    };
+    quiet_injected_panics();
+    let report = chaos::run(&options)?;
+    println!("{report}");
+    if !report.holds() {
+        bail!("a promise broke: {report:?}");
+    }
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! Supervision and failure semantics: restarts lose no request, retries, quarantine,
+//! escalation, and chaos runs that check every promise at once.
+
+use std::time::Duration;
+
+use streamrt::chaos::{self, ChaosOptions, CrashTarget};
+use streamrt::messages::EventKind;
+use streamrt::{ErrorKind, Intensity, LoadState, Priority, ReadyError, RequestError};
+use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
+
+use crate::runtime;
+
+fn wait_restart(events: &streamrt::EventStream, actor: &str) {
+    let restarted = events
+        .wait_for(PATIENCE, |e| matches!(&e.kind, EventKind::Restarted { actor: a } if a == actor));
+    assert!(restarted.is_some(), "{actor} was not restarted");
+}
+
+#[test]
+fn a_scheduler_restart_loses_no_queued_request() {
+    let source = GatedSource::with_blobs(10);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
+    let events = rt.subscribe(4096);
+    let handles: Vec<_> =
+        (0..10).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    source.gate.wait_started("a0", 1);
+    assert!(rt.sync(PATIENCE), "every request is queued before the crash");
+    assert!(rt.inject_crash(&CrashTarget::Scheduler));
+    wait_restart(&events, "scheduler");
+    source.gate.release("a0");
+    for h in &handles {
+        assert!(h.wait_timeout(PATIENCE).expect("terminal").is_ok(), "{h:?}");
+    }
+    for i in 0..10 {
+        assert_eq!(source.gate.started_count(&format!("a{i}")), 1, "a{i} read once");
+    }
+    assert_eq!(rt.status().restarts, 1);
+}
+
+#[test]
+fn a_cache_restart_loses_no_request() {
+    let source = GatedSource::with_blobs(10);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
+    let events = rt.subscribe(4096);
+    let handles: Vec<_> =
+        (0..10).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    source.gate.wait_started("a0", 1);
+    assert!(rt.sync(PATIENCE));
+    assert!(rt.inject_crash(&CrashTarget::Cache("blob".into())));
+    wait_restart(&events, "cache:blob");
+    source.gate.release("a0");
+    for h in &handles {
+        assert!(h.wait_timeout(PATIENCE).expect("terminal").is_ok(), "{h:?}");
+    }
+    assert_eq!(rt.live_workers(), (1, 2));
+}
+
+#[test]
+fn a_crashed_io_worker_is_rebuilt_and_its_load_retried() {
+    let source = GatedSource::with_blobs(3);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1));
+    assert!(rt.inject_crash(&CrashTarget::IoWorker));
+    let handles: Vec<_> =
+        (0..3).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    for h in &handles {
+        assert!(h.wait_timeout(PATIENCE).expect("terminal").is_ok(), "{h:?}");
+    }
+    let status = rt.status();
+    assert_eq!((status.restarts, status.retries), (1, 1));
+    assert_eq!(rt.live_workers().0, 1, "the pool keeps its size");
+}
+
+#[test]
+fn a_transient_io_error_is_retried_and_the_load_succeeds() {
+    let source = GatedSource::with_blobs(0);
+    source.put("flaky/x", b"eventually");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b);
+    let events = rt.subscribe(1024);
+    let handle = rt.request::<Blob>("flaky/x", Priority::Normal).unwrap();
+    assert_eq!(handle.wait_timeout(PATIENCE).unwrap().unwrap().0, b"eventually");
+    let retried =
+        events.wait_for(PATIENCE, |e| matches!(e.kind, EventKind::Retried { attempt: 2, .. }));
+    assert!(retried.is_some());
+    assert_eq!(source.gate.started_count("flaky/x"), 2);
+}
+
+#[test]
+fn io_errors_are_retried_up_to_the_attempt_limit_then_fail() {
+    let source = GatedSource::with_blobs(0);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b);
+    let handle = rt.request::<Blob>("ioerr/x", Priority::Normal).unwrap();
+    let Some(Err(ReadyError::Failed(err))) = handle.wait_timeout(PATIENCE) else {
+        panic!("expected a failure")
+    };
+    let attempts = streamrt::RetryPolicy::default().attempts_max;
+    assert!(matches!(err.kind, ErrorKind::Io(_)));
+    assert_eq!(err.attempt, attempts);
+    assert_eq!(source.gate.started_count("ioerr/x"), attempts as usize);
+}
+
+#[test]
+fn poison_keys_are_quarantined_after_at_most_k_attempts_while_the_rest_complete() {
+    let source = GatedSource::with_blobs(500);
+    for i in 0..100 {
+        source.put(&format!("poison{i}"), b"PANIC");
+    }
+    let decoder = BlobDecoder::default();
+    let rt = runtime(&source, &decoder, |b| b);
+    let k = streamrt::RetryPolicy::default().panics_max;
+    let mut poison = Vec::new();
+    let mut healthy = Vec::new();
+    for i in 0..500 {
+        healthy.push(rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap());
+        if i % 5 == 0 {
+            poison.push(rt.request::<Blob>(&format!("poison{}", i / 5), Priority::Normal).unwrap());
+        }
+    }
+    for h in &healthy {
+        assert!(h.wait_timeout(PATIENCE).expect("terminal").is_ok(), "{h:?}");
+    }
+    for (i, h) in poison.iter().enumerate() {
+        let Some(Err(ReadyError::Failed(err))) = h.wait_timeout(PATIENCE) else { panic!("{h:?}") };
+        assert_eq!(err.kind, ErrorKind::Quarantined { panics: k });
+        assert!(decoder.gate.started_count(&format!("poison{i}")) <= k as usize);
+    }
+    let status = rt.status();
+    assert_eq!(status.quarantined, 100);
+    assert_eq!(rt.live_workers(), (2, 2));
+}
+
+#[test]
+fn restarts_past_the_intensity_escalate_and_the_runtime_shuts_down_cleanly() {
+    let source = GatedSource::with_blobs(5);
+    source.gate.hold("a0");
+    let config = streamrt::RuntimeConfig {
+        restart_intensity: Intensity { restarts_max: 1, window_ms: 3_600_000 },
+        workers: 1,
+        reads_in_flight: 1,
+        ..Default::default()
+    };
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config));
+    let events = rt.subscribe(4096);
+    let handles: Vec<_> =
+        (0..5).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    source.gate.wait_started("a0", 1);
+    assert!(rt.inject_crash(&CrashTarget::Scheduler));
+    wait_restart(&events, "scheduler");
+    assert!(rt.inject_crash(&CrashTarget::Scheduler), "one restart more than the intensity");
+    for h in &handles {
+        let outcome = h.wait_timeout(PATIENCE).expect("every request ends after escalation");
+        assert!(matches!(outcome, Err(ReadyError::Failed(e)) if e.kind == ErrorKind::Shutdown));
+    }
+    source.gate.release_all();
+    rt.shutdown();
+    let escalation = rt.escalation().expect("the runtime knows why it stopped");
+    assert_eq!(escalation.child, "scheduler");
+    assert_eq!(rt.request::<Blob>("a1", Priority::Normal).unwrap_err(), RequestError::Shutdown);
+}
+
+#[test]
+fn a_chaos_run_of_twenty_thousand_requests_keeps_every_promise() {
+    let options = ChaosOptions { patience: Duration::from_secs(50), ..ChaosOptions::default() };
+    assert_eq!(
+        (options.io_error_rate, options.panic_rate, options.cancel_rate),
+        (0.05, 0.01, 0.20)
+    );
+    let report = chaos::run(&options).unwrap();
+    assert!(report.holds(), "{report:?}");
+    assert_eq!(report.requests, 20_000);
+    assert_eq!(report.terminal, 20_000);
+    assert!(report.restarts >= 10, "injected crashes were restarted: {report:?}");
+    assert!(report.ready > 10_000, "most requests still succeed: {report:?}");
+}
+
+#[test]
+fn shutdown_in_the_middle_of_a_chaos_run_leaves_every_request_terminal() {
+    let options = ChaosOptions {
+        requests: 10_000,
+        shutdown_after: Some(4_000),
+        patience: Duration::from_secs(30),
+        ..ChaosOptions::default()
+    };
+    let report = chaos::run(&options).unwrap();
+    assert_eq!(report.requests, 4_000, "requests after shutdown are refused");
+    assert_eq!(report.terminal, 4_000);
+    assert_eq!(
+        (report.lost, report.duplicated, report.hung, report.bound_after_cancel),
+        (0, 0, 0, 0)
+    );
+}
+
+#[test]
+fn a_cancelled_handle_stays_cancelled_through_restarts() {
+    let source = GatedSource::with_blobs(2);
+    let decoder = BlobDecoder::default();
+    decoder.gate.hold("a0");
+    let rt = runtime(&source, &decoder, |b| b);
+    let events = rt.subscribe(1024);
+    let h = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    let other = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    decoder.gate.wait_started("a0", 1);
+    h.cancel();
+    assert!(rt.inject_crash(&CrashTarget::Cache("blob".into())));
+    wait_restart(&events, "cache:blob");
+    decoder.gate.release("a0");
+    assert!(other.wait_timeout(PATIENCE).unwrap().is_ok());
+    assert_eq!(h.state(), LoadState::Cancelled);
+    assert!(h.get().is_none());
+}
