@@ -462,7 +462,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         slot.attempt += 1;
         slot.phase = Phase::Queued;
         for ticket in &slot.holders {
-            let _ = ticket.cell().transition(LoadState::Pending);
+            requeue(ticket.cell());
         }
         let (attempt, origin, key) = (slot.attempt, slot.origin, slot.key.clone());
         Counters::bump(&self.links.probe.counters.retries);
@@ -530,11 +530,12 @@ impl<T: Send + Sync + 'static> Cache<T> {
             slot.token.cancel();
             salvage.extend(slot.holders.into_iter().filter(|t| !t.cell().state().is_terminal()));
         }
-        self.to_scheduler.clear();
+        // What the failed batch produced still stands: staged requests must reach the frame
+        // queue (their loads are gone) and finished jobs must return their credits. Queued
+        // jobs sent now carry tripped tokens, so the scheduler drops them.
         self.retry_later.clear();
-        // Staged requests already sent are in the frame queue; the rest are published by the
-        // next incarnation's loads.
-        self.to_frame.clear();
+        drop(salvage);
+        self.flush();
     }
 
     /// Admits again the requests a failed incarnation salvaged.
@@ -542,7 +543,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let salvaged =
             std::mem::take(&mut *self.salvage.lock().unwrap_or_else(PoisonError::into_inner));
         for ticket in salvaged {
-            let _ = ticket.cell().transition(LoadState::Pending);
+            requeue(ticket.cell());
             self.load(ticket);
         }
     }
@@ -572,6 +573,14 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 cache.flush();
             });
         }
+    }
+}
+
+/// Moves a loading request back to `Pending` (its load is attempted again); a request already
+/// decoded (re-admitted after a restart) or ended stays as it is.
+fn requeue<T>(cell: &RequestCell<T>) {
+    if cell.state() == LoadState::Loading {
+        let _ = cell.transition(LoadState::Pending);
     }
 }
 

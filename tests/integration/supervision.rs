@@ -209,3 +209,23 @@ fn a_cancelled_handle_stays_cancelled_through_restarts() {
     assert_eq!(h.state(), LoadState::Cancelled);
     assert!(h.get().is_none());
 }
+
+#[test]
+fn a_heavy_chaos_run_with_frequent_crashes_keeps_every_promise() {
+    for seed in [5, 6] {
+        let options = ChaosOptions {
+            seed,
+            requests: 10_000,
+            io_error_rate: 0.3,
+            panic_rate: 0.1,
+            cancel_rate: 0.5,
+            crash_every: 300,
+            poison_keys: 50,
+            patience: Duration::from_secs(25),
+            ..ChaosOptions::default()
+        };
+        let report = chaos::run(&options).unwrap();
+        assert!(report.holds(), "seed {seed}: {report:?}");
+        assert!(report.quarantined > 0 && report.failed_quarantined > 0, "{report:?}");
+    }
+}
