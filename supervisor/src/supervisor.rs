@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use actix::{Actor, AsyncContext, Context, Handler, Message, Recipient};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, Recipient};
 
 use crate::{
     panic_message, Clock, Mailbox, RestartKind, RestartPolicy, RestartWindow, Strategy, Wake,
@@ -365,6 +365,16 @@ impl Actor for Supervisor {
                 self.on_exit(i, incarnation, reason, ctx);
             }
         }
+    }
+}
+
+impl Handler<StopChild> for Supervisor {
+    type Result = ();
+
+    /// A supervisor supervised by another stops with its children.
+    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
+        self.stop_all();
+        ctx.stop();
     }
 }
 

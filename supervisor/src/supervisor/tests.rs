@@ -273,3 +273,62 @@ fn one_for_all_restarts_every_child() {
     tree.trigger(1, Fault::PanicInHandler);
     assert_eq!(tree.lines(4), ["start a 3", "start b 2", "stop a 1", "stop b 1"]);
 }
+
+#[test]
+fn a_child_supervisor_escalates_to_its_parent_which_restarts_it_then_gives_up() {
+    let (log_tx, log) = mpsc::channel();
+    let (esc_tx, escalations) = mpsc::channel();
+    let (ready_tx, ready) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let system = System::new();
+        system.block_on(async move {
+            let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
+            let inner_clock = Arc::clone(&clock);
+            // The inner supervisor tolerates no restart: its child's failure escalates at once,
+            // and it reports that to the parent as its own abnormal exit.
+            let inner = ChildSpec::new("inner", RestartKind::Permanent, move |link: ChildLink| {
+                let log = log_tx.clone();
+                let child = ChildSpec::new("c", RestartKind::Permanent, move |child_link| {
+                    let fault = Some(Fault::PanicInStarted);
+                    let c = TestChild {
+                        name: "c",
+                        link: child_link,
+                        first_start: fault,
+                        log: log.clone(),
+                    };
+                    Ok(c.start().recipient())
+                });
+                let sup = Supervisor::new(
+                    "inner",
+                    policy(Strategy::OneForOne, 0),
+                    Arc::clone(&inner_clock),
+                    Mailbox::new(),
+                    move |e| link.exit(ExitReason::Error(format!("escalated: {}", e.child))),
+                )
+                .child(child);
+                Ok(sup.start().recipient())
+            });
+            Supervisor::new(
+                "parent",
+                policy(Strategy::OneForOne, 2),
+                clock,
+                Mailbox::new(),
+                move |e| {
+                    let _ = esc_tx.send(e);
+                },
+            )
+            .child(inner)
+            .start();
+            ready_tx.send(System::current()).unwrap();
+        });
+        system.run().unwrap();
+    });
+    let system = ready.recv().unwrap();
+    let escalation = escalations.recv_timeout(PATIENCE).expect("the parent gives up");
+    assert_eq!(escalation.child, "inner");
+    assert_eq!(escalation.reason, ExitReason::Error("escalated: c".into()));
+    let starts = log.try_iter().filter(|l| l == "start c 1").count();
+    assert_eq!(starts, 3, "the parent restarted the inner supervisor twice before giving up");
+    system.stop();
+    thread.join().unwrap();
+}
