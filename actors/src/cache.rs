@@ -130,9 +130,17 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
         let _ = self.cache.post(CacheMsg::Dispatched(job.generation, job.slot));
     }
 
-    fn decode(&self, job: Job, bytes: Vec<u8>) -> Result<(), Box<dyn Any + Send>> {
+    fn decode(
+        &self,
+        job: Job,
+        bytes: Vec<u8>,
+        done: &dyn Fn(&Job),
+    ) -> Result<(), Box<dyn Any + Send>> {
         let decoder = &*self.decoder;
         let decoded = catch_unwind(AssertUnwindSafe(|| decoder.decode(&job.key, bytes)));
+        if decoded.is_ok() {
+            done(&job);
+        }
         // A closed mailbox means shutdown; the requests were failed already.
         match decoded {
             Ok(Ok(value)) => {

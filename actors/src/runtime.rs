@@ -25,7 +25,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use streamrt_messages::{
-    AssetKey, AssetLoadError, AssetTypeName, ErrorKind, InvalidKey, Priority, RequestId, Status,
+    AssetKey, AssetLoadError, AssetTypeName, ErrorKind, EventKind, InvalidKey, Priority, RequestId,
+    Status,
 };
 use streamrt_supervisor::Mailbox;
 
@@ -202,7 +203,16 @@ impl RuntimeBuilder {
         self.config.validate().map_err(BuildError::Config)?;
         let source = self.source.ok_or(BuildError::NoSource)?;
         let config = self.config;
-        let probe = Arc::new(Probe::new(Arc::clone(&self.clock), config.events_buffered_max));
+        let probe = Arc::new(Probe::new(
+            Arc::clone(&self.clock),
+            config.events_buffered_max,
+            config.events_enabled,
+        ));
+        probe.emit(probe.event(EventKind::Started {
+            worker_count: u32::try_from(config.workers).unwrap_or(u32::MAX),
+            decode_threads: u32::try_from(config.decode_threads).unwrap_or(u32::MAX),
+            queue_capacity: config.queue_capacity as u64,
+        }));
         let sink_mailbox = Mailbox::new();
         let sink = SinkOutputs::new(config.telemetry_path.as_deref())?;
         let types: HashMap<TypeId, Arc<dyn Any + Send + Sync>> =
@@ -290,7 +300,7 @@ impl Inner {
         self.closing.store(true, Ordering::Release);
         let core = self.core.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(core) = core {
-            core.stop();
+            core.stop(|| self.probe.emit(self.probe.event(EventKind::Stopped)));
         }
     }
 

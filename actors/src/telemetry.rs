@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use crossbeam_queue::ArrayQueue;
-use streamrt_messages::{Event, EventKind};
+use streamrt_messages::{Event, EventKind, Record};
 use streamrt_supervisor::{
-    drain_guarded, ChildLink, Clock, Drained, ExitReason, Mailbox, StopChild, Wake,
+    drain_guarded, ChildLink, Clock, Drained, ExitReason, Mailbox, PoolStats, StopChild, Wake,
 };
 
 /// Live counters; see [`streamrt_messages::Status`] for their meaning.
@@ -64,11 +64,14 @@ pub(crate) struct Probe {
     pub(crate) counters: Counters,
     events: ArrayQueue<Event>,
     frame: AtomicU64,
+    /// Whether events are buffered for the sink at all (counters are always kept).
+    enabled: bool,
 }
 
 impl Probe {
-    pub(crate) fn new(clock: Arc<dyn Clock>, events_buffered_max: usize) -> Self {
+    pub(crate) fn new(clock: Arc<dyn Clock>, events_buffered_max: usize, enabled: bool) -> Self {
         Self {
+            enabled,
             clock,
             counters: Counters::default(),
             events: ArrayQueue::new(events_buffered_max.max(1)),
@@ -94,8 +97,19 @@ impl Probe {
         Event::new(self.now_us(), self.frame(), kind)
     }
 
-    /// Buffers an event for the sink; drops and counts it when the buffer is full.
+    /// Buffers an event for the sink; drops and counts it when the buffer is full. Also
+    /// reported to `tracing` (target `streamrt`, level debug) when that is enabled.
     pub(crate) fn emit(&self, event: Event) {
+        tracing::debug!(
+            target: "streamrt",
+            event = event.kind.name(),
+            request = event.request.map(|r| r.0),
+            key = event.key.as_ref().map(tracing::field::display),
+            frame = event.frame,
+        );
+        if !self.enabled {
+            return;
+        }
         if self.events.push(event).is_err() {
             Counters::bump(&self.counters.events_dropped);
         }
@@ -141,12 +155,21 @@ impl SinkOutputs {
     }
 }
 
+/// How often the sink drains and samples, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SinkTiming {
+    pub(crate) flush_ms: u64,
+    pub(crate) sample_ms: u64,
+}
+
 /// Writes and fans out telemetry; see the module docs.
 pub(crate) struct TelemetrySink {
     probe: Arc<Probe>,
     mailbox: Mailbox<SinkMsg>,
     outputs: Arc<Mutex<SinkOutputs>>,
-    flush_ms: u64,
+    timing: SinkTiming,
+    /// The IO and decode pools, sampled for busy workers.
+    pools: [Arc<PoolStats>; 2],
     link: ChildLink,
 }
 
@@ -155,10 +178,23 @@ impl TelemetrySink {
         probe: Arc<Probe>,
         mailbox: Mailbox<SinkMsg>,
         outputs: Arc<Mutex<SinkOutputs>>,
-        flush_ms: u64,
+        timing: SinkTiming,
+        pools: [Arc<PoolStats>; 2],
         link: ChildLink,
     ) -> Self {
-        Self { probe, mailbox, outputs, flush_ms, link }
+        Self { probe, mailbox, outputs, timing, pools, link }
+    }
+
+    fn sample(&self) {
+        let c = &self.probe.counters;
+        let busy = |p: &PoolStats| u32::try_from(p.busy()).unwrap_or(u32::MAX);
+        self.probe.emit(self.probe.event(EventKind::Sample {
+            queue_depth: Counters::get(&c.queued),
+            in_flight: Counters::get(&c.in_flight),
+            busy_io: busy(&self.pools[0]),
+            busy_decode: busy(&self.pools[1]),
+            events_dropped: Counters::get(&c.events_dropped),
+        }));
     }
 
     fn drain(&self) {
@@ -166,7 +202,8 @@ impl TelemetrySink {
         let SinkOutputs { writer, subscribers } = &mut *outputs;
         while let Some(event) = self.probe.take_event() {
             if let Some(w) = writer {
-                if serde_json::to_writer(&mut *w, &event).is_err() || w.write_all(b"\n").is_err() {
+                let record = Record::from(&event);
+                if serde_json::to_writer(&mut *w, &record).is_err() || w.write_all(b"\n").is_err() {
                     tracing::warn!(target: "streamrt", "telemetry file write failed; closing it");
                     *writer = None;
                 }
@@ -210,7 +247,12 @@ impl Actor for TelemetrySink {
         if self.link.incarnation() > 1 {
             self.probe.restarted("telemetry");
         }
-        ctx.run_interval(Duration::from_millis(self.flush_ms.max(1)), |sink, _| sink.drain());
+        ctx.run_interval(Duration::from_millis(self.timing.flush_ms.max(1)), |sink, _| {
+            sink.drain()
+        });
+        ctx.run_interval(Duration::from_millis(self.timing.sample_ms.max(1)), |sink, _| {
+            sink.sample()
+        });
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {

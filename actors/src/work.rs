@@ -22,7 +22,9 @@ use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use streamrt_messages::{AssetKey, CancelStage, ErrorKind, Generation, Priority, RequestId};
+use streamrt_messages::{
+    AssetKey, CancelStage, ErrorKind, EventKind, Generation, Priority, RequestId,
+};
 use streamrt_supervisor::{Mailbox, PoolSender, Worker};
 
 use crate::scheduler::SchedulerMsg;
@@ -56,9 +58,15 @@ pub(crate) enum JobEnd {
 pub(crate) trait JobRoute: Send + Sync {
     /// Tells the cache its load was dispatched.
     fn dispatched(&self, job: &Job);
-    /// Decodes on the calling (decode worker) thread and tells the cache. A decoder panic is
-    /// reported to the cache as `DecoderPanicked`, then handed back for the caller to re-raise.
-    fn decode(&self, job: Job, bytes: Vec<u8>) -> Result<(), Box<dyn Any + Send>>;
+    /// Decodes on the calling (decode worker) thread, calls `done` once the decoder returned
+    /// (not after a panic), and tells the cache. A decoder panic is reported to the cache as
+    /// `DecoderPanicked`, then handed back for the caller to re-raise.
+    fn decode(
+        &self,
+        job: Job,
+        bytes: Vec<u8>,
+        done: &dyn Fn(&Job),
+    ) -> Result<(), Box<dyn Any + Send>>;
     /// Tells the cache its load ended without a value.
     fn end(&self, job: Job, end: JobEnd);
 }
@@ -138,6 +146,20 @@ pub(crate) struct IoWorker {
     pub(crate) decode: PoolSender<DecodeJob>,
     pub(crate) probe: Arc<Probe>,
     pub(crate) crashes: Arc<CrashRequests>,
+    /// This worker's index in the IO pool.
+    pub(crate) index: u32,
+}
+
+/// Emits a worker's stage event for `job`.
+fn stage_event(probe: &Probe, kind: EventKind, job: &Job, worker: u32, bytes: Option<u64>) {
+    let mut event = probe
+        .event(kind)
+        .with_request(job.origin)
+        .with_generation(job.generation)
+        .with_key(job.key.clone())
+        .with_worker(worker);
+    event.bytes = bytes;
+    probe.emit(event);
 }
 
 impl Worker for IoWorker {
@@ -155,7 +177,13 @@ impl Worker for IoWorker {
             read_done();
             return end(job, JobEnd::Dropped(CancelStage::Loading));
         }
-        let read = self.source.read(&job.key);
+        stage_event(&self.probe, EventKind::ReadStarted, &job, self.index, None);
+        let read = {
+            let _span = tracing::debug_span!(target: "streamrt", "read", request = job.origin.0, key = %job.key).entered();
+            self.source.read(&job.key)
+        };
+        let n = read.as_ref().ok().map(|b| b.len() as u64);
+        stage_event(&self.probe, EventKind::ReadDone, &job, self.index, n);
         read_done();
         if job.token.is_cancelled() {
             return end(job, JobEnd::Dropped(CancelStage::Loading));
@@ -163,8 +191,7 @@ impl Worker for IoWorker {
         match read {
             Err(e) => end(job, JobEnd::Failed(e.into())),
             Ok(bytes) => {
-                let n = bytes.len() as u64;
-                self.probe.counters.bytes_read.fetch_add(n, Ordering::Relaxed);
+                self.probe.counters.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 let next = DecodeJob {
                     guard: JobGuard::new(
                         job,
@@ -182,6 +209,9 @@ impl Worker for IoWorker {
 /// Runs decoders.
 pub(crate) struct DecodeWorker {
     pub(crate) crashes: Arc<CrashRequests>,
+    pub(crate) probe: Arc<Probe>,
+    /// This worker's index in the decode pool.
+    pub(crate) index: u32,
 }
 
 impl Worker for DecodeWorker {
@@ -194,7 +224,16 @@ impl Worker for DecodeWorker {
             return end(job, JobEnd::Dropped(CancelStage::Loading));
         }
         let route = Arc::clone(&job.route);
-        if let Err(panic) = route.decode(job, bytes) {
+        let n = bytes.len() as u64;
+        stage_event(&self.probe, EventKind::DecodeStarted, &job, self.index, Some(n));
+        let (probe, index) = (Arc::clone(&self.probe), self.index);
+        let span = tracing::debug_span!(target: "streamrt", "decode", request = job.origin.0, key = %job.key);
+        let decoded = span.in_scope(|| {
+            route.decode(job, bytes, &|job: &Job| {
+                stage_event(&probe, EventKind::DecodeDone, job, index, Some(n));
+            })
+        });
+        if let Err(panic) = decoded {
             // Already reported to the cache; re-raised so the pool rebuilds this worker.
             std::panic::resume_unwind(panic);
         }

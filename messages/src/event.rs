@@ -42,12 +42,33 @@ impl CancelStage {
 /// What happened.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum EventKind {
+    /// The runtime started, with its configuration.
+    Started {
+        /// IO worker threads.
+        worker_count: u32,
+        /// Decode threads.
+        decode_threads: u32,
+        /// The scheduler's queue limit.
+        queue_capacity: u64,
+    },
+    /// The runtime stopped.
+    Stopped,
     /// A request was accepted by its cache.
     Queued,
     /// The scheduler sent a load to an IO worker.
     Dispatched,
-    /// A load's bytes were decoded.
+    /// An IO worker started reading a load.
+    ReadStarted,
+    /// An IO worker finished reading a load (`bytes` read, none on failure).
+    ReadDone,
+    /// A decode worker started decoding a load.
+    DecodeStarted,
+    /// A decode worker finished decoding a load.
+    DecodeDone,
+    /// A load's bytes were decoded and the cache took the value.
     Decoded,
+    /// An unreferenced resident asset was evicted to stay within the memory budget.
+    Evicted,
     /// A request became `Ready`.
     Published,
     /// A request was cancelled.
@@ -88,15 +109,35 @@ pub enum EventKind {
     },
     /// A frame ended.
     FrameEnd,
+    /// A periodic sample of the runtime's load.
+    Sample {
+        /// Loads waiting in the scheduler's queue.
+        queue_depth: u64,
+        /// Loads dispatched and not finished.
+        in_flight: u64,
+        /// IO workers busy.
+        busy_io: u32,
+        /// Decode workers busy.
+        busy_decode: u32,
+        /// Telemetry events dropped so far.
+        events_dropped: u64,
+    },
 }
 
 impl EventKind {
     /// A short stable name, as the JSON log spells it.
     pub fn name(&self) -> &'static str {
         match self {
+            Self::Started { .. } => "started",
+            Self::Stopped => "stopped",
             Self::Queued => "queued",
             Self::Dispatched => "dispatched",
+            Self::ReadStarted => "read_started",
+            Self::ReadDone => "read_done",
+            Self::DecodeStarted => "decode_started",
+            Self::DecodeDone => "decode_done",
             Self::Decoded => "decoded",
+            Self::Evicted => "evicted",
             Self::Published => "published",
             Self::Cancelled { .. } => "cancelled",
             Self::CancelledAfterDecode => "cancelled_after_decode",
@@ -106,6 +147,7 @@ impl EventKind {
             Self::Restarted { .. } => "restarted",
             Self::FrameBegin { .. } => "frame_begin",
             Self::FrameEnd => "frame_end",
+            Self::Sample { .. } => "sample",
         }
     }
 }
@@ -127,6 +169,8 @@ pub struct Event {
     pub priority: Option<Priority>,
     /// Bytes read or resident, where known.
     pub bytes: Option<u64>,
+    /// The worker (index within its pool: IO for reads, decode for decodes).
+    pub worker: Option<u32>,
     /// The frame index at the time.
     pub frame: u64,
 }
@@ -142,6 +186,7 @@ impl Event {
             key: None,
             priority: None,
             bytes: None,
+            worker: None,
             frame,
         }
     }
@@ -171,6 +216,13 @@ impl Event {
     #[must_use]
     pub fn with_priority(mut self, priority: Priority) -> Self {
         self.priority = Some(priority);
+        self
+    }
+
+    /// Sets the worker.
+    #[must_use]
+    pub fn with_worker(mut self, worker: u32) -> Self {
+        self.worker = Some(worker);
         self
     }
 

@@ -10,7 +10,8 @@
 //!   check.
 //! - [`AssetLoadError`] is the structured failure every waiter of a load sees (shared behind an
 //!   `Arc`).
-//! - [`Event`] is one telemetry record; [`Status`] is the live summary a status query returns.
+//! - [`Event`] is one telemetry event and [`Record`] its line in the JSON log (schema v1);
+//!   [`Status`] is the live summary a status query returns.
 //!
 //! Every type here is `serde`-serialisable so that the control protocol and the replay log
 //! carry the same values the actors use.
@@ -19,6 +20,7 @@ mod error;
 mod event;
 mod ids;
 mod key;
+mod record;
 mod state;
 mod status;
 
@@ -26,5 +28,6 @@ pub use error::{AssetLoadError, ErrorKind};
 pub use event::{CancelStage, Event, EventKind};
 pub use ids::{Generation, Priority, RequestId};
 pub use key::{AssetKey, AssetTypeName, InvalidKey, ASSET_PATH_BYTES_MAX, ASSET_TYPE_BYTES_MAX};
+pub use record::{Record, TELEMETRY_SCHEMA_VERSION};
 pub use state::LoadState;
 pub use status::Status;

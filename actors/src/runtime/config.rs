@@ -51,6 +51,12 @@ pub struct RuntimeConfig {
     pub telemetry_path: Option<PathBuf>,
     /// How often the sink drains its buffer, in milliseconds.
     pub telemetry_flush_ms: u64,
+    /// How often the sink records a `sample` event (queue depth, busy workers), in
+    /// milliseconds.
+    pub telemetry_sample_ms: u64,
+    /// Whether telemetry events are produced at all; counters (and so `status`) are kept
+    /// either way.
+    pub events_enabled: bool,
     /// Messages an actor handles per wake before yielding to the others on its arbiter.
     pub drain_batch_max: usize,
     /// How long shutdown waits for each actor's acknowledgement, in milliseconds, before it
@@ -78,6 +84,8 @@ impl Default for RuntimeConfig {
             events_buffered_max: 1 << 16,
             telemetry_path: None,
             telemetry_flush_ms: 10,
+            telemetry_sample_ms: 100,
+            events_enabled: true,
             drain_batch_max: 256,
             shutdown_ack_ms_max: 10_000,
             retry: RetryPolicy::default(),

@@ -27,7 +27,7 @@ use crate::runtime::registry::{CacheControl, TypeSpec};
 use crate::runtime::RuntimeConfig;
 use crate::scheduler::{Scheduler, SchedulerLimits, SchedulerMsg};
 use crate::source::Source;
-use crate::telemetry::{Probe, SinkMsg, SinkOutputs, TelemetrySink};
+use crate::telemetry::{Probe, SinkMsg, SinkOutputs, SinkTiming, TelemetrySink};
 use crate::work::{CrashRequests, DecodeJob, DecodeWorker, IoWorker, ReadJob};
 
 /// Called (once per supervisor) when a supervisor gives up.
@@ -74,7 +74,7 @@ fn reporting<W>(
     actor: &'static str,
     threads: usize,
     probe: &Arc<Probe>,
-    make: impl Fn() -> W + Send + Sync + 'static,
+    make: impl Fn(u32) -> W + Send + Sync + 'static,
 ) -> impl Fn(usize) -> W + Send + Sync + 'static {
     let built: Vec<AtomicBool> = (0..threads).map(|_| AtomicBool::new(false)).collect();
     let probe = Arc::clone(probe);
@@ -82,7 +82,7 @@ fn reporting<W>(
         if built[index].swap(true, Ordering::AcqRel) {
             probe.restarted(actor);
         }
-        make()
+        make(u32::try_from(index).unwrap_or(u32::MAX))
     }
 }
 
@@ -101,15 +101,21 @@ impl Core {
         let decode = WorkerPool::start(
             "streamrt-decode",
             config.decode_threads,
-            reporting("decode-worker", config.decode_threads, &parts.probe, move || DecodeWorker {
-                crashes: Arc::clone(&crashes),
+            reporting("decode-worker", config.decode_threads, &parts.probe, {
+                let probe = Arc::clone(&parts.probe);
+                move |index| DecodeWorker {
+                    crashes: Arc::clone(&crashes),
+                    probe: Arc::clone(&probe),
+                    index,
+                }
             }),
         )?;
         let io_worker = {
             let (source, scheduler, probe) =
                 (Arc::clone(&parts.source), scheduler.clone(), Arc::clone(&parts.probe));
             let (decode, crashes) = (decode.sender(), Arc::clone(&io_crashes));
-            move || IoWorker {
+            move |index| IoWorker {
+                index,
                 source: Arc::clone(&source),
                 scheduler: scheduler.clone(),
                 decode: decode.clone(),
@@ -131,6 +137,7 @@ impl Core {
             frame_mailbox: frame_mailbox.clone(),
             sink_mailbox: sink_mailbox.clone(),
             io: io.sender(),
+            pool_stats: [io.stats(), decode.stats()],
             caches: caches.clone(),
             supervisors: supervisors.clone(),
         };
@@ -162,7 +169,7 @@ impl Core {
     /// thread. Each live actor gets `shutdown_ack_ms_max` to acknowledge; a dead one (its
     /// supervisor gave up) has its mailbox closed by this thread instead, which fails its
     /// requests.
-    pub(crate) fn stop(self) {
+    pub(crate) fn stop(self, last_event: impl FnOnce()) {
         for cache in &self.caches {
             let (tx, rx) = mpsc::channel();
             if cache.is_live() && cache.post_shutdown(tx) {
@@ -174,6 +181,7 @@ impl Core {
         ask(&self.frame, FrameMsg::Shutdown, self.ack_max);
         self.io.shutdown();
         self.decode.shutdown();
+        last_event();
         ask(&self.sink, SinkMsg::Flush, self.ack_max);
         // Stopped supervisors restart nothing while the system winds down.
         for supervisor in &self.supervisors {
@@ -222,6 +230,7 @@ struct CoreActors {
     frame_mailbox: Mailbox<FrameMsg>,
     sink_mailbox: Mailbox<SinkMsg>,
     io: PoolSender<ReadJob>,
+    pool_stats: [Arc<PoolStats>; 2],
     caches: Vec<Arc<dyn CacheControl>>,
     supervisors: [Mailbox<SupervisorMsg>; 2],
 }
@@ -273,14 +282,19 @@ impl CoreActors {
 
     fn sink_spec(&self) -> ChildSpec {
         let (probe, mailbox) = (Arc::clone(&self.parts.probe), self.sink_mailbox.clone());
-        let (outputs, flush_ms) =
-            (Arc::clone(&self.parts.sink), self.parts.config.telemetry_flush_ms);
+        let outputs = Arc::clone(&self.parts.sink);
+        let timing = SinkTiming {
+            flush_ms: self.parts.config.telemetry_flush_ms,
+            sample_ms: self.parts.config.telemetry_sample_ms,
+        };
+        let pools = self.pool_stats.clone();
         ChildSpec::new("telemetry", RestartKind::Permanent, move |link| {
             let sink = TelemetrySink::new(
                 Arc::clone(&probe),
                 mailbox.clone(),
                 Arc::clone(&outputs),
-                flush_ms,
+                timing,
+                pools.clone(),
                 link,
             );
             Ok(sink.start().recipient())
