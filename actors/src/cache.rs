@@ -409,6 +409,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         );
         slot.phase = Phase::Resident;
         slot.bytes = size;
+        probe.counters.resident_bytes.fetch_add(size, Ordering::Relaxed);
         for ticket in &slot.holders {
             if ticket.cell().stage(&value) {
                 self.to_frame.push(ReadyEntry::new(ticket.cell(), size));
@@ -516,9 +517,17 @@ impl<T: Send + Sync + 'static> Cache<T> {
         stats
     }
 
+    /// Forgets the resident bytes of every slot (the table is about to be emptied).
+    fn release_resident(&self) {
+        let resident: u64 =
+            self.table.iter().filter(|s| s.phase == Phase::Resident).map(|s| s.bytes).sum();
+        self.links.probe.counters.resident_bytes.fetch_sub(resident, Ordering::Relaxed);
+    }
+
     fn shutdown(&mut self) {
         // Messages not yet handled are dropped: their tickets fail their requests.
         drop(self.mailbox.close());
+        self.release_resident();
         for slot in self.table.drain() {
             slot.token.cancel();
             let error = AssetLoadError::shared(slot.key.clone(), ErrorKind::Shutdown);
@@ -533,6 +542,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
 
     /// Hands every unfinished request to the next incarnation (after a failure).
     fn salvage(&mut self) {
+        self.release_resident();
         let mut salvage = self.salvage.lock().unwrap_or_else(PoisonError::into_inner);
         for slot in self.table.drain() {
             slot.token.cancel();

@@ -40,6 +40,7 @@ mod cache;
 pub mod chaos;
 mod frame;
 mod queue;
+pub mod report;
 mod request;
 mod runtime;
 mod scheduler;

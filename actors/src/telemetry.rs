@@ -46,6 +46,7 @@ pub(crate) struct Counters {
     pub(crate) retries: AtomicU64,
     pub(crate) restarts: AtomicU64,
     pub(crate) quarantined: AtomicU64,
+    pub(crate) resident_bytes: AtomicU64,
 }
 
 impl Counters {
@@ -188,13 +189,15 @@ impl TelemetrySink {
     fn sample(&self) {
         let c = &self.probe.counters;
         let busy = |p: &PoolStats| u32::try_from(p.busy()).unwrap_or(u32::MAX);
-        self.probe.emit(self.probe.event(EventKind::Sample {
+        let sample = self.probe.event(EventKind::Sample {
             queue_depth: Counters::get(&c.queued),
             in_flight: Counters::get(&c.in_flight),
             busy_io: busy(&self.pools[0]),
             busy_decode: busy(&self.pools[1]),
             events_dropped: Counters::get(&c.events_dropped),
-        }));
+        });
+        // A sample's `bytes` are the bytes resident in every cache.
+        self.probe.emit(sample.with_bytes(Counters::get(&c.resident_bytes)));
     }
 
     fn drain(&self) {

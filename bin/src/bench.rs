@@ -7,6 +7,8 @@
 //! - `throughput`: files of 1–256 KiB (checksummed blobs) from a directory, page cache warm.
 //!   Baseline: a plain parallel read + decode of the same files with as many threads as the
 //!   runtime's IO workers and decode threads together, no scheduling.
+//! - `telemetry`: assets of 1–16 KiB from memory, streamed with telemetry on (every event
+//!   written to a JSON-lines file) and off; the baseline is the run with telemetry off.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,6 +26,8 @@ use crate::formats::{encode_blob, Blob, BlobDecoder};
 enum Scenario {
     /// Files of 1–256 KiB through the runtime vs a plain parallel read+decode.
     Throughput,
+    /// The same in-memory workload with telemetry on (log written) and off.
+    Telemetry,
 }
 
 /// Options of `streamctl bench`.
@@ -60,6 +64,7 @@ pub struct BenchArgs {
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match args.scenario {
         Scenario::Throughput => throughput(args),
+        Scenario::Telemetry => telemetry(args),
     }
 }
 
@@ -206,5 +211,82 @@ fn throughput(args: &BenchArgs) -> anyhow::Result<()> {
     );
     println!("unit: files/s");
     println!("bench throughput: ours={:.0} baseline={:.0} ratio={ratio:.2}", rate(o), rate(b));
+    Ok(())
+}
+
+/// One run of the telemetry scenario: every asset requested at once, timed to the last end.
+fn memory_run(
+    source: &streamrt::MemorySource,
+    keys: &[String],
+    args: &BenchArgs,
+    log: Option<&Path>,
+) -> anyhow::Result<Duration> {
+    let config = RuntimeConfig {
+        workers: args.workers,
+        reads_in_flight: args.workers * 2,
+        decode_threads: args.decode_threads,
+        decode_backlog_max: args.decode_threads * 2,
+        queue_capacity: keys.len().max(1),
+        events_enabled: log.is_some(),
+        telemetry_path: log.map(Path::to_owned),
+        ..RuntimeConfig::default()
+    };
+    let rt =
+        Runtime::builder().config(config).source(source.clone()).register(BlobDecoder).build()?;
+    let started = Instant::now();
+    let handles = keys
+        .iter()
+        .map(|k| rt.request::<Blob>(k, Priority::Normal))
+        .collect::<Result<Vec<_>, _>>()?;
+    for h in &handles {
+        match h.wait_timeout(Duration::from_secs(600)) {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => bail!("{}: {e}", h.key()),
+            None => bail!("{} did not finish", h.key()),
+        }
+    }
+    let elapsed = started.elapsed();
+    rt.shutdown();
+    Ok(elapsed)
+}
+
+fn telemetry(args: &BenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("creating the bench folder")?;
+    let mut rng = fastrand::Rng::with_seed(args.seed);
+    let source = streamrt::MemorySource::new();
+    let keys: Vec<String> = (0..args.files).map(|i| format!("m{i}")).collect();
+    for k in &keys {
+        let payload: Vec<u8> = (0..rng.usize(1_024..16 << 10)).map(|_| rng.u8(..)).collect();
+        source.insert(AssetKey::parse(&format!("blob:{k}"))?, encode_blob(&payload));
+    }
+    let log = dir.path().join("bench.jsonl");
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for round in 1..=args.rounds.max(1) {
+        off.push(memory_run(&source, &keys, args, None)?);
+        on.push(memory_run(&source, &keys, args, Some(&log))?);
+        if !args.json {
+            println!(
+                "  round {round}: telemetry off {:.3} s  on {:.3} s",
+                off[round - 1].as_secs_f64(),
+                on[round - 1].as_secs_f64()
+            );
+        }
+    }
+    let rate = |d: Duration| keys.len() as f64 / d.as_secs_f64();
+    let (o, b) = (median(on), median(off));
+    let ratio = rate(o) / rate(b);
+    if args.json {
+        let out = serde_json::json!({
+            "scenario": "telemetry", "unit": "requests/s", "requests": keys.len(),
+            "ours": rate(o), "baseline": rate(b), "ratio": ratio,
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    println!("telemetry: {} in-memory assets of 1-16 KiB, every event written when on", keys.len());
+    println!("telemetry off (baseline): {:.0} requests/s", rate(b));
+    println!("telemetry on: {:.0} requests/s", rate(o));
+    println!("unit: requests/s");
+    println!("bench telemetry: ours={:.0} baseline={:.0} ratio={ratio:.2}", rate(o), rate(b));
     Ok(())
 }

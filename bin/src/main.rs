@@ -9,6 +9,7 @@ mod bench;
 mod chaos;
 mod demo;
 mod formats;
+mod report;
 mod status;
 mod tracked;
 
@@ -30,6 +31,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Print a runtime's status line.
     Status(status::StatusArgs),
+    /// Summarise a telemetry log; --chrome writes a Chrome trace.
+    Report(report::ReportArgs),
     /// Run a benchmark scenario side by side with its baseline.
     Bench(bench::BenchArgs),
     /// Run a mixed workload under injected faults and check every promise.
@@ -37,10 +40,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `RUST_LOG=streamrt=debug` shows every request's lifecycle on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Status(args) => status::run(args),
+        Command::Report(args) => report::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Chaos(args) => chaos::run(args),
     };

@@ -17,6 +17,9 @@ pub struct StatusArgs {
     /// Print the whole status as JSON.
     #[arg(long)]
     json: bool,
+    /// Write the runtime's telemetry log (JSON lines) to this file.
+    #[arg(long)]
+    telemetry: Option<std::path::PathBuf>,
 }
 
 /// Prints the status.
@@ -25,7 +28,11 @@ pub struct StatusArgs {
 ///
 /// The runtime could not start.
 pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
-    let rt = Runtime::builder()
+    let mut builder = Runtime::builder();
+    if let Some(path) = &args.telemetry {
+        builder = builder.telemetry_path(path);
+    }
+    let rt = builder
         .workers(args.workers)
         .queue_capacity(args.queue_capacity)
         .source(MemorySource::new())

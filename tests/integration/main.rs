@@ -10,6 +10,7 @@ mod frames;
 mod lifecycle;
 mod limits;
 mod supervision;
+mod telemetry;
 
 use streamrt::{Runtime, RuntimeBuilder};
 use streamrt_integration::{BlobDecoder, GatedSource};

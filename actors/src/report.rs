@@ -1,0 +1,384 @@
+//! Reading a telemetry log (schema v1) and summarising it the way engine teams read it: where
+//! the time went, what failed, what was cancelled, per asset type; and a Chrome trace of it.
+//!
+//! - [`read_log`] parses JSON lines into [`Record`]s, with a typed error naming the line.
+//! - [`Report::from_records`] computes the summary; [`Report::render`] prints it as text,
+//!   deterministically (sorted maps, fixed precision), so it can be snapshot-tested.
+//! - [`chrome_trace`] builds a trace Perfetto loads: one track per worker with read and decode
+//!   spans, an async span per request, counters for queue depth and resident bytes.
+
+mod chrome;
+
+pub use chrome::chrome_trace;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::io::BufRead;
+
+use serde::Serialize;
+use streamrt_messages::{Record, TELEMETRY_SCHEMA_VERSION};
+
+/// Why a log could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The file could not be read.
+    #[error("reading the log: {0}")]
+    Io(#[from] std::io::Error),
+    /// A line is not a schema v1 record.
+    #[error("line {line}: {message}")]
+    Malformed {
+        /// The line number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// Reads a JSON-lines telemetry log. Blank lines are skipped.
+///
+/// # Errors
+///
+/// [`LogError::Malformed`] for a line that is not a record of a known schema version.
+pub fn read_log(reader: impl BufRead) -> Result<Vec<Record>, LogError> {
+    let mut records = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Record = serde_json::from_str(&line)
+            .map_err(|e| LogError::Malformed { line: i + 1, message: e.to_string() })?;
+        if record.v != TELEMETRY_SCHEMA_VERSION {
+            let message = format!(
+                "schema version {} (this reader knows {TELEMETRY_SCHEMA_VERSION})",
+                record.v
+            );
+            return Err(LogError::Malformed { line: i + 1, message });
+        }
+        records.push(record);
+    }
+    Ok(records)
+}
+
+/// The 50th, 95th and 99th percentiles of a sample, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: u64,
+    /// 95th percentile.
+    pub p95: u64,
+    /// 99th percentile.
+    pub p99: u64,
+}
+
+impl Percentiles {
+    fn of(mut samples: Vec<u64>) -> Self {
+        samples.sort_unstable();
+        let at = |q: f64| -> u64 {
+            if samples.is_empty() {
+                return 0;
+            }
+            let rank = (q * (samples.len() - 1) as f64).round() as usize;
+            samples[rank.min(samples.len() - 1)]
+        };
+        Self { p50: at(0.50), p95: at(0.95), p99: at(0.99) }
+    }
+}
+
+/// One asset type's line of the report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TypeRow {
+    /// Requests of this type.
+    pub requests: u64,
+    /// Requests that became ready.
+    pub ready: u64,
+    /// Requests that failed.
+    pub failed: u64,
+    /// Requests that were cancelled.
+    pub cancelled: u64,
+    /// Bytes read for this type.
+    pub bytes_read: u64,
+    /// Median request→ready, in microseconds.
+    pub ready_p50_us: u64,
+}
+
+/// The summary of a telemetry log; see the module docs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Report {
+    /// IO workers (from the `started` event).
+    pub worker_count: u32,
+    /// Decode threads.
+    pub decode_threads: u32,
+    /// The scheduler's queue limit.
+    pub queue_capacity: u64,
+    /// Requests with no terminal event when the log ends.
+    pub in_flight: u64,
+    /// Requests seen.
+    pub requests: u64,
+    /// Requests that became ready.
+    pub ready: u64,
+    /// Requests that failed.
+    pub failed: u64,
+    /// Requests that were cancelled.
+    pub cancelled: u64,
+    /// From the first event to the last, in seconds.
+    pub duration_s: f64,
+    /// Terminal requests per second.
+    pub requests_per_s: f64,
+    /// MiB read per second.
+    pub mib_per_s: f64,
+    /// Queued → dispatched of each load.
+    pub queue_wait_us: Percentiles,
+    /// Queued → ready of each request.
+    pub request_to_ready_us: Percentiles,
+    /// Share of time IO workers spent reading (0 to 1).
+    pub io_utilisation: f64,
+    /// Share of time decode workers spent decoding (0 to 1).
+    pub decode_utilisation: f64,
+    /// The deepest queue sampled.
+    pub queue_depth_max: u64,
+    /// The mean of the sampled queue depths.
+    pub queue_depth_mean: f64,
+    /// Failures by error kind.
+    pub failures_by_kind: BTreeMap<String, u64>,
+    /// Failures by asset type.
+    pub failures_by_type: BTreeMap<String, u64>,
+    /// Cancellations by stage.
+    pub cancellations_by_stage: BTreeMap<String, u64>,
+    /// Counts of the other events (`retried`, `restarted`, `quarantined`, `evicted`, ...).
+    pub other_events: BTreeMap<String, u64>,
+    /// Telemetry events dropped (from the last sample).
+    pub events_dropped: u64,
+    /// One row per asset type.
+    pub types: BTreeMap<String, TypeRow>,
+}
+
+#[derive(Default)]
+struct RequestTimes {
+    queued: Option<u64>,
+    asset_type: Option<String>,
+    terminal: Option<(String, u64)>,
+}
+
+impl Report {
+    /// Summarises a log.
+    pub fn from_records(records: &[Record]) -> Self {
+        let mut report = Report::default();
+        let mut requests: HashMap<u64, RequestTimes> = HashMap::new();
+        let mut waits = Vec::new();
+        let mut busy: HashMap<(&'static str, u32, u64), u64> = HashMap::new();
+        let (mut busy_io, mut busy_decode, mut bytes_read) = (0u64, 0u64, 0u64);
+        let mut depths = Vec::new();
+        let (first, last) = (
+            records.iter().map(|r| r.t_us).min().unwrap_or(0),
+            records.iter().map(|r| r.t_us).max().unwrap_or(0),
+        );
+        for r in records {
+            let entry = r.request.map(|id| requests.entry(id).or_default());
+            match (r.event.as_str(), entry) {
+                ("started", _) => {
+                    report.worker_count = r.worker_count.unwrap_or(0);
+                    report.decode_threads = r.decode_threads.unwrap_or(0);
+                    report.queue_capacity = r.queue_capacity.unwrap_or(0);
+                }
+                ("queued", Some(t)) => {
+                    t.queued = Some(r.t_us);
+                    t.asset_type.clone_from(&r.asset_type);
+                }
+                ("dispatched", Some(t)) => {
+                    if let Some(q) = t.queued {
+                        waits.push(r.t_us.saturating_sub(q));
+                    }
+                }
+                (name @ ("published" | "failed" | "cancelled"), Some(t)) => {
+                    t.terminal = Some((name.to_owned(), r.t_us));
+                    if t.asset_type.is_none() {
+                        t.asset_type.clone_from(&r.asset_type);
+                    }
+                    report.count_terminal(name, r);
+                }
+                (kind @ ("read_started" | "decode_started"), _) => {
+                    let pool = if kind == "read_started" { "io" } else { "decode" };
+                    busy.insert((pool, r.worker.unwrap_or(0), r.generation.unwrap_or(0)), r.t_us);
+                }
+                (kind @ ("read_done" | "decode_done"), _) => {
+                    let pool = if kind == "read_done" { "io" } else { "decode" };
+                    let key = (pool, r.worker.unwrap_or(0), r.generation.unwrap_or(0));
+                    if let Some(start) = busy.remove(&key) {
+                        let span = r.t_us.saturating_sub(start);
+                        if pool == "io" {
+                            busy_io += span;
+                        } else {
+                            busy_decode += span;
+                        }
+                    }
+                    if pool == "io" {
+                        bytes_read += r.bytes.unwrap_or(0);
+                        if let Some(ty) = &r.asset_type {
+                            report.types.entry(ty.clone()).or_default().bytes_read +=
+                                r.bytes.unwrap_or(0);
+                        }
+                    }
+                }
+                ("sample", _) => {
+                    depths.push(r.queue_depth.unwrap_or(0));
+                    report.events_dropped = r.events_dropped.unwrap_or(0);
+                }
+                (
+                    name @ ("retried"
+                    | "restarted"
+                    | "quarantined"
+                    | "evicted"
+                    | "cancelled_after_decode"),
+                    _,
+                ) => {
+                    *report.other_events.entry(name.to_owned()).or_default() += 1;
+                }
+                _ => {}
+            }
+        }
+        report.duration_s = last.saturating_sub(first) as f64 / 1e6;
+        report.finish(&requests, waits, bytes_read, (busy_io, busy_decode));
+        report.queue_depth_max = depths.iter().copied().max().unwrap_or(0);
+        report.queue_depth_mean = if depths.is_empty() {
+            0.0
+        } else {
+            depths.iter().sum::<u64>() as f64 / depths.len() as f64
+        };
+        report
+    }
+
+    fn count_terminal(&mut self, name: &str, r: &Record) {
+        match name {
+            "published" => self.ready += 1,
+            "failed" => {
+                self.failed += 1;
+                let kind = r.error.clone().unwrap_or_else(|| "unknown".into());
+                *self.failures_by_kind.entry(kind).or_default() += 1;
+                let ty = r.asset_type.clone().unwrap_or_else(|| "unknown".into());
+                *self.failures_by_type.entry(ty).or_default() += 1;
+            }
+            _ => {
+                self.cancelled += 1;
+                let stage = r.stage.clone().unwrap_or_else(|| "unknown".into());
+                *self.cancellations_by_stage.entry(stage).or_default() += 1;
+            }
+        }
+    }
+
+    fn finish(
+        &mut self,
+        requests: &HashMap<u64, RequestTimes>,
+        waits: Vec<u64>,
+        bytes_read: u64,
+        (busy_io, busy_decode): (u64, u64),
+    ) {
+        let mut to_ready = Vec::new();
+        let mut per_type: HashMap<String, Vec<u64>> = HashMap::new();
+        for t in requests.values() {
+            self.requests += 1;
+            let ty = t.asset_type.clone().unwrap_or_else(|| "unknown".into());
+            let row = self.types.entry(ty.clone()).or_default();
+            row.requests += 1;
+            match &t.terminal {
+                None => self.in_flight += 1,
+                Some((state, at)) => match state.as_str() {
+                    "published" => {
+                        row.ready += 1;
+                        if let Some(q) = t.queued {
+                            to_ready.push(at.saturating_sub(q));
+                            per_type.entry(ty).or_default().push(at.saturating_sub(q));
+                        }
+                    }
+                    "failed" => row.failed += 1,
+                    _ => row.cancelled += 1,
+                },
+            }
+        }
+        for (ty, samples) in per_type {
+            if let Some(row) = self.types.get_mut(&ty) {
+                row.ready_p50_us = Percentiles::of(samples).p50;
+            }
+        }
+        self.queue_wait_us = Percentiles::of(waits);
+        self.request_to_ready_us = Percentiles::of(to_ready);
+        let span_us = self.duration_s * 1e6;
+        if span_us > 0.0 {
+            let terminal = (self.ready + self.failed + self.cancelled) as f64;
+            self.requests_per_s = terminal / self.duration_s;
+            self.mib_per_s = bytes_read as f64 / f64::from(1 << 20) / self.duration_s;
+            let share =
+                |busy: u64, threads: u32| busy as f64 / (span_us * f64::from(threads.max(1)));
+            self.io_utilisation = share(busy_io, self.worker_count);
+            self.decode_utilisation = share(busy_decode, self.decode_threads);
+        }
+    }
+
+    /// The report as text, one fact per line, in a fixed order.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let kv = |m: &BTreeMap<String, u64>| -> String {
+            if m.is_empty() {
+                return "none".into();
+            }
+            m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+        };
+        let p = |p: &Percentiles| format!("p50={} p95={} p99={}", p.p50, p.p95, p.p99);
+        let _ = writeln!(
+            out,
+            "worker_count={} decode_threads={} queue_capacity={} in_flight={}",
+            self.worker_count, self.decode_threads, self.queue_capacity, self.in_flight
+        );
+        let _ = writeln!(
+            out,
+            "requests={} ready={} failed={} cancelled={} over {:.3} s",
+            self.requests, self.ready, self.failed, self.cancelled, self.duration_s
+        );
+        let _ = writeln!(
+            out,
+            "throughput: {:.1} requests/s {:.2} MiB/s",
+            self.requests_per_s, self.mib_per_s
+        );
+        let _ = writeln!(out, "queue wait us: {}", p(&self.queue_wait_us));
+        let _ = writeln!(out, "request->ready us: {}", p(&self.request_to_ready_us));
+        let _ = writeln!(
+            out,
+            "utilisation: io={:.1}% decode={:.1}%",
+            self.io_utilisation * 100.0,
+            self.decode_utilisation * 100.0
+        );
+        let _ = writeln!(
+            out,
+            "queue depth: max={} mean={:.1}",
+            self.queue_depth_max, self.queue_depth_mean
+        );
+        let _ = writeln!(out, "failures by kind: {}", kv(&self.failures_by_kind));
+        let _ = writeln!(out, "failures by type: {}", kv(&self.failures_by_type));
+        let _ = writeln!(out, "cancellations by stage: {}", kv(&self.cancellations_by_stage));
+        let _ = writeln!(
+            out,
+            "other events: {} dropped={}",
+            kv(&self.other_events),
+            self.events_dropped
+        );
+        let _ = writeln!(
+            out,
+            "{:<12} {:>8} {:>8} {:>8} {:>9} {:>10} {:>12}",
+            "type", "requests", "ready", "failed", "cancelled", "MiB read", "p50 ready us"
+        );
+        for (ty, row) in &self.types {
+            let _ = writeln!(
+                out,
+                "{:<12} {:>8} {:>8} {:>8} {:>9} {:>10.2} {:>12}",
+                ty,
+                row.requests,
+                row.ready,
+                row.failed,
+                row.cancelled,
+                row.bytes_read as f64 / f64::from(1 << 20),
+                row.ready_p50_us
+            );
+        }
+        out
+    }
+}

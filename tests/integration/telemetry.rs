@@ -1,0 +1,176 @@
+//! Telemetry: the log of a scripted run, the bounded sink, the report and the Chrome trace.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::BufReader;
+
+use streamrt::messages::{EventKind, Record};
+use streamrt::report::{self, LogError, Report};
+use streamrt::{LoadState, Priority, RuntimeConfig};
+use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
+
+use crate::runtime;
+
+fn log_of(path: &std::path::Path) -> Vec<Record> {
+    report::read_log(BufReader::new(File::open(path).unwrap())).unwrap()
+}
+
+fn wait_decoded(events: &streamrt::EventStream, request: streamrt::messages::RequestId) {
+    let decoded =
+        events.wait_for(PATIENCE, |e| e.kind == EventKind::Decoded && e.request == Some(request));
+    assert!(decoded.is_some(), "{request} never decoded");
+}
+
+#[test]
+fn every_terminal_state_and_cancel_stage_appears_in_the_log_with_the_right_request_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    let source = GatedSource::with_blobs(5);
+    let decoder = BlobDecoder::default();
+    let rt = runtime(&source, &decoder, |b| {
+        b.workers(1).reads_in_flight(1).frame_budget(16).telemetry_path(&path)
+    });
+    let events = rt.subscribe(4096);
+    // Ready, through a frame.
+    let ready = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    wait_decoded(&events, ready.id());
+    assert!(rt.sync(PATIENCE));
+    rt.tick();
+    assert_eq!(ready.state(), LoadState::Ready);
+    // Failed.
+    let failed = rt.request::<Blob>("nope", Priority::Normal).unwrap();
+    assert!(failed.wait_timeout(PATIENCE).unwrap().is_err());
+    // Cancelled while decoding (loading stage).
+    decoder.gate.hold("a3");
+    let loading = rt.request::<Blob>("a3", Priority::Normal).unwrap();
+    decoder.gate.wait_started("a3", 1);
+    loading.cancel();
+    decoder.gate.release("a3");
+    // Cancelled while queued behind a held read.
+    source.gate.hold("a1");
+    let blocker = rt.request::<Blob>("a1", Priority::Normal).unwrap();
+    source.gate.wait_started("a1", 1);
+    let queued = rt.request::<Blob>("a2", Priority::Normal).unwrap();
+    assert!(rt.sync(PATIENCE));
+    queued.cancel();
+    source.gate.release("a1");
+    wait_decoded(&events, blocker.id());
+    // Cancelled once decoded, waiting for its frame.
+    let decoded = rt.request::<Blob>("a4", Priority::Normal).unwrap();
+    wait_decoded(&events, decoded.id());
+    assert!(rt.sync(PATIENCE));
+    decoded.cancel();
+    rt.shutdown();
+    let terminal: Vec<(u64, String, Option<String>)> = log_of(&path)
+        .into_iter()
+        .filter(|r| matches!(r.event.as_str(), "published" | "failed" | "cancelled"))
+        .map(|r| (r.request.unwrap(), r.event, r.stage))
+        .collect();
+    let expect = |h: u64, event: &str, stage: Option<&str>| {
+        let found: Vec<_> = terminal.iter().filter(|t| t.0 == h).collect();
+        assert_eq!(found.len(), 1, "request {h}: {found:?}");
+        assert_eq!((found[0].1.as_str(), found[0].2.as_deref()), (event, stage), "request {h}");
+    };
+    expect(ready.id().0, "published", None);
+    expect(failed.id().0, "failed", None);
+    expect(loading.id().0, "cancelled", Some("loading"));
+    expect(queued.id().0, "cancelled", Some("queued"));
+    expect(decoded.id().0, "cancelled", Some("decoded"));
+}
+
+#[test]
+fn an_overflowing_sink_counts_drops_and_never_blocks_a_producer() {
+    let source = GatedSource::with_blobs(200);
+    let config =
+        RuntimeConfig { events_buffered_max: 4, telemetry_flush_ms: 1_000, ..Default::default() };
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config));
+    let handles: Vec<_> = (0..2_000)
+        .map(|i| rt.request::<Blob>(&format!("a{}", i % 200), Priority::Normal).unwrap())
+        .collect();
+    for h in &handles {
+        assert!(h.wait_timeout(PATIENCE).unwrap().is_ok());
+    }
+    let status = rt.status();
+    assert!(status.events_dropped > 0, "a 4-event buffer overflowed: {status:?}");
+    assert_eq!(status.ready, 2_000);
+}
+
+#[test]
+fn a_runtime_started_and_stopped_at_once_reports_its_configuration_and_nothing_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idle.jsonl");
+    let source = GatedSource::with_blobs(0);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.workers(2).queue_capacity(64).telemetry_path(&path)
+    });
+    rt.shutdown();
+    let text = Report::from_records(&log_of(&path)).render();
+    let first = text.lines().next().unwrap();
+    assert_eq!(first, "worker_count=2 decode_threads=2 queue_capacity=64 in_flight=0");
+}
+
+#[test]
+fn the_report_of_a_fixed_log_matches_its_snapshot() {
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/telemetry-v1.jsonl");
+    let records = log_of(std::path::Path::new(fixture));
+    let text = Report::from_records(&records).render();
+    insta::with_settings!({
+        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/../snapshots"),
+        prepend_module_to_snapshot => false,
+    }, {
+        insta::assert_snapshot!("report_of_telemetry_v1_fixture", text);
+    });
+}
+
+#[test]
+fn the_chrome_trace_is_valid_json_with_trace_events_and_one_track_per_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.jsonl");
+    let source = GatedSource::with_blobs(100);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.telemetry_path(&path));
+    let handles: Vec<_> =
+        (0..100).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    for h in &handles {
+        assert!(h.wait_timeout(PATIENCE).unwrap().is_ok());
+    }
+    rt.shutdown();
+    let records = log_of(&path);
+    let text = serde_json::to_string(&report::chrome_trace(&records)).unwrap();
+    let trace: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let events = trace["traceEvents"].as_array().expect("traceEvents");
+    let tracks: BTreeSet<(u64, String)> = events
+        .iter()
+        .filter(|e| e["name"] == "thread_name")
+        .map(|e| (e["tid"].as_u64().unwrap(), e["args"]["name"].as_str().unwrap().to_owned()))
+        .collect();
+    let workers_in_log: BTreeSet<(String, u32)> = records
+        .iter()
+        .filter_map(|r| match r.event.as_str() {
+            "read_started" => Some(("io".to_owned(), r.worker.unwrap())),
+            "decode_started" => Some(("decode".to_owned(), r.worker.unwrap())),
+            _ => None,
+        })
+        .collect();
+    let named: BTreeSet<String> = tracks.iter().map(|t| t.1.clone()).collect();
+    for (pool, worker) in &workers_in_log {
+        assert!(named.contains(&format!("{pool}-{worker}")), "{pool}-{worker} has a track");
+    }
+    assert_eq!(tracks.len(), workers_in_log.len() + 1, "one per worker, plus the requests track");
+    let spans = |name: &str| events.iter().filter(|e| e["ph"] == "X" && e["name"] == name).count();
+    assert_eq!((spans("read"), spans("decode")), (100, 100));
+    assert_eq!(events.iter().filter(|e| e["ph"] == "b").count(), 100, "an async span per request");
+}
+
+#[test]
+fn a_malformed_log_line_is_a_typed_error_naming_the_line() {
+    let log = "{\"v\":1,\"t_us\":0,\"frame\":0,\"event\":\"started\"}\nnot json\n";
+    match report::read_log(log.as_bytes()) {
+        Err(LogError::Malformed { line, .. }) => assert_eq!(line, 2),
+        other => panic!("expected a malformed-line error, got {other:?}"),
+    }
+    let future = "{\"v\":2,\"t_us\":0,\"frame\":0,\"event\":\"started\"}\n";
+    assert!(matches!(
+        report::read_log(future.as_bytes()),
+        Err(LogError::Malformed { line: 1, .. })
+    ));
+}
