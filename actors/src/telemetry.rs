@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use crossbeam_queue::ArrayQueue;
-use streamrt_messages::{Event, EventKind, Record};
+use streamrt_messages::{Event, EventKind};
 use streamrt_supervisor::{
     drain_guarded, ChildLink, Clock, Drained, ExitReason, Mailbox, PoolStats, StopChild, Wake,
 };
@@ -142,6 +142,8 @@ pub(crate) enum SinkMsg {
 pub(crate) struct SinkOutputs {
     writer: Option<BufWriter<File>>,
     subscribers: Vec<SyncSender<Event>>,
+    /// The line being written, reused from event to event.
+    line: Vec<u8>,
 }
 
 impl SinkOutputs {
@@ -152,7 +154,7 @@ impl SinkOutputs {
     /// The file cannot be created.
     pub(crate) fn new(path: Option<&Path>) -> std::io::Result<Arc<Mutex<Self>>> {
         let writer = path.map(File::create).transpose()?.map(BufWriter::new);
-        Ok(Arc::new(Mutex::new(Self { writer, subscribers: Vec::new() })))
+        Ok(Arc::new(Mutex::new(Self { writer, subscribers: Vec::new(), line: Vec::new() })))
     }
 }
 
@@ -202,11 +204,12 @@ impl TelemetrySink {
 
     fn drain(&self) {
         let mut outputs = self.outputs.lock().unwrap_or_else(PoisonError::into_inner);
-        let SinkOutputs { writer, subscribers } = &mut *outputs;
+        let SinkOutputs { writer, subscribers, line } = &mut *outputs;
         while let Some(event) = self.probe.take_event() {
             if let Some(w) = writer {
-                let record = Record::from(&event);
-                if serde_json::to_writer(&mut *w, &record).is_err() || w.write_all(b"\n").is_err() {
+                line.clear();
+                event.write_json_line(line);
+                if w.write_all(line).is_err() {
                     tracing::warn!(target: "streamrt", "telemetry file write failed; closing it");
                     *writer = None;
                 }
