@@ -23,6 +23,7 @@
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use streamrt_messages::{EventKind, Priority, RequestId};
@@ -30,20 +31,22 @@ use streamrt_supervisor::{
     drain_guarded, ChildLink, Drained, ExitReason, Mailbox, StopChild, Wake,
 };
 
-use crate::queue::PriorityQueue;
 use crate::request::{Publishable, RequestCell};
 use crate::telemetry::Probe;
+
+mod ready;
+
+pub use ready::FramePolicy;
+
+use ready::{ReadySet, Waiting};
 
 /// When decoded assets become visible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublishMode {
     /// As soon as they decode: for programs without a frame loop.
     Immediate,
-    /// At `begin_frame`, at most `publish_count_max` per frame.
-    Frames {
-        /// Requests published per frame at most.
-        publish_count_max: u32,
-    },
+    /// At `begin_frame`, within the policy's budgets, most urgent first, with aging.
+    Frames(FramePolicy),
 }
 
 /// A decoded request waiting to be published.
@@ -66,6 +69,16 @@ impl ReadyEntry {
 
     pub(crate) fn cell(&self) -> &dyn Publishable {
         &*self.cell
+    }
+}
+
+impl Waiting for ReadyEntry {
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn publish(&self) -> bool {
+        self.cell.publish()
     }
 }
 
@@ -98,17 +111,17 @@ pub struct FrameReport {
 
 /// The ready queue and publish policy, shared by the coordinator and the engine thread.
 pub(crate) struct FrameShared {
-    ready: Mutex<PriorityQueue<RequestId, ReadyEntry>>,
+    ready: Mutex<ReadySet<ReadyEntry>>,
     mode: PublishMode,
     probe: Arc<Probe>,
 }
 
 impl FrameShared {
     pub(crate) fn new(mode: PublishMode, probe: Arc<Probe>) -> Self {
-        Self { ready: Mutex::new(PriorityQueue::new()), mode, probe }
+        Self { ready: Mutex::new(ReadySet::default()), mode, probe }
     }
 
-    fn ready(&self) -> MutexGuard<'_, PriorityQueue<RequestId, ReadyEntry>> {
+    fn ready(&self) -> MutexGuard<'_, ReadySet<ReadyEntry>> {
         // Publishing cannot panic while holding the lock; a poisoned queue is still consistent.
         self.ready.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -116,21 +129,16 @@ impl FrameShared {
     /// Starts a frame: publishes waiting requests, most urgent first, within the budget.
     pub(crate) fn begin_frame(&self) -> FrameReport {
         let frame = self.probe.next_frame();
-        let budget = match self.mode {
-            PublishMode::Immediate => 0,
-            PublishMode::Frames { publish_count_max } => publish_count_max,
+        let policy = match self.mode {
+            PublishMode::Immediate => FramePolicy::count(0),
+            PublishMode::Frames(policy) => policy,
         };
-        let (mut published, mut published_bytes) = (0, 0);
+        let budget = policy.publish_count_max;
+        let started = Instant::now();
+        let mut elapsed = || u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let mut ready = self.ready();
-        while published < budget {
-            let Some((_, entry, _)) = ready.pop() else {
-                break;
-            };
-            if entry.cell.publish() {
-                published += 1;
-                published_bytes += entry.bytes;
-            }
-        }
+        let done = ready.publish_frame(frame, &policy, &mut elapsed);
+        let (published, published_bytes) = (done.count, done.bytes);
         let waiting = ready.len();
         drop(ready);
         let event = self.probe.event(EventKind::FrameBegin { published, budget });
@@ -150,17 +158,18 @@ impl FrameShared {
             }
             return;
         }
+        let frame = self.probe.frame();
         let mut ready = self.ready();
         for entry in entries {
             if entry.cell.is_waiting() {
                 let (request, priority) = (entry.request, entry.priority);
-                let _ = ready.push(request, entry, priority);
+                ready.push(request, priority, entry, frame);
             }
         }
     }
 
     fn fail_all(&self) {
-        for (_, entry) in self.ready().drain() {
+        for entry in self.ready().drain() {
             entry.cell.fail_shutdown();
         }
     }
@@ -192,7 +201,7 @@ impl FrameCoordinator {
             }
             FrameMsg::Ready(entries) => self.shared.accept(entries),
             FrameMsg::Reprioritize(request, priority) => {
-                self.shared.ready().reprioritize(&request, priority);
+                self.shared.ready().reprioritize(request, priority);
             }
             FrameMsg::Ping(ack) => {
                 let _ = ack.send(());

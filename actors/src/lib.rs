@@ -53,7 +53,7 @@ pub use streamrt_messages::{AssetKey, AssetLoadError, ErrorKind, LoadState, Prio
 
 pub use asset::{DecodeError, Decoder};
 pub use cache::CacheStats;
-pub use frame::{FrameReport, PublishMode};
+pub use frame::{FramePolicy, FrameReport, PublishMode};
 pub use request::{Handle, ReadyError};
 pub use runtime::{BuildError, RequestError, RetryPolicy, Runtime, RuntimeBuilder, RuntimeConfig};
 pub use source::{DirSource, MemorySource, Source, SourceError};

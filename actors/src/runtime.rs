@@ -33,7 +33,7 @@ use streamrt_supervisor::Mailbox;
 use crate::asset::Decoder;
 use crate::cache::{CacheMsg, CacheStats};
 use crate::chaos::CrashTarget;
-use crate::frame::{FrameMsg, FrameReport, FrameShared, PublishMode};
+use crate::frame::{FrameMsg, FramePolicy, FrameReport, FrameShared, PublishMode};
 use crate::request::{Handle, RequestCell};
 use crate::scheduler::SchedulerMsg;
 use crate::source::Source;
@@ -122,10 +122,18 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Publishes at frame boundaries, at most `publish_count_max` requests per frame.
+    /// Publishes at frame boundaries, at most `publish_count_max` requests per frame (no
+    /// byte or time limit; see [`RuntimeBuilder::frame_policy`] for those).
     #[must_use]
     pub fn frame_budget(mut self, publish_count_max: u32) -> Self {
-        self.config.publish = PublishMode::Frames { publish_count_max };
+        self.config.publish = PublishMode::Frames(FramePolicy::count(publish_count_max));
+        self
+    }
+
+    /// Publishes at frame boundaries within `policy`'s count, byte and time budgets.
+    #[must_use]
+    pub fn frame_policy(mut self, policy: FramePolicy) -> Self {
+        self.config.publish = PublishMode::Frames(policy);
         self
     }
 

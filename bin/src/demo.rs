@@ -110,7 +110,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         ..RuntimeConfig::default()
     }
     .decode_threads_per_core();
-    config.publish = streamrt::PublishMode::Frames { publish_count_max: args.frame_budget };
+    config.publish = streamrt::PublishMode::Frames(streamrt::FramePolicy::count(args.frame_budget));
     let rt = Runtime::builder()
         .config(config)
         .source(DirSource::new(dir.path()))

@@ -221,7 +221,7 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
         },
         ..RuntimeConfig::default()
     };
-    config.publish = crate::PublishMode::Frames { publish_count_max: 512 };
+    config.publish = crate::PublishMode::Frames(crate::FramePolicy::count(512));
     let rt = Runtime::builder()
         .config(config)
         .source(FaultySource::new(source(options, &mut rng), plan))

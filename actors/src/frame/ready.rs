@@ -1,0 +1,270 @@
+//! The set of decoded requests waiting for a frame boundary, and the per-frame publish policy.
+//!
+//! Pure logic (no threads, no clock of its own), so budgets and aging are tested directly.
+//!
+//! # Ordering
+//!
+//! At each boundary, first the requests that have waited `aging_frames_max` frames or more,
+//! oldest first; then the rest, most urgent first and, within a priority, first decoded first.
+//!
+//! # Invariants
+//!
+//! - A frame publishes at most `publish_count_max` requests, and stays within
+//!   `publish_bytes_max` and `publish_time_us_max` except that the first request of a frame is
+//!   always allowed (so an asset larger than the byte budget still gets published).
+//! - A request that can no longer be published (it was cancelled) is dropped without using
+//!   budget.
+
+use std::collections::VecDeque;
+
+use streamrt_messages::{Priority, RequestId};
+
+use crate::queue::PriorityQueue;
+
+/// How much a frame boundary may publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FramePolicy {
+    /// Requests published per frame at most.
+    pub publish_count_max: u32,
+    /// Bytes published per frame at most (the first request of a frame is always allowed).
+    pub publish_bytes_max: u64,
+    /// Microseconds spent publishing per frame at most (the first request is always allowed).
+    pub publish_time_us_max: u64,
+    /// Frames a decoded request waits at most before it is published ahead of more urgent
+    /// ones.
+    pub aging_frames_max: u64,
+}
+
+impl FramePolicy {
+    /// At most `publish_count_max` per frame, no byte or time limit, aging after 60 frames.
+    pub fn count(publish_count_max: u32) -> Self {
+        Self {
+            publish_count_max,
+            publish_bytes_max: u64::MAX,
+            publish_time_us_max: u64::MAX,
+            aging_frames_max: 60,
+        }
+    }
+}
+
+/// What the ready set needs of a waiting request.
+pub(crate) trait Waiting {
+    /// Its resident bytes.
+    fn bytes(&self) -> u64;
+    /// Makes it visible; false if it can no longer be (it was cancelled).
+    fn publish(&self) -> bool;
+}
+
+/// What one boundary published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Published {
+    pub(crate) count: u32,
+    pub(crate) bytes: u64,
+}
+
+/// See the module docs.
+pub(crate) struct ReadySet<E> {
+    queue: PriorityQueue<RequestId, (E, u64)>,
+    /// Requests in the order they became ready, with that frame; entries already gone from
+    /// `queue` are skipped when they reach the front.
+    arrivals: VecDeque<(u64, RequestId)>,
+}
+
+impl<E: Waiting> Default for ReadySet<E> {
+    fn default() -> Self {
+        Self { queue: PriorityQueue::new(), arrivals: VecDeque::new() }
+    }
+}
+
+impl<E: Waiting> ReadySet<E> {
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Adds a request that became ready during `frame`.
+    pub(crate) fn push(&mut self, request: RequestId, priority: Priority, entry: E, frame: u64) {
+        if self.queue.push(request, (entry, frame), priority).is_ok() {
+            self.arrivals.push_back((frame, request));
+        }
+    }
+
+    pub(crate) fn reprioritize(&mut self, request: RequestId, priority: Priority) {
+        self.queue.reprioritize(&request, priority);
+    }
+
+    /// Removes every waiting request.
+    pub(crate) fn drain(&mut self) -> Vec<E> {
+        self.arrivals.clear();
+        self.queue.drain().into_iter().map(|(_, (e, _))| e).collect()
+    }
+
+    /// Publishes for the boundary starting `frame`, within `policy`; `elapsed_us` tells the
+    /// time spent since the boundary began.
+    pub(crate) fn publish_frame(
+        &mut self,
+        frame: u64,
+        policy: &FramePolicy,
+        elapsed_us: &mut dyn FnMut() -> u64,
+    ) -> Published {
+        let mut done = Published::default();
+        let fits = |done: &Published, bytes: u64, elapsed: u64| {
+            done.count < policy.publish_count_max
+                && (done.count == 0
+                    || (done.bytes.saturating_add(bytes) <= policy.publish_bytes_max
+                        && elapsed < policy.publish_time_us_max))
+        };
+        while let Some(&(at, request)) = self.arrivals.front() {
+            let Some((entry, _)) = self.queue.get(&request) else {
+                self.arrivals.pop_front();
+                continue;
+            };
+            if at.saturating_add(policy.aging_frames_max) > frame
+                || !fits(&done, entry.bytes(), elapsed_us())
+            {
+                break;
+            }
+            self.arrivals.pop_front();
+            let (entry, _) = self.queue.remove(&request).expect("present");
+            publish(&entry, &mut done);
+        }
+        while let Some((_, (entry, _), _)) = self.queue.peek() {
+            if !fits(&done, entry.bytes(), elapsed_us()) {
+                break;
+            }
+            let (_, (entry, _), _) = self.queue.pop().expect("peeked");
+            publish(&entry, &mut done);
+        }
+        done
+    }
+}
+
+fn publish<E: Waiting>(entry: &E, done: &mut Published) {
+    let bytes = entry.bytes();
+    if entry.publish() {
+        done.count += 1;
+        done.bytes += bytes;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    /// A waiting request that records the order it was published in.
+    struct Fake {
+        id: u64,
+        bytes: u64,
+        cancelled: bool,
+        log: Rc<std::cell::RefCell<Vec<u64>>>,
+    }
+
+    impl Waiting for Fake {
+        fn bytes(&self) -> u64 {
+            self.bytes
+        }
+        fn publish(&self) -> bool {
+            if !self.cancelled {
+                self.log.borrow_mut().push(self.id);
+            }
+            !self.cancelled
+        }
+    }
+
+    struct Bench {
+        set: ReadySet<Fake>,
+        log: Rc<std::cell::RefCell<Vec<u64>>>,
+    }
+
+    impl Bench {
+        fn new() -> Self {
+            Self { set: ReadySet::default(), log: Rc::default() }
+        }
+        fn add(&mut self, id: u64, priority: Priority, bytes: u64, frame: u64) {
+            let fake = Fake { id, bytes, cancelled: false, log: Rc::clone(&self.log) };
+            self.set.push(RequestId(id), priority, fake, frame);
+        }
+        fn frame(&mut self, frame: u64, policy: &FramePolicy) -> Vec<u64> {
+            self.set.publish_frame(frame, policy, &mut || 0);
+            self.log.borrow_mut().drain(..).collect()
+        }
+    }
+
+    #[test]
+    fn the_count_budget_takes_the_most_urgent_first() {
+        let mut b = Bench::new();
+        b.add(1, Priority::Low, 1, 1);
+        b.add(2, Priority::Critical, 1, 1);
+        b.add(3, Priority::Normal, 1, 1);
+        assert_eq!(b.frame(1, &FramePolicy::count(2)), [2, 3]);
+        assert_eq!(b.frame(2, &FramePolicy::count(2)), [1]);
+    }
+
+    #[test]
+    fn the_byte_budget_stops_before_the_asset_that_would_exceed_it_but_never_starves() {
+        let mut b = Bench::new();
+        b.add(1, Priority::High, 600, 1);
+        b.add(2, Priority::Normal, 600, 1);
+        b.add(3, Priority::Low, 5_000, 1);
+        let policy = FramePolicy { publish_bytes_max: 1_000, ..FramePolicy::count(10) };
+        assert_eq!(b.frame(1, &policy), [1]);
+        assert_eq!(b.frame(2, &policy), [2]);
+        assert_eq!(b.frame(3, &policy), [3], "the first of a frame is allowed even if too big");
+    }
+
+    #[test]
+    fn the_time_budget_is_checked_between_publishes() {
+        let mut b = Bench::new();
+        for id in 1..=3 {
+            b.add(id, Priority::Normal, 1, 1);
+        }
+        let policy = FramePolicy { publish_time_us_max: 100, ..FramePolicy::count(10) };
+        let mut clock = 0;
+        // Each check sees 40 us more: 40 (the first is always allowed), 80 (< 100: one more),
+        // 120 (over: stop).
+        let mut elapsed = || {
+            clock += 40;
+            clock
+        };
+        let done = b.set.publish_frame(1, &policy, &mut elapsed);
+        assert_eq!(done.count, 2);
+    }
+
+    #[test]
+    fn a_low_priority_request_waits_at_most_the_aging_limit() {
+        let mut b = Bench::new();
+        let policy = FramePolicy { aging_frames_max: 3, ..FramePolicy::count(1) };
+        b.add(100, Priority::Background, 1, 1);
+        let mut published_at = None;
+        for frame in 1..=10 {
+            b.add(frame, Priority::Critical, 1, frame);
+            if b.frame(frame, &policy).contains(&100) {
+                published_at = Some(frame);
+                break;
+            }
+        }
+        assert_eq!(published_at, Some(4), "ready at frame 1, aged after 3 frames");
+    }
+
+    #[test]
+    fn cancelled_requests_cost_no_budget() {
+        let mut b = Bench::new();
+        let log = Rc::clone(&b.log);
+        b.set.push(
+            RequestId(1),
+            Priority::Critical,
+            Fake { id: 1, bytes: 1, cancelled: true, log },
+            1,
+        );
+        b.add(2, Priority::Low, 1, 1);
+        assert_eq!(b.frame(1, &FramePolicy::count(1)), [2]);
+        assert_eq!(b.set.len(), 0);
+    }
+
+    #[test]
+    fn a_zero_count_budget_publishes_nothing() {
+        let mut b = Bench::new();
+        b.add(1, Priority::Critical, 1, 1);
+        assert!(b.frame(5, &FramePolicy::count(0)).is_empty());
+    }
+}
