@@ -46,6 +46,7 @@ mod runtime;
 mod scheduler;
 mod source;
 mod telemetry;
+mod wait;
 mod work;
 
 pub use streamrt_messages as messages;
@@ -60,3 +61,4 @@ pub use source::{DirSource, MemorySource, Source, SourceError};
 pub use streamrt_supervisor::{Backoff, Escalation, Intensity};
 pub use streamrt_supervisor::{Clock, ManualClock, MonotonicClock};
 pub use telemetry::EventStream;
+pub use wait::{wait_all, wait_all_async, wait_any, wait_any_async, LoadGroup};

@@ -139,6 +139,7 @@ impl<T> RequestCell<T> {
                 .with_priority(self.priority()),
         );
         self.changed.notify(usize::MAX);
+        probe.any_ended().notify(usize::MAX);
     }
 
     /// Stores the decoded value and moves to `Decoded`. False if the request already ended.
@@ -250,6 +251,7 @@ struct HandleInner<T: Send + Sync + 'static> {
     cell: Arc<RequestCell<T>>,
     cache: Mailbox<CacheMsg<T>>,
     released: AtomicBool,
+    placeholder: Option<Arc<T>>,
 }
 
 impl<T: Send + Sync + 'static> HandleInner<T> {
@@ -295,11 +297,26 @@ impl<T: Send + Sync + 'static> std::fmt::Debug for Handle<T> {
 
 impl<T: Send + Sync + 'static> Handle<T> {
     /// A handle and the ticket its cache keeps.
-    pub(crate) fn new(cell: RequestCell<T>, cache: Mailbox<CacheMsg<T>>) -> (Self, Ticket<T>) {
+    pub(crate) fn new(
+        cell: RequestCell<T>,
+        cache: Mailbox<CacheMsg<T>>,
+        placeholder: Option<Arc<T>>,
+    ) -> (Self, Ticket<T>) {
         let cell = Arc::new(cell);
         let ticket = Ticket { cell: Arc::clone(&cell) };
-        let inner = HandleInner { cell, cache, released: AtomicBool::new(false) };
+        let inner = HandleInner { cell, cache, released: AtomicBool::new(false), placeholder };
         (Self { inner: Arc::new(inner) }, ticket)
+    }
+
+    /// The value once `Ready`, until then the type's placeholder (if one was registered with
+    /// `RuntimeBuilder::placeholder`), so the engine always has something to draw.
+    pub fn get_or_placeholder(&self) -> Option<Arc<T>> {
+        self.get().or_else(|| self.inner.placeholder.clone())
+    }
+
+    /// The probe's signal, notified whenever any request of the runtime ends.
+    pub(crate) fn any_ended(&self) -> &Signal {
+        self.inner.cell.probe.any_ended()
     }
 
     /// The request's id.

@@ -84,6 +84,8 @@ pub struct RuntimeBuilder {
     clock: Arc<dyn Clock>,
     types: Vec<Box<dyn TypeSpec>>,
     type_error: Option<BuildError>,
+    /// `Arc<T>` per asset type, shown by handles until their value is ready.
+    placeholders: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
 }
 
 impl RuntimeBuilder {
@@ -165,6 +167,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The value handles of asset type `T` show until theirs is ready
+    /// ([`Handle::get_or_placeholder`]).
+    #[must_use]
+    pub fn placeholder<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.placeholders.insert(TypeId::of::<T>(), Box::new(Arc::new(value)));
+        self
+    }
+
     /// Registers an asset type's decoder, with the configuration's retry policy.
     #[must_use]
     pub fn register<D: Decoder>(self, decoder: D) -> Self {
@@ -223,8 +233,15 @@ impl RuntimeBuilder {
         }));
         let sink_mailbox = Mailbox::new();
         let sink = SinkOutputs::new(config.telemetry_path.as_deref())?;
-        let types: HashMap<TypeId, Arc<dyn Any + Send + Sync>> =
-            self.types.iter().map(|t| (t.asset_type_id(), t.entry())).collect();
+        let placeholders = self.placeholders;
+        let types: HashMap<TypeId, Arc<dyn Any + Send + Sync>> = self
+            .types
+            .iter()
+            .map(|t| {
+                let id = t.asset_type_id();
+                (id, t.entry(placeholders.get(&id).map(|p| &**p)))
+            })
+            .collect();
         let frame = Arc::new(FrameShared::new(config.publish, Arc::clone(&probe)));
         let type_names = self.types.iter().map(|t| t.name().to_string()).collect();
         let inner = Arc::new(Inner {
@@ -330,6 +347,7 @@ impl Runtime {
             clock: Arc::new(MonotonicClock::new()),
             types: Vec::new(),
             type_error: None,
+            placeholders: HashMap::new(),
         }
     }
 
@@ -396,7 +414,7 @@ impl Runtime {
                 + Counters::get(&counters.cancelled));
         Counters::bump(&counters.requested);
         let cell = RequestCell::new(id, key.clone(), priority, Arc::clone(&self.inner.probe));
-        let (handle, ticket) = Handle::new(cell, entry.mailbox.clone());
+        let (handle, ticket) = Handle::new(cell, entry.mailbox.clone(), entry.placeholder.clone());
         if outstanding >= self.inner.config.requests_outstanding_max as u64 {
             let capacity = self.inner.config.requests_outstanding_max;
             ticket.cell().fail(&AssetLoadError::shared(key, ErrorKind::QueueFull { capacity }));

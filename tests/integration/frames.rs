@@ -57,3 +57,23 @@ fn a_request_cancelled_while_waiting_for_its_frame_is_never_published() {
     assert!(cancelled.get().is_none());
     assert_eq!(kept.state(), LoadState::Ready);
 }
+
+#[test]
+fn the_byte_budget_limits_what_one_frame_publishes() {
+    let source = GatedSource::with_blobs(4);
+    let policy =
+        streamrt::FramePolicy { publish_bytes_max: 40, ..streamrt::FramePolicy::count(10) };
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.frame_policy(policy));
+    let events = rt.subscribe(1024);
+    let handles: Vec<_> =
+        (0..4).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    for _ in 0..4 {
+        assert!(events.wait_for(PATIENCE, |e| e.kind == EventKind::Decoded).is_some());
+    }
+    assert!(rt.sync(PATIENCE));
+    // Each blob is 16 bytes: two fit in 40, a third would not.
+    let first = rt.begin_frame();
+    assert_eq!((first.published, first.published_bytes, first.waiting), (2, 32, 2));
+    assert_eq!(rt.tick().published, 2);
+    assert!(handles.iter().all(|h| h.state() == LoadState::Ready));
+}

@@ -11,6 +11,7 @@ mod lifecycle;
 mod limits;
 mod supervision;
 mod telemetry;
+mod waits;
 
 use streamrt::{Runtime, RuntimeBuilder};
 use streamrt_integration::{BlobDecoder, GatedSource};

@@ -18,6 +18,7 @@ use crate::work::JobRoute;
 pub(crate) struct TypeEntry<T: Send + Sync + 'static> {
     pub(crate) name: AssetTypeName,
     pub(crate) mailbox: Mailbox<CacheMsg<T>>,
+    pub(crate) placeholder: Option<Arc<T>>,
 }
 
 /// A registration waiting for the runtime to start.
@@ -25,7 +26,8 @@ pub(crate) trait TypeSpec: Send {
     fn name(&self) -> &AssetTypeName;
     fn asset_type_id(&self) -> TypeId;
     /// The engine side, as `Arc<TypeEntry<Asset>>`.
-    fn entry(&self) -> Arc<dyn Any + Send + Sync>;
+    /// `placeholder`, if given, is an `Arc<Asset>` shown until a request is ready.
+    fn entry(&self, placeholder: Option<&(dyn Any + Send + Sync)>) -> Arc<dyn Any + Send + Sync>;
     fn control(&self) -> Arc<dyn CacheControl>;
     /// The supervisor's spec of the cache actor: each call of its start function makes a
     /// fresh incarnation on the current arbiter.
@@ -61,8 +63,12 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
         TypeId::of::<D::Asset>()
     }
 
-    fn entry(&self) -> Arc<dyn Any + Send + Sync> {
-        Arc::new(TypeEntry { name: self.name.clone(), mailbox: self.mailbox.clone() })
+    fn entry(&self, placeholder: Option<&(dyn Any + Send + Sync)>) -> Arc<dyn Any + Send + Sync> {
+        Arc::new(TypeEntry {
+            name: self.name.clone(),
+            mailbox: self.mailbox.clone(),
+            placeholder: placeholder.and_then(|p| p.downcast_ref::<Arc<D::Asset>>()).cloned(),
+        })
     }
 
     fn control(&self) -> Arc<dyn CacheControl> {

@@ -1,0 +1,163 @@
+//! Waiting on several requests at once: [`wait_all`], [`wait_any`], their async forms, and
+//! [`LoadGroup`], a set of requests with aggregate progress and cancel-all.
+//!
+//! Waits listen to the runtime's "a request ended" signal, so one thread waits on any number of
+//! handles without polling. The sync forms take a timeout; the async forms work on any
+//! executor and are bounded by the executor's own timers.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use event_listener::Listener;
+
+use crate::request::{Handle, ReadyError};
+
+/// Blocks until every handle is terminal or `timeout` passes. Returns whether all ended.
+pub fn wait_all<T: Send + Sync + 'static>(handles: &[Handle<T>], timeout: Duration) -> bool {
+    wait_until(handles, timeout, |hs| hs.iter().all(Handle::is_terminal)).is_some()
+}
+
+/// Blocks until any handle is terminal or `timeout` passes. Returns the index of the first
+/// terminal handle, or `None` on timeout (or for an empty slice).
+pub fn wait_any<T: Send + Sync + 'static>(
+    handles: &[Handle<T>],
+    timeout: Duration,
+) -> Option<usize> {
+    wait_until(handles, timeout, |hs| hs.iter().position(Handle::is_terminal)).flatten()
+}
+
+fn wait_until<T: Send + Sync + 'static, R>(
+    handles: &[Handle<T>],
+    timeout: Duration,
+    done: impl Fn(&[Handle<T>]) -> R,
+) -> Option<R>
+where
+    R: Ready,
+{
+    let first = handles.first()?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let result = done(handles);
+        if result.is_ready() {
+            return Some(result);
+        }
+        let listener = first.any_ended().listen();
+        let result = done(handles);
+        if result.is_ready() {
+            return Some(result);
+        }
+        listener.wait_deadline(deadline)?;
+    }
+}
+
+/// Whether a wait's condition holds.
+trait Ready {
+    fn is_ready(&self) -> bool;
+}
+
+impl Ready for bool {
+    fn is_ready(&self) -> bool {
+        *self
+    }
+}
+
+impl Ready for Option<usize> {
+    fn is_ready(&self) -> bool {
+        self.is_some()
+    }
+}
+
+/// Resolves once every handle is terminal, with each outcome in order.
+pub fn wait_all_async<T: Send + Sync + 'static>(
+    handles: &[Handle<T>],
+) -> impl Future<Output = Vec<Result<Arc<T>, ReadyError>>> + Send + 'static {
+    let handles = handles.to_vec();
+    async move {
+        let mut out = Vec::with_capacity(handles.len());
+        for h in &handles {
+            out.push(h.ready().await);
+        }
+        out
+    }
+}
+
+/// Resolves once any handle is terminal, with its index (never, for an empty slice).
+pub fn wait_any_async<T: Send + Sync + 'static>(
+    handles: &[Handle<T>],
+) -> impl Future<Output = usize> + Send + 'static {
+    let handles = handles.to_vec();
+    async move {
+        loop {
+            if let Some(i) = handles.iter().position(Handle::is_terminal) {
+                return i;
+            }
+            let Some(first) = handles.first() else { return std::future::pending().await };
+            let listener = first.any_ended().listen();
+            if let Some(i) = handles.iter().position(Handle::is_terminal) {
+                return i;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// Several requests handled as one: a level's assets, a character's parts.
+#[derive(Debug)]
+pub struct LoadGroup<T: Send + Sync + 'static> {
+    handles: Vec<Handle<T>>,
+}
+
+impl<T: Send + Sync + 'static> Default for LoadGroup<T> {
+    fn default() -> Self {
+        Self { handles: Vec::new() }
+    }
+}
+
+impl<T: Send + Sync + 'static> LoadGroup<T> {
+    /// An empty group.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a request to the group.
+    pub fn push(&mut self, handle: Handle<T>) {
+        self.handles.push(handle);
+    }
+
+    /// The group's requests.
+    pub fn handles(&self) -> &[Handle<T>] {
+        &self.handles
+    }
+
+    /// The share of requests that ended, from 0 to 1 (1 for an empty group). It never goes
+    /// backwards: a request that ended stays ended.
+    pub fn progress(&self) -> f64 {
+        if self.handles.is_empty() {
+            return 1.0;
+        }
+        let ended = self.handles.iter().filter(|h| h.is_terminal()).count();
+        ended as f64 / self.handles.len() as f64
+    }
+
+    /// Whether every request ended.
+    pub fn is_done(&self) -> bool {
+        self.handles.iter().all(Handle::is_terminal)
+    }
+
+    /// Cancels every request that has not ended.
+    pub fn cancel_all(&self) {
+        self.handles.iter().for_each(Handle::cancel);
+    }
+
+    /// Blocks until every request ended or `timeout` passes; returns whether all ended.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        self.handles.is_empty() || wait_all(&self.handles, timeout)
+    }
+}
+
+impl<T: Send + Sync + 'static> FromIterator<Handle<T>> for LoadGroup<T> {
+    fn from_iter<I: IntoIterator<Item = Handle<T>>>(iter: I) -> Self {
+        Self { handles: iter.into_iter().collect() }
+    }
+}

@@ -1,0 +1,79 @@
+//! Placeholders, waits over several handles, and load groups.
+
+use std::time::Duration;
+
+use streamrt::{
+    wait_all, wait_all_async, wait_any, wait_any_async, LoadGroup, LoadState, Priority,
+};
+use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
+
+use crate::runtime;
+
+#[test]
+fn a_handle_shows_its_types_placeholder_until_the_value_is_ready() {
+    let source = GatedSource::with_blobs(1);
+    let decoder = BlobDecoder::default();
+    decoder.gate.hold("a0");
+    let rt = runtime(&source, &decoder, |b| b.placeholder(Blob(b"checkerboard".to_vec())));
+    let h = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    assert_eq!(h.get_or_placeholder().unwrap().0, b"checkerboard");
+    assert!(h.get().is_none());
+    decoder.gate.release("a0");
+    h.wait_timeout(PATIENCE).unwrap().unwrap();
+    assert_eq!(h.get_or_placeholder().unwrap().0, b"blob-00000000000");
+}
+
+#[test]
+fn wait_all_times_out_while_one_load_is_held_and_succeeds_once_released() {
+    let source = GatedSource::with_blobs(3);
+    source.gate.hold("a2");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b);
+    let handles: Vec<_> =
+        (0..3).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    source.gate.wait_started("a2", 1);
+    assert!(!wait_all(&handles, Duration::from_millis(20)), "a2 is held");
+    source.gate.release("a2");
+    assert!(wait_all(&handles, PATIENCE));
+    assert!(handles.iter().all(|h| h.state() == LoadState::Ready));
+}
+
+#[test]
+fn wait_any_returns_the_request_that_ended_and_times_out_when_none_does() {
+    let source = GatedSource::with_blobs(3);
+    for i in 0..3 {
+        source.gate.hold(&format!("a{i}"));
+    }
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(3));
+    let handles: Vec<_> =
+        (0..3).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    assert_eq!(wait_any(&handles, Duration::from_millis(20)), None);
+    source.gate.release("a1");
+    assert_eq!(wait_any(&handles, PATIENCE), Some(1));
+    source.gate.release_all();
+    let outcomes = futures::executor::block_on(wait_all_async(&handles));
+    assert!(outcomes.iter().all(Result::is_ok));
+    assert!(futures::executor::block_on(wait_any_async(&handles)) < 3);
+}
+
+#[test]
+fn a_load_group_reports_progress_and_cancels_all_that_remain() {
+    let source = GatedSource::with_blobs(4);
+    for i in 1..4 {
+        source.gate.hold(&format!("a{i}"));
+    }
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(4));
+    let group: LoadGroup<Blob> =
+        (0..4).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    assert!(group.handles()[0].wait_timeout(PATIENCE).unwrap().is_ok());
+    assert!((group.progress() - 0.25).abs() < f64::EPSILON);
+    group.cancel_all();
+    assert!(group.is_done());
+    assert!((group.progress() - 1.0).abs() < f64::EPSILON);
+    assert!(group.wait(PATIENCE));
+    let states: Vec<_> = group.handles().iter().map(|h| h.state()).collect();
+    assert_eq!(
+        states,
+        [LoadState::Ready, LoadState::Cancelled, LoadState::Cancelled, LoadState::Cancelled]
+    );
+    source.gate.release_all();
+}
