@@ -45,3 +45,25 @@ impl From<DecodeError> for ErrorKind {
         }
     }
 }
+
+/// Splits a payload from its trailing CRC-32 (little-endian) and checks it: the layout of
+/// `streamctl`'s blobs and of the chaos run's assets.
+///
+/// # Errors
+///
+/// [`DecodeError::Malformed`] when there is no room for a checksum, [`DecodeError::Validation`]
+/// when the checksum does not match.
+pub fn verify_crc32_trailer(mut bytes: Vec<u8>) -> Result<Vec<u8>, DecodeError> {
+    let Some(split) = bytes.len().checked_sub(4) else {
+        return Err(DecodeError::Malformed(format!("{} bytes, no checksum", bytes.len())));
+    };
+    let stored = u32::from_le_bytes(bytes[split..].try_into().expect("4 bytes"));
+    bytes.truncate(split);
+    let actual = crc32fast::hash(&bytes);
+    if stored != actual {
+        return Err(DecodeError::Validation(format!(
+            "checksum {actual:08x} does not match the stored {stored:08x}"
+        )));
+    }
+    Ok(bytes)
+}

@@ -52,7 +52,7 @@ mod work;
 pub use streamrt_messages as messages;
 pub use streamrt_messages::{AssetKey, AssetLoadError, ErrorKind, LoadState, Priority, Status};
 
-pub use asset::{DecodeError, Decoder};
+pub use asset::{verify_crc32_trailer, DecodeError, Decoder};
 pub use cache::CacheStats;
 pub use frame::{FramePolicy, FrameReport, PublishMode};
 pub use request::{Handle, ReadyError};

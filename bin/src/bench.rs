@@ -137,9 +137,19 @@ fn streamrt_run(root: &Path, files: &Files, args: &BenchArgs) -> anyhow::Result<
         .source(DirSource::new(root))
         .register(BlobDecoder)
         .build()?;
+    let elapsed = stream_all(&rt, &files.paths)?;
+    rt.shutdown();
+    Ok(elapsed)
+}
+
+/// Requests every path at once and times the run to the last `Ready`.
+///
+/// # Errors
+///
+/// A request was refused, failed, or did not finish within 10 minutes.
+fn stream_all(rt: &Runtime, paths: &[String]) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let handles = files
-        .paths
+    let handles = paths
         .iter()
         .map(|p| rt.request::<Blob>(p, Priority::Normal))
         .collect::<Result<Vec<_>, _>>()?;
@@ -150,9 +160,7 @@ fn streamrt_run(root: &Path, files: &Files, args: &BenchArgs) -> anyhow::Result<
             None => bail!("{} did not finish", h.key()),
         }
     }
-    let elapsed = started.elapsed();
-    rt.shutdown();
-    Ok(elapsed)
+    Ok(started.elapsed())
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -233,19 +241,7 @@ fn memory_run(
     };
     let rt =
         Runtime::builder().config(config).source(source.clone()).register(BlobDecoder).build()?;
-    let started = Instant::now();
-    let handles = keys
-        .iter()
-        .map(|k| rt.request::<Blob>(k, Priority::Normal))
-        .collect::<Result<Vec<_>, _>>()?;
-    for h in &handles {
-        match h.wait_timeout(Duration::from_secs(600)) {
-            Some(Ok(_)) => {}
-            Some(Err(e)) => bail!("{}: {e}", h.key()),
-            None => bail!("{} did not finish", h.key()),
-        }
-    }
-    let elapsed = started.elapsed();
+    let elapsed = stream_all(&rt, keys)?;
     rt.shutdown();
     Ok(elapsed)
 }

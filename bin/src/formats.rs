@@ -34,19 +34,8 @@ impl Decoder for BlobDecoder {
         "blob"
     }
 
-    fn decode(&self, _: &AssetKey, mut bytes: Vec<u8>) -> Result<Blob, DecodeError> {
-        let Some(split) = bytes.len().checked_sub(4) else {
-            return Err(DecodeError::Malformed(format!("{} bytes, no checksum", bytes.len())));
-        };
-        let stored = u32::from_le_bytes(bytes[split..].try_into().expect("4 bytes"));
-        bytes.truncate(split);
-        let actual = crc32fast::hash(&bytes);
-        if stored != actual {
-            return Err(DecodeError::Validation(format!(
-                "checksum {actual:08x} does not match the stored {stored:08x}"
-            )));
-        }
-        Ok(Blob(bytes))
+    fn decode(&self, _: &AssetKey, bytes: Vec<u8>) -> Result<Blob, DecodeError> {
+        streamrt::verify_crc32_trailer(bytes).map(Blob)
     }
 
     fn size_bytes(&self, blob: &Blob) -> u64 {

@@ -16,8 +16,9 @@ fn wait_restart(events: &streamrt::EventStream, actor: &str) {
     assert!(restarted.is_some(), "{actor} was not restarted");
 }
 
-#[test]
-fn a_scheduler_restart_loses_no_queued_request() {
+/// Ten requests, one read held so the rest wait; crashes `target` and waits for `actor` to be
+/// restarted; releases the read; every request must still become ready.
+fn restart_during_load_keeps_every_request(target: &CrashTarget, actor: &str) -> GatedSource {
     let source = GatedSource::with_blobs(10);
     source.gate.hold("a0");
     let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
@@ -26,35 +27,28 @@ fn a_scheduler_restart_loses_no_queued_request() {
         (0..10).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
     source.gate.wait_started("a0", 1);
     assert!(rt.sync(PATIENCE), "every request is queued before the crash");
-    assert!(rt.inject_crash(&CrashTarget::Scheduler));
-    wait_restart(&events, "scheduler");
+    assert!(rt.inject_crash(target));
+    wait_restart(&events, actor);
     source.gate.release("a0");
     for h in &handles {
         assert!(h.wait_timeout(PATIENCE).expect("terminal").is_ok(), "{h:?}");
     }
+    assert_eq!(rt.status().restarts, 1);
+    assert_eq!(rt.live_workers(), (1, 2));
+    source
+}
+
+#[test]
+fn a_scheduler_restart_loses_no_queued_request() {
+    let source = restart_during_load_keeps_every_request(&CrashTarget::Scheduler, "scheduler");
     for i in 0..10 {
         assert_eq!(source.gate.started_count(&format!("a{i}")), 1, "a{i} read once");
     }
-    assert_eq!(rt.status().restarts, 1);
 }
 
 #[test]
 fn a_cache_restart_loses_no_request() {
-    let source = GatedSource::with_blobs(10);
-    source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
-    let events = rt.subscribe(4096);
-    let handles: Vec<_> =
-        (0..10).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
-    source.gate.wait_started("a0", 1);
-    assert!(rt.sync(PATIENCE));
-    assert!(rt.inject_crash(&CrashTarget::Cache("blob".into())));
-    wait_restart(&events, "cache:blob");
-    source.gate.release("a0");
-    for h in &handles {
-        assert!(h.wait_timeout(PATIENCE).expect("terminal").is_ok(), "{h:?}");
-    }
-    assert_eq!(rt.live_workers(), (1, 2));
+    restart_during_load_keeps_every_request(&CrashTarget::Cache("blob".into()), "cache:blob");
 }
 
 #[test]

@@ -16,7 +16,7 @@ use streamrt_messages::{AssetKey, EventKind, LoadState, Priority, RequestId};
 use streamrt_supervisor::{Backoff, Intensity};
 
 use super::{CrashTarget, FaultPlan, FaultyDecoder, FaultySource};
-use crate::asset::{DecodeError, Decoder};
+use crate::asset::{verify_crc32_trailer, DecodeError, Decoder};
 use crate::runtime::{RetryPolicy, Runtime, RuntimeConfig};
 use crate::source::MemorySource;
 use crate::Handle;
@@ -148,17 +148,10 @@ impl Decoder for ChaosBlobDecoder {
         "chaos"
     }
 
-    fn decode(&self, key: &AssetKey, mut bytes: Vec<u8>) -> Result<ChaosBlob, DecodeError> {
-        let Some(split) = bytes.len().checked_sub(4) else {
-            return Err(DecodeError::Malformed(format!("{} bytes, no checksum", bytes.len())));
-        };
-        let stored = u32::from_le_bytes(bytes[split..].try_into().expect("4 bytes"));
-        bytes.truncate(split);
-        if crc32fast::hash(&bytes) != stored {
-            return Err(DecodeError::Validation("checksum mismatch".into()));
-        }
-        assert!(!bytes.starts_with(b"POISON"), "poison asset {key}");
-        Ok(ChaosBlob(bytes))
+    fn decode(&self, key: &AssetKey, bytes: Vec<u8>) -> Result<ChaosBlob, DecodeError> {
+        let payload = verify_crc32_trailer(bytes)?;
+        assert!(!payload.starts_with(b"POISON"), "poison asset {key}");
+        Ok(ChaosBlob(payload))
     }
 
     fn size_bytes(&self, blob: &ChaosBlob) -> u64 {
