@@ -147,7 +147,9 @@ impl Tree {
     }
 
     fn trigger(&self, slot: usize, fault: Fault) {
-        self.addrs.lock().unwrap()[slot].do_send(Trigger(fault));
+        self.addrs.lock().unwrap()[slot]
+            .try_send(Trigger(fault))
+            .expect("one trigger at a time fits");
     }
 
     /// The next `n` lines, sorted (the order between siblings is not specified).
