@@ -20,7 +20,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ use crate::frame::{FrameMsg, FramePolicy, FrameReport, FrameShared, PublishMode}
 use crate::request::{Handle, RequestCell};
 use crate::scheduler::SchedulerMsg;
 use crate::source::Source;
-use crate::telemetry::{self, Counters, EventStream, Probe, SinkMsg, SinkOutputs};
+use crate::telemetry::{Counters, EventStream, Probe, SinkMsg, SinkOutputs};
 use streamrt_supervisor::{Clock, Escalation, MonotonicClock};
 
 use self::core::{Core, CoreParts, EscalateFn};
@@ -472,27 +472,15 @@ impl Runtime {
         let Some(core) = guard.as_ref() else {
             return Vec::new();
         };
-        let mut out = Vec::new();
-        for cache in &core.caches {
-            let (tx, rx) = mpsc::channel();
-            if cache.post_stats(tx) {
-                out.extend(rx.recv_timeout(timeout).ok());
-            }
-        }
-        out
+        core.caches.iter().filter_map(|cache| cache.ask_stats(timeout)).collect()
     }
 
     /// A live feed of every telemetry event emitted after this returns, holding at most
     /// `capacity` undelivered events.
     pub fn subscribe(&self, capacity: usize) -> EventStream {
         let (tx, stream) = EventStream::channel(capacity);
-        let (ack, acked) = mpsc::channel();
-        if self.inner.sink.actor_alive_or_starting()
-            && self.inner.sink.post(SinkMsg::Subscribe(tx, ack)).is_ok()
-        {
-            let _ =
-                acked.recv_timeout(Duration::from_millis(self.inner.config.shutdown_ack_ms_max));
-        }
+        let timeout = Duration::from_millis(self.inner.config.shutdown_ack_ms_max);
+        self.inner.sink.ask(|ack| SinkMsg::Subscribe(tx, ack), timeout);
         stream
     }
 
@@ -507,7 +495,7 @@ impl Runtime {
     /// Writes out every telemetry event buffered so far and waits for it.
     pub fn flush_telemetry(&self) {
         let timeout = Duration::from_millis(self.inner.config.shutdown_ack_ms_max);
-        telemetry::flush(&self.inner.sink, timeout);
+        self.inner.sink.ask(SinkMsg::Flush, timeout);
     }
 
     /// Fails every outstanding request with `Shutdown`, stops the actors and joins every thread

@@ -336,12 +336,3 @@ impl EventStream {
         }
     }
 }
-
-/// Drains the buffer through the sink and waits up to `timeout` for it; returns false if no
-/// live sink answered.
-pub(crate) fn flush(sink: &Mailbox<SinkMsg>, timeout: Duration) -> bool {
-    let (tx, rx) = mpsc::channel();
-    sink.actor_alive_or_starting()
-        && sink.post(SinkMsg::Flush(tx)).is_ok()
-        && rx.recv_timeout(timeout).is_ok()
-}

@@ -19,7 +19,8 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use actix::{Message, Recipient};
 
@@ -163,6 +164,18 @@ impl<M> Mailbox<M> {
     pub fn actor_alive_or_starting(&self) -> bool {
         let waker = self.shared.waker.lock().unwrap_or_else(PoisonError::into_inner);
         waker.as_ref().is_none_or(Recipient::connected)
+    }
+
+    /// Posts a message carrying a reply channel (built by `make`) and waits up to `timeout`
+    /// for the reply. `None` at once if the mailbox is closed or its actor died, else `None`
+    /// on timeout. For tools, tests and shutdown: never from an arbiter thread.
+    pub fn ask<R>(&self, make: impl FnOnce(mpsc::Sender<R>) -> M, timeout: Duration) -> Option<R> {
+        if !self.actor_alive_or_starting() {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel();
+        self.post(make(tx)).ok()?;
+        rx.recv_timeout(timeout).ok()
     }
 
     /// Closes the mailbox: later posts are refused. Returns the messages not yet drained.

@@ -171,21 +171,18 @@ impl Core {
     /// requests.
     pub(crate) fn stop(self, last_event: impl FnOnce()) {
         for cache in &self.caches {
-            let (tx, rx) = mpsc::channel();
-            if cache.is_live() && cache.post_shutdown(tx) {
-                let _ = rx.recv_timeout(self.ack_max);
-            }
+            cache.ask_shutdown(self.ack_max);
             cache.close();
         }
-        ask(&self.scheduler, SchedulerMsg::Shutdown, self.ack_max);
-        ask(&self.frame, FrameMsg::Shutdown, self.ack_max);
+        self.scheduler.ask(SchedulerMsg::Shutdown, self.ack_max);
+        self.frame.ask(FrameMsg::Shutdown, self.ack_max);
         self.io.shutdown();
         self.decode.shutdown();
         last_event();
-        ask(&self.sink, SinkMsg::Flush, self.ack_max);
+        self.sink.ask(SinkMsg::Flush, self.ack_max);
         // Stopped supervisors restart nothing while the system winds down.
         for supervisor in &self.supervisors {
-            ask(supervisor, SupervisorMsg::Stop, self.ack_max);
+            supervisor.ask(SupervisorMsg::Stop, self.ack_max);
         }
         drop(self.scheduler.close());
         drop(self.frame.close());
@@ -200,27 +197,10 @@ impl Core {
     /// Round trips through the caches, the scheduler and the frame coordinator, in the order
     /// their messages flow.
     pub(crate) fn sync(&self, timeout: Duration) -> bool {
-        let caches = self.caches.iter().all(|cache| {
-            let (tx, rx) = mpsc::channel();
-            cache.post_ping(tx) && rx.recv_timeout(timeout).is_ok()
-        });
-        caches
-            && ask(&self.scheduler, SchedulerMsg::Ping, timeout)
-            && ask(&self.frame, FrameMsg::Ping, timeout)
+        self.caches.iter().all(|cache| cache.ask_ping(timeout))
+            && self.scheduler.ask(SchedulerMsg::Ping, timeout).is_some()
+            && self.frame.ask(FrameMsg::Ping, timeout).is_some()
     }
-}
-
-/// Posts a message carrying a reply channel to a live actor and waits up to `timeout` for the
-/// reply. False at once if no live actor drains the mailbox.
-fn ask<M>(
-    mailbox: &Mailbox<M>,
-    make: impl FnOnce(mpsc::Sender<()>) -> M,
-    timeout: Duration,
-) -> bool {
-    let (tx, rx) = mpsc::channel();
-    mailbox.actor_alive_or_starting()
-        && mailbox.post(make(tx)).is_ok()
-        && rx.recv_timeout(timeout).is_ok()
 }
 
 /// What the core thread starts its actors from.

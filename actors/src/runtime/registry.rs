@@ -2,8 +2,8 @@
 //! the core thread needs to start that cache.
 
 use std::any::{Any, TypeId};
-use std::sync::mpsc;
 use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use actix::Actor;
 use streamrt_messages::AssetTypeName;
@@ -98,18 +98,16 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
 
 /// The runtime's type-erased grip on a cache, for shutdown and queries.
 pub(crate) trait CacheControl: Send + Sync {
-    /// Asks the cache to shut down; false if its mailbox is closed.
-    fn post_shutdown(&self, ack: mpsc::Sender<()>) -> bool;
-    /// Asks for the cache's stats; false if its mailbox is closed.
-    fn post_stats(&self, reply: mpsc::Sender<CacheStats>) -> bool;
-    /// Asks the cache to flush what it produced and reply; false if its mailbox is closed.
-    fn post_ping(&self, ack: mpsc::Sender<()>) -> bool;
+    /// Asks the cache to shut down and waits up to `timeout`; false if it did not answer.
+    fn ask_shutdown(&self, timeout: Duration) -> bool;
+    /// The cache's stats, if it answers within `timeout`.
+    fn ask_stats(&self, timeout: Duration) -> Option<CacheStats>;
+    /// Asks the cache to flush what it produced and waits up to `timeout` for its reply.
+    fn ask_ping(&self, timeout: Duration) -> bool;
     /// Asks the cache to resubmit its loads to a restarted scheduler.
     fn post_resubmit(&self);
     /// Asks the cache to panic (fault injection); false if its mailbox is closed.
     fn post_crash(&self) -> bool;
-    /// Whether a live actor drains the mailbox.
-    fn is_live(&self) -> bool;
     /// Closes the mailbox, failing the requests of every message not yet handled.
     fn close(&self);
 }
@@ -121,16 +119,16 @@ struct CacheHandle<T: Send + Sync + 'static> {
 }
 
 impl<T: Send + Sync + 'static> CacheControl for CacheHandle<T> {
-    fn post_shutdown(&self, ack: mpsc::Sender<()>) -> bool {
-        self.mailbox.post(CacheMsg::Shutdown(ack)).is_ok()
+    fn ask_shutdown(&self, timeout: Duration) -> bool {
+        self.mailbox.ask(CacheMsg::Shutdown, timeout).is_some()
     }
 
-    fn post_stats(&self, reply: mpsc::Sender<CacheStats>) -> bool {
-        self.mailbox.post(CacheMsg::Stats(reply)).is_ok()
+    fn ask_stats(&self, timeout: Duration) -> Option<CacheStats> {
+        self.mailbox.ask(CacheMsg::Stats, timeout)
     }
 
-    fn post_ping(&self, ack: mpsc::Sender<()>) -> bool {
-        self.mailbox.post(CacheMsg::Ping(ack)).is_ok()
+    fn ask_ping(&self, timeout: Duration) -> bool {
+        self.mailbox.ask(CacheMsg::Ping, timeout).is_some()
     }
 
     fn post_resubmit(&self) {
@@ -139,10 +137,6 @@ impl<T: Send + Sync + 'static> CacheControl for CacheHandle<T> {
 
     fn post_crash(&self) -> bool {
         self.mailbox.post(CacheMsg::Crash).is_ok()
-    }
-
-    fn is_live(&self) -> bool {
-        self.mailbox.actor_alive_or_starting()
     }
 
     fn close(&self) {
