@@ -56,7 +56,7 @@ use streamrt_supervisor::{
 
 use crate::asset::Decoder;
 use crate::frame::{FrameMsg, ReadyEntry};
-use crate::request::{RequestCell, Ticket};
+use crate::request::Ticket;
 use crate::runtime::RetryPolicy;
 use crate::scheduler::SchedulerMsg;
 use crate::telemetry::{Counters, Probe};
@@ -294,7 +294,9 @@ impl<T: Send + Sync + 'static> Cache<T> {
                     self.to_frame.push(ReadyEntry::new(&cell, slot.bytes));
                 }
             }
-            Phase::Loading => mark_loading(&cell),
+            Phase::Loading => {
+                cell.advance(LoadState::Pending, LoadState::Loading);
+            }
             Phase::Queued => {
                 if priority < slot.priority {
                     slot.priority = priority;
@@ -379,7 +381,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
         slot.phase = Phase::Loading;
         for ticket in &slot.holders {
-            mark_loading(ticket.cell());
+            ticket.cell().advance(LoadState::Pending, LoadState::Loading);
         }
     }
 
@@ -471,7 +473,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         slot.attempt += 1;
         slot.phase = Phase::Queued;
         for ticket in &slot.holders {
-            requeue(ticket.cell());
+            ticket.cell().advance(LoadState::Loading, LoadState::Pending);
         }
         let (attempt, origin, key) = (slot.attempt, slot.origin, slot.key.clone());
         Counters::bump(&self.links.probe.counters.retries);
@@ -561,7 +563,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let salvaged =
             std::mem::take(&mut *self.salvage.lock().unwrap_or_else(PoisonError::into_inner));
         for ticket in salvaged {
-            requeue(ticket.cell());
+            ticket.cell().advance(LoadState::Loading, LoadState::Pending);
             self.load(ticket);
         }
     }
@@ -591,22 +593,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 cache.flush();
             });
         }
-    }
-}
-
-/// Moves a loading request back to `Pending` (its load is attempted again); a request already
-/// decoded (re-admitted after a restart) or ended stays as it is.
-fn requeue<T>(cell: &RequestCell<T>) {
-    if cell.state() == LoadState::Loading {
-        let _ = cell.transition(LoadState::Pending);
-    }
-}
-
-/// Moves a waiting request to `Loading`; a request already decoded (re-admitted after a
-/// restart) or ended stays as it is.
-fn mark_loading<T>(cell: &RequestCell<T>) {
-    if cell.state() == LoadState::Pending {
-        let _ = cell.transition(LoadState::Loading);
     }
 }
 

@@ -117,6 +117,22 @@ impl<T> RequestCell<T> {
         }
     }
 
+    /// Moves from exactly `from` to the non-terminal `to`, in one compare-and-swap; false
+    /// (and no change) in any other state. For moves that apply only to requests still where
+    /// the caller expects them: a request re-admitted after a restart may already be decoded,
+    /// and any request may have ended meanwhile.
+    ///
+    /// # Panics
+    ///
+    /// In debug builds, if `from` may not become `to` or `to` is terminal (terminal moves go
+    /// through [`RequestCell::transition`], which reports them).
+    pub(crate) fn advance(&self, from: LoadState, to: LoadState) -> bool {
+        debug_assert!(from.can_become(to) && !to.is_terminal(), "{from:?} -> {to:?}");
+        self.state
+            .compare_exchange(from.code(), to.code(), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
     fn on_terminal(&self, from: LoadState, to: LoadState) {
         let probe = &*self.probe;
         self.terminal_us.store(probe.now_us(), Ordering::Release);
