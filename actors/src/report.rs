@@ -71,19 +71,23 @@ pub struct Percentiles {
     pub p99: u64,
 }
 
+/// The nearest-rank value at quantile `q` (0 to 1) of samples sorted ascending; 0 for none.
+pub fn quantile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (q * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
 impl Percentiles {
     fn of(mut samples: Vec<u64>) -> Self {
         samples.sort_unstable();
-        let at = |q: f64| -> u64 {
-            if samples.is_empty() {
-                return 0;
-            }
-            let rank = (q * (samples.len() - 1) as f64).round() as usize;
-            samples[rank.min(samples.len() - 1)]
-        };
+        let at = |q| quantile(&samples, q);
         Self { p50: at(0.50), p95: at(0.95), p99: at(0.99) }
     }
 }
+
 
 /// One asset type's line of the report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -380,5 +384,19 @@ impl Report {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile;
+
+    #[test]
+    fn quantiles_pick_the_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(quantile(&v, 0.5), 51);
+        assert_eq!(quantile(&v, 0.99), 99);
+        assert_eq!(quantile(&v, 1.0), 100);
+        assert_eq!(quantile(&[], 0.5), 0);
     }
 }

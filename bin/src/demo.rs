@@ -13,7 +13,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use streamrt::{DirSource, LoadState, Priority, Runtime, RuntimeConfig};
 
 use crate::formats::{self, Blob, BlobDecoder, Mesh, MeshDecoder, Texture, TextureDecoder};
-use crate::tracked::{quantile, Tracked};
+use streamrt::report::quantile;
+
+use crate::tracked::Tracked;
 
 /// Options of `streamctl demo`.
 #[derive(Debug, clap::Args)]
