@@ -88,7 +88,6 @@ impl Percentiles {
     }
 }
 
-
 /// One asset type's line of the report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TypeRow {
