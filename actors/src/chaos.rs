@@ -10,6 +10,7 @@
 mod run;
 
 pub use run::{run, ChaosBlob, ChaosBlobDecoder, ChaosOptions, ChaosReport};
+pub use streamrt_supervisor::panic_message;
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -40,12 +40,7 @@ pub struct ChaosArgs {
 fn quiet_injected_panics() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let text = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let text = chaos::panic_message(info.payload());
         if !text.contains("injected") && !text.contains("poison asset") {
             default(info);
         }
