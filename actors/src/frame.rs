@@ -7,8 +7,9 @@
 //!
 //! # Ordering
 //!
-//! Most urgent first; within one priority, in the order requests decoded (or were moved to that
-//! priority).
+//! Requests that waited `aging_frames_max` frames first; then most urgent first and, within one
+//! priority, oldest request first. The order depends only on what is waiting, never on which
+//! worker finished first.
 //!
 //! # Invariants
 //!
@@ -34,9 +35,13 @@ use streamrt_supervisor::{
 use crate::request::{Publishable, RequestCell};
 use crate::telemetry::Probe;
 
+mod adaptive;
 mod ready;
 
+pub use adaptive::AdaptivePolicy;
 pub use ready::FramePolicy;
+
+use adaptive::AdaptiveBudget;
 
 use ready::{ReadySet, Waiting};
 
@@ -107,18 +112,61 @@ pub struct FrameReport {
     pub published_bytes: u64,
     /// Requests still waiting for a later frame.
     pub waiting: usize,
+    /// The count budget this boundary published under (it moves with an adaptive policy).
+    pub budget: u32,
+    /// Time since the previous boundary, by the runtime's clock (0 at the first).
+    pub frame_us: u64,
+}
+
+/// What the engine thread keeps between boundaries: when the last frame began, and the
+/// adaptive budget.
+struct Pacing {
+    last_begin_us: Option<u64>,
+    adaptive: Option<AdaptiveBudget>,
+}
+
+impl Pacing {
+    fn new(mode: PublishMode) -> Self {
+        let adaptive = match mode {
+            PublishMode::Frames(FramePolicy { adaptive: Some(a), publish_count_max, .. }) => {
+                Some(AdaptiveBudget::new(a, publish_count_max))
+            }
+            _ => None,
+        };
+        Self { last_begin_us: None, adaptive }
+    }
+
+    /// Takes the time of a boundary; returns the frame time that ended and the count budget
+    /// for the frame that begins.
+    fn begin(&mut self, now_us: u64, configured: u32) -> (u64, u32) {
+        let frame_us = self.last_begin_us.map_or(0, |last| now_us.saturating_sub(last));
+        let first = self.last_begin_us.is_none();
+        self.last_begin_us = Some(now_us);
+        let budget = match &mut self.adaptive {
+            Some(a) if !first => a.observe(frame_us),
+            Some(a) => a.budget(),
+            None => configured,
+        };
+        (frame_us, budget)
+    }
 }
 
 /// The ready queue and publish policy, shared by the coordinator and the engine thread.
 pub(crate) struct FrameShared {
     ready: Mutex<ReadySet<ReadyEntry>>,
+    pacing: Mutex<Pacing>,
     mode: PublishMode,
     probe: Arc<Probe>,
 }
 
 impl FrameShared {
     pub(crate) fn new(mode: PublishMode, probe: Arc<Probe>) -> Self {
-        Self { ready: Mutex::new(ReadySet::default()), mode, probe }
+        Self {
+            ready: Mutex::new(ReadySet::default()),
+            pacing: Mutex::new(Pacing::new(mode)),
+            mode,
+            probe,
+        }
     }
 
     fn ready(&self) -> MutexGuard<'_, ReadySet<ReadyEntry>> {
@@ -129,11 +177,17 @@ impl FrameShared {
     /// Starts a frame: publishes waiting requests, most urgent first, within the budget.
     pub(crate) fn begin_frame(&self) -> FrameReport {
         let frame = self.probe.next_frame();
-        let policy = match self.mode {
+        let mut policy = match self.mode {
             PublishMode::Immediate => FramePolicy::count(0),
             PublishMode::Frames(policy) => policy,
         };
-        let budget = policy.publish_count_max;
+        let now_us = self.probe.now_us();
+        let (frame_us, budget) = self
+            .pacing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .begin(now_us, policy.publish_count_max);
+        policy.publish_count_max = budget;
         let started = Instant::now();
         let mut elapsed = || u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let mut ready = self.ready();
@@ -143,7 +197,7 @@ impl FrameShared {
         drop(ready);
         let event = self.probe.event(EventKind::FrameBegin { published, budget });
         self.probe.emit(event.with_bytes(published_bytes));
-        FrameReport { frame, published, published_bytes, waiting }
+        FrameReport { frame, published, published_bytes, waiting, budget, frame_us }
     }
 
     /// Ends a frame.

@@ -54,11 +54,14 @@ pub use streamrt_messages::{AssetKey, AssetLoadError, ErrorKind, LoadState, Prio
 
 pub use asset::{verify_crc32_trailer, DecodeError, Decoder};
 pub use cache::CacheStats;
-pub use frame::{FramePolicy, FrameReport, PublishMode};
+pub use frame::{AdaptivePolicy, FramePolicy, FrameReport, PublishMode};
 pub use request::{Handle, ReadyError};
 pub use runtime::{BuildError, RequestError, RetryPolicy, Runtime, RuntimeBuilder, RuntimeConfig};
 pub use source::{DirSource, MemorySource, Source, SourceError};
 pub use streamrt_supervisor::{Backoff, Escalation, Intensity};
 pub use streamrt_supervisor::{Clock, ManualClock, MonotonicClock};
 pub use telemetry::EventStream;
-pub use wait::{wait_all, wait_all_async, wait_any, wait_any_async, LoadGroup};
+pub use wait::{
+    wait_all, wait_all_async, wait_all_timeout_async, wait_any, wait_any_async,
+    wait_any_timeout_async, wait_loaded, LoadGroup,
+};

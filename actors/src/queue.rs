@@ -64,17 +64,6 @@ impl<K: Hash + Eq + Copy, V> PriorityQueue<K, V> {
         self.next_seq
     }
 
-    pub(crate) fn get(&self, key: &K) -> Option<&V> {
-        self.index.get(key).map(|&slot| &self.entries[slot].value)
-    }
-
-    /// The most urgent, oldest entry, without removing it.
-    pub(crate) fn peek(&mut self) -> Option<(&K, &V, Priority)> {
-        let slot = self.front_slot()?;
-        let e = &self.entries[slot];
-        Some((&e.key, &e.value, e.priority))
-    }
-
     /// Adds `value` under `key` at the back of `priority`'s level. A key already queued is
     /// refused and the value handed back.
     pub(crate) fn push(&mut self, key: K, value: V, priority: Priority) -> Result<(), V> {

@@ -155,13 +155,17 @@ impl<T> RequestCell<T> {
                 .with_priority(self.priority()),
         );
         self.changed.notify(usize::MAX);
-        probe.any_ended().notify(usize::MAX);
+        probe.any_progressed().notify(usize::MAX);
     }
 
     /// Stores the decoded value and moves to `Decoded`. False if the request already ended.
     pub(crate) fn stage(&self, value: &Arc<T>) -> bool {
         let _ = self.value.set(Arc::clone(value));
-        self.transition(LoadState::Decoded).is_ok()
+        let staged = self.transition(LoadState::Decoded).is_ok();
+        if staged {
+            self.probe.any_progressed().notify(usize::MAX);
+        }
+        staged
     }
 
     /// Makes a staged value visible. False if the request ended meanwhile (it was cancelled).
@@ -330,9 +334,9 @@ impl<T: Send + Sync + 'static> Handle<T> {
         self.get().or_else(|| self.inner.placeholder.clone())
     }
 
-    /// The probe's signal, notified whenever any request of the runtime ends.
-    pub(crate) fn any_ended(&self) -> &Signal {
-        self.inner.cell.probe.any_ended()
+    /// The probe's signal, notified whenever any request of the runtime decodes or ends.
+    pub(crate) fn any_progressed(&self) -> &Signal {
+        self.inner.cell.probe.any_progressed()
     }
 
     /// The request's id.

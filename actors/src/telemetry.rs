@@ -67,15 +67,15 @@ pub(crate) struct Probe {
     frame: AtomicU64,
     /// Whether events are buffered for the sink at all (counters are always kept).
     enabled: bool,
-    /// Notified whenever any request ends, for waits over several handles.
-    any_ended: event_listener::Event,
+    /// Notified whenever any request decodes or ends, for waits over several handles.
+    any_progressed: event_listener::Event,
 }
 
 impl Probe {
     pub(crate) fn new(clock: Arc<dyn Clock>, events_buffered_max: usize, enabled: bool) -> Self {
         Self {
             enabled,
-            any_ended: event_listener::Event::new(),
+            any_progressed: event_listener::Event::new(),
             clock,
             counters: Counters::default(),
             events: ArrayQueue::new(events_buffered_max.max(1)),
@@ -83,8 +83,8 @@ impl Probe {
         }
     }
 
-    pub(crate) fn any_ended(&self) -> &event_listener::Event {
-        &self.any_ended
+    pub(crate) fn any_progressed(&self) -> &event_listener::Event {
+        &self.any_progressed
     }
 
     pub(crate) fn now_us(&self) -> u64 {

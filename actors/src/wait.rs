@@ -1,17 +1,23 @@
-//! Waiting on several requests at once: [`wait_all`], [`wait_any`], their async forms, and
-//! [`LoadGroup`], a set of requests with aggregate progress and cancel-all.
+//! Waiting on several requests at once: [`wait_all`], [`wait_any`], [`wait_loaded`], their
+//! async forms (with and without a timeout), and [`LoadGroup`], a set of requests with
+//! aggregate progress and cancel-all.
 //!
-//! Waits listen to the runtime's "a request ended" signal, so one thread waits on any number of
-//! handles without polling. The sync forms take a timeout; the async forms work on any
-//! executor and are bounded by the executor's own timers.
+//! Waits listen to the runtime's "a request decoded or ended" signal, so one thread waits on
+//! any number of handles without polling. The async forms work on any executor; their timeouts
+//! come from streamrt's own timer thread (see `timer`), not from the executor's.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use event_listener::Listener;
+use streamrt_messages::LoadState;
 
 use crate::request::{Handle, ReadyError};
+
+mod timer;
+
+use timer::WithDeadline;
 
 /// Blocks until every handle is terminal or `timeout` passes. Returns whether all ended.
 pub fn wait_all<T: Send + Sync + 'static>(handles: &[Handle<T>], timeout: Duration) -> bool {
@@ -25,6 +31,17 @@ pub fn wait_any<T: Send + Sync + 'static>(
     timeout: Duration,
 ) -> Option<usize> {
     wait_until(handles, timeout, |hs| hs.iter().position(Handle::is_terminal)).flatten()
+}
+
+/// Blocks until every handle is loaded (decoded, so it publishes within the frame budget, or
+/// already ended) or `timeout` passes. Returns whether all are. For loading screens, and for
+/// tools that need every outstanding load in memory before the next frame boundary.
+pub fn wait_loaded<T: Send + Sync + 'static>(handles: &[Handle<T>], timeout: Duration) -> bool {
+    wait_until(handles, timeout, |hs| hs.iter().all(is_loaded)).is_some()
+}
+
+fn is_loaded<T: Send + Sync + 'static>(handle: &Handle<T>) -> bool {
+    handle.state() == LoadState::Decoded || handle.is_terminal()
 }
 
 fn wait_until<T: Send + Sync + 'static, R>(
@@ -42,7 +59,7 @@ where
         if result.is_ready() {
             return Some(result);
         }
-        let listener = first.any_ended().listen();
+        let listener = first.any_progressed().listen();
         let result = done(handles);
         if result.is_ready() {
             return Some(result);
@@ -93,13 +110,29 @@ pub fn wait_any_async<T: Send + Sync + 'static>(
                 return i;
             }
             let Some(first) = handles.first() else { return std::future::pending().await };
-            let listener = first.any_ended().listen();
+            let listener = first.any_progressed().listen();
             if let Some(i) = handles.iter().position(Handle::is_terminal) {
                 return i;
             }
             listener.await;
         }
     }
+}
+
+/// As [`wait_all_async`], giving up after `timeout`: `None` if some handle had not ended.
+pub fn wait_all_timeout_async<T: Send + Sync + 'static>(
+    handles: &[Handle<T>],
+    timeout: Duration,
+) -> impl Future<Output = Option<Vec<Result<Arc<T>, ReadyError>>>> + Send + 'static {
+    WithDeadline::new(wait_all_async(handles), Instant::now() + timeout)
+}
+
+/// As [`wait_any_async`], giving up after `timeout`: `None` if no handle had ended.
+pub fn wait_any_timeout_async<T: Send + Sync + 'static>(
+    handles: &[Handle<T>],
+    timeout: Duration,
+) -> impl Future<Output = Option<usize>> + Send + 'static {
+    WithDeadline::new(wait_any_async(handles), Instant::now() + timeout)
 }
 
 /// Several requests handled as one: a level's assets, a character's parts.

@@ -1,7 +1,9 @@
 //! Publishing at frame boundaries within the count budget.
 
+use std::sync::Arc;
+
 use streamrt::messages::EventKind;
-use streamrt::{LoadState, Priority};
+use streamrt::{wait_loaded, AdaptivePolicy, FramePolicy, LoadState, ManualClock, Priority};
 use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
 
 use crate::runtime;
@@ -76,4 +78,52 @@ fn the_byte_budget_limits_what_one_frame_publishes() {
     assert_eq!((first.published, first.published_bytes, first.waiting), (2, 32, 2));
     assert_eq!(rt.tick().published, 2);
     assert!(handles.iter().all(|h| h.state() == LoadState::Ready));
+}
+
+#[test]
+fn within_a_priority_the_oldest_request_publishes_first_whatever_order_they_decoded_in() {
+    let source = GatedSource::with_blobs(3);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.frame_budget(1).workers(2));
+    let handles: Vec<_> =
+        (0..3).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    assert!(wait_loaded(&handles[1..], PATIENCE), "a1 and a2 decode while a0 is held");
+    source.gate.release("a0");
+    assert!(wait_loaded(&handles, PATIENCE));
+    assert!(rt.sync(PATIENCE));
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        rt.tick();
+        let now: Vec<usize> = (0..3)
+            .filter(|&i| handles[i].state() == LoadState::Ready && !order.contains(&i))
+            .collect();
+        order.extend(now);
+    }
+    assert_eq!(order, [0, 1, 2], "request order, not decode order");
+}
+
+#[test]
+fn the_adaptive_budget_backs_off_when_frames_run_long_and_recovers_when_they_are_short() {
+    let source = GatedSource::with_blobs(0);
+    let clock = Arc::new(ManualClock::new());
+    let policy = FramePolicy::adaptive(64, AdaptivePolicy::target(16_000, 64));
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.frame_policy(policy).clock(Arc::clone(&clock))
+    });
+    assert_eq!(rt.begin_frame().budget, 64);
+    let mut budgets = Vec::new();
+    for _ in 0..64 {
+        clock.advance(33_000);
+        let report = rt.tick();
+        assert_eq!(report.frame_us, 33_000);
+        budgets.push(report.budget);
+    }
+    assert!(budgets.windows(2).all(|w| w[1] <= w[0]), "only down while over: {budgets:?}");
+    let low = *budgets.last().unwrap();
+    assert!(low < 16, "backed off: {budgets:?}");
+    for _ in 0..200 {
+        clock.advance(4_000);
+        budgets.push(rt.tick().budget);
+    }
+    assert_eq!(*budgets.last().unwrap(), 64, "recovered to the ceiling");
 }

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use streamrt::{
-    wait_all, wait_all_async, wait_any, wait_any_async, LoadGroup, LoadState, Priority,
+    wait_all, wait_all_async, wait_all_timeout_async, wait_any, wait_any_async,
+    wait_any_timeout_async, wait_loaded, LoadGroup, LoadState, Priority,
 };
 use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
 
@@ -76,4 +77,39 @@ fn a_load_group_reports_progress_and_cancels_all_that_remain() {
         [LoadState::Ready, LoadState::Cancelled, LoadState::Cancelled, LoadState::Cancelled]
     );
     source.gate.release_all();
+}
+
+#[test]
+fn async_waits_with_a_timeout_give_up_while_held_and_resolve_once_released() {
+    let source = GatedSource::with_blobs(2);
+    source.gate.hold("a0");
+    source.gate.hold("a1");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(2));
+    let handles: Vec<_> =
+        (0..2).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    let short = Duration::from_millis(20);
+    assert_eq!(futures::executor::block_on(wait_any_timeout_async(&handles, short)), None);
+    assert!(futures::executor::block_on(wait_all_timeout_async(&handles, short)).is_none());
+    source.gate.release("a0");
+    assert_eq!(futures::executor::block_on(wait_any_timeout_async(&handles, PATIENCE)), Some(0));
+    assert!(futures::executor::block_on(wait_all_timeout_async(&handles, short)).is_none());
+    source.gate.release("a1");
+    let outcomes = futures::executor::block_on(wait_all_timeout_async(&handles, PATIENCE));
+    assert!(outcomes.expect("both ended").iter().all(Result::is_ok));
+}
+
+#[test]
+fn wait_loaded_returns_once_everything_decoded_even_before_any_frame_publishes() {
+    let source = GatedSource::with_blobs(3);
+    source.gate.hold("a2");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.frame_budget(8));
+    let handles: Vec<_> =
+        (0..3).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    source.gate.wait_started("a2", 1);
+    assert!(!wait_loaded(&handles, Duration::from_millis(20)), "a2 is held");
+    source.gate.release("a2");
+    assert!(wait_loaded(&handles, PATIENCE));
+    assert!(handles.iter().all(|h| h.state() == LoadState::Decoded), "no frame has begun");
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(rt.begin_frame().published, 3);
 }

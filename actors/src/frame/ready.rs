@@ -5,7 +5,10 @@
 //! # Ordering
 //!
 //! At each boundary, first the requests that have waited `aging_frames_max` frames or more,
-//! oldest first; then the rest, most urgent first and, within a priority, first decoded first.
+//! longest-waiting first; then the rest, most urgent first and, within a priority, oldest
+//! request first (lowest request id). Ties are broken by request id, never by the order in
+//! which worker threads happened to finish, so the same set of ready requests always publishes
+//! in the same order.
 //!
 //! # Invariants
 //!
@@ -15,11 +18,11 @@
 //! - A request that can no longer be published (it was cancelled) is dropped without using
 //!   budget.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, HashMap};
 
 use streamrt_messages::{Priority, RequestId};
 
-use crate::queue::PriorityQueue;
+use super::adaptive::AdaptivePolicy;
 
 /// How much a frame boundary may publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +36,9 @@ pub struct FramePolicy {
     /// Frames a decoded request waits at most before it is published ahead of more urgent
     /// ones.
     pub aging_frames_max: u64,
+    /// When set, `publish_count_max` is only the starting point: the count budget then follows
+    /// frame time (see [`AdaptivePolicy`]).
+    pub adaptive: Option<AdaptivePolicy>,
 }
 
 impl FramePolicy {
@@ -43,7 +49,13 @@ impl FramePolicy {
             publish_bytes_max: u64::MAX,
             publish_time_us_max: u64::MAX,
             aging_frames_max: 60,
+            adaptive: None,
         }
+    }
+
+    /// Starts at `publish_count_max` and adapts the count budget to frame time.
+    pub fn adaptive(publish_count_max: u32, adaptive: AdaptivePolicy) -> Self {
+        Self { adaptive: Some(adaptive), ..Self::count(publish_count_max) }
     }
 }
 
@@ -64,38 +76,59 @@ pub(crate) struct Published {
 
 /// See the module docs.
 pub(crate) struct ReadySet<E> {
-    queue: PriorityQueue<RequestId, (E, u64)>,
-    /// Requests in the order they became ready, with that frame; entries already gone from
-    /// `queue` are skipped when they reach the front.
-    arrivals: VecDeque<(u64, RequestId)>,
+    /// Every waiting request: its entry, priority and the frame it became ready in.
+    entries: HashMap<RequestId, (E, Priority, u64)>,
+    /// Publish order without aging: most urgent first, then oldest request first.
+    by_priority: BTreeSet<(Priority, RequestId)>,
+    /// Aging order: the frame each request became ready in, then oldest request first.
+    by_arrival: BTreeSet<(u64, RequestId)>,
 }
 
 impl<E: Waiting> Default for ReadySet<E> {
     fn default() -> Self {
-        Self { queue: PriorityQueue::new(), arrivals: VecDeque::new() }
+        Self { entries: HashMap::new(), by_priority: BTreeSet::new(), by_arrival: BTreeSet::new() }
     }
 }
 
 impl<E: Waiting> ReadySet<E> {
     pub(crate) fn len(&self) -> usize {
-        self.queue.len()
+        self.entries.len()
     }
 
-    /// Adds a request that became ready during `frame`.
+    /// Adds a request that became ready during `frame`; a request already waiting is kept as
+    /// it was.
     pub(crate) fn push(&mut self, request: RequestId, priority: Priority, entry: E, frame: u64) {
-        if self.queue.push(request, (entry, frame), priority).is_ok() {
-            self.arrivals.push_back((frame, request));
+        if self.entries.contains_key(&request) {
+            return;
         }
+        self.entries.insert(request, (entry, priority, frame));
+        self.by_priority.insert((priority, request));
+        self.by_arrival.insert((frame, request));
     }
 
     pub(crate) fn reprioritize(&mut self, request: RequestId, priority: Priority) {
-        self.queue.reprioritize(&request, priority);
+        if let Some((_, current, _)) = self.entries.get_mut(&request) {
+            self.by_priority.remove(&(*current, request));
+            *current = priority;
+            self.by_priority.insert((priority, request));
+        }
     }
 
     /// Removes every waiting request.
     pub(crate) fn drain(&mut self) -> Vec<E> {
-        self.arrivals.clear();
-        self.queue.drain().into_iter().map(|(_, (e, _))| e).collect()
+        self.by_priority.clear();
+        self.by_arrival.clear();
+        let mut drained: Vec<_> = self.entries.drain().collect();
+        drained.sort_unstable_by_key(|(request, _)| *request);
+        drained.into_iter().map(|(_, (e, _, _))| e).collect()
+    }
+
+    fn remove(&mut self, request: RequestId) -> E {
+        let (entry, priority, frame) =
+            self.entries.remove(&request).expect("indexed requests wait");
+        self.by_priority.remove(&(priority, request));
+        self.by_arrival.remove(&(frame, request));
+        entry
     }
 
     /// Publishes for the boundary starting `frame`, within `policy`; `elapsed_us` tells the
@@ -113,25 +146,21 @@ impl<E: Waiting> ReadySet<E> {
                     || (done.bytes.saturating_add(bytes) <= policy.publish_bytes_max
                         && elapsed < policy.publish_time_us_max))
         };
-        while let Some(&(at, request)) = self.arrivals.front() {
-            let Some((entry, _)) = self.queue.get(&request) else {
-                self.arrivals.pop_front();
-                continue;
-            };
+        while let Some(&(at, request)) = self.by_arrival.first() {
+            let bytes = self.entries[&request].0.bytes();
             if at.saturating_add(policy.aging_frames_max) > frame
-                || !fits(&done, entry.bytes(), elapsed_us())
+                || !fits(&done, bytes, elapsed_us())
             {
                 break;
             }
-            self.arrivals.pop_front();
-            let (entry, _) = self.queue.remove(&request).expect("present");
+            let entry = self.remove(request);
             publish(&entry, &mut done);
         }
-        while let Some((_, (entry, _), _)) = self.queue.peek() {
-            if !fits(&done, entry.bytes(), elapsed_us()) {
+        while let Some(&(_, request)) = self.by_priority.first() {
+            if !fits(&done, self.entries[&request].0.bytes(), elapsed_us()) {
                 break;
             }
-            let (_, (entry, _), _) = self.queue.pop().expect("peeked");
+            let entry = self.remove(request);
             publish(&entry, &mut done);
         }
         done

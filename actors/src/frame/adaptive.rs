@@ -1,0 +1,201 @@
+//! The adaptive publish budget: watches frame times against a target and moves the per-frame
+//! publish count between a floor and a ceiling.
+//!
+//! Pure logic, fed one frame time per boundary, so convergence is tested on scripted series.
+//!
+//! # Invariants
+//!
+//! - The budget stays within `[budget_min, budget_max]`.
+//! - Hysteresis: decisions use the mean of a full window of `window_frames` frames with its
+//!   longest and shortest frame left out (so one hitch, a loading stall or a GC pause, does not
+//!   count), all measured under the current budget (the window restarts after every change),
+//!   and nothing
+//!   changes while the mean lies in the dead band between `target_frame_us * (100 -
+//!   band_pct) / 100` and `target_frame_us`. A single long frame moves nothing, and a budget
+//!   whose frames land in the band stays put.
+//! - Over target the budget drops by `decrease_pct` percent (at least 1); with room to spare it
+//!   rises by `increase_step`: fast to back off from hitches, slow to take on more.
+
+/// How the publish budget adapts to frame time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdaptivePolicy {
+    /// The frame time to stay under, in microseconds (16,667 for 60 Hz).
+    pub target_frame_us: u64,
+    /// Frames averaged before each decision.
+    pub window_frames: u32,
+    /// Width of the dead band below the target, in percent of the target.
+    pub band_pct: u32,
+    /// The lowest budget, in requests per frame.
+    pub budget_min: u32,
+    /// The highest budget, in requests per frame.
+    pub budget_max: u32,
+    /// Requests added per decision when there is room.
+    pub increase_step: u32,
+    /// Percent removed per decision when over target.
+    pub decrease_pct: u32,
+}
+
+impl AdaptivePolicy {
+    /// Adapts towards `target_frame_us` between 1 and `budget_max`: windows of 8 frames, a 15%
+    /// dead band, +4 per step up, -25% per step down.
+    pub fn target(target_frame_us: u64, budget_max: u32) -> Self {
+        Self {
+            target_frame_us,
+            window_frames: 8,
+            band_pct: 15,
+            budget_min: 1,
+            budget_max,
+            increase_step: 4,
+            decrease_pct: 25,
+        }
+    }
+}
+
+/// The controller's state; see the module docs.
+#[derive(Debug, Clone)]
+pub(crate) struct AdaptiveBudget {
+    policy: AdaptivePolicy,
+    budget: u32,
+    window_sum_us: u64,
+    window_len: u32,
+    window_max_us: u64,
+    window_min_us: u64,
+}
+
+impl AdaptiveBudget {
+    /// Starts at `initial`, clamped to the policy's range.
+    pub(crate) fn new(policy: AdaptivePolicy, initial: u32) -> Self {
+        let budget = initial.clamp(policy.budget_min, policy.budget_max.max(policy.budget_min));
+        Self {
+            policy,
+            budget,
+            window_sum_us: 0,
+            window_len: 0,
+            window_max_us: 0,
+            window_min_us: u64::MAX,
+        }
+    }
+
+    pub(crate) fn budget(&self) -> u32 {
+        self.budget
+    }
+
+    /// Takes the time of the frame that just ended; returns the budget for the next one.
+    pub(crate) fn observe(&mut self, frame_us: u64) -> u32 {
+        self.window_sum_us = self.window_sum_us.saturating_add(frame_us);
+        self.window_len += 1;
+        self.window_max_us = self.window_max_us.max(frame_us);
+        self.window_min_us = self.window_min_us.min(frame_us);
+        if self.window_len < self.policy.window_frames.max(1) {
+            return self.budget;
+        }
+        let mean = self.trimmed_mean_us();
+        let p = &self.policy;
+        let floor = p.target_frame_us.saturating_mul(u64::from(100 - p.band_pct.min(100))) / 100;
+        let next = if mean > p.target_frame_us {
+            let cut = (u64::from(self.budget) * u64::from(p.decrease_pct.min(100)) / 100).max(1);
+            self.budget.saturating_sub(u32::try_from(cut).unwrap_or(u32::MAX))
+        } else if mean < floor {
+            self.budget.saturating_add(p.increase_step)
+        } else {
+            self.budget
+        };
+        self.budget = next.clamp(p.budget_min, p.budget_max.max(p.budget_min));
+        self.window_sum_us = 0;
+        self.window_len = 0;
+        self.window_max_us = 0;
+        self.window_min_us = u64::MAX;
+        self.budget
+    }
+
+    /// The window's mean without its extremes (the plain mean for windows under 3 frames).
+    fn trimmed_mean_us(&self) -> u64 {
+        if self.window_len < 3 {
+            return self.window_sum_us / u64::from(self.window_len.max(1));
+        }
+        let trimmed = self.window_sum_us - self.window_max_us - self.window_min_us;
+        trimmed / u64::from(self.window_len - 2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame whose time is a fixed cost plus a cost per publish, with a deterministic
+    /// +-`jitter_us` wobble: the scripted frame-time series the controller is tested on.
+    fn run(
+        controller: &mut AdaptiveBudget,
+        frames: u32,
+        base_us: u64,
+        per_publish_us: u64,
+        jitter_us: u64,
+    ) -> Vec<u32> {
+        let mut rng = fastrand::Rng::with_seed(11);
+        (0..frames)
+            .map(|_| {
+                let wobble = rng.u64(0..=2 * jitter_us);
+                let frame_us = base_us + per_publish_us * u64::from(controller.budget()) + wobble;
+                controller.observe(frame_us.saturating_sub(jitter_us))
+            })
+            .collect()
+    }
+
+    fn direction_changes(budgets: &[u32]) -> usize {
+        let steps: Vec<i64> = budgets
+            .windows(2)
+            .map(|w| i64::from(w[1]) - i64::from(w[0]))
+            .filter(|d| *d != 0)
+            .collect();
+        steps.windows(2).filter(|w| w[0].signum() != w[1].signum()).count()
+    }
+
+    #[test]
+    fn converges_from_above_and_then_holds_without_oscillating() {
+        // 10 ms fixed + 100 us per publish against 16 ms: budgets 34..=60 land in the band.
+        let mut c = AdaptiveBudget::new(AdaptivePolicy::target(16_000, 256), 256);
+        let budgets = run(&mut c, 600, 10_000, 100, 500);
+        let settled = &budgets[300..];
+        assert!(settled.iter().all(|b| *b == settled[0]), "held after settling: {settled:?}");
+        assert!((34..=60).contains(&settled[0]), "settled in the band: {}", settled[0]);
+        assert!(direction_changes(&budgets) <= 1, "at most one turn: {budgets:?}");
+    }
+
+    #[test]
+    fn converges_from_below_and_then_holds() {
+        let mut c = AdaptiveBudget::new(AdaptivePolicy::target(16_000, 256), 1);
+        let budgets = run(&mut c, 600, 10_000, 100, 500);
+        let settled = &budgets[300..];
+        assert!(settled.iter().all(|b| *b == settled[0]), "held after settling");
+        assert!((34..=60).contains(&settled[0]), "settled in the band: {}", settled[0]);
+        assert!(direction_changes(&budgets) <= 1, "at most one turn: {budgets:?}");
+    }
+
+    #[test]
+    fn a_single_long_frame_changes_nothing() {
+        let mut c = AdaptiveBudget::new(AdaptivePolicy::target(16_000, 256), 40);
+        let mut budgets = Vec::new();
+        for frame in 0..64 {
+            let frame_us = if frame == 20 { 40_000 } else { 14_500 };
+            budgets.push(c.observe(frame_us));
+        }
+        assert!(budgets.iter().all(|b| *b == 40), "{budgets:?}");
+    }
+
+    #[test]
+    fn sustained_overrun_backs_off_to_the_floor_and_no_further() {
+        let policy = AdaptivePolicy { budget_min: 4, ..AdaptivePolicy::target(16_000, 128) };
+        let mut c = AdaptiveBudget::new(policy, 128);
+        let budgets: Vec<u32> = (0..200).map(|_| c.observe(30_000)).collect();
+        assert!(budgets.windows(2).all(|w| w[1] <= w[0]), "never rises while over target");
+        assert_eq!(*budgets.last().unwrap(), 4);
+    }
+
+    #[test]
+    fn plenty_of_room_rises_to_the_ceiling_and_no_further() {
+        let mut c = AdaptiveBudget::new(AdaptivePolicy::target(16_000, 64), 8);
+        let budgets: Vec<u32> = (0..400).map(|_| c.observe(2_000)).collect();
+        assert_eq!(*budgets.last().unwrap(), 64);
+        assert!(budgets.iter().all(|b| *b <= 64));
+    }
+}
