@@ -23,7 +23,7 @@
 //! restart loses nothing but the message whose handling panicked.
 
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Instant;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
@@ -33,6 +33,7 @@ use streamrt_supervisor::{
 };
 
 use crate::request::{Publishable, RequestCell};
+use crate::tasks::GroupWork;
 use crate::telemetry::Probe;
 
 mod adaptive;
@@ -155,6 +156,8 @@ impl Pacing {
 pub(crate) struct FrameShared {
     ready: Mutex<ReadySet<ReadyEntry>>,
     pacing: Mutex<Pacing>,
+    /// Task groups made during the current frame, cancelled at its end.
+    groups: Mutex<Vec<Weak<dyn GroupWork>>>,
     mode: PublishMode,
     probe: Arc<Probe>,
 }
@@ -164,6 +167,7 @@ impl FrameShared {
         Self {
             ready: Mutex::new(ReadySet::default()),
             pacing: Mutex::new(Pacing::new(mode)),
+            groups: Mutex::new(Vec::new()),
             mode,
             probe,
         }
@@ -200,9 +204,20 @@ impl FrameShared {
         FrameReport { frame, published, published_bytes, waiting, budget, frame_us }
     }
 
-    /// Ends a frame.
+    /// Ends a frame: cancels the task groups made during it.
     pub(crate) fn end_frame(&self) {
+        let groups =
+            std::mem::take(&mut *self.groups.lock().unwrap_or_else(PoisonError::into_inner));
+        groups.iter().filter_map(Weak::upgrade).for_each(|g| g.cancel());
         self.probe.emit(self.probe.event(EventKind::FrameEnd));
+    }
+
+    /// Ties a task group to the current frame.
+    pub(crate) fn adopt_group(&self, group: &Arc<dyn GroupWork>) {
+        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        // Groups already waited for and dropped leave dead entries; shed them as we go.
+        groups.retain(|g| g.strong_count() > 0);
+        groups.push(Arc::downgrade(group));
     }
 
     fn accept(&self, entries: Vec<ReadyEntry>) {

@@ -45,6 +45,7 @@ mod request;
 mod runtime;
 mod scheduler;
 mod source;
+mod tasks;
 mod telemetry;
 mod wait;
 mod work;
@@ -60,6 +61,7 @@ pub use runtime::{BuildError, RequestError, RetryPolicy, Runtime, RuntimeBuilder
 pub use source::{DirSource, MemorySource, Source, SourceError};
 pub use streamrt_supervisor::{Backoff, Escalation, Intensity};
 pub use streamrt_supervisor::{Clock, ManualClock, MonotonicClock};
+pub use tasks::{FrameTaskGroup, TaskContext, TaskError};
 pub use telemetry::EventStream;
 pub use wait::{
     wait_all, wait_all_async, wait_all_timeout_async, wait_any, wait_any_async,

@@ -37,6 +37,7 @@ use crate::frame::{FrameMsg, FramePolicy, FrameReport, FrameShared, PublishMode}
 use crate::request::{Handle, RequestCell};
 use crate::scheduler::SchedulerMsg;
 use crate::source::Source;
+use crate::tasks::FrameTaskGroup;
 use crate::telemetry::{Counters, EventStream, Probe, SinkMsg, SinkOutputs};
 use streamrt_supervisor::{Clock, Escalation, MonotonicClock};
 
@@ -431,7 +432,16 @@ impl Runtime {
         self.inner.frame.begin_frame()
     }
 
-    /// Ends a frame.
+    /// A group of parallel tasks for the current frame, run on the decode workers and joined
+    /// by [`FrameTaskGroup::wait`]. `end_frame` cancels what has not started by then.
+    pub fn frame_tasks<R: Send + 'static>(&self) -> FrameTaskGroup<R> {
+        let pool = self.inner.core().as_ref().map(Core::task_sender);
+        let group = FrameTaskGroup::new(pool);
+        self.inner.frame.adopt_group(&group.work());
+        group
+    }
+
+    /// Ends a frame; cancels its task groups' tasks that have not started.
     pub fn end_frame(&self) {
         self.inner.frame.end_frame();
     }

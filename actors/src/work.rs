@@ -29,6 +29,7 @@ use streamrt_supervisor::{Mailbox, PoolSender, Worker};
 
 use crate::scheduler::SchedulerMsg;
 use crate::source::Source;
+use crate::tasks::GroupWork;
 use crate::telemetry::Probe;
 
 /// Set once a load is no longer wanted; checked by the workers between stages.
@@ -118,10 +119,17 @@ fn end(job: Job, end: JobEnd) {
 /// A job on its way to an IO worker.
 pub(crate) struct ReadJob(pub(crate) JobGuard);
 
-/// Read bytes on their way to a decode worker.
-pub(crate) struct DecodeJob {
-    guard: JobGuard,
-    bytes: Vec<u8>,
+/// What a decode worker runs.
+pub(crate) enum DecodeJob {
+    /// Read bytes on their way to the decoder.
+    Load {
+        /// The load.
+        guard: JobGuard,
+        /// Its bytes.
+        bytes: Vec<u8>,
+    },
+    /// A frame task (see `tasks`): run one task of this group, if one is still waiting.
+    Task(Arc<dyn GroupWork>),
 }
 
 /// Crashes requested of a pool's workers (fault injection): the next job a worker takes while
@@ -192,7 +200,7 @@ impl Worker for IoWorker {
             Err(e) => end(job, JobEnd::Failed(e.into())),
             Ok(bytes) => {
                 self.probe.counters.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                let next = DecodeJob {
+                let next = DecodeJob::Load {
                     guard: JobGuard::new(
                         job,
                         ErrorKind::WorkerLost("a decode worker crashed".into()),
@@ -217,9 +225,17 @@ pub(crate) struct DecodeWorker {
 impl Worker for DecodeWorker {
     type Job = DecodeJob;
 
-    fn run(&mut self, DecodeJob { mut guard, bytes }: DecodeJob) {
+    fn run(&mut self, job: DecodeJob) {
         assert!(!self.crashes.take(), "injected crash of a decode worker");
-        let job = guard.take();
+        match job {
+            DecodeJob::Load { mut guard, bytes } => self.decode(guard.take(), bytes),
+            DecodeJob::Task(group) => group.run_one(),
+        }
+    }
+}
+
+impl DecodeWorker {
+    fn decode(&self, job: Job, bytes: Vec<u8>) {
         if job.token.is_cancelled() {
             return end(job, JobEnd::Dropped(CancelStage::Loading));
         }

@@ -10,6 +10,7 @@ mod frames;
 mod lifecycle;
 mod limits;
 mod supervision;
+mod tasks;
 mod telemetry;
 mod waits;
 

@@ -194,6 +194,11 @@ impl Core {
         let _ = self.core_thread.join();
     }
 
+    /// Where frame tasks are queued: the decode pool.
+    pub(crate) fn task_sender(&self) -> PoolSender<DecodeJob> {
+        self.decode.sender()
+    }
+
     /// Round trips through the caches, the scheduler and the frame coordinator, in the order
     /// their messages flow.
     pub(crate) fn sync(&self, timeout: Duration) -> bool {

@@ -1,0 +1,245 @@
+//! Structured parallel work inside one frame: [`FrameTaskGroup`].
+//!
+//! The engine spawns closures (animation, particles, culling) into a group; they run on the
+//! runtime's decode workers, and [`FrameTaskGroup::wait`] joins them at a barrier. The waiting
+//! thread helps: it runs tasks no worker has taken yet, so a barrier never waits behind a
+//! decode backlog and still completes after shutdown.
+//!
+//! # Invariants
+//!
+//! - Every spawned task gives exactly one result at `wait`, in spawn order: its value,
+//!   `Panicked` (the panic is caught; the worker and the other tasks are unaffected) or
+//!   `Cancelled`.
+//! - A group belongs to the frame it was made in: `end_frame` cancels it. Tasks not started by
+//!   then never start; running ones see [`TaskContext::is_cancelled`] and may stop early.
+//!   Dropping a group cancels it too.
+//!
+//! # Backpressure
+//!
+//! The pool queue carries one small "run a task of this group" note per task; the tasks
+//! themselves stay in the group, bounded by what the engine spawns in a frame.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use streamrt_supervisor::{panic_message, PoolSender};
+
+use crate::work::DecodeJob;
+
+/// Why a task gave no value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskError {
+    /// The task panicked; the message is the panic's.
+    #[error("frame task {name} panicked: {message}")]
+    Panicked {
+        /// The name it was spawned with.
+        name: &'static str,
+        /// The panic message.
+        message: String,
+    },
+    /// The frame ended (or the group was dropped) before the task started.
+    #[error("frame task {name} was cancelled at the end of its frame")]
+    Cancelled {
+        /// The name it was spawned with.
+        name: &'static str,
+    },
+}
+
+/// What a running task can ask.
+pub struct TaskContext<'a> {
+    cancelled: &'a AtomicBool,
+}
+
+impl TaskContext<'_> {
+    /// Whether the task's frame ended; long tasks check this and return early.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+}
+
+type TaskFn<R> = Box<dyn FnOnce(&TaskContext<'_>) -> R + Send>;
+
+struct Pending<R> {
+    index: usize,
+    name: &'static str,
+    run: TaskFn<R>,
+}
+
+struct GroupState<R> {
+    pending: VecDeque<Pending<R>>,
+    results: Vec<Option<Result<R, TaskError>>>,
+    running: usize,
+}
+
+/// The state a group shares with the workers that run its tasks.
+pub(crate) struct Group<R> {
+    state: Mutex<GroupState<R>>,
+    finished: Condvar,
+    cancelled: AtomicBool,
+}
+
+/// A group, seen by the worker pool and the frame coordinator without its result type.
+pub(crate) trait GroupWork: Send + Sync {
+    /// Runs one task nobody has taken yet, if any.
+    fn run_one(&self);
+    /// Cancels the tasks not started yet.
+    fn cancel(&self);
+}
+
+impl<R: Send + 'static> Group<R> {
+    fn lock(&self) -> MutexGuard<'_, GroupState<R>> {
+        // Tasks run outside the lock, so it is never poisoned by a task's panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the next task to run; tasks found after a cancel are resolved as cancelled.
+    fn take(&self, state: &mut GroupState<R>) -> Option<Pending<R>> {
+        while let Some(task) = state.pending.pop_front() {
+            if self.cancelled.load(Ordering::Acquire) {
+                state.results[task.index] = Some(Err(TaskError::Cancelled { name: task.name }));
+                continue;
+            }
+            state.running += 1;
+            return Some(task);
+        }
+        None
+    }
+
+    fn run(&self, task: Pending<R>) {
+        let Pending { index, name, run } = task;
+        let context = TaskContext { cancelled: &self.cancelled };
+        let span = tracing::debug_span!(target: "streamrt", "frame_task", name);
+        let outcome = span.in_scope(|| catch_unwind(AssertUnwindSafe(|| run(&context))));
+        let result =
+            outcome.map_err(|panic| TaskError::Panicked { name, message: panic_message(&*panic) });
+        let mut state = self.lock();
+        state.results[index] = Some(result);
+        state.running -= 1;
+        drop(state);
+        self.finished.notify_all();
+    }
+}
+
+impl<R: Send + 'static> GroupWork for Group<R> {
+    fn run_one(&self) {
+        let task = self.take(&mut self.lock());
+        if let Some(task) = task {
+            self.run(task);
+        }
+    }
+
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+    }
+}
+
+/// Parallel jobs of one frame, joined at a barrier; see the module docs.
+pub struct FrameTaskGroup<R: Send + 'static> {
+    group: Arc<Group<R>>,
+    pool: Option<PoolSender<DecodeJob>>,
+}
+
+impl<R: Send + 'static> FrameTaskGroup<R> {
+    pub(crate) fn new(pool: Option<PoolSender<DecodeJob>>) -> Self {
+        let state = GroupState { pending: VecDeque::new(), results: Vec::new(), running: 0 };
+        let group = Group {
+            state: Mutex::new(state),
+            finished: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+        };
+        Self { group: Arc::new(group), pool }
+    }
+
+    pub(crate) fn work(&self) -> Arc<dyn GroupWork> {
+        Arc::clone(&self.group) as Arc<dyn GroupWork>
+    }
+
+    /// Queues `task` to run on a worker (or on the thread that waits).
+    pub fn spawn(
+        &self,
+        name: &'static str,
+        task: impl FnOnce(&TaskContext<'_>) -> R + Send + 'static,
+    ) {
+        let mut state = self.group.lock();
+        let index = state.results.len();
+        state.results.push(None);
+        state.pending.push_back(Pending { index, name, run: Box::new(task) });
+        drop(state);
+        if let Some(pool) = &self.pool {
+            // A closed pool (shutdown) leaves the task to the waiting thread.
+            let _ = pool.submit(DecodeJob::Task(self.work()));
+        }
+    }
+
+    /// Whether the group's frame ended (or it was cancelled).
+    pub fn is_cancelled(&self) -> bool {
+        self.group.cancelled.load(Ordering::Acquire)
+    }
+
+    /// The barrier: runs tasks no worker took, waits for the running ones, and returns every
+    /// task's result in spawn order.
+    pub fn wait(self) -> Vec<Result<R, TaskError>> {
+        let group = &self.group;
+        let mut state = group.lock();
+        loop {
+            if let Some(task) = group.take(&mut state) {
+                drop(state);
+                group.run(task);
+                state = group.lock();
+            } else if state.running == 0 {
+                break;
+            } else {
+                state = group.finished.wait(state).unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+        let results = std::mem::take(&mut state.results);
+        results.into_iter().map(|r| r.expect("every task ended before the barrier")).collect()
+    }
+}
+
+impl<R: Send + 'static> Drop for FrameTaskGroup<R> {
+    fn drop(&mut self) {
+        self.group.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_pool_the_waiting_thread_runs_every_task_in_order() {
+        let group = FrameTaskGroup::new(None);
+        for i in 0..4 {
+            group.spawn("square", move |_| i * i);
+        }
+        let results: Vec<_> = group.wait().into_iter().map(Result::unwrap).collect();
+        assert_eq!(results, [0, 1, 4, 9]);
+    }
+
+    #[test]
+    fn a_panicking_task_is_an_error_and_the_others_still_run() {
+        let group = FrameTaskGroup::new(None);
+        group.spawn("ok", |_| 1);
+        group.spawn("boom", |_| panic!("culling blew up"));
+        group.spawn("ok", |_| 3);
+        let results = group.wait();
+        assert_eq!(results[0], Ok(1));
+        assert_eq!(
+            results[1],
+            Err(TaskError::Panicked { name: "boom", message: "culling blew up".into() })
+        );
+        assert_eq!(results[2], Ok(3));
+    }
+
+    #[test]
+    fn tasks_not_started_before_a_cancel_are_cancelled() {
+        let group = FrameTaskGroup::new(None);
+        group.spawn("late", |_| ());
+        group.work().cancel();
+        assert!(group.is_cancelled());
+        assert_eq!(group.wait(), [Err(TaskError::Cancelled { name: "late" })]);
+    }
+}

@@ -1,0 +1,75 @@
+//! Frame task groups: parallel jobs on the runtime's workers, joined at a barrier.
+
+use std::sync::mpsc;
+
+use streamrt::TaskError;
+use streamrt_integration::{BlobDecoder, GatedSource, PATIENCE};
+
+use crate::runtime;
+
+#[test]
+fn a_task_group_joins_every_task_at_the_barrier_in_spawn_order() {
+    let source = GatedSource::with_blobs(0);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.decode_threads(2));
+    rt.begin_frame();
+    let group = rt.frame_tasks::<u64>();
+    for i in 0..64u64 {
+        group.spawn("sum", move |_| (0..=i).sum());
+    }
+    let results: Vec<u64> = group.wait().into_iter().map(Result::unwrap).collect();
+    let expected: Vec<u64> = (0..64u64).map(|i| i * (i + 1) / 2).collect();
+    assert_eq!(results, expected);
+    rt.end_frame();
+}
+
+#[test]
+fn a_panicking_task_becomes_an_error_at_wait_and_the_others_still_join() {
+    let source = GatedSource::with_blobs(0);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.decode_threads(2));
+    rt.begin_frame();
+    let group = rt.frame_tasks::<&'static str>();
+    group.spawn("animation", |_| "animated");
+    group.spawn("particles", |_| panic!("particle buffer overflow"));
+    group.spawn("culling", |_| "culled");
+    let results = group.wait();
+    assert_eq!(results[0], Ok("animated"));
+    assert_eq!(
+        results[1],
+        Err(TaskError::Panicked { name: "particles", message: "particle buffer overflow".into() })
+    );
+    assert_eq!(results[2], Ok("culled"));
+    assert_eq!(rt.live_workers().1, 2, "a task's panic costs no worker");
+    rt.end_frame();
+}
+
+#[test]
+fn end_of_frame_cancels_tasks_not_started_and_tells_running_ones() {
+    let source = GatedSource::with_blobs(0);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.decode_threads(1));
+    rt.begin_frame();
+    let group = rt.frame_tasks::<bool>();
+    let (started_tx, started) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    group.spawn("long", move |ctx| {
+        started_tx.send(()).unwrap();
+        released.recv().unwrap();
+        ctx.is_cancelled()
+    });
+    group.spawn("queued", |_| false);
+    started.recv_timeout(PATIENCE).expect("the only worker took the long task");
+    rt.end_frame();
+    release.send(()).unwrap();
+    let results = group.wait();
+    assert_eq!(results[0], Ok(true), "the running task saw its frame end");
+    assert_eq!(results[1], Err(TaskError::Cancelled { name: "queued" }));
+}
+
+#[test]
+fn a_task_group_still_completes_after_shutdown_on_the_waiting_thread() {
+    let source = GatedSource::with_blobs(0);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b);
+    rt.shutdown();
+    let group = rt.frame_tasks::<u32>();
+    group.spawn("inline", |_| 7);
+    assert_eq!(group.wait(), [Ok(7)]);
+}
