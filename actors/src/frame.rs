@@ -123,6 +123,8 @@ pub struct FrameReport {
 /// adaptive budget.
 struct Pacing {
     last_begin_us: Option<u64>,
+    /// What the previous boundary published.
+    last_published: u32,
     adaptive: Option<AdaptiveBudget>,
 }
 
@@ -134,7 +136,7 @@ impl Pacing {
             }
             _ => None,
         };
-        Self { last_begin_us: None, adaptive }
+        Self { last_begin_us: None, last_published: 0, adaptive }
     }
 
     /// Takes the time of a boundary; returns the frame time that ended and the count budget
@@ -144,7 +146,7 @@ impl Pacing {
         let first = self.last_begin_us.is_none();
         self.last_begin_us = Some(now_us);
         let budget = match &mut self.adaptive {
-            Some(a) if !first => a.observe(frame_us),
+            Some(a) if !first => a.observe(frame_us, self.last_published),
             Some(a) => a.budget(),
             None => configured,
         };
@@ -186,17 +188,15 @@ impl FrameShared {
             PublishMode::Frames(policy) => policy,
         };
         let now_us = self.probe.now_us();
-        let (frame_us, budget) = self
-            .pacing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .begin(now_us, policy.publish_count_max);
+        let mut pacing = self.pacing.lock().unwrap_or_else(PoisonError::into_inner);
+        let (frame_us, budget) = pacing.begin(now_us, policy.publish_count_max);
         policy.publish_count_max = budget;
         let started = Instant::now();
         let mut elapsed = || u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let mut ready = self.ready();
         let done = ready.publish_frame(frame, &policy, &mut elapsed);
         let (published, published_bytes) = (done.count, done.bytes);
+        pacing.last_published = published;
         let waiting = ready.len();
         drop(ready);
         let event = self.probe.event(EventKind::FrameBegin { published, budget });

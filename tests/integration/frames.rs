@@ -103,27 +103,33 @@ fn within_a_priority_the_oldest_request_publishes_first_whatever_order_they_deco
 }
 
 #[test]
-fn the_adaptive_budget_backs_off_when_frames_run_long_and_recovers_when_they_are_short() {
-    let source = GatedSource::with_blobs(0);
+fn the_adaptive_budget_backs_off_when_loaded_frames_run_long_and_recovers_when_short() {
+    let source = GatedSource::with_blobs(600);
     let clock = Arc::new(ManualClock::new());
-    let policy = FramePolicy::adaptive(64, AdaptivePolicy::target(16_000, 64));
+    let adaptive =
+        AdaptivePolicy { window_frames: 2, increase_step: 1, ..AdaptivePolicy::target(16_000, 8) };
     let rt = runtime(&source, &BlobDecoder::default(), |b| {
-        b.frame_policy(policy).clock(Arc::clone(&clock))
+        b.frame_policy(FramePolicy::adaptive(8, adaptive)).clock(Arc::clone(&clock))
     });
-    assert_eq!(rt.begin_frame().budget, 64);
+    let handles: Vec<_> =
+        (0..600).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    assert!(wait_loaded(&handles, PATIENCE));
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(rt.begin_frame().budget, 8);
     let mut budgets = Vec::new();
-    for _ in 0..64 {
+    for _ in 0..20 {
         clock.advance(33_000);
         let report = rt.tick();
         assert_eq!(report.frame_us, 33_000);
+        assert_eq!(report.published, report.budget, "plenty waiting: every frame is loaded");
         budgets.push(report.budget);
     }
     assert!(budgets.windows(2).all(|w| w[1] <= w[0]), "only down while over: {budgets:?}");
-    let low = *budgets.last().unwrap();
-    assert!(low < 16, "backed off: {budgets:?}");
-    for _ in 0..200 {
+    assert_eq!(*budgets.last().unwrap(), 1, "backed off to the floor: {budgets:?}");
+    for _ in 0..40 {
         clock.advance(4_000);
         budgets.push(rt.tick().budget);
     }
-    assert_eq!(*budgets.last().unwrap(), 64, "recovered to the ceiling");
+    assert!(budgets[20..].windows(2).all(|w| w[1] >= w[0]), "only up while short");
+    assert_eq!(*budgets.last().unwrap(), 8, "recovered to the ceiling: {budgets:?}");
 }

@@ -3,6 +3,11 @@
 //!
 //! Pure logic, fed one frame time per boundary, so convergence is tested on scripted series.
 //!
+//! The controller learns only from *loaded* frames, those that published at least half the
+//! budget: publishing was a real part of their cost, so the budget is what moves it. A frame
+//! that published little says nothing either way (a hitch elsewhere is not the budget's fault,
+//! and an idle frame's spare time does not prove a bigger budget would fit), so it is skipped.
+//!
 //! # Invariants
 //!
 //! - The budget stays within `[budget_min, budget_max]`.
@@ -80,8 +85,12 @@ impl AdaptiveBudget {
         self.budget
     }
 
-    /// Takes the time of the frame that just ended; returns the budget for the next one.
-    pub(crate) fn observe(&mut self, frame_us: u64) -> u32 {
+    /// Takes the time of the frame that just ended and how many requests it published;
+    /// returns the budget for the next one.
+    pub(crate) fn observe(&mut self, frame_us: u64, published: u32) -> u32 {
+        if published.saturating_mul(2) < self.budget {
+            return self.budget;
+        }
         self.window_sum_us = self.window_sum_us.saturating_add(frame_us);
         self.window_len += 1;
         self.window_max_us = self.window_max_us.max(frame_us);
@@ -136,7 +145,7 @@ mod tests {
             .map(|_| {
                 let wobble = rng.u64(0..=2 * jitter_us);
                 let frame_us = base_us + per_publish_us * u64::from(controller.budget()) + wobble;
-                controller.observe(frame_us.saturating_sub(jitter_us))
+                controller.observe(frame_us.saturating_sub(jitter_us), controller.budget())
             })
             .collect()
     }
@@ -177,16 +186,25 @@ mod tests {
         let mut budgets = Vec::new();
         for frame in 0..64 {
             let frame_us = if frame == 20 { 40_000 } else { 14_500 };
-            budgets.push(c.observe(frame_us));
+            budgets.push(c.observe(frame_us, 40));
         }
         assert!(budgets.iter().all(|b| *b == 40), "{budgets:?}");
+    }
+
+    #[test]
+    fn frames_that_published_little_teach_nothing() {
+        let mut c = AdaptiveBudget::new(AdaptivePolicy::target(16_000, 256), 64);
+        for _ in 0..100 {
+            assert_eq!(c.observe(2_000, 3), 64, "idle frames do not raise the budget");
+            assert_eq!(c.observe(40_000, 10), 64, "a hitch elsewhere does not lower it");
+        }
     }
 
     #[test]
     fn sustained_overrun_backs_off_to_the_floor_and_no_further() {
         let policy = AdaptivePolicy { budget_min: 4, ..AdaptivePolicy::target(16_000, 128) };
         let mut c = AdaptiveBudget::new(policy, 128);
-        let budgets: Vec<u32> = (0..200).map(|_| c.observe(30_000)).collect();
+        let budgets: Vec<u32> = (0..200).map(|_| c.observe(30_000, c.budget())).collect();
         assert!(budgets.windows(2).all(|w| w[1] <= w[0]), "never rises while over target");
         assert_eq!(*budgets.last().unwrap(), 4);
     }
@@ -194,7 +212,7 @@ mod tests {
     #[test]
     fn plenty_of_room_rises_to_the_ceiling_and_no_further() {
         let mut c = AdaptiveBudget::new(AdaptivePolicy::target(16_000, 64), 8);
-        let budgets: Vec<u32> = (0..400).map(|_| c.observe(2_000)).collect();
+        let budgets: Vec<u32> = (0..400).map(|_| c.observe(2_000, c.budget())).collect();
         assert_eq!(*budgets.last().unwrap(), 64);
         assert!(budgets.iter().all(|b| *b <= 64));
     }
