@@ -10,6 +10,7 @@ mod chaos;
 mod demo;
 mod formats;
 mod report;
+mod simulate;
 mod status;
 mod tracked;
 
@@ -37,6 +38,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run a mixed workload under injected faults and check every promise.
     Chaos(chaos::ChaosArgs),
+    /// Run the runtime inside a synthetic engine frame loop; prints an order hash.
+    Simulate(simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Chaos(args) => chaos::run(args),
+        Command::Simulate(args) => simulate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,127 @@
+//! What a simulation run records: the order hash (phases, tasks, publishes, presents) and the
+//! Chrome trace of its spans.
+//!
+//! The hash sees only what must be identical for two runs with the same seed: names, frame
+//! numbers, keys and results, never wall-clock times. The trace sees the wall clock.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+
+/// FNV-1a over the run's ordering tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderHash(u64);
+
+impl Default for OrderHash {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl OrderHash {
+    /// Mixes in one token; tokens are separated so "ab","c" differs from "a","bc".
+    pub fn token(&mut self, bytes: &[u8]) {
+        for &b in bytes.iter().chain([0xff].iter()) {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// Mixes in a labelled number.
+    pub fn number(&mut self, label: &str, value: u64) {
+        self.token(label.as_bytes());
+        self.token(&value.to_le_bytes());
+    }
+
+    /// The hash so far.
+    pub fn value(&self) -> u64 {
+        self.0
+    }
+}
+
+/// One complete span: a phase on the engine thread or a task on a worker.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub name: &'static str,
+    pub category: &'static str,
+    pub thread: String,
+    pub start_us: u64,
+    pub duration_us: u64,
+}
+
+/// The spans of a run, timed against the run's start.
+#[derive(Debug)]
+pub struct Trace {
+    start: Instant,
+    spans: Vec<Span>,
+}
+
+impl Trace {
+    /// A trace whose zero is now.
+    pub fn new() -> Self {
+        Self { start: Instant::now(), spans: Vec::new() }
+    }
+
+    /// Microseconds since the trace's zero.
+    pub fn now_us(&self) -> u64 {
+        micros(self.start)
+    }
+
+    /// The instant the trace counts from, for spans timed on other threads.
+    pub fn zero(&self) -> Instant {
+        self.start
+    }
+
+    /// Records a span.
+    pub fn push(&mut self, span: Span) {
+        self.spans.push(span);
+    }
+
+    /// Writes the spans as a Chrome trace (`chrome://tracing`, Perfetto): one track per thread.
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let mut threads: Vec<&str> = Vec::new();
+        let mut events = Vec::with_capacity(self.spans.len() + 8);
+        for span in &self.spans {
+            let tid = match threads.iter().position(|t| *t == span.thread) {
+                Some(i) => i,
+                None => {
+                    threads.push(&span.thread);
+                    threads.len() - 1
+                }
+            };
+            events.push(serde_json::json!({
+                "name": span.name, "cat": span.category, "ph": "X", "pid": 1, "tid": tid,
+                "ts": span.start_us, "dur": span.duration_us.max(1),
+            }));
+        }
+        for (tid, name) in threads.iter().enumerate() {
+            events.push(serde_json::json!({
+                "name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": { "name": name },
+            }));
+        }
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        serde_json::to_writer(&mut out, &serde_json::json!({ "traceEvents": events }))?;
+        out.flush()?;
+        Ok(())
+    }
+}
+
+/// Microseconds since `since`.
+pub fn micros(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// A span of work on the current thread, from `start` (on the trace's clock) to now.
+pub fn span_since(
+    name: &'static str,
+    category: &'static str,
+    zero: Instant,
+    start_us: u64,
+) -> Span {
+    let thread = std::thread::current().name().unwrap_or("unnamed").to_owned();
+    Span { name, category, thread, start_us, duration_us: micros(zero).saturating_sub(start_us) }
+}
