@@ -19,7 +19,8 @@ mod timer;
 
 use timer::WithDeadline;
 
-/// Blocks until every handle is terminal or `timeout` passes. Returns whether all ended.
+/// Blocks until every handle is terminal or `timeout` passes. Returns whether all ended (true
+/// at once for an empty slice).
 pub fn wait_all<T: Send + Sync + 'static>(handles: &[Handle<T>], timeout: Duration) -> bool {
     wait_until(handles, timeout, |hs| hs.iter().all(Handle::is_terminal)).is_some()
 }
@@ -52,13 +53,14 @@ fn wait_until<T: Send + Sync + 'static, R>(
 where
     R: Ready,
 {
-    let first = handles.first()?;
     let deadline = Instant::now() + timeout;
     loop {
         let result = done(handles);
         if result.is_ready() {
             return Some(result);
         }
+        // Nothing to listen to: an empty slice's condition never changes.
+        let first = handles.first()?;
         let listener = first.any_progressed().listen();
         let result = done(handles);
         if result.is_ready() {
@@ -185,7 +187,7 @@ impl<T: Send + Sync + 'static> LoadGroup<T> {
 
     /// Blocks until every request ended or `timeout` passes; returns whether all ended.
     pub fn wait(&self, timeout: Duration) -> bool {
-        self.handles.is_empty() || wait_all(&self.handles, timeout)
+        wait_all(&self.handles, timeout)
     }
 }
 

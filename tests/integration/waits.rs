@@ -113,3 +113,11 @@ fn wait_loaded_returns_once_everything_decoded_even_before_any_frame_publishes()
     assert!(rt.sync(PATIENCE));
     assert_eq!(rt.begin_frame().published, 3);
 }
+
+#[test]
+fn waits_over_no_handles_answer_at_once() {
+    let none: [streamrt::Handle<Blob>; 0] = [];
+    assert!(wait_all(&none, PATIENCE), "all of nothing ended");
+    assert!(wait_loaded(&none, PATIENCE), "all of nothing loaded");
+    assert_eq!(wait_any(&none, Duration::from_millis(1)), None, "nothing can end");
+}
