@@ -9,6 +9,8 @@
 //!   runtime's IO workers and decode threads together, no scheduling.
 //! - `telemetry`: assets of 1–16 KiB from memory, streamed with telemetry on (every event
 //!   written to a JSON-lines file) and off; the baseline is the run with telemetry off.
+//! - `frame`: the engine thread's `begin_frame` + `end_frame` with 0, 100 and 1,000 assets
+//!   ready (budget 64), p50 and p99; the baseline is the empty frame.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +23,8 @@ use streamrt::{Decoder, DirSource, Priority, Runtime, RuntimeConfig};
 
 use crate::formats::{encode_blob, Blob, BlobDecoder};
 
+mod frame;
+
 /// The scenarios `streamctl bench` knows.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Scenario {
@@ -28,6 +32,8 @@ enum Scenario {
     Throughput,
     /// The same in-memory workload with telemetry on (log written) and off.
     Telemetry,
+    /// Engine-thread cost of a frame boundary with 0, 100 and 1,000 assets ready.
+    Frame,
 }
 
 /// Options of `streamctl bench`.
@@ -48,6 +54,9 @@ pub struct BenchArgs {
     /// Interleaved rounds of each system; the median round is reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Frame boundaries measured per level (`frame`).
+    #[arg(long, default_value_t = 2_000)]
+    frames: usize,
     /// Seed of the generated files.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -65,6 +74,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match args.scenario {
         Scenario::Throughput => throughput(args),
         Scenario::Telemetry => telemetry(args),
+        Scenario::Frame => frame::frame(args),
     }
 }
 

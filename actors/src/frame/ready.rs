@@ -18,7 +18,7 @@
 //! - A request that can no longer be published (it was cancelled) is dropped without using
 //!   budget.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use streamrt_messages::{Priority, RequestId};
 
@@ -76,63 +76,58 @@ pub(crate) struct Published {
 
 /// See the module docs.
 pub(crate) struct ReadySet<E> {
-    /// Every waiting request: its entry, priority and the frame it became ready in.
-    entries: HashMap<RequestId, (E, Priority, u64)>,
-    /// Publish order without aging: most urgent first, then oldest request first.
-    by_priority: BTreeSet<(Priority, RequestId)>,
-    /// Aging order: the frame each request became ready in, then oldest request first.
-    by_arrival: BTreeSet<(u64, RequestId)>,
+    /// Every waiting request in publish order without aging (most urgent first, then oldest
+    /// request first), with the frame it became ready in.
+    by_priority: BTreeMap<(Priority, RequestId), (E, u64)>,
+    /// Aging order: the frame each request became ready in, then oldest request first; with
+    /// its priority, to find it in `by_priority`.
+    by_arrival: BTreeMap<(u64, RequestId), Priority>,
+    /// Each waiting request's priority and frame, for reprioritising by id.
+    index: HashMap<RequestId, (Priority, u64)>,
 }
 
 impl<E: Waiting> Default for ReadySet<E> {
     fn default() -> Self {
-        Self { entries: HashMap::new(), by_priority: BTreeSet::new(), by_arrival: BTreeSet::new() }
+        Self { by_priority: BTreeMap::new(), by_arrival: BTreeMap::new(), index: HashMap::new() }
     }
 }
 
 impl<E: Waiting> ReadySet<E> {
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.index.len()
     }
 
     /// Adds a request that became ready during `frame`; a request already waiting is kept as
     /// it was.
     pub(crate) fn push(&mut self, request: RequestId, priority: Priority, entry: E, frame: u64) {
-        if self.entries.contains_key(&request) {
+        if self.index.contains_key(&request) {
             return;
         }
-        self.entries.insert(request, (entry, priority, frame));
-        self.by_priority.insert((priority, request));
-        self.by_arrival.insert((frame, request));
+        self.index.insert(request, (priority, frame));
+        self.by_priority.insert((priority, request), (entry, frame));
+        self.by_arrival.insert((frame, request), priority);
     }
 
     pub(crate) fn reprioritize(&mut self, request: RequestId, priority: Priority) {
-        if let Some((_, current, _)) = self.entries.get_mut(&request) {
-            self.by_priority.remove(&(*current, request));
-            *current = priority;
-            self.by_priority.insert((priority, request));
+        let Some((current, frame)) = self.index.get_mut(&request) else { return };
+        let (old, frame) = (std::mem::replace(current, priority), *frame);
+        if let Some(waiting) = self.by_priority.remove(&(old, request)) {
+            self.by_priority.insert((priority, request), waiting);
         }
+        self.by_arrival.insert((frame, request), priority);
     }
 
-    /// Removes every waiting request.
+    /// Removes every waiting request, oldest request first.
     pub(crate) fn drain(&mut self) -> Vec<E> {
-        self.by_priority.clear();
         self.by_arrival.clear();
-        let mut drained: Vec<_> = self.entries.drain().collect();
-        drained.sort_unstable_by_key(|(request, _)| *request);
-        drained.into_iter().map(|(_, (e, _, _))| e).collect()
-    }
-
-    fn remove(&mut self, request: RequestId) -> E {
-        let (entry, priority, frame) =
-            self.entries.remove(&request).expect("indexed requests wait");
-        self.by_priority.remove(&(priority, request));
-        self.by_arrival.remove(&(frame, request));
-        entry
+        self.index.clear();
+        let mut drained: Vec<_> = std::mem::take(&mut self.by_priority).into_iter().collect();
+        drained.sort_unstable_by_key(|((_, request), _)| *request);
+        drained.into_iter().map(|(_, (e, _))| e).collect()
     }
 
     /// Publishes for the boundary starting `frame`, within `policy`; `elapsed_us` tells the
-    /// time spent since the boundary began.
+    /// time spent since the boundary began (asked only when the policy has a time budget).
     pub(crate) fn publish_frame(
         &mut self,
         frame: u64,
@@ -140,27 +135,31 @@ impl<E: Waiting> ReadySet<E> {
         elapsed_us: &mut dyn FnMut() -> u64,
     ) -> Published {
         let mut done = Published::default();
-        let fits = |done: &Published, bytes: u64, elapsed: u64| {
+        let timed = policy.publish_time_us_max != u64::MAX;
+        let mut fits = |done: &Published, bytes: u64| {
             done.count < policy.publish_count_max
                 && (done.count == 0
                     || (done.bytes.saturating_add(bytes) <= policy.publish_bytes_max
-                        && elapsed < policy.publish_time_us_max))
+                        && (!timed || elapsed_us() < policy.publish_time_us_max)))
         };
-        while let Some(&(at, request)) = self.by_arrival.first() {
-            let bytes = self.entries[&request].0.bytes();
-            if at.saturating_add(policy.aging_frames_max) > frame
-                || !fits(&done, bytes, elapsed_us())
-            {
+        while let Some((&(at, request), &priority)) = self.by_arrival.first_key_value() {
+            let bytes = self.by_priority.get(&(priority, request)).map_or(0, |(e, _)| e.bytes());
+            if at.saturating_add(policy.aging_frames_max) > frame || !fits(&done, bytes) {
                 break;
             }
-            let entry = self.remove(request);
-            publish(&entry, &mut done);
+            self.by_arrival.pop_first();
+            self.index.remove(&request);
+            if let Some((entry, _)) = self.by_priority.remove(&(priority, request)) {
+                publish(&entry, &mut done);
+            }
         }
-        while let Some(&(_, request)) = self.by_priority.first() {
-            if !fits(&done, self.entries[&request].0.bytes(), elapsed_us()) {
+        while let Some((_, (entry, _))) = self.by_priority.first_key_value() {
+            if !fits(&done, entry.bytes()) {
                 break;
             }
-            let entry = self.remove(request);
+            let ((_, request), (entry, at)) = self.by_priority.pop_first().expect("peeked");
+            self.by_arrival.remove(&(at, request));
+            self.index.remove(&request);
             publish(&entry, &mut done);
         }
         done
@@ -244,19 +243,20 @@ mod tests {
     #[test]
     fn the_time_budget_is_checked_between_publishes() {
         let mut b = Bench::new();
-        for id in 1..=3 {
+        for id in 1..=4 {
             b.add(id, Priority::Normal, 1, 1);
         }
         let policy = FramePolicy { publish_time_us_max: 100, ..FramePolicy::count(10) };
         let mut clock = 0;
-        // Each check sees 40 us more: 40 (the first is always allowed), 80 (< 100: one more),
-        // 120 (over: stop).
+        // The first publish is always allowed without asking the time; each later check sees
+        // 40 us more: 40 (< 100: publish), 80 (publish), 120 (over: stop).
         let mut elapsed = || {
             clock += 40;
             clock
         };
         let done = b.set.publish_frame(1, &policy, &mut elapsed);
-        assert_eq!(done.count, 2);
+        assert_eq!(done.count, 3);
+        assert_eq!(b.set.len(), 1);
     }
 
     #[test]
@@ -287,6 +287,21 @@ mod tests {
         );
         b.add(2, Priority::Low, 1, 1);
         assert_eq!(b.frame(1, &FramePolicy::count(1)), [2]);
+        assert_eq!(b.set.len(), 0);
+    }
+
+    #[test]
+    fn reprioritising_a_waiting_request_moves_it_and_keeps_its_age() {
+        let mut b = Bench::new();
+        b.add(1, Priority::Normal, 1, 1);
+        b.add(2, Priority::Low, 1, 1);
+        b.set.reprioritize(RequestId(2), Priority::Critical);
+        b.set.reprioritize(RequestId(99), Priority::Critical);
+        assert_eq!(b.frame(1, &FramePolicy::count(1)), [2]);
+        let aging = FramePolicy { aging_frames_max: 2, ..FramePolicy::count(1) };
+        b.add(3, Priority::Critical, 1, 2);
+        assert_eq!(b.frame(3, &aging), [1], "ready since frame 1: aged past the critical one");
+        assert_eq!(b.set.drain().len(), 1);
         assert_eq!(b.set.len(), 0);
     }
 

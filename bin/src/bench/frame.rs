@@ -1,0 +1,124 @@
+//! `streamctl bench frame`: the engine thread's cost of `begin_frame` + `end_frame` with 0,
+//! 100 and 1,000 decoded assets waiting (publish budget 64).
+//!
+//! Between measured boundaries (untimed) the loop re-requests as many assets as the boundary
+//! published and waits until they decoded and reached the frame coordinator, so every measured
+//! boundary sees the same backlog. The baseline is the empty frame, measured in the same run.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure};
+use streamrt::messages::AssetKey;
+use streamrt::{wait_loaded, Handle, MemorySource, Priority, Runtime};
+
+use super::BenchArgs;
+use crate::formats::{encode_blob, Blob, BlobDecoder};
+use streamrt::report::quantile;
+
+/// The publish budget of every level.
+const BUDGET: u32 = 64;
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Figures of one backlog level, in nanoseconds.
+struct Level {
+    ready: usize,
+    p50_ns: u64,
+    p99_ns: u64,
+    max_ns: u64,
+    published_per_frame: f64,
+}
+
+/// Measures `frames` boundaries with `ready` assets waiting at each.
+fn measure(ready: usize, frames: usize) -> anyhow::Result<Level> {
+    let source = MemorySource::new();
+    // Distinct keys for every request: each boundary publishes fresh loads, not cache hits.
+    let keys = ready + frames * BUDGET as usize;
+    for i in 0..keys {
+        source.insert(AssetKey::parse(&format!("blob:f{i}"))?, encode_blob(&i.to_le_bytes()));
+    }
+    let rt = Runtime::builder()
+        .source(source)
+        .register(BlobDecoder)
+        .frame_budget(BUDGET)
+        .queue_capacity(keys.max(1))
+        .build()?;
+    let mut next = 0;
+    let mut top_up = |n: usize| -> anyhow::Result<Vec<Handle<Blob>>> {
+        let handles = (next..next + n)
+            .map(|i| rt.request::<Blob>(&format!("f{i}"), Priority::Normal))
+            .collect::<Result<Vec<_>, _>>()?;
+        next += n;
+        if !wait_loaded(&handles, PATIENCE) || !rt.sync(PATIENCE) {
+            bail!("the backlog did not decode within {PATIENCE:?}");
+        }
+        Ok(handles)
+    };
+    let mut held = top_up(ready)?;
+    let (mut samples, mut published) = (Vec::with_capacity(frames), 0u64);
+    for _ in 0..frames {
+        let started = Instant::now();
+        let report = rt.begin_frame();
+        rt.end_frame();
+        samples.push(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        ensure!(report.waiting + report.published as usize == ready, "backlog drifted");
+        published += u64::from(report.published);
+        held.retain(|h| !h.is_terminal());
+        held.extend(top_up(report.published as usize)?);
+    }
+    rt.shutdown();
+    samples.sort_unstable();
+    Ok(Level {
+        ready,
+        p50_ns: quantile(&samples, 0.50),
+        p99_ns: quantile(&samples, 0.99),
+        max_ns: samples.last().copied().unwrap_or(0),
+        published_per_frame: published as f64 / frames.max(1) as f64,
+    })
+}
+
+/// Runs the scenario and prints its lines.
+pub fn frame(args: &BenchArgs) -> anyhow::Result<()> {
+    let frames = args.frames.max(10);
+    let levels = [0, 100, 1_000]
+        .into_iter()
+        .map(|n| measure(n, frames))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let us = |ns: u64| ns as f64 / 1e3;
+    let (empty, full) = (&levels[0], &levels[2]);
+    let ratio = empty.p99_ns.max(1) as f64 / full.p99_ns.max(1) as f64;
+    if args.json {
+        let rows: Vec<_> = levels
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "ready": l.ready, "p50_us": us(l.p50_ns), "p99_us": us(l.p99_ns),
+                    "max_us": us(l.max_ns), "published_per_frame": l.published_per_frame,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "scenario": "frame", "unit": "us p99", "frames": frames, "budget": BUDGET,
+            "levels": rows, "ours": us(full.p99_ns), "baseline": us(empty.p99_ns), "ratio": ratio,
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    println!("frame: begin_frame+end_frame on the engine thread, budget {BUDGET}, {frames} frames");
+    for l in &levels {
+        println!(
+            "ready={:>5}: p50={:.1} us p99={:.1} us max={:.1} us published/frame={:.1}",
+            l.ready,
+            us(l.p50_ns),
+            us(l.p99_ns),
+            us(l.max_ns),
+            l.published_per_frame
+        );
+    }
+    println!("unit: us (p99 of begin_frame+end_frame with 1,000 ready; baseline: an empty frame)");
+    println!(
+        "bench frame: ours={:.1} baseline={:.1} ratio={ratio:.2}",
+        us(full.p99_ns),
+        us(empty.p99_ns)
+    );
+    Ok(())
+}
