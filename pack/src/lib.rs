@@ -1,0 +1,28 @@
+//! streamrt's pack files: many assets in one file, with an index, per-entry compression,
+//! checksums and a dependency graph. The format is specified in `docs/PACK.md`.
+//!
+//! - [`PackWriter`] builds a pack (rejecting dependency cycles and dependencies on missing
+//!   keys, naming the keys).
+//! - [`PackReader`] opens one: it checks the header and the index (bounds, checksums, keys,
+//!   sizes) before trusting anything, then reads entries by offset with positioned reads,
+//!   decompressing into a buffer sized from the index and bounded by a configured maximum, so
+//!   a lying size is refused before allocation, and verifies each entry's checksum.
+//! - [`parse_index`] and [`decode_entry`] are the pure parts, also the fuzz targets' entries.
+//!
+//! # Invariants
+//!
+//! - Nothing read from a pack is trusted before it is checked: every error is typed
+//!   ([`PackError`] for the file, [`EntryError`] for one entry) and nothing panics on any input.
+//! - No allocation is sized from the file beyond `index_bytes_max` (the index) and
+//!   `entry_bytes_max` (one entry).
+
+mod format;
+mod read;
+mod write;
+
+pub use format::{Codec, Header, IndexEntry, PackIndex, HEADER_LEN, MAGIC, VERSION};
+pub use read::{decode_entry, parse_index, EntryError, PackError, PackLimits, PackReader};
+pub use write::{BuildError, PackWriter};
+
+#[cfg(test)]
+mod tests;

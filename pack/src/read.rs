@@ -1,0 +1,320 @@
+//! Opening and reading packs, trusting nothing in the file until it is checked.
+//!
+//! # Errors
+//!
+//! Opening gives a [`PackError`] naming what is wrong with the file (magic, version, a
+//! checksum, a bound, a key); reading an entry gives an [`EntryError`] naming the entry.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use streamrt_messages::AssetKey;
+
+use crate::format::{Codec, Header, IndexEntry, PackIndex, HEADER_LEN, MAGIC, VERSION};
+
+/// What a reader accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackLimits {
+    /// The largest index, in bytes.
+    pub index_bytes_max: u64,
+    /// The largest entry, stored or decompressed, in bytes.
+    pub entry_bytes_max: u64,
+}
+
+impl Default for PackLimits {
+    /// A 64 MiB index, 256 MiB per entry.
+    fn default() -> Self {
+        Self { index_bytes_max: 64 << 20, entry_bytes_max: 256 << 20 }
+    }
+}
+
+/// Why a pack cannot be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PackError {
+    /// The file could not be read.
+    #[error("io: {0}")]
+    Io(String),
+    /// Shorter than its header.
+    #[error("truncated: {len} bytes, the header alone is {HEADER_LEN}")]
+    Truncated {
+        /// The file's length.
+        len: u64,
+    },
+    /// Not a pack.
+    #[error("not a streamrt pack (bad magic)")]
+    BadMagic,
+    /// A version this reader does not know.
+    #[error("unsupported pack version {found} (this reader knows {VERSION})")]
+    UnsupportedVersion {
+        /// The version in the header.
+        found: u32,
+    },
+    /// The header's checksum does not match.
+    #[error("header checksum mismatch")]
+    HeaderChecksum,
+    /// The index lies outside the file or the header.
+    #[error("index at {at}+{len} lies outside the file of {file_len} bytes")]
+    IndexOutOfBounds {
+        /// Where the header says it starts.
+        at: u64,
+        /// Its length according to the header.
+        len: u64,
+        /// The file's length.
+        file_len: u64,
+    },
+    /// The index is larger than the limit.
+    #[error("index of {len} bytes over the limit of {max}")]
+    IndexTooLarge {
+        /// Its length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The index's checksum does not match.
+    #[error("index checksum mismatch")]
+    IndexChecksum,
+    /// The index does not decode.
+    #[error("index does not decode: {0}")]
+    IndexDecode(String),
+    /// An entry of the index is inconsistent.
+    #[error("entry {key:?}: {reason}")]
+    BadEntry {
+        /// The entry's key as written.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Why one entry cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// The read failed.
+    #[error("io: {0}")]
+    Io(String),
+    /// The entry is larger than the limit (checked before allocating).
+    #[error("too large: {size} bytes, limit {max}")]
+    TooLarge {
+        /// The size the index claims.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The bytes do not decompress to the size and checksum the index records.
+    #[error("corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Reads and checks the header.
+fn parse_header(bytes: &[u8; HEADER_LEN as usize]) -> Result<Header, PackError> {
+    if bytes[..8] != MAGIC {
+        return Err(PackError::BadMagic);
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    if u32_at(36) != crc32fast::hash(&bytes[..36]) {
+        return Err(PackError::HeaderChecksum);
+    }
+    let version = u32_at(8);
+    if version != VERSION {
+        return Err(PackError::UnsupportedVersion { found: version });
+    }
+    Ok(Header { version, index_at: u64_at(16), index_len: u64_at(24), index_crc: u32_at(32) })
+}
+
+/// Decodes and checks an index whose data region ends at `data_end`: every key valid and
+/// unique, every entry inside the data region, sizes within `limits`, no codec-none entry whose
+/// sizes differ, every dependency an entry of the pack.
+///
+/// # Errors
+///
+/// [`PackError::IndexDecode`] or [`PackError::BadEntry`].
+pub fn parse_index(
+    bytes: &[u8],
+    data_end: u64,
+    limits: &PackLimits,
+) -> Result<PackIndex, PackError> {
+    let index: PackIndex =
+        postcard::from_bytes(bytes).map_err(|e| PackError::IndexDecode(e.to_string()))?;
+    let mut seen = HashMap::with_capacity(index.entries.len());
+    for (i, entry) in index.entries.iter().enumerate() {
+        let bad = |reason: String| PackError::BadEntry { key: entry.key.clone(), reason };
+        AssetKey::parse(&entry.key).map_err(|e| bad(e.to_string()))?;
+        if seen.insert(entry.key.as_str(), i).is_some() {
+            return Err(bad("appears twice".into()));
+        }
+        let end = entry.offset.checked_add(entry.stored_size);
+        if entry.offset < HEADER_LEN || end.is_none_or(|end| end > data_end) {
+            return Err(bad(format!(
+                "{}+{} lies outside the data region {HEADER_LEN}..{data_end}",
+                entry.offset, entry.stored_size
+            )));
+        }
+        if entry.codec == Codec::None && entry.stored_size != entry.raw_size {
+            return Err(bad(format!(
+                "stored {} and raw {} differ without a codec",
+                entry.stored_size, entry.raw_size
+            )));
+        }
+        if entry.stored_size > limits.entry_bytes_max {
+            return Err(bad(format!("stored size {} over the limit", entry.stored_size)));
+        }
+    }
+    for entry in &index.entries {
+        if let Some(missing) = entry.deps.iter().find(|d| !seen.contains_key(d.as_str())) {
+            return Err(PackError::BadEntry {
+                key: entry.key.clone(),
+                reason: format!("depends on {missing:?}, which is not in the pack"),
+            });
+        }
+    }
+    Ok(index)
+}
+
+/// Decompresses one entry's stored bytes and checks them against the index: the raw size is
+/// checked against `entry_bytes_max` before the output buffer is allocated, decompression
+/// cannot write past it, and the result must match the recorded size and checksum.
+///
+/// # Errors
+///
+/// [`EntryError::TooLarge`] or [`EntryError::Corrupt`].
+pub fn decode_entry(
+    entry: &IndexEntry,
+    stored: &[u8],
+    entry_bytes_max: u64,
+) -> Result<Vec<u8>, EntryError> {
+    if entry.raw_size > entry_bytes_max {
+        return Err(EntryError::TooLarge { size: entry.raw_size, max: entry_bytes_max });
+    }
+    let raw_len = usize::try_from(entry.raw_size)
+        .map_err(|_| EntryError::TooLarge { size: entry.raw_size, max: entry_bytes_max })?;
+    let raw = match entry.codec {
+        Codec::None => stored.to_vec(),
+        Codec::Lz4 => {
+            let mut out = vec![0u8; raw_len];
+            let n = lz4_flex::block::decompress_into(stored, &mut out)
+                .map_err(|e| EntryError::Corrupt(format!("lz4: {e}")))?;
+            out.truncate(n);
+            out
+        }
+        Codec::Zstd => zstd::bulk::decompress(stored, raw_len)
+            .map_err(|e| EntryError::Corrupt(format!("zstd: {e}")))?,
+    };
+    if raw.len() as u64 != entry.raw_size {
+        return Err(EntryError::Corrupt(format!(
+            "{} bytes decompressed, the index says {}",
+            raw.len(),
+            entry.raw_size
+        )));
+    }
+    if crc32fast::hash(&raw) != entry.crc32 {
+        return Err(EntryError::Corrupt("checksum mismatch".into()));
+    }
+    Ok(raw)
+}
+
+/// An open pack; see the crate docs. Reads are positioned, so one reader serves many threads.
+#[derive(Debug)]
+pub struct PackReader {
+    file: File,
+    index: PackIndex,
+    by_key: HashMap<String, usize>,
+    limits: PackLimits,
+}
+
+impl PackReader {
+    /// Opens `path` and checks its header and index.
+    ///
+    /// # Errors
+    ///
+    /// See [`PackError`].
+    pub fn open(path: &Path, limits: PackLimits) -> Result<Self, PackError> {
+        let io = |e: std::io::Error| PackError::Io(e.to_string());
+        let file = File::open(path).map_err(io)?;
+        let file_len = file.metadata().map_err(io)?.len();
+        if file_len < HEADER_LEN {
+            return Err(PackError::Truncated { len: file_len });
+        }
+        let mut head = [0u8; HEADER_LEN as usize];
+        file.read_exact_at(&mut head, 0).map_err(io)?;
+        let header = parse_header(&head)?;
+        let (at, len) = (header.index_at, header.index_len);
+        if at < HEADER_LEN || at.checked_add(len) != Some(file_len) {
+            return Err(PackError::IndexOutOfBounds { at, len, file_len });
+        }
+        if len > limits.index_bytes_max {
+            return Err(PackError::IndexTooLarge { len, max: limits.index_bytes_max });
+        }
+        let mut bytes =
+            vec![
+                0u8;
+                usize::try_from(len)
+                    .map_err(|_| PackError::IndexTooLarge { len, max: limits.index_bytes_max })?
+            ];
+        file.read_exact_at(&mut bytes, at).map_err(io)?;
+        if crc32fast::hash(&bytes) != header.index_crc {
+            return Err(PackError::IndexChecksum);
+        }
+        let index = parse_index(&bytes, at, &limits)?;
+        let by_key = index.entries.iter().enumerate().map(|(i, e)| (e.key.clone(), i)).collect();
+        Ok(Self { file, index, by_key, limits })
+    }
+
+    /// Every entry, in file order.
+    pub fn entries(&self) -> &[IndexEntry] {
+        &self.index.entries
+    }
+
+    /// The entry of `key` (`type:path`).
+    pub fn entry(&self, key: &str) -> Option<&IndexEntry> {
+        self.by_key.get(key).map(|&i| &self.index.entries[i])
+    }
+
+    /// The limits the pack was opened with.
+    pub fn limits(&self) -> PackLimits {
+        self.limits
+    }
+
+    /// Reads `len` stored bytes at `offset` (inside the data region, as the index was checked).
+    ///
+    /// # Errors
+    ///
+    /// [`EntryError::Io`], or `TooLarge` past the entry limit.
+    pub fn read_stored(&self, offset: u64, len: u64) -> Result<Vec<u8>, EntryError> {
+        let max = self.limits.entry_bytes_max;
+        if len > max {
+            return Err(EntryError::TooLarge { size: len, max });
+        }
+        let n = usize::try_from(len).map_err(|_| EntryError::TooLarge { size: len, max })?;
+        let mut stored = vec![0u8; n];
+        self.file.read_exact_at(&mut stored, offset).map_err(|e| EntryError::Io(e.to_string()))?;
+        Ok(stored)
+    }
+
+    /// Reads, decompresses and verifies one entry.
+    ///
+    /// # Errors
+    ///
+    /// See [`EntryError`].
+    pub fn read(&self, entry: &IndexEntry) -> Result<Vec<u8>, EntryError> {
+        if entry.raw_size > self.limits.entry_bytes_max {
+            return Err(EntryError::TooLarge {
+                size: entry.raw_size,
+                max: self.limits.entry_bytes_max,
+            });
+        }
+        let stored = self.read_stored(entry.offset, entry.stored_size)?;
+        decode_entry(entry, &stored, self.limits.entry_bytes_max)
+    }
+
+    /// Reads every entry; returns the ones that fail, with why.
+    pub fn verify(&self) -> Vec<(String, EntryError)> {
+        self.index
+            .entries
+            .iter()
+            .filter_map(|e| self.read(e).err().map(|err| (e.key.clone(), err)))
+            .collect()
+    }
+}

@@ -1,0 +1,207 @@
+//! The format against hostile input: every corruption gives a typed error, never a panic.
+
+use std::path::{Path, PathBuf};
+
+use crate::*;
+
+fn payload(i: usize) -> Vec<u8> {
+    // Compressible but not trivial: a repeating pattern with a varying tail.
+    let mut v: Vec<u8> = (0..4_096).map(|j| (j % 97) as u8).collect();
+    v.extend_from_slice(format!("entry-{i}").as_bytes());
+    v
+}
+
+fn build(dir: &Path, codec: Codec) -> PathBuf {
+    let path = dir.join(format!("test-{}.pack", codec.name()));
+    let mut w = PackWriter::create(&path).unwrap();
+    w.add("blob:base", &payload(0), codec, vec![]).unwrap();
+    w.add("blob:a", &payload(1), codec, vec!["blob:base".into()]).unwrap();
+    w.add("blob:b", &payload(2), codec, vec!["blob:a".into(), "blob:base".into()]).unwrap();
+    w.finish().unwrap();
+    path
+}
+
+#[test]
+fn every_codec_round_trips_with_its_dependencies() {
+    let dir = tempfile::tempdir().unwrap();
+    for codec in [Codec::None, Codec::Lz4, Codec::Zstd] {
+        let pack = PackReader::open(&build(dir.path(), codec), PackLimits::default()).unwrap();
+        assert_eq!(pack.entries().len(), 3);
+        let b = pack.entry("blob:b").unwrap();
+        assert_eq!(b.codec, codec, "this payload compresses");
+        assert_eq!(b.deps, ["blob:a", "blob:base"]);
+        assert_eq!(pack.read(b).unwrap(), payload(2));
+        assert!(pack.verify().is_empty());
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_the_data_names_the_entry_and_spares_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    for codec in [Codec::None, Codec::Lz4, Codec::Zstd] {
+        let path = build(dir.path(), codec);
+        let a = PackReader::open(&path, PackLimits::default()).unwrap().entry("blob:a").cloned();
+        let a = a.unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[(a.offset + a.stored_size / 2) as usize] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        let pack = PackReader::open(&path, PackLimits::default()).unwrap();
+        let bad = pack.verify();
+        assert_eq!(bad.len(), 1, "{codec:?}: {bad:?}");
+        assert_eq!(bad[0].0, "blob:a");
+        assert!(matches!(bad[0].1, EntryError::Corrupt(_)));
+        assert_eq!(pack.read(pack.entry("blob:base").unwrap()).unwrap(), payload(0));
+    }
+}
+
+#[test]
+fn any_flipped_bit_in_the_header_or_index_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = build(dir.path(), Codec::Lz4);
+    let clean = std::fs::read(&path).unwrap();
+    let index_at = u64::from_le_bytes(clean[16..24].try_into().unwrap()) as usize;
+    let flipped = dir.path().join("flipped.pack");
+    let positions = (0..HEADER_LEN as usize).chain(index_at..clean.len());
+    for at in positions {
+        for bit in [0, 3, 7] {
+            let mut bytes = clean.clone();
+            bytes[at] ^= 1 << bit;
+            std::fs::write(&flipped, &bytes).unwrap();
+            let result = PackReader::open(&flipped, PackLimits::default());
+            assert!(result.is_err(), "bit {bit} of byte {at} went unnoticed");
+        }
+    }
+}
+
+#[test]
+fn truncation_at_every_point_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = build(dir.path(), Codec::Zstd);
+    let clean = std::fs::read(&path).unwrap();
+    let cut = dir.path().join("cut.pack");
+    for len in 0..clean.len() {
+        std::fs::write(&cut, &clean[..len]).unwrap();
+        let err = PackReader::open(&cut, PackLimits::default()).unwrap_err();
+        if len < HEADER_LEN as usize {
+            assert_eq!(err, PackError::Truncated { len: len as u64 });
+        } else {
+            assert!(matches!(err, PackError::IndexOutOfBounds { .. }), "cut at {len}: {err}");
+        }
+    }
+}
+
+#[test]
+fn wrong_magic_and_unknown_versions_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = build(dir.path(), Codec::None);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] = b'X';
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(PackReader::open(&path, PackLimits::default()).unwrap_err(), PackError::BadMagic);
+    bytes[0] = b'S';
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..36]);
+    bytes[36..40].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(
+        PackReader::open(&path, PackLimits::default()).unwrap_err(),
+        PackError::UnsupportedVersion { found: 2 }
+    );
+}
+
+fn entry(codec: Codec, stored: &[u8], raw_size: u64, crc32: u32) -> IndexEntry {
+    IndexEntry {
+        key: "blob:bomb".into(),
+        offset: HEADER_LEN,
+        stored_size: stored.len() as u64,
+        raw_size,
+        codec,
+        crc32,
+        deps: vec![],
+    }
+}
+
+#[test]
+fn decompression_bombs_are_refused_before_allocating() {
+    // 64 MiB of zeros compress to a few KiB; with a 1 MiB limit the claimed size is refused
+    // before any buffer is made, and a smaller lie stops decompression at the claimed size.
+    let zeros = vec![0u8; 64 << 20];
+    let crc = crc32fast::hash(&zeros);
+    for (codec, stored) in [
+        (Codec::Lz4, lz4_flex::block::compress(&zeros)),
+        (Codec::Zstd, zstd::bulk::compress(&zeros, 3).unwrap()),
+    ] {
+        assert!(stored.len() < 1 << 20, "{codec:?} bomb is small: {}", stored.len());
+        let honest = entry(codec, &stored, zeros.len() as u64, crc);
+        assert_eq!(
+            decode_entry(&honest, &stored, 1 << 20).unwrap_err(),
+            EntryError::TooLarge { size: 64 << 20, max: 1 << 20 }
+        );
+        let lying = entry(codec, &stored, 4_096, crc);
+        assert!(matches!(decode_entry(&lying, &stored, 1 << 20), Err(EntryError::Corrupt(_))));
+        let huge = entry(codec, &stored, u64::MAX, crc);
+        assert!(matches!(decode_entry(&huge, &stored, 1 << 20), Err(EntryError::TooLarge { .. })));
+    }
+}
+
+#[test]
+fn lying_sizes_in_the_index_are_refused() {
+    let data_end = HEADER_LEN + 100;
+    let limits = PackLimits::default();
+    let check = |e: IndexEntry| {
+        let bytes = postcard::to_allocvec(&PackIndex { entries: vec![e] }).unwrap();
+        parse_index(&bytes, data_end, &limits).unwrap_err()
+    };
+    let base = entry(Codec::None, &[0; 10], 10, 0);
+    let past_end = IndexEntry { stored_size: 200, raw_size: 200, ..base.clone() };
+    assert!(matches!(check(past_end), PackError::BadEntry { .. }));
+    let overflow = IndexEntry { offset: u64::MAX - 1, ..base.clone() };
+    assert!(matches!(check(overflow), PackError::BadEntry { .. }));
+    let in_header = IndexEntry { offset: 3, ..base.clone() };
+    assert!(matches!(check(in_header), PackError::BadEntry { .. }));
+    let uncompressed_lie = IndexEntry { raw_size: 11, ..base.clone() };
+    assert!(matches!(check(uncompressed_lie), PackError::BadEntry { .. }));
+    let traversal = IndexEntry { key: "blob:../etc/passwd".into(), ..base.clone() };
+    assert!(matches!(check(traversal), PackError::BadEntry { .. }));
+    let dangling = IndexEntry { deps: vec!["blob:nowhere".into()], ..base };
+    assert!(matches!(check(dangling), PackError::BadEntry { .. }));
+}
+
+#[test]
+fn building_rejects_cycles_and_missing_dependencies_naming_the_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = PackWriter::create(&dir.path().join("cycle.pack")).unwrap();
+    w.add("blob:a", b"a", Codec::None, vec!["blob:b".into()]).unwrap();
+    w.add("blob:b", b"b", Codec::None, vec!["blob:c".into()]).unwrap();
+    w.add("blob:c", b"c", Codec::None, vec!["blob:a".into()]).unwrap();
+    let err = w.finish().unwrap_err().to_string();
+    assert_eq!(err, "dependency cycle: blob:a -> blob:b -> blob:c -> blob:a");
+    let mut w = PackWriter::create(&dir.path().join("missing.pack")).unwrap();
+    w.add("material:m", b"m", Codec::None, vec!["texture:gone".into()]).unwrap();
+    let err = w.finish().unwrap_err().to_string();
+    assert_eq!(err, "missing dependencies: material:m -> texture:gone");
+    let mut w = PackWriter::create(&dir.path().join("dup.pack")).unwrap();
+    w.add("blob:x", b"x", Codec::None, vec![]).unwrap();
+    assert!(matches!(w.add("blob:x", b"x", Codec::None, vec![]), Err(BuildError::Duplicate(_))));
+    assert!(matches!(
+        w.add("blob:/abs", b"x", Codec::None, vec![]),
+        Err(BuildError::InvalidKey { .. })
+    ));
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_index_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+        let _ = parse_index(&bytes, 1 << 20, &PackLimits::default());
+    }
+
+    #[test]
+    fn arbitrary_stored_bytes_never_panic(
+        bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+        raw_size in 0u64..100_000,
+        zstd in proptest::bool::ANY,
+    ) {
+        let codec = if zstd { Codec::Zstd } else { Codec::Lz4 };
+        let _ = decode_entry(&entry(codec, &bytes, raw_size, 0), &bytes, 1 << 20);
+    }
+}
