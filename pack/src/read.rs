@@ -125,17 +125,14 @@ fn parse_header(bytes: &[u8; HEADER_LEN as usize]) -> Result<Header, PackError> 
 }
 
 /// Decodes and checks an index whose data region ends at `data_end`: every key valid and
-/// unique, every entry inside the data region, sizes within `limits`, no codec-none entry whose
-/// sizes differ, every dependency an entry of the pack.
+/// unique, every entry inside the data region, no codec-none entry whose sizes differ, every
+/// dependency an entry of the pack. Entries over the reader's `entry_bytes_max` are kept: reading
+/// one fails with `TooLarge`, and the rest of the pack stays usable.
 ///
 /// # Errors
 ///
 /// [`PackError::IndexDecode`] or [`PackError::BadEntry`].
-pub fn parse_index(
-    bytes: &[u8],
-    data_end: u64,
-    limits: &PackLimits,
-) -> Result<PackIndex, PackError> {
+pub fn parse_index(bytes: &[u8], data_end: u64) -> Result<PackIndex, PackError> {
     let index: PackIndex =
         postcard::from_bytes(bytes).map_err(|e| PackError::IndexDecode(e.to_string()))?;
     let mut seen = HashMap::with_capacity(index.entries.len());
@@ -157,9 +154,6 @@ pub fn parse_index(
                 "stored {} and raw {} differ without a codec",
                 entry.stored_size, entry.raw_size
             )));
-        }
-        if entry.stored_size > limits.entry_bytes_max {
-            return Err(bad(format!("stored size {} over the limit", entry.stored_size)));
         }
     }
     for entry in &index.entries {
@@ -257,7 +251,7 @@ impl PackReader {
         if crc32fast::hash(&bytes) != header.index_crc {
             return Err(PackError::IndexChecksum);
         }
-        let index = parse_index(&bytes, at, &limits)?;
+        let index = parse_index(&bytes, at)?;
         let by_key = index.entries.iter().enumerate().map(|(i, e)| (e.key.clone(), i)).collect();
         Ok(Self { file, index, by_key, limits })
     }

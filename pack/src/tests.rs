@@ -147,10 +147,9 @@ fn decompression_bombs_are_refused_before_allocating() {
 #[test]
 fn lying_sizes_in_the_index_are_refused() {
     let data_end = HEADER_LEN + 100;
-    let limits = PackLimits::default();
     let check = |e: IndexEntry| {
         let bytes = postcard::to_allocvec(&PackIndex { entries: vec![e] }).unwrap();
-        parse_index(&bytes, data_end, &limits).unwrap_err()
+        parse_index(&bytes, data_end).unwrap_err()
     };
     let base = entry(Codec::None, &[0; 10], 10, 0);
     let past_end = IndexEntry { stored_size: 200, raw_size: 200, ..base.clone() };
@@ -192,7 +191,7 @@ fn building_rejects_cycles_and_missing_dependencies_naming_the_keys() {
 proptest::proptest! {
     #[test]
     fn arbitrary_index_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
-        let _ = parse_index(&bytes, 1 << 20, &PackLimits::default());
+        let _ = parse_index(&bytes, 1 << 20);
     }
 
     #[test]
