@@ -52,13 +52,14 @@ mod work;
 
 pub use streamrt_messages as messages;
 pub use streamrt_messages::{AssetKey, AssetLoadError, ErrorKind, LoadState, Priority, Status};
+pub use streamrt_pack as pack;
 
 pub use asset::{verify_crc32_trailer, DecodeError, Decoder};
 pub use cache::CacheStats;
 pub use frame::{AdaptivePolicy, FramePolicy, FrameReport, PublishMode};
 pub use request::{Handle, ReadyError};
 pub use runtime::{BuildError, RequestError, RetryPolicy, Runtime, RuntimeBuilder, RuntimeConfig};
-pub use source::{DirSource, MemorySource, Source, SourceError};
+pub use source::{DirSource, MemorySource, PackSource, Source, SourceError};
 pub use streamrt_supervisor::{Backoff, Escalation, Intensity};
 pub use streamrt_supervisor::{Clock, ManualClock, MonotonicClock};
 pub use tasks::{FrameTaskGroup, TaskContext, TaskError};

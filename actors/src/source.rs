@@ -7,9 +7,11 @@
 
 mod dir;
 mod memory;
+mod pack;
 
 pub use dir::DirSource;
 pub use memory::MemorySource;
+pub use pack::PackSource;
 
 use streamrt_messages::{AssetKey, ErrorKind};
 
@@ -19,7 +21,8 @@ pub trait Source: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// A [`SourceError`]: `NotFound`, a (transient) `Io` error, or `TooLarge`.
+    /// A [`SourceError`]: `NotFound`, a (transient) `Io` error, `TooLarge`, `Corrupt` or
+    /// `Denied`.
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError>;
 
     /// A short description for logs and status (`dir:/path/to/root`).
@@ -35,6 +38,12 @@ pub enum SourceError {
     /// The read failed.
     #[error("io: {0}")]
     Io(String),
+    /// The stored bytes do not match their checksum or size.
+    #[error("corrupt: {0}")]
+    Corrupt(String),
+    /// The read would leave the source's root.
+    #[error("denied: {0}")]
+    Denied(String),
     /// The asset is larger than the source's limit.
     #[error("too large: {size} bytes, limit {max}")]
     TooLarge {
@@ -51,6 +60,8 @@ impl From<SourceError> for ErrorKind {
             SourceError::NotFound => ErrorKind::NotFound,
             SourceError::Io(m) => ErrorKind::Io(m),
             SourceError::TooLarge { size, max } => ErrorKind::TooLarge { size, max },
+            SourceError::Corrupt(m) => ErrorKind::Corrupt(m),
+            SourceError::Denied(m) => ErrorKind::Denied(m),
         }
     }
 }

@@ -49,6 +49,9 @@ pub enum ErrorKind {
     /// The stored bytes do not match their checksum or their declared layout.
     #[error("corrupt: {0}")]
     Corrupt(String),
+    /// The source refused the read: it would leave the source's root (a symlink out of it).
+    #[error("denied: {0}")]
+    Denied(String),
     /// A dependency failed, for the reason given.
     #[error("dependency {dependency} failed: {cause}")]
     DependencyFailed {
@@ -95,6 +98,7 @@ impl ErrorKind {
             Self::DecoderPanicked(_) => "decoder_panicked",
             Self::Validation(_) => "validation",
             Self::Corrupt(_) => "corrupt",
+            Self::Denied(_) => "denied",
             Self::DependencyFailed { .. } => "dependency_failed",
             Self::QueueFull { .. } => "queue_full",
             Self::TooLarge { .. } => "too_large",

@@ -5,6 +5,7 @@
 //! of hanging it.
 
 mod cancellation;
+mod confinement;
 mod failures;
 mod frames;
 mod lifecycle;

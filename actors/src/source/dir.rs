@@ -3,6 +3,7 @@
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use streamrt_messages::AssetKey;
 
@@ -12,12 +13,19 @@ use super::{Source, SourceError};
 ///
 /// # Invariants
 ///
-/// Only paths under `root` are opened: keys are confined by construction (no `..`, no absolute
-/// path), and a file larger than `bytes_max` is refused before its contents are read.
+/// Only files under `root` are opened: keys are confined by construction (no `..`, no absolute
+/// path), and every path is resolved (symlinks followed) before it is opened; a path that
+/// resolves outside the resolved root is refused with `Denied`, so a symlink never leads out
+/// of the root. Symlinks that stay inside it work. The resolved path is what gets opened, so the
+/// check and the open see the same file unless the tree itself is rewritten between the two
+/// (the source assumes nobody rewrites its asset tree adversarially while it reads). A file
+/// larger than `bytes_max` is refused before its contents are read.
 #[derive(Debug, Clone)]
 pub struct DirSource {
     root: PathBuf,
     bytes_max: u64,
+    /// `root` with every symlink resolved, once it exists.
+    resolved_root: OnceLock<PathBuf>,
 }
 
 impl DirSource {
@@ -26,7 +34,11 @@ impl DirSource {
 
     /// A source rooted at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), bytes_max: Self::BYTES_MAX_DEFAULT }
+        Self {
+            root: root.into(),
+            bytes_max: Self::BYTES_MAX_DEFAULT,
+            resolved_root: OnceLock::new(),
+        }
     }
 
     /// Sets the largest file this source reads, in bytes.
@@ -41,14 +53,26 @@ impl DirSource {
         &self.root
     }
 
-    fn path_of(&self, key: &AssetKey) -> PathBuf {
-        self.root.join(key.path())
+    /// The file `key` names, resolved and checked to lie inside the root.
+    fn confined_path(&self, key: &AssetKey) -> Result<PathBuf, SourceError> {
+        let root = match self.resolved_root.get() {
+            Some(root) => root,
+            None => {
+                let resolved = fs::canonicalize(&self.root).map_err(|e| io_error(&e))?;
+                self.resolved_root.get_or_init(|| resolved)
+            }
+        };
+        let path = fs::canonicalize(self.root.join(key.path())).map_err(|e| io_error(&e))?;
+        if !path.starts_with(root) {
+            return Err(SourceError::Denied(format!("{key} resolves outside {}", root.display())));
+        }
+        Ok(path)
     }
 }
 
 impl Source for DirSource {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
-        let path = self.path_of(key);
+        let path = self.confined_path(key)?;
         let file = fs::File::open(&path).map_err(|e| io_error(&e))?;
         let meta = file.metadata().map_err(|e| io_error(&e))?;
         if !meta.is_file() {

@@ -1,0 +1,59 @@
+//! A pack source: assets read by offset from one pack file (`docs/PACK.md`).
+//!
+//! The pack's header and index are checked when it is opened; each read is a positioned read
+//! (several IO workers read one file at once), decompressed into a buffer bounded by the
+//! index's raw size and the pack's `entry_bytes_max`, and verified against the entry's
+//! checksum. A corrupt entry fails its own loads with `Corrupt`; the others keep loading.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use streamrt_messages::AssetKey;
+use streamrt_pack::{EntryError, IndexEntry, PackError, PackLimits, PackReader};
+
+use super::{Source, SourceError};
+
+/// Reads assets from a pack file; cloning shares the open file.
+#[derive(Debug, Clone)]
+pub struct PackSource {
+    reader: Arc<PackReader>,
+    path: PathBuf,
+}
+
+impl PackSource {
+    /// Opens the pack at `path` with `limits`.
+    ///
+    /// # Errors
+    ///
+    /// The file is not a valid pack; see [`PackError`].
+    pub fn open(path: impl AsRef<Path>, limits: PackLimits) -> Result<Self, PackError> {
+        let path = path.as_ref().to_owned();
+        let reader = PackReader::open(&path, limits)?;
+        Ok(Self { reader: Arc::new(reader), path })
+    }
+
+    /// The pack's entries, in file order.
+    pub fn entries(&self) -> &[IndexEntry] {
+        self.reader.entries()
+    }
+
+    /// The entry of `key`, with its sizes and dependencies.
+    pub fn entry(&self, key: &AssetKey) -> Option<&IndexEntry> {
+        self.reader.entry(&key.to_string())
+    }
+}
+
+impl Source for PackSource {
+    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+        let entry = self.entry(key).ok_or(SourceError::NotFound)?;
+        self.reader.read(entry).map_err(|e| match e {
+            EntryError::Io(m) => SourceError::Io(m),
+            EntryError::TooLarge { size, max } => SourceError::TooLarge { size, max },
+            EntryError::Corrupt(m) => SourceError::Corrupt(m),
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("pack:{}", self.path.display())
+    }
+}

@@ -1,0 +1,130 @@
+//! Keys and sources stay inside their roots; packs serve their healthy entries whatever is
+//! wrong with the others.
+
+use std::os::unix::fs::symlink;
+
+use streamrt::messages::ErrorKind;
+use streamrt::pack::{Codec, PackLimits, PackWriter};
+use streamrt::{DirSource, PackSource, Priority, ReadyError, RequestError, Runtime};
+use streamrt_integration::{Blob, BlobDecoder, PATIENCE};
+
+/// Keys that try to leave a source's root, one way or another.
+const TRAVERSALS: [&str; 34] = [
+    "..",
+    "../x",
+    "../../etc/passwd",
+    "a/../../x",
+    "a/b/../../../c",
+    "x/..",
+    "./a",
+    "a/./b",
+    ".",
+    "a/.",
+    "/etc/passwd",
+    "/",
+    "//server/share",
+    "/..",
+    "\\windows\\system32",
+    "a\\..\\b",
+    "..\\..\\x",
+    "\\\\server\\share",
+    "C:/x",
+    "c:\\x",
+    "D:",
+    "z:relative",
+    "a\0b",
+    "a/\0",
+    "\0",
+    "",
+    "a//b",
+    "a/b/",
+    "/a",
+    "../",
+    "a/../",
+    "con/../../x",
+    "ok/../../..",
+    "../ok",
+];
+
+fn runtime(source: impl streamrt::Source) -> Runtime {
+    Runtime::builder().source(source).register(BlobDecoder::default()).immediate().build().unwrap()
+}
+
+fn failure(rt: &Runtime, path: &str) -> ErrorKind {
+    let h = rt.request::<Blob>(path, Priority::Normal).unwrap();
+    match h.wait_timeout(PATIENCE).expect("ends") {
+        Err(ReadyError::Failed(e)) => e.kind.clone(),
+        other => panic!("{path}: expected a failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_traversal_key_is_refused_before_any_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(DirSource::new(dir.path()));
+    for path in TRAVERSALS {
+        let refused = rt.request::<Blob>(path, Priority::Normal);
+        assert!(matches!(refused, Err(RequestError::InvalidKey(_))), "{path:?} was accepted");
+    }
+    let long = "a".repeat(2_000);
+    assert!(matches!(
+        rt.request::<Blob>(&long, Priority::Normal),
+        Err(RequestError::InvalidKey(_))
+    ));
+    assert_eq!(rt.status().requested, 0, "nothing reached a source");
+}
+
+#[test]
+fn symlinks_out_of_the_root_are_denied_and_symlinks_inside_it_work() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), b"secret").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("inner")).unwrap();
+    std::fs::write(root.join("inner/real"), b"inside").unwrap();
+    symlink(outside.path().join("secret"), root.join("abs-file")).unwrap();
+    symlink(outside.path(), root.join("abs-dir")).unwrap();
+    symlink("../../outside-link-target", root.join("inner/rel-up")).unwrap();
+    std::fs::write(dir.path().join("outside-link-target"), b"sibling").unwrap();
+    symlink(root.join("abs-file"), root.join("chain")).unwrap();
+    symlink("real", root.join("inner/alias")).unwrap();
+    symlink("/etc/hostname", root.join("system")).unwrap();
+    let rt = runtime(DirSource::new(&root));
+    for path in ["abs-file", "abs-dir/secret", "inner/rel-up", "chain", "system"] {
+        assert!(matches!(failure(&rt, path), ErrorKind::Denied(_)), "{path} escaped");
+    }
+    let alias = rt.request::<Blob>("inner/alias", Priority::Normal).unwrap();
+    assert_eq!(alias.wait_timeout(PATIENCE).unwrap().unwrap().0, b"inside");
+    assert!(matches!(failure(&rt, "inner/missing"), ErrorKind::NotFound));
+}
+
+#[test]
+fn a_pack_serves_its_healthy_entries_while_a_corrupt_one_fails_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("assets.pack");
+    let mut writer = PackWriter::create(&path).unwrap();
+    let payload = |i: u8| -> Vec<u8> { (0..2_000u32).map(|j| (j % 31) as u8 ^ i).collect() };
+    for i in 0..8u8 {
+        let codec = [Codec::None, Codec::Lz4, Codec::Zstd][usize::from(i) % 3];
+        writer.add(&format!("blob:e{i}"), &payload(i), codec, vec![]).unwrap();
+    }
+    writer.finish().unwrap();
+    let source = PackSource::open(&path, PackLimits::default()).unwrap();
+    let victim = source.entries()[3].clone();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(victim.offset + 5) as usize] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let rt = runtime(PackSource::open(&path, PackLimits::default()).unwrap());
+    assert!(matches!(failure(&rt, "e3"), ErrorKind::Corrupt(_)));
+    for i in [0u8, 1, 2, 4, 5, 6, 7] {
+        let h = rt.request::<Blob>(&format!("e{i}"), Priority::Normal).unwrap();
+        assert_eq!(h.wait_timeout(PATIENCE).unwrap().unwrap().0, payload(i), "e{i}");
+    }
+    assert!(matches!(failure(&rt, "absent"), ErrorKind::NotFound));
+    let small = PackLimits { entry_bytes_max: 1_000, ..PackLimits::default() };
+    let rt = runtime(
+        PackSource::open(dir.path().join("assets.pack"), small)
+            .unwrap_or_else(|e| panic!("stored sizes fit, only raw sizes are over: {e}")),
+    );
+    assert!(matches!(failure(&rt, "e0"), ErrorKind::TooLarge { .. }));
+}
