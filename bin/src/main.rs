@@ -9,6 +9,7 @@ mod bench;
 mod chaos;
 mod demo;
 mod formats;
+mod pack;
 mod report;
 mod simulate;
 mod status;
@@ -38,6 +39,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run a mixed workload under injected faults and check every promise.
     Chaos(chaos::ChaosArgs),
+    /// Build, list and verify pack files.
+    Pack(pack::PackArgs),
     /// Run the runtime inside a synthetic engine frame loop; prints an order hash.
     Simulate(simulate::SimulateArgs),
 }
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Chaos(args) => chaos::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Pack(args) => pack::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,202 @@
+//! `streamctl pack build | ls | verify`: making and checking pack files (`docs/PACK.md`).
+//!
+//! `build` takes every regular file under a folder; the first path component is the asset
+//! type and the key is `type:relative/path`, so a pack built from a folder serves the same keys
+//! as a `DirSource` on it. Symlinks are skipped, never followed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use streamrt::pack::{Codec, PackLimits, PackReader, PackWriter};
+
+/// Options of `streamctl pack`.
+#[derive(Debug, clap::Args)]
+pub struct PackArgs {
+    #[command(subcommand)]
+    command: PackCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum PackCommand {
+    /// Build a pack from a folder of assets (`<type>/<path>`).
+    Build {
+        /// The folder.
+        dir: PathBuf,
+        /// The pack to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// How entries are compressed.
+        #[arg(long, value_enum, default_value_t = CodecArg::Lz4)]
+        codec: CodecArg,
+        /// Dependencies: a JSON object from key to the keys it depends on.
+        #[arg(long)]
+        deps: Option<PathBuf>,
+    },
+    /// List a pack's entries.
+    Ls {
+        /// The pack.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read and check every entry; exits non-zero naming each bad one.
+    Verify {
+        /// The pack.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CodecArg {
+    None,
+    Lz4,
+    Zstd,
+}
+
+impl From<CodecArg> for Codec {
+    fn from(c: CodecArg) -> Self {
+        match c {
+            CodecArg::None => Codec::None,
+            CodecArg::Lz4 => Codec::Lz4,
+            CodecArg::Zstd => Codec::Zstd,
+        }
+    }
+}
+
+/// Runs the pack command.
+pub fn run(args: &PackArgs) -> anyhow::Result<()> {
+    match &args.command {
+        PackCommand::Build { dir, output, codec, deps } => {
+            build(dir, output, (*codec).into(), deps.as_deref())
+        }
+        PackCommand::Ls { file, json } => ls(file, *json),
+        PackCommand::Verify { file } => verify(file),
+    }
+}
+
+/// Every regular file under `dir`, as (key, path), sorted by key; symlinks are skipped.
+fn collect(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).with_context(|| format!("{}", folder.display()))? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                let rel = entry.path().strip_prefix(dir)?.to_string_lossy().replace('\\', "/");
+                let Some((asset_type, _)) = rel.split_once('/') else {
+                    eprintln!("pack: skipping {rel}: not under a <type>/ folder");
+                    continue;
+                };
+                out.push((format!("{asset_type}:{rel}"), entry.path()));
+            } else {
+                eprintln!("pack: skipping {}: not a regular file", entry.path().display());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn build(dir: &Path, output: &Path, codec: Codec, deps: Option<&Path>) -> anyhow::Result<()> {
+    let deps: BTreeMap<String, Vec<String>> = match deps {
+        Some(path) => serde_json::from_slice(&std::fs::read(path)?)
+            .with_context(|| format!("{}: expected {{\"key\": [\"dep\", ...]}}", path.display()))?,
+        None => BTreeMap::new(),
+    };
+    let files = collect(dir)?;
+    let mut writer = PackWriter::create(output)?;
+    let (mut raw, mut entries) = (0u64, 0usize);
+    for (key, path) in &files {
+        let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+        raw += bytes.len() as u64;
+        entries += 1;
+        writer.add(key, &bytes, codec, deps.get(key).cloned().unwrap_or_default())?;
+    }
+    if let Some(orphan) = deps.keys().find(|k| !files.iter().any(|(key, _)| key == *k)) {
+        bail!("the dependency file names {orphan}, which is not among the assets");
+    }
+    let size = writer.finish()?;
+    println!(
+        "pack: {entries} entries, {raw} bytes raw, {size} bytes packed ({}), {}",
+        codec.name(),
+        output.display()
+    );
+    Ok(())
+}
+
+fn ls(file: &Path, json: bool) -> anyhow::Result<()> {
+    let pack = PackReader::open(file, PackLimits::default())
+        .with_context(|| format!("{}", file.display()))?;
+    if json {
+        let rows: Vec<_> = pack
+            .entries()
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "key": e.key, "codec": e.codec.name(), "offset": e.offset,
+                    "stored_size": e.stored_size, "raw_size": e.raw_size,
+                    "crc32": format!("{:08x}", e.crc32), "deps": e.deps,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    println!("{:<48} {:>5} {:>10} {:>10}  deps", "key", "codec", "stored", "raw");
+    for e in pack.entries() {
+        println!(
+            "{:<48} {:>5} {:>10} {:>10}  {}",
+            e.key,
+            e.codec.name(),
+            e.stored_size,
+            e.raw_size,
+            e.deps.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn verify(file: &Path) -> anyhow::Result<()> {
+    let pack = PackReader::open(file, PackLimits::default())
+        .with_context(|| format!("{}", file.display()))?;
+    let bad = pack.verify();
+    for (key, error) in &bad {
+        println!("bad: {key}: {error}");
+    }
+    if !bad.is_empty() {
+        let names: Vec<&str> = bad.iter().map(|(key, _)| key.as_str()).collect();
+        bail!("{} of {} entries are bad: {}", bad.len(), pack.entries().len(), names.join(", "));
+    }
+    println!("ok: {} entries verified", pack.entries().len());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_fails_naming_the_entry_with_one_flipped_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let assets = dir.path().join("assets");
+        std::fs::create_dir_all(assets.join("mesh/deep")).unwrap();
+        std::fs::write(assets.join("mesh/deep/a.bin"), vec![7u8; 5_000]).unwrap();
+        std::fs::write(assets.join("mesh/b.bin"), vec![9u8; 5_000]).unwrap();
+        let pack = dir.path().join("a.pack");
+        build(&assets, &pack, Codec::Lz4, None).unwrap();
+        verify(&pack).unwrap();
+        let reader = PackReader::open(&pack, PackLimits::default()).unwrap();
+        let victim = reader.entry("mesh:mesh/deep/a.bin").unwrap().clone();
+        drop(reader);
+        let mut bytes = std::fs::read(&pack).unwrap();
+        bytes[(victim.offset + victim.stored_size - 1) as usize] ^= 0x01;
+        std::fs::write(&pack, &bytes).unwrap();
+        let err = verify(&pack).unwrap_err().to_string();
+        assert_eq!(err, "1 of 2 entries are bad: mesh:mesh/deep/a.bin");
+    }
+}
