@@ -28,5 +28,5 @@ fuzz_target!(|data: &[u8]| {
         crc32,
         deps: Vec::new(),
     };
-    let _ = decode_entry(&entry, stored, 1 << 20);
+    let _ = decode_entry(&entry, stored.to_vec(), 1 << 20);
 });

@@ -176,7 +176,7 @@ pub fn parse_index(bytes: &[u8], data_end: u64) -> Result<PackIndex, PackError> 
 /// [`EntryError::TooLarge`] or [`EntryError::Corrupt`].
 pub fn decode_entry(
     entry: &IndexEntry,
-    stored: &[u8],
+    stored: Vec<u8>,
     entry_bytes_max: u64,
 ) -> Result<Vec<u8>, EntryError> {
     if entry.raw_size > entry_bytes_max {
@@ -185,15 +185,16 @@ pub fn decode_entry(
     let raw_len = usize::try_from(entry.raw_size)
         .map_err(|_| EntryError::TooLarge { size: entry.raw_size, max: entry_bytes_max })?;
     let raw = match entry.codec {
-        Codec::None => stored.to_vec(),
+        // Stored as is: the bytes read are the raw bytes, no copy.
+        Codec::None => stored,
         Codec::Lz4 => {
             let mut out = vec![0u8; raw_len];
-            let n = lz4_flex::block::decompress_into(stored, &mut out)
+            let n = lz4_flex::block::decompress_into(&stored, &mut out)
                 .map_err(|e| EntryError::Corrupt(format!("lz4: {e}")))?;
             out.truncate(n);
             out
         }
-        Codec::Zstd => zstd::bulk::decompress(stored, raw_len)
+        Codec::Zstd => zstd::bulk::decompress(&stored, raw_len)
             .map_err(|e| EntryError::Corrupt(format!("zstd: {e}")))?,
     };
     if raw.len() as u64 != entry.raw_size {
@@ -293,6 +294,7 @@ impl PackReader {
     ///
     /// See [`EntryError`].
     pub fn read(&self, entry: &IndexEntry) -> Result<Vec<u8>, EntryError> {
+        // Refused before its stored bytes are read, not only before decompression.
         if entry.raw_size > self.limits.entry_bytes_max {
             return Err(EntryError::TooLarge {
                 size: entry.raw_size,
@@ -300,7 +302,7 @@ impl PackReader {
             });
         }
         let stored = self.read_stored(entry.offset, entry.stored_size)?;
-        decode_entry(entry, &stored, self.limits.entry_bytes_max)
+        decode_entry(entry, stored, self.limits.entry_bytes_max)
     }
 
     /// Reads every entry; returns the ones that fail, with why.

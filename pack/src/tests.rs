@@ -134,13 +134,19 @@ fn decompression_bombs_are_refused_before_allocating() {
         assert!(stored.len() < 1 << 20, "{codec:?} bomb is small: {}", stored.len());
         let honest = entry(codec, &stored, zeros.len() as u64, crc);
         assert_eq!(
-            decode_entry(&honest, &stored, 1 << 20).unwrap_err(),
+            decode_entry(&honest, stored.clone(), 1 << 20).unwrap_err(),
             EntryError::TooLarge { size: 64 << 20, max: 1 << 20 }
         );
         let lying = entry(codec, &stored, 4_096, crc);
-        assert!(matches!(decode_entry(&lying, &stored, 1 << 20), Err(EntryError::Corrupt(_))));
+        assert!(matches!(
+            decode_entry(&lying, stored.clone(), 1 << 20),
+            Err(EntryError::Corrupt(_))
+        ));
         let huge = entry(codec, &stored, u64::MAX, crc);
-        assert!(matches!(decode_entry(&huge, &stored, 1 << 20), Err(EntryError::TooLarge { .. })));
+        assert!(matches!(
+            decode_entry(&huge, stored.clone(), 1 << 20),
+            Err(EntryError::TooLarge { .. })
+        ));
     }
 }
 
@@ -201,6 +207,6 @@ proptest::proptest! {
         zstd in proptest::bool::ANY,
     ) {
         let codec = if zstd { Codec::Zstd } else { Codec::Lz4 };
-        let _ = decode_entry(&entry(codec, &bytes, raw_size, 0), &bytes, 1 << 20);
+        let _ = decode_entry(&entry(codec, &bytes, raw_size, 0), bytes.clone(), 1 << 20);
     }
 }
