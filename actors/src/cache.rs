@@ -51,7 +51,7 @@ use streamrt_messages::{
     AssetKey, AssetLoadError, ErrorKind, EventKind, Generation, LoadState, Priority, RequestId,
 };
 use streamrt_supervisor::{
-    drain_guarded, panic_message, ChildLink, Drained, ExitReason, Mailbox, StopChild, Wake,
+    drain_turn, panic_message, ChildLink, ExitReason, Mailbox, StopChild, Wake,
 };
 
 use crate::asset::Decoder;
@@ -627,17 +627,10 @@ impl<T: Send + Sync + 'static> Handler<Wake> for Cache<T> {
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
         let (mailbox, link) = (self.mailbox.clone(), self.link.clone());
-        let drained = drain_guarded(&mailbox, &link, self.links.drain_batch_max, |msg| {
-            self.handle_msg(msg);
-            Ok(())
-        });
-        match drained {
-            Drained::Failed => {
-                self.salvage();
-                return ctx.stop();
-            }
-            Drained::More => ctx.notify(Wake),
-            Drained::Done => {}
+        let max = self.links.drain_batch_max;
+        if !drain_turn(self, ctx, &mailbox, &link, max, Self::handle_msg) {
+            // Stopping: hand the unfinished requests to the next incarnation.
+            return self.salvage();
         }
         self.schedule_retries(ctx);
         self.flush();

@@ -28,9 +28,7 @@ use std::time::Instant;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use streamrt_messages::{EventKind, Priority, RequestId};
-use streamrt_supervisor::{
-    drain_guarded, ChildLink, Drained, ExitReason, Mailbox, StopChild, Wake,
-};
+use streamrt_supervisor::{drain_turn, ChildLink, ExitReason, Mailbox, StopChild, Wake};
 
 use crate::request::{Publishable, RequestCell};
 use crate::tasks::GroupWork;
@@ -317,14 +315,7 @@ impl Handler<Wake> for FrameCoordinator {
     type Result = ();
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
-        let (mailbox, link) = (self.mailbox.clone(), self.link.clone());
-        match drain_guarded(&mailbox, &link, self.drain_batch_max, |msg| {
-            self.handle_msg(msg);
-            Ok(())
-        }) {
-            Drained::Done => {}
-            Drained::More => ctx.notify(Wake),
-            Drained::Failed => ctx.stop(),
-        }
+        let (mailbox, link, max) = (self.mailbox.clone(), self.link.clone(), self.drain_batch_max);
+        drain_turn(self, ctx, &mailbox, &link, max, Self::handle_msg);
     }
 }

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use streamrt_messages::{ErrorKind, EventKind, Generation, Priority};
 use streamrt_supervisor::{
-    drain_guarded, ChildLink, Drained, ExitReason, Mailbox, PoolSender, StopChild, Wake,
+    drain_turn, ChildLink, ExitReason, Mailbox, PoolSender, StopChild, Wake,
 };
 
 use crate::queue::PriorityQueue;
@@ -248,14 +248,9 @@ impl Handler<Wake> for Scheduler {
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
         let (mailbox, link) = (self.mailbox.clone(), self.link.clone());
-        let drained = drain_guarded(&mailbox, &link, self.limits.drain_batch_max, |msg| {
-            self.handle_msg(msg);
-            Ok(())
-        });
-        match drained {
-            Drained::Failed => return ctx.stop(),
-            Drained::More => ctx.notify(Wake),
-            Drained::Done => {}
+        let max = self.limits.drain_batch_max;
+        if !drain_turn(self, ctx, &mailbox, &link, max, Self::handle_msg) {
+            return;
         }
         self.dispatch();
         for ack in self.pings.drain(..) {

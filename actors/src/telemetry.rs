@@ -28,7 +28,7 @@ use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use crossbeam_queue::ArrayQueue;
 use streamrt_messages::{Event, EventKind};
 use streamrt_supervisor::{
-    drain_guarded, ChildLink, Clock, Drained, ExitReason, Mailbox, PoolStats, StopChild, Wake,
+    drain_turn, ChildLink, Clock, ExitReason, Mailbox, PoolStats, StopChild, Wake,
 };
 
 /// Live counters; see [`streamrt_messages::Status`] for their meaning.
@@ -279,14 +279,7 @@ impl Handler<Wake> for TelemetrySink {
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
         let (mailbox, link) = (self.mailbox.clone(), self.link.clone());
-        match drain_guarded(&mailbox, &link, 64, |msg| {
-            self.handle_msg(msg);
-            Ok(())
-        }) {
-            Drained::Done => {}
-            Drained::More => ctx.notify(Wake),
-            Drained::Failed => ctx.stop(),
-        }
+        drain_turn(self, ctx, &mailbox, &link, 64, Self::handle_msg);
     }
 }
 

@@ -154,6 +154,37 @@ pub fn drain_guarded<M>(
     }
 }
 
+/// One turn of a supervised actor's `Wake` handler: drains up to `max` messages through
+/// `handle` under [`drain_guarded`], wakes the actor again when more are waiting, and stops it
+/// when a handler panicked. Returns false when the actor is stopping.
+pub fn drain_turn<A, M>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    mailbox: &Mailbox<M>,
+    link: &ChildLink,
+    max: usize,
+    mut handle: impl FnMut(&mut A, M),
+) -> bool
+where
+    A: Actor<Context = Context<A>> + Handler<Wake>,
+{
+    let drained = drain_guarded(mailbox, link, max, |msg| {
+        handle(actor, msg);
+        Ok(())
+    });
+    match drained {
+        Drained::Done => true,
+        Drained::More => {
+            ctx.notify(Wake);
+            true
+        }
+        Drained::Failed => {
+            ctx.stop();
+            false
+        }
+    }
+}
+
 /// Starts one incarnation of a child on the current arbiter.
 pub type StartFn = Box<dyn FnMut(ChildLink) -> Result<Recipient<StopChild>, String> + Send>;
 
