@@ -52,6 +52,7 @@ pub struct PackWriter {
     out: BufWriter<File>,
     at: u64,
     entries: Vec<IndexEntry>,
+    keys: HashSet<String>,
 }
 
 impl PackWriter {
@@ -63,7 +64,7 @@ impl PackWriter {
     pub fn create(path: &Path) -> Result<Self, BuildError> {
         let mut out = BufWriter::new(File::create(path)?);
         out.write_all(&[0u8; HEADER_LEN as usize])?;
-        Ok(Self { out, at: HEADER_LEN, entries: Vec::new() })
+        Ok(Self { out, at: HEADER_LEN, entries: Vec::new(), keys: HashSet::new() })
     }
 
     /// Compresses `raw` with `codec` and appends it as `key` (`type:path`), depending on `deps`.
@@ -81,7 +82,7 @@ impl PackWriter {
     ) -> Result<(), BuildError> {
         AssetKey::parse(key)
             .map_err(|e| BuildError::InvalidKey { key: key.into(), reason: e.to_string() })?;
-        if self.entries.iter().any(|e| e.key == key) {
+        if !self.keys.insert(key.to_owned()) {
             return Err(BuildError::Duplicate(key.into()));
         }
         let compressed = match codec {
