@@ -82,7 +82,7 @@ impl PackWriter {
     ) -> Result<(), BuildError> {
         AssetKey::parse(key)
             .map_err(|e| BuildError::InvalidKey { key: key.into(), reason: e.to_string() })?;
-        if !self.keys.insert(key.to_owned()) {
+        if self.keys.contains(key) {
             return Err(BuildError::Duplicate(key.into()));
         }
         let compressed = match codec {
@@ -107,6 +107,7 @@ impl PackWriter {
             crc32: crc32fast::hash(raw),
             deps,
         });
+        self.keys.insert(key.to_owned());
         self.at += stored.len() as u64;
         Ok(())
     }
