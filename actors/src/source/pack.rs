@@ -5,6 +5,7 @@
 //! index's raw size and the pack's `entry_bytes_max`, and verified against the entry's
 //! checksum. A corrupt entry fails its own loads with `Corrupt`; the others keep loading.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,6 +18,8 @@ use super::{Source, SourceError};
 #[derive(Debug, Clone)]
 pub struct PackSource {
     reader: Arc<PackReader>,
+    /// Each entry's index by key, so a read looks up without formatting the key.
+    by_key: Arc<HashMap<AssetKey, usize>>,
     path: PathBuf,
 }
 
@@ -29,7 +32,19 @@ impl PackSource {
     pub fn open(path: impl AsRef<Path>, limits: PackLimits) -> Result<Self, PackError> {
         let path = path.as_ref().to_owned();
         let reader = PackReader::open(&path, limits)?;
-        Ok(Self { reader: Arc::new(reader), path })
+        let by_key = reader
+            .entries()
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                // The reader validated every key; a failure here would be a reader bug.
+                AssetKey::parse(&e.key).map(|key| (key, i)).map_err(|err| PackError::BadEntry {
+                    key: e.key.clone(),
+                    reason: err.to_string(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { reader: Arc::new(reader), by_key: Arc::new(by_key), path })
     }
 
     /// The pack's entries, in file order.
@@ -39,7 +54,7 @@ impl PackSource {
 
     /// The entry of `key`, with its sizes and dependencies.
     pub fn entry(&self, key: &AssetKey) -> Option<&IndexEntry> {
-        self.reader.entry(&key.to_string())
+        self.by_key.get(key).map(|&i| &self.reader.entries()[i])
     }
 }
 
