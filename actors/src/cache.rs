@@ -56,7 +56,7 @@ use streamrt_supervisor::{
 
 use crate::asset::Decoder;
 use crate::frame::{FrameMsg, ReadyEntry};
-use crate::request::Ticket;
+use crate::request::{RequestCell, Ticket};
 use crate::runtime::RetryPolicy;
 use crate::scheduler::SchedulerMsg;
 use crate::telemetry::{Counters, Probe};
@@ -162,6 +162,21 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
 
     fn end(&self, job: Job, end: JobEnd) {
         let _ = self.cache.post(CacheMsg::Ended(job, end));
+    }
+}
+
+/// Stages `cell` with `value` and queues it for publishing, unless it ended meanwhile or waits
+/// for its dependencies (their gate queues it then).
+fn stage<T: Send + Sync + 'static>(
+    cell: &Arc<RequestCell<T>>,
+    value: &Arc<T>,
+    bytes: u64,
+    to_frame: &mut Vec<ReadyEntry>,
+) {
+    if cell.stage(value) {
+        if let Some(entry) = cell.when_dependencies_ready(ReadyEntry::new(cell, bytes)) {
+            to_frame.push(entry);
+        }
     }
 }
 
@@ -290,9 +305,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         match slot.phase {
             Phase::Resident => {
                 let value = slot.value.as_ref().expect("resident slot holds a value");
-                if cell.stage(value) {
-                    self.to_frame.push(ReadyEntry::new(&cell, slot.bytes));
-                }
+                stage(&cell, value, slot.bytes, &mut self.to_frame);
             }
             Phase::Loading => {
                 cell.advance(LoadState::Pending, LoadState::Loading);
@@ -413,9 +426,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         slot.bytes = size;
         probe.counters.resident_bytes.fetch_add(size, Ordering::Relaxed);
         for ticket in &slot.holders {
-            if ticket.cell().stage(&value) {
-                self.to_frame.push(ReadyEntry::new(ticket.cell(), size));
-            }
+            stage(ticket.cell(), &value, size, &mut self.to_frame);
         }
         slot.value = Some(value);
     }

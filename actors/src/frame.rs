@@ -74,6 +74,13 @@ impl ReadyEntry {
     pub(crate) fn cell(&self) -> &dyn Publishable {
         &*self.cell
     }
+
+    /// The same entry at its request's current priority (it may have changed while the entry
+    /// waited for its dependencies).
+    pub(crate) fn refreshed(mut self) -> Self {
+        self.priority = self.cell.priority();
+        self
+    }
 }
 
 impl Waiting for ReadyEntry {

@@ -38,6 +38,7 @@
 mod asset;
 mod cache;
 pub mod chaos;
+mod deps;
 mod frame;
 mod queue;
 pub mod report;
@@ -56,6 +57,7 @@ pub use streamrt_pack as pack;
 
 pub use asset::{verify_crc32_trailer, DecodeError, Decoder};
 pub use cache::CacheStats;
+pub use deps::ByteProgress;
 pub use frame::{AdaptivePolicy, FramePolicy, FrameReport, PublishMode};
 pub use request::{Handle, ReadyError};
 pub use runtime::{BuildError, RequestError, RetryPolicy, Runtime, RuntimeBuilder, RuntimeConfig};
@@ -65,6 +67,6 @@ pub use streamrt_supervisor::{Clock, ManualClock, MonotonicClock};
 pub use tasks::{FrameTaskGroup, TaskContext, TaskError};
 pub use telemetry::EventStream;
 pub use wait::{
-    wait_all, wait_all_async, wait_all_timeout_async, wait_any, wait_any_async,
+    progress, wait_all, wait_all_async, wait_all_timeout_async, wait_any, wait_any_async,
     wait_any_timeout_async, wait_loaded, LoadGroup,
 };

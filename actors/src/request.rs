@@ -16,10 +16,12 @@
 //!   (`published`, `failed` or `cancelled`), from the thread that won the CAS.
 //! - A ticket dropped while its request is not terminal fails it with `Shutdown`: whatever path
 //!   loses a request (a closed mailbox, a stopped actor), the request still ends.
+//! - A request's place in a dependency tree ([`Lineage`]) is fixed when it is made: a request
+//!   with dependencies owns their gate, a dependency request reports its end to its parent's.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use event_listener::{Event as Signal, Listener};
@@ -29,7 +31,20 @@ use streamrt_messages::{
 use streamrt_supervisor::Mailbox;
 
 use crate::cache::CacheMsg;
+use crate::deps::{ByteProgress, DepGate, DepHandle, Dependent};
+use crate::frame::ReadyEntry;
 use crate::telemetry::{Counters, Probe};
+
+/// Where a request sits in a dependency tree, and what it weighs in progress.
+#[derive(Default)]
+pub(crate) struct Lineage {
+    /// The gate of this request's own dependencies, if it has any.
+    pub(crate) gate: Option<Arc<DepGate>>,
+    /// The gate of the request this one is a dependency of.
+    pub(crate) parent: Option<Weak<DepGate>>,
+    /// The asset's size as the source declares it, in bytes (1 when unknown).
+    pub(crate) weight: u64,
+}
 
 /// A request's shared state; see the module docs.
 pub(crate) struct RequestCell<T> {
@@ -43,6 +58,7 @@ pub(crate) struct RequestCell<T> {
     terminal_us: AtomicU64,
     changed: Signal,
     probe: Arc<Probe>,
+    lineage: Lineage,
 }
 
 impl<T> RequestCell<T> {
@@ -58,6 +74,41 @@ impl<T> RequestCell<T> {
             terminal_us: AtomicU64::new(0),
             changed: Signal::new(),
             probe,
+            lineage: Lineage { weight: 1, ..Lineage::default() },
+        }
+    }
+
+    /// The same cell, placed in a dependency tree.
+    pub(crate) fn with_lineage(mut self, lineage: Lineage) -> Self {
+        self.lineage = lineage;
+        self
+    }
+
+    /// The gate of this request's dependencies, if it has any.
+    pub(crate) fn gate(&self) -> Option<&Arc<DepGate>> {
+        self.lineage.gate.as_ref()
+    }
+
+    /// `entry` (this request, decoded) if it may be published now; `None` if it waits for its
+    /// dependencies, whose gate hands it over when they are ready.
+    pub(crate) fn when_dependencies_ready(&self, entry: ReadyEntry) -> Option<ReadyEntry> {
+        match &self.lineage.gate {
+            Some(gate) => gate.hold(entry),
+            None => Some(entry),
+        }
+    }
+
+    /// This request's progress over its dependency tree.
+    pub(crate) fn progress(&self) -> ByteProgress {
+        let weight = self.lineage.weight;
+        let own = match self.state() {
+            LoadState::Pending | LoadState::Loading => 0,
+            _ => weight,
+        };
+        let mine = ByteProgress { done: own, total: weight };
+        match &self.lineage.gate {
+            Some(gate) => mine + gate.progress(),
+            None => mine,
         }
     }
 
@@ -156,6 +207,14 @@ impl<T> RequestCell<T> {
         );
         self.changed.notify(usize::MAX);
         probe.any_progressed().notify(usize::MAX);
+        if to != LoadState::Ready {
+            if let Some(gate) = &self.lineage.gate {
+                gate.release();
+            }
+        }
+        if let Some(parent) = self.lineage.parent.as_ref().and_then(Weak::upgrade) {
+            parent.dependency_ended(&self.key, to, self.error.get().map(|e| &**e));
+        }
     }
 
     /// Stores the decoded value and moves to `Decoded`. False if the request already ended.
@@ -214,8 +273,16 @@ impl<T> RequestCell<T> {
     }
 }
 
+impl<T: Send + Sync> Dependent for RequestCell<T> {
+    fn fail_dependent(&self, kind: ErrorKind) {
+        self.fail(&Arc::new(AssetLoadError { key: self.key.clone(), attempt: 0, kind }));
+    }
+}
+
 /// What a decoded request waiting for its frame boundary needs, without its value type.
 pub(crate) trait Publishable: Send + Sync {
+    /// Its current priority.
+    fn priority(&self) -> Priority;
     /// Makes the value visible; false if the request was cancelled meanwhile.
     fn publish(&self) -> bool;
     /// Whether the request can still be published.
@@ -225,6 +292,10 @@ pub(crate) trait Publishable: Send + Sync {
 }
 
 impl<T: Send + Sync + 'static> Publishable for RequestCell<T> {
+    fn priority(&self) -> Priority {
+        RequestCell::priority(self)
+    }
+
     fn publish(&self) -> bool {
         RequestCell::publish(self)
     }
@@ -334,6 +405,18 @@ impl<T: Send + Sync + 'static> Handle<T> {
         self.get().or_else(|| self.inner.placeholder.clone())
     }
 
+    /// The request as its dependency gate sees it.
+    pub(crate) fn dependent(&self) -> Weak<dyn Dependent> {
+        let weak: Weak<RequestCell<T>> = Arc::downgrade(&self.inner.cell);
+        weak
+    }
+
+    /// How much of this request's dependency tree has loaded, weighted by bytes; never goes
+    /// backwards. See [`ByteProgress`].
+    pub fn progress(&self) -> ByteProgress {
+        self.inner.cell.progress()
+    }
+
     /// The probe's signal, notified whenever any request of the runtime decodes or ends.
     pub(crate) fn any_progressed(&self) -> &Signal {
         self.inner.cell.probe.any_progressed()
@@ -395,6 +478,9 @@ impl<T: Send + Sync + 'static> Handle<T> {
         }
         self.inner.cell.set_priority(priority);
         let _ = self.inner.cache.post(CacheMsg::Reprioritize(self.id(), priority));
+        if let Some(gate) = self.inner.cell.gate() {
+            gate.reprioritize(priority);
+        }
     }
 
     /// The outcome, once terminal, without waiting.
@@ -437,5 +523,15 @@ impl<T: Send + Sync + 'static> Handle<T> {
             }
             listener.wait_deadline(deadline)?;
         }
+    }
+}
+
+impl<T: Send + Sync + 'static> DepHandle for Handle<T> {
+    fn reprioritize(&self, priority: Priority) {
+        Handle::reprioritize(self, priority);
+    }
+
+    fn progress(&self) -> ByteProgress {
+        Handle::progress(self)
     }
 }

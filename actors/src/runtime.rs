@@ -13,28 +13,26 @@
 mod config;
 mod core;
 mod registry;
+mod submit;
 
 pub use config::{RetryPolicy, RuntimeConfig};
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use streamrt_messages::{
-    AssetKey, AssetLoadError, AssetTypeName, ErrorKind, EventKind, InvalidKey, Priority, RequestId,
-    Status,
-};
+use streamrt_messages::{AssetKey, AssetTypeName, EventKind, InvalidKey, Priority, Status};
 use streamrt_supervisor::Mailbox;
 
 use crate::asset::Decoder;
-use crate::cache::{CacheMsg, CacheStats};
+use crate::cache::CacheStats;
 use crate::chaos::CrashTarget;
 use crate::frame::{FrameMsg, FramePolicy, FrameReport, FrameShared, PublishMode};
-use crate::request::{Handle, RequestCell};
+use crate::request::Handle;
 use crate::scheduler::SchedulerMsg;
 use crate::source::Source;
 use crate::tasks::FrameTaskGroup;
@@ -43,6 +41,7 @@ use streamrt_supervisor::{Clock, Escalation, MonotonicClock};
 
 use self::core::{Core, CoreParts, EscalateFn};
 use self::registry::{DecoderSpec, TypeEntry, TypeSpec};
+use self::submit::{Submitter, TreeLimits};
 
 /// Why a runtime could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -235,15 +234,28 @@ impl RuntimeBuilder {
         let sink_mailbox = Mailbox::new();
         let sink = SinkOutputs::new(config.telemetry_path.as_deref())?;
         let placeholders = self.placeholders;
-        let types: HashMap<TypeId, Arc<dyn Any + Send + Sync>> = self
-            .types
-            .iter()
-            .map(|t| {
-                let id = t.asset_type_id();
-                (id, t.entry(placeholders.get(&id).map(|p| &**p)))
-            })
-            .collect();
+        let mut types: HashMap<TypeId, Arc<dyn Any + Send + Sync>> = HashMap::new();
+        let mut by_name = HashMap::new();
+        for t in &self.types {
+            let id = t.asset_type_id();
+            let (entry, requester) = t.entry(placeholders.get(&id).map(|p| &**p));
+            types.insert(id, entry);
+            by_name.insert(t.name().clone(), requester);
+        }
         let frame = Arc::new(FrameShared::new(config.publish, Arc::clone(&probe)));
+        let frame_mailbox = Mailbox::new();
+        let tree = TreeLimits {
+            depth_max: config.dependency_depth_max,
+            nodes_max: config.dependency_nodes_max,
+        };
+        let submitter = Submitter::new(
+            Arc::clone(&probe),
+            Arc::clone(&source),
+            frame_mailbox.clone(),
+            config.requests_outstanding_max,
+            tree,
+            by_name,
+        );
         let type_names = self.types.iter().map(|t| t.name().to_string()).collect();
         let inner = Arc::new(Inner {
             type_names,
@@ -252,7 +264,7 @@ impl RuntimeBuilder {
             types,
             frame: Arc::clone(&frame),
             sink: sink_mailbox.clone(),
-            next_request: AtomicU64::new(0),
+            submitter,
             closing: AtomicBool::new(false),
             core: Mutex::new(None),
             escalation: Mutex::new(None),
@@ -265,6 +277,7 @@ impl RuntimeBuilder {
             types: self.types,
             sink,
             frame,
+            frame_mailbox,
             escalate: escalation_hook(Arc::downgrade(&inner)),
         };
         let core = Core::start(parts, sink_mailbox)?;
@@ -314,7 +327,7 @@ struct Inner {
     types: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     frame: Arc<FrameShared>,
     sink: Mailbox<SinkMsg>,
-    next_request: AtomicU64,
+    submitter: Submitter,
     closing: AtomicBool,
     core: Mutex<Option<Core>>,
     /// Set when a supervisor gave up: why, and the thread shutting the runtime down.
@@ -407,23 +420,7 @@ impl Runtime {
         key: AssetKey,
         priority: Priority,
     ) -> Result<Handle<T>, RequestError> {
-        let id = RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed) + 1);
-        let counters = &self.inner.probe.counters;
-        let outstanding = Counters::get(&counters.requested)
-            - (Counters::get(&counters.ready)
-                + Counters::get(&counters.failed)
-                + Counters::get(&counters.cancelled));
-        Counters::bump(&counters.requested);
-        let cell = RequestCell::new(id, key.clone(), priority, Arc::clone(&self.inner.probe));
-        let (handle, ticket) = Handle::new(cell, entry.mailbox.clone(), entry.placeholder.clone());
-        if outstanding >= self.inner.config.requests_outstanding_max as u64 {
-            let capacity = self.inner.config.requests_outstanding_max;
-            ticket.cell().fail(&AssetLoadError::shared(key, ErrorKind::QueueFull { capacity }));
-            return Ok(handle);
-        }
-        // A closed mailbox hands the ticket back; dropping it fails the request with Shutdown.
-        let _ = entry.mailbox.post(CacheMsg::Load(ticket));
-        Ok(handle)
+        Ok(self.inner.submitter.request(entry, key, priority))
     }
 
     /// Starts a frame: publishes decoded requests, most urgent first, within the frame budget.

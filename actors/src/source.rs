@@ -27,6 +27,19 @@ pub trait Source: Send + Sync + 'static {
 
     /// A short description for logs and status (`dir:/path/to/root`).
     fn describe(&self) -> String;
+
+    /// The assets `key` depends on, of any type: a request for `key` is published only once
+    /// all of them are ready. Called on the engine's thread when a request is made, so it must
+    /// answer from memory (an index), never block. None by default.
+    fn dependencies(&self, _key: &AssetKey) -> Vec<AssetKey> {
+        Vec::new()
+    }
+
+    /// The asset's size in bytes if known without reading it (a pack's raw size), for
+    /// byte-weighted progress. Answered from memory, like `dependencies`. None by default.
+    fn size_hint(&self, _key: &AssetKey) -> Option<u64> {
+        None
+    }
 }
 
 /// Why a source could not produce an asset's bytes.

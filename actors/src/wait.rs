@@ -1,6 +1,6 @@
 //! Waiting on several requests at once: [`wait_all`], [`wait_any`], [`wait_loaded`], their
-//! async forms (with and without a timeout), and [`LoadGroup`], a set of requests with
-//! aggregate progress and cancel-all.
+//! async forms (with and without a timeout), [`progress`] by bytes over dependency trees, and
+//! [`LoadGroup`], a set of requests with aggregate progress and cancel-all.
 //!
 //! Waits listen to the runtime's "a request decoded or ended" signal, so one thread waits on
 //! any number of handles without polling. The async forms work on any executor; their timeouts
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use event_listener::Listener;
 use streamrt_messages::LoadState;
 
+use crate::deps::ByteProgress;
 use crate::request::{Handle, ReadyError};
 
 mod timer;
@@ -137,6 +138,13 @@ pub fn wait_any_timeout_async<T: Send + Sync + 'static>(
     WithDeadline::new(wait_any_async(handles), Instant::now() + timeout)
 }
 
+/// How much of `handles` has loaded, weighted by bytes across each one's whole dependency
+/// tree; never goes backwards. Sum the results of several calls (`ByteProgress` adds up) to
+/// follow requests of several types.
+pub fn progress<T: Send + Sync + 'static>(handles: &[Handle<T>]) -> ByteProgress {
+    handles.iter().map(Handle::progress).sum()
+}
+
 /// Several requests handled as one: a level's assets, a character's parts.
 #[derive(Debug)]
 pub struct LoadGroup<T: Send + Sync + 'static> {
@@ -173,6 +181,11 @@ impl<T: Send + Sync + 'static> LoadGroup<T> {
         }
         let ended = self.handles.iter().filter(|h| h.is_terminal()).count();
         ended as f64 / self.handles.len() as f64
+    }
+
+    /// The group's progress by bytes over every request's dependency tree (see [`progress`]).
+    pub fn bytes_progress(&self) -> ByteProgress {
+        progress(&self.handles)
     }
 
     /// Whether every request ended.

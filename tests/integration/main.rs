@@ -6,6 +6,7 @@
 
 mod cancellation;
 mod confinement;
+mod dependencies;
 mod failures;
 mod frames;
 mod lifecycle;

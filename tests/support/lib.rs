@@ -2,6 +2,8 @@
 //! whose work the test opens and closes like gates, so tests wait on events instead of
 //! sleeping.
 //!
+//! - [`TextDecoder`]: a second asset type (`text`, UTF-8 strings), for dependencies of another
+//!   type.
 //! - [`Blob`] / [`BlobDecoder`]: bytes as they were stored. Bytes starting with `BAD` fail to
 //!   decode; bytes starting with `PANIC` make the decoder panic.
 //! - [`Gate`]: a set of held names plus a log of what started; [`GatedSource`] consults it
@@ -98,7 +100,7 @@ impl Gate {
 /// Serves a [`MemorySource`] through a [`Gate`] on each key's path; missing keys are
 /// `NotFound`, keys whose path starts with `ioerr` fail with an IO error, and keys whose path
 /// starts with `flaky` fail with an IO error on their first read only.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct GatedSource {
     /// The assets served.
     pub inner: MemorySource,
@@ -120,6 +122,20 @@ impl GatedSource {
     pub fn put(&self, path: &str, bytes: &[u8]) {
         self.inner.insert(blob_key(path), bytes.to_vec());
     }
+
+    /// Stores `bytes` under `key`, depending on the keys `deps` (`type:path` each).
+    ///
+    /// # Panics
+    ///
+    /// If a key does not parse.
+    pub fn put_with_deps(&self, key: &str, bytes: &[u8], deps: &[&str]) {
+        let parse = |k: &str| AssetKey::parse(k).expect("valid key");
+        self.inner.insert_with_dependencies(
+            parse(key),
+            bytes.to_vec(),
+            deps.iter().map(|d| parse(d)).collect(),
+        );
+    }
 }
 
 impl Source for GatedSource {
@@ -136,6 +152,14 @@ impl Source for GatedSource {
 
     fn describe(&self) -> String {
         "gated memory source".to_owned()
+    }
+
+    fn dependencies(&self, key: &AssetKey) -> Vec<AssetKey> {
+        self.inner.dependencies(key)
+    }
+
+    fn size_hint(&self, key: &AssetKey) -> Option<u64> {
+        self.inner.size_hint(key)
     }
 }
 
@@ -166,6 +190,26 @@ impl Decoder for BlobDecoder {
 
     fn size_bytes(&self, blob: &Blob) -> u64 {
         blob.0.len() as u64
+    }
+}
+
+/// Decodes `text` assets (UTF-8), so tests have a second asset type to depend on.
+#[derive(Clone, Copy, Default)]
+pub struct TextDecoder;
+
+impl Decoder for TextDecoder {
+    type Asset = String;
+
+    fn type_name(&self) -> &str {
+        "text"
+    }
+
+    fn decode(&self, key: &AssetKey, bytes: Vec<u8>) -> Result<String, DecodeError> {
+        String::from_utf8(bytes).map_err(|e| DecodeError::Malformed(format!("{key}: {e}")))
+    }
+
+    fn size_bytes(&self, text: &String) -> u64 {
+        text.len() as u64
     }
 }
 

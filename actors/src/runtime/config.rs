@@ -62,6 +62,11 @@ pub struct RuntimeConfig {
     /// How long shutdown waits for each actor's acknowledgement, in milliseconds, before it
     /// fails the actor's requests itself.
     pub shutdown_ack_ms_max: u64,
+    /// Levels of dependencies below a request at most; a deeper chain (a cycle a custom source
+    /// reports) fails the request with `DependencyFailed`.
+    pub dependency_depth_max: usize,
+    /// Requests in one request's dependency tree at most, itself included.
+    pub dependency_nodes_max: usize,
     /// Retries and quarantine, for types registered without their own policy.
     pub retry: RetryPolicy,
     /// Restarts the runtime's supervisors allow within a window before they escalate and the
@@ -88,6 +93,8 @@ impl Default for RuntimeConfig {
             events_enabled: true,
             drain_batch_max: 256,
             shutdown_ack_ms_max: 10_000,
+            dependency_depth_max: 32,
+            dependency_nodes_max: 4_096,
             retry: RetryPolicy::default(),
             restart_intensity: Intensity { restarts_max: 20, window_ms: 10_000 },
             restart_backoff: Backoff { min_ms: 0, max_ms: 100 },
@@ -118,6 +125,7 @@ impl RuntimeConfig {
             ("requests_outstanding_max", self.requests_outstanding_max),
             ("events_buffered_max", self.events_buffered_max),
             ("drain_batch_max", self.drain_batch_max),
+            ("dependency_nodes_max", self.dependency_nodes_max),
         ];
         match positive.iter().find(|(_, v)| *v == 0) {
             Some((name, _)) => Err(name),

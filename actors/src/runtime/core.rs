@@ -42,6 +42,8 @@ pub(crate) struct CoreParts {
     pub(crate) types: Vec<Box<dyn TypeSpec>>,
     pub(crate) sink: Arc<Mutex<SinkOutputs>>,
     pub(crate) frame: Arc<FrameShared>,
+    /// The frame coordinator's mailbox, made first: dependency gates post to it.
+    pub(crate) frame_mailbox: Mailbox<FrameMsg>,
     pub(crate) escalate: EscalateFn,
 }
 
@@ -94,7 +96,7 @@ impl Core {
     /// A thread could not be spawned; whatever was started is stopped again.
     pub(crate) fn start(parts: CoreParts, sink_mailbox: Mailbox<SinkMsg>) -> std::io::Result<Self> {
         let scheduler = Mailbox::new();
-        let frame_mailbox = Mailbox::new();
+        let frame_mailbox = parts.frame_mailbox.clone();
         let (io_crashes, decode_crashes) = (Arc::default(), Arc::<CrashRequests>::default());
         let config = &parts.config;
         let crashes = Arc::clone(&decode_crashes);

@@ -11,6 +11,7 @@ use streamrt_supervisor::{ChildSpec, Mailbox, RestartKind};
 
 use crate::asset::Decoder;
 use crate::cache::{Cache, CacheLinks, CacheMsg, CacheStats, Salvage, TypeRoute};
+use crate::runtime::submit::DepRequester;
 use crate::runtime::RetryPolicy;
 use crate::work::JobRoute;
 
@@ -25,9 +26,13 @@ pub(crate) struct TypeEntry<T: Send + Sync + 'static> {
 pub(crate) trait TypeSpec: Send {
     fn name(&self) -> &AssetTypeName;
     fn asset_type_id(&self) -> TypeId;
-    /// The engine side, as `Arc<TypeEntry<Asset>>`.
+    /// The engine side, as `Arc<TypeEntry<Asset>>`, seen as `Any` (for requests by Rust type)
+    /// and as a [`DepRequester`] (for dependencies, known by type name).
     /// `placeholder`, if given, is an `Arc<Asset>` shown until a request is ready.
-    fn entry(&self, placeholder: Option<&(dyn Any + Send + Sync)>) -> Arc<dyn Any + Send + Sync>;
+    fn entry(
+        &self,
+        placeholder: Option<&(dyn Any + Send + Sync)>,
+    ) -> (Arc<dyn Any + Send + Sync>, Arc<dyn DepRequester>);
     fn control(&self) -> Arc<dyn CacheControl>;
     /// The supervisor's spec of the cache actor: each call of its start function makes a
     /// fresh incarnation on the current arbiter.
@@ -63,12 +68,16 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
         TypeId::of::<D::Asset>()
     }
 
-    fn entry(&self, placeholder: Option<&(dyn Any + Send + Sync)>) -> Arc<dyn Any + Send + Sync> {
-        Arc::new(TypeEntry {
+    fn entry(
+        &self,
+        placeholder: Option<&(dyn Any + Send + Sync)>,
+    ) -> (Arc<dyn Any + Send + Sync>, Arc<dyn DepRequester>) {
+        let entry = Arc::new(TypeEntry {
             name: self.name.clone(),
             mailbox: self.mailbox.clone(),
             placeholder: placeholder.and_then(|p| p.downcast_ref::<Arc<D::Asset>>()).cloned(),
-        })
+        });
+        (Arc::clone(&entry) as _, entry)
     }
 
     fn control(&self) -> Arc<dyn CacheControl> {

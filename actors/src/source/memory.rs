@@ -7,10 +7,16 @@ use streamrt_messages::AssetKey;
 
 use super::{Source, SourceError};
 
-/// Serves bytes from a map, filled before or while the runtime runs.
+/// Serves bytes (and dependencies) from a map, filled before or while the runtime runs.
 #[derive(Debug, Default, Clone)]
 pub struct MemorySource {
-    entries: Arc<RwLock<HashMap<AssetKey, Arc<[u8]>>>>,
+    entries: Arc<RwLock<HashMap<AssetKey, Stored>>>,
+}
+
+#[derive(Debug)]
+struct Stored {
+    bytes: Arc<[u8]>,
+    deps: Vec<AssetKey>,
 }
 
 impl MemorySource {
@@ -21,10 +27,22 @@ impl MemorySource {
 
     /// Adds or replaces an asset's bytes.
     pub fn insert(&self, key: AssetKey, bytes: impl Into<Arc<[u8]>>) {
-        self.entries
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key, bytes.into());
+        self.insert_with_dependencies(key, bytes, Vec::new());
+    }
+
+    /// Adds or replaces an asset's bytes and the assets it depends on.
+    pub fn insert_with_dependencies(
+        &self,
+        key: AssetKey,
+        bytes: impl Into<Arc<[u8]>>,
+        deps: Vec<AssetKey>,
+    ) {
+        let stored = Stored { bytes: bytes.into(), deps };
+        self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, stored);
+    }
+
+    fn with<R>(&self, key: &AssetKey, f: impl FnOnce(&Stored) -> R) -> Option<R> {
+        self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(key).map(f)
     }
 
     /// The number of assets held.
@@ -40,8 +58,15 @@ impl MemorySource {
 
 impl Source for MemorySource {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
-        let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries.get(key).map(|b| b.to_vec()).ok_or(SourceError::NotFound)
+        self.with(key, |s| s.bytes.to_vec()).ok_or(SourceError::NotFound)
+    }
+
+    fn dependencies(&self, key: &AssetKey) -> Vec<AssetKey> {
+        self.with(key, |s| s.deps.clone()).unwrap_or_default()
+    }
+
+    fn size_hint(&self, key: &AssetKey) -> Option<u64> {
+        self.with(key, |s| s.bytes.len() as u64)
     }
 
     fn describe(&self) -> String {

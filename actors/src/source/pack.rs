@@ -18,8 +18,9 @@ use super::{Source, SourceError};
 #[derive(Debug, Clone)]
 pub struct PackSource {
     reader: Arc<PackReader>,
-    /// Each entry's index by key, so a read looks up without formatting the key.
-    by_key: Arc<HashMap<AssetKey, usize>>,
+    /// Each entry's index and parsed dependencies by key, so a read or a request looks up
+    /// without parsing or formatting keys.
+    by_key: Arc<HashMap<AssetKey, (usize, Vec<AssetKey>)>>,
     path: PathBuf,
 }
 
@@ -38,10 +39,14 @@ impl PackSource {
             .enumerate()
             .map(|(i, e)| {
                 // The reader validated every key; a failure here would be a reader bug.
-                AssetKey::parse(&e.key).map(|key| (key, i)).map_err(|err| PackError::BadEntry {
-                    key: e.key.clone(),
-                    reason: err.to_string(),
-                })
+                let parse = |k: &str| {
+                    AssetKey::parse(k).map_err(|err| PackError::BadEntry {
+                        key: e.key.clone(),
+                        reason: err.to_string(),
+                    })
+                };
+                let deps = e.deps.iter().map(|d| parse(d)).collect::<Result<_, _>>()?;
+                Ok((parse(&e.key)?, (i, deps)))
             })
             .collect::<Result<_, _>>()?;
         Ok(Self { reader: Arc::new(reader), by_key: Arc::new(by_key), path })
@@ -54,7 +59,7 @@ impl PackSource {
 
     /// The entry of `key`, with its sizes and dependencies.
     pub fn entry(&self, key: &AssetKey) -> Option<&IndexEntry> {
-        self.by_key.get(key).map(|&i| &self.reader.entries()[i])
+        self.by_key.get(key).map(|&(i, _)| &self.reader.entries()[i])
     }
 }
 
@@ -70,5 +75,13 @@ impl Source for PackSource {
 
     fn describe(&self) -> String {
         format!("pack:{}", self.path.display())
+    }
+
+    fn dependencies(&self, key: &AssetKey) -> Vec<AssetKey> {
+        self.by_key.get(key).map(|(_, deps)| deps.clone()).unwrap_or_default()
+    }
+
+    fn size_hint(&self, key: &AssetKey) -> Option<u64> {
+        self.entry(key).map(|e| e.raw_size)
     }
 }

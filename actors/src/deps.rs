@@ -1,0 +1,291 @@
+//! Dependencies between requests: the gate that holds a request back until its dependencies
+//! are ready, and the byte-weighted progress of a request's whole dependency tree.
+//!
+//! When a request is made for an asset whose source lists dependencies (a pack's index does),
+//! the runtime makes one internal request per dependency, at the dependent's priority, and
+//! hands them to a [`DepGate`] owned by the dependent's cell. Dependency requests are ordinary
+//! requests: they share loads with every other request for the same asset, and their cache
+//! schedules the load at the most urgent priority of its holders, so a dependency inherits the
+//! highest priority of the assets waiting on it.
+//!
+//! # Invariants
+//!
+//! - A dependent is handed to the frame coordinator only when it decoded *and* every one of
+//!   its dependencies is `Ready`: whichever of the two happens last hands it over, under the
+//!   gate's lock, so exactly one of them does.
+//! - A dependency that fails or is cancelled fails its dependent with `DependencyFailed`
+//!   naming it and its cause (`Shutdown` stays `Shutdown`).
+//! - A dependent that ends without a value releases its dependencies at once; a `Ready` one
+//!   keeps them until its cell is dropped (its last handle released), so what it refers to
+//!   stays resident while it is held.
+//! - Progress counts each node of the tree by its size once decoded or ended; the tree is fixed
+//!   when the request is made, and a gate that released its dependencies reports them as done,
+//!   so progress never goes backwards.
+//!
+//! # Ordering
+//!
+//! Locks are taken parent before child only (progress and reprioritisation walk down the tree
+//! under each gate's lock); a dependency reports its end to its parent without holding its own.
+
+use std::iter::Sum;
+use std::ops::Add;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+
+use streamrt_messages::{AssetKey, AssetLoadError, ErrorKind, LoadState, Priority};
+use streamrt_supervisor::Mailbox;
+
+use crate::frame::{FrameMsg, ReadyEntry};
+
+/// How much of a set of requests has loaded, in bytes, over their whole dependency trees.
+///
+/// An asset counts as loaded once it decoded or ended (a failed or cancelled asset will load
+/// no further); its weight is its size as the source declares it (a pack's raw size), or 1
+/// byte when the source does not know it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByteProgress {
+    /// Bytes of the assets loaded.
+    pub done: u64,
+    /// Bytes of every asset in the trees.
+    pub total: u64,
+}
+
+impl ByteProgress {
+    /// `done / total`, from 0 to 1; 1 for an empty set.
+    pub fn fraction(&self) -> f64 {
+        if self.total == 0 {
+            1.0
+        } else {
+            self.done as f64 / self.total as f64
+        }
+    }
+
+    fn complete(total: u64) -> Self {
+        Self { done: total, total }
+    }
+}
+
+impl Add for ByteProgress {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
+        Self { done: self.done + other.done, total: self.total + other.total }
+    }
+}
+
+impl Sum for ByteProgress {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Self::default(), Add::add)
+    }
+}
+
+/// A request that has dependencies, as its gate sees it.
+pub(crate) trait Dependent: Send + Sync {
+    /// Fails the request (a dependency failed) unless it already ended.
+    fn fail_dependent(&self, kind: ErrorKind);
+}
+
+/// A dependency request, whatever its asset type. Dropping it releases the request.
+pub(crate) trait DepHandle: Send + Sync {
+    /// Moves the dependency (and its own dependencies) to `priority`.
+    fn reprioritize(&self, priority: Priority);
+    /// The dependency's progress, its own dependencies included.
+    fn progress(&self) -> ByteProgress;
+}
+
+/// See the module docs.
+pub(crate) struct DepGate {
+    state: Mutex<GateState>,
+    dependent: OnceLock<Weak<dyn Dependent>>,
+    frame: Mailbox<FrameMsg>,
+}
+
+struct GateState {
+    /// Dependencies not yet `Ready`.
+    pending: usize,
+    /// The dependent, decoded, waiting for its dependencies.
+    parked: Option<ReadyEntry>,
+    deps: Vec<Box<dyn DepHandle>>,
+    /// Set once the dependent ended without a value: the dependencies were released and
+    /// count as done for this many bytes.
+    released_total: Option<u64>,
+}
+
+/// The kind a dependent fails with when `dependency` ended without a value (`error` is `None`
+/// when it was cancelled).
+pub(crate) fn dependency_error(dependency: &AssetKey, error: Option<&AssetLoadError>) -> ErrorKind {
+    match error.map(|e| &e.kind) {
+        Some(ErrorKind::Shutdown) => ErrorKind::Shutdown,
+        Some(kind) => {
+            ErrorKind::DependencyFailed { dependency: dependency.clone(), cause: kind.to_string() }
+        }
+        None => ErrorKind::DependencyFailed {
+            dependency: dependency.clone(),
+            cause: "cancelled".to_owned(),
+        },
+    }
+}
+
+impl DepGate {
+    /// A gate waiting for `pending` dependencies; the dependent's own decode is handed over
+    /// through `frame` once they are ready.
+    pub(crate) fn new(pending: usize, frame: Mailbox<FrameMsg>) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(GateState {
+                pending,
+                parked: None,
+                deps: Vec::with_capacity(pending),
+                released_total: None,
+            }),
+            dependent: OnceLock::new(),
+            frame,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Names the request this gate belongs to; set once, before any dependency is requested.
+    pub(crate) fn bind(&self, dependent: Weak<dyn Dependent>) {
+        let _ = self.dependent.set(dependent);
+    }
+
+    /// Fails the dependent because `dependency` could not even be requested, for `cause`.
+    pub(crate) fn refuse(&self, dependency: &AssetKey, cause: String) {
+        self.fail_dependent(ErrorKind::DependencyFailed { dependency: dependency.clone(), cause });
+    }
+
+    fn fail_dependent(&self, kind: ErrorKind) {
+        if let Some(dependent) = self.dependent.get().and_then(Weak::upgrade) {
+            dependent.fail_dependent(kind);
+        }
+    }
+
+    /// Keeps `dep` until the dependent ends; releases it at once if it already did.
+    pub(crate) fn add(&self, dep: Box<dyn DepHandle>) {
+        let mut state = self.lock();
+        if state.released_total.is_none() {
+            state.deps.push(dep);
+            return;
+        }
+        let add = dep.progress().total;
+        if let Some(total) = state.released_total.as_mut() {
+            *total += add;
+        }
+        drop(state);
+        drop(dep);
+    }
+
+    /// Hands `entry` (the dependent, decoded) back if every dependency is ready; otherwise
+    /// keeps it and hands it to the frame coordinator when the last one is.
+    pub(crate) fn hold(&self, entry: ReadyEntry) -> Option<ReadyEntry> {
+        let mut state = self.lock();
+        if state.released_total.is_some() {
+            return None;
+        }
+        if state.pending == 0 {
+            return Some(entry);
+        }
+        state.parked = Some(entry);
+        None
+    }
+
+    /// A dependency reached the terminal state `to`.
+    pub(crate) fn dependency_ended(
+        &self,
+        dependency: &AssetKey,
+        to: LoadState,
+        error: Option<&AssetLoadError>,
+    ) {
+        if to != LoadState::Ready {
+            return self.fail_dependent(dependency_error(dependency, error));
+        }
+        let parked = {
+            let mut state = self.lock();
+            debug_assert!(state.pending > 0, "more dependencies ready than requested");
+            state.pending = state.pending.saturating_sub(1);
+            if state.pending == 0 {
+                state.parked.take()
+            } else {
+                None
+            }
+        };
+        if let Some(entry) = parked {
+            if let Err(closed) = self.frame.post(FrameMsg::Ready(vec![entry.refreshed()])) {
+                // The coordinator is gone: the runtime is shutting down.
+                if let FrameMsg::Ready(entries) = closed.0 {
+                    entries.iter().for_each(|e| e.cell().fail_shutdown());
+                }
+            }
+        }
+    }
+
+    /// The dependent ended without a value: releases every dependency (outside the lock, as
+    /// releasing one may report back here).
+    pub(crate) fn release(&self) {
+        let (deps, parked) = {
+            let mut state = self.lock();
+            if state.released_total.is_some() {
+                return;
+            }
+            let total = state.deps.iter().map(|d| d.progress().total).sum();
+            state.released_total = Some(total);
+            (std::mem::take(&mut state.deps), state.parked.take())
+        };
+        drop(parked);
+        drop(deps);
+    }
+
+    /// Moves every dependency to `priority`.
+    pub(crate) fn reprioritize(&self, priority: Priority) {
+        for dep in &self.lock().deps {
+            dep.reprioritize(priority);
+        }
+    }
+
+    /// The progress of every dependency's tree.
+    pub(crate) fn progress(&self) -> ByteProgress {
+        let state = self.lock();
+        match state.released_total {
+            Some(total) => ByteProgress::complete(total),
+            None => state.deps.iter().map(|d| d.progress()).sum(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_set_is_complete_and_sums_add_up() {
+        assert!((ByteProgress::default().fraction() - 1.0).abs() < f64::EPSILON);
+        let sum: ByteProgress =
+            [ByteProgress { done: 1, total: 4 }, ByteProgress::complete(4)].into_iter().sum();
+        assert_eq!(sum, ByteProgress { done: 5, total: 8 });
+        assert!((sum.fraction() - 0.625).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn a_dependency_failure_names_the_dependency_and_its_cause_but_shutdown_stays_shutdown() {
+        let key = |p: &str| AssetKey::parse(p).unwrap();
+        let corrupt = AssetLoadError {
+            key: key("texture:a.tex"),
+            attempt: 1,
+            kind: ErrorKind::Corrupt("crc".into()),
+        };
+        assert_eq!(
+            dependency_error(&key("texture:a.tex"), Some(&corrupt)),
+            ErrorKind::DependencyFailed {
+                dependency: key("texture:a.tex"),
+                cause: ErrorKind::Corrupt("crc".into()).to_string()
+            }
+        );
+        let cancelled = dependency_error(&key("texture:a.tex"), None);
+        assert!(
+            matches!(cancelled, ErrorKind::DependencyFailed { ref cause, .. } if cause == "cancelled")
+        );
+        let shutdown = AssetLoadError { kind: ErrorKind::Shutdown, ..corrupt };
+        assert_eq!(dependency_error(&key("texture:a.tex"), Some(&shutdown)), ErrorKind::Shutdown);
+    }
+}

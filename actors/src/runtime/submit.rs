@@ -1,0 +1,192 @@
+//! Admission: turning a request into a cell, a handle and a ticket, and requesting its
+//! dependencies, on the engine's thread.
+//!
+//! A request's dependency tree is requested when the request is made: the source lists each
+//! asset's dependencies from memory, and every dependency becomes an internal request owned by
+//! its dependent's gate (see `deps`). The tree is bounded: at most `dependency_depth_max` levels
+//! and `dependency_nodes_max` requests per tree, so a cycle a custom source reports (packs
+//! refuse cycles when they are built) fails its root with `DependencyFailed` instead of
+//! recursing forever.
+//!
+//! # Backpressure
+//!
+//! Every request, dependencies included, passes the admission limit
+//! (`requests_outstanding_max`); one past it is returned already failed with `QueueFull`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use streamrt_messages::{AssetKey, AssetLoadError, AssetTypeName, ErrorKind, Priority, RequestId};
+use streamrt_supervisor::Mailbox;
+
+use crate::cache::CacheMsg;
+use crate::deps::{DepGate, DepHandle};
+use crate::frame::FrameMsg;
+use crate::request::{Handle, Lineage, RequestCell};
+use crate::runtime::registry::TypeEntry;
+use crate::source::Source;
+use crate::telemetry::{Counters, Probe};
+
+/// Limits of one dependency tree.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TreeLimits {
+    pub(crate) depth_max: usize,
+    pub(crate) nodes_max: usize,
+}
+
+/// Where a request sits while its tree is being requested.
+struct Walk {
+    depth: usize,
+    nodes: usize,
+    limits: TreeLimits,
+}
+
+/// Requests a dependency of a type known only by name.
+pub(crate) trait DepRequester: Send + Sync {
+    fn request_dependency(
+        &self,
+        submitter: &Submitter,
+        key: AssetKey,
+        priority: Priority,
+        parent: Weak<DepGate>,
+        walk: &mut WalkRef<'_>,
+    ) -> Box<dyn DepHandle>;
+}
+
+/// A walk in progress, opaque to requesters.
+pub(crate) struct WalkRef<'a>(&'a mut Walk);
+
+impl<T: Send + Sync + 'static> DepRequester for TypeEntry<T> {
+    fn request_dependency(
+        &self,
+        submitter: &Submitter,
+        key: AssetKey,
+        priority: Priority,
+        parent: Weak<DepGate>,
+        walk: &mut WalkRef<'_>,
+    ) -> Box<dyn DepHandle> {
+        Box::new(submitter.submit(self, key, priority, Some(parent), walk.0))
+    }
+}
+
+/// See the module docs.
+pub(crate) struct Submitter {
+    pub(crate) probe: Arc<Probe>,
+    pub(crate) source: Arc<dyn Source>,
+    pub(crate) frame: Mailbox<FrameMsg>,
+    pub(crate) requests_outstanding_max: usize,
+    pub(crate) tree: TreeLimits,
+    pub(crate) by_name: HashMap<AssetTypeName, Arc<dyn DepRequester>>,
+    next_request: AtomicU64,
+}
+
+impl Submitter {
+    pub(crate) fn new(
+        probe: Arc<Probe>,
+        source: Arc<dyn Source>,
+        frame: Mailbox<FrameMsg>,
+        requests_outstanding_max: usize,
+        tree: TreeLimits,
+        by_name: HashMap<AssetTypeName, Arc<dyn DepRequester>>,
+    ) -> Self {
+        Self {
+            probe,
+            source,
+            frame,
+            requests_outstanding_max,
+            tree,
+            by_name,
+            next_request: AtomicU64::new(0),
+        }
+    }
+
+    /// Requests `key` and its whole dependency tree; see the module docs.
+    pub(crate) fn request<T: Send + Sync + 'static>(
+        &self,
+        entry: &TypeEntry<T>,
+        key: AssetKey,
+        priority: Priority,
+    ) -> Handle<T> {
+        let mut walk = Walk { depth: 0, nodes: 0, limits: self.tree };
+        self.submit(entry, key, priority, None, &mut walk)
+    }
+
+    fn outstanding(&self) -> u64 {
+        let c = &self.probe.counters;
+        Counters::get(&c.requested)
+            - (Counters::get(&c.ready) + Counters::get(&c.failed) + Counters::get(&c.cancelled))
+    }
+
+    fn submit<T: Send + Sync + 'static>(
+        &self,
+        entry: &TypeEntry<T>,
+        key: AssetKey,
+        priority: Priority,
+        parent: Option<Weak<DepGate>>,
+        walk: &mut Walk,
+    ) -> Handle<T> {
+        let id = RequestId(self.next_request.fetch_add(1, Ordering::Relaxed) + 1);
+        let outstanding = self.outstanding();
+        Counters::bump(&self.probe.counters.requested);
+        walk.nodes += 1;
+        let deps = self.source.dependencies(&key);
+        let gate = (!deps.is_empty()).then(|| DepGate::new(deps.len(), self.frame.clone()));
+        let weight = self.source.size_hint(&key).unwrap_or(1);
+        let lineage = Lineage { gate: gate.clone(), parent, weight };
+        let cell = RequestCell::new(id, key.clone(), priority, Arc::clone(&self.probe))
+            .with_lineage(lineage);
+        let (handle, ticket) = Handle::new(cell, entry.mailbox.clone(), entry.placeholder.clone());
+        if outstanding >= self.requests_outstanding_max as u64 {
+            let capacity = self.requests_outstanding_max;
+            ticket.cell().fail(&AssetLoadError::shared(key, ErrorKind::QueueFull { capacity }));
+            return handle;
+        }
+        if let Some(gate) = gate {
+            gate.bind(handle.dependent());
+            walk.depth += 1;
+            self.submit_dependencies(&gate, deps, priority, walk);
+            walk.depth -= 1;
+        }
+        // A closed mailbox hands the ticket back; dropping it fails the request with Shutdown.
+        let _ = entry.mailbox.post(CacheMsg::Load(ticket));
+        handle
+    }
+
+    fn submit_dependencies(
+        &self,
+        gate: &Arc<DepGate>,
+        deps: Vec<AssetKey>,
+        priority: Priority,
+        walk: &mut Walk,
+    ) {
+        for dep in deps {
+            let refused = if walk.depth > walk.limits.depth_max {
+                Some(format!("dependency chain deeper than {}", walk.limits.depth_max))
+            } else if walk.nodes >= walk.limits.nodes_max {
+                Some(format!("dependency tree larger than {} assets", walk.limits.nodes_max))
+            } else {
+                None
+            };
+            let requester = self.by_name.get(dep.asset_type());
+            let cause = match (refused, requester) {
+                (Some(cause), _) => cause,
+                (None, None) => format!("no decoder registered for {}", dep.asset_type()),
+                (None, Some(requester)) => {
+                    let parent = Arc::downgrade(gate);
+                    let handle = requester.request_dependency(
+                        self,
+                        dep,
+                        priority,
+                        parent,
+                        &mut WalkRef(walk),
+                    );
+                    gate.add(handle);
+                    continue;
+                }
+            };
+            gate.refuse(&dep, cause);
+            return;
+        }
+    }
+}

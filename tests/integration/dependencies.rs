@@ -1,0 +1,192 @@
+//! Dependencies: publish order along chains, shared dependencies, failures and cancellation
+//! flowing up and down the tree, priority inheritance, byte-weighted progress, and trees a
+//! source gets wrong.
+
+use streamrt::messages::{AssetKey, ErrorKind, EventKind};
+use streamrt::{wait_loaded, LoadState, Priority, ReadyError};
+use streamrt_integration::{Blob, BlobDecoder, GatedSource, TextDecoder, PATIENCE};
+
+use crate::runtime;
+
+fn key(k: &str) -> AssetKey {
+    AssetKey::parse(k).expect("valid key")
+}
+
+/// The keys published, in order, among `watched`.
+fn published_order(events: &streamrt::EventStream, watched: &[&str]) -> Vec<String> {
+    let mut order = Vec::new();
+    while order.len() < watched.len() {
+        let event = events.next_timeout(PATIENCE).expect("every watched request publishes");
+        if event.kind != EventKind::Published {
+            continue;
+        }
+        let published = event.key.map(|k| k.to_string()).unwrap_or_default();
+        if watched.contains(&published.as_str()) {
+            order.push(published);
+        }
+    }
+    order
+}
+
+#[test]
+fn a_chain_across_types_publishes_its_root_only_after_every_dependency_is_ready() {
+    let source = GatedSource::default();
+    source.put_with_deps("blob:root", b"root", &["text:mid"]);
+    source.put_with_deps("text:mid", b"mid", &["blob:leaf"]);
+    source.put_with_deps("blob:leaf", b"leaf", &[]);
+    source.gate.hold("leaf");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.register(TextDecoder).immediate());
+    let events = rt.subscribe(4096);
+    let root = rt.request::<Blob>("root", Priority::Normal).unwrap();
+    assert!(wait_loaded(std::slice::from_ref(&root), PATIENCE));
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(root.state(), LoadState::Decoded, "decoded, held back by its dependencies");
+    source.gate.release("leaf");
+    let value = root.wait_timeout(PATIENCE).unwrap().expect("the chain loads");
+    assert_eq!(value.0, b"root");
+    let order = published_order(&events, &["blob:leaf", "text:mid", "blob:root"]);
+    assert_eq!(order, ["blob:leaf", "text:mid", "blob:root"], "leaves publish first");
+}
+
+#[test]
+fn a_dependency_shared_by_two_assets_loads_once_and_serves_both() {
+    let source = GatedSource::default();
+    source.put_with_deps("blob:m1", b"m1", &["blob:shared"]);
+    source.put_with_deps("blob:m2", b"m2", &["blob:shared"]);
+    source.put_with_deps("blob:shared", b"shared", &[]);
+    source.gate.hold("shared");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let m1 = rt.request::<Blob>("m1", Priority::Normal).unwrap();
+    let m2 = rt.request::<Blob>("m2", Priority::Normal).unwrap();
+    source.gate.wait_started("shared", 1);
+    assert!(rt.sync(PATIENCE));
+    source.gate.release("shared");
+    m1.wait_timeout(PATIENCE).unwrap().expect("m1 loads");
+    m2.wait_timeout(PATIENCE).unwrap().expect("m2 loads");
+    assert_eq!(source.gate.started_count("shared"), 1, "one load for both dependents");
+}
+
+#[test]
+fn a_failed_dependency_fails_every_dependent_up_the_chain_naming_it_and_its_cause() {
+    let source = GatedSource::default();
+    source.put_with_deps("blob:root", b"root", &["blob:mid"]);
+    source.put_with_deps("blob:mid", b"mid", &["blob:missing"]);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let root = rt.request::<Blob>("root", Priority::Normal).unwrap();
+    let Some(Err(ReadyError::Failed(error))) = root.wait_timeout(PATIENCE) else {
+        panic!("the root fails: {:?}", root.state());
+    };
+    let ErrorKind::DependencyFailed { dependency, cause } = &error.kind else {
+        panic!("not a dependency failure: {error}");
+    };
+    assert_eq!(*dependency, key("blob:mid"));
+    assert!(cause.contains("blob:missing") && cause.contains("not found"), "{cause}");
+    let healthy = rt.request::<Blob>("mid", Priority::Normal);
+    assert!(healthy.is_ok(), "the runtime keeps serving");
+}
+
+#[test]
+fn cancelling_an_asset_releases_the_dependencies_only_it_held() {
+    let source = GatedSource::with_blobs(1);
+    source.put_with_deps("blob:d1", b"d1", &["blob:shared", "blob:only1"]);
+    source.put_with_deps("blob:d2", b"d2", &["blob:shared"]);
+    source.put_with_deps("blob:shared", b"shared", &[]);
+    source.put_with_deps("blob:only1", b"only1", &[]);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
+    let blocker = rt.request::<Blob>("a0", Priority::Critical).unwrap();
+    source.gate.wait_started("a0", 1);
+    let d1 = rt.request::<Blob>("d1", Priority::Normal).unwrap();
+    let d2 = rt.request::<Blob>("d2", Priority::Normal).unwrap();
+    assert!(rt.sync(PATIENCE));
+    d1.cancel();
+    assert!(rt.sync(PATIENCE));
+    source.gate.release("a0");
+    let mut frames = 0;
+    while !d2.is_terminal() && frames < 10_000 {
+        rt.tick();
+        assert!(rt.sync(PATIENCE));
+        frames += 1;
+    }
+    assert!(matches!(d2.outcome(), Some(Ok(_))), "the other dependent keeps its load");
+    assert!(blocker.outcome().is_some_and(|o| o.is_ok()));
+    assert_eq!(d1.outcome(), Some(Err(ReadyError::Cancelled)));
+    assert_eq!(source.gate.started_count("only1"), 0, "a dependency only d1 held is dropped");
+    assert_eq!(source.gate.started_count("shared"), 1);
+}
+
+#[test]
+fn a_dependency_inherits_the_most_urgent_priority_and_reprioritising_propagates() {
+    let source = GatedSource::with_blobs(1);
+    source.put_with_deps("blob:root", b"root", &["blob:dep"]);
+    source.put_with_deps("blob:dep", b"dep", &[]);
+    source.put_with_deps("blob:other", b"other", &[]);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
+    let blocker = rt.request::<Blob>("a0", Priority::Critical).unwrap();
+    source.gate.wait_started("a0", 1);
+    // The engine wants `dep` itself at Low, before anything depends on it.
+    let dep_direct = rt.request::<Blob>("dep", Priority::Low).unwrap();
+    let other = rt.request::<Blob>("other", Priority::Normal).unwrap();
+    let root = rt.request::<Blob>("root", Priority::Low).unwrap();
+    assert!(rt.sync(PATIENCE));
+    root.reprioritize(Priority::Critical);
+    assert!(rt.sync(PATIENCE));
+    source.gate.release("a0");
+    for handle in [&dep_direct, &other, &root, &blocker] {
+        while !handle.is_terminal() {
+            rt.tick();
+            assert!(rt.sync(PATIENCE));
+        }
+    }
+    let started = source.gate.started();
+    let position = |name: &str| started.iter().position(|s| s == name).expect("read");
+    assert!(
+        position("dep") < position("other") && position("root") < position("other"),
+        "the critical root and its dependency are read before the normal request: {started:?}"
+    );
+}
+
+#[test]
+fn progress_is_weighted_by_bytes_over_the_tree_and_never_goes_backwards() {
+    let source = GatedSource::default();
+    source.put_with_deps("blob:small", &[1; 10], &["blob:large"]);
+    source.put_with_deps("blob:large", &[2; 1000], &[]);
+    source.gate.hold("large");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let handle = rt.request::<Blob>("small", Priority::Normal).unwrap();
+    let first = handle.progress();
+    assert_eq!(first.total, 1010, "weighted by the sizes the source declares");
+    assert!(wait_loaded(std::slice::from_ref(&handle), PATIENCE));
+    let middle = handle.progress();
+    assert_eq!(
+        (middle.done, middle.total),
+        (10, 1010),
+        "the small root decoded, not its dependency"
+    );
+    source.gate.release("large");
+    handle.wait_timeout(PATIENCE).unwrap().expect("the tree loads");
+    assert_eq!(handle.progress(), streamrt::ByteProgress { done: 1010, total: 1010 });
+    assert!((handle.progress().fraction() - 1.0).abs() < f64::EPSILON);
+}
+
+#[test]
+fn a_cycle_a_source_reports_fails_the_request_instead_of_recursing_forever() {
+    let source = GatedSource::with_blobs(1);
+    source.put_with_deps("blob:a", b"a", &["blob:b"]);
+    source.put_with_deps("blob:b", b"b", &["blob:a"]);
+    source.put_with_deps("blob:c", b"c", &["nodecoder:x"]);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let cyclic = rt.request::<Blob>("a", Priority::Normal).unwrap();
+    let Some(Err(ReadyError::Failed(error))) = cyclic.wait_timeout(PATIENCE) else {
+        panic!("the cycle fails");
+    };
+    assert!(error.to_string().contains("deeper than 32"), "{error}");
+    let unknown = rt.request::<Blob>("c", Priority::Normal).unwrap();
+    let Some(Err(ReadyError::Failed(error))) = unknown.wait_timeout(PATIENCE) else {
+        panic!("a dependency of an unregistered type fails its dependent");
+    };
+    assert!(error.to_string().contains("no decoder registered for nodecoder"), "{error}");
+    let fine = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    assert!(fine.wait_timeout(PATIENCE).unwrap().is_ok(), "the runtime keeps serving");
+}
