@@ -19,6 +19,12 @@
 //! Engine commands enter through the runtime's admission limit (`requests_outstanding_max`);
 //! worker replies are bounded by the scheduler's credits.
 //!
+//! # Memory budget
+//!
+//! A decoded asset stays in its slot while requests hold it. When the last one lets go, the
+//! value moves to the shared [`Residency`] pool, where the next request for the key finds it
+//! (a hit) unless the budget evicted it (an `evicted` event). See `resident` for the bounds.
+//!
 //! # Failures, retries and quarantine
 //!
 //! A transient failure (IO, a load a crashed worker lost) is retried with backoff under a fresh
@@ -43,7 +49,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
@@ -57,6 +63,7 @@ use streamrt_supervisor::{
 use crate::asset::Decoder;
 use crate::frame::{FrameMsg, ReadyEntry};
 use crate::request::{RequestCell, Ticket};
+use crate::resident::{AnyValue, Evicted, Residency};
 use crate::runtime::RetryPolicy;
 use crate::scheduler::SchedulerMsg;
 use crate::telemetry::{Counters, Probe};
@@ -90,21 +97,29 @@ pub(crate) enum CacheMsg<T: Send + Sync + 'static> {
     Shutdown(mpsc::Sender<()>),
 }
 
-/// One cache's figures.
+/// One cache's figures (`GetCacheStats`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CacheStats {
     /// The asset type.
     pub asset_type: String,
-    /// Slots: assets queued, loading or resident.
+    /// Assets queued, loading, held or parked.
     pub entries: usize,
     /// Keys quarantined after repeated decoder panics.
     pub quarantined: usize,
-    /// Assets decoded and held.
+    /// Assets decoded and held by requests.
     pub resident: usize,
-    /// Bytes held by resident assets.
+    /// Assets decoded and no longer held, kept for reuse until the budget needs their bytes.
+    pub parked: usize,
+    /// Bytes of held and parked assets.
     pub resident_bytes: u64,
     /// Requests attached to slots.
     pub holders: usize,
+    /// Requests served from memory (a held or parked asset).
+    pub hits: u64,
+    /// Requests that started a load.
+    pub misses: u64,
+    /// Parked assets dropped for the memory budget.
+    pub evictions: u64,
 }
 
 impl<T: Send + Sync + 'static> Holder for Ticket<T> {
@@ -191,6 +206,8 @@ pub(crate) struct CacheLinks {
     pub(crate) drain_batch_max: usize,
     /// The runtime's default retry policy, for types registered without one.
     pub(crate) retry: RetryPolicy,
+    /// The memory budget every cache shares.
+    pub(crate) residency: Arc<Mutex<Residency>>,
 }
 
 /// Tickets a failed cache hands to its next incarnation.
@@ -206,6 +223,8 @@ enum Verdict {
 /// See the module docs.
 pub(crate) struct Cache<T: Send + Sync + 'static> {
     asset_type: String,
+    /// This type's index in the memory budget.
+    type_index: usize,
     mailbox: Mailbox<CacheMsg<T>>,
     route: Arc<dyn JobRoute>,
     links: CacheLinks,
@@ -224,7 +243,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     /// Everything a cache is made of; several incarnations are made from the same parts.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        asset_type: String,
+        (asset_type, type_index): (String, usize),
         mailbox: Mailbox<CacheMsg<T>>,
         route: Arc<dyn JobRoute>,
         links: CacheLinks,
@@ -234,6 +253,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     ) -> Self {
         Self {
             asset_type,
+            type_index,
             mailbox,
             route,
             links,
@@ -298,9 +318,15 @@ impl<T: Send + Sync + 'static> Cache<T> {
             cell.fail(&Arc::new(AssetLoadError { key: cell.key().clone(), attempt: 0, kind }));
             return;
         }
-        let Some(at) = self.table.lookup_key(cell.key()) else {
+        let found =
+            self.table.lookup_key(cell.key()).or_else(|| self.unpark(cell.key(), cell.id()));
+        let Some(at) = found else {
+            self.residency().miss(self.type_index);
             return self.start_load(ticket, priority);
         };
+        if self.table.get(at).is_some_and(|s| s.phase == Phase::Resident) {
+            self.residency().hit(self.type_index);
+        }
         let slot = self.table.get_mut(at).expect("indexed slot exists");
         match slot.phase {
             Phase::Resident => {
@@ -318,6 +344,29 @@ impl<T: Send + Sync + 'static> Cache<T> {
             }
         }
         self.table.attach(at, ticket);
+    }
+
+    fn residency(&self) -> MutexGuard<'_, Residency> {
+        self.links.residency.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes `key`'s asset back from the budget's pool into a resident slot, if it is parked.
+    fn unpark(&mut self, key: &AssetKey, origin: RequestId) -> Option<usize> {
+        let (value, bytes) = self.residency().take(key)?;
+        // Keys carry their type, so a parked value of this key is of this cache's type.
+        let value = value.downcast::<T>().ok()?;
+        let generation = self.next_generation();
+        Some(self.table.insert_resident(key.clone(), generation, value, bytes, origin))
+    }
+
+    /// Reports what the budget evicted and publishes the new resident total.
+    fn evicted(&self, evicted: Vec<Evicted>) {
+        let probe = &self.links.probe;
+        for e in evicted {
+            probe.emit(probe.event(EventKind::Evicted).with_key(e.key).with_bytes(e.bytes));
+        }
+        let resident = self.residency().resident_bytes();
+        probe.counters.resident_bytes.store(resident, Ordering::Relaxed);
     }
 
     fn next_generation(&self) -> Generation {
@@ -350,11 +399,17 @@ impl<T: Send + Sync + 'static> Cache<T> {
         ticket.cell().cancel();
         drop(ticket);
         let slot = self.table.get(at).expect("detached from a live slot");
-        if !slot.holders.is_empty() || slot.phase == Phase::Resident {
+        if !slot.holders.is_empty() {
             return;
         }
-        // The last holder let go of a load in progress: cancel the load itself.
         let slot = self.table.remove(at);
+        if slot.phase == Phase::Resident {
+            // The last holder let go of a decoded asset: keep it for reuse, within the budget.
+            let value: AnyValue = slot.value.expect("resident slot holds a value");
+            let evicted = self.residency().park(self.type_index, slot.key, value, slot.bytes);
+            return self.evicted(evicted);
+        }
+        // The last holder let go of a load in progress: cancel the load itself.
         slot.token.cancel();
         if slot.phase == Phase::Queued {
             self.to_scheduler.push(SchedulerMsg::CancelQueued(slot.generation));
@@ -424,11 +479,12 @@ impl<T: Send + Sync + 'static> Cache<T> {
         );
         slot.phase = Phase::Resident;
         slot.bytes = size;
-        probe.counters.resident_bytes.fetch_add(size, Ordering::Relaxed);
         for ticket in &slot.holders {
             stage(ticket.cell(), &value, size, &mut self.to_frame);
         }
         slot.value = Some(value);
+        let evicted = self.residency().admit(self.type_index, size);
+        self.evicted(evicted);
     }
 
     fn ended(&mut self, job: &Job, end: JobEnd) {
@@ -514,9 +570,16 @@ impl<T: Send + Sync + 'static> Cache<T> {
     }
 
     fn stats(&self) -> CacheStats {
+        let figures = self.residency().figures(self.type_index);
         let mut stats = CacheStats {
             asset_type: self.asset_type.clone(),
             quarantined: self.quarantined.len(),
+            entries: figures.parked,
+            parked: figures.parked,
+            resident_bytes: figures.resident_bytes,
+            hits: figures.hits,
+            misses: figures.misses,
+            evictions: figures.evictions,
             ..CacheStats::default()
         };
         for slot in self.table.iter() {
@@ -524,7 +587,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
             stats.holders += slot.holders.len();
             if slot.phase == Phase::Resident {
                 stats.resident += 1;
-                stats.resident_bytes += slot.bytes;
             }
         }
         stats
@@ -532,15 +594,20 @@ impl<T: Send + Sync + 'static> Cache<T> {
 
     /// Forgets the resident bytes of every slot (the table is about to be emptied).
     fn release_resident(&self) {
-        let resident: u64 =
-            self.table.iter().filter(|s| s.phase == Phase::Resident).map(|s| s.bytes).sum();
-        self.links.probe.counters.resident_bytes.fetch_sub(resident, Ordering::Relaxed);
+        let mut residency = self.residency();
+        for slot in self.table.iter().filter(|s| s.phase == Phase::Resident) {
+            residency.forget_held(self.type_index, slot.bytes);
+        }
+        drop(residency);
+        self.evicted(Vec::new());
     }
 
     fn shutdown(&mut self) {
         // Messages not yet handled are dropped: their tickets fail their requests.
         drop(self.mailbox.close());
         self.release_resident();
+        self.residency().clear_type(self.type_index);
+        self.evicted(Vec::new());
         for slot in self.table.drain() {
             slot.token.cancel();
             let error = AssetLoadError::shared(slot.key.clone(), ErrorKind::Shutdown);

@@ -33,6 +33,7 @@ use crate::cache::CacheStats;
 use crate::chaos::CrashTarget;
 use crate::frame::{FrameMsg, FramePolicy, FrameReport, FrameShared, PublishMode};
 use crate::request::Handle;
+use crate::resident::{MemoryStats, Residency};
 use crate::scheduler::SchedulerMsg;
 use crate::source::Source;
 use crate::tasks::FrameTaskGroup;
@@ -58,6 +59,9 @@ pub enum BuildError {
     /// Two decoders for one type name, or for one Rust type.
     #[error("asset type {0} is registered twice")]
     DuplicateType(String),
+    /// A per-type memory budget names a type that is not registered.
+    #[error("memory budget for unregistered asset type {0}")]
+    BudgetType(String),
     /// A thread could not be started or the telemetry file created.
     #[error("starting the runtime: {0}")]
     Io(#[from] std::io::Error),
@@ -143,6 +147,21 @@ impl RuntimeBuilder {
     #[must_use]
     pub fn immediate(mut self) -> Self {
         self.config.publish = PublishMode::Immediate;
+        self
+    }
+
+    /// Bytes of decoded assets kept resident at most, all types together (see
+    /// [`RuntimeConfig::bytes_resident_max`]).
+    #[must_use]
+    pub fn bytes_resident_max(mut self, bytes: u64) -> Self {
+        self.config.bytes_resident_max = bytes;
+        self
+    }
+
+    /// Bytes of decoded assets of type `type_name` kept resident at most.
+    #[must_use]
+    pub fn type_bytes_resident_max(mut self, type_name: &str, bytes: u64) -> Self {
+        self.config.type_bytes_resident_max.insert(type_name.to_owned(), bytes);
         self
     }
 
@@ -244,6 +263,7 @@ impl RuntimeBuilder {
         }
         let frame = Arc::new(FrameShared::new(config.publish, Arc::clone(&probe)));
         let frame_mailbox = Mailbox::new();
+        let residency = Arc::new(Mutex::new(residency(&config, &self.types)?));
         let tree = TreeLimits {
             depth_max: config.dependency_depth_max,
             nodes_max: config.dependency_nodes_max,
@@ -265,6 +285,7 @@ impl RuntimeBuilder {
             frame: Arc::clone(&frame),
             sink: sink_mailbox.clone(),
             submitter,
+            residency: Arc::clone(&residency),
             closing: AtomicBool::new(false),
             core: Mutex::new(None),
             escalation: Mutex::new(None),
@@ -278,12 +299,24 @@ impl RuntimeBuilder {
             sink,
             frame,
             frame_mailbox,
+            residency,
             escalate: escalation_hook(Arc::downgrade(&inner)),
         };
         let core = Core::start(parts, sink_mailbox)?;
         *inner.core.lock().unwrap_or_else(PoisonError::into_inner) = Some(core);
         Ok(Runtime { inner })
     }
+}
+
+/// The memory budget of `config` over the registered `types`, in registration order.
+fn residency(config: &RuntimeConfig, types: &[Box<dyn TypeSpec>]) -> Result<Residency, BuildError> {
+    let budgets = &config.type_bytes_resident_max;
+    if let Some(unknown) = budgets.keys().find(|n| !types.iter().any(|t| t.name().as_str() == *n)) {
+        return Err(BuildError::BudgetType(unknown.clone()));
+    }
+    let type_max: Vec<u64> =
+        types.iter().map(|t| budgets.get(t.name().as_str()).copied().unwrap_or(u64::MAX)).collect();
+    Ok(Residency::new(config.bytes_resident_max, &type_max))
 }
 
 /// What a supervisor's escalation does: shut the runtime down from a thread of its own (the
@@ -328,6 +361,7 @@ struct Inner {
     frame: Arc<FrameShared>,
     sink: Mailbox<SinkMsg>,
     submitter: Submitter,
+    residency: Arc<Mutex<Residency>>,
     closing: AtomicBool,
     core: Mutex<Option<Core>>,
     /// Set when a supervisor gave up: why, and the thread shutting the runtime down.
@@ -480,6 +514,11 @@ impl Runtime {
             return Vec::new();
         };
         core.caches.iter().filter_map(|cache| cache.ask_stats(timeout)).collect()
+    }
+
+    /// The memory budget's figures over every type, read without a round trip to an actor.
+    pub fn memory_stats(&self) -> MemoryStats {
+        self.inner.residency.lock().unwrap_or_else(PoisonError::into_inner).totals()
     }
 
     /// A live feed of every telemetry event emitted after this returns, holding at most

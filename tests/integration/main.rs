@@ -11,6 +11,7 @@ mod failures;
 mod frames;
 mod lifecycle;
 mod limits;
+mod memory;
 mod supervision;
 mod tasks;
 mod telemetry;

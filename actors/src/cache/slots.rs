@@ -112,6 +112,28 @@ impl<T, H: Holder> SlotTable<T, H> {
         slot
     }
 
+    /// Adds a slot for `key`, `Resident` with `value`, with no holder (an asset taken back from
+    /// the budget's pool).
+    ///
+    /// # Panics
+    ///
+    /// If `key` already has a slot.
+    pub(crate) fn insert_resident(
+        &mut self,
+        key: AssetKey,
+        generation: Generation,
+        value: Arc<T>,
+        bytes: u64,
+        origin: RequestId,
+    ) -> usize {
+        let slot = self.start_load(key, generation, Priority::default(), origin);
+        let resident = &mut self.slots[slot];
+        resident.phase = Phase::Resident;
+        resident.value = Some(value);
+        resident.bytes = bytes;
+        slot
+    }
+
     pub(crate) fn get(&self, slot: usize) -> Option<&Slot<T, H>> {
         self.slots.get(slot)
     }

@@ -1,5 +1,6 @@
 //! The runtime's configuration: thread counts, limits and budgets, each with its unit.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use streamrt_supervisor::{Backoff, Intensity};
@@ -67,6 +68,11 @@ pub struct RuntimeConfig {
     pub dependency_depth_max: usize,
     /// Requests in one request's dependency tree at most, itself included.
     pub dependency_nodes_max: usize,
+    /// Bytes of decoded assets kept resident, all types together. Assets no request holds
+    /// are evicted least recently used first to stay within it; held assets never are.
+    pub bytes_resident_max: u64,
+    /// Bytes resident per asset type (by type name), on top of the overall budget.
+    pub type_bytes_resident_max: BTreeMap<String, u64>,
     /// Retries and quarantine, for types registered without their own policy.
     pub retry: RetryPolicy,
     /// Restarts the runtime's supervisors allow within a window before they escalate and the
@@ -95,6 +101,8 @@ impl Default for RuntimeConfig {
             shutdown_ack_ms_max: 10_000,
             dependency_depth_max: 32,
             dependency_nodes_max: 4_096,
+            bytes_resident_max: 512 << 20,
+            type_bytes_resident_max: BTreeMap::new(),
             retry: RetryPolicy::default(),
             restart_intensity: Intensity { restarts_max: 20, window_ms: 10_000 },
             restart_backoff: Backoff { min_ms: 0, max_ms: 100 },

@@ -23,6 +23,7 @@ use streamrt_supervisor::{
 
 use crate::cache::CacheLinks;
 use crate::frame::{FrameCoordinator, FrameMsg, FrameShared};
+use crate::resident::Residency;
 use crate::runtime::registry::{CacheControl, TypeSpec};
 use crate::runtime::RuntimeConfig;
 use crate::scheduler::{Scheduler, SchedulerLimits, SchedulerMsg};
@@ -44,6 +45,8 @@ pub(crate) struct CoreParts {
     pub(crate) frame: Arc<FrameShared>,
     /// The frame coordinator's mailbox, made first: dependency gates post to it.
     pub(crate) frame_mailbox: Mailbox<FrameMsg>,
+    /// The memory budget the caches share.
+    pub(crate) residency: Arc<Mutex<Residency>>,
     pub(crate) escalate: EscalateFn,
 }
 
@@ -320,9 +323,10 @@ fn run_core(mut actors: CoreActors, ready: &mpsc::Sender<(System, Arbiter)>) {
             generations,
             drain_batch_max: config.drain_batch_max,
             retry: config.retry,
+            residency: Arc::clone(&actors.parts.residency),
         };
-        for spec in std::mem::take(&mut actors.parts.types) {
-            root = root.child(spec.child_spec(links.clone()));
+        for (index, spec) in std::mem::take(&mut actors.parts.types).into_iter().enumerate() {
+            root = root.child(spec.child_spec(links.clone(), index));
         }
         root.start();
         (System::current(), telemetry)

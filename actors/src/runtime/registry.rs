@@ -36,7 +36,8 @@ pub(crate) trait TypeSpec: Send {
     fn control(&self) -> Arc<dyn CacheControl>;
     /// The supervisor's spec of the cache actor: each call of its start function makes a
     /// fresh incarnation on the current arbiter.
-    fn child_spec(self: Box<Self>, links: CacheLinks) -> ChildSpec;
+    /// `type_index` is the type's place in the memory budget.
+    fn child_spec(self: Box<Self>, links: CacheLinks, type_index: usize) -> ChildSpec;
 }
 
 pub(crate) struct DecoderSpec<D: Decoder> {
@@ -84,7 +85,7 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
         Arc::new(CacheHandle { mailbox: self.mailbox.clone(), salvage: Arc::clone(&self.salvage) })
     }
 
-    fn child_spec(self: Box<Self>, links: CacheLinks) -> ChildSpec {
+    fn child_spec(self: Box<Self>, links: CacheLinks, type_index: usize) -> ChildSpec {
         let route: Arc<dyn JobRoute> = Arc::new(TypeRoute::new(self.decoder, self.mailbox.clone()));
         let salvage = self.salvage;
         let policy = self.policy.unwrap_or(links.retry);
@@ -92,7 +93,7 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
         let (asset_type, mailbox) = (self.name.to_string(), self.mailbox);
         ChildSpec::new(name, RestartKind::Permanent, move |link| {
             let cache = Cache::new(
-                asset_type.clone(),
+                (asset_type.clone(), type_index),
                 mailbox.clone(),
                 Arc::clone(&route),
                 links.clone(),

@@ -1,0 +1,339 @@
+//! The memory budget: resident bytes per asset type and overall, and the least-recently-used
+//! pool of decoded assets no request holds.
+//!
+//! A decoded asset is *held* while a request for it is attached to its cache's slot (a live
+//! handle), and *parked* here once the last one lets go: it stays decoded for the next request
+//! (a hit) until the budget needs its bytes. Every cache shares one [`Residency`] (they run on
+//! one arbiter, so its lock is uncontended); pure bookkeeping, no actor and no IO, so its
+//! invariants are property-tested on their own.
+//!
+//! # Invariants
+//!
+//! - Resident bytes (held plus parked) are counted per type and overall, exactly.
+//! - Only parked assets are evicted, least recently used first: a held asset never is.
+//! - After every operation, a type over its `bytes_resident_max` has nothing parked, and the
+//!   runtime over its overall budget has nothing parked: eviction runs as soon as an asset is
+//!   admitted or parked, so resident bytes exceed a budget only by what live handles hold (the
+//!   engine asked for those; the runtime cannot drop them) and never by a cached asset.
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use streamrt_messages::AssetKey;
+
+/// A decoded asset, whatever its type.
+pub(crate) type AnyValue = Arc<dyn Any + Send + Sync>;
+
+/// An asset the budget evicted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Evicted {
+    pub(crate) key: AssetKey,
+    pub(crate) bytes: u64,
+}
+
+/// The memory budget's figures, for one type or for all (`Runtime::memory_stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// Bytes of held and parked assets.
+    pub resident_bytes: u64,
+    /// The budget those bytes are kept within (`u64::MAX`: none).
+    pub bytes_resident_max: u64,
+    /// Parked assets (decoded, unreferenced, kept for reuse).
+    pub parked: usize,
+    /// Requests served from memory (a held or parked asset).
+    pub hits: u64,
+    /// Requests that started a load.
+    pub misses: u64,
+    /// Parked assets dropped for the budget.
+    pub evictions: u64,
+}
+
+#[derive(Debug, Default)]
+struct TypeState {
+    figures: MemoryStats,
+    /// Parked keys of this type by last use.
+    lru: BTreeMap<u64, AssetKey>,
+}
+
+struct Parked {
+    type_index: usize,
+    value: AnyValue,
+    bytes: u64,
+    used: u64,
+}
+
+/// See the module docs.
+pub(crate) struct Residency {
+    bytes_resident_max: u64,
+    resident_bytes: u64,
+    types: Vec<TypeState>,
+    parked: HashMap<AssetKey, Parked>,
+    /// Every parked key by last use.
+    lru: BTreeMap<u64, AssetKey>,
+    /// The use clock: bumped at each park, so later parks are more recent.
+    clock: u64,
+}
+
+impl Residency {
+    /// A budget of `bytes_resident_max` overall and `type_max[i]` for the type of index `i`
+    /// (`u64::MAX` for no limit).
+    pub(crate) fn new(bytes_resident_max: u64, type_max: &[u64]) -> Self {
+        let types = type_max
+            .iter()
+            .map(|&max| TypeState {
+                figures: MemoryStats { bytes_resident_max: max, ..MemoryStats::default() },
+                lru: BTreeMap::new(),
+            })
+            .collect();
+        Self {
+            bytes_resident_max,
+            resident_bytes: 0,
+            types,
+            parked: HashMap::new(),
+            lru: BTreeMap::new(),
+            clock: 0,
+        }
+    }
+
+    /// Bytes of every held and parked asset.
+    pub(crate) fn resident_bytes(&self) -> u64 {
+        self.resident_bytes
+    }
+
+    /// The figures of the type of index `t`.
+    pub(crate) fn figures(&self, t: usize) -> MemoryStats {
+        self.types[t].figures
+    }
+
+    /// The figures of every type together.
+    pub(crate) fn totals(&self) -> MemoryStats {
+        let mut totals = MemoryStats {
+            resident_bytes: self.resident_bytes,
+            bytes_resident_max: self.bytes_resident_max,
+            ..MemoryStats::default()
+        };
+        for t in &self.types {
+            totals.parked += t.figures.parked;
+            totals.hits += t.figures.hits;
+            totals.misses += t.figures.misses;
+            totals.evictions += t.figures.evictions;
+        }
+        totals
+    }
+
+    /// Counts a request served from memory.
+    pub(crate) fn hit(&mut self, t: usize) {
+        self.types[t].figures.hits += 1;
+    }
+
+    /// Counts a request that started a load.
+    pub(crate) fn miss(&mut self, t: usize) {
+        self.types[t].figures.misses += 1;
+    }
+
+    /// A held asset of `bytes` decoded; returns what the budget evicted to make room.
+    pub(crate) fn admit(&mut self, t: usize, bytes: u64) -> Vec<Evicted> {
+        self.resident_bytes += bytes;
+        self.types[t].figures.resident_bytes += bytes;
+        self.enforce(t)
+    }
+
+    /// A held asset of `bytes` is gone (its cache failed or shut down).
+    pub(crate) fn forget_held(&mut self, t: usize, bytes: u64) {
+        self.resident_bytes -= bytes;
+        self.types[t].figures.resident_bytes -= bytes;
+    }
+
+    /// The last request holding `key` let go: keeps the asset for reuse, then evicts what the
+    /// budget needs (possibly this very asset).
+    pub(crate) fn park(
+        &mut self,
+        t: usize,
+        key: AssetKey,
+        value: AnyValue,
+        bytes: u64,
+    ) -> Vec<Evicted> {
+        self.clock += 1;
+        let used = self.clock;
+        self.lru.insert(used, key.clone());
+        self.types[t].lru.insert(used, key.clone());
+        self.types[t].figures.parked += 1;
+        let previous = self.parked.insert(key, Parked { type_index: t, value, bytes, used });
+        debug_assert!(previous.is_none(), "an asset is parked once");
+        self.enforce(t)
+    }
+
+    /// Takes the parked asset `key` back to be held, if it is still parked (the caller counts
+    /// the hit).
+    pub(crate) fn take(&mut self, key: &AssetKey) -> Option<(AnyValue, u64)> {
+        let parked = self.parked.remove(key)?;
+        let t = parked.type_index;
+        self.lru.remove(&parked.used);
+        let state = &mut self.types[t];
+        state.lru.remove(&parked.used);
+        state.figures.parked -= 1;
+        Some((parked.value, parked.bytes))
+    }
+
+    /// Drops every parked asset of the type of index `t` (its cache shut down).
+    pub(crate) fn clear_type(&mut self, t: usize) {
+        let keys: Vec<AssetKey> = self.types[t].lru.values().cloned().collect();
+        for key in keys {
+            self.drop_parked(&key);
+        }
+    }
+
+    fn drop_parked(&mut self, key: &AssetKey) -> Option<(usize, Evicted)> {
+        let parked = self.parked.remove(key)?;
+        let state = &mut self.types[parked.type_index];
+        state.lru.remove(&parked.used);
+        state.figures.parked -= 1;
+        state.figures.resident_bytes -= parked.bytes;
+        self.lru.remove(&parked.used);
+        self.resident_bytes -= parked.bytes;
+        Some((parked.type_index, Evicted { key: key.clone(), bytes: parked.bytes }))
+    }
+
+    /// Evicts the type `t`'s least recently used parked assets while it is over its budget,
+    /// then anyone's while the total is over the overall budget.
+    fn enforce(&mut self, t: usize) -> Vec<Evicted> {
+        let mut evicted = Vec::new();
+        while self.types[t].figures.resident_bytes > self.types[t].figures.bytes_resident_max {
+            let Some(key) = self.types[t].lru.values().next().cloned() else { break };
+            evicted.extend(self.evict(&key));
+        }
+        while self.resident_bytes > self.bytes_resident_max {
+            let Some(key) = self.lru.values().next().cloned() else { break };
+            evicted.extend(self.evict(&key));
+        }
+        evicted
+    }
+
+    fn evict(&mut self, key: &AssetKey) -> Option<Evicted> {
+        let (t, evicted) = self.drop_parked(key)?;
+        self.types[t].figures.evictions += 1;
+        Some(evicted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A new asset of type t, k-th key, decodes with this size and is held.
+        Admit(usize, u8, u64),
+        /// The n-th held asset is let go.
+        Park(usize),
+        /// A request for the k-th key of type t: a hit if parked.
+        Request(usize, u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0usize..2, 0u8..24, 1u64..400).prop_map(|(t, k, b)| Op::Admit(t, k, b)),
+            (0usize..64).prop_map(Op::Park),
+            (0usize..2, 0u8..24).prop_map(|(t, k)| Op::Request(t, k)),
+        ]
+    }
+
+    fn key(t: usize, k: u8) -> AssetKey {
+        AssetKey::parse(&format!("t{t}:k{k}")).unwrap()
+    }
+
+    struct Model {
+        held: HashMap<AssetKey, (usize, u64)>,
+        parked: HashMap<AssetKey, (usize, u64)>,
+    }
+
+    impl Model {
+        fn bytes(&self, t: Option<usize>) -> (u64, u64) {
+            let sum = |m: &HashMap<AssetKey, (usize, u64)>| {
+                m.values().filter(|(ti, _)| t.is_none_or(|t| t == *ti)).map(|(_, b)| b).sum()
+            };
+            (sum(&self.held), sum(&self.parked))
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn eviction_keeps_the_budget_and_never_drops_a_held_asset(
+            overall in 200u64..2_000,
+            type0 in 100u64..1_500,
+            ops in proptest::collection::vec(op(), 0..300),
+        ) {
+            let mut residency = Residency::new(overall, &[type0, u64::MAX]);
+            let mut model = Model { held: HashMap::new(), parked: HashMap::new() };
+            let mut evictions = 0;
+            for op in ops {
+                let evicted = match op {
+                    Op::Admit(t, k, bytes) => {
+                        let key = key(t, k);
+                        if model.held.contains_key(&key) || model.parked.contains_key(&key) {
+                            continue;
+                        }
+                        model.held.insert(key, (t, bytes));
+                        residency.admit(t, bytes)
+                    }
+                    Op::Park(n) if !model.held.is_empty() => {
+                        let mut keys: Vec<_> = model.held.keys().cloned().collect();
+                        keys.sort_by_key(ToString::to_string);
+                        let key = keys[n % keys.len()].clone();
+                        let (t, bytes) = model.held.remove(&key).unwrap();
+                        model.parked.insert(key.clone(), (t, bytes));
+                        residency.park(t, key, Arc::new(()), bytes)
+                    }
+                    Op::Request(t, k) => {
+                        let key = key(t, k);
+                        let taken = residency.take(&key);
+                        prop_assert_eq!(taken.is_some(), model.parked.contains_key(&key));
+                        if let Some((_, bytes)) = taken {
+                            let entry = model.parked.remove(&key).unwrap();
+                            prop_assert_eq!(entry.1, bytes);
+                            model.held.insert(key, entry);
+                        }
+                        Vec::new()
+                    }
+                    Op::Park(_) => Vec::new(),
+                };
+                let mut seen = HashSet::new();
+                for e in &evicted {
+                    prop_assert!(!model.held.contains_key(&e.key), "held {} evicted", e.key);
+                    prop_assert!(model.parked.remove(&e.key).is_some(), "{} was parked", e.key);
+                    prop_assert!(seen.insert(e.key.clone()));
+                }
+                evictions += evicted.len() as u64;
+                let (held, parked) = model.bytes(None);
+                prop_assert_eq!(residency.resident_bytes(), held + parked);
+                prop_assert!(residency.resident_bytes() <= overall.max(held));
+                prop_assert!(held + parked <= overall || parked == 0);
+                let (held0, parked0) = model.bytes(Some(0));
+                prop_assert_eq!(residency.figures(0).resident_bytes, held0 + parked0);
+                prop_assert!(held0 + parked0 <= type0 || parked0 == 0);
+                let figures_parked = residency.figures(0).parked + residency.figures(1).parked;
+                prop_assert_eq!(figures_parked, model.parked.len());
+            }
+            prop_assert_eq!(residency.figures(0).evictions + residency.figures(1).evictions, evictions);
+        }
+    }
+
+    #[test]
+    fn the_least_recently_parked_asset_goes_first_and_a_hit_saves_one() {
+        let mut residency = Residency::new(300, &[u64::MAX]);
+        for k in 0..3 {
+            assert!(residency.admit(0, 100).is_empty());
+            assert!(residency.park(0, key(0, k), Arc::new(()), 100).is_empty());
+        }
+        assert!(residency.take(&key(0, 0)).is_some(), "k0 is held again");
+        residency.hit(0);
+        let evicted = residency.admit(0, 100);
+        assert_eq!(evicted, [Evicted { key: key(0, 1), bytes: 100 }], "k1 is the oldest parked");
+        assert_eq!(residency.figures(0).hits, 1);
+        assert_eq!(residency.figures(0).evictions, 1);
+    }
+}

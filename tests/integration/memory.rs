@@ -1,0 +1,90 @@
+//! The memory budget: unreferenced assets kept for reuse, least-recently-used eviction with an
+//! `evicted` event, held assets never evicted, per-type budgets, and the stats that show it.
+
+use streamrt::messages::EventKind;
+use streamrt::{BuildError, Priority, Runtime};
+use streamrt_integration::{blob_key, Blob, BlobDecoder, GatedSource, PATIENCE};
+
+use crate::runtime;
+
+/// Loads `path` to `Ready`, then lets go of it and waits until the cache saw the release.
+fn load_and_release(rt: &Runtime, path: &str) {
+    let handle = rt.request::<Blob>(path, Priority::Normal).unwrap();
+    handle.wait_timeout(PATIENCE).unwrap().expect("loads");
+    drop(handle);
+    assert!(rt.sync(PATIENCE));
+}
+
+#[test]
+fn an_unreferenced_asset_stays_cached_and_the_next_request_is_a_hit() {
+    let source = GatedSource::with_blobs(1);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    load_and_release(&rt, "a0");
+    let again = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    again.wait_timeout(PATIENCE).unwrap().expect("served from memory");
+    assert_eq!(source.gate.started_count("a0"), 1, "read once");
+    let stats = &rt.cache_stats(PATIENCE)[0];
+    assert_eq!((stats.hits, stats.misses, stats.evictions), (1, 1, 0));
+    assert_eq!((stats.resident, stats.parked, stats.resident_bytes), (1, 0, 16));
+    drop(again);
+    assert!(rt.sync(PATIENCE));
+    let stats = &rt.cache_stats(PATIENCE)[0];
+    assert_eq!((stats.entries, stats.resident, stats.parked), (1, 0, 1));
+}
+
+#[test]
+fn over_budget_the_least_recently_used_unreferenced_asset_is_evicted_with_an_event() {
+    let source = GatedSource::with_blobs(3);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate().bytes_resident_max(40));
+    let events = rt.subscribe(4096);
+    load_and_release(&rt, "a0");
+    load_and_release(&rt, "a1");
+    load_and_release(&rt, "a2");
+    let evicted = events.wait_for(PATIENCE, |e| e.kind == EventKind::Evicted).expect("evicted");
+    assert_eq!(evicted.key, Some(blob_key("a0")), "the least recently used goes first");
+    assert_eq!(evicted.bytes, Some(16));
+    let memory = rt.memory_stats();
+    assert_eq!((memory.resident_bytes, memory.evictions, memory.parked), (32, 1, 2));
+    load_and_release(&rt, "a0");
+    assert_eq!(source.gate.started_count("a0"), 2, "an evicted asset is read again");
+    assert_eq!(source.gate.started_count("a2"), 1);
+}
+
+#[test]
+fn a_held_asset_is_never_evicted_even_when_held_assets_exceed_the_budget() {
+    let source = GatedSource::with_blobs(3);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate().bytes_resident_max(20));
+    let held: Vec<_> = (0..3)
+        .map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap())
+        .collect();
+    for handle in &held {
+        handle.wait_timeout(PATIENCE).unwrap().expect("loads");
+    }
+    assert!(rt.sync(PATIENCE));
+    let memory = rt.memory_stats();
+    assert_eq!((memory.resident_bytes, memory.evictions), (48, 0), "held bytes stay");
+    assert!(held.iter().all(|h| h.get().is_some()));
+    drop(held);
+    assert!(rt.sync(PATIENCE));
+    let memory = rt.memory_stats();
+    assert!(memory.resident_bytes <= 20, "released assets go as soon as they are parked");
+    assert_eq!(memory.evictions, 2);
+}
+
+#[test]
+fn a_type_budget_evicts_within_its_type() {
+    let source = GatedSource::with_blobs(2);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.immediate().type_bytes_resident_max("blob", 20)
+    });
+    load_and_release(&rt, "a0");
+    load_and_release(&rt, "a1");
+    let stats = &rt.cache_stats(PATIENCE)[0];
+    assert_eq!((stats.evictions, stats.parked, stats.resident_bytes), (1, 1, 16));
+    let unknown = Runtime::builder()
+        .source(source.clone())
+        .register(BlobDecoder::default())
+        .type_bytes_resident_max("mesh", 1)
+        .build();
+    assert!(matches!(unknown, Err(BuildError::BudgetType(t)) if t == "mesh"));
+}
