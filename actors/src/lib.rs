@@ -49,6 +49,7 @@ mod scheduler;
 mod source;
 mod tasks;
 mod telemetry;
+mod throttle;
 mod wait;
 mod work;
 

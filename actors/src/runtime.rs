@@ -114,6 +114,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Bytes read per second at most (see [`RuntimeConfig::io_bytes_per_sec_max`]).
+    #[must_use]
+    pub fn io_bytes_per_sec_max(mut self, bytes_per_sec: u64) -> Self {
+        self.config.io_bytes_per_sec_max = Some(bytes_per_sec);
+        self
+    }
+
     /// Decode worker threads.
     #[must_use]
     pub fn decode_threads(mut self, n: usize) -> Self {

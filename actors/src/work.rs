@@ -31,6 +31,7 @@ use crate::scheduler::SchedulerMsg;
 use crate::source::Source;
 use crate::tasks::GroupWork;
 use crate::telemetry::Probe;
+use crate::throttle::Throttle;
 
 /// Set once a load is no longer wanted; checked by the workers between stages.
 #[derive(Clone, Debug, Default)]
@@ -156,6 +157,8 @@ pub(crate) struct IoWorker {
     pub(crate) crashes: Arc<CrashRequests>,
     /// This worker's index in the IO pool.
     pub(crate) index: u32,
+    /// The IO bandwidth limit, if one is set.
+    pub(crate) throttle: Option<Arc<Throttle>>,
 }
 
 /// Emits a worker's stage event for `job`.
@@ -192,6 +195,11 @@ impl Worker for IoWorker {
         };
         let n = read.as_ref().ok().map(|b| b.len() as u64);
         stage_event(&self.probe, EventKind::ReadDone, &job, self.index, n);
+        if let (Some(throttle), Some(n)) = (&self.throttle, n) {
+            // The read credit stays taken while the bytes are paid for, so a throttled
+            // source does not pile up reads.
+            throttle.pay(n);
+        }
         read_done();
         if job.token.is_cancelled() {
             return end(job, JobEnd::Dropped(CancelStage::Loading));

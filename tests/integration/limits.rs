@@ -80,3 +80,16 @@ fn requests_past_the_outstanding_limit_fail_at_once_with_queue_full() {
     assert_eq!(err.kind, ErrorKind::QueueFull { capacity: 2 });
     source.gate.release_all();
 }
+
+#[test]
+fn under_a_bandwidth_limit_every_asset_still_loads_and_every_byte_is_counted() {
+    let source = GatedSource::with_blobs(8);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.immediate().workers(2).io_bytes_per_sec_max(1 << 20)
+    });
+    let handles: Vec<_> =
+        (0..8).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    assert!(streamrt::wait_all(&handles, PATIENCE));
+    assert!(handles.iter().all(|h| h.get().is_some()));
+    assert_eq!(rt.status().bytes_read, 8 * 16);
+}

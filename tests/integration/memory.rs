@@ -54,9 +54,8 @@ fn over_budget_the_least_recently_used_unreferenced_asset_is_evicted_with_an_eve
 fn a_held_asset_is_never_evicted_even_when_held_assets_exceed_the_budget() {
     let source = GatedSource::with_blobs(3);
     let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate().bytes_resident_max(20));
-    let held: Vec<_> = (0..3)
-        .map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap())
-        .collect();
+    let held: Vec<_> =
+        (0..3).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
     for handle in &held {
         handle.wait_timeout(PATIENCE).unwrap().expect("loads");
     }

@@ -37,6 +37,9 @@ pub struct RuntimeConfig {
     pub reads_in_flight: usize,
     /// Decode worker threads.
     pub decode_threads: usize,
+    /// Bytes the IO workers read per second at most, on average (`None`: no limit). A read
+    /// past the rate holds its worker and read credit until it is paid for.
+    pub io_bytes_per_sec_max: Option<u64>,
     /// Loads read and not yet decoded, at most (decode credits).
     pub decode_backlog_max: usize,
     /// Loads waiting in the scheduler's queue, at most; past it a load fails with `QueueFull`.
@@ -88,6 +91,7 @@ impl Default for RuntimeConfig {
             workers: 2,
             reads_in_flight: 4,
             decode_threads: 2,
+            io_bytes_per_sec_max: None,
             decode_backlog_max: 4,
             queue_capacity: 65_536,
             requests_outstanding_max: 1 << 20,

@@ -29,6 +29,7 @@ use crate::runtime::RuntimeConfig;
 use crate::scheduler::{Scheduler, SchedulerLimits, SchedulerMsg};
 use crate::source::Source;
 use crate::telemetry::{Probe, SinkMsg, SinkOutputs, SinkTiming, TelemetrySink};
+use crate::throttle::Throttle;
 use crate::work::{CrashRequests, DecodeJob, DecodeWorker, IoWorker, ReadJob};
 
 /// Called (once per supervisor) when a supervisor gives up.
@@ -119,7 +120,9 @@ impl Core {
             let (source, scheduler, probe) =
                 (Arc::clone(&parts.source), scheduler.clone(), Arc::clone(&parts.probe));
             let (decode, crashes) = (decode.sender(), Arc::clone(&io_crashes));
+            let throttle = config.io_bytes_per_sec_max.map(|rate| Arc::new(Throttle::new(rate)));
             move |index| IoWorker {
+                throttle: throttle.clone(),
                 index,
                 source: Arc::clone(&source),
                 scheduler: scheduler.clone(),
