@@ -11,7 +11,7 @@ mod pack;
 
 pub use dir::DirSource;
 pub use memory::MemorySource;
-pub use pack::PackSource;
+pub use pack::{Coalescing, PackSource};
 
 use streamrt_messages::{AssetKey, ErrorKind};
 

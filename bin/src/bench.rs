@@ -9,6 +9,8 @@
 //!   runtime's IO workers and decode threads together, no scheduling.
 //! - `telemetry`: assets of 1–16 KiB from memory, streamed with telemetry on (every event
 //!   written to a JSON-lines file) and off; the baseline is the run with telemetry off.
+//! - `coalesce`: small lz4 pack entries requested in pack order, with reads of adjacent
+//!   entries coalesced into 256 KiB windows; the baseline reads every entry on its own.
 //! - `frame`: the engine thread's `begin_frame` + `end_frame` with 0, 100 and 1,000 assets
 //!   ready (budget 64), p50 and p99; the baseline is the empty frame.
 
@@ -23,6 +25,7 @@ use streamrt::{Decoder, DirSource, Priority, Runtime, RuntimeConfig};
 
 use crate::formats::{encode_blob, Blob, BlobDecoder};
 
+mod coalesce;
 mod frame;
 
 /// The scenarios `streamctl bench` knows.
@@ -34,6 +37,8 @@ enum Scenario {
     Telemetry,
     /// Engine-thread cost of a frame boundary with 0, 100 and 1,000 assets ready.
     Frame,
+    /// Small pack entries in pack order, adjacent reads coalesced vs one read each.
+    Coalesce,
 }
 
 /// Options of `streamctl bench`.
@@ -75,6 +80,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Scenario::Throughput => throughput(args),
         Scenario::Telemetry => telemetry(args),
         Scenario::Frame => frame::frame(args),
+        Scenario::Coalesce => coalesce::coalesce(args),
     }
 }
 

@@ -217,6 +217,7 @@ pub struct PackReader {
     index: PackIndex,
     by_key: HashMap<String, usize>,
     limits: PackLimits,
+    data_end: u64,
 }
 
 impl PackReader {
@@ -254,7 +255,7 @@ impl PackReader {
         }
         let index = parse_index(&bytes, at)?;
         let by_key = index.entries.iter().enumerate().map(|(i, e)| (e.key.clone(), i)).collect();
-        Ok(Self { file, index, by_key, limits })
+        Ok(Self { file, index, by_key, limits, data_end: at })
     }
 
     /// Every entry, in file order.
@@ -265,6 +266,11 @@ impl PackReader {
     /// The entry of `key` (`type:path`).
     pub fn entry(&self, key: &str) -> Option<&IndexEntry> {
         self.by_key.get(key).map(|&i| &self.index.entries[i])
+    }
+
+    /// Where the data region ends (and the index starts).
+    pub fn data_end(&self) -> u64 {
+        self.data_end
     }
 
     /// The limits the pack was opened with.

@@ -12,6 +12,7 @@ mod frames;
 mod lifecycle;
 mod limits;
 mod memory;
+mod packs;
 mod supervision;
 mod tasks;
 mod telemetry;

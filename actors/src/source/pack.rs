@@ -4,13 +4,21 @@
 //! (several IO workers read one file at once), decompressed into a buffer bounded by the
 //! index's raw size and the pack's `entry_bytes_max`, and verified against the entry's
 //! checksum. A corrupt entry fails its own loads with `Corrupt`; the others keep loading.
+//! Reads of adjacent small entries are coalesced (see `coalesce`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use streamrt_messages::AssetKey;
-use streamrt_pack::{EntryError, IndexEntry, PackError, PackLimits, PackReader};
+use streamrt_pack::{decode_entry, EntryError, IndexEntry, PackError, PackLimits, PackReader};
+
+mod coalesce;
+
+pub use coalesce::Coalescing;
+
+use coalesce::Coalescer;
 
 use super::{Source, SourceError};
 
@@ -22,6 +30,9 @@ pub struct PackSource {
     /// without parsing or formatting keys.
     by_key: Arc<HashMap<AssetKey, (usize, Vec<AssetKey>)>>,
     path: PathBuf,
+    coalescer: Arc<Coalescer>,
+    /// Positioned reads made, for measuring coalescing.
+    reads: Arc<AtomicU64>,
 }
 
 impl PackSource {
@@ -49,7 +60,26 @@ impl PackSource {
                 Ok((parse(&e.key)?, (i, deps)))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { reader: Arc::new(reader), by_key: Arc::new(by_key), path })
+        Ok(Self {
+            reader: Arc::new(reader),
+            by_key: Arc::new(by_key),
+            path,
+            coalescer: Arc::new(Coalescer::new(Coalescing::default())),
+            reads: Arc::default(),
+        })
+    }
+
+    /// The same pack with another coalescing policy ([`Coalescing::off`] reads every entry on
+    /// its own).
+    #[must_use]
+    pub fn with_coalescing(mut self, policy: Coalescing) -> Self {
+        self.coalescer = Arc::new(Coalescer::new(policy));
+        self
+    }
+
+    /// Positioned reads of the file so far (fewer than entries read when reads coalesce).
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 
     /// The pack's entries, in file order.
@@ -66,7 +96,19 @@ impl PackSource {
 impl Source for PackSource {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
         let entry = self.entry(key).ok_or(SourceError::NotFound)?;
-        self.reader.read(entry).map_err(|e| match e {
+        let max = self.reader.limits().entry_bytes_max;
+        let read = if entry.raw_size > max {
+            // Refused before its stored bytes are read, not only before decompression.
+            Err(EntryError::TooLarge { size: entry.raw_size, max })
+        } else {
+            let count = || {
+                self.reads.fetch_add(1, Ordering::Relaxed);
+            };
+            self.coalescer
+                .stored(&self.reader, entry, &count)
+                .and_then(|stored| decode_entry(entry, stored, max))
+        };
+        read.map_err(|e| match e {
             EntryError::Io(m) => SourceError::Io(m),
             EntryError::TooLarge { size, max } => SourceError::TooLarge { size, max },
             EntryError::Corrupt(m) => SourceError::Corrupt(m),

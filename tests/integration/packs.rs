@@ -1,0 +1,55 @@
+//! Pack sources beyond corruption (see `confinement` for that): adjacent reads coalesced, and
+//! dependencies declared in a pack's index loaded through the runtime.
+
+use streamrt::pack::{Codec, PackLimits, PackWriter};
+use streamrt::{Coalescing, LoadState, PackSource, Priority, Runtime, Source};
+use streamrt_integration::{Blob, BlobDecoder, PATIENCE};
+
+fn payload(i: u32) -> Vec<u8> {
+    (0..1_500u32).map(|j| ((j * 7 + i) % 251) as u8).collect()
+}
+
+fn small_pack(dir: &std::path::Path, count: u32) -> std::path::PathBuf {
+    let path = dir.join("small.pack");
+    let mut writer = PackWriter::create(&path).unwrap();
+    for i in 0..count {
+        let deps = if i == 0 { vec![] } else { vec![format!("blob:e{}", i - 1)] };
+        writer.add(&format!("blob:e{i}"), &payload(i), Codec::Lz4, deps).unwrap();
+    }
+    writer.finish().unwrap();
+    path
+}
+
+#[test]
+fn adjacent_small_entries_are_served_by_one_read_with_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = small_pack(dir.path(), 40);
+    let coalesced = PackSource::open(&path, PackLimits::default()).unwrap();
+    let plain =
+        PackSource::open(&path, PackLimits::default()).unwrap().with_coalescing(Coalescing::off());
+    for entry in coalesced.entries().to_vec() {
+        let key = streamrt::AssetKey::parse(&entry.key).unwrap();
+        assert_eq!(coalesced.read(&key).unwrap(), plain.read(&key).unwrap(), "{key}");
+    }
+    assert_eq!(plain.reads(), 40, "one read per entry without coalescing");
+    assert_eq!(coalesced.reads(), 1, "40 entries of under 1.5 KiB fit one 256 KiB window");
+}
+
+#[test]
+fn a_pack_chain_publishes_every_link_and_progress_counts_the_raw_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = small_pack(dir.path(), 5);
+    let source = PackSource::open(&path, PackLimits::default()).unwrap();
+    let rt = Runtime::builder()
+        .source(source)
+        .register(BlobDecoder::default())
+        .immediate()
+        .build()
+        .unwrap();
+    let last = rt.request::<Blob>("e4", Priority::Normal).unwrap();
+    assert_eq!(last.progress().total, 5 * 1_500, "the whole chain, by raw size");
+    assert_eq!(last.wait_timeout(PATIENCE).unwrap().unwrap().0, payload(4));
+    assert_eq!(last.progress().done, 5 * 1_500);
+    assert_eq!(rt.status().ready, 5, "the four dependencies were published too");
+    assert_eq!(last.state(), LoadState::Ready);
+}
