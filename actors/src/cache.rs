@@ -37,8 +37,9 @@
 //! Permanent child of the runtime's supervisor. The slot table is the truth about requests:
 //! a restarted scheduler is rebuilt from it (`Resubmit`). When the cache itself fails, it
 //! salvages the tickets of every unfinished request before it stops, and its next incarnation
-//! admits them again as new loads: a restart loses resident values, quarantine records and
-//! loads in flight (their late replies are stale), never a request.
+//! admits them again as new loads: a restart loses held values, quarantine records and
+//! loads in flight (their late replies are stale), never a request. Parked values live in the
+//! shared budget, outside the actor, and survive it.
 
 mod slots;
 
