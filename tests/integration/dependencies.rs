@@ -190,3 +190,21 @@ fn a_cycle_a_source_reports_fails_the_request_instead_of_recursing_forever() {
     let fine = rt.request::<Blob>("a0", Priority::Normal).unwrap();
     assert!(fine.wait_timeout(PATIENCE).unwrap().is_ok(), "the runtime keeps serving");
 }
+
+#[test]
+fn cancelling_the_engines_own_request_for_a_dependency_leaves_the_dependents_load_alone() {
+    let source = GatedSource::default();
+    source.put_with_deps("blob:root", b"root", &["blob:dep"]);
+    source.put_with_deps("blob:dep", b"dep", &[]);
+    source.gate.hold("dep");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let direct = rt.request::<Blob>("dep", Priority::High).unwrap();
+    let root = rt.request::<Blob>("root", Priority::Normal).unwrap();
+    source.gate.wait_started("dep", 1);
+    direct.cancel();
+    assert!(rt.sync(PATIENCE));
+    source.gate.release("dep");
+    assert_eq!(root.wait_timeout(PATIENCE).unwrap().unwrap().0, b"root");
+    assert_eq!(direct.outcome(), Some(Err(ReadyError::Cancelled)));
+    assert_eq!(source.gate.started_count("dep"), 1, "the dependency's load went on");
+}
