@@ -13,6 +13,9 @@
 //! - [`Event`] is one telemetry event and [`Record`] its line in the JSON log (schema v1);
 //!   [`Status`] is the live summary a status query returns.
 //!
+//! - [`protocol`] is the control protocol between `streamctl` and the daemon: its messages and
+//!   the length-prefixed postcard frames they travel in (pure encoding, no IO).
+//!
 //! Every type here is `serde`-serialisable so that the control protocol and the replay log
 //! carry the same values the actors use.
 
@@ -20,6 +23,7 @@ mod error;
 mod event;
 mod ids;
 mod key;
+pub mod protocol;
 mod record;
 mod state;
 mod status;

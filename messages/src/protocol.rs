@@ -1,0 +1,342 @@
+//! The control protocol, version 1: what `streamctl` and the daemon say to each other, and the
+//! frames it travels in (`docs/PROTOCOL.md`).
+//!
+//! A frame is a `u32` little-endian length followed by that many bytes of postcard, at most
+//! [`FRAME_BYTES_MAX`]. The client's first frame is [`ClientMsg::Hello`] with its version; the
+//! daemon answers [`ServerMsg::Welcome`] or a [`ProtocolError`] and closes.
+//!
+//! # Invariants
+//!
+//! - [`FrameDecoder`] never holds more than `4 + FRAME_BYTES_MAX` bytes, and refuses a length
+//!   over the limit as soon as the 4 length bytes arrive, before any of the payload.
+//! - Decoding never panics on any input: bad bytes are a [`FrameError`]. Keys are validated as
+//!   they are deserialised, so a message that decodes holds only confined keys.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{AssetKey, Event, LoadState, Priority, RequestId, Status};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest payload a frame may carry, in bytes.
+pub const FRAME_BYTES_MAX: usize = 1 << 20;
+
+/// The length prefix's size, in bytes.
+const LEN_BYTES: usize = 4;
+
+/// What a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientMsg {
+    /// The handshake: the first frame of every connection.
+    Hello {
+        /// The client's protocol version.
+        version: u32,
+    },
+    /// The runtime's live status (`GetStatus`).
+    Status,
+    /// Requests assets (`LoadAsset`); answered with [`ServerMsg::Loaded`], then, if `wait`, one
+    /// [`ServerMsg::Ended`] per request and [`ServerMsg::Done`].
+    Load {
+        /// The assets.
+        keys: Vec<AssetKey>,
+        /// Their priority.
+        priority: Priority,
+        /// Whether to stream each request's terminal state.
+        wait: bool,
+    },
+    /// Cancels requests the daemon holds.
+    Cancel {
+        /// The requests.
+        requests: Vec<RequestId>,
+    },
+    /// Changes requests' priority.
+    Reprioritize {
+        /// The requests.
+        requests: Vec<RequestId>,
+        /// The new priority.
+        priority: Priority,
+    },
+    /// The requests the daemon holds that have not ended.
+    InFlight,
+    /// Every cache's figures and the memory budget's.
+    Stats,
+    /// A stream of telemetry events and a status summary every interval, until the client
+    /// goes.
+    Watch,
+    /// Stops the daemon: every request it holds ends first.
+    Shutdown,
+}
+
+/// A request the daemon holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestInfo {
+    /// Its id, for `cancel` and `reprioritize`.
+    pub request: RequestId,
+    /// The asset.
+    pub key: AssetKey,
+    /// Its state.
+    pub state: LoadState,
+    /// Its priority.
+    pub priority: Priority,
+}
+
+/// One asset type's cache figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeStats {
+    /// The asset type.
+    pub asset_type: String,
+    /// Assets queued, loading, held or parked.
+    pub entries: u64,
+    /// Assets decoded and held.
+    pub resident: u64,
+    /// Assets decoded, unreferenced and kept for reuse.
+    pub parked: u64,
+    /// Bytes held and parked.
+    pub resident_bytes: u64,
+    /// Requests served from memory.
+    pub hits: u64,
+    /// Requests that started a load.
+    pub misses: u64,
+    /// Assets evicted by the memory budget.
+    pub evictions: u64,
+    /// Keys quarantined.
+    pub quarantined: u64,
+}
+
+/// What the daemon sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerMsg {
+    /// The handshake's answer.
+    Welcome {
+        /// The daemon's protocol version.
+        version: u32,
+        /// The daemon's source, for humans.
+        source: String,
+    },
+    /// The live status.
+    Status(Status),
+    /// The requests a `Load` made, in the order of its keys.
+    Loaded(Vec<RequestInfo>),
+    /// A waited-for request ended.
+    Ended {
+        /// The request.
+        request: RequestId,
+        /// The asset.
+        key: AssetKey,
+        /// Its terminal state.
+        state: LoadState,
+        /// Why it failed, if it did.
+        error: Option<String>,
+    },
+    /// The end of a multi-frame answer.
+    Done,
+    /// The requests in flight.
+    InFlight(Vec<RequestInfo>),
+    /// Every type's figures, then the memory budget's resident bytes and limit.
+    Stats {
+        /// Per type.
+        types: Vec<TypeStats>,
+        /// Bytes resident, all types.
+        resident_bytes: u64,
+        /// The overall budget.
+        bytes_resident_max: u64,
+    },
+    /// A telemetry event (`watch`).
+    Event(Event),
+    /// The daemon is stopping; the connection closes next.
+    ShuttingDown,
+    /// The request could not be served; the connection stays open unless the error is about
+    /// the connection itself (framing, handshake).
+    Error(ProtocolError),
+}
+
+/// Why the daemon refused something.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum ProtocolError {
+    /// The client speaks another version.
+    #[error("protocol version {client} is not supported; the daemon speaks {daemon}")]
+    Version {
+        /// The client's.
+        client: u32,
+        /// The daemon's.
+        daemon: u32,
+    },
+    /// The first frame was not `Hello`.
+    #[error("the first frame must be Hello")]
+    HandshakeRequired,
+    /// A frame could not be decoded.
+    #[error("bad frame: {0}")]
+    Frame(FrameError),
+    /// An id names no request the daemon holds.
+    #[error("no request {0}")]
+    UnknownRequest(RequestId),
+    /// A load was refused.
+    #[error("load refused: {0}")]
+    Refused(String),
+    /// Too many clients are connected.
+    #[error("busy: {0} clients connected")]
+    Busy(usize),
+    /// The daemon is shutting down.
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}
+
+/// Why bytes are not a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum FrameError {
+    /// The length prefix is over [`FRAME_BYTES_MAX`].
+    #[error("frame of {len} bytes is over the {max}-byte limit")]
+    TooLarge {
+        /// The length announced.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The payload is not a valid message.
+    #[error("malformed payload: {0}")]
+    Malformed(String),
+}
+
+/// Encodes `msg` as one frame.
+///
+/// # Errors
+///
+/// [`FrameError::TooLarge`] if the payload is over the limit (a `Loaded` of very many keys),
+/// `Malformed` if it cannot be serialised.
+pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    let mut out = vec![0u8; LEN_BYTES];
+    out = postcard::to_extend(msg, out).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let len = out.len() - LEN_BYTES;
+    if len > FRAME_BYTES_MAX {
+        return Err(FrameError::TooLarge { len: len as u64, max: FRAME_BYTES_MAX as u64 });
+    }
+    let prefix = u32::try_from(len)
+        .map_err(|_| FrameError::TooLarge { len: len as u64, max: FRAME_BYTES_MAX as u64 })?;
+    out[..LEN_BYTES].copy_from_slice(&prefix.to_le_bytes());
+    Ok(out)
+}
+
+/// Splits a byte stream into frames; see the module invariants.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+}
+
+impl FrameDecoder {
+    /// An empty decoder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes received and not yet decoded.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// How many more bytes may be pushed now without passing the frame limit.
+    pub fn room(&self) -> usize {
+        (LEN_BYTES + FRAME_BYTES_MAX).saturating_sub(self.buf.len())
+    }
+
+    /// Appends received bytes; at most [`FrameDecoder::room`] of them are kept, the rest must
+    /// be pushed again after [`FrameDecoder::next`] took a frame.
+    pub fn push(&mut self, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(self.room());
+        self.buf.extend_from_slice(&bytes[..n]);
+        n
+    }
+
+    /// The next complete message, if one has arrived.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::TooLarge`] as soon as a length over the limit is seen; `Malformed` when a
+    /// complete payload is not a `T`. The stream cannot be resynchronised after either: close
+    /// it.
+    pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+        let Some(prefix) = self.buf.get(..LEN_BYTES) else { return Ok(None) };
+        let mut len_bytes = [0u8; LEN_BYTES];
+        len_bytes.copy_from_slice(prefix);
+        let len = u32::from_le_bytes(len_bytes) as usize;
+        if len > FRAME_BYTES_MAX {
+            return Err(FrameError::TooLarge { len: len as u64, max: FRAME_BYTES_MAX as u64 });
+        }
+        let Some(payload) = self.buf.get(LEN_BYTES..LEN_BYTES + len) else { return Ok(None) };
+        let msg = postcard::from_bytes(payload).map_err(|e| FrameError::Malformed(e.to_string()));
+        self.buf.drain(..LEN_BYTES + len);
+        msg.map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(k: &str) -> AssetKey {
+        AssetKey::parse(k).unwrap()
+    }
+
+    #[test]
+    fn messages_round_trip_through_frames_split_anywhere() {
+        let msgs = [
+            ClientMsg::Hello { version: PROTOCOL_VERSION },
+            ClientMsg::Load {
+                keys: vec![key("mesh:a.mesh"), key("texture:t/b.tex")],
+                priority: Priority::High,
+                wait: true,
+            },
+            ClientMsg::Reprioritize { requests: vec![RequestId(7)], priority: Priority::Low },
+            ClientMsg::Shutdown,
+        ];
+        let bytes: Vec<u8> = msgs.iter().flat_map(|m| encode_frame(m).unwrap()).collect();
+        for split in [1, 3, 4, 5, 17, bytes.len()] {
+            let mut decoder = FrameDecoder::new();
+            let mut got = Vec::new();
+            for chunk in bytes.chunks(split) {
+                assert_eq!(decoder.push(chunk), chunk.len());
+                while let Some(msg) = decoder.next::<ClientMsg>().unwrap() {
+                    got.push(msg);
+                }
+            }
+            assert_eq!(got, msgs, "split every {split} bytes");
+            assert_eq!(decoder.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn a_length_over_the_limit_is_refused_before_its_payload_arrives() {
+        let mut decoder = FrameDecoder::new();
+        decoder.push(&(FRAME_BYTES_MAX as u32 + 1).to_le_bytes());
+        assert!(matches!(decoder.next::<ClientMsg>(), Err(FrameError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_traversal_key_does_not_decode() {
+        let mut frame = encode_frame(&ClientMsg::Load {
+            keys: vec![key("blob:aa/bb")],
+            priority: Priority::Normal,
+            wait: false,
+        })
+        .unwrap();
+        let at = frame.windows(5).position(|w| w == b"aa/bb").unwrap();
+        frame[at..at + 5].copy_from_slice(b"../bb");
+        let mut decoder = FrameDecoder::new();
+        decoder.push(&frame);
+        assert!(matches!(decoder.next::<ClientMsg>(), Err(FrameError::Malformed(_))));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_and_never_buffer_past_the_limit(
+            bytes in proptest::collection::vec(any::<u8>(), 0..4096)
+        ) {
+            let mut decoder = FrameDecoder::new();
+            decoder.push(&bytes);
+            while let Ok(Some(_)) = decoder.next::<ClientMsg>() {}
+            prop_assert!(decoder.buffered() <= LEN_BYTES + FRAME_BYTES_MAX);
+        }
+    }
+}
