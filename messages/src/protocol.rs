@@ -241,7 +241,7 @@ impl FrameDecoder {
     }
 
     /// Appends received bytes; at most [`FrameDecoder::room`] of them are kept, the rest must
-    /// be pushed again after [`FrameDecoder::next`] took a frame.
+    /// be pushed again after [`FrameDecoder::next_msg`] took a frame.
     pub fn push(&mut self, bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.room());
         self.buf.extend_from_slice(&bytes[..n]);
@@ -255,7 +255,7 @@ impl FrameDecoder {
     /// [`FrameError::TooLarge`] as soon as a length over the limit is seen; `Malformed` when a
     /// complete payload is not a `T`. The stream cannot be resynchronised after either: close
     /// it.
-    pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+    pub fn next_msg<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
         let Some(prefix) = self.buf.get(..LEN_BYTES) else { return Ok(None) };
         let mut len_bytes = [0u8; LEN_BYTES];
         len_bytes.copy_from_slice(prefix);
@@ -297,7 +297,7 @@ mod tests {
             let mut got = Vec::new();
             for chunk in bytes.chunks(split) {
                 assert_eq!(decoder.push(chunk), chunk.len());
-                while let Some(msg) = decoder.next::<ClientMsg>().unwrap() {
+                while let Some(msg) = decoder.next_msg::<ClientMsg>().unwrap() {
                     got.push(msg);
                 }
             }
@@ -310,7 +310,7 @@ mod tests {
     fn a_length_over_the_limit_is_refused_before_its_payload_arrives() {
         let mut decoder = FrameDecoder::new();
         decoder.push(&(FRAME_BYTES_MAX as u32 + 1).to_le_bytes());
-        assert!(matches!(decoder.next::<ClientMsg>(), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(decoder.next_msg::<ClientMsg>(), Err(FrameError::TooLarge { .. })));
     }
 
     #[test]
@@ -325,7 +325,7 @@ mod tests {
         frame[at..at + 5].copy_from_slice(b"../bb");
         let mut decoder = FrameDecoder::new();
         decoder.push(&frame);
-        assert!(matches!(decoder.next::<ClientMsg>(), Err(FrameError::Malformed(_))));
+        assert!(matches!(decoder.next_msg::<ClientMsg>(), Err(FrameError::Malformed(_))));
     }
 
     proptest! {
@@ -335,7 +335,7 @@ mod tests {
         ) {
             let mut decoder = FrameDecoder::new();
             decoder.push(&bytes);
-            while let Ok(Some(_)) = decoder.next::<ClientMsg>() {}
+            while let Ok(Some(_)) = decoder.next_msg::<ClientMsg>() {}
             prop_assert!(decoder.buffered() <= LEN_BYTES + FRAME_BYTES_MAX);
         }
     }
