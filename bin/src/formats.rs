@@ -1,4 +1,5 @@
-//! The asset types `streamctl` generates and decodes: checksummed blobs, meshes and textures.
+//! The asset types `streamctl` generates and decodes: checksummed blobs, meshes, textures
+//! and animations.
 //!
 //! Each format is small and strict: a decoder rejects bytes whose sizes, indices or checksum do
 //! not add up with a typed error, never a panic. Bytes that do not start with the format's
@@ -11,12 +12,18 @@
 //! | `blob` | payload, then CRC-32 of the payload (4 bytes) |
 //! | `mesh` | `MESH`, vertex count (u32), index count (u32), vertices (3 × f32 each), indices (u32) |
 //! | `texture` | `TEX0`, width (u16), height (u16), mip count (u8), RGBA8 mip chain, largest first |
+//! | `animation` | `ANIM`, channel count (u16), keyframe count (u32), keyframes: time (f32 s), then one rotation (4 × f32) per channel |
 
+// The demo starts using animations once it streams a pack.
+#[allow(dead_code, unused_imports)]
+mod animation;
 mod blob;
 mod mesh;
 mod reader;
 mod texture;
 
+#[allow(unused_imports)]
+pub use animation::{encode_animation, Animation, AnimationDecoder};
 pub use blob::{encode_blob, Blob, BlobDecoder};
 pub use mesh::{encode_mesh, Mesh, MeshDecoder};
 pub use texture::{encode_texture, Texture, TextureDecoder};
