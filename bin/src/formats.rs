@@ -1,5 +1,5 @@
-//! The asset types `streamctl` generates and decodes: checksummed blobs, meshes, textures
-//! and animations.
+//! The asset types `streamctl` generates and decodes: checksummed blobs, meshes, textures,
+//! animations and materials (which depend on textures).
 //!
 //! Each format is small and strict: a decoder rejects bytes whose sizes, indices or checksum do
 //! not add up with a typed error, never a panic. Bytes that do not start with the format's
@@ -13,11 +13,14 @@
 //! | `mesh` | `MESH`, vertex count (u32), index count (u32), vertices (3 × f32 each), indices (u32) |
 //! | `texture` | `TEX0`, width (u16), height (u16), mip count (u8), RGBA8 mip chain, largest first |
 //! | `animation` | `ANIM`, channel count (u16), keyframe count (u32), keyframes: time (f32 s), then one rotation (4 × f32) per channel |
+//! | `material` | `MAT0`, texture count (u8, 1..=8), texture keys (u16 length, UTF-8 `texture:path`), base colour (4 × f32), roughness (f32, 0..=1) |
 
 // The demo starts using animations once it streams a pack.
 #[allow(dead_code, unused_imports)]
 mod animation;
 mod blob;
+#[allow(dead_code, unused_imports)]
+mod material;
 mod mesh;
 mod reader;
 mod texture;
@@ -25,5 +28,7 @@ mod texture;
 #[allow(unused_imports)]
 pub use animation::{encode_animation, Animation, AnimationDecoder};
 pub use blob::{encode_blob, Blob, BlobDecoder};
+#[allow(unused_imports)]
+pub use material::{encode_material, Material, MaterialDecoder};
 pub use mesh::{encode_mesh, Mesh, MeshDecoder};
 pub use texture::{encode_texture, Texture, TextureDecoder};

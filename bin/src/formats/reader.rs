@@ -84,6 +84,18 @@ impl<'a> Reader<'a> {
     pub(crate) fn remaining(&self) -> usize {
         self.bytes.len() - self.at
     }
+
+    /// Succeeds only when every byte was read, so trailing bytes are refused.
+    ///
+    /// # Errors
+    ///
+    /// `Validation` naming how many bytes follow `what`.
+    pub(crate) fn finish(&self, what: &str) -> Result<(), DecodeError> {
+        match self.remaining() {
+            0 => Ok(()),
+            extra => Err(DecodeError::Validation(format!("{extra} bytes after the {what}"))),
+        }
+    }
 }
 
 /// Asserts `decode` refuses every strict prefix of `bytes` with an error, never a panic:
