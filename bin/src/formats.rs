@@ -15,20 +15,15 @@
 //! | `animation` | `ANIM`, channel count (u16), keyframe count (u32), keyframes: time (f32 s), then one rotation (4 × f32) per channel |
 //! | `material` | `MAT0`, texture count (u8, 1..=8), texture keys (u16 length, UTF-8 `texture:path`), base colour (4 × f32), roughness (f32, 0..=1) |
 
-// The demo starts using animations once it streams a pack.
-#[allow(dead_code, unused_imports)]
 mod animation;
 mod blob;
-#[allow(dead_code, unused_imports)]
 mod material;
 mod mesh;
 mod reader;
 mod texture;
 
-#[allow(unused_imports)]
 pub use animation::{encode_animation, Animation, AnimationDecoder};
 pub use blob::{encode_blob, Blob, BlobDecoder};
-#[allow(unused_imports)]
 pub use material::{encode_material, Material, MaterialDecoder};
 pub use mesh::{encode_mesh, Mesh, MeshDecoder};
 pub use texture::{encode_texture, Texture, TextureDecoder};
