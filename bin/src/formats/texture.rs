@@ -27,9 +27,11 @@ pub struct Texture {
 /// Decodes `texture` assets.
 pub struct TextureDecoder;
 
-fn mip_bytes(width: u16, height: u16, level: u8) -> usize {
-    let w = (usize::from(width) >> level).max(1);
-    let h = (usize::from(height) >> level).max(1);
+/// Bytes of mip `level`, in u64: a 65535 × 65535 header claims more than a 32-bit `usize`
+/// holds, and a lying header must be refused, not overflow.
+fn mip_bytes(width: u16, height: u16, level: u8) -> u64 {
+    let w = (u64::from(width) >> level).max(1);
+    let h = (u64::from(height) >> level).max(1);
     w * h * 4
 }
 
@@ -59,21 +61,27 @@ impl Decoder for TextureDecoder {
         if width == 0 || height == 0 || mips == 0 || mips > MIPS_MAX {
             return Err(DecodeError::Validation(format!("{width}x{height} with {mips} mips")));
         }
-        let sizes: Vec<usize> = (0..mips).map(|l| mip_bytes(width, height, l)).collect();
-        if sizes.iter().sum::<usize>() != r.remaining() {
+        let sizes: Vec<u64> = (0..mips).map(|l| mip_bytes(width, height, l)).collect();
+        if sizes.iter().sum::<u64>() != r.remaining() as u64 {
             return Err(DecodeError::Validation(format!(
                 "mip chain of {width}x{height}x{mips} does not fit {} bytes",
                 bytes.len()
             )));
         }
-        let chain =
-            sizes.iter().map(|&n| r.take(n).map(<[u8]>::to_vec)).collect::<Result<_, _>>()?;
+        // Every size is at most the bytes left, checked above, so `as usize` is lossless.
+        let chain = sizes
+            .iter()
+            .map(|&n| r.take(n as usize).map(<[u8]>::to_vec))
+            .collect::<Result<_, _>>()?;
         Ok(Texture { width, height, mips: chain })
     }
 
     fn size_bytes(&self, t: &Texture) -> u64 {
         // The decoder sized the chain from the header; a hand-built texture should agree.
-        debug_assert_eq!(t.mips.first().map(Vec::len), Some(mip_bytes(t.width, t.height, 0)));
+        debug_assert_eq!(
+            t.mips.first().map(Vec::len),
+            Some(mip_bytes(t.width, t.height, 0) as usize)
+        );
         t.mips.iter().map(|m| m.len() as u64).sum()
     }
 }
