@@ -1,21 +1,29 @@
 //! `streamctl demo`: the main job on an embedded default.
 //!
-//! Writes a few thousand synthetic assets of three types to a temporary folder, runs the
-//! runtime in-process under a simulated 60 fps frame loop that requests, reprioritises and
-//! cancels assets, shows live progress, and prints a summary. It fails (non-zero exit) if any
-//! request is left without a terminal state.
+//! Builds a pack of a few thousand generated assets of five types with dependencies (mesh ->
+//! material -> textures; see [`generate`]) in a temporary folder, runs the runtime in-process
+//! on it under a simulated 60 fps frame loop that requests, reprioritises and cancels assets,
+//! shows live progress, and prints a summary. It fails (non-zero exit) if any request is left
+//! without a terminal state.
 
-use std::path::Path;
+mod generate;
+
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use streamrt::{DirSource, LoadState, Priority, Runtime, RuntimeConfig};
-
-use crate::formats::{self, Blob, BlobDecoder, Mesh, MeshDecoder, Texture, TextureDecoder};
+use streamrt::messages::AssetKey;
+use streamrt::pack::PackLimits;
 use streamrt::report::quantile;
+use streamrt::{LoadState, PackSource, Priority, Runtime, RuntimeConfig};
 
+use crate::formats::{
+    Animation, AnimationDecoder, Blob, BlobDecoder, Material, MaterialDecoder, Mesh, MeshDecoder,
+    Texture, TextureDecoder,
+};
 use crate::tracked::Tracked;
+use generate::{DemoPack, Kind};
 
 /// Options of `streamctl demo`.
 #[derive(Debug, clap::Args)]
@@ -42,56 +50,19 @@ pub struct DemoArgs {
 
 const FRAME: Duration = Duration::from_micros(16_667);
 
-struct Generated {
-    paths: Vec<(u8, String)>,
-    bytes: u64,
-    corrupt: usize,
-}
-
-/// Writes the demo's assets under `root`: a third each of blobs, meshes and textures, with one
-/// blob in 70 corrupted so that some loads fail.
-fn generate(root: &Path, count: usize, rng: &mut fastrand::Rng) -> anyhow::Result<Generated> {
-    let mut out = Generated { paths: Vec::with_capacity(count), bytes: 0, corrupt: 0 };
-    for dir in ["blob", "mesh", "texture"] {
-        std::fs::create_dir_all(root.join(dir))?;
-    }
-    for i in 0..count {
-        let kind = (i % 3) as u8;
-        let (path, mut bytes) = match kind {
-            0 => {
-                let payload: Vec<u8> =
-                    (0..rng.usize(1_024..64 * 1_024)).map(|_| rng.u8(..)).collect();
-                (format!("blob/b{i:05}.bin"), formats::encode_blob(&payload))
-            }
-            1 => {
-                let nv = rng.usize(50..3_000);
-                let vertices = (0..nv).map(|_| [rng.f32(), rng.f32(), rng.f32()]).collect();
-                let indices = (0..nv * 3).map(|_| rng.u32(..nv as u32)).collect();
-                (format!("mesh/m{i:05}.mesh"), formats::encode_mesh(&Mesh { vertices, indices }))
-            }
-            _ => {
-                let side = 16u16 << rng.u8(0..5);
-                (format!("texture/t{i:05}.tex"), formats::encode_texture(side, side, 4, rng))
-            }
-        };
-        // Only blobs carry a checksum, so only their damage is certain to be caught.
-        if kind == 0 && rng.usize(..70) == 0 {
-            let at = rng.usize(..bytes.len());
-            bytes[at] ^= 0x5a;
-            out.corrupt += 1;
-        }
-        out.bytes += bytes.len() as u64;
-        std::fs::write(root.join(&path), &bytes)?;
-        out.paths.push((kind, path));
-    }
-    Ok(out)
-}
-
-fn request(rt: &Runtime, kind: u8, path: &str, p: Priority) -> anyhow::Result<Box<dyn Tracked>> {
+fn request(
+    rt: &Runtime,
+    kind: Kind,
+    key: &AssetKey,
+    p: Priority,
+) -> anyhow::Result<Box<dyn Tracked>> {
+    let key = key.clone();
     Ok(match kind {
-        0 => Box::new(rt.request::<Blob>(path, p)?),
-        1 => Box::new(rt.request::<Mesh>(path, p)?),
-        _ => Box::new(rt.request::<Texture>(path, p)?),
+        Kind::Texture => Box::new(rt.request_key::<Texture>(key, p)?),
+        Kind::Material => Box::new(rt.request_key::<Material>(key, p)?),
+        Kind::Mesh => Box::new(rt.request_key::<Mesh>(key, p)?),
+        Kind::Animation => Box::new(rt.request_key::<Animation>(key, p)?),
+        Kind::Blob => Box::new(rt.request_key::<Blob>(key, p)?),
     })
 }
 
@@ -103,7 +74,9 @@ fn request(rt: &Runtime, kind: u8, path: &str, p: Priority) -> anyhow::Result<Bo
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("creating the demo folder")?;
     let mut rng = fastrand::Rng::with_seed(args.seed);
-    let generated = generate(dir.path(), args.assets, &mut rng)?;
+    let pack = generate::build(dir.path(), args.assets, &mut rng)?;
+    let source = PackSource::open(&pack.path, PackLimits::default())
+        .with_context(|| format!("opening {}", pack.path.display()))?;
     let mut config = RuntimeConfig {
         workers: args.workers,
         reads_in_flight: args.workers * 4,
@@ -115,25 +88,28 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     config.publish = streamrt::PublishMode::Frames(streamrt::FramePolicy::count(args.frame_budget));
     let rt = Runtime::builder()
         .config(config)
-        .source(DirSource::new(dir.path()))
-        .register(BlobDecoder)
-        .register(MeshDecoder)
+        .source(source.clone())
         .register(TextureDecoder)
+        .register(MaterialDecoder)
+        .register(MeshDecoder)
+        .register(AnimationDecoder)
+        .register(BlobDecoder)
         .build()?;
     let started = Instant::now();
-    let (handles, frames) = frame_loop(&rt, args, &generated, &mut rng)?;
+    let (handles, frames) = frame_loop(&rt, args, &pack, &mut rng)?;
     let elapsed = started.elapsed();
     rt.shutdown();
-    summarise(&rt, &handles, &generated, frames, elapsed)
+    summarise(&rt, &handles, &pack, &source, frames, elapsed)
 }
 
 fn frame_loop(
     rt: &Runtime,
     args: &DemoArgs,
-    generated: &Generated,
+    pack: &DemoPack,
     rng: &mut fastrand::Rng,
 ) -> anyhow::Result<(Vec<Box<dyn Tracked>>, u64)> {
-    let total = generated.paths.len() + generated.paths.len() / 20;
+    let direct = &pack.direct;
+    let total = direct.len() + direct.len() / 20;
     let bar = ProgressBar::new(total as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} terminal  {msg}")
             .expect("valid template"),
@@ -149,13 +125,13 @@ fn frame_loop(
                 break;
             }
             // One request in 20 asks again for an asset already requested: a shared load.
-            let (kind, path) = if next < generated.paths.len() && rng.usize(..20) != 0 {
+            let (kind, key) = if next < direct.len() && rng.usize(..20) != 0 {
                 next += 1;
-                &generated.paths[next - 1]
+                &direct[next - 1]
             } else {
-                &generated.paths[rng.usize(..next.max(1))]
+                &direct[rng.usize(..next.max(1))]
             };
-            handles.push(request(rt, *kind, path, Priority::ALL[rng.usize(..Priority::LEVELS)])?);
+            handles.push(request(rt, *kind, key, Priority::ALL[rng.usize(..Priority::LEVELS)])?);
         }
         steer(&handles, rng);
         let terminal = handles.iter().filter(|h| h.state().is_terminal()).count();
@@ -200,7 +176,8 @@ fn steer(handles: &[Box<dyn Tracked>], rng: &mut fastrand::Rng) {
 fn summarise(
     rt: &Runtime,
     handles: &[Box<dyn Tracked>],
-    generated: &Generated,
+    pack: &DemoPack,
+    source: &PackSource,
     frames: u64,
     elapsed: Duration,
 ) -> anyhow::Result<()> {
@@ -215,14 +192,15 @@ fn summarise(
     latencies.sort_unstable();
     let secs = elapsed.as_secs_f64();
     let status = rt.status();
-    let mib = |b: u64| b as f64 / f64::from(1 << 20);
     println!(
         "demo: {} assets ({:.1} MiB, {} corrupt) over {frames} frames in {secs:.2} s",
-        generated.paths.len(),
-        mib(generated.bytes),
-        generated.corrupt,
+        source.entries().len(),
+        mib(pack.raw_bytes),
+        pack.corrupt,
     );
+    print_pack(pack, source);
     println!("requested={} ready={ready} failed={failed} cancelled={cancelled}", handles.len());
+    print_failures(handles);
     println!(
         "throughput: {:.0} requests/s, {:.1} MiB/s read",
         (ready + failed + cancelled) as f64 / secs,
@@ -238,4 +216,33 @@ fn summarise(
         bail!("{stuck} requests never reached a terminal state");
     }
     Ok(())
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1 << 20)
+}
+
+/// The pack as the runtime opened it: entries, size on disk, and the dependency edges its
+/// index declares.
+fn print_pack(pack: &DemoPack, source: &PackSource) {
+    let entries = source.entries();
+    let edges: usize = entries.iter().map(|e| e.deps.len()).sum();
+    let dependants = entries.iter().filter(|e| !e.deps.is_empty()).count();
+    println!(
+        "pack: {} entries, {:.1} MiB (lz4), {edges} dependency edges from {dependants} entries",
+        entries.len(),
+        mib(pack.pack_bytes),
+    );
+}
+
+/// Failed requests by error kind, so damaged entries show up as `corrupt`.
+fn print_failures(handles: &[Box<dyn Tracked>]) {
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for kind in handles.iter().filter_map(|h| h.failure_kind()) {
+        *kinds.entry(kind).or_default() += 1;
+    }
+    if !kinds.is_empty() {
+        let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        println!("failures: {}", list.join(" "));
+    }
 }

@@ -12,6 +12,8 @@ pub trait Tracked {
     fn reprioritize(&self, priority: Priority);
     /// Microseconds from request to terminal state, once terminal.
     fn latency_us(&self) -> Option<u64>;
+    /// The failure's kind (`corrupt`, `validation`, ...), once failed.
+    fn failure_kind(&self) -> Option<&'static str>;
 }
 
 impl<T: Send + Sync + 'static> Tracked for Handle<T> {
@@ -29,5 +31,9 @@ impl<T: Send + Sync + 'static> Tracked for Handle<T> {
 
     fn latency_us(&self) -> Option<u64> {
         Handle::latency_us(self)
+    }
+
+    fn failure_kind(&self) -> Option<&'static str> {
+        Handle::error(self).map(|e| e.kind.name())
     }
 }

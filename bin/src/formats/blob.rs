@@ -1,0 +1,64 @@
+//! `blob`: an opaque payload followed by the CRC-32 of the payload (4 bytes, little-endian).
+//!
+//! The only format with its own checksum, so damage to a blob is always caught by its
+//! decoder even when the bytes come from a source without checksums (a directory).
+
+use streamrt::messages::AssetKey;
+use streamrt::{DecodeError, Decoder};
+
+/// A checksummed blob's payload.
+#[derive(Debug)]
+pub struct Blob(pub Vec<u8>);
+
+/// Decodes `blob` assets, verifying their checksum.
+pub struct BlobDecoder;
+
+/// Encodes a blob: the payload followed by its CRC-32.
+pub fn encode_blob(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 4);
+    out.extend_from_slice(payload);
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out
+}
+
+impl Decoder for BlobDecoder {
+    type Asset = Blob;
+
+    fn type_name(&self) -> &str {
+        "blob"
+    }
+
+    fn decode(&self, _: &AssetKey, bytes: Vec<u8>) -> Result<Blob, DecodeError> {
+        streamrt::verify_crc32_trailer(bytes).map(Blob)
+    }
+
+    fn size_bytes(&self, blob: &Blob) -> u64 {
+        blob.0.len() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::reader::assert_every_truncation_refused;
+
+    fn key() -> AssetKey {
+        AssetKey::parse("blob:x").unwrap()
+    }
+
+    #[test]
+    fn blobs_round_trip_and_a_flipped_byte_is_caught() {
+        let mut bytes = encode_blob(b"hello");
+        assert_eq!(BlobDecoder.decode(&key(), bytes.clone()).unwrap().0, b"hello");
+        bytes[1] ^= 1;
+        assert!(matches!(BlobDecoder.decode(&key(), bytes), Err(DecodeError::Validation(_))));
+        assert!(matches!(BlobDecoder.decode(&key(), vec![1, 2]), Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn every_truncated_blob_is_refused() {
+        assert_every_truncation_refused(&encode_blob(b"hello, world"), |b| {
+            BlobDecoder.decode(&key(), b)
+        });
+    }
+}
