@@ -37,8 +37,9 @@ pub struct DemoArgs {
     /// IO worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
-    /// Requests published per frame at most.
-    #[arg(long, default_value_t = 64)]
+    /// Requests published per frame at most. Dependencies publish too: 60 requests a frame
+    /// bring about 45 dependencies with them, more than a budget of 64 keeps up with.
+    #[arg(long, default_value_t = 128)]
     frame_budget: u32,
     /// New requests per frame.
     #[arg(long, default_value_t = 60)]
