@@ -54,14 +54,22 @@ impl Throttle {
         Self { epoch: Instant::now(), schedule: Mutex::new(Schedule::new(bytes_per_sec, 100_000)) }
     }
 
-    /// Charges `bytes` just read and blocks the calling IO worker until they are paid for.
-    /// Only IO worker threads call this: they exist to block, no arbiter ever does.
-    pub(crate) fn pay(&self, bytes: u64) {
+    /// Charges `bytes` just read and blocks the calling IO worker until they are paid for, or
+    /// until `cancelled` says the load is gone (a cancel, or shutdown, which trips every load's
+    /// token), checked every `CANCEL_CHECK`. Only IO worker threads call this: they exist to
+    /// block, no arbiter ever does.
+    pub(crate) fn pay(&self, bytes: u64, cancelled: impl Fn() -> bool) {
+        const CANCEL_CHECK: Duration = Duration::from_millis(20);
         let now_us = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         let wait_us =
             self.schedule.lock().unwrap_or_else(PoisonError::into_inner).charge(now_us, bytes);
-        if wait_us > 0 {
-            std::thread::sleep(Duration::from_micros(wait_us));
+        let until = Instant::now() + Duration::from_micros(wait_us);
+        while !cancelled() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(CANCEL_CHECK));
         }
     }
 }

@@ -198,7 +198,7 @@ impl Worker for IoWorker {
         if let (Some(throttle), Some(n)) = (&self.throttle, n) {
             // The read credit stays taken while the bytes are paid for, so a throttled
             // source does not pile up reads.
-            throttle.pay(n);
+            throttle.pay(n, || job.token.is_cancelled());
         }
         read_done();
         if job.token.is_cancelled() {

@@ -13,17 +13,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use streamrt::messages::AssetKey;
 use streamrt::pack::PackLimits;
 use streamrt::report::quantile;
 use streamrt::{LoadState, PackSource, Priority, Runtime, RuntimeConfig};
 
-use crate::formats::{
-    Animation, AnimationDecoder, Blob, BlobDecoder, Material, MaterialDecoder, Mesh, MeshDecoder,
-    Texture, TextureDecoder,
-};
-use crate::tracked::Tracked;
-use generate::{DemoPack, Kind};
+use crate::tracked::{register_all, request_any, Tracked};
+use generate::DemoPack;
 
 /// Options of `streamctl demo`.
 #[derive(Debug, clap::Args)]
@@ -51,22 +46,6 @@ pub struct DemoArgs {
 
 const FRAME: Duration = Duration::from_micros(16_667);
 
-fn request(
-    rt: &Runtime,
-    kind: Kind,
-    key: &AssetKey,
-    p: Priority,
-) -> anyhow::Result<Box<dyn Tracked>> {
-    let key = key.clone();
-    Ok(match kind {
-        Kind::Texture => Box::new(rt.request_key::<Texture>(key, p)?),
-        Kind::Material => Box::new(rt.request_key::<Material>(key, p)?),
-        Kind::Mesh => Box::new(rt.request_key::<Mesh>(key, p)?),
-        Kind::Animation => Box::new(rt.request_key::<Animation>(key, p)?),
-        Kind::Blob => Box::new(rt.request_key::<Blob>(key, p)?),
-    })
-}
-
 /// Runs the demo and prints its summary.
 ///
 /// # Errors
@@ -87,15 +66,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     }
     .decode_threads_per_core();
     config.publish = streamrt::PublishMode::Frames(streamrt::FramePolicy::count(args.frame_budget));
-    let rt = Runtime::builder()
-        .config(config)
-        .source(source.clone())
-        .register(TextureDecoder)
-        .register(MaterialDecoder)
-        .register(MeshDecoder)
-        .register(AnimationDecoder)
-        .register(BlobDecoder)
-        .build()?;
+    let rt = register_all(Runtime::builder().config(config).source(source.clone())).build()?;
     let started = Instant::now();
     let (handles, frames) = frame_loop(&rt, args, &pack, &mut rng)?;
     let elapsed = started.elapsed();
@@ -126,13 +97,14 @@ fn frame_loop(
                 break;
             }
             // One request in 20 asks again for an asset already requested: a shared load.
-            let (kind, key) = if next < direct.len() && rng.usize(..20) != 0 {
+            let (_, key) = if next < direct.len() && rng.usize(..20) != 0 {
                 next += 1;
                 &direct[next - 1]
             } else {
                 &direct[rng.usize(..next.max(1))]
             };
-            handles.push(request(rt, *kind, key, Priority::ALL[rng.usize(..Priority::LEVELS)])?);
+            let priority = Priority::ALL[rng.usize(..Priority::LEVELS)];
+            handles.push(request_any(rt, key.clone(), priority)?);
         }
         steer(&handles, rng);
         let terminal = handles.iter().filter(|h| h.state().is_terminal()).count();

@@ -1,16 +1,19 @@
 //! `streamctl`: the command-line tool of streamrt.
 //!
-//! Hosts the demo, the status query, the chaos run and the benchmarks. Every command has `--help`; exit code
+//! Hosts the demo, the daemon and its clients, the pack tools, the report, the chaos run, the
+//! simulator and the benchmarks. Every command has `--help`; exit code
 //! 0 on success, non-zero with a one-line error on failure.
 
 #![allow(clippy::print_stdout)]
 
 mod bench;
 mod chaos;
+mod client;
 mod demo;
 mod formats;
 mod pack;
 mod report;
+mod serve;
 mod simulate;
 mod status;
 mod tracked;
@@ -43,6 +46,10 @@ enum Command {
     Pack(pack::PackArgs),
     /// Run the runtime inside a synthetic engine frame loop; prints an order hash.
     Simulate(simulate::SimulateArgs),
+    /// Run the runtime as a daemon with a control socket (docs/PROTOCOL.md).
+    Serve(serve::ServeArgs),
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +67,8 @@ fn main() -> ExitCode {
         Command::Chaos(args) => chaos::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Pack(args) => pack::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Client(command) => client::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,7 @@
 //! `streamctl status`: the status line of a runtime.
 //!
-//! Until the daemon exists, this starts a runtime in-process with the given sizes (and no
-//! assets), prints its status and shuts it down.
+//! With `--socket`, asks a running daemon (`streamctl serve`). Without it, starts a runtime
+//! in-process with the given sizes (and no assets), prints its status and shuts it down.
 
 use streamrt::{MemorySource, Runtime};
 
@@ -20,6 +20,9 @@ pub struct StatusArgs {
     /// Write the runtime's telemetry log (JSON lines) to this file.
     #[arg(long)]
     telemetry: Option<std::path::PathBuf>,
+    /// Ask the daemon on this control socket instead of starting a runtime.
+    #[arg(long)]
+    socket: Option<std::path::PathBuf>,
 }
 
 /// Prints the status.
@@ -28,6 +31,12 @@ pub struct StatusArgs {
 ///
 /// The runtime could not start.
 pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
+    if let Some(socket) = &args.socket {
+        return crate::client::status(&crate::client::Target {
+            socket: socket.clone(),
+            json: args.json,
+        });
+    }
     let mut builder = Runtime::builder();
     if let Some(path) = &args.telemetry {
         builder = builder.telemetry_path(path);

@@ -1,0 +1,383 @@
+//! The client side of the control protocol: `streamctl status|load|cancel|reprioritize|
+//! inflight|stats|watch|shutdown --socket PATH [--json]`.
+//!
+//! Each command connects, says hello, sends one request and prints the answer: text lines of
+//! `name=value` pairs, or one JSON object per line with `--json`. A refusal from the daemon is
+//! an error (non-zero exit with its message).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use streamrt::messages::protocol::{
+    encode_frame, ClientMsg, FrameDecoder, RequestInfo, ServerMsg, PROTOCOL_VERSION,
+};
+use streamrt::messages::{AssetKey, LoadState, Priority, RequestId, Status};
+
+/// A connected, greeted client.
+pub struct Client {
+    stream: UnixStream,
+    decoder: FrameDecoder,
+    chunk: Vec<u8>,
+}
+
+impl Client {
+    /// Connects to the daemon at `socket` and performs the handshake.
+    ///
+    /// # Errors
+    ///
+    /// The socket cannot be reached, or the daemon refuses the handshake.
+    pub fn connect(socket: &Path) -> anyhow::Result<Self> {
+        let stream = UnixStream::connect(socket)
+            .with_context(|| format!("connecting to {}", socket.display()))?;
+        let mut client = Self { stream, decoder: FrameDecoder::new(), chunk: vec![0; 64 << 10] };
+        client.send(&ClientMsg::Hello { version: PROTOCOL_VERSION })?;
+        match client.receive()? {
+            ServerMsg::Welcome { .. } => Ok(client),
+            other => Err(refusal(other)),
+        }
+    }
+
+    /// Sends one message.
+    ///
+    /// # Errors
+    ///
+    /// The connection broke.
+    pub fn send(&mut self, msg: &ClientMsg) -> anyhow::Result<()> {
+        self.stream.write_all(&encode_frame(msg)?).context("writing to the daemon")
+    }
+
+    /// Waits for the next message.
+    ///
+    /// # Errors
+    ///
+    /// The connection closed or a frame is bad.
+    pub fn receive(&mut self) -> anyhow::Result<ServerMsg> {
+        loop {
+            if let Some(msg) = self.decoder.next_msg::<ServerMsg>()? {
+                return Ok(msg);
+            }
+            let want = self.chunk.len().min(self.decoder.room());
+            let n = self.stream.read(&mut self.chunk[..want]).context("reading from the daemon")?;
+            if n == 0 {
+                bail!("the daemon closed the connection");
+            }
+            self.decoder.push(&self.chunk[..n]);
+        }
+    }
+
+    /// Sends `msg` and returns the answer, an error if it is a refusal.
+    fn ask(&mut self, msg: &ClientMsg) -> anyhow::Result<ServerMsg> {
+        self.send(msg)?;
+        match self.receive()? {
+            ServerMsg::Error(e) => Err(anyhow!("daemon: {e}")),
+            answer => Ok(answer),
+        }
+    }
+}
+
+fn refusal(msg: ServerMsg) -> anyhow::Error {
+    match msg {
+        ServerMsg::Error(e) => anyhow!("daemon: {e}"),
+        other => anyhow!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
+fn parse_priority(s: &str) -> Result<Priority, String> {
+    Priority::ALL
+        .into_iter()
+        .find(|p| p.name() == s)
+        .ok_or_else(|| format!("unknown priority {s}: critical, high, normal, low or background"))
+}
+
+/// The socket and output options every client command takes.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The daemon's control socket.
+    #[arg(long)]
+    pub socket: PathBuf,
+    /// Print JSON, one object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The client commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ClientCommand {
+    /// Request assets by key (`type:path`); prints their request ids.
+    Load {
+        #[command(flatten)]
+        target: Target,
+        /// The assets.
+        #[arg(required = true)]
+        keys: Vec<String>,
+        /// Their priority.
+        #[arg(long, default_value = "normal", value_parser = parse_priority)]
+        priority: Priority,
+        /// Wait for every request's end; exit non-zero if any failed.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Cancel requests by id.
+    Cancel {
+        #[command(flatten)]
+        target: Target,
+        /// The request ids.
+        #[arg(required = true)]
+        ids: Vec<u64>,
+    },
+    /// Change requests' priority.
+    Reprioritize {
+        #[command(flatten)]
+        target: Target,
+        /// The new priority.
+        #[arg(value_parser = parse_priority)]
+        priority: Priority,
+        /// The request ids.
+        #[arg(required = true)]
+        ids: Vec<u64>,
+    },
+    /// List the requests the daemon holds that have not ended.
+    Inflight(Target),
+    /// Every cache's figures and the memory budget.
+    Stats(Target),
+    /// Live progress and a rolling summary; with --json, every event and status as a line.
+    Watch {
+        #[command(flatten)]
+        target: Target,
+        /// Stop after this many events.
+        #[arg(long)]
+        events: Option<u64>,
+    },
+    /// Stop the daemon; every request it holds ends first.
+    Shutdown(Target),
+}
+
+/// Runs a client command.
+///
+/// # Errors
+///
+/// The daemon cannot be reached or refused the request, or (`load --wait`) a request failed.
+pub fn run(command: &ClientCommand) -> anyhow::Result<()> {
+    match command {
+        ClientCommand::Load { target, keys, priority, wait } => {
+            load(target, keys, *priority, *wait)
+        }
+        ClientCommand::Cancel { target, ids } => {
+            let requests = ids.iter().map(|&i| RequestId(i)).collect();
+            done(target, &ClientMsg::Cancel { requests })
+        }
+        ClientCommand::Reprioritize { target, priority, ids } => {
+            let requests = ids.iter().map(|&i| RequestId(i)).collect();
+            done(target, &ClientMsg::Reprioritize { requests, priority: *priority })
+        }
+        ClientCommand::Inflight(target) => inflight(target),
+        ClientCommand::Stats(target) => stats(target),
+        ClientCommand::Watch { target, events } => watch(target, *events),
+        ClientCommand::Shutdown(target) => shutdown(target),
+    }
+}
+
+/// `streamctl status --socket PATH`.
+///
+/// # Errors
+///
+/// As [`run`].
+pub fn status(target: &Target) -> anyhow::Result<()> {
+    let mut client = Client::connect(&target.socket)?;
+    match client.ask(&ClientMsg::Status)? {
+        ServerMsg::Status(status) => print_status(&status, target.json),
+        other => Err(refusal(other)),
+    }
+}
+
+fn print_status(status: &Status, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(status)?);
+    } else {
+        println!("{status}");
+    }
+    Ok(())
+}
+
+fn print_info(r: &RequestInfo, json: bool) -> anyhow::Result<()> {
+    if json {
+        let line = serde_json::json!({
+            "request": r.request.0, "key": r.key.to_string(),
+            "state": r.state.name(), "priority": r.priority.name(),
+        });
+        println!("{line}");
+    } else {
+        println!(
+            "request={} key={} state={} priority={}",
+            r.request.0,
+            r.key,
+            r.state.name(),
+            r.priority.name()
+        );
+    }
+    Ok(())
+}
+
+fn load(target: &Target, keys: &[String], priority: Priority, wait: bool) -> anyhow::Result<()> {
+    let keys = keys
+        .iter()
+        .map(|k| AssetKey::parse(k).with_context(|| format!("bad key {k}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut client = Client::connect(&target.socket)?;
+    let ServerMsg::Loaded(made) = client.ask(&ClientMsg::Load { keys, priority, wait })? else {
+        bail!("unexpected answer to load");
+    };
+    for r in &made {
+        print_info(r, target.json)?;
+    }
+    if !wait {
+        return Ok(());
+    }
+    let mut failed = 0;
+    loop {
+        match client.receive()? {
+            ServerMsg::Ended { request, key, state, error } => {
+                failed += usize::from(state != LoadState::Ready);
+                let error = error.unwrap_or_default();
+                if target.json {
+                    let line = serde_json::json!({
+                        "ended": request.0, "key": key.to_string(), "state": state.name(), "error": error,
+                    });
+                    println!("{line}");
+                } else {
+                    println!(
+                        "ended request={} key={key} state={} {error}",
+                        request.0,
+                        state.name()
+                    );
+                }
+            }
+            ServerMsg::Done => break,
+            other => return Err(refusal(other)),
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} requests did not become ready", made.len());
+    }
+    Ok(())
+}
+
+fn done(target: &Target, msg: &ClientMsg) -> anyhow::Result<()> {
+    let mut client = Client::connect(&target.socket)?;
+    match client.ask(msg)? {
+        ServerMsg::Done => Ok(()),
+        other => Err(refusal(other)),
+    }
+}
+
+fn inflight(target: &Target) -> anyhow::Result<()> {
+    let mut client = Client::connect(&target.socket)?;
+    let ServerMsg::InFlight(list) = client.ask(&ClientMsg::InFlight)? else {
+        bail!("unexpected answer to inflight");
+    };
+    for r in &list {
+        print_info(r, target.json)?;
+    }
+    if !target.json {
+        println!("inflight: {}", list.len());
+    }
+    Ok(())
+}
+
+fn stats(target: &Target) -> anyhow::Result<()> {
+    let mut client = Client::connect(&target.socket)?;
+    let ServerMsg::Stats { types, resident_bytes, bytes_resident_max } =
+        client.ask(&ClientMsg::Stats)?
+    else {
+        bail!("unexpected answer to stats");
+    };
+    if target.json {
+        let line = serde_json::json!({
+            "types": types, "resident_bytes": resident_bytes, "bytes_resident_max": bytes_resident_max,
+        });
+        println!("{line}");
+        return Ok(());
+    }
+    for t in &types {
+        println!(
+            "type={} entries={} resident={} parked={} resident_bytes={} hits={} misses={} evictions={} quarantined={}",
+            t.asset_type, t.entries, t.resident, t.parked, t.resident_bytes, t.hits, t.misses, t.evictions, t.quarantined
+        );
+    }
+    println!("memory: resident_bytes={resident_bytes} bytes_resident_max={bytes_resident_max}");
+    Ok(())
+}
+
+fn watch(target: &Target, events_max: Option<u64>) -> anyhow::Result<()> {
+    let mut client = Client::connect(&target.socket)?;
+    client.send(&ClientMsg::Watch)?;
+    let bar = (!target.json).then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} ended  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let mut events = 0u64;
+    loop {
+        match client.receive()? {
+            ServerMsg::Status(s) => {
+                if let Some(bar) = &bar {
+                    bar.set_length(s.requested);
+                    bar.set_position(s.ready + s.failed + s.cancelled);
+                    bar.set_message(format!(
+                        "in_flight={} queued={} ready={} failed={} cancelled={} MiB read={:.1}",
+                        s.in_flight,
+                        s.queued,
+                        s.ready,
+                        s.failed,
+                        s.cancelled,
+                        s.bytes_read as f64 / f64::from(1 << 20)
+                    ));
+                } else {
+                    println!("{}", serde_json::json!({ "status": s }));
+                }
+            }
+            ServerMsg::Event(e) => {
+                if target.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "event": streamrt::messages::Record::from(&e) })
+                    );
+                }
+                events += 1;
+                if events_max.is_some_and(|max| events >= max) {
+                    break;
+                }
+            }
+            ServerMsg::ShuttingDown => break,
+            other => return Err(refusal(other)),
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    Ok(())
+}
+
+fn shutdown(target: &Target) -> anyhow::Result<()> {
+    let mut client = Client::connect(&target.socket)?;
+    match client.ask(&ClientMsg::Shutdown)? {
+        ServerMsg::ShuttingDown => {
+            // `Done` comes once every request ended and the socket is gone.
+            match client.receive()? {
+                ServerMsg::Done => {}
+                other => return Err(refusal(other)),
+            }
+            if !target.json {
+                println!("shutdown: requested");
+            }
+            Ok(())
+        }
+        other => Err(refusal(other)),
+    }
+}

@@ -1,0 +1,194 @@
+//! The daemon's settings: a TOML file (`docs/CONFIG.md`) with command-line flags over it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use streamrt::RuntimeConfig;
+
+/// The file's contents; every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The control socket's path.
+    pub socket: Option<PathBuf>,
+    /// The pack the runtime reads.
+    pub pack: Option<PathBuf>,
+    /// Where telemetry is written as JSON lines.
+    pub telemetry: Option<PathBuf>,
+    /// `RuntimeConfig::workers`.
+    pub workers: Option<usize>,
+    /// `RuntimeConfig::reads_in_flight`.
+    pub reads_in_flight: Option<usize>,
+    /// `RuntimeConfig::decode_threads`.
+    pub decode_threads: Option<usize>,
+    /// `RuntimeConfig::queue_capacity`.
+    pub queue_capacity: Option<usize>,
+    /// `RuntimeConfig::requests_outstanding_max`.
+    pub requests_outstanding_max: Option<usize>,
+    /// `RuntimeConfig::bytes_resident_max`.
+    pub bytes_resident_max: Option<u64>,
+    /// `RuntimeConfig::type_bytes_resident_max`.
+    pub type_bytes_resident_max: Option<BTreeMap<String, u64>>,
+    /// `RuntimeConfig::io_bytes_per_sec_max`.
+    pub io_bytes_per_sec_max: Option<u64>,
+    /// Milliseconds a connection may stay silent (or leave a frame half sent) before it is
+    /// closed.
+    pub idle_timeout_ms: Option<u64>,
+    /// Clients connected at once at most.
+    pub connections_max: Option<usize>,
+}
+
+impl FileConfig {
+    /// Reads and parses `path`.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, is not TOML, or has an unknown key or a wrongly typed value.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the configuration {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("parsing the configuration {}", path.display()))
+    }
+}
+
+/// Flags given on the command line, each overriding the file's key of the same name.
+#[derive(Debug, Default, clap::Args)]
+pub struct Overrides {
+    /// The control socket's path (its directory is made private, mode 0700).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// The pack to serve.
+    #[arg(long)]
+    pub pack: Option<PathBuf>,
+    /// A TOML configuration file (see docs/CONFIG.md).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Write telemetry as JSON lines to this file.
+    #[arg(long)]
+    pub telemetry: Option<PathBuf>,
+    /// IO worker threads.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Reads in flight at most.
+    #[arg(long)]
+    pub reads_in_flight: Option<usize>,
+    /// Decode threads.
+    #[arg(long)]
+    pub decode_threads: Option<usize>,
+    /// Loads queued at most.
+    #[arg(long)]
+    pub queue_capacity: Option<usize>,
+    /// Bytes of decoded assets kept resident at most.
+    #[arg(long)]
+    pub bytes_resident_max: Option<u64>,
+    /// Bytes read per second at most.
+    #[arg(long)]
+    pub io_bytes_per_sec_max: Option<u64>,
+    /// Milliseconds a silent or half-sent connection is kept.
+    #[arg(long)]
+    pub idle_timeout_ms: Option<u64>,
+    /// Clients connected at once at most.
+    #[arg(long)]
+    pub connections_max: Option<usize>,
+}
+
+/// Everything the daemon runs with.
+#[derive(Debug)]
+pub struct Settings {
+    /// The control socket.
+    pub socket: PathBuf,
+    /// The pack.
+    pub pack: PathBuf,
+    /// The runtime's configuration.
+    pub runtime: RuntimeConfig,
+    /// A connection's idle limit.
+    pub idle_timeout: Duration,
+    /// Clients at once at most.
+    pub connections_max: usize,
+}
+
+impl Settings {
+    /// The file (if any) with the flags over it.
+    ///
+    /// # Errors
+    ///
+    /// The file is invalid, or no socket or pack is given by either.
+    pub fn resolve(flags: &Overrides) -> anyhow::Result<Self> {
+        let file = match &flags.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let Some(socket) = flags.socket.clone().or(file.socket) else {
+            bail!("no socket: give --socket or `socket` in the configuration");
+        };
+        let Some(pack) = flags.pack.clone().or(file.pack) else {
+            bail!("no pack: give --pack or `pack` in the configuration");
+        };
+        let defaults = RuntimeConfig::default();
+        let workers = flags.workers.or(file.workers).unwrap_or(defaults.workers);
+        let runtime = RuntimeConfig {
+            workers,
+            reads_in_flight: flags.reads_in_flight.or(file.reads_in_flight).unwrap_or(workers * 2),
+            decode_threads: flags
+                .decode_threads
+                .or(file.decode_threads)
+                .unwrap_or(defaults.decode_threads),
+            queue_capacity: flags
+                .queue_capacity
+                .or(file.queue_capacity)
+                .unwrap_or(defaults.queue_capacity),
+            requests_outstanding_max: file
+                .requests_outstanding_max
+                .unwrap_or(defaults.requests_outstanding_max),
+            bytes_resident_max: flags
+                .bytes_resident_max
+                .or(file.bytes_resident_max)
+                .unwrap_or(defaults.bytes_resident_max),
+            type_bytes_resident_max: file.type_bytes_resident_max.unwrap_or_default(),
+            io_bytes_per_sec_max: flags.io_bytes_per_sec_max.or(file.io_bytes_per_sec_max),
+            telemetry_path: flags.telemetry.clone().or(file.telemetry),
+            ..defaults
+        };
+        runtime
+            .validate()
+            .map_err(|name| anyhow::anyhow!("configuration: {name} must be at least 1"))?;
+        let idle_ms = flags.idle_timeout_ms.or(file.idle_timeout_ms).unwrap_or(30_000);
+        Ok(Self {
+            socket,
+            pack,
+            runtime,
+            idle_timeout: Duration::from_millis(idle_ms.max(1)),
+            connections_max: flags.connections_max.or(file.connections_max).unwrap_or(128).max(1),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.toml");
+        std::fs::write(
+            &path,
+            "socket = \"/tmp/x/ctl.sock\"\npack = \"a.pack\"\nworkers = 3\nqueue_capacity = 10\n\
+             [type_bytes_resident_max]\ntexture = 1024\n",
+        )
+        .unwrap();
+        let flags =
+            Overrides { config: Some(path.clone()), workers: Some(2), ..Overrides::default() };
+        let settings = Settings::resolve(&flags).unwrap();
+        assert_eq!((settings.runtime.workers, settings.runtime.queue_capacity), (2, 10));
+        assert_eq!(settings.runtime.type_bytes_resident_max.get("texture"), Some(&1024));
+        assert_eq!(settings.pack, PathBuf::from("a.pack"));
+        std::fs::write(&path, "socket = \"s\"\npack = \"p\"\nworkerz = 3\n").unwrap();
+        let err = Settings::resolve(&flags).unwrap_err();
+        assert!(format!("{err:#}").contains("workerz"), "{err:#}");
+    }
+}

@@ -1,0 +1,273 @@
+//! One client connection: the handshake, then one answer per request, until the client goes,
+//! stays silent past the idle timeout, sends a bad frame, or the daemon stops.
+//!
+//! # Errors
+//!
+//! A bad frame (over the limit, malformed) or a bad handshake gets a typed `Error` and the
+//! connection is closed: the stream cannot be trusted to resynchronise. A request that cannot
+//! be served (an unknown id, a refused key) gets a typed `Error` and the connection stays.
+//! Whatever happens here ends this connection only.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use streamrt::messages::protocol::{
+    encode_frame, ClientMsg, FrameDecoder, FrameError, ProtocolError, RequestInfo, ServerMsg,
+    TypeStats, PROTOCOL_VERSION,
+};
+use streamrt::messages::{AssetKey, Priority, RequestId};
+
+use super::Daemon;
+use crate::tracked::{request_any, Tracked};
+
+/// Bytes read from the socket at once.
+const READ_CHUNK_BYTES: usize = 64 << 10;
+
+/// How often a watcher gets a status line, and how often it checks that the daemon runs.
+const WATCH_STATUS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Why a connection ends.
+enum End {
+    /// The client closed it, vanished, or a write failed.
+    Gone,
+    /// The client stayed silent (or left a frame half sent) past the idle timeout.
+    Idle,
+    /// A frame could not be decoded.
+    Frame(FrameError),
+}
+
+struct Conn {
+    stream: UnixStream,
+    decoder: FrameDecoder,
+    chunk: Vec<u8>,
+}
+
+impl Conn {
+    fn send(&mut self, msg: &ServerMsg) -> Result<(), End> {
+        let frame = encode_frame(msg).map_err(End::Frame)?;
+        self.stream.write_all(&frame).map_err(|_| End::Gone)
+    }
+
+    fn receive(&mut self) -> Result<ClientMsg, End> {
+        loop {
+            if let Some(msg) = self.decoder.next_msg::<ClientMsg>().map_err(End::Frame)? {
+                return Ok(msg);
+            }
+            let want = self.chunk.len().min(self.decoder.room());
+            match self.stream.read(&mut self.chunk[..want]) {
+                Ok(0) => return Err(End::Gone),
+                Ok(n) => {
+                    self.decoder.push(&self.chunk[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+                {
+                    return Err(End::Idle)
+                }
+                Err(_) => return Err(End::Gone),
+            }
+        }
+    }
+}
+
+/// Releases a connection's place when it ends, however it ends.
+struct Slot<'a> {
+    daemon: &'a Daemon,
+    id: u64,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.daemon.connections.fetch_sub(1, Ordering::AcqRel);
+        self.daemon.open.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
+    }
+}
+
+/// Serves one client; see the module docs.
+pub(super) fn serve(daemon: &Arc<Daemon>, stream: UnixStream, id: u64) {
+    let connected = daemon.connections.fetch_add(1, Ordering::AcqRel) + 1;
+    let _slot = Slot { daemon, id };
+    if let Ok(clone) = stream.try_clone() {
+        daemon.open.lock().unwrap_or_else(PoisonError::into_inner).insert(id, clone);
+    }
+    let _ = stream.set_read_timeout(Some(daemon.idle_timeout));
+    let _ = stream.set_write_timeout(Some(daemon.idle_timeout));
+    let mut conn = Conn { stream, decoder: FrameDecoder::new(), chunk: vec![0; READ_CHUNK_BYTES] };
+    if connected > daemon.connections_max {
+        let _ = conn.send(&ServerMsg::Error(ProtocolError::Busy(connected - 1)));
+        return;
+    }
+    let end = match handshake(daemon, &mut conn) {
+        Ok(()) => requests(daemon, &mut conn, id),
+        Err(end) => end,
+    };
+    if let End::Frame(e) = end {
+        let _ = conn.send(&ServerMsg::Error(ProtocolError::Frame(e)));
+    }
+}
+
+fn handshake(daemon: &Daemon, conn: &mut Conn) -> Result<(), End> {
+    let refusal = match conn.receive()? {
+        ClientMsg::Hello { version } if version == PROTOCOL_VERSION => {
+            let source = daemon.source.clone();
+            return conn.send(&ServerMsg::Welcome { version: PROTOCOL_VERSION, source });
+        }
+        ClientMsg::Hello { version } => {
+            ProtocolError::Version { client: version, daemon: PROTOCOL_VERSION }
+        }
+        _ => ProtocolError::HandshakeRequired,
+    };
+    conn.send(&ServerMsg::Error(refusal))?;
+    Err(End::Gone)
+}
+
+fn requests(daemon: &Daemon, conn: &mut Conn, id: u64) -> End {
+    loop {
+        let msg = match conn.receive() {
+            Ok(msg) => msg,
+            Err(end) => return end,
+        };
+        if daemon.is_stopping() {
+            let _ = conn.send(&ServerMsg::Error(ProtocolError::ShuttingDown));
+            return End::Gone;
+        }
+        let answered = match msg {
+            ClientMsg::Hello { .. } => {
+                conn.send(&ServerMsg::Error(ProtocolError::HandshakeRequired))
+            }
+            ClientMsg::Status => conn.send(&ServerMsg::Status(daemon.rt.status())),
+            ClientMsg::Load { keys, priority, wait } => load(daemon, conn, keys, priority, wait),
+            ClientMsg::Cancel { requests } => each(daemon, conn, &requests, |r| r.cancel()),
+            ClientMsg::Reprioritize { requests, priority } => {
+                each(daemon, conn, &requests, |r| r.reprioritize(priority))
+            }
+            ClientMsg::InFlight => {
+                let list = daemon.requests().values().map(|r| info(&**r)).collect();
+                conn.send(&ServerMsg::InFlight(list))
+            }
+            ClientMsg::Stats => conn.send(&stats(daemon)),
+            ClientMsg::Watch => watch(daemon, conn),
+            ClientMsg::Shutdown => {
+                let _ = conn.send(&ServerMsg::ShuttingDown);
+                // Kept open (not closed with the others) to be told `Done` when it is over.
+                daemon.open.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+                if let Ok(clone) = conn.stream.try_clone() {
+                    daemon.stop_waiters.lock().unwrap_or_else(PoisonError::into_inner).push(clone);
+                }
+                daemon.stop();
+                return End::Gone;
+            }
+        };
+        if let Err(end) = answered {
+            return end;
+        }
+    }
+}
+
+fn info(r: &dyn Tracked) -> RequestInfo {
+    RequestInfo { request: r.id(), key: r.key().clone(), state: r.state(), priority: r.priority() }
+}
+
+fn load(
+    daemon: &Daemon,
+    conn: &mut Conn,
+    keys: Vec<AssetKey>,
+    priority: Priority,
+    wait: bool,
+) -> Result<(), End> {
+    let mut made: Vec<Arc<dyn Tracked>> = Vec::with_capacity(keys.len());
+    for key in keys {
+        match request_any(&daemon.rt, key, priority) {
+            Ok(handle) => made.push(Arc::from(handle)),
+            Err(e) => {
+                // The requests made so far stand; the client learns which key was refused.
+                daemon.requests().extend(made.iter().map(|r| (r.id(), Arc::clone(r))));
+                return conn.send(&ServerMsg::Error(ProtocolError::Refused(e.to_string())));
+            }
+        }
+    }
+    daemon.requests().extend(made.iter().map(|r| (r.id(), Arc::clone(r))));
+    conn.send(&ServerMsg::Loaded(made.iter().map(|r| info(&**r)).collect()))?;
+    if !wait {
+        return Ok(());
+    }
+    for r in &made {
+        // The runtime ends every request on shutdown, so this wait always finishes.
+        while !r.wait(WATCH_STATUS_INTERVAL) {}
+        let (request, key, state, error) = (r.id(), r.key().clone(), r.state(), r.error_text());
+        conn.send(&ServerMsg::Ended { request, key, state, error })?;
+    }
+    conn.send(&ServerMsg::Done)
+}
+
+/// Applies `act` to each request; answers `Done`, or names the first unknown id.
+fn each(
+    daemon: &Daemon,
+    conn: &mut Conn,
+    ids: &[RequestId],
+    act: impl Fn(&dyn Tracked),
+) -> Result<(), End> {
+    let requests = daemon.requests();
+    let mut unknown = None;
+    for id in ids {
+        match requests.get(id) {
+            Some(r) => act(&**r),
+            None => unknown = unknown.or(Some(*id)),
+        }
+    }
+    drop(requests);
+    match unknown {
+        Some(id) => conn.send(&ServerMsg::Error(ProtocolError::UnknownRequest(id))),
+        None => conn.send(&ServerMsg::Done),
+    }
+}
+
+fn stats(daemon: &Daemon) -> ServerMsg {
+    let types = daemon
+        .rt
+        .cache_stats(Duration::from_secs(5))
+        .into_iter()
+        .map(|s| TypeStats {
+            asset_type: s.asset_type,
+            entries: s.entries as u64,
+            resident: s.resident as u64,
+            parked: s.parked as u64,
+            resident_bytes: s.resident_bytes,
+            hits: s.hits,
+            misses: s.misses,
+            evictions: s.evictions,
+            quarantined: s.quarantined as u64,
+        })
+        .collect();
+    let memory = daemon.rt.memory_stats();
+    ServerMsg::Stats {
+        types,
+        resident_bytes: memory.resident_bytes,
+        bytes_resident_max: memory.bytes_resident_max,
+    }
+}
+
+/// Streams events and a status every interval until the client goes or the daemon stops.
+fn watch(daemon: &Daemon, conn: &mut Conn) -> Result<(), End> {
+    let events = daemon.rt.subscribe(4_096);
+    let mut next_status = Instant::now();
+    loop {
+        if daemon.is_stopping() {
+            conn.send(&ServerMsg::ShuttingDown)?;
+            return Err(End::Gone);
+        }
+        if Instant::now() >= next_status {
+            // Also how a vanished watcher is noticed when no event flows.
+            conn.send(&ServerMsg::Status(daemon.rt.status()))?;
+            next_status = Instant::now() + WATCH_STATUS_INTERVAL;
+        }
+        let left = next_status.saturating_duration_since(Instant::now());
+        if let Some(event) = events.next_timeout(left) {
+            conn.send(&ServerMsg::Event(event))?;
+        }
+    }
+}

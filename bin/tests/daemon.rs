@@ -1,0 +1,350 @@
+//! `streamctl serve` as a real process on a temporary socket, driven by the real clients and by
+//! hand-made bad clients. Each test waits on the daemon's own output or on a socket read, never
+//! on a sleep.
+
+#![allow(missing_docs)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use streamrt::messages::protocol::{
+    encode_frame, ClientMsg, FrameDecoder, ServerMsg, PROTOCOL_VERSION,
+};
+use streamrt::messages::{AssetKey, Priority};
+use streamrt::pack::{Codec, PackWriter};
+
+const BIN: &str = env!("CARGO_BIN_EXE_streamctl");
+
+fn blob(payload: &[u8]) -> Vec<u8> {
+    let mut out = payload.to_vec();
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out
+}
+
+/// A pack of small blobs `blob:b0..b9`, one large `blob:big` (1 MiB) and a corrupt `blob:bad`.
+fn pack(dir: &Path) -> PathBuf {
+    let path = dir.join("assets.pack");
+    let mut writer = PackWriter::create(&path).unwrap();
+    for i in 0..10 {
+        writer
+            .add(
+                &format!("blob:b{i}"),
+                &blob(format!("payload {i}").as_bytes()),
+                Codec::Lz4,
+                vec![],
+            )
+            .unwrap();
+    }
+    writer.add("blob:big", &blob(&vec![7u8; 1 << 20]), Codec::None, vec![]).unwrap();
+    let mut bad = blob(b"soon corrupt");
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    writer.add("blob:bad", &bad, Codec::None, vec![]).unwrap();
+    writer.finish().unwrap();
+    path
+}
+
+struct Daemon {
+    child: Child,
+    /// The daemon's output, kept open while it runs.
+    _stdout: BufReader<std::process::ChildStdout>,
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pack = pack(dir.path());
+        let socket = dir.path().join("run").join("ctl.sock");
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--pack")
+            .arg(&pack)
+            .args(["--workers", "2", "--queue-capacity", "64", "--idle-timeout-ms", "300"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.contains("listening on"), "daemon did not start: {line:?}");
+        Self { child, _stdout: stdout, dir, socket }
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(BIN).args(args).arg("--socket").arg(&self.socket).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn status_works(&self) {
+        assert!(self.ok(&["status"]).contains("worker_count=2"));
+    }
+
+    fn stop(mut self) {
+        self.ok(&["shutdown"]);
+        assert!(self.child.wait().unwrap().success());
+        assert!(!self.socket.exists(), "the socket file is removed");
+    }
+}
+
+/// A raw connection that has said hello.
+fn greeted(socket: &Path) -> UnixStream {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream
+        .write_all(&encode_frame(&ClientMsg::Hello { version: PROTOCOL_VERSION }).unwrap())
+        .unwrap();
+    assert!(matches!(read_msg(&mut stream), Some(ServerMsg::Welcome { .. })));
+    stream
+}
+
+/// The next message, or `None` once the daemon closed the connection.
+fn read_msg(stream: &mut UnixStream) -> Option<ServerMsg> {
+    let mut decoder = FrameDecoder::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(msg) = decoder.next_msg::<ServerMsg>().unwrap() {
+            return Some(msg);
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => {
+                decoder.push(&buf[..n]);
+            }
+        }
+    }
+}
+
+#[test]
+fn status_load_stats_inflight_cancel_reprioritise_and_shutdown() {
+    let daemon = Daemon::start(&["--io-bytes-per-sec-max", "1000"]);
+    assert!(daemon.ok(&["status"]).contains("worker_count=2 queue_capacity=64 in_flight=0"));
+    let loaded = daemon.ok(&["load", "blob:b1", "blob:b2", "--wait"]);
+    assert_eq!(loaded.matches("state=ready").count(), 2, "{loaded}");
+    let failed = daemon.ctl(&["load", "blob:bad", "--wait"]);
+    assert!(!failed.status.success(), "a failed load exits non-zero");
+    assert!(String::from_utf8_lossy(&failed.stdout).contains("state=failed"));
+    // 1 MiB at 1,000 bytes/s stays in flight for the rest of the test.
+    let big = daemon.ok(&["load", "blob:big", "--json"]);
+    let id = serde_json::from_str::<serde_json::Value>(big.lines().next().unwrap()).unwrap()
+        ["request"]
+        .to_string();
+    assert!(daemon.ok(&["inflight"]).contains("key=blob:big"));
+    daemon.ok(&["reprioritize", "critical", &id]);
+    assert!(daemon.ok(&["inflight"]).contains("priority=critical"));
+    daemon.ok(&["cancel", &id]);
+    assert!(daemon.ok(&["inflight"]).contains("inflight: 0"));
+    assert!(!daemon.ctl(&["cancel", "999999"]).status.success(), "an unknown id is an error");
+    let stats: serde_json::Value = serde_json::from_str(&daemon.ok(&["stats", "--json"])).unwrap();
+    let blob = &stats["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["asset_type"] == "blob")
+        .unwrap()
+        .clone();
+    assert!(blob["misses"].as_u64().unwrap() >= 3, "{stats}");
+    daemon.stop();
+}
+
+#[test]
+fn watch_streams_events_and_shutdown_ends_every_held_request_first() {
+    let daemon = Daemon::start(&["--io-bytes-per-sec-max", "1000"]);
+    let mut watch = Command::new(BIN)
+        .args(["watch", "--json", "--events", "2", "--socket"])
+        .arg(&daemon.socket)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status_line = String::new();
+    let mut watch_out = BufReader::new(watch.stdout.take().unwrap());
+    watch_out.read_line(&mut status_line).unwrap();
+    assert!(status_line.contains("\"status\""), "{status_line}");
+    daemon.ok(&["load", "blob:b3"]);
+    let rest: Vec<String> = watch_out.lines().map(Result::unwrap).collect();
+    assert!(rest.iter().any(|l| l.contains("\"event\"")), "{rest:?}");
+    assert!(watch.wait().unwrap().success());
+    let mut held = Command::new(BIN)
+        .args(["load", "blob:big", "--wait", "--socket"])
+        .arg(&daemon.socket)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut held_out = BufReader::new(held.stdout.take().unwrap());
+    let mut made = String::new();
+    held_out.read_line(&mut made).unwrap();
+    assert!(made.contains("key=blob:big"));
+    daemon.stop();
+    let mut ended = String::new();
+    held_out.read_line(&mut ended).unwrap();
+    assert!(ended.contains("state=failed") && ended.contains("shut"), "{ended}");
+    assert!(!held.wait().unwrap().success(), "a load that failed exits non-zero");
+}
+
+#[test]
+fn each_bad_client_is_answered_or_dropped_and_the_next_client_is_served() {
+    let daemon = Daemon::start(&[]);
+    // A malformed payload after the handshake.
+    let mut s = greeted(&daemon.socket);
+    s.write_all(&[3, 0, 0, 0, 0xff, 0xff, 0xff]).unwrap();
+    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(_))));
+    daemon.status_works();
+    // A length prefix over the limit: refused before any payload.
+    let mut s = UnixStream::connect(&daemon.socket).unwrap();
+    s.write_all(&u32::MAX.to_le_bytes()).unwrap();
+    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(_))));
+    assert!(read_msg(&mut s).is_none(), "then closed");
+    daemon.status_works();
+    // A wrong version.
+    let mut s = UnixStream::connect(&daemon.socket).unwrap();
+    s.write_all(&encode_frame(&ClientMsg::Hello { version: 99 }).unwrap()).unwrap();
+    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(e)) if e.to_string().contains("99")));
+    daemon.status_works();
+    // A request before the handshake.
+    let mut s = UnixStream::connect(&daemon.socket).unwrap();
+    s.write_all(&encode_frame(&ClientMsg::Status).unwrap()).unwrap();
+    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(_))));
+    daemon.status_works();
+    // Half a frame, left hanging: closed at the idle timeout.
+    let mut s = greeted(&daemon.socket);
+    s.write_all(&[10, 0]).unwrap();
+    assert!(read_msg(&mut s).is_none(), "closed after the idle timeout");
+    daemon.status_works();
+    // Vanishing mid-request and mid-watch.
+    let mut s = greeted(&daemon.socket);
+    let keys = vec![AssetKey::parse("blob:b4").unwrap()];
+    s.write_all(
+        &encode_frame(&ClientMsg::Load { keys, priority: Priority::Normal, wait: true }).unwrap(),
+    )
+    .unwrap();
+    drop(s);
+    let mut s = greeted(&daemon.socket);
+    s.write_all(&encode_frame(&ClientMsg::Watch).unwrap()).unwrap();
+    assert!(read_msg(&mut s).is_some());
+    drop(s);
+    daemon.status_works();
+    // 64 clients at once.
+    let clients: Vec<_> = (0..64)
+        .map(|_| {
+            let socket = daemon.socket.clone();
+            std::thread::spawn(move || {
+                let mut s = greeted(&socket);
+                s.write_all(&encode_frame(&ClientMsg::Status).unwrap()).unwrap();
+                matches!(read_msg(&mut s), Some(ServerMsg::Status(_)))
+            })
+        })
+        .collect();
+    assert!(clients.into_iter().all(|c| c.join().unwrap()), "every client is served");
+    daemon.status_works();
+    daemon.stop();
+}
+
+#[test]
+fn the_socket_is_private_and_unsafe_paths_are_refused() {
+    let daemon = Daemon::start(&[]);
+    let socket_meta = std::fs::metadata(&daemon.socket).unwrap();
+    assert!(socket_meta.file_type().is_socket());
+    assert_eq!(socket_meta.mode() & 0o777, 0o600);
+    let dir_meta = std::fs::metadata(daemon.socket.parent().unwrap()).unwrap();
+    assert_eq!(dir_meta.mode() & 0o777, 0o700);
+    // A second daemon on a live socket is refused.
+    let second = serve_at(daemon.dir.path(), &daemon.socket);
+    assert!(second.contains("already listening"), "{second}");
+    daemon.stop();
+
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let target = dir.path().join("target-file");
+    std::fs::write(&target, b"keep me").unwrap();
+    let link = run.join("link.sock");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert!(serve_at(dir.path(), &link).contains("symlink"));
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep me", "nothing changed through the link");
+    let file = run.join("file.sock");
+    std::fs::write(&file, b"x").unwrap();
+    assert!(serve_at(dir.path(), &file).contains("regular file"));
+    assert!(file.exists());
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(serve_at(dir.path(), &open.join("ctl.sock")).contains("mode 0700"));
+    if is_root() {
+        // A socket of another user (root can make one to test with).
+        let foreign = run.join("foreign.sock");
+        drop(std::os::unix::net::UnixListener::bind(&foreign).unwrap());
+        std::os::unix::fs::chown(&foreign, Some(65_534), Some(65_534)).unwrap();
+        assert!(serve_at(dir.path(), &foreign).contains("uid 65534"));
+        assert!(foreign.exists());
+    }
+}
+
+#[test]
+fn a_connection_from_another_user_is_closed_before_a_byte_is_read() {
+    if !is_root() {
+        // Only root can run a client as another user; the check still runs for every
+        // connection in every other test.
+        return;
+    }
+    let daemon = Daemon::start(&[]);
+    // Opened up on purpose so that another user can reach the socket at all.
+    std::fs::set_permissions(
+        daemon.socket.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o711),
+    )
+    .unwrap();
+    std::fs::set_permissions(&daemon.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = Command::new(BIN)
+        .args(["status", "--socket"])
+        .arg(&daemon.socket)
+        .uid(65_534)
+        .gid(65_534)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no answer reaches another user: {out:?}");
+    daemon.status_works();
+    std::fs::set_permissions(
+        daemon.socket.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    daemon.stop();
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+/// Starts a daemon at `socket` expecting a refusal; returns its error output.
+fn serve_at(dir: &Path, socket: &Path) -> String {
+    let pack = dir.join("refused.pack");
+    if !pack.exists() {
+        let mut writer = PackWriter::create(&pack).unwrap();
+        writer.add("blob:x", &blob(b"x"), Codec::None, vec![]).unwrap();
+        writer.finish().unwrap();
+    }
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--socket")
+        .arg(socket)
+        .arg("--pack")
+        .arg(&pack)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the daemon refuses {}", socket.display());
+    String::from_utf8(out.stderr).unwrap()
+}
