@@ -300,15 +300,26 @@ impl PackReader {
     ///
     /// See [`EntryError`].
     pub fn read(&self, entry: &IndexEntry) -> Result<Vec<u8>, EntryError> {
-        // Refused before its stored bytes are read, not only before decompression.
-        if entry.raw_size > self.limits.entry_bytes_max {
-            return Err(EntryError::TooLarge {
-                size: entry.raw_size,
-                max: self.limits.entry_bytes_max,
-            });
+        self.read_with(entry, || self.read_stored(entry.offset, entry.stored_size))
+    }
+
+    /// Reads one entry whose stored bytes come from `stored` (a caller's own read, such as a
+    /// coalesced one), then decompresses and verifies them. An entry over the limit is refused
+    /// before `stored` is called, not only before decompression.
+    ///
+    /// # Errors
+    ///
+    /// See [`EntryError`].
+    pub fn read_with(
+        &self,
+        entry: &IndexEntry,
+        stored: impl FnOnce() -> Result<Vec<u8>, EntryError>,
+    ) -> Result<Vec<u8>, EntryError> {
+        let max = self.limits.entry_bytes_max;
+        if entry.raw_size > max {
+            return Err(EntryError::TooLarge { size: entry.raw_size, max });
         }
-        let stored = self.read_stored(entry.offset, entry.stored_size)?;
-        decode_entry(entry, stored, self.limits.entry_bytes_max)
+        decode_entry(entry, stored()?, max)
     }
 
     /// Reads every entry; returns the ones that fail, with why.

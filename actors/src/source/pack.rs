@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use streamrt_messages::AssetKey;
-use streamrt_pack::{decode_entry, EntryError, IndexEntry, PackError, PackLimits, PackReader};
+use streamrt_pack::{EntryError, IndexEntry, PackError, PackLimits, PackReader};
 
 mod coalesce;
 
@@ -96,18 +96,11 @@ impl PackSource {
 impl Source for PackSource {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
         let entry = self.entry(key).ok_or(SourceError::NotFound)?;
-        let max = self.reader.limits().entry_bytes_max;
-        let read = if entry.raw_size > max {
-            // Refused before its stored bytes are read, not only before decompression.
-            Err(EntryError::TooLarge { size: entry.raw_size, max })
-        } else {
-            let count = || {
-                self.reads.fetch_add(1, Ordering::Relaxed);
-            };
-            self.coalescer
-                .stored(&self.reader, entry, &count)
-                .and_then(|stored| decode_entry(entry, stored, max))
+        let count = || {
+            self.reads.fetch_add(1, Ordering::Relaxed);
         };
+        let read =
+            self.reader.read_with(entry, || self.coalescer.stored(&self.reader, entry, &count));
         read.map_err(|e| match e {
             EntryError::Io(m) => SourceError::Io(m),
             EntryError::TooLarge { size, max } => SourceError::TooLarge { size, max },
