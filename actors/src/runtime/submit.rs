@@ -36,7 +36,7 @@ pub(crate) struct TreeLimits {
 }
 
 /// Where a request sits while its tree is being requested.
-struct Walk {
+pub(crate) struct Walk {
     depth: usize,
     nodes: usize,
     limits: TreeLimits,
@@ -50,12 +50,9 @@ pub(crate) trait DepRequester: Send + Sync {
         key: AssetKey,
         priority: Priority,
         parent: Weak<DepGate>,
-        walk: &mut WalkRef<'_>,
+        walk: &mut Walk,
     ) -> Box<dyn DepHandle>;
 }
-
-/// A walk in progress, opaque to requesters.
-pub(crate) struct WalkRef<'a>(&'a mut Walk);
 
 impl<T: Send + Sync + 'static> DepRequester for TypeEntry<T> {
     fn request_dependency(
@@ -64,9 +61,9 @@ impl<T: Send + Sync + 'static> DepRequester for TypeEntry<T> {
         key: AssetKey,
         priority: Priority,
         parent: Weak<DepGate>,
-        walk: &mut WalkRef<'_>,
+        walk: &mut Walk,
     ) -> Box<dyn DepHandle> {
-        Box::new(submitter.submit(self, key, priority, Some(parent), walk.0))
+        Box::new(submitter.submit(self, key, priority, Some(parent), walk))
     }
 }
 
@@ -174,13 +171,7 @@ impl Submitter {
                 (None, None) => format!("no decoder registered for {}", dep.asset_type()),
                 (None, Some(requester)) => {
                     let parent = Arc::downgrade(gate);
-                    let handle = requester.request_dependency(
-                        self,
-                        dep,
-                        priority,
-                        parent,
-                        &mut WalkRef(walk),
-                    );
+                    let handle = requester.request_dependency(self, dep, priority, parent, walk);
                     gate.add(handle);
                     continue;
                 }

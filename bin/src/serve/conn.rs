@@ -182,15 +182,15 @@ fn load(
     let mut made: Vec<Arc<dyn Tracked>> = Vec::with_capacity(keys.len());
     for key in keys {
         match request_any(&daemon.rt, key, priority) {
-            Ok(handle) => made.push(Arc::from(handle)),
-            Err(e) => {
-                // The requests made so far stand; the client learns which key was refused.
-                daemon.requests().extend(made.iter().map(|r| (r.id(), Arc::clone(r))));
-                return conn.send(&ServerMsg::Error(ProtocolError::Refused(e.to_string())));
+            Ok(handle) => {
+                let handle: Arc<dyn Tracked> = Arc::from(handle);
+                daemon.requests().insert(handle.id(), Arc::clone(&handle));
+                made.push(handle);
             }
+            // The requests made so far stand; the client learns which key was refused.
+            Err(e) => return conn.send(&ServerMsg::Error(ProtocolError::Refused(e.to_string()))),
         }
     }
-    daemon.requests().extend(made.iter().map(|r| (r.id(), Arc::clone(r))));
     conn.send(&ServerMsg::Loaded(made.iter().map(|r| info(&**r)).collect()))?;
     if !wait {
         return Ok(());
