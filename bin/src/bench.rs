@@ -138,16 +138,22 @@ fn plain_parallel(root: &Path, files: &Files, threads: usize) -> anyhow::Result<
     Ok(elapsed)
 }
 
-/// Ours: every file requested at once from a fresh runtime, timed to the last `Ready`.
-fn streamrt_run(root: &Path, files: &Files, args: &BenchArgs) -> anyhow::Result<Duration> {
-    let config = RuntimeConfig {
+/// The runtime every scenario measures: the bench's thread counts, credits of two loads per
+/// thread, and a queue that takes all `requests` at once.
+fn bench_config(args: &BenchArgs, requests: usize) -> RuntimeConfig {
+    RuntimeConfig {
         workers: args.workers,
         reads_in_flight: args.workers * 2,
         decode_threads: args.decode_threads,
         decode_backlog_max: args.decode_threads * 2,
-        queue_capacity: files.paths.len().max(1),
+        queue_capacity: requests.max(1),
         ..RuntimeConfig::default()
-    };
+    }
+}
+
+/// Ours: every file requested at once from a fresh runtime, timed to the last `Ready`.
+fn streamrt_run(root: &Path, files: &Files, args: &BenchArgs) -> anyhow::Result<Duration> {
+    let config = bench_config(args, files.paths.len());
     let rt = Runtime::builder()
         .config(config)
         .source(DirSource::new(root))
@@ -246,14 +252,9 @@ fn memory_run(
     log: Option<&Path>,
 ) -> anyhow::Result<Duration> {
     let config = RuntimeConfig {
-        workers: args.workers,
-        reads_in_flight: args.workers * 2,
-        decode_threads: args.decode_threads,
-        decode_backlog_max: args.decode_threads * 2,
-        queue_capacity: keys.len().max(1),
         events_enabled: log.is_some(),
         telemetry_path: log.map(Path::to_owned),
-        ..RuntimeConfig::default()
+        ..bench_config(args, keys.len())
     };
     let rt =
         Runtime::builder().config(config).source(source.clone()).register(BlobDecoder).build()?;

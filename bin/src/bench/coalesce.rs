@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use streamrt::pack::{Codec, PackLimits, PackWriter};
-use streamrt::{Coalescing, PackSource, Runtime, RuntimeConfig};
+use streamrt::{Coalescing, PackSource, Runtime};
 
-use super::{median, stream_all, BenchArgs};
+use super::{bench_config, median, stream_all, BenchArgs};
 use crate::formats::{encode_blob, BlobDecoder};
 
 /// Writes `count` checksummed blobs of 1–16 KiB, lz4, into a pack; returns their paths.
@@ -42,14 +42,7 @@ fn run(
     args: &BenchArgs,
 ) -> anyhow::Result<(Duration, u64)> {
     let source = PackSource::open(pack, PackLimits::default())?.with_coalescing(policy);
-    let config = RuntimeConfig {
-        workers: args.workers,
-        reads_in_flight: args.workers * 2,
-        decode_threads: args.decode_threads,
-        decode_backlog_max: args.decode_threads * 2,
-        queue_capacity: paths.len().max(1),
-        ..RuntimeConfig::default()
-    };
+    let config = bench_config(args, paths.len());
     let rt =
         Runtime::builder().config(config).source(source.clone()).register(BlobDecoder).build()?;
     let elapsed = stream_all(&rt, paths)?;
