@@ -28,18 +28,22 @@ pub trait Source: Send + Sync + 'static {
     /// A short description for logs and status (`dir:/path/to/root`).
     fn describe(&self) -> String;
 
-    /// The assets `key` depends on, of any type: a request for `key` is published only once
-    /// all of them are ready. Called on the engine's thread when a request is made, so it must
-    /// answer from memory (an index), never block. None by default.
-    fn dependencies(&self, _key: &AssetKey) -> Vec<AssetKey> {
-        Vec::new()
+    /// What is known of `key` without reading it: its dependencies and size. Called once per
+    /// request on the engine's thread, so it must answer from memory (an index), never block.
+    /// Nothing known by default.
+    fn entry_info(&self, _key: &AssetKey) -> EntryInfo {
+        EntryInfo::default()
     }
+}
 
-    /// The asset's size in bytes if known without reading it (a pack's raw size), for
-    /// byte-weighted progress. Answered from memory, like `dependencies`. None by default.
-    fn size_hint(&self, _key: &AssetKey) -> Option<u64> {
-        None
-    }
+/// What a source knows of an asset without reading it ([`Source::entry_info`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntryInfo {
+    /// The assets it depends on, of any type: a request for it is published only once all of
+    /// them are ready.
+    pub dependencies: Vec<AssetKey>,
+    /// Its size in bytes (a pack's raw size), for byte-weighted progress.
+    pub size: Option<u64>,
 }
 
 /// Why a source could not produce an asset's bytes.

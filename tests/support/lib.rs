@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use streamrt::messages::{AssetKey, AssetTypeName};
-use streamrt::{DecodeError, Decoder, MemorySource, Source, SourceError};
+use streamrt::{DecodeError, Decoder, EntryInfo, MemorySource, Source, SourceError};
 
 /// How long a test waits for anything before it fails instead of hanging.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -154,12 +154,8 @@ impl Source for GatedSource {
         "gated memory source".to_owned()
     }
 
-    fn dependencies(&self, key: &AssetKey) -> Vec<AssetKey> {
-        self.inner.dependencies(key)
-    }
-
-    fn size_hint(&self, key: &AssetKey) -> Option<u64> {
-        self.inner.size_hint(key)
+    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
+        self.inner.entry_info(key)
     }
 }
 

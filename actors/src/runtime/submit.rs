@@ -25,7 +25,7 @@ use crate::deps::{DepGate, DepHandle};
 use crate::frame::FrameMsg;
 use crate::request::{Handle, Lineage, RequestCell};
 use crate::runtime::registry::TypeEntry;
-use crate::source::Source;
+use crate::source::{EntryInfo, Source};
 use crate::telemetry::{Counters, Probe};
 
 /// Limits of one dependency tree.
@@ -127,9 +127,9 @@ impl Submitter {
         let outstanding = self.outstanding();
         Counters::bump(&self.probe.counters.requested);
         walk.nodes += 1;
-        let deps = self.source.dependencies(&key);
+        let EntryInfo { dependencies: deps, size } = self.source.entry_info(&key);
         let gate = (!deps.is_empty()).then(|| DepGate::new(deps.len(), self.frame.clone()));
-        let weight = self.source.size_hint(&key).unwrap_or(1);
+        let weight = size.unwrap_or(1);
         let lineage = Lineage { gate: gate.clone(), parent, weight };
         let cell = RequestCell::new(id, key.clone(), priority, Arc::clone(&self.probe))
             .with_lineage(lineage);

@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use streamrt_messages::AssetKey;
 
-use super::{Source, SourceError};
+use super::{EntryInfo, Source, SourceError};
 
 /// Serves bytes (and dependencies) from a map, filled before or while the runtime runs.
 #[derive(Debug, Default, Clone)]
@@ -61,12 +61,12 @@ impl Source for MemorySource {
         self.with(key, |s| s.bytes.to_vec()).ok_or(SourceError::NotFound)
     }
 
-    fn dependencies(&self, key: &AssetKey) -> Vec<AssetKey> {
-        self.with(key, |s| s.deps.clone()).unwrap_or_default()
-    }
-
-    fn size_hint(&self, key: &AssetKey) -> Option<u64> {
-        self.with(key, |s| s.bytes.len() as u64)
+    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
+        self.with(key, |s| EntryInfo {
+            dependencies: s.deps.clone(),
+            size: Some(s.bytes.len() as u64),
+        })
+        .unwrap_or_default()
     }
 
     fn describe(&self) -> String {

@@ -20,7 +20,7 @@ pub use coalesce::Coalescing;
 
 use coalesce::Coalescer;
 
-use super::{Source, SourceError};
+use super::{EntryInfo, Source, SourceError};
 
 /// Reads assets from a pack file; cloning shares the open file.
 #[derive(Debug, Clone)]
@@ -112,11 +112,10 @@ impl Source for PackSource {
         format!("pack:{}", self.path.display())
     }
 
-    fn dependencies(&self, key: &AssetKey) -> Vec<AssetKey> {
-        self.by_key.get(key).map(|(_, deps)| deps.clone()).unwrap_or_default()
-    }
-
-    fn size_hint(&self, key: &AssetKey) -> Option<u64> {
-        self.entry(key).map(|e| e.raw_size)
+    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
+        self.by_key.get(key).map_or_else(EntryInfo::default, |(i, deps)| EntryInfo {
+            dependencies: deps.clone(),
+            size: Some(self.reader.entries()[*i].raw_size),
+        })
     }
 }
