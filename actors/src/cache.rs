@@ -360,8 +360,9 @@ impl<T: Send + Sync + 'static> Cache<T> {
         Some(self.table.insert_resident(key.clone(), generation, value, bytes, origin))
     }
 
-    /// Reports what the budget evicted and publishes the new resident total.
-    fn evicted(&self, evicted: Vec<Evicted>) {
+    /// Reports what the budget evicted (if anything) and publishes the resident total, which
+    /// every change of residency calls.
+    fn report_residency(&self, evicted: Vec<Evicted>) {
         let probe = &self.links.probe;
         for e in evicted {
             probe.emit(probe.event(EventKind::Evicted).with_key(e.key).with_bytes(e.bytes));
@@ -408,7 +409,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             // The last holder let go of a decoded asset: keep it for reuse, within the budget.
             let value: AnyValue = slot.value.expect("resident slot holds a value");
             let evicted = self.residency().park(self.type_index, slot.key, value, slot.bytes);
-            return self.evicted(evicted);
+            return self.report_residency(evicted);
         }
         // The last holder let go of a load in progress: cancel the load itself.
         slot.token.cancel();
@@ -485,7 +486,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
         slot.value = Some(value);
         let evicted = self.residency().admit(self.type_index, size);
-        self.evicted(evicted);
+        self.report_residency(evicted);
     }
 
     fn ended(&mut self, job: &Job, end: JobEnd) {
@@ -600,7 +601,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             residency.forget_held(self.type_index, slot.bytes);
         }
         drop(residency);
-        self.evicted(Vec::new());
+        self.report_residency(Vec::new());
     }
 
     fn shutdown(&mut self) {
@@ -608,7 +609,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         drop(self.mailbox.close());
         self.release_resident();
         self.residency().clear_type(self.type_index);
-        self.evicted(Vec::new());
+        self.report_residency(Vec::new());
         for slot in self.table.drain() {
             slot.token.cancel();
             let error = AssetLoadError::shared(slot.key.clone(), ErrorKind::Shutdown);
