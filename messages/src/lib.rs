@@ -25,6 +25,7 @@ mod ids;
 mod key;
 pub mod protocol;
 mod record;
+pub mod replay_log;
 mod state;
 mod status;
 

@@ -17,13 +17,17 @@
 //!   intensity.
 //! - [`Clock`], [`MonotonicClock`], [`ManualClock`]: time behind a seam, so restart intensity
 //!   and backoff are testable without sleeping.
+//! - [`Activity`] and [`WorkerPool::stepped`]: what a deterministic driver needs: to know when
+//!   the actors are idle, and to run the workers' jobs itself, one at a time, in its order.
 
+mod activity;
 mod clock;
 mod mailbox;
 mod policy;
 mod pool;
 mod supervisor;
 
+pub use activity::Activity;
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use mailbox::{Mailbox, MailboxClosed, Wake};
 pub use policy::{Backoff, Intensity, RestartKind, RestartPolicy, RestartWindow, Strategy};

@@ -19,10 +19,12 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use actix::{Message, Recipient};
+
+use crate::Activity;
 
 /// Tells an actor its mailbox has messages.
 #[derive(Debug, Clone, Copy, Message)]
@@ -39,6 +41,8 @@ struct Shared<M> {
     wake_pending: AtomicBool,
     closed: AtomicBool,
     waker: Mutex<Option<Recipient<Wake>>>,
+    /// Counts messages in and out when a deterministic driver tracks this mailbox.
+    activity: OnceLock<Arc<Activity>>,
 }
 
 /// A multi-producer mailbox; clones post into the same queue.
@@ -67,7 +71,30 @@ impl<M> Mailbox<M> {
                 wake_pending: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 waker: Mutex::new(None),
+                activity: OnceLock::new(),
             }),
+        }
+    }
+
+    /// Counts this mailbox's messages in `activity` from now on (messages already queued
+    /// included). A mailbox is tracked by one activity at most; later calls are ignored.
+    pub fn track(&self, activity: &Arc<Activity>) {
+        let q = self.queue();
+        if self.shared.activity.set(Arc::clone(activity)).is_ok() {
+            activity.add(q.len());
+        }
+    }
+
+    fn counted(&self, n: usize) {
+        if let Some(activity) = self.shared.activity.get() {
+            activity.add(n);
+        }
+    }
+
+    /// Reports `n` messages taken by [`Mailbox::drain_into`] as handled.
+    pub fn handled(&self, n: usize) {
+        if let Some(activity) = self.shared.activity.get() {
+            activity.done(n);
         }
     }
 
@@ -89,6 +116,7 @@ impl<M> Mailbox<M> {
             if self.shared.closed.load(Ordering::Acquire) {
                 return Err(MailboxClosed(msg));
             }
+            self.counted(1);
             q.push_back(msg);
         }
         self.wake();
@@ -106,7 +134,9 @@ impl<M> Mailbox<M> {
             if self.shared.closed.load(Ordering::Acquire) {
                 return Err(MailboxClosed(msgs.into_iter().collect()));
             }
+            let before = q.len();
             q.extend(msgs);
+            self.counted(q.len() - before);
         }
         self.wake();
         Ok(())
@@ -182,6 +212,7 @@ impl<M> Mailbox<M> {
     pub fn close(&self) -> Vec<M> {
         let mut q = self.queue();
         self.shared.closed.store(true, Ordering::Release);
+        self.handled(q.len());
         q.drain(..).collect()
     }
 

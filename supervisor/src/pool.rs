@@ -13,6 +13,12 @@
 //! The job queue is unbounded; callers bound it with credits (the scheduler never has more jobs
 //! dispatched than its configured reads in flight).
 //!
+//! # Stepped pools
+//!
+//! [`WorkerPool::stepped`] starts no thread: jobs wait on the queue until the owner takes them
+//! ([`WorkerPool::take_queued`]) and runs each on the caller's thread ([`WorkerPool::run`]),
+//! with the same panic handling. Deterministic runs use it to choose the order of every job.
+//!
 //! # Shutdown
 //!
 //! [`WorkerPool::shutdown`] closes the queue (later submits are refused, even through senders
@@ -21,7 +27,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -108,12 +114,17 @@ impl<J> PoolSender<J> {
     }
 }
 
+/// Runs one job on a stepped pool's single worker, rebuilding it after a panic.
+type StepFn<J> = Box<dyn FnMut(J) + Send>;
+
 /// A fixed number of threads, each running a [`Worker`].
 pub struct WorkerPool<J> {
     sender: PoolSender<J>,
     rx: Receiver<Slot<J>>,
     threads: Vec<JoinHandle<()>>,
     stats: Arc<PoolStats>,
+    /// Set for a stepped pool (no threads): its one worker, run by the owner.
+    stepped: Option<Mutex<StepFn<J>>>,
 }
 
 impl<J: Send + 'static> WorkerPool<J> {
@@ -131,7 +142,8 @@ impl<J: Send + 'static> WorkerPool<J> {
         let factory = Arc::new(factory);
         let stats = Arc::new(PoolStats::default());
         let sender = PoolSender { tx, closed: Arc::new(RwLock::new(false)) };
-        let mut pool = Self { sender, rx, threads: Vec::with_capacity(threads), stats };
+        let mut pool =
+            Self { sender, rx, threads: Vec::with_capacity(threads), stats, stepped: None };
         for index in 0..threads {
             let rx = pool.rx.clone();
             let factory = Arc::clone(&factory);
@@ -148,6 +160,51 @@ impl<J: Send + 'static> WorkerPool<J> {
             }
         }
         Ok(pool)
+    }
+
+    /// A pool with no thread and one worker from `factory(0)`: jobs wait on the queue until
+    /// [`WorkerPool::take_queued`] and run on the caller's thread in [`WorkerPool::run`].
+    pub fn stepped<W, F>(factory: F) -> Self
+    where
+        W: Worker<Job = J>,
+        F: Fn(usize) -> W + Send + Sync + 'static,
+    {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let stats = Arc::new(PoolStats::default());
+        stats.live.store(1, Ordering::Release);
+        let sender = PoolSender { tx, closed: Arc::new(RwLock::new(false)) };
+        let mut worker = factory(0);
+        let step_stats = Arc::clone(&stats);
+        let step: StepFn<J> = Box::new(move |job| {
+            if run_caught(0, &mut worker, job, &step_stats) {
+                worker = factory(0);
+            }
+        });
+        Self { sender, rx, threads: Vec::new(), stats, stepped: Some(Mutex::new(step)) }
+    }
+
+    /// Takes every job queued so far, oldest first (stepped pools; a threaded pool's workers
+    /// take their own).
+    pub fn take_queued(&self) -> Vec<J> {
+        if self.stepped.is_none() {
+            return Vec::new();
+        }
+        self.rx
+            .try_iter()
+            .filter_map(|slot| match slot {
+                Slot::Job(job) => Some(job),
+                Slot::Stop => None,
+            })
+            .collect()
+    }
+
+    /// Runs `job` on a stepped pool's worker on the calling thread; a panic rebuilds the
+    /// worker, as on a pool thread. On a threaded pool the job is queued instead.
+    pub fn run(&self, job: J) {
+        match &self.stepped {
+            Some(step) => (step.lock().unwrap_or_else(PoisonError::into_inner))(job),
+            None => drop(self.sender.submit(job)),
+        }
     }
 
     /// A sender for submitting jobs from other threads.
@@ -199,22 +256,28 @@ fn worker_loop<W: Worker>(
     stats.live.fetch_add(1, Ordering::AcqRel);
     let mut worker = factory(index);
     while let Ok(Slot::Job(job)) = rx.recv() {
-        stats.busy.fetch_add(1, Ordering::AcqRel);
-        let outcome = catch_unwind(AssertUnwindSafe(|| worker.run(job)));
-        stats.busy.fetch_sub(1, Ordering::AcqRel);
-        stats.jobs.fetch_add(1, Ordering::AcqRel);
-        if let Err(payload) = outcome {
-            tracing::warn!(
-                target: "streamrt",
-                worker = index,
-                panic = %panic_message(&*payload),
-                "worker panicked; rebuilding it with fresh state"
-            );
-            stats.restarts.fetch_add(1, Ordering::AcqRel);
+        if run_caught(index, &mut worker, job, stats) {
             worker = factory(index);
         }
     }
     stats.live.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Runs one job under `catch_unwind`; true when it panicked and the worker must be rebuilt.
+fn run_caught<W: Worker>(index: usize, worker: &mut W, job: W::Job, stats: &PoolStats) -> bool {
+    stats.busy.fetch_add(1, Ordering::AcqRel);
+    let outcome = catch_unwind(AssertUnwindSafe(|| worker.run(job)));
+    stats.busy.fetch_sub(1, Ordering::AcqRel);
+    stats.jobs.fetch_add(1, Ordering::AcqRel);
+    let Err(payload) = outcome else { return false };
+    tracing::warn!(
+        target: "streamrt",
+        worker = index,
+        panic = %panic_message(&*payload),
+        "worker panicked; rebuilding it with fresh state"
+    );
+    stats.restarts.fetch_add(1, Ordering::AcqRel);
+    true
 }
 
 #[cfg(test)]
@@ -234,6 +297,28 @@ mod tests {
             self.out.send((job, self.generation)).unwrap();
             self.generation += 1;
         }
+    }
+
+    #[test]
+    fn a_stepped_pool_runs_jobs_on_the_caller_in_its_order_and_survives_panics() {
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let pool =
+            WorkerPool::stepped(move |_| Echo { generation: 0, out: tx.lock().unwrap().clone() });
+        let sender = pool.sender();
+        for job in [1, 2, 13, 3] {
+            sender.submit(job).unwrap();
+        }
+        assert!(rx.try_recv().is_err(), "a stepped pool runs nothing by itself");
+        let mut queued = pool.take_queued();
+        assert_eq!(queued, vec![1, 2, 13, 3]);
+        queued.reverse();
+        queued.into_iter().for_each(|job| pool.run(job));
+        let got: Vec<_> = rx.try_iter().collect();
+        // 3 ran first; 13 panicked and rebuilt the worker, so 2 starts its count afresh.
+        assert_eq!(got, vec![(3, 0), (2, 0), (1, 1)]);
+        assert_eq!(pool.stats().restarts(), 1);
+        assert_eq!(pool.size(), 0);
     }
 
     #[test]

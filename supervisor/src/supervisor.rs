@@ -138,25 +138,46 @@ pub fn drain_guarded<M>(
     mailbox: &Mailbox<M>,
     link: &ChildLink,
     max: usize,
-    mut handle: impl FnMut(M) -> Result<(), String>,
+    handle: impl FnMut(M) -> Result<(), String>,
 ) -> Drained {
+    let (drained, handled) = drain_batch(mailbox, link, max, handle);
+    mailbox.handled(handled);
+    drained
+}
+
+/// [`drain_guarded`] without reporting the handled messages to the mailbox's activity: the
+/// caller reports them once everything the batch caused was posted.
+fn drain_batch<M>(
+    mailbox: &Mailbox<M>,
+    link: &ChildLink,
+    max: usize,
+    mut handle: impl FnMut(M) -> Result<(), String>,
+) -> (Drained, usize) {
     let mut batch = Vec::new();
     let more = mailbox.drain_into(max, &mut batch);
+    let taken = batch.len();
     let mut batch = batch.into_iter();
     let ok = guarded(link, || batch.by_ref().try_for_each(&mut handle));
     match (ok, more) {
         (None, _) => {
-            mailbox.unread(batch.collect());
-            Drained::Failed
+            let rest: Vec<M> = batch.collect();
+            // The message whose handler failed counts as handled: it is lost, not pending.
+            let handled = taken - rest.len();
+            mailbox.unread(rest);
+            (Drained::Failed, handled)
         }
-        (Some(()), true) => Drained::More,
-        (Some(()), false) => Drained::Done,
+        (Some(()), true) => (Drained::More, taken),
+        (Some(()), false) => (Drained::Done, taken),
     }
 }
 
 /// One turn of a supervised actor's `Wake` handler: drains up to `max` messages through
-/// `handle` under [`drain_guarded`], wakes the actor again when more are waiting, and stops it
-/// when a handler panicked. Returns false when the actor is stopping.
+/// `handle` under [`drain_guarded`], then runs `after` (what the actor does once per batch:
+/// flush, dispatch), wakes the actor again when more are waiting, and stops it when a handler
+/// panicked. Returns false when the actor is stopping.
+///
+/// The batch is reported handled to the mailbox's activity only after `after`, so a
+/// deterministic driver never sees the actors idle while a batch's effects are still unposted.
 pub fn drain_turn<A, M>(
     actor: &mut A,
     ctx: &mut Context<A>,
@@ -164,14 +185,19 @@ pub fn drain_turn<A, M>(
     link: &ChildLink,
     max: usize,
     mut handle: impl FnMut(&mut A, M),
+    after: impl FnOnce(&mut A, &mut Context<A>),
 ) -> bool
 where
     A: Actor<Context = Context<A>> + Handler<Wake>,
 {
-    let drained = drain_guarded(mailbox, link, max, |msg| {
+    let (drained, handled) = drain_batch(mailbox, link, max, |msg| {
         handle(actor, msg);
         Ok(())
     });
+    if drained != Drained::Failed {
+        after(actor, ctx);
+    }
+    mailbox.handled(handled);
     match drained {
         Drained::Done => true,
         Drained::More => {

@@ -1,0 +1,459 @@
+//! The replay log, version 1: a recorded session's nondeterministic inputs, enough for a
+//! deterministic runtime to run the session again (`docs/PROTOCOL.md`, "Replay log").
+//!
+//! Layout: the 8 bytes [`REPLAY_LOG_MAGIC`], a `u16` little-endian version, then frames like
+//! the control protocol's (a `u32` little-endian length and that many bytes of postcard, at
+//! most [`RECORD_BYTES_MAX`]): first one [`LogHeader`], then [`LogRecord`]s in the order the
+//! recorder saw them.
+//!
+//! # Invariants
+//!
+//! - [`LogReader`] never panics and never allocates more than a record's stated length, which
+//!   it checks against [`RECORD_BYTES_MAX`] and against the bytes left before reading it. Every
+//!   error names the byte offset of the frame it concerns ([`LogError`]).
+//! - Keys are validated as they are deserialised, so a record that decodes holds only confined
+//!   keys.
+
+use std::io::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AssetKey, ErrorKind, LoadState, Priority};
+
+/// The first 8 bytes of every replay log.
+pub const REPLAY_LOG_MAGIC: [u8; 8] = *b"STRMRLOG";
+
+/// The log version this build reads and writes.
+pub const REPLAY_LOG_VERSION: u16 = 1;
+
+/// The largest header or record payload, in bytes.
+pub const RECORD_BYTES_MAX: usize = 1 << 20;
+
+/// Magic and version.
+const PREAMBLE_BYTES: usize = 10;
+
+/// How decoded assets were published in the recorded session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogPublish {
+    /// As soon as they decoded.
+    Immediate,
+    /// At frame boundaries, within these budgets (the count actually published each frame is
+    /// recorded too, since time and adaptive budgets depend on the machine).
+    Frames {
+        /// Requests published per frame at most.
+        publish_count_max: u32,
+        /// Bytes published per frame at most.
+        publish_bytes_max: u64,
+        /// Frames a request waits at most before it is published ahead of its priority.
+        aging_frames_max: u64,
+    },
+}
+
+/// The settings a replay must share with the recorded session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogConfig {
+    /// IO workers of the recorded run (informational: a replay runs one virtual worker).
+    pub workers: u64,
+    /// Read credits.
+    pub reads_in_flight: u64,
+    /// Decode credits.
+    pub decode_backlog_max: u64,
+    /// Loads queued at most.
+    pub queue_capacity: u64,
+    /// Requests not yet terminal at most.
+    pub requests_outstanding_max: u64,
+    /// Dependency levels at most.
+    pub dependency_depth_max: u64,
+    /// Requests per dependency tree at most.
+    pub dependency_nodes_max: u64,
+    /// The memory budget, all types.
+    pub bytes_resident_max: u64,
+    /// Memory budgets per type name.
+    pub type_bytes_resident_max: Vec<(String, u64)>,
+    /// Attempts at most for a transient failure.
+    pub retry_attempts_max: u32,
+    /// Retry backoff, first and largest delay in milliseconds.
+    pub retry_backoff_ms: (u64, u64),
+    /// Decoder panics before a key is quarantined.
+    pub panics_max: u32,
+    /// When decoded assets are published.
+    pub publish: LogPublish,
+}
+
+/// The first frame of a log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogHeader {
+    /// What recorded it (`streamctl demo`, `streamctl serve`, a test's name).
+    pub recorded_by: String,
+    /// The registered asset types, in registration order.
+    pub types: Vec<String>,
+    /// The settings that shape the session.
+    pub config: LogConfig,
+}
+
+/// How a read ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadOutcome {
+    /// This many bytes were read.
+    Bytes(u64),
+    /// The source failed (`not_found`, `io`, `corrupt`, `denied`, `too_large`).
+    Failed(ErrorKind),
+}
+
+/// How a decode ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DecodeOutcome {
+    /// A value keeping this many bytes resident.
+    Value(u64),
+    /// The decoder refused the bytes (`decode` or `validation`).
+    Failed(ErrorKind),
+    /// The decoder panicked with this message.
+    Panicked(String),
+}
+
+/// One recorded input, in the order the recorder saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogRecord {
+    /// The engine requested `key` (dependencies are not recorded: a replay requests them).
+    Request {
+        /// The request's id.
+        id: u64,
+        /// The asset.
+        key: AssetKey,
+        /// Its priority.
+        priority: Priority,
+    },
+    /// What the source said of `key` before reading it.
+    Entry {
+        /// The asset.
+        key: AssetKey,
+        /// Its dependencies.
+        dependencies: Vec<AssetKey>,
+        /// Its size, if known.
+        size: Option<u64>,
+    },
+    /// The engine cancelled or dropped request `id`.
+    Cancel {
+        /// The request.
+        id: u64,
+    },
+    /// The engine changed request `id`'s priority.
+    Reprioritize {
+        /// The request.
+        id: u64,
+        /// Its new priority.
+        priority: Priority,
+    },
+    /// `begin_frame`, and how many requests it published.
+    BeginFrame {
+        /// Requests published.
+        published: u32,
+    },
+    /// `end_frame`.
+    EndFrame,
+    /// A read of `key` returned.
+    Read {
+        /// The asset.
+        key: AssetKey,
+        /// What it returned.
+        outcome: ReadOutcome,
+    },
+    /// A decoder of `key` returned or panicked.
+    Decode {
+        /// The asset.
+        key: AssetKey,
+        /// What it did.
+        outcome: DecodeOutcome,
+    },
+    /// Request `id` reached its terminal state (the recorded outcome a replay is checked
+    /// against).
+    Ended {
+        /// The request.
+        id: u64,
+        /// `ready`, `failed` or `cancelled`.
+        state: LoadState,
+    },
+    /// The engine shut the runtime down.
+    Shutdown,
+}
+
+/// What is wrong with a log, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("replay log, byte {offset}: {kind}")]
+pub struct LogError {
+    /// The byte offset of the frame (or preamble) at fault.
+    pub offset: u64,
+    /// What is wrong.
+    pub kind: LogErrorKind,
+}
+
+/// See [`LogError`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogErrorKind {
+    /// The file does not start with [`REPLAY_LOG_MAGIC`].
+    #[error("not a streamrt replay log (bad magic)")]
+    BadMagic,
+    /// A version this build does not read.
+    #[error("version {found} is not supported (this build reads version {REPLAY_LOG_VERSION})")]
+    UnsupportedVersion {
+        /// The version in the file.
+        found: u16,
+    },
+    /// The file ends inside a frame.
+    #[error("truncated: {needed} more bytes expected, {left} left")]
+    Truncated {
+        /// Bytes the frame needs.
+        needed: u64,
+        /// Bytes left in the file.
+        left: u64,
+    },
+    /// A frame longer than [`RECORD_BYTES_MAX`].
+    #[error("a frame of {len} bytes is over the {RECORD_BYTES_MAX}-byte limit")]
+    TooLarge {
+        /// The stated length.
+        len: u64,
+    },
+    /// A frame that does not decode.
+    #[error("malformed {what}: {message}")]
+    Malformed {
+        /// `header` or `record`.
+        what: &'static str,
+        /// The decoder's message.
+        message: String,
+    },
+}
+
+/// Writes a log: the preamble and header first, then records.
+pub struct LogWriter<W: Write> {
+    out: W,
+}
+
+impl<W: Write> LogWriter<W> {
+    /// Writes the preamble and `header` to `out`.
+    ///
+    /// # Errors
+    ///
+    /// The writer's IO error.
+    pub fn new(mut out: W, header: &LogHeader) -> std::io::Result<Self> {
+        out.write_all(&REPLAY_LOG_MAGIC)?;
+        out.write_all(&REPLAY_LOG_VERSION.to_le_bytes())?;
+        write_frame(&mut out, header)?;
+        Ok(Self { out })
+    }
+
+    /// Appends one record.
+    ///
+    /// # Errors
+    ///
+    /// The writer's IO error.
+    pub fn append(&mut self, record: &LogRecord) -> std::io::Result<()> {
+        write_frame(&mut self.out, record)
+    }
+
+    /// Flushes the writer.
+    ///
+    /// # Errors
+    ///
+    /// The writer's IO error.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+
+    /// The writer back.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+fn write_frame<W: Write>(out: &mut W, value: &impl Serialize) -> std::io::Result<()> {
+    let payload = postcard::to_allocvec(value).map_err(std::io::Error::other)?;
+    let len = u32::try_from(payload.len()).map_err(std::io::Error::other)?;
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(&payload)
+}
+
+/// Reads a log held in memory: the header at once, then records one by one.
+#[derive(Debug)]
+pub struct LogReader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    header: LogHeader,
+}
+
+impl<'a> LogReader<'a> {
+    /// Checks the preamble and reads the header.
+    ///
+    /// # Errors
+    ///
+    /// A [`LogError`] naming the offset: bad magic, an unknown version, a truncated or
+    /// malformed header.
+    pub fn new(bytes: &'a [u8]) -> Result<Self, LogError> {
+        if bytes.len() < REPLAY_LOG_MAGIC.len() || bytes[..8] != REPLAY_LOG_MAGIC {
+            let kind = if bytes.len() < 8 && REPLAY_LOG_MAGIC.starts_with(bytes) {
+                LogErrorKind::Truncated { needed: 8, left: bytes.len() as u64 }
+            } else {
+                LogErrorKind::BadMagic
+            };
+            return Err(LogError { offset: 0, kind });
+        }
+        let Some(version) = bytes.get(8..PREAMBLE_BYTES) else {
+            let kind = LogErrorKind::Truncated { needed: 2, left: (bytes.len() - 8) as u64 };
+            return Err(LogError { offset: 8, kind });
+        };
+        let found = u16::from_le_bytes([version[0], version[1]]);
+        if found != REPLAY_LOG_VERSION {
+            return Err(LogError { offset: 8, kind: LogErrorKind::UnsupportedVersion { found } });
+        }
+        let mut reader = Self {
+            bytes,
+            at: PREAMBLE_BYTES,
+            header: LogHeader {
+                recorded_by: String::new(),
+                types: Vec::new(),
+                config: LogConfig::empty(),
+            },
+        };
+        reader.header = reader.next_frame("header")?.ok_or(LogError {
+            offset: PREAMBLE_BYTES as u64,
+            kind: LogErrorKind::Truncated { needed: 4, left: 0 },
+        })?;
+        Ok(reader)
+    }
+
+    /// The log's header.
+    pub fn header(&self) -> &LogHeader {
+        &self.header
+    }
+
+    /// The byte offset of the next record.
+    pub fn offset(&self) -> u64 {
+        self.at as u64
+    }
+
+    /// The next record, `None` at the end of the log.
+    ///
+    /// # Errors
+    ///
+    /// A [`LogError`] naming the record's offset: truncated, too large or malformed.
+    pub fn next_record(&mut self) -> Result<Option<LogRecord>, LogError> {
+        self.next_frame("record")
+    }
+
+    fn next_frame<T: serde::de::DeserializeOwned>(
+        &mut self,
+        what: &'static str,
+    ) -> Result<Option<T>, LogError> {
+        let offset = self.at as u64;
+        let rest = &self.bytes[self.at..];
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        let error = |kind| LogError { offset, kind };
+        let Some(len) = rest.get(..4) else {
+            return Err(error(LogErrorKind::Truncated { needed: 4, left: rest.len() as u64 }));
+        };
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        if len > RECORD_BYTES_MAX {
+            return Err(error(LogErrorKind::TooLarge { len: len as u64 }));
+        }
+        let Some(payload) = rest.get(4..4 + len) else {
+            let left = (rest.len() - 4) as u64;
+            return Err(error(LogErrorKind::Truncated { needed: len as u64, left }));
+        };
+        let value = postcard::from_bytes(payload)
+            .map_err(|e| error(LogErrorKind::Malformed { what, message: e.to_string() }))?;
+        self.at += 4 + len;
+        Ok(Some(value))
+    }
+}
+
+impl LogConfig {
+    fn empty() -> Self {
+        Self {
+            workers: 0,
+            reads_in_flight: 0,
+            decode_backlog_max: 0,
+            queue_capacity: 0,
+            requests_outstanding_max: 0,
+            dependency_depth_max: 0,
+            dependency_nodes_max: 0,
+            bytes_resident_max: 0,
+            type_bytes_resident_max: Vec::new(),
+            retry_attempts_max: 0,
+            retry_backoff_ms: (0, 0),
+            panics_max: 0,
+            publish: LogPublish::Immediate,
+        }
+    }
+}
+
+/// Every record of a log and the offset each starts at.
+///
+/// # Errors
+///
+/// The first [`LogError`].
+pub fn read_log(bytes: &[u8]) -> Result<(LogHeader, Vec<(u64, LogRecord)>), LogError> {
+    let mut reader = LogReader::new(bytes)?;
+    let mut records = Vec::new();
+    loop {
+        let offset = reader.offset();
+        match reader.next_record()? {
+            Some(record) => records.push((offset, record)),
+            None => return Ok((reader.header.clone(), records)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> LogHeader {
+        let mut config = LogConfig::empty();
+        config.workers = 2;
+        LogHeader { recorded_by: "test".into(), types: vec!["blob".into()], config }
+    }
+
+    fn log() -> (Vec<u8>, Vec<LogRecord>) {
+        let key = AssetKey::parse("blob:a.bin").unwrap();
+        let records = vec![
+            LogRecord::Request { id: 1, key: key.clone(), priority: Priority::High },
+            LogRecord::Read { key: key.clone(), outcome: ReadOutcome::Bytes(10) },
+            LogRecord::Decode { key, outcome: DecodeOutcome::Panicked("boom".into()) },
+            LogRecord::Ended { id: 1, state: LoadState::Failed },
+        ];
+        let mut writer = LogWriter::new(Vec::new(), &header()).unwrap();
+        records.iter().for_each(|r| writer.append(r).unwrap());
+        (writer.into_inner(), records)
+    }
+
+    #[test]
+    fn a_written_log_reads_back_with_the_offset_of_every_record() {
+        let (bytes, records) = log();
+        let (read_header, read) = read_log(&bytes).unwrap();
+        assert_eq!(read_header, header());
+        assert_eq!(read.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(), records);
+        assert!(read.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn bad_magic_unknown_version_and_truncation_are_typed_with_offsets() {
+        let (bytes, _) = log();
+        let mut bad = bytes.clone();
+        bad[0] = b'X';
+        assert_eq!(read_log(&bad).unwrap_err().kind, LogErrorKind::BadMagic);
+        let mut future = bytes.clone();
+        future[8] = 9;
+        let e = read_log(&future).unwrap_err();
+        assert_eq!((e.offset, e.kind), (8, LogErrorKind::UnsupportedVersion { found: 9 }));
+        let (_, records) = read_log(&bytes).unwrap();
+        let last = records.last().unwrap().0;
+        let e = read_log(&bytes[..bytes.len() - 1]).unwrap_err();
+        assert_eq!(e.offset, last);
+        assert!(matches!(e.kind, LogErrorKind::Truncated { .. }), "{e}");
+        let mut huge = bytes[..last as usize].to_vec();
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        let e = read_log(&huge).unwrap_err();
+        assert_eq!((e.offset, e.kind), (last, LogErrorKind::TooLarge { len: u64::from(u32::MAX) }));
+    }
+}
