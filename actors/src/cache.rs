@@ -54,6 +54,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
+use streamrt_messages::replay_log::{DecodeOutcome, LogRecord};
 use streamrt_messages::{
     AssetKey, AssetLoadError, ErrorKind, EventKind, Generation, LoadState, Priority, RequestId,
 };
@@ -63,6 +64,7 @@ use streamrt_supervisor::{
 
 use crate::asset::Decoder;
 use crate::frame::{FrameMsg, ReadyEntry};
+use crate::replay::VirtualTimers;
 use crate::request::{RequestCell, Ticket};
 use crate::resident::{AnyValue, Evicted, Residency};
 use crate::runtime::RetryPolicy;
@@ -133,11 +135,22 @@ impl<T: Send + Sync + 'static> Holder for Ticket<T> {
 pub(crate) struct TypeRoute<D: Decoder> {
     decoder: Arc<D>,
     cache: Mailbox<CacheMsg<D::Asset>>,
+    probe: Arc<Probe>,
 }
 
 impl<D: Decoder> TypeRoute<D> {
-    pub(crate) fn new(decoder: Arc<D>, cache: Mailbox<CacheMsg<D::Asset>>) -> Self {
-        Self { decoder, cache }
+    pub(crate) fn new(
+        decoder: Arc<D>,
+        cache: Mailbox<CacheMsg<D::Asset>>,
+        probe: Arc<Probe>,
+    ) -> Self {
+        Self { decoder, cache, probe }
+    }
+
+    fn record(&self, key: &AssetKey, outcome: impl FnOnce() -> DecodeOutcome) {
+        if let Some(recorder) = self.probe.recorder() {
+            recorder.record(&LogRecord::Decode { key: key.clone(), outcome: outcome() });
+        }
     }
 }
 
@@ -161,15 +174,20 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
         match decoded {
             Ok(Ok(value)) => {
                 let size = decoder.size_bytes(&value);
+                self.record(&job.key, || DecodeOutcome::Value(size));
                 let _ = self.cache.post(CacheMsg::Decoded(job, Arc::new(value), size));
                 Ok(())
             }
             Ok(Err(e)) => {
-                let _ = self.cache.post(CacheMsg::Ended(job, JobEnd::Failed(e.into())));
+                let kind = ErrorKind::from(e);
+                self.record(&job.key, || DecodeOutcome::Failed(kind.clone()));
+                let _ = self.cache.post(CacheMsg::Ended(job, JobEnd::Failed(kind)));
                 Ok(())
             }
             Err(panic) => {
-                let kind = ErrorKind::DecoderPanicked(panic_message(&*panic));
+                let message = panic_message(&*panic);
+                self.record(&job.key, || DecodeOutcome::Panicked(message.clone()));
+                let kind = ErrorKind::DecoderPanicked(message);
                 let _ = self.cache.post(CacheMsg::Ended(job, JobEnd::Failed(kind)));
                 Err(panic)
             }
@@ -209,6 +227,8 @@ pub(crate) struct CacheLinks {
     pub(crate) retry: RetryPolicy,
     /// The memory budget every cache shares.
     pub(crate) residency: Arc<Mutex<Residency>>,
+    /// A deterministic runtime's retry delays, on its virtual clock instead of a timer.
+    pub(crate) timers: Option<Arc<VirtualTimers>>,
 }
 
 /// Tickets a failed cache hands to its next incarnation.
@@ -668,6 +688,14 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 self.to_scheduler.push(SchedulerMsg::Enqueue(job));
                 continue;
             }
+            if let Some(timers) = &self.links.timers {
+                let scheduler = self.links.scheduler.clone();
+                let now_us = self.links.probe.now_us();
+                // A closed scheduler means shutdown; the job's guard then ends it.
+                let enqueue = move || drop(scheduler.post(SchedulerMsg::Enqueue(job)));
+                timers.after(now_us, delay_ms, Box::new(enqueue));
+                continue;
+            }
             ctx.run_later(Duration::from_millis(delay_ms), move |cache, _| {
                 cache.to_scheduler.push(SchedulerMsg::Enqueue(job));
                 cache.flush();
@@ -708,11 +736,13 @@ impl<T: Send + Sync + 'static> Handler<Wake> for Cache<T> {
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
         let (mailbox, link) = (self.mailbox.clone(), self.link.clone());
         let max = self.links.drain_batch_max;
-        if !drain_turn(self, ctx, &mailbox, &link, max, Self::handle_msg) {
+        let after = |cache: &mut Self, ctx: &mut Context<Self>| {
+            cache.schedule_retries(ctx);
+            cache.flush();
+        };
+        if !drain_turn(self, ctx, &mailbox, &link, max, Self::handle_msg, after) {
             // Stopping: hand the unfinished requests to the next incarnation.
-            return self.salvage();
+            self.salvage();
         }
-        self.schedule_retries(ctx);
-        self.flush();
     }
 }

@@ -41,6 +41,7 @@ pub mod chaos;
 mod deps;
 mod frame;
 mod queue;
+pub mod replay;
 pub mod report;
 mod request;
 mod resident;

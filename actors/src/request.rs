@@ -25,6 +25,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use event_listener::{Event as Signal, Listener};
+use streamrt_messages::replay_log::LogRecord;
 use streamrt_messages::{
     AssetKey, AssetLoadError, CancelStage, ErrorKind, EventKind, LoadState, Priority, RequestId,
 };
@@ -85,6 +86,18 @@ impl<T> RequestCell<T> {
     }
 
     /// The gate of this request's dependencies, if it has any.
+    /// Whether the engine made this request (not a dependency's gate).
+    pub(crate) fn is_root(&self) -> bool {
+        self.lineage.parent.is_none()
+    }
+
+    /// Records `record` if the runtime is recording and the engine made this request.
+    pub(crate) fn record_input(&self, record: impl FnOnce() -> LogRecord) {
+        if let (true, Some(recorder)) = (self.is_root(), self.probe.recorder()) {
+            recorder.record(&record());
+        }
+    }
+
     pub(crate) fn gate(&self) -> Option<&Arc<DepGate>> {
         self.lineage.gate.as_ref()
     }
@@ -348,6 +361,7 @@ struct HandleInner<T: Send + Sync + 'static> {
 impl<T: Send + Sync + 'static> HandleInner<T> {
     fn release(&self) {
         if !self.released.swap(true, Ordering::AcqRel) {
+            self.cell.record_input(|| LogRecord::Cancel { id: self.cell.id().0 });
             // A closed mailbox means the runtime shut down and the cache already let go.
             let _ = self.cache.post(CacheMsg::Release(self.cell.id()));
         }
@@ -476,6 +490,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
         if self.is_terminal() || self.inner.released.load(Ordering::Acquire) {
             return;
         }
+        self.inner.cell.record_input(|| LogRecord::Reprioritize { id: self.id().0, priority });
         self.inner.cell.set_priority(priority);
         let _ = self.inner.cache.post(CacheMsg::Reprioritize(self.id(), priority));
         if let Some(gate) = self.inner.cell.gate() {
@@ -523,6 +538,22 @@ impl<T: Send + Sync + 'static> Handle<T> {
             }
             listener.wait_deadline(deadline)?;
         }
+    }
+}
+
+/// A request the engine made, whatever its asset type (what a replay holds).
+pub(crate) trait RootHandle: Send + Sync {
+    fn cancel(&self);
+    fn reprioritize(&self, priority: Priority);
+}
+
+impl<T: Send + Sync + 'static> RootHandle for Handle<T> {
+    fn cancel(&self) {
+        Handle::cancel(self);
+    }
+
+    fn reprioritize(&self, priority: Priority) {
+        Handle::reprioritize(self, priority);
     }
 }
 

@@ -25,19 +25,22 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use streamrt_messages::replay_log::LogRecord;
 use streamrt_messages::{AssetKey, AssetTypeName, EventKind, InvalidKey, Priority, Status};
-use streamrt_supervisor::Mailbox;
+use streamrt_supervisor::{Mailbox, WorkerPool};
 
 use crate::asset::Decoder;
 use crate::cache::CacheStats;
 use crate::chaos::CrashTarget;
 use crate::frame::{FrameMsg, FramePolicy, FrameReport, FrameShared, PublishMode};
-use crate::request::Handle;
+use crate::replay::{log_header, Deterministic, Recorder};
+use crate::request::{Handle, RootHandle};
 use crate::resident::{MemoryStats, Residency};
 use crate::scheduler::SchedulerMsg;
 use crate::source::Source;
 use crate::tasks::FrameTaskGroup;
-use crate::telemetry::{Counters, EventStream, Probe, SinkMsg, SinkOutputs};
+use crate::telemetry::{Counters, EventStream, EventTap, Probe, SinkMsg, SinkOutputs};
+use crate::work::{DecodeJob, ReadJob};
 use streamrt_supervisor::{Clock, Escalation, MonotonicClock};
 
 use self::core::{Core, CoreParts, EscalateFn};
@@ -90,6 +93,10 @@ pub struct RuntimeBuilder {
     type_error: Option<BuildError>,
     /// `Arc<T>` per asset type, shown by handles until their value is ready.
     placeholders: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    /// Where to record the session, and what records it.
+    record: Option<(PathBuf, String)>,
+    /// Set for a deterministic runtime (replays), with the tap its transcript comes from.
+    deterministic: Option<(Arc<Deterministic>, EventTap)>,
 }
 
 impl RuntimeBuilder {
@@ -213,6 +220,38 @@ impl RuntimeBuilder {
         self.register_spec(decoder, Some(policy))
     }
 
+    /// Records the session's inputs to a replay log at `path` (`streamctl replay` runs it
+    /// again). `recorded_by` names the program in the log's header.
+    #[must_use]
+    pub fn record(mut self, path: impl Into<PathBuf>, recorded_by: &str) -> Self {
+        self.record = Some((path.into(), recorded_by.to_owned()));
+        self
+    }
+
+    /// Makes the runtime deterministic (see `replay::stepper`), passing every event to `tap`.
+    pub(crate) fn deterministic(mut self, det: &Arc<Deterministic>, tap: EventTap) -> Self {
+        self.clock = Arc::clone(&det.clock) as Arc<dyn Clock>;
+        self.deterministic = Some((Arc::clone(det), tap));
+        self
+    }
+
+    /// Registers a decoder whose asset type may be another's: such types are requested by
+    /// name only ([`Runtime::request_by_name`]), as a replay does.
+    pub(crate) fn register_by_name<D: Decoder>(mut self, decoder: D) -> Self {
+        match AssetTypeName::new(decoder.type_name()) {
+            Ok(name) if !self.types.iter().any(|t| *t.name() == name) => {
+                self.types.push(Box::new(DecoderSpec::new(name, decoder, None)));
+            }
+            Ok(name) => {
+                self.type_error.get_or_insert(BuildError::DuplicateType(name.to_string()));
+            }
+            Err(e) => {
+                self.type_error.get_or_insert(BuildError::TypeName(e));
+            }
+        }
+        self
+    }
+
     fn register_spec<D: Decoder>(mut self, decoder: D, policy: Option<RetryPolicy>) -> Self {
         match AssetTypeName::new(decoder.type_name()) {
             Ok(name) => {
@@ -247,11 +286,19 @@ impl RuntimeBuilder {
         self.config.validate().map_err(BuildError::Config)?;
         let source = self.source.ok_or(BuildError::NoSource)?;
         let config = self.config;
-        let probe = Arc::new(Probe::new(
-            Arc::clone(&self.clock),
-            config.events_buffered_max,
-            config.events_enabled,
-        ));
+        let type_names: Vec<String> = self.types.iter().map(|t| t.name().to_string()).collect();
+        let recorder = match &self.record {
+            Some((path, by)) => Some(Arc::new(Recorder::create(
+                path,
+                &log_header(by, type_names.clone(), &config),
+            )?)),
+            None => None,
+        };
+        let (det, tap) = self.deterministic.unzip();
+        let probe = Arc::new(
+            Probe::new(Arc::clone(&self.clock), config.events_buffered_max, config.events_enabled)
+                .observed(recorder, tap),
+        );
         probe.emit(probe.event(EventKind::Started {
             worker_count: u32::try_from(config.workers).unwrap_or(u32::MAX),
             decode_threads: u32::try_from(config.decode_threads).unwrap_or(u32::MAX),
@@ -270,6 +317,10 @@ impl RuntimeBuilder {
         }
         let frame = Arc::new(FrameShared::new(config.publish, Arc::clone(&probe)));
         let frame_mailbox = Mailbox::new();
+        if let Some(det) = &det {
+            frame_mailbox.track(&det.activity);
+            self.types.iter().for_each(|t| t.control().track(&det.activity));
+        }
         let residency = Arc::new(Mutex::new(residency(&config, &self.types)?));
         let tree = TreeLimits {
             depth_max: config.dependency_depth_max,
@@ -283,7 +334,6 @@ impl RuntimeBuilder {
             tree,
             by_name,
         );
-        let type_names = self.types.iter().map(|t| t.name().to_string()).collect();
         let inner = Arc::new(Inner {
             type_names,
             config: config.clone(),
@@ -308,6 +358,7 @@ impl RuntimeBuilder {
             frame_mailbox,
             residency,
             escalate: escalation_hook(Arc::downgrade(&inner)),
+            deterministic: det,
         };
         let core = Core::start(parts, sink_mailbox)?;
         *inner.core.lock().unwrap_or_else(PoisonError::into_inner) = Some(core);
@@ -403,6 +454,8 @@ impl Runtime {
             types: Vec::new(),
             type_error: None,
             placeholders: HashMap::new(),
+            record: None,
+            deterministic: None,
         }
     }
 
@@ -464,10 +517,45 @@ impl Runtime {
         Ok(self.inner.submitter.request(entry, key, priority))
     }
 
+    /// Requests `key` of a type known by name (a replay's types share one Rust type).
+    pub(crate) fn request_by_name(
+        &self,
+        key: AssetKey,
+        priority: Priority,
+    ) -> Result<Box<dyn RootHandle>, RequestError> {
+        if self.inner.closing.load(Ordering::Acquire) {
+            return Err(RequestError::Shutdown);
+        }
+        let submitter = &self.inner.submitter;
+        let requester = submitter
+            .by_name
+            .get(key.asset_type())
+            .ok_or_else(|| RequestError::UnknownType(key.asset_type().to_string()))?;
+        Ok(requester.request_root(submitter, key, priority))
+    }
+
+    /// Starts a frame publishing at most `cap` requests (a replay's recorded count).
+    pub(crate) fn begin_frame_capped(&self, cap: u32) -> FrameReport {
+        self.inner.frame.begin_frame(Some(cap))
+    }
+
+    /// Runs `f` on a deterministic runtime's stepped IO and decode pools; `None` once shut
+    /// down.
+    pub(crate) fn with_stepped_pools<R>(
+        &self,
+        f: impl FnOnce(&WorkerPool<ReadJob>, &WorkerPool<DecodeJob>) -> R,
+    ) -> Option<R> {
+        self.inner.core().as_ref().map(|core| f(core.io(), core.decode()))
+    }
+
     /// Starts a frame: publishes decoded requests, most urgent first, within the frame budget.
     /// Runs on the caller's thread without waiting on any actor.
     pub fn begin_frame(&self) -> FrameReport {
-        self.inner.frame.begin_frame()
+        let report = self.inner.frame.begin_frame(None);
+        if let Some(recorder) = self.inner.probe.recorder() {
+            recorder.record(&LogRecord::BeginFrame { published: report.published });
+        }
+        report
     }
 
     /// A group of parallel tasks for the current frame, run on the decode workers and joined
@@ -481,6 +569,9 @@ impl Runtime {
 
     /// Ends a frame; cancels its task groups' tasks that have not started.
     pub fn end_frame(&self) {
+        if let Some(recorder) = self.inner.probe.recorder() {
+            recorder.record(&LogRecord::EndFrame);
+        }
         self.inner.frame.end_frame();
     }
 
@@ -554,7 +645,14 @@ impl Runtime {
     /// Fails every outstanding request with `Shutdown`, stops the actors and joins every thread
     /// the runtime started. Idempotent; later requests are refused with `Shutdown`.
     pub fn shutdown(&self) {
+        let recorder = self.inner.probe.recorder();
+        if let (Some(recorder), false) = (recorder, self.inner.closing.load(Ordering::Acquire)) {
+            recorder.record(&LogRecord::Shutdown);
+        }
         self.inner.stop();
+        if let Some(error) = recorder.and_then(Recorder::finish) {
+            tracing::error!(target: "streamrt", %error, "the replay log is incomplete");
+        }
         let thread = self
             .inner
             .escalation

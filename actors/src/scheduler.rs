@@ -249,12 +249,12 @@ impl Handler<Wake> for Scheduler {
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
         let (mailbox, link) = (self.mailbox.clone(), self.link.clone());
         let max = self.limits.drain_batch_max;
-        if !drain_turn(self, ctx, &mailbox, &link, max, Self::handle_msg) {
-            return;
-        }
-        self.dispatch();
-        for ack in self.pings.drain(..) {
-            let _ = ack.send(());
-        }
+        let after = |scheduler: &mut Self, _: &mut Context<Self>| {
+            scheduler.dispatch();
+            for ack in scheduler.pings.drain(..) {
+                let _ = ack.send(());
+            }
+        };
+        drain_turn(self, ctx, &mailbox, &link, max, Self::handle_msg, after);
     }
 }

@@ -27,6 +27,8 @@ use std::time::Duration;
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use crossbeam_queue::ArrayQueue;
 use streamrt_messages::{Event, EventKind};
+
+use crate::replay::Recorder;
 use streamrt_supervisor::{
     drain_turn, ChildLink, Clock, ExitReason, Mailbox, PoolStats, StopChild, Wake,
 };
@@ -69,7 +71,14 @@ pub(crate) struct Probe {
     enabled: bool,
     /// Notified whenever any request decodes or ends, for waits over several handles.
     any_progressed: event_listener::Event,
+    /// Writes the session's inputs to a replay log, when recording.
+    recorder: Option<Arc<Recorder>>,
+    /// Sees every event as it is emitted, in order (a deterministic run's transcript).
+    tap: Option<EventTap>,
 }
+
+/// A function every emitted event is passed to, on the emitting thread.
+pub(crate) type EventTap = Arc<dyn Fn(&Event) + Send + Sync>;
 
 impl Probe {
     pub(crate) fn new(clock: Arc<dyn Clock>, events_buffered_max: usize, enabled: bool) -> Self {
@@ -80,7 +89,25 @@ impl Probe {
             counters: Counters::default(),
             events: ArrayQueue::new(events_buffered_max.max(1)),
             frame: AtomicU64::new(0),
+            recorder: None,
+            tap: None,
         }
+    }
+
+    /// Records the session's inputs with `recorder` and passes every event to `tap`.
+    pub(crate) fn observed(
+        mut self,
+        recorder: Option<Arc<Recorder>>,
+        tap: Option<EventTap>,
+    ) -> Self {
+        self.recorder = recorder;
+        self.tap = tap;
+        self
+    }
+
+    /// The session recorder, when recording.
+    pub(crate) fn recorder(&self) -> Option<&Recorder> {
+        self.recorder.as_deref()
     }
 
     pub(crate) fn any_progressed(&self) -> &event_listener::Event {
@@ -115,6 +142,12 @@ impl Probe {
             key = event.key.as_ref().map(tracing::field::display),
             frame = event.frame,
         );
+        if let Some(recorder) = &self.recorder {
+            recorder.observe(&event);
+        }
+        if let Some(tap) = &self.tap {
+            tap(&event);
+        }
         if !self.enabled {
             return;
         }
@@ -279,7 +312,7 @@ impl Handler<Wake> for TelemetrySink {
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
         let (mailbox, link) = (self.mailbox.clone(), self.link.clone());
-        drain_turn(self, ctx, &mailbox, &link, 64, Self::handle_msg);
+        drain_turn(self, ctx, &mailbox, &link, 64, Self::handle_msg, |_, _| {});
     }
 }
 

@@ -22,6 +22,7 @@ use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use streamrt_messages::replay_log::{LogRecord, ReadOutcome};
 use streamrt_messages::{
     AssetKey, CancelStage, ErrorKind, EventKind, Generation, Priority, RequestId,
 };
@@ -96,6 +97,11 @@ pub(crate) struct JobGuard {
 impl JobGuard {
     pub(crate) fn new(job: Job, lost: ErrorKind) -> Self {
         Self { job: Some(job), lost }
+    }
+
+    /// The job, until a worker took it.
+    pub(crate) fn job(&self) -> &Job {
+        self.job.as_ref().expect("a guard holds its job until it is taken")
     }
 
     fn take(&mut self) -> Job {
@@ -194,6 +200,13 @@ impl Worker for IoWorker {
             self.source.read(&job.key)
         };
         let n = read.as_ref().ok().map(|b| b.len() as u64);
+        if let Some(recorder) = self.probe.recorder() {
+            let outcome = match &read {
+                Ok(bytes) => ReadOutcome::Bytes(bytes.len() as u64),
+                Err(e) => ReadOutcome::Failed(e.clone().into()),
+            };
+            recorder.record(&LogRecord::Read { key: job.key.clone(), outcome });
+        }
         stage_event(&self.probe, EventKind::ReadDone, &job, self.index, n);
         if let (Some(throttle), Some(n)) = (&self.throttle, n) {
             // The read credit stays taken while the bytes are paid for, so a throttled

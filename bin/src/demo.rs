@@ -42,6 +42,9 @@ pub struct DemoArgs {
     /// Write telemetry as JSON lines to this file.
     #[arg(long)]
     telemetry: Option<std::path::PathBuf>,
+    /// Record the session to this replay log (`streamctl replay` runs it again).
+    #[arg(long)]
+    record: Option<std::path::PathBuf>,
 }
 
 const FRAME: Duration = Duration::from_micros(16_667);
@@ -66,7 +69,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     }
     .decode_threads_per_core();
     config.publish = streamrt::PublishMode::Frames(streamrt::FramePolicy::count(args.frame_budget));
-    let rt = register_all(Runtime::builder().config(config).source(source.clone())).build()?;
+    let mut builder = Runtime::builder().config(config).source(source.clone());
+    if let Some(path) = &args.record {
+        builder = builder.record(path, "streamctl demo");
+    }
+    let rt = register_all(builder).build()?;
     let started = Instant::now();
     let (handles, frames) = frame_loop(&rt, args, &pack, &mut rng)?;
     let elapsed = started.elapsed();

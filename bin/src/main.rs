@@ -12,6 +12,7 @@ mod client;
 mod demo;
 mod formats;
 mod pack;
+mod replay;
 mod report;
 mod serve;
 mod simulate;
@@ -44,6 +45,8 @@ enum Command {
     Chaos(chaos::ChaosArgs),
     /// Build, list and verify pack files.
     Pack(pack::PackArgs),
+    /// Replay a recorded session deterministically; prints its transcript and hash.
+    Replay(replay::ReplayArgs),
     /// Run the runtime inside a synthetic engine frame loop; prints an order hash.
     Simulate(simulate::SimulateArgs),
     /// Run the runtime as a daemon with a control socket (docs/PROTOCOL.md).
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Chaos(args) => chaos::run(args),
+        Command::Replay(args) => replay::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Pack(args) => pack::run(args),
         Command::Serve(args) => serve::run(args),

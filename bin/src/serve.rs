@@ -89,10 +89,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening the pack {}", settings.pack.display()))?;
     let socket = ControlSocket::bind(&settings.socket)?;
     let described = streamrt::Source::describe(&source);
-    let rt = register_all(Runtime::builder().config(settings.runtime.clone()).source(source))
-        .immediate()
-        .build()
-        .context("starting the runtime")?;
+    let mut builder = Runtime::builder().config(settings.runtime.clone()).source(source);
+    if let Some(path) = &args.record {
+        builder = builder.record(path, "streamctl serve");
+    }
+    let rt = register_all(builder).immediate().build().context("starting the runtime")?;
     let daemon = Arc::new(Daemon {
         rt,
         source: described,

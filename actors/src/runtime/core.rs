@@ -23,6 +23,7 @@ use streamrt_supervisor::{
 
 use crate::cache::CacheLinks;
 use crate::frame::{FrameCoordinator, FrameMsg, FrameShared};
+use crate::replay::Deterministic;
 use crate::resident::Residency;
 use crate::runtime::registry::{CacheControl, TypeSpec};
 use crate::runtime::RuntimeConfig;
@@ -49,6 +50,8 @@ pub(crate) struct CoreParts {
     /// The memory budget the caches share.
     pub(crate) residency: Arc<Mutex<Residency>>,
     pub(crate) escalate: EscalateFn,
+    /// Set for a deterministic runtime: stepped pools, tracked mailboxes, virtual timers.
+    pub(crate) deterministic: Option<Arc<Deterministic>>,
 }
 
 /// Handles for fault injection and figures of the pools.
@@ -100,22 +103,26 @@ impl Core {
     /// A thread could not be spawned; whatever was started is stopped again.
     pub(crate) fn start(parts: CoreParts, sink_mailbox: Mailbox<SinkMsg>) -> std::io::Result<Self> {
         let scheduler = Mailbox::new();
+        let det = parts.deterministic.clone();
+        if let Some(det) = &det {
+            scheduler.track(&det.activity);
+        }
         let frame_mailbox = parts.frame_mailbox.clone();
         let (io_crashes, decode_crashes) = (Arc::default(), Arc::<CrashRequests>::default());
         let config = &parts.config;
         let crashes = Arc::clone(&decode_crashes);
-        let decode = WorkerPool::start(
-            "streamrt-decode",
-            config.decode_threads,
-            reporting("decode-worker", config.decode_threads, &parts.probe, {
-                let probe = Arc::clone(&parts.probe);
-                move |index| DecodeWorker {
-                    crashes: Arc::clone(&crashes),
-                    probe: Arc::clone(&probe),
-                    index,
-                }
-            }),
-        )?;
+        let decode_worker = reporting("decode-worker", config.decode_threads, &parts.probe, {
+            let probe = Arc::clone(&parts.probe);
+            move |index| DecodeWorker {
+                crashes: Arc::clone(&crashes),
+                probe: Arc::clone(&probe),
+                index,
+            }
+        });
+        let decode = match det {
+            Some(_) => WorkerPool::stepped(decode_worker),
+            None => WorkerPool::start("streamrt-decode", config.decode_threads, decode_worker)?,
+        };
         let io_worker = {
             let (source, scheduler, probe) =
                 (Arc::clone(&parts.source), scheduler.clone(), Arc::clone(&parts.probe));
@@ -131,11 +138,11 @@ impl Core {
                 crashes: Arc::clone(&crashes),
             }
         };
-        let io = WorkerPool::start(
-            "streamrt-io",
-            config.workers,
-            reporting("io-worker", config.workers, &parts.probe, io_worker),
-        )?;
+        let io_worker = reporting("io-worker", config.workers, &parts.probe, io_worker);
+        let io = match det {
+            Some(_) => WorkerPool::stepped(io_worker),
+            None => WorkerPool::start("streamrt-io", config.workers, io_worker)?,
+        };
         let caches: Vec<_> = parts.types.iter().map(|t| t.control()).collect();
         let supervisors = [Mailbox::new(), Mailbox::new()];
         let ack_max = Duration::from_millis(config.shutdown_ack_ms_max);
@@ -200,6 +207,16 @@ impl Core {
         let _ = self.telemetry.join();
         self.system.stop();
         let _ = self.core_thread.join();
+    }
+
+    /// The IO pool (a deterministic runtime's driver runs its jobs).
+    pub(crate) fn io(&self) -> &WorkerPool<ReadJob> {
+        &self.io
+    }
+
+    /// The decode pool.
+    pub(crate) fn decode(&self) -> &WorkerPool<DecodeJob> {
+        &self.decode
     }
 
     /// Where frame tasks are queued: the decode pool.
@@ -327,6 +344,7 @@ fn run_core(mut actors: CoreActors, ready: &mpsc::Sender<(System, Arbiter)>) {
             drain_batch_max: config.drain_batch_max,
             retry: config.retry,
             residency: Arc::clone(&actors.parts.residency),
+            timers: actors.parts.deterministic.as_ref().map(|d| Arc::clone(&d.timers)),
         };
         for (index, spec) in std::mem::take(&mut actors.parts.types).into_iter().enumerate() {
             root = root.child(spec.child_spec(links.clone(), index));

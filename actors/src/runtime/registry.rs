@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix::Actor;
 use streamrt_messages::AssetTypeName;
-use streamrt_supervisor::{ChildSpec, Mailbox, RestartKind};
+use streamrt_supervisor::{Activity, ChildSpec, Mailbox, RestartKind};
 
 use crate::asset::Decoder;
 use crate::cache::{Cache, CacheLinks, CacheMsg, CacheStats, Salvage, TypeRoute};
@@ -86,7 +86,8 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
     }
 
     fn child_spec(self: Box<Self>, links: CacheLinks, type_index: usize) -> ChildSpec {
-        let route: Arc<dyn JobRoute> = Arc::new(TypeRoute::new(self.decoder, self.mailbox.clone()));
+        let route: Arc<dyn JobRoute> =
+            Arc::new(TypeRoute::new(self.decoder, self.mailbox.clone(), Arc::clone(&links.probe)));
         let salvage = self.salvage;
         let policy = self.policy.unwrap_or(links.retry);
         let name = format!("cache:{}", self.name);
@@ -120,6 +121,8 @@ pub(crate) trait CacheControl: Send + Sync {
     fn post_crash(&self) -> bool;
     /// Closes the mailbox, failing the requests of every message not yet handled.
     fn close(&self);
+    /// Counts the cache's messages in a deterministic runtime's activity.
+    fn track(&self, activity: &Arc<Activity>);
 }
 
 /// A cache's mailbox and the requests a stopped incarnation salvaged.
@@ -147,6 +150,10 @@ impl<T: Send + Sync + 'static> CacheControl for CacheHandle<T> {
 
     fn post_crash(&self) -> bool {
         self.mailbox.post(CacheMsg::Crash).is_ok()
+    }
+
+    fn track(&self, activity: &Arc<Activity>) {
+        self.mailbox.track(activity);
     }
 
     fn close(&self) {

@@ -17,13 +17,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
+use streamrt_messages::replay_log::LogRecord;
 use streamrt_messages::{AssetKey, AssetLoadError, AssetTypeName, ErrorKind, Priority, RequestId};
 use streamrt_supervisor::Mailbox;
 
 use crate::cache::CacheMsg;
 use crate::deps::{DepGate, DepHandle};
 use crate::frame::FrameMsg;
-use crate::request::{Handle, Lineage, RequestCell};
+use crate::request::{Handle, Lineage, RequestCell, RootHandle};
 use crate::runtime::registry::TypeEntry;
 use crate::source::{EntryInfo, Source};
 use crate::telemetry::{Counters, Probe};
@@ -52,6 +53,14 @@ pub(crate) trait DepRequester: Send + Sync {
         parent: Weak<DepGate>,
         walk: &mut Walk,
     ) -> Box<dyn DepHandle>;
+
+    /// Requests `key` as the engine would, by its type's name.
+    fn request_root(
+        &self,
+        submitter: &Submitter,
+        key: AssetKey,
+        priority: Priority,
+    ) -> Box<dyn RootHandle>;
 }
 
 impl<T: Send + Sync + 'static> DepRequester for TypeEntry<T> {
@@ -64,6 +73,15 @@ impl<T: Send + Sync + 'static> DepRequester for TypeEntry<T> {
         walk: &mut Walk,
     ) -> Box<dyn DepHandle> {
         Box::new(submitter.submit(self, key, priority, Some(parent), walk))
+    }
+
+    fn request_root(
+        &self,
+        submitter: &Submitter,
+        key: AssetKey,
+        priority: Priority,
+    ) -> Box<dyn RootHandle> {
+        Box::new(submitter.request(self, key, priority))
     }
 }
 
@@ -106,7 +124,13 @@ impl Submitter {
         priority: Priority,
     ) -> Handle<T> {
         let mut walk = Walk { depth: 0, nodes: 0, limits: self.tree };
-        self.submit(entry, key, priority, None, &mut walk)
+        let Some(recorder) = self.probe.recorder() else {
+            return self.submit(entry, key, priority, None, &mut walk);
+        };
+        let _order = recorder.order();
+        let handle = self.submit(entry, key.clone(), priority, None, &mut walk);
+        recorder.record(&LogRecord::Request { id: handle.id().0, key, priority });
+        handle
     }
 
     fn outstanding(&self) -> u64 {
@@ -127,7 +151,11 @@ impl Submitter {
         let outstanding = self.outstanding();
         Counters::bump(&self.probe.counters.requested);
         walk.nodes += 1;
-        let EntryInfo { dependencies: deps, size } = self.source.entry_info(&key);
+        let info = self.source.entry_info(&key);
+        if let Some(recorder) = self.probe.recorder() {
+            recorder.entry(&key, &info);
+        }
+        let EntryInfo { dependencies: deps, size } = info;
         let gate = (!deps.is_empty()).then(|| DepGate::new(deps.len(), self.frame.clone()));
         let weight = size.unwrap_or(1);
         let lineage = Lineage { gate: gate.clone(), parent, weight };

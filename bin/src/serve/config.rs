@@ -70,6 +70,9 @@ pub struct Overrides {
     /// Write telemetry as JSON lines to this file.
     #[arg(long)]
     pub telemetry: Option<PathBuf>,
+    /// Record the session to this replay log (`streamctl replay` runs it again).
+    #[arg(long)]
+    pub record: Option<PathBuf>,
     /// IO worker threads.
     #[arg(long)]
     pub workers: Option<usize>,

@@ -1,0 +1,300 @@
+//! Record and replay: a session's nondeterministic inputs written to a log as it runs, and run
+//! again on a deterministic runtime whose transcript is the same every time.
+//!
+//! - [`RuntimeBuilder::record`](crate::RuntimeBuilder::record) writes the log
+//!   (`record.rs`; format in `streamrt_messages::replay_log` and `docs/PROTOCOL.md`).
+//! - [`replay`] reads a log, builds a deterministic runtime (`stepper.rs`) over the recorded
+//!   backend (`script.rs`), feeds it the records in order and returns the transcript
+//!   (`transcript.rs`), its hash, and the first request whose terminal state differs from the
+//!   recording, if any.
+//!
+//! # Invariants
+//!
+//! - The same log gives the same transcript and hash, whatever worker counts are configured:
+//!   a deterministic runtime runs one job at a time in an order fixed by the inputs.
+//! - A bad log is a [`ReplayError`] naming the byte offset; replaying never panics on input.
+
+mod record;
+mod script;
+mod stepper;
+mod transcript;
+
+pub(crate) use record::{log_header, Recorder};
+pub(crate) use stepper::{Deterministic, VirtualTimers};
+pub use transcript::TranscriptLine;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use streamrt_messages::replay_log::{LogError, LogHeader, LogPublish, LogReader, LogRecord};
+use streamrt_messages::{Event, EventKind, LoadState, RequestId};
+
+use crate::frame::{FramePolicy, PublishMode};
+use crate::request::RootHandle;
+use crate::runtime::{BuildError, RetryPolicy, Runtime, RuntimeConfig};
+use crate::source::EntryInfo;
+use script::{Script, ScriptedDecoder, ScriptedSource};
+use stepper::{Stalled, Stepper};
+use transcript::transcript_hash;
+
+/// How to replay.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayOptions {
+    /// IO and decode workers to configure instead of the recorded ones. A deterministic
+    /// runtime runs one job at a time, so this must not change the transcript; tests check it.
+    pub workers: Option<usize>,
+}
+
+/// Why a log could not be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The log is corrupt, truncated or of an unknown version.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The recorded configuration or types do not make a runtime.
+    #[error("the recorded configuration is unusable: {0}")]
+    Build(#[from] BuildError),
+    /// The runtime stopped making progress at the record at `offset`.
+    #[error("replay stalled at the record at byte {offset}: {stalled}")]
+    Stalled {
+        /// The record's byte offset.
+        offset: u64,
+        /// What stalled.
+        stalled: String,
+    },
+}
+
+/// Where a replay first differs from its recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Divergence {
+    /// The transcript line (0-based) where it shows, or the transcript's length when a
+    /// request the recording saw end never ended in the replay.
+    pub event: usize,
+    /// The request.
+    pub request: u64,
+    /// Its terminal state in the recording.
+    pub recorded: LoadState,
+    /// Its terminal state in the replay, if it reached one.
+    pub replayed: Option<LoadState>,
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let replayed = self.replayed.map_or("never ended", LoadState::name);
+        write!(
+            f,
+            "replay diverges at event {}: request r{} ended {} in the recording, {} in the replay",
+            self.event,
+            self.request,
+            self.recorded.name(),
+            replayed
+        )
+    }
+}
+
+/// What a replay produced.
+#[derive(Debug, Clone)]
+pub struct ReplayReport {
+    /// Who recorded the log.
+    pub recorded_by: String,
+    /// The transcript.
+    pub lines: Vec<TranscriptLine>,
+    /// FNV-1a of the transcript.
+    pub hash: u64,
+    /// Requests whose recorded terminal state was checked.
+    pub checked: usize,
+    /// The first difference from the recording, if any.
+    pub divergence: Option<Divergence>,
+}
+
+/// Replays the log in `bytes`; see the module docs.
+///
+/// # Errors
+///
+/// A [`ReplayError`]: a bad log (with its byte offset), an unusable recorded configuration, or
+/// a runtime that stopped making progress.
+pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, ReplayError> {
+    let mut reader = LogReader::new(bytes)?;
+    let header = reader.header().clone();
+    let script = Arc::new(Script::default());
+    let events: Arc<Mutex<Vec<Event>>> = Arc::default();
+    let det = Deterministic::new();
+    let tap = {
+        let events = Arc::clone(&events);
+        Arc::new(move |e: &Event| {
+            events.lock().unwrap_or_else(PoisonError::into_inner).push(e.clone())
+        })
+    };
+    let mut builder = Runtime::builder()
+        .config(replay_config(&header, options))
+        .source(ScriptedSource(Arc::clone(&script)))
+        .deterministic(&det, tap);
+    for name in &header.types {
+        let decoder = ScriptedDecoder { name: name.clone(), script: Arc::clone(&script) };
+        builder = builder.register_by_name(decoder);
+    }
+    let runtime = builder.build()?;
+    let mut session = Session {
+        runtime: &runtime,
+        script: &script,
+        stepper: Stepper::new(det),
+        handles: HashMap::new(),
+        expected: BTreeMap::new(),
+        shut_down: false,
+    };
+    let fed = session.feed_all(&mut reader);
+    if !session.shut_down {
+        runtime.shutdown();
+    }
+    // Handles go after the shutdown: dropping one then cancels nothing.
+    drop(session.handles);
+    let expected = session.expected;
+    drop(runtime);
+    fed?;
+    let events = std::mem::take(&mut *events.lock().unwrap_or_else(PoisonError::into_inner));
+    let lines: Vec<TranscriptLine> = events.iter().filter_map(TranscriptLine::of).collect();
+    Ok(ReplayReport {
+        recorded_by: header.recorded_by,
+        hash: transcript_hash(&lines),
+        checked: expected.len(),
+        divergence: first_divergence(&events, &expected, lines.len()),
+        lines,
+    })
+}
+
+/// A replay in progress.
+struct Session<'a> {
+    runtime: &'a Runtime,
+    script: &'a Script,
+    stepper: Stepper,
+    /// The engine's requests by their recorded id.
+    handles: HashMap<u64, Box<dyn RootHandle>>,
+    /// Recorded terminal states by request id.
+    expected: BTreeMap<u64, LoadState>,
+    shut_down: bool,
+}
+
+impl Session<'_> {
+    fn feed_all(&mut self, reader: &mut LogReader<'_>) -> Result<(), ReplayError> {
+        loop {
+            let offset = reader.offset();
+            let Some(record) = reader.next_record()? else { return Ok(()) };
+            self.feed(record);
+            if !self.shut_down {
+                self.stepper.settle(self.runtime, self.script).map_err(|Stalled| {
+                    ReplayError::Stalled { offset, stalled: Stalled.to_string() }
+                })?;
+            }
+        }
+    }
+
+    fn feed(&mut self, record: LogRecord) {
+        match record {
+            LogRecord::Request { id, key, priority } => {
+                if let Ok(handle) = self.runtime.request_by_name(key, priority) {
+                    self.handles.insert(id, handle);
+                }
+            }
+            LogRecord::Entry { key, dependencies, size } => {
+                self.script.entry(key, EntryInfo { dependencies, size });
+            }
+            LogRecord::Cancel { id } => {
+                if let Some(handle) = self.handles.remove(&id) {
+                    handle.cancel();
+                }
+            }
+            LogRecord::Reprioritize { id, priority } => {
+                if let Some(handle) = self.handles.get(&id) {
+                    handle.reprioritize(priority);
+                }
+            }
+            LogRecord::BeginFrame { published } => drop(self.runtime.begin_frame_capped(published)),
+            LogRecord::EndFrame => self.runtime.end_frame(),
+            LogRecord::Read { key, outcome } => self.script.bank_read(key, outcome),
+            LogRecord::Decode { key, outcome } => self.script.bank_decode(key, outcome),
+            LogRecord::Ended { id, state } => drop(self.expected.insert(id, state)),
+            LogRecord::Shutdown => {
+                self.runtime.shutdown();
+                self.shut_down = true;
+            }
+        }
+    }
+}
+
+/// The runtime configuration a replay of `header` runs with.
+fn replay_config(header: &LogHeader, options: ReplayOptions) -> RuntimeConfig {
+    let c = &header.config;
+    let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX).max(1);
+    let workers = options.workers.unwrap_or(size(c.workers)).max(1);
+    let publish = match c.publish {
+        LogPublish::Immediate => PublishMode::Immediate,
+        LogPublish::Frames { publish_count_max, publish_bytes_max, aging_frames_max } => {
+            PublishMode::Frames(FramePolicy {
+                publish_bytes_max,
+                aging_frames_max,
+                ..FramePolicy::count(publish_count_max)
+            })
+        }
+    };
+    RuntimeConfig {
+        workers,
+        decode_threads: workers,
+        reads_in_flight: size(c.reads_in_flight),
+        decode_backlog_max: size(c.decode_backlog_max),
+        queue_capacity: size(c.queue_capacity),
+        requests_outstanding_max: size(c.requests_outstanding_max),
+        dependency_depth_max: size(c.dependency_depth_max),
+        dependency_nodes_max: size(c.dependency_nodes_max),
+        bytes_resident_max: c.bytes_resident_max,
+        type_bytes_resident_max: c.type_bytes_resident_max.iter().cloned().collect(),
+        retry: RetryPolicy {
+            attempts_max: c.retry_attempts_max,
+            backoff: streamrt_supervisor::Backoff {
+                min_ms: c.retry_backoff_ms.0,
+                max_ms: c.retry_backoff_ms.1,
+            },
+            panics_max: c.panics_max,
+        },
+        publish,
+        ..RuntimeConfig::default()
+    }
+}
+
+/// The first request whose terminal state in `events` differs from `expected`.
+fn first_divergence(
+    events: &[Event],
+    expected: &BTreeMap<u64, LoadState>,
+    lines: usize,
+) -> Option<Divergence> {
+    let mut ended: HashMap<u64, LoadState> = HashMap::new();
+    let mut line = 0;
+    for event in events {
+        let terminal = match event.kind {
+            EventKind::Published => Some(LoadState::Ready),
+            EventKind::Failed { .. } => Some(LoadState::Failed),
+            EventKind::Cancelled { .. } => Some(LoadState::Cancelled),
+            _ => None,
+        };
+        if let (Some(state), Some(RequestId(id))) = (terminal, event.request) {
+            ended.insert(id, state);
+            match expected.get(&id) {
+                Some(&recorded) if recorded != state => {
+                    return Some(Divergence {
+                        event: line,
+                        request: id,
+                        recorded,
+                        replayed: Some(state),
+                    });
+                }
+                _ => {}
+            }
+        }
+        if TranscriptLine::of(event).is_some() {
+            line += 1;
+        }
+    }
+    expected
+        .iter()
+        .find(|(id, _)| !ended.contains_key(id))
+        .map(|(&request, &recorded)| Divergence { event: lines, request, recorded, replayed: None })
+}

@@ -1,0 +1,160 @@
+//! Recording a session: the runtime's nondeterministic inputs, written to a replay log as
+//! they happen (format: `streamrt_messages::replay_log`, `docs/PROTOCOL.md`).
+//!
+//! What is recorded, and where:
+//! - the engine's calls: root requests (`Submitter`), cancels and drops, reprioritisations
+//!   (`Handle`), frame boundaries with the count published, shutdown (`Runtime`);
+//! - what the source said: each key's dependencies and size once, every read's outcome (IO
+//!   worker);
+//! - every decoder's outcome, panics included (the type's route);
+//! - every request's terminal state (from the events), which a replay is checked against.
+//!
+//! # Ordering
+//!
+//! Records are appended under one lock in the order their threads reached it, which is the
+//! order a replay feeds them back.
+//!
+//! # Errors
+//!
+//! A write that fails stops the recording (the first error is logged and kept for
+//! [`Recorder::finish`]); the runtime itself carries on.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+
+use streamrt_messages::replay_log::{LogConfig, LogHeader, LogPublish, LogRecord, LogWriter};
+use streamrt_messages::{AssetKey, Event, EventKind, LoadState};
+
+use crate::frame::PublishMode;
+use crate::runtime::RuntimeConfig;
+use crate::source::EntryInfo;
+
+/// See the module docs.
+pub(crate) struct Recorder {
+    state: Mutex<State>,
+    /// Held across a root request's admission and its record, so requests made on several
+    /// threads get their ids in the order the log lists them.
+    order: Mutex<()>,
+}
+
+struct State {
+    writer: Option<LogWriter<BufWriter<File>>>,
+    /// Keys whose `Entry` was recorded: the source's answer never changes.
+    entries: HashSet<AssetKey>,
+    error: Option<String>,
+}
+
+impl Recorder {
+    /// Creates the log at `path` and writes its header.
+    ///
+    /// # Errors
+    ///
+    /// The file could not be created or written.
+    pub(crate) fn create(path: &Path, header: &LogHeader) -> std::io::Result<Self> {
+        let writer = LogWriter::new(BufWriter::new(File::create(path)?), header)?;
+        let state = State { writer: Some(writer), entries: HashSet::new(), error: None };
+        Ok(Self { state: Mutex::new(state), order: Mutex::new(()) })
+    }
+
+    /// Serialises root requests while recording; see the field's docs.
+    pub(crate) fn order(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.order.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends `record`.
+    pub(crate) fn record(&self, record: &LogRecord) {
+        self.state().append(record);
+    }
+
+    /// Records what the source said of `key`, the first time it is asked.
+    pub(crate) fn entry(&self, key: &AssetKey, info: &EntryInfo) {
+        let mut state = self.state();
+        if state.entries.insert(key.clone()) {
+            state.append(&LogRecord::Entry {
+                key: key.clone(),
+                dependencies: info.dependencies.clone(),
+                size: info.size,
+            });
+        }
+    }
+
+    /// Records a request's terminal state from its terminal event.
+    pub(crate) fn observe(&self, event: &Event) {
+        let state = match event.kind {
+            EventKind::Published => LoadState::Ready,
+            EventKind::Failed { .. } => LoadState::Failed,
+            EventKind::Cancelled { .. } => LoadState::Cancelled,
+            _ => return,
+        };
+        if let Some(id) = event.request {
+            self.record(&LogRecord::Ended { id: id.0, state });
+        }
+    }
+
+    /// Flushes the log; the first write error, if any.
+    pub(crate) fn finish(&self) -> Option<String> {
+        let mut state = self.state();
+        if let Some(Err(e)) = state.writer.as_mut().map(LogWriter::flush) {
+            state.error.get_or_insert(e.to_string());
+        }
+        state.error.clone()
+    }
+}
+
+impl State {
+    fn append(&mut self, record: &LogRecord) {
+        let Some(writer) = self.writer.as_mut() else { return };
+        if let Err(e) = writer.append(record) {
+            tracing::error!(target: "streamrt", error = %e, "replay log write failed; recording stops");
+            self.error = Some(e.to_string());
+            self.writer = None;
+        }
+    }
+}
+
+/// The header of a log recorded by `recorded_by` from a runtime with `types` and `config`.
+pub(crate) fn log_header(
+    recorded_by: &str,
+    types: Vec<String>,
+    config: &RuntimeConfig,
+) -> LogHeader {
+    let publish = match config.publish {
+        PublishMode::Immediate => LogPublish::Immediate,
+        PublishMode::Frames(policy) => LogPublish::Frames {
+            publish_count_max: policy.publish_count_max,
+            publish_bytes_max: policy.publish_bytes_max,
+            aging_frames_max: policy.aging_frames_max,
+        },
+    };
+    let as_u64 = |n: usize| n as u64;
+    LogHeader {
+        recorded_by: recorded_by.to_owned(),
+        types,
+        config: LogConfig {
+            workers: as_u64(config.workers),
+            reads_in_flight: as_u64(config.reads_in_flight),
+            decode_backlog_max: as_u64(config.decode_backlog_max),
+            queue_capacity: as_u64(config.queue_capacity),
+            requests_outstanding_max: as_u64(config.requests_outstanding_max),
+            dependency_depth_max: as_u64(config.dependency_depth_max),
+            dependency_nodes_max: as_u64(config.dependency_nodes_max),
+            bytes_resident_max: config.bytes_resident_max,
+            type_bytes_resident_max: config
+                .type_bytes_resident_max
+                .iter()
+                .map(|(name, bytes)| (name.clone(), *bytes))
+                .collect(),
+            retry_attempts_max: config.retry.attempts_max,
+            retry_backoff_ms: (config.retry.backoff.min_ms, config.retry.backoff.max_ms),
+            panics_max: config.retry.panics_max,
+            publish,
+        },
+    }
+}

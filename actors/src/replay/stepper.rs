@@ -1,0 +1,147 @@
+//! Deterministic mode: the runtime's own actors and workers, run in an order fixed by the
+//! inputs alone.
+//!
+//! A deterministic runtime keeps its actors on their one core thread, but its IO and decode
+//! pools are stepped (`WorkerPool::stepped`: no thread, one worker each), its clock is a
+//! [`ManualClock`], its retry backoffs are [`VirtualTimers`], and the core actors' mailboxes are
+//! tracked by one [`Activity`]. The [`Stepper`] then alternates strictly: it waits until the
+//! actors are idle, runs one runnable job on the calling thread (decodes before reads, oldest
+//! first), and repeats; with no job runnable it fires the earliest timer, moving the clock to
+//! it. Only one thread ever works at a time, so the same inputs give the same events in the
+//! same order, and the configured worker counts cannot change them.
+//!
+//! # Errors
+//!
+//! [`Stalled`] when the actors do not become idle within [`SETTLE_PATIENCE`] (an actor died
+//! and nothing restarted it).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use streamrt_messages::AssetKey;
+use streamrt_supervisor::{Activity, Clock, ManualClock};
+
+use crate::work::{DecodeJob, Job, ReadJob};
+use crate::Runtime;
+
+/// How long the actors may take to become idle before a step gives up.
+pub(crate) const SETTLE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// What a deterministic runtime is built with.
+pub(crate) struct Deterministic {
+    pub(crate) activity: Arc<Activity>,
+    pub(crate) clock: Arc<ManualClock>,
+    pub(crate) timers: Arc<VirtualTimers>,
+}
+
+impl Deterministic {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            activity: Arc::new(Activity::new()),
+            clock: Arc::new(ManualClock::new()),
+            timers: Arc::new(VirtualTimers::default()),
+        })
+    }
+}
+
+/// A deferred action due at a virtual time.
+type Deferred = Box<dyn FnOnce() + Send>;
+
+/// Delays on the virtual clock: what a deterministic cache uses instead of a timer.
+#[derive(Default)]
+pub(crate) struct VirtualTimers {
+    /// By due time, then by the order they were set.
+    due: Mutex<BTreeMap<(u64, u64), Deferred>>,
+    next: AtomicU64,
+}
+
+impl VirtualTimers {
+    /// Runs `action` once the virtual clock reaches `now_us + delay_ms`.
+    pub(crate) fn after(&self, now_us: u64, delay_ms: u64, action: Deferred) {
+        let at = now_us.saturating_add(delay_ms.saturating_mul(1_000));
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        self.due.lock().unwrap_or_else(PoisonError::into_inner).insert((at, seq), action);
+    }
+
+    fn pop(&self) -> Option<(u64, Deferred)> {
+        let mut due = self.due.lock().unwrap_or_else(PoisonError::into_inner);
+        due.pop_first().map(|((at, _), action)| (at, action))
+    }
+}
+
+/// The actors did not become idle; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the runtime's actors did not become idle within {SETTLE_PATIENCE:?}")]
+pub(crate) struct Stalled;
+
+/// Which jobs may run now: a scripted backend holds back a job whose outcome is not known yet.
+pub(crate) trait Gate {
+    /// Whether the read of `key` may run.
+    fn read_ready(&self, key: &AssetKey) -> bool;
+    /// Whether the decode of `key` may run.
+    fn decode_ready(&self, key: &AssetKey) -> bool;
+}
+
+/// Drives a deterministic runtime; see the module docs.
+pub(crate) struct Stepper {
+    det: Arc<Deterministic>,
+    reads: VecDeque<ReadJob>,
+    decodes: VecDeque<DecodeJob>,
+}
+
+impl Stepper {
+    pub(crate) fn new(det: Arc<Deterministic>) -> Self {
+        Self { det, reads: VecDeque::new(), decodes: VecDeque::new() }
+    }
+
+    /// Runs until nothing can move: the actors idle, no job the gate lets run, no timer.
+    ///
+    /// # Errors
+    ///
+    /// [`Stalled`].
+    pub(crate) fn settle(&mut self, runtime: &Runtime, gate: &dyn Gate) -> Result<(), Stalled> {
+        loop {
+            if !self.det.activity.wait_idle(SETTLE_PATIENCE) {
+                return Err(Stalled);
+            }
+            let ran = runtime.with_stepped_pools(|io, decode| {
+                self.reads.extend(io.take_queued());
+                self.decodes.extend(decode.take_queued());
+                if let Some(at) = self.decodes.iter().position(|j| decode_runnable(j, gate)) {
+                    decode.run(self.decodes.remove(at).expect("found"));
+                    return true;
+                }
+                if let Some(at) = self.reads.iter().position(|j| runnable(&j.0, gate, true)) {
+                    io.run(self.reads.remove(at).expect("found"));
+                    return true;
+                }
+                false
+            });
+            match ran {
+                Some(true) => continue,
+                // Shut down: nothing runs any more.
+                None => return Ok(()),
+                Some(false) => {}
+            }
+            let Some((at, action)) = self.det.timers.pop() else { return Ok(()) };
+            let now = self.det.clock.now_us();
+            self.det.clock.advance(at.saturating_sub(now));
+            action();
+        }
+    }
+}
+
+fn runnable(guard: &crate::work::JobGuard, gate: &dyn Gate, read: bool) -> bool {
+    let job: &Job = guard.job();
+    job.token.is_cancelled()
+        || if read { gate.read_ready(&job.key) } else { gate.decode_ready(&job.key) }
+}
+
+fn decode_runnable(job: &DecodeJob, gate: &dyn Gate) -> bool {
+    match job {
+        DecodeJob::Load { guard, .. } => runnable(guard, gate, false),
+        DecodeJob::Task(_) => true,
+    }
+}

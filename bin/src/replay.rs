@@ -1,0 +1,72 @@
+//! `streamctl replay LOG`: runs a recorded session again on a deterministic runtime and prints
+//! its transcript, one line per event (frame, event, request, key, state), then
+//! `replay: events=N hash=H`.
+//!
+//! Exit status: non-zero when the log is bad (the error names the byte offset), when a
+//! request's terminal state differs from the recording (the first such event is named), or
+//! when `--check` is given a hash the transcript does not have.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use streamrt::replay::{replay, ReplayOptions};
+
+/// Arguments of `streamctl replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The log, written by `demo --record` or `serve --record`.
+    log: PathBuf,
+    /// Print the transcript as JSON lines.
+    #[arg(long)]
+    json: bool,
+    /// Exit non-zero unless the transcript's hash is this (16 hex digits).
+    #[arg(long)]
+    check: Option<String>,
+    /// Print only the closing lines, not the transcript.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Replays the log and prints the transcript.
+///
+/// # Errors
+///
+/// An unreadable or bad log, a divergence from the recording, or a hash other than `--check`.
+pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
+    let bytes =
+        std::fs::read(&args.log).with_context(|| format!("reading {}", args.log.display()))?;
+    let report = replay(&bytes, ReplayOptions::default())
+        .with_context(|| format!("replaying {}", args.log.display()))?;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    if !args.quiet {
+        for line in &report.lines {
+            if args.json {
+                writeln!(out, "{}", serde_json::to_string(line)?)?;
+            } else {
+                writeln!(out, "{line}")?;
+            }
+        }
+    }
+    let hash = format!("{:016x}", report.hash);
+    match &report.divergence {
+        None => writeln!(
+            out,
+            "replay: {} requests end as recorded by {}",
+            report.checked, report.recorded_by
+        )?,
+        Some(d) => writeln!(out, "replay: {d}")?,
+    }
+    writeln!(out, "replay: events={} hash={hash}", report.lines.len())?;
+    out.flush()?;
+    if let Some(d) = &report.divergence {
+        bail!("{d}");
+    }
+    match &args.check {
+        Some(expected) if !expected.eq_ignore_ascii_case(&hash) => {
+            bail!("hash {hash} differs from the expected {expected}")
+        }
+        _ => Ok(()),
+    }
+}
