@@ -26,7 +26,7 @@ pub use transcript::TranscriptLine;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use streamrt_messages::replay_log::{LogError, LogHeader, LogPublish, LogReader, LogRecord};
+use streamrt_messages::replay_log::{read_log, LogError, LogHeader, LogPublish, LogRecord};
 use streamrt_messages::{Event, EventKind, LoadState, RequestId};
 
 use crate::frame::{FramePolicy, PublishMode};
@@ -36,6 +36,9 @@ use crate::source::EntryInfo;
 use script::{Script, ScriptedDecoder, ScriptedSource};
 use stepper::{Stalled, Stepper};
 use transcript::transcript_hash;
+
+/// The largest count a replay takes from a log's configuration.
+const COUNT_MAX: u64 = 1 << 20;
 
 /// How to replay.
 #[derive(Debug, Clone, Copy, Default)]
@@ -114,8 +117,9 @@ pub struct ReplayReport {
 /// A [`ReplayError`]: a bad log (with its byte offset), an unusable recorded configuration, or
 /// a runtime that stopped making progress.
 pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, ReplayError> {
-    let mut reader = LogReader::new(bytes)?;
-    let header = reader.header().clone();
+    // The whole log is checked before anything runs: a damaged log gives its error, not half
+    // a transcript.
+    let (header, records) = read_log(bytes)?;
     let script = Arc::new(Script::default());
     let events: Arc<Mutex<Vec<Event>>> = Arc::default();
     let det = Deterministic::new();
@@ -134,6 +138,11 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
         builder = builder.register_by_name(decoder);
     }
     let runtime = builder.build()?;
+    // Every actor attached to its mailbox before the first input, so none is woken by its
+    // start rather than by the replay's order.
+    if !runtime.sync(stepper::SETTLE_PATIENCE) {
+        return Err(ReplayError::Stalled { offset: 0, stalled: Stalled.to_string() });
+    }
     let mut session = Session {
         runtime: &runtime,
         script: &script,
@@ -142,7 +151,7 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
         expected: BTreeMap::new(),
         shut_down: false,
     };
-    let fed = session.feed_all(&mut reader);
+    let fed = session.feed_all(records);
     if !session.shut_down {
         runtime.shutdown();
     }
@@ -175,10 +184,8 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    fn feed_all(&mut self, reader: &mut LogReader<'_>) -> Result<(), ReplayError> {
-        loop {
-            let offset = reader.offset();
-            let Some(record) = reader.next_record()? else { return Ok(()) };
+    fn feed_all(&mut self, records: Vec<(u64, LogRecord)>) -> Result<(), ReplayError> {
+        for (offset, record) in records {
             self.feed(record);
             if !self.shut_down {
                 self.stepper.settle(self.runtime, self.script).map_err(|Stalled| {
@@ -186,9 +193,23 @@ impl Session<'_> {
                 })?;
             }
         }
+        Ok(())
     }
 
     fn feed(&mut self, record: LogRecord) {
+        if record == LogRecord::Shutdown {
+            // Shutdown waits on the actors' answers: it must not hold them back.
+            self.runtime.shutdown();
+            self.shut_down = true;
+            return;
+        }
+        let activity = Arc::clone(self.stepper.activity());
+        activity.hold();
+        self.feed_held(record);
+        activity.release();
+    }
+
+    fn feed_held(&mut self, record: LogRecord) {
         match record {
             LogRecord::Request { id, key, priority } => {
                 if let Ok(handle) = self.runtime.request_by_name(key, priority) {
@@ -213,10 +234,7 @@ impl Session<'_> {
             LogRecord::Read { key, outcome } => self.script.bank_read(key, outcome),
             LogRecord::Decode { key, outcome } => self.script.bank_decode(key, outcome),
             LogRecord::Ended { id, state } => drop(self.expected.insert(id, state)),
-            LogRecord::Shutdown => {
-                self.runtime.shutdown();
-                self.shut_down = true;
-            }
+            LogRecord::Shutdown => {}
         }
     }
 }
@@ -224,8 +242,9 @@ impl Session<'_> {
 /// The runtime configuration a replay of `header` runs with.
 fn replay_config(header: &LogHeader, options: ReplayOptions) -> RuntimeConfig {
     let c = &header.config;
-    let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX).max(1);
-    let workers = options.workers.unwrap_or(size(c.workers)).max(1);
+    // Counts size queues and tables; a damaged log must not make them absurd.
+    let size = |n: u64| usize::try_from(n.clamp(1, COUNT_MAX)).unwrap_or(1);
+    let workers = options.workers.unwrap_or(size(c.workers)).clamp(1, 64);
     let publish = match c.publish {
         LogPublish::Immediate => PublishMode::Immediate,
         LogPublish::Frames { publish_count_max, publish_bytes_max, aging_frames_max } => {

@@ -38,7 +38,7 @@ pub struct MailboxClosed<M>(pub M);
 
 struct Shared<M> {
     queue: Mutex<VecDeque<M>>,
-    wake_pending: AtomicBool,
+    wake_pending: Arc<AtomicBool>,
     closed: AtomicBool,
     waker: Mutex<Option<Recipient<Wake>>>,
     /// Counts messages in and out when a deterministic driver tracks this mailbox.
@@ -68,7 +68,7 @@ impl<M> Mailbox<M> {
         Self {
             shared: Arc::new(Shared {
                 queue: Mutex::new(VecDeque::new()),
-                wake_pending: AtomicBool::new(false),
+                wake_pending: Arc::new(AtomicBool::new(false)),
                 closed: AtomicBool::new(false),
                 waker: Mutex::new(None),
                 activity: OnceLock::new(),
@@ -147,6 +147,11 @@ impl<M> Mailbox<M> {
             return;
         }
         let waker = self.shared.waker.lock().unwrap_or_else(PoisonError::into_inner);
+        if let (Some(waker), Some(activity)) = (waker.as_ref(), self.shared.activity.get()) {
+            if activity.defer(waker, &self.shared.wake_pending) {
+                return;
+            }
+        }
         let delivered = waker.as_ref().is_some_and(|r| r.try_send(Wake).is_ok());
         if !delivered {
             // No live actor to wake (not attached yet, or restarting): the next `attach` wakes it.

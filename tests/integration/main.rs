@@ -13,6 +13,7 @@ mod lifecycle;
 mod limits;
 mod memory;
 mod packs;
+mod replay;
 mod supervision;
 mod tasks;
 mod telemetry;

@@ -9,6 +9,11 @@
 //! - [`Gate`]: a set of held names plus a log of what started; [`GatedSource`] consults it
 //!   before each read and [`BlobDecoder`] before each decode. A held name blocks the worker
 //!   until the test releases it.
+//! - [`Scenario`]: a scripted session written as a replay log, for transcript tests.
+
+mod scenario;
+
+pub use scenario::{key, Scenario};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};

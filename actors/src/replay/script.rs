@@ -59,13 +59,20 @@ impl Gate for Script {
     }
 }
 
+/// The largest read a replay reproduces, in bytes; a larger recorded size (a damaged log) fails
+/// that read with `TooLarge` instead of allocating it.
+const READ_BYTES_MAX: u64 = 1 << 28;
+
 /// The recorded source.
 pub(crate) struct ScriptedSource(pub(crate) Arc<Script>);
 
 impl Source for ScriptedSource {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
         match self.0.take_read(key) {
-            Some(ReadOutcome::Bytes(n)) => Ok(vec![0; usize::try_from(n).unwrap_or(usize::MAX)]),
+            Some(ReadOutcome::Bytes(n)) if n > READ_BYTES_MAX => {
+                Err(SourceError::TooLarge { size: n, max: READ_BYTES_MAX })
+            }
+            Some(ReadOutcome::Bytes(n)) => Ok(vec![0; usize::try_from(n).unwrap_or(0)]),
             Some(ReadOutcome::Failed(kind)) => Err(source_error(kind)),
             None => Err(SourceError::Io("the recording has no read for this key".into())),
         }

@@ -7,8 +7,10 @@
 //! tracked by one [`Activity`]. The [`Stepper`] then alternates strictly: it waits until the
 //! actors are idle, runs one runnable job on the calling thread (decodes before reads, oldest
 //! first), and repeats; with no job runnable it fires the earliest timer, moving the clock to
-//! it. Only one thread ever works at a time, so the same inputs give the same events in the
-//! same order, and the configured worker counts cannot change them.
+//! it. Each of its own steps (and each input the replay feeds) runs with the
+//! activity held, so the actors wake only once the step is over. Only one thread ever works at
+//! a time, so the same inputs give the same events in the same order, and the configured
+//! worker counts cannot change them.
 //!
 //! # Errors
 //!
@@ -96,6 +98,11 @@ impl Stepper {
         Self { det, reads: VecDeque::new(), decodes: VecDeque::new() }
     }
 
+    /// The activity to hold while feeding an input (see the module docs).
+    pub(crate) fn activity(&self) -> &Arc<Activity> {
+        &self.det.activity
+    }
+
     /// Runs until nothing can move: the actors idle, no job the gate lets run, no timer.
     ///
     /// # Errors
@@ -106,18 +113,23 @@ impl Stepper {
             if !self.det.activity.wait_idle(SETTLE_PATIENCE) {
                 return Err(Stalled);
             }
+            let (reads, decodes) = (&mut self.reads, &mut self.decodes);
+            let activity = &self.det.activity;
             let ran = runtime.with_stepped_pools(|io, decode| {
-                self.reads.extend(io.take_queued());
-                self.decodes.extend(decode.take_queued());
-                if let Some(at) = self.decodes.iter().position(|j| decode_runnable(j, gate)) {
-                    decode.run(self.decodes.remove(at).expect("found"));
-                    return true;
-                }
-                if let Some(at) = self.reads.iter().position(|j| runnable(&j.0, gate, true)) {
-                    io.run(self.reads.remove(at).expect("found"));
-                    return true;
-                }
-                false
+                reads.extend(io.take_queued());
+                decodes.extend(decode.take_queued());
+                activity.hold();
+                let ran = if let Some(at) = decodes.iter().position(|j| decode_runnable(j, gate)) {
+                    decode.run(decodes.remove(at).expect("found"));
+                    true
+                } else if let Some(at) = reads.iter().position(|j| runnable(&j.0, gate, true)) {
+                    io.run(reads.remove(at).expect("found"));
+                    true
+                } else {
+                    false
+                };
+                activity.release();
+                ran
             });
             match ran {
                 Some(true) => continue,
@@ -128,7 +140,9 @@ impl Stepper {
             let Some((at, action)) = self.det.timers.pop() else { return Ok(()) };
             let now = self.det.clock.now_us();
             self.det.clock.advance(at.saturating_sub(now));
+            self.det.activity.hold();
             action();
+            self.det.activity.release();
         }
     }
 }

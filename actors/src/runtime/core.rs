@@ -316,6 +316,9 @@ fn run_core(mut actors: CoreActors, ready: &mpsc::Sender<(System, Arbiter)>) {
     let system = System::new();
     let started = system.block_on(async move {
         let policy = actors.policy();
+        if let Some(det) = &actors.parts.deterministic {
+            det.activity.deliver_on(Arbiter::current());
+        }
         let clock = Arc::clone(&actors.parts.clock);
         let escalate = Arc::clone(&actors.parts.escalate);
         let telemetry = Arbiter::new();

@@ -1,0 +1,44 @@
+//! `streamctl demo --record` and `streamctl replay`, as a user runs them.
+
+use std::process::Command;
+
+fn streamctl(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_streamctl")).args(args).output().expect("runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn a_recorded_demo_replays_with_every_terminal_state_as_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("demo.log");
+    let log = log.to_str().unwrap();
+    let (ok, _, err) = streamctl(&["demo", "--assets", "240", "--record", log]);
+    assert!(ok, "demo failed: {err}");
+    let (ok, out, err) = streamctl(&["replay", log, "--quiet"]);
+    assert!(ok, "replay failed: {out}{err}");
+    let checked: usize = out
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("replay: ")?.split(" requests end as recorded").next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no match line in {out}"));
+    assert!(checked > 240, "only {checked} requests checked");
+    let last = out.lines().last().unwrap();
+    assert!(last.starts_with("replay: events="), "{out}");
+    let hash = last.rsplit("hash=").next().unwrap();
+    // The transcript is the same every time: --check accepts its hash and refuses another.
+    assert!(streamctl(&["replay", log, "--quiet", "--check", hash]).0);
+    let (ok, _, err) = streamctl(&["replay", log, "--quiet", "--check", "0000000000000000"]);
+    assert!(!ok && err.contains("differs"), "{err}");
+}
+
+#[test]
+fn a_damaged_log_is_refused_with_its_byte_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.log");
+    std::fs::write(&path, b"STRMRLOG\x07\x00").unwrap();
+    let (ok, _, err) = streamctl(&["replay", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("byte 8: version 7 is not supported"), "{err}");
+}

@@ -1,0 +1,144 @@
+//! Replay as a whole: random sessions replay identically with any worker count, a session
+//! recorded from a real multi-threaded run replays to the recorded terminal states, and a
+//! replay that differs names where.
+
+use streamrt::messages::{ErrorKind, LoadState, Priority};
+use streamrt::replay::{replay, ReplayOptions};
+use streamrt::{FramePolicy, PublishMode, Runtime, RuntimeConfig};
+use streamrt_integration::{blob_key, Blob, BlobDecoder, GatedSource, Scenario, PATIENCE};
+
+/// A small deterministic generator (xorshift64*), so the sessions need no crate.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// A random session of 40 steps over a few keys: requests (one with a dependency), cancels,
+/// reprioritisations, frames, and reads and decodes that succeed, fail or panic.
+fn random_session(seed: u64) -> Scenario {
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut s = Scenario::new().frame_budget(3);
+    s.config.reads_in_flight = 1 + rng.below(3);
+    let keys = ["blob:a", "blob:b", "blob:c", "blob:d", "mesh:m", "texture:t"];
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        let key = keys[rng.below(keys.len() as u64) as usize];
+        let priority = Priority::ALL[rng.below(5) as usize];
+        match rng.below(10) {
+            0 | 1 if key == "mesh:m" => {
+                ids.push(s.request_with_deps(key, &["texture:t"], priority))
+            }
+            0 | 1 => ids.push(s.request(key, priority)),
+            2 if !ids.is_empty() => {
+                s.cancel(ids[rng.below(ids.len() as u64) as usize]);
+            }
+            3 if !ids.is_empty() => {
+                s.reprioritize(ids[rng.below(ids.len() as u64) as usize], priority);
+            }
+            4 => {
+                s.frame();
+            }
+            5 => {
+                s.read_fails(key, ErrorKind::Io("flaky".into()));
+            }
+            6 => {
+                s.decode_panics(key, "seeded panic");
+            }
+            _ => {
+                s.load(key, 1 + rng.below(64));
+            }
+        }
+    }
+    s.frame().shutdown();
+    s
+}
+
+#[test]
+fn a_hundred_random_sessions_replay_to_identical_hashes_with_1_2_and_8_workers() {
+    let mut distinct = std::collections::HashSet::new();
+    for seed in 0..100 {
+        let session = random_session(seed);
+        let first = session.replay_with(2);
+        let again = session.replay_with(2);
+        assert_eq!(first.lines, again.lines, "seed {seed}: two replays differ");
+        assert_eq!(first.hash, again.hash);
+        for workers in [1, 8] {
+            let other = session.replay_with(workers);
+            assert_eq!(other.hash, first.hash, "seed {seed}: {workers} workers change the hash");
+        }
+        distinct.insert(first.hash);
+    }
+    // The sessions really differ, so equal hashes above are not an accident of a constant.
+    assert!(distinct.len() > 90, "only {} distinct hashes", distinct.len());
+}
+
+#[test]
+fn a_session_recorded_from_a_threaded_run_replays_to_the_recorded_terminal_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let source = GatedSource::default();
+    // Some reads fail once (`flaky`), some bytes fail to decode (`BAD`) or panic (`PANIC`).
+    let path = |i: usize| if i % 7 == 3 { format!("flaky{i}") } else { format!("r{i}") };
+    for i in 0..40 {
+        let bytes = match i % 9 {
+            4 => b"BAD".to_vec(),
+            6 => b"PANIC".to_vec(),
+            _ => vec![i as u8; 64],
+        };
+        source.put(&path(i), &bytes);
+    }
+    let config = RuntimeConfig {
+        workers: 3,
+        publish: PublishMode::Frames(FramePolicy::count(5)),
+        ..RuntimeConfig::default()
+    };
+    let rt = Runtime::builder()
+        .config(config)
+        .source(source)
+        .register(BlobDecoder::default())
+        .record(&log, "integration test")
+        .build()
+        .unwrap();
+    let handles: Vec<_> = (0..40)
+        .map(|i| rt.request_key::<Blob>(blob_key(&path(i)), Priority::ALL[i % 5]).unwrap())
+        .collect();
+    handles[7].cancel();
+    handles[12].reprioritize(Priority::Critical);
+    while !handles.iter().all(|h| h.is_terminal()) {
+        rt.begin_frame();
+        rt.end_frame();
+        // Everything decoded or ended: the next boundary publishes the next five.
+        assert!(streamrt::wait_loaded(&handles, PATIENCE));
+    }
+    rt.shutdown();
+    let bytes = std::fs::read(&log).unwrap();
+    let report = replay(&bytes, ReplayOptions::default()).unwrap();
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    assert_eq!(report.checked, 40);
+    let failed = report.lines.iter().filter(|l| l.event == "failed").count();
+    assert_eq!(failed, handles.iter().filter(|h| h.state() == LoadState::Failed).count());
+    assert!(report.lines.iter().any(|l| l.event == "retried"), "the flaky reads were replayed");
+}
+
+#[test]
+fn a_replay_that_differs_from_its_recording_names_the_first_divergent_event() {
+    let mut s = Scenario::new();
+    let a = s.request("blob:a", Priority::Normal);
+    let b = s.request("blob:b", Priority::Normal);
+    s.load("blob:a", 10).load("blob:b", 10).frame();
+    // The recording claims b was cancelled, but nothing in the inputs cancels it.
+    s.ended(a, LoadState::Ready).ended(b, LoadState::Cancelled).shutdown();
+    let report = s.replay_with(2);
+    let divergence = report.divergence.expect("b's end differs");
+    assert_eq!((divergence.request, divergence.recorded), (b, LoadState::Cancelled));
+    assert_eq!(divergence.replayed, Some(LoadState::Ready));
+    let line = &report.lines[divergence.event];
+    assert_eq!((line.event, line.request), ("published", Some(b)));
+    assert!(divergence.to_string().contains("request r2 ended cancelled in the recording"));
+}
