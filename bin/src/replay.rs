@@ -35,6 +35,18 @@ pub struct ReplayArgs {
 ///
 /// An unreadable or bad log, a divergence from the recording, or a hash other than `--check`.
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
+    match replay_and_print(args) {
+        // A reader that stopped early (`| head`) is not a failure of the replay.
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(is_broken_pipe) => Ok(()),
+        other => other,
+    }
+}
+
+fn is_broken_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
+}
+
+fn replay_and_print(args: &ReplayArgs) -> anyhow::Result<()> {
     let bytes =
         std::fs::read(&args.log).with_context(|| format!("reading {}", args.log.display()))?;
     let report = replay(&bytes, ReplayOptions::default())
