@@ -185,9 +185,8 @@ impl FrameShared {
         self.ready.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts a frame: publishes waiting requests, most urgent first, within the budget and,
-    /// if given, at most `cap` of them (a replay publishes what the recorded frame did).
-    pub(crate) fn begin_frame(&self, cap: Option<u32>) -> FrameReport {
+    /// Starts a frame: publishes waiting requests, most urgent first, within the budget.
+    pub(crate) fn begin_frame(&self) -> FrameReport {
         let frame = self.probe.next_frame();
         let mut policy = match self.mode {
             PublishMode::Immediate => FramePolicy::count(0),
@@ -196,7 +195,7 @@ impl FrameShared {
         let now_us = self.probe.now_us();
         let mut pacing = self.pacing.lock().unwrap_or_else(PoisonError::into_inner);
         let (frame_us, budget) = pacing.begin(now_us, policy.publish_count_max);
-        policy.publish_count_max = cap.map_or(budget, |cap| budget.min(cap));
+        policy.publish_count_max = budget;
         let started = Instant::now();
         let mut elapsed = || u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let mut ready = self.ready();

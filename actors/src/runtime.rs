@@ -534,11 +534,6 @@ impl Runtime {
         Ok(requester.request_root(submitter, key, priority))
     }
 
-    /// Starts a frame publishing at most `cap` requests (a replay's recorded count).
-    pub(crate) fn begin_frame_capped(&self, cap: u32) -> FrameReport {
-        self.inner.frame.begin_frame(Some(cap))
-    }
-
     /// Runs `f` on a deterministic runtime's stepped IO and decode pools; `None` once shut
     /// down.
     pub(crate) fn with_stepped_pools<R>(
@@ -551,7 +546,7 @@ impl Runtime {
     /// Starts a frame: publishes decoded requests, most urgent first, within the frame budget.
     /// Runs on the caller's thread without waiting on any actor.
     pub fn begin_frame(&self) -> FrameReport {
-        let report = self.inner.frame.begin_frame(None);
+        let report = self.inner.frame.begin_frame();
         if let Some(recorder) = self.inner.probe.recorder() {
             recorder.record(&LogRecord::BeginFrame { published: report.published });
         }
