@@ -135,22 +135,11 @@ impl<T: Send + Sync + 'static> Holder for Ticket<T> {
 pub(crate) struct TypeRoute<D: Decoder> {
     decoder: Arc<D>,
     cache: Mailbox<CacheMsg<D::Asset>>,
-    probe: Arc<Probe>,
 }
 
 impl<D: Decoder> TypeRoute<D> {
-    pub(crate) fn new(
-        decoder: Arc<D>,
-        cache: Mailbox<CacheMsg<D::Asset>>,
-        probe: Arc<Probe>,
-    ) -> Self {
-        Self { decoder, cache, probe }
-    }
-
-    fn record(&self, key: &AssetKey, outcome: impl FnOnce() -> DecodeOutcome) {
-        if let Some(recorder) = self.probe.recorder() {
-            recorder.record(&LogRecord::Decode { key: key.clone(), outcome: outcome() });
-        }
+    pub(crate) fn new(decoder: Arc<D>, cache: Mailbox<CacheMsg<D::Asset>>) -> Self {
+        Self { decoder, cache }
     }
 }
 
@@ -174,20 +163,15 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
         match decoded {
             Ok(Ok(value)) => {
                 let size = decoder.size_bytes(&value);
-                self.record(&job.key, || DecodeOutcome::Value(size));
                 let _ = self.cache.post(CacheMsg::Decoded(job, Arc::new(value), size));
                 Ok(())
             }
             Ok(Err(e)) => {
-                let kind = ErrorKind::from(e);
-                self.record(&job.key, || DecodeOutcome::Failed(kind.clone()));
-                let _ = self.cache.post(CacheMsg::Ended(job, JobEnd::Failed(kind)));
+                let _ = self.cache.post(CacheMsg::Ended(job, JobEnd::Failed(e.into())));
                 Ok(())
             }
             Err(panic) => {
-                let message = panic_message(&*panic);
-                self.record(&job.key, || DecodeOutcome::Panicked(message.clone()));
-                let kind = ErrorKind::DecoderPanicked(message);
+                let kind = ErrorKind::DecoderPanicked(panic_message(&*panic));
                 let _ = self.cache.post(CacheMsg::Ended(job, JobEnd::Failed(kind)));
                 Err(panic)
             }
@@ -196,6 +180,19 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
 
     fn end(&self, job: Job, end: JobEnd) {
         let _ = self.cache.post(CacheMsg::Ended(job, end));
+    }
+}
+
+/// The decoder's outcome in a job's end, if a decoder ended it.
+fn decoder_outcome(end: &JobEnd) -> Option<DecodeOutcome> {
+    match end {
+        JobEnd::Failed(ErrorKind::DecoderPanicked(message)) => {
+            Some(DecodeOutcome::Panicked(message.clone()))
+        }
+        JobEnd::Failed(kind @ (ErrorKind::Decode(_) | ErrorKind::Validation(_))) => {
+            Some(DecodeOutcome::Failed(kind.clone()))
+        }
+        _ => None,
     }
 }
 
@@ -290,14 +287,30 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
     }
 
+    /// Records a decoder's outcome when the cache takes it (not on the decode thread): a
+    /// replay stages the value at the same point among the engine's inputs.
+    fn record_decode(&self, job: &Job, outcome: impl FnOnce() -> Option<DecodeOutcome>) {
+        if let Some(recorder) = self.links.probe.recorder() {
+            if let Some(outcome) = outcome() {
+                recorder.record(&LogRecord::Decode { key: job.key.clone(), outcome });
+            }
+        }
+    }
+
     fn handle_msg(&mut self, msg: CacheMsg<T>) {
         match msg {
             CacheMsg::Load(ticket) => self.load(ticket),
             CacheMsg::Release(request) => self.release(request),
             CacheMsg::Reprioritize(request, priority) => self.reprioritize(request, priority),
             CacheMsg::Dispatched(generation, slot) => self.dispatched(slot, generation),
-            CacheMsg::Decoded(job, value, size) => self.decoded(&job, value, size),
-            CacheMsg::Ended(job, end) => self.ended(&job, end),
+            CacheMsg::Decoded(job, value, size) => {
+                self.record_decode(&job, || Some(DecodeOutcome::Value(size)));
+                self.decoded(&job, value, size);
+            }
+            CacheMsg::Ended(job, end) => {
+                self.record_decode(&job, || decoder_outcome(&end));
+                self.ended(&job, end);
+            }
             CacheMsg::Stats(reply) => {
                 let _ = reply.send(self.stats());
             }

@@ -86,8 +86,7 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
     }
 
     fn child_spec(self: Box<Self>, links: CacheLinks, type_index: usize) -> ChildSpec {
-        let route: Arc<dyn JobRoute> =
-            Arc::new(TypeRoute::new(self.decoder, self.mailbox.clone(), Arc::clone(&links.probe)));
+        let route: Arc<dyn JobRoute> = Arc::new(TypeRoute::new(self.decoder, self.mailbox.clone()));
         let salvage = self.salvage;
         let policy = self.policy.unwrap_or(links.retry);
         let name = format!("cache:{}", self.name);
