@@ -85,7 +85,6 @@ impl<T> RequestCell<T> {
         self
     }
 
-    /// The gate of this request's dependencies, if it has any.
     /// Whether the engine made this request (not a dependency's gate).
     pub(crate) fn is_root(&self) -> bool {
         self.lineage.parent.is_none()
@@ -98,6 +97,7 @@ impl<T> RequestCell<T> {
         }
     }
 
+    /// The gate of this request's dependencies, if it has any.
     pub(crate) fn gate(&self) -> Option<&Arc<DepGate>> {
         self.lineage.gate.as_ref()
     }

@@ -237,29 +237,27 @@ impl RuntimeBuilder {
 
     /// Registers a decoder whose asset type may be another's: such types are requested by
     /// name only ([`Runtime::request_by_name`]), as a replay does.
-    pub(crate) fn register_by_name<D: Decoder>(mut self, decoder: D) -> Self {
-        match AssetTypeName::new(decoder.type_name()) {
-            Ok(name) if !self.types.iter().any(|t| *t.name() == name) => {
-                self.types.push(Box::new(DecoderSpec::new(name, decoder, None)));
-            }
-            Ok(name) => {
-                self.type_error.get_or_insert(BuildError::DuplicateType(name.to_string()));
-            }
-            Err(e) => {
-                self.type_error.get_or_insert(BuildError::TypeName(e));
-            }
-        }
-        self
+    pub(crate) fn register_by_name<D: Decoder>(self, decoder: D) -> Self {
+        self.register_as(decoder, None, TypeSharing::ByNameOnly)
     }
 
-    fn register_spec<D: Decoder>(mut self, decoder: D, policy: Option<RetryPolicy>) -> Self {
+    fn register_spec<D: Decoder>(self, decoder: D, policy: Option<RetryPolicy>) -> Self {
+        self.register_as(decoder, policy, TypeSharing::Unique)
+    }
+
+    fn register_as<D: Decoder>(
+        mut self,
+        decoder: D,
+        policy: Option<RetryPolicy>,
+        sharing: TypeSharing,
+    ) -> Self {
         match AssetTypeName::new(decoder.type_name()) {
             Ok(name) => {
                 let spec = DecoderSpec::new(name.clone(), decoder, policy);
-                let taken = self
-                    .types
-                    .iter()
-                    .any(|t| *t.name() == name || t.asset_type_id() == spec.asset_type_id());
+                let same_type = |t: &dyn TypeSpec| t.asset_type_id() == spec.asset_type_id();
+                let taken = self.types.iter().any(|t| {
+                    *t.name() == name || (sharing == TypeSharing::Unique && same_type(&**t))
+                });
                 if taken {
                     self.type_error.get_or_insert(BuildError::DuplicateType(name.to_string()));
                 } else {
@@ -364,6 +362,15 @@ impl RuntimeBuilder {
         *inner.core.lock().unwrap_or_else(PoisonError::into_inner) = Some(core);
         Ok(Runtime { inner })
     }
+}
+
+/// Whether a registered decoder's asset type may be another registered decoder's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TypeSharing {
+    /// No: the type is requested by Rust type (`Runtime::request::<T>`).
+    Unique,
+    /// Yes: the type is requested by name only (a replay's decoders).
+    ByNameOnly,
 }
 
 /// The memory budget of `config` over the registered `types`, in registration order.
@@ -497,10 +504,16 @@ impl Runtime {
         self.submit(entry, key, priority)
     }
 
-    fn entry<T: Send + Sync + 'static>(&self) -> Result<&TypeEntry<T>, RequestError> {
+    /// `Shutdown` once the runtime is closing.
+    fn open(&self) -> Result<(), RequestError> {
         if self.inner.closing.load(Ordering::Acquire) {
             return Err(RequestError::Shutdown);
         }
+        Ok(())
+    }
+
+    fn entry<T: Send + Sync + 'static>(&self) -> Result<&TypeEntry<T>, RequestError> {
+        self.open()?;
         self.inner
             .types
             .get(&TypeId::of::<T>())
@@ -523,9 +536,7 @@ impl Runtime {
         key: AssetKey,
         priority: Priority,
     ) -> Result<Box<dyn RootHandle>, RequestError> {
-        if self.inner.closing.load(Ordering::Acquire) {
-            return Err(RequestError::Shutdown);
-        }
+        self.open()?;
         let submitter = &self.inner.submitter;
         let requester = submitter
             .by_name
