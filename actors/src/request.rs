@@ -478,10 +478,12 @@ impl<T: Send + Sync + 'static> Handle<T> {
 
     /// Cancels the request now: unless it already ended, its state becomes `Cancelled` before
     /// this returns and it will never bind a value. The cache then drops the load if no other
-    /// request holds the asset.
-    pub fn cancel(&self) {
-        self.inner.cell.cancel();
+    /// request holds the asset. Returns whether this call ended the request (`false` when it
+    /// had already ended, ready or not).
+    pub fn cancel(&self) -> bool {
+        let ended_it = self.inner.cell.cancel();
         self.inner.release();
+        ended_it
     }
 
     /// Changes the request's priority: a queued load moves in the scheduler's queue, a decoded

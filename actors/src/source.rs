@@ -36,6 +36,21 @@ pub trait Source: Send + Sync + 'static {
     }
 }
 
+/// A boxed source is a source, so a wrapper (a delay, a fault injector) can hold any source.
+impl<S: Source + ?Sized> Source for Box<S> {
+    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+        (**self).read(key)
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+
+    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
+        (**self).entry_info(key)
+    }
+}
+
 /// What a source knows of an asset without reading it ([`Source::entry_info`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EntryInfo {

@@ -195,7 +195,9 @@ impl<T: Send + Sync + 'static> LoadGroup<T> {
 
     /// Cancels every request that has not ended.
     pub fn cancel_all(&self) {
-        self.handles.iter().for_each(Handle::cancel);
+        for h in &self.handles {
+            h.cancel();
+        }
     }
 
     /// Blocks until every request ended or `timeout` passes; returns whether all ended.

@@ -338,7 +338,7 @@ impl Streaming {
             match &load.handle {
                 LoadHandle::Mesh(h) => h.cancel(),
                 LoadHandle::Texture(h) => h.cancel(),
-            }
+            };
             hash.token(b"cancel");
             hash.token(load.path.as_bytes());
         }

@@ -95,7 +95,9 @@ fn ten_thousand_mixed_requests_each_reach_exactly_one_terminal_state() {
         let priority = Priority::ALL[(i % 5) as usize];
         let handle = rt.request::<streamrt_integration::Blob>(&path, priority).unwrap();
         match i % 7 {
-            0 => handle.cancel(),
+            0 => {
+                handle.cancel();
+            }
             1 => handle.reprioritize(Priority::Critical),
             _ => {}
         }

@@ -141,7 +141,9 @@ fn requests(daemon: &Daemon, conn: &mut Conn, id: u64) -> End {
             }
             ClientMsg::Status => conn.send(&ServerMsg::Status(daemon.rt.status())),
             ClientMsg::Load { keys, priority, wait } => load(daemon, conn, keys, priority, wait),
-            ClientMsg::Cancel { requests } => each(daemon, conn, &requests, |r| r.cancel()),
+            ClientMsg::Cancel { requests } => each(daemon, conn, &requests, |r| {
+                r.cancel();
+            }),
             ClientMsg::Reprioritize { requests, priority } => {
                 each(daemon, conn, &requests, |r| r.reprioritize(priority))
             }
