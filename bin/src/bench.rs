@@ -1,44 +1,101 @@
 //! `streamctl bench`: scenarios measured side by side with their baselines in one run.
 //!
 //! Figures are ratios against a baseline run in the same process, interleaved round by round,
-//! because these machines are shared and noisy; absolute times alone prove nothing.
+//! because these machines are shared and noisy; absolute times alone prove nothing. Each
+//! scenario prints what it ran, one line per system measured, the unit (and the target),
+//! then `bench SCENARIO: ours=X baseline=Y ratio=R`, where a ratio above 1 means streamrt is
+//! better; see [`outcome`]. `bench all` runs every scenario with its default sizes.
 //!
-//! Scenarios:
-//! - `throughput`: files of 1–256 KiB (checksummed blobs) from a directory, page cache warm.
-//!   Baseline: a plain parallel read + decode of the same files with as many threads as the
-//!   runtime's IO workers and decode threads together, no scheduling.
-//! - `telemetry`: assets of 1–16 KiB from memory, streamed with telemetry on (every event
-//!   written to a JSON-lines file) and off; the baseline is the run with telemetry off.
-//! - `coalesce`: small lz4 pack entries requested in pack order, with reads of adjacent
-//!   entries coalesced into 256 KiB windows; the baseline reads every entry on its own.
-//! - `frame`: the engine thread's `begin_frame` + `end_frame` with 0, 100 and 1,000 assets
-//!   ready (budget 64), p50 and p99; the baseline is the empty frame.
+//! Scenarios (each module's docs say exactly what is measured):
+//! - `throughput`: lz4 assets of 1–256 KiB (and 1 in 400 at 4 MiB) from a pack and from a
+//!   directory, against a plain parallel read + decompress + checksum (`limit`) and a tokio
+//!   task per asset (`naive`).
+//! - `slow-storage`: 1 ms added to every read, against the ideal overlapped rate.
+//! - `tiny`: 64-byte assets from memory, against a channel-and-pool pipeline.
+//! - `priority`: a critical request behind 10,000 queued low ones, against the same request on
+//!   an idle runtime (and a FIFO queue).
+//! - `cancel`: 10,000 queued, half cancelled, against the uncancelled run.
+//! - `scale`: 1,000,000 pending requests against 1,000.
+//! - `frame`: `begin_frame` + `end_frame` with 1,000 ready, against an empty frame.
+//! - `telemetry`: telemetry on against off; `coalesce`: coalesced pack reads against one read
+//!   per entry.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use streamrt::messages::AssetKey;
-use streamrt::{Decoder, DirSource, Priority, Runtime, RuntimeConfig};
+use anyhow::bail;
+use streamrt::{Handle, Priority, Runtime, RuntimeConfig};
 
-use crate::formats::{encode_blob, Blob, BlobDecoder};
+use crate::formats::Blob;
 
+mod cancel;
 mod coalesce;
 mod frame;
+mod outcome;
+mod plot;
+mod priority;
+mod scale;
+mod slow;
+mod telemetry;
+mod throughput;
+mod tiny;
+mod workload;
+
+use outcome::Outcome;
 
 /// The scenarios `streamctl bench` knows.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
-    /// Files of 1–256 KiB through the runtime vs a plain parallel read+decode.
+    /// Every scenario below, with its default sizes.
+    All,
+    /// lz4 assets of 1-256 KiB from a pack and a directory vs `limit` and `naive`.
     Throughput,
-    /// The same in-memory workload with telemetry on (log written) and off.
-    Telemetry,
+    /// 1 ms added to every read vs the ideal overlapped rate.
+    SlowStorage,
+    /// 64-byte assets from memory, request -> published, vs a channel-and-pool pipeline.
+    Tiny,
+    /// A critical request behind 10,000 queued low ones vs an idle runtime.
+    Priority,
+    /// 10,000 queued, half cancelled, vs the uncancelled run.
+    Cancel,
+    /// 1,000,000 pending requests vs 1,000.
+    Scale,
     /// Engine-thread cost of a frame boundary with 0, 100 and 1,000 assets ready.
     Frame,
+    /// The same in-memory workload with telemetry on (log written) and off.
+    Telemetry,
     /// Small pack entries in pack order, adjacent reads coalesced vs one read each.
     Coalesce,
+}
+
+impl Scenario {
+    /// What `all` runs, in order.
+    const EVERY: [Scenario; 9] = [
+        Scenario::Throughput,
+        Scenario::SlowStorage,
+        Scenario::Tiny,
+        Scenario::Priority,
+        Scenario::Cancel,
+        Scenario::Scale,
+        Scenario::Frame,
+        Scenario::Telemetry,
+        Scenario::Coalesce,
+    ];
+
+    fn run(self, args: &BenchArgs) -> anyhow::Result<Outcome> {
+        match self {
+            Scenario::Throughput => throughput::throughput(args),
+            Scenario::SlowStorage => slow::slow_storage(args),
+            Scenario::Tiny => tiny::tiny(args),
+            Scenario::Priority => priority::priority(args),
+            Scenario::Cancel => cancel::cancel(args),
+            Scenario::Scale => scale::scale(args),
+            Scenario::Frame => frame::frame(args),
+            Scenario::Telemetry => telemetry::telemetry(args),
+            Scenario::Coalesce => coalesce::coalesce(args),
+            Scenario::All => bail!("`all` is not one scenario"),
+        }
+    }
 }
 
 /// Options of `streamctl bench`.
@@ -47,95 +104,120 @@ pub struct BenchArgs {
     /// Which scenario to run.
     #[arg(value_enum)]
     scenario: Scenario,
-    /// Files to stream.
-    #[arg(long, default_value_t = 20_000)]
-    files: usize,
-    /// IO worker threads of the runtime.
+    /// Run the scenario on this pack's entries instead of generated ones (throughput,
+    /// slow-storage, priority, cancel).
+    #[arg(long)]
+    pack: Option<PathBuf>,
+    /// The scenario's main count (assets, files or pending requests) instead of its default.
+    #[arg(long)]
+    count: Option<usize>,
+    /// IO worker threads of the runtime (and of the baselines).
     #[arg(long, default_value_t = 2)]
     workers: usize,
-    /// Decode threads of the runtime.
+    /// Decode threads of the runtime (and of the baselines).
     #[arg(long, default_value_t = 2)]
     decode_threads: usize,
+    /// Read credits of the runtime (default: two per IO worker).
+    #[arg(long)]
+    reads_in_flight: Option<usize>,
+    /// Decode credits of the runtime (default: two per decode thread).
+    #[arg(long)]
+    decode_backlog: Option<usize>,
     /// Interleaved rounds of each system; the median round is reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Frame boundaries measured per level (`frame`).
     #[arg(long, default_value_t = 2_000)]
     frames: usize,
-    /// Seed of the generated files.
+    /// Seed of the generated assets.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Print the result as JSON.
+    /// Write the scenarios' SVG charts (throughput against depth, latency distribution) here.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Print each result as one JSON object.
     #[arg(long)]
     json: bool,
 }
 
-/// Runs the chosen scenario.
+/// Runs the chosen scenario, or all of them, and prints each result.
 ///
 /// # Errors
 ///
-/// Generating the files, starting the runtime, or a failed load.
+/// Generating the assets, starting the runtime, or a failed load.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    match args.scenario {
-        Scenario::Throughput => throughput(args),
-        Scenario::Telemetry => telemetry(args),
-        Scenario::Frame => frame::frame(args),
-        Scenario::Coalesce => coalesce::coalesce(args),
-    }
-}
-
-struct Files {
-    paths: Vec<String>,
-    bytes: u64,
-}
-
-fn generate(root: &Path, count: usize, seed: u64) -> anyhow::Result<Files> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    // Payloads are windows of one random buffer: realistic entropy without generating
-    // gigabytes of random numbers.
-    let pool: Vec<u8> = (0..(512 << 10)).map(|_| rng.u8(..)).collect();
-    let mut files = Files { paths: Vec::with_capacity(count), bytes: 0 };
-    for i in 0..count {
-        let dir = format!("d{:02}", i % 64);
-        std::fs::create_dir_all(root.join(&dir))?;
-        let len = rng.usize(1_024..=256 << 10) - 4;
-        let start = rng.usize(..pool.len() - len);
-        let bytes = encode_blob(&pool[start..start + len]);
-        let path = format!("{dir}/f{i:06}.bin");
-        std::fs::write(root.join(&path), &bytes)?;
-        files.bytes += bytes.len() as u64;
-        files.paths.push(path);
-    }
-    Ok(files)
-}
-
-/// The baseline: `threads` threads taking the next file, reading and decoding it.
-fn plain_parallel(root: &Path, files: &Files, threads: usize) -> anyhow::Result<Duration> {
-    let next = AtomicUsize::new(0);
+    let scenarios: &[Scenario] = match args.scenario {
+        Scenario::All => &Scenario::EVERY,
+        ref one => std::slice::from_ref(one),
+    };
     let started = Instant::now();
-    let kept: anyhow::Result<Vec<Vec<Arc<Blob>>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<Vec<Arc<Blob>>> {
-                    let mut kept = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = files.paths.get(i) else {
-                            return Ok(kept);
-                        };
-                        let bytes = std::fs::read(root.join(path))?;
-                        let key = AssetKey::parse(&format!("blob:{path}"))?;
-                        kept.push(Arc::new(BlobDecoder.decode(&key, bytes)?));
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().expect("baseline thread")).collect()
-    });
-    let elapsed = started.elapsed();
-    let kept = kept?;
-    anyhow::ensure!(kept.iter().map(Vec::len).sum::<usize>() == files.paths.len());
-    Ok(elapsed)
+    let mut closing = Vec::new();
+    for (i, scenario) in scenarios.iter().enumerate() {
+        if i > 0 && !args.json {
+            print_line("");
+        }
+        let outcome = scenario.run(args)?;
+        outcome.print(args.json);
+        if let Some(dir) = &args.plot {
+            std::fs::create_dir_all(dir)?;
+            for chart in &outcome.charts {
+                let path = dir.join(chart.file);
+                std::fs::write(&path, chart.render())?;
+                eprintln!("wrote {}", path.display());
+            }
+        }
+        closing.push(outcome.closing());
+    }
+    if scenarios.len() > 1 && !args.json {
+        print_line("");
+        let seconds = started.elapsed().as_secs_f64();
+        print_line(&format!("bench all: {} scenarios in {seconds:.1} s", closing.len()));
+        closing.iter().for_each(|line| print_line(line));
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+fn print_line(line: &str) {
+    println!("{line}");
+}
+
+/// Reports a round's times on stderr, so stdout holds only the result.
+fn round_line(args: &BenchArgs, round: usize, systems: &[(&str, Duration)]) {
+    if args.json {
+        return;
+    }
+    let times: Vec<String> =
+        systems.iter().map(|(name, d)| format!("{name} {:.3} s", d.as_secs_f64())).collect();
+    eprintln!("  round {round}: {}", times.join("  "));
+}
+
+/// Requests every `blob` path at `Normal`.
+///
+/// # Errors
+///
+/// A refused request.
+fn request_all(rt: &Runtime, paths: &[String]) -> anyhow::Result<Vec<Handle<Blob>>> {
+    Ok(paths
+        .iter()
+        .map(|p| rt.request::<Blob>(p, Priority::Normal))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Waits until every handle is ready.
+///
+/// # Errors
+///
+/// A load failed, or did not finish within 10 minutes.
+fn wait_all_ready<T: Send + Sync + 'static>(handles: &[Handle<T>]) -> anyhow::Result<()> {
+    for h in handles {
+        match h.wait_timeout(Duration::from_secs(600)) {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => bail!("{}: {e}", h.key()),
+            None => bail!("{} did not finish", h.key()),
+        }
+    }
+    Ok(())
 }
 
 /// The runtime every scenario measures: the bench's thread counts, credits of two loads per
@@ -143,25 +225,12 @@ fn plain_parallel(root: &Path, files: &Files, threads: usize) -> anyhow::Result<
 fn bench_config(args: &BenchArgs, requests: usize) -> RuntimeConfig {
     RuntimeConfig {
         workers: args.workers,
-        reads_in_flight: args.workers * 2,
+        reads_in_flight: args.reads_in_flight.unwrap_or(args.workers * 2),
         decode_threads: args.decode_threads,
-        decode_backlog_max: args.decode_threads * 2,
+        decode_backlog_max: args.decode_backlog.unwrap_or(args.decode_threads * 2),
         queue_capacity: requests.max(1),
         ..RuntimeConfig::default()
     }
-}
-
-/// Ours: every file requested at once from a fresh runtime, timed to the last `Ready`.
-fn streamrt_run(root: &Path, files: &Files, args: &BenchArgs) -> anyhow::Result<Duration> {
-    let config = bench_config(args, files.paths.len());
-    let rt = Runtime::builder()
-        .config(config)
-        .source(DirSource::new(root))
-        .register(BlobDecoder)
-        .build()?;
-    let elapsed = stream_all(&rt, &files.paths)?;
-    rt.shutdown();
-    Ok(elapsed)
 }
 
 /// Requests every path at once and times the run to the last `Ready`.
@@ -171,135 +240,11 @@ fn streamrt_run(root: &Path, files: &Files, args: &BenchArgs) -> anyhow::Result<
 /// A request was refused, failed, or did not finish within 10 minutes.
 fn stream_all(rt: &Runtime, paths: &[String]) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let handles = paths
-        .iter()
-        .map(|p| rt.request::<Blob>(p, Priority::Normal))
-        .collect::<Result<Vec<_>, _>>()?;
-    for h in &handles {
-        match h.wait_timeout(Duration::from_secs(600)) {
-            Some(Ok(_)) => {}
-            Some(Err(e)) => bail!("{}: {e}", h.key()),
-            None => bail!("{} did not finish", h.key()),
-        }
-    }
+    wait_all_ready(&request_all(rt, paths)?)?;
     Ok(started.elapsed())
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort_unstable();
     v[v.len() / 2]
-}
-
-fn throughput(args: &BenchArgs) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir().context("creating the bench folder")?;
-    let root: PathBuf = dir.path().to_owned();
-    let files = generate(&root, args.files, args.seed)?;
-    let threads = args.workers + args.decode_threads;
-    // One untimed pass warms the page cache for both systems.
-    plain_parallel(&root, &files, threads)?;
-    let (mut base, mut ours) = (Vec::new(), Vec::new());
-    for round in 1..=args.rounds.max(1) {
-        base.push(plain_parallel(&root, &files, threads)?);
-        ours.push(streamrt_run(&root, &files, args)?);
-        if !args.json {
-            println!(
-                "  round {round}: baseline {:.3} s  streamrt {:.3} s",
-                base[round - 1].as_secs_f64(),
-                ours[round - 1].as_secs_f64()
-            );
-        }
-    }
-    let rate = |d: Duration| files.paths.len() as f64 / d.as_secs_f64();
-    let mibs = |d: Duration| files.bytes as f64 / f64::from(1 << 20) / d.as_secs_f64();
-    let (b, o) = (median(base), median(ours));
-    let ratio = rate(o) / rate(b);
-    if args.json {
-        let out = serde_json::json!({
-            "scenario": "throughput", "unit": "files/s", "files": files.paths.len(),
-            "bytes": files.bytes, "ours": rate(o), "baseline": rate(b), "ratio": ratio,
-            "ours_mib_s": mibs(o), "baseline_mib_s": mibs(b),
-        });
-        println!("{out}");
-        return Ok(());
-    }
-    println!(
-        "throughput: {} files, {:.2} GiB, 1-256 KiB each, page cache warm",
-        files.paths.len(),
-        files.bytes as f64 / f64::from(1 << 30)
-    );
-    println!(
-        "baseline plain parallel read+decode, {threads} threads: {:.0} files/s {:.1} MiB/s",
-        rate(b),
-        mibs(b)
-    );
-    println!(
-        "streamrt {} io workers + {} decode threads: {:.0} files/s {:.1} MiB/s",
-        args.workers,
-        args.decode_threads,
-        rate(o),
-        mibs(o)
-    );
-    println!("unit: files/s");
-    println!("bench throughput: ours={:.0} baseline={:.0} ratio={ratio:.2}", rate(o), rate(b));
-    Ok(())
-}
-
-/// One run of the telemetry scenario: every asset requested at once, timed to the last end.
-fn memory_run(
-    source: &streamrt::MemorySource,
-    keys: &[String],
-    args: &BenchArgs,
-    log: Option<&Path>,
-) -> anyhow::Result<Duration> {
-    let config = RuntimeConfig {
-        events_enabled: log.is_some(),
-        telemetry_path: log.map(Path::to_owned),
-        ..bench_config(args, keys.len())
-    };
-    let rt =
-        Runtime::builder().config(config).source(source.clone()).register(BlobDecoder).build()?;
-    let elapsed = stream_all(&rt, keys)?;
-    rt.shutdown();
-    Ok(elapsed)
-}
-
-fn telemetry(args: &BenchArgs) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir().context("creating the bench folder")?;
-    let mut rng = fastrand::Rng::with_seed(args.seed);
-    let source = streamrt::MemorySource::new();
-    let keys: Vec<String> = (0..args.files).map(|i| format!("m{i}")).collect();
-    for k in &keys {
-        let payload: Vec<u8> = (0..rng.usize(1_024..16 << 10)).map(|_| rng.u8(..)).collect();
-        source.insert(AssetKey::parse(&format!("blob:{k}"))?, encode_blob(&payload));
-    }
-    let log = dir.path().join("bench.jsonl");
-    let (mut on, mut off) = (Vec::new(), Vec::new());
-    for round in 1..=args.rounds.max(1) {
-        off.push(memory_run(&source, &keys, args, None)?);
-        on.push(memory_run(&source, &keys, args, Some(&log))?);
-        if !args.json {
-            println!(
-                "  round {round}: telemetry off {:.3} s  on {:.3} s",
-                off[round - 1].as_secs_f64(),
-                on[round - 1].as_secs_f64()
-            );
-        }
-    }
-    let rate = |d: Duration| keys.len() as f64 / d.as_secs_f64();
-    let (o, b) = (median(on), median(off));
-    let ratio = rate(o) / rate(b);
-    if args.json {
-        let out = serde_json::json!({
-            "scenario": "telemetry", "unit": "requests/s", "requests": keys.len(),
-            "ours": rate(o), "baseline": rate(b), "ratio": ratio,
-        });
-        println!("{out}");
-        return Ok(());
-    }
-    println!("telemetry: {} in-memory assets of 1-16 KiB, every event written when on", keys.len());
-    println!("telemetry off (baseline): {:.0} requests/s", rate(b));
-    println!("telemetry on: {:.0} requests/s", rate(o));
-    println!("unit: requests/s");
-    println!("bench telemetry: ours={:.0} baseline={:.0} ratio={ratio:.2}", rate(o), rate(b));
-    Ok(())
 }

@@ -55,8 +55,8 @@ pub trait Tracked: Send + Sync {
     fn wait(&self, timeout: Duration) -> bool;
     /// The request's state.
     fn state(&self) -> LoadState;
-    /// Cancels the request.
-    fn cancel(&self);
+    /// Cancels the request; whether this call ended it.
+    fn cancel(&self) -> bool;
     /// Changes the request's priority.
     fn reprioritize(&self, priority: Priority);
     /// Microseconds from request to terminal state, once terminal.
@@ -90,8 +90,8 @@ impl<T: Send + Sync + 'static> Tracked for Handle<T> {
         Handle::state(self)
     }
 
-    fn cancel(&self) {
-        Handle::cancel(self);
+    fn cancel(&self) -> bool {
+        Handle::cancel(self)
     }
 
     fn reprioritize(&self, priority: Priority) {

@@ -9,8 +9,12 @@ use anyhow::Context;
 use streamrt::pack::{Codec, PackLimits, PackWriter};
 use streamrt::{Coalescing, PackSource, Runtime};
 
-use super::{bench_config, median, stream_all, BenchArgs};
+use super::outcome::Outcome;
+use super::{bench_config, median, round_line, stream_all, BenchArgs};
 use crate::formats::{encode_blob, BlobDecoder};
+
+/// Entries of the scenario by default.
+const ASSETS: usize = 20_000;
 
 /// Writes `count` checksummed blobs of 1–16 KiB, lz4, into a pack; returns their paths.
 fn build(path: &Path, count: usize, seed: u64) -> anyhow::Result<Vec<String>> {
@@ -50,10 +54,10 @@ fn run(
     Ok((elapsed, source.reads()))
 }
 
-pub(super) fn coalesce(args: &BenchArgs) -> anyhow::Result<()> {
+pub(super) fn coalesce(args: &BenchArgs) -> anyhow::Result<Outcome> {
     let dir = tempfile::tempdir().context("creating the bench folder")?;
     let pack = dir.path().join("small.pack");
-    let paths = build(&pack, args.files, args.seed)?;
+    let paths = build(&pack, args.count.unwrap_or(ASSETS), args.seed)?;
     // One untimed pass warms the page cache for both.
     run(&pack, &paths, Coalescing::off(), args)?;
     let (mut base, mut ours, mut reads) = (Vec::new(), Vec::new(), (0, 0));
@@ -61,37 +65,32 @@ pub(super) fn coalesce(args: &BenchArgs) -> anyhow::Result<()> {
         let (b, b_reads) = run(&pack, &paths, Coalescing::off(), args)?;
         let (o, o_reads) = run(&pack, &paths, Coalescing::default(), args)?;
         reads = (b_reads, o_reads);
-        if !args.json {
-            println!(
-                "  round {round}: separate reads {:.3} s  coalesced {:.3} s",
-                b.as_secs_f64(),
-                o.as_secs_f64()
-            );
-        }
+        round_line(args, round, &[("separate reads", b), ("coalesced", o)]);
         base.push(b);
         ours.push(o);
     }
     let rate = |d: Duration| paths.len() as f64 / d.as_secs_f64();
-    let (b, o) = (median(base), median(ours));
-    let ratio = rate(o) / rate(b);
-    if args.json {
-        let out = serde_json::json!({
-            "scenario": "coalesce", "unit": "files/s", "files": paths.len(),
-            "ours": rate(o), "baseline": rate(b), "ratio": ratio,
-            "ours_reads": reads.1, "baseline_reads": reads.0,
-        });
-        println!("{out}");
-        return Ok(());
-    }
+    let (b, o) = (rate(median(base)), rate(median(ours)));
     let size = std::fs::metadata(&pack)?.len();
-    println!(
-        "coalesce: {} lz4 entries of 1-16 KiB in pack order, {:.1} MiB pack, page cache warm",
-        paths.len(),
-        size as f64 / f64::from(1 << 20)
-    );
-    println!("baseline one read per entry: {:.0} files/s, {} reads", rate(b), reads.0);
-    println!("streamrt coalesced 256 KiB windows: {:.0} files/s, {} reads", rate(o), reads.1);
-    println!("unit: files/s");
-    println!("bench coalesce: ours={:.0} baseline={:.0} ratio={ratio:.2}", rate(o), rate(b));
-    Ok(())
+    Ok(Outcome {
+        scenario: "coalesce",
+        lines: vec![
+            format!(
+                "coalesce: {} lz4 entries of 1-16 KiB in pack order, {:.1} MiB pack, page cache warm",
+                paths.len(),
+                size as f64 / f64::from(1 << 20)
+            ),
+            format!("baseline one read per entry: {b:.0} files/s, {} reads", reads.0),
+            format!("streamrt coalesced 256 KiB windows: {o:.0} files/s, {} reads", reads.1),
+        ],
+        unit: "files/s".into(),
+        ours: o,
+        baseline: b,
+        ratio: o / b,
+        target: None,
+        extra: serde_json::json!({
+            "files": paths.len(), "ours_reads": reads.1, "baseline_reads": reads.0,
+        }),
+        charts: vec![],
+    })
 }

@@ -11,6 +11,7 @@ use anyhow::{bail, ensure};
 use streamrt::messages::AssetKey;
 use streamrt::{wait_loaded, Handle, MemorySource, Priority, Runtime};
 
+use super::outcome::{Outcome, Target};
 use super::BenchArgs;
 use crate::formats::{encode_blob, Blob, BlobDecoder};
 use streamrt::report::quantile;
@@ -18,6 +19,10 @@ use streamrt::report::quantile;
 /// The publish budget of every level.
 const BUDGET: u32 = 64;
 const PATIENCE: Duration = Duration::from_secs(60);
+/// Assets ready at the measured level by default.
+const READY: usize = 1_000;
+/// The target for the p99 boundary with `READY` assets ready, in microseconds.
+const P99_US_MAX: u32 = 50;
 
 /// Figures of one backlog level, in nanoseconds.
 struct Level {
@@ -76,49 +81,52 @@ fn measure(ready: usize, frames: usize) -> anyhow::Result<Level> {
     })
 }
 
-/// Runs the scenario and prints its lines.
-pub fn frame(args: &BenchArgs) -> anyhow::Result<()> {
+/// Runs the scenario.
+pub(super) fn frame(args: &BenchArgs) -> anyhow::Result<Outcome> {
     let frames = args.frames.max(10);
-    let levels = [0, 100, 1_000]
+    let levels = [0, 100, args.count.unwrap_or(READY)]
         .into_iter()
         .map(|n| measure(n, frames))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let us = |ns: u64| ns as f64 / 1e3;
     let (empty, full) = (&levels[0], &levels[2]);
-    let ratio = empty.p99_ns.max(1) as f64 / full.p99_ns.max(1) as f64;
-    if args.json {
-        let rows: Vec<_> = levels
-            .iter()
-            .map(|l| {
-                serde_json::json!({
-                    "ready": l.ready, "p50_us": us(l.p50_ns), "p99_us": us(l.p99_ns),
-                    "max_us": us(l.max_ns), "published_per_frame": l.published_per_frame,
-                })
-            })
-            .collect();
-        let out = serde_json::json!({
-            "scenario": "frame", "unit": "us p99", "frames": frames, "budget": BUDGET,
-            "levels": rows, "ours": us(full.p99_ns), "baseline": us(empty.p99_ns), "ratio": ratio,
-        });
-        println!("{out}");
-        return Ok(());
-    }
-    println!("frame: begin_frame+end_frame on the engine thread, budget {BUDGET}, {frames} frames");
-    for l in &levels {
-        println!(
+    let mut lines = vec![format!(
+        "frame: begin_frame+end_frame on the engine thread, budget {BUDGET}, {frames} frames"
+    )];
+    lines.extend(levels.iter().map(|l| {
+        format!(
             "ready={:>5}: p50={:.1} us p99={:.1} us max={:.1} us published/frame={:.1}",
             l.ready,
             us(l.p50_ns),
             us(l.p99_ns),
             us(l.max_ns),
             l.published_per_frame
-        );
-    }
-    println!("unit: us (p99 of begin_frame+end_frame with 1,000 ready; baseline: an empty frame)");
-    println!(
-        "bench frame: ours={:.1} baseline={:.1} ratio={ratio:.2}",
-        us(full.p99_ns),
-        us(empty.p99_ns)
-    );
-    Ok(())
+        )
+    }));
+    let rows: Vec<_> = levels
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "ready": l.ready, "p50_us": us(l.p50_ns), "p99_us": us(l.p99_ns),
+                "max_us": us(l.max_ns), "published_per_frame": l.published_per_frame,
+            })
+        })
+        .collect();
+    Ok(Outcome {
+        scenario: "frame",
+        lines,
+        unit: format!(
+            "us, p99 of begin_frame+end_frame with {} ready; baseline: an empty frame",
+            full.ready
+        ),
+        ours: us(full.p99_ns),
+        baseline: us(empty.p99_ns),
+        ratio: empty.p99_ns.max(1) as f64 / full.p99_ns.max(1) as f64,
+        target: Some(Target::new(
+            format!("p99 <= {P99_US_MAX} us"),
+            us(full.p99_ns) <= f64::from(P99_US_MAX),
+        )),
+        extra: serde_json::json!({ "frames": frames, "budget": BUDGET, "levels": rows }),
+        charts: vec![],
+    })
 }

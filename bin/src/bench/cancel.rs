@@ -1,0 +1,107 @@
+//! `streamctl bench cancel`: 10,000 requests queued at once, every other one cancelled right
+//! after, against the same requests uncancelled (1–64 KiB lz4 pack entries, or `--pack`).
+//!
+//! Ours counts the bytes the runtime read (`Status::bytes_read`) and the cancelled requests
+//! that were bound anyway: a cancelled handle must end `Cancelled`, never `Ready`. The closing
+//! line compares the bytes read (ratio = uncancelled / cancelled; the target, at most 55 % of
+//! the uncancelled bytes, is a ratio of at least 1.82).
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context};
+use streamrt::{LoadState, Runtime};
+
+use super::outcome::{Outcome, Target};
+use super::workload::{generate_pack, open_pack, Sizes, Workload};
+use super::{bench_config, BenchArgs};
+use crate::tracked::Tracked;
+
+/// Requests of the scenario by default.
+const ASSETS: usize = 10_000;
+const READ_SHARE_MAX: f64 = 0.55;
+const PATIENCE: Duration = Duration::from_secs(600);
+
+/// What one run read and bound.
+struct Run {
+    bytes_read: u64,
+    /// Cancelled requests that ended `Ready` anyway.
+    bound_after_cancel: usize,
+    cancelled: usize,
+    /// Requests chosen for cancelling (some had already ended).
+    chosen: usize,
+}
+
+/// Requests every asset, cancels every other one at once when `cancel`, waits for all.
+fn run(workload: &Workload, cancel: bool, args: &BenchArgs) -> anyhow::Result<Run> {
+    let rt: Runtime =
+        workload.builder()?.config(bench_config(args, workload.keys.len())).build()?;
+    let handles = workload.request_all(&rt)?;
+    let chosen: Vec<&Box<dyn Tracked>> =
+        if cancel { handles.iter().step_by(2).collect() } else { Vec::new() };
+    // A request that had already ended (ready) when cancelled is not cancelled: only those
+    // this call ended count, and none of them may bind.
+    let cancelled: Vec<&Box<dyn Tracked>> = chosen.iter().copied().filter(|h| h.cancel()).collect();
+    for h in &handles {
+        ensure!(h.wait(PATIENCE), "{} did not finish", h.key());
+    }
+    ensure!(rt.sync(PATIENCE), "the runtime did not settle");
+    let bound_after_cancel = cancelled.iter().filter(|h| h.state() != LoadState::Cancelled).count();
+    let kept_failed = handles
+        .iter()
+        .skip(usize::from(cancel))
+        .step_by(if cancel { 2 } else { 1 })
+        .find(|h| h.state() != LoadState::Ready);
+    if let Some(h) = kept_failed {
+        anyhow::bail!("{} ended {:?}", h.key(), h.state());
+    }
+    let bytes_read = rt.status().bytes_read;
+    rt.shutdown();
+    Ok(Run { bytes_read, bound_after_cancel, cancelled: cancelled.len(), chosen: chosen.len() })
+}
+
+/// Runs the scenario.
+pub(super) fn cancel(args: &BenchArgs) -> anyhow::Result<Outcome> {
+    let dir = tempfile::tempdir().context("creating the bench folder")?;
+    let workload = match &args.pack {
+        Some(pack) => open_pack(pack, None)?,
+        None => generate_pack(
+            &dir.path().join("cancel.pack"),
+            &Sizes::SMALL,
+            args.count.unwrap_or(ASSETS),
+            args.seed,
+        )?,
+    };
+    let full = run(&workload, false, args)?;
+    let half = run(&workload, true, args)?;
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    let share = half.bytes_read as f64 / full.bytes_read.max(1) as f64;
+    Ok(Outcome {
+        scenario: "cancel",
+        lines: vec![
+            format!("cancel: {}, all requested at once, every other one cancelled at once", workload.describe()),
+            format!("uncancelled (baseline): {:.1} MiB read", mib(full.bytes_read)),
+            format!(
+                "streamrt, {} of {} cancelled (the rest had ended): {:.1} MiB read ({:.1} % of the uncancelled), bound after cancel: {}",
+                half.cancelled,
+                half.chosen,
+                mib(half.bytes_read),
+                share * 100.0,
+                half.bound_after_cancel
+            ),
+        ],
+        unit: "MiB read; baseline: the uncancelled run".into(),
+        ours: mib(half.bytes_read),
+        baseline: mib(full.bytes_read),
+        ratio: 1.0 / share.max(1e-9),
+        target: Some(Target::new(
+            format!("bytes read <= {:.0} % and bound after cancel = 0", READ_SHARE_MAX * 100.0),
+            share <= READ_SHARE_MAX && half.bound_after_cancel == 0,
+        )),
+        extra: serde_json::json!({
+            "requests": workload.keys.len(), "cancelled": half.cancelled,
+            "bytes_read": half.bytes_read, "baseline_bytes_read": full.bytes_read,
+            "bound_after_cancel": half.bound_after_cancel,
+        }),
+        charts: vec![],
+    })
+}

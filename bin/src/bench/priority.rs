@@ -1,0 +1,168 @@
+//! `streamctl bench priority`: one critical request behind 10,000 queued low ones.
+//!
+//! Each trial queues 10,000 `Low` requests (1 KiB assets from memory), waits until the runtime
+//! holds them all, then requests one `Critical` asset not loaded before and times it to ready
+//! on the caller's thread; the low requests are then cancelled. Baselines:
+//! - idle: the same critical request on an idle runtime (fresh keys, same settings);
+//! - a FIFO queue: the channel-and-pool pipeline of `tiny` fed the low keys, then the critical
+//!   one, which waits for every low one before it.
+//!
+//! The closing line compares the p99 behind the queue with the idle p99 (ratio = idle / ours;
+//! the target, p99 at most 3 times idle, is a ratio of at least 0.33).
+
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use streamrt::messages::AssetKey;
+use streamrt::report::quantile;
+use streamrt::{MemorySource, Priority, Runtime};
+
+use super::outcome::{Outcome, Target};
+use super::plot::{Chart, Series};
+use super::tiny::Pipeline;
+use super::{bench_config, BenchArgs};
+use crate::formats::{encode_blob, Blob, BlobDecoder};
+
+/// Low requests queued ahead of the critical one by default.
+const QUEUED: usize = 10_000;
+/// Critical requests timed per system.
+const TRIALS: usize = 100;
+/// FIFO trials: each waits for the whole queue.
+const FIFO_TRIALS: usize = 10;
+const ASSET_BYTES: usize = 1_024;
+const PATIENCE: Duration = Duration::from_secs(60);
+const IDLE_MULTIPLE_MAX: f64 = 3.0;
+
+/// The latencies (ns) of the critical requests, sorted.
+struct Latencies(Vec<u64>);
+
+impl Latencies {
+    fn p(&self, q: f64) -> f64 {
+        quantile(&self.0, q) as f64 / 1e3
+    }
+
+    /// The empirical distribution, microseconds against the fraction at or below.
+    fn cdf(&self, name: &str) -> Series {
+        let n = self.0.len().max(1) as f64;
+        let points = self
+            .0
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| (*ns as f64 / 1e3, (i + 1) as f64 / n))
+            .collect();
+        Series { name: name.into(), points }
+    }
+}
+
+fn source(queued: usize, trials: usize) -> anyhow::Result<MemorySource> {
+    let source = MemorySource::new();
+    let bytes = encode_blob(&[7; ASSET_BYTES - 4]);
+    for i in 0..queued {
+        source.insert(AssetKey::parse(&format!("blob:low/{i}"))?, bytes.clone());
+    }
+    for i in 0..trials * 2 {
+        source.insert(AssetKey::parse(&format!("blob:crit/{i}"))?, bytes.clone());
+    }
+    Ok(source)
+}
+
+/// Times critical requests `crit/{first}..` with `queued` low ones ahead of each.
+fn critical(
+    source: &MemorySource,
+    queued: usize,
+    first: usize,
+    args: &BenchArgs,
+) -> anyhow::Result<Latencies> {
+    let config = bench_config(args, queued + 1);
+    let rt =
+        Runtime::builder().config(config).source(source.clone()).register(BlobDecoder).build()?;
+    let mut samples = Vec::with_capacity(TRIALS);
+    for trial in 0..TRIALS {
+        let low = (0..queued)
+            .map(|i| rt.request::<Blob>(&format!("low/{i}"), Priority::Low))
+            .collect::<Result<Vec<_>, _>>()?;
+        ensure!(rt.sync(PATIENCE), "the runtime did not take the low requests");
+        let started = Instant::now();
+        let crit = rt.request::<Blob>(&format!("crit/{}", first + trial), Priority::Critical)?;
+        ensure!(matches!(crit.wait_timeout(PATIENCE), Some(Ok(_))), "the critical request failed");
+        samples.push(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        for h in &low {
+            h.cancel();
+        }
+        ensure!(rt.sync(PATIENCE), "the runtime did not take the cancels");
+    }
+    rt.shutdown();
+    samples.sort_unstable();
+    Ok(Latencies(samples))
+}
+
+/// The FIFO queue: the critical key sent after the low ones, timed from its send.
+fn fifo(source: &MemorySource, queued: usize, args: &BenchArgs) -> anyhow::Result<Latencies> {
+    let mut samples = Vec::with_capacity(FIFO_TRIALS);
+    for _ in 0..FIFO_TRIALS {
+        let mut keys: Vec<String> = (0..queued).map(|i| format!("low/{i}")).collect();
+        keys.push("crit/0".into());
+        let pipeline = Pipeline::start(source, keys.len(), args);
+        for (i, k) in keys.iter().enumerate().take(queued) {
+            pipeline.send(i, k)?;
+        }
+        let started = Instant::now();
+        pipeline.send(queued, &keys[queued])?;
+        pipeline.wait_for(queued)?;
+        samples.push(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        pipeline.finish()?;
+    }
+    samples.sort_unstable();
+    Ok(Latencies(samples))
+}
+
+/// Runs the scenario.
+pub(super) fn priority(args: &BenchArgs) -> anyhow::Result<Outcome> {
+    let queued = args.count.unwrap_or(QUEUED);
+    let source = source(queued, TRIALS)?;
+    let idle = critical(&source, 0, 0, args)?;
+    let behind = critical(&source, queued, TRIALS, args)?;
+    let fifo = fifo(&source, queued, args)?;
+    let line = |name: &str, l: &Latencies| {
+        format!("{name}: p50={:.0} us p99={:.0} us max={:.0} us", l.p(0.5), l.p(0.99), l.p(1.0))
+    };
+    let ratio = idle.p(0.99) / behind.p(0.99);
+    let chart = Chart {
+        file: "latency-distribution.svg",
+        title: format!("request -> ready latency of a critical request ({queued} queued low)"),
+        x_label: "microseconds (log)".into(),
+        y_label: "fraction of requests ready".into(),
+        x_log: true,
+        series: vec![
+            idle.cdf("idle runtime"),
+            behind.cdf(&format!("streamrt, {queued} low queued")),
+            fifo.cdf(&format!("fifo queue, {queued} ahead")),
+        ],
+    };
+    Ok(Outcome {
+        scenario: "priority",
+        lines: vec![
+            format!(
+                "priority: one critical request (1 KiB, from memory) behind {queued} queued low ones, {TRIALS} trials"
+            ),
+            line("idle runtime (baseline)", &idle),
+            line(&format!("fifo queue, {FIFO_TRIALS} trials"), &fifo),
+            line(&format!("streamrt behind {queued} low"), &behind),
+        ],
+        unit: "us, p99 request -> ready of the critical request; baseline: idle".into(),
+        ours: behind.p(0.99),
+        baseline: idle.p(0.99),
+        ratio,
+        target: Some(Target::new(
+            format!("p99 <= {IDLE_MULTIPLE_MAX:.0}x idle (ratio >= {:.2})", 1.0 / IDLE_MULTIPLE_MAX),
+            ratio >= 1.0 / IDLE_MULTIPLE_MAX,
+        )),
+        extra: serde_json::json!({
+            "queued": queued, "trials": TRIALS,
+            "idle_us": idle.0.iter().map(|ns| *ns as f64 / 1e3).collect::<Vec<_>>(),
+            "behind_us": behind.0.iter().map(|ns| *ns as f64 / 1e3).collect::<Vec<_>>(),
+            "fifo_us": fifo.0.iter().map(|ns| *ns as f64 / 1e3).collect::<Vec<_>>(),
+        }),
+        charts: vec![chart],
+    })
+}

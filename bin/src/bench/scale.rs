@@ -1,0 +1,217 @@
+//! `streamctl bench scale`: throughput with 1,000,000 requests pending against 1,000, and the
+//! memory a pending request costs.
+//!
+//! At each queue depth a fresh runtime (64-byte assets from memory) is filled with `depth`
+//! requests while its source is gated shut, so every one of them is pending; the process's
+//! peak RSS over the fill (its high-water mark, reset first) less its RSS before gives the
+//! bytes per pending request. Then the gate opens and the caller keeps `depth` requests
+//! pending, replacing each that ends with a new one, and times a fixed number of completions.
+//! Depths from 1 to 1,000,000 give the throughput-against-depth curve; the closing line
+//! compares the largest depth with 1,000.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use streamrt::messages::AssetKey;
+use streamrt::{EntryInfo, Handle, MemorySource, Priority, Runtime, Source, SourceError};
+
+use super::outcome::{Outcome, Target};
+use super::plot::{Chart, Series};
+use super::{bench_config, BenchArgs};
+use crate::formats::{encode_blob, Blob, BlobDecoder};
+
+/// The largest depth by default.
+const DEPTH_MAX: usize = 1_000_000;
+/// The depth the largest is compared with.
+const DEPTH_BASE: usize = 1_000;
+/// Completions timed at the compared depths.
+const COMPLETIONS: usize = 100_000;
+const ASSET_BYTES: usize = 64;
+const PATIENCE: Duration = Duration::from_secs(600);
+const RATE_SHARE_MIN: f64 = 0.90;
+const BYTES_PER_PENDING_MAX: f64 = 256.0;
+
+/// A source whose reads wait until the gate opens.
+#[derive(Clone)]
+struct Gated {
+    inner: MemorySource,
+    open: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Gated {
+    fn open(&self) {
+        *self.open.0.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.open.1.notify_all();
+    }
+}
+
+impl Source for Gated {
+    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+        let (lock, cv) = &*self.open;
+        let mut open = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*open {
+            open = cv.wait(open).unwrap_or_else(PoisonError::into_inner);
+        }
+        drop(open);
+        self.inner.read(key)
+    }
+
+    fn describe(&self) -> String {
+        format!("gated {}", self.inner.describe())
+    }
+
+    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
+        self.inner.entry_info(key)
+    }
+}
+
+/// One depth's figures.
+struct Depth {
+    depth: usize,
+    completions: usize,
+    rate: f64,
+    bytes_per_pending: f64,
+}
+
+/// A line of `/proc/self/status` in bytes (`VmRSS`, `VmHWM`); 0 where there is none.
+fn vm_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+fn measure(
+    source: &MemorySource,
+    depth: usize,
+    completions: usize,
+    args: &BenchArgs,
+) -> anyhow::Result<Depth> {
+    let gated = Gated { inner: source.clone(), open: Arc::default() };
+    let config = bench_config(args, depth + completions);
+    let rt =
+        Runtime::builder().config(config).source(gated.clone()).register(BlobDecoder).build()?;
+    let path = |i: usize| format!("s/{i}");
+    // Resetting the high-water mark needs Linux's clear_refs; without it the peak is the
+    // process's own, which only overstates the cost.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = vm_bytes("VmRSS");
+    let mut pending: VecDeque<Handle<Blob>> = (0..depth)
+        .map(|i| rt.request::<Blob>(&path(i), Priority::Normal))
+        .collect::<Result<_, _>>()?;
+    ensure!(rt.sync(PATIENCE), "the runtime did not take the requests");
+    let peak = vm_bytes("VmHWM").max(vm_bytes("VmRSS"));
+    let bytes_per_pending = peak.saturating_sub(before) as f64 / depth.max(1) as f64;
+    gated.open();
+    let started = Instant::now();
+    for next in depth..depth + completions {
+        let done = pending.pop_front().expect("the window holds depth requests");
+        ensure!(matches!(done.wait_timeout(PATIENCE), Some(Ok(_))), "{} failed", done.key());
+        pending.push_back(rt.request::<Blob>(&path(next), Priority::Normal)?);
+    }
+    let elapsed = started.elapsed();
+    drop(pending);
+    rt.shutdown();
+    Ok(Depth {
+        depth,
+        completions,
+        rate: completions as f64 / elapsed.as_secs_f64(),
+        bytes_per_pending,
+    })
+}
+
+/// The depths measured, smallest first, up to `largest`, with `DEPTH_BASE` among them.
+fn depths(largest: usize) -> Vec<usize> {
+    let mut d: Vec<usize> = std::iter::successors(Some(1usize), |d| Some(d * 10))
+        .take_while(|d| *d < largest)
+        .collect();
+    d.push(largest);
+    if !d.contains(&DEPTH_BASE) && DEPTH_BASE < largest {
+        d.push(DEPTH_BASE);
+        d.sort_unstable();
+    }
+    d
+}
+
+/// Completions timed at `depth`: fewer where the depth is small and each waits its turn.
+fn completions(depth: usize, largest: usize) -> usize {
+    if depth >= DEPTH_BASE.min(largest) {
+        COMPLETIONS.min(largest.max(1_000))
+    } else {
+        (depth * 100).clamp(2_000, COMPLETIONS)
+    }
+}
+
+/// Runs the scenario.
+pub(super) fn scale(args: &BenchArgs) -> anyhow::Result<Outcome> {
+    let largest = args.count.unwrap_or(DEPTH_MAX).max(1);
+    let measured = depths(largest);
+    let keys = measured.iter().map(|d| d + completions(*d, largest)).max().unwrap_or(0);
+    let source = MemorySource::new();
+    for i in 0..keys {
+        source.insert(
+            AssetKey::parse(&format!("blob:s/{i}"))?,
+            encode_blob(&(i as u64).to_le_bytes().repeat(ASSET_BYTES / 8 - 1)),
+        );
+    }
+    let rows = measured
+        .into_iter()
+        .map(|d| measure(&source, d, completions(d, largest), args))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let base = rows
+        .iter()
+        .find(|r| r.depth == DEPTH_BASE.min(largest))
+        .expect("the base depth is measured");
+    let top = rows.last().expect("at least one depth");
+    let mut lines = vec![format!(
+        "scale: {ASSET_BYTES}-byte assets from memory, depth requests kept pending, {} io + {} decode threads",
+        args.workers, args.decode_threads
+    )];
+    lines.extend(rows.iter().map(|r| {
+        format!(
+            "depth {:>9}: {:>8.0} requests/s over {} completions, {:.0} bytes per pending request (peak RSS)",
+            r.depth, r.rate, r.completions, r.bytes_per_pending
+        )
+    }));
+    let ratio = top.rate / base.rate;
+    let met = ratio >= RATE_SHARE_MIN && top.bytes_per_pending <= BYTES_PER_PENDING_MAX;
+    let chart = Chart {
+        file: "throughput-vs-depth.svg",
+        title: format!(
+            "streamrt throughput against queue depth ({ASSET_BYTES}-byte assets, memory)"
+        ),
+        x_label: "requests pending (queue depth)".into(),
+        y_label: "requests/s".into(),
+        x_log: true,
+        series: vec![Series {
+            name: "streamrt".into(),
+            points: rows.iter().map(|r| (r.depth as f64, r.rate)).collect(),
+        }],
+    };
+    Ok(Outcome {
+        scenario: "scale",
+        lines,
+        unit: format!("requests/s at depth {}; baseline: depth {}", top.depth, base.depth),
+        ours: top.rate,
+        baseline: base.rate,
+        ratio,
+        target: Some(Target::new(
+            format!(
+                "throughput within {:.0} % and <= {BYTES_PER_PENDING_MAX:.0} bytes per pending request",
+                (1.0 - RATE_SHARE_MIN) * 100.0
+            ),
+            met,
+        )),
+        extra: serde_json::json!({
+            "depths": rows.iter().map(|r| serde_json::json!({
+                "depth": r.depth, "requests_per_s": r.rate, "completions": r.completions,
+                "bytes_per_pending": r.bytes_per_pending,
+            })).collect::<Vec<_>>(),
+        }),
+        charts: vec![chart],
+    })
+}

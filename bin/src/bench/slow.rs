@@ -1,0 +1,142 @@
+//! `streamctl bench slow-storage`: 2,000 assets (1–64 KiB, lz4 pack, or `--pack`) with 1 ms
+//! added to every read, as from a slow disk or a network store.
+//!
+//! The runtime gets `READS_IN_FLIGHT` IO workers and read credits (`--reads-in-flight`
+//! overrides both), two decode threads. Systems:
+//! - the ideal overlapped rate: reads in flight / latency, capped by what the decode threads
+//!   manage without any delay (measured in the same run);
+//! - a FIFO pool: as many threads as reads in flight, each taking the next asset, one read at a
+//!   time (delay, read, decode);
+//! - ours: every asset requested at once, timed to the last `Ready`.
+//!
+//! The closing line compares ours with the ideal.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use streamrt::messages::AssetKey;
+use streamrt::{EntryInfo, RuntimeConfig, Source, SourceError};
+
+use super::outcome::{Outcome, Target};
+use super::throughput::limit;
+use super::workload::{generate_pack, open_pack, Sizes, Workload};
+use super::{bench_config, median, round_line, BenchArgs};
+
+/// Assets of the scenario by default.
+const ASSETS: usize = 2_000;
+/// What every read waits before it starts.
+const READ_DELAY: Duration = Duration::from_millis(1);
+/// Reads in flight (and IO workers) by default.
+const READS_IN_FLIGHT: usize = 16;
+const IDEAL_RATIO_MIN: f64 = 0.8;
+
+/// A source whose every read first waits `delay`, on the IO worker's thread.
+struct Delayed<S> {
+    inner: S,
+    delay: Duration,
+}
+
+impl<S: Source> Source for Delayed<S> {
+    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+        std::thread::sleep(self.delay);
+        self.inner.read(key)
+    }
+
+    fn describe(&self) -> String {
+        format!("{} + {:?} per read", self.inner.describe(), self.delay)
+    }
+
+    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
+        self.inner.entry_info(key)
+    }
+}
+
+/// Ours, with `reads` IO workers and credits.
+fn ours(workload: &Workload, reads: usize, args: &BenchArgs) -> anyhow::Result<Duration> {
+    let config = RuntimeConfig {
+        workers: reads,
+        reads_in_flight: reads,
+        ..bench_config(args, workload.keys.len())
+    };
+    let delayed = workload.builder_over(|inner| Delayed { inner, delay: READ_DELAY })?;
+    workload.stream(&delayed.config(config).build()?)
+}
+
+/// The FIFO pool: `threads` threads, each waiting, reading and decoding the next asset.
+fn fifo_pool(workload: &Workload, threads: usize) -> anyhow::Result<Duration> {
+    let next = AtomicUsize::new(0);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<()> {
+                    while let Some(key) = workload.keys.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        std::thread::sleep(READ_DELAY);
+                        workload.load(key)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| w.join().expect("a pool thread panicked"))
+    })?;
+    Ok(started.elapsed())
+}
+
+/// Runs the scenario.
+pub(super) fn slow_storage(args: &BenchArgs) -> anyhow::Result<Outcome> {
+    let dir = tempfile::tempdir().context("creating the bench folder")?;
+    let workload = match &args.pack {
+        Some(pack) => open_pack(pack, None)?,
+        None => generate_pack(
+            &dir.path().join("slow.pack"),
+            &Sizes::SMALL,
+            args.count.unwrap_or(ASSETS),
+            args.seed,
+        )?,
+    };
+    let reads = args.reads_in_flight.unwrap_or(READS_IN_FLIGHT).max(1);
+    let n = workload.keys.len() as f64;
+    // One untimed pass warms the page cache; it also times the undelayed decode.
+    limit(&workload, args.decode_threads)?;
+    let (mut decode, mut pool, mut own) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=args.rounds.max(1) {
+        decode.push(limit(&workload, args.decode_threads.max(1))?);
+        pool.push(fifo_pool(&workload, reads)?);
+        own.push(ours(&workload, reads, args)?);
+        round_line(args, round, &[("fifo pool", pool[round - 1]), ("streamrt", own[round - 1])]);
+    }
+    let rate = |d: Duration| n / d.as_secs_f64();
+    let decode_cap = rate(median(decode));
+    let overlapped = reads as f64 / READ_DELAY.as_secs_f64();
+    let ideal = overlapped.min(decode_cap);
+    let (p, o) = (rate(median(pool)), rate(median(own)));
+    let ratio = o / ideal;
+    Ok(Outcome {
+        scenario: "slow-storage",
+        lines: vec![
+            format!(
+                "slow-storage: {}, {:?} added to every read, {reads} reads in flight",
+                workload.describe(),
+                READ_DELAY
+            ),
+            format!(
+                "ideal overlapped rate: {ideal:.0} assets/s ({reads} reads / {:?} = {overlapped:.0}, decode cap {decode_cap:.0})",
+                READ_DELAY
+            ),
+            format!("fifo pool, {reads} threads, one read each: {p:.0} assets/s"),
+            format!("streamrt, {reads} io workers + {} decode threads: {o:.0} assets/s", args.decode_threads),
+        ],
+        unit: "assets/s; baseline: the ideal overlapped rate".into(),
+        ours: o,
+        baseline: ideal,
+        ratio,
+        target: Some(Target::new(format!(">= {IDEAL_RATIO_MIN:.1}x ideal"), ratio >= IDEAL_RATIO_MIN)),
+        extra: serde_json::json!({
+            "assets": workload.keys.len(), "reads_in_flight": reads, "fifo_pool": p,
+            "decode_cap": decode_cap,
+        }),
+        charts: vec![],
+    })
+}

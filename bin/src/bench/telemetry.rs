@@ -1,0 +1,75 @@
+//! `streamctl bench telemetry`: 50,000 assets of 1–16 KiB from memory, all requested at once,
+//! with telemetry on (every event written as a JSON line to a file) and off (counters only,
+//! the baseline), interleaved rounds, median reported.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use streamrt::messages::AssetKey;
+use streamrt::{MemorySource, Runtime, RuntimeConfig};
+
+use super::outcome::Outcome;
+use super::{bench_config, median, round_line, stream_all, BenchArgs};
+use crate::formats::{encode_blob, BlobDecoder};
+
+/// Assets of the scenario by default.
+const ASSETS: usize = 50_000;
+
+/// One run: every asset requested at once, timed to the last end.
+fn run(
+    source: &MemorySource,
+    keys: &[String],
+    args: &BenchArgs,
+    log: Option<&Path>,
+) -> anyhow::Result<Duration> {
+    let config = RuntimeConfig {
+        events_enabled: log.is_some(),
+        telemetry_path: log.map(Path::to_owned),
+        ..bench_config(args, keys.len())
+    };
+    let rt =
+        Runtime::builder().config(config).source(source.clone()).register(BlobDecoder).build()?;
+    let elapsed = stream_all(&rt, keys)?;
+    rt.shutdown();
+    Ok(elapsed)
+}
+
+/// Runs the scenario.
+pub(super) fn telemetry(args: &BenchArgs) -> anyhow::Result<Outcome> {
+    let dir = tempfile::tempdir().context("creating the bench folder")?;
+    let mut rng = fastrand::Rng::with_seed(args.seed);
+    let source = MemorySource::new();
+    let keys: Vec<String> = (0..args.count.unwrap_or(ASSETS)).map(|i| format!("m{i}")).collect();
+    for k in &keys {
+        let payload: Vec<u8> = (0..rng.usize(1_024..16 << 10)).map(|_| rng.u8(..)).collect();
+        source.insert(AssetKey::parse(&format!("blob:{k}"))?, encode_blob(&payload));
+    }
+    let log = dir.path().join("bench.jsonl");
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for round in 1..=args.rounds.max(1) {
+        off.push(run(&source, &keys, args, None)?);
+        on.push(run(&source, &keys, args, Some(&log))?);
+        round_line(args, round, &[("telemetry off", off[round - 1]), ("on", on[round - 1])]);
+    }
+    let rate = |d: Duration| keys.len() as f64 / d.as_secs_f64();
+    let (o, b) = (rate(median(on)), rate(median(off)));
+    Ok(Outcome {
+        scenario: "telemetry",
+        lines: vec![
+            format!(
+                "telemetry: {} in-memory assets of 1-16 KiB, every event written when on",
+                keys.len()
+            ),
+            format!("telemetry off (baseline): {b:.0} requests/s"),
+            format!("telemetry on: {o:.0} requests/s"),
+        ],
+        unit: "requests/s".into(),
+        ours: o,
+        baseline: b,
+        ratio: o / b,
+        target: None,
+        extra: serde_json::json!({ "requests": keys.len() }),
+        charts: vec![],
+    })
+}
