@@ -1,8 +1,8 @@
 //! `streamctl bench slow-storage`: 2,000 assets (1–64 KiB, lz4 pack, or `--pack`) with 1 ms
 //! added to every read, as from a slow disk or a network store.
 //!
-//! The runtime gets `READS_IN_FLIGHT` IO workers and read credits (`--reads-in-flight`
-//! overrides both), two decode threads. Systems:
+//! The runtime gets `READS_IN_FLIGHT` IO workers (`--reads-in-flight` overrides it) with two
+//! read credits each, so at most that many reads wait at once, and two decode threads. Systems:
 //! - the ideal overlapped rate: reads in flight / latency, capped by what the decode threads
 //!   manage without any delay (measured in the same run);
 //! - a FIFO pool: as many threads as reads in flight, each taking the next asset, one read at a
@@ -54,9 +54,11 @@ impl<S: Source> Source for Delayed<S> {
 
 /// Ours, with `reads` IO workers and credits.
 fn ours(workload: &Workload, reads: usize, args: &BenchArgs) -> anyhow::Result<Duration> {
+    // Two credits per worker: each worker has its next load queued when a read ends, so it
+    // never waits for the scheduler to hand a credit back; still `reads` reads at once.
     let config = RuntimeConfig {
         workers: reads,
-        reads_in_flight: reads,
+        reads_in_flight: reads * 2,
         ..bench_config(args, workload.keys.len())
     };
     let delayed = workload.builder_over(|inner| Delayed { inner, delay: READ_DELAY })?;
