@@ -11,8 +11,7 @@
 //!
 //! The closing line compares ours with the ideal.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use streamrt::messages::AssetKey;
@@ -65,27 +64,6 @@ fn ours(workload: &Workload, reads: usize, args: &BenchArgs) -> anyhow::Result<D
     workload.stream(&delayed.config(config).build()?)
 }
 
-/// The FIFO pool: `threads` threads, each waiting, reading and decoding the next asset.
-fn fifo_pool(workload: &Workload, threads: usize) -> anyhow::Result<Duration> {
-    let next = AtomicUsize::new(0);
-    let started = Instant::now();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<()> {
-                    while let Some(key) = workload.keys.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        std::thread::sleep(READ_DELAY);
-                        workload.load(key)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        workers.into_iter().try_for_each(|w| w.join().expect("a pool thread panicked"))
-    })?;
-    Ok(started.elapsed())
-}
-
 /// Runs the scenario.
 pub(super) fn slow_storage(args: &BenchArgs) -> anyhow::Result<Outcome> {
     let dir = tempfile::tempdir().context("creating the bench folder")?;
@@ -105,7 +83,7 @@ pub(super) fn slow_storage(args: &BenchArgs) -> anyhow::Result<Outcome> {
     let (mut decode, mut pool, mut own) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=args.rounds.max(1) {
         decode.push(limit(&workload, args.decode_threads.max(1))?);
-        pool.push(fifo_pool(&workload, reads)?);
+        pool.push(workload.load_in_parallel(reads, READ_DELAY)?);
         own.push(ours(&workload, reads, args)?);
         round_line(args, round, &[("fifo pool", pool[round - 1]), ("streamrt", own[round - 1])]);
     }

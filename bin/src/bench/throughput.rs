@@ -13,7 +13,6 @@
 //! The closing line compares ours with `limit` on the pack (the first store).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -56,22 +55,7 @@ fn ours(workload: &Workload, args: &BenchArgs) -> anyhow::Result<Duration> {
 
 /// `limit`: `threads` threads each taking the next asset.
 pub(super) fn limit(workload: &Workload, threads: usize) -> anyhow::Result<Duration> {
-    let next = AtomicUsize::new(0);
-    let started = Instant::now();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<()> {
-                    while let Some(key) = workload.keys.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        workload.load(key)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        workers.into_iter().try_for_each(|w| w.join().expect("a limit thread panicked"))
-    })?;
-    Ok(started.elapsed())
+    workload.load_in_parallel(threads, Duration::ZERO)
 }
 
 /// `naive`: a tokio task per asset; see the module docs.

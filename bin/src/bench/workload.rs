@@ -6,6 +6,7 @@
 //! asset type's decoder. [`decode_any`] is that work for the baselines.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -232,6 +233,38 @@ impl Workload {
         let elapsed = started.elapsed();
         rt.shutdown();
         Ok(elapsed)
+    }
+
+    /// The baselines' pool: `threads` threads, each taking the next asset, waiting `delay`
+    /// (a slow store's latency; none when zero), then loading it; the time for all.
+    ///
+    /// # Errors
+    ///
+    /// An asset that does not load.
+    pub(super) fn load_in_parallel(
+        &self,
+        threads: usize,
+        delay: Duration,
+    ) -> anyhow::Result<Duration> {
+        let next = AtomicUsize::new(0);
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads.max(1))
+                .map(|_| {
+                    scope.spawn(|| -> anyhow::Result<()> {
+                        while let Some(key) = self.keys.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            if !delay.is_zero() {
+                                std::thread::sleep(delay);
+                            }
+                            self.load(key)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            workers.into_iter().try_for_each(|w| w.join().expect("a pool thread panicked"))
+        })?;
+        Ok(started.elapsed())
     }
 
     /// The baselines' work for `key`: read, decompress, verify, decode; the decoded size.
