@@ -31,6 +31,24 @@ fn ready_can_be_awaited_on_any_executor() {
 }
 
 #[test]
+fn cancel_says_whether_it_ended_the_request() {
+    let source = GatedSource::with_blobs(2);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b);
+    let held = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    source.gate.wait_started("a0", 1);
+    assert!(held.cancel(), "a load in flight is ended by the cancel");
+    assert!(!held.cancel(), "a second cancel finds it ended");
+    assert_eq!(held.state(), LoadState::Cancelled);
+    let ready = rt.request::<Blob>("a1", Priority::Normal).unwrap();
+    assert!(ready.wait_timeout(PATIENCE).unwrap().is_ok());
+    assert!(!ready.cancel(), "a ready request is not cancelled");
+    assert_eq!(ready.state(), LoadState::Ready);
+    source.gate.release_all();
+    rt.shutdown();
+}
+
+#[test]
 fn status_right_after_start_reports_the_configuration_and_nothing_in_flight() {
     let source = GatedSource::with_blobs(0);
     let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(2).queue_capacity(64));
