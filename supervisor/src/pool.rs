@@ -52,7 +52,7 @@ pub struct PoolStats {
 }
 
 impl PoolStats {
-    /// Threads running.
+    /// Threads started and not yet ended (a thread counts from `start`, before it runs).
     pub fn live(&self) -> usize {
         self.live.load(Ordering::Acquire)
     }
@@ -148,12 +148,15 @@ impl<J: Send + 'static> WorkerPool<J> {
             let rx = pool.rx.clone();
             let factory = Arc::clone(&factory);
             let stats = Arc::clone(&pool.stats);
+            // Counted before the thread runs, so `live` is the pool's size from `start` on.
+            pool.stats.live.fetch_add(1, Ordering::AcqRel);
             let spawned = std::thread::Builder::new()
                 .name(format!("{name}-{index}"))
                 .spawn(move || worker_loop(index, &rx, &*factory, &stats));
             match spawned {
                 Ok(handle) => pool.threads.push(handle),
                 Err(e) => {
+                    pool.stats.live.fetch_sub(1, Ordering::AcqRel);
                     pool.shutdown();
                     return Err(e);
                 }
@@ -253,7 +256,6 @@ fn worker_loop<W: Worker>(
     factory: &(dyn Fn(usize) -> W + Send + Sync),
     stats: &PoolStats,
 ) {
-    stats.live.fetch_add(1, Ordering::AcqRel);
     let mut worker = factory(index);
     while let Ok(Slot::Job(job)) = rx.recv() {
         if run_caught(index, &mut worker, job, stats) {
