@@ -12,6 +12,8 @@
 //! - At most `reads_in_flight` loads are being read, and at most `reads_in_flight +
 //!   decode_backlog_max` are between dispatch and their end; only then is the next load
 //!   dispatched. The IO pool's queue and the decode pool's queue are bounded by these credits.
+//! - Read credits come back without a message per read (see `credits`): a scheduler out of
+//!   credits sleeps until half of them are back, then dispatches a batch.
 //!
 //! # Supervision
 //!
@@ -21,7 +23,7 @@
 //! re-enqueued with their generation, loads in flight are adopted so credits stay bounded).
 //! Messages taken but not handled when it failed go back to its mailbox.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -36,6 +38,11 @@ use crate::queue::PriorityQueue;
 use crate::telemetry::Probe;
 use crate::work::{Job, JobEnd, JobGuard, ReadJob};
 
+mod credits;
+
+pub(crate) use credits::ReadCredit;
+use credits::ReadCredits;
+
 /// What the scheduler is told.
 pub(crate) enum SchedulerMsg {
     /// Queue a load (from a cache).
@@ -44,8 +51,8 @@ pub(crate) enum SchedulerMsg {
     Reprioritize(Generation, Priority),
     /// Drop a queued load; no effect once dispatched.
     CancelQueued(Generation),
-    /// An IO worker finished reading (from an IO worker).
-    ReadDone(Generation),
+    /// Read credits came back down to the low-water mark (from an IO worker).
+    CreditsReturned,
     /// A dispatched load ended (from its cache).
     JobFinished(Generation),
     /// Count a load already in flight (a cache resubmitting to a restarted scheduler).
@@ -67,18 +74,13 @@ pub(crate) struct SchedulerLimits {
     pub(crate) drain_batch_max: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Reading,
-    Decoding,
-}
-
 /// See the module docs.
 pub(crate) struct Scheduler {
     mailbox: Mailbox<SchedulerMsg>,
     queue: PriorityQueue<Generation, Job>,
-    in_flight: HashMap<Generation, Phase>,
-    reading: usize,
+    /// Loads between dispatch and their end (read credits are counted in `credits`).
+    in_flight: HashSet<Generation>,
+    credits: Arc<ReadCredits>,
     limits: SchedulerLimits,
     io: PoolSender<ReadJob>,
     probe: Arc<Probe>,
@@ -99,10 +101,10 @@ impl Scheduler {
         resubmit: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
         Self {
+            credits: ReadCredits::new(mailbox.clone()),
             mailbox,
             queue: PriorityQueue::new(),
-            in_flight: HashMap::new(),
-            reading: 0,
+            in_flight: HashSet::new(),
             limits,
             io,
             probe,
@@ -124,28 +126,17 @@ impl Scheduler {
                     self.probe.counters.queued.fetch_sub(1, Ordering::Relaxed);
                 }
             }
-            SchedulerMsg::ReadDone(generation) => {
-                if let Some(phase) = self.in_flight.get_mut(&generation) {
-                    if *phase == Phase::Reading {
-                        *phase = Phase::Decoding;
-                        self.reading -= 1;
-                    }
-                }
-            }
+            // Handled by dispatching after the batch.
+            SchedulerMsg::CreditsReturned => {}
             SchedulerMsg::JobFinished(generation) => {
-                if let Some(phase) = self.in_flight.remove(&generation) {
-                    // A job that ended without `ReadDone` (its reader was lost) frees its read
-                    // credit here, so credits never leak.
-                    if phase == Phase::Reading {
-                        self.reading -= 1;
-                    }
+                if self.in_flight.remove(&generation) {
                     self.probe.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
                 }
             }
             SchedulerMsg::Adopt(generation) => {
-                // Its read may be over or not; counting it as decoding bounds the pipeline
-                // without ever holding a read credit that no `ReadDone` would return.
-                if self.in_flight.insert(generation, Phase::Decoding).is_none() {
+                // Its read may be over or not; its credit, if any, belongs to the scheduler
+                // that dispatched it, so it counts against the pipeline's bound only.
+                if self.in_flight.insert(generation) {
                     self.probe.counters.in_flight.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -181,11 +172,25 @@ impl Scheduler {
     fn can_dispatch(&self) -> bool {
         let jobs_max = self.limits.reads_in_flight + self.limits.decode_backlog_max;
         !self.stopped
-            && self.reading < self.limits.reads_in_flight
+            && self.credits.reading() < self.limits.reads_in_flight
             && self.in_flight.len() < jobs_max
     }
 
+    /// Dispatches while credits last; out of read credits with loads still queued, sleeps
+    /// until half of the read credits are back.
     fn dispatch(&mut self) {
+        loop {
+            self.dispatch_within_credits();
+            let starved = !self.stopped
+                && self.queue.len() > 0
+                && self.credits.reading() >= self.limits.reads_in_flight;
+            if !starved || self.credits.sleep_until(self.limits.reads_in_flight / 2) {
+                return;
+            }
+        }
+    }
+
+    fn dispatch_within_credits(&mut self) {
         while self.can_dispatch() {
             let Some((generation, job, priority)) = self.queue.pop() else {
                 break;
@@ -196,8 +201,7 @@ impl Scheduler {
                 continue;
             }
             counters.in_flight.fetch_add(1, Ordering::Relaxed);
-            self.in_flight.insert(generation, Phase::Reading);
-            self.reading += 1;
+            self.in_flight.insert(generation);
             self.probe.emit(
                 self.probe
                     .event(EventKind::Dispatched)
@@ -208,10 +212,8 @@ impl Scheduler {
             );
             job.route.dispatched(&job);
             // A closed pool (shutdown) drops the job here, and its guard fails it.
-            let _ = self.io.submit(ReadJob(JobGuard::new(
-                job,
-                ErrorKind::WorkerLost("an IO worker crashed".into()),
-            )));
+            let guard = JobGuard::new(job, ErrorKind::WorkerLost("an IO worker crashed".into()));
+            let _ = self.io.submit(ReadJob { guard, credit: self.credits.take() });
         }
     }
 }

@@ -26,9 +26,9 @@ use streamrt_messages::replay_log::{LogRecord, ReadOutcome};
 use streamrt_messages::{
     AssetKey, CancelStage, ErrorKind, EventKind, Generation, Priority, RequestId,
 };
-use streamrt_supervisor::{Mailbox, PoolSender, Worker};
+use streamrt_supervisor::{PoolSender, Worker};
 
-use crate::scheduler::SchedulerMsg;
+use crate::scheduler::ReadCredit;
 use crate::source::Source;
 use crate::tasks::GroupWork;
 use crate::telemetry::Probe;
@@ -123,8 +123,11 @@ fn end(job: Job, end: JobEnd) {
     route.end(job, end);
 }
 
-/// A job on its way to an IO worker.
-pub(crate) struct ReadJob(pub(crate) JobGuard);
+/// A job on its way to an IO worker, with the read credit it holds until its read is over.
+pub(crate) struct ReadJob {
+    pub(crate) guard: JobGuard,
+    pub(crate) credit: ReadCredit,
+}
 
 /// What a decode worker runs.
 pub(crate) enum DecodeJob {
@@ -157,7 +160,6 @@ impl CrashRequests {
 /// Reads jobs' bytes from the source and passes them to the decode pool.
 pub(crate) struct IoWorker {
     pub(crate) source: Arc<dyn Source>,
-    pub(crate) scheduler: Mailbox<SchedulerMsg>,
     pub(crate) decode: PoolSender<DecodeJob>,
     pub(crate) probe: Arc<Probe>,
     pub(crate) crashes: Arc<CrashRequests>,
@@ -182,16 +184,11 @@ fn stage_event(probe: &Probe, kind: EventKind, job: &Job, worker: u32, bytes: Op
 impl Worker for IoWorker {
     type Job = ReadJob;
 
-    fn run(&mut self, ReadJob(mut guard): ReadJob) {
+    fn run(&mut self, ReadJob { mut guard, credit }: ReadJob) {
         assert!(!self.crashes.take(), "injected crash of an IO worker");
         let job = guard.take();
-        let generation = job.generation;
-        let read_done = || {
-            // A closed scheduler mailbox means shutdown: the credit no longer matters.
-            let _ = self.scheduler.post(SchedulerMsg::ReadDone(generation));
-        };
         if job.token.is_cancelled() {
-            read_done();
+            drop(credit);
             return end(job, JobEnd::Dropped(CancelStage::Loading));
         }
         stage_event(&self.probe, EventKind::ReadStarted, &job, self.index, None);
@@ -213,7 +210,7 @@ impl Worker for IoWorker {
             // source does not pile up reads.
             throttle.pay(n, || job.token.is_cancelled());
         }
-        read_done();
+        drop(credit);
         if job.token.is_cancelled() {
             return end(job, JobEnd::Dropped(CancelStage::Loading));
         }

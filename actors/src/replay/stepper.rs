@@ -122,7 +122,7 @@ impl Stepper {
                 let ran = if let Some(at) = decodes.iter().position(|j| decode_runnable(j, gate)) {
                     decode.run(decodes.remove(at).expect("found"));
                     true
-                } else if let Some(at) = reads.iter().position(|j| runnable(&j.0, gate, true)) {
+                } else if let Some(at) = reads.iter().position(|j| runnable(&j.guard, gate, true)) {
                     io.run(reads.remove(at).expect("found"));
                     true
                 } else {

@@ -124,15 +124,13 @@ impl Core {
             None => WorkerPool::start("streamrt-decode", config.decode_threads, decode_worker)?,
         };
         let io_worker = {
-            let (source, scheduler, probe) =
-                (Arc::clone(&parts.source), scheduler.clone(), Arc::clone(&parts.probe));
+            let (source, probe) = (Arc::clone(&parts.source), Arc::clone(&parts.probe));
             let (decode, crashes) = (decode.sender(), Arc::clone(&io_crashes));
             let throttle = config.io_bytes_per_sec_max.map(|rate| Arc::new(Throttle::new(rate)));
             move |index| IoWorker {
                 throttle: throttle.clone(),
                 index,
                 source: Arc::clone(&source),
-                scheduler: scheduler.clone(),
                 decode: decode.clone(),
                 probe: Arc::clone(&probe),
                 crashes: Arc::clone(&crashes),

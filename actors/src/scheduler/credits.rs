@@ -1,0 +1,126 @@
+//! Read credits: how many dispatched loads are being read, counted without a message per read.
+//!
+//! The scheduler takes a [`ReadCredit`] for each load it dispatches; the credit travels with
+//! the load to its IO worker, which drops it once the read (and any throttle payment) is over.
+//! Dropping returns the credit by an atomic decrement, so a read costs the scheduler nothing
+//! while it has credits to spare.
+//!
+//! # Wake protocol
+//!
+//! When the scheduler stops dispatching for want of a credit it arms a low-water mark
+//! ([`ReadCredits::sleep_until`]); the return that brings the count down to the mark posts one
+//! [`SchedulerMsg::CreditsReturned`]. So a saturated pipeline wakes the scheduler once per
+//! half of its credits rather than once per read, and the loads it then dispatches refill the
+//! IO queue in one batch. Arming, then checking the count again, closes the race with a return
+//! that happened in between: either the returner sees the mark or the scheduler sees the count.
+//!
+//! # Invariants
+//!
+//! - Every credit taken is returned exactly once: by its IO worker, or by its drop when the
+//!   load is lost (a worker panic, a closed pool).
+//! - `reading` never exceeds the limit the scheduler checks before taking a credit.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use streamrt_supervisor::Mailbox;
+
+use super::SchedulerMsg;
+
+/// No low-water mark armed.
+const DISARMED: usize = usize::MAX;
+
+/// The read credits of one scheduler incarnation; see the module docs.
+pub(crate) struct ReadCredits {
+    reading: AtomicUsize,
+    /// The count at or below which a return wakes the scheduler, or [`DISARMED`].
+    wake_at: AtomicUsize,
+    scheduler: Mailbox<SchedulerMsg>,
+}
+
+impl ReadCredits {
+    pub(crate) fn new(scheduler: Mailbox<SchedulerMsg>) -> Arc<Self> {
+        Arc::new(Self {
+            reading: AtomicUsize::new(0),
+            wake_at: AtomicUsize::new(DISARMED),
+            scheduler,
+        })
+    }
+
+    /// Loads being read now.
+    pub(crate) fn reading(&self) -> usize {
+        self.reading.load(Ordering::SeqCst)
+    }
+
+    /// Takes a credit for a load about to be dispatched.
+    pub(crate) fn take(self: &Arc<Self>) -> ReadCredit {
+        self.reading.fetch_add(1, Ordering::SeqCst);
+        ReadCredit(Arc::clone(self))
+    }
+
+    /// Arms the low-water mark `wake_at`. Returns `false` if the count is already at or below
+    /// it (a return raced the arming): the caller should dispatch again instead of waiting.
+    pub(crate) fn sleep_until(&self, wake_at: usize) -> bool {
+        self.wake_at.store(wake_at, Ordering::SeqCst);
+        if self.reading.load(Ordering::SeqCst) <= wake_at {
+            // Whoever swaps the mark out owns the wake; here it is the scheduler itself.
+            return self.wake_at.swap(DISARMED, Ordering::SeqCst) == DISARMED;
+        }
+        true
+    }
+
+    fn give_back(&self) {
+        let now = self.reading.fetch_sub(1, Ordering::SeqCst) - 1;
+        if now <= self.wake_at.load(Ordering::SeqCst)
+            && self.wake_at.swap(DISARMED, Ordering::SeqCst) != DISARMED
+        {
+            // A closed mailbox means shutdown: nothing is waiting for the credit any more.
+            let _ = self.scheduler.post(SchedulerMsg::CreditsReturned);
+        }
+    }
+}
+
+/// One read credit; returned when dropped.
+pub(crate) struct ReadCredit(Arc<ReadCredits>);
+
+impl Drop for ReadCredit {
+    fn drop(&mut self) {
+        self.0.give_back();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drained(mailbox: &Mailbox<SchedulerMsg>) -> usize {
+        let mut out = Vec::new();
+        mailbox.drain_into(usize::MAX, &mut out);
+        out.iter().filter(|m| matches!(m, SchedulerMsg::CreditsReturned)).count()
+    }
+
+    #[test]
+    fn returns_wake_the_scheduler_once_at_the_low_water_mark() {
+        let mailbox = Mailbox::new();
+        let credits = ReadCredits::new(mailbox.clone());
+        let mut taken: Vec<_> = (0..4).map(|_| credits.take()).collect();
+        assert_eq!(credits.reading(), 4);
+        assert!(credits.sleep_until(2), "four reading is above the mark");
+        taken.pop();
+        assert_eq!(drained(&mailbox), 0, "three reading: still above the mark");
+        taken.pop();
+        assert_eq!(drained(&mailbox), 1, "two reading: the mark is reached");
+        taken.clear();
+        assert_eq!(drained(&mailbox), 0, "the mark wakes once");
+        assert_eq!(credits.reading(), 0);
+    }
+
+    #[test]
+    fn arming_below_the_count_already_returned_does_not_wait() {
+        let mailbox = Mailbox::new();
+        let credits = ReadCredits::new(mailbox.clone());
+        let _one = credits.take();
+        assert!(!credits.sleep_until(1), "one reading is already at the mark");
+        assert_eq!(drained(&mailbox), 0, "the scheduler keeps the wake to itself");
+    }
+}
