@@ -416,6 +416,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             key: slot.key.clone(),
             priority: slot.priority,
             origin: slot.origin,
+            declared_bytes: slot.declared_bytes,
             token: slot.token.clone(),
             route: Arc::clone(&self.route),
         }
@@ -425,6 +426,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let generation = self.next_generation();
         let key = ticket.cell().key().clone();
         let at = self.table.start_load(key, generation, priority, ticket.cell().id());
+        let declared = ticket.cell().declared_bytes();
+        self.table.get_mut(at).expect("a slot just started").declared_bytes = declared;
         self.table.attach(at, ticket);
         self.to_scheduler.push(SchedulerMsg::Enqueue(self.job(at)));
     }

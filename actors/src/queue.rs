@@ -103,6 +103,12 @@ impl<K: Hash + Eq + Copy, V> PriorityQueue<K, V> {
         Some(entry.value)
     }
 
+    /// The most urgent, oldest entry, left in place.
+    pub(crate) fn peek(&mut self) -> Option<&V> {
+        let slot = self.front_slot()?;
+        Some(&self.entries[slot].value)
+    }
+
     /// Removes and returns the most urgent, oldest entry.
     pub(crate) fn pop(&mut self) -> Option<(K, V, Priority)> {
         let slot = self.front_slot()?;

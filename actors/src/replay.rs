@@ -261,6 +261,7 @@ fn replay_config(header: &LogHeader, options: ReplayOptions) -> RuntimeConfig {
         workers,
         decode_threads: workers,
         reads_in_flight: size(c.reads_in_flight),
+        read_credit_bytes: c.read_credit_bytes.max(1),
         decode_backlog_max: size(c.decode_backlog_max),
         queue_capacity: size(c.queue_capacity),
         requests_outstanding_max: size(c.requests_outstanding_max),

@@ -43,8 +43,8 @@ pub(crate) struct Lineage {
     pub(crate) gate: Option<Arc<DepGate>>,
     /// The gate of the request this one is a dependency of.
     pub(crate) parent: Option<Weak<DepGate>>,
-    /// The asset's size as the source declares it, in bytes (1 when unknown).
-    pub(crate) weight: u64,
+    /// The asset's size as the source declares it, in bytes (0 when unknown).
+    pub(crate) size: u64,
 }
 
 /// A request's shared state; see the module docs.
@@ -75,7 +75,7 @@ impl<T> RequestCell<T> {
             terminal_us: AtomicU64::new(0),
             changed: Signal::new(),
             probe,
-            lineage: Lineage { weight: 1, ..Lineage::default() },
+            lineage: Lineage::default(),
         }
     }
 
@@ -111,9 +111,15 @@ impl<T> RequestCell<T> {
         }
     }
 
+    /// The asset's size as the source declares it, in bytes (0 when unknown).
+    pub(crate) fn declared_bytes(&self) -> u64 {
+        self.lineage.size
+    }
+
     /// This request's progress over its dependency tree.
     pub(crate) fn progress(&self) -> ByteProgress {
-        let weight = self.lineage.weight;
+        // An unknown size weighs one byte, so the request still counts.
+        let weight = self.lineage.size.max(1);
         let own = match self.state() {
             LoadState::Pending | LoadState::Loading => 0,
             _ => weight,

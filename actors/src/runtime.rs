@@ -121,6 +121,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The bytes one read credit stands for (see [`RuntimeConfig::read_credit_bytes`]).
+    #[must_use]
+    pub fn read_credit_bytes(mut self, bytes: u64) -> Self {
+        self.config.read_credit_bytes = bytes;
+        self
+    }
+
     /// Bytes read per second at most (see [`RuntimeConfig::io_bytes_per_sec_max`]).
     #[must_use]
     pub fn io_bytes_per_sec_max(mut self, bytes_per_sec: u64) -> Self {

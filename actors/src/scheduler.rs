@@ -12,6 +12,9 @@
 //! - At most `reads_in_flight` loads are being read, and at most `reads_in_flight +
 //!   decode_backlog_max` are between dispatch and their end; only then is the next load
 //!   dispatched. The IO pool's queue and the decode pool's queue are bounded by these credits.
+//! - Credits are counted in shares, 64 to a credit: a load whose declared size is below
+//!   `read_credit_bytes` takes shares in proportion (at least one), any other load a whole
+//!   credit; so the bounds are on bytes in flight, and small assets get more loads in flight.
 //! - Read credits come back without a message per read (see `credits`): a scheduler out of
 //!   credits sleeps until half of them are back, then dispatches a batch.
 //!
@@ -23,7 +26,7 @@
 //! re-enqueued with their generation, loads in flight are adopted so credits stay bounded).
 //! Messages taken but not handled when it failed go back to its mailbox.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -41,7 +44,7 @@ use crate::work::{Job, JobEnd, JobGuard, ReadJob};
 mod credits;
 
 pub(crate) use credits::ReadCredit;
-use credits::ReadCredits;
+use credits::{ReadCredits, SHARES_PER_CREDIT};
 
 /// What the scheduler is told.
 pub(crate) enum SchedulerMsg {
@@ -70,6 +73,7 @@ pub(crate) enum SchedulerMsg {
 pub(crate) struct SchedulerLimits {
     pub(crate) queue_capacity: usize,
     pub(crate) reads_in_flight: usize,
+    pub(crate) read_credit_bytes: u64,
     pub(crate) decode_backlog_max: usize,
     pub(crate) drain_batch_max: usize,
 }
@@ -78,8 +82,11 @@ pub(crate) struct SchedulerLimits {
 pub(crate) struct Scheduler {
     mailbox: Mailbox<SchedulerMsg>,
     queue: PriorityQueue<Generation, Job>,
-    /// Loads between dispatch and their end (read credits are counted in `credits`).
-    in_flight: HashSet<Generation>,
+    /// Loads between dispatch and their end, with the shares each holds (read credits are
+    /// counted in `credits`).
+    in_flight: HashMap<Generation, usize>,
+    /// The sum of `in_flight`'s shares.
+    in_flight_shares: usize,
     credits: Arc<ReadCredits>,
     limits: SchedulerLimits,
     io: PoolSender<ReadJob>,
@@ -104,7 +111,8 @@ impl Scheduler {
             credits: ReadCredits::new(mailbox.clone()),
             mailbox,
             queue: PriorityQueue::new(),
-            in_flight: HashSet::new(),
+            in_flight: HashMap::new(),
+            in_flight_shares: 0,
             limits,
             io,
             probe,
@@ -129,14 +137,16 @@ impl Scheduler {
             // Handled by dispatching after the batch.
             SchedulerMsg::CreditsReturned => {}
             SchedulerMsg::JobFinished(generation) => {
-                if self.in_flight.remove(&generation) {
+                if let Some(shares) = self.in_flight.remove(&generation) {
+                    self.in_flight_shares -= shares;
                     self.probe.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
                 }
             }
             SchedulerMsg::Adopt(generation) => {
                 // Its read may be over or not; its credit, if any, belongs to the scheduler
                 // that dispatched it, so it counts against the pipeline's bound only.
-                if self.in_flight.insert(generation) {
+                if self.in_flight.insert(generation, SHARES_PER_CREDIT).is_none() {
+                    self.in_flight_shares += SHARES_PER_CREDIT;
                     self.probe.counters.in_flight.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -169,29 +179,45 @@ impl Scheduler {
         }
     }
 
-    fn can_dispatch(&self) -> bool {
-        let jobs_max = self.limits.reads_in_flight + self.limits.decode_backlog_max;
-        !self.stopped
-            && self.credits.reading() < self.limits.reads_in_flight
-            && self.in_flight.len() < jobs_max
+    /// The shares the next queued load takes.
+    fn next_shares(&mut self) -> Option<usize> {
+        let credit_bytes = self.limits.read_credit_bytes;
+        self.queue.peek().map(|job| shares(job.declared_bytes, credit_bytes))
+    }
+
+    fn reads_max_shares(&self) -> usize {
+        self.limits.reads_in_flight * SHARES_PER_CREDIT
+    }
+
+    /// The next load's shares if it may be dispatched now.
+    fn next_within_credits(&mut self) -> Option<usize> {
+        if self.stopped {
+            return None;
+        }
+        let shares = self.next_shares()?;
+        let jobs_max =
+            (self.limits.reads_in_flight + self.limits.decode_backlog_max) * SHARES_PER_CREDIT;
+        let fits = self.credits.reading() + shares <= self.reads_max_shares()
+            && self.in_flight_shares + shares <= jobs_max;
+        fits.then_some(shares)
     }
 
     /// Dispatches while credits last; out of read credits with loads still queued, sleeps
-    /// until half of the read credits are back.
+    /// until half of the read credits are back (or enough for the next load).
     fn dispatch(&mut self) {
         loop {
             self.dispatch_within_credits();
-            let starved = !self.stopped
-                && self.queue.len() > 0
-                && self.credits.reading() >= self.limits.reads_in_flight;
-            if !starved || self.credits.sleep_until(self.limits.reads_in_flight / 2) {
+            let Some(next) = self.next_shares() else { return };
+            let limit = self.reads_max_shares();
+            let starved = !self.stopped && self.credits.reading() + next > limit;
+            if !starved || self.credits.sleep_until((limit / 2).min(limit - next)) {
                 return;
             }
         }
     }
 
     fn dispatch_within_credits(&mut self) {
-        while self.can_dispatch() {
+        while let Some(shares) = self.next_within_credits() {
             let Some((generation, job, priority)) = self.queue.pop() else {
                 break;
             };
@@ -201,7 +227,8 @@ impl Scheduler {
                 continue;
             }
             counters.in_flight.fetch_add(1, Ordering::Relaxed);
-            self.in_flight.insert(generation);
+            self.in_flight.insert(generation, shares);
+            self.in_flight_shares += shares;
             self.probe.emit(
                 self.probe
                     .event(EventKind::Dispatched)
@@ -213,9 +240,20 @@ impl Scheduler {
             job.route.dispatched(&job);
             // A closed pool (shutdown) drops the job here, and its guard fails it.
             let guard = JobGuard::new(job, ErrorKind::WorkerLost("an IO worker crashed".into()));
-            let _ = self.io.submit(ReadJob { guard, credit: self.credits.take() });
+            let _ = self.io.submit(ReadJob { guard, credit: self.credits.take(shares) });
         }
     }
+}
+
+/// The shares a load of `declared_bytes` takes (0: unknown): see the module docs.
+fn shares(declared_bytes: u64, credit_bytes: u64) -> usize {
+    let credit_bytes = credit_bytes.max(1);
+    if declared_bytes == 0 || declared_bytes >= credit_bytes {
+        return SHARES_PER_CREDIT;
+    }
+    let scaled = u128::from(declared_bytes) * SHARES_PER_CREDIT as u128;
+    usize::try_from(scaled.div_ceil(u128::from(credit_bytes)))
+        .map_or(SHARES_PER_CREDIT, |s| s.max(1))
 }
 
 impl Actor for Scheduler {
@@ -258,5 +296,21 @@ impl Handler<Wake> for Scheduler {
             }
         };
         drain_turn(self, ctx, &mailbox, &link, max, Self::handle_msg, after);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_takes_shares_in_proportion_to_its_declared_size() {
+        let credit = 256 << 10;
+        assert_eq!(shares(0, credit), SHARES_PER_CREDIT, "unknown size: a whole credit");
+        assert_eq!(shares(credit, credit), SHARES_PER_CREDIT);
+        assert_eq!(shares(4 << 20, credit), SHARES_PER_CREDIT, "larger: still one credit");
+        assert_eq!(shares(credit / 2, credit), SHARES_PER_CREDIT / 2);
+        assert_eq!(shares(credit / 64 + 1, credit), 2, "rounded up");
+        assert_eq!(shares(64, credit), 1, "the smallest load takes one share");
     }
 }

@@ -84,6 +84,8 @@ pub(crate) struct Job {
     pub(crate) priority: Priority,
     /// The request that started the load.
     pub(crate) origin: RequestId,
+    /// The stored size the source declared, in bytes (0 when unknown).
+    pub(crate) declared_bytes: u64,
     pub(crate) token: CancelToken,
     pub(crate) route: Arc<dyn JobRoute>,
 }

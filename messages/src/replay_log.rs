@@ -1,4 +1,4 @@
-//! The replay log, version 1: a recorded session's nondeterministic inputs, enough for a
+//! The replay log, version 2: a recorded session's nondeterministic inputs, enough for a
 //! deterministic runtime to run the session again (`docs/PROTOCOL.md`, "Replay log").
 //!
 //! Layout: the 8 bytes [`REPLAY_LOG_MAGIC`], a `u16` little-endian version, then frames like
@@ -24,7 +24,7 @@ use crate::{AssetKey, ErrorKind, LoadState, Priority};
 pub const REPLAY_LOG_MAGIC: [u8; 8] = *b"STRMRLOG";
 
 /// The log version this build reads and writes.
-pub const REPLAY_LOG_VERSION: u16 = 1;
+pub const REPLAY_LOG_VERSION: u16 = 2;
 
 /// The largest header or record payload, in bytes.
 pub const RECORD_BYTES_MAX: usize = 1 << 20;
@@ -56,6 +56,8 @@ pub struct LogConfig {
     pub workers: u64,
     /// Read credits.
     pub reads_in_flight: u64,
+    /// The stored bytes one credit stands for (version 2).
+    pub read_credit_bytes: u64,
     /// Decode credits.
     pub decode_backlog_max: u64,
     /// Loads queued at most.
@@ -372,6 +374,7 @@ impl LogConfig {
         Self {
             workers: 0,
             reads_in_flight: 0,
+            read_credit_bytes: 0,
             decode_backlog_max: 0,
             queue_capacity: 0,
             requests_outstanding_max: 0,

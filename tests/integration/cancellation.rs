@@ -10,7 +10,9 @@ use crate::runtime;
 fn cancel_while_queued_ends_cancelled_and_the_asset_is_never_read() {
     let source = GatedSource::with_blobs(2);
     source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.workers(1).reads_in_flight(1).read_credit_bytes(1)
+    });
     let first = rt.request::<Blob>("a0", Priority::Normal).unwrap();
     let queued = rt.request::<Blob>("a1", Priority::Normal).unwrap();
     source.gate.wait_started("a0", 1);
@@ -66,7 +68,9 @@ fn when_one_of_two_holders_cancels_the_other_still_gets_ready() {
 fn dropping_the_last_handle_cancels_the_load() {
     let source = GatedSource::with_blobs(2);
     source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.workers(1).reads_in_flight(1).read_credit_bytes(1)
+    });
     let events = rt.subscribe(1024);
     let blocker = rt.request::<Blob>("a0", Priority::Normal).unwrap();
     let dropped = rt.request::<Blob>("a1", Priority::Normal).unwrap();

@@ -93,7 +93,9 @@ fn cancelling_an_asset_releases_the_dependencies_only_it_held() {
     source.put_with_deps("blob:shared", b"shared", &[]);
     source.put_with_deps("blob:only1", b"only1", &[]);
     source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.workers(1).reads_in_flight(1).read_credit_bytes(1)
+    });
     let blocker = rt.request::<Blob>("a0", Priority::Critical).unwrap();
     source.gate.wait_started("a0", 1);
     let d1 = rt.request::<Blob>("d1", Priority::Normal).unwrap();
@@ -122,7 +124,9 @@ fn a_dependency_inherits_the_most_urgent_priority_and_reprioritising_propagates(
     source.put_with_deps("blob:dep", b"dep", &[]);
     source.put_with_deps("blob:other", b"other", &[]);
     source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.workers(1).reads_in_flight(1).read_credit_bytes(1)
+    });
     let blocker = rt.request::<Blob>("a0", Priority::Critical).unwrap();
     source.gate.wait_started("a0", 1);
     // The engine wants `dep` itself at Low, before anything depends on it.

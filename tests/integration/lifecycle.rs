@@ -70,7 +70,9 @@ fn a_cached_asset_is_served_again_without_a_second_read() {
 fn shutdown_with_requests_in_flight_leaves_every_request_terminal() {
     let source = GatedSource::with_blobs(50);
     source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.workers(1).reads_in_flight(1).read_credit_bytes(1)
+    });
     let handles: Vec<_> =
         (0..50).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
     source.gate.wait_started("a0", 1);

@@ -9,7 +9,9 @@ use crate::runtime;
 fn reprioritise_moves_a_queued_request_ahead_of_the_others() {
     let source = GatedSource::with_blobs(5);
     source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.workers(1).reads_in_flight(1).read_credit_bytes(1)
+    });
     let blocker = rt.request::<Blob>("a0", Priority::Normal).unwrap();
     source.gate.wait_started("a0", 1);
     let queued: Vec<_> =
@@ -24,10 +26,50 @@ fn reprioritise_moves_a_queued_request_ahead_of_the_others() {
 }
 
 #[test]
+fn small_loads_share_a_read_credit_and_large_ones_take_a_whole_one() {
+    let source = GatedSource::default();
+    for name in ["s0", "s1", "s2", "s3"] {
+        source.put_with_deps(&format!("blob:{name}"), &[1; 100], &[]);
+    }
+    for name in ["l0", "l1"] {
+        source.put_with_deps(&format!("blob:{name}"), &[2; 1000], &[]);
+    }
+    for name in ["s0", "s1", "s2", "s3", "l0", "l1"] {
+        source.gate.hold(name);
+    }
+    // One credit of 1,000 bytes: a 100-byte load takes a tenth of it (7 shares of 64).
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.workers(4).reads_in_flight(1).read_credit_bytes(1_000)
+    });
+    let small: Vec<_> =
+        (0..4).map(|i| rt.request::<Blob>(&format!("s{i}"), Priority::High).unwrap()).collect();
+    for i in 0..4 {
+        source.gate.wait_started(&format!("s{i}"), 1);
+    }
+    let large: Vec<_> =
+        ["l0", "l1"].iter().map(|n| rt.request::<Blob>(n, Priority::Normal).unwrap()).collect();
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(rt.status().in_flight, 4, "a large load waits for the whole credit");
+    for i in 0..4 {
+        source.gate.release(&format!("s{i}"));
+    }
+    source.gate.wait_started("l0", 1);
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(source.gate.started_count("l1"), 0, "one large load at a time");
+    source.gate.release("l0");
+    source.gate.release("l1");
+    for h in small.iter().chain(&large) {
+        h.wait_timeout(PATIENCE).unwrap().unwrap();
+    }
+}
+
+#[test]
 fn urgent_requests_are_dispatched_before_older_lower_ones() {
     let source = GatedSource::with_blobs(4);
     source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.workers(1).reads_in_flight(1).read_credit_bytes(1)
+    });
     let blocker = rt.request::<Blob>("a0", Priority::Normal).unwrap();
     source.gate.wait_started("a0", 1);
     let handles = [
@@ -48,7 +90,7 @@ fn a_request_past_the_queue_capacity_fails_with_queue_full() {
     let source = GatedSource::with_blobs(4);
     source.gate.hold("a0");
     let rt = runtime(&source, &BlobDecoder::default(), |b| {
-        b.workers(1).reads_in_flight(1).queue_capacity(2)
+        b.workers(1).reads_in_flight(1).read_credit_bytes(1).queue_capacity(2)
     });
     let _blocker = rt.request::<Blob>("a0", Priority::Normal).unwrap();
     source.gate.wait_started("a0", 1);

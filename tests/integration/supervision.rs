@@ -21,7 +21,9 @@ fn wait_restart(events: &streamrt::EventStream, actor: &str) {
 fn restart_during_load_keeps_every_request(target: &CrashTarget, actor: &str) -> GatedSource {
     let source = GatedSource::with_blobs(10);
     source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.workers(1).reads_in_flight(1).read_credit_bytes(1)
+    });
     let events = rt.subscribe(4096);
     let handles: Vec<_> =
         (0..10).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
@@ -132,6 +134,7 @@ fn restarts_past_the_intensity_escalate_and_the_runtime_shuts_down_cleanly() {
         restart_intensity: Intensity { restarts_max: 1, window_ms: 3_600_000 },
         workers: 1,
         reads_in_flight: 1,
+        read_credit_bytes: 1,
         ..Default::default()
     };
     let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config));

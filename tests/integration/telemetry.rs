@@ -28,7 +28,7 @@ fn every_terminal_state_and_cancel_stage_appears_in_the_log_with_the_right_reque
     let source = GatedSource::with_blobs(5);
     let decoder = BlobDecoder::default();
     let rt = runtime(&source, &decoder, |b| {
-        b.workers(1).reads_in_flight(1).frame_budget(16).telemetry_path(&path)
+        b.workers(1).reads_in_flight(1).read_credit_bytes(1).frame_budget(16).telemetry_path(&path)
     });
     let events = rt.subscribe(4096);
     // Ready, through a frame.

@@ -30,11 +30,14 @@ impl Default for Scenario {
 }
 
 impl Scenario {
-    /// Types `blob`, `mesh` and `texture`; 4 read credits, frames publishing 8 at most.
+    /// Types `blob`, `mesh` and `texture`; 4 read credits of a whole load each, frames
+    /// publishing 8 at most.
     pub fn new() -> Self {
         let config = LogConfig {
             workers: 2,
             reads_in_flight: 4,
+            // One byte per credit: every load takes a whole credit, whatever its size.
+            read_credit_bytes: 1,
             decode_backlog_max: 4,
             queue_capacity: 64,
             requests_outstanding_max: 1_024,

@@ -47,6 +47,9 @@ pub(crate) struct Slot<T, H> {
     pub(crate) holders: Vec<H>,
     pub(crate) value: Option<Arc<T>>,
     pub(crate) bytes: u64,
+    /// The stored size the source declared, in bytes (0 when unknown): what a read credit
+    /// is charged for the load.
+    pub(crate) declared_bytes: u64,
     pub(crate) token: CancelToken,
     /// The most urgent priority of the holders, as the scheduler knows it.
     pub(crate) priority: Priority,
@@ -103,6 +106,7 @@ impl<T, H: Holder> SlotTable<T, H> {
             holders: Vec::new(),
             value: None,
             bytes: 0,
+            declared_bytes: 0,
             token: CancelToken::default(),
             priority,
             origin,

@@ -140,6 +140,7 @@ pub(crate) fn log_header(
         config: LogConfig {
             workers: as_u64(config.workers),
             reads_in_flight: as_u64(config.reads_in_flight),
+            read_credit_bytes: config.read_credit_bytes,
             decode_backlog_max: as_u64(config.decode_backlog_max),
             queue_capacity: as_u64(config.queue_capacity),
             requests_outstanding_max: as_u64(config.requests_outstanding_max),

@@ -33,8 +33,14 @@ pub struct RuntimeConfig {
     /// IO worker threads; each performs one blocking read at a time.
     pub workers: usize,
     /// Loads dispatched and not yet read, at most (read credits). At least `workers` keeps
-    /// every IO thread fed without waiting for the scheduler.
+    /// every IO thread fed without waiting for the scheduler. A load whose size the source
+    /// declares below `read_credit_bytes` takes only a share of a credit (see there).
     pub reads_in_flight: usize,
+    /// The stored bytes one read credit (and one decode credit) stands for. A load of unknown
+    /// size, or of this size or more, takes a whole credit; a smaller one takes a share in
+    /// proportion, at least 1/64 of a credit. So credits bound bytes in flight, and small
+    /// assets get up to 64 times as many loads in flight as large ones.
+    pub read_credit_bytes: u64,
     /// Decode worker threads.
     pub decode_threads: usize,
     /// Bytes the IO workers read per second at most, on average (`None`: no limit). A read
@@ -90,6 +96,7 @@ impl Default for RuntimeConfig {
         Self {
             workers: 2,
             reads_in_flight: 4,
+            read_credit_bytes: 256 << 10,
             decode_threads: 2,
             io_bytes_per_sec_max: None,
             decode_backlog_max: 4,
@@ -141,6 +148,7 @@ impl RuntimeConfig {
         ];
         match positive.iter().find(|(_, v)| *v == 0) {
             Some((name, _)) => Err(name),
+            None if self.read_credit_bytes == 0 => Err("read_credit_bytes"),
             None => Ok(()),
         }
     }

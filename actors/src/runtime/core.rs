@@ -257,6 +257,7 @@ impl CoreActors {
         let limits = SchedulerLimits {
             queue_capacity: config.queue_capacity,
             reads_in_flight: config.reads_in_flight,
+            read_credit_bytes: config.read_credit_bytes,
             decode_backlog_max: config.decode_backlog_max,
             drain_batch_max: config.drain_batch_max,
         };

@@ -157,8 +157,7 @@ impl Submitter {
         }
         let EntryInfo { dependencies: deps, size } = info;
         let gate = (!deps.is_empty()).then(|| DepGate::new(deps.len(), self.frame.clone()));
-        let weight = size.unwrap_or(1);
-        let lineage = Lineage { gate: gate.clone(), parent, weight };
+        let lineage = Lineage { gate: gate.clone(), parent, size: size.unwrap_or(0) };
         let cell = RequestCell::new(id, key.clone(), priority, Arc::clone(&self.probe))
             .with_lineage(lineage);
         let (handle, ticket) = Handle::new(cell, entry.mailbox.clone(), entry.placeholder.clone());

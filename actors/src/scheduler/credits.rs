@@ -1,6 +1,9 @@
-//! Read credits: how many dispatched loads are being read, counted without a message per read.
+//! Read credits: how much of the dispatched work is being read, counted without a message per
+//! read.
 //!
-//! The scheduler takes a [`ReadCredit`] for each load it dispatches; the credit travels with
+//! Credits are counted in shares ([`SHARES_PER_CREDIT`] to a credit), so a small load can take
+//! less than a whole one. The scheduler takes a [`ReadCredit`] of a load's shares for each load
+//! it dispatches; the credit travels with
 //! the load to its IO worker, which drops it once the read (and any throttle payment) is over.
 //! Dropping returns the credit by an atomic decrement, so a read costs the scheduler nothing
 //! while it has credits to spare.
@@ -18,7 +21,7 @@
 //!
 //! - Every credit taken is returned exactly once: by its IO worker, or by its drop when the
 //!   load is lost (a worker panic, a closed pool).
-//! - `reading` never exceeds the limit the scheduler checks before taking a credit.
+//! - `reading` (in shares) never exceeds the limit the scheduler checks before taking a credit.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -27,11 +30,15 @@ use streamrt_supervisor::Mailbox;
 
 use super::SchedulerMsg;
 
+/// The shares one read credit divides into: the smallest load takes one share.
+pub(crate) const SHARES_PER_CREDIT: usize = 64;
+
 /// No low-water mark armed.
 const DISARMED: usize = usize::MAX;
 
 /// The read credits of one scheduler incarnation; see the module docs.
 pub(crate) struct ReadCredits {
+    /// Shares held by loads being read.
     reading: AtomicUsize,
     /// The count at or below which a return wakes the scheduler, or [`DISARMED`].
     wake_at: AtomicUsize,
@@ -47,15 +54,15 @@ impl ReadCredits {
         })
     }
 
-    /// Loads being read now.
+    /// Shares held by loads being read now.
     pub(crate) fn reading(&self) -> usize {
         self.reading.load(Ordering::SeqCst)
     }
 
-    /// Takes a credit for a load about to be dispatched.
-    pub(crate) fn take(self: &Arc<Self>) -> ReadCredit {
-        self.reading.fetch_add(1, Ordering::SeqCst);
-        ReadCredit(Arc::clone(self))
+    /// Takes `shares` for a load about to be dispatched.
+    pub(crate) fn take(self: &Arc<Self>, shares: usize) -> ReadCredit {
+        self.reading.fetch_add(shares, Ordering::SeqCst);
+        ReadCredit { credits: Arc::clone(self), shares }
     }
 
     /// Arms the low-water mark `wake_at`. Returns `false` if the count is already at or below
@@ -69,8 +76,8 @@ impl ReadCredits {
         true
     }
 
-    fn give_back(&self) {
-        let now = self.reading.fetch_sub(1, Ordering::SeqCst) - 1;
+    fn give_back(&self, shares: usize) {
+        let now = self.reading.fetch_sub(shares, Ordering::SeqCst) - shares;
         if now <= self.wake_at.load(Ordering::SeqCst)
             && self.wake_at.swap(DISARMED, Ordering::SeqCst) != DISARMED
         {
@@ -80,12 +87,15 @@ impl ReadCredits {
     }
 }
 
-/// One read credit; returned when dropped.
-pub(crate) struct ReadCredit(Arc<ReadCredits>);
+/// One load's shares of the read credits; returned when dropped.
+pub(crate) struct ReadCredit {
+    credits: Arc<ReadCredits>,
+    shares: usize,
+}
 
 impl Drop for ReadCredit {
     fn drop(&mut self) {
-        self.0.give_back();
+        self.credits.give_back(self.shares);
     }
 }
 
@@ -103,7 +113,7 @@ mod tests {
     fn returns_wake_the_scheduler_once_at_the_low_water_mark() {
         let mailbox = Mailbox::new();
         let credits = ReadCredits::new(mailbox.clone());
-        let mut taken: Vec<_> = (0..4).map(|_| credits.take()).collect();
+        let mut taken: Vec<_> = (0..4).map(|_| credits.take(1)).collect();
         assert_eq!(credits.reading(), 4);
         assert!(credits.sleep_until(2), "four reading is above the mark");
         taken.pop();
@@ -119,7 +129,7 @@ mod tests {
     fn arming_below_the_count_already_returned_does_not_wait() {
         let mailbox = Mailbox::new();
         let credits = ReadCredits::new(mailbox.clone());
-        let _one = credits.take();
+        let _one = credits.take(1);
         assert!(!credits.sleep_until(1), "one reading is already at the mark");
         assert_eq!(drained(&mailbox), 0, "the scheduler keeps the wake to itself");
     }

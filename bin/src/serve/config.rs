@@ -22,6 +22,8 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     /// `RuntimeConfig::reads_in_flight`.
     pub reads_in_flight: Option<usize>,
+    /// `RuntimeConfig::read_credit_bytes`.
+    pub read_credit_bytes: Option<u64>,
     /// `RuntimeConfig::decode_threads`.
     pub decode_threads: Option<usize>,
     /// `RuntimeConfig::queue_capacity`.
@@ -136,6 +138,7 @@ impl Settings {
         let runtime = RuntimeConfig {
             workers,
             reads_in_flight: flags.reads_in_flight.or(file.reads_in_flight).unwrap_or(workers * 2),
+            read_credit_bytes: file.read_credit_bytes.unwrap_or(defaults.read_credit_bytes),
             decode_threads: flags
                 .decode_threads
                 .or(file.decode_threads)
