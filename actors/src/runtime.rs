@@ -40,7 +40,7 @@ use crate::scheduler::SchedulerMsg;
 use crate::source::Source;
 use crate::tasks::FrameTaskGroup;
 use crate::telemetry::{Counters, EventStream, EventTap, Probe, SinkMsg, SinkOutputs};
-use crate::work::{DecodeJob, ReadJob};
+use crate::work::{DecodeJob, ReadOrder};
 use streamrt_supervisor::{Clock, Escalation, MonotonicClock};
 
 use self::core::{Core, CoreParts, EscalateFn};
@@ -556,7 +556,7 @@ impl Runtime {
     /// down.
     pub(crate) fn with_stepped_pools<R>(
         &self,
-        f: impl FnOnce(&WorkerPool<ReadJob>, &WorkerPool<DecodeJob>) -> R,
+        f: impl FnOnce(&WorkerPool<ReadOrder>, &WorkerPool<DecodeJob>) -> R,
     ) -> Option<R> {
         self.inner.core().as_ref().map(|core| f(core.io(), core.decode()))
     }

@@ -12,7 +12,7 @@
 //! - At most `reads_in_flight` loads are being read, and at most `reads_in_flight +
 //!   decode_backlog_max` are between dispatch and their end; only then is the next load
 //!   dispatched. The IO pool's queue and the decode pool's queue are bounded by these credits.
-//! - Credits are counted in shares, 64 to a credit: a load whose declared size is below
+//! - Credits are counted in shares, 16 to a credit: a load whose declared size is below
 //!   `read_credit_bytes` takes shares in proportion (at least one), any other load a whole
 //!   credit; so the bounds are on bytes in flight, and small assets get more loads in flight.
 //! - Read credits come back without a message per read (see `credits`): a scheduler out of
@@ -39,7 +39,7 @@ use streamrt_supervisor::{
 
 use crate::queue::PriorityQueue;
 use crate::telemetry::Probe;
-use crate::work::{Job, JobEnd, JobGuard, ReadJob};
+use crate::work::{Job, JobEnd, JobGuard, ReadJob, ReadOrder, ReadQueue};
 
 mod credits;
 
@@ -89,7 +89,10 @@ pub(crate) struct Scheduler {
     in_flight_shares: usize,
     credits: Arc<ReadCredits>,
     limits: SchedulerLimits,
-    io: PoolSender<ReadJob>,
+    io: PoolSender<ReadOrder>,
+    /// Where dispatched loads wait, most urgent first (`None`: a deterministic runtime, whose
+    /// stepper is sent each load itself).
+    staged: Option<Arc<ReadQueue>>,
     probe: Arc<Probe>,
     stopped: bool,
     pings: Vec<mpsc::Sender<()>>,
@@ -102,7 +105,7 @@ impl Scheduler {
     pub(crate) fn new(
         mailbox: Mailbox<SchedulerMsg>,
         limits: SchedulerLimits,
-        io: PoolSender<ReadJob>,
+        (io, staged): (PoolSender<ReadOrder>, Option<Arc<ReadQueue>>),
         probe: Arc<Probe>,
         link: ChildLink,
         resubmit: Arc<dyn Fn() + Send + Sync>,
@@ -115,6 +118,7 @@ impl Scheduler {
             in_flight_shares: 0,
             limits,
             io,
+            staged,
             probe,
             stopped: false,
             pings: Vec::new(),
@@ -240,7 +244,15 @@ impl Scheduler {
             job.route.dispatched(&job);
             // A closed pool (shutdown) drops the job here, and its guard fails it.
             let guard = JobGuard::new(job, ErrorKind::WorkerLost("an IO worker crashed".into()));
-            let _ = self.io.submit(ReadJob { guard, credit: self.credits.take(shares) });
+            let read = ReadJob { guard, credit: self.credits.take(shares) };
+            let order = match &self.staged {
+                Some(staged) => {
+                    staged.push(priority, read);
+                    ReadOrder::Next
+                }
+                None => ReadOrder::This(read),
+            };
+            let _ = self.io.submit(order);
         }
     }
 }
@@ -310,7 +322,7 @@ mod tests {
         assert_eq!(shares(credit, credit), SHARES_PER_CREDIT);
         assert_eq!(shares(4 << 20, credit), SHARES_PER_CREDIT, "larger: still one credit");
         assert_eq!(shares(credit / 2, credit), SHARES_PER_CREDIT / 2);
-        assert_eq!(shares(credit / 64 + 1, credit), 2, "rounded up");
+        assert_eq!(shares(credit / 16 + 1, credit), 2, "rounded up");
         assert_eq!(shares(64, credit), 1, "the smallest load takes one share");
     }
 }

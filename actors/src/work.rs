@@ -1,7 +1,10 @@
 //! Loads in flight: the job a load travels as, and the IO and decode workers that run it.
 //!
 //! A [`Job`] is made by a cache, queued by the scheduler, read by an [`IoWorker`] and decoded by
-//! a [`DecodeWorker`]. Its [`JobRoute`] (one per asset type) carries what only the type knows:
+//! a [`DecodeWorker`]. Dispatched loads wait for an IO worker, and read ones for a decode worker,
+//! in a [`Staging`] queue, most urgent first, while each pool's own FIFO queue carries one order
+//! per load ([`ReadOrder::Next`], [`DecodeJob::NextLoad`]): so a critical load dispatched behind
+//! many small ones is still the next one read and the next one decoded. Its [`JobRoute`] (one per asset type) carries what only the type knows:
 //! how to decode and which cache to tell.
 //!
 //! # Invariants
@@ -19,8 +22,9 @@
 //! `DecoderPanicked`, then re-raised so the decode worker is rebuilt too.
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use streamrt_messages::replay_log::{LogRecord, ReadOutcome};
 use streamrt_messages::{
@@ -131,6 +135,48 @@ pub(crate) struct ReadJob {
     pub(crate) credit: ReadCredit,
 }
 
+/// Loads waiting for a pool's worker, most urgent first and, within a priority, in the order
+/// they came. Shared by the producer (which pushes a load, then sends the pool one order) and
+/// the pool's workers (which pop one load per order), so orders and loads stay one to one.
+///
+/// # Backpressure
+///
+/// Bounded by the scheduler's credits: a load is pushed only while it holds them.
+pub(crate) struct Staging<J> {
+    levels: Mutex<[VecDeque<J>; Priority::LEVELS]>,
+}
+
+impl<J> Default for Staging<J> {
+    fn default() -> Self {
+        Self { levels: Mutex::new(std::array::from_fn(|_| VecDeque::new())) }
+    }
+}
+
+impl<J> Staging<J> {
+    pub(crate) fn push(&self, priority: Priority, job: J) {
+        self.levels.lock().unwrap_or_else(PoisonError::into_inner)[priority.index()].push_back(job);
+    }
+
+    fn pop(&self) -> Option<J> {
+        let mut levels = self.levels.lock().unwrap_or_else(PoisonError::into_inner);
+        levels.iter_mut().find_map(VecDeque::pop_front)
+    }
+}
+
+/// Dispatched loads waiting for an IO worker.
+pub(crate) type ReadQueue = Staging<ReadJob>;
+
+/// Read loads waiting for a decode worker, with their bytes.
+pub(crate) type DecodeQueue = Staging<(JobGuard, Vec<u8>)>;
+
+/// What the IO pool's queue carries.
+pub(crate) enum ReadOrder {
+    /// Read the most urgent load in the [`ReadQueue`] (one order per load pushed there).
+    Next,
+    /// Read this load: a deterministic runtime's stepper chooses every job itself.
+    This(ReadJob),
+}
+
 /// What a decode worker runs.
 pub(crate) enum DecodeJob {
     /// Read bytes on their way to the decoder.
@@ -140,6 +186,8 @@ pub(crate) enum DecodeJob {
         /// Its bytes.
         bytes: Vec<u8>,
     },
+    /// Decode the most urgent load in the [`DecodeQueue`] (one order per load pushed there).
+    NextLoad,
     /// A frame task (see `tasks`): run one task of this group, if one is still waiting.
     Task(Arc<dyn GroupWork>),
 }
@@ -167,6 +215,11 @@ pub(crate) struct IoWorker {
     pub(crate) crashes: Arc<CrashRequests>,
     /// This worker's index in the IO pool.
     pub(crate) index: u32,
+    /// Where [`ReadOrder::Next`] takes its load from.
+    pub(crate) staged: Arc<ReadQueue>,
+    /// Where read loads wait for a decode worker (`None`: a deterministic runtime, whose
+    /// stepper is sent each load itself).
+    pub(crate) staged_decodes: Option<Arc<DecodeQueue>>,
     /// The IO bandwidth limit, if one is set.
     pub(crate) throttle: Option<Arc<Throttle>>,
 }
@@ -184,10 +237,25 @@ fn stage_event(probe: &Probe, kind: EventKind, job: &Job, worker: u32, bytes: Op
 }
 
 impl Worker for IoWorker {
-    type Job = ReadJob;
+    type Job = ReadOrder;
 
-    fn run(&mut self, ReadJob { mut guard, credit }: ReadJob) {
+    fn run(&mut self, order: ReadOrder) {
+        let read = match order {
+            ReadOrder::This(read) => read,
+            ReadOrder::Next => match self.staged.pop() {
+                Some(read) => read,
+                // Orders and loads are one to one; an order without a load has nothing to do.
+                None => return,
+            },
+        };
+        // After the load is taken, so an injected crash loses exactly this load to its guard.
         assert!(!self.crashes.take(), "injected crash of an IO worker");
+        self.read(read);
+    }
+}
+
+impl IoWorker {
+    fn read(&self, ReadJob { mut guard, credit }: ReadJob) {
         let job = guard.take();
         if job.token.is_cancelled() {
             drop(credit);
@@ -220,12 +288,15 @@ impl Worker for IoWorker {
             Err(e) => end(job, JobEnd::Failed(e.into())),
             Ok(bytes) => {
                 self.probe.counters.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                let next = DecodeJob::Load {
-                    guard: JobGuard::new(
-                        job,
-                        ErrorKind::WorkerLost("a decode worker crashed".into()),
-                    ),
-                    bytes,
+                let priority = job.priority;
+                let guard =
+                    JobGuard::new(job, ErrorKind::WorkerLost("a decode worker crashed".into()));
+                let next = match &self.staged_decodes {
+                    Some(staged) => {
+                        staged.push(priority, (guard, bytes));
+                        DecodeJob::NextLoad
+                    }
+                    None => DecodeJob::Load { guard, bytes },
                 };
                 // A closed decode pool drops the job here, and its guard fails it.
                 let _ = self.decode.submit(next);
@@ -240,17 +311,29 @@ pub(crate) struct DecodeWorker {
     pub(crate) probe: Arc<Probe>,
     /// This worker's index in the decode pool.
     pub(crate) index: u32,
+    /// Where [`DecodeJob::NextLoad`] takes its load from.
+    pub(crate) staged: Arc<DecodeQueue>,
 }
 
 impl Worker for DecodeWorker {
     type Job = DecodeJob;
 
     fn run(&mut self, job: DecodeJob) {
+        let (mut guard, bytes) = match job {
+            DecodeJob::Load { guard, bytes } => (guard, bytes),
+            DecodeJob::NextLoad => match self.staged.pop() {
+                Some(load) => load,
+                // Orders and loads are one to one; an order without a load has nothing to do.
+                None => return,
+            },
+            DecodeJob::Task(group) => {
+                assert!(!self.crashes.take(), "injected crash of a decode worker");
+                return group.run_one();
+            }
+        };
+        // After the load is taken, so an injected crash loses exactly this load to its guard.
         assert!(!self.crashes.take(), "injected crash of a decode worker");
-        match job {
-            DecodeJob::Load { mut guard, bytes } => self.decode(guard.take(), bytes),
-            DecodeJob::Task(group) => group.run_one(),
-        }
+        self.decode(guard.take(), bytes);
     }
 }
 

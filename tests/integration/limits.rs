@@ -37,7 +37,7 @@ fn small_loads_share_a_read_credit_and_large_ones_take_a_whole_one() {
     for name in ["s0", "s1", "s2", "s3", "l0", "l1"] {
         source.gate.hold(name);
     }
-    // One credit of 1,000 bytes: a 100-byte load takes a tenth of it (7 shares of 64).
+    // One credit of 1,000 bytes: a 100-byte load takes a tenth of it (2 shares of 16).
     let rt = runtime(&source, &BlobDecoder::default(), |b| {
         b.workers(4).reads_in_flight(1).read_credit_bytes(1_000)
     });
@@ -61,6 +61,27 @@ fn small_loads_share_a_read_credit_and_large_ones_take_a_whole_one() {
     for h in small.iter().chain(&large) {
         h.wait_timeout(PATIENCE).unwrap().unwrap();
     }
+}
+
+#[test]
+fn a_critical_load_dispatched_behind_small_ones_is_read_next() {
+    let source = GatedSource::with_blobs(6);
+    source.gate.hold("a0");
+    // One credit, but small blobs take a share of it: all five loads are dispatched at once.
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
+    let blocker = rt.request::<Blob>("a0", Priority::Low).unwrap();
+    source.gate.wait_started("a0", 1);
+    let low: Vec<_> =
+        (1..5).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Low).unwrap()).collect();
+    assert!(rt.sync(PATIENCE));
+    let critical = rt.request::<Blob>("a5", Priority::Critical).unwrap();
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(rt.status().in_flight, 6, "every load was dispatched before the critical one");
+    source.gate.release("a0");
+    for h in low.iter().chain([&blocker, &critical]) {
+        h.wait_timeout(PATIENCE).unwrap().unwrap();
+    }
+    assert_eq!(source.gate.started(), ["a0", "a5", "a1", "a2", "a3", "a4"]);
 }
 
 #[test]

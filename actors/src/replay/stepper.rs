@@ -25,7 +25,7 @@ use std::time::Duration;
 use streamrt_messages::AssetKey;
 use streamrt_supervisor::{Activity, Clock, ManualClock};
 
-use crate::work::{DecodeJob, Job, ReadJob};
+use crate::work::{DecodeJob, Job, ReadOrder};
 use crate::Runtime;
 
 /// How long the actors may take to become idle before a step gives up.
@@ -89,7 +89,7 @@ pub(crate) trait Gate {
 /// Drives a deterministic runtime; see the module docs.
 pub(crate) struct Stepper {
     det: Arc<Deterministic>,
-    reads: VecDeque<ReadJob>,
+    reads: VecDeque<ReadOrder>,
     decodes: VecDeque<DecodeJob>,
 }
 
@@ -122,7 +122,7 @@ impl Stepper {
                 let ran = if let Some(at) = decodes.iter().position(|j| decode_runnable(j, gate)) {
                     decode.run(decodes.remove(at).expect("found"));
                     true
-                } else if let Some(at) = reads.iter().position(|j| runnable(&j.guard, gate, true)) {
+                } else if let Some(at) = reads.iter().position(|j| read_runnable(j, gate)) {
                     io.run(reads.remove(at).expect("found"));
                     true
                 } else {
@@ -153,9 +153,16 @@ fn runnable(guard: &crate::work::JobGuard, gate: &dyn Gate, read: bool) -> bool 
         || if read { gate.read_ready(&job.key) } else { gate.decode_ready(&job.key) }
 }
 
+fn read_runnable(order: &ReadOrder, gate: &dyn Gate) -> bool {
+    match order {
+        ReadOrder::This(read) => runnable(&read.guard, gate, true),
+        ReadOrder::Next => true,
+    }
+}
+
 fn decode_runnable(job: &DecodeJob, gate: &dyn Gate) -> bool {
     match job {
         DecodeJob::Load { guard, .. } => runnable(guard, gate, false),
-        DecodeJob::Task(_) => true,
+        DecodeJob::NextLoad | DecodeJob::Task(_) => true,
     }
 }

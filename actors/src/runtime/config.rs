@@ -38,8 +38,8 @@ pub struct RuntimeConfig {
     pub reads_in_flight: usize,
     /// The stored bytes one read credit (and one decode credit) stands for. A load of unknown
     /// size, or of this size or more, takes a whole credit; a smaller one takes a share in
-    /// proportion, at least 1/64 of a credit. So credits bound bytes in flight, and small
-    /// assets get up to 64 times as many loads in flight as large ones.
+    /// proportion, at least 1/16 of a credit. So credits bound bytes in flight, and small
+    /// assets get up to 16 times as many loads in flight as large ones.
     pub read_credit_bytes: u64,
     /// Decode worker threads.
     pub decode_threads: usize,

@@ -31,7 +31,9 @@ use crate::scheduler::{Scheduler, SchedulerLimits, SchedulerMsg};
 use crate::source::Source;
 use crate::telemetry::{Probe, SinkMsg, SinkOutputs, SinkTiming, TelemetrySink};
 use crate::throttle::Throttle;
-use crate::work::{CrashRequests, DecodeJob, DecodeWorker, IoWorker, ReadJob};
+use crate::work::{
+    CrashRequests, DecodeJob, DecodeQueue, DecodeWorker, IoWorker, ReadOrder, ReadQueue,
+};
 
 /// Called (once per supervisor) when a supervisor gives up.
 pub(crate) type EscalateFn = Arc<dyn Fn(Escalation) + Send + Sync>;
@@ -67,7 +69,7 @@ pub(crate) struct Core {
     system: System,
     core_thread: JoinHandle<()>,
     telemetry: Arbiter,
-    io: WorkerPool<ReadJob>,
+    io: WorkerPool<ReadOrder>,
     decode: WorkerPool<DecodeJob>,
     pub(crate) scheduler: Mailbox<SchedulerMsg>,
     pub(crate) frame: Mailbox<FrameMsg>,
@@ -108,14 +110,17 @@ impl Core {
             scheduler.track(&det.activity);
         }
         let frame_mailbox = parts.frame_mailbox.clone();
+        let staged = Arc::new(ReadQueue::default());
+        let staged_decodes = Arc::new(DecodeQueue::default());
         let (io_crashes, decode_crashes) = (Arc::default(), Arc::<CrashRequests>::default());
         let config = &parts.config;
         let crashes = Arc::clone(&decode_crashes);
         let decode_worker = reporting("decode-worker", config.decode_threads, &parts.probe, {
-            let probe = Arc::clone(&parts.probe);
+            let (probe, staged) = (Arc::clone(&parts.probe), Arc::clone(&staged_decodes));
             move |index| DecodeWorker {
                 crashes: Arc::clone(&crashes),
                 probe: Arc::clone(&probe),
+                staged: Arc::clone(&staged),
                 index,
             }
         });
@@ -125,12 +130,16 @@ impl Core {
         };
         let io_worker = {
             let (source, probe) = (Arc::clone(&parts.source), Arc::clone(&parts.probe));
+            let staged = Arc::clone(&staged);
+            let staged_decodes = det.is_none().then_some(staged_decodes);
             let (decode, crashes) = (decode.sender(), Arc::clone(&io_crashes));
             let throttle = config.io_bytes_per_sec_max.map(|rate| Arc::new(Throttle::new(rate)));
             move |index| IoWorker {
                 throttle: throttle.clone(),
                 index,
                 source: Arc::clone(&source),
+                staged: Arc::clone(&staged),
+                staged_decodes: staged_decodes.clone(),
                 decode: decode.clone(),
                 probe: Arc::clone(&probe),
                 crashes: Arc::clone(&crashes),
@@ -150,6 +159,7 @@ impl Core {
             frame_mailbox: frame_mailbox.clone(),
             sink_mailbox: sink_mailbox.clone(),
             io: io.sender(),
+            staged: det.is_none().then_some(staged),
             pool_stats: [io.stats(), decode.stats()],
             caches: caches.clone(),
             supervisors: supervisors.clone(),
@@ -208,7 +218,7 @@ impl Core {
     }
 
     /// The IO pool (a deterministic runtime's driver runs its jobs).
-    pub(crate) fn io(&self) -> &WorkerPool<ReadJob> {
+    pub(crate) fn io(&self) -> &WorkerPool<ReadOrder> {
         &self.io
     }
 
@@ -237,7 +247,9 @@ struct CoreActors {
     scheduler: Mailbox<SchedulerMsg>,
     frame_mailbox: Mailbox<FrameMsg>,
     sink_mailbox: Mailbox<SinkMsg>,
-    io: PoolSender<ReadJob>,
+    io: PoolSender<ReadOrder>,
+    /// Where dispatched loads wait for the IO workers (`None` when deterministic).
+    staged: Option<Arc<ReadQueue>>,
     pool_stats: [Arc<PoolStats>; 2],
     caches: Vec<Arc<dyn CacheControl>>,
     supervisors: [Mailbox<SupervisorMsg>; 2],
@@ -263,6 +275,7 @@ impl CoreActors {
         };
         let (mailbox, io, probe) =
             (self.scheduler.clone(), self.io.clone(), Arc::clone(&self.parts.probe));
+        let staged = self.staged.clone();
         let caches = self.caches.clone();
         let resubmit: Arc<dyn Fn() + Send + Sync> =
             Arc::new(move || caches.iter().for_each(|c| c.post_resubmit()));
@@ -270,7 +283,7 @@ impl CoreActors {
             let scheduler = Scheduler::new(
                 mailbox.clone(),
                 limits,
-                io.clone(),
+                (io.clone(), staged.clone()),
                 Arc::clone(&probe),
                 link,
                 Arc::clone(&resubmit),

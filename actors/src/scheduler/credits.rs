@@ -30,8 +30,11 @@ use streamrt_supervisor::Mailbox;
 
 use super::SchedulerMsg;
 
-/// The shares one read credit divides into: the smallest load takes one share.
-pub(crate) const SHARES_PER_CREDIT: usize = 64;
+/// The shares one read credit divides into: the smallest load takes one share. Measured
+/// (`streamctl bench tiny` and `priority`, docs/PERFORMANCE.md): 64 shares gave small assets
+/// the most throughput but tripled a critical request's p99 behind a full queue, since every
+/// load in flight is work the two cores do before it; 16 keeps most of the throughput.
+pub(crate) const SHARES_PER_CREDIT: usize = 16;
 
 /// No low-water mark armed.
 const DISARMED: usize = usize::MAX;
