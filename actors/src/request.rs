@@ -205,7 +205,9 @@ impl<T> RequestCell<T> {
 
     fn on_terminal(&self, from: LoadState, to: LoadState) {
         let probe = &*self.probe;
-        self.terminal_us.store(probe.now_us(), Ordering::Release);
+        // One clock read stamps both the request's end and its event.
+        let now_us = probe.now_us();
+        self.terminal_us.store(now_us, Ordering::Release);
         let (counter, kind) = match to {
             LoadState::Ready => (&probe.counters.ready, EventKind::Published),
             LoadState::Cancelled => {
@@ -219,7 +221,7 @@ impl<T> RequestCell<T> {
         Counters::bump(counter);
         probe.emit(
             probe
-                .event(kind)
+                .event_at(now_us, kind)
                 .with_request(self.id)
                 .with_key(self.key.clone())
                 .with_priority(self.priority()),

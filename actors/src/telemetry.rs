@@ -129,7 +129,12 @@ impl Probe {
 
     /// A fresh event stamped with the time and frame.
     pub(crate) fn event(&self, kind: EventKind) -> Event {
-        Event::new(self.now_us(), self.frame(), kind)
+        self.event_at(self.now_us(), kind)
+    }
+
+    /// A fresh event stamped with `t_us` (a time the caller already read) and the frame.
+    pub(crate) fn event_at(&self, t_us: u64, kind: EventKind) -> Event {
+        Event::new(t_us, self.frame(), kind)
     }
 
     /// Buffers an event for the sink; drops and counts it when the buffer is full. Also
