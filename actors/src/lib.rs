@@ -40,6 +40,7 @@ mod cache;
 pub mod chaos;
 mod deps;
 mod frame;
+mod id_hash;
 mod queue;
 pub mod replay;
 pub mod report;

@@ -13,10 +13,12 @@
 //! - Stale tickets are compacted away once they outnumber live entries (plus a slack), so memory
 //!   stays proportional to the live entries.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::Hash;
 
 use slab::Slab;
+
+use crate::id_hash::IdMap;
 use streamrt_messages::Priority;
 
 /// Stale tickets tolerated beyond the live entry count before a compaction.
@@ -32,7 +34,8 @@ struct Entry<K, V> {
 /// See the module docs.
 pub(crate) struct PriorityQueue<K, V> {
     entries: Slab<Entry<K, V>>,
-    index: HashMap<K, usize>,
+    /// Keys are runtime-allocated ids (see `id_hash`).
+    index: IdMap<K, usize>,
     levels: [VecDeque<(usize, u64)>; Priority::LEVELS],
     next_seq: u64,
     stale: usize,
@@ -48,7 +51,7 @@ impl<K: Hash + Eq + Copy, V> PriorityQueue<K, V> {
     pub(crate) fn new() -> Self {
         Self {
             entries: Slab::new(),
-            index: HashMap::new(),
+            index: IdMap::default(),
             levels: Default::default(),
             next_seq: 0,
             stale: 0,

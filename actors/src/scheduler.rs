@@ -26,7 +26,6 @@
 //! re-enqueued with their generation, loads in flight are adopted so credits stay bounded).
 //! Messages taken but not handled when it failed go back to its mailbox.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -37,6 +36,7 @@ use streamrt_supervisor::{
     drain_turn, ChildLink, ExitReason, Mailbox, PoolSender, StopChild, Wake,
 };
 
+use crate::id_hash::IdMap;
 use crate::queue::PriorityQueue;
 use crate::telemetry::Probe;
 use crate::work::{Job, JobEnd, JobGuard, ReadJob, ReadOrder, ReadQueue};
@@ -84,7 +84,7 @@ pub(crate) struct Scheduler {
     queue: PriorityQueue<Generation, Job>,
     /// Loads between dispatch and their end, with the shares each holds (read credits are
     /// counted in `credits`).
-    in_flight: HashMap<Generation, usize>,
+    in_flight: IdMap<Generation, usize>,
     /// The sum of `in_flight`'s shares.
     in_flight_shares: usize,
     credits: Arc<ReadCredits>,
@@ -114,7 +114,7 @@ impl Scheduler {
             credits: ReadCredits::new(mailbox.clone()),
             mailbox,
             queue: PriorityQueue::new(),
-            in_flight: HashMap::new(),
+            in_flight: IdMap::default(),
             in_flight_shares: 0,
             limits,
             io,

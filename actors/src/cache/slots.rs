@@ -15,6 +15,7 @@ use std::sync::Arc;
 use slab::Slab;
 use streamrt_messages::{AssetKey, Generation, Priority, RequestId};
 
+use crate::id_hash::IdMap;
 use crate::work::CancelToken;
 
 /// Whatever a slot keeps per attached request.
@@ -63,12 +64,12 @@ pub(crate) struct Slot<T, H> {
 pub(crate) struct SlotTable<T, H> {
     slots: Slab<Slot<T, H>>,
     by_key: HashMap<AssetKey, usize>,
-    by_request: HashMap<RequestId, usize>,
+    by_request: IdMap<RequestId, usize>,
 }
 
 impl<T, H: Holder> Default for SlotTable<T, H> {
     fn default() -> Self {
-        Self { slots: Slab::new(), by_key: HashMap::new(), by_request: HashMap::new() }
+        Self { slots: Slab::new(), by_key: HashMap::new(), by_request: IdMap::default() }
     }
 }
 

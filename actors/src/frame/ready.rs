@@ -18,11 +18,12 @@
 //! - A request that can no longer be published (it was cancelled) is dropped without using
 //!   budget.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use streamrt_messages::{Priority, RequestId};
 
 use super::adaptive::AdaptivePolicy;
+use crate::id_hash::IdMap;
 
 /// How much a frame boundary may publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,12 +84,12 @@ pub(crate) struct ReadySet<E> {
     /// its priority, to find it in `by_priority`.
     by_arrival: BTreeMap<(u64, RequestId), Priority>,
     /// Each waiting request's priority and frame, for reprioritising by id.
-    index: HashMap<RequestId, (Priority, u64)>,
+    index: IdMap<RequestId, (Priority, u64)>,
 }
 
 impl<E: Waiting> Default for ReadySet<E> {
     fn default() -> Self {
-        Self { by_priority: BTreeMap::new(), by_arrival: BTreeMap::new(), index: HashMap::new() }
+        Self { by_priority: BTreeMap::new(), by_arrival: BTreeMap::new(), index: IdMap::default() }
     }
 }
 
