@@ -304,6 +304,7 @@ impl RuntimeBuilder {
             Probe::new(Arc::clone(&self.clock), config.events_buffered_max, config.events_enabled)
                 .observed(recorder, tap),
         );
+        probe.set_read(config.telemetry_path.is_some());
         probe.emit(probe.event(EventKind::Started {
             worker_count: u32::try_from(config.workers).unwrap_or(u32::MAX),
             decode_threads: u32::try_from(config.decode_threads).unwrap_or(u32::MAX),

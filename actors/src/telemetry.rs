@@ -4,7 +4,10 @@
 //! - [`Probe`] is shared by every actor, worker and handle. Producers stamp an [`Event`] with
 //!   the clock and the frame index and push it into a bounded lock-free buffer; they never
 //!   block and never wait on the sink. When the buffer is full the event is dropped and counted
-//!   (`events_dropped`), and the count is itself reported in the status.
+//!   (`events_dropped`), and the count is itself reported in the status. Events are buffered
+//!   only while something reads them (a telemetry file or a subscriber): with neither, the
+//!   sink would drain them into nothing, so producers skip the buffer (the recorder and the tap
+//!   still see every event).
 //! - [`Counters`] are the live figures behind `Status`, updated where things happen, so a
 //!   status query needs no round trip to any actor.
 //! - [`TelemetrySink`] runs on its own arbiter. Every `flush_ms` it drains the buffer, writes
@@ -19,7 +22,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -69,6 +72,8 @@ pub(crate) struct Probe {
     frame: AtomicU64,
     /// Whether events are buffered for the sink at all (counters are always kept).
     enabled: bool,
+    /// Whether anything reads the buffer: a telemetry file or a subscriber.
+    read: AtomicBool,
     /// Notified whenever any request decodes or ends, for waits over several handles.
     any_progressed: event_listener::Event,
     /// Writes the session's inputs to a replay log, when recording.
@@ -84,6 +89,7 @@ impl Probe {
     pub(crate) fn new(clock: Arc<dyn Clock>, events_buffered_max: usize, enabled: bool) -> Self {
         Self {
             enabled,
+            read: AtomicBool::new(false),
             any_progressed: event_listener::Event::new(),
             clock,
             counters: Counters::default(),
@@ -103,6 +109,11 @@ impl Probe {
         self.recorder = recorder;
         self.tap = tap;
         self
+    }
+
+    /// Says whether anything reads the buffer from now on (see the module docs).
+    pub(crate) fn set_read(&self, read: bool) {
+        self.read.store(read, Ordering::Release);
     }
 
     /// The session recorder, when recording.
@@ -153,7 +164,7 @@ impl Probe {
         if let Some(tap) = &self.tap {
             tap(&event);
         }
-        if !self.enabled {
+        if !self.enabled || !self.read.load(Ordering::Acquire) {
             return;
         }
         if self.events.push(event).is_err() {
@@ -271,14 +282,20 @@ impl TelemetrySink {
         if let Some(w) = writer {
             let _ = w.flush();
         }
+        if writer.is_none() && subscribers.is_empty() {
+            // Set again by the next subscription, which this actor handles too.
+            self.probe.set_read(false);
+        }
     }
 
     fn handle_msg(&mut self, msg: SinkMsg) {
         match msg {
             SinkMsg::Subscribe(tx, ack) => {
-                // Events buffered before the subscription belong to earlier readers.
+                // Events buffered before the subscription belong to earlier readers; the new
+                // reader gets every event from its acknowledgement on.
                 self.drain();
                 self.outputs.lock().unwrap_or_else(PoisonError::into_inner).subscribers.push(tx);
+                self.probe.set_read(true);
                 let _ = ack.send(());
             }
             SinkMsg::Flush(ack) => {

@@ -81,8 +81,14 @@ fn every_terminal_state_and_cancel_stage_appears_in_the_log_with_the_right_reque
 #[test]
 fn an_overflowing_sink_counts_drops_and_never_blocks_a_producer() {
     let source = GatedSource::with_blobs(200);
-    let config =
-        RuntimeConfig { events_buffered_max: 4, telemetry_flush_ms: 1_000, ..Default::default() };
+    let dir = tempfile::tempdir().unwrap();
+    // A file reads the buffer, so events are buffered (and overflow it).
+    let config = RuntimeConfig {
+        events_buffered_max: 4,
+        telemetry_flush_ms: 1_000,
+        telemetry_path: Some(dir.path().join("run.jsonl")),
+        ..Default::default()
+    };
     let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config));
     let handles: Vec<_> = (0..2_000)
         .map(|i| rt.request::<Blob>(&format!("a{}", i % 200), Priority::Normal).unwrap())
@@ -173,4 +179,23 @@ fn a_malformed_log_line_is_a_typed_error_naming_the_line() {
         report::read_log(future.as_bytes()),
         Err(LogError::Malformed { line: 1, .. })
     ));
+}
+
+#[test]
+fn events_are_buffered_only_while_something_reads_them() {
+    let source = GatedSource::with_blobs(8);
+    // A buffer of 4 that the sink never drains by itself: buffered events would overflow it.
+    let config = RuntimeConfig {
+        events_buffered_max: 4,
+        telemetry_flush_ms: 3_600_000,
+        ..RuntimeConfig::default()
+    };
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config).immediate());
+    for i in 0..4 {
+        rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap().wait_timeout(PATIENCE);
+    }
+    assert_eq!(rt.status().events_dropped, 0, "no reader: nothing buffered, nothing dropped");
+    let _events = rt.subscribe(4096);
+    rt.request::<Blob>("a5", Priority::Normal).unwrap().wait_timeout(PATIENCE);
+    assert!(rt.status().events_dropped > 0, "with a reader, one load's events overflow 4 slots");
 }
