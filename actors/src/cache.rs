@@ -329,7 +329,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
 
     fn emit(&self, kind: EventKind, origin: RequestId, key: &AssetKey) {
         let probe = &self.links.probe;
-        probe.emit(probe.event(kind).with_request(origin).with_key(key.clone()));
+        probe.emit_with(|| probe.event(kind).with_request(origin).with_key(key.clone()));
     }
 
     fn load(&mut self, ticket: Ticket<T>) {
@@ -340,13 +340,13 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
         let priority = cell.priority();
         let probe = &self.links.probe;
-        probe.emit(
+        probe.emit_with(|| {
             probe
                 .event(EventKind::Queued)
                 .with_request(cell.id())
                 .with_key(cell.key().clone())
-                .with_priority(priority),
-        );
+                .with_priority(priority)
+        });
         if let Some(&panics) = self.quarantined.get(cell.key()) {
             let kind = ErrorKind::Quarantined { panics };
             cell.fail(&Arc::new(AssetLoadError { key: cell.key().clone(), attempt: 0, kind }));
@@ -506,15 +506,15 @@ impl<T: Send + Sync + 'static> Cache<T> {
             );
             return;
         };
-        probe.emit(
+        probe.emit_with(|| {
             probe
                 .event(EventKind::Decoded)
                 .with_request(job.origin)
                 .with_generation(job.generation)
                 .with_key(job.key.clone())
                 .with_priority(slot.priority)
-                .with_bytes(size),
-        );
+                .with_bytes(size)
+        });
         slot.phase = Phase::Resident;
         slot.bytes = size;
         for ticket in &slot.holders {

@@ -30,7 +30,7 @@ use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use streamrt_messages::{EventKind, Priority, RequestId};
 use streamrt_supervisor::{drain_turn, ChildLink, ExitReason, Mailbox, StopChild, Wake};
 
-use crate::request::{Publishable, RequestCell};
+use crate::request::{PublishBatch, Publishable, RequestCell};
 use crate::tasks::GroupWork;
 use crate::telemetry::Probe;
 
@@ -88,8 +88,10 @@ impl Waiting for ReadyEntry {
         self.bytes
     }
 
-    fn publish(&self) -> bool {
-        self.cell.publish()
+    type Batch = PublishBatch;
+
+    fn publish(&self, batch: &PublishBatch) -> bool {
+        self.cell.publish_in(batch)
     }
 }
 
@@ -198,12 +200,14 @@ impl FrameShared {
         policy.publish_count_max = budget;
         let started = Instant::now();
         let mut elapsed = || u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let batch = PublishBatch::new(now_us);
         let mut ready = self.ready();
-        let done = ready.publish_frame(frame, &policy, &mut elapsed);
+        let done = ready.publish_frame(frame, &policy, &batch, &mut elapsed);
         let (published, published_bytes) = (done.count, done.bytes);
         pacing.last_published = published;
         let waiting = ready.len();
         drop(ready);
+        batch.finish(&self.probe, published);
         let event = self.probe.event(EventKind::FrameBegin { published, budget });
         self.probe.emit(event.with_bytes(published_bytes));
         FrameReport { frame, published, published_bytes, waiting, budget, frame_us }

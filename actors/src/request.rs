@@ -159,6 +159,17 @@ impl<T> RequestCell<T> {
     /// In debug builds, on a move that no race can explain (from a non-terminal state that
     /// cannot become `to`): that is a bug in the caller's protocol.
     pub(crate) fn transition(&self, to: LoadState) -> Result<LoadState, LoadState> {
+        self.transition_in(to, None)
+    }
+
+    /// [`RequestCell::transition`], as part of `batch` when one is given: a frame boundary
+    /// that stamps every request it publishes with one time, counts them once and wakes
+    /// waiters once, since each of those touches memory every thread shares.
+    fn transition_in(
+        &self,
+        to: LoadState,
+        batch: Option<&PublishBatch>,
+    ) -> Result<LoadState, LoadState> {
         let mut current = self.state.load(Ordering::Acquire);
         loop {
             let from = LoadState::from_code(current);
@@ -178,7 +189,7 @@ impl<T> RequestCell<T> {
             ) {
                 Ok(_) => {
                     if to.is_terminal() {
-                        self.on_terminal(from, to);
+                        self.on_terminal(from, to, batch);
                     }
                     return Ok(from);
                 }
@@ -203,10 +214,10 @@ impl<T> RequestCell<T> {
             .is_ok()
     }
 
-    fn on_terminal(&self, from: LoadState, to: LoadState) {
+    fn on_terminal(&self, from: LoadState, to: LoadState, batch: Option<&PublishBatch>) {
         let probe = &*self.probe;
         // One clock read stamps both the request's end and its event.
-        let now_us = probe.now_us();
+        let now_us = batch.map_or_else(|| probe.now_us(), |b| b.now_us);
         self.terminal_us.store(now_us, Ordering::Release);
         let (counter, kind) = match to {
             LoadState::Ready => (&probe.counters.ready, EventKind::Published),
@@ -218,16 +229,18 @@ impl<T> RequestCell<T> {
                 (&probe.counters.failed, EventKind::Failed { kind })
             }
         };
-        Counters::bump(counter);
-        probe.emit(
+        probe.emit_with(|| {
             probe
                 .event_at(now_us, kind)
                 .with_request(self.id)
                 .with_key(self.key.clone())
-                .with_priority(self.priority()),
-        );
+                .with_priority(self.priority())
+        });
         self.changed.notify(usize::MAX);
-        probe.any_progressed().notify(usize::MAX);
+        if batch.is_none() {
+            Counters::bump(counter);
+            probe.any_progressed().notify(usize::MAX);
+        }
         if to != LoadState::Ready {
             if let Some(gate) = &self.lineage.gate {
                 gate.release();
@@ -251,6 +264,11 @@ impl<T> RequestCell<T> {
     /// Makes a staged value visible. False if the request ended meanwhile (it was cancelled).
     pub(crate) fn publish(&self) -> bool {
         self.transition(LoadState::Ready).is_ok()
+    }
+
+    /// [`RequestCell::publish`] as part of `batch`, which counts it and wakes waiters.
+    pub(crate) fn publish_in(&self, batch: &PublishBatch) -> bool {
+        self.transition_in(LoadState::Ready, Some(batch)).is_ok()
     }
 
     /// Fails the request with `error`. False if it already ended.
@@ -300,12 +318,35 @@ impl<T: Send + Sync> Dependent for RequestCell<T> {
     }
 }
 
+/// Requests published together at one frame boundary: stamped with one time; whoever made
+/// the batch adds them to the `ready` counter and notifies the runtime's progress signal once,
+/// after the last (see [`PublishBatch::finish`]).
+pub(crate) struct PublishBatch {
+    now_us: u64,
+}
+
+impl PublishBatch {
+    pub(crate) fn new(now_us: u64) -> Self {
+        Self { now_us }
+    }
+
+    /// Counts the `published` requests of the batch and wakes those waiting for any progress.
+    pub(crate) fn finish(self, probe: &Probe, published: u32) {
+        if published > 0 {
+            probe.counters.ready.fetch_add(u64::from(published), Ordering::Relaxed);
+            probe.any_progressed().notify(usize::MAX);
+        }
+    }
+}
+
 /// What a decoded request waiting for its frame boundary needs, without its value type.
 pub(crate) trait Publishable: Send + Sync {
     /// Its current priority.
     fn priority(&self) -> Priority;
     /// Makes the value visible; false if the request was cancelled meanwhile.
     fn publish(&self) -> bool;
+    /// [`Publishable::publish`] as part of `batch` (see [`PublishBatch`]).
+    fn publish_in(&self, batch: &PublishBatch) -> bool;
     /// Whether the request can still be published.
     fn is_waiting(&self) -> bool;
     /// Fails the request with `Shutdown` if it has not ended.
@@ -319,6 +360,10 @@ impl<T: Send + Sync + 'static> Publishable for RequestCell<T> {
 
     fn publish(&self) -> bool {
         RequestCell::publish(self)
+    }
+
+    fn publish_in(&self, batch: &PublishBatch) -> bool {
+        RequestCell::publish_in(self, batch)
     }
 
     fn is_waiting(&self) -> bool {

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
 use streamrt_messages::{Event, EventKind};
 
 use crate::replay::Recorder;
@@ -37,21 +38,25 @@ use streamrt_supervisor::{
 };
 
 /// Live counters; see [`streamrt_messages::Status`] for their meaning.
+///
+/// Each counter has a cache line of its own: the engine thread, the core thread and every
+/// worker update different ones on their hot paths, and sharing a line would make each update
+/// wait for the line to move between cores.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) requested: AtomicU64,
-    pub(crate) ready: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) cancelled: AtomicU64,
-    pub(crate) cancelled_after_decode: AtomicU64,
-    pub(crate) in_flight: AtomicU64,
-    pub(crate) queued: AtomicU64,
-    pub(crate) bytes_read: AtomicU64,
-    pub(crate) events_dropped: AtomicU64,
-    pub(crate) retries: AtomicU64,
-    pub(crate) restarts: AtomicU64,
-    pub(crate) quarantined: AtomicU64,
-    pub(crate) resident_bytes: AtomicU64,
+    pub(crate) requested: CachePadded<AtomicU64>,
+    pub(crate) ready: CachePadded<AtomicU64>,
+    pub(crate) failed: CachePadded<AtomicU64>,
+    pub(crate) cancelled: CachePadded<AtomicU64>,
+    pub(crate) cancelled_after_decode: CachePadded<AtomicU64>,
+    pub(crate) in_flight: CachePadded<AtomicU64>,
+    pub(crate) queued: CachePadded<AtomicU64>,
+    pub(crate) bytes_read: CachePadded<AtomicU64>,
+    pub(crate) events_dropped: CachePadded<AtomicU64>,
+    pub(crate) retries: CachePadded<AtomicU64>,
+    pub(crate) restarts: CachePadded<AtomicU64>,
+    pub(crate) quarantined: CachePadded<AtomicU64>,
+    pub(crate) resident_bytes: CachePadded<AtomicU64>,
 }
 
 impl Counters {
@@ -146,6 +151,23 @@ impl Probe {
     /// A fresh event stamped with `t_us` (a time the caller already read) and the frame.
     pub(crate) fn event_at(&self, t_us: u64, kind: EventKind) -> Event {
         Event::new(t_us, self.frame(), kind)
+    }
+
+    /// Whether an event emitted now would reach anything: the buffer (a file or a subscriber
+    /// reads it), the recorder, the tap or a `tracing` subscriber at debug level.
+    fn wants_events(&self) -> bool {
+        self.recorder.is_some()
+            || self.tap.is_some()
+            || (self.enabled && self.read.load(Ordering::Acquire))
+            || tracing::enabled!(target: "streamrt", tracing::Level::DEBUG)
+    }
+
+    /// Emits the event `make` builds, building it only if it would reach anything: on the
+    /// hot paths building one costs a clock read and a key's shared reference count.
+    pub(crate) fn emit_with(&self, make: impl FnOnce() -> Event) {
+        if self.wants_events() {
+            self.emit(make());
+        }
     }
 
     /// Buffers an event for the sink; drops and counts it when the buffer is full. Also

@@ -64,8 +64,10 @@ impl FramePolicy {
 pub(crate) trait Waiting {
     /// Its resident bytes.
     fn bytes(&self) -> u64;
-    /// Makes it visible; false if it can no longer be (it was cancelled).
-    fn publish(&self) -> bool;
+    /// What one boundary's publishes share (its time, its counts).
+    type Batch;
+    /// Makes it visible as part of `batch`; false if it can no longer be (it was cancelled).
+    fn publish(&self, batch: &Self::Batch) -> bool;
 }
 
 /// What one boundary published.
@@ -127,12 +129,14 @@ impl<E: Waiting> ReadySet<E> {
         drained.into_iter().map(|(_, (e, _))| e).collect()
     }
 
-    /// Publishes for the boundary starting `frame`, within `policy`; `elapsed_us` tells the
-    /// time spent since the boundary began (asked only when the policy has a time budget).
+    /// Publishes for the boundary starting `frame`, within `policy`, each request as part of
+    /// `batch`; `elapsed_us` tells the time spent since the boundary began (asked only when
+    /// the policy has a time budget).
     pub(crate) fn publish_frame(
         &mut self,
         frame: u64,
         policy: &FramePolicy,
+        batch: &E::Batch,
         elapsed_us: &mut dyn FnMut() -> u64,
     ) -> Published {
         let mut done = Published::default();
@@ -151,7 +155,7 @@ impl<E: Waiting> ReadySet<E> {
             self.by_arrival.pop_first();
             self.index.remove(&request);
             if let Some((entry, _)) = self.by_priority.remove(&(priority, request)) {
-                publish(&entry, &mut done);
+                publish(&entry, batch, &mut done);
             }
         }
         while let Some((_, (entry, _))) = self.by_priority.first_key_value() {
@@ -161,15 +165,15 @@ impl<E: Waiting> ReadySet<E> {
             let ((_, request), (entry, at)) = self.by_priority.pop_first().expect("peeked");
             self.by_arrival.remove(&(at, request));
             self.index.remove(&request);
-            publish(&entry, &mut done);
+            publish(&entry, batch, &mut done);
         }
         done
     }
 }
 
-fn publish<E: Waiting>(entry: &E, done: &mut Published) {
+fn publish<E: Waiting>(entry: &E, batch: &E::Batch, done: &mut Published) {
     let bytes = entry.bytes();
-    if entry.publish() {
+    if entry.publish(batch) {
         done.count += 1;
         done.bytes += bytes;
     }
@@ -192,7 +196,8 @@ mod tests {
         fn bytes(&self) -> u64 {
             self.bytes
         }
-        fn publish(&self) -> bool {
+        type Batch = ();
+        fn publish(&self, (): &()) -> bool {
             if !self.cancelled {
                 self.log.borrow_mut().push(self.id);
             }
@@ -214,7 +219,7 @@ mod tests {
             self.set.push(RequestId(id), priority, fake, frame);
         }
         fn frame(&mut self, frame: u64, policy: &FramePolicy) -> Vec<u64> {
-            self.set.publish_frame(frame, policy, &mut || 0);
+            self.set.publish_frame(frame, policy, &(), &mut || 0);
             self.log.borrow_mut().drain(..).collect()
         }
     }
@@ -255,7 +260,7 @@ mod tests {
             clock += 40;
             clock
         };
-        let done = b.set.publish_frame(1, &policy, &mut elapsed);
+        let done = b.set.publish_frame(1, &policy, &(), &mut elapsed);
         assert_eq!(done.count, 3);
         assert_eq!(b.set.len(), 1);
     }
