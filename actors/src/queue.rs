@@ -106,10 +106,11 @@ impl<K: Hash + Eq + Copy, V> PriorityQueue<K, V> {
         Some(entry.value)
     }
 
-    /// The most urgent, oldest entry, left in place.
-    pub(crate) fn peek(&mut self) -> Option<&V> {
+    /// The most urgent, oldest entry and its priority, left in place.
+    pub(crate) fn peek(&mut self) -> Option<(&V, Priority)> {
         let slot = self.front_slot()?;
-        Some(&self.entries[slot].value)
+        let entry = &self.entries[slot];
+        Some((&entry.value, entry.priority))
     }
 
     /// Removes and returns the most urgent, oldest entry.

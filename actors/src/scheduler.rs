@@ -16,7 +16,8 @@
 //!   `read_credit_bytes` takes shares in proportion (at least one), any other load a whole
 //!   credit; so the bounds are on bytes in flight, and small assets get more loads in flight.
 //! - Read credits come back without a message per read (see `credits`): a scheduler out of
-//!   credits sleeps until half of them are back, then dispatches a batch.
+//!   credits sleeps until half of them are back, then dispatches a batch; when its next load
+//!   is `High` or `Critical`, only until that load's shares are back.
 //!
 //! # Supervision
 //!
@@ -42,6 +43,12 @@ use crate::telemetry::Probe;
 use crate::work::{Job, JobEnd, JobGuard, ReadJob, ReadOrder, ReadQueue};
 
 mod credits;
+
+/// The least urgent priority whose loads wake a starved scheduler at the first credit back
+/// rather than at half of them: batching the wakes saves the core thread work per read, but a
+/// critical request behind a full pipeline would wait for half the loads in flight to finish
+/// (`streamctl bench priority`: p99 4.4 times the idle runtime's with half-credit wakes).
+const URGENT: Priority = Priority::High;
 
 pub(crate) use credits::ReadCredit;
 use credits::{ReadCredits, SHARES_PER_CREDIT};
@@ -185,8 +192,15 @@ impl Scheduler {
 
     /// The shares the next queued load takes.
     fn next_shares(&mut self) -> Option<usize> {
+        self.next_load().map(|(shares, _)| shares)
+    }
+
+    /// The shares the next queued load takes, and whether it is urgent (see [`URGENT`]).
+    fn next_load(&mut self) -> Option<(usize, bool)> {
         let credit_bytes = self.limits.read_credit_bytes;
-        self.queue.peek().map(|job| shares(job.declared_bytes, credit_bytes))
+        self.queue
+            .peek()
+            .map(|(job, priority)| (shares(job.declared_bytes, credit_bytes), priority <= URGENT))
     }
 
     fn reads_max_shares(&self) -> usize {
@@ -207,14 +221,16 @@ impl Scheduler {
     }
 
     /// Dispatches while credits last; out of read credits with loads still queued, sleeps
-    /// until half of the read credits are back (or enough for the next load).
+    /// until half of the read credits are back (or enough for the next load), or, when the
+    /// next load is urgent, only until enough for it are back.
     fn dispatch(&mut self) {
         loop {
             self.dispatch_within_credits();
-            let Some(next) = self.next_shares() else { return };
+            let Some((next, urgent)) = self.next_load() else { return };
             let limit = self.reads_max_shares();
             let starved = !self.stopped && self.credits.reading() + next > limit;
-            if !starved || self.credits.sleep_until((limit / 2).min(limit - next)) {
+            let wake_at = if urgent { limit - next } else { (limit / 2).min(limit - next) };
+            if !starved || self.credits.sleep_until(wake_at) {
                 return;
             }
         }
@@ -233,14 +249,15 @@ impl Scheduler {
             counters.in_flight.fetch_add(1, Ordering::Relaxed);
             self.in_flight.insert(generation, shares);
             self.in_flight_shares += shares;
-            self.probe.emit(
-                self.probe
+            let probe = &self.probe;
+            probe.emit_with(|| {
+                probe
                     .event(EventKind::Dispatched)
                     .with_request(job.origin)
                     .with_generation(generation)
                     .with_key(job.key.clone())
-                    .with_priority(priority),
-            );
+                    .with_priority(priority)
+            });
             job.route.dispatched(&job);
             // A closed pool (shutdown) drops the job here, and its guard fails it.
             let guard = JobGuard::new(job, ErrorKind::WorkerLost("an IO worker crashed".into()));

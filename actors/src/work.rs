@@ -4,8 +4,10 @@
 //! a [`DecodeWorker`]. Dispatched loads wait for an IO worker, and read ones for a decode worker,
 //! in a [`Staging`] queue, most urgent first, while each pool's own FIFO queue carries one order
 //! per load ([`ReadOrder::Next`], [`DecodeJob::NextLoad`]): so a critical load dispatched behind
-//! many small ones is still the next one read and the next one decoded. Its [`JobRoute`] (one per asset type) carries what only the type knows:
-//! how to decode and which cache to tell.
+//! many small ones is still the next one read and the next one decoded; a `High` or
+//! `Critical` load is decoded by the IO worker that read it, without waiting for a decode
+//! thread. Its [`JobRoute`] (one per asset type) carries what only the type knows: how to
+//! decode and which cache to tell.
 //!
 //! # Invariants
 //!
@@ -37,6 +39,11 @@ use crate::source::Source;
 use crate::tasks::GroupWork;
 use crate::telemetry::Probe;
 use crate::throttle::Throttle;
+
+/// The least urgent priority whose loads the IO worker that read them decodes itself, in a
+/// threaded runtime: one thread hand-off fewer on the path of the loads the engine waits for
+/// (`streamctl bench priority`), at the cost of that worker's next read.
+const DECODE_INLINE: Priority = Priority::High;
 
 /// Set once a load is no longer wanted; checked by the workers between stages.
 #[derive(Clone, Debug, Default)]
@@ -226,14 +233,16 @@ pub(crate) struct IoWorker {
 
 /// Emits a worker's stage event for `job`.
 fn stage_event(probe: &Probe, kind: EventKind, job: &Job, worker: u32, bytes: Option<u64>) {
-    let mut event = probe
-        .event(kind)
-        .with_request(job.origin)
-        .with_generation(job.generation)
-        .with_key(job.key.clone())
-        .with_worker(worker);
-    event.bytes = bytes;
-    probe.emit(event);
+    probe.emit_with(|| {
+        let mut event = probe
+            .event(kind)
+            .with_request(job.origin)
+            .with_generation(job.generation)
+            .with_key(job.key.clone())
+            .with_worker(worker);
+        event.bytes = bytes;
+        event
+    });
 }
 
 impl Worker for IoWorker {
@@ -255,6 +264,10 @@ impl Worker for IoWorker {
 }
 
 impl IoWorker {
+    fn decode_guard(job: Job) -> JobGuard {
+        JobGuard::new(job, ErrorKind::WorkerLost("a decode worker crashed".into()))
+    }
+
     fn read(&self, ReadJob { mut guard, credit }: ReadJob) {
         let job = guard.take();
         if job.token.is_cancelled() {
@@ -289,14 +302,17 @@ impl IoWorker {
             Ok(bytes) => {
                 self.probe.counters.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 let priority = job.priority;
-                let guard =
-                    JobGuard::new(job, ErrorKind::WorkerLost("a decode worker crashed".into()));
                 let next = match &self.staged_decodes {
+                    Some(_) if priority <= DECODE_INLINE => {
+                        // An urgent load is decoded here: handing it to the decode pool would
+                        // make it wait for a decode thread to get a core.
+                        return decode(&self.probe, self.index, job, bytes);
+                    }
                     Some(staged) => {
-                        staged.push(priority, (guard, bytes));
+                        staged.push(priority, (Self::decode_guard(job), bytes));
                         DecodeJob::NextLoad
                     }
-                    None => DecodeJob::Load { guard, bytes },
+                    None => DecodeJob::Load { guard: Self::decode_guard(job), bytes },
                 };
                 // A closed decode pool drops the job here, and its guard fails it.
                 let _ = self.decode.submit(next);
@@ -333,28 +349,31 @@ impl Worker for DecodeWorker {
         };
         // After the load is taken, so an injected crash loses exactly this load to its guard.
         assert!(!self.crashes.take(), "injected crash of a decode worker");
-        self.decode(guard.take(), bytes);
+        decode(&self.probe, self.index, guard.take(), bytes);
     }
 }
 
-impl DecodeWorker {
-    fn decode(&self, job: Job, bytes: Vec<u8>) {
-        if job.token.is_cancelled() {
-            return end(job, JobEnd::Dropped(CancelStage::Loading));
-        }
-        let route = Arc::clone(&job.route);
-        let n = bytes.len() as u64;
-        stage_event(&self.probe, EventKind::DecodeStarted, &job, self.index, Some(n));
-        let (probe, index) = (Arc::clone(&self.probe), self.index);
-        let span = tracing::debug_span!(target: "streamrt", "decode", request = job.origin.0, key = %job.key);
-        let decoded = span.in_scope(|| {
-            route.decode(job, bytes, &|job: &Job| {
-                stage_event(&probe, EventKind::DecodeDone, job, index, Some(n));
-            })
-        });
-        if let Err(panic) = decoded {
-            // Already reported to the cache; re-raised so the pool rebuilds this worker.
-            std::panic::resume_unwind(panic);
-        }
+/// Decodes `job` on the calling worker (`worker`: its index in its own pool).
+///
+/// # Panics
+///
+/// Re-raises a decoder's panic, already reported to the cache, so the pool rebuilds the
+/// calling worker.
+fn decode(probe: &Probe, worker: u32, job: Job, bytes: Vec<u8>) {
+    if job.token.is_cancelled() {
+        return end(job, JobEnd::Dropped(CancelStage::Loading));
+    }
+    let route = Arc::clone(&job.route);
+    let n = bytes.len() as u64;
+    stage_event(probe, EventKind::DecodeStarted, &job, worker, Some(n));
+    let span =
+        tracing::debug_span!(target: "streamrt", "decode", request = job.origin.0, key = %job.key);
+    let decoded = span.in_scope(|| {
+        route.decode(job, bytes, &|job: &Job| {
+            stage_event(probe, EventKind::DecodeDone, job, worker, Some(n));
+        })
+    });
+    if let Err(panic) = decoded {
+        std::panic::resume_unwind(panic);
     }
 }

@@ -1,6 +1,10 @@
 //! Priorities and the scheduler's limits.
 
-use streamrt::{ErrorKind, Priority, ReadyError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use streamrt::messages::AssetKey;
+use streamrt::{DecodeError, Decoder, ErrorKind, Priority, ReadyError, Runtime};
 use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
 
 use crate::runtime;
@@ -82,6 +86,87 @@ fn a_critical_load_dispatched_behind_small_ones_is_read_next() {
         h.wait_timeout(PATIENCE).unwrap().unwrap();
     }
     assert_eq!(source.gate.started(), ["a0", "a5", "a1", "a2", "a3", "a4"]);
+}
+
+#[test]
+fn a_critical_load_is_dispatched_as_soon_as_one_read_credit_returns() {
+    let source = GatedSource::with_blobs(7);
+    for i in 0..4 {
+        source.gate.hold(&format!("a{i}"));
+    }
+    // Four whole credits, all held by low loads; a starved scheduler batches its wakes at half
+    // of them, but a critical load must not wait for two reads to end. a0's decode is held, so
+    // its end cannot wake the scheduler either: only its credit can.
+    let decoder = BlobDecoder::default();
+    decoder.gate.hold("a0");
+    let rt = runtime(&source, &decoder, |b| b.workers(4).reads_in_flight(4).read_credit_bytes(1));
+    let low: Vec<_> =
+        (0..6).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Low).unwrap()).collect();
+    for i in 0..4 {
+        source.gate.wait_started(&format!("a{i}"), 1);
+    }
+    let critical = rt.request::<Blob>("a6", Priority::Critical).unwrap();
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(source.gate.started_count("a6"), 0, "no credit is free yet");
+    source.gate.release("a0");
+    // On failure the gates must open before the runtime is dropped, or its shutdown would wait
+    // for the held reads forever.
+    let read = std::panic::catch_unwind(|| source.gate.wait_started("a6", 1)).is_ok();
+    let order = source.gate.started();
+    source.gate.release_all();
+    decoder.gate.release_all();
+    assert!(read, "the critical load was not dispatched when a0's credit came back");
+    assert_eq!(order[4], "a6", "the critical load is the next one read");
+    for h in low.iter().chain([&critical]) {
+        h.wait_timeout(PATIENCE).unwrap().unwrap();
+    }
+}
+
+/// Decodes blobs, noting the name of the thread each key was decoded on.
+#[derive(Clone, Default)]
+struct ThreadNoting {
+    threads: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl Decoder for ThreadNoting {
+    type Asset = Blob;
+
+    fn type_name(&self) -> &str {
+        "blob"
+    }
+
+    fn decode(&self, key: &AssetKey, bytes: Vec<u8>) -> Result<Blob, DecodeError> {
+        let thread = std::thread::current().name().unwrap_or_default().to_owned();
+        self.threads.lock().unwrap().insert(key.path().to_owned(), thread);
+        Ok(Blob(bytes))
+    }
+
+    fn size_bytes(&self, blob: &Blob) -> u64 {
+        blob.0.len() as u64
+    }
+}
+
+#[test]
+fn an_urgent_load_is_decoded_by_the_io_worker_that_read_it() {
+    let source = GatedSource::with_blobs(3);
+    let decoder = ThreadNoting::default();
+    let rt = Runtime::builder()
+        .source(source.clone())
+        .register(decoder.clone())
+        .build()
+        .expect("runtime builds");
+    let handles = [
+        rt.request::<Blob>("a0", Priority::Normal).unwrap(),
+        rt.request::<Blob>("a1", Priority::High).unwrap(),
+        rt.request::<Blob>("a2", Priority::Critical).unwrap(),
+    ];
+    for h in &handles {
+        h.wait_timeout(PATIENCE).unwrap().unwrap();
+    }
+    let threads = decoder.threads.lock().unwrap().clone();
+    assert!(threads["a0"].starts_with("streamrt-decode"), "a0 on {}", threads["a0"]);
+    assert!(threads["a1"].starts_with("streamrt-io"), "a1 on {}", threads["a1"]);
+    assert!(threads["a2"].starts_with("streamrt-io"), "a2 on {}", threads["a2"]);
 }
 
 #[test]
