@@ -2,7 +2,8 @@
 //!
 //! Each trial queues 10,000 `Low` requests (1 KiB assets from memory), waits until the runtime
 //! holds them all, then requests one `Critical` asset not loaded before and times it to ready
-//! on the caller's thread; the low requests are then cancelled. Baselines:
+//! on the caller's thread; the low requests are then cancelled. The memory budget is zero, so
+//! the next trial's low requests load again rather than hit the assets this one left. Baselines:
 //! - idle: the same critical request on an idle runtime (fresh keys, same settings);
 //! - a FIFO queue: the channel-and-pool pipeline of `tiny` fed the low keys, then the critical
 //!   one, which waits for every low one before it.
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::ensure;
 use streamrt::messages::AssetKey;
 use streamrt::report::quantile;
-use streamrt::{MemorySource, Priority, Runtime};
+use streamrt::{MemorySource, Priority, Runtime, RuntimeConfig};
 
 use super::outcome::{Outcome, Target};
 use super::plot::{Chart, Series};
@@ -73,7 +74,9 @@ fn critical(
     first: usize,
     args: &BenchArgs,
 ) -> anyhow::Result<Latencies> {
-    let config = bench_config(args, queued + 1);
+    // Nothing stays resident once released, so every trial's low requests are loads queued
+    // ahead of the critical one, not hits on the previous trial's assets.
+    let config = RuntimeConfig { bytes_resident_max: 0, ..bench_config(args, queued + 1) };
     let rt =
         Runtime::builder().config(config).source(source.clone()).register(BlobDecoder).build()?;
     let mut samples = Vec::with_capacity(TRIALS);
