@@ -371,7 +371,11 @@ impl<T: Send + Sync + 'static> Publishable for RequestCell<T> {
     }
 
     fn fail_shutdown(&self) {
-        self.fail(&AssetLoadError::shared(self.key.clone(), ErrorKind::Shutdown));
+        // Checked first: every ticket ends here when its cache lets go, nearly always after
+        // its request ended, and building the error costs two allocations.
+        if !self.state().is_terminal() {
+            self.fail(&AssetLoadError::shared(self.key.clone(), ErrorKind::Shutdown));
+        }
     }
 }
 

@@ -260,7 +260,7 @@ impl Scheduler {
             });
             job.route.dispatched(&job);
             // A closed pool (shutdown) drops the job here, and its guard fails it.
-            let guard = JobGuard::new(job, ErrorKind::WorkerLost("an IO worker crashed".into()));
+            let guard = JobGuard::new(job, "an IO worker crashed");
             let read = ReadJob { guard, credit: self.credits.take(shares) };
             let order = match &self.staged {
                 Some(staged) => {

@@ -101,14 +101,16 @@ pub(crate) struct Job {
     pub(crate) route: Arc<dyn JobRoute>,
 }
 
-/// Ends its job as failed with `lost` if dropped before the job was handed on.
+/// Ends its job as failed with `WorkerLost(lost)` if dropped before the job was handed on.
 pub(crate) struct JobGuard {
     job: Option<Job>,
-    lost: ErrorKind,
+    /// Which worker lost the job; the error is built only then, so a guard costs no
+    /// allocation on the path where nothing is lost.
+    lost: &'static str,
 }
 
 impl JobGuard {
-    pub(crate) fn new(job: Job, lost: ErrorKind) -> Self {
+    pub(crate) fn new(job: Job, lost: &'static str) -> Self {
         Self { job: Some(job), lost }
     }
 
@@ -126,7 +128,7 @@ impl Drop for JobGuard {
     fn drop(&mut self) {
         if let Some(job) = self.job.take() {
             let route = Arc::clone(&job.route);
-            route.end(job, JobEnd::Failed(self.lost.clone()));
+            route.end(job, JobEnd::Failed(ErrorKind::WorkerLost(self.lost.into())));
         }
     }
 }
@@ -265,7 +267,7 @@ impl Worker for IoWorker {
 
 impl IoWorker {
     fn decode_guard(job: Job) -> JobGuard {
-        JobGuard::new(job, ErrorKind::WorkerLost("a decode worker crashed".into()))
+        JobGuard::new(job, "a decode worker crashed")
     }
 
     fn read(&self, ReadJob { mut guard, credit }: ReadJob) {
