@@ -231,9 +231,11 @@ impl FrameShared {
 
     fn accept(&self, entries: Vec<ReadyEntry>) {
         if self.mode == PublishMode::Immediate {
-            for entry in entries {
-                entry.cell.publish();
-            }
+            // One batch per message, as at a frame boundary: one clock read, one count, one
+            // wake for every request the caches sent together.
+            let batch = PublishBatch::new(self.probe.now_us());
+            let published = entries.iter().filter(|e| e.cell.publish_in(&batch)).count();
+            batch.finish(&self.probe, u32::try_from(published).unwrap_or(u32::MAX));
             return;
         }
         let frame = self.probe.frame();

@@ -261,12 +261,8 @@ impl<T> RequestCell<T> {
         staged
     }
 
-    /// Makes a staged value visible. False if the request ended meanwhile (it was cancelled).
-    pub(crate) fn publish(&self) -> bool {
-        self.transition(LoadState::Ready).is_ok()
-    }
-
-    /// [`RequestCell::publish`] as part of `batch`, which counts it and wakes waiters.
+    /// Makes a staged value visible as part of `batch`, which counts it and wakes waiters.
+    /// False if the request ended meanwhile (it was cancelled).
     pub(crate) fn publish_in(&self, batch: &PublishBatch) -> bool {
         self.transition_in(LoadState::Ready, Some(batch)).is_ok()
     }
@@ -318,9 +314,10 @@ impl<T: Send + Sync> Dependent for RequestCell<T> {
     }
 }
 
-/// Requests published together at one frame boundary: stamped with one time; whoever made
-/// the batch adds them to the `ready` counter and notifies the runtime's progress signal once,
-/// after the last (see [`PublishBatch::finish`]).
+/// Requests published together (at one frame boundary, or from one message of the caches in
+/// immediate mode): stamped with one time; whoever made the batch adds them to the `ready`
+/// counter and notifies the runtime's progress signal once, after the last (see
+/// [`PublishBatch::finish`]).
 pub(crate) struct PublishBatch {
     now_us: u64,
 }
@@ -343,9 +340,8 @@ impl PublishBatch {
 pub(crate) trait Publishable: Send + Sync {
     /// Its current priority.
     fn priority(&self) -> Priority;
-    /// Makes the value visible; false if the request was cancelled meanwhile.
-    fn publish(&self) -> bool;
-    /// [`Publishable::publish`] as part of `batch` (see [`PublishBatch`]).
+    /// Makes the value visible as part of `batch` (see [`PublishBatch`]); false if the
+    /// request was cancelled meanwhile.
     fn publish_in(&self, batch: &PublishBatch) -> bool;
     /// Whether the request can still be published.
     fn is_waiting(&self) -> bool;
@@ -356,10 +352,6 @@ pub(crate) trait Publishable: Send + Sync {
 impl<T: Send + Sync + 'static> Publishable for RequestCell<T> {
     fn priority(&self) -> Priority {
         RequestCell::priority(self)
-    }
-
-    fn publish(&self) -> bool {
-        RequestCell::publish(self)
     }
 
     fn publish_in(&self, batch: &PublishBatch) -> bool {

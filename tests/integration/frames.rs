@@ -42,6 +42,27 @@ fn frames_publish_most_urgent_first_within_the_count_budget() {
 }
 
 #[test]
+fn a_boundary_counts_each_request_it_publishes_once_and_stamps_them_alike() {
+    let source = GatedSource::with_blobs(5);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.frame_budget(3));
+    let events = rt.subscribe(1024);
+    let handles: Vec<_> =
+        (0..5).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    assert!(wait_loaded(&handles, PATIENCE) && rt.sync(PATIENCE));
+    assert_eq!(rt.status().ready, 0, "nothing counted before a frame");
+    assert_eq!(rt.begin_frame().published, 3);
+    assert_eq!(rt.status().ready, 3);
+    let stamps: Vec<u64> = (0..3)
+        .map(|_| events.wait_for(PATIENCE, |e| e.kind == EventKind::Published).unwrap().t_us)
+        .collect();
+    assert!(stamps.iter().all(|&t| t == stamps[0]), "one boundary, one time: {stamps:?}");
+    rt.end_frame();
+    assert_eq!(rt.tick().published, 2);
+    assert_eq!(rt.status().ready, 5);
+    assert!(handles.iter().all(|h| h.state() == LoadState::Ready));
+}
+
+#[test]
 fn a_request_cancelled_while_waiting_for_its_frame_is_never_published() {
     let source = GatedSource::with_blobs(2);
     let rt = runtime(&source, &BlobDecoder::default(), |b| b.frame_budget(1));
