@@ -11,8 +11,8 @@
 //!
 //! # Invariants
 //!
-//! Only maps keyed by runtime-allocated ids use [`IdMap`]; keys that come from outside (asset
-//! keys, type names) keep the standard hasher.
+//! Only maps keyed by runtime-allocated ids use [`IdMap`]; keys that come from outside use a
+//! seeded hasher (asset keys: `key_hash`; type names: the standard one).
 //!
 //! [`Generation`]: streamrt_messages::Generation
 //! [`RequestId`]: streamrt_messages::RequestId

@@ -41,6 +41,7 @@ pub mod chaos;
 mod deps;
 mod frame;
 mod id_hash;
+mod key_hash;
 mod queue;
 pub mod replay;
 pub mod report;

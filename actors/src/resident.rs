@@ -17,10 +17,12 @@
 //!   engine asked for those; the runtime cannot drop them) and never by a cached asset.
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use streamrt_messages::AssetKey;
+
+use crate::key_hash::KeyMap;
 
 /// A decoded asset, whatever its type.
 pub(crate) type AnyValue = Arc<dyn Any + Send + Sync>;
@@ -68,7 +70,7 @@ pub(crate) struct Residency {
     bytes_resident_max: u64,
     resident_bytes: u64,
     types: Vec<TypeState>,
-    parked: HashMap<AssetKey, Parked>,
+    parked: KeyMap<Parked>,
     /// Every parked key by last use.
     lru: BTreeMap<u64, AssetKey>,
     /// The use clock: bumped at each park, so later parks are more recent.
@@ -90,7 +92,7 @@ impl Residency {
             bytes_resident_max,
             resident_bytes: 0,
             types,
-            parked: HashMap::new(),
+            parked: KeyMap::default(),
             lru: BTreeMap::new(),
             clock: 0,
         }
@@ -221,7 +223,7 @@ impl Residency {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
 
     #[derive(Debug, Clone)]
     enum Op {

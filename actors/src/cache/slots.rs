@@ -9,13 +9,13 @@
 //!   [`SlotTable::current_mut`], which checks both slot index and generation: a slot index may be
 //!   reused after removal, but generations never repeat, so a late reply never matches.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use slab::Slab;
 use streamrt_messages::{AssetKey, Generation, Priority, RequestId};
 
 use crate::id_hash::IdMap;
+use crate::key_hash::KeyMap;
 use crate::work::CancelToken;
 
 /// Whatever a slot keeps per attached request.
@@ -63,13 +63,13 @@ pub(crate) struct Slot<T, H> {
 /// See the module docs.
 pub(crate) struct SlotTable<T, H> {
     slots: Slab<Slot<T, H>>,
-    by_key: HashMap<AssetKey, usize>,
+    by_key: KeyMap<usize>,
     by_request: IdMap<RequestId, usize>,
 }
 
 impl<T, H: Holder> Default for SlotTable<T, H> {
     fn default() -> Self {
-        Self { slots: Slab::new(), by_key: HashMap::new(), by_request: IdMap::default() }
+        Self { slots: Slab::new(), by_key: KeyMap::default(), by_request: IdMap::default() }
     }
 }
 

@@ -1,6 +1,6 @@
 //! An in-memory source, for tools, tests and benchmarks that must not touch the disk.
 
-use std::collections::HashMap;
+use crate::key_hash::KeyMap;
 use std::sync::{Arc, RwLock};
 
 use streamrt_messages::AssetKey;
@@ -10,7 +10,7 @@ use super::{EntryInfo, Source, SourceError};
 /// Serves bytes (and dependencies) from a map, filled before or while the runtime runs.
 #[derive(Debug, Default, Clone)]
 pub struct MemorySource {
-    entries: Arc<RwLock<HashMap<AssetKey, Stored>>>,
+    entries: Arc<RwLock<KeyMap<Stored>>>,
 }
 
 #[derive(Debug)]

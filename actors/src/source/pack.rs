@@ -6,7 +6,7 @@
 //! checksum. A corrupt entry fails its own loads with `Corrupt`; the others keep loading.
 //! Reads of adjacent small entries are coalesced (see `coalesce`).
 
-use std::collections::HashMap;
+use crate::key_hash::KeyMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,7 +28,7 @@ pub struct PackSource {
     reader: Arc<PackReader>,
     /// Each entry's index and parsed dependencies by key, so a read or a request looks up
     /// without parsing or formatting keys.
-    by_key: Arc<HashMap<AssetKey, (usize, Vec<AssetKey>)>>,
+    by_key: Arc<KeyMap<(usize, Vec<AssetKey>)>>,
     path: PathBuf,
     coalescer: Arc<Coalescer>,
     /// Positioned reads made, for measuring coalescing.
