@@ -41,6 +41,7 @@
 //! loads in flight (their late replies are stale), never a request. Parked values live in the
 //! shared budget, outside the actor, and survive it.
 
+mod holders;
 mod slots;
 
 use std::any::Any;
