@@ -21,7 +21,8 @@
 //!
 //! Both worker kinds run in a `WorkerPool`: a panic rebuilds the worker with fresh state and
 //! the pool keeps its size. A decoder panic is caught by the route, reported as
-//! `DecoderPanicked`, then re-raised so the decode worker is rebuilt too.
+//! `DecoderPanicked`, then re-raised so the worker that ran the decoder (a decode worker, or the
+//! IO worker that decoded an urgent load itself) is rebuilt too.
 
 use std::any::Any;
 use std::collections::VecDeque;

@@ -66,6 +66,23 @@ fn a_key_whose_decoder_keeps_panicking_is_quarantined_and_the_pool_keeps_decodin
 }
 
 #[test]
+fn a_decoder_panic_on_an_urgent_load_rebuilds_the_io_worker_that_decoded_it() {
+    let source = GatedSource::with_blobs(1);
+    source.put("poison", b"PANIC now");
+    // One IO worker, which decodes critical loads itself: each panic must rebuild it, and the
+    // key is still quarantined as on a decode thread.
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1));
+    let poison = rt.request::<Blob>("poison", Priority::Critical).unwrap();
+    let panics_max = streamrt::RetryPolicy::default().panics_max;
+    let err = failure(poison.wait_timeout(PATIENCE));
+    assert_eq!(err.kind, ErrorKind::Quarantined { panics: panics_max }, "{err}");
+    let after = rt.request::<Blob>("a0", Priority::Critical).unwrap();
+    assert!(after.wait_timeout(PATIENCE).unwrap().is_ok(), "the one IO worker was rebuilt");
+    assert_eq!(rt.live_workers().0, 1);
+    assert_eq!(rt.status().restarts, u64::from(panics_max));
+}
+
+#[test]
 fn invalid_keys_are_refused_with_invalid_key() {
     let source = GatedSource::with_blobs(0);
     let rt = runtime(&source, &BlobDecoder::default(), |b| b);
