@@ -20,7 +20,7 @@
 //!   with dependencies owns their gate, a dependency request reports its end to its parent's.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,7 @@ pub(crate) struct Lineage {
 }
 
 /// A request's shared state; see the module docs.
-pub(crate) struct RequestCell<T> {
+pub(crate) struct RequestCell<T: Send + Sync + 'static> {
     id: RequestId,
     key: AssetKey,
     state: AtomicU8,
@@ -60,9 +60,18 @@ pub(crate) struct RequestCell<T> {
     changed: Signal,
     probe: Arc<Probe>,
     lineage: Lineage,
+    /// Clones of the engine's [`Handle`]: dropping the last one cancels and releases.
+    handles: AtomicUsize,
+    /// Whether the request let go of its asset at its cache (`Release` was posted).
+    released: AtomicBool,
+    /// The cache of the request's type, for `Release` and `Reprioritize`; set when the handle
+    /// is made (the handle and the cell are one allocation).
+    cache: Option<Mailbox<CacheMsg<T>>>,
+    /// The type's placeholder, if one was registered.
+    placeholder: Option<Arc<T>>,
 }
 
-impl<T> RequestCell<T> {
+impl<T: Send + Sync + 'static> RequestCell<T> {
     pub(crate) fn new(id: RequestId, key: AssetKey, priority: Priority, probe: Arc<Probe>) -> Self {
         Self {
             id,
@@ -76,6 +85,10 @@ impl<T> RequestCell<T> {
             changed: Signal::new(),
             probe,
             lineage: Lineage::default(),
+            handles: AtomicUsize::new(0),
+            released: AtomicBool::new(false),
+            cache: None,
+            placeholder: None,
         }
     }
 
@@ -300,6 +313,18 @@ impl<T> RequestCell<T> {
         }
     }
 
+    /// Lets go of the asset at the cache, once: the cache then drops the load if no other
+    /// request holds it.
+    fn release(&self) {
+        if !self.released.swap(true, Ordering::AcqRel) {
+            self.record_input(|| LogRecord::Cancel { id: self.id.0 });
+            if let Some(cache) = &self.cache {
+                // A closed mailbox means the runtime shut down and the cache already let go.
+                let _ = cache.post(CacheMsg::Release(self.id));
+            }
+        }
+    }
+
     /// Microseconds from the request to its terminal state, once terminal.
     fn latency_us(&self) -> Option<u64> {
         self.state()
@@ -308,7 +333,7 @@ impl<T> RequestCell<T> {
     }
 }
 
-impl<T: Send + Sync> Dependent for RequestCell<T> {
+impl<T: Send + Sync + 'static> Dependent for RequestCell<T> {
     fn fail_dependent(&self, kind: ErrorKind) {
         self.fail(&Arc::new(AssetLoadError { key: self.key.clone(), attempt: 0, kind }));
     }
@@ -400,42 +425,30 @@ pub enum ReadyError {
     Cancelled,
 }
 
-struct HandleInner<T: Send + Sync + 'static> {
-    cell: Arc<RequestCell<T>>,
-    cache: Mailbox<CacheMsg<T>>,
-    released: AtomicBool,
-    placeholder: Option<Arc<T>>,
-}
-
-impl<T: Send + Sync + 'static> HandleInner<T> {
-    fn release(&self) {
-        if !self.released.swap(true, Ordering::AcqRel) {
-            self.cell.record_input(|| LogRecord::Cancel { id: self.cell.id().0 });
-            // A closed mailbox means the runtime shut down and the cache already let go.
-            let _ = self.cache.post(CacheMsg::Release(self.cell.id()));
-        }
-    }
-}
-
-impl<T: Send + Sync + 'static> Drop for HandleInner<T> {
-    fn drop(&mut self) {
-        self.cell.cancel();
-        self.release();
-    }
-}
-
 /// The engine's view of one request. Cheap to clone; clones share the request.
 ///
 /// Reading the state, value or error is an atomic load. Dropping the last clone cancels the
 /// request (if it has not ended) and releases the asset, as [`Handle::cancel`] does; other
-/// requests for the same asset keep their load.
+/// requests for the same asset keep their load. A handle is the request's cell itself, which
+/// counts the handles apart from the cell's other holders (its ticket, a ready queue entry).
 pub struct Handle<T: Send + Sync + 'static> {
-    inner: Arc<HandleInner<T>>,
+    cell: Arc<RequestCell<T>>,
 }
 
 impl<T: Send + Sync + 'static> Clone for Handle<T> {
     fn clone(&self) -> Self {
-        Self { inner: Arc::clone(&self.inner) }
+        // A clone is made from a live handle, so the count cannot reach zero meanwhile.
+        self.cell.handles.fetch_add(1, Ordering::Relaxed);
+        Self { cell: Arc::clone(&self.cell) }
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for Handle<T> {
+    fn drop(&mut self) {
+        if self.cell.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.cell.cancel();
+            self.cell.release();
+        }
     }
 }
 
@@ -452,57 +465,59 @@ impl<T: Send + Sync + 'static> std::fmt::Debug for Handle<T> {
 impl<T: Send + Sync + 'static> Handle<T> {
     /// A handle and the ticket its cache keeps.
     pub(crate) fn new(
-        cell: RequestCell<T>,
+        mut cell: RequestCell<T>,
         cache: Mailbox<CacheMsg<T>>,
         placeholder: Option<Arc<T>>,
     ) -> (Self, Ticket<T>) {
+        cell.cache = Some(cache);
+        cell.placeholder = placeholder;
+        cell.handles = AtomicUsize::new(1);
         let cell = Arc::new(cell);
         let ticket = Ticket { cell: Arc::clone(&cell) };
-        let inner = HandleInner { cell, cache, released: AtomicBool::new(false), placeholder };
-        (Self { inner: Arc::new(inner) }, ticket)
+        (Self { cell }, ticket)
     }
 
     /// The value once `Ready`, until then the type's placeholder (if one was registered with
     /// `RuntimeBuilder::placeholder`), so the engine always has something to draw.
     pub fn get_or_placeholder(&self) -> Option<Arc<T>> {
-        self.get().or_else(|| self.inner.placeholder.clone())
+        self.get().or_else(|| self.cell.placeholder.clone())
     }
 
     /// The request as its dependency gate sees it.
     pub(crate) fn dependent(&self) -> Weak<dyn Dependent> {
-        let weak: Weak<RequestCell<T>> = Arc::downgrade(&self.inner.cell);
+        let weak: Weak<RequestCell<T>> = Arc::downgrade(&self.cell);
         weak
     }
 
     /// How much of this request's dependency tree has loaded, weighted by bytes; never goes
     /// backwards. See [`ByteProgress`].
     pub fn progress(&self) -> ByteProgress {
-        self.inner.cell.progress()
+        self.cell.progress()
     }
 
     /// The probe's signal, notified whenever any request of the runtime decodes or ends.
     pub(crate) fn any_progressed(&self) -> &Signal {
-        self.inner.cell.probe.any_progressed()
+        self.cell.probe.any_progressed()
     }
 
     /// The request's id.
     pub fn id(&self) -> RequestId {
-        self.inner.cell.id()
+        self.cell.id()
     }
 
     /// The requested asset.
     pub fn key(&self) -> &AssetKey {
-        self.inner.cell.key()
+        self.cell.key()
     }
 
     /// The request's current priority.
     pub fn priority(&self) -> Priority {
-        self.inner.cell.priority()
+        self.cell.priority()
     }
 
     /// The request's current state.
     pub fn state(&self) -> LoadState {
-        self.inner.cell.state()
+        self.cell.state()
     }
 
     /// Whether the request reached `Ready`, `Failed` or `Cancelled`.
@@ -512,17 +527,17 @@ impl<T: Send + Sync + 'static> Handle<T> {
 
     /// The value, once `Ready`.
     pub fn get(&self) -> Option<Arc<T>> {
-        self.inner.cell.value()
+        self.cell.value()
     }
 
     /// The error, once `Failed`.
     pub fn error(&self) -> Option<Arc<AssetLoadError>> {
-        self.inner.cell.error()
+        self.cell.error()
     }
 
     /// Microseconds from the request to its terminal state, once terminal.
     pub fn latency_us(&self) -> Option<u64> {
-        self.inner.cell.latency_us()
+        self.cell.latency_us()
     }
 
     /// Cancels the request now: unless it already ended, its state becomes `Cancelled` before
@@ -530,28 +545,30 @@ impl<T: Send + Sync + 'static> Handle<T> {
     /// request holds the asset. Returns whether this call ended the request (`false` when it
     /// had already ended, ready or not).
     pub fn cancel(&self) -> bool {
-        let ended_it = self.inner.cell.cancel();
-        self.inner.release();
+        let ended_it = self.cell.cancel();
+        self.cell.release();
         ended_it
     }
 
     /// Changes the request's priority: a queued load moves in the scheduler's queue, a decoded
     /// request moves in the publish queue. Does nothing once the request ended.
     pub fn reprioritize(&self, priority: Priority) {
-        if self.is_terminal() || self.inner.released.load(Ordering::Acquire) {
+        if self.is_terminal() || self.cell.released.load(Ordering::Acquire) {
             return;
         }
-        self.inner.cell.record_input(|| LogRecord::Reprioritize { id: self.id().0, priority });
-        self.inner.cell.set_priority(priority);
-        let _ = self.inner.cache.post(CacheMsg::Reprioritize(self.id(), priority));
-        if let Some(gate) = self.inner.cell.gate() {
+        self.cell.record_input(|| LogRecord::Reprioritize { id: self.id().0, priority });
+        self.cell.set_priority(priority);
+        if let Some(cache) = &self.cell.cache {
+            let _ = cache.post(CacheMsg::Reprioritize(self.id(), priority));
+        }
+        if let Some(gate) = self.cell.gate() {
             gate.reprioritize(priority);
         }
     }
 
     /// The outcome, once terminal, without waiting.
     pub fn outcome(&self) -> Option<Result<Arc<T>, ReadyError>> {
-        self.inner.cell.outcome()
+        self.cell.outcome()
     }
 
     /// Waits for the terminal state, asynchronously (any executor).
@@ -560,7 +577,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
     ///
     /// [`ReadyError::Failed`] or [`ReadyError::Cancelled`].
     pub fn ready(&self) -> impl Future<Output = Result<Arc<T>, ReadyError>> + Send + 'static {
-        let cell = Arc::clone(&self.inner.cell);
+        let cell = Arc::clone(&self.cell);
         async move {
             loop {
                 if let Some(outcome) = cell.outcome() {
@@ -578,7 +595,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
     /// Blocks the calling thread until the terminal state or `timeout`; `None` on timeout.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<Arc<T>, ReadyError>> {
         let deadline = Instant::now() + timeout;
-        let cell = &self.inner.cell;
+        let cell = &self.cell;
         loop {
             if let Some(outcome) = cell.outcome() {
                 return Some(outcome);
