@@ -49,8 +49,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
-
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -65,6 +63,7 @@ use streamrt_supervisor::{
 
 use crate::asset::Decoder;
 use crate::frame::{FrameMsg, ReadyEntry};
+use crate::key_hash::KeyMap;
 use crate::replay::VirtualTimers;
 use crate::request::{RequestCell, Ticket};
 use crate::resident::{AnyValue, Evicted, Residency};
@@ -251,8 +250,8 @@ pub(crate) struct Cache<T: Send + Sync + 'static> {
     link: ChildLink,
     salvage: Salvage<T>,
     table: SlotTable<T, Ticket<T>>,
-    panics: HashMap<AssetKey, u32>,
-    quarantined: HashMap<AssetKey, u32>,
+    panics: KeyMap<u32>,
+    quarantined: KeyMap<u32>,
     to_scheduler: Vec<SchedulerMsg>,
     to_frame: Vec<ReadyEntry>,
     retry_later: Vec<(u64, Job)>,
@@ -280,8 +279,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
             link,
             salvage,
             table: SlotTable::default(),
-            panics: HashMap::new(),
-            quarantined: HashMap::new(),
+            panics: KeyMap::default(),
+            quarantined: KeyMap::default(),
             to_scheduler: Vec::new(),
             to_frame: Vec::new(),
             retry_later: Vec::new(),

@@ -1,11 +1,11 @@
 //! An in-memory source, for tools, tests and benchmarks that must not touch the disk.
 
-use crate::key_hash::KeyMap;
 use std::sync::{Arc, RwLock};
 
 use streamrt_messages::AssetKey;
 
 use super::{EntryInfo, Source, SourceError};
+use crate::key_hash::KeyMap;
 
 /// Serves bytes (and dependencies) from a map, filled before or while the runtime runs.
 #[derive(Debug, Default, Clone)]

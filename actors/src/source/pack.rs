@@ -6,7 +6,6 @@
 //! checksum. A corrupt entry fails its own loads with `Corrupt`; the others keep loading.
 //! Reads of adjacent small entries are coalesced (see `coalesce`).
 
-use crate::key_hash::KeyMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,6 +20,7 @@ pub use coalesce::Coalescing;
 use coalesce::Coalescer;
 
 use super::{EntryInfo, Source, SourceError};
+use crate::key_hash::KeyMap;
 
 /// Reads assets from a pack file; cloning shares the open file.
 #[derive(Debug, Clone)]
