@@ -24,10 +24,11 @@ pub(super) struct Chart {
     pub(super) series: Vec<Series>,
 }
 
-const WIDTH: f64 = 720.0;
+const WIDTH: f64 = 800.0;
 const HEIGHT: f64 = 420.0;
 const LEFT: f64 = 80.0;
-const RIGHT: f64 = 180.0;
+/// Room for the legend, whose longest name ("streamrt, 10000 low queued") is about 170 px.
+const RIGHT: f64 = 240.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 60.0;
 const COLOURS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e"];
