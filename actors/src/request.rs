@@ -282,10 +282,17 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 
     /// Fails the request with `error`. False if it already ended.
     pub(crate) fn fail(&self, error: &Arc<AssetLoadError>) -> bool {
+        self.fail_with(|| Arc::clone(error))
+    }
+
+    /// [`RequestCell::fail`] with the error `make` builds, built only if the request has not
+    /// ended: most requests a ticket or a gate fails on its way out have ended already, and
+    /// building an error costs two allocations.
+    fn fail_with(&self, make: impl FnOnce() -> Arc<AssetLoadError>) -> bool {
         if self.state().is_terminal() {
             return false;
         }
-        let _ = self.error.set(Arc::clone(error));
+        let _ = self.error.set(make());
         self.transition(LoadState::Failed).is_ok()
     }
 
@@ -335,7 +342,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 
 impl<T: Send + Sync + 'static> Dependent for RequestCell<T> {
     fn fail_dependent(&self, kind: ErrorKind) {
-        self.fail(&Arc::new(AssetLoadError { key: self.key.clone(), attempt: 0, kind }));
+        self.fail_with(|| Arc::new(AssetLoadError { key: self.key.clone(), attempt: 0, kind }));
     }
 }
 
@@ -388,11 +395,7 @@ impl<T: Send + Sync + 'static> Publishable for RequestCell<T> {
     }
 
     fn fail_shutdown(&self) {
-        // Checked first: every ticket ends here when its cache lets go, nearly always after
-        // its request ended, and building the error costs two allocations.
-        if !self.state().is_terminal() {
-            self.fail(&AssetLoadError::shared(self.key.clone(), ErrorKind::Shutdown));
-        }
+        self.fail_with(|| AssetLoadError::shared(self.key.clone(), ErrorKind::Shutdown));
     }
 }
 
