@@ -40,15 +40,9 @@ use streamrt_supervisor::{
 use crate::id_hash::IdMap;
 use crate::queue::PriorityQueue;
 use crate::telemetry::Probe;
-use crate::work::{Job, JobEnd, JobGuard, ReadJob, ReadOrder, ReadQueue};
+use crate::work::{Job, JobEnd, JobGuard, ReadJob, ReadOrder, ReadQueue, URGENT};
 
 mod credits;
-
-/// The least urgent priority whose loads wake a starved scheduler at the first credit back
-/// rather than at half of them: batching the wakes saves the core thread work per read, but a
-/// critical request behind a full pipeline would wait for half the loads in flight to finish
-/// (`streamctl bench priority`: p99 4.4 times the idle runtime's with half-credit wakes).
-const URGENT: Priority = Priority::High;
 
 pub(crate) use credits::ReadCredit;
 use credits::{ReadCredits, SHARES_PER_CREDIT};

@@ -41,10 +41,13 @@ use crate::tasks::GroupWork;
 use crate::telemetry::Probe;
 use crate::throttle::Throttle;
 
-/// The least urgent priority whose loads the IO worker that read them decodes itself, in a
-/// threaded runtime: one thread hand-off fewer on the path of the loads the engine waits for
-/// (`streamctl bench priority`), at the cost of that worker's next read.
-const DECODE_INLINE: Priority = Priority::High;
+/// The least urgent priority of the loads the engine is waiting on, which skip what is built
+/// for throughput (`streamctl bench priority`, a critical request behind 10,000 queued ones):
+/// a starved scheduler wakes for one at the first read credit back rather than at half of
+/// them (half-credit wakes put its p99 at 4.4 times the idle runtime's), and, in a threaded
+/// runtime, the IO worker that read one decodes it itself rather than wait for a decode thread
+/// to get a core, at the cost of that worker's next read.
+pub(crate) const URGENT: Priority = Priority::High;
 
 /// Set once a load is no longer wanted; checked by the workers between stages.
 #[derive(Clone, Debug, Default)]
@@ -306,7 +309,7 @@ impl IoWorker {
                 self.probe.counters.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 let priority = job.priority;
                 let next = match &self.staged_decodes {
-                    Some(_) if priority <= DECODE_INLINE => {
+                    Some(_) if priority <= URGENT => {
                         // An urgent load is decoded here: handing it to the decode pool would
                         // make it wait for a decode thread to get a core.
                         return decode(&self.probe, self.index, job, bytes);
