@@ -14,5 +14,8 @@ use std::collections::HashMap;
 
 use streamrt_messages::AssetKey;
 
+/// The hasher of asset keys, seeded at random where it is made; see the module docs.
+pub(crate) type KeyHasher = foldhash::fast::RandomState;
+
 /// A map keyed by asset keys; see the module docs.
-pub(crate) type KeyMap<V> = HashMap<AssetKey, V, foldhash::fast::RandomState>;
+pub(crate) type KeyMap<V> = HashMap<AssetKey, V, KeyHasher>;

@@ -9,9 +9,8 @@
 //!   [`SlotTable::current_mut`], which checks both slot index and generation: a slot index may be
 //!   reused after removal, but generations never repeat, so a late reply never matches.
 
-use std::sync::Arc;
-
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use hashbrown::HashTable;
 use slab::Slab;
@@ -19,6 +18,7 @@ use streamrt_messages::{AssetKey, Generation, Priority, RequestId};
 
 use super::holders::Holders;
 use crate::id_hash::IdMap;
+use crate::key_hash::KeyHasher;
 use crate::work::CancelToken;
 
 /// Whatever a slot keeps per attached request.
@@ -70,7 +70,7 @@ pub(crate) struct SlotTable<T, H> {
     /// is 4 bytes where a key→index map's is 40 (`streamctl bench scale`).
     by_key: HashTable<u32>,
     /// Seeded per table (see `key_hash`).
-    hasher: foldhash::fast::RandomState,
+    hasher: KeyHasher,
     by_request: IdMap<RequestId, usize>,
 }
 
@@ -79,7 +79,7 @@ impl<T, H: Holder> Default for SlotTable<T, H> {
         Self {
             slots: Slab::new(),
             by_key: HashTable::new(),
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: KeyHasher::default(),
             by_request: IdMap::default(),
         }
     }
@@ -97,8 +97,13 @@ impl<T, H: Holder> SlotTable<T, H> {
     }
 
     pub(crate) fn lookup_key(&self, key: &AssetKey) -> Option<usize> {
+        self.find(self.hasher.hash_one(key), key)
+    }
+
+    /// The slot of `key`, whose hash is `hash`.
+    fn find(&self, hash: u64, key: &AssetKey) -> Option<usize> {
         let slots = &self.slots;
-        let found = self.by_key.find(self.hasher.hash_one(key), |&s| slots[s as usize].key == *key);
+        let found = self.by_key.find(hash, |&s| slots[s as usize].key == *key);
         found.map(|&s| s as usize)
     }
 
@@ -118,8 +123,8 @@ impl<T, H: Holder> SlotTable<T, H> {
         priority: Priority,
         origin: RequestId,
     ) -> usize {
-        assert!(self.lookup_key(&key).is_none(), "{key} already has a slot");
         let hash = self.hasher.hash_one(&key);
+        assert!(self.find(hash, &key).is_none(), "{key} already has a slot");
         let slot = self.slots.insert(Slot {
             key,
             generation,
