@@ -99,6 +99,25 @@ fn symlinks_out_of_the_root_are_denied_and_symlinks_inside_it_work() {
 }
 
 #[test]
+fn a_symlink_out_of_the_root_is_denied_in_a_folder_already_read_from() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), b"secret").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("inner")).unwrap();
+    std::fs::write(dir.path().join("inner/first"), b"first").unwrap();
+    let rt = runtime(DirSource::new(dir.path()));
+    let first = rt.request::<Blob>("inner/first", Priority::Normal).unwrap();
+    assert_eq!(first.wait_timeout(PATIENCE).unwrap().unwrap().0, b"first");
+    // The folder is now known to lie inside the root; its new entries are still checked.
+    symlink(outside.path().join("secret"), dir.path().join("inner/late-link")).unwrap();
+    std::fs::write(dir.path().join("inner/late-file"), b"late").unwrap();
+    assert!(matches!(failure(&rt, "inner/late-link"), ErrorKind::Denied(_)), "escaped");
+    let late = rt.request::<Blob>("inner/late-file", Priority::Normal).unwrap();
+    assert_eq!(late.wait_timeout(PATIENCE).unwrap().unwrap().0, b"late");
+    assert!(matches!(failure(&rt, "inner/missing"), ErrorKind::NotFound));
+}
+
+#[test]
 fn a_pack_serves_its_healthy_entries_while_a_corrupt_one_fails_typed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("assets.pack");
