@@ -118,6 +118,29 @@ fn a_symlink_out_of_the_root_is_denied_in_a_folder_already_read_from() {
 }
 
 #[test]
+fn a_folder_reached_through_a_symlink_is_resolved_on_every_read() {
+    let outside = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(elsewhere.path().join("secret"), b"secret").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("inner")).unwrap();
+    std::fs::write(dir.path().join("inner/first"), b"first").unwrap();
+    std::fs::write(dir.path().join("inner/second"), b"second").unwrap();
+    // `via/hop` leads out of the root and back into `inner`: allowed, as it resolves inside.
+    symlink(outside.path(), dir.path().join("via")).unwrap();
+    symlink(dir.path().join("inner"), outside.path().join("hop")).unwrap();
+    let rt = runtime(DirSource::new(dir.path()));
+    let first = rt.request::<Blob>("via/hop/first", Priority::Normal).unwrap();
+    assert_eq!(first.wait_timeout(PATIENCE).unwrap().unwrap().0, b"first");
+    // Whoever owns the outside folder repoints the hop; the folder must not have been trusted.
+    std::fs::remove_file(outside.path().join("hop")).unwrap();
+    symlink(elsewhere.path(), outside.path().join("hop")).unwrap();
+    assert!(matches!(failure(&rt, "via/hop/secret"), ErrorKind::Denied(_)), "escaped");
+    std::fs::write(elsewhere.path().join("second"), b"outside").unwrap();
+    assert!(matches!(failure(&rt, "via/hop/second"), ErrorKind::Denied(_)), "escaped");
+}
+
+#[test]
 fn a_pack_serves_its_healthy_entries_while_a_corrupt_one_fails_typed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("assets.pack");

@@ -18,22 +18,25 @@ use super::{Source, SourceError};
 /// path), and a path that resolves (symlinks followed) outside the resolved root is refused
 /// with `Denied`, so a symlink never leads out of the root. Symlinks that stay inside it work.
 ///
-/// Resolving a path costs a `readlink` per component, so the source remembers the folders it
-/// resolved inside the root (up to [`DirSource::DIRS_VERIFIED_MAX`]): a file that is not itself
-/// a symlink, in such a folder, is opened by its plain path after one `lstat`. Anything else
-/// (a symlink, a folder not yet seen) is resolved and the resolved path opened. The check and
-/// the open see the same file unless the tree is rewritten between the two: the source assumes
-/// nobody rewrites its asset tree adversarially while it reads (a folder replaced by a symlink
-/// after it was seen would be followed). A file larger than `bytes_max` is refused before its
-/// contents are read; one that grows past it while being read is refused after.
+/// Resolving a path costs a `readlink` per component, so the source remembers folders whose
+/// every component under the resolved root is a real folder, no symlink (up to
+/// [`DirSource::DIRS_VERIFIED_MAX`]): a file that is not itself a symlink, in such a folder, is
+/// opened by its path under the resolved root after one `lstat`. Anything else (a symlink, a
+/// folder reached through one, a folder not yet seen) is resolved and the resolved path
+/// opened. The check and the open see the same file unless the tree is rewritten between the
+/// two: the source assumes nobody rewrites its asset tree adversarially while it reads (a
+/// remembered folder later replaced by a symlink would be followed). Paths are joined to the
+/// root as it resolved on the first read, so repointing a symlinked root later does not move
+/// the source. A file larger than `bytes_max` is refused before its contents are read, and a
+/// read stops at `bytes_max + 1` bytes if the file grows meanwhile.
 #[derive(Debug, Clone)]
 pub struct DirSource {
     root: PathBuf,
     bytes_max: u64,
     /// `root` with every symlink resolved, once it exists.
     resolved_root: OnceLock<PathBuf>,
-    /// Folders, relative to `root` (the empty path for `root` itself), that resolved inside the
-    /// resolved root; shared by clones.
+    /// Folders, relative to `root` (the empty path for `root` itself), with no symlink between
+    /// the resolved root and them; shared by clones.
     verified_dirs: Arc<RwLock<HashSet<PathBuf>>>,
 }
 
@@ -41,8 +44,8 @@ impl DirSource {
     /// The largest file read by default: 256 MiB.
     pub const BYTES_MAX_DEFAULT: u64 = 256 << 20;
 
-    /// Folders remembered as resolving inside the root; past it, files in further folders are
-    /// resolved on every read, as all were before the source remembered any.
+    /// Folders remembered as free of symlinks under the root; past it, files in further folders
+    /// are resolved on every read (one `canonicalize` each).
     pub const DIRS_VERIFIED_MAX: usize = 4_096;
 
     /// A source rooted at `root`.
@@ -67,11 +70,11 @@ impl DirSource {
         &self.root
     }
 
-    /// The file `key` names, checked to lie inside the root: the plain path when its folder
-    /// is known to resolve inside the root and the file is no symlink, else the resolved path.
+    /// The file `key` names, checked to lie inside the root: its path under the resolved root
+    /// when its folder is remembered and the file is no symlink, else the resolved path.
     fn confined_path(&self, key: &AssetKey) -> Result<PathBuf, SourceError> {
         let root = self.resolved_root()?;
-        let path = self.root.join(key.path());
+        let path = root.join(key.path());
         let folder = Path::new(key.path()).parent().unwrap_or(Path::new(""));
         let verified = self.is_verified(folder);
         if verified && fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_symlink()) {
@@ -99,12 +102,19 @@ impl DirSource {
         self.verified_dirs.read().unwrap_or_else(PoisonError::into_inner).contains(folder)
     }
 
-    /// Remembers `folder` if it resolves inside `root` and there is room.
+    /// Remembers `folder` if there is room and no component of it under the resolved `root`
+    /// is a symlink (it resolves to itself).
     fn verify(&self, folder: &Path, root: &Path) {
-        let inside = fs::canonicalize(self.root.join(folder)).is_ok_and(|r| r.starts_with(root));
-        let mut dirs = self.verified_dirs.write().unwrap_or_else(PoisonError::into_inner);
-        if inside && dirs.len() < Self::DIRS_VERIFIED_MAX {
-            dirs.insert(folder.to_path_buf());
+        let len = self.verified_dirs.read().unwrap_or_else(PoisonError::into_inner).len();
+        if len >= Self::DIRS_VERIFIED_MAX {
+            return;
+        }
+        let plain = root.join(folder);
+        if fs::canonicalize(&plain).is_ok_and(|resolved| resolved == plain) {
+            let mut dirs = self.verified_dirs.write().unwrap_or_else(PoisonError::into_inner);
+            if dirs.len() < Self::DIRS_VERIFIED_MAX {
+                dirs.insert(folder.to_path_buf());
+            }
         }
     }
 }
@@ -120,11 +130,10 @@ impl Source for DirSource {
         if meta.len() > self.bytes_max {
             return Err(SourceError::TooLarge { size: meta.len(), max: self.bytes_max });
         }
-        let mut bytes = Vec::new();
-        // `File`'s own `read_to_end` sizes the buffer from the file's length and reads it in one
-        // call and one probe (a `take` around it reads in chunks doubling from 8 KiB: 5 or 6 calls
-        // for the 1–256 KiB files of `bench throughput`).
-        (&file).read_to_end(&mut bytes).map_err(|e| io_error(&e))?;
+        let expected = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+        let mut bytes = Vec::with_capacity(expected);
+        // The `take` bounds the read even if the file grows after `metadata`.
+        file.take(self.bytes_max + 1).read_to_end(&mut bytes).map_err(|e| io_error(&e))?;
         if bytes.len() as u64 > self.bytes_max {
             return Err(SourceError::TooLarge { size: bytes.len() as u64, max: self.bytes_max });
         }
