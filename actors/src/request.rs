@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use crossbeam_utils::Backoff;
 use event_listener::{Event as Signal, Listener};
 use streamrt_messages::replay_log::LogRecord;
 use streamrt_messages::{
@@ -596,9 +597,20 @@ impl<T: Send + Sync + 'static> Handle<T> {
     }
 
     /// Blocks the calling thread until the terminal state or `timeout`; `None` on timeout.
+    ///
+    /// Spins and yields briefly (crossbeam's `Backoff`: a few microseconds) before it sleeps:
+    /// a request about to end then costs its publisher no wake-up call and this thread no
+    /// sleep, which is what made waiting on each of many small loads slow.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<Arc<T>, ReadyError>> {
         let deadline = Instant::now() + timeout;
         let cell = &self.cell;
+        let backoff = Backoff::new();
+        while !backoff.is_completed() {
+            if let Some(outcome) = cell.outcome() {
+                return Some(outcome);
+            }
+            backoff.snooze();
+        }
         loop {
             if let Some(outcome) = cell.outcome() {
                 return Some(outcome);
