@@ -78,10 +78,10 @@ use slots::{Holder, Phase, SlotTable};
 pub(crate) enum CacheMsg<T: Send + Sync + 'static> {
     /// A new request (`LoadAsset`).
     Load(Ticket<T>),
-    /// A request's handle let go (cancelled or dropped).
-    Release(RequestId),
-    /// A request's priority changed.
-    Reprioritize(RequestId, Priority),
+    /// A request's handle let go (cancelled or dropped); the request's key finds its slot.
+    Release(RequestId, AssetKey),
+    /// A request's priority changed; the request's key finds its slot.
+    Reprioritize(RequestId, AssetKey, Priority),
     /// The scheduler dispatched the load of `slot` with this generation.
     Dispatched(Generation, usize),
     /// A load decoded (`AssetDecoded`): its value and resident size.
@@ -300,8 +300,10 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn handle_msg(&mut self, msg: CacheMsg<T>) {
         match msg {
             CacheMsg::Load(ticket) => self.load(ticket),
-            CacheMsg::Release(request) => self.release(request),
-            CacheMsg::Reprioritize(request, priority) => self.reprioritize(request, priority),
+            CacheMsg::Release(request, key) => self.release(request, &key),
+            CacheMsg::Reprioritize(request, key, priority) => {
+                self.reprioritize(request, &key, priority);
+            }
             CacheMsg::Dispatched(generation, slot) => self.dispatched(slot, generation),
             CacheMsg::Decoded(job, value, size) => {
                 self.record_decode(&job, || Some(DecodeOutcome::Value(size)));
@@ -432,8 +434,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.to_scheduler.push(SchedulerMsg::Enqueue(self.job(at)));
     }
 
-    fn release(&mut self, request: RequestId) {
-        let Some((at, ticket)) = self.table.detach(request) else { return };
+    fn release(&mut self, request: RequestId, key: &AssetKey) {
+        let Some((at, ticket)) = self.table.detach(key, request) else { return };
         ticket.cell().cancel();
         drop(ticket);
         let slot = self.table.get(at).expect("detached from a live slot");
@@ -454,8 +456,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
     }
 
-    fn reprioritize(&mut self, request: RequestId, priority: Priority) {
-        let Some(at) = self.table.lookup_request(request) else { return };
+    fn reprioritize(&mut self, request: RequestId, key: &AssetKey, priority: Priority) {
+        let Some(at) = self.table.lookup_holder(key, request) else { return };
         let slot = self.table.get_mut(at).expect("indexed slot exists");
         match slot.phase {
             Phase::Queued => {

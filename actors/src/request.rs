@@ -328,7 +328,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
             self.record_input(|| LogRecord::Cancel { id: self.id.0 });
             if let Some(cache) = &self.cache {
                 // A closed mailbox means the runtime shut down and the cache already let go.
-                let _ = cache.post(CacheMsg::Release(self.id));
+                let _ = cache.post(CacheMsg::Release(self.id, self.key.clone()));
             }
         }
     }
@@ -563,7 +563,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
         self.cell.record_input(|| LogRecord::Reprioritize { id: self.id().0, priority });
         self.cell.set_priority(priority);
         if let Some(cache) = &self.cell.cache {
-            let _ = cache.post(CacheMsg::Reprioritize(self.id(), priority));
+            let _ = cache.post(CacheMsg::Reprioritize(self.id(), self.key().clone(), priority));
         }
         if let Some(gate) = self.cell.gate() {
             gate.reprioritize(priority);

@@ -1,10 +1,13 @@
-//! The generation table: a cache's slots, indexed by key and by request.
+//! The generation table: a cache's slots, indexed by key; a request is found through its key.
 //!
 //! Pure bookkeeping, no actor and no IO, so its invariants are property-tested on their own.
 //!
 //! # Invariants
 //!
-//! - At most one slot per key; `by_key` and `by_request` point only at live slots.
+//! - At most one slot per key; `by_key` points only at live slots. A request is attached to
+//!   the slot of its own key or to none, so it is found by its key and then among that slot's
+//!   holders: no index per request (one fewer hash insert and remove per load, 20–36 bytes
+//!   fewer per pending request).
 //! - A slot's `generation` is the generation of its current load. Replies are matched with
 //!   [`SlotTable::current_mut`], which checks both slot index and generation: a slot index may be
 //!   reused after removal, but generations never repeat, so a late reply never matches.
@@ -17,7 +20,6 @@ use slab::Slab;
 use streamrt_messages::{AssetKey, Generation, Priority, RequestId};
 
 use super::holders::Holders;
-use crate::id_hash::IdMap;
 use crate::key_hash::KeyHasher;
 use crate::work::CancelToken;
 
@@ -71,17 +73,11 @@ pub(crate) struct SlotTable<T, H> {
     by_key: HashTable<u32>,
     /// Seeded per table (see `key_hash`).
     hasher: KeyHasher,
-    by_request: IdMap<RequestId, usize>,
 }
 
 impl<T, H: Holder> Default for SlotTable<T, H> {
     fn default() -> Self {
-        Self {
-            slots: Slab::new(),
-            by_key: HashTable::new(),
-            hasher: KeyHasher::default(),
-            by_request: IdMap::default(),
-        }
+        Self { slots: Slab::new(), by_key: HashTable::new(), hasher: KeyHasher::default() }
     }
 }
 
@@ -107,8 +103,10 @@ impl<T, H: Holder> SlotTable<T, H> {
         found.map(|&s| s as usize)
     }
 
-    pub(crate) fn lookup_request(&self, request: RequestId) -> Option<usize> {
-        self.by_request.get(&request).copied()
+    /// The slot `request` is attached to; `key` is the request's key.
+    pub(crate) fn lookup_holder(&self, key: &AssetKey, request: RequestId) -> Option<usize> {
+        let slot = self.lookup_key(key)?;
+        self.slots[slot].holders.iter().any(|h| h.request() == request).then_some(slot)
     }
 
     /// Starts a slot for `key`'s new load, `Queued`, with no holder.
@@ -189,19 +187,18 @@ impl<T, H: Holder> SlotTable<T, H> {
     ///
     /// If the slot does not exist.
     pub(crate) fn attach(&mut self, slot: usize, holder: H) {
-        self.by_request.insert(holder.request(), slot);
         self.slots[slot].holders.push(holder);
     }
 
-    /// Detaches a request, returning its slot and holder.
-    pub(crate) fn detach(&mut self, request: RequestId) -> Option<(usize, H)> {
-        let slot = self.by_request.remove(&request)?;
+    /// Detaches a request, returning its slot and holder; `key` is the request's key.
+    pub(crate) fn detach(&mut self, key: &AssetKey, request: RequestId) -> Option<(usize, H)> {
+        let slot = self.lookup_key(key)?;
         let holders = &mut self.slots[slot].holders;
         let at = holders.iter().position(|h| h.request() == request)?;
         Some((slot, holders.swap_remove(at)))
     }
 
-    /// Removes a slot with its holders and unindexes them.
+    /// Removes a slot with its holders.
     ///
     /// # Panics
     ///
@@ -211,16 +208,12 @@ impl<T, H: Holder> SlotTable<T, H> {
         let hash = self.hasher.hash_one(&removed.key);
         let indexed = self.by_key.find_entry(hash, |&s| s == index32(slot));
         indexed.expect("a live slot is indexed by its key").remove();
-        for h in &removed.holders {
-            self.by_request.remove(&h.request());
-        }
         removed
     }
 
     /// Removes every slot.
     pub(crate) fn drain(&mut self) -> Vec<Slot<T, H>> {
         self.by_key.clear();
-        self.by_request.clear();
         self.slots.drain().collect()
     }
 
@@ -271,7 +264,7 @@ mod tests {
         ) {
             let mut table: SlotTable<(), RequestId> = SlotTable::default();
             let mut issued: Vec<(usize, Generation, AssetKey)> = Vec::new();
-            let mut live_requests: Vec<RequestId> = Vec::new();
+            let mut live_requests: Vec<(RequestId, u8)> = Vec::new();
             let mut next = 0u64;
             for op in ops {
                 match op {
@@ -288,11 +281,11 @@ mod tests {
                             }
                         };
                         table.attach(slot, request);
-                        live_requests.push(request);
+                        live_requests.push((request, k));
                     }
                     Op::Release(n) if !live_requests.is_empty() => {
-                        let request = live_requests.remove(n % live_requests.len());
-                        let (slot, _) = table.detach(request).expect("live request is attached");
+                        let (request, k) = live_requests.remove(n % live_requests.len());
+                        let (slot, _) = table.detach(&key(k), request).expect("live request is attached");
                         if table.get(slot).is_some_and(|s| s.holders.is_empty()) {
                             table.remove(slot);
                         }
@@ -307,8 +300,8 @@ mod tests {
                     }
                     _ => {}
                 }
-                for &r in &live_requests {
-                    let slot = table.lookup_request(r).expect("indexed");
+                for &(r, k) in &live_requests {
+                    let slot = table.lookup_holder(&key(k), r).expect("attached");
                     prop_assert!(table.get(slot).unwrap().holders.contains(&r));
                 }
                 prop_assert!(table.iter().all(|s| !s.holders.is_empty()));
