@@ -30,11 +30,11 @@ use streamrt_messages::replay_log::LogRecord;
 use streamrt_messages::{
     AssetKey, AssetLoadError, CancelStage, ErrorKind, EventKind, LoadState, Priority, RequestId,
 };
-use streamrt_supervisor::Mailbox;
 
 use crate::cache::CacheMsg;
 use crate::deps::{ByteProgress, DepGate, DepHandle, Dependent};
 use crate::frame::ReadyEntry;
+use crate::runtime::TypeLink;
 use crate::telemetry::{Counters, Probe};
 
 /// Where a request sits in a dependency tree, and what it weighs in progress.
@@ -65,11 +65,9 @@ pub(crate) struct RequestCell<T: Send + Sync + 'static> {
     handles: AtomicUsize,
     /// Whether the request let go of its asset at its cache (`Release` was posted).
     released: AtomicBool,
-    /// The cache of the request's type, for `Release` and `Reprioritize`; set when the handle
-    /// is made (the handle and the cell are one allocation).
-    cache: Option<Mailbox<CacheMsg<T>>>,
-    /// The type's placeholder, if one was registered.
-    placeholder: Option<Arc<T>>,
+    /// The request's type: its cache (for `Release` and `Reprioritize`) and placeholder; set
+    /// when the handle is made (the handle and the cell are one allocation).
+    link: Option<Arc<TypeLink<T>>>,
 }
 
 impl<T: Send + Sync + 'static> RequestCell<T> {
@@ -88,8 +86,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
             lineage: Lineage::default(),
             handles: AtomicUsize::new(0),
             released: AtomicBool::new(false),
-            cache: None,
-            placeholder: None,
+            link: None,
         }
     }
 
@@ -326,9 +323,9 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     fn release(&self) {
         if !self.released.swap(true, Ordering::AcqRel) {
             self.record_input(|| LogRecord::Cancel { id: self.id.0 });
-            if let Some(cache) = &self.cache {
+            if let Some(link) = &self.link {
                 // A closed mailbox means the runtime shut down and the cache already let go.
-                let _ = cache.post(CacheMsg::Release(self.id, self.key.clone()));
+                let _ = link.mailbox.post(CacheMsg::Release(self.id, self.key.clone()));
             }
         }
     }
@@ -468,13 +465,8 @@ impl<T: Send + Sync + 'static> std::fmt::Debug for Handle<T> {
 
 impl<T: Send + Sync + 'static> Handle<T> {
     /// A handle and the ticket its cache keeps.
-    pub(crate) fn new(
-        mut cell: RequestCell<T>,
-        cache: Mailbox<CacheMsg<T>>,
-        placeholder: Option<Arc<T>>,
-    ) -> (Self, Ticket<T>) {
-        cell.cache = Some(cache);
-        cell.placeholder = placeholder;
+    pub(crate) fn new(mut cell: RequestCell<T>, link: Arc<TypeLink<T>>) -> (Self, Ticket<T>) {
+        cell.link = Some(link);
         cell.handles = AtomicUsize::new(1);
         let cell = Arc::new(cell);
         let ticket = Ticket { cell: Arc::clone(&cell) };
@@ -484,7 +476,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
     /// The value once `Ready`, until then the type's placeholder (if one was registered with
     /// `RuntimeBuilder::placeholder`), so the engine always has something to draw.
     pub fn get_or_placeholder(&self) -> Option<Arc<T>> {
-        self.get().or_else(|| self.cell.placeholder.clone())
+        self.get().or_else(|| self.cell.link.as_ref().and_then(|l| l.placeholder.clone()))
     }
 
     /// The request as its dependency gate sees it.
@@ -562,8 +554,9 @@ impl<T: Send + Sync + 'static> Handle<T> {
         }
         self.cell.record_input(|| LogRecord::Reprioritize { id: self.id().0, priority });
         self.cell.set_priority(priority);
-        if let Some(cache) = &self.cell.cache {
-            let _ = cache.post(CacheMsg::Reprioritize(self.id(), self.key().clone(), priority));
+        if let Some(link) = &self.cell.link {
+            let _ =
+                link.mailbox.post(CacheMsg::Reprioritize(self.id(), self.key().clone(), priority));
         }
         if let Some(gate) = self.cell.gate() {
             gate.reprioritize(priority);

@@ -44,6 +44,7 @@ use crate::work::{DecodeJob, ReadOrder};
 use streamrt_supervisor::{Clock, Escalation, MonotonicClock};
 
 use self::core::{Core, CoreParts, EscalateFn};
+pub(crate) use self::registry::TypeLink;
 use self::registry::{DecoderSpec, TypeEntry, TypeSpec};
 use self::submit::{Submitter, TreeLimits};
 

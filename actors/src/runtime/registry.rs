@@ -18,7 +18,14 @@ use crate::work::JobRoute;
 /// The engine side of one registered type.
 pub(crate) struct TypeEntry<T: Send + Sync + 'static> {
     pub(crate) name: AssetTypeName,
+    pub(crate) link: Arc<TypeLink<T>>,
+}
+
+/// What each request of a type keeps of it: one pointer in the request's cell for both.
+pub(crate) struct TypeLink<T: Send + Sync + 'static> {
+    /// The type's cache, for `Release` and `Reprioritize`.
     pub(crate) mailbox: Mailbox<CacheMsg<T>>,
+    /// The type's placeholder, if one was registered.
     pub(crate) placeholder: Option<Arc<T>>,
 }
 
@@ -73,11 +80,11 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
         &self,
         placeholder: Option<&(dyn Any + Send + Sync)>,
     ) -> (Arc<dyn Any + Send + Sync>, Arc<dyn DepRequester>) {
-        let entry = Arc::new(TypeEntry {
-            name: self.name.clone(),
+        let link = TypeLink {
             mailbox: self.mailbox.clone(),
             placeholder: placeholder.and_then(|p| p.downcast_ref::<Arc<D::Asset>>()).cloned(),
-        });
+        };
+        let entry = Arc::new(TypeEntry { name: self.name.clone(), link: Arc::new(link) });
         (Arc::clone(&entry) as _, entry)
     }
 

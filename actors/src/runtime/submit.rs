@@ -160,7 +160,7 @@ impl Submitter {
         let lineage = Lineage { gate: gate.clone(), parent, size: size.unwrap_or(0) };
         let cell = RequestCell::new(id, key.clone(), priority, Arc::clone(&self.probe))
             .with_lineage(lineage);
-        let (handle, ticket) = Handle::new(cell, entry.mailbox.clone(), entry.placeholder.clone());
+        let (handle, ticket) = Handle::new(cell, Arc::clone(&entry.link));
         if outstanding >= self.requests_outstanding_max as u64 {
             let capacity = self.requests_outstanding_max;
             ticket.cell().fail(&AssetLoadError::shared(key, ErrorKind::QueueFull { capacity }));
@@ -173,7 +173,7 @@ impl Submitter {
             walk.depth -= 1;
         }
         // A closed mailbox hands the ticket back; dropping it fails the request with Shutdown.
-        let _ = entry.mailbox.post(CacheMsg::Load(ticket));
+        let _ = entry.link.mailbox.post(CacheMsg::Load(ticket));
         handle
     }
 
