@@ -20,7 +20,7 @@
 //!   with dependencies owns their gate, a dependency request reports its end to its parent's.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -40,12 +40,37 @@ use crate::telemetry::{Counters, Probe};
 /// Where a request sits in a dependency tree, and what it weighs in progress.
 #[derive(Default)]
 pub(crate) struct Lineage {
-    /// The gate of this request's own dependencies, if it has any.
-    pub(crate) gate: Option<Arc<DepGate>>,
-    /// The gate of the request this one is a dependency of.
-    pub(crate) parent: Option<Weak<DepGate>>,
+    /// Boxed, and only for a request in a tree: most requests have neither link, and each
+    /// pending request's cell is 8 bytes smaller for it.
+    tree: Option<Box<TreeLinks>>,
     /// The asset's size as the source declares it, in bytes (0 when unknown).
-    pub(crate) size: u64,
+    size: u64,
+}
+
+struct TreeLinks {
+    /// The gate of this request's own dependencies, if it has any.
+    gate: Option<Arc<DepGate>>,
+    /// The gate of the request this one is a dependency of.
+    parent: Option<Weak<DepGate>>,
+}
+
+impl Lineage {
+    pub(crate) fn new(
+        gate: Option<Arc<DepGate>>,
+        parent: Option<Weak<DepGate>>,
+        size: u64,
+    ) -> Self {
+        let in_tree = gate.is_some() || parent.is_some();
+        Self { tree: in_tree.then(|| Box::new(TreeLinks { gate, parent })), size }
+    }
+
+    fn gate(&self) -> Option<&Arc<DepGate>> {
+        self.tree.as_ref().and_then(|t| t.gate.as_ref())
+    }
+
+    fn parent(&self) -> Option<&Weak<DepGate>> {
+        self.tree.as_ref().and_then(|t| t.parent.as_ref())
+    }
 }
 
 /// A request's shared state; see the module docs.
@@ -62,7 +87,7 @@ pub(crate) struct RequestCell<T: Send + Sync + 'static> {
     probe: Arc<Probe>,
     lineage: Lineage,
     /// Clones of the engine's [`Handle`]: dropping the last one cancels and releases.
-    handles: AtomicUsize,
+    handles: AtomicU32,
     /// Whether the request let go of its asset at its cache (`Release` was posted).
     released: AtomicBool,
     /// The request's type: its cache (for `Release` and `Reprioritize`) and placeholder; set
@@ -84,7 +109,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
             changed: Signal::new(),
             probe,
             lineage: Lineage::default(),
-            handles: AtomicUsize::new(0),
+            handles: AtomicU32::new(0),
             released: AtomicBool::new(false),
             link: None,
         }
@@ -98,7 +123,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 
     /// Whether the engine made this request (not a dependency's gate).
     pub(crate) fn is_root(&self) -> bool {
-        self.lineage.parent.is_none()
+        self.lineage.parent().is_none()
     }
 
     /// Records `record` if the runtime is recording and the engine made this request.
@@ -110,13 +135,13 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 
     /// The gate of this request's dependencies, if it has any.
     pub(crate) fn gate(&self) -> Option<&Arc<DepGate>> {
-        self.lineage.gate.as_ref()
+        self.lineage.gate()
     }
 
     /// `entry` (this request, decoded) if it may be published now; `None` if it waits for its
     /// dependencies, whose gate hands it over when they are ready.
     pub(crate) fn when_dependencies_ready(&self, entry: ReadyEntry) -> Option<ReadyEntry> {
-        match &self.lineage.gate {
+        match self.lineage.gate() {
             Some(gate) => gate.hold(entry),
             None => Some(entry),
         }
@@ -136,7 +161,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
             _ => weight,
         };
         let mine = ByteProgress { done: own, total: weight };
-        match &self.lineage.gate {
+        match self.lineage.gate() {
             Some(gate) => mine + gate.progress(),
             None => mine,
         }
@@ -253,11 +278,11 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
             probe.any_progressed().notify(usize::MAX);
         }
         if to != LoadState::Ready {
-            if let Some(gate) = &self.lineage.gate {
+            if let Some(gate) = self.lineage.gate() {
                 gate.release();
             }
         }
-        if let Some(parent) = self.lineage.parent.as_ref().and_then(Weak::upgrade) {
+        if let Some(parent) = self.lineage.parent().and_then(Weak::upgrade) {
             parent.dependency_ended(&self.key, to, self.error.get().map(|e| &**e));
         }
     }
@@ -426,12 +451,20 @@ pub enum ReadyError {
     Cancelled,
 }
 
+/// Clones of one request's handle, at most: the count is 32 bits to keep the cell small.
+const HANDLES_MAX: u32 = u32::MAX / 2;
+
 /// The engine's view of one request. Cheap to clone; clones share the request.
 ///
 /// Reading the state, value or error is an atomic load. Dropping the last clone cancels the
 /// request (if it has not ended) and releases the asset, as [`Handle::cancel`] does; other
 /// requests for the same asset keep their load. A handle is the request's cell itself, which
 /// counts the handles apart from the cell's other holders (its ticket, a ready queue entry).
+///
+/// # Panics
+///
+/// Cloning panics past 2^31 live clones of one request (only handles leaked in a loop get
+/// there), as `Arc` aborts past its own limit.
 pub struct Handle<T: Send + Sync + 'static> {
     cell: Arc<RequestCell<T>>,
 }
@@ -439,7 +472,10 @@ pub struct Handle<T: Send + Sync + 'static> {
 impl<T: Send + Sync + 'static> Clone for Handle<T> {
     fn clone(&self) -> Self {
         // A clone is made from a live handle, so the count cannot reach zero meanwhile.
-        self.cell.handles.fetch_add(1, Ordering::Relaxed);
+        let before = self.cell.handles.fetch_add(1, Ordering::Relaxed);
+        // As `Arc` does with its own count: only handles leaked in a loop get here, and a
+        // wrapped count would release the request under live handles.
+        assert!(before < HANDLES_MAX, "more than {HANDLES_MAX} handles of one request");
         Self { cell: Arc::clone(&self.cell) }
     }
 }
@@ -467,7 +503,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
     /// A handle and the ticket its cache keeps.
     pub(crate) fn new(mut cell: RequestCell<T>, link: Arc<TypeLink<T>>) -> (Self, Ticket<T>) {
         cell.link = Some(link);
-        cell.handles = AtomicUsize::new(1);
+        cell.handles = AtomicU32::new(1);
         let cell = Arc::new(cell);
         let ticket = Ticket { cell: Arc::clone(&cell) };
         (Self { cell }, ticket)

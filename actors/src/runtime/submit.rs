@@ -157,7 +157,7 @@ impl Submitter {
         }
         let EntryInfo { dependencies: deps, size } = info;
         let gate = (!deps.is_empty()).then(|| DepGate::new(deps.len(), self.frame.clone()));
-        let lineage = Lineage { gate: gate.clone(), parent, size: size.unwrap_or(0) };
+        let lineage = Lineage::new(gate.clone(), parent, size.unwrap_or(0));
         let cell = RequestCell::new(id, key.clone(), priority, Arc::clone(&self.probe))
             .with_lineage(lineage);
         let (handle, ticket) = Handle::new(cell, Arc::clone(&entry.link));
