@@ -70,7 +70,7 @@ use crate::resident::{AnyValue, Evicted, Residency};
 use crate::runtime::RetryPolicy;
 use crate::scheduler::SchedulerMsg;
 use crate::telemetry::{Counters, Probe};
-use crate::work::{Job, JobEnd, JobRoute};
+use crate::work::{CancelTable, Job, JobEnd, JobRoute};
 
 use slots::{Holder, Phase, SlotTable};
 
@@ -135,11 +135,13 @@ impl<T: Send + Sync + 'static> Holder for Ticket<T> {
 pub(crate) struct TypeRoute<D: Decoder> {
     decoder: Arc<D>,
     cache: Mailbox<CacheMsg<D::Asset>>,
+    /// Written by the cache (every incarnation: the route outlives them), read by workers.
+    cancels: CancelTable,
 }
 
 impl<D: Decoder> TypeRoute<D> {
     pub(crate) fn new(decoder: Arc<D>, cache: Mailbox<CacheMsg<D::Asset>>) -> Self {
-        Self { decoder, cache }
+        Self { decoder, cache, cancels: CancelTable::default() }
     }
 }
 
@@ -180,6 +182,10 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
 
     fn end(&self, job: Job, end: JobEnd) {
         let _ = self.cache.post(CacheMsg::Ended(job, end));
+    }
+
+    fn cancels(&self) -> &CancelTable {
+        &self.cancels
     }
 }
 
@@ -419,7 +425,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
             priority: slot.priority,
             origin: slot.origin,
             declared_bytes: slot.declared_bytes,
-            token: slot.token.clone(),
             route: Arc::clone(&self.route),
         }
     }
@@ -450,7 +455,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             return self.report_residency(evicted);
         }
         // The last holder let go of a load in progress: cancel the load itself.
-        slot.token.cancel();
+        self.route.cancels().cancel(at, slot.generation);
         if slot.phase == Phase::Queued {
             self.to_scheduler.push(SchedulerMsg::CancelQueued(slot.generation));
         }
@@ -642,14 +647,20 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.report_residency(Vec::new());
     }
 
+    /// Cancels every load this cache started so far (its table is about to be emptied).
+    fn cancel_every_load(&self) {
+        let latest = Generation(self.links.generations.load(Ordering::Relaxed));
+        self.route.cancels().cancel_through(latest);
+    }
+
     fn shutdown(&mut self) {
         // Messages not yet handled are dropped: their tickets fail their requests.
         drop(self.mailbox.close());
         self.release_resident();
         self.residency().clear_type(self.type_index);
         self.report_residency(Vec::new());
+        self.cancel_every_load();
         for slot in self.table.drain() {
-            slot.token.cancel();
             let error = AssetLoadError::shared(slot.key.clone(), ErrorKind::Shutdown);
             for ticket in &slot.holders {
                 ticket.cell().fail(&error);
@@ -664,13 +675,13 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn salvage(&mut self) {
         self.release_resident();
         let mut salvage = self.salvage.lock().unwrap_or_else(PoisonError::into_inner);
+        self.cancel_every_load();
         for slot in self.table.drain() {
-            slot.token.cancel();
             salvage.extend(slot.holders.into_iter().filter(|t| !t.cell().state().is_terminal()));
         }
         // What the failed batch produced still stands: staged requests must reach the frame
         // queue (their loads are gone) and finished jobs must return their credits. Queued
-        // jobs sent now carry tripped tokens, so the scheduler drops them.
+        // jobs sent now are cancelled, so the scheduler drops them.
         self.retry_later.clear();
         drop(salvage);
         self.flush();

@@ -169,7 +169,7 @@ impl Scheduler {
     }
 
     fn enqueue(&mut self, job: Job) {
-        if self.stopped || job.token.is_cancelled() {
+        if self.stopped || job.is_cancelled() {
             return;
         }
         if self.queue.len() >= self.limits.queue_capacity {
@@ -237,7 +237,7 @@ impl Scheduler {
             };
             let counters = &self.probe.counters;
             counters.queued.fetch_sub(1, Ordering::Relaxed);
-            if job.token.is_cancelled() {
+            if job.is_cancelled() {
                 continue;
             }
             counters.in_flight.fetch_add(1, Ordering::Relaxed);

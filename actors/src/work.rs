@@ -14,8 +14,9 @@
 //! - Every dispatched job ends exactly once, at its cache: decoded, failed or dropped. A job
 //!   travels inside a [`JobGuard`] whose `Drop` ends it as failed if a worker lost it (a panic
 //!   in the worker itself, a closed pool), so a job is never silently lost.
-//! - Workers check the job's [`CancelToken`] before the read, after the read and before the
-//!   decode, so a cancelled load stops at the next check.
+//! - Workers check whether the job is cancelled ([`Job::is_cancelled`], in its type's
+//!   [`CancelTable`]) before the read, after the read and before the decode, so a cancelled
+//!   load stops at the next check.
 //!
 //! # Supervision
 //!
@@ -26,7 +27,7 @@
 
 use std::any::Any;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use streamrt_messages::replay_log::{LogRecord, ReadOutcome};
@@ -41,6 +42,10 @@ use crate::tasks::GroupWork;
 use crate::telemetry::Probe;
 use crate::throttle::Throttle;
 
+mod cancels;
+
+pub(crate) use cancels::CancelTable;
+
 /// The least urgent priority of the loads the engine is waiting on, which skip what is built
 /// for throughput (`streamctl bench priority`, a critical request behind 10,000 queued ones):
 /// a starved scheduler wakes for one at the first read credit back rather than at half of
@@ -48,20 +53,6 @@ use crate::throttle::Throttle;
 /// runtime, the IO worker that read one decodes it itself rather than wait for a decode thread
 /// to get a core, at the cost of that worker's next read.
 pub(crate) const URGENT: Priority = Priority::High;
-
-/// Set once a load is no longer wanted; checked by the workers between stages.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    pub(crate) fn cancel(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    pub(crate) fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-}
 
 /// How a job ended, other than with a decoded value.
 #[derive(Debug, Clone)]
@@ -87,6 +78,8 @@ pub(crate) trait JobRoute: Send + Sync {
     ) -> Result<(), Box<dyn Any + Send>>;
     /// Tells the cache its load ended without a value.
     fn end(&self, job: Job, end: JobEnd);
+    /// Which loads of the type are cancelled.
+    fn cancels(&self) -> &CancelTable;
 }
 
 /// One load of one slot.
@@ -101,8 +94,14 @@ pub(crate) struct Job {
     pub(crate) origin: RequestId,
     /// The stored size the source declared, in bytes (0 when unknown).
     pub(crate) declared_bytes: u64,
-    pub(crate) token: CancelToken,
     pub(crate) route: Arc<dyn JobRoute>,
+}
+
+impl Job {
+    /// Whether the load is no longer wanted; checked by the workers between stages.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.route.cancels().is_cancelled(self.slot, self.generation)
+    }
 }
 
 /// Ends its job as failed with `WorkerLost(lost)` if dropped before the job was handed on.
@@ -276,7 +275,7 @@ impl IoWorker {
 
     fn read(&self, ReadJob { mut guard, credit }: ReadJob) {
         let job = guard.take();
-        if job.token.is_cancelled() {
+        if job.is_cancelled() {
             drop(credit);
             return end(job, JobEnd::Dropped(CancelStage::Loading));
         }
@@ -297,10 +296,10 @@ impl IoWorker {
         if let (Some(throttle), Some(n)) = (&self.throttle, n) {
             // The read credit stays taken while the bytes are paid for, so a throttled
             // source does not pile up reads.
-            throttle.pay(n, || job.token.is_cancelled());
+            throttle.pay(n, || job.is_cancelled());
         }
         drop(credit);
-        if job.token.is_cancelled() {
+        if job.is_cancelled() {
             return end(job, JobEnd::Dropped(CancelStage::Loading));
         }
         match read {
@@ -366,7 +365,7 @@ impl Worker for DecodeWorker {
 /// Re-raises a decoder's panic, already reported to the cache, so the pool rebuilds the
 /// calling worker.
 fn decode(probe: &Probe, worker: u32, job: Job, bytes: Vec<u8>) {
-    if job.token.is_cancelled() {
+    if job.is_cancelled() {
         return end(job, JobEnd::Dropped(CancelStage::Loading));
     }
     let route = Arc::clone(&job.route);

@@ -21,7 +21,6 @@ use streamrt_messages::{AssetKey, Generation, Priority, RequestId};
 
 use super::holders::Holders;
 use crate::key_hash::KeyHasher;
-use crate::work::CancelToken;
 
 /// Whatever a slot keeps per attached request.
 pub(crate) trait Holder {
@@ -56,7 +55,6 @@ pub(crate) struct Slot<T, H> {
     /// The stored size the source declared, in bytes (0 when unknown): what a read credit
     /// is charged for the load.
     pub(crate) declared_bytes: u64,
-    pub(crate) token: CancelToken,
     /// The most urgent priority of the holders, as the scheduler knows it.
     pub(crate) priority: Priority,
     /// The request that started the load.
@@ -131,7 +129,6 @@ impl<T, H: Holder> SlotTable<T, H> {
             value: None,
             bytes: 0,
             declared_bytes: 0,
-            token: CancelToken::default(),
             priority,
             origin,
             attempt: 1,

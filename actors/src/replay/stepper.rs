@@ -149,8 +149,7 @@ impl Stepper {
 
 fn runnable(guard: &crate::work::JobGuard, gate: &dyn Gate, read: bool) -> bool {
     let job: &Job = guard.job();
-    job.token.is_cancelled()
-        || if read { gate.read_ready(&job.key) } else { gate.decode_ready(&job.key) }
+    job.is_cancelled() || if read { gate.read_ready(&job.key) } else { gate.decode_ready(&job.key) }
 }
 
 fn read_runnable(order: &ReadOrder, gate: &dyn Gate) -> bool {

@@ -1,0 +1,116 @@
+//! Which loads of one cache are cancelled, by slot index: one shared table per asset type, so
+//! a load carries no cancel flag of its own (an allocation and 40 bytes per pending request
+//! fewer than a shared flag per load).
+//!
+//! [`CancelTable`] keeps, per slot index, the latest generation cancelled there, and a
+//! watermark below which every generation is cancelled (a cache shutting down or failing).
+//! The cache writes (on its own thread); workers read between stages.
+//!
+//! # Invariants
+//!
+//! - A load `(slot, generation)` is cancelled once `cancel(slot, generation)` or
+//!   `cancel_through(g >= generation)` ran, and stays cancelled: entries only grow
+//!   (`fetch_max`), and generations never repeat and only grow, so a slot reused by a later
+//!   load, cancelled or not, never un-cancels an earlier one.
+//! - A load is reported cancelled only if it was: a later load's cancel on the same slot
+//!   also marks the earlier loads of that slot, but a slot is reused only once its earlier
+//!   load was cancelled or had ended.
+//! - Reads take no lock: chunks are created once ([`OnceLock`]) and never move.
+//!
+//! # Limits
+//!
+//! Slot indexes below `CHUNK_SLOTS` × `CHUNKS_MAX` (16,777,216 slots alive at once in one
+//! cache); the load of a slot past it is seen cancelled only by `cancel_through`, else it runs
+//! to its end and its reply is dropped by generation as any stale one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use streamrt_messages::Generation;
+
+/// Entries per chunk: 32 KiB, allocated when a slot index in its range is first cancelled.
+const CHUNK_SLOTS: usize = 4_096;
+/// Chunks at most: the top-level array is 64 KiB.
+const CHUNKS_MAX: usize = 4_096;
+
+/// See the module docs.
+pub(crate) struct CancelTable {
+    chunks: Box<[OnceLock<Box<[AtomicU64]>>]>,
+    /// Every generation up to this one is cancelled.
+    through: AtomicU64,
+}
+
+impl Default for CancelTable {
+    fn default() -> Self {
+        Self {
+            chunks: (0..CHUNKS_MAX).map(|_| OnceLock::new()).collect(),
+            through: AtomicU64::new(0),
+        }
+    }
+}
+
+impl CancelTable {
+    /// Cancels the load of `slot` whose generation is `generation`.
+    pub(crate) fn cancel(&self, slot: usize, generation: Generation) {
+        let Some(chunk) = self.chunks.get(slot / CHUNK_SLOTS) else { return };
+        let chunk = chunk.get_or_init(|| (0..CHUNK_SLOTS).map(|_| AtomicU64::new(0)).collect());
+        chunk[slot % CHUNK_SLOTS].fetch_max(generation.0, Ordering::Release);
+    }
+
+    /// Cancels every load whose generation is `generation` or older.
+    pub(crate) fn cancel_through(&self, generation: Generation) {
+        self.through.fetch_max(generation.0, Ordering::Release);
+    }
+
+    /// Whether the load of `slot` whose generation is `generation` was cancelled.
+    pub(crate) fn is_cancelled(&self, slot: usize, generation: Generation) -> bool {
+        if self.through.load(Ordering::Acquire) >= generation.0 {
+            return true;
+        }
+        let chunk = self.chunks.get(slot / CHUNK_SLOTS).and_then(OnceLock::get);
+        chunk.is_some_and(|c| c[slot % CHUNK_SLOTS].load(Ordering::Acquire) >= generation.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SLOTS_MAX: usize = CHUNK_SLOTS * CHUNKS_MAX;
+
+    #[test]
+    fn a_cancel_marks_its_load_and_the_earlier_loads_of_its_slot_only() {
+        let table = CancelTable::default();
+        table.cancel(5, Generation(10));
+        assert!(table.is_cancelled(5, Generation(10)));
+        assert!(table.is_cancelled(5, Generation(3)), "an earlier load of the slot");
+        assert!(!table.is_cancelled(5, Generation(11)), "a later load reusing the slot");
+        assert!(!table.is_cancelled(4, Generation(10)), "another slot");
+        assert!(!table.is_cancelled(5 + CHUNK_SLOTS, Generation(10)), "another chunk");
+    }
+
+    #[test]
+    fn a_later_cancel_on_a_reused_slot_never_uncancels_an_earlier_one() {
+        let table = CancelTable::default();
+        table.cancel(7, Generation(20));
+        table.cancel(7, Generation(8));
+        assert!(table.is_cancelled(7, Generation(20)));
+        assert!(!table.is_cancelled(7, Generation(21)));
+    }
+
+    #[test]
+    fn cancel_through_marks_every_older_load_of_every_slot() {
+        let table = CancelTable::default();
+        table.cancel_through(Generation(100));
+        assert!(table.is_cancelled(0, Generation(100)));
+        assert!(table.is_cancelled(SLOTS_MAX + 1, Generation(1)));
+        assert!(!table.is_cancelled(0, Generation(101)));
+    }
+
+    #[test]
+    fn a_slot_past_the_table_is_never_cancelled_one_by_one() {
+        let table = CancelTable::default();
+        table.cancel(SLOTS_MAX, Generation(1));
+        assert!(!table.is_cancelled(SLOTS_MAX, Generation(1)));
+    }
+}
