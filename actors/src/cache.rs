@@ -147,7 +147,7 @@ impl<D: Decoder> TypeRoute<D> {
 
 impl<D: Decoder> JobRoute for TypeRoute<D> {
     fn dispatched(&self, job: &Job) {
-        let _ = self.cache.post(CacheMsg::Dispatched(job.generation, job.slot));
+        let _ = self.cache.post(CacheMsg::Dispatched(job.generation, job.slot()));
     }
 
     fn decode(
@@ -419,7 +419,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn job(&self, at: usize) -> Job {
         let slot = self.table.get(at).expect("live slot");
         Job {
-            slot: at,
+            slot: u32::try_from(at).expect("a cache holds fewer than 2^32 slots"),
             generation: slot.generation,
             key: slot.key.clone(),
             priority: slot.priority,
@@ -501,7 +501,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn decoded(&mut self, job: &Job, value: Arc<T>, size: u64) {
         self.to_scheduler.push(SchedulerMsg::JobFinished(job.generation));
         let probe = Arc::clone(&self.links.probe);
-        let Some(slot) = self.table.current_mut(job.slot, job.generation) else {
+        let Some(slot) = self.table.current_mut(job.slot(), job.generation) else {
             Counters::bump(&probe.counters.cancelled_after_decode);
             probe.emit(
                 probe
@@ -534,7 +534,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
 
     fn ended(&mut self, job: &Job, end: JobEnd) {
         self.to_scheduler.push(SchedulerMsg::JobFinished(job.generation));
-        let Some(slot) = self.table.current_mut(job.slot, job.generation) else {
+        let Some(slot) = self.table.current_mut(job.slot(), job.generation) else {
             // The load was cancelled; its requests were told when they let go.
             return;
         };
@@ -549,14 +549,14 @@ impl<T: Send + Sync + 'static> Cache<T> {
         };
         let attempt = slot.attempt;
         match self.verdict(&job.key, &kind, attempt) {
-            Verdict::Retry { delay_ms } => self.retry(job.slot, kind, delay_ms),
+            Verdict::Retry { delay_ms } => self.retry(job.slot(), kind, delay_ms),
             Verdict::Quarantine { panics } => {
                 Counters::bump(&self.links.probe.counters.quarantined);
                 self.emit(EventKind::Quarantined { panics }, job.origin, &job.key);
                 self.quarantined.insert(job.key.clone(), panics);
-                self.fail_slot(job.slot, ErrorKind::Quarantined { panics });
+                self.fail_slot(job.slot(), ErrorKind::Quarantined { panics });
             }
-            Verdict::Fail => self.fail_slot(job.slot, kind),
+            Verdict::Fail => self.fail_slot(job.slot(), kind),
         }
     }
 

@@ -84,8 +84,9 @@ pub(crate) trait JobRoute: Send + Sync {
 
 /// One load of one slot.
 pub(crate) struct Job {
-    /// The cache's slot index; valid only together with `generation`.
-    pub(crate) slot: usize,
+    /// The cache's slot index; valid only together with `generation`. 32 bits, as the cache's
+    /// key index holds them, so that a queued job is 8 bytes smaller.
+    pub(crate) slot: u32,
     /// The load's generation, unique within the runtime.
     pub(crate) generation: Generation,
     pub(crate) key: AssetKey,
@@ -100,7 +101,12 @@ pub(crate) struct Job {
 impl Job {
     /// Whether the load is no longer wanted; checked by the workers between stages.
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.route.cancels().is_cancelled(self.slot, self.generation)
+        self.route.cancels().is_cancelled(self.slot(), self.generation)
+    }
+
+    /// The cache's slot index; valid only together with `generation`.
+    pub(crate) fn slot(&self) -> usize {
+        self.slot as usize
     }
 }
 

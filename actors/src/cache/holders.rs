@@ -17,8 +17,10 @@ use std::ops::Deref;
 pub(crate) enum Holders<H> {
     /// None or one holder, inline.
     Few(Option<H>),
-    /// Two or more (or fewer, after removals).
-    Many(Vec<H>),
+    /// Two or more (or fewer, after removals), boxed so that the enum is two words, not four:
+    /// every slot carries one, and few ever need the vector.
+    #[expect(clippy::box_collection, reason = "the box keeps the common one-holder case small")]
+    Many(Box<Vec<H>>),
 }
 
 impl<H> Default for Holders<H> {
@@ -33,7 +35,7 @@ impl<H> Holders<H> {
             Self::Few(slot @ None) => *slot = Some(holder),
             Self::Few(Some(_)) => {
                 let Self::Few(Some(first)) = std::mem::take(self) else { unreachable!() };
-                *self = Self::Many(vec![first, holder]);
+                *self = Self::Many(Box::new(vec![first, holder]));
             }
             Self::Many(holders) => holders.push(holder),
         }
@@ -82,7 +84,7 @@ impl<H> IntoIterator for Holders<H> {
     fn into_iter(self) -> Self::IntoIter {
         match self {
             Self::Few(slot) => slot.into_iter().chain(Vec::new()),
-            Self::Many(holders) => None.into_iter().chain(holders),
+            Self::Many(holders) => None.into_iter().chain(*holders),
         }
     }
 }
