@@ -4,7 +4,8 @@
 //! # The cancellation race
 //!
 //! Each load has a generation, unique in the runtime, carried by its job. When the last request
-//! holding a slot that is not resident lets go, the cache trips the load's cancel token, drops
+//! holding a slot that is not resident lets go, the cache marks the load cancelled in the type's
+//! `CancelTable` (which the route shares with the workers, and which outlives a restart), drops
 //! the slot (so its generation is no longer current) and, if still queued, removes it from the
 //! scheduler. A `Decoded` whose generation is no longer current is dropped and counted as
 //! `cancelled_after_decode`. Requests still holding a slot keep its load.
@@ -38,7 +39,8 @@
 //! a restarted scheduler is rebuilt from it (`Resubmit`). When the cache itself fails, it
 //! salvages the tickets of every unfinished request before it stops, and its next incarnation
 //! admits them again as new loads: a restart loses held values, quarantine records and
-//! loads in flight (their late replies are stale), never a request. Parked values live in the
+//! loads in flight (each marked cancelled in the table before it empties; their late replies
+//! are stale), never a request. Parked values live in the
 //! shared budget, outside the actor, and survive it.
 
 mod holders;
@@ -541,8 +543,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let kind = match end {
             JobEnd::Failed(kind) => kind,
             JobEnd::Dropped(stage) => {
-                // Tokens are only tripped when a slot is removed, so a current load is never
-                // dropped; fail its requests rather than leave them waiting if that changes.
+                // A load is marked cancelled only when its slot is removed, so a current load is
+                // never dropped; fail its requests rather than leave them waiting if that changes.
                 debug_assert!(false, "current load {:?} dropped at {stage:?}", job.generation);
                 ErrorKind::Io(format!("load dropped while {}", stage.name()))
             }
@@ -647,10 +649,13 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.report_residency(Vec::new());
     }
 
-    /// Cancels every load this cache started so far (its table is about to be emptied).
+    /// Cancels the load of every slot (the table is about to be emptied), each by its own slot
+    /// and generation: a watermark over the runtime's generations would also catch loads a
+    /// next incarnation already started, were it started before this one drains.
     fn cancel_every_load(&self) {
-        let latest = Generation(self.links.generations.load(Ordering::Relaxed));
-        self.route.cancels().cancel_through(latest);
+        for (at, slot) in self.table.iter_indexed() {
+            self.route.cancels().cancel(at, slot.generation);
+        }
     }
 
     fn shutdown(&mut self) {

@@ -55,8 +55,8 @@ impl Throttle {
     }
 
     /// Charges `bytes` just read and blocks the calling IO worker until they are paid for, or
-    /// until `cancelled` says the load is gone (a cancel, or shutdown, which trips every load's
-    /// token), checked every `CANCEL_CHECK`. Only IO worker threads call this: they exist to
+    /// until `cancelled` says the load is gone (a cancel, or shutdown, which cancels every
+    /// load), checked every `CANCEL_CHECK`. Only IO worker threads call this: they exist to
     /// block, no arbiter ever does.
     pub(crate) fn pay(&self, bytes: u64, cancelled: impl Fn() -> bool) {
         const CANCEL_CHECK: Duration = Duration::from_millis(20);

@@ -2,14 +2,13 @@
 //! a load carries no cancel flag of its own (an allocation and 40 bytes per pending request
 //! fewer than a shared flag per load).
 //!
-//! [`CancelTable`] keeps, per slot index, the latest generation cancelled there, and a
-//! watermark below which every generation is cancelled (a cache shutting down or failing).
-//! The cache writes (on its own thread); workers read between stages.
+//! [`CancelTable`] keeps, per slot index, the latest generation cancelled there. The cache
+//! writes (on its own thread); workers read between stages.
 //!
 //! # Invariants
 //!
-//! - A load `(slot, generation)` is cancelled once `cancel(slot, generation)` or
-//!   `cancel_through(g >= generation)` ran, and stays cancelled: entries only grow
+//! - A load `(slot, generation)` is cancelled once `cancel(slot, generation)` ran, and stays
+//!   cancelled: entries only grow
 //!   (`fetch_max`), and generations never repeat and only grow, so a slot reused by a later
 //!   load, cancelled or not, never un-cancels an earlier one.
 //! - A load is reported cancelled only if it was: a later load's cancel on the same slot
@@ -20,32 +19,28 @@
 //! # Limits
 //!
 //! Slot indexes below `CHUNK_SLOTS` × `CHUNKS_MAX` (16,777,216 slots alive at once in one
-//! cache); the load of a slot past it is seen cancelled only by `cancel_through`, else it runs
-//! to its end and its reply is dropped by generation as any stale one.
+//! cache); the load of a slot past it is never seen cancelled: it runs to its end and its
+//! reply is dropped by generation as any stale one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use streamrt_messages::Generation;
 
-/// Entries per chunk: 32 KiB, allocated when a slot index in its range is first cancelled.
-const CHUNK_SLOTS: usize = 4_096;
-/// Chunks at most: the top-level array is 64 KiB.
-const CHUNKS_MAX: usize = 4_096;
+/// Entries per chunk: 128 KiB, allocated when a slot index in its range is first cancelled.
+const CHUNK_SLOTS: usize = 16_384;
+/// Chunks at most: the top-level array, made with the table (one per registered type), is
+/// 24 KiB.
+const CHUNKS_MAX: usize = 1_024;
 
 /// See the module docs.
 pub(crate) struct CancelTable {
     chunks: Box<[OnceLock<Box<[AtomicU64]>>]>,
-    /// Every generation up to this one is cancelled.
-    through: AtomicU64,
 }
 
 impl Default for CancelTable {
     fn default() -> Self {
-        Self {
-            chunks: (0..CHUNKS_MAX).map(|_| OnceLock::new()).collect(),
-            through: AtomicU64::new(0),
-        }
+        Self { chunks: (0..CHUNKS_MAX).map(|_| OnceLock::new()).collect() }
     }
 }
 
@@ -57,16 +52,8 @@ impl CancelTable {
         chunk[slot % CHUNK_SLOTS].fetch_max(generation.0, Ordering::Release);
     }
 
-    /// Cancels every load whose generation is `generation` or older.
-    pub(crate) fn cancel_through(&self, generation: Generation) {
-        self.through.fetch_max(generation.0, Ordering::Release);
-    }
-
     /// Whether the load of `slot` whose generation is `generation` was cancelled.
     pub(crate) fn is_cancelled(&self, slot: usize, generation: Generation) -> bool {
-        if self.through.load(Ordering::Acquire) >= generation.0 {
-            return true;
-        }
         let chunk = self.chunks.get(slot / CHUNK_SLOTS).and_then(OnceLock::get);
         chunk.is_some_and(|c| c[slot % CHUNK_SLOTS].load(Ordering::Acquire) >= generation.0)
     }
@@ -96,15 +83,6 @@ mod tests {
         table.cancel(7, Generation(8));
         assert!(table.is_cancelled(7, Generation(20)));
         assert!(!table.is_cancelled(7, Generation(21)));
-    }
-
-    #[test]
-    fn cancel_through_marks_every_older_load_of_every_slot() {
-        let table = CancelTable::default();
-        table.cancel_through(Generation(100));
-        assert!(table.is_cancelled(0, Generation(100)));
-        assert!(table.is_cancelled(SLOTS_MAX + 1, Generation(1)));
-        assert!(!table.is_cancelled(0, Generation(101)));
     }
 
     #[test]
