@@ -451,6 +451,10 @@ pub enum ReadyError {
     Cancelled,
 }
 
+/// The shortest timeout [`Handle::wait_timeout`] spins before sleeping for: the spin takes
+/// microseconds, a few yields to busy threads can take longer.
+const SPIN_TIMEOUT_MIN: Duration = Duration::from_millis(1);
+
 /// Clones of one request's handle, at most: the count is 32 bits to keep the cell small.
 const HANDLES_MAX: u32 = u32::MAX / 2;
 
@@ -463,8 +467,8 @@ const HANDLES_MAX: u32 = u32::MAX / 2;
 ///
 /// # Panics
 ///
-/// Cloning panics past 2^31 live clones of one request (only handles leaked in a loop get
-/// there), as `Arc` aborts past its own limit.
+/// Cloning panics once `u32::MAX / 2` clones of one request are live (only handles leaked in
+/// a loop get there), as `Arc` aborts past its own limit.
 pub struct Handle<T: Send + Sync + 'static> {
     cell: Arc<RequestCell<T>>,
 }
@@ -474,8 +478,12 @@ impl<T: Send + Sync + 'static> Clone for Handle<T> {
         // A clone is made from a live handle, so the count cannot reach zero meanwhile.
         let before = self.cell.handles.fetch_add(1, Ordering::Relaxed);
         // As `Arc` does with its own count: only handles leaked in a loop get here, and a
-        // wrapped count would release the request under live handles.
-        assert!(before < HANDLES_MAX, "more than {HANDLES_MAX} handles of one request");
+        // wrapped count would release the request under live handles. The count is taken
+        // back first, so a caught panic leaves it as it was.
+        if before >= HANDLES_MAX {
+            self.cell.handles.fetch_sub(1, Ordering::Relaxed);
+            panic!("more than {HANDLES_MAX} handles of one request");
+        }
         Self { cell: Arc::clone(&self.cell) }
     }
 }
@@ -627,14 +635,16 @@ impl<T: Send + Sync + 'static> Handle<T> {
 
     /// Blocks the calling thread until the terminal state or `timeout`; `None` on timeout.
     ///
-    /// Spins and yields briefly (crossbeam's `Backoff`: a few microseconds) before it sleeps:
+    /// For a timeout of 1 ms or more, spins and yields briefly (crossbeam's `Backoff`: a few
+    /// microseconds) before it sleeps:
     /// a request about to end then costs its publisher no wake-up call and this thread no
     /// sleep, which is what made waiting on each of many small loads slow.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<Arc<T>, ReadyError>> {
         let deadline = Instant::now() + timeout;
         let cell = &self.cell;
         let backoff = Backoff::new();
-        while !backoff.is_completed() {
+        // A short timeout (a poll, at zero) is not spun on: the spin could outlast it.
+        while timeout >= SPIN_TIMEOUT_MIN && !backoff.is_completed() {
             if let Some(outcome) = cell.outcome() {
                 return Some(outcome);
             }

@@ -59,7 +59,7 @@ pub(crate) const URGENT: Priority = Priority::High;
 pub(crate) enum JobEnd {
     /// The load failed.
     Failed(ErrorKind),
-    /// A worker saw the cancel token and stopped.
+    /// A worker saw the load cancelled and stopped.
     Dropped(CancelStage),
 }
 

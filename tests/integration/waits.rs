@@ -121,3 +121,16 @@ fn waits_over_no_handles_answer_at_once() {
     assert!(wait_loaded(&none, PATIENCE), "all of nothing loaded");
     assert_eq!(wait_any(&none, Duration::from_millis(1)), None, "nothing can end");
 }
+
+#[test]
+fn a_zero_timeout_wait_is_a_poll_none_while_held_the_value_once_ready() {
+    let source = GatedSource::with_blobs(1);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b);
+    let h = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    source.gate.wait_started("a0", 1);
+    assert!(h.wait_timeout(Duration::ZERO).is_none(), "a0 is held");
+    source.gate.release("a0");
+    h.wait_timeout(PATIENCE).unwrap().unwrap();
+    assert_eq!(h.wait_timeout(Duration::ZERO).unwrap().unwrap().0, b"blob-00000000000");
+}
