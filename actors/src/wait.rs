@@ -23,7 +23,7 @@ use timer::WithDeadline;
 /// Blocks until every handle is terminal or `timeout` passes. Returns whether all ended (true
 /// at once for an empty slice).
 pub fn wait_all<T: Send + Sync + 'static>(handles: &[Handle<T>], timeout: Duration) -> bool {
-    wait_until(handles, timeout, |hs| hs.iter().all(Handle::is_terminal)).is_some()
+    wait_every(handles, timeout, Handle::is_terminal)
 }
 
 /// Blocks until any handle is terminal or `timeout` passes. Returns the index of the first
@@ -32,59 +32,61 @@ pub fn wait_any<T: Send + Sync + 'static>(
     handles: &[Handle<T>],
     timeout: Duration,
 ) -> Option<usize> {
-    wait_until(handles, timeout, |hs| hs.iter().position(Handle::is_terminal)).flatten()
+    let deadline = Instant::now() + timeout;
+    let ended = || handles.iter().position(Handle::is_terminal);
+    loop {
+        if let Some(i) = ended() {
+            return Some(i);
+        }
+        // Nothing to listen to: an empty slice never has an ended handle.
+        let listener = handles.first()?.any_progressed().listen();
+        if let Some(i) = ended() {
+            return Some(i);
+        }
+        listener.wait_deadline(deadline)?;
+    }
 }
 
 /// Blocks until every handle is loaded (decoded, so it publishes within the frame budget, or
 /// already ended) or `timeout` passes. Returns whether all are. For loading screens, and for
 /// tools that need every outstanding load in memory before the next frame boundary.
 pub fn wait_loaded<T: Send + Sync + 'static>(handles: &[Handle<T>], timeout: Duration) -> bool {
-    wait_until(handles, timeout, |hs| hs.iter().all(is_loaded)).is_some()
+    wait_every(handles, timeout, is_loaded)
 }
 
 fn is_loaded<T: Send + Sync + 'static>(handle: &Handle<T>) -> bool {
     handle.state() == LoadState::Decoded || handle.is_terminal()
 }
 
-fn wait_until<T: Send + Sync + 'static, R>(
+/// Blocks until `done` holds for every handle or `timeout` passes; whether it does.
+///
+/// `done` must stay true once true (being terminal, being loaded): so each wake-up resumes at
+/// the first handle not yet done instead of scanning all of them again, and waiting on `n`
+/// handles costs `O(n)` checks in all rather than `O(n)` per wake-up.
+fn wait_every<T: Send + Sync + 'static>(
     handles: &[Handle<T>],
     timeout: Duration,
-    done: impl Fn(&[Handle<T>]) -> R,
-) -> Option<R>
-where
-    R: Ready,
-{
+    done: impl Fn(&Handle<T>) -> bool,
+) -> bool {
     let deadline = Instant::now() + timeout;
+    let mut first = 0;
+    let skip_done = |first: &mut usize| {
+        while handles.get(*first).is_some_and(&done) {
+            *first += 1;
+        }
+        *first == handles.len()
+    };
     loop {
-        let result = done(handles);
-        if result.is_ready() {
-            return Some(result);
+        if skip_done(&mut first) {
+            return true;
         }
-        // Nothing to listen to: an empty slice's condition never changes.
-        let first = handles.first()?;
-        let listener = first.any_progressed().listen();
-        let result = done(handles);
-        if result.is_ready() {
-            return Some(result);
+        let listener = handles[first].any_progressed().listen();
+        if skip_done(&mut first) {
+            return true;
         }
-        listener.wait_deadline(deadline)?;
-    }
-}
-
-/// Whether a wait's condition holds.
-trait Ready {
-    fn is_ready(&self) -> bool;
-}
-
-impl Ready for bool {
-    fn is_ready(&self) -> bool {
-        *self
-    }
-}
-
-impl Ready for Option<usize> {
-    fn is_ready(&self) -> bool {
-        self.is_some()
+        if listener.wait_deadline(deadline).is_none() {
+            return false;
+        }
     }
 }
 
