@@ -421,7 +421,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn job(&self, at: usize) -> Job {
         let slot = self.table.get(at).expect("live slot");
         Job {
-            slot: u32::try_from(at).expect("a cache holds fewer than 2^32 slots"),
+            slot: slots::index32(at),
             generation: slot.generation,
             key: slot.key.clone(),
             priority: slot.priority,

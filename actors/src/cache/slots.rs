@@ -79,8 +79,8 @@ impl<T, H: Holder> Default for SlotTable<T, H> {
     }
 }
 
-/// A slot's index as `by_key` keeps it.
-fn index32(slot: usize) -> u32 {
+/// A slot's index in 32 bits, as `by_key` and a [`Job`](crate::work::Job) keep it.
+pub(crate) fn index32(slot: usize) -> u32 {
     u32::try_from(slot).expect("a cache holds fewer than 2^32 slots")
 }
 
