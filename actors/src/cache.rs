@@ -44,10 +44,9 @@
 //! shared budget, outside the actor, and survive it.
 
 mod holders;
+mod route;
 mod slots;
 
-use std::any::Any;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -59,21 +58,20 @@ use streamrt_messages::replay_log::{DecodeOutcome, LogRecord};
 use streamrt_messages::{
     AssetKey, AssetLoadError, ErrorKind, EventKind, Generation, LoadState, Priority, RequestId,
 };
-use streamrt_supervisor::{
-    drain_turn, panic_message, ChildLink, ExitReason, Mailbox, StopChild, Wake,
-};
+use streamrt_supervisor::{drain_turn, ChildLink, ExitReason, Mailbox, StopChild, Wake};
 
-use crate::asset::Decoder;
 use crate::frame::{FrameMsg, ReadyEntry};
 use crate::key_hash::KeyMap;
 use crate::replay::VirtualTimers;
 use crate::request::{RequestCell, Ticket};
 use crate::resident::{AnyValue, Evicted, Residency};
 use crate::runtime::RetryPolicy;
-use crate::scheduler::SchedulerMsg;
+use crate::scheduler::{LoadRef, QueuedLoad, SchedulerMsg};
 use crate::telemetry::{Counters, Probe};
-use crate::work::{CancelTable, Job, JobEnd, JobRoute};
+use crate::work::{DispatchOrder, IoPort, Job, JobEnd, JobGuard, JobRoute, ReadJob};
 
+use route::decoder_outcome;
+pub(crate) use route::TypeRoute;
 use slots::{Holder, Phase, SlotTable};
 
 /// What a cache is told.
@@ -84,8 +82,10 @@ pub(crate) enum CacheMsg<T: Send + Sync + 'static> {
     Release(RequestId, AssetKey),
     /// A request's priority changed; the request's key finds its slot.
     Reprioritize(RequestId, AssetKey, Priority),
-    /// The scheduler dispatched the load of `slot` with this generation.
-    Dispatched(Generation, usize),
+    /// The scheduler dispatched a load, with its read credit: send it to the IO pool.
+    Dispatch(DispatchOrder),
+    /// The scheduler refused a load (`QueueFull`).
+    Refused(LoadRef, ErrorKind),
     /// A load decoded (`AssetDecoded`): its value and resident size.
     Decoded(Job, Arc<T>, u64),
     /// A load ended without a value.
@@ -133,75 +133,9 @@ impl<T: Send + Sync + 'static> Holder for Ticket<T> {
     }
 }
 
-/// The decoder and cache of one asset type, as jobs see them.
-pub(crate) struct TypeRoute<D: Decoder> {
-    decoder: Arc<D>,
-    cache: Mailbox<CacheMsg<D::Asset>>,
-    /// Written by the cache (every incarnation: the route outlives them), read by workers.
-    cancels: CancelTable,
-}
-
-impl<D: Decoder> TypeRoute<D> {
-    pub(crate) fn new(decoder: Arc<D>, cache: Mailbox<CacheMsg<D::Asset>>) -> Self {
-        Self { decoder, cache, cancels: CancelTable::default() }
-    }
-}
-
-impl<D: Decoder> JobRoute for TypeRoute<D> {
-    fn dispatched(&self, job: &Job) {
-        let _ = self.cache.post(CacheMsg::Dispatched(job.generation, job.slot()));
-    }
-
-    fn decode(
-        &self,
-        job: Job,
-        bytes: Vec<u8>,
-        done: &dyn Fn(&Job),
-    ) -> Result<(), Box<dyn Any + Send>> {
-        let decoder = &*self.decoder;
-        let decoded = catch_unwind(AssertUnwindSafe(|| decoder.decode(&job.key, bytes)));
-        if decoded.is_ok() {
-            done(&job);
-        }
-        // A closed mailbox means shutdown; the requests were failed already.
-        match decoded {
-            Ok(Ok(value)) => {
-                let size = decoder.size_bytes(&value);
-                let _ = self.cache.post(CacheMsg::Decoded(job, Arc::new(value), size));
-                Ok(())
-            }
-            Ok(Err(e)) => {
-                let _ = self.cache.post(CacheMsg::Ended(job, JobEnd::Failed(e.into())));
-                Ok(())
-            }
-            Err(panic) => {
-                let kind = ErrorKind::DecoderPanicked(panic_message(&*panic));
-                let _ = self.cache.post(CacheMsg::Ended(job, JobEnd::Failed(kind)));
-                Err(panic)
-            }
-        }
-    }
-
-    fn end(&self, job: Job, end: JobEnd) {
-        let _ = self.cache.post(CacheMsg::Ended(job, end));
-    }
-
-    fn cancels(&self) -> &CancelTable {
-        &self.cancels
-    }
-}
-
-/// The decoder's outcome in a job's end, if a decoder ended it.
-fn decoder_outcome(end: &JobEnd) -> Option<DecodeOutcome> {
-    match end {
-        JobEnd::Failed(ErrorKind::DecoderPanicked(message)) => {
-            Some(DecodeOutcome::Panicked(message.clone()))
-        }
-        JobEnd::Failed(kind @ (ErrorKind::Decode(_) | ErrorKind::Validation(_))) => {
-            Some(DecodeOutcome::Failed(kind.clone()))
-        }
-        _ => None,
-    }
+/// `at`'s load of `generation` in the type `ty`, as the scheduler names it.
+fn load_ref(ty: u16, at: usize, generation: Generation) -> LoadRef {
+    LoadRef { ty, slot: slots::index32(at), generation }
 }
 
 /// Stages `cell` with `value` and queues it for publishing, unless it ended meanwhile or waits
@@ -223,6 +157,8 @@ fn stage<T: Send + Sync + 'static>(
 #[derive(Clone)]
 pub(crate) struct CacheLinks {
     pub(crate) scheduler: Mailbox<SchedulerMsg>,
+    /// Where dispatched loads go.
+    pub(crate) io: IoPort,
     pub(crate) frame: Mailbox<FrameMsg>,
     pub(crate) probe: Arc<Probe>,
     /// The runtime-wide generation counter.
@@ -249,8 +185,8 @@ enum Verdict {
 /// See the module docs.
 pub(crate) struct Cache<T: Send + Sync + 'static> {
     asset_type: String,
-    /// This type's index in the memory budget.
-    type_index: usize,
+    /// This type's index in the registry: in the memory budget and in the scheduler's routes.
+    type_index: u16,
     mailbox: Mailbox<CacheMsg<T>>,
     route: Arc<dyn JobRoute>,
     links: CacheLinks,
@@ -262,7 +198,7 @@ pub(crate) struct Cache<T: Send + Sync + 'static> {
     quarantined: KeyMap<u32>,
     to_scheduler: Vec<SchedulerMsg>,
     to_frame: Vec<ReadyEntry>,
-    retry_later: Vec<(u64, Job)>,
+    retry_later: Vec<(u64, QueuedLoad)>,
 }
 
 impl<T: Send + Sync + 'static> Cache<T> {
@@ -279,7 +215,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     ) -> Self {
         Self {
             asset_type,
-            type_index,
+            type_index: u16::try_from(type_index).expect("fewer than 65,536 asset types"),
             mailbox,
             route,
             links,
@@ -312,14 +248,17 @@ impl<T: Send + Sync + 'static> Cache<T> {
             CacheMsg::Reprioritize(request, key, priority) => {
                 self.reprioritize(request, &key, priority);
             }
-            CacheMsg::Dispatched(generation, slot) => self.dispatched(slot, generation),
+            CacheMsg::Dispatch(order) => self.dispatch(order),
+            CacheMsg::Refused(load, kind) => {
+                self.ended(load.slot as usize, load.generation, JobEnd::Failed(kind));
+            }
             CacheMsg::Decoded(job, value, size) => {
                 self.record_decode(&job, || Some(DecodeOutcome::Value(size)));
                 self.decoded(&job, value, size);
             }
             CacheMsg::Ended(job, end) => {
                 self.record_decode(&job, || decoder_outcome(&end));
-                self.ended(&job, end);
+                self.ended(job.slot(), job.generation, end);
             }
             CacheMsg::Stats(reply) => {
                 let _ = reply.send(self.stats());
@@ -365,11 +304,11 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let found =
             self.table.lookup_key(cell.key()).or_else(|| self.unpark(cell.key(), cell.id()));
         let Some(at) = found else {
-            self.residency().miss(self.type_index);
+            self.residency().miss(self.budget_index());
             return self.start_load(ticket, priority);
         };
         if self.table.get(at).is_some_and(|s| s.phase == Phase::Resident) {
-            self.residency().hit(self.type_index);
+            self.residency().hit(self.budget_index());
         }
         let slot = self.table.get_mut(at).expect("indexed slot exists");
         match slot.phase {
@@ -383,7 +322,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
             Phase::Queued => {
                 if priority < slot.priority {
                     slot.priority = priority;
-                    self.to_scheduler.push(SchedulerMsg::Reprioritize(slot.generation, priority));
+                    let load = load_ref(self.type_index, at, slot.generation);
+                    self.to_scheduler.push(SchedulerMsg::Reprioritize(load, priority));
                 }
             }
         }
@@ -414,8 +354,23 @@ impl<T: Send + Sync + 'static> Cache<T> {
         probe.counters.resident_bytes.store(resident, Ordering::Relaxed);
     }
 
+    /// This type's index in the memory budget.
+    fn budget_index(&self) -> usize {
+        usize::from(self.type_index)
+    }
+
     fn next_generation(&self) -> Generation {
         Generation(self.links.generations.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// `at`'s current load, as the scheduler queues it.
+    fn queued(&self, at: usize) -> QueuedLoad {
+        let slot = self.table.get(at).expect("live slot");
+        QueuedLoad {
+            load: load_ref(self.type_index, at, slot.generation),
+            priority: slot.priority,
+            declared_bytes: slot.declared_bytes,
+        }
     }
 
     fn job(&self, at: usize) -> Job {
@@ -426,7 +381,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
             key: slot.key.clone(),
             priority: slot.priority,
             origin: slot.origin,
-            declared_bytes: slot.declared_bytes,
             route: Arc::clone(&self.route),
         }
     }
@@ -438,7 +392,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let declared = ticket.cell().declared_bytes();
         self.table.get_mut(at).expect("a slot just started").declared_bytes = declared;
         self.table.attach(at, ticket);
-        self.to_scheduler.push(SchedulerMsg::Enqueue(self.job(at)));
+        self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at)));
     }
 
     fn release(&mut self, request: RequestId, key: &AssetKey) {
@@ -453,13 +407,14 @@ impl<T: Send + Sync + 'static> Cache<T> {
         if slot.phase == Phase::Resident {
             // The last holder let go of a decoded asset: keep it for reuse, within the budget.
             let value: AnyValue = slot.value.expect("resident slot holds a value");
-            let evicted = self.residency().park(self.type_index, slot.key, value, slot.bytes);
+            let evicted = self.residency().park(self.budget_index(), slot.key, value, slot.bytes);
             return self.report_residency(evicted);
         }
         // The last holder let go of a load in progress: cancel the load itself.
         self.route.cancels().cancel(at, slot.generation);
         if slot.phase == Phase::Queued {
-            self.to_scheduler.push(SchedulerMsg::CancelQueued(slot.generation));
+            let load = load_ref(self.type_index, at, slot.generation);
+            self.to_scheduler.push(SchedulerMsg::CancelQueued(load));
         }
     }
 
@@ -477,8 +432,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
                     .unwrap_or(priority);
                 if most_urgent != slot.priority {
                     slot.priority = most_urgent;
-                    self.to_scheduler
-                        .push(SchedulerMsg::Reprioritize(slot.generation, most_urgent));
+                    let load = load_ref(self.type_index, at, slot.generation);
+                    self.to_scheduler.push(SchedulerMsg::Reprioritize(load, most_urgent));
                 }
             }
             Phase::Resident => {
@@ -489,15 +444,26 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
     }
 
-    fn dispatched(&mut self, at: usize, generation: Generation) {
-        let Some(slot) = self.table.current_mut(at, generation) else { return };
-        if slot.phase != Phase::Queued {
+    /// Sends a load the scheduler dispatched to the IO pool, built from its slot; a load
+    /// released or superseded since it was queued gives its credit back instead.
+    fn dispatch(&mut self, order: DispatchOrder) {
+        let DispatchOrder { load, priority, credit } = order;
+        let at = load.slot as usize;
+        let current = self.table.current_mut(at, load.generation);
+        let Some(slot) = current.filter(|s| s.phase == Phase::Queued) else {
+            drop(credit);
+            self.to_scheduler.push(SchedulerMsg::JobFinished(load.generation));
             return;
-        }
+        };
         slot.phase = Phase::Loading;
         for ticket in &slot.holders {
             ticket.cell().advance(LoadState::Pending, LoadState::Loading);
         }
+        let job = self.job(at);
+        let probe = &self.links.probe;
+        probe.emit_with(|| job.event(probe, EventKind::Dispatched).with_priority(priority));
+        let guard = JobGuard::new(job, "an IO worker crashed");
+        self.links.io.submit(priority, ReadJob { guard, credit });
     }
 
     fn decoded(&mut self, job: &Job, value: Arc<T>, size: u64) {
@@ -505,24 +471,11 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let probe = Arc::clone(&self.links.probe);
         let Some(slot) = self.table.current_mut(job.slot(), job.generation) else {
             Counters::bump(&probe.counters.cancelled_after_decode);
-            probe.emit(
-                probe
-                    .event(EventKind::CancelledAfterDecode)
-                    .with_request(job.origin)
-                    .with_generation(job.generation)
-                    .with_key(job.key.clone())
-                    .with_bytes(size),
-            );
+            probe.emit(job.event(&probe, EventKind::CancelledAfterDecode).with_bytes(size));
             return;
         };
         probe.emit_with(|| {
-            probe
-                .event(EventKind::Decoded)
-                .with_request(job.origin)
-                .with_generation(job.generation)
-                .with_key(job.key.clone())
-                .with_priority(slot.priority)
-                .with_bytes(size)
+            job.event(&probe, EventKind::Decoded).with_priority(slot.priority).with_bytes(size)
         });
         slot.phase = Phase::Resident;
         slot.bytes = size;
@@ -530,13 +483,14 @@ impl<T: Send + Sync + 'static> Cache<T> {
             stage(ticket.cell(), &value, size, &mut self.to_frame);
         }
         slot.value = Some(value);
-        let evicted = self.residency().admit(self.type_index, size);
+        let evicted = self.residency().admit(self.budget_index(), size);
         self.report_residency(evicted);
     }
 
-    fn ended(&mut self, job: &Job, end: JobEnd) {
-        self.to_scheduler.push(SchedulerMsg::JobFinished(job.generation));
-        let Some(slot) = self.table.current_mut(job.slot(), job.generation) else {
+    /// `at`'s load of `generation` ended without a value.
+    fn ended(&mut self, at: usize, generation: Generation, end: JobEnd) {
+        self.to_scheduler.push(SchedulerMsg::JobFinished(generation));
+        let Some(slot) = self.table.current_mut(at, generation) else {
             // The load was cancelled; its requests were told when they let go.
             return;
         };
@@ -545,20 +499,20 @@ impl<T: Send + Sync + 'static> Cache<T> {
             JobEnd::Dropped(stage) => {
                 // A load is marked cancelled only when its slot is removed, so a current load is
                 // never dropped; fail its requests rather than leave them waiting if that changes.
-                debug_assert!(false, "current load {:?} dropped at {stage:?}", job.generation);
+                debug_assert!(false, "current load {generation:?} dropped at {stage:?}");
                 ErrorKind::Io(format!("load dropped while {}", stage.name()))
             }
         };
-        let attempt = slot.attempt;
-        match self.verdict(&job.key, &kind, attempt) {
-            Verdict::Retry { delay_ms } => self.retry(job.slot(), kind, delay_ms),
+        let (attempt, origin, key) = (slot.attempt, slot.origin, slot.key.clone());
+        match self.verdict(&key, &kind, attempt) {
+            Verdict::Retry { delay_ms } => self.retry(at, kind, delay_ms),
             Verdict::Quarantine { panics } => {
                 Counters::bump(&self.links.probe.counters.quarantined);
-                self.emit(EventKind::Quarantined { panics }, job.origin, &job.key);
-                self.quarantined.insert(job.key.clone(), panics);
-                self.fail_slot(job.slot(), ErrorKind::Quarantined { panics });
+                self.emit(EventKind::Quarantined { panics }, origin, &key);
+                self.quarantined.insert(key, panics);
+                self.fail_slot(at, ErrorKind::Quarantined { panics });
             }
-            Verdict::Fail => self.fail_slot(job.slot(), kind),
+            Verdict::Fail => self.fail_slot(at, kind),
         }
     }
 
@@ -592,8 +546,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let (attempt, origin, key) = (slot.attempt, slot.origin, slot.key.clone());
         Counters::bump(&self.links.probe.counters.retries);
         self.emit(EventKind::Retried { attempt, kind }, origin, &key);
-        let job = self.job(at);
-        self.retry_later.push((delay_ms, job));
+        let queued = self.queued(at);
+        self.retry_later.push((delay_ms, queued));
     }
 
     fn fail_slot(&mut self, at: usize, kind: ErrorKind) {
@@ -609,7 +563,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             self.table.iter_indexed().map(|(at, s)| (at, s.phase, s.generation)).collect();
         for (at, phase, generation) in slots {
             match phase {
-                Phase::Queued => self.to_scheduler.push(SchedulerMsg::Enqueue(self.job(at))),
+                Phase::Queued => self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at))),
                 Phase::Loading => self.to_scheduler.push(SchedulerMsg::Adopt(generation)),
                 Phase::Resident => {}
             }
@@ -617,7 +571,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     }
 
     fn stats(&self) -> CacheStats {
-        let figures = self.residency().figures(self.type_index);
+        let figures = self.residency().figures(self.budget_index());
         let mut stats = CacheStats {
             asset_type: self.asset_type.clone(),
             quarantined: self.quarantined.len(),
@@ -643,7 +597,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn release_resident(&self) {
         let mut residency = self.residency();
         for slot in self.table.iter().filter(|s| s.phase == Phase::Resident) {
-            residency.forget_held(self.type_index, slot.bytes);
+            residency.forget_held(self.budget_index(), slot.bytes);
         }
         drop(residency);
         self.report_residency(Vec::new());
@@ -662,7 +616,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         // Messages not yet handled are dropped: their tickets fail their requests.
         drop(self.mailbox.close());
         self.release_resident();
-        self.residency().clear_type(self.type_index);
+        self.residency().clear_type(self.budget_index());
         self.report_residency(Vec::new());
         self.cancel_every_load();
         for slot in self.table.drain() {
@@ -717,21 +671,21 @@ impl<T: Send + Sync + 'static> Cache<T> {
     }
 
     fn schedule_retries(&mut self, ctx: &mut Context<Self>) {
-        for (delay_ms, job) in self.retry_later.drain(..) {
+        for (delay_ms, queued) in self.retry_later.drain(..) {
             if delay_ms == 0 {
-                self.to_scheduler.push(SchedulerMsg::Enqueue(job));
+                self.to_scheduler.push(SchedulerMsg::Enqueue(queued));
                 continue;
             }
             if let Some(timers) = &self.links.timers {
                 let scheduler = self.links.scheduler.clone();
                 let now_us = self.links.probe.now_us();
-                // A closed scheduler means shutdown; the job's guard then ends it.
-                let enqueue = move || drop(scheduler.post(SchedulerMsg::Enqueue(job)));
+                // A closed scheduler means shutdown; the cache fails the load's requests then.
+                let enqueue = move || drop(scheduler.post(SchedulerMsg::Enqueue(queued)));
                 timers.after(now_us, delay_ms, Box::new(enqueue));
                 continue;
             }
             ctx.run_later(Duration::from_millis(delay_ms), move |cache, _| {
-                cache.to_scheduler.push(SchedulerMsg::Enqueue(job));
+                cache.to_scheduler.push(SchedulerMsg::Enqueue(queued));
                 cache.flush();
             });
         }

@@ -42,7 +42,6 @@ mod deps;
 mod frame;
 mod id_hash;
 mod key_hash;
-mod queue;
 pub mod replay;
 pub mod report;
 mod request;

@@ -1,5 +1,9 @@
-//! The scheduler actor: pending loads in priority order, dispatched to the IO pool within
-//! credits.
+//! The scheduler actor: pending loads in priority order, dispatched within credits to their
+//! caches, which send them to the IO pool.
+//!
+//! A pending load is a 16-byte ticket naming its cache slot ([`LoadRef`], see `loads`); the
+//! job itself is built by the cache at dispatch, from the slot that already holds its key,
+//! origin and size, so the queue keeps no copy of them (`streamctl bench scale`).
 //!
 //! # Ordering
 //!
@@ -32,29 +36,38 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
-use streamrt_messages::{ErrorKind, EventKind, Generation, Priority};
-use streamrt_supervisor::{
-    drain_turn, ChildLink, ExitReason, Mailbox, PoolSender, StopChild, Wake,
-};
+use streamrt_messages::{ErrorKind, Generation, Priority};
+use streamrt_supervisor::{drain_turn, ChildLink, ExitReason, Mailbox, StopChild, Wake};
 
 use crate::id_hash::IdMap;
-use crate::queue::PriorityQueue;
 use crate::telemetry::Probe;
-use crate::work::{Job, JobEnd, JobGuard, ReadJob, ReadOrder, ReadQueue, URGENT};
+use crate::work::{DispatchOrder, JobRoute, URGENT};
 
 mod credits;
+mod loads;
 
 pub(crate) use credits::ReadCredit;
 use credits::{ReadCredits, SHARES_PER_CREDIT};
+use loads::LoadQueue;
+pub(crate) use loads::LoadRef;
+
+/// A load a cache queues: which slot and attempt, how urgent, and its declared size.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueuedLoad {
+    pub(crate) load: LoadRef,
+    pub(crate) priority: Priority,
+    /// The stored size the source declared, in bytes (0 when unknown).
+    pub(crate) declared_bytes: u64,
+}
 
 /// What the scheduler is told.
 pub(crate) enum SchedulerMsg {
     /// Queue a load (from a cache).
-    Enqueue(Job),
+    Enqueue(QueuedLoad),
     /// Move a queued load to another priority.
-    Reprioritize(Generation, Priority),
+    Reprioritize(LoadRef, Priority),
     /// Drop a queued load; no effect once dispatched.
-    CancelQueued(Generation),
+    CancelQueued(LoadRef),
     /// Read credits came back down to the low-water mark (from an IO worker).
     CreditsReturned,
     /// A dispatched load ended (from its cache).
@@ -82,7 +95,7 @@ pub(crate) struct SchedulerLimits {
 /// See the module docs.
 pub(crate) struct Scheduler {
     mailbox: Mailbox<SchedulerMsg>,
-    queue: PriorityQueue<Generation, Job>,
+    queue: LoadQueue,
     /// Loads between dispatch and their end, with the shares each holds (read credits are
     /// counted in `credits`).
     in_flight: IdMap<Generation, usize>,
@@ -90,10 +103,8 @@ pub(crate) struct Scheduler {
     in_flight_shares: usize,
     credits: Arc<ReadCredits>,
     limits: SchedulerLimits,
-    io: PoolSender<ReadOrder>,
-    /// Where dispatched loads wait, most urgent first (`None`: a deterministic runtime, whose
-    /// stepper is sent each load itself).
-    staged: Option<Arc<ReadQueue>>,
+    /// Each asset type's route to its cache, by the type's index ([`LoadRef::ty`]).
+    routes: Arc<[Arc<dyn JobRoute>]>,
     probe: Arc<Probe>,
     stopped: bool,
     pings: Vec<mpsc::Sender<()>>,
@@ -106,7 +117,7 @@ impl Scheduler {
     pub(crate) fn new(
         mailbox: Mailbox<SchedulerMsg>,
         limits: SchedulerLimits,
-        (io, staged): (PoolSender<ReadOrder>, Option<Arc<ReadQueue>>),
+        routes: Arc<[Arc<dyn JobRoute>]>,
         probe: Arc<Probe>,
         link: ChildLink,
         resubmit: Arc<dyn Fn() + Send + Sync>,
@@ -114,12 +125,11 @@ impl Scheduler {
         Self {
             credits: ReadCredits::new(mailbox.clone()),
             mailbox,
-            queue: PriorityQueue::new(),
+            queue: LoadQueue::default(),
             in_flight: IdMap::default(),
             in_flight_shares: 0,
             limits,
-            io,
-            staged,
+            routes,
             probe,
             stopped: false,
             pings: Vec::new(),
@@ -131,13 +141,11 @@ impl Scheduler {
     fn handle_msg(&mut self, msg: SchedulerMsg) {
         match msg {
             SchedulerMsg::Enqueue(job) => self.enqueue(job),
-            SchedulerMsg::Reprioritize(generation, priority) => {
-                self.queue.reprioritize(&generation, priority);
+            SchedulerMsg::Reprioritize(load, priority) => {
+                self.queue.reprioritize(load, priority);
             }
-            SchedulerMsg::CancelQueued(generation) => {
-                if self.queue.remove(&generation).is_some() {
-                    self.probe.counters.queued.fetch_sub(1, Ordering::Relaxed);
-                }
+            SchedulerMsg::CancelQueued(load) => {
+                self.queue.remove(load);
             }
             // Handled by dispatching after the batch.
             SchedulerMsg::CreditsReturned => {}
@@ -159,29 +167,34 @@ impl Scheduler {
             SchedulerMsg::Ping(ack) => self.pings.push(ack),
             SchedulerMsg::Shutdown(ack) => {
                 self.stopped = true;
-                let dropped = self.queue.drain();
-                self.probe.counters.queued.fetch_sub(dropped.len() as u64, Ordering::Relaxed);
-                // The jobs' requests are held by their caches, which fail them on shutdown.
-                drop(dropped);
+                // The loads' requests are held by their caches, which fail them on shutdown.
+                self.queue.clear();
                 let _ = ack.send(());
             }
         }
     }
 
-    fn enqueue(&mut self, job: Job) {
-        if self.stopped || job.is_cancelled() {
+    /// The route of `load`'s type.
+    fn route(&self, load: LoadRef) -> &Arc<dyn JobRoute> {
+        &self.routes[usize::from(load.ty)]
+    }
+
+    fn is_cancelled(&self, load: LoadRef) -> bool {
+        self.route(load).cancels().is_cancelled(load.slot as usize, load.generation)
+    }
+
+    fn enqueue(&mut self, queued: QueuedLoad) {
+        let QueuedLoad { load, priority, declared_bytes } = queued;
+        if self.stopped || self.is_cancelled(load) {
             return;
         }
         if self.queue.len() >= self.limits.queue_capacity {
             let capacity = self.limits.queue_capacity;
-            let route = Arc::clone(&job.route);
-            route.end(job, JobEnd::Failed(ErrorKind::QueueFull { capacity }));
+            self.route(load).refuse(load, ErrorKind::QueueFull { capacity });
             return;
         }
-        let (generation, priority) = (job.generation, job.priority);
-        if self.queue.push(generation, job, priority).is_ok() {
-            self.probe.counters.queued.fetch_add(1, Ordering::Relaxed);
-        }
+        let shares = shares(declared_bytes, self.limits.read_credit_bytes);
+        self.queue.push(load, priority, shares);
     }
 
     /// The shares the next queued load takes.
@@ -191,10 +204,7 @@ impl Scheduler {
 
     /// The shares the next queued load takes, and whether it is urgent (see [`URGENT`]).
     fn next_load(&mut self) -> Option<(usize, bool)> {
-        let credit_bytes = self.limits.read_credit_bytes;
-        self.queue
-            .peek()
-            .map(|(job, priority)| (shares(job.declared_bytes, credit_bytes), priority <= URGENT))
+        self.queue.peek().map(|(shares, priority)| (shares, priority <= URGENT))
     }
 
     fn reads_max_shares(&self) -> usize {
@@ -231,39 +241,19 @@ impl Scheduler {
     }
 
     fn dispatch_within_credits(&mut self) {
-        while let Some(shares) = self.next_within_credits() {
-            let Some((generation, job, priority)) = self.queue.pop() else {
+        while self.next_within_credits().is_some() {
+            let Some((load, shares, priority)) = self.queue.pop() else {
                 break;
             };
-            let counters = &self.probe.counters;
-            counters.queued.fetch_sub(1, Ordering::Relaxed);
-            if job.is_cancelled() {
+            if self.is_cancelled(load) {
                 continue;
             }
-            counters.in_flight.fetch_add(1, Ordering::Relaxed);
-            self.in_flight.insert(generation, shares);
+            self.probe.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+            self.in_flight.insert(load.generation, shares);
             self.in_flight_shares += shares;
-            let probe = &self.probe;
-            probe.emit_with(|| {
-                probe
-                    .event(EventKind::Dispatched)
-                    .with_request(job.origin)
-                    .with_generation(generation)
-                    .with_key(job.key.clone())
-                    .with_priority(priority)
-            });
-            job.route.dispatched(&job);
-            // A closed pool (shutdown) drops the job here, and its guard fails it.
-            let guard = JobGuard::new(job, "an IO worker crashed");
-            let read = ReadJob { guard, credit: self.credits.take(shares) };
-            let order = match &self.staged {
-                Some(staged) => {
-                    staged.push(priority, read);
-                    ReadOrder::Next
-                }
-                None => ReadOrder::This(read),
-            };
-            let _ = self.io.submit(order);
+            let credit = self.credits.take(shares);
+            // A closed cache (shutdown) drops the order, and with it the credit.
+            self.route(load).dispatch(DispatchOrder { load, priority, credit });
         }
     }
 }
@@ -314,6 +304,8 @@ impl Handler<Wake> for Scheduler {
         let max = self.limits.drain_batch_max;
         let after = |scheduler: &mut Self, _: &mut Context<Self>| {
             scheduler.dispatch();
+            let queued = scheduler.queue.len() as u64;
+            scheduler.probe.counters.queued.store(queued, Ordering::Relaxed);
             for ack in scheduler.pings.drain(..) {
                 let _ = ack.send(());
             }

@@ -1,7 +1,8 @@
 //! Loads in flight: the job a load travels as, and the IO and decode workers that run it.
 //!
-//! A [`Job`] is made by a cache, queued by the scheduler, read by an [`IoWorker`] and decoded by
-//! a [`DecodeWorker`]. Dispatched loads wait for an IO worker, and read ones for a decode worker,
+//! A load is queued by the scheduler as a ticket naming its cache slot; once dispatched, its
+//! cache makes its [`Job`] from the slot ([`DispatchOrder`]) and sends it on through the
+//! [`IoPort`]; an [`IoWorker`] reads it and a [`DecodeWorker`] decodes it. Dispatched loads wait for an IO worker, and read ones for a decode worker,
 //! in a [`Staging`] queue, most urgent first, while each pool's own FIFO queue carries one order
 //! per load ([`ReadOrder::Next`], [`DecodeJob::NextLoad`]): so a critical load dispatched behind
 //! many small ones is still the next one read and the next one decoded; a `High` or
@@ -32,11 +33,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use streamrt_messages::replay_log::{LogRecord, ReadOutcome};
 use streamrt_messages::{
-    AssetKey, CancelStage, ErrorKind, EventKind, Generation, Priority, RequestId,
+    AssetKey, CancelStage, ErrorKind, Event, EventKind, Generation, Priority, RequestId,
 };
 use streamrt_supervisor::{PoolSender, Worker};
 
-use crate::scheduler::ReadCredit;
+use crate::scheduler::{LoadRef, ReadCredit};
 use crate::source::Source;
 use crate::tasks::GroupWork;
 use crate::telemetry::Probe;
@@ -65,8 +66,11 @@ pub(crate) enum JobEnd {
 
 /// What only the asset type knows; see the module docs.
 pub(crate) trait JobRoute: Send + Sync {
-    /// Tells the cache its load was dispatched.
-    fn dispatched(&self, job: &Job);
+    /// Hands the cache a load the scheduler dispatched, with its read credit: the cache builds
+    /// the job from its slot and sends it to the IO pool.
+    fn dispatch(&self, order: DispatchOrder);
+    /// Tells the cache the scheduler refused its load (`QueueFull`).
+    fn refuse(&self, load: LoadRef, kind: ErrorKind);
     /// Decodes on the calling (decode worker) thread, calls `done` once the decoder returned
     /// (not after a panic), and tells the cache. A decoder panic is reported to the cache as
     /// `DecoderPanicked`, then handed back for the caller to re-raise.
@@ -93,8 +97,6 @@ pub(crate) struct Job {
     pub(crate) priority: Priority,
     /// The request that started the load.
     pub(crate) origin: RequestId,
-    /// The stored size the source declared, in bytes (0 when unknown).
-    pub(crate) declared_bytes: u64,
     pub(crate) route: Arc<dyn JobRoute>,
 }
 
@@ -107,6 +109,12 @@ impl Job {
     /// The cache's slot index; valid only together with `generation`.
     pub(crate) fn slot(&self) -> usize {
         self.slot as usize
+    }
+
+    /// A fresh `kind` event about this load: its request, generation and key.
+    pub(crate) fn event(&self, probe: &Probe, kind: EventKind) -> Event {
+        let event = probe.event(kind).with_request(self.origin).with_generation(self.generation);
+        event.with_key(self.key.clone())
     }
 }
 
@@ -151,6 +159,36 @@ fn end(job: Job, end: JobEnd) {
 pub(crate) struct ReadJob {
     pub(crate) guard: JobGuard,
     pub(crate) credit: ReadCredit,
+}
+
+/// A load the scheduler let go, on its way to its cache with the read credit it took.
+pub(crate) struct DispatchOrder {
+    pub(crate) load: LoadRef,
+    pub(crate) priority: Priority,
+    pub(crate) credit: ReadCredit,
+}
+
+/// Where dispatched loads go: the IO pool's queue, through the staging queue.
+#[derive(Clone)]
+pub(crate) struct IoPort {
+    pub(crate) io: PoolSender<ReadOrder>,
+    /// Where dispatched loads wait, most urgent first (`None`: a deterministic runtime, whose
+    /// stepper is sent each load itself).
+    pub(crate) staged: Option<Arc<ReadQueue>>,
+}
+
+impl IoPort {
+    /// Sends `read` to the IO pool. A closed pool (shutdown) drops it, and its guard fails it.
+    pub(crate) fn submit(&self, priority: Priority, read: ReadJob) {
+        let order = match &self.staged {
+            Some(staged) => {
+                staged.push(priority, read);
+                ReadOrder::Next
+            }
+            None => ReadOrder::This(read),
+        };
+        let _ = self.io.submit(order);
+    }
 }
 
 /// Loads waiting for a pool's worker, most urgent first and, within a priority, in the order
@@ -245,12 +283,7 @@ pub(crate) struct IoWorker {
 /// Emits a worker's stage event for `job`.
 fn stage_event(probe: &Probe, kind: EventKind, job: &Job, worker: u32, bytes: Option<u64>) {
     probe.emit_with(|| {
-        let mut event = probe
-            .event(kind)
-            .with_request(job.origin)
-            .with_generation(job.generation)
-            .with_key(job.key.clone())
-            .with_worker(worker);
+        let mut event = job.event(probe, kind).with_worker(worker);
         event.bytes = bytes;
         event
     });

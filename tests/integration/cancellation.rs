@@ -101,3 +101,35 @@ fn cancelling_after_ready_keeps_the_value() {
     assert_eq!(handle.state(), LoadState::Ready);
     assert!(handle.get().is_some());
 }
+
+#[test]
+fn loads_released_while_their_dispatch_is_on_its_way_give_their_credits_back() {
+    // One read credit: a single credit a stale dispatch kept would stall every later load.
+    // The race is made likely, not forced: the release leaves the engine as the read's credit
+    // wakes the scheduler; a few to a few dozen of the 500 rounds reach the cache second.
+    let rounds = 500;
+    let source = GatedSource::with_blobs(2 * rounds + 1);
+    let decoder = BlobDecoder::default();
+    let rt = runtime(&source, &decoder, |b| b.workers(1).reads_in_flight(1).read_credit_bytes(1));
+    for round in 0..rounds {
+        let (reading, queued) = (format!("a{}", 2 * round), format!("a{}", 2 * round + 1));
+        source.gate.hold(&reading);
+        decoder.gate.hold(&reading);
+        let first = rt.request::<Blob>(&reading, Priority::High).unwrap();
+        let second = rt.request::<Blob>(&queued, Priority::Normal).unwrap();
+        source.gate.wait_started(&reading, 1);
+        assert!(rt.sync(PATIENCE));
+        // The read's end frees the credit, and the scheduler dispatches `second` while its
+        // release is on its way: either may reach the cache first.
+        source.gate.release(&reading);
+        decoder.gate.wait_started(&reading, 1);
+        second.cancel();
+        decoder.gate.release(&reading);
+        first.wait_timeout(PATIENCE).expect("the first load ends").unwrap();
+    }
+    let last = rt.request::<Blob>(&format!("a{}", 2 * rounds), Priority::Normal).unwrap();
+    last.wait_timeout(PATIENCE).expect("the credit came back").unwrap();
+    assert!(rt.sync(PATIENCE));
+    let status = rt.status();
+    assert_eq!((status.in_flight, status.queued), (0, 0), "nothing left counted in flight");
+}

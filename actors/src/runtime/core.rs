@@ -32,7 +32,8 @@ use crate::source::Source;
 use crate::telemetry::{Probe, SinkMsg, SinkOutputs, SinkTiming, TelemetrySink};
 use crate::throttle::Throttle;
 use crate::work::{
-    CrashRequests, DecodeJob, DecodeQueue, DecodeWorker, IoWorker, ReadOrder, ReadQueue,
+    CrashRequests, DecodeJob, DecodeQueue, DecodeWorker, IoPort, IoWorker, JobRoute, ReadOrder,
+    ReadQueue,
 };
 
 /// Called (once per supervisor) when a supervisor gives up.
@@ -264,7 +265,7 @@ impl CoreActors {
         }
     }
 
-    fn scheduler_spec(&self) -> ChildSpec {
+    fn scheduler_spec(&self, routes: Arc<[Arc<dyn JobRoute>]>) -> ChildSpec {
         let config = &self.parts.config;
         let limits = SchedulerLimits {
             queue_capacity: config.queue_capacity,
@@ -273,9 +274,7 @@ impl CoreActors {
             decode_backlog_max: config.decode_backlog_max,
             drain_batch_max: config.drain_batch_max,
         };
-        let (mailbox, io, probe) =
-            (self.scheduler.clone(), self.io.clone(), Arc::clone(&self.parts.probe));
-        let staged = self.staged.clone();
+        let (mailbox, probe) = (self.scheduler.clone(), Arc::clone(&self.parts.probe));
         let caches = self.caches.clone();
         let resubmit: Arc<dyn Fn() + Send + Sync> =
             Arc::new(move || caches.iter().for_each(|c| c.post_resubmit()));
@@ -283,7 +282,7 @@ impl CoreActors {
             let scheduler = Scheduler::new(
                 mailbox.clone(),
                 limits,
-                (io.clone(), staged.clone()),
+                Arc::clone(&routes),
                 Arc::clone(&probe),
                 link,
                 Arc::clone(&resubmit),
@@ -343,16 +342,19 @@ fn run_core(mut actors: CoreActors, ready: &mpsc::Sender<(System, Arbiter)>) {
             })
             .child(sink_spec)
         });
+        let types = std::mem::take(&mut actors.parts.types);
+        let routes: Arc<[Arc<dyn JobRoute>]> = types.iter().map(|t| t.route()).collect();
         let mut root =
             Supervisor::new("runtime", policy, clock, actors.supervisors[0].clone(), move |e| {
                 escalate(e);
             })
-            .child(actors.scheduler_spec())
+            .child(actors.scheduler_spec(Arc::clone(&routes)))
             .child(actors.frame_spec());
         let generations = Arc::new(AtomicU64::new(0));
         let config = &actors.parts.config;
         let links = CacheLinks {
             scheduler: actors.scheduler.clone(),
+            io: IoPort { io: actors.io.clone(), staged: actors.staged.clone() },
             frame: actors.frame_mailbox.clone(),
             probe: Arc::clone(&actors.parts.probe),
             generations,
@@ -361,8 +363,8 @@ fn run_core(mut actors: CoreActors, ready: &mpsc::Sender<(System, Arbiter)>) {
             residency: Arc::clone(&actors.parts.residency),
             timers: actors.parts.deterministic.as_ref().map(|d| Arc::clone(&d.timers)),
         };
-        for (index, spec) in std::mem::take(&mut actors.parts.types).into_iter().enumerate() {
-            root = root.child(spec.child_spec(links.clone(), index));
+        for (index, (spec, route)) in types.into_iter().zip(routes.iter()).enumerate() {
+            root = root.child(spec.child_spec(links.clone(), index, Arc::clone(route)));
         }
         root.start();
         (System::current(), telemetry)

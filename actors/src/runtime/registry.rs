@@ -41,10 +41,18 @@ pub(crate) trait TypeSpec: Send {
         placeholder: Option<&(dyn Any + Send + Sync)>,
     ) -> (Arc<dyn Any + Send + Sync>, Arc<dyn DepRequester>);
     fn control(&self) -> Arc<dyn CacheControl>;
+    /// The type's route: its decoder and its cache, as jobs and the scheduler see them.
+    fn route(&self) -> Arc<dyn JobRoute>;
     /// The supervisor's spec of the cache actor: each call of its start function makes a
     /// fresh incarnation on the current arbiter.
-    /// `type_index` is the type's place in the memory budget.
-    fn child_spec(self: Box<Self>, links: CacheLinks, type_index: usize) -> ChildSpec;
+    /// `type_index` is the type's place in the memory budget and in the scheduler's routes;
+    /// `route` is what [`TypeSpec::route`] made.
+    fn child_spec(
+        self: Box<Self>,
+        links: CacheLinks,
+        type_index: usize,
+        route: Arc<dyn JobRoute>,
+    ) -> ChildSpec;
 }
 
 pub(crate) struct DecoderSpec<D: Decoder> {
@@ -92,8 +100,16 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
         Arc::new(CacheHandle { mailbox: self.mailbox.clone(), salvage: Arc::clone(&self.salvage) })
     }
 
-    fn child_spec(self: Box<Self>, links: CacheLinks, type_index: usize) -> ChildSpec {
-        let route: Arc<dyn JobRoute> = Arc::new(TypeRoute::new(self.decoder, self.mailbox.clone()));
+    fn route(&self) -> Arc<dyn JobRoute> {
+        Arc::new(TypeRoute::new(Arc::clone(&self.decoder), self.mailbox.clone()))
+    }
+
+    fn child_spec(
+        self: Box<Self>,
+        links: CacheLinks,
+        type_index: usize,
+        route: Arc<dyn JobRoute>,
+    ) -> ChildSpec {
         let salvage = self.salvage;
         let policy = self.policy.unwrap_or(links.retry);
         let name = format!("cache:{}", self.name);

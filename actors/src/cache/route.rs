@@ -1,0 +1,96 @@
+//! A type's route: its decoder and its cache, as the scheduler and the workers see them
+//! through the type-erased [`JobRoute`].
+//!
+//! # Panics
+//!
+//! A decoder's panic is caught here, reported to the cache as `DecoderPanicked`, and handed
+//! back for the worker to re-raise (so the worker is rebuilt).
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use streamrt_messages::replay_log::DecodeOutcome;
+use streamrt_messages::ErrorKind;
+use streamrt_supervisor::{panic_message, Mailbox};
+
+use super::CacheMsg;
+use crate::asset::Decoder;
+use crate::scheduler::LoadRef;
+use crate::work::{CancelTable, DispatchOrder, Job, JobEnd, JobRoute};
+
+/// The decoder and cache of one asset type, as jobs see them.
+pub(crate) struct TypeRoute<D: Decoder> {
+    decoder: Arc<D>,
+    cache: Mailbox<CacheMsg<D::Asset>>,
+    /// Written by the cache (every incarnation: the route outlives them), read by workers.
+    cancels: CancelTable,
+}
+
+impl<D: Decoder> TypeRoute<D> {
+    pub(crate) fn new(decoder: Arc<D>, cache: Mailbox<CacheMsg<D::Asset>>) -> Self {
+        Self { decoder, cache, cancels: CancelTable::default() }
+    }
+}
+
+impl<D: Decoder> JobRoute for TypeRoute<D> {
+    fn dispatch(&self, order: DispatchOrder) {
+        // A closed mailbox means shutdown: the order's credit goes back as it is dropped.
+        let _ = self.cache.post(CacheMsg::Dispatch(order));
+    }
+
+    fn refuse(&self, load: LoadRef, kind: ErrorKind) {
+        let _ = self.cache.post(CacheMsg::Refused(load, kind));
+    }
+
+    fn decode(
+        &self,
+        job: Job,
+        bytes: Vec<u8>,
+        done: &dyn Fn(&Job),
+    ) -> Result<(), Box<dyn Any + Send>> {
+        let decoder = &*self.decoder;
+        let decoded = catch_unwind(AssertUnwindSafe(|| decoder.decode(&job.key, bytes)));
+        if decoded.is_ok() {
+            done(&job);
+        }
+        // A closed mailbox means shutdown; the requests were failed already.
+        match decoded {
+            Ok(Ok(value)) => {
+                let size = decoder.size_bytes(&value);
+                let _ = self.cache.post(CacheMsg::Decoded(job, Arc::new(value), size));
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                let _ = self.cache.post(CacheMsg::Ended(job, JobEnd::Failed(e.into())));
+                Ok(())
+            }
+            Err(panic) => {
+                let kind = ErrorKind::DecoderPanicked(panic_message(&*panic));
+                let _ = self.cache.post(CacheMsg::Ended(job, JobEnd::Failed(kind)));
+                Err(panic)
+            }
+        }
+    }
+
+    fn end(&self, job: Job, end: JobEnd) {
+        let _ = self.cache.post(CacheMsg::Ended(job, end));
+    }
+
+    fn cancels(&self) -> &CancelTable {
+        &self.cancels
+    }
+}
+
+/// The decoder's outcome in a job's end, if a decoder ended it.
+pub(super) fn decoder_outcome(end: &JobEnd) -> Option<DecodeOutcome> {
+    match end {
+        JobEnd::Failed(ErrorKind::DecoderPanicked(message)) => {
+            Some(DecodeOutcome::Panicked(message.clone()))
+        }
+        JobEnd::Failed(kind @ (ErrorKind::Decode(_) | ErrorKind::Validation(_))) => {
+            Some(DecodeOutcome::Failed(kind.clone()))
+        }
+        _ => None,
+    }
+}
