@@ -1,7 +1,7 @@
 //! Failed loads: IO, decode, panics, missing assets and invalid keys.
 
-use streamrt::messages::InvalidKey;
-use streamrt::{ErrorKind, Priority, ReadyError, RequestError};
+use streamrt::messages::{AssetKey, InvalidKey};
+use streamrt::{DecodeError, Decoder, ErrorKind, Priority, ReadyError, RequestError, Runtime};
 use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
 
 use crate::runtime;
@@ -105,4 +105,35 @@ fn a_type_without_a_decoder_is_refused() {
     let rt = runtime(&source, &BlobDecoder::default(), |b| b);
     let err = rt.request::<String>("a", Priority::Normal).unwrap_err();
     assert!(matches!(err, RequestError::UnknownType(_)));
+}
+
+/// Decodes like [`BlobDecoder`] but panics when asked a value's size.
+struct SizePanics;
+
+impl Decoder for SizePanics {
+    type Asset = Blob;
+
+    fn type_name(&self) -> &str {
+        "blob"
+    }
+
+    fn decode(&self, key: &AssetKey, bytes: Vec<u8>) -> Result<Blob, DecodeError> {
+        BlobDecoder::default().decode(key, bytes)
+    }
+
+    fn size_bytes(&self, _: &Blob) -> u64 {
+        panic!("scripted panic sizing a decoded blob");
+    }
+}
+
+#[test]
+fn a_decoder_that_panics_sizing_its_value_fails_the_request_instead_of_leaving_it_loading() {
+    let source = GatedSource::with_blobs(1);
+    let rt = Runtime::builder().source(source).register(SizePanics).decode_threads(1).build();
+    let rt = rt.expect("runtime builds");
+    let handle = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    let err = failure(handle.wait_timeout(PATIENCE));
+    let panics_max = streamrt::RetryPolicy::default().panics_max;
+    assert_eq!(err.kind, ErrorKind::Quarantined { panics: panics_max }, "{err}");
+    assert_eq!(rt.live_workers().1, 1, "the decode thread was rebuilt");
 }

@@ -3,7 +3,7 @@
 //!
 //! # Panics
 //!
-//! A decoder's panic is caught here, reported to the cache as `DecoderPanicked`, and handed
+//! A decoder's panic (in `decode` or in `size_bytes`) is caught here, reported to the cache as `DecoderPanicked`, and handed
 //! back for the worker to re-raise (so the worker is rebuilt).
 
 use std::any::Any;
@@ -15,7 +15,7 @@ use streamrt_messages::ErrorKind;
 use streamrt_supervisor::{panic_message, Mailbox};
 
 use super::CacheMsg;
-use crate::asset::Decoder;
+use crate::asset::{DecodeError, Decoder};
 use crate::scheduler::LoadRef;
 use crate::work::{CancelTable, DispatchOrder, Job, JobEnd, JobRoute};
 
@@ -50,14 +50,19 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
         done: &dyn Fn(&Job),
     ) -> Result<(), Box<dyn Any + Send>> {
         let decoder = &*self.decoder;
-        let decoded = catch_unwind(AssertUnwindSafe(|| decoder.decode(&job.key, bytes)));
+        // `size_bytes` is the decoder's code too: a panic there is caught like one in
+        // `decode`, or the job would be lost and its requests left loading.
+        let decoded = catch_unwind(AssertUnwindSafe(|| {
+            let value = decoder.decode(&job.key, bytes)?;
+            let size = decoder.size_bytes(&value);
+            Ok::<_, DecodeError>((value, size))
+        }));
         if decoded.is_ok() {
             done(&job);
         }
         // A closed mailbox means shutdown; the requests were failed already.
         match decoded {
-            Ok(Ok(value)) => {
-                let size = decoder.size_bytes(&value);
+            Ok(Ok((value, size))) => {
                 let _ = self.cache.post(CacheMsg::Decoded(job, Arc::new(value), size));
                 Ok(())
             }
