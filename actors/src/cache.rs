@@ -86,6 +86,8 @@ pub(crate) enum CacheMsg<T: Send + Sync + 'static> {
     Dispatch(DispatchOrder),
     /// The scheduler refused a load (`QueueFull`).
     Refused(LoadRef, ErrorKind),
+    /// A retry's backoff is over (a deterministic runtime's virtual timer).
+    RetryDue(LoadRef),
     /// A load decoded (`AssetDecoded`): its value and resident size.
     Decoded(Job, Arc<T>, u64),
     /// A load ended without a value.
@@ -198,7 +200,8 @@ pub(crate) struct Cache<T: Send + Sync + 'static> {
     quarantined: KeyMap<u32>,
     to_scheduler: Vec<SchedulerMsg>,
     to_frame: Vec<ReadyEntry>,
-    retry_later: Vec<(u64, QueuedLoad)>,
+    /// Retries to start once their backoff (ms) is over.
+    retry_later: Vec<(u64, LoadRef)>,
 }
 
 impl<T: Send + Sync + 'static> Cache<T> {
@@ -252,6 +255,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             CacheMsg::Refused(load, kind) => {
                 self.ended(load.slot as usize, load.generation, JobEnd::Failed(kind));
             }
+            CacheMsg::RetryDue(load) => self.retry_due(load),
             CacheMsg::Decoded(job, value, size) => {
                 self.record_decode(&job, || Some(DecodeOutcome::Value(size)));
                 self.decoded(&job, value, size);
@@ -546,8 +550,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let (attempt, origin, key) = (slot.attempt, slot.origin, slot.key.clone());
         Counters::bump(&self.links.probe.counters.retries);
         self.emit(EventKind::Retried { attempt, kind }, origin, &key);
-        let queued = self.queued(at);
-        self.retry_later.push((delay_ms, queued));
+        self.retry_later.push((delay_ms, load_ref(self.type_index, at, generation)));
     }
 
     fn fail_slot(&mut self, at: usize, kind: ErrorKind) {
@@ -671,23 +674,35 @@ impl<T: Send + Sync + 'static> Cache<T> {
     }
 
     fn schedule_retries(&mut self, ctx: &mut Context<Self>) {
-        for (delay_ms, queued) in self.retry_later.drain(..) {
+        let retries = std::mem::take(&mut self.retry_later);
+        for (delay_ms, load) in retries {
             if delay_ms == 0 {
-                self.to_scheduler.push(SchedulerMsg::Enqueue(queued));
+                self.retry_due(load);
                 continue;
             }
             if let Some(timers) = &self.links.timers {
-                let scheduler = self.links.scheduler.clone();
+                let mailbox = self.mailbox.clone();
                 let now_us = self.links.probe.now_us();
-                // A closed scheduler means shutdown; the cache fails the load's requests then.
-                let enqueue = move || drop(scheduler.post(SchedulerMsg::Enqueue(queued)));
-                timers.after(now_us, delay_ms, Box::new(enqueue));
+                // A closed mailbox means shutdown; the cache failed the load's requests then.
+                let due = move || drop(mailbox.post(CacheMsg::RetryDue(load)));
+                timers.after(now_us, delay_ms, Box::new(due));
                 continue;
             }
             ctx.run_later(Duration::from_millis(delay_ms), move |cache, _| {
-                cache.to_scheduler.push(SchedulerMsg::Enqueue(queued));
+                cache.retry_due(load);
                 cache.flush();
             });
+        }
+    }
+
+    /// Queues a retry whose backoff is over, if its slot still waits for it: the slot may have
+    /// been released (and its index reused), or a restarted scheduler may have had it
+    /// resubmitted and dispatched already. Built now, the load has its slot's latest priority.
+    fn retry_due(&mut self, load: LoadRef) {
+        let at = load.slot as usize;
+        let current = self.table.current_mut(at, load.generation);
+        if current.is_some_and(|s| s.phase == Phase::Queued) {
+            self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at)));
         }
     }
 }

@@ -185,10 +185,15 @@ impl Scheduler {
 
     fn enqueue(&mut self, queued: QueuedLoad) {
         let QueuedLoad { load, priority, declared_bytes } = queued;
-        if self.stopped || self.is_cancelled(load) {
+        // A load already dispatched is queued again when a restarted scheduler gets both the
+        // enqueue put back from the failed batch and the cache's resubmission: read it once.
+        if self.stopped || self.is_cancelled(load) || self.in_flight.contains_key(&load.generation)
+        {
             return;
         }
-        if self.queue.len() >= self.limits.queue_capacity {
+        // A load replacing its slot's older one does not grow the queue: a cache's next
+        // incarnation re-admits into the slot indexes of loads its failure cancelled.
+        if !self.queue.replaces(load) && self.queue.len() >= self.limits.queue_capacity {
             let capacity = self.limits.queue_capacity;
             self.route(load).refuse(load, ErrorKind::QueueFull { capacity });
             return;
@@ -245,7 +250,7 @@ impl Scheduler {
             let Some((load, shares, priority)) = self.queue.pop() else {
                 break;
             };
-            if self.is_cancelled(load) {
+            if self.is_cancelled(load) || self.in_flight.contains_key(&load.generation) {
                 continue;
             }
             self.probe.counters.in_flight.fetch_add(1, Ordering::Relaxed);

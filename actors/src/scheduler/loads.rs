@@ -22,8 +22,9 @@ use std::collections::VecDeque;
 
 use streamrt_messages::{Generation, Priority};
 
-/// Stale tickets tolerated beyond the live ticket count before a compaction.
-const STALE_SLACK: usize = 1024;
+/// Stale tickets tolerated beyond the live ticket count before a compaction (small under test,
+/// so that the property test compacts).
+const STALE_TICKETS_SLACK: usize = if cfg!(test) { 8 } else { 1024 };
 
 /// The queued generation of a slot with no queued load (generations start at 1).
 const NONE: u64 = 0;
@@ -98,16 +99,29 @@ impl LoadQueue {
         self.levels[usize::from(level)].push_back(Ticket { slot: load.slot, ty: load.ty, seq });
     }
 
-    /// Queues `load` at the back of `priority`'s level, taking `shares` when dispatched. A load
-    /// already queued is refused (`false`); a queued older load of the same slot is replaced.
+    /// The generation queued for `load`'s slot, if any (of any generation).
+    fn queued_generation(&self, load: LoadRef) -> Option<u64> {
+        let entry = self.queued.get(usize::from(load.ty))?.get(load.slot as usize)?;
+        (entry.generation != NONE).then_some(entry.generation)
+    }
+
+    /// Whether pushing `load` would replace an older queued load of its slot (the queue would
+    /// not grow).
+    pub(crate) fn replaces(&self, load: LoadRef) -> bool {
+        self.queued_generation(load).is_some_and(|g| g < load.generation.0)
+    }
+
+    /// Queues `load` at the back of `priority`'s level, taking `shares` when dispatched; a
+    /// queued older load of the same slot is replaced. Refused (`false`) when that load or a
+    /// newer one of its slot is queued: generations only grow, so a late push of an older
+    /// load never displaces its slot's current one.
     pub(crate) fn push(&mut self, load: LoadRef, priority: Priority, shares: usize) -> bool {
-        if self.entry(load).is_some() {
+        let queued = self.queued_generation(load);
+        if queued.is_some_and(|g| g >= load.generation.0) {
             return false;
         }
         let shares = u8::try_from(shares).expect("a load takes at most a credit's shares");
-        let slots = self.queued.get(usize::from(load.ty));
-        let replaced =
-            slots.and_then(|s| s.get(load.slot as usize)).is_some_and(|e| e.generation != NONE);
+        let replaced = queued.is_some();
         self.place(load, level_u8(priority), shares);
         if replaced {
             self.note_stale();
@@ -180,7 +194,7 @@ impl LoadQueue {
 
     fn note_stale(&mut self) {
         self.stale += 1;
-        if self.stale > self.live + STALE_SLACK {
+        if self.stale > self.live + STALE_TICKETS_SLACK {
             self.compact();
         }
     }
@@ -263,32 +277,80 @@ mod tests {
         assert_eq!(q.pop().map(|(l, _, _)| l), None);
     }
 
-    #[derive(Debug, Clone)]
+    #[test]
+    fn a_late_push_of_an_older_load_never_displaces_the_slots_newer_one() {
+        let mut q = LoadQueue::default();
+        assert!(q.push(load(0, 3), Priority::Low, 1));
+        assert!(!q.replaces(load(0, 2)));
+        assert!(!q.push(load(0, 2), Priority::Critical, 1), "an older retry's late push");
+        assert!(q.replaces(load(0, 4)));
+        assert_eq!(q.pop().map(|(l, _, _)| l.generation), Some(Generation(3)));
+    }
+
+    #[test]
+    fn moves_past_the_slack_compact_the_stale_tickets_away_and_keep_the_order() {
+        let mut q = LoadQueue::default();
+        for slot in 0..4 {
+            assert!(q.push(load(slot, 1), Priority::Normal, 1));
+        }
+        for round in 0..2 * STALE_TICKETS_SLACK {
+            let level = if round % 2 == 0 { Priority::Low } else { Priority::Normal };
+            assert!(q.reprioritize(load(1, 1), level));
+        }
+        assert!(q.tickets() <= q.len() + STALE_TICKETS_SLACK + 1, "{} tickets", q.tickets());
+        assert_eq!(pop_slots(&mut q), vec![0, 2, 3, 1]);
+    }
+
+    /// A load of slot `slot` in type `ty`; `Push` takes its slot's current generation or,
+    /// with `older`, the one before it (a late push).
+    #[derive(Debug, Clone, Copy)]
     enum Op {
-        Push(u8, u8),
-        Renew(u8, u8),
-        Reprioritize(u8, u8),
-        Remove(u8),
+        Push {
+            ty: u8,
+            slot: u8,
+            level: u8,
+            older: bool,
+        },
+        /// The slot's next load (a retry, or the slot reused) gets the next generation.
+        Renew {
+            ty: u8,
+            slot: u8,
+        },
+        Reprioritize {
+            ty: u8,
+            slot: u8,
+            level: u8,
+        },
+        Remove {
+            ty: u8,
+            slot: u8,
+        },
         Pop,
+        Clear,
     }
 
     fn op() -> impl Strategy<Value = Op> {
+        let at = (0u8..2, 0u8..16);
         prop_oneof![
-            (0u8..32, 0u8..5).prop_map(|(s, p)| Op::Push(s, p)),
-            (0u8..32, 0u8..5).prop_map(|(s, p)| Op::Renew(s, p)),
-            (0u8..32, 0u8..5).prop_map(|(s, p)| Op::Reprioritize(s, p)),
-            (0u8..32).prop_map(Op::Remove),
-            Just(Op::Pop),
+            4 => (at.clone(), 0u8..5, any::<bool>())
+                .prop_map(|((ty, slot), level, older)| Op::Push { ty, slot, level, older }),
+            2 => at.clone().prop_map(|(ty, slot)| Op::Renew { ty, slot }),
+            2 => (at.clone(), 0u8..5)
+                .prop_map(|((ty, slot), level)| Op::Reprioritize { ty, slot, level }),
+            2 => at.prop_map(|(ty, slot)| Op::Remove { ty, slot }),
+            3 => Just(Op::Pop),
+            1 => Just(Op::Clear),
         ]
     }
 
-    /// The model: (slot, generation, level, order stamp); pop takes the least (level, stamp).
+    /// The model: queued loads as (load, level, shares, order stamp); pop takes the least
+    /// (level, stamp).
     #[derive(Default)]
     struct Model {
-        items: Vec<(u32, u64, usize, u64)>,
+        items: Vec<(LoadRef, usize, usize, u64)>,
         clock: u64,
-        /// Each slot's current generation, bumped by `Renew`.
-        generations: [u64; 32],
+        /// Each (type, slot)'s current generation, from 2 so that an older one exists.
+        generations: std::collections::HashMap<(u8, u8), u64>,
     }
 
     impl Model {
@@ -296,12 +358,83 @@ mod tests {
             self.clock += 1;
             self.clock
         }
-        fn find(&self, slot: u32) -> Option<usize> {
-            self.items.iter().position(|i| i.0 == slot)
+        fn generation(&self, ty: u8, slot: u8) -> u64 {
+            self.generations.get(&(ty, slot)).copied().unwrap_or(2)
         }
-        fn current(&self, slot: u8) -> LoadRef {
-            load(u32::from(slot), self.generations[usize::from(slot)] + 1)
+        fn load(&self, ty: u8, slot: u8, older: bool) -> LoadRef {
+            let generation = Generation(self.generation(ty, slot) - u64::from(older));
+            LoadRef { ty: u16::from(ty), slot: u32::from(slot), generation }
         }
+        /// The queued item of `load`'s slot, of any generation.
+        fn find(&self, load: LoadRef) -> Option<usize> {
+            self.items.iter().position(|i| i.0.ty == load.ty && i.0.slot == load.slot)
+        }
+        fn push(&mut self, load: LoadRef, level: usize, shares: usize) -> bool {
+            if let Some(i) = self.find(load) {
+                if self.items[i].0.generation >= load.generation {
+                    return false;
+                }
+                self.items.remove(i);
+            }
+            let stamp = self.stamp();
+            self.items.push((load, level, shares, stamp));
+            true
+        }
+        /// The queued item of exactly `load`.
+        fn exact(&self, load: LoadRef) -> Option<usize> {
+            self.find(load).filter(|&i| self.items[i].0 == load)
+        }
+    }
+
+    fn apply(q: &mut LoadQueue, m: &mut Model, op: Op) -> Result<(), TestCaseError> {
+        match op {
+            Op::Push { ty, slot, level, older } => {
+                let l = m.load(ty, slot, older);
+                let shares = usize::from(slot % 16) + 1;
+                let replaces = m.find(l).is_some_and(|i| m.items[i].0.generation < l.generation);
+                prop_assert_eq!(q.replaces(l), replaces);
+                let pushed = q.push(l, Priority::ALL[usize::from(level)], shares);
+                prop_assert_eq!(pushed, m.push(l, usize::from(level), shares));
+            }
+            Op::Renew { ty, slot } => {
+                let next = m.generation(ty, slot) + 1;
+                m.generations.insert((ty, slot), next);
+            }
+            Op::Reprioritize { ty, slot, level } => {
+                let l = m.load(ty, slot, false);
+                let found = q.reprioritize(l, Priority::ALL[usize::from(level)]);
+                prop_assert_eq!(found, m.exact(l).is_some());
+                if let Some(i) = m.exact(l) {
+                    if m.items[i].1 != usize::from(level) {
+                        let stamp = m.stamp();
+                        m.items[i].1 = usize::from(level);
+                        m.items[i].3 = stamp;
+                    }
+                }
+            }
+            Op::Remove { ty, slot } => {
+                let l = m.load(ty, slot, false);
+                prop_assert_eq!(q.remove(l), m.exact(l).is_some());
+                if let Some(i) = m.exact(l) {
+                    m.items.remove(i);
+                }
+            }
+            Op::Pop => {
+                let expected = m.items.iter().enumerate().min_by_key(|(_, i)| (i.1, i.3));
+                let expected = expected.map(|(at, i)| (at, (i.0, i.2, i.1)));
+                prop_assert_eq!(q.peek(), expected.map(|(_, e)| (e.1, Priority::ALL[e.2])));
+                let got = q.pop().map(|(l, shares, p)| (l, shares, p.index()));
+                prop_assert_eq!(got, expected.map(|(_, e)| e));
+                if let Some((at, _)) = expected {
+                    m.items.remove(at);
+                }
+            }
+            Op::Clear => {
+                prop_assert_eq!(q.clear(), m.items.len());
+                m.items.clear();
+            }
+        }
+        Ok(())
     }
 
     proptest! {
@@ -311,62 +444,9 @@ mod tests {
             let mut q = LoadQueue::default();
             let mut m = Model::default();
             for op in ops {
-                match op {
-                    Op::Push(s, p) => {
-                        let l = m.current(s);
-                        let pushed = q.push(l, Priority::ALL[p as usize], 1);
-                        prop_assert_eq!(pushed, m.find(l.slot).is_none());
-                        if pushed {
-                            let stamp = m.stamp();
-                            m.items.push((l.slot, l.generation.0, p as usize, stamp));
-                        }
-                    }
-                    Op::Renew(s, p) => {
-                        // The slot's next load (a retry or a reused slot) replaces its queued one.
-                        m.generations[usize::from(s)] += 1;
-                        let l = m.current(s);
-                        prop_assert!(q.push(l, Priority::ALL[p as usize], 1));
-                        if let Some(i) = m.find(l.slot) {
-                            m.items.remove(i);
-                        }
-                        let stamp = m.stamp();
-                        m.items.push((l.slot, l.generation.0, p as usize, stamp));
-                    }
-                    Op::Reprioritize(s, p) => {
-                        let l = m.current(s);
-                        let found = q.reprioritize(l, Priority::ALL[p as usize]);
-                        prop_assert_eq!(found, m.find(l.slot).is_some());
-                        if let Some(i) = m.find(l.slot) {
-                            if m.items[i].2 != p as usize {
-                                let stamp = m.stamp();
-                                m.items[i].2 = p as usize;
-                                m.items[i].3 = stamp;
-                            }
-                        }
-                    }
-                    Op::Remove(s) => {
-                        let l = m.current(s);
-                        prop_assert_eq!(q.remove(l), m.find(l.slot).is_some());
-                        if let Some(i) = m.find(l.slot) {
-                            m.items.remove(i);
-                        }
-                    }
-                    Op::Pop => {
-                        let expected = m
-                            .items
-                            .iter()
-                            .enumerate()
-                            .min_by_key(|(_, i)| (i.2, i.3))
-                            .map(|(at, i)| (at, i.0, i.1, i.2));
-                        let got = q.pop().map(|(l, _, p)| (l.slot, l.generation.0, p.index()));
-                        prop_assert_eq!(got, expected.map(|e| (e.1, e.2, e.3)));
-                        if let Some((at, ..)) = expected {
-                            m.items.remove(at);
-                        }
-                    }
-                }
+                apply(&mut q, &mut m, op)?;
                 prop_assert_eq!(q.len(), m.items.len());
-                prop_assert!(q.tickets() <= q.len() + STALE_SLACK + 1);
+                prop_assert!(q.tickets() <= q.len() + STALE_TICKETS_SLACK + 1);
             }
         }
     }
