@@ -38,7 +38,7 @@ use streamrt_messages::{
 use streamrt_supervisor::{PoolSender, Worker};
 
 use crate::scheduler::{LoadRef, ReadCredit};
-use crate::source::Source;
+use crate::source::{Source, SourceError};
 use crate::tasks::GroupWork;
 use crate::telemetry::Probe;
 use crate::throttle::Throttle;
@@ -312,13 +312,10 @@ impl IoWorker {
         JobGuard::new(job, "a decode worker crashed")
     }
 
-    fn read(&self, ReadJob { mut guard, credit }: ReadJob) {
-        let job = guard.take();
-        if job.is_cancelled() {
-            drop(credit);
-            return end(job, JobEnd::Dropped(CancelStage::Loading));
-        }
-        stage_event(&self.probe, EventKind::ReadStarted, &job, self.index, None);
+    /// Reads `job`'s bytes from the source, with its stage events, its replay record and the
+    /// bandwidth limit's payment (the read credit stays taken while it is paid).
+    fn read_bytes(&self, job: &Job) -> Result<Vec<u8>, SourceError> {
+        stage_event(&self.probe, EventKind::ReadStarted, job, self.index, None);
         let read = {
             let _span = tracing::debug_span!(target: "streamrt", "read", request = job.origin.0, key = %job.key).entered();
             self.source.read(&job.key)
@@ -331,13 +328,25 @@ impl IoWorker {
             };
             recorder.record(&LogRecord::Read { key: job.key.clone(), outcome });
         }
-        stage_event(&self.probe, EventKind::ReadDone, &job, self.index, n);
+        stage_event(&self.probe, EventKind::ReadDone, job, self.index, n);
         if let (Some(throttle), Some(n)) = (&self.throttle, n) {
             // The read credit stays taken while the bytes are paid for, so a throttled
             // source does not pile up reads.
             throttle.pay(n, || job.is_cancelled());
         }
+        read
+    }
+
+    fn read(&self, ReadJob { mut guard, credit }: ReadJob) {
+        if guard.job().is_cancelled() {
+            drop(credit);
+            return end(guard.take(), JobEnd::Dropped(CancelStage::Loading));
+        }
+        // The job stays in its guard while the source's code runs: a panic there ends it as
+        // lost (a transient failure, retried) rather than leaving its requests loading.
+        let read = self.read_bytes(guard.job());
         drop(credit);
+        let job = guard.take();
         if job.is_cancelled() {
             return end(job, JobEnd::Dropped(CancelStage::Loading));
         }
