@@ -15,10 +15,18 @@
 //! A request attached to a resident slot is staged at once; requests are handed to the frame
 //! coordinator in the order their slots decode.
 //!
+//! The scheduler's dispatch orders arrive in a lane of their own, drained before the mailbox at
+//! every wake, so a dispatched load reaches the IO pool without waiting behind the engine's
+//! requests. Each cache sends its orders on in the scheduler's order; across asset types they
+//! reach the IO pool in the order the caches wake, which within one dispatch round may put a
+//! less urgent load of one type before a more urgent one of another (the IO workers take the
+//! most urgent staged load first, so this matters only to a worker already idle, and to a
+//! deterministic replay, whose stepper reads in arrival order).
+//!
 //! # Backpressure
 //!
 //! Engine commands enter through the runtime's admission limit (`requests_outstanding_max`);
-//! worker replies are bounded by the scheduler's credits.
+//! worker replies and the scheduler's dispatch orders are bounded by its credits.
 //!
 //! # Memory budget
 //!
@@ -82,8 +90,6 @@ pub(crate) enum CacheMsg<T: Send + Sync + 'static> {
     Release(RequestId, AssetKey),
     /// A request's priority changed; the request's key finds its slot.
     Reprioritize(RequestId, AssetKey, Priority),
-    /// The scheduler dispatched a load, with its read credit: send it to the IO pool.
-    Dispatch(DispatchOrder),
     /// The scheduler refused a load (`QueueFull`).
     Refused(LoadRef, ErrorKind),
     /// A retry's backoff is over (a deterministic runtime's virtual timer).
@@ -190,6 +196,8 @@ pub(crate) struct Cache<T: Send + Sync + 'static> {
     /// This type's index in the registry: in the memory budget and in the scheduler's routes.
     type_index: u16,
     mailbox: Mailbox<CacheMsg<T>>,
+    /// The scheduler's dispatch orders, drained before `mailbox` at every wake.
+    dispatches: Mailbox<DispatchOrder>,
     route: Arc<dyn JobRoute>,
     links: CacheLinks,
     policy: RetryPolicy,
@@ -209,7 +217,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         (asset_type, type_index): (String, usize),
-        mailbox: Mailbox<CacheMsg<T>>,
+        (mailbox, dispatches): (Mailbox<CacheMsg<T>>, Mailbox<DispatchOrder>),
         route: Arc<dyn JobRoute>,
         links: CacheLinks,
         policy: RetryPolicy,
@@ -220,6 +228,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             asset_type,
             type_index: u16::try_from(type_index).expect("fewer than 65,536 asset types"),
             mailbox,
+            dispatches,
             route,
             links,
             policy,
@@ -251,7 +260,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
             CacheMsg::Reprioritize(request, key, priority) => {
                 self.reprioritize(request, &key, priority);
             }
-            CacheMsg::Dispatch(order) => self.dispatch(order),
             CacheMsg::Refused(load, kind) => {
                 self.ended(load.slot as usize, load.generation, JobEnd::Failed(kind));
             }
@@ -449,9 +457,11 @@ impl<T: Send + Sync + 'static> Cache<T> {
     }
 
     /// Sends a load the scheduler dispatched to the IO pool, built from its slot; a load
-    /// released or superseded since it was queued gives its credit back instead.
+    /// released or superseded since it was queued gives its credit back instead. The load is
+    /// staged at its slot's priority now, which a reprioritisation after the scheduler took it
+    /// may have raised.
     fn dispatch(&mut self, order: DispatchOrder) {
-        let DispatchOrder { load, priority, credit } = order;
+        let DispatchOrder { load, credit } = order;
         let at = load.slot as usize;
         let current = self.table.current_mut(at, load.generation);
         let Some(slot) = current.filter(|s| s.phase == Phase::Queued) else {
@@ -464,6 +474,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             ticket.cell().advance(LoadState::Pending, LoadState::Loading);
         }
         let job = self.job(at);
+        let priority = job.priority;
         let probe = &self.links.probe;
         probe.emit_with(|| job.event(probe, EventKind::Dispatched).with_priority(priority));
         let guard = JobGuard::new(job, "an IO worker crashed");
@@ -618,6 +629,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn shutdown(&mut self) {
         // Messages not yet handled are dropped: their tickets fail their requests.
         drop(self.mailbox.close());
+        // Orders not yet handled are dropped: their read credits go back.
+        drop(self.dispatches.close());
         self.release_resident();
         self.residency().clear_type(self.budget_index());
         self.report_residency(Vec::new());
@@ -717,6 +730,7 @@ impl<T: Send + Sync + 'static> Actor for Cache<T> {
             self.flush();
         }
         self.mailbox.attach(ctx.address().recipient());
+        self.dispatches.attach(ctx.address().recipient());
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -739,11 +753,22 @@ impl<T: Send + Sync + 'static> Handler<Wake> for Cache<T> {
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
         let (mailbox, link) = (self.mailbox.clone(), self.link.clone());
         let max = self.links.drain_batch_max;
-        let after = |cache: &mut Self, ctx: &mut Context<Self>| {
-            cache.schedule_retries(ctx);
-            cache.flush();
+        // Dispatch orders first, all of them (credits bound them): a load the scheduler let go
+        // reaches the IO pool without waiting behind the engine's requests in the mailbox. The
+        // mailbox's turn runs inside the orders' turn, so the orders count as handled only
+        // once the whole wake is over: a deterministic driver must not see the actors idle
+        // while this cache still drains its mailbox (see `Activity`).
+        let mut ran = false;
+        let turn = |cache: &mut Self, ctx: &mut Context<Self>| {
+            let after = |cache: &mut Self, ctx: &mut Context<Self>| {
+                cache.schedule_retries(ctx);
+                cache.flush();
+            };
+            ran = drain_turn(cache, ctx, &mailbox, &link, max, Self::handle_msg, after);
         };
-        if !drain_turn(self, ctx, &mailbox, &link, max, Self::handle_msg, after) {
+        let dispatches = self.dispatches.clone();
+        let sent = drain_turn(self, ctx, &dispatches, &link, usize::MAX, Self::dispatch, turn);
+        if !sent || !ran {
             // Stopping: hand the unfinished requests to the next incarnation.
             self.salvage();
         }

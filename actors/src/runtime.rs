@@ -644,7 +644,8 @@ impl Runtime {
     }
 
     /// Waits until every actor has handled what was sent to it before this call: each cache,
-    /// then the scheduler, then the frame coordinator. Loads already with the workers are not
+    /// then the scheduler, then each cache again (so what the scheduler dispatched has reached
+    /// the IO pool), then the frame coordinator. Loads already with the workers are not
     /// waited for. For tools and tests that need a known point; returns false on timeout or
     /// after shutdown.
     pub fn sync(&self, timeout: Duration) -> bool {

@@ -247,7 +247,7 @@ impl Scheduler {
 
     fn dispatch_within_credits(&mut self) {
         while self.next_within_credits().is_some() {
-            let Some((load, shares, priority)) = self.queue.pop() else {
+            let Some((load, shares, _)) = self.queue.pop() else {
                 break;
             };
             if self.is_cancelled(load) || self.in_flight.contains_key(&load.generation) {
@@ -258,7 +258,7 @@ impl Scheduler {
             self.in_flight_shares += shares;
             let credit = self.credits.take(shares);
             // A closed cache (shutdown) drops the order, and with it the credit.
-            self.route(load).dispatch(DispatchOrder { load, priority, credit });
+            self.route(load).dispatch(DispatchOrder { load, credit });
         }
     }
 }

@@ -164,7 +164,6 @@ pub(crate) struct ReadJob {
 /// A load the scheduler let go, on its way to its cache with the read credit it took.
 pub(crate) struct DispatchOrder {
     pub(crate) load: LoadRef,
-    pub(crate) priority: Priority,
     pub(crate) credit: ReadCredit,
 }
 

@@ -23,20 +23,26 @@ use crate::work::{CancelTable, DispatchOrder, Job, JobEnd, JobRoute};
 pub(crate) struct TypeRoute<D: Decoder> {
     decoder: Arc<D>,
     cache: Mailbox<CacheMsg<D::Asset>>,
+    /// The cache's lane for dispatch orders, drained before its mailbox.
+    dispatches: Mailbox<DispatchOrder>,
     /// Written by the cache (every incarnation: the route outlives them), read by workers.
     cancels: CancelTable,
 }
 
 impl<D: Decoder> TypeRoute<D> {
-    pub(crate) fn new(decoder: Arc<D>, cache: Mailbox<CacheMsg<D::Asset>>) -> Self {
-        Self { decoder, cache, cancels: CancelTable::default() }
+    /// `cache`: the cache's mailbox and its lane for dispatch orders.
+    pub(crate) fn new(
+        decoder: Arc<D>,
+        (cache, dispatches): (Mailbox<CacheMsg<D::Asset>>, Mailbox<DispatchOrder>),
+    ) -> Self {
+        Self { decoder, cache, dispatches, cancels: CancelTable::default() }
     }
 }
 
 impl<D: Decoder> JobRoute for TypeRoute<D> {
     fn dispatch(&self, order: DispatchOrder) {
-        // A closed mailbox means shutdown: the order's credit goes back as it is dropped.
-        let _ = self.cache.post(CacheMsg::Dispatch(order));
+        // A closed lane means shutdown: the order's credit goes back as it is dropped.
+        let _ = self.dispatches.post(order);
     }
 
     fn refuse(&self, load: LoadRef, kind: ErrorKind) {

@@ -233,11 +233,13 @@ impl Core {
         self.decode.sender()
     }
 
-    /// Round trips through the caches, the scheduler and the frame coordinator, in the order
-    /// their messages flow.
+    /// Round trips through the caches, the scheduler, the caches again (which send on what
+    /// the scheduler dispatched) and the frame coordinator, in the order their messages flow.
     pub(crate) fn sync(&self, timeout: Duration) -> bool {
-        self.caches.iter().all(|cache| cache.ask_ping(timeout))
+        let caches = || self.caches.iter().all(|cache| cache.ask_ping(timeout));
+        caches()
             && self.scheduler.ask(SchedulerMsg::Ping, timeout).is_some()
+            && caches()
             && self.frame.ask(FrameMsg::Ping, timeout).is_some()
     }
 }

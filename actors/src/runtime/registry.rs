@@ -13,7 +13,7 @@ use crate::asset::Decoder;
 use crate::cache::{Cache, CacheLinks, CacheMsg, CacheStats, Salvage, TypeRoute};
 use crate::runtime::submit::DepRequester;
 use crate::runtime::RetryPolicy;
-use crate::work::JobRoute;
+use crate::work::{DispatchOrder, JobRoute};
 
 /// The engine side of one registered type.
 pub(crate) struct TypeEntry<T: Send + Sync + 'static> {
@@ -59,6 +59,8 @@ pub(crate) struct DecoderSpec<D: Decoder> {
     name: AssetTypeName,
     decoder: Arc<D>,
     mailbox: Mailbox<CacheMsg<D::Asset>>,
+    /// The cache's lane for the scheduler's dispatch orders (see `Cache`'s `# Ordering`).
+    dispatches: Mailbox<DispatchOrder>,
     policy: Option<RetryPolicy>,
     salvage: Salvage<D::Asset>,
 }
@@ -69,6 +71,7 @@ impl<D: Decoder> DecoderSpec<D> {
             name,
             decoder: Arc::new(decoder),
             mailbox: Mailbox::new(),
+            dispatches: Mailbox::new(),
             policy,
             salvage: Arc::default(),
         }
@@ -97,11 +100,16 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
     }
 
     fn control(&self) -> Arc<dyn CacheControl> {
-        Arc::new(CacheHandle { mailbox: self.mailbox.clone(), salvage: Arc::clone(&self.salvage) })
+        Arc::new(CacheHandle {
+            mailbox: self.mailbox.clone(),
+            dispatches: self.dispatches.clone(),
+            salvage: Arc::clone(&self.salvage),
+        })
     }
 
     fn route(&self) -> Arc<dyn JobRoute> {
-        Arc::new(TypeRoute::new(Arc::clone(&self.decoder), self.mailbox.clone()))
+        let cache = (self.mailbox.clone(), self.dispatches.clone());
+        Arc::new(TypeRoute::new(Arc::clone(&self.decoder), cache))
     }
 
     fn child_spec(
@@ -113,7 +121,7 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
         let salvage = self.salvage;
         let policy = self.policy.unwrap_or(links.retry);
         let name = format!("cache:{}", self.name);
-        let (asset_type, mailbox) = (self.name.to_string(), self.mailbox);
+        let (asset_type, mailbox) = (self.name.to_string(), (self.mailbox, self.dispatches));
         ChildSpec::new(name, RestartKind::Permanent, move |link| {
             let cache = Cache::new(
                 (asset_type.clone(), type_index),
@@ -147,9 +155,10 @@ pub(crate) trait CacheControl: Send + Sync {
     fn track(&self, activity: &Arc<Activity>);
 }
 
-/// A cache's mailbox and the requests a stopped incarnation salvaged.
+/// A cache's mailboxes and the requests a stopped incarnation salvaged.
 struct CacheHandle<T: Send + Sync + 'static> {
     mailbox: Mailbox<CacheMsg<T>>,
+    dispatches: Mailbox<DispatchOrder>,
     salvage: Salvage<T>,
 }
 
@@ -176,10 +185,13 @@ impl<T: Send + Sync + 'static> CacheControl for CacheHandle<T> {
 
     fn track(&self, activity: &Arc<Activity>) {
         self.mailbox.track(activity);
+        self.dispatches.track(activity);
     }
 
     fn close(&self) {
         drop(self.mailbox.close());
+        // Dropping the orders gives their read credits back.
+        drop(self.dispatches.close());
         // Requests salvaged by an incarnation no one restarted (its supervisor gave up):
         // dropping their tickets fails them with `Shutdown`.
         drop(std::mem::take(&mut *self.salvage.lock().unwrap_or_else(PoisonError::into_inner)));

@@ -3,8 +3,8 @@
 //!
 //! Credits are counted in shares ([`SHARES_PER_CREDIT`] to a credit), so a small load can take
 //! less than a whole one. The scheduler takes a [`ReadCredit`] of a load's shares for each load
-//! it dispatches; the credit travels with
-//! the load to its IO worker, which drops it once the read (and any throttle payment) is over.
+//! it dispatches; the credit travels with the load, through its cache (which builds the job),
+//! to its IO worker, which drops it once the read (and any throttle payment) is over.
 //! Dropping returns the credit by an atomic decrement, so a read costs the scheduler nothing
 //! while it has credits to spare.
 //!
@@ -19,8 +19,9 @@
 //!
 //! # Invariants
 //!
-//! - Every credit taken is returned exactly once: by its IO worker, or by its drop when the
-//!   load is lost (a worker panic, a closed pool).
+//! - Every credit taken is returned exactly once: by its IO worker, by its cache when the load
+//!   was released between the scheduler and the cache, or by its drop when the load is lost (a
+//!   worker panic, a closed pool, a cache's lane closed at shutdown).
 //! - `reading` (in shares) never exceeds the limit the scheduler checks before taking a credit.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

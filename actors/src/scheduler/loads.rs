@@ -16,7 +16,9 @@
 //!   moved (reprioritised), removed or superseded load leaves its old ticket stale for good,
 //!   skipped when it reaches the front.
 //! - `live` counts the live tickets. Stale tickets are compacted away once they outnumber the
-//!   live ones (plus a slack), so memory stays proportional to the live loads.
+//!   live ones (plus a slack), so the FIFOs stay proportional to the live loads. The per-type
+//!   tables grow to the highest slot index queued and stay: proportional to the most slots
+//!   each cache has held at once (its slot indexes are reused), 24 bytes each.
 
 use std::collections::VecDeque;
 
