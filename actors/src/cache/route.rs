@@ -3,8 +3,8 @@
 //!
 //! # Panics
 //!
-//! A decoder's panic (in `decode` or in `size_bytes`) is caught here, reported to the cache as `DecoderPanicked`, and handed
-//! back for the worker to re-raise (so the worker is rebuilt).
+//! A decoder's panic (in `decode` or in `size_bytes`) is caught here, reported to the cache as
+//! `DecoderPanicked`, and handed back for the worker to re-raise (so the worker is rebuilt).
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
