@@ -1,5 +1,6 @@
 //! Placeholders, waits over several handles, and load groups.
 
+use std::future::Future;
 use std::time::Duration;
 
 use streamrt::{
@@ -133,4 +134,23 @@ fn a_zero_timeout_wait_is_a_poll_none_while_held_the_value_once_ready() {
     source.gate.release("a0");
     h.wait_timeout(PATIENCE).unwrap().unwrap();
     assert_eq!(h.wait_timeout(Duration::ZERO).unwrap().unwrap().0, b"blob-00000000000");
+}
+
+#[test]
+fn a_waiter_listening_before_the_load_ends_is_woken_by_its_end() {
+    let source = GatedSource::with_blobs(1);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b);
+    let handle = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    let mut ready = Box::pin(handle.ready());
+    // One poll while the read is held registers the future's listener.
+    let waker = futures::task::noop_waker();
+    let polled = ready.as_mut().poll(&mut std::task::Context::from_waker(&waker));
+    assert!(polled.is_pending(), "the load is held");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || tx.send(futures::executor::block_on(ready)).unwrap());
+    source.gate.release("a0");
+    let outcome = rx.recv_timeout(PATIENCE).expect("the end woke the listener");
+    assert_eq!(outcome.unwrap().0, b"blob-00000000000");
+    waiter.join().unwrap();
 }
