@@ -42,7 +42,8 @@ use crate::telemetry::{Counters, Probe};
 /// event-listener's `notify` allocates the event's shared state on first use: called on every
 /// request's end, it cost each request an allocation (about 200 instructions on the publishing
 /// thread, `streamctl bench tiny`) and kept it for the cell's life, though most requests end
-/// with no waiter. The fence pairs with the one `listen` emits after registering a listener:
+/// with no waiter; and once the state exists it locks it even with no listener (the
+/// runtime's progress signal, at every staging). The fence pairs with the one `listen` emits after registering a listener:
 /// either this sees the listener (and notifies it), or the waiter, checking the state after
 /// registering, sees the change made before this call.
 fn wake_listeners(signal: &Signal) {
@@ -290,7 +291,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         wake_listeners(&self.changed);
         if batch.is_none() {
             Counters::bump(counter);
-            probe.any_progressed().notify(usize::MAX);
+            wake_listeners(probe.any_progressed());
         }
         if to != LoadState::Ready {
             if let Some(gate) = self.lineage.gate() {
@@ -307,7 +308,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         let _ = self.value.set(Arc::clone(value));
         let staged = self.transition(LoadState::Decoded).is_ok();
         if staged {
-            self.probe.any_progressed().notify(usize::MAX);
+            wake_listeners(self.probe.any_progressed());
         }
         staged
     }
@@ -401,7 +402,7 @@ impl PublishBatch {
     pub(crate) fn finish(self, probe: &Probe, published: u32) {
         if published > 0 {
             probe.counters.ready.fetch_add(u64::from(published), Ordering::Relaxed);
-            probe.any_progressed().notify(usize::MAX);
+            wake_listeners(probe.any_progressed());
         }
     }
 }
