@@ -184,7 +184,7 @@ impl IoPort {
                 staged.push(priority, read);
                 ReadOrder::Next
             }
-            None => ReadOrder::This(read),
+            None => ReadOrder::This(Box::new(read)),
         };
         let _ = self.io.submit(order);
     }
@@ -228,19 +228,18 @@ pub(crate) type DecodeQueue = Staging<(JobGuard, Vec<u8>)>;
 pub(crate) enum ReadOrder {
     /// Read the most urgent load in the [`ReadQueue`] (one order per load pushed there).
     Next,
-    /// Read this load: a deterministic runtime's stepper chooses every job itself.
-    This(ReadJob),
+    /// Read this load: a deterministic runtime's stepper chooses every job itself. Boxed: the
+    /// pool's channel stores every order at the size of the largest, and a threaded runtime
+    /// sends only `Next` (a larger order made its channel zero and copy blocks of about 3 KiB,
+    /// 130 instructions per load on the core thread, `streamctl bench tiny`).
+    This(Box<ReadJob>),
 }
 
 /// What a decode worker runs.
 pub(crate) enum DecodeJob {
-    /// Read bytes on their way to the decoder.
-    Load {
-        /// The load.
-        guard: JobGuard,
-        /// Its bytes.
-        bytes: Vec<u8>,
-    },
+    /// Read bytes on their way to the decoder (a deterministic runtime's; boxed, as
+    /// [`ReadOrder::This`]).
+    Load(Box<(JobGuard, Vec<u8>)>),
     /// Decode the most urgent load in the [`DecodeQueue`] (one order per load pushed there).
     NextLoad,
     /// A frame task (see `tasks`): run one task of this group, if one is still waiting.
@@ -293,7 +292,7 @@ impl Worker for IoWorker {
 
     fn run(&mut self, order: ReadOrder) {
         let read = match order {
-            ReadOrder::This(read) => read,
+            ReadOrder::This(read) => *read,
             ReadOrder::Next => match self.staged.pop() {
                 Some(read) => read,
                 // Orders and loads are one to one; an order without a load has nothing to do.
@@ -364,7 +363,7 @@ impl IoWorker {
                         staged.push(priority, (Self::decode_guard(job), bytes));
                         DecodeJob::NextLoad
                     }
-                    None => DecodeJob::Load { guard: Self::decode_guard(job), bytes },
+                    None => DecodeJob::Load(Box::new((Self::decode_guard(job), bytes))),
                 };
                 // A closed decode pool drops the job here, and its guard fails it.
                 let _ = self.decode.submit(next);
@@ -388,7 +387,7 @@ impl Worker for DecodeWorker {
 
     fn run(&mut self, job: DecodeJob) {
         let (mut guard, bytes) = match job {
-            DecodeJob::Load { guard, bytes } => (guard, bytes),
+            DecodeJob::Load(load) => *load,
             DecodeJob::NextLoad => match self.staged.pop() {
                 Some(load) => load,
                 // Orders and loads are one to one; an order without a load has nothing to do.

@@ -161,7 +161,7 @@ fn read_runnable(order: &ReadOrder, gate: &dyn Gate) -> bool {
 
 fn decode_runnable(job: &DecodeJob, gate: &dyn Gate) -> bool {
     match job {
-        DecodeJob::Load { guard, .. } => runnable(guard, gate, false),
+        DecodeJob::Load(load) => runnable(&load.0, gate, false),
         DecodeJob::NextLoad | DecodeJob::Task(_) => true,
     }
 }
