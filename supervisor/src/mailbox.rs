@@ -171,32 +171,12 @@ impl<M> Mailbox<M> {
 
     /// Takes up to `max` messages into `out`, oldest first. Returns whether more remain, in
     /// which case the caller should wake itself again after handling the batch.
-    ///
-    /// When every message fits and `out` is empty, the queue and `out` swap buffers: the lock
-    /// is held for a constant time and no message is copied (producers post under that lock).
-    pub fn drain_into(&self, max: usize, out: &mut VecDeque<M>) -> bool {
+    pub fn drain_into(&self, max: usize, out: &mut Vec<M>) -> bool {
         self.shared.wake_pending.store(false, Ordering::Release);
         let mut q = self.queue();
-        if q.len() <= max && out.is_empty() {
-            std::mem::swap(&mut *q, out);
-            return false;
-        }
         let n = q.len().min(max);
         out.extend(q.drain(..n));
         !q.is_empty()
-    }
-
-    /// Gives back the buffer of a batch taken by [`Mailbox::drain_into`] and handled (empty), so
-    /// that the queue keeps its capacity across batches instead of its producers growing it
-    /// again from nothing. Kept when it is the larger: the few messages posted since the
-    /// batch was taken move into it.
-    pub fn recycle(&self, mut spare: VecDeque<M>) {
-        debug_assert!(spare.is_empty(), "a recycled batch was handled");
-        let mut q = self.queue();
-        if q.capacity() < spare.capacity() && q.len() <= spare.capacity() {
-            spare.extend(q.drain(..));
-            std::mem::swap(&mut *q, &mut spare);
-        }
     }
 
     /// Puts messages taken but not handled back at the front, in their order (after a drained
@@ -278,12 +258,12 @@ mod tests {
     impl Handler<Wake> for Drainer {
         type Result = ();
         fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
-            let mut batch = VecDeque::new();
+            let mut batch = Vec::new();
             if self.mailbox.drain_into(3, &mut batch) {
                 ctx.notify(Wake);
             }
             if !batch.is_empty() {
-                self.seen.send(batch.into()).unwrap();
+                self.seen.send(batch).unwrap();
             }
         }
     }
@@ -314,33 +294,6 @@ mod tests {
             }
         }
         assert_eq!(all, (0..7).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn a_whole_queue_drained_by_swap_and_its_buffer_recycled_keep_every_message_in_order() {
-        let mailbox = Mailbox::new();
-        for i in 0..100 {
-            mailbox.post(i).unwrap();
-        }
-        let mut batch = VecDeque::new();
-        assert!(!mailbox.drain_into(usize::MAX, &mut batch), "all taken at once");
-        assert!(mailbox.is_empty());
-        assert_eq!(batch.iter().copied().collect::<Vec<_>>(), (0..100).collect::<Vec<_>>());
-        let capacity = batch.capacity();
-        batch.clear();
-        mailbox.post(100).unwrap();
-        mailbox.post(101).unwrap();
-        mailbox.recycle(batch);
-        let mut next = VecDeque::new();
-        assert!(mailbox.drain_into(1, &mut next), "one taken, one left");
-        assert_eq!(next, [100]);
-        mailbox.drain_into(usize::MAX, &mut next);
-        assert_eq!(next, [100, 101], "a partial drain appends in order");
-        mailbox.post(102).unwrap();
-        let mut last = VecDeque::new();
-        mailbox.drain_into(usize::MAX, &mut last);
-        assert!(last.capacity() >= capacity, "the recycled buffer came back with the queue");
-        assert_eq!(last, [102]);
     }
 
     #[test]

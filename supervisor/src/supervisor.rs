@@ -19,7 +19,6 @@
 //! Children start in the order they were added; rest-for-one restarts the failed child and
 //! every child added after it, in order.
 
-use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -154,24 +153,22 @@ fn drain_batch<M>(
     max: usize,
     mut handle: impl FnMut(M) -> Result<(), String>,
 ) -> (Drained, usize) {
-    let mut batch = VecDeque::new();
+    let mut batch = Vec::new();
     let more = mailbox.drain_into(max, &mut batch);
     let taken = batch.len();
-    let ok = guarded(link, || {
-        while let Some(msg) = batch.pop_front() {
-            handle(msg)?;
+    let mut batch = batch.into_iter();
+    let ok = guarded(link, || batch.by_ref().try_for_each(&mut handle));
+    match (ok, more) {
+        (None, _) => {
+            let rest: Vec<M> = batch.collect();
+            // The message whose handler failed counts as handled: it is lost, not pending.
+            let handled = taken - rest.len();
+            mailbox.unread(rest);
+            (Drained::Failed, handled)
         }
-        Ok(())
-    });
-    if ok.is_none() {
-        let rest: Vec<M> = batch.into_iter().collect();
-        // The message whose handler failed counts as handled: it is lost, not pending.
-        let handled = taken - rest.len();
-        mailbox.unread(rest);
-        return (Drained::Failed, handled);
+        (Some(()), true) => (Drained::More, taken),
+        (Some(()), false) => (Drained::Done, taken),
     }
-    mailbox.recycle(batch);
-    (if more { Drained::More } else { Drained::Done }, taken)
 }
 
 /// One turn of a supervised actor's `Wake` handler: drains up to `max` messages through
@@ -442,7 +439,7 @@ impl Handler<Wake> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
-        let mut batch = VecDeque::new();
+        let mut batch = Vec::new();
         if self.mailbox.drain_into(64, &mut batch) {
             ctx.notify(Wake);
         }

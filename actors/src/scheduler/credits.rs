@@ -108,7 +108,7 @@ mod tests {
     use super::*;
 
     fn drained(mailbox: &Mailbox<SchedulerMsg>) -> usize {
-        let mut out = std::collections::VecDeque::new();
+        let mut out = Vec::new();
         mailbox.drain_into(usize::MAX, &mut out);
         out.iter().filter(|m| matches!(m, SchedulerMsg::CreditsReturned)).count()
     }
