@@ -37,7 +37,9 @@
 //! # Failures, retries and quarantine
 //!
 //! A transient failure (IO, a load a crashed worker lost) is retried with backoff under a fresh
-//! generation, up to the type's `attempts_max`. A decoder panic is retried until the key has
+//! generation, up to the type's `attempts_max`. The slot waits out the backoff outside the
+//! scheduler's queue (`Phase::Backoff`), so a restarted scheduler's resubmission does not cut
+//! it short; the backoff's end queues it at the slot's priority then. A decoder panic is retried until the key has
 //! panicked `panics_max` times; then the key is quarantined and every request for it fails at
 //! once with `Quarantined`. Other failures end the load and fail every holder.
 //!
@@ -331,6 +333,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
             Phase::Loading => {
                 cell.advance(LoadState::Pending, LoadState::Loading);
             }
+            // Waiting out a backoff: the retry is queued with the slot's priority then.
+            Phase::Backoff => slot.priority = slot.priority.min(priority),
             Phase::Queued => {
                 if priority < slot.priority {
                     slot.priority = priority;
@@ -434,7 +438,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let Some(at) = self.table.lookup_holder(key, request) else { return };
         let slot = self.table.get_mut(at).expect("indexed slot exists");
         match slot.phase {
-            Phase::Queued => {
+            Phase::Backoff | Phase::Queued => {
                 let most_urgent = slot
                     .holders
                     .iter()
@@ -444,8 +448,10 @@ impl<T: Send + Sync + 'static> Cache<T> {
                     .unwrap_or(priority);
                 if most_urgent != slot.priority {
                     slot.priority = most_urgent;
-                    let load = load_ref(self.type_index, at, slot.generation);
-                    self.to_scheduler.push(SchedulerMsg::Reprioritize(load, most_urgent));
+                    if slot.phase == Phase::Queued {
+                        let load = load_ref(self.type_index, at, slot.generation);
+                        self.to_scheduler.push(SchedulerMsg::Reprioritize(load, most_urgent));
+                    }
                 }
             }
             Phase::Resident => {
@@ -554,7 +560,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let slot = self.table.get_mut(at).expect("live slot");
         slot.generation = generation;
         slot.attempt += 1;
-        slot.phase = Phase::Queued;
+        slot.phase = Phase::Backoff;
         for ticket in &slot.holders {
             ticket.cell().advance(LoadState::Loading, LoadState::Pending);
         }
@@ -579,7 +585,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
             match phase {
                 Phase::Queued => self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at))),
                 Phase::Loading => self.to_scheduler.push(SchedulerMsg::Adopt(generation)),
-                Phase::Resident => {}
+                // Its timer queues it when the backoff is over.
+                Phase::Backoff | Phase::Resident => {}
             }
         }
     }
@@ -708,13 +715,14 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
     }
 
-    /// Queues a retry whose backoff is over, if its slot still waits for it: the slot may have
-    /// been released (and its index reused), or a restarted scheduler may have had it
-    /// resubmitted and dispatched already. Built now, the load has its slot's latest priority.
+    /// Queues a retry whose backoff is over, if its slot still waits for it (the slot may have
+    /// been released, and its index reused). Built now, the load has its slot's latest
+    /// priority.
     fn retry_due(&mut self, load: LoadRef) {
         let at = load.slot as usize;
-        let current = self.table.current_mut(at, load.generation);
-        if current.is_some_and(|s| s.phase == Phase::Queued) {
+        let Some(slot) = self.table.current_mut(at, load.generation) else { return };
+        if slot.phase == Phase::Backoff {
+            slot.phase = Phase::Queued;
             self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at)));
         }
     }

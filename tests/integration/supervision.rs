@@ -226,3 +226,31 @@ fn a_heavy_chaos_run_with_frequent_crashes_keeps_every_promise() {
         assert!(report.quarantined > 0 && report.failed_quarantined > 0, "{report:?}");
     }
 }
+
+#[test]
+fn a_scheduler_restart_does_not_cut_a_retrys_backoff_short() {
+    let source = GatedSource::with_blobs(1);
+    source.put("flaky/x", b"eventually");
+    // An hour's backoff: the retry must not be read again before it.
+    let backoff = streamrt::Backoff { min_ms: 3_600_000, max_ms: 3_600_000 };
+    let policy = streamrt::RetryPolicy { backoff, ..streamrt::RetryPolicy::default() };
+    let rt = streamrt::Runtime::builder()
+        .source(source.clone())
+        .register_with_policy(BlobDecoder::default(), policy)
+        .workers(1)
+        .reads_in_flight(1)
+        .build()
+        .expect("runtime builds");
+    let events = rt.subscribe(1024);
+    let flaky = rt.request::<Blob>("flaky/x", Priority::Normal).unwrap();
+    let retried = events.wait_for(PATIENCE, |e| matches!(e.kind, EventKind::Retried { .. }));
+    assert!(retried.is_some(), "the first read failed and a retry waits out its backoff");
+    assert!(rt.inject_crash(&CrashTarget::Scheduler));
+    wait_restart(&events, "scheduler");
+    // One IO worker reads in dispatch order: a retry resubmitted to the restarted scheduler
+    // ahead of its backoff would be read before this later request.
+    let later = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    later.wait_timeout(PATIENCE).unwrap().unwrap();
+    assert_eq!(source.gate.started_count("flaky/x"), 1, "the retry is not read yet");
+    assert_eq!(flaky.state(), LoadState::Pending);
+}

@@ -36,6 +36,9 @@ impl Holder for RequestId {
 /// Where a slot's load is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
+    /// Waiting out a retry's backoff; queued when it is over (not before, even when a
+    /// restarted scheduler asks for every queued load).
+    Backoff,
     /// In the scheduler's queue.
     Queued,
     /// Dispatched to the workers.
