@@ -262,9 +262,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             CacheMsg::Reprioritize(request, key, priority) => {
                 self.reprioritize(request, &key, priority);
             }
-            CacheMsg::Refused(load, kind) => {
-                self.ended(load.slot as usize, load.generation, JobEnd::Failed(kind));
-            }
+            CacheMsg::Refused(load, kind) => self.refused(load, kind),
             CacheMsg::RetryDue(load) => self.retry_due(load),
             CacheMsg::Decoded(job, value, size) => {
                 self.record_decode(&job, || Some(DecodeOutcome::Value(size)));
@@ -479,12 +477,23 @@ impl<T: Send + Sync + 'static> Cache<T> {
         for ticket in &slot.holders {
             ticket.cell().advance(LoadState::Pending, LoadState::Loading);
         }
-        let job = self.job(at);
-        let priority = job.priority;
+        // Guarded before the event, whose subscribers are the engine's code: from here on,
+        // whatever happens ends the load.
+        let guard = JobGuard::new(self.job(at), "an IO worker crashed");
+        let priority = guard.job().priority;
         let probe = &self.links.probe;
-        probe.emit_with(|| job.event(probe, EventKind::Dispatched).with_priority(priority));
-        let guard = JobGuard::new(job, "an IO worker crashed");
+        probe.emit_with(|| guard.job().event(probe, EventKind::Dispatched).with_priority(priority));
         self.links.io.submit(priority, ReadJob { guard, credit });
+    }
+
+    /// Fails a load the scheduler refused, if it is still its slot's queued load (a refused
+    /// duplicate of a load since dispatched must not fail its requests).
+    fn refused(&mut self, load: LoadRef, kind: ErrorKind) {
+        let at = load.slot as usize;
+        let current = self.table.current_mut(at, load.generation);
+        if current.is_some_and(|s| s.phase == Phase::Queued) {
+            self.ended(at, load.generation, JobEnd::Failed(kind));
+        }
     }
 
     fn decoded(&mut self, job: &Job, value: Arc<T>, size: u64) {

@@ -31,6 +31,7 @@
 //! re-enqueued with their generation, loads in flight are adopted so credits stay bounded).
 //! Messages taken but not handled when it failed go back to its mailbox.
 
+use std::collections::hash_map::Entry;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -157,8 +158,11 @@ impl Scheduler {
             }
             SchedulerMsg::Adopt(generation) => {
                 // Its read may be over or not; its credit, if any, belongs to the scheduler
-                // that dispatched it, so it counts against the pipeline's bound only.
-                if self.in_flight.insert(generation, SHARES_PER_CREDIT).is_none() {
+                // that dispatched it, so it counts against the pipeline's bound only. A load
+                // this incarnation dispatched itself (an enqueue put back from the failed
+                // batch, sent on before the cache's resubmission) keeps its own shares.
+                if let Entry::Vacant(entry) = self.in_flight.entry(generation) {
+                    entry.insert(SHARES_PER_CREDIT);
                     self.in_flight_shares += SHARES_PER_CREDIT;
                     self.probe.counters.in_flight.fetch_add(1, Ordering::Relaxed);
                 }
@@ -187,7 +191,12 @@ impl Scheduler {
         let QueuedLoad { load, priority, declared_bytes } = queued;
         // A load already dispatched is queued again when a restarted scheduler gets both the
         // enqueue put back from the failed batch and the cache's resubmission: read it once.
-        if self.stopped || self.is_cancelled(load) || self.in_flight.contains_key(&load.generation)
+        // A load already queued (or superseded there) is refused by the queue: it must not
+        // be refused `QueueFull`, which would fail the requests of a load that is queued.
+        if self.stopped
+            || self.is_cancelled(load)
+            || self.in_flight.contains_key(&load.generation)
+            || self.queue.covers(load)
         {
             return;
         }

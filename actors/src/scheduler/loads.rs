@@ -107,6 +107,11 @@ impl LoadQueue {
         (entry.generation != NONE).then_some(entry.generation)
     }
 
+    /// Whether `load` or a newer load of its slot is queued (a push of `load` is refused).
+    pub(crate) fn covers(&self, load: LoadRef) -> bool {
+        self.queued_generation(load).is_some_and(|g| g >= load.generation.0)
+    }
+
     /// Whether pushing `load` would replace an older queued load of its slot (the queue would
     /// not grow).
     pub(crate) fn replaces(&self, load: LoadRef) -> bool {
@@ -118,10 +123,10 @@ impl LoadQueue {
     /// newer one of its slot is queued: generations only grow, so a late push of an older
     /// load never displaces its slot's current one.
     pub(crate) fn push(&mut self, load: LoadRef, priority: Priority, shares: usize) -> bool {
-        let queued = self.queued_generation(load);
-        if queued.is_some_and(|g| g >= load.generation.0) {
+        if self.covers(load) {
             return false;
         }
+        let queued = self.queued_generation(load);
         let shares = u8::try_from(shares).expect("a load takes at most a credit's shares");
         let replaced = queued.is_some();
         self.place(load, level_u8(priority), shares);
@@ -395,6 +400,8 @@ mod tests {
                 let shares = usize::from(slot % 16) + 1;
                 let replaces = m.find(l).is_some_and(|i| m.items[i].0.generation < l.generation);
                 prop_assert_eq!(q.replaces(l), replaces);
+                let covers = m.find(l).is_some_and(|i| m.items[i].0.generation >= l.generation);
+                prop_assert_eq!(q.covers(l), covers);
                 let pushed = q.push(l, Priority::ALL[usize::from(level)], shares);
                 prop_assert_eq!(pushed, m.push(l, usize::from(level), shares));
             }
