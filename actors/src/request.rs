@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
-use event_listener::{Event as Signal, Listener};
+use event_listener::{Event as Signal, EventListener, Listener};
 use streamrt_messages::replay_log::LogRecord;
 use streamrt_messages::{
     AssetKey, AssetLoadError, CancelStage, ErrorKind, EventKind, LoadState, Priority, RequestId,
@@ -43,14 +43,28 @@ use crate::telemetry::{Counters, Probe};
 /// request's end, it cost each request an allocation (about 200 instructions on the publishing
 /// thread, `streamctl bench tiny`) and kept it for the cell's life, though most requests end
 /// with no waiter; and once the state exists it locks it even with no listener (the
-/// runtime's progress signal, at every staging). The fence pairs with the one `listen` emits after registering a listener:
-/// either this sees the listener (and notifies it), or the waiter, checking the state after
-/// registering, sees the change made before this call.
+/// runtime's progress signal, at every staging).
+///
+/// No wake is lost. Every waiter listens through [`listen`], then checks the state again
+/// before it waits. Once the signal's state exists, `total_listeners` takes the lock the
+/// listener was inserted under: either it counts the listener, or the insertion came after
+/// and the waiter's check sees the change made before this call. Before the state exists
+/// (the first listener), no lock is shared; the fence here and the one in [`listen`] order
+/// the two sides, so either this sees the state (and takes the lock) or the waiter sees the
+/// change.
 fn wake_listeners(signal: &Signal) {
     std::sync::atomic::fence(Ordering::SeqCst);
     if signal.total_listeners() > 0 {
         signal.notify(usize::MAX);
     }
+}
+
+/// Listens on `signal`, for a waiter that checks its condition again before it waits: the
+/// fence pairs with [`wake_listeners`]'s (event-listener 5 emits none when it registers).
+pub(crate) fn listen(signal: &Signal) -> EventListener {
+    let listener = signal.listen();
+    std::sync::atomic::fence(Ordering::SeqCst);
+    listener
 }
 
 /// Where a request sits in a dependency tree, and what it weighs in progress.
@@ -640,7 +654,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
                 if let Some(outcome) = cell.outcome() {
                     return outcome;
                 }
-                let listener = cell.changed.listen();
+                let listener = listen(&cell.changed);
                 if let Some(outcome) = cell.outcome() {
                     return outcome;
                 }
@@ -670,7 +684,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
             if let Some(outcome) = cell.outcome() {
                 return Some(outcome);
             }
-            let listener = cell.changed.listen();
+            let listener = listen(&cell.changed);
             if let Some(outcome) = cell.outcome() {
                 return Some(outcome);
             }

@@ -14,7 +14,7 @@ use event_listener::Listener;
 use streamrt_messages::LoadState;
 
 use crate::deps::ByteProgress;
-use crate::request::{Handle, ReadyError};
+use crate::request::{listen, Handle, ReadyError};
 
 mod timer;
 
@@ -39,7 +39,7 @@ pub fn wait_any<T: Send + Sync + 'static>(
             return Some(i);
         }
         // Nothing to listen to: an empty slice never has an ended handle.
-        let listener = handles.first()?.any_progressed().listen();
+        let listener = listen(handles.first()?.any_progressed());
         if let Some(i) = ended() {
             return Some(i);
         }
@@ -80,7 +80,7 @@ fn wait_every<T: Send + Sync + 'static>(
         if skip_done(&mut first) {
             return true;
         }
-        let listener = handles[first].any_progressed().listen();
+        let listener = listen(handles[first].any_progressed());
         if skip_done(&mut first) {
             return true;
         }
@@ -115,7 +115,7 @@ pub fn wait_any_async<T: Send + Sync + 'static>(
                 return i;
             }
             let Some(first) = handles.first() else { return std::future::pending().await };
-            let listener = first.any_progressed().listen();
+            let listener = listen(first.any_progressed());
             if let Some(i) = handles.iter().position(Handle::is_terminal) {
                 return i;
             }
