@@ -28,6 +28,7 @@
 
 use std::any::Any;
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -35,7 +36,7 @@ use streamrt_messages::replay_log::{LogRecord, ReadOutcome};
 use streamrt_messages::{
     AssetKey, CancelStage, ErrorKind, Event, EventKind, Generation, Priority, RequestId,
 };
-use streamrt_supervisor::{PoolSender, Worker};
+use streamrt_supervisor::{panic_message, PoolSender, Worker};
 
 use crate::scheduler::{LoadRef, ReadCredit};
 use crate::source::{Source, SourceError};
@@ -310,22 +311,36 @@ impl IoWorker {
         JobGuard::new(job, "a decode worker crashed")
     }
 
+    /// Records how `job`'s read ended, if the runtime is recording.
+    fn record_read(&self, job: &Job, outcome: impl FnOnce() -> ReadOutcome) {
+        if let Some(recorder) = self.probe.recorder() {
+            recorder.record(&LogRecord::Read { key: job.key.clone(), outcome: outcome() });
+        }
+    }
+
     /// Reads `job`'s bytes from the source, with its stage events, its replay record and the
     /// bandwidth limit's payment (the read credit stays taken while it is paid).
     fn read_bytes(&self, job: &Job) -> Result<Vec<u8>, SourceError> {
         stage_event(&self.probe, EventKind::ReadStarted, job, self.index, None);
         let read = {
             let _span = tracing::debug_span!(target: "streamrt", "read", request = job.origin.0, key = %job.key).entered();
-            self.source.read(&job.key)
+            catch_unwind(AssertUnwindSafe(|| self.source.read(&job.key)))
+        };
+        let read = match read {
+            Ok(read) => read,
+            Err(panic) => {
+                // Recorded as a lost worker, which a replay's source reproduces by panicking;
+                // then the panic goes on, and the job's guard ends the load.
+                let lost = ErrorKind::WorkerLost(panic_message(&*panic));
+                self.record_read(job, || ReadOutcome::Failed(lost));
+                resume_unwind(panic);
+            }
         };
         let n = read.as_ref().ok().map(|b| b.len() as u64);
-        if let Some(recorder) = self.probe.recorder() {
-            let outcome = match &read {
-                Ok(bytes) => ReadOutcome::Bytes(bytes.len() as u64),
-                Err(e) => ReadOutcome::Failed(e.clone().into()),
-            };
-            recorder.record(&LogRecord::Read { key: job.key.clone(), outcome });
-        }
+        self.record_read(job, || match &read {
+            Ok(bytes) => ReadOutcome::Bytes(bytes.len() as u64),
+            Err(e) => ReadOutcome::Failed(e.clone().into()),
+        });
         stage_event(&self.probe, EventKind::ReadDone, job, self.index, n);
         if let (Some(throttle), Some(n)) = (&self.throttle, n) {
             // The read credit stays taken while the bytes are paid for, so a throttled

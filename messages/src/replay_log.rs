@@ -98,7 +98,8 @@ pub struct LogHeader {
 pub enum ReadOutcome {
     /// This many bytes were read.
     Bytes(u64),
-    /// The source failed (`not_found`, `io`, `corrupt`, `denied`, `too_large`).
+    /// The source failed (`not_found`, `io`, `corrupt`, `denied`, `too_large`), or panicked
+    /// (`worker_lost`, with the panic's message: a replay's source panics the same way).
     Failed(ErrorKind),
 }
 

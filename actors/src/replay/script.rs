@@ -73,6 +73,10 @@ impl Source for ScriptedSource {
                 Err(SourceError::TooLarge { size: n, max: READ_BYTES_MAX })
             }
             Some(ReadOutcome::Bytes(n)) => Ok(vec![0; usize::try_from(n).unwrap_or(0)]),
+            // The recorded source panicked: so does this one, and the worker loses the job.
+            Some(ReadOutcome::Failed(ErrorKind::WorkerLost(message))) => {
+                std::panic::panic_any(message)
+            }
             Some(ReadOutcome::Failed(kind)) => Err(source_error(kind)),
             None => Err(SourceError::Io("the recording has no read for this key".into())),
         }
