@@ -1,10 +1,7 @@
 //! Failed loads: IO, decode, panics, missing assets and invalid keys.
 
 use streamrt::messages::{AssetKey, InvalidKey};
-use streamrt::{
-    DecodeError, Decoder, EntryInfo, ErrorKind, Priority, ReadyError, RequestError, Runtime,
-    Source, SourceError,
-};
+use streamrt::{DecodeError, Decoder, ErrorKind, Priority, ReadyError, RequestError, Runtime};
 use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
 
 use crate::runtime;
@@ -141,30 +138,12 @@ fn a_decoder_that_panics_sizing_its_value_fails_the_request_instead_of_leaving_i
     assert_eq!(rt.live_workers().1, 1, "the decode thread was rebuilt");
 }
 
-/// A [`GatedSource`] whose read of `boom` panics.
-struct ReadPanics(GatedSource);
-
-impl Source for ReadPanics {
-    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
-        assert!(key.path() != "boom", "scripted panic reading {key}");
-        self.0.read(key)
-    }
-
-    fn describe(&self) -> String {
-        "a source that panics reading boom".to_owned()
-    }
-
-    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
-        self.0.entry_info(key)
-    }
-}
-
 #[test]
 fn a_source_that_panics_reading_fails_the_request_as_lost_and_the_pool_keeps_reading() {
-    let source = ReadPanics(GatedSource::with_blobs(1));
-    let rt = Runtime::builder().source(source).register(BlobDecoder::default()).workers(1);
-    let rt = rt.build().expect("runtime builds");
-    let err = failure(rt.request::<Blob>("boom", Priority::Normal).unwrap().wait_timeout(PATIENCE));
+    let source = GatedSource::with_blobs(1);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1));
+    let boom = rt.request::<Blob>("readpanic/x", Priority::Normal).unwrap();
+    let err = failure(boom.wait_timeout(PATIENCE));
     assert!(matches!(err.kind, ErrorKind::WorkerLost(_)), "{err}");
     assert_eq!(
         err.attempt,

@@ -8,7 +8,8 @@
 //!   decode; bytes starting with `PANIC` make the decoder panic.
 //! - [`Gate`]: a set of held names plus a log of what started; [`GatedSource`] consults it
 //!   before each read and [`BlobDecoder`] before each decode. A held name blocks the worker
-//!   until the test releases it.
+//!   until the test releases it. Its reads of paths starting with `ioerr` fail, of `flaky`
+//!   fail the first time, and of `readpanic` panic.
 //! - [`Scenario`]: a scripted session written as a replay log, for transcript tests.
 
 mod scenario;
@@ -146,6 +147,7 @@ impl GatedSource {
 impl Source for GatedSource {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
         self.gate.pass(key.path());
+        assert!(!key.path().starts_with("readpanic"), "scripted panic reading {key}");
         if key.path().starts_with("ioerr") {
             return Err(SourceError::Io(format!("scripted failure reading {key}")));
         }

@@ -2,10 +2,9 @@
 //! recorded from a real multi-threaded run replays to the recorded terminal states, and a
 //! replay that differs names where.
 
-use streamrt::messages::AssetKey;
 use streamrt::messages::{ErrorKind, LoadState, Priority};
 use streamrt::replay::{replay, ReplayOptions};
-use streamrt::{EntryInfo, FramePolicy, PublishMode, Runtime, RuntimeConfig, Source, SourceError};
+use streamrt::{FramePolicy, PublishMode, Runtime, RuntimeConfig};
 use streamrt_integration::{blob_key, Blob, BlobDecoder, GatedSource, Scenario, PATIENCE};
 
 /// A small deterministic generator (xorshift64*), so the sessions need no crate.
@@ -144,37 +143,19 @@ fn a_replay_that_differs_from_its_recording_names_the_first_divergent_event() {
     assert!(divergence.to_string().contains("request r2 ended cancelled in the recording"));
 }
 
-/// A [`GatedSource`] whose read of `boom` panics.
-struct ReadPanics(GatedSource);
-
-impl Source for ReadPanics {
-    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
-        assert!(key.path() != "boom", "scripted panic reading {key}");
-        self.0.read(key)
-    }
-
-    fn describe(&self) -> String {
-        "a source that panics reading boom".to_owned()
-    }
-
-    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
-        self.0.entry_info(key)
-    }
-}
-
 #[test]
 fn a_recorded_source_panic_replays_as_the_same_lost_reads() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("session.log");
     let rt = Runtime::builder()
-        .source(ReadPanics(GatedSource::with_blobs(1)))
+        .source(GatedSource::with_blobs(1))
         .register(BlobDecoder::default())
         .record(&log, "integration test")
         .build()
         .unwrap();
-    let boom = rt.request::<Blob>("boom", Priority::Normal).unwrap();
+    let boom = rt.request::<Blob>("readpanic/x", Priority::Normal).unwrap();
     let fine = rt.request::<Blob>("a0", Priority::Normal).unwrap();
-    assert!(boom.wait_timeout(PATIENCE).unwrap().is_err(), "every read of boom panicked");
+    assert!(boom.wait_timeout(PATIENCE).unwrap().is_err(), "every read of it panicked");
     assert!(fine.wait_timeout(PATIENCE).unwrap().is_ok());
     rt.shutdown();
     let report = replay(&std::fs::read(&log).unwrap(), ReplayOptions::default()).unwrap();
@@ -182,5 +163,5 @@ fn a_recorded_source_panic_replays_as_the_same_lost_reads() {
     assert_eq!(report.checked, 2);
     let attempts = streamrt::RetryPolicy::default().attempts_max as usize;
     let restarts = report.lines.iter().filter(|l| l.event == "restarted").count();
-    assert_eq!(restarts, attempts, "each replayed read of boom panicked and lost its worker");
+    assert_eq!(restarts, attempts, "each replayed read panicked and lost its worker");
 }
