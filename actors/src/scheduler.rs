@@ -173,6 +173,11 @@ impl Scheduler {
                 self.stopped = true;
                 // The loads' requests are held by their caches, which fail them on shutdown.
                 self.queue.clear();
+                // The caches are shut down first: no load still being read or decoded will
+                // report its end, and the pools stop next, so nothing is in flight any more.
+                self.in_flight.clear();
+                self.in_flight_shares = 0;
+                self.probe.counters.in_flight.store(0, Ordering::Relaxed);
                 let _ = ack.send(());
             }
         }

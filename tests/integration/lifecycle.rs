@@ -92,7 +92,9 @@ fn shutdown_with_requests_in_flight_leaves_every_request_terminal() {
     });
     let later = rt.request::<streamrt_integration::Blob>("a1", Priority::Normal);
     assert_eq!(later.unwrap_err(), streamrt::RequestError::Shutdown);
-    assert_eq!(rt.status().outstanding(), 0);
+    let status = rt.status();
+    assert_eq!(status.outstanding(), 0);
+    assert_eq!((status.in_flight, status.queued), (0, 0), "nothing counted in flight after");
 }
 
 #[test]
