@@ -1,10 +1,10 @@
-//! The scheduler's queue of pending loads: 16-byte tickets naming a cache slot, in priority
+//! The scheduler's queue of pending loads: 12-byte tickets naming a cache slot, in priority
 //! order, FIFO inside a level; the load itself stays in its cache's slot until dispatch.
 //!
 //! A pending load used to be queued as a whole job (its key, route, origin and declared size,
 //! copied from the slot) in a keyed slab with a generation index: about 164 bytes per pending
-//! request (`streamctl bench scale`). Here it is a 16-byte [`Ticket`] in its level's FIFO plus
-//! its slot's 24-byte entry in a per-type table.
+//! request (`streamctl bench scale`). Here it is a 12-byte [`Ticket`] in its level's FIFO plus
+//! its slot's 16-byte entry in a per-type table.
 //!
 //! # Invariants
 //!
@@ -14,11 +14,12 @@
 //! - `queued[ty][slot]` describes the slot's one queued load (generation, level, shares) and
 //!   the `seq` of its live ticket, or nothing. Every push and move takes a fresh `seq`, so a
 //!   moved (reprioritised), removed or superseded load leaves its old ticket stale for good,
-//!   skipped when it reaches the front.
+//!   skipped when it reaches the front. Sequence numbers are 32 bits: before the counter
+//!   wraps, the stale tickets are dropped and the live ones numbered again from 1.
 //! - `live` counts the live tickets. Stale tickets are compacted away once they outnumber the
 //!   live ones (plus a slack), so the FIFOs stay proportional to the live loads. The per-type
 //!   tables grow to the highest slot index queued and stay: proportional to the most slots
-//!   each cache has held at once (its slot indexes are reused), 24 bytes each.
+//!   each cache has held at once (its slot indexes are reused), 16 bytes each.
 
 use std::collections::VecDeque;
 
@@ -46,7 +47,7 @@ pub(crate) struct LoadRef {
 struct Ticket {
     slot: u32,
     ty: u16,
-    seq: u64,
+    seq: u32,
 }
 
 /// One slot index's queued load: what its live ticket stands for.
@@ -55,8 +56,8 @@ struct Entry {
     /// [`NONE`] when the slot has no queued load.
     generation: u64,
     /// The live ticket's `seq`; every push and move takes a fresh one, so an older ticket of
-    /// the same load never matches again.
-    seq: u64,
+    /// the same load never matches again (32 bits: see [`LoadQueue::renumber`]).
+    seq: u32,
     level: u8,
     /// Read-credit shares the load takes (at most a credit's 16).
     shares: u8,
@@ -68,7 +69,7 @@ pub(crate) struct LoadQueue {
     levels: [VecDeque<Ticket>; Priority::LEVELS],
     /// Indexed by type, then by slot index.
     queued: Vec<Vec<Entry>>,
-    next_seq: u64,
+    next_seq: u32,
     live: usize,
     stale: usize,
 }
@@ -87,6 +88,9 @@ impl LoadQueue {
 
     /// Gives `load`'s slot a fresh ticket at the back of `level` (a push or a move).
     fn place(&mut self, load: LoadRef, level: u8, shares: u8) {
+        if self.next_seq == u32::MAX {
+            self.renumber();
+        }
         self.next_seq += 1;
         let seq = self.next_seq;
         let (ty, slot) = (usize::from(load.ty), load.slot as usize);
@@ -206,6 +210,24 @@ impl LoadQueue {
         }
     }
 
+    /// Drops the stale tickets and numbers the live ones again from 1, in queue order, so that
+    /// sequence numbers can restart without an old number ever matching again: with no stale
+    /// ticket left and every live one renumbered below the counter, no ticket holds a number
+    /// the counter will hand out. Runs once per 2^32 pushes and moves, in time linear in the
+    /// live loads.
+    fn renumber(&mut self) {
+        self.compact();
+        let mut seq = 0;
+        for tickets in &mut self.levels {
+            for ticket in tickets.iter_mut() {
+                seq += 1;
+                ticket.seq = seq;
+                self.queued[usize::from(ticket.ty)][ticket.slot as usize].seq = seq;
+            }
+        }
+        self.next_seq = seq;
+    }
+
     fn compact(&mut self) {
         let queued = &self.queued;
         for tickets in &mut self.levels {
@@ -217,6 +239,12 @@ impl LoadQueue {
     #[cfg(test)]
     fn tickets(&self) -> usize {
         self.levels.iter().map(VecDeque::len).sum()
+    }
+
+    /// An empty queue whose sequence counter starts at `next_seq` (to test its wrap).
+    #[cfg(test)]
+    fn counting_from(next_seq: u32) -> Self {
+        Self { next_seq, ..Self::default() }
     }
 }
 
@@ -292,6 +320,21 @@ mod tests {
         assert!(!q.push(load(0, 2), Priority::Critical, 1), "an older retry's late push");
         assert!(q.replaces(load(0, 4)));
         assert_eq!(q.pop().map(|(l, _, _)| l.generation), Some(Generation(3)));
+    }
+
+    #[test]
+    fn a_stale_ticket_from_before_the_counter_wrapped_never_matches_again() {
+        let mut q = LoadQueue::counting_from(u32::MAX - 2);
+        assert!(q.push(load(0, 1), Priority::Low, 1));
+        assert!(q.push(load(2, 1), Priority::Low, 1));
+        // Slot 0 moves to High as the counter wraps: its Low ticket is left stale.
+        assert!(q.reprioritize(load(0, 1), Priority::High));
+        // 2^32 moves later (the counter is set there) it moves back to Low and takes the
+        // number its stale ticket had before the wrap, had nothing been renumbered.
+        q.next_seq = u32::MAX - 2;
+        assert!(q.reprioritize(load(0, 1), Priority::Low));
+        assert_eq!(pop_slots(&mut q), vec![2, 0], "slot 0 is at the back of Low, once");
+        assert_eq!(q.pop().map(|(l, _, _)| l), None);
     }
 
     #[test]
@@ -449,8 +492,12 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
         #[test]
-        fn behaves_like_a_sorted_list(ops in proptest::collection::vec(op(), 0..400)) {
-            let mut q = LoadQueue::default();
+        fn behaves_like_a_sorted_list(
+            ops in proptest::collection::vec(op(), 0..400),
+            near_wrap in any::<bool>(),
+        ) {
+            // Half the cases start the sequence counter just short of its wrap.
+            let mut q = LoadQueue::counting_from(if near_wrap { u32::MAX - 100 } else { 0 });
             let mut m = Model::default();
             for op in ops {
                 apply(&mut q, &mut m, op)?;
