@@ -383,7 +383,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         QueuedLoad {
             load: load_ref(self.type_index, at, slot.generation),
             priority: slot.priority,
-            declared_bytes: slot.declared_bytes,
+            declared_bytes: slot.bytes,
         }
     }
 
@@ -404,7 +404,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let key = ticket.cell().key().clone();
         let at = self.table.start_load(key, generation, priority, ticket.cell().id());
         let declared = ticket.cell().declared_bytes();
-        self.table.get_mut(at).expect("a slot just started").declared_bytes = declared;
+        self.table.get_mut(at).expect("a slot just started").bytes = declared;
         self.table.attach(at, ticket);
         self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at)));
     }

@@ -54,10 +54,10 @@ pub(crate) struct Slot<T, H> {
     pub(crate) phase: Phase,
     pub(crate) holders: Holders<H>,
     pub(crate) value: Option<Arc<T>>,
+    /// Until the load decodes, the stored size the source declared (0 when unknown): what a
+    /// read credit is charged for it. Once `Resident`, the value's resident size. One field
+    /// for both, as no slot needs both at once and every pending request has a slot.
     pub(crate) bytes: u64,
-    /// The stored size the source declared, in bytes (0 when unknown): what a read credit
-    /// is charged for the load.
-    pub(crate) declared_bytes: u64,
     /// The most urgent priority of the holders, as the scheduler knows it.
     pub(crate) priority: Priority,
     /// The request that started the load.
@@ -131,7 +131,6 @@ impl<T, H: Holder> SlotTable<T, H> {
             holders: Holders::default(),
             value: None,
             bytes: 0,
-            declared_bytes: 0,
             priority,
             origin,
             attempt: 1,
