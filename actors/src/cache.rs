@@ -38,10 +38,10 @@
 //!
 //! A transient failure (IO, a load a crashed worker lost) is retried with backoff under a fresh
 //! generation, up to the type's `attempts_max`. The slot waits out the backoff outside the
-//! scheduler's queue (`Phase::Backoff`), so a restarted scheduler's resubmission does not cut
-//! it short; the backoff's end queues it at the slot's priority then. A decoder panic is retried until the key has
-//! panicked `panics_max` times; then the key is quarantined and every request for it fails at
-//! once with `Quarantined`. Other failures end the load and fail every holder.
+//! scheduler's queue (`Phase::Backoff`), so a restarted scheduler's resubmission does not cut it
+//! short; the backoff's end queues it at the slot's priority then. A decoder panic is retried until
+//! the key has panicked `panics_max` times; then the key is quarantined and every request for it
+//! fails at once with `Quarantined`. Other failures end the load and fail every holder.
 //!
 //! # Supervision
 //!
@@ -467,8 +467,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn dispatch(&mut self, order: DispatchOrder) {
         let DispatchOrder { load, credit } = order;
         let at = load.slot as usize;
-        let current = self.table.current_mut(at, load.generation);
-        let Some(slot) = current.filter(|s| s.phase == Phase::Queued) else {
+        let Some(slot) = self.table.current_in(at, load.generation, Phase::Queued) else {
             drop(credit);
             self.to_scheduler.push(SchedulerMsg::JobFinished(load.generation));
             return;
@@ -490,8 +489,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     /// duplicate of a load since dispatched must not fail its requests).
     fn refused(&mut self, load: LoadRef, kind: ErrorKind) {
         let at = load.slot as usize;
-        let current = self.table.current_mut(at, load.generation);
-        if current.is_some_and(|s| s.phase == Phase::Queued) {
+        if self.table.current_in(at, load.generation, Phase::Queued).is_some() {
             self.ended(at, load.generation, JobEnd::Failed(kind));
         }
     }
@@ -729,8 +727,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     /// priority.
     fn retry_due(&mut self, load: LoadRef) {
         let at = load.slot as usize;
-        let Some(slot) = self.table.current_mut(at, load.generation) else { return };
-        if slot.phase == Phase::Backoff {
+        if let Some(slot) = self.table.current_in(at, load.generation, Phase::Backoff) {
             slot.phase = Phase::Queued;
             self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at)));
         }

@@ -1,14 +1,14 @@
 //! Loads in flight: the job a load travels as, and the IO and decode workers that run it.
 //!
-//! A load is queued by the scheduler as a ticket naming its cache slot; once dispatched, its
-//! cache makes its [`Job`] from the slot ([`DispatchOrder`]) and sends it on through the
-//! [`IoPort`]; an [`IoWorker`] reads it and a [`DecodeWorker`] decodes it. Dispatched loads wait for an IO worker, and read ones for a decode worker,
-//! in a [`Staging`] queue, most urgent first, while each pool's own FIFO queue carries one order
-//! per load ([`ReadOrder::Next`], [`DecodeJob::NextLoad`]): so a critical load dispatched behind
-//! many small ones is still the next one read and the next one decoded; a `High` or
-//! `Critical` load is decoded by the IO worker that read it, without waiting for a decode
-//! thread. Its [`JobRoute`] (one per asset type) carries what only the type knows: how to
-//! decode and which cache to tell.
+//! A load is queued by the scheduler as a ticket naming its cache slot; once dispatched, its cache
+//! makes its [`Job`] from the slot ([`DispatchOrder`]) and sends it on through the [`IoPort`]; an
+//! [`IoWorker`] reads it and a [`DecodeWorker`] decodes it. Dispatched loads wait for an IO worker,
+//! and read ones for a decode worker, in a [`Staging`] queue, most urgent first, while each pool's
+//! own FIFO queue carries one order per load ([`ReadOrder::Next`], [`DecodeJob::NextLoad`]): so a
+//! critical load dispatched behind many small ones is still the next one read and the next one
+//! decoded; a `High` or `Critical` load is decoded by the IO worker that read it, without waiting
+//! for a decode thread. Its [`JobRoute`] (one per asset type) carries what only the type knows: how
+//! to decode and which cache to tell.
 //!
 //! # Invariants
 //!

@@ -180,6 +180,17 @@ impl<T, H: Holder> SlotTable<T, H> {
         self.slots.get_mut(slot).filter(|s| s.generation == generation)
     }
 
+    /// The slot, only if its current load is `generation` and in `phase` (a late message about
+    /// a load since released, superseded or moved on finds none).
+    pub(crate) fn current_in(
+        &mut self,
+        slot: usize,
+        generation: Generation,
+        phase: Phase,
+    ) -> Option<&mut Slot<T, H>> {
+        self.current_mut(slot, generation).filter(|s| s.phase == phase)
+    }
+
     /// Attaches a request to a slot.
     ///
     /// # Panics
@@ -284,7 +295,8 @@ mod tests {
                     }
                     Op::Release(n) if !live_requests.is_empty() => {
                         let (request, k) = live_requests.remove(n % live_requests.len());
-                        let (slot, _) = table.detach(&key(k), request).expect("live request is attached");
+                        let detached = table.detach(&key(k), request);
+                        let (slot, _) = detached.expect("live request is attached");
                         if table.get(slot).is_some_and(|s| s.holders.is_empty()) {
                             table.remove(slot);
                         }
