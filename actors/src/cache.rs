@@ -63,12 +63,12 @@ use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Recipient};
 use streamrt_messages::replay_log::{DecodeOutcome, LogRecord};
 use streamrt_messages::{
     AssetKey, AssetLoadError, ErrorKind, EventKind, Generation, LoadState, Priority, RequestId,
 };
-use streamrt_supervisor::{drain_turn, ChildLink, ExitReason, Mailbox, StopChild, Wake};
+use streamrt_supervisor::{drain_turn, Activity, ChildLink, ExitReason, Mailbox, StopChild, Wake};
 
 use crate::frame::{FrameMsg, ReadyEntry};
 use crate::key_hash::KeyMap;
@@ -163,6 +163,45 @@ fn stage<T: Send + Sync + 'static>(
     }
 }
 
+/// A cache's two mailboxes: its messages, and the lane of the scheduler's dispatch orders,
+/// which the cache drains first at every wake (see `# Ordering`). Both are attached to the
+/// same actor, closed together and tracked together.
+pub(crate) struct CacheInbox<T: Send + Sync + 'static> {
+    pub(crate) messages: Mailbox<CacheMsg<T>>,
+    pub(crate) dispatches: Mailbox<DispatchOrder>,
+}
+
+impl<T: Send + Sync + 'static> Clone for CacheInbox<T> {
+    fn clone(&self) -> Self {
+        Self { messages: self.messages.clone(), dispatches: self.dispatches.clone() }
+    }
+}
+
+impl<T: Send + Sync + 'static> CacheInbox<T> {
+    pub(crate) fn new() -> Self {
+        Self { messages: Mailbox::new(), dispatches: Mailbox::new() }
+    }
+
+    /// Attaches the cache incarnation that drains both.
+    fn attach(&self, waker: &Recipient<Wake>) {
+        self.messages.attach(waker.clone());
+        self.dispatches.attach(waker.clone());
+    }
+
+    /// Closes both. The messages not yet handled are dropped (their tickets fail their
+    /// requests), and so are the orders (their read credits go back).
+    pub(crate) fn close(&self) {
+        drop(self.messages.close());
+        drop(self.dispatches.close());
+    }
+
+    /// Counts both mailboxes' messages in a deterministic runtime's activity.
+    pub(crate) fn track(&self, activity: &Arc<Activity>) {
+        self.messages.track(activity);
+        self.dispatches.track(activity);
+    }
+}
+
 /// Where a cache sends what it produces.
 #[derive(Clone)]
 pub(crate) struct CacheLinks {
@@ -197,9 +236,7 @@ pub(crate) struct Cache<T: Send + Sync + 'static> {
     asset_type: String,
     /// This type's index in the registry: in the memory budget and in the scheduler's routes.
     type_index: u16,
-    mailbox: Mailbox<CacheMsg<T>>,
-    /// The scheduler's dispatch orders, drained before `mailbox` at every wake.
-    dispatches: Mailbox<DispatchOrder>,
+    inbox: CacheInbox<T>,
     route: Arc<dyn JobRoute>,
     links: CacheLinks,
     policy: RetryPolicy,
@@ -219,7 +256,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         (asset_type, type_index): (String, usize),
-        (mailbox, dispatches): (Mailbox<CacheMsg<T>>, Mailbox<DispatchOrder>),
+        inbox: CacheInbox<T>,
         route: Arc<dyn JobRoute>,
         links: CacheLinks,
         policy: RetryPolicy,
@@ -229,8 +266,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         Self {
             asset_type,
             type_index: u16::try_from(type_index).expect("fewer than 65,536 asset types"),
-            mailbox,
-            dispatches,
+            inbox,
             route,
             links,
             policy,
@@ -642,9 +678,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
 
     fn shutdown(&mut self) {
         // Messages not yet handled are dropped: their tickets fail their requests.
-        drop(self.mailbox.close());
-        // Orders not yet handled are dropped: their read credits go back.
-        drop(self.dispatches.close());
+        self.inbox.close();
         self.release_resident();
         self.residency().clear_type(self.budget_index());
         self.report_residency(Vec::new());
@@ -708,7 +742,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 continue;
             }
             if let Some(timers) = &self.links.timers {
-                let mailbox = self.mailbox.clone();
+                let mailbox = self.inbox.messages.clone();
                 let now_us = self.links.probe.now_us();
                 // A closed mailbox means shutdown; the cache failed the load's requests then.
                 let due = move || drop(mailbox.post(CacheMsg::RetryDue(load)));
@@ -743,8 +777,7 @@ impl<T: Send + Sync + 'static> Actor for Cache<T> {
             self.readmit();
             self.flush();
         }
-        self.mailbox.attach(ctx.address().recipient());
-        self.dispatches.attach(ctx.address().recipient());
+        self.inbox.attach(&ctx.address().recipient());
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -765,7 +798,7 @@ impl<T: Send + Sync + 'static> Handler<Wake> for Cache<T> {
     type Result = ();
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
-        let (mailbox, link) = (self.mailbox.clone(), self.link.clone());
+        let (inbox, link) = (self.inbox.clone(), self.link.clone());
         let max = self.links.drain_batch_max;
         // Dispatch orders first, all of them (credits bound them): a load the scheduler let go
         // reaches the IO pool without waiting behind the engine's requests in the mailbox. The
@@ -778,10 +811,10 @@ impl<T: Send + Sync + 'static> Handler<Wake> for Cache<T> {
                 cache.schedule_retries(ctx);
                 cache.flush();
             };
-            ran = drain_turn(cache, ctx, &mailbox, &link, max, Self::handle_msg, after);
+            ran = drain_turn(cache, ctx, &inbox.messages, &link, max, Self::handle_msg, after);
         };
-        let dispatches = self.dispatches.clone();
-        let sent = drain_turn(self, ctx, &dispatches, &link, usize::MAX, Self::dispatch, turn);
+        let dispatches = &inbox.dispatches;
+        let sent = drain_turn(self, ctx, dispatches, &link, usize::MAX, Self::dispatch, turn);
         if !sent || !ran {
             // Stopping: hand the unfinished requests to the next incarnation.
             self.salvage();

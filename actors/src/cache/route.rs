@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use streamrt_messages::replay_log::DecodeOutcome;
 use streamrt_messages::ErrorKind;
-use streamrt_supervisor::{panic_message, Mailbox};
+use streamrt_supervisor::panic_message;
 
-use super::CacheMsg;
+use super::{CacheInbox, CacheMsg};
 use crate::asset::{DecodeError, Decoder};
 use crate::scheduler::LoadRef;
 use crate::work::{CancelTable, DispatchOrder, Job, JobEnd, JobRoute};
@@ -22,31 +22,25 @@ use crate::work::{CancelTable, DispatchOrder, Job, JobEnd, JobRoute};
 /// The decoder and cache of one asset type, as jobs see them.
 pub(crate) struct TypeRoute<D: Decoder> {
     decoder: Arc<D>,
-    cache: Mailbox<CacheMsg<D::Asset>>,
-    /// The cache's lane for dispatch orders, drained before its mailbox.
-    dispatches: Mailbox<DispatchOrder>,
+    cache: CacheInbox<D::Asset>,
     /// Written by the cache (every incarnation: the route outlives them), read by workers.
     cancels: CancelTable,
 }
 
 impl<D: Decoder> TypeRoute<D> {
-    /// `cache`: the cache's mailbox and its lane for dispatch orders.
-    pub(crate) fn new(
-        decoder: Arc<D>,
-        (cache, dispatches): (Mailbox<CacheMsg<D::Asset>>, Mailbox<DispatchOrder>),
-    ) -> Self {
-        Self { decoder, cache, dispatches, cancels: CancelTable::default() }
+    pub(crate) fn new(decoder: Arc<D>, cache: CacheInbox<D::Asset>) -> Self {
+        Self { decoder, cache, cancels: CancelTable::default() }
     }
 }
 
 impl<D: Decoder> JobRoute for TypeRoute<D> {
     fn dispatch(&self, order: DispatchOrder) {
         // A closed lane means shutdown: the order's credit goes back as it is dropped.
-        let _ = self.dispatches.post(order);
+        let _ = self.cache.dispatches.post(order);
     }
 
     fn refuse(&self, load: LoadRef, kind: ErrorKind) {
-        let _ = self.cache.post(CacheMsg::Refused(load, kind));
+        let _ = self.cache.messages.post(CacheMsg::Refused(load, kind));
     }
 
     fn decode(
@@ -69,23 +63,23 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
         // A closed mailbox means shutdown; the requests were failed already.
         match decoded {
             Ok(Ok((value, size))) => {
-                let _ = self.cache.post(CacheMsg::Decoded(job, Arc::new(value), size));
+                let _ = self.cache.messages.post(CacheMsg::Decoded(job, Arc::new(value), size));
                 Ok(())
             }
             Ok(Err(e)) => {
-                let _ = self.cache.post(CacheMsg::Ended(job, JobEnd::Failed(e.into())));
+                let _ = self.cache.messages.post(CacheMsg::Ended(job, JobEnd::Failed(e.into())));
                 Ok(())
             }
             Err(panic) => {
                 let kind = ErrorKind::DecoderPanicked(panic_message(&*panic));
-                let _ = self.cache.post(CacheMsg::Ended(job, JobEnd::Failed(kind)));
+                let _ = self.cache.messages.post(CacheMsg::Ended(job, JobEnd::Failed(kind)));
                 Err(panic)
             }
         }
     }
 
     fn end(&self, job: Job, end: JobEnd) {
-        let _ = self.cache.post(CacheMsg::Ended(job, end));
+        let _ = self.cache.messages.post(CacheMsg::Ended(job, end));
     }
 
     fn cancels(&self) -> &CancelTable {

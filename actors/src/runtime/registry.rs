@@ -10,10 +10,10 @@ use streamrt_messages::AssetTypeName;
 use streamrt_supervisor::{Activity, ChildSpec, Mailbox, RestartKind};
 
 use crate::asset::Decoder;
-use crate::cache::{Cache, CacheLinks, CacheMsg, CacheStats, Salvage, TypeRoute};
+use crate::cache::{Cache, CacheInbox, CacheLinks, CacheMsg, CacheStats, Salvage, TypeRoute};
 use crate::runtime::submit::DepRequester;
 use crate::runtime::RetryPolicy;
-use crate::work::{DispatchOrder, JobRoute};
+use crate::work::JobRoute;
 
 /// The engine side of one registered type.
 pub(crate) struct TypeEntry<T: Send + Sync + 'static> {
@@ -58,9 +58,7 @@ pub(crate) trait TypeSpec: Send {
 pub(crate) struct DecoderSpec<D: Decoder> {
     name: AssetTypeName,
     decoder: Arc<D>,
-    mailbox: Mailbox<CacheMsg<D::Asset>>,
-    /// The cache's lane for the scheduler's dispatch orders (see `Cache`'s `# Ordering`).
-    dispatches: Mailbox<DispatchOrder>,
+    inbox: CacheInbox<D::Asset>,
     policy: Option<RetryPolicy>,
     salvage: Salvage<D::Asset>,
 }
@@ -70,8 +68,7 @@ impl<D: Decoder> DecoderSpec<D> {
         Self {
             name,
             decoder: Arc::new(decoder),
-            mailbox: Mailbox::new(),
-            dispatches: Mailbox::new(),
+            inbox: CacheInbox::new(),
             policy,
             salvage: Arc::default(),
         }
@@ -92,7 +89,7 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
         placeholder: Option<&(dyn Any + Send + Sync)>,
     ) -> (Arc<dyn Any + Send + Sync>, Arc<dyn DepRequester>) {
         let link = TypeLink {
-            mailbox: self.mailbox.clone(),
+            mailbox: self.inbox.messages.clone(),
             placeholder: placeholder.and_then(|p| p.downcast_ref::<Arc<D::Asset>>()).cloned(),
         };
         let entry = Arc::new(TypeEntry { name: self.name.clone(), link: Arc::new(link) });
@@ -100,16 +97,11 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
     }
 
     fn control(&self) -> Arc<dyn CacheControl> {
-        Arc::new(CacheHandle {
-            mailbox: self.mailbox.clone(),
-            dispatches: self.dispatches.clone(),
-            salvage: Arc::clone(&self.salvage),
-        })
+        Arc::new(CacheHandle { inbox: self.inbox.clone(), salvage: Arc::clone(&self.salvage) })
     }
 
     fn route(&self) -> Arc<dyn JobRoute> {
-        let cache = (self.mailbox.clone(), self.dispatches.clone());
-        Arc::new(TypeRoute::new(Arc::clone(&self.decoder), cache))
+        Arc::new(TypeRoute::new(Arc::clone(&self.decoder), self.inbox.clone()))
     }
 
     fn child_spec(
@@ -121,11 +113,11 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
         let salvage = self.salvage;
         let policy = self.policy.unwrap_or(links.retry);
         let name = format!("cache:{}", self.name);
-        let (asset_type, mailbox) = (self.name.to_string(), (self.mailbox, self.dispatches));
+        let (asset_type, inbox) = (self.name.to_string(), self.inbox);
         ChildSpec::new(name, RestartKind::Permanent, move |link| {
             let cache = Cache::new(
                 (asset_type.clone(), type_index),
-                mailbox.clone(),
+                inbox.clone(),
                 Arc::clone(&route),
                 links.clone(),
                 policy,
@@ -157,41 +149,37 @@ pub(crate) trait CacheControl: Send + Sync {
 
 /// A cache's mailboxes and the requests a stopped incarnation salvaged.
 struct CacheHandle<T: Send + Sync + 'static> {
-    mailbox: Mailbox<CacheMsg<T>>,
-    dispatches: Mailbox<DispatchOrder>,
+    inbox: CacheInbox<T>,
     salvage: Salvage<T>,
 }
 
 impl<T: Send + Sync + 'static> CacheControl for CacheHandle<T> {
     fn ask_shutdown(&self, timeout: Duration) -> bool {
-        self.mailbox.ask(CacheMsg::Shutdown, timeout).is_some()
+        self.inbox.messages.ask(CacheMsg::Shutdown, timeout).is_some()
     }
 
     fn ask_stats(&self, timeout: Duration) -> Option<CacheStats> {
-        self.mailbox.ask(CacheMsg::Stats, timeout)
+        self.inbox.messages.ask(CacheMsg::Stats, timeout)
     }
 
     fn ask_ping(&self, timeout: Duration) -> bool {
-        self.mailbox.ask(CacheMsg::Ping, timeout).is_some()
+        self.inbox.messages.ask(CacheMsg::Ping, timeout).is_some()
     }
 
     fn post_resubmit(&self) {
-        let _ = self.mailbox.post(CacheMsg::Resubmit);
+        let _ = self.inbox.messages.post(CacheMsg::Resubmit);
     }
 
     fn post_crash(&self) -> bool {
-        self.mailbox.post(CacheMsg::Crash).is_ok()
+        self.inbox.messages.post(CacheMsg::Crash).is_ok()
     }
 
     fn track(&self, activity: &Arc<Activity>) {
-        self.mailbox.track(activity);
-        self.dispatches.track(activity);
+        self.inbox.track(activity);
     }
 
     fn close(&self) {
-        drop(self.mailbox.close());
-        // Dropping the orders gives their read credits back.
-        drop(self.dispatches.close());
+        self.inbox.close();
         // Requests salvaged by an incarnation no one restarted (its supervisor gave up):
         // dropping their tickets fails them with `Shutdown`.
         drop(std::mem::take(&mut *self.salvage.lock().unwrap_or_else(PoisonError::into_inner)));
