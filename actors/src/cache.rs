@@ -54,6 +54,7 @@
 //! shared budget, outside the actor, and survive it.
 
 mod holders;
+mod inbox;
 mod route;
 mod slots;
 
@@ -63,12 +64,12 @@ use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Recipient};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use streamrt_messages::replay_log::{DecodeOutcome, LogRecord};
 use streamrt_messages::{
     AssetKey, AssetLoadError, ErrorKind, EventKind, Generation, LoadState, Priority, RequestId,
 };
-use streamrt_supervisor::{drain_turn, Activity, ChildLink, ExitReason, Mailbox, StopChild, Wake};
+use streamrt_supervisor::{drain_turn, ChildLink, ExitReason, Mailbox, StopChild, Wake};
 
 use crate::frame::{FrameMsg, ReadyEntry};
 use crate::key_hash::KeyMap;
@@ -80,6 +81,7 @@ use crate::scheduler::{LoadRef, QueuedLoad, SchedulerMsg};
 use crate::telemetry::{Counters, Probe};
 use crate::work::{DispatchOrder, IoPort, Job, JobEnd, JobGuard, JobRoute, ReadJob};
 
+pub(crate) use inbox::CacheInbox;
 use route::decoder_outcome;
 pub(crate) use route::TypeRoute;
 use slots::{Holder, Phase, SlotTable};
@@ -160,45 +162,6 @@ fn stage<T: Send + Sync + 'static>(
         if let Some(entry) = cell.when_dependencies_ready(ReadyEntry::new(cell, bytes)) {
             to_frame.push(entry);
         }
-    }
-}
-
-/// A cache's two mailboxes: its messages, and the lane of the scheduler's dispatch orders,
-/// which the cache drains first at every wake (see `# Ordering`). Both are attached to the
-/// same actor, closed together and tracked together.
-pub(crate) struct CacheInbox<T: Send + Sync + 'static> {
-    pub(crate) messages: Mailbox<CacheMsg<T>>,
-    pub(crate) dispatches: Mailbox<DispatchOrder>,
-}
-
-impl<T: Send + Sync + 'static> Clone for CacheInbox<T> {
-    fn clone(&self) -> Self {
-        Self { messages: self.messages.clone(), dispatches: self.dispatches.clone() }
-    }
-}
-
-impl<T: Send + Sync + 'static> CacheInbox<T> {
-    pub(crate) fn new() -> Self {
-        Self { messages: Mailbox::new(), dispatches: Mailbox::new() }
-    }
-
-    /// Attaches the cache incarnation that drains both.
-    fn attach(&self, waker: &Recipient<Wake>) {
-        self.messages.attach(waker.clone());
-        self.dispatches.attach(waker.clone());
-    }
-
-    /// Closes both. The messages not yet handled are dropped (their tickets fail their
-    /// requests), and so are the orders (their read credits go back).
-    pub(crate) fn close(&self) {
-        drop(self.messages.close());
-        drop(self.dispatches.close());
-    }
-
-    /// Counts both mailboxes' messages in a deterministic runtime's activity.
-    pub(crate) fn track(&self, activity: &Arc<Activity>) {
-        self.messages.track(activity);
-        self.dispatches.track(activity);
     }
 }
 
