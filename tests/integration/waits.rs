@@ -123,12 +123,18 @@ fn waits_over_no_handles_answer_at_once() {
     assert_eq!(wait_any(&none, Duration::from_millis(1)), None, "nothing can end");
 }
 
-#[test]
-fn a_zero_timeout_wait_is_a_poll_none_while_held_the_value_once_ready() {
+/// A runtime with one request, `a0`, whose read is held until the test releases it.
+fn one_held_request() -> (GatedSource, streamrt::Runtime, streamrt::Handle<Blob>) {
     let source = GatedSource::with_blobs(1);
     source.gate.hold("a0");
     let rt = runtime(&source, &BlobDecoder::default(), |b| b);
-    let h = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    let handle = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    (source, rt, handle)
+}
+
+#[test]
+fn a_zero_timeout_wait_is_a_poll_none_while_held_the_value_once_ready() {
+    let (source, _rt, h) = one_held_request();
     source.gate.wait_started("a0", 1);
     assert!(h.wait_timeout(Duration::ZERO).is_none(), "a0 is held");
     source.gate.release("a0");
@@ -138,10 +144,7 @@ fn a_zero_timeout_wait_is_a_poll_none_while_held_the_value_once_ready() {
 
 #[test]
 fn a_waiter_listening_before_the_load_ends_is_woken_by_its_end() {
-    let source = GatedSource::with_blobs(1);
-    source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b);
-    let handle = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    let (source, _rt, handle) = one_held_request();
     let mut ready = Box::pin(handle.ready());
     // One poll while the read is held registers the future's listener.
     let waker = futures::task::noop_waker();
