@@ -106,13 +106,51 @@ impl fmt::Display for AssetTypeName {
     }
 }
 
+/// A validated asset path: the confined, relative, `/`-separated half of a key (see the
+/// module's invariants), without its type.
+///
+/// What a per-type table keeps of a key: the type is the table's. Cloning is cheap (one
+/// reference count).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct AssetPath(Arc<str>);
+
+impl AssetPath {
+    /// Validates and wraps a path.
+    ///
+    /// # Errors
+    ///
+    /// An [`InvalidKey`] naming the first rule the path breaks.
+    pub fn new(path: &str) -> Result<Self, InvalidKey> {
+        validate_path(path)?;
+        Ok(Self(path.into()))
+    }
+
+    /// The path, `/`-separated.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AssetPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AssetPath({})", self.0)
+    }
+}
+
+impl fmt::Display for AssetPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A validated asset key: `type:relative/path`.
 ///
 /// Cloning is cheap (two reference counts).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct AssetKey {
     asset_type: AssetTypeName,
-    path: Arc<str>,
+    path: AssetPath,
 }
 
 impl AssetKey {
@@ -122,8 +160,12 @@ impl AssetKey {
     ///
     /// An [`InvalidKey`] naming the first rule the path breaks.
     pub fn new(asset_type: AssetTypeName, path: &str) -> Result<Self, InvalidKey> {
-        validate_path(path)?;
-        Ok(Self { asset_type, path: path.into() })
+        Ok(Self::from_parts(asset_type, AssetPath::new(path)?))
+    }
+
+    /// A key from a type and a path, each validated already; no check and no copy of the text.
+    pub fn from_parts(asset_type: AssetTypeName, path: AssetPath) -> Self {
+        Self { asset_type, path }
     }
 
     /// Parses `type:path`, as `streamctl` and the control protocol spell keys.
@@ -145,6 +187,11 @@ impl AssetKey {
 
     /// The confined relative path, `/`-separated.
     pub fn path(&self) -> &str {
+        self.path.as_str()
+    }
+
+    /// The path as a shareable value (what a per-type table keeps).
+    pub fn asset_path(&self) -> &AssetPath {
         &self.path
     }
 }

@@ -32,7 +32,9 @@ mod status;
 pub use error::{AssetLoadError, ErrorKind};
 pub use event::{CancelStage, Event, EventKind};
 pub use ids::{Generation, Priority, RequestId};
-pub use key::{AssetKey, AssetTypeName, InvalidKey, ASSET_PATH_BYTES_MAX, ASSET_TYPE_BYTES_MAX};
+pub use key::{
+    AssetKey, AssetPath, AssetTypeName, InvalidKey, ASSET_PATH_BYTES_MAX, ASSET_TYPE_BYTES_MAX,
+};
 pub use record::{Record, TELEMETRY_SCHEMA_VERSION};
 pub use state::LoadState;
 pub use status::Status;
