@@ -67,12 +67,13 @@ use std::time::Duration;
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use streamrt_messages::replay_log::{DecodeOutcome, LogRecord};
 use streamrt_messages::{
-    AssetKey, AssetLoadError, ErrorKind, EventKind, Generation, LoadState, Priority, RequestId,
+    AssetKey, AssetLoadError, AssetPath, AssetTypeName, ErrorKind, EventKind, Generation,
+    LoadState, Priority, RequestId,
 };
 use streamrt_supervisor::{drain_turn, ChildLink, ExitReason, Mailbox, StopChild, Wake};
 
 use crate::frame::{FrameMsg, ReadyEntry};
-use crate::key_hash::KeyMap;
+use crate::key_hash::PathMap;
 use crate::replay::VirtualTimers;
 use crate::request::{RequestCell, Ticket};
 use crate::resident::{AnyValue, Evicted, Residency};
@@ -90,10 +91,10 @@ use slots::{Holder, Phase, SlotTable};
 pub(crate) enum CacheMsg<T: Send + Sync + 'static> {
     /// A new request (`LoadAsset`).
     Load(Ticket<T>),
-    /// A request's handle let go (cancelled or dropped); the request's key finds its slot.
-    Release(RequestId, AssetKey),
-    /// A request's priority changed; the request's key finds its slot.
-    Reprioritize(RequestId, AssetKey, Priority),
+    /// A request's handle let go (cancelled or dropped); the request's path finds its slot.
+    Release(RequestId, AssetPath),
+    /// A request's priority changed; the request's path finds its slot.
+    Reprioritize(RequestId, AssetPath, Priority),
     /// The scheduler refused a load (`QueueFull`).
     Refused(LoadRef, ErrorKind),
     /// A retry's backoff is over (a deterministic runtime's virtual timer).
@@ -196,7 +197,7 @@ enum Verdict {
 
 /// See the module docs.
 pub(crate) struct Cache<T: Send + Sync + 'static> {
-    asset_type: String,
+    asset_type: AssetTypeName,
     /// This type's index in the registry: in the memory budget and in the scheduler's routes.
     type_index: u16,
     inbox: CacheInbox<T>,
@@ -206,8 +207,8 @@ pub(crate) struct Cache<T: Send + Sync + 'static> {
     link: ChildLink,
     salvage: Salvage<T>,
     table: SlotTable<T, Ticket<T>>,
-    panics: KeyMap<u32>,
-    quarantined: KeyMap<u32>,
+    panics: PathMap<u32>,
+    quarantined: PathMap<u32>,
     to_scheduler: Vec<SchedulerMsg>,
     to_frame: Vec<ReadyEntry>,
     /// Retries to start once their backoff (ms) is over.
@@ -218,7 +219,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     /// Everything a cache is made of; several incarnations are made from the same parts.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        (asset_type, type_index): (String, usize),
+        (asset_type, type_index): (AssetTypeName, usize),
         inbox: CacheInbox<T>,
         route: Arc<dyn JobRoute>,
         links: CacheLinks,
@@ -236,8 +237,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
             link,
             salvage,
             table: SlotTable::default(),
-            panics: KeyMap::default(),
-            quarantined: KeyMap::default(),
+            panics: PathMap::default(),
+            quarantined: PathMap::default(),
             to_scheduler: Vec::new(),
             to_frame: Vec::new(),
             retry_later: Vec::new(),
@@ -257,9 +258,9 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn handle_msg(&mut self, msg: CacheMsg<T>) {
         match msg {
             CacheMsg::Load(ticket) => self.load(ticket),
-            CacheMsg::Release(request, key) => self.release(request, &key),
-            CacheMsg::Reprioritize(request, key, priority) => {
-                self.reprioritize(request, &key, priority);
+            CacheMsg::Release(request, path) => self.release(request, &path),
+            CacheMsg::Reprioritize(request, path, priority) => {
+                self.reprioritize(request, &path, priority);
             }
             CacheMsg::Refused(load, kind) => self.refused(load, kind),
             CacheMsg::RetryDue(load) => self.retry_due(load),
@@ -287,9 +288,14 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
     }
 
-    fn emit(&self, kind: EventKind, origin: RequestId, key: &AssetKey) {
+    fn emit(&self, kind: EventKind, origin: RequestId, path: &AssetPath) {
         let probe = &self.links.probe;
-        probe.emit_with(|| probe.event(kind).with_request(origin).with_key(key.clone()));
+        probe.emit_with(|| probe.event(kind).with_request(origin).with_key(self.key_of(path)));
+    }
+
+    /// The key of this cache's `path`.
+    fn key_of(&self, path: &AssetPath) -> AssetKey {
+        AssetKey::from_parts(self.asset_type.clone(), path.clone())
     }
 
     fn load(&mut self, ticket: Ticket<T>) {
@@ -304,16 +310,15 @@ impl<T: Send + Sync + 'static> Cache<T> {
             probe
                 .event(EventKind::Queued)
                 .with_request(cell.id())
-                .with_key(cell.key().clone())
+                .with_key(cell.key())
                 .with_priority(priority)
         });
-        if let Some(&panics) = self.quarantined.get(cell.key()) {
+        if let Some(&panics) = self.quarantined.get(cell.path()) {
             let kind = ErrorKind::Quarantined { panics };
-            cell.fail(&Arc::new(AssetLoadError { key: cell.key().clone(), attempt: 0, kind }));
+            cell.fail(&Arc::new(AssetLoadError { key: cell.key(), attempt: 0, kind }));
             return;
         }
-        let found =
-            self.table.lookup_key(cell.key()).or_else(|| self.unpark(cell.key(), cell.id()));
+        let found = self.table.lookup(cell.path()).or_else(|| self.unpark(cell.path(), cell.id()));
         let Some(at) = found else {
             self.residency().miss(self.budget_index());
             return self.start_load(ticket, priority);
@@ -347,13 +352,20 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.links.residency.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes `key`'s asset back from the budget's pool into a resident slot, if it is parked.
-    fn unpark(&mut self, key: &AssetKey, origin: RequestId) -> Option<usize> {
-        let (value, bytes) = self.residency().take(key)?;
+    /// Takes `path`'s asset back from the budget's pool into a resident slot, if it is parked.
+    fn unpark(&mut self, path: &AssetPath, origin: RequestId) -> Option<usize> {
+        let (value, bytes) = {
+            let mut residency = self.residency();
+            // Most loads find nothing parked: they build no key to look for it.
+            if residency.figures(self.budget_index()).parked == 0 {
+                return None;
+            }
+            residency.take(&self.key_of(path))?
+        };
         // Keys carry their type, so a parked value of this key is of this cache's type.
         let value = value.downcast::<T>().ok()?;
         let generation = self.next_generation();
-        Some(self.table.insert_resident(key.clone(), generation, value, bytes, origin))
+        Some(self.table.insert_resident(path.clone(), generation, value, bytes, origin))
     }
 
     /// Reports what the budget evicted (if anything) and publishes the resident total, which
@@ -391,7 +403,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         Job {
             slot: slots::index32(at),
             generation: slot.generation,
-            key: slot.key.clone(),
+            key: self.key_of(&slot.path),
             priority: slot.priority,
             origin: slot.origin,
             route: Arc::clone(&self.route),
@@ -400,16 +412,16 @@ impl<T: Send + Sync + 'static> Cache<T> {
 
     fn start_load(&mut self, ticket: Ticket<T>, priority: Priority) {
         let generation = self.next_generation();
-        let key = ticket.cell().key().clone();
-        let at = self.table.start_load(key, generation, priority, ticket.cell().id());
+        let path = ticket.cell().path().clone();
+        let at = self.table.start_load(path, generation, priority, ticket.cell().id());
         let declared = ticket.cell().declared_bytes();
         self.table.get_mut(at).expect("a slot just started").bytes = declared;
         self.table.attach(at, ticket);
         self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at)));
     }
 
-    fn release(&mut self, request: RequestId, key: &AssetKey) {
-        let Some((at, ticket)) = self.table.detach(key, request) else { return };
+    fn release(&mut self, request: RequestId, path: &AssetPath) {
+        let Some((at, ticket)) = self.table.detach(path, request) else { return };
         ticket.cell().cancel();
         drop(ticket);
         let slot = self.table.get(at).expect("detached from a live slot");
@@ -420,7 +432,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         if slot.phase == Phase::Resident {
             // The last holder let go of a decoded asset: keep it for reuse, within the budget.
             let value: AnyValue = slot.value.expect("resident slot holds a value");
-            let evicted = self.residency().park(self.budget_index(), slot.key, value, slot.bytes);
+            let key = self.key_of(&slot.path);
+            let evicted = self.residency().park(self.budget_index(), key, value, slot.bytes);
             return self.report_residency(evicted);
         }
         // The last holder let go of a load in progress: cancel the load itself.
@@ -431,8 +444,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
     }
 
-    fn reprioritize(&mut self, request: RequestId, key: &AssetKey, priority: Priority) {
-        let Some(at) = self.table.lookup_holder(key, request) else { return };
+    fn reprioritize(&mut self, request: RequestId, path: &AssetPath, priority: Priority) {
+        let Some(at) = self.table.lookup_holder(path, request) else { return };
         let slot = self.table.get_mut(at).expect("indexed slot exists");
         match slot.phase {
             Phase::Backoff | Phase::Queued => {
@@ -530,23 +543,23 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 ErrorKind::Io(format!("load dropped while {}", stage.name()))
             }
         };
-        let (attempt, origin, key) = (slot.attempt, slot.origin, slot.key.clone());
-        match self.verdict(&key, &kind, attempt) {
+        let (attempt, origin, path) = (slot.attempt, slot.origin, slot.path.clone());
+        match self.verdict(&path, &kind, attempt) {
             Verdict::Retry { delay_ms } => self.retry(at, kind, delay_ms),
             Verdict::Quarantine { panics } => {
                 Counters::bump(&self.links.probe.counters.quarantined);
-                self.emit(EventKind::Quarantined { panics }, origin, &key);
-                self.quarantined.insert(key, panics);
+                self.emit(EventKind::Quarantined { panics }, origin, &path);
+                self.quarantined.insert(path, panics);
                 self.fail_slot(at, ErrorKind::Quarantined { panics });
             }
             Verdict::Fail => self.fail_slot(at, kind),
         }
     }
 
-    fn verdict(&mut self, key: &AssetKey, kind: &ErrorKind, attempt: u32) -> Verdict {
+    fn verdict(&mut self, path: &AssetPath, kind: &ErrorKind, attempt: u32) -> Verdict {
         let policy = self.policy;
         if let ErrorKind::DecoderPanicked(_) = kind {
-            let panics = self.panics.entry(key.clone()).or_default();
+            let panics = self.panics.entry(path.clone()).or_default();
             *panics += 1;
             return if *panics >= policy.panics_max {
                 Verdict::Quarantine { panics: *panics }
@@ -570,15 +583,16 @@ impl<T: Send + Sync + 'static> Cache<T> {
         for ticket in &slot.holders {
             ticket.cell().advance(LoadState::Loading, LoadState::Pending);
         }
-        let (attempt, origin, key) = (slot.attempt, slot.origin, slot.key.clone());
+        let (attempt, origin, path) = (slot.attempt, slot.origin, slot.path.clone());
         Counters::bump(&self.links.probe.counters.retries);
-        self.emit(EventKind::Retried { attempt, kind }, origin, &key);
+        self.emit(EventKind::Retried { attempt, kind }, origin, &path);
         self.retry_later.push((delay_ms, load_ref(self.type_index, at, generation)));
     }
 
     fn fail_slot(&mut self, at: usize, kind: ErrorKind) {
         let slot = self.table.remove(at);
-        let error = Arc::new(AssetLoadError { key: slot.key.clone(), attempt: slot.attempt, kind });
+        let key = self.key_of(&slot.path);
+        let error = Arc::new(AssetLoadError { key, attempt: slot.attempt, kind });
         for ticket in &slot.holders {
             ticket.cell().fail(&error);
         }
@@ -600,7 +614,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn stats(&self) -> CacheStats {
         let figures = self.residency().figures(self.budget_index());
         let mut stats = CacheStats {
-            asset_type: self.asset_type.clone(),
+            asset_type: self.asset_type.to_string(),
             quarantined: self.quarantined.len(),
             entries: figures.parked,
             parked: figures.parked,
@@ -647,7 +661,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.report_residency(Vec::new());
         self.cancel_every_load();
         for slot in self.table.drain() {
-            let error = AssetLoadError::shared(slot.key.clone(), ErrorKind::Shutdown);
+            let error = AssetLoadError::shared(self.key_of(&slot.path), ErrorKind::Shutdown);
             for ticket in &slot.holders {
                 ticket.cell().fail(&error);
             }

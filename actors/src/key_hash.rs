@@ -12,10 +12,13 @@
 
 use std::collections::HashMap;
 
-use streamrt_messages::AssetKey;
+use streamrt_messages::{AssetKey, AssetPath};
 
 /// The hasher of asset keys, seeded at random where it is made; see the module docs.
 pub(crate) type KeyHasher = foldhash::fast::RandomState;
 
 /// A map keyed by asset keys; see the module docs.
 pub(crate) type KeyMap<V> = HashMap<AssetKey, V, KeyHasher>;
+
+/// A map keyed by paths of one asset type (a cache's); see the module docs.
+pub(crate) type PathMap<V> = HashMap<AssetPath, V, KeyHasher>;

@@ -20,7 +20,7 @@
 //!   with dependencies owns their gate, a dependency request reports its end to its parent's.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,8 @@ use crossbeam_utils::Backoff;
 use event_listener::{Event as Signal, EventListener, Listener};
 use streamrt_messages::replay_log::LogRecord;
 use streamrt_messages::{
-    AssetKey, AssetLoadError, CancelStage, ErrorKind, EventKind, LoadState, Priority, RequestId,
+    AssetKey, AssetLoadError, AssetPath, CancelStage, ErrorKind, EventKind, LoadState, Priority,
+    RequestId,
 };
 
 use crate::cache::CacheMsg;
@@ -67,14 +68,12 @@ pub(crate) fn listen(signal: &Signal) -> EventListener {
     listener
 }
 
-/// Where a request sits in a dependency tree, and what it weighs in progress.
+/// Where a request sits in a dependency tree.
 #[derive(Default)]
 pub(crate) struct Lineage {
     /// Boxed, and only for a request in a tree: most requests have neither link, and each
     /// pending request's cell is 8 bytes smaller for it.
     tree: Option<Box<TreeLinks>>,
-    /// The asset's size as the source declares it, in bytes (0 when unknown).
-    size: u64,
 }
 
 struct TreeLinks {
@@ -85,13 +84,9 @@ struct TreeLinks {
 }
 
 impl Lineage {
-    pub(crate) fn new(
-        gate: Option<Arc<DepGate>>,
-        parent: Option<Weak<DepGate>>,
-        size: u64,
-    ) -> Self {
+    pub(crate) fn new(gate: Option<Arc<DepGate>>, parent: Option<Weak<DepGate>>) -> Self {
         let in_tree = gate.is_some() || parent.is_some();
-        Self { tree: in_tree.then(|| Box::new(TreeLinks { gate, parent })), size }
+        Self { tree: in_tree.then(|| Box::new(TreeLinks { gate, parent })) }
     }
 
     fn gate(&self) -> Option<&Arc<DepGate>> {
@@ -104,51 +99,73 @@ impl Lineage {
 }
 
 /// A request's shared state; see the module docs.
+///
+/// # Size
+///
+/// Every pending request has one, and its allocation is most of what a pending request costs
+/// (`streamctl bench scale`): 104 bytes, which with the reference counts is a 128-byte
+/// allocation, where one field more would make it 144. So the cell keeps what only it can
+/// hold and reaches the rest through `link`: the key's type, the runtime's probe. Its times
+/// and the declared size are 32 bits where nothing needs more (see each field);
+/// `a_pending_requests_cell_fits_a_128_byte_allocation` fails when it grows.
 pub(crate) struct RequestCell<T: Send + Sync + 'static> {
     id: RequestId,
-    key: AssetKey,
+    /// The key's path; its type is `link`'s.
+    path: AssetPath,
     state: AtomicU8,
     priority: AtomicU8,
+    /// Whether the request let go of its asset at its cache (`Release` was posted).
+    released: AtomicBool,
+    /// Clones of the engine's [`Handle`]: dropping the last one cancels and releases.
+    handles: AtomicU32,
+    /// The asset's size as the source declares it, in bytes (0 when unknown), saturating at
+    /// `u32::MAX`: a load that large outweighs any read credit and any sibling either way.
+    declared_bytes: u32,
+    /// Microseconds from `created_us` to the terminal state, saturating at `u32::MAX` (71
+    /// minutes); 0 until then.
+    terminal_after_us: AtomicU32,
     value: OnceLock<Arc<T>>,
     error: OnceLock<Arc<AssetLoadError>>,
     created_us: u64,
-    terminal_us: AtomicU64,
     changed: Signal,
-    probe: Arc<Probe>,
     lineage: Lineage,
-    /// Clones of the engine's [`Handle`]: dropping the last one cancels and releases.
-    handles: AtomicU32,
-    /// Whether the request let go of its asset at its cache (`Release` was posted).
-    released: AtomicBool,
-    /// The request's type: its cache (for `Release` and `Reprioritize`) and placeholder; set
-    /// when the handle is made (the handle and the cell are one allocation).
-    link: Option<Arc<TypeLink<T>>>,
+    /// The request's type and runtime: its cache (for `Release` and `Reprioritize`), its
+    /// placeholder, its type name and the probe.
+    link: Arc<TypeLink<T>>,
 }
 
 impl<T: Send + Sync + 'static> RequestCell<T> {
-    pub(crate) fn new(id: RequestId, key: AssetKey, priority: Priority, probe: Arc<Probe>) -> Self {
+    /// A pending request for `key` (whose type must be `link`'s), declared `size` bytes long
+    /// by its source, at `lineage`'s place in a dependency tree.
+    pub(crate) fn new(
+        id: RequestId,
+        key: &AssetKey,
+        priority: Priority,
+        size: u64,
+        lineage: Lineage,
+        link: Arc<TypeLink<T>>,
+    ) -> Self {
+        debug_assert_eq!(key.asset_type(), &link.asset_type, "a request of another type");
         Self {
             id,
-            key,
+            path: key.asset_path().clone(),
             state: AtomicU8::new(LoadState::Pending.code()),
             priority: AtomicU8::new(priority.index() as u8),
+            released: AtomicBool::new(false),
+            handles: AtomicU32::new(0),
+            declared_bytes: u32::try_from(size).unwrap_or(u32::MAX),
+            terminal_after_us: AtomicU32::new(0),
             value: OnceLock::new(),
             error: OnceLock::new(),
-            created_us: probe.now_us(),
-            terminal_us: AtomicU64::new(0),
+            created_us: link.probe.now_us(),
             changed: Signal::new(),
-            probe,
-            lineage: Lineage::default(),
-            handles: AtomicU32::new(0),
-            released: AtomicBool::new(false),
-            link: None,
+            lineage,
+            link,
         }
     }
 
-    /// The same cell, placed in a dependency tree.
-    pub(crate) fn with_lineage(mut self, lineage: Lineage) -> Self {
-        self.lineage = lineage;
-        self
+    fn probe(&self) -> &Probe {
+        &self.link.probe
     }
 
     /// Whether the engine made this request (not a dependency's gate).
@@ -158,7 +175,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 
     /// Records `record` if the runtime is recording and the engine made this request.
     pub(crate) fn record_input(&self, record: impl FnOnce() -> LogRecord) {
-        if let (true, Some(recorder)) = (self.is_root(), self.probe.recorder()) {
+        if let (true, Some(recorder)) = (self.is_root(), self.probe().recorder()) {
             recorder.record(&record());
         }
     }
@@ -179,13 +196,13 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 
     /// The asset's size as the source declares it, in bytes (0 when unknown).
     pub(crate) fn declared_bytes(&self) -> u64 {
-        self.lineage.size
+        u64::from(self.declared_bytes)
     }
 
     /// This request's progress over its dependency tree.
     pub(crate) fn progress(&self) -> ByteProgress {
         // An unknown size weighs one byte, so the request still counts.
-        let weight = self.lineage.size.max(1);
+        let weight = self.declared_bytes().max(1);
         let own = match self.state() {
             LoadState::Pending | LoadState::Loading => 0,
             _ => weight,
@@ -201,8 +218,14 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         self.id
     }
 
-    pub(crate) fn key(&self) -> &AssetKey {
-        &self.key
+    /// The request's key, put together from its path and its type's name.
+    pub(crate) fn key(&self) -> AssetKey {
+        AssetKey::from_parts(self.link.asset_type.clone(), self.path.clone())
+    }
+
+    /// The key's path: what the type's cache looks its slot up by.
+    pub(crate) fn path(&self) -> &AssetPath {
+        &self.path
     }
 
     pub(crate) fn state(&self) -> LoadState {
@@ -281,10 +304,12 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     }
 
     fn on_terminal(&self, from: LoadState, to: LoadState, batch: Option<&PublishBatch>) {
-        let probe = &*self.probe;
+        let probe = self.probe();
         // One clock read stamps both the request's end and its event.
         let now_us = batch.map_or_else(|| probe.now_us(), |b| b.now_us);
-        self.terminal_us.store(now_us, Ordering::Release);
+        let after_us = now_us.saturating_sub(self.created_us);
+        self.terminal_after_us
+            .store(u32::try_from(after_us).unwrap_or(u32::MAX), Ordering::Release);
         let (counter, kind) = match to {
             LoadState::Ready => (&probe.counters.ready, EventKind::Published),
             LoadState::Cancelled => {
@@ -299,7 +324,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
             probe
                 .event_at(now_us, kind)
                 .with_request(self.id)
-                .with_key(self.key.clone())
+                .with_key(self.key())
                 .with_priority(self.priority())
         });
         wake_listeners(&self.changed);
@@ -313,7 +338,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
             }
         }
         if let Some(parent) = self.lineage.parent().and_then(Weak::upgrade) {
-            parent.dependency_ended(&self.key, to, self.error.get().map(|e| &**e));
+            parent.dependency_ended(&self.key(), to, self.error.get().map(|e| &**e));
         }
     }
 
@@ -322,7 +347,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         let _ = self.value.set(Arc::clone(value));
         let staged = self.transition(LoadState::Decoded).is_ok();
         if staged {
-            wake_listeners(self.probe.any_progressed());
+            wake_listeners(self.probe().any_progressed());
         }
         staged
     }
@@ -365,9 +390,10 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     fn outcome(&self) -> Option<Result<Arc<T>, ReadyError>> {
         match self.state() {
             LoadState::Ready => self.value().map(Ok),
-            LoadState::Failed => Some(Err(ReadyError::Failed(self.error().unwrap_or_else(|| {
-                AssetLoadError::shared(self.key.clone(), ErrorKind::Shutdown)
-            })))),
+            LoadState::Failed => Some(Err(ReadyError::Failed(
+                self.error()
+                    .unwrap_or_else(|| AssetLoadError::shared(self.key(), ErrorKind::Shutdown)),
+            ))),
             LoadState::Cancelled => Some(Err(ReadyError::Cancelled)),
             _ => None,
         }
@@ -378,10 +404,8 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     fn release(&self) {
         if !self.released.swap(true, Ordering::AcqRel) {
             self.record_input(|| LogRecord::Cancel { id: self.id.0 });
-            if let Some(link) = &self.link {
-                // A closed mailbox means the runtime shut down and the cache already let go.
-                let _ = link.mailbox.post(CacheMsg::Release(self.id, self.key.clone()));
-            }
+            // A closed mailbox means the runtime shut down and the cache already let go.
+            let _ = self.link.mailbox.post(CacheMsg::Release(self.id, self.path.clone()));
         }
     }
 
@@ -389,13 +413,13 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     fn latency_us(&self) -> Option<u64> {
         self.state()
             .is_terminal()
-            .then(|| self.terminal_us.load(Ordering::Acquire).saturating_sub(self.created_us))
+            .then(|| u64::from(self.terminal_after_us.load(Ordering::Acquire)))
     }
 }
 
 impl<T: Send + Sync + 'static> Dependent for RequestCell<T> {
     fn fail_dependent(&self, kind: ErrorKind) {
-        self.fail_with(|| Arc::new(AssetLoadError { key: self.key.clone(), attempt: 0, kind }));
+        self.fail_with(|| Arc::new(AssetLoadError { key: self.key(), attempt: 0, kind }));
     }
 }
 
@@ -448,7 +472,7 @@ impl<T: Send + Sync + 'static> Publishable for RequestCell<T> {
     }
 
     fn fail_shutdown(&self) {
-        self.fail_with(|| AssetLoadError::shared(self.key.clone(), ErrorKind::Shutdown));
+        self.fail_with(|| AssetLoadError::shared(self.key(), ErrorKind::Shutdown));
     }
 }
 
@@ -531,7 +555,7 @@ impl<T: Send + Sync + 'static> std::fmt::Debug for Handle<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handle")
             .field("id", &self.id())
-            .field("key", self.key())
+            .field("key", &self.key())
             .field("state", &self.state())
             .finish()
     }
@@ -539,8 +563,7 @@ impl<T: Send + Sync + 'static> std::fmt::Debug for Handle<T> {
 
 impl<T: Send + Sync + 'static> Handle<T> {
     /// A handle and the ticket its cache keeps.
-    pub(crate) fn new(mut cell: RequestCell<T>, link: Arc<TypeLink<T>>) -> (Self, Ticket<T>) {
-        cell.link = Some(link);
+    pub(crate) fn new(mut cell: RequestCell<T>) -> (Self, Ticket<T>) {
         cell.handles = AtomicU32::new(1);
         let cell = Arc::new(cell);
         let ticket = Ticket { cell: Arc::clone(&cell) };
@@ -550,7 +573,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
     /// The value once `Ready`, until then the type's placeholder (if one was registered with
     /// `RuntimeBuilder::placeholder`), so the engine always has something to draw.
     pub fn get_or_placeholder(&self) -> Option<Arc<T>> {
-        self.get().or_else(|| self.cell.link.as_ref().and_then(|l| l.placeholder.clone()))
+        self.get().or_else(|| self.cell.link.placeholder.clone())
     }
 
     /// The request as its dependency gate sees it.
@@ -567,7 +590,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
 
     /// The probe's signal, notified whenever any request of the runtime decodes or ends.
     pub(crate) fn any_progressed(&self) -> &Signal {
-        self.cell.probe.any_progressed()
+        self.cell.probe().any_progressed()
     }
 
     /// The request's id.
@@ -575,8 +598,9 @@ impl<T: Send + Sync + 'static> Handle<T> {
         self.cell.id()
     }
 
-    /// The requested asset.
-    pub fn key(&self) -> &AssetKey {
+    /// The requested asset (put together from the request's path and type: a pending request
+    /// keeps no key of its own, see `streamctl bench scale`).
+    pub fn key(&self) -> AssetKey {
         self.cell.key()
     }
 
@@ -628,10 +652,8 @@ impl<T: Send + Sync + 'static> Handle<T> {
         }
         self.cell.record_input(|| LogRecord::Reprioritize { id: self.id().0, priority });
         self.cell.set_priority(priority);
-        if let Some(link) = &self.cell.link {
-            let _ =
-                link.mailbox.post(CacheMsg::Reprioritize(self.id(), self.key().clone(), priority));
-        }
+        let message = CacheMsg::Reprioritize(self.id(), self.cell.path.clone(), priority);
+        let _ = self.cell.link.mailbox.post(message);
         if let Some(gate) = self.cell.gate() {
             gate.reprioritize(priority);
         }
@@ -716,5 +738,20 @@ impl<T: Send + Sync + 'static> DepHandle for Handle<T> {
 
     fn progress(&self) -> ByteProgress {
         Handle::progress(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cell's allocation is the reference counts (16 bytes) and the cell, rounded by the
+    /// allocator to 16 bytes with 8 of its own: a cell of 104 bytes takes 128, of 112 takes
+    /// 144. See the cell's `# Size`.
+    #[test]
+    fn a_pending_requests_cell_fits_a_128_byte_allocation() {
+        let allocation = std::mem::size_of::<RequestCell<u8>>() + 16;
+        let chunk = (allocation + 8).next_multiple_of(16);
+        assert!(chunk <= 128, "a cell of {allocation} bytes takes a {chunk}-byte chunk");
     }
 }

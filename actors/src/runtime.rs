@@ -318,7 +318,7 @@ impl RuntimeBuilder {
         let mut by_name = HashMap::new();
         for t in &self.types {
             let id = t.asset_type_id();
-            let (entry, requester) = t.entry(placeholders.get(&id).map(|p| &**p));
+            let (entry, requester) = t.entry(placeholders.get(&id).map(|p| &**p), &probe);
             types.insert(id, entry);
             by_name.insert(t.name().clone(), requester);
         }

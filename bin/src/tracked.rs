@@ -46,7 +46,7 @@ pub trait Tracked: Send + Sync {
     /// The request's id.
     fn id(&self) -> RequestId;
     /// The requested asset.
-    fn key(&self) -> &AssetKey;
+    fn key(&self) -> AssetKey;
     /// The request's priority.
     fn priority(&self) -> Priority;
     /// The failure, as text, once failed.
@@ -70,7 +70,7 @@ impl<T: Send + Sync + 'static> Tracked for Handle<T> {
         Handle::id(self)
     }
 
-    fn key(&self) -> &AssetKey {
+    fn key(&self) -> AssetKey {
         Handle::key(self)
     }
 

@@ -1,11 +1,14 @@
-//! The generation table: a cache's slots, indexed by key; a request is found through its key.
+//! The generation table: a cache's slots, indexed by path; a request is found through its path.
+//!
+//! A table belongs to one asset type's cache, so a slot keeps its key's path only: the type is
+//! the cache's (16 bytes fewer per pending request than a whole key).
 //!
 //! Pure bookkeeping, no actor and no IO, so its invariants are property-tested on their own.
 //!
 //! # Invariants
 //!
-//! - At most one slot per key; `by_key` points only at live slots. A request is attached to
-//!   the slot of its own key or to none, so it is found by its key and then among that slot's
+//! - At most one slot per path; `by_path` points only at live slots. A request is attached to
+//!   the slot of its own path or to none, so it is found by its path and then among that slot's
 //!   holders: no index per request (one fewer hash insert and remove per load, 20–36 bytes
 //!   fewer per pending request).
 //! - A slot's `generation` is the generation of its current load. Replies are matched with
@@ -17,7 +20,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 use slab::Slab;
-use streamrt_messages::{AssetKey, Generation, Priority, RequestId};
+use streamrt_messages::{AssetPath, Generation, Priority, RequestId};
 
 use super::holders::Holders;
 use crate::key_hash::KeyHasher;
@@ -49,7 +52,8 @@ pub(crate) enum Phase {
 
 /// One asset in a cache.
 pub(crate) struct Slot<T, H> {
-    pub(crate) key: AssetKey,
+    /// The key's path; the type is the cache's.
+    pub(crate) path: AssetPath,
     pub(crate) generation: Generation,
     pub(crate) phase: Phase,
     pub(crate) holders: Holders<H>,
@@ -69,20 +73,20 @@ pub(crate) struct Slot<T, H> {
 /// See the module docs.
 pub(crate) struct SlotTable<T, H> {
     slots: Slab<Slot<T, H>>,
-    /// Slot indexes, hashed by their slot's key: the key lives in the slot only, so an entry
-    /// is 4 bytes where a key→index map's is 40 (`streamctl bench scale`).
-    by_key: HashTable<u32>,
+    /// Slot indexes, hashed by their slot's path: the path lives in the slot only, so an entry
+    /// is 4 bytes where a path→index map's is 24 (`streamctl bench scale`).
+    by_path: HashTable<u32>,
     /// Seeded per table (see `key_hash`).
     hasher: KeyHasher,
 }
 
 impl<T, H: Holder> Default for SlotTable<T, H> {
     fn default() -> Self {
-        Self { slots: Slab::new(), by_key: HashTable::new(), hasher: KeyHasher::default() }
+        Self { slots: Slab::new(), by_path: HashTable::new(), hasher: KeyHasher::default() }
     }
 }
 
-/// A slot's index in 32 bits, as `by_key` and a [`Job`](crate::work::Job) keep it.
+/// A slot's index in 32 bits, as `by_path` and a [`Job`](crate::work::Job) keep it.
 pub(crate) fn index32(slot: usize) -> u32 {
     u32::try_from(slot).expect("a cache holds fewer than 2^32 slots")
 }
@@ -93,39 +97,39 @@ impl<T, H: Holder> SlotTable<T, H> {
         self.slots.len()
     }
 
-    pub(crate) fn lookup_key(&self, key: &AssetKey) -> Option<usize> {
-        self.find(self.hasher.hash_one(key), key)
+    pub(crate) fn lookup(&self, path: &AssetPath) -> Option<usize> {
+        self.find(self.hasher.hash_one(path), path)
     }
 
-    /// The slot of `key`, whose hash is `hash`.
-    fn find(&self, hash: u64, key: &AssetKey) -> Option<usize> {
+    /// The slot of `path`, whose hash is `hash`.
+    fn find(&self, hash: u64, path: &AssetPath) -> Option<usize> {
         let slots = &self.slots;
-        let found = self.by_key.find(hash, |&s| slots[s as usize].key == *key);
+        let found = self.by_path.find(hash, |&s| slots[s as usize].path == *path);
         found.map(|&s| s as usize)
     }
 
-    /// The slot `request` is attached to; `key` is the request's key.
-    pub(crate) fn lookup_holder(&self, key: &AssetKey, request: RequestId) -> Option<usize> {
-        let slot = self.lookup_key(key)?;
+    /// The slot `request` is attached to; `path` is the request's path.
+    pub(crate) fn lookup_holder(&self, path: &AssetPath, request: RequestId) -> Option<usize> {
+        let slot = self.lookup(path)?;
         self.slots[slot].holders.iter().any(|h| h.request() == request).then_some(slot)
     }
 
-    /// Starts a slot for `key`'s new load, `Queued`, with no holder.
+    /// Starts a slot for `path`'s new load, `Queued`, with no holder.
     ///
     /// # Panics
     ///
-    /// If `key` already has a slot: callers look it up first.
+    /// If `path` already has a slot: callers look it up first.
     pub(crate) fn start_load(
         &mut self,
-        key: AssetKey,
+        path: AssetPath,
         generation: Generation,
         priority: Priority,
         origin: RequestId,
     ) -> usize {
-        let hash = self.hasher.hash_one(&key);
-        assert!(self.find(hash, &key).is_none(), "{key} already has a slot");
+        let hash = self.hasher.hash_one(&path);
+        assert!(self.find(hash, &path).is_none(), "{path} already has a slot");
         let slot = self.slots.insert(Slot {
-            key,
+            path,
             generation,
             phase: Phase::Queued,
             holders: Holders::default(),
@@ -136,26 +140,26 @@ impl<T, H: Holder> SlotTable<T, H> {
             attempt: 1,
         });
         let (slots, hasher) = (&self.slots, &self.hasher);
-        self.by_key
-            .insert_unique(hash, index32(slot), |&s| hasher.hash_one(&slots[s as usize].key));
+        self.by_path
+            .insert_unique(hash, index32(slot), |&s| hasher.hash_one(&slots[s as usize].path));
         slot
     }
 
-    /// Adds a slot for `key`, `Resident` with `value`, with no holder (an asset taken back from
-    /// the budget's pool).
+    /// Adds a slot for `path`, `Resident` with `value`, with no holder (an asset taken back
+    /// from the budget's pool).
     ///
     /// # Panics
     ///
-    /// If `key` already has a slot.
+    /// If `path` already has a slot.
     pub(crate) fn insert_resident(
         &mut self,
-        key: AssetKey,
+        path: AssetPath,
         generation: Generation,
         value: Arc<T>,
         bytes: u64,
         origin: RequestId,
     ) -> usize {
-        let slot = self.start_load(key, generation, Priority::default(), origin);
+        let slot = self.start_load(path, generation, Priority::default(), origin);
         let resident = &mut self.slots[slot];
         resident.phase = Phase::Resident;
         resident.value = Some(value);
@@ -200,9 +204,9 @@ impl<T, H: Holder> SlotTable<T, H> {
         self.slots[slot].holders.push(holder);
     }
 
-    /// Detaches a request, returning its slot and holder; `key` is the request's key.
-    pub(crate) fn detach(&mut self, key: &AssetKey, request: RequestId) -> Option<(usize, H)> {
-        let slot = self.lookup_key(key)?;
+    /// Detaches a request, returning its slot and holder; `path` is the request's path.
+    pub(crate) fn detach(&mut self, path: &AssetPath, request: RequestId) -> Option<(usize, H)> {
+        let slot = self.lookup(path)?;
         let holders = &mut self.slots[slot].holders;
         let at = holders.iter().position(|h| h.request() == request)?;
         Some((slot, holders.swap_remove(at)))
@@ -215,15 +219,15 @@ impl<T, H: Holder> SlotTable<T, H> {
     /// If the slot does not exist.
     pub(crate) fn remove(&mut self, slot: usize) -> Slot<T, H> {
         let removed = self.slots.remove(slot);
-        let hash = self.hasher.hash_one(&removed.key);
-        let indexed = self.by_key.find_entry(hash, |&s| s == index32(slot));
-        indexed.expect("a live slot is indexed by its key").remove();
+        let hash = self.hasher.hash_one(&removed.path);
+        let indexed = self.by_path.find_entry(hash, |&s| s == index32(slot));
+        indexed.expect("a live slot is indexed by its path").remove();
         removed
     }
 
     /// Removes every slot.
     pub(crate) fn drain(&mut self) -> Vec<Slot<T, H>> {
-        self.by_key.clear();
+        self.by_path.clear();
         self.slots.drain().collect()
     }
 
@@ -242,7 +246,6 @@ impl<T, H: Holder> SlotTable<T, H> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use streamrt_messages::AssetTypeName;
 
     #[derive(Debug, Clone)]
     enum Op {
@@ -262,8 +265,15 @@ mod tests {
         ]
     }
 
-    fn key(k: u8) -> AssetKey {
-        AssetKey::new(AssetTypeName::new("blob").unwrap(), &format!("k{k}")).unwrap()
+    /// Every pending request has a slot (in the slab, with 8 bytes of its own); see
+    /// `streamctl bench scale`.
+    #[test]
+    fn a_slot_is_72_bytes() {
+        assert!(std::mem::size_of::<Slot<u8, crate::request::Ticket<u8>>>() <= 72);
+    }
+
+    fn key(k: u8) -> AssetPath {
+        AssetPath::new(&format!("k{k}")).unwrap()
     }
 
     proptest! {
@@ -273,7 +283,7 @@ mod tests {
             ops in proptest::collection::vec(op(), 0..200)
         ) {
             let mut table: SlotTable<(), RequestId> = SlotTable::default();
-            let mut issued: Vec<(usize, Generation, AssetKey)> = Vec::new();
+            let mut issued: Vec<(usize, Generation, AssetPath)> = Vec::new();
             let mut live_requests: Vec<(RequestId, u8)> = Vec::new();
             let mut next = 0u64;
             for op in ops {
@@ -281,7 +291,7 @@ mod tests {
                     Op::Request(k) => {
                         next += 1;
                         let request = RequestId(next);
-                        let slot = match table.lookup_key(&key(k)) {
+                        let slot = match table.lookup(&key(k)) {
                             Some(slot) => slot,
                             None => {
                                 let generation = Generation(next);
@@ -303,7 +313,7 @@ mod tests {
                     }
                     Op::Reply(n) if !issued.is_empty() => {
                         let (slot, generation, ref k) = issued[n % issued.len()];
-                        let current = table.lookup_key(k)
+                        let current = table.lookup(k)
                             .and_then(|s| table.get(s))
                             .map(|s| s.generation);
                         let matched = table.current_mut(slot, generation).is_some();

@@ -13,6 +13,7 @@ use crate::asset::Decoder;
 use crate::cache::{Cache, CacheInbox, CacheLinks, CacheMsg, CacheStats, Salvage, TypeRoute};
 use crate::runtime::submit::DepRequester;
 use crate::runtime::RetryPolicy;
+use crate::telemetry::Probe;
 use crate::work::JobRoute;
 
 /// The engine side of one registered type.
@@ -21,12 +22,18 @@ pub(crate) struct TypeEntry<T: Send + Sync + 'static> {
     pub(crate) link: Arc<TypeLink<T>>,
 }
 
-/// What each request of a type keeps of it: one pointer in the request's cell for both.
+/// What each request of a type keeps of it and of its runtime: one pointer in the request's
+/// cell for all of them, so that a pending request's cell needs no pointer of its own for each
+/// (`streamctl bench scale`).
 pub(crate) struct TypeLink<T: Send + Sync + 'static> {
+    /// The type's name: the cell keeps only its key's path.
+    pub(crate) asset_type: AssetTypeName,
     /// The type's cache, for `Release` and `Reprioritize`.
     pub(crate) mailbox: Mailbox<CacheMsg<T>>,
     /// The type's placeholder, if one was registered.
     pub(crate) placeholder: Option<Arc<T>>,
+    /// The runtime's clock, counters and event stream.
+    pub(crate) probe: Arc<Probe>,
 }
 
 /// A registration waiting for the runtime to start.
@@ -39,6 +46,7 @@ pub(crate) trait TypeSpec: Send {
     fn entry(
         &self,
         placeholder: Option<&(dyn Any + Send + Sync)>,
+        probe: &Arc<Probe>,
     ) -> (Arc<dyn Any + Send + Sync>, Arc<dyn DepRequester>);
     fn control(&self) -> Arc<dyn CacheControl>;
     /// The type's route: its decoder and its cache, as jobs and the scheduler see them.
@@ -87,10 +95,13 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
     fn entry(
         &self,
         placeholder: Option<&(dyn Any + Send + Sync)>,
+        probe: &Arc<Probe>,
     ) -> (Arc<dyn Any + Send + Sync>, Arc<dyn DepRequester>) {
         let link = TypeLink {
+            asset_type: self.name.clone(),
             mailbox: self.inbox.messages.clone(),
             placeholder: placeholder.and_then(|p| p.downcast_ref::<Arc<D::Asset>>()).cloned(),
+            probe: Arc::clone(probe),
         };
         let entry = Arc::new(TypeEntry { name: self.name.clone(), link: Arc::new(link) });
         (Arc::clone(&entry) as _, entry)
@@ -113,7 +124,7 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
         let salvage = self.salvage;
         let policy = self.policy.unwrap_or(links.retry);
         let name = format!("cache:{}", self.name);
-        let (asset_type, inbox) = (self.name.to_string(), self.inbox);
+        let (asset_type, inbox) = (self.name, self.inbox);
         ChildSpec::new(name, RestartKind::Permanent, move |link| {
             let cache = Cache::new(
                 (asset_type.clone(), type_index),

@@ -157,10 +157,10 @@ impl Submitter {
         }
         let EntryInfo { dependencies: deps, size } = info;
         let gate = (!deps.is_empty()).then(|| DepGate::new(deps.len(), self.frame.clone()));
-        let lineage = Lineage::new(gate.clone(), parent, size.unwrap_or(0));
-        let cell = RequestCell::new(id, key.clone(), priority, Arc::clone(&self.probe))
-            .with_lineage(lineage);
-        let (handle, ticket) = Handle::new(cell, Arc::clone(&entry.link));
+        let lineage = Lineage::new(gate.clone(), parent);
+        let link = Arc::clone(&entry.link);
+        let cell = RequestCell::new(id, &key, priority, size.unwrap_or(0), lineage, link);
+        let (handle, ticket) = Handle::new(cell);
         if outstanding >= self.requests_outstanding_max as u64 {
             let capacity = self.requests_outstanding_max;
             ticket.cell().fail(&AssetLoadError::shared(key, ErrorKind::QueueFull { capacity }));

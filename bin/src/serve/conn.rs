@@ -171,7 +171,7 @@ fn requests(daemon: &Daemon, conn: &mut Conn, id: u64) -> End {
 }
 
 fn info(r: &dyn Tracked) -> RequestInfo {
-    RequestInfo { request: r.id(), key: r.key().clone(), state: r.state(), priority: r.priority() }
+    RequestInfo { request: r.id(), key: r.key(), state: r.state(), priority: r.priority() }
 }
 
 fn load(
@@ -200,7 +200,7 @@ fn load(
     for r in &made {
         // The runtime ends every request on shutdown, so this wait always finishes.
         while !r.wait(WATCH_STATUS_INTERVAL) {}
-        let (request, key, state, error) = (r.id(), r.key().clone(), r.state(), r.error_text());
+        let (request, key, state, error) = (r.id(), r.key(), r.state(), r.error_text());
         conn.send(&ServerMsg::Ended { request, key, state, error })?;
     }
     conn.send(&ServerMsg::Done)
