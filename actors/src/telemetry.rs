@@ -20,7 +20,7 @@
 //! the only one lost.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -218,10 +218,26 @@ pub(crate) enum SinkMsg {
 /// Where drained events go. Kept outside the actor so a restarted sink keeps its file and
 /// subscribers.
 pub(crate) struct SinkOutputs {
-    writer: Option<BufWriter<File>>,
+    writer: Option<File>,
     subscribers: Vec<SyncSender<Event>>,
-    /// The line being written, reused from event to event.
-    line: Vec<u8>,
+    /// Lines not yet written: written at `LINES_BYTES_MAX` and at the end of each drain, in
+    /// one call each (no second buffer to copy through). Reused from drain to drain.
+    lines: Vec<u8>,
+}
+
+/// The lines the sink gathers before it writes them to its file, in bytes.
+const LINES_BYTES_MAX: usize = 64 * 1024;
+
+/// Writes `lines` to the file and empties them; a failed write closes the file (its lines
+/// are lost, the runtime goes on).
+fn write_lines(writer: &mut Option<File>, lines: &mut Vec<u8>) {
+    if let Some(w) = writer {
+        if !lines.is_empty() && w.write_all(lines).is_err() {
+            tracing::warn!(target: "streamrt", "telemetry file write failed; closing it");
+            *writer = None;
+        }
+    }
+    lines.clear();
 }
 
 impl SinkOutputs {
@@ -231,8 +247,8 @@ impl SinkOutputs {
     ///
     /// The file cannot be created.
     pub(crate) fn new(path: Option<&Path>) -> std::io::Result<Arc<Mutex<Self>>> {
-        let writer = path.map(File::create).transpose()?.map(BufWriter::new);
-        Ok(Arc::new(Mutex::new(Self { writer, subscribers: Vec::new(), line: Vec::new() })))
+        let writer = path.map(File::create).transpose()?;
+        Ok(Arc::new(Mutex::new(Self { writer, subscribers: Vec::new(), lines: Vec::new() })))
     }
 }
 
@@ -282,14 +298,12 @@ impl TelemetrySink {
 
     fn drain(&self) {
         let mut outputs = self.outputs.lock().unwrap_or_else(PoisonError::into_inner);
-        let SinkOutputs { writer, subscribers, line } = &mut *outputs;
+        let SinkOutputs { writer, subscribers, lines } = &mut *outputs;
         while let Some(event) = self.probe.take_event() {
-            if let Some(w) = writer {
-                line.clear();
-                event.write_json_line(line);
-                if w.write_all(line).is_err() {
-                    tracing::warn!(target: "streamrt", "telemetry file write failed; closing it");
-                    *writer = None;
+            if writer.is_some() {
+                event.write_json_line(lines);
+                if lines.len() >= LINES_BYTES_MAX {
+                    write_lines(writer, lines);
                 }
             }
             subscribers.retain(|s| match s.try_send(event.clone()) {
@@ -301,9 +315,7 @@ impl TelemetrySink {
                 Err(TrySendError::Disconnected(_)) => false,
             });
         }
-        if let Some(w) = writer {
-            let _ = w.flush();
-        }
+        write_lines(writer, lines);
         if writer.is_none() && subscribers.is_empty() {
             // Set again by the next subscription, which this actor handles too.
             self.probe.set_read(false);
