@@ -95,12 +95,12 @@ impl PackSource {
 
 impl Source for PackSource {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
-        let entry = self.entry(key).ok_or(SourceError::NotFound)?;
+        let &(at, _) = self.by_key.get(key).ok_or(SourceError::NotFound)?;
+        let entry = &self.reader.entries()[at];
         let count = || {
             self.reads.fetch_add(1, Ordering::Relaxed);
         };
-        let read =
-            self.reader.read_with(entry, || self.coalescer.stored(&self.reader, entry, &count));
+        let read = self.reader.read_with(entry, || self.coalescer.stored(&self.reader, at, &count));
         read.map_err(|e| match e {
             EntryError::Io(m) => SourceError::Io(m),
             EntryError::TooLarge { size, max } => SourceError::TooLarge { size, max },
