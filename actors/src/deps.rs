@@ -39,8 +39,9 @@ use crate::frame::{FrameMsg, ReadyEntry};
 /// How much of a set of requests has loaded, in bytes, over their whole dependency trees.
 ///
 /// An asset counts as loaded once it decoded or ended (a failed or cancelled asset will load
-/// no further); its weight is its size as the source declares it (a pack's raw size), or 1
-/// byte when the source does not know it.
+/// no further); its weight is its size as the source declares it (a pack's raw size), at most
+/// 4 GiB (`u32::MAX` bytes: a request keeps its declared size in 32 bits), or 1 byte when the
+/// source does not know it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ByteProgress {
     /// Bytes of the assets loaded.

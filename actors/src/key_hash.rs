@@ -1,7 +1,8 @@
-//! The hasher of maps keyed by [`AssetKey`]: foldhash, seeded at random per map.
+//! The hasher of maps keyed by [`AssetKey`] or, within one asset type, by [`AssetPath`]:
+//! foldhash, seeded at random per map.
 //!
-//! Every load hashes its key several times (the cache's key→slot map, the source's index, the
-//! memory budget's tables); with the standard SipHash those hashes were a visible share of the
+//! Every load hashes its key several times (the cache's path→slot index, the source's index,
+//! the memory budget's tables); with the standard SipHash those hashes were a visible share of the
 //! core thread's profile (`streamctl bench tiny`). foldhash is several times faster on short
 //! strings and still seeds each map at random, so the bucket of a key cannot be chosen from
 //! outside without knowing the seed; its resistance to deliberate flooding is weaker than
@@ -9,6 +10,7 @@
 //! daemon's clients, who run as the same user.
 //!
 //! [`AssetKey`]: streamrt_messages::AssetKey
+//! [`AssetPath`]: streamrt_messages::AssetPath
 
 use std::collections::HashMap;
 

@@ -119,7 +119,8 @@ pub(crate) struct RequestCell<T: Send + Sync + 'static> {
     /// Clones of the engine's [`Handle`]: dropping the last one cancels and releases.
     handles: AtomicU32,
     /// The asset's size as the source declares it, in bytes (0 when unknown), saturating at
-    /// `u32::MAX`: a load that large outweighs any read credit and any sibling either way.
+    /// `u32::MAX`: a load that large takes a whole read credit either way, and in progress it
+    /// weighs 4 GiB (see `ByteProgress`).
     declared_bytes: u32,
     /// Microseconds from `created_us` to the terminal state, saturating at `u32::MAX` (71
     /// minutes); 0 until then.
@@ -260,6 +261,10 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         batch: Option<&PublishBatch>,
     ) -> Result<LoadState, LoadState> {
         let mut current = self.state.load(Ordering::Acquire);
+        // The end is stamped before the state moves, so whoever sees the terminal state sees
+        // its time too.
+        let ended_us = (to.is_terminal() && !LoadState::from_code(current).is_terminal())
+            .then(|| self.stamp_end(batch));
         loop {
             let from = LoadState::from_code(current);
             if !from.can_become(to) {
@@ -277,8 +282,8 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    if to.is_terminal() {
-                        self.on_terminal(from, to, batch);
+                    if let Some(now_us) = ended_us {
+                        self.on_terminal(from, to, now_us, batch.is_some());
                     }
                     return Ok(from);
                 }
@@ -303,13 +308,26 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
             .is_ok()
     }
 
-    fn on_terminal(&self, from: LoadState, to: LoadState, batch: Option<&PublishBatch>) {
+    /// Reads the clock (or takes `batch`'s time) and records it as the request's end, unless
+    /// an earlier attempt to end it did; returns it, for the end's event (one clock read for
+    /// both).
+    fn stamp_end(&self, batch: Option<&PublishBatch>) -> u64 {
+        let now_us = batch.map_or_else(|| self.probe().now_us(), |b| b.now_us);
+        let after_us = u32::try_from(now_us.saturating_sub(self.created_us)).unwrap_or(u32::MAX);
+        let _ = self.terminal_after_us.compare_exchange(
+            0,
+            after_us,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+        now_us
+    }
+
+    /// What reaching the terminal state `to` at `now_us` does, once, on the thread that moved
+    /// it there: counts it (unless it is part of a batch, counted by its maker), emits its
+    /// event, wakes its waiters and tells its dependency tree.
+    fn on_terminal(&self, from: LoadState, to: LoadState, now_us: u64, batched: bool) {
         let probe = self.probe();
-        // One clock read stamps both the request's end and its event.
-        let now_us = batch.map_or_else(|| probe.now_us(), |b| b.now_us);
-        let after_us = now_us.saturating_sub(self.created_us);
-        self.terminal_after_us
-            .store(u32::try_from(after_us).unwrap_or(u32::MAX), Ordering::Release);
         let (counter, kind) = match to {
             LoadState::Ready => (&probe.counters.ready, EventKind::Published),
             LoadState::Cancelled => {
@@ -328,7 +346,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
                 .with_priority(self.priority())
         });
         wake_listeners(&self.changed);
-        if batch.is_none() {
+        if !batched {
             Counters::bump(counter);
             wake_listeners(probe.any_progressed());
         }
@@ -629,7 +647,8 @@ impl<T: Send + Sync + 'static> Handle<T> {
         self.cell.error()
     }
 
-    /// Microseconds from the request to its terminal state, once terminal.
+    /// Microseconds from the request to its terminal state, once terminal; at most
+    /// `u32::MAX` (about 71.6 minutes), which a longer wait reads as.
     pub fn latency_us(&self) -> Option<u64> {
         self.cell.latency_us()
     }

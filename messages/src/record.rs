@@ -183,6 +183,12 @@ fn write_escaped(out: &mut Vec<u8>, s: &str) {
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
+            // The short escapes serde_json writes.
+            0x08 => out.extend_from_slice(b"\\b"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\r' => out.extend_from_slice(b"\\r"),
             0..=0x1f => {
                 let hex = b"0123456789abcdef";
                 out.extend_from_slice(b"\\u00");
@@ -307,13 +313,13 @@ mod writer_tests {
     use crate::{AssetKey, CancelStage, ErrorKind, Generation, Priority, RequestId};
 
     fn samples() -> Vec<Event> {
-        let key = AssetKey::parse("mesh:we\"ird/\u{1}path").unwrap();
+        let key = AssetKey::parse("mesh:we\"ird/\u{1}pa\n\tth\r\u{8}\u{c}").unwrap();
         let kinds = vec![
             EventKind::Started { worker_count: 2, decode_threads: 3, queue_capacity: 64 },
             EventKind::Queued,
             EventKind::ReadDone,
             EventKind::Cancelled { stage: CancelStage::Decoded },
-            EventKind::Failed { kind: ErrorKind::Io("disk \"gone\"".into()) },
+            EventKind::Failed { kind: ErrorKind::Io("disk \"gone\"\n\tat sector 7".into()) },
             EventKind::Retried { attempt: 2, kind: ErrorKind::WorkerLost("x".into()) },
             EventKind::Quarantined { panics: 3 },
             EventKind::Restarted { actor: "cache:mesh".into() },

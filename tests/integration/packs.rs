@@ -36,6 +36,20 @@ fn adjacent_small_entries_are_served_by_one_read_with_the_same_bytes() {
 }
 
 #[test]
+fn a_window_never_reads_more_than_the_packs_per_entry_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = small_pack(dir.path(), 40);
+    // Every entry (1,500 raw bytes) is within the limit; a 256 KiB window would not be.
+    let limits = PackLimits { entry_bytes_max: 4_000, ..PackLimits::default() };
+    let source = PackSource::open(&path, limits).unwrap();
+    for entry in source.entries().to_vec() {
+        let key = streamrt::AssetKey::parse(&entry.key).unwrap();
+        assert!(source.read(&key).is_ok(), "{key}: {:?}", source.read(&key));
+    }
+    assert!(source.reads() < 40, "windows of whole entries under the limit still coalesce");
+}
+
+#[test]
 fn a_pack_chain_publishes_every_link_and_progress_counts_the_raw_sizes() {
     let dir = tempfile::tempdir().unwrap();
     let path = small_pack(dir.path(), 5);

@@ -31,7 +31,8 @@ use streamrt_pack::{EntryError, IndexEntry, PackReader};
 /// How adjacent reads are coalesced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Coalescing {
-    /// Bytes read at once for a small entry; 0 turns coalescing off.
+    /// Bytes read at most at once for a small entry and the entries that follow it (and at
+    /// most the pack's `entry_bytes_max`); 0 turns coalescing off.
     pub window_bytes: u64,
     /// Windows kept for the entries that follow.
     pub windows_max: usize,
@@ -85,14 +86,14 @@ impl Coalescer {
         reads: &dyn Fn(),
     ) -> Result<Vec<u8>, EntryError> {
         let entry = &reader.entries()[at];
-        if self.policy.window_bytes == 0 {
-            reads();
-            return reader.read_stored(entry.offset, entry.stored_size);
+        if self.policy.window_bytes > 0 {
+            if let Some(bytes) = self.cached(entry) {
+                return Ok(bytes);
+            }
         }
-        if let Some(bytes) = self.cached(entry) {
-            return Ok(bytes);
-        }
-        let len = self.window_len(reader.entries(), at);
+        // A window is one read, so the pack's per-read limit bounds it too.
+        let bytes_max = self.policy.window_bytes.min(reader.limits().entry_bytes_max);
+        let len = self.window_len(reader.entries(), at, bytes_max);
         reads();
         if len <= entry.stored_size {
             return reader.read_stored(entry.offset, entry.stored_size);
@@ -112,10 +113,10 @@ impl Coalescer {
 
     /// The bytes of a window starting at the entry at `at`: the entry and the whole entries
     /// that follow it contiguously, within `window_bytes`; just the entry's own bytes when it
-    /// is large or no next entry fits.
-    fn window_len(&self, entries: &[IndexEntry], at: usize) -> u64 {
+    /// is large (over a quarter of `window_bytes`), when no next entry fits, or when
+    /// coalescing is off (`window_bytes` 0).
+    fn window_len(&self, entries: &[IndexEntry], at: usize, window_bytes: u64) -> u64 {
         let first = &entries[at];
-        let window_bytes = self.policy.window_bytes;
         if first.stored_size.saturating_mul(4) > window_bytes {
             return first.stored_size;
         }
@@ -176,17 +177,20 @@ mod tests {
     fn a_window_ends_at_the_end_of_the_last_whole_entry_that_fits() {
         let entries = laid_out(&[10, 20, 30, 50, 5]);
         // 10 + 20 + 30 fit; with the 50 the window would be 110 bytes.
-        assert_eq!(coalescer().window_len(&entries, 0), 60);
+        assert_eq!(coalescer().window_len(&entries, 0, 100), 60);
         // A large entry (over a quarter of the window) is read alone; so is a small one whose
         // next entry does not fit.
-        assert_eq!(coalescer().window_len(&entries, 3), 50);
-        assert_eq!(coalescer().window_len(&laid_out(&[10, 95]), 0), 10);
+        assert_eq!(coalescer().window_len(&entries, 3, 100), 50);
+        assert_eq!(coalescer().window_len(&laid_out(&[10, 95]), 0, 100), 10);
+        // A smaller bound (the pack's per-read limit) ends the window sooner; off reads alone.
+        assert_eq!(coalescer().window_len(&entries, 0, 40), 30);
+        assert_eq!(coalescer().window_len(&entries, 0, 0), 10);
     }
 
     #[test]
     fn a_window_stops_at_a_gap_between_entries() {
         let mut entries = laid_out(&[10, 10, 10]);
         entries[2].offset += 1;
-        assert_eq!(coalescer().window_len(&entries, 0), 20);
+        assert_eq!(coalescer().window_len(&entries, 0, 100), 20);
     }
 }
