@@ -68,6 +68,25 @@ pub(crate) fn listen(signal: &Signal) -> EventListener {
     listener
 }
 
+/// Blocks until `check` gives a value, or `None` once `deadline` passes. `check` gives the
+/// value, or the signal that tells when to ask again; it is asked again once the listener is
+/// registered, so a change between the two asks is never slept through.
+pub(crate) fn wait_until<'a, R>(
+    deadline: Instant,
+    mut check: impl FnMut() -> Result<R, &'a Signal>,
+) -> Option<R> {
+    loop {
+        let listener = match check() {
+            Ok(value) => return Some(value),
+            Err(signal) => listen(signal),
+        };
+        if let Ok(value) = check() {
+            return Some(value);
+        }
+        listener.wait_deadline(deadline)?;
+    }
+}
+
 /// Where a request sits in a dependency tree.
 #[derive(Default)]
 pub(crate) struct Lineage {
@@ -721,16 +740,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
             }
             backoff.snooze();
         }
-        loop {
-            if let Some(outcome) = cell.outcome() {
-                return Some(outcome);
-            }
-            let listener = listen(&cell.changed);
-            if let Some(outcome) = cell.outcome() {
-                return Some(outcome);
-            }
-            listener.wait_deadline(deadline)?;
-        }
+        wait_until(deadline, || cell.outcome().ok_or(&cell.changed))
     }
 }
 

@@ -10,11 +10,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use event_listener::Listener;
 use streamrt_messages::LoadState;
 
 use crate::deps::ByteProgress;
-use crate::request::{listen, Handle, ReadyError};
+use crate::request::{listen, wait_until, Handle, ReadyError};
 
 mod timer;
 
@@ -32,19 +31,11 @@ pub fn wait_any<T: Send + Sync + 'static>(
     handles: &[Handle<T>],
     timeout: Duration,
 ) -> Option<usize> {
-    let deadline = Instant::now() + timeout;
-    let ended = || handles.iter().position(Handle::is_terminal);
-    loop {
-        if let Some(i) = ended() {
-            return Some(i);
-        }
-        // Nothing to listen to: an empty slice never has an ended handle.
-        let listener = listen(handles.first()?.any_progressed());
-        if let Some(i) = ended() {
-            return Some(i);
-        }
-        listener.wait_deadline(deadline)?;
-    }
+    // Nothing to listen to: an empty slice never has an ended handle.
+    let progressed = handles.first()?.any_progressed();
+    wait_until(Instant::now() + timeout, || {
+        handles.iter().position(Handle::is_terminal).ok_or(progressed)
+    })
 }
 
 /// Blocks until every handle is loaded (decoded, so it publishes within the frame budget, or
@@ -68,26 +59,15 @@ fn wait_every<T: Send + Sync + 'static>(
     timeout: Duration,
     done: impl Fn(&Handle<T>) -> bool,
 ) -> bool {
-    let deadline = Instant::now() + timeout;
     let mut first = 0;
-    let skip_done = |first: &mut usize| {
-        while handles.get(*first).is_some_and(&done) {
-            *first += 1;
+    wait_until(Instant::now() + timeout, || {
+        while handles.get(first).is_some_and(&done) {
+            first += 1;
         }
-        *first == handles.len()
-    };
-    loop {
-        if skip_done(&mut first) {
-            return true;
-        }
-        let listener = listen(handles[first].any_progressed());
-        if skip_done(&mut first) {
-            return true;
-        }
-        if listener.wait_deadline(deadline).is_none() {
-            return false;
-        }
-    }
+        // The first handle not done is the one whose runtime's signal matters.
+        handles.get(first).map_or(Ok(()), |pending| Err(pending.any_progressed()))
+    })
+    .is_some()
 }
 
 /// Resolves once every handle is terminal, with each outcome in order.
