@@ -217,10 +217,6 @@ impl Scheduler {
     }
 
     /// The shares the next queued load takes.
-    fn next_shares(&mut self) -> Option<usize> {
-        self.next_load().map(|(shares, _)| shares)
-    }
-
     /// The shares the next queued load takes, and whether it is urgent (see [`URGENT`]).
     fn next_load(&mut self) -> Option<(usize, bool)> {
         self.queue.peek().map(|(shares, priority)| (shares, priority <= URGENT))
@@ -230,17 +226,16 @@ impl Scheduler {
         self.limits.reads_in_flight * SHARES_PER_CREDIT
     }
 
-    /// The next load's shares if it may be dispatched now.
-    fn next_within_credits(&mut self) -> Option<usize> {
+    /// The shares a load may take now: within the read credits and within the loads between
+    /// dispatch and their end (none once stopped).
+    fn shares_free(&self) -> usize {
         if self.stopped {
-            return None;
+            return 0;
         }
-        let shares = self.next_shares()?;
         let jobs_max =
             (self.limits.reads_in_flight + self.limits.decode_backlog_max) * SHARES_PER_CREDIT;
-        let fits = self.credits.reading() + shares <= self.reads_max_shares()
-            && self.in_flight_shares + shares <= jobs_max;
-        fits.then_some(shares)
+        let reads_free = self.reads_max_shares().saturating_sub(self.credits.reading());
+        reads_free.min(jobs_max.saturating_sub(self.in_flight_shares))
     }
 
     /// Dispatches while credits last; out of read credits with loads still queued, sleeps
@@ -260,8 +255,9 @@ impl Scheduler {
     }
 
     fn dispatch_within_credits(&mut self) {
-        while self.next_within_credits().is_some() {
-            let Some((load, shares, _)) = self.queue.pop() else {
+        loop {
+            let free = self.shares_free();
+            let Some((load, shares, _)) = self.queue.pop_if(|shares| shares <= free) else {
                 break;
             };
             if self.is_cancelled(load) || self.in_flight.contains_key(&load.generation) {

@@ -172,8 +172,21 @@ impl LoadQueue {
     }
 
     /// Removes and returns the most urgent, oldest load, its shares and its priority.
+    #[cfg(test)]
     pub(crate) fn pop(&mut self) -> Option<(LoadRef, usize, Priority)> {
+        self.pop_if(|_| true)
+    }
+
+    /// [`LoadQueue::pop`], if `fits` accepts the load's shares; else leaves it in place. One
+    /// look at the fronts for both, where a peek and a pop looked twice.
+    pub(crate) fn pop_if(
+        &mut self,
+        fits: impl FnOnce(usize) -> bool,
+    ) -> Option<(LoadRef, usize, Priority)> {
         let (level, entry) = self.front()?;
+        if !fits(usize::from(entry.shares)) {
+            return None;
+        }
         let ticket = self.levels[level].pop_front().expect("a front level has a front ticket");
         self.queued[usize::from(ticket.ty)][ticket.slot as usize].generation = NONE;
         self.live -= 1;
@@ -281,6 +294,17 @@ mod tests {
         assert_eq!(q.peek(), Some((2, Priority::Critical)));
         assert_eq!(pop_slots(&mut q), vec![2, 4, 1, 3]);
         assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn a_load_that_does_not_fit_stays_at_the_front() {
+        let mut q = LoadQueue::default();
+        assert!(q.push(load(1, 1), Priority::Normal, 5));
+        assert!(q.push(load(2, 2), Priority::Normal, 1));
+        assert_eq!(q.pop_if(|shares| shares <= 4), None, "the front takes 5, not the next");
+        assert_eq!(q.len(), 2);
+        let (front, shares, _) = q.pop_if(|shares| shares <= 5).expect("fits now");
+        assert_eq!((front.slot, shares), (1, 5));
     }
 
     #[test]
