@@ -191,15 +191,16 @@ impl DepGate {
         None
     }
 
-    /// A dependency reached the terminal state `to`.
+    /// A dependency reached the terminal state `to`; `dependency` gives its key, which only
+    /// a failure needs (a request keeps its path only, so its key is put together).
     pub(crate) fn dependency_ended(
         &self,
-        dependency: &AssetKey,
+        dependency: impl FnOnce() -> AssetKey,
         to: LoadState,
         error: Option<&AssetLoadError>,
     ) {
         if to != LoadState::Ready {
-            return self.fail_dependent(dependency_error(dependency, error));
+            return self.fail_dependent(dependency_error(&dependency(), error));
         }
         let parked = {
             let mut state = self.lock();

@@ -375,7 +375,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
             }
         }
         if let Some(parent) = self.lineage.parent().and_then(Weak::upgrade) {
-            parent.dependency_ended(&self.key(), to, self.error.get().map(|e| &**e));
+            parent.dependency_ended(|| self.key(), to, self.error.get().map(|e| &**e));
         }
     }
 
