@@ -492,7 +492,7 @@ impl Runtime {
         priority: Priority,
     ) -> Result<Handle<T>, RequestError> {
         let entry = self.entry::<T>()?;
-        let key = AssetKey::new(entry.name.clone(), path)?;
+        let key = AssetKey::new(entry.link.asset_type.clone(), path)?;
         self.submit(entry, key, priority)
     }
 
@@ -507,7 +507,7 @@ impl Runtime {
         priority: Priority,
     ) -> Result<Handle<T>, RequestError> {
         let entry = self.entry::<T>()?;
-        if *key.asset_type() != entry.name {
+        if *key.asset_type() != entry.link.asset_type {
             return Err(RequestError::UnknownType(key.asset_type().to_string()));
         }
         self.submit(entry, key, priority)

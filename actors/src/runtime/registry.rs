@@ -18,7 +18,7 @@ use crate::work::JobRoute;
 
 /// The engine side of one registered type.
 pub(crate) struct TypeEntry<T: Send + Sync + 'static> {
-    pub(crate) name: AssetTypeName,
+    /// Its link, which names the type too.
     pub(crate) link: Arc<TypeLink<T>>,
 }
 
@@ -103,7 +103,7 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
             placeholder: placeholder.and_then(|p| p.downcast_ref::<Arc<D::Asset>>()).cloned(),
             probe: Arc::clone(probe),
         };
-        let entry = Arc::new(TypeEntry { name: self.name.clone(), link: Arc::new(link) });
+        let entry = Arc::new(TypeEntry { link: Arc::new(link) });
         (Arc::clone(&entry) as _, entry)
     }
 
