@@ -260,11 +260,12 @@ impl Scheduler {
             let Some((load, shares, _)) = self.queue.pop_if(|shares| shares <= free) else {
                 break;
             };
-            if self.is_cancelled(load) || self.in_flight.contains_key(&load.generation) {
+            if self.is_cancelled(load) {
                 continue;
             }
+            let Entry::Vacant(vacant) = self.in_flight.entry(load.generation) else { continue };
+            vacant.insert(shares);
             self.probe.counters.in_flight.fetch_add(1, Ordering::Relaxed);
-            self.in_flight.insert(load.generation, shares);
             self.in_flight_shares += shares;
             let credit = self.credits.take(shares);
             // A closed cache (shutdown) drops the order, and with it the credit.
