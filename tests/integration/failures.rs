@@ -1,7 +1,7 @@
 //! Failed loads: IO, decode, panics, missing assets and invalid keys.
 
-use streamrt::messages::{AssetKey, InvalidKey};
-use streamrt::{DecodeError, Decoder, ErrorKind, Priority, ReadyError, RequestError, Runtime};
+use streamrt::messages::InvalidKey;
+use streamrt::{ErrorKind, Priority, ReadyError, RequestError};
 use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
 
 use crate::runtime;
@@ -107,33 +107,11 @@ fn a_type_without_a_decoder_is_refused() {
     assert!(matches!(err, RequestError::UnknownType(_)));
 }
 
-/// Decodes like [`BlobDecoder`] but panics when asked the size of a blob starting with
-/// `SIZEPANIC`.
-struct SizePanics;
-
-impl Decoder for SizePanics {
-    type Asset = Blob;
-
-    fn type_name(&self) -> &str {
-        "blob"
-    }
-
-    fn decode(&self, key: &AssetKey, bytes: Vec<u8>) -> Result<Blob, DecodeError> {
-        BlobDecoder::default().decode(key, bytes)
-    }
-
-    fn size_bytes(&self, blob: &Blob) -> u64 {
-        assert!(!blob.0.starts_with(b"SIZEPANIC"), "scripted panic sizing a decoded blob");
-        blob.0.len() as u64
-    }
-}
-
 #[test]
 fn a_decoder_that_panics_sizing_its_value_fails_the_request_instead_of_leaving_it_loading() {
     let source = GatedSource::with_blobs(1);
     source.put("odd-size", b"SIZEPANIC");
-    let rt = Runtime::builder().source(source).register(SizePanics).decode_threads(1).build();
-    let rt = rt.expect("runtime builds");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.decode_threads(1));
     let handle = rt.request::<Blob>("odd-size", Priority::Normal).unwrap();
     let err = failure(handle.wait_timeout(PATIENCE));
     let panics_max = streamrt::RetryPolicy::default().panics_max;

@@ -166,7 +166,9 @@ impl Source for GatedSource {
     }
 }
 
-/// Decodes [`Blob`]s, passing a [`Gate`] on each key's path first.
+/// Decodes [`Blob`]s, passing a [`Gate`] on each key's path first. Scripted by the bytes:
+/// `PANIC…` panics decoding, `BAD…` is malformed, and a decoded `SIZEPANIC…` panics when
+/// its size is asked.
 #[derive(Clone, Default)]
 pub struct BlobDecoder {
     /// Passed before each decode, on the key's path.
@@ -192,6 +194,7 @@ impl Decoder for BlobDecoder {
     }
 
     fn size_bytes(&self, blob: &Blob) -> u64 {
+        assert!(!blob.0.starts_with(b"SIZEPANIC"), "scripted panic sizing a decoded blob");
         blob.0.len() as u64
     }
 }
