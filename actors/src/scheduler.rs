@@ -49,8 +49,8 @@ mod loads;
 
 pub(crate) use credits::ReadCredit;
 use credits::{ReadCredits, SHARES_PER_CREDIT};
-use loads::LoadQueue;
 pub(crate) use loads::LoadRef;
+use loads::{LoadQueue, Standing};
 
 /// A load a cache queues: which slot and attempt, how urgent, and its declared size.
 #[derive(Debug, Clone, Copy)]
@@ -198,16 +198,17 @@ impl Scheduler {
         // enqueue put back from the failed batch and the cache's resubmission: read it once.
         // A load already queued (or superseded there) is refused by the queue: it must not
         // be refused `QueueFull`, which would fail the requests of a load that is queued.
+        let standing = self.queue.standing(load);
         if self.stopped
             || self.is_cancelled(load)
             || self.in_flight.contains_key(&load.generation)
-            || self.queue.covers(load)
+            || standing == Standing::Covered
         {
             return;
         }
         // A load replacing its slot's older one does not grow the queue: a cache's next
         // incarnation re-admits into the slot indexes of loads its failure cancelled.
-        if !self.queue.replaces(load) && self.queue.len() >= self.limits.queue_capacity {
+        if standing == Standing::Absent && self.queue.len() >= self.limits.queue_capacity {
             let capacity = self.limits.queue_capacity;
             self.route(load).refuse(load, ErrorKind::QueueFull { capacity });
             return;

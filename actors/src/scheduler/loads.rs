@@ -63,6 +63,17 @@ struct Entry {
     shares: u8,
 }
 
+/// What a slot has queued, measured against a load of that slot ([`LoadQueue::standing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Standing {
+    /// Nothing: a push of the load grows the queue.
+    Absent,
+    /// An older load of the slot, which a push of the load replaces.
+    Older,
+    /// The load itself or a newer one: a push of the load is refused.
+    Covered,
+}
+
 /// See the module docs.
 #[derive(Default)]
 pub(crate) struct LoadQueue {
@@ -105,21 +116,27 @@ impl LoadQueue {
         self.levels[usize::from(level)].push_back(Ticket { slot: load.slot, ty: load.ty, seq });
     }
 
-    /// The generation queued for `load`'s slot, if any (of any generation).
-    fn queued_generation(&self, load: LoadRef) -> Option<u64> {
-        let entry = self.queued.get(usize::from(load.ty))?.get(load.slot as usize)?;
-        (entry.generation != NONE).then_some(entry.generation)
+    /// What `load`'s slot has queued, measured against `load`: one look at its entry.
+    pub(crate) fn standing(&self, load: LoadRef) -> Standing {
+        let entry = self.queued.get(usize::from(load.ty)).and_then(|s| s.get(load.slot as usize));
+        match entry.map(|e| e.generation) {
+            None | Some(NONE) => Standing::Absent,
+            Some(g) if g < load.generation.0 => Standing::Older,
+            Some(_) => Standing::Covered,
+        }
     }
 
     /// Whether `load` or a newer load of its slot is queued (a push of `load` is refused).
+    #[cfg(test)]
     pub(crate) fn covers(&self, load: LoadRef) -> bool {
-        self.queued_generation(load).is_some_and(|g| g >= load.generation.0)
+        self.standing(load) == Standing::Covered
     }
 
     /// Whether pushing `load` would replace an older queued load of its slot (the queue would
     /// not grow).
+    #[cfg(test)]
     pub(crate) fn replaces(&self, load: LoadRef) -> bool {
-        self.queued_generation(load).is_some_and(|g| g < load.generation.0)
+        self.standing(load) == Standing::Older
     }
 
     /// Queues `load` at the back of `priority`'s level, taking `shares` when dispatched; a
@@ -127,14 +144,13 @@ impl LoadQueue {
     /// newer one of its slot is queued: generations only grow, so a late push of an older
     /// load never displaces its slot's current one.
     pub(crate) fn push(&mut self, load: LoadRef, priority: Priority, shares: usize) -> bool {
-        if self.covers(load) {
+        let standing = self.standing(load);
+        if standing == Standing::Covered {
             return false;
         }
-        let queued = self.queued_generation(load);
         let shares = u8::try_from(shares).expect("a load takes at most a credit's shares");
-        let replaced = queued.is_some();
         self.place(load, level_u8(priority), shares);
-        if replaced {
+        if standing == Standing::Older {
             self.note_stale();
         } else {
             self.live += 1;
