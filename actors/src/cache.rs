@@ -73,7 +73,7 @@ use streamrt_messages::{
 use streamrt_supervisor::{drain_turn, ChildLink, ExitReason, Mailbox, StopChild, Wake};
 
 use crate::frame::{FrameMsg, ReadyEntry};
-use crate::key_hash::PathMap;
+use crate::key_hash::{KeyParts, PathMap};
 use crate::replay::VirtualTimers;
 use crate::request::{RequestCell, Ticket};
 use crate::resident::{AnyValue, Evicted, Residency};
@@ -318,14 +318,16 @@ impl<T: Send + Sync + 'static> Cache<T> {
             cell.fail(&Arc::new(AssetLoadError { key: cell.key(), attempt: 0, kind }));
             return;
         }
-        let found = self.table.lookup(cell.path()).or_else(|| self.unpark(cell.path(), cell.id()));
-        let Some(at) = found else {
-            self.residency().miss(self.budget_index());
-            return self.start_load(ticket, priority);
+        // A hit is a resident slot, here or taken back from the pool (`unpark` counts those).
+        let found = match self.table.lookup(cell.path()) {
+            Some(at) if self.table.get(at).is_some_and(|s| s.phase == Phase::Resident) => {
+                self.residency().hit(self.budget_index());
+                Some(at)
+            }
+            Some(at) => Some(at),
+            None => self.unpark(cell.path(), cell.id()),
         };
-        if self.table.get(at).is_some_and(|s| s.phase == Phase::Resident) {
-            self.residency().hit(self.budget_index());
-        }
+        let Some(at) = found else { return self.start_load(ticket, priority) };
         let slot = self.table.get_mut(at).expect("indexed slot exists");
         match slot.phase {
             Phase::Resident => {
@@ -352,18 +354,24 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.links.residency.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes `path`'s asset back from the budget's pool into a resident slot, if it is parked.
+    /// Takes `path`'s asset back from the budget's pool into a resident slot, if it is parked;
+    /// counts the hit, or the miss, under the same lock.
     fn unpark(&mut self, path: &AssetPath, origin: RequestId) -> Option<usize> {
-        let (value, bytes) = {
+        let t = self.budget_index();
+        let taken = {
             let mut residency = self.residency();
-            // Most loads find nothing parked: they build no key to look for it.
-            if residency.figures(self.budget_index()).parked == 0 {
-                return None;
+            // Keys carry their type, so a parked value of this key is of this cache's type.
+            let taken = residency
+                .take(&KeyParts(&self.asset_type, path))
+                .and_then(|(value, bytes)| Some((value.downcast::<T>().ok()?, bytes)));
+            if taken.is_some() {
+                residency.hit(t);
+            } else {
+                residency.miss(t);
             }
-            residency.take(&self.key_of(path))?
+            taken
         };
-        // Keys carry their type, so a parked value of this key is of this cache's type.
-        let value = value.downcast::<T>().ok()?;
+        let (value, bytes) = taken?;
         let generation = self.next_generation();
         Some(self.table.insert_resident(path.clone(), generation, value, bytes, origin))
     }

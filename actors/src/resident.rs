@@ -20,9 +20,12 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use std::hash::Hash;
+
+use hashbrown::{Equivalent, HashMap};
 use streamrt_messages::AssetKey;
 
-use crate::key_hash::KeyMap;
+use crate::key_hash::KeyHasher;
 
 /// A decoded asset, whatever its type.
 pub(crate) type AnyValue = Arc<dyn Any + Send + Sync>;
@@ -70,7 +73,9 @@ pub(crate) struct Residency {
     bytes_resident_max: u64,
     resident_bytes: u64,
     types: Vec<TypeState>,
-    parked: KeyMap<Parked>,
+    /// By key; `hashbrown`'s, so a cache looks an asset up by its key's parts
+    /// (`KeyParts`) without putting a key together.
+    parked: HashMap<AssetKey, Parked, KeyHasher>,
     /// Every parked key by last use.
     lru: BTreeMap<u64, AssetKey>,
     /// The use clock: bumped at each park, so later parks are more recent.
@@ -92,7 +97,7 @@ impl Residency {
             bytes_resident_max,
             resident_bytes: 0,
             types,
-            parked: KeyMap::default(),
+            parked: HashMap::default(),
             lru: BTreeMap::new(),
             clock: 0,
         }
@@ -168,7 +173,10 @@ impl Residency {
 
     /// Takes the parked asset `key` back to be held, if it is still parked (the caller counts
     /// the hit).
-    pub(crate) fn take(&mut self, key: &AssetKey) -> Option<(AnyValue, u64)> {
+    pub(crate) fn take<Q>(&mut self, key: &Q) -> Option<(AnyValue, u64)>
+    where
+        Q: Hash + Equivalent<AssetKey> + ?Sized,
+    {
         let parked = self.parked.remove(key)?;
         let t = parked.type_index;
         self.lru.remove(&parked.used);
