@@ -1,7 +1,7 @@
 //! Failed loads: IO, decode, panics, missing assets and invalid keys.
 
 use streamrt::messages::InvalidKey;
-use streamrt::{ErrorKind, Priority, ReadyError, RequestError};
+use streamrt::{ErrorKind, Priority, ReadyError, RequestError, Runtime};
 use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
 
 use crate::runtime;
@@ -11,6 +11,25 @@ fn failure(outcome: Option<Result<std::sync::Arc<Blob>, ReadyError>>) -> streamr
         Err(ReadyError::Failed(e)) => (*e).clone(),
         other => panic!("expected a failure, got {other:?}"),
     }
+}
+
+/// A runtime with one decode thread whose request for `path`, holding `bytes`, ended
+/// quarantined after the retry policy's panics: the runtime, and that request's error.
+fn quarantined(path: &str, bytes: &[u8]) -> (Runtime, streamrt::AssetLoadError) {
+    let source = GatedSource::with_blobs(1);
+    source.put(path, bytes);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.decode_threads(1));
+    let err = failure(rt.request::<Blob>(path, Priority::Normal).unwrap().wait_timeout(PATIENCE));
+    let panics_max = streamrt::RetryPolicy::default().panics_max;
+    assert_eq!(err.kind, ErrorKind::Quarantined { panics: panics_max }, "{err}");
+    (rt, err)
+}
+
+/// A later load decodes, and the decode pool has its one thread: it was rebuilt.
+fn the_decode_thread_was_rebuilt(rt: &Runtime) {
+    let after = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    assert!(after.wait_timeout(PATIENCE).unwrap().is_ok(), "the one decode thread was rebuilt");
+    assert_eq!(rt.live_workers().1, 1);
 }
 
 #[test]
@@ -45,22 +64,15 @@ fn a_missing_asset_fails_with_not_found() {
 
 #[test]
 fn a_key_whose_decoder_keeps_panicking_is_quarantined_and_the_pool_keeps_decoding() {
-    let source = GatedSource::with_blobs(1);
-    source.put("poison", b"PANIC now");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b.decode_threads(1));
-    let poison = rt.request::<Blob>("poison", Priority::Normal).unwrap();
-    let err = failure(poison.wait_timeout(PATIENCE));
+    let (rt, err) = quarantined("poison", b"PANIC now");
     let panics_max = streamrt::RetryPolicy::default().panics_max;
-    assert_eq!(err.kind, ErrorKind::Quarantined { panics: panics_max }, "{err}");
     assert_eq!(err.attempt, panics_max, "each panic was one attempt");
     let again = rt.request::<Blob>("poison", Priority::Normal).unwrap();
     assert_eq!(
         failure(again.wait_timeout(PATIENCE)).kind,
         ErrorKind::Quarantined { panics: panics_max }
     );
-    let after = rt.request::<Blob>("a0", Priority::Normal).unwrap();
-    assert!(after.wait_timeout(PATIENCE).unwrap().is_ok(), "the one decode thread was rebuilt");
-    assert_eq!(rt.live_workers().1, 1);
+    the_decode_thread_was_rebuilt(&rt);
     let status = rt.status();
     assert_eq!((status.quarantined, status.restarts), (1, u64::from(panics_max)));
 }
@@ -109,17 +121,9 @@ fn a_type_without_a_decoder_is_refused() {
 
 #[test]
 fn a_decoder_that_panics_sizing_its_value_fails_the_request_instead_of_leaving_it_loading() {
-    let source = GatedSource::with_blobs(1);
-    source.put("odd-size", b"SIZEPANIC");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b.decode_threads(1));
-    let handle = rt.request::<Blob>("odd-size", Priority::Normal).unwrap();
-    let err = failure(handle.wait_timeout(PATIENCE));
-    let panics_max = streamrt::RetryPolicy::default().panics_max;
-    assert_eq!(err.kind, ErrorKind::Quarantined { panics: panics_max }, "{err}");
+    let (rt, _) = quarantined("odd-size", b"SIZEPANIC");
     // The request fails before the pool has rebuilt the thread: a later load shows it has.
-    let after = rt.request::<Blob>("a0", Priority::Normal).unwrap();
-    assert!(after.wait_timeout(PATIENCE).unwrap().is_ok(), "the one decode thread was rebuilt");
-    assert_eq!(rt.live_workers().1, 1);
+    the_decode_thread_was_rebuilt(&rt);
 }
 
 #[test]
