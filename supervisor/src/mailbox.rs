@@ -16,6 +16,8 @@
 //! At most one [`Wake`] is outstanding: a post sends one only when it flips `wake_pending` from
 //! false to true, and the actor clears the flag *before* it takes a batch, so a message posted
 //! after the take always causes a new wake. A wake may find the queue empty; that is harmless.
+//! A producer posting a batch may post each message unwoken ([`Mailbox::post_unwoken`]) and
+//! then wake once; until it does, the actor may not see them.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -110,16 +112,26 @@ impl<M> Mailbox<M> {
     ///
     /// [`MailboxClosed`] with the message, once [`Mailbox::close`] was called.
     pub fn post(&self, msg: M) -> Result<(), MailboxClosed<M>> {
-        {
-            let mut q = self.queue();
-            // Checked under the lock so that `close` sees every message posted before it.
-            if self.shared.closed.load(Ordering::Acquire) {
-                return Err(MailboxClosed(msg));
-            }
-            self.counted(1);
-            q.push_back(msg);
-        }
+        self.post_unwoken(msg)?;
         self.wake();
+        Ok(())
+    }
+
+    /// Posts a message without waking the actor: the caller owes a [`Mailbox::wake`], which it
+    /// makes once the batch it is posting is complete. A producer that posts several replies
+    /// in quick succession wakes the actor's thread once for all of them, not once each.
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxClosed`] with the message, once [`Mailbox::close`] was called.
+    pub fn post_unwoken(&self, msg: M) -> Result<(), MailboxClosed<M>> {
+        let mut q = self.queue();
+        // Checked under the lock so that `close` sees every message posted before it.
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(MailboxClosed(msg));
+        }
+        self.counted(1);
+        q.push_back(msg);
         Ok(())
     }
 
@@ -142,7 +154,9 @@ impl<M> Mailbox<M> {
         Ok(())
     }
 
-    fn wake(&self) {
+    /// Wakes the actor if no wake is outstanding: what [`Mailbox::post`] does after its push,
+    /// and what a producer owes after [`Mailbox::post_unwoken`].
+    pub fn wake(&self) {
         if self.shared.wake_pending.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -294,6 +308,31 @@ mod tests {
             }
         }
         assert_eq!(all, (0..7).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_unwoken_post_waits_for_its_wake() {
+        let mailbox = Mailbox::new();
+        let (tx, rx) = mpsc::channel();
+        let sys = actix::System::new();
+        let mb = mailbox.clone();
+        sys.block_on(async move {
+            Drainer { mailbox: mb, seen: tx }.start();
+        });
+        let turns = |n: usize| {
+            for _ in 0..n {
+                sys.block_on(async { actix_rt::task::yield_now().await });
+            }
+        };
+        turns(10);
+        mailbox.post_unwoken(1).unwrap();
+        mailbox.post_unwoken(2).unwrap();
+        turns(10);
+        assert!(rx.try_recv().is_err(), "an unwoken post woke the actor");
+        assert_eq!(mailbox.len(), 2);
+        mailbox.wake();
+        turns(10);
+        assert_eq!(rx.try_iter().flatten().collect::<Vec<_>>(), vec![1, 2]);
     }
 
     #[test]

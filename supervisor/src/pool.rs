@@ -40,6 +40,11 @@ pub trait Worker: Send + 'static {
     type Job: Send + 'static;
     /// Runs one job. May panic; the pool then rebuilds this worker.
     fn run(&mut self, job: Self::Job);
+
+    /// Called when the pool's queue is empty, before the worker waits for its next job (and
+    /// on a stepped pool after every job): where a worker sends on what it batched while more
+    /// jobs were waiting. May panic, as `run` may.
+    fn idle(&mut self) {}
 }
 
 /// Live figures of a pool.
@@ -179,7 +184,9 @@ impl<J: Send + 'static> WorkerPool<J> {
         let mut worker = factory(0);
         let step_stats = Arc::clone(&stats);
         let step: StepFn<J> = Box::new(move |job| {
-            if run_caught(0, &mut worker, job, &step_stats) {
+            if run_caught(0, &mut worker, job, &step_stats)
+                || caught(0, || worker.idle(), &step_stats)
+            {
                 worker = factory(0);
             }
         });
@@ -257,7 +264,18 @@ fn worker_loop<W: Worker>(
     stats: &PoolStats,
 ) {
     let mut worker = factory(index);
-    while let Ok(Slot::Job(job)) = rx.recv() {
+    loop {
+        let slot = match rx.try_recv() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if caught(index, || worker.idle(), stats) {
+                    worker = factory(index);
+                }
+                let Ok(slot) = rx.recv() else { break };
+                slot
+            }
+        };
+        let Slot::Job(job) = slot else { break };
         if run_caught(index, &mut worker, job, stats) {
             worker = factory(index);
         }
@@ -268,9 +286,16 @@ fn worker_loop<W: Worker>(
 /// Runs one job under `catch_unwind`; true when it panicked and the worker must be rebuilt.
 fn run_caught<W: Worker>(index: usize, worker: &mut W, job: W::Job, stats: &PoolStats) -> bool {
     stats.busy.fetch_add(1, Ordering::AcqRel);
-    let outcome = catch_unwind(AssertUnwindSafe(|| worker.run(job)));
+    let panicked = caught(index, || worker.run(job), stats);
     stats.busy.fetch_sub(1, Ordering::AcqRel);
     stats.jobs.fetch_add(1, Ordering::AcqRel);
+    panicked
+}
+
+/// Runs a worker's `call` under `catch_unwind`; true when it panicked (counted as a restart)
+/// and the worker must be rebuilt.
+fn caught(index: usize, call: impl FnOnce(), stats: &PoolStats) -> bool {
+    let outcome = catch_unwind(AssertUnwindSafe(call));
     let Err(payload) = outcome else { return false };
     tracing::warn!(
         target: "streamrt",
@@ -321,6 +346,70 @@ mod tests {
         assert_eq!(got, vec![(3, 0), (2, 0), (1, 1)]);
         assert_eq!(pool.stats().restarts(), 1);
         assert_eq!(pool.size(), 0);
+    }
+
+    /// Keeps its jobs until the pool calls `idle`, then sends them as one batch; job 0 first
+    /// waits for `gate`, so that the jobs after it are queued by the time it ends.
+    struct Batcher {
+        batch: Vec<u32>,
+        gate: Option<mpsc::Receiver<()>>,
+        out: mpsc::Sender<Vec<u32>>,
+    }
+
+    impl Worker for Batcher {
+        type Job = u32;
+        fn run(&mut self, job: u32) {
+            if job == 0 {
+                self.gate.take().expect("one gate").recv().unwrap();
+            }
+            self.batch.push(job);
+        }
+
+        fn idle(&mut self) {
+            self.out.send(std::mem::take(&mut self.batch)).unwrap();
+        }
+    }
+
+    fn batcher(
+        gate: mpsc::Receiver<()>,
+    ) -> (impl Fn(usize) -> Batcher + Send + Sync, mpsc::Receiver<Vec<u32>>) {
+        let (tx, rx) = mpsc::channel();
+        let (gate, tx) = (std::sync::Mutex::new(Some(gate)), std::sync::Mutex::new(tx));
+        let factory = move |_| Batcher {
+            batch: Vec::new(),
+            gate: gate.lock().unwrap().take(),
+            out: tx.lock().unwrap().clone(),
+        };
+        (factory, rx)
+    }
+
+    #[test]
+    fn a_worker_is_idle_only_once_the_queue_is_empty() {
+        let (open, gate) = mpsc::channel();
+        let (factory, batches) = batcher(gate);
+        let pool = WorkerPool::start("batcher", 1, factory).unwrap();
+        // Idle before the first job: nothing was queued yet.
+        assert_eq!(batches.recv().unwrap(), Vec::<u32>::new());
+        let sender = pool.sender();
+        for job in 0..4 {
+            sender.submit(job).unwrap();
+        }
+        open.send(()).unwrap();
+        assert_eq!(batches.recv().unwrap(), vec![0, 1, 2, 3]);
+        pool.shutdown();
+        assert!(batches.try_recv().is_err(), "no idle call after the last batch");
+    }
+
+    #[test]
+    fn a_stepped_worker_is_idle_after_every_job() {
+        let (open, gate) = mpsc::channel();
+        let (factory, batches) = batcher(gate);
+        let pool = WorkerPool::stepped(factory);
+        open.send(()).unwrap();
+        for job in 0..3 {
+            pool.run(job);
+        }
+        assert_eq!(batches.try_iter().collect::<Vec<_>>(), vec![vec![0], vec![1], vec![2]]);
     }
 
     #[test]
