@@ -8,7 +8,8 @@
 //! critical load dispatched behind many small ones is still the next one read and the next one
 //! decoded; a `High` or `Critical` load is decoded by the IO worker that read it, without waiting
 //! for a decode thread. Its [`JobRoute`] (one per asset type) carries what only the type knows: how
-//! to decode and which cache to tell.
+//! to decode and which cache to tell. A decode worker with more loads waiting batches the wakes
+//! of its replies (see `replies`).
 //!
 //! # Invariants
 //!
@@ -45,8 +46,11 @@ use crate::telemetry::Probe;
 use crate::throttle::Throttle;
 
 mod cancels;
+mod replies;
 
 pub(crate) use cancels::CancelTable;
+use replies::ReplyBatch;
+pub(crate) use replies::ReplyWake;
 
 /// The least urgent priority of the loads the engine is waiting on, which skip what is built
 /// for throughput (`streamctl bench priority`, a critical request behind 10,000 queued ones):
@@ -75,12 +79,17 @@ pub(crate) trait JobRoute: Send + Sync {
     /// Decodes on the calling (decode worker) thread, calls `done` once the decoder returned
     /// (not after a panic), and tells the cache. A decoder panic is reported to the cache as
     /// `DecoderPanicked`, then handed back for the caller to re-raise.
+    /// With [`ReplyWake::Later`] the reply is posted without waking the cache, and the caller
+    /// owes it a [`JobRoute::wake`].
     fn decode(
         &self,
         job: Job,
         bytes: Vec<u8>,
         done: &dyn Fn(&Job),
+        wake: ReplyWake,
     ) -> Result<(), Box<dyn Any + Send>>;
+    /// Wakes the cache, for replies posted with [`ReplyWake::Later`].
+    fn wake(&self);
     /// Tells the cache its load ended without a value.
     fn end(&self, job: Job, end: JobEnd);
     /// Which loads of the type are cancelled.
@@ -216,6 +225,10 @@ impl<J> Staging<J> {
     fn pop(&self) -> Option<J> {
         let mut levels = self.levels.lock().unwrap_or_else(PoisonError::into_inner);
         levels.iter_mut().find_map(VecDeque::pop_front)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.levels.lock().unwrap_or_else(PoisonError::into_inner).iter().all(VecDeque::is_empty)
     }
 }
 
@@ -372,7 +385,7 @@ impl IoWorker {
                     Some(_) if priority <= URGENT => {
                         // An urgent load is decoded here: handing it to the decode pool would
                         // make it wait for a decode thread to get a core.
-                        return decode(&self.probe, self.index, job, bytes);
+                        return decode(&self.probe, self.index, job, bytes, None);
                     }
                     Some(staged) => {
                         staged.push(priority, (Self::decode_guard(job), bytes));
@@ -395,6 +408,8 @@ pub(crate) struct DecodeWorker {
     pub(crate) index: u32,
     /// Where [`DecodeJob::NextLoad`] takes its load from.
     pub(crate) staged: Arc<DecodeQueue>,
+    /// The replies this worker posted without waking their caches (see `replies`).
+    pub(crate) replies: ReplyBatch,
 }
 
 impl Worker for DecodeWorker {
@@ -415,17 +430,28 @@ impl Worker for DecodeWorker {
         };
         // After the load is taken, so an injected crash loses exactly this load to its guard.
         assert!(!self.crashes.take(), "injected crash of a decode worker");
-        decode(&self.probe, self.index, guard.take(), bytes);
+        // With another load waiting, this reply joins the batch: its cache is woken once for
+        // the batch rather than once per load.
+        let more = !self.staged.is_empty();
+        decode(&self.probe, self.index, guard.take(), bytes, more.then_some(&mut self.replies));
+        if !more || self.replies.is_full() {
+            self.replies.flush();
+        }
+    }
+
+    fn idle(&mut self) {
+        self.replies.flush();
     }
 }
 
-/// Decodes `job` on the calling worker (`worker`: its index in its own pool).
+/// Decodes `job` on the calling worker (`worker`: its index in its own pool), and posts the
+/// reply unwoken into `batch` if one is given (see `replies`).
 ///
 /// # Panics
 ///
 /// Re-raises a decoder's panic, already reported to the cache, so the pool rebuilds the
 /// calling worker.
-fn decode(probe: &Probe, worker: u32, job: Job, bytes: Vec<u8>) {
+fn decode(probe: &Probe, worker: u32, job: Job, bytes: Vec<u8>, batch: Option<&mut ReplyBatch>) {
     if job.is_cancelled() {
         return end(job, JobEnd::Dropped(CancelStage::Loading));
     }
@@ -434,11 +460,14 @@ fn decode(probe: &Probe, worker: u32, job: Job, bytes: Vec<u8>) {
     stage_event(probe, EventKind::DecodeStarted, &job, worker, Some(n));
     let span =
         tracing::debug_span!(target: "streamrt", "decode", request = job.origin.0, key = %job.key);
+    let wake = if batch.is_some() { ReplyWake::Later } else { ReplyWake::Now };
     let decoded = span.in_scope(|| {
-        route.decode(job, bytes, &|job: &Job| {
-            stage_event(probe, EventKind::DecodeDone, job, worker, Some(n));
-        })
+        let done = |job: &Job| stage_event(probe, EventKind::DecodeDone, job, worker, Some(n));
+        route.decode(job, bytes, &done, wake)
     });
+    if let Some(batch) = batch {
+        batch.owe(&route);
+    }
     if let Err(panic) = decoded {
         std::panic::resume_unwind(panic);
     }

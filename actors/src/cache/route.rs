@@ -17,7 +17,7 @@ use streamrt_supervisor::panic_message;
 use super::{CacheInbox, CacheMsg};
 use crate::asset::{DecodeError, Decoder};
 use crate::scheduler::LoadRef;
-use crate::work::{CancelTable, DispatchOrder, Job, JobEnd, JobRoute};
+use crate::work::{CancelTable, DispatchOrder, Job, JobEnd, JobRoute, ReplyWake};
 
 /// The decoder and cache of one asset type, as jobs see them.
 pub(crate) struct TypeRoute<D: Decoder> {
@@ -48,6 +48,7 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
         job: Job,
         bytes: Vec<u8>,
         done: &dyn Fn(&Job),
+        wake: ReplyWake,
     ) -> Result<(), Box<dyn Any + Send>> {
         let decoder = &*self.decoder;
         // `size_bytes` is the decoder's code too: a panic there is caught like one in
@@ -60,22 +61,24 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
         if decoded.is_ok() {
             done(&job);
         }
-        // A closed mailbox means shutdown; the requests were failed already.
-        match decoded {
-            Ok(Ok((value, size))) => {
-                let _ = self.cache.messages.post(CacheMsg::Decoded(job, Arc::new(value), size));
-                Ok(())
-            }
-            Ok(Err(e)) => {
-                let _ = self.cache.messages.post(CacheMsg::Ended(job, JobEnd::Failed(e.into())));
-                Ok(())
-            }
+        let (reply, outcome) = match decoded {
+            Ok(Ok((value, size))) => (CacheMsg::Decoded(job, Arc::new(value), size), Ok(())),
+            Ok(Err(e)) => (CacheMsg::Ended(job, JobEnd::Failed(e.into())), Ok(())),
             Err(panic) => {
                 let kind = ErrorKind::DecoderPanicked(panic_message(&*panic));
-                let _ = self.cache.messages.post(CacheMsg::Ended(job, JobEnd::Failed(kind)));
-                Err(panic)
+                (CacheMsg::Ended(job, JobEnd::Failed(kind)), Err(panic))
             }
-        }
+        };
+        // A closed mailbox means shutdown; the requests were failed already.
+        let _ = match wake {
+            ReplyWake::Now => self.cache.messages.post(reply),
+            ReplyWake::Later => self.cache.messages.post_unwoken(reply),
+        };
+        outcome
+    }
+
+    fn wake(&self) {
+        self.cache.messages.wake();
     }
 
     fn end(&self, job: Job, end: JobEnd) {

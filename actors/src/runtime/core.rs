@@ -123,6 +123,7 @@ impl Core {
                 probe: Arc::clone(&probe),
                 staged: Arc::clone(&staged),
                 index,
+                replies: Default::default(),
             }
         });
         let decode = match det {
