@@ -21,7 +21,9 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
+
+use arc_swap::ArcSwapOption;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
@@ -87,6 +89,11 @@ pub(crate) fn wait_until<'a, R>(
     }
 }
 
+/// Sets `slot` to `value` unless it was set before: the first value stays, as in a `OnceLock`.
+fn set_once<V>(slot: &ArcSwapOption<V>, value: &Arc<V>) {
+    let _ = slot.compare_and_swap(&None::<Arc<V>>, Some(Arc::clone(value)));
+}
+
 /// Where a request sits in a dependency tree.
 #[derive(Default)]
 pub(crate) struct Lineage {
@@ -122,11 +129,12 @@ impl Lineage {
 /// # Size
 ///
 /// Every pending request has one, and its allocation is most of what a pending request costs
-/// (`streamctl bench scale`): 104 bytes, which with the reference counts is a 128-byte
-/// allocation, where one field more would make it 144. So the cell keeps what only it can
+/// (`streamctl bench scale`): 88 bytes, which with the reference counts is a 112-byte
+/// allocation, where one field more would make it 128. So the cell keeps what only it can
 /// hold and reaches the rest through `link`: the key's type, the runtime's probe. Its times
-/// and the declared size are 32 bits where nothing needs more (see each field);
-/// `a_pending_requests_cell_fits_a_128_byte_allocation` fails when it grows.
+/// and the declared size are 32 bits where nothing needs more (see each field), and its value
+/// and error are one pointer each; `a_pending_requests_cell_fits_a_112_byte_allocation` fails
+/// when it grows.
 pub(crate) struct RequestCell<T: Send + Sync + 'static> {
     id: RequestId,
     /// The key's path; its type is `link`'s.
@@ -144,8 +152,12 @@ pub(crate) struct RequestCell<T: Send + Sync + 'static> {
     /// Microseconds from `created_us` to the terminal state, saturating at `u32::MAX` (71
     /// minutes); 0 until then.
     terminal_after_us: AtomicU32,
-    value: OnceLock<Arc<T>>,
-    error: OnceLock<Arc<AssetLoadError>>,
+    /// Set once, when the request is staged; read once it is `Ready`. An `ArcSwapOption` is
+    /// one pointer where a `OnceLock` is two words, and each of the two saves the cell a
+    /// size class (see `# Size`).
+    value: ArcSwapOption<T>,
+    /// Set once, before the request moves to `Failed`.
+    error: ArcSwapOption<AssetLoadError>,
     created_us: u64,
     changed: Signal,
     lineage: Lineage,
@@ -175,8 +187,8 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
             handles: AtomicU32::new(0),
             declared_bytes: u32::try_from(size).unwrap_or(u32::MAX),
             terminal_after_us: AtomicU32::new(0),
-            value: OnceLock::new(),
-            error: OnceLock::new(),
+            value: ArcSwapOption::empty(),
+            error: ArcSwapOption::empty(),
             created_us: link.probe.now_us(),
             changed: Signal::new(),
             lineage,
@@ -353,7 +365,8 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
                 (&probe.counters.cancelled, EventKind::Cancelled { stage: CancelStage::of(from) })
             }
             _ => {
-                let kind = self.error.get().map_or(ErrorKind::Shutdown, |e| e.kind.clone());
+                let kind =
+                    self.error.load().as_ref().map_or(ErrorKind::Shutdown, |e| e.kind.clone());
                 (&probe.counters.failed, EventKind::Failed { kind })
             }
         };
@@ -375,13 +388,14 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
             }
         }
         if let Some(parent) = self.lineage.parent().and_then(Weak::upgrade) {
-            parent.dependency_ended(|| self.key(), to, self.error.get().map(|e| &**e));
+            let error = self.error.load_full();
+            parent.dependency_ended(|| self.key(), to, error.as_deref());
         }
     }
 
     /// Stores the decoded value and moves to `Decoded`. False if the request already ended.
     pub(crate) fn stage(&self, value: &Arc<T>) -> bool {
-        let _ = self.value.set(Arc::clone(value));
+        set_once(&self.value, value);
         let staged = self.transition(LoadState::Decoded).is_ok();
         if staged {
             wake_listeners(self.probe().any_progressed());
@@ -407,7 +421,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         if self.state().is_terminal() {
             return false;
         }
-        let _ = self.error.set(make());
+        set_once(&self.error, &make());
         self.transition(LoadState::Failed).is_ok()
     }
 
@@ -417,11 +431,11 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     }
 
     fn value(&self) -> Option<Arc<T>> {
-        (self.state() == LoadState::Ready).then(|| self.value.get().cloned()).flatten()
+        (self.state() == LoadState::Ready).then(|| self.value.load_full()).flatten()
     }
 
     fn error(&self) -> Option<Arc<AssetLoadError>> {
-        (self.state() == LoadState::Failed).then(|| self.error.get().cloned()).flatten()
+        (self.state() == LoadState::Failed).then(|| self.error.load_full()).flatten()
     }
 
     fn outcome(&self) -> Option<Result<Arc<T>, ReadyError>> {
@@ -775,12 +789,12 @@ mod tests {
     use super::*;
 
     /// The cell's allocation is the reference counts (16 bytes) and the cell, rounded by the
-    /// allocator to 16 bytes with 8 of its own: a cell of 104 bytes takes 128, of 112 takes
-    /// 144. See the cell's `# Size`.
+    /// allocator to 16 bytes with 8 of its own: a cell of 88 bytes takes 112, of 96 takes 128.
+    /// See the cell's `# Size`.
     #[test]
-    fn a_pending_requests_cell_fits_a_128_byte_allocation() {
+    fn a_pending_requests_cell_fits_a_112_byte_allocation() {
         let allocation = std::mem::size_of::<RequestCell<u8>>() + 16;
         let chunk = (allocation + 8).next_multiple_of(16);
-        assert!(chunk <= 128, "a cell of {allocation} bytes takes a {chunk}-byte chunk");
+        assert!(chunk <= 112, "a cell of {allocation} bytes takes a {chunk}-byte chunk");
     }
 }
