@@ -85,7 +85,7 @@ use crate::work::{DispatchOrder, IoPort, Job, JobEnd, JobGuard, JobRoute, ReadJo
 pub(crate) use inbox::CacheInbox;
 use route::decoder_outcome;
 pub(crate) use route::TypeRoute;
-use slots::{Holder, Phase, SlotTable};
+use slots::{Detached, Holder, Phase, SlotTable};
 
 /// What a cache is told.
 pub(crate) enum CacheMsg<T: Send + Sync + 'static> {
@@ -143,6 +143,10 @@ pub struct CacheStats {
 impl<T: Send + Sync + 'static> Holder for Ticket<T> {
     fn request(&self) -> RequestId {
         self.cell().id()
+    }
+
+    fn path(&self) -> &AssetPath {
+        self.cell().path()
     }
 }
 
@@ -319,15 +323,19 @@ impl<T: Send + Sync + 'static> Cache<T> {
             return;
         }
         // A hit is a resident slot, here or taken back from the pool (`unpark` counts those).
-        let found = match self.table.lookup(cell.path()) {
-            Some(at) if self.table.get(at).is_some_and(|s| s.phase == Phase::Resident) => {
-                self.residency().hit(self.budget_index());
-                Some(at)
-            }
-            Some(at) => Some(at),
-            None => self.unpark(cell.path(), cell.id()),
+        let Some(at) = self.table.lookup(cell.path()) else {
+            return match self.unpark(cell.path()) {
+                Some((value, bytes)) => {
+                    stage(&cell, &value, bytes, &mut self.to_frame);
+                    let generation = self.next_generation();
+                    self.table.insert_resident(ticket, generation, value, bytes);
+                }
+                None => self.start_load(ticket, priority),
+            };
         };
-        let Some(at) = found else { return self.start_load(ticket, priority) };
+        if self.table.get(at).is_some_and(|s| s.phase == Phase::Resident) {
+            self.residency().hit(self.budget_index());
+        }
         let slot = self.table.get_mut(at).expect("indexed slot exists");
         match slot.phase {
             Phase::Resident => {
@@ -354,26 +362,21 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.links.residency.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes `path`'s asset back from the budget's pool into a resident slot, if it is parked;
-    /// counts the hit, or the miss, under the same lock.
-    fn unpark(&mut self, path: &AssetPath, origin: RequestId) -> Option<usize> {
+    /// Takes `path`'s asset back from the budget's pool, with its size, if it is parked; counts
+    /// the hit, or the miss, under the same lock.
+    fn unpark(&self, path: &AssetPath) -> Option<(Arc<T>, u64)> {
         let t = self.budget_index();
-        let taken = {
-            let mut residency = self.residency();
-            // Keys carry their type, so a parked value of this key is of this cache's type.
-            let taken = residency
-                .take(&KeyParts(&self.asset_type, path))
-                .and_then(|(value, bytes)| Some((value.downcast::<T>().ok()?, bytes)));
-            if taken.is_some() {
-                residency.hit(t);
-            } else {
-                residency.miss(t);
-            }
-            taken
-        };
-        let (value, bytes) = taken?;
-        let generation = self.next_generation();
-        Some(self.table.insert_resident(path.clone(), generation, value, bytes, origin))
+        let mut residency = self.residency();
+        // Keys carry their type, so a parked value of this key is of this cache's type.
+        let taken = residency
+            .take(&KeyParts(&self.asset_type, path))
+            .and_then(|(value, bytes)| Some((value.downcast::<T>().ok()?, bytes)));
+        if taken.is_some() {
+            residency.hit(t);
+        } else {
+            residency.miss(t);
+        }
+        taken
     }
 
     /// Reports what the budget evicted (if anything) and publishes the resident total, which
@@ -411,36 +414,31 @@ impl<T: Send + Sync + 'static> Cache<T> {
         Job {
             slot: slots::index32(at),
             generation: slot.generation,
-            key: self.key_of(&slot.path),
+            key: self.key_of(slot.path()),
             priority: slot.priority,
-            origin: slot.origin,
+            origin: slot.origin(),
             route: Arc::clone(&self.route),
         }
     }
 
     fn start_load(&mut self, ticket: Ticket<T>, priority: Priority) {
         let generation = self.next_generation();
-        let path = ticket.cell().path().clone();
-        let at = self.table.start_load(path, generation, priority, ticket.cell().id());
         let declared = ticket.cell().declared_bytes();
-        self.table.get_mut(at).expect("a slot just started").bytes = declared;
-        self.table.attach(at, ticket);
+        let at = self.table.start_load(ticket, generation, priority, declared);
         self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at)));
     }
 
     fn release(&mut self, request: RequestId, path: &AssetPath) {
-        let Some((at, ticket)) = self.table.detach(path, request) else { return };
-        ticket.cell().cancel();
-        drop(ticket);
-        let slot = self.table.get(at).expect("detached from a live slot");
-        if !slot.holders.is_empty() {
+        let Some(Detached { slot: at, holder, emptied }) = self.table.detach(path, request) else {
             return;
-        }
-        let slot = self.table.remove(at);
+        };
+        holder.cell().cancel();
+        drop(holder);
+        let Some(slot) = emptied else { return };
         if slot.phase == Phase::Resident {
             // The last holder let go of a decoded asset: keep it for reuse, within the budget.
             let value: AnyValue = slot.value.expect("resident slot holds a value");
-            let key = self.key_of(&slot.path);
+            let key = self.key_of(path);
             let evicted = self.residency().park(self.budget_index(), key, value, slot.bytes);
             return self.report_residency(evicted);
         }
@@ -551,7 +549,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 ErrorKind::Io(format!("load dropped while {}", stage.name()))
             }
         };
-        let (attempt, origin, path) = (slot.attempt, slot.origin, slot.path.clone());
+        let (attempt, origin, path) = (slot.attempt, slot.origin(), slot.path().clone());
         match self.verdict(&path, &kind, attempt) {
             Verdict::Retry { delay_ms } => self.retry(at, kind, delay_ms),
             Verdict::Quarantine { panics } => {
@@ -591,7 +589,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         for ticket in &slot.holders {
             ticket.cell().advance(LoadState::Loading, LoadState::Pending);
         }
-        let (attempt, origin, path) = (slot.attempt, slot.origin, slot.path.clone());
+        let (attempt, origin, path) = (slot.attempt, slot.origin(), slot.path().clone());
         Counters::bump(&self.links.probe.counters.retries);
         self.emit(EventKind::Retried { attempt, kind }, origin, &path);
         self.retry_later.push((delay_ms, load_ref(self.type_index, at, generation)));
@@ -599,7 +597,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
 
     fn fail_slot(&mut self, at: usize, kind: ErrorKind) {
         let slot = self.table.remove(at);
-        let key = self.key_of(&slot.path);
+        let key = self.key_of(slot.path());
         let error = Arc::new(AssetLoadError { key, attempt: slot.attempt, kind });
         for ticket in &slot.holders {
             ticket.cell().fail(&error);
@@ -669,7 +667,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.report_residency(Vec::new());
         self.cancel_every_load();
         for slot in self.table.drain() {
-            let error = AssetLoadError::shared(self.key_of(&slot.path), ErrorKind::Shutdown);
+            let error = AssetLoadError::shared(self.key_of(slot.path()), ErrorKind::Shutdown);
             for ticket in &slot.holders {
                 ticket.cell().fail(&error);
             }
