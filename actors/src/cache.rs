@@ -210,7 +210,7 @@ pub(crate) struct Cache<T: Send + Sync + 'static> {
     policy: RetryPolicy,
     link: ChildLink,
     salvage: Salvage<T>,
-    table: SlotTable<T, Ticket<T>>,
+    table: SlotTable<Ticket<T>>,
     panics: PathMap<u32>,
     quarantined: PathMap<u32>,
     to_scheduler: Vec<SchedulerMsg>,
@@ -270,7 +270,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             CacheMsg::RetryDue(load) => self.retry_due(load),
             CacheMsg::Decoded(job, value, size) => {
                 self.record_decode(&job, || Some(DecodeOutcome::Value(size)));
-                self.decoded(&job, value, size);
+                self.decoded(&job, &value, size);
             }
             CacheMsg::Ended(job, end) => {
                 self.record_decode(&job, || decoder_outcome(&end));
@@ -328,7 +328,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 Some((value, bytes)) => {
                     stage(&cell, &value, bytes, &mut self.to_frame);
                     let generation = self.next_generation();
-                    self.table.insert_resident(ticket, generation, value, bytes);
+                    self.table.insert_resident(ticket, generation, bytes);
                 }
                 None => self.start_load(ticket, priority),
             };
@@ -339,8 +339,9 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let slot = self.table.get_mut(at).expect("indexed slot exists");
         match slot.phase {
             Phase::Resident => {
-                let value = slot.value.as_ref().expect("resident slot holds a value");
-                stage(&cell, value, slot.bytes, &mut self.to_frame);
+                let value = slot.holders.first().and_then(|h| h.cell().staged_value());
+                let value = value.expect("a resident slot's holders were staged with its value");
+                stage(&cell, &value, slot.bytes, &mut self.to_frame);
             }
             Phase::Loading => {
                 cell.advance(LoadState::Pending, LoadState::Loading);
@@ -433,11 +434,12 @@ impl<T: Send + Sync + 'static> Cache<T> {
             return;
         };
         holder.cell().cancel();
-        drop(holder);
         let Some(slot) = emptied else { return };
         if slot.phase == Phase::Resident {
             // The last holder let go of a decoded asset: keep it for reuse, within the budget.
-            let value: AnyValue = slot.value.expect("resident slot holds a value");
+            let value = holder.cell().staged_value();
+            let value: AnyValue =
+                value.expect("a resident slot's holders were staged with its value");
             let key = self.key_of(path);
             let evicted = self.residency().park(self.budget_index(), key, value, slot.bytes);
             return self.report_residency(evicted);
@@ -512,7 +514,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
     }
 
-    fn decoded(&mut self, job: &Job, value: Arc<T>, size: u64) {
+    fn decoded(&mut self, job: &Job, value: &Arc<T>, size: u64) {
         self.to_scheduler.push(SchedulerMsg::JobFinished(job.generation));
         let probe = Arc::clone(&self.links.probe);
         let Some(slot) = self.table.current_mut(job.slot(), job.generation) else {
@@ -526,9 +528,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         slot.phase = Phase::Resident;
         slot.bytes = size;
         for ticket in &slot.holders {
-            stage(ticket.cell(), &value, size, &mut self.to_frame);
+            stage(ticket.cell(), value, size, &mut self.to_frame);
         }
-        slot.value = Some(value);
         let evicted = self.residency().admit(self.budget_index(), size);
         self.report_residency(evicted);
     }

@@ -430,6 +430,12 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         self.transition(LoadState::Cancelled).is_ok()
     }
 
+    /// The value this request was staged with, whatever its state since: a resident asset's
+    /// value, as its cache reads it from its holders.
+    pub(crate) fn staged_value(&self) -> Option<Arc<T>> {
+        self.value.load_full()
+    }
+
     fn value(&self) -> Option<Arc<T>> {
         (self.state() == LoadState::Ready).then(|| self.value.load_full()).flatten()
     }

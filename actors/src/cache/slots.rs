@@ -19,7 +19,6 @@
 //!   reused after removal, but generations never repeat, so a late reply never matches.
 
 use std::hash::BuildHasher;
-use std::sync::Arc;
 
 use hashbrown::HashTable;
 use slab::Slab;
@@ -45,16 +44,16 @@ pub(crate) enum Phase {
     Queued,
     /// Dispatched to the workers.
     Loading,
-    /// Decoded; the value is held.
+    /// Decoded. The value is in the holders' cells, each staged with it: the slot keeps no
+    /// copy (8 bytes fewer per pending request, `streamctl bench scale`).
     Resident,
 }
 
 /// One asset in a cache, with at least one holder (see the module's invariants).
-pub(crate) struct Slot<T, H> {
+pub(crate) struct Slot<H> {
     pub(crate) generation: Generation,
     pub(crate) phase: Phase,
     pub(crate) holders: Holders<H>,
-    pub(crate) value: Option<Arc<T>>,
     /// Until the load decodes, the stored size the source declared (0 when unknown): what a
     /// read credit is charged for it. Once `Resident`, the value's resident size. One field
     /// for both, as no slot needs both at once and every pending request has a slot.
@@ -65,7 +64,7 @@ pub(crate) struct Slot<T, H> {
     pub(crate) attempt: u32,
 }
 
-impl<T, H: Holder> Slot<T, H> {
+impl<H: Holder> Slot<H> {
     /// The key's path (the type is the cache's): its first holder's.
     ///
     /// # Panics
@@ -91,17 +90,17 @@ impl<T, H: Holder> Slot<T, H> {
 }
 
 /// A holder [`SlotTable::detach`] took off its slot.
-pub(crate) struct Detached<T, H> {
+pub(crate) struct Detached<H> {
     pub(crate) slot: usize,
     pub(crate) holder: H,
     /// The slot itself, removed from the table, if that was its last holder: it has no holder,
     /// so no path of its own (it is `holder`'s).
-    pub(crate) emptied: Option<Slot<T, H>>,
+    pub(crate) emptied: Option<Slot<H>>,
 }
 
 /// See the module docs.
-pub(crate) struct SlotTable<T, H> {
-    slots: Slab<Slot<T, H>>,
+pub(crate) struct SlotTable<H> {
+    slots: Slab<Slot<H>>,
     /// Slot indexes, hashed by their slot's path: the path lives in the slot only, so an entry
     /// is 4 bytes where a path→index map's is 24 (`streamctl bench scale`).
     by_path: HashTable<u32>,
@@ -109,7 +108,7 @@ pub(crate) struct SlotTable<T, H> {
     hasher: KeyHasher,
 }
 
-impl<T, H: Holder> Default for SlotTable<T, H> {
+impl<H: Holder> Default for SlotTable<H> {
     fn default() -> Self {
         Self { slots: Slab::new(), by_path: HashTable::new(), hasher: KeyHasher::default() }
     }
@@ -120,7 +119,7 @@ pub(crate) fn index32(slot: usize) -> u32 {
     u32::try_from(slot).expect("a cache holds fewer than 2^32 slots")
 }
 
-impl<T, H: Holder> SlotTable<T, H> {
+impl<H: Holder> SlotTable<H> {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.slots.len()
@@ -161,7 +160,6 @@ impl<T, H: Holder> SlotTable<T, H> {
                 generation,
                 phase: Phase::Queued,
                 holders: Holders::default(),
-                value: None,
                 bytes,
                 priority,
                 attempt: 1,
@@ -170,8 +168,8 @@ impl<T, H: Holder> SlotTable<T, H> {
         )
     }
 
-    /// Adds a slot for `holder`'s path, `Resident` with `value` of `bytes` (an asset taken back
-    /// from the budget's pool), with `holder` as its first.
+    /// Adds a slot for `holder`'s path, `Resident` with a value of `bytes` (an asset taken back
+    /// from the budget's pool, already staged into `holder`), with `holder` as its first.
     ///
     /// # Panics
     ///
@@ -180,7 +178,6 @@ impl<T, H: Holder> SlotTable<T, H> {
         &mut self,
         holder: H,
         generation: Generation,
-        value: Arc<T>,
         bytes: u64,
     ) -> usize {
         self.insert(
@@ -188,7 +185,6 @@ impl<T, H: Holder> SlotTable<T, H> {
                 generation,
                 phase: Phase::Resident,
                 holders: Holders::default(),
-                value: Some(value),
                 bytes,
                 priority: Priority::default(),
                 attempt: 1,
@@ -198,7 +194,7 @@ impl<T, H: Holder> SlotTable<T, H> {
     }
 
     /// Adds `slot` with `holder` as its first and indexes it by the holder's path.
-    fn insert(&mut self, mut slot: Slot<T, H>, holder: H) -> usize {
+    fn insert(&mut self, mut slot: Slot<H>, holder: H) -> usize {
         let hash = self.hasher.hash_one(holder.path());
         assert!(self.find(hash, holder.path()).is_none(), "{} already has a slot", holder.path());
         slot.holders.push(holder);
@@ -210,11 +206,11 @@ impl<T, H: Holder> SlotTable<T, H> {
         at
     }
 
-    pub(crate) fn get(&self, slot: usize) -> Option<&Slot<T, H>> {
+    pub(crate) fn get(&self, slot: usize) -> Option<&Slot<H>> {
         self.slots.get(slot)
     }
 
-    pub(crate) fn get_mut(&mut self, slot: usize) -> Option<&mut Slot<T, H>> {
+    pub(crate) fn get_mut(&mut self, slot: usize) -> Option<&mut Slot<H>> {
         self.slots.get_mut(slot)
     }
 
@@ -223,7 +219,7 @@ impl<T, H: Holder> SlotTable<T, H> {
         &mut self,
         slot: usize,
         generation: Generation,
-    ) -> Option<&mut Slot<T, H>> {
+    ) -> Option<&mut Slot<H>> {
         self.slots.get_mut(slot).filter(|s| s.generation == generation)
     }
 
@@ -234,7 +230,7 @@ impl<T, H: Holder> SlotTable<T, H> {
         slot: usize,
         generation: Generation,
         phase: Phase,
-    ) -> Option<&mut Slot<T, H>> {
+    ) -> Option<&mut Slot<H>> {
         self.current_mut(slot, generation).filter(|s| s.phase == phase)
     }
 
@@ -249,11 +245,7 @@ impl<T, H: Holder> SlotTable<T, H> {
 
     /// Detaches a request (`path` is the request's path) from its slot, and removes the slot
     /// if that was its last holder.
-    pub(crate) fn detach(
-        &mut self,
-        path: &AssetPath,
-        request: RequestId,
-    ) -> Option<Detached<T, H>> {
+    pub(crate) fn detach(&mut self, path: &AssetPath, request: RequestId) -> Option<Detached<H>> {
         let slot = self.lookup(path)?;
         let holders = &mut self.slots[slot].holders;
         let at = holders.iter().position(|h| h.request() == request)?;
@@ -267,31 +259,31 @@ impl<T, H: Holder> SlotTable<T, H> {
     /// # Panics
     ///
     /// If the slot does not exist.
-    pub(crate) fn remove(&mut self, slot: usize) -> Slot<T, H> {
+    pub(crate) fn remove(&mut self, slot: usize) -> Slot<H> {
         let hash = self.hasher.hash_one(self.slots[slot].path());
         self.unindexed(slot, hash)
     }
 
     /// Takes `slot`, whose path hashes to `hash`, out of the index and the slab.
-    fn unindexed(&mut self, slot: usize, hash: u64) -> Slot<T, H> {
+    fn unindexed(&mut self, slot: usize, hash: u64) -> Slot<H> {
         let indexed = self.by_path.find_entry(hash, |&s| s == index32(slot));
         indexed.expect("a live slot is indexed by its path").remove();
         self.slots.remove(slot)
     }
 
     /// Removes every slot.
-    pub(crate) fn drain(&mut self) -> Vec<Slot<T, H>> {
+    pub(crate) fn drain(&mut self) -> Vec<Slot<H>> {
         self.by_path.clear();
         self.slots.drain().collect()
     }
 
     /// Iterates over the slots with their indexes.
-    pub(crate) fn iter_indexed(&self) -> impl Iterator<Item = (usize, &Slot<T, H>)> {
+    pub(crate) fn iter_indexed(&self) -> impl Iterator<Item = (usize, &Slot<H>)> {
         self.slots.iter()
     }
 
     /// Iterates over the slots.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Slot<T, H>> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Slot<H>> {
         self.slots.iter().map(|(_, s)| s)
     }
 }
@@ -319,12 +311,12 @@ mod tests {
         ]
     }
 
-    /// Every pending request has a slot in the slab, which stores a 48-byte slot in 48 (its
+    /// Every pending request has a slot in the slab, which stores a 40-byte slot in 40 (its
     /// vacant entries fit in the slot's spare discriminant values); see `streamctl bench
     /// scale`.
     #[test]
-    fn a_slot_is_48_bytes() {
-        assert!(std::mem::size_of::<Slot<u8, crate::request::Ticket<u8>>>() <= 48);
+    fn a_slot_is_40_bytes() {
+        assert!(std::mem::size_of::<Slot<crate::request::Ticket<u8>>>() <= 40);
     }
 
     /// A request and its path, as a slot holds a ticket.
@@ -346,7 +338,7 @@ mod tests {
 
     #[test]
     fn a_slot_goes_with_its_last_holder_and_takes_its_path_from_the_first() {
-        let mut table: SlotTable<(), Held> = SlotTable::default();
+        let mut table: SlotTable<Held> = SlotTable::default();
         let at = table.start_load(Held(RequestId(1), key(1)), Generation(1), Priority::Normal, 0);
         table.attach(at, Held(RequestId(2), key(1)));
         assert_eq!(
@@ -374,7 +366,7 @@ mod tests {
         fn late_replies_never_match_and_indexes_stay_consistent(
             ops in proptest::collection::vec(op(), 0..200)
         ) {
-            let mut table: SlotTable<(), Held> = SlotTable::default();
+            let mut table: SlotTable<Held> = SlotTable::default();
             let mut issued: Vec<(usize, Generation, AssetPath)> = Vec::new();
             let mut live_requests: Vec<(RequestId, u8)> = Vec::new();
             let mut next = 0u64;
