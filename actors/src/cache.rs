@@ -17,7 +17,12 @@
 //!
 //! The scheduler's dispatch orders arrive in a lane of their own, drained before the mailbox at
 //! every wake, so a dispatched load reaches the IO pool without waiting behind the engine's
-//! requests. Each cache sends its orders on in the scheduler's order; across asset types they
+//! requests. The engine's new requests have a lane of their own too (see `inbox`), drained in
+//! batches after the orders and before the mailbox; so a request's `Release` or `Reprioritize`
+//! may be handled before its load. Neither then finds the request, and neither needs to: a
+//! released request is terminal before its `Release` is posted, and its load is then skipped;
+//! a reprioritised one already carries its new priority, which its load reads. A `Ping` takes
+//! in the requests waiting in their lane before it replies. Each cache sends its orders on in the scheduler's order; across asset types they
 //! reach the IO pool in the order the caches wake, which within one dispatch round may put a
 //! less urgent load of one type before a more urgent one of another (the IO workers take the
 //! most urgent staged load first, so this matters only to a worker already idle, and to a
@@ -89,8 +94,6 @@ use slots::{Detached, Holder, Phase, SlotTable};
 
 /// What a cache is told.
 pub(crate) enum CacheMsg<T: Send + Sync + 'static> {
-    /// A new request (`LoadAsset`).
-    Load(Ticket<T>),
     /// A request's handle let go (cancelled or dropped); the request's path finds its slot.
     Release(RequestId, AssetPath),
     /// A request's priority changed; the request's path finds its slot.
@@ -261,7 +264,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
 
     fn handle_msg(&mut self, msg: CacheMsg<T>) {
         match msg {
-            CacheMsg::Load(ticket) => self.load(ticket),
             CacheMsg::Release(request, path) => self.release(request, &path),
             CacheMsg::Reprioritize(request, path, priority) => {
                 self.reprioritize(request, &path, priority);
@@ -280,6 +282,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 let _ = reply.send(self.stats());
             }
             CacheMsg::Ping(ack) => {
+                self.take_loads();
                 self.flush();
                 let _ = ack.send(());
             }
@@ -718,6 +721,20 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
     }
 
+    /// Takes in every request already in the loads lane, one at a time (a panic then loses
+    /// none of the others, still in the lane): what a `Ping` barrier does first, so that it
+    /// comes after the requests made before it, though they travel in their own lane.
+    fn take_loads(&mut self) {
+        let loads = self.inbox.loads.clone();
+        let mut one = Vec::with_capacity(1);
+        loop {
+            loads.drain_into(1, &mut one);
+            let Some(ticket) = one.pop() else { return };
+            self.load(ticket);
+            loads.handled(1);
+        }
+    }
+
     fn schedule_retries(&mut self, ctx: &mut Context<Self>) {
         let retries = std::mem::take(&mut self.retry_later);
         for (delay_ms, load) in retries {
@@ -789,13 +806,18 @@ impl<T: Send + Sync + 'static> Handler<Wake> for Cache<T> {
         // mailbox's turn runs inside the orders' turn, so the orders count as handled only
         // once the whole wake is over: a deterministic driver must not see the actors idle
         // while this cache still drains its mailbox (see `Activity`).
+        // Then a batch of new requests, then a batch of the mailbox: a burst of requests shares
+        // each wake with the workers' replies rather than holding them up until it is all in.
         let mut ran = false;
         let turn = |cache: &mut Self, ctx: &mut Context<Self>| {
-            let after = |cache: &mut Self, ctx: &mut Context<Self>| {
-                cache.schedule_retries(ctx);
-                cache.flush();
+            let messages = |cache: &mut Self, ctx: &mut Context<Self>| {
+                let after = |cache: &mut Self, ctx: &mut Context<Self>| {
+                    cache.schedule_retries(ctx);
+                    cache.flush();
+                };
+                ran = drain_turn(cache, ctx, &inbox.messages, &link, max, Self::handle_msg, after);
             };
-            ran = drain_turn(cache, ctx, &inbox.messages, &link, max, Self::handle_msg, after);
+            drain_turn(cache, ctx, &inbox.loads, &link, max, Self::load, messages);
         };
         let dispatches = &inbox.dispatches;
         let sent = drain_turn(self, ctx, dispatches, &link, usize::MAX, Self::dispatch, turn);

@@ -156,3 +156,23 @@ fn ten_thousand_mixed_requests_each_reach_exactly_one_terminal_state() {
         }
     }
 }
+
+#[test]
+fn sync_returns_only_once_the_caches_took_every_request_made_before_it() {
+    const REQUESTS: usize = 20_000;
+    let source = GatedSource::with_blobs(REQUESTS);
+    source.gate.hold("a0");
+    // One message a wake, so that the cache takes the requests in more slowly than they come.
+    let config = streamrt::RuntimeConfig { drain_batch_max: 1, ..Default::default() };
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config).workers(1));
+    let handles: Vec<_> = (0..REQUESTS)
+        .map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap())
+        .collect();
+    assert!(rt.sync(PATIENCE));
+    let stats = &rt.cache_stats(PATIENCE)[0];
+    assert_eq!((stats.entries, stats.holders), (REQUESTS, REQUESTS));
+    source.gate.release("a0");
+    for h in &handles {
+        h.wait_timeout(PATIENCE).unwrap().unwrap();
+    }
+}

@@ -11,6 +11,7 @@ use streamrt_supervisor::{Activity, ChildSpec, Mailbox, RestartKind};
 
 use crate::asset::Decoder;
 use crate::cache::{Cache, CacheInbox, CacheLinks, CacheMsg, CacheStats, Salvage, TypeRoute};
+use crate::request::Ticket;
 use crate::runtime::submit::DepRequester;
 use crate::runtime::RetryPolicy;
 use crate::telemetry::Probe;
@@ -30,6 +31,8 @@ pub(crate) struct TypeLink<T: Send + Sync + 'static> {
     pub(crate) asset_type: AssetTypeName,
     /// The type's cache, for `Release` and `Reprioritize`.
     pub(crate) mailbox: Mailbox<CacheMsg<T>>,
+    /// The type's cache's lane of new requests.
+    pub(crate) loads: Mailbox<Ticket<T>>,
     /// The type's placeholder, if one was registered.
     pub(crate) placeholder: Option<Arc<T>>,
     /// The runtime's clock, counters and event stream.
@@ -100,6 +103,7 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
         let link = TypeLink {
             asset_type: self.name.clone(),
             mailbox: self.inbox.messages.clone(),
+            loads: self.inbox.loads.clone(),
             placeholder: placeholder.and_then(|p| p.downcast_ref::<Arc<D::Asset>>()).cloned(),
             probe: Arc::clone(probe),
         };

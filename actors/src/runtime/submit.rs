@@ -21,7 +21,6 @@ use streamrt_messages::replay_log::LogRecord;
 use streamrt_messages::{AssetKey, AssetLoadError, AssetTypeName, ErrorKind, Priority, RequestId};
 use streamrt_supervisor::Mailbox;
 
-use crate::cache::CacheMsg;
 use crate::deps::{DepGate, DepHandle};
 use crate::frame::FrameMsg;
 use crate::request::{Handle, Lineage, RequestCell, RootHandle};
@@ -173,7 +172,7 @@ impl Submitter {
             walk.depth -= 1;
         }
         // A closed mailbox hands the ticket back; dropping it fails the request with Shutdown.
-        let _ = entry.link.mailbox.post(CacheMsg::Load(ticket));
+        let _ = entry.link.loads.post(ticket);
         handle
     }
 
