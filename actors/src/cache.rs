@@ -21,8 +21,10 @@
 //! batches after the orders and before the mailbox; so a request's `Release` or `Reprioritize`
 //! may be handled before its load. Neither then finds the request, and neither needs to: a
 //! released request is terminal before its `Release` is posted, and its load is then skipped;
-//! a reprioritised one already carries its new priority, which its load reads. A `Ping` takes
-//! in the requests waiting in their lane before it replies. Each cache sends its orders on in the scheduler's order; across asset types they
+//! a reprioritised one already carries its new priority, which its load reads. A `Ping` or a
+//! `Stats` query takes in the requests waiting in their lane before it replies.
+//!
+//! Each cache sends its orders on in the scheduler's order; across asset types they
 //! reach the IO pool in the order the caches wake, which within one dispatch round may put a
 //! less urgent load of one type before a more urgent one of another (the IO workers take the
 //! most urgent staged load first, so this matters only to a worker already idle, and to a
@@ -35,9 +37,15 @@
 //!
 //! # Memory budget
 //!
-//! A decoded asset stays in its slot while requests hold it. When the last one lets go, the
-//! value moves to the shared [`Residency`] pool, where the next request for the key finds it
-//! (a hit) unless the budget evicted it (an `evicted` event). See `resident` for the bounds.
+//! A decoded asset stays in its holders' cells (each is staged with it; its slot keeps its size)
+//! while requests hold it. When the last one lets go, the value moves to the shared
+//! [`Residency`] pool, where the next request for the key finds it (a hit) unless the budget
+//! evicted it (an `evicted` event). See `resident` for the bounds.
+//!
+//! A cell keeps the first value it was staged with. A request salvaged after a cache restart
+//! may have been decoded already and is loaded again; the new load's value goes to the slot's
+//! other holders, and the slot then serves whichever its first holder has: both are decodes of
+//! the same key.
 //!
 //! # Failures, retries and quarantine
 //!
@@ -279,6 +287,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 self.ended(job.slot(), job.generation, end);
             }
             CacheMsg::Stats(reply) => {
+                // As a `Ping`: the figures count the requests made before the query.
+                self.take_loads();
                 let _ = reply.send(self.stats());
             }
             CacheMsg::Ping(ack) => {
@@ -730,8 +740,11 @@ impl<T: Send + Sync + 'static> Cache<T> {
         loop {
             loads.drain_into(1, &mut one);
             let Some(ticket) = one.pop() else { return };
-            self.load(ticket);
+            // Counted before it is handled: a panic in `load` loses this request (its ticket
+            // fails it), which must not leave it pending in a deterministic run's activity.
+            // The message that asked (`Ping`, `Stats`) is pending until its batch is over.
             loads.handled(1);
+            self.load(ticket);
         }
     }
 

@@ -420,10 +420,14 @@ impl Worker for DecodeWorker {
             DecodeJob::Load(load) => *load,
             DecodeJob::NextLoad => match self.staged.pop() {
                 Some(load) => load,
-                // Orders and loads are one to one; an order without a load has nothing to do.
-                None => return,
+                // Orders and loads are one to one; an order without a load has nothing to do
+                // (another worker took it), and the batch's replies must not wait for this
+                // worker's next decode.
+                None => return self.replies.flush(),
             },
             DecodeJob::Task(group) => {
+                // A frame task may run long: the batch's replies do not wait for it.
+                self.replies.flush();
                 assert!(!self.crashes.take(), "injected crash of a decode worker");
                 return group.run_one();
             }

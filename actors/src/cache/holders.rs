@@ -8,8 +8,8 @@
 //!
 //! # Invariants
 //!
-//! - The holders read as one slice, in the order they were attached, except that
-//!   [`Holders::swap_remove`] moves the last into the removed one's place, as on a vector.
+//! - The holders read as one slice, in the order they were attached (a removal keeps the
+//!   others' order): the first is the oldest, which names its slot's load in events.
 
 use std::ops::Deref;
 
@@ -41,18 +41,18 @@ impl<H> Holders<H> {
         }
     }
 
-    /// Removes the holder at `index`, the last taking its place.
+    /// Removes the holder at `index`; the ones after it move up.
     ///
     /// # Panics
     ///
     /// If `index` is out of bounds.
-    pub(crate) fn swap_remove(&mut self, index: usize) -> H {
+    pub(crate) fn remove(&mut self, index: usize) -> H {
         match self {
             Self::Few(slot) => {
                 assert_eq!(index, 0, "holder index out of bounds");
                 slot.take().expect("holder index out of bounds")
             }
-            Self::Many(holders) => holders.swap_remove(index),
+            Self::Many(holders) => holders.remove(index),
         }
     }
 }
@@ -103,7 +103,7 @@ mod tests {
             model.push(n);
             assert_eq!(&*holders, &model[..]);
         }
-        assert_eq!(holders.swap_remove(1), model.swap_remove(1));
+        assert_eq!(holders.remove(1), model.remove(1));
         assert_eq!(&*holders, &model[..]);
         assert_eq!(holders.into_iter().collect::<Vec<_>>(), model);
     }
@@ -113,7 +113,7 @@ mod tests {
         let mut holders = Holders::default();
         holders.push("a");
         assert!(matches!(holders, Holders::Few(Some("a"))));
-        assert_eq!(holders.swap_remove(0), "a");
+        assert_eq!(holders.remove(0), "a");
         assert!(holders.is_empty());
         holders.push("b");
         assert_eq!(holders.len(), 1, "an emptied slot takes a holder inline again");

@@ -75,7 +75,7 @@ impl<H: Holder> Slot<H> {
     }
 
     /// The request the load is for, as events name it: the first holder, which is the request
-    /// that started the load until that one lets go.
+    /// that started the load until that one lets go, then the oldest of the others.
     ///
     /// # Panics
     ///
@@ -249,7 +249,7 @@ impl<H: Holder> SlotTable<H> {
         let slot = self.lookup(path)?;
         let holders = &mut self.slots[slot].holders;
         let at = holders.iter().position(|h| h.request() == request)?;
-        let holder = holders.swap_remove(at);
+        let holder = holders.remove(at);
         let emptied = holders.is_empty().then(|| self.unindexed(slot, self.hasher.hash_one(path)));
         Some(Detached { slot, holder, emptied })
     }
@@ -341,6 +341,7 @@ mod tests {
         let mut table: SlotTable<Held> = SlotTable::default();
         let at = table.start_load(Held(RequestId(1), key(1)), Generation(1), Priority::Normal, 0);
         table.attach(at, Held(RequestId(2), key(1)));
+        table.attach(at, Held(RequestId(3), key(1)));
         assert_eq!(
             table.get(at).map(|s| (s.path().clone(), s.origin())),
             Some((key(1), RequestId(1)))
@@ -350,8 +351,9 @@ mod tests {
         assert_eq!(
             table.get(at).map(Slot::origin),
             Some(RequestId(2)),
-            "the next holder is the origin"
+            "the oldest holder left is the origin"
         );
+        assert!(table.detach(&key(1), RequestId(3)).is_some_and(|d| d.emptied.is_none()));
         let last = table.detach(&key(1), RequestId(2)).expect("attached");
         assert_eq!(last.holder, Held(RequestId(2), key(1)));
         assert!(last

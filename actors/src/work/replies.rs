@@ -10,8 +10,11 @@
 //! # Invariants
 //!
 //! - Every reply posted unwoken is followed by a wake of its cache: once the batch holds
-//!   [`REPLIES_UNWOKEN_MAX`] replies, once no load waits, before the worker waits for its next
-//!   job (`Worker::idle`), and when the batch is dropped (its worker rebuilt after a panic).
+//!   [`REPLIES_UNWOKEN_MAX`] replies, once no load waits, before the worker runs anything but
+//!   its next decode (a frame task, or an order whose load another worker took), before it
+//!   waits for its next job (`Worker::idle`), and when the batch is dropped (its worker rebuilt
+//!   after a panic). So a reply waits for its wake at most while its worker decodes the loads
+//!   after it in the batch.
 //! - Urgent loads (see `URGENT`) are never batched: they are decoded on the IO worker that read
 //!   them, which posts with a wake.
 
@@ -79,9 +82,13 @@ mod tests {
 
     use streamrt_messages::ErrorKind;
 
+    use streamrt_supervisor::Worker;
+
     use super::*;
     use crate::scheduler::LoadRef;
-    use crate::work::{CancelTable, DispatchOrder, Job, JobEnd};
+    use crate::tasks::GroupWork;
+    use crate::telemetry::Probe;
+    use crate::work::{CancelTable, DecodeJob, DecodeWorker, DispatchOrder, Job, JobEnd};
 
     /// A route that only counts the wakes of its cache.
     #[derive(Default)]
@@ -148,6 +155,48 @@ mod tests {
         assert!(batch.is_full());
         batch.flush();
         assert!(!batch.is_full());
+    }
+
+    fn decode_worker() -> DecodeWorker {
+        let clock = Arc::new(streamrt_supervisor::MonotonicClock::new());
+        DecodeWorker {
+            crashes: Arc::default(),
+            probe: Arc::new(Probe::new(clock, 16, false)),
+            index: 0,
+            staged: Arc::default(),
+            replies: ReplyBatch::default(),
+        }
+    }
+
+    /// A frame task that records how many wakes its route's cache had when it ran.
+    struct SeesWakes(Arc<Counted>, AtomicUsize);
+
+    impl GroupWork for SeesWakes {
+        fn run_one(&self) {
+            self.1.store(wakes(&self.0), Ordering::Relaxed);
+        }
+        fn cancel(&self) {}
+    }
+
+    #[test]
+    fn a_frame_task_runs_only_once_the_batch_before_it_is_woken() {
+        let counted = Arc::new(Counted::default());
+        let route: Arc<dyn JobRoute> = counted.clone();
+        let mut worker = decode_worker();
+        worker.replies.owe(&route);
+        let task = Arc::new(SeesWakes(counted, AtomicUsize::new(usize::MAX)));
+        worker.run(DecodeJob::Task(task.clone()));
+        assert_eq!(task.1.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn an_order_whose_load_another_worker_took_wakes_the_batch() {
+        let counted = Arc::new(Counted::default());
+        let route: Arc<dyn JobRoute> = counted.clone();
+        let mut worker = decode_worker();
+        worker.replies.owe(&route);
+        worker.run(DecodeJob::NextLoad);
+        assert_eq!(wakes(&counted), 1);
     }
 
     #[test]
