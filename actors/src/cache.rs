@@ -49,12 +49,8 @@
 //!
 //! # Failures, retries and quarantine
 //!
-//! A transient failure (IO, a load a crashed worker lost) is retried with backoff under a fresh
-//! generation, up to the type's `attempts_max`. The slot waits out the backoff outside the
-//! scheduler's queue (`Phase::Backoff`), so a restarted scheduler's resubmission does not cut it
-//! short; the backoff's end queues it at the slot's priority then. A decoder panic is retried until
-//! the key has panicked `panics_max` times; then the key is quarantined and every request for it
-//! fails at once with `Quarantined`. Other failures end the load and fail every holder.
+//! A transient failure is retried with backoff under a fresh generation; a key whose decoder
+//! keeps panicking is quarantined; other failures fail every holder (see `failures`).
 //!
 //! # Supervision
 //!
@@ -66,6 +62,7 @@
 //! are stale), never a request. Parked values live in the
 //! shared budget, outside the actor, and survive it.
 
+mod failures;
 mod holders;
 mod inbox;
 mod route;
@@ -75,7 +72,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use streamrt_messages::replay_log::{DecodeOutcome, LogRecord};
@@ -202,13 +198,6 @@ pub(crate) struct CacheLinks {
 
 /// Tickets a failed cache hands to its next incarnation.
 pub(crate) type Salvage<T> = Arc<Mutex<Vec<Ticket<T>>>>;
-
-/// What happens to a load after a failed attempt.
-enum Verdict {
-    Retry { delay_ms: u64 },
-    Quarantine { panics: u32 },
-    Fail,
-}
 
 /// See the module docs.
 pub(crate) struct Cache<T: Send + Sync + 'static> {
@@ -518,15 +507,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.links.io.submit(priority, ReadJob { guard, credit });
     }
 
-    /// Fails a load the scheduler refused, if it is still its slot's queued load (a refused
-    /// duplicate of a load since dispatched must not fail its requests).
-    fn refused(&mut self, load: LoadRef, kind: ErrorKind) {
-        let at = load.slot as usize;
-        if self.table.current_in(at, load.generation, Phase::Queued).is_some() {
-            self.ended(at, load.generation, JobEnd::Failed(kind));
-        }
-    }
-
     fn decoded(&mut self, job: &Job, value: &Arc<T>, size: u64) {
         self.to_scheduler.push(SchedulerMsg::JobFinished(job.generation));
         let probe = Arc::clone(&self.links.probe);
@@ -545,77 +525,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
         let evicted = self.residency().admit(self.budget_index(), size);
         self.report_residency(evicted);
-    }
-
-    /// `at`'s load of `generation` ended without a value.
-    fn ended(&mut self, at: usize, generation: Generation, end: JobEnd) {
-        self.to_scheduler.push(SchedulerMsg::JobFinished(generation));
-        let Some(slot) = self.table.current_mut(at, generation) else {
-            // The load was cancelled; its requests were told when they let go.
-            return;
-        };
-        let kind = match end {
-            JobEnd::Failed(kind) => kind,
-            JobEnd::Dropped(stage) => {
-                // A load is marked cancelled only when its slot is removed, so a current load is
-                // never dropped; fail its requests rather than leave them waiting if that changes.
-                debug_assert!(false, "current load {generation:?} dropped at {stage:?}");
-                ErrorKind::Io(format!("load dropped while {}", stage.name()))
-            }
-        };
-        let (attempt, origin, path) = (slot.attempt, slot.origin(), slot.path().clone());
-        match self.verdict(&path, &kind, attempt) {
-            Verdict::Retry { delay_ms } => self.retry(at, kind, delay_ms),
-            Verdict::Quarantine { panics } => {
-                Counters::bump(&self.links.probe.counters.quarantined);
-                self.emit(EventKind::Quarantined { panics }, origin, &path);
-                self.quarantined.insert(path, panics);
-                self.fail_slot(at, ErrorKind::Quarantined { panics });
-            }
-            Verdict::Fail => self.fail_slot(at, kind),
-        }
-    }
-
-    fn verdict(&mut self, path: &AssetPath, kind: &ErrorKind, attempt: u32) -> Verdict {
-        let policy = self.policy;
-        if let ErrorKind::DecoderPanicked(_) = kind {
-            let panics = self.panics.entry(path.clone()).or_default();
-            *panics += 1;
-            return if *panics >= policy.panics_max {
-                Verdict::Quarantine { panics: *panics }
-            } else {
-                Verdict::Retry { delay_ms: policy.backoff.delay_ms(attempt - 1) }
-            };
-        }
-        if kind.is_transient() && attempt < policy.attempts_max {
-            return Verdict::Retry { delay_ms: policy.backoff.delay_ms(attempt - 1) };
-        }
-        Verdict::Fail
-    }
-
-    /// Starts the next attempt of `at`'s load under a fresh generation, after `delay_ms`.
-    fn retry(&mut self, at: usize, kind: ErrorKind, delay_ms: u64) {
-        let generation = self.next_generation();
-        let slot = self.table.get_mut(at).expect("live slot");
-        slot.generation = generation;
-        slot.attempt += 1;
-        slot.phase = Phase::Backoff;
-        for ticket in &slot.holders {
-            ticket.cell().advance(LoadState::Loading, LoadState::Pending);
-        }
-        let (attempt, origin, path) = (slot.attempt, slot.origin(), slot.path().clone());
-        Counters::bump(&self.links.probe.counters.retries);
-        self.emit(EventKind::Retried { attempt, kind }, origin, &path);
-        self.retry_later.push((delay_ms, load_ref(self.type_index, at, generation)));
-    }
-
-    fn fail_slot(&mut self, at: usize, kind: ErrorKind) {
-        let slot = self.table.remove(at);
-        let key = self.key_of(slot.path());
-        let error = Arc::new(AssetLoadError { key, attempt: slot.attempt, kind });
-        for ticket in &slot.holders {
-            ticket.cell().fail(&error);
-        }
     }
 
     fn resubmit(&mut self) {
@@ -745,39 +654,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
             // The message that asked (`Ping`, `Stats`) is pending until its batch is over.
             loads.handled(1);
             self.load(ticket);
-        }
-    }
-
-    fn schedule_retries(&mut self, ctx: &mut Context<Self>) {
-        let retries = std::mem::take(&mut self.retry_later);
-        for (delay_ms, load) in retries {
-            if delay_ms == 0 {
-                self.retry_due(load);
-                continue;
-            }
-            if let Some(timers) = &self.links.timers {
-                let mailbox = self.inbox.messages.clone();
-                let now_us = self.links.probe.now_us();
-                // A closed mailbox means shutdown; the cache failed the load's requests then.
-                let due = move || drop(mailbox.post(CacheMsg::RetryDue(load)));
-                timers.after(now_us, delay_ms, Box::new(due));
-                continue;
-            }
-            ctx.run_later(Duration::from_millis(delay_ms), move |cache, _| {
-                cache.retry_due(load);
-                cache.flush();
-            });
-        }
-    }
-
-    /// Queues a retry whose backoff is over, if its slot still waits for it (the slot may have
-    /// been released, and its index reused). Built now, the load has its slot's latest
-    /// priority.
-    fn retry_due(&mut self, load: LoadRef) {
-        let at = load.slot as usize;
-        if let Some(slot) = self.table.current_in(at, load.generation, Phase::Backoff) {
-            slot.phase = Phase::Queued;
-            self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at)));
         }
     }
 }
