@@ -157,15 +157,20 @@ mod tests {
         assert!(!batch.is_full());
     }
 
-    fn decode_worker() -> DecodeWorker {
+    /// A decode worker that owes the cache of the route it returns a wake for one reply.
+    fn decode_worker_owing() -> (DecodeWorker, Arc<Counted>) {
+        let counted = Arc::new(Counted::default());
+        let route: Arc<dyn JobRoute> = counted.clone();
         let clock = Arc::new(streamrt_supervisor::MonotonicClock::new());
-        DecodeWorker {
+        let mut worker = DecodeWorker {
             crashes: Arc::default(),
             probe: Arc::new(Probe::new(clock, 16, false)),
             index: 0,
             staged: Arc::default(),
             replies: ReplyBatch::default(),
-        }
+        };
+        worker.replies.owe(&route);
+        (worker, counted)
     }
 
     /// A frame task that records how many wakes its route's cache had when it ran.
@@ -180,10 +185,7 @@ mod tests {
 
     #[test]
     fn a_frame_task_runs_only_once_the_batch_before_it_is_woken() {
-        let counted = Arc::new(Counted::default());
-        let route: Arc<dyn JobRoute> = counted.clone();
-        let mut worker = decode_worker();
-        worker.replies.owe(&route);
+        let (mut worker, counted) = decode_worker_owing();
         let task = Arc::new(SeesWakes(counted, AtomicUsize::new(usize::MAX)));
         worker.run(DecodeJob::Task(task.clone()));
         assert_eq!(task.1.load(Ordering::Relaxed), 1);
@@ -191,10 +193,7 @@ mod tests {
 
     #[test]
     fn an_order_whose_load_another_worker_took_wakes_the_batch() {
-        let counted = Arc::new(Counted::default());
-        let route: Arc<dyn JobRoute> = counted.clone();
-        let mut worker = decode_worker();
-        worker.replies.owe(&route);
+        let (mut worker, counted) = decode_worker_owing();
         worker.run(DecodeJob::NextLoad);
         assert_eq!(wakes(&counted), 1);
     }
