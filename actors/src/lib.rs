@@ -48,6 +48,7 @@ mod request;
 mod resident;
 mod runtime;
 mod scheduler;
+mod signal;
 mod source;
 mod tasks;
 mod telemetry;

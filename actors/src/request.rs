@@ -22,12 +22,10 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
-
-use arc_swap::ArcSwapOption;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use crossbeam_utils::Backoff;
-use event_listener::{Event as Signal, EventListener, Listener};
 use streamrt_messages::replay_log::LogRecord;
 use streamrt_messages::{
     AssetKey, AssetLoadError, AssetPath, CancelStage, ErrorKind, EventKind, LoadState, Priority,
@@ -38,56 +36,8 @@ use crate::cache::CacheMsg;
 use crate::deps::{ByteProgress, DepGate, DepHandle, Dependent};
 use crate::frame::ReadyEntry;
 use crate::runtime::TypeLink;
+use crate::signal::{listen, wait_until, wake_listeners, Signal};
 use crate::telemetry::{Counters, Probe};
-
-/// Wakes whoever listens on `signal`, and does nothing when no one ever listened.
-///
-/// event-listener's `notify` allocates the event's shared state on first use: called on every
-/// request's end, it cost each request an allocation (about 200 instructions on the publishing
-/// thread, `streamctl bench tiny`) and kept it for the cell's life, though most requests end
-/// with no waiter; and once the state exists it locks it even with no listener (the
-/// runtime's progress signal, at every staging).
-///
-/// No wake is lost. Every waiter listens through [`listen`], then checks the state again
-/// before it waits. Once the signal's state exists, `total_listeners` takes the lock the
-/// listener was inserted under: either it counts the listener, or the insertion came after
-/// and the waiter's check sees the change made before this call. Before the state exists
-/// (the first listener), no lock is shared; the fence here and the one in [`listen`] order
-/// the two sides, so either this sees the state (and takes the lock) or the waiter sees the
-/// change.
-fn wake_listeners(signal: &Signal) {
-    std::sync::atomic::fence(Ordering::SeqCst);
-    if signal.total_listeners() > 0 {
-        signal.notify(usize::MAX);
-    }
-}
-
-/// Listens on `signal`, for a waiter that checks its condition again before it waits: the
-/// fence pairs with [`wake_listeners`]'s (event-listener 5 emits none when it registers).
-pub(crate) fn listen(signal: &Signal) -> EventListener {
-    let listener = signal.listen();
-    std::sync::atomic::fence(Ordering::SeqCst);
-    listener
-}
-
-/// Blocks until `check` gives a value, or `None` once `deadline` passes. `check` gives the
-/// value, or the signal that tells when to ask again; it is asked again once the listener is
-/// registered, so a change between the two asks is never slept through.
-pub(crate) fn wait_until<'a, R>(
-    deadline: Instant,
-    mut check: impl FnMut() -> Result<R, &'a Signal>,
-) -> Option<R> {
-    loop {
-        let listener = match check() {
-            Ok(value) => return Some(value),
-            Err(signal) => listen(signal),
-        };
-        if let Ok(value) = check() {
-            return Some(value);
-        }
-        listener.wait_deadline(deadline)?;
-    }
-}
 
 /// Sets `slot` to `value` unless it was set before: the first value stays, as in a `OnceLock`.
 fn set_once<V>(slot: &ArcSwapOption<V>, value: &Arc<V>) {

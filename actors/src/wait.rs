@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use streamrt_messages::LoadState;
 
 use crate::deps::ByteProgress;
-use crate::request::{listen, wait_until, Handle, ReadyError};
+use crate::request::{Handle, ReadyError};
+use crate::signal::{listen, wait_until};
 
 mod timer;
 
