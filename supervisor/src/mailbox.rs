@@ -15,7 +15,10 @@
 //!
 //! At most one [`Wake`] is outstanding: a post sends one only when it flips `wake_pending` from
 //! false to true, and the actor clears the flag *before* it takes a batch, so a message posted
-//! after the take always causes a new wake. A wake may find the queue empty; that is harmless.
+//! after the take always causes a new wake. A batch that leaves messages behind sets the flag
+//! again, under the queue's lock: its actor wakes itself for them, and a post meanwhile sends no
+//! wake of its own (a busy actor is not woken once per producer's post as well). A wake may find
+//! the queue empty; that is harmless.
 //! A producer posting a batch may post each message unwoken ([`Mailbox::post_unwoken`]) and
 //! then wake once; until it does, the actor may not see them.
 
@@ -184,13 +187,20 @@ impl<M> Mailbox<M> {
     }
 
     /// Takes up to `max` messages into `out`, oldest first. Returns whether more remain, in
-    /// which case the caller should wake itself again after handling the batch.
+    /// which case the caller must wake itself again after handling the batch: the wake stays
+    /// pending meanwhile, so producers send none of their own (see the wake protocol).
     pub fn drain_into(&self, max: usize, out: &mut Vec<M>) -> bool {
         self.shared.wake_pending.store(false, Ordering::Release);
         let mut q = self.queue();
         let n = q.len().min(max);
         out.extend(q.drain(..n));
-        !q.is_empty()
+        let more = !q.is_empty();
+        if more {
+            // Under the lock, so no post can find the queue non-empty and the flag clear
+            // without this batch's caller waking again for it.
+            self.shared.wake_pending.store(true, Ordering::Release);
+        }
+        more
     }
 
     /// Puts messages taken but not handled back at the front, in their order (after a drained
@@ -333,6 +343,21 @@ mod tests {
         mailbox.wake();
         turns(10);
         assert_eq!(rx.try_iter().flatten().collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_batch_that_leaves_messages_keeps_the_wake_pending_and_an_emptying_one_clears_it() {
+        let mailbox = Mailbox::new();
+        for i in 0..5 {
+            mailbox.post_unwoken(i).unwrap();
+        }
+        let pending = || mailbox.shared.wake_pending.load(Ordering::Acquire);
+        let mut batch = Vec::new();
+        assert!(mailbox.drain_into(3, &mut batch));
+        assert!(pending(), "the caller wakes itself for the rest: producers need not");
+        assert!(!mailbox.drain_into(3, &mut batch));
+        assert!(!pending(), "a post after an emptying batch must wake the actor");
+        assert_eq!(batch, vec![0, 1, 2, 3, 4]);
     }
 
     #[test]
