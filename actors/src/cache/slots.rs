@@ -390,7 +390,8 @@ mod tests {
                     }
                     Op::Release(n) if !live_requests.is_empty() => {
                         let (request, k) = live_requests.remove(n % live_requests.len());
-                        let detached = table.detach(&key(k), request).expect("live request is attached");
+                        let detached =
+                            table.detach(&key(k), request).expect("live request is attached");
                         prop_assert_eq!(detached.holder.0, request);
                         let left = table.get(detached.slot).map(|s| s.holders.len());
                         prop_assert_eq!(detached.emptied.is_some(), left.is_none());
