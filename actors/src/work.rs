@@ -222,13 +222,11 @@ impl<J> Staging<J> {
         self.levels.lock().unwrap_or_else(PoisonError::into_inner)[priority.index()].push_back(job);
     }
 
-    fn pop(&self) -> Option<J> {
+    /// The most urgent load, and whether more wait after it (both under one lock).
+    fn pop(&self) -> Option<(J, bool)> {
         let mut levels = self.levels.lock().unwrap_or_else(PoisonError::into_inner);
-        levels.iter_mut().find_map(VecDeque::pop_front)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.levels.lock().unwrap_or_else(PoisonError::into_inner).iter().all(VecDeque::is_empty)
+        let job = levels.iter_mut().find_map(VecDeque::pop_front)?;
+        Some((job, levels.iter().any(|level| !level.is_empty())))
     }
 }
 
@@ -308,7 +306,7 @@ impl Worker for IoWorker {
         let read = match order {
             ReadOrder::This(read) => *read,
             ReadOrder::Next => match self.staged.pop() {
-                Some(read) => read,
+                Some((read, _)) => read,
                 // Orders and loads are one to one; an order without a load has nothing to do.
                 None => return,
             },
@@ -416,10 +414,12 @@ impl Worker for DecodeWorker {
     type Job = DecodeJob;
 
     fn run(&mut self, job: DecodeJob) {
-        let (mut guard, bytes) = match job {
-            DecodeJob::Load(load) => *load,
+        // With another load waiting, this reply joins the batch: its cache is woken once for
+        // the batch rather than once per load.
+        let ((mut guard, bytes), more) = match job {
+            DecodeJob::Load(load) => (*load, false),
             DecodeJob::NextLoad => match self.staged.pop() {
-                Some(load) => load,
+                Some(popped) => popped,
                 // Orders and loads are one to one; an order without a load has nothing to do
                 // (another worker took it), and the batch's replies must not wait for this
                 // worker's next decode.
@@ -434,9 +434,6 @@ impl Worker for DecodeWorker {
         };
         // After the load is taken, so an injected crash loses exactly this load to its guard.
         assert!(!self.crashes.take(), "injected crash of a decode worker");
-        // With another load waiting, this reply joins the batch: its cache is woken once for
-        // the batch rather than once per load.
-        let more = !self.staged.is_empty();
         decode(&self.probe, self.index, guard.take(), bytes, more.then_some(&mut self.replies));
         if !more || self.replies.is_full() {
             self.replies.flush();
