@@ -13,12 +13,12 @@
 //!
 //! # Wake protocol
 //!
-//! At most one [`Wake`] is outstanding: a post sends one only when it flips `wake_pending` from
-//! false to true, and the actor clears the flag *before* it takes a batch, so a message posted
-//! after the take always causes a new wake. A batch that leaves messages behind sets the flag
-//! again, under the queue's lock: its actor wakes itself for them, and a post meanwhile sends no
-//! wake of its own (a busy actor is not woken once per producer's post as well). A wake may find
-//! the queue empty; that is harmless.
+//! At most one [`Wake`] is outstanding: a post pushes under the queue's lock, then sends a wake
+//! only when it flips `wake_pending` from false to true. A batch sets the flag under the same
+//! lock, after its take: clear when it emptied the queue, so a message posted after the take
+//! always causes a new wake; set when it left messages behind, as its actor then wakes itself
+//! for them, and a post meanwhile sends no wake of its own (a busy actor is not woken once per
+//! producer's post as well). A wake may find the queue empty; that is harmless.
 //! A producer posting a batch may post each message unwoken ([`Mailbox::post_unwoken`]) and
 //! then wake once; until it does, the actor may not see them.
 
@@ -190,16 +190,13 @@ impl<M> Mailbox<M> {
     /// which case the caller must wake itself again after handling the batch: the wake stays
     /// pending meanwhile, so producers send none of their own (see the wake protocol).
     pub fn drain_into(&self, max: usize, out: &mut Vec<M>) -> bool {
-        self.shared.wake_pending.store(false, Ordering::Release);
         let mut q = self.queue();
         let n = q.len().min(max);
         out.extend(q.drain(..n));
         let more = !q.is_empty();
-        if more {
-            // Under the lock, so no post can find the queue non-empty and the flag clear
-            // without this batch's caller waking again for it.
-            self.shared.wake_pending.store(true, Ordering::Release);
-        }
+        // Under the lock, after the take: a post pushed before it is in this batch or left for
+        // the caller's own next wake; a post pushed after it finds the flag clear and wakes.
+        self.shared.wake_pending.store(more, Ordering::Release);
         more
     }
 
