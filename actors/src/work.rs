@@ -50,7 +50,6 @@ mod replies;
 
 pub(crate) use cancels::CancelTable;
 use replies::ReplyBatch;
-pub(crate) use replies::ReplyWake;
 
 /// The least urgent priority of the loads the engine is waiting on, which skip what is built
 /// for throughput (`streamctl bench priority`, a critical request behind 10,000 queued ones):
@@ -78,17 +77,15 @@ pub(crate) trait JobRoute: Send + Sync {
     fn refuse(&self, load: LoadRef, kind: ErrorKind);
     /// Decodes on the calling (decode worker) thread, calls `done` once the decoder returned
     /// (not after a panic), and tells the cache. A decoder panic is reported to the cache as
-    /// `DecoderPanicked`, then handed back for the caller to re-raise.
-    /// With [`ReplyWake::Later`] the reply is posted without waking the cache, and the caller
-    /// owes it a [`JobRoute::wake`].
+    /// `DecoderPanicked`, then handed back for the caller to re-raise. The reply is posted
+    /// without waking the cache: the caller owes it a [`JobRoute::wake`], now or for a batch.
     fn decode(
         &self,
         job: Job,
         bytes: Vec<u8>,
         done: &dyn Fn(&Job),
-        wake: ReplyWake,
     ) -> Result<(), Box<dyn Any + Send>>;
-    /// Wakes the cache, for replies posted with [`ReplyWake::Later`].
+    /// Wakes the cache, for replies [`JobRoute::decode`] posted.
     fn wake(&self);
     /// Tells the cache its load ended without a value.
     fn end(&self, job: Job, end: JobEnd);
@@ -445,8 +442,8 @@ impl Worker for DecodeWorker {
     }
 }
 
-/// Decodes `job` on the calling worker (`worker`: its index in its own pool), and posts the
-/// reply unwoken into `batch` if one is given (see `replies`).
+/// Decodes `job` on the calling worker (`worker`: its index in its own pool), and wakes its
+/// cache for the reply, or leaves the wake to `batch` if one is given (see `replies`).
 ///
 /// # Panics
 ///
@@ -461,13 +458,13 @@ fn decode(probe: &Probe, worker: u32, job: Job, bytes: Vec<u8>, batch: Option<&m
     stage_event(probe, EventKind::DecodeStarted, &job, worker, Some(n));
     let span =
         tracing::debug_span!(target: "streamrt", "decode", request = job.origin.0, key = %job.key);
-    let wake = if batch.is_some() { ReplyWake::Later } else { ReplyWake::Now };
     let decoded = span.in_scope(|| {
         let done = |job: &Job| stage_event(probe, EventKind::DecodeDone, job, worker, Some(n));
-        route.decode(job, bytes, &done, wake)
+        route.decode(job, bytes, &done)
     });
-    if let Some(batch) = batch {
-        batch.owe(&route);
+    match batch {
+        Some(batch) => batch.owe(&route),
+        None => route.wake(),
     }
     if let Err(panic) = decoded {
         std::panic::resume_unwind(panic);

@@ -17,7 +17,7 @@ use streamrt_supervisor::panic_message;
 use super::{CacheInbox, CacheMsg};
 use crate::asset::{DecodeError, Decoder};
 use crate::scheduler::LoadRef;
-use crate::work::{CancelTable, DispatchOrder, Job, JobEnd, JobRoute, ReplyWake};
+use crate::work::{CancelTable, DispatchOrder, Job, JobEnd, JobRoute};
 
 /// The decoder and cache of one asset type, as jobs see them.
 pub(crate) struct TypeRoute<D: Decoder> {
@@ -48,7 +48,6 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
         job: Job,
         bytes: Vec<u8>,
         done: &dyn Fn(&Job),
-        wake: ReplyWake,
     ) -> Result<(), Box<dyn Any + Send>> {
         let decoder = &*self.decoder;
         // `size_bytes` is the decoder's code too: a panic there is caught like one in
@@ -69,11 +68,9 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
                 (CacheMsg::Ended(job, JobEnd::Failed(kind)), Err(panic))
             }
         };
-        // A closed mailbox means shutdown; the requests were failed already.
-        let _ = match wake {
-            ReplyWake::Now => self.cache.messages.post(reply),
-            ReplyWake::Later => self.cache.messages.post_unwoken(reply),
-        };
+        // Posted without a wake: the caller wakes the cache, now or once for a batch. A closed
+        // mailbox means shutdown; the requests were failed already.
+        let _ = self.cache.messages.post_unwoken(reply);
         outcome
     }
 

@@ -4,8 +4,8 @@
 //! A reply wakes its cache's arbiter thread, and on two cores that wake is a futex call on the
 //! decode worker and a context switch on the core thread: a quarter of a decode thread's
 //! samples in `streamctl bench throughput`, one wake per asset. A decode worker that has more
-//! loads waiting posts its reply unwoken ([`ReplyWake::Later`]) and wakes each cache once for
-//! the batch, so the core thread handles several replies per wake.
+//! loads waiting lets its replies (which `JobRoute::decode` posts unwoken) join a batch and
+//! wakes each cache once for the batch, so the core thread handles several replies per wake.
 //!
 //! # Invariants
 //!
@@ -16,7 +16,7 @@
 //!   after a panic). So a reply waits for its wake at most while its worker decodes the loads
 //!   after it in the batch.
 //! - Urgent loads (see `URGENT`) are never batched: they are decoded on the IO worker that read
-//!   them, which posts with a wake.
+//!   them, which wakes the cache at once.
 
 use std::sync::Arc;
 
@@ -25,15 +25,6 @@ use super::JobRoute;
 /// Replies a decode worker posts unwoken before it wakes their caches: the most a decoded
 /// load's reply waits for its wake is the decode of this many loads after it.
 pub(crate) const REPLIES_UNWOKEN_MAX: usize = 4;
-
-/// Whether a reply wakes its cache as it is posted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ReplyWake {
-    /// Post and wake.
-    Now,
-    /// Post only: the caller owes the cache a [`JobRoute::wake`].
-    Later,
-}
 
 /// The wakes one decode worker owes; see the module docs.
 #[derive(Default)]
@@ -104,13 +95,7 @@ mod tests {
         fn refuse(&self, _: LoadRef, _: ErrorKind) {
             unreachable!("a reply batch only wakes")
         }
-        fn decode(
-            &self,
-            _: Job,
-            _: Vec<u8>,
-            _: &dyn Fn(&Job),
-            _: ReplyWake,
-        ) -> Result<(), Box<dyn Any + Send>> {
+        fn decode(&self, _: Job, _: Vec<u8>, _: &dyn Fn(&Job)) -> Result<(), Box<dyn Any + Send>> {
             unreachable!("a reply batch only wakes")
         }
         fn end(&self, _: Job, _: JobEnd) {
