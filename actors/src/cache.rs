@@ -79,7 +79,7 @@ use streamrt_messages::{
     AssetKey, AssetLoadError, AssetPath, AssetTypeName, ErrorKind, EventKind, Generation,
     LoadState, Priority, RequestId,
 };
-use streamrt_supervisor::{drain_turn, ChildLink, ExitReason, Mailbox, StopChild, Wake};
+use streamrt_supervisor::{drain_lane, ChildLink, Drained, ExitReason, Mailbox, StopChild, Wake};
 
 use crate::frame::{FrameMsg, ReadyEntry};
 use crate::key_hash::{KeyParts, PathMap};
@@ -697,22 +697,28 @@ impl<T: Send + Sync + 'static> Handler<Wake> for Cache<T> {
         // while this cache still drains its mailbox (see `Activity`).
         // Then a batch of new requests, then a batch of the mailbox: a burst of requests shares
         // each wake with the workers' replies rather than holding them up until it is all in.
-        let mut ran = false;
+        // The lanes leave the wake to this turn: one wake for whatever is left in any of them.
+        let (mut loads, mut messages) = (Drained::Done, Drained::Done);
         let turn = |cache: &mut Self, ctx: &mut Context<Self>| {
-            let messages = |cache: &mut Self, ctx: &mut Context<Self>| {
+            let rest = |cache: &mut Self, ctx: &mut Context<Self>| {
                 let after = |cache: &mut Self, ctx: &mut Context<Self>| {
                     cache.schedule_retries(ctx);
                     cache.flush();
                 };
-                ran = drain_turn(cache, ctx, &inbox.messages, &link, max, Self::handle_msg, after);
+                messages =
+                    drain_lane(cache, ctx, &inbox.messages, &link, max, Self::handle_msg, after);
             };
-            drain_turn(cache, ctx, &inbox.loads, &link, max, Self::load, messages);
+            loads = drain_lane(cache, ctx, &inbox.loads, &link, max, Self::load, rest);
         };
         let dispatches = &inbox.dispatches;
-        let sent = drain_turn(self, ctx, dispatches, &link, usize::MAX, Self::dispatch, turn);
-        if !sent || !ran {
+        let sent = drain_lane(self, ctx, dispatches, &link, usize::MAX, Self::dispatch, turn);
+        let lanes = [sent, loads, messages];
+        if lanes.contains(&Drained::Failed) {
             // Stopping: hand the unfinished requests to the next incarnation.
+            ctx.stop();
             self.salvage();
+        } else if lanes.contains(&Drained::More) {
+            ctx.notify(Wake);
         }
     }
 }

@@ -184,21 +184,13 @@ pub fn drain_turn<A, M>(
     mailbox: &Mailbox<M>,
     link: &ChildLink,
     max: usize,
-    mut handle: impl FnMut(&mut A, M),
+    handle: impl FnMut(&mut A, M),
     after: impl FnOnce(&mut A, &mut Context<A>),
 ) -> bool
 where
     A: Actor<Context = Context<A>> + Handler<Wake>,
 {
-    let (drained, handled) = drain_batch(mailbox, link, max, |msg| {
-        handle(actor, msg);
-        Ok(())
-    });
-    if drained != Drained::Failed {
-        after(actor, ctx);
-    }
-    mailbox.handled(handled);
-    match drained {
+    match drain_lane(actor, ctx, mailbox, link, max, handle, after) {
         Drained::Done => true,
         Drained::More => {
             ctx.notify(Wake);
@@ -209,6 +201,32 @@ where
             false
         }
     }
+}
+
+/// One mailbox of a turn: [`drain_turn`] without its own wake or stop, which it leaves to the
+/// caller, for an actor that drains several mailboxes in one turn and wakes itself once for
+/// all of them (one wake a turn, not one per mailbox with messages left).
+pub fn drain_lane<A, M>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    mailbox: &Mailbox<M>,
+    link: &ChildLink,
+    max: usize,
+    mut handle: impl FnMut(&mut A, M),
+    after: impl FnOnce(&mut A, &mut Context<A>),
+) -> Drained
+where
+    A: Actor<Context = Context<A>>,
+{
+    let (drained, handled) = drain_batch(mailbox, link, max, |msg| {
+        handle(actor, msg);
+        Ok(())
+    });
+    if drained != Drained::Failed {
+        after(actor, ctx);
+    }
+    mailbox.handled(handled);
+    drained
 }
 
 /// Starts one incarnation of a child on the current arbiter.
