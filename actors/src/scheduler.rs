@@ -214,10 +214,9 @@ impl Scheduler {
             return;
         }
         let shares = shares(declared_bytes, self.limits.read_credit_bytes);
-        self.queue.push(load, priority, shares);
+        self.queue.push_as(load, priority, shares, standing);
     }
 
-    /// The shares the next queued load takes.
     /// The shares the next queued load takes, and whether it is urgent (see [`URGENT`]).
     fn next_load(&mut self) -> Option<(usize, bool)> {
         self.queue.peek().map(|(shares, priority)| (shares, priority <= URGENT))

@@ -143,8 +143,21 @@ impl LoadQueue {
     /// queued older load of the same slot is replaced. Refused (`false`) when that load or a
     /// newer one of its slot is queued: generations only grow, so a late push of an older
     /// load never displaces its slot's current one.
+    #[cfg(test)]
     pub(crate) fn push(&mut self, load: LoadRef, priority: Priority, shares: usize) -> bool {
-        let standing = self.standing(load);
+        self.push_as(load, priority, shares, self.standing(load))
+    }
+
+    /// [`LoadQueue::push`] with the load's standing, which the caller just looked up
+    /// ([`LoadQueue::standing`]) and the queue has not changed since.
+    pub(crate) fn push_as(
+        &mut self,
+        load: LoadRef,
+        priority: Priority,
+        shares: usize,
+        standing: Standing,
+    ) -> bool {
+        debug_assert_eq!(standing, self.standing(load), "a stale standing");
         if standing == Standing::Covered {
             return false;
         }
