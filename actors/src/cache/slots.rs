@@ -246,11 +246,12 @@ impl<H: Holder> SlotTable<H> {
     /// Detaches a request (`path` is the request's path) from its slot, and removes the slot
     /// if that was its last holder.
     pub(crate) fn detach(&mut self, path: &AssetPath, request: RequestId) -> Option<Detached<H>> {
-        let slot = self.lookup(path)?;
+        let hash = self.hasher.hash_one(path);
+        let slot = self.find(hash, path)?;
         let holders = &mut self.slots[slot].holders;
         let at = holders.iter().position(|h| h.request() == request)?;
         let holder = holders.remove(at);
-        let emptied = holders.is_empty().then(|| self.unindexed(slot, self.hasher.hash_one(path)));
+        let emptied = holders.is_empty().then(|| self.unindexed(slot, hash));
         Some(Detached { slot, holder, emptied })
     }
 
