@@ -155,17 +155,7 @@ impl<H: Holder> SlotTable<H> {
         priority: Priority,
         bytes: u64,
     ) -> usize {
-        self.insert(
-            Slot {
-                generation,
-                phase: Phase::Queued,
-                holders: Holders::default(),
-                bytes,
-                priority,
-                attempt: 1,
-            },
-            holder,
-        )
+        self.insert(holder, generation, Phase::Queued, priority, bytes)
     }
 
     /// Adds a slot for `holder`'s path, `Resident` with a value of `bytes` (an asset taken back
@@ -180,25 +170,25 @@ impl<H: Holder> SlotTable<H> {
         generation: Generation,
         bytes: u64,
     ) -> usize {
-        self.insert(
-            Slot {
-                generation,
-                phase: Phase::Resident,
-                holders: Holders::default(),
-                bytes,
-                priority: Priority::default(),
-                attempt: 1,
-            },
-            holder,
-        )
+        self.insert(holder, generation, Phase::Resident, Priority::default(), bytes)
     }
 
-    /// Adds `slot` with `holder` as its first and indexes it by the holder's path.
-    fn insert(&mut self, mut slot: Slot<H>, holder: H) -> usize {
+    /// Adds a slot at its first attempt with `holder` as its first holder, and indexes it by
+    /// the holder's path.
+    fn insert(
+        &mut self,
+        holder: H,
+        generation: Generation,
+        phase: Phase,
+        priority: Priority,
+        bytes: u64,
+    ) -> usize {
         let hash = self.hasher.hash_one(holder.path());
         assert!(self.find(hash, holder.path()).is_none(), "{} already has a slot", holder.path());
-        slot.holders.push(holder);
-        let at = self.slots.insert(slot);
+        let mut holders = Holders::default();
+        holders.push(holder);
+        let at =
+            self.slots.insert(Slot { generation, phase, holders, bytes, priority, attempt: 1 });
         let (slots, hasher) = (&self.slots, &self.hasher);
         // Every indexed slot has a holder, so each can be hashed again as the index grows.
         self.by_path
