@@ -30,6 +30,7 @@ use crate::formats::Blob;
 
 mod cancel;
 mod coalesce;
+mod cpu;
 mod frame;
 mod outcome;
 mod plot;

@@ -61,7 +61,7 @@ fn ours(workload: &Workload, reads: usize, args: &BenchArgs) -> anyhow::Result<D
         ..bench_config(args, workload.keys.len())
     };
     let delayed = workload.builder_over(|inner| Delayed { inner, delay: READ_DELAY })?;
-    workload.stream(&delayed.config(config).build()?)
+    Ok(workload.stream(&delayed.config(config).build()?)?.wall)
 }
 
 /// Runs the scenario.
@@ -82,8 +82,8 @@ pub(super) fn slow_storage(args: &BenchArgs) -> anyhow::Result<Outcome> {
     limit(&workload, args.decode_threads)?;
     let (mut decode, mut pool, mut own) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=args.rounds.max(1) {
-        decode.push(limit(&workload, args.decode_threads.max(1))?);
-        pool.push(workload.load_in_parallel(reads, READ_DELAY)?);
+        decode.push(limit(&workload, args.decode_threads.max(1))?.wall);
+        pool.push(workload.load_in_parallel(reads, READ_DELAY)?.wall);
         own.push(ours(&workload, reads, args)?);
         round_line(args, round, &[("fifo pool", pool[round - 1]), ("streamrt", own[round - 1])]);
     }

@@ -9,16 +9,20 @@
 //! - `naive`: a tokio task per asset, the read and the decode each in `spawn_blocking`, results
 //!   in a mutex-guarded map.
 //!
-//! Rounds are interleaved (limit, naive, ours, per store) and the median round is reported.
-//! The closing line compares ours with `limit` on the pack (the first store).
+//! Rounds are interleaved (limit, naive, ours, per store) and the median round is reported,
+//! with the median CPU each system spent per asset (the whole process's, see `cpu`): the
+//! systems keep both cores busy, so the rates differ as their CPU per asset does, and that
+//! figure moves far less with the machine's load than the rates. The closing line compares
+//! ours with `limit` on the pack (the first store).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use streamrt::RuntimeConfig;
 
+use super::cpu::{micros_per, Span, Stopwatch};
 use super::outcome::{Outcome, Target};
 use super::workload::{generate_dir, generate_pack, open_pack, Sizes, Store, Workload};
 use super::{bench_config, median, round_line, BenchArgs};
@@ -33,9 +37,26 @@ struct Figures {
     describe: String,
     assets: usize,
     stored_bytes: u64,
-    limit: Duration,
-    naive: Duration,
-    ours: Duration,
+    limit: Medians,
+    naive: Medians,
+    ours: Medians,
+}
+
+/// One system's median round and median CPU per asset over the rounds.
+struct Medians {
+    wall: Duration,
+    cpu_us_per_asset: Option<f64>,
+}
+
+impl Medians {
+    fn of(spans: &[Span], assets: usize) -> Self {
+        let mut cpu: Vec<f64> = spans.iter().filter_map(|s| micros_per(*s, assets)).collect();
+        cpu.sort_unstable_by(f64::total_cmp);
+        Self {
+            wall: median(spans.iter().map(|s| s.wall).collect()),
+            cpu_us_per_asset: (cpu.len() == spans.len()).then(|| cpu[cpu.len() / 2]),
+        }
+    }
 }
 
 /// Assets the runtime keeps resident once the engine let go of them, in bytes: none, as the
@@ -46,7 +67,7 @@ const BYTES_RESIDENT_MAX: u64 = 0;
 
 /// Ours: a fresh runtime over the workload, every asset requested at once, each handle
 /// dropped once its asset is ready (the baselines keep nothing either).
-fn ours(workload: &Workload, args: &BenchArgs) -> anyhow::Result<Duration> {
+fn ours(workload: &Workload, args: &BenchArgs) -> anyhow::Result<Span> {
     let config = RuntimeConfig {
         bytes_resident_max: BYTES_RESIDENT_MAX,
         ..bench_config(args, workload.keys.len())
@@ -55,18 +76,18 @@ fn ours(workload: &Workload, args: &BenchArgs) -> anyhow::Result<Duration> {
 }
 
 /// `limit`: `threads` threads each taking the next asset.
-pub(super) fn limit(workload: &Workload, threads: usize) -> anyhow::Result<Duration> {
+pub(super) fn limit(workload: &Workload, threads: usize) -> anyhow::Result<Span> {
     workload.load_in_parallel(threads, Duration::ZERO)
 }
 
 /// `naive`: a tokio task per asset; see the module docs.
-fn naive(workload: &Arc<Workload>, args: &BenchArgs) -> anyhow::Result<Duration> {
+fn naive(workload: &Arc<Workload>, args: &BenchArgs) -> anyhow::Result<Span> {
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.max(1))
         .max_blocking_threads((args.workers + args.decode_threads).max(1))
         .build()?;
     let map: Arc<Mutex<HashMap<usize, u64>>> = Arc::default();
-    let started = Instant::now();
+    let watch = Stopwatch::start();
     tokio.block_on(async {
         let tasks: Vec<_> = (0..workload.keys.len())
             .map(|i| tokio::spawn(naive_task(Arc::clone(workload), i, Arc::clone(&map))))
@@ -76,10 +97,10 @@ fn naive(workload: &Arc<Workload>, args: &BenchArgs) -> anyhow::Result<Duration>
         }
         anyhow::Ok(())
     })?;
-    let elapsed = started.elapsed();
+    let span = watch.stop();
     let loaded = map.lock().unwrap_or_else(PoisonError::into_inner).len();
     anyhow::ensure!(loaded == workload.keys.len(), "naive lost assets");
-    Ok(elapsed)
+    Ok(span)
 }
 
 async fn naive_task(
@@ -111,20 +132,21 @@ fn measure(workload: Workload, args: &BenchArgs) -> anyhow::Result<Figures> {
         l.push(limit(&workload, threads)?);
         n.push(naive(&workload, args)?);
         o.push(ours(&workload, args)?);
-        let last = |v: &Vec<Duration>| v[round - 1];
+        let last = |v: &Vec<Span>| v[round - 1].wall;
         round_line(
             args,
             round,
             &[("limit", last(&l)), ("naive", last(&n)), ("streamrt", last(&o))],
         );
     }
+    let assets = workload.keys.len();
     Ok(Figures {
         describe: workload.describe(),
-        assets: workload.keys.len(),
+        assets,
         stored_bytes: workload.stored_bytes,
-        limit: median(l),
-        naive: median(n),
-        ours: median(o),
+        limit: Medians::of(&l, assets),
+        naive: Medians::of(&n, assets),
+        ours: Medians::of(&o, assets),
     })
 }
 
@@ -154,39 +176,46 @@ pub(super) fn throughput(args: &BenchArgs) -> anyhow::Result<Outcome> {
     )];
     let mut extra = Vec::new();
     for f in &figures {
-        let rate = |d: Duration| f.assets as f64 / d.as_secs_f64();
-        let mibs = |d: Duration| f.stored_bytes as f64 / f64::from(1 << 20) / d.as_secs_f64();
+        let rate = |m: &Medians| f.assets as f64 / m.wall.as_secs_f64();
+        let mibs = |m: &Medians| f.stored_bytes as f64 / f64::from(1 << 20) / m.wall.as_secs_f64();
+        let cpu = |m: &Medians| m.cpu_us_per_asset.map_or("-".into(), |us| format!("{us:.1}"));
         lines.push(format!("{}:", f.describe));
-        for (name, d) in [("limit", f.limit), ("naive", f.naive), ("streamrt", f.ours)] {
+        for (name, m) in [("limit", &f.limit), ("naive", &f.naive), ("streamrt", &f.ours)] {
             lines.push(format!(
-                "  {name:<8} {:>8.0} assets/s {:>8.1} MiB/s stored",
-                rate(d),
-                mibs(d)
+                "  {name:<8} {:>8.0} assets/s {:>8.1} MiB/s stored {:>6} us CPU/asset",
+                rate(m),
+                mibs(m),
+                cpu(m)
             ));
         }
         lines.push(format!(
             "  streamrt/limit={:.2} streamrt/naive={:.2}",
-            rate(f.ours) / rate(f.limit),
-            rate(f.ours) / rate(f.naive)
+            rate(&f.ours) / rate(&f.limit),
+            rate(&f.ours) / rate(&f.naive)
         ));
         extra.push(serde_json::json!({
             "store": f.describe, "assets": f.assets, "stored_bytes": f.stored_bytes,
-            "limit": rate(f.limit), "naive": rate(f.naive), "ours": rate(f.ours),
+            "limit": rate(&f.limit), "naive": rate(&f.naive), "ours": rate(&f.ours),
+            "cpu_us_per_asset": {
+                "limit": f.limit.cpu_us_per_asset, "naive": f.naive.cpu_us_per_asset,
+                "ours": f.ours.cpu_us_per_asset,
+            },
         }));
     }
     let met = figures.iter().all(|f| {
-        let (o, l, n) = (f.ours.as_secs_f64(), f.limit.as_secs_f64(), f.naive.as_secs_f64());
+        let (o, l, n) = (f.ours.wall, f.limit.wall, f.naive.wall);
+        let (o, l, n) = (o.as_secs_f64(), l.as_secs_f64(), n.as_secs_f64());
         l / o >= LIMIT_RATIO_MIN && n / o >= NAIVE_RATIO_MIN
     });
     let first = &figures[0];
-    let rate = |d: Duration| first.assets as f64 / d.as_secs_f64();
+    let rate = |m: &Medians| first.assets as f64 / m.wall.as_secs_f64();
     Ok(Outcome {
         scenario: "throughput",
         lines,
         unit: "assets/s from the pack; baseline: limit".into(),
-        ours: rate(first.ours),
-        baseline: rate(first.limit),
-        ratio: rate(first.ours) / rate(first.limit),
+        ours: rate(&first.ours),
+        baseline: rate(&first.limit),
+        ratio: rate(&first.ours) / rate(&first.limit),
         target: Some(Target::new(
             format!(
                 ">= {LIMIT_RATIO_MIN:.2}x limit and >= {NAIVE_RATIO_MIN:.1}x naive on every store"

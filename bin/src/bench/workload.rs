@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use streamrt::messages::AssetKey;
@@ -21,6 +21,8 @@ use crate::formats::{
     encode_blob, AnimationDecoder, Blob, BlobDecoder, MaterialDecoder, MeshDecoder, TextureDecoder,
 };
 use crate::tracked::{register_all, request_any, Tracked};
+
+use super::cpu::{Span, Stopwatch};
 
 /// Where a workload's bytes live.
 #[derive(Clone)]
@@ -222,32 +224,28 @@ impl Workload {
     /// # Errors
     ///
     /// A refused, failed or unfinished request.
-    pub(super) fn stream(&self, rt: &Runtime) -> anyhow::Result<Duration> {
-        let started = Instant::now();
+    pub(super) fn stream(&self, rt: &Runtime) -> anyhow::Result<Span> {
+        let watch = Stopwatch::start();
         for h in self.request_all(rt)? {
             anyhow::ensure!(h.wait(Duration::from_secs(600)), "{} did not finish", h.key());
             if let Some(e) = h.error_text() {
                 anyhow::bail!("{}: {e}", h.key());
             }
         }
-        let elapsed = started.elapsed();
+        let span = watch.stop();
         rt.shutdown();
-        Ok(elapsed)
+        Ok(span)
     }
 
     /// The baselines' pool: `threads` threads, each taking the next asset, waiting `delay`
-    /// (a slow store's latency; none when zero), then loading it; the time for all.
+    /// (a slow store's latency; none when zero), then loading it; the time (and CPU) for all.
     ///
     /// # Errors
     ///
     /// An asset that does not load.
-    pub(super) fn load_in_parallel(
-        &self,
-        threads: usize,
-        delay: Duration,
-    ) -> anyhow::Result<Duration> {
+    pub(super) fn load_in_parallel(&self, threads: usize, delay: Duration) -> anyhow::Result<Span> {
         let next = AtomicUsize::new(0);
-        let started = Instant::now();
+        let watch = Stopwatch::start();
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads.max(1))
                 .map(|_| {
@@ -264,7 +262,7 @@ impl Workload {
                 .collect();
             workers.into_iter().try_for_each(|w| w.join().expect("a pool thread panicked"))
         })?;
-        Ok(started.elapsed())
+        Ok(watch.stop())
     }
 
     /// The baselines' work for `key`: read, decompress, verify, decode; the decoded size.
