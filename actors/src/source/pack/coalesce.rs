@@ -15,16 +15,21 @@
 //! 31 % more bytes than the entries hold, each of them zeroed and copied; windows of whole
 //! entries read 11 % more (two IO workers reading neighbours at once each read a window).
 //!
+//! A window's buffer is kept when the window is dropped from the recent ones, and the next
+//! window is read into it: a fresh 256 KiB buffer is zeroed by `vec!` and faulted in page by
+//! page before the read overwrites it, which cost the IO workers about as much CPU as the
+//! whole checksum of the entries in it (`streamctl bench throughput`, docs/PERFORMANCE.md).
+//!
 //! # Invariants
 //!
-//! - Memory held is at most `windows_max × window_bytes`.
+//! - Memory held is at most `(windows_max + SPARE_BUFFERS_MAX) × window_bytes`.
 //! - A window holds whole entries only, so a byte is read in a window at most once per
 //!   window it is in, and a window is read only when it serves more than its first entry.
 //! - The bytes served are exactly the entry's stored bytes: a window is a verbatim copy of the
 //!   file range, and entries are still decompressed and checksummed as usual.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use streamrt_pack::{EntryError, IndexEntry, PackReader};
 
@@ -51,10 +56,14 @@ impl Coalescing {
     }
 }
 
+/// Buffers of dropped windows kept for the next windows: one per IO worker reading a window
+/// at once, on the runtime's default of two workers, with room for more.
+const SPARE_BUFFERS_MAX: usize = 4;
+
 #[derive(Debug)]
 struct Window {
     start: u64,
-    bytes: Arc<Vec<u8>>,
+    bytes: Vec<u8>,
 }
 
 impl Window {
@@ -65,16 +74,29 @@ impl Window {
     }
 }
 
+/// The recent windows, newest last, and the buffers of dropped ones.
+#[derive(Debug, Default)]
+struct Windows {
+    recent: VecDeque<Window>,
+    spare: Vec<Vec<u8>>,
+}
+
 /// The windows of one pack; see the module docs.
 #[derive(Debug)]
 pub(crate) struct Coalescer {
     policy: Coalescing,
-    windows: Mutex<VecDeque<Window>>,
+    windows: Mutex<Windows>,
 }
 
 impl Coalescer {
     pub(crate) fn new(policy: Coalescing) -> Self {
-        Self { policy, windows: Mutex::new(VecDeque::new()) }
+        Self { policy, windows: Mutex::default() }
+    }
+
+    fn windows(&self) -> std::sync::MutexGuard<'_, Windows> {
+        // Nothing panics while the lock is held (slices are checked), so a poisoned lock
+        // still guards consistent windows.
+        self.windows.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The stored bytes of the entry at `at` in `reader`'s index, from a window when one holds
@@ -98,13 +120,19 @@ impl Coalescer {
         if len <= entry.stored_size {
             return reader.read_stored(entry.offset, entry.stored_size);
         }
-        let window =
-            Window { start: entry.offset, bytes: Arc::new(reader.read_stored(entry.offset, len)?) };
+        let mut bytes = self.windows().spare.pop().unwrap_or_default();
+        // `len` is at most `bytes_max`, itself at most the pack's per-read limit.
+        let read_len = usize::try_from(len).unwrap_or(usize::MAX);
+        reader.read_stored_into(entry.offset, read_len, &mut bytes)?;
+        let window = Window { start: entry.offset, bytes };
         let stored = window.slice(entry.offset, entry.stored_size).map(<[u8]>::to_vec);
-        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        windows.push_back(window);
-        while windows.len() > self.policy.windows_max {
-            windows.pop_front();
+        let mut windows = self.windows();
+        windows.recent.push_back(window);
+        while windows.recent.len() > self.policy.windows_max {
+            let Some(dropped) = windows.recent.pop_front() else { break };
+            if windows.spare.len() < SPARE_BUFFERS_MAX {
+                windows.spare.push(dropped.bytes);
+            }
         }
         drop(windows);
         // The index was checked: an entry lies inside the data region, so inside its window.
@@ -132,8 +160,8 @@ impl Coalescer {
     }
 
     fn cached(&self, entry: &IndexEntry) -> Option<Vec<u8>> {
-        let windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        windows
+        self.windows()
+            .recent
             .iter()
             .rev()
             .find_map(|w| w.slice(entry.offset, entry.stored_size))
@@ -185,6 +213,43 @@ mod tests {
         // A smaller bound (the pack's per-read limit) ends the window sooner; off reads alone.
         assert_eq!(coalescer().window_len(&entries, 0, 40), 30);
         assert_eq!(coalescer().window_len(&entries, 0, 0), 10);
+    }
+
+    /// A pack of entries stored as they are, entry `i` being `sizes[i]` bytes of value `i`.
+    fn pack_of(dir: &tempfile::TempDir, sizes: &[usize]) -> PackReader {
+        let path = dir.path().join("windows.pack");
+        let mut writer = streamrt_pack::PackWriter::create(&path).unwrap();
+        for (i, &size) in (0u8..).zip(sizes) {
+            let bytes = vec![i; size];
+            writer.add(&format!("blob:e{i}"), &bytes, Codec::None, vec![]).unwrap();
+        }
+        writer.finish().unwrap();
+        PackReader::open(&path, streamrt_pack::PackLimits::default()).unwrap()
+    }
+
+    #[test]
+    fn a_dropped_window_lends_its_buffer_to_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        // Windows of 100 bytes, one kept: entries 0-2 make the first window (60 bytes), 4-5 the
+        // second (40), 7-8 the third (20), read into the first one's buffer; 3, 6 and 9 are
+        // read on their own.
+        let reader = pack_of(&dir, &[20, 20, 20, 50, 20, 20, 70, 10, 10, 90]);
+        let coalescer = Coalescer::new(Coalescing { window_bytes: 100, windows_max: 1 });
+        let stored = |at: usize| coalescer.stored(&reader, at, &|| {}).unwrap();
+        assert_eq!(stored(0), vec![0; 20]);
+        let first = coalescer.windows().recent[0].bytes.as_ptr();
+        assert_eq!(stored(3), vec![3; 50]);
+        assert_eq!(stored(4), vec![4; 20]);
+        assert_eq!(coalescer.windows().spare.len(), 1, "the first window's buffer is kept");
+        assert_eq!(stored(6), vec![6; 70]);
+        assert_eq!(stored(7), vec![7; 10]);
+        let windows = coalescer.windows();
+        assert_eq!(windows.spare.len(), 1, "the second window's buffer is kept in its turn");
+        assert_eq!(windows.recent[0].bytes.as_ptr(), first, "read into the kept buffer");
+        assert_eq!(windows.recent[0].bytes.len(), 20, "a window is as long as its read");
+        drop(windows);
+        assert_eq!(stored(8), vec![8; 10]);
+        assert_eq!(stored(9), vec![9; 90]);
     }
 
     #[test]
