@@ -65,6 +65,46 @@ impl Medians {
 /// 0.37–0.40 of `limit` against 0.47–0.55 with none, side by side.
 const BYTES_RESIDENT_MAX: u64 = 0;
 
+impl Figures {
+    fn rate(&self, m: &Medians) -> f64 {
+        self.assets as f64 / m.wall.as_secs_f64()
+    }
+
+    /// One line per system (rate, stored MiB/s, CPU per asset) and the ratios.
+    fn report(&self, lines: &mut Vec<String>) {
+        let mibs =
+            |m: &Medians| self.stored_bytes as f64 / f64::from(1 << 20) / m.wall.as_secs_f64();
+        let cpu = |m: &Medians| m.cpu_us_per_asset.map_or("-".into(), |us| format!("{us:.1}"));
+        lines.push(format!("{}:", self.describe));
+        for (name, m) in [("limit", &self.limit), ("naive", &self.naive), ("streamrt", &self.ours)]
+        {
+            lines.push(format!(
+                "  {name:<8} {:>8.0} assets/s {:>8.1} MiB/s stored {:>6} us CPU/asset",
+                self.rate(m),
+                mibs(m),
+                cpu(m)
+            ));
+        }
+        lines.push(format!(
+            "  streamrt/limit={:.2} streamrt/naive={:.2}",
+            self.rate(&self.ours) / self.rate(&self.limit),
+            self.rate(&self.ours) / self.rate(&self.naive)
+        ));
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "store": self.describe, "assets": self.assets, "stored_bytes": self.stored_bytes,
+            "limit": self.rate(&self.limit), "naive": self.rate(&self.naive),
+            "ours": self.rate(&self.ours),
+            "cpu_us_per_asset": {
+                "limit": self.limit.cpu_us_per_asset, "naive": self.naive.cpu_us_per_asset,
+                "ours": self.ours.cpu_us_per_asset,
+            },
+        })
+    }
+}
+
 /// Ours: a fresh runtime over the workload, every asset requested at once, each handle
 /// dropped once its asset is ready (the baselines keep nothing either).
 fn ours(workload: &Workload, args: &BenchArgs) -> anyhow::Result<Span> {
@@ -176,31 +216,8 @@ pub(super) fn throughput(args: &BenchArgs) -> anyhow::Result<Outcome> {
     )];
     let mut extra = Vec::new();
     for f in &figures {
-        let rate = |m: &Medians| f.assets as f64 / m.wall.as_secs_f64();
-        let mibs = |m: &Medians| f.stored_bytes as f64 / f64::from(1 << 20) / m.wall.as_secs_f64();
-        let cpu = |m: &Medians| m.cpu_us_per_asset.map_or("-".into(), |us| format!("{us:.1}"));
-        lines.push(format!("{}:", f.describe));
-        for (name, m) in [("limit", &f.limit), ("naive", &f.naive), ("streamrt", &f.ours)] {
-            lines.push(format!(
-                "  {name:<8} {:>8.0} assets/s {:>8.1} MiB/s stored {:>6} us CPU/asset",
-                rate(m),
-                mibs(m),
-                cpu(m)
-            ));
-        }
-        lines.push(format!(
-            "  streamrt/limit={:.2} streamrt/naive={:.2}",
-            rate(&f.ours) / rate(&f.limit),
-            rate(&f.ours) / rate(&f.naive)
-        ));
-        extra.push(serde_json::json!({
-            "store": f.describe, "assets": f.assets, "stored_bytes": f.stored_bytes,
-            "limit": rate(&f.limit), "naive": rate(&f.naive), "ours": rate(&f.ours),
-            "cpu_us_per_asset": {
-                "limit": f.limit.cpu_us_per_asset, "naive": f.naive.cpu_us_per_asset,
-                "ours": f.ours.cpu_us_per_asset,
-            },
-        }));
+        f.report(&mut lines);
+        extra.push(f.json());
     }
     let met = figures.iter().all(|f| {
         let (o, l, n) = (f.ours.wall, f.limit.wall, f.naive.wall);
@@ -208,14 +225,13 @@ pub(super) fn throughput(args: &BenchArgs) -> anyhow::Result<Outcome> {
         l / o >= LIMIT_RATIO_MIN && n / o >= NAIVE_RATIO_MIN
     });
     let first = &figures[0];
-    let rate = |m: &Medians| first.assets as f64 / m.wall.as_secs_f64();
     Ok(Outcome {
         scenario: "throughput",
         lines,
         unit: "assets/s from the pack; baseline: limit".into(),
-        ours: rate(&first.ours),
-        baseline: rate(&first.limit),
-        ratio: rate(&first.ours) / rate(&first.limit),
+        ours: first.rate(&first.ours),
+        baseline: first.rate(&first.limit),
+        ratio: first.rate(&first.ours) / first.rate(&first.limit),
         target: Some(Target::new(
             format!(
                 ">= {LIMIT_RATIO_MIN:.2}x limit and >= {NAIVE_RATIO_MIN:.1}x naive on every store"
