@@ -166,7 +166,7 @@ fn load_ref(ty: u16, at: usize, generation: Generation) -> LoadRef {
 /// for its dependencies (their gate queues it then).
 fn stage<T: Send + Sync + 'static>(
     cell: &Arc<RequestCell<T>>,
-    value: &Arc<T>,
+    value: Arc<T>,
     bytes: u64,
     to_frame: &mut Vec<ReadyEntry>,
 ) {
@@ -328,7 +328,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let Some(at) = self.table.lookup(cell.path()) else {
             return match self.unpark(cell.path()) {
                 Some((value, bytes)) => {
-                    stage(&cell, &value, bytes, &mut self.to_frame);
+                    stage(&cell, value, bytes, &mut self.to_frame);
                     let generation = self.next_generation();
                     self.table.insert_resident(ticket, generation, bytes);
                 }
@@ -343,7 +343,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             Phase::Resident => {
                 let value = slot.holders.first().and_then(|h| h.cell().staged_value());
                 let value = value.expect("a resident slot's holders were staged with its value");
-                stage(&cell, &value, slot.bytes, &mut self.to_frame);
+                stage(&cell, value, slot.bytes, &mut self.to_frame);
             }
             Phase::Loading => {
                 cell.advance(LoadState::Pending, LoadState::Loading);
@@ -521,7 +521,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         slot.phase = Phase::Resident;
         slot.bytes = size;
         for ticket in &slot.holders {
-            stage(ticket.cell(), value, size, &mut self.to_frame);
+            stage(ticket.cell(), Arc::clone(value), size, &mut self.to_frame);
         }
         let evicted = self.residency().admit(self.budget_index(), size);
         self.report_residency(evicted);

@@ -40,8 +40,8 @@ use crate::signal::{listen, wait_until, wake_listeners, Signal};
 use crate::telemetry::{Counters, Probe};
 
 /// Sets `slot` to `value` unless it was set before: the first value stays, as in a `OnceLock`.
-fn set_once<V>(slot: &ArcSwapOption<V>, value: &Arc<V>) {
-    let _ = slot.compare_and_swap(&None::<Arc<V>>, Some(Arc::clone(value)));
+fn set_once<V>(slot: &ArcSwapOption<V>, value: Arc<V>) {
+    let _ = slot.compare_and_swap(&None::<Arc<V>>, Some(value));
 }
 
 /// Where a request sits in a dependency tree.
@@ -344,7 +344,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     }
 
     /// Stores the decoded value and moves to `Decoded`. False if the request already ended.
-    pub(crate) fn stage(&self, value: &Arc<T>) -> bool {
+    pub(crate) fn stage(&self, value: Arc<T>) -> bool {
         set_once(&self.value, value);
         let staged = self.transition(LoadState::Decoded).is_ok();
         if staged {
@@ -371,7 +371,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         if self.state().is_terminal() {
             return false;
         }
-        set_once(&self.error, &make());
+        set_once(&self.error, make());
         self.transition(LoadState::Failed).is_ok()
     }
 
