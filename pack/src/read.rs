@@ -285,30 +285,26 @@ impl PackReader {
     /// [`EntryError::Io`], or `TooLarge` past the entry limit.
     pub fn read_stored(&self, offset: u64, len: u64) -> Result<Vec<u8>, EntryError> {
         let max = self.limits.entry_bytes_max;
+        if len > max {
+            return Err(EntryError::TooLarge { size: len, max });
+        }
         let n = usize::try_from(len).map_err(|_| EntryError::TooLarge { size: len, max })?;
-        let mut stored = Vec::new();
-        self.read_stored_into(offset, n, &mut stored)?;
+        let mut stored = vec![0u8; n];
+        self.read_stored_into(offset, &mut stored)?;
         Ok(stored)
     }
 
-    /// Reads `len` stored bytes at `offset` into `buf`, which is resized to `len`: a buffer
-    /// used before is overwritten in place, without zeroing it first (only bytes past its old
-    /// length are), so a caller that keeps its buffers saves clearing them on every read.
+    /// Fills `buf` with the stored bytes at `offset`: a caller that keeps its buffers reads
+    /// into one without zeroing or allocating it again.
     ///
     /// # Errors
     ///
-    /// [`EntryError::Io`], or `TooLarge` past the entry limit (checked before `buf` grows).
-    pub fn read_stored_into(
-        &self,
-        offset: u64,
-        len: usize,
-        buf: &mut Vec<u8>,
-    ) -> Result<(), EntryError> {
+    /// [`EntryError::Io`], or `TooLarge` when `buf` is longer than the entry limit.
+    pub fn read_stored_into(&self, offset: u64, buf: &mut [u8]) -> Result<(), EntryError> {
         let max = self.limits.entry_bytes_max;
-        if len as u64 > max {
-            return Err(EntryError::TooLarge { size: len as u64, max });
+        if buf.len() as u64 > max {
+            return Err(EntryError::TooLarge { size: buf.len() as u64, max });
         }
-        buf.resize(len, 0);
         self.file.read_exact_at(buf, offset).map_err(|e| EntryError::Io(e.to_string()))
     }
 

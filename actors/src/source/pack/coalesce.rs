@@ -15,14 +15,16 @@
 //! 31 % more bytes than the entries hold, each of them zeroed and copied; windows of whole
 //! entries read 11 % more (two IO workers reading neighbours at once each read a window).
 //!
-//! A window's buffer is kept when the window is dropped from the recent ones, and the next
-//! window is read into it: a fresh 256 KiB buffer is zeroed by `vec!` and faulted in page by
-//! page before the read overwrites it, which cost the IO workers about as much CPU as the
-//! whole checksum of the entries in it (`streamctl bench throughput`, docs/PERFORMANCE.md).
+//! A window's buffer (always `window_bytes` long, of which the window uses the first `len`) is
+//! kept when the window is dropped from the recent ones, and a later window is read into it: a
+//! fresh buffer is zeroed and faulted in page by page before the read overwrites it, which cost
+//! the IO workers about as much CPU as the checksum of the entries in it (`streamctl bench
+//! throughput`, docs/PERFORMANCE.md). Only the first windows of a pack allocate theirs.
 //!
 //! # Invariants
 //!
-//! - Memory held is at most `(windows_max + SPARE_BUFFERS_MAX) × window_bytes`.
+//! - Memory held is at most `(windows_max + SPARE_BUFFERS_MAX) × window_bytes`, plus one
+//!   buffer for each IO worker reading a window at that moment.
 //! - A window holds whole entries only, so a byte is read in a window at most once per
 //!   window it is in, and a window is read only when it serves more than its first entry.
 //! - The bytes served are exactly the entry's stored bytes: a window is a verbatim copy of the
@@ -63,6 +65,9 @@ const SPARE_BUFFERS_MAX: usize = 4;
 #[derive(Debug)]
 struct Window {
     start: u64,
+    /// The bytes read, at the start of `bytes`.
+    len: usize,
+    /// A buffer of the policy's window size, kept for later windows.
     bytes: Vec<u8>,
 }
 
@@ -70,7 +75,7 @@ impl Window {
     fn slice(&self, offset: u64, len: u64) -> Option<&[u8]> {
         let from = usize::try_from(offset.checked_sub(self.start)?).ok()?;
         let to = from.checked_add(usize::try_from(len).ok()?)?;
-        self.bytes.get(from..to)
+        self.bytes[..self.len].get(from..to)
     }
 }
 
@@ -120,11 +125,18 @@ impl Coalescer {
         if len <= entry.stored_size {
             return reader.read_stored(entry.offset, entry.stored_size);
         }
-        let mut bytes = self.windows().spare.pop().unwrap_or_default();
         // `len` is at most `bytes_max`, itself at most the pack's per-read limit.
-        let read_len = usize::try_from(len).unwrap_or(usize::MAX);
-        reader.read_stored_into(entry.offset, read_len, &mut bytes)?;
-        let window = Window { start: entry.offset, bytes };
+        let (len, size) = (usize::try_from(len), usize::try_from(bytes_max));
+        let (Ok(len), Ok(size)) = (len, size) else {
+            return Err(EntryError::TooLarge { size: bytes_max, max: bytes_max });
+        };
+        let spare = self.windows().spare.pop();
+        let mut bytes = spare.unwrap_or_else(|| vec![0; size]);
+        // Every buffer is `bytes_max` long and a window at most that: see `window_len`.
+        let too_large = EntryError::TooLarge { size: len as u64, max: bytes_max };
+        let into = bytes.get_mut(..len).ok_or(too_large)?;
+        reader.read_stored_into(entry.offset, into)?;
+        let window = Window { start: entry.offset, len, bytes };
         let stored = window.slice(entry.offset, entry.stored_size).map(<[u8]>::to_vec);
         let mut windows = self.windows();
         windows.recent.push_back(window);
@@ -246,7 +258,7 @@ mod tests {
         let windows = coalescer.windows();
         assert_eq!(windows.spare.len(), 1, "the second window's buffer is kept in its turn");
         assert_eq!(windows.recent[0].bytes.as_ptr(), first, "read into the kept buffer");
-        assert_eq!(windows.recent[0].bytes.len(), 20, "a window is as long as its read");
+        assert_eq!(windows.recent[0].len, 20, "a window is as long as its read");
         drop(windows);
         assert_eq!(stored(8), vec![8; 10]);
         assert_eq!(stored(9), vec![9; 90]);
