@@ -3,10 +3,12 @@
 use streamrt_messages::{AssetKey, ErrorKind};
 
 /// Decodes one asset type. Registered once per type with the runtime builder; runs on the
-/// decode worker threads, several calls at once.
+/// decode worker threads (and on the IO worker that read a `High` or `Critical` load), several
+/// calls at once.
 ///
-/// A decoder may panic: the panic is caught, the request fails with `DecoderPanicked`, and the
-/// decode worker is rebuilt. It must not block on other work of the runtime.
+/// A decoder may panic: the panic is caught and the worker that ran it is rebuilt; the load is
+/// retried until its key has panicked `panics_max` times (`RetryPolicy`), and its requests then
+/// fail with `Quarantined`. It must not block on other work of the runtime.
 pub trait Decoder: Send + Sync + 'static {
     /// The decoded value handles give out (shared behind an `Arc`).
     type Asset: Send + Sync + 'static;

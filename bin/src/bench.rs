@@ -106,7 +106,7 @@ pub struct BenchArgs {
     #[arg(value_enum)]
     scenario: Scenario,
     /// Run the scenario on this pack's entries instead of generated ones (throughput,
-    /// slow-storage, priority, cancel).
+    /// slow-storage, cancel).
     #[arg(long)]
     pack: Option<PathBuf>,
     /// The scenario's main count (assets, files or pending requests) instead of its default.
