@@ -20,12 +20,12 @@ use super::{Source, SourceError};
 ///
 /// Resolving a path costs a `readlink` per component, so the source remembers folders whose
 /// every component under the resolved root is a real folder, no symlink (up to
-/// [`DirSource::DIRS_VERIFIED_MAX`]): a file that is not itself a symlink, in such a folder, is
-/// opened by its path under the resolved root after one `lstat`. Anything else (a symlink, a
-/// folder reached through one, a folder not yet seen) is resolved and the resolved path
-/// opened. The check and the open see the same file unless the tree is rewritten between the
-/// two: the source assumes nobody rewrites its asset tree adversarially while it reads (a
-/// remembered folder later replaced by a symlink would be followed). Paths are joined to the
+/// [`DirSource::DIRS_VERIFIED_MAX`]): a file in such a folder is opened by its path under the
+/// resolved root, the open itself refusing a symlink as its last component (`O_NOFOLLOW`).
+/// Anything else (a symlink, a folder reached through one, a folder not yet seen) is resolved
+/// and the resolved path opened. The check and the open see the same file unless the tree is
+/// rewritten between the two: the source assumes nobody rewrites its asset tree adversarially
+/// while it reads (a remembered folder later replaced by a symlink would be followed). Paths are joined to the
 /// root as it resolved on the first read, so repointing a symlinked root later does not move
 /// the source. A file larger than `bytes_max` is refused before its contents are read, and a
 /// read stops at `bytes_max + 1` bytes if the file grows meanwhile.
@@ -70,15 +70,22 @@ impl DirSource {
         &self.root
     }
 
-    /// The file `key` names, checked to lie inside the root: its path under the resolved root
-    /// when its folder is remembered and the file is no symlink, else the resolved path.
-    fn confined_path(&self, key: &AssetKey) -> Result<PathBuf, SourceError> {
+    /// Opens the file `key` names, checked to lie inside the root: by its path under the
+    /// resolved root when its folder is remembered, refusing a symlink as the last component
+    /// (one `open`, no `lstat` before it); else, or when that open is refused, by the resolved
+    /// path.
+    fn open_confined(&self, key: &AssetKey) -> Result<fs::File, SourceError> {
         let root = self.resolved_root()?;
         let path = root.join(key.path());
         let folder = Path::new(key.path()).parent().unwrap_or(Path::new(""));
         let verified = self.is_verified(folder);
-        if verified && fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_symlink()) {
-            return Ok(path);
+        if verified {
+            match open_no_follow(&path) {
+                Ok(file) => return Ok(file),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(SourceError::NotFound),
+                // A symlink (or any other refusal): resolved below, which names the error.
+                Err(_) => {}
+            }
         }
         let resolved = fs::canonicalize(&path).map_err(|e| io_error(&e))?;
         if !resolved.starts_with(root) {
@@ -87,7 +94,7 @@ impl DirSource {
         if !verified {
             self.verify(folder, root);
         }
-        Ok(resolved)
+        fs::File::open(&resolved).map_err(|e| io_error(&e))
     }
 
     fn resolved_root(&self) -> Result<&PathBuf, SourceError> {
@@ -121,8 +128,7 @@ impl DirSource {
 
 impl Source for DirSource {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
-        let path = self.confined_path(key)?;
-        let file = fs::File::open(&path).map_err(|e| io_error(&e))?;
+        let file = self.open_confined(key)?;
         let meta = file.metadata().map_err(|e| io_error(&e))?;
         if !meta.is_file() {
             return Err(SourceError::NotFound);
@@ -143,6 +149,22 @@ impl Source for DirSource {
     fn describe(&self) -> String {
         format!("dir:{}", self.root.display())
     }
+}
+
+/// Opens `path` for reading unless its last component is a symlink.
+#[cfg(unix)]
+fn open_no_follow(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
+}
+
+/// Opens `path` for reading unless it is a symlink (checked just before the open).
+#[cfg(not(unix))]
+fn open_no_follow(path: &Path) -> io::Result<fs::File> {
+    if fs::symlink_metadata(path)?.file_type().is_symlink() {
+        return Err(io::Error::other("a symlink"));
+    }
+    fs::File::open(path)
 }
 
 fn io_error(e: &io::Error) -> SourceError {
