@@ -24,14 +24,17 @@
 //! # Invariants
 //!
 //! - Memory held is at most `(windows_max + SPARE_BUFFERS_MAX) × window_bytes`, plus one
-//!   buffer for each IO worker reading a window at that moment.
+//!   buffer for each IO worker reading a window, or copying an entry out of a dropped one, at
+//!   that moment.
+//! - The windows' lock is held only to find or store a window, never while bytes are copied.
 //! - A window holds whole entries only, so a byte is read in a window at most once per
 //!   window it is in, and a window is read only when it serves more than its first entry.
 //! - The bytes served are exactly the entry's stored bytes: a window is a verbatim copy of the
 //!   file range, and entries are still decompressed and checksummed as usual.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, PoisonError};
+use std::ops::Range;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use streamrt_pack::{EntryError, IndexEntry, PackReader};
 
@@ -67,15 +70,18 @@ struct Window {
     start: u64,
     /// The bytes read, at the start of `bytes`.
     len: usize,
-    /// A buffer of the policy's window size, kept for later windows.
-    bytes: Vec<u8>,
+    /// A buffer of the policy's window size, kept for later windows. Shared, so an entry is
+    /// copied out of it after the lock is let go: a copy allocates, and an allocation that
+    /// faulted in a page or grew the heap under the lock held the other IO workers up.
+    bytes: Arc<Vec<u8>>,
 }
 
 impl Window {
-    fn slice(&self, offset: u64, len: u64) -> Option<&[u8]> {
+    /// The range of `bytes` holding `len` bytes at `offset` of the file, if all are here.
+    fn range(&self, offset: u64, len: u64) -> Option<Range<usize>> {
         let from = usize::try_from(offset.checked_sub(self.start)?).ok()?;
         let to = from.checked_add(usize::try_from(len).ok()?)?;
-        self.bytes[..self.len].get(from..to)
+        (to <= self.len).then_some(from..to)
     }
 }
 
@@ -136,14 +142,18 @@ impl Coalescer {
         let too_large = EntryError::TooLarge { size: len as u64, max: bytes_max };
         let into = bytes.get_mut(..len).ok_or(too_large)?;
         reader.read_stored_into(entry.offset, into)?;
-        let window = Window { start: entry.offset, len, bytes };
-        let stored = window.slice(entry.offset, entry.stored_size).map(<[u8]>::to_vec);
+        let window = Window { start: entry.offset, len, bytes: Arc::new(bytes) };
+        let stored = window.range(entry.offset, entry.stored_size);
+        let stored = stored.and_then(|range| window.bytes.get(range)).map(<[u8]>::to_vec);
         let mut windows = self.windows();
         windows.recent.push_back(window);
         while windows.recent.len() > self.policy.windows_max {
             let Some(dropped) = windows.recent.pop_front() else { break };
-            if windows.spare.len() < SPARE_BUFFERS_MAX {
-                windows.spare.push(dropped.bytes);
+            // A buffer an entry is still being copied out of is let go instead.
+            if let (true, Ok(bytes)) =
+                (windows.spare.len() < SPARE_BUFFERS_MAX, Arc::try_unwrap(dropped.bytes))
+            {
+                windows.spare.push(bytes);
             }
         }
         drop(windows);
@@ -172,12 +182,10 @@ impl Coalescer {
     }
 
     fn cached(&self, entry: &IndexEntry) -> Option<Vec<u8>> {
-        self.windows()
-            .recent
-            .iter()
-            .rev()
-            .find_map(|w| w.slice(entry.offset, entry.stored_size))
-            .map(<[u8]>::to_vec)
+        let (bytes, range) = self.windows().recent.iter().rev().find_map(|w| {
+            w.range(entry.offset, entry.stored_size).map(|r| (Arc::clone(&w.bytes), r))
+        })?;
+        bytes.get(range).map(<[u8]>::to_vec)
     }
 }
 
