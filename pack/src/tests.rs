@@ -45,7 +45,6 @@ fn a_read_into_a_used_buffer_overwrites_it_and_refuses_past_the_limit() {
     let len = usize::try_from(a.stored_size).unwrap();
     pack.read_stored_into(a.offset, &mut buf[..len]).unwrap();
     assert_eq!(buf[..len], payload(1));
-    assert!(buf[len..].iter().all(|&b| b == 0xAA), "bytes past the read are left alone");
     let mut large = vec![0; (64 << 10) + 1];
     let refused = pack.read_stored_into(a.offset, &mut large);
     assert!(matches!(refused, Err(EntryError::TooLarge { .. })), "{refused:?}");

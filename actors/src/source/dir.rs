@@ -23,9 +23,10 @@ use super::{Source, SourceError};
 /// [`DirSource::DIRS_VERIFIED_MAX`]): a file in such a folder is opened by its path under the
 /// resolved root, the open itself refusing a symlink as its last component (`O_NOFOLLOW`).
 /// Anything else (a symlink, a folder reached through one, a folder not yet seen) is resolved
-/// and the resolved path opened. The check and the open see the same file unless the tree is
-/// rewritten between the two: the source assumes nobody rewrites its asset tree adversarially
-/// while it reads (a remembered folder later replaced by a symlink would be followed). Paths are joined to the
+/// and the resolved path opened. A folder's check and a later open see the same folder unless
+/// the tree is rewritten between the two: the source assumes nobody rewrites its asset tree
+/// adversarially while it reads (a remembered folder later replaced by a symlink would be
+/// followed). Paths are joined to the
 /// root as it resolved on the first read, so repointing a symlinked root later does not move
 /// the source. A file larger than `bytes_max` is refused before its contents are read, and a
 /// read stops at `bytes_max + 1` bytes if the file grows meanwhile.

@@ -15,11 +15,12 @@
 //! 31 % more bytes than the entries hold, each of them zeroed and copied; windows of whole
 //! entries read 11 % more (two IO workers reading neighbours at once each read a window).
 //!
-//! A window's buffer (always `window_bytes` long, of which the window uses the first `len`) is
-//! kept when the window is dropped from the recent ones, and a later window is read into it: a
-//! fresh buffer is zeroed and faulted in page by page before the read overwrites it, which cost
-//! the IO workers about as much CPU as the checksum of the entries in it (`streamctl bench
-//! throughput`, docs/PERFORMANCE.md). Only the first windows of a pack allocate theirs.
+//! A window's buffer is kept when the window is dropped from the recent ones, and a later
+//! window is read into it (growing it if it is shorter, the only bytes zeroed): a fresh buffer
+//! is zeroed and faulted in page by page before the read overwrites it, which cost the IO
+//! workers about as much CPU as the checksum of the entries in it (`streamctl bench
+//! throughput`, docs/PERFORMANCE.md). Windows allocate only while fewer buffers are kept than
+//! they need. A window uses the first `len` bytes of its buffer and serves nothing past them.
 //!
 //! # Invariants
 //!
@@ -70,7 +71,7 @@ struct Window {
     start: u64,
     /// The bytes read, at the start of `bytes`.
     len: usize,
-    /// A buffer of the policy's window size, kept for later windows. Shared, so an entry is
+    /// A buffer at least `len` long, kept for later windows. Shared, so an entry is
     /// copied out of it after the lock is let go: a copy allocates, and an allocation that
     /// faulted in a page or grew the heap under the lock held the other IO workers up.
     bytes: Arc<Vec<u8>>,
@@ -132,33 +133,58 @@ impl Coalescer {
             return reader.read_stored(entry.offset, entry.stored_size);
         }
         // `len` is at most `bytes_max`, itself at most the pack's per-read limit.
-        let (len, size) = (usize::try_from(len), usize::try_from(bytes_max));
-        let (Ok(len), Ok(size)) = (len, size) else {
-            return Err(EntryError::TooLarge { size: bytes_max, max: bytes_max });
-        };
-        let spare = self.windows().spare.pop();
-        let mut bytes = spare.unwrap_or_else(|| vec![0; size]);
-        // Every buffer is `bytes_max` long and a window at most that: see `window_len`.
-        let too_large = EntryError::TooLarge { size: len as u64, max: bytes_max };
-        let into = bytes.get_mut(..len).ok_or(too_large)?;
-        reader.read_stored_into(entry.offset, into)?;
-        let window = Window { start: entry.offset, len, bytes: Arc::new(bytes) };
+        let too_large = EntryError::TooLarge { size: len, max: bytes_max };
+        let len = usize::try_from(len).map_err(|_| too_large)?;
+        let window = self.read_window(reader, entry.offset, len)?;
         let stored = window.range(entry.offset, entry.stored_size);
         let stored = stored.and_then(|range| window.bytes.get(range)).map(<[u8]>::to_vec);
+        self.keep(window);
+        // The index was checked: an entry lies inside the data region, so inside its window.
+        stored.ok_or_else(|| EntryError::Corrupt("entry outside its read window".into()))
+    }
+
+    /// Reads the `len` bytes at `offset` into a kept buffer, grown (the only bytes zeroed) if
+    /// it is shorter, or into a new one. A failed read gives the buffer back.
+    fn read_window(
+        &self,
+        reader: &PackReader,
+        offset: u64,
+        len: usize,
+    ) -> Result<Window, EntryError> {
+        let mut bytes = self.windows().spare.pop().unwrap_or_default();
+        if bytes.len() < len {
+            bytes.resize(len, 0);
+        }
+        if let Err(e) = reader.read_stored_into(offset, &mut bytes[..len]) {
+            let mut windows = self.windows();
+            if windows.spare.len() < SPARE_BUFFERS_MAX {
+                windows.spare.push(bytes);
+            }
+            return Err(e);
+        }
+        Ok(Window { start: offset, len, bytes: Arc::new(bytes) })
+    }
+
+    /// Adds `window` to the recent ones. The buffers of the windows it pushes out are kept for
+    /// later windows, up to `SPARE_BUFFERS_MAX`, or freed once the lock is let go.
+    fn keep(&self, window: Window) {
+        let mut freed = Vec::new();
         let mut windows = self.windows();
         windows.recent.push_back(window);
         while windows.recent.len() > self.policy.windows_max {
             let Some(dropped) = windows.recent.pop_front() else { break };
-            // A buffer an entry is still being copied out of is let go instead.
-            if let (true, Ok(bytes)) =
-                (windows.spare.len() < SPARE_BUFFERS_MAX, Arc::try_unwrap(dropped.bytes))
-            {
-                windows.spare.push(bytes);
+            if windows.spare.len() >= SPARE_BUFFERS_MAX {
+                freed.push(dropped.bytes);
+                continue;
+            }
+            // A buffer an entry is still being copied out of stays with its reader.
+            match Arc::try_unwrap(dropped.bytes) {
+                Ok(bytes) => windows.spare.push(bytes),
+                Err(shared) => freed.push(shared),
             }
         }
         drop(windows);
-        // The index was checked: an entry lies inside the data region, so inside its window.
-        stored.ok_or_else(|| EntryError::Corrupt("entry outside its read window".into()))
+        drop(freed);
     }
 
     /// The bytes of a window starting at the entry at `at`: the entry and the whole entries
@@ -270,6 +296,30 @@ mod tests {
         drop(windows);
         assert_eq!(stored(8), vec![8; 10]);
         assert_eq!(stored(9), vec![9; 90]);
+    }
+
+    #[test]
+    fn a_window_serves_only_the_bytes_it_read_from_a_longer_kept_buffer() {
+        // A buffer kept from a 100-byte window, now holding a 20-byte window at offset 100.
+        let window = Window { start: 100, len: 20, bytes: Arc::new(vec![7; 100]) };
+        assert_eq!(window.range(110, 10), Some(10..20));
+        assert_eq!(window.range(120, 10), None, "past the read: an older window's bytes");
+        assert_eq!(window.range(115, 10), None, "partly past the read");
+        assert_eq!(window.range(90, 10), None, "before the window");
+    }
+
+    #[test]
+    fn a_buffer_still_being_copied_from_is_not_kept_for_another_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = pack_of(&dir, &[20, 20, 20, 50, 20, 20, 70]);
+        let coalescer = Coalescer::new(Coalescing { window_bytes: 100, windows_max: 1 });
+        let stored = |at: usize| coalescer.stored(&reader, at, &|| {}).unwrap();
+        assert_eq!(stored(0), vec![0; 20]);
+        // A reader still holds the first window, as `cached` does while it copies.
+        let held = Arc::clone(&coalescer.windows().recent[0].bytes);
+        assert_eq!(stored(4), vec![4; 20], "a second window pushes the first out");
+        assert!(coalescer.windows().spare.is_empty(), "the held buffer is not kept");
+        assert_eq!(held[..60], [[0; 20], [1; 20], [2; 20]].concat(), "and is left as it was");
     }
 
     #[test]
