@@ -1,8 +1,9 @@
 //! The process's CPU time over a timed section, beside its wall time.
 //!
-//! Wall time on these shared two-core machines moves with whatever else runs; the CPU a
-//! system spends per asset moves much less, and says where a ratio comes from: two systems
-//! that both keep both cores busy differ by the CPU each spends per asset. The CPU time is the
+//! Two systems that both keep both cores busy differ in rate by the CPU each spends per item,
+//! so that figure says where a ratio comes from (and whether a system left a core idle). It
+//! moves with the machine's load too, as a neighbour slows every instruction: compare systems
+//! within one run, as with the rates. The CPU time is the
 //! whole process's (every thread, those that exited included), read from `/proc/self/stat`
 //! in clock ticks of 10 ms, so a section should take at least a few tenths of a second; it is
 //! `None` where that file is not there.

@@ -11,9 +11,8 @@
 //!
 //! Rounds are interleaved (limit, naive, ours, per store) and the median round is reported,
 //! with the median CPU each system spent per asset (the whole process's, see `cpu`): the
-//! systems keep both cores busy, so the rates differ as their CPU per asset does, and that
-//! figure moves far less with the machine's load than the rates. The closing line compares
-//! ours with `limit` on the pack (the first store).
+//! systems keep both cores busy, so the rates differ as their CPU per asset does. The closing
+//! line compares ours with `limit` on the pack (the first store).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
