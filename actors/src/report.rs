@@ -156,6 +156,46 @@ pub struct Report {
     pub types: BTreeMap<String, TypeRow>,
 }
 
+/// The time each pool's workers spent on loads, from their start and done events, and the
+/// bytes read.
+#[derive(Default)]
+struct PoolBusy {
+    /// When each span not yet done started, by pool, worker and generation.
+    open: HashMap<(&'static str, u32, u64), u64>,
+    io_us: u64,
+    decode_us: u64,
+    bytes_read: u64,
+}
+
+impl PoolBusy {
+    fn key(pool: &'static str, r: &Record) -> (&'static str, u32, u64) {
+        (pool, r.worker.unwrap_or(0), r.generation.unwrap_or(0))
+    }
+
+    fn started(&mut self, pool: &'static str, r: &Record) {
+        self.open.insert(Self::key(pool, r), r.t_us);
+    }
+
+    /// Ends the span `r` closes; a read's bytes count overall and for its type in `types`.
+    fn done(&mut self, pool: &'static str, r: &Record, types: &mut BTreeMap<String, TypeRow>) {
+        if let Some(start) = self.open.remove(&Self::key(pool, r)) {
+            let span = r.t_us.saturating_sub(start);
+            if pool == "io" {
+                self.io_us += span;
+            } else {
+                self.decode_us += span;
+            }
+        }
+        if pool == "io" {
+            let bytes = r.bytes.unwrap_or(0);
+            self.bytes_read += bytes;
+            if let Some(ty) = &r.asset_type {
+                types.entry(ty.clone()).or_default().bytes_read += bytes;
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct RequestTimes {
     queued: Option<u64>,
@@ -169,8 +209,7 @@ impl Report {
         let mut report = Report::default();
         let mut requests: HashMap<u64, RequestTimes> = HashMap::new();
         let mut waits = Vec::new();
-        let mut busy: HashMap<(&'static str, u32, u64), u64> = HashMap::new();
-        let (mut busy_io, mut busy_decode, mut bytes_read) = (0u64, 0u64, 0u64);
+        let mut busy = PoolBusy::default();
         let mut depths = Vec::new();
         let (first, last) = (
             records.iter().map(|r| r.t_us).min().unwrap_or(0),
@@ -201,27 +240,11 @@ impl Report {
                     report.count_terminal(name, r);
                 }
                 (kind @ ("read_started" | "decode_started"), _) => {
-                    let pool = if kind == "read_started" { "io" } else { "decode" };
-                    busy.insert((pool, r.worker.unwrap_or(0), r.generation.unwrap_or(0)), r.t_us);
+                    busy.started(if kind == "read_started" { "io" } else { "decode" }, r);
                 }
                 (kind @ ("read_done" | "decode_done"), _) => {
                     let pool = if kind == "read_done" { "io" } else { "decode" };
-                    let key = (pool, r.worker.unwrap_or(0), r.generation.unwrap_or(0));
-                    if let Some(start) = busy.remove(&key) {
-                        let span = r.t_us.saturating_sub(start);
-                        if pool == "io" {
-                            busy_io += span;
-                        } else {
-                            busy_decode += span;
-                        }
-                    }
-                    if pool == "io" {
-                        bytes_read += r.bytes.unwrap_or(0);
-                        if let Some(ty) = &r.asset_type {
-                            report.types.entry(ty.clone()).or_default().bytes_read +=
-                                r.bytes.unwrap_or(0);
-                        }
-                    }
+                    busy.done(pool, r, &mut report.types);
                 }
                 ("sample", _) => {
                     depths.push(r.queue_depth.unwrap_or(0));
@@ -241,7 +264,7 @@ impl Report {
             }
         }
         report.duration_s = last.saturating_sub(first) as f64 / 1e6;
-        report.finish(&requests, waits, bytes_read, (busy_io, busy_decode));
+        report.finish(&requests, waits, busy.bytes_read, (busy.io_us, busy.decode_us));
         report.queue_depth_max = depths.iter().copied().max().unwrap_or(0);
         report.queue_depth_mean = if depths.is_empty() {
             0.0

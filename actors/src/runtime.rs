@@ -46,7 +46,7 @@ use streamrt_supervisor::{Clock, Escalation, MonotonicClock};
 use self::core::{Core, CoreParts, EscalateFn};
 pub(crate) use self::registry::TypeLink;
 use self::registry::{DecoderSpec, TypeEntry, TypeSpec};
-use self::submit::{Submitter, TreeLimits};
+use self::submit::{DepRequester, Submitter, TreeLimits};
 
 /// Why a runtime could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -293,35 +293,14 @@ impl RuntimeBuilder {
         let source = self.source.ok_or(BuildError::NoSource)?;
         let config = self.config;
         let type_names: Vec<String> = self.types.iter().map(|t| t.name().to_string()).collect();
-        let recorder = match &self.record {
-            Some((path, by)) => Some(Arc::new(Recorder::create(
-                path,
-                &log_header(by, type_names.clone(), &config),
-            )?)),
-            None => None,
-        };
+        let recorder = self.record.as_ref().map(|(path, by)| {
+            Recorder::create(path, &log_header(by, type_names.clone(), &config)).map(Arc::new)
+        });
         let (det, tap) = self.deterministic.unzip();
-        let probe = Arc::new(
-            Probe::new(Arc::clone(&self.clock), config.events_buffered_max, config.events_enabled)
-                .observed(recorder, tap),
-        );
-        probe.set_read(config.telemetry_path.is_some());
-        probe.emit(probe.event(EventKind::Started {
-            worker_count: u32::try_from(config.workers).unwrap_or(u32::MAX),
-            decode_threads: u32::try_from(config.decode_threads).unwrap_or(u32::MAX),
-            queue_capacity: config.queue_capacity as u64,
-        }));
+        let probe = started_probe(&self.clock, &config, recorder.transpose()?, tap);
         let sink_mailbox = Mailbox::new();
         let sink = SinkOutputs::new(config.telemetry_path.as_deref())?;
-        let placeholders = self.placeholders;
-        let mut types: HashMap<TypeId, Arc<dyn Any + Send + Sync>> = HashMap::new();
-        let mut by_name = HashMap::new();
-        for t in &self.types {
-            let id = t.asset_type_id();
-            let (entry, requester) = t.entry(placeholders.get(&id).map(|p| &**p), &probe);
-            types.insert(id, entry);
-            by_name.insert(t.name().clone(), requester);
-        }
+        let (types, by_name) = engine_sides(&self.types, &self.placeholders, &probe);
         let frame = Arc::new(FrameShared::new(config.publish, Arc::clone(&probe)));
         let frame_mailbox = Mailbox::new();
         if let Some(det) = &det {
@@ -371,6 +350,51 @@ impl RuntimeBuilder {
         *inner.core.lock().unwrap_or_else(PoisonError::into_inner) = Some(core);
         Ok(Runtime { inner })
     }
+}
+
+/// The runtime's probe (its clock, event buffer and counters, and the recorder and tap if
+/// any), which has emitted the `Started` event.
+fn started_probe(
+    clock: &Arc<dyn Clock>,
+    config: &RuntimeConfig,
+    recorder: Option<Arc<Recorder>>,
+    tap: Option<EventTap>,
+) -> Arc<Probe> {
+    let probe = Arc::new(
+        Probe::new(Arc::clone(clock), config.events_buffered_max, config.events_enabled)
+            .observed(recorder, tap),
+    );
+    probe.set_read(config.telemetry_path.is_some());
+    probe.emit(probe.event(EventKind::Started {
+        worker_count: u32::try_from(config.workers).unwrap_or(u32::MAX),
+        decode_threads: u32::try_from(config.decode_threads).unwrap_or(u32::MAX),
+        queue_capacity: config.queue_capacity as u64,
+    }));
+    probe
+}
+
+/// Each type's engine side (`Arc<TypeEntry<Asset>>`), by the asset's Rust type.
+type EngineSides = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
+
+/// Each type's dependency requester, by type name.
+type RequestersByName = HashMap<AssetTypeName, Arc<dyn DepRequester>>;
+
+/// Each registered type's engine side: by Rust type (for `request::<T>`) and, as a dependency
+/// requester, by type name.
+fn engine_sides(
+    specs: &[Box<dyn TypeSpec>],
+    placeholders: &HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    probe: &Arc<Probe>,
+) -> (EngineSides, RequestersByName) {
+    let mut types = HashMap::new();
+    let mut by_name = HashMap::new();
+    for t in specs {
+        let id = t.asset_type_id();
+        let (entry, requester) = t.entry(placeholders.get(&id).map(|p| &**p), probe);
+        types.insert(id, entry);
+        by_name.insert(t.name().clone(), requester);
+    }
+    (types, by_name)
 }
 
 /// Whether a registered decoder's asset type may be another registered decoder's.
@@ -431,7 +455,7 @@ struct Inner {
     type_names: Vec<String>,
     config: RuntimeConfig,
     probe: Arc<Probe>,
-    types: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    types: EngineSides,
     frame: Arc<FrameShared>,
     sink: Mailbox<SinkMsg>,
     submitter: Submitter,

@@ -160,6 +160,26 @@ impl Recorder {
     }
 }
 
+/// The simulation's runtime over `source`: two IO and two decode threads, an adaptive publish
+/// budget aiming at the frame's target, time from the simulated `clock`.
+fn runtime(source: MemorySource, clock: &Arc<ManualClock>) -> anyhow::Result<Runtime> {
+    let adaptive = AdaptivePolicy {
+        budget_min: 4,
+        window_frames: 4,
+        ..AdaptivePolicy::target(TARGET_FRAME_US, 128)
+    };
+    Runtime::builder()
+        .source(source)
+        .register(MeshDecoder)
+        .register(TextureDecoder)
+        .workers(2)
+        .decode_threads(2)
+        .frame_policy(FramePolicy::adaptive(64, adaptive))
+        .clock(Arc::clone(clock))
+        .build()
+        .context("cannot start the runtime")
+}
+
 /// Runs the simulation, handing each per-frame line to `on_frame`.
 ///
 /// # Errors
@@ -172,23 +192,8 @@ pub fn simulate(args: &SimulateArgs, on_frame: &mut dyn FnMut(String)) -> anyhow
         textures_per_zone: 24,
         entities: args.entities,
     };
-    let source = generate(&config, args.seed)?;
     let clock = Arc::new(ManualClock::new());
-    let adaptive = AdaptivePolicy {
-        budget_min: 4,
-        window_frames: 4,
-        ..AdaptivePolicy::target(TARGET_FRAME_US, 128)
-    };
-    let rt = Runtime::builder()
-        .source(source)
-        .register(MeshDecoder)
-        .register(TextureDecoder)
-        .workers(2)
-        .decode_threads(2)
-        .frame_policy(FramePolicy::adaptive(64, adaptive))
-        .clock(Arc::clone(&clock))
-        .build()
-        .context("cannot start the runtime")?;
+    let rt = runtime(generate(&config, args.seed)?, &clock)?;
     let telemetry = detached_telemetry(&rt)?;
     let mut world = World::new(config, args.seed);
     let mut streaming = Streaming {

@@ -98,6 +98,64 @@ fn reporting<W>(
     }
 }
 
+/// The decode pool: `decode_threads` threads, or one stepped worker for a deterministic run.
+fn decode_pool(
+    parts: &CoreParts,
+    staged: &Arc<DecodeQueue>,
+    crashes: &Arc<CrashRequests>,
+) -> std::io::Result<WorkerPool<DecodeJob>> {
+    let threads = parts.config.decode_threads;
+    let worker = reporting("decode-worker", threads, &parts.probe, {
+        let (probe, staged, crashes) =
+            (Arc::clone(&parts.probe), Arc::clone(staged), Arc::clone(crashes));
+        move |index| DecodeWorker {
+            crashes: Arc::clone(&crashes),
+            probe: Arc::clone(&probe),
+            staged: Arc::clone(&staged),
+            index,
+            replies: Default::default(),
+        }
+    });
+    match parts.deterministic {
+        Some(_) => Ok(WorkerPool::stepped(worker)),
+        None => WorkerPool::start("streamrt-decode", threads, worker),
+    }
+}
+
+/// The IO pool: `workers` threads, or one stepped worker for a deterministic run. Its workers
+/// take dispatched loads from `staged` and hand read ones to `staged_decodes` (none when
+/// deterministic: the job then travels in the decode pool's order).
+fn io_pool(
+    parts: &CoreParts,
+    staged: &Arc<ReadQueue>,
+    staged_decodes: Option<Arc<DecodeQueue>>,
+    decode: &WorkerPool<DecodeJob>,
+    crashes: &Arc<CrashRequests>,
+) -> std::io::Result<WorkerPool<ReadOrder>> {
+    let config = &parts.config;
+    let worker = {
+        let (source, probe) = (Arc::clone(&parts.source), Arc::clone(&parts.probe));
+        let staged = Arc::clone(staged);
+        let (decode, crashes) = (decode.sender(), Arc::clone(crashes));
+        let throttle = config.io_bytes_per_sec_max.map(|rate| Arc::new(Throttle::new(rate)));
+        move |index| IoWorker {
+            throttle: throttle.clone(),
+            index,
+            source: Arc::clone(&source),
+            staged: Arc::clone(&staged),
+            staged_decodes: staged_decodes.clone(),
+            decode: decode.clone(),
+            probe: Arc::clone(&probe),
+            crashes: Arc::clone(&crashes),
+        }
+    };
+    let worker = reporting("io-worker", config.workers, &parts.probe, worker);
+    match parts.deterministic {
+        Some(_) => Ok(WorkerPool::stepped(worker)),
+        None => WorkerPool::start("streamrt-io", config.workers, worker),
+    }
+}
+
 impl Core {
     /// Starts the pools, the supervision trees and their threads.
     ///
@@ -115,43 +173,9 @@ impl Core {
         let staged_decodes = Arc::new(DecodeQueue::default());
         let (io_crashes, decode_crashes) = (Arc::default(), Arc::<CrashRequests>::default());
         let config = &parts.config;
-        let crashes = Arc::clone(&decode_crashes);
-        let decode_worker = reporting("decode-worker", config.decode_threads, &parts.probe, {
-            let (probe, staged) = (Arc::clone(&parts.probe), Arc::clone(&staged_decodes));
-            move |index| DecodeWorker {
-                crashes: Arc::clone(&crashes),
-                probe: Arc::clone(&probe),
-                staged: Arc::clone(&staged),
-                index,
-                replies: Default::default(),
-            }
-        });
-        let decode = match det {
-            Some(_) => WorkerPool::stepped(decode_worker),
-            None => WorkerPool::start("streamrt-decode", config.decode_threads, decode_worker)?,
-        };
-        let io_worker = {
-            let (source, probe) = (Arc::clone(&parts.source), Arc::clone(&parts.probe));
-            let staged = Arc::clone(&staged);
-            let staged_decodes = det.is_none().then_some(staged_decodes);
-            let (decode, crashes) = (decode.sender(), Arc::clone(&io_crashes));
-            let throttle = config.io_bytes_per_sec_max.map(|rate| Arc::new(Throttle::new(rate)));
-            move |index| IoWorker {
-                throttle: throttle.clone(),
-                index,
-                source: Arc::clone(&source),
-                staged: Arc::clone(&staged),
-                staged_decodes: staged_decodes.clone(),
-                decode: decode.clone(),
-                probe: Arc::clone(&probe),
-                crashes: Arc::clone(&crashes),
-            }
-        };
-        let io_worker = reporting("io-worker", config.workers, &parts.probe, io_worker);
-        let io = match det {
-            Some(_) => WorkerPool::stepped(io_worker),
-            None => WorkerPool::start("streamrt-io", config.workers, io_worker)?,
-        };
+        let decode = decode_pool(&parts, &staged_decodes, &decode_crashes)?;
+        let staged_decodes = det.is_none().then_some(staged_decodes);
+        let io = io_pool(&parts, &staged, staged_decodes, &decode, &io_crashes)?;
         let caches: Vec<_> = parts.types.iter().map(|t| t.control()).collect();
         let supervisors = [Mailbox::new(), Mailbox::new()];
         let ack_max = Duration::from_millis(config.shutdown_ack_ms_max);

@@ -179,6 +179,23 @@ fn median_depth(mut runs: Vec<Depth>) -> Depth {
     Depth { bytes_per_pending, ..runs.swap_remove(mid) }
 }
 
+/// Throughput against queue depth.
+fn chart(rows: &[Depth]) -> Chart {
+    Chart {
+        file: "throughput-vs-depth.svg",
+        title: format!(
+            "streamrt throughput against queue depth ({ASSET_BYTES}-byte assets, memory)"
+        ),
+        x_label: "requests pending (queue depth)".into(),
+        y_label: "requests/s".into(),
+        x_log: true,
+        series: vec![Series {
+            name: "streamrt".into(),
+            points: rows.iter().map(|r| (r.depth as f64, r.rate)).collect(),
+        }],
+    }
+}
+
 /// Runs the scenario.
 pub(super) fn scale(args: &BenchArgs) -> anyhow::Result<Outcome> {
     let largest = args.count.unwrap_or(DEPTH_MAX).max(1);
@@ -223,19 +240,7 @@ pub(super) fn scale(args: &BenchArgs) -> anyhow::Result<Outcome> {
     ));
     let ratio = top.rate / base.rate;
     let met = ratio >= RATE_SHARE_MIN && bytes_per_pending <= BYTES_PER_PENDING_MAX;
-    let chart = Chart {
-        file: "throughput-vs-depth.svg",
-        title: format!(
-            "streamrt throughput against queue depth ({ASSET_BYTES}-byte assets, memory)"
-        ),
-        x_label: "requests pending (queue depth)".into(),
-        y_label: "requests/s".into(),
-        x_log: true,
-        series: vec![Series {
-            name: "streamrt".into(),
-            points: rows.iter().map(|r| (r.depth as f64, r.rate)).collect(),
-        }],
-    };
+    let chart = chart(&rows);
     Ok(Outcome {
         scenario: "scale",
         lines,
