@@ -431,7 +431,9 @@ impl Worker for DecodeWorker {
         };
         // After the load is taken, so an injected crash loses exactly this load to its guard.
         assert!(!self.crashes.take(), "injected crash of a decode worker");
-        decode(&self.probe, self.index, guard.take(), bytes, more.then_some(&mut self.replies));
+        // The reply always joins the batch, which this worker wakes below or when it is rebuilt
+        // after a decoder's panic: one wake a cache per batch, never a second for its last reply.
+        decode(&self.probe, self.index, guard.take(), bytes, Some(&mut self.replies));
         if !more || self.replies.is_full() {
             self.replies.flush();
         }
@@ -463,7 +465,7 @@ fn decode(probe: &Probe, worker: u32, job: Job, bytes: Vec<u8>, batch: Option<&m
         route.decode(job, bytes, &done)
     });
     match batch {
-        Some(batch) => batch.owe(&route),
+        Some(batch) => batch.owe(route),
         None => route.wake(),
     }
     if let Err(panic) = decoded {

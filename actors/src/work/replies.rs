@@ -37,12 +37,12 @@ pub(crate) struct ReplyBatch {
 
 impl ReplyBatch {
     /// Records a reply posted unwoken to `route`'s cache.
-    pub(crate) fn owe(&mut self, route: &Arc<dyn JobRoute>) {
+    pub(crate) fn owe(&mut self, route: Arc<dyn JobRoute>) {
         self.replies += 1;
         // By address: two `Arc`s of one route may carry different vtable pointers.
-        let same = |r: &Arc<dyn JobRoute>| std::ptr::addr_eq(Arc::as_ptr(r), Arc::as_ptr(route));
+        let same = |r: &Arc<dyn JobRoute>| std::ptr::addr_eq(Arc::as_ptr(r), Arc::as_ptr(&route));
         if !self.owed.iter().any(same) {
-            self.owed.push(Arc::clone(route));
+            self.owed.push(route);
         }
     }
 
@@ -119,7 +119,7 @@ mod tests {
         let (ra, rb): (Arc<dyn JobRoute>, Arc<dyn JobRoute>) = (a.clone(), b.clone());
         let mut batch = ReplyBatch::default();
         for route in [&ra, &rb, &ra] {
-            batch.owe(route);
+            batch.owe(Arc::clone(route));
         }
         assert_eq!((wakes(&a), wakes(&b)), (0, 0), "owing wakes no cache");
         batch.flush();
@@ -133,10 +133,10 @@ mod tests {
         let route: Arc<dyn JobRoute> = Arc::new(Counted::default());
         let mut batch = ReplyBatch::default();
         for _ in 1..REPLIES_UNWOKEN_MAX {
-            batch.owe(&route);
+            batch.owe(Arc::clone(&route));
             assert!(!batch.is_full());
         }
-        batch.owe(&route);
+        batch.owe(Arc::clone(&route));
         assert!(batch.is_full());
         batch.flush();
         assert!(!batch.is_full());
@@ -154,7 +154,7 @@ mod tests {
             staged: Arc::default(),
             replies: ReplyBatch::default(),
         };
-        worker.replies.owe(&route);
+        worker.replies.owe(Arc::clone(&route));
         (worker, counted)
     }
 
@@ -188,7 +188,7 @@ mod tests {
         let counted = Arc::new(Counted::default());
         let route: Arc<dyn JobRoute> = counted.clone();
         let mut batch = ReplyBatch::default();
-        batch.owe(&route);
+        batch.owe(Arc::clone(&route));
         drop(batch);
         assert_eq!(wakes(&counted), 1);
     }
