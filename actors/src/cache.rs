@@ -269,7 +269,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             CacheMsg::RetryDue(load) => self.retry_due(load),
             CacheMsg::Decoded(job, value, size) => {
                 self.record_decode(&job, || Some(DecodeOutcome::Value(size)));
-                self.decoded(&job, &value, size);
+                self.decoded(&job, value, size);
             }
             CacheMsg::Ended(job, end) => {
                 self.record_decode(&job, || decoder_outcome(&end));
@@ -507,7 +507,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.links.io.submit(priority, ReadJob { guard, credit });
     }
 
-    fn decoded(&mut self, job: &Job, value: &Arc<T>, size: u64) {
+    fn decoded(&mut self, job: &Job, value: Arc<T>, size: u64) {
         self.to_scheduler.push(SchedulerMsg::JobFinished(job.generation));
         let probe = Arc::clone(&self.links.probe);
         let Some(slot) = self.table.current_mut(job.slot(), job.generation) else {
@@ -520,8 +520,12 @@ impl<T: Send + Sync + 'static> Cache<T> {
         });
         slot.phase = Phase::Resident;
         slot.bytes = size;
-        for ticket in &slot.holders {
-            stage(ticket.cell(), Arc::clone(value), size, &mut self.to_frame);
+        // A slot always has a holder; the last takes the value itself, the others a clone.
+        if let Some((last, rest)) = slot.holders.split_last() {
+            for ticket in rest {
+                stage(ticket.cell(), Arc::clone(&value), size, &mut self.to_frame);
+            }
+            stage(last.cell(), value, size, &mut self.to_frame);
         }
         let evicted = self.residency().admit(self.budget_index(), size);
         self.report_residency(evicted);
