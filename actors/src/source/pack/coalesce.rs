@@ -93,6 +93,18 @@ struct Windows {
     spare: Vec<Vec<u8>>,
 }
 
+impl Windows {
+    /// Keeps `bytes` for a later window if there is room; else hands it back, for the caller
+    /// to free once the lock is let go.
+    fn give_back(&mut self, bytes: Vec<u8>) -> Option<Vec<u8>> {
+        if self.spare.len() >= SPARE_BUFFERS_MAX {
+            return Some(bytes);
+        }
+        self.spare.push(bytes);
+        None
+    }
+}
+
 /// The windows of one pack; see the module docs.
 #[derive(Debug)]
 pub(crate) struct Coalescer {
@@ -156,35 +168,31 @@ impl Coalescer {
             bytes.resize(len, 0);
         }
         if let Err(e) = reader.read_stored_into(offset, &mut bytes[..len]) {
-            let mut windows = self.windows();
-            if windows.spare.len() < SPARE_BUFFERS_MAX {
-                windows.spare.push(bytes);
-            }
+            let freed = self.windows().give_back(bytes);
+            drop(freed);
             return Err(e);
         }
         Ok(Window { start: offset, len, bytes: Arc::new(bytes) })
     }
 
-    /// Adds `window` to the recent ones. The buffers of the windows it pushes out are kept for
-    /// later windows, up to `SPARE_BUFFERS_MAX`, or freed once the lock is let go.
+    /// Adds `window` to the recent ones. The buffer of the window it pushes out (one at most,
+    /// as one comes in) is kept for a later window, up to `SPARE_BUFFERS_MAX`, or freed once
+    /// the lock is let go.
     fn keep(&self, window: Window) {
-        let mut freed = Vec::new();
         let mut windows = self.windows();
         windows.recent.push_back(window);
-        while windows.recent.len() > self.policy.windows_max {
-            let Some(dropped) = windows.recent.pop_front() else { break };
-            if windows.spare.len() >= SPARE_BUFFERS_MAX {
-                freed.push(dropped.bytes);
-                continue;
-            }
+        let full = windows.recent.len() > self.policy.windows_max;
+        let dropped = if full { windows.recent.pop_front() } else { None };
+        let (mut unkept, mut shared) = (None, None);
+        if let Some(dropped) = dropped {
             // A buffer an entry is still being copied out of stays with its reader.
             match Arc::try_unwrap(dropped.bytes) {
-                Ok(bytes) => windows.spare.push(bytes),
-                Err(shared) => freed.push(shared),
+                Ok(bytes) => unkept = windows.give_back(bytes),
+                Err(still_read) => shared = Some(still_read),
             }
         }
         drop(windows);
-        drop(freed);
+        drop((unkept, shared));
     }
 
     /// The bytes of a window starting at the entry at `at`: the entry and the whole entries
