@@ -58,9 +58,9 @@ fn parse_stat(stat: &str) -> Option<Duration> {
     Some(Duration::from_millis((user + system) * 1_000 / USER_HZ))
 }
 
-/// Microseconds of CPU per item over a section, if its CPU time was read.
-pub(super) fn micros_per(span: Span, items: usize) -> Option<f64> {
-    span.cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / items.max(1) as f64)
+/// Microseconds of `cpu` per item.
+pub(super) fn micros_per(cpu: Duration, items: usize) -> f64 {
+    cpu.as_secs_f64() * 1e6 / items.max(1) as f64
 }
 
 #[cfg(test)]

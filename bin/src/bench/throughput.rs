@@ -49,11 +49,11 @@ struct Medians {
 
 impl Medians {
     fn of(spans: &[Span], assets: usize) -> Self {
-        let mut cpu: Vec<f64> = spans.iter().filter_map(|s| micros_per(*s, assets)).collect();
-        cpu.sort_unstable_by(f64::total_cmp);
+        // Every round's CPU time or none: a median of some rounds would compare unlike ones.
+        let cpu: Option<Vec<Duration>> = spans.iter().map(|s| s.cpu).collect();
         Self {
             wall: median(spans.iter().map(|s| s.wall).collect()),
-            cpu_us_per_asset: (cpu.len() == spans.len()).then(|| cpu[cpu.len() / 2]),
+            cpu_us_per_asset: cpu.map(|cpu| micros_per(median(cpu), assets)),
         }
     }
 }
