@@ -18,7 +18,7 @@ use std::time::Duration;
 use actix::{Actor, Arbiter, System};
 use streamrt_supervisor::{
     ChildSpec, Clock, Escalation, Mailbox, PoolSender, PoolStats, RestartKind, RestartPolicy,
-    Strategy, Supervisor, SupervisorMsg, WorkerPool,
+    Strategy, Supervisor, SupervisorMsg, Worker, WorkerPool,
 };
 
 use crate::cache::CacheLinks;
@@ -104,22 +104,16 @@ fn decode_pool(
     staged: &Arc<DecodeQueue>,
     crashes: &Arc<CrashRequests>,
 ) -> std::io::Result<WorkerPool<DecodeJob>> {
+    let (probe, staged, crashes) =
+        (Arc::clone(&parts.probe), Arc::clone(staged), Arc::clone(crashes));
     let threads = parts.config.decode_threads;
-    let worker = reporting("decode-worker", threads, &parts.probe, {
-        let (probe, staged, crashes) =
-            (Arc::clone(&parts.probe), Arc::clone(staged), Arc::clone(crashes));
-        move |index| DecodeWorker {
-            crashes: Arc::clone(&crashes),
-            probe: Arc::clone(&probe),
-            staged: Arc::clone(&staged),
-            index,
-            replies: Default::default(),
-        }
-    });
-    match parts.deterministic {
-        Some(_) => Ok(WorkerPool::stepped(worker)),
-        None => WorkerPool::start("streamrt-decode", threads, worker),
-    }
+    pool(parts, "decode-worker", "streamrt-decode", threads, move |index| DecodeWorker {
+        crashes: Arc::clone(&crashes),
+        probe: Arc::clone(&probe),
+        staged: Arc::clone(&staged),
+        index,
+        replies: Default::default(),
+    })
 }
 
 /// The IO pool: `workers` threads, or one stepped worker for a deterministic run. Its workers
@@ -149,10 +143,22 @@ fn io_pool(
             crashes: Arc::clone(&crashes),
         }
     };
-    let worker = reporting("io-worker", config.workers, &parts.probe, worker);
+    pool(parts, "io-worker", "streamrt-io", config.workers, worker)
+}
+
+/// A pool of `threads` threads named `name`, or one stepped worker for a deterministic run;
+/// its workers' rebuilds are reported as restarts of `actor`.
+fn pool<W: Worker>(
+    parts: &CoreParts,
+    actor: &'static str,
+    name: &str,
+    threads: usize,
+    make: impl Fn(u32) -> W + Send + Sync + 'static,
+) -> std::io::Result<WorkerPool<W::Job>> {
+    let worker = reporting(actor, threads, &parts.probe, make);
     match parts.deterministic {
         Some(_) => Ok(WorkerPool::stepped(worker)),
-        None => WorkerPool::start("streamrt-io", config.workers, worker),
+        None => WorkerPool::start(name, threads, worker),
     }
 }
 
