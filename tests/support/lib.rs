@@ -66,12 +66,22 @@ impl Gate {
     }
 
     /// Records that work on `name` started, then blocks while `name` is held.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is still held after [`PATIENCE`]: a test that failed while holding it
+    /// shuts its runtime down, which waits for this worker, so the test fails rather than
+    /// hangs. The runtime takes the panic as the worker's.
     pub fn pass(&self, name: &str) {
+        let deadline = Instant::now() + PATIENCE;
         let mut state = self.lock();
         state.started.push(name.to_owned());
         self.state.1.notify_all();
         while state.held.contains(name) {
-            state = self.state.1.wait(state).unwrap_or_else(PoisonError::into_inner);
+            let left = deadline.checked_duration_since(Instant::now());
+            let left = left.unwrap_or_else(|| panic!("work on {name} held past the patience"));
+            state =
+                self.state.1.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
         }
         *state.finished.entry(name.to_owned()).or_default() += 1;
     }
