@@ -169,6 +169,10 @@ fn sync_returns_only_once_the_caches_took_every_request_made_before_it() {
         .map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap())
         .collect();
     assert!(rt.sync(PATIENCE));
+    // The live counters, read with no round trip: a cache query would take the requests in
+    // itself before it answers, and so could not tell a sync that returned early.
+    let status = rt.status();
+    assert_eq!(status.queued + status.in_flight, REQUESTS as u64, "{status:?}");
     let stats = &rt.cache_stats(PATIENCE)[0];
     assert_eq!((stats.entries, stats.holders), (REQUESTS, REQUESTS));
     source.gate.release("a0");
