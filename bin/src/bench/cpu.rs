@@ -10,6 +10,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::median;
+
 /// Clock ticks per second of `/proc/self/stat`'s `utime` and `stime` (`USER_HZ`, fixed at
 /// 100 by the Linux ABI whatever the kernel's own tick).
 const USER_HZ: u64 = 100;
@@ -59,8 +61,30 @@ fn parse_stat(stat: &str) -> Option<Duration> {
 }
 
 /// Microseconds of `cpu` per item.
-pub(super) fn micros_per(cpu: Duration, items: usize) -> f64 {
+fn micros_per(cpu: Duration, items: usize) -> f64 {
     cpu.as_secs_f64() * 1e6 / items.max(1) as f64
+}
+
+/// One system's median round and median CPU per item over its rounds.
+pub(super) struct Medians {
+    pub(super) wall: Duration,
+    pub(super) cpu_us_per_item: Option<f64>,
+}
+
+impl Medians {
+    pub(super) fn of(spans: &[Span], items: usize) -> Self {
+        // Every round's CPU time or none: a median of some rounds would compare unlike ones.
+        let cpu: Option<Vec<Duration>> = spans.iter().map(|s| s.cpu).collect();
+        Self {
+            wall: median(spans.iter().map(|s| s.wall).collect()),
+            cpu_us_per_item: cpu.map(|cpu| micros_per(median(cpu), items)),
+        }
+    }
+
+    /// The CPU per item for a report line, with one decimal (`-` where unknown).
+    pub(super) fn cpu_text(&self) -> String {
+        self.cpu_us_per_item.map_or("-".into(), |us| format!("{us:.1}"))
+    }
 }
 
 #[cfg(test)]

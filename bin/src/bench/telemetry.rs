@@ -9,8 +9,9 @@ use anyhow::Context;
 use streamrt::messages::AssetKey;
 use streamrt::{MemorySource, Runtime, RuntimeConfig};
 
+use super::cpu::{Medians, Span, Stopwatch};
 use super::outcome::Outcome;
-use super::{bench_config, median, round_line, stream_all, BenchArgs};
+use super::{bench_config, round_line, stream_all, BenchArgs};
 use crate::formats::{encode_blob, BlobDecoder};
 
 /// Assets of the scenario by default.
@@ -22,7 +23,7 @@ fn run(
     keys: &[String],
     args: &BenchArgs,
     log: Option<&Path>,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<Span> {
     let config = RuntimeConfig {
         events_enabled: log.is_some(),
         telemetry_path: log.map(Path::to_owned),
@@ -30,9 +31,11 @@ fn run(
     };
     let rt =
         Runtime::builder().config(config).source(source.clone()).register(BlobDecoder).build()?;
-    let elapsed = stream_all(&rt, keys)?;
+    let watch = Stopwatch::start();
+    stream_all(&rt, keys)?;
+    let span = watch.stop();
     rt.shutdown();
-    Ok(elapsed)
+    Ok(span)
 }
 
 /// Runs the scenario.
@@ -50,10 +53,12 @@ pub(super) fn telemetry(args: &BenchArgs) -> anyhow::Result<Outcome> {
     for round in 1..=args.rounds.max(1) {
         off.push(run(&source, &keys, args, None)?);
         on.push(run(&source, &keys, args, Some(&log))?);
-        round_line(args, round, &[("telemetry off", off[round - 1]), ("on", on[round - 1])]);
+        let (last_off, last_on): (&Span, &Span) = (&off[round - 1], &on[round - 1]);
+        round_line(args, round, &[("telemetry off", last_off.wall), ("on", last_on.wall)]);
     }
     let rate = |d: Duration| keys.len() as f64 / d.as_secs_f64();
-    let (o, b) = (rate(median(on)), rate(median(off)));
+    let (on, off) = (Medians::of(&on, keys.len()), Medians::of(&off, keys.len()));
+    let (o, b) = (rate(on.wall), rate(off.wall));
     Ok(Outcome {
         scenario: "telemetry",
         lines: vec![
@@ -61,15 +66,21 @@ pub(super) fn telemetry(args: &BenchArgs) -> anyhow::Result<Outcome> {
                 "telemetry: {} in-memory assets of 1-16 KiB, every event written when on",
                 keys.len()
             ),
-            format!("telemetry off (baseline): {b:.0} requests/s"),
-            format!("telemetry on: {o:.0} requests/s"),
+            format!(
+                "telemetry off (baseline): {b:.0} requests/s, {} us CPU/request",
+                off.cpu_text()
+            ),
+            format!("telemetry on: {o:.0} requests/s, {} us CPU/request", on.cpu_text()),
         ],
         unit: "requests/s".into(),
         ours: o,
         baseline: b,
         ratio: o / b,
         target: None,
-        extra: serde_json::json!({ "requests": keys.len() }),
+        extra: serde_json::json!({
+            "requests": keys.len(),
+            "cpu_us_per_request": { "on": on.cpu_us_per_item, "off": off.cpu_us_per_item },
+        }),
         charts: vec![],
     })
 }

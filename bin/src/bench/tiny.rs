@@ -14,6 +14,7 @@ use anyhow::ensure;
 use streamrt::messages::AssetKey;
 use streamrt::{Decoder, MemorySource, Runtime, Source};
 
+use super::cpu::{Medians, Span, Stopwatch};
 use super::outcome::{Outcome, Target};
 use super::{bench_config, median, request_all, round_line, wait_all_ready, BenchArgs};
 use crate::formats::{encode_blob, Blob, BlobDecoder};
@@ -26,22 +27,23 @@ const ASSET_BYTES: usize = 64;
 const RATE_MIN: f64 = 500_000.0;
 const REQUEST_NS_MAX: f64 = 1_000.0;
 
-/// One run of ours: (time to the last `Ready`, time spent in the request loop).
+/// One run of ours: (the span to the last `Ready`, time spent in the request loop).
 fn ours(
     source: &MemorySource,
     keys: &[String],
     args: &BenchArgs,
-) -> anyhow::Result<(Duration, Duration)> {
+) -> anyhow::Result<(Span, Duration)> {
     let config = bench_config(args, keys.len());
     let rt =
         Runtime::builder().config(config).source(source.clone()).register(BlobDecoder).build()?;
+    let watch = Stopwatch::start();
     let started = Instant::now();
     let handles = request_all(&rt, keys)?;
     let requested = started.elapsed();
     wait_all_ready(&handles)?;
-    let elapsed = started.elapsed();
+    let span = watch.stop();
     rt.shutdown();
-    Ok((elapsed, requested))
+    Ok((span, requested))
 }
 
 /// The channel-and-pool pipeline a user would write: IO threads copy the bytes out of the
@@ -119,16 +121,16 @@ impl Pipeline {
 }
 
 /// One run of the pipeline: every key sent, timed to the last decode.
-fn baseline(source: &MemorySource, keys: &[String], args: &BenchArgs) -> anyhow::Result<Duration> {
+fn baseline(source: &MemorySource, keys: &[String], args: &BenchArgs) -> anyhow::Result<Span> {
     let pipeline = Pipeline::start(source, keys.len(), args);
-    let started = Instant::now();
+    let watch = Stopwatch::start();
     for (i, key) in keys.iter().enumerate() {
         pipeline.send(i, key)?;
     }
     pipeline.wait_count(keys.len())?;
-    let elapsed = started.elapsed();
+    let span = watch.stop();
     ensure!(pipeline.finish()? == keys.len(), "the pipeline lost an asset");
-    Ok(elapsed)
+    Ok(span)
 }
 
 /// Runs the scenario.
@@ -146,13 +148,16 @@ pub(super) fn tiny(args: &BenchArgs) -> anyhow::Result<Outcome> {
     for round in 1..=args.rounds.max(1) {
         let b = baseline(&source, &keys, args)?;
         let (o, r) = ours(&source, &keys, args)?;
-        round_line(args, round, &[("channel pipeline", b), ("streamrt", o)]);
+        round_line(args, round, &[("channel pipeline", b.wall), ("streamrt", o.wall)]);
         base.push(b);
         ours_runs.push(o);
         requests.push(r);
     }
     let rate = |d: Duration| count as f64 / d.as_secs_f64().max(1e-9);
-    let (b, o, r) = (median(base), median(ours_runs), median(requests));
+    let (b, o) = (Medians::of(&base, count), Medians::of(&ours_runs, count));
+    let (b_cpu, o_cpu) = (b.cpu_text(), o.cpu_text());
+    let (b_cpu_us, o_cpu_us) = (b.cpu_us_per_item, o.cpu_us_per_item);
+    let (b, o, r) = (b.wall, o.wall, median(requests));
     let request_ns = r.as_nanos() as f64 / count.max(1) as f64;
     let threads = format!("{} io + {} decode threads", args.workers, args.decode_threads);
     Ok(Outcome {
@@ -161,9 +166,14 @@ pub(super) fn tiny(args: &BenchArgs) -> anyhow::Result<Outcome> {
             format!(
                 "tiny: {count} assets of {ASSET_BYTES} bytes from memory, request -> published"
             ),
-            format!("baseline channel-and-pool pipeline, {threads}: {:.0} requests/s", rate(b)),
             format!(
-                "streamrt, {threads}: {:.0} requests/s, request() {request_ns:.0} ns amortised",
+                "baseline channel-and-pool pipeline, {threads}: {:.0} requests/s, {b_cpu} us \
+                 CPU/request",
+                rate(b)
+            ),
+            format!(
+                "streamrt, {threads}: {:.0} requests/s, {o_cpu} us CPU/request, request() \
+                 {request_ns:.0} ns amortised",
                 rate(o)
             ),
         ],
@@ -175,7 +185,11 @@ pub(super) fn tiny(args: &BenchArgs) -> anyhow::Result<Outcome> {
             format!(">= {RATE_MIN:.0} requests/s and request() <= {REQUEST_NS_MAX:.0} ns"),
             rate(o) >= RATE_MIN && request_ns <= REQUEST_NS_MAX,
         )),
-        extra: serde_json::json!({ "requests": count, "request_ns": request_ns }),
+        extra: serde_json::json!({
+            "requests": count,
+            "request_ns": request_ns,
+            "cpu_us_per_request": { "ours": o_cpu_us, "baseline": b_cpu_us },
+        }),
         charts: vec![],
     })
 }
