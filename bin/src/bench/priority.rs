@@ -27,7 +27,7 @@ use crate::formats::{encode_blob, Blob, BlobDecoder};
 /// Low requests queued ahead of the critical one by default.
 const QUEUED: usize = 10_000;
 /// Critical requests timed per system.
-const TRIALS: usize = 100;
+const TRIALS: usize = 300;
 /// FIFO trials: each waits for the whole queue.
 const FIFO_TRIALS: usize = 10;
 const ASSET_BYTES: usize = 1_024;
