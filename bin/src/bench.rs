@@ -124,8 +124,10 @@ pub struct BenchArgs {
     /// Decode credits of the runtime (default: two per decode thread).
     #[arg(long)]
     decode_backlog: Option<usize>,
-    /// Interleaved rounds of each system; the median round is reported.
-    #[arg(long, default_value_t = 3)]
+    /// Interleaved rounds of each system; the median round is reported. Five: on a shared
+    /// machine one round in three or four can run slow, and the median of three then moves
+    /// with it.
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Frame boundaries measured per level (`frame`).
     #[arg(long, default_value_t = 2_000)]
