@@ -22,6 +22,11 @@
 //! - Read credits come back without a message per read (see `credits`): a scheduler out of
 //!   credits sleeps until half of them are back, then dispatches a batch; when its next load
 //!   is `High` or `Critical`, only until that load's shares are back.
+//! - One more read credit ([`URGENT_RESERVE_SHARES`]) is kept for `High` and `Critical` loads:
+//!   an urgent load is dispatched at once while normal ones hold every other credit, instead of
+//!   waiting for one of their reads to end (`streamctl bench priority`, docs/PERFORMANCE.md).
+//!   So at most `reads_in_flight + 1` credits are being read, and the job bound is one credit
+//!   higher for urgent loads alike.
 //!
 //! # Supervision
 //!
@@ -222,19 +227,21 @@ impl Scheduler {
         self.queue.peek().map(|(shares, priority)| (shares, priority <= URGENT))
     }
 
-    fn reads_max_shares(&self) -> usize {
-        self.limits.reads_in_flight * SHARES_PER_CREDIT
+    /// The read shares loads may hold at once, counting the urgent reserve when `urgent`.
+    fn reads_max_shares(&self, urgent: bool) -> usize {
+        self.limits.reads_in_flight * SHARES_PER_CREDIT + reserve(urgent)
     }
 
-    /// The shares a load may take now: within the read credits and within the loads between
-    /// dispatch and their end (none once stopped).
-    fn shares_free(&self) -> usize {
+    /// The shares the next load may take now, `urgent` or not: within the read credits and
+    /// within the loads between dispatch and their end (none once stopped).
+    fn shares_free(&self, urgent: bool) -> usize {
         if self.stopped {
             return 0;
         }
-        let jobs_max =
-            (self.limits.reads_in_flight + self.limits.decode_backlog_max) * SHARES_PER_CREDIT;
-        let reads_free = self.reads_max_shares().saturating_sub(self.credits.reading());
+        let jobs_max = (self.limits.reads_in_flight + self.limits.decode_backlog_max)
+            * SHARES_PER_CREDIT
+            + reserve(urgent);
+        let reads_free = self.reads_max_shares(urgent).saturating_sub(self.credits.reading());
         reads_free.min(jobs_max.saturating_sub(self.in_flight_shares))
     }
 
@@ -245,7 +252,7 @@ impl Scheduler {
         loop {
             self.dispatch_within_credits();
             let Some((next, urgent)) = self.next_load() else { return };
-            let limit = self.reads_max_shares();
+            let limit = self.reads_max_shares(urgent);
             let starved = !self.stopped && self.credits.reading() + next > limit;
             let wake_at = if urgent { limit - next } else { (limit / 2).min(limit - next) };
             if !starved || self.credits.sleep_until(wake_at) {
@@ -256,7 +263,10 @@ impl Scheduler {
 
     fn dispatch_within_credits(&mut self) {
         loop {
-            let free = self.shares_free();
+            // The queue's front decides whether the reserve is open: a normal load behind an
+            // urgent one waits for the normal credits.
+            let urgent = self.next_load().is_some_and(|(_, urgent)| urgent);
+            let free = self.shares_free(urgent);
             let Some((load, shares, _)) = self.queue.pop_if(|shares| shares <= free) else {
                 break;
             };
@@ -271,6 +281,18 @@ impl Scheduler {
             // A closed cache (shutdown) drops the order, and with it the credit.
             self.route(load).dispatch(DispatchOrder { load, credit });
         }
+    }
+}
+
+/// Read shares only urgent loads may take: one credit (see the module docs).
+const URGENT_RESERVE_SHARES: usize = SHARES_PER_CREDIT;
+
+/// The reserve an `urgent` load may take beyond the normal limits.
+fn reserve(urgent: bool) -> usize {
+    if urgent {
+        URGENT_RESERVE_SHARES
+    } else {
+        0
     }
 }
 
