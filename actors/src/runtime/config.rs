@@ -34,7 +34,9 @@ pub struct RuntimeConfig {
     pub workers: usize,
     /// Loads dispatched and not yet read, at most (read credits). At least `workers` keeps
     /// every IO thread fed without waiting for the scheduler. A load whose size the source
-    /// declares below `read_credit_bytes` takes only a share of a credit (see there).
+    /// declares below `read_credit_bytes` takes only a share of a credit (see there). One
+    /// credit more is kept for `High` and `Critical` loads, so that one is dispatched at once
+    /// while normal loads hold all of these.
     pub reads_in_flight: usize,
     /// The stored bytes one read credit (and one decode credit) stands for. A load of unknown
     /// size, or of this size or more, takes a whole credit; a smaller one takes a share in
