@@ -13,20 +13,21 @@
 //! # Backpressure
 //!
 //! - At most `queue_capacity` loads wait; one more fails with `QueueFull` at its cache.
-//! - At most `reads_in_flight` loads are being read, and at most `reads_in_flight +
-//!   decode_backlog_max` are between dispatch and their end; only then is the next load
-//!   dispatched. The IO pool's queue and the decode pool's queue are bounded by these credits.
+//! - At most `reads_in_flight` credits' worth of loads are being read, and at most
+//!   `reads_in_flight + decode_backlog_max` are between dispatch and their end, plus the urgent
+//!   reserve below; only then is the next load dispatched. The IO pool's queue and the decode
+//!   pool's queue are bounded by these credits.
 //! - Credits are counted in shares, 16 to a credit: a load whose declared size is below
 //!   `read_credit_bytes` takes shares in proportion (at least one), any other load a whole
 //!   credit; so the bounds are on bytes in flight, and small assets get more loads in flight.
 //! - Read credits come back without a message per read (see `credits`): a scheduler out of
 //!   credits sleeps until half of them are back, then dispatches a batch; when its next load
 //!   is `High` or `Critical`, only until that load's shares are back.
-//! - One more read credit ([`URGENT_RESERVE_SHARES`]) is kept for `High` and `Critical` loads:
-//!   an urgent load is dispatched at once while normal ones hold every other credit, instead of
-//!   waiting for one of their reads to end (`streamctl bench priority`, docs/PERFORMANCE.md).
-//!   So at most `reads_in_flight + 1` credits are being read, and the job bound is one credit
-//!   higher for urgent loads alike.
+//! - One more credit ([`URGENT_RESERVE_SHARES`]) is kept for `High` and `Critical` loads, on
+//!   both bounds: an urgent load is dispatched at once while normal ones hold every other
+//!   credit, instead of waiting for one of their reads to end (`streamctl bench priority`,
+//!   docs/PERFORMANCE.md). So at most `reads_in_flight + 1` credits are being read, and at
+//!   most `reads_in_flight + decode_backlog_max + 1` are between dispatch and their end.
 //!
 //! # Supervision
 //!
@@ -263,13 +264,12 @@ impl Scheduler {
 
     fn dispatch_within_credits(&mut self) {
         loop {
-            // The queue's front decides whether the reserve is open: a normal load behind an
-            // urgent one waits for the normal credits.
-            let urgent = self.next_load().is_some_and(|(_, urgent)| urgent);
-            let free = self.shares_free(urgent);
-            let Some((load, shares, _)) = self.queue.pop_if(|shares| shares <= free) else {
-                break;
-            };
+            // Each load is measured by its own urgency: the front of the queue is the only one
+            // looked at, so a normal load behind an urgent one waits for the normal credits.
+            let (free, free_urgent) = (self.shares_free(false), self.shares_free(true));
+            let fits =
+                |shares, priority| shares <= if priority <= URGENT { free_urgent } else { free };
+            let Some((load, shares, _)) = self.queue.pop_if(fits) else { break };
             if self.is_cancelled(load) {
                 continue;
             }

@@ -203,17 +203,17 @@ impl LoadQueue {
     /// Removes and returns the most urgent, oldest load, its shares and its priority.
     #[cfg(test)]
     pub(crate) fn pop(&mut self) -> Option<(LoadRef, usize, Priority)> {
-        self.pop_if(|_| true)
+        self.pop_if(|_, _| true)
     }
 
-    /// [`LoadQueue::pop`], if `fits` accepts the load's shares; else leaves it in place. One
-    /// look at the fronts for both, where a peek and a pop looked twice.
+    /// [`LoadQueue::pop`], if `fits` accepts the load's shares and priority; else leaves it in
+    /// place. One look at the fronts for both, where a peek and a pop looked twice.
     pub(crate) fn pop_if(
         &mut self,
-        fits: impl FnOnce(usize) -> bool,
+        fits: impl FnOnce(usize, Priority) -> bool,
     ) -> Option<(LoadRef, usize, Priority)> {
         let (level, entry) = self.front()?;
-        if !fits(usize::from(entry.shares)) {
+        if !fits(usize::from(entry.shares), Priority::ALL[level]) {
             return None;
         }
         let ticket = self.levels[level].pop_front().expect("a front level has a front ticket");
@@ -330,9 +330,9 @@ mod tests {
         let mut q = LoadQueue::default();
         assert!(q.push(load(1, 1), Priority::Normal, 5));
         assert!(q.push(load(2, 2), Priority::Normal, 1));
-        assert_eq!(q.pop_if(|shares| shares <= 4), None, "the front takes 5, not the next");
+        assert_eq!(q.pop_if(|shares, _| shares <= 4), None, "the front takes 5, not the next");
         assert_eq!(q.len(), 2);
-        let (front, shares, _) = q.pop_if(|shares| shares <= 5).expect("fits now");
+        let (front, shares, _) = q.pop_if(|shares, _| shares <= 5).expect("fits now");
         assert_eq!((front.slot, shares), (1, 5));
     }
 
