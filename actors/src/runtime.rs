@@ -115,7 +115,8 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Loads dispatched and not yet read, at most.
+    /// Read credits: loads dispatched and not yet read, at most, plus one credit kept for
+    /// urgent loads (see [`RuntimeConfig::reads_in_flight`]).
     #[must_use]
     pub fn reads_in_flight(mut self, n: usize) -> Self {
         self.config.reads_in_flight = n;

@@ -53,10 +53,11 @@ use replies::ReplyBatch;
 
 /// The least urgent priority of the loads the engine is waiting on, which skip what is built
 /// for throughput (`streamctl bench priority`, a critical request behind 10,000 queued ones):
-/// a starved scheduler wakes for one at the first read credit back rather than at half of
-/// them (half-credit wakes put its p99 at 4.4 times the idle runtime's), and, in a threaded
-/// runtime, the IO worker that read one decodes it itself rather than wait for a decode thread
-/// to get a core, at the cost of that worker's next read.
+/// one read credit is kept for them, so one is dispatched at once while normal loads hold the
+/// others; when that one is taken too, a starved scheduler wakes for one at the first read
+/// credit back rather than at half of them (half-credit wakes put its p99 at 4.4 times the
+/// idle runtime's); and, in a threaded runtime, the IO worker that read one decodes it itself
+/// rather than wait for a decode thread to get a core, at the cost of that worker's next read.
 pub(crate) const URGENT: Priority = Priority::High;
 
 /// How a job ended, other than with a decoded value.

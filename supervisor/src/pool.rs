@@ -10,8 +10,8 @@
 //!
 //! # Backpressure
 //!
-//! The job queue is unbounded; callers bound it with credits (the scheduler never has more jobs
-//! dispatched than its configured reads in flight).
+//! The job queue is unbounded; callers bound it with credits (streamrt's scheduler never has
+//! more loads between dispatch and their end than its read and decode credits allow).
 //!
 //! # Stepped pools
 //!
