@@ -94,29 +94,37 @@ fn a_critical_load_is_read_at_once_while_low_loads_hold_every_read_credit() {
     for i in 0..4 {
         source.gate.hold(&format!("a{i}"));
     }
-    // Four whole credits, all held by low loads whose reads are held, and two workers free:
-    // the critical load takes the credit kept for urgent loads and is read at once. The second
-    // critical load finds that credit taken and waits, though a worker is free: the reserve is
-    // one credit.
-    let rt = runtime(&source, &BlobDecoder::default(), |b| {
-        b.workers(6).reads_in_flight(4).read_credit_bytes(1)
-    });
+    // Four whole credits, all held by low loads whose reads are held, and two workers free.
+    let decoder = BlobDecoder::default();
+    decoder.gate.hold("a0");
+    let rt = runtime(&source, &decoder, |b| b.workers(6).reads_in_flight(4).read_credit_bytes(1));
     let low: Vec<_> =
         (0..6).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Low).unwrap()).collect();
     for i in 0..4 {
         source.gate.wait_started(&format!("a{i}"), 1);
     }
+    // The critical load takes the credit kept for urgent loads and is dispatched at once; a
+    // second one finds that credit taken too, so the reserve is one credit.
     source.gate.hold("a6");
     let critical = rt.request::<Blob>("a6", Priority::Critical).unwrap();
-    // On failure the gates must open before the runtime is dropped, or its shutdown would wait
-    // for the held reads until the gates give up.
-    let read = std::panic::catch_unwind(|| source.gate.wait_started("a6", 1)).is_ok();
+    assert!(rt.sync(PATIENCE));
+    let first_dispatched = rt.status().in_flight;
     let second = rt.request::<Blob>("a7", Priority::Critical).unwrap();
     assert!(rt.sync(PATIENCE));
-    let second_waited = source.gate.started_count("a7") == 0;
+    let second_waited = rt.status().in_flight;
+    // Then the first low read to end wakes the scheduler for the waiting critical load (a0's
+    // decode is held, so its end cannot), which is read next, ahead of the low ones.
+    source.gate.release("a0");
+    // On failure the gates must open before the runtime is dropped, or its shutdown would wait
+    // for the held work until the gates give up.
+    let read = std::panic::catch_unwind(|| source.gate.wait_started("a7", 1)).is_ok();
+    let order = source.gate.started();
     source.gate.release_all();
-    assert!(read, "the critical load waited for a low load's credit");
-    assert!(second_waited, "a second critical load took a credit beyond the reserve");
+    decoder.gate.release_all();
+    assert_eq!(first_dispatched, 5, "the critical load waited for a low load's credit");
+    assert_eq!(second_waited, 5, "a second critical load took a credit beyond the reserve");
+    assert!(read, "the second critical load was not dispatched when a0's credit came back");
+    assert_eq!(order[..6], ["a0", "a1", "a2", "a3", "a6", "a7"].map(String::from));
     for h in low.iter().chain([&critical, &second]) {
         h.wait_timeout(PATIENCE).unwrap().unwrap();
     }

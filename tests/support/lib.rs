@@ -8,7 +8,7 @@
 //!   decode; bytes starting with `PANIC` make the decoder panic.
 //! - [`Gate`]: a set of held names plus a log of what started; [`GatedSource`] consults it
 //!   before each read and [`BlobDecoder`] before each decode. A held name blocks the worker
-//!   until the test releases it. Its reads of paths starting with `ioerr` fail, of `flaky`
+//!   until the test releases it, or gives up after [`GATE_PATIENCE`]. Its reads of paths starting with `ioerr` fail, of `flaky`
 //!   fail the first time, and of `readpanic` panic.
 //! - [`Scenario`]: a scripted session written as a replay log, for transcript tests.
 
@@ -25,6 +25,10 @@ use streamrt::{DecodeError, Decoder, EntryInfo, MemorySource, Source, SourceErro
 
 /// How long a test waits for anything before it fails instead of hanging.
 pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// How long a held gate blocks its worker at most: longer than a test's waits while it holds
+/// one (a few of [`PATIENCE`] each), so it gives up only in a test that already failed.
+pub const GATE_PATIENCE: Duration = Duration::from_secs(4 * PATIENCE.as_secs());
 
 /// A decoded test asset: the stored bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,11 +73,12 @@ impl Gate {
     ///
     /// # Panics
     ///
-    /// When `name` is still held after [`PATIENCE`]: a test that failed while holding it
+    /// When `name` is still held after [`GATE_PATIENCE`]: a test that failed while holding it
     /// shuts its runtime down, which waits for this worker, so the test fails rather than
-    /// hangs. The runtime takes the panic as the worker's.
+    /// hangs. The runtime takes the panic as any other of a source or a decoder (a retried
+    /// read, a decoder panic).
     pub fn pass(&self, name: &str) {
-        let deadline = Instant::now() + PATIENCE;
+        let deadline = Instant::now() + GATE_PATIENCE;
         let mut state = self.lock();
         state.started.push(name.to_owned());
         self.state.1.notify_all();
