@@ -33,6 +33,8 @@ fn run(
         Runtime::builder().config(config).source(source.clone()).register(BlobDecoder).build()?;
     let watch = Stopwatch::start();
     stream_all(&rt, keys)?;
+    // The sink's last lines are part of telemetry's cost (with telemetry off, nothing waits).
+    rt.flush_telemetry();
     let span = watch.stop();
     rt.shutdown();
     Ok(span)
@@ -51,10 +53,10 @@ pub(super) fn telemetry(args: &BenchArgs) -> anyhow::Result<Outcome> {
     let log = dir.path().join("bench.jsonl");
     let (mut on, mut off) = (Vec::new(), Vec::new());
     for round in 1..=args.rounds.max(1) {
-        off.push(run(&source, &keys, args, None)?);
-        on.push(run(&source, &keys, args, Some(&log))?);
-        let (last_off, last_on): (&Span, &Span) = (&off[round - 1], &on[round - 1]);
-        round_line(args, round, &[("telemetry off", last_off.wall), ("on", last_on.wall)]);
+        let (o, n) = (run(&source, &keys, args, None)?, run(&source, &keys, args, Some(&log))?);
+        round_line(args, round, &[("telemetry off", o.wall), ("on", n.wall)]);
+        off.push(o);
+        on.push(n);
     }
     let rate = |d: Duration| keys.len() as f64 / d.as_secs_f64();
     let (on, off) = (Medians::of(&on, keys.len()), Medians::of(&off, keys.len()));

@@ -154,10 +154,8 @@ pub(super) fn tiny(args: &BenchArgs) -> anyhow::Result<Outcome> {
         requests.push(r);
     }
     let rate = |d: Duration| count as f64 / d.as_secs_f64().max(1e-9);
-    let (b, o) = (Medians::of(&base, count), Medians::of(&ours_runs, count));
-    let (b_cpu, o_cpu) = (b.cpu_text(), o.cpu_text());
-    let (b_cpu_us, o_cpu_us) = (b.cpu_us_per_item, o.cpu_us_per_item);
-    let (b, o, r) = (b.wall, o.wall, median(requests));
+    let (base, ours) = (Medians::of(&base, count), Medians::of(&ours_runs, count));
+    let (b, o, r) = (base.wall, ours.wall, median(requests));
     let request_ns = r.as_nanos() as f64 / count.max(1) as f64;
     let threads = format!("{} io + {} decode threads", args.workers, args.decode_threads);
     Ok(Outcome {
@@ -167,14 +165,16 @@ pub(super) fn tiny(args: &BenchArgs) -> anyhow::Result<Outcome> {
                 "tiny: {count} assets of {ASSET_BYTES} bytes from memory, request -> published"
             ),
             format!(
-                "baseline channel-and-pool pipeline, {threads}: {:.0} requests/s, {b_cpu} us \
+                "baseline channel-and-pool pipeline, {threads}: {:.0} requests/s, {} us \
                  CPU/request",
-                rate(b)
+                rate(b),
+                base.cpu_text()
             ),
             format!(
-                "streamrt, {threads}: {:.0} requests/s, {o_cpu} us CPU/request, request() \
+                "streamrt, {threads}: {:.0} requests/s, {} us CPU/request, request() \
                  {request_ns:.0} ns amortised",
-                rate(o)
+                rate(o),
+                ours.cpu_text()
             ),
         ],
         unit: "requests/s".into(),
@@ -188,7 +188,9 @@ pub(super) fn tiny(args: &BenchArgs) -> anyhow::Result<Outcome> {
         extra: serde_json::json!({
             "requests": count,
             "request_ns": request_ns,
-            "cpu_us_per_request": { "ours": o_cpu_us, "baseline": b_cpu_us },
+            "cpu_us_per_request": {
+                "ours": ours.cpu_us_per_item, "baseline": base.cpu_us_per_item,
+            },
         }),
         charts: vec![],
     })
