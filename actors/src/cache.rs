@@ -436,7 +436,11 @@ impl<T: Send + Sync + 'static> Cache<T> {
             return;
         };
         holder.cell().cancel();
-        let Some(slot) = emptied else { return };
+        let Some(slot) = emptied else {
+            // The others keep the load, at the most urgent priority among them now: the one
+            // that let go may have been the one that raised it.
+            return self.settle_priority(at, None);
+        };
         if slot.phase == Phase::Resident {
             // The last holder let go of a decoded asset: keep it for reuse, within the budget.
             let value = holder.cell().staged_value();
@@ -456,29 +460,39 @@ impl<T: Send + Sync + 'static> Cache<T> {
 
     fn reprioritize(&mut self, request: RequestId, path: &AssetPath, priority: Priority) {
         let Some(at) = self.table.lookup_holder(path, request) else { return };
-        let slot = self.table.get_mut(at).expect("indexed slot exists");
-        match slot.phase {
-            Phase::Backoff | Phase::Queued => {
-                let most_urgent = slot
-                    .holders
-                    .iter()
-                    .filter(|t| !t.cell().state().is_terminal())
-                    .map(|t| t.cell().priority())
-                    .min()
-                    .unwrap_or(priority);
-                if most_urgent != slot.priority {
-                    slot.priority = most_urgent;
-                    if slot.phase == Phase::Queued {
-                        let load = load_ref(self.type_index, at, slot.generation);
-                        self.to_scheduler.push(SchedulerMsg::Reprioritize(load, most_urgent));
-                    }
-                }
-            }
+        let phase = self.table.get(at).expect("indexed slot exists").phase;
+        match phase {
+            Phase::Backoff | Phase::Queued => self.settle_priority(at, Some(priority)),
             Phase::Resident => {
                 let _ = self.links.frame.post(FrameMsg::Reprioritize(request, priority));
             }
             // In flight: the new priority orders the publish, read from the request at staging.
             Phase::Loading => {}
+        }
+    }
+
+    /// Sets a queued or waiting load's priority to the most urgent of its live holders'
+    /// (`fallback`, or the load's own, when none is live), and tells the scheduler when it
+    /// changed. A load already dispatched keeps its place: the priority then orders only the
+    /// publish, read from each request at staging.
+    fn settle_priority(&mut self, at: usize, fallback: Option<Priority>) {
+        let Some(slot) = self.table.get_mut(at) else { return };
+        if !matches!(slot.phase, Phase::Backoff | Phase::Queued) {
+            return;
+        }
+        let most_urgent = slot
+            .holders
+            .iter()
+            .filter(|t| !t.cell().state().is_terminal())
+            .map(|t| t.cell().priority())
+            .min()
+            .unwrap_or(fallback.unwrap_or(slot.priority));
+        if most_urgent != slot.priority {
+            slot.priority = most_urgent;
+            if slot.phase == Phase::Queued {
+                let load = load_ref(self.type_index, at, slot.generation);
+                self.to_scheduler.push(SchedulerMsg::Reprioritize(load, most_urgent));
+            }
         }
     }
 

@@ -30,6 +30,30 @@ fn reprioritise_moves_a_queued_request_ahead_of_the_others() {
 }
 
 #[test]
+fn a_shared_load_falls_back_to_the_priority_of_the_requests_left_when_one_lets_go() {
+    let source = GatedSource::with_blobs(3);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.workers(1).reads_in_flight(1).read_credit_bytes(1)
+    });
+    let blocker = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    source.gate.wait_started("a0", 1);
+    // a1 is queued at Normal for `raising`, and `staying` shares it at Background; a2 waits at
+    // Low. Once `raising` lets go, a1 is a Background load and a2 goes first.
+    let raising = rt.request::<Blob>("a1", Priority::Normal).unwrap();
+    let staying = rt.request::<Blob>("a1", Priority::Background).unwrap();
+    let other = rt.request::<Blob>("a2", Priority::Low).unwrap();
+    assert!(rt.sync(PATIENCE));
+    assert!(raising.cancel());
+    assert!(rt.sync(PATIENCE));
+    source.gate.release("a0");
+    for h in [&blocker, &staying, &other] {
+        h.wait_timeout(PATIENCE).unwrap().unwrap();
+    }
+    assert_eq!(source.gate.started(), ["a0", "a2", "a1"]);
+}
+
+#[test]
 fn small_loads_share_a_read_credit_and_large_ones_take_a_whole_one() {
     let source = GatedSource::default();
     for name in ["s0", "s1", "s2", "s3"] {
