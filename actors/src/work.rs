@@ -78,7 +78,8 @@ pub(crate) trait JobRoute: Send + Sync {
     fn refuse(&self, load: LoadRef, kind: ErrorKind);
     /// Decodes on the calling (decode worker) thread, calls `done` once the decoder returned
     /// (not after a panic), and tells the cache. A decoder panic is reported to the cache as
-    /// `DecoderPanicked`, then handed back for the caller to re-raise. The reply is posted
+    /// `DecoderPanicked`, then handed back for the caller to re-raise; a panic in `done` is
+    /// handed back too, once the decoded value is posted. The reply is posted
     /// without waking the cache: the caller owes it a [`JobRoute::wake`], now or for a batch.
     fn decode(
         &self,
@@ -458,9 +459,17 @@ fn decode(probe: &Probe, worker: u32, job: Job, bytes: Vec<u8>, batch: Option<&m
     }
     let route = Arc::clone(&job.route);
     let n = bytes.len() as u64;
-    stage_event(probe, EventKind::DecodeStarted, &job, worker, Some(n));
-    let span =
-        tracing::debug_span!(target: "streamrt", "decode", request = job.origin.0, key = %job.key);
+    // Guarded while the embedding program's code runs before the decoder's (an event tap, a
+    // tracing subscriber): a panic there ends the load as lost, not loading for ever.
+    let mut guard = JobGuard::new(job, "a decode worker crashed");
+    stage_event(probe, EventKind::DecodeStarted, guard.job(), worker, Some(n));
+    let span = tracing::debug_span!(
+        target: "streamrt",
+        "decode",
+        request = guard.job().origin.0,
+        key = %guard.job().key
+    );
+    let job = guard.take();
     let decoded = span.in_scope(|| {
         let done = |job: &Job| stage_event(probe, EventKind::DecodeDone, job, worker, Some(n));
         route.decode(job, bytes, &done)
