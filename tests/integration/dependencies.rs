@@ -6,7 +6,7 @@ use streamrt::messages::{AssetKey, ErrorKind, EventKind};
 use streamrt::{wait_loaded, LoadState, Priority, ReadyError};
 use streamrt_integration::{Blob, BlobDecoder, GatedSource, TextDecoder, PATIENCE};
 
-use crate::runtime;
+use crate::{one_read_held, runtime};
 
 fn key(k: &str) -> AssetKey {
     AssetKey::parse(k).expect("valid key")
@@ -92,12 +92,7 @@ fn cancelling_an_asset_releases_the_dependencies_only_it_held() {
     source.put_with_deps("blob:d2", b"d2", &["blob:shared"]);
     source.put_with_deps("blob:shared", b"shared", &[]);
     source.put_with_deps("blob:only1", b"only1", &[]);
-    source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| {
-        b.workers(1).reads_in_flight(1).read_credit_bytes(1)
-    });
-    let blocker = rt.request::<Blob>("a0", Priority::Critical).unwrap();
-    source.gate.wait_started("a0", 1);
+    let (rt, blocker) = one_read_held(&source, Priority::Critical);
     let d1 = rt.request::<Blob>("d1", Priority::Normal).unwrap();
     let d2 = rt.request::<Blob>("d2", Priority::Normal).unwrap();
     assert!(rt.sync(PATIENCE));
@@ -123,12 +118,7 @@ fn a_dependency_inherits_the_most_urgent_priority_and_reprioritising_propagates(
     source.put_with_deps("blob:root", b"root", &["blob:dep"]);
     source.put_with_deps("blob:dep", b"dep", &[]);
     source.put_with_deps("blob:other", b"other", &[]);
-    source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| {
-        b.workers(1).reads_in_flight(1).read_credit_bytes(1)
-    });
-    let blocker = rt.request::<Blob>("a0", Priority::Critical).unwrap();
-    source.gate.wait_started("a0", 1);
+    let (rt, blocker) = one_read_held(&source, Priority::Critical);
     // The engine wants `dep` itself at Low, before anything depends on it.
     let dep_direct = rt.request::<Blob>("dep", Priority::Low).unwrap();
     let other = rt.request::<Blob>("other", Priority::Normal).unwrap();

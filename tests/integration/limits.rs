@@ -7,17 +7,12 @@ use streamrt::messages::AssetKey;
 use streamrt::{DecodeError, Decoder, ErrorKind, Priority, ReadyError, Runtime};
 use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
 
-use crate::runtime;
+use crate::{one_read_held, runtime};
 
 #[test]
 fn reprioritise_moves_a_queued_request_ahead_of_the_others() {
     let source = GatedSource::with_blobs(5);
-    source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| {
-        b.workers(1).reads_in_flight(1).read_credit_bytes(1)
-    });
-    let blocker = rt.request::<Blob>("a0", Priority::Normal).unwrap();
-    source.gate.wait_started("a0", 1);
+    let (rt, blocker) = one_read_held(&source, Priority::Normal);
     let queued: Vec<_> =
         (1..5).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Low).unwrap()).collect();
     queued[3].reprioritize(Priority::Critical);
@@ -32,12 +27,7 @@ fn reprioritise_moves_a_queued_request_ahead_of_the_others() {
 #[test]
 fn a_shared_load_falls_back_to_the_priority_of_the_requests_left_when_one_lets_go() {
     let source = GatedSource::with_blobs(3);
-    source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| {
-        b.workers(1).reads_in_flight(1).read_credit_bytes(1)
-    });
-    let blocker = rt.request::<Blob>("a0", Priority::Normal).unwrap();
-    source.gate.wait_started("a0", 1);
+    let (rt, blocker) = one_read_held(&source, Priority::Normal);
     // a1 is queued at Normal for `raising`, and `staying` shares it at Background; a2 waits at
     // Low. Once `raising` lets go, a1 is a Background load and a2 goes first.
     let raising = rt.request::<Blob>("a1", Priority::Normal).unwrap();
@@ -208,12 +198,7 @@ fn an_urgent_load_is_decoded_by_the_io_worker_that_read_it() {
 #[test]
 fn urgent_requests_are_dispatched_before_older_lower_ones() {
     let source = GatedSource::with_blobs(4);
-    source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| {
-        b.workers(1).reads_in_flight(1).read_credit_bytes(1)
-    });
-    let blocker = rt.request::<Blob>("a0", Priority::Normal).unwrap();
-    source.gate.wait_started("a0", 1);
+    let (rt, blocker) = one_read_held(&source, Priority::Normal);
     let handles = [
         rt.request::<Blob>("a1", Priority::Background).unwrap(),
         rt.request::<Blob>("a2", Priority::Normal).unwrap(),

@@ -19,8 +19,8 @@ mod tasks;
 mod telemetry;
 mod waits;
 
-use streamrt::{Runtime, RuntimeBuilder};
-use streamrt_integration::{BlobDecoder, GatedSource};
+use streamrt::{Handle, Priority, Runtime, RuntimeBuilder};
+use streamrt_integration::{Blob, BlobDecoder, GatedSource};
 
 /// A runtime over `source` and `decoder`, shaped further by `shape`.
 fn runtime(
@@ -31,4 +31,17 @@ fn runtime(
     shape(Runtime::builder().source(source.clone()).register(decoder.clone()))
         .build()
         .expect("runtime builds")
+}
+
+/// A runtime over `source` that reads one load at a time, its one read (of `a0`, requested at
+/// `priority`) held at the gate: what the test requests next waits in the scheduler's queue
+/// until it releases `a0`. The runtime and `a0`'s handle.
+fn one_read_held(source: &GatedSource, priority: Priority) -> (Runtime, Handle<Blob>) {
+    source.gate.hold("a0");
+    let rt = runtime(source, &BlobDecoder::default(), |b| {
+        b.workers(1).reads_in_flight(1).read_credit_bytes(1)
+    });
+    let blocker = rt.request::<Blob>("a0", priority).expect("a0 is requested");
+    source.gate.wait_started("a0", 1);
+    (rt, blocker)
 }
