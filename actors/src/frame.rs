@@ -242,6 +242,9 @@ impl FrameShared {
         let mut ready = self.ready();
         for entry in entries {
             if entry.cell.is_waiting() {
+                // At the request's priority now: a reprioritisation posted after the entry was
+                // staged, but handled before it arrived here, found nothing to move.
+                let entry = entry.refreshed();
                 let (request, priority) = (entry.request, entry.priority);
                 ready.push(request, priority, entry, frame);
             }
