@@ -93,6 +93,10 @@ impl Waiting for ReadyEntry {
     fn publish(&self, batch: &PublishBatch) -> bool {
         self.cell.publish_in(batch)
     }
+
+    fn is_waiting(&self) -> bool {
+        self.cell.is_waiting()
+    }
 }
 
 /// What the coordinator is told.

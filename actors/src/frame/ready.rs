@@ -68,6 +68,18 @@ pub(crate) trait Waiting {
     type Batch;
     /// Makes it visible as part of `batch`; false if it can no longer be (it was cancelled).
     fn publish(&self, batch: &Self::Batch) -> bool;
+    /// Whether it can still be published.
+    fn is_waiting(&self) -> bool;
+
+    /// What it weighs against the byte budget: nothing once it cannot be published, so a
+    /// large cancelled entry does not end a frame that it would only have been dropped from.
+    fn weight(&self) -> u64 {
+        if self.is_waiting() {
+            self.bytes()
+        } else {
+            0
+        }
+    }
 }
 
 /// What one boundary published.
@@ -148,7 +160,7 @@ impl<E: Waiting> ReadySet<E> {
                         && (!timed || elapsed_us() < policy.publish_time_us_max)))
         };
         while let Some((&(at, request), &priority)) = self.by_arrival.first_key_value() {
-            let bytes = self.by_priority.get(&(priority, request)).map_or(0, |(e, _)| e.bytes());
+            let bytes = self.by_priority.get(&(priority, request)).map_or(0, |(e, _)| e.weight());
             if at.saturating_add(policy.aging_frames_max) > frame || !fits(&done, bytes) {
                 break;
             }
@@ -159,7 +171,7 @@ impl<E: Waiting> ReadySet<E> {
             }
         }
         while let Some((_, (entry, _))) = self.by_priority.first_key_value() {
-            if !fits(&done, entry.bytes()) {
+            if !fits(&done, entry.weight()) {
                 break;
             }
             let ((_, request), (entry, at)) = self.by_priority.pop_first().expect("peeked");
@@ -201,6 +213,9 @@ mod tests {
             if !self.cancelled {
                 self.log.borrow_mut().push(self.id);
             }
+            !self.cancelled
+        }
+        fn is_waiting(&self) -> bool {
             !self.cancelled
         }
     }
@@ -293,6 +308,19 @@ mod tests {
         );
         b.add(2, Priority::Low, 1, 1);
         assert_eq!(b.frame(1, &FramePolicy::count(1)), [2]);
+        assert_eq!(b.set.len(), 0);
+    }
+
+    #[test]
+    fn a_large_cancelled_request_does_not_end_the_frame_it_is_dropped_from() {
+        let mut b = Bench::new();
+        b.add(1, Priority::Critical, 600, 1);
+        let log = Rc::clone(&b.log);
+        let cancelled = Fake { id: 2, bytes: 5_000, cancelled: true, log };
+        b.set.push(RequestId(2), Priority::High, cancelled, 1);
+        b.add(3, Priority::Normal, 300, 1);
+        let policy = FramePolicy { publish_bytes_max: 1_000, ..FramePolicy::count(10) };
+        assert_eq!(b.frame(1, &policy), [1, 3]);
         assert_eq!(b.set.len(), 0);
     }
 
