@@ -369,26 +369,25 @@ impl IoWorker {
         // lost (a transient failure, retried) rather than leaving its requests loading.
         let read = self.read_bytes(guard.job());
         drop(credit);
-        let job = guard.take();
-        if job.is_cancelled() {
-            return end(job, JobEnd::Dropped(CancelStage::Loading));
+        if guard.job().is_cancelled() {
+            return end(guard.take(), JobEnd::Dropped(CancelStage::Loading));
         }
         match read {
-            Err(e) => end(job, JobEnd::Failed(e.into())),
+            Err(e) => end(guard.take(), JobEnd::Failed(e.into())),
             Ok(bytes) => {
                 self.probe.counters.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                let priority = job.priority;
+                let priority = guard.job().priority;
                 let next = match &self.staged_decodes {
                     Some(_) if priority <= URGENT => {
                         // An urgent load is decoded here: handing it to the decode pool would
                         // make it wait for a decode thread to get a core.
-                        return decode(&self.probe, self.index, job, bytes, None);
+                        return decode(&self.probe, self.index, guard, bytes, None);
                     }
                     Some(staged) => {
-                        staged.push(priority, (Self::decode_guard(job), bytes));
+                        staged.push(priority, (Self::decode_guard(guard.take()), bytes));
                         DecodeJob::NextLoad
                     }
-                    None => DecodeJob::Load(Box::new((Self::decode_guard(job), bytes))),
+                    None => DecodeJob::Load(Box::new((Self::decode_guard(guard.take()), bytes))),
                 };
                 // A closed decode pool drops the job here, and its guard fails it.
                 let _ = self.decode.submit(next);
@@ -415,7 +414,7 @@ impl Worker for DecodeWorker {
     fn run(&mut self, job: DecodeJob) {
         // With another load waiting, this reply joins the batch: its cache is woken once for
         // the batch rather than once per load.
-        let ((mut guard, bytes), more) = match job {
+        let ((guard, bytes), more) = match job {
             DecodeJob::Load(load) => (*load, false),
             DecodeJob::NextLoad => match self.staged.pop() {
                 Some(popped) => popped,
@@ -435,7 +434,7 @@ impl Worker for DecodeWorker {
         assert!(!self.crashes.take(), "injected crash of a decode worker");
         // The reply always joins the batch, which this worker wakes below or when it is rebuilt
         // after a decoder's panic: one wake a cache per batch, never a second for its last reply.
-        decode(&self.probe, self.index, guard.take(), bytes, Some(&mut self.replies));
+        decode(&self.probe, self.index, guard, bytes, Some(&mut self.replies));
         if !more || self.replies.is_full() {
             self.replies.flush();
         }
@@ -446,22 +445,30 @@ impl Worker for DecodeWorker {
     }
 }
 
-/// Decodes `job` on the calling worker (`worker`: its index in its own pool), and wakes its
-/// cache for the reply, or leaves the wake to `batch` if one is given (see `replies`).
+/// Decodes the job in `guard` on the calling worker (`worker`: its index in its own pool), and
+/// wakes its cache for the reply, or leaves the wake to `batch` if one is given (see
+/// `replies`).
+///
+/// The job stays in its guard until the decoder takes it: the embedding program's code runs
+/// before (an event tap, a tracing subscriber), and a panic there ends the load as lost
+/// rather than leaving its requests loading.
 ///
 /// # Panics
 ///
 /// Re-raises a decoder's panic, already reported to the cache, so the pool rebuilds the
 /// calling worker.
-fn decode(probe: &Probe, worker: u32, job: Job, bytes: Vec<u8>, batch: Option<&mut ReplyBatch>) {
-    if job.is_cancelled() {
-        return end(job, JobEnd::Dropped(CancelStage::Loading));
+fn decode(
+    probe: &Probe,
+    worker: u32,
+    mut guard: JobGuard,
+    bytes: Vec<u8>,
+    batch: Option<&mut ReplyBatch>,
+) {
+    if guard.job().is_cancelled() {
+        return end(guard.take(), JobEnd::Dropped(CancelStage::Loading));
     }
-    let route = Arc::clone(&job.route);
+    let route = Arc::clone(&guard.job().route);
     let n = bytes.len() as u64;
-    // Guarded while the embedding program's code runs before the decoder's (an event tap, a
-    // tracing subscriber): a panic there ends the load as lost, not loading for ever.
-    let mut guard = JobGuard::new(job, "a decode worker crashed");
     stage_event(probe, EventKind::DecodeStarted, guard.job(), worker, Some(n));
     let span = tracing::debug_span!(
         target: "streamrt",
