@@ -213,7 +213,7 @@ impl DepGate {
             }
         };
         if let Some(entry) = parked {
-            if let Err(closed) = self.frame.post(FrameMsg::Ready(vec![entry.refreshed()])) {
+            if let Err(closed) = self.frame.post(FrameMsg::Ready(vec![entry])) {
                 // The coordinator is gone: the runtime is shutting down.
                 if let FrameMsg::Ready(entries) = closed.0 {
                     entries.iter().for_each(|e| e.cell().fail_shutdown());

@@ -75,8 +75,8 @@ impl ReadyEntry {
         &*self.cell
     }
 
-    /// The same entry at its request's current priority (it may have changed while the entry
-    /// waited for its dependencies).
+    /// The same entry at its request's current priority, which may have changed since it was
+    /// staged (while it waited for its dependencies, or on its way to the coordinator).
     pub(crate) fn refreshed(mut self) -> Self {
         self.priority = self.cell.priority();
         self
