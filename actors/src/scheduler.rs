@@ -233,17 +233,21 @@ impl Scheduler {
         self.limits.reads_in_flight * SHARES_PER_CREDIT + reserve(urgent)
     }
 
-    /// The shares the next load may take now, `urgent` or not: within the read credits and
-    /// within the loads between dispatch and their end (none once stopped).
-    fn shares_free(&self, urgent: bool) -> usize {
+    /// The shares a normal load and an urgent one may take now: within the read credits and
+    /// within the loads between dispatch and their end (none once stopped). One read of the
+    /// credit count, which the IO workers write, for both.
+    fn shares_free(&self) -> [usize; 2] {
         if self.stopped {
-            return 0;
+            return [0; 2];
         }
-        let jobs_max = (self.limits.reads_in_flight + self.limits.decode_backlog_max)
-            * SHARES_PER_CREDIT
-            + reserve(urgent);
-        let reads_free = self.reads_max_shares(urgent).saturating_sub(self.credits.reading());
-        reads_free.min(jobs_max.saturating_sub(self.in_flight_shares))
+        let reading = self.credits.reading();
+        let jobs_max =
+            (self.limits.reads_in_flight + self.limits.decode_backlog_max) * SHARES_PER_CREDIT;
+        [false, true].map(|urgent| {
+            let reads_free = self.reads_max_shares(urgent).saturating_sub(reading);
+            let jobs_free = (jobs_max + reserve(urgent)).saturating_sub(self.in_flight_shares);
+            reads_free.min(jobs_free)
+        })
     }
 
     /// Dispatches while credits last; out of read credits with loads still queued, sleeps
@@ -266,7 +270,7 @@ impl Scheduler {
         loop {
             // Each load is measured by its own urgency: the front of the queue is the only one
             // looked at, so a normal load behind an urgent one waits for the normal credits.
-            let (free, free_urgent) = (self.shares_free(false), self.shares_free(true));
+            let [free, free_urgent] = self.shares_free();
             let fits =
                 |shares, priority| shares <= if priority <= URGENT { free_urgent } else { free };
             let Some((load, shares, _)) = self.queue.pop_if(fits) else { break };
