@@ -35,6 +35,11 @@ impl Stopwatch {
         Self { cpu: process_cpu(), wall: Instant::now() }
     }
 
+    /// Wall time since [`Stopwatch::start`], for a part of the section.
+    pub(super) fn elapsed(&self) -> Duration {
+        self.wall.elapsed()
+    }
+
     /// The section from [`Stopwatch::start`] to now.
     pub(super) fn stop(&self) -> Span {
         let wall = self.wall.elapsed();

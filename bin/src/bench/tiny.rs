@@ -8,7 +8,7 @@
 //! the same decoder. Interleaved rounds, median reported.
 
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::ensure;
 use streamrt::messages::AssetKey;
@@ -37,9 +37,8 @@ fn ours(
     let rt =
         Runtime::builder().config(config).source(source.clone()).register(BlobDecoder).build()?;
     let watch = Stopwatch::start();
-    let started = Instant::now();
     let handles = request_all(&rt, keys)?;
-    let requested = started.elapsed();
+    let requested = watch.elapsed();
     wait_all_ready(&handles)?;
     let span = watch.stop();
     rt.shutdown();
