@@ -228,28 +228,74 @@ fn validate_path(path: &str) -> Result<(), InvalidKey> {
     if path.len() > ASSET_PATH_BYTES_MAX {
         return Err(InvalidKey::TooLong { len: path.len(), max: ASSET_PATH_BYTES_MAX });
     }
-    if path.contains('\0') {
+    let scan = PathScan::of(path.as_bytes());
+    if scan.nul {
         return Err(InvalidKey::Nul(owned()));
     }
-    if path.contains('\\') {
+    if scan.backslash {
         return Err(InvalidKey::Backslash(owned()));
     }
     if path.starts_with('/') {
         return Err(InvalidKey::Absolute(owned()));
     }
-    let first = path.split('/').next().unwrap_or_default();
-    let b = first.as_bytes();
+    // A first component of two bytes or more that starts `X:`: a `:` second means the first
+    // component is at least two bytes long.
+    let b = path.as_bytes();
     if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
         return Err(InvalidKey::DrivePrefix(owned()));
     }
-    for component in path.split('/') {
-        match component {
-            ".." => return Err(InvalidKey::ParentComponent(owned())),
-            "" | "." => return Err(InvalidKey::NonCanonical(owned())),
-            _ => {}
-        }
+    match scan.first_bad_component {
+        Some(BadComponent::Parent) => Err(InvalidKey::ParentComponent(owned())),
+        Some(BadComponent::NonCanonical) => Err(InvalidKey::NonCanonical(owned())),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// A component no confined, canonical path has.
+#[derive(Debug, Clone, Copy)]
+enum BadComponent {
+    /// `..`
+    Parent,
+    /// Empty or `.`.
+    NonCanonical,
+}
+
+/// What one pass over a path's bytes found. Every request's key is checked on the engine's
+/// thread, so the check reads the path once instead of once per kind of fault.
+struct PathScan {
+    nul: bool,
+    backslash: bool,
+    /// The first bad component, in the path's order.
+    first_bad_component: Option<BadComponent>,
+}
+
+impl PathScan {
+    fn of(path: &[u8]) -> Self {
+        let mut scan = Self { nul: false, backslash: false, first_bad_component: None };
+        let mut start = 0;
+        for (i, &byte) in path.iter().enumerate() {
+            match byte {
+                0 => scan.nul = true,
+                b'\\' => scan.backslash = true,
+                b'/' => {
+                    scan.component(&path[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        scan.component(&path[start..]);
+        scan
+    }
+
+    fn component(&mut self, component: &[u8]) {
+        let bad = match component {
+            b".." => BadComponent::Parent,
+            b"" | b"." => BadComponent::NonCanonical,
+            _ => return,
+        };
+        self.first_bad_component.get_or_insert(bad);
+    }
 }
 
 #[cfg(test)]
@@ -310,7 +356,49 @@ mod tests {
         assert_eq!(postcard::from_bytes::<AssetKey>(&bytes).unwrap(), good);
     }
 
+    /// The check as it read before it was one pass: each kind of fault looked for in turn.
+    fn validate_path_by_steps(path: &str) -> Result<(), InvalidKey> {
+        let owned = || path.to_owned();
+        if path.is_empty() {
+            return Err(InvalidKey::Empty);
+        }
+        if path.len() > ASSET_PATH_BYTES_MAX {
+            return Err(InvalidKey::TooLong { len: path.len(), max: ASSET_PATH_BYTES_MAX });
+        }
+        if path.contains('\0') {
+            return Err(InvalidKey::Nul(owned()));
+        }
+        if path.contains('\\') {
+            return Err(InvalidKey::Backslash(owned()));
+        }
+        if path.starts_with('/') {
+            return Err(InvalidKey::Absolute(owned()));
+        }
+        let first = path.split('/').next().unwrap_or_default().as_bytes();
+        if first.len() >= 2 && first[0].is_ascii_alphabetic() && first[1] == b':' {
+            return Err(InvalidKey::DrivePrefix(owned()));
+        }
+        for component in path.split('/') {
+            match component {
+                ".." => return Err(InvalidKey::ParentComponent(owned())),
+                "" | "." => return Err(InvalidKey::NonCanonical(owned())),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     proptest! {
+        #[test]
+        fn the_one_pass_check_gives_the_error_the_step_by_step_check_gives(
+            path in prop::collection::vec(
+                prop::sample::select(&["a", "b.c", "..", ".", "", "C:", "c:x", "a\\b", "\0", "/"][..]),
+                0..5,
+            ).prop_map(|components| components.join("/"))
+        ) {
+            prop_assert_eq!(validate_path(&path), validate_path_by_steps(&path));
+        }
+
         #[test]
         fn every_accepted_path_stays_confined(path in "[a-z./\\\\:]{0,12}") {
             if let Ok(k) = key(&path) {
