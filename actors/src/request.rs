@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use once_cell::race::OnceBox;
 use crossbeam_utils::Backoff;
+use once_cell::race::OnceBox;
 use streamrt_messages::replay_log::LogRecord;
 use streamrt_messages::{
     AssetKey, AssetLoadError, AssetPath, CancelStage, ErrorKind, EventKind, LoadState, Priority,
@@ -323,8 +323,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
                 (&probe.counters.cancelled, EventKind::Cancelled { stage: CancelStage::of(from) })
             }
             _ => {
-                let kind =
-                    self.error.get().map_or(ErrorKind::Shutdown, |e| e.kind.clone());
+                let kind = self.error.get().map_or(ErrorKind::Shutdown, |e| e.kind.clone());
                 (&probe.counters.failed, EventKind::Failed { kind })
             }
         };
