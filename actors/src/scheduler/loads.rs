@@ -17,7 +17,8 @@
 //!   skipped when it reaches the front. Sequence numbers are 32 bits: before the counter
 //!   wraps, the stale tickets are dropped and the live ones numbered again from 1.
 //! - `live` counts the live tickets. Stale tickets are compacted away once they outnumber the
-//!   live ones (plus a slack), so the FIFOs stay proportional to the live loads. The per-type
+//!   live ones plus a slack, checked whenever a ticket goes stale or a live one leaves, so
+//!   after every operation the FIFOs hold at most twice the live loads plus the slack. The per-type
 //!   tables grow to the highest slot index queued and stay: proportional to the most slots
 //!   each cache has held at once (its slot indexes are reused), 16 bytes each.
 
@@ -219,6 +220,7 @@ impl LoadQueue {
         let ticket = self.levels[level].pop_front().expect("a front level has a front ticket");
         self.queued[usize::from(ticket.ty)][ticket.slot as usize].generation = NONE;
         self.live -= 1;
+        self.compact_if_stale_outnumber_live();
         let generation = Generation(entry.generation);
         let load = LoadRef { ty: ticket.ty, slot: ticket.slot, generation };
         Some((load, usize::from(entry.shares), Priority::ALL[level]))
@@ -247,6 +249,13 @@ impl LoadQueue {
 
     fn note_stale(&mut self) {
         self.stale += 1;
+        self.compact_if_stale_outnumber_live();
+    }
+
+    /// Compacts once the stale tickets outnumber the live ones plus the slack. Each compaction
+    /// costs the tickets held, and the next needs as many more stale tickets again: constant
+    /// time per ticket gone stale, amortised.
+    fn compact_if_stale_outnumber_live(&mut self) {
         if self.stale > self.live + STALE_TICKETS_SLACK {
             self.compact();
         }
@@ -400,8 +409,33 @@ mod tests {
             let level = if round % 2 == 0 { Priority::Low } else { Priority::Normal };
             assert!(q.reprioritize(load(1, 1), level));
         }
-        assert!(q.tickets() <= q.len() + STALE_TICKETS_SLACK + 1, "{} tickets", q.tickets());
+        assert!(q.tickets() <= 2 * q.len() + STALE_TICKETS_SLACK, "{} tickets", q.tickets());
         assert_eq!(pop_slots(&mut q), vec![0, 2, 3, 1]);
+    }
+
+    #[test]
+    fn pops_that_leave_the_stale_tickets_outnumbering_the_live_ones_compact_them_away() {
+        let mut q = LoadQueue::default();
+        let busy = 10;
+        for slot in 0..busy {
+            assert!(q.push(load(slot, 1), Priority::High, 1));
+        }
+        // A Normal load moved back and forth leaves stale tickets behind the High ones, just
+        // short of a compaction.
+        let moved = load(busy, 1);
+        assert!(q.push(moved, Priority::Normal, 1));
+        let moves = q.len() + STALE_TICKETS_SLACK;
+        for round in 0..moves {
+            let level = if round % 2 == 0 { Priority::Low } else { Priority::Normal };
+            assert!(q.reprioritize(moved, level));
+        }
+        assert_eq!(q.tickets(), q.len() + moves, "no compaction yet");
+        // Popping the High loads reaches none of the stale tickets.
+        for _ in 0..busy {
+            assert!(q.pop().is_some());
+            assert!(q.tickets() <= 2 * q.len() + STALE_TICKETS_SLACK, "{} tickets", q.tickets());
+        }
+        assert_eq!(pop_slots(&mut q), vec![busy]);
     }
 
     /// A load of slot `slot` in type `ty`; `Push` takes its slot's current generation or,
@@ -555,7 +589,8 @@ mod tests {
             for op in ops {
                 apply(&mut q, &mut m, op)?;
                 prop_assert_eq!(q.len(), m.items.len());
-                prop_assert!(q.tickets() <= q.len() + STALE_TICKETS_SLACK + 1);
+                // The stale tickets never outnumber the live ones plus the slack.
+                prop_assert!(q.tickets() <= 2 * q.len() + STALE_TICKETS_SLACK);
             }
         }
     }
