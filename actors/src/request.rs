@@ -110,9 +110,10 @@ pub(crate) struct RequestCell<T: Send + Sync + 'static> {
     terminal_after_us: AtomicU32,
     /// Set once, when the request is staged; read once it is `Ready`. A `OnceBox` is one
     /// pointer where a `OnceLock` is two words, and each of the two saves the cell a size
-    /// class (see `# Size`). Its box is a second, small allocation made only once the request
-    /// is decoded: setting an `ArcSwapOption` (the cell's first choice) walked every thread's
-    /// debt list, 8 % of the core thread's instructions in `bench tiny`.
+    /// class (see `# Size`). Its box is a second, small allocation, made once the request is
+    /// decoded (and one for the error, once it fails; a set refused because one came first
+    /// frees its box at once): setting an `ArcSwapOption` (the cell's first choice) walked
+    /// every thread's debt list, 8 % of the core thread's instructions in `bench tiny`.
     value: OnceBox<Arc<T>>,
     /// Set once, before the request moves to `Failed`.
     error: OnceBox<Arc<AssetLoadError>>,

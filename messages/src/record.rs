@@ -189,7 +189,7 @@ fn needs_escape(s: &str) -> bool {
 }
 
 fn write_escaped(out: &mut Vec<u8>, s: &str) {
-    // Keys and names rarely need escaping: those are copied whole.
+    // Paths, messages and actor names rarely need escaping: those are copied whole.
     if !needs_escape(s) {
         out.extend_from_slice(s.as_bytes());
         return;
@@ -216,9 +216,8 @@ fn write_escaped(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends `field` (a name with its punctuation, as `b",\"t_us\":"`) and `value`. The name's
-/// length is known where this is inlined, so it is copied without a call to `memcpy`: a line
+/// length is known in each instance, so it is copied without a call to `memcpy`: a line
 /// has several numbers, and those calls were a tenth of the sink's instructions.
-#[inline]
 fn write_u64<const N: usize>(out: &mut Vec<u8>, field: &[u8; N], value: u64) {
     out.extend_from_slice(field);
     push_u64(out, value);

@@ -84,8 +84,9 @@ fn panic_once_at(event: &'static str) -> MutexGuard<'static, ()> {
 
 /// Requests `a0` at each priority (a `Critical` load is decoded on the IO worker that read
 /// it, a `Normal` one on a decode thread) with the subscriber armed to panic at `event`, and
-/// checks that the subscriber panicked and the load still became `Ready`.
-fn a0_is_ready_despite_a_panic_at(event: &'static str) {
+/// checks that the subscriber panicked and the load still became `Ready`, after `retries`
+/// retries.
+fn a0_is_ready_despite_a_panic_at(event: &'static str, retries: u64) {
     for priority in [Priority::Normal, Priority::Critical] {
         let _turn = panic_once_at(event);
         let source = GatedSource::with_blobs(1);
@@ -99,17 +100,18 @@ fn a0_is_ready_despite_a_panic_at(event: &'static str) {
         assert!(outcome.is_some(), "the load of a0 at {priority:?} never ended");
         assert_eq!(PANICS.load(Ordering::SeqCst), 1, "the subscriber panicked at {priority:?}");
         assert_eq!(handle.state(), LoadState::Ready, "at {priority:?}");
+        assert_eq!(rt.status().retries, retries, "at {priority:?}");
     }
 }
 
 #[test]
 fn a_subscriber_that_panics_as_a_decode_starts_does_not_leave_the_load_loading() {
     // The worker's job ends `WorkerLost`, which is retried: the second attempt decodes.
-    a0_is_ready_despite_a_panic_at("decode_started");
+    a0_is_ready_despite_a_panic_at("decode_started", 1);
 }
 
 #[test]
 fn a_subscriber_that_panics_as_a_decode_ends_does_not_lose_the_decoded_value() {
-    // The decoded value is posted before the panic is raised again.
-    a0_is_ready_despite_a_panic_at("decode_done");
+    // The decoded value is posted before the panic is raised again: no second attempt.
+    a0_is_ready_despite_a_panic_at("decode_done", 0);
 }

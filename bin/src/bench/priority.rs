@@ -84,7 +84,9 @@ struct Trials {
     /// (`Handle::latency_us`).
     inside: Latencies,
     /// The rest, trial by trial: mostly the caller's thread waking once the request is ready,
-    /// which on a machine whose cores the runtime keeps busy waits for a core.
+    /// which on a machine whose cores the runtime keeps busy waits for a core; also the
+    /// request call up to the cell's making, and both ends' rounding to microseconds. Each
+    /// list is sorted on its own, so the three are distributions, not aligned trials.
     after: Latencies,
 }
 
@@ -106,7 +108,7 @@ impl Trials {
     fn split_line(&self) -> String {
         let (i, a) = (&self.inside, &self.after);
         format!(
-            "  inside the runtime p50={:.0} us p99={:.0} us; waking the caller after it p50={:.0} us p99={:.0} us",
+            "  inside the runtime p50={:.0} us p99={:.0} us; after it (mostly the caller waking) p50={:.0} us p99={:.0} us",
             i.p(0.5),
             i.p(0.99),
             a.p(0.5),
@@ -217,6 +219,8 @@ pub(super) fn priority(args: &BenchArgs) -> anyhow::Result<Outcome> {
             "behind_us": behind.wall.micros(),
             "idle_inside_us": idle.inside.micros(),
             "behind_inside_us": behind.inside.micros(),
+            "idle_after_us": idle.after.micros(),
+            "behind_after_us": behind.after.micros(),
             "fifo_us": fifo.micros(),
         }),
         charts: vec![chart],
