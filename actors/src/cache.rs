@@ -608,9 +608,14 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.report_residency(Vec::new());
         self.cancel_every_load();
         for slot in self.table.drain() {
-            let error = AssetLoadError::shared(self.key_of(slot.path()), ErrorKind::Shutdown);
-            for ticket in &slot.holders {
-                ticket.cell().fail(&error);
+            // Built only for a slot with a request still to end: most slots at shutdown are
+            // resident assets whose requests ended, and an error costs two allocations.
+            let mut error = None;
+            for ticket in slot.holders.iter().filter(|t| !t.cell().state().is_terminal()) {
+                let error = error.get_or_insert_with(|| {
+                    AssetLoadError::shared(self.key_of(slot.path()), ErrorKind::Shutdown)
+                });
+                ticket.cell().fail(error);
             }
         }
         self.to_frame.clear();
