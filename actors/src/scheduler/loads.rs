@@ -253,8 +253,8 @@ impl LoadQueue {
     }
 
     /// Compacts once the stale tickets outnumber the live ones plus the slack. Each compaction
-    /// costs the tickets held, and the next needs as many more stale tickets again: constant
-    /// time per ticket gone stale, amortised.
+    /// costs the tickets held, at most twice the stale ones, and leaves none stale, so the next
+    /// needs at least the slack's worth more: constant time per ticket gone stale, amortised.
     fn compact_if_stale_outnumber_live(&mut self) {
         if self.stale > self.live + STALE_TICKETS_SLACK {
             self.compact();
@@ -589,7 +589,9 @@ mod tests {
             for op in ops {
                 apply(&mut q, &mut m, op)?;
                 prop_assert_eq!(q.len(), m.items.len());
-                // The stale tickets never outnumber the live ones plus the slack.
+                // Every ticket is live or counted stale, and the stale ones never outnumber
+                // the live ones plus the slack.
+                prop_assert_eq!(q.tickets(), q.len() + q.stale);
                 prop_assert!(q.tickets() <= 2 * q.len() + STALE_TICKETS_SLACK);
             }
         }
