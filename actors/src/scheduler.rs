@@ -319,8 +319,10 @@ impl Actor for Scheduler {
             // In-flight counts restart from the caches' resubmissions.
             self.probe.counters.in_flight.store(0, Ordering::Relaxed);
             self.probe.counters.queued.store(0, Ordering::Relaxed);
-            self.probe.restarted("scheduler");
+            // The caches are asked first: whoever sees the event may count on the request
+            // being on its way (a `Runtime::sync` then covers the resubmission).
             (self.resubmit)();
+            self.probe.restarted("scheduler");
         }
         self.mailbox.attach(ctx.address().recipient());
     }

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use streamrt::chaos::{self, ChaosOptions, CrashTarget};
 use streamrt::messages::EventKind;
-use streamrt::{ErrorKind, Intensity, LoadState, Priority, ReadyError, RequestError};
+use streamrt::{
+    ErrorKind, Intensity, LoadState, Priority, ReadyError, RequestError, RuntimeConfig,
+};
 use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
 
 use crate::runtime;
@@ -44,6 +46,51 @@ fn restart_during_load_keeps_every_request(target: &CrashTarget, actor: &str) ->
 fn a_scheduler_restart_loses_no_queued_request() {
     let source = restart_during_load_keeps_every_request(&CrashTarget::Scheduler, "scheduler");
     for i in 0..10 {
+        assert_eq!(source.gate.started_count(&format!("a{i}")), 1, "a{i} read once");
+    }
+}
+
+#[test]
+fn a_restarted_scheduler_counts_the_loads_its_predecessor_dispatched_against_its_bound() {
+    // One read and one decode at a time, and room for one load more between dispatch and its
+    // end: with a0 held in its decode and a1 read and waiting for the decode thread, the
+    // loads in flight are at their bound and the other four wait in the queue.
+    let source = GatedSource::with_blobs(6);
+    let decoder = BlobDecoder::default();
+    decoder.gate.hold("a0");
+    let rt = runtime(&source, &decoder, |b| {
+        b.config(RuntimeConfig {
+            workers: 1,
+            reads_in_flight: 1,
+            read_credit_bytes: 1,
+            decode_threads: 1,
+            decode_backlog_max: 1,
+            ..RuntimeConfig::default()
+        })
+    });
+    let events = rt.subscribe(4096);
+    let handles: Vec<_> =
+        (0..6).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    decoder.gate.wait_started("a0", 1);
+    source.gate.wait_started("a1", 1);
+    assert!(rt.sync(PATIENCE));
+    let in_flight_and_queued = |rt: &streamrt::Runtime| {
+        let status = rt.status();
+        (status.in_flight, status.queued)
+    };
+    assert_eq!(in_flight_and_queued(&rt), (2, 4), "a0 and a1 in flight, the rest queued");
+    assert!(rt.inject_crash(&CrashTarget::Scheduler));
+    wait_restart(&events, "scheduler");
+    assert!(rt.sync(PATIENCE));
+    // The caches resubmit a0 and a1 as in flight (`Adopt`): the new scheduler counts them
+    // and dispatches nothing more, though its read credits are all free.
+    assert_eq!(in_flight_and_queued(&rt), (2, 4), "the loads in flight were adopted");
+    assert_eq!(source.gate.started_count("a2"), 0, "a2 waits for room");
+    decoder.gate.release("a0");
+    for h in &handles {
+        assert!(h.wait_timeout(PATIENCE).expect("terminal").is_ok(), "{h:?}");
+    }
+    for i in 0..6 {
         assert_eq!(source.gate.started_count(&format!("a{i}")), 1, "a{i} read once");
     }
 }
