@@ -608,14 +608,15 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.report_residency(Vec::new());
         self.cancel_every_load();
         for slot in self.table.drain() {
-            // Built only for a slot with a request still to end: most slots at shutdown are
-            // resident assets whose requests ended, and an error costs two allocations.
+            // Built only for a slot with a request still to end, and shared by its holders: most
+            // slots at shutdown are resident assets whose requests ended.
             let mut error = None;
-            for ticket in slot.holders.iter().filter(|t| !t.cell().state().is_terminal()) {
-                let error = error.get_or_insert_with(|| {
-                    AssetLoadError::shared(self.key_of(slot.path()), ErrorKind::Shutdown)
+            for ticket in &slot.holders {
+                ticket.cell().fail_with(|| {
+                    let make =
+                        || AssetLoadError::shared(self.key_of(slot.path()), ErrorKind::Shutdown);
+                    Arc::clone(error.get_or_insert_with(make))
                 });
-                ticket.cell().fail(error);
             }
         }
         self.to_frame.clear();

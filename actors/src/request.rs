@@ -375,7 +375,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     /// [`RequestCell::fail`] with the error `make` builds, built only if the request has not
     /// ended: most requests a ticket or a gate fails on its way out have ended already, and
     /// building an error costs two allocations.
-    fn fail_with(&self, make: impl FnOnce() -> Arc<AssetLoadError>) -> bool {
+    pub(crate) fn fail_with(&self, make: impl FnOnce() -> Arc<AssetLoadError>) -> bool {
         if self.state().is_terminal() {
             return false;
         }
