@@ -45,6 +45,12 @@ impl Latencies {
         quantile(&self.0, q) as f64 / 1e3
     }
 
+    /// `samples` (nanoseconds), sorted.
+    fn sorted(mut samples: Vec<u64>) -> Self {
+        samples.sort_unstable();
+        Self(samples)
+    }
+
     /// Every sample, in microseconds.
     fn micros(&self) -> Vec<f64> {
         self.0.iter().map(|ns| *ns as f64 / 1e3).collect()
@@ -92,15 +98,11 @@ struct Trials {
 
 impl Trials {
     fn from_samples(samples: &[(u64, u64)]) -> Self {
-        let sorted = |mut v: Vec<u64>| {
-            v.sort_unstable();
-            Latencies(v)
-        };
         let after = samples.iter().map(|(wall, inside)| wall.saturating_sub(*inside)).collect();
         Self {
-            wall: sorted(samples.iter().map(|s| s.0).collect()),
-            inside: sorted(samples.iter().map(|s| s.1).collect()),
-            after: sorted(after),
+            wall: Latencies::sorted(samples.iter().map(|s| s.0).collect()),
+            inside: Latencies::sorted(samples.iter().map(|s| s.1).collect()),
+            after: Latencies::sorted(after),
         }
     }
 
@@ -166,8 +168,7 @@ fn fifo(source: &MemorySource, queued: usize, args: &BenchArgs) -> anyhow::Resul
         samples.push(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
         pipeline.finish()?;
     }
-    samples.sort_unstable();
-    Ok(Latencies(samples))
+    Ok(Latencies::sorted(samples))
 }
 
 /// Runs the scenario.
