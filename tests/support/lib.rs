@@ -8,8 +8,8 @@
 //!   decode; bytes starting with `PANIC` make the decoder panic.
 //! - [`Gate`]: a set of held names plus a log of what started; [`GatedSource`] consults it
 //!   before each read and [`BlobDecoder`] before each decode. A held name blocks the worker
-//!   until the test releases it, or gives up after [`GATE_PATIENCE`]. Its reads of paths starting with `ioerr` fail, of `flaky`
-//!   fail the first time, and of `readpanic` panic.
+//!   until the test releases it, or gives up after [`GATE_PATIENCE`]. Its reads of paths
+//!   starting with `ioerr` fail, of `flaky` fail the first time, and of `readpanic` panic.
 //! - [`Scenario`]: a scripted session written as a replay log, for transcript tests.
 
 mod scenario;
