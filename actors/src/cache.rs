@@ -88,10 +88,11 @@ use crate::request::{RequestCell, Ticket};
 use crate::resident::{AnyValue, Evicted, Residency};
 use crate::runtime::RetryPolicy;
 use crate::scheduler::{LoadRef, QueuedLoad, SchedulerMsg};
+use crate::source::Locator;
 use crate::telemetry::{Counters, Probe};
 use crate::work::{DispatchOrder, IoPort, Job, JobEnd, JobGuard, JobRoute, ReadJob};
 
-pub(crate) use inbox::CacheInbox;
+pub(crate) use inbox::{CacheInbox, NewRequest};
 use route::decoder_outcome;
 pub(crate) use route::TypeRoute;
 use slots::{Detached, Holder, Phase, SlotTable};
@@ -196,8 +197,8 @@ pub(crate) struct CacheLinks {
     pub(crate) timers: Option<Arc<VirtualTimers>>,
 }
 
-/// Tickets a failed cache hands to its next incarnation.
-pub(crate) type Salvage<T> = Arc<Mutex<Vec<Ticket<T>>>>;
+/// The requests a failed cache hands to its next incarnation, each with its slot's locator.
+pub(crate) type Salvage<T> = Arc<Mutex<Vec<NewRequest<T>>>>;
 
 /// See the module docs.
 pub(crate) struct Cache<T: Send + Sync + 'static> {
@@ -304,7 +305,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         AssetKey::from_parts(self.asset_type.clone(), path.clone())
     }
 
-    fn load(&mut self, ticket: Ticket<T>) {
+    fn load(&mut self, NewRequest { ticket, locator }: NewRequest<T>) {
         let cell = Arc::clone(ticket.cell());
         if cell.state().is_terminal() {
             // Cancelled before the cache saw it: start nothing.
@@ -332,7 +333,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
                     let generation = self.next_generation();
                     self.table.insert_resident(ticket, generation, bytes);
                 }
-                None => self.start_load(ticket, priority),
+                None => self.start_load(ticket, priority, locator),
             };
         };
         if self.table.get(at).is_some_and(|s| s.phase == Phase::Resident) {
@@ -419,15 +420,16 @@ impl<T: Send + Sync + 'static> Cache<T> {
             generation: slot.generation,
             key: self.key_of(slot.path()),
             priority: slot.priority,
+            locator: slot.locator,
             origin: slot.origin(),
             route: Arc::clone(&self.route),
         }
     }
 
-    fn start_load(&mut self, ticket: Ticket<T>, priority: Priority) {
+    fn start_load(&mut self, ticket: Ticket<T>, priority: Priority, locator: Option<Locator>) {
         let generation = self.next_generation();
         let declared = ticket.cell().declared_bytes();
-        let at = self.table.start_load(ticket, generation, priority, declared);
+        let at = self.table.start_load(ticket, generation, priority, declared, locator);
         self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at)));
     }
 
@@ -630,7 +632,9 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let mut salvage = self.salvage.lock().unwrap_or_else(PoisonError::into_inner);
         self.cancel_every_load();
         for slot in self.table.drain() {
-            salvage.extend(slot.holders.into_iter().filter(|t| !t.cell().state().is_terminal()));
+            let locator = slot.locator;
+            let unfinished = slot.holders.into_iter().filter(|t| !t.cell().state().is_terminal());
+            salvage.extend(unfinished.map(|ticket| NewRequest { ticket, locator }));
         }
         // What the failed batch produced still stands: staged requests must reach the frame
         // queue (their loads are gone) and finished jobs must return their credits. Queued
@@ -644,9 +648,9 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn readmit(&mut self) {
         let salvaged =
             std::mem::take(&mut *self.salvage.lock().unwrap_or_else(PoisonError::into_inner));
-        for ticket in salvaged {
-            ticket.cell().advance(LoadState::Loading, LoadState::Pending);
-            self.load(ticket);
+        for request in salvaged {
+            request.ticket.cell().advance(LoadState::Loading, LoadState::Pending);
+            self.load(request);
         }
     }
 
@@ -672,12 +676,12 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let mut one = Vec::with_capacity(1);
         loop {
             loads.drain_into(1, &mut one);
-            let Some(ticket) = one.pop() else { return };
+            let Some(request) = one.pop() else { return };
             // Counted before it is handled: a panic in `load` loses this request (its ticket
             // fails it), which must not leave it pending in a deterministic run's activity.
             // The message that asked (`Ping`, `Stats`) is pending until its batch is over.
             loads.handled(1);
-            self.load(ticket);
+            self.load(request);
         }
     }
 }

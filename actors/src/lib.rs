@@ -67,7 +67,9 @@ pub use frame::{AdaptivePolicy, FramePolicy, FrameReport, PublishMode};
 pub use request::{Handle, ReadyError};
 pub use resident::MemoryStats;
 pub use runtime::{BuildError, RequestError, RetryPolicy, Runtime, RuntimeBuilder, RuntimeConfig};
-pub use source::{Coalescing, DirSource, EntryInfo, MemorySource, PackSource, Source, SourceError};
+pub use source::{
+    Coalescing, DirSource, EntryInfo, Locator, MemorySource, PackSource, Source, SourceError,
+};
 pub use streamrt_supervisor::{Backoff, Escalation, Intensity};
 pub use streamrt_supervisor::{Clock, ManualClock, MonotonicClock};
 pub use tasks::{FrameTaskGroup, TaskContext, TaskError};

@@ -217,7 +217,7 @@ impl Session<'_> {
                 }
             }
             LogRecord::Entry { key, dependencies, size } => {
-                self.script.entry(key, EntryInfo { dependencies, size });
+                self.script.entry(key, EntryInfo { dependencies, size, locator: None });
             }
             LogRecord::Cancel { id } => {
                 if let Some(handle) = self.handles.remove(&id) {

@@ -4,6 +4,12 @@
 //! what the IO pool is for). Keys arrive already validated (see `AssetKey`), so a source can
 //! join them under its root; each source still guards against what the text cannot show, such
 //! as symlinks.
+//!
+//! A source that indexes its entries (a pack, the memory source) hands out a [`Locator`] with
+//! an entry's [`EntryInfo`], and the runtime hands it back with the key to
+//! [`Source::read_located`]: the read then finds its entry without looking the key up a second
+//! time. In a large index that second lookup was a few cache misses on the IO worker, as many
+//! as the read itself (`streamctl bench tiny`, docs/PERFORMANCE.md).
 
 mod dir;
 mod memory;
@@ -12,6 +18,8 @@ mod pack;
 pub use dir::DirSource;
 pub use memory::MemorySource;
 pub use pack::{Coalescing, PackSource};
+
+use std::num::NonZeroU32;
 
 use streamrt_messages::{AssetKey, ErrorKind};
 
@@ -24,6 +32,20 @@ pub trait Source: Send + Sync + 'static {
     /// A [`SourceError`]: `NotFound`, a (transient) `Io` error, `TooLarge`, `Corrupt` or
     /// `Denied`.
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError>;
+
+    /// The stored bytes of `key`, whose [`Source::entry_info`] gave `locator`: a source that
+    /// hands out locators reads the entry the locator names, without looking `key` up. The
+    /// runtime passes a locator back only with the key it was given for, to the source that
+    /// gave it. By default, [`Source::read`]: a wrapper that changes what a read does (a
+    /// delay, a fault) and forwards `entry_info` must forward this too, or leave it be.
+    ///
+    /// # Errors
+    ///
+    /// As [`Source::read`].
+    fn read_located(&self, key: &AssetKey, locator: Locator) -> Result<Vec<u8>, SourceError> {
+        let _ = locator;
+        self.read(key)
+    }
 
     /// A short description for logs and status (`dir:/path/to/root`).
     fn describe(&self) -> String;
@@ -40,6 +62,10 @@ pub trait Source: Send + Sync + 'static {
 impl<S: Source + ?Sized> Source for Box<S> {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
         (**self).read(key)
+    }
+
+    fn read_located(&self, key: &AssetKey, locator: Locator) -> Result<Vec<u8>, SourceError> {
+        (**self).read_located(key, locator)
     }
 
     fn describe(&self) -> String {
@@ -59,6 +85,29 @@ pub struct EntryInfo {
     pub dependencies: Vec<AssetKey>,
     /// Its size in bytes (a pack's raw size), for byte-weighted progress.
     pub size: Option<u64>,
+    /// Where the source keeps it, for [`Source::read_located`]; `None` from a source that reads
+    /// by key only.
+    pub locator: Option<Locator>,
+}
+
+/// An entry's place in its source's own table (an index), from [`Source::entry_info`] to
+/// [`Source::read_located`]; it means something only to the source that made it. Four bytes,
+/// `None` included: a pending load keeps one in its cache slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Locator(NonZeroU32);
+
+impl Locator {
+    /// The locator of the entry at `index`; `None` past `u32::MAX - 1`, where the source
+    /// reads by key instead.
+    pub fn new(index: usize) -> Option<Self> {
+        let index = u32::try_from(index).ok()?;
+        NonZeroU32::new(index.wrapping_add(1)).map(Self)
+    }
+
+    /// The index it was made with.
+    pub fn index(self) -> usize {
+        (self.0.get() - 1) as usize
+    }
 }
 
 /// Why a source could not produce an asset's bytes.
@@ -95,5 +144,20 @@ impl From<SourceError> for ErrorKind {
             SourceError::Corrupt(m) => ErrorKind::Corrupt(m),
             SourceError::Denied(m) => ErrorKind::Denied(m),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_locator_gives_back_its_index_and_fits_in_four_bytes_with_none() {
+        for index in [0, 1, 12_345, u32::MAX as usize - 1] {
+            assert_eq!(Locator::new(index).map(Locator::index), Some(index));
+        }
+        assert_eq!(Locator::new(u32::MAX as usize), None);
+        assert_eq!(Locator::new(usize::MAX), None);
+        assert_eq!(std::mem::size_of::<Option<Locator>>(), 4);
     }
 }

@@ -40,7 +40,7 @@ use streamrt_messages::{
 use streamrt_supervisor::{panic_message, PoolSender, Worker};
 
 use crate::scheduler::{LoadRef, ReadCredit};
-use crate::source::{Source, SourceError};
+use crate::source::{Locator, Source, SourceError};
 use crate::tasks::GroupWork;
 use crate::telemetry::Probe;
 use crate::throttle::Throttle;
@@ -104,6 +104,8 @@ pub(crate) struct Job {
     pub(crate) generation: Generation,
     pub(crate) key: AssetKey,
     pub(crate) priority: Priority,
+    /// Where the source keeps the asset, if it said (see `Source::read_located`).
+    pub(crate) locator: Option<Locator>,
     /// The request that started the load.
     pub(crate) origin: RequestId,
     pub(crate) route: Arc<dyn JobRoute>,
@@ -334,7 +336,10 @@ impl IoWorker {
         stage_event(&self.probe, EventKind::ReadStarted, job, self.index, None);
         let read = {
             let _span = tracing::debug_span!(target: "streamrt", "read", request = job.origin.0, key = %job.key).entered();
-            catch_unwind(AssertUnwindSafe(|| self.source.read(&job.key)))
+            catch_unwind(AssertUnwindSafe(|| match job.locator {
+                Some(locator) => self.source.read_located(&job.key, locator),
+                None => self.source.read(&job.key),
+            }))
         };
         let read = match read {
             Ok(read) => read,

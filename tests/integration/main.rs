@@ -14,6 +14,7 @@ mod limits;
 mod memory;
 mod packs;
 mod replay;
+mod sources;
 mod supervision;
 mod tasks;
 mod telemetry;

@@ -21,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use streamrt::messages::{AssetKey, AssetTypeName};
-use streamrt::{DecodeError, Decoder, EntryInfo, MemorySource, Source, SourceError};
+use streamrt::{DecodeError, Decoder, EntryInfo, Locator, MemorySource, Source, SourceError};
 
 /// How long a test waits for anything before it fails instead of hanging.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -159,8 +159,10 @@ impl GatedSource {
     }
 }
 
-impl Source for GatedSource {
-    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+impl GatedSource {
+    /// Passes the gate on `key`'s path, then plays the path's script: what every read does
+    /// before the memory source's.
+    fn pass(&self, key: &AssetKey) -> Result<(), SourceError> {
         self.gate.pass(key.path());
         assert!(!key.path().starts_with("readpanic"), "scripted panic reading {key}");
         if key.path().starts_with("ioerr") {
@@ -169,7 +171,19 @@ impl Source for GatedSource {
         if key.path().starts_with("flaky") && self.gate.started_count(key.path()) == 1 {
             return Err(SourceError::Io(format!("scripted first-read failure of {key}")));
         }
+        Ok(())
+    }
+}
+
+impl Source for GatedSource {
+    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+        self.pass(key)?;
         self.inner.read(key)
+    }
+
+    fn read_located(&self, key: &AssetKey, locator: Locator) -> Result<Vec<u8>, SourceError> {
+        self.pass(key)?;
+        self.inner.read_located(key, locator)
     }
 
     fn describe(&self) -> String {

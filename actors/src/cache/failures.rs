@@ -59,7 +59,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 ErrorKind::Io(format!("load dropped while {}", stage.name()))
             }
         };
-        let (attempt, origin, path) = (slot.attempt, slot.origin(), slot.path().clone());
+        let (attempt, origin, path) = (u32::from(slot.attempt), slot.origin(), slot.path().clone());
         match self.verdict(&path, &kind, attempt) {
             Verdict::Retry { delay_ms } => self.retry(at, kind, delay_ms),
             Verdict::Quarantine { panics } => {
@@ -94,12 +94,12 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let generation = self.next_generation();
         let slot = self.table.get_mut(at).expect("live slot");
         slot.generation = generation;
-        slot.attempt += 1;
+        slot.attempt = slot.attempt.saturating_add(1);
         slot.phase = Phase::Backoff;
         for ticket in &slot.holders {
             ticket.cell().advance(LoadState::Loading, LoadState::Pending);
         }
-        let (attempt, origin, path) = (slot.attempt, slot.origin(), slot.path().clone());
+        let (attempt, origin, path) = (u32::from(slot.attempt), slot.origin(), slot.path().clone());
         Counters::bump(&self.links.probe.counters.retries);
         self.emit(EventKind::Retried { attempt, kind }, origin, &path);
         self.retry_later.push((delay_ms, load_ref(self.type_index, at, generation)));
@@ -108,7 +108,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn fail_slot(&mut self, at: usize, kind: ErrorKind) {
         let slot = self.table.remove(at);
         let key = self.key_of(slot.path());
-        let error = Arc::new(AssetLoadError { key, attempt: slot.attempt, kind });
+        let error = Arc::new(AssetLoadError { key, attempt: u32::from(slot.attempt), kind });
         for ticket in &slot.holders {
             ticket.cell().fail(&error);
         }

@@ -11,9 +11,10 @@
 //! # Size
 //!
 //! New requests have a lane of their own because they come in bursts (a level's assets, all at
-//! once) faster than the cache takes them in: a request waits there as its 8-byte ticket, not
-//! as a 128-byte message (the size of the largest, a worker's reply). At a million requests made
-//! at once, 700,000 of them waited (`streamctl bench scale`).
+//! once) faster than the cache takes them in: a request waits there as a 16-byte
+//! [`NewRequest`] (its ticket and its source's locator), not as a 128-byte message (the size of
+//! the largest, a worker's reply). At a million requests made at once, 700,000 of them waited
+//! (`streamctl bench scale`).
 
 use std::sync::Arc;
 
@@ -22,14 +23,23 @@ use streamrt_supervisor::{Activity, Mailbox, Wake};
 
 use super::CacheMsg;
 use crate::request::Ticket;
+use crate::source::Locator;
 use crate::work::DispatchOrder;
+
+/// A request the engine made, on its way to its cache: its ticket, and where the source keeps
+/// its asset (from the source's `entry_info`), kept in the slot for the read. Dropped unhandled,
+/// its ticket fails the request.
+pub(crate) struct NewRequest<T: Send + Sync + 'static> {
+    pub(crate) ticket: Ticket<T>,
+    pub(crate) locator: Option<Locator>,
+}
 
 /// A cache's three mailboxes: its messages, the engine's new requests (`LoadAsset`) and the
 /// scheduler's dispatch orders (see `# Ordering`). All three are attached to the same actor,
 /// closed together and tracked together.
 pub(crate) struct CacheInbox<T: Send + Sync + 'static> {
     pub(crate) messages: Mailbox<CacheMsg<T>>,
-    pub(crate) loads: Mailbox<Ticket<T>>,
+    pub(crate) loads: Mailbox<NewRequest<T>>,
     pub(crate) dispatches: Mailbox<DispatchOrder>,
 }
 

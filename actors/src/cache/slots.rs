@@ -26,6 +26,7 @@ use streamrt_messages::{AssetPath, Generation, Priority, RequestId};
 
 use super::holders::Holders;
 use crate::key_hash::KeyHasher;
+use crate::source::Locator;
 
 /// Whatever a slot keeps per attached request.
 pub(crate) trait Holder {
@@ -60,8 +61,12 @@ pub(crate) struct Slot<H> {
     pub(crate) bytes: u64,
     /// The most urgent priority of the holders, as the scheduler knows it.
     pub(crate) priority: Priority,
-    /// The current attempt, from 1.
-    pub(crate) attempt: u32,
+    /// The current attempt, from 1 (16 bits, so that the locator fits in the slot's 40 bytes;
+    /// attempts past `u16::MAX` count as that).
+    pub(crate) attempt: u16,
+    /// Where the source keeps the asset, from the first request's `entry_info`: its reads
+    /// need not look the key up again.
+    pub(crate) locator: Option<Locator>,
 }
 
 impl<H: Holder> Slot<H> {
@@ -143,7 +148,7 @@ impl<H: Holder> SlotTable<H> {
     }
 
     /// Starts a slot for `holder`'s path, with `holder` as its first: a new load, `Queued`,
-    /// of an asset declared `bytes` long.
+    /// of an asset declared `bytes` long, which its source keeps at `locator`.
     ///
     /// # Panics
     ///
@@ -154,8 +159,9 @@ impl<H: Holder> SlotTable<H> {
         generation: Generation,
         priority: Priority,
         bytes: u64,
+        locator: Option<Locator>,
     ) -> usize {
-        self.insert(holder, generation, Phase::Queued, priority, bytes)
+        self.insert(holder, generation, Phase::Queued, priority, bytes, locator)
     }
 
     /// Adds a slot for `holder`'s path, `Resident` with a value of `bytes` (an asset taken back
@@ -170,7 +176,7 @@ impl<H: Holder> SlotTable<H> {
         generation: Generation,
         bytes: u64,
     ) -> usize {
-        self.insert(holder, generation, Phase::Resident, Priority::default(), bytes)
+        self.insert(holder, generation, Phase::Resident, Priority::default(), bytes, None)
     }
 
     /// Adds a slot at its first attempt with `holder` as its first holder, and indexes it by
@@ -182,6 +188,7 @@ impl<H: Holder> SlotTable<H> {
         phase: Phase,
         priority: Priority,
         bytes: u64,
+        locator: Option<Locator>,
     ) -> usize {
         let hash = self.hasher.hash_one(holder.path());
         // Checked in debug builds only: every caller has just looked the path up, and a second
@@ -189,8 +196,15 @@ impl<H: Holder> SlotTable<H> {
         debug_assert!(self.find(hash, holder.path()).is_none(), "{} has a slot", holder.path());
         let mut holders = Holders::default();
         holders.push(holder);
-        let at =
-            self.slots.insert(Slot { generation, phase, holders, bytes, priority, attempt: 1 });
+        let at = self.slots.insert(Slot {
+            generation,
+            phase,
+            holders,
+            bytes,
+            priority,
+            attempt: 1,
+            locator,
+        });
         let (slots, hasher) = (&self.slots, &self.hasher);
         // Every indexed slot has a holder, so each can be hashed again as the index grows.
         self.by_path
@@ -332,7 +346,8 @@ mod tests {
     #[test]
     fn a_slot_goes_with_its_last_holder_and_takes_its_path_from_the_first() {
         let mut table: SlotTable<Held> = SlotTable::default();
-        let at = table.start_load(Held(RequestId(1), key(1)), Generation(1), Priority::Normal, 0);
+        let at =
+            table.start_load(Held(RequestId(1), key(1)), Generation(1), Priority::Normal, 0, None);
         table.attach(at, Held(RequestId(2), key(1)));
         table.attach(at, Held(RequestId(3), key(1)));
         assert_eq!(
@@ -375,7 +390,7 @@ mod tests {
                             Some(slot) => table.attach(slot, held),
                             None => {
                                 let generation = Generation(next);
-                                let slot = table.start_load(held, generation, Priority::Normal, 0);
+                                let slot = table.start_load(held, generation, Priority::Normal, 0, None);
                                 issued.push((slot, generation, key(k)));
                             }
                         }

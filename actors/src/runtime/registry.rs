@@ -10,8 +10,9 @@ use streamrt_messages::AssetTypeName;
 use streamrt_supervisor::{Activity, ChildSpec, Mailbox, RestartKind};
 
 use crate::asset::Decoder;
-use crate::cache::{Cache, CacheInbox, CacheLinks, CacheMsg, CacheStats, Salvage, TypeRoute};
-use crate::request::Ticket;
+use crate::cache::{
+    Cache, CacheInbox, CacheLinks, CacheMsg, CacheStats, NewRequest, Salvage, TypeRoute,
+};
 use crate::runtime::submit::DepRequester;
 use crate::runtime::RetryPolicy;
 use crate::telemetry::Probe;
@@ -32,7 +33,7 @@ pub(crate) struct TypeLink<T: Send + Sync + 'static> {
     /// The type's cache, for `Release` and `Reprioritize`.
     pub(crate) mailbox: Mailbox<CacheMsg<T>>,
     /// The type's cache's lane of new requests.
-    pub(crate) loads: Mailbox<Ticket<T>>,
+    pub(crate) loads: Mailbox<NewRequest<T>>,
     /// The type's placeholder, if one was registered.
     pub(crate) placeholder: Option<Arc<T>>,
     /// The runtime's clock, counters and event stream.

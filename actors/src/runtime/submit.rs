@@ -21,6 +21,7 @@ use streamrt_messages::replay_log::LogRecord;
 use streamrt_messages::{AssetKey, AssetLoadError, AssetTypeName, ErrorKind, Priority, RequestId};
 use streamrt_supervisor::Mailbox;
 
+use crate::cache::NewRequest;
 use crate::deps::{DepGate, DepHandle};
 use crate::frame::FrameMsg;
 use crate::request::{Handle, Lineage, RequestCell, RootHandle};
@@ -154,7 +155,7 @@ impl Submitter {
         if let Some(recorder) = self.probe.recorder() {
             recorder.entry(&key, &info);
         }
-        let EntryInfo { dependencies: deps, size } = info;
+        let EntryInfo { dependencies: deps, size, locator } = info;
         let gate = (!deps.is_empty()).then(|| DepGate::new(deps.len(), self.frame.clone()));
         let lineage = Lineage::new(gate.clone(), parent);
         let link = Arc::clone(&entry.link);
@@ -172,7 +173,7 @@ impl Submitter {
             walk.depth -= 1;
         }
         // A closed mailbox hands the ticket back; dropping it fails the request with Shutdown.
-        let _ = entry.link.loads.post(ticket);
+        let _ = entry.link.loads.post(NewRequest { ticket, locator });
         handle
     }
 

@@ -19,7 +19,7 @@ pub use coalesce::Coalescing;
 
 use coalesce::Coalescer;
 
-use super::{EntryInfo, Source, SourceError};
+use super::{EntryInfo, Locator, Source, SourceError};
 use crate::key_hash::KeyMap;
 
 /// Reads assets from a pack file; cloning shares the open file.
@@ -93,9 +93,9 @@ impl PackSource {
     }
 }
 
-impl Source for PackSource {
-    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
-        let &(at, _) = self.by_key.get(key).ok_or(SourceError::NotFound)?;
+impl PackSource {
+    /// Reads, decompresses and verifies the entry at `at` in the index.
+    fn read_entry(&self, at: usize) -> Result<Vec<u8>, SourceError> {
         let entry = &self.reader.entries()[at];
         let count = || {
             self.reads.fetch_add(1, Ordering::Relaxed);
@@ -107,6 +107,23 @@ impl Source for PackSource {
             EntryError::Corrupt(m) => SourceError::Corrupt(m),
         })
     }
+}
+
+impl Source for PackSource {
+    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+        let &(at, _) = self.by_key.get(key).ok_or(SourceError::NotFound)?;
+        self.read_entry(at)
+    }
+
+    fn read_located(&self, key: &AssetKey, locator: Locator) -> Result<Vec<u8>, SourceError> {
+        let at = locator.index();
+        debug_assert_eq!(self.by_key.get(key).map(|e| e.0), Some(at), "{key} located elsewhere");
+        if at >= self.reader.entries().len() {
+            // Not a locator of this pack: read by key.
+            return self.read(key);
+        }
+        self.read_entry(at)
+    }
 
     fn describe(&self) -> String {
         format!("pack:{}", self.path.display())
@@ -116,6 +133,7 @@ impl Source for PackSource {
         self.by_key.get(key).map_or_else(EntryInfo::default, |(i, deps)| EntryInfo {
             dependencies: deps.clone(),
             size: Some(self.reader.entries()[*i].raw_size),
+            locator: Locator::new(*i),
         })
     }
 }

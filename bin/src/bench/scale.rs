@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use streamrt::messages::AssetKey;
-use streamrt::{EntryInfo, Handle, MemorySource, Priority, Runtime, Source, SourceError};
+use streamrt::{EntryInfo, Handle, Locator, MemorySource, Priority, Runtime, Source, SourceError};
 
 use super::outcome::{Outcome, Target};
 use super::plot::{Chart, Series};
@@ -48,17 +48,26 @@ impl Gated {
         *self.open.0.lock().unwrap_or_else(PoisonError::into_inner) = true;
         self.open.1.notify_all();
     }
-}
 
-impl Source for Gated {
-    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+    /// Waits until the gate opens.
+    fn pass(&self) {
         let (lock, cv) = &*self.open;
         let mut open = lock.lock().unwrap_or_else(PoisonError::into_inner);
         while !*open {
             open = cv.wait(open).unwrap_or_else(PoisonError::into_inner);
         }
-        drop(open);
+    }
+}
+
+impl Source for Gated {
+    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+        self.pass();
         self.inner.read(key)
+    }
+
+    fn read_located(&self, key: &AssetKey, locator: Locator) -> Result<Vec<u8>, SourceError> {
+        self.pass();
+        self.inner.read_located(key, locator)
     }
 
     fn describe(&self) -> String {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use streamrt::messages::AssetKey;
-use streamrt::{EntryInfo, RuntimeConfig, Source, SourceError};
+use streamrt::{EntryInfo, Locator, RuntimeConfig, Source, SourceError};
 
 use super::outcome::{Outcome, Target};
 use super::throughput::limit;
@@ -40,6 +40,11 @@ impl<S: Source> Source for Delayed<S> {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
         std::thread::sleep(self.delay);
         self.inner.read(key)
+    }
+
+    fn read_located(&self, key: &AssetKey, locator: Locator) -> Result<Vec<u8>, SourceError> {
+        std::thread::sleep(self.delay);
+        self.inner.read_located(key, locator)
     }
 
     fn describe(&self) -> String {

@@ -1,0 +1,93 @@
+//! Sources as the runtime reads them: a source that indexes its entries (a pack, the memory
+//! source) gets each read with the locator it gave for that key, and reads the entry there.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use streamrt::pack::{Codec, PackLimits, PackWriter};
+use streamrt::{
+    AssetKey, EntryInfo, Locator, MemorySource, PackSource, Priority, Runtime, Source, SourceError,
+};
+use streamrt_integration::{blob_key, Blob, BlobDecoder, PATIENCE};
+
+/// Reads counted by how they came: with a locator, or by key alone.
+#[derive(Default)]
+struct Reads {
+    located: AtomicUsize,
+    by_key: AtomicUsize,
+}
+
+/// `inner`, counting its reads; a read whose locator is not the one `inner` gives for its key
+/// panics (and fails its load).
+struct Counting<S> {
+    inner: S,
+    reads: Arc<Reads>,
+}
+
+impl<S: Source> Source for Counting<S> {
+    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+        self.reads.by_key.fetch_add(1, Ordering::Relaxed);
+        self.inner.read(key)
+    }
+
+    fn read_located(&self, key: &AssetKey, locator: Locator) -> Result<Vec<u8>, SourceError> {
+        assert_eq!(self.inner.entry_info(key).locator, Some(locator), "{key} read elsewhere");
+        self.reads.located.fetch_add(1, Ordering::Relaxed);
+        self.inner.read_located(key, locator)
+    }
+
+    fn describe(&self) -> String {
+        format!("counting {}", self.inner.describe())
+    }
+
+    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
+        self.inner.entry_info(key)
+    }
+}
+
+fn payload(i: usize) -> Vec<u8> {
+    (0..600).map(|j| ((j * 3 + i) % 251) as u8).collect()
+}
+
+/// Requests `e0`..`e{count}` from `source`, checks each asset's bytes, and returns how the
+/// reads came.
+fn load_all(source: impl Source, count: usize) -> Arc<Reads> {
+    let reads = Arc::new(Reads::default());
+    let counting = Counting { inner: source, reads: Arc::clone(&reads) };
+    let rt = Runtime::builder().source(counting).register(BlobDecoder::default()).build().unwrap();
+    let handles: Vec<_> = (0..count)
+        .map(|i| rt.request::<Blob>(&format!("e{i}"), Priority::Normal).unwrap())
+        .collect();
+    for (i, handle) in handles.iter().enumerate() {
+        let blob = handle.wait_timeout(PATIENCE).expect("ends in time").expect("loads");
+        assert_eq!(blob.0, payload(i), "e{i}'s bytes");
+    }
+    rt.shutdown();
+    reads
+}
+
+#[test]
+fn every_read_of_a_pack_finds_its_entry_by_the_locator_the_pack_gave() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("located.pack");
+    let mut writer = PackWriter::create(&path).unwrap();
+    for i in 0..30 {
+        writer.add(&format!("blob:e{i}"), &payload(i), Codec::Lz4, vec![]).unwrap();
+    }
+    writer.finish().unwrap();
+    let reads = load_all(PackSource::open(&path, PackLimits::default()).unwrap(), 30);
+    assert_eq!(reads.located.load(Ordering::Relaxed), 30);
+    assert_eq!(reads.by_key.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn every_read_of_the_memory_source_finds_its_entry_by_the_locator_it_gave() {
+    let source = MemorySource::new();
+    // Inserted out of request order, so that no entry's place is its number.
+    for i in (0..30).rev() {
+        source.insert(blob_key(&format!("e{i}")), payload(i));
+    }
+    let reads = load_all(source, 30);
+    assert_eq!(reads.located.load(Ordering::Relaxed), 30);
+    assert_eq!(reads.by_key.load(Ordering::Relaxed), 0);
+}
