@@ -79,7 +79,9 @@ use streamrt_messages::{
     AssetKey, AssetLoadError, AssetPath, AssetTypeName, ErrorKind, EventKind, Generation,
     LoadState, Priority, RequestId,
 };
-use streamrt_supervisor::{drain_lane, ChildLink, Drained, ExitReason, Mailbox, StopChild, Wake};
+use streamrt_supervisor::{
+    drain_lane, wake_after_others, ChildLink, Drained, ExitReason, Mailbox, StopChild, Wake,
+};
 
 use crate::frame::{FrameMsg, ReadyEntry};
 use crate::key_hash::{KeyParts, PathMap};
@@ -746,7 +748,7 @@ impl<T: Send + Sync + 'static> Handler<Wake> for Cache<T> {
             ctx.stop();
             self.salvage();
         } else if lanes.contains(&Drained::More) {
-            ctx.notify(Wake);
+            wake_after_others(ctx);
         }
     }
 }

@@ -33,8 +33,9 @@ pub use mailbox::{Mailbox, MailboxClosed, Wake};
 pub use policy::{Backoff, Intensity, RestartKind, RestartPolicy, RestartWindow, Strategy};
 pub use pool::{PoolClosed, PoolSender, PoolStats, Worker, WorkerPool};
 pub use supervisor::{
-    drain_guarded, drain_lane, drain_turn, guarded, ChildLink, ChildSpec, Drained, Escalation,
-    ExitReason, StartFn, StopChild, Supervisor, SupervisorMsg, SupervisorStats,
+    drain_guarded, drain_lane, drain_turn, guarded, wake_after_others, ChildLink, ChildSpec,
+    Drained, Escalation, ExitReason, StartFn, StopChild, Supervisor, SupervisorMsg,
+    SupervisorStats,
 };
 
 /// The text of a caught panic's payload.
