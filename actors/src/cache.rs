@@ -18,8 +18,9 @@
 //! The scheduler's dispatch orders arrive in a lane of their own, drained before the mailbox at
 //! every wake, so a dispatched load reaches the IO pool without waiting behind the engine's
 //! requests. The engine's new requests have a lane of their own too (see `inbox`), drained in
-//! batches after the orders and before the mailbox; so a request's `Release` or `Reprioritize`
-//! may be handled before its load. Neither then finds the request, and neither needs to: a
+//! batches after the orders, then the handles' commands (`Release`, `Reprioritize`, a lane of
+//! their own as well), then the mailbox; so a request's `Release` or `Reprioritize` may be
+//! handled before its load, when the requests' lane holds more than a batch. Neither then finds the request, and neither needs to: a
 //! released request is terminal before its `Release` is posted, and its load is then skipped;
 //! a reprioritised one already carries its new priority, which its load reads. A `Ping` or a
 //! `Stats` query takes in the requests waiting in their lane before it replies.
@@ -94,17 +95,13 @@ use crate::source::Locator;
 use crate::telemetry::{Counters, Probe};
 use crate::work::{DispatchOrder, IoPort, Job, JobEnd, JobGuard, JobRoute, ReadJob};
 
-pub(crate) use inbox::{CacheInbox, NewRequest};
+pub(crate) use inbox::{CacheInbox, HandleChange, HandleCommand, NewRequest};
 use route::decoder_outcome;
 pub(crate) use route::TypeRoute;
 use slots::{Detached, Holder, Phase, SlotTable};
 
 /// What a cache is told.
 pub(crate) enum CacheMsg<T: Send + Sync + 'static> {
-    /// A request's handle let go (cancelled or dropped); the request's path finds its slot.
-    Release(RequestId, AssetPath),
-    /// A request's priority changed; the request's path finds its slot.
-    Reprioritize(RequestId, AssetPath, Priority),
     /// The scheduler refused a load (`QueueFull`).
     Refused(LoadRef, ErrorKind),
     /// A retry's backoff is over (a deterministic runtime's virtual timer).
@@ -262,12 +259,15 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
     }
 
+    fn handle_command(&mut self, HandleCommand { request, path, change }: HandleCommand) {
+        match change {
+            HandleChange::Release => self.release(request, &path),
+            HandleChange::Reprioritize(priority) => self.reprioritize(request, &path, priority),
+        }
+    }
+
     fn handle_msg(&mut self, msg: CacheMsg<T>) {
         match msg {
-            CacheMsg::Release(request, path) => self.release(request, &path),
-            CacheMsg::Reprioritize(request, path, priority) => {
-                self.reprioritize(request, &path, priority);
-            }
             CacheMsg::Refused(load, kind) => self.refused(load, kind),
             CacheMsg::RetryDue(load) => self.retry_due(load),
             CacheMsg::Decoded(job, value, size) => {
@@ -725,24 +725,29 @@ impl<T: Send + Sync + 'static> Handler<Wake> for Cache<T> {
         // mailbox's turn runs inside the orders' turn, so the orders count as handled only
         // once the whole wake is over: a deterministic driver must not see the actors idle
         // while this cache still drains its mailbox (see `Activity`).
-        // Then a batch of new requests, then a batch of the mailbox: a burst of requests shares
-        // each wake with the workers' replies rather than holding them up until it is all in.
+        // Then a batch of new requests, of handle commands and of the mailbox: a burst of
+        // requests (or of releases) shares each wake with the workers' replies rather than
+        // holding them up until it is all in.
         // The lanes leave the wake to this turn: one wake for whatever is left in any of them.
-        let (mut loads, mut messages) = (Drained::Done, Drained::Done);
+        let (mut loads, mut commands, mut messages) = (Drained::Done, Drained::Done, Drained::Done);
         let turn = |cache: &mut Self, ctx: &mut Context<Self>| {
             let rest = |cache: &mut Self, ctx: &mut Context<Self>| {
-                let after = |cache: &mut Self, ctx: &mut Context<Self>| {
-                    cache.schedule_retries(ctx);
-                    cache.flush();
+                let last = |cache: &mut Self, ctx: &mut Context<Self>| {
+                    let after = |cache: &mut Self, ctx: &mut Context<Self>| {
+                        cache.schedule_retries(ctx);
+                        cache.flush();
+                    };
+                    let mailbox = &inbox.messages;
+                    messages = drain_lane(cache, ctx, mailbox, &link, max, Self::handle_msg, after);
                 };
-                messages =
-                    drain_lane(cache, ctx, &inbox.messages, &link, max, Self::handle_msg, after);
+                let handles = &inbox.handles;
+                commands = drain_lane(cache, ctx, handles, &link, max, Self::handle_command, last);
             };
             loads = drain_lane(cache, ctx, &inbox.loads, &link, max, Self::load, rest);
         };
         let dispatches = &inbox.dispatches;
         let sent = drain_lane(self, ctx, dispatches, &link, usize::MAX, Self::dispatch, turn);
-        let lanes = [sent, loads, messages];
+        let lanes = [sent, loads, commands, messages];
         if lanes.contains(&Drained::Failed) {
             // Stopping: hand the unfinished requests to the next incarnation.
             ctx.stop();

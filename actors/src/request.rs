@@ -32,7 +32,7 @@ use streamrt_messages::{
     RequestId,
 };
 
-use crate::cache::CacheMsg;
+use crate::cache::{HandleChange, HandleCommand};
 use crate::deps::{ByteProgress, DepGate, DepHandle, Dependent};
 use crate::frame::ReadyEntry;
 use crate::runtime::TypeLink;
@@ -420,7 +420,12 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         if !self.released.swap(true, Ordering::AcqRel) {
             self.record_input(|| LogRecord::Cancel { id: self.id.0 });
             // A closed mailbox means the runtime shut down and the cache already let go.
-            let _ = self.link.mailbox.post(CacheMsg::Release(self.id, self.path.clone()));
+            let release = HandleCommand {
+                request: self.id,
+                path: self.path.clone(),
+                change: HandleChange::Release,
+            };
+            let _ = self.link.handles.post(release);
         }
     }
 
@@ -668,8 +673,9 @@ impl<T: Send + Sync + 'static> Handle<T> {
         }
         self.cell.record_input(|| LogRecord::Reprioritize { id: self.id().0, priority });
         self.cell.set_priority(priority);
-        let message = CacheMsg::Reprioritize(self.id(), self.cell.path.clone(), priority);
-        let _ = self.cell.link.mailbox.post(message);
+        let change = HandleChange::Reprioritize(priority);
+        let command = HandleCommand { request: self.id(), path: self.cell.path.clone(), change };
+        let _ = self.cell.link.handles.post(command);
         if let Some(gate) = self.cell.gate() {
             gate.reprioritize(priority);
         }
