@@ -335,9 +335,13 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
                 .with_key(self.key())
                 .with_priority(self.priority())
         });
-        wake_listeners(&self.changed);
+        // Counted before its waiters wake, so one woken by its end finds it in the status; a
+        // batch is counted once, after its last request (`PublishBatch::finish`).
         if !batched {
             Counters::bump(counter);
+        }
+        wake_listeners(&self.changed);
+        if !batched {
             wake_listeners(probe.any_progressed());
         }
         if to != LoadState::Ready {
