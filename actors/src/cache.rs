@@ -20,9 +20,9 @@
 //! requests. The engine's new requests have a lane of their own too (see `inbox`), drained in
 //! batches after the orders, then the handles' commands (`Release`, `Reprioritize`, a lane of
 //! their own as well), then the mailbox; so a request's `Release` or `Reprioritize` may be
-//! handled before its load, when the requests' lane holds more than a batch. Neither then finds the request, and neither needs to: a
-//! released request is terminal before its `Release` is posted, and its load is then skipped;
-//! a reprioritised one already carries its new priority, which its load reads. A `Ping` or a
+//! handled before its load. Neither then finds the request, and neither needs to: a released
+//! request is terminal before its `Release` is posted, and its load is then skipped; a
+//! reprioritised one already carries its new priority, which its load reads. A `Ping` or a
 //! `Stats` query takes in the requests waiting in their lane before it replies.
 //!
 //! Each cache sends its orders on in the scheduler's order; across asset types they
@@ -279,12 +279,13 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 self.ended(job.slot(), job.generation, end);
             }
             CacheMsg::Stats(reply) => {
-                // As a `Ping`: the figures count the requests made before the query.
-                self.take_loads();
+                // As a `Ping`: the figures count the requests and releases made before the
+                // query.
+                self.take_lanes();
                 let _ = reply.send(self.stats());
             }
             CacheMsg::Ping(ack) => {
-                self.take_loads();
+                self.take_lanes();
                 self.flush();
                 let _ = ack.send(());
             }
@@ -670,20 +671,28 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
     }
 
-    /// Takes in every request already in the loads lane, one at a time (a panic then loses
-    /// none of the others, still in the lane): what a `Ping` barrier does first, so that it
-    /// comes after the requests made before it, though they travel in their own lane.
-    fn take_loads(&mut self) {
-        let loads = self.inbox.loads.clone();
+    /// Takes in every request already in the loads lane, then every handle command already in
+    /// its lane (a request's load before its release), one at a time (a panic then loses none
+    /// of the others, still in their lane): what a `Ping` barrier or a `Stats` query does
+    /// first, so that it comes after the requests and commands made before it, though they
+    /// travel in lanes of their own.
+    fn take_lanes(&mut self) {
+        let (loads, handles) = (self.inbox.loads.clone(), self.inbox.handles.clone());
+        self.take_each(&loads, Self::load);
+        self.take_each(&handles, Self::handle_command);
+    }
+
+    fn take_each<M>(&mut self, lane: &Mailbox<M>, mut handle: impl FnMut(&mut Self, M)) {
         let mut one = Vec::with_capacity(1);
         loop {
-            loads.drain_into(1, &mut one);
-            let Some(request) = one.pop() else { return };
-            // Counted before it is handled: a panic in `load` loses this request (its ticket
-            // fails it), which must not leave it pending in a deterministic run's activity.
-            // The message that asked (`Ping`, `Stats`) is pending until its batch is over.
-            loads.handled(1);
-            self.load(request);
+            lane.drain_into(1, &mut one);
+            let Some(message) = one.pop() else { return };
+            // Counted before it is handled: a panic in its handler loses it (a request's
+            // ticket fails it), which must not leave it pending in a deterministic run's
+            // activity. The message that asked (`Ping`, `Stats`) is pending until its batch is
+            // over.
+            lane.handled(1);
+            handle(self, message);
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use streamrt::messages::{EventKind, RequestId};
-use streamrt::{ErrorKind, LoadState, Priority, ReadyError};
+use streamrt::{ErrorKind, Handle, LoadState, Priority, ReadyError, Runtime};
 use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
 
 use crate::runtime;
@@ -157,17 +157,38 @@ fn ten_thousand_mixed_requests_each_reach_exactly_one_terminal_state() {
     }
 }
 
+/// `count` requests of a runtime whose cache takes one message a wake (so that it takes
+/// messages in more slowly than they come), with a0's read held: the rest wait in the queue.
+fn slow_cache_with_requests(count: usize) -> (GatedSource, Runtime, Vec<Handle<Blob>>) {
+    let source = GatedSource::with_blobs(count);
+    source.gate.hold("a0");
+    let config = streamrt::RuntimeConfig { drain_batch_max: 1, ..Default::default() };
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config).workers(1));
+    let handles = (0..count)
+        .map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap())
+        .collect();
+    (source, rt, handles)
+}
+
+#[test]
+fn sync_returns_only_once_the_caches_took_every_release_made_before_it() {
+    let (source, rt, mut handles) = slow_cache_with_requests(20_000);
+    assert!(rt.sync(PATIENCE));
+    let held = handles.remove(0);
+    drop(handles);
+    assert!(rt.sync(PATIENCE));
+    // The live counters, as below: the scheduler's queue is empty only once every release
+    // reached the cache and the cache's cancels reached the scheduler.
+    let status = rt.status();
+    assert_eq!(status.queued, 0, "{status:?}");
+    source.gate.release("a0");
+    held.wait_timeout(PATIENCE).unwrap().unwrap();
+}
+
 #[test]
 fn sync_returns_only_once_the_caches_took_every_request_made_before_it() {
     const REQUESTS: usize = 20_000;
-    let source = GatedSource::with_blobs(REQUESTS);
-    source.gate.hold("a0");
-    // One message a wake, so that the cache takes the requests in more slowly than they come.
-    let config = streamrt::RuntimeConfig { drain_batch_max: 1, ..Default::default() };
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config).workers(1));
-    let handles: Vec<_> = (0..REQUESTS)
-        .map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap())
-        .collect();
+    let (source, rt, handles) = slow_cache_with_requests(REQUESTS);
     assert!(rt.sync(PATIENCE));
     // The live counters, read with no round trip: a cache query would take the requests in
     // itself before it answers, and so could not tell a sync that returned early.
