@@ -59,7 +59,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 ErrorKind::Io(format!("load dropped while {}", stage.name()))
             }
         };
-        let (attempt, origin, path) = (u32::from(slot.attempt), slot.origin(), slot.path().clone());
+        let (attempt, origin, path) = (slot.attempt(), slot.origin(), slot.path().clone());
         match self.verdict(&path, &kind, attempt) {
             Verdict::Retry { delay_ms } => self.retry(at, kind, delay_ms),
             Verdict::Quarantine { panics } => {
@@ -83,7 +83,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 Verdict::Retry { delay_ms: policy.backoff.delay_ms(attempt - 1) }
             };
         }
-        if kind.is_transient() && attempt < policy.attempts_max {
+        if kind.is_transient() && attempts_left(attempt, policy.attempts_max) {
             return Verdict::Retry { delay_ms: policy.backoff.delay_ms(attempt - 1) };
         }
         Verdict::Fail
@@ -99,7 +99,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         for ticket in &slot.holders {
             ticket.cell().advance(LoadState::Loading, LoadState::Pending);
         }
-        let (attempt, origin, path) = (u32::from(slot.attempt), slot.origin(), slot.path().clone());
+        let (attempt, origin, path) = (slot.attempt(), slot.origin(), slot.path().clone());
         Counters::bump(&self.links.probe.counters.retries);
         self.emit(EventKind::Retried { attempt, kind }, origin, &path);
         self.retry_later.push((delay_ms, load_ref(self.type_index, at, generation)));
@@ -108,7 +108,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn fail_slot(&mut self, at: usize, kind: ErrorKind) {
         let slot = self.table.remove(at);
         let key = self.key_of(slot.path());
-        let error = Arc::new(AssetLoadError { key, attempt: u32::from(slot.attempt), kind });
+        let error = Arc::new(AssetLoadError { key, attempt: slot.attempt(), kind });
         for ticket in &slot.holders {
             ticket.cell().fail(&error);
         }
@@ -145,5 +145,25 @@ impl<T: Send + Sync + 'static> Cache<T> {
             slot.phase = Phase::Queued;
             self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at)));
         }
+    }
+}
+
+/// Whether a load at its `attempt`th attempt may try again under a limit of `attempts_max`. A
+/// slot counts attempts in 16 bits, stopping at `u16::MAX`: a larger limit counts as that, or
+/// a load that kept failing would be retried for ever.
+fn attempts_left(attempt: u32, attempts_max: u32) -> bool {
+    attempt < attempts_max.min(u32::from(u16::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_past_what_a_slot_counts_still_ends_the_retries() {
+        assert!(attempts_left(2, 3));
+        assert!(!attempts_left(3, 3));
+        assert!(attempts_left(65_534, u32::MAX));
+        assert!(!attempts_left(65_535, u32::MAX), "the last attempt a slot can count");
     }
 }

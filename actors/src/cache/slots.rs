@@ -62,7 +62,7 @@ pub(crate) struct Slot<H> {
     /// The most urgent priority of the holders, as the scheduler knows it.
     pub(crate) priority: Priority,
     /// The current attempt, from 1 (16 bits, so that the locator fits in the slot's 40 bytes;
-    /// attempts past `u16::MAX` count as that).
+    /// it stops at `u16::MAX`, where retries stop too).
     pub(crate) attempt: u16,
     /// Where the source keeps the asset, from the first request's `entry_info`: its reads
     /// need not look the key up again.
@@ -70,6 +70,11 @@ pub(crate) struct Slot<H> {
 }
 
 impl<H: Holder> Slot<H> {
+    /// The current attempt, from 1, as errors and events count it.
+    pub(crate) fn attempt(&self) -> u32 {
+        u32::from(self.attempt)
+    }
+
     /// The key's path (the type is the cache's): its first holder's.
     ///
     /// # Panics
@@ -390,7 +395,8 @@ mod tests {
                             Some(slot) => table.attach(slot, held),
                             None => {
                                 let generation = Generation(next);
-                                let slot = table.start_load(held, generation, Priority::Normal, 0, None);
+                                let slot =
+                                    table.start_load(held, generation, Priority::Normal, 0, None);
                                 issued.push((slot, generation, key(k)));
                             }
                         }

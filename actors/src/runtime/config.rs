@@ -11,7 +11,7 @@ use crate::frame::PublishMode;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts at most for a transient failure (IO errors, loads a crashed worker lost),
-    /// counting the first. Other failures are not retried.
+    /// counting the first; past 65,535, 65,535. Other failures are not retried.
     pub attempts_max: u32,
     /// The delay before each retry: `min_ms`, doubling up to `max_ms`.
     pub backoff: Backoff,
