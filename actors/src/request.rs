@@ -335,13 +335,9 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
                 .with_key(self.key())
                 .with_priority(self.priority())
         });
-        // Counted before its waiters wake, so one woken by its end finds it in the status; a
-        // batch is counted once, after its last request (`PublishBatch::finish`).
-        if !batched {
-            Counters::bump(counter);
-        }
         wake_listeners(&self.changed);
         if !batched {
+            Counters::bump(counter);
             wake_listeners(probe.any_progressed());
         }
         if to != LoadState::Ready {
@@ -418,18 +414,18 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         }
     }
 
+    /// The command to its cache that makes `change` to this request.
+    fn command(&self, change: HandleChange) -> HandleCommand {
+        HandleCommand { request: self.id, path: self.path.clone(), change }
+    }
+
     /// Lets go of the asset at the cache, once: the cache then drops the load if no other
     /// request holds it.
     fn release(&self) {
         if !self.released.swap(true, Ordering::AcqRel) {
             self.record_input(|| LogRecord::Cancel { id: self.id.0 });
             // A closed mailbox means the runtime shut down and the cache already let go.
-            let release = HandleCommand {
-                request: self.id,
-                path: self.path.clone(),
-                change: HandleChange::Release,
-            };
-            let _ = self.link.handles.post(release);
+            let _ = self.link.handles.post(self.command(HandleChange::Release));
         }
     }
 
@@ -677,8 +673,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
         }
         self.cell.record_input(|| LogRecord::Reprioritize { id: self.id().0, priority });
         self.cell.set_priority(priority);
-        let change = HandleChange::Reprioritize(priority);
-        let command = HandleCommand { request: self.id(), path: self.cell.path.clone(), change };
+        let command = self.cell.command(HandleChange::Reprioritize(priority));
         let _ = self.cell.link.handles.post(command);
         if let Some(gate) = self.cell.gate() {
             gate.reprioritize(priority);

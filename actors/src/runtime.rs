@@ -622,6 +622,11 @@ impl Runtime {
     }
 
     /// The live status, read from counters without a round trip.
+    ///
+    /// A count can lag a request's own state for a moment: a request's end is visible (to
+    /// `state`, and to a wait, which returns as soon as it sees it) before its thread counts
+    /// it, and a publish batch is counted after its last request. After a [`Runtime::sync`],
+    /// the counts include every request that had ended before it.
     pub fn status(&self) -> Status {
         let c = &self.inner.probe.counters;
         Status {
