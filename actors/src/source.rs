@@ -36,8 +36,10 @@ pub trait Source: Send + Sync + 'static {
     /// The stored bytes of `key`, whose [`Source::entry_info`] gave `locator`: a source that
     /// hands out locators reads the entry the locator names, without looking `key` up. The
     /// runtime passes a locator back only with the key it was given for, to the source that
-    /// gave it. By default, [`Source::read`]: a wrapper that changes what a read does (a
-    /// delay, a fault) and forwards `entry_info` must forward this too, or leave it be.
+    /// gave it. By default, [`Source::read`], so a wrapper that keeps this default reads by
+    /// key. A wrapper that forwards it must hand the inner source only locators that source
+    /// gave for that key: one that renames keys or joins several sources must not forward
+    /// `entry_info`'s locators unchanged.
     ///
     /// # Errors
     ///

@@ -12,7 +12,7 @@
 //!
 //! New requests have a lane of their own because they come in bursts (a level's assets, all at
 //! once) faster than the cache takes them in: a request waits there as a 16-byte
-//! [`NewRequest`] (its ticket and its source's locator), not as a 128-byte message (the size of
+//! [`NewRequest`] (its ticket and its source's locator), not as a 136-byte message (the size of
 //! the largest, a worker's reply). At a million requests made at once, 700,000 of them waited
 //! (`streamctl bench scale`).
 //!

@@ -84,19 +84,14 @@ impl Source for MemorySource {
 
     fn read_located(&self, key: &AssetKey, locator: Locator) -> Result<Vec<u8>, SourceError> {
         let entries = self.entries();
-        debug_assert_eq!(
-            entries.places.get(key),
-            Some(&locator.index()),
-            "{key} located elsewhere"
-        );
-        match entries.stored.get(locator.index()) {
-            Some(stored) => Ok(stored.bytes.to_vec()),
-            // Not a locator of this source: read by key.
-            None => {
-                drop(entries);
-                self.read(key)
-            }
-        }
+        let Some(stored) = entries.stored.get(locator.index()) else {
+            // Past the entries: not a locator this source gave, so the key decides.
+            drop(entries);
+            return self.read(key);
+        };
+        let place = entries.places.get(key);
+        debug_assert_eq!(place, Some(&locator.index()), "{key} located elsewhere");
+        Ok(stored.bytes.to_vec())
     }
 
     fn entry_info(&self, key: &AssetKey) -> EntryInfo {
@@ -134,6 +129,15 @@ mod tests {
         assert_eq!(source.read_located(&key("b"), located).unwrap(), b"three");
         assert_eq!(source.read(&key("a")).unwrap(), b"one");
         assert_eq!(source.len(), 2);
+    }
+
+    #[test]
+    fn a_locator_past_the_entries_reads_by_key() {
+        let source = MemorySource::new();
+        source.insert(key("a"), b"one".to_vec());
+        let foreign = Locator::new(7).unwrap();
+        assert_eq!(source.read_located(&key("a"), foreign).unwrap(), b"one");
+        assert_eq!(source.read_located(&key("z"), foreign), Err(SourceError::NotFound));
     }
 
     #[test]
