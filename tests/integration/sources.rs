@@ -1,6 +1,7 @@
 //! Sources as the runtime reads them: a source that indexes its entries (a pack, the memory
 //! source) gets each read with the locator it gave for that key, and reads the entry there.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -66,17 +67,37 @@ fn load_all(source: impl Source, count: usize) -> Arc<Reads> {
     reads
 }
 
+/// A pack of `e0`..`e{count}` in `dir`, each `e{i}` depending on the keys `deps(i)` names.
+fn pack(dir: &Path, count: usize, deps: impl Fn(usize) -> Vec<String>) -> PackSource {
+    let path = dir.join("located.pack");
+    let mut writer = PackWriter::create(&path).unwrap();
+    for i in 0..count {
+        writer.add(&format!("blob:e{i}"), &payload(i), Codec::Lz4, deps(i)).unwrap();
+    }
+    writer.finish().unwrap();
+    PackSource::open(&path, PackLimits::default()).unwrap()
+}
+
 #[test]
 fn every_read_of_a_pack_finds_its_entry_by_the_locator_the_pack_gave() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("located.pack");
-    let mut writer = PackWriter::create(&path).unwrap();
-    for i in 0..30 {
-        writer.add(&format!("blob:e{i}"), &payload(i), Codec::Lz4, vec![]).unwrap();
-    }
-    writer.finish().unwrap();
-    let reads = load_all(PackSource::open(&path, PackLimits::default()).unwrap(), 30);
+    let reads = load_all(pack(dir.path(), 30, |_| vec![]), 30);
     assert_eq!(reads.located.load(Ordering::Relaxed), 30);
+    assert_eq!(reads.by_key.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn the_dependencies_a_pack_declares_are_read_by_their_own_locators() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = |i: usize| if i == 0 { vec![] } else { vec![format!("blob:e{}", i - 1)] };
+    let source = pack(dir.path(), 10, chain);
+    let reads = Arc::new(Reads::default());
+    let counting = Counting { inner: source, reads: Arc::clone(&reads) };
+    let rt = Runtime::builder().source(counting).register(BlobDecoder::default()).build().unwrap();
+    let last = rt.request::<Blob>("e9", Priority::Normal).unwrap();
+    assert_eq!(last.wait_timeout(PATIENCE).expect("ends in time").expect("loads").0, payload(9));
+    rt.shutdown();
+    assert_eq!(reads.located.load(Ordering::Relaxed), 10, "e9 and its nine dependencies");
     assert_eq!(reads.by_key.load(Ordering::Relaxed), 0);
 }
 

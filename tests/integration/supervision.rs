@@ -97,7 +97,9 @@ fn a_restarted_scheduler_counts_the_loads_its_predecessor_dispatched_against_its
 
 #[test]
 fn a_cache_restart_loses_no_request() {
-    restart_during_load_keeps_every_request(&CrashTarget::Cache("blob".into()), "cache:blob");
+    let source =
+        restart_during_load_keeps_every_request(&CrashTarget::Cache("blob".into()), "cache:blob");
+    assert_eq!(source.reads_by_key(), 0, "the salvaged loads kept their slots' locators");
 }
 
 #[test]
@@ -127,6 +129,7 @@ fn a_transient_io_error_is_retried_and_the_load_succeeds() {
         events.wait_for(PATIENCE, |e| matches!(e.kind, EventKind::Retried { attempt: 2, .. }));
     assert!(retried.is_some());
     assert_eq!(source.gate.started_count("flaky/x"), 2);
+    assert_eq!(source.reads_by_key(), 0, "the retry kept its slot's locator");
 }
 
 #[test]

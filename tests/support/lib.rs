@@ -17,6 +17,7 @@ mod scenario;
 pub use scenario::{key, Scenario};
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -127,16 +128,24 @@ pub struct GatedSource {
     pub inner: MemorySource,
     /// Passed before each read, on the key's path.
     pub gate: Gate,
+    /// Reads that came by key alone, without the locator the memory source gives.
+    by_key: Arc<AtomicUsize>,
 }
 
 impl GatedSource {
     /// A gated source over `count` blobs named `a0`, `a1`, ... of 16 bytes each.
     pub fn with_blobs(count: usize) -> Self {
-        let source = Self { inner: MemorySource::new(), gate: Gate::default() };
+        let source = Self::default();
         for i in 0..count {
             source.put(&format!("a{i}"), format!("blob-{i:011}").as_bytes());
         }
         source
+    }
+
+    /// Reads that came by key alone: every read the runtime makes of a key its source
+    /// located comes with the locator, so this stays 0.
+    pub fn reads_by_key(&self) -> usize {
+        self.by_key.load(Ordering::Relaxed)
     }
 
     /// Stores `bytes` under `blob:path`.
@@ -177,6 +186,7 @@ impl GatedSource {
 
 impl Source for GatedSource {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+        self.by_key.fetch_add(1, Ordering::Relaxed);
         self.pass(key)?;
         self.inner.read(key)
     }
