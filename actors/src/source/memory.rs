@@ -89,8 +89,12 @@ impl Source for MemorySource {
             drop(entries);
             return self.read(key);
         };
-        let place = entries.places.get(key);
-        debug_assert_eq!(place, Some(&locator.index()), "{key} located elsewhere");
+        // Checked in debug builds only: the lookup is what the locator saves.
+        debug_assert_eq!(
+            entries.places.get(key),
+            Some(&locator.index()),
+            "{key} located elsewhere"
+        );
         Ok(stored.bytes.to_vec())
     }
 
