@@ -19,7 +19,7 @@ use std::time::Duration;
 use streamrt_messages::AssetKey;
 
 use crate::asset::{DecodeError, Decoder};
-use crate::source::{Source, SourceError};
+use crate::source::{EntryInfo, Locator, Source, SourceError};
 
 /// An actor or pool to crash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,8 +91,14 @@ impl<S: Source> FaultySource<S> {
     }
 }
 
-impl<S: Source> Source for FaultySource<S> {
-    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+impl<S: Source> FaultySource<S> {
+    /// `read`, the inner source's read of `key` (by key or by locator), with the plan's read
+    /// faults around it.
+    fn faulty(
+        &self,
+        key: &AssetKey,
+        read: impl FnOnce() -> Result<Vec<u8>, SourceError>,
+    ) -> Result<Vec<u8>, SourceError> {
         let mut rng = self.dice.roll(key);
         if rng.f64() < self.plan.latency_rate && self.plan.latency_us_max > 0 {
             // Simulated slow storage: the IO worker thread waits as a slow disk would.
@@ -101,15 +107,31 @@ impl<S: Source> Source for FaultySource<S> {
         if rng.f64() < self.plan.io_error_rate {
             return Err(SourceError::Io(format!("injected IO error reading {key}")));
         }
-        let mut bytes = self.inner.read(key)?;
+        let mut bytes = read()?;
         if rng.f64() < self.plan.short_read_rate && !bytes.is_empty() {
             bytes.truncate(rng.usize(..bytes.len()));
         }
         Ok(bytes)
     }
+}
+
+/// Forwards what the inner source knows of a key (its dependencies, size and locator), so a
+/// chaos run reads by locator, with faults, as a runtime over that source does.
+impl<S: Source> Source for FaultySource<S> {
+    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+        self.faulty(key, || self.inner.read(key))
+    }
+
+    fn read_located(&self, key: &AssetKey, locator: Locator) -> Result<Vec<u8>, SourceError> {
+        self.faulty(key, || self.inner.read_located(key, locator))
+    }
 
     fn describe(&self) -> String {
         format!("faulty({})", self.inner.describe())
+    }
+
+    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
+        self.inner.entry_info(key)
     }
 }
 
@@ -148,5 +170,28 @@ impl<D: Decoder> Decoder for FaultyDecoder<D> {
 
     fn size_bytes(&self, asset: &D::Asset) -> u64 {
         self.inner.size_bytes(asset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::MemorySource;
+
+    fn plan(io_error_rate: f64) -> FaultPlan {
+        FaultPlan { seed: 1, io_error_rate, ..FaultPlan::default() }
+    }
+
+    #[test]
+    fn a_located_read_goes_through_the_same_faults_as_a_read_by_key() {
+        let inner = MemorySource::new();
+        let key = AssetKey::parse("blob:a").unwrap();
+        inner.insert(key.clone(), b"bytes".to_vec());
+        let clean = FaultySource::new(inner.clone(), plan(0.0));
+        let locator = clean.entry_info(&key).locator.expect("the inner source's locator");
+        assert_eq!(clean.read_located(&key, locator).unwrap(), b"bytes");
+        let failing = FaultySource::new(inner, plan(1.0));
+        assert!(matches!(failing.read_located(&key, locator), Err(SourceError::Io(_))));
+        assert!(matches!(failing.read(&key), Err(SourceError::Io(_))));
     }
 }
