@@ -17,12 +17,10 @@
 //!
 //! The scheduler's dispatch orders arrive in a lane of their own, drained before the mailbox at
 //! every wake, so a dispatched load reaches the IO pool without waiting behind the engine's
-//! requests. The engine's new requests have a lane of their own too (see `inbox`), drained in
-//! batches after the orders, then the handles' commands (`Release`, `Reprioritize`, a lane of
-//! their own as well), then the mailbox; so a request's `Release` or `Reprioritize` may be
-//! handled before its load. Neither then finds the request, and neither needs to: a released
-//! request is terminal before its `Release` is posted, and its load is then skipped; a
-//! reprioritised one already carries its new priority, which its load reads. A `Ping` or a
+//! requests. The engine's new requests and its handles' commands (`Release`, `Reprioritize`)
+//! have a lane of their own too, one FIFO (see `inbox`), drained in batches after the orders
+//! and before the mailbox; so a request's `Release` or `Reprioritize` comes after its load. A
+//! `Ping` or a
 //! `Stats` query takes in the requests waiting in their lane before it replies.
 //!
 //! Each cache sends its orders on in the scheduler's order; across asset types they
@@ -95,7 +93,7 @@ use crate::source::Locator;
 use crate::telemetry::{Counters, Probe};
 use crate::work::{DispatchOrder, IoPort, Job, JobEnd, JobGuard, JobRoute, ReadJob};
 
-pub(crate) use inbox::{CacheInbox, HandleChange, HandleCommand, NewRequest};
+pub(crate) use inbox::{CacheInbox, EngineMsg};
 use route::decoder_outcome;
 pub(crate) use route::TypeRoute;
 use slots::{Detached, Holder, Phase, SlotTable};
@@ -197,7 +195,7 @@ pub(crate) struct CacheLinks {
 }
 
 /// The requests a failed cache hands to its next incarnation, each with its slot's locator.
-pub(crate) type Salvage<T> = Arc<Mutex<Vec<NewRequest<T>>>>;
+pub(crate) type Salvage<T> = Arc<Mutex<Vec<(Ticket<T>, Option<Locator>)>>>;
 
 /// See the module docs.
 pub(crate) struct Cache<T: Send + Sync + 'static> {
@@ -259,10 +257,13 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
     }
 
-    fn handle_command(&mut self, HandleCommand { request, path, change }: HandleCommand) {
-        match change {
-            HandleChange::Release => self.release(request, &path),
-            HandleChange::Reprioritize(priority) => self.reprioritize(request, &path, priority),
+    fn engine_msg(&mut self, msg: EngineMsg<T>) {
+        match msg {
+            EngineMsg::Load(ticket, locator) => self.load(ticket, locator),
+            EngineMsg::Release(cell) => self.release(cell.id(), cell.path()),
+            EngineMsg::Reprioritize(cell, priority) => {
+                self.reprioritize(cell.id(), cell.path(), priority);
+            }
         }
     }
 
@@ -281,11 +282,11 @@ impl<T: Send + Sync + 'static> Cache<T> {
             CacheMsg::Stats(reply) => {
                 // As a `Ping`: the figures count the requests and releases made before the
                 // query.
-                self.take_lanes();
+                self.take_engine();
                 let _ = reply.send(self.stats());
             }
             CacheMsg::Ping(ack) => {
-                self.take_lanes();
+                self.take_engine();
                 self.flush();
                 let _ = ack.send(());
             }
@@ -308,7 +309,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         AssetKey::from_parts(self.asset_type.clone(), path.clone())
     }
 
-    fn load(&mut self, NewRequest { ticket, locator }: NewRequest<T>) {
+    fn load(&mut self, ticket: Ticket<T>, locator: Option<Locator>) {
         let cell = Arc::clone(ticket.cell());
         if cell.state().is_terminal() {
             // Cancelled before the cache saw it: start nothing.
@@ -637,7 +638,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         for slot in self.table.drain() {
             let locator = slot.locator;
             let unfinished = slot.holders.into_iter().filter(|t| !t.cell().state().is_terminal());
-            salvage.extend(unfinished.map(|ticket| NewRequest { ticket, locator }));
+            salvage.extend(unfinished.map(|ticket| (ticket, locator)));
         }
         // What the failed batch produced still stands: staged requests must reach the frame
         // queue (their loads are gone) and finished jobs must return their credits. Queued
@@ -651,9 +652,9 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn readmit(&mut self) {
         let salvaged =
             std::mem::take(&mut *self.salvage.lock().unwrap_or_else(PoisonError::into_inner));
-        for request in salvaged {
-            request.ticket.cell().advance(LoadState::Loading, LoadState::Pending);
-            self.load(request);
+        for (ticket, locator) in salvaged {
+            ticket.cell().advance(LoadState::Loading, LoadState::Pending);
+            self.load(ticket, locator);
         }
     }
 
@@ -671,28 +672,22 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
     }
 
-    /// Takes in every request already in the loads lane, then every handle command already in
-    /// its lane (a request's load before its release), one at a time (a panic then loses none
-    /// of the others, still in their lane): what a `Ping` barrier or a `Stats` query does
-    /// first, so that it comes after the requests and commands made before it, though they
-    /// travel in lanes of their own.
-    fn take_lanes(&mut self) {
-        let (loads, handles) = (self.inbox.loads.clone(), self.inbox.handles.clone());
-        self.take_each(&loads, Self::load);
-        self.take_each(&handles, Self::handle_command);
-    }
-
-    fn take_each<M>(&mut self, lane: &Mailbox<M>, mut handle: impl FnMut(&mut Self, M)) {
+    /// Takes in everything already in the engine's lane, one message at a time (a panic then
+    /// loses none of the others, still in the lane): what a `Ping` barrier or a `Stats` query
+    /// does first, so that it comes after the requests and releases made before it, though
+    /// they travel in their own lane.
+    fn take_engine(&mut self) {
+        let engine = self.inbox.engine.clone();
         let mut one = Vec::with_capacity(1);
         loop {
-            lane.drain_into(1, &mut one);
-            let Some(message) = one.pop() else { return };
+            engine.drain_into(1, &mut one);
+            let Some(msg) = one.pop() else { return };
             // Counted before it is handled: a panic in its handler loses it (a request's
             // ticket fails it), which must not leave it pending in a deterministic run's
             // activity. The message that asked (`Ping`, `Stats`) is pending until its batch is
             // over.
-            lane.handled(1);
-            handle(self, message);
+            engine.handled(1);
+            self.engine_msg(msg);
         }
     }
 }
@@ -734,29 +729,25 @@ impl<T: Send + Sync + 'static> Handler<Wake> for Cache<T> {
         // mailbox's turn runs inside the orders' turn, so the orders count as handled only
         // once the whole wake is over: a deterministic driver must not see the actors idle
         // while this cache still drains its mailbox (see `Activity`).
-        // Then a batch of new requests, of handle commands and of the mailbox: a burst of
-        // requests (or of releases) shares each wake with the workers' replies rather than
-        // holding them up until it is all in.
+        // Then a batch of the engine's lane, then a batch of the mailbox: a burst of requests
+        // (or of releases) shares each wake with the workers' replies rather than holding them
+        // up until it is all in.
         // The lanes leave the wake to this turn: one wake for whatever is left in any of them.
-        let (mut loads, mut commands, mut messages) = (Drained::Done, Drained::Done, Drained::Done);
+        let (mut engine, mut messages) = (Drained::Done, Drained::Done);
         let turn = |cache: &mut Self, ctx: &mut Context<Self>| {
             let rest = |cache: &mut Self, ctx: &mut Context<Self>| {
-                let last = |cache: &mut Self, ctx: &mut Context<Self>| {
-                    let after = |cache: &mut Self, ctx: &mut Context<Self>| {
-                        cache.schedule_retries(ctx);
-                        cache.flush();
-                    };
-                    let mailbox = &inbox.messages;
-                    messages = drain_lane(cache, ctx, mailbox, &link, max, Self::handle_msg, after);
+                let after = |cache: &mut Self, ctx: &mut Context<Self>| {
+                    cache.schedule_retries(ctx);
+                    cache.flush();
                 };
-                let handles = &inbox.handles;
-                commands = drain_lane(cache, ctx, handles, &link, max, Self::handle_command, last);
+                messages =
+                    drain_lane(cache, ctx, &inbox.messages, &link, max, Self::handle_msg, after);
             };
-            loads = drain_lane(cache, ctx, &inbox.loads, &link, max, Self::load, rest);
+            engine = drain_lane(cache, ctx, &inbox.engine, &link, max, Self::engine_msg, rest);
         };
         let dispatches = &inbox.dispatches;
         let sent = drain_lane(self, ctx, dispatches, &link, usize::MAX, Self::dispatch, turn);
-        let lanes = [sent, loads, commands, messages];
+        let lanes = [sent, engine, messages];
         if lanes.contains(&Drained::Failed) {
             // Stopping: hand the unfinished requests to the next incarnation.
             ctx.stop();

@@ -32,7 +32,7 @@ use streamrt_messages::{
     RequestId,
 };
 
-use crate::cache::{HandleChange, HandleCommand};
+use crate::cache::EngineMsg;
 use crate::deps::{ByteProgress, DepGate, DepHandle, Dependent};
 use crate::frame::ReadyEntry;
 use crate::runtime::TypeLink;
@@ -414,18 +414,13 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         }
     }
 
-    /// The command to its cache that makes `change` to this request.
-    fn command(&self, change: HandleChange) -> HandleCommand {
-        HandleCommand { request: self.id, path: self.path.clone(), change }
-    }
-
     /// Lets go of the asset at the cache, once: the cache then drops the load if no other
     /// request holds it.
-    fn release(&self) {
+    fn release(self: &Arc<Self>) {
         if !self.released.swap(true, Ordering::AcqRel) {
             self.record_input(|| LogRecord::Cancel { id: self.id.0 });
             // A closed mailbox means the runtime shut down and the cache already let go.
-            let _ = self.link.handles.post(self.command(HandleChange::Release));
+            let _ = self.link.engine.post(EngineMsg::Release(Arc::clone(self)));
         }
     }
 
@@ -673,8 +668,8 @@ impl<T: Send + Sync + 'static> Handle<T> {
         }
         self.cell.record_input(|| LogRecord::Reprioritize { id: self.id().0, priority });
         self.cell.set_priority(priority);
-        let command = self.cell.command(HandleChange::Reprioritize(priority));
-        let _ = self.cell.link.handles.post(command);
+        let message = EngineMsg::Reprioritize(Arc::clone(&self.cell), priority);
+        let _ = self.cell.link.engine.post(message);
         if let Some(gate) = self.cell.gate() {
             gate.reprioritize(priority);
         }

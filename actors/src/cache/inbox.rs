@@ -1,69 +1,53 @@
-//! A cache's inbox: the mailbox of its messages, the lane of the engine's new requests, the lane
-//! of its handles' commands (release, reprioritise) and the lane of the scheduler's dispatch
-//! orders, attached to the same actor, closed together and tracked together.
+//! A cache's inbox: the mailbox of its messages, the lane of what the engine asks of it (new
+//! requests and handle commands) and the lane of the scheduler's dispatch orders, attached to
+//! the same actor, closed together and tracked together.
 //!
 //! # Ordering
 //!
-//! At every wake the cache drains the dispatch lane in full, then a batch of new requests, then
-//! a batch of handle commands, then a batch of its messages (see the cache's `# Ordering`): a
-//! dispatched load never waits behind the engine's requests.
+//! At every wake the cache drains the dispatch lane in full, then a batch of the engine's lane,
+//! then a batch of its messages (see the cache's `# Ordering`): a dispatched load never waits
+//! behind the engine's requests. The engine's lane is one FIFO, so a request's `Release` or
+//! `Reprioritize` always comes after its load.
 //!
 //! # Size
 //!
-//! New requests have a lane of their own because they come in bursts (a level's assets, all at
-//! once) faster than the cache takes them in: a request waits there as a 16-byte
-//! [`NewRequest`] (its ticket and its source's locator), not as a 136-byte message (the size of
-//! the largest, a worker's reply). At a million requests made at once, 700,000 of them waited
-//! (`streamctl bench scale`).
-//!
-//! Handle commands have a lane of their own for the same reason: dropping a level's handles
-//! posts a `Release` for each at once. As 136-byte messages, the million handles `streamctl
-//! bench scale` drops after its deepest run left half a million waiting at once, in a buffer
-//! of 1,048,576 slots: 136 MiB; as 32-byte [`HandleCommand`]s, 32 MiB.
+//! The engine's lane is a lane of its own because its messages come in bursts (a level's
+//! assets requested at once, or its handles dropped at once) faster than the cache takes them
+//! in: each waits there as a 16-byte [`EngineMsg`] (a release names its request by its cell),
+//! not as a 136-byte message (the size of the largest, a worker's reply). At a million
+//! requests made at once, 700,000 of them waited (`streamctl bench scale`); the million
+//! handles that bench drops after its deepest run left half a million releases waiting at
+//! once, in a buffer of 1,048,576 slots: 136 MiB as messages, 16 MiB here.
 
 use std::sync::Arc;
 
 use actix::Recipient;
+use streamrt_messages::Priority;
 use streamrt_supervisor::{Activity, Mailbox, Wake};
 
 use super::CacheMsg;
-use streamrt_messages::{AssetPath, Priority, RequestId};
-
-use crate::request::Ticket;
+use crate::request::{RequestCell, Ticket};
 use crate::source::Locator;
 use crate::work::DispatchOrder;
 
-/// What a request's handle asks of its cache; the request's path finds its slot.
-pub(crate) struct HandleCommand {
-    pub(crate) request: RequestId,
-    pub(crate) path: AssetPath,
-    pub(crate) change: HandleChange,
+/// What the engine's side asks of a cache, in the order it asked (see `# Ordering`).
+pub(crate) enum EngineMsg<T: Send + Sync + 'static> {
+    /// A new request, with where its source keeps its asset (from the source's `entry_info`),
+    /// kept in the slot for the read. Fields of the variant, not a struct: the tag then fits
+    /// beside the locator and the message in 16 bytes (see `# Size`).
+    Load(Ticket<T>, Option<Locator>),
+    /// A request's handle let go (cancelled or dropped); the request's path finds its slot.
+    Release(Arc<RequestCell<T>>),
+    /// A request's priority changed; the request's path finds its slot.
+    Reprioritize(Arc<RequestCell<T>>, Priority),
 }
 
-/// See [`HandleCommand`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HandleChange {
-    /// The handle let go (cancelled or dropped).
-    Release,
-    /// The request's priority changed.
-    Reprioritize(Priority),
-}
-
-/// A request the engine made, on its way to its cache: its ticket, and where the source keeps
-/// its asset (from the source's `entry_info`), kept in the slot for the read. Dropped unhandled,
-/// its ticket fails the request.
-pub(crate) struct NewRequest<T: Send + Sync + 'static> {
-    pub(crate) ticket: Ticket<T>,
-    pub(crate) locator: Option<Locator>,
-}
-
-/// A cache's four mailboxes: its messages, the engine's new requests (`LoadAsset`), its
-/// handles' commands and the scheduler's dispatch orders (see `# Ordering`). All four are
-/// attached to the same actor, closed together and tracked together.
+/// A cache's three mailboxes: its messages, the engine's lane and the scheduler's dispatch
+/// orders (see `# Ordering`). All three are attached to the same actor, closed together and
+/// tracked together.
 pub(crate) struct CacheInbox<T: Send + Sync + 'static> {
     pub(crate) messages: Mailbox<CacheMsg<T>>,
-    pub(crate) loads: Mailbox<NewRequest<T>>,
-    pub(crate) handles: Mailbox<HandleCommand>,
+    pub(crate) engine: Mailbox<EngineMsg<T>>,
     pub(crate) dispatches: Mailbox<DispatchOrder>,
 }
 
@@ -71,8 +55,7 @@ impl<T: Send + Sync + 'static> Clone for CacheInbox<T> {
     fn clone(&self) -> Self {
         Self {
             messages: self.messages.clone(),
-            loads: self.loads.clone(),
-            handles: self.handles.clone(),
+            engine: self.engine.clone(),
             dispatches: self.dispatches.clone(),
         }
     }
@@ -80,36 +63,28 @@ impl<T: Send + Sync + 'static> Clone for CacheInbox<T> {
 
 impl<T: Send + Sync + 'static> CacheInbox<T> {
     pub(crate) fn new() -> Self {
-        Self {
-            messages: Mailbox::new(),
-            loads: Mailbox::new(),
-            handles: Mailbox::new(),
-            dispatches: Mailbox::new(),
-        }
+        Self { messages: Mailbox::new(), engine: Mailbox::new(), dispatches: Mailbox::new() }
     }
 
-    /// Attaches the cache incarnation that drains all four.
+    /// Attaches the cache incarnation that drains all three.
     pub(super) fn attach(&self, waker: &Recipient<Wake>) {
         self.messages.attach(waker.clone());
-        self.loads.attach(waker.clone());
-        self.handles.attach(waker.clone());
+        self.engine.attach(waker.clone());
         self.dispatches.attach(waker.clone());
     }
 
-    /// Closes all four. The messages, requests and commands not yet handled are dropped (the
-    /// requests' tickets fail them), and so are the orders (their read credits go back).
+    /// Closes all three. The messages and requests not yet handled are dropped (their tickets
+    /// fail their requests), and so are the orders (their read credits go back).
     pub(crate) fn close(&self) {
         drop(self.messages.close());
-        drop(self.loads.close());
-        drop(self.handles.close());
+        drop(self.engine.close());
         drop(self.dispatches.close());
     }
 
-    /// Counts the four mailboxes' messages in a deterministic runtime's activity.
+    /// Counts the three mailboxes' messages in a deterministic runtime's activity.
     pub(crate) fn track(&self, activity: &Arc<Activity>) {
         self.messages.track(activity);
-        self.loads.track(activity);
-        self.handles.track(activity);
+        self.engine.track(activity);
         self.dispatches.track(activity);
     }
 }
@@ -119,7 +94,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_handle_command_is_32_bytes() {
-        assert_eq!(std::mem::size_of::<HandleCommand>(), 32);
+    fn an_engine_message_is_16_bytes() {
+        assert_eq!(std::mem::size_of::<EngineMsg<u8>>(), 16);
     }
 }

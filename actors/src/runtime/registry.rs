@@ -11,8 +11,7 @@ use streamrt_supervisor::{Activity, ChildSpec, Mailbox, RestartKind};
 
 use crate::asset::Decoder;
 use crate::cache::{
-    Cache, CacheInbox, CacheLinks, CacheMsg, CacheStats, HandleCommand, NewRequest, Salvage,
-    TypeRoute,
+    Cache, CacheInbox, CacheLinks, CacheMsg, CacheStats, EngineMsg, Salvage, TypeRoute,
 };
 use crate::runtime::submit::DepRequester;
 use crate::runtime::RetryPolicy;
@@ -31,10 +30,9 @@ pub(crate) struct TypeEntry<T: Send + Sync + 'static> {
 pub(crate) struct TypeLink<T: Send + Sync + 'static> {
     /// The type's name: the cell keeps only its key's path.
     pub(crate) asset_type: AssetTypeName,
-    /// The type's cache's lane of handle commands (`Release`, `Reprioritize`).
-    pub(crate) handles: Mailbox<HandleCommand>,
-    /// The type's cache's lane of new requests.
-    pub(crate) loads: Mailbox<NewRequest<T>>,
+    /// The type's cache's lane of the engine's messages: new requests, `Release` and
+    /// `Reprioritize`.
+    pub(crate) engine: Mailbox<EngineMsg<T>>,
     /// The type's placeholder, if one was registered.
     pub(crate) placeholder: Option<Arc<T>>,
     /// The runtime's clock, counters and event stream.
@@ -104,8 +102,7 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
     ) -> (Arc<dyn Any + Send + Sync>, Arc<dyn DepRequester>) {
         let link = TypeLink {
             asset_type: self.name.clone(),
-            handles: self.inbox.handles.clone(),
-            loads: self.inbox.loads.clone(),
+            engine: self.inbox.engine.clone(),
             placeholder: placeholder.and_then(|p| p.downcast_ref::<Arc<D::Asset>>()).cloned(),
             probe: Arc::clone(probe),
         };

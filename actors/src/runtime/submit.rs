@@ -21,7 +21,7 @@ use streamrt_messages::replay_log::LogRecord;
 use streamrt_messages::{AssetKey, AssetLoadError, AssetTypeName, ErrorKind, Priority, RequestId};
 use streamrt_supervisor::Mailbox;
 
-use crate::cache::NewRequest;
+use crate::cache::EngineMsg;
 use crate::deps::{DepGate, DepHandle};
 use crate::frame::FrameMsg;
 use crate::request::{Handle, Lineage, RequestCell, RootHandle};
@@ -173,7 +173,7 @@ impl Submitter {
             walk.depth -= 1;
         }
         // A closed mailbox hands the ticket back; dropping it fails the request with Shutdown.
-        let _ = entry.link.loads.post(NewRequest { ticket, locator });
+        let _ = entry.link.engine.post(EngineMsg::Load(ticket, locator));
         handle
     }
 
