@@ -125,6 +125,27 @@ fn an_io_failure_is_retried_and_the_retry_succeeds() {
 }
 
 #[test]
+fn a_load_reprioritised_while_it_is_read_is_retried_at_its_new_priority() {
+    let mut s = Scenario::new();
+    s.config.reads_in_flight = 1;
+    let a = s.request("blob:a", Priority::Low);
+    let b = s.request("blob:b", Priority::Normal);
+    let c = s.request("blob:c", Priority::Normal);
+    // `a` took the one read credit; raised now, only its retry can move in the queue.
+    s.reprioritize(a, Priority::Critical);
+    s.read_fails("blob:a", ErrorKind::Io("disk hiccup".into())).load("blob:a", 10);
+    s.load("blob:b", 10).load("blob:c", 10).frame().shutdown();
+    let (text, report) = s.transcript();
+    snapshot("retry_at_new_priority", &text);
+    let dispatched: Vec<Option<u64>> =
+        lines_of(&report, "dispatched").iter().map(|l| l.1).collect();
+    let retry = dispatched.iter().rposition(|&r| r == Some(a)).expect("a is retried");
+    let of_c = dispatched.iter().position(|&r| r == Some(c)).expect("c is dispatched");
+    assert!(retry < of_c, "the Critical retry waited behind Normal c: {dispatched:?} (b={b:?})");
+    assert!(saw(&report, "published", a));
+}
+
+#[test]
 fn a_panicking_decoder_restarts_its_worker_then_the_key_is_quarantined() {
     let mut s = Scenario::new();
     s.config.panics_max = 2;
