@@ -81,8 +81,9 @@ impl Sum for ByteProgress {
 
 /// A request that has dependencies, as its gate sees it.
 pub(crate) trait Dependent: Send + Sync {
-    /// Fails the request (a dependency failed) unless it already ended.
-    fn fail_dependent(&self, kind: ErrorKind);
+    /// Fails the request (a dependency failed) unless it already ended, and lets go of its
+    /// own load.
+    fn fail_dependent(self: Arc<Self>, kind: ErrorKind);
 }
 
 /// A dependency request, whatever its asset type. Dropping it releases the request.

@@ -417,11 +417,20 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     /// Lets go of the asset at the cache, once: the cache then drops the load if no other
     /// request holds it.
     fn release(self: &Arc<Self>) {
-        if !self.released.swap(true, Ordering::AcqRel) {
+        if self.mark_released() {
             self.record_input(|| LogRecord::Cancel { id: self.id.0 });
-            // A closed mailbox means the runtime shut down and the cache already let go.
-            let _ = self.link.engine.post(EngineMsg::Release(Arc::clone(self)));
+            self.post_release();
         }
+    }
+
+    /// Marks the request released; true the first time only.
+    fn mark_released(&self) -> bool {
+        !self.released.swap(true, Ordering::AcqRel)
+    }
+
+    fn post_release(self: &Arc<Self>) {
+        // A closed mailbox means the runtime shut down and the cache already let go.
+        let _ = self.link.engine.post(EngineMsg::Release(Arc::clone(self)));
     }
 
     /// Microseconds from the request to its terminal state, once terminal.
@@ -433,8 +442,15 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 }
 
 impl<T: Send + Sync + 'static> Dependent for RequestCell<T> {
-    fn fail_dependent(&self, kind: ErrorKind) {
-        self.fail_with(|| Arc::new(AssetLoadError { key: self.key(), attempt: 0, kind }));
+    fn fail_dependent(self: Arc<Self>, kind: ErrorKind) {
+        let failed =
+            self.fail_with(|| Arc::new(AssetLoadError { key: self.key(), attempt: 0, kind }));
+        // Its own asset can never be handed out now, so the cache lets go of it as for a
+        // cancel: a failed handle the engine keeps (to show the error) holds no load and no
+        // memory. Not an engine input, so not recorded; the replay fails it the same way.
+        if failed && self.mark_released() {
+            self.post_release();
+        }
     }
 }
 

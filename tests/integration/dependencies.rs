@@ -86,6 +86,34 @@ fn a_failed_dependency_fails_every_dependent_up_the_chain_naming_it_and_its_caus
 }
 
 #[test]
+fn a_dependent_failed_by_its_dependency_lets_go_of_its_own_load_while_its_handle_is_kept() {
+    let source = GatedSource::default();
+    source.put_with_deps("blob:root", b"root", &["blob:missing"]);
+    source.gate.hold("root");
+    source.gate.hold("missing");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let root = rt.request::<Blob>("root", Priority::Normal).unwrap();
+    source.gate.wait_started("root", 1);
+    source.gate.wait_started("missing", 1);
+    source.gate.release("missing");
+    let Some(Err(ReadyError::Failed(error))) = root.wait_timeout(PATIENCE) else {
+        panic!("the root fails: {:?}", root.state());
+    };
+    assert!(matches!(error.kind, ErrorKind::DependencyFailed { .. }), "{error}");
+    // The root's read is still held; its load must go all the same, its handle kept.
+    let mut syncs = 0;
+    let holders = |rt: &streamrt::Runtime| rt.cache_stats(PATIENCE)[0].holders;
+    while holders(&rt) > 0 && syncs < 1_000 {
+        assert!(rt.sync(PATIENCE));
+        syncs += 1;
+    }
+    let stats = &rt.cache_stats(PATIENCE)[0];
+    assert_eq!((stats.holders, stats.entries), (0, 0), "the failed root still holds its load");
+    source.gate.release("root");
+    assert_eq!(root.state(), LoadState::Failed);
+}
+
+#[test]
 fn cancelling_an_asset_releases_the_dependencies_only_it_held() {
     let source = GatedSource::with_blobs(1);
     source.put_with_deps("blob:d1", b"d1", &["blob:shared", "blob:only1"]);
