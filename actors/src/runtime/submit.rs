@@ -133,10 +133,16 @@ impl Submitter {
         handle
     }
 
+    /// Requests made and not yet ended. The counters are read one by one while other threads
+    /// make and end requests, so the ends read can include a request made after `requested`
+    /// was read: the difference stops at zero instead of wrapping, which refused the request
+    /// with a false `QueueFull` (and panicked in a debug build).
     fn outstanding(&self) -> u64 {
         let c = &self.probe.counters;
-        Counters::get(&c.requested)
-            - (Counters::get(&c.ready) + Counters::get(&c.failed) + Counters::get(&c.cancelled))
+        let requested = Counters::get(&c.requested);
+        let ended =
+            Counters::get(&c.ready) + Counters::get(&c.failed) + Counters::get(&c.cancelled);
+        requested.saturating_sub(ended)
     }
 
     fn submit<T: Send + Sync + 'static>(
