@@ -21,6 +21,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -172,14 +173,25 @@ impl Probe {
 
     /// Buffers an event for the sink; drops and counts it when the buffer is full. Also
     /// reported to `tracing` (target `streamrt`, level debug) when that is enabled.
+    ///
+    /// # Panics
+    ///
+    /// Never for a `tracing` subscriber's panic: the subscriber is the embedding program's
+    /// code, and its panic is caught here (the panic hook has reported it), so that event is
+    /// all it costs. Events are emitted in the middle of the runtime's own steps (a request's
+    /// end is emitted before its waiters wake and its dependents hear of it, and a batch of
+    /// publishes is counted after its last), and unwinding from one would leave them half done.
     pub(crate) fn emit(&self, event: Event) {
-        tracing::debug!(
-            target: "streamrt",
-            event = event.kind.name(),
-            request = event.request.map(|r| r.0),
-            key = event.key.as_ref().map(tracing::field::display),
-            frame = event.frame,
-        );
+        let traced = catch_unwind(AssertUnwindSafe(|| {
+            tracing::debug!(
+                target: "streamrt",
+                event = event.kind.name(),
+                request = event.request.map(|r| r.0),
+                key = event.key.as_ref().map(tracing::field::display),
+                frame = event.frame,
+            );
+        }));
+        drop(traced);
         if let Some(recorder) = &self.recorder {
             recorder.observe(&event);
         }

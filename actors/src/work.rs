@@ -78,8 +78,7 @@ pub(crate) trait JobRoute: Send + Sync {
     fn refuse(&self, load: LoadRef, kind: ErrorKind);
     /// Decodes on the calling (decode worker) thread, calls `done` once the decoder returned
     /// (not after a panic), and tells the cache. A decoder panic is reported to the cache as
-    /// `DecoderPanicked`, then handed back for the caller to re-raise; a panic in `done` is
-    /// handed back too, once the decoded value is posted. The reply is posted
+    /// `DecoderPanicked`, then handed back for the caller to re-raise. The reply is posted
     /// without waking the cache: the caller owes it a [`JobRoute::wake`], now or for a batch.
     fn decode(
         &self,
@@ -455,8 +454,8 @@ impl Worker for DecodeWorker {
 /// `replies`).
 ///
 /// The job stays in its guard until the decoder takes it: the embedding program's code runs
-/// before (an event tap, a tracing subscriber), and a panic there ends the load as lost
-/// rather than leaving its requests loading.
+/// before (a `tracing` subscriber's span; its events' panics are caught where they are
+/// emitted), and a panic there ends the load as lost rather than leaving its requests loading.
 ///
 /// # Panics
 ///

@@ -57,12 +57,9 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
             let size = decoder.size_bytes(&value);
             Ok::<_, DecodeError>((value, size))
         }));
-        // `done` runs the embedding program's code too (an event tap, a tracing subscriber): a
-        // panic there is re-raised once the reply is posted, so the decoded load is not lost.
-        let announced = match decoded {
-            Ok(_) => catch_unwind(AssertUnwindSafe(|| done(&job))),
-            Err(_) => Ok(()),
-        };
+        if decoded.is_ok() {
+            done(&job);
+        }
         let (reply, outcome) = match decoded {
             Ok(Ok((value, size))) => (CacheMsg::Decoded(job, Arc::new(value), size), Ok(())),
             Ok(Err(e)) => (CacheMsg::Ended(job, JobEnd::Failed(e.into())), Ok(())),
@@ -74,7 +71,7 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
         // Posted without a wake: the caller wakes the cache, now or once for a batch. A closed
         // mailbox means shutdown; the requests were failed already.
         let _ = self.cache.messages.post_unwoken(reply);
-        outcome.and(announced)
+        outcome
     }
 
     fn wake(&self) {
