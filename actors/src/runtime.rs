@@ -1,9 +1,11 @@
 //! The embeddable runtime: build it, register asset types, request assets, tick frames.
 //!
 //! [`Runtime`] is the engine's side. Everything it does on the caller's thread is non-blocking:
-//! `request` validates the key, creates the request's shared cell and posts one message;
-//! `begin_frame` publishes within its budget under one lock. Only [`Runtime::cache_stats`]
-//! (a query for tools) and [`Runtime::shutdown`] wait on other threads.
+//! `request` validates the key, creates the request's shared cell and posts one message for
+//! each request of its dependency tree; `begin_frame` publishes within its budget under one
+//! lock. Only the queries and barriers for tools ([`Runtime::cache_stats`], [`Runtime::sync`],
+//! [`Runtime::subscribe`], [`Runtime::flush_telemetry`]) and [`Runtime::shutdown`] wait on
+//! other threads.
 //!
 //! # Errors
 //!

@@ -38,7 +38,8 @@ pub struct RuntimeConfig {
     /// credit more is kept for `High` and `Critical` loads, so that one is dispatched at once
     /// while normal loads hold all of these.
     pub reads_in_flight: usize,
-    /// The stored bytes one read credit (and one decode credit) stands for. A load of unknown
+    /// The bytes one read credit (and one decode credit) stands for, as the source declares a
+    /// load's size (a pack's raw size). A load of unknown
     /// size, or of this size or more, takes a whole credit; a smaller one takes a share in
     /// proportion, at least 1/16 of a credit. So credits bound bytes in flight, and small
     /// assets get up to 16 times as many loads in flight as large ones.
@@ -48,7 +49,9 @@ pub struct RuntimeConfig {
     /// Bytes the IO workers read per second at most, on average (`None`: no limit). A read
     /// past the rate holds its worker and read credit until it is paid for.
     pub io_bytes_per_sec_max: Option<u64>,
-    /// Loads read and not yet decoded, at most (decode credits).
+    /// Decode credits: loads between dispatch and their end are bounded by `reads_in_flight +
+    /// decode_backlog_max` credits (in shares, see `read_credit_bytes`), so at most this many
+    /// credits' worth wait to be decoded while every read credit is in use.
     pub decode_backlog_max: usize,
     /// Loads waiting in the scheduler's queue, at most; past it a load fails with `QueueFull`.
     pub queue_capacity: usize,
@@ -66,13 +69,16 @@ pub struct RuntimeConfig {
     /// How often the sink records a `sample` event (queue depth, busy workers), in
     /// milliseconds.
     pub telemetry_sample_ms: u64,
-    /// Whether telemetry events are produced at all; counters (and so `status`) are kept
-    /// either way.
+    /// Whether events reach the sink's buffer (the telemetry file and subscribers). `tracing`
+    /// at debug level, a replay recording and the counters (and so `status`) get them either
+    /// way.
     pub events_enabled: bool,
-    /// Messages an actor handles per wake before yielding to the others on its arbiter.
+    /// Messages an actor takes per wake from each of its mailboxes before yielding to the
+    /// others on its arbiter (a cache takes the scheduler's dispatch orders in full).
     pub drain_batch_max: usize,
     /// How long shutdown waits for each actor's acknowledgement, in milliseconds, before it
-    /// fails the actor's requests itself.
+    /// fails the actor's requests itself; also how long `subscribe` and `flush_telemetry`
+    /// wait for the telemetry sink.
     pub shutdown_ack_ms_max: u64,
     /// Levels of dependencies below a request at most; a deeper chain (a cycle a custom source
     /// reports) fails the request with `DependencyFailed`.
