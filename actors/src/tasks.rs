@@ -111,7 +111,10 @@ impl<R: Send + 'static> Group<R> {
         let Pending { index, name, run } = task;
         let context = TaskContext { cancelled: &self.cancelled };
         let span = tracing::debug_span!(target: "streamrt", "frame_task", name);
-        let outcome = span.in_scope(|| catch_unwind(AssertUnwindSafe(|| run(&context))));
+        // The span's subscriber is the embedding program's code: a panic entering or leaving
+        // the span fails the task as its own would, instead of leaving `wait` blocked on a
+        // task that never reports.
+        let outcome = catch_unwind(AssertUnwindSafe(|| span.in_scope(|| run(&context))));
         let result =
             outcome.map_err(|panic| TaskError::Panicked { name, message: panic_message(&*panic) });
         let mut state = self.lock();

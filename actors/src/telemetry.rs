@@ -160,7 +160,7 @@ impl Probe {
         self.recorder.is_some()
             || self.tap.is_some()
             || (self.enabled && self.read.load(Ordering::Acquire))
-            || tracing::enabled!(target: "streamrt", tracing::Level::DEBUG)
+            || tracing_wants_events()
     }
 
     /// Emits the event `make` builds, building it only if it would reach anything: on the
@@ -177,21 +177,12 @@ impl Probe {
     /// # Panics
     ///
     /// Never for a `tracing` subscriber's panic: the subscriber is the embedding program's
-    /// code, and its panic is caught here (the panic hook has reported it), so that event is
-    /// all it costs. Events are emitted in the middle of the runtime's own steps (a request's
+    /// code, and its panic is caught here and in `emit_with`'s check of whether it wants
+    /// events (the panic hook has reported it), so that event is all it costs. Events are emitted in the middle of the runtime's own steps (a request's
     /// end is emitted before its waiters wake and its dependents hear of it, and a batch of
     /// publishes is counted after its last), and unwinding from one would leave them half done.
     pub(crate) fn emit(&self, event: Event) {
-        let traced = catch_unwind(AssertUnwindSafe(|| {
-            tracing::debug!(
-                target: "streamrt",
-                event = event.kind.name(),
-                request = event.request.map(|r| r.0),
-                key = event.key.as_ref().map(tracing::field::display),
-                frame = event.frame,
-            );
-        }));
-        drop(traced);
+        trace(&event);
         if let Some(recorder) = &self.recorder {
             recorder.observe(&event);
         }
@@ -215,6 +206,28 @@ impl Probe {
     fn take_event(&self) -> Option<Event> {
         self.events.pop()
     }
+}
+
+/// Whether a `tracing` subscriber takes the runtime's events (target `streamrt`, debug). The
+/// subscriber is the embedding program's code: a panic in it counts as no (see
+/// [`Probe::emit`]).
+fn tracing_wants_events() -> bool {
+    catch_unwind(|| tracing::enabled!(target: "streamrt", tracing::Level::DEBUG)).unwrap_or(false)
+}
+
+/// Reports `event` to `tracing`, catching the subscriber's panic (see [`Probe::emit`]).
+fn trace(event: &Event) {
+    let traced = catch_unwind(AssertUnwindSafe(|| {
+        tracing::debug!(
+            target: "streamrt",
+            event = event.kind.name(),
+            request = event.request.map(|r| r.0),
+            key = event.key.as_ref().map(tracing::field::display),
+            frame = event.frame,
+        );
+    }));
+    // The panic hook has reported it.
+    drop(traced);
 }
 
 /// What the sink actor is told.

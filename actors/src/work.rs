@@ -453,9 +453,10 @@ impl Worker for DecodeWorker {
 /// wakes its cache for the reply, or leaves the wake to `batch` if one is given (see
 /// `replies`).
 ///
-/// The job stays in its guard until the decoder takes it: the embedding program's code runs
-/// before (a `tracing` subscriber's span; its events' panics are caught where they are
-/// emitted), and a panic there ends the load as lost rather than leaving its requests loading.
+/// The embedding program's `tracing` subscriber runs here too. Its events' panics are caught
+/// where they are emitted; a panic entering the decode span comes while the job is still in
+/// its guard, which ends the load as lost (retried); one leaving it comes after the reply is
+/// posted and its cache woken. Neither leaves the requests loading.
 ///
 /// # Panics
 ///
@@ -480,15 +481,17 @@ fn decode(
         request = guard.job().origin.0,
         key = %guard.job().key
     );
+    let in_span = span.entered();
     let job = guard.take();
-    let decoded = span.in_scope(|| {
-        let done = |job: &Job| stage_event(probe, EventKind::DecodeDone, job, worker, Some(n));
-        route.decode(job, bytes, &done)
-    });
+    let done = |job: &Job| stage_event(probe, EventKind::DecodeDone, job, worker, Some(n));
+    let decoded = route.decode(job, bytes, &done);
     match batch {
         Some(batch) => batch.owe(route),
         None => route.wake(),
     }
+    // Left before a decoder's panic is raised again: a subscriber's panic while unwinding
+    // would abort the process.
+    drop(in_span);
     if let Err(panic) = decoded {
         std::panic::resume_unwind(panic);
     }

@@ -9,13 +9,15 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 
-use streamrt::{LoadState, Priority, Runtime};
+use streamrt::messages::ErrorKind;
+use streamrt::{LoadState, Priority, ReadyError, Runtime};
 use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
-/// The runtime event (its `event` field) the subscriber panics at next, once.
+/// The runtime event (its `event` field), or the span entered or left (`enter decode`,
+/// `exit frame_task`), the subscriber panics at next, once.
 static PANIC_AT: Mutex<Option<&'static str>> = Mutex::new(None);
 /// How many times the subscriber panicked.
 static PANICS: AtomicUsize = AtomicUsize::new(0);
@@ -44,8 +46,9 @@ impl Subscriber for PanickingSubscriber {
         metadata.target() == "streamrt"
     }
 
-    fn new_span(&self, _span: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
+    fn new_span(&self, span: &Attributes<'_>) -> Id {
+        let at = SPANS.iter().position(|&name| name == span.metadata().name());
+        Id::from_u64(at.map_or(1, |i| i as u64 + 2))
     }
 
     fn record(&self, _span: &Id, _values: &Record<'_>) {}
@@ -55,19 +58,41 @@ impl Subscriber for PanickingSubscriber {
     fn event(&self, event: &Event<'_>) {
         let mut name = EventName::default();
         event.record(&mut name);
-        let Some(name) = name.0 else { return };
-        let mut armed = PANIC_AT.lock().unwrap_or_else(PoisonError::into_inner);
-        if armed.is_some_and(|at| at == name) {
-            *armed = None;
-            drop(armed);
-            PANICS.fetch_add(1, Ordering::SeqCst);
-            panic!("scripted subscriber panic at {name}");
+        if let Some(name) = name.0 {
+            panic_if_armed(&name);
         }
     }
 
-    fn enter(&self, _span: &Id) {}
+    fn enter(&self, span: &Id) {
+        if let Some(name) = span_name(span) {
+            panic_if_armed(&format!("enter {name}"));
+        }
+    }
 
-    fn exit(&self, _span: &Id) {}
+    fn exit(&self, span: &Id) {
+        if let Some(name) = span_name(span) {
+            panic_if_armed(&format!("exit {name}"));
+        }
+    }
+}
+
+/// The runtime's spans the subscriber tells apart (its other spans all have id 1).
+const SPANS: [&str; 3] = ["read", "decode", "frame_task"];
+
+fn span_name(span: &Id) -> Option<&'static str> {
+    let at = usize::try_from(span.into_u64()).ok()?.checked_sub(2)?;
+    SPANS.get(at).copied()
+}
+
+/// Panics if the subscriber is armed at `name`, and disarms it.
+fn panic_if_armed(name: &str) {
+    let mut armed = PANIC_AT.lock().unwrap_or_else(PoisonError::into_inner);
+    if armed.is_some_and(|at| at == name) {
+        *armed = None;
+        drop(armed);
+        PANICS.fetch_add(1, Ordering::SeqCst);
+        panic!("scripted subscriber panic at {name}");
+    }
 }
 
 /// Installs the subscriber (once per process) and arms it to panic at `event`; the guard
@@ -83,6 +108,11 @@ fn panic_once_at(event: &'static str) -> MutexGuard<'static, ()> {
     turn
 }
 
+/// A runtime over `source` with the blob decoder.
+fn runtime(source: GatedSource) -> Runtime {
+    Runtime::builder().source(source).register(BlobDecoder::default()).build().expect("builds")
+}
+
 /// Requests `a0` at each priority (a `Critical` load is decoded on the IO worker that read
 /// it, a `Normal` one on a decode thread) with the subscriber armed to panic at `event`, and
 /// checks that the subscriber panicked and the load still became `Ready`, after `retries`
@@ -91,11 +121,7 @@ fn a0_is_ready_despite_a_panic_at(event: &'static str, retries: u64) {
     for priority in [Priority::Normal, Priority::Critical] {
         let _turn = panic_once_at(event);
         let source = GatedSource::with_blobs(1);
-        let rt = Runtime::builder()
-            .source(source)
-            .register(BlobDecoder::default())
-            .build()
-            .expect("runtime builds");
+        let rt = runtime(source);
         let handle = rt.request::<Blob>("a0", priority).expect("request");
         let outcome = handle.wait_timeout(PATIENCE);
         assert!(outcome.is_some(), "the load of a0 at {priority:?} never ended");
@@ -117,13 +143,39 @@ fn a_subscriber_that_panics_as_a_decode_ends_does_not_lose_the_decoded_value() {
 }
 
 #[test]
+fn a_subscriber_that_panics_entering_a_decode_span_loses_the_attempt_not_the_load() {
+    // The job is still in its guard: it ends as lost, and the retry decodes.
+    a0_is_ready_despite_a_panic_at("enter decode", 1);
+}
+
+#[test]
+fn a_subscriber_that_panics_leaving_a_decode_span_does_not_lose_the_decoded_value() {
+    a0_is_ready_despite_a_panic_at("exit decode", 0);
+}
+
+#[test]
+fn a_subscriber_that_panics_entering_a_frame_tasks_span_fails_that_task_and_the_group_joins() {
+    let _turn = panic_once_at("enter frame_task");
+    let rt = runtime(GatedSource::with_blobs(0));
+    rt.begin_frame();
+    let group = rt.frame_tasks::<u32>();
+    for i in 0..4 {
+        group.spawn("step", move |_| i);
+    }
+    let (joined, results) = std::sync::mpsc::channel();
+    std::thread::spawn(move || joined.send(group.wait()).expect("the test waits"));
+    let results = results.recv_timeout(PATIENCE).expect("the group joins");
+    assert_eq!(PANICS.load(Ordering::SeqCst), 1, "the subscriber panicked");
+    let failed: Vec<_> = results.iter().filter(|r| r.is_err()).collect();
+    assert_eq!(failed.len(), 1, "{results:?}");
+    assert!(format!("{:?}", failed[0]).contains("scripted subscriber panic"), "{failed:?}");
+    rt.end_frame();
+}
+
+#[test]
 fn a_subscriber_that_panics_at_a_publish_leaves_no_request_of_its_batch_unpublished() {
     let _turn = panic_once_at("published");
-    let rt = Runtime::builder()
-        .source(GatedSource::with_blobs(8))
-        .register(BlobDecoder::default())
-        .build()
-        .expect("runtime builds");
+    let rt = runtime(GatedSource::with_blobs(8));
     let handles: Vec<_> = (0..8)
         .map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).expect("request"))
         .collect();
@@ -141,14 +193,13 @@ fn a_subscriber_that_panics_at_a_failure_still_fails_the_requests_that_depend_on
     let _turn = panic_once_at("failed");
     let source = GatedSource::default();
     source.put_with_deps("blob:root", b"root", &["blob:missing"]);
-    let rt = Runtime::builder()
-        .source(source)
-        .register(BlobDecoder::default())
-        .build()
-        .expect("runtime builds");
+    let rt = runtime(source);
     let root = rt.request::<Blob>("root", Priority::Normal).expect("request");
     let outcome = root.wait_timeout(PATIENCE);
-    assert!(matches!(outcome, Some(Err(_))), "the root woke to {outcome:?}");
+    let Some(Err(ReadyError::Failed(error))) = outcome else {
+        panic!("the root woke to {outcome:?}");
+    };
+    assert!(matches!(error.kind, ErrorKind::DependencyFailed { .. }), "{error}");
     assert_eq!(PANICS.load(Ordering::SeqCst), 1, "the subscriber panicked");
     assert_eq!(root.state(), LoadState::Failed);
 }
