@@ -19,9 +19,9 @@
 //! every wake, so a dispatched load reaches the IO pool without waiting behind the engine's
 //! requests. The engine's new requests and its handles' commands (`Release`, `Reprioritize`)
 //! have a lane of their own too, one FIFO (see `inbox`), drained in batches after the orders
-//! and before the mailbox; so a request's `Release` or `Reprioritize` comes after its load. A
-//! `Ping` or a
-//! `Stats` query takes in the requests waiting in their lane before it replies.
+//! and before the mailbox; so a request's `Release` or `Reprioritize` comes after its load (see
+//! `inbox` for the one exception, which changes nothing). A `Ping` or a `Stats` query takes in
+//! the requests waiting in their lane before it replies.
 //!
 //! Each cache sends its orders on in the scheduler's order; across asset types they
 //! reach the IO pool in the order the caches wake, which within one dispatch round may put a

@@ -7,7 +7,9 @@
 //! At every wake the cache drains the dispatch lane in full, then a batch of the engine's lane,
 //! then a batch of its messages (see the cache's `# Ordering`): a dispatched load never waits
 //! behind the engine's requests. The engine's lane is one FIFO, so a request's `Release` or
-//! `Reprioritize` always comes after its load.
+//! `Reprioritize` always comes after its load. The one exception changes nothing: a request
+//! refused a dependency while it is made fails, and lets go, before its load is posted; the
+//! cache finds no holder to release, then drops the load of a request that already ended.
 //!
 //! # Size
 //!
