@@ -1,5 +1,6 @@
 //! Sources as the runtime reads them: a source that indexes its entries (a pack, the memory
-//! source) gets each read with the locator it gave for that key, and reads the entry there.
+//! source) gets each read with the locator it gave for that key, and reads the entry there; a
+//! folder's files are read within their size limit.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,7 +8,8 @@ use std::sync::Arc;
 
 use streamrt::pack::{Codec, PackLimits, PackWriter};
 use streamrt::{
-    AssetKey, EntryInfo, Locator, MemorySource, PackSource, Priority, Runtime, Source, SourceError,
+    AssetKey, DirSource, EntryInfo, Locator, MemorySource, PackSource, Priority, Runtime, Source,
+    SourceError,
 };
 use streamrt_integration::{blob_key, Blob, BlobDecoder, PATIENCE};
 
@@ -111,4 +113,17 @@ fn every_read_of_the_memory_source_finds_its_entry_by_the_locator_it_gave() {
     let reads = load_all(source, 30);
     assert_eq!(reads.located.load(Ordering::Relaxed), 30);
     assert_eq!(reads.by_key.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn a_folders_size_limit_refuses_a_larger_file_and_the_largest_limit_means_none() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("five"), b"12345").unwrap();
+    let key = blob_key("five");
+    let unlimited = DirSource::new(dir.path()).with_bytes_max(u64::MAX);
+    assert_eq!(unlimited.read(&key), Ok(b"12345".to_vec()));
+    let exact = DirSource::new(dir.path()).with_bytes_max(5);
+    assert_eq!(exact.read(&key), Ok(b"12345".to_vec()));
+    let small = DirSource::new(dir.path()).with_bytes_max(4);
+    assert_eq!(small.read(&key), Err(SourceError::TooLarge { size: 5, max: 4 }));
 }

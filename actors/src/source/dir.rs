@@ -139,8 +139,10 @@ impl Source for DirSource {
         }
         let expected = usize::try_from(meta.len()).unwrap_or(usize::MAX);
         let mut bytes = Vec::with_capacity(expected);
-        // The `take` bounds the read even if the file grows after `metadata`.
-        file.take(self.bytes_max + 1).read_to_end(&mut bytes).map_err(|e| io_error(&e))?;
+        // The `take` bounds the read even if the file grows after `metadata`; one byte past the
+        // limit tells a file that grew past it (none with `u64::MAX`: no limit).
+        let limit = self.bytes_max.saturating_add(1);
+        file.take(limit).read_to_end(&mut bytes).map_err(|e| io_error(&e))?;
         if bytes.len() as u64 > self.bytes_max {
             return Err(SourceError::TooLarge { size: bytes.len() as u64, max: self.bytes_max });
         }
