@@ -66,7 +66,10 @@ pub use deps::ByteProgress;
 pub use frame::{AdaptivePolicy, FramePolicy, FrameReport, PublishMode};
 pub use request::{Handle, ReadyError};
 pub use resident::MemoryStats;
-pub use runtime::{BuildError, RequestError, RetryPolicy, Runtime, RuntimeBuilder, RuntimeConfig};
+pub use runtime::{
+    BuildError, ConfigError, RequestError, RetryPolicy, Runtime, RuntimeBuilder, RuntimeConfig,
+    CREDITS_MAX, THREADS_MAX,
+};
 pub use source::{
     Coalescing, DirSource, EntryInfo, Locator, MemorySource, PackSource, Source, SourceError,
 };

@@ -17,7 +17,7 @@ mod core;
 mod registry;
 mod submit;
 
-pub use config::{RetryPolicy, RuntimeConfig};
+pub use config::{ConfigError, RetryPolicy, RuntimeConfig, CREDITS_MAX, THREADS_MAX};
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -56,9 +56,9 @@ pub enum BuildError {
     /// No source was given.
     #[error("no source: call RuntimeBuilder::source")]
     NoSource,
-    /// A setting that must be positive is 0.
-    #[error("configuration: {0} must be at least 1")]
-    Config(&'static str),
+    /// A setting is out of its range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// A decoder's type name is not a valid asset type name.
     #[error(transparent)]
     TypeName(#[from] InvalidKey),

@@ -228,7 +228,7 @@ fn wait_all_ready<T: Send + Sync + 'static>(handles: &[Handle<T>]) -> anyhow::Re
 fn bench_config(args: &BenchArgs, requests: usize) -> RuntimeConfig {
     RuntimeConfig {
         workers: args.workers,
-        reads_in_flight: args.reads_in_flight.unwrap_or(args.workers * 2),
+        reads_in_flight: args.reads_in_flight.unwrap_or(args.workers.saturating_mul(2)),
         decode_threads: args.decode_threads,
         decode_backlog_max: args.decode_backlog.unwrap_or(args.decode_threads * 2),
         queue_capacity: requests.max(1),

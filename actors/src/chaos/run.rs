@@ -201,7 +201,7 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
     };
     let mut config = RuntimeConfig {
         workers: options.workers,
-        reads_in_flight: options.workers * 2,
+        reads_in_flight: options.workers.saturating_mul(2),
         decode_threads: options.decode_threads,
         queue_capacity: options.requests.max(1),
         requests_outstanding_max: options.requests.max(1),

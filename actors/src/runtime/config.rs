@@ -137,12 +137,14 @@ impl RuntimeConfig {
         self
     }
 
-    /// Checks that every count is usable.
+    /// Checks that every count is usable: at least 1, and threads and credits within
+    /// [`THREADS_MAX`] and [`CREDITS_MAX`] (the scheduler counts credits in sixteenths, and a
+    /// count near `usize::MAX` would overflow).
     ///
     /// # Errors
     ///
-    /// The name of the first setting that must be at least 1.
-    pub fn validate(&self) -> Result<(), &'static str> {
+    /// The first setting out of its range, as a [`ConfigError`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("workers", self.workers),
             ("reads_in_flight", self.reads_in_flight),
@@ -154,10 +156,87 @@ impl RuntimeConfig {
             ("drain_batch_max", self.drain_batch_max),
             ("dependency_nodes_max", self.dependency_nodes_max),
         ];
-        match positive.iter().find(|(_, v)| *v == 0) {
-            Some((name, _)) => Err(name),
-            None if self.read_credit_bytes == 0 => Err("read_credit_bytes"),
+        let bounded = [
+            ("workers", self.workers, THREADS_MAX),
+            ("decode_threads", self.decode_threads, THREADS_MAX),
+            ("reads_in_flight", self.reads_in_flight, CREDITS_MAX),
+            ("decode_backlog_max", self.decode_backlog_max, CREDITS_MAX),
+        ];
+        if let Some(&(name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Zero(name));
+        }
+        if self.read_credit_bytes == 0 {
+            return Err(ConfigError::Zero("read_credit_bytes"));
+        }
+        if self.io_bytes_per_sec_max == Some(0) {
+            return Err(ConfigError::Zero("io_bytes_per_sec_max"));
+        }
+        match bounded.iter().find(|(_, v, max)| v > max) {
+            Some(&(name, _, max)) => Err(ConfigError::TooLarge { name, max }),
             None => Ok(()),
         }
+    }
+}
+
+/// Threads of one pool (IO workers, decode threads), at most.
+pub const THREADS_MAX: usize = 4096;
+
+/// Read credits or decode credits, at most.
+pub const CREDITS_MAX: usize = 1 << 24;
+
+/// A setting out of its range ([`RuntimeConfig::validate`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A setting that must be positive is 0.
+    #[error("configuration: {0} must be at least 1")]
+    Zero(&'static str),
+    /// A setting is past its largest usable value.
+    #[error("configuration: {name} must be at most {max}")]
+    TooLarge {
+        /// The setting's name.
+        name: &'static str,
+        /// Its largest usable value.
+        max: usize,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(RuntimeConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_zero_count_or_bandwidth_is_refused_by_name() {
+        let zero_workers = RuntimeConfig { workers: 0, ..RuntimeConfig::default() };
+        assert_eq!(zero_workers.validate(), Err(ConfigError::Zero("workers")));
+        let stalled = RuntimeConfig { io_bytes_per_sec_max: Some(0), ..RuntimeConfig::default() };
+        assert_eq!(stalled.validate(), Err(ConfigError::Zero("io_bytes_per_sec_max")));
+    }
+
+    #[test]
+    fn counts_the_scheduler_would_overflow_on_are_refused() {
+        let credits = RuntimeConfig { reads_in_flight: 1 << 60, ..RuntimeConfig::default() };
+        let err = credits.validate().unwrap_err();
+        assert_eq!(err, ConfigError::TooLarge { name: "reads_in_flight", max: CREDITS_MAX });
+        assert_eq!(
+            err.to_string(),
+            format!("configuration: reads_in_flight must be at most {CREDITS_MAX}")
+        );
+        let at_max = RuntimeConfig {
+            reads_in_flight: CREDITS_MAX,
+            decode_backlog_max: CREDITS_MAX,
+            workers: THREADS_MAX,
+            ..RuntimeConfig::default()
+        };
+        assert_eq!(at_max.validate(), Ok(()));
+        let threads = RuntimeConfig { decode_threads: THREADS_MAX + 1, ..RuntimeConfig::default() };
+        assert!(matches!(
+            threads.validate(),
+            Err(ConfigError::TooLarge { name: "decode_threads", .. })
+        ));
     }
 }

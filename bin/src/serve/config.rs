@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{bail, ensure, Context};
 use serde::Deserialize;
 use streamrt::RuntimeConfig;
 
@@ -137,7 +137,10 @@ impl Settings {
         let workers = flags.workers.or(file.workers).unwrap_or(defaults.workers);
         let runtime = RuntimeConfig {
             workers,
-            reads_in_flight: flags.reads_in_flight.or(file.reads_in_flight).unwrap_or(workers * 2),
+            reads_in_flight: flags
+                .reads_in_flight
+                .or(file.reads_in_flight)
+                .unwrap_or(workers.saturating_mul(2)),
             read_credit_bytes: file.read_credit_bytes.unwrap_or(defaults.read_credit_bytes),
             decode_threads: flags
                 .decode_threads
@@ -159,16 +162,17 @@ impl Settings {
             telemetry_path: flags.telemetry.clone().or(file.telemetry),
             ..defaults
         };
-        runtime
-            .validate()
-            .map_err(|name| anyhow::anyhow!("configuration: {name} must be at least 1"))?;
+        runtime.validate()?;
         let idle_ms = flags.idle_timeout_ms.or(file.idle_timeout_ms).unwrap_or(30_000);
+        let connections_max = flags.connections_max.or(file.connections_max).unwrap_or(128);
+        ensure!(idle_ms > 0, "configuration: idle_timeout_ms must be at least 1");
+        ensure!(connections_max > 0, "configuration: connections_max must be at least 1");
         Ok(Self {
             socket,
             pack,
             runtime,
-            idle_timeout: Duration::from_millis(idle_ms.max(1)),
-            connections_max: flags.connections_max.or(file.connections_max).unwrap_or(128).max(1),
+            idle_timeout: Duration::from_millis(idle_ms),
+            connections_max,
         })
     }
 }
@@ -196,5 +200,24 @@ mod tests {
         std::fs::write(&path, "socket = \"s\"\npack = \"p\"\nworkerz = 3\n").unwrap();
         let err = Settings::resolve(&flags).unwrap_err();
         assert!(format!("{err:#}").contains("workerz"), "{err:#}");
+    }
+
+    #[test]
+    fn values_out_of_range_are_refused_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.toml");
+        let cases = [
+            ("idle_timeout_ms = 0", "idle_timeout_ms must be at least 1"),
+            ("connections_max = 0", "connections_max must be at least 1"),
+            ("io_bytes_per_sec_max = 0", "io_bytes_per_sec_max must be at least 1"),
+            ("workers = 9223372036854775808", "workers must be at most"),
+            ("reads_in_flight = 1152921504606846976", "reads_in_flight must be at most"),
+        ];
+        for (line, why) in cases {
+            std::fs::write(&path, format!("socket = \"s\"\npack = \"p\"\n{line}\n")).unwrap();
+            let flags = Overrides { config: Some(path.clone()), ..Overrides::default() };
+            let err = Settings::resolve(&flags).expect_err(line);
+            assert!(format!("{err:#}").contains(why), "{line}: {err:#}");
+        }
     }
 }
