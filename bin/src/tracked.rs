@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use streamrt::messages::{AssetKey, RequestId};
+use streamrt::messages::{AssetKey, AssetTypeName, RequestId};
 use streamrt::{Handle, LoadState, Priority, RequestError, Runtime, RuntimeBuilder};
 
 use crate::formats::{
@@ -19,6 +19,11 @@ pub fn register_all(builder: RuntimeBuilder) -> RuntimeBuilder {
         .register(TextureDecoder)
         .register(AnimationDecoder)
         .register(MaterialDecoder)
+}
+
+/// Whether [`request_any`] knows `asset_type`: one of the types [`register_all`] registers.
+pub fn is_known_type(asset_type: &AssetTypeName) -> bool {
+    matches!(asset_type.as_str(), "texture" | "material" | "mesh" | "animation" | "blob")
 }
 
 /// Requests `key`, whichever of the known types it names.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use streamrt::messages::protocol::{
-    encode_frame, ClientMsg, FrameDecoder, ServerMsg, PROTOCOL_VERSION,
+    encode_frame, ClientMsg, FrameDecoder, ProtocolError, ServerMsg, PROTOCOL_VERSION,
 };
 use streamrt::messages::{AssetKey, Priority};
 use streamrt::pack::{Codec, PackWriter};
@@ -248,6 +248,37 @@ fn each_bad_client_is_answered_or_dropped_and_the_next_client_is_served() {
         .collect();
     assert!(clients.into_iter().all(|c| c.join().unwrap()), "every client is served");
     daemon.status_works();
+    daemon.stop();
+}
+
+#[test]
+fn a_load_refused_as_a_whole_makes_no_request_and_the_connection_is_still_served() {
+    let daemon = Daemon::start(&[]);
+    let mut s = greeted(&daemon.socket);
+    let mut ask = |msg: &ClientMsg| {
+        s.write_all(&encode_frame(msg).unwrap()).unwrap();
+        read_msg(&mut s)
+    };
+    let load =
+        |keys: Vec<AssetKey>| ClientMsg::Load { keys, priority: Priority::Normal, wait: false };
+    // The request fits a frame, but the answer (an id for every key) would not.
+    let many = vec![AssetKey::parse("blob:b1").unwrap(); 100_000];
+    let answer = ask(&load(many));
+    assert!(
+        matches!(answer, Some(ServerMsg::Error(ProtocolError::ReplyTooLarge { .. }))),
+        "{answer:?}"
+    );
+    // A key of a type the daemon has no decoder for, after a good one.
+    let mixed = ["blob:b2", "sound:x"].map(|k| AssetKey::parse(k).unwrap()).to_vec();
+    let answer = ask(&load(mixed));
+    assert!(
+        matches!(&answer, Some(ServerMsg::Error(ProtocolError::Refused(why))) if why.contains("sound")),
+        "{answer:?}"
+    );
+    let Some(ServerMsg::Status(status)) = ask(&ClientMsg::Status) else {
+        panic!("the connection is no longer served");
+    };
+    assert_eq!(status.requested, 0, "a refused load makes no request");
     daemon.stop();
 }
 

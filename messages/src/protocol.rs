@@ -181,6 +181,15 @@ pub enum ProtocolError {
     /// The daemon is shutting down.
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    /// The answer would not fit one frame: the client asked for too much at once (a `Load` of
+    /// too many keys, checked before any request is made; an `InFlight` list too long).
+    #[error("the answer would be {bytes} bytes, over the {max}-byte frame limit: ask for less")]
+    ReplyTooLarge {
+        /// The answer's size.
+        bytes: u64,
+        /// The frame limit.
+        max: u64,
+    },
 }
 
 /// Why bytes are not a frame.

@@ -5,7 +5,8 @@
 //!
 //! A bad frame (over the limit, malformed) or a bad handshake gets a typed `Error` and the
 //! connection is closed: the stream cannot be trusted to resynchronise. A request that cannot
-//! be served (an unknown id, a refused key) gets a typed `Error` and the connection stays.
+//! be served (an unknown id, a refused key) or an answer too large for one frame gets a typed
+//! `Error` and the connection stays.
 //! Whatever happens here ends this connection only.
 
 use std::io::{self, Read, Write};
@@ -18,10 +19,11 @@ use streamrt::messages::protocol::{
     encode_frame, ClientMsg, FrameDecoder, FrameError, ProtocolError, RequestInfo, ServerMsg,
     TypeStats, PROTOCOL_VERSION,
 };
-use streamrt::messages::{AssetKey, Priority, RequestId};
+use streamrt::messages::{AssetKey, LoadState, Priority, RequestId};
+use streamrt::RequestError;
 
 use super::Daemon;
-use crate::tracked::{request_any, Tracked};
+use crate::tracked::{is_known_type, request_any, Tracked};
 
 /// Bytes read from the socket at once.
 const READ_CHUNK_BYTES: usize = 64 << 10;
@@ -46,8 +48,16 @@ struct Conn {
 }
 
 impl Conn {
+    /// Sends `msg`. An answer too large for one frame is sent as `Error(ReplyTooLarge)`
+    /// instead, and the connection stays: the client asked for too much, its frame was fine.
     fn send(&mut self, msg: &ServerMsg) -> Result<(), End> {
-        let frame = encode_frame(msg).map_err(End::Frame)?;
+        let frame = match encode_frame(msg) {
+            Err(FrameError::TooLarge { len, max }) => {
+                let refusal = ProtocolError::ReplyTooLarge { bytes: len, max };
+                encode_frame(&ServerMsg::Error(refusal)).map_err(End::Frame)?
+            }
+            encoded => encoded.map_err(End::Frame)?,
+        };
         self.stream.write_all(&frame).map_err(|_| End::Gone)
     }
 
@@ -174,6 +184,28 @@ fn info(r: &dyn Tracked) -> RequestInfo {
     RequestInfo { request: r.id(), key: r.key(), state: r.state(), priority: r.priority() }
 }
 
+/// Why a load is refused before any of its requests is made: a key of a type the daemon has no
+/// decoder for, or too many keys for the answer to fit one frame.
+fn refusal(keys: &[AssetKey], priority: Priority) -> Option<ProtocolError> {
+    if let Some(key) = keys.iter().find(|key| !is_known_type(key.asset_type())) {
+        let unknown = RequestError::UnknownType(key.asset_type().to_string());
+        return Some(ProtocolError::Refused(unknown.to_string()));
+    }
+    // The answer at its widest: every id as long as an id can be encoded.
+    let widest = keys.iter().map(|key| RequestInfo {
+        request: RequestId(u64::MAX),
+        key: key.clone(),
+        state: LoadState::Pending,
+        priority,
+    });
+    match encode_frame(&ServerMsg::Loaded(widest.collect())) {
+        Err(FrameError::TooLarge { len, max }) => {
+            Some(ProtocolError::ReplyTooLarge { bytes: len, max })
+        }
+        _ => None,
+    }
+}
+
 fn load(
     daemon: &Daemon,
     conn: &mut Conn,
@@ -181,18 +213,28 @@ fn load(
     priority: Priority,
     wait: bool,
 ) -> Result<(), End> {
+    if let Some(refused) = refusal(&keys, priority) {
+        return conn.send(&ServerMsg::Error(refused));
+    }
     let mut made: Vec<Arc<dyn Tracked>> = Vec::with_capacity(keys.len());
+    // One lock for the whole load: `requests()` sweeps the table of ended requests each time.
+    let mut table = daemon.requests();
     for key in keys {
         match request_any(&daemon.rt, key, priority) {
             Ok(handle) => {
                 let handle: Arc<dyn Tracked> = Arc::from(handle);
-                daemon.requests().insert(handle.id(), Arc::clone(&handle));
+                table.insert(handle.id(), Arc::clone(&handle));
                 made.push(handle);
             }
-            // The requests made so far stand; the client learns which key was refused.
-            Err(e) => return conn.send(&ServerMsg::Error(ProtocolError::Refused(e.to_string()))),
+            // Past the checks above only a runtime shutting down refuses: the requests made
+            // so far stand, and the client learns why the rest were not made.
+            Err(e) => {
+                drop(table);
+                return conn.send(&ServerMsg::Error(ProtocolError::Refused(e.to_string())));
+            }
         }
     }
+    drop(table);
     conn.send(&ServerMsg::Loaded(made.iter().map(|r| info(&**r)).collect()))?;
     if !wait {
         return Ok(());
