@@ -71,13 +71,14 @@ pub struct Percentiles {
     pub p99: u64,
 }
 
-/// The nearest-rank value at quantile `q` (0 to 1) of samples sorted ascending; 0 for none.
+/// The nearest-rank value at quantile `q` (0 to 1) of samples sorted ascending: the smallest
+/// sample with at least `q` of the samples at or below it; 0 for none.
 pub fn quantile(sorted: &[u64], q: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
-    let rank = (q * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 impl Percentiles {
@@ -180,17 +181,19 @@ impl PoolBusy {
     fn done(&mut self, pool: &'static str, r: &Record, types: &mut BTreeMap<String, TypeRow>) {
         if let Some(start) = self.open.remove(&Self::key(pool, r)) {
             let span = r.t_us.saturating_sub(start);
+            // A log is input: sums saturate rather than overflow on figures no run makes.
             if pool == "io" {
-                self.io_us += span;
+                self.io_us = self.io_us.saturating_add(span);
             } else {
-                self.decode_us += span;
+                self.decode_us = self.decode_us.saturating_add(span);
             }
         }
         if pool == "io" {
             let bytes = r.bytes.unwrap_or(0);
-            self.bytes_read += bytes;
+            self.bytes_read = self.bytes_read.saturating_add(bytes);
             if let Some(ty) = &r.asset_type {
-                types.entry(ty.clone()).or_default().bytes_read += bytes;
+                let row = types.entry(ty.clone()).or_default();
+                row.bytes_read = row.bytes_read.saturating_add(bytes);
             }
         }
     }
@@ -269,7 +272,7 @@ impl Report {
         report.queue_depth_mean = if depths.is_empty() {
             0.0
         } else {
-            depths.iter().sum::<u64>() as f64 / depths.len() as f64
+            depths.iter().map(|&d| d as f64).sum::<f64>() / depths.len() as f64
         };
         report
     }
@@ -416,9 +419,13 @@ mod tests {
     #[test]
     fn quantiles_pick_the_nearest_rank() {
         let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(quantile(&v, 0.5), 51);
+        assert_eq!(quantile(&v, 0.5), 50);
+        assert_eq!(quantile(&v, 0.95), 95);
         assert_eq!(quantile(&v, 0.99), 99);
         assert_eq!(quantile(&v, 1.0), 100);
+        assert_eq!(quantile(&v, 0.0), 1);
+        assert_eq!(quantile(&[10, 1000], 0.5), 10, "the lower middle of an even count");
+        assert_eq!(quantile(&[7], 0.99), 7);
         assert_eq!(quantile(&[], 0.5), 0);
     }
 }

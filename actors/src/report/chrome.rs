@@ -5,20 +5,21 @@ use std::collections::{BTreeSet, HashMap};
 use serde_json::{json, Value};
 use streamrt_messages::Record;
 
-/// Thread ids: IO worker `i` is track `IO_TID + i`, decode worker `i` is `DECODE_TID + i`.
-const IO_TID: u32 = 100;
-const DECODE_TID: u32 = 200;
+/// Thread ids: IO worker `i` is track `IO_TID + i`, decode worker `i` is `DECODE_TID + i`;
+/// apart by more than any worker index (a `u32`), so no two workers share a track.
+const IO_TID: u64 = 1 << 32;
+const DECODE_TID: u64 = 2 << 32;
 /// The track that carries the per-request async spans and the counters.
-const RUNTIME_TID: u32 = 1;
+const RUNTIME_TID: u64 = 1;
 
 /// A Chrome trace of `records`: `{"traceEvents": [...]}`; see the module docs.
 pub fn chrome_trace(records: &[Record]) -> Value {
     let mut events =
         vec![json!({"name": "process_name", "ph": "M", "pid": 1, "args": {"name": "streamrt"}})];
     let mut tracks = BTreeSet::new();
-    let mut open: HashMap<(u32, u64), &Record> = HashMap::new();
+    let mut open: HashMap<(u64, u64), &Record> = HashMap::new();
     for r in records {
-        let worker = r.worker.unwrap_or(0);
+        let worker = u64::from(r.worker.unwrap_or(0));
         match r.event.as_str() {
             "read_started" | "decode_started" => {
                 let tid = if r.event == "read_started" { IO_TID } else { DECODE_TID } + worker;
