@@ -10,6 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use streamrt::messages::protocol::{
     encode_frame, ClientMsg, FrameDecoder, ProtocolError, ServerMsg, PROTOCOL_VERSION,
@@ -54,6 +55,15 @@ struct Daemon {
     _stdout: BufReader<std::process::ChildStdout>,
     dir: tempfile::TempDir,
     socket: PathBuf,
+}
+
+/// A test that fails before it stops its daemon must not leave it running: it would hold the
+/// test binary's output open.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Daemon {
@@ -279,6 +289,53 @@ fn a_load_refused_as_a_whole_makes_no_request_and_the_connection_is_still_served
         panic!("the connection is no longer served");
     };
     assert_eq!(status.requested, 0, "a refused load makes no request");
+    daemon.stop();
+}
+
+#[test]
+fn a_client_that_vanishes_while_its_load_is_waited_on_frees_its_place() {
+    let daemon = Daemon::start(&["--io-bytes-per-sec-max", "1000", "--connections-max", "1"]);
+    let mut s = greeted(&daemon.socket);
+    // 1 MiB at 1,000 bytes/s: the load outlasts the test by far.
+    let keys = vec![AssetKey::parse("blob:big").unwrap()];
+    let load = ClientMsg::Load { keys, priority: Priority::Normal, wait: true };
+    s.write_all(&encode_frame(&load).unwrap()).unwrap();
+    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Loaded(_))), "waiting on blob:big");
+    drop(s);
+    // The one place is taken until the daemon notices; a client turned away retries.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut next = UnixStream::connect(&daemon.socket).unwrap();
+        let hello = encode_frame(&ClientMsg::Hello { version: PROTOCOL_VERSION }).unwrap();
+        // A client turned away may be closed on before its hello is written.
+        let answer = next.write_all(&hello).ok().and_then(|()| read_msg(&mut next));
+        match answer {
+            Some(ServerMsg::Welcome { .. }) => break,
+            busy => assert!(Instant::now() < deadline, "still turned away: {busy:?}"),
+        }
+    }
+    daemon.stop();
+}
+
+#[test]
+fn a_frame_sent_a_byte_at_a_time_gets_the_idle_timeout_for_the_whole_frame() {
+    let daemon = Daemon::start(&[]);
+    let mut s = greeted(&daemon.socket);
+    // A Status frame announced as 64 bytes, then trickled: each byte comes well within the
+    // 300 ms idle timeout, the frame never. The pauses stand for a slow client, not a wait.
+    s.write_all(&64u32.to_le_bytes()).unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    for _ in 0..64 {
+        std::thread::sleep(Duration::from_millis(50));
+        if s.write_all(&[0]).is_err() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed || read_msg(&mut s).is_none(), "a trickled frame is cut off");
+    assert!(started.elapsed() < Duration::from_secs(3), "only after {:?}", started.elapsed());
+    daemon.status_works();
     daemon.stop();
 }
 

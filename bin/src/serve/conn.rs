@@ -1,5 +1,6 @@
 //! One client connection: the handshake, then one answer per request, until the client goes,
-//! stays silent past the idle timeout, sends a bad frame, or the daemon stops.
+//! stays silent past the idle timeout (or takes longer to send one frame), sends a bad frame,
+//! or the daemon stops.
 //!
 //! # Errors
 //!
@@ -45,6 +46,11 @@ struct Conn {
     stream: UnixStream,
     decoder: FrameDecoder,
     chunk: Vec<u8>,
+    /// How long the client may stay silent, or take to send one frame.
+    idle: Duration,
+    /// When the first byte of the frame being received came: a client sending a byte now and
+    /// then still has `idle` for the whole frame.
+    frame_started: Option<Instant>,
 }
 
 impl Conn {
@@ -64,12 +70,26 @@ impl Conn {
     fn receive(&mut self) -> Result<ClientMsg, End> {
         loop {
             if let Some(msg) = self.decoder.next_msg::<ClientMsg>().map_err(End::Frame)? {
+                // Bytes of the next frame already in start its time now, not with this one.
+                self.frame_started = (self.decoder.buffered() > 0).then(Instant::now);
                 return Ok(msg);
+            }
+            // Silent: `idle` from now. Part of a frame in: what is left of `idle` since its
+            // first byte.
+            let left = match self.frame_started {
+                Some(started) => self.idle.saturating_sub(started.elapsed()),
+                None => self.idle,
+            };
+            if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
+                return Err(End::Idle);
             }
             let want = self.chunk.len().min(self.decoder.room());
             match self.stream.read(&mut self.chunk[..want]) {
                 Ok(0) => return Err(End::Gone),
                 Ok(n) => {
+                    if self.frame_started.is_none() {
+                        self.frame_started = Some(Instant::now());
+                    }
                     self.decoder.push(&self.chunk[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -81,6 +101,25 @@ impl Conn {
                 Err(_) => return Err(End::Gone),
             }
         }
+    }
+
+    /// Whether the client closed its end, found without blocking: while the daemon waits on
+    /// its loads it writes nothing, so a client that vanished would hold its connection's
+    /// place until the first load ended. Whatever it sent meanwhile is kept for `receive`.
+    fn client_gone(&mut self) -> bool {
+        let want = self.chunk.len().min(self.decoder.room());
+        if want == 0 || self.stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let gone = match self.stream.read(&mut self.chunk[..want]) {
+            Ok(0) => true,
+            Ok(n) => {
+                self.decoder.push(&self.chunk[..n]);
+                false
+            }
+            Err(e) => !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted),
+        };
+        gone || self.stream.set_nonblocking(false).is_err()
     }
 }
 
@@ -106,7 +145,13 @@ pub(super) fn serve(daemon: &Arc<Daemon>, stream: UnixStream, id: u64) {
     }
     let _ = stream.set_read_timeout(Some(daemon.idle_timeout));
     let _ = stream.set_write_timeout(Some(daemon.idle_timeout));
-    let mut conn = Conn { stream, decoder: FrameDecoder::new(), chunk: vec![0; READ_CHUNK_BYTES] };
+    let mut conn = Conn {
+        stream,
+        decoder: FrameDecoder::new(),
+        chunk: vec![0; READ_CHUNK_BYTES],
+        idle: daemon.idle_timeout,
+        frame_started: None,
+    };
     if connected > daemon.connections_max {
         let _ = conn.send(&ServerMsg::Error(ProtocolError::Busy(connected - 1)));
         return;
@@ -149,7 +194,12 @@ fn requests(daemon: &Daemon, conn: &mut Conn, id: u64) -> End {
             ClientMsg::Hello { .. } => {
                 conn.send(&ServerMsg::Error(ProtocolError::HandshakeRequired))
             }
-            ClientMsg::Status => conn.send(&ServerMsg::Status(daemon.rt.status())),
+            ClientMsg::Status => {
+                // Sweeps the table, as every command does: ended requests let go of their
+                // assets, which go to the memory budget's pool.
+                drop(daemon.requests());
+                conn.send(&ServerMsg::Status(daemon.rt.status()))
+            }
             ClientMsg::Load { keys, priority, wait } => load(daemon, conn, keys, priority, wait),
             ClientMsg::Cancel { requests } => each(daemon, conn, &requests, |r| {
                 r.cancel();
@@ -161,7 +211,10 @@ fn requests(daemon: &Daemon, conn: &mut Conn, id: u64) -> End {
                 let list = daemon.requests().values().map(|r| info(&**r)).collect();
                 conn.send(&ServerMsg::InFlight(list))
             }
-            ClientMsg::Stats => conn.send(&stats(daemon)),
+            ClientMsg::Stats => {
+                drop(daemon.requests());
+                conn.send(&stats(daemon))
+            }
             ClientMsg::Watch => watch(daemon, conn),
             ClientMsg::Shutdown => {
                 let _ = conn.send(&ServerMsg::ShuttingDown);
@@ -241,7 +294,11 @@ fn load(
     }
     for r in &made {
         // The runtime ends every request on shutdown, so this wait always finishes.
-        while !r.wait(WATCH_STATUS_INTERVAL) {}
+        while !r.wait(WATCH_STATUS_INTERVAL) {
+            if conn.client_gone() {
+                return Err(End::Gone);
+            }
+        }
         let (request, key, state, error) = (r.id(), r.key(), r.state(), r.error_text());
         conn.send(&ServerMsg::Ended { request, key, state, error })?;
     }
