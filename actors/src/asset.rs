@@ -2,6 +2,11 @@
 
 use streamrt_messages::{AssetKey, ErrorKind};
 
+/// The most bytes one decoded asset counts for in the memory budget: 1 TiB. A decoder's size
+/// is its own code's claim; clamped, the budget's sums stay exact for millions of assets, where
+/// two claims of `u64::MAX` overflowed them.
+pub const ASSET_BYTES_MAX: u64 = 1 << 40;
+
 /// Decodes one asset type. Registered once per type with the runtime builder; runs on the
 /// decode worker threads (and on the IO worker that read a `High` or `Critical` load), several
 /// calls at once.
@@ -24,7 +29,8 @@ pub trait Decoder: Send + Sync + 'static {
     /// [`DecodeError::Validation`] when they parse but break a rule of the type.
     fn decode(&self, key: &AssetKey, bytes: Vec<u8>) -> Result<Self::Asset, DecodeError>;
 
-    /// The bytes the value keeps resident, for the memory budget and telemetry.
+    /// The bytes the value keeps resident, for the memory budget and telemetry. A claim over
+    /// [`ASSET_BYTES_MAX`] counts as that.
     fn size_bytes(&self, asset: &Self::Asset) -> u64;
 }
 

@@ -60,7 +60,7 @@ pub use streamrt_messages as messages;
 pub use streamrt_messages::{AssetKey, AssetLoadError, ErrorKind, LoadState, Priority, Status};
 pub use streamrt_pack as pack;
 
-pub use asset::{verify_crc32_trailer, DecodeError, Decoder};
+pub use asset::{verify_crc32_trailer, DecodeError, Decoder, ASSET_BYTES_MAX};
 pub use cache::CacheStats;
 pub use deps::ByteProgress;
 pub use frame::{AdaptivePolicy, FramePolicy, FrameReport, PublishMode};

@@ -2,7 +2,7 @@
 //! `evicted` event, held assets never evicted, per-type budgets, and the stats that show it.
 
 use streamrt::messages::EventKind;
-use streamrt::{BuildError, Priority, Runtime};
+use streamrt::{BuildError, Priority, Runtime, ASSET_BYTES_MAX};
 use streamrt_integration::{blob_key, Blob, BlobDecoder, GatedSource, PATIENCE};
 
 use crate::runtime;
@@ -13,6 +13,24 @@ fn load_and_release(rt: &Runtime, path: &str) {
     handle.wait_timeout(PATIENCE).unwrap().expect("loads");
     drop(handle);
     assert!(rt.sync(PATIENCE));
+}
+
+#[test]
+fn a_decoders_size_claim_past_the_largest_counts_as_the_largest() {
+    let source = GatedSource::default();
+    source.put("huge1", b"HUGE 1");
+    source.put("huge2", b"HUGE 2");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let handles: Vec<_> = ["huge1", "huge2"]
+        .map(|path| rt.request::<Blob>(path, Priority::Normal).unwrap())
+        .into_iter()
+        .collect();
+    for h in &handles {
+        h.wait_timeout(PATIENCE).unwrap().expect("a huge claim still loads");
+    }
+    assert!(rt.sync(PATIENCE));
+    let stats = &rt.cache_stats(PATIENCE)[0];
+    assert_eq!((stats.resident, stats.resident_bytes), (2, 2 * ASSET_BYTES_MAX));
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! - [`TextDecoder`]: a second asset type (`text`, UTF-8 strings), for dependencies of another
 //!   type.
 //! - [`Blob`] / [`BlobDecoder`]: bytes as they were stored. Bytes starting with `BAD` fail to
-//!   decode; bytes starting with `PANIC` make the decoder panic.
+//!   decode; bytes starting with `PANIC` make the decoder panic, with `SIZEPANIC` its sizing
+//!   panic, and with `HUGE` its sizing claims `u64::MAX` bytes.
 //! - [`Gate`]: a set of held names plus a log of what started; [`GatedSource`] consults it
 //!   before each read and [`BlobDecoder`] before each decode. A held name blocks the worker
 //!   until the test releases it, or gives up after [`GATE_PATIENCE`]. Its reads of paths
@@ -234,6 +235,9 @@ impl Decoder for BlobDecoder {
 
     fn size_bytes(&self, blob: &Blob) -> u64 {
         assert!(!blob.0.starts_with(b"SIZEPANIC"), "scripted panic sizing a decoded blob");
+        if blob.0.starts_with(b"HUGE") {
+            return u64::MAX;
+        }
         blob.0.len() as u64
     }
 }

@@ -15,7 +15,7 @@ use streamrt_messages::ErrorKind;
 use streamrt_supervisor::panic_message;
 
 use super::{CacheInbox, CacheMsg};
-use crate::asset::{DecodeError, Decoder};
+use crate::asset::{DecodeError, Decoder, ASSET_BYTES_MAX};
 use crate::scheduler::LoadRef;
 use crate::work::{CancelTable, DispatchOrder, Job, JobEnd, JobRoute};
 
@@ -54,7 +54,7 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
         // `decode`, or the job would be lost and its requests left loading.
         let decoded = catch_unwind(AssertUnwindSafe(|| {
             let value = decoder.decode(&job.key, bytes)?;
-            let size = decoder.size_bytes(&value);
+            let size = decoder.size_bytes(&value).min(ASSET_BYTES_MAX);
             Ok::<_, DecodeError>((value, size))
         }));
         if decoded.is_ok() {
