@@ -108,6 +108,10 @@ pub struct ReplayReport {
     pub checked: usize,
     /// The first difference from the recording, if any.
     pub divergence: Option<Divergence>,
+    /// Whether the log ends with its session's `Shutdown`, as every recording whose runtime
+    /// was shut down (or dropped) does. A log cut short (its recorder's process died) is
+    /// replayed to its last record and shut down here; its last requests' ends are unknown.
+    pub complete: bool,
 }
 
 /// Replays the log in `bytes`; see the module docs.
@@ -152,7 +156,8 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
         shut_down: false,
     };
     let fed = session.feed_all(records);
-    if !session.shut_down {
+    let complete = session.shut_down;
+    if !complete {
         runtime.shutdown();
     }
     // Handles go after the shutdown: dropping one then cancels nothing.
@@ -168,6 +173,7 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
         checked: expected.len(),
         divergence: first_divergence(&events, &expected, lines.len()),
         lines,
+        complete,
     })
 }
 

@@ -4,7 +4,8 @@
 //!
 //! Exit status: non-zero when the log is bad (the error names the byte offset), when a
 //! request's terminal state differs from the recording (the first such event is named), or
-//! when `--check` is given a hash the transcript does not have.
+//! when `--check` is given a hash the transcript does not have or a log cut short (one that
+//! ends before its session's shutdown: it is replayed, and says so, but cannot be checked).
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -70,15 +71,23 @@ fn replay_and_print(args: &ReplayArgs) -> anyhow::Result<()> {
         )?,
         Some(d) => writeln!(out, "replay: {d}")?,
     }
+    if !report.complete {
+        writeln!(out, "replay: {CUT_SHORT}")?;
+    }
     writeln!(out, "replay: events={} hash={hash}", report.lines.len())?;
     out.flush()?;
     if let Some(d) = &report.divergence {
         bail!("{d}");
     }
     match &args.check {
+        Some(_) if !report.complete => bail!("{CUT_SHORT}: --check needs a whole log"),
         Some(expected) if !expected.eq_ignore_ascii_case(&hash) => {
             bail!("hash {hash} differs from the expected {expected}")
         }
         _ => Ok(()),
     }
 }
+
+/// Said of a log that ends before its session's shutdown.
+const CUT_SHORT: &str = "the log ends before its session's shutdown (cut short: its recorder \
+                         stopped without shutting the runtime down); replayed to its last record";

@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use streamrt::messages::replay_log::{LogReader, LogRecord};
+
 fn streamctl(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_streamctl")).args(args).output().expect("runs");
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -41,4 +43,34 @@ fn a_damaged_log_is_refused_with_its_byte_offset() {
     let (ok, _, err) = streamctl(&["replay", path.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("byte 8: version 7 is not supported"), "{err}");
+}
+
+#[test]
+fn a_log_cut_short_replays_and_says_so_but_cannot_be_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.log");
+    let log = path.to_str().unwrap();
+    let (ok, _, err) = streamctl(&["demo", "--assets", "60", "--record", log]);
+    assert!(ok, "demo failed: {err}");
+    let (ok, whole, _) = streamctl(&["replay", log, "--quiet"]);
+    assert!(ok && !whole.contains("cut short"), "{whole}");
+    // Cut at the session's shutdown, as a recorder whose process died would leave it.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut reader = LogReader::new(&bytes).unwrap();
+    let shutdown = loop {
+        let at = reader.offset();
+        match reader.next_record().unwrap() {
+            Some(LogRecord::Shutdown) => break at,
+            Some(_) => {}
+            None => panic!("a whole log records its shutdown"),
+        }
+    };
+    bytes.truncate(usize::try_from(shutdown).unwrap());
+    std::fs::write(&path, &bytes).unwrap();
+    let (ok, out, err) = streamctl(&["replay", log, "--quiet"]);
+    assert!(ok, "a cut-short log still replays: {err}");
+    assert!(out.contains("cut short"), "{out}");
+    let hash = out.lines().last().unwrap().rsplit("hash=").next().unwrap().to_owned();
+    let (ok, _, err) = streamctl(&["replay", log, "--quiet", "--check", &hash]);
+    assert!(!ok && err.contains("needs a whole log"), "{err}");
 }

@@ -248,7 +248,8 @@ impl<W: Write> LogWriter<W> {
     ///
     /// # Errors
     ///
-    /// The writer's IO error.
+    /// The writer's IO error, or `InvalidInput` for a record over [`RECORD_BYTES_MAX`] (a
+    /// reader would refuse the log at it), written not at all.
     pub fn append(&mut self, record: &LogRecord) -> std::io::Result<()> {
         write_frame(&mut self.out, record)
     }
@@ -270,6 +271,13 @@ impl<W: Write> LogWriter<W> {
 
 fn write_frame<W: Write>(out: &mut W, value: &impl Serialize) -> std::io::Result<()> {
     let payload = postcard::to_allocvec(value).map_err(std::io::Error::other)?;
+    if payload.len() > RECORD_BYTES_MAX {
+        let why = format!(
+            "a record of {} bytes is over the {RECORD_BYTES_MAX}-byte limit",
+            payload.len()
+        );
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, why));
+    }
     let len = u32::try_from(payload.len()).map_err(std::io::Error::other)?;
     out.write_all(&len.to_le_bytes())?;
     out.write_all(&payload)
@@ -411,6 +419,22 @@ pub fn read_log(bytes: &[u8]) -> Result<(LogHeader, Vec<(u64, LogRecord)>), LogE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_a_reader_would_refuse_is_not_written() {
+        let mut out = Vec::new();
+        let mut writer = LogWriter::new(&mut out, &header()).unwrap();
+        let written = out_len(&writer);
+        let key = AssetKey::parse("blob:a.bin").unwrap();
+        let huge = DecodeOutcome::Panicked("x".repeat(RECORD_BYTES_MAX));
+        let err = writer.append(&LogRecord::Decode { key, outcome: huge }).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert_eq!(out_len(&writer), written, "nothing of it written");
+    }
+
+    fn out_len(writer: &LogWriter<&mut Vec<u8>>) -> usize {
+        writer.out.len()
+    }
 
     fn header() -> LogHeader {
         let mut config = LogConfig::empty();
