@@ -110,13 +110,18 @@ impl<R: Send + 'static> Group<R> {
     fn run(&self, task: Pending<R>) {
         let Pending { index, name, run } = task;
         let context = TaskContext { cancelled: &self.cancelled };
-        let span = tracing::debug_span!(target: "streamrt", "frame_task", name);
-        // The span's subscriber is the embedding program's code: a panic entering or leaving
-        // the span fails the task as its own would, instead of leaving `wait` blocked on a
-        // task that never reports.
-        let outcome = catch_unwind(AssertUnwindSafe(|| span.in_scope(|| run(&context))));
-        let result =
-            outcome.map_err(|panic| TaskError::Panicked { name, message: panic_message(&*panic) });
+        // The task's own panic is caught inside its span, so the span is left normally. The
+        // span's subscriber is the embedding program's code: a panic making, entering or
+        // leaving the span is caught outside it and fails the task as its own would, instead
+        // of leaving `wait` blocked on a task that never reports (or, raised while the task's
+        // panic unwound through the span, aborting the process).
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let span = tracing::debug_span!(target: "streamrt", "frame_task", name);
+            span.in_scope(|| catch_unwind(AssertUnwindSafe(|| run(&context))))
+        }));
+        let result = outcome
+            .and_then(|ran| ran)
+            .map_err(|panic| TaskError::Panicked { name, message: panic_message(&*panic) });
         let mut state = self.lock();
         state.results[index] = Some(result);
         state.running -= 1;

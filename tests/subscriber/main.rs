@@ -16,8 +16,8 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
-/// The runtime event (its `event` field), or the span entered or left (`enter decode`,
-/// `exit frame_task`), the subscriber panics at next, once.
+/// The runtime event (its `event` field), or the span made, entered or left (`new decode`,
+/// `enter decode`, `exit frame_task`), the subscriber panics at next, once.
 static PANIC_AT: Mutex<Option<&'static str>> = Mutex::new(None);
 /// How many times the subscriber panicked.
 static PANICS: AtomicUsize = AtomicUsize::new(0);
@@ -48,6 +48,9 @@ impl Subscriber for PanickingSubscriber {
 
     fn new_span(&self, span: &Attributes<'_>) -> Id {
         let at = SPANS.iter().position(|&name| name == span.metadata().name());
+        if let Some(i) = at {
+            panic_if_armed(&format!("new {}", SPANS[i]));
+        }
         Id::from_u64(at.map_or(1, |i| i as u64 + 2))
     }
 
@@ -153,23 +156,47 @@ fn a_subscriber_that_panics_leaving_a_decode_span_does_not_lose_the_decoded_valu
     a0_is_ready_despite_a_panic_at("exit decode", 0);
 }
 
-#[test]
-fn a_subscriber_that_panics_entering_a_frame_tasks_span_fails_that_task_and_the_group_joins() {
-    let _turn = panic_once_at("enter frame_task");
+/// Runs `tasks` frame tasks (the first panicking if `first_panics`) with the subscriber armed
+/// to panic at `event`; checks that the group joins and the subscriber panicked once, and gives
+/// the failed tasks' errors.
+fn failed_frame_tasks_despite_a_panic_at(
+    event: &'static str,
+    tasks: u32,
+    first_panics: bool,
+) -> Vec<String> {
+    let _turn = panic_once_at(event);
     let rt = runtime(GatedSource::with_blobs(0));
     rt.begin_frame();
     let group = rt.frame_tasks::<u32>();
-    for i in 0..4 {
-        group.spawn("step", move |_| i);
+    for i in 0..tasks {
+        group.spawn("step", move |_| {
+            assert!(!(first_panics && i == 0), "scripted task panic");
+            i
+        });
     }
     let (joined, results) = std::sync::mpsc::channel();
     std::thread::spawn(move || joined.send(group.wait()).expect("the test waits"));
     let results = results.recv_timeout(PATIENCE).expect("the group joins");
     assert_eq!(PANICS.load(Ordering::SeqCst), 1, "the subscriber panicked");
-    let failed: Vec<_> = results.iter().filter(|r| r.is_err()).collect();
-    assert_eq!(failed.len(), 1, "{results:?}");
-    assert!(format!("{:?}", failed[0]).contains("scripted subscriber panic"), "{failed:?}");
     rt.end_frame();
+    results.iter().filter_map(|r| r.as_ref().err()).map(|e| format!("{e:?}")).collect()
+}
+
+#[test]
+fn a_subscriber_that_panics_making_or_entering_a_frame_tasks_span_fails_that_task_only() {
+    for event in ["new frame_task", "enter frame_task"] {
+        let failed = failed_frame_tasks_despite_a_panic_at(event, 4, false);
+        assert_eq!(failed.len(), 1, "at {event}: {failed:?}");
+        assert!(failed[0].contains("scripted subscriber panic"), "at {event}: {failed:?}");
+    }
+}
+
+#[test]
+fn a_subscriber_that_panics_leaving_a_panicked_tasks_span_does_not_abort_the_process() {
+    // The one task panics, so its span is the one left: left while the task's own panic
+    // unwound through it, a subscriber's panic there aborted the process.
+    let failed = failed_frame_tasks_despite_a_panic_at("exit frame_task", 1, true);
+    assert_eq!(failed.len(), 1, "{failed:?}");
 }
 
 #[test]
