@@ -1,35 +1,44 @@
 //! The Chrome trace event format (what Perfetto and `chrome://tracing` load) for a log.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{json, Value};
 use streamrt_messages::Record;
 
-/// Thread ids: IO worker `i` is track `IO_TID + i`, decode worker `i` is `DECODE_TID + i`;
-/// apart by more than any worker index (a `u32`), so no two workers share a track.
-const IO_TID: u64 = 1 << 32;
-const DECODE_TID: u64 = 2 << 32;
 /// The track that carries the per-request async spans and the counters.
-const RUNTIME_TID: u64 = 1;
+const RUNTIME_TID: u32 = 1;
+
+/// The workers' tracks: each (pool, worker) its own thread id, numbered from 2 in the order
+/// first seen. Perfetto reads a `tid` as 32 bits (a larger one lands on the process's own
+/// track), so ids are dense rather than a pool's base plus the worker's index, which a log's
+/// worker numbers could push past 32 bits or onto the other pool's range.
+#[derive(Default)]
+struct Tracks(BTreeMap<(&'static str, u32), u32>);
+
+impl Tracks {
+    fn tid(&mut self, pool: &'static str, worker: u32) -> u32 {
+        let next = u32::try_from(self.0.len()).map_or(u32::MAX, |n| n.saturating_add(2));
+        *self.0.entry((pool, worker)).or_insert(next)
+    }
+}
 
 /// A Chrome trace of `records`: `{"traceEvents": [...]}`; see the module docs.
 pub fn chrome_trace(records: &[Record]) -> Value {
     let mut events =
         vec![json!({"name": "process_name", "ph": "M", "pid": 1, "args": {"name": "streamrt"}})];
-    let mut tracks = BTreeSet::new();
-    let mut open: HashMap<(u64, u64), &Record> = HashMap::new();
+    let mut tracks = Tracks::default();
+    let mut open: HashMap<(u32, u64), &Record> = HashMap::new();
     for r in records {
-        let worker = u64::from(r.worker.unwrap_or(0));
+        let worker = r.worker.unwrap_or(0);
         match r.event.as_str() {
             "read_started" | "decode_started" => {
-                let tid = if r.event == "read_started" { IO_TID } else { DECODE_TID } + worker;
-                tracks.insert(tid);
-                open.insert((tid, r.generation.unwrap_or(0)), r);
+                let pool = if r.event == "read_started" { "io" } else { "decode" };
+                open.insert((tracks.tid(pool, worker), r.generation.unwrap_or(0)), r);
             }
             "read_done" | "decode_done" => {
-                let (tid, name) =
-                    if r.event == "read_done" { (IO_TID, "read") } else { (DECODE_TID, "decode") };
-                let tid = tid + worker;
+                let (pool, name) =
+                    if r.event == "read_done" { ("io", "read") } else { ("decode", "decode") };
+                let Some(&tid) = tracks.0.get(&(pool, worker)) else { continue };
                 if let Some(start) = open.remove(&(tid, r.generation.unwrap_or(0))) {
                     events.push(json!({
                         "name": name, "ph": "X", "pid": 1, "tid": tid,
@@ -61,16 +70,45 @@ pub fn chrome_trace(records: &[Record]) -> Value {
             _ => {}
         }
     }
-    for tid in tracks {
-        let name = if tid >= DECODE_TID {
-            format!("decode-{}", tid - DECODE_TID)
-        } else {
-            format!("io-{}", tid - IO_TID)
-        };
+    for ((pool, worker), tid) in tracks.0 {
+        let name = format!("{pool}-{worker}");
         events.push(
             json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": {"name": name}}),
         );
     }
     events.push(json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": RUNTIME_TID, "args": {"name": "requests"}}));
     json!({"traceEvents": events, "displayTimeUnit": "ms"})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(event: &str, worker: u32) -> Record {
+        Record { event: event.into(), worker: Some(worker), ..Record::default() }
+    }
+
+    #[test]
+    fn every_worker_has_a_track_of_its_own_within_32_bits() {
+        let records = [
+            started("decode_started", 0),
+            started("read_started", 100),
+            started("read_started", u32::MAX),
+            started("decode_started", 100),
+        ];
+        let trace = chrome_trace(&records);
+        let names: BTreeMap<u64, String> = trace["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["name"] == "thread_name")
+            .map(|e| (e["tid"].as_u64().unwrap(), e["args"]["name"].as_str().unwrap().to_owned()))
+            .collect();
+        let expected = ["requests", "decode-0", "io-100", "io-4294967295", "decode-100"];
+        assert_eq!(names.len(), expected.len(), "{names:?}");
+        for name in expected {
+            assert!(names.values().any(|n| n == name), "{name} in {names:?}");
+        }
+        assert!(names.keys().all(|&tid| tid <= u64::from(u32::MAX)), "{names:?}");
+    }
 }
