@@ -108,9 +108,10 @@ pub struct ReplayReport {
     pub checked: usize,
     /// The first difference from the recording, if any.
     pub divergence: Option<Divergence>,
-    /// Whether the log ends with its session's `Shutdown`, as every recording whose runtime
-    /// was shut down (or dropped) does. A log cut short (its recorder's process died) is
-    /// replayed to its last record and shut down here; its last requests' ends are unknown.
+    /// Whether the session ends within the log: its `Shutdown` record came (the ends recorded
+    /// after it are checks, not inputs), or the runtime shut itself down as the recording's
+    /// did (a supervisor gave up). A log cut short before either (its recorder's process died)
+    /// is replayed to its last record and shut down here; its last requests' ends are unknown.
     pub complete: bool,
 }
 
@@ -156,7 +157,7 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
         shut_down: false,
     };
     let fed = session.feed_all(records);
-    let complete = session.shut_down;
+    let complete = session.shut_down || runtime.escalation().is_some();
     if !complete {
         runtime.shutdown();
     }
