@@ -230,7 +230,7 @@ fn bench_config(args: &BenchArgs, requests: usize) -> RuntimeConfig {
         workers: args.workers,
         reads_in_flight: args.reads_in_flight.unwrap_or(args.workers.saturating_mul(2)),
         decode_threads: args.decode_threads,
-        decode_backlog_max: args.decode_backlog.unwrap_or(args.decode_threads * 2),
+        decode_backlog_max: args.decode_backlog.unwrap_or(args.decode_threads.saturating_mul(2)),
         queue_capacity: requests.max(1),
         ..RuntimeConfig::default()
     }

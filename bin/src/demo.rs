@@ -62,7 +62,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening {}", pack.path.display()))?;
     let mut config = RuntimeConfig {
         workers: args.workers,
-        reads_in_flight: args.workers * 4,
+        reads_in_flight: args.workers.saturating_mul(4),
         queue_capacity: 16_384,
         telemetry_path: args.telemetry.clone(),
         ..RuntimeConfig::default()

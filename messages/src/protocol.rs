@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AssetKey, Event, LoadState, Priority, RequestId, Status};
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this build speaks: 2 since `ProtocolError::ReplyTooLarge`, which a
+/// version 1 client could not decode.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest payload a frame may carry, in bytes.
 pub const FRAME_BYTES_MAX: usize = 1 << 20;

@@ -62,7 +62,7 @@ fn ours(workload: &Workload, reads: usize, args: &BenchArgs) -> anyhow::Result<D
     // never waits for the scheduler to hand a credit back; still `reads` reads at once.
     let config = RuntimeConfig {
         workers: reads,
-        reads_in_flight: reads * 2,
+        reads_in_flight: reads.saturating_mul(2),
         ..bench_config(args, workload.keys.len())
     };
     let delayed = workload.builder_over(|inner| Delayed { inner, delay: READ_DELAY })?;

@@ -70,9 +70,14 @@ impl Conn {
     fn receive(&mut self) -> Result<ClientMsg, End> {
         loop {
             if let Some(msg) = self.decoder.next_msg::<ClientMsg>().map_err(End::Frame)? {
-                // Bytes of the next frame already in start its time now, not with this one.
-                self.frame_started = (self.decoder.buffered() > 0).then(Instant::now);
+                self.frame_started = None;
                 return Ok(msg);
+            }
+            // Bytes of the next frame already in (sent with the last one, or while the daemon
+            // waited on its loads) start its time now that the daemon reads it: the daemon's
+            // own work does not count against the client.
+            if self.frame_started.is_none() && self.decoder.buffered() > 0 {
+                self.frame_started = Some(Instant::now());
             }
             // Silent: `idle` from now. Part of a frame in: what is left of `idle` since its
             // first byte.
