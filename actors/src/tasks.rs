@@ -115,11 +115,18 @@ impl<R: Send + 'static> Group<R> {
         // leaving the span is caught outside it and fails the task as its own would, instead
         // of leaving `wait` blocked on a task that never reports (or, raised while the task's
         // panic unwound through the span, aborting the process).
+        // The span is closed (dropped) only once no panic unwinds: a subscriber panicking as
+        // it closes a span it just panicked in would abort the process too.
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let span = tracing::debug_span!(target: "streamrt", "frame_task", name);
-            span.in_scope(|| catch_unwind(AssertUnwindSafe(|| run(&context))))
+            let ran = catch_unwind(AssertUnwindSafe(|| {
+                span.in_scope(|| catch_unwind(AssertUnwindSafe(|| run(&context))))
+            }));
+            drop(span);
+            ran
         }));
         let result = outcome
+            .and_then(|entered| entered)
             .and_then(|ran| ran)
             .map_err(|panic| TaskError::Panicked { name, message: panic_message(&*panic) });
         let mut state = self.lock();
