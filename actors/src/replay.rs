@@ -108,10 +108,11 @@ pub struct ReplayReport {
     pub checked: usize,
     /// The first difference from the recording, if any.
     pub divergence: Option<Divergence>,
-    /// Whether the session ends within the log: its `Shutdown` record came (the ends recorded
-    /// after it are checks, not inputs), or the runtime shut itself down as the recording's
-    /// did (a supervisor gave up). A log cut short before either (its recorder's process died)
-    /// is replayed to its last record and shut down here; its last requests' ends are unknown.
+    /// Whether the session ends within the log: its `Shutdown` record came, which a recorder
+    /// writes however the runtime was shut down (by the engine, or by itself when a supervisor
+    /// gave up); the ends recorded after it are checks, not inputs. A log cut short before it
+    /// (its recorder's process died) is replayed to its last record and shut down here; its
+    /// last requests' ends are unknown.
     pub complete: bool,
 }
 
@@ -157,10 +158,10 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
         shut_down: false,
     };
     let fed = session.feed_all(records);
-    let complete = session.shut_down || runtime.escalation().is_some();
-    if !complete {
-        runtime.shutdown();
-    }
+    let complete = session.shut_down;
+    // Also when the log shut it down (idempotent): it joins a shutdown the replayed runtime
+    // began itself, which must be over before the handles go.
+    runtime.shutdown();
     // Handles go after the shutdown: dropping one then cancels nothing.
     drop(session.handles);
     let expected = session.expected;

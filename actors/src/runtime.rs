@@ -470,8 +470,15 @@ struct Inner {
 }
 
 impl Inner {
+    /// Stops the runtime: the engine's `shutdown`, or the escalation thread's. The first to
+    /// close it records the session's `Shutdown`, so a replay log holds one however its
+    /// session ended.
     fn stop(&self) {
-        self.closing.store(true, Ordering::Release);
+        if !self.closing.swap(true, Ordering::AcqRel) {
+            if let Some(recorder) = self.probe.recorder() {
+                recorder.record(&LogRecord::Shutdown);
+            }
+        }
         let core = self.core.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(core) = core {
             core.stop(|| self.probe.emit(self.probe.event(EventKind::Stopped)));
@@ -694,9 +701,6 @@ impl Runtime {
     /// the runtime started. Idempotent; later requests are refused with `Shutdown`.
     pub fn shutdown(&self) {
         let recorder = self.inner.probe.recorder();
-        if let (Some(recorder), false) = (recorder, self.inner.closing.load(Ordering::Acquire)) {
-            recorder.record(&LogRecord::Shutdown);
-        }
         self.inner.stop();
         if let Some(error) = recorder.and_then(Recorder::finish) {
             tracing::error!(target: "streamrt", %error, "the replay log is incomplete");

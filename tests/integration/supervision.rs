@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use streamrt::chaos::{self, ChaosOptions, CrashTarget};
+use streamrt::messages::replay_log::{LogReader, LogRecord};
 use streamrt::messages::EventKind;
 use streamrt::{
     ErrorKind, Intensity, LoadState, Priority, ReadyError, RequestError, RuntimeConfig,
@@ -187,7 +188,9 @@ fn restarts_past_the_intensity_escalate_and_the_runtime_shuts_down_cleanly() {
         read_credit_bytes: 1,
         ..Default::default()
     };
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config));
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config).record(&log, "test"));
     let events = rt.subscribe(4096);
     let handles: Vec<_> =
         (0..5).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
@@ -204,6 +207,14 @@ fn restarts_past_the_intensity_escalate_and_the_runtime_shuts_down_cleanly() {
     let escalation = rt.escalation().expect("the runtime knows why it stopped");
     assert_eq!(escalation.child, "scheduler");
     assert_eq!(rt.request::<Blob>("a1", Priority::Normal).unwrap_err(), RequestError::Shutdown);
+    // The session's replay log ends it as the engine's shutdown would: a whole log.
+    let bytes = std::fs::read(&log).unwrap();
+    let mut reader = LogReader::new(&bytes).unwrap();
+    let mut shutdowns = 0;
+    while let Some(record) = reader.next_record().unwrap() {
+        shutdowns += usize::from(record == LogRecord::Shutdown);
+    }
+    assert_eq!(shutdowns, 1, "the escalation's shutdown is recorded, once");
 }
 
 #[test]
