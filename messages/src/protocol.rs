@@ -1,4 +1,4 @@
-//! The control protocol, version 1: what `streamctl` and the daemon say to each other, and the
+//! The control protocol, version 2: what `streamctl` and the daemon say to each other, and the
 //! frames it travels in (`docs/PROTOCOL.md`).
 //!
 //! A frame is a `u32` little-endian length followed by that many bytes of postcard, at most

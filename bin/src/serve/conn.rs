@@ -200,8 +200,8 @@ fn requests(daemon: &Daemon, conn: &mut Conn, id: u64) -> End {
                 conn.send(&ServerMsg::Error(ProtocolError::HandshakeRequired))
             }
             ClientMsg::Status => {
-                // Sweeps the table, as every command does: ended requests let go of their
-                // assets, which go to the memory budget's pool.
+                // Sweeps the table, as the commands that read or change it do: ended requests
+                // let go of their assets, which go to the memory budget's pool.
                 drop(daemon.requests());
                 conn.send(&ServerMsg::Status(daemon.rt.status()))
             }
