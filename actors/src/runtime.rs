@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use streamrt_messages::replay_log::LogRecord;
 use streamrt_messages::{AssetKey, AssetTypeName, EventKind, InvalidKey, Priority, Status};
-use streamrt_supervisor::{Mailbox, WorkerPool};
+use streamrt_supervisor::{AskPatience, Mailbox, WorkerPool};
 
 use crate::asset::Decoder;
 use crate::cache::CacheStats;
@@ -433,7 +433,7 @@ fn escalation_hook(inner: Weak<Inner>) -> EscalateFn {
         let spawned =
             std::thread::Builder::new().name("streamrt-escalation".into()).spawn(move || {
                 if let Some(inner) = weak.upgrade() {
-                    inner.stop();
+                    inner.stop(AskPatience::WhileAlive);
                 }
             });
         match spawned {
@@ -472,8 +472,9 @@ struct Inner {
 impl Inner {
     /// Stops the runtime: the engine's `shutdown`, or the escalation thread's. The first to
     /// close it records the session's `Shutdown`, so a replay log holds one however its
-    /// session ended.
-    fn stop(&self) {
+    /// session ended. After an escalation the supervisors restart nothing, so an actor they
+    /// stopped is not waited for (`patience`): its requests are failed as its mailbox closes.
+    fn stop(&self, patience: AskPatience) {
         if !self.closing.swap(true, Ordering::AcqRel) {
             if let Some(recorder) = self.probe.recorder() {
                 recorder.record(&LogRecord::Shutdown);
@@ -481,7 +482,7 @@ impl Inner {
         }
         let core = self.core.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(core) = core {
-            core.stop(|| self.probe.emit(self.probe.event(EventKind::Stopped)));
+            core.stop(patience, || self.probe.emit(self.probe.event(EventKind::Stopped)));
         }
     }
 
@@ -701,7 +702,12 @@ impl Runtime {
     /// the runtime started. Idempotent; later requests are refused with `Shutdown`.
     pub fn shutdown(&self) {
         let recorder = self.inner.probe.recorder();
-        self.inner.stop();
+        let escalated = self.escalation().is_some();
+        self.inner.stop(if escalated {
+            AskPatience::WhileAlive
+        } else {
+            AskPatience::ThroughRestarts
+        });
         if let Some(error) = recorder.and_then(Recorder::finish) {
             tracing::error!(target: "streamrt", %error, "the replay log is incomplete");
         }

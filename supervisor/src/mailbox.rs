@@ -25,7 +25,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::{Message, Recipient};
 
@@ -35,6 +35,21 @@ use crate::Activity;
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct Wake;
+
+/// How [`Mailbox::ask_with`] waits for its reply, within its timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AskPatience {
+    /// Until the reply comes: a restarted actor drains what its predecessor left, the question
+    /// included.
+    ThroughRestarts,
+    /// Until the reply comes or the actor is found dead (looked at every [`ASK_LOOK_INTERVAL`]):
+    /// for an actor no supervisor will restart (after an escalation), whose queued messages
+    /// nobody will handle, so a full timeout would be waited for nothing.
+    WhileAlive,
+}
+
+/// How often an ask waiting [`AskPatience::WhileAlive`] looks whether its actor still lives.
+pub const ASK_LOOK_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The mailbox was closed (its runtime is shutting down); the message is handed back.
 #[derive(Debug, thiserror::Error)]
@@ -226,12 +241,34 @@ impl<M> Mailbox<M> {
     /// for the reply. `None` at once if the mailbox is closed or its actor died, else `None`
     /// on timeout. For tools, tests and shutdown: never from an arbiter thread.
     pub fn ask<R>(&self, make: impl FnOnce(mpsc::Sender<R>) -> M, timeout: Duration) -> Option<R> {
+        self.ask_with(make, timeout, AskPatience::ThroughRestarts)
+    }
+
+    /// [`Mailbox::ask`], waiting as `patience` says.
+    pub fn ask_with<R>(
+        &self,
+        make: impl FnOnce(mpsc::Sender<R>) -> M,
+        timeout: Duration,
+        patience: AskPatience,
+    ) -> Option<R> {
         if !self.actor_alive_or_starting() {
             return None;
         }
         let (tx, rx) = mpsc::channel();
         self.post(make(tx)).ok()?;
-        rx.recv_timeout(timeout).ok()
+        if patience == AskPatience::ThroughRestarts {
+            return rx.recv_timeout(timeout).ok();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left.min(ASK_LOOK_INTERVAL)) {
+                Ok(reply) => return Some(reply),
+                Err(mpsc::RecvTimeoutError::Timeout)
+                    if !left.is_zero() && self.actor_alive_or_starting() => {}
+                Err(_) => return None,
+            }
+        }
     }
 
     /// Closes the mailbox: later posts are refused. Returns the messages not yet drained.

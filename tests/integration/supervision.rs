@@ -186,6 +186,8 @@ fn restarts_past_the_intensity_escalate_and_the_runtime_shuts_down_cleanly() {
         workers: 1,
         reads_in_flight: 1,
         read_credit_bytes: 1,
+        // Past the test's patience: the actors the supervisor stopped must not be waited for.
+        shutdown_ack_ms_max: 2 * PATIENCE.as_millis() as u64,
         ..Default::default()
     };
     let dir = tempfile::tempdir().unwrap();

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use actix::{Actor, Arbiter, System};
 use streamrt_supervisor::{
-    ChildSpec, Clock, Escalation, Mailbox, PoolSender, PoolStats, RestartKind, RestartPolicy,
-    Strategy, Supervisor, SupervisorMsg, Worker, WorkerPool,
+    AskPatience, ChildSpec, Clock, Escalation, Mailbox, PoolSender, PoolStats, RestartKind,
+    RestartPolicy, Strategy, Supervisor, SupervisorMsg, Worker, WorkerPool,
 };
 
 use crate::cache::CacheLinks;
@@ -224,13 +224,13 @@ impl Core {
     /// thread. Each live actor gets `shutdown_ack_ms_max` to acknowledge; a dead one (its
     /// supervisor gave up) has its mailbox closed by this thread instead, which fails its
     /// requests.
-    pub(crate) fn stop(self, last_event: impl FnOnce()) {
+    pub(crate) fn stop(self, patience: AskPatience, last_event: impl FnOnce()) {
         for cache in &self.caches {
-            cache.ask_shutdown(self.ack_max);
+            cache.ask_shutdown(self.ack_max, patience);
             cache.close();
         }
-        self.scheduler.ask(SchedulerMsg::Shutdown, self.ack_max);
-        self.frame.ask(FrameMsg::Shutdown, self.ack_max);
+        self.scheduler.ask_with(SchedulerMsg::Shutdown, self.ack_max, patience);
+        self.frame.ask_with(FrameMsg::Shutdown, self.ack_max, patience);
         self.io.shutdown();
         self.decode.shutdown();
         last_event();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix::Actor;
 use streamrt_messages::AssetTypeName;
-use streamrt_supervisor::{Activity, ChildSpec, Mailbox, RestartKind};
+use streamrt_supervisor::{Activity, AskPatience, ChildSpec, Mailbox, RestartKind};
 
 use crate::asset::Decoder;
 use crate::cache::{
@@ -146,7 +146,7 @@ impl<D: Decoder> TypeSpec for DecoderSpec<D> {
 /// The runtime's type-erased grip on a cache, for shutdown and queries.
 pub(crate) trait CacheControl: Send + Sync {
     /// Asks the cache to shut down and waits up to `timeout`; false if it did not answer.
-    fn ask_shutdown(&self, timeout: Duration) -> bool;
+    fn ask_shutdown(&self, timeout: Duration, patience: AskPatience) -> bool;
     /// The cache's stats, if it answers within `timeout`.
     fn ask_stats(&self, timeout: Duration) -> Option<CacheStats>;
     /// Asks the cache to flush what it produced and waits up to `timeout` for its reply.
@@ -168,8 +168,8 @@ struct CacheHandle<T: Send + Sync + 'static> {
 }
 
 impl<T: Send + Sync + 'static> CacheControl for CacheHandle<T> {
-    fn ask_shutdown(&self, timeout: Duration) -> bool {
-        self.inbox.messages.ask(CacheMsg::Shutdown, timeout).is_some()
+    fn ask_shutdown(&self, timeout: Duration, patience: AskPatience) -> bool {
+        self.inbox.messages.ask_with(CacheMsg::Shutdown, timeout, patience).is_some()
     }
 
     fn ask_stats(&self, timeout: Duration) -> Option<CacheStats> {
