@@ -45,7 +45,7 @@ use crate::telemetry::{Counters, EventStream, EventTap, Probe, SinkMsg, SinkOutp
 use crate::work::{DecodeJob, ReadOrder};
 use streamrt_supervisor::{Clock, Escalation, MonotonicClock};
 
-use self::core::{Core, CoreParts, EscalateFn};
+use self::core::{Core, CoreParts, EscalateFn, CORE_SUPERVISOR};
 pub(crate) use self::registry::TypeLink;
 use self::registry::{DecoderSpec, TypeEntry, TypeSpec};
 use self::submit::{DepRequester, Submitter, TreeLimits};
@@ -420,6 +420,17 @@ fn residency(config: &RuntimeConfig, types: &[Box<dyn TypeSpec>]) -> Result<Resi
     Ok(Residency::new(config.bytes_resident_max, &type_max))
 }
 
+/// How shutdown waits for the core actors' acknowledgements. Once the core supervisor gave up
+/// it restarts nothing, so a core actor it stopped is not waited for; after the telemetry
+/// supervisor's escalation, or none, the core supervisor may still be restarting one, whose
+/// successor answers.
+fn shutdown_patience(escalation: Option<&Escalation>) -> AskPatience {
+    match escalation {
+        Some(e) if e.supervisor == CORE_SUPERVISOR => AskPatience::WhileAlive,
+        _ => AskPatience::ThroughRestarts,
+    }
+}
+
 /// What a supervisor's escalation does: shut the runtime down from a thread of its own (the
 /// supervisor runs on the core thread, which shutdown waits on).
 fn escalation_hook(inner: Weak<Inner>) -> EscalateFn {
@@ -430,10 +441,11 @@ fn escalation_hook(inner: Weak<Inner>) -> EscalateFn {
             return;
         }
         let weak = Weak::clone(&inner);
+        let patience = shutdown_patience(Some(&escalation));
         let spawned =
             std::thread::Builder::new().name("streamrt-escalation".into()).spawn(move || {
                 if let Some(inner) = weak.upgrade() {
-                    inner.stop(AskPatience::WhileAlive);
+                    inner.stop(patience);
                 }
             });
         match spawned {
@@ -472,8 +484,8 @@ struct Inner {
 impl Inner {
     /// Stops the runtime: the engine's `shutdown`, or the escalation thread's. The first to
     /// close it records the session's `Shutdown`, so a replay log holds one however its
-    /// session ended. After an escalation the supervisors restart nothing, so an actor they
-    /// stopped is not waited for (`patience`): its requests are failed as its mailbox closes.
+    /// session ended. `patience` says how long to wait for the core actors (see
+    /// `shutdown_patience`); whatever an actor did not take is failed as its mailbox closes.
     fn stop(&self, patience: AskPatience) {
         if !self.closing.swap(true, Ordering::AcqRel) {
             if let Some(recorder) = self.probe.recorder() {
@@ -702,12 +714,7 @@ impl Runtime {
     /// the runtime started. Idempotent; later requests are refused with `Shutdown`.
     pub fn shutdown(&self) {
         let recorder = self.inner.probe.recorder();
-        let escalated = self.escalation().is_some();
-        self.inner.stop(if escalated {
-            AskPatience::WhileAlive
-        } else {
-            AskPatience::ThroughRestarts
-        });
+        self.inner.stop(shutdown_patience(self.escalation().as_ref()));
         if let Some(error) = recorder.and_then(Recorder::finish) {
             tracing::error!(target: "streamrt", %error, "the replay log is incomplete");
         }

@@ -39,11 +39,12 @@ pub struct Wake;
 /// How [`Mailbox::ask_with`] waits for its reply, within its timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AskPatience {
-    /// Until the reply comes: a restarted actor drains what its predecessor left, the question
-    /// included.
+    /// Until the reply comes: an actor that stops after the question is posted leaves it for
+    /// its restarted successor, which answers. (An ask to an actor already dead when asked
+    /// returns at once, either way.)
     ThroughRestarts,
     /// Until the reply comes or the actor is found dead (looked at every [`ASK_LOOK_INTERVAL`]):
-    /// for an actor no supervisor will restart (after an escalation), whose queued messages
+    /// for an actor no supervisor will restart (its supervisor gave up), whose queued messages
     /// nobody will handle, so a full timeout would be waited for nothing.
     WhileAlive,
 }
@@ -266,7 +267,9 @@ impl<M> Mailbox<M> {
                 Ok(reply) => return Some(reply),
                 Err(mpsc::RecvTimeoutError::Timeout)
                     if !left.is_zero() && self.actor_alive_or_starting() => {}
-                Err(_) => return None,
+                // A reply sent just before its actor stopped is still taken.
+                Err(mpsc::RecvTimeoutError::Timeout) => return rx.try_recv().ok(),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
             }
         }
     }

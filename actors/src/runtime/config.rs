@@ -77,7 +77,8 @@ pub struct RuntimeConfig {
     /// others on its arbiter (a cache takes the scheduler's dispatch orders in full).
     pub drain_batch_max: usize,
     /// How long shutdown waits for each actor's acknowledgement, in milliseconds, before it
-    /// fails the actor's requests itself (after an escalation, only while the actor lives);
+    /// fails the actor's requests itself (after the core supervisor gave up, only while the
+    /// actor lives);
     /// also how long `subscribe` and `flush_telemetry` wait for the telemetry sink.
     pub shutdown_ack_ms_max: u64,
     /// Levels of dependencies below a request at most; a deeper chain (a cycle a custom source

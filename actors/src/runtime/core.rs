@@ -39,6 +39,9 @@ use crate::work::{
 /// Called (once per supervisor) when a supervisor gives up.
 pub(crate) type EscalateFn = Arc<dyn Fn(Escalation) + Send + Sync>;
 
+/// The name of the supervisor of the caches, the scheduler and the frame coordinator.
+pub(crate) const CORE_SUPERVISOR: &str = "runtime";
+
 /// What the core is started with.
 pub(crate) struct CoreParts {
     pub(crate) config: RuntimeConfig,
@@ -377,12 +380,17 @@ fn run_core(mut actors: CoreActors, ready: &mpsc::Sender<(System, Arbiter)>) {
         });
         let types = std::mem::take(&mut actors.parts.types);
         let routes: Arc<[Arc<dyn JobRoute>]> = types.iter().map(|t| t.route()).collect();
-        let mut root =
-            Supervisor::new("runtime", policy, clock, actors.supervisors[0].clone(), move |e| {
+        let mut root = Supervisor::new(
+            CORE_SUPERVISOR,
+            policy,
+            clock,
+            actors.supervisors[0].clone(),
+            move |e| {
                 escalate(e);
-            })
-            .child(actors.scheduler_spec(Arc::clone(&routes)))
-            .child(actors.frame_spec());
+            },
+        )
+        .child(actors.scheduler_spec(Arc::clone(&routes)))
+        .child(actors.frame_spec());
         let generations = Arc::new(AtomicU64::new(0));
         let config = &actors.parts.config;
         let links = CacheLinks {
