@@ -292,7 +292,7 @@ impl RuntimeBuilder {
         if let Some(e) = self.type_error {
             return Err(e);
         }
-        self.config.validate().map_err(BuildError::Config)?;
+        self.config.validate()?;
         let source = self.source.ok_or(BuildError::NoSource)?;
         let config = self.config;
         let type_names: Vec<String> = self.types.iter().map(|t| t.name().to_string()).collect();

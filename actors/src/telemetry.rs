@@ -178,9 +178,10 @@ impl Probe {
     ///
     /// Never for a `tracing` subscriber's panic: the subscriber is the embedding program's
     /// code, and its panic is caught here and in `emit_with`'s check of whether it wants
-    /// events (the panic hook has reported it), so that event is all it costs. Events are emitted in the middle of the runtime's own steps (a request's
-    /// end is emitted before its waiters wake and its dependents hear of it, and a batch of
-    /// publishes is counted after its last), and unwinding from one would leave them half done.
+    /// events (the panic hook has reported it), so that event is all it costs. Events are
+    /// emitted in the middle of the runtime's own steps (a request's end is emitted before its
+    /// waiters wake and its dependents hear of it, and a batch of publishes is counted after
+    /// its last), and unwinding from one would leave them half done.
     pub(crate) fn emit(&self, event: Event) {
         trace(&event);
         if let Some(recorder) = &self.recorder {

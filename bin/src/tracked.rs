@@ -21,9 +21,13 @@ pub fn register_all(builder: RuntimeBuilder) -> RuntimeBuilder {
         .register(MaterialDecoder)
 }
 
-/// Whether [`request_any`] knows `asset_type`: one of the types [`register_all`] registers.
+/// The asset types `streamctl` decodes: those [`register_all`] registers and [`request_any`]
+/// requests.
+pub const KNOWN_TYPES: [&str; 5] = ["blob", "mesh", "texture", "animation", "material"];
+
+/// Whether [`request_any`] knows `asset_type`.
 pub fn is_known_type(asset_type: &AssetTypeName) -> bool {
-    matches!(asset_type.as_str(), "texture" | "material" | "mesh" | "animation" | "blob")
+    KNOWN_TYPES.contains(&asset_type.as_str())
 }
 
 /// Requests `key`, whichever of the known types it names.

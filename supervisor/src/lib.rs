@@ -29,7 +29,7 @@ mod supervisor;
 
 pub use activity::Activity;
 pub use clock::{Clock, ManualClock, MonotonicClock};
-pub use mailbox::{AskPatience, Mailbox, MailboxClosed, Wake, ASK_LOOK_INTERVAL};
+pub use mailbox::{AskPatience, Mailbox, MailboxClosed, Wake};
 pub use policy::{Backoff, Intensity, RestartKind, RestartPolicy, RestartWindow, Strategy};
 pub use pool::{PoolClosed, PoolSender, PoolStats, Worker, WorkerPool};
 pub use supervisor::{

@@ -43,14 +43,14 @@ pub enum AskPatience {
     /// its restarted successor, which answers. (An ask to an actor already dead when asked
     /// returns at once, either way.)
     ThroughRestarts,
-    /// Until the reply comes or the actor is found dead (looked at every [`ASK_LOOK_INTERVAL`]):
+    /// Until the reply comes or the actor is found dead (looked at every 10 ms):
     /// for an actor no supervisor will restart (its supervisor gave up), whose queued messages
     /// nobody will handle, so a full timeout would be waited for nothing.
     WhileAlive,
 }
 
 /// How often an ask waiting [`AskPatience::WhileAlive`] looks whether its actor still lives.
-pub const ASK_LOOK_INTERVAL: Duration = Duration::from_millis(10);
+const ASK_LOOK_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The mailbox was closed (its runtime is shutting down); the message is handed back.
 #[derive(Debug, thiserror::Error)]

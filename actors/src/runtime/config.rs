@@ -39,10 +39,10 @@ pub struct RuntimeConfig {
     /// while normal loads hold all of these.
     pub reads_in_flight: usize,
     /// The bytes one read credit (and one decode credit) stands for, as the source declares a
-    /// load's size (a pack's raw size). A load of unknown
-    /// size, or of this size or more, takes a whole credit; a smaller one takes a share in
-    /// proportion, at least 1/16 of a credit. So credits bound bytes in flight, and small
-    /// assets get up to 16 times as many loads in flight as large ones.
+    /// load's size (a pack's raw size). A load of unknown size, or of this size or more, takes
+    /// a whole credit; a smaller one takes a share in proportion, at least 1/16 of a credit. So
+    /// credits bound bytes in flight, and small assets get up to 16 times as many loads in
+    /// flight as large ones.
     pub read_credit_bytes: u64,
     /// Decode worker threads.
     pub decode_threads: usize,
@@ -78,8 +78,8 @@ pub struct RuntimeConfig {
     pub drain_batch_max: usize,
     /// How long shutdown waits for each actor's acknowledgement, in milliseconds, before it
     /// fails the actor's requests itself (after the core supervisor gave up, only while the
-    /// actor lives);
-    /// also how long `subscribe` and `flush_telemetry` wait for the telemetry sink.
+    /// actor lives); also how long `subscribe` and `flush_telemetry` wait for the telemetry
+    /// sink.
     pub shutdown_ack_ms_max: u64,
     /// Levels of dependencies below a request at most; a deeper chain (a cycle a custom source
     /// reports) fails the request with `DependencyFailed`.

@@ -20,7 +20,7 @@ use streamrt::{
 use crate::formats::{
     encode_blob, AnimationDecoder, Blob, BlobDecoder, MaterialDecoder, MeshDecoder, TextureDecoder,
 };
-use crate::tracked::{register_all, request_any, Tracked};
+use crate::tracked::{is_known_type, register_all, request_any, Tracked};
 
 use super::cpu::{Span, Stopwatch};
 
@@ -151,7 +151,7 @@ pub(super) fn open_pack(path: &Path, keys: Option<Vec<AssetKey>>) -> anyhow::Res
             .entries()
             .iter()
             .filter_map(|e| AssetKey::parse(&e.key).ok())
-            .filter(|k| KNOWN.contains(&k.asset_type().as_str()))
+            .filter(|k| is_known_type(k.asset_type()))
             .collect(),
     };
     anyhow::ensure!(
@@ -164,9 +164,6 @@ pub(super) fn open_pack(path: &Path, keys: Option<Vec<AssetKey>>) -> anyhow::Res
     let store = Store::Pack { path: path.to_owned(), reader: Arc::new(reader) };
     Ok(Workload { keys, stored_bytes, store })
 }
-
-/// The asset types `streamctl` decodes.
-const KNOWN: [&str; 5] = ["blob", "mesh", "texture", "animation", "material"];
 
 impl Workload {
     /// What the workload is, for the scenario's first line.

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{bail, Context};
 use serde::Deserialize;
-use streamrt::RuntimeConfig;
+use streamrt::{ConfigError, RuntimeConfig};
 
 /// The file's contents; every key optional, unknown keys refused.
 #[derive(Debug, Default, Deserialize)]
@@ -165,8 +165,12 @@ impl Settings {
         runtime.validate()?;
         let idle_ms = flags.idle_timeout_ms.or(file.idle_timeout_ms).unwrap_or(30_000);
         let connections_max = flags.connections_max.or(file.connections_max).unwrap_or(128);
-        ensure!(idle_ms > 0, "configuration: idle_timeout_ms must be at least 1");
-        ensure!(connections_max > 0, "configuration: connections_max must be at least 1");
+        if idle_ms == 0 {
+            return Err(ConfigError::Zero("idle_timeout_ms").into());
+        }
+        if connections_max == 0 {
+            return Err(ConfigError::Zero("connections_max").into());
+        }
         Ok(Self {
             socket,
             pack,

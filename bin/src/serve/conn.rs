@@ -92,9 +92,7 @@ impl Conn {
             match self.stream.read(&mut self.chunk[..want]) {
                 Ok(0) => return Err(End::Gone),
                 Ok(n) => {
-                    if self.frame_started.is_none() {
-                        self.frame_started = Some(Instant::now());
-                    }
+                    // The loop's next turn starts the frame's clock, if this began one.
                     self.decoder.push(&self.chunk[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -148,7 +146,6 @@ pub(super) fn serve(daemon: &Arc<Daemon>, stream: UnixStream, id: u64) {
     if let Ok(clone) = stream.try_clone() {
         daemon.open.lock().unwrap_or_else(PoisonError::into_inner).insert(id, clone);
     }
-    let _ = stream.set_read_timeout(Some(daemon.idle_timeout));
     let _ = stream.set_write_timeout(Some(daemon.idle_timeout));
     let mut conn = Conn {
         stream,
