@@ -16,6 +16,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
+use rustix::io::Errno;
+use rustix::net::RecvFlags;
 use streamrt::messages::protocol::{
     encode_frame, ClientMsg, FrameDecoder, FrameError, ProtocolError, RequestInfo, ServerMsg,
     TypeStats, PROTOCOL_VERSION,
@@ -73,9 +75,8 @@ impl Conn {
                 self.frame_started = None;
                 return Ok(msg);
             }
-            // Bytes of the next frame already in (sent with the last one, or while the daemon
-            // waited on its loads) start its time now that the daemon reads it: the daemon's
-            // own work does not count against the client.
+            // Bytes of the next frame that came with the last one start its time now that the
+            // daemon reads it: the daemon's own work does not count against the client.
             if self.frame_started.is_none() && self.decoder.buffered() > 0 {
                 self.frame_started = Some(Instant::now());
             }
@@ -106,23 +107,18 @@ impl Conn {
         }
     }
 
-    /// Whether the client closed its end, found without blocking: while the daemon waits on
-    /// its loads it writes nothing, so a client that vanished would hold its connection's
-    /// place until the first load ended. Whatever it sent meanwhile is kept for `receive`.
-    fn client_gone(&mut self) -> bool {
-        let want = self.chunk.len().min(self.decoder.room());
-        if want == 0 || self.stream.set_nonblocking(true).is_err() {
-            return false;
+    /// Whether the client closed its end, found without blocking and without taking a byte
+    /// (a peek): while the daemon waits on its loads it writes nothing, so a client that
+    /// vanished would hold its connection's place until the first load ended. A client that
+    /// sent more before it closed is noticed only once it is answered.
+    fn client_gone(&self) -> bool {
+        let mut byte = [0u8; 1];
+        let flags = RecvFlags::PEEK | RecvFlags::DONTWAIT;
+        match rustix::net::recv(&self.stream, &mut byte[..], flags) {
+            Ok((0, _)) => true,
+            Ok(_) => false,
+            Err(e) => e != Errno::AGAIN && e != Errno::INTR,
         }
-        let gone = match self.stream.read(&mut self.chunk[..want]) {
-            Ok(0) => true,
-            Ok(n) => {
-                self.decoder.push(&self.chunk[..n]);
-                false
-            }
-            Err(e) => !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted),
-        };
-        gone || self.stream.set_nonblocking(false).is_err()
     }
 }
 
