@@ -10,13 +10,20 @@ fn streamctl(args: &[&str]) -> (bool, String, String) {
     (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 
+/// Records a demo of `assets` assets into `demo.log` in `dir`; the log's path.
+fn recorded_demo(dir: &tempfile::TempDir, assets: &str) -> String {
+    let path = dir.path().join("demo.log");
+    let log = path.to_str().unwrap().to_owned();
+    let (ok, _, err) = streamctl(&["demo", "--assets", assets, "--record", &log]);
+    assert!(ok, "demo failed: {err}");
+    log
+}
+
 #[test]
 fn a_recorded_demo_replays_with_every_terminal_state_as_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("demo.log");
-    let log = log.to_str().unwrap();
-    let (ok, _, err) = streamctl(&["demo", "--assets", "240", "--record", log]);
-    assert!(ok, "demo failed: {err}");
+    let log = recorded_demo(&dir, "240");
+    let log = log.as_str();
     let (ok, out, err) = streamctl(&["replay", log, "--quiet"]);
     assert!(ok, "replay failed: {out}{err}");
     let checked: usize = out
@@ -48,14 +55,12 @@ fn a_damaged_log_is_refused_with_its_byte_offset() {
 #[test]
 fn a_log_cut_short_replays_and_says_so_but_cannot_be_checked() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("demo.log");
-    let log = path.to_str().unwrap();
-    let (ok, _, err) = streamctl(&["demo", "--assets", "60", "--record", log]);
-    assert!(ok, "demo failed: {err}");
+    let log = recorded_demo(&dir, "60");
+    let (log, path) = (log.as_str(), std::path::Path::new(&log));
     let (ok, whole, _) = streamctl(&["replay", log, "--quiet"]);
     assert!(ok && !whole.contains("cut short"), "{whole}");
     // Cut at the session's shutdown, as a recorder whose process died would leave it.
-    let mut bytes = std::fs::read(&path).unwrap();
+    let mut bytes = std::fs::read(path).unwrap();
     let mut reader = LogReader::new(&bytes).unwrap();
     let shutdown = loop {
         let at = reader.offset();
@@ -66,7 +71,7 @@ fn a_log_cut_short_replays_and_says_so_but_cannot_be_checked() {
         }
     };
     bytes.truncate(usize::try_from(shutdown).unwrap());
-    std::fs::write(&path, &bytes).unwrap();
+    std::fs::write(path, &bytes).unwrap();
     let (ok, out, err) = streamctl(&["replay", log, "--quiet"]);
     assert!(ok, "a cut-short log still replays: {err}");
     assert!(out.contains("cut short"), "{out}");
