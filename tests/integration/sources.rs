@@ -1,6 +1,6 @@
 //! Sources as the runtime reads them: a source that indexes its entries (a pack, the memory
 //! source) gets each read with the locator it gave for that key, and reads the entry there; a
-//! folder's files are read within their size limit.
+//! folder's files are read within their size limit, and only its regular files.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -126,4 +126,35 @@ fn a_folders_size_limit_refuses_a_larger_file_and_the_largest_limit_means_none()
     assert_eq!(exact.read(&key), Ok(b"12345".to_vec()));
     let small = DirSource::new(dir.path()).with_bytes_max(4);
     assert_eq!(small.read(&key), Err(SourceError::TooLarge { size: 5, max: 4 }));
+}
+
+#[test]
+fn a_named_pipe_in_a_folder_is_refused_without_waiting_for_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plain"), b"plain").unwrap();
+    let pipe = dir.path().join("pipe");
+    let owner_rw = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
+    rustix::fs::mkfifoat(rustix::fs::CWD, &pipe, owner_rw).expect("mkfifo");
+    let source = DirSource::new(dir.path());
+    // The first read of a folder resolves the path; once the folder is known, the path is
+    // opened as it is. Both opens must refuse the pipe.
+    for _ in 0..2 {
+        match read_or_unblock(&source, "pipe", &pipe) {
+            Err(SourceError::Denied(why)) => assert!(why.contains("not a regular file"), "{why}"),
+            other => panic!("the pipe read as {other:?}"),
+        }
+        assert_eq!(source.read(&blob_key("plain")), Ok(b"plain".to_vec()));
+    }
+}
+
+/// Reads `key` on another thread; if that read has not ended within [`PATIENCE`], opens the
+/// pipe at `pipe` for writing, so that the read ends and the test fails rather than hangs.
+fn read_or_unblock(source: &DirSource, key: &str, pipe: &Path) -> Result<Vec<u8>, SourceError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (source, key) = (source.clone(), blob_key(key));
+    std::thread::spawn(move || tx.send(source.read(&key)));
+    rx.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+        drop(std::fs::OpenOptions::new().write(true).open(pipe));
+        panic!("the read waited for a writer");
+    })
 }

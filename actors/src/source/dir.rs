@@ -30,6 +30,9 @@ use super::{Source, SourceError};
 /// root as it resolved on the first read, so repointing a symlinked root later does not move
 /// the source. A file larger than `bytes_max` is refused before its contents are read, and a
 /// read stops at `bytes_max + 1` bytes if the file grows meanwhile.
+///
+/// Only regular files are read: a folder is `NotFound`, and a named pipe, socket or device is
+/// refused with `Denied` without waiting for a writer (files are opened non-blocking).
 #[derive(Debug, Clone)]
 pub struct DirSource {
     root: PathBuf,
@@ -81,7 +84,7 @@ impl DirSource {
         let folder = Path::new(key.path()).parent().unwrap_or(Path::new(""));
         let verified = self.is_verified(folder);
         if verified {
-            match open_no_follow(&path) {
+            match open_read(&path, Follow::No) {
                 Ok(file) => return Ok(file),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(SourceError::NotFound),
                 // A symlink (or any other refusal): resolved below, which names the error.
@@ -95,7 +98,7 @@ impl DirSource {
         if !verified {
             self.verify(folder, root);
         }
-        fs::File::open(&resolved).map_err(|e| io_error(&e))
+        open_read(&resolved, Follow::Yes).map_err(|e| io_error(&e))
     }
 
     fn resolved_root(&self) -> Result<&PathBuf, SourceError> {
@@ -131,8 +134,11 @@ impl Source for DirSource {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
         let file = self.open_confined(key)?;
         let meta = file.metadata().map_err(|e| io_error(&e))?;
-        if !meta.is_file() {
+        if meta.is_dir() {
             return Err(SourceError::NotFound);
+        }
+        if !meta.is_file() {
+            return Err(SourceError::Denied(format!("{key} is not a regular file")));
         }
         if meta.len() > self.bytes_max {
             return Err(SourceError::TooLarge { size: meta.len(), max: self.bytes_max });
@@ -154,17 +160,30 @@ impl Source for DirSource {
     }
 }
 
-/// Opens `path` for reading unless its last component is a symlink.
-#[cfg(unix)]
-fn open_no_follow(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
+/// Whether an open follows a symlink as the path's last component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    Yes,
+    No,
 }
 
-/// Opens `path` for reading unless it is a symlink (checked just before the open).
+/// Opens `path` for reading, refusing a symlink as its last component with `Follow::No`.
+///
+/// The open never waits: a named pipe with no writer would hold an IO worker until one came,
+/// so the file is opened non-blocking (which changes nothing for a regular file's reads) and
+/// anything but a regular file is refused after its `metadata`.
+#[cfg(unix)]
+fn open_read(path: &Path, follow: Follow) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let no_follow = if follow == Follow::No { libc::O_NOFOLLOW } else { 0 };
+    fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | no_follow).open(path)
+}
+
+/// Opens `path` for reading, refusing a symlink (checked just before the open) with
+/// `Follow::No`.
 #[cfg(not(unix))]
-fn open_no_follow(path: &Path) -> io::Result<fs::File> {
-    if fs::symlink_metadata(path)?.file_type().is_symlink() {
+fn open_read(path: &Path, follow: Follow) -> io::Result<fs::File> {
+    if follow == Follow::No && fs::symlink_metadata(path)?.file_type().is_symlink() {
         return Err(io::Error::other("a symlink"));
     }
     fs::File::open(path)
