@@ -6,8 +6,8 @@
 //! checksum, a bound, a key); reading an entry gives an [`EntryError`] naming the entry.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 use streamrt_messages::AssetKey;
@@ -36,6 +36,9 @@ pub enum PackError {
     /// The file could not be read.
     #[error("io: {0}")]
     Io(String),
+    /// Not a regular file (a pipe, a socket, a device, a folder): a pack is read by position.
+    #[error("not a regular file: a pack is read by position")]
+    NotAFile,
     /// Shorter than its header.
     #[error("truncated: {len} bytes, the header alone is {HEADER_LEN}")]
     Truncated {
@@ -228,8 +231,15 @@ impl PackReader {
     /// See [`PackError`].
     pub fn open(path: &Path, limits: PackLimits) -> Result<Self, PackError> {
         let io = |e: std::io::Error| PackError::Io(e.to_string());
-        let file = File::open(path).map_err(io)?;
-        let file_len = file.metadata().map_err(io)?.len();
+        // Non-blocking, so that a named pipe with no writer is refused below instead of
+        // holding the caller; it changes nothing for a regular file's reads.
+        let file =
+            OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(PackError::NotAFile);
+        }
+        let file_len = meta.len();
         if file_len < HEADER_LEN {
             return Err(PackError::Truncated { len: file_len });
         }

@@ -225,3 +225,22 @@ proptest::proptest! {
         let _ = decode_entry(&entry(codec, &bytes, raw_size, 0), bytes.clone(), 1 << 20);
     }
 }
+
+#[test]
+fn a_named_pipe_or_a_folder_is_not_a_pack_and_opening_one_does_not_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipe = dir.path().join("pipe");
+    let owner_rw = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
+    rustix::fs::mkfifoat(rustix::fs::CWD, &pipe, owner_rw).expect("mkfifo");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let opened = pipe.clone();
+    std::thread::spawn(move || tx.send(PackReader::open(&opened, PackLimits::default()).err()));
+    let err = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap_or_else(|_| {
+        // A writer ends the blocked open, so the test fails rather than hangs.
+        drop(std::fs::OpenOptions::new().write(true).open(&pipe));
+        panic!("opening the pipe waited for a writer");
+    });
+    assert_eq!(err, Some(PackError::NotAFile));
+    let folder = PackReader::open(dir.path(), PackLimits::default()).err();
+    assert_eq!(folder, Some(PackError::NotAFile));
+}
