@@ -275,14 +275,24 @@ fn done(target: &Target, msg: &ClientMsg) -> anyhow::Result<()> {
 
 fn inflight(target: &Target) -> anyhow::Result<()> {
     let mut client = Client::connect(&target.socket)?;
-    let ServerMsg::InFlight(list) = client.ask(&ClientMsg::InFlight)? else {
-        bail!("unexpected answer to inflight");
-    };
-    for r in &list {
-        print_info(r, target.json)?;
+    let mut answer = client.ask(&ClientMsg::InFlight)?;
+    let mut count = 0usize;
+    // Pages, then `Done`: each page is printed as it comes.
+    loop {
+        match answer {
+            ServerMsg::InFlight(page) => {
+                for r in &page {
+                    print_info(r, target.json)?;
+                }
+                count += page.len();
+            }
+            ServerMsg::Done => break,
+            other => return Err(refusal(other)),
+        }
+        answer = client.receive()?;
     }
     if !target.json {
-        println!("inflight: {}", list.len());
+        println!("inflight: {count}");
     }
     Ok(())
 }

@@ -318,6 +318,46 @@ fn a_client_that_vanishes_while_its_load_is_waited_on_frees_its_place() {
 }
 
 #[test]
+fn an_in_flight_list_longer_than_a_frame_comes_in_pages_that_list_every_request_once() {
+    let daemon = Daemon::start(&["--io-bytes-per-sec-max", "1000"]);
+    let mut s = greeted(&daemon.socket);
+    // 1 MiB at 1,000 bytes/s: every request for blob:big stays in flight for the test. About
+    // 14 bytes each, 100,000 of them do not fit one 1 MiB frame.
+    let big = AssetKey::parse("blob:big").unwrap();
+    for _ in 0..4 {
+        let keys = vec![big.clone(); 25_000];
+        let load = ClientMsg::Load { keys, priority: Priority::Normal, wait: false };
+        s.write_all(&encode_frame(&load).unwrap()).unwrap();
+        let answer = read_msg(&mut s);
+        assert!(matches!(&answer, Some(ServerMsg::Loaded(made)) if made.len() == 25_000));
+    }
+    s.write_all(&encode_frame(&ClientMsg::InFlight).unwrap()).unwrap();
+    let (mut decoder, mut buf) = (FrameDecoder::new(), vec![0u8; 64 << 10]);
+    let (mut pages, mut listed) = (0, Vec::new());
+    loop {
+        match decoder.next_msg::<ServerMsg>().unwrap() {
+            Some(ServerMsg::InFlight(page)) => {
+                pages += 1;
+                listed.extend(page.iter().map(|r| r.request));
+            }
+            Some(ServerMsg::Done) => break,
+            Some(other) => panic!("not a page: {other:?}"),
+            None => {
+                let want = buf.len().min(decoder.room());
+                let n = s.read(&mut buf[..want]).unwrap();
+                assert!(n > 0, "the daemon closed the connection mid-answer");
+                decoder.push(&buf[..n]);
+            }
+        }
+    }
+    assert!(pages >= 2, "{pages} page(s)");
+    assert_eq!(listed.len(), 100_000);
+    assert!(listed.windows(2).all(|w| w[0] < w[1]), "by id, each once");
+    assert!(daemon.ok(&["inflight"]).ends_with("inflight: 100000\n"));
+    daemon.stop();
+}
+
+#[test]
 fn a_frame_sent_a_byte_at_a_time_gets_the_idle_timeout_for_the_whole_frame() {
     let daemon = Daemon::start(&[]);
     let mut s = greeted(&daemon.socket);

@@ -1,4 +1,4 @@
-//! The control protocol, version 2: what `streamctl` and the daemon say to each other, and the
+//! The control protocol, version 3: what `streamctl` and the daemon say to each other, and the
 //! frames it travels in (`docs/PROTOCOL.md`).
 //!
 //! A frame is a `u32` little-endian length followed by that many bytes of postcard, at most
@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AssetKey, Event, LoadState, Priority, RequestId, Status};
 
-/// The protocol version this build speaks: 2 since `ProtocolError::ReplyTooLarge`, which a
-/// version 1 client could not decode.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// The protocol version this build speaks: 3 since `InFlight` is answered in pages ended by
+/// `Done` (2 added `ProtocolError::ReplyTooLarge`, which a version 1 client could not decode).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest payload a frame may carry, in bytes.
 pub const FRAME_BYTES_MAX: usize = 1 << 20;
@@ -59,7 +59,8 @@ pub enum ClientMsg {
         /// The new priority.
         priority: Priority,
     },
-    /// The requests the daemon holds that have not ended.
+    /// The requests the daemon holds that have not ended: answered with one or more
+    /// [`ServerMsg::InFlight`] pages (see [`in_flight_pages`]), then [`ServerMsg::Done`].
     InFlight,
     /// Every cache's figures and the memory budget's.
     Stats,
@@ -133,7 +134,7 @@ pub enum ServerMsg {
     },
     /// The end of a multi-frame answer.
     Done,
-    /// The requests in flight.
+    /// One page of the requests in flight, each page within one frame.
     InFlight(Vec<RequestInfo>),
     /// Every type's figures, then the memory budget's resident bytes and limit.
     Stats {
@@ -183,7 +184,7 @@ pub enum ProtocolError {
     #[error("the daemon is shutting down")]
     ShuttingDown,
     /// The answer would not fit one frame: the client asked for too much at once (a `Load` of
-    /// too many keys, checked before any request is made; an `InFlight` list too long).
+    /// too many keys, checked before any request is made).
     #[error("the answer would be {bytes} bytes, over the {max}-byte frame limit: ask for less")]
     ReplyTooLarge {
         /// The answer's size.
@@ -191,6 +192,30 @@ pub enum ProtocolError {
         /// The frame limit.
         max: u64,
     },
+}
+
+/// Bytes of a page's payload kept for its variant's tag and its list's length (two varints).
+const PAGE_OVERHEAD_BYTES: usize = 16;
+
+/// Splits `requests` into [`ServerMsg::InFlight`] pages in order, as few as fit each within
+/// one frame: at least one page, empty when `requests` is. Any request fits a page, as a key
+/// is at most a few KiB.
+pub fn in_flight_pages(requests: Vec<RequestInfo>) -> Vec<ServerMsg> {
+    let room = FRAME_BYTES_MAX - PAGE_OVERHEAD_BYTES;
+    let mut pages = Vec::new();
+    let (mut page, mut bytes) = (Vec::new(), 0);
+    for info in requests {
+        // Only a type postcard cannot encode fails, which `RequestInfo` is not.
+        let size = postcard::experimental::serialized_size(&info).unwrap_or(room);
+        if bytes + size > room && !page.is_empty() {
+            pages.push(ServerMsg::InFlight(std::mem::take(&mut page)));
+            bytes = 0;
+        }
+        page.push(info);
+        bytes += size;
+    }
+    pages.push(ServerMsg::InFlight(page));
+    pages
 }
 
 /// Why bytes are not a frame.
@@ -314,6 +339,37 @@ mod tests {
             assert_eq!(got, msgs, "split every {split} bytes");
             assert_eq!(decoder.buffered(), 0);
         }
+    }
+
+    #[test]
+    fn in_flight_pages_each_fit_a_frame_and_together_hold_every_request_in_order() {
+        let info = |i: u64, path: &str| RequestInfo {
+            request: RequestId(i),
+            key: key(&format!("blob:{path}")),
+            state: LoadState::Loading,
+            priority: Priority::Normal,
+        };
+        let longest = "p".repeat(crate::key::ASSET_PATH_BYTES_MAX - 6);
+        let requests: Vec<RequestInfo> = (0..63_000u64)
+            .map(|i| {
+                if i % 21 == 0 {
+                    info(u64::MAX - i, &format!("{longest}{i:06}"))
+                } else {
+                    info(i, "a")
+                }
+            })
+            .collect();
+        let pages = in_flight_pages(requests.clone());
+        assert!(pages.len() >= 4, "{} pages", pages.len());
+        let mut joined = Vec::new();
+        for page in pages {
+            encode_frame(&page).expect("each page fits a frame");
+            let ServerMsg::InFlight(list) = page else { panic!("not a page: {page:?}") };
+            assert!(!list.is_empty(), "no empty page among several");
+            joined.extend(list);
+        }
+        assert_eq!(joined, requests);
+        assert_eq!(in_flight_pages(Vec::new()), vec![ServerMsg::InFlight(Vec::new())]);
     }
 
     #[test]

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use rustix::io::Errno;
 use rustix::net::RecvFlags;
 use streamrt::messages::protocol::{
-    encode_frame, ClientMsg, FrameDecoder, FrameError, ProtocolError, RequestInfo, ServerMsg,
-    TypeStats, PROTOCOL_VERSION,
+    encode_frame, in_flight_pages, ClientMsg, FrameDecoder, FrameError, ProtocolError, RequestInfo,
+    ServerMsg, TypeStats, PROTOCOL_VERSION,
 };
 use streamrt::messages::{AssetKey, LoadState, Priority, RequestId};
 use streamrt::RequestError;
@@ -205,10 +205,7 @@ fn requests(daemon: &Daemon, conn: &mut Conn, id: u64) -> End {
             ClientMsg::Reprioritize { requests, priority } => {
                 each(daemon, conn, &requests, |r| r.reprioritize(priority))
             }
-            ClientMsg::InFlight => {
-                let list = daemon.requests().values().map(|r| info(&**r)).collect();
-                conn.send(&ServerMsg::InFlight(list))
-            }
+            ClientMsg::InFlight => in_flight(daemon, conn),
             ClientMsg::Stats => {
                 drop(daemon.requests());
                 conn.send(&stats(daemon))
@@ -229,6 +226,17 @@ fn requests(daemon: &Daemon, conn: &mut Conn, id: u64) -> End {
             return end;
         }
     }
+}
+
+/// Answers `InFlight`: the held requests by id, in pages, then `Done`. The table's lock is let
+/// go before the first page is written, so a slow reader holds up no other client.
+fn in_flight(daemon: &Daemon, conn: &mut Conn) -> Result<(), End> {
+    let mut list: Vec<RequestInfo> = daemon.requests().values().map(|r| info(&**r)).collect();
+    list.sort_unstable_by_key(|r| r.request);
+    for page in in_flight_pages(list) {
+        conn.send(&page)?;
+    }
+    conn.send(&ServerMsg::Done)
 }
 
 fn info(r: &dyn Tracked) -> RequestInfo {
