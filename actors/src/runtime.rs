@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use streamrt_messages::replay_log::LogRecord;
 use streamrt_messages::{AssetKey, AssetTypeName, EventKind, InvalidKey, Priority, Status};
-use streamrt_supervisor::{AskPatience, Mailbox, WorkerPool};
+use streamrt_supervisor::{log_caught, AskPatience, Mailbox, WorkerPool};
 
 use crate::asset::Decoder;
 use crate::cache::CacheStats;
@@ -450,9 +450,9 @@ fn escalation_hook(inner: Weak<Inner>) -> EscalateFn {
             });
         match spawned {
             Ok(thread) => *slot = Some((escalation, Some(thread))),
-            Err(e) => {
-                tracing::error!(target: "streamrt", error = %e, "cannot start the escalation thread")
-            }
+            Err(e) => log_caught(|| {
+                tracing::error!(target: "streamrt", error = %e, "cannot start the escalation thread");
+            }),
         }
     })
 }
@@ -716,7 +716,9 @@ impl Runtime {
         let recorder = self.inner.probe.recorder();
         self.inner.stop(shutdown_patience(self.escalation().as_ref()));
         if let Some(error) = recorder.and_then(Recorder::finish) {
-            tracing::error!(target: "streamrt", %error, "the replay log is incomplete");
+            log_caught(
+                || tracing::error!(target: "streamrt", %error, "the replay log is incomplete"),
+            );
         }
         let thread = self
             .inner

@@ -21,7 +21,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::catch_unwind;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -35,7 +35,7 @@ use streamrt_messages::{Event, EventKind};
 
 use crate::replay::Recorder;
 use streamrt_supervisor::{
-    drain_turn, ChildLink, Clock, ExitReason, Mailbox, PoolStats, StopChild, Wake,
+    drain_turn, log_caught, ChildLink, Clock, ExitReason, Mailbox, PoolStats, StopChild, Wake,
 };
 
 /// Live counters; see [`streamrt_messages::Status`] for their meaning.
@@ -218,7 +218,7 @@ fn tracing_wants_events() -> bool {
 
 /// Reports `event` to `tracing`, catching the subscriber's panic (see [`Probe::emit`]).
 fn trace(event: &Event) {
-    let traced = catch_unwind(AssertUnwindSafe(|| {
+    log_caught(|| {
         tracing::debug!(
             target: "streamrt",
             event = event.kind.name(),
@@ -226,9 +226,7 @@ fn trace(event: &Event) {
             key = event.key.as_ref().map(tracing::field::display),
             frame = event.frame,
         );
-    }));
-    // The panic hook has reported it.
-    drop(traced);
+    });
 }
 
 /// What the sink actor is told.
@@ -259,8 +257,10 @@ const LINES_BYTES_MAX: usize = 64 * 1024;
 fn write_lines(writer: &mut Option<File>, lines: &mut Vec<u8>) {
     if let Some(w) = writer {
         if !lines.is_empty() && w.write_all(lines).is_err() {
-            tracing::warn!(target: "streamrt", "telemetry file write failed; closing it");
             *writer = None;
+            log_caught(
+                || tracing::warn!(target: "streamrt", "telemetry file write failed; closing it"),
+            );
         }
     }
     lines.clear();

@@ -38,6 +38,15 @@ pub use supervisor::{
     SupervisorStats,
 };
 
+/// Runs `log`, a `tracing` call, catching a panic of the subscriber it reaches.
+///
+/// The subscriber is the embedding program's code: a log line is never worth leaving the step
+/// it reports (a worker's rebuild, an escalation) half done. The panic hook has reported the
+/// panic, so it is dropped here.
+pub fn log_caught(log: impl FnOnce()) {
+    drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(log)));
+}
+
 /// The text of a caught panic's payload.
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {

@@ -263,6 +263,7 @@ fn worker_loop<W: Worker>(
     factory: &(dyn Fn(usize) -> W + Send + Sync),
     stats: &PoolStats,
 ) {
+    let _live = Live(&stats.live);
     let mut worker = factory(index);
     loop {
         let slot = match rx.try_recv() {
@@ -280,7 +281,16 @@ fn worker_loop<W: Worker>(
             worker = factory(index);
         }
     }
-    stats.live.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Counts a pool thread out of `live` however its loop ends: a panic the loop does not catch
+/// (its factory's) ends the thread too, and `live` must then say the pool shrank.
+struct Live<'a>(&'a AtomicUsize);
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Runs one job under `catch_unwind`; true when it panicked and the worker must be rebuilt.
@@ -297,12 +307,15 @@ fn run_caught<W: Worker>(index: usize, worker: &mut W, job: W::Job, stats: &Pool
 fn caught(index: usize, call: impl FnOnce(), stats: &PoolStats) -> bool {
     let outcome = catch_unwind(AssertUnwindSafe(call));
     let Err(payload) = outcome else { return false };
-    tracing::warn!(
-        target: "streamrt",
-        worker = index,
-        panic = %panic_message(&*payload),
-        "worker panicked; rebuilding it with fresh state"
-    );
+    // Caught too: a panic out of the report would end this thread, and the pool would shrink.
+    crate::log_caught(|| {
+        tracing::warn!(
+            target: "streamrt",
+            worker = index,
+            panic = %panic_message(&*payload),
+            "worker panicked; rebuilding it with fresh state"
+        );
+    });
     stats.restarts.fetch_add(1, Ordering::AcqRel);
     true
 }
@@ -435,5 +448,28 @@ mod tests {
         pool.shutdown();
         assert_eq!(stats.live(), 0);
         assert!(matches!(sender.submit(4), Err(PoolClosed(4))));
+    }
+
+    #[test]
+    fn a_thread_that_a_panic_ends_is_counted_out_of_live() {
+        let builds = AtomicUsize::new(0);
+        let (tx, _rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        // The rebuild after job 13's panic panics itself: a panic the loop cannot catch.
+        let pool = WorkerPool::start("echo", 1, move |_| {
+            assert_eq!(builds.fetch_add(1, Ordering::SeqCst), 0, "scripted factory panic");
+            Echo { generation: 0, out: tx.lock().unwrap().clone() }
+        })
+        .unwrap();
+        let stats = pool.stats();
+        pool.sender().submit(13).unwrap();
+        // Waits on the count itself: nothing else outlives the thread to tell when it ended.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while stats.live() != 0 {
+            assert!(std::time::Instant::now() < deadline, "the ended thread is still counted");
+            std::thread::yield_now();
+        }
+        pool.shutdown();
+        assert_eq!(stats.live(), 0, "counted out once");
     }
 }

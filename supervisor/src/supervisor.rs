@@ -436,7 +436,9 @@ impl Supervisor {
             child: self.children[index].spec.name.clone(),
             reason,
         };
-        tracing::error!(target: "streamrt", ?escalation, "supervisor gave up; escalating");
+        crate::log_caught(|| {
+            tracing::error!(target: "streamrt", ?escalation, "supervisor gave up; escalating");
+        });
         (self.on_escalate)(escalation);
     }
 

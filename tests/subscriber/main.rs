@@ -9,15 +9,17 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 
-use streamrt::messages::ErrorKind;
-use streamrt::{LoadState, Priority, ReadyError, Runtime};
+use streamrt::chaos::CrashTarget;
+use streamrt::messages::{ErrorKind, EventKind};
+use streamrt::{Intensity, LoadState, Priority, ReadyError, Runtime, RuntimeConfig};
 use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
-/// The runtime event (its `event` field), or the span made, entered or left (`new decode`,
-/// `enter decode`, `exit frame_task`), the subscriber panics at next, once.
+/// The runtime event (its `event` field), the log line (its message), or the span made,
+/// entered or left (`new decode`, `enter decode`, `exit frame_task`), the subscriber panics at
+/// next, once.
 static PANIC_AT: Mutex<Option<&'static str>> = Mutex::new(None);
 /// How many times the subscriber panicked.
 static PANICS: AtomicUsize = AtomicUsize::new(0);
@@ -27,18 +29,26 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// Takes every `streamrt` event and panics at the armed one.
 struct PanickingSubscriber;
 
-/// Finds an event's `event` field: the runtime's name for what happened.
+/// Finds an event's `event` field (the runtime's name for what happened), or else its
+/// message (a log line's text).
 #[derive(Default)]
-struct EventName(Option<String>);
+struct EventName {
+    event: Option<String>,
+    message: Option<String>,
+}
 
 impl Visit for EventName {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "event" {
-            self.0 = Some(value.to_owned());
+            self.event = Some(value.to_owned());
         }
     }
 
-    fn record_debug(&mut self, _field: &Field, _value: &dyn std::fmt::Debug) {}
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.message = Some(format!("{value:?}"));
+        }
+    }
 }
 
 impl Subscriber for PanickingSubscriber {
@@ -61,7 +71,7 @@ impl Subscriber for PanickingSubscriber {
     fn event(&self, event: &Event<'_>) {
         let mut name = EventName::default();
         event.record(&mut name);
-        if let Some(name) = name.0 {
+        if let Some(name) = name.event.or(name.message) {
             panic_if_armed(&name);
         }
     }
@@ -113,7 +123,13 @@ fn panic_once_at(event: &'static str) -> MutexGuard<'static, ()> {
 
 /// A runtime over `source` with the blob decoder.
 fn runtime(source: GatedSource) -> Runtime {
-    Runtime::builder().source(source).register(BlobDecoder::default()).build().expect("builds")
+    runtime_with(source, RuntimeConfig::default())
+}
+
+/// A runtime over `source` with the blob decoder and `config`.
+fn runtime_with(source: GatedSource, config: RuntimeConfig) -> Runtime {
+    let builder = Runtime::builder().source(source).register(BlobDecoder::default());
+    builder.config(config).build().expect("builds")
 }
 
 /// Requests `a0` at each priority (a `Critical` load is decoded on the IO worker that read
@@ -229,4 +245,48 @@ fn a_subscriber_that_panics_at_a_failure_still_fails_the_requests_that_depend_on
     assert!(matches!(error.kind, ErrorKind::DependencyFailed { .. }), "{error}");
     assert_eq!(PANICS.load(Ordering::SeqCst), 1, "the subscriber panicked");
     assert_eq!(root.state(), LoadState::Failed);
+}
+
+#[test]
+fn a_subscriber_that_panics_at_a_workers_crash_report_costs_the_pool_no_thread() {
+    let _turn = panic_once_at("worker panicked; rebuilding it with fresh state");
+    let config = RuntimeConfig { workers: 1, ..RuntimeConfig::default() };
+    let rt = runtime_with(GatedSource::with_blobs(1), config);
+    // The one IO worker crashes on a0's read; only that same thread, rebuilt, can read it again.
+    assert!(rt.inject_crash(&CrashTarget::IoWorker));
+    let outcome =
+        rt.request::<Blob>("a0", Priority::Normal).expect("request").wait_timeout(PATIENCE);
+    assert!(matches!(outcome, Some(Ok(_))), "a0 woke to {outcome:?}");
+    assert_eq!(PANICS.load(Ordering::SeqCst), 1, "the subscriber panicked");
+    assert_eq!(rt.live_workers().0, 1);
+    assert_eq!(rt.status().retries, 1, "the crash cost the attempt");
+}
+
+#[test]
+fn a_subscriber_that_panics_at_an_escalations_report_still_shuts_the_runtime_down() {
+    let _turn = panic_once_at("supervisor gave up; escalating");
+    let restart_intensity = Intensity { restarts_max: 1, window_ms: 3_600_000 };
+    let source = GatedSource::with_blobs(1);
+    source.gate.hold("a0");
+    let config = RuntimeConfig { restart_intensity, ..RuntimeConfig::default() };
+    let rt = runtime_with(source.clone(), config);
+    let events = rt.subscribe(4096);
+    let handle = rt.request::<Blob>("a0", Priority::Normal).expect("request");
+    source.gate.wait_started("a0", 1);
+    assert!(rt.inject_crash(&CrashTarget::Scheduler));
+    let restarted = events.wait_for(
+        PATIENCE,
+        |e| matches!(&e.kind, EventKind::Restarted { actor } if actor == "scheduler"),
+    );
+    assert!(restarted.is_some(), "the scheduler was not restarted");
+    assert!(rt.inject_crash(&CrashTarget::Scheduler), "one restart more than the intensity");
+    let outcome = handle.wait_timeout(PATIENCE);
+    let Some(Err(ReadyError::Failed(error))) = outcome else {
+        panic!("a0 woke to {outcome:?}");
+    };
+    assert_eq!(error.kind, ErrorKind::Shutdown);
+    assert_eq!(PANICS.load(Ordering::SeqCst), 1, "the subscriber panicked");
+    source.gate.release_all();
+    rt.shutdown();
+    assert_eq!(rt.escalation().expect("the runtime knows why it stopped").child, "scheduler");
 }

@@ -27,6 +27,7 @@ use std::sync::{Mutex, PoisonError};
 
 use streamrt_messages::replay_log::{LogConfig, LogHeader, LogPublish, LogRecord, LogWriter};
 use streamrt_messages::{AssetKey, Event, EventKind, LoadState};
+use streamrt_supervisor::log_caught;
 
 use crate::frame::PublishMode;
 use crate::runtime::RuntimeConfig;
@@ -112,9 +113,11 @@ impl State {
     fn append(&mut self, record: &LogRecord) {
         let Some(writer) = self.writer.as_mut() else { return };
         if let Err(e) = writer.append(record) {
-            tracing::error!(target: "streamrt", error = %e, "replay log write failed; recording stops");
             self.error = Some(e.to_string());
             self.writer = None;
+            log_caught(|| {
+                tracing::error!(target: "streamrt", error = %e, "replay log write failed; recording stops");
+            });
         }
     }
 }

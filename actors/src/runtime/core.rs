@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use actix::{Actor, Arbiter, System};
 use streamrt_supervisor::{
-    AskPatience, ChildSpec, Clock, Escalation, Mailbox, PoolSender, PoolStats, RestartKind,
-    RestartPolicy, Strategy, Supervisor, SupervisorMsg, Worker, WorkerPool,
+    log_caught, AskPatience, ChildSpec, Clock, Escalation, Mailbox, PoolSender, PoolStats,
+    RestartKind, RestartPolicy, Strategy, Supervisor, SupervisorMsg, Worker, WorkerPool,
 };
 
 use crate::cache::CacheLinks;
@@ -412,7 +412,9 @@ fn run_core(mut actors: CoreActors, ready: &mpsc::Sender<(System, Arbiter)>) {
     });
     if ready.send(started).is_ok() {
         if let Err(e) = system.run() {
-            tracing::error!(target: "streamrt", error = %e, "core system stopped with an error");
+            log_caught(|| {
+                tracing::error!(target: "streamrt", error = %e, "core system stopped with an error");
+            });
         }
     }
 }

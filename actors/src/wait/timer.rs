@@ -21,6 +21,8 @@ use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
+use streamrt_supervisor::log_caught;
+
 #[derive(Default)]
 struct Timers {
     due: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -48,7 +50,9 @@ impl TimerThread {
             if let Err(e) = spawned {
                 // Deadlines still resolve when polled after their instant; they just are not
                 // woken on time.
-                tracing::error!(target: "streamrt", error = %e, "cannot start the timer thread");
+                log_caught(|| {
+                    tracing::error!(target: "streamrt", error = %e, "cannot start the timer thread");
+                });
             }
         }
         timer
