@@ -50,6 +50,10 @@ pub(crate) use self::registry::TypeLink;
 use self::registry::{DecoderSpec, TypeEntry, TypeSpec};
 use self::submit::{DepRequester, Submitter, TreeLimits};
 
+/// Asset types a runtime registers at most: each has a cache actor of its own, and a replay
+/// log names its types, so an untrusted log must not make a runtime of millions.
+pub const TYPES_MAX: usize = 1024;
+
 /// Why a runtime could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -65,6 +69,12 @@ pub enum BuildError {
     /// Two decoders for one type name, or for one Rust type.
     #[error("asset type {0} is registered twice")]
     DuplicateType(String),
+    /// More asset types than [`TYPES_MAX`].
+    #[error("more than {max} asset types registered")]
+    TooManyTypes {
+        /// The limit.
+        max: usize,
+    },
     /// A per-type memory budget names a type that is not registered.
     #[error("memory budget for unregistered asset type {0}")]
     BudgetType(String),
@@ -262,6 +272,10 @@ impl RuntimeBuilder {
         policy: Option<RetryPolicy>,
         sharing: TypeSharing,
     ) -> Self {
+        if self.types.len() >= TYPES_MAX {
+            self.type_error.get_or_insert(BuildError::TooManyTypes { max: TYPES_MAX });
+            return self;
+        }
         match AssetTypeName::new(decoder.type_name()) {
             Ok(name) => {
                 let spec = DecoderSpec::new(name.clone(), decoder, policy);

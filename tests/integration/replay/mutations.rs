@@ -6,6 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use streamrt::messages::replay_log::{read_log, LogErrorKind};
 use streamrt::messages::{ErrorKind, Priority};
 use streamrt::replay::{replay, ReplayError, ReplayOptions};
+use streamrt::{BuildError, TYPES_MAX};
 use streamrt_integration::Scenario;
 
 /// A session of about 1,300 bytes touching every kind of record.
@@ -89,4 +90,15 @@ fn ten_thousand_single_bit_flips_never_panic() {
     let (replayed, refused) = (a + c, b + d);
     // Both kinds of damage occur: the test exercises the replay and the checks.
     assert!(replayed > 100 && refused > 100, "replayed {replayed}, refused {refused}");
+}
+
+#[test]
+fn a_log_naming_more_types_than_a_runtime_registers_is_refused() {
+    let mut s = Scenario::new();
+    s.types = (0..=TYPES_MAX).map(|i| format!("t{i}")).collect();
+    s.frame().shutdown();
+    match replay_must_not_panic(&s.log(), "too many types") {
+        Err(ReplayError::Build(BuildError::TooManyTypes { max })) => assert_eq!(max, TYPES_MAX),
+        other => panic!("{other:?}"),
+    }
 }
