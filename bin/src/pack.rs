@@ -76,6 +76,16 @@ pub fn run(args: &PackArgs) -> anyhow::Result<()> {
     }
 }
 
+/// `rel`'s components joined by `/`, the path a key names: `None` if one is not UTF-8 or holds
+/// a backslash (turning it into a `/` would name another file's key).
+fn key_path(rel: &Path) -> Option<String> {
+    let parts: Option<Vec<&str>> = rel
+        .components()
+        .map(|c| c.as_os_str().to_str().filter(|part| !part.contains('\\')))
+        .collect();
+    Some(parts?.join("/"))
+}
+
 /// Every regular file under `dir`, as (key, path), sorted by key; symlinks are skipped.
 fn collect(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
@@ -87,7 +97,15 @@ fn collect(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
             if kind.is_dir() {
                 stack.push(entry.path());
             } else if kind.is_file() {
-                let rel = entry.path().strip_prefix(dir)?.to_string_lossy().replace('\\', "/");
+                let path = entry.path();
+                let Some(rel) = key_path(path.strip_prefix(dir)?) else {
+                    // No key can name it, so no `DirSource` could serve it either.
+                    eprintln!(
+                        "pack: skipping {}: its name is not UTF-8 or holds a backslash",
+                        path.display()
+                    );
+                    continue;
+                };
                 let Some((asset_type, _)) = rel.split_once('/') else {
                     eprintln!("pack: skipping {rel}: not under a <type>/ folder");
                     continue;
@@ -198,5 +216,16 @@ mod tests {
         std::fs::write(&pack, &bytes).unwrap();
         let err = verify(&pack).unwrap_err().to_string();
         assert_eq!(err, "1 of 2 entries are bad: mesh:mesh/deep/a.bin");
+    }
+
+    #[test]
+    fn a_file_name_with_a_backslash_is_skipped_not_taken_for_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let assets = dir.path().join("assets");
+        std::fs::create_dir_all(assets.join("texture/a")).unwrap();
+        std::fs::write(assets.join("texture/a\\b.png"), b"one").unwrap();
+        std::fs::write(assets.join("texture/a/b.png"), b"two").unwrap();
+        let files: Vec<String> = collect(&assets).unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(files, ["texture:texture/a/b.png"]);
     }
 }
