@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 8] = *b"STRMPACK";
 /// The format version this crate reads and writes.
 pub const VERSION: u32 = 1;
+/// Dependencies one entry may declare, at most: a request walks its asset's whole list, so a
+/// pack's lists must stay small whatever its index's size.
+pub const DEPS_PER_ENTRY_MAX: usize = 1024;
 /// Bytes of the fixed header; the data region starts here.
 pub const HEADER_LEN: u64 = 40;
 

@@ -17,10 +17,13 @@
 //!   `entry_bytes_max` (one entry).
 
 mod format;
+mod graph;
 mod read;
 mod write;
 
-pub use format::{Codec, Header, IndexEntry, PackIndex, HEADER_LEN, MAGIC, VERSION};
+pub use format::{
+    Codec, Header, IndexEntry, PackIndex, DEPS_PER_ENTRY_MAX, HEADER_LEN, MAGIC, VERSION,
+};
 pub use read::{decode_entry, parse_index, EntryError, PackError, PackLimits, PackReader};
 pub use write::{BuildError, PackWriter};
 

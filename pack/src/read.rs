@@ -13,6 +13,7 @@ use std::path::Path;
 use streamrt_messages::AssetKey;
 
 use crate::format::{Codec, Header, IndexEntry, PackIndex, HEADER_LEN, MAGIC, VERSION};
+use crate::graph::check_graph;
 
 /// What a reader accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +54,12 @@ pub enum PackError {
     UnsupportedVersion {
         /// The version in the header.
         found: u32,
+    },
+    /// The header sets flags this reader does not know (all are reserved, 0).
+    #[error("unknown header flags {flags:#x}")]
+    UnknownFlags {
+        /// The flags.
+        flags: u32,
     },
     /// The header's checksum does not match.
     #[error("header checksum mismatch")]
@@ -124,21 +131,34 @@ fn parse_header(bytes: &[u8; HEADER_LEN as usize]) -> Result<Header, PackError> 
     if version != VERSION {
         return Err(PackError::UnsupportedVersion { found: version });
     }
+    // Reserved: a pack that sets a flag means something this reader does not know.
+    let flags = u32_at(12);
+    if flags != 0 {
+        return Err(PackError::UnknownFlags { flags });
+    }
     Ok(Header { version, index_at: u64_at(16), index_len: u64_at(24), index_crc: u32_at(32) })
 }
 
-/// Decodes and checks an index whose data region ends at `data_end`: every key valid and
-/// unique, every entry inside the data region, no codec-none entry whose sizes differ, every
-/// dependency an entry of the pack. Entries over the reader's `entry_bytes_max` are kept: reading
-/// one fails with `TooLarge`, and the rest of the pack stays usable.
+/// Decodes and checks an index whose data region ends at `data_end`: no byte after the index,
+/// every key valid and unique, entries in file order inside the data region and not
+/// overlapping, no codec-none entry whose sizes differ, and a dependency graph as the writer
+/// makes it (at most [`DEPS_PER_ENTRY_MAX`](crate::DEPS_PER_ENTRY_MAX) per entry, none twice,
+/// each an entry of the pack, no cycle). Entries over the reader's `entry_bytes_max` are kept:
+/// reading one fails with `TooLarge`, and the rest of the pack stays usable.
 ///
 /// # Errors
 ///
 /// [`PackError::IndexDecode`] or [`PackError::BadEntry`].
 pub fn parse_index(bytes: &[u8], data_end: u64) -> Result<PackIndex, PackError> {
-    let index: PackIndex =
-        postcard::from_bytes(bytes).map_err(|e| PackError::IndexDecode(e.to_string()))?;
+    let (index, rest): (PackIndex, _) =
+        postcard::take_from_bytes(bytes).map_err(|e| PackError::IndexDecode(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(PackError::IndexDecode(format!("{} bytes after the index", rest.len())));
+    }
     let mut seen = HashMap::with_capacity(index.entries.len());
+    // Where the previous entry ended: entries are in file order and do not overlap, so no
+    // stored bytes are served (or decompressed by `verify`) twice.
+    let mut data_at = HEADER_LEN;
     for (i, entry) in index.entries.iter().enumerate() {
         let bad = |reason: String| PackError::BadEntry { key: entry.key.clone(), reason };
         AssetKey::parse(&entry.key).map_err(|e| bad(e.to_string()))?;
@@ -146,12 +166,19 @@ pub fn parse_index(bytes: &[u8], data_end: u64) -> Result<PackIndex, PackError> 
             return Err(bad("appears twice".into()));
         }
         let end = entry.offset.checked_add(entry.stored_size);
-        if entry.offset < HEADER_LEN || end.is_none_or(|end| end > data_end) {
+        let Some(end) = end.filter(|&end| entry.offset >= HEADER_LEN && end <= data_end) else {
             return Err(bad(format!(
                 "{}+{} lies outside the data region {HEADER_LEN}..{data_end}",
                 entry.offset, entry.stored_size
             )));
+        };
+        if entry.offset < data_at {
+            return Err(bad(format!(
+                "starts at {}, before the previous entry's end {data_at}",
+                entry.offset
+            )));
         }
+        data_at = end;
         if entry.codec == Codec::None && entry.stored_size != entry.raw_size {
             return Err(bad(format!(
                 "stored {} and raw {} differ without a codec",
@@ -159,14 +186,8 @@ pub fn parse_index(bytes: &[u8], data_end: u64) -> Result<PackIndex, PackError> 
             )));
         }
     }
-    for entry in &index.entries {
-        if let Some(missing) = entry.deps.iter().find(|d| !seen.contains_key(d.as_str())) {
-            return Err(PackError::BadEntry {
-                key: entry.key.clone(),
-                reason: format!("depends on {missing:?}, which is not in the pack"),
-            });
-        }
-    }
+    check_graph(&index.entries)
+        .map_err(|e| PackError::BadEntry { key: e.key().to_owned(), reason: e.to_string() })?;
     Ok(index)
 }
 

@@ -244,3 +244,112 @@ fn a_named_pipe_or_a_folder_is_not_a_pack_and_opening_one_does_not_wait() {
     let folder = PackReader::open(dir.path(), PackLimits::default()).err();
     assert_eq!(folder, Some(PackError::NotAFile));
 }
+
+/// The reason `parse_index` gives for `entries`, whose data region ends at 1,000 bytes.
+fn refusal(entries: Vec<IndexEntry>) -> String {
+    let bytes = postcard::to_allocvec(&PackIndex { entries }).unwrap();
+    match parse_index(&bytes, 1_000).unwrap_err() {
+        PackError::BadEntry { key, reason } => format!("{key}: {reason}"),
+        other => panic!("not a bad entry: {other}"),
+    }
+}
+
+/// An empty entry `key` at `offset` depending on `deps`.
+fn at(key: &str, offset: u64, deps: &[&str]) -> IndexEntry {
+    let deps = deps.iter().map(|d| (*d).to_owned()).collect();
+    IndexEntry { key: key.into(), offset, ..IndexEntry { deps, ..entry(Codec::None, &[], 0, 0) } }
+}
+
+#[test]
+fn an_index_whose_dependencies_the_writer_would_refuse_is_refused() {
+    let own = refusal(vec![at("blob:a", 40, &["blob:a"])]);
+    assert_eq!(own, "blob:a: dependency cycle: blob:a -> blob:a");
+    let cycle = refusal(vec![at("blob:a", 40, &["blob:b"]), at("blob:b", 40, &["blob:a"])]);
+    assert_eq!(cycle, "blob:a: dependency cycle: blob:a -> blob:b -> blob:a");
+    let twice = refusal(vec![at("blob:a", 40, &["blob:b", "blob:b"]), at("blob:b", 40, &[])]);
+    assert_eq!(twice, "blob:a: depends on \"blob:b\" twice");
+    let names: Vec<String> = (0..=DEPS_PER_ENTRY_MAX).map(|i| format!("blob:d{i}")).collect();
+    let mut many: Vec<IndexEntry> = names.iter().map(|k| at(k, 40, &[])).collect();
+    let deps: Vec<&str> = names.iter().map(String::as_str).collect();
+    many.push(at("blob:root", 40, &deps));
+    assert_eq!(refusal(many), "blob:root: 1025 dependencies, over the limit of 1024");
+}
+
+#[test]
+fn entries_out_of_file_order_or_overlapping_are_refused() {
+    let sized = |key: &str, offset: u64, size: u64| IndexEntry {
+        stored_size: size,
+        raw_size: size,
+        ..at(key, offset, &[])
+    };
+    let overlapping = refusal(vec![sized("blob:a", 40, 100), sized("blob:b", 100, 100)]);
+    assert_eq!(overlapping, "blob:b: starts at 100, before the previous entry's end 140");
+    let shared = refusal(vec![sized("blob:a", 40, 100), sized("blob:b", 40, 100)]);
+    assert!(shared.starts_with("blob:b: starts at 40"), "{shared}");
+    let backwards = refusal(vec![sized("blob:a", 200, 10), sized("blob:b", 40, 10)]);
+    assert!(backwards.starts_with("blob:b: starts at 40"), "{backwards}");
+    let adjacent = vec![sized("blob:a", 40, 100), sized("blob:b", 140, 0), sized("blob:c", 140, 5)];
+    let bytes = postcard::to_allocvec(&PackIndex { entries: adjacent }).unwrap();
+    assert!(parse_index(&bytes, 1_000).is_ok(), "back to back, empty entries included");
+}
+
+#[test]
+fn bytes_after_the_index_or_a_reserved_flag_are_refused() {
+    let mut bytes = postcard::to_allocvec(&PackIndex { entries: vec![at("blob:a", 40, &[])] });
+    let bytes = bytes.as_mut().unwrap();
+    bytes.push(0);
+    assert_eq!(
+        parse_index(bytes, 1_000).unwrap_err(),
+        PackError::IndexDecode("1 bytes after the index".into())
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = build(dir.path(), Codec::None);
+    let mut pack = std::fs::read(&path).unwrap();
+    pack[12] = 1;
+    let crc = crc32fast::hash(&pack[..36]);
+    pack[36..40].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &pack).unwrap();
+    let refused = PackReader::open(&path, PackLimits::default()).unwrap_err();
+    assert_eq!(refused, PackError::UnknownFlags { flags: 1 });
+}
+
+#[test]
+fn the_writer_refuses_what_its_reader_would_within_the_same_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = PackLimits { index_bytes_max: 200, entry_bytes_max: 8 };
+    let mut w = PackWriter::create_with_limits(&dir.path().join("small.pack"), limits).unwrap();
+    let large = w.add("blob:large", &[0; 9], Codec::None, vec![]).unwrap_err();
+    assert!(matches!(large, BuildError::TooLarge { size: 9, max: 8, .. }), "{large}");
+    for i in 0..20 {
+        w.add(&format!("blob:entry-{i}"), &[0; 8], Codec::None, vec![]).unwrap();
+    }
+    let index = w.finish().unwrap_err();
+    assert!(matches!(index, BuildError::IndexTooLarge { max: 200, .. }), "{index}");
+}
+
+#[test]
+fn a_failed_or_dropped_build_leaves_the_pack_at_its_path_as_it_was_and_no_other_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = build(dir.path(), Codec::Lz4);
+    let before = std::fs::read(&path).unwrap();
+    let mut w = PackWriter::create(&path).unwrap();
+    w.add("blob:a", b"a", Codec::None, vec!["blob:a".into()]).unwrap();
+    assert!(matches!(w.finish(), Err(BuildError::Cycle(_))));
+    let mut w = PackWriter::create(&path).unwrap();
+    w.add("blob:b", b"b", Codec::None, vec![]).unwrap();
+    drop(w);
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files, vec![path.clone()], "no temporary file left behind");
+    // A finished build replaces the pack, with the mode a plainly created file gets.
+    let mut w = PackWriter::create(&path).unwrap();
+    w.add("blob:c", b"c", Codec::None, vec![]).unwrap();
+    w.finish().unwrap();
+    let pack = PackReader::open(&path, PackLimits::default()).unwrap();
+    assert_eq!(pack.entries().len(), 1);
+    let plain = dir.path().join("plain");
+    std::fs::File::create(&plain).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+    assert_eq!(mode(&path), mode(&plain));
+}

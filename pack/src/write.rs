@@ -1,14 +1,30 @@
 //! Building packs: entries are compressed and appended as they are added; the index and the
 //! header are written by [`PackWriter::finish`], after the dependency graph is checked.
+//!
+//! # Invariants
+//!
+//! - A pack the writer finishes is one [`PackReader`](crate::PackReader) opens with the same
+//!   [`PackLimits`]: every entry within `entry_bytes_max`, the index within `index_bytes_max`,
+//!   the dependency graph as the reader checks it.
+//! - The pack is built in a temporary file beside `path` and renamed over it only once whole:
+//!   until then a pack already at `path` is untouched (a running reader keeps reading it), and
+//!   a build that fails or is dropped leaves nothing behind.
 
-use std::collections::{HashMap, HashSet};
-use std::fs::File;
+use std::collections::HashSet;
+use std::fs::Permissions;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
 
 use streamrt_messages::AssetKey;
 
-use crate::format::{Codec, Header, IndexEntry, PackIndex, HEADER_LEN, VERSION};
+use crate::format::{
+    Codec, Header, IndexEntry, PackIndex, DEPS_PER_ENTRY_MAX, HEADER_LEN, VERSION,
+};
+use crate::graph::{check_graph, GraphError};
+use crate::read::PackLimits;
 
 /// zstd's level for packs: a balance of ratio and build time.
 const ZSTD_LEVEL: i32 = 9;
@@ -36,6 +52,40 @@ pub enum BuildError {
     /// A dependency cycle, as the keys around it.
     #[error("dependency cycle: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
+    /// An entry with more than [`DEPS_PER_ENTRY_MAX`] dependencies.
+    #[error("{key}: {count} dependencies, over the limit of {DEPS_PER_ENTRY_MAX}")]
+    TooManyDependencies {
+        /// The entry.
+        key: String,
+        /// Its dependencies.
+        count: usize,
+    },
+    /// An entry naming one dependency twice.
+    #[error("{key} depends on {dep} twice")]
+    RepeatedDependency {
+        /// The entry.
+        key: String,
+        /// The dependency.
+        dep: String,
+    },
+    /// An entry larger than the limits' `entry_bytes_max`: its reader would refuse it.
+    #[error("{key}: {size} bytes, over the {max}-byte entry limit")]
+    TooLarge {
+        /// The entry.
+        key: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// An index larger than the limits' `index_bytes_max`: its reader would refuse the pack.
+    #[error("an index of {len} bytes, over the {max}-byte limit")]
+    IndexTooLarge {
+        /// The index's size.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
     /// Compression failed.
     #[error("compressing {key}: {reason}")]
     Compress {
@@ -49,22 +99,47 @@ pub enum BuildError {
 /// Builds a pack file; see the module docs.
 #[derive(Debug)]
 pub struct PackWriter {
-    out: BufWriter<File>,
+    /// The temporary file the pack is built in, beside `path`.
+    out: BufWriter<NamedTempFile>,
+    path: PathBuf,
+    limits: PackLimits,
     at: u64,
     entries: Vec<IndexEntry>,
     keys: HashSet<String>,
 }
 
 impl PackWriter {
-    /// Creates (or truncates) `path` and reserves the header.
+    /// Starts a pack to be written at `path` (replacing any file there once finished) within
+    /// the default [`PackLimits`].
     ///
     /// # Errors
     ///
-    /// The file cannot be created or written.
+    /// The temporary file cannot be created or written.
     pub fn create(path: &Path) -> Result<Self, BuildError> {
-        let mut out = BufWriter::new(File::create(path)?);
+        Self::create_with_limits(path, PackLimits::default())
+    }
+
+    /// [`PackWriter::create`] for readers with `limits`.
+    ///
+    /// # Errors
+    ///
+    /// The temporary file cannot be created or written.
+    pub fn create_with_limits(path: &Path, limits: PackLimits) -> Result<Self, BuildError> {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let name = path.file_name().map_or_else(|| "pack".into(), |n| n.to_string_lossy());
+        // The mode `File::create` would give (before the umask), not the temporary file's 0600.
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .permissions(Permissions::from_mode(0o666))
+            .tempfile_in(dir)?;
+        let mut out = BufWriter::new(temp);
         out.write_all(&[0u8; HEADER_LEN as usize])?;
-        Ok(Self { out, at: HEADER_LEN, entries: Vec::new(), keys: HashSet::new() })
+        let (path, entries, keys) = (path.to_owned(), Vec::new(), HashSet::new());
+        Ok(Self { out, path, limits, at: HEADER_LEN, entries, keys })
     }
 
     /// Compresses `raw` with `codec` and appends it as `key` (`type:path`), depending on `deps`.
@@ -72,7 +147,8 @@ impl PackWriter {
     ///
     /// # Errors
     ///
-    /// An invalid or duplicate key, a compression or write failure.
+    /// An invalid or duplicate key, an entry over the limits (`TooLarge`), a compression or
+    /// write failure.
     pub fn add(
         &mut self,
         key: &str,
@@ -84,6 +160,11 @@ impl PackWriter {
             .map_err(|e| BuildError::InvalidKey { key: key.into(), reason: e.to_string() })?;
         if self.keys.contains(key) {
             return Err(BuildError::Duplicate(key.into()));
+        }
+        let size = raw.len() as u64;
+        if size > self.limits.entry_bytes_max {
+            let max = self.limits.entry_bytes_max;
+            return Err(BuildError::TooLarge { key: key.into(), size, max });
         }
         let compressed = match codec {
             Codec::None => None,
@@ -112,16 +193,22 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Checks the dependency graph, writes the index and the header.
+    /// Checks the dependency graph, writes the index and the header, and puts the pack at its
+    /// path. Returns the pack's size in bytes.
     ///
     /// # Errors
     ///
-    /// `MissingDependencies` or `Cycle` naming the keys, or a write failure. The file is left
-    /// incomplete (without a valid header) on error.
+    /// A dependency error naming the keys (`MissingDependencies`, `Cycle`,
+    /// `TooManyDependencies`, `RepeatedDependency`), `IndexTooLarge`, or a write failure. On
+    /// any error nothing is written at the path: a pack already there is kept.
     pub fn finish(mut self) -> Result<u64, BuildError> {
-        check_graph(&self.entries)?;
+        check_graph(&self.entries).map_err(BuildError::from)?;
         let index = postcard::to_allocvec(&PackIndex { entries: self.entries })
             .map_err(|e| BuildError::Io(std::io::Error::other(e.to_string())))?;
+        let (len, max) = (index.len() as u64, self.limits.index_bytes_max);
+        if len > max {
+            return Err(BuildError::IndexTooLarge { len, max });
+        }
         self.out.write_all(&index)?;
         let header = Header {
             version: VERSION,
@@ -131,56 +218,21 @@ impl PackWriter {
         };
         self.out.seek(SeekFrom::Start(0))?;
         self.out.write_all(&header.encode())?;
-        let mut file = self.out.into_inner().map_err(|e| BuildError::Io(e.into_error()))?;
-        file.flush()?;
-        file.sync_all()?;
+        let mut temp = self.out.into_inner().map_err(|e| BuildError::Io(e.into_error()))?;
+        temp.flush()?;
+        temp.as_file().sync_all()?;
+        temp.persist(&self.path).map_err(|e| BuildError::Io(e.error))?;
         Ok(header.index_at + header.index_len)
     }
 }
 
-/// Every dependency names an entry, and the graph has no cycle.
-fn check_graph(entries: &[IndexEntry]) -> Result<(), BuildError> {
-    let by_key: HashMap<&str, &IndexEntry> = entries.iter().map(|e| (e.key.as_str(), e)).collect();
-    let missing: Vec<(String, String)> = entries
-        .iter()
-        .flat_map(|e| e.deps.iter().map(move |d| (e, d)))
-        .filter(|(_, d)| !by_key.contains_key(d.as_str()))
-        .map(|(e, d)| (e.key.clone(), d.clone()))
-        .collect();
-    if !missing.is_empty() {
-        return Err(BuildError::MissingDependencies(missing));
-    }
-    // Iterative depth-first search with an explicit path, so deep chains cannot overflow.
-    let mut done: HashSet<&str> = HashSet::new();
-    for root in entries {
-        if done.contains(root.key.as_str()) {
-            continue;
-        }
-        let mut path: Vec<(&str, usize)> = vec![(root.key.as_str(), 0)];
-        let mut on_path: HashSet<&str> = HashSet::from([root.key.as_str()]);
-        while let Some((key, next)) = path.last_mut() {
-            let deps = &by_key[*key].deps;
-            if let Some(dep) = deps.get(*next) {
-                *next += 1;
-                let dep = dep.as_str();
-                if on_path.contains(dep) {
-                    let start = path.iter().position(|(k, _)| *k == dep).unwrap_or(0);
-                    let mut cycle: Vec<String> =
-                        path[start..].iter().map(|(k, _)| (*k).to_owned()).collect();
-                    cycle.push(dep.to_owned());
-                    return Err(BuildError::Cycle(cycle));
-                }
-                if !done.contains(dep) {
-                    on_path.insert(dep);
-                    path.push((dep, 0));
-                }
-            } else {
-                let key = *key;
-                on_path.remove(key);
-                done.insert(key);
-                path.pop();
-            }
+impl From<GraphError> for BuildError {
+    fn from(e: GraphError) -> Self {
+        match e {
+            GraphError::TooMany { key, count } => Self::TooManyDependencies { key, count },
+            GraphError::Repeated { key, dep } => Self::RepeatedDependency { key, dep },
+            GraphError::Missing(pairs) => Self::MissingDependencies(pairs),
+            GraphError::Cycle(keys) => Self::Cycle(keys),
         }
     }
-    Ok(())
 }

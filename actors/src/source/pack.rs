@@ -6,6 +6,7 @@
 //! checksum. A corrupt entry fails its own loads with `Corrupt`; the others keep loading.
 //! Reads of adjacent small entries are coalesced (see `coalesce`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,22 +45,32 @@ impl PackSource {
     pub fn open(path: impl AsRef<Path>, limits: PackLimits) -> Result<Self, PackError> {
         let path = path.as_ref().to_owned();
         let reader = PackReader::open(&path, limits)?;
-        let by_key = reader
-            .entries()
+        let entries = reader.entries();
+        // The reader validated every key; a failure here would be a reader bug.
+        let keys = entries
             .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                // The reader validated every key; a failure here would be a reader bug.
-                let parse = |k: &str| {
-                    AssetKey::parse(k).map_err(|err| PackError::BadEntry {
-                        key: e.key.clone(),
-                        reason: err.to_string(),
-                    })
-                };
-                let deps = e.deps.iter().map(|d| parse(d)).collect::<Result<_, _>>()?;
-                Ok((parse(&e.key)?, (i, deps)))
+            .map(|e| {
+                AssetKey::parse(&e.key).map_err(|err| PackError::BadEntry {
+                    key: e.key.clone(),
+                    reason: err.to_string(),
+                })
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let at: HashMap<&str, usize> =
+            entries.iter().enumerate().map(|(i, e)| (e.key.as_str(), i)).collect();
+        // A dependency is a clone of its entry's key (it shares the key's text), so a pack's
+        // dependency lists cost a few bytes each, not a parsed key each. The reader checked
+        // that every dependency is an entry.
+        let by_key = entries
+            .iter()
+            .zip(&keys)
+            .enumerate()
+            .map(|(i, (e, key))| {
+                let deps =
+                    e.deps.iter().filter_map(|d| at.get(d.as_str()).map(|&j| keys[j].clone()));
+                (key.clone(), (i, deps.collect()))
+            })
+            .collect();
         Ok(Self {
             reader: Arc::new(reader),
             by_key: Arc::new(by_key),

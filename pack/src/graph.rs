@@ -1,0 +1,111 @@
+//! The dependency graph a pack's index declares, checked the same way by the writer (before it
+//! writes the index) and by the reader (before it trusts one).
+//!
+//! # Invariants
+//!
+//! A graph that passes has, per entry, at most [`DEPS_PER_ENTRY_MAX`] dependencies, none named
+//! twice, each an entry of the pack, and no cycle (an entry depending on itself included).
+//! The check is linear in entries plus dependencies, and iterative, so a deep chain cannot
+//! overflow the stack.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::format::{IndexEntry, DEPS_PER_ENTRY_MAX};
+
+/// Why a pack's dependency graph is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum GraphError {
+    /// An entry with more than [`DEPS_PER_ENTRY_MAX`] dependencies.
+    #[error("{count} dependencies, over the limit of {DEPS_PER_ENTRY_MAX}")]
+    TooMany { key: String, count: usize },
+    /// An entry naming one dependency twice.
+    #[error("depends on {dep:?} twice")]
+    Repeated { key: String, dep: String },
+    /// Dependencies on keys the pack does not hold, as (entry, dependency) pairs.
+    #[error("depends on {:?}, which is not in the pack", .0[0].1)]
+    Missing(Vec<(String, String)>),
+    /// A cycle, as the keys around it (the first repeated at the end).
+    #[error("dependency cycle: {}", .0.join(" -> "))]
+    Cycle(Vec<String>),
+}
+
+impl GraphError {
+    /// The entry the error is about (the first, for several).
+    pub(crate) fn key(&self) -> &str {
+        match self {
+            Self::TooMany { key, .. } | Self::Repeated { key, .. } => key,
+            Self::Missing(pairs) => &pairs[0].0,
+            Self::Cycle(keys) => &keys[0],
+        }
+    }
+}
+
+/// Checks `entries`' dependencies; see the module invariants. Keys are unique (both callers
+/// checked that first).
+pub(crate) fn check_graph(entries: &[IndexEntry]) -> Result<(), GraphError> {
+    for entry in entries {
+        check_list(entry)?;
+    }
+    let by_key: HashMap<&str, &IndexEntry> = entries.iter().map(|e| (e.key.as_str(), e)).collect();
+    let missing: Vec<(String, String)> = entries
+        .iter()
+        .flat_map(|e| e.deps.iter().map(move |d| (e, d)))
+        .filter(|(_, d)| !by_key.contains_key(d.as_str()))
+        .map(|(e, d)| (e.key.clone(), d.clone()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(GraphError::Missing(missing));
+    }
+    find_cycle(entries, &by_key)
+}
+
+/// One entry's list: within the limit, no dependency twice.
+fn check_list(entry: &IndexEntry) -> Result<(), GraphError> {
+    if entry.deps.len() > DEPS_PER_ENTRY_MAX {
+        return Err(GraphError::TooMany { key: entry.key.clone(), count: entry.deps.len() });
+    }
+    let mut named = HashSet::with_capacity(entry.deps.len());
+    match entry.deps.iter().find(|d| !named.insert(d.as_str())) {
+        Some(dep) => Err(GraphError::Repeated { key: entry.key.clone(), dep: dep.clone() }),
+        None => Ok(()),
+    }
+}
+
+/// An iterative depth-first search with an explicit path; every dependency is an entry.
+fn find_cycle(
+    entries: &[IndexEntry],
+    by_key: &HashMap<&str, &IndexEntry>,
+) -> Result<(), GraphError> {
+    let mut done: HashSet<&str> = HashSet::new();
+    for root in entries {
+        if done.contains(root.key.as_str()) {
+            continue;
+        }
+        let mut path: Vec<(&str, usize)> = vec![(root.key.as_str(), 0)];
+        let mut on_path: HashSet<&str> = HashSet::from([root.key.as_str()]);
+        while let Some((key, next)) = path.last_mut() {
+            let deps = &by_key[*key].deps;
+            if let Some(dep) = deps.get(*next) {
+                *next += 1;
+                let dep = dep.as_str();
+                if on_path.contains(dep) {
+                    let start = path.iter().position(|(k, _)| *k == dep).unwrap_or(0);
+                    let mut cycle: Vec<String> =
+                        path[start..].iter().map(|(k, _)| (*k).to_owned()).collect();
+                    cycle.push(dep.to_owned());
+                    return Err(GraphError::Cycle(cycle));
+                }
+                if !done.contains(dep) {
+                    on_path.insert(dep);
+                    path.push((dep, 0));
+                }
+            } else {
+                let key = *key;
+                on_path.remove(key);
+                done.insert(key);
+                path.pop();
+            }
+        }
+    }
+    Ok(())
+}
