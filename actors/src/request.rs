@@ -22,7 +22,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_utils::Backoff;
 use once_cell::race::OnceBox;
@@ -36,7 +36,7 @@ use crate::cache::EngineMsg;
 use crate::deps::{ByteProgress, DepGate, DepHandle, Dependent};
 use crate::frame::ReadyEntry;
 use crate::runtime::TypeLink;
-use crate::signal::{listen, wait_until, wake_listeners, Signal};
+use crate::signal::{deadline_after, listen, wait_until, wake_listeners, Signal};
 use crate::telemetry::{Counters, Probe};
 
 /// Sets `slot` to `value` unless it was set before: the first value stays, as in a `OnceLock`.
@@ -724,7 +724,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
     /// a request about to end then costs its publisher no wake-up call and this thread no
     /// sleep, which is what made waiting on each of many small loads slow.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<Arc<T>, ReadyError>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let cell = &self.cell;
         let backoff = Backoff::new();
         // A short timeout (a poll, at zero) is not spun on: the spin could outlast it.

@@ -10,7 +10,7 @@
 //!   exists).
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub(crate) use event_listener::Event as Signal;
 use event_listener::{EventListener, Listener};
@@ -45,11 +45,17 @@ pub(crate) fn listen(signal: &Signal) -> EventListener {
     listener
 }
 
-/// Blocks until `check` gives a value, or `None` once `deadline` passes. `check` gives the
-/// value, or the signal that tells when to ask again; it is asked again once the listener is
-/// registered, so a change between the two asks is never slept through.
+/// The instant `timeout` from now, or `None` (no deadline) for a timeout longer than an
+/// `Instant` can hold: a caller passing `Duration::MAX` for "for ever" gets that, not a panic.
+pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// Blocks until `check` gives a value, or `None` once `deadline` passes (never without one).
+/// `check` gives the value, or the signal that tells when to ask again; it is asked again once
+/// the listener is registered, so a change between the two asks is never slept through.
 pub(crate) fn wait_until<'a, R>(
-    deadline: Instant,
+    deadline: Option<Instant>,
     mut check: impl FnMut() -> Result<R, &'a Signal>,
 ) -> Option<R> {
     loop {
@@ -60,6 +66,9 @@ pub(crate) fn wait_until<'a, R>(
         if let Ok(value) = check() {
             return Some(value);
         }
-        listener.wait_deadline(deadline)?;
+        match deadline {
+            Some(deadline) => listener.wait_deadline(deadline)?,
+            None => listener.wait(),
+        }
     }
 }

@@ -434,10 +434,16 @@ impl EventStream {
 
     /// Waits up to `timeout` for an event matching `pred`, discarding the others.
     pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Event) -> bool) -> Option<Event> {
-        let deadline = std::time::Instant::now() + timeout;
+        // A timeout past what an `Instant` holds waits for ever.
+        let deadline = std::time::Instant::now().checked_add(timeout);
         loop {
-            let left = deadline.checked_duration_since(std::time::Instant::now())?;
-            let event = self.rx.recv_timeout(left).ok()?;
+            let event = match deadline {
+                Some(deadline) => {
+                    let left = deadline.checked_duration_since(std::time::Instant::now())?;
+                    self.rx.recv_timeout(left).ok()?
+                }
+                None => self.rx.recv().ok()?,
+            };
             if pred(&event) {
                 return Some(event);
             }

@@ -4,17 +4,18 @@
 //!
 //! Waits listen to the runtime's "a request decoded or ended" signal, so one thread waits on
 //! any number of handles without polling. The async forms work on any executor; their timeouts
-//! come from streamrt's own timer thread (see `timer`), not from the executor's.
+//! come from streamrt's own timer thread (see `timer`), not from the executor's. A timeout
+//! longer than an `Instant` can reach (`Duration::MAX`) means no deadline, in every wait.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use streamrt_messages::LoadState;
 
 use crate::deps::ByteProgress;
 use crate::request::{Handle, ReadyError};
-use crate::signal::{listen, wait_until};
+use crate::signal::{deadline_after, listen, wait_until};
 
 mod timer;
 
@@ -34,7 +35,7 @@ pub fn wait_any<T: Send + Sync + 'static>(
 ) -> Option<usize> {
     // Nothing to listen to: an empty slice never has an ended handle.
     let progressed = handles.first()?.any_progressed();
-    wait_until(Instant::now() + timeout, || {
+    wait_until(deadline_after(timeout), || {
         handles.iter().position(Handle::is_terminal).ok_or(progressed)
     })
 }
@@ -61,7 +62,7 @@ fn wait_every<T: Send + Sync + 'static>(
     done: impl Fn(&Handle<T>) -> bool,
 ) -> bool {
     let mut first = 0;
-    wait_until(Instant::now() + timeout, || {
+    wait_until(deadline_after(timeout), || {
         while handles.get(first).is_some_and(&done) {
             first += 1;
         }
@@ -110,7 +111,7 @@ pub fn wait_all_timeout_async<T: Send + Sync + 'static>(
     handles: &[Handle<T>],
     timeout: Duration,
 ) -> impl Future<Output = Option<Vec<Result<Arc<T>, ReadyError>>>> + Send + 'static {
-    WithDeadline::new(wait_all_async(handles), Instant::now() + timeout)
+    WithDeadline::new(wait_all_async(handles), deadline_after(timeout))
 }
 
 /// As [`wait_any_async`], giving up after `timeout`: `None` if no handle had ended.
@@ -118,7 +119,7 @@ pub fn wait_any_timeout_async<T: Send + Sync + 'static>(
     handles: &[Handle<T>],
     timeout: Duration,
 ) -> impl Future<Output = Option<usize>> + Send + 'static {
-    WithDeadline::new(wait_any_async(handles), Instant::now() + timeout)
+    WithDeadline::new(wait_any_async(handles), deadline_after(timeout))
 }
 
 /// How much of `handles` has loaded, weighted by bytes across each one's whole dependency

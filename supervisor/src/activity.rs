@@ -107,11 +107,16 @@ impl Activity {
 
     /// Blocks until nothing is pending or `timeout` passed; whether it is idle.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        // `None` for a timeout past what an `Instant` holds: then it is waited out whole.
+        let deadline = Instant::now().checked_add(timeout);
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         while *pending > 0 {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return false;
+            let left = match deadline {
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) => left,
+                    None => return false,
+                },
+                None => timeout,
             };
             pending =
                 self.idle.wait_timeout(pending, left).unwrap_or_else(PoisonError::into_inner).0;

@@ -260,9 +260,10 @@ impl<M> Mailbox<M> {
         if patience == AskPatience::ThroughRestarts {
             return rx.recv_timeout(timeout).ok();
         }
-        let deadline = Instant::now() + timeout;
+        // `None` for a timeout past what an `Instant` holds: never short of time then.
+        let deadline = Instant::now().checked_add(timeout);
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
             match rx.recv_timeout(left.min(ASK_LOOK_INTERVAL)) {
                 Ok(reply) => return Some(reply),
                 Err(mpsc::RecvTimeoutError::Timeout)

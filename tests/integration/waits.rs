@@ -157,3 +157,28 @@ fn a_waiter_listening_before_the_load_ends_is_woken_by_its_end() {
     assert_eq!(outcome.unwrap().0, b"blob-00000000000");
     waiter.join().unwrap();
 }
+
+#[test]
+fn a_timeout_too_long_for_an_instant_waits_without_a_deadline_instead_of_panicking() {
+    let (source, rt, h) = one_held_request();
+    let events = rt.subscribe(64);
+    let waiting = h.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || tx.send(waiting.wait_timeout(Duration::MAX)).unwrap());
+    source.gate.release("a0");
+    let outcome = rx.recv_timeout(PATIENCE).expect("the end woke the waiter");
+    assert!(matches!(outcome, Some(Ok(_))), "{outcome:?}");
+    waiter.join().unwrap();
+    let handles = [h];
+    assert!(wait_all(&handles, Duration::MAX));
+    assert_eq!(wait_any(&handles, Duration::MAX), Some(0));
+    assert!(wait_loaded(&handles, Duration::MAX));
+    assert_eq!(
+        futures::executor::block_on(wait_any_timeout_async(&handles, Duration::MAX)),
+        Some(0)
+    );
+    assert!(futures::executor::block_on(wait_all_timeout_async(&handles, Duration::MAX)).is_some());
+    assert!(rt.sync(Duration::MAX));
+    assert!(events.wait_for(Duration::MAX, |_| true).is_some());
+    assert_eq!(rt.cache_stats(Duration::MAX).len(), 1);
+}

@@ -291,9 +291,9 @@ fn workload(
 /// Ticks frames until every request is terminal or `patience` runs out; returns how many are
 /// still outstanding.
 fn settle(rt: &Runtime, handles: &[Handle<ChaosBlob>], patience: Duration) -> usize {
-    let deadline = Instant::now() + patience;
+    let deadline = Instant::now().checked_add(patience);
     let mut next = 0;
-    while next < handles.len() && Instant::now() < deadline {
+    while next < handles.len() && deadline.is_none_or(|deadline| Instant::now() < deadline) {
         rt.tick();
         // A frame's worth of waiting on the oldest outstanding request, as an engine would.
         if handles[next].wait_timeout(Duration::from_millis(2)).is_some() {

@@ -10,11 +10,10 @@
 //! # Invariants
 //!
 //! - A [`Deadline`] polled after its instant is ready at once, whether or not the thread ran.
-//! - Dropping a [`Deadline`] unregisters its waker; the heap entry left behind is skipped
-//!   when it comes due.
+//! - Dropping a [`Deadline`] unregisters it (its waker and its place in the queue), so the
+//!   queue holds only live deadlines however many are dropped before they come due.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -25,7 +24,8 @@ use streamrt_supervisor::log_caught;
 
 #[derive(Default)]
 struct Timers {
-    due: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Live deadlines, earliest first.
+    due: BTreeSet<(Instant, u64)>,
     wakers: HashMap<u64, Waker>,
     next_id: u64,
 }
@@ -66,17 +66,17 @@ impl TimerThread {
         let mut timers = self.lock();
         loop {
             let now = Instant::now();
-            while let Some(&Reverse((at, id))) = timers.due.peek() {
+            while let Some(&(at, id)) = timers.due.first() {
                 if at > now {
                     break;
                 }
-                timers.due.pop();
+                timers.due.pop_first();
                 if let Some(waker) = timers.wakers.remove(&id) {
                     waker.wake();
                 }
             }
-            timers = match timers.due.peek() {
-                Some(&Reverse((at, _))) => {
+            timers = match timers.due.first() {
+                Some(&(at, _)) => {
                     let left = at.saturating_duration_since(now);
                     self.changed
                         .wait_timeout(timers, left)
@@ -118,7 +118,7 @@ impl Future for Deadline {
                 let id = timers.next_id;
                 timers.next_id += 1;
                 timers.wakers.insert(id, cx.waker().clone());
-                timers.due.push(Reverse((self.at, id)));
+                timers.due.insert((self.at, id));
                 self.id = Some(id);
                 timer.changed.notify_one();
             }
@@ -130,20 +130,23 @@ impl Future for Deadline {
 impl Drop for Deadline {
     fn drop(&mut self) {
         if let Some(id) = self.id {
-            TimerThread::get().lock().wakers.remove(&id);
+            let mut timers = TimerThread::get().lock();
+            timers.wakers.remove(&id);
+            timers.due.remove(&(self.at, id));
         }
     }
 }
 
-/// Resolves with `inner`'s output, or `None` once `deadline` passes first.
+/// Resolves with `inner`'s output, or `None` once `deadline` passes first (never without one).
 pub(crate) struct WithDeadline<F: Future> {
     inner: Pin<Box<F>>,
-    deadline: Deadline,
+    deadline: Option<Deadline>,
 }
 
 impl<F: Future> WithDeadline<F> {
-    pub(crate) fn new(inner: F, at: Instant) -> Self {
-        Self { inner: Box::pin(inner), deadline: Deadline::at(at) }
+    /// `inner` within `at`; `None` for no deadline (a timeout past what an `Instant` holds).
+    pub(crate) fn new(inner: F, at: Option<Instant>) -> Self {
+        Self { inner: Box::pin(inner), deadline: at.map(Deadline::at) }
     }
 }
 
@@ -154,7 +157,10 @@ impl<F: Future> Future for WithDeadline<F> {
         if let Poll::Ready(out) = self.inner.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
         }
-        Pin::new(&mut self.deadline).poll(cx).map(|()| None)
+        match &mut self.deadline {
+            Some(deadline) => Pin::new(deadline).poll(cx).map(|()| None),
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -173,13 +179,31 @@ mod tests {
     #[test]
     fn the_inner_future_wins_when_it_is_ready_first() {
         let far = Instant::now() + Duration::from_secs(3600);
-        assert_eq!(futures::executor::block_on(WithDeadline::new(async { 7 }, far)), Some(7));
+        assert_eq!(futures::executor::block_on(WithDeadline::new(async { 7 }, Some(far))), Some(7));
+        assert_eq!(futures::executor::block_on(WithDeadline::new(async { 8 }, None)), Some(8));
     }
 
     #[test]
     fn a_pending_inner_future_gives_none_at_the_deadline() {
         let soon = Instant::now() + Duration::from_millis(10);
         let never = std::future::pending::<()>();
-        assert_eq!(futures::executor::block_on(WithDeadline::new(never, soon)), None);
+        assert_eq!(futures::executor::block_on(WithDeadline::new(never, Some(soon))), None);
+    }
+
+    #[test]
+    fn deadlines_dropped_before_they_come_due_leave_nothing_queued() {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut held = Box::pin(Deadline::at(far));
+        assert!(held.as_mut().poll(&mut cx).is_pending());
+        for _ in 0..1_000 {
+            let mut dropped = Box::pin(Deadline::at(far));
+            assert!(dropped.as_mut().poll(&mut cx).is_pending());
+        }
+        // Other tests' deadlines may be queued too, but none of these thousand.
+        let queued = TimerThread::get().lock().due.iter().filter(|(at, _)| *at == far).count();
+        assert_eq!(queued, 1, "only the deadline still held");
+        drop(held);
     }
 }
