@@ -30,7 +30,8 @@ pub struct AdaptivePolicy {
     pub window_frames: u32,
     /// Width of the dead band below the target, in percent of the target.
     pub band_pct: u32,
-    /// The lowest budget, in requests per frame.
+    /// The lowest budget, in requests per frame; at least 1 (a runtime is not built with 0,
+    /// from which a frame time in the dead band would never lift the budget).
     pub budget_min: u32,
     /// The highest budget, in requests per frame.
     pub budget_max: u32,

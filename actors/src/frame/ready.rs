@@ -28,7 +28,8 @@ use crate::id_hash::IdMap;
 /// How much a frame boundary may publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FramePolicy {
-    /// Requests published per frame at most.
+    /// Requests published per frame at most; at least 1 (a runtime is not built with 0, which
+    /// would never publish).
     pub publish_count_max: u32,
     /// Bytes published per frame at most (the first request of a frame is always allowed).
     pub publish_bytes_max: u64,

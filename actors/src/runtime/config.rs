@@ -53,7 +53,8 @@ pub struct RuntimeConfig {
     /// decode_backlog_max` credits (in shares, see `read_credit_bytes`), so at most this many
     /// credits' worth wait to be decoded while every read credit is in use.
     pub decode_backlog_max: usize,
-    /// Loads waiting in the scheduler's queue, at most; past it a load fails with `QueueFull`.
+    /// Loads waiting in the scheduler's queue, at most; past it a new load fails with
+    /// `QueueFull` (a retry, or a load queued again after a restart, is not refused).
     pub queue_capacity: usize,
     /// Requests not yet terminal, at most; past it `request` returns a handle already failed
     /// with `QueueFull`. Bounds every engine-to-runtime queue.
@@ -172,6 +173,15 @@ impl RuntimeConfig {
         if self.io_bytes_per_sec_max == Some(0) {
             return Err(ConfigError::Zero("io_bytes_per_sec_max"));
         }
+        // A count budget of 0 would publish nothing ever: it gates even requests past aging.
+        if let PublishMode::Frames(policy) = &self.publish {
+            if policy.publish_count_max == 0 {
+                return Err(ConfigError::Zero("publish_count_max"));
+            }
+            if policy.adaptive.is_some_and(|a| a.budget_min == 0) {
+                return Err(ConfigError::Zero("adaptive.budget_min"));
+            }
+        }
         match bounded.iter().find(|(_, v, max)| v > max) {
             Some(&(name, _, max)) => Err(ConfigError::TooLarge { name, max }),
             None => Ok(()),
@@ -204,6 +214,7 @@ pub enum ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::{AdaptivePolicy, FramePolicy};
 
     #[test]
     fn the_defaults_are_valid() {
@@ -216,6 +227,18 @@ mod tests {
         assert_eq!(zero_workers.validate(), Err(ConfigError::Zero("workers")));
         let stalled = RuntimeConfig { io_bytes_per_sec_max: Some(0), ..RuntimeConfig::default() };
         assert_eq!(stalled.validate(), Err(ConfigError::Zero("io_bytes_per_sec_max")));
+        let frames = |policy| RuntimeConfig {
+            publish: PublishMode::Frames(policy),
+            ..RuntimeConfig::default()
+        };
+        assert_eq!(
+            frames(FramePolicy::count(0)).validate(),
+            Err(ConfigError::Zero("publish_count_max"))
+        );
+        let adaptive = AdaptivePolicy { budget_min: 0, ..AdaptivePolicy::target(16_667, 64) };
+        let adaptive = frames(FramePolicy::adaptive(8, adaptive)).validate();
+        assert_eq!(adaptive, Err(ConfigError::Zero("adaptive.budget_min")));
+        assert_eq!(frames(FramePolicy::count(1)).validate(), Ok(()));
     }
 
     #[test]
