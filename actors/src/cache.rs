@@ -88,7 +88,7 @@ use crate::replay::VirtualTimers;
 use crate::request::{RequestCell, Ticket};
 use crate::resident::{AnyValue, Evicted, Residency};
 use crate::runtime::RetryPolicy;
-use crate::scheduler::{LoadRef, QueuedLoad, SchedulerMsg};
+use crate::scheduler::{Admission, LoadRef, QueuedLoad, SchedulerMsg};
 use crate::source::Locator;
 use crate::telemetry::{Counters, Probe};
 use crate::work::{DispatchOrder, IoPort, Job, JobEnd, JobGuard, JobRoute, ReadJob};
@@ -259,7 +259,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
 
     fn engine_msg(&mut self, msg: EngineMsg<T>) {
         match msg {
-            EngineMsg::Load(ticket, locator) => self.load(ticket, locator),
+            EngineMsg::Load(ticket, locator) => self.load(ticket, locator, Admission::New),
             EngineMsg::Release(cell) => self.release(cell.id(), cell.path()),
             EngineMsg::Reprioritize(cell, priority) => {
                 self.reprioritize(cell.id(), cell.path(), priority);
@@ -309,7 +309,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         AssetKey::from_parts(self.asset_type.clone(), path.clone())
     }
 
-    fn load(&mut self, ticket: Ticket<T>, locator: Option<Locator>) {
+    fn load(&mut self, ticket: Ticket<T>, locator: Option<Locator>, admission: Admission) {
         let cell = Arc::clone(ticket.cell());
         if cell.state().is_terminal() {
             // Cancelled before the cache saw it: start nothing.
@@ -337,7 +337,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
                     let generation = self.next_generation();
                     self.table.insert_resident(ticket, generation, bytes);
                 }
-                None => self.start_load(ticket, priority, locator),
+                None => self.start_load(ticket, priority, locator, admission),
             };
         };
         if self.table.get(at).is_some_and(|s| s.phase == Phase::Resident) {
@@ -408,12 +408,13 @@ impl<T: Send + Sync + 'static> Cache<T> {
     }
 
     /// `at`'s current load, as the scheduler queues it.
-    fn queued(&self, at: usize) -> QueuedLoad {
+    fn queued(&self, at: usize, admission: Admission) -> QueuedLoad {
         let slot = self.table.get(at).expect("live slot");
         QueuedLoad {
             load: load_ref(self.type_index, at, slot.generation),
             priority: slot.priority,
             declared_bytes: slot.bytes,
+            admission,
         }
     }
 
@@ -430,11 +431,17 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
     }
 
-    fn start_load(&mut self, ticket: Ticket<T>, priority: Priority, locator: Option<Locator>) {
+    fn start_load(
+        &mut self,
+        ticket: Ticket<T>,
+        priority: Priority,
+        locator: Option<Locator>,
+        admission: Admission,
+    ) {
         let generation = self.next_generation();
         let declared = ticket.cell().declared_bytes();
         let at = self.table.start_load(ticket, generation, priority, declared, locator);
-        self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at)));
+        self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at, admission)));
     }
 
     fn release(&mut self, request: RequestId, path: &AssetPath) {
@@ -556,7 +563,10 @@ impl<T: Send + Sync + 'static> Cache<T> {
             self.table.iter_indexed().map(|(at, s)| (at, s.phase, s.generation)).collect();
         for (at, phase, generation) in slots {
             match phase {
-                Phase::Queued => self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at))),
+                Phase::Queued => {
+                    self.to_scheduler
+                        .push(SchedulerMsg::Enqueue(self.queued(at, Admission::Again)));
+                }
                 Phase::Loading => self.to_scheduler.push(SchedulerMsg::Adopt(generation)),
                 // Its timer queues it when the backoff is over.
                 Phase::Backoff | Phase::Resident => {}
@@ -599,10 +609,17 @@ impl<T: Send + Sync + 'static> Cache<T> {
 
     /// Cancels the load of every slot (the table is about to be emptied), each by its own slot
     /// and generation: a watermark over the runtime's generations would also catch loads a
-    /// next incarnation already started, were it started before this one drains.
-    fn cancel_every_load(&self) {
+    /// next incarnation already started, were it started before this one drains. A queued
+    /// load also leaves the scheduler's queue: its ticket would count against the queue's
+    /// capacity until popped, which takes a free credit, and the next incarnation's loads
+    /// could be refused `QueueFull` meanwhile.
+    fn cancel_every_load(&mut self) {
         for (at, slot) in self.table.iter_indexed() {
             self.route.cancels().cancel(at, slot.generation);
+            if slot.phase == Phase::Queued {
+                let load = load_ref(self.type_index, at, slot.generation);
+                self.to_scheduler.push(SchedulerMsg::CancelQueued(load));
+            }
         }
     }
 
@@ -633,8 +650,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
     /// Hands every unfinished request to the next incarnation (after a failure).
     fn salvage(&mut self) {
         self.release_resident();
-        let mut salvage = self.salvage.lock().unwrap_or_else(PoisonError::into_inner);
         self.cancel_every_load();
+        let mut salvage = self.salvage.lock().unwrap_or_else(PoisonError::into_inner);
         for slot in self.table.drain() {
             let locator = slot.locator;
             let unfinished = slot.holders.into_iter().filter(|t| !t.cell().state().is_terminal());
@@ -654,7 +671,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             std::mem::take(&mut *self.salvage.lock().unwrap_or_else(PoisonError::into_inner));
         for (ticket, locator) in salvaged {
             ticket.cell().advance(LoadState::Loading, LoadState::Pending);
-            self.load(ticket, locator);
+            self.load(ticket, locator, Admission::Again);
         }
     }
 

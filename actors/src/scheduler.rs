@@ -12,7 +12,10 @@
 //!
 //! # Backpressure
 //!
-//! - At most `queue_capacity` loads wait; one more fails with `QueueFull` at its cache.
+//! - At most `queue_capacity` loads wait; one more new load fails with `QueueFull` at its
+//!   cache. A load queued again (a retry, or after a cache's or the scheduler's restart) was
+//!   admitted once and is never refused for room: the queue passes its capacity by at most the
+//!   loads that were in flight. A cache that fails takes its queued loads out of the queue.
 //! - At most `reads_in_flight` credits' worth of loads are being read, and at most
 //!   `reads_in_flight + decode_backlog_max` are between dispatch and their end, plus the urgent
 //!   reserve below; only then is the next load dispatched. The IO pool's queue and the decode
@@ -65,6 +68,18 @@ pub(crate) struct QueuedLoad {
     pub(crate) priority: Priority,
     /// The stored size the source declared, in bytes (0 when unknown).
     pub(crate) declared_bytes: u64,
+    pub(crate) admission: Admission,
+}
+
+/// Whether a load's requests were let into the queue before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// A new load: refused `QueueFull` past the queue's capacity.
+    New,
+    /// A load queued again (its retry, or after a restart of its cache or of the scheduler):
+    /// its requests were admitted once and are not refused for room, so the queue passes its
+    /// capacity by at most the loads that were in flight.
+    Again,
 }
 
 /// What the scheduler is told.
@@ -199,7 +214,7 @@ impl Scheduler {
     }
 
     fn enqueue(&mut self, queued: QueuedLoad) {
-        let QueuedLoad { load, priority, declared_bytes } = queued;
+        let QueuedLoad { load, priority, declared_bytes, admission } = queued;
         // A load already dispatched is queued again when a restarted scheduler gets both the
         // enqueue put back from the failed batch and the cache's resubmission: read it once.
         // A load already queued (or superseded there) is refused by the queue: it must not
@@ -212,9 +227,10 @@ impl Scheduler {
         {
             return;
         }
-        // A load replacing its slot's older one does not grow the queue: a cache's next
-        // incarnation re-admits into the slot indexes of loads its failure cancelled.
-        if standing == Standing::Absent && self.queue.len() >= self.limits.queue_capacity {
+        // A load replacing its slot's older one does not grow the queue, and a load queued
+        // again was admitted before.
+        let full = self.queue.len() >= self.limits.queue_capacity;
+        if standing == Standing::Absent && admission == Admission::New && full {
             let capacity = self.limits.queue_capacity;
             self.route(load).refuse(load, ErrorKind::QueueFull { capacity });
             return;

@@ -19,24 +19,29 @@ fn wait_restart(events: &streamrt::EventStream, actor: &str) {
     assert!(restarted.is_some(), "{actor} was not restarted");
 }
 
-/// Ten requests, one read held so the rest wait; crashes `target` and waits for `actor` to be
-/// restarted; releases the read; every request must still become ready.
+/// Ten requests: a0's read held, the other nine filling the queue to its capacity. Crashes
+/// `target` and waits for `actor` to be restarted; releases the read; every request must
+/// still become ready: the tickets the crash left queued must not count against the capacity
+/// when the restarted actor queues the loads again (a0, whose read was in progress, first).
 fn restart_during_load_keeps_every_request(target: &CrashTarget, actor: &str) -> GatedSource {
     let source = GatedSource::with_blobs(10);
     source.gate.hold("a0");
     let rt = runtime(&source, &BlobDecoder::default(), |b| {
-        b.workers(1).reads_in_flight(1).read_credit_bytes(1)
+        b.workers(1).reads_in_flight(1).read_credit_bytes(1).queue_capacity(9)
     });
     let events = rt.subscribe(4096);
-    let handles: Vec<_> =
-        (0..10).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    let mut handles = vec![rt.request::<Blob>("a0", Priority::Normal).unwrap()];
     source.gate.wait_started("a0", 1);
+    handles
+        .extend((1..10).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()));
     assert!(rt.sync(PATIENCE), "every request is queued before the crash");
+    assert_eq!(rt.status().queued, 9, "the queue is full");
     assert!(rt.inject_crash(target));
     wait_restart(&events, actor);
     source.gate.release("a0");
     for h in &handles {
-        assert!(h.wait_timeout(PATIENCE).expect("terminal").is_ok(), "{h:?}");
+        let outcome = h.wait_timeout(PATIENCE).expect("terminal");
+        assert!(outcome.is_ok(), "{h:?}: {outcome:?}");
     }
     assert_eq!(rt.status().restarts, 1);
     assert_eq!(rt.live_workers(), (1, 2));
@@ -89,7 +94,8 @@ fn a_restarted_scheduler_counts_the_loads_its_predecessor_dispatched_against_its
     assert_eq!(source.gate.started_count("a2"), 0, "a2 waits for room");
     decoder.gate.release("a0");
     for h in &handles {
-        assert!(h.wait_timeout(PATIENCE).expect("terminal").is_ok(), "{h:?}");
+        let outcome = h.wait_timeout(PATIENCE).expect("terminal");
+        assert!(outcome.is_ok(), "{h:?}: {outcome:?}");
     }
     for i in 0..6 {
         assert_eq!(source.gate.started_count(&format!("a{i}")), 1, "a{i} read once");
@@ -111,7 +117,8 @@ fn a_crashed_io_worker_is_rebuilt_and_its_load_retried() {
     let handles: Vec<_> =
         (0..3).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
     for h in &handles {
-        assert!(h.wait_timeout(PATIENCE).expect("terminal").is_ok(), "{h:?}");
+        let outcome = h.wait_timeout(PATIENCE).expect("terminal");
+        assert!(outcome.is_ok(), "{h:?}: {outcome:?}");
     }
     let status = rt.status();
     assert_eq!((status.restarts, status.retries), (1, 1));
@@ -165,7 +172,8 @@ fn poison_keys_are_quarantined_after_at_most_k_attempts_while_the_rest_complete(
         }
     }
     for h in &healthy {
-        assert!(h.wait_timeout(PATIENCE).expect("terminal").is_ok(), "{h:?}");
+        let outcome = h.wait_timeout(PATIENCE).expect("terminal");
+        assert!(outcome.is_ok(), "{h:?}: {outcome:?}");
     }
     for (i, h) in poison.iter().enumerate() {
         let Some(Err(ReadyError::Failed(err))) = h.wait_timeout(PATIENCE) else { panic!("{h:?}") };

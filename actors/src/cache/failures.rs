@@ -22,7 +22,7 @@ use streamrt_messages::{AssetLoadError, AssetPath, ErrorKind, EventKind, Generat
 
 use super::slots::Phase;
 use super::{load_ref, Cache, CacheMsg};
-use crate::scheduler::{LoadRef, SchedulerMsg};
+use crate::scheduler::{Admission, LoadRef, SchedulerMsg};
 use crate::telemetry::Counters;
 use crate::work::JobEnd;
 
@@ -146,7 +146,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let at = load.slot as usize;
         if let Some(slot) = self.table.current_in(at, load.generation, Phase::Backoff) {
             slot.phase = Phase::Queued;
-            self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at)));
+            self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at, Admission::Again)));
         }
     }
 }
