@@ -60,6 +60,11 @@ impl ByteProgress {
         }
     }
 
+    /// Whether everything counted has loaded.
+    pub fn is_complete(&self) -> bool {
+        self.done >= self.total
+    }
+
     fn complete(total: u64) -> Self {
         Self { done: total, total }
     }

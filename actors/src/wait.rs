@@ -40,15 +40,19 @@ pub fn wait_any<T: Send + Sync + 'static>(
     })
 }
 
-/// Blocks until every handle is loaded (decoded, so it publishes within the frame budget, or
-/// already ended) or `timeout` passes. Returns whether all are. For loading screens, and for
-/// tools that need every outstanding load in memory before the next frame boundary.
+/// Blocks until every handle is loaded (decoded with its whole dependency tree, so it
+/// publishes within the frame budgets, or already ended) or `timeout` passes. Returns whether
+/// all are. For loading screens, and for tools that need every outstanding load in memory
+/// before the next frame boundary.
 pub fn wait_loaded<T: Send + Sync + 'static>(handles: &[Handle<T>], timeout: Duration) -> bool {
     wait_every(handles, timeout, is_loaded)
 }
 
+/// Terminal, or decoded with every dependency in its tree decoded or ended: a dependent is
+/// decoded as soon as its own bytes are, while it waits in its gate for its dependencies.
 fn is_loaded<T: Send + Sync + 'static>(handle: &Handle<T>) -> bool {
-    handle.state() == LoadState::Decoded || handle.is_terminal()
+    handle.is_terminal()
+        || (handle.state() == LoadState::Decoded && handle.progress().is_complete())
 }
 
 /// Blocks until `done` holds for every handle or `timeout` passes; whether it does.

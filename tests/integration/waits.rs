@@ -182,3 +182,29 @@ fn a_timeout_too_long_for_an_instant_waits_without_a_deadline_instead_of_panicki
     assert!(events.wait_for(Duration::MAX, |_| true).is_some());
     assert_eq!(rt.cache_stats(Duration::MAX).len(), 1);
 }
+
+#[test]
+fn wait_loaded_waits_for_a_dependents_dependencies_not_only_its_own_bytes() {
+    let source = GatedSource::default();
+    source.put("tex", b"texture");
+    source.put_with_deps("blob:mat", b"material", &["blob:tex"]);
+    source.gate.hold("tex");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.frame_budget(100));
+    let events = rt.subscribe(64);
+    let mat = rt.request::<Blob>("mat", Priority::Normal).unwrap();
+    source.gate.wait_started("tex", 1);
+    // mat's own bytes decode; its texture is still being read.
+    let mat_decoded = events.wait_for(PATIENCE, |e| {
+        e.kind == streamrt::messages::EventKind::Decoded && e.request == Some(mat.id())
+    });
+    assert!(mat_decoded.is_some(), "mat decoded");
+    assert!(!wait_loaded(std::slice::from_ref(&mat), Duration::from_millis(20)), "tex is held");
+    source.gate.release("tex");
+    assert!(wait_loaded(std::slice::from_ref(&mat), PATIENCE));
+    // Loaded means in memory: frames publish the texture, then the material, reading nothing.
+    assert!(rt.sync(PATIENCE));
+    rt.begin_frame();
+    assert!(rt.sync(PATIENCE));
+    rt.begin_frame();
+    assert_eq!(mat.state(), LoadState::Ready);
+}
