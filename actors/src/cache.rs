@@ -209,6 +209,7 @@ pub(crate) struct Cache<T: Send + Sync + 'static> {
     link: ChildLink,
     salvage: Salvage<T>,
     table: SlotTable<Ticket<T>>,
+    /// Decoder panics per key since its last decode that worked.
     panics: PathMap<u32>,
     quarantined: PathMap<u32>,
     to_scheduler: Vec<SchedulerMsg>,
@@ -547,6 +548,11 @@ impl<T: Send + Sync + 'static> Cache<T> {
         });
         slot.phase = Phase::Resident;
         slot.bytes = size;
+        // Quarantine is for a key whose decoder keeps panicking: a decode that works starts
+        // its count again (and keeps the map to the keys panicking now).
+        if !self.panics.is_empty() {
+            self.panics.remove(slot.path());
+        }
         // A slot always has a holder; the last takes the value itself, the others a clone.
         if let Some((last, rest)) = slot.holders.split_last() {
             for ticket in rest {

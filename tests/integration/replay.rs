@@ -164,6 +164,25 @@ fn a_panicking_decoder_restarts_its_worker_then_the_key_is_quarantined() {
 }
 
 #[test]
+fn a_decode_that_works_starts_a_keys_panic_count_again() {
+    let mut s = Scenario::new();
+    s.config.panics_max = 2;
+    // Nothing stays resident, so the second request reads and decodes again.
+    s.config.bytes_resident_max = 0;
+    let first = s.request("blob:a", Priority::Normal);
+    s.read("blob:a", 10).decode_panics("blob:a", "bad header");
+    s.load("blob:a", 10).frame().ended(first, streamrt::LoadState::Ready).cancel(first);
+    let second = s.request("blob:a", Priority::Normal);
+    s.read("blob:a", 10).decode_panics("blob:a", "bad header");
+    s.load("blob:a", 10).frame().ended(second, streamrt::LoadState::Ready);
+    s.shutdown();
+    let (_, report) = s.transcript();
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    assert!(!saw(&report, "quarantined", second), "one panic in a row after a decode that worked");
+    assert!(saw(&report, "published", second));
+}
+
+#[test]
 fn a_failed_dependency_fails_its_dependent() {
     let mut s = Scenario::new();
     let mesh = s.request_with_deps("mesh:m", &["texture:t"], Priority::Normal);

@@ -15,8 +15,9 @@ pub struct RetryPolicy {
     pub attempts_max: u32,
     /// The delay before each retry: `min_ms`, doubling up to `max_ms`.
     pub backoff: Backoff,
-    /// Decoder panics a key may cause before it is quarantined: later requests for it fail at
-    /// once with `Quarantined`. Panics below this are retried.
+    /// Decoder panics a key may cause in a row (a decode of it that works starts the count
+    /// again) before it is quarantined: later requests for it fail at once with
+    /// `Quarantined`. Panics below this are retried.
     pub panics_max: u32,
 }
 
