@@ -450,6 +450,11 @@ impl<T: Send + Sync + 'static> Cache<T> {
             return;
         };
         holder.cell().cancel();
+        // Cancelled after it was staged: its ready entry would wait, holding the value, until
+        // a frame's budget reached it.
+        if holder.cell().state() == LoadState::Cancelled && holder.cell().staged_value().is_some() {
+            let _ = self.links.frame.post(FrameMsg::Withdraw(request));
+        }
         let Some(slot) = emptied else {
             // The others keep the load, at the most urgent priority among them now: the one
             // that let go may have been the one that raised it.

@@ -105,6 +105,8 @@ pub(crate) enum FrameMsg {
     Ready(Vec<ReadyEntry>),
     /// A waiting request's priority changed.
     Reprioritize(RequestId, Priority),
+    /// A request was cancelled after it was staged: its entry leaves the ready set now.
+    Withdraw(RequestId),
     /// Reply once everything before it is handled (a barrier).
     Ping(mpsc::Sender<()>),
     /// Panic (fault injection).
@@ -289,6 +291,12 @@ impl FrameCoordinator {
             FrameMsg::Ready(entries) => self.shared.accept(entries),
             FrameMsg::Reprioritize(request, priority) => {
                 self.shared.ready().reprioritize(request, priority);
+            }
+            FrameMsg::Withdraw(request) => {
+                // Dropped after the ready set's lock is let go: it may hold the last reference
+                // to a large value.
+                let withdrawn = self.shared.ready().withdraw(request);
+                drop(withdrawn);
             }
             FrameMsg::Ping(ack) => {
                 let _ = ack.send(());

@@ -82,6 +82,27 @@ fn a_request_cancelled_while_waiting_for_its_frame_is_never_published() {
 }
 
 #[test]
+fn requests_cancelled_while_waiting_leave_the_ready_set_before_any_frame_reaches_them() {
+    let source = GatedSource::with_blobs(4);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.frame_budget(1));
+    let events = rt.subscribe(1024);
+    let mut handles: Vec<_> =
+        (0..4).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    for _ in 0..4 {
+        assert!(events.wait_for(PATIENCE, |e| e.kind == EventKind::Decoded).is_some());
+    }
+    assert!(rt.sync(PATIENCE));
+    // The last three are cancelled: a frame of one would reach them only in three frames.
+    for cancelled in handles.drain(1..) {
+        cancelled.cancel();
+    }
+    assert!(rt.sync(PATIENCE));
+    let report = rt.begin_frame();
+    assert_eq!((report.published, report.waiting), (1, 0), "nothing cancelled still waits");
+    assert_eq!(handles[0].state(), LoadState::Ready);
+}
+
+#[test]
 fn the_byte_budget_limits_what_one_frame_publishes() {
     let source = GatedSource::with_blobs(4);
     let policy =

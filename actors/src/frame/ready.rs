@@ -133,6 +133,14 @@ impl<E: Waiting> ReadySet<E> {
         self.by_arrival.insert((frame, request), priority);
     }
 
+    /// Takes out `request`, which can no longer be published (it was cancelled): what it holds
+    /// goes now, not when a frame's budget reaches it.
+    pub(crate) fn withdraw(&mut self, request: RequestId) -> Option<E> {
+        let (priority, frame) = self.index.remove(&request)?;
+        self.by_arrival.remove(&(frame, request));
+        self.by_priority.remove(&(priority, request)).map(|(entry, _)| entry)
+    }
+
     /// Removes every waiting request, oldest request first.
     pub(crate) fn drain(&mut self) -> Vec<E> {
         self.by_arrival.clear();
@@ -338,6 +346,19 @@ mod tests {
         assert_eq!(b.frame(3, &aging), [1], "ready since frame 1: aged past the critical one");
         assert_eq!(b.set.drain().len(), 1);
         assert_eq!(b.set.len(), 0);
+    }
+
+    #[test]
+    fn a_withdrawn_request_leaves_every_order_and_the_rest_publish_as_before() {
+        let mut b = Bench::new();
+        b.add(1, Priority::Normal, 1, 1);
+        b.add(2, Priority::Critical, 1, 1);
+        b.add(3, Priority::Low, 1, 1);
+        assert!(b.set.withdraw(RequestId(2)).is_some());
+        assert!(b.set.withdraw(RequestId(2)).is_none(), "once");
+        assert_eq!(b.set.len(), 2);
+        let aging = FramePolicy { aging_frames_max: 1, ..FramePolicy::count(8) };
+        assert_eq!(b.frame(5, &aging), [1, 3]);
     }
 
     #[test]
