@@ -58,7 +58,9 @@
 //! salvages the tickets of every unfinished request before it stops, and its next incarnation
 //! admits them again as new loads: a restart loses held values, quarantine records and
 //! loads in flight (each marked cancelled in the table before it empties; their late replies
-//! are stale), never a request. Parked values live in the
+//! are stale), never a request. A request already decoded is admitted again too, to rebuild
+//! its slot and its bytes in the budget; if that load fails, the request keeps its value and
+//! is published all the same. Parked values live in the
 //! shared budget, outside the actor, and survive it.
 
 mod failures;

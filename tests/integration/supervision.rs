@@ -325,3 +325,27 @@ fn a_scheduler_restart_does_not_cut_a_retrys_backoff_short() {
     assert_eq!(source.gate.started_count("flaky/x"), 1, "the retry is not read yet");
     assert_eq!(flaky.state(), LoadState::Pending);
 }
+
+#[test]
+fn a_request_decoded_before_a_cache_restart_keeps_its_value_when_the_reload_fails() {
+    let source = GatedSource::default();
+    source.put("x", b"hello");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.frame_budget(8));
+    let events = rt.subscribe(4096);
+    let h = rt.request::<Blob>("x", Priority::Normal).unwrap();
+    assert!(streamrt::wait_loaded(std::slice::from_ref(&h), PATIENCE));
+    assert!(rt.sync(PATIENCE));
+    // The restarted cache loads x again to rebuild its slot; now that load fails.
+    source.put("x", b"BAD bytes");
+    assert!(rt.inject_crash(&CrashTarget::Cache("blob".into())));
+    wait_restart(&events, "cache:blob");
+    // A second request joins the reload and fails with it, or comes after the reload failed
+    // and shares the value x kept: either way, once it is loaded, the failure is handled.
+    let joined = rt.request::<Blob>("x", Priority::Normal).unwrap();
+    assert!(streamrt::wait_loaded(std::slice::from_ref(&joined), PATIENCE));
+    assert!(matches!(joined.state(), LoadState::Failed | LoadState::Decoded));
+    assert!(rt.sync(PATIENCE));
+    rt.begin_frame();
+    assert_eq!(h.state(), LoadState::Ready);
+    assert_eq!(h.get().expect("the value it decoded").0, b"hello");
+}
