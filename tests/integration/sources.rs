@@ -129,7 +129,7 @@ fn a_folders_size_limit_refuses_a_larger_file_and_the_largest_limit_means_none()
 }
 
 #[test]
-fn a_named_pipe_in_a_folder_is_refused_without_waiting_for_a_writer() {
+fn a_named_pipe_or_a_socket_in_a_folder_is_refused_without_waiting_for_a_writer() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("plain"), b"plain").unwrap();
     let pipe = dir.path().join("pipe");
@@ -144,6 +144,12 @@ fn a_named_pipe_in_a_folder_is_refused_without_waiting_for_a_writer() {
             other => panic!("the pipe read as {other:?}"),
         }
         assert_eq!(source.read(&blob_key("plain")), Ok(b"plain".to_vec()));
+    }
+    // A socket cannot even be opened; it is refused the same way, not retried as an IO error.
+    let _listener = std::os::unix::net::UnixListener::bind(dir.path().join("socket")).unwrap();
+    match source.read(&blob_key("socket")) {
+        Err(SourceError::Denied(why)) => assert!(why.contains("not a regular file"), "{why}"),
+        other => panic!("the socket read as {other:?}"),
     }
 }
 

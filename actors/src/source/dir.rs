@@ -98,7 +98,7 @@ impl DirSource {
         if !verified {
             self.verify(folder, root);
         }
-        open_read(&resolved, Follow::Yes).map_err(|e| io_error(&e))
+        open_read(&resolved, Follow::Yes).map_err(|e| open_error(key, &e))
     }
 
     fn resolved_root(&self) -> Result<&PathBuf, SourceError> {
@@ -187,6 +187,16 @@ fn open_read(path: &Path, follow: Follow) -> io::Result<fs::File> {
         return Err(io::Error::other("a symlink"));
     }
     fs::File::open(path)
+}
+
+/// What a failed open of `key`'s file means: a socket cannot be opened at all (`ENXIO`), and is
+/// refused as any file that is not a regular one is.
+fn open_error(key: &AssetKey, e: &io::Error) -> SourceError {
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(libc::ENXIO) {
+        return SourceError::Denied(format!("{key} is not a regular file"));
+    }
+    io_error(e)
 }
 
 fn io_error(e: &io::Error) -> SourceError {
