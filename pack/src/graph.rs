@@ -3,10 +3,11 @@
 //!
 //! # Invariants
 //!
-//! A graph that passes has, per entry, at most [`DEPS_PER_ENTRY_MAX`] dependencies, none named
-//! twice, each an entry of the pack, and no cycle (an entry depending on itself included).
-//! The check is linear in entries plus dependencies, and iterative, so a deep chain cannot
-//! overflow the stack.
+//! A graph that passes [`check_graph`] has, per entry, at most [`DEPS_PER_ENTRY_MAX`]
+//! dependencies, each an entry of the pack, and no cycle (an entry depending on itself
+//! included). The writer also refuses a dependency named twice ([`check_repeats`]); the reader
+//! takes one once, as packs of older writers may name one twice. Both checks are linear in
+//! entries plus dependencies, and iterative, so a deep chain cannot overflow the stack.
 
 use std::collections::{HashMap, HashSet};
 
@@ -43,8 +44,8 @@ impl GraphError {
 /// Checks `entries`' dependencies; see the module invariants. Keys are unique (both callers
 /// checked that first).
 pub(crate) fn check_graph(entries: &[IndexEntry]) -> Result<(), GraphError> {
-    for entry in entries {
-        check_list(entry)?;
+    if let Some(entry) = entries.iter().find(|e| e.deps.len() > DEPS_PER_ENTRY_MAX) {
+        return Err(GraphError::TooMany { key: entry.key.clone(), count: entry.deps.len() });
     }
     let by_key: HashMap<&str, &IndexEntry> = entries.iter().map(|e| (e.key.as_str(), e)).collect();
     let missing: Vec<(String, String)> = entries
@@ -59,16 +60,15 @@ pub(crate) fn check_graph(entries: &[IndexEntry]) -> Result<(), GraphError> {
     find_cycle(entries, &by_key)
 }
 
-/// One entry's list: within the limit, no dependency twice.
-fn check_list(entry: &IndexEntry) -> Result<(), GraphError> {
-    if entry.deps.len() > DEPS_PER_ENTRY_MAX {
-        return Err(GraphError::TooMany { key: entry.key.clone(), count: entry.deps.len() });
+/// Refuses an entry that names one dependency twice (the writer's check).
+pub(crate) fn check_repeats(entries: &[IndexEntry]) -> Result<(), GraphError> {
+    for entry in entries.iter().filter(|e| e.deps.len() > 1) {
+        let mut named = HashSet::with_capacity(entry.deps.len());
+        if let Some(dep) = entry.deps.iter().find(|d| !named.insert(d.as_str())) {
+            return Err(GraphError::Repeated { key: entry.key.clone(), dep: dep.clone() });
+        }
     }
-    let mut named = HashSet::with_capacity(entry.deps.len());
-    match entry.deps.iter().find(|d| !named.insert(d.as_str())) {
-        Some(dep) => Err(GraphError::Repeated { key: entry.key.clone(), dep: dep.clone() }),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 /// An iterative depth-first search with an explicit path; every dependency is an entry.

@@ -142,8 +142,9 @@ fn parse_header(bytes: &[u8; HEADER_LEN as usize]) -> Result<Header, PackError> 
 /// Decodes and checks an index whose data region ends at `data_end`: no byte after the index,
 /// every key valid and unique, entries in file order inside the data region and not
 /// overlapping, no codec-none entry whose sizes differ, and a dependency graph as the writer
-/// makes it (at most [`DEPS_PER_ENTRY_MAX`](crate::DEPS_PER_ENTRY_MAX) per entry, none twice,
-/// each an entry of the pack, no cycle). Entries over the reader's `entry_bytes_max` are kept:
+/// makes it (at most [`DEPS_PER_ENTRY_MAX`](crate::DEPS_PER_ENTRY_MAX) per entry, each an entry
+/// of the pack, no cycle; a dependency named twice, which older writers let through, is
+/// kept, and its users take it once). Entries over the reader's `entry_bytes_max` are kept:
 /// reading one fails with `TooLarge`, and the rest of the pack stays usable.
 ///
 /// # Errors
@@ -254,8 +255,12 @@ impl PackReader {
         let io = |e: std::io::Error| PackError::Io(e.to_string());
         // Non-blocking, so that a named pipe with no writer is refused below instead of
         // holding the caller; it changes nothing for a regular file's reads.
-        let file =
-            OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(io)?;
+        let opened = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path);
+        // A socket cannot be opened at all.
+        let file = opened.map_err(|e| match e.raw_os_error() {
+            Some(libc::ENXIO) => PackError::NotAFile,
+            _ => io(e),
+        })?;
         let meta = file.metadata().map_err(io)?;
         if !meta.is_file() {
             return Err(PackError::NotAFile);

@@ -23,7 +23,7 @@ use streamrt_messages::AssetKey;
 use crate::format::{
     Codec, Header, IndexEntry, PackIndex, DEPS_PER_ENTRY_MAX, HEADER_LEN, VERSION,
 };
-use crate::graph::{check_graph, GraphError};
+use crate::graph::{check_graph, check_repeats, GraphError};
 use crate::read::PackLimits;
 
 /// zstd's level for packs: a balance of ratio and build time.
@@ -202,6 +202,7 @@ impl PackWriter {
     /// `TooManyDependencies`, `RepeatedDependency`), `IndexTooLarge`, or a write failure. On
     /// any error nothing is written at the path: a pack already there is kept.
     pub fn finish(mut self) -> Result<u64, BuildError> {
+        check_repeats(&self.entries).map_err(BuildError::from)?;
         check_graph(&self.entries).map_err(BuildError::from)?;
         let index = postcard::to_allocvec(&PackIndex { entries: self.entries })
             .map_err(|e| BuildError::Io(std::io::Error::other(e.to_string())))?;
