@@ -216,6 +216,9 @@ pub(crate) struct Cache<T: Send + Sync + 'static> {
     quarantined: PathMap<u32>,
     to_scheduler: Vec<SchedulerMsg>,
     to_frame: Vec<ReadyEntry>,
+    /// Requests cancelled after they were staged, for the ready set to let go of (one message
+    /// a turn).
+    to_withdraw: Vec<RequestId>,
     /// Retries to start once their backoff (ms) is over.
     retry_later: Vec<(u64, LoadRef)>,
 }
@@ -246,6 +249,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             quarantined: PathMap::default(),
             to_scheduler: Vec::new(),
             to_frame: Vec::new(),
+            to_withdraw: Vec::new(),
             retry_later: Vec::new(),
         }
     }
@@ -449,13 +453,15 @@ impl<T: Send + Sync + 'static> Cache<T> {
 
     fn release(&mut self, request: RequestId, path: &AssetPath) {
         let Some(Detached { slot: at, holder, emptied }) = self.table.detach(path, request) else {
-            return;
+            // No slot holds it (it failed, or a failed incarnation let go of it ended): if it
+            // was staged, its ready entry may still wait.
+            return self.to_withdraw.push(request);
         };
         holder.cell().cancel();
         // Cancelled after it was staged: its ready entry would wait, holding the value, until
         // a frame's budget reached it.
         if holder.cell().state() == LoadState::Cancelled && holder.cell().staged_value().is_some() {
-            let _ = self.links.frame.post(FrameMsg::Withdraw(request));
+            self.to_withdraw.push(request);
         }
         let Some(slot) = emptied else {
             // The others keep the load, at the most urgent priority among them now: the one
@@ -656,6 +662,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             }
         }
         self.to_frame.clear();
+        self.to_withdraw.clear();
         self.to_scheduler.clear();
         self.retry_later.clear();
     }
@@ -699,6 +706,11 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 let FrameMsg::Ready(batch) = closed.0 else { return };
                 batch.iter().for_each(|e| e.cell().fail_shutdown());
             }
+        }
+        if !self.to_withdraw.is_empty() {
+            // A closed coordinator means shutdown, which fails what waits there.
+            let _ =
+                self.links.frame.post(FrameMsg::Withdraw(std::mem::take(&mut self.to_withdraw)));
         }
     }
 

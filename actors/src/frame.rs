@@ -105,8 +105,8 @@ pub(crate) enum FrameMsg {
     Ready(Vec<ReadyEntry>),
     /// A waiting request's priority changed.
     Reprioritize(RequestId, Priority),
-    /// A request was cancelled after it was staged: its entry leaves the ready set now.
-    Withdraw(RequestId),
+    /// Requests cancelled after they were staged: their entries leave the ready set now.
+    Withdraw(Vec<RequestId>),
     /// Reply once everything before it is handled (a barrier).
     Ping(mpsc::Sender<()>),
     /// Panic (fault injection).
@@ -292,10 +292,13 @@ impl FrameCoordinator {
             FrameMsg::Reprioritize(request, priority) => {
                 self.shared.ready().reprioritize(request, priority);
             }
-            FrameMsg::Withdraw(request) => {
-                // Dropped after the ready set's lock is let go: it may hold the last reference
-                // to a large value.
-                let withdrawn = self.shared.ready().withdraw(request);
+            FrameMsg::Withdraw(requests) => {
+                // Dropped after the ready set's lock is let go: they may hold the last
+                // references to large values.
+                let mut ready = self.shared.ready();
+                let withdrawn: Vec<_> =
+                    requests.iter().filter_map(|&r| ready.withdraw(r)).collect();
+                drop(ready);
                 drop(withdrawn);
             }
             FrameMsg::Ping(ack) => {
