@@ -31,7 +31,7 @@ use streamrt_messages::{Event, EventKind, LoadState, RequestId};
 
 use crate::frame::{FramePolicy, PublishMode};
 use crate::request::RootHandle;
-use crate::runtime::{BuildError, RetryPolicy, Runtime, RuntimeConfig, TYPES_MAX};
+use crate::runtime::{BuildError, RetryPolicy, Runtime, RuntimeConfig};
 use crate::source::EntryInfo;
 use script::{Script, ScriptedDecoder, ScriptedSource};
 use stepper::{Stalled, Stepper};
@@ -139,10 +139,6 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
         .config(replay_config(&header, options))
         .source(ScriptedSource(Arc::clone(&script)))
         .deterministic(&det, tap);
-    // Checked before any is registered: a log naming millions of types is refused at once.
-    if header.types.len() > TYPES_MAX {
-        return Err(BuildError::TooManyTypes { max: TYPES_MAX }.into());
-    }
     for name in &header.types {
         let decoder = ScriptedDecoder { name: name.clone(), script: Arc::clone(&script) };
         builder = builder.register_by_name(decoder);

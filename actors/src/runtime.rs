@@ -51,7 +51,8 @@ use self::registry::{DecoderSpec, TypeEntry, TypeSpec};
 use self::submit::{DepRequester, Submitter, TreeLimits};
 
 /// Asset types a runtime registers at most: each has a cache actor of its own, and a replay
-/// log names its types, so an untrusted log must not make a runtime of millions.
+/// log names its types, so an untrusted log must not make a runtime of millions (past the
+/// limit, each further registration is refused at the cost of a length check).
 pub const TYPES_MAX: usize = 1024;
 
 /// Why a runtime could not be built.

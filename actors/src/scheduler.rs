@@ -14,8 +14,10 @@
 //!
 //! - At most `queue_capacity` loads wait; one more new load fails with `QueueFull` at its
 //!   cache. A load queued again (a retry, or after a cache's or the scheduler's restart) was
-//!   admitted once and is never refused for room: the queue passes its capacity by at most the
-//!   loads that were in flight. A cache that fails takes its queued loads out of the queue.
+//!   admitted once and is never refused for room, so the queue can pass its capacity by loads
+//!   that were out of it when they were admitted again: in flight, in backoff, or (after a
+//!   cache's restart) decoded and loaded again to rebuild their slots. A cache that fails takes
+//!   its queued loads out of the queue.
 //! - At most `reads_in_flight` credits' worth of loads are being read, and at most
 //!   `reads_in_flight + decode_backlog_max` are between dispatch and their end, plus the urgent
 //!   reserve below; only then is the next load dispatched. The IO pool's queue and the decode
@@ -77,8 +79,8 @@ pub(crate) enum Admission {
     /// A new load: refused `QueueFull` past the queue's capacity.
     New,
     /// A load queued again (its retry, or after a restart of its cache or of the scheduler):
-    /// its requests were admitted once and are not refused for room, so the queue passes its
-    /// capacity by at most the loads that were in flight.
+    /// its requests were admitted once and are not refused for room (see the module's
+    /// `# Backpressure`).
     Again,
 }
 

@@ -435,7 +435,7 @@ impl EventStream {
     /// Waits up to `timeout` for an event matching `pred`, discarding the others.
     pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Event) -> bool) -> Option<Event> {
         // A timeout past what an `Instant` holds waits for ever.
-        let deadline = std::time::Instant::now().checked_add(timeout);
+        let deadline = crate::signal::deadline_after(timeout);
         loop {
             let event = match deadline {
                 Some(deadline) => {

@@ -5,8 +5,10 @@
 //! type's `attempts_max`. The slot waits out the backoff outside the scheduler's queue
 //! (`Phase::Backoff`), so a restarted scheduler's resubmission does not cut it short; the
 //! backoff's end queues it at the slot's priority then. A decoder panic is retried until the
-//! key has panicked `panics_max` times; then the key is quarantined and every request for it
-//! fails at once with `Quarantined`. Other failures end the load and fail every holder.
+//! key has panicked `panics_max` times in a row (a decode that works starts the count again);
+//! then the key is quarantined and every request for it fails at once with `Quarantined`.
+//! Other failures end the load and fail every holder, but a holder already decoded (only a
+//! load a cache's restart started again has one) keeps its value.
 //!
 //! # Invariants
 //!
@@ -126,8 +128,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
     /// The load of a slot whose holders include decoded ones failed. Only a load this cache's
     /// restart started again to rebuild a slot has such holders (see the cache's
     /// `# Supervision`): they keep the value they had, in a resident slot counted at the size
-    /// its source declared (the decoded size went with the failed incarnation), and the
-    /// others fail.
+    /// its source declared, 0 if it declared none (the decoded size went with the failed
+    /// incarnation), and the others fail.
     fn keep_decoded(&mut self, at: usize, kind: ErrorKind) {
         let slot = self.table.get_mut(at).expect("live slot");
         slot.phase = Phase::Resident;

@@ -291,7 +291,7 @@ fn workload(
 /// Ticks frames until every request is terminal or `patience` runs out; returns how many are
 /// still outstanding.
 fn settle(rt: &Runtime, handles: &[Handle<ChaosBlob>], patience: Duration) -> usize {
-    let deadline = Instant::now().checked_add(patience);
+    let deadline = crate::signal::deadline_after(patience);
     let mut next = 0;
     while next < handles.len() && deadline.is_none_or(|deadline| Instant::now() < deadline) {
         rt.tick();

@@ -175,8 +175,10 @@ impl RuntimeConfig {
             return Err(ConfigError::Zero("io_bytes_per_sec_max"));
         }
         // A count budget of 0 would publish nothing ever: it gates even requests past aging.
+        // With an adaptive policy the count is only where the budget starts, raised to the
+        // policy's minimum.
         if let PublishMode::Frames(policy) = &self.publish {
-            if policy.publish_count_max == 0 {
+            if policy.publish_count_max == 0 && policy.adaptive.is_none() {
                 return Err(ConfigError::Zero("publish_count_max"));
             }
             if policy.adaptive.is_some_and(|a| a.budget_min == 0) {
@@ -240,6 +242,8 @@ mod tests {
         let adaptive = frames(FramePolicy::adaptive(8, adaptive)).validate();
         assert_eq!(adaptive, Err(ConfigError::Zero("adaptive.budget_min")));
         assert_eq!(frames(FramePolicy::count(1)).validate(), Ok(()));
+        let starts_at_zero = FramePolicy::adaptive(0, AdaptivePolicy::target(16_667, 64));
+        assert_eq!(frames(starts_at_zero).validate(), Ok(()), "raised to the minimum");
     }
 
     #[test]
