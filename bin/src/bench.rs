@@ -110,27 +110,28 @@ pub struct BenchArgs {
     #[arg(long)]
     pack: Option<PathBuf>,
     /// The scenario's main count (assets, files or pending requests) instead of its default.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::args::count::<usize>(crate::args::COUNT_MAX))]
     count: Option<usize>,
     /// IO worker threads of the runtime (and of the baselines).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = crate::args::threads())]
     workers: usize,
     /// Decode threads of the runtime (and of the baselines).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = crate::args::threads())]
     decode_threads: usize,
-    /// Read credits of the runtime (default: two per IO worker).
-    #[arg(long)]
+    /// Read credits of the runtime (default: two per IO worker); as many threads read in the
+    /// slow-storage baseline.
+    #[arg(long, value_parser = crate::args::threads())]
     reads_in_flight: Option<usize>,
     /// Decode credits of the runtime (default: two per decode thread).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::args::count::<usize>(streamrt::CREDITS_MAX as u64))]
     decode_backlog: Option<usize>,
     /// Interleaved rounds of each system; the median round is reported. Five: on a shared
     /// machine one round in three or four can run slow, and the median of three then moves
     /// with it.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = crate::args::count::<usize>(1_000))]
     rounds: usize,
     /// Frame boundaries measured per level (`frame`).
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 2_000, value_parser = crate::args::count::<usize>(crate::args::FRAMES_MAX))]
     frames: usize,
     /// Seed of the generated assets.
     #[arg(long, default_value_t = 1)]

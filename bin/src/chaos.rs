@@ -13,7 +13,7 @@ pub struct ChaosArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Requests to make.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = crate::args::count::<usize>(crate::args::COUNT_MAX))]
     requests: usize,
     /// Share of reads that fail with an IO error (0 to 1).
     #[arg(long, default_value_t = 0.05)]
@@ -28,10 +28,10 @@ pub struct ChaosArgs {
     #[arg(long, default_value_t = 2_000)]
     crash_every: usize,
     /// Keys whose decoder always panics (they must end quarantined).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=crate::args::COUNT_MAX))]
     poison_keys: usize,
     /// IO worker threads.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = crate::args::threads())]
     workers: usize,
 }
 

@@ -148,7 +148,7 @@ pub enum ClientCommand {
         #[command(flatten)]
         target: Target,
         /// Stop after this many events.
-        #[arg(long)]
+        #[arg(long, value_parser = crate::args::count::<u64>(u64::MAX))]
         events: Option<u64>,
     },
     /// Stop the daemon; every request it holds ends first.

@@ -24,20 +24,20 @@ use generate::DemoPack;
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Assets to generate.
-    #[arg(long, default_value_t = 3_000)]
+    #[arg(long, default_value_t = 3_000, value_parser = crate::args::count::<usize>(crate::args::COUNT_MAX))]
     assets: usize,
     /// Seed of the generated assets and of the frame loop's choices.
     #[arg(long, default_value_t = 7)]
     seed: u64,
     /// IO worker threads.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = crate::args::threads())]
     workers: usize,
     /// Requests published per frame at most. Dependencies publish too: 60 requests a frame
     /// bring about 45 dependencies with them, more than a budget of 64 keeps up with.
     #[arg(long, default_value_t = 128)]
     frame_budget: u32,
     /// New requests per frame.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = crate::args::count::<usize>(crate::args::COUNT_MAX))]
     requests_per_frame: usize,
     /// Write telemetry as JSON lines to this file.
     #[arg(long)]

@@ -6,6 +6,7 @@
 
 #![allow(clippy::print_stdout)]
 
+mod args;
 mod bench;
 mod chaos;
 mod client;

@@ -41,7 +41,7 @@ use world::{FrameWork, World, WorldConfig};
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
     /// Frames to run.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 120, value_parser = crate::args::count::<u64>(crate::args::FRAMES_MAX))]
     frames: u64,
     /// Seed of the world, the assets and every choice the loop makes.
     #[arg(long, default_value_t = 7)]
@@ -50,10 +50,10 @@ pub struct SimulateArgs {
     #[arg(long)]
     trace: Option<PathBuf>,
     /// Zones of streamed assets along the camera's path.
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = 24, value_parser = crate::args::count::<u32>(10_000))]
     zones: u32,
     /// Entities simulated.
-    #[arg(long, default_value_t = 800)]
+    #[arg(long, default_value_t = 800, value_parser = crate::args::count::<usize>(1_000_000))]
     entities: usize,
     /// Print only the closing line.
     #[arg(long)]

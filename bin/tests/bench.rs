@@ -1,5 +1,6 @@
 //! A smoke run of `streamctl bench`: every scenario at a tiny size completes and prints its
-//! closing line. No figure is asserted; benchmarks measure, tests do not.
+//! closing line. No figure is asserted; benchmarks measure, tests do not. And the bounds of
+//! `streamctl`'s counts: out of range is a usage error.
 
 use std::process::Command;
 
@@ -47,5 +48,25 @@ fn json_output_is_one_object_with_the_closing_figures() {
     assert_eq!(value["scenario"], "cancel");
     for field in ["ours", "baseline", "ratio"] {
         assert!(value[field].is_number(), "{field} in {value}");
+    }
+}
+
+#[test]
+fn a_zero_or_huge_count_is_a_usage_error_naming_the_argument_not_a_panic() {
+    let huge = "18446744073709551615";
+    let cases: [(&[&str], &str); 7] = [
+        (&["demo", "--assets", huge], "--assets"),
+        (&["demo", "--requests-per-frame", "0"], "--requests-per-frame"),
+        (&["simulate", "--entities", huge], "--entities"),
+        (&["bench", "tiny", "--count", "0"], "--count"),
+        (&["bench", "tiny", "--workers", "1000000"], "--workers"),
+        (&["chaos", "--requests", huge], "--requests"),
+        (&["watch", "--events", "0", "--socket", "/nonexistent"], "--events"),
+    ];
+    for (args, flag) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_streamctl")).args(args).output().expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("invalid value") && stderr.contains(flag), "{args:?}: {stderr}");
     }
 }
