@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use streamrt::replay::{replay, ReplayOptions};
+use streamrt::replay::{replay, ReplayOptions, ReplayReport};
 
 /// Arguments of `streamctl replay`.
 #[derive(Debug, Args)]
@@ -63,18 +63,20 @@ fn replay_and_print(args: &ReplayArgs) -> anyhow::Result<()> {
         }
     }
     let hash = format!("{:016x}", report.hash);
-    match &report.divergence {
-        None => writeln!(
-            out,
-            "replay: {} requests end as recorded by {}",
-            report.checked, report.recorded_by
-        )?,
-        Some(d) => writeln!(out, "replay: {d}")?,
+    if args.json {
+        // The closing figures as one JSON object too, so every line of `--json` parses.
+        let closing = serde_json::json!({ "replay": {
+            "recorded_by": report.recorded_by,
+            "checked": report.checked,
+            "divergence": report.divergence.as_ref().map(ToString::to_string),
+            "complete": report.complete,
+            "events": report.lines.len(),
+            "hash": hash,
+        }});
+        writeln!(out, "{closing}")?;
+    } else {
+        print_closing(&mut out, &report, &hash)?;
     }
-    if !report.complete {
-        writeln!(out, "replay: {CUT_SHORT}")?;
-    }
-    writeln!(out, "replay: events={} hash={hash}", report.lines.len())?;
     out.flush()?;
     if let Some(d) = &report.divergence {
         bail!("{d}");
@@ -86,6 +88,22 @@ fn replay_and_print(args: &ReplayArgs) -> anyhow::Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// The closing lines of a replay in text.
+fn print_closing(out: &mut impl Write, report: &ReplayReport, hash: &str) -> std::io::Result<()> {
+    match &report.divergence {
+        None => writeln!(
+            out,
+            "replay: {} requests end as recorded by {}",
+            report.checked, report.recorded_by
+        )?,
+        Some(d) => writeln!(out, "replay: {d}")?,
+    }
+    if !report.complete {
+        writeln!(out, "replay: {CUT_SHORT}")?;
+    }
+    writeln!(out, "replay: events={} hash={hash}", report.lines.len())
 }
 
 /// Said of a log that ends before its session's shutdown.

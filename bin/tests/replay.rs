@@ -79,3 +79,19 @@ fn a_log_cut_short_replays_and_says_so_but_cannot_be_checked() {
     let (ok, _, err) = streamctl(&["replay", log, "--quiet", "--check", &hash]);
     assert!(!ok && err.contains("needs a whole log"), "{err}");
 }
+
+#[test]
+fn every_line_of_a_json_replay_parses_the_closing_figures_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = recorded_demo(&dir, "60");
+    let (ok, out, err) = streamctl(&["replay", &log, "--json"]);
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let closing = &lines.last().expect("lines")["replay"];
+    assert_eq!(closing["events"].as_u64(), Some(lines.len() as u64 - 1));
+    assert_eq!(closing["complete"], true);
+    assert!(closing["hash"].as_str().is_some_and(|h| h.len() == 16), "{closing}");
+}
