@@ -122,14 +122,28 @@ fn collect(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
 
 fn build(dir: &Path, output: &Path, codec: Codec, deps: Option<&Path>) -> anyhow::Result<()> {
     let deps: BTreeMap<String, Vec<String>> = match deps {
-        Some(path) => serde_json::from_slice(&std::fs::read(path)?)
-            .with_context(|| format!("{}: expected {{\"key\": [\"dep\", ...]}}", path.display()))?,
+        Some(path) => {
+            let text = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+            serde_json::from_slice(&text).with_context(|| {
+                format!("{}: expected {{\"key\": [\"dep\", ...]}}", path.display())
+            })?
+        }
         None => BTreeMap::new(),
     };
     let files = collect(dir)?;
-    let mut writer = PackWriter::create(output)?;
+    let limits = PackLimits::default();
+    let mut writer = PackWriter::create_with_limits(output, limits)?;
     let (mut raw, mut entries) = (0u64, 0usize);
     for (key, path) in &files {
+        // Refused before it is read: a file far past the limit would not fit in memory.
+        let size = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?.len();
+        if size > limits.entry_bytes_max {
+            bail!(
+                "{}: {size} bytes, over the {}-byte entry limit",
+                path.display(),
+                limits.entry_bytes_max
+            );
+        }
         let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
         raw += bytes.len() as u64;
         entries += 1;
@@ -216,6 +230,23 @@ mod tests {
         std::fs::write(&pack, &bytes).unwrap();
         let err = verify(&pack).unwrap_err().to_string();
         assert_eq!(err, "1 of 2 entries are bad: mesh:mesh/deep/a.bin");
+    }
+
+    #[test]
+    fn a_file_past_the_entry_limit_or_a_missing_deps_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let assets = dir.path().join("assets");
+        std::fs::create_dir_all(assets.join("blob")).unwrap();
+        // Sparse: 300 MiB long without taking the room.
+        let huge = std::fs::File::create(assets.join("blob/huge.bin")).unwrap();
+        huge.set_len(300 << 20).unwrap();
+        let pack = dir.path().join("a.pack");
+        let err = build(&assets, &pack, Codec::Lz4, None).unwrap_err().to_string();
+        assert!(err.contains("huge.bin") && err.contains("entry limit"), "{err}");
+        let missing = dir.path().join("nope.json");
+        let err = build(&assets, &pack, Codec::Lz4, Some(&missing)).unwrap_err();
+        assert!(format!("{err:#}").contains("nope.json"), "{err:#}");
+        assert!(!pack.exists(), "no pack is left behind");
     }
 
     #[test]
