@@ -23,7 +23,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -349,6 +349,8 @@ impl RuntimeBuilder {
             residency: Arc::clone(&residency),
             closing: AtomicBool::new(false),
             core: Mutex::new(None),
+            stopped: Mutex::new(false),
+            stopped_changed: Condvar::new(),
             escalation: Mutex::new(None),
         });
         let parts = CoreParts {
@@ -364,7 +366,10 @@ impl RuntimeBuilder {
             escalate: escalation_hook(Arc::downgrade(&inner)),
             deterministic: det,
         };
-        let core = Core::start(parts, sink_mailbox)?;
+        let core = Core::start(parts, sink_mailbox).inspect_err(|_| {
+            // No core to stop: an escalation's stop that came meanwhile must not wait for one.
+            drop(StopDone(&inner));
+        })?;
         *inner.core.lock().unwrap_or_else(PoisonError::into_inner) = Some(core);
         Ok(Runtime { inner })
     }
@@ -492,6 +497,10 @@ struct Inner {
     residency: Arc<Mutex<Residency>>,
     closing: AtomicBool,
     core: Mutex<Option<Core>>,
+    /// Set once the core's stop has returned (its threads joined); a stop that found the core
+    /// taken by another waits for it on `stopped_changed`.
+    stopped: Mutex<bool>,
+    stopped_changed: Condvar,
     /// Set when a supervisor gave up: why, and the thread shutting the runtime down.
     escalation: Mutex<Option<(Escalation, Option<JoinHandle<()>>)>>,
 }
@@ -508,8 +517,21 @@ impl Inner {
             }
         }
         let core = self.core.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(core) = core {
-            core.stop(patience, || self.probe.emit(self.probe.event(EventKind::Stopped)));
+        match core {
+            Some(core) => {
+                // Marks the stop done however it ends, so no other stop waits for ever.
+                let _done = StopDone(self);
+                core.stop(patience, || self.probe.emit(self.probe.event(EventKind::Stopped)));
+            }
+            // Another thread (the engine's, or the escalation's) is stopping it: `shutdown`
+            // promises every thread joined when it returns.
+            None => {
+                let mut stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
+                while !*stopped {
+                    stopped =
+                        self.stopped_changed.wait(stopped).unwrap_or_else(PoisonError::into_inner);
+                }
+            }
         }
     }
 
@@ -519,6 +541,16 @@ impl Inner {
 
     fn core(&self) -> std::sync::MutexGuard<'_, Option<Core>> {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Sets `Inner::stopped` when dropped, and wakes the stops waiting for it.
+struct StopDone<'a>(&'a Inner);
+
+impl Drop for StopDone<'_> {
+    fn drop(&mut self) {
+        *self.0.stopped.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.0.stopped_changed.notify_all();
     }
 }
 
@@ -726,15 +758,12 @@ impl Runtime {
     }
 
     /// Fails every outstanding request with `Shutdown`, stops the actors and joins every thread
-    /// the runtime started. Idempotent; later requests are refused with `Shutdown`.
+    /// the runtime started. Idempotent; later requests are refused with `Shutdown`. A call
+    /// made while another thread's shutdown (or an escalation's) is under way returns once
+    /// that one is over, and the replay log is flushed after every stop has ended.
     pub fn shutdown(&self) {
         let recorder = self.inner.probe.recorder();
         self.inner.stop(shutdown_patience(self.escalation().as_ref()));
-        if let Some(error) = recorder.and_then(Recorder::finish) {
-            log_caught(
-                || tracing::error!(target: "streamrt", %error, "the replay log is incomplete"),
-            );
-        }
         let thread = self
             .inner
             .escalation
@@ -744,6 +773,12 @@ impl Runtime {
             .and_then(|e| e.1.take());
         if let Some(thread) = thread {
             let _ = thread.join();
+        }
+        // After every stop is over: what the stopping threads recorded is flushed too.
+        if let Some(error) = recorder.and_then(Recorder::finish) {
+            log_caught(
+                || tracing::error!(target: "streamrt", %error, "the replay log is incomplete"),
+            );
         }
     }
 

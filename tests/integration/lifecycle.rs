@@ -201,3 +201,37 @@ fn sync_returns_only_once_the_caches_took_every_request_made_before_it() {
         h.wait_timeout(PATIENCE).unwrap().unwrap();
     }
 }
+
+#[test]
+fn a_second_shutdown_returns_only_once_the_first_has_joined_every_thread() {
+    let source = GatedSource::with_blobs(1);
+    source.gate.hold("a0");
+    let rt = std::sync::Arc::new(runtime(&source, &BlobDecoder::default(), |b| b));
+    let _a0 = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    source.gate.wait_started("a0", 1);
+    let first = {
+        let rt = std::sync::Arc::clone(&rt);
+        std::thread::spawn(move || rt.shutdown())
+    };
+    // The first shutdown has taken the core once its pools are no longer counted.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while rt.live_workers() != (0, 0) {
+        assert!(std::time::Instant::now() < deadline, "the first shutdown never began");
+        std::thread::yield_now();
+    }
+    let (returned, second_returned) = std::sync::mpsc::channel();
+    let second = {
+        let rt = std::sync::Arc::clone(&rt);
+        std::thread::spawn(move || {
+            rt.shutdown();
+            returned.send(()).unwrap();
+        })
+    };
+    // An IO worker is still in a0's read, so neither shutdown is over.
+    let early = second_returned.recv_timeout(std::time::Duration::from_millis(200));
+    assert!(early.is_err(), "the second shutdown returned while a worker still read");
+    source.gate.release("a0");
+    second_returned.recv_timeout(PATIENCE).expect("it returns once the first is over");
+    first.join().unwrap();
+    second.join().unwrap();
+}
