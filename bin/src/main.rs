@@ -56,7 +56,27 @@ enum Command {
     Client(client::ClientCommand),
 }
 
+/// Ends the process quietly, as a Unix tool killed by `SIGPIPE` would (status 141), when its
+/// output's reader went away (`streamctl watch | head`): Rust ignores `SIGPIPE`, so `println!`
+/// panics there instead. Every other panic goes to the default hook.
+fn exit_quietly_when_the_reader_goes() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    exit_quietly_when_the_reader_goes();
     // `RUST_LOG=streamrt=debug` shows every request's lifecycle on stderr.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
