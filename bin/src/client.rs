@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -21,20 +21,27 @@ pub struct Client {
     stream: UnixStream,
     decoder: FrameDecoder,
     chunk: Vec<u8>,
+    /// How long [`Client::ask`] waits for an answer.
+    answer_timeout: std::time::Duration,
 }
 
+/// How long a client waits for the daemon's answer to one request, by default.
+pub const ANSWER_TIMEOUT_MS: u64 = 30_000;
+
 impl Client {
-    /// Connects to the daemon at `socket` and performs the handshake.
+    /// Connects to the daemon at `target`'s socket and performs the handshake.
     ///
     /// # Errors
     ///
-    /// The socket cannot be reached, or the daemon refuses the handshake.
-    pub fn connect(socket: &Path) -> anyhow::Result<Self> {
+    /// The socket cannot be reached, or the daemon refuses the handshake or does not answer.
+    pub fn connect(target: &Target) -> anyhow::Result<Self> {
+        let socket = &target.socket;
         let stream = UnixStream::connect(socket)
             .with_context(|| format!("connecting to {}", socket.display()))?;
-        let mut client = Self { stream, decoder: FrameDecoder::new(), chunk: vec![0; 64 << 10] };
-        client.send(&ClientMsg::Hello { version: PROTOCOL_VERSION })?;
-        match client.receive()? {
+        let answer_timeout = std::time::Duration::from_millis(target.answer_timeout_ms);
+        let mut client =
+            Self { stream, decoder: FrameDecoder::new(), chunk: vec![0; 64 << 10], answer_timeout };
+        match client.ask(&ClientMsg::Hello { version: PROTOCOL_VERSION })? {
             ServerMsg::Welcome { .. } => Ok(client),
             other => Err(refusal(other)),
         }
@@ -68,10 +75,16 @@ impl Client {
         }
     }
 
-    /// Sends `msg` and returns the answer, an error if it is a refusal.
+    /// Sends `msg` and returns the answer, an error if it is a refusal or if none comes
+    /// within the answer timeout (a daemon answers at once; only what follows an answer, such
+    /// as a waited load's ends or a watch's events, may take longer, and has no timeout).
     fn ask(&mut self, msg: &ClientMsg) -> anyhow::Result<ServerMsg> {
         self.send(msg)?;
-        match self.receive()? {
+        let limit = Some(self.answer_timeout);
+        self.stream.set_read_timeout(limit).context("setting a read timeout")?;
+        let answer = self.receive();
+        self.stream.set_read_timeout(None).context("clearing the read timeout")?;
+        match answer.context("no answer from the daemon")? {
             ServerMsg::Error(e) => Err(anyhow!("daemon: {e}")),
             answer => Ok(answer),
         }
@@ -101,6 +114,10 @@ pub struct Target {
     /// Print JSON, one object per line.
     #[arg(long)]
     pub json: bool,
+    /// How long to wait for the daemon's answer to one request, in milliseconds (what follows
+    /// an answer, such as a waited load's ends or a watch's events, has no limit).
+    #[arg(long, default_value_t = ANSWER_TIMEOUT_MS, value_parser = crate::args::count::<u64>(u64::MAX))]
+    pub answer_timeout_ms: u64,
 }
 
 /// The client commands.
@@ -186,7 +203,7 @@ pub fn run(command: &ClientCommand) -> anyhow::Result<()> {
 ///
 /// As [`run`].
 pub fn status(target: &Target) -> anyhow::Result<()> {
-    let mut client = Client::connect(&target.socket)?;
+    let mut client = Client::connect(target)?;
     match client.ask(&ClientMsg::Status)? {
         ServerMsg::Status(status) => print_status(&status, target.json),
         other => Err(refusal(other)),
@@ -226,7 +243,7 @@ fn load(target: &Target, keys: &[String], priority: Priority, wait: bool) -> any
         .iter()
         .map(|k| AssetKey::parse(k).with_context(|| format!("bad key {k}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut client = Client::connect(&target.socket)?;
+    let mut client = Client::connect(target)?;
     let ServerMsg::Loaded(made) = client.ask(&ClientMsg::Load { keys, priority, wait })? else {
         bail!("unexpected answer to load");
     };
@@ -266,7 +283,7 @@ fn load(target: &Target, keys: &[String], priority: Priority, wait: bool) -> any
 }
 
 fn done(target: &Target, msg: &ClientMsg) -> anyhow::Result<()> {
-    let mut client = Client::connect(&target.socket)?;
+    let mut client = Client::connect(target)?;
     match client.ask(msg)? {
         ServerMsg::Done => Ok(()),
         other => Err(refusal(other)),
@@ -274,7 +291,7 @@ fn done(target: &Target, msg: &ClientMsg) -> anyhow::Result<()> {
 }
 
 fn inflight(target: &Target) -> anyhow::Result<()> {
-    let mut client = Client::connect(&target.socket)?;
+    let mut client = Client::connect(target)?;
     let mut answer = client.ask(&ClientMsg::InFlight)?;
     let mut count = 0usize;
     // Pages, then `Done`: each page is printed as it comes.
@@ -298,7 +315,7 @@ fn inflight(target: &Target) -> anyhow::Result<()> {
 }
 
 fn stats(target: &Target) -> anyhow::Result<()> {
-    let mut client = Client::connect(&target.socket)?;
+    let mut client = Client::connect(target)?;
     let ServerMsg::Stats { types, resident_bytes, bytes_resident_max } =
         client.ask(&ClientMsg::Stats)?
     else {
@@ -322,7 +339,7 @@ fn stats(target: &Target) -> anyhow::Result<()> {
 }
 
 fn watch(target: &Target, events_max: Option<u64>) -> anyhow::Result<()> {
-    let mut client = Client::connect(&target.socket)?;
+    let mut client = Client::connect(target)?;
     client.send(&ClientMsg::Watch)?;
     let bar = (!target.json).then(|| {
         let bar = ProgressBar::new(0);
@@ -375,7 +392,7 @@ fn watch(target: &Target, events_max: Option<u64>) -> anyhow::Result<()> {
 }
 
 fn shutdown(target: &Target) -> anyhow::Result<()> {
-    let mut client = Client::connect(&target.socket)?;
+    let mut client = Client::connect(target)?;
     match client.ask(&ClientMsg::Shutdown)? {
         ServerMsg::ShuttingDown => {
             // `Done` comes once every request ended and the socket is gone.

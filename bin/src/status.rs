@@ -9,10 +9,10 @@ use streamrt::{MemorySource, Runtime};
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// IO worker threads.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = crate::args::threads())]
     workers: usize,
     /// The scheduler's queue limit.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::args::count::<usize>(crate::args::COUNT_MAX))]
     queue_capacity: usize,
     /// Print the whole status as JSON.
     #[arg(long)]
@@ -35,6 +35,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
         return crate::client::status(&crate::client::Target {
             socket: socket.clone(),
             json: args.json,
+            answer_timeout_ms: crate::client::ANSWER_TIMEOUT_MS,
         });
     }
     let mut builder = Runtime::builder();

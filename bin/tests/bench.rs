@@ -1,6 +1,6 @@
 //! A smoke run of `streamctl bench`: every scenario at a tiny size completes and prints its
-//! closing line. No figure is asserted; benchmarks measure, tests do not. And the bounds of
-//! `streamctl`'s counts: out of range is a usage error.
+//! closing line. No figure is asserted; benchmarks measure, tests do not. And how `streamctl`
+//! meets bad arguments, a reader that goes away and a socket that never answers.
 
 use std::process::Command;
 
@@ -69,4 +69,48 @@ fn a_zero_or_huge_count_is_a_usage_error_naming_the_argument_not_a_panic() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains("invalid value") && stderr.contains(flag), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_streamctl_quietly_as_a_closed_pipe_ends_any_unix_tool() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamctl"))
+        .args(["simulate", "--frames", "2000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with("frame"), "{first}");
+    // The reader is dropped: streamctl's next line finds the pipe closed.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_client_facing_a_socket_that_never_answers_gives_up_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("silent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    // Accepts and holds the connection, reading nothing and writing nothing, until the test
+    // is over (or 30 s have passed: a client that waits for ever then sees it closed instead).
+    let (over, wait_over) = std::sync::mpsc::channel::<()>();
+    let held = std::thread::spawn(move || {
+        let held = listener.accept();
+        let _over_or_timed_out = wait_over.recv_timeout(std::time::Duration::from_secs(30));
+        drop(held);
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_streamctl"))
+        .args(["inflight", "--answer-timeout-ms", "200", "--socket"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("no answer from the daemon"), "{stderr}");
+    drop(over);
+    held.join().unwrap();
 }
