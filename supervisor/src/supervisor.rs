@@ -351,13 +351,7 @@ impl Supervisor {
         Arc::clone(&self.stats)
     }
 
-    /// Starts a new incarnation of child `index`, stopping the one running first: two restarts
-    /// of one set (a rest-for-one or one-for-all set restarted again while its backoff ran)
-    /// must not leave an incarnation running that nothing supervises. (An actix actor whose
-    /// last address is dropped stops by itself, but a start function may keep other
-    /// addresses: the stop is sent, not left to that.)
     fn start_child(&mut self, index: usize) -> Result<(), ExitReason> {
-        self.stop_child(index);
         let child = &mut self.children[index];
         child.incarnation += 1;
         let link = ChildLink {
@@ -462,11 +456,6 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.mailbox.attach(ctx.address().recipient());
         for i in 0..self.children.len() {
-            // A failed start before this one may have escalated, or restarted this child with
-            // its set already.
-            if self.stopped || self.children[i].running.is_some() {
-                continue;
-            }
             if let Err(reason) = self.start_child(i) {
                 let incarnation = self.children[i].incarnation;
                 self.on_exit(i, incarnation, reason, ctx);
