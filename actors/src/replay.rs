@@ -258,10 +258,12 @@ fn replay_config(header: &LogHeader, options: ReplayOptions) -> RuntimeConfig {
     let publish = match c.publish {
         LogPublish::Immediate => PublishMode::Immediate,
         LogPublish::Frames { publish_count_max, publish_bytes_max, aging_frames_max } => {
+            // At least 1: an adaptive session may record a start of 0, raised to its minimum
+            // then, and the replay's count budget is the recorded count without the policy.
             PublishMode::Frames(FramePolicy {
                 publish_bytes_max,
                 aging_frames_max,
-                ..FramePolicy::count(publish_count_max)
+                ..FramePolicy::count(publish_count_max.max(1))
             })
         }
     };

@@ -164,6 +164,19 @@ fn a_panicking_decoder_restarts_its_worker_then_the_key_is_quarantined() {
 }
 
 #[test]
+fn a_session_recorded_with_an_adaptive_budget_starting_at_zero_replays() {
+    // An adaptive policy may start at a count of 0 (raised to its minimum); its log records
+    // that 0, and the replay's count budget must still publish.
+    let mut s = Scenario::new().frame_budget(0);
+    let a = s.request("blob:a", Priority::Normal);
+    s.load("blob:a", 10).frame().ended(a, streamrt::LoadState::Ready);
+    s.shutdown();
+    let (_, report) = s.transcript();
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    assert!(saw(&report, "published", a));
+}
+
+#[test]
 fn a_decode_that_works_starts_a_keys_panic_count_again() {
     let mut s = Scenario::new();
     s.config.panics_max = 2;
