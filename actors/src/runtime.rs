@@ -524,7 +524,9 @@ impl Inner {
                 core.stop(patience, || self.probe.emit(self.probe.event(EventKind::Stopped)));
             }
             // Another thread (the engine's, or the escalation's) is stopping it: `shutdown`
-            // promises every thread joined when it returns.
+            // promises every thread joined when it returns. A thread of the runtime's own (a
+            // frame task's on a decode thread) does not wait: that stop may be joining it.
+            None if on_runtime_thread() => {}
             None => {
                 let mut stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
                 while !*stopped {
@@ -542,6 +544,11 @@ impl Inner {
     fn core(&self) -> std::sync::MutexGuard<'_, Option<Core>> {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Whether the calling thread is one the runtime started (all are named `streamrt-…`).
+fn on_runtime_thread() -> bool {
+    std::thread::current().name().is_some_and(|name| name.starts_with("streamrt-"))
 }
 
 /// Sets `Inner::stopped` when dropped, and wakes the stops waiting for it.
