@@ -82,9 +82,21 @@ impl Client {
         self.send(msg)?;
         let limit = Some(self.answer_timeout);
         self.stream.set_read_timeout(limit).context("setting a read timeout")?;
-        let answer = self.receive();
+        let answer = self.receive().map_err(|e| {
+            let timed_out = e.downcast_ref::<std::io::Error>().is_some_and(|e| {
+                matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+            });
+            if timed_out {
+                e.context(format!(
+                    "no answer from the daemon within {} ms",
+                    self.answer_timeout.as_millis()
+                ))
+            } else {
+                e
+            }
+        });
         self.stream.set_read_timeout(None).context("clearing the read timeout")?;
-        match answer.context("no answer from the daemon")? {
+        match answer? {
             ServerMsg::Error(e) => Err(anyhow!("daemon: {e}")),
             answer => Ok(answer),
         }

@@ -56,34 +56,30 @@ enum Command {
     Client(client::ClientCommand),
 }
 
-/// Ends the process quietly, as a Unix tool killed by `SIGPIPE` would (status 141), when its
-/// output's reader went away (`streamctl watch | head`): Rust ignores `SIGPIPE`, so `println!`
-/// panics there instead. Every other panic goes to the default hook.
-fn exit_quietly_when_the_reader_goes() {
+/// Whether a panic's payload is `println!`'s on a closed pipe: Rust ignores `SIGPIPE`, so
+/// printing after the output's reader went away (`streamctl watch | head`) panics instead.
+fn is_closed_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or_default();
+    message.starts_with("failed printing to stdout") && message.contains("Broken pipe")
+}
+
+/// Keeps a closed pipe's panic quiet (`main` ends the process as `SIGPIPE` would, once the
+/// panic has unwound and dropped what it held); every other panic goes to the default hook.
+fn quiet_on_a_closed_pipe() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or_default();
-        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
-            std::process::exit(141);
+        if !is_closed_pipe(info.payload()) {
+            default(info);
         }
-        default(info);
     }));
 }
 
-fn main() -> ExitCode {
-    exit_quietly_when_the_reader_goes();
-    // `RUST_LOG=streamrt=debug` shows every request's lifecycle on stderr.
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
-    let result = match &cli.command {
+fn run(command: &Command) -> anyhow::Result<()> {
+    match command {
         Command::Demo(args) => demo::run(args),
         Command::Status(args) => status::run(args),
         Command::Report(args) => report::run(args),
@@ -94,6 +90,24 @@ fn main() -> ExitCode {
         Command::Pack(args) => pack::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Client(command) => client::run(command),
+    }
+}
+
+fn main() -> ExitCode {
+    quiet_on_a_closed_pipe();
+    // `RUST_LOG=streamrt=debug` shows every request's lifecycle on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let run = std::panic::catch_unwind(|| run(&cli.command));
+    let result = match run {
+        Ok(result) => result,
+        // Status 141, as a tool killed by `SIGPIPE`; what the command held (a demo's
+        // temporary pack) was dropped as the panic unwound.
+        Err(payload) if is_closed_pipe(&*payload) => return ExitCode::from(141),
+        Err(payload) => std::panic::resume_unwind(payload),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

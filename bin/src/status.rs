@@ -23,6 +23,9 @@ pub struct StatusArgs {
     /// Ask the daemon on this control socket instead of starting a runtime.
     #[arg(long)]
     socket: Option<std::path::PathBuf>,
+    /// With `--socket`: how long to wait for the daemon's answer, in milliseconds.
+    #[arg(long, default_value_t = crate::client::ANSWER_TIMEOUT_MS, value_parser = crate::args::count::<u64>(u64::MAX))]
+    answer_timeout_ms: u64,
 }
 
 /// Prints the status.
@@ -35,7 +38,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
         return crate::client::status(&crate::client::Target {
             socket: socket.clone(),
             json: args.json,
-            answer_timeout_ms: crate::client::ANSWER_TIMEOUT_MS,
+            answer_timeout_ms: args.answer_timeout_ms,
         });
     }
     let mut builder = Runtime::builder();
