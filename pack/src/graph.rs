@@ -62,8 +62,9 @@ pub(crate) fn check_graph(entries: &[IndexEntry]) -> Result<(), GraphError> {
 
 /// Refuses an entry that names one dependency twice (the writer's check).
 pub(crate) fn check_repeats(entries: &[IndexEntry]) -> Result<(), GraphError> {
+    let mut named = HashSet::new();
     for entry in entries.iter().filter(|e| e.deps.len() > 1) {
-        let mut named = HashSet::with_capacity(entry.deps.len());
+        named.clear();
         if let Some(dep) = entry.deps.iter().find(|d| !named.insert(d.as_str())) {
             return Err(GraphError::Repeated { key: entry.key.clone(), dep: dep.clone() });
         }
@@ -77,12 +78,15 @@ fn find_cycle(
     by_key: &HashMap<&str, &IndexEntry>,
 ) -> Result<(), GraphError> {
     let mut done: HashSet<&str> = HashSet::new();
+    // Empty again whenever a root's walk ends, so one of each serves every root.
+    let mut path: Vec<(&str, usize)> = Vec::new();
+    let mut on_path: HashSet<&str> = HashSet::new();
     for root in entries {
         if done.contains(root.key.as_str()) {
             continue;
         }
-        let mut path: Vec<(&str, usize)> = vec![(root.key.as_str(), 0)];
-        let mut on_path: HashSet<&str> = HashSet::from([root.key.as_str()]);
+        path.push((root.key.as_str(), 0));
+        on_path.insert(root.key.as_str());
         while let Some((key, next)) = path.last_mut() {
             let deps = &by_key[*key].deps;
             if let Some(dep) = deps.get(*next) {

@@ -304,6 +304,11 @@ impl PackReader {
         self.by_key.get(key).map(|&i| &self.index.entries[i])
     }
 
+    /// The place of `key`'s entry in [`PackReader::entries`].
+    pub fn position(&self, key: &str) -> Option<usize> {
+        self.by_key.get(key).copied()
+    }
+
     /// Where the data region ends (and the index starts).
     pub fn data_end(&self) -> u64 {
         self.data_end

@@ -202,8 +202,8 @@ impl PackWriter {
     /// `TooManyDependencies`, `RepeatedDependency`), `IndexTooLarge`, or a write failure. On
     /// any error nothing is written at the path: a pack already there is kept.
     pub fn finish(mut self) -> Result<u64, BuildError> {
-        check_repeats(&self.entries).map_err(BuildError::from)?;
-        check_graph(&self.entries).map_err(BuildError::from)?;
+        check_repeats(&self.entries)?;
+        check_graph(&self.entries)?;
         let index = postcard::to_allocvec(&PackIndex { entries: self.entries })
             .map_err(|e| BuildError::Io(std::io::Error::other(e.to_string())))?;
         let (len, max) = (index.len() as u64, self.limits.index_bytes_max);

@@ -6,7 +6,7 @@
 //! checksum. A corrupt entry fails its own loads with `Corrupt`; the others keep loading.
 //! Reads of adjacent small entries are coalesced (see `coalesce`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -56,18 +56,17 @@ impl PackSource {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let at: HashMap<&str, usize> =
-            entries.iter().enumerate().map(|(i, e)| (e.key.as_str(), i)).collect();
         // A dependency is a clone of its entry's key (it shares the key's text), so a pack's
         // dependency lists cost a few bytes each, not a parsed key each. The reader checked
         // that every dependency is an entry; one an older writer named twice is taken once.
+        let mut seen = HashSet::new();
         let by_key = entries
             .iter()
             .zip(&keys)
             .enumerate()
             .map(|(i, (e, key))| {
-                let mut seen = HashSet::new();
-                let deps = e.deps.iter().filter_map(|d| at.get(d.as_str()).copied());
+                seen.clear();
+                let deps = e.deps.iter().filter_map(|d| reader.position(d));
                 let deps = deps.filter(|&j| seen.insert(j)).map(|j| keys[j].clone()).collect();
                 (key.clone(), (i, deps))
             })
