@@ -267,7 +267,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn engine_msg(&mut self, msg: EngineMsg<T>) {
         match msg {
             EngineMsg::Load(ticket, locator) => self.load(ticket, locator, Admission::New),
-            EngineMsg::Release(cell) => self.release(cell.id(), cell.path()),
+            EngineMsg::Release(cell) => self.release(&cell),
             EngineMsg::Reprioritize(cell, priority) => {
                 self.reprioritize(cell.id(), cell.path(), priority);
             }
@@ -451,18 +451,18 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at, admission)));
     }
 
-    fn release(&mut self, request: RequestId, path: &AssetPath) {
-        let Some(Detached { slot: at, holder, emptied }) = self.table.detach(path, request) else {
-            // No slot holds it (it failed, or a failed incarnation let go of it ended): if it
-            // was staged, its ready entry may still wait.
-            return self.to_withdraw.push(request);
-        };
-        holder.cell().cancel();
-        // Cancelled after it was staged: its ready entry would wait, holding the value, until
-        // a frame's budget reached it.
-        if holder.cell().state() == LoadState::Cancelled && holder.cell().staged_value().is_some() {
+    fn release(&mut self, cell: &RequestCell<T>) {
+        let (request, path) = (cell.id(), cell.path());
+        let detached = self.table.detach(path, request);
+        if detached.is_some() {
+            cell.cancel();
+        }
+        // Cancelled after it was staged (whether a slot still holds it or not): its ready
+        // entry would wait, holding the value, until a frame's budget reached it.
+        if cell.state() == LoadState::Cancelled && cell.is_staged() {
             self.to_withdraw.push(request);
         }
+        let Some(Detached { slot: at, holder, emptied }) = detached else { return };
         let Some(slot) = emptied else {
             // The others keep the load, at the most urgent priority among them now: the one
             // that let go may have been the one that raised it.

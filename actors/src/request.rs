@@ -388,6 +388,11 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         self.transition(LoadState::Cancelled).is_ok()
     }
 
+    /// Whether the request was ever staged with a value (whatever its state since).
+    pub(crate) fn is_staged(&self) -> bool {
+        self.value.get().is_some()
+    }
+
     /// The value this request was staged with, whatever its state since: a resident asset's
     /// value, as its cache reads it from its holders.
     pub(crate) fn staged_value(&self) -> Option<Arc<T>> {
