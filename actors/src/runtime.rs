@@ -23,7 +23,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -349,8 +349,7 @@ impl RuntimeBuilder {
             residency: Arc::clone(&residency),
             closing: AtomicBool::new(false),
             core: Mutex::new(None),
-            stopped: Mutex::new(false),
-            stopped_changed: Condvar::new(),
+            stopping: Mutex::new(()),
             escalation: Mutex::new(None),
         });
         let parts = CoreParts {
@@ -366,10 +365,7 @@ impl RuntimeBuilder {
             escalate: escalation_hook(Arc::downgrade(&inner)),
             deterministic: det,
         };
-        let core = Core::start(parts, sink_mailbox).inspect_err(|_| {
-            // No core to stop: an escalation's stop that came meanwhile must not wait for one.
-            drop(StopDone(&inner));
-        })?;
+        let core = Core::start(parts, sink_mailbox)?;
         *inner.core.lock().unwrap_or_else(PoisonError::into_inner) = Some(core);
         Ok(Runtime { inner })
     }
@@ -497,10 +493,9 @@ struct Inner {
     residency: Arc<Mutex<Residency>>,
     closing: AtomicBool,
     core: Mutex<Option<Core>>,
-    /// Set once the core's stop has returned (its threads joined); a stop that found the core
-    /// taken by another waits for it on `stopped_changed`.
-    stopped: Mutex<bool>,
-    stopped_changed: Condvar,
+    /// Held by a stop from taking the core until the core's stop returns (its threads
+    /// joined): a second stop waits on it for the first.
+    stopping: Mutex<()>,
     /// Set when a supervisor gave up: why, and the thread shutting the runtime down.
     escalation: Mutex<Option<(Escalation, Option<JoinHandle<()>>)>>,
 }
@@ -516,24 +511,22 @@ impl Inner {
                 recorder.record(&LogRecord::Shutdown);
             }
         }
+        // Another thread (the engine's, or the escalation's) may be stopping it: `shutdown`
+        // promises every thread joined when it returns, so this waits for that stop. A thread
+        // of the runtime's own (a frame task's on a decode thread) does not wait: that stop
+        // may be joining it.
+        let _stopping = if on_runtime_thread() {
+            match self.stopping.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
+            }
+        } else {
+            self.stopping.lock().unwrap_or_else(PoisonError::into_inner)
+        };
         let core = self.core.lock().unwrap_or_else(PoisonError::into_inner).take();
-        match core {
-            Some(core) => {
-                // Marks the stop done however it ends, so no other stop waits for ever.
-                let _done = StopDone(self);
-                core.stop(patience, || self.probe.emit(self.probe.event(EventKind::Stopped)));
-            }
-            // Another thread (the engine's, or the escalation's) is stopping it: `shutdown`
-            // promises every thread joined when it returns. A thread of the runtime's own (a
-            // frame task's on a decode thread) does not wait: that stop may be joining it.
-            None if on_runtime_thread() => {}
-            None => {
-                let mut stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
-                while !*stopped {
-                    stopped =
-                        self.stopped_changed.wait(stopped).unwrap_or_else(PoisonError::into_inner);
-                }
-            }
+        if let Some(core) = core {
+            core.stop(patience, || self.probe.emit(self.probe.event(EventKind::Stopped)));
         }
     }
 
@@ -549,16 +542,6 @@ impl Inner {
 /// Whether the calling thread is one the runtime started (all are named `streamrt-…`).
 fn on_runtime_thread() -> bool {
     std::thread::current().name().is_some_and(|name| name.starts_with("streamrt-"))
-}
-
-/// Sets `Inner::stopped` when dropped, and wakes the stops waiting for it.
-struct StopDone<'a>(&'a Inner);
-
-impl Drop for StopDone<'_> {
-    fn drop(&mut self) {
-        *self.0.stopped.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        self.0.stopped_changed.notify_all();
-    }
 }
 
 impl Runtime {
