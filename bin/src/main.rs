@@ -59,11 +59,7 @@ enum Command {
 /// Whether a panic's payload is `println!`'s on a closed pipe: Rust ignores `SIGPIPE`, so
 /// printing after the output's reader went away (`streamctl watch | head`) panics instead.
 fn is_closed_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
-    let message = payload
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| payload.downcast_ref::<&str>().copied())
-        .unwrap_or_default();
+    let message = streamrt::panic_message(payload);
     message.starts_with("failed printing to stdout") && message.contains("Broken pipe")
 }
 
