@@ -4,7 +4,7 @@
 
 use streamrt::messages::{AssetKey, ErrorKind, EventKind};
 use streamrt::{wait_loaded, LoadState, Priority, ReadyError};
-use streamrt_integration::{Blob, BlobDecoder, GatedSource, TextDecoder, PATIENCE};
+use streamrt_integration::{wait_decoded, Blob, BlobDecoder, GatedSource, TextDecoder, PATIENCE};
 
 use crate::{one_read_held, runtime};
 
@@ -28,12 +28,6 @@ fn published_order(events: &streamrt::EventStream, watched: &[&str]) -> Vec<Stri
     order
 }
 
-/// Waits for `handle`'s own `decoded` event (its dependencies may still be loading).
-fn decoded(events: &streamrt::EventStream, handle: &streamrt::Handle<Blob>) -> bool {
-    let id = handle.id();
-    events.wait_for(PATIENCE, |e| e.kind == EventKind::Decoded && e.request == Some(id)).is_some()
-}
-
 #[test]
 fn a_chain_across_types_publishes_its_root_only_after_every_dependency_is_ready() {
     let source = GatedSource::default();
@@ -44,7 +38,7 @@ fn a_chain_across_types_publishes_its_root_only_after_every_dependency_is_ready(
     let rt = runtime(&source, &BlobDecoder::default(), |b| b.register(TextDecoder).immediate());
     let events = rt.subscribe(4096);
     let root = rt.request::<Blob>("root", Priority::Normal).unwrap();
-    assert!(decoded(&events, &root), "root decoded");
+    wait_decoded(&events, root.id());
     // Not loaded: its dependencies are not.
     assert!(!wait_loaded(std::slice::from_ref(&root), std::time::Duration::from_millis(20)));
     assert!(rt.sync(PATIENCE));
@@ -188,7 +182,7 @@ fn progress_is_weighted_by_bytes_over_the_tree_and_never_goes_backwards() {
     let handle = rt.request::<Blob>("small", Priority::Normal).unwrap();
     let first = handle.progress();
     assert_eq!(first.total, 1010, "weighted by the sizes the source declares");
-    assert!(decoded(&events, &handle), "small decoded");
+    wait_decoded(&events, handle.id());
     let middle = handle.progress();
     assert_eq!(
         (middle.done, middle.total),

@@ -9,15 +9,9 @@ use streamrt::messages::EventKind;
 use streamrt::{
     ErrorKind, Intensity, LoadState, Priority, ReadyError, RequestError, RuntimeConfig,
 };
-use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
+use streamrt_integration::{wait_restart, Blob, BlobDecoder, GatedSource, PATIENCE};
 
 use crate::runtime;
-
-fn wait_restart(events: &streamrt::EventStream, actor: &str) {
-    let restarted = events
-        .wait_for(PATIENCE, |e| matches!(&e.kind, EventKind::Restarted { actor: a } if a == actor));
-    assert!(restarted.is_some(), "{actor} was not restarted");
-}
 
 /// Ten requests: a0's read held, the other nine filling the queue to its capacity. Crashes
 /// `target` and waits for `actor` to be restarted; releases the read; every request must

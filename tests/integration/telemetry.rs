@@ -4,21 +4,15 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::BufReader;
 
-use streamrt::messages::{EventKind, Record};
+use streamrt::messages::Record;
 use streamrt::report::{self, LogError, Report};
 use streamrt::{LoadState, Priority, RuntimeConfig};
-use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
+use streamrt_integration::{wait_decoded, Blob, BlobDecoder, GatedSource, PATIENCE};
 
 use crate::runtime;
 
 fn log_of(path: &std::path::Path) -> Vec<Record> {
     report::read_log(BufReader::new(File::open(path).unwrap())).unwrap()
-}
-
-fn wait_decoded(events: &streamrt::EventStream, request: streamrt::messages::RequestId) {
-    let decoded =
-        events.wait_for(PATIENCE, |e| e.kind == EventKind::Decoded && e.request == Some(request));
-    assert!(decoded.is_some(), "{request} never decoded");
 }
 
 #[test]

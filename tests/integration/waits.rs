@@ -194,10 +194,7 @@ fn wait_loaded_waits_for_a_dependents_dependencies_not_only_its_own_bytes() {
     let mat = rt.request::<Blob>("mat", Priority::Normal).unwrap();
     source.gate.wait_started("tex", 1);
     // mat's own bytes decode; its texture is still being read.
-    let mat_decoded = events.wait_for(PATIENCE, |e| {
-        e.kind == streamrt::messages::EventKind::Decoded && e.request == Some(mat.id())
-    });
-    assert!(mat_decoded.is_some(), "mat decoded");
+    streamrt_integration::wait_decoded(&events, mat.id());
     assert!(!wait_loaded(std::slice::from_ref(&mat), Duration::from_millis(20)), "tex is held");
     source.gate.release("tex");
     assert!(wait_loaded(std::slice::from_ref(&mat), PATIENCE));

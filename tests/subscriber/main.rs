@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 
 use streamrt::chaos::CrashTarget;
-use streamrt::messages::{ErrorKind, EventKind};
+use streamrt::messages::ErrorKind;
 use streamrt::{Intensity, LoadState, Priority, ReadyError, Runtime, RuntimeConfig};
-use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
+use streamrt_integration::{wait_restart, Blob, BlobDecoder, GatedSource, PATIENCE};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
@@ -274,11 +274,7 @@ fn a_subscriber_that_panics_at_an_escalations_report_still_shuts_the_runtime_dow
     let handle = rt.request::<Blob>("a0", Priority::Normal).expect("request");
     source.gate.wait_started("a0", 1);
     assert!(rt.inject_crash(&CrashTarget::Scheduler));
-    let restarted = events.wait_for(
-        PATIENCE,
-        |e| matches!(&e.kind, EventKind::Restarted { actor } if actor == "scheduler"),
-    );
-    assert!(restarted.is_some(), "the scheduler was not restarted");
+    wait_restart(&events, "scheduler");
     assert!(rt.inject_crash(&CrashTarget::Scheduler), "one restart more than the intensity");
     let outcome = handle.wait_timeout(PATIENCE);
     let Some(Err(ReadyError::Failed(error))) = outcome else {

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use streamrt::messages::{AssetKey, AssetTypeName};
+use streamrt::messages::{AssetKey, AssetTypeName, EventKind, RequestId};
 use streamrt::{DecodeError, Decoder, EntryInfo, Locator, MemorySource, Source, SourceError};
 
 /// How long a test waits for anything before it fails instead of hanging.
@@ -269,4 +269,26 @@ impl Decoder for TextDecoder {
 /// If `path` is not a valid key path.
 pub fn blob_key(path: &str) -> AssetKey {
     AssetKey::new(AssetTypeName::new("blob").expect("valid type"), path).expect("valid path")
+}
+
+/// Waits for `request`'s own `decoded` event (its dependencies may still be loading).
+///
+/// # Panics
+///
+/// If it does not come within [`PATIENCE`].
+pub fn wait_decoded(events: &streamrt::EventStream, request: RequestId) {
+    let decoded =
+        events.wait_for(PATIENCE, |e| e.kind == EventKind::Decoded && e.request == Some(request));
+    assert!(decoded.is_some(), "{request} never decoded");
+}
+
+/// Waits for the supervisor's report that `actor` restarted.
+///
+/// # Panics
+///
+/// If it does not come within [`PATIENCE`].
+pub fn wait_restart(events: &streamrt::EventStream, actor: &str) {
+    let restarted = events
+        .wait_for(PATIENCE, |e| matches!(&e.kind, EventKind::Restarted { actor: a } if a == actor));
+    assert!(restarted.is_some(), "{actor} was not restarted");
 }
