@@ -10,6 +10,9 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
+use rustix::buffer::spare_capacity;
+use rustix::io::Errno;
+
 use streamrt_messages::AssetKey;
 
 use crate::format::{Codec, Header, IndexEntry, PackIndex, HEADER_LEN, MAGIC, VERSION};
@@ -330,8 +333,22 @@ impl PackReader {
             return Err(EntryError::TooLarge { size: len, max });
         }
         let n = usize::try_from(len).map_err(|_| EntryError::TooLarge { size: len, max })?;
-        let mut stored = vec![0u8; n];
-        self.read_stored_into(offset, &mut stored)?;
+        // Read into the vector's spare capacity: a buffer zeroed only for the read to overwrite
+        // it cost a third as much CPU as the read itself, as the zeroing was the first touch of
+        // memory long out of the caches (`streamctl bench throughput`, docs/PERFORMANCE.md).
+        let mut stored = Vec::with_capacity(n);
+        while stored.len() < n {
+            let at = offset + stored.len() as u64;
+            match rustix::io::pread(&self.file, spare_capacity(&mut stored), at) {
+                Ok(0) => {
+                    return Err(EntryError::Io(format!("the file ends at byte {at}, in the entry")))
+                }
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(e) => return Err(EntryError::Io(std::io::Error::from(e).to_string())),
+            }
+        }
+        // The capacity may be larger than asked: bytes past the entry are not its own.
+        stored.truncate(n);
         Ok(stored)
     }
 

@@ -51,6 +51,22 @@ fn a_read_into_a_used_buffer_overwrites_it_and_refuses_past_the_limit() {
 }
 
 #[test]
+fn a_pack_cut_short_after_it_was_opened_fails_the_entries_past_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = build(dir.path(), Codec::None);
+    let pack = PackReader::open(&path, PackLimits::default()).unwrap();
+    let (base, b) = (pack.entry("blob:base").unwrap(), pack.entry("blob:b").unwrap());
+    // Cut inside `blob:b`: its read finds the end of the file, the entries before it still read.
+    let cut = b.offset + 10;
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(cut).unwrap();
+    assert_eq!(
+        pack.read(b).unwrap_err(),
+        EntryError::Io(format!("the file ends at byte {cut}, in the entry"))
+    );
+    assert_eq!(pack.read(base).unwrap(), payload(0));
+}
+
+#[test]
 fn a_flipped_byte_in_the_data_names_the_entry_and_spares_the_others() {
     let dir = tempfile::tempdir().unwrap();
     for codec in [Codec::None, Codec::Lz4, Codec::Zstd] {
