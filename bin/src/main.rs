@@ -63,6 +63,14 @@ fn is_closed_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
     message.starts_with("failed printing to stdout") && message.contains("Broken pipe")
 }
 
+/// Whether a command's error is a write to a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    let kind = |cause: &(dyn std::error::Error + 'static)| {
+        cause.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
+    };
+    e.chain().any(|cause| kind(cause) == Some(std::io::ErrorKind::BrokenPipe))
+}
+
 /// Keeps a closed pipe's panic quiet (`main` ends the process as `SIGPIPE` would, once the
 /// panic has unwound and dropped what it held); every other panic goes to the default hook.
 fn quiet_on_a_closed_pipe() {
@@ -107,6 +115,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A command that writes through its own buffer (`replay`) gets the closed pipe as an
+        // error, not a panic: the same status, as quietly.
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(141),
         Err(e) => {
             eprintln!("streamctl: {e:#}");
             ExitCode::FAILURE

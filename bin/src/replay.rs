@@ -6,6 +6,7 @@
 //! request's terminal state differs from the recording (the first such event is named), or
 //! when `--check` is given a hash the transcript does not have or a log cut short (one that
 //! ends before its session's shutdown: it is replayed, and says so, but cannot be checked).
+//! A reader that stops early (`| head`) ends it with status 141, as for every command.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -35,19 +36,9 @@ pub struct ReplayArgs {
 /// # Errors
 ///
 /// An unreadable or bad log, a divergence from the recording, or a hash other than `--check`.
+/// A reader that stops early (`| head`) gives a `BrokenPipe` error, which `main` turns into
+/// the status of a tool `SIGPIPE` ended, as for the other commands.
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
-    match replay_and_print(args) {
-        // A reader that stopped early (`| head`) is not a failure of the replay.
-        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(is_broken_pipe) => Ok(()),
-        other => other,
-    }
-}
-
-fn is_broken_pipe(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::BrokenPipe
-}
-
-fn replay_and_print(args: &ReplayArgs) -> anyhow::Result<()> {
     let bytes =
         std::fs::read(&args.log).with_context(|| format!("reading {}", args.log.display()))?;
     let report = replay(&bytes, ReplayOptions::default())

@@ -71,23 +71,48 @@ fn a_zero_or_huge_count_is_a_usage_error_naming_the_argument_not_a_panic() {
     }
 }
 
-#[test]
-fn a_reader_that_stops_early_ends_streamctl_quietly_as_a_closed_pipe_ends_any_unix_tool() {
+/// Runs streamctl with `args`, reads the first line of its output and goes away; how it ended
+/// (its status and what it wrote to stderr).
+fn ended_by_a_reader_that_stops_after_one_line(args: &[&str]) -> (Option<i32>, String) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_streamctl"))
-        .args(["simulate", "--frames", "2000"])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("runs");
     let mut first = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    assert!(first.starts_with("frame"), "{first}");
-    // The reader is dropped: streamctl's next line finds the pipe closed.
+    assert!(!first.is_empty(), "{args:?} wrote nothing");
+    // The reader is dropped: streamctl's next write finds the pipe closed.
     let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_streamctl_quietly_as_a_closed_pipe_ends_any_unix_tool() {
+    let (status, stderr) =
+        ended_by_a_reader_that_stops_after_one_line(&["simulate", "--frames", "2000"]);
+    assert_eq!(status, Some(141), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_replay_whose_reader_stops_early_ends_as_any_other_command_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("demo.log");
+    let log = log.to_str().unwrap();
+    let demo = Command::new(env!("CARGO_BIN_EXE_streamctl"))
+        .args(["demo", "--assets", "600", "--record", log])
+        .output()
+        .expect("runs");
+    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+    // Its transcript (thousands of lines) is far past what a pipe holds: the replay is still
+    // writing when the reader goes away. It writes through its own buffer, so the closed pipe
+    // reaches it as an error, not as `println!`'s panic.
+    let (status, stderr) = ended_by_a_reader_that_stops_after_one_line(&["replay", log]);
+    assert_eq!(status, Some(141), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
 }
 
 #[test]
