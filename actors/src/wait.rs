@@ -3,7 +3,8 @@
 //! [`LoadGroup`], a set of requests with aggregate progress and cancel-all.
 //!
 //! Waits listen to the runtime's "a request decoded or ended" signal, so one thread waits on
-//! any number of handles without polling. The async forms work on any executor; their timeouts
+//! any number of handles without polling; `wait_any` over handles of several runtimes listens
+//! to each runtime's. The async forms work on any executor; their timeouts
 //! come from streamrt's own timer thread (see `timer`), not from the executor's. A timeout
 //! longer than an `Instant` can reach (`Duration::MAX`) means no deadline, in every wait.
 
@@ -15,7 +16,7 @@ use streamrt_messages::LoadState;
 
 use crate::deps::ByteProgress;
 use crate::request::{Handle, ReadyError};
-use crate::signal::{deadline_after, listen, wait_until};
+use crate::signal::{deadline_after, listen, wait_until, Signal};
 
 mod timer;
 
@@ -35,9 +36,25 @@ pub fn wait_any<T: Send + Sync + 'static>(
 ) -> Option<usize> {
     // Nothing to listen to: an empty slice never has an ended handle.
     let progressed = handles.first()?.any_progressed();
-    wait_until(deadline_after(timeout), || {
-        handles.iter().position(Handle::is_terminal).ok_or(progressed)
-    })
+    let deadline = deadline_after(timeout);
+    if signals(handles).len() > 1 {
+        // Handles of several runtimes: a thread blocks on one signal at a time, a future on
+        // several at once.
+        return futures::executor::block_on(WithDeadline::new(wait_any_async(handles), deadline));
+    }
+    wait_until(deadline, || handles.iter().position(Handle::is_terminal).ok_or(progressed))
+}
+
+/// The distinct "a request decoded or ended" signals of `handles`' runtimes: one, unless the
+/// handles come from several runtimes.
+fn signals<T: Send + Sync + 'static>(handles: &[Handle<T>]) -> Vec<&Signal> {
+    let mut signals: Vec<&Signal> = Vec::with_capacity(1);
+    for signal in handles.iter().map(Handle::any_progressed) {
+        if !signals.iter().any(|known| std::ptr::eq(*known, signal)) {
+            signals.push(signal);
+        }
+    }
+    signals
 }
 
 /// Blocks until every handle is loaded (decoded with its whole dependency tree, so it
@@ -96,16 +113,20 @@ pub fn wait_any_async<T: Send + Sync + 'static>(
 ) -> impl Future<Output = usize> + Send + 'static {
     let handles = handles.to_vec();
     async move {
+        if handles.is_empty() {
+            return std::future::pending().await;
+        }
+        // Every runtime's signal, as the handles may come from several.
+        let signals = signals(&handles);
         loop {
             if let Some(i) = handles.iter().position(Handle::is_terminal) {
                 return i;
             }
-            let Some(first) = handles.first() else { return std::future::pending().await };
-            let listener = listen(first.any_progressed());
+            let listeners: Vec<_> = signals.iter().map(|signal| listen(signal)).collect();
             if let Some(i) = handles.iter().position(Handle::is_terminal) {
                 return i;
             }
-            listener.await;
+            futures::future::select_all(listeners).await;
         }
     }
 }

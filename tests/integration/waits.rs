@@ -1,6 +1,8 @@
 //! Placeholders, waits over several handles, and load groups.
 
 use std::future::Future;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use streamrt::{
@@ -55,6 +57,55 @@ fn wait_any_returns_the_request_that_ended_and_times_out_when_none_does() {
     let outcomes = futures::executor::block_on(wait_all_async(&handles));
     assert!(outcomes.iter().all(Result::is_ok));
     assert!(futures::executor::block_on(wait_any_async(&handles)) < 3);
+}
+
+/// A waker that records that it was woken, for a test to wait on.
+#[derive(Default)]
+struct Woken(Mutex<bool>, Condvar);
+
+impl Wake for Woken {
+    fn wake(self: Arc<Self>) {
+        *self.0.lock().unwrap() = true;
+        self.1.notify_all();
+    }
+}
+
+impl Woken {
+    /// Whether the waker was woken within `timeout`; it is then ready for the next wake.
+    fn within(&self, timeout: Duration) -> bool {
+        let woken = self.0.lock().unwrap();
+        let mut woken = self.1.wait_timeout_while(woken, timeout, |woken| !*woken).unwrap().0;
+        std::mem::take(&mut *woken)
+    }
+}
+
+#[test]
+fn wait_any_over_two_runtimes_wakes_when_the_second_ones_request_ends() {
+    let (first, second) = (GatedSource::with_blobs(1), GatedSource::with_blobs(1));
+    first.gate.hold("a0");
+    second.gate.hold("a0");
+    let decoder = BlobDecoder::default();
+    let (rt1, rt2) = (runtime(&first, &decoder, |b| b), runtime(&second, &decoder, |b| b));
+    let handles = [
+        rt1.request::<Blob>("a0", Priority::Normal).unwrap(),
+        rt2.request::<Blob>("a0", Priority::Normal).unwrap(),
+    ];
+    // Polled once, the future listens; then only the second runtime's request ends.
+    let woken = Arc::new(Woken::default());
+    let waker = Waker::from(Arc::clone(&woken));
+    let mut any = std::pin::pin!(wait_any_async(&handles));
+    assert!(any.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+    second.gate.release("a0");
+    // Woken at the decode and again at the end: polled at each wake, until it is ready.
+    let ended = loop {
+        assert!(woken.within(PATIENCE), "the second runtime's signal was not listened to");
+        if let Poll::Ready(i) = any.as_mut().poll(&mut Context::from_waker(&waker)) {
+            break i;
+        }
+    };
+    assert_eq!(ended, 1);
+    assert_eq!(wait_any(&handles, PATIENCE), Some(1));
+    first.gate.release_all();
 }
 
 #[test]
