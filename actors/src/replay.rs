@@ -31,7 +31,7 @@ use streamrt_messages::{Event, EventKind, LoadState, RequestId};
 
 use crate::frame::{FramePolicy, PublishMode};
 use crate::request::RootHandle;
-use crate::runtime::{BuildError, RetryPolicy, Runtime, RuntimeConfig};
+use crate::runtime::{BuildError, RetryPolicy, Runtime, RuntimeConfig, DEPENDENCY_DEPTH_MAX};
 use crate::source::EntryInfo;
 use script::{Script, ScriptedDecoder, ScriptedSource};
 use stepper::{Stalled, Stepper};
@@ -275,7 +275,9 @@ fn replay_config(header: &LogHeader, options: ReplayOptions) -> RuntimeConfig {
         decode_backlog_max: size(c.decode_backlog_max),
         queue_capacity: size(c.queue_capacity),
         requests_outstanding_max: size(c.requests_outstanding_max),
-        dependency_depth_max: size(c.dependency_depth_max),
+        // A live runtime takes no more levels; past them a log (a damaged one, or a self
+        // dependency) would recurse until the stack overflowed.
+        dependency_depth_max: size(c.dependency_depth_max).min(DEPENDENCY_DEPTH_MAX),
         dependency_nodes_max: size(c.dependency_nodes_max),
         bytes_resident_max: c.bytes_resident_max,
         type_bytes_resident_max: c.type_bytes_resident_max.iter().cloned().collect(),

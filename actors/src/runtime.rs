@@ -17,7 +17,9 @@ mod core;
 mod registry;
 mod submit;
 
-pub use config::{ConfigError, RetryPolicy, RuntimeConfig, CREDITS_MAX, THREADS_MAX};
+pub use config::{
+    ConfigError, RetryPolicy, RuntimeConfig, CREDITS_MAX, DEPENDENCY_DEPTH_MAX, THREADS_MAX,
+};
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;

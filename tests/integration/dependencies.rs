@@ -3,7 +3,7 @@
 //! source gets wrong.
 
 use streamrt::messages::{AssetKey, ErrorKind, EventKind};
-use streamrt::{wait_loaded, LoadState, Priority, ReadyError};
+use streamrt::{wait_loaded, ConfigError, LoadState, Priority, ReadyError, RuntimeConfig};
 use streamrt_integration::{wait_decoded, Blob, BlobDecoder, GatedSource, TextDecoder, PATIENCE};
 
 use crate::{one_read_held, runtime};
@@ -48,6 +48,37 @@ fn a_chain_across_types_publishes_its_root_only_after_every_dependency_is_ready(
     assert_eq!(value.0, b"root");
     let order = published_order(&events, &["blob:leaf", "text:mid", "blob:root"]);
     assert_eq!(order, ["blob:leaf", "text:mid", "blob:root"], "leaves publish first");
+}
+
+#[test]
+fn the_deepest_chain_allowed_loads_on_a_small_stack_and_a_deeper_one_fails_typed() {
+    let max = streamrt::DEPENDENCY_DEPTH_MAX;
+    let source = GatedSource::default();
+    // `blob:c0` depends on `blob:c1`, and so on: `max + 2` levels below `c0` in all.
+    for i in 0..=max + 2 {
+        let dep = format!("blob:c{}", i + 1);
+        let deps: &[&str] = if i <= max + 1 { &[dep.as_str()] } else { &[] };
+        source.put_with_deps(&format!("blob:c{i}"), b"link", deps);
+    }
+    let config = RuntimeConfig { dependency_depth_max: max, ..RuntimeConfig::default() };
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config).immediate());
+    // Requested by recursion on the caller's thread: a thread of 1 MiB, half of what
+    // Rust gives a spawned thread.
+    let request = |path: &str| {
+        std::thread::scope(|scope| {
+            let on_small_stack = std::thread::Builder::new().stack_size(1 << 20);
+            let asked =
+                on_small_stack.spawn_scoped(scope, || rt.request::<Blob>(path, Priority::Normal));
+            asked.unwrap().join().expect("no stack overflow").unwrap()
+        })
+    };
+    let allowed = request("c2");
+    assert!(allowed.wait_timeout(PATIENCE).unwrap().is_ok(), "{max} levels below c2 load");
+    let deeper = request("c0");
+    let error = deeper.wait_timeout(PATIENCE).unwrap().unwrap_err();
+    assert!(error.to_string().contains(&format!("deeper than {max}")), "{error}");
+    let past = RuntimeConfig { dependency_depth_max: max + 1, ..RuntimeConfig::default() };
+    assert_eq!(past.validate(), Err(ConfigError::TooLarge { name: "dependency_depth_max", max }));
 }
 
 #[test]

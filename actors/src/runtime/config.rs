@@ -83,8 +83,8 @@ pub struct RuntimeConfig {
     /// actor lives); also how long `subscribe` and `flush_telemetry` wait for the telemetry
     /// sink.
     pub shutdown_ack_ms_max: u64,
-    /// Levels of dependencies below a request at most; a deeper chain (a cycle a custom source
-    /// reports) fails the request with `DependencyFailed`.
+    /// Levels of dependencies below a request at most, up to [`DEPENDENCY_DEPTH_MAX`]; a deeper
+    /// chain (a cycle a custom source reports) fails the request with `DependencyFailed`.
     pub dependency_depth_max: usize,
     /// Requests in one request's dependency tree at most, itself included.
     pub dependency_nodes_max: usize,
@@ -140,9 +140,10 @@ impl RuntimeConfig {
         self
     }
 
-    /// Checks that every count is usable: at least 1, and threads and credits within
+    /// Checks that every count is usable: at least 1, threads and credits within
     /// [`THREADS_MAX`] and [`CREDITS_MAX`] (the scheduler counts credits in sixteenths, and a
-    /// count near `usize::MAX` would overflow).
+    /// count near `usize::MAX` would overflow), and dependency levels within
+    /// [`DEPENDENCY_DEPTH_MAX`].
     ///
     /// # Errors
     ///
@@ -164,6 +165,7 @@ impl RuntimeConfig {
             ("decode_threads", self.decode_threads, THREADS_MAX),
             ("reads_in_flight", self.reads_in_flight, CREDITS_MAX),
             ("decode_backlog_max", self.decode_backlog_max, CREDITS_MAX),
+            ("dependency_depth_max", self.dependency_depth_max, DEPENDENCY_DEPTH_MAX),
         ];
         if let Some(&(name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));
@@ -197,6 +199,12 @@ pub const THREADS_MAX: usize = 4096;
 
 /// Read credits or decode credits, at most.
 pub const CREDITS_MAX: usize = 1 << 24;
+
+/// `dependency_depth_max` at most. A request's dependencies are requested by recursion on
+/// the caller's thread, one level a call: a chain of 20,000 levels overflowed an 8 MiB stack
+/// and aborted the process. This many levels fit a 1 MiB stack in a debug build (the
+/// integration tests; 256 levels did not).
+pub const DEPENDENCY_DEPTH_MAX: usize = 128;
 
 /// A setting out of its range ([`RuntimeConfig::validate`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
