@@ -373,13 +373,16 @@ impl IoWorker {
         // lost (a transient failure, retried) rather than leaving its requests loading.
         let read = self.read_bytes(guard.job());
         drop(credit);
+        // Counted whatever becomes of the load: the bytes were read.
+        if let Ok(bytes) = &read {
+            self.probe.counters.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
         if guard.job().is_cancelled() {
             return end(guard.take(), JobEnd::Dropped(CancelStage::Loading));
         }
         match read {
             Err(e) => end(guard.take(), JobEnd::Failed(e.into())),
             Ok(bytes) => {
-                self.probe.counters.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 let priority = guard.job().priority;
                 let next = match &self.staged_decodes {
                     Some(_) if priority <= URGENT => {

@@ -30,7 +30,8 @@ pub struct Status {
     pub cancelled: u64,
     /// Decoded values dropped because their load had been cancelled.
     pub cancelled_after_decode: u64,
-    /// Bytes read from sources.
+    /// Bytes read from sources, as each source gives them (a pack's entries decompressed),
+    /// the reads of loads cancelled while they were read included.
     pub bytes_read: u64,
     /// Load attempts retried after a transient failure.
     pub retries: u64,

@@ -65,6 +65,24 @@ fn when_one_of_two_holders_cancels_the_other_still_gets_ready() {
 }
 
 #[test]
+fn a_read_cancelled_while_it_was_read_still_counts_its_bytes() {
+    let source = GatedSource::with_blobs(2);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
+    let cancelled = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    source.gate.wait_started("a0", 1);
+    cancelled.cancel();
+    // The cache has marked the load cancelled before its read returns.
+    assert!(rt.sync(PATIENCE));
+    source.gate.release("a0");
+    // The one IO worker finishes `a0`'s read before it takes `a1`'s.
+    let next = rt.request::<Blob>("a1", Priority::Normal).unwrap();
+    next.wait_timeout(PATIENCE).unwrap().unwrap();
+    assert_eq!(cancelled.state(), LoadState::Cancelled);
+    assert_eq!(rt.status().bytes_read, 2 * 16, "both reads happened");
+}
+
+#[test]
 fn dropping_the_last_handle_cancels_the_load() {
     let source = GatedSource::with_blobs(2);
     source.gate.hold("a0");

@@ -34,6 +34,8 @@ pub struct PackSource {
     coalescer: Arc<Coalescer>,
     /// Positioned reads made, for measuring coalescing.
     reads: Arc<AtomicU64>,
+    /// Stored bytes those reads read, coalescing windows whole.
+    bytes_read: Arc<AtomicU64>,
 }
 
 impl PackSource {
@@ -77,6 +79,7 @@ impl PackSource {
             path,
             coalescer: Arc::new(Coalescer::new(Coalescing::default())),
             reads: Arc::default(),
+            bytes_read: Arc::default(),
         })
     }
 
@@ -91,6 +94,12 @@ impl PackSource {
     /// Positioned reads of the file so far (fewer than entries read when reads coalesce).
     pub fn reads(&self) -> u64 {
         self.reads.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the file read so far, as stored (compressed), coalescing windows whole: what
+    /// the storage was asked for, where `Status::bytes_read` counts the entries delivered.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
     }
 
     /// The pack's entries, in file order.
@@ -108,8 +117,9 @@ impl PackSource {
     /// Reads, decompresses and verifies the entry at `at` in the index.
     fn read_entry(&self, at: usize) -> Result<Vec<u8>, SourceError> {
         let entry = &self.reader.entries()[at];
-        let count = || {
+        let count = |bytes: u64| {
             self.reads.fetch_add(1, Ordering::Relaxed);
+            self.bytes_read.fetch_add(bytes, Ordering::Relaxed);
         };
         let read = self.reader.read_with(entry, || self.coalescer.stored(&self.reader, at, &count));
         read.map_err(|e| match e {

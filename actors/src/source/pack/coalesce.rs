@@ -124,12 +124,12 @@ impl Coalescer {
     }
 
     /// The stored bytes of the entry at `at` in `reader`'s index, from a window when one holds
-    /// it or it is small enough to start one; `reads` counts the positioned reads made.
+    /// it or it is small enough to start one; `reads` is told each positioned read's length.
     pub(crate) fn stored(
         &self,
         reader: &PackReader,
         at: usize,
-        reads: &dyn Fn(),
+        reads: &dyn Fn(u64),
     ) -> Result<Vec<u8>, EntryError> {
         let entry = &reader.entries()[at];
         if self.policy.window_bytes > 0 {
@@ -140,7 +140,7 @@ impl Coalescer {
         // A window is one read, so the pack's per-read limit bounds it too.
         let bytes_max = self.policy.window_bytes.min(reader.limits().entry_bytes_max);
         let len = self.window_len(reader.entries(), at, bytes_max);
-        reads();
+        reads(len);
         if len <= entry.stored_size {
             return reader.read_stored(entry.offset, entry.stored_size);
         }
@@ -289,7 +289,7 @@ mod tests {
         // read on their own.
         let reader = pack_of(&dir, &[20, 20, 20, 50, 20, 20, 70, 10, 10, 90]);
         let coalescer = Coalescer::new(Coalescing { window_bytes: 100, windows_max: 1 });
-        let stored = |at: usize| coalescer.stored(&reader, at, &|| {}).unwrap();
+        let stored = |at: usize| coalescer.stored(&reader, at, &|_| {}).unwrap();
         assert_eq!(stored(0), vec![0; 20]);
         let first = coalescer.windows().recent[0].bytes.as_ptr();
         assert_eq!(stored(3), vec![3; 50]);
@@ -307,6 +307,20 @@ mod tests {
     }
 
     #[test]
+    fn each_read_is_counted_at_its_length_a_window_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = pack_of(&dir, &[20, 20, 20, 50]);
+        let coalescer = Coalescer::new(Coalescing { window_bytes: 100, windows_max: 1 });
+        let lengths = std::cell::RefCell::new(Vec::new());
+        let count = |len: u64| lengths.borrow_mut().push(len);
+        for at in 0..4 {
+            coalescer.stored(&reader, at, &count).unwrap();
+        }
+        // Entries 0-2 in one window of 60 bytes (1 and 2 served from it), 3 on its own.
+        assert_eq!(*lengths.borrow(), [60, 50]);
+    }
+
+    #[test]
     fn a_window_serves_only_the_bytes_it_read_from_a_longer_kept_buffer() {
         // A buffer kept from a 100-byte window, now holding a 20-byte window at offset 100.
         let window = Window { start: 100, len: 20, bytes: Arc::new(vec![7; 100]) };
@@ -321,7 +335,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let reader = pack_of(&dir, &[20, 20, 20, 50, 20, 20, 70]);
         let coalescer = Coalescer::new(Coalescing { window_bytes: 100, windows_max: 1 });
-        let stored = |at: usize| coalescer.stored(&reader, at, &|| {}).unwrap();
+        let stored = |at: usize| coalescer.stored(&reader, at, &|_| {}).unwrap();
         assert_eq!(stored(0), vec![0; 20]);
         // A reader still holds the first window, as `cached` does while it copies.
         let held = Arc::clone(&coalescer.windows().recent[0].bytes);
