@@ -154,6 +154,7 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
         script: &script,
         stepper: Stepper::new(det),
         handles: HashMap::new(),
+        replayed_ids: BTreeMap::new(),
         expected: BTreeMap::new(),
         shut_down: false,
     };
@@ -186,6 +187,10 @@ struct Session<'a> {
     stepper: Stepper,
     /// The engine's requests by their recorded id.
     handles: HashMap<u64, Box<dyn RootHandle>>,
+    /// The replay's id of each engine request, by its recorded id: a log's ids need not be
+    /// the ones the replay gives (a hand-made log; a request refused in the recording took no
+    /// ids for its dependencies), and the recorded ends are checked under the replay's ids.
+    replayed_ids: BTreeMap<u64, u64>,
     /// Recorded terminal states by request id.
     expected: BTreeMap<u64, LoadState>,
     shut_down: bool,
@@ -217,10 +222,21 @@ impl Session<'_> {
         activity.release();
     }
 
+    /// The replay's id of the request the recording called `recorded`: an engine request's
+    /// own, and a dependency's at the same distance from its engine request's (a request's
+    /// dependencies take the ids after its own).
+    fn replayed_id(&self, recorded: u64) -> u64 {
+        match self.replayed_ids.range(..=recorded).next_back() {
+            Some((&root, &replayed)) => replayed.saturating_add(recorded - root),
+            None => recorded,
+        }
+    }
+
     fn feed_held(&mut self, record: LogRecord) {
         match record {
             LogRecord::Request { id, key, priority } => {
                 if let Ok(handle) = self.runtime.request_by_name(key, priority) {
+                    self.replayed_ids.insert(id, handle.id().0);
                     self.handles.insert(id, handle);
                 }
             }
@@ -243,7 +259,9 @@ impl Session<'_> {
             LogRecord::EndFrame => self.runtime.end_frame(),
             LogRecord::Read { key, outcome } => self.script.bank_read(key, outcome),
             LogRecord::Decode { key, outcome } => self.script.bank_decode(key, outcome),
-            LogRecord::Ended { id, state } => drop(self.expected.insert(id, state)),
+            LogRecord::Ended { id, state } => {
+                self.expected.insert(self.replayed_id(id), state);
+            }
             LogRecord::Shutdown => {}
         }
     }

@@ -746,11 +746,16 @@ impl<T: Send + Sync + 'static> Handle<T> {
 
 /// A request the engine made, whatever its asset type (what a replay holds).
 pub(crate) trait RootHandle: Send + Sync {
+    fn id(&self) -> RequestId;
     fn cancel(&self);
     fn reprioritize(&self, priority: Priority);
 }
 
 impl<T: Send + Sync + 'static> RootHandle for Handle<T> {
+    fn id(&self) -> RequestId {
+        Handle::id(self)
+    }
+
     fn cancel(&self) {
         Handle::cancel(self);
     }

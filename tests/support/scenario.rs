@@ -92,6 +92,13 @@ impl Scenario {
         id
     }
 
+    /// The engine requests `key` under the recorded id `id`, of the test's choosing (a log
+    /// whose ids are not the ones the replay gives).
+    pub fn request_as(&mut self, id: u64, key_text: &str, priority: Priority) -> &mut Self {
+        self.push(LogRecord::Entry { key: key(key_text), dependencies: Vec::new(), size: None });
+        self.push(LogRecord::Request { id, key: key(key_text), priority })
+    }
+
     /// The engine cancels request `id`.
     pub fn cancel(&mut self, id: u64) -> &mut Self {
         self.push(LogRecord::Cancel { id })

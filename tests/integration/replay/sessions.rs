@@ -144,6 +144,26 @@ fn a_replay_that_differs_from_its_recording_names_the_first_divergent_event() {
 }
 
 #[test]
+fn recorded_ends_are_checked_against_the_requests_they_name_whatever_their_ids() {
+    // A log whose ids are not the replay's: `blob:a` was r2 in the recording, `blob:b` r1;
+    // the replay gives `a` r1 and `b` r2. `a` loads, `b` is not found.
+    let session = |a_ended: LoadState, b_ended: LoadState| {
+        let mut s = Scenario::new();
+        s.request_as(2, "blob:a", Priority::Normal).request_as(1, "blob:b", Priority::Normal);
+        s.load("blob:a", 10).read_fails("blob:b", ErrorKind::NotFound).frame();
+        s.ended(2, a_ended).ended(1, b_ended).shutdown();
+        s.replay_with(2)
+    };
+    let faithful = session(LoadState::Ready, LoadState::Failed);
+    assert_eq!(faithful.divergence, None, "a ready and b failed, as recorded");
+    let swapped = session(LoadState::Failed, LoadState::Ready);
+    let divergence = swapped.divergence.expect("the recording says a failed and b was ready");
+    // `b` fails (r2 in the replay) before the frame that publishes `a`.
+    assert_eq!((divergence.request, divergence.recorded), (2, LoadState::Ready));
+    assert_eq!(divergence.replayed, Some(LoadState::Failed));
+}
+
+#[test]
 fn a_recorded_source_panic_replays_as_the_same_lost_reads() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("session.log");
