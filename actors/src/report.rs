@@ -34,26 +34,42 @@ pub enum LogError {
     },
 }
 
+/// A log line's length at most, in bytes: a record is a few hundred, and a file with no
+/// line breaks (`/dev/zero`) must not be read into memory whole.
+pub const LINE_BYTES_MAX: usize = 1 << 20;
+
 /// Reads a JSON-lines telemetry log. Blank lines are skipped.
 ///
 /// # Errors
 ///
-/// [`LogError::Malformed`] for a line that is not a record of a known schema version.
-pub fn read_log(reader: impl BufRead) -> Result<Vec<Record>, LogError> {
+/// [`LogError::Malformed`] for a line that is not a record of a known schema version (bytes
+/// that are not UTF-8 included), or longer than [`LINE_BYTES_MAX`].
+pub fn read_log(mut reader: impl BufRead) -> Result<Vec<Record>, LogError> {
     let mut records = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
+    let mut bytes = Vec::new();
+    for i in 0.. {
+        bytes.clear();
+        let limit = LINE_BYTES_MAX as u64 + 1;
+        if std::io::Read::take(&mut reader, limit).read_until(b'\n', &mut bytes)? == 0 {
+            break;
+        }
+        let malformed = |message: String| LogError::Malformed { line: i + 1, message };
+        if bytes.last() == Some(&b'\n') {
+            bytes.pop();
+        } else if bytes.len() > LINE_BYTES_MAX {
+            return Err(malformed(format!("longer than {LINE_BYTES_MAX} bytes")));
+        }
+        if bytes.trim_ascii().is_empty() {
             continue;
         }
-        let record: Record = serde_json::from_str(&line)
-            .map_err(|e| LogError::Malformed { line: i + 1, message: e.to_string() })?;
+        let record: Record =
+            serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
         if record.v != TELEMETRY_SCHEMA_VERSION {
             let message = format!(
                 "schema version {} (this reader knows {TELEMETRY_SCHEMA_VERSION})",
                 record.v
             );
-            return Err(LogError::Malformed { line: i + 1, message });
+            return Err(malformed(message));
         }
         records.push(record);
     }
@@ -201,8 +217,15 @@ impl PoolBusy {
 
 #[derive(Default)]
 struct RequestTimes {
+    /// The first `queued`: a cache's restart queues a request again, and its time to ready
+    /// still runs from when it was first queued.
     queued: Option<u64>,
+    /// Whether the load was dispatched yet: a retry dispatches it again, and its queue wait is
+    /// the first dispatch's.
+    dispatched: bool,
     asset_type: Option<String>,
+    /// The first terminal line: a request ends once, and a second line (a damaged log) counts
+    /// for nothing.
     terminal: Option<(String, u64)>,
 }
 
@@ -227,15 +250,18 @@ impl Report {
                     report.queue_capacity = r.queue_capacity.unwrap_or(0);
                 }
                 ("queued", Some(t)) => {
-                    t.queued = Some(r.t_us);
+                    t.queued.get_or_insert(r.t_us);
                     t.asset_type.clone_from(&r.asset_type);
                 }
                 ("dispatched", Some(t)) => {
-                    if let Some(q) = t.queued {
+                    if let (Some(q), false) = (t.queued, std::mem::replace(&mut t.dispatched, true))
+                    {
                         waits.push(r.t_us.saturating_sub(q));
                     }
                 }
-                (name @ ("published" | "failed" | "cancelled"), Some(t)) => {
+                (name @ ("published" | "failed" | "cancelled"), Some(t))
+                    if t.terminal.is_none() =>
+                {
                     t.terminal = Some((name.to_owned(), r.t_us));
                     if t.asset_type.is_none() {
                         t.asset_type.clone_from(&r.asset_type);
@@ -414,7 +440,48 @@ impl Report {
 
 #[cfg(test)]
 mod tests {
-    use super::quantile;
+    use super::{quantile, read_log, LogError, Report, LINE_BYTES_MAX};
+
+    /// A schema v1 line of `event` for request 1 at `t_us`.
+    fn line(event: &str, t_us: u64) -> String {
+        format!(r#"{{"v":1,"t_us":{t_us},"frame":0,"event":"{event}","request":1,"type":"blob"}}"#)
+    }
+
+    fn report(lines: &[String]) -> Report {
+        Report::from_records(&read_log(lines.join("\n").as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn a_request_queued_again_and_retried_keeps_its_first_queued_and_first_dispatch() {
+        // Queued, dispatched after 10 us, retried and dispatched again, queued again by a
+        // cache's restart, published at 1,000 us.
+        let times = [("queued", 0), ("dispatched", 10), ("dispatched", 500), ("queued", 900)];
+        let mut lines: Vec<String> = times.iter().map(|&(e, t)| line(e, t)).collect();
+        lines.push(line("published", 1_000));
+        let r = report(&lines);
+        assert_eq!(r.queue_wait_us.p99, 10, "one queue wait per load, its first");
+        assert_eq!(r.request_to_ready_us.p50, 1_000, "from the first queued");
+    }
+
+    #[test]
+    fn a_request_with_two_terminal_lines_is_counted_once() {
+        let lines = [line("queued", 0), line("published", 10), line("cancelled", 20)];
+        let r = report(&lines);
+        assert_eq!((r.requests, r.ready, r.cancelled), (1, 1, 0));
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_or_too_long_is_malformed_with_its_number() {
+        let mut bytes = format!("{}\n", line("queued", 0)).into_bytes();
+        bytes.extend_from_slice(b"{\"v\":1,\"event\":\"\xff\"}\n");
+        let refused = read_log(bytes.as_slice()).unwrap_err();
+        assert!(matches!(refused, LogError::Malformed { line: 2, .. }), "{refused}");
+        // No line break at all: refused at the limit, not read into memory whole.
+        let endless = std::io::Read::take(std::io::repeat(b'x'), 64 << 20);
+        let refused = read_log(std::io::BufReader::new(endless)).unwrap_err();
+        let message = format!("line 1: longer than {LINE_BYTES_MAX} bytes");
+        assert_eq!(refused.to_string(), message);
+    }
 
     #[test]
     fn quantiles_pick_the_nearest_rank() {

@@ -1,6 +1,6 @@
 //! The Chrome trace event format (what Perfetto and `chrome://tracing` load) for a log.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{json, Value};
 use streamrt_messages::Record;
@@ -28,6 +28,9 @@ pub fn chrome_trace(records: &[Record]) -> Value {
         vec![json!({"name": "process_name", "ph": "M", "pid": 1, "args": {"name": "streamrt"}})];
     let mut tracks = Tracks::default();
     let mut open: HashMap<(u32, u64), &Record> = HashMap::new();
+    // A request's span begins at its first `queued` (a cache's restart queues it again) and
+    // ends at its first terminal line.
+    let (mut begun, mut ended) = (HashSet::new(), HashSet::new());
     for r in records {
         let worker = r.worker.unwrap_or(0);
         match r.event.as_str() {
@@ -47,12 +50,12 @@ pub fn chrome_trace(records: &[Record]) -> Value {
                     }));
                 }
             }
-            "queued" => events.push(json!({
+            "queued" if begun.insert(r.request) => events.push(json!({
                 "name": r.key.clone().unwrap_or_default(), "cat": "request", "ph": "b",
                 "id": r.request, "pid": 1, "tid": RUNTIME_TID, "ts": r.t_us,
                 "args": {"priority": r.priority},
             })),
-            "published" | "failed" | "cancelled" => events.push(json!({
+            "published" | "failed" | "cancelled" if ended.insert(r.request) => events.push(json!({
                 "name": r.key.clone().unwrap_or_default(), "cat": "request", "ph": "e",
                 "id": r.request, "pid": 1, "tid": RUNTIME_TID, "ts": r.t_us,
                 "args": {"state": r.event, "error": r.error, "stage": r.stage},
@@ -110,5 +113,25 @@ mod tests {
             assert!(names.values().any(|n| n == name), "{name} in {names:?}");
         }
         assert!(names.keys().all(|&tid| tid <= u64::from(u32::MAX)), "{names:?}");
+    }
+
+    #[test]
+    fn a_request_queued_twice_has_one_span_from_its_first_queued() {
+        let at = |event: &str, t_us| Record {
+            event: event.into(),
+            request: Some(1),
+            t_us,
+            ..Record::default()
+        };
+        let records = [at("queued", 0), at("queued", 900), at("published", 1_000)];
+        let trace = chrome_trace(&records);
+        let spans: Vec<(String, u64)> = trace["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["cat"] == "request")
+            .map(|e| (e["ph"].as_str().unwrap().to_owned(), e["ts"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(spans, [("b".to_owned(), 0), ("e".to_owned(), 1_000)]);
     }
 }
