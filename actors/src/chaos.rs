@@ -2,8 +2,10 @@
 //! fails and panics, and named crash targets for [`Runtime::inject_crash`].
 //!
 //! Used by the chaos tests and by `streamctl chaos`. Each decision is drawn from a generator
-//! seeded with the plan's seed and the key, mixed with a per-wrapper sequence number, so a run
-//! with one seed injects a reproducible pattern of faults.
+//! seeded with the plan's seed, the key and how many decisions that key drew before, so a
+//! key's `n`th read (or decode) meets the same fault in every run of a seed. Which load is a
+//! key's `n`th still depends on the threads' timing (a cancel, a retry), so two runs of a seed
+//! need not inject the same faults into the same requests.
 //!
 //! [`Runtime::inject_crash`]: crate::Runtime::inject_crash
 
@@ -12,8 +14,9 @@ mod run;
 pub use run::{run, ChaosBlob, ChaosBlobDecoder, ChaosOptions, ChaosReport};
 pub use streamrt_supervisor::panic_message;
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use streamrt_messages::AssetKey;
@@ -57,21 +60,28 @@ pub struct FaultPlan {
     pub panic_rate: f64,
 }
 
-/// Draws reproducible decisions for one wrapper.
+/// Draws reproducible decisions for one wrapper: a key's `n`th draw is the same in every run.
 #[derive(Debug)]
 struct Dice {
     seed: u64,
-    sequence: AtomicU64,
+    /// Draws made so far, by key. It grows with the keys a run touches (chaos runs only).
+    draws: Mutex<HashMap<AssetKey, u64>>,
 }
 
 impl Dice {
     fn new(seed: u64) -> Self {
-        Self { seed, sequence: AtomicU64::new(0) }
+        Self { seed, draws: Mutex::default() }
     }
 
     fn roll(&self, key: &AssetKey) -> fastrand::Rng {
+        let n = {
+            let mut draws = self.draws.lock().unwrap_or_else(PoisonError::into_inner);
+            let n = draws.entry(key.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (self.seed, key, self.sequence.fetch_add(1, Ordering::Relaxed)).hash(&mut hasher);
+        (self.seed, key, n).hash(&mut hasher);
         fastrand::Rng::with_seed(hasher.finish())
     }
 }

@@ -27,7 +27,7 @@ pub struct ChaosArgs {
     /// Requests between two injected actor or worker crashes (0: none).
     #[arg(long, default_value_t = 2_000)]
     crash_every: usize,
-    /// Keys whose decoder always panics (they must end quarantined).
+    /// Keys whose decoder always panics (none may end ready; most end quarantined).
     #[arg(long, default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=crate::args::COUNT_MAX))]
     poison_keys: usize,
     /// IO worker threads.

@@ -96,18 +96,21 @@ pub struct ChaosReport {
     pub failed_quarantined: usize,
     /// Requests that reached `Ready`.
     pub ready: usize,
+    /// Requests for poison keys (their decoder always panics) that reached `Ready`: none may.
+    pub poison_ready: usize,
     /// Telemetry events dropped (the lost/duplicated counts need 0).
     pub events_dropped: u64,
 }
 
 impl ChaosReport {
-    /// Whether every promise held: nothing lost, duplicated, bound after cancel or hung, the
-    /// pools kept their size, and the log is complete.
+    /// Whether every promise held: nothing lost, duplicated, bound after cancel or hung, no
+    /// poison key ready, the pools kept their size, and the log is complete.
     pub fn holds(&self) -> bool {
         self.lost == 0
             && self.duplicated == 0
             && self.bound_after_cancel == 0
             && self.hung == 0
+            && self.poison_ready == 0
             && self.workers_start == self.workers_end
             && self.events_dropped == 0
     }
@@ -118,13 +121,14 @@ impl fmt::Display for ChaosReport {
         write!(
             f,
             "chaos: requests={} terminal={} lost={} duplicated={} bound_after_cancel={} hung={} \
-             workers_start={} workers_end={} restarts={} quarantined={}",
+             poison_ready={} workers_start={} workers_end={} restarts={} quarantined={}",
             self.requests,
             self.terminal,
             self.lost,
             self.duplicated,
             self.bound_after_cancel,
             self.hung,
+            self.poison_ready,
             self.workers_start,
             self.workers_end,
             self.restarts,
@@ -157,6 +161,11 @@ impl Decoder for ChaosBlobDecoder {
     fn size_bytes(&self, blob: &ChaosBlob) -> u64 {
         blob.0.len() as u64
     }
+}
+
+/// Whether `key` is one of the poison keys, which come after the first `keys` keys.
+fn is_poison(key: &AssetKey, keys: usize) -> bool {
+    key.path().strip_prefix('k').and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n >= keys)
 }
 
 fn source(options: &ChaosOptions, rng: &mut fastrand::Rng) -> MemorySource {
@@ -196,7 +205,7 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
         short_read_rate: options.io_error_rate / 10.0,
         latency_rate: 0.01,
         latency_us_max: 200,
-        decode_error_rate: 0.0,
+        decode_error_rate: options.io_error_rate / 10.0,
         panic_rate: options.panic_rate,
     };
     let mut config = RuntimeConfig {
@@ -226,13 +235,17 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
     let (handles, cancelled) = workload(&rt, options, &mut rng);
     report.requests = handles.len();
     report.hung = settle(&rt, &handles, options.patience);
+    // Before the shutdown, which ends every request still outstanding.
+    report.terminal = handles.iter().filter(|h| h.is_terminal()).count();
     let (io, decode) = rt.live_workers();
     report.workers_end = io + decode;
     rt.flush_telemetry();
     rt.shutdown();
     count_terminal_events(&events, &handles, &mut report);
-    report.terminal = handles.iter().filter(|h| h.is_terminal()).count();
     report.ready = handles.iter().filter(|h| h.state() == LoadState::Ready).count();
+    let poison = |h: &&Handle<ChaosBlob>| is_poison(&h.key(), options.keys);
+    report.poison_ready =
+        handles.iter().filter(poison).filter(|h| h.state() == LoadState::Ready).count();
     report.failed_quarantined = handles
         .iter()
         .filter(|h| h.error().is_some_and(|e| e.kind.name() == "quarantined"))
@@ -324,5 +337,18 @@ fn count_terminal_events(
             1 => {}
             _ => report.duplicated += 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_poison_keys_are_the_ones_after_the_first_keys() {
+        let key = |path: &str| AssetKey::parse(&format!("chaos:{path}")).unwrap();
+        assert!(!is_poison(&key("k4"), 5));
+        assert!(is_poison(&key("k5"), 5));
+        assert!(!is_poison(&key("x9"), 5), "not a chaos key");
     }
 }
