@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use streamrt_messages::replay_log::{read_log, LogError, LogHeader, LogPublish, LogRecord};
-use streamrt_messages::{Event, EventKind, LoadState, RequestId};
+use streamrt_messages::{ErrorKind, Event, EventKind, LoadState, RequestId};
 
 use crate::frame::{FramePolicy, PublishMode};
 use crate::request::RootHandle;
@@ -174,7 +174,7 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
         recorded_by: header.recorded_by,
         hash: transcript_hash(&lines),
         checked: expected.len(),
-        divergence: first_divergence(&events, &expected, lines.len()),
+        divergence: first_divergence(&events, &expected, lines.len(), complete),
         lines,
         complete,
     })
@@ -312,11 +312,16 @@ fn replay_config(header: &LogHeader, options: ReplayOptions) -> RuntimeConfig {
     }
 }
 
-/// The first request whose terminal state in `events` differs from `expected`.
+/// The first request whose terminal state in `events` differs from `expected`. In a log cut
+/// short (not `complete`), a request the replay's own shutdown failed had not ended when the
+/// log stops, whatever the recording says after: `begin_frame` records the requests it
+/// published before its own record, so a log cut between them holds ends the replay never
+/// reaches.
 fn first_divergence(
     events: &[Event],
     expected: &BTreeMap<u64, LoadState>,
     lines: usize,
+    complete: bool,
 ) -> Option<Divergence> {
     let mut ended: HashMap<u64, LoadState> = HashMap::new();
     let mut line = 0;
@@ -327,9 +332,12 @@ fn first_divergence(
             EventKind::Cancelled { .. } => Some(LoadState::Cancelled),
             _ => None,
         };
+        let unknown =
+            !complete && matches!(&event.kind, EventKind::Failed { kind: ErrorKind::Shutdown });
         if let (Some(state), Some(RequestId(id))) = (terminal, event.request) {
             ended.insert(id, state);
             match expected.get(&id) {
+                _ if unknown => {}
                 Some(&recorded) if recorded != state => {
                     return Some(Divergence {
                         event: line,

@@ -164,6 +164,18 @@ fn recorded_ends_are_checked_against_the_requests_they_name_whatever_their_ids()
 }
 
 #[test]
+fn a_log_cut_between_a_frames_publishes_and_its_own_record_replays_without_divergence() {
+    // `begin_frame` records what it published before its own record: a log cut between the
+    // two holds `a`'s end, but not the frame that published it.
+    let mut s = Scenario::new();
+    let a = s.request("blob:a", Priority::Normal);
+    s.load("blob:a", 10).ended(a, LoadState::Ready);
+    let report = s.replay_with(2);
+    assert!(!report.complete);
+    assert_eq!(report.divergence, None, "a's end is unknown where the log stops");
+}
+
+#[test]
 fn a_recorded_source_panic_replays_as_the_same_lost_reads() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("session.log");
