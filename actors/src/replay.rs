@@ -23,7 +23,7 @@ pub(crate) use record::{log_header, Recorder};
 pub(crate) use stepper::{Deterministic, VirtualTimers};
 pub use transcript::TranscriptLine;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use streamrt_messages::replay_log::{read_log, LogError, LogHeader, LogPublish, LogRecord};
@@ -73,7 +73,7 @@ pub struct Divergence {
     /// The transcript line (0-based) where it shows, or the transcript's length when a
     /// request the recording saw end never ended in the replay.
     pub event: usize,
-    /// The request.
+    /// The request, by the replay's id (a log's own ids are translated).
     pub request: u64,
     /// Its terminal state in the recording.
     pub recorded: LoadState,
@@ -156,6 +156,7 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
         handles: HashMap::new(),
         replayed_ids: BTreeMap::new(),
         expected: BTreeMap::new(),
+        ended_since_frame: BTreeSet::new(),
         shut_down: false,
     };
     let fed = session.feed_all(records);
@@ -165,16 +166,28 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
     runtime.shutdown();
     // Handles go after the shutdown: dropping one then cancels nothing.
     drop(session.handles);
-    let expected = session.expected;
+    // Under the replay's ids, now that every engine request's is known: an end can be
+    // recorded before its request (one failed while it was being made).
+    let ids = &session.replayed_ids;
+    let replayed = |recorded: &BTreeSet<u64>| {
+        recorded.iter().map(|&id| replayed_id(ids, id)).collect::<BTreeSet<u64>>()
+    };
+    let expected: BTreeMap<u64, LoadState> =
+        session.expected.iter().map(|(&id, &state)| (replayed_id(ids, id), state)).collect();
+    // In a log cut short, the ends recorded after its last frame's record: `begin_frame`
+    // records the requests it published before its own record, so the frame that published
+    // them may be cut off, and the replay cannot reach those ends.
+    let unreachable = if complete { BTreeSet::new() } else { replayed(&session.ended_since_frame) };
     drop(runtime);
     fed?;
     let events = std::mem::take(&mut *events.lock().unwrap_or_else(PoisonError::into_inner));
     let lines: Vec<TranscriptLine> = events.iter().filter_map(TranscriptLine::of).collect();
+    let (divergence, excused) = first_divergence(&events, &expected, lines.len(), &unreachable);
     Ok(ReplayReport {
         recorded_by: header.recorded_by,
         hash: transcript_hash(&lines),
-        checked: expected.len(),
-        divergence: first_divergence(&events, &expected, lines.len(), complete),
+        checked: expected.len() - excused,
+        divergence,
         lines,
         complete,
     })
@@ -191,8 +204,10 @@ struct Session<'a> {
     /// the ones the replay gives (a hand-made log; a request refused in the recording took no
     /// ids for its dependencies), and the recorded ends are checked under the replay's ids.
     replayed_ids: BTreeMap<u64, u64>,
-    /// Recorded terminal states by request id.
+    /// Recorded terminal states by recorded request id.
     expected: BTreeMap<u64, LoadState>,
+    /// The recorded ids of the ends recorded since the last `BeginFrame` record.
+    ended_since_frame: BTreeSet<u64>,
     shut_down: bool,
 }
 
@@ -222,16 +237,6 @@ impl Session<'_> {
         activity.release();
     }
 
-    /// The replay's id of the request the recording called `recorded`: an engine request's
-    /// own, and a dependency's at the same distance from its engine request's (a request's
-    /// dependencies take the ids after its own).
-    fn replayed_id(&self, recorded: u64) -> u64 {
-        match self.replayed_ids.range(..=recorded).next_back() {
-            Some((&root, &replayed)) => replayed.saturating_add(recorded - root),
-            None => recorded,
-        }
-    }
-
     fn feed_held(&mut self, record: LogRecord) {
         match record {
             LogRecord::Request { id, key, priority } => {
@@ -255,12 +260,16 @@ impl Session<'_> {
             }
             // The recorded count is not imposed: a request the replay staged a little earlier
             // than the threaded run did would push a recorded one to a later frame.
-            LogRecord::BeginFrame { .. } => drop(self.runtime.begin_frame()),
+            LogRecord::BeginFrame { .. } => {
+                self.ended_since_frame.clear();
+                self.runtime.begin_frame();
+            }
             LogRecord::EndFrame => self.runtime.end_frame(),
             LogRecord::Read { key, outcome } => self.script.bank_read(key, outcome),
             LogRecord::Decode { key, outcome } => self.script.bank_decode(key, outcome),
             LogRecord::Ended { id, state } => {
-                self.expected.insert(self.replayed_id(id), state);
+                self.expected.insert(id, state);
+                self.ended_since_frame.insert(id);
             }
             LogRecord::Shutdown => {}
         }
@@ -312,19 +321,28 @@ fn replay_config(header: &LogHeader, options: ReplayOptions) -> RuntimeConfig {
     }
 }
 
-/// The first request whose terminal state in `events` differs from `expected`. In a log cut
-/// short (not `complete`), a request the replay's own shutdown failed had not ended when the
-/// log stops, whatever the recording says after: `begin_frame` records the requests it
-/// published before its own record, so a log cut between them holds ends the replay never
-/// reaches.
+/// The replay's id of the request the recording called `recorded`, given the replay's ids of
+/// the engine's requests by their recorded ids: an engine request's own, and a dependency's at
+/// the same distance from its engine request's (a request's dependencies take the ids after
+/// its own).
+fn replayed_id(ids: &BTreeMap<u64, u64>, recorded: u64) -> u64 {
+    match ids.range(..=recorded).next_back() {
+        Some((&root, &replayed)) => replayed.saturating_add(recorded - root),
+        None => recorded,
+    }
+}
+
+/// The first request whose terminal state in `events` differs from `expected`, and how many
+/// recorded ends were excused: those in `unreachable` (see `replay`) that the replay's own
+/// shutdown failed.
 fn first_divergence(
     events: &[Event],
     expected: &BTreeMap<u64, LoadState>,
     lines: usize,
-    complete: bool,
-) -> Option<Divergence> {
+    unreachable: &BTreeSet<u64>,
+) -> (Option<Divergence>, usize) {
     let mut ended: HashMap<u64, LoadState> = HashMap::new();
-    let mut line = 0;
+    let (mut line, mut excused) = (0, 0);
     for event in events {
         let terminal = match event.kind {
             EventKind::Published => Some(LoadState::Ready),
@@ -332,19 +350,15 @@ fn first_divergence(
             EventKind::Cancelled { .. } => Some(LoadState::Cancelled),
             _ => None,
         };
-        let unknown =
-            !complete && matches!(&event.kind, EventKind::Failed { kind: ErrorKind::Shutdown });
         if let (Some(state), Some(RequestId(id))) = (terminal, event.request) {
             ended.insert(id, state);
+            let shut = matches!(&event.kind, EventKind::Failed { kind: ErrorKind::Shutdown });
             match expected.get(&id) {
-                _ if unknown => {}
+                Some(_) if shut && unreachable.contains(&id) => excused += 1,
                 Some(&recorded) if recorded != state => {
-                    return Some(Divergence {
-                        event: line,
-                        request: id,
-                        recorded,
-                        replayed: Some(state),
-                    });
+                    let replayed = Some(state);
+                    let divergence = Divergence { event: line, request: id, recorded, replayed };
+                    return (Some(divergence), excused);
                 }
                 _ => {}
             }
@@ -353,8 +367,12 @@ fn first_divergence(
             line += 1;
         }
     }
-    expected
-        .iter()
-        .find(|(id, _)| !ended.contains_key(id))
-        .map(|(&request, &recorded)| Divergence { event: lines, request, recorded, replayed: None })
+    let never = expected.iter().find(|(id, _)| !ended.contains_key(id));
+    let divergence = never.map(|(&request, &recorded)| Divergence {
+        event: lines,
+        request,
+        recorded,
+        replayed: None,
+    });
+    (divergence, excused)
 }

@@ -254,8 +254,8 @@ impl Report {
                     t.asset_type.clone_from(&r.asset_type);
                 }
                 ("dispatched", Some(t)) => {
-                    if let (Some(q), false) = (t.queued, std::mem::replace(&mut t.dispatched, true))
-                    {
+                    if let (Some(q), false) = (t.queued, t.dispatched) {
+                        t.dispatched = true;
                         waits.push(r.t_us.saturating_sub(q));
                     }
                 }

@@ -10,7 +10,8 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 
 use streamrt_messages::LoadState;
 
@@ -40,9 +41,34 @@ pub fn wait_any<T: Send + Sync + 'static>(
     if signals(handles).len() > 1 {
         // Handles of several runtimes: a thread blocks on one signal at a time, a future on
         // several at once.
-        return futures::executor::block_on(WithDeadline::new(wait_any_async(handles), deadline));
+        return block_until(wait_any_async(handles), deadline);
     }
     wait_until(deadline, || handles.iter().position(Handle::is_terminal).ok_or(progressed))
+}
+
+/// Runs `future` on the calling thread until it resolves (`None` once `deadline` passes),
+/// parking between its wakes. Not `futures::executor::block_on`, which panics when called
+/// inside another executor, and with the OS's timed park rather than the timer thread.
+fn block_until<F: Future>(future: F, deadline: Option<Instant>) -> Option<F::Output> {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut Context::from_waker(&waker)) {
+            return Some(out);
+        }
+        match deadline {
+            None => std::thread::park(),
+            Some(deadline) => {
+                std::thread::park_timeout(deadline.checked_duration_since(Instant::now())?)
+            }
+        }
+    }
 }
 
 /// The distinct "a request decoded or ended" signals of `handles`' runtimes: one, unless the

@@ -15,7 +15,8 @@ pub struct ChaosArgs {
     /// Requests to make.
     #[arg(long, default_value_t = 20_000, value_parser = crate::args::count::<usize>(crate::args::COUNT_MAX))]
     requests: usize,
-    /// Share of reads that fail with an IO error (0 to 1).
+    /// Share of reads that fail with an IO error (0 to 1); a tenth of it, of short reads and
+    /// of decodes that fail with an error.
     #[arg(long, default_value_t = 0.05)]
     io_error_rate: f64,
     /// Share of decodes that panic (0 to 1).

@@ -63,13 +63,11 @@ fn is_closed_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
     message.starts_with("failed printing to stdout") && message.contains("Broken pipe")
 }
 
-/// Whether a command's error is a write to a closed pipe.
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    let kind = |cause: &(dyn std::error::Error + 'static)| {
-        cause.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
-    };
-    e.chain().any(|cause| kind(cause) == Some(std::io::ErrorKind::BrokenPipe))
-}
+/// A command's standard output was closed by its reader (`| head`): only that, not a broken
+/// pipe elsewhere (a daemon's socket), ends streamctl quietly with status 141.
+#[derive(Debug, thiserror::Error)]
+#[error("the output's reader went away")]
+pub struct OutputClosed;
 
 /// Keeps a closed pipe's panic quiet (`main` ends the process as `SIGPIPE` would, once the
 /// panic has unwound and dropped what it held); every other panic goes to the default hook.
@@ -117,7 +115,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // A command that writes through its own buffer (`replay`) gets the closed pipe as an
         // error, not a panic: the same status, as quietly.
-        Err(e) if is_broken_pipe(&e) => ExitCode::from(141),
+        Err(e) if e.is::<OutputClosed>() => ExitCode::from(141),
         Err(e) => {
             eprintln!("streamctl: {e:#}");
             ExitCode::FAILURE

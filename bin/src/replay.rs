@@ -15,6 +15,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use streamrt::replay::{replay, ReplayOptions, ReplayReport};
 
+use crate::OutputClosed;
+
 /// Arguments of `streamctl replay`.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -36,9 +38,23 @@ pub struct ReplayArgs {
 /// # Errors
 ///
 /// An unreadable or bad log, a divergence from the recording, or a hash other than `--check`.
-/// A reader that stops early (`| head`) gives a `BrokenPipe` error, which `main` turns into
-/// the status of a tool `SIGPIPE` ended, as for the other commands.
+/// A reader that stops early (`| head`) gives [`OutputClosed`], which `main` turns into the
+/// status of a tool `SIGPIPE` ended, as for the other commands.
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
+    match replay_and_print(args) {
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(is_broken_pipe) => {
+            Err(OutputClosed.into())
+        }
+        other => other,
+    }
+}
+
+/// Of `replay`'s IO only a write meets a closed pipe, and it writes only to standard output.
+fn is_broken_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
+}
+
+fn replay_and_print(args: &ReplayArgs) -> anyhow::Result<()> {
     let bytes =
         std::fs::read(&args.log).with_context(|| format!("reading {}", args.log.display()))?;
     let report = replay(&bytes, ReplayOptions::default())

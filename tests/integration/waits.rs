@@ -90,6 +90,8 @@ fn wait_any_over_two_runtimes_wakes_when_the_second_ones_request_ends() {
         rt1.request::<Blob>("a0", Priority::Normal).unwrap(),
         rt2.request::<Blob>("a0", Priority::Normal).unwrap(),
     ];
+    // Neither ends: the blocking form gives up at its deadline.
+    assert_eq!(wait_any(&handles, Duration::from_millis(20)), None);
     // Polled once, the future listens; then only the second runtime's request ends.
     let woken = Arc::new(Woken::default());
     let waker = Waker::from(Arc::clone(&woken));

@@ -30,7 +30,8 @@ pub struct ChaosOptions {
     pub requests: usize,
     /// Distinct assets requested.
     pub keys: usize,
-    /// Reads that fail with an IO error.
+    /// Reads that fail with an IO error; a tenth of it is the rate of short reads and of
+    /// decodes that fail with an error.
     pub io_error_rate: f64,
     /// Decodes that panic.
     pub panic_rate: f64,

@@ -97,7 +97,8 @@ impl PackSource {
     }
 
     /// Bytes of the file read so far, as stored (compressed), coalescing windows whole: what
-    /// the storage was asked for, where `Status::bytes_read` counts the entries delivered.
+    /// the storage was asked for, where `Status::bytes_read` counts each entry read, once,
+    /// decompressed.
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read.load(Ordering::Relaxed)
     }

@@ -64,8 +64,10 @@ fn run(workload: &Workload, cancel: bool, args: &BenchArgs) -> anyhow::Result<Ru
     if let Some(h) = kept_failed {
         anyhow::bail!("{} ended {:?}", h.key(), h.state());
     }
-    let bytes_read = source.bytes_read();
+    // After the shutdown, which joins the IO workers: a cancelled load's read may still be
+    // under way when the runtime has settled.
     rt.shutdown();
+    let bytes_read = source.bytes_read();
     Ok(Run { bytes_read, bound_after_cancel, cancelled: cancelled.len(), chosen: chosen.len() })
 }
 

@@ -176,6 +176,38 @@ fn a_log_cut_between_a_frames_publishes_and_its_own_record_replays_without_diver
 }
 
 #[test]
+fn a_log_cut_short_still_shows_a_divergence_recorded_before_its_last_frame() {
+    // The recording says `x` was ready before two frames; in the replay its bytes come only
+    // after them, so it is never published, and the log stops there.
+    let mut s = Scenario::new();
+    let x = s.request("blob:x", Priority::Normal);
+    s.ended(x, LoadState::Ready).frame().frame();
+    s.load("blob:x", 10);
+    let report = s.replay_with(2);
+    assert!(!report.complete);
+    let divergence = report.divergence.expect("x's end was recorded before the last frame");
+    assert_eq!((divergence.request, divergence.recorded), (x, LoadState::Ready));
+    assert_eq!(divergence.replayed, Some(LoadState::Failed));
+}
+
+#[test]
+fn an_end_recorded_before_its_request_is_checked_under_the_replays_id() {
+    // `b` (r1 in the recording, r2 in the replay) ended before its own request's record, as a
+    // request failed while it is being made is recorded.
+    let session = |b_ended: LoadState| {
+        let mut s = Scenario::new();
+        s.request_as(2, "blob:a", Priority::Normal).ended(1, b_ended);
+        s.request_as(1, "blob:b", Priority::Normal);
+        s.load("blob:a", 10).read_fails("blob:b", ErrorKind::NotFound).frame();
+        s.ended(2, LoadState::Ready).shutdown();
+        s.replay_with(2)
+    };
+    assert_eq!(session(LoadState::Failed).divergence, None);
+    let divergence = session(LoadState::Ready).divergence.expect("b failed in the replay");
+    assert_eq!((divergence.request, divergence.recorded), (2, LoadState::Ready));
+}
+
+#[test]
 fn a_recorded_source_panic_replays_as_the_same_lost_reads() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("session.log");

@@ -13,7 +13,8 @@
 //! two, which was then read again on its own, and read bytes that belonged to no entry served.
 //! On `streamctl bench throughput`'s pack (entries of 1–256 KiB, every one requested) that read
 //! 31 % more bytes than the entries hold, each of them zeroed and copied; windows of whole
-//! entries read 11 % more (two IO workers reading neighbours at once each read a window).
+//! entries read 11 % more, as two IO workers reading neighbours at once each read a window
+//! (until windows being read were registered, below).
 //!
 //! Windows being read are registered, so no two windows cover the same bytes: an entry inside
 //! a window another IO worker is reading is read on its own (it does not wait: waiting for a
@@ -461,7 +462,7 @@ mod tests {
         let coalescer = Coalescer::new(Coalescing { window_bytes: 100, windows_max: 1 });
         let stored = |at: usize| coalescer.stored(&reader, at, &|_| {}).unwrap();
         assert_eq!(stored(0), vec![0; 20]);
-        // A reader still holds the first window, as `cached` does while it copies.
+        // A reader still holds the first window, as `stored` does while it copies from it.
         let held = Arc::clone(&coalescer.windows().recent[0].bytes);
         assert_eq!(stored(4), vec![4; 20], "a second window pushes the first out");
         assert!(coalescer.windows().spare.is_empty(), "the held buffer is not kept");
