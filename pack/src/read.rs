@@ -328,18 +328,37 @@ impl PackReader {
     ///
     /// [`EntryError::Io`], or `TooLarge` past the entry limit.
     pub fn read_stored(&self, offset: u64, len: u64) -> Result<Vec<u8>, EntryError> {
+        let mut stored = Vec::new();
+        self.read_stored_to(offset, len, &mut stored)?;
+        Ok(stored)
+    }
+
+    /// Reads `len` stored bytes at `offset` into `buf`, in place of what it held: a caller that
+    /// keeps its buffers reads into one without allocating it again. Nothing is zeroed: the
+    /// bytes are read into the vector's spare capacity (a buffer zeroed only for the read to
+    /// overwrite it cost a third as much CPU as the read itself, as the zeroing was the first
+    /// touch of memory long out of the caches: `streamctl bench throughput`,
+    /// docs/PERFORMANCE.md).
+    ///
+    /// # Errors
+    ///
+    /// [`EntryError::Io`], or `TooLarge` past the entry limit.
+    pub fn read_stored_to(
+        &self,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), EntryError> {
         let max = self.limits.entry_bytes_max;
         if len > max {
             return Err(EntryError::TooLarge { size: len, max });
         }
         let n = usize::try_from(len).map_err(|_| EntryError::TooLarge { size: len, max })?;
-        // Read into the vector's spare capacity: a buffer zeroed only for the read to overwrite
-        // it cost a third as much CPU as the read itself, as the zeroing was the first touch of
-        // memory long out of the caches (`streamctl bench throughput`, docs/PERFORMANCE.md).
-        let mut stored = Vec::with_capacity(n);
-        while stored.len() < n {
-            let at = offset + stored.len() as u64;
-            match rustix::io::pread(&self.file, spare_capacity(&mut stored), at) {
+        buf.clear();
+        buf.reserve_exact(n);
+        while buf.len() < n {
+            let at = offset + buf.len() as u64;
+            match rustix::io::pread(&self.file, spare_capacity(buf), at) {
                 Ok(0) => {
                     return Err(EntryError::Io(format!("the file ends at byte {at}, in the entry")))
                 }
@@ -348,8 +367,8 @@ impl PackReader {
             }
         }
         // The capacity may be larger than asked: bytes past the entry are not its own.
-        stored.truncate(n);
-        Ok(stored)
+        buf.truncate(n);
+        Ok(())
     }
 
     /// Fills `buf` with the stored bytes at `offset`: a caller that keeps its buffers reads

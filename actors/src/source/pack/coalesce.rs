@@ -26,7 +26,7 @@
 //! rate.
 //!
 //! A window's buffer is kept when the window is dropped from the recent ones, and a later
-//! window is read into it (growing it if it is shorter, the only bytes zeroed): a fresh buffer
+//! window is read into it (growing it if it is shorter, nothing zeroed): a fresh buffer
 //! is zeroed and faulted in page by page before the read overwrites it, which cost the IO
 //! workers about as much CPU as the checksum of the entries in it (`streamctl bench
 //! throughput`, docs/PERFORMANCE.md). Windows allocate only while fewer buffers are kept than
@@ -181,11 +181,7 @@ impl Coalescer {
         // A window is one read, so the pack's per-read limit bounds it too.
         let bytes_max = self.policy.window_bytes.min(reader.limits().entry_bytes_max);
         let len = match self.plan(reader.entries(), at, bytes_max) {
-            Plan::Copied(bytes, range) => {
-                let copied = bytes.get(range).map(<[u8]>::to_vec);
-                return copied
-                    .ok_or_else(|| EntryError::Corrupt("entry outside its window".into()));
-            }
+            Plan::Copied(bytes, range) => return copy_out(&bytes, Some(range)),
             Plan::Alone => {
                 reads(entry.stored_size);
                 return reader.read_stored(entry.offset, entry.stored_size);
@@ -199,11 +195,9 @@ impl Coalescer {
         let too_large = EntryError::TooLarge { size: len, max: bytes_max };
         let len = usize::try_from(len).map_err(|_| too_large)?;
         let window = self.read_window(reader, entry.offset, len)?;
-        let stored = window.range(entry.offset, entry.stored_size);
-        let stored = stored.and_then(|range| window.bytes.get(range)).map(<[u8]>::to_vec);
+        let stored = copy_out(&window.bytes, window.range(entry.offset, entry.stored_size));
         self.keep(window);
-        // The index was checked: an entry lies inside the data region, so inside its window.
-        stored.ok_or_else(|| EntryError::Corrupt("entry outside its read window".into()))
+        stored
     }
 
     /// How to get the stored bytes of the entry at `at` (see [`Windows::plan`]); a new window
@@ -228,8 +222,8 @@ impl Coalescer {
         }
     }
 
-    /// Reads the `len` bytes at `offset` into a kept buffer, grown (the only bytes zeroed) if
-    /// it is shorter, or into a new one. A failed read gives the buffer back.
+    /// Reads the `len` bytes at `offset` into a kept buffer (grown if it is shorter; nothing
+    /// zeroed), or into a new one. A failed read gives the buffer back.
     fn read_window(
         &self,
         reader: &PackReader,
@@ -237,10 +231,7 @@ impl Coalescer {
         len: usize,
     ) -> Result<Window, EntryError> {
         let mut bytes = self.windows().spare.pop().unwrap_or_default();
-        if bytes.len() < len {
-            bytes.resize(len, 0);
-        }
-        if let Err(e) = reader.read_stored_into(offset, &mut bytes[..len]) {
+        if let Err(e) = reader.read_stored_to(offset, len as u64, &mut bytes) {
             let freed = self.windows().give_back(bytes);
             drop(freed);
             return Err(e);
@@ -267,6 +258,13 @@ impl Coalescer {
         drop(windows);
         drop((unkept, shared));
     }
+}
+
+/// An entry's bytes copied out of its window's buffer, at `range`. The index was checked: an
+/// entry lies inside the data region, so inside any window that holds its start.
+fn copy_out(bytes: &[u8], range: Option<Range<usize>>) -> Result<Vec<u8>, EntryError> {
+    let copied = range.and_then(|range| bytes.get(range)).map(<[u8]>::to_vec);
+    copied.ok_or_else(|| EntryError::Corrupt("entry outside its read window".into()))
 }
 
 /// A window registered as being read, from its plan until it is kept or its read failed.
