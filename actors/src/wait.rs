@@ -38,7 +38,7 @@ pub fn wait_any<T: Send + Sync + 'static>(
     // Nothing to listen to: an empty slice never has an ended handle.
     let progressed = handles.first()?.any_progressed();
     let deadline = deadline_after(timeout);
-    if signals(handles).len() > 1 {
+    if !one_runtime(handles) {
         // Handles of several runtimes: a thread blocks on one signal at a time, a future on
         // several at once.
         return block_until(wait_any_async(handles), deadline);
@@ -73,6 +73,14 @@ fn block_until<F: Future>(future: F, deadline: Option<Instant>) -> Option<F::Out
 
 /// The distinct "a request decoded or ended" signals of `handles`' runtimes: one, unless the
 /// handles come from several runtimes.
+/// Whether every handle comes from one runtime (the usual case), checked without allocating.
+fn one_runtime<T: Send + Sync + 'static>(handles: &[Handle<T>]) -> bool {
+    handles.first().is_none_or(|first| {
+        let signal = first.any_progressed();
+        handles.iter().all(|h| std::ptr::eq(h.any_progressed(), signal))
+    })
+}
+
 fn signals<T: Send + Sync + 'static>(handles: &[Handle<T>]) -> Vec<&Signal> {
     let mut signals: Vec<&Signal> = Vec::with_capacity(1);
     for signal in handles.iter().map(Handle::any_progressed) {
@@ -142,11 +150,20 @@ pub fn wait_any_async<T: Send + Sync + 'static>(
         if handles.is_empty() {
             return std::future::pending().await;
         }
-        // Every runtime's signal, as the handles may come from several.
-        let signals = signals(&handles);
+        // Every runtime's signal, as the handles may come from several; with one runtime,
+        // its one listener, without a list or a select to build at each wake-up.
+        let signals = if one_runtime(&handles) { Vec::new() } else { signals(&handles) };
         loop {
             if let Some(i) = handles.iter().position(Handle::is_terminal) {
                 return i;
+            }
+            if signals.is_empty() {
+                let listener = listen(handles[0].any_progressed());
+                if let Some(i) = handles.iter().position(Handle::is_terminal) {
+                    return i;
+                }
+                listener.await;
+                continue;
             }
             let listeners: Vec<_> = signals.iter().map(|signal| listen(signal)).collect();
             if let Some(i) = handles.iter().position(Handle::is_terminal) {
