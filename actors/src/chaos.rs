@@ -76,9 +76,17 @@ impl Dice {
     fn roll(&self, key: &AssetKey) -> fastrand::Rng {
         let n = {
             let mut draws = self.draws.lock().unwrap_or_else(PoisonError::into_inner);
-            let n = draws.entry(key.clone()).or_insert(0);
-            *n += 1;
-            *n
+            // A key is cloned only at its first draw.
+            match draws.get_mut(key) {
+                Some(n) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    draws.insert(key.clone(), 1);
+                    1
+                }
+            }
         };
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         (self.seed, key, n).hash(&mut hasher);
