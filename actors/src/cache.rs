@@ -91,7 +91,7 @@ use crate::request::{RequestCell, Ticket};
 use crate::resident::{AnyValue, Evicted, Residency};
 use crate::runtime::RetryPolicy;
 use crate::scheduler::{Admission, LoadRef, QueuedLoad, SchedulerMsg};
-use crate::source::Locator;
+use crate::source::{LoadHints, Locator};
 use crate::telemetry::{Counters, Probe};
 use crate::work::{DispatchOrder, IoPort, Job, JobEnd, JobGuard, JobRoute, ReadJob};
 
@@ -194,6 +194,9 @@ pub(crate) struct CacheLinks {
     pub(crate) residency: Arc<Mutex<Residency>>,
     /// A deterministic runtime's retry delays, on its virtual clock instead of a timer.
     pub(crate) timers: Option<Arc<VirtualTimers>>,
+    /// Tells the source which located entries loads wait for (want at a load's start, unwant
+    /// when it decodes, fails or is cancelled), so a pack's windows skip the cancelled ones.
+    pub(crate) hints: Arc<LoadHints>,
 }
 
 /// The requests a failed cache hands to its next incarnation, each with its slot's locator.
@@ -319,7 +322,10 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn load(&mut self, ticket: Ticket<T>, locator: Option<Locator>, admission: Admission) {
         let cell = Arc::clone(ticket.cell());
         if cell.state().is_terminal() {
-            // Cancelled before the cache saw it: start nothing.
+            // Cancelled before the cache saw it: start nothing, but tell the source that the
+            // entry was asked for and let go, so that no window reads it ahead for nobody.
+            self.links.hints.want(locator);
+            self.links.hints.unwant(locator);
             return;
         }
         let priority = cell.priority();
@@ -448,6 +454,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let generation = self.next_generation();
         let declared = ticket.cell().declared_bytes();
         let at = self.table.start_load(ticket, generation, priority, declared, locator);
+        self.links.hints.want(locator);
         self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at, admission)));
     }
 
@@ -478,6 +485,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             return self.report_residency(evicted);
         }
         // The last holder let go of a load in progress: cancel the load itself.
+        self.links.hints.unwant(slot.locator);
         self.route.cancels().cancel(at, slot.generation);
         if slot.phase == Phase::Queued {
             let load = load_ref(self.type_index, at, slot.generation);
@@ -559,6 +567,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         probe.emit_with(|| {
             job.event(&probe, EventKind::Decoded).with_priority(slot.priority).with_bytes(size)
         });
+        self.links.hints.unwant(slot.locator);
         slot.phase = Phase::Resident;
         slot.bytes = size;
         // Quarantine is for a key whose decoder keeps panicking: a decode that works starts
@@ -634,6 +643,9 @@ impl<T: Send + Sync + 'static> Cache<T> {
     /// could be refused `QueueFull` meanwhile.
     fn cancel_every_load(&mut self) {
         for (at, slot) in self.table.iter_indexed() {
+            if slot.phase != Phase::Resident {
+                self.links.hints.unwant(slot.locator);
+            }
             self.route.cancels().cancel(at, slot.generation);
             if slot.phase == Phase::Queued {
                 let load = load_ref(self.type_index, at, slot.generation);

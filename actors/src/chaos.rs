@@ -148,6 +148,14 @@ impl<S: Source> Source for FaultySource<S> {
         format!("faulty({})", self.inner.describe())
     }
 
+    fn want(&self, locator: Locator) {
+        self.inner.want(locator);
+    }
+
+    fn unwant(&self, locator: Locator) {
+        self.inner.unwant(locator);
+    }
+
     fn entry_info(&self, key: &AssetKey) -> EntryInfo {
         self.inner.entry_info(key)
     }

@@ -20,6 +20,11 @@ pub use memory::MemorySource;
 pub use pack::{Coalescing, PackSource};
 
 use std::num::NonZeroU32;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use streamrt_supervisor::{log_caught, panic_message};
 
 use streamrt_messages::{AssetKey, ErrorKind};
 
@@ -39,7 +44,8 @@ pub trait Source: Send + Sync + 'static {
     /// gave it. By default, [`Source::read`], so a wrapper that keeps this default reads by
     /// key. A wrapper that forwards it must hand the inner source only locators that source
     /// gave for that key: one that renames keys or joins several sources must not forward
-    /// `entry_info`'s locators unchanged.
+    /// `entry_info`'s locators unchanged. One that forwards locators forwards
+    /// [`Source::want`] and [`Source::unwant`] too, or its inner source reads ahead blind.
     ///
     /// # Errors
     ///
@@ -51,6 +57,20 @@ pub trait Source: Send + Sync + 'static {
 
     /// A short description for logs and status (`dir:/path/to/root`).
     fn describe(&self) -> String;
+
+    /// The runtime started a load of the entry at `locator` (one [`Source::entry_info`]
+    /// gave): it will read the entry's bytes. Paired with one [`Source::unwant`] when the load
+    /// no longer waits for them. A source that reads ahead (a pack's coalescing windows) uses
+    /// the pair to stop at entries no load waits for any more, such as a cancelled one's.
+    ///
+    /// Advisory: a source serves every read whatever it was told. Called on the runtime's
+    /// core thread, so it must answer at once, never block. A panic here is caught, logged,
+    /// and turns the hints off for the rest of the runtime's life. Nothing by default.
+    fn want(&self, _locator: Locator) {}
+
+    /// The load a [`Source::want`] announced no longer waits for the entry's bytes: it got
+    /// them (decoded), failed, or was cancelled. As advisory as `want`.
+    fn unwant(&self, _locator: Locator) {}
 
     /// What is known of `key` without reading it: its dependencies and size. Called once per
     /// request on the engine's thread, so it must answer from memory (an index), never block.
@@ -74,8 +94,58 @@ impl<S: Source + ?Sized> Source for Box<S> {
         (**self).describe()
     }
 
+    fn want(&self, locator: Locator) {
+        (**self).want(locator);
+    }
+
+    fn unwant(&self, locator: Locator) {
+        (**self).unwant(locator);
+    }
+
     fn entry_info(&self, key: &AssetKey) -> EntryInfo {
         (**self).entry_info(key)
+    }
+}
+
+/// The runtime's side of [`Source::want`] and [`Source::unwant`]: the caches call them
+/// through this, for located loads only, and a panic in either turns both off for good (one
+/// log line), rather than failing the cache at every load.
+pub(crate) struct LoadHints {
+    source: Arc<dyn Source>,
+    off: AtomicBool,
+}
+
+impl LoadHints {
+    pub(crate) fn new(source: Arc<dyn Source>) -> Self {
+        Self { source, off: AtomicBool::new(false) }
+    }
+
+    /// A load of the entry at `locator` starts to wait for its bytes.
+    pub(crate) fn want(&self, locator: Option<Locator>) {
+        self.hint(locator, "want", |source, locator| source.want(locator));
+    }
+
+    /// A load [`LoadHints::want`] announced no longer waits for its bytes.
+    pub(crate) fn unwant(&self, locator: Option<Locator>) {
+        self.hint(locator, "unwant", |source, locator| source.unwant(locator));
+    }
+
+    fn hint(&self, locator: Option<Locator>, name: &str, hint: fn(&dyn Source, Locator)) {
+        let Some(locator) = locator else { return };
+        if self.off.load(Ordering::Relaxed) {
+            return;
+        }
+        let source = &*self.source;
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hint(source, locator))) {
+            self.off.store(true, Ordering::Relaxed);
+            let message = panic_message(&*panic);
+            log_caught(|| {
+                tracing::warn!(
+                    target: "streamrt", source = %source.describe(), %message,
+                    "the source's {name} panicked: load hints are off from now on"
+                );
+            });
+        }
     }
 }
 

@@ -1,9 +1,14 @@
-//! Pack sources beyond corruption (see `confinement` for that): adjacent reads coalesced, and
-//! dependencies declared in a pack's index loaded through the runtime.
+//! Pack sources beyond corruption (see `confinement` for that): adjacent reads coalesced, but
+//! never into the entries no load waits for, and dependencies declared in a pack's index
+//! loaded through the runtime.
 
+use streamrt::messages::AssetKey;
 use streamrt::pack::{Codec, PackLimits, PackWriter};
-use streamrt::{Coalescing, LoadState, PackSource, Priority, Runtime, Source};
-use streamrt_integration::{Blob, BlobDecoder, PATIENCE};
+use streamrt::{
+    Coalescing, EntryInfo, Handle, LoadState, Locator, PackSource, Priority, Runtime, Source,
+    SourceError,
+};
+use streamrt_integration::{Blob, BlobDecoder, Gate, PATIENCE};
 
 fn payload(i: u32) -> Vec<u8> {
     (0..1_500u32).map(|j| ((j * 7 + i) % 251) as u8).collect()
@@ -69,4 +74,167 @@ fn a_pack_chain_publishes_every_link_and_progress_counts_the_raw_sizes() {
     assert!(rt.sync(PATIENCE), "the runtime syncs");
     assert_eq!(rt.status().ready, 5, "the four dependencies were published too");
     assert_eq!(last.state(), LoadState::Ready);
+}
+
+/// A pack source whose reads first pass a gate on the key's path, and whose `want` hints pass
+/// it on `want` (which holds the runtime's core thread); it forwards the runtime's load hints,
+/// as a wrapper that forwards locators must.
+struct GatedPack {
+    inner: PackSource,
+    gate: Gate,
+}
+
+impl Source for GatedPack {
+    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+        self.gate.pass(key.path());
+        self.inner.read(key)
+    }
+
+    fn read_located(&self, key: &AssetKey, locator: Locator) -> Result<Vec<u8>, SourceError> {
+        self.gate.pass(key.path());
+        self.inner.read_located(key, locator)
+    }
+
+    fn describe(&self) -> String {
+        format!("gated {}", self.inner.describe())
+    }
+
+    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
+        self.inner.entry_info(key)
+    }
+
+    fn want(&self, locator: Locator) {
+        self.gate.pass("want");
+        self.inner.want(locator);
+    }
+
+    fn unwant(&self, locator: Locator) {
+        self.inner.unwant(locator);
+    }
+}
+
+/// A pack of entries `e0`.. holding `payloads`, with no dependencies, and a runtime over it
+/// that reads one load at a time, with `e0`'s read held at the gate.
+fn one_read_at_a_time(dir: &std::path::Path, payloads: &[Vec<u8>]) -> (PackSource, Gate, Runtime) {
+    let path = dir.join("flat.pack");
+    let mut writer = PackWriter::create(&path).unwrap();
+    for (i, payload) in payloads.iter().enumerate() {
+        writer.add(&format!("blob:e{i}"), payload, Codec::Lz4, vec![]).unwrap();
+    }
+    writer.finish().unwrap();
+    let source = PackSource::open(&path, PackLimits::default()).unwrap();
+    let gate = Gate::default();
+    gate.hold("e0");
+    let rt = Runtime::builder()
+        .source(GatedPack { inner: source.clone(), gate: gate.clone() })
+        .register(BlobDecoder::default())
+        .workers(1)
+        .reads_in_flight(1)
+        .read_credit_bytes(1)
+        .build()
+        .unwrap();
+    (source, gate, rt)
+}
+
+/// `len` bytes that lz4 cannot compress.
+fn noise(len: usize) -> Vec<u8> {
+    // xorshift64: no two neighbouring bytes repeat a pattern lz4 could match.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// The stored bytes of `source`'s entries `e{i}` for each `i` of `which`.
+fn stored_bytes(source: &PackSource, which: impl IntoIterator<Item = usize>) -> u64 {
+    which.into_iter().map(|i| source.entries()[i].stored_size).sum()
+}
+
+#[test]
+fn a_coalescing_window_never_reads_the_entries_of_cancelled_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    // Ten entries of 1,500 bytes: all of them fit one window.
+    let (source, gate, rt) =
+        one_read_at_a_time(dir.path(), &(0..10).map(payload).collect::<Vec<_>>());
+    let handles: Vec<Handle<Blob>> =
+        (0..10).map(|i| rt.request::<Blob>(&format!("e{i}"), Priority::Normal).unwrap()).collect();
+    gate.wait_started("e0", 1);
+    // The cache has started every load before they are cancelled.
+    assert!(rt.sync(PATIENCE));
+    for cancelled in handles.iter().skip(1).step_by(2) {
+        cancelled.cancel();
+    }
+    // The cache has let go of the cancelled loads before `e0`'s window is planned.
+    assert!(rt.sync(PATIENCE));
+    every_other_entry_read_alone(&source, &gate, &rt, &handles);
+}
+
+/// Releases `e0`'s read, checks that the even entries of `handles` load, and that each was
+/// read on its own: every wanted entry is followed by a cancelled one.
+fn every_other_entry_read_alone(
+    source: &PackSource,
+    gate: &Gate,
+    rt: &Runtime,
+    handles: &[Handle<Blob>],
+) {
+    gate.release("e0");
+    for (i, kept) in handles.iter().enumerate().step_by(2) {
+        assert_eq!(kept.wait_timeout(PATIENCE).unwrap().unwrap().0, payload(i as u32));
+    }
+    rt.shutdown();
+    assert_eq!(source.bytes_read(), stored_bytes(source, (0..10).step_by(2)));
+    assert_eq!(source.reads(), 5);
+}
+
+#[test]
+fn a_coalescing_window_never_reads_the_entries_of_loads_cancelled_before_they_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source, gate, rt) =
+        one_read_at_a_time(dir.path(), &(0..10).map(payload).collect::<Vec<_>>());
+    // The core thread waits in `e0`'s `want` while the others are requested and cancelled.
+    gate.hold("want");
+    let first = rt.request::<Blob>("e0", Priority::Normal).unwrap();
+    gate.wait_started("want", 1);
+    let mut handles = vec![first];
+    handles
+        .extend((1..10).map(|i| rt.request::<Blob>(&format!("e{i}"), Priority::Normal).unwrap()));
+    for cancelled in handles.iter().skip(1).step_by(2) {
+        cancelled.cancel();
+    }
+    gate.release("want");
+    gate.wait_started("e0", 1);
+    // The cache has seen every request, the cancelled ones already ended, before `e0`'s window
+    // is planned.
+    assert!(rt.sync(PATIENCE));
+    every_other_entry_read_alone(&source, &gate, &rt, &handles);
+}
+
+#[test]
+fn a_coalescing_window_stops_before_an_entry_already_loaded_and_reads_ahead_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // `e3`, of 100 KiB that do not compress, is read alone (a window starts only at a small
+    // entry), but fits in the window of the small entries before it.
+    let mut payloads: Vec<Vec<u8>> = (0..10).map(payload).collect();
+    payloads[3] = noise(100 << 10);
+    let (source, gate, rt) = one_read_at_a_time(dir.path(), &payloads);
+    gate.release("e0");
+    let loaded = rt.request::<Blob>("e3", Priority::Normal).unwrap();
+    assert_eq!(loaded.wait_timeout(PATIENCE).unwrap().unwrap().0, payloads[3]);
+    let handles: Vec<Handle<Blob>> = [0, 1, 2, 4]
+        .iter()
+        .map(|i| rt.request::<Blob>(&format!("e{i}"), Priority::Normal).unwrap())
+        .collect();
+    for handle in &handles {
+        handle.wait_timeout(PATIENCE).unwrap().unwrap();
+    }
+    rt.shutdown();
+    // `e3` alone, `e0`-`e2` up to the loaded `e3`, then `e4` and the never-requested entries
+    // after it, which may be requested next: every byte read once.
+    assert_eq!(source.reads(), 3);
+    assert_eq!(source.bytes_read(), stored_bytes(&source, 0..10));
 }

@@ -164,3 +164,59 @@ fn read_or_unblock(source: &DirSource, key: &str, pipe: &Path) -> Result<Vec<u8>
         panic!("the read waited for a writer");
     })
 }
+
+/// The memory source, whose load hints panic: every `want` it is told panics.
+struct PanickingHints {
+    inner: MemorySource,
+    wants: Arc<AtomicUsize>,
+    unwants: Arc<AtomicUsize>,
+}
+
+impl Source for PanickingHints {
+    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+        self.inner.read(key)
+    }
+
+    fn read_located(&self, key: &AssetKey, locator: Locator) -> Result<Vec<u8>, SourceError> {
+        self.inner.read_located(key, locator)
+    }
+
+    fn describe(&self) -> String {
+        "memory source with panicking hints".to_owned()
+    }
+
+    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
+        self.inner.entry_info(key)
+    }
+
+    fn want(&self, _: Locator) {
+        self.wants.fetch_add(1, Ordering::Relaxed);
+        panic!("scripted panic in a load hint");
+    }
+
+    fn unwant(&self, _: Locator) {
+        self.unwants.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_source_whose_load_hints_panic_still_loads_everything_and_is_told_no_more_hints() {
+    let (wants, unwants) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let inner = MemorySource::new();
+    for i in 0..5 {
+        inner.insert(blob_key(&format!("e{i}")), payload(i));
+    }
+    let source = PanickingHints { inner, wants: Arc::clone(&wants), unwants: Arc::clone(&unwants) };
+    let rt = Runtime::builder().source(source).register(BlobDecoder::default()).build().unwrap();
+    for i in 0..5 {
+        let handle = rt.request::<Blob>(&format!("e{i}"), Priority::Normal).unwrap();
+        assert_eq!(
+            handle.wait_timeout(PATIENCE).expect("ends in time").expect("loads").0,
+            payload(i)
+        );
+    }
+    assert_eq!(rt.status().restarts, 0, "the panic stayed in the hint");
+    rt.shutdown();
+    assert_eq!(wants.load(Ordering::Relaxed), 1, "hints are off after the first panic");
+    assert_eq!(unwants.load(Ordering::Relaxed), 0);
+}

@@ -118,6 +118,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             return self.keep_decoded(at, kind);
         }
         let slot = self.table.remove(at);
+        self.links.hints.unwant(slot.locator);
         let key = self.key_of(slot.path());
         let error = Arc::new(AssetLoadError { key, attempt: slot.attempt(), kind });
         for ticket in &slot.holders {
@@ -132,6 +133,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     /// incarnation), and the others fail.
     fn keep_decoded(&mut self, at: usize, kind: ErrorKind) {
         let slot = self.table.get_mut(at).expect("live slot");
+        self.links.hints.unwant(slot.locator);
         slot.phase = Phase::Resident;
         let waiting: Vec<RequestId> = slot
             .holders

@@ -28,7 +28,7 @@ use crate::resident::Residency;
 use crate::runtime::registry::{CacheControl, TypeSpec};
 use crate::runtime::RuntimeConfig;
 use crate::scheduler::{Scheduler, SchedulerLimits, SchedulerMsg};
-use crate::source::Source;
+use crate::source::{LoadHints, Source};
 use crate::telemetry::{Probe, SinkMsg, SinkOutputs, SinkTiming, TelemetrySink};
 use crate::throttle::Throttle;
 use crate::work::{
@@ -403,6 +403,7 @@ fn run_core(mut actors: CoreActors, ready: &mpsc::Sender<(System, Arbiter)>) {
             retry: config.retry,
             residency: Arc::clone(&actors.parts.residency),
             timers: actors.parts.deterministic.as_ref().map(|d| Arc::clone(&d.timers)),
+            hints: Arc::new(LoadHints::new(Arc::clone(&actors.parts.source))),
         };
         for (index, (spec, route)) in types.into_iter().zip(routes.iter()).enumerate() {
             root = root.child(spec.child_spec(links.clone(), index, Arc::clone(route)));

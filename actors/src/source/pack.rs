@@ -4,7 +4,8 @@
 //! (several IO workers read one file at once), decompressed into a buffer bounded by the
 //! index's raw size and the pack's `entry_bytes_max`, and verified against the entry's
 //! checksum. A corrupt entry fails its own loads with `Corrupt`; the others keep loading.
-//! Reads of adjacent small entries are coalesced (see `coalesce`).
+//! Reads of adjacent small entries are coalesced (see `coalesce`), up to the first entry the
+//! runtime said no load waits for any more (see `interest`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -15,10 +16,12 @@ use streamrt_messages::AssetKey;
 use streamrt_pack::{EntryError, IndexEntry, PackError, PackLimits, PackReader};
 
 mod coalesce;
+mod interest;
 
 pub use coalesce::Coalescing;
 
 use coalesce::Coalescer;
+use interest::Interest;
 
 use super::{EntryInfo, Locator, Source, SourceError};
 use crate::key_hash::KeyMap;
@@ -32,6 +35,9 @@ pub struct PackSource {
     by_key: Arc<KeyMap<(usize, Vec<AssetKey>)>>,
     path: PathBuf,
     coalescer: Arc<Coalescer>,
+    /// The loads waiting for each entry, as the runtime tells them: windows stop before an
+    /// entry none waits for any more.
+    interest: Arc<Interest>,
     /// Positioned reads made, for measuring coalescing.
     reads: Arc<AtomicU64>,
     /// Stored bytes those reads read, coalescing windows whole.
@@ -48,6 +54,7 @@ impl PackSource {
         let path = path.as_ref().to_owned();
         let reader = PackReader::open(&path, limits)?;
         let entries = reader.entries();
+        let interest = Arc::new(Interest::new(entries.len()));
         // The reader validated every key; a failure here would be a reader bug.
         let keys = entries
             .iter()
@@ -78,6 +85,7 @@ impl PackSource {
             by_key: Arc::new(by_key),
             path,
             coalescer: Arc::new(Coalescer::new(Coalescing::default())),
+            interest,
             reads: Arc::default(),
             bytes_read: Arc::default(),
         })
@@ -122,7 +130,9 @@ impl PackSource {
             self.reads.fetch_add(1, Ordering::Relaxed);
             self.bytes_read.fetch_add(bytes, Ordering::Relaxed);
         };
-        let read = self.reader.read_with(entry, || self.coalescer.stored(&self.reader, at, &count));
+        let read = self
+            .reader
+            .read_with(entry, || self.coalescer.stored(&self.reader, &self.interest, at, &count));
         read.map_err(|e| match e {
             EntryError::Io(m) => SourceError::Io(m),
             EntryError::TooLarge { size, max } => SourceError::TooLarge { size, max },
@@ -149,6 +159,14 @@ impl Source for PackSource {
 
     fn describe(&self) -> String {
         format!("pack:{}", self.path.display())
+    }
+
+    fn want(&self, locator: Locator) {
+        self.interest.want(locator.index());
+    }
+
+    fn unwant(&self, locator: Locator) {
+        self.interest.unwant(locator.index());
     }
 
     fn entry_info(&self, key: &AssetKey) -> EntryInfo {

@@ -51,6 +51,14 @@ impl<S: Source> Source for Delayed<S> {
         format!("{} + {:?} per read", self.inner.describe(), self.delay)
     }
 
+    fn want(&self, locator: Locator) {
+        self.inner.want(locator);
+    }
+
+    fn unwant(&self, locator: Locator) {
+        self.inner.unwant(locator);
+    }
+
     fn entry_info(&self, key: &AssetKey) -> EntryInfo {
         self.inner.entry_info(key)
     }
