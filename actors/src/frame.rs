@@ -167,6 +167,16 @@ impl Pacing {
     }
 }
 
+/// Which waiting requests a frame publishes.
+pub(crate) enum FrameChoice<'a> {
+    /// The most urgent first within the budget; each one published is pushed to the vector
+    /// when one is given (a recording session).
+    Budget(Option<&'a mut Vec<RequestId>>),
+    /// Those of these waiting, in this order, whatever the budget, leaving the others in the
+    /// vector: a replay publishing what its recording's frames published.
+    These(&'a mut Vec<RequestId>),
+}
+
 /// The ready queue and publish policy, shared by the coordinator and the engine thread.
 pub(crate) struct FrameShared {
     ready: Mutex<ReadySet<ReadyEntry>>,
@@ -193,8 +203,9 @@ impl FrameShared {
         self.ready.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts a frame: publishes waiting requests, most urgent first, within the budget.
-    pub(crate) fn begin_frame(&self) -> FrameReport {
+    /// Starts a frame: publishes waiting requests as `choice` says (most urgent first, within
+    /// the budget, unless a replay imposes its recording's).
+    pub(crate) fn begin_frame(&self, choice: FrameChoice<'_>) -> FrameReport {
         let frame = self.probe.next_frame();
         let mut policy = match self.mode {
             PublishMode::Immediate => FramePolicy::count(0),
@@ -208,7 +219,12 @@ impl FrameShared {
         let mut elapsed = || u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let batch = PublishBatch::new(now_us);
         let mut ready = self.ready();
-        let done = ready.publish_frame(frame, &policy, &batch, &mut elapsed);
+        let done = match choice {
+            FrameChoice::Budget(record) => {
+                ready.publish_frame(frame, &policy, &batch, &mut elapsed, record)
+            }
+            FrameChoice::These(requests) => ready.publish_these(requests, &batch),
+        };
         let (published, published_bytes) = (done.count, done.bytes);
         pacing.last_published = published;
         let waiting = ready.len();

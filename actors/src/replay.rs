@@ -157,6 +157,7 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
         replayed_ids: BTreeMap::new(),
         expected: BTreeMap::new(),
         ended_since_frame: BTreeSet::new(),
+        to_publish: None,
         shut_down: false,
     };
     let fed = session.feed_all(records);
@@ -208,6 +209,10 @@ struct Session<'a> {
     expected: BTreeMap<u64, LoadState>,
     /// The recorded ids of the ends recorded since the last `BeginFrame` record.
     ended_since_frame: BTreeSet<u64>,
+    /// The requests the recording's frames published that the replay has not, by the
+    /// replay's ids, from the `Published` records; `None` until the first (a version 2 log
+    /// has none).
+    to_publish: Option<Vec<RequestId>>,
     shut_down: bool,
 }
 
@@ -258,11 +263,25 @@ impl Session<'_> {
                     handle.reprioritize(priority);
                 }
             }
-            // The recorded count is not imposed: a request the replay staged a little earlier
-            // than the threaded run did would push a recorded one to a later frame.
+            LogRecord::Published { requests } => {
+                let ids = &self.replayed_ids;
+                let replayed = requests.iter().map(|&r| RequestId(replayed_id(ids, r)));
+                self.to_publish.get_or_insert_with(Vec::new).extend(replayed);
+            }
+            // The recorded requests are published, not the replay's own pick: the replay stages
+            // a request as soon as its decode is fed, sooner than the threaded run's frame
+            // coordinator received it, so its pick could publish a request that the recording
+            // published later, or never, as the engine cancelled it first. A recorded one the
+            // replay has not staged yet (its load was dispatched later here: dispatch order is
+            // not recorded) is published at the first frame after it is. A version 2 log has
+            // only the count, which is not imposed: a request staged sooner would push a
+            // recorded one to a later frame.
             LogRecord::BeginFrame { .. } => {
                 self.ended_since_frame.clear();
-                self.runtime.begin_frame();
+                match self.to_publish.as_mut() {
+                    Some(requests) => self.runtime.begin_frame_as(requests),
+                    None => self.runtime.begin_frame(),
+                };
             }
             LogRecord::EndFrame => self.runtime.end_frame(),
             LogRecord::Read { key, outcome } => self.script.bank_read(key, outcome),

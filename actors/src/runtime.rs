@@ -29,14 +29,16 @@ use std::sync::{Arc, Mutex, PoisonError, TryLockError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use streamrt_messages::replay_log::LogRecord;
-use streamrt_messages::{AssetKey, AssetTypeName, EventKind, InvalidKey, Priority, Status};
+use streamrt_messages::replay_log::{LogRecord, PUBLISHED_PER_RECORD_MAX};
+use streamrt_messages::{
+    AssetKey, AssetTypeName, EventKind, InvalidKey, Priority, RequestId, Status,
+};
 use streamrt_supervisor::{log_caught, AskPatience, Mailbox, WorkerPool};
 
 use crate::asset::Decoder;
 use crate::cache::CacheStats;
 use crate::chaos::CrashTarget;
-use crate::frame::{FrameMsg, FramePolicy, FrameReport, FrameShared, PublishMode};
+use crate::frame::{FrameChoice, FrameMsg, FramePolicy, FrameReport, FrameShared, PublishMode};
 use crate::replay::{log_header, Deterministic, Recorder};
 use crate::request::{Handle, RootHandle};
 use crate::resident::{MemoryStats, Residency};
@@ -652,11 +654,28 @@ impl Runtime {
     /// Starts a frame: publishes decoded requests, most urgent first, within the frame budget.
     /// Runs on the caller's thread without waiting on any actor.
     pub fn begin_frame(&self) -> FrameReport {
-        let report = self.inner.frame.begin_frame();
-        if let Some(recorder) = self.inner.probe.recorder() {
-            recorder.record(&LogRecord::BeginFrame { published: report.published });
+        let Some(recorder) = self.inner.probe.recorder() else {
+            return self.inner.frame.begin_frame(FrameChoice::Budget(None));
+        };
+        let mut published = Vec::new();
+        let report = self.inner.frame.begin_frame(FrameChoice::Budget(Some(&mut published)));
+        let ids: Vec<u64> = published.iter().map(|r| r.0).collect();
+        if ids.is_empty() {
+            // A record even so: a replay's frame then publishes nothing, as this one did.
+            recorder.record(&LogRecord::Published { requests: ids });
+        } else {
+            for chunk in ids.chunks(PUBLISHED_PER_RECORD_MAX) {
+                recorder.record(&LogRecord::Published { requests: chunk.to_vec() });
+            }
         }
+        recorder.record(&LogRecord::BeginFrame { published: report.published });
         report
+    }
+
+    /// Starts a frame that publishes those of `requests` waiting, in their order, and leaves
+    /// the others in `requests`: a replay's frame publishing what its recording's did.
+    pub(crate) fn begin_frame_as(&self, requests: &mut Vec<RequestId>) -> FrameReport {
+        self.inner.frame.begin_frame(FrameChoice::These(requests))
     }
 
     /// A group of parallel tasks for the current frame, run on the decode workers and joined

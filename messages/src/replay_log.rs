@@ -1,4 +1,4 @@
-//! The replay log, version 2: a recorded session's nondeterministic inputs, enough for a
+//! The replay log, version 3 (version 2 is read too): a recorded session's nondeterministic inputs, enough for a
 //! deterministic runtime to run the session again (`docs/PROTOCOL.md`, "Replay log").
 //!
 //! Layout: the 8 bytes [`REPLAY_LOG_MAGIC`], a `u16` little-endian version, then frames like
@@ -23,8 +23,11 @@ use crate::{AssetKey, ErrorKind, LoadState, Priority};
 /// The first 8 bytes of every replay log.
 pub const REPLAY_LOG_MAGIC: [u8; 8] = *b"STRMRLOG";
 
-/// The log version this build reads and writes.
-pub const REPLAY_LOG_VERSION: u16 = 2;
+/// The log version this build writes.
+pub const REPLAY_LOG_VERSION: u16 = 3;
+
+/// The oldest log version this build reads: version 2 has no [`LogRecord::Published`] records.
+pub const REPLAY_LOG_VERSION_MIN: u16 = 2;
 
 /// The largest header or record payload, in bytes.
 pub const RECORD_BYTES_MAX: usize = 1 << 20;
@@ -147,7 +150,8 @@ pub enum LogRecord {
         /// Its new priority.
         priority: Priority,
     },
-    /// `begin_frame`, and how many requests it published.
+    /// `begin_frame`, and how many requests it published. From version 3, the requests
+    /// themselves are in the [`LogRecord::Published`] records just before it.
     BeginFrame {
         /// Requests published.
         published: u32,
@@ -178,7 +182,20 @@ pub enum LogRecord {
     },
     /// The engine shut the runtime down.
     Shutdown,
+    /// Requests the next `begin_frame` published, in order (version 3): one record, empty for
+    /// a frame that published none, or several of at most [`PUBLISHED_PER_RECORD_MAX`] each,
+    /// just before its [`LogRecord::BeginFrame`]. A replay publishes exactly these then: one
+    /// that picked its own would publish a request its runs staged sooner than the recorded
+    /// one, before the engine's recorded cancel of it.
+    Published {
+        /// The requests, by id.
+        requests: Vec<u64>,
+    },
 }
+
+/// Request ids in one [`LogRecord::Published`] at most: 10 bytes each at most, so a record
+/// stays well within [`RECORD_BYTES_MAX`].
+pub const PUBLISHED_PER_RECORD_MAX: usize = 65_536;
 
 /// What is wrong with a log, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -197,7 +214,9 @@ pub enum LogErrorKind {
     #[error("not a streamrt replay log (bad magic)")]
     BadMagic,
     /// A version this build does not read.
-    #[error("version {found} is not supported (this build reads version {REPLAY_LOG_VERSION})")]
+    #[error(
+        "version {found} is not supported (this build reads versions {REPLAY_LOG_VERSION_MIN} to {REPLAY_LOG_VERSION})"
+    )]
     UnsupportedVersion {
         /// The version in the file.
         found: u16,
@@ -312,7 +331,7 @@ impl<'a> LogReader<'a> {
             return Err(LogError { offset: 8, kind });
         };
         let found = u16::from_le_bytes([version[0], version[1]]);
-        if found != REPLAY_LOG_VERSION {
+        if !(REPLAY_LOG_VERSION_MIN..=REPLAY_LOG_VERSION).contains(&found) {
             return Err(LogError { offset: 8, kind: LogErrorKind::UnsupportedVersion { found } });
         }
         let mut reader = Self {
@@ -474,6 +493,12 @@ mod tests {
         future[8] = 9;
         let e = read_log(&future).unwrap_err();
         assert_eq!((e.offset, e.kind), (8, LogErrorKind::UnsupportedVersion { found: 9 }));
+        let mut older = bytes.clone();
+        older[8] = 2;
+        assert!(read_log(&older).is_ok(), "version 2 is still read");
+        older[8] = 1;
+        let e = read_log(&older).unwrap_err();
+        assert_eq!((e.offset, e.kind), (8, LogErrorKind::UnsupportedVersion { found: 1 }));
         let (_, records) = read_log(&bytes).unwrap();
         let last = records.last().unwrap().0;
         let e = read_log(&bytes[..bytes.len() - 1]).unwrap_err();

@@ -4,7 +4,7 @@
 mod mutations;
 mod sessions;
 
-use streamrt::messages::{ErrorKind, Priority};
+use streamrt::messages::{ErrorKind, LoadState, Priority};
 use streamrt::replay::ReplayReport;
 use streamrt_integration::Scenario;
 
@@ -72,6 +72,32 @@ fn cancel_after_decode_never_binds() {
         .lines
         .iter()
         .any(|l| l.request == Some(a) && l.state == "cancelled while decoded"));
+}
+
+#[test]
+fn a_frame_publishes_what_its_recording_published_so_a_later_cancel_still_lands() {
+    let mut s = Scenario::new();
+    let a = s.request("blob:a", Priority::High);
+    let b = s.request("blob:b", Priority::Normal);
+    // Both decoded, but the recorded frame published only `b`: `a` reached the threaded run's
+    // frame coordinator after the frame began, and the engine cancelled it before the next.
+    s.load("blob:a", 10).load("blob:b", 10).frame_publishing(&[b]).ended(b, LoadState::Ready);
+    s.cancel(a).ended(a, LoadState::Cancelled).frame_publishing(&[]).shutdown();
+    let report = s.replay_with(1);
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    assert!(saw(&report, "published", b) && !saw(&report, "published", a));
+}
+
+#[test]
+fn a_request_recorded_published_before_the_replay_staged_it_is_published_at_the_next_frame() {
+    let mut s = Scenario::new();
+    let a = s.request("blob:a", Priority::Normal);
+    // The recording dispatched `a` sooner than the replay does; here its decode comes after.
+    s.frame_publishing(&[a]).ended(a, LoadState::Ready).load("blob:a", 10);
+    s.frame_publishing(&[]).shutdown();
+    let report = s.replay_with(1);
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    assert!(saw(&report, "published", a));
 }
 
 #[test]

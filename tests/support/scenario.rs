@@ -109,9 +109,19 @@ impl Scenario {
         self.push(LogRecord::Reprioritize { id, priority })
     }
 
-    /// One frame: `begin_frame` (no recorded cap) and `end_frame`.
+    /// One frame: `begin_frame` (no recorded cap, nor requests: as a version 2 log, the
+    /// replay picks them within its budget) and `end_frame`.
     pub fn frame(&mut self) -> &mut Self {
         self.push(LogRecord::BeginFrame { published: u32::MAX });
+        self.push(LogRecord::EndFrame)
+    }
+
+    /// One frame whose `begin_frame` published the requests `published`, in order, as a
+    /// recording from version 3 on says, and `end_frame`.
+    pub fn frame_publishing(&mut self, published: &[u64]) -> &mut Self {
+        self.push(LogRecord::Published { requests: published.to_vec() });
+        let count = u32::try_from(published.len()).expect("a test's frame");
+        self.push(LogRecord::BeginFrame { published: count });
         self.push(LogRecord::EndFrame)
     }
 

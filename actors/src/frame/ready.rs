@@ -153,12 +153,14 @@ impl<E: Waiting> ReadySet<E> {
     /// Publishes for the boundary starting `frame`, within `policy`, each request as part of
     /// `batch`; `elapsed_us` tells the time spent since the boundary began (asked only when
     /// the policy has a time budget).
+    /// Each request published is pushed to `record` when one is given (a recording session).
     pub(crate) fn publish_frame(
         &mut self,
         frame: u64,
         policy: &FramePolicy,
         batch: &E::Batch,
         elapsed_us: &mut dyn FnMut() -> u64,
+        mut record: Option<&mut Vec<RequestId>>,
     ) -> Published {
         let mut done = Published::default();
         let timed = policy.publish_time_us_max != u64::MAX;
@@ -176,7 +178,7 @@ impl<E: Waiting> ReadySet<E> {
             self.by_arrival.pop_first();
             self.index.remove(&request);
             if let Some((entry, _)) = self.by_priority.remove(&(priority, request)) {
-                publish(&entry, batch, &mut done);
+                publish(request, &entry, batch, &mut done, record.as_deref_mut());
             }
         }
         while let Some((_, (entry, _))) = self.by_priority.first_key_value() {
@@ -186,17 +188,45 @@ impl<E: Waiting> ReadySet<E> {
             let ((_, request), (entry, at)) = self.by_priority.pop_first().expect("peeked");
             self.by_arrival.remove(&(at, request));
             self.index.remove(&request);
-            publish(&entry, batch, &mut done);
+            publish(request, &entry, batch, &mut done, record.as_deref_mut());
         }
+        done
+    }
+
+    /// Publishes those of `requests` waiting here, in their order, as part of `batch`,
+    /// whatever the budget, and leaves the others in `requests` (a replay publishing what its
+    /// recording's frames published, some of which it has not staged yet).
+    pub(crate) fn publish_these(
+        &mut self,
+        requests: &mut Vec<RequestId>,
+        batch: &E::Batch,
+    ) -> Published {
+        let mut done = Published::default();
+        requests.retain(|&request| match self.withdraw(request) {
+            Some(entry) => {
+                publish(request, &entry, batch, &mut done, None);
+                false
+            }
+            None => true,
+        });
         done
     }
 }
 
-fn publish<E: Waiting>(entry: &E, batch: &E::Batch, done: &mut Published) {
+fn publish<E: Waiting>(
+    request: RequestId,
+    entry: &E,
+    batch: &E::Batch,
+    done: &mut Published,
+    record: Option<&mut Vec<RequestId>>,
+) {
     let bytes = entry.bytes();
     if entry.publish(batch) {
         done.count += 1;
         done.bytes += bytes;
+        if let Some(record) = record {
+            record.push(request);
+        }
     }
 }
 
@@ -242,9 +272,13 @@ mod tests {
             let fake = Fake { id, bytes, cancelled: false, log: Rc::clone(&self.log) };
             self.set.push(RequestId(id), priority, fake, frame);
         }
+        /// The ids published, in order; the ids a recording is given are the same.
         fn frame(&mut self, frame: u64, policy: &FramePolicy) -> Vec<u64> {
-            self.set.publish_frame(frame, policy, &(), &mut || 0);
-            self.log.borrow_mut().drain(..).collect()
+            let mut recorded = Vec::new();
+            self.set.publish_frame(frame, policy, &(), &mut || 0, Some(&mut recorded));
+            let published: Vec<u64> = self.log.borrow_mut().drain(..).collect();
+            assert_eq!(recorded.iter().map(|r| r.0).collect::<Vec<_>>(), published);
+            published
         }
     }
 
@@ -284,7 +318,7 @@ mod tests {
             clock += 40;
             clock
         };
-        let done = b.set.publish_frame(1, &policy, &(), &mut elapsed);
+        let done = b.set.publish_frame(1, &policy, &(), &mut elapsed, None);
         assert_eq!(done.count, 3);
         assert_eq!(b.set.len(), 1);
     }
@@ -359,6 +393,27 @@ mod tests {
         assert_eq!(b.set.len(), 2);
         let aging = FramePolicy { aging_frames_max: 1, ..FramePolicy::count(8) };
         assert_eq!(b.frame(5, &aging), [1, 3]);
+    }
+
+    #[test]
+    fn a_replayed_frame_publishes_the_recorded_requests_it_holds_in_order_and_keeps_the_rest() {
+        let mut bench = Bench::new();
+        bench.add(1, Priority::Critical, 10, 0);
+        bench.add(2, Priority::Low, 10, 0);
+        bench.add(3, Priority::Normal, 10, 0);
+        bench.add(4, Priority::Normal, 10, 0);
+        // 9 is not staged yet: it stays in the list. Out of priority order, past any budget.
+        let mut recorded = vec![RequestId(2), RequestId(9), RequestId(4)];
+        let done = bench.set.publish_these(&mut recorded, &());
+        assert_eq!(done, Published { count: 2, bytes: 20 });
+        assert_eq!(bench.log.borrow_mut().drain(..).collect::<Vec<_>>(), [2, 4]);
+        assert_eq!(recorded, [RequestId(9)], "still to publish once staged");
+        assert_eq!(bench.set.len(), 2, "the others still wait");
+        bench.add(9, Priority::Low, 10, 1);
+        assert_eq!(bench.set.publish_these(&mut recorded, &()).count, 1);
+        assert_eq!(bench.log.borrow_mut().drain(..).collect::<Vec<_>>(), [9]);
+        assert!(recorded.is_empty());
+        assert_eq!(bench.frame(1, &FramePolicy::count(10)), [1, 3]);
     }
 
     #[test]

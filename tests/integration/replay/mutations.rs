@@ -21,7 +21,7 @@ fn recorded_log() -> Vec<u8> {
     let mesh = s.request_with_deps("mesh:m", &["texture:t1", "texture:t2"], Priority::High);
     s.load("texture:t1", 64).read_fails("texture:t2", ErrorKind::Io("flaky".into()));
     s.load("texture:t2", 64).load("mesh:m", 128).reprioritize(mesh, Priority::Critical);
-    s.cancel(ids[1]).frame().frame();
+    s.cancel(ids[1]).frame().frame_publishing(&[ids[0], mesh, ids[1]]);
     s.read("blob:z", 4).decode_panics("blob:z", "boom");
     for id in ids {
         s.ended(id, streamrt::LoadState::Ready);
