@@ -26,7 +26,8 @@ use interest::Interest;
 use super::{EntryInfo, Locator, Source, SourceError};
 use crate::key_hash::KeyMap;
 
-/// Reads assets from a pack file; cloning shares the open file.
+/// Reads assets from a pack file; cloning shares the open file, its coalescing windows and
+/// what loads wait for (two runtimes over clones of one source tell it both of theirs).
 #[derive(Debug, Clone)]
 pub struct PackSource {
     reader: Arc<PackReader>,
