@@ -23,7 +23,7 @@ pub(crate) use record::{log_header, Recorder};
 pub(crate) use stepper::{Deterministic, VirtualTimers};
 pub use transcript::TranscriptLine;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use streamrt_messages::replay_log::{read_log, LogError, LogHeader, LogPublish, LogRecord};
@@ -158,6 +158,7 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
         expected: BTreeMap::new(),
         ended_since_frame: BTreeSet::new(),
         to_publish: None,
+        listed: HashSet::new(),
         shut_down: false,
     };
     let fed = session.feed_all(records);
@@ -177,8 +178,15 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
         session.expected.iter().map(|(&id, &state)| (replayed_id(ids, id), state)).collect();
     // In a log cut short, the ends recorded after its last frame's record: `begin_frame`
     // records the requests it published before its own record, so the frame that published
-    // them may be cut off, and the replay cannot reach those ends.
-    let unreachable = if complete { BTreeSet::new() } else { replayed(&session.ended_since_frame) };
+    // them may be cut off, and the replay cannot reach those ends. Nor those of the requests
+    // a recorded frame published that the replay staged after its last frame.
+    let unreachable = if complete {
+        BTreeSet::new()
+    } else {
+        let mut unreachable = replayed(&session.ended_since_frame);
+        unreachable.extend(session.to_publish.iter().flatten().map(|id| id.0));
+        unreachable
+    };
     drop(runtime);
     fed?;
     let events = std::mem::take(&mut *events.lock().unwrap_or_else(PoisonError::into_inner));
@@ -213,6 +221,9 @@ struct Session<'a> {
     /// replay's ids, from the `Published` records; `None` until the first (a version 2 log
     /// has none).
     to_publish: Option<Vec<RequestId>>,
+    /// Every request ever listed in `to_publish`: one is listed once, and one published
+    /// already is not listed again.
+    listed: HashSet<RequestId>,
     shut_down: bool,
 }
 
@@ -263,11 +274,7 @@ impl Session<'_> {
                     handle.reprioritize(priority);
                 }
             }
-            LogRecord::Published { requests } => {
-                let ids = &self.replayed_ids;
-                let replayed = requests.iter().map(|&r| RequestId(replayed_id(ids, r)));
-                self.to_publish.get_or_insert_with(Vec::new).extend(replayed);
-            }
+            LogRecord::Published { requests } => self.list_to_publish(&requests),
             // The recorded requests are published, not the replay's own pick: the replay stages
             // a request as soon as its decode is fed, sooner than the threaded run's frame
             // coordinator received it, so its pick could publish a request that the recording
@@ -291,6 +298,21 @@ impl Session<'_> {
                 self.ended_since_frame.insert(id);
             }
             LogRecord::Shutdown => {}
+        }
+    }
+
+    /// Adds the requests a recorded frame published to those still to publish, under the
+    /// replay's ids. A recorded request is always made before it is published, so an id past
+    /// the replay's requests, or one listed before, is a damaged log's and is dropped: the
+    /// list, rescanned at every frame, holds each request made at most once.
+    fn list_to_publish(&mut self, recorded: &[u64]) {
+        let made = self.runtime.requests_made();
+        let list = self.to_publish.get_or_insert_with(Vec::new);
+        for &id in recorded {
+            let id = RequestId(replayed_id(&self.replayed_ids, id));
+            if (1..=made).contains(&id.0) && self.listed.insert(id) {
+                list.push(id);
+            }
         }
     }
 }

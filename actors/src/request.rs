@@ -419,6 +419,18 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         }
     }
 
+    /// Cancels the request (false if it had already ended) and lets go of it at its cache.
+    /// While recording, an engine request's cancel and its `Cancel` record happen under the
+    /// recorder's order lock, as a frame's publishes and their records do, so the log lists a
+    /// cancel that lost the race to a publish after that frame, as it took effect.
+    fn cancel_and_release(self: &Arc<Self>) -> bool {
+        let recorder = self.probe().recorder().filter(|_| self.is_root());
+        let _order = recorder.map(|recorder| recorder.order());
+        let ended_it = self.cancel();
+        self.release();
+        ended_it
+    }
+
     /// Lets go of the asset at the cache, once: the cache then drops the load if no other
     /// request holds it.
     fn release(self: &Arc<Self>) {
@@ -582,8 +594,7 @@ impl<T: Send + Sync + 'static> Clone for Handle<T> {
 impl<T: Send + Sync + 'static> Drop for Handle<T> {
     fn drop(&mut self) {
         if self.cell.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.cell.cancel();
-            self.cell.release();
+            self.cell.cancel_and_release();
         }
     }
 }
@@ -677,9 +688,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
     /// request holds the asset. Returns whether this call ended the request (`false` when it
     /// had already ended, ready or not).
     pub fn cancel(&self) -> bool {
-        let ended_it = self.cell.cancel();
-        self.cell.release();
-        ended_it
+        self.cell.cancel_and_release()
     }
 
     /// Changes the request's priority: a queued load moves in the scheduler's queue, a decoded

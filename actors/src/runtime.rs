@@ -657,6 +657,10 @@ impl Runtime {
         let Some(recorder) = self.inner.probe.recorder() else {
             return self.inner.frame.begin_frame(FrameChoice::Budget(None));
         };
+        // The publishes and their records under the order lock, which root requests and
+        // cancels take too: a dependency published here is recorded after its request, and
+        // a cancel that lost the race to a publish is recorded after this frame.
+        let _order = recorder.order();
         let mut published = Vec::new();
         let report = self.inner.frame.begin_frame(FrameChoice::Budget(Some(&mut published)));
         let ids: Vec<u64> = published.iter().map(|r| r.0).collect();
@@ -670,6 +674,11 @@ impl Runtime {
         }
         recorder.record(&LogRecord::BeginFrame { published: report.published });
         report
+    }
+
+    /// Requests made so far, dependencies included: the highest id given out.
+    pub(crate) fn requests_made(&self) -> u64 {
+        self.inner.submitter.requests_made()
     }
 
     /// Starts a frame that publishes those of `requests` waiting, in their order, and leaves

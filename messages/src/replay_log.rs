@@ -1,5 +1,6 @@
-//! The replay log, version 3 (version 2 is read too): a recorded session's nondeterministic inputs, enough for a
-//! deterministic runtime to run the session again (`docs/PROTOCOL.md`, "Replay log").
+//! The replay log, version 3 (version 2 is read too): a recorded session's nondeterministic
+//! inputs, enough for a deterministic runtime to run the session again (`docs/PROTOCOL.md`,
+//! "Replay log").
 //!
 //! Layout: the 8 bytes [`REPLAY_LOG_MAGIC`], a `u16` little-endian version, then frames like
 //! the control protocol's (a `u32` little-endian length and that many bytes of postcard, at

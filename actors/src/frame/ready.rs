@@ -153,6 +153,7 @@ impl<E: Waiting> ReadySet<E> {
     /// Publishes for the boundary starting `frame`, within `policy`, each request as part of
     /// `batch`; `elapsed_us` tells the time spent since the boundary began (asked only when
     /// the policy has a time budget).
+    ///
     /// Each request published is pushed to `record` when one is given (a recording session).
     pub(crate) fn publish_frame(
         &mut self,

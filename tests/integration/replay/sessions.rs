@@ -191,6 +191,20 @@ fn a_log_cut_short_still_shows_a_divergence_recorded_before_its_last_frame() {
 }
 
 #[test]
+fn a_log_cut_short_excuses_a_recorded_publish_the_replay_staged_after_its_last_frame() {
+    // The recording published `x` at its one frame (its end comes first, as `begin_frame`
+    // records it); the replay stages `x` only after that frame, and the log stops there. The
+    // repeated and unknown ids are a damaged log's, and are dropped.
+    let mut s = Scenario::new();
+    let x = s.request("blob:x", Priority::Normal);
+    s.ended(x, LoadState::Ready).frame_publishing(&[x, x, 999]).load("blob:x", 10);
+    let report = s.replay_with(2);
+    assert!(!report.complete);
+    assert_eq!(report.divergence, None, "x would have been published at the next frame");
+    assert_eq!(report.checked, 0, "x's end is excused");
+}
+
+#[test]
 fn an_end_recorded_before_its_request_is_checked_under_the_replays_id() {
     // `b` (r1 in the recording, r2 in the replay) ended before its own request's record, as a
     // request failed while it is being made is recorded.
