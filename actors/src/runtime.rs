@@ -664,15 +664,16 @@ impl Runtime {
         let mut published = Vec::new();
         let report = self.inner.frame.begin_frame(FrameChoice::Budget(Some(&mut published)));
         let ids: Vec<u64> = published.iter().map(|r| r.0).collect();
-        if ids.is_empty() {
-            // A record even so: a replay's frame then publishes nothing, as this one did.
-            recorder.record(&LogRecord::Published { requests: ids });
-        } else {
-            for chunk in ids.chunks(PUBLISHED_PER_RECORD_MAX) {
-                recorder.record(&LogRecord::Published { requests: chunk.to_vec() });
-            }
+        // One record even for none: a replay's frame then publishes nothing, as this one did.
+        let mut records: Vec<LogRecord> = ids
+            .chunks(PUBLISHED_PER_RECORD_MAX)
+            .map(|chunk| LogRecord::Published { requests: chunk.to_vec() })
+            .collect();
+        if records.is_empty() {
+            records.push(LogRecord::Published { requests: Vec::new() });
         }
-        recorder.record(&LogRecord::BeginFrame { published: report.published });
+        records.push(LogRecord::BeginFrame { published: report.published });
+        recorder.record_all(&records);
         report
     }
 

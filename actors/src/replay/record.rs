@@ -3,7 +3,7 @@
 //!
 //! What is recorded, and where:
 //! - the engine's calls: root requests (`Submitter`), cancels and drops, reprioritisations
-//!   (`Handle`), frame boundaries with the count published, shutdown (`Runtime`);
+//!   (`Handle`), frame boundaries with the requests published, shutdown (`Runtime`);
 //! - what the source said: each key's dependencies and size once, every read's outcome (IO
 //!   worker);
 //! - every decoder's outcome, panics included (the type's route);
@@ -12,7 +12,9 @@
 //! # Ordering
 //!
 //! Records are appended under one lock in the order their threads reached it, which is the
-//! order a replay feeds them back.
+//! order a replay feeds them back. Root requests, frame boundaries and cancels also take the
+//! order lock across their effect and its record, so that among them the log's order is the
+//! order they took effect in (a request's ids, a publish against a cancel).
 //!
 //! # Errors
 //!
@@ -72,6 +74,14 @@ impl Recorder {
     /// Appends `record`.
     pub(crate) fn record(&self, record: &LogRecord) {
         self.state().append(record);
+    }
+
+    /// Appends `records` together: no other thread's record comes between them.
+    pub(crate) fn record_all(&self, records: &[LogRecord]) {
+        let mut state = self.state();
+        for record in records {
+            state.append(record);
+        }
     }
 
     /// Records what the source said of `key`, the first time it is asked.
