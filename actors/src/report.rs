@@ -6,10 +6,15 @@
 //!   deterministically (sorted maps, fixed precision), so it can be snapshot-tested.
 //! - [`chrome_trace`] builds a trace Perfetto loads: one track per worker with read and decode
 //!   spans, an async span per request, counters for queue depth and resident bytes.
+//! - `spans` says which pool ran each worker span: an urgent load's decode ran on its IO
+//!   worker, and counts there in both.
 
 mod chrome;
+mod spans;
 
 pub use chrome::chrome_trace;
+
+use spans::{SpanLine, SpanPools};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -189,22 +194,27 @@ impl PoolBusy {
         (pool, r.worker.unwrap_or(0), r.generation.unwrap_or(0))
     }
 
-    fn started(&mut self, pool: &'static str, r: &Record) {
-        self.open.insert(Self::key(pool, r), r.t_us);
+    /// Starts or ends the span of `line`, the `r` of a worker.
+    fn line(&mut self, line: SpanLine, r: &Record, types: &mut BTreeMap<String, TypeRow>) {
+        if line.starts {
+            self.open.insert(Self::key(line.pool, r), r.t_us);
+        } else {
+            self.done(line, r, types);
+        }
     }
 
     /// Ends the span `r` closes; a read's bytes count overall and for its type in `types`.
-    fn done(&mut self, pool: &'static str, r: &Record, types: &mut BTreeMap<String, TypeRow>) {
-        if let Some(start) = self.open.remove(&Self::key(pool, r)) {
+    fn done(&mut self, line: SpanLine, r: &Record, types: &mut BTreeMap<String, TypeRow>) {
+        if let Some(start) = self.open.remove(&Self::key(line.pool, r)) {
             let span = r.t_us.saturating_sub(start);
             // A log is input: sums saturate rather than overflow on figures no run makes.
-            if pool == "io" {
+            if line.pool == "io" {
                 self.io_us = self.io_us.saturating_add(span);
             } else {
                 self.decode_us = self.decode_us.saturating_add(span);
             }
         }
-        if pool == "io" {
+        if line.stage == "read" {
             let bytes = r.bytes.unwrap_or(0);
             self.bytes_read = self.bytes_read.saturating_add(bytes);
             if let Some(ty) = &r.asset_type {
@@ -236,12 +246,17 @@ impl Report {
         let mut requests: HashMap<u64, RequestTimes> = HashMap::new();
         let mut waits = Vec::new();
         let mut busy = PoolBusy::default();
+        let mut pools = SpanPools::default();
         let mut depths = Vec::new();
         let (first, last) = (
             records.iter().map(|r| r.t_us).min().unwrap_or(0),
             records.iter().map(|r| r.t_us).max().unwrap_or(0),
         );
         for r in records {
+            if let Some(line) = pools.line(r) {
+                busy.line(line, r, &mut report.types);
+                continue;
+            }
             let entry = r.request.map(|id| requests.entry(id).or_default());
             match (r.event.as_str(), entry) {
                 ("started", _) => {
@@ -267,13 +282,6 @@ impl Report {
                         t.asset_type.clone_from(&r.asset_type);
                     }
                     report.count_terminal(name, r);
-                }
-                (kind @ ("read_started" | "decode_started"), _) => {
-                    busy.started(if kind == "read_started" { "io" } else { "decode" }, r);
-                }
-                (kind @ ("read_done" | "decode_done"), _) => {
-                    let pool = if kind == "read_done" { "io" } else { "decode" };
-                    busy.done(pool, r, &mut report.types);
                 }
                 ("sample", _) => {
                     depths.push(r.queue_depth.unwrap_or(0));
@@ -461,6 +469,33 @@ mod tests {
         let r = report(&lines);
         assert_eq!(r.queue_wait_us.p99, 10, "one queue wait per load, its first");
         assert_eq!(r.request_to_ready_us.p50, 1_000, "from the first queued");
+    }
+
+    #[test]
+    fn an_urgent_loads_decode_is_the_io_workers_busy_time_not_the_decode_pools() {
+        // One IO worker and one decode thread over 1,000 us: a critical load read for 100 us
+        // and decoded by its IO worker for 300, a normal one decoded on the decode pool for 200.
+        let at = |event: &str, generation: u64, t_us: u64, extra: &str| {
+            format!(
+                r#"{{"v":1,"t_us":{t_us},"frame":0,"event":"{event}","request":{generation},"generation":{generation},"worker":0{extra}}}"#
+            )
+        };
+        let lines = [
+            r#"{"v":1,"t_us":0,"frame":0,"event":"started","worker_count":1,"decode_threads":1,"queue_capacity":8}"#.to_owned(),
+            at("dispatched", 1, 0, r#","priority":"critical""#),
+            at("read_started", 1, 0, ""),
+            at("read_done", 1, 100, r#","bytes":10"#),
+            at("decode_started", 1, 100, ""),
+            at("decode_done", 1, 400, ""),
+            at("dispatched", 2, 400, r#","priority":"normal""#),
+            at("decode_started", 2, 500, ""),
+            at("decode_done", 2, 700, ""),
+            at("published", 2, 1_000, ""),
+        ];
+        let r = report(&lines);
+        assert_eq!((r.io_utilisation, r.decode_utilisation), (0.4, 0.2));
+        let bytes_read = r.mib_per_s * f64::from(1 << 20) * r.duration_s;
+        assert_eq!(bytes_read.round(), 10.0, "a decode's end counts no bytes read");
     }
 
     #[test]

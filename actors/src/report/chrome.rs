@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{json, Value};
 use streamrt_messages::Record;
 
+use super::spans::SpanPools;
+
 /// The track that carries the per-request async spans and the counters.
 const RUNTIME_TID: u32 = 1;
 
@@ -31,25 +33,26 @@ pub fn chrome_trace(records: &[Record]) -> Value {
     // A request's span begins at its first `queued` (a cache's restart queues it again) and
     // ends at its first terminal line.
     let (mut begun, mut ended) = (HashSet::new(), HashSet::new());
+    let mut pools = SpanPools::default();
     for r in records {
         let worker = r.worker.unwrap_or(0);
+        if let Some(line) = pools.line(r) {
+            let key = (line.pool, worker);
+            if line.starts {
+                open.insert((tracks.tid(line.pool, worker), r.generation.unwrap_or(0)), r);
+                continue;
+            }
+            let Some(&tid) = tracks.0.get(&key) else { continue };
+            if let Some(start) = open.remove(&(tid, r.generation.unwrap_or(0))) {
+                events.push(json!({
+                    "name": line.stage, "ph": "X", "pid": 1, "tid": tid,
+                    "ts": start.t_us, "dur": r.t_us.saturating_sub(start.t_us),
+                    "args": {"key": r.key, "request": r.request, "bytes": r.bytes},
+                }));
+            }
+            continue;
+        }
         match r.event.as_str() {
-            "read_started" | "decode_started" => {
-                let pool = if r.event == "read_started" { "io" } else { "decode" };
-                open.insert((tracks.tid(pool, worker), r.generation.unwrap_or(0)), r);
-            }
-            "read_done" | "decode_done" => {
-                let (pool, name) =
-                    if r.event == "read_done" { ("io", "read") } else { ("decode", "decode") };
-                let Some(&tid) = tracks.0.get(&(pool, worker)) else { continue };
-                if let Some(start) = open.remove(&(tid, r.generation.unwrap_or(0))) {
-                    events.push(json!({
-                        "name": name, "ph": "X", "pid": 1, "tid": tid,
-                        "ts": start.t_us, "dur": r.t_us.saturating_sub(start.t_us),
-                        "args": {"key": r.key, "request": r.request, "bytes": r.bytes},
-                    }));
-                }
-            }
             "queued" if begun.insert(r.request) => events.push(json!({
                 "name": r.key.clone().unwrap_or_default(), "cat": "request", "ph": "b",
                 "id": r.request, "pid": 1, "tid": RUNTIME_TID, "ts": r.t_us,
@@ -113,6 +116,40 @@ mod tests {
             assert!(names.values().any(|n| n == name), "{name} in {names:?}");
         }
         assert!(names.keys().all(|&tid| tid <= u64::from(u32::MAX)), "{names:?}");
+    }
+
+    #[test]
+    fn an_urgent_loads_decode_sits_on_the_track_of_the_io_worker_that_ran_it() {
+        let at = |event: &str, worker: Option<u32>, t_us, priority: Option<&str>| Record {
+            event: event.into(),
+            generation: Some(7),
+            worker,
+            t_us,
+            priority: priority.map(str::to_owned),
+            ..Record::default()
+        };
+        let records = [
+            at("dispatched", None, 0, Some("critical")),
+            at("read_started", Some(1), 10, None),
+            at("read_done", Some(1), 20, None),
+            at("decode_started", Some(1), 20, None),
+            at("decode_done", Some(1), 50, None),
+        ];
+        let trace = chrome_trace(&records);
+        let events = trace["traceEvents"].as_array().unwrap();
+        let track = |tid: &Value| {
+            let names = events.iter().filter(|e| e["name"] == "thread_name");
+            names.filter(|e| &e["tid"] == tid).map(|e| e["args"]["name"].clone()).next()
+        };
+        let spans: Vec<(Value, Option<Value>)> = events
+            .iter()
+            .filter(|e| e["ph"] == "X")
+            .map(|e| (e["name"].clone(), track(&e["tid"])))
+            .collect();
+        assert_eq!(
+            spans,
+            [(json!("read"), Some(json!("io-1"))), (json!("decode"), Some(json!("io-1")))]
+        );
     }
 
     #[test]

@@ -1,0 +1,96 @@
+//! Which pool ran each worker span of a log: a read ran on the IO pool; a decode ran on the
+//! decode pool, unless its load was dispatched urgent (`High` or `Critical`), which the IO
+//! worker that read it decodes itself (`work.rs`; `docs/TELEMETRY.md`, the `worker` field).
+//! Both the report and the Chrome trace read spans through [`SpanPools`], so an urgent decode
+//! counts as the IO worker's busy time, not the decode pool's, and sits on that IO worker's
+//! track: counted as a decode worker's, it pushed decode utilisation past 100 % with few
+//! decode threads and overlapped a decode worker's own spans on its track.
+
+use std::collections::HashSet;
+
+use streamrt_messages::{Priority, Record};
+
+use crate::work::URGENT;
+
+/// What a span's line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SpanLine {
+    /// The pool that ran it: `io` or `decode`.
+    pub(super) pool: &'static str,
+    /// `read` or `decode`.
+    pub(super) stage: &'static str,
+    /// Whether the line starts the span (else it ends it).
+    pub(super) starts: bool,
+}
+
+/// The loads dispatched urgent, by generation, from the log's `dispatched` lines so far.
+#[derive(Default)]
+pub(super) struct SpanPools {
+    urgent: HashSet<u64>,
+}
+
+impl SpanPools {
+    /// Takes in `r`; if it starts or ends a worker's span, what span and which pool ran it.
+    pub(super) fn line(&mut self, r: &Record) -> Option<SpanLine> {
+        let (stage, starts) = match r.event.as_str() {
+            "dispatched" => {
+                self.dispatched(r);
+                return None;
+            }
+            "read_started" => ("read", true),
+            "read_done" => ("read", false),
+            "decode_started" => ("decode", true),
+            "decode_done" => ("decode", false),
+            _ => return None,
+        };
+        let urgent = || r.generation.is_some_and(|g| self.urgent.contains(&g));
+        let pool = if stage == "read" || urgent() { "io" } else { "decode" };
+        if stage == "decode" && !starts {
+            if let Some(g) = r.generation {
+                self.urgent.remove(&g);
+            }
+        }
+        Some(SpanLine { pool, stage, starts })
+    }
+
+    fn dispatched(&mut self, r: &Record) {
+        let priority = r.priority.as_deref().and_then(Priority::parse);
+        if let (Some(generation), Some(priority)) = (r.generation, priority) {
+            if priority <= URGENT {
+                self.urgent.insert(generation);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(event: &str, generation: u64, priority: Option<&str>) -> Record {
+        Record {
+            event: event.into(),
+            generation: Some(generation),
+            priority: priority.map(str::to_owned),
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn an_urgent_loads_decode_ran_on_the_io_pool_and_any_other_on_the_decode_pool() {
+        let mut pools = SpanPools::default();
+        assert_eq!(pools.line(&record("dispatched", 1, Some("critical"))), None);
+        pools.line(&record("dispatched", 2, Some("normal")));
+        pools.line(&record("dispatched", 3, Some("high")));
+        let pool = |pools: &mut SpanPools, event: &str, g: u64| {
+            pools.line(&record(event, g, None)).map(|s| (s.pool, s.stage, s.starts))
+        };
+        assert_eq!(pool(&mut pools, "read_done", 2), Some(("io", "read", false)));
+        assert_eq!(pool(&mut pools, "decode_started", 1), Some(("io", "decode", true)));
+        assert_eq!(pool(&mut pools, "decode_done", 1), Some(("io", "decode", false)));
+        assert_eq!(pool(&mut pools, "decode_started", 2), Some(("decode", "decode", true)));
+        assert_eq!(pool(&mut pools, "decode_done", 3), Some(("io", "decode", false)));
+        assert_eq!(pool(&mut pools, "published", 3), None);
+        assert!(pools.urgent.is_empty(), "a load's entry goes with its decode's end");
+    }
+}
