@@ -66,6 +66,7 @@
 mod failures;
 mod holders;
 mod inbox;
+mod lifecycle;
 mod route;
 mod slots;
 
@@ -485,10 +486,25 @@ impl<T: Send + Sync + 'static> Cache<T> {
             return self.report_residency(evicted);
         }
         // The last holder let go of a load in progress: cancel the load itself.
-        self.links.hints.unwant(slot.locator);
-        self.route.cancels().cancel(at, slot.generation);
-        if slot.phase == Phase::Queued {
-            let load = load_ref(self.type_index, at, slot.generation);
+        self.cancel_load(at, slot.generation, slot.phase, slot.locator);
+    }
+
+    /// Cancels the load of generation `generation` at slot `at`, in `phase`: the source no
+    /// longer waits for its bytes (unless it decoded), workers see it cancelled, and a queued
+    /// one leaves the scheduler's queue.
+    fn cancel_load(
+        &mut self,
+        at: usize,
+        generation: Generation,
+        phase: Phase,
+        locator: Option<Locator>,
+    ) {
+        if phase != Phase::Resident {
+            self.links.hints.unwant(locator);
+        }
+        self.route.cancels().cancel(at, generation);
+        if phase == Phase::Queued {
+            let load = load_ref(self.type_index, at, generation);
             self.to_scheduler.push(SchedulerMsg::CancelQueued(load));
         }
     }
@@ -623,88 +639,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
             }
         }
         stats
-    }
-
-    /// Forgets the resident bytes of every slot (the table is about to be emptied).
-    fn release_resident(&self) {
-        let mut residency = self.residency();
-        for slot in self.table.iter().filter(|s| s.phase == Phase::Resident) {
-            residency.forget_held(self.budget_index(), slot.bytes);
-        }
-        drop(residency);
-        self.report_residency(Vec::new());
-    }
-
-    /// Cancels the load of every slot (the table is about to be emptied), each by its own slot
-    /// and generation: a watermark over the runtime's generations would also catch loads a
-    /// next incarnation already started, were it started before this one drains. A queued
-    /// load also leaves the scheduler's queue: its ticket would count against the queue's
-    /// capacity until popped, which takes a free credit, and the next incarnation's loads
-    /// could be refused `QueueFull` meanwhile.
-    fn cancel_every_load(&mut self) {
-        for (at, slot) in self.table.iter_indexed() {
-            if slot.phase != Phase::Resident {
-                self.links.hints.unwant(slot.locator);
-            }
-            self.route.cancels().cancel(at, slot.generation);
-            if slot.phase == Phase::Queued {
-                let load = load_ref(self.type_index, at, slot.generation);
-                self.to_scheduler.push(SchedulerMsg::CancelQueued(load));
-            }
-        }
-    }
-
-    fn shutdown(&mut self) {
-        // Messages not yet handled are dropped: their tickets fail their requests.
-        self.inbox.close();
-        self.release_resident();
-        self.residency().clear_type(self.budget_index());
-        self.report_residency(Vec::new());
-        self.cancel_every_load();
-        for slot in self.table.drain() {
-            // Built only for a slot with a request still to end, and shared by its holders: most
-            // slots at shutdown are resident assets whose requests ended.
-            let mut error = None;
-            for ticket in &slot.holders {
-                ticket.cell().fail_with(|| {
-                    let make =
-                        || AssetLoadError::shared(self.key_of(slot.path()), ErrorKind::Shutdown);
-                    Arc::clone(error.get_or_insert_with(make))
-                });
-            }
-        }
-        self.to_frame.clear();
-        self.to_withdraw.clear();
-        self.to_scheduler.clear();
-        self.retry_later.clear();
-    }
-
-    /// Hands every unfinished request to the next incarnation (after a failure).
-    fn salvage(&mut self) {
-        self.release_resident();
-        self.cancel_every_load();
-        let mut salvage = self.salvage.lock().unwrap_or_else(PoisonError::into_inner);
-        for slot in self.table.drain() {
-            let locator = slot.locator;
-            let unfinished = slot.holders.into_iter().filter(|t| !t.cell().state().is_terminal());
-            salvage.extend(unfinished.map(|ticket| (ticket, locator)));
-        }
-        // What the failed batch produced still stands: staged requests must reach the frame
-        // queue (their loads are gone) and finished jobs must return their credits. Queued
-        // jobs sent now are cancelled, so the scheduler drops them.
-        self.retry_later.clear();
-        drop(salvage);
-        self.flush();
-    }
-
-    /// Admits again the requests a failed incarnation salvaged.
-    fn readmit(&mut self) {
-        let salvaged =
-            std::mem::take(&mut *self.salvage.lock().unwrap_or_else(PoisonError::into_inner));
-        for (ticket, locator) in salvaged {
-            ticket.cell().advance(LoadState::Loading, LoadState::Pending);
-            self.load(ticket, locator, Admission::Again);
-        }
     }
 
     fn flush(&mut self) {
