@@ -1,0 +1,378 @@
+//! [`RuntimeBuilder`]: the settings, the source and the asset types of a runtime, and
+//! [`RuntimeBuilder::build`], which checks them and starts the runtime's threads and actors.
+//!
+//! # Errors
+//!
+//! A bad setting, type or budget is a [`BuildError`] from `build`; a type registered twice is
+//! kept until then, so the builder's calls chain.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use streamrt_messages::{AssetTypeName, EventKind};
+use streamrt_supervisor::{Clock, Mailbox, MonotonicClock};
+
+use super::core::{Core, CoreParts};
+use super::registry::{DecoderSpec, TypeSpec};
+use super::submit::{DepRequester, Submitter, TreeLimits};
+use super::{
+    escalation_hook, BuildError, EngineSides, Inner, RetryPolicy, Runtime, RuntimeConfig, TYPES_MAX,
+};
+use crate::asset::Decoder;
+use crate::frame::{FramePolicy, FrameShared, PublishMode};
+use crate::replay::{log_header, Deterministic, Recorder};
+use crate::resident::Residency;
+use crate::source::Source;
+use crate::telemetry::{EventTap, Probe, SinkOutputs};
+
+/// Builds a [`Runtime`]; see [`RuntimeConfig`] for every setting.
+pub struct RuntimeBuilder {
+    config: RuntimeConfig,
+    source: Option<Arc<dyn Source>>,
+    clock: Arc<dyn Clock>,
+    types: Vec<Box<dyn TypeSpec>>,
+    type_error: Option<BuildError>,
+    /// `Arc<T>` per asset type, shown by handles until their value is ready.
+    placeholders: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    /// Where to record the session, and what records it.
+    record: Option<(PathBuf, String)>,
+    /// Set for a deterministic runtime (replays), with the tap its transcript comes from.
+    deterministic: Option<(Arc<Deterministic>, EventTap)>,
+}
+
+impl RuntimeBuilder {
+    /// The default configuration, no source and no types yet.
+    pub(super) fn new() -> Self {
+        Self {
+            config: RuntimeConfig::default(),
+            source: None,
+            clock: Arc::new(MonotonicClock::new()),
+            types: Vec::new(),
+            type_error: None,
+            placeholders: HashMap::new(),
+            record: None,
+            deterministic: None,
+        }
+    }
+
+    /// Replaces the whole configuration.
+    #[must_use]
+    pub fn config(mut self, config: RuntimeConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// IO worker threads.
+    #[must_use]
+    pub fn workers(mut self, n: usize) -> Self {
+        self.config.workers = n;
+        self
+    }
+
+    /// Read credits: loads dispatched and not yet read, at most, plus one credit kept for
+    /// urgent loads (see [`RuntimeConfig::reads_in_flight`]).
+    #[must_use]
+    pub fn reads_in_flight(mut self, n: usize) -> Self {
+        self.config.reads_in_flight = n;
+        self
+    }
+
+    /// The bytes one read credit stands for (see [`RuntimeConfig::read_credit_bytes`]).
+    #[must_use]
+    pub fn read_credit_bytes(mut self, bytes: u64) -> Self {
+        self.config.read_credit_bytes = bytes;
+        self
+    }
+
+    /// Bytes read per second at most (see [`RuntimeConfig::io_bytes_per_sec_max`]).
+    #[must_use]
+    pub fn io_bytes_per_sec_max(mut self, bytes_per_sec: u64) -> Self {
+        self.config.io_bytes_per_sec_max = Some(bytes_per_sec);
+        self
+    }
+
+    /// Decode worker threads.
+    #[must_use]
+    pub fn decode_threads(mut self, n: usize) -> Self {
+        self.config.decode_threads = n;
+        self
+    }
+
+    /// Loads waiting in the scheduler, at most.
+    #[must_use]
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.config.queue_capacity = n;
+        self
+    }
+
+    /// Publishes at frame boundaries, at most `publish_count_max` requests per frame (no
+    /// byte or time limit; see [`RuntimeBuilder::frame_policy`] for those).
+    #[must_use]
+    pub fn frame_budget(mut self, publish_count_max: u32) -> Self {
+        self.config.publish = PublishMode::Frames(FramePolicy::count(publish_count_max));
+        self
+    }
+
+    /// Publishes at frame boundaries within `policy`'s count, byte and time budgets.
+    #[must_use]
+    pub fn frame_policy(mut self, policy: FramePolicy) -> Self {
+        self.config.publish = PublishMode::Frames(policy);
+        self
+    }
+
+    /// Publishes as soon as assets decode (no frame loop).
+    #[must_use]
+    pub fn immediate(mut self) -> Self {
+        self.config.publish = PublishMode::Immediate;
+        self
+    }
+
+    /// Bytes of decoded assets kept resident at most, all types together (see
+    /// [`RuntimeConfig::bytes_resident_max`]).
+    #[must_use]
+    pub fn bytes_resident_max(mut self, bytes: u64) -> Self {
+        self.config.bytes_resident_max = bytes;
+        self
+    }
+
+    /// Bytes of decoded assets of type `type_name` kept resident at most.
+    #[must_use]
+    pub fn type_bytes_resident_max(mut self, type_name: &str, bytes: u64) -> Self {
+        self.config.type_bytes_resident_max.insert(type_name.to_owned(), bytes);
+        self
+    }
+
+    /// Writes telemetry as JSON lines to `path`.
+    #[must_use]
+    pub fn telemetry_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.telemetry_path = Some(path.into());
+        self
+    }
+
+    /// Where assets are read from.
+    #[must_use]
+    pub fn source(mut self, source: impl Source) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// The clock events are stamped with (a virtual one for deterministic runs).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The value handles of asset type `T` show until theirs is ready
+    /// ([`Handle::get_or_placeholder`]).
+    #[must_use]
+    pub fn placeholder<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.placeholders.insert(TypeId::of::<T>(), Box::new(Arc::new(value)));
+        self
+    }
+
+    /// Registers an asset type's decoder, with the configuration's retry policy.
+    #[must_use]
+    pub fn register<D: Decoder>(self, decoder: D) -> Self {
+        self.register_spec(decoder, None)
+    }
+
+    /// Registers an asset type's decoder with a retry policy of its own.
+    #[must_use]
+    pub fn register_with_policy<D: Decoder>(self, decoder: D, policy: RetryPolicy) -> Self {
+        self.register_spec(decoder, Some(policy))
+    }
+
+    /// Records the session's inputs to a replay log at `path` (`streamctl replay` runs it
+    /// again). `recorded_by` names the program in the log's header.
+    #[must_use]
+    pub fn record(mut self, path: impl Into<PathBuf>, recorded_by: &str) -> Self {
+        self.record = Some((path.into(), recorded_by.to_owned()));
+        self
+    }
+
+    /// Makes the runtime deterministic (see `replay::stepper`), passing every event to `tap`.
+    pub(crate) fn deterministic(mut self, det: &Arc<Deterministic>, tap: EventTap) -> Self {
+        self.clock = Arc::clone(&det.clock) as Arc<dyn Clock>;
+        self.deterministic = Some((Arc::clone(det), tap));
+        self
+    }
+
+    /// Registers a decoder whose asset type may be another's: such types are requested by
+    /// name only ([`Runtime::request_by_name`]), as a replay does.
+    pub(crate) fn register_by_name<D: Decoder>(self, decoder: D) -> Self {
+        self.register_as(decoder, None, TypeSharing::ByNameOnly)
+    }
+
+    fn register_spec<D: Decoder>(self, decoder: D, policy: Option<RetryPolicy>) -> Self {
+        self.register_as(decoder, policy, TypeSharing::Unique)
+    }
+
+    fn register_as<D: Decoder>(
+        mut self,
+        decoder: D,
+        policy: Option<RetryPolicy>,
+        sharing: TypeSharing,
+    ) -> Self {
+        if self.types.len() >= TYPES_MAX {
+            self.type_error.get_or_insert(BuildError::TooManyTypes { max: TYPES_MAX });
+            return self;
+        }
+        match AssetTypeName::new(decoder.type_name()) {
+            Ok(name) => {
+                let spec = DecoderSpec::new(name.clone(), decoder, policy);
+                let same_type = |t: &dyn TypeSpec| t.asset_type_id() == spec.asset_type_id();
+                let taken = self.types.iter().any(|t| {
+                    *t.name() == name || (sharing == TypeSharing::Unique && same_type(&**t))
+                });
+                if taken {
+                    self.type_error.get_or_insert(BuildError::DuplicateType(name.to_string()));
+                } else {
+                    self.types.push(Box::new(spec));
+                }
+            }
+            Err(e) => {
+                self.type_error.get_or_insert(BuildError::TypeName(e));
+            }
+        }
+        self
+    }
+
+    /// Starts the runtime's threads and actors.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`]: no source, a bad setting or type, or a thread or file that could not
+    /// be created.
+    pub fn build(self) -> Result<Runtime, BuildError> {
+        if let Some(e) = self.type_error {
+            return Err(e);
+        }
+        self.config.validate()?;
+        let source = self.source.ok_or(BuildError::NoSource)?;
+        let config = self.config;
+        let type_names: Vec<String> = self.types.iter().map(|t| t.name().to_string()).collect();
+        let recorder = self.record.as_ref().map(|(path, by)| {
+            Recorder::create(path, &log_header(by, type_names.clone(), &config)).map(Arc::new)
+        });
+        let (det, tap) = self.deterministic.unzip();
+        let probe = started_probe(&self.clock, &config, recorder.transpose()?, tap);
+        let sink_mailbox = Mailbox::new();
+        let sink = SinkOutputs::new(config.telemetry_path.as_deref())?;
+        let (types, by_name) = engine_sides(&self.types, &self.placeholders, &probe);
+        let frame = Arc::new(FrameShared::new(config.publish, Arc::clone(&probe)));
+        let frame_mailbox = Mailbox::new();
+        if let Some(det) = &det {
+            frame_mailbox.track(&det.activity);
+            self.types.iter().for_each(|t| t.control().track(&det.activity));
+        }
+        let residency = Arc::new(Mutex::new(residency(&config, &self.types)?));
+        let tree = TreeLimits {
+            depth_max: config.dependency_depth_max,
+            nodes_max: config.dependency_nodes_max,
+        };
+        let submitter = Submitter::new(
+            Arc::clone(&probe),
+            Arc::clone(&source),
+            frame_mailbox.clone(),
+            config.requests_outstanding_max,
+            tree,
+            by_name,
+        );
+        let inner = Arc::new(Inner {
+            type_names,
+            config: config.clone(),
+            probe: Arc::clone(&probe),
+            types,
+            frame: Arc::clone(&frame),
+            sink: sink_mailbox.clone(),
+            submitter,
+            residency: Arc::clone(&residency),
+            closing: AtomicBool::new(false),
+            core: Mutex::new(None),
+            stopping: Mutex::new(()),
+            escalation: Mutex::new(None),
+        });
+        let parts = CoreParts {
+            config,
+            source,
+            probe,
+            clock: self.clock,
+            types: self.types,
+            sink,
+            frame,
+            frame_mailbox,
+            residency,
+            escalate: escalation_hook(Arc::downgrade(&inner)),
+            deterministic: det,
+        };
+        let core = Core::start(parts, sink_mailbox)?;
+        *inner.core.lock().unwrap_or_else(PoisonError::into_inner) = Some(core);
+        Ok(Runtime { inner })
+    }
+}
+
+/// The runtime's probe (its clock, event buffer and counters, and the recorder and tap if
+/// any), which has emitted the `Started` event.
+fn started_probe(
+    clock: &Arc<dyn Clock>,
+    config: &RuntimeConfig,
+    recorder: Option<Arc<Recorder>>,
+    tap: Option<EventTap>,
+) -> Arc<Probe> {
+    let probe = Arc::new(
+        Probe::new(Arc::clone(clock), config.events_buffered_max, config.events_enabled)
+            .observed(recorder, tap),
+    );
+    probe.set_read(config.telemetry_path.is_some());
+    probe.emit(probe.event(EventKind::Started {
+        worker_count: u32::try_from(config.workers).unwrap_or(u32::MAX),
+        decode_threads: u32::try_from(config.decode_threads).unwrap_or(u32::MAX),
+        queue_capacity: config.queue_capacity as u64,
+    }));
+    probe
+}
+
+/// Each type's dependency requester, by type name.
+type RequestersByName = HashMap<AssetTypeName, Arc<dyn DepRequester>>;
+
+/// Each registered type's engine side: by Rust type (for `request::<T>`) and, as a dependency
+/// requester, by type name.
+fn engine_sides(
+    specs: &[Box<dyn TypeSpec>],
+    placeholders: &HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    probe: &Arc<Probe>,
+) -> (EngineSides, RequestersByName) {
+    let mut types = HashMap::new();
+    let mut by_name = HashMap::new();
+    for t in specs {
+        let id = t.asset_type_id();
+        let (entry, requester) = t.entry(placeholders.get(&id).map(|p| &**p), probe);
+        types.insert(id, entry);
+        by_name.insert(t.name().clone(), requester);
+    }
+    (types, by_name)
+}
+
+/// Whether a registered decoder's asset type may be another registered decoder's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TypeSharing {
+    /// No: the type is requested by Rust type (`Runtime::request::<T>`).
+    Unique,
+    /// Yes: the type is requested by name only (a replay's decoders).
+    ByNameOnly,
+}
+
+/// The memory budget of `config` over the registered `types`, in registration order.
+fn residency(config: &RuntimeConfig, types: &[Box<dyn TypeSpec>]) -> Result<Residency, BuildError> {
+    let budgets = &config.type_bytes_resident_max;
+    if let Some(unknown) = budgets.keys().find(|n| !types.iter().any(|t| t.name().as_str() == *n)) {
+        return Err(BuildError::BudgetType(unknown.clone()));
+    }
+    let type_max: Vec<u64> =
+        types.iter().map(|t| budgets.get(t.name().as_str()).copied().unwrap_or(u64::MAX)).collect();
+    Ok(Residency::new(config.bytes_resident_max, &type_max))
+}
