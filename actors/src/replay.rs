@@ -129,26 +129,7 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
     let script = Arc::new(Script::default());
     let events: Arc<Mutex<Vec<Event>>> = Arc::default();
     let det = Deterministic::new();
-    let tap = {
-        let events = Arc::clone(&events);
-        Arc::new(move |e: &Event| {
-            events.lock().unwrap_or_else(PoisonError::into_inner).push(e.clone())
-        })
-    };
-    let mut builder = Runtime::builder()
-        .config(replay_config(&header, options))
-        .source(ScriptedSource(Arc::clone(&script)))
-        .deterministic(&det, tap);
-    for name in &header.types {
-        let decoder = ScriptedDecoder { name: name.clone(), script: Arc::clone(&script) };
-        builder = builder.register_by_name(decoder);
-    }
-    let runtime = builder.build()?;
-    // Every actor attached to its mailbox before the first input, so none is woken by its
-    // start rather than by the replay's order.
-    if !runtime.sync(stepper::SETTLE_PATIENCE) {
-        return Err(ReplayError::Stalled { offset: 0, stalled: Stalled.to_string() });
-    }
+    let runtime = deterministic_runtime(&header, options, &script, &det, &events)?;
     let mut session = Session {
         runtime: &runtime,
         script: &script,
@@ -315,6 +296,38 @@ impl Session<'_> {
             }
         }
     }
+}
+
+/// The deterministic runtime a replay of `header` runs on, over `script`, its events pushed to
+/// `events`, its actors attached and idle.
+fn deterministic_runtime(
+    header: &LogHeader,
+    options: ReplayOptions,
+    script: &Arc<Script>,
+    det: &Arc<Deterministic>,
+    events: &Arc<Mutex<Vec<Event>>>,
+) -> Result<Runtime, ReplayError> {
+    let tap = {
+        let events = Arc::clone(events);
+        Arc::new(move |e: &Event| {
+            events.lock().unwrap_or_else(PoisonError::into_inner).push(e.clone())
+        })
+    };
+    let mut builder = Runtime::builder()
+        .config(replay_config(header, options))
+        .source(ScriptedSource(Arc::clone(script)))
+        .deterministic(det, tap);
+    for name in &header.types {
+        let decoder = ScriptedDecoder { name: name.clone(), script: Arc::clone(script) };
+        builder = builder.register_by_name(decoder);
+    }
+    let runtime = builder.build()?;
+    // Every actor attached to its mailbox before the first input, so none is woken by its
+    // start rather than by the replay's order.
+    if !runtime.sync(stepper::SETTLE_PATIENCE) {
+        return Err(ReplayError::Stalled { offset: 0, stalled: Stalled.to_string() });
+    }
+    Ok(runtime)
 }
 
 /// The runtime configuration a replay of `header` runs with.

@@ -38,8 +38,9 @@ use crate::source::EntryInfo;
 /// See the module docs.
 pub(crate) struct Recorder {
     state: Mutex<State>,
-    /// Held across a root request's admission and its record, so requests made on several
-    /// threads get their ids in the order the log lists them.
+    /// Held across a root request's admission, a frame's publishes and a cancel, each with
+    /// its record, so requests made on several threads get their ids in the order the log
+    /// lists them, and a publish and a cancel of one request are listed as they took effect.
     order: Mutex<()>,
 }
 
@@ -62,7 +63,7 @@ impl Recorder {
         Ok(Self { state: Mutex::new(state), order: Mutex::new(()) })
     }
 
-    /// Serialises root requests while recording; see the field's docs.
+    /// Serialises root requests, frames and cancels while recording; see the field's docs.
     pub(crate) fn order(&self) -> std::sync::MutexGuard<'_, ()> {
         self.order.lock().unwrap_or_else(PoisonError::into_inner)
     }

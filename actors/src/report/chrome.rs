@@ -37,12 +37,11 @@ pub fn chrome_trace(records: &[Record]) -> Value {
     for r in records {
         let worker = r.worker.unwrap_or(0);
         if let Some(line) = pools.line(r) {
-            let key = (line.pool, worker);
             if line.starts {
                 open.insert((tracks.tid(line.pool, worker), r.generation.unwrap_or(0)), r);
                 continue;
             }
-            let Some(&tid) = tracks.0.get(&key) else { continue };
+            let Some(&tid) = tracks.0.get(&(line.pool, worker)) else { continue };
             if let Some(start) = open.remove(&(tid, r.generation.unwrap_or(0))) {
                 events.push(json!({
                     "name": line.stage, "ph": "X", "pid": 1, "tid": tid,
