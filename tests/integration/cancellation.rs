@@ -4,7 +4,7 @@ use streamrt::messages::EventKind;
 use streamrt::{LoadState, Priority, ReadyError};
 use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
 
-use crate::runtime;
+use crate::{one_read_held, runtime};
 
 #[test]
 fn cancel_while_queued_ends_cancelled_and_the_asset_is_never_read() {
@@ -67,10 +67,7 @@ fn when_one_of_two_holders_cancels_the_other_still_gets_ready() {
 #[test]
 fn a_read_cancelled_while_it_was_read_still_counts_its_bytes() {
     let source = GatedSource::with_blobs(2);
-    source.gate.hold("a0");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1).reads_in_flight(1));
-    let cancelled = rt.request::<Blob>("a0", Priority::Normal).unwrap();
-    source.gate.wait_started("a0", 1);
+    let (rt, cancelled) = one_read_held(&source, Priority::Normal);
     cancelled.cancel();
     // The cache has marked the load cancelled before its read returns.
     assert!(rt.sync(PATIENCE));
