@@ -287,7 +287,9 @@ impl Session<'_> {
     /// the replay's requests, or one listed before, is a damaged log's and is dropped: the
     /// list, rescanned at every frame, holds each request made at most once.
     fn list_to_publish(&mut self, recorded: &[u64]) {
-        let made = self.runtime.requests_made();
+        // Every request made, dependencies and refused ones included, takes the next id and
+        // counts in `requested`, so this is the highest id given out.
+        let made = self.runtime.status().requested;
         let list = self.to_publish.get_or_insert_with(Vec::new);
         for &id in recorded {
             let id = RequestId(replayed_id(&self.replayed_ids, id));

@@ -330,11 +330,6 @@ impl Runtime {
         report
     }
 
-    /// Requests made so far, dependencies included: the highest id given out.
-    pub(crate) fn requests_made(&self) -> u64 {
-        self.inner.submitter.requests_made()
-    }
-
     /// Starts a frame that publishes those of `requests` waiting, in their order, and leaves
     /// the others in `requests`: a replay's frame publishing what its recording's did.
     pub(crate) fn begin_frame_as(&self, requests: &mut Vec<RequestId>) -> FrameReport {

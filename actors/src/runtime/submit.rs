@@ -133,11 +133,6 @@ impl Submitter {
         handle
     }
 
-    /// Requests made so far, dependencies included: ids are given out from 1 in turn.
-    pub(crate) fn requests_made(&self) -> u64 {
-        self.next_request.load(Ordering::Relaxed)
-    }
-
     /// Requests made and not yet ended. The counters are read one by one while other threads
     /// make and end requests, so the ends read can include a request made after `requested`
     /// was read: the difference stops at zero instead of wrapping, which refused the request
