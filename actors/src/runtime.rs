@@ -316,11 +316,10 @@ impl Runtime {
         let _order = recorder.order();
         let mut published = Vec::new();
         let report = self.inner.frame.begin_frame(FrameChoice::Budget(Some(&mut published)));
-        let ids: Vec<u64> = published.iter().map(|r| r.0).collect();
         // One record even for none: a replay's frame then publishes nothing, as this one did.
-        let mut records: Vec<LogRecord> = ids
+        let mut records: Vec<LogRecord> = published
             .chunks(PUBLISHED_PER_RECORD_MAX)
-            .map(|chunk| LogRecord::Published { requests: chunk.to_vec() })
+            .map(|chunk| LogRecord::Published { requests: chunk.iter().map(|r| r.0).collect() })
             .collect();
         if records.is_empty() {
             records.push(LogRecord::Published { requests: Vec::new() });
