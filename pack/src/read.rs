@@ -371,20 +371,6 @@ impl PackReader {
         Ok(())
     }
 
-    /// Fills `buf` with the stored bytes at `offset`: a caller that keeps its buffers reads
-    /// into one without zeroing or allocating it again.
-    ///
-    /// # Errors
-    ///
-    /// [`EntryError::Io`], or `TooLarge` when `buf` is longer than the entry limit.
-    pub fn read_stored_into(&self, offset: u64, buf: &mut [u8]) -> Result<(), EntryError> {
-        let max = self.limits.entry_bytes_max;
-        if buf.len() as u64 > max {
-            return Err(EntryError::TooLarge { size: buf.len() as u64, max });
-        }
-        self.file.read_exact_at(buf, offset).map_err(|e| EntryError::Io(e.to_string()))
-    }
-
     /// Reads, decompresses and verifies one entry.
     ///
     /// # Errors
