@@ -9,6 +9,7 @@
 //! longer than an `Instant` can reach (`Duration::MAX`) means no deadline, in every wait.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -71,8 +72,6 @@ fn block_until<F: Future>(future: F, deadline: Option<Instant>) -> Option<F::Out
     }
 }
 
-/// The distinct "a request decoded or ended" signals of `handles`' runtimes: one, unless the
-/// handles come from several runtimes.
 /// Whether every handle comes from one runtime (the usual case), checked without allocating.
 fn one_runtime<T: Send + Sync + 'static>(handles: &[Handle<T>]) -> bool {
     handles.first().is_none_or(|first| {
@@ -81,8 +80,10 @@ fn one_runtime<T: Send + Sync + 'static>(handles: &[Handle<T>]) -> bool {
     })
 }
 
+/// The distinct "a request decoded or ended" signals of `handles`' runtimes, when the
+/// handles come from several runtimes.
 fn signals<T: Send + Sync + 'static>(handles: &[Handle<T>]) -> Vec<&Signal> {
-    let mut signals: Vec<&Signal> = Vec::with_capacity(1);
+    let mut signals: Vec<&Signal> = Vec::new();
     for signal in handles.iter().map(Handle::any_progressed) {
         if !signals.iter().any(|known| std::ptr::eq(*known, signal)) {
             signals.push(signal);
@@ -165,11 +166,20 @@ pub fn wait_any_async<T: Send + Sync + 'static>(
                 listener.await;
                 continue;
             }
-            let listeners: Vec<_> = signals.iter().map(|signal| listen(signal)).collect();
+            let mut listeners: Vec<_> = signals.iter().map(|signal| listen(signal)).collect();
             if let Some(i) = handles.iter().position(Handle::is_terminal) {
                 return i;
             }
-            futures::future::select_all(listeners).await;
+            // The first listener to fire ends the wait; each pending one has the waker.
+            std::future::poll_fn(|cx| {
+                let fired = listeners.iter_mut().any(|l| Pin::new(l).poll(cx).is_ready());
+                if fired {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
         }
     }
 }
