@@ -18,12 +18,16 @@
 //! - A request that can no longer be published (it was cancelled) is dropped without using
 //!   budget.
 
-use std::collections::BTreeMap;
+mod arrivals;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use streamrt_messages::{Priority, RequestId};
 
 use super::adaptive::AdaptivePolicy;
 use crate::id_hash::IdMap;
+use arrivals::ArrivalOrder;
 
 /// How much a frame boundary may publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,64 +94,91 @@ pub(crate) struct Published {
     pub(crate) bytes: u64,
 }
 
+/// Keys either order may hold beyond twice the waiting requests before it is rebuilt.
+const STALE_KEYS_SLACK: usize = 64;
+
+/// A waiting request: what publishes it, at what priority, since which frame.
+struct Staged<E> {
+    entry: E,
+    priority: Priority,
+    frame: u64,
+}
+
 /// See the module docs.
+///
+/// Neither order is a search tree: a frame takes its requests off the front, and a B-tree
+/// popped from the front merges and frees nodes as it goes (half a boundary's time with 1,000
+/// waiting, `perf` of `streamctl bench frame`). The publish order is a heap of request ids per
+/// priority level; the aging order, buckets of ids per frame ([`ArrivalOrder`]). A key is live
+/// while its request waits at that level (or since that frame); publishing, withdrawing or
+/// reprioritising a request leaves its other keys stale, skipped when they surface, and an
+/// order sheds its stale keys once it holds more than twice the waiting requests (plus
+/// `STALE_KEYS_SLACK`).
 pub(crate) struct ReadySet<E> {
-    /// Every waiting request in publish order without aging (most urgent first, then oldest
-    /// request first), with the frame it became ready in.
-    by_priority: BTreeMap<(Priority, RequestId), (E, u64)>,
-    /// Aging order: the frame each request became ready in, then oldest request first; with
-    /// its priority, to find it in `by_priority`.
-    by_arrival: BTreeMap<(u64, RequestId), Priority>,
-    /// Each waiting request's priority and frame, for reprioritising by id.
-    index: IdMap<RequestId, (Priority, u64)>,
+    /// Publish order without aging: per level, most urgent first, the oldest request first.
+    by_priority: [BinaryHeap<Reverse<RequestId>>; Priority::LEVELS],
+    /// Keys over every level of `by_priority`, live and stale.
+    priority_keys: usize,
+    /// Aging order: the frame each request became ready in, then oldest request first.
+    by_arrival: ArrivalOrder,
+    /// Every waiting request.
+    waiting: IdMap<RequestId, Staged<E>>,
 }
 
 impl<E: Waiting> Default for ReadySet<E> {
     fn default() -> Self {
-        Self { by_priority: BTreeMap::new(), by_arrival: BTreeMap::new(), index: IdMap::default() }
+        Self {
+            by_priority: Default::default(),
+            priority_keys: 0,
+            by_arrival: ArrivalOrder::default(),
+            waiting: IdMap::default(),
+        }
     }
 }
 
 impl<E: Waiting> ReadySet<E> {
     pub(crate) fn len(&self) -> usize {
-        self.index.len()
+        self.waiting.len()
     }
 
     /// Adds a request that became ready during `frame`; a request already waiting is kept as
     /// it was.
     pub(crate) fn push(&mut self, request: RequestId, priority: Priority, entry: E, frame: u64) {
-        if self.index.contains_key(&request) {
+        if self.waiting.contains_key(&request) {
             return;
         }
-        self.index.insert(request, (priority, frame));
-        self.by_priority.insert((priority, request), (entry, frame));
-        self.by_arrival.insert((frame, request), priority);
+        self.waiting.insert(request, Staged { entry, priority, frame });
+        self.push_priority_key(priority, request);
+        self.by_arrival.push(frame, request);
+        self.drop_stale_keys();
     }
 
     pub(crate) fn reprioritize(&mut self, request: RequestId, priority: Priority) {
-        let Some((current, frame)) = self.index.get_mut(&request) else { return };
-        let (old, frame) = (std::mem::replace(current, priority), *frame);
-        if let Some(waiting) = self.by_priority.remove(&(old, request)) {
-            self.by_priority.insert((priority, request), waiting);
+        let Some(staged) = self.waiting.get_mut(&request) else { return };
+        if staged.priority != priority {
+            staged.priority = priority;
+            self.push_priority_key(priority, request);
+            self.drop_stale_keys();
         }
-        self.by_arrival.insert((frame, request), priority);
     }
 
     /// Takes out `request`, which can no longer be published (it was cancelled): what it holds
     /// goes now, not when a frame's budget reaches it.
     pub(crate) fn withdraw(&mut self, request: RequestId) -> Option<E> {
-        let (priority, frame) = self.index.remove(&request)?;
-        self.by_arrival.remove(&(frame, request));
-        self.by_priority.remove(&(priority, request)).map(|(entry, _)| entry)
+        let staged = self.waiting.remove(&request)?;
+        self.by_arrival.left(staged.frame);
+        self.drop_stale_keys();
+        Some(staged.entry)
     }
 
     /// Removes every waiting request, oldest request first.
     pub(crate) fn drain(&mut self) -> Vec<E> {
+        self.by_priority.iter_mut().for_each(BinaryHeap::clear);
+        self.priority_keys = 0;
         self.by_arrival.clear();
-        self.index.clear();
-        let mut drained: Vec<_> = std::mem::take(&mut self.by_priority).into_iter().collect();
-        drained.sort_unstable_by_key(|((_, request), _)| *request);
-        drained.into_iter().map(|(_, (e, _))| e).collect()
+        let mut drained: Vec<_> = self.waiting.drain().collect();
+        drained.sort_unstable_by_key(|(request, _)| *request);
+        drained.into_iter().map(|(_, staged)| staged.entry).collect()
     }
 
     /// Publishes for the boundary starting `frame`, within `policy`, each request as part of
@@ -171,26 +202,31 @@ impl<E: Waiting> ReadySet<E> {
                     || (done.bytes.saturating_add(bytes) <= policy.publish_bytes_max
                         && (!timed || elapsed_us() < policy.publish_time_us_max)))
         };
-        while let Some((&(at, request), &priority)) = self.by_arrival.first_key_value() {
-            let bytes = self.by_priority.get(&(priority, request)).map_or(0, |(e, _)| e.weight());
-            if at.saturating_add(policy.aging_frames_max) > frame || !fits(&done, bytes) {
+        // Frames up to `aged_max` have waited `aging_frames_max` frames; none has if it is 0.
+        let aged_max = frame.checked_sub(policy.aging_frames_max);
+        while let Some(request) =
+            aged_max.and_then(|at| self.by_arrival.first_aged(at, staged_in(&self.waiting)))
+        {
+            if !fits(&done, self.weight(request)) {
                 break;
             }
             self.by_arrival.pop_first();
-            self.index.remove(&request);
-            if let Some((entry, _)) = self.by_priority.remove(&(priority, request)) {
-                publish(request, &entry, batch, &mut done, record.as_deref_mut());
+            if let Some(staged) = self.waiting.remove(&request) {
+                publish(request, &staged.entry, batch, &mut done, record.as_deref_mut());
             }
         }
-        while let Some((_, (entry, _))) = self.by_priority.first_key_value() {
-            if !fits(&done, entry.weight()) {
+        while let Some((level, request)) = self.first_by_priority() {
+            if !fits(&done, self.weight(request)) {
                 break;
             }
-            let ((_, request), (entry, at)) = self.by_priority.pop_first().expect("peeked");
-            self.by_arrival.remove(&(at, request));
-            self.index.remove(&request);
-            publish(request, &entry, batch, &mut done, record.as_deref_mut());
+            self.by_priority[level].pop();
+            self.priority_keys -= 1;
+            if let Some(staged) = self.waiting.remove(&request) {
+                self.by_arrival.left(staged.frame);
+                publish(request, &staged.entry, batch, &mut done, record.as_deref_mut());
+            }
         }
+        self.drop_stale_keys();
         done
     }
 
@@ -212,6 +248,52 @@ impl<E: Waiting> ReadySet<E> {
         });
         done
     }
+
+    /// The publish order's first live request and its level, the stale keys before it dropped.
+    fn first_by_priority(&mut self) -> Option<(usize, RequestId)> {
+        for (level, heap) in self.by_priority.iter_mut().enumerate() {
+            while let Some(&Reverse(request)) = heap.peek() {
+                if self.waiting.get(&request).is_some_and(|s| s.priority.index() == level) {
+                    return Some((level, request));
+                }
+                heap.pop();
+                self.priority_keys -= 1;
+            }
+        }
+        None
+    }
+
+    fn push_priority_key(&mut self, priority: Priority, request: RequestId) {
+        self.by_priority[priority.index()].push(Reverse(request));
+        self.priority_keys += 1;
+    }
+
+    fn weight(&self, request: RequestId) -> u64 {
+        self.waiting.get(&request).map_or(0, |staged| staged.entry.weight())
+    }
+
+    /// Sheds an order's stale keys once it holds more than twice the waiting requests (plus
+    /// `STALE_KEYS_SLACK`): the publish order is rebuilt from `waiting`, the aging order
+    /// compacted.
+    fn drop_stale_keys(&mut self) {
+        let keys_max = 2 * self.waiting.len() + STALE_KEYS_SLACK;
+        if self.priority_keys > keys_max {
+            let mut levels: [Vec<Reverse<RequestId>>; Priority::LEVELS] = Default::default();
+            for (&request, staged) in &self.waiting {
+                levels[staged.priority.index()].push(Reverse(request));
+            }
+            self.by_priority = levels.map(BinaryHeap::from);
+            self.priority_keys = self.waiting.len();
+        }
+        if self.by_arrival.len() > keys_max {
+            self.by_arrival.compact(staged_in(&self.waiting));
+        }
+    }
+}
+
+/// Whether a request waits, staged in a given frame: the aging order's test of a live key.
+fn staged_in<E>(waiting: &IdMap<RequestId, Staged<E>>) -> impl Fn(RequestId, u64) -> bool + '_ {
+    |request, frame| waiting.get(&request).is_some_and(|staged| staged.frame == frame)
 }
 
 fn publish<E: Waiting>(
@@ -234,6 +316,7 @@ fn publish<E: Waiting>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::rc::Rc;
 
     /// A waiting request that records the order it was published in.
@@ -422,5 +505,131 @@ mod tests {
         let mut b = Bench::new();
         b.add(1, Priority::Critical, 1, 1);
         assert!(b.frame(5, &FramePolicy::count(0)).is_empty());
+    }
+
+    #[test]
+    fn stale_keys_stay_within_twice_the_waiting_requests() {
+        let mut b = Bench::new();
+        for id in 0..10 {
+            b.add(id, Priority::Normal, 1, 0);
+        }
+        let keys_max = 2 * 10 + STALE_KEYS_SLACK;
+        for round in 0..1_000 {
+            let priority = if round % 2 == 0 { Priority::Low } else { Priority::High };
+            b.set.reprioritize(RequestId(round % 10), priority);
+            assert_eq!(b.set.withdraw(RequestId(10)).is_some(), round > 0);
+            b.add(10, Priority::Critical, 1, round);
+            assert!(b.set.priority_keys <= keys_max + 2 && b.set.by_arrival.len() <= keys_max + 2);
+        }
+        let unaged = FramePolicy { aging_frames_max: u64::MAX, ..FramePolicy::count(3) };
+        assert_eq!(b.frame(1_000, &unaged), [10, 1, 3], "the last reprioritising holds");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Stage request n (a no-op while it waits) at a priority, with a size, maybe cancelled.
+        Push(u64, u8, u64, bool),
+        Reprioritize(u64, u8),
+        Withdraw(u64),
+        /// Move on `n` frames and publish with a count and a byte budget.
+        Frame(u64, u32, u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u64..24, 0u8..5, 1u64..400, proptest::bool::weighted(0.1))
+                .prop_map(|(r, p, b, c)| Op::Push(r, p, b, c)),
+            1 => (0u64..24, 0u8..5).prop_map(|(r, p)| Op::Reprioritize(r, p)),
+            1 => (0u64..24).prop_map(Op::Withdraw),
+            2 => (0u64..3, 0u32..6, 100u64..2_000).prop_map(|(n, c, b)| Op::Frame(n, c, b)),
+        ]
+    }
+
+    fn level(p: u8) -> Priority {
+        [Priority::Critical, Priority::High, Priority::Normal, Priority::Low, Priority::Background]
+            [usize::from(p)]
+    }
+
+    /// A waiting request as the model keeps it: id, priority, frame, bytes, cancelled.
+    type Modelled = (u64, Priority, u64, u64, bool);
+
+    /// The module docs' rules, by sorting everything that waits at each step.
+    fn model_frame(model: &mut Vec<Modelled>, frame: u64, policy: &FramePolicy) -> Vec<u64> {
+        let (mut published, mut count, mut bytes) = (Vec::new(), 0u32, 0u64);
+        for aged in [true, false] {
+            loop {
+                let first = if aged {
+                    model.iter().enumerate().min_by_key(|(_, m)| (m.2, m.0))
+                } else {
+                    model.iter().enumerate().min_by_key(|(_, m)| (m.1, m.0))
+                };
+                let Some((at, &(id, _, since, size, cancelled))) = first else { break };
+                let weight = if cancelled { 0 } else { size };
+                let fits = count < policy.publish_count_max
+                    && (count == 0 || bytes + weight <= policy.publish_bytes_max);
+                if (aged && since + policy.aging_frames_max > frame) || !fits {
+                    break;
+                }
+                model.remove(at);
+                if !cancelled {
+                    published.push(id);
+                    count += 1;
+                    bytes += size;
+                }
+            }
+        }
+        published
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// The heaps with their stale keys publish exactly what sorting the waiting requests
+        /// at every boundary would.
+        #[test]
+        fn every_boundary_publishes_what_the_ordering_rules_say(
+            ops in proptest::collection::vec(op(), 0..300)
+        ) {
+            let mut b = Bench::new();
+            let mut model: Vec<Modelled> = Vec::new();
+            let mut frame = 0;
+            for op in ops {
+                match op {
+                    Op::Push(id, p, bytes, cancelled) => {
+                        let log = Rc::clone(&b.log);
+                        b.set.push(RequestId(id), level(p), Fake { id, bytes, cancelled, log }, frame);
+                        if !model.iter().any(|m| m.0 == id) {
+                            model.push((id, level(p), frame, bytes, cancelled));
+                        }
+                    }
+                    Op::Reprioritize(id, p) => {
+                        b.set.reprioritize(RequestId(id), level(p));
+                        model.iter_mut().filter(|m| m.0 == id).for_each(|m| m.1 = level(p));
+                    }
+                    Op::Withdraw(id) => {
+                        let withdrawn = b.set.withdraw(RequestId(id)).map(|f| f.id);
+                        let at = model.iter().position(|m| m.0 == id);
+                        prop_assert_eq!(withdrawn, at.map(|at| model.remove(at).0));
+                    }
+                    Op::Frame(n, count, bytes_max) => {
+                        frame += n;
+                        let policy = FramePolicy {
+                            publish_bytes_max: bytes_max,
+                            aging_frames_max: 2,
+                            ..FramePolicy::count(count)
+                        };
+                        prop_assert_eq!(b.frame(frame, &policy), model_frame(&mut model, frame, &policy));
+                    }
+                }
+                prop_assert_eq!(b.set.len(), model.len());
+                let keys_max = 2 * model.len() + STALE_KEYS_SLACK;
+                prop_assert!(b.set.priority_keys <= keys_max && b.set.by_arrival.len() <= keys_max);
+                let heaps: usize = b.set.by_priority.iter().map(BinaryHeap::len).sum();
+                prop_assert_eq!(heaps, b.set.priority_keys);
+                prop_assert_eq!(b.set.by_arrival.live(), model.len());
+            }
+            let mut left: Vec<u64> = model.iter().map(|m| m.0).collect();
+            left.sort_unstable();
+            prop_assert_eq!(b.set.drain().iter().map(|f| f.id).collect::<Vec<_>>(), left);
+        }
     }
 }
