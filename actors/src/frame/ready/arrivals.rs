@@ -3,7 +3,8 @@
 //!
 //! A bucket per frame, oldest first. Staging a request appends its id to its frame's bucket
 //! (the last one: frames only move on), so a boundary with nothing aged costs one look at the
-//! first bucket's frame. A bucket is sorted once, when it reaches the front and ages.
+//! first bucket's frame. A bucket is sorted when it reaches the front and ages (again only if
+//! a request was staged in it since), and when stale ids are shed.
 //!
 //! # Invariants
 //!
@@ -68,8 +69,11 @@ impl ArrivalOrder {
     /// Counts out a request staged in `frame` that left the set by another way than
     /// [`ArrivalOrder::pop_first`].
     pub(super) fn left(&mut self, frame: u64) {
-        if let Ok(at) = self.find(frame) {
+        let found = self.find(frame);
+        debug_assert!(found.is_ok(), "a waiting request's frame {frame} has its bucket");
+        if let Ok(at) = found {
             let bucket = &mut self.buckets[at];
+            debug_assert!(bucket.live > 0, "frame {frame} counts the request that left");
             bucket.live = bucket.live.saturating_sub(1);
             self.drop_dead_front();
         }
@@ -105,6 +109,7 @@ impl ArrivalOrder {
     /// Takes out the request [`ArrivalOrder::first_aged`] returned.
     pub(super) fn pop_first(&mut self) {
         if let Some(bucket) = self.buckets.front_mut() {
+            debug_assert!(bucket.sorted && bucket.live > 0, "called after `first_aged` found one");
             if bucket.requests.pop().is_some() {
                 bucket.live = bucket.live.saturating_sub(1);
                 self.keys -= 1;
