@@ -143,6 +143,26 @@ impl<J: Send + 'static> WorkerPool<J> {
         W: Worker<Job = J>,
         F: Fn(usize) -> W + Send + Sync + 'static,
     {
+        Self::start_below(name, threads, 0, factory)
+    }
+
+    /// As [`WorkerPool::start`], each thread at a CPU priority `nice` steps below the calling
+    /// thread's (a Unix nice increment; see `lower_priority`), so it yields the CPU to the
+    /// program's own threads.
+    ///
+    /// # Errors
+    ///
+    /// As [`WorkerPool::start`].
+    pub fn start_below<W, F>(
+        name: &str,
+        threads: usize,
+        nice: u8,
+        factory: F,
+    ) -> std::io::Result<Self>
+    where
+        W: Worker<Job = J>,
+        F: Fn(usize) -> W + Send + Sync + 'static,
+    {
         let (tx, rx) = crossbeam_channel::unbounded();
         let factory = Arc::new(factory);
         let stats = Arc::new(PoolStats::default());
@@ -155,9 +175,11 @@ impl<J: Send + 'static> WorkerPool<J> {
             let stats = Arc::clone(&pool.stats);
             // Counted before the thread runs, so `live` is the pool's size from `start` on.
             pool.stats.live.fetch_add(1, Ordering::AcqRel);
-            let spawned = std::thread::Builder::new()
-                .name(format!("{name}-{index}"))
-                .spawn(move || worker_loop(index, &rx, &*factory, &stats));
+            let spawned =
+                std::thread::Builder::new().name(format!("{name}-{index}")).spawn(move || {
+                    lower_priority(nice);
+                    worker_loop(index, &rx, &*factory, &stats);
+                });
             match spawned {
                 Ok(handle) => pool.threads.push(handle),
                 Err(e) => {
@@ -254,6 +276,21 @@ impl<J> Drop for WorkerPool<J> {
         // With no thread left, whatever is still queued is dropped here, and a job's own drop
         // guard reports it.
         while self.rx.try_recv().is_ok() {}
+    }
+}
+
+/// Lowers the calling thread's CPU priority by `nice` steps (a Unix nice increment, up to
+/// the lowest priority, 19). Linux keeps a nice value per thread, so this touches no other
+/// thread; the increment is applied once, when a pool thread starts, and a worker rebuilt
+/// after a panic runs on the same thread at the same priority. A failure is logged, not
+/// fatal: the thread keeps the priority it has. Elsewhere than on Unix it does nothing.
+fn lower_priority(nice: u8) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(unix)]
+    if let Err(e) = rustix::process::nice(i32::from(nice)) {
+        tracing::warn!(nice, error = %e, "could not lower a pool thread's priority");
     }
 }
 
