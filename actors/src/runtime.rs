@@ -22,6 +22,7 @@ pub use builder::RuntimeBuilder;
 
 pub use config::{
     ConfigError, RetryPolicy, RuntimeConfig, CREDITS_MAX, DEPENDENCY_DEPTH_MAX, THREADS_MAX,
+    WORKER_NICE_MAX,
 };
 
 use std::any::{Any, TypeId};

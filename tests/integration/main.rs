@@ -19,6 +19,7 @@ mod supervision;
 mod tasks;
 mod telemetry;
 mod waits;
+mod workers;
 
 use streamrt::{Handle, Priority, Runtime, RuntimeBuilder};
 use streamrt_integration::{Blob, BlobDecoder, GatedSource};

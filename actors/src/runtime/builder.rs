@@ -101,6 +101,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Runs the IO and decode threads `nice` steps of CPU priority below the building thread
+    /// (see [`RuntimeConfig::worker_nice`]).
+    #[must_use]
+    pub fn worker_nice(mut self, nice: u8) -> Self {
+        self.config.worker_nice = nice;
+        self
+    }
+
     /// Loads waiting in the scheduler, at most.
     #[must_use]
     pub fn queue_capacity(mut self, n: usize) -> Self {

@@ -47,6 +47,14 @@ pub struct RuntimeConfig {
     pub read_credit_bytes: u64,
     /// Decode worker threads.
     pub decode_threads: usize,
+    /// How many steps of CPU priority (a Unix nice increment) the IO and decode threads run
+    /// below the thread that builds the runtime: 0 runs them alike, [`WORKER_NICE_MAX`] at
+    /// the lowest priority. An engine whose own threads must not wait for streaming sets it:
+    /// the OS then gives a core to the engine's thread before the runtime's workers, and a
+    /// waiter wakes sooner behind a busy runtime. The runtime's core thread keeps the
+    /// builder's priority, so the workers yield to it too. What it costs: the workers get
+    /// less CPU while anything else wants it (see docs/PERFORMANCE.md).
+    pub worker_nice: u8,
     /// Bytes the IO workers read per second at most, on average (`None`: no limit). A read
     /// past the rate holds its worker and read credit until it is paid for.
     pub io_bytes_per_sec_max: Option<u64>,
@@ -109,6 +117,7 @@ impl Default for RuntimeConfig {
             reads_in_flight: 4,
             read_credit_bytes: 256 << 10,
             decode_threads: 2,
+            worker_nice: 0,
             io_bytes_per_sec_max: None,
             decode_backlog_max: 4,
             queue_capacity: 65_536,
@@ -142,8 +151,8 @@ impl RuntimeConfig {
 
     /// Checks that every count is usable: at least 1, threads and credits within
     /// [`THREADS_MAX`] and [`CREDITS_MAX`] (the scheduler counts credits in sixteenths, and a
-    /// count near `usize::MAX` would overflow), and dependency levels within
-    /// [`DEPENDENCY_DEPTH_MAX`].
+    /// count near `usize::MAX` would overflow), dependency levels within
+    /// [`DEPENDENCY_DEPTH_MAX`] and the workers' nice within [`WORKER_NICE_MAX`].
     ///
     /// # Errors
     ///
@@ -166,6 +175,7 @@ impl RuntimeConfig {
             ("reads_in_flight", self.reads_in_flight, CREDITS_MAX),
             ("decode_backlog_max", self.decode_backlog_max, CREDITS_MAX),
             ("dependency_depth_max", self.dependency_depth_max, DEPENDENCY_DEPTH_MAX),
+            ("worker_nice", usize::from(self.worker_nice), WORKER_NICE_MAX),
         ];
         if let Some(&(name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));
@@ -193,6 +203,10 @@ impl RuntimeConfig {
         }
     }
 }
+
+/// [`RuntimeConfig::worker_nice`] at most: Unix's lowest priority is 19 steps below the
+/// default.
+pub const WORKER_NICE_MAX: usize = 19;
 
 /// Threads of one pool (IO workers, decode threads), at most.
 pub const THREADS_MAX: usize = 4096;
@@ -252,6 +266,17 @@ mod tests {
         assert_eq!(frames(FramePolicy::count(1)).validate(), Ok(()));
         let starts_at_zero = FramePolicy::adaptive(0, AdaptivePolicy::target(16_667, 64));
         assert_eq!(frames(starts_at_zero).validate(), Ok(()), "raised to the minimum");
+    }
+
+    #[test]
+    fn a_worker_nice_past_the_lowest_priority_is_refused() {
+        let nice = RuntimeConfig { worker_nice: 20, ..RuntimeConfig::default() };
+        assert_eq!(
+            nice.validate(),
+            Err(ConfigError::TooLarge { name: "worker_nice", max: WORKER_NICE_MAX })
+        );
+        let lowest = RuntimeConfig { worker_nice: 19, ..RuntimeConfig::default() };
+        assert_eq!(lowest.validate(), Ok(()));
     }
 
     #[test]

@@ -161,7 +161,7 @@ fn pool<W: Worker>(
     let worker = reporting(actor, threads, &parts.probe, make);
     match parts.deterministic {
         Some(_) => Ok(WorkerPool::stepped(worker)),
-        None => WorkerPool::start(name, threads, worker),
+        None => WorkerPool::start_below(name, threads, parts.config.worker_nice, worker),
     }
 }
 
