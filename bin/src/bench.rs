@@ -125,6 +125,12 @@ pub struct BenchArgs {
     /// Decode credits of the runtime (default: two per decode thread).
     #[arg(long, value_parser = crate::args::count::<usize>(streamrt::CREDITS_MAX as u64))]
     decode_backlog: Option<usize>,
+    /// Steps of CPU priority the runtime's IO and decode threads run below the caller's
+    /// (`RuntimeConfig::worker_nice`; default 0, the same). The baselines' threads keep the
+    /// caller's priority.
+    #[arg(long, default_value_t = 0,
+          value_parser = clap::value_parser!(u8).range(0..=streamrt::WORKER_NICE_MAX as i64))]
+    worker_nice: u8,
     /// Interleaved rounds of each system; the median round is reported. Five: on a shared
     /// machine one round in three or four can run slow, and the median of three then moves
     /// with it.
@@ -232,6 +238,7 @@ fn bench_config(args: &BenchArgs, requests: usize) -> RuntimeConfig {
         reads_in_flight: args.reads_in_flight.unwrap_or(args.workers.saturating_mul(2)),
         decode_threads: args.decode_threads,
         decode_backlog_max: args.decode_backlog.unwrap_or(args.decode_threads.saturating_mul(2)),
+        worker_nice: args.worker_nice,
         queue_capacity: requests.max(1),
         ..RuntimeConfig::default()
     }

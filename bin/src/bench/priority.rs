@@ -13,6 +13,13 @@
 //! splits its trials: the time inside the runtime (the request's own latency, made to
 //! published, `Handle::latency_us`) and the rest, mostly the caller's thread waking once the
 //! request is ready, which behind the queue waits for a core the runtime's threads hold.
+//!
+//! A third runtime, not part of the closing line, runs the same trials with its IO and decode
+//! threads `WORKER_NICE` steps of CPU priority below the caller's (`RuntimeConfig::
+//! worker_nice`, off by default), so the option's effect on this latency shows beside the
+//! default's in the same run; its cost shows in the other scenarios run with `--worker-nice`.
+//! (The first two runtimes take `--worker-nice` from the command line, the third always runs
+//! at `WORKER_NICE`.)
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +43,9 @@ const FIFO_TRIALS: usize = 10;
 const ASSET_BYTES: usize = 1_024;
 const PATIENCE: Duration = Duration::from_secs(60);
 const IDLE_MULTIPLE_MAX: f64 = 3.0;
+/// The third system's `worker_nice`: its IO and decode threads that many steps of CPU
+/// priority below the caller's and the core thread's.
+const WORKER_NICE: u8 = 10;
 
 /// The latencies (ns) of the critical requests, sorted.
 struct Latencies(Vec<u64>);
@@ -75,7 +85,8 @@ fn source(queued: usize, trials: usize) -> anyhow::Result<MemorySource> {
     for i in 0..queued {
         source.insert(AssetKey::parse(&format!("blob:low/{i}"))?, bytes.clone());
     }
-    for i in 0..trials * 2 {
+    // Fresh critical keys for each of the three runtimes.
+    for i in 0..trials * 3 {
         source.insert(AssetKey::parse(&format!("blob:crit/{i}"))?, bytes.clone());
     }
     Ok(source)
@@ -119,16 +130,19 @@ impl Trials {
     }
 }
 
-/// Times critical requests `crit/{first}..` with `queued` low ones ahead of each.
+/// Times critical requests `crit/{first}..` with `queued` low ones ahead of each, on a runtime
+/// whose workers run `worker_nice` steps below the caller.
 fn critical(
     source: &MemorySource,
     queued: usize,
     first: usize,
+    worker_nice: u8,
     args: &BenchArgs,
 ) -> anyhow::Result<Trials> {
     // Nothing stays resident once released, so every trial's low requests are loads queued
     // ahead of the critical one, not hits on the previous trial's assets.
-    let config = RuntimeConfig { bytes_resident_max: 0, ..bench_config(args, queued + 1) };
+    let config =
+        RuntimeConfig { bytes_resident_max: 0, worker_nice, ..bench_config(args, queued + 1) };
     let rt =
         Runtime::builder().config(config).source(source.clone()).register(BlobDecoder).build()?;
     let mut samples = Vec::with_capacity(TRIALS);
@@ -175,8 +189,9 @@ fn fifo(source: &MemorySource, queued: usize, args: &BenchArgs) -> anyhow::Resul
 pub(super) fn priority(args: &BenchArgs) -> anyhow::Result<Outcome> {
     let queued = args.count.unwrap_or(QUEUED);
     let source = source(queued, TRIALS)?;
-    let idle = critical(&source, 0, 0, args)?;
-    let behind = critical(&source, queued, TRIALS, args)?;
+    let idle = critical(&source, 0, 0, args.worker_nice, args)?;
+    let behind = critical(&source, queued, TRIALS, args.worker_nice, args)?;
+    let niced = critical(&source, queued, 2 * TRIALS, WORKER_NICE, args)?;
     let fifo = fifo(&source, queued, args)?;
     let line = |name: &str, l: &Latencies| {
         format!("{name}: p50={:.0} us p99={:.0} us max={:.0} us", l.p(0.5), l.p(0.99), l.p(1.0))
@@ -205,6 +220,8 @@ pub(super) fn priority(args: &BenchArgs) -> anyhow::Result<Outcome> {
             line(&format!("fifo queue, {FIFO_TRIALS} trials"), &fifo),
             line(&format!("streamrt behind {queued} low"), &behind.wall),
             behind.split_line(),
+            line(&format!("streamrt behind {queued} low, worker_nice {WORKER_NICE}"), &niced.wall),
+            niced.split_line(),
         ],
         unit: "us, p99 request -> ready of the critical request; baseline: idle".into(),
         ours: behind.wall.p(0.99),
@@ -222,6 +239,8 @@ pub(super) fn priority(args: &BenchArgs) -> anyhow::Result<Outcome> {
             "behind_inside_us": behind.inside.micros(),
             "idle_after_us": idle.after.micros(),
             "behind_after_us": behind.after.micros(),
+            "worker_nice": WORKER_NICE,
+            "niced_us": niced.wall.micros(),
             "fifo_us": fifo.micros(),
         }),
         charts: vec![chart],
