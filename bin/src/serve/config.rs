@@ -26,6 +26,8 @@ pub struct FileConfig {
     pub read_credit_bytes: Option<u64>,
     /// `RuntimeConfig::decode_threads`.
     pub decode_threads: Option<usize>,
+    /// `RuntimeConfig::worker_nice`.
+    pub worker_nice: Option<u8>,
     /// `RuntimeConfig::queue_capacity`.
     pub queue_capacity: Option<usize>,
     /// `RuntimeConfig::requests_outstanding_max`.
@@ -84,6 +86,9 @@ pub struct Overrides {
     /// Decode threads.
     #[arg(long)]
     pub decode_threads: Option<usize>,
+    /// Steps of CPU priority the IO and decode threads run below the daemon's other threads.
+    #[arg(long)]
+    pub worker_nice: Option<u8>,
     /// Loads queued at most.
     #[arg(long)]
     pub queue_capacity: Option<usize>,
@@ -146,6 +151,7 @@ impl Settings {
                 .decode_threads
                 .or(file.decode_threads)
                 .unwrap_or(defaults.decode_threads),
+            worker_nice: flags.worker_nice.or(file.worker_nice).unwrap_or(defaults.worker_nice),
             queue_capacity: flags
                 .queue_capacity
                 .or(file.queue_capacity)
@@ -199,6 +205,7 @@ mod tests {
             Overrides { config: Some(path.clone()), workers: Some(2), ..Overrides::default() };
         let settings = Settings::resolve(&flags).unwrap();
         assert_eq!((settings.runtime.workers, settings.runtime.queue_capacity), (2, 10));
+        assert_eq!(settings.runtime.worker_nice, 0, "the runtime's default");
         assert_eq!(settings.runtime.type_bytes_resident_max.get("texture"), Some(&1024));
         assert_eq!(settings.pack, PathBuf::from("a.pack"));
         std::fs::write(&path, "socket = \"s\"\npack = \"p\"\nworkerz = 3\n").unwrap();
@@ -216,6 +223,7 @@ mod tests {
             ("io_bytes_per_sec_max = 0", "io_bytes_per_sec_max must be at least 1"),
             ("workers = 9223372036854775808", "workers must be at most"),
             ("reads_in_flight = 1152921504606846976", "reads_in_flight must be at most"),
+            ("worker_nice = 20", "worker_nice must be at most 19"),
         ];
         for (line, why) in cases {
             std::fs::write(&path, format!("socket = \"s\"\npack = \"p\"\n{line}\n")).unwrap();
