@@ -24,3 +24,8 @@ where
 pub(crate) fn threads() -> RangedU64ValueParser<usize> {
     count(streamrt::THREADS_MAX as u64)
 }
+
+/// A `worker_nice`, from 0 to the runtime's `WORKER_NICE_MAX`.
+pub(crate) fn worker_nice() -> clap::builder::RangedI64ValueParser<u8> {
+    clap::value_parser!(u8).range(0..=streamrt::WORKER_NICE_MAX as i64)
+}

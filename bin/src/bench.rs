@@ -128,8 +128,7 @@ pub struct BenchArgs {
     /// Steps of CPU priority the runtime's IO and decode threads run below the caller's
     /// (`RuntimeConfig::worker_nice`; default 0, the same). The baselines' threads keep the
     /// caller's priority.
-    #[arg(long, default_value_t = 0,
-          value_parser = clap::value_parser!(u8).range(0..=streamrt::WORKER_NICE_MAX as i64))]
+    #[arg(long, default_value_t = 0, value_parser = crate::args::worker_nice())]
     worker_nice: u8,
     /// Interleaved rounds of each system; the median round is reported. Five: on a shared
     /// machine one round in three or four can run slow, and the median of three then moves

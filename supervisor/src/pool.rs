@@ -279,18 +279,27 @@ impl<J> Drop for WorkerPool<J> {
     }
 }
 
-/// Lowers the calling thread's CPU priority by `nice` steps (a Unix nice increment, up to
+/// Lowers the calling thread's CPU priority by `nice` steps (a nice increment, clamped at
 /// the lowest priority, 19). Linux keeps a nice value per thread, so this touches no other
 /// thread; the increment is applied once, when a pool thread starts, and a worker rebuilt
 /// after a panic runs on the same thread at the same priority. A failure is logged, not
-/// fatal: the thread keeps the priority it has. Elsewhere than on Unix it does nothing.
+/// fatal: the thread keeps the priority it has. Elsewhere it does nothing: other Unixes keep
+/// one nice value for the whole process, which every pool thread would lower again.
 fn lower_priority(nice: u8) {
     if nice == 0 {
         return;
     }
-    #[cfg(unix)]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     if let Err(e) = rustix::process::nice(i32::from(nice)) {
-        tracing::warn!(nice, error = %e, "could not lower a pool thread's priority");
+        // Caught: a panic out of the report would end this thread, and the pool would shrink.
+        crate::log_caught(|| {
+            tracing::warn!(
+                target: "streamrt",
+                nice,
+                error = %e,
+                "could not lower a pool thread's priority; it keeps the priority it has"
+            );
+        });
     }
 }
 

@@ -19,6 +19,7 @@ mod supervision;
 mod tasks;
 mod telemetry;
 mod waits;
+#[cfg(target_os = "linux")]
 mod workers;
 
 use streamrt::{Handle, Priority, Runtime, RuntimeBuilder};

@@ -47,13 +47,17 @@ pub struct RuntimeConfig {
     pub read_credit_bytes: u64,
     /// Decode worker threads.
     pub decode_threads: usize,
-    /// How many steps of CPU priority (a Unix nice increment) the IO and decode threads run
-    /// below the thread that builds the runtime: 0 runs them alike, [`WORKER_NICE_MAX`] at
-    /// the lowest priority. An engine whose own threads must not wait for streaming sets it:
-    /// the OS then gives a core to the engine's thread before the runtime's workers, and a
-    /// waiter wakes sooner behind a busy runtime. The runtime's core thread keeps the
-    /// builder's priority, so the workers yield to it too. What it costs: the workers get
-    /// less CPU while anything else wants it (see docs/PERFORMANCE.md).
+    /// How many steps of CPU priority (a nice increment) the IO and decode threads run below
+    /// the thread that builds the runtime: 0 runs them alike, [`WORKER_NICE_MAX`] at the
+    /// lowest priority (a builder already niced gets fewer steps: 19 is the floor). An engine
+    /// whose own threads must not wait behind streaming sets it: the OS shares the CPU by
+    /// weight, and at nice 10 a worker weighs about a tenth of a thread at the builder's
+    /// priority, so the engine's threads (and the runtime's core thread, which keeps the
+    /// builder's priority) get most of a contended core and wake sooner. What it costs: the
+    /// workers get less CPU while anything else wants it (see docs/PERFORMANCE.md). What runs
+    /// on the workers runs lowered too: urgent loads' reads, frame tasks, and any thread a
+    /// decoder or a source starts (threads inherit their creator's priority). Linux only
+    /// (Linux keeps a priority per thread); ignored elsewhere and in deterministic runs.
     pub worker_nice: u8,
     /// Bytes the IO workers read per second at most, on average (`None`: no limit). A read
     /// past the rate holds its worker and read credit until it is paid for.
