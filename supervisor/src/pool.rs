@@ -147,8 +147,9 @@ impl<J: Send + 'static> WorkerPool<J> {
     }
 
     /// As [`WorkerPool::start`], each thread at a CPU priority `nice` steps below the calling
-    /// thread's (a Unix nice increment; see `lower_priority`), so it yields the CPU to the
-    /// program's own threads.
+    /// thread's (a nice increment, clamped at the lowest priority, 19), so the OS gives the
+    /// program's own threads most of a contended core. Linux (and Android) only, where each
+    /// thread has its own priority; elsewhere `nice` is ignored.
     ///
     /// # Errors
     ///
@@ -286,21 +287,24 @@ impl<J> Drop for WorkerPool<J> {
 /// fatal: the thread keeps the priority it has. Elsewhere it does nothing: other Unixes keep
 /// one nice value for the whole process, which every pool thread would lower again.
 fn lower_priority(nice: u8) {
-    if nice == 0 {
-        return;
-    }
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    if let Err(e) = rustix::process::nice(i32::from(nice)) {
-        // Caught: a panic out of the report would end this thread, and the pool would shrink.
-        crate::log_caught(|| {
-            tracing::warn!(
-                target: "streamrt",
-                nice,
-                error = %e,
-                "could not lower a pool thread's priority; it keeps the priority it has"
-            );
-        });
+    if nice > 0 {
+        let lowered = rustix::process::nice(i32::from(nice));
+        if let Err(e) = lowered {
+            // Caught: a panic out of the report would end this thread, and the pool would
+            // shrink.
+            crate::log_caught(|| {
+                tracing::warn!(
+                    target: "streamrt",
+                    nice,
+                    error = %e,
+                    "could not lower a pool thread's priority; it keeps the priority it has"
+                );
+            });
+        }
     }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = nice;
 }
 
 fn worker_loop<W: Worker>(

@@ -179,7 +179,7 @@ impl RuntimeConfig {
             ("reads_in_flight", self.reads_in_flight, CREDITS_MAX),
             ("decode_backlog_max", self.decode_backlog_max, CREDITS_MAX),
             ("dependency_depth_max", self.dependency_depth_max, DEPENDENCY_DEPTH_MAX),
-            ("worker_nice", usize::from(self.worker_nice), WORKER_NICE_MAX),
+            ("worker_nice", usize::from(self.worker_nice), usize::from(WORKER_NICE_MAX)),
         ];
         if let Some(&(name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));
@@ -210,7 +210,7 @@ impl RuntimeConfig {
 
 /// [`RuntimeConfig::worker_nice`] at most: Unix's lowest priority is 19 steps below the
 /// default.
-pub const WORKER_NICE_MAX: usize = 19;
+pub const WORKER_NICE_MAX: u8 = 19;
 
 /// Threads of one pool (IO workers, decode threads), at most.
 pub const THREADS_MAX: usize = 4096;
@@ -277,7 +277,7 @@ mod tests {
         let nice = RuntimeConfig { worker_nice: 20, ..RuntimeConfig::default() };
         assert_eq!(
             nice.validate(),
-            Err(ConfigError::TooLarge { name: "worker_nice", max: WORKER_NICE_MAX })
+            Err(ConfigError::TooLarge { name: "worker_nice", max: usize::from(WORKER_NICE_MAX) })
         );
         let lowest = RuntimeConfig { worker_nice: 19, ..RuntimeConfig::default() };
         assert_eq!(lowest.validate(), Ok(()));
