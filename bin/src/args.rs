@@ -26,6 +26,6 @@ pub(crate) fn threads() -> RangedU64ValueParser<usize> {
 }
 
 /// A `worker_nice`, from 0 to the runtime's `WORKER_NICE_MAX`.
-pub(crate) fn worker_nice() -> clap::builder::RangedI64ValueParser<u8> {
-    clap::value_parser!(u8).range(0..=streamrt::WORKER_NICE_MAX as i64)
+pub(crate) fn worker_nice() -> RangedU64ValueParser<u8> {
+    RangedU64ValueParser::new().range(0..=u64::from(streamrt::WORKER_NICE_MAX))
 }

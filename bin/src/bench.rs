@@ -126,8 +126,7 @@ pub struct BenchArgs {
     #[arg(long, value_parser = crate::args::count::<usize>(streamrt::CREDITS_MAX as u64))]
     decode_backlog: Option<usize>,
     /// Steps of CPU priority the runtime's IO and decode threads run below the caller's
-    /// (`RuntimeConfig::worker_nice`; default 0, the same). The baselines' threads keep the
-    /// caller's priority.
+    /// (`RuntimeConfig::worker_nice`). The baselines' threads keep the caller's priority.
     #[arg(long, default_value_t = 0, value_parser = crate::args::worker_nice())]
     worker_nice: u8,
     /// Interleaved rounds of each system; the median round is reported. Five: on a shared

@@ -15,12 +15,12 @@
 //! request is ready, which behind the queue waits for a core the runtime's threads hold.
 //!
 //! A third runtime, not part of the closing line, runs the same trials with its IO and decode
-//! threads `WORKER_NICE` steps of CPU priority below the caller's (`RuntimeConfig::
-//! worker_nice`, off by default), so the option's effect on this latency shows beside the
-//! default's in the same run (always after it: an order that, on this shared machine, can
-//! favour either); its cost shows in the other scenarios run with `--worker-nice`. The first
-//! two runtimes take `--worker-nice` from the command line, the third always runs at
-//! `WORKER_NICE`.
+//! threads `WORKER_NICE` steps of CPU priority below the caller's
+//! (`RuntimeConfig::worker_nice`, off by default), so the option's effect on this latency
+//! shows beside the default's in the same run (always after it: an order that, on this shared
+//! machine, can favour either); its cost shows in the other scenarios run with
+//! `--worker-nice`. The first two runtimes take `--worker-nice` from the command line, the
+//! third always runs at `WORKER_NICE`.
 
 use std::time::{Duration, Instant};
 
@@ -132,18 +132,18 @@ impl Trials {
 }
 
 /// Times critical requests `crit/{first}..` with `queued` low ones ahead of each, on a runtime
-/// whose workers run `worker_nice` steps below the caller.
+/// whose workers run `worker_nice` steps below the caller when given (else as `args` says).
 fn critical(
     source: &MemorySource,
     queued: usize,
     first: usize,
-    worker_nice: u8,
+    worker_nice: Option<u8>,
     args: &BenchArgs,
 ) -> anyhow::Result<Trials> {
     // Nothing stays resident once released, so every trial's low requests are loads queued
     // ahead of the critical one, not hits on the previous trial's assets.
-    let config =
-        RuntimeConfig { bytes_resident_max: 0, worker_nice, ..bench_config(args, queued + 1) };
+    let mut config = RuntimeConfig { bytes_resident_max: 0, ..bench_config(args, queued + 1) };
+    config.worker_nice = worker_nice.unwrap_or(config.worker_nice);
     let rt =
         Runtime::builder().config(config).source(source.clone()).register(BlobDecoder).build()?;
     let mut samples = Vec::with_capacity(TRIALS);
@@ -190,9 +190,9 @@ fn fifo(source: &MemorySource, queued: usize, args: &BenchArgs) -> anyhow::Resul
 pub(super) fn priority(args: &BenchArgs) -> anyhow::Result<Outcome> {
     let queued = args.count.unwrap_or(QUEUED);
     let source = source(queued, TRIALS)?;
-    let idle = critical(&source, 0, 0, args.worker_nice, args)?;
-    let behind = critical(&source, queued, TRIALS, args.worker_nice, args)?;
-    let niced = critical(&source, queued, 2 * TRIALS, WORKER_NICE, args)?;
+    let idle = critical(&source, 0, 0, None, args)?;
+    let behind = critical(&source, queued, TRIALS, None, args)?;
+    let niced = critical(&source, queued, 2 * TRIALS, Some(WORKER_NICE), args)?;
     let fifo = fifo(&source, queued, args)?;
     let line = |name: &str, l: &Latencies| {
         format!("{name}: p50={:.0} us p99={:.0} us max={:.0} us", l.p(0.5), l.p(0.99), l.p(1.0))
