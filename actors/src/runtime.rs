@@ -337,7 +337,9 @@ impl Runtime {
     }
 
     /// A group of parallel tasks for the current frame, run on the decode workers and joined
-    /// by [`FrameTaskGroup::wait`]. `end_frame` cancels what has not started by then.
+    /// by [`FrameTaskGroup::wait`]. `end_frame` cancels what has not started by then. With
+    /// [`RuntimeConfig::worker_nice`] set, the tasks run at the workers' lowered priority; a
+    /// waiter runs the tasks no worker took yet on its own thread, at its own.
     pub fn frame_tasks<R: Send + 'static>(&self) -> FrameTaskGroup<R> {
         let pool = self.inner.core().as_ref().map(Core::task_sender);
         let group = FrameTaskGroup::new(pool);
