@@ -175,7 +175,7 @@ impl RuntimeBuilder {
     }
 
     /// The value handles of asset type `T` show until theirs is ready
-    /// ([`Handle::get_or_placeholder`]).
+    /// ([`Handle::get_or_placeholder`](crate::Handle::get_or_placeholder)).
     #[must_use]
     pub fn placeholder<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.placeholders.insert(TypeId::of::<T>(), Box::new(Arc::new(value)));
