@@ -201,6 +201,10 @@ impl<E: Waiting> ReadySet<E> {
     ) -> Published {
         let mut done = Published::default();
         let timed = policy.publish_time_us_max != u64::MAX;
+        // Without a byte budget a request's weight decides nothing: not asked, so the boundary
+        // touches each cell once, to publish it.
+        let weighed = policy.publish_bytes_max != u64::MAX;
+        let weight = |set: &Self, request| if weighed { set.weight(request) } else { 0 };
         let mut fits = |done: &Published, bytes: u64| {
             done.count < policy.publish_count_max
                 && (done.count == 0
@@ -213,7 +217,7 @@ impl<E: Waiting> ReadySet<E> {
         while let Some(request) =
             aged_max.and_then(|at| self.by_arrival.first_aged(at, staged_in(&self.waiting)))
         {
-            if !fits(&done, self.weight(request)) {
+            if !fits(&done, weight(self, request)) {
                 break;
             }
             self.by_arrival.pop_first();
@@ -222,7 +226,7 @@ impl<E: Waiting> ReadySet<E> {
             }
         }
         while let Some((level, request)) = self.first_by_priority() {
-            if !fits(&done, self.weight(request)) {
+            if !fits(&done, weight(self, request)) {
                 break;
             }
             self.by_priority[level].pop();
