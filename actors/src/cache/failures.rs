@@ -114,11 +114,12 @@ impl<T: Send + Sync + 'static> Cache<T> {
 
     fn fail_slot(&mut self, at: usize, kind: ErrorKind) {
         let slot = self.table.get(at).expect("live slot");
+        // The load ends here either way: its entry is no longer waited for.
+        self.links.hints.unwant(slot.locator);
         if slot.holders.iter().any(|t| t.cell().state() == LoadState::Decoded) {
             return self.keep_decoded(at, kind);
         }
         let slot = self.table.remove(at);
-        self.links.hints.unwant(slot.locator);
         let key = self.key_of(slot.path());
         let error = Arc::new(AssetLoadError { key, attempt: slot.attempt(), kind });
         for ticket in &slot.holders {
@@ -133,7 +134,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
     /// incarnation), and the others fail.
     fn keep_decoded(&mut self, at: usize, kind: ErrorKind) {
         let slot = self.table.get_mut(at).expect("live slot");
-        self.links.hints.unwant(slot.locator);
         slot.phase = Phase::Resident;
         let waiting: Vec<RequestId> = slot
             .holders
