@@ -201,14 +201,15 @@ impl<E: Waiting> ReadySet<E> {
     ) -> Published {
         let mut done = Published::default();
         let timed = policy.publish_time_us_max != u64::MAX;
-        // Without a byte budget a request's weight decides nothing: not asked, so the boundary
-        // touches each cell once, to publish it.
         let weighed = policy.publish_bytes_max != u64::MAX;
-        let weight = |set: &Self, request| if weighed { set.weight(request) } else { 0 };
-        let mut fits = |done: &Published, bytes: u64| {
+        // A request's weight is asked only where it decides: within the count, past a frame's
+        // first request, under a byte budget. Asking touches the request's cell, which the
+        // boundary otherwise touches once, to publish it.
+        let mut fits = |done: &Published, weight: &dyn Fn() -> u64| {
             done.count < policy.publish_count_max
                 && (done.count == 0
-                    || (done.bytes.saturating_add(bytes) <= policy.publish_bytes_max
+                    || ((!weighed
+                        || done.bytes.saturating_add(weight()) <= policy.publish_bytes_max)
                         && (!timed || elapsed_us() < policy.publish_time_us_max)))
         };
         // Requests staged in frames up to `aged_max` have waited `aging_frames_max` frames;
@@ -217,7 +218,7 @@ impl<E: Waiting> ReadySet<E> {
         while let Some(request) =
             aged_max.and_then(|at| self.by_arrival.first_aged(at, staged_in(&self.waiting)))
         {
-            if !fits(&done, weight(self, request)) {
+            if !fits(&done, &|| self.weight(request)) {
                 break;
             }
             self.by_arrival.pop_first();
@@ -226,7 +227,7 @@ impl<E: Waiting> ReadySet<E> {
             }
         }
         while let Some((level, request)) = self.first_by_priority() {
-            if !fits(&done, weight(self, request)) {
+            if !fits(&done, &|| self.weight(request)) {
                 break;
             }
             self.by_priority[level].pop();
