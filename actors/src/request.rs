@@ -35,6 +35,7 @@ use streamrt_messages::{
 use crate::cache::EngineMsg;
 use crate::deps::{ByteProgress, DepGate, DepHandle, Dependent};
 use crate::frame::ReadyEntry;
+use crate::replay::Recorder;
 use crate::runtime::TypeLink;
 use crate::signal::{deadline_after, listen, wait_until, wake_listeners, Signal};
 use crate::telemetry::{Counters, Probe};
@@ -166,9 +167,15 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 
     /// Records `record` if the runtime is recording and the engine made this request.
     pub(crate) fn record_input(&self, record: impl FnOnce() -> LogRecord) {
-        if let (true, Some(recorder)) = (self.is_root(), self.probe().recorder()) {
+        if let Some(recorder) = self.root_recorder() {
             recorder.record(&record());
         }
+    }
+
+    /// The runtime's recorder, if it is recording and the engine made this request: what
+    /// records the engine's inputs about it.
+    fn root_recorder(&self) -> Option<&Recorder> {
+        self.probe().recorder().filter(|_| self.is_root())
     }
 
     /// The gate of this request's dependencies, if it has any.
@@ -424,8 +431,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     /// recorder's order lock, as a frame's publishes and their records do, so the log lists a
     /// cancel that lost the race to a publish after that frame, as it took effect.
     fn cancel_and_release(self: &Arc<Self>) -> bool {
-        let recorder = self.probe().recorder().filter(|_| self.is_root());
-        let _order = recorder.map(|recorder| recorder.order());
+        let _order = self.root_recorder().map(Recorder::order);
         let ended_it = self.cancel();
         self.release();
         ended_it
