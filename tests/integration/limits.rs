@@ -1,11 +1,7 @@
 //! Priorities and the scheduler's limits.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use streamrt::messages::AssetKey;
-use streamrt::{DecodeError, Decoder, ErrorKind, Priority, ReadyError, Runtime};
-use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
+use streamrt::{ErrorKind, Priority, ReadyError, Runtime};
+use streamrt_integration::{thread_name, Blob, BlobDecoder, GatedSource, NotingDecoder, PATIENCE};
 
 use crate::{one_read_held, runtime};
 
@@ -148,34 +144,10 @@ fn a_critical_load_is_read_at_once_while_low_loads_hold_every_read_credit() {
     }
 }
 
-/// Decodes blobs, noting the name of the thread each key was decoded on.
-#[derive(Clone, Default)]
-struct ThreadNoting {
-    threads: Arc<Mutex<HashMap<String, String>>>,
-}
-
-impl Decoder for ThreadNoting {
-    type Asset = Blob;
-
-    fn type_name(&self) -> &str {
-        "blob"
-    }
-
-    fn decode(&self, key: &AssetKey, bytes: Vec<u8>) -> Result<Blob, DecodeError> {
-        let thread = std::thread::current().name().unwrap_or_default().to_owned();
-        self.threads.lock().unwrap().insert(key.path().to_owned(), thread);
-        Ok(Blob(bytes))
-    }
-
-    fn size_bytes(&self, blob: &Blob) -> u64 {
-        blob.0.len() as u64
-    }
-}
-
 #[test]
 fn an_urgent_load_is_decoded_by_the_io_worker_that_read_it() {
     let source = GatedSource::with_blobs(3);
-    let decoder = ThreadNoting::default();
+    let decoder = NotingDecoder::new(thread_name);
     let rt = Runtime::builder()
         .source(source.clone())
         .register(decoder.clone())
@@ -189,7 +161,7 @@ fn an_urgent_load_is_decoded_by_the_io_worker_that_read_it() {
     for h in &handles {
         h.wait_timeout(PATIENCE).unwrap().unwrap();
     }
-    let threads = decoder.threads.lock().unwrap().clone();
+    let threads = decoder.notes();
     assert!(threads["a0"].starts_with("streamrt-decode"), "a0 on {}", threads["a0"]);
     assert!(threads["a1"].starts_with("streamrt-io"), "a1 on {}", threads["a1"]);
     assert!(threads["a2"].starts_with("streamrt-io"), "a2 on {}", threads["a2"]);

@@ -242,6 +242,53 @@ impl Decoder for BlobDecoder {
     }
 }
 
+/// Decodes blobs as they are, noting `note()`, taken on the decoding thread, by key path: where
+/// (and how) each key was decoded.
+#[derive(Clone)]
+pub struct NotingDecoder<T> {
+    note: fn() -> T,
+    notes: Arc<Mutex<HashMap<String, T>>>,
+}
+
+impl<T> NotingDecoder<T> {
+    /// Notes `note()` at each decode.
+    pub fn new(note: fn() -> T) -> Self {
+        Self { note, notes: Arc::default() }
+    }
+
+    /// What each key's decode noted, by path.
+    pub fn notes(&self) -> HashMap<String, T>
+    where
+        T: Clone,
+    {
+        self.notes.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+impl<T: Send + Sync + 'static> Decoder for NotingDecoder<T> {
+    type Asset = Blob;
+
+    fn type_name(&self) -> &str {
+        "blob"
+    }
+
+    fn decode(&self, key: &AssetKey, bytes: Vec<u8>) -> Result<Blob, DecodeError> {
+        let note = (self.note)();
+        let mut notes = self.notes.lock().unwrap_or_else(PoisonError::into_inner);
+        notes.insert(key.path().to_owned(), note);
+        Ok(Blob(bytes))
+    }
+
+    fn size_bytes(&self, blob: &Blob) -> u64 {
+        blob.0.len() as u64
+    }
+}
+
+/// The calling thread's name, empty if it has none.
+pub fn thread_name() -> String {
+    std::thread::current().name().unwrap_or_default().to_owned()
+}
+
 /// Decodes `text` assets (UTF-8), so tests have a second asset type to depend on.
 #[derive(Clone, Copy, Default)]
 pub struct TextDecoder;
