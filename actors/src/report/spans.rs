@@ -5,6 +5,11 @@
 //! counts as the IO worker's busy time, not the decode pool's, and sits on that IO worker's
 //! track: counted as a decode worker's, it pushed decode utilisation past 100 % with few
 //! decode threads and overlapped a decode worker's own spans on its track.
+//!
+//! The rule is the threaded runtime's. A deterministic runtime (a replay) decodes urgent loads
+//! on its decode pool too, but its events go to its tap, never to a log this reads. The events
+//! saying which pool ran a decode would make the rule unnecessary; that changes the event
+//! schema, so it is not done.
 
 use std::collections::HashSet;
 
