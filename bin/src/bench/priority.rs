@@ -17,11 +17,15 @@
 //! A third runtime, not part of the closing line, runs the same trials with its IO and decode
 //! threads `WORKER_NICE` steps of CPU priority below the caller's
 //! (`RuntimeConfig::worker_nice`, off by default), so the option's effect on this latency
-//! shows beside the default's in the same run (always after it: an order that, on this shared
-//! machine, can favour either); its cost shows in the other scenarios run with
+//! shows beside the default's in the same run; its cost shows in the other scenarios run with
 //! `--worker-nice`. The first two runtimes take `--worker-nice` from the command line, the
 //! third always runs at `WORKER_NICE`.
+//!
+//! The three runtimes' trials run in `ROUNDS` rounds, each runtime's in turn, the order rotated
+//! from round to round: on this shared machine the load moves within a run, and a system that
+//! always ran first or last would meet a different machine than the others.
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
@@ -39,6 +43,8 @@ use crate::formats::{encode_blob, Blob, BlobDecoder};
 const QUEUED: usize = 10_000;
 /// Critical requests timed per system.
 const TRIALS: usize = 300;
+/// Rounds the trials are split into, each system's in turn (see the module docs).
+const ROUNDS: usize = 3;
 /// FIFO trials: each waits for the whole queue.
 const FIFO_TRIALS: usize = 10;
 const ASSET_BYTES: usize = 1_024;
@@ -86,8 +92,8 @@ fn source(queued: usize, trials: usize) -> anyhow::Result<MemorySource> {
     for i in 0..queued {
         source.insert(AssetKey::parse(&format!("blob:low/{i}"))?, bytes.clone());
     }
-    // Fresh critical keys for each of the three runtimes.
-    for i in 0..trials * 3 {
+    // Fresh critical keys for each of the three systems' trials.
+    for i in 0..trials * SYSTEMS {
         source.insert(AssetKey::parse(&format!("blob:crit/{i}"))?, bytes.clone());
     }
     Ok(source)
@@ -131,29 +137,41 @@ impl Trials {
     }
 }
 
-/// Times critical requests `crit/{first}..` with `queued` low ones ahead of each, on a runtime
-/// whose workers run `worker_nice` steps below the caller when given (else as `args` says).
-fn critical(
-    source: &MemorySource,
+/// The systems the trials run on: idle, behind the queue, and behind it with `WORKER_NICE`.
+const SYSTEMS: usize = 3;
+const _: () = assert!(TRIALS % ROUNDS == 0, "every round runs as many trials");
+
+/// A runtime the trials run on: the low requests queued ahead of each critical one, and its
+/// workers' `worker_nice` when not the arguments'.
+#[derive(Debug, Clone, Copy)]
+struct System {
     queued: usize,
-    first: usize,
     worker_nice: Option<u8>,
-    args: &BenchArgs,
-) -> anyhow::Result<Trials> {
-    // Nothing stays resident once released, so every trial's low requests are loads queued
-    // ahead of the critical one, not hits on the previous trial's assets.
-    let mut config = RuntimeConfig { bytes_resident_max: 0, ..bench_config(args, queued + 1) };
-    config.worker_nice = worker_nice.unwrap_or(config.worker_nice);
-    let rt =
-        Runtime::builder().config(config).source(source.clone()).register(BlobDecoder).build()?;
-    let mut samples = Vec::with_capacity(TRIALS);
-    for trial in 0..TRIALS {
+}
+
+impl System {
+    fn start(self, source: &MemorySource, args: &BenchArgs) -> anyhow::Result<Runtime> {
+        // Nothing stays resident once released, so every trial's low requests are loads
+        // queued ahead of the critical one, not hits on the previous trial's assets.
+        let mut config =
+            RuntimeConfig { bytes_resident_max: 0, ..bench_config(args, self.queued + 1) };
+        config.worker_nice = self.worker_nice.unwrap_or(config.worker_nice);
+        let rt = Runtime::builder().config(config).source(source.clone()).register(BlobDecoder);
+        Ok(rt.build()?)
+    }
+}
+
+/// Times the critical requests `crit/{keys}` on `rt`, each with `queued` low ones ahead; each
+/// sample is (wall, inside) in nanoseconds (see [`Trials`]).
+fn critical(rt: &Runtime, queued: usize, keys: Range<usize>) -> anyhow::Result<Vec<(u64, u64)>> {
+    let mut samples = Vec::with_capacity(keys.len());
+    for key in keys {
         let low = (0..queued)
             .map(|i| rt.request::<Blob>(&format!("low/{i}"), Priority::Low))
             .collect::<Result<Vec<_>, _>>()?;
         ensure!(rt.sync(PATIENCE), "the runtime did not take the low requests");
         let started = Instant::now();
-        let crit = rt.request::<Blob>(&format!("crit/{}", first + trial), Priority::Critical)?;
+        let crit = rt.request::<Blob>(&format!("crit/{key}"), Priority::Critical)?;
         ensure!(matches!(crit.wait_timeout(PATIENCE), Some(Ok(_))), "the critical request failed");
         let wall = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let inside = crit.latency_us().unwrap_or(0).saturating_mul(1_000);
@@ -163,8 +181,33 @@ fn critical(
         }
         ensure!(rt.sync(PATIENCE), "the runtime did not take the cancels");
     }
-    rt.shutdown();
-    Ok(Trials::from_samples(&samples))
+    Ok(samples)
+}
+
+/// Runs every system's trials in `ROUNDS` rounds, the order rotated from round to round (see
+/// the module docs), each system on one runtime for all its rounds (a fresh runtime's first
+/// trial wakes threads that never ran); the systems' trials in [`SYSTEMS`] order.
+fn rotated(
+    source: &MemorySource,
+    systems: [System; SYSTEMS],
+    args: &BenchArgs,
+) -> anyhow::Result<[Trials; SYSTEMS]> {
+    let runtimes = systems.iter().map(|s| s.start(source, args)).collect::<Result<Vec<_>, _>>()?;
+    let per_round = TRIALS / ROUNDS;
+    let mut samples: [Vec<(u64, u64)>; SYSTEMS] = Default::default();
+    for round in 0..ROUNDS {
+        for turn in 0..SYSTEMS {
+            let s = (round + turn) % SYSTEMS;
+            // Each system has `TRIALS` keys of its own, each round a slice of them.
+            let first = s * TRIALS + round * per_round;
+            let keys = first..first + per_round;
+            samples[s].extend(critical(&runtimes[s], systems[s].queued, keys)?);
+        }
+    }
+    for rt in runtimes {
+        rt.shutdown();
+    }
+    Ok(samples.map(|s| Trials::from_samples(&s)))
 }
 
 /// The FIFO queue: the critical key sent after the low ones, timed from its send.
@@ -190,9 +233,12 @@ fn fifo(source: &MemorySource, queued: usize, args: &BenchArgs) -> anyhow::Resul
 pub(super) fn priority(args: &BenchArgs) -> anyhow::Result<Outcome> {
     let queued = args.count.unwrap_or(QUEUED);
     let source = source(queued, TRIALS)?;
-    let idle = critical(&source, 0, 0, None, args)?;
-    let behind = critical(&source, queued, TRIALS, None, args)?;
-    let niced = critical(&source, queued, 2 * TRIALS, Some(WORKER_NICE), args)?;
+    let systems = [
+        System { queued: 0, worker_nice: None },
+        System { queued, worker_nice: None },
+        System { queued, worker_nice: Some(WORKER_NICE) },
+    ];
+    let [idle, behind, niced] = rotated(&source, systems, args)?;
     let fifo = fifo(&source, queued, args)?;
     let line = |name: &str, l: &Latencies| {
         format!("{name}: p50={:.0} us p99={:.0} us max={:.0} us", l.p(0.5), l.p(0.99), l.p(1.0))
@@ -214,7 +260,7 @@ pub(super) fn priority(args: &BenchArgs) -> anyhow::Result<Outcome> {
         scenario: "priority",
         lines: vec![
             format!(
-                "priority: one critical request (1 KiB, from memory) behind {queued} queued low ones, {TRIALS} trials"
+                "priority: one critical request (1 KiB, from memory) behind {queued} queued low ones, {TRIALS} trials in {ROUNDS} rotated rounds"
             ),
             line("idle runtime (baseline)", &idle.wall),
             idle.split_line(),
