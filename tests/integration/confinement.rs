@@ -4,9 +4,9 @@
 use std::os::unix::fs::symlink;
 
 use streamrt::messages::ErrorKind;
-use streamrt::pack::{Codec, PackLimits, PackWriter};
+use streamrt::pack::{Codec, PackLimits};
 use streamrt::{DirSource, PackSource, Priority, ReadyError, RequestError, Runtime};
-use streamrt_integration::{Blob, BlobDecoder, PATIENCE};
+use streamrt_integration::{write_blob_pack, Blob, BlobDecoder, PATIENCE};
 
 /// Keys that try to leave a source's root, one way or another.
 const TRAVERSALS: [&str; 34] = [
@@ -144,13 +144,9 @@ fn a_folder_reached_through_a_symlink_is_resolved_on_every_read() {
 fn a_pack_serves_its_healthy_entries_while_a_corrupt_one_fails_typed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("assets.pack");
-    let mut writer = PackWriter::create(&path).unwrap();
     let payload = |i: u8| -> Vec<u8> { (0..2_000u32).map(|j| (j % 31) as u8 ^ i).collect() };
-    for i in 0..8u8 {
-        let codec = [Codec::None, Codec::Lz4, Codec::Zstd][usize::from(i) % 3];
-        writer.add(&format!("blob:e{i}"), &payload(i), codec, vec![]).unwrap();
-    }
-    writer.finish().unwrap();
+    let codecs = [Codec::None, Codec::Lz4, Codec::Zstd];
+    write_blob_pack(&path, (0..8u8).map(|i| (payload(i), codecs[usize::from(i) % 3], vec![])));
     let source = PackSource::open(&path, PackLimits::default()).unwrap();
     let victim = source.entries()[3].clone();
     let mut bytes = std::fs::read(&path).unwrap();

@@ -3,12 +3,12 @@
 //! loaded through the runtime.
 
 use streamrt::messages::AssetKey;
-use streamrt::pack::{Codec, PackLimits, PackWriter};
+use streamrt::pack::{Codec, PackLimits};
 use streamrt::{
     Coalescing, EntryInfo, Handle, LoadState, Locator, PackSource, Priority, Runtime, Source,
     SourceError,
 };
-use streamrt_integration::{Blob, BlobDecoder, Gate, PATIENCE};
+use streamrt_integration::{noise, write_blob_pack, Blob, BlobDecoder, Gate, PATIENCE};
 
 fn payload(i: u32) -> Vec<u8> {
     (0..1_500u32).map(|j| ((j * 7 + i) % 251) as u8).collect()
@@ -16,12 +16,13 @@ fn payload(i: u32) -> Vec<u8> {
 
 fn small_pack(dir: &std::path::Path, count: u32) -> std::path::PathBuf {
     let path = dir.join("small.pack");
-    let mut writer = PackWriter::create(&path).unwrap();
-    for i in 0..count {
-        let deps = if i == 0 { vec![] } else { vec![format!("blob:e{}", i - 1)] };
-        writer.add(&format!("blob:e{i}"), &payload(i), Codec::Lz4, deps).unwrap();
-    }
-    writer.finish().unwrap();
+    write_blob_pack(
+        &path,
+        (0..count).map(|i| {
+            let deps = if i == 0 { vec![] } else { vec![format!("blob:e{}", i - 1)] };
+            (payload(i), Codec::Lz4, deps)
+        }),
+    );
     path
 }
 
@@ -117,11 +118,7 @@ impl Source for GatedPack {
 /// that reads one load at a time, with `e0`'s read held at the gate.
 fn one_read_at_a_time(dir: &std::path::Path, payloads: &[Vec<u8>]) -> (PackSource, Gate, Runtime) {
     let path = dir.join("flat.pack");
-    let mut writer = PackWriter::create(&path).unwrap();
-    for (i, payload) in payloads.iter().enumerate() {
-        writer.add(&format!("blob:e{i}"), payload, Codec::Lz4, vec![]).unwrap();
-    }
-    writer.finish().unwrap();
+    write_blob_pack(&path, payloads.iter().map(|p| (p.clone(), Codec::Lz4, vec![])));
     let source = PackSource::open(&path, PackLimits::default()).unwrap();
     let gate = Gate::default();
     gate.hold("e0");
@@ -134,20 +131,6 @@ fn one_read_at_a_time(dir: &std::path::Path, payloads: &[Vec<u8>]) -> (PackSourc
         .build()
         .unwrap();
     (source, gate, rt)
-}
-
-/// `len` bytes that lz4 cannot compress.
-fn noise(len: usize) -> Vec<u8> {
-    // xorshift64: no two neighbouring bytes repeat a pattern lz4 could match.
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[0]
-        })
-        .collect()
 }
 
 /// The stored bytes of `source`'s entries `e{i}` for each `i` of `which`.

@@ -6,12 +6,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use streamrt::pack::{Codec, PackLimits, PackWriter};
+use streamrt::pack::{Codec, PackLimits};
 use streamrt::{
     AssetKey, DirSource, EntryInfo, Locator, MemorySource, PackSource, Priority, Runtime, Source,
     SourceError,
 };
-use streamrt_integration::{blob_key, Blob, BlobDecoder, PATIENCE};
+use streamrt_integration::{blob_key, write_blob_pack, Blob, BlobDecoder, PATIENCE};
 
 /// Reads counted by how they came: with a locator, or by key alone.
 #[derive(Default)]
@@ -72,11 +72,7 @@ fn load_all(source: impl Source, count: usize) -> Arc<Reads> {
 /// A pack of `e0`..`e{count}` in `dir`, each `e{i}` depending on the keys `deps(i)` names.
 fn pack(dir: &Path, count: usize, deps: impl Fn(usize) -> Vec<String>) -> PackSource {
     let path = dir.join("located.pack");
-    let mut writer = PackWriter::create(&path).unwrap();
-    for i in 0..count {
-        writer.add(&format!("blob:e{i}"), &payload(i), Codec::Lz4, deps(i)).unwrap();
-    }
-    writer.finish().unwrap();
+    write_blob_pack(&path, (0..count).map(|i| (payload(i), Codec::Lz4, deps(i))));
     PackSource::open(&path, PackLimits::default()).unwrap()
 }
 

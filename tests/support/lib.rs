@@ -12,9 +12,15 @@
 //!   until the test releases it, or gives up after [`GATE_PATIENCE`]. Its reads of paths
 //!   starting with `ioerr` fail, of `flaky` fail the first time, and of `readpanic` panic.
 //! - [`Scenario`]: a scripted session written as a replay log, for transcript tests.
+//! - [`Rng`] and [`noise`]: deterministic random sessions and incompressible bytes.
+//! - [`write_blob_pack`]: a pack of blob entries `e0`, `e1`, ...
 
+mod packs;
+mod rng;
 mod scenario;
 
+pub use packs::{write_blob_pack, PackEntry};
+pub use rng::{noise, Rng};
 pub use scenario::{key, Scenario};
 
 use std::collections::{HashMap, HashSet};

@@ -5,24 +5,12 @@
 use streamrt::messages::{ErrorKind, LoadState, Priority};
 use streamrt::replay::{replay, ReplayOptions};
 use streamrt::{FramePolicy, PublishMode, Runtime, RuntimeConfig};
-use streamrt_integration::{blob_key, Blob, BlobDecoder, GatedSource, Scenario, PATIENCE};
-
-/// A small deterministic generator (xorshift64*), so the sessions need no crate.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
+use streamrt_integration::{blob_key, Blob, BlobDecoder, GatedSource, Rng, Scenario, PATIENCE};
 
 /// A random session of 40 steps over a few keys: requests (one with a dependency), cancels,
 /// reprioritisations, frames, and reads and decodes that succeed, fail or panic.
 fn random_session(seed: u64) -> Scenario {
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::new(seed);
     let mut s = Scenario::new().frame_budget(3);
     s.config.reads_in_flight = 1 + rng.below(3);
     let keys = ["blob:a", "blob:b", "blob:c", "blob:d", "mesh:m", "texture:t"];
