@@ -299,10 +299,24 @@ impl FrameDecoder {
             return Err(FrameError::TooLarge { len: len as u64, max: FRAME_BYTES_MAX as u64 });
         }
         let Some(payload) = self.buf.get(LEN_BYTES..LEN_BYTES + len) else { return Ok(None) };
-        let msg = postcard::from_bytes(payload).map_err(|e| FrameError::Malformed(e.to_string()));
+        let msg = from_whole(payload, "message").map_err(FrameError::Malformed);
         self.buf.drain(..LEN_BYTES + len);
         msg.map(Some)
     }
+}
+
+/// Decodes a frame's `payload` as one `what`, all of it: bytes after the value mean a wrong
+/// length, which would otherwise pass for a good frame (postcard stops at the value's end).
+///
+/// # Errors
+///
+/// postcard's message, or the count of bytes left after the value.
+pub(crate) fn from_whole<T: DeserializeOwned>(payload: &[u8], what: &str) -> Result<T, String> {
+    let (value, extra) = postcard::take_from_bytes(payload).map_err(|e| e.to_string())?;
+    if !extra.is_empty() {
+        return Err(format!("{} bytes after the {what} in its frame", extra.len()));
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -392,6 +406,32 @@ mod tests {
         let mut decoder = FrameDecoder::new();
         decoder.push(&frame);
         assert!(matches!(decoder.next_msg::<ClientMsg>(), Err(FrameError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_frame_longer_than_its_message_is_malformed() {
+        let mut frame = encode_frame(&ClientMsg::Hello { version: PROTOCOL_VERSION }).unwrap();
+        frame.push(0);
+        let len = u32::try_from(frame.len() - LEN_BYTES).unwrap();
+        frame[..LEN_BYTES].copy_from_slice(&len.to_le_bytes());
+        let mut decoder = FrameDecoder::new();
+        decoder.push(&frame);
+        let e = decoder.next_msg::<ClientMsg>().unwrap_err();
+        assert!(matches!(&e, FrameError::Malformed(m) if m.contains("1 bytes after")), "{e}");
+    }
+
+    #[test]
+    fn a_stream_past_the_limit_is_kept_to_one_frame() {
+        let mut decoder = FrameDecoder::new();
+        let mut stream = u32::try_from(FRAME_BYTES_MAX).unwrap().to_le_bytes().to_vec();
+        stream.resize(3 * FRAME_BYTES_MAX, 0);
+        let mut kept = 0;
+        for piece in stream.chunks(FRAME_BYTES_MAX / 3) {
+            kept += decoder.push(piece);
+            assert!(decoder.buffered() <= LEN_BYTES + FRAME_BYTES_MAX);
+        }
+        assert_eq!(kept, LEN_BYTES + FRAME_BYTES_MAX, "one whole frame kept, no byte more");
+        assert_eq!(decoder.room(), 0);
     }
 
     proptest! {

@@ -391,8 +391,9 @@ impl<'a> LogReader<'a> {
             let left = (rest.len() - 4) as u64;
             return Err(error(LogErrorKind::Truncated { needed: len as u64, left }));
         };
-        let value = postcard::from_bytes(payload)
-            .map_err(|e| error(LogErrorKind::Malformed { what, message: e.to_string() }))?;
+        // A wrong length would otherwise swallow the frames it covers without a word.
+        let value = crate::protocol::from_whole(payload, what)
+            .map_err(|message| error(LogErrorKind::Malformed { what, message }))?;
         self.at += 4 + len;
         Ok(Some(value))
     }
@@ -485,7 +486,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_magic_unknown_version_and_truncation_are_typed_with_offsets() {
+    fn bad_magic_unknown_version_truncation_and_a_frame_too_long_are_typed_with_offsets() {
         let (bytes, _) = log();
         let mut bad = bytes.clone();
         bad[0] = b'X';
@@ -506,6 +507,14 @@ mod tests {
         assert_eq!(e.offset, last);
         assert!(matches!(e.kind, LogErrorKind::Truncated { .. }), "{e}");
         let mut huge = bytes[..last as usize].to_vec();
+        let mut swallowing = bytes.clone();
+        let (first, second) = (records[0].0 as usize, records[1].0 as usize);
+        let len = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        let covers_both = (second - first - 4) as u32 + 4 + len(second);
+        swallowing[first..first + 4].copy_from_slice(&covers_both.to_le_bytes());
+        let e = read_log(&swallowing).unwrap_err();
+        assert_eq!(e.offset, first as u64);
+        assert!(matches!(e.kind, LogErrorKind::Malformed { what: "record", .. }), "{e}");
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         let e = read_log(&huge).unwrap_err();
         assert_eq!((e.offset, e.kind), (last, LogErrorKind::TooLarge { len: u64::from(u32::MAX) }));
