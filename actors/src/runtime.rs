@@ -114,9 +114,14 @@ fn shutdown_patience(escalation: Option<&Escalation>) -> AskPatience {
     }
 }
 
+/// What the embedding program is told once its runtime gave up and shut itself down (see
+/// [`RuntimeBuilder::on_escalation`]).
+pub(crate) type EscalationListener = Arc<dyn Fn(&Escalation) + Send + Sync>;
+
 /// What a supervisor's escalation does: shut the runtime down from a thread of its own (the
-/// supervisor runs on the core thread, which shutdown waits on).
-fn escalation_hook(inner: Weak<Inner>) -> EscalateFn {
+/// supervisor runs on the core thread, which shutdown waits on), then tell the embedding
+/// program's listener, if any.
+fn escalation_hook(inner: Weak<Inner>, listener: Option<EscalationListener>) -> EscalateFn {
     Arc::new(move |escalation: Escalation| {
         let Some(strong) = inner.upgrade() else { return };
         let mut slot = strong.escalation.lock().unwrap_or_else(PoisonError::into_inner);
@@ -125,10 +130,15 @@ fn escalation_hook(inner: Weak<Inner>) -> EscalateFn {
         }
         let weak = Weak::clone(&inner);
         let patience = shutdown_patience(Some(&escalation));
+        let (told, listener) = (escalation.clone(), listener.clone());
         let spawned =
             std::thread::Builder::new().name("streamrt-escalation".into()).spawn(move || {
                 if let Some(inner) = weak.upgrade() {
                     inner.stop(patience);
+                }
+                // The listener is the embedding program's code: its panic ends nothing here.
+                if let Some(listener) = listener {
+                    log_caught(|| listener(&told));
                 }
             });
         match spawned {

@@ -180,7 +180,7 @@ fn poison_keys_are_quarantined_after_at_most_k_attempts_while_the_rest_complete(
 }
 
 #[test]
-fn restarts_past_the_intensity_escalate_and_the_runtime_shuts_down_cleanly() {
+fn restarts_past_the_intensity_escalate_and_the_runtime_shuts_down_cleanly_and_says_so() {
     let source = GatedSource::with_blobs(5);
     source.gate.hold("a0");
     let config = streamrt::RuntimeConfig {
@@ -194,7 +194,12 @@ fn restarts_past_the_intensity_escalate_and_the_runtime_shuts_down_cleanly() {
     };
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("session.log");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config).record(&log, "test"));
+    let (told, listened) = std::sync::mpsc::channel();
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.config(config).record(&log, "test").on_escalation(move |e| {
+            told.send(e.child.clone()).unwrap();
+        })
+    });
     let events = rt.subscribe(4096);
     let handles: Vec<_> =
         (0..5).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
@@ -206,8 +211,11 @@ fn restarts_past_the_intensity_escalate_and_the_runtime_shuts_down_cleanly() {
         let outcome = h.wait_timeout(PATIENCE).expect("every request ends after escalation");
         assert!(matches!(outcome, Err(ReadyError::Failed(e)) if e.kind == ErrorKind::Shutdown));
     }
+    // The listener is told once the shutdown is over, which joins the worker held here.
     source.gate.release_all();
+    assert_eq!(listened.recv_timeout(PATIENCE).unwrap(), "scheduler", "the program is told");
     rt.shutdown();
+    assert!(listened.try_recv().is_err(), "told once");
     let escalation = rt.escalation().expect("the runtime knows why it stopped");
     assert_eq!(escalation.child, "scheduler");
     assert_eq!(rt.request::<Blob>("a1", Priority::Normal).unwrap_err(), RequestError::Shutdown);

@@ -13,13 +13,14 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use streamrt_messages::{AssetTypeName, EventKind};
-use streamrt_supervisor::{Clock, Mailbox, MonotonicClock};
+use streamrt_supervisor::{Clock, Escalation, Mailbox, MonotonicClock};
 
 use super::core::{Core, CoreParts};
 use super::registry::{DecoderSpec, TypeSpec};
 use super::submit::{DepRequester, Submitter, TreeLimits};
 use super::{
-    escalation_hook, BuildError, EngineSides, Inner, RetryPolicy, Runtime, RuntimeConfig, TYPES_MAX,
+    escalation_hook, BuildError, EngineSides, EscalationListener, Inner, RetryPolicy, Runtime,
+    RuntimeConfig, TYPES_MAX,
 };
 use crate::asset::Decoder;
 use crate::frame::{FramePolicy, FrameShared, PublishMode};
@@ -41,6 +42,8 @@ pub struct RuntimeBuilder {
     record: Option<(PathBuf, String)>,
     /// Set for a deterministic runtime (replays), with the tap its transcript comes from.
     deterministic: Option<(Arc<Deterministic>, EventTap)>,
+    /// Told once the runtime gave up and shut itself down.
+    on_escalation: Option<EscalationListener>,
 }
 
 impl RuntimeBuilder {
@@ -55,6 +58,7 @@ impl RuntimeBuilder {
             placeholders: HashMap::new(),
             record: None,
             deterministic: None,
+            on_escalation: None,
         }
     }
 
@@ -202,6 +206,21 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Calls `listener` once the runtime gave up (a supervisor's restarts ran past its
+    /// policy) and shut itself down: every request has ended and every thread of the runtime's
+    /// is joined, so the listener may start a new runtime or end the program. It runs on a
+    /// thread of its own, once at most; [`Runtime::escalation`] says the same to a program
+    /// that polls.
+    ///
+    /// # Panics
+    ///
+    /// Never for the listener's panic: it is caught and logged.
+    #[must_use]
+    pub fn on_escalation(mut self, listener: impl Fn(&Escalation) + Send + Sync + 'static) -> Self {
+        self.on_escalation = Some(Arc::new(listener));
+        self
+    }
+
     /// Makes the runtime deterministic (see `replay::stepper`), passing every event to `tap`.
     pub(crate) fn deterministic(mut self, det: &Arc<Deterministic>, tap: EventTap) -> Self {
         self.clock = Arc::clone(&det.clock) as Arc<dyn Clock>;
@@ -314,7 +333,7 @@ impl RuntimeBuilder {
             frame,
             frame_mailbox,
             residency,
-            escalate: escalation_hook(Arc::downgrade(&inner)),
+            escalate: escalation_hook(Arc::downgrade(&inner), self.on_escalation),
             deterministic: det,
         };
         let core = Core::start(parts, sink_mailbox)?;
