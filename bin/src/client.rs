@@ -28,6 +28,9 @@ pub struct Client {
 /// How long a client waits for the daemon's answer to one request, by default.
 pub const ANSWER_TIMEOUT_MS: u64 = 30_000;
 
+/// Bytes read from the socket at once.
+const READ_CHUNK_BYTES: usize = 64 << 10;
+
 impl Client {
     /// Connects to the daemon at `target`'s socket and performs the handshake.
     ///
@@ -39,8 +42,12 @@ impl Client {
         let stream = UnixStream::connect(socket)
             .with_context(|| format!("connecting to {}", socket.display()))?;
         let answer_timeout = std::time::Duration::from_millis(target.answer_timeout_ms);
-        let mut client =
-            Self { stream, decoder: FrameDecoder::new(), chunk: vec![0; 64 << 10], answer_timeout };
+        let mut client = Self {
+            stream,
+            decoder: FrameDecoder::new(),
+            chunk: vec![0; READ_CHUNK_BYTES],
+            answer_timeout,
+        };
         match client.ask(&ClientMsg::Hello { version: PROTOCOL_VERSION })? {
             ServerMsg::Welcome { .. } => Ok(client),
             other => Err(refusal(other)),

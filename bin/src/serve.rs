@@ -8,15 +8,26 @@
 //!
 //! # Shutdown
 //!
-//! `shutdown` (or an error) stops the accept loop; the runtime then shuts down, which ends
-//! every request the daemon held (`Ready`, or `Failed` with `Shutdown`); every client
-//! connection is closed and its thread joined; the socket file is removed; the process exits 0.
+//! `shutdown` stops the accept loop (the listening socket is shut for reading, which wakes it
+//! even if its file was removed); the runtime then shuts down, which ends every request the
+//! daemon held (`Ready`, or `Failed` with `Shutdown`). Each connection is shut for reading, so
+//! no new request is taken, and has `SHUTDOWN_DRAIN_MAX` to finish what it is sending (a
+//! client waiting on its loads gets every `Ended` and its `Done`); what is still open then is
+//! closed, and every connection thread is joined. The socket file is removed (also when the
+//! daemon fails to start or panics) and the process exits 0.
+//!
+//! When the runtime gives up (a supervisor's restarts past its policy) it shuts itself down;
+//! the daemon then stops the same way and exits non-zero, so a service manager can restart
+//! it, instead of refusing every load for ever.
 //!
 //! # Backpressure
 //!
-//! At most `connections_max` clients at once (one past it gets `Busy` and is closed); each
-//! connection buffers at most one frame (1 MiB) and its reads; a watcher's events pass through
-//! a bounded subscription that drops (and counts) what a slow client cannot take.
+//! At most `connections_max` clients at once: one past it is answered `Busy` and closed by
+//! the accept loop, without a thread of its own. Each connection buffers at most one frame
+//! (1 MiB) and its reads; a watcher's events pass through a bounded subscription that drops
+//! (and counts) what a slow client cannot take. When accepting fails (out of file
+//! descriptors, say) the loop says so and waits `ACCEPT_RETRY_PAUSE` before it tries again,
+//! rather than spinning on a connection it cannot take.
 
 mod config;
 mod conn;
@@ -24,14 +35,14 @@ mod socket;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
-use streamrt::messages::protocol::{encode_frame, ServerMsg};
+use streamrt::messages::protocol::{encode_frame, ProtocolError, ServerMsg};
 use streamrt::messages::RequestId;
 use streamrt::pack::PackLimits;
 use streamrt::{PackSource, Runtime};
@@ -41,19 +52,54 @@ pub use config::Overrides as ServeArgs;
 use config::Settings;
 use socket::{own_uid, peer_is, ControlSocket};
 
+/// How long the connections get to finish what they are sending once the runtime has shut
+/// down, before they are closed outright.
+const SHUTDOWN_DRAIN_MAX: Duration = Duration::from_secs(5);
+
+/// How long the accept loop waits after accepting failed, before it tries again.
+const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Stops the accept loop; shared with the runtime's escalation listener, which is made before
+/// the daemon.
+struct StopSignal {
+    stopping: AtomicBool,
+    /// Why the runtime gave up, if it did.
+    escalation: Mutex<Option<String>>,
+    /// The listening socket: shut for reading, it wakes a blocked `accept` with an error,
+    /// whatever became of its file, and refuses the connections tried after.
+    listener: UnixListener,
+}
+
+impl StopSignal {
+    fn stop(&self) {
+        if !self.stopping.swap(true, Ordering::AcqRel) {
+            if let Err(e) = rustix::net::shutdown(&self.listener, rustix::net::Shutdown::Read) {
+                eprintln!("streamctl serve: cannot wake the accept loop: {e}");
+            }
+        }
+    }
+
+    fn escalated(&self, why: String) {
+        *self.escalation.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
+        self.stop();
+    }
+}
+
 /// What every connection thread shares.
 pub(crate) struct Daemon {
     rt: Runtime,
     source: String,
     /// Requests clients made that have not ended yet, by id.
     requests: Mutex<HashMap<RequestId, Arc<dyn Tracked>>>,
-    stopping: AtomicBool,
-    socket_path: std::path::PathBuf,
+    signal: Arc<StopSignal>,
     idle_timeout: Duration,
+    /// Open connections, counted by the accept loop before their thread starts.
     connections: AtomicUsize,
     connections_max: usize,
     /// A clone of each open connection, so shutdown can close them.
     open: Mutex<HashMap<u64, UnixStream>>,
+    /// Notified as each connection ends (leaves `open`).
+    closed: Condvar,
     /// Clients that asked for shutdown, told `Done` once it is complete.
     stop_waiters: Mutex<Vec<UnixStream>>,
 }
@@ -67,13 +113,49 @@ impl Daemon {
     }
 
     pub(crate) fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
+        self.signal.stopping.load(Ordering::Acquire)
     }
 
-    /// Asks the daemon to stop: the accept loop is woken by a connection to itself.
+    /// Asks the daemon to stop (see the module docs).
     pub(crate) fn stop(&self) {
-        if !self.stopping.swap(true, Ordering::AcqRel) {
-            let _ = UnixStream::connect(&self.socket_path);
+        self.signal.stop();
+    }
+
+    fn open(&self) -> MutexGuard<'_, HashMap<u64, UnixStream>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps `stream` (a clone of connection `id`'s) so that shutdown can close it.
+    pub(crate) fn opened(&self, id: u64, stream: UnixStream) {
+        self.open().insert(id, stream);
+    }
+
+    /// Connection `id` ended, or is no longer to be closed by shutdown.
+    pub(crate) fn forget(&self, id: u64) {
+        self.open().remove(&id);
+        self.closed.notify_all();
+    }
+
+    /// Connection `id` ended: its place is free.
+    pub(crate) fn ended(&self, id: u64) {
+        self.connections.fetch_sub(1, Ordering::AcqRel);
+        self.forget(id);
+    }
+
+    /// Lets the connections finish what they are sending, then closes what is left (see the
+    /// module docs): a client that stopped reading would otherwise hold shutdown up for its
+    /// write timeout.
+    fn close_connections(&self) {
+        let open = self.open();
+        for stream in open.values() {
+            let _ = stream.shutdown(std::net::Shutdown::Read);
+        }
+        let (open, _) = self
+            .closed
+            .wait_timeout_while(open, SHUTDOWN_DRAIN_MAX, |open| !open.is_empty())
+            .unwrap_or_else(PoisonError::into_inner);
+        for stream in open.values() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
         }
     }
 }
@@ -82,28 +164,39 @@ impl Daemon {
 ///
 /// # Errors
 ///
-/// The settings, the socket path or the pack are refused, or the runtime cannot start.
+/// The settings, the socket path or the pack are refused, the runtime cannot start, or the
+/// runtime gave up while the daemon ran.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
     let source = PackSource::open(&settings.pack, PackLimits::default())
         .with_context(|| format!("opening the pack {}", settings.pack.display()))?;
+    // Removed when dropped, also when the runtime below fails to start.
     let socket = ControlSocket::bind(&settings.socket)?;
+    let signal = Arc::new(StopSignal {
+        stopping: AtomicBool::new(false),
+        escalation: Mutex::new(None),
+        listener: socket.listener().try_clone().context("cloning the listening socket")?,
+    });
     let described = streamrt::Source::describe(&source);
     let mut builder = Runtime::builder().config(settings.runtime.clone()).source(source);
     if let Some(path) = &args.record {
         builder = builder.record(path, "streamctl serve");
     }
+    let told = Arc::clone(&signal);
+    builder = builder.on_escalation(move |e| {
+        told.escalated(format!("{} gave up after {} ended: {:?}", e.supervisor, e.child, e.reason));
+    });
     let rt = register_all(builder).immediate().build().context("starting the runtime")?;
     let daemon = Arc::new(Daemon {
         rt,
         source: described,
         requests: Mutex::default(),
-        stopping: AtomicBool::new(false),
-        socket_path: settings.socket.clone(),
+        signal,
         idle_timeout: settings.idle_timeout,
         connections: AtomicUsize::new(0),
         connections_max: settings.connections_max,
         open: Mutex::default(),
+        closed: Condvar::new(),
         stop_waiters: Mutex::default(),
     });
     // Whoever started the daemon may have stopped reading its output: never fail on it.
@@ -113,19 +206,21 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let _ = out.flush();
     let threads = accept_loop(&daemon, &socket);
     daemon.rt.shutdown();
-    for stream in daemon.open.lock().unwrap_or_else(PoisonError::into_inner).values() {
-        let _ = stream.shutdown(std::net::Shutdown::Both);
-    }
+    daemon.close_connections();
     for thread in threads {
         let _ = thread.join();
     }
-    socket.remove();
+    drop(socket);
     if let Ok(done) = encode_frame(&ServerMsg::Done) {
         for mut waiter in
             daemon.stop_waiters.lock().unwrap_or_else(PoisonError::into_inner).drain(..)
         {
             let _ = waiter.write_all(&done);
         }
+    }
+    let escalation = daemon.signal.escalation.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let Some(why) = escalation {
+        anyhow::bail!("the runtime gave up ({why}); stopped");
     }
     let _ = writeln!(out, "streamctl serve: stopped");
     Ok(())
@@ -140,21 +235,48 @@ fn accept_loop(daemon: &Arc<Daemon>, socket: &ControlSocket) -> Vec<JoinHandle<(
         if daemon.is_stopping() {
             break;
         }
-        let Ok(stream) = stream else { continue };
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: the connection stays in the backlog and the
+                // next accept fails again at once, so pause instead of spinning on it.
+                eprintln!("streamctl serve: accepting a connection failed: {e}");
+                std::thread::sleep(ACCEPT_RETRY_PAUSE);
+                continue;
+            }
+        };
         // Another user's connection is closed before a byte is read from it.
         if !peer_is(&stream, uid) {
             continue;
         }
+        let connected = daemon.connections.fetch_add(1, Ordering::AcqRel) + 1;
+        if connected > daemon.connections_max {
+            daemon.connections.fetch_sub(1, Ordering::AcqRel);
+            turn_away(stream, connected - 1, daemon.idle_timeout);
+            continue;
+        }
         threads.retain(|t| !t.is_finished());
         next_id += 1;
-        let (daemon, id) = (Arc::clone(daemon), next_id);
+        let (conn_daemon, id) = (Arc::clone(daemon), next_id);
         let spawned = std::thread::Builder::new()
             .name(format!("streamctl-conn-{id}"))
-            .spawn(move || conn::serve(&daemon, stream, id));
+            .spawn(move || conn::serve(&conn_daemon, stream, id));
         match spawned {
             Ok(thread) => threads.push(thread),
-            Err(e) => eprintln!("streamctl serve: cannot start a connection thread: {e}"),
+            Err(e) => {
+                daemon.connections.fetch_sub(1, Ordering::AcqRel);
+                eprintln!("streamctl serve: cannot start a connection thread: {e}");
+            }
         }
     }
     threads
+}
+
+/// Answers a client past `connections_max` with `Busy` and closes it. One small frame fits
+/// the socket's buffer, so the write does not wait on the client; `idle` bounds it anyway.
+fn turn_away(mut stream: UnixStream, open: usize, idle: Duration) {
+    if let Ok(busy) = encode_frame(&ServerMsg::Error(ProtocolError::Busy(open))) {
+        let _ = stream.set_write_timeout(Some(idle));
+        let _ = stream.write_all(&busy);
+    }
 }

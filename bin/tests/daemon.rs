@@ -13,7 +13,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use streamrt::messages::protocol::{
-    encode_frame, ClientMsg, FrameDecoder, ProtocolError, ServerMsg, PROTOCOL_VERSION,
+    encode_frame, ClientMsg, FrameDecoder, ProtocolError, ServerMsg, FRAME_BYTES_MAX,
+    PROTOCOL_VERSION,
 };
 use streamrt::messages::{AssetKey, Priority};
 use streamrt::pack::{Codec, PackWriter};
@@ -120,21 +121,18 @@ fn greeted(socket: &Path) -> UnixStream {
     stream
 }
 
-/// The next message, or `None` once the daemon closed the connection.
+/// The next message, or `None` once the daemon closed the connection (or a read timed out).
+/// Reads exactly one frame, so the frames after it stay in the socket for the next call.
 fn read_msg(stream: &mut UnixStream) -> Option<ServerMsg> {
+    let mut frame = vec![0u8; 4];
+    stream.read_exact(&mut frame).ok()?;
+    let len = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
+    assert!(len <= FRAME_BYTES_MAX, "a frame of {len} bytes");
+    frame.resize(4 + len, 0);
+    stream.read_exact(&mut frame[4..]).ok()?;
     let mut decoder = FrameDecoder::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(msg) = decoder.next_msg::<ServerMsg>().unwrap() {
-            return Some(msg);
-        }
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => {
-                decoder.push(&buf[..n]);
-            }
-        }
-    }
+    decoder.push(&frame);
+    Some(decoder.next_msg::<ServerMsg>().unwrap().expect("one whole frame"))
 }
 
 #[test]
@@ -302,7 +300,24 @@ fn a_client_that_vanishes_while_its_load_is_waited_on_frees_its_place() {
     s.write_all(&encode_frame(&load).unwrap()).unwrap();
     assert!(matches!(read_msg(&mut s), Some(ServerMsg::Loaded(_))), "waiting on blob:big");
     drop(s);
-    // The one place is taken until the daemon notices; a client turned away retries.
+    wait_for_the_one_place(&daemon);
+    daemon.stop();
+}
+
+#[test]
+fn a_watcher_that_vanishes_frees_its_place() {
+    let daemon = Daemon::start(&["--connections-max", "1"]);
+    let mut s = greeted(&daemon.socket);
+    s.write_all(&encode_frame(&ClientMsg::Watch).unwrap()).unwrap();
+    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Status(_))), "watching");
+    drop(s);
+    wait_for_the_one_place(&daemon);
+    daemon.stop();
+}
+
+/// Waits until a client is welcomed by a daemon of one place, whose last client vanished:
+/// the place is taken until the daemon notices, and a client turned away retries.
+fn wait_for_the_one_place(daemon: &Daemon) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut next = UnixStream::connect(&daemon.socket).unwrap();
@@ -310,11 +325,58 @@ fn a_client_that_vanishes_while_its_load_is_waited_on_frees_its_place() {
         // A client turned away may be closed on before its hello is written.
         let answer = next.write_all(&hello).ok().and_then(|()| read_msg(&mut next));
         match answer {
-            Some(ServerMsg::Welcome { .. }) => break,
+            Some(ServerMsg::Welcome { .. }) => return,
             busy => assert!(Instant::now() < deadline, "still turned away: {busy:?}"),
         }
     }
+}
+
+#[test]
+fn a_client_waiting_on_its_loads_gets_every_end_and_done_across_shutdown() {
+    let daemon = Daemon::start(&["--io-bytes-per-sec-max", "1000"]);
+    let mut s = greeted(&daemon.socket);
+    // More answers than the socket's buffer holds: the daemon is still writing them as it
+    // shuts down.
+    const HELD: usize = 5_000;
+    let keys = vec![AssetKey::parse("blob:big").unwrap(); HELD];
+    let load = ClientMsg::Load { keys, priority: Priority::Normal, wait: true };
+    s.write_all(&encode_frame(&load).unwrap()).unwrap();
+    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Loaded(made)) if made.len() == HELD));
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut answers = Vec::new();
+        while let Some(msg) = read_msg(&mut s) {
+            answers.push(msg);
+        }
+        answers
+    });
     daemon.stop();
+    let answers = reader.join().unwrap();
+    let ended = answers.iter().filter(|m| matches!(m, ServerMsg::Ended { .. })).count();
+    assert_eq!(ended, HELD, "every held request's end reaches its client");
+    assert!(matches!(answers.last(), Some(ServerMsg::Done)), "then Done");
+}
+
+#[test]
+fn shutdown_completes_when_the_socket_file_was_removed() {
+    let mut daemon = Daemon::start(&[]);
+    let mut s = greeted(&daemon.socket);
+    std::fs::remove_file(&daemon.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(&encode_frame(&ClientMsg::Shutdown).unwrap()).unwrap();
+    assert!(matches!(read_msg(&mut s), Some(ServerMsg::ShuttingDown)));
+    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Done)), "the daemon stopped");
+    assert!(daemon.child.wait().unwrap().success());
+}
+
+#[test]
+fn a_daemon_whose_runtime_cannot_start_leaves_no_socket_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run").join("ctl.sock");
+    let log = dir.path().join("no such folder").join("session.log");
+    let err = serve_refused(dir.path(), &socket, &["--record", log.to_str().unwrap()]);
+    assert!(err.contains("starting the runtime"), "{err}");
+    assert!(!socket.exists(), "the socket file is removed");
 }
 
 #[test]
@@ -464,6 +526,12 @@ fn is_root() -> bool {
 
 /// Starts a daemon at `socket` expecting a refusal; returns its error output.
 fn serve_at(dir: &Path, socket: &Path) -> String {
+    serve_refused(dir, socket, &[])
+}
+
+/// Starts a daemon at `socket` with `extra` arguments, expecting a refusal; returns its error
+/// output.
+fn serve_refused(dir: &Path, socket: &Path, extra: &[&str]) -> String {
     let pack = dir.join("refused.pack");
     if !pack.exists() {
         let mut writer = PackWriter::create(&pack).unwrap();
@@ -476,6 +544,7 @@ fn serve_at(dir: &Path, socket: &Path) -> String {
         .arg(socket)
         .arg("--pack")
         .arg(&pack)
+        .args(extra)
         .output()
         .unwrap();
     assert!(!out.status.success(), "the daemon refuses {}", socket.display());

@@ -12,7 +12,6 @@
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -33,6 +32,12 @@ const READ_CHUNK_BYTES: usize = 64 << 10;
 
 /// How often a watcher gets a status line, and how often it checks that the daemon runs.
 const WATCH_STATUS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Events a watcher's subscription holds for it; past that, events are dropped and counted.
+const WATCH_EVENTS_BUFFERED_MAX: usize = 4_096;
+
+/// How long a `stats` waits for each cache's figures.
+const STATS_WAIT_PER_CACHE: Duration = Duration::from_secs(5);
 
 /// Why a connection ends.
 enum End {
@@ -122,7 +127,7 @@ impl Conn {
     }
 }
 
-/// Releases a connection's place when it ends, however it ends.
+/// Releases a connection's place (taken by the accept loop) when it ends, however it ends.
 struct Slot<'a> {
     daemon: &'a Daemon,
     id: u64,
@@ -130,17 +135,15 @@ struct Slot<'a> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.daemon.connections.fetch_sub(1, Ordering::AcqRel);
-        self.daemon.open.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
+        self.daemon.ended(self.id);
     }
 }
 
 /// Serves one client; see the module docs.
 pub(super) fn serve(daemon: &Arc<Daemon>, stream: UnixStream, id: u64) {
-    let connected = daemon.connections.fetch_add(1, Ordering::AcqRel) + 1;
     let _slot = Slot { daemon, id };
     if let Ok(clone) = stream.try_clone() {
-        daemon.open.lock().unwrap_or_else(PoisonError::into_inner).insert(id, clone);
+        daemon.opened(id, clone);
     }
     let _ = stream.set_write_timeout(Some(daemon.idle_timeout));
     let mut conn = Conn {
@@ -150,10 +153,6 @@ pub(super) fn serve(daemon: &Arc<Daemon>, stream: UnixStream, id: u64) {
         idle: daemon.idle_timeout,
         frame_started: None,
     };
-    if connected > daemon.connections_max {
-        let _ = conn.send(&ServerMsg::Error(ProtocolError::Busy(connected - 1)));
-        return;
-    }
     let end = match handshake(daemon, &mut conn) {
         Ok(()) => requests(daemon, &mut conn, id),
         Err(end) => end,
@@ -214,7 +213,7 @@ fn requests(daemon: &Daemon, conn: &mut Conn, id: u64) -> End {
             ClientMsg::Shutdown => {
                 let _ = conn.send(&ServerMsg::ShuttingDown);
                 // Kept open (not closed with the others) to be told `Done` when it is over.
-                daemon.open.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+                daemon.forget(id);
                 if let Ok(clone) = conn.stream.try_clone() {
                     daemon.stop_waiters.lock().unwrap_or_else(PoisonError::into_inner).push(clone);
                 }
@@ -336,7 +335,7 @@ fn each(
 fn stats(daemon: &Daemon) -> ServerMsg {
     let types = daemon
         .rt
-        .cache_stats(Duration::from_secs(5))
+        .cache_stats(STATS_WAIT_PER_CACHE)
         .into_iter()
         .map(|s| TypeStats {
             asset_type: s.asset_type,
@@ -360,7 +359,7 @@ fn stats(daemon: &Daemon) -> ServerMsg {
 
 /// Streams events and a status every interval until the client goes or the daemon stops.
 fn watch(daemon: &Daemon, conn: &mut Conn) -> Result<(), End> {
-    let events = daemon.rt.subscribe(4_096);
+    let events = daemon.rt.subscribe(WATCH_EVENTS_BUFFERED_MAX);
     let mut next_status = Instant::now();
     loop {
         if daemon.is_stopping() {

@@ -10,8 +10,8 @@
 //!   owner with a live daemon behind it is refused; only a stale socket of the owner is
 //!   removed.
 //! - A connection whose peer is another user is closed before a byte is read from it.
-//! - On exit the socket is removed only if the path is still the socket this daemon bound
-//!   (same device and inode, still a socket, not a symlink).
+//! - When dropped, however the daemon ends, the socket is removed only if the path is still
+//!   the socket this daemon bound (same device and inode, still a socket, not a symlink).
 
 use std::fs::{self, DirBuilder, Permissions};
 use std::io;
@@ -121,12 +121,20 @@ impl ControlSocket {
     }
 
     /// Removes the socket file if the path is still this socket.
-    pub fn remove(&self) {
+    fn remove(&self) {
         let ours = fs::symlink_metadata(&self.path)
             .is_ok_and(|m| m.file_type().is_socket() && m.dev() == self.dev && m.ino() == self.ino);
         if ours {
             let _ = fs::remove_file(&self.path);
         }
+    }
+}
+
+/// The socket file goes with the daemon, however it ends: a stopped daemon, one whose runtime
+/// failed to start, one unwinding from a panic.
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
