@@ -73,7 +73,9 @@ pub use runtime::{
 pub use source::{
     Coalescing, DirSource, EntryInfo, Locator, MemorySource, PackSource, Source, SourceError,
 };
-pub use streamrt_supervisor::{panic_message, Backoff, Escalation, Intensity};
+pub use streamrt_supervisor::{
+    panic_message, Backoff, Escalation, Intensity, PANIC_MESSAGE_BYTES_MAX,
+};
 pub use streamrt_supervisor::{Clock, ManualClock, MonotonicClock};
 pub use tasks::{FrameTaskGroup, TaskContext, TaskError};
 pub use telemetry::EventStream;

@@ -47,13 +47,48 @@ pub fn log_caught(log: impl FnOnce()) {
     drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(log)));
 }
 
-/// The text of a caught panic's payload.
+/// The most bytes of a panic's message kept: it is copied into the error of every request the
+/// panic failed, into events and into a replay log, whose records have a size limit.
+pub const PANIC_MESSAGE_BYTES_MAX: usize = 4096;
+
+/// The text of a caught panic's payload, cut at [`PANIC_MESSAGE_BYTES_MAX`] bytes (on a
+/// character boundary, ending with `…` when cut).
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
+    let text = if let Some(s) = payload.downcast_ref::<&str>() {
+        s
     } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
+        s.as_str()
     } else {
-        "non-string panic payload".to_owned()
+        "non-string panic payload"
+    };
+    if text.len() <= PANIC_MESSAGE_BYTES_MAX {
+        return text.to_owned();
+    }
+    let ellipsis = '…';
+    let mut end = PANIC_MESSAGE_BYTES_MAX - ellipsis.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut cut = String::with_capacity(PANIC_MESSAGE_BYTES_MAX);
+    cut.push_str(&text[..end]);
+    cut.push(ellipsis);
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_panic_message_is_cut_on_a_character_boundary() {
+        let short: Box<dyn std::any::Any + Send> = Box::new("short");
+        assert_eq!(panic_message(&*short), "short");
+        let long: Box<dyn std::any::Any + Send> = Box::new("é".repeat(PANIC_MESSAGE_BYTES_MAX));
+        let cut = panic_message(&*long);
+        assert!(cut.len() <= PANIC_MESSAGE_BYTES_MAX, "{} bytes", cut.len());
+        assert!(cut.len() > PANIC_MESSAGE_BYTES_MAX - 8, "{} bytes", cut.len());
+        assert!(cut.starts_with("éé") && cut.ends_with('…'));
+        let other: Box<dyn std::any::Any + Send> = Box::new(7_u8);
+        assert_eq!(panic_message(&*other), "non-string panic payload");
     }
 }

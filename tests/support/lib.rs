@@ -5,7 +5,7 @@
 //! - [`TextDecoder`]: a second asset type (`text`, UTF-8 strings), for dependencies of another
 //!   type.
 //! - [`Blob`] / [`BlobDecoder`]: bytes as they were stored. Bytes starting with `BAD` fail to
-//!   decode; bytes starting with `PANIC` make the decoder panic, with `SIZEPANIC` its sizing
+//!   decode; bytes starting with `PANIC` (or `LOUDPANIC`, with a 2 MiB message) make the decoder panic, with `SIZEPANIC` its sizing
 //!   panic, and with `HUGE` its sizing claims `u64::MAX` bytes.
 //! - [`Gate`]: a set of held names plus a log of what started; [`GatedSource`] consults it
 //!   before each read and [`BlobDecoder`] before each decode. A held name blocks the worker
@@ -212,9 +212,12 @@ impl Source for GatedSource {
     }
 }
 
+/// How long the message of a `LOUDPANIC` decode's panic is: past a replay log record's limit.
+pub const LOUD_PANIC_BYTES: usize = 2 << 20;
+
 /// Decodes [`Blob`]s, passing a [`Gate`] on each key's path first. Scripted by the bytes:
-/// `PANIC…` panics decoding, `BAD…` is malformed, and a decoded `SIZEPANIC…` panics when
-/// its size is asked.
+/// `PANIC…` panics decoding (`LOUDPANIC…` with a message of [`LOUD_PANIC_BYTES`]), `BAD…` is
+/// malformed, and a decoded `SIZEPANIC…` panics when its size is asked.
 #[derive(Clone, Default)]
 pub struct BlobDecoder {
     /// Passed before each decode, on the key's path.
@@ -230,6 +233,9 @@ impl Decoder for BlobDecoder {
 
     fn decode(&self, key: &AssetKey, bytes: Vec<u8>) -> Result<Blob, DecodeError> {
         self.gate.pass(key.path());
+        if bytes.starts_with(b"LOUDPANIC") {
+            panic!("scripted decoder panic on {key}: {}", "!".repeat(LOUD_PANIC_BYTES));
+        }
         if bytes.starts_with(b"PANIC") {
             panic!("scripted decoder panic on {key}");
         }

@@ -2,9 +2,12 @@
 //! recorded from a real multi-threaded run replays to the recorded terminal states, and a
 //! replay that differs names where.
 
+use streamrt::messages::replay_log::{read_log, DecodeOutcome, LogRecord};
 use streamrt::messages::{ErrorKind, LoadState, Priority};
 use streamrt::replay::{replay, ReplayOptions};
-use streamrt::{FramePolicy, PublishMode, Runtime, RuntimeConfig};
+use streamrt::{
+    FramePolicy, PublishMode, ReadyError, Runtime, RuntimeConfig, PANIC_MESSAGE_BYTES_MAX,
+};
 use streamrt_integration::{blob_key, Blob, BlobDecoder, GatedSource, Rng, Scenario, PATIENCE};
 
 /// A random session of 40 steps over a few keys: requests (one with a dependency), cancels,
@@ -48,7 +51,7 @@ fn random_session(seed: u64) -> Scenario {
 }
 
 #[test]
-fn a_hundred_random_sessions_replay_to_identical_hashes_with_1_2_and_8_workers() {
+fn a_hundred_random_sessions_replay_to_identical_hashes_whatever_worker_count_the_log_names() {
     let mut distinct = std::collections::HashSet::new();
     for seed in 0..100 {
         let session = random_session(seed);
@@ -56,6 +59,8 @@ fn a_hundred_random_sessions_replay_to_identical_hashes_with_1_2_and_8_workers()
         let again = session.replay_with(2);
         assert_eq!(first.lines, again.lines, "seed {seed}: two replays differ");
         assert_eq!(first.hash, again.hash);
+        // The recorded run's worker count is in the log for the record only: a replay runs
+        // one virtual worker, so a log naming another count replays the same.
         for workers in [1, 8] {
             let other = session.replay_with(workers);
             assert_eq!(other.hash, first.hash, "seed {seed}: {workers} workers change the hash");
@@ -230,4 +235,32 @@ fn a_recorded_source_panic_replays_as_the_same_lost_reads() {
     let attempts = streamrt::RetryPolicy::default().attempts_max as usize;
     let restarts = report.lines.iter().filter(|l| l.event == "restarted").count();
     assert_eq!(restarts, attempts, "each replayed read panicked and lost its worker");
+}
+
+#[test]
+fn a_decoder_panic_past_a_records_limit_is_recorded_cut_and_the_log_stays_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let source = GatedSource::default();
+    source.put("loud", b"LOUDPANIC");
+    let rt = Runtime::builder()
+        .source(source)
+        .register(BlobDecoder::default())
+        .record(&log, "integration test")
+        .build()
+        .unwrap();
+    let loud = rt.request::<Blob>("loud", Priority::Normal).unwrap();
+    let Some(Err(ReadyError::Failed(e))) = loud.wait_timeout(PATIENCE) else { panic!("loads") };
+    assert!(e.to_string().len() < PANIC_MESSAGE_BYTES_MAX + 256, "the error holds the cut text");
+    rt.shutdown();
+    let bytes = std::fs::read(&log).unwrap();
+    let (_, records) = read_log(&bytes).unwrap();
+    let cut = records.iter().any(|(_, r)| {
+        matches!(r, LogRecord::Decode { outcome: DecodeOutcome::Panicked(m), .. }
+            if m.len() <= PANIC_MESSAGE_BYTES_MAX && m.ends_with('…'))
+    });
+    assert!(cut, "the panic is recorded, cut");
+    assert_eq!(records.last().map(|(_, r)| r), Some(&LogRecord::Shutdown), "the log is whole");
+    let report = replay(&bytes, ReplayOptions::default()).unwrap();
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
 }
