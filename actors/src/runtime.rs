@@ -27,7 +27,6 @@ pub use config::{
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, TryLockError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -168,7 +167,6 @@ struct Inner {
     sink: Mailbox<SinkMsg>,
     submitter: Submitter,
     residency: Arc<Mutex<Residency>>,
-    closing: AtomicBool,
     core: Mutex<Option<Core>>,
     /// Held by a stop from taking the core until the core's stop returns (its threads
     /// joined): a second stop waits on it for the first.
@@ -183,11 +181,7 @@ impl Inner {
     /// session ended. `patience` says how long to wait for the core actors (see
     /// `shutdown_patience`); whatever an actor did not take is failed as its mailbox closes.
     fn stop(&self, patience: AskPatience) {
-        if !self.closing.swap(true, Ordering::AcqRel) {
-            if let Some(recorder) = self.probe.recorder() {
-                recorder.record(&LogRecord::Shutdown);
-            }
-        }
+        self.submitter.close();
         // Another thread (the engine's, or the escalation's) may be stopping it: `shutdown`
         // promises every thread joined when it returns, so this waits for that stop. A thread
         // of the runtime's own (a frame task's on a decode thread) does not wait: that stop
@@ -267,10 +261,7 @@ impl Runtime {
 
     /// `Shutdown` once the runtime is closing.
     fn open(&self) -> Result<(), RequestError> {
-        if self.inner.closing.load(Ordering::Acquire) {
-            return Err(RequestError::Shutdown);
-        }
-        Ok(())
+        self.inner.submitter.open()
     }
 
     fn entry<T: Send + Sync + 'static>(&self) -> Result<&TypeEntry<T>, RequestError> {
@@ -288,7 +279,7 @@ impl Runtime {
         key: AssetKey,
         priority: Priority,
     ) -> Result<Handle<T>, RequestError> {
-        Ok(self.inner.submitter.request(entry, key, priority))
+        self.inner.submitter.request(entry, key, priority)
     }
 
     /// Requests `key` of a type known by name (a replay's types share one Rust type).
@@ -303,7 +294,7 @@ impl Runtime {
             .by_name
             .get(key.asset_type())
             .ok_or_else(|| RequestError::UnknownType(key.asset_type().to_string()))?;
-        Ok(requester.request_root(submitter, key, priority))
+        requester.request_root(submitter, key, priority)
     }
 
     /// Runs `f` on a deterministic runtime's stepped IO and decode pools; `None` once shut

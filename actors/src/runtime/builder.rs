@@ -9,7 +9,6 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use streamrt_messages::{AssetTypeName, EventKind};
@@ -318,7 +317,6 @@ impl RuntimeBuilder {
             sink: sink_mailbox.clone(),
             submitter,
             residency: Arc::clone(&residency),
-            closing: AtomicBool::new(false),
             core: Mutex::new(None),
             stopping: Mutex::new(()),
             escalation: Mutex::new(None),

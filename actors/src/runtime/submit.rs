@@ -14,7 +14,7 @@
 //! (`requests_outstanding_max`); one past it is returned already failed with `QueueFull`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use streamrt_messages::replay_log::LogRecord;
@@ -24,8 +24,10 @@ use streamrt_supervisor::Mailbox;
 use crate::cache::EngineMsg;
 use crate::deps::{DepGate, DepHandle};
 use crate::frame::FrameMsg;
+use crate::replay::Recorder;
 use crate::request::{Handle, Lineage, RequestCell, RootHandle};
 use crate::runtime::registry::TypeEntry;
+use crate::runtime::RequestError;
 use crate::source::{EntryInfo, Source};
 use crate::telemetry::{Counters, Probe};
 
@@ -60,7 +62,7 @@ pub(crate) trait DepRequester: Send + Sync {
         submitter: &Submitter,
         key: AssetKey,
         priority: Priority,
-    ) -> Box<dyn RootHandle>;
+    ) -> Result<Box<dyn RootHandle>, RequestError>;
 }
 
 impl<T: Send + Sync + 'static> DepRequester for TypeEntry<T> {
@@ -80,8 +82,8 @@ impl<T: Send + Sync + 'static> DepRequester for TypeEntry<T> {
         submitter: &Submitter,
         key: AssetKey,
         priority: Priority,
-    ) -> Box<dyn RootHandle> {
-        Box::new(submitter.request(self, key, priority))
+    ) -> Result<Box<dyn RootHandle>, RequestError> {
+        Ok(Box::new(submitter.request(self, key, priority)?))
     }
 }
 
@@ -94,6 +96,8 @@ pub(crate) struct Submitter {
     pub(crate) tree: TreeLimits,
     pub(crate) by_name: HashMap<AssetTypeName, Arc<dyn DepRequester>>,
     next_request: AtomicU64,
+    /// Set once the runtime shuts down: requests are refused from then on.
+    closing: AtomicBool,
 }
 
 impl Submitter {
@@ -113,7 +117,29 @@ impl Submitter {
             tree,
             by_name,
             next_request: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
         }
+    }
+
+    /// `Shutdown` once the runtime is closing.
+    pub(crate) fn open(&self) -> Result<(), RequestError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(RequestError::Shutdown);
+        }
+        Ok(())
+    }
+
+    /// Refuses every later request; true the first time. The first records the session's
+    /// `Shutdown`, under the order lock that a recorded request takes to check `open` and
+    /// record itself: a log never lists a request after its `Shutdown`.
+    pub(crate) fn close(&self) -> bool {
+        let recorder = self.probe.recorder();
+        let _order = recorder.map(Recorder::order);
+        let first = !self.closing.swap(true, Ordering::AcqRel);
+        if let (true, Some(recorder)) = (first, recorder) {
+            recorder.record(&LogRecord::Shutdown);
+        }
+        first
     }
 
     /// Requests `key` and its whole dependency tree; see the module docs.
@@ -122,15 +148,18 @@ impl Submitter {
         entry: &TypeEntry<T>,
         key: AssetKey,
         priority: Priority,
-    ) -> Handle<T> {
+    ) -> Result<Handle<T>, RequestError> {
         let mut walk = Walk { depth: 0, nodes: 0, limits: self.tree };
         let Some(recorder) = self.probe.recorder() else {
-            return self.submit(entry, key, priority, None, &mut walk);
+            self.open()?;
+            return Ok(self.submit(entry, key, priority, None, &mut walk));
         };
         let _order = recorder.order();
+        // Under the order lock, as the shutdown's record (see `close`).
+        self.open()?;
         let handle = self.submit(entry, key.clone(), priority, None, &mut walk);
         recorder.record(&LogRecord::Request { id: handle.id().0, key, priority });
-        handle
+        Ok(handle)
     }
 
     /// Requests made and not yet ended. The counters are read one by one while other threads

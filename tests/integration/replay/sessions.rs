@@ -2,11 +2,14 @@
 //! recorded from a real multi-threaded run replays to the recorded terminal states, and a
 //! replay that differs names where.
 
+use std::sync::Arc;
+
 use streamrt::messages::replay_log::{read_log, DecodeOutcome, LogRecord};
-use streamrt::messages::{ErrorKind, LoadState, Priority};
+use streamrt::messages::{AssetKey, ErrorKind, LoadState, Priority};
 use streamrt::replay::{replay, ReplayOptions};
 use streamrt::{
-    FramePolicy, PublishMode, ReadyError, Runtime, RuntimeConfig, PANIC_MESSAGE_BYTES_MAX,
+    EntryInfo, FramePolicy, Locator, PublishMode, ReadyError, Runtime, RuntimeConfig, Source,
+    SourceError, PANIC_MESSAGE_BYTES_MAX,
 };
 use streamrt_integration::{blob_key, Blob, BlobDecoder, GatedSource, Rng, Scenario, PATIENCE};
 
@@ -262,5 +265,72 @@ fn a_decoder_panic_past_a_records_limit_is_recorded_cut_and_the_log_stays_whole(
     assert!(cut, "the panic is recorded, cut");
     assert_eq!(records.last().map(|(_, r)| r), Some(&LogRecord::Shutdown), "the log is whole");
     let report = replay(&bytes, ReplayOptions::default()).unwrap();
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+}
+
+/// A gated source whose `entry_info` first passes the gate on `info/{path}`: a request made on
+/// it waits inside `Runtime::request` until the test lets it go.
+struct InfoGated(GatedSource);
+
+impl Source for InfoGated {
+    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+        self.0.read(key)
+    }
+
+    fn read_located(&self, key: &AssetKey, locator: Locator) -> Result<Vec<u8>, SourceError> {
+        self.0.read_located(key, locator)
+    }
+
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+
+    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
+        self.0.gate.pass(&format!("info/{}", key.path()));
+        self.0.entry_info(key)
+    }
+}
+
+#[test]
+fn a_request_made_as_the_runtime_shuts_down_is_recorded_before_the_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let source = GatedSource::with_blobs(1);
+    let gate = source.gate.clone();
+    gate.hold("info/a0");
+    let rt = Arc::new(
+        Runtime::builder()
+            .source(InfoGated(source))
+            .register(BlobDecoder::default())
+            .record(&log, "integration test")
+            .build()
+            .unwrap(),
+    );
+    let requester = {
+        let rt = Arc::clone(&rt);
+        std::thread::spawn(move || rt.request::<Blob>("a0", Priority::Normal).map(|h| h.id()))
+    };
+    gate.wait_started("info/a0", 1);
+    // The shutdown starts while the request is inside the runtime, past its first check.
+    let (calling, called) = std::sync::mpsc::channel();
+    let stopper = {
+        let rt = Arc::clone(&rt);
+        std::thread::spawn(move || {
+            calling.send(()).unwrap();
+            rt.shutdown();
+        })
+    };
+    called.recv().unwrap();
+    gate.release("info/a0");
+    let made = requester.join().unwrap().expect("made before the runtime closed");
+    stopper.join().unwrap();
+    let (_, records) = read_log(&std::fs::read(&log).unwrap()).unwrap();
+    let at = |wanted: &LogRecord| records.iter().position(|(_, r)| r == wanted);
+    let request = records
+        .iter()
+        .position(|(_, r)| matches!(r, LogRecord::Request { id, .. } if *id == made.0));
+    assert!(request.is_some(), "the request is recorded");
+    assert!(request < at(&LogRecord::Shutdown), "{records:?}");
+    let report = replay(&std::fs::read(&log).unwrap(), ReplayOptions::default()).unwrap();
     assert!(report.divergence.is_none(), "{:?}", report.divergence);
 }
