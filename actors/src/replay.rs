@@ -31,7 +31,9 @@ use streamrt_messages::{ErrorKind, Event, EventKind, LoadState, RequestId};
 
 use crate::frame::{FramePolicy, PublishMode};
 use crate::request::RootHandle;
-use crate::runtime::{BuildError, RetryPolicy, Runtime, RuntimeConfig, DEPENDENCY_DEPTH_MAX};
+use crate::runtime::{
+    BuildError, RequestError, RetryPolicy, Runtime, RuntimeConfig, DEPENDENCY_DEPTH_MAX,
+};
 use crate::source::EntryInfo;
 use script::{Script, ScriptedDecoder, ScriptedSource};
 use stepper::{Stalled, Stepper};
@@ -64,6 +66,14 @@ pub enum ReplayError {
         offset: u64,
         /// What stalled.
         stalled: String,
+    },
+    /// A record no recording writes: a hand-made or damaged log.
+    #[error("the record at byte {offset} cannot be replayed: {reason}")]
+    BadRecord {
+        /// The record's byte offset.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
     },
 }
 
@@ -211,7 +221,7 @@ struct Session<'a> {
 impl Session<'_> {
     fn feed_all(&mut self, records: Vec<(u64, LogRecord)>) -> Result<(), ReplayError> {
         for (offset, record) in records {
-            self.feed(record);
+            self.feed(record).map_err(|reason| ReplayError::BadRecord { offset, reason })?;
             if !self.shut_down {
                 self.stepper.settle(self.runtime, self.script).map_err(|Stalled| {
                     ReplayError::Stalled { offset, stalled: Stalled.to_string() }
@@ -221,26 +231,39 @@ impl Session<'_> {
         Ok(())
     }
 
-    fn feed(&mut self, record: LogRecord) {
+    /// Feeds one record.
+    ///
+    /// # Errors
+    ///
+    /// What makes the record one no recording writes.
+    fn feed(&mut self, record: LogRecord) -> Result<(), String> {
         if record == LogRecord::Shutdown {
             // Shutdown waits on the actors' answers: it must not hold them back.
             self.runtime.shutdown();
             self.shut_down = true;
-            return;
+            return Ok(());
         }
         let activity = Arc::clone(self.stepper.activity());
         activity.hold();
-        self.feed_held(record);
+        let fed = self.feed_held(record);
         activity.release();
+        fed
     }
 
-    fn feed_held(&mut self, record: LogRecord) {
+    fn feed_held(&mut self, record: LogRecord) -> Result<(), String> {
         match record {
             LogRecord::Request { id, key, priority } => {
-                if let Ok(handle) = self.runtime.request_by_name(key, priority) {
-                    self.replayed_ids.insert(id, handle.id().0);
-                    self.handles.insert(id, handle);
+                // A recording gives each request a new id, and records none after its
+                // shutdown (both under one lock), and only of the types its header lists.
+                if self.replayed_ids.contains_key(&id) {
+                    return Err(format!("request r{id} is made a second time"));
                 }
+                let handle = self.runtime.request_by_name(key, priority).map_err(|e| match e {
+                    RequestError::Shutdown => format!("request r{id} is made after the shutdown"),
+                    other => format!("request r{id}: {other}"),
+                })?;
+                self.replayed_ids.insert(id, handle.id().0);
+                self.handles.insert(id, handle);
             }
             LogRecord::Entry { key, dependencies, size } => {
                 self.script.entry(key, EntryInfo { dependencies, size, locator: None });
@@ -280,6 +303,7 @@ impl Session<'_> {
             }
             LogRecord::Shutdown => {}
         }
+        Ok(())
     }
 
     /// Adds the requests a recorded frame published to those still to publish, under the

@@ -8,10 +8,11 @@
 //! ends before its session's shutdown: it is replayed, and says so, but cannot be checked).
 //! A reader that stops early (`| head`) ends it with status 141, as for every command.
 
-use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use streamrt::replay::{replay, ReplayOptions, ReplayReport};
 
@@ -54,9 +55,31 @@ fn is_broken_pipe(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::BrokenPipe
 }
 
+/// The largest log `replay` reads, in bytes: it keeps the whole log, and the transcript it
+/// makes, in memory.
+const LOG_BYTES_MAX: u64 = 1 << 30;
+
+/// The log's bytes; a file over [`LOG_BYTES_MAX`] is refused, by its size when it has one
+/// (before reading), else once that many bytes came.
+fn read_log_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let too_large =
+        || anyhow!("{}: over the {LOG_BYTES_MAX}-byte limit of a replay log", path.display());
+    let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    if file.metadata().is_ok_and(|m| m.is_file() && m.len() > LOG_BYTES_MAX) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(LOG_BYTES_MAX + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > LOG_BYTES_MAX {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
 fn replay_and_print(args: &ReplayArgs) -> anyhow::Result<()> {
-    let bytes =
-        std::fs::read(&args.log).with_context(|| format!("reading {}", args.log.display()))?;
+    let bytes = read_log_file(&args.log)?;
     let report = replay(&bytes, ReplayOptions::default())
         .with_context(|| format!("replaying {}", args.log.display()))?;
     let mut out = BufWriter::new(std::io::stdout().lock());

@@ -53,6 +53,17 @@ fn a_damaged_log_is_refused_with_its_byte_offset() {
 }
 
 #[test]
+fn a_log_past_the_size_limit_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.log");
+    // Sparse: its size says it is too large, and nothing of it need be read to know.
+    std::fs::File::create(&path).unwrap().set_len((1 << 30) + 1).unwrap();
+    let (ok, _, err) = streamctl(&["replay", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("over the 1073741824-byte limit"), "{err}");
+}
+
+#[test]
 fn a_log_cut_short_replays_and_says_so_but_cannot_be_checked() {
     let dir = tempfile::tempdir().unwrap();
     let log = recorded_demo(&dir, "60");

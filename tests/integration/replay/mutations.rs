@@ -1,9 +1,9 @@
-//! Damaged logs: every truncation at a record boundary and every single-bit flip of a recorded
-//! log replays to a transcript or to a typed error, never a panic.
+//! Damaged logs: every truncation and every single-bit flip of a recorded log replays to a
+//! transcript or to a typed error, never a panic; a record no recording writes is refused.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use streamrt::messages::replay_log::{read_log, LogErrorKind};
+use streamrt::messages::replay_log::{read_log, LogErrorKind, LogRecord};
 use streamrt::messages::{ErrorKind, Priority};
 use streamrt::replay::{replay, ReplayError, ReplayOptions};
 use streamrt::{BuildError, TYPES_MAX};
@@ -47,16 +47,24 @@ fn truncating_a_log_anywhere_gives_a_typed_error_with_its_offset() {
     for &at in &boundaries {
         replay_must_not_panic(&log[..at], "a truncation at a boundary").unwrap();
     }
-    // Inside a record it is truncated, and the error names the record's offset.
-    for (i, window) in boundaries.windows(2).enumerate() {
+    // Inside a frame (the header's, each record's, the last one's too) it is truncated, and
+    // the error names the frame's offset.
+    let header = 10;
+    let frames: Vec<usize> =
+        std::iter::once(header).chain(boundaries.iter().copied()).chain([log.len()]).collect();
+    for window in frames.windows(2) {
         let cut = window[0] + (window[1] - window[0]) / 2;
-        match replay_must_not_panic(&log[..cut], "a truncation inside a record") {
+        match replay_must_not_panic(&log[..cut], "a truncation inside a frame") {
             Err(ReplayError::Log(e)) => {
-                assert_eq!(e.offset as usize, boundaries[i]);
+                assert_eq!(e.offset as usize, window[0]);
                 assert!(matches!(e.kind, LogErrorKind::Truncated { .. }), "{e}");
             }
             other => panic!("cut at {cut}: {other:?}"),
         }
+    }
+    // Inside the magic and version, it is not a log.
+    for cut in [0, 4, header - 1] {
+        assert!(replay_must_not_panic(&log[..cut], "a cut preamble").is_err(), "cut at {cut}");
     }
 }
 
@@ -113,4 +121,36 @@ fn a_log_with_a_self_dependency_and_an_absurd_depth_limit_replays_within_the_run
     let report = replay(&s.log(), ReplayOptions::default()).expect("replays");
     let limit = format!("deeper than {}", streamrt::DEPENDENCY_DEPTH_MAX);
     assert!(report.lines.iter().any(|l| l.to_string().contains(&limit)), "no refusal at the limit");
+}
+
+#[test]
+fn a_request_no_recording_writes_is_refused_with_its_offset() {
+    let refused = |s: &Scenario, what: &str| {
+        let log = s.log();
+        let (_, records) = read_log(&log).unwrap();
+        let last_request = records
+            .iter()
+            .rev()
+            .find(|(_, r)| matches!(r, LogRecord::Request { .. }))
+            .map(|(offset, _)| *offset)
+            .unwrap();
+        match replay_must_not_panic(&log, what) {
+            Err(ReplayError::BadRecord { offset, reason }) => {
+                assert_eq!(offset, last_request, "{what}: {reason}");
+                reason
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    };
+    let mut unknown_type = Scenario::new();
+    unknown_type.request("blob:a", Priority::Normal);
+    unknown_type.request("sound:a", Priority::Normal);
+    assert!(refused(&unknown_type, "a type the header lacks").contains("sound"));
+    let mut twice = Scenario::new();
+    twice.request_as(7, "blob:a", Priority::Normal).request_as(7, "blob:b", Priority::Normal);
+    assert!(refused(&twice, "an id made twice").contains("second time"));
+    let mut after = Scenario::new();
+    after.request("blob:a", Priority::Normal);
+    after.shutdown().request("blob:b", Priority::Normal);
+    assert!(refused(&after, "a request after the shutdown").contains("after the shutdown"));
 }
