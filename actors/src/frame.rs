@@ -184,18 +184,32 @@ pub(crate) struct FrameShared {
     /// Task groups made during the current frame, cancelled at its end.
     groups: Mutex<Vec<Weak<dyn GroupWork>>>,
     mode: PublishMode,
+    /// In immediate mode, whether decoded requests wait here, as in frames mode, for a replay
+    /// to publish what its recording's publishes did (`publish_held`): a replay stages a
+    /// request as soon as its decode is fed, which may be before the engine's recorded cancel
+    /// of it. Logs from version 4 record immediate publishes.
+    held: bool,
     probe: Arc<Probe>,
 }
 
 impl FrameShared {
-    pub(crate) fn new(mode: PublishMode, probe: Arc<Probe>) -> Self {
+    pub(crate) fn new(mode: PublishMode, held: bool, probe: Arc<Probe>) -> Self {
         Self {
             ready: Mutex::new(ReadySet::default()),
             pacing: Mutex::new(Pacing::new(mode)),
             groups: Mutex::new(Vec::new()),
             mode,
+            held,
             probe,
         }
+    }
+
+    /// Publishes those of `requests` waiting, in their order, outside any frame, and leaves
+    /// the others in `requests` (see `held`).
+    pub(crate) fn publish_held(&self, requests: &mut Vec<RequestId>) {
+        let batch = PublishBatch::new(self.probe.now_us());
+        let done = self.ready().publish_these(requests, &batch);
+        batch.finish(&self.probe, done.count);
     }
 
     fn ready(&self) -> MutexGuard<'_, ReadySet<ReadyEntry>> {
@@ -235,6 +249,29 @@ impl FrameShared {
         FrameReport { frame, published, published_bytes, waiting, budget, frame_us }
     }
 
+    /// Publishes `entries` at once (immediate mode), in one batch as at a frame boundary: one
+    /// clock read, one count, one wake for every request the caches sent together. While
+    /// recording, the publishes and their record happen under the order lock, as the engine's
+    /// cancels do: a cancel that lost the race to a publish is recorded after it, and a
+    /// request a cancel reached first is neither published nor recorded as such.
+    fn publish_now(&self, entries: &[ReadyEntry]) {
+        let batch = PublishBatch::new(self.probe.now_us());
+        let published = match self.probe.recorder() {
+            None => entries.iter().filter(|e| e.cell.publish_in(&batch)).count(),
+            Some(recorder) => {
+                let _order = recorder.order();
+                let published: Vec<RequestId> = entries
+                    .iter()
+                    .filter(|e| e.cell.publish_in(&batch))
+                    .map(|e| e.request)
+                    .collect();
+                recorder.published(&published);
+                published.len()
+            }
+        };
+        batch.finish(&self.probe, u32::try_from(published).unwrap_or(u32::MAX));
+    }
+
     /// Ends a frame: cancels the task groups made during it.
     pub(crate) fn end_frame(&self) {
         let groups =
@@ -252,13 +289,8 @@ impl FrameShared {
     }
 
     fn accept(&self, entries: Vec<ReadyEntry>) {
-        if self.mode == PublishMode::Immediate {
-            // One batch per message, as at a frame boundary: one clock read, one count, one
-            // wake for every request the caches sent together.
-            let batch = PublishBatch::new(self.probe.now_us());
-            let published = entries.iter().filter(|e| e.cell.publish_in(&batch)).count();
-            batch.finish(&self.probe, u32::try_from(published).unwrap_or(u32::MAX));
-            return;
+        if self.mode == PublishMode::Immediate && !self.held {
+            return self.publish_now(&entries);
         }
         let frame = self.probe.frame();
         let mut ready = self.ready();

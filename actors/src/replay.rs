@@ -26,7 +26,9 @@ pub use transcript::TranscriptLine;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use streamrt_messages::replay_log::{read_log, LogError, LogHeader, LogPublish, LogRecord};
+use streamrt_messages::replay_log::{
+    read_whole_log, LogError, LogHeader, LogPublish, LogRecord, WholeLog,
+};
 use streamrt_messages::{ErrorKind, Event, EventKind, LoadState, RequestId};
 
 use crate::frame::{FramePolicy, PublishMode};
@@ -135,12 +137,15 @@ pub struct ReplayReport {
 pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, ReplayError> {
     // The whole log is checked before anything runs: a damaged log gives its error, not half
     // a transcript.
-    let (header, records) = read_log(bytes)?;
+    let WholeLog { header, version, records } = read_whole_log(bytes)?;
+    // From version 4 an immediate-mode log lists what each publish published.
+    let held = version >= 4 && header.config.publish == LogPublish::Immediate;
     let script = Arc::new(Script::default());
     let events: Arc<Mutex<Vec<Event>>> = Arc::default();
     let det = Deterministic::new();
-    let runtime = deterministic_runtime(&header, options, &script, &det, &events)?;
+    let runtime = deterministic_runtime(&header, held, options, &script, &det, &events)?;
     let mut session = Session {
+        held,
         runtime: &runtime,
         script: &script,
         stepper: Stepper::new(det),
@@ -195,6 +200,9 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
 
 /// A replay in progress.
 struct Session<'a> {
+    /// Whether the runtime holds immediate publishes until the log's `Published` records say
+    /// (see `FrameShared::held`).
+    held: bool,
     runtime: &'a Runtime,
     script: &'a Script,
     stepper: Stepper,
@@ -222,13 +230,27 @@ impl Session<'_> {
     fn feed_all(&mut self, records: Vec<(u64, LogRecord)>) -> Result<(), ReplayError> {
         for (offset, record) in records {
             self.feed(record).map_err(|reason| ReplayError::BadRecord { offset, reason })?;
+            let stalled = |Stalled| ReplayError::Stalled { offset, stalled: Stalled.to_string() };
             if !self.shut_down {
-                self.stepper.settle(self.runtime, self.script).map_err(|Stalled| {
-                    ReplayError::Stalled { offset, stalled: Stalled.to_string() }
-                })?;
+                self.stepper.settle(self.runtime, self.script).map_err(stalled)?;
+                if self.publish_held() {
+                    self.stepper.settle(self.runtime, self.script).map_err(stalled)?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Publishes, outside any frame, the requests a recorded immediate publish published that
+    /// the replay has staged (one staged later, its load dispatched later here, is published
+    /// after the step that stages it); true if any was.
+    fn publish_held(&mut self) -> bool {
+        let Some(requests) = self.to_publish.as_mut().filter(|r| self.held && !r.is_empty()) else {
+            return false;
+        };
+        let before = requests.len();
+        self.runtime.publish_as(requests);
+        requests.len() < before
     }
 
     /// Feeds one record.
@@ -290,6 +312,8 @@ impl Session<'_> {
             LogRecord::BeginFrame { .. } => {
                 self.ended_since_frame.clear();
                 match self.to_publish.as_mut() {
+                    // Immediate mode: its frames publish nothing, as the recording's did.
+                    _ if self.held => self.runtime.begin_frame_as(&mut Vec::new()),
                     Some(requests) => self.runtime.begin_frame_as(requests),
                     None => self.runtime.begin_frame(),
                 };
@@ -328,6 +352,7 @@ impl Session<'_> {
 /// `events`, its actors attached and idle.
 fn deterministic_runtime(
     header: &LogHeader,
+    held: bool,
     options: ReplayOptions,
     script: &Arc<Script>,
     det: &Arc<Deterministic>,
@@ -343,6 +368,9 @@ fn deterministic_runtime(
         .config(replay_config(header, options))
         .source(ScriptedSource(Arc::clone(script)))
         .deterministic(det, tap);
+    if held {
+        builder = builder.held_publishes();
+    }
     for name in &header.types {
         let decoder = ScriptedDecoder { name: name.clone(), script: Arc::clone(script) };
         builder = builder.register_by_name(decoder);

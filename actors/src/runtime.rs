@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, PoisonError, TryLockError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use streamrt_messages::replay_log::{LogRecord, PUBLISHED_PER_RECORD_MAX};
+use streamrt_messages::replay_log::LogRecord;
 use streamrt_messages::{AssetKey, EventKind, InvalidKey, Priority, RequestId, Status};
 use streamrt_supervisor::{log_caught, AskPatience, Escalation, Mailbox, WorkerPool};
 
@@ -319,16 +319,19 @@ impl Runtime {
         let mut published = Vec::new();
         let report = self.inner.frame.begin_frame(FrameChoice::Budget(Some(&mut published)));
         // One record even for none: a replay's frame then publishes nothing, as this one did.
-        let mut records: Vec<LogRecord> = published
-            .chunks(PUBLISHED_PER_RECORD_MAX)
-            .map(|chunk| LogRecord::Published { requests: chunk.iter().map(|r| r.0).collect() })
-            .collect();
-        if records.is_empty() {
-            records.push(LogRecord::Published { requests: Vec::new() });
+        if published.is_empty() {
+            recorder.record(&LogRecord::Published { requests: Vec::new() });
         }
-        records.push(LogRecord::BeginFrame { published: report.published });
-        recorder.record_all(&records);
+        recorder.published(&published);
+        recorder.record(&LogRecord::BeginFrame { published: report.published });
         report
+    }
+
+    /// Publishes those of `requests` waiting, in their order, outside any frame, and leaves
+    /// the others in `requests`: a replay publishing what its recording's immediate publishes
+    /// did (see `FrameShared::held`).
+    pub(crate) fn publish_as(&self, requests: &mut Vec<RequestId>) {
+        self.inner.frame.publish_held(requests);
     }
 
     /// Starts a frame that publishes those of `requests` waiting, in their order, and leaves

@@ -1,4 +1,4 @@
-//! The replay log, version 3 (version 2 is read too): a recorded session's nondeterministic
+//! The replay log, version 4 (versions 2 and 3 are read too): a recorded session's nondeterministic
 //! inputs, enough for a deterministic runtime to run the session again (`docs/PROTOCOL.md`,
 //! "Replay log").
 //!
@@ -24,8 +24,9 @@ use crate::{AssetKey, ErrorKind, LoadState, Priority};
 /// The first 8 bytes of every replay log.
 pub const REPLAY_LOG_MAGIC: [u8; 8] = *b"STRMRLOG";
 
-/// The log version this build writes.
-pub const REPLAY_LOG_VERSION: u16 = 3;
+/// The log version this build writes. Version 4 records immediate-mode publishes
+/// ([`LogRecord::Published`] outside frames); version 3 records frames' publishes only.
+pub const REPLAY_LOG_VERSION: u16 = 4;
 
 /// The oldest log version this build reads: version 2 has no [`LogRecord::Published`] records.
 pub const REPLAY_LOG_VERSION_MIN: u16 = 2;
@@ -187,7 +188,9 @@ pub enum LogRecord {
     /// a frame that published none, or several of at most [`PUBLISHED_PER_RECORD_MAX`] each,
     /// just before its [`LogRecord::BeginFrame`]. A replay publishes exactly these then: one
     /// that picked its own would publish a request its runs staged sooner than the recorded
-    /// one, before the engine's recorded cancel of it.
+    /// one, before the engine's recorded cancel of it. From version 4, in immediate mode, also
+    /// the requests each immediate publish published (none: no record), which a replay
+    /// publishes at once.
     Published {
         /// The requests, by id.
         requests: Vec<u64>,
@@ -308,6 +311,7 @@ fn write_frame<W: Write>(out: &mut W, value: &impl Serialize) -> std::io::Result
 pub struct LogReader<'a> {
     bytes: &'a [u8],
     at: usize,
+    version: u16,
     header: LogHeader,
 }
 
@@ -338,6 +342,7 @@ impl<'a> LogReader<'a> {
         let mut reader = Self {
             bytes,
             at: PREAMBLE_BYTES,
+            version: found,
             header: LogHeader {
                 recorded_by: String::new(),
                 types: Vec::new(),
@@ -354,6 +359,11 @@ impl<'a> LogReader<'a> {
     /// The log's header.
     pub fn header(&self) -> &LogHeader {
         &self.header
+    }
+
+    /// The log's version, from [`REPLAY_LOG_VERSION_MIN`] to [`REPLAY_LOG_VERSION`].
+    pub fn version(&self) -> u16 {
+        self.version
     }
 
     /// The byte offset of the next record.
@@ -426,13 +436,36 @@ impl LogConfig {
 ///
 /// The first [`LogError`].
 pub fn read_log(bytes: &[u8]) -> Result<(LogHeader, Vec<(u64, LogRecord)>), LogError> {
+    read_whole_log(bytes).map(|log| (log.header, log.records))
+}
+
+/// A whole log, read and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WholeLog {
+    /// The header.
+    pub header: LogHeader,
+    /// The version, from [`REPLAY_LOG_VERSION_MIN`] to [`REPLAY_LOG_VERSION`].
+    pub version: u16,
+    /// Every record and the offset it starts at.
+    pub records: Vec<(u64, LogRecord)>,
+}
+
+/// [`read_log`] with the log's version.
+///
+/// # Errors
+///
+/// The first [`LogError`].
+pub fn read_whole_log(bytes: &[u8]) -> Result<WholeLog, LogError> {
     let mut reader = LogReader::new(bytes)?;
     let mut records = Vec::new();
     loop {
         let offset = reader.offset();
         match reader.next_record()? {
             Some(record) => records.push((offset, record)),
-            None => return Ok((reader.header.clone(), records)),
+            None => {
+                let (header, version) = (reader.header.clone(), reader.version);
+                return Ok(WholeLog { header, version, records });
+            }
         }
     }
 }

@@ -4,8 +4,9 @@
 mod mutations;
 mod sessions;
 
+use streamrt::messages::replay_log::LogPublish;
 use streamrt::messages::{ErrorKind, LoadState, Priority};
-use streamrt::replay::ReplayReport;
+use streamrt::replay::{replay, ReplayOptions, ReplayReport};
 use streamrt_integration::Scenario;
 
 /// Checks `text` against `snapshots/transcript_{name}.snap`.
@@ -72,6 +73,35 @@ fn cancel_after_decode_never_binds() {
         .lines
         .iter()
         .any(|l| l.request == Some(a) && l.state == "cancelled while decoded"));
+}
+
+#[test]
+fn an_immediate_publish_that_lost_to_the_engines_cancel_is_not_replayed() {
+    let mut s = Scenario::new();
+    s.config.publish = LogPublish::Immediate;
+    // `a` was decoded, then cancelled before its publish; `b` was published, then cancelled.
+    let a = s.request("blob:a", Priority::Normal);
+    s.load("blob:a", 4).cancel(a).ended(a, LoadState::Cancelled);
+    let b = s.request("blob:b", Priority::Normal);
+    s.load("blob:b", 4).publishing(&[b]).ended(b, LoadState::Ready).cancel(b);
+    s.shutdown();
+    let report = s.replay_with(2);
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    assert!(saw(&report, "decoded", a) && !saw(&report, "published", a));
+    assert!(saw(&report, "published", b));
+}
+
+#[test]
+fn a_version_3_immediate_log_publishes_as_each_request_decodes() {
+    let mut s = Scenario::new();
+    s.config.publish = LogPublish::Immediate;
+    let a = s.request("blob:a", Priority::Normal);
+    s.load("blob:a", 4).ended(a, LoadState::Ready).shutdown();
+    let mut log = s.log();
+    log[8..10].copy_from_slice(&3u16.to_le_bytes());
+    let report = replay(&log, ReplayOptions::default()).unwrap();
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    assert!(saw(&report, "published", a), "no Published record needed before version 4");
 }
 
 #[test]

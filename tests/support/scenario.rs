@@ -125,6 +125,11 @@ impl Scenario {
         self.push(LogRecord::EndFrame)
     }
 
+    /// An immediate-mode publish (from version 4) that published the requests `published`.
+    pub fn publishing(&mut self, published: &[u64]) -> &mut Self {
+        self.push(LogRecord::Published { requests: published.to_vec() })
+    }
+
     /// A read of `key` returns `bytes` bytes.
     pub fn read(&mut self, key_text: &str, bytes: u64) -> &mut Self {
         self.push(LogRecord::Read { key: key(key_text), outcome: ReadOutcome::Bytes(bytes) })

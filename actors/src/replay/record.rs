@@ -4,6 +4,7 @@
 //! What is recorded, and where:
 //! - the engine's calls: root requests (`Submitter`), cancels and drops, reprioritisations
 //!   (`Handle`), frame boundaries with the requests published, shutdown (`Runtime`);
+//! - in immediate mode, the requests each publish published (the frame coordinator);
 //! - what the source said: each key's dependencies and size once, every read's outcome (IO
 //!   worker);
 //! - every decoder's outcome, panics included (the type's route);
@@ -14,7 +15,8 @@
 //! Records are appended under one lock in the order their threads reached it, which is the
 //! order a replay feeds them back. Root requests, frame boundaries and cancels also take the
 //! order lock across their effect and its record, so that among them the log's order is the
-//! order they took effect in (a request's ids, a publish against a cancel).
+//! order they took effect in (a request's ids, a publish against a cancel), as do immediate
+//! publishes and the shutdown.
 //!
 //! # Errors
 //!
@@ -27,8 +29,10 @@ use std::io::BufWriter;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
-use streamrt_messages::replay_log::{LogConfig, LogHeader, LogPublish, LogRecord, LogWriter};
-use streamrt_messages::{AssetKey, Event, EventKind, LoadState};
+use streamrt_messages::replay_log::{
+    LogConfig, LogHeader, LogPublish, LogRecord, LogWriter, PUBLISHED_PER_RECORD_MAX,
+};
+use streamrt_messages::{AssetKey, Event, EventKind, LoadState, RequestId};
 use streamrt_supervisor::log_caught;
 
 use crate::frame::PublishMode;
@@ -83,6 +87,16 @@ impl Recorder {
         for record in records {
             state.append(record);
         }
+    }
+
+    /// Records the requests a publish published, in order (none: no record): the caller holds
+    /// the order lock across the publish and this.
+    pub(crate) fn published(&self, published: &[RequestId]) {
+        let records: Vec<LogRecord> = published
+            .chunks(PUBLISHED_PER_RECORD_MAX)
+            .map(|chunk| LogRecord::Published { requests: chunk.iter().map(|r| r.0).collect() })
+            .collect();
+        self.record_all(&records);
     }
 
     /// Records what the source said of `key`, the first time it is asked.

@@ -43,6 +43,8 @@ pub struct RuntimeBuilder {
     deterministic: Option<(Arc<Deterministic>, EventTap)>,
     /// Told once the runtime gave up and shut itself down.
     on_escalation: Option<EscalationListener>,
+    /// Whether immediate publishes wait for a replay's word (see `FrameShared::held`).
+    held: bool,
 }
 
 impl RuntimeBuilder {
@@ -58,6 +60,7 @@ impl RuntimeBuilder {
             record: None,
             deterministic: None,
             on_escalation: None,
+            held: false,
         }
     }
 
@@ -220,6 +223,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Holds immediate publishes until the replay publishes them (see `FrameShared::held`).
+    pub(crate) fn held_publishes(mut self) -> Self {
+        self.held = true;
+        self
+    }
+
     /// Makes the runtime deterministic (see `replay::stepper`), passing every event to `tap`.
     pub(crate) fn deterministic(mut self, det: &Arc<Deterministic>, tap: EventTap) -> Self {
         self.clock = Arc::clone(&det.clock) as Arc<dyn Clock>;
@@ -289,7 +298,7 @@ impl RuntimeBuilder {
         let sink_mailbox = Mailbox::new();
         let sink = SinkOutputs::new(config.telemetry_path.as_deref())?;
         let (types, by_name) = engine_sides(&self.types, &self.placeholders, &probe);
-        let frame = Arc::new(FrameShared::new(config.publish, Arc::clone(&probe)));
+        let frame = Arc::new(FrameShared::new(config.publish, self.held, Arc::clone(&probe)));
         let frame_mailbox = Mailbox::new();
         if let Some(det) = &det {
             frame_mailbox.track(&det.activity);

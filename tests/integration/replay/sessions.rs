@@ -74,6 +74,17 @@ fn a_hundred_random_sessions_replay_to_identical_hashes_whatever_worker_count_th
     assert!(distinct.len() > 90, "only {} distinct hashes", distinct.len());
 }
 
+/// A threaded runtime of `config` over `source`, recording to `log`.
+fn recorded(config: RuntimeConfig, source: impl Source, log: &std::path::Path) -> Runtime {
+    Runtime::builder()
+        .config(config)
+        .source(source)
+        .register(BlobDecoder::default())
+        .record(log, "integration test")
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn a_session_recorded_from_a_threaded_run_replays_to_the_recorded_terminal_states() {
     let dir = tempfile::tempdir().unwrap();
@@ -94,13 +105,7 @@ fn a_session_recorded_from_a_threaded_run_replays_to_the_recorded_terminal_state
         publish: PublishMode::Frames(FramePolicy::count(5)),
         ..RuntimeConfig::default()
     };
-    let rt = Runtime::builder()
-        .config(config)
-        .source(source)
-        .register(BlobDecoder::default())
-        .record(&log, "integration test")
-        .build()
-        .unwrap();
+    let rt = recorded(config, source, &log);
     let handles: Vec<_> = (0..40)
         .map(|i| rt.request_key::<Blob>(blob_key(&path(i)), Priority::ALL[i % 5]).unwrap())
         .collect();
@@ -333,4 +338,40 @@ fn a_request_made_as_the_runtime_shuts_down_is_recorded_before_the_shutdown() {
     assert!(request < at(&LogRecord::Shutdown), "{records:?}");
     let report = replay(&std::fs::read(&log).unwrap(), ReplayOptions::default()).unwrap();
     assert!(report.divergence.is_none(), "{:?}", report.divergence);
+}
+
+#[test]
+fn an_immediate_mode_session_records_its_publishes_and_replays_to_the_recorded_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let source = GatedSource::default();
+    for i in 0..40 {
+        source.put(&format!("r{i}"), &[i as u8; 64]);
+    }
+    let config =
+        RuntimeConfig { workers: 3, publish: PublishMode::Immediate, ..Default::default() };
+    let rt = recorded(config, source, &log);
+    let handles: Vec<_> = (0..40)
+        .map(|i| rt.request::<Blob>(&format!("r{i}"), Priority::ALL[i % 5]).unwrap())
+        .collect();
+    // Cancels racing the loads: each lands before or after its publish.
+    for h in handles.iter().step_by(3) {
+        h.cancel();
+    }
+    assert!(streamrt::wait_loaded(&handles, PATIENCE));
+    rt.shutdown();
+    let bytes = std::fs::read(&log).unwrap();
+    let (_, records) = read_log(&bytes).unwrap();
+    let published: usize = records
+        .iter()
+        .map(|(_, r)| match r {
+            LogRecord::Published { requests } => requests.len(),
+            _ => 0,
+        })
+        .sum();
+    let ready = handles.iter().filter(|h| h.state() == LoadState::Ready).count();
+    assert_eq!(published, ready, "every immediate publish is recorded");
+    let report = replay(&bytes, ReplayOptions::default()).unwrap();
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    assert_eq!(report.checked, 40);
 }
