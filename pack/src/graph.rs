@@ -13,6 +13,11 @@ use std::collections::{HashMap, HashSet};
 
 use crate::format::{IndexEntry, DEPS_PER_ENTRY_MAX};
 
+/// The most missing dependencies an error lists: a hostile index naming a missing key a
+/// thousand times in each of its entries would otherwise have every pair copied, gigabytes for
+/// an index of megabytes.
+pub const MISSING_LISTED_MAX: usize = 16;
+
 /// Why a pack's dependency graph is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum GraphError {
@@ -22,7 +27,8 @@ pub(crate) enum GraphError {
     /// An entry naming one dependency twice.
     #[error("depends on {dep:?} twice")]
     Repeated { key: String, dep: String },
-    /// Dependencies on keys the pack does not hold, as (entry, dependency) pairs.
+    /// Dependencies on keys the pack does not hold, as (entry, dependency) pairs: the first
+    /// [`MISSING_LISTED_MAX`].
     #[error("depends on {:?}, which is not in the pack", .0[0].1)]
     Missing(Vec<(String, String)>),
     /// A cycle, as the keys around it (the first repeated at the end).
@@ -52,6 +58,7 @@ pub(crate) fn check_graph(entries: &[IndexEntry]) -> Result<(), GraphError> {
         .iter()
         .flat_map(|e| e.deps.iter().map(move |d| (e, d)))
         .filter(|(_, d)| !by_key.contains_key(d.as_str()))
+        .take(MISSING_LISTED_MAX)
         .map(|(e, d)| (e.key.clone(), d.clone()))
         .collect();
     if !missing.is_empty() {

@@ -24,6 +24,7 @@ mod write;
 pub use format::{
     Codec, Header, IndexEntry, PackIndex, DEPS_PER_ENTRY_MAX, HEADER_LEN, MAGIC, VERSION,
 };
+pub use graph::MISSING_LISTED_MAX;
 pub use read::{decode_entry, parse_index, EntryError, PackError, PackLimits, PackReader};
 pub use write::{BuildError, PackWriter};
 

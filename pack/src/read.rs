@@ -329,21 +329,24 @@ impl PackReader {
     /// [`EntryError::Io`], or `TooLarge` past the entry limit.
     pub fn read_stored(&self, offset: u64, len: u64) -> Result<Vec<u8>, EntryError> {
         let mut stored = Vec::new();
-        self.read_stored_to(offset, len, &mut stored)?;
+        self.read_stored_front(offset, len, &mut stored)?;
+        // A fresh buffer grows to exactly `len`; kept to it whatever the allocator gave.
+        stored.truncate(usize::try_from(len).unwrap_or(usize::MAX));
         Ok(stored)
     }
 
-    /// Reads `len` stored bytes at `offset` into `buf`, in place of what it held: a caller that
-    /// keeps its buffers reads into one without allocating it again. Nothing is zeroed: the
-    /// bytes are read into the vector's spare capacity (a buffer zeroed only for the read to
-    /// overwrite it cost a third as much CPU as the read itself, as the zeroing was the first
-    /// touch of memory long out of the caches: `streamctl bench throughput`,
-    /// docs/PERFORMANCE.md).
+    /// Reads `len` stored bytes at `offset` into the front of `buf`, a buffer kept from read to
+    /// read: `buf` ends at least `len` long, and its bytes past `len` are a former read's, kept
+    /// so that a later read into it neither grows nor zeroes it. Exactly `len` bytes are read:
+    /// into the part of `buf` already initialised, then, past it, into its spare capacity,
+    /// which is never zeroed (a buffer zeroed only for the read to overwrite it cost a third
+    /// as much CPU as the read itself, as the zeroing was the first touch of memory long out
+    /// of the caches: `streamctl bench throughput`, docs/PERFORMANCE.md).
     ///
     /// # Errors
     ///
     /// [`EntryError::Io`], or `TooLarge` past the entry limit.
-    pub fn read_stored_to(
+    pub fn read_stored_front(
         &self,
         offset: u64,
         len: u64,
@@ -354,20 +357,35 @@ impl PackReader {
             return Err(EntryError::TooLarge { size: len, max });
         }
         let n = usize::try_from(len).map_err(|_| EntryError::TooLarge { size: len, max })?;
-        buf.clear();
-        buf.reserve_exact(n);
+        // A spare capacity past `n` would be read whole, for nothing: such a buffer is
+        // initialised up to `n` instead (only the bytes between its length and `n` zeroed).
+        if buf.len() < n && buf.capacity() > n {
+            buf.resize(n, 0);
+        }
+        let initialised = buf.len().min(n);
+        let ends = |at: u64| EntryError::Io(format!("the file ends at byte {at}, in the entry"));
+        match self.file.read_exact_at(&mut buf[..initialised], offset) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                let end = offset + initialised as u64;
+                return Err(EntryError::Io(format!(
+                    "the file ends before byte {end}, in the entry"
+                )));
+            }
+            Err(e) => return Err(EntryError::Io(e.to_string())),
+        }
+        // Past what is initialised: the spare capacity, reserved to the last byte wanted.
+        if buf.len() < n {
+            buf.reserve_exact(n - buf.len());
+        }
         while buf.len() < n {
             let at = offset + buf.len() as u64;
             match rustix::io::pread(&self.file, spare_capacity(buf), at) {
-                Ok(0) => {
-                    return Err(EntryError::Io(format!("the file ends at byte {at}, in the entry")))
-                }
+                Ok(0) => return Err(ends(at)),
                 Ok(_) | Err(Errno::INTR) => {}
                 Err(e) => return Err(EntryError::Io(std::io::Error::from(e).to_string())),
             }
         }
-        // The capacity may be larger than asked: bytes past the entry are not its own.
-        buf.truncate(n);
         Ok(())
     }
 

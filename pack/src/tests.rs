@@ -43,9 +43,15 @@ fn a_read_into_a_used_buffer_overwrites_it_and_refuses_past_the_limit() {
     let a = pack.entry("blob:a").unwrap();
     let mut buf = vec![0xAA; 10_000];
     let len = usize::try_from(a.stored_size).unwrap();
-    pack.read_stored_to(a.offset, a.stored_size, &mut buf).unwrap();
+    pack.read_stored_front(a.offset, a.stored_size, &mut buf).unwrap();
     assert_eq!(buf[..len], payload(1));
-    let refused = pack.read_stored_to(a.offset, (64 << 10) + 1, &mut buf);
+    assert!(buf[len..].iter().all(|&b| b == 0xAA), "no byte past the entry is read");
+    // Past the initialised bytes, into spare capacity: as many as asked, and no more.
+    let mut spare = Vec::with_capacity(10_000);
+    spare.push(0xAA);
+    pack.read_stored_front(a.offset, a.stored_size, &mut spare).unwrap();
+    assert_eq!((spare.len(), &spare[..len]), (len, &payload(1)[..]));
+    let refused = pack.read_stored_front(a.offset, (64 << 10) + 1, &mut buf);
     assert!(matches!(refused, Err(EntryError::TooLarge { .. })), "{refused:?}");
 }
 
@@ -376,4 +382,21 @@ fn a_failed_or_dropped_build_leaves_the_pack_at_its_path_as_it_was_and_no_other_
     use std::os::unix::fs::MetadataExt;
     let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
     assert_eq!(mode(&path), mode(&plain));
+}
+
+#[test]
+fn a_pack_missing_many_dependencies_lists_only_the_first_few() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = PackWriter::create(&dir.path().join("missing.pack")).unwrap();
+    for i in 0..64 {
+        let deps = (0..1_024).map(|j| format!("blob:missing{j}")).collect();
+        writer.add(&format!("blob:e{i}"), b"x", Codec::None, deps).unwrap();
+    }
+    match writer.finish() {
+        Err(BuildError::MissingDependencies(pairs)) => {
+            assert_eq!(pairs.len(), crate::MISSING_LISTED_MAX, "65,536 missing, a few listed");
+            assert_eq!(pairs[0], ("blob:e0".to_owned(), "blob:missing0".to_owned()));
+        }
+        other => panic!("{other:?}"),
+    }
 }

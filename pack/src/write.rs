@@ -46,7 +46,7 @@ pub enum BuildError {
     /// A key was added twice.
     #[error("{0} added twice")]
     Duplicate(String),
-    /// Dependencies on keys the pack does not hold.
+    /// Dependencies on keys the pack does not hold: the first [`MISSING_LISTED_MAX`](crate::MISSING_LISTED_MAX).
     #[error("missing dependencies: {}", .0.iter().map(|(k, d)| format!("{k} -> {d}")).collect::<Vec<_>>().join(", "))]
     MissingDependencies(Vec<(String, String)>),
     /// A dependency cycle, as the keys around it.

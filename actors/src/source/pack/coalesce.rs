@@ -35,7 +35,9 @@
 //! is zeroed and faulted in page by page before the read overwrites it, which cost the IO
 //! workers about as much CPU as the checksum of the entries in it (`streamctl bench
 //! throughput`, docs/PERFORMANCE.md). Windows allocate only while fewer buffers are kept than
-//! they need. A window uses the first `len` bytes of its buffer and serves nothing past them.
+//! they need. A window reads and uses the first `len` bytes of its buffer only, and serves
+//! nothing past them. A window whose read fails (a neighbour's bad bytes) gives way to a read
+//! of the entry alone.
 //!
 //! # Invariants
 //!
@@ -203,7 +205,13 @@ impl Coalescer {
         // `len` is at most `bytes_max`, itself at most the pack's per-read limit.
         let too_large = EntryError::TooLarge { size: len, max: bytes_max };
         let len = usize::try_from(len).map_err(|_| too_large)?;
-        let window = self.read_window(reader, entry.offset, len)?;
+        let Ok(window) = self.read_window(reader, entry.offset, len) else {
+            // The window's failure may be a neighbour's (a bad sector, a pack cut short since
+            // it was opened): the entry's own bytes decide, read on their own, so that an
+            // entry fails only for its own bytes, on every attempt as on the first.
+            reads(entry.stored_size);
+            return reader.read_stored(entry.offset, entry.stored_size);
+        };
         let stored = copy_out(&window.bytes, window.range(entry.offset, entry.stored_size));
         self.keep(window);
         stored
@@ -231,8 +239,9 @@ impl Coalescer {
         }
     }
 
-    /// Reads the `len` bytes at `offset` into a kept buffer (grown if it is shorter; nothing
-    /// zeroed), or into a new one. A failed read gives the buffer back.
+    /// Reads the `len` bytes at `offset` into the front of a kept buffer (grown if it is
+    /// shorter; nothing zeroed; only those bytes read), or into a new one. A failed read gives
+    /// the buffer back.
     fn read_window(
         &self,
         reader: &PackReader,
@@ -240,7 +249,7 @@ impl Coalescer {
         len: usize,
     ) -> Result<Window, EntryError> {
         let mut bytes = self.windows().spare.pop().unwrap_or_default();
-        if let Err(e) = reader.read_stored_to(offset, len as u64, &mut bytes) {
+        if let Err(e) = reader.read_stored_front(offset, len as u64, &mut bytes) {
             let freed = self.windows().give_back(bytes);
             drop(freed);
             return Err(e);
@@ -410,6 +419,8 @@ mod tests {
         assert_eq!(windows.spare.len(), 1, "the second window's buffer is kept in its turn");
         assert_eq!(windows.recent[0].bytes.as_ptr(), first, "read into the kept buffer");
         assert_eq!(windows.recent[0].len, 20, "a window is as long as its read");
+        let stale = &windows.recent[0].bytes[20..60];
+        assert_eq!(stale, [[1; 20], [2; 20]].concat(), "and reads no byte past its own");
         drop(windows);
         assert_eq!(stored(8), vec![8; 10]);
         assert_eq!(stored(9), vec![9; 90]);
@@ -427,6 +438,24 @@ mod tests {
         }
         // Entries 0-2 in one window of 60 bytes (1 and 2 served from it), 3 on its own.
         assert_eq!(*lengths.borrow(), [60, 50]);
+    }
+
+    #[test]
+    fn a_window_whose_read_fails_past_its_entry_gives_way_to_the_entry_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = pack_of(&dir, &[20, 20, 20]);
+        // The pack is cut inside entry 2 after it was opened: a window of 0-2 cannot be read.
+        let cut = reader.entries()[2].offset + 5;
+        let path = dir.path().join("windows.pack");
+        std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(cut).unwrap();
+        let coalescer = Coalescer::new(Coalescing { window_bytes: 100, windows_max: 1 });
+        let lengths = std::cell::RefCell::new(Vec::new());
+        let count = |len: u64| lengths.borrow_mut().push(len);
+        assert_eq!(coalescer.stored(&reader, none_asked(), 0, &count).unwrap(), vec![0; 20]);
+        assert_eq!(*lengths.borrow(), [60, 20], "the window, then the entry alone");
+        assert!(coalescer.windows().reading.is_empty());
+        let cut_entry = coalescer.stored(&reader, none_asked(), 2, &count);
+        assert!(matches!(cut_entry, Err(EntryError::Io(_))), "{cut_entry:?}");
     }
 
     #[test]
