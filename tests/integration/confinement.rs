@@ -118,6 +118,22 @@ fn a_symlink_out_of_the_root_is_denied_in_a_folder_already_read_from() {
 }
 
 #[test]
+fn a_key_that_cannot_name_a_file_is_not_found_at_once_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plain"), b"a file, not a folder").unwrap();
+    let rt = runtime(DirSource::new(dir.path()));
+    for path in ["plain/x".to_owned(), format!("{}/x", "n".repeat(300))] {
+        let h = rt.request::<Blob>(&path, Priority::Normal).unwrap();
+        match h.wait_timeout(PATIENCE).expect("ends") {
+            Err(ReadyError::Failed(e)) => {
+                assert_eq!((e.kind.clone(), e.attempt), (ErrorKind::NotFound, 1), "{path}");
+            }
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn a_folder_reached_through_a_symlink_is_resolved_on_every_read() {
     let outside = tempfile::tempdir().unwrap();
     let elsewhere = tempfile::tempdir().unwrap();

@@ -199,7 +199,16 @@ fn open_error(key: &AssetKey, e: &io::Error) -> SourceError {
     io_error(e)
 }
 
+/// What a failed open or read means. A key whose path cannot name a file under the root (a
+/// part is a file, not a folder; a part too long) is not found, and a symlink loop is refused:
+/// a retry would meet them again, where an `Io` error is retried as transient.
 fn io_error(e: &io::Error) -> SourceError {
+    #[cfg(unix)]
+    match e.raw_os_error() {
+        Some(libc::ENOTDIR | libc::ENAMETOOLONG) => return SourceError::NotFound,
+        Some(libc::ELOOP) => return SourceError::Denied(format!("a symlink loop: {e}")),
+        _ => {}
+    }
     match e.kind() {
         io::ErrorKind::NotFound => SourceError::NotFound,
         _ => SourceError::Io(e.to_string()),
