@@ -130,16 +130,15 @@ fn escalation_hook(inner: Weak<Inner>, listener: Option<EscalationListener>) -> 
         let weak = Weak::clone(&inner);
         let patience = shutdown_patience(Some(&escalation));
         let (told, listener) = (escalation.clone(), listener.clone());
-        let spawned =
-            std::thread::Builder::new().name("streamrt-escalation".into()).spawn(move || {
-                if let Some(inner) = weak.upgrade() {
-                    inner.stop(patience);
-                }
-                // The listener is the embedding program's code: its panic ends nothing here.
-                if let Some(listener) = listener {
-                    log_caught(|| listener(&told));
-                }
-            });
+        let spawned = std::thread::Builder::new().name(ESCALATION_THREAD.into()).spawn(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.stop(patience);
+            }
+            // The listener is the embedding program's code: its panic ends nothing here.
+            if let Some(listener) = listener {
+                log_caught(|| listener(&told));
+            }
+        });
         match spawned {
             Ok(thread) => *slot = Some((escalation, Some(thread))),
             Err(e) => log_caught(|| {
@@ -210,10 +209,17 @@ impl Inner {
     }
 }
 
-/// Whether the calling thread is one the runtime started (all are named `streamrt-…`).
+/// Whether the calling thread is one a stop may be joining: one the runtime started (all are
+/// named `streamrt-…`) but the escalation's, which a stop never joins (`Runtime::shutdown`
+/// joins it after its own stop), so that its listener is told once the runtime has stopped.
 fn on_runtime_thread() -> bool {
-    std::thread::current().name().is_some_and(|name| name.starts_with("streamrt-"))
+    std::thread::current()
+        .name()
+        .is_some_and(|name| name.starts_with("streamrt-") && name != ESCALATION_THREAD)
 }
+
+/// The name of the thread a supervisor's escalation shuts the runtime down on.
+const ESCALATION_THREAD: &str = "streamrt-escalation";
 
 impl Runtime {
     /// A builder with the default configuration.
@@ -344,6 +350,10 @@ impl Runtime {
     /// by [`FrameTaskGroup::wait`]. `end_frame` cancels what has not started by then. With
     /// [`RuntimeConfig::worker_nice`] set, the tasks run at the workers' lowered priority; a
     /// waiter runs the tasks no worker took yet on its own thread, at its own.
+    ///
+    /// A task must not wait on a request still to be decoded: tasks run on the decode threads,
+    /// so tasks waiting on every one of them would leave none to decode it (a wait with a
+    /// timeout then times out; one without, never returns). A task may shut the runtime down.
     pub fn frame_tasks<R: Send + 'static>(&self) -> FrameTaskGroup<R> {
         let pool = self.inner.core().as_ref().map(Core::task_sender);
         let group = FrameTaskGroup::new(pool);
@@ -396,11 +406,8 @@ impl Runtime {
     /// Every cache's figures. Waits for each cache's answer (up to `timeout` each): for tools,
     /// not for the frame loop.
     pub fn cache_stats(&self, timeout: Duration) -> Vec<CacheStats> {
-        let guard = self.inner.core();
-        let Some(core) = guard.as_ref() else {
-            return Vec::new();
-        };
-        core.caches.iter().filter_map(|cache| cache.ask_stats(timeout)).collect()
+        let asks = self.inner.core().as_ref().map(Core::asks);
+        asks.map_or_else(Vec::new, |asks| asks.cache_stats(timeout))
     }
 
     /// The memory budget's figures over every type, read without a round trip to an actor.
@@ -423,7 +430,8 @@ impl Runtime {
     /// waited for. For tools and tests that need a known point; returns false on timeout or
     /// after shutdown.
     pub fn sync(&self, timeout: Duration) -> bool {
-        self.inner.core().as_ref().is_some_and(|core| core.sync(timeout))
+        let asks = self.inner.core().as_ref().map(Core::asks);
+        asks.is_some_and(|asks| asks.sync(timeout))
     }
 
     /// Writes out every telemetry event buffered so far and waits for it.
@@ -446,7 +454,9 @@ impl Runtime {
             .unwrap_or_else(PoisonError::into_inner)
             .as_mut()
             .and_then(|e| e.1.take());
-        if let Some(thread) = thread {
+        // The escalation's listener may call this on that very thread, which ends once the
+        // listener returns: it cannot join itself.
+        if let Some(thread) = thread.filter(|t| t.thread().id() != std::thread::current().id()) {
             let _ = thread.join();
         }
         // After every stop is over: what the stopping threads recorded is flushed too.

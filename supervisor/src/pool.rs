@@ -255,7 +255,8 @@ impl<J: Send + 'static> WorkerPool<J> {
         self.threads.len()
     }
 
-    /// Closes the queue, lets queued jobs finish and joins every thread.
+    /// Closes the queue, lets queued jobs finish and joins every thread (but the calling one,
+    /// when a job of this pool calls it).
     pub fn shutdown(self) {
         // `Drop` does the work, so a pool dropped without `shutdown` stops the same way.
         drop(self);
@@ -269,7 +270,14 @@ impl<J> Drop for WorkerPool<J> {
         for _ in &self.threads {
             let _ = self.sender.tx.send(Slot::Stop);
         }
+        let me = std::thread::current().id();
         for handle in self.threads.drain(..) {
+            // A job of this pool stopping it (a frame task shutting its runtime down) cannot
+            // join its own thread, which would panic: that thread ends once the job returns
+            // and it takes its stop.
+            if handle.thread().id() == me {
+                continue;
+            }
             // A thread only ends by returning from `worker_loop`, which catches job panics; a
             // join error would mean a panic in the factory, already reported by the hook.
             let _ = handle.join();

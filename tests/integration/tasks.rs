@@ -73,3 +73,28 @@ fn a_task_group_still_completes_after_shutdown_on_the_waiting_thread() {
     group.spawn("inline", |_| 7);
     assert_eq!(group.wait(), [Ok(7)]);
 }
+
+#[test]
+fn a_task_that_shuts_its_runtime_down_stops_it_whole() {
+    let source = GatedSource::with_blobs(0);
+    let rt =
+        std::sync::Arc::new(runtime(&source, &BlobDecoder::default(), |b| b.decode_threads(1)));
+    let events = rt.subscribe(4096);
+    let group = rt.frame_tasks::<()>();
+    let (started_tx, started) = mpsc::channel();
+    let stopping = std::sync::Arc::clone(&rt);
+    group.spawn("stop", move |_| {
+        started_tx.send(()).unwrap();
+        // On a decode thread: the stop cannot join this thread, and must not try.
+        stopping.shutdown();
+    });
+    // Taken by the worker, not run by the waiting thread below.
+    started.recv_timeout(PATIENCE).expect("the only worker took the task");
+    assert_eq!(group.wait(), [Ok(())]);
+    let stopped = events.wait_for(PATIENCE, |e| e.kind == streamrt::messages::EventKind::Stopped);
+    assert!(stopped.is_some(), "the stop went to its end");
+    assert_eq!(
+        rt.request::<streamrt_integration::Blob>("a0", streamrt::Priority::Normal).unwrap_err(),
+        streamrt::RequestError::Shutdown
+    );
+}

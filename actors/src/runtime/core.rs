@@ -21,7 +21,7 @@ use streamrt_supervisor::{
     RestartKind, RestartPolicy, Strategy, Supervisor, SupervisorMsg, Worker, WorkerPool,
 };
 
-use crate::cache::CacheLinks;
+use crate::cache::{CacheLinks, CacheStats};
 use crate::frame::{FrameCoordinator, FrameMsg, FrameShared};
 use crate::replay::Deterministic;
 use crate::resident::Residency;
@@ -267,14 +267,40 @@ impl Core {
         self.decode.sender()
     }
 
+    /// What the engine's queries ask the actors through, to use with the core's lock let go.
+    pub(crate) fn asks(&self) -> CoreAsks {
+        CoreAsks {
+            caches: self.caches.clone(),
+            scheduler: self.scheduler.clone(),
+            frame: self.frame.clone(),
+        }
+    }
+}
+
+/// The core actors' mailboxes, cloned out of the [`Core`] for queries that wait on answers:
+/// a stop takes the core under its lock and closes these mailboxes, which ends every such
+/// wait, so no query may hold that lock while it waits.
+pub(crate) struct CoreAsks {
+    caches: Vec<Arc<dyn CacheControl>>,
+    scheduler: Mailbox<SchedulerMsg>,
+    frame: Mailbox<FrameMsg>,
+}
+
+impl CoreAsks {
     /// Round trips through the caches, the scheduler, the caches again (which send on what
-    /// the scheduler dispatched) and the frame coordinator, in the order their messages flow.
+    /// the scheduler dispatched) and the frame coordinator, in the order their messages flow
+    /// (see `Runtime::sync`).
     pub(crate) fn sync(&self, timeout: Duration) -> bool {
         let caches = || self.caches.iter().all(|cache| cache.ask_ping(timeout));
         caches()
             && self.scheduler.ask(SchedulerMsg::Ping, timeout).is_some()
             && caches()
             && self.frame.ask(FrameMsg::Ping, timeout).is_some()
+    }
+
+    /// Each cache's figures; see `Runtime::cache_stats`.
+    pub(crate) fn cache_stats(&self, timeout: Duration) -> Vec<CacheStats> {
+        self.caches.iter().filter_map(|cache| cache.ask_stats(timeout)).collect()
     }
 }
 
