@@ -64,6 +64,7 @@ impl TimerThread {
 
     fn run(&self) {
         let mut timers = self.lock();
+        let mut due_wakers = Vec::new();
         loop {
             let now = Instant::now();
             while let Some(&(at, id)) = timers.due.first() {
@@ -71,9 +72,18 @@ impl TimerThread {
                     break;
                 }
                 timers.due.pop_first();
-                if let Some(waker) = timers.wakers.remove(&id) {
-                    waker.wake();
+                due_wakers.extend(timers.wakers.remove(&id));
+            }
+            if !due_wakers.is_empty() {
+                // Woken with the lock let go, each on its own: a waker is the executor's code,
+                // which may poll the future at once (and drop a deadline, which takes the
+                // lock) or panic, which must not end the one timer thread of the process.
+                drop(timers);
+                for waker in due_wakers.drain(..) {
+                    log_caught(|| waker.wake());
                 }
+                timers = self.lock();
+                continue;
             }
             timers = match timers.due.first() {
                 Some(&(at, _)) => {
@@ -188,6 +198,27 @@ mod tests {
         let soon = Instant::now() + Duration::from_millis(10);
         let never = std::future::pending::<()>();
         assert_eq!(futures::executor::block_on(WithDeadline::new(never, Some(soon))), None);
+    }
+
+    #[test]
+    fn a_waker_that_panics_leaves_the_timer_thread_waking_the_others() {
+        struct Panicking;
+        impl futures::task::ArcWake for Panicking {
+            fn wake_by_ref(_: &std::sync::Arc<Self>) {
+                panic!("an executor's waker panicked");
+            }
+        }
+        let waker = futures::task::waker(std::sync::Arc::new(Panicking));
+        let mut first = Box::pin(Deadline::at(Instant::now() + Duration::from_millis(5)));
+        assert!(first.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        let later = Instant::now() + Duration::from_millis(20);
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let never = std::future::pending::<()>();
+            let _ = done.send(futures::executor::block_on(WithDeadline::new(never, Some(later))));
+        });
+        assert_eq!(finished.recv_timeout(Duration::from_secs(30)), Ok(None), "woken at 20 ms");
+        drop(first);
     }
 
     #[test]
