@@ -94,6 +94,10 @@ pub enum BuildError {
         /// Why.
         reason: String,
     },
+    /// An earlier write failed, and part of its entry may be in the file: the pack cannot be
+    /// finished (nothing is written at its path).
+    #[error("an earlier write to the pack failed; it cannot be finished")]
+    Broken,
 }
 
 /// Builds a pack file; see the module docs.
@@ -106,6 +110,9 @@ pub struct PackWriter {
     at: u64,
     entries: Vec<IndexEntry>,
     keys: HashSet<String>,
+    /// Set once a write failed: part of an entry may be in the file, so every later offset
+    /// would be wrong, and the writer refuses to go on.
+    broken: bool,
 }
 
 impl PackWriter {
@@ -139,7 +146,7 @@ impl PackWriter {
         let mut out = BufWriter::new(temp);
         out.write_all(&[0u8; HEADER_LEN as usize])?;
         let (path, entries, keys) = (path.to_owned(), Vec::new(), HashSet::new());
-        Ok(Self { out, path, limits, at: HEADER_LEN, entries, keys })
+        Ok(Self { out, path, limits, at: HEADER_LEN, entries, keys, broken: false })
     }
 
     /// Compresses `raw` with `codec` and appends it as `key` (`type:path`), depending on `deps`.
@@ -156,6 +163,7 @@ impl PackWriter {
         codec: Codec,
         deps: Vec<String>,
     ) -> Result<(), BuildError> {
+        self.usable()?;
         AssetKey::parse(key)
             .map_err(|e| BuildError::InvalidKey { key: key.into(), reason: e.to_string() })?;
         if self.keys.contains(key) {
@@ -178,7 +186,9 @@ impl PackWriter {
             Some(c) if c.len() < raw.len() => (codec, c.as_slice()),
             _ => (Codec::None, raw),
         };
+        self.broken = true;
         self.out.write_all(stored)?;
+        self.broken = false;
         self.entries.push(IndexEntry {
             key: key.into(),
             offset: self.at,
@@ -202,6 +212,7 @@ impl PackWriter {
     /// `TooManyDependencies`, `RepeatedDependency`), `IndexTooLarge`, or a write failure. On
     /// any error nothing is written at the path: a pack already there is kept.
     pub fn finish(mut self) -> Result<u64, BuildError> {
+        self.usable()?;
         check_repeats(&self.entries)?;
         check_graph(&self.entries)?;
         let index = postcard::to_allocvec(&PackIndex { entries: self.entries })
@@ -227,6 +238,16 @@ impl PackWriter {
     }
 }
 
+impl PackWriter {
+    /// `Broken` once a write failed (see the field).
+    fn usable(&self) -> Result<(), BuildError> {
+        if self.broken {
+            return Err(BuildError::Broken);
+        }
+        Ok(())
+    }
+}
+
 impl From<GraphError> for BuildError {
     fn from(e: GraphError) -> Self {
         match e {
@@ -235,5 +256,24 @@ impl From<GraphError> for BuildError {
             GraphError::Missing(pairs) => Self::MissingDependencies(pairs),
             GraphError::Cycle(keys) => Self::Cycle(keys),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_whose_write_failed_refuses_to_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.pack");
+        let mut writer = PackWriter::create(&path).unwrap();
+        writer.add("blob:a", b"a", Codec::None, vec![]).unwrap();
+        // As a failed `write_all` leaves it: part of an entry may be in the file.
+        writer.broken = true;
+        let refused = writer.add("blob:b", b"b", Codec::None, vec![]);
+        assert!(matches!(refused, Err(BuildError::Broken)), "{refused:?}");
+        assert!(matches!(writer.finish(), Err(BuildError::Broken)));
+        assert!(!path.exists(), "nothing is written at the path");
     }
 }
