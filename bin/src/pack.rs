@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use streamrt::messages::AssetTypeName;
 use streamrt::pack::{Codec, PackLimits, PackReader, PackWriter};
 
 /// Options of `streamctl pack`.
@@ -110,6 +111,12 @@ fn collect(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
                     eprintln!("pack: skipping {rel}: not under a <type>/ folder");
                     continue;
                 };
+                // A folder that is no type name (`mesh:lod`) would make a key of another type
+                // and path than the file's, which a `DirSource` of the tree would not serve.
+                if let Err(e) = AssetTypeName::new(asset_type) {
+                    eprintln!("pack: skipping {rel}: its folder is no asset type ({e})");
+                    continue;
+                }
                 out.push((format!("{asset_type}:{rel}"), entry.path()));
             } else {
                 eprintln!("pack: skipping {}: not a regular file", entry.path().display());
@@ -149,7 +156,9 @@ fn build(dir: &Path, output: &Path, codec: Codec, deps: Option<&Path>) -> anyhow
         entries += 1;
         writer.add(key, &bytes, codec, deps.get(key).cloned().unwrap_or_default())?;
     }
-    if let Some(orphan) = deps.keys().find(|k| !files.iter().any(|(key, _)| key == *k)) {
+    // `files` is sorted by key.
+    let listed = |k: &String| files.binary_search_by(|(key, _)| key.cmp(k)).is_ok();
+    if let Some(orphan) = deps.keys().find(|k| !listed(k)) {
         bail!("the dependency file names {orphan}, which is not among the assets");
     }
     let size = writer.finish()?;
@@ -258,5 +267,17 @@ mod tests {
         std::fs::write(assets.join("texture/a/b.png"), b"two").unwrap();
         let files: Vec<String> = collect(&assets).unwrap().into_iter().map(|(k, _)| k).collect();
         assert_eq!(files, ["texture:texture/a/b.png"]);
+    }
+
+    #[test]
+    fn a_top_folder_that_is_no_type_name_is_skipped_not_made_a_key_of_another_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let assets = dir.path().join("assets");
+        std::fs::create_dir_all(assets.join("mesh:lod")).unwrap();
+        std::fs::create_dir_all(assets.join("mesh")).unwrap();
+        std::fs::write(assets.join("mesh:lod/a.bin"), b"one").unwrap();
+        std::fs::write(assets.join("mesh/a.bin"), b"two").unwrap();
+        let files: Vec<String> = collect(&assets).unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(files, ["mesh:mesh/a.bin"]);
     }
 }
