@@ -434,6 +434,13 @@ impl Runtime {
         asks.is_some_and(|asks| asks.sync(timeout))
     }
 
+    /// Why the telemetry file ([`RuntimeConfig::telemetry_path`]) was closed, if a write to it
+    /// failed: the log then ends early, and every event after is counted in
+    /// `Status::events_dropped`. A program whose log matters checks this when it is done.
+    pub fn telemetry_error(&self) -> Option<String> {
+        self.inner.probe.telemetry_error().map(str::to_owned)
+    }
+
     /// Writes out every telemetry event buffered so far and waits for it.
     pub fn flush_telemetry(&self) {
         let timeout = Duration::from_millis(self.inner.config.shutdown_ack_ms_max);

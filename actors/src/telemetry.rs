@@ -86,6 +86,8 @@ pub(crate) struct Probe {
     recorder: Option<Arc<Recorder>>,
     /// Sees every event as it is emitted, in order (a deterministic run's transcript).
     tap: Option<EventTap>,
+    /// Why the telemetry file was closed, if a write to it failed.
+    telemetry_error: std::sync::OnceLock<String>,
 }
 
 /// A function every emitted event is passed to, on the emitting thread.
@@ -103,7 +105,13 @@ impl Probe {
             frame: AtomicU64::new(0),
             recorder: None,
             tap: None,
+            telemetry_error: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Why the telemetry file was closed, if a write to it failed.
+    pub(crate) fn telemetry_error(&self) -> Option<&str> {
+        self.telemetry_error.get().map(String::as_str)
     }
 
     /// Records the session's inputs with `recorder` and passes every event to `tap`.
@@ -247,23 +255,37 @@ pub(crate) struct SinkOutputs {
     /// Lines not yet written: written at `LINES_BYTES_MAX` and at the end of each drain, in
     /// one call each (no second buffer to copy through). Reused from drain to drain.
     lines: Vec<u8>,
+    /// Events in `lines`: counted as dropped if their write fails.
+    lines_events: u64,
+    /// Whether the file's write failed (it is closed then): every event after is dropped
+    /// from the log, and counted so.
+    failed: bool,
 }
 
 /// The lines the sink gathers before it writes them to its file, in bytes.
 const LINES_BYTES_MAX: usize = 64 * 1024;
 
-/// Writes `lines` to the file and empties them; a failed write closes the file (its lines
-/// are lost, the runtime goes on).
-fn write_lines(writer: &mut Option<File>, lines: &mut Vec<u8>) {
-    if let Some(w) = writer {
-        if !lines.is_empty() && w.write_all(lines).is_err() {
-            *writer = None;
-            log_caught(
-                || tracing::warn!(target: "streamrt", "telemetry file write failed; closing it"),
-            );
+impl SinkOutputs {
+    /// Writes the lines to the file and empties them. A failed write closes the file: its
+    /// lines, and every event after, are counted as dropped, the error is kept for
+    /// [`Probe::telemetry_error`] and logged, and the runtime goes on.
+    fn write_lines(&mut self, probe: &Probe) {
+        if let Some(w) = &mut self.writer {
+            if !self.lines.is_empty() {
+                if let Err(e) = w.write_all(&self.lines) {
+                    self.writer = None;
+                    self.failed = true;
+                    probe.counters.events_dropped.fetch_add(self.lines_events, Ordering::Relaxed);
+                    let _ = probe.telemetry_error.set(e.to_string());
+                    log_caught(|| {
+                        tracing::error!(target: "streamrt", error = %e, "telemetry file write failed; closing it");
+                    });
+                }
+            }
         }
+        self.lines.clear();
+        self.lines_events = 0;
     }
-    lines.clear();
 }
 
 impl SinkOutputs {
@@ -274,7 +296,13 @@ impl SinkOutputs {
     /// The file cannot be created.
     pub(crate) fn new(path: Option<&Path>) -> std::io::Result<Arc<Mutex<Self>>> {
         let writer = path.map(File::create).transpose()?;
-        Ok(Arc::new(Mutex::new(Self { writer, subscribers: Vec::new(), lines: Vec::new() })))
+        Ok(Arc::new(Mutex::new(Self {
+            writer,
+            subscribers: Vec::new(),
+            lines: Vec::new(),
+            lines_events: 0,
+            failed: false,
+        })))
     }
 }
 
@@ -323,16 +351,19 @@ impl TelemetrySink {
     }
 
     fn drain(&self) {
-        let mut outputs = self.outputs.lock().unwrap_or_else(PoisonError::into_inner);
-        let SinkOutputs { writer, subscribers, lines } = &mut *outputs;
+        let mut guard = self.outputs.lock().unwrap_or_else(PoisonError::into_inner);
+        let outputs = &mut *guard;
         while let Some(event) = self.probe.take_event() {
-            if writer.is_some() {
-                event.write_json_line(lines);
-                if lines.len() >= LINES_BYTES_MAX {
-                    write_lines(writer, lines);
+            if outputs.writer.is_some() {
+                event.write_json_line(&mut outputs.lines);
+                outputs.lines_events += 1;
+                if outputs.lines.len() >= LINES_BYTES_MAX {
+                    outputs.write_lines(&self.probe);
                 }
+            } else if outputs.failed {
+                Counters::bump(&self.probe.counters.events_dropped);
             }
-            subscribers.retain(|s| match s.try_send(event.clone()) {
+            outputs.subscribers.retain(|s| match s.try_send(event.clone()) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_)) => {
                     Counters::bump(&self.probe.counters.events_dropped);
@@ -341,8 +372,9 @@ impl TelemetrySink {
                 Err(TrySendError::Disconnected(_)) => false,
             });
         }
-        write_lines(writer, lines);
-        if writer.is_none() && subscribers.is_empty() {
+        outputs.write_lines(&self.probe);
+        // A failed file still reads the events, to count each one it lost.
+        if outputs.writer.is_none() && !outputs.failed && outputs.subscribers.is_empty() {
             // Set again by the next subscription, which this actor handles too.
             self.probe.set_read(false);
         }

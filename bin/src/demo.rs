@@ -78,7 +78,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let (handles, frames) = frame_loop(&rt, args, &pack, &mut rng)?;
     let elapsed = started.elapsed();
     rt.shutdown();
-    summarise(&rt, &handles, &pack, &source, frames, elapsed)
+    summarise(&rt, &handles, &pack, &source, frames, elapsed)?;
+    // The log was asked for: one cut short by a failed write is a failed run.
+    if let Some(error) = rt.telemetry_error() {
+        bail!("the telemetry log is incomplete: {error}");
+    }
+    Ok(())
 }
 
 fn frame_loop(

@@ -96,6 +96,24 @@ fn an_overflowing_sink_counts_drops_and_never_blocks_a_producer() {
 }
 
 #[test]
+fn a_telemetry_file_that_cannot_be_written_is_said_so_and_its_events_counted_dropped() {
+    let source = GatedSource::with_blobs(10);
+    // Every write to /dev/full fails with "no space left on device".
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.telemetry_path("/dev/full"));
+    let handles: Vec<_> =
+        (0..10).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    for h in &handles {
+        assert!(h.wait_timeout(PATIENCE).unwrap().is_ok(), "the runtime goes on");
+    }
+    rt.flush_telemetry();
+    let error = rt.telemetry_error().expect("the failed write is reported");
+    assert!(error.contains("space"), "{error}");
+    let dropped = rt.status().events_dropped;
+    assert!(dropped >= 10 * 3, "each request's events are counted lost: {dropped}");
+    rt.shutdown();
+}
+
+#[test]
 fn a_runtime_started_and_stopped_at_once_reports_its_configuration_and_nothing_in_flight() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("idle.jsonl");
