@@ -191,19 +191,29 @@ impl Probe {
     /// waiters wake and its dependents hear of it, and a batch of publishes is counted after
     /// its last), and unwinding from one would leave them half done.
     pub(crate) fn emit(&self, event: Event) {
-        trace(&event);
-        if let Some(recorder) = &self.recorder {
-            recorder.observe(&event);
-        }
-        if let Some(tap) = &self.tap {
-            tap(&event);
-        }
-        if !self.enabled || !self.read.load(Ordering::Acquire) {
+        self.observe(&event);
+        if !self.buffering() {
             return;
         }
         if self.events.push(event).is_err() {
             Counters::bump(&self.counters.events_dropped);
         }
+    }
+
+    /// What every emitted event goes to besides the buffer: `tracing`, the recorder, the tap.
+    fn observe(&self, event: &Event) {
+        trace(event);
+        if let Some(recorder) = &self.recorder {
+            recorder.observe(event);
+        }
+        if let Some(tap) = &self.tap {
+            tap(event);
+        }
+    }
+
+    /// Whether emitted events are buffered for the sink (see the module docs).
+    fn buffering(&self) -> bool {
+        self.enabled && self.read.load(Ordering::Acquire)
     }
 
     /// Counts and reports the restart of `actor`.
@@ -336,7 +346,12 @@ impl TelemetrySink {
         Self { probe, mailbox, outputs, timing, pools, link }
     }
 
+    /// Emits a sample. It does not pass through the buffer it reports on: the buffer is
+    /// drained first, then the sample goes straight to the outputs, so a sample is never
+    /// dropped with the events it counts, and its `events_dropped` covers every line before it.
     fn sample(&self) {
+        let mut outputs = self.outputs.lock().unwrap_or_else(PoisonError::into_inner);
+        self.drain_into(&mut outputs);
         let c = &self.probe.counters;
         let busy = |p: &PoolStats| u32::try_from(p.busy()).unwrap_or(u32::MAX);
         let sample = self.probe.event(EventKind::Sample {
@@ -347,30 +362,23 @@ impl TelemetrySink {
             events_dropped: Counters::get(&c.events_dropped),
         });
         // A sample's `bytes` are the bytes resident in every cache.
-        self.probe.emit(sample.with_bytes(Counters::get(&c.resident_bytes)));
+        let sample = sample.with_bytes(Counters::get(&c.resident_bytes));
+        self.probe.observe(&sample);
+        if self.probe.buffering() {
+            self.output(&mut outputs, &sample);
+            outputs.write_lines(&self.probe);
+        }
     }
 
     fn drain(&self) {
-        let mut guard = self.outputs.lock().unwrap_or_else(PoisonError::into_inner);
-        let outputs = &mut *guard;
+        let mut outputs = self.outputs.lock().unwrap_or_else(PoisonError::into_inner);
+        self.drain_into(&mut outputs);
+    }
+
+    /// Writes every buffered event to the file and the subscribers.
+    fn drain_into(&self, outputs: &mut SinkOutputs) {
         while let Some(event) = self.probe.take_event() {
-            if outputs.writer.is_some() {
-                event.write_json_line(&mut outputs.lines);
-                outputs.lines_events += 1;
-                if outputs.lines.len() >= LINES_BYTES_MAX {
-                    outputs.write_lines(&self.probe);
-                }
-            } else if outputs.failed {
-                Counters::bump(&self.probe.counters.events_dropped);
-            }
-            outputs.subscribers.retain(|s| match s.try_send(event.clone()) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_)) => {
-                    Counters::bump(&self.probe.counters.events_dropped);
-                    true
-                }
-                Err(TrySendError::Disconnected(_)) => false,
-            });
+            self.output(outputs, &event);
         }
         outputs.write_lines(&self.probe);
         // A failed file still reads the events, to count each one it lost.
@@ -378,6 +386,27 @@ impl TelemetrySink {
             // Set again by the next subscription, which this actor handles too.
             self.probe.set_read(false);
         }
+    }
+
+    /// Gives `event` to the file's lines and to each subscriber.
+    fn output(&self, outputs: &mut SinkOutputs, event: &Event) {
+        if outputs.writer.is_some() {
+            event.write_json_line(&mut outputs.lines);
+            outputs.lines_events += 1;
+            if outputs.lines.len() >= LINES_BYTES_MAX {
+                outputs.write_lines(&self.probe);
+            }
+        } else if outputs.failed {
+            Counters::bump(&self.probe.counters.events_dropped);
+        }
+        outputs.subscribers.retain(|s| match s.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                Counters::bump(&self.probe.counters.events_dropped);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        });
     }
 
     fn handle_msg(&mut self, msg: SinkMsg) {
@@ -416,7 +445,8 @@ impl Actor for TelemetrySink {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        self.drain();
+        // A last sample after the last events: the log's figures are its end's.
+        self.sample();
         self.link.exit(ExitReason::Normal);
     }
 }

@@ -80,6 +80,7 @@ fn an_overflowing_sink_counts_drops_and_never_blocks_a_producer() {
     let config = RuntimeConfig {
         events_buffered_max: 4,
         telemetry_flush_ms: 1_000,
+        telemetry_sample_ms: 3_600_000,
         telemetry_path: Some(dir.path().join("run.jsonl")),
         ..Default::default()
     };
@@ -93,6 +94,12 @@ fn an_overflowing_sink_counts_drops_and_never_blocks_a_producer() {
     let status = rt.status();
     assert!(status.events_dropped > 0, "a 4-event buffer overflowed: {status:?}");
     assert_eq!(status.ready, 2_000);
+    rt.shutdown();
+    // The log's last sample, written at the sink's stop whatever the sampling period, past
+    // the buffer it counts, tells the drops.
+    let report = Report::from_records(&log_of(&dir.path().join("run.jsonl")));
+    let dropped = rt.status().events_dropped;
+    assert!(report.events_dropped > 0 && report.events_dropped <= dropped, "{report:?}");
 }
 
 #[test]
