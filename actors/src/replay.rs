@@ -156,6 +156,7 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
         to_publish: None,
         listed: HashSet::new(),
         shut_down: false,
+        cancelled_after_shutdown: BTreeSet::new(),
     };
     let fed = session.feed_all(records);
     let complete = session.shut_down;
@@ -176,13 +177,14 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
     // records the requests it published before its own record, so the frame that published
     // them may be cut off, and the replay cannot reach those ends. Nor those of the requests
     // a recorded frame published that the replay staged after its last frame.
-    let unreachable = if complete {
-        BTreeSet::new()
-    } else {
-        let mut unreachable = replayed(&session.ended_since_frame);
+    // Nor, in any log, those of requests the engine cancelled after the `Shutdown` record:
+    // such a cancel raced the recording's stop, and ended its request first or not; the
+    // replay's shutdown, at the record, failed them all.
+    let mut unreachable = replayed(&session.cancelled_after_shutdown);
+    if !complete {
+        unreachable.extend(replayed(&session.ended_since_frame));
         unreachable.extend(session.to_publish.iter().flatten().map(|id| id.0));
-        unreachable
-    };
+    }
     drop(runtime);
     fed?;
     let events = std::mem::take(&mut *events.lock().unwrap_or_else(PoisonError::into_inner));
@@ -224,6 +226,8 @@ struct Session<'a> {
     /// already is not listed again.
     listed: HashSet<RequestId>,
     shut_down: bool,
+    /// The recorded ids of the cancels recorded after the `Shutdown` record.
+    cancelled_after_shutdown: BTreeSet<u64>,
 }
 
 impl Session<'_> {
@@ -291,6 +295,9 @@ impl Session<'_> {
                 self.script.entry(key, EntryInfo { dependencies, size, locator: None });
             }
             LogRecord::Cancel { id } => {
+                if self.shut_down {
+                    self.cancelled_after_shutdown.insert(id);
+                }
                 if let Some(handle) = self.handles.remove(&id) {
                     handle.cancel();
                 }

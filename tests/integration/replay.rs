@@ -92,6 +92,19 @@ fn an_immediate_publish_that_lost_to_the_engines_cancel_is_not_replayed() {
 }
 
 #[test]
+fn a_cancel_that_raced_the_recorded_shutdown_is_not_held_against_the_replay() {
+    let mut s = Scenario::new();
+    let a = s.request("blob:a", Priority::Normal);
+    let b = s.request("blob:b", Priority::Normal);
+    s.load("blob:b", 4).frame_publishing(&[b]).ended(b, LoadState::Ready);
+    // The engine's cancel of `a` came after the shutdown's record, before its stop failed `a`.
+    s.shutdown().cancel(a).ended(a, LoadState::Cancelled);
+    let report = s.replay_with(2);
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    assert_eq!(report.checked, 1, "only `b`'s end is checked");
+}
+
+#[test]
 fn a_version_3_immediate_log_publishes_as_each_request_decodes() {
     let mut s = Scenario::new();
     s.config.publish = LogPublish::Immediate;
