@@ -137,6 +137,11 @@ pub(crate) struct Scheduler {
     resubmit: Arc<dyn Fn() + Send + Sync>,
 }
 
+/// A starved scheduler sleeps until the reads in flight fall to `1 / this` of its credits
+/// (half) before it dispatches again, so that its wakes come in batches, not one per credit
+/// back (an urgent load wakes it at its first credit back instead).
+const WAKE_AT_CREDITS_BACK_DIVISOR: usize = 2;
+
 impl Scheduler {
     pub(crate) fn new(
         mailbox: Mailbox<SchedulerMsg>,
@@ -277,7 +282,8 @@ impl Scheduler {
             let Some((next, urgent)) = self.next_load() else { return };
             let limit = self.reads_max_shares(urgent);
             let starved = !self.stopped && self.credits.reading() + next > limit;
-            let wake_at = if urgent { limit - next } else { (limit / 2).min(limit - next) };
+            let low_water = limit / WAKE_AT_CREDITS_BACK_DIVISOR;
+            let wake_at = if urgent { limit - next } else { low_water.min(limit - next) };
             if !starved || self.credits.sleep_until(wake_at) {
                 return;
             }

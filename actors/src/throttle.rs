@@ -42,6 +42,9 @@ impl Schedule {
 }
 
 /// A [`Schedule`] shared by the IO workers, on the monotonic clock.
+/// The reads a pause lets through at once, as the microseconds of the rate they take: 100 ms.
+const BURST_US: u64 = 100_000;
+
 #[derive(Debug)]
 pub(crate) struct Throttle {
     epoch: Instant,
@@ -49,9 +52,10 @@ pub(crate) struct Throttle {
 }
 
 impl Throttle {
-    /// At most `bytes_per_sec` on average, with a burst of 100 ms of bytes after a pause.
+    /// At most `bytes_per_sec` on average, with a burst of `BURST_US` of bytes after a pause.
     pub(crate) fn new(bytes_per_sec: u64) -> Self {
-        Self { epoch: Instant::now(), schedule: Mutex::new(Schedule::new(bytes_per_sec, 100_000)) }
+        let schedule = Schedule::new(bytes_per_sec, BURST_US);
+        Self { epoch: Instant::now(), schedule: Mutex::new(schedule) }
     }
 
     /// Charges `bytes` just read and blocks the calling IO worker until they are paid for, or

@@ -43,6 +43,10 @@ impl<T: Send + Sync + 'static> Cache<T> {
     pub(super) fn refused(&mut self, load: LoadRef, kind: ErrorKind) {
         let at = load.slot as usize;
         if self.table.current_in(at, load.generation, Phase::Queued).is_some() {
+            // The slot goes with the failure. Marked cancelled, another copy of the load (one
+            // sent again to a restarted scheduler) is dropped from the scheduler's queue
+            // rather than hold a place there for a slot that is gone.
+            self.route.cancels().cancel(at, load.generation);
             self.ended(at, load.generation, JobEnd::Failed(kind));
         }
     }
