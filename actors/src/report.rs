@@ -67,8 +67,9 @@ pub fn read_log(mut reader: impl BufRead) -> Result<Vec<Record>, LogError> {
         if bytes.trim_ascii().is_empty() {
             continue;
         }
-        let record: Record =
-            serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
+        // Checked whole: serde skips a field it does not know without looking at its bytes.
+        let text = std::str::from_utf8(&bytes).map_err(|e| malformed(e.to_string()))?;
+        let record: Record = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
         if record.v != TELEMETRY_SCHEMA_VERSION {
             let message = format!(
                 "schema version {} (this reader knows {TELEMETRY_SCHEMA_VERSION})",
@@ -508,7 +509,10 @@ mod tests {
     #[test]
     fn a_line_that_is_not_utf8_or_too_long_is_malformed_with_its_number() {
         let mut bytes = format!("{}\n", line("queued", 0)).into_bytes();
-        bytes.extend_from_slice(b"{\"v\":1,\"event\":\"\xff\"}\n");
+        // A whole line but for one byte that is not UTF-8, in a field the reader skips.
+        bytes.extend_from_slice(
+            b"{\"v\":1,\"t_us\":0,\"frame\":0,\"event\":\"queued\",\"x\":\"\xff\"}\n",
+        );
         let refused = read_log(bytes.as_slice()).unwrap_err();
         assert!(matches!(refused, LogError::Malformed { line: 2, .. }), "{refused}");
         // No line break at all: refused at the limit, not read into memory whole.
