@@ -7,13 +7,17 @@ use anyhow::bail;
 use streamrt::chaos::{self, ChaosOptions};
 
 /// Options of `streamctl chaos`.
+/// The most requests a chaos run makes: it keeps every event of the run for its checks, about
+/// 16 per request, in a channel allocated whole when the run starts (2 KiB a request).
+const REQUESTS_MAX: u64 = 250_000;
+
 #[derive(Debug, clap::Args)]
 pub struct ChaosArgs {
     /// Seed of the workload and of the faults.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Requests to make.
-    #[arg(long, default_value_t = 20_000, value_parser = crate::args::count::<usize>(crate::args::COUNT_MAX))]
+    #[arg(long, default_value_t = 20_000, value_parser = crate::args::count::<usize>(REQUESTS_MAX))]
     requests: usize,
     /// Share of reads that fail with an IO error (0 to 1); a tenth of it, of short reads and
     /// of decodes that fail with an error.

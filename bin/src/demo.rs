@@ -21,10 +21,15 @@ use crate::tracked::{register_all, request_any, Tracked};
 use generate::DemoPack;
 
 /// Options of `streamctl demo`.
+/// The most assets a demo makes: its pack takes about 40 KB of disk an asset, and its frame
+/// loop, at its default 60 requests a frame, must request them all (and 1 in 20 again) within
+/// its 7,200 frames.
+const ASSETS_MAX: u64 = 100_000;
+
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Assets to generate.
-    #[arg(long, default_value_t = 3_000, value_parser = crate::args::count::<usize>(crate::args::COUNT_MAX))]
+    #[arg(long, default_value_t = 3_000, value_parser = crate::args::count::<usize>(ASSETS_MAX))]
     assets: usize,
     /// Seed of the generated assets and of the frame loop's choices.
     #[arg(long, default_value_t = 7)]
