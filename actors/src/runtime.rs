@@ -441,10 +441,11 @@ impl Runtime {
         self.inner.probe.telemetry_error().map(str::to_owned)
     }
 
-    /// Writes out every telemetry event buffered so far and waits for it.
-    pub fn flush_telemetry(&self) {
+    /// Writes out every telemetry event buffered so far and waits for it; false if the sink
+    /// did not answer within `shutdown_ack_ms_max` (or the runtime is shut down).
+    pub fn flush_telemetry(&self) -> bool {
         let timeout = Duration::from_millis(self.inner.config.shutdown_ack_ms_max);
-        self.inner.sink.ask(SinkMsg::Flush, timeout);
+        self.inner.sink.ask(SinkMsg::Flush, timeout).is_some()
     }
 
     /// Fails every outstanding request with `Shutdown`, stops the actors and joins every thread

@@ -225,6 +225,11 @@ impl Probe {
     fn take_event(&self) -> Option<Event> {
         self.events.pop()
     }
+
+    /// Events in the buffer now.
+    fn buffered(&self) -> usize {
+        self.events.len()
+    }
 }
 
 /// Whether a `tracing` subscriber takes the runtime's events (target `streamrt`, debug). The
@@ -375,9 +380,12 @@ impl TelemetrySink {
         self.drain_into(&mut outputs);
     }
 
-    /// Writes every buffered event to the file and the subscribers.
+    /// Writes the events buffered when it starts to the file and the subscribers. Those that
+    /// come meanwhile wait for the next drain: producers that keep pace with the sink would
+    /// otherwise keep it draining, and its other messages and its samples waiting.
     fn drain_into(&self, outputs: &mut SinkOutputs) {
-        while let Some(event) = self.probe.take_event() {
+        for _ in 0..self.probe.buffered() {
+            let Some(event) = self.probe.take_event() else { break };
             self.output(outputs, &event);
         }
         outputs.write_lines(&self.probe);

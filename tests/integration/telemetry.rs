@@ -112,7 +112,7 @@ fn a_telemetry_file_that_cannot_be_written_is_said_so_and_its_events_counted_dro
     for h in &handles {
         assert!(h.wait_timeout(PATIENCE).unwrap().is_ok(), "the runtime goes on");
     }
-    rt.flush_telemetry();
+    assert!(rt.flush_telemetry(), "the sink answers");
     let error = rt.telemetry_error().expect("the failed write is reported");
     assert!(error.contains("space"), "{error}");
     let dropped = rt.status().events_dropped;
