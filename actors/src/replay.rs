@@ -19,7 +19,7 @@ mod script;
 mod stepper;
 mod transcript;
 
-pub(crate) use record::{log_header, Recorder};
+pub(crate) use record::{log_header, published_records, Recorder};
 pub(crate) use stepper::{Deterministic, VirtualTimers};
 pub use transcript::TranscriptLine;
 
@@ -156,7 +156,7 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
         to_publish: None,
         listed: HashSet::new(),
         shut_down: false,
-        cancelled_after_shutdown: BTreeSet::new(),
+        ended_after_shutdown: BTreeSet::new(),
     };
     let fed = session.feed_all(records);
     let complete = session.shut_down;
@@ -177,10 +177,11 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
     // records the requests it published before its own record, so the frame that published
     // them may be cut off, and the replay cannot reach those ends. Nor those of the requests
     // a recorded frame published that the replay staged after its last frame.
-    // Nor, in any log, those of requests the engine cancelled after the `Shutdown` record:
-    // such a cancel raced the recording's stop, and ended its request first or not; the
-    // replay's shutdown, at the record, failed them all.
-    let mut unreachable = replayed(&session.cancelled_after_shutdown);
+    // Nor, in any log, those recorded after the `Shutdown` record: the request had not ended
+    // when the recording's stop began, and an engine's cancel or an immediate publish raced
+    // the stop's failing it; the replay's shutdown, at the record, failed them all. (A request
+    // ended before the `Shutdown` is checked, whenever its handle was dropped.)
+    let mut unreachable = replayed(&session.ended_after_shutdown);
     if !complete {
         unreachable.extend(replayed(&session.ended_since_frame));
         unreachable.extend(session.to_publish.iter().flatten().map(|id| id.0));
@@ -226,8 +227,8 @@ struct Session<'a> {
     /// already is not listed again.
     listed: HashSet<RequestId>,
     shut_down: bool,
-    /// The recorded ids of the cancels recorded after the `Shutdown` record.
-    cancelled_after_shutdown: BTreeSet<u64>,
+    /// The recorded ids of the ends recorded after the `Shutdown` record.
+    ended_after_shutdown: BTreeSet<u64>,
 }
 
 impl Session<'_> {
@@ -237,7 +238,9 @@ impl Session<'_> {
             let stalled = |Stalled| ReplayError::Stalled { offset, stalled: Stalled.to_string() };
             if !self.shut_down {
                 self.stepper.settle(self.runtime, self.script).map_err(stalled)?;
-                if self.publish_held() {
+                // A publish can stage more (a dependent of the published, a load its credit
+                // let through): published too before the next record, as the recording did.
+                while self.publish_held() {
                     self.stepper.settle(self.runtime, self.script).map_err(stalled)?;
                 }
             }
@@ -295,9 +298,6 @@ impl Session<'_> {
                 self.script.entry(key, EntryInfo { dependencies, size, locator: None });
             }
             LogRecord::Cancel { id } => {
-                if self.shut_down {
-                    self.cancelled_after_shutdown.insert(id);
-                }
                 if let Some(handle) = self.handles.remove(&id) {
                     handle.cancel();
                 }
@@ -331,6 +331,9 @@ impl Session<'_> {
             LogRecord::Ended { id, state } => {
                 self.expected.insert(id, state);
                 self.ended_since_frame.insert(id);
+                if self.shut_down {
+                    self.ended_after_shutdown.insert(id);
+                }
             }
             LogRecord::Shutdown => {}
         }

@@ -92,16 +92,24 @@ fn an_immediate_publish_that_lost_to_the_engines_cancel_is_not_replayed() {
 }
 
 #[test]
-fn a_cancel_that_raced_the_recorded_shutdown_is_not_held_against_the_replay() {
+fn an_end_that_raced_the_recorded_shutdown_is_not_held_against_the_replay() {
     let mut s = Scenario::new();
-    let a = s.request("blob:a", Priority::Normal);
-    let b = s.request("blob:b", Priority::Normal);
+    let [a, b, c] = ["blob:a", "blob:b", "blob:c"].map(|k| s.request(k, Priority::Normal));
     s.load("blob:b", 4).frame_publishing(&[b]).ended(b, LoadState::Ready);
-    // The engine's cancel of `a` came after the shutdown's record, before its stop failed `a`.
-    s.shutdown().cancel(a).ended(a, LoadState::Cancelled);
+    // The engine's cancel of `a` came after the shutdown's record, before its stop failed `a`
+    // (a cancel records the end, then the release); so did `c`'s load and (as in immediate
+    // mode) its publish.
+    s.shutdown().ended(a, LoadState::Cancelled).cancel(a);
+    s.load("blob:c", 4).ended(c, LoadState::Ready);
     let report = s.replay_with(2);
     assert!(report.divergence.is_none(), "{:?}", report.divergence);
     assert_eq!(report.checked, 1, "only `b`'s end is checked");
+    // A request that ended before the shutdown is checked, whenever its handle went.
+    let mut s = Scenario::new();
+    let a = s.request("blob:a", Priority::Normal);
+    s.ended(a, LoadState::Ready).shutdown().cancel(a);
+    let divergence = s.replay_with(2).divergence.expect("`a` never became ready here");
+    assert_eq!((divergence.request, divergence.recorded), (a, LoadState::Ready));
 }
 
 #[test]
