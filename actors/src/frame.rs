@@ -30,6 +30,7 @@ use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use streamrt_messages::{EventKind, Priority, RequestId};
 use streamrt_supervisor::{drain_turn, ChildLink, ExitReason, Mailbox, StopChild, Wake};
 
+use crate::replay::{published_records, Recorder};
 use crate::request::{PublishBatch, Publishable, RequestCell};
 use crate::tasks::GroupWork;
 use crate::telemetry::Probe;
@@ -256,20 +257,19 @@ impl FrameShared {
     /// request a cancel reached first is neither published nor recorded as such.
     fn publish_now(&self, entries: &[ReadyEntry]) {
         let batch = PublishBatch::new(self.probe.now_us());
-        let published = match self.probe.recorder() {
-            None => entries.iter().filter(|e| e.cell.publish_in(&batch)).count(),
+        let recorder = self.probe.recorder();
+        let order = recorder.map(Recorder::order);
+        let published = entries.iter().filter(|e| e.cell.publish_in(&batch)).map(|e| e.request);
+        let count = match recorder {
+            None => published.count(),
             Some(recorder) => {
-                let _order = recorder.order();
-                let published: Vec<RequestId> = entries
-                    .iter()
-                    .filter(|e| e.cell.publish_in(&batch))
-                    .map(|e| e.request)
-                    .collect();
-                recorder.published(&published);
+                let published: Vec<RequestId> = published.collect();
+                recorder.record_all(&published_records(&published));
                 published.len()
             }
         };
-        batch.finish(&self.probe, u32::try_from(published).unwrap_or(u32::MAX));
+        drop(order);
+        batch.finish(&self.probe, u32::try_from(count).unwrap_or(u32::MAX));
     }
 
     /// Ends a frame: cancels the task groups made during it.

@@ -3,7 +3,8 @@
 //! [`Runtime`] is the engine's side. Everything it does on the caller's thread is non-blocking:
 //! `request` validates the key, creates the request's shared cell and posts one message for
 //! each request of its dependency tree; `begin_frame` publishes within its budget under one
-//! lock. Only the queries and barriers for tools ([`Runtime::cache_stats`], [`Runtime::sync`],
+//! lock. (While recording, both also take the recorder's order lock, which the core thread's
+//! immediate publishes and the engine's other calls share.) Only the queries and barriers for tools ([`Runtime::cache_stats`], [`Runtime::sync`],
 //! [`Runtime::subscribe`], [`Runtime::flush_telemetry`]) and [`Runtime::shutdown`] wait on
 //! other threads.
 //!
@@ -38,7 +39,7 @@ use streamrt_supervisor::{log_caught, AskPatience, Escalation, Mailbox, WorkerPo
 use crate::cache::CacheStats;
 use crate::chaos::CrashTarget;
 use crate::frame::{FrameChoice, FrameMsg, FrameReport, FrameShared};
-use crate::replay::Recorder;
+use crate::replay::{published_records, Recorder};
 use crate::request::{Handle, RootHandle};
 use crate::resident::{MemoryStats, Residency};
 use crate::scheduler::SchedulerMsg;
@@ -325,11 +326,13 @@ impl Runtime {
         let mut published = Vec::new();
         let report = self.inner.frame.begin_frame(FrameChoice::Budget(Some(&mut published)));
         // One record even for none: a replay's frame then publishes nothing, as this one did.
-        if published.is_empty() {
-            recorder.record(&LogRecord::Published { requests: Vec::new() });
+        let mut records = published_records(&published);
+        if records.is_empty() {
+            records.push(LogRecord::Published { requests: Vec::new() });
         }
-        recorder.published(&published);
-        recorder.record(&LogRecord::BeginFrame { published: report.published });
+        records.push(LogRecord::BeginFrame { published: report.published });
+        // In one append: no other thread's record comes between a frame's publishes and it.
+        recorder.record_all(&records);
         report
     }
 
@@ -455,16 +458,19 @@ impl Runtime {
     pub fn shutdown(&self) {
         let recorder = self.inner.probe.recorder();
         self.inner.stop(shutdown_patience(self.escalation().as_ref()));
-        let thread = self
-            .inner
-            .escalation
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_mut()
-            .and_then(|e| e.1.take());
-        // The escalation's listener may call this on that very thread, which ends once the
-        // listener returns: it cannot join itself.
-        if let Some(thread) = thread.filter(|t| t.thread().id() != std::thread::current().id()) {
+        // Joined by a thread of the engine's only: the escalation's listener may call this on
+        // that very thread, and a pool thread (a frame task) may be one the escalation's stop
+        // is joining; either would wait on itself.
+        let current = std::thread::current().id();
+        let thread = if on_runtime_thread() {
+            None
+        } else {
+            let mut escalation =
+                self.inner.escalation.lock().unwrap_or_else(PoisonError::into_inner);
+            let slot = escalation.as_mut().map(|e| &mut e.1);
+            slot.and_then(|t| t.take_if(|t| t.thread().id() != current))
+        };
+        if let Some(thread) = thread {
             let _ = thread.join();
         }
         // After every stop is over: what the stopping threads recorded is flushed too.

@@ -39,12 +39,24 @@ use crate::frame::PublishMode;
 use crate::runtime::RuntimeConfig;
 use crate::source::EntryInfo;
 
+/// The records of a publish that published `published`, in order: none for none, else one
+/// per [`PUBLISHED_PER_RECORD_MAX`] requests.
+pub(crate) fn published_records(published: &[RequestId]) -> Vec<LogRecord> {
+    let chunks = published.chunks(PUBLISHED_PER_RECORD_MAX);
+    chunks
+        .map(|chunk| LogRecord::Published { requests: chunk.iter().map(|r| r.0).collect() })
+        .collect()
+}
+
 /// See the module docs.
 pub(crate) struct Recorder {
     state: Mutex<State>,
-    /// Held across a root request's admission, a frame's publishes and a cancel, each with
-    /// its record, so requests made on several threads get their ids in the order the log
-    /// lists them, and a publish and a cancel of one request are listed as they took effect.
+    /// Held across a root request's admission, a frame's publishes, an immediate publish, a
+    /// cancel and the shutdown's closing, each with its record, so requests made on several
+    /// threads get their ids in the order the log lists them, a publish and a cancel of one
+    /// request are listed as they took effect, and no request is listed after the shutdown.
+    /// While recording, a request holds it across its source's `entry_info`, and an immediate
+    /// publish on the core thread waits for it: a slow source lookup holds up publishing.
     order: Mutex<()>,
 }
 
@@ -87,16 +99,6 @@ impl Recorder {
         for record in records {
             state.append(record);
         }
-    }
-
-    /// Records the requests a publish published, in order (none: no record): the caller holds
-    /// the order lock across the publish and this.
-    pub(crate) fn published(&self, published: &[RequestId]) {
-        let records: Vec<LogRecord> = published
-            .chunks(PUBLISHED_PER_RECORD_MAX)
-            .map(|chunk| LogRecord::Published { requests: chunk.iter().map(|r| r.0).collect() })
-            .collect();
-        self.record_all(&records);
     }
 
     /// Records what the source said of `key`, the first time it is asked.

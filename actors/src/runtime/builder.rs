@@ -212,7 +212,9 @@ impl RuntimeBuilder {
     /// policy) and shut itself down: every request has ended and every thread of the runtime's
     /// is joined, so the listener may start a new runtime or end the program. It runs on a
     /// thread of its own, once at most; [`Runtime::escalation`] says the same to a program
-    /// that polls.
+    /// that polls. [`Runtime::shutdown`] (and the runtime's drop) on another thread waits for
+    /// the listener to return: a listener must not wait on that thread. It may itself call
+    /// `shutdown`.
     ///
     /// # Panics
     ///

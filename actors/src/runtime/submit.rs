@@ -129,17 +129,16 @@ impl Submitter {
         Ok(())
     }
 
-    /// Refuses every later request; true the first time. The first records the session's
-    /// `Shutdown`, under the order lock that a recorded request takes to check `open` and
-    /// record itself: a log never lists a request after its `Shutdown`.
-    pub(crate) fn close(&self) -> bool {
+    /// Refuses every later request. The first call records the session's `Shutdown`, under
+    /// the order lock that a recorded request takes to check `open` and record itself: a log
+    /// never lists a request after its `Shutdown`.
+    pub(crate) fn close(&self) {
         let recorder = self.probe.recorder();
         let _order = recorder.map(Recorder::order);
         let first = !self.closing.swap(true, Ordering::AcqRel);
         if let (true, Some(recorder)) = (first, recorder) {
             recorder.record(&LogRecord::Shutdown);
         }
-        first
     }
 
     /// Requests `key` and its whole dependency tree; see the module docs.
