@@ -145,6 +145,10 @@ pub(super) fn serve(daemon: &Arc<Daemon>, stream: UnixStream, id: u64) {
     if let Ok(clone) = stream.try_clone() {
         daemon.opened(id, clone);
     }
+    // Opened after shutdown shut the others for reading: it takes no request either.
+    if daemon.is_stopping() {
+        return;
+    }
     let _ = stream.set_write_timeout(Some(daemon.idle_timeout));
     let mut conn = Conn {
         stream,
