@@ -41,10 +41,10 @@ impl Schedule {
     }
 }
 
-/// A [`Schedule`] shared by the IO workers, on the monotonic clock.
 /// The reads a pause lets through at once, as the microseconds of the rate they take: 100 ms.
 const BURST_US: u64 = 100_000;
 
+/// A [`Schedule`] shared by the IO workers, on the monotonic clock.
 #[derive(Debug)]
 pub(crate) struct Throttle {
     epoch: Instant,

@@ -6,11 +6,11 @@ use std::time::Duration;
 use anyhow::bail;
 use streamrt::chaos::{self, ChaosOptions};
 
-/// Options of `streamctl chaos`.
 /// The most requests a chaos run makes: it keeps every event of the run for its checks, about
 /// 16 per request, in a channel allocated whole when the run starts (2 KiB a request).
 const REQUESTS_MAX: u64 = 250_000;
 
+/// Options of `streamctl chaos`.
 #[derive(Debug, clap::Args)]
 pub struct ChaosArgs {
     /// Seed of the workload and of the faults.

@@ -20,12 +20,12 @@ use streamrt::{LoadState, PackSource, Priority, Runtime, RuntimeConfig};
 use crate::tracked::{register_all, request_any, Tracked};
 use generate::DemoPack;
 
-/// Options of `streamctl demo`.
 /// The most assets a demo makes: its pack takes about 40 KB of disk an asset, and its frame
 /// loop, at its default 60 requests a frame, must request them all (and 1 in 20 again) within
 /// its 7,200 frames.
 const ASSETS_MAX: u64 = 100_000;
 
+/// Options of `streamctl demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Assets to generate.

@@ -37,11 +37,11 @@ mod world;
 use trace::{micros, span_since, OrderHash, Span, Trace};
 use world::{FrameWork, World, WorldConfig};
 
-/// Options of `streamctl simulate`.
 /// The most zones a simulation streams: their assets are made in memory before it starts,
 /// about 0.9 MB a zone.
 const ZONES_MAX: u64 = 500;
 
+/// Options of `streamctl simulate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
     /// Frames to run.
