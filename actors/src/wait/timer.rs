@@ -209,15 +209,16 @@ mod tests {
             }
         }
         let waker = futures::task::waker(std::sync::Arc::new(Panicking));
-        let mut first = Box::pin(Deadline::at(Instant::now() + Duration::from_millis(5)));
+        // Far enough apart that a busy machine's preemption keeps their order.
+        let mut first = Box::pin(Deadline::at(Instant::now() + Duration::from_millis(100)));
         assert!(first.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
-        let later = Instant::now() + Duration::from_millis(20);
+        let later = Instant::now() + Duration::from_millis(300);
         let (done, finished) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let never = std::future::pending::<()>();
             let _ = done.send(futures::executor::block_on(WithDeadline::new(never, Some(later))));
         });
-        assert_eq!(finished.recv_timeout(Duration::from_secs(30)), Ok(None), "woken at 20 ms");
+        assert_eq!(finished.recv_timeout(Duration::from_secs(30)), Ok(None), "woken at 300 ms");
         drop(first);
     }
 
