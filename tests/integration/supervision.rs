@@ -1,13 +1,14 @@
 //! Supervision and failure semantics: restarts lose no request, retries, quarantine,
 //! escalation, and chaos runs that check every promise at once.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use streamrt::chaos::{self, ChaosOptions, CrashTarget};
 use streamrt::messages::replay_log::{LogReader, LogRecord};
 use streamrt::messages::EventKind;
 use streamrt::{
-    ErrorKind, Intensity, LoadState, Priority, ReadyError, RequestError, RuntimeConfig,
+    ErrorKind, Intensity, LoadState, Priority, ReadyError, RequestError, Runtime, RuntimeConfig,
 };
 use streamrt_integration::{wait_restart, Blob, BlobDecoder, GatedSource, PATIENCE};
 
@@ -227,6 +228,34 @@ fn restarts_past_the_intensity_escalate_and_the_runtime_shuts_down_cleanly_and_s
         shutdowns += usize::from(record == LogRecord::Shutdown);
     }
     assert_eq!(shutdowns, 1, "the escalation's shutdown is recorded, once");
+}
+
+#[test]
+fn an_escalation_listener_may_shut_its_runtime_down_itself() {
+    let source = GatedSource::with_blobs(1);
+    let config = RuntimeConfig {
+        restart_intensity: Intensity { restarts_max: 1, window_ms: 3_600_000 },
+        ..Default::default()
+    };
+    // The listener reaches its runtime through this slot, filled once the runtime is built.
+    let slot: Arc<OnceLock<Arc<Runtime>>> = Default::default();
+    let (told, listened) = std::sync::mpsc::channel();
+    let reached = Arc::clone(&slot);
+    let rt = Arc::new(runtime(&source, &BlobDecoder::default(), |b| {
+        b.config(config).on_escalation(move |_| {
+            // On the escalation's own thread, which a shutdown must not try to join.
+            reached.get().expect("built").shutdown();
+            told.send(()).unwrap();
+        })
+    }));
+    assert!(slot.set(Arc::clone(&rt)).is_ok());
+    let events = rt.subscribe(4096);
+    assert!(rt.inject_crash(&CrashTarget::Scheduler));
+    wait_restart(&events, "scheduler");
+    assert!(rt.inject_crash(&CrashTarget::Scheduler), "one restart more than the intensity");
+    listened.recv_timeout(PATIENCE).expect("the listener ran to its end");
+    rt.shutdown();
+    assert_eq!(rt.request::<Blob>("a0", Priority::Normal).unwrap_err(), RequestError::Shutdown);
 }
 
 #[test]
