@@ -215,7 +215,9 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
         decode_threads: options.decode_threads,
         queue_capacity: options.requests.max(1),
         requests_outstanding_max: options.requests.max(1),
-        events_buffered_max: 1 << 21,
+        // Room for every event of the run (about 16 a request), so none is dropped, within the
+        // `EVENTS_BUFFERED_MAX` of a large run, whose sink drains as it goes.
+        events_buffered_max: events_of(options.requests).min(EVENTS_BUFFERED_MAX),
         restart_intensity: Intensity { restarts_max: 10_000, window_ms: 10_000 },
         retry: RetryPolicy {
             attempts_max: 5,
@@ -230,7 +232,7 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
         .source(FaultySource::new(source(options, &mut rng), plan))
         .register(FaultyDecoder::new(ChaosBlobDecoder, plan))
         .build()?;
-    let events = rt.subscribe(options.requests * 16 + 65_536);
+    let events = rt.subscribe(events_of(options.requests));
     let (io, decode) = rt.live_workers();
     let mut report = ChaosReport { workers_start: io + decode, ..ChaosReport::default() };
     let (handles, cancelled) = workload(&rt, options, &mut rng);
@@ -300,6 +302,14 @@ fn workload(
         }
     }
     (handles, cancelled)
+}
+
+/// The most events a chaos run's telemetry buffer holds: 2M, about 300 MB.
+const EVENTS_BUFFERED_MAX: usize = 1 << 21;
+
+/// Room for every event a run of `requests` emits: about 16 a request, and its faults'.
+fn events_of(requests: usize) -> usize {
+    requests.saturating_mul(16).saturating_add(65_536)
 }
 
 /// Ticks frames until every request is terminal or `patience` runs out; returns how many are
