@@ -9,9 +9,9 @@
 //! # Supervision
 //!
 //! On a child's exit the supervisor consults the child's [`RestartKind`]; if it restarts, the
-//! restart is counted in the [`RestartWindow`]. Past the intensity, or when a restart itself
-//! fails, the supervisor stops every child and calls its escalation hook (a parent supervisor
-//! or, at the root, the runtime's shutdown). Children whose state must survive a restart keep it
+//! restart is counted in the [`RestartWindow`]. A restart whose start fails counts as another
+//! exit of the child. Past the intensity the supervisor stops every child and calls its
+//! escalation hook (a parent supervisor or, at the root, the runtime's shutdown). Children whose state must survive a restart keep it
 //! outside the actor (see the runtime's mailboxes and salvage).
 //!
 //! # Ordering
@@ -241,11 +241,20 @@ where
         handle(actor, msg);
         Ok(())
     });
-    if drained != Drained::Failed {
-        after(actor, ctx);
-    }
+    // `after` is the actor's work too (a dispatch, a flush): its panic is reported and stops
+    // the actor as a handler's does, and the batch still counts as handled.
+    let after_ok = drained == Drained::Failed
+        || guarded(link, || {
+            after(actor, ctx);
+            Ok(())
+        })
+        .is_some();
     mailbox.handled(handled);
-    drained
+    if after_ok {
+        drained
+    } else {
+        Drained::Failed
+    }
 }
 
 /// Starts one incarnation of a child on the current arbiter.
@@ -420,6 +429,9 @@ impl Supervisor {
             if self.stopped {
                 return;
             }
+            // Two delayed restarts can overlap (rest-for-one: a second child failed while the
+            // first's set waited): one incarnation at a time, the one started last.
+            self.stop_child(i);
             self.stats.restarts.fetch_add(1, Ordering::AcqRel);
             if let Err(reason) = self.start_child(i) {
                 let incarnation = self.children[i].incarnation;
@@ -456,6 +468,10 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.mailbox.attach(ctx.address().recipient());
         for i in 0..self.children.len() {
+            // A start that failed past the intensity escalated: start no more.
+            if self.stopped {
+                break;
+            }
             if let Err(reason) = self.start_child(i) {
                 let incarnation = self.children[i].incarnation;
                 self.on_exit(i, incarnation, reason, ctx);

@@ -65,3 +65,55 @@ fn an_actor_with_messages_left_lets_the_other_actors_of_its_arbiter_take_a_turn(
     let quiet_at = log.iter().position(|name| *name == "quiet").expect("quiet's message handled");
     assert_eq!(quiet_at, TURN_MAX, "the quiet actor's turn came after the busy one's first");
 }
+
+/// Handles nothing, then panics in its batch's `after` (as a dispatch might).
+struct PanicsAfter {
+    mailbox: Mailbox<u32>,
+    stopped: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Actor for PanicsAfter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.mailbox.attach(ctx.address().recipient());
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.stopped.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Handler<Wake> for PanicsAfter {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        let mailbox = self.mailbox.clone();
+        let after = |_: &mut Self, _: &mut Context<Self>| panic!("a panic after the batch");
+        drain_turn(self, ctx, &mailbox, &ChildLink::detached(), TURN_MAX, |_, _| {}, after);
+    }
+}
+
+#[test]
+fn a_panic_after_a_batch_stops_the_actor_and_still_counts_the_batch_handled() {
+    let mailbox = Mailbox::new();
+    let activity = Arc::new(crate::Activity::new());
+    mailbox.track(&activity);
+    mailbox.post(1).unwrap();
+    mailbox.post(2).unwrap();
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let system = System::new();
+    let actor = PanicsAfter { mailbox: mailbox.clone(), stopped: Arc::clone(&stopped) };
+    system.block_on(async move {
+        actor.start();
+    });
+    // A bounded number of executor turns, as above.
+    for _ in 0..1_000 {
+        if stopped.load(std::sync::atomic::Ordering::Acquire) {
+            break;
+        }
+        system.block_on(async { actix_rt::task::yield_now().await });
+    }
+    assert!(stopped.load(std::sync::atomic::Ordering::Acquire), "the actor stopped");
+    assert_eq!(activity.pending(), 0, "both messages counted handled");
+}
