@@ -224,6 +224,16 @@ impl<M> Mailbox<M> {
         }
         {
             let mut q = self.queue();
+            // Closed meanwhile (a shutdown that stopped waiting for the actor): what `close`
+            // returned is all it fails, so these are dropped here (their own drop reports a
+            // job's end), and counted handled, as nothing will take them.
+            if self.shared.closed.load(Ordering::Acquire) {
+                drop(q);
+                let n = msgs.len();
+                drop(msgs);
+                self.handled(n);
+                return;
+            }
             for msg in msgs.into_iter().rev() {
                 q.push_front(msg);
             }
@@ -328,6 +338,24 @@ mod tests {
                 self.seen.send(batch).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn messages_put_back_after_the_mailbox_closed_are_dropped_and_counted_handled() {
+        let mailbox = Mailbox::new();
+        let activity = Arc::new(Activity::new());
+        mailbox.track(&activity);
+        for i in 0..3 {
+            mailbox.post(i).unwrap();
+        }
+        let mut batch = Vec::new();
+        mailbox.drain_into(3, &mut batch);
+        // A shutdown closes the mailbox while the batch is being handled; one is handled.
+        assert!(mailbox.close().is_empty());
+        mailbox.handled(1);
+        mailbox.unread(batch.split_off(1));
+        assert!(mailbox.is_empty(), "nothing is left in a closed mailbox");
+        assert_eq!(activity.pending(), 0, "nothing is counted pending for ever");
     }
 
     #[test]
