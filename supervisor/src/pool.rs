@@ -271,11 +271,13 @@ impl<J> Drop for WorkerPool<J> {
             let _ = self.sender.tx.send(Slot::Stop);
         }
         let me = std::thread::current().id();
+        let mut joined_all = true;
         for handle in self.threads.drain(..) {
             // A job of this pool stopping it (a frame task shutting its runtime down) cannot
-            // join its own thread, which would panic: that thread ends once the job returns
-            // and it takes its stop.
+            // join its own thread, which would panic: that thread ends once the job returns,
+            // after it ran what is still queued and took its stop.
             if handle.thread().id() == me {
+                joined_all = false;
                 continue;
             }
             // A thread only ends by returning from `worker_loop`, which catches job panics; a
@@ -284,7 +286,9 @@ impl<J> Drop for WorkerPool<J> {
         }
         // With no thread left, whatever is still queued is dropped here, and a job's own drop
         // guard reports it.
-        while self.rx.try_recv().is_ok() {}
+        if joined_all {
+            while self.rx.try_recv().is_ok() {}
+        }
     }
 }
 
@@ -395,6 +399,56 @@ mod tests {
             self.out.send((job, self.generation)).unwrap();
             self.generation += 1;
         }
+    }
+
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+    /// Runs each job, a closure, and says when its thread is done with it.
+    struct Runner(mpsc::Sender<()>);
+
+    impl Worker for Runner {
+        type Job = Box<dyn FnOnce() + Send>;
+        fn run(&mut self, job: Self::Job) {
+            job();
+        }
+    }
+
+    impl Drop for Runner {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+
+    #[test]
+    fn a_job_that_shuts_its_pool_down_ends_its_thread_after_the_jobs_queued_behind_it() {
+        let (ended_tx, ended) = mpsc::channel();
+        let ended_tx = std::sync::Mutex::new(ended_tx);
+        let pool =
+            WorkerPool::start("test-runner", 1, move |_| Runner(ended_tx.lock().unwrap().clone()))
+                .unwrap();
+        let (stats, sender) = (pool.stats(), pool.sender());
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Some(pool)));
+        let (queued_ran, ran) = mpsc::channel();
+        let (entered, shutting) = mpsc::channel();
+        let (go, released) = mpsc::channel::<()>();
+        let owner = std::sync::Arc::clone(&held);
+        sender
+            .submit(Box::new(move || {
+                entered.send(()).unwrap();
+                released.recv().unwrap();
+                // On the pool's one thread: the pool cannot join it, and must not try.
+                drop(owner.lock().unwrap().take());
+            }))
+            .unwrap_or_else(|_| panic!("the pool is open"));
+        shutting.recv_timeout(PATIENCE).unwrap();
+        let queued = sender.submit(Box::new(move || queued_ran.send(()).unwrap()));
+        assert!(queued.is_ok(), "the pool is open");
+        go.send(()).unwrap();
+        ran.recv_timeout(PATIENCE).expect("the job queued behind it still ran");
+        // Its thread then takes its stop and ends, though a sender is still held.
+        ended.recv_timeout(PATIENCE).expect("the thread took its stop and ended");
+        assert!(held.lock().unwrap().is_none());
+        drop((stats, sender));
     }
 
     #[test]
