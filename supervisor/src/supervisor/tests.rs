@@ -334,3 +334,42 @@ fn a_child_supervisor_escalates_to_its_parent_which_restarts_it_then_gives_up() 
     system.stop();
     thread.join().unwrap();
 }
+
+#[test]
+fn a_supervisor_that_escalates_while_starting_starts_no_more_children() {
+    let (escalated, escalations) = mpsc::channel();
+    let (b_tx, b_started) = mpsc::channel::<()>();
+    let mailbox = Mailbox::new();
+    let asked = mailbox.clone();
+    let (ready_tx, ready) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let system = System::new();
+        system.block_on(async move {
+            let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
+            let refused = |_| Err("a cannot start".to_owned());
+            let b = move |_| {
+                let _ = b_tx.send(());
+                Err("b".to_owned())
+            };
+            Supervisor::new("test", policy(Strategy::OneForOne, 0), clock, mailbox, move |e| {
+                let _ = escalated.send(e);
+            })
+            .child(ChildSpec::new("a", RestartKind::Permanent, refused))
+            .child(ChildSpec::new("b", RestartKind::Permanent, b))
+            .start();
+            ready_tx.send(System::current()).unwrap();
+        });
+        system.run().unwrap();
+    });
+    let system = ready.recv().unwrap();
+    let escalation = escalations.recv_timeout(PATIENCE).expect("a's failed start escalates");
+    assert_eq!(escalation.child, "a");
+    // Answered once its `started` ran whole: b was started by then, or never is.
+    let (tx, rx) = mpsc::channel();
+    asked.post(SupervisorMsg::Ping(tx)).ok().unwrap();
+    rx.recv_timeout(PATIENCE).unwrap();
+    assert!(b_started.try_recv().is_err(), "b was started by a supervisor that gave up");
+    assert!(escalations.try_recv().is_err(), "one escalation");
+    system.stop();
+    thread.join().unwrap();
+}
