@@ -17,7 +17,10 @@
 //!   admitted once and is never refused for room, so the queue can pass its capacity by loads
 //!   that were out of it when they were admitted again: in flight, in backoff, or (after a
 //!   cache's restart) decoded and loaded again to rebuild their slots. A cache that fails takes
-//!   its queued loads out of the queue.
+//!   its queued loads out of the queue. After the scheduler's own restart the queue can hold
+//!   up to about twice its capacity for a while: the new loads it takes before the caches'
+//!   resubmits are checked against an empty queue, and the resubmitted ones are never refused
+//!   (a known limit, not fixed: holding new loads until every cache resubmitted would be).
 //! - At most `reads_in_flight` credits' worth of loads are being read, and at most
 //!   `reads_in_flight + decode_backlog_max` are between dispatch and their end, plus the urgent
 //!   reserve below; only then is the next load dispatched. The IO pool's queue and the decode
