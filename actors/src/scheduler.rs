@@ -20,7 +20,7 @@
 //!   its queued loads out of the queue. After the scheduler's own restart the queue can hold
 //!   up to about twice its capacity for a while: the new loads it takes before the caches'
 //!   resubmits are checked against an empty queue, and the resubmitted ones are never refused
-//!   (a known limit, not fixed: holding new loads until every cache resubmitted would be).
+//!   (a known limit; the fix would hold new loads until every cache has resubmitted).
 //! - At most `reads_in_flight` credits' worth of loads are being read, and at most
 //!   `reads_in_flight + decode_backlog_max` are between dispatch and their end, plus the urgent
 //!   reserve below; only then is the next load dispatched. The IO pool's queue and the decode
