@@ -77,13 +77,43 @@ impl Handler<StopChild> for TestChild {
 
 type Triggers = Arc<Mutex<Vec<actix::Addr<TestChild>>>>;
 
+/// An actix system on a thread of its own, running what `start` started in it on a manual
+/// clock; stopped and joined when dropped.
+struct OwnSystem {
+    system: System,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OwnSystem {
+    fn start(start: impl FnOnce(Arc<dyn Clock>) + Send + 'static) -> Self {
+        let (ready_tx, ready) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let system = System::new();
+            system.block_on(async move {
+                start(Arc::new(ManualClock::new()));
+                ready_tx.send(System::current()).unwrap();
+            });
+            system.run().unwrap();
+        });
+        Self { system: ready.recv().unwrap(), thread: Some(thread) }
+    }
+}
+
+impl Drop for OwnSystem {
+    fn drop(&mut self) {
+        self.system.stop();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
 struct Tree {
     log: mpsc::Receiver<String>,
     escalations: mpsc::Receiver<Escalation>,
     supervisor: Mailbox<SupervisorMsg>,
     addrs: Triggers,
-    system: System,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _system: OwnSystem,
 }
 
 impl Tree {
@@ -113,25 +143,17 @@ impl Tree {
                 })
             })
             .collect();
-        let (ready_tx, ready) = mpsc::channel();
         let mailbox = supervisor.clone();
-        let thread = std::thread::spawn(move || {
-            let system = System::new();
-            system.block_on(async move {
-                let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
-                let sup = specs.into_iter().fold(
-                    Supervisor::new("test", policy, clock, mailbox, move |e| {
-                        let _ = esc_tx.send(e);
-                    }),
-                    Supervisor::child,
-                );
-                sup.start();
-                ready_tx.send(System::current()).unwrap();
-            });
-            system.run().unwrap();
+        let system = OwnSystem::start(move |clock| {
+            let sup = specs.into_iter().fold(
+                Supervisor::new("test", policy, clock, mailbox, move |e| {
+                    let _ = esc_tx.send(e);
+                }),
+                Supervisor::child,
+            );
+            sup.start();
         });
-        let system = ready.recv().unwrap();
-        Self { log, escalations, supervisor, addrs, system, thread: Some(thread) }
+        Self { log, escalations, supervisor, addrs, _system: system }
     }
 
     fn expect(&self, line: &str) {
@@ -168,15 +190,6 @@ impl Tree {
         self.settle();
         self.settle();
         self.log.try_iter().collect()
-    }
-}
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        self.system.stop();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
     }
 }
 
@@ -280,59 +293,46 @@ fn one_for_all_restarts_every_child() {
 fn a_child_supervisor_escalates_to_its_parent_which_restarts_it_then_gives_up() {
     let (log_tx, log) = mpsc::channel();
     let (esc_tx, escalations) = mpsc::channel();
-    let (ready_tx, ready) = mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let system = System::new();
-        system.block_on(async move {
-            let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
-            let inner_clock = Arc::clone(&clock);
-            // The inner supervisor tolerates no restart: its child's failure escalates at once,
-            // and it reports that to the parent as its own abnormal exit.
-            let inner = ChildSpec::new("inner", RestartKind::Permanent, move |link: ChildLink| {
-                let log = log_tx.clone();
-                let child = ChildSpec::new("c", RestartKind::Permanent, move |child_link| {
-                    let fault = Some(Fault::PanicInStarted);
-                    let c = TestChild {
-                        name: "c",
-                        link: child_link,
-                        first_start: fault,
-                        log: log.clone(),
-                    };
-                    Ok(c.start().recipient())
-                });
-                let sup = Supervisor::new(
-                    "inner",
-                    policy(Strategy::OneForOne, 0),
-                    Arc::clone(&inner_clock),
-                    Mailbox::new(),
-                    move |e| link.exit(ExitReason::Error(format!("escalated: {}", e.child))),
-                )
-                .child(child);
-                Ok(sup.start().recipient())
+    let system = OwnSystem::start(move |clock| {
+        let inner_clock = Arc::clone(&clock);
+        // The inner supervisor tolerates no restart: its child's failure escalates at once,
+        // and it reports that to the parent as its own abnormal exit.
+        let inner = ChildSpec::new("inner", RestartKind::Permanent, move |link: ChildLink| {
+            let log = log_tx.clone();
+            let child = ChildSpec::new("c", RestartKind::Permanent, move |child_link| {
+                let fault = Some(Fault::PanicInStarted);
+                let c =
+                    TestChild { name: "c", link: child_link, first_start: fault, log: log.clone() };
+                Ok(c.start().recipient())
             });
-            Supervisor::new(
-                "parent",
-                policy(Strategy::OneForOne, 2),
-                clock,
+            let sup = Supervisor::new(
+                "inner",
+                policy(Strategy::OneForOne, 0),
+                Arc::clone(&inner_clock),
                 Mailbox::new(),
-                move |e| {
-                    let _ = esc_tx.send(e);
-                },
+                move |e| link.exit(ExitReason::Error(format!("escalated: {}", e.child))),
             )
-            .child(inner)
-            .start();
-            ready_tx.send(System::current()).unwrap();
+            .child(child);
+            Ok(sup.start().recipient())
         });
-        system.run().unwrap();
+        Supervisor::new(
+            "parent",
+            policy(Strategy::OneForOne, 2),
+            clock,
+            Mailbox::new(),
+            move |e| {
+                let _ = esc_tx.send(e);
+            },
+        )
+        .child(inner)
+        .start();
     });
-    let system = ready.recv().unwrap();
     let escalation = escalations.recv_timeout(PATIENCE).expect("the parent gives up");
     assert_eq!(escalation.child, "inner");
     assert_eq!(escalation.reason, ExitReason::Error("escalated: c".into()));
     let starts = log.try_iter().filter(|l| l == "start c 1").count();
     assert_eq!(starts, 3, "the parent restarted the inner supervisor twice before giving up");
-    system.stop();
-    thread.join().unwrap();
+    drop(system);
 }
 
 #[test]
@@ -341,27 +341,19 @@ fn a_supervisor_that_escalates_while_starting_starts_no_more_children() {
     let (b_tx, b_started) = mpsc::channel::<()>();
     let mailbox = Mailbox::new();
     let asked = mailbox.clone();
-    let (ready_tx, ready) = mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let system = System::new();
-        system.block_on(async move {
-            let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
-            let refused = |_| Err("a cannot start".to_owned());
-            let b = move |_| {
-                let _ = b_tx.send(());
-                Err("b".to_owned())
-            };
-            Supervisor::new("test", policy(Strategy::OneForOne, 0), clock, mailbox, move |e| {
-                let _ = escalated.send(e);
-            })
-            .child(ChildSpec::new("a", RestartKind::Permanent, refused))
-            .child(ChildSpec::new("b", RestartKind::Permanent, b))
-            .start();
-            ready_tx.send(System::current()).unwrap();
-        });
-        system.run().unwrap();
+    let system = OwnSystem::start(move |clock| {
+        let refused = |_| Err("a cannot start".to_owned());
+        let b = move |_| {
+            let _ = b_tx.send(());
+            Err("b".to_owned())
+        };
+        Supervisor::new("test", policy(Strategy::OneForOne, 0), clock, mailbox, move |e| {
+            let _ = escalated.send(e);
+        })
+        .child(ChildSpec::new("a", RestartKind::Permanent, refused))
+        .child(ChildSpec::new("b", RestartKind::Permanent, b))
+        .start();
     });
-    let system = ready.recv().unwrap();
     let escalation = escalations.recv_timeout(PATIENCE).expect("a's failed start escalates");
     assert_eq!(escalation.child, "a");
     // Answered once its `started` ran whole: b was started by then, or never is.
@@ -370,6 +362,5 @@ fn a_supervisor_that_escalates_while_starting_starts_no_more_children() {
     rx.recv_timeout(PATIENCE).unwrap();
     assert!(b_started.try_recv().is_err(), "b was started by a supervisor that gave up");
     assert!(escalations.try_recv().is_err(), "one escalation");
-    system.stop();
-    thread.join().unwrap();
+    drop(system);
 }
