@@ -63,8 +63,6 @@ const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// the daemon.
 struct StopSignal {
     stopping: AtomicBool,
-    /// Why the runtime gave up, if it did.
-    escalation: Mutex<Option<String>>,
     /// The listening socket: shut for reading, it wakes a blocked `accept` with an error,
     /// whatever became of its file, and refuses the connections tried after.
     listener: UnixListener,
@@ -77,11 +75,6 @@ impl StopSignal {
                 eprintln!("streamctl serve: cannot wake the accept loop: {e}");
             }
         }
-    }
-
-    fn escalated(&self, why: String) {
-        *self.escalation.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
-        self.stop();
     }
 }
 
@@ -174,7 +167,6 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let socket = ControlSocket::bind(&settings.socket)?;
     let signal = Arc::new(StopSignal {
         stopping: AtomicBool::new(false),
-        escalation: Mutex::new(None),
         listener: socket.listener().try_clone().context("cloning the listening socket")?,
     });
     let described = streamrt::Source::describe(&source);
@@ -183,9 +175,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         builder = builder.record(path, "streamctl serve");
     }
     let told = Arc::clone(&signal);
-    builder = builder.on_escalation(move |e| {
-        told.escalated(format!("{} gave up after {} ended: {:?}", e.supervisor, e.child, e.reason));
-    });
+    // The runtime keeps why it gave up (`Runtime::escalation`); the daemon only stops.
+    builder = builder.on_escalation(move |_| told.stop());
     let rt = register_all(builder).immediate().build().context("starting the runtime")?;
     let daemon = Arc::new(Daemon {
         rt,
@@ -218,8 +209,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             let _ = waiter.write_all(&done);
         }
     }
-    let escalation = daemon.signal.escalation.lock().unwrap_or_else(PoisonError::into_inner).take();
-    if let Some(why) = escalation {
+    if let Some(e) = daemon.rt.escalation() {
+        let why = format!("{} gave up after {} ended: {:?}", e.supervisor, e.child, e.reason);
         anyhow::bail!("the runtime gave up ({why}); stopped");
     }
     let _ = writeln!(out, "streamctl serve: stopped");
