@@ -270,11 +270,9 @@ pub(crate) struct SinkOutputs {
     /// Lines not yet written: written at `LINES_BYTES_MAX` and at the end of each drain, in
     /// one call each (no second buffer to copy through). Reused from drain to drain.
     lines: Vec<u8>,
-    /// Events in `lines`: counted as dropped if their write fails.
+    /// Events in `lines`: counted as dropped if their write fails. Once a write failed (the
+    /// probe keeps its error), every event after is dropped from the log, and counted so.
     lines_events: u64,
-    /// Whether the file's write failed (it is closed then): every event after is dropped
-    /// from the log, and counted so.
-    failed: bool,
 }
 
 /// The lines the sink gathers before it writes them to its file, in bytes.
@@ -289,7 +287,6 @@ impl SinkOutputs {
             if !self.lines.is_empty() {
                 if let Err(e) = w.write_all(&self.lines) {
                     self.writer = None;
-                    self.failed = true;
                     probe.counters.events_dropped.fetch_add(self.lines_events, Ordering::Relaxed);
                     let _ = probe.telemetry_error.set(e.to_string());
                     log_caught(|| {
@@ -316,7 +313,6 @@ impl SinkOutputs {
             subscribers: Vec::new(),
             lines: Vec::new(),
             lines_events: 0,
-            failed: false,
         })))
     }
 }
@@ -390,7 +386,8 @@ impl TelemetrySink {
         }
         outputs.write_lines(&self.probe);
         // A failed file still reads the events, to count each one it lost.
-        if outputs.writer.is_none() && !outputs.failed && outputs.subscribers.is_empty() {
+        let failed = self.probe.telemetry_error().is_some();
+        if outputs.writer.is_none() && !failed && outputs.subscribers.is_empty() {
             // Set again by the next subscription, which this actor handles too.
             self.probe.set_read(false);
         }
@@ -404,7 +401,7 @@ impl TelemetrySink {
             if outputs.lines.len() >= LINES_BYTES_MAX {
                 outputs.write_lines(&self.probe);
             }
-        } else if outputs.failed {
+        } else if self.probe.telemetry_error().is_some() {
             Counters::bump(&self.probe.counters.events_dropped);
         }
         outputs.subscribers.retain(|s| match s.try_send(event.clone()) {
