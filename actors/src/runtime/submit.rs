@@ -149,12 +149,12 @@ impl Submitter {
         priority: Priority,
     ) -> Result<Handle<T>, RequestError> {
         let mut walk = Walk { depth: 0, nodes: 0, limits: self.tree };
+        // The callers checked `open` already; unrecorded, that is enough.
         let Some(recorder) = self.probe.recorder() else {
-            self.open()?;
             return Ok(self.submit(entry, key, priority, None, &mut walk));
         };
         let _order = recorder.order();
-        // Under the order lock, as the shutdown's record (see `close`).
+        // Again under the order lock, as the shutdown's record (see `close`).
         self.open()?;
         let handle = self.submit(entry, key.clone(), priority, None, &mut walk);
         recorder.record(&LogRecord::Request { id: handle.id().0, key, priority });
