@@ -186,9 +186,7 @@ impl PackWriter {
             Some(c) if c.len() < raw.len() => (codec, c.as_slice()),
             _ => (Codec::None, raw),
         };
-        self.broken = true;
-        self.out.write_all(stored)?;
-        self.broken = false;
+        self.out.write_all(stored).inspect_err(|_| self.broken = true)?;
         self.entries.push(IndexEntry {
             key: key.into(),
             offset: self.at,
