@@ -191,12 +191,13 @@ impl Coalescer {
         // A window is one read, so the pack's per-read limit bounds it too.
         let bytes_max = self.policy.window_bytes.min(reader.limits().entry_bytes_max);
         let pack = Entries { entries: reader.entries(), interest };
+        let alone = || {
+            reads(entry.stored_size);
+            reader.read_stored(entry.offset, entry.stored_size)
+        };
         let len = match self.plan(pack, at, bytes_max) {
             Plan::Copied(bytes, range) => return copy_out(&bytes, Some(range)),
-            Plan::Alone => {
-                reads(entry.stored_size);
-                return reader.read_stored(entry.offset, entry.stored_size);
-            }
+            Plan::Alone => return alone(),
             Plan::Window(len) => len,
         };
         // Once the window is kept (or its read failed), it is no longer being read.
@@ -205,12 +206,11 @@ impl Coalescer {
         // `len` is at most `bytes_max`, itself at most the pack's per-read limit.
         let too_large = EntryError::TooLarge { size: len, max: bytes_max };
         let len = usize::try_from(len).map_err(|_| too_large)?;
-        let Ok(window) = self.read_window(reader, entry.offset, len) else {
+        let Some(window) = self.read_window(reader, entry.offset, len) else {
             // The window's failure may be a neighbour's (a bad sector, a pack cut short since
             // it was opened): the entry's own bytes decide, read on their own, so that an
             // entry fails only for its own bytes, on every attempt as on the first.
-            reads(entry.stored_size);
-            return reader.read_stored(entry.offset, entry.stored_size);
+            return alone();
         };
         let stored = copy_out(&window.bytes, window.range(entry.offset, entry.stored_size));
         self.keep(window);
@@ -241,20 +241,15 @@ impl Coalescer {
 
     /// Reads the `len` bytes at `offset` into the front of a kept buffer (grown if it is
     /// shorter; nothing zeroed; only those bytes read), or into a new one. A failed read gives
-    /// the buffer back.
-    fn read_window(
-        &self,
-        reader: &PackReader,
-        offset: u64,
-        len: usize,
-    ) -> Result<Window, EntryError> {
+    /// the buffer back and `None`: the caller reads its entry alone, which says why.
+    fn read_window(&self, reader: &PackReader, offset: u64, len: usize) -> Option<Window> {
         let mut bytes = self.windows().spare.pop().unwrap_or_default();
-        if let Err(e) = reader.read_stored_front(offset, len as u64, &mut bytes) {
+        if reader.read_stored_front(offset, len as u64, &mut bytes).is_err() {
             let freed = self.windows().give_back(bytes);
             drop(freed);
-            return Err(e);
+            return None;
         }
-        Ok(Window { start: offset, len, bytes: Arc::new(bytes) })
+        Some(Window { start: offset, len, bytes: Arc::new(bytes) })
     }
 
     /// Adds `window` to the recent ones. The buffer of the window it pushes out (one at most,
