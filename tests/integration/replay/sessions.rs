@@ -226,12 +226,7 @@ fn an_end_recorded_before_its_request_is_checked_under_the_replays_id() {
 fn a_recorded_source_panic_replays_as_the_same_lost_reads() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("session.log");
-    let rt = Runtime::builder()
-        .source(GatedSource::with_blobs(1))
-        .register(BlobDecoder::default())
-        .record(&log, "integration test")
-        .build()
-        .unwrap();
+    let rt = recorded(RuntimeConfig::default(), GatedSource::with_blobs(1), &log);
     let boom = rt.request::<Blob>("readpanic/x", Priority::Normal).unwrap();
     let fine = rt.request::<Blob>("a0", Priority::Normal).unwrap();
     assert!(boom.wait_timeout(PATIENCE).unwrap().is_err(), "every read of it panicked");
@@ -251,12 +246,7 @@ fn a_decoder_panic_past_a_records_limit_is_recorded_cut_and_the_log_stays_whole(
     let log = dir.path().join("session.log");
     let source = GatedSource::default();
     source.put("loud", b"LOUDPANIC");
-    let rt = Runtime::builder()
-        .source(source)
-        .register(BlobDecoder::default())
-        .record(&log, "integration test")
-        .build()
-        .unwrap();
+    let rt = recorded(RuntimeConfig::default(), source, &log);
     let loud = rt.request::<Blob>("loud", Priority::Normal).unwrap();
     let Some(Err(ReadyError::Failed(e))) = loud.wait_timeout(PATIENCE) else { panic!("loads") };
     assert!(e.to_string().len() < PANIC_MESSAGE_BYTES_MAX + 256, "the error holds the cut text");
@@ -303,14 +293,7 @@ fn a_request_made_as_the_runtime_shuts_down_is_recorded_before_the_shutdown() {
     let source = GatedSource::with_blobs(1);
     let gate = source.gate.clone();
     gate.hold("info/a0");
-    let rt = Arc::new(
-        Runtime::builder()
-            .source(InfoGated(source))
-            .register(BlobDecoder::default())
-            .record(&log, "integration test")
-            .build()
-            .unwrap(),
-    );
+    let rt = Arc::new(recorded(RuntimeConfig::default(), InfoGated(source), &log));
     let requester = {
         let rt = Arc::clone(&rt);
         std::thread::spawn(move || rt.request::<Blob>("a0", Priority::Normal).map(|h| h.id()))
