@@ -264,7 +264,9 @@ impl FrameShared {
             None => published.count(),
             Some(recorder) => {
                 let published: Vec<RequestId> = published.collect();
-                recorder.record_all(&published_records(&published));
+                if !published.is_empty() {
+                    recorder.record_all(&published_records(&published));
+                }
                 published.len()
             }
         };
