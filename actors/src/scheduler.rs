@@ -39,10 +39,13 @@
 //!
 //! # Supervision
 //!
-//! Permanent child of the runtime's supervisor. The queue and the credit counts are the
-//! scheduler's own state and a restart loses them; it loses no request, because the caches own
-//! the requests: a restarted scheduler asks every cache to resubmit (queued loads are
-//! re-enqueued with their generation, loads in flight are adopted so credits stay bounded).
+//! Permanent child of the runtime's supervisor. The queue and the table of loads in flight
+//! are the scheduler's own state and a restart loses them; it loses no request, because the
+//! caches own the requests: a restarted scheduler asks every cache to resubmit (queued loads
+//! are re-enqueued with their generation, loads in flight are adopted so the bound on loads
+//! between dispatch and their end holds). The read credits are kept outside the actor, like
+//! its mailbox, and shared by every incarnation: a read its predecessor started still holds its
+//! credit, so a restart never lets more than `reads_in_flight` credits' worth be read at once.
 //! Messages taken but not handled when it failed go back to its mailbox.
 
 use std::collections::hash_map::Entry;
@@ -61,8 +64,8 @@ use crate::work::{DispatchOrder, JobRoute, URGENT};
 mod credits;
 mod loads;
 
-pub(crate) use credits::ReadCredit;
-use credits::{ReadCredits, SHARES_PER_CREDIT};
+use credits::SHARES_PER_CREDIT;
+pub(crate) use credits::{ReadCredit, ReadCredits};
 pub(crate) use loads::LoadRef;
 use loads::{LoadQueue, Standing};
 
@@ -146,8 +149,11 @@ pub(crate) struct Scheduler {
 const WAKE_AT_CREDITS_BACK_DIVISOR: usize = 2;
 
 impl Scheduler {
+    /// A scheduler taking its messages from `mailbox` and its read credits from `credits`,
+    /// both kept from incarnation to incarnation (see `# Supervision`).
     pub(crate) fn new(
         mailbox: Mailbox<SchedulerMsg>,
+        credits: Arc<ReadCredits>,
         limits: SchedulerLimits,
         routes: Arc<[Arc<dyn JobRoute>]>,
         probe: Arc<Probe>,
@@ -155,7 +161,7 @@ impl Scheduler {
         resubmit: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
         Self {
-            credits: ReadCredits::new(mailbox.clone()),
+            credits,
             mailbox,
             queue: LoadQueue::default(),
             in_flight: IdMap::default(),
@@ -188,9 +194,10 @@ impl Scheduler {
                 }
             }
             SchedulerMsg::Adopt(generation) => {
-                // Its read may be over or not; its credit, if any, belongs to the scheduler
-                // that dispatched it, so it counts against the pipeline's bound only. A load
-                // this incarnation dispatched itself (an enqueue put back from the failed
+                // Its read may be over or not; its read credit, if it still holds one, is
+                // counted in the credits every incarnation shares, so it is charged here to
+                // the pipeline's bound only, a whole credit as its shares are not known. A
+                // load this incarnation dispatched itself (an enqueue put back from the failed
                 // batch, sent on before the cache's resubmission) keeps its own shares.
                 if let Entry::Vacant(entry) = self.in_flight.entry(generation) {
                     entry.insert(SHARES_PER_CREDIT);

@@ -98,6 +98,43 @@ fn a_restarted_scheduler_counts_the_loads_its_predecessor_dispatched_against_its
 }
 
 #[test]
+fn a_restarted_scheduler_counts_reads_its_predecessor_started_against_the_read_credits() {
+    // One read credit, whole for every load, and room enough between dispatch and end: only
+    // the read credit holds a1 back while a0's read is held.
+    let source = GatedSource::with_blobs(2);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.config(RuntimeConfig {
+            workers: 2,
+            reads_in_flight: 1,
+            read_credit_bytes: 1,
+            decode_backlog_max: 4,
+            ..RuntimeConfig::default()
+        })
+    });
+    let events = rt.subscribe(4096);
+    let a0 = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    source.gate.wait_started("a0", 1);
+    let a1 = rt.request::<Blob>("a1", Priority::Normal).unwrap();
+    assert!(rt.sync(PATIENCE));
+    let in_flight_and_queued = |rt: &streamrt::Runtime| {
+        let status = rt.status();
+        (status.in_flight, status.queued)
+    };
+    assert_eq!(in_flight_and_queued(&rt), (1, 1), "a1 waits for a0's read credit");
+    assert!(rt.inject_crash(&CrashTarget::Scheduler));
+    wait_restart(&events, "scheduler");
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(in_flight_and_queued(&rt), (1, 1), "a0's read still holds the only credit");
+    assert_eq!(source.gate.started_count("a1"), 0);
+    source.gate.release("a0");
+    for h in [&a0, &a1] {
+        let outcome = h.wait_timeout(PATIENCE).expect("terminal");
+        assert!(outcome.is_ok(), "{h:?}: {outcome:?}");
+    }
+}
+
+#[test]
 fn a_cache_restart_loses_no_request() {
     let source =
         restart_during_load_keeps_every_request(&CrashTarget::Cache("blob".into()), "cache:blob");

@@ -27,7 +27,7 @@ use crate::replay::Deterministic;
 use crate::resident::Residency;
 use crate::runtime::registry::{CacheControl, TypeSpec};
 use crate::runtime::RuntimeConfig;
-use crate::scheduler::{Scheduler, SchedulerLimits, SchedulerMsg};
+use crate::scheduler::{ReadCredits, Scheduler, SchedulerLimits, SchedulerMsg};
 use crate::source::{LoadHints, Source};
 use crate::telemetry::{Probe, SinkMsg, SinkOutputs, SinkTiming, TelemetrySink};
 use crate::throttle::Throttle;
@@ -337,12 +337,15 @@ impl CoreActors {
             drain_batch_max: config.drain_batch_max,
         };
         let (mailbox, probe) = (self.scheduler.clone(), Arc::clone(&self.parts.probe));
+        // One count of read credits for every incarnation, as the reads it counts outlive one.
+        let credits = ReadCredits::new(mailbox.clone());
         let caches = self.caches.clone();
         let resubmit: Arc<dyn Fn() + Send + Sync> =
             Arc::new(move || caches.iter().for_each(|c| c.post_resubmit()));
         ChildSpec::new("scheduler", RestartKind::Permanent, move |link| {
             let scheduler = Scheduler::new(
                 mailbox.clone(),
+                Arc::clone(&credits),
                 limits,
                 Arc::clone(&routes),
                 Arc::clone(&probe),

@@ -40,7 +40,7 @@ pub(crate) const SHARES_PER_CREDIT: usize = 16;
 /// No low-water mark armed.
 const DISARMED: usize = usize::MAX;
 
-/// The read credits of one scheduler incarnation; see the module docs.
+/// The read credits of a runtime's scheduler, shared by its incarnations; see the module docs.
 pub(crate) struct ReadCredits {
     /// Shares held by loads being read.
     reading: AtomicUsize,
