@@ -270,10 +270,14 @@ impl Scheduler {
     /// within the loads between dispatch and their end (none once stopped). One read of the
     /// credit count, which the IO workers write, for both.
     fn shares_free(&self) -> [usize; 2] {
+        self.shares_free_at(self.credits.reading())
+    }
+
+    /// As [`Scheduler::shares_free`], with `reading` shares being read.
+    fn shares_free_at(&self, reading: usize) -> [usize; 2] {
         if self.stopped {
             return [0; 2];
         }
-        let reading = self.credits.reading();
         let jobs_max =
             (self.limits.reads_in_flight + self.limits.decode_backlog_max) * SHARES_PER_CREDIT;
         [false, true].map(|urgent| {
@@ -290,12 +294,22 @@ impl Scheduler {
         loop {
             self.dispatch_within_credits();
             let Some((next, urgent)) = self.next_load() else { return };
-            let limit = self.reads_max_shares(urgent);
-            let starved = !self.stopped && self.credits.reading() + next > limit;
-            let low_water = limit / WAKE_AT_CREDITS_BACK_DIVISOR;
-            let wake_at = if urgent { limit - next } else { low_water.min(limit - next) };
-            if !starved || self.credits.sleep_until(wake_at) {
+            if self.stopped {
                 return;
+            }
+            // One read of the count for the whole decision: the IO workers return credits
+            // while it is made, and a return after the pass looked posts nothing unless a mark
+            // is armed.
+            let reading = self.credits.reading();
+            let free = self.shares_free_at(reading)[usize::from(urgent)];
+            match after_pass(next, reading, free, self.reads_max_shares(urgent), urgent) {
+                AfterPass::Again => {}
+                AfterPass::Idle => return,
+                AfterPass::SleepUntil(wake_at) => {
+                    if self.credits.sleep_until(wake_at) {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -320,6 +334,31 @@ impl Scheduler {
             self.route(load).dispatch(DispatchOrder { load, credit });
         }
     }
+}
+
+/// What a scheduler does once a pass of dispatch stopped with loads still queued.
+#[derive(Debug, PartialEq, Eq)]
+enum AfterPass {
+    /// The next load fits now: credits came back after the pass looked.
+    Again,
+    /// The loads between dispatch and their end are at their bound: the `JobFinished` of one
+    /// of them wakes the scheduler.
+    Idle,
+    /// Out of read credits: arm the mark at this many shares read and wait for it.
+    SleepUntil(usize),
+}
+
+/// The step after a pass, for a next load of `next` shares (`urgent` or not) that may take
+/// `free` shares now, with `reading` shares being read against `limit`.
+fn after_pass(next: usize, reading: usize, free: usize, limit: usize, urgent: bool) -> AfterPass {
+    if next <= free {
+        return AfterPass::Again;
+    }
+    if reading + next <= limit {
+        return AfterPass::Idle;
+    }
+    let low_water = limit / WAKE_AT_CREDITS_BACK_DIVISOR;
+    AfterPass::SleepUntil(if urgent { limit - next } else { low_water.min(limit - next) })
 }
 
 /// Read shares only urgent loads may take: one credit (see the module docs).
@@ -405,5 +444,22 @@ mod tests {
         assert_eq!(shares(credit / 2, credit), SHARES_PER_CREDIT / 2);
         assert_eq!(shares(credit / 16 + 1, credit), 2, "rounded up");
         assert_eq!(shares(64, credit), 1, "the smallest load takes one share");
+    }
+
+    #[test]
+    fn a_credit_back_after_the_pass_looked_dispatches_again_instead_of_idling() {
+        let credit = SHARES_PER_CREDIT;
+        // One credit: the pass saw it held; it came back before the decision.
+        assert_eq!(after_pass(credit, 0, credit, credit, false), AfterPass::Again);
+        // Read credits free, the loads in flight at their bound: a `JobFinished` wakes it.
+        assert_eq!(after_pass(credit, 0, 0, credit, false), AfterPass::Idle);
+        // Out of read credits: a normal load waits for half of them, an urgent one for its own.
+        let limit = 4 * credit;
+        assert_eq!(after_pass(credit, limit, 0, limit, false), AfterPass::SleepUntil(2 * credit));
+        let urgent_limit = 4 * credit + URGENT_RESERVE_SHARES;
+        assert_eq!(
+            after_pass(credit, urgent_limit, 0, urgent_limit, true),
+            AfterPass::SleepUntil(urgent_limit - credit)
+        );
     }
 }
