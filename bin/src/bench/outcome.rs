@@ -34,14 +34,16 @@ impl Target {
 }
 
 impl Outcome {
-    /// The closing line.
+    /// The closing line. The ratio is cut, not rounded, to two decimals: a ratio above 1 is
+    /// better, so the line never shows one better than measured (0.798 rounded read 0.80 beside
+    /// a target of 0.8 "NOT met").
     pub(super) fn closing(&self) -> String {
         format!(
             "bench {}: ours={} baseline={} ratio={:.2}",
             self.scenario,
             figure(self.ours),
             figure(self.baseline),
-            self.ratio
+            floor_hundredths(self.ratio)
         )
     }
 
@@ -82,6 +84,11 @@ impl Outcome {
     }
 }
 
+/// `x` cut down to two decimals.
+fn floor_hundredths(x: f64) -> f64 {
+    (x * 100.0).floor() / 100.0
+}
+
 /// A figure with as many decimals as its size deserves.
 pub(super) fn figure(x: f64) -> String {
     if x.abs() >= 100.0 {
@@ -110,9 +117,16 @@ mod tests {
             extra: serde_json::json!({}),
             charts: vec![],
         };
-        assert_eq!(outcome.closing(), "bench tiny: ours=612345 baseline=401000 ratio=1.53");
+        assert_eq!(outcome.closing(), "bench tiny: ours=612345 baseline=401000 ratio=1.52");
         assert_eq!(outcome.unit_line(), "unit: requests/s; target: >= 500000 requests/s (met)");
         assert_eq!(figure(41.25), "41.2");
         assert_eq!(figure(0.5), "0.50");
+    }
+
+    #[test]
+    fn a_ratio_just_under_its_target_never_prints_as_the_target() {
+        assert_eq!(format!("{:.2}", floor_hundredths(0.798)), "0.79");
+        assert_eq!(format!("{:.2}", floor_hundredths(0.8)), "0.80");
+        assert_eq!(format!("{:.2}", floor_hundredths(2.999)), "2.99");
     }
 }
