@@ -426,14 +426,18 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         }
     }
 
-    /// Cancels the request (false if it had already ended) and lets go of it at its cache.
+    /// Cancels the request (false if it had already ended) and, if that ended it or `always`
+    /// (its last handle is gone), lets go of it at its cache. A request already `Ready` keeps
+    /// its asset held, and counted in the budget, while a handle can still read it.
     /// While recording, an engine request's cancel and its `Cancel` record happen under the
     /// recorder's order lock, as a frame's publishes and their records do, so the log lists a
     /// cancel that lost the race to a publish after that frame, as it took effect.
-    fn cancel_and_release(self: &Arc<Self>) -> bool {
+    fn cancel_and_release(self: &Arc<Self>, always: bool) -> bool {
         let _order = self.root_recorder().map(Recorder::order);
         let ended_it = self.cancel();
-        self.release();
+        if ended_it || always {
+            self.release();
+        }
         ended_it
     }
 
@@ -600,7 +604,7 @@ impl<T: Send + Sync + 'static> Clone for Handle<T> {
 impl<T: Send + Sync + 'static> Drop for Handle<T> {
     fn drop(&mut self) {
         if self.cell.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.cell.cancel_and_release();
+            self.cell.cancel_and_release(true);
         }
     }
 }
@@ -692,9 +696,10 @@ impl<T: Send + Sync + 'static> Handle<T> {
     /// Cancels the request now: unless it already ended, its state becomes `Cancelled` before
     /// this returns and it will never bind a value. The cache then drops the load if no other
     /// request holds the asset. Returns whether this call ended the request (`false` when it
-    /// had already ended, ready or not).
+    /// had already ended, ready or not). A request already `Ready` is left as it is: it keeps
+    /// its value, which stays resident (held, never evicted) until its last handle is dropped.
     pub fn cancel(&self) -> bool {
-        self.cell.cancel_and_release()
+        self.cell.cancel_and_release(false)
     }
 
     /// Changes the request's priority: a queued load moves in the scheduler's queue, a decoded

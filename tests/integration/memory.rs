@@ -69,6 +69,24 @@ fn over_budget_the_least_recently_used_unreferenced_asset_is_evicted_with_an_eve
 }
 
 #[test]
+fn cancelling_a_ready_handle_keeps_its_asset_held_until_the_handle_is_dropped() {
+    let source = GatedSource::with_blobs(1);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate().bytes_resident_max(8));
+    let handle = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    handle.wait_timeout(PATIENCE).unwrap().expect("loads");
+    assert!(!handle.cancel(), "a ready request is not cancelled");
+    assert!(rt.sync(PATIENCE));
+    let memory = rt.memory_stats();
+    assert_eq!((memory.resident_bytes, memory.evictions), (16, 0), "still held, over the budget");
+    let again = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    again.wait_timeout(PATIENCE).unwrap().expect("served from memory");
+    assert_eq!(source.gate.started_count("a0"), 1, "read once");
+    drop((handle, again));
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(rt.memory_stats().evictions, 1, "let go of, over the budget: evicted");
+}
+
+#[test]
 fn a_held_asset_is_never_evicted_even_when_held_assets_exceed_the_budget() {
     let source = GatedSource::with_blobs(3);
     let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate().bytes_resident_max(20));
