@@ -7,9 +7,9 @@
 //!
 //! # Ordering
 //!
-//! Requests that waited `aging_frames_max` frames first; then most urgent first and, within one
-//! priority, oldest request first. The order depends only on what is waiting, never on which
-//! worker finished first.
+//! Requests that waited `aging_frames_max` frames first (an aged one the budget has no room
+//! for ends the frame); then most urgent first and, within one priority, oldest request first.
+//! The order depends only on what is waiting, never on which worker finished first.
 //!
 //! # Invariants
 //!

@@ -6,15 +6,18 @@
 //!
 //! At each boundary, first the requests that have waited `aging_frames_max` frames or more,
 //! longest-waiting first; then the rest, most urgent first and, within a priority, oldest
-//! request first (lowest request id). Ties are broken by request id, never by the order in
+//! request first (lowest request id). An aged request the budget has no room for ends the
+//! frame: nothing behind it, aged or not, is published before it. Ties are broken by request id, never by the order in
 //! which worker threads happened to finish, so the same set of ready requests always publishes
 //! in the same order.
 //!
 //! # Invariants
 //!
-//! - A frame publishes at most `publish_count_max` requests, and stays within
-//!   `publish_bytes_max` and `publish_time_us_max` except that the first request of a frame is
-//!   always allowed (so an asset larger than the byte budget still gets published).
+//! - A frame publishes at most `publish_count_max` requests and stays within
+//!   `publish_bytes_max`, except that the first request of a frame is always allowed (so an
+//!   asset larger than the byte budget still gets published). The time is checked before each
+//!   publish after the first: a frame stops once `publish_time_us_max` is spent, so it can run
+//!   over by the one publish that began under it.
 //! - A request that can no longer be published (it was cancelled) is dropped without using
 //!   budget.
 
@@ -215,26 +218,30 @@ impl<E: Waiting> ReadySet<E> {
         // Requests staged in frames up to `aged_max` have waited `aging_frames_max` frames;
         // none has before frame `aging_frames_max`.
         let aged_max = frame.checked_sub(policy.aging_frames_max);
-        while let Some(request) =
-            aged_max.and_then(|at| self.by_arrival.first_aged(at, staged_in(&self.waiting)))
-        {
-            if !fits(&done, &|| self.weight(request)) {
-                break;
+        'frame: {
+            while let Some(request) =
+                aged_max.and_then(|at| self.by_arrival.first_aged(at, staged_in(&self.waiting)))
+            {
+                // An aged request that does not fit ends the frame: a younger, smaller one
+                // must not take its place (see `# Ordering`).
+                if !fits(&done, &|| self.weight(request)) {
+                    break 'frame;
+                }
+                self.by_arrival.pop_first();
+                if let Some(staged) = self.waiting.remove(&request) {
+                    publish(request, &staged.entry, batch, &mut done, record.as_deref_mut());
+                }
             }
-            self.by_arrival.pop_first();
-            if let Some(staged) = self.waiting.remove(&request) {
-                publish(request, &staged.entry, batch, &mut done, record.as_deref_mut());
-            }
-        }
-        while let Some((level, request)) = self.first_by_priority() {
-            if !fits(&done, &|| self.weight(request)) {
-                break;
-            }
-            self.by_priority[level].pop();
-            self.priority_keys -= 1;
-            if let Some(staged) = self.waiting.remove(&request) {
-                self.by_arrival.left(staged.frame);
-                publish(request, &staged.entry, batch, &mut done, record.as_deref_mut());
+            while let Some((level, request)) = self.first_by_priority() {
+                if !fits(&done, &|| self.weight(request)) {
+                    break;
+                }
+                self.by_priority[level].pop();
+                self.priority_keys -= 1;
+                if let Some(staged) = self.waiting.remove(&request) {
+                    self.by_arrival.left(staged.frame);
+                    publish(request, &staged.entry, batch, &mut done, record.as_deref_mut());
+                }
             }
         }
         self.drop_stale_keys();
@@ -397,6 +404,18 @@ mod tests {
         assert_eq!(b.frame(1, &policy), [1]);
         assert_eq!(b.frame(2, &policy), [2]);
         assert_eq!(b.frame(3, &policy), [3], "the first of a frame is allowed even if too big");
+    }
+
+    #[test]
+    fn an_aged_request_the_byte_budget_has_no_room_for_ends_the_frame() {
+        let mut b = Bench::new();
+        b.add(1, Priority::Low, 600, 0);
+        b.add(2, Priority::Low, 600, 0);
+        b.add(3, Priority::Critical, 300, 5);
+        let policy =
+            FramePolicy { publish_bytes_max: 1_000, aging_frames_max: 2, ..FramePolicy::count(10) };
+        assert_eq!(b.frame(5, &policy), [1], "the younger critical one waits behind aged 2");
+        assert_eq!(b.frame(6, &policy), [2, 3]);
     }
 
     #[test]
@@ -578,8 +597,11 @@ mod tests {
                 let weight = if cancelled { 0 } else { size };
                 let fits = count < policy.publish_count_max
                     && (count == 0 || bytes + weight <= policy.publish_bytes_max);
-                if (aged && since.saturating_add(policy.aging_frames_max) > frame) || !fits {
+                if aged && since.saturating_add(policy.aging_frames_max) > frame {
                     break;
+                }
+                if !fits {
+                    return published;
                 }
                 model.remove(at);
                 if !cancelled {
