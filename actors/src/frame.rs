@@ -125,7 +125,9 @@ pub struct FrameReport {
     pub published: u32,
     /// Bytes of the requests published.
     pub published_bytes: u64,
-    /// Requests still waiting for a later frame.
+    /// Entries still in the ready set for a later frame: decoded requests waiting, and those
+    /// cancelled since whose withdrawal the coordinator has not yet handled (and, in a replay,
+    /// those held for their recorded frame).
     pub waiting: usize,
     /// The count budget this boundary published under (it moves with an adaptive policy).
     pub budget: u32,
@@ -230,10 +232,12 @@ impl FrameShared {
         let mut pacing = self.pacing.lock().unwrap_or_else(PoisonError::into_inner);
         let (frame_us, budget) = pacing.begin(now_us, policy.publish_count_max);
         policy.publish_count_max = budget;
-        let started = Instant::now();
-        let mut elapsed = || u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let batch = PublishBatch::new(now_us);
         let mut ready = self.ready();
+        // Timed from the lock taken: waiting for the coordinator to let go of it is not
+        // publishing, and counted against `publish_time_us_max` it cut frames short.
+        let started = Instant::now();
+        let mut elapsed = || u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let done = match choice {
             FrameChoice::Budget(record) => {
                 ready.publish_frame(frame, &policy, &batch, &mut elapsed, record)
@@ -308,7 +312,10 @@ impl FrameShared {
     }
 
     fn fail_all(&self) {
-        for entry in self.ready().drain() {
+        // Failed with the lock released: each failure runs waiters' wakers, telemetry and
+        // dependency gates, which must not hold up an engine thread's `begin_frame`.
+        let drained = self.ready().drain();
+        for entry in &drained {
             entry.cell.fail_shutdown();
         }
     }
