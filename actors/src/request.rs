@@ -744,6 +744,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
     }
 
     /// Blocks the calling thread until the terminal state or `timeout`; `None` on timeout.
+    /// In frames mode, not on the thread that calls `begin_frame` (see `wait`'s `# Frames`).
     ///
     /// For a timeout of 1 ms or more, spins and yields briefly (crossbeam's `Backoff`: a few
     /// microseconds) before it sleeps:

@@ -7,6 +7,14 @@
 //! to each runtime's. The async forms work on any executor; their timeouts
 //! come from streamrt's own timer thread (see `timer`), not from the executor's. A timeout
 //! longer than an `Instant` can reach (`Duration::MAX`) means no deadline, in every wait.
+//!
+//! # Frames
+//!
+//! In frames mode a request becomes `Ready` only at a `begin_frame`. The thread that calls
+//! `begin_frame` must not wait for `Ready` ([`wait_all`], [`wait_any`], `Handle::wait_timeout`)
+//! on a request not yet published: no boundary comes while it waits, so it waits out its whole
+//! timeout (for ever, with `Duration::MAX`). It waits with [`wait_loaded`] instead, which ends
+//! once the requests are decoded, then publishes them at its next boundary.
 
 use std::future::Future;
 use std::pin::Pin;
