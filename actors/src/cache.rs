@@ -41,10 +41,6 @@
 //! [`Residency`] pool, where the next request for the key finds it (a hit) unless the budget
 //! evicted it (an `evicted` event). See `resident` for the bounds.
 //!
-//! A cell keeps the first value it was staged with. A request salvaged after a cache restart
-//! may have been decoded already and is loaded again; the new load's value goes to the slot's
-//! other holders, and the slot then serves whichever its first holder has: both are decodes of
-//! the same key.
 //!
 //! # Failures, retries and quarantine
 //!
@@ -55,13 +51,13 @@
 //!
 //! Permanent child of the runtime's supervisor. The slot table is the truth about requests:
 //! a restarted scheduler is rebuilt from it (`Resubmit`). When the cache itself fails, it
-//! salvages the tickets of every unfinished request before it stops, and its next incarnation
-//! admits them again as new loads: a restart loses held values, quarantine records and
-//! loads in flight (each marked cancelled in the table before it empties; their late replies
-//! are stale), never a request. A request already decoded is admitted again too, to rebuild
-//! its slot and its bytes in the budget; if that load fails, the request keeps its value and
-//! is published all the same. Parked values live in the
-//! shared budget, outside the actor, and survive it.
+//! salvages its slots before it stops: the tickets of every unfinished request, which its next
+//! incarnation admits again as new loads, and every decoded asset's slot whole, with all its
+//! holders (ready requests included) and its size, which the next incarnation puts back as it
+//! was, still counted in the memory budget. A restart loses quarantine records and loads in
+//! flight (each marked cancelled in the table before it empties; their late replies are
+//! stale), never a request nor a decoded asset. Parked values live in the shared budget,
+//! outside the actor, and survive it.
 
 mod failures;
 mod holders;
@@ -97,6 +93,7 @@ use crate::telemetry::{Counters, Probe};
 use crate::work::{DispatchOrder, IoPort, Job, JobEnd, JobGuard, JobRoute, ReadJob};
 
 pub(crate) use inbox::{CacheInbox, EngineMsg};
+pub(crate) use lifecycle::Salvaged;
 use route::decoder_outcome;
 pub(crate) use route::TypeRoute;
 use slots::{Detached, Holder, Phase, SlotTable};
@@ -200,8 +197,8 @@ pub(crate) struct CacheLinks {
     pub(crate) hints: Arc<LoadHints>,
 }
 
-/// The requests a failed cache hands to its next incarnation, each with its slot's locator.
-pub(crate) type Salvage<T> = Arc<Mutex<Vec<(Ticket<T>, Option<Locator>)>>>;
+/// What a failed cache hands to its next incarnation (see `lifecycle`).
+pub(crate) type Salvage<T> = Arc<Mutex<Salvaged<T>>>;
 
 /// See the module docs.
 pub(crate) struct Cache<T: Send + Sync + 'static> {
@@ -591,6 +588,10 @@ impl<T: Send + Sync + 'static> Cache<T> {
         if !self.panics.is_empty() {
             self.panics.remove(slot.path());
         }
+        // Counted before any holder is staged: staging wakes the engine's waiters, and should
+        // one of them panic, the salvage that follows finds a resident slot counted.
+        let evicted = self.residency().admit(self.budget_index(), size);
+        let slot = self.table.get(job.slot()).expect("the slot decoded just now");
         // A slot always has a holder; the last takes the value itself, the others a clone.
         if let Some((last, rest)) = slot.holders.split_last() {
             for ticket in rest {
@@ -598,7 +599,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
             }
             stage(last.cell(), value, size, &mut self.to_frame);
         }
-        let evicted = self.residency().admit(self.budget_index(), size);
         self.report_residency(evicted);
     }
 

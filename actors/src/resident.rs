@@ -146,7 +146,7 @@ impl Residency {
         self.enforce(t)
     }
 
-    /// A held asset of `bytes` is gone (its cache failed or shut down).
+    /// A held asset of `bytes` is gone (its cache shut down).
     pub(crate) fn forget_held(&mut self, t: usize, bytes: u64) {
         self.resident_bytes -= bytes;
         self.types[t].figures.resident_bytes -= bytes;

@@ -15,12 +15,12 @@
 //! - At most `queue_capacity` loads wait; one more new load fails with `QueueFull` at its
 //!   cache. A load queued again (a retry, or after a cache's or the scheduler's restart) was
 //!   admitted once and is never refused for room, so the queue can pass its capacity by loads
-//!   that were out of it when they were admitted again: in flight, in backoff, or (after a
-//!   cache's restart) decoded and loaded again to rebuild their slots. A cache that fails takes
-//!   its queued loads out of the queue. After the scheduler's own restart the queue can hold
-//!   up to about twice its capacity for a while: the new loads it takes before the caches'
-//!   resubmits are checked against an empty queue, and the resubmitted ones are never refused
-//!   (a known limit; the fix would hold new loads until every cache has resubmitted).
+//!   that were out of it when they were admitted again: in flight or in backoff. A cache that
+//!   fails takes its queued loads out of the queue. After the scheduler's own restart the
+//!   queue can hold up to about twice its capacity for a while: the new loads it takes before
+//!   the caches' resubmits are checked against an empty queue, and the resubmitted ones are
+//!   never refused (a known limit; the fix would hold new loads until every cache has
+//!   resubmitted).
 //! - At most `reads_in_flight` credits' worth of loads are being read, and at most
 //!   `reads_in_flight + decode_backlog_max` are between dispatch and their end, plus the urgent
 //!   reserve below; only then is the next load dispatched. The IO pool's queue and the decode

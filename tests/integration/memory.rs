@@ -1,9 +1,10 @@
 //! The memory budget: unreferenced assets kept for reuse, least-recently-used eviction with an
 //! `evicted` event, held assets never evicted, per-type budgets, and the stats that show it.
 
+use streamrt::chaos::CrashTarget;
 use streamrt::messages::EventKind;
-use streamrt::{BuildError, Priority, Runtime, ASSET_BYTES_MAX};
-use streamrt_integration::{blob_key, Blob, BlobDecoder, GatedSource, PATIENCE};
+use streamrt::{wait_loaded, BuildError, LoadState, Priority, Runtime, ASSET_BYTES_MAX};
+use streamrt_integration::{blob_key, wait_restart, Blob, BlobDecoder, GatedSource, PATIENCE};
 
 use crate::runtime;
 
@@ -84,6 +85,47 @@ fn cancelling_a_ready_handle_keeps_its_asset_held_until_the_handle_is_dropped() 
     drop((handle, again));
     assert!(rt.sync(PATIENCE));
     assert_eq!(rt.memory_stats().evictions, 1, "let go of, over the budget: evicted");
+}
+
+/// Crashes the blob cache and waits until its next incarnation took back what it salvaged.
+fn crash_the_cache(rt: &Runtime, events: &streamrt::EventStream) {
+    assert!(rt.sync(PATIENCE));
+    assert!(rt.inject_crash(&CrashTarget::Cache("blob".into())));
+    wait_restart(events, "cache:blob");
+    assert!(rt.sync(PATIENCE));
+}
+
+#[test]
+fn a_cache_restart_keeps_a_held_asset_counted_and_serves_it_without_a_reload() {
+    let source = GatedSource::with_blobs(1);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let events = rt.subscribe(4096);
+    let held = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    held.wait_timeout(PATIENCE).unwrap().expect("loads");
+    crash_the_cache(&rt, &events);
+    assert_eq!(rt.memory_stats().resident_bytes, 16, "still held, still counted");
+    let again = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    again.wait_timeout(PATIENCE).unwrap().expect("served from memory");
+    assert_eq!(source.gate.started_count("a0"), 1, "read once");
+    drop((held, again));
+    assert!(rt.sync(PATIENCE));
+    let memory = rt.memory_stats();
+    assert_eq!((memory.resident_bytes, memory.parked), (16, 1), "let go of: parked for reuse");
+}
+
+#[test]
+fn a_cache_restart_keeps_a_decoded_request_for_its_frame_without_a_reload() {
+    let source = GatedSource::with_blobs(1);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.frame_budget(8));
+    let events = rt.subscribe(4096);
+    let decoded = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    assert!(wait_loaded(std::slice::from_ref(&decoded), PATIENCE));
+    crash_the_cache(&rt, &events);
+    assert_eq!(decoded.state(), LoadState::Decoded, "waiting for a frame");
+    assert_eq!(rt.begin_frame().published, 1);
+    assert_eq!(decoded.state(), LoadState::Ready);
+    assert_eq!(source.gate.started_count("a0"), 1, "read once");
+    assert_eq!(rt.memory_stats().resident_bytes, 16);
 }
 
 #[test]

@@ -20,9 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{AsyncContext, Context};
-use streamrt_messages::{
-    AssetLoadError, AssetPath, ErrorKind, EventKind, Generation, LoadState, RequestId,
-};
+use streamrt_messages::{AssetLoadError, AssetPath, ErrorKind, EventKind, Generation, LoadState};
 
 use super::slots::Phase;
 use super::{load_ref, Cache, CacheMsg};
@@ -120,40 +118,12 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let slot = self.table.get(at).expect("live slot");
         // The load ends here either way: its entry is no longer waited for.
         self.links.hints.unwant(slot.locator);
-        if slot.holders.iter().any(|t| t.cell().state() == LoadState::Decoded) {
-            return self.keep_decoded(at, kind);
-        }
         let slot = self.table.remove(at);
         let key = self.key_of(slot.path());
         let error = Arc::new(AssetLoadError { key, attempt: slot.attempt(), kind });
         for ticket in &slot.holders {
             ticket.cell().fail(&error);
         }
-    }
-
-    /// The load of a slot whose holders include decoded ones failed. Only a load this cache's
-    /// restart started again to rebuild a slot has such holders (see the cache's
-    /// `# Supervision`): they keep the value they had, in a resident slot counted at the size
-    /// its source declared, 0 if it declared none (the decoded size went with the failed
-    /// incarnation), and the others fail.
-    fn keep_decoded(&mut self, at: usize, kind: ErrorKind) {
-        let slot = self.table.get_mut(at).expect("live slot");
-        slot.phase = Phase::Resident;
-        let waiting: Vec<RequestId> = slot
-            .holders
-            .iter()
-            .filter(|t| t.cell().state() != LoadState::Decoded)
-            .map(|t| t.cell().id())
-            .collect();
-        let (bytes, path, attempt) = (slot.bytes, slot.path().clone(), slot.attempt());
-        let error = Arc::new(AssetLoadError { key: self.key_of(&path), attempt, kind });
-        for request in waiting {
-            if let Some(detached) = self.table.detach(&path, request) {
-                detached.holder.cell().fail(&error);
-            }
-        }
-        let evicted = self.residency().admit(self.budget_index(), bytes);
-        self.report_residency(evicted);
     }
 
     pub(super) fn schedule_retries(&mut self, ctx: &mut Context<Self>) {

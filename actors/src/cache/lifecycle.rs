@@ -1,8 +1,8 @@
 //! The end of a cache's incarnation: at shutdown every request still waiting fails with
-//! `Shutdown`; after a failure, the unfinished requests are salvaged for the next incarnation,
-//! which admits them again (see the cache's `# Supervision`). Either way every load in the
-//! table is cancelled first, each by its own slot and generation, and the resident bytes its
-//! slots held are given back to the memory budget.
+//! `Shutdown`, and the resident bytes its slots held are given back to the memory budget;
+//! after a failure, the slots are salvaged for the next incarnation ([`Salvaged`], see the
+//! cache's `# Supervision`). Either way every load in the table is cancelled first, each by
+//! its own slot and generation.
 
 use std::sync::{Arc, PoisonError};
 
@@ -10,7 +10,31 @@ use streamrt_messages::{AssetLoadError, ErrorKind, LoadState};
 
 use super::slots::Phase;
 use super::Cache;
+use crate::request::Ticket;
 use crate::scheduler::Admission;
+use crate::source::Locator;
+
+/// What a failed incarnation hands to the next.
+///
+/// # Invariants
+///
+/// - The bytes of every `resident` asset are still counted in the memory budget as held: the
+///   failed incarnation did not give them back, and the next puts the slot back without
+///   counting them again. An incarnation no one restarts (its supervisor gave up) leaves them
+///   counted; the runtime is stopping then.
+pub(crate) struct Salvaged<T: Send + Sync + 'static> {
+    /// Requests whose load had not ended, each with its slot's locator: loaded again.
+    unfinished: Vec<(Ticket<T>, Option<Locator>)>,
+    /// Decoded assets: every holder of the slot, the first first (each staged with the value,
+    /// ready or still waiting to publish), and the value's resident size.
+    resident: Vec<(Vec<Ticket<T>>, u64)>,
+}
+
+impl<T: Send + Sync + 'static> Default for Salvaged<T> {
+    fn default() -> Self {
+        Self { unfinished: Vec::new(), resident: Vec::new() }
+    }
+}
 
 impl<T: Send + Sync + 'static> Cache<T> {
     /// Forgets the resident bytes of every slot (the table is about to be emptied).
@@ -65,15 +89,19 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.retry_later.clear();
     }
 
-    /// Hands every unfinished request to the next incarnation (after a failure).
+    /// Hands every decoded asset and every unfinished request to the next incarnation (after
+    /// a failure).
     pub(super) fn salvage(&mut self) {
-        self.release_resident();
         self.cancel_every_load();
         let mut salvage = self.salvage.lock().unwrap_or_else(PoisonError::into_inner);
         for slot in self.table.drain() {
+            if slot.phase == Phase::Resident {
+                salvage.resident.push((slot.holders.into_iter().collect(), slot.bytes));
+                continue;
+            }
             let locator = slot.locator;
             let unfinished = slot.holders.into_iter().filter(|t| !t.cell().state().is_terminal());
-            salvage.extend(unfinished.map(|ticket| (ticket, locator)));
+            salvage.unfinished.extend(unfinished.map(|ticket| (ticket, locator)));
         }
         // What the failed batch produced still stands: staged requests must reach the frame
         // queue (their loads are gone) and finished jobs must return their credits. Queued
@@ -83,11 +111,19 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.flush();
     }
 
-    /// Admits again the requests a failed incarnation salvaged.
+    /// Puts back the decoded assets a failed incarnation salvaged, and admits its unfinished
+    /// requests again.
     pub(super) fn readmit(&mut self) {
-        let salvaged =
+        let Salvaged { unfinished, resident } =
             std::mem::take(&mut *self.salvage.lock().unwrap_or_else(PoisonError::into_inner));
-        for (ticket, locator) in salvaged {
+        for (holders, bytes) in resident {
+            let mut holders = holders.into_iter();
+            let Some(first) = holders.next() else { continue };
+            let generation = self.next_generation();
+            let at = self.table.insert_resident(first, generation, bytes);
+            holders.for_each(|holder| self.table.attach(at, holder));
+        }
+        for (ticket, locator) in unfinished {
             ticket.cell().advance(LoadState::Loading, LoadState::Pending);
             self.load(ticket, locator, Admission::Again);
         }
