@@ -190,6 +190,33 @@ fn print_line(line: &str) {
     println!("{line}");
 }
 
+/// Runs `N` systems for `--rounds` interleaved rounds, calling `run(system)` for each, in an
+/// order rotated by one from round to round: on a shared machine the load moves within a run,
+/// and a system that always ran first (or last) met its own share of it. Reports each round's
+/// times (`wall` of each result) under `names`; returns each system's results, round by round.
+///
+/// # Errors
+///
+/// The first error a run returns.
+fn interleaved<T, const N: usize>(
+    args: &BenchArgs,
+    names: [&str; N],
+    mut run: impl FnMut(usize) -> anyhow::Result<T>,
+    wall: impl Fn(&T) -> Duration,
+) -> anyhow::Result<[Vec<T>; N]> {
+    let mut results: [Vec<T>; N] = std::array::from_fn(|_| Vec::new());
+    for round in 0..args.rounds.max(1) {
+        for turn in 0..N {
+            let system = (round + turn) % N;
+            results[system].push(run(system)?);
+        }
+        let times: Vec<(&str, Duration)> =
+            (0..N).map(|s| (names[s], wall(&results[s][round]))).collect();
+        round_line(args, round + 1, &times);
+    }
+    Ok(results)
+}
+
 /// Reports a round's times on stderr, so stdout holds only the result.
 fn round_line(args: &BenchArgs, round: usize, systems: &[(&str, Duration)]) {
     if args.json {

@@ -10,7 +10,7 @@ use streamrt::pack::{Codec, PackLimits, PackWriter};
 use streamrt::{Coalescing, PackSource, Runtime};
 
 use super::outcome::Outcome;
-use super::{bench_config, median, round_line, stream_all, BenchArgs};
+use super::{bench_config, interleaved, median, stream_all, BenchArgs};
 use crate::formats::{encode_blob, BlobDecoder};
 
 /// Entries of the scenario by default.
@@ -60,15 +60,13 @@ pub(super) fn coalesce(args: &BenchArgs) -> anyhow::Result<Outcome> {
     let paths = build(&pack, args.count.unwrap_or(ASSETS), args.seed)?;
     // One untimed pass warms the page cache for both.
     run(&pack, &paths, Coalescing::off(), args)?;
-    let (mut base, mut ours, mut reads) = (Vec::new(), Vec::new(), (0, 0));
-    for round in 1..=args.rounds.max(1) {
-        let (b, b_reads) = run(&pack, &paths, Coalescing::off(), args)?;
-        let (o, o_reads) = run(&pack, &paths, Coalescing::default(), args)?;
-        reads = (b_reads, o_reads);
-        round_line(args, round, &[("separate reads", b), ("coalesced", o)]);
-        base.push(b);
-        ours.push(o);
-    }
+    let policies = [Coalescing::off(), Coalescing::default()];
+    let system = |s: usize| run(&pack, &paths, policies[s], args);
+    let names = ["separate reads", "coalesced"];
+    let [base, ours] = interleaved(args, names, system, |r: &(Duration, u64)| r.0)?;
+    let reads = (base.last().map_or(0, |r| r.1), ours.last().map_or(0, |r| r.1));
+    let (base, ours): (Vec<Duration>, Vec<Duration>) =
+        (base.iter().map(|r| r.0).collect(), ours.iter().map(|r| r.0).collect());
     let rate = |d: Duration| paths.len() as f64 / d.as_secs_f64();
     let (b, o) = (rate(median(base)), rate(median(ours)));
     let size = std::fs::metadata(&pack)?.len();

@@ -20,7 +20,7 @@ use streamrt::{EntryInfo, Locator, RuntimeConfig, Source, SourceError};
 use super::outcome::{Outcome, Target};
 use super::throughput::limit;
 use super::workload::{generate_pack, open_pack, Sizes, Workload};
-use super::{bench_config, median, round_line, BenchArgs};
+use super::{bench_config, interleaved, median, BenchArgs};
 
 /// Assets of the scenario by default.
 const ASSETS: usize = 2_000;
@@ -93,13 +93,13 @@ pub(super) fn slow_storage(args: &BenchArgs) -> anyhow::Result<Outcome> {
     let n = workload.keys.len() as f64;
     // One untimed pass warms the page cache; it also times the undelayed decode.
     limit(&workload, args.decode_threads)?;
-    let (mut decode, mut pool, mut own) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 1..=args.rounds.max(1) {
-        decode.push(limit(&workload, args.decode_threads.max(1))?.wall);
-        pool.push(workload.load_in_parallel(reads, READ_DELAY)?.wall);
-        own.push(ours(&workload, reads, args)?);
-        round_line(args, round, &[("fifo pool", pool[round - 1]), ("streamrt", own[round - 1])]);
-    }
+    let run = |system: usize| match system {
+        0 => Ok(limit(&workload, args.decode_threads.max(1))?.wall),
+        1 => Ok(workload.load_in_parallel(reads, READ_DELAY)?.wall),
+        _ => ours(&workload, reads, args),
+    };
+    let names = ["decode alone", "fifo pool", "streamrt"];
+    let [decode, pool, own] = interleaved(args, names, run, |d: &Duration| *d)?;
     let rate = |d: Duration| n / d.as_secs_f64();
     let decode_cap = rate(median(decode));
     let overlapped = reads as f64 / READ_DELAY.as_secs_f64();

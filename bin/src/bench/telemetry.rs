@@ -11,7 +11,7 @@ use streamrt::{MemorySource, Runtime, RuntimeConfig};
 
 use super::cpu::{Medians, Span, Stopwatch};
 use super::outcome::Outcome;
-use super::{bench_config, round_line, stream_all, BenchArgs};
+use super::{bench_config, interleaved, stream_all, BenchArgs};
 use crate::formats::{encode_blob, BlobDecoder};
 
 /// Assets of the scenario by default.
@@ -51,13 +51,8 @@ pub(super) fn telemetry(args: &BenchArgs) -> anyhow::Result<Outcome> {
         source.insert(AssetKey::parse(&format!("blob:{k}"))?, encode_blob(&payload));
     }
     let log = dir.path().join("bench.jsonl");
-    let (mut on, mut off) = (Vec::new(), Vec::new());
-    for round in 1..=args.rounds.max(1) {
-        let (o, n) = (run(&source, &keys, args, None)?, run(&source, &keys, args, Some(&log))?);
-        round_line(args, round, &[("telemetry off", o.wall), ("on", n.wall)]);
-        off.push(o);
-        on.push(n);
-    }
+    let system = |s: usize| run(&source, &keys, args, (s == 1).then_some(log.as_path()));
+    let [off, on] = interleaved(args, ["telemetry off", "on"], system, |s: &Span| s.wall)?;
     let rate = |d: Duration| keys.len() as f64 / d.as_secs_f64();
     let (on, off) = (Medians::of(&on, keys.len()), Medians::of(&off, keys.len()));
     let (o, b) = (rate(on.wall), rate(off.wall));

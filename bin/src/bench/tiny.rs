@@ -16,7 +16,7 @@ use streamrt::{Decoder, MemorySource, Runtime, Source};
 
 use super::cpu::{Medians, Span, Stopwatch};
 use super::outcome::{Outcome, Target};
-use super::{bench_config, median, request_all, round_line, wait_all_ready, BenchArgs};
+use super::{bench_config, interleaved, median, request_all, wait_all_ready, BenchArgs};
 use crate::formats::{encode_blob, Blob, BlobDecoder};
 
 /// The assets of the scenario.
@@ -143,15 +143,16 @@ pub(super) fn tiny(args: &BenchArgs) -> anyhow::Result<Outcome> {
             encode_blob(&[i as u8; ASSET_BYTES - 4]),
         );
     }
-    let (mut base, mut ours_runs, mut requests) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 1..=args.rounds.max(1) {
-        let b = baseline(&source, &keys, args)?;
-        let (o, r) = ours(&source, &keys, args)?;
-        round_line(args, round, &[("channel pipeline", b.wall), ("streamrt", o.wall)]);
-        base.push(b);
-        ours_runs.push(o);
-        requests.push(r);
-    }
+    // The pipeline's runs carry no request-loop time of their own.
+    let run = |system: usize| match system {
+        0 => Ok((baseline(&source, &keys, args)?, Duration::ZERO)),
+        _ => ours(&source, &keys, args),
+    };
+    let names = ["channel pipeline", "streamrt"];
+    let [base, ours_runs] = interleaved(args, names, run, |r: &(Span, Duration)| r.0.wall)?;
+    let requests: Vec<Duration> = ours_runs.iter().map(|r| r.1).collect();
+    let base: Vec<Span> = base.into_iter().map(|r| r.0).collect();
+    let ours_runs: Vec<Span> = ours_runs.into_iter().map(|r| r.0).collect();
     let rate = |d: Duration| count as f64 / d.as_secs_f64().max(1e-9);
     let (base, ours) = (Medians::of(&base, count), Medians::of(&ours_runs, count));
     let (b, o, r) = (base.wall, ours.wall, median(requests));
