@@ -87,6 +87,10 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     frames: u64,
+    /// Loads requested over the run, and those of them not yet ended when it stopped (decoded
+    /// in the last frames and not yet published, say).
+    requested: u64,
+    outstanding: u64,
     published: u64,
     failed: u64,
     cancelled: u64,
@@ -100,12 +104,15 @@ pub struct Summary {
 impl Summary {
     fn line(&self) -> String {
         format!(
-            "simulate: frames={} published={} failed={} cancelled={} pipelines={} \
-             fallback_draws={} budget_min={} budget_max={} telemetry_events={} order_hash={:016x}",
+            "simulate: frames={} requested={} published={} failed={} cancelled={} outstanding={} \
+             pipelines={} fallback_draws={} budget_min={} budget_max={} telemetry_events={} \
+             order_hash={:016x}",
             self.frames,
+            self.requested,
             self.published,
             self.failed,
             self.cancelled,
+            self.outstanding,
             self.pipelines,
             self.fallback_draws,
             self.budget_range.0,
@@ -206,7 +213,8 @@ pub fn simulate(args: &SimulateArgs, on_frame: &mut dyn FnMut(String)) -> anyhow
         failed: 0,
         cancelled: 0,
     };
-    let mut rec = Recorder { hash: OrderHash::default(), trace: Trace::new() };
+    let trace = Trace::new(args.trace.is_some());
+    let mut rec = Recorder { hash: OrderHash::default(), trace };
     let (mut last_frame_us, mut fallback_draws) = (0, 0u64);
     let mut budget_range = (u32::MAX, 0);
     for frame in 1..=args.frames {
@@ -238,6 +246,8 @@ pub fn simulate(args: &SimulateArgs, on_frame: &mut dyn FnMut(String)) -> anyhow
     }
     Ok(Summary {
         frames: args.frames,
+        requested: streaming.loads().count() as u64,
+        outstanding: streaming.loads().filter(|l| !l.reported).count() as u64,
         published: streaming.published,
         failed: streaming.failed,
         cancelled: streaming.cancelled,
@@ -309,6 +319,11 @@ fn gameplay(
 }
 
 impl Streaming {
+    /// Every load requested so far.
+    fn loads(&self) -> impl Iterator<Item = &Load> {
+        self.zones.iter().flatten().flatten()
+    }
+
     /// Notes every load that reached a terminal state since the last poll, in request order.
     fn poll(&mut self, hash: &mut OrderHash) {
         for load in self.zones.iter_mut().flatten().flatten().filter(|l| !l.reported) {
@@ -378,7 +393,7 @@ fn request_zone(
 /// next boundary publishes from a set that depends only on the seed.
 fn settle(rt: &Runtime, streaming: &Streaming) -> anyhow::Result<()> {
     let (mut meshes, mut textures) = (Vec::new(), Vec::new());
-    for load in streaming.zones.iter().flatten().flatten() {
+    for load in streaming.loads() {
         match &load.handle {
             LoadHandle::Mesh(h) if !h.is_terminal() => meshes.push(h.clone()),
             LoadHandle::Texture(h) if !h.is_terminal() => textures.push(h.clone()),

@@ -51,17 +51,19 @@ pub struct Span {
     pub duration_us: u64,
 }
 
-/// The spans of a run, timed against the run's start.
+/// The spans of a run, timed against the run's start; kept only when they are to be written
+/// (a run of a million frames makes about twenty million).
 #[derive(Debug)]
 pub struct Trace {
     start: Instant,
     spans: Vec<Span>,
+    kept: bool,
 }
 
 impl Trace {
-    /// A trace whose zero is now.
-    pub fn new() -> Self {
-        Self { start: Instant::now(), spans: Vec::new() }
+    /// A trace whose zero is now, keeping its spans if `kept`.
+    pub fn new(kept: bool) -> Self {
+        Self { start: Instant::now(), spans: Vec::new(), kept }
     }
 
     /// Microseconds since the trace's zero.
@@ -74,9 +76,11 @@ impl Trace {
         self.start
     }
 
-    /// Records a span.
+    /// Records a span, if the trace keeps them.
     pub fn push(&mut self, span: Span) {
-        self.spans.push(span);
+        if self.kept {
+            self.spans.push(span);
+        }
     }
 
     /// Writes the spans as a Chrome trace (`chrome://tracing`, Perfetto): one track per thread.
