@@ -37,7 +37,8 @@ struct Level {
 fn measure(ready: usize, frames: usize) -> anyhow::Result<Level> {
     let source = MemorySource::new();
     // Distinct keys for every request: each boundary publishes fresh loads, not cache hits.
-    let keys = ready + frames * BUDGET as usize;
+    // Each boundary publishes at most the budget, and at most what is ready.
+    let keys = ready + frames * ready.min(BUDGET as usize);
     for i in 0..keys {
         source.insert(AssetKey::parse(&format!("blob:f{i}"))?, encode_blob(&i.to_le_bytes()));
     }
