@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, ensure, Context};
 use streamrt::messages::AssetKey;
 use streamrt::{MemorySource, Runtime, RuntimeConfig};
 
@@ -34,8 +34,13 @@ fn run(
     let watch = Stopwatch::start();
     stream_all(&rt, keys)?;
     // The sink's last lines are part of telemetry's cost (with telemetry off, nothing waits).
-    rt.flush_telemetry();
+    let flushed = rt.flush_telemetry();
     let span = watch.stop();
+    // A sink that gave up on its file, or did not answer, would make telemetry look cheap.
+    ensure!(flushed, "the telemetry sink did not answer its flush");
+    if let Some(error) = rt.telemetry_error() {
+        bail!("telemetry failed to write its log: {error}");
+    }
     rt.shutdown();
     Ok(span)
 }
