@@ -112,15 +112,25 @@ struct Trials {
     /// request call up to the cell's making, and both ends' rounding to microseconds. Each
     /// list is sorted on its own, so the three are distributions, not aligned trials.
     after: Latencies,
+    /// The low loads still in the scheduler's queue as each critical request was made (the
+    /// workers take some while the caller queues the rest): the lowest and the median.
+    still_queued: (u64, u64),
 }
 
+/// One trial: its wall and inside times in nanoseconds, and the low loads still queued.
+type Sample = (u64, u64, u64);
+
 impl Trials {
-    fn from_samples(samples: &[(u64, u64)]) -> Self {
-        let after = samples.iter().map(|(wall, inside)| wall.saturating_sub(*inside)).collect();
+    fn from_samples(samples: &[Sample]) -> Self {
+        let after = samples.iter().map(|(wall, inside, _)| wall.saturating_sub(*inside)).collect();
+        let mut still_queued: Vec<u64> = samples.iter().map(|s| s.2).collect();
+        still_queued.sort_unstable();
+        let median = still_queued.get(still_queued.len() / 2).copied().unwrap_or(0);
         Self {
             wall: Latencies::sorted(samples.iter().map(|s| s.0).collect()),
             inside: Latencies::sorted(samples.iter().map(|s| s.1).collect()),
             after: Latencies::sorted(after),
+            still_queued: (still_queued.first().copied().unwrap_or(0), median),
         }
     }
 
@@ -128,11 +138,13 @@ impl Trials {
     fn split_line(&self) -> String {
         let (i, a) = (&self.inside, &self.after);
         format!(
-            "  inside the runtime p50={:.0} us p99={:.0} us; after it (mostly the caller waking) p50={:.0} us p99={:.0} us",
+            "  inside the runtime p50={:.0} us p99={:.0} us; after it (mostly the caller waking) p50={:.0} us p99={:.0} us; low loads still queued: min {} median {}",
             i.p(0.5),
             i.p(0.99),
             a.p(0.5),
-            a.p(0.99)
+            a.p(0.99),
+            self.still_queued.0,
+            self.still_queued.1
         )
     }
 }
@@ -162,20 +174,21 @@ impl System {
 }
 
 /// Times the critical requests `crit/{keys}` on `rt`, each with `queued` low ones ahead; each
-/// sample is (wall, inside) in nanoseconds (see [`Trials`]).
-fn critical(rt: &Runtime, queued: usize, keys: Range<usize>) -> anyhow::Result<Vec<(u64, u64)>> {
+/// sample is (wall, inside) in nanoseconds and the low loads still queued (see [`Trials`]).
+fn critical(rt: &Runtime, queued: usize, keys: Range<usize>) -> anyhow::Result<Vec<Sample>> {
     let mut samples = Vec::with_capacity(keys.len());
     for key in keys {
         let low = (0..queued)
             .map(|i| rt.request::<Blob>(&format!("low/{i}"), Priority::Low))
             .collect::<Result<Vec<_>, _>>()?;
         ensure!(rt.sync(PATIENCE), "the runtime did not take the low requests");
+        let still_queued = rt.status().queued;
         let started = Instant::now();
         let crit = rt.request::<Blob>(&format!("crit/{key}"), Priority::Critical)?;
         ensure!(matches!(crit.wait_timeout(PATIENCE), Some(Ok(_))), "the critical request failed");
         let wall = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let inside = crit.latency_us().unwrap_or(0).saturating_mul(1_000);
-        samples.push((wall, inside));
+        samples.push((wall, inside, still_queued));
         for h in &low {
             h.cancel();
         }
@@ -194,7 +207,7 @@ fn rotated(
 ) -> anyhow::Result<[Trials; SYSTEMS]> {
     let runtimes = systems.iter().map(|s| s.start(source, args)).collect::<Result<Vec<_>, _>>()?;
     let per_round = TRIALS / ROUNDS;
-    let mut samples: [Vec<(u64, u64)>; SYSTEMS] = Default::default();
+    let mut samples: [Vec<Sample>; SYSTEMS] = Default::default();
     for round in 0..ROUNDS {
         for turn in 0..SYSTEMS {
             let s = (round + turn) % SYSTEMS;
