@@ -21,6 +21,7 @@
 //!   per entry.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -237,6 +238,34 @@ fn request_all(rt: &Runtime, paths: &[String]) -> anyhow::Result<Vec<Handle<Blob
         .iter()
         .map(|p| rt.request::<Blob>(p, Priority::Normal))
         .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// A payload of `len` bytes (at least 8) that starts with `number`, so that a check can tell
+/// whose bytes a loaded asset got ([`check_numbered`]).
+fn numbered_payload(number: u64, len: usize) -> Vec<u8> {
+    let mut payload = vec![number as u8; len.max(8)];
+    payload[..8].copy_from_slice(&number.to_le_bytes());
+    payload
+}
+
+/// Checks that the `i`th blob is loaded, with the payload of number `i`: a load bound to
+/// another key's bytes would pass as ready otherwise.
+///
+/// # Errors
+///
+/// A blob missing or numbered otherwise.
+fn check_numbered(blobs: impl Iterator<Item = Option<Arc<Blob>>>) -> anyhow::Result<()> {
+    for (i, blob) in blobs.enumerate() {
+        if !blob.is_some_and(|b| is_numbered(&b, i as u64)) {
+            bail!("asset {i} is missing or came with another asset's bytes");
+        }
+    }
+    Ok(())
+}
+
+/// Whether `blob`'s payload is the one of number `number` ([`numbered_payload`]).
+fn is_numbered(blob: &Blob, number: u64) -> bool {
+    blob.0.get(..8) == Some(&number.to_le_bytes()[..])
 }
 
 /// Waits until every handle is ready.

@@ -22,7 +22,7 @@ use streamrt::{EntryInfo, Handle, Locator, MemorySource, Priority, Runtime, Sour
 
 use super::outcome::{Outcome, Target};
 use super::plot::{Chart, Series};
-use super::{bench_config, BenchArgs};
+use super::{bench_config, is_numbered, numbered_payload, BenchArgs};
 use crate::formats::{encode_blob, Blob, BlobDecoder};
 
 /// The largest depth by default.
@@ -122,9 +122,12 @@ fn measure(
     let bytes_per_pending = peak.saturating_sub(before) as f64 / depth.max(1) as f64;
     gated.open();
     let started = Instant::now();
-    for next in depth..depth + completions {
+    for (number, next) in (depth..depth + completions).enumerate() {
         let done = pending.pop_front().expect("the window holds depth requests");
-        ensure!(matches!(done.wait_timeout(PATIENCE), Some(Ok(_))), "{} failed", done.key());
+        let outcome = done.wait_timeout(PATIENCE);
+        // A load bound to another key's bytes would pass as ready otherwise.
+        let own = outcome.is_some_and(|o| o.is_ok_and(|blob| is_numbered(&blob, number as u64)));
+        ensure!(own, "{} failed or came with another asset's bytes", done.key());
         pending.push_back(rt.request::<Blob>(&path(next), Priority::Normal)?);
     }
     let elapsed = started.elapsed();
@@ -214,7 +217,7 @@ pub(super) fn scale(args: &BenchArgs) -> anyhow::Result<Outcome> {
     for i in 0..keys {
         source.insert(
             AssetKey::parse(&format!("blob:s/{i}"))?,
-            encode_blob(&(i as u64).to_le_bytes().repeat(ASSET_BYTES / 8 - 1)),
+            encode_blob(&numbered_payload(i as u64, ASSET_BYTES - 4)),
         );
     }
     // The largest depth first: its memory is measured while the process has freed nothing

@@ -10,13 +10,15 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use anyhow::ensure;
 use streamrt::messages::AssetKey;
-use streamrt::{Decoder, MemorySource, Runtime, Source};
+use streamrt::{Decoder, Handle, MemorySource, Runtime, Source};
 
 use super::cpu::{Medians, Span, Stopwatch};
 use super::outcome::{Outcome, Target};
-use super::{bench_config, interleaved, median, request_all, wait_all_ready, BenchArgs};
+use super::{
+    bench_config, check_numbered, interleaved, median, numbered_payload, request_all,
+    wait_all_ready, BenchArgs,
+};
 use crate::formats::{encode_blob, Blob, BlobDecoder};
 
 /// The assets of the scenario.
@@ -41,6 +43,7 @@ fn ours(
     let requested = watch.elapsed();
     wait_all_ready(&handles)?;
     let span = watch.stop();
+    check_numbered(handles.iter().map(Handle::get))?;
     rt.shutdown();
     Ok((span, requested))
 }
@@ -109,13 +112,13 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Closes the requests and joins the threads; how many slots were decoded.
-    pub(super) fn finish(mut self) -> anyhow::Result<usize> {
+    /// Closes the requests and joins the threads; the slots' values, in slot order.
+    pub(super) fn finish(mut self) -> anyhow::Result<Vec<Option<Arc<Blob>>>> {
         drop(self.requests.take());
         for t in self.threads.drain(..) {
             t.join().map_err(|_| anyhow::anyhow!("a pipeline thread panicked"))?;
         }
-        Ok(self.slots.iter().filter(|s| s.get().is_some()).count())
+        Ok(self.slots.iter().map(|s| s.get().cloned()).collect())
     }
 }
 
@@ -128,7 +131,7 @@ fn baseline(source: &MemorySource, keys: &[String], args: &BenchArgs) -> anyhow:
     }
     pipeline.wait_count(keys.len())?;
     let span = watch.stop();
-    ensure!(pipeline.finish()? == keys.len(), "the pipeline lost an asset");
+    check_numbered(pipeline.finish()?.into_iter())?;
     Ok(span)
 }
 
@@ -140,7 +143,7 @@ pub(super) fn tiny(args: &BenchArgs) -> anyhow::Result<Outcome> {
     for (i, k) in keys.iter().enumerate() {
         source.insert(
             AssetKey::parse(&format!("blob:{k}"))?,
-            encode_blob(&[i as u8; ASSET_BYTES - 4]),
+            encode_blob(&numbered_payload(i as u64, ASSET_BYTES - 4)),
         );
     }
     // The pipeline's runs carry no request-loop time of their own.
