@@ -4,7 +4,10 @@
 //! because these machines are shared and noisy; absolute times alone prove nothing. Each
 //! scenario prints what it ran, one line per system measured, the unit (and the target),
 //! then `bench SCENARIO: ours=X baseline=Y ratio=R`, where a ratio above 1 means streamrt is
-//! better; see [`outcome`]. `bench all` runs every scenario with its default sizes.
+//! better; see [`outcome`]. `bench all` runs every scenario with its default sizes (or each
+//! with `--count` as its main count, as a smoke run does), `scale` first: its bytes per
+//! pending request are the process's peak RSS over its fill, and memory the other scenarios
+//! freed, which the fill would take back, would hide part of them.
 //!
 //! Scenarios (each module's docs say exactly what is measured):
 //! - `throughput`: lz4 assets of 1–256 KiB (and 1 in 400 at 4 MiB) from a pack and from a
@@ -48,7 +51,7 @@ use outcome::Outcome;
 /// The scenarios `streamctl bench` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
-    /// Every scenario below, with its default sizes.
+    /// Every scenario below, with its default sizes (or `--count`), `scale` first.
     All,
     /// lz4 assets of 1-256 KiB from a pack and a directory vs `limit` and `naive`.
     Throughput,
@@ -71,14 +74,14 @@ enum Scenario {
 }
 
 impl Scenario {
-    /// What `all` runs, in order.
+    /// What `all` runs, in order (`scale` first, see the module docs).
     const EVERY: [Scenario; 9] = [
+        Scenario::Scale,
         Scenario::Throughput,
         Scenario::SlowStorage,
         Scenario::Tiny,
         Scenario::Priority,
         Scenario::Cancel,
-        Scenario::Scale,
         Scenario::Frame,
         Scenario::Telemetry,
         Scenario::Coalesce,
