@@ -186,10 +186,11 @@ pub(super) fn throughput(args: &BenchArgs) -> anyhow::Result<Outcome> {
         }
     };
     let threads = format!("{} threads", args.workers + args.decode_threads);
-    let mut lines = vec![format!(
-        "throughput: {} lz4 blobs, page cache warm, {threads}",
-        Sizes::THROUGHPUT.describe()
-    )];
+    let assets = match &args.pack {
+        Some(path) => format!("the entries of {}", path.display()),
+        None => format!("{} lz4 blobs", Sizes::THROUGHPUT.describe()),
+    };
+    let mut lines = vec![format!("throughput: {assets}, page cache warm, {threads}")];
     let mut extra = Vec::new();
     for f in &figures {
         f.report(&mut lines);
