@@ -317,6 +317,9 @@ impl Worker for IoWorker {
     }
 }
 
+/// A panic of a source's code, and the end of the load it makes.
+type SourcePanic = (ErrorKind, Box<dyn Any + Send>);
+
 impl IoWorker {
     fn decode_guard(job: Job) -> JobGuard {
         JobGuard::new(job, "a decode worker crashed")
@@ -331,7 +334,12 @@ impl IoWorker {
 
     /// Reads `job`'s bytes from the source, with its stage events, its replay record and the
     /// bandwidth limit's payment (the read credit stays taken while it is paid).
-    fn read_bytes(&self, job: &Job) -> Result<Vec<u8>, SourceError> {
+    ///
+    /// # Errors
+    ///
+    /// The panic of the source's code, with the load's end it makes (`WorkerLost`, with the
+    /// panic's message); the read's own result is the `Ok`.
+    fn read_bytes(&self, job: &Job) -> Result<Result<Vec<u8>, SourceError>, SourcePanic> {
         stage_event(&self.probe, EventKind::ReadStarted, job, self.index, None);
         let read = {
             let _span = tracing::debug_span!(target: "streamrt", "read", request = job.origin.0, key = %job.key).entered();
@@ -343,11 +351,10 @@ impl IoWorker {
         let read = match read {
             Ok(read) => read,
             Err(panic) => {
-                // Recorded as a lost worker, which a replay's source reproduces by panicking;
-                // then the panic goes on, and the job's guard ends the load.
+                // Recorded as a lost worker, which a replay's source reproduces by panicking.
                 let lost = ErrorKind::WorkerLost(panic_message(&*panic));
-                self.record_read(job, || ReadOutcome::Failed(lost));
-                resume_unwind(panic);
+                self.record_read(job, || ReadOutcome::Failed(lost.clone()));
+                return Err((lost, panic));
             }
         };
         let n = read.as_ref().ok().map(|b| b.len() as u64);
@@ -361,7 +368,7 @@ impl IoWorker {
             // source does not pile up reads.
             throttle.pay(n, || job.is_cancelled());
         }
-        read
+        Ok(read)
     }
 
     fn read(&self, ReadJob { mut guard, credit }: ReadJob) {
@@ -369,9 +376,16 @@ impl IoWorker {
             drop(credit);
             return end(guard.take(), JobEnd::Dropped(CancelStage::Loading));
         }
-        // The job stays in its guard while the source's code runs: a panic there ends it as
-        // lost (a transient failure, retried) rather than leaving its requests loading.
-        let read = self.read_bytes(guard.job());
+        // A panic of the source's code ends the load as lost (a transient failure, retried),
+        // with the panic's message, then goes on so that the pool rebuilds this worker.
+        let read = match self.read_bytes(guard.job()) {
+            Ok(read) => read,
+            Err((lost, panic)) => {
+                drop(credit);
+                end(guard.take(), JobEnd::Failed(lost));
+                resume_unwind(panic);
+            }
+        };
         drop(credit);
         // Counted whatever becomes of the load: the bytes were read.
         if let Ok(bytes) = &read {

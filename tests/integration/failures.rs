@@ -133,6 +133,7 @@ fn a_source_that_panics_reading_fails_the_request_as_lost_and_the_pool_keeps_rea
     let boom = rt.request::<Blob>("readpanic/x", Priority::Normal).unwrap();
     let err = failure(boom.wait_timeout(PATIENCE));
     assert!(matches!(err.kind, ErrorKind::WorkerLost(_)), "{err}");
+    assert!(err.to_string().contains("scripted panic reading blob:readpanic/x"), "{err}");
     assert_eq!(
         err.attempt,
         streamrt::RetryPolicy::default().attempts_max,
