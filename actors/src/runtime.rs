@@ -22,8 +22,8 @@ mod submit;
 pub use builder::RuntimeBuilder;
 
 pub use config::{
-    ConfigError, RetryPolicy, RuntimeConfig, CREDITS_MAX, DEPENDENCY_DEPTH_MAX, THREADS_MAX,
-    WORKER_NICE_MAX,
+    ConfigError, RetryPolicy, RuntimeConfig, CREDITS_MAX, DEPENDENCY_DEPTH_MAX,
+    EVENTS_BUFFERED_MAX, THREADS_MAX, WORKER_NICE_MAX,
 };
 
 use std::any::{Any, TypeId};

@@ -74,14 +74,15 @@ pub struct RuntimeConfig {
     pub requests_outstanding_max: usize,
     /// When decoded assets become visible.
     pub publish: PublishMode,
-    /// Telemetry events buffered for the sink, at most; past it events are dropped and counted.
+    /// Telemetry events buffered for the sink, at most, up to [`EVENTS_BUFFERED_MAX`]; past it
+    /// events are dropped and counted. The buffer is allocated whole when the runtime starts.
     pub events_buffered_max: usize,
     /// Where the sink writes JSON lines, if anywhere.
     pub telemetry_path: Option<PathBuf>,
-    /// How often the sink drains its buffer, in milliseconds.
+    /// How often the sink drains its buffer, in milliseconds (0 counts as 1).
     pub telemetry_flush_ms: u64,
     /// How often the sink records a `sample` event (queue depth, busy workers), in
-    /// milliseconds.
+    /// milliseconds (0 counts as 1).
     pub telemetry_sample_ms: u64,
     /// Whether events reach the sink's buffer (the telemetry file and subscribers). `tracing`
     /// at debug level, a replay recording and the counters (and so `status`) get them either
@@ -153,10 +154,12 @@ impl RuntimeConfig {
         self
     }
 
-    /// Checks that every count is usable: at least 1, threads and credits within
-    /// [`THREADS_MAX`] and [`CREDITS_MAX`] (the scheduler counts credits in sixteenths, and a
-    /// count near `usize::MAX` would overflow), dependency levels within
-    /// [`DEPENDENCY_DEPTH_MAX`] and the workers' nice within [`WORKER_NICE_MAX`].
+    /// Checks that every count is usable: at least 1 (but `dependency_depth_max`, where 0 lets
+    /// no request have dependencies), threads and credits within [`THREADS_MAX`] and
+    /// [`CREDITS_MAX`] (the scheduler counts credits in sixteenths, and a count near
+    /// `usize::MAX` would overflow), the event buffer within [`EVENTS_BUFFERED_MAX`],
+    /// dependency levels within [`DEPENDENCY_DEPTH_MAX`] and the workers' nice within
+    /// [`WORKER_NICE_MAX`].
     ///
     /// # Errors
     ///
@@ -178,6 +181,7 @@ impl RuntimeConfig {
             ("decode_threads", self.decode_threads, THREADS_MAX),
             ("reads_in_flight", self.reads_in_flight, CREDITS_MAX),
             ("decode_backlog_max", self.decode_backlog_max, CREDITS_MAX),
+            ("events_buffered_max", self.events_buffered_max, EVENTS_BUFFERED_MAX),
             ("dependency_depth_max", self.dependency_depth_max, DEPENDENCY_DEPTH_MAX),
             ("worker_nice", usize::from(self.worker_nice), usize::from(WORKER_NICE_MAX)),
         ];
@@ -217,6 +221,11 @@ pub const THREADS_MAX: usize = 4096;
 
 /// Read credits or decode credits, at most.
 pub const CREDITS_MAX: usize = 1 << 24;
+
+/// `events_buffered_max` at most: the buffer's slots are allocated, and written, when the
+/// runtime starts, about 150 bytes each, so this many take about 600 MB; `usize::MAX` made the
+/// allocation itself panic inside `build`.
+pub const EVENTS_BUFFERED_MAX: usize = 1 << 22;
 
 /// `dependency_depth_max` at most. A request's dependencies are requested by recursion on
 /// the caller's thread, one level a call: a chain of 20,000 levels overflowed an 8 MiB stack
@@ -304,5 +313,17 @@ mod tests {
             threads.validate(),
             Err(ConfigError::TooLarge { name: "decode_threads", .. })
         ));
+    }
+
+    #[test]
+    fn an_event_buffer_too_large_to_allocate_is_refused_not_a_panic_in_build() {
+        let huge = RuntimeConfig { events_buffered_max: usize::MAX, ..RuntimeConfig::default() };
+        let max = EVENTS_BUFFERED_MAX;
+        assert_eq!(
+            huge.validate(),
+            Err(ConfigError::TooLarge { name: "events_buffered_max", max })
+        );
+        let at_max = RuntimeConfig { events_buffered_max: max, ..RuntimeConfig::default() };
+        assert_eq!(at_max.validate(), Ok(()));
     }
 }
