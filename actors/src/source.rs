@@ -75,6 +75,11 @@ pub trait Source: Send + Sync + 'static {
     /// What is known of `key` without reading it: its dependencies and size. Called once per
     /// request on the engine's thread, so it must answer from memory (an index), never block.
     /// Nothing known by default.
+    ///
+    /// # Panics
+    ///
+    /// A panic here is caught: the request fails at once with `Io`, naming the panic. A replay
+    /// of a recording where it happened diverges there (the log keeps no record of it).
     fn entry_info(&self, _key: &AssetKey) -> EntryInfo {
         EntryInfo::default()
     }

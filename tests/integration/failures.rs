@@ -127,6 +127,22 @@ fn a_decoder_that_panics_sizing_its_value_fails_the_request_instead_of_leaving_i
 }
 
 #[test]
+fn a_source_that_panics_looking_a_key_up_fails_that_request_and_counts_it_ended() {
+    let source = GatedSource::with_blobs(1);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let boom = rt.request::<Blob>("infopanic/x", Priority::Normal).unwrap();
+    let err = failure(boom.wait_timeout(PATIENCE));
+    assert!(matches!(err.kind, ErrorKind::Io(_)), "{err}");
+    assert!(err.to_string().contains("scripted panic looking up blob:infopanic/x"), "{err}");
+    let after = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    assert!(after.wait_timeout(PATIENCE).unwrap().is_ok());
+    assert!(rt.sync(PATIENCE));
+    let status = rt.status();
+    assert_eq!(status.requested, status.ready + status.failed + status.cancelled);
+    assert_eq!(source.gate.started_count("infopanic/x"), 0, "never read");
+}
+
+#[test]
 fn a_source_that_panics_reading_fails_the_request_as_lost_and_the_pool_keeps_reading() {
     let source = GatedSource::with_blobs(1);
     let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1));

@@ -10,7 +10,8 @@
 //! - [`Gate`]: a set of held names plus a log of what started; [`GatedSource`] consults it
 //!   before each read and [`BlobDecoder`] before each decode. A held name blocks the worker
 //!   until the test releases it, or gives up after [`GATE_PATIENCE`]. Its reads of paths
-//!   starting with `ioerr` fail, of `flaky` fail the first time, and of `readpanic` panic.
+//!   starting with `ioerr` fail, of `flaky` fail the first time, and of `readpanic` panic;
+//!   looking up a path starting with `infopanic` panics.
 //! - [`Scenario`]: a scripted session written as a replay log, for transcript tests.
 //! - [`Rng`] and [`noise`]: deterministic random sessions and incompressible bytes.
 //! - [`write_blob_pack`]: a pack of blob entries `e0`, `e1`, ...
@@ -208,6 +209,7 @@ impl Source for GatedSource {
     }
 
     fn entry_info(&self, key: &AssetKey) -> EntryInfo {
+        assert!(!key.path().starts_with("infopanic"), "scripted panic looking up {key}");
         self.inner.entry_info(key)
     }
 }

@@ -14,12 +14,13 @@
 //! (`requests_outstanding_max`); one past it is returned already failed with `QueueFull`.
 
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use streamrt_messages::replay_log::LogRecord;
 use streamrt_messages::{AssetKey, AssetLoadError, AssetTypeName, ErrorKind, Priority, RequestId};
-use streamrt_supervisor::Mailbox;
+use streamrt_supervisor::{log_caught, panic_message, Mailbox};
 
 use crate::cache::EngineMsg;
 use crate::deps::{DepGate, DepHandle};
@@ -185,7 +186,10 @@ impl Submitter {
         let outstanding = self.outstanding();
         Counters::bump(&self.probe.counters.requested);
         walk.nodes += 1;
-        let info = self.source.entry_info(&key);
+        let (info, panicked) = match self.entry_info(&key) {
+            Ok(info) => (info, None),
+            Err(message) => (EntryInfo::default(), Some(message)),
+        };
         if let Some(recorder) = self.probe.recorder() {
             recorder.entry(&key, &info);
         }
@@ -195,9 +199,15 @@ impl Submitter {
         let link = Arc::clone(&entry.link);
         let cell = RequestCell::new(id, &key, priority, size.unwrap_or(0), lineage, link);
         let (handle, ticket) = Handle::new(cell);
-        if outstanding >= self.requests_outstanding_max as u64 {
-            let capacity = self.requests_outstanding_max;
-            ticket.cell().fail(&AssetLoadError::shared(key, ErrorKind::QueueFull { capacity }));
+        let refused = if let Some(message) = panicked {
+            Some(ErrorKind::Io(format!("the source panicked looking the key up: {message}")))
+        } else if outstanding >= self.requests_outstanding_max as u64 {
+            Some(ErrorKind::QueueFull { capacity: self.requests_outstanding_max })
+        } else {
+            None
+        };
+        if let Some(kind) = refused {
+            ticket.cell().fail(&AssetLoadError::shared(key, kind));
             return handle;
         }
         if let Some(gate) = gate {
@@ -209,6 +219,19 @@ impl Submitter {
         // A closed mailbox hands the ticket back; dropping it fails the request with Shutdown.
         let _ = entry.link.engine.post(EngineMsg::Load(ticket, locator));
         handle
+    }
+
+    /// The source's [`Source::entry_info`] for `key`, or its panic's message: the source is the
+    /// engine's code, and its panic must neither reach the engine's `request` call nor leave
+    /// the request counted and never ended.
+    fn entry_info(&self, key: &AssetKey) -> Result<EntryInfo, String> {
+        catch_unwind(AssertUnwindSafe(|| self.source.entry_info(key))).map_err(|panic| {
+            let message = panic_message(&*panic);
+            log_caught(|| {
+                tracing::warn!(target: "streamrt", %key, %message, "the source's entry_info panicked");
+            });
+            message
+        })
     }
 
     fn submit_dependencies(
