@@ -23,12 +23,16 @@
 //!
 //! [`WorkerPool::shutdown`] closes the queue (later submits are refused, even through senders
 //! still held elsewhere), lets every thread finish the jobs already queued, and joins every
-//! thread.
+//! thread. [`WorkerPool::shutdown_within`] waits only so long for them: a job blocked in the
+//! caller's code (a read from a stalled network store) must not hold its owner's shutdown for
+//! ever. A thread still running then is left behind, detached: it ends once its job returns
+//! and it finds its stop.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -130,6 +134,27 @@ pub struct WorkerPool<J> {
     stats: Arc<PoolStats>,
     /// Set for a stepped pool (no threads): its one worker, run by the owner.
     stepped: Option<Mutex<StepFn<J>>>,
+    /// How many of `threads` have ended, whatever ended them.
+    ended: Arc<Ended>,
+    /// Whether the pool was stopped (its threads joined or left behind).
+    stopped: bool,
+}
+
+/// The count of a pool's threads that ended, and a wake for whoever waits for it.
+#[derive(Default)]
+struct Ended {
+    count: Mutex<usize>,
+    changed: Condvar,
+}
+
+/// Counts its thread as ended however the thread's closure ends.
+struct EndGuard(Arc<Ended>);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        *self.0.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.0.changed.notify_all();
+    }
 }
 
 impl<J: Send + 'static> WorkerPool<J> {
@@ -168,16 +193,25 @@ impl<J: Send + 'static> WorkerPool<J> {
         let factory = Arc::new(factory);
         let stats = Arc::new(PoolStats::default());
         let sender = PoolSender { tx, closed: Arc::new(RwLock::new(false)) };
-        let mut pool =
-            Self { sender, rx, threads: Vec::with_capacity(threads), stats, stepped: None };
+        let mut pool = Self {
+            sender,
+            rx,
+            threads: Vec::with_capacity(threads),
+            stats,
+            stepped: None,
+            ended: Arc::default(),
+            stopped: false,
+        };
         for index in 0..threads {
             let rx = pool.rx.clone();
             let factory = Arc::clone(&factory);
             let stats = Arc::clone(&pool.stats);
+            let ended = EndGuard(Arc::clone(&pool.ended));
             // Counted before the thread runs, so `live` is the pool's size from `start` on.
             pool.stats.live.fetch_add(1, Ordering::AcqRel);
             let spawned =
                 std::thread::Builder::new().name(format!("{name}-{index}")).spawn(move || {
+                    let _ended = ended;
                     lower_priority(nice);
                     worker_loop(index, &rx, &*factory, &stats);
                 });
@@ -213,7 +247,15 @@ impl<J: Send + 'static> WorkerPool<J> {
                 worker = factory(0);
             }
         });
-        Self { sender, rx, threads: Vec::new(), stats, stepped: Some(Mutex::new(step)) }
+        Self {
+            sender,
+            rx,
+            threads: Vec::new(),
+            stats,
+            stepped: Some(Mutex::new(step)),
+            ended: Arc::default(),
+            stopped: false,
+        }
     }
 
     /// Takes every job queued so far, oldest first (stepped pools; a threaded pool's workers
@@ -261,34 +303,79 @@ impl<J: Send + 'static> WorkerPool<J> {
         // `Drop` does the work, so a pool dropped without `shutdown` stops the same way.
         drop(self);
     }
+
+    /// As [`WorkerPool::shutdown`], but waits at most `patience` for the threads to end (a
+    /// `patience` past what an `Instant` can reach waits for ever). Returns how many were
+    /// still running their jobs then: they are left behind, detached, and end on their own
+    /// once their jobs return.
+    pub fn shutdown_within(mut self, patience: Duration) -> usize {
+        self.stop(Instant::now().checked_add(patience))
+    }
 }
 
-impl<J> Drop for WorkerPool<J> {
-    fn drop(&mut self) {
+impl<J> WorkerPool<J> {
+    /// Closes the queue, queues a stop per thread and waits for the threads to end until
+    /// `deadline` (`None`: for ever); joins those that ended. Returns how many it left
+    /// running. Only the first call does anything.
+    fn stop(&mut self, deadline: Option<Instant>) -> usize {
+        if std::mem::replace(&mut self.stopped, true) {
+            return 0;
+        }
         *self.sender.closed.write().unwrap_or_else(PoisonError::into_inner) = true;
         // Queued jobs come before the stops, so they still run.
         for _ in &self.threads {
             let _ = self.sender.tx.send(Slot::Stop);
         }
+        // A job of this pool stopping it (a frame task shutting its runtime down) cannot join
+        // its own thread, which would panic: that thread ends once the job returns, after it
+        // ran what is still queued and took its stop.
         let me = std::thread::current().id();
-        let mut joined_all = true;
+        let others = self.threads.iter().filter(|h| h.thread().id() != me).count();
+        // Once counted ended, a thread is past its jobs: joining it waits only for its exit.
+        let all_ended = self.wait_ended(others, deadline);
+        let mut left = 0;
         for handle in self.threads.drain(..) {
-            // A job of this pool stopping it (a frame task shutting its runtime down) cannot
-            // join its own thread, which would panic: that thread ends once the job returns,
-            // after it ran what is still queued and took its stop.
             if handle.thread().id() == me {
-                joined_all = false;
-                continue;
+                left += 1;
+            } else if all_ended || handle.is_finished() {
+                // A thread only ends by returning from `worker_loop`, which catches job
+                // panics; a join error would mean a panic in the factory, already reported.
+                let _ = handle.join();
+            } else {
+                left += 1;
             }
-            // A thread only ends by returning from `worker_loop`, which catches job panics; a
-            // join error would mean a panic in the factory, already reported by the hook.
-            let _ = handle.join();
         }
         // With no thread left, whatever is still queued is dropped here, and a job's own drop
-        // guard reports it.
-        if joined_all {
+        // guard reports it. A thread left running keeps the queue: its stop is in it.
+        if left == 0 {
             while self.rx.try_recv().is_ok() {}
         }
+        left
+    }
+
+    /// Waits until `threads` of the pool's threads ended, or `deadline` passed; whether they
+    /// all did.
+    fn wait_ended(&self, threads: usize, deadline: Option<Instant>) -> bool {
+        let mut ended = self.ended.count.lock().unwrap_or_else(PoisonError::into_inner);
+        while *ended < threads {
+            ended = match deadline {
+                None => self.ended.changed.wait(ended).unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                        return false;
+                    };
+                    let waited = self.ended.changed.wait_timeout(ended, left);
+                    waited.unwrap_or_else(PoisonError::into_inner).0
+                }
+            };
+        }
+        true
+    }
+}
+
+impl<J> Drop for WorkerPool<J> {
+    fn drop(&mut self) {
+        self.stop(None);
     }
 }
 
@@ -449,6 +536,30 @@ mod tests {
         ended.recv_timeout(PATIENCE).expect("the thread took its stop and ended");
         assert!(held.lock().unwrap().is_none());
         drop((stats, sender));
+    }
+
+    #[test]
+    fn a_shutdown_within_leaves_a_blocked_thread_behind_which_ends_once_its_job_returns() {
+        let (ended_tx, ended) = mpsc::channel();
+        let ended_tx = std::sync::Mutex::new(ended_tx);
+        let pool =
+            WorkerPool::start("test-runner", 1, move |_| Runner(ended_tx.lock().unwrap().clone()))
+                .unwrap();
+        let sender = pool.sender();
+        let (entered, blocked) = mpsc::channel();
+        let (go, released) = mpsc::channel::<()>();
+        let job = Box::new(move || {
+            entered.send(()).unwrap();
+            released.recv().unwrap();
+        });
+        sender.submit(job).unwrap_or_else(|_| panic!("the pool is open"));
+        blocked.recv_timeout(PATIENCE).unwrap();
+        assert_eq!(pool.shutdown_within(Duration::ZERO), 1, "its one thread is left behind");
+        assert!(sender.submit(Box::new(|| ())).is_err(), "the pool is closed all the same");
+        assert!(ended.try_recv().is_err(), "still running its job");
+        go.send(()).unwrap();
+        // Its stop was left in the queue for it, though a sender is still held.
+        ended.recv_timeout(PATIENCE).expect("the thread took its stop and ended");
     }
 
     #[test]
