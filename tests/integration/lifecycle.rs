@@ -243,3 +243,27 @@ fn a_second_shutdown_returns_only_once_the_first_has_joined_every_thread() {
     first.join().unwrap();
     second.join().unwrap();
 }
+
+#[test]
+fn shutdown_leaves_a_read_blocked_in_the_source_behind_instead_of_waiting_for_it() {
+    let source = GatedSource::with_blobs(1);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.config(streamrt::RuntimeConfig {
+            shutdown_ack_ms_max: 200,
+            ..streamrt::RuntimeConfig::default()
+        })
+    });
+    let stuck = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    source.gate.wait_started("a0", 1);
+    let (done, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        rt.shutdown();
+        done.send(()).unwrap();
+    });
+    // The gate holds the read for `GATE_PATIENCE`, four times as long as this waits.
+    stopped.recv_timeout(PATIENCE).expect("shutdown returned with the read still blocked");
+    let ended = stuck.wait_timeout(PATIENCE).expect("terminal");
+    assert!(matches!(ended, Err(ReadyError::Failed(e)) if e.kind == ErrorKind::Shutdown));
+    source.gate.release("a0");
+}

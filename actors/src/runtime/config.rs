@@ -93,8 +93,9 @@ pub struct RuntimeConfig {
     pub drain_batch_max: usize,
     /// How long shutdown waits for each actor's acknowledgement, in milliseconds, before it
     /// fails the actor's requests itself (after the core supervisor gave up, only while the
-    /// actor lives); also how long `subscribe` and `flush_telemetry` wait for the telemetry
-    /// sink.
+    /// actor lives), and for each worker pool's threads to end (a thread still in a source's
+    /// read, a decode or a frame task then is left behind, to end on its own); also how long
+    /// `subscribe` and `flush_telemetry` wait for the telemetry sink.
     pub shutdown_ack_ms_max: u64,
     /// Levels of dependencies below a request at most, up to [`DEPENDENCY_DEPTH_MAX`]; a deeper
     /// chain (a cycle a custom source reports) fails the request with `DependencyFailed`.

@@ -226,7 +226,8 @@ impl Core {
     /// Fails every outstanding request with `Shutdown`, stops every actor and joins every
     /// thread. Each live actor gets `shutdown_ack_ms_max` to acknowledge; a dead one (its
     /// supervisor gave up) has its mailbox closed by this thread instead, which fails its
-    /// requests.
+    /// requests. Each worker pool gets as long for its threads to end; a thread still in a
+    /// job then (blocked in a source, a decoder or a frame task) is left behind, detached.
     pub(crate) fn stop(self, patience: AskPatience, last_event: impl FnOnce()) {
         for cache in &self.caches {
             cache.ask_shutdown(self.ack_max, patience);
@@ -234,8 +235,21 @@ impl Core {
         }
         self.scheduler.ask_with(SchedulerMsg::Shutdown, self.ack_max, patience);
         self.frame.ask_with(FrameMsg::Shutdown, self.ack_max, patience);
-        self.io.shutdown();
-        self.decode.shutdown();
+        // A job blocked in the engine's code (a source's read from a stalled store, a decoder,
+        // a frame task) must not hold the shutdown for ever: its thread is left behind.
+        for (pool, left) in [
+            ("IO", self.io.shutdown_within(self.ack_max)),
+            ("decode", self.decode.shutdown_within(self.ack_max)),
+        ] {
+            if left > 0 {
+                log_caught(|| {
+                    tracing::warn!(
+                        target: "streamrt", threads = left,
+                        "{pool} threads still ran their jobs at shutdown: left to end on their own"
+                    );
+                });
+            }
+        }
         last_event();
         self.sink.ask(SinkMsg::Flush, self.ack_max);
         // Stopped supervisors restart nothing while the system winds down.
