@@ -101,8 +101,10 @@ impl Decoder for MaterialDecoder {
     }
 
     fn size_bytes(&self, material: &Material) -> u64 {
-        // The keys' paths live behind their own allocations; the type name is shared.
-        let paths: usize = material.textures.iter().map(|k| k.path().len()).sum();
+        // Each key's path and type name live behind allocations of their own (each parsed key
+        // made its own), with an `Arc`'s two counts each.
+        let behind = |k: &AssetKey| k.path().len() + k.asset_type().as_str().len() + 32;
+        let paths: usize = material.textures.iter().map(behind).sum();
         let keys = material.textures.len() * std::mem::size_of::<AssetKey>();
         (std::mem::size_of::<Material>() + keys + paths) as u64
     }

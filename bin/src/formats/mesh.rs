@@ -57,8 +57,16 @@ impl Decoder for MeshDecoder {
                 bytes.len()
             )));
         }
-        let vertices = (0..nv).map(|_| r.f32s::<3>()).collect::<Result<Vec<_>, _>>()?;
-        let indices = (0..ni).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
+        // Sized exactly (the counts fit the input, checked above): grown by doubling, a
+        // buffer holds up to twice what `size_bytes` reports to the memory budget.
+        let mut vertices = Vec::with_capacity(nv);
+        for _ in 0..nv {
+            vertices.push(r.f32s::<3>()?);
+        }
+        let mut indices = Vec::with_capacity(ni);
+        for _ in 0..ni {
+            indices.push(r.u32()?);
+        }
         if let Some(bad) = indices.iter().find(|&&i| i as usize >= nv) {
             return Err(DecodeError::Validation(format!("index {bad} out of {nv} vertices")));
         }
@@ -94,6 +102,15 @@ mod tests {
             MeshDecoder.decode(&key(), encode_mesh(&bad)),
             Err(DecodeError::Validation(_))
         ));
+    }
+
+    #[test]
+    fn a_decoded_mesh_holds_exactly_what_its_size_reports() {
+        let mesh = Mesh { vertices: vec![[0.5; 3]; 1_025], indices: vec![0, 1, 1_024] };
+        let decoded = MeshDecoder.decode(&key(), encode_mesh(&mesh)).unwrap();
+        assert_eq!(decoded.vertices.capacity(), 1_025);
+        assert_eq!(decoded.indices.capacity(), 3);
+        assert_eq!(MeshDecoder.size_bytes(&decoded), 1_025 * 12 + 3 * 4);
     }
 
     #[test]
