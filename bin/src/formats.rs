@@ -2,10 +2,12 @@
 //! animations and materials (which depend on textures).
 //!
 //! Each format is small and strict: a decoder rejects bytes whose sizes, indices or checksum do
-//! not add up with a typed error, never a panic. Bytes that do not start with the format's
-//! magic (or, for a blob, have no room for its checksum) are `Malformed`; anything that breaks
-//! a rule after that — a truncation, a count that does not fit, a value out of range — is
-//! `Validation`. Fields are read through [`reader::Reader`], which checks every length.
+//! not add up with a typed error, never a panic. As the `Decoder` trait asks, bytes not laid out
+//! as the format says are `Malformed` (no magic, a truncation, a count that does not fit the
+//! bytes, bytes left over, a key that is not UTF-8, a blob with no room for its checksum); a
+//! value that breaks a rule of its type is `Validation` (an index or a range, a non-finite
+//! number, a blob's checksum). Fields are read through [`reader::Reader`], which checks every
+//! length.
 //!
 //! | type | layout (little-endian) |
 //! |---|---|

@@ -67,7 +67,7 @@ impl Decoder for AnimationDecoder {
         }
         let per_keyframe = 4 + usize::from(channels) * ROTATION_BYTES;
         if keyframes.checked_mul(per_keyframe) != Some(r.remaining()) {
-            return Err(DecodeError::Validation(format!(
+            return Err(DecodeError::Malformed(format!(
                 "{keyframes} keyframes of {channels} channels do not fit {} bytes",
                 bytes.len()
             )));
@@ -167,12 +167,14 @@ mod tests {
                 lying[6..10].copy_from_slice(&value.to_le_bytes());
             }
             let result = AnimationDecoder.decode(&key(), lying);
-            assert!(matches!(result, Err(DecodeError::Validation(_))), "{at}: {value}");
+            assert!(matches!(result, Err(DecodeError::Malformed(_))), "{at}: {value}");
         }
         let mut long = bytes;
         long.push(0);
-        assert!(matches!(AnimationDecoder.decode(&key(), long), Err(DecodeError::Validation(_))));
-        assert!(refused(&Animation { rotations: walk().rotations[..5].to_vec(), ..walk() }));
+        assert!(matches!(AnimationDecoder.decode(&key(), long), Err(DecodeError::Malformed(_))));
+        let short = Animation { rotations: walk().rotations[..5].to_vec(), ..walk() };
+        let result = AnimationDecoder.decode(&key(), encode_animation(&short));
+        assert!(matches!(result, Err(DecodeError::Malformed(_))), "{result:?}");
     }
 
     #[test]

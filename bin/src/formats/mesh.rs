@@ -52,7 +52,7 @@ impl Decoder for MeshDecoder {
         let want =
             nv.checked_mul(12).and_then(|v| ni.checked_mul(4).and_then(|i| v.checked_add(i)));
         if want != Some(r.remaining()) {
-            return Err(DecodeError::Validation(format!(
+            return Err(DecodeError::Malformed(format!(
                 "{nv} vertices and {ni} indices do not fit {} bytes",
                 bytes.len()
             )));
@@ -117,10 +117,10 @@ mod tests {
     fn counts_that_do_not_fit_the_bytes_are_rejected() {
         let mut lying = encode_mesh(&triangle());
         lying[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(MeshDecoder.decode(&key(), lying), Err(DecodeError::Validation(_))));
+        assert!(matches!(MeshDecoder.decode(&key(), lying), Err(DecodeError::Malformed(_))));
         let mut long = encode_mesh(&triangle());
         long.push(0);
-        assert!(matches!(MeshDecoder.decode(&key(), long), Err(DecodeError::Validation(_))));
+        assert!(matches!(MeshDecoder.decode(&key(), long), Err(DecodeError::Malformed(_))));
         let wrong_magic = b"MESX".iter().copied().chain(encode_mesh(&triangle())[4..].to_vec());
         let result = MeshDecoder.decode(&key(), wrong_magic.collect());
         assert!(matches!(result, Err(DecodeError::Malformed(_))));

@@ -3,9 +3,10 @@
 //! Every read checks the remaining length first and reports a shortfall as a typed
 //! [`DecodeError`], so a decoder built on it cannot panic on truncated or lying input.
 //!
-//! Invariant: a format's magic is the only thing reported as `Malformed` (the bytes are not
-//! this format at all); anything that goes wrong after the magic is `Validation` (the bytes
-//! claim the format but their sizes or values break its rules).
+//! Invariant, as the `Decoder` trait asks: what breaks a format's layout is `Malformed` (a
+//! missing magic, bytes cut short, counts that do not fit the bytes, bytes left over, text that
+//! is not UTF-8); a value that breaks a rule of its type in bytes laid out right is
+//! `Validation` (an index out of range, a non-finite number, a zero size).
 
 use streamrt::DecodeError;
 
@@ -33,11 +34,11 @@ impl<'a> Reader<'a> {
     ///
     /// # Errors
     ///
-    /// `Validation` when fewer than `n` bytes are left.
+    /// `Malformed` when fewer than `n` bytes are left.
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.at.checked_add(n).filter(|&end| end <= self.bytes.len());
         let Some(end) = end else {
-            return Err(DecodeError::Validation(format!(
+            return Err(DecodeError::Malformed(format!(
                 "truncated: {n} bytes wanted at offset {}, {} bytes long",
                 self.at,
                 self.bytes.len()
@@ -89,18 +90,17 @@ impl<'a> Reader<'a> {
     ///
     /// # Errors
     ///
-    /// `Validation` naming how many bytes follow `what`.
+    /// `Malformed` naming how many bytes follow `what`.
     pub(crate) fn finish(&self, what: &str) -> Result<(), DecodeError> {
         match self.remaining() {
             0 => Ok(()),
-            extra => Err(DecodeError::Validation(format!("{extra} bytes after the {what}"))),
+            extra => Err(DecodeError::Malformed(format!("{extra} bytes after the {what}"))),
         }
     }
 }
 
-/// Asserts `decode` refuses every strict prefix of `bytes` with an error, never a panic:
-/// `Malformed` while the magic is incomplete, `Validation` after it. Shared by the formats'
-/// truncation tests.
+/// Asserts `decode` refuses every strict prefix of `bytes` as `Malformed`, never with a
+/// panic. Shared by the formats' truncation tests.
 #[cfg(test)]
 pub(crate) fn assert_every_truncation_refused<T: std::fmt::Debug>(
     bytes: &[u8],
@@ -108,10 +108,6 @@ pub(crate) fn assert_every_truncation_refused<T: std::fmt::Debug>(
 ) {
     for len in 0..bytes.len() {
         let result = decode(bytes[..len].to_vec());
-        if len < 4 {
-            assert!(matches!(result, Err(DecodeError::Malformed(_))), "{len}: {result:?}");
-        } else {
-            assert!(matches!(result, Err(DecodeError::Validation(_))), "{len}: {result:?}");
-        }
+        assert!(matches!(result, Err(DecodeError::Malformed(_))), "{len}: {result:?}");
     }
 }

@@ -63,7 +63,7 @@ impl Decoder for TextureDecoder {
         }
         let sizes: Vec<u64> = (0..mips).map(|l| mip_bytes(width, height, l)).collect();
         if sizes.iter().sum::<u64>() != r.remaining() as u64 {
-            return Err(DecodeError::Validation(format!(
+            return Err(DecodeError::Malformed(format!(
                 "mip chain of {width}x{height}x{mips} does not fit {} bytes",
                 bytes.len()
             )));
@@ -104,10 +104,10 @@ mod tests {
         assert_eq!(t.mips.concat(), bytes[9..]);
         let mut lying = bytes.clone();
         lying[8] = 4;
-        assert!(matches!(TextureDecoder.decode(&key(), lying), Err(DecodeError::Validation(_))));
+        assert!(matches!(TextureDecoder.decode(&key(), lying), Err(DecodeError::Malformed(_))));
         let mut long = bytes;
         long.push(0);
-        assert!(matches!(TextureDecoder.decode(&key(), long), Err(DecodeError::Validation(_))));
+        assert!(matches!(TextureDecoder.decode(&key(), long), Err(DecodeError::Malformed(_))));
     }
 
     #[test]
