@@ -172,13 +172,9 @@ mod tests {
 
     #[test]
     fn keys_must_be_valid_distinct_texture_keys() {
-        for bad in [
-            b"mesh:a".as_slice(),
-            b"texture:../a",
-            b"texture:/etc/passwd",
-            b"no-type",
-            b"texture:",
-        ] {
+        for bad in
+            [b"mesh:a".as_slice(), b"texture:../a", b"texture:/etc/passwd", b"no-type", b"texture:"]
+        {
             assert!(refused(raw(&[bad])), "{}", String::from_utf8_lossy(bad));
         }
         assert!(malformed(raw(&[b"texture:\xff"])), "not UTF-8: not this format's text");

@@ -2,8 +2,9 @@
 //!
 //! Layout: `MESH`, vertex count (u32), index count (u32), vertices (3 × f32 each), indices
 //! (u32 each). The decoder checks that the counts account for exactly the bytes given before
-//! it allocates anything (so a lying count cannot make it allocate more than the input), and
-//! that every index names a vertex.
+//! it allocates anything (so a lying count cannot make it allocate more than the input), that
+//! the indices come in threes, that every coordinate is finite and that every index names a
+//! vertex.
 
 use streamrt::messages::AssetKey;
 use streamrt::{DecodeError, Decoder};
@@ -59,9 +60,16 @@ impl Decoder for MeshDecoder {
         }
         // Sized exactly (the counts fit the input, checked above): grown by doubling, a
         // buffer holds up to twice what `size_bytes` reports to the memory budget.
+        if ni % 3 != 0 {
+            return Err(DecodeError::Validation(format!("{ni} indices: triangles take three")));
+        }
         let mut vertices = Vec::with_capacity(nv);
-        for _ in 0..nv {
-            vertices.push(r.f32s::<3>()?);
+        for v in 0..nv {
+            let vertex = r.f32s::<3>()?;
+            if !vertex.iter().all(|c| c.is_finite()) {
+                return Err(DecodeError::Validation(format!("vertex {v}: {vertex:?}")));
+            }
+            vertices.push(vertex);
         }
         let mut indices = Vec::with_capacity(ni);
         for _ in 0..ni {
@@ -102,6 +110,19 @@ mod tests {
             MeshDecoder.decode(&key(), encode_mesh(&bad)),
             Err(DecodeError::Validation(_))
         ));
+    }
+
+    #[test]
+    fn partial_triangles_and_non_finite_vertices_are_rejected() {
+        let partial = Mesh { indices: vec![0, 1, 2, 0], ..triangle() };
+        let result = MeshDecoder.decode(&key(), encode_mesh(&partial));
+        assert!(matches!(result, Err(DecodeError::Validation(_))), "{result:?}");
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut mesh = triangle();
+            mesh.vertices[2][1] = bad;
+            let result = MeshDecoder.decode(&key(), encode_mesh(&mesh));
+            assert!(matches!(result, Err(DecodeError::Validation(_))), "{bad}: {result:?}");
+        }
     }
 
     #[test]

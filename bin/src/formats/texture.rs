@@ -58,7 +58,9 @@ impl Decoder for TextureDecoder {
     fn decode(&self, _: &AssetKey, bytes: Vec<u8>) -> Result<Texture, DecodeError> {
         let mut r = Reader::after_magic(&bytes, b"TEX0")?;
         let (width, height, mips) = (r.u16()?, r.u16()?, r.u8()?);
-        if width == 0 || height == 0 || mips == 0 || mips > MIPS_MAX {
+        // A chain stops at its 1x1 level: a 4x4 texture has 3 levels (4, 2, 1), never more.
+        let levels = 16 - width.max(height).leading_zeros() as u8;
+        if width == 0 || height == 0 || mips == 0 || mips > MIPS_MAX || mips > levels {
             return Err(DecodeError::Validation(format!("{width}x{height} with {mips} mips")));
         }
         let sizes: Vec<u64> = (0..mips).map(|l| mip_bytes(width, height, l)).collect();
@@ -111,9 +113,20 @@ mod tests {
     }
 
     #[test]
+    fn a_chain_down_to_its_one_texel_level_is_accepted() {
+        let mut rng = fastrand::Rng::with_seed(2);
+        for (w, h, mips) in [(4, 4, 3), (8, 2, 4), (1, 1, 1), (u16::MAX, 1, MIPS_MAX)] {
+            let bytes = encode_texture(w, h, mips, &mut rng);
+            assert!(TextureDecoder.decode(&key(), bytes).is_ok(), "{w}x{h}x{mips}");
+        }
+    }
+
+    #[test]
     fn zero_sizes_and_too_many_mips_are_rejected() {
         let mut rng = fastrand::Rng::with_seed(2);
-        for (w, h, mips) in [(0, 4, 1), (4, 0, 1), (4, 4, 0), (4, 4, MIPS_MAX + 1)] {
+        for (w, h, mips) in
+            [(0, 4, 1), (4, 0, 1), (4, 4, 0), (4, 4, MIPS_MAX + 1), (4, 4, 4), (1, 1, 2)]
+        {
             let bytes = encode_texture(w, h, mips, &mut rng);
             let result = TextureDecoder.decode(&key(), bytes);
             assert!(matches!(result, Err(DecodeError::Validation(_))), "{w}x{h}x{mips}");
