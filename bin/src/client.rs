@@ -16,6 +16,8 @@ use streamrt::messages::protocol::{
 };
 use streamrt::messages::{AssetKey, LoadState, Priority, RequestId, Status};
 
+use crate::shown::shown;
+
 /// A connected, greeted client.
 pub struct Client {
     stream: UnixStream,
@@ -249,7 +251,7 @@ fn print_info(r: &RequestInfo, json: bool) -> anyhow::Result<()> {
         println!(
             "request={} key={} state={} priority={}",
             r.request.0,
-            r.key,
+            shown(&r.key.to_string()),
             r.state.name(),
             r.priority.name()
         );
@@ -285,9 +287,12 @@ fn load(target: &Target, keys: &[String], priority: Priority, wait: bool) -> any
                     println!("{line}");
                 } else {
                     println!(
-                        "ended request={} key={key} state={} {error}",
+                        "ended request={} key={} state={} {}",
                         request.0,
-                        state.name()
+                        shown(&key.to_string()),
+                        state.name(),
+                        // Last on the line, so its spaces read as its own; escaped all the same.
+                        error.escape_debug()
                     );
                 }
             }

@@ -16,6 +16,7 @@ mod pack;
 mod replay;
 mod report;
 mod serve;
+mod shown;
 mod simulate;
 mod status;
 mod tracked;

@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use streamrt::messages::AssetTypeName;
+use streamrt::messages::{AssetKey, AssetTypeName};
 use streamrt::pack::{Codec, PackLimits, PackReader, PackWriter};
+
+use crate::shown::shown;
 
 /// Options of `streamctl pack`.
 #[derive(Debug, clap::Args)]
@@ -117,7 +119,14 @@ fn collect(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
                     eprintln!("pack: skipping {rel}: its folder is no asset type ({e})");
                     continue;
                 }
-                out.push((format!("{asset_type}:{rel}"), entry.path()));
+                // Any other name no key can hold (a path past a key's length) is skipped too,
+                // rather than refused by the writer after the files before it were read.
+                let key = format!("{asset_type}:{rel}");
+                if let Err(e) = AssetKey::parse(&key) {
+                    eprintln!("pack: skipping {}: {e}", shown(&rel));
+                    continue;
+                }
+                out.push((key, entry.path()));
             } else {
                 eprintln!("pack: skipping {}: not a regular file", entry.path().display());
             }
@@ -125,6 +134,30 @@ fn collect(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// The bytes of the regular file at `path`, at most `max` of them. The file is opened without
+/// following a symlink and checked through the open handle, so a file swapped for a symlink
+/// (to `/dev/zero`, say) after the tree was listed is refused, and one that grows while read
+/// is read no further than one byte past `max`.
+fn read_capped(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        bail!("not a regular file");
+    }
+    // Refused before it is read: a file far past the limit would not fit in memory.
+    if meta.len() > max {
+        bail!("{} bytes, over the {max}-byte entry limit", meta.len());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        bail!("grew past the {max}-byte entry limit while read");
+    }
+    Ok(bytes)
 }
 
 fn build(dir: &Path, output: &Path, codec: Codec, deps: Option<&Path>) -> anyhow::Result<()> {
@@ -142,16 +175,8 @@ fn build(dir: &Path, output: &Path, codec: Codec, deps: Option<&Path>) -> anyhow
     let mut writer = PackWriter::create_with_limits(output, limits)?;
     let (mut raw, mut entries) = (0u64, 0usize);
     for (key, path) in &files {
-        // Refused before it is read: a file far past the limit would not fit in memory.
-        let size = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?.len();
-        if size > limits.entry_bytes_max {
-            bail!(
-                "{}: {size} bytes, over the {}-byte entry limit",
-                path.display(),
-                limits.entry_bytes_max
-            );
-        }
-        let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+        let bytes = read_capped(path, limits.entry_bytes_max)
+            .with_context(|| format!("{}", path.display()))?;
         raw += bytes.len() as u64;
         entries += 1;
         writer.add(key, &bytes, codec, deps.get(key).cloned().unwrap_or_default())?;
@@ -190,13 +215,14 @@ fn ls(file: &Path, json: bool) -> anyhow::Result<()> {
     }
     println!("{:<48} {:>5} {:>10} {:>10}  deps", "key", "codec", "stored", "raw");
     for e in pack.entries() {
+        let deps: Vec<_> = e.deps.iter().map(|d| shown(d)).collect();
         println!(
             "{:<48} {:>5} {:>10} {:>10}  {}",
-            e.key,
+            shown(&e.key),
             e.codec.name(),
             e.stored_size,
             e.raw_size,
-            e.deps.join(" ")
+            deps.join(" ")
         );
     }
     Ok(())
@@ -207,10 +233,10 @@ fn verify(file: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("{}", file.display()))?;
     let bad = pack.verify();
     for (key, error) in &bad {
-        println!("bad: {key}: {error}");
+        println!("bad: {}: {error}", shown(key));
     }
     if !bad.is_empty() {
-        let names: Vec<&str> = bad.iter().map(|(key, _)| key.as_str()).collect();
+        let names: Vec<_> = bad.iter().map(|(key, _)| shown(key)).collect();
         bail!("{} of {} entries are bad: {}", bad.len(), pack.entries().len(), names.join(", "));
     }
     println!("ok: {} entries verified", pack.entries().len());
@@ -250,7 +276,7 @@ mod tests {
         let huge = std::fs::File::create(assets.join("blob/huge.bin")).unwrap();
         huge.set_len(300 << 20).unwrap();
         let pack = dir.path().join("a.pack");
-        let err = build(&assets, &pack, Codec::Lz4, None).unwrap_err().to_string();
+        let err = format!("{:#}", build(&assets, &pack, Codec::Lz4, None).unwrap_err());
         assert!(err.contains("huge.bin") && err.contains("entry limit"), "{err}");
         let missing = dir.path().join("nope.json");
         let err = build(&assets, &pack, Codec::Lz4, Some(&missing)).unwrap_err();
@@ -279,5 +305,29 @@ mod tests {
         std::fs::write(assets.join("mesh/a.bin"), b"two").unwrap();
         let files: Vec<String> = collect(&assets).unwrap().into_iter().map(|(k, _)| k).collect();
         assert_eq!(files, ["mesh:mesh/a.bin"]);
+    }
+
+    #[test]
+    fn a_path_longer_than_a_key_holds_is_skipped_and_the_rest_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let assets = dir.path().join("assets");
+        let deep: PathBuf = ["blob"].into_iter().chain(["d".repeat(220).as_str(); 5]).collect();
+        std::fs::create_dir_all(assets.join(&deep)).unwrap();
+        std::fs::write(assets.join(&deep).join("a.bin"), b"deep").unwrap();
+        std::fs::write(assets.join("blob/b.bin"), b"shallow").unwrap();
+        let files: Vec<String> = collect(&assets).unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(files, ["blob:blob/b.bin"]);
+        build(&assets, &dir.path().join("a.pack"), Codec::Lz4, None).unwrap();
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_symlink_after_listing_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, link) = (dir.path().join("a.bin"), dir.path().join("b.bin"));
+        std::fs::write(&file, b"bytes").unwrap();
+        assert_eq!(read_capped(&file, 5).unwrap(), b"bytes");
+        assert!(read_capped(&file, 4).unwrap_err().to_string().contains("entry limit"));
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        assert!(read_capped(&link, 1 << 20).is_err(), "a symlink is not followed");
     }
 }
