@@ -30,6 +30,11 @@ pub struct Client {
 /// How long a client waits for the daemon's answer to one request, by default.
 pub const ANSWER_TIMEOUT_MS: u64 = 30_000;
 
+/// How long `streamctl shutdown` waits for the daemon's `Done`, which comes once the daemon
+/// drained its connections and stopped its runtime (each actor and worker pool given
+/// `shutdown_ack_ms_max`).
+const SHUTDOWN_DONE_MS_MAX: u64 = 120_000;
+
 /// Bytes read from the socket at once.
 const READ_CHUNK_BYTES: usize = 64 << 10;
 
@@ -44,6 +49,8 @@ impl Client {
         let stream = UnixStream::connect(socket)
             .with_context(|| format!("connecting to {}", socket.display()))?;
         let answer_timeout = std::time::Duration::from_millis(target.answer_timeout_ms);
+        // A daemon that stops reading must not hold a write for ever either.
+        stream.set_write_timeout(Some(answer_timeout)).context("setting a write timeout")?;
         let mut client = Self {
             stream,
             decoder: FrameDecoder::new(),
@@ -85,30 +92,32 @@ impl Client {
     }
 
     /// Sends `msg` and returns the answer, an error if it is a refusal or if none comes
-    /// within the answer timeout (a daemon answers at once; only what follows an answer, such
-    /// as a waited load's ends or a watch's events, may take longer, and has no timeout).
+    /// within the answer timeout. A daemon answers at once, and sends what follows an answer
+    /// (an inflight page, a watch's status every 250 ms) as promptly; only a waited load's
+    /// ends may take longer, and have no limit.
     fn ask(&mut self, msg: &ClientMsg) -> anyhow::Result<ServerMsg> {
         self.send(msg)?;
-        let limit = Some(self.answer_timeout);
-        self.stream.set_read_timeout(limit).context("setting a read timeout")?;
+        match self.receive_within(self.answer_timeout)? {
+            ServerMsg::Error(e) => Err(anyhow!("daemon: {e}")),
+            answer => Ok(answer),
+        }
+    }
+
+    /// As [`Client::receive`], giving up after `limit` with an error that says so.
+    fn receive_within(&mut self, limit: std::time::Duration) -> anyhow::Result<ServerMsg> {
+        self.stream.set_read_timeout(Some(limit)).context("setting a read timeout")?;
         let answer = self.receive().map_err(|e| {
             let timed_out = e.downcast_ref::<std::io::Error>().is_some_and(|e| {
                 matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
             });
             if timed_out {
-                e.context(format!(
-                    "no answer from the daemon within {} ms",
-                    self.answer_timeout.as_millis()
-                ))
+                e.context(format!("no answer from the daemon within {} ms", limit.as_millis()))
             } else {
                 e
             }
         });
         self.stream.set_read_timeout(None).context("clearing the read timeout")?;
-        match answer? {
-            ServerMsg::Error(e) => Err(anyhow!("daemon: {e}")),
-            answer => Ok(answer),
-        }
+        answer
     }
 }
 
@@ -330,7 +339,7 @@ fn inflight(target: &Target) -> anyhow::Result<()> {
             ServerMsg::Done => break,
             other => return Err(refusal(other)),
         }
-        answer = client.receive()?;
+        answer = client.receive_within(client.answer_timeout)?;
     }
     if !target.json {
         println!("inflight: {count}");
@@ -375,7 +384,8 @@ fn watch(target: &Target, events_max: Option<u64>) -> anyhow::Result<()> {
     });
     let mut events = 0u64;
     loop {
-        match client.receive()? {
+        // A live daemon sends its status four times a second: silence means it is stuck.
+        match client.receive_within(client.answer_timeout)? {
             ServerMsg::Status(s) => {
                 if let Some(bar) = &bar {
                     bar.set_length(s.requested);
@@ -420,7 +430,7 @@ fn shutdown(target: &Target) -> anyhow::Result<()> {
     match client.ask(&ClientMsg::Shutdown)? {
         ServerMsg::ShuttingDown => {
             // `Done` comes once every request ended and the socket is gone.
-            match client.receive()? {
+            match client.receive_within(std::time::Duration::from_millis(SHUTDOWN_DONE_MS_MAX))? {
                 ServerMsg::Done => {}
                 other => return Err(refusal(other)),
             }
