@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use streamrt::messages::{AssetKey, AssetTypeName};
 use streamrt::pack::{Codec, PackLimits, PackReader, PackWriter};
+use streamrt::Decoder;
 
+use crate::formats::MaterialDecoder;
 use crate::shown::shown;
 
 /// Options of `streamctl pack`.
@@ -160,6 +162,41 @@ fn read_capped(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The dependencies of the asset `key` whose bytes are `bytes`, `listed` those `--deps` gives
+/// it. A material's are the textures its bytes name (`formats::material`), which `--deps` may
+/// list but not contradict; a material that does not decode (its load will fail) keeps what
+/// `--deps` lists. Any other asset's are what `--deps` lists.
+///
+/// # Errors
+///
+/// `--deps` lists other dependencies for a material than its bytes name.
+fn dependencies(
+    key: &str,
+    bytes: &[u8],
+    listed: Option<&Vec<String>>,
+) -> anyhow::Result<Vec<String>> {
+    let listed = listed.cloned().unwrap_or_default();
+    let Some(material) = key.strip_prefix("material:").and(AssetKey::parse(key).ok()) else {
+        return Ok(listed);
+    };
+    let named = match MaterialDecoder.decode(&material, bytes.to_vec()) {
+        Ok(decoded) => decoded.textures.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        Err(e) => {
+            eprintln!("pack: {}: not a valid material ({e}): its --deps only", shown(key));
+            return Ok(listed);
+        }
+    };
+    let sorted = |keys: &[String]| {
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
+        keys
+    };
+    if !listed.is_empty() && sorted(&listed) != sorted(&named) {
+        bail!("{key}: --deps lists {listed:?}, but its bytes name the textures {named:?}");
+    }
+    Ok(named)
+}
+
 fn build(dir: &Path, output: &Path, codec: Codec, deps: Option<&Path>) -> anyhow::Result<()> {
     let deps: BTreeMap<String, Vec<String>> = match deps {
         Some(path) => {
@@ -179,7 +216,8 @@ fn build(dir: &Path, output: &Path, codec: Codec, deps: Option<&Path>) -> anyhow
             .with_context(|| format!("{}", path.display()))?;
         raw += bytes.len() as u64;
         entries += 1;
-        writer.add(key, &bytes, codec, deps.get(key).cloned().unwrap_or_default())?;
+        let key_deps = dependencies(key, &bytes, deps.get(key))?;
+        writer.add(key, &bytes, codec, key_deps)?;
     }
     // `files` is sorted by key.
     let listed = |k: &String| files.binary_search_by(|(key, _)| key.cmp(k)).is_ok();
@@ -318,6 +356,32 @@ mod tests {
         let files: Vec<String> = collect(&assets).unwrap().into_iter().map(|(k, _)| k).collect();
         assert_eq!(files, ["blob:blob/b.bin"]);
         build(&assets, &dir.path().join("a.pack"), Codec::Lz4, None).unwrap();
+    }
+
+    #[test]
+    fn a_materials_dependencies_are_the_textures_its_bytes_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let assets = dir.path().join("assets");
+        std::fs::create_dir_all(assets.join("material")).unwrap();
+        std::fs::create_dir_all(assets.join("texture")).unwrap();
+        let texture = AssetKey::parse("texture:texture/t.tex").unwrap();
+        let material = crate::formats::Material {
+            textures: vec![texture.clone()],
+            base_color: [1.0; 4],
+            roughness: 0.5,
+        };
+        let bytes = crate::formats::encode_material(&material);
+        std::fs::write(assets.join("material/m.mat"), bytes).unwrap();
+        std::fs::write(assets.join("texture/t.tex"), b"texels").unwrap();
+        let pack = dir.path().join("a.pack");
+        build(&assets, &pack, Codec::Lz4, None).unwrap();
+        let reader = PackReader::open(&pack, PackLimits::default()).unwrap();
+        assert_eq!(reader.entry("material:material/m.mat").unwrap().deps, [texture.to_string()]);
+        let contrary = dir.path().join("deps.json");
+        std::fs::write(&contrary, r#"{"material:material/m.mat": ["texture:texture/u.tex"]}"#)
+            .unwrap();
+        let err = build(&assets, &pack, Codec::Lz4, Some(&contrary)).unwrap_err().to_string();
+        assert!(err.contains("its bytes name the textures"), "{err}");
     }
 
     #[test]
