@@ -331,6 +331,9 @@ pub(crate) fn from_whole<T: DeserializeOwned>(payload: &[u8], what: &str) -> Res
 }
 
 #[cfg(test)]
+mod golden;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
