@@ -5,8 +5,9 @@
 //! [`FaultySource`] and a [`FaultyDecoder`], cancels a share of them, reprioritises in storms,
 //! crashes the scheduler, the cache, the frame coordinator, the telemetry sink and workers in
 //! rotation, and then checks, from the handles and from the telemetry log, that every request
-//! reached exactly one terminal state, that no cancelled handle bound a value, and that the
-//! worker pools kept their size.
+//! reached exactly one terminal state, that no cancelled handle bound a value, that the
+//! worker pools kept their size, and that once every request ended no load stays counted
+//! queued or in flight (a leaked credit would stall a long-running engine).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -85,6 +86,10 @@ pub struct ChaosReport {
     pub bound_after_cancel: usize,
     /// Requests not terminal when the run's patience ran out.
     pub hung: usize,
+    /// Loads the scheduler still counted queued or in flight once every request had ended and
+    /// the workers had finished what they held (a leaked credit or in-flight entry), when
+    /// the run's patience ran out.
+    pub leaked: u64,
     /// Worker threads (IO + decode) at the start.
     pub workers_start: usize,
     /// Worker threads (IO + decode) at the end.
@@ -104,13 +109,14 @@ pub struct ChaosReport {
 }
 
 impl ChaosReport {
-    /// Whether every promise held: nothing lost, duplicated, bound after cancel or hung, no
-    /// poison key ready, the pools kept their size, and the log is complete.
+    /// Whether every promise held: nothing lost, duplicated, bound after cancel, hung or
+    /// leaked, no poison key ready, the pools kept their size, and the log is complete.
     pub fn holds(&self) -> bool {
         self.lost == 0
             && self.duplicated == 0
             && self.bound_after_cancel == 0
             && self.hung == 0
+            && self.leaked == 0
             && self.poison_ready == 0
             && self.workers_start == self.workers_end
             && self.events_dropped == 0
@@ -122,13 +128,14 @@ impl fmt::Display for ChaosReport {
         write!(
             f,
             "chaos: requests={} terminal={} lost={} duplicated={} bound_after_cancel={} hung={} \
-             poison_ready={} workers_start={} workers_end={} restarts={} quarantined={}",
+             leaked={} poison_ready={} workers_start={} workers_end={} restarts={} quarantined={}",
             self.requests,
             self.terminal,
             self.lost,
             self.duplicated,
             self.bound_after_cancel,
             self.hung,
+            self.leaked,
             self.poison_ready,
             self.workers_start,
             self.workers_end,
@@ -238,6 +245,7 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
     let (handles, cancelled) = workload(&rt, options, &mut rng);
     report.requests = handles.len();
     report.hung = settle(&rt, &handles, options.patience);
+    report.leaked = drained(&rt, options.patience);
     // Before the shutdown, which ends every request still outstanding.
     report.terminal = handles.iter().filter(|h| h.is_terminal()).count();
     let (io, decode) = rt.live_workers();
@@ -327,6 +335,25 @@ fn settle(rt: &Runtime, handles: &[Handle<ChaosBlob>], patience: Duration) -> us
     handles.iter().filter(|h| !h.is_terminal()).count()
 }
 
+/// Waits until the scheduler counts no load queued or in flight: once every request ended,
+/// the loads of the cancelled ones may still be with the workers, and each ends with its
+/// `JobFinished`. Returns what is still counted when `patience` runs out (0 when drained).
+fn drained(rt: &Runtime, patience: Duration) -> u64 {
+    let deadline = crate::signal::deadline_after(patience);
+    loop {
+        // A barrier through the actors: what the workers finished reaches the scheduler.
+        let synced = rt.sync(patience);
+        let status = rt.status();
+        let left = status.in_flight + status.queued;
+        let late = deadline.is_some_and(|deadline| Instant::now() >= deadline);
+        if left == 0 || !synced || late {
+            return left;
+        }
+        // Workers still hold loads: let them run before looking again.
+        std::thread::yield_now();
+    }
+}
+
 fn count_terminal_events(
     events: &crate::EventStream,
     handles: &[Handle<ChaosBlob>],
@@ -354,6 +381,15 @@ fn count_terminal_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_load_left_counted_after_every_request_ended_breaks_the_promises() {
+        assert!(ChaosReport::default().holds());
+        assert!(!ChaosReport { leaked: 1, ..ChaosReport::default() }.holds());
+        assert!(ChaosReport { leaked: 2, ..ChaosReport::default() }
+            .to_string()
+            .contains(" leaked=2 "));
+    }
 
     #[test]
     fn the_poison_keys_are_the_ones_after_the_first_keys() {
