@@ -48,7 +48,11 @@ impl Client {
         let socket = &target.socket;
         let stream = UnixStream::connect(socket)
             .with_context(|| format!("connecting to {}", socket.display()))?;
-        let answer_timeout = std::time::Duration::from_millis(target.answer_timeout_ms);
+        Self::greet(stream, std::time::Duration::from_millis(target.answer_timeout_ms))
+    }
+
+    /// Performs the handshake on `stream`, each step within `answer_timeout`.
+    fn greet(stream: UnixStream, answer_timeout: std::time::Duration) -> anyhow::Result<Self> {
         // A daemon that stops reading must not hold a write for ever either.
         stream.set_write_timeout(Some(answer_timeout)).context("setting a write timeout")?;
         let mut client = Self {
@@ -57,7 +61,13 @@ impl Client {
             chunk: vec![0; READ_CHUNK_BYTES],
             answer_timeout,
         };
-        match client.ask(&ClientMsg::Hello { version: PROTOCOL_VERSION })? {
+        let answer = match client.send(&ClientMsg::Hello { version: PROTOCOL_VERSION }) {
+            Ok(()) => client.receive_within(answer_timeout)?,
+            // A daemon that turns a client away (busy, shutting down) may close before it reads
+            // the `Hello`: its answer, sent first, is still there to read.
+            Err(refused) => client.receive_within(answer_timeout).map_err(|_| refused)?,
+        };
+        match answer {
             ServerMsg::Welcome { .. } => Ok(client),
             other => Err(refusal(other)),
         }
@@ -440,5 +450,21 @@ fn shutdown(target: &Target) -> anyhow::Result<()> {
             Ok(())
         }
         other => Err(refusal(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamrt::messages::protocol::ProtocolError;
+
+    #[test]
+    fn a_daemon_that_answers_busy_and_closes_before_reading_the_hello_is_reported_busy() {
+        let (client_end, mut daemon_end) = UnixStream::pair().unwrap();
+        let busy = encode_frame(&ServerMsg::Error(ProtocolError::Busy(128))).unwrap();
+        daemon_end.write_all(&busy).unwrap();
+        drop(daemon_end);
+        let err = Client::greet(client_end, std::time::Duration::from_secs(30)).err().unwrap();
+        assert!(err.to_string().contains("busy: 128 clients connected"), "{err:#}");
     }
 }

@@ -243,7 +243,7 @@ fn accept_loop(daemon: &Arc<Daemon>, socket: &ControlSocket) -> Vec<JoinHandle<(
         let connected = daemon.connections.fetch_add(1, Ordering::AcqRel) + 1;
         if connected > daemon.connections_max {
             daemon.connections.fetch_sub(1, Ordering::AcqRel);
-            turn_away(stream, connected - 1, daemon.idle_timeout);
+            turn_away(stream, ProtocolError::Busy(connected - 1), daemon.idle_timeout);
             continue;
         }
         threads.retain(|t| !t.is_finished());
@@ -263,11 +263,12 @@ fn accept_loop(daemon: &Arc<Daemon>, socket: &ControlSocket) -> Vec<JoinHandle<(
     threads
 }
 
-/// Answers a client past `connections_max` with `Busy` and closes it. One small frame fits
-/// the socket's buffer, so the write does not wait on the client; `idle` bounds it anyway.
-fn turn_away(mut stream: UnixStream, open: usize, idle: Duration) {
-    if let Ok(busy) = encode_frame(&ServerMsg::Error(ProtocolError::Busy(open))) {
+/// Answers a client the daemon will not serve (past `connections_max`: `Busy`; while it
+/// stops: `ShuttingDown`) with `why` and closes it. One small frame fits the socket's buffer,
+/// so the write does not wait on the client; `idle` bounds it anyway.
+fn turn_away(mut stream: UnixStream, why: ProtocolError, idle: Duration) {
+    if let Ok(frame) = encode_frame(&ServerMsg::Error(why)) {
         let _ = stream.set_write_timeout(Some(idle));
-        let _ = stream.write_all(&busy);
+        let _ = stream.write_all(&frame);
     }
 }

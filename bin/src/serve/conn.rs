@@ -145,9 +145,10 @@ pub(super) fn serve(daemon: &Arc<Daemon>, stream: UnixStream, id: u64) {
     if let Ok(clone) = stream.try_clone() {
         daemon.opened(id, clone);
     }
-    // Opened after shutdown shut the others for reading: it takes no request either.
+    // Opened after shutdown shut the others for reading: it takes no request either, and
+    // learns why.
     if daemon.is_stopping() {
-        return;
+        return super::turn_away(stream, ProtocolError::ShuttingDown, daemon.idle_timeout);
     }
     let _ = stream.set_write_timeout(Some(daemon.idle_timeout));
     let mut conn = Conn {
