@@ -142,9 +142,17 @@ fn escalation_hook(inner: Weak<Inner>, listener: Option<EscalationListener>) -> 
         });
         match spawned {
             Ok(thread) => *slot = Some((escalation, Some(thread))),
-            Err(e) => log_caught(|| {
-                tracing::error!(target: "streamrt", error = %e, "cannot start the escalation thread");
-            }),
+            Err(e) => {
+                log_caught(|| {
+                    tracing::error!(target: "streamrt", error = %e, "cannot start the escalation thread");
+                });
+                // No thread to stop the runtime with (the core thread, here, is one a stop
+                // waits on): `escalation` says why, new requests are refused, and the engine's
+                // own shutdown, or the runtime's drop, stops the rest.
+                *slot = Some((escalation, None));
+                drop(slot);
+                strong.submitter.close();
+            }
         }
     })
 }
@@ -481,7 +489,9 @@ impl Runtime {
         }
     }
 
-    /// Why the runtime shut itself down, if a supervisor gave up.
+    /// Why the runtime shut itself down, if a supervisor gave up. Should the thread that shuts
+    /// it down fail to start, the runtime only refuses new requests and waits for the engine's
+    /// [`Runtime::shutdown`] (or drop), which this tells it to call.
     pub fn escalation(&self) -> Option<Escalation> {
         self.inner
             .escalation
