@@ -450,6 +450,11 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         }
     }
 
+    /// Whether the request let go of its asset (its `Release` was posted to its cache).
+    pub(crate) fn is_released(&self) -> bool {
+        self.released.load(Ordering::Acquire)
+    }
+
     /// Marks the request released; true the first time only.
     fn mark_released(&self) -> bool {
         !self.released.swap(true, Ordering::AcqRel)

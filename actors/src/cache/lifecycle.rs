@@ -10,6 +10,7 @@ use streamrt_messages::{AssetLoadError, ErrorKind, LoadState};
 
 use super::slots::Phase;
 use super::Cache;
+use crate::frame::ReadyEntry;
 use crate::request::Ticket;
 use crate::scheduler::Admission;
 use crate::source::Locator;
@@ -26,7 +27,8 @@ pub(crate) struct Salvaged<T: Send + Sync + 'static> {
     /// Requests whose load had not ended, each with its slot's locator: loaded again.
     unfinished: Vec<(Ticket<T>, Option<Locator>)>,
     /// Decoded assets: every holder of the slot, the first first (each staged with the value,
-    /// ready or still waiting to publish), and the value's resident size.
+    /// ready or still waiting to publish, unless a panic cut the hand-out short: see
+    /// `put_back`), and the value's resident size.
     resident: Vec<(Vec<Ticket<T>>, u64)>,
 }
 
@@ -114,18 +116,58 @@ impl<T: Send + Sync + 'static> Cache<T> {
     /// Puts back the decoded assets a failed incarnation salvaged, and admits its unfinished
     /// requests again.
     pub(super) fn readmit(&mut self) {
-        let Salvaged { unfinished, resident } =
+        let Salvaged { mut unfinished, resident } =
             std::mem::take(&mut *self.salvage.lock().unwrap_or_else(PoisonError::into_inner));
         for (holders, bytes) in resident {
-            let mut holders = holders.into_iter();
-            let Some(first) = holders.next() else { continue };
-            let generation = self.next_generation();
-            let at = self.table.insert_resident(first, generation, bytes);
-            holders.for_each(|holder| self.table.attach(at, holder));
+            self.put_back(holders, bytes, &mut unfinished);
         }
         for (ticket, locator) in unfinished {
             ticket.cell().advance(LoadState::Loading, LoadState::Pending);
             self.load(ticket, locator, Admission::Again);
         }
+    }
+
+    /// Puts back a decoded asset's slot with its `holders`, its value's `bytes` still counted
+    /// as held. The failure may have cut the slot short of its invariants:
+    /// - a panic while the value was handed out (a waiter's waker) left holders without it, or
+    ///   staged without their entry queued for publishing: they get it now, or, when none has
+    ///   it, the bytes are given back and the holders still waiting are loaded again (into
+    ///   `unfinished`);
+    /// - a holder whose release was posted and whose handler was the one that failed never
+    ///   sees its release handled: holders that let go are dropped here (a release still to
+    ///   come finds nothing), and with none left the value is parked, as a release parks it.
+    fn put_back(
+        &mut self,
+        holders: Vec<Ticket<T>>,
+        bytes: u64,
+        unfinished: &mut Vec<(Ticket<T>, Option<Locator>)>,
+    ) {
+        let Some(value) = holders.iter().find_map(|t| t.cell().staged_value()) else {
+            self.residency().forget_held(self.budget_index(), bytes);
+            let waiting = holders.into_iter().filter(|t| !t.cell().state().is_terminal());
+            unfinished.extend(waiting.map(|ticket| (ticket, None)));
+            return;
+        };
+        for ticket in &holders {
+            let cell = ticket.cell();
+            if !cell.is_staged() {
+                super::stage(cell, Arc::clone(&value), bytes, &mut self.to_frame);
+            } else if cell.state() == LoadState::Decoded {
+                // Its entry may never have left the failed turn; the ready set takes a request
+                // already waiting as a no-op, and a publish of one since published fails.
+                let entry = cell.when_dependencies_ready(ReadyEntry::new(cell, bytes));
+                self.to_frame.extend(entry);
+            }
+        }
+        let path = holders[0].cell().path().clone();
+        let mut kept = holders.into_iter().filter(|t| !t.cell().is_released());
+        let Some(first) = kept.next() else {
+            let key = self.key_of(&path);
+            let evicted = self.residency().park(self.budget_index(), key, value, bytes);
+            return self.report_residency(evicted);
+        };
+        let generation = self.next_generation();
+        let at = self.table.insert_resident(first, generation, bytes);
+        kept.for_each(|holder| self.table.attach(at, holder));
     }
 }
