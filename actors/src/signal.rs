@@ -9,11 +9,17 @@
 //!   sees the change (see [`wake_listeners`] for why that holds before the signal's state
 //!   exists).
 
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 pub(crate) use event_listener::Event as Signal;
 use event_listener::{EventListener, Listener};
+use streamrt_supervisor::{log_caught, panic_message};
 
 /// Wakes whoever listens on `signal`, and does nothing when no one ever listened.
 ///
@@ -43,6 +49,58 @@ pub(crate) fn listen(signal: &Signal) -> EventListener {
     let listener = signal.listen();
     std::sync::atomic::fence(Ordering::SeqCst);
     listener
+}
+
+/// A listener awaited by an async wait, its executor's waker wrapped so that a panic of the
+/// waker is caught where it is woken. The wake runs inside event-listener's `notify`, on the
+/// runtime's thread that changed the signal: a panic there would unwind through the signal's
+/// list (leaving it inconsistent for every later waiter) and through the actor that changed
+/// it (a cache handing a value out). Awaited, it is the listener's own future.
+pub(crate) struct Listened {
+    listener: EventListener,
+    /// The last executor waker seen and the wrapper built for it, reused while they match.
+    wakers: Option<(Waker, Waker)>,
+}
+
+impl Listened {
+    pub(crate) fn new(listener: EventListener) -> Self {
+        Self { listener, wakers: None }
+    }
+}
+
+impl Future for Listened {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let wrapped = match &this.wakers {
+            Some((outer, wrapped)) if outer.will_wake(cx.waker()) => wrapped.clone(),
+            _ => {
+                let wrapped = Waker::from(Arc::new(CaughtWaker(cx.waker().clone())));
+                this.wakers = Some((cx.waker().clone(), wrapped.clone()));
+                wrapped
+            }
+        };
+        Pin::new(&mut this.listener).poll(&mut Context::from_waker(&wrapped))
+    }
+}
+
+/// An executor's waker whose panic is caught and logged (see [`Listened`]).
+struct CaughtWaker(Waker);
+
+impl Wake for CaughtWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.0.wake_by_ref())) {
+            let message = panic_message(&*panic);
+            log_caught(|| {
+                tracing::error!(target: "streamrt", %message, "an executor's waker panicked");
+            });
+        }
+    }
 }
 
 /// The instant `timeout` from now, or `None` (no deadline) for a timeout longer than an

@@ -26,7 +26,7 @@ use streamrt_messages::LoadState;
 
 use crate::deps::ByteProgress;
 use crate::request::{Handle, ReadyError};
-use crate::signal::{deadline_after, listen, wait_until, Signal};
+use crate::signal::{deadline_after, listen, wait_until, Listened, Signal};
 
 mod timer;
 
@@ -171,10 +171,11 @@ pub fn wait_any_async<T: Send + Sync + 'static>(
                 if let Some(i) = handles.iter().position(Handle::is_terminal) {
                     return i;
                 }
-                listener.await;
+                Listened::new(listener).await;
                 continue;
             }
-            let mut listeners: Vec<_> = signals.iter().map(|signal| listen(signal)).collect();
+            let mut listeners: Vec<_> =
+                signals.iter().map(|signal| Listened::new(listen(signal))).collect();
             if let Some(i) = handles.iter().position(Handle::is_terminal) {
                 return i;
             }

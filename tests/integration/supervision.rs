@@ -417,3 +417,42 @@ fn a_request_decoded_before_a_cache_restart_keeps_its_value_when_the_reload_fail
     assert_eq!(h.state(), LoadState::Ready);
     assert_eq!(h.get().expect("the value it decoded").0, b"hello");
 }
+
+/// A waker that panics: the engine's executor's code, run where a request's change wakes it.
+struct PanickingWaker;
+
+impl std::task::Wake for PanickingWaker {
+    fn wake(self: Arc<Self>) {
+        panic!("a waker that panics");
+    }
+}
+
+#[test]
+fn a_waker_that_panics_when_a_value_is_handed_out_harms_neither_the_cache_nor_later_waits() {
+    use std::future::Future;
+    let source = GatedSource::with_blobs(1);
+    let decoder = BlobDecoder::default();
+    decoder.gate.hold("a0");
+    let rt = runtime(&source, &decoder, |b| b.immediate());
+    let a = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    let b = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    decoder.gate.wait_started("a0", 1);
+    // Waiting for any request to move, with a waker the cache runs as it stages the first
+    // holder, before the second gets the value.
+    let mut waiting = Box::pin(streamrt::wait_any_async(std::slice::from_ref(&a)));
+    let waker = std::task::Waker::from(Arc::new(PanickingWaker));
+    let polled = waiting.as_mut().poll(&mut std::task::Context::from_waker(&waker));
+    assert!(polled.is_pending());
+    decoder.gate.release("a0");
+    for h in [&a, &b] {
+        let outcome = h.wait_timeout(PATIENCE).expect("terminal");
+        assert!(outcome.is_ok(), "{h:?}: {outcome:?}");
+    }
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(rt.status().restarts, 0, "the cache did not fail");
+    drop(waiting);
+    // The signal the waker was woken through still serves later waits.
+    let c = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    assert_eq!(futures::executor::block_on(streamrt::wait_any_async(&[c])), 0);
+    assert_eq!(decoder.gate.started_count("a0"), 1, "decoded once");
+}
