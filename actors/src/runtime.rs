@@ -191,7 +191,7 @@ impl Inner {
     fn stop(&self, patience: AskPatience) {
         self.submitter.close();
         // Another thread (the engine's, or the escalation's) may be stopping it: `shutdown`
-        // promises every thread joined when it returns, so this waits for that stop. A thread
+        // promises the stop over when it returns, so this waits for that stop. A thread
         // of the runtime's own (a frame task's on a decode thread) does not wait: that stop
         // may be joining it.
         let _stopping = if on_runtime_thread() {
@@ -460,7 +460,10 @@ impl Runtime {
     }
 
     /// Fails every outstanding request with `Shutdown`, stops the actors and joins every thread
-    /// the runtime started. Idempotent; later requests are refused with `Shutdown`. A call
+    /// the runtime started, but a worker thread still in the engine's code (a source's read,
+    /// a decode, a frame task) after `shutdown_ack_ms_max`: that one is left behind, detached,
+    /// and may call its source or decoder once more before it ends. Idempotent; later
+    /// requests are refused with `Shutdown`. A call
     /// made while another thread's shutdown (or an escalation's) is under way returns once
     /// that one is over, and the replay log is flushed after every stop has ended.
     pub fn shutdown(&self) {

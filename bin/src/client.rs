@@ -31,9 +31,10 @@ pub struct Client {
 pub const ANSWER_TIMEOUT_MS: u64 = 30_000;
 
 /// How long `streamctl shutdown` waits for the daemon's `Done`, which comes once the daemon
-/// drained its connections and stopped its runtime (each actor and worker pool given
-/// `shutdown_ack_ms_max`).
-const SHUTDOWN_DONE_MS_MAX: u64 = 120_000;
+/// drained its connections and stopped its runtime: each actor and worker pool may take
+/// `shutdown_ack_ms_max` (10 s by default), so a daemon with many stalled caches can take
+/// minutes, and only a daemon stuck for good takes longer than this.
+const SHUTDOWN_DONE_MS_MAX: u64 = 600_000;
 
 /// Bytes read from the socket at once.
 const READ_CHUNK_BYTES: usize = 64 << 10;

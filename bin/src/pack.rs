@@ -139,13 +139,16 @@ fn collect(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
 }
 
 /// The bytes of the regular file at `path`, at most `max` of them. The file is opened without
-/// following a symlink and checked through the open handle, so a file swapped for a symlink
-/// (to `/dev/zero`, say) after the tree was listed is refused, and one that grows while read
-/// is read no further than one byte past `max`.
+/// following a symlink (in its last component) or blocking, and checked through the open
+/// handle, so a file swapped for a symlink (to `/dev/zero`, say) or a FIFO after the tree was
+/// listed is refused, and one that grows while read is read no further than one byte past
+/// `max`.
 fn read_capped(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    // Not blocking either: a file swapped for a FIFO would wait for a writer at the open.
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         bail!("not a regular file");
@@ -393,5 +396,10 @@ mod tests {
         assert!(read_capped(&file, 4).unwrap_err().to_string().contains("entry limit"));
         std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
         assert!(read_capped(&link, 1 << 20).is_err(), "a symlink is not followed");
+        let fifo = dir.path().join("c.bin");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let err = read_capped(&fifo, 1 << 20).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "a FIFO is refused, not waited on: {err}");
     }
 }

@@ -305,9 +305,9 @@ impl<J: Send + 'static> WorkerPool<J> {
     }
 
     /// As [`WorkerPool::shutdown`], but waits at most `patience` for the threads to end (a
-    /// `patience` past what an `Instant` can reach waits for ever). Returns how many were
-    /// still running their jobs then: they are left behind, detached, and end on their own
-    /// once their jobs return.
+    /// `patience` past what an `Instant` can reach waits for ever). Returns how many other
+    /// than the calling thread were still running their jobs then: they are left behind,
+    /// detached, and end on their own once their jobs return.
     pub fn shutdown_within(mut self, patience: Duration) -> usize {
         self.stop(Instant::now().checked_add(patience))
     }
@@ -316,7 +316,8 @@ impl<J: Send + 'static> WorkerPool<J> {
 impl<J> WorkerPool<J> {
     /// Closes the queue, queues a stop per thread and waits for the threads to end until
     /// `deadline` (`None`: for ever); joins those that ended. Returns how many it left
-    /// running. Only the first call does anything.
+    /// running, the calling thread (a job of this pool stopping it) not counted. Only the
+    /// first call does anything.
     fn stop(&mut self, deadline: Option<Instant>) -> usize {
         if std::mem::replace(&mut self.stopped, true) {
             return 0;
@@ -333,10 +334,10 @@ impl<J> WorkerPool<J> {
         let others = self.threads.iter().filter(|h| h.thread().id() != me).count();
         // Once counted ended, a thread is past its jobs: joining it waits only for its exit.
         let all_ended = self.wait_ended(others, deadline);
-        let mut left = 0;
+        let (mut left, mut mine) = (0, false);
         for handle in self.threads.drain(..) {
             if handle.thread().id() == me {
-                left += 1;
+                mine = true;
             } else if all_ended || handle.is_finished() {
                 // A thread only ends by returning from `worker_loop`, which catches job
                 // panics; a join error would mean a panic in the factory, already reported.
@@ -347,7 +348,7 @@ impl<J> WorkerPool<J> {
         }
         // With no thread left, whatever is still queued is dropped here, and a job's own drop
         // guard reports it. A thread left running keeps the queue: its stop is in it.
-        if left == 0 {
+        if left == 0 && !mine {
             while self.rx.try_recv().is_ok() {}
         }
         left
