@@ -119,58 +119,52 @@ fn a_replay_whose_reader_stops_early_ends_as_any_other_command_does() {
     assert!(stderr.is_empty(), "{stderr}");
 }
 
-#[test]
-fn a_client_facing_a_socket_that_never_answers_gives_up_and_says_so() {
+/// Runs `streamctl inflight --answer-timeout-ms 200` against a fake daemon that hands the
+/// connection to `serve`, then holds it, reading nothing more, until the run is over (or 30 s
+/// have passed: a client that waits for ever then sees it closed instead). Whether the client
+/// succeeded, and its stderr.
+fn inflight_against(
+    serve: impl FnOnce(&mut std::os::unix::net::UnixStream) + Send + 'static,
+) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("silent.sock");
+    let path = dir.path().join("fake.sock");
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    // Accepts and holds the connection, reading nothing and writing nothing, until the test
-    // is over (or 30 s have passed: a client that waits for ever then sees it closed instead).
     let (over, wait_over) = std::sync::mpsc::channel::<()>();
     let held = std::thread::spawn(move || {
-        let held = listener.accept();
+        let (mut conn, _) = listener.accept().unwrap();
+        serve(&mut conn);
         let _over_or_timed_out = wait_over.recv_timeout(std::time::Duration::from_secs(30));
-        drop(held);
     });
     let out = Command::new(env!("CARGO_BIN_EXE_streamctl"))
         .args(["inflight", "--answer-timeout-ms", "200", "--socket"])
         .arg(&path)
         .output()
         .expect("runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("no answer from the daemon"), "{stderr}");
     drop(over);
     held.join().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_client_facing_a_socket_that_never_answers_gives_up_and_says_so() {
+    let (succeeded, stderr) = inflight_against(|_| ());
+    assert!(!succeeded, "{stderr}");
+    assert!(stderr.contains("no answer from the daemon"), "{stderr}");
 }
 
 #[test]
 fn a_client_whose_daemon_goes_silent_after_its_first_answer_gives_up_and_says_so() {
     use std::io::{Read, Write};
     use streamrt::messages::protocol::{encode_frame, ServerMsg, PROTOCOL_VERSION};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("stuck.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     // Greets the client and sends one page of `inflight`, then neither the next page nor
-    // `Done`, until the test is over (or 30 s have passed).
-    let (over, wait_over) = std::sync::mpsc::channel::<()>();
-    let held = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
+    // `Done`.
+    let (succeeded, stderr) = inflight_against(|conn| {
         let mut hello = [0u8; 64];
         let _ = conn.read(&mut hello).unwrap();
         let welcome = ServerMsg::Welcome { version: PROTOCOL_VERSION, source: "stuck".into() };
         conn.write_all(&encode_frame(&welcome).unwrap()).unwrap();
         conn.write_all(&encode_frame(&ServerMsg::InFlight(vec![])).unwrap()).unwrap();
-        let _over_or_timed_out = wait_over.recv_timeout(std::time::Duration::from_secs(30));
     });
-    let out = Command::new(env!("CARGO_BIN_EXE_streamctl"))
-        .args(["inflight", "--answer-timeout-ms", "200", "--socket"])
-        .arg(&path)
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    assert!(!succeeded, "{stderr}");
     assert!(stderr.contains("no answer from the daemon within 200 ms"), "{stderr}");
-    drop(over);
-    held.join().unwrap();
 }
