@@ -29,3 +29,75 @@ pub use blob::{encode_blob, Blob, BlobDecoder};
 pub use material::{encode_material, Material, MaterialDecoder};
 pub use mesh::{encode_mesh, Mesh, MeshDecoder};
 pub use texture::{encode_texture, Texture, TextureDecoder};
+
+#[cfg(test)]
+mod tests {
+    use streamrt::messages::AssetKey;
+    use streamrt::{DecodeError, Decoder};
+
+    use super::*;
+
+    /// Decodes `bytes` as `decoder`'s type: an error of either kind, or a value whose claimed
+    /// size is within what the bytes could hold (a decoder allocates no more than its input).
+    fn check<D: Decoder>(decoder: &D, bytes: &[u8]) -> Result<(), String> {
+        let key = AssetKey::parse(&format!("{}:fuzz", decoder.type_name())).unwrap();
+        match decoder.decode(&key, bytes.to_vec()) {
+            Ok(asset) => {
+                let size = decoder.size_bytes(&asset);
+                // A material's keys are counted with their allocations' overhead.
+                let room = bytes.len() as u64 * 2 + 4096;
+                (size <= room).then_some(()).ok_or(format!("{size} bytes from {}", bytes.len()))
+            }
+            Err(DecodeError::Malformed(_) | DecodeError::Validation(_)) => Ok(()),
+        }
+    }
+
+    /// Valid encodings of every format, to mutate.
+    fn seeds(rng: &mut fastrand::Rng) -> Vec<Vec<u8>> {
+        let texture = AssetKey::parse("texture:t/a.tex").unwrap();
+        let mesh = Mesh { vertices: vec![[0.5; 3]; 5], indices: vec![0, 1, 2, 2, 3, 4] };
+        let anim = Animation {
+            channels: 2,
+            times: vec![0.0, 0.5],
+            rotations: vec![[0.0, 0.0, 0.0, 1.0]; 4],
+        };
+        let material = Material { textures: vec![texture], base_color: [1.0; 4], roughness: 0.5 };
+        vec![
+            encode_blob(b"hostile"),
+            encode_mesh(&mesh),
+            encode_texture(4, 2, 3, rng),
+            encode_animation(&anim),
+            encode_material(&material),
+        ]
+    }
+
+    #[test]
+    fn no_hostile_bytes_make_a_decoder_panic_or_claim_more_than_its_input() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let seeds = seeds(&mut rng);
+        for round in 0..20_000 {
+            let mut bytes = seeds[round % seeds.len()].clone();
+            // Flip, cut or grow the encoding, a few times over.
+            for _ in 0..rng.usize(1..4) {
+                match rng.u8(..3) {
+                    0 if !bytes.is_empty() => {
+                        let at = rng.usize(..bytes.len());
+                        bytes[at] = rng.u8(..);
+                    }
+                    1 => bytes.truncate(rng.usize(..=bytes.len())),
+                    _ => bytes.extend((0..rng.usize(..8)).map(|_| rng.u8(..))),
+                }
+            }
+            let checked = [
+                check(&BlobDecoder, &bytes),
+                check(&MeshDecoder, &bytes),
+                check(&TextureDecoder, &bytes),
+                check(&AnimationDecoder, &bytes),
+                check(&MaterialDecoder, &bytes),
+            ];
+            for result in checked {
+                assert!(result.is_ok(), "round {round}, {bytes:02x?}: {result:?}");
+            }
+        }
+    }
+}
