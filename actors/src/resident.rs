@@ -15,6 +15,9 @@
 //!   runtime over its overall budget has nothing parked: eviction runs as soon as an asset is
 //!   admitted or parked, so resident bytes exceed a budget only by what live handles hold (the
 //!   engine asked for those; the runtime cannot drop them) and never by a cached asset.
+//! - At most [`PARKED_ASSETS_MAX`] assets are parked, whatever their sizes: a decoder that
+//!   reports 0 bytes (or a slot put back at 0 after a restart) would otherwise park every
+//!   asset ever released, as none weighs anything against the budget.
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -26,6 +29,9 @@ use hashbrown::{Equivalent, HashMap};
 use streamrt_messages::AssetKey;
 
 use crate::key_hash::KeyHasher;
+
+/// Assets parked at most, the least recently used evicted past it (see the invariants).
+pub(crate) const PARKED_ASSETS_MAX: usize = 1 << 20;
 
 /// A decoded asset, whatever its type.
 pub(crate) type AnyValue = Arc<dyn Any + Send + Sync>;
@@ -80,6 +86,8 @@ pub(crate) struct Residency {
     lru: BTreeMap<u64, AssetKey>,
     /// The use clock: bumped at each park, so later parks are more recent.
     clock: u64,
+    /// Assets parked at most: [`PARKED_ASSETS_MAX`] (fewer in tests).
+    parked_max: usize,
 }
 
 impl Residency {
@@ -100,6 +108,7 @@ impl Residency {
             parked: HashMap::default(),
             lru: BTreeMap::new(),
             clock: 0,
+            parked_max: PARKED_ASSETS_MAX,
         }
     }
 
@@ -213,7 +222,7 @@ impl Residency {
             let Some(key) = self.types[t].lru.values().next().cloned() else { break };
             evicted.extend(self.evict(&key));
         }
-        while self.resident_bytes > self.bytes_resident_max {
+        while self.resident_bytes > self.bytes_resident_max || self.lru.len() > self.parked_max {
             let Some(key) = self.lru.values().next().cloned() else { break };
             evicted.extend(self.evict(&key));
         }
@@ -345,5 +354,19 @@ mod tests {
         assert_eq!(evicted, [Evicted { key: key(0, 1), bytes: 100 }], "k1 is the oldest parked");
         assert_eq!(residency.figures(0).hits, 1);
         assert_eq!(residency.figures(0).evictions, 1);
+    }
+
+    #[test]
+    fn assets_that_weigh_nothing_are_still_parked_only_up_to_the_count() {
+        let mut residency = Residency::new(u64::MAX, &[u64::MAX]);
+        residency.parked_max = 2;
+        for k in 0..2 {
+            assert!(residency.admit(0, 0).is_empty());
+            assert!(residency.park(0, key(0, k), Arc::new(()), 0).is_empty());
+        }
+        assert!(residency.admit(0, 0).is_empty());
+        let evicted = residency.park(0, key(0, 2), Arc::new(()), 0);
+        assert_eq!(evicted, [Evicted { key: key(0, 0), bytes: 0 }], "the oldest parked goes");
+        assert_eq!((residency.figures(0).parked, residency.figures(0).evictions), (2, 1));
     }
 }
