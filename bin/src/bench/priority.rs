@@ -1,8 +1,10 @@
 //! `streamctl bench priority`: one critical request behind 10,000 queued low ones.
 //!
 //! Each trial queues 10,000 `Low` requests (1 KiB assets from memory), waits until the runtime
-//! holds them all, then requests one `Critical` asset not loaded before and times it to ready
-//! on the caller's thread; the low requests are then cancelled. The memory budget is zero, so
+//! holds them all, and queues again as many as the IO workers took meanwhile, until at least
+//! `QUEUED_SHARE_MIN` of 10,000 are still queued (without that, a median of about 8,000 were);
+//! then it requests one `Critical` asset not loaded before and times it to ready on the
+//! caller's thread; the low requests are then cancelled. The memory budget is zero, so
 //! the next trial's low requests load again rather than hit the assets this one left. Baselines:
 //! - idle: the same critical request on an idle runtime (fresh keys, same settings);
 //! - a FIFO queue: the channel-and-pool pipeline of `tiny` fed the low keys, then the critical
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::ensure;
 use streamrt::messages::AssetKey;
 use streamrt::report::quantile;
-use streamrt::{MemorySource, Priority, Runtime, RuntimeConfig};
+use streamrt::{Handle, MemorySource, Priority, Runtime, RuntimeConfig};
 
 use super::outcome::{Outcome, Target};
 use super::plot::{Chart, Series};
@@ -41,6 +43,12 @@ use crate::formats::{encode_blob, Blob, BlobDecoder};
 
 /// Low requests queued ahead of the critical one by default.
 const QUEUED: usize = 10_000;
+/// The share of `--count` low loads still queued at which a trial stops topping the queue up.
+const QUEUED_SHARE_MIN: f64 = 0.98;
+/// Rounds of topping the queue up, at most (each queues what the workers took during the last).
+const TOP_UPS_MAX: usize = 8;
+/// Low keys per low load asked for: topping up takes keys past `--count`.
+const LOW_KEYS_PER_QUEUED: usize = 2;
 /// Critical requests timed per system.
 const TRIALS: usize = 300;
 /// Rounds the trials are split into, each system's in turn (see the module docs).
@@ -89,7 +97,7 @@ impl Latencies {
 fn source(queued: usize, trials: usize) -> anyhow::Result<MemorySource> {
     let source = MemorySource::new();
     let bytes = encode_blob(&[7; ASSET_BYTES - 4]);
-    for i in 0..queued {
+    for i in 0..queued * LOW_KEYS_PER_QUEUED {
         source.insert(AssetKey::parse(&format!("blob:low/{i}"))?, bytes.clone());
     }
     // Fresh critical keys for each of the three systems' trials.
@@ -178,11 +186,7 @@ impl System {
 fn critical(rt: &Runtime, queued: usize, keys: Range<usize>) -> anyhow::Result<Vec<Sample>> {
     let mut samples = Vec::with_capacity(keys.len());
     for key in keys {
-        let low = (0..queued)
-            .map(|i| rt.request::<Blob>(&format!("low/{i}"), Priority::Low))
-            .collect::<Result<Vec<_>, _>>()?;
-        ensure!(rt.sync(PATIENCE), "the runtime did not take the low requests");
-        let still_queued = rt.status().queued;
+        let (low, still_queued) = queue_low(rt, queued)?;
         let started = Instant::now();
         let crit = rt.request::<Blob>(&format!("crit/{key}"), Priority::Critical)?;
         ensure!(matches!(crit.wait_timeout(PATIENCE), Some(Ok(_))), "the critical request failed");
@@ -195,6 +199,26 @@ fn critical(rt: &Runtime, queued: usize, keys: Range<usize>) -> anyhow::Result<V
         ensure!(rt.sync(PATIENCE), "the runtime did not take the cancels");
     }
     Ok(samples)
+}
+
+/// Queues `queued` low requests on `rt` and tops the queue up as the IO workers take from it
+/// (see the module docs); the requests and the loads still queued at the end.
+fn queue_low(rt: &Runtime, queued: usize) -> anyhow::Result<(Vec<Handle<Blob>>, u64)> {
+    let keys = queued * LOW_KEYS_PER_QUEUED;
+    let (mut low, mut still_queued) = (Vec::with_capacity(keys), 0);
+    for _ in 0..TOP_UPS_MAX {
+        let short = queued.saturating_sub(still_queued as usize).min(keys - low.len());
+        if short == 0 || still_queued as f64 >= queued as f64 * QUEUED_SHARE_MIN {
+            break;
+        }
+        let next = low.len();
+        for i in next..next + short {
+            low.push(rt.request::<Blob>(&format!("low/{i}"), Priority::Low)?);
+        }
+        ensure!(rt.sync(PATIENCE), "the runtime did not take the low requests");
+        still_queued = rt.status().queued;
+    }
+    Ok((low, still_queued))
 }
 
 /// Runs every system's trials in `ROUNDS` rounds, the order rotated from round to round (see
