@@ -326,7 +326,7 @@ impl PackReader {
     ///
     /// # Errors
     ///
-    /// [`EntryError::Io`], or `TooLarge` past the entry limit.
+    /// As [`PackReader::read_stored_front`].
     pub fn read_stored(&self, offset: u64, len: u64) -> Result<Vec<u8>, EntryError> {
         let mut stored = Vec::new();
         self.read_stored_front(offset, len, &mut stored)?;
@@ -345,7 +345,8 @@ impl PackReader {
     ///
     /// # Errors
     ///
-    /// [`EntryError::Io`], or `TooLarge` past the entry limit.
+    /// [`EntryError::Io`], `Corrupt` when the file ends inside the entry, or `TooLarge` past
+    /// the entry limit.
     pub fn read_stored_front(
         &self,
         offset: u64,
@@ -363,12 +364,16 @@ impl PackReader {
             buf.resize(n, 0);
         }
         let initialised = buf.len().min(n);
-        let ends = |at: u64| EntryError::Io(format!("the file ends at byte {at}, in the entry"));
+        // The index, checked against the file when it was opened, says the entry is there: a
+        // file that now ends before it changed under the reader, and reading it again will not
+        // bring the bytes back, so it is `Corrupt`, not `Io` (which the runtime retries).
+        let ends =
+            |at: u64| EntryError::Corrupt(format!("the file ends at byte {at}, in the entry"));
         match self.file.read_exact_at(&mut buf[..initialised], offset) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 let end = offset + initialised as u64;
-                return Err(EntryError::Io(format!(
+                return Err(EntryError::Corrupt(format!(
                     "the file ends before byte {end}, in the entry"
                 )));
             }

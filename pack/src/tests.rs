@@ -66,7 +66,7 @@ fn a_pack_cut_short_after_it_was_opened_fails_the_entries_past_the_cut() {
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(cut).unwrap();
     assert_eq!(
         pack.read(b).unwrap_err(),
-        EntryError::Io(format!("the file ends at byte {cut}, in the entry"))
+        EntryError::Corrupt(format!("the file ends at byte {cut}, in the entry"))
     );
     assert_eq!(pack.read(base).unwrap(), payload(0));
 }

@@ -1,6 +1,6 @@
 //! Pack sources beyond corruption (see `confinement` for that): adjacent reads coalesced, but
 //! never into the entries no load waits for, and dependencies declared in a pack's index
-//! loaded through the runtime.
+//! loaded through the runtime, and a pack cut short under a running runtime.
 
 use streamrt::messages::AssetKey;
 use streamrt::pack::{Codec, PackLimits};
@@ -220,4 +220,24 @@ fn a_coalescing_window_stops_before_an_entry_already_loaded_and_reads_ahead_past
     // after it, which may be requested next: every byte read once.
     assert_eq!(source.reads(), 3);
     assert_eq!(source.bytes_read(), stored_bytes(&source, 0..10));
+}
+
+#[test]
+fn an_entry_of_a_pack_cut_short_after_it_was_opened_fails_corrupt_at_its_first_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.pack");
+    write_blob_pack(&path, (0..2).map(|i| (payload(i), Codec::None, vec![])));
+    let source =
+        PackSource::open(&path, PackLimits::default()).unwrap().with_coalescing(Coalescing::off());
+    let cut = source.entries()[1].offset + 10;
+    let rt = Runtime::builder().source(source).register(BlobDecoder::default()).build().unwrap();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(cut).unwrap();
+    let err = match rt.request::<Blob>("e1", Priority::Normal).unwrap().wait_timeout(PATIENCE) {
+        Some(Err(streamrt::ReadyError::Failed(err))) => err,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(err.kind, streamrt::ErrorKind::Corrupt(_)), "{err}");
+    assert_eq!(err.attempt, 1, "not retried: reading again brings no bytes back");
+    let first = rt.request::<Blob>("e0", Priority::Normal).unwrap();
+    assert!(first.wait_timeout(PATIENCE).unwrap().is_ok(), "the entry before the cut still reads");
 }

@@ -450,7 +450,7 @@ mod tests {
         assert_eq!(*lengths.borrow(), [60, 20], "the window, then the entry alone");
         assert!(coalescer.windows().reading.is_empty());
         let cut_entry = coalescer.stored(&reader, none_asked(), 2, &count);
-        assert!(matches!(cut_entry, Err(EntryError::Io(_))), "{cut_entry:?}");
+        assert!(matches!(cut_entry, Err(EntryError::Corrupt(_))), "{cut_entry:?}");
     }
 
     #[test]
