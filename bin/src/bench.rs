@@ -162,6 +162,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Scenario::All => &Scenario::EVERY,
         ref one => std::slice::from_ref(one),
     };
+    let uses_pack = [Scenario::Throughput, Scenario::SlowStorage, Scenario::Cancel];
+    if args.pack.is_some() {
+        let skipped: Vec<_> = scenarios.iter().filter(|s| !uses_pack.contains(s)).collect();
+        if !skipped.is_empty() {
+            eprintln!(
+                "bench: --pack applies to throughput, slow-storage and cancel; not to {skipped:?}"
+            );
+        }
+    }
     let started = Instant::now();
     let mut closing = Vec::new();
     for (i, scenario) in scenarios.iter().enumerate() {

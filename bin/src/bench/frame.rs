@@ -12,7 +12,7 @@ use streamrt::messages::AssetKey;
 use streamrt::{wait_loaded, Handle, MemorySource, Priority, Runtime};
 
 use super::outcome::{Outcome, Target};
-use super::BenchArgs;
+use super::{bench_config, BenchArgs};
 use crate::formats::{encode_blob, Blob, BlobDecoder};
 use streamrt::report::quantile;
 
@@ -34,7 +34,7 @@ struct Level {
 }
 
 /// Measures `frames` boundaries with `ready` assets waiting at each.
-fn measure(ready: usize, frames: usize) -> anyhow::Result<Level> {
+fn measure(ready: usize, frames: usize, args: &BenchArgs) -> anyhow::Result<Level> {
     let source = MemorySource::new();
     // Distinct keys for every request: each boundary publishes fresh loads, not cache hits.
     // Each boundary publishes at most the budget, and at most what is ready.
@@ -43,10 +43,10 @@ fn measure(ready: usize, frames: usize) -> anyhow::Result<Level> {
         source.insert(AssetKey::parse(&format!("blob:f{i}"))?, encode_blob(&i.to_le_bytes()));
     }
     let rt = Runtime::builder()
+        .config(bench_config(args, keys))
         .source(source)
         .register(BlobDecoder)
         .frame_budget(BUDGET)
-        .queue_capacity(keys.max(1))
         .build()?;
     let mut next = 0;
     let mut top_up = |n: usize| -> anyhow::Result<Vec<Handle<Blob>>> {
@@ -87,7 +87,7 @@ pub(super) fn frame(args: &BenchArgs) -> anyhow::Result<Outcome> {
     let frames = args.frames.max(10);
     let levels = [0, 100, args.count.unwrap_or(READY)]
         .into_iter()
-        .map(|n| measure(n, frames))
+        .map(|n| measure(n, frames, args))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let us = |ns: u64| ns as f64 / 1e3;
     let (empty, full) = (&levels[0], &levels[2]);
