@@ -67,6 +67,11 @@ impl Drop for Daemon {
     }
 }
 
+/// A test daemon's idle timeout, unless a test sets its own: long enough that a busy machine
+/// never closes a connection the test is still reading or writing (the daemon's writes time
+/// out after as long).
+const IDLE_TIMEOUT_MS: &str = "10000";
+
 impl Daemon {
     fn start(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -78,8 +83,13 @@ impl Daemon {
             .arg(&socket)
             .arg("--pack")
             .arg(&pack)
-            .args(["--workers", "2", "--queue-capacity", "64", "--idle-timeout-ms", "300"])
+            .args(["--workers", "2", "--queue-capacity", "64"])
             .args(extra)
+            .args(if extra.contains(&"--idle-timeout-ms") {
+                &[][..]
+            } else {
+                &["--idle-timeout-ms", IDLE_TIMEOUT_MS][..]
+            })
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -114,6 +124,8 @@ impl Daemon {
 /// A raw connection that has said hello.
 fn greeted(socket: &Path) -> UnixStream {
     let mut stream = UnixStream::connect(socket).unwrap();
+    // A daemon that stops answering fails the test rather than hanging it.
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     stream
         .write_all(&encode_frame(&ClientMsg::Hello { version: PROTOCOL_VERSION }).unwrap())
         .unwrap();
@@ -203,7 +215,7 @@ fn watch_streams_events_and_shutdown_ends_every_held_request_first() {
 
 #[test]
 fn each_bad_client_is_answered_or_dropped_and_the_next_client_is_served() {
-    let daemon = Daemon::start(&[]);
+    let daemon = Daemon::start(&["--idle-timeout-ms", "300"]);
     // A malformed payload after the handshake.
     let mut s = greeted(&daemon.socket);
     s.write_all(&[3, 0, 0, 0, 0xff, 0xff, 0xff]).unwrap();
@@ -421,7 +433,7 @@ fn an_in_flight_list_longer_than_a_frame_comes_in_pages_that_list_every_request_
 
 #[test]
 fn a_frame_sent_a_byte_at_a_time_gets_the_idle_timeout_for_the_whole_frame() {
-    let daemon = Daemon::start(&[]);
+    let daemon = Daemon::start(&["--idle-timeout-ms", "300"]);
     let mut s = greeted(&daemon.socket);
     // A frame announced as 64 bytes, then trickled: the client waits for the daemon to close
     // the connection, and each time 50 ms pass without it, sends one byte more. Each byte

@@ -188,8 +188,10 @@ fn a_dependency_inherits_the_most_urgent_priority_and_reprioritising_propagates(
     root.reprioritize(Priority::Critical);
     assert!(rt.sync(PATIENCE));
     source.gate.release("a0");
+    let deadline = std::time::Instant::now() + PATIENCE;
     for handle in [&dep_direct, &other, &root, &blocker] {
         while !handle.is_terminal() {
+            assert!(std::time::Instant::now() < deadline, "{handle:?} never ended");
             rt.tick();
             assert!(rt.sync(PATIENCE));
         }

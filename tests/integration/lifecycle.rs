@@ -250,7 +250,7 @@ fn shutdown_leaves_a_read_blocked_in_the_source_behind_instead_of_waiting_for_it
     source.gate.hold("a0");
     let rt = runtime(&source, &BlobDecoder::default(), |b| {
         b.config(streamrt::RuntimeConfig {
-            shutdown_ack_ms_max: 200,
+            shutdown_ack_ms_max: 5_000,
             ..streamrt::RuntimeConfig::default()
         })
     });
@@ -261,7 +261,8 @@ fn shutdown_leaves_a_read_blocked_in_the_source_behind_instead_of_waiting_for_it
         rt.shutdown();
         done.send(()).unwrap();
     });
-    // The gate holds the read for `GATE_PATIENCE`, four times as long as this waits.
+    // The gate holds the read for `GATE_PATIENCE` (120 s), four times as long as this waits;
+    // the pool gives its threads `shutdown_ack_ms_max` (5 s).
     stopped.recv_timeout(PATIENCE).expect("shutdown returned with the read still blocked");
     let ended = stuck.wait_timeout(PATIENCE).expect("terminal");
     assert!(matches!(ended, Err(ReadyError::Failed(e)) if e.kind == ErrorKind::Shutdown));

@@ -111,7 +111,12 @@ fn a_session_recorded_from_a_threaded_run_replays_to_the_recorded_terminal_state
         .collect();
     handles[7].cancel();
     handles[12].reprioritize(Priority::Critical);
-    while !handles.iter().all(|h| h.is_terminal()) {
+    // Five a frame: 40 requests end within 8 frames, or some never will.
+    for frame in 0.. {
+        if handles.iter().all(|h| h.is_terminal()) {
+            break;
+        }
+        assert!(frame < 40, "requests still waiting after {frame} frames");
         rt.begin_frame();
         rt.end_frame();
         // Everything decoded or ended: the next boundary publishes the next five.
