@@ -122,10 +122,16 @@ impl Daemon {
 }
 
 /// A raw connection that has said hello.
-fn greeted(socket: &Path) -> UnixStream {
-    let mut stream = UnixStream::connect(socket).unwrap();
-    // A daemon that stops answering fails the test rather than hanging it.
+/// A connection to the daemon at `socket` whose reads give up after 30 s: a daemon that stops
+/// answering fails the test rather than hanging it.
+fn connect(socket: &Path) -> UnixStream {
+    let stream = UnixStream::connect(socket).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+}
+
+fn greeted(socket: &Path) -> UnixStream {
+    let mut stream = connect(socket);
     stream
         .write_all(&encode_frame(&ClientMsg::Hello { version: PROTOCOL_VERSION }).unwrap())
         .unwrap();
@@ -222,18 +228,18 @@ fn each_bad_client_is_answered_or_dropped_and_the_next_client_is_served() {
     assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(_))));
     daemon.status_works();
     // A length prefix over the limit: refused before any payload.
-    let mut s = UnixStream::connect(&daemon.socket).unwrap();
+    let mut s = connect(&daemon.socket);
     s.write_all(&u32::MAX.to_le_bytes()).unwrap();
     assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(_))));
     assert!(read_msg(&mut s).is_none(), "then closed");
     daemon.status_works();
     // A wrong version.
-    let mut s = UnixStream::connect(&daemon.socket).unwrap();
+    let mut s = connect(&daemon.socket);
     s.write_all(&encode_frame(&ClientMsg::Hello { version: 99 }).unwrap()).unwrap();
     assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(e)) if e.to_string().contains("99")));
     daemon.status_works();
     // A request before the handshake.
-    let mut s = UnixStream::connect(&daemon.socket).unwrap();
+    let mut s = connect(&daemon.socket);
     s.write_all(&encode_frame(&ClientMsg::Status).unwrap()).unwrap();
     assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(_))));
     daemon.status_works();
@@ -332,7 +338,7 @@ fn a_watcher_that_vanishes_frees_its_place() {
 fn wait_for_the_one_place(daemon: &Daemon) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let mut next = UnixStream::connect(&daemon.socket).unwrap();
+        let mut next = connect(&daemon.socket);
         let hello = encode_frame(&ClientMsg::Hello { version: PROTOCOL_VERSION }).unwrap();
         // A client turned away may be closed on before its hello is written.
         let answer = next.write_all(&hello).ok().and_then(|()| read_msg(&mut next));

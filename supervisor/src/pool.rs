@@ -626,13 +626,13 @@ mod tests {
         let (factory, batches) = batcher(gate);
         let pool = WorkerPool::start("batcher", 1, factory).unwrap();
         // Idle before the first job: nothing was queued yet.
-        assert_eq!(batches.recv().unwrap(), Vec::<u32>::new());
+        assert_eq!(batches.recv_timeout(PATIENCE).unwrap(), Vec::<u32>::new());
         let sender = pool.sender();
         for job in 0..4 {
             sender.submit(job).unwrap();
         }
         open.send(()).unwrap();
-        assert_eq!(batches.recv().unwrap(), vec![0, 1, 2, 3]);
+        assert_eq!(batches.recv_timeout(PATIENCE).unwrap(), vec![0, 1, 2, 3]);
         pool.shutdown();
         assert!(batches.try_recv().is_err(), "no idle call after the last batch");
     }
@@ -662,7 +662,7 @@ mod tests {
         for job in [1, 2, 13, 3] {
             sender.submit(job).unwrap();
         }
-        let got: Vec<_> = (0..3).map(|_| rx.recv().unwrap()).collect();
+        let got: Vec<_> = (0..3).map(|_| rx.recv_timeout(PATIENCE).unwrap()).collect();
         // The worker's state (its job counter) starts afresh after the panic on job 13.
         assert_eq!(got, vec![(1, 0), (2, 1), (3, 0)]);
         let stats = pool.stats();
