@@ -471,6 +471,9 @@ pub fn read_whole_log(bytes: &[u8]) -> Result<WholeLog, LogError> {
 }
 
 #[cfg(test)]
+mod golden;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
