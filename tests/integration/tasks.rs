@@ -7,6 +7,14 @@ use streamrt_integration::{BlobDecoder, GatedSource, PATIENCE};
 
 use crate::runtime;
 
+/// Joins `group` at its barrier from a thread of its own: a group that never joins fails the
+/// test within `PATIENCE` rather than hanging it.
+fn joined<R: Send + 'static>(group: streamrt::FrameTaskGroup<R>) -> Vec<Result<R, TaskError>> {
+    let (done, results) = mpsc::channel();
+    std::thread::spawn(move || done.send(group.wait()).expect("the test waits"));
+    results.recv_timeout(PATIENCE).expect("the group joins")
+}
+
 #[test]
 fn a_task_group_joins_every_task_at_the_barrier_in_spawn_order() {
     let source = GatedSource::with_blobs(0);
@@ -16,7 +24,7 @@ fn a_task_group_joins_every_task_at_the_barrier_in_spawn_order() {
     for i in 0..64u64 {
         group.spawn("sum", move |_| (0..=i).sum());
     }
-    let results: Vec<u64> = group.wait().into_iter().map(Result::unwrap).collect();
+    let results: Vec<u64> = joined(group).into_iter().map(Result::unwrap).collect();
     let expected: Vec<u64> = (0..64u64).map(|i| i * (i + 1) / 2).collect();
     assert_eq!(results, expected);
     rt.end_frame();
@@ -31,7 +39,7 @@ fn a_panicking_task_becomes_an_error_at_wait_and_the_others_still_join() {
     group.spawn("animation", |_| "animated");
     group.spawn("particles", |_| panic!("particle buffer overflow"));
     group.spawn("culling", |_| "culled");
-    let results = group.wait();
+    let results = joined(group);
     assert_eq!(results[0], Ok("animated"));
     assert_eq!(
         results[1],
@@ -59,7 +67,7 @@ fn end_of_frame_cancels_tasks_not_started_and_tells_running_ones() {
     started.recv_timeout(PATIENCE).expect("the only worker took the long task");
     rt.end_frame();
     release.send(()).unwrap();
-    let results = group.wait();
+    let results = joined(group);
     assert_eq!(results[0], Ok(true), "the running task saw its frame end");
     assert_eq!(results[1], Err(TaskError::Cancelled { name: "queued" }));
 }
@@ -71,7 +79,7 @@ fn a_task_group_still_completes_after_shutdown_on_the_waiting_thread() {
     rt.shutdown();
     let group = rt.frame_tasks::<u32>();
     group.spawn("inline", |_| 7);
-    assert_eq!(group.wait(), [Ok(7)]);
+    assert_eq!(joined(group), [Ok(7)]);
 }
 
 #[test]
@@ -90,7 +98,7 @@ fn a_task_that_shuts_its_runtime_down_stops_it_whole() {
     });
     // Taken by the worker, not run by the waiting thread below.
     started.recv_timeout(PATIENCE).expect("the only worker took the task");
-    assert_eq!(group.wait(), [Ok(())]);
+    assert_eq!(joined(group), [Ok(())]);
     let stopped = events.wait_for(PATIENCE, |e| e.kind == streamrt::messages::EventKind::Stopped);
     assert!(stopped.is_some(), "the stop went to its end");
     assert_eq!(
