@@ -6,6 +6,11 @@
 //! separator, has no empty, `.` or `..` component, no backslash, no NUL, no drive prefix, and is
 //! at most [`ASSET_PATH_BYTES_MAX`] bytes. Sources may therefore join it under their root
 //! without further checks on the text (symlinks are the source's own concern).
+//!
+//! Keys compare byte for byte: `mesh:Props/a` and `mesh:props/a` are two keys, with two cache
+//! slots. A directory source on a case-insensitive file system (vfat, exFAT, a casefolded
+//! ext4 folder) serves one file under both; such a tree should be packed, or requested in one
+//! spelling.
 
 use std::fmt;
 use std::sync::Arc;
