@@ -16,8 +16,8 @@
 //!   admitted or parked, so resident bytes exceed a budget only by what live handles hold (the
 //!   engine asked for those; the runtime cannot drop them) and never by a cached asset.
 //! - At most [`PARKED_ASSETS_MAX`] assets are parked, whatever their sizes: a decoder that
-//!   reports 0 bytes (or a slot put back at 0 after a restart) would otherwise park every
-//!   asset ever released, as none weighs anything against the budget.
+//!   reports 0 bytes would otherwise park every asset ever released, as none weighs anything
+//!   against the budget.
 
 use std::any::Any;
 use std::collections::BTreeMap;

@@ -134,8 +134,10 @@ impl<T: Send + Sync + 'static> Cache<T> {
     ///   it, the bytes are given back and the holders still waiting are loaded again (into
     ///   `unfinished`);
     /// - a holder whose release was posted and whose handler was the one that failed never
-    ///   sees its release handled: holders that let go are dropped here (a release still to
-    ///   come finds nothing), and with none left the value is parked, as a release parks it.
+    ///   sees its release handled: holders that let go are dropped here, before any is given
+    ///   the value (a release still to come finds nothing, and a cancelled one leaves the
+    ///   ready set, as its release would have made it), and with none left the value is
+    ///   parked, as a release parks it.
     fn put_back(
         &mut self,
         holders: Vec<Ticket<T>>,
@@ -144,11 +146,23 @@ impl<T: Send + Sync + 'static> Cache<T> {
     ) {
         let Some(value) = holders.iter().find_map(|t| t.cell().staged_value()) else {
             self.residency().forget_held(self.budget_index(), bytes);
+            self.report_residency(Vec::new());
             let waiting = holders.into_iter().filter(|t| !t.cell().state().is_terminal());
             unfinished.extend(waiting.map(|ticket| (ticket, None)));
             return;
         };
-        for ticket in &holders {
+        let path = holders[0].cell().path().clone();
+        let (kept, let_go): (Vec<_>, Vec<_>) =
+            holders.into_iter().partition(|t| !t.cell().is_released());
+        // What the lost release would have done: a cancelled request still in the ready set
+        // leaves it, rather than keep its value there until a frame reaches it.
+        for ticket in &let_go {
+            let cell = ticket.cell();
+            if cell.state() == LoadState::Cancelled && cell.is_staged() {
+                self.to_withdraw.push(cell.id());
+            }
+        }
+        for ticket in &kept {
             let cell = ticket.cell();
             if !cell.is_staged() {
                 super::stage(cell, Arc::clone(&value), bytes, &mut self.to_frame);
@@ -159,8 +173,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 self.to_frame.extend(entry);
             }
         }
-        let path = holders[0].cell().path().clone();
-        let mut kept = holders.into_iter().filter(|t| !t.cell().is_released());
+        let mut kept = kept.into_iter();
         let Some(first) = kept.next() else {
             let key = self.key_of(&path);
             let evicted = self.residency().park(self.budget_index(), key, value, bytes);

@@ -214,7 +214,9 @@ impl RuntimeBuilder {
     /// thread of its own, once at most; [`Runtime::escalation`] says the same to a program
     /// that polls. [`Runtime::shutdown`] (and the runtime's drop) on another thread waits for
     /// the listener to return: a listener must not wait on that thread. It may itself call
-    /// `shutdown`.
+    /// `shutdown`. Should that thread fail to start, the listener is not called: the runtime
+    /// only refuses new requests, and [`Runtime::escalation`] tells a program that polls to
+    /// shut it down.
     ///
     /// # Panics
     ///
