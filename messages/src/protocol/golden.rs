@@ -239,8 +239,9 @@ fn server_samples() -> Vec<ServerMsg> {
 }
 
 /// Names what a sample is, by a match with no wildcard: a variant added to an enum the wire
-/// carries fails to compile here until a sample of it is added above (a variant appended at
-/// the end changes no pinned byte, yet an older peer cannot read it).
+/// carries fails to compile here, beside the samples, until an arm names it, so whoever adds
+/// it is led to add its sample above (a variant appended at the end changes no pinned byte,
+/// yet an older peer cannot read it). The compiler cannot check that the sample was added.
 fn variant(msg: &ServerMsg) -> &'static str {
     let error = |e: &ErrorKind| match e {
         ErrorKind::NotFound
@@ -342,8 +343,13 @@ fn hex(bytes: &[u8]) -> String {
 #[test]
 fn every_message_is_sent_as_this_protocol_version_pins_it() {
     let (clients, servers) = (client_samples(), server_samples());
-    assert!(clients.iter().all(|m| !client_variant(m).is_empty()));
-    assert!(servers.iter().all(|m| !variant(m).is_empty()));
+    // Compiled for their exhaustive matches (see `variant`); what they name is not checked.
+    clients.iter().for_each(|m| {
+        let _ = client_variant(m);
+    });
+    servers.iter().for_each(|m| {
+        let _ = variant(m);
+    });
     let client = clients.iter().map(|m| hex(&encode_frame(m).expect("encodes")));
     let server = servers.iter().map(|m| hex(&encode_frame(m).expect("encodes")));
     let lines: Vec<String> = client.chain(server).collect();
