@@ -169,10 +169,18 @@ fn stage<T: Send + Sync + 'static>(
     to_frame: &mut Vec<ReadyEntry>,
 ) {
     if cell.stage(value) {
-        if let Some(entry) = cell.when_dependencies_ready(ReadyEntry::new(cell, bytes)) {
-            to_frame.push(entry);
-        }
+        queue_ready(cell, bytes, to_frame);
     }
+}
+
+/// Queues the staged `cell` for publishing, unless it waits for its dependencies (their gate
+/// queues it then).
+fn queue_ready<T: Send + Sync + 'static>(
+    cell: &Arc<RequestCell<T>>,
+    bytes: u64,
+    to_frame: &mut Vec<ReadyEntry>,
+) {
+    to_frame.extend(cell.when_dependencies_ready(ReadyEntry::new(cell, bytes)));
 }
 
 /// Where a cache sends what it produces.
@@ -456,6 +464,14 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at, admission)));
     }
 
+    /// Keeps `path`'s decoded value, which no request holds any more, in the budget's pool for
+    /// reuse; reports what the budget evicted to make room.
+    fn park(&mut self, path: &AssetPath, value: AnyValue, bytes: u64) {
+        let key = self.key_of(path);
+        let evicted = self.residency().park(self.budget_index(), key, value, bytes);
+        self.report_residency(evicted);
+    }
+
     fn release(&mut self, cell: &RequestCell<T>) {
         let (request, path) = (cell.id(), cell.path());
         let detached = self.table.detach(path, request);
@@ -476,11 +492,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         if slot.phase == Phase::Resident {
             // The last holder let go of a decoded asset: keep it for reuse, within the budget.
             let value = holder.cell().staged_value();
-            let value: AnyValue =
-                value.expect("a resident slot's holders were staged with its value");
-            let key = self.key_of(path);
-            let evicted = self.residency().park(self.budget_index(), key, value, slot.bytes);
-            return self.report_residency(evicted);
+            let value = value.expect("a resident slot's holders were staged with its value");
+            return self.park(path, value, slot.bytes);
         }
         // The last holder let go of a load in progress: cancel the load itself.
         self.cancel_load(at, slot.generation, slot.phase, slot.locator);

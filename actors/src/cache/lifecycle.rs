@@ -10,7 +10,6 @@ use streamrt_messages::{AssetLoadError, ErrorKind, LoadState};
 
 use super::slots::Phase;
 use super::Cache;
-use crate::frame::ReadyEntry;
 use crate::request::Ticket;
 use crate::scheduler::Admission;
 use crate::source::Locator;
@@ -169,15 +168,12 @@ impl<T: Send + Sync + 'static> Cache<T> {
             } else if cell.state() == LoadState::Decoded {
                 // Its entry may never have left the failed turn; the ready set takes a request
                 // already waiting as a no-op, and a publish of one since published fails.
-                let entry = cell.when_dependencies_ready(ReadyEntry::new(cell, bytes));
-                self.to_frame.extend(entry);
+                super::queue_ready(cell, bytes, &mut self.to_frame);
             }
         }
         let mut kept = kept.into_iter();
         let Some(first) = kept.next() else {
-            let key = self.key_of(&path);
-            let evicted = self.residency().park(self.budget_index(), key, value, bytes);
-            return self.report_residency(evicted);
+            return self.park(&path, value, bytes);
         };
         let generation = self.next_generation();
         let at = self.table.insert_resident(first, generation, bytes);
