@@ -219,8 +219,7 @@ fn interleaved<T, const N: usize>(
 ) -> anyhow::Result<[Vec<T>; N]> {
     let mut results: [Vec<T>; N] = std::array::from_fn(|_| Vec::new());
     for round in 0..args.rounds.max(1) {
-        for turn in 0..N {
-            let system = (round + turn) % N;
+        for system in turn_order(round, N) {
             results[system].push(run(system)?);
         }
         let times: Vec<(&str, Duration)> =
@@ -228,6 +227,12 @@ fn interleaved<T, const N: usize>(
         round_line(args, round + 1, &times);
     }
     Ok(results)
+}
+
+/// The order `systems` run in at `round`: each round starts one system later than the one
+/// before, so none always runs first (or last).
+fn turn_order(round: usize, systems: usize) -> impl Iterator<Item = usize> {
+    (0..systems).map(move |turn| (round + turn) % systems)
 }
 
 /// Reports a round's times on stderr, so stdout holds only the result.

@@ -38,7 +38,7 @@ use streamrt::{Handle, MemorySource, Priority, Runtime, RuntimeConfig};
 use super::outcome::{Outcome, Target};
 use super::plot::{Chart, Series};
 use super::tiny::Pipeline;
-use super::{bench_config, BenchArgs};
+use super::{bench_config, turn_order, BenchArgs};
 use crate::formats::{encode_blob, Blob, BlobDecoder};
 
 /// Low requests queued ahead of the critical one by default.
@@ -233,8 +233,7 @@ fn rotated(
     let per_round = TRIALS / ROUNDS;
     let mut samples: [Vec<Sample>; SYSTEMS] = Default::default();
     for round in 0..ROUNDS {
-        for turn in 0..SYSTEMS {
-            let s = (round + turn) % SYSTEMS;
+        for s in turn_order(round, SYSTEMS) {
             // Each system has `TRIALS` keys of its own, each round a slice of them.
             let first = s * TRIALS + round * per_round;
             let keys = first..first + per_round;
