@@ -325,6 +325,11 @@ mod tests {
         assert!(!pack.exists(), "no pack is left behind");
     }
 
+    /// The keys `collect` makes of the tree under `assets`.
+    fn collected_keys(assets: &Path) -> Vec<String> {
+        collect(assets).unwrap().into_iter().map(|(key, _)| key).collect()
+    }
+
     #[test]
     fn a_file_name_with_a_backslash_is_skipped_not_taken_for_a_folder() {
         let dir = tempfile::tempdir().unwrap();
@@ -332,7 +337,7 @@ mod tests {
         std::fs::create_dir_all(assets.join("texture/a")).unwrap();
         std::fs::write(assets.join("texture/a\\b.png"), b"one").unwrap();
         std::fs::write(assets.join("texture/a/b.png"), b"two").unwrap();
-        let files: Vec<String> = collect(&assets).unwrap().into_iter().map(|(k, _)| k).collect();
+        let files = collected_keys(&assets);
         assert_eq!(files, ["texture:texture/a/b.png"]);
     }
 
@@ -344,7 +349,7 @@ mod tests {
         std::fs::create_dir_all(assets.join("mesh")).unwrap();
         std::fs::write(assets.join("mesh:lod/a.bin"), b"one").unwrap();
         std::fs::write(assets.join("mesh/a.bin"), b"two").unwrap();
-        let files: Vec<String> = collect(&assets).unwrap().into_iter().map(|(k, _)| k).collect();
+        let files = collected_keys(&assets);
         assert_eq!(files, ["mesh:mesh/a.bin"]);
     }
 
@@ -356,7 +361,7 @@ mod tests {
         std::fs::create_dir_all(assets.join(&deep)).unwrap();
         std::fs::write(assets.join(&deep).join("a.bin"), b"deep").unwrap();
         std::fs::write(assets.join("blob/b.bin"), b"shallow").unwrap();
-        let files: Vec<String> = collect(&assets).unwrap().into_iter().map(|(k, _)| k).collect();
+        let files = collected_keys(&assets);
         assert_eq!(files, ["blob:blob/b.bin"]);
         build(&assets, &dir.path().join("a.pack"), Codec::Lz4, None).unwrap();
     }
