@@ -116,11 +116,19 @@ pub(crate) struct SlotTable<H> {
     by_path: HashTable<u32>,
     /// Seeded per table (see `key_hash`).
     hasher: KeyHasher,
+    /// The slots `by_path` held room for when it was last built, deleted entries included: its
+    /// size, which [`SlotTable::reindex`] keeps or doubles as hashbrown's own growth would.
+    index_room: usize,
 }
 
 impl<H: Holder> Default for SlotTable<H> {
     fn default() -> Self {
-        Self { slots: Slab::new(), by_path: HashTable::new(), hasher: KeyHasher::default() }
+        Self {
+            slots: Slab::new(),
+            by_path: HashTable::new(),
+            hasher: KeyHasher::default(),
+            index_room: 0,
+        }
     }
 }
 
@@ -199,6 +207,9 @@ impl<H: Holder> SlotTable<H> {
         // Checked in debug builds only: every caller has just looked the path up, and a second
         // probe of a table of a million slots is a cache miss per new request in release.
         debug_assert!(self.find(hash, holder.path()).is_none(), "{} has a slot", holder.path());
+        if self.by_path.len() == self.by_path.capacity() {
+            self.reindex();
+        }
         let mut holders = Holders::default();
         holders.push(holder);
         let at = self.slots.insert(Slot {
@@ -211,10 +222,38 @@ impl<H: Holder> SlotTable<H> {
             locator,
         });
         let (slots, hasher) = (&self.slots, &self.hasher);
-        // Every indexed slot has a holder, so each can be hashed again as the index grows.
+        // `reindex` left room for this one, so the index does not grow here; every indexed
+        // slot has a holder, so each could be hashed again if it did.
         self.by_path
             .insert_unique(hash, index32(at), |&s| hasher.hash_one(slots[s as usize].path()));
         at
+    }
+
+    /// Builds `by_path` anew, with room for one more slot: the same size when at most half of
+    /// it is in use (deleted entries took the rest), else the next size up, as hashbrown grows
+    /// a full table.
+    ///
+    /// The new index is filled from the slots in slab order, where hashbrown's own growth
+    /// walks the old index in bucket order: each entry is hashed from its slot's first
+    /// holder's path, and in bucket order every one of those is a cache miss in a slab, a
+    /// request and a path spread over memory. Slab order reads them about in the order they
+    /// were made. Growing the index was 15 % of the core thread's samples in `streamctl
+    /// bench tiny`, 200,000 requests made at once.
+    fn reindex(&mut self) {
+        let wanted = self.by_path.len() + 1;
+        let room = if wanted <= self.index_room / 2 {
+            self.index_room
+        } else {
+            wanted.max(self.index_room + 1)
+        };
+        let mut index = HashTable::with_capacity(room);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        let rehash = |&s: &u32| hasher.hash_one(slots[s as usize].path());
+        for (at, slot) in slots {
+            index.insert_unique(hasher.hash_one(slot.path()), index32(at), rehash);
+        }
+        self.index_room = index.capacity();
+        self.by_path = index;
     }
 
     pub(crate) fn get(&self, slot: usize) -> Option<&Slot<H>> {
@@ -373,6 +412,47 @@ mod tests {
             .emptied
             .is_some_and(|s| s.holders.is_empty() && s.generation == Generation(1)));
         assert_eq!((table.len(), table.lookup(&key(1))), (0, None));
+    }
+
+    fn numbered(n: usize) -> AssetPath {
+        AssetPath::new(&format!("n{n}")).unwrap()
+    }
+
+    fn start(table: &mut SlotTable<Held>, n: usize) -> usize {
+        let held = Held(RequestId(n as u64), numbered(n));
+        table.start_load(held, Generation(n as u64), Priority::Normal, 0, None)
+    }
+
+    #[test]
+    fn the_index_finds_every_slot_across_its_growth() {
+        let mut table: SlotTable<Held> = SlotTable::default();
+        let slots: Vec<usize> = (0..5_000).map(|n| start(&mut table, n)).collect();
+        for n in (0..5_000).step_by(2) {
+            assert!(table.detach(&numbered(n), RequestId(n as u64)).is_some());
+        }
+        let more: Vec<usize> = (5_000..9_000).map(|n| start(&mut table, n)).collect();
+        let found = |n: usize| table.lookup(&numbered(n));
+        assert!((1..5_000).step_by(2).all(|n| found(n) == Some(slots[n])));
+        assert!((0..5_000).step_by(2).all(|n| found(n).is_none()));
+        assert!((5_000..9_000).all(|n| found(n) == Some(more[n - 5_000])));
+        assert_eq!(table.by_path.len(), table.len());
+    }
+
+    #[test]
+    fn churn_at_a_steady_size_does_not_grow_the_index() {
+        let mut table: SlotTable<Held> = SlotTable::default();
+        for n in 0..100 {
+            start(&mut table, n);
+        }
+        let room = table.by_path.capacity();
+        // Each removal leaves a deleted entry behind, until a rebuild clears them.
+        for n in 100..100_000 {
+            start(&mut table, n);
+            assert!(table.detach(&numbered(n - 100), RequestId((n - 100) as u64)).is_some());
+        }
+        assert_eq!(table.len(), 100);
+        assert!(table.index_room <= 2 * room, "{} slots of room for 100", table.index_room);
+        assert!((99_900..100_000).all(|n| table.lookup(&numbered(n)).is_some()));
     }
 
     proptest! {
