@@ -89,7 +89,8 @@ pub struct Divergence {
     pub request: u64,
     /// Its terminal state in the recording.
     pub recorded: LoadState,
-    /// Its terminal state in the replay, if it reached one.
+    /// Its terminal state in the replay, if it reached one before the replay's own shutdown
+    /// (a request that shutdown failed never ended in the replay).
     pub replayed: Option<LoadState>,
 }
 
@@ -473,8 +474,12 @@ fn first_divergence(
             let shut = matches!(&event.kind, EventKind::Failed { kind: ErrorKind::Shutdown });
             match expected.get(&id) {
                 Some(_) if shut && unreachable.contains(&id) => excused += 1,
-                Some(&recorded) if recorded != state => {
-                    let replayed = Some(state);
+                // The recording's own stop records its `Shutdown` before it fails anything, so
+                // an end recorded before that record was never a shutdown's: the replay's
+                // shutdown failed a request that its recording saw end, even as `failed`
+                // (a load stuck waiting for an outcome the log does not hold).
+                Some(&recorded) if shut || recorded != state => {
+                    let replayed = (!shut).then_some(state);
                     let divergence = Divergence { event: line, request: id, recorded, replayed };
                     return (Some(divergence), excused);
                 }

@@ -193,7 +193,22 @@ fn a_log_cut_short_still_shows_a_divergence_recorded_before_its_last_frame() {
     assert!(!report.complete);
     let divergence = report.divergence.expect("x's end was recorded before the last frame");
     assert_eq!((divergence.request, divergence.recorded), (x, LoadState::Ready));
-    assert_eq!(divergence.replayed, Some(LoadState::Failed));
+    assert_eq!(divergence.replayed, None, "only the replay's shutdown failed it");
+}
+
+#[test]
+fn a_load_left_waiting_for_an_outcome_the_log_lacks_diverges_even_when_recorded_failed() {
+    // The recording saw `a` fail before its shutdown; the log holds no read for it, so the
+    // replay's load waits until the replay's shutdown fails it. Both say `failed`, but only
+    // the shutdown ended it here.
+    let mut s = Scenario::new();
+    let a = s.request("blob:a", Priority::Normal);
+    s.ended(a, LoadState::Failed).shutdown();
+    let report = s.replay_with(2);
+    assert!(report.complete);
+    let divergence = report.divergence.expect("a never ended before the shutdown");
+    assert_eq!((divergence.request, divergence.recorded), (a, LoadState::Failed));
+    assert_eq!(divergence.replayed, None);
 }
 
 #[test]
