@@ -250,6 +250,28 @@ fn a_cycle_a_source_reports_fails_the_request_instead_of_recursing_forever() {
 }
 
 #[test]
+fn a_dependency_that_fails_as_it_is_requested_stops_the_rest_of_the_tree_being_requested() {
+    let source = GatedSource::default();
+    let rest: Vec<String> = (0..50).map(|i| format!("blob:m{i}")).collect();
+    let mut deps = vec!["blob:bad"];
+    deps.extend(rest.iter().map(String::as_str));
+    source.put_with_deps("blob:root", b"root", &deps);
+    source.put_with_deps("blob:bad", b"bad", &["nodecoder:x"]);
+    for dep in &rest {
+        source.put_with_deps(dep, b"m", &[]);
+    }
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let root = rt.request::<Blob>("root", Priority::Normal).unwrap();
+    let Some(Err(ReadyError::Failed(error))) = root.wait_timeout(PATIENCE) else {
+        panic!("the root fails with its dependency");
+    };
+    assert!(error.to_string().contains("blob:bad"), "{error}");
+    assert!(rt.sync(PATIENCE));
+    // The root and `bad`: `bad`'s own dependency is refused before it is a request.
+    assert_eq!(rt.status().requested, 2, "none of the 50 after `bad` was requested");
+}
+
+#[test]
 fn cancelling_the_engines_own_request_for_a_dependency_leaves_the_dependents_load_alone() {
     let source = GatedSource::default();
     source.put_with_deps("blob:root", b"root", &["blob:dep"]);

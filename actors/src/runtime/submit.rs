@@ -242,6 +242,12 @@ impl Submitter {
         walk: &mut Walk,
     ) {
         for dep in deps {
+            // A dependency the walk failed (refused, or a source that panicked) failed the
+            // dependent already: the rest of its tree would be requested and released at
+            // once, each an event, a count and the source's hints for nothing.
+            if gate.is_released() {
+                return;
+            }
             let refused = if walk.depth > walk.limits.depth_max {
                 Some(format!("dependency chain deeper than {}", walk.limits.depth_max))
             } else if walk.nodes >= walk.limits.nodes_max {
