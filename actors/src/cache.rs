@@ -57,7 +57,10 @@
 //! was, still counted in the memory budget. A restart loses quarantine records and loads in
 //! flight (each marked cancelled in the table before it empties; their late replies are
 //! stale), never a request nor a decoded asset. Parked values live in the shared budget,
-//! outside the actor, and survive it.
+//! outside the actor, and survive it. An incarnation that panics while it takes back what
+//! the failed one salvaged is stopped and restarted the same way: what it took back is
+//! salvaged again with what it had not, and only the asset or request it was taking back
+//! when it panicked is lost (its requests fail), as a message whose handler panics is.
 
 mod failures;
 mod holders;
@@ -78,7 +81,8 @@ use streamrt_messages::{
     LoadState, Priority, RequestId,
 };
 use streamrt_supervisor::{
-    drain_lane, wake_after_others, ChildLink, Drained, ExitReason, Mailbox, StopChild, Wake,
+    drain_lane, guarded, wake_after_others, ChildLink, Drained, ExitReason, Mailbox, StopChild,
+    Wake,
 };
 
 use crate::frame::{FrameMsg, ReadyEntry};
@@ -93,7 +97,7 @@ use crate::telemetry::{Counters, Probe};
 use crate::work::{DispatchOrder, IoPort, Job, JobEnd, JobGuard, JobRoute, ReadJob};
 
 pub(crate) use inbox::{CacheInbox, EngineMsg};
-pub(crate) use lifecycle::Salvaged;
+pub(crate) use lifecycle::{lock as salvage_lock, Salvaged};
 use route::decoder_outcome;
 pub(crate) use route::TypeRoute;
 use slots::{Detached, Holder, Phase, SlotTable};
@@ -699,8 +703,19 @@ impl<T: Send + Sync + 'static> Actor for Cache<T> {
     fn started(&mut self, ctx: &mut Context<Self>) {
         if self.link.incarnation() > 1 {
             self.links.probe.restarted(&format!("cache:{}", self.asset_type));
-            self.readmit();
-            self.flush();
+            let link = self.link.clone();
+            let taken_back = guarded(&link, || {
+                self.readmit();
+                self.flush();
+                Ok(())
+            });
+            if taken_back.is_none() {
+                // Its exit is reported: what it took back goes back to the salvage, with what
+                // it had not, for the next incarnation, which attaches to the inbox instead.
+                ctx.stop();
+                self.salvage();
+                return;
+            }
         }
         self.inbox.attach(&ctx.address().recipient());
     }

@@ -31,6 +31,9 @@ pub enum CrashTarget {
     Scheduler,
     /// The cache actor of the named asset type.
     Cache(String),
+    /// The cache actor of the named asset type, and then its next incarnation as it takes back
+    /// what the crashed one held (after the first asset or request it took back).
+    CacheRestart(String),
     /// The frame coordinator actor.
     FrameCoordinator,
     /// The telemetry sink actor.

@@ -514,9 +514,10 @@ impl Runtime {
             CrashTarget::Scheduler => core.scheduler.post(SchedulerMsg::Crash).is_ok(),
             CrashTarget::FrameCoordinator => core.frame.post(FrameMsg::Crash).is_ok(),
             CrashTarget::TelemetrySink => core.sink.post(SinkMsg::Crash).is_ok(),
-            CrashTarget::Cache(name) => {
+            CrashTarget::Cache(name) | CrashTarget::CacheRestart(name) => {
+                let readmit = matches!(target, CrashTarget::CacheRestart(_));
                 let at = self.inner.type_names().position(|n| n == name.as_str());
-                at.and_then(|i| core.caches.get(i)).is_some_and(|c| c.post_crash())
+                at.and_then(|i| core.caches.get(i)).is_some_and(|c| c.post_crash(readmit))
             }
             CrashTarget::IoWorker => {
                 core.pools.io_crashes.request();

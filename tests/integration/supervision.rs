@@ -44,6 +44,37 @@ fn restart_during_load_keeps_every_request(target: &CrashTarget, actor: &str) ->
 }
 
 #[test]
+fn a_cache_that_crashes_again_as_it_takes_back_what_it_held_loses_nothing() {
+    let source = GatedSource::with_blobs(6);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.workers(1).reads_in_flight(1).read_credit_bytes(1)
+    });
+    let events = rt.subscribe(4096);
+    let kept = rt.request::<Blob>("a5", Priority::Normal).unwrap();
+    assert!(kept.wait_timeout(PATIENCE).is_some_and(|r| r.is_ok()));
+    source.gate.hold("a0");
+    let handles: Vec<_> =
+        (0..5).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    source.gate.wait_started("a0", 1);
+    assert!(rt.sync(PATIENCE));
+    assert!(rt.inject_crash(&CrashTarget::CacheRestart("blob".into())));
+    // The crash, then the next incarnation's, after the first it took back.
+    wait_restart(&events, "cache:blob");
+    wait_restart(&events, "cache:blob");
+    source.gate.release("a0");
+    for h in &handles {
+        let outcome = h.wait_timeout(PATIENCE).expect("terminal");
+        assert!(outcome.is_ok(), "{h:?}: {outcome:?}");
+    }
+    assert_eq!(rt.status().restarts, 2);
+    assert_eq!(kept.state(), LoadState::Ready);
+    assert_eq!(source.gate.started_count("a5"), 1, "the decoded asset was kept, not read again");
+    let later = rt.request::<Blob>("a5", Priority::Normal).unwrap();
+    assert!(later.wait_timeout(PATIENCE).is_some_and(|r| r.is_ok()));
+    assert_eq!(source.gate.started_count("a5"), 1);
+}
+
+#[test]
 fn a_scheduler_restart_loses_no_queued_request() {
     let source = restart_during_load_keeps_every_request(&CrashTarget::Scheduler, "scheduler");
     for i in 0..10 {

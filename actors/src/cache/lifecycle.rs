@@ -4,12 +4,13 @@
 //! cache's `# Supervision`). Either way every load in the table is cancelled first, each by
 //! its own slot and generation.
 
-use std::sync::{Arc, PoisonError};
+use std::collections::VecDeque;
+use std::sync::{Arc, MutexGuard, PoisonError};
 
 use streamrt_messages::{AssetLoadError, ErrorKind, LoadState};
 
 use super::slots::Phase;
-use super::Cache;
+use super::{Cache, Salvage};
 use crate::request::Ticket;
 use crate::scheduler::Admission;
 use crate::source::Locator;
@@ -24,16 +25,32 @@ use crate::source::Locator;
 ///   counted; the runtime is stopping then.
 pub(crate) struct Salvaged<T: Send + Sync + 'static> {
     /// Requests whose load had not ended, each with its slot's locator: loaded again.
-    unfinished: Vec<(Ticket<T>, Option<Locator>)>,
+    unfinished: VecDeque<(Ticket<T>, Option<Locator>)>,
     /// Decoded assets: every holder of the slot, the first first (each staged with the value,
     /// ready or still waiting to publish, unless a panic cut the hand-out short: see
     /// `put_back`), and the value's resident size.
-    resident: Vec<(Vec<Ticket<T>>, u64)>,
+    resident: VecDeque<(Vec<Ticket<T>>, u64)>,
+    /// Crashes injected into the next incarnations' `readmit` (fault injection), each after
+    /// the first asset or request it took back.
+    readmit_crashes: usize,
 }
 
 impl<T: Send + Sync + 'static> Default for Salvaged<T> {
     fn default() -> Self {
-        Self { unfinished: Vec::new(), resident: Vec::new() }
+        Self { unfinished: VecDeque::new(), resident: VecDeque::new(), readmit_crashes: 0 }
+    }
+}
+
+/// The salvage's lock (no code panics while holding it, so a poisoned one is consistent).
+pub(crate) fn lock<T: Send + Sync + 'static>(salvage: &Salvage<T>) -> MutexGuard<'_, Salvaged<T>> {
+    salvage.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<T: Send + Sync + 'static> Salvaged<T> {
+    /// Makes the next incarnation that takes back what a crashed one salvaged panic after the
+    /// first asset or request it took back (fault injection).
+    pub(crate) fn crash_next_readmit(&mut self) {
+        self.readmit_crashes += 1;
     }
 }
 
@@ -94,10 +111,11 @@ impl<T: Send + Sync + 'static> Cache<T> {
     /// a failure).
     pub(super) fn salvage(&mut self) {
         self.cancel_every_load();
-        let mut salvage = self.salvage.lock().unwrap_or_else(PoisonError::into_inner);
+        let salvage_shared = Arc::clone(&self.salvage);
+        let mut salvage = lock(&salvage_shared);
         for slot in self.table.drain() {
             if slot.phase == Phase::Resident {
-                salvage.resident.push((slot.holders.into_iter().collect(), slot.bytes));
+                salvage.resident.push_back((slot.holders.into_iter().collect(), slot.bytes));
                 continue;
             }
             let locator = slot.locator;
@@ -114,15 +132,39 @@ impl<T: Send + Sync + 'static> Cache<T> {
 
     /// Puts back the decoded assets a failed incarnation salvaged, and admits its unfinished
     /// requests again.
+    ///
+    /// # Panics
+    ///
+    /// Only as a bug, or an injected crash, would: each asset and request is taken out of the
+    /// salvage as it is taken back, so a panic part-way leaves the rest there, and the caller
+    /// (`started`) salvages what was taken back with them for the next incarnation. The one
+    /// being taken back when it panicked is lost (its requests fail), as a message whose
+    /// handler panics is.
     pub(super) fn readmit(&mut self) {
-        let Salvaged { mut unfinished, resident } =
-            std::mem::take(&mut *self.salvage.lock().unwrap_or_else(PoisonError::into_inner));
-        for (holders, bytes) in resident {
+        let salvage = Arc::clone(&self.salvage);
+        let resident = || lock(&salvage).resident.pop_front();
+        while let Some((holders, bytes)) = resident() {
+            let mut unfinished = Vec::new();
             self.put_back(holders, bytes, &mut unfinished);
+            lock(&salvage).unfinished.extend(unfinished);
+            self.injected_readmit_crash();
         }
-        for (ticket, locator) in unfinished {
+        let unfinished = || lock(&salvage).unfinished.pop_front();
+        while let Some((ticket, locator)) = unfinished() {
             ticket.cell().advance(LoadState::Loading, LoadState::Pending);
             self.load(ticket, locator, Admission::Again);
+            self.injected_readmit_crash();
+        }
+        // Nothing was salvaged, or the injected crash is still owed.
+        self.injected_readmit_crash();
+    }
+
+    fn injected_readmit_crash(&self) {
+        let mut salvaged = lock(&self.salvage);
+        if salvaged.readmit_crashes > 0 {
+            salvaged.readmit_crashes -= 1;
+            drop(salvaged);
+            panic!("injected crash of the {} cache as it took back what it held", self.asset_type);
         }
     }
 

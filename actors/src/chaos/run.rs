@@ -191,9 +191,10 @@ fn source(options: &ChaosOptions, rng: &mut fastrand::Rng) -> MemorySource {
     source
 }
 
-const CRASHES: [fn() -> CrashTarget; 6] = [
+const CRASHES: [fn() -> CrashTarget; 7] = [
     || CrashTarget::Scheduler,
     || CrashTarget::Cache("chaos".into()),
+    || CrashTarget::CacheRestart("chaos".into()),
     || CrashTarget::IoWorker,
     || CrashTarget::DecodeWorker,
     || CrashTarget::FrameCoordinator,

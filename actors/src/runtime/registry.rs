@@ -11,7 +11,8 @@ use streamrt_supervisor::{Activity, AskPatience, ChildSpec, Mailbox, RestartKind
 
 use crate::asset::Decoder;
 use crate::cache::{
-    Cache, CacheInbox, CacheLinks, CacheMsg, CacheStats, EngineMsg, Salvage, TypeRoute,
+    salvage_lock, Cache, CacheInbox, CacheLinks, CacheMsg, CacheStats, EngineMsg, Salvage,
+    TypeRoute,
 };
 use crate::runtime::submit::DepRequester;
 use crate::runtime::RetryPolicy;
@@ -153,8 +154,9 @@ pub(crate) trait CacheControl: Send + Sync {
     fn ask_ping(&self, timeout: Duration) -> bool;
     /// Asks the cache to resubmit its loads to a restarted scheduler.
     fn post_resubmit(&self);
-    /// Asks the cache to panic (fault injection); false if its mailbox is closed.
-    fn post_crash(&self) -> bool;
+    /// Asks the cache to panic (fault injection), and its next incarnation too as it takes
+    /// back what it held if `readmit`; false if its mailbox is closed.
+    fn post_crash(&self, readmit: bool) -> bool;
     /// Closes the mailbox, failing the requests of every message not yet handled.
     fn close(&self);
     /// Counts the cache's messages in a deterministic runtime's activity.
@@ -184,7 +186,10 @@ impl<T: Send + Sync + 'static> CacheControl for CacheHandle<T> {
         let _ = self.inbox.messages.post(CacheMsg::Resubmit);
     }
 
-    fn post_crash(&self) -> bool {
+    fn post_crash(&self, readmit: bool) -> bool {
+        if readmit {
+            salvage_lock(&self.salvage).crash_next_readmit();
+        }
         self.inbox.messages.post(CacheMsg::Crash).is_ok()
     }
 
