@@ -232,6 +232,11 @@ pub(crate) struct Cache<T: Send + Sync + 'static> {
     /// Requests cancelled after they were staged, for the ready set to let go of (one message
     /// a turn).
     to_withdraw: Vec<RequestId>,
+    /// Slots a holder let go of, whose load's priority is settled once the turn is over: a
+    /// level's unload lets go of a shared dependency's holders one message each, and the rest
+    /// of them, cancelled on the engine's thread already, are all read past at each settle.
+    /// Once a turn, a settle reads them once per turn, not once per holder.
+    to_settle: Vec<usize>,
     /// Retries to start once their backoff (ms) is over.
     retry_later: Vec<(u64, LoadRef)>,
 }
@@ -263,6 +268,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             to_scheduler: Vec::new(),
             to_frame: Vec::new(),
             to_withdraw: Vec::new(),
+            to_settle: Vec::new(),
             retry_later: Vec::new(),
         }
     }
@@ -491,7 +497,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let Some(slot) = emptied else {
             // The others keep the load, at the most urgent priority among them now: the one
             // that let go may have been the one that raised it.
-            return self.settle_priority(at, None);
+            return self.to_settle.push(at);
         };
         if slot.phase == Phase::Resident {
             // The last holder let go of a decoded asset: keep it for reuse, within the budget.
@@ -527,7 +533,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let Some(at) = self.table.lookup_holder(path, request) else { return };
         let phase = self.table.get(at).expect("indexed slot exists").phase;
         match phase {
-            Phase::Backoff | Phase::Queued => self.settle_priority(at, Some(priority)),
+            Phase::Backoff | Phase::Queued => self.settle_priority(at, Some(priority), true),
             Phase::Resident => {
                 let _ = self.links.frame.post(FrameMsg::Reprioritize(request, priority));
             }
@@ -540,18 +546,40 @@ impl<T: Send + Sync + 'static> Cache<T> {
     /// (`fallback`, or the load's own, when none is live), and tells the scheduler when it
     /// changed. A load already dispatched keeps its place: the priority then orders only the
     /// publish, read from each request at staging.
-    fn settle_priority(&mut self, at: usize, fallback: Option<Priority>) {
+    ///
+    /// `settled` says that the load's priority was its holders' most urgent before the
+    /// changes since its last settle (holders that let go, or one moved to `fallback`), so
+    /// that none is more urgent than the lesser of the two: the holders are read only up to
+    /// the first live one at it. A level's shared dependency has a holder per dependent, and
+    /// reading all of them at each one's release made the level's unload quadratic. A load
+    /// back from flight was not kept settled (holders came and went meanwhile), so it reads
+    /// them all.
+    fn settle_priority(&mut self, at: usize, fallback: Option<Priority>, settled: bool) {
         let Some(slot) = self.table.get_mut(at) else { return };
         if !matches!(slot.phase, Phase::Backoff | Phase::Queued) {
             return;
         }
-        let most_urgent = slot
+        let bound = settled.then(|| fallback.map_or(slot.priority, |p| p.min(slot.priority)));
+        let live = slot
             .holders
             .iter()
             .filter(|t| !t.cell().state().is_terminal())
-            .map(|t| t.cell().priority())
-            .min()
-            .unwrap_or(fallback.unwrap_or(slot.priority));
+            .map(|t| t.cell().priority());
+        let most_urgent = match bound {
+            // None is more urgent than the bound: the first at it is the most urgent.
+            Some(bound) => {
+                let mut urgent = None;
+                for p in live {
+                    urgent = Some(urgent.map_or(p, |u: Priority| u.min(p)));
+                    if p == bound {
+                        break;
+                    }
+                }
+                urgent
+            }
+            None => live.min(),
+        };
+        let most_urgent = most_urgent.unwrap_or(fallback.unwrap_or(slot.priority));
         if most_urgent != slot.priority {
             slot.priority = most_urgent;
             if slot.phase == Phase::Queued {
@@ -659,6 +687,17 @@ impl<T: Send + Sync + 'static> Cache<T> {
     }
 
     fn flush(&mut self) {
+        if !self.to_settle.is_empty() {
+            let mut slots = std::mem::take(&mut self.to_settle);
+            slots.sort_unstable();
+            slots.dedup();
+            // A slot emptied and reused since is settled as well, which changes nothing: its
+            // priority is its holders' already.
+            for at in slots.drain(..) {
+                self.settle_priority(at, None, true);
+            }
+            self.to_settle = slots;
+        }
         if !self.to_scheduler.is_empty() {
             // A closed scheduler means shutdown; this cache is told to shut down next.
             let _ = self.links.scheduler.post_all(self.to_scheduler.drain(..));

@@ -108,7 +108,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let (attempt, origin, path) = (slot.attempt(), slot.origin(), slot.path().clone());
         // While the attempt was read, holders came, went or were reprioritised, none of which
         // moves a load in flight: the retry waits at the most urgent priority of those left.
-        self.settle_priority(at, None);
+        self.settle_priority(at, None, false);
         Counters::bump(&self.links.probe.counters.retries);
         self.emit(EventKind::Retried { attempt, kind }, origin, &path);
         self.retry_later.push((delay_ms, load_ref(self.type_index, at, generation)));

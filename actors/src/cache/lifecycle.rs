@@ -104,6 +104,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.to_frame.clear();
         self.to_withdraw.clear();
         self.to_scheduler.clear();
+        self.to_settle.clear();
         self.retry_later.clear();
     }
 

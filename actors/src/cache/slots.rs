@@ -157,7 +157,7 @@ impl<H: Holder> SlotTable<H> {
     /// The slot `request` is attached to; `path` is the request's path.
     pub(crate) fn lookup_holder(&self, path: &AssetPath, request: RequestId) -> Option<usize> {
         let slot = self.lookup(path)?;
-        self.slots[slot].holders.iter().any(|h| h.request() == request).then_some(slot)
+        self.slots[slot].holders.holds(request).then_some(slot)
     }
 
     /// Starts a slot for `holder`'s path, with `holder` as its first: a new load, `Queued`,
@@ -299,8 +299,7 @@ impl<H: Holder> SlotTable<H> {
         let hash = self.hasher.hash_one(path);
         let slot = self.find(hash, path)?;
         let holders = &mut self.slots[slot].holders;
-        let at = holders.iter().position(|h| h.request() == request)?;
-        let holder = holders.remove(at);
+        let holder = holders.remove_request(request)?;
         let emptied = holders.is_empty().then(|| self.unindexed(slot, hash));
         Some(Detached { slot, holder, emptied })
     }
@@ -502,7 +501,8 @@ mod tests {
                 }
                 for &(r, k) in &live_requests {
                     let slot = table.lookup_holder(&key(k), r).expect("attached");
-                    prop_assert!(table.get(slot).unwrap().holders.contains(&Held(r, key(k))));
+                    let holders = &table.get(slot).unwrap().holders;
+                    prop_assert!(holders.iter().any(|h| *h == Held(r, key(k))));
                 }
                 prop_assert!(table.iter().all(|s| !s.holders.is_empty()));
                 prop_assert!(table.len() <= 6);
