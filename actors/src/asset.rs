@@ -1,6 +1,6 @@
 //! Asset types: how bytes become a value, and how big that value is.
 
-use streamrt_messages::{AssetKey, ErrorKind};
+use streamrt_messages::{error_text, AssetKey, ErrorKind};
 
 /// The most bytes one decoded asset counts for in the memory budget: 1 TiB. A decoder's size
 /// is its own code's claim; clamped, the budget's sums stay exact for millions of assets, where
@@ -48,8 +48,8 @@ pub enum DecodeError {
 impl From<DecodeError> for ErrorKind {
     fn from(e: DecodeError) -> Self {
         match e {
-            DecodeError::Malformed(m) => ErrorKind::Decode(m),
-            DecodeError::Validation(m) => ErrorKind::Validation(m),
+            DecodeError::Malformed(m) => ErrorKind::Decode(error_text(m)),
+            DecodeError::Validation(m) => ErrorKind::Validation(error_text(m)),
         }
     }
 }

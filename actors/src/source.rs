@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use streamrt_supervisor::{log_caught, panic_message};
 
-use streamrt_messages::{AssetKey, ErrorKind};
+use streamrt_messages::{error_text, AssetKey, ErrorKind};
 
 /// Reads assets' bytes.
 pub trait Source: Send + Sync + 'static {
@@ -216,10 +216,10 @@ impl From<SourceError> for ErrorKind {
     fn from(e: SourceError) -> Self {
         match e {
             SourceError::NotFound => ErrorKind::NotFound,
-            SourceError::Io(m) => ErrorKind::Io(m),
+            SourceError::Io(m) => ErrorKind::Io(error_text(m)),
             SourceError::TooLarge { size, max } => ErrorKind::TooLarge { size, max },
-            SourceError::Corrupt(m) => ErrorKind::Corrupt(m),
-            SourceError::Denied(m) => ErrorKind::Denied(m),
+            SourceError::Corrupt(m) => ErrorKind::Corrupt(error_text(m)),
+            SourceError::Denied(m) => ErrorKind::Denied(error_text(m)),
         }
     }
 }
@@ -236,5 +236,22 @@ mod tests {
         assert_eq!(Locator::new(u32::MAX as usize), None);
         assert_eq!(Locator::new(usize::MAX), None);
         assert_eq!(std::mem::size_of::<Option<Locator>>(), 4);
+    }
+
+    #[test]
+    fn the_engines_long_error_text_is_cut_as_it_becomes_a_load_error() {
+        let long = || "x".repeat(2 << 20);
+        let kinds = [
+            ErrorKind::from(SourceError::Io(long())),
+            ErrorKind::from(SourceError::Corrupt(long())),
+            ErrorKind::from(SourceError::Denied(long())),
+            ErrorKind::from(crate::DecodeError::Malformed(long())),
+            ErrorKind::from(crate::DecodeError::Validation(long())),
+        ];
+        for kind in kinds {
+            let text = kind.to_string();
+            assert!(text.len() < 2 * streamrt_messages::ERROR_TEXT_BYTES_MAX, "{}", text.len());
+            assert!(text.ends_with('…'));
+        }
     }
 }

@@ -9,6 +9,30 @@ use serde::{Deserialize, Serialize};
 
 use crate::key::AssetKey;
 
+/// The most bytes of text an error keeps from code outside the runtime (a decoder's or a
+/// source's message, a panic's): the text is copied into the error of every request the
+/// failure ends, into events, telemetry log lines, replay log records and protocol frames, and
+/// each of those has a size limit. A decoder that put a whole asset's dump in its message made
+/// a telemetry log `streamctl report` refused (its lines are at most 1 MiB).
+pub const ERROR_TEXT_BYTES_MAX: usize = 4096;
+
+/// `text`, cut at [`ERROR_TEXT_BYTES_MAX`] bytes (on a character boundary, ending with `…`
+/// when cut); as it is when it fits.
+pub fn error_text(mut text: String) -> String {
+    if text.len() <= ERROR_TEXT_BYTES_MAX {
+        return text;
+    }
+    let ellipsis = '…';
+    let mut end = ERROR_TEXT_BYTES_MAX - ellipsis.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push(ellipsis);
+    text.shrink_to_fit();
+    text
+}
+
 /// Why a load failed, with what the engine needs to react to it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("loading {key} failed (attempt {attempt}): {kind}")]
@@ -111,5 +135,21 @@ impl ErrorKind {
     /// Whether another attempt could succeed: IO errors and loads a crashed worker lost.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Io(_) | Self::WorkerLost(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_text_past_its_limit_is_cut_on_a_character_boundary_and_marked() {
+        assert_eq!(error_text("short".into()), "short");
+        let fits = "a".repeat(ERROR_TEXT_BYTES_MAX);
+        assert_eq!(error_text(fits.clone()), fits);
+        let cut = error_text("é".repeat(ERROR_TEXT_BYTES_MAX));
+        assert!(cut.len() <= ERROR_TEXT_BYTES_MAX, "{} bytes", cut.len());
+        assert!(cut.len() > ERROR_TEXT_BYTES_MAX - 8, "{} bytes", cut.len());
+        assert!(cut.starts_with("éé") && cut.ends_with('…'));
     }
 }

@@ -48,8 +48,9 @@ pub fn log_caught(log: impl FnOnce()) {
 }
 
 /// The most bytes of a panic's message kept: it is copied into the error of every request the
-/// panic failed, into events and into a replay log, whose records have a size limit.
-pub const PANIC_MESSAGE_BYTES_MAX: usize = 4096;
+/// panic failed, into events and into a replay log, whose records have a size limit. The same
+/// as any error text from outside the runtime keeps.
+pub const PANIC_MESSAGE_BYTES_MAX: usize = streamrt_messages::ERROR_TEXT_BYTES_MAX;
 
 /// The text of a caught panic's payload, cut at [`PANIC_MESSAGE_BYTES_MAX`] bytes (on a
 /// character boundary, ending with `…` when cut).
@@ -61,18 +62,13 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     } else {
         "non-string panic payload"
     };
-    if text.len() <= PANIC_MESSAGE_BYTES_MAX {
-        return text.to_owned();
-    }
-    let ellipsis = '…';
-    let mut end = PANIC_MESSAGE_BYTES_MAX - ellipsis.len_utf8();
+    // Only about what is kept is copied, whatever the payload's length: a prefix longer than
+    // the limit (a character is at most 4 bytes), so that a text cut is still seen as cut.
+    let mut end = text.len().min(PANIC_MESSAGE_BYTES_MAX + 4);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let mut cut = String::with_capacity(PANIC_MESSAGE_BYTES_MAX);
-    cut.push_str(&text[..end]);
-    cut.push(ellipsis);
-    cut
+    streamrt_messages::error_text(text[..end].to_owned())
 }
 
 #[cfg(test)]
