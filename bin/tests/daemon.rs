@@ -318,8 +318,7 @@ fn a_client_that_vanishes_while_its_load_is_waited_on_frees_its_place() {
     s.write_all(&encode_frame(&load).unwrap()).unwrap();
     assert!(matches!(read_msg(&mut s), Some(ServerMsg::Loaded(_))), "waiting on blob:big");
     drop(s);
-    wait_for_the_one_place(&daemon);
-    daemon.stop();
+    wait_for_the_one_place(daemon);
 }
 
 #[test]
@@ -329,24 +328,29 @@ fn a_watcher_that_vanishes_frees_its_place() {
     s.write_all(&encode_frame(&ClientMsg::Watch).unwrap()).unwrap();
     assert!(matches!(read_msg(&mut s), Some(ServerMsg::Status(_))), "watching");
     drop(s);
-    wait_for_the_one_place(&daemon);
-    daemon.stop();
+    wait_for_the_one_place(daemon);
 }
 
-/// Waits until a client is welcomed by a daemon of one place, whose last client vanished:
-/// the place is taken until the daemon notices, and a client turned away retries.
-fn wait_for_the_one_place(daemon: &Daemon) {
+/// Waits until a client is welcomed by a daemon of one place, whose last client vanished (the
+/// place is taken until the daemon notices, and a client turned away retries), then stops the
+/// daemon through that client: it holds the one place, and another client (`Daemon::stop`'s)
+/// would be turned away until the daemon noticed it gone too.
+fn wait_for_the_one_place(mut daemon: Daemon) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let mut welcomed = loop {
         let mut next = connect(&daemon.socket);
         let hello = encode_frame(&ClientMsg::Hello { version: PROTOCOL_VERSION }).unwrap();
         // A client turned away may be closed on before its hello is written.
         let answer = next.write_all(&hello).ok().and_then(|()| read_msg(&mut next));
         match answer {
-            Some(ServerMsg::Welcome { .. }) => return,
+            Some(ServerMsg::Welcome { .. }) => break next,
             busy => assert!(Instant::now() < deadline, "still turned away: {busy:?}"),
         }
-    }
+    };
+    welcomed.write_all(&encode_frame(&ClientMsg::Shutdown).unwrap()).unwrap();
+    assert!(matches!(read_msg(&mut welcomed), Some(ServerMsg::ShuttingDown)));
+    assert!(matches!(read_msg(&mut welcomed), Some(ServerMsg::Done)), "the daemon stopped");
+    assert!(daemon.child.wait().unwrap().success());
 }
 
 #[test]
