@@ -452,6 +452,13 @@ impl Runtime {
         self.inner.probe.telemetry_error().map(str::to_owned)
     }
 
+    /// Why the replay log ([`RuntimeBuilder::record`]) is incomplete, if a write to it failed:
+    /// recording stops there. Its last writes are flushed by [`Runtime::shutdown`], so a
+    /// program whose log matters checks this after it.
+    pub fn record_error(&self) -> Option<String> {
+        self.inner.probe.recorder().and_then(Recorder::error)
+    }
+
     /// Writes out every telemetry event buffered so far and waits for it; false if the sink
     /// did not answer within `shutdown_ack_ms_max` (or the runtime is shut down).
     pub fn flush_telemetry(&self) -> bool {

@@ -22,7 +22,7 @@ use generate::DemoPack;
 
 /// The most assets a demo makes: its pack takes about 40 KB of disk an asset, and its frame
 /// loop, at its default 60 requests a frame, must request them all (and 1 in 20 again) within
-/// its 7,200 frames.
+/// its [`FRAMES_MAX`].
 const ASSETS_MAX: u64 = 100_000;
 
 /// Options of `streamctl demo`.
@@ -53,6 +53,8 @@ pub struct DemoArgs {
 }
 
 const FRAME: Duration = Duration::from_micros(16_667);
+/// Frames the demo runs at most: 120 seconds at 60 frames a second.
+const FRAMES_MAX: u64 = 60 * 120;
 
 /// Runs the demo and prints its summary.
 ///
@@ -60,6 +62,19 @@ const FRAME: Duration = Duration::from_micros(16_667);
 ///
 /// Generating the assets or starting the runtime failed, or a request was left non-terminal.
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    // Checked before the pack is made (the direct assets are not known until then): at most
+    // every asset is requested directly, and 1 in 20 again.
+    let requests_max = Picks::new(args.assets).total();
+    let frames_to_request = requests_max.div_ceil(args.requests_per_frame.max(1)) as u64;
+    if frames_to_request > FRAMES_MAX {
+        bail!(
+            "--assets {} may take {requests_max} requests: at --requests-per-frame {}, \
+             {frames_to_request} frames, more than the demo's {FRAMES_MAX}; raise \
+             --requests-per-frame or lower --assets",
+            args.assets,
+            args.requests_per_frame
+        );
+    }
     let dir = tempfile::tempdir().context("creating the demo folder")?;
     let mut rng = fastrand::Rng::with_seed(args.seed);
     let pack = generate::build(dir.path(), args.assets, &mut rng)?;
@@ -84,9 +99,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     rt.shutdown();
     summarise(&rt, &handles, &pack, &source, frames, elapsed)?;
-    // The log was asked for: one cut short by a failed write is a failed run.
+    // The logs were asked for: one cut short by a failed write is a failed run.
     if let Some(error) = rt.telemetry_error() {
         bail!("the telemetry log is incomplete: {error}");
+    }
+    if let Some(error) = rt.record_error() {
+        bail!("the replay log is incomplete: {error}");
     }
     Ok(())
 }
@@ -98,28 +116,21 @@ fn frame_loop(
     rng: &mut fastrand::Rng,
 ) -> anyhow::Result<(Vec<Box<dyn Tracked>>, u64)> {
     let direct = &pack.direct;
-    let total = direct.len() + direct.len() / 20;
+    let mut picks = Picks::new(direct.len());
+    let total = picks.total();
     let bar = ProgressBar::new(total as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} terminal  {msg}")
             .expect("valid template"),
     );
     let mut handles: Vec<Box<dyn Tracked>> = Vec::with_capacity(total);
-    let (mut next, mut frames) = (0, 0u64);
+    let mut frames = 0u64;
     let mut deadline = Instant::now();
     loop {
         let report = rt.begin_frame();
         frames += 1;
         for _ in 0..args.requests_per_frame {
-            if handles.len() >= total {
-                break;
-            }
-            // One request in 20 asks again for an asset already requested: a shared load.
-            let (_, key) = if next < direct.len() && rng.usize(..20) != 0 {
-                next += 1;
-                &direct[next - 1]
-            } else {
-                &direct[rng.usize(..next.max(1))]
-            };
+            let Some(pick) = picks.next(rng) else { break };
+            let (_, key) = &direct[pick];
             let priority = Priority::ALL[rng.usize(..Priority::LEVELS)];
             handles.push(request_any(rt, key.clone(), priority)?);
         }
@@ -135,12 +146,47 @@ fn frame_loop(
         if let Some(wait) = deadline.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        if frames > 60 * 120 {
-            bail!("the demo did not finish within 120 simulated seconds");
+        if frames > FRAMES_MAX {
+            bail!("the demo did not finish within {FRAMES_MAX} frames");
         }
     }
     bar.finish_and_clear();
     Ok((handles, frames))
+}
+
+/// Which of the pack's direct assets the frame loop requests next: every one once, in order,
+/// and one in 20 more requests asking again for one already requested (a shared load), mixed
+/// in at one request in 20 while new ones remain and made last otherwise.
+struct Picks {
+    direct: usize,
+    next: usize,
+    repeats: usize,
+}
+
+impl Picks {
+    fn new(direct: usize) -> Self {
+        Self { direct, next: 0, repeats: 0 }
+    }
+
+    /// How many requests the loop makes.
+    fn total(&self) -> usize {
+        self.direct + self.direct / 20
+    }
+
+    /// The index of the next asset to request; `None` once every request was made.
+    fn next(&mut self, rng: &mut fastrand::Rng) -> Option<usize> {
+        let repeat = self.repeats < self.direct / 20
+            && self.next > 0
+            && (self.next == self.direct || rng.usize(..20) == 0);
+        if repeat {
+            self.repeats += 1;
+            return Some(rng.usize(..self.next));
+        }
+        (self.next < self.direct).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
 }
 
 /// The frame loop's steering: each frame a few outstanding requests change priority (the
@@ -234,5 +280,30 @@ fn print_failures(handles: &[Box<dyn Tracked>]) {
     if !kinds.is_empty() {
         let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}={n}")).collect();
         println!("failures: {}", list.join(" "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frame_loop_requests_every_direct_asset_once_in_order_and_one_in_20_again() {
+        for direct in [0, 1, 19, 20, 41, 2_400] {
+            for seed in 0..50 {
+                let mut rng = fastrand::Rng::with_seed(seed);
+                let mut picks = Picks::new(direct);
+                let made: Vec<usize> = std::iter::from_fn(|| picks.next(&mut rng)).collect();
+                assert_eq!(made.len(), direct + direct / 20, "{direct} assets, seed {seed}");
+                let mut seen = 0;
+                for &pick in &made {
+                    assert!(pick <= seen && pick < direct, "{pick} after {seen} new ones");
+                    if pick == seen {
+                        seen += 1;
+                    }
+                }
+                assert_eq!(seen, direct, "every asset requested: {direct} assets, seed {seed}");
+            }
+        }
     }
 }

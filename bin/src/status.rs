@@ -32,7 +32,7 @@ pub struct StatusArgs {
 ///
 /// # Errors
 ///
-/// The runtime could not start.
+/// The runtime could not start, or the telemetry log asked for could not be written whole.
 pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
     if let Some(socket) = &args.socket {
         return crate::client::status(&crate::client::Target {
@@ -52,6 +52,10 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
         .build()?;
     let status = rt.status();
     rt.shutdown();
+    // The log was asked for: one cut short by a failed write is a failed run.
+    if let Some(error) = rt.telemetry_error() {
+        anyhow::bail!("the telemetry log is incomplete: {error}");
+    }
     if args.json {
         println!("{}", serde_json::to_string(&status)?);
     } else {

@@ -75,6 +75,33 @@ fn a_zero_or_huge_count_is_a_usage_error_naming_the_argument_not_a_panic() {
     }
 }
 
+#[test]
+fn a_log_that_cannot_be_written_whole_fails_the_command_that_asked_for_it() {
+    // Every write to /dev/full fails (no space left), so each log ends at its first write.
+    let cases: [&[&str]; 3] = [
+        &["status", "--telemetry", "/dev/full"],
+        &["demo", "--assets", "200", "--telemetry", "/dev/full"],
+        &["demo", "--assets", "200", "--record", "/dev/full"],
+    ];
+    for args in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_streamctl")).args(args).output().expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("log is incomplete"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_demo_too_long_to_request_at_its_rate_says_so_before_it_runs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_streamctl"))
+        .args(["demo", "--assets", "7000", "--requests-per-frame", "1"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("raise --requests-per-frame or lower --assets"), "{stderr}");
+}
+
 /// Runs streamctl with `args`, reads the first line of its output and goes away; how it ended
 /// (its status and what it wrote to stderr).
 fn ended_by_a_reader_that_stops_after_one_line(args: &[&str]) -> (Option<i32>, String) {

@@ -126,6 +126,11 @@ impl Recorder {
         }
     }
 
+    /// The first write error, if any: the log ends before it.
+    pub(crate) fn error(&self) -> Option<String> {
+        self.state().error.clone()
+    }
+
     /// Flushes the log; the first write error, if any.
     pub(crate) fn finish(&self) -> Option<String> {
         let mut state = self.state();
