@@ -24,15 +24,67 @@ impl Tracks {
     }
 }
 
+/// The requests' async spans, each a begin (`b`) and an end (`e`) on the requests' track.
+///
+/// A request's span begins at its first `queued` (a cache's restart queues it again) and ends
+/// at its first terminal line. A request refused or cancelled before its cache queued it has
+/// no `queued`, and a cancel can race the cache's `queued` and be logged first: a viewer drops
+/// an end with no begin before it, and shows that request as never ending. So the pairs are
+/// made once the log is read: a span begins at the earlier of the two, and one never queued
+/// begins where it ends.
+#[derive(Default)]
+struct RequestSpans<'a> {
+    begun: HashMap<Option<u64>, &'a Record>,
+    /// In the order the requests ended.
+    ended: Vec<&'a Record>,
+    ended_ids: HashSet<Option<u64>>,
+}
+
+impl<'a> RequestSpans<'a> {
+    fn queued(&mut self, r: &'a Record) {
+        self.begun.entry(r.request).or_insert(r);
+    }
+
+    fn ended(&mut self, r: &'a Record) {
+        if self.ended_ids.insert(r.request) {
+            self.ended.push(r);
+        }
+    }
+
+    /// Every ended request's pair, then a begin for each request that never ended (its span
+    /// runs to the end of the trace).
+    fn emit(mut self, events: &mut Vec<Value>) {
+        for end in &self.ended {
+            let begin = self.begun.remove(&end.request);
+            let t_us = begin.map_or(end.t_us, |b| b.t_us.min(end.t_us));
+            events.push(begin_event(end, t_us, begin.and_then(|b| b.priority.as_deref())));
+            events.push(json!({
+                "name": end.key.clone().unwrap_or_default(), "cat": "request", "ph": "e",
+                "id": end.request, "pid": 1, "tid": RUNTIME_TID, "ts": end.t_us,
+                "args": {"state": end.event, "error": end.error, "stage": end.stage},
+            }));
+        }
+        let mut open: Vec<&Record> = self.begun.into_values().collect();
+        open.sort_by_key(|r| (r.t_us, r.request));
+        events.extend(open.into_iter().map(|b| begin_event(b, b.t_us, b.priority.as_deref())));
+    }
+}
+
+fn begin_event(r: &Record, t_us: u64, priority: Option<&str>) -> Value {
+    json!({
+        "name": r.key.clone().unwrap_or_default(), "cat": "request", "ph": "b",
+        "id": r.request, "pid": 1, "tid": RUNTIME_TID, "ts": t_us,
+        "args": {"priority": priority},
+    })
+}
+
 /// A Chrome trace of `records`: `{"traceEvents": [...]}`; see the module docs.
 pub fn chrome_trace(records: &[Record]) -> Value {
     let mut events =
         vec![json!({"name": "process_name", "ph": "M", "pid": 1, "args": {"name": "streamrt"}})];
     let mut tracks = Tracks::default();
     let mut open: HashMap<(u32, u64), &Record> = HashMap::new();
-    // A request's span begins at its first `queued` (a cache's restart queues it again) and
-    // ends at its first terminal line.
-    let (mut begun, mut ended) = (HashSet::new(), HashSet::new());
+    let mut requests = RequestSpans::default();
     let mut pools = SpanPools::default();
     for r in records {
         let worker = r.worker.unwrap_or(0);
@@ -52,16 +104,8 @@ pub fn chrome_trace(records: &[Record]) -> Value {
             continue;
         }
         match r.event.as_str() {
-            "queued" if begun.insert(r.request) => events.push(json!({
-                "name": r.key.clone().unwrap_or_default(), "cat": "request", "ph": "b",
-                "id": r.request, "pid": 1, "tid": RUNTIME_TID, "ts": r.t_us,
-                "args": {"priority": r.priority},
-            })),
-            "published" | "failed" | "cancelled" if ended.insert(r.request) => events.push(json!({
-                "name": r.key.clone().unwrap_or_default(), "cat": "request", "ph": "e",
-                "id": r.request, "pid": 1, "tid": RUNTIME_TID, "ts": r.t_us,
-                "args": {"state": r.event, "error": r.error, "stage": r.stage},
-            })),
+            "queued" => requests.queued(r),
+            "published" | "failed" | "cancelled" => requests.ended(r),
             "sample" => {
                 events.push(json!({
                     "name": "queue_depth", "ph": "C", "pid": 1, "ts": r.t_us,
@@ -75,6 +119,7 @@ pub fn chrome_trace(records: &[Record]) -> Value {
             _ => {}
         }
     }
+    requests.emit(&mut events);
     for ((pool, worker), tid) in tracks.0 {
         let name = format!("{pool}-{worker}");
         events.push(
@@ -91,6 +136,36 @@ mod tests {
 
     fn started(event: &str, worker: u32) -> Record {
         Record { event: event.into(), worker: Some(worker), ..Record::default() }
+    }
+
+    #[test]
+    fn every_request_span_that_ends_begins_no_later_than_it_ends() {
+        let line = |event: &str, request: u64, t_us: u64| Record {
+            event: event.into(),
+            request: Some(request),
+            t_us,
+            ..Record::default()
+        };
+        let records = [
+            // Refused before it was queued.
+            line("failed", 2, 5),
+            // A cancel logged before the cache's `queued`, which raced it.
+            line("cancelled", 1, 10),
+            line("queued", 1, 12),
+            line("queued", 3, 20),
+            line("published", 3, 30),
+            // Never ended: the log was cut short.
+            line("queued", 4, 40),
+        ];
+        let trace = chrome_trace(&records);
+        let spans = |ph: &str| -> BTreeMap<u64, u64> {
+            let events = trace["traceEvents"].as_array().unwrap();
+            let of = events.iter().filter(|e| e["ph"] == ph);
+            of.map(|e| (e["id"].as_u64().unwrap(), e["ts"].as_u64().unwrap())).collect()
+        };
+        let (begins, ends) = (spans("b"), spans("e"));
+        assert_eq!(ends, BTreeMap::from([(1, 10), (2, 5), (3, 30)]));
+        assert_eq!(begins, BTreeMap::from([(1, 10), (2, 5), (3, 20), (4, 40)]));
     }
 
     #[test]
