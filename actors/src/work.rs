@@ -77,7 +77,7 @@ pub(crate) trait JobRoute: Send + Sync {
     /// Tells the cache the scheduler refused its load (`QueueFull`).
     fn refuse(&self, load: LoadRef, kind: ErrorKind);
     /// Decodes on the calling (decode worker) thread, calls `done` once the decoder returned
-    /// (not after a panic), and tells the cache. A decoder panic is reported to the cache as
+    /// or panicked, and tells the cache. A decoder panic is reported to the cache as
     /// `DecoderPanicked`, then handed back for the caller to re-raise. The reply is posted
     /// without waking the cache: the caller owes it a [`JobRoute::wake`], now or for a batch.
     fn decode(
@@ -354,6 +354,9 @@ impl IoWorker {
                 // Recorded as a lost worker, which a replay's source reproduces by panicking.
                 let lost = ErrorKind::WorkerLost(panic_message(&*panic));
                 self.record_read(job, || ReadOutcome::Failed(lost.clone()));
+                // The read's span ends here too, with no bytes, as a failed read's does: a
+                // report would otherwise count the worker idle from its start on.
+                stage_event(&self.probe, EventKind::ReadDone, job, self.index, None);
                 return Err((lost, panic));
             }
         };

@@ -73,6 +73,32 @@ fn every_terminal_state_and_cancel_stage_appears_in_the_log_with_the_right_reque
 }
 
 #[test]
+fn a_read_or_decode_that_panics_still_ends_its_workers_span_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    let source = GatedSource::default();
+    source.put("readpanic", b"never read");
+    source.put("broken", b"PANIC in the decoder");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate().telemetry_path(&path));
+    for name in ["readpanic", "broken"] {
+        let handle = rt.request::<Blob>(name, Priority::Normal).unwrap();
+        assert!(handle.wait_timeout(PATIENCE).unwrap().is_err(), "{name} fails");
+    }
+    rt.shutdown();
+    let log = log_of(&path);
+    for (start, done) in [("read_started", "read_done"), ("decode_started", "decode_done")] {
+        let generations = |event: &str| -> BTreeSet<u64> {
+            log.iter().filter(|r| r.event == event).filter_map(|r| r.generation).collect()
+        };
+        let started = generations(start);
+        assert!(!started.is_empty(), "a {start} in the log");
+        assert_eq!(started, generations(done), "every {start} has its {done}");
+    }
+    let report = Report::from_records(&log);
+    assert!(report.decode_utilisation > 0.0, "the panicked decode counts as busy");
+}
+
+#[test]
 fn an_overflowing_sink_counts_drops_and_never_blocks_a_producer() {
     let source = GatedSource::with_blobs(200);
     let dir = tempfile::tempdir().unwrap();

@@ -57,9 +57,9 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
             let size = decoder.size_bytes(&value).min(ASSET_BYTES_MAX);
             Ok::<_, DecodeError>((value, size))
         }));
-        if decoded.is_ok() {
-            done(&job);
-        }
+        // After a panic too: the decode's span ends as the decoder stopped, or a report would
+        // count its worker idle from its start on.
+        done(&job);
         let (reply, outcome) = match decoded {
             Ok(Ok((value, size))) => (CacheMsg::Decoded(job, Arc::new(value), size), Ok(())),
             Ok(Err(e)) => (CacheMsg::Ended(job, JobEnd::Failed(e.into())), Ok(())),
