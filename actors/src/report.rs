@@ -82,9 +82,12 @@ pub fn read_log(mut reader: impl BufRead) -> Result<Vec<Record>, LogError> {
     Ok(records)
 }
 
-/// The 50th, 95th and 99th percentiles of a sample, in microseconds.
+/// The 50th, 95th and 99th percentiles of a sample, in microseconds (0 for an empty one,
+/// which `samples` tells apart from a sample of zeros).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Percentiles {
+    /// How many values the sample holds.
+    pub samples: usize,
     /// Median.
     pub p50: u64,
     /// 95th percentile.
@@ -107,7 +110,7 @@ impl Percentiles {
     fn of(mut samples: Vec<u64>) -> Self {
         samples.sort_unstable();
         let at = |q| quantile(&samples, q);
-        Self { p50: at(0.50), p95: at(0.95), p99: at(0.99) }
+        Self { samples: samples.len(), p50: at(0.50), p95: at(0.95), p99: at(0.99) }
     }
 }
 
@@ -124,8 +127,9 @@ pub struct TypeRow {
     pub cancelled: u64,
     /// Bytes read for this type.
     pub bytes_read: u64,
-    /// Median request→ready, in microseconds.
-    pub ready_p50_us: u64,
+    /// Median request→ready, in microseconds; `None` when no request of the type became
+    /// ready from a queue.
+    pub ready_p50_us: Option<u64>,
 }
 
 /// The summary of a telemetry log; see the module docs.
@@ -361,7 +365,7 @@ impl Report {
         }
         for (ty, samples) in per_type {
             if let Some(row) = self.types.get_mut(&ty) {
-                row.ready_p50_us = Percentiles::of(samples).p50;
+                row.ready_p50_us = Some(Percentiles::of(samples).p50);
             }
         }
         self.queue_wait_us = Percentiles::of(waits);
@@ -387,7 +391,11 @@ impl Report {
             }
             m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
         };
-        let p = |p: &Percentiles| format!("p50={} p95={} p99={}", p.p50, p.p95, p.p99);
+        // An empty sample has no percentiles: 0 would read as no wait at all.
+        let p = |p: &Percentiles| match p.samples {
+            0 => "none".to_owned(),
+            _ => format!("p50={} p95={} p99={}", p.p50, p.p95, p.p99),
+        };
         let _ = writeln!(
             out,
             "worker_count={} decode_threads={} queue_capacity={} in_flight={}",
@@ -440,7 +448,7 @@ impl Report {
                 row.failed,
                 row.cancelled,
                 row.bytes_read as f64 / f64::from(1 << 20),
-                row.ready_p50_us
+                row.ready_p50_us.map_or_else(|| "-".to_owned(), |us| us.to_string())
             );
         }
         out
@@ -497,6 +505,16 @@ mod tests {
         assert_eq!((r.io_utilisation, r.decode_utilisation), (0.4, 0.2));
         let bytes_read = r.mib_per_s * f64::from(1 << 20) * r.duration_s;
         assert_eq!(bytes_read.round(), 10.0, "a decode's end counts no bytes read");
+    }
+
+    #[test]
+    fn a_log_with_no_ready_request_renders_no_latency_rather_than_zero() {
+        let lines = [line("cancelled", 10)];
+        let text = report(&lines).render();
+        assert!(text.contains("queue wait us: none\n"), "{text}");
+        assert!(text.contains("request->ready us: none\n"), "{text}");
+        let row = text.lines().find(|l| l.starts_with("blob")).expect("the blob row");
+        assert!(row.ends_with(" -"), "{row}");
     }
 
     #[test]
