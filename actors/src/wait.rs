@@ -100,10 +100,14 @@ fn signals<T: Send + Sync + 'static>(handles: &[Handle<T>]) -> Vec<&Signal> {
     signals
 }
 
-/// Blocks until every handle is loaded (decoded with its whole dependency tree, so it
-/// publishes within the frame budgets, or already ended) or `timeout` passes. Returns whether
-/// all are. For loading screens, and for tools that need every outstanding load in memory
-/// before the next frame boundary.
+/// Blocks until every handle is loaded (decoded with its whole dependency tree, or already
+/// ended) or `timeout` passes. Returns whether all are. For loading screens, and for tools that
+/// need every outstanding load in memory before the next frame boundary.
+///
+/// Loaded is not yet published: with frames, a loaded request publishes at the coming
+/// boundaries as their budgets allow, and a dependent only at a boundary after its last
+/// dependency published (its gate hands it to the frame coordinator then), so the root of a
+/// chain `k` levels deep publishes `k` boundaries after its leaf at the soonest.
 pub fn wait_loaded<T: Send + Sync + 'static>(handles: &[Handle<T>], timeout: Duration) -> bool {
     wait_every(handles, timeout, is_loaded)
 }
