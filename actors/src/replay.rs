@@ -19,7 +19,7 @@ mod script;
 mod stepper;
 mod transcript;
 
-pub(crate) use record::{log_header, published_records, Recorder};
+pub(crate) use record::{log_header, published_records, type_policy_record, Recorder};
 pub(crate) use stepper::{Deterministic, VirtualTimers};
 pub use transcript::TranscriptLine;
 
@@ -138,13 +138,18 @@ pub struct ReplayReport {
 pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, ReplayError> {
     // The whole log is checked before anything runs: a damaged log gives its error, not half
     // a transcript.
-    let WholeLog { header, version, records } = read_whole_log(bytes)?;
+    let WholeLog { header, version, mut records } = read_whole_log(bytes)?;
+    // The types' own retry policies come first (version 5), before the session's records.
+    let policies = records.iter().take_while(|(_, r)| matches!(r, LogRecord::TypePolicy { .. }));
+    let records_after = records.split_off(policies.count());
+    let policies = type_policies(&header, records)?;
+    let records = records_after;
     // From version 4 an immediate-mode log lists what each publish published.
     let held = version >= 4 && header.config.publish == LogPublish::Immediate;
     let script = Arc::new(Script::default());
     let events: Arc<Mutex<Vec<Event>>> = Arc::default();
     let det = Deterministic::new();
-    let runtime = deterministic_runtime(&header, held, options, &script, &det, &events)?;
+    let runtime = deterministic_runtime(&header, &policies, held, options, &script, &det, &events)?;
     let mut session = Session {
         held,
         runtime: &runtime,
@@ -337,6 +342,10 @@ impl Session<'_> {
                 }
             }
             LogRecord::Shutdown => {}
+            LogRecord::EntryPanicked { key, message } => self.script.bank_entry_panic(key, message),
+            LogRecord::TypePolicy { type_name, .. } => {
+                return Err(format!("a retry policy for {type_name} after the session began"));
+            }
         }
         Ok(())
     }
@@ -363,6 +372,7 @@ impl Session<'_> {
 /// `events`, its actors attached and idle.
 fn deterministic_runtime(
     header: &LogHeader,
+    policies: &HashMap<String, RetryPolicy>,
     held: bool,
     options: ReplayOptions,
     script: &Arc<Script>,
@@ -384,7 +394,7 @@ fn deterministic_runtime(
     }
     for name in &header.types {
         let decoder = ScriptedDecoder { name: name.clone(), script: Arc::clone(script) };
-        builder = builder.register_by_name(decoder);
+        builder = builder.register_by_name(decoder, policies.get(name).copied());
     }
     let runtime = builder.build()?;
     // Every actor attached to its mailbox before the first input, so none is woken by its
@@ -393,6 +403,43 @@ fn deterministic_runtime(
         return Err(ReplayError::Stalled { offset: 0, stalled: Stalled.to_string() });
     }
     Ok(runtime)
+}
+
+/// The retry policies of the types that have their own, from a log's leading `TypePolicy`
+/// records.
+///
+/// # Errors
+///
+/// [`ReplayError::BadRecord`] for a policy of a type the header does not register, or a
+/// second one for a type.
+fn type_policies(
+    header: &LogHeader,
+    records: Vec<(u64, LogRecord)>,
+) -> Result<HashMap<String, RetryPolicy>, ReplayError> {
+    let mut policies = HashMap::new();
+    for (offset, record) in records {
+        let LogRecord::TypePolicy { type_name, attempts_max, backoff_ms, panics_max } = record
+        else {
+            continue;
+        };
+        let bad = |reason: String| ReplayError::BadRecord { offset, reason };
+        if !header.types.contains(&type_name) {
+            return Err(bad(format!("a retry policy for {type_name}, which is not registered")));
+        }
+        let policy = retry_policy(attempts_max, backoff_ms, panics_max);
+        if policies.insert(type_name.clone(), policy).is_some() {
+            return Err(bad(format!("a second retry policy for {type_name}")));
+        }
+    }
+    Ok(policies)
+}
+
+fn retry_policy(attempts_max: u32, (min_ms, max_ms): (u64, u64), panics_max: u32) -> RetryPolicy {
+    RetryPolicy {
+        attempts_max,
+        backoff: streamrt_supervisor::Backoff { min_ms, max_ms },
+        panics_max,
+    }
 }
 
 /// The runtime configuration a replay of `header` runs with.
@@ -427,14 +474,7 @@ fn replay_config(header: &LogHeader, options: ReplayOptions) -> RuntimeConfig {
         dependency_nodes_max: size(c.dependency_nodes_max),
         bytes_resident_max: c.bytes_resident_max,
         type_bytes_resident_max: c.type_bytes_resident_max.iter().cloned().collect(),
-        retry: RetryPolicy {
-            attempts_max: c.retry_attempts_max,
-            backoff: streamrt_supervisor::Backoff {
-                min_ms: c.retry_backoff_ms.0,
-                max_ms: c.retry_backoff_ms.1,
-            },
-            panics_max: c.panics_max,
-        },
+        retry: retry_policy(c.retry_attempts_max, c.retry_backoff_ms, c.panics_max),
         publish,
         ..RuntimeConfig::default()
     }

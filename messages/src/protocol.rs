@@ -331,7 +331,7 @@ pub(crate) fn from_whole<T: DeserializeOwned>(payload: &[u8], what: &str) -> Res
 }
 
 #[cfg(test)]
-mod golden;
+pub(crate) mod golden;
 
 #[cfg(test)]
 mod tests {

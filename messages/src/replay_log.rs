@@ -1,4 +1,4 @@
-//! The replay log, version 4 (versions 2 and 3 are read too): a recorded session's nondeterministic
+//! The replay log, version 5 (versions 2 to 4 are read too): a recorded session's nondeterministic
 //! inputs, enough for a deterministic runtime to run the session again (`docs/PROTOCOL.md`,
 //! "Replay log").
 //!
@@ -24,9 +24,11 @@ use crate::{AssetKey, ErrorKind, LoadState, Priority};
 /// The first 8 bytes of every replay log.
 pub const REPLAY_LOG_MAGIC: [u8; 8] = *b"STRMRLOG";
 
-/// The log version this build writes. Version 4 records immediate-mode publishes
+/// The log version this build writes. Version 5 records the retry policies of types that have
+/// their own ([`LogRecord::TypePolicy`]) and a source's panic looking a key up
+/// ([`LogRecord::EntryPanicked`]); version 4 records immediate-mode publishes
 /// ([`LogRecord::Published`] outside frames); version 3 records frames' publishes only.
-pub const REPLAY_LOG_VERSION: u16 = 4;
+pub const REPLAY_LOG_VERSION: u16 = 5;
 
 /// The oldest log version this build reads: version 2 has no [`LogRecord::Published`] records.
 pub const REPLAY_LOG_VERSION_MIN: u16 = 2;
@@ -194,6 +196,28 @@ pub enum LogRecord {
     Published {
         /// The requests, by id.
         requests: Vec<u64>,
+    },
+    /// The type `type_name` was registered with a retry policy of its own (version 5): one
+    /// record per such type, right after the header, before any other record. A type with
+    /// none has the header's policy.
+    TypePolicy {
+        /// The type.
+        type_name: String,
+        /// Attempts at most for a transient failure.
+        attempts_max: u32,
+        /// Retry backoff, first and largest delay in milliseconds.
+        backoff_ms: (u64, u64),
+        /// Decoder panics before a key is quarantined.
+        panics_max: u32,
+    },
+    /// The source panicked when asked what it keeps of `key` (version 5), in place of an
+    /// [`LogRecord::Entry`]: the request failed with the panic. A replay's source panics the
+    /// same way, once; a later request for the key has its own record.
+    EntryPanicked {
+        /// The asset.
+        key: AssetKey,
+        /// The panic's message (cut as every error text is).
+        message: String,
     },
 }
 

@@ -161,6 +161,11 @@ impl Scenario {
         self.push(LogRecord::Ended { id, state })
     }
 
+    /// Any record, as it is (a hand-made or damaged log's).
+    pub fn record(&mut self, record: LogRecord) -> &mut Self {
+        self.push(record)
+    }
+
     /// The engine shuts the runtime down.
     pub fn shutdown(&mut self) -> &mut Self {
         self.push(LogRecord::Shutdown)

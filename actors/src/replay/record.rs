@@ -32,11 +32,11 @@ use std::sync::{Mutex, PoisonError};
 use streamrt_messages::replay_log::{
     LogConfig, LogHeader, LogPublish, LogRecord, LogWriter, PUBLISHED_PER_RECORD_MAX,
 };
-use streamrt_messages::{AssetKey, Event, EventKind, LoadState, RequestId};
+use streamrt_messages::{AssetKey, AssetTypeName, Event, EventKind, LoadState, RequestId};
 use streamrt_supervisor::log_caught;
 
 use crate::frame::PublishMode;
-use crate::runtime::RuntimeConfig;
+use crate::runtime::{RetryPolicy, RuntimeConfig};
 use crate::source::EntryInfo;
 
 /// The records of a publish that published `published`, in order: none for none, else one
@@ -113,6 +113,13 @@ impl Recorder {
         }
     }
 
+    /// Records that the source panicked looking `key` up, with `message`; what it says of the
+    /// key next time is recorded too.
+    pub(crate) fn entry_panicked(&self, key: &AssetKey, message: &str) {
+        let record = LogRecord::EntryPanicked { key: key.clone(), message: message.to_owned() };
+        self.state().append(&record);
+    }
+
     /// Records a request's terminal state from its terminal event.
     pub(crate) fn observe(&self, event: &Event) {
         let state = match event.kind {
@@ -151,6 +158,16 @@ impl State {
                 tracing::error!(target: "streamrt", error = %e, "replay log write failed; recording stops");
             });
         }
+    }
+}
+
+/// The record of a type registered with a retry policy of its own.
+pub(crate) fn type_policy_record((name, policy): (&AssetTypeName, RetryPolicy)) -> LogRecord {
+    LogRecord::TypePolicy {
+        type_name: name.to_string(),
+        attempts_max: policy.attempts_max,
+        backoff_ms: (policy.backoff.min_ms, policy.backoff.max_ms),
+        panics_max: policy.panics_max,
     }
 }
 

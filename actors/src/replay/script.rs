@@ -19,6 +19,8 @@ use crate::source::{EntryInfo, Source, SourceError};
 #[derive(Default)]
 pub(crate) struct Script {
     entries: Mutex<HashMap<AssetKey, EntryInfo>>,
+    /// The messages of the source's recorded panics looking a key up, each to raise once.
+    entry_panics: Mutex<HashMap<AssetKey, VecDeque<String>>>,
     reads: Mutex<HashMap<AssetKey, VecDeque<ReadOutcome>>>,
     decodes: Mutex<HashMap<AssetKey, VecDeque<DecodeOutcome>>>,
 }
@@ -30,6 +32,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Script {
     pub(crate) fn entry(&self, key: AssetKey, info: EntryInfo) {
         lock(&self.entries).insert(key, info);
+    }
+
+    pub(crate) fn bank_entry_panic(&self, key: AssetKey, message: String) {
+        lock(&self.entry_panics).entry(key).or_default().push_back(message);
     }
 
     pub(crate) fn bank_read(&self, key: AssetKey, outcome: ReadOutcome) {
@@ -87,6 +93,11 @@ impl Source for ScriptedSource {
     }
 
     fn entry_info(&self, key: &AssetKey) -> EntryInfo {
+        let panicked = lock(&self.0.entry_panics).get_mut(key).and_then(VecDeque::pop_front);
+        if let Some(message) = panicked {
+            // The recorded source panicked here: so does this one, with its message.
+            std::panic::panic_any(message);
+        }
         lock(&self.0.entries).get(key).cloned().unwrap_or_default()
     }
 }

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::asset::Decoder;
 use crate::frame::{FramePolicy, FrameShared, PublishMode};
-use crate::replay::{log_header, Deterministic, Recorder};
+use crate::replay::{log_header, type_policy_record, Deterministic, Recorder};
 use crate::resident::Residency;
 use crate::source::Source;
 use crate::telemetry::{EventTap, Probe, SinkOutputs};
@@ -241,9 +241,14 @@ impl RuntimeBuilder {
     }
 
     /// Registers a decoder whose asset type may be another's: such types are requested by
-    /// name only ([`Runtime::request_by_name`]), as a replay does.
-    pub(crate) fn register_by_name<D: Decoder>(self, decoder: D) -> Self {
-        self.register_as(decoder, None, TypeSharing::ByNameOnly)
+    /// name only ([`Runtime::request_by_name`]), as a replay does; with a retry policy of its
+    /// own if `policy` is given.
+    pub(crate) fn register_by_name<D: Decoder>(
+        self,
+        decoder: D,
+        policy: Option<RetryPolicy>,
+    ) -> Self {
+        self.register_as(decoder, policy, TypeSharing::ByNameOnly)
     }
 
     fn register_spec<D: Decoder>(self, decoder: D, policy: Option<RetryPolicy>) -> Self {
@@ -295,7 +300,10 @@ impl RuntimeBuilder {
         let config = self.config;
         let type_names: Vec<String> = self.types.iter().map(|t| t.name().to_string()).collect();
         let recorder = self.record.as_ref().map(|(path, by)| {
-            Recorder::create(path, &log_header(by, type_names.clone(), &config)).map(Arc::new)
+            let recorder = Recorder::create(path, &log_header(by, type_names.clone(), &config))?;
+            let policies = self.types.iter().filter_map(|t| Some((t.name(), t.policy()?)));
+            recorder.record_all(&policies.map(type_policy_record).collect::<Vec<_>>());
+            Ok::<_, std::io::Error>(Arc::new(recorder))
         });
         let (det, tap) = self.deterministic.unzip();
         let probe = started_probe(&self.clock, &config, recorder.transpose()?, tap);

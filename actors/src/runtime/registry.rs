@@ -43,6 +43,8 @@ pub(crate) struct TypeLink<T: Send + Sync + 'static> {
 /// A registration waiting for the runtime to start.
 pub(crate) trait TypeSpec: Send {
     fn name(&self) -> &AssetTypeName;
+    /// The retry policy the type was registered with, if it has its own.
+    fn policy(&self) -> Option<RetryPolicy>;
     fn asset_type_id(&self) -> TypeId;
     /// The engine side, as `Arc<TypeEntry<Asset>>`, seen as `Any` (for requests by Rust type)
     /// and as a [`DepRequester`] (for dependencies, known by type name).
@@ -90,6 +92,10 @@ impl<D: Decoder> DecoderSpec<D> {
 impl<D: Decoder> TypeSpec for DecoderSpec<D> {
     fn name(&self) -> &AssetTypeName {
         &self.name
+    }
+
+    fn policy(&self) -> Option<RetryPolicy> {
+        self.policy
     }
 
     fn asset_type_id(&self) -> TypeId {

@@ -191,7 +191,10 @@ impl Submitter {
             Err(message) => (EntryInfo::default(), Some(message)),
         };
         if let Some(recorder) = self.probe.recorder() {
-            recorder.entry(&key, &info);
+            match &panicked {
+                Some(message) => recorder.entry_panicked(&key, message),
+                None => recorder.entry(&key, &info),
+            }
         }
         let EntryInfo { dependencies: deps, size, locator } = info;
         let gate = (!deps.is_empty()).then(|| DepGate::new(deps.len(), self.frame.clone()));

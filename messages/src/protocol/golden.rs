@@ -86,7 +86,7 @@ fn key(k: &str) -> AssetKey {
     AssetKey::parse(k).expect("a valid key")
 }
 
-fn every_error_kind() -> Vec<ErrorKind> {
+pub(crate) fn every_error_kind() -> Vec<ErrorKind> {
     vec![
         ErrorKind::NotFound,
         ErrorKind::Io("io".into()),

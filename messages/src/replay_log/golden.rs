@@ -8,12 +8,13 @@
 //! [`REPLAY_LOG_VERSION`] (and keep reading the older versions, or raise
 //! `REPLAY_LOG_VERSION_MIN`), then update [`GOLDEN_VERSION`] and [`GOLDEN`] to what the
 //! failure prints. The types the log shares with the protocol (`ErrorKind`, `LoadState`,
-//! `Priority`) are pinned, every variant, by the protocol's golden test.
+//! `Priority`) are pinned here too, every variant, as the records carry them: a change to one
+//! changes the log as well as the protocol, and both versions must move.
 
 use super::*;
 
 /// The log version whose bytes [`GOLDEN`] holds.
-const GOLDEN_VERSION: u16 = 4;
+const GOLDEN_VERSION: u16 = 5;
 
 /// The headers', then every sample's payload, in hex, one line each.
 const GOLDEN: &str = "
@@ -33,6 +34,32 @@ const GOLDEN: &str = "
 080703
 09
 0a020809
+0b046d6573680a0b0c0d
+0c04626c6f620167046f6f7073
+0604626c6f6201680100
+0604626c6f620168010102696f
+0604626c6f6201680102066465636f6465
+0604626c6f62016801030570616e6963
+0604626c6f62016801040a76616c69646174696f6e
+0604626c6f620168010507636f7272757074
+0604626c6f62016801060664656e696564
+0604626c6f62016801070774657874757265017404676f6e65
+0604626c6f620168010807
+0604626c6f62016801090908
+0604626c6f620168010a03
+0604626c6f620168010b046c6f7374
+0604626c6f620168010c
+080e00
+080e01
+080e02
+080e03
+080e04
+080e05
+000f04626c6f62016900
+000f04626c6f62016901
+000f04626c6f62016902
+000f04626c6f62016903
+000f04626c6f62016904
 ";
 
 fn key(k: &str) -> AssetKey {
@@ -40,7 +67,7 @@ fn key(k: &str) -> AssetKey {
 }
 
 fn samples() -> Vec<LogRecord> {
-    vec![
+    let mut records = vec![
         LogRecord::Request { id: 1, key: key("blob:a"), priority: Priority::High },
         LogRecord::Entry {
             key: key("material:m"),
@@ -62,7 +89,28 @@ fn samples() -> Vec<LogRecord> {
         LogRecord::Ended { id: 7, state: LoadState::Ready },
         LogRecord::Shutdown,
         LogRecord::Published { requests: vec![8, 9] },
-    ]
+        LogRecord::TypePolicy {
+            type_name: "mesh".into(),
+            attempts_max: 10,
+            backoff_ms: (11, 12),
+            panics_max: 13,
+        },
+        LogRecord::EntryPanicked { key: key("blob:g"), message: "oops".into() },
+    ];
+    // Every kind a read can fail with, every terminal state and every priority, as records
+    // carry them.
+    let kinds = crate::protocol::golden::every_error_kind().into_iter();
+    records.extend(
+        kinds
+            .map(|kind| LogRecord::Read { key: key("blob:h"), outcome: ReadOutcome::Failed(kind) }),
+    );
+    records.extend(LoadState::ALL.map(|state| LogRecord::Ended { id: 14, state }));
+    records.extend(Priority::ALL.map(|priority| LogRecord::Request {
+        id: 15,
+        key: key("blob:i"),
+        priority,
+    }));
+    records
 }
 
 /// Names what a sample is, by a match with no wildcard: a record or outcome added fails to
@@ -83,7 +131,9 @@ fn variant(record: &LogRecord) -> &'static str {
         | LogRecord::EndFrame
         | LogRecord::Ended { .. }
         | LogRecord::Shutdown
-        | LogRecord::Published { .. } => "record",
+        | LogRecord::Published { .. }
+        | LogRecord::TypePolicy { .. }
+        | LogRecord::EntryPanicked { .. } => "record",
     }
 }
 

@@ -124,6 +124,33 @@ fn a_log_with_a_self_dependency_and_an_absurd_depth_limit_replays_within_the_run
 }
 
 #[test]
+fn a_type_policy_for_an_unknown_type_twice_or_after_the_first_record_is_refused() {
+    let policy = |type_name: &str| LogRecord::TypePolicy {
+        type_name: type_name.into(),
+        attempts_max: 1,
+        backoff_ms: (1, 1),
+        panics_max: 1,
+    };
+    let refused = |s: &Scenario| match replay_must_not_panic(&s.log(), "a bad policy") {
+        Err(ReplayError::BadRecord { reason, .. }) => reason,
+        other => panic!("{other:?}"),
+    };
+    let mut unknown = Scenario::new();
+    unknown.record(policy("sound")).shutdown();
+    assert!(refused(&unknown).contains("sound, which is not registered"));
+    let mut twice = Scenario::new();
+    twice.record(policy("mesh")).record(policy("mesh")).shutdown();
+    assert!(refused(&twice).contains("a second retry policy for mesh"));
+    let mut late = Scenario::new();
+    late.request("blob:a", Priority::Normal);
+    late.record(policy("mesh")).shutdown();
+    assert!(refused(&late).contains("after the session began"));
+    let mut first = Scenario::new();
+    first.record(policy("mesh")).shutdown();
+    assert!(replay_must_not_panic(&first.log(), "a policy first").is_ok());
+}
+
+#[test]
 fn a_request_no_recording_writes_is_refused_with_its_offset() {
     let refused = |s: &Scenario, what: &str| {
         let log = s.log();

@@ -261,6 +261,54 @@ fn a_recorded_source_panic_replays_as_the_same_lost_reads() {
 }
 
 #[test]
+fn a_type_with_a_retry_policy_of_its_own_replays_under_that_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let source = GatedSource::default();
+    source.put("flaky", b"fails once");
+    let once = streamrt::RetryPolicy { attempts_max: 1, ..streamrt::RetryPolicy::default() };
+    let rt = Runtime::builder()
+        .source(source)
+        .register_with_policy(BlobDecoder::default(), once)
+        .immediate()
+        .record(&log, "integration test")
+        .build()
+        .unwrap();
+    let handle = rt.request::<Blob>("flaky", Priority::Normal).unwrap();
+    assert!(handle.wait_timeout(PATIENCE).unwrap().is_err(), "one attempt, which failed");
+    rt.shutdown();
+    let report = replay(&std::fs::read(&log).unwrap(), ReplayOptions::default()).unwrap();
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    assert_eq!(report.checked, 1);
+    assert!(!report.lines.iter().any(|l| l.event == "retried"), "the type's policy retries none");
+}
+
+#[test]
+fn a_source_that_panicked_looking_a_key_up_panics_the_same_way_in_the_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let rt = recorded(RuntimeConfig::default(), GatedSource::with_blobs(1), &log);
+    let boom = rt.request::<Blob>("infopanic/x", Priority::Normal).unwrap();
+    let Some(Err(ReadyError::Failed(recorded))) = boom.wait_timeout(PATIENCE) else {
+        panic!("the lookup's panic fails the request");
+    };
+    let fine = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    assert!(fine.wait_timeout(PATIENCE).unwrap().is_ok());
+    rt.shutdown();
+    let bytes = std::fs::read(&log).unwrap();
+    let panicked = read_log(&bytes).unwrap().1.into_iter().filter(|(_, r)| {
+        matches!(r, LogRecord::EntryPanicked { key, .. } if key.path().starts_with("infopanic"))
+    });
+    assert_eq!(panicked.count(), 1, "the lookup's panic is recorded");
+    let report = replay(&bytes, ReplayOptions::default()).unwrap();
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    assert_eq!(report.checked, 2);
+    let failed = report.lines.iter().find(|l| l.event == "failed").expect("a failed line");
+    let message = recorded.kind.to_string();
+    assert!(failed.state.contains(&message), "{} should say {message}", failed.state);
+}
+
+#[test]
 fn a_decoder_panic_past_a_records_limit_is_recorded_cut_and_the_log_stays_whole() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("session.log");
