@@ -36,6 +36,13 @@ pub const REPLAY_LOG_VERSION_MIN: u16 = 2;
 /// The largest header or record payload, in bytes.
 pub const RECORD_BYTES_MAX: usize = 1 << 20;
 
+/// The most records a log holds, its type policies included: 4,194,304. A record is as small
+/// as 5 bytes, and a replay keeps each, and a transcript line for each of the events it makes,
+/// at about a hundred times that: a damaged or hand-made log of a gigabyte of them would take
+/// tens of gigabytes. A writer refuses the record past it (a recorder stops there, as at any
+/// failed write, so every recorded log replays), and a reader refuses a log longer.
+pub const RECORDS_MAX: usize = 1 << 22;
+
 /// Magic and version.
 const PREAMBLE_BYTES: usize = 10;
 
@@ -271,11 +278,19 @@ pub enum LogErrorKind {
         /// The decoder's message.
         message: String,
     },
+    /// A record past the [`RECORDS_MAX`] a log holds.
+    #[error("more than the {max} records a log holds")]
+    TooManyRecords {
+        /// The most records a log holds.
+        max: usize,
+    },
 }
 
-/// Writes a log: the preamble and header first, then records.
+/// Writes a log: the preamble and header first, then at most [`RECORDS_MAX`] records.
 pub struct LogWriter<W: Write> {
     out: W,
+    records: usize,
+    records_max: usize,
 }
 
 impl<W: Write> LogWriter<W> {
@@ -288,17 +303,24 @@ impl<W: Write> LogWriter<W> {
         out.write_all(&REPLAY_LOG_MAGIC)?;
         out.write_all(&REPLAY_LOG_VERSION.to_le_bytes())?;
         write_frame(&mut out, header)?;
-        Ok(Self { out })
+        Ok(Self { out, records: 0, records_max: RECORDS_MAX })
     }
 
     /// Appends one record.
     ///
     /// # Errors
     ///
-    /// The writer's IO error, or `InvalidInput` for a record over [`RECORD_BYTES_MAX`] (a
-    /// reader would refuse the log at it), written not at all.
+    /// The writer's IO error, or `InvalidInput` for a record over [`RECORD_BYTES_MAX`], or past
+    /// the [`RECORDS_MAX`] a log holds (a reader would refuse the log at it), written not at
+    /// all.
     pub fn append(&mut self, record: &LogRecord) -> std::io::Result<()> {
-        write_frame(&mut self.out, record)
+        if self.records >= self.records_max {
+            let why = format!("the log holds {} records at most", self.records_max);
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, why));
+        }
+        write_frame(&mut self.out, record)?;
+        self.records += 1;
+        Ok(())
     }
 
     /// Flushes the writer.
@@ -480,11 +502,19 @@ pub struct WholeLog {
 ///
 /// The first [`LogError`].
 pub fn read_whole_log(bytes: &[u8]) -> Result<WholeLog, LogError> {
+    read_records_within(bytes, RECORDS_MAX)
+}
+
+fn read_records_within(bytes: &[u8], records_max: usize) -> Result<WholeLog, LogError> {
     let mut reader = LogReader::new(bytes)?;
     let mut records = Vec::new();
     loop {
         let offset = reader.offset();
         match reader.next_record()? {
+            Some(_) if records.len() >= records_max => {
+                let kind = LogErrorKind::TooManyRecords { max: records_max };
+                return Err(LogError { offset, kind });
+            }
             Some(record) => records.push((offset, record)),
             None => {
                 let (header, version) = (reader.header.clone(), reader.version);
@@ -511,6 +541,20 @@ mod tests {
         let err = writer.append(&LogRecord::Decode { key, outcome: huge }).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
         assert_eq!(out_len(&writer), written, "nothing of it written");
+    }
+
+    #[test]
+    fn a_log_holds_its_records_max_and_no_more() {
+        let mut writer = LogWriter::new(Vec::new(), &header()).unwrap();
+        writer.records_max = 3;
+        (0..3).for_each(|_| writer.append(&LogRecord::EndFrame).unwrap());
+        let err = writer.append(&LogRecord::EndFrame).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        let bytes = writer.into_inner();
+        assert_eq!(read_records_within(&bytes, 3).map(|l| l.records.len()), Ok(3));
+        let refused = read_records_within(&bytes, 2).unwrap_err();
+        assert_eq!(refused.kind, LogErrorKind::TooManyRecords { max: 2 });
+        assert_eq!(refused.offset, bytes.len() as u64 - 5, "at the record past the limit");
     }
 
     fn out_len(writer: &LogWriter<&mut Vec<u8>>) -> usize {
