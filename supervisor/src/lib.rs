@@ -9,7 +9,7 @@
 //!   queue is not the actor's, a restarted actor re-attaches to it and loses no message.
 //! - [`WorkerPool`]: a fixed number of joinable threads running [`Worker`]s. A panic in a job
 //!   is caught, the worker is rebuilt from its factory with fresh state, and the pool keeps its
-//!   configured size.
+//!   configured size (as long as the factory does not panic).
 //! - [`RestartPolicy`] and [`RestartWindow`]: restart policies as data (kind, strategy,
 //!   intensity, backoff) and the pure intensity check that decides when to escalate.
 //! - [`Supervisor`]: an actor that starts children from [`ChildSpec`]s, turns a caught panic

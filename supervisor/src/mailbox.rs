@@ -161,13 +161,15 @@ impl<M> Mailbox<M> {
     /// [`MailboxClosed`] with every message, once the mailbox is closed.
     pub fn post_all(&self, msgs: impl IntoIterator<Item = M>) -> Result<(), MailboxClosed<Vec<M>>> {
         {
-            let mut q = self.queue();
+            let q = self.queue();
             if self.shared.closed.load(Ordering::Acquire) {
                 return Err(MailboxClosed(msgs.into_iter().collect()));
             }
+            // Counted by a guard: should the caller's iterator panic part-way, what it pushed
+            // is still counted, or a deterministic run's activity would settle with it queued.
             let before = q.len();
-            q.extend(msgs);
-            self.counted(q.len() - before);
+            let mut pushed = Pushed { mailbox: self, queue: q, before };
+            pushed.queue.extend(msgs);
         }
         self.wake();
         Ok(())
@@ -309,6 +311,19 @@ impl<M> Mailbox<M> {
     }
 }
 
+/// The messages [`Mailbox::post_all`] pushed under the lock, counted as the lock is let go.
+struct Pushed<'a, M> {
+    mailbox: &'a Mailbox<M>,
+    queue: MutexGuard<'a, VecDeque<M>>,
+    before: usize,
+}
+
+impl<M> Drop for Pushed<'_, M> {
+    fn drop(&mut self) {
+        self.mailbox.counted(self.queue.len() - self.before);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,6 +353,20 @@ mod tests {
                 self.seen.send(batch).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn messages_posted_together_by_an_iterator_that_panics_part_way_are_still_counted() {
+        let mailbox = Mailbox::new();
+        let activity = Arc::new(Activity::new());
+        mailbox.track(&activity);
+        let posted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let messages = (0..3).map(|i| if i == 2 { panic!("the third") } else { i });
+            let _ = mailbox.post_all(messages);
+        }));
+        assert!(posted.is_err());
+        assert_eq!(mailbox.len(), 2, "the two before the panic are queued");
+        assert_eq!(activity.pending(), 2, "and counted, or a run would settle with them queued");
     }
 
     #[test]

@@ -39,8 +39,13 @@ pub enum Strategy {
     /// Only the child that exited.
     OneForOne,
     /// The child that exited and every child started after it.
+    ///
+    /// The siblings are told to stop and restarted at once, not once they stopped: for a
+    /// moment an old incarnation and its successor both live. A child that hands its state to
+    /// its successor through storage they share (as streamrt's caches do) is not safe under
+    /// this strategy; streamrt's supervisors run [`Strategy::OneForOne`].
     RestForOne,
-    /// Every child.
+    /// Every child; as [`Strategy::RestForOne`], the siblings restart at once.
     OneForAll,
 }
 
@@ -53,7 +58,8 @@ pub struct Intensity {
     pub window_ms: u64,
 }
 
-/// The delay before a restart: `min_ms`, doubling with each consecutive restart up to `max_ms`.
+/// The delay before a restart: `min_ms`, doubling with each restart the supervisor made in its
+/// intensity window (whichever child's) up to `max_ms`; a `min_ms` of 0 restarts at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     /// The first delay in milliseconds.

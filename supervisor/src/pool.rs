@@ -5,7 +5,8 @@
 //! Each thread owns one [`Worker`]. A panic inside [`Worker::run`] is caught; the worker is
 //! dropped and rebuilt from the pool's factory with fresh state, on the same thread, and the
 //! restart is counted. The thread itself never dies of a job's panic, so the pool keeps its
-//! configured size for its whole life. The job that panicked is dropped during unwinding: job
+//! configured size for its whole life, as long as the factory itself does not panic (a
+//! rebuild that panics ends its thread: streamrt's factories cannot). The job that panicked is dropped during unwinding: job
 //! types carry a guard whose `Drop` reports the failure, so no job is silently lost.
 //!
 //! # Backpressure

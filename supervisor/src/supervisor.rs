@@ -435,7 +435,13 @@ impl Supervisor {
             self.stats.restarts.fetch_add(1, Ordering::AcqRel);
             if let Err(reason) = self.start_child(i) {
                 let incarnation = self.children[i].incarnation;
-                return self.on_exit(i, incarnation, reason, ctx);
+                let restarts = self.children[i].spec.kind.restarts_after(reason.is_abnormal());
+                self.on_exit(i, incarnation, reason, ctx);
+                // Its own restart covers the rest of the set (or the supervisor escalated); a
+                // child that is not restarted leaves the others to start here.
+                if restarts {
+                    return;
+                }
             }
         }
     }

@@ -18,6 +18,9 @@ enum Fault {
     PanicInHandler,
     ErrorInHandler,
     StopNormally,
+    /// Its start function fails from its second start on (the child's own start, not its
+    /// actor's `started`).
+    FailsToRestart,
 }
 
 /// Logs `start NAME N` and `stop NAME N`; fails its first incarnation as its plan says.
@@ -131,7 +134,12 @@ impl Tree {
             .enumerate()
             .map(|(slot, &(name, kind, first_start))| {
                 let (log, addrs) = (log_tx.clone(), Arc::clone(&addrs));
+                let mut starts = 0;
                 ChildSpec::new(name, kind, move |link| {
+                    starts += 1;
+                    if first_start == Some(Fault::FailsToRestart) && starts > 1 {
+                        return Err(format!("{name} cannot start again"));
+                    }
                     let addr = TestChild { name, link, first_start, log: log.clone() }.start();
                     let mut addrs = addrs.lock().unwrap();
                     if addrs.len() <= slot {
@@ -277,6 +285,24 @@ fn rest_for_one_restarts_the_failed_child_and_the_ones_after_it() {
     tree.trigger(1, Fault::ErrorInHandler);
     assert_eq!(tree.lines(4), ["start b 2", "start c 3", "stop b 1", "stop c 1"]);
     assert_eq!(tree.quiet(), Vec::<String>::new(), "a is left alone");
+}
+
+#[test]
+fn a_temporary_child_that_cannot_start_again_leaves_the_rest_of_its_set_to_restart() {
+    let children = [
+        ("a", RestartKind::Permanent, None),
+        ("b", RestartKind::Temporary, Some(Fault::FailsToRestart)),
+        ("c", RestartKind::Permanent, None),
+    ];
+    let tree = Tree::start(policy(Strategy::RestForOne, 5), &children);
+    for name in ["a", "b", "c"] {
+        tree.expect(&format!("start {name} 1"));
+    }
+    tree.trigger(0, Fault::ErrorInHandler);
+    // b fails to start and is not restarted; c, after it, still is.
+    let lines = tree.lines(5);
+    assert_eq!(lines, ["start a 2", "start c 3", "stop a 1", "stop b 1", "stop c 1"]);
+    assert!(tree.escalations.try_recv().is_err());
 }
 
 #[test]
