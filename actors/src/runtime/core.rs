@@ -264,6 +264,12 @@ impl Core {
         let _ = self.telemetry.join();
         self.system.stop();
         let _ = self.core_thread.join();
+        // A cache restarted between its shutdown's ask (it was dead then) and the supervisors'
+        // stop salvaged again what it took back when it was stopped: nothing restarts now, so
+        // what is left in a salvage fails with `Shutdown` here, before `shutdown` returns.
+        for cache in &self.caches {
+            cache.close();
+        }
     }
 
     /// The IO pool (a deterministic runtime's driver runs its jobs).
