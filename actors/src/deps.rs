@@ -168,11 +168,6 @@ impl DepGate {
         }
     }
 
-    /// Whether the dependent ended without a value, so that its dependencies were released.
-    pub(crate) fn is_released(&self) -> bool {
-        self.lock().released_total.is_some()
-    }
-
     /// Keeps `dep` until the dependent ends; releases it at once if it already did.
     pub(crate) fn add(&self, dep: Box<dyn DepHandle>) {
         let mut state = self.lock();

@@ -149,7 +149,8 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
     let script = Arc::new(Script::default());
     let events: Arc<Mutex<Vec<Event>>> = Arc::default();
     let det = Deterministic::new();
-    let runtime = deterministic_runtime(&header, &policies, held, options, &script, &det, &events)?;
+    let built = Built { policies: &policies, held, walk_past_failures: version < 5 };
+    let runtime = deterministic_runtime(&header, &built, options, &script, &det, &events)?;
     let mut session = Session {
         held,
         runtime: &runtime,
@@ -368,12 +369,22 @@ impl Session<'_> {
     }
 }
 
+/// How a log's version and leading records shape the runtime that replays it.
+struct Built<'a> {
+    /// The types' own retry policies (version 5).
+    policies: &'a HashMap<String, RetryPolicy>,
+    /// Whether immediate publishes wait for the log's `Published` records (version 4).
+    held: bool,
+    /// Whether dependency walks go on past a dependency they failed, as the recorders of logs
+    /// before version 5 did.
+    walk_past_failures: bool,
+}
+
 /// The deterministic runtime a replay of `header` runs on, over `script`, its events pushed to
 /// `events`, its actors attached and idle.
 fn deterministic_runtime(
     header: &LogHeader,
-    policies: &HashMap<String, RetryPolicy>,
-    held: bool,
+    built: &Built<'_>,
     options: ReplayOptions,
     script: &Arc<Script>,
     det: &Arc<Deterministic>,
@@ -389,12 +400,15 @@ fn deterministic_runtime(
         .config(replay_config(header, options))
         .source(ScriptedSource(Arc::clone(script)))
         .deterministic(det, tap);
-    if held {
+    if built.held {
         builder = builder.held_publishes();
+    }
+    if built.walk_past_failures {
+        builder = builder.walk_past_failures();
     }
     for name in &header.types {
         let decoder = ScriptedDecoder { name: name.clone(), script: Arc::clone(script) };
-        builder = builder.register_by_name(decoder, policies.get(name).copied());
+        builder = builder.register_by_name(decoder, built.policies.get(name).copied());
     }
     let runtime = builder.build()?;
     // Every actor attached to its mailbox before the first input, so none is woken by its

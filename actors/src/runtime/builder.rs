@@ -45,6 +45,8 @@ pub struct RuntimeBuilder {
     on_escalation: Option<EscalationListener>,
     /// Whether immediate publishes wait for a replay's word (see `FrameShared::held`).
     held: bool,
+    /// Whether a dependency walk goes on past a dependency it failed (see `TreeLimits`).
+    walk_past_failures: bool,
 }
 
 impl RuntimeBuilder {
@@ -61,6 +63,7 @@ impl RuntimeBuilder {
             deterministic: None,
             on_escalation: None,
             held: false,
+            walk_past_failures: false,
         }
     }
 
@@ -233,6 +236,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Walks a dependency tree on past a dependency it failed, as runtimes recording logs
+    /// before version 5 did: a replay of such a log needs the ids those walks took.
+    pub(crate) fn walk_past_failures(mut self) -> Self {
+        self.walk_past_failures = true;
+        self
+    }
+
     /// Makes the runtime deterministic (see `replay::stepper`), passing every event to `tap`.
     pub(crate) fn deterministic(mut self, det: &Arc<Deterministic>, tap: EventTap) -> Self {
         self.clock = Arc::clone(&det.clock) as Arc<dyn Clock>;
@@ -320,6 +330,7 @@ impl RuntimeBuilder {
         let tree = TreeLimits {
             depth_max: config.dependency_depth_max,
             nodes_max: config.dependency_nodes_max,
+            stop_at_failure: !self.walk_past_failures,
         };
         let submitter = Submitter::new(
             Arc::clone(&probe),

@@ -37,6 +37,12 @@ use crate::telemetry::{Counters, Probe};
 pub(crate) struct TreeLimits {
     pub(crate) depth_max: usize,
     pub(crate) nodes_max: usize,
+    /// Whether a walk stops at the first dependency it fails itself (refused, or a source that
+    /// panicked describing it), which fails every request up to the root: the rest of the
+    /// tree would be requested and released at once, each an event, a count and the source's
+    /// hints for nothing. Only a failure the walk makes stops it, never one another thread
+    /// ends a dependency with meanwhile, so a replay walks as far as its recording did.
+    pub(crate) stop_at_failure: bool,
 }
 
 /// Where a request sits while its tree is being requested.
@@ -44,6 +50,18 @@ pub(crate) struct Walk {
     depth: usize,
     nodes: usize,
     limits: TreeLimits,
+    /// Whether the walk failed a request of the tree (see `TreeLimits::stop_at_failure`).
+    failed: bool,
+}
+
+impl Walk {
+    fn new(limits: TreeLimits) -> Self {
+        Self { depth: 0, nodes: 0, limits, failed: false }
+    }
+
+    fn stops(&self) -> bool {
+        self.failed && self.limits.stop_at_failure
+    }
 }
 
 /// Requests a dependency of a type known only by name.
@@ -149,7 +167,7 @@ impl Submitter {
         key: AssetKey,
         priority: Priority,
     ) -> Result<Handle<T>, RequestError> {
-        let mut walk = Walk { depth: 0, nodes: 0, limits: self.tree };
+        let mut walk = Walk::new(self.tree);
         // The callers checked `open` already; unrecorded, that is enough.
         let Some(recorder) = self.probe.recorder() else {
             return Ok(self.submit(entry, key, priority, None, &mut walk));
@@ -210,6 +228,7 @@ impl Submitter {
             None
         };
         if let Some(kind) = refused {
+            walk.failed = true;
             ticket.cell().fail(&AssetLoadError::shared(key, kind));
             return handle;
         }
@@ -245,10 +264,7 @@ impl Submitter {
         walk: &mut Walk,
     ) {
         for dep in deps {
-            // A dependency the walk failed (refused, or a source that panicked) failed the
-            // dependent already: the rest of its tree would be requested and released at
-            // once, each an event, a count and the source's hints for nothing.
-            if gate.is_released() {
+            if walk.stops() {
                 return;
             }
             let refused = if walk.depth > walk.limits.depth_max {
@@ -269,6 +285,7 @@ impl Submitter {
                     continue;
                 }
             };
+            walk.failed = true;
             gate.refuse(&dep, cause);
             return;
         }

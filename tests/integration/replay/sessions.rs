@@ -261,6 +261,37 @@ fn a_recorded_source_panic_replays_as_the_same_lost_reads() {
 }
 
 #[test]
+fn a_version_4_log_replays_the_dependencies_its_recorder_requested_past_a_failed_one() {
+    // `root` depends on `bad`, whose own dependency has no decoder, then on `m0` and `m1`. A
+    // version 4 recorder walked on past `bad`: `m0` and `m1` took ids 3 and 4 and were
+    // released at once. `z`, requested next, took id 5.
+    let entry = |k: &str, deps: &[&str]| LogRecord::Entry {
+        key: streamrt_integration::key(k),
+        dependencies: deps.iter().map(|d| streamrt_integration::key(d)).collect(),
+        size: None,
+    };
+    let request = |id, k: &str| LogRecord::Request {
+        id,
+        key: streamrt_integration::key(k),
+        priority: Priority::Normal,
+    };
+    let mut s = Scenario::new();
+    s.record(entry("blob:bad", &["sound:x"])).record(entry("blob:m0", &[]));
+    s.record(entry("blob:m1", &[]));
+    s.record(entry("blob:root", &["blob:bad", "blob:m0", "blob:m1"]))
+        .record(request(1, "blob:root"));
+    s.ended(2, LoadState::Failed).ended(1, LoadState::Failed);
+    s.ended(3, LoadState::Cancelled).ended(4, LoadState::Cancelled);
+    s.record(entry("blob:z", &[])).record(request(5, "blob:z"));
+    s.load("blob:z", 10).frame_publishing(&[5]).ended(5, LoadState::Ready).shutdown();
+    let mut log = s.log();
+    log[8..10].copy_from_slice(&4u16.to_le_bytes());
+    let report = replay(&log, ReplayOptions::default()).unwrap();
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    assert_eq!(report.checked, 5);
+}
+
+#[test]
 fn a_type_with_a_retry_policy_of_its_own_replays_under_that_policy() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("session.log");
@@ -389,6 +420,47 @@ fn a_request_made_as_the_runtime_shuts_down_is_recorded_before_the_shutdown() {
     assert!(request < at(&LogRecord::Shutdown), "{records:?}");
     let report = replay(&std::fs::read(&log).unwrap(), ReplayOptions::default()).unwrap();
     assert!(report.divergence.is_none(), "{:?}", report.divergence);
+}
+
+#[test]
+fn a_dependency_failing_on_another_thread_mid_walk_leaves_the_walk_to_finish_as_a_replay_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let source = GatedSource::default();
+    // `gone` is not in the source: its read fails, and with it `root`, while the walk is held
+    // describing `m0`.
+    let rest: Vec<String> = (0..10).map(|i| format!("blob:m{i}")).collect();
+    let mut deps = vec!["blob:gone"];
+    deps.extend(rest.iter().map(String::as_str));
+    source.put_with_deps("blob:root", b"root", &deps);
+    for dep in &rest {
+        source.put_with_deps(dep, b"m", &[]);
+    }
+    let gate = source.gate.clone();
+    gate.hold("info/m0");
+    let rt = Arc::new(recorded(RuntimeConfig::default(), InfoGated(source), &log));
+    let events = rt.subscribe(4096);
+    let requester = {
+        let rt = Arc::clone(&rt);
+        std::thread::spawn(move || rt.request::<Blob>("root", Priority::Normal).map(|h| h.id()))
+    };
+    let root_failed = events.wait_for(PATIENCE, |e| {
+        matches!(e.kind, streamrt::messages::EventKind::Failed { .. })
+            && e.key.as_ref().is_some_and(|k| k.to_string() == "blob:root")
+    });
+    assert!(root_failed.is_some(), "root fails with `gone` while its walk is held");
+    gate.release("info/m0");
+    requester.join().unwrap().expect("requested");
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(
+        rt.status().requested,
+        12,
+        "root, gone and every m: only the walk's own failures stop it"
+    );
+    rt.shutdown();
+    let report = replay(&std::fs::read(&log).unwrap(), ReplayOptions::default()).unwrap();
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    assert_eq!(report.checked, 12);
 }
 
 #[test]
