@@ -48,9 +48,9 @@ pub(crate) fn lock<T: Send + Sync + 'static>(salvage: &Salvage<T>) -> MutexGuard
 
 impl<T: Send + Sync + 'static> Salvaged<T> {
     /// Makes the next incarnation that takes back what a crashed one salvaged panic after the
-    /// first asset or request it took back (fault injection).
-    pub(crate) fn crash_next_readmit(&mut self) {
-        self.readmit_crashes += 1;
+    /// first asset or request it took back (fault injection); `-1` takes one such crash back.
+    pub(crate) fn crash_next_readmit(&mut self, change: isize) {
+        self.readmit_crashes = self.readmit_crashes.saturating_add_signed(change);
     }
 }
 
@@ -204,7 +204,17 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 self.to_withdraw.push(cell.id());
             }
         }
-        for ticket in &kept {
+        let mut kept = kept.into_iter();
+        let Some(first) = kept.next() else {
+            return self.park(&path, value, bytes);
+        };
+        let generation = self.next_generation();
+        let at = self.table.insert_resident(first, generation, bytes);
+        kept.for_each(|holder| self.table.attach(at, holder));
+        // Handed out once the slot holds them: staging wakes the engine's waiters, and should
+        // that panic part-way, the salvage that follows finds the slot with its bytes counted.
+        let slot = self.table.get(at).expect("the slot put back just now");
+        for ticket in &slot.holders {
             let cell = ticket.cell();
             if !cell.is_staged() {
                 super::stage(cell, Arc::clone(&value), bytes, &mut self.to_frame);
@@ -214,12 +224,5 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 super::queue_ready(cell, bytes, &mut self.to_frame);
             }
         }
-        let mut kept = kept.into_iter();
-        let Some(first) = kept.next() else {
-            return self.park(&path, value, bytes);
-        };
-        let generation = self.next_generation();
-        let at = self.table.insert_resident(first, generation, bytes);
-        kept.for_each(|holder| self.table.attach(at, holder));
     }
 }

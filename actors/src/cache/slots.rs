@@ -59,7 +59,8 @@ pub(crate) struct Slot<H> {
     /// read credit is charged for it. Once `Resident`, the value's resident size. One field
     /// for both, as no slot needs both at once and every pending request has a slot.
     pub(crate) bytes: u64,
-    /// The most urgent priority of the holders, as the scheduler knows it.
+    /// The most urgent priority of the holders, as the scheduler knows it: after a release,
+    /// once the cache's turn is over (`Cache::flush` settles it).
     pub(crate) priority: Priority,
     /// The current attempt, from 1 (16 bits, so that the locator fits in the slot's 40 bytes;
     /// it stops at `u16::MAX`, where retries stop too).

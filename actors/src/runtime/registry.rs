@@ -193,10 +193,16 @@ impl<T: Send + Sync + 'static> CacheControl for CacheHandle<T> {
     }
 
     fn post_crash(&self, readmit: bool) -> bool {
+        // Owed before the crash is posted, so the incarnation the crash starts owes it; a
+        // mailbox closed meanwhile (a shutdown) starts none, and nothing is owed then.
         if readmit {
-            salvage_lock(&self.salvage).crash_next_readmit();
+            salvage_lock(&self.salvage).crash_next_readmit(1);
         }
-        self.inbox.messages.post(CacheMsg::Crash).is_ok()
+        let posted = self.inbox.messages.post(CacheMsg::Crash).is_ok();
+        if readmit && !posted {
+            salvage_lock(&self.salvage).crash_next_readmit(-1);
+        }
+        posted
     }
 
     fn track(&self, activity: &Arc<Activity>) {
