@@ -69,6 +69,9 @@ fn a_cache_that_crashes_again_as_it_takes_back_what_it_held_loses_nothing() {
     assert_eq!(rt.status().restarts, 2);
     assert_eq!(kept.state(), LoadState::Ready);
     assert_eq!(source.gate.started_count("a5"), 1, "the decoded asset was kept, not read again");
+    // Six held assets of 16 bytes, each counted once through both salvages.
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(rt.memory_stats().resident_bytes, 6 * 16);
     let later = rt.request::<Blob>("a5", Priority::Normal).unwrap();
     assert!(later.wait_timeout(PATIENCE).is_some_and(|r| r.is_ok()));
     assert_eq!(source.gate.started_count("a5"), 1);
