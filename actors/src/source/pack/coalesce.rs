@@ -66,7 +66,8 @@ pub struct Coalescing {
     /// Bytes read at most at once for a small entry and the entries that follow it (and at
     /// most the pack's `entry_bytes_max`); 0 turns coalescing off.
     pub window_bytes: u64,
-    /// Windows kept for the entries that follow.
+    /// Windows kept for the entries that follow; 0 turns coalescing off too (a window no one
+    /// keeps would serve only the entry it was read for).
     pub windows_max: usize,
 }
 
@@ -220,7 +221,7 @@ impl Coalescer {
     /// How to get the stored bytes of the entry at `at` (see [`Windows::plan`]); a new window
     /// is registered as being read.
     fn plan(&self, pack: Entries<'_>, at: usize, bytes_max: u64) -> Plan {
-        if self.policy.window_bytes == 0 {
+        if self.policy.window_bytes == 0 || self.policy.windows_max == 0 {
             return Plan::Alone;
         }
         let mut windows = self.windows();
@@ -392,6 +393,20 @@ mod tests {
         }
         writer.finish().unwrap();
         PackReader::open(&path, streamrt_pack::PackLimits::default()).unwrap()
+    }
+
+    #[test]
+    fn no_window_kept_is_no_coalescing_every_entry_read_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = pack_of(&dir, &[20, 20, 20]);
+        let coalescer = Coalescer::new(Coalescing { window_bytes: 100, windows_max: 0 });
+        let reads = std::cell::RefCell::new(Vec::new());
+        for at in 0..3 {
+            let stored =
+                coalescer.stored(&reader, none_asked(), at, &|n| reads.borrow_mut().push(n));
+            assert_eq!(stored.unwrap(), vec![at as u8; 20]);
+        }
+        assert_eq!(*reads.borrow(), [20, 20, 20], "a window no one keeps is not read");
     }
 
     #[test]
