@@ -1,6 +1,13 @@
 //! The IO bandwidth limit: a shared schedule that spaces reads so the IO workers together read
 //! at most `io_bytes_per_sec_max` on average.
 //!
+//! What is charged is what a source hands the runtime for a load: a pack's entry as it is
+//! after decompression, a directory's file. Not charged: a failed read, and the bytes a pack's
+//! coalescing window reads ahead for the entries after the one asked for (charged, as they
+//! are, when those entries are asked for; not at all when they never are). So storage can see
+//! more than the limit when windows read ahead what no load takes, or less with compressed
+//! entries; the limit bounds what the loads take in.
+//!
 //! A read is charged after it happened (a directory source cannot know a file's size before
 //! reading it): its bytes occupy the next stretch of the schedule, and the worker that read them
 //! waits until that stretch ends before it passes them on and takes its next read. Idle time
