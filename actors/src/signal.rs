@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) use event_listener::Event as Signal;
 use event_listener::{EventListener, Listener};
-use streamrt_supervisor::{log_caught, panic_message};
+use streamrt_supervisor::{log_caught, take_panic_message};
 
 /// Wakes whoever listens on `signal`, and does nothing when no one ever listened.
 ///
@@ -95,7 +95,7 @@ impl Wake for CaughtWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.0.wake_by_ref())) {
-            let message = panic_message(&*panic);
+            let message = take_panic_message(panic);
             log_caught(|| {
                 tracing::error!(target: "streamrt", %message, "an executor's waker panicked");
             });

@@ -24,7 +24,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use streamrt_supervisor::{log_caught, panic_message};
+use streamrt_supervisor::{log_caught, take_panic_message};
 
 use streamrt_messages::{error_text, AssetKey, ErrorKind};
 
@@ -143,7 +143,7 @@ impl LoadHints {
         let source = &*self.source;
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hint(source, locator))) {
             self.off.store(true, Ordering::Relaxed);
-            let message = panic_message(&*panic);
+            let message = take_panic_message(panic);
             log_caught(|| {
                 tracing::warn!(
                     target: "streamrt", source = %source.describe(), %message,

@@ -24,7 +24,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use streamrt_supervisor::{panic_message, PoolSender};
+use streamrt_supervisor::{take_panic_message, PoolSender};
 
 use crate::work::DecodeJob;
 
@@ -128,7 +128,7 @@ impl<R: Send + 'static> Group<R> {
         let result = outcome
             .and_then(|entered| entered)
             .and_then(|ran| ran)
-            .map_err(|panic| TaskError::Panicked { name, message: panic_message(&*panic) });
+            .map_err(|panic| TaskError::Panicked { name, message: take_panic_message(panic) });
         let mut state = self.lock();
         state.results[index] = Some(result);
         state.running -= 1;

@@ -52,6 +52,18 @@ pub fn log_caught(log: impl FnOnce()) {
 /// as any error text from outside the runtime keeps.
 pub const PANIC_MESSAGE_BYTES_MAX: usize = streamrt_messages::ERROR_TEXT_BYTES_MAX;
 
+/// [`panic_message`] of a caught panic's payload, which is then dropped where its own `Drop`
+/// cannot unwind any further: a payload is whatever value the panicking code chose, and one
+/// whose drop panics would otherwise escape the catch (a second panic's payload is leaked,
+/// as the standard library's docs advise).
+pub fn take_panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    let message = panic_message(&*payload);
+    if let Err(second) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(payload))) {
+        std::mem::forget(second);
+    }
+    message
+}
+
 /// The text of a caught panic's payload, cut at [`PANIC_MESSAGE_BYTES_MAX`] bytes (on a
 /// character boundary, ending with `…` when cut).
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::panic_message;
+use crate::take_panic_message;
 
 /// The state one pool thread keeps between jobs.
 pub trait Worker: Send + 'static {
@@ -458,12 +458,13 @@ fn run_caught<W: Worker>(index: usize, worker: &mut W, job: W::Job, stats: &Pool
 fn caught(index: usize, call: impl FnOnce(), stats: &PoolStats) -> bool {
     let outcome = catch_unwind(AssertUnwindSafe(call));
     let Err(payload) = outcome else { return false };
+    let message = take_panic_message(payload);
     // Caught too: a panic out of the report would end this thread, and the pool would shrink.
     crate::log_caught(|| {
         tracing::warn!(
             target: "streamrt",
             worker = index,
-            panic = %panic_message(&*payload),
+            panic = %message,
             "worker panicked; rebuilding it with fresh state"
         );
     });

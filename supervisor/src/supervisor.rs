@@ -29,7 +29,7 @@ use actix::{
 };
 
 use crate::{
-    panic_message, Clock, Mailbox, RestartKind, RestartPolicy, RestartWindow, Strategy, Wake,
+    take_panic_message, Clock, Mailbox, RestartKind, RestartPolicy, RestartWindow, Strategy, Wake,
 };
 
 /// Tells a supervised child to stop.
@@ -116,7 +116,7 @@ pub fn guarded<R>(link: &ChildLink, body: impl FnOnce() -> Result<R, String>) ->
             None
         }
         Err(panic) => {
-            link.exit(ExitReason::Panicked(panic_message(&*panic)));
+            link.exit(ExitReason::Panicked(take_panic_message(panic)));
             None
         }
     }
@@ -375,7 +375,7 @@ impl Supervisor {
                 Ok(())
             }
             Ok(Err(e)) => Err(ExitReason::Error(e)),
-            Err(panic) => Err(ExitReason::Panicked(panic_message(&*panic))),
+            Err(panic) => Err(ExitReason::Panicked(take_panic_message(panic))),
         }
     }
 

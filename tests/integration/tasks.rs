@@ -50,6 +50,31 @@ fn a_panicking_task_becomes_an_error_at_wait_and_the_others_still_join() {
     rt.end_frame();
 }
 
+/// A panic payload whose own drop panics.
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("the payload's drop panicked too");
+    }
+}
+
+#[test]
+fn a_task_whose_panic_payload_panics_when_dropped_is_still_an_error_at_wait() {
+    let source = GatedSource::with_blobs(0);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.decode_threads(2));
+    rt.begin_frame();
+    let group = rt.frame_tasks::<u8>();
+    group.spawn("bomb", |_| std::panic::panic_any(Bomb));
+    group.spawn("fine", |_| 7);
+    let results = joined(group);
+    let payload = "non-string panic payload".to_owned();
+    assert_eq!(results[0], Err(TaskError::Panicked { name: "bomb", message: payload }));
+    assert_eq!(results[1], Ok(7));
+    assert_eq!(rt.live_workers().1, 2);
+    rt.end_frame();
+}
+
 #[test]
 fn end_of_frame_cancels_tasks_not_started_and_tells_running_ones() {
     let source = GatedSource::with_blobs(0);

@@ -20,7 +20,7 @@ use std::sync::{Arc, Weak};
 
 use streamrt_messages::replay_log::LogRecord;
 use streamrt_messages::{AssetKey, AssetLoadError, AssetTypeName, ErrorKind, Priority, RequestId};
-use streamrt_supervisor::{log_caught, panic_message, Mailbox};
+use streamrt_supervisor::{log_caught, take_panic_message, Mailbox};
 
 use crate::cache::EngineMsg;
 use crate::deps::{DepGate, DepHandle};
@@ -248,7 +248,7 @@ impl Submitter {
     /// the request counted and never ended.
     fn entry_info(&self, key: &AssetKey) -> Result<EntryInfo, String> {
         catch_unwind(AssertUnwindSafe(|| self.source.entry_info(key))).map_err(|panic| {
-            let message = panic_message(&*panic);
+            let message = take_panic_message(panic);
             log_caught(|| {
                 tracing::warn!(target: "streamrt", %key, %message, "the source's entry_info panicked");
             });
