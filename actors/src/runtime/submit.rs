@@ -38,8 +38,7 @@ pub(crate) struct TreeLimits {
     pub(crate) depth_max: usize,
     pub(crate) nodes_max: usize,
     /// Whether a walk stops at the first dependency it fails itself (refused, or a source that
-    /// panicked describing it; not one refused `QueueFull`, see `submit`), which fails every
-    /// request up to the root: the rest of the
+    /// panicked describing it), which fails every request up to the root: the rest of the
     /// tree would be requested and released at once, each an event, a count and the source's
     /// hints for nothing. Only a failure the walk makes stops it, never one another thread
     /// ends a dependency with meanwhile, so a replay walks as far as its recording did.
@@ -229,9 +228,7 @@ impl Submitter {
             None
         };
         if let Some(kind) = refused {
-            // Not for `QueueFull`: how many requests are outstanding is the moment's, and a
-            // replay, whose outstanding requests differ, would walk on where this one stopped.
-            walk.failed |= !matches!(kind, ErrorKind::QueueFull { .. });
+            walk.failed = true;
             ticket.cell().fail(&AssetLoadError::shared(key, kind));
             return handle;
         }
