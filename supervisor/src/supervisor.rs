@@ -478,6 +478,11 @@ impl Actor for Supervisor {
             if self.stopped {
                 break;
             }
+            // Started already by the restart of an earlier sibling that failed to start (its
+            // strategy restarts the ones after it): a second start would orphan that one.
+            if self.children[i].running.is_some() {
+                continue;
+            }
             if let Err(reason) = self.start_child(i) {
                 let incarnation = self.children[i].incarnation;
                 self.on_exit(i, incarnation, reason, ctx);

@@ -21,6 +21,8 @@ enum Fault {
     /// Its start function fails from its second start on (the child's own start, not its
     /// actor's `started`).
     FailsToRestart,
+    /// Its start function fails the first time only.
+    FailsToStartOnce,
 }
 
 /// Logs `start NAME N` and `stop NAME N`; fails its first incarnation as its plan says.
@@ -139,6 +141,9 @@ impl Tree {
                     starts += 1;
                     if first_start == Some(Fault::FailsToRestart) && starts > 1 {
                         return Err(format!("{name} cannot start again"));
+                    }
+                    if first_start == Some(Fault::FailsToStartOnce) && starts == 1 {
+                        return Err(format!("{name} cannot start yet"));
                     }
                     let addr = TestChild { name, link, first_start, log: log.clone() }.start();
                     let mut addrs = addrs.lock().unwrap();
@@ -303,6 +308,18 @@ fn a_temporary_child_that_cannot_start_again_leaves_the_rest_of_its_set_to_resta
     let lines = tree.lines(5);
     assert_eq!(lines, ["start a 2", "start c 3", "stop a 1", "stop b 1", "stop c 1"]);
     assert!(tree.escalations.try_recv().is_err());
+}
+
+#[test]
+fn a_first_start_that_fails_restarts_the_siblings_after_it_once_each() {
+    let children = [
+        ("a", RestartKind::Permanent, Some(Fault::FailsToStartOnce)),
+        ("b", RestartKind::Permanent, None),
+    ];
+    let tree = Tree::start(policy(Strategy::RestForOne, 5), &children);
+    tree.expect("start a 2");
+    tree.expect("start b 1");
+    assert_eq!(tree.quiet(), Vec::<String>::new(), "b is started once, not again");
 }
 
 #[test]
