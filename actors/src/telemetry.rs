@@ -35,7 +35,8 @@ use streamrt_messages::{Event, EventKind};
 
 use crate::replay::Recorder;
 use streamrt_supervisor::{
-    drain_turn, log_caught, ChildLink, Clock, ExitReason, Mailbox, PoolStats, StopChild, Wake,
+    drain_turn, log_caught, take_panic_message, ChildLink, Clock, ExitReason, Mailbox, PoolStats,
+    StopChild, Wake,
 };
 
 /// Live counters; see [`streamrt_messages::Status`] for their meaning.
@@ -236,7 +237,12 @@ impl Probe {
 /// subscriber is the embedding program's code: a panic in it counts as no (see
 /// [`Probe::emit`]).
 fn tracing_wants_events() -> bool {
-    catch_unwind(|| tracing::enabled!(target: "streamrt", tracing::Level::DEBUG)).unwrap_or(false)
+    catch_unwind(|| tracing::enabled!(target: "streamrt", tracing::Level::DEBUG)).unwrap_or_else(
+        |panic| {
+            drop(take_panic_message(panic));
+            false
+        },
+    )
 }
 
 /// Reports `event` to `tracing`, catching the subscriber's panic (see [`Probe::emit`]).

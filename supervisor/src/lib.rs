@@ -42,9 +42,11 @@ pub use supervisor::{
 ///
 /// The subscriber is the embedding program's code: a log line is never worth leaving the step
 /// it reports (a worker's rebuild, an escalation) half done. The panic hook has reported the
-/// panic, so it is dropped here.
+/// panic, so it is dropped here (see [`take_panic_message`]).
 pub fn log_caught(log: impl FnOnce()) {
-    drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(log)));
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(log)) {
+        drop_payload(panic);
+    }
 }
 
 /// The most bytes of a panic's message kept: it is copied into the error of every request the
@@ -58,10 +60,14 @@ pub const PANIC_MESSAGE_BYTES_MAX: usize = streamrt_messages::ERROR_TEXT_BYTES_M
 /// as the standard library's docs advise).
 pub fn take_panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     let message = panic_message(&*payload);
+    drop_payload(payload);
+    message
+}
+
+fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
     if let Err(second) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(payload))) {
         std::mem::forget(second);
     }
-    message
 }
 
 /// The text of a caught panic's payload, cut at [`PANIC_MESSAGE_BYTES_MAX`] bytes (on a

@@ -321,6 +321,11 @@ struct Pushed<'a, M> {
 impl<M> Drop for Pushed<'_, M> {
     fn drop(&mut self) {
         self.mailbox.counted(self.queue.len() - self.before);
+        // The iterator panicked: `post_all` will not reach its wake, owed for what is queued
+        // (a wake takes the waker's lock, never the queue's).
+        if std::thread::panicking() {
+            self.mailbox.wake();
+        }
     }
 }
 
