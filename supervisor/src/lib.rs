@@ -93,6 +93,22 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 mod tests {
     use super::*;
 
+    /// A panic payload whose own drop panics.
+    struct Bomb;
+
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("the payload's drop panicked too");
+        }
+    }
+
+    #[test]
+    fn a_caught_payload_whose_drop_panics_does_not_unwind_past_the_catch() {
+        log_caught(|| std::panic::panic_any(Bomb));
+        let payload: Box<dyn std::any::Any + Send> = Box::new(Bomb);
+        assert_eq!(take_panic_message(payload), "non-string panic payload");
+    }
+
     #[test]
     fn a_long_panic_message_is_cut_on_a_character_boundary() {
         let short: Box<dyn std::any::Any + Send> = Box::new("short");
