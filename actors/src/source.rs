@@ -72,6 +72,15 @@ pub trait Source: Send + Sync + 'static {
     /// them (decoded), failed, or was cancelled. As advisory as `want`.
     fn unwant(&self, _locator: Locator) {}
 
+    /// The bytes this source has asked its storage for so far, if it counts them: what the
+    /// bandwidth limit (`RuntimeConfig::io_bytes_per_sec_max`) charges, as it grows, instead
+    /// of the bytes a read hands over. A pack counts its entries as stored and its coalescing
+    /// windows whole, failed reads too. `None` (the default): the limit charges what each
+    /// read hands over.
+    fn storage_bytes_read(&self) -> Option<u64> {
+        None
+    }
+
     /// What is known of `key` without reading it: its dependencies and size. Called once per
     /// request on the engine's thread, so it must answer from memory (an index), never block.
     /// Nothing known by default.
@@ -105,6 +114,10 @@ impl<S: Source + ?Sized> Source for Box<S> {
 
     fn unwant(&self, locator: Locator) {
         (**self).unwant(locator);
+    }
+
+    fn storage_bytes_read(&self) -> Option<u64> {
+        (**self).storage_bytes_read()
     }
 
     fn entry_info(&self, key: &AssetKey) -> EntryInfo {

@@ -1,12 +1,11 @@
 //! The IO bandwidth limit: a shared schedule that spaces reads so the IO workers together read
 //! at most `io_bytes_per_sec_max` on average.
 //!
-//! What is charged is what a source hands the runtime for a load: a pack's entry as it is
-//! after decompression, a directory's file. Not charged: a failed read, and the bytes a pack's
-//! coalescing window reads ahead for the entries after the one asked for (charged, as they
-//! are, when those entries are asked for; not at all when they never are). So storage can see
-//! more than the limit when windows read ahead what no load takes, or less with compressed
-//! entries; the limit bounds what the loads take in.
+//! What is charged is what the storage was asked for, where the source counts it
+//! (`Source::storage_bytes_read`): a pack's entries as stored (compressed) and its coalescing
+//! windows whole, failed reads too, charged as the count grows, whichever worker sees it grow.
+//! A source that does not count (a directory, the memory source) is charged what each read
+//! hands over, failed reads not at all.
 //!
 //! A read is charged after it happened (a directory source cannot know a file's size before
 //! reading it): its bytes occupy the next stretch of the schedule, and the worker that read them
@@ -19,6 +18,7 @@
 //! Over any interval, the bytes let through are at most `rate × (interval + burst)` plus the
 //! last read's bytes. Pure arithmetic on the caller's clock, so it is tested with scripted time.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -56,13 +56,28 @@ const BURST_US: u64 = 100_000;
 pub(crate) struct Throttle {
     epoch: Instant,
     schedule: Mutex<Schedule>,
+    /// The source's storage count already charged (see [`Throttle::storage_charge`]).
+    storage_charged: AtomicU64,
 }
 
 impl Throttle {
     /// At most `bytes_per_sec` on average, with a burst of `BURST_US` of bytes after a pause.
     pub(crate) fn new(bytes_per_sec: u64) -> Self {
         let schedule = Schedule::new(bytes_per_sec, BURST_US);
-        Self { epoch: Instant::now(), schedule: Mutex::new(schedule) }
+        Self {
+            epoch: Instant::now(),
+            schedule: Mutex::new(schedule),
+            storage_charged: AtomicU64::new(0),
+        }
+    }
+
+    /// The bytes to charge now that the source's storage count ([`Source::storage_bytes_read`])
+    /// reads `total`: its growth since the last charge. The workers share the count, so a
+    /// worker may pay for bytes another read; together they pay for every byte once.
+    ///
+    /// [`Source::storage_bytes_read`]: crate::Source::storage_bytes_read
+    pub(crate) fn storage_charge(&self, total: u64) -> u64 {
+        total.saturating_sub(self.storage_charged.fetch_max(total, Ordering::AcqRel))
     }
 
     /// Charges `bytes` just read and blocks the calling IO worker until they are paid for, or
@@ -89,6 +104,18 @@ impl Throttle {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_storage_count_is_charged_once_whichever_worker_reads_it_and_in_whatever_order() {
+        let throttle = Throttle::new(1_000);
+        assert_eq!(throttle.storage_charge(100), 100);
+        // Another worker's window read meanwhile: the next to look pays for it.
+        assert_eq!(throttle.storage_charge(350), 250);
+        assert_eq!(throttle.storage_charge(350), 0, "nothing read since");
+        // A worker that read the count before the last charge owes nothing more.
+        assert_eq!(throttle.storage_charge(300), 0);
+        assert_eq!(throttle.storage_charge(400), 50);
+    }
 
     #[test]
     fn a_read_after_a_pause_goes_at_once_and_a_run_is_spaced_at_the_rate() {

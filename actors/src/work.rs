@@ -37,7 +37,7 @@ use streamrt_messages::replay_log::{LogRecord, ReadOutcome};
 use streamrt_messages::{
     AssetKey, CancelStage, ErrorKind, Event, EventKind, Generation, Priority, RequestId,
 };
-use streamrt_supervisor::{panic_message, PoolSender, Worker};
+use streamrt_supervisor::{panic_message, take_panic_message, PoolSender, Worker};
 
 use crate::scheduler::{LoadRef, ReadCredit};
 use crate::source::{Locator, Source, SourceError};
@@ -366,12 +366,30 @@ impl IoWorker {
             Err(e) => ReadOutcome::Failed(e.clone().into()),
         });
         stage_event(&self.probe, EventKind::ReadDone, job, self.index, n);
-        if let (Some(throttle), Some(n)) = (&self.throttle, n) {
-            // The read credit stays taken while the bytes are paid for, so a throttled
-            // source does not pile up reads.
-            throttle.pay(n, || job.is_cancelled());
+        if let Some(throttle) = &self.throttle {
+            // What the storage was asked for, where the source counts it (a pack's windows
+            // whole, failed reads too), else what the read handed over. The read credit stays
+            // taken while the bytes are paid for, so a throttled source does not pile up reads.
+            let charged = match self.storage_bytes_read() {
+                Some(total) => throttle.storage_charge(total),
+                None => n.unwrap_or(0),
+            };
+            if charged > 0 {
+                throttle.pay(charged, || job.is_cancelled());
+            }
         }
         Ok(read)
+    }
+
+    /// The source's [`Source::storage_bytes_read`]; a panic there (the source is the engine's
+    /// code) counts as no count.
+    fn storage_bytes_read(&self) -> Option<u64> {
+        catch_unwind(AssertUnwindSafe(|| self.source.storage_bytes_read())).unwrap_or_else(
+            |panic| {
+                drop(take_panic_message(panic));
+                None
+            },
+        )
     }
 
     fn read(&self, ReadJob { mut guard, credit }: ReadJob) {

@@ -216,3 +216,48 @@ fn a_source_whose_load_hints_panic_still_loads_everything_and_is_told_no_more_hi
     assert_eq!(wants.load(Ordering::Relaxed), 1, "hints are off after the first panic");
     assert_eq!(unwants.load(Ordering::Relaxed), 0);
 }
+
+/// `inner`, telling the runtime it asked its storage for 100 bytes per read, whatever it
+/// hands over (a compressed store's stored size).
+struct StoredSmall {
+    inner: MemorySource,
+    reads: AtomicUsize,
+}
+
+impl Source for StoredSmall {
+    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+        self.reads.fetch_add(1, Ordering::AcqRel);
+        self.inner.read(key)
+    }
+
+    fn describe(&self) -> String {
+        "stored small".into()
+    }
+
+    fn storage_bytes_read(&self) -> Option<u64> {
+        Some(100 * self.reads.load(Ordering::Acquire) as u64)
+    }
+
+    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
+        self.inner.entry_info(key)
+    }
+}
+
+#[test]
+fn the_bandwidth_limit_charges_what_a_source_says_it_read_from_storage() {
+    // 1 MiB handed over at 1,000 bytes a second would hold the read for about 17 minutes; the
+    // 100 bytes the storage gave are within the limit's burst, so the load is not held.
+    let inner = MemorySource::new();
+    inner.insert(blob_key("big"), vec![7; 1 << 20]);
+    let source = StoredSmall { inner, reads: AtomicUsize::new(0) };
+    let rt = Runtime::builder()
+        .source(source)
+        .register(BlobDecoder::default())
+        .io_bytes_per_sec_max(1_000)
+        .immediate()
+        .build()
+        .unwrap();
+    let handle = rt.request::<Blob>("big", Priority::Normal).unwrap();
+    let loaded = handle.wait_timeout(PATIENCE).expect("not held for the bytes handed over");
+    assert_eq!(loaded.unwrap().0.len(), 1 << 20);
+}

@@ -59,10 +59,11 @@ pub struct RuntimeConfig {
     /// decoder or a source starts (threads inherit their creator's priority). Linux only
     /// (Linux keeps a priority per thread); ignored elsewhere and in deterministic runs.
     pub worker_nice: u8,
-    /// Bytes the IO workers read per second at most, on average (`None`: no limit), counted
-    /// as the source hands them over (a pack's entry decompressed; a failed read and a
-    /// coalescing window's read-ahead are not charged: see `throttle`). A read past the rate
-    /// holds its worker and read credit until it is paid for.
+    /// Bytes the IO workers read per second at most, on average (`None`: no limit): what the
+    /// storage was asked for where the source counts it (a pack: entries as stored, its
+    /// coalescing windows whole, failed reads too; `Source::storage_bytes_read`), else what
+    /// each read hands over. A read past the rate holds its worker and read credit until it
+    /// is paid for.
     pub io_bytes_per_sec_max: Option<u64>,
     /// Decode credits: loads between dispatch and their end are bounded by `reads_in_flight +
     /// decode_backlog_max` credits (in shares, see `read_credit_bytes`), so at most this many

@@ -170,6 +170,10 @@ impl Source for PackSource {
         self.interest.unwant(locator.index());
     }
 
+    fn storage_bytes_read(&self) -> Option<u64> {
+        Some(self.bytes_read())
+    }
+
     fn entry_info(&self, key: &AssetKey) -> EntryInfo {
         self.by_key.get(key).map_or_else(EntryInfo::default, |(i, deps)| EntryInfo {
             dependencies: deps.clone(),

@@ -59,6 +59,10 @@ impl<S: Source> Source for Delayed<S> {
         self.inner.unwant(locator);
     }
 
+    fn storage_bytes_read(&self) -> Option<u64> {
+        self.inner.storage_bytes_read()
+    }
+
     fn entry_info(&self, key: &AssetKey) -> EntryInfo {
         self.inner.entry_info(key)
     }
