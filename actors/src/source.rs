@@ -76,7 +76,8 @@ pub trait Source: Send + Sync + 'static {
     /// bandwidth limit (`RuntimeConfig::io_bytes_per_sec_max`) charges, as it grows, instead
     /// of the bytes a read hands over. A pack counts its entries as stored and its coalescing
     /// windows whole, failed reads too. `None` (the default): the limit charges what each
-    /// read hands over.
+    /// read hands over. A wrapper (a delay, a fault injector) forwards it, or a pack behind it
+    /// is charged what it hands over.
     fn storage_bytes_read(&self) -> Option<u64> {
         None
     }

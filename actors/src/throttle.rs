@@ -5,20 +5,26 @@
 //! (`Source::storage_bytes_read`): a pack's entries as stored (compressed) and its coalescing
 //! windows whole, failed reads too, charged as the count grows, whichever worker sees it grow.
 //! A source that does not count (a directory, the memory source) is charged what each read
-//! hands over, failed reads not at all.
+//! hands over, failed reads not at all. The count starts from where the source's stood when
+//! the runtime was built, so reads before it (an earlier runtime over a clone of the pack) are
+//! not charged; two runtimes reading clones of one pack at once are each charged the other's
+//! reads too, and share the limit. A source whose count panics is not asked again: the reads
+//! after are charged what they hand over.
 //!
 //! A read is charged after it happened (a directory source cannot know a file's size before
-//! reading it): its bytes occupy the next stretch of the schedule, and the worker that read them
-//! waits until that stretch ends before it passes them on and takes its next read. Idle time
+//! reading it): its bytes occupy the next stretch of the schedule, and the worker that charges
+//! them (the one that read them, or one that saw a sibling's window in the count first) waits
+//! until that stretch ends before it passes its bytes on and takes its next read. Idle time
 //! builds up credit for at most `burst_us` of bytes, so a read after a pause goes through at
 //! once but a long run never exceeds the rate by more than one burst.
 //!
 //! # Invariants
 //!
 //! Over any interval, the bytes let through are at most `rate × (interval + burst)` plus the
-//! last read's bytes. Pure arithmetic on the caller's clock, so it is tested with scripted time.
+//! last charge (a whole window, for a pack). Pure arithmetic on the caller's clock, so it is
+//! tested with scripted time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -58,17 +64,32 @@ pub(crate) struct Throttle {
     schedule: Mutex<Schedule>,
     /// The source's storage count already charged (see [`Throttle::storage_charge`]).
     storage_charged: AtomicU64,
+    /// Set once the source's count panicked: it is not asked again.
+    storage_count_off: AtomicBool,
 }
 
 impl Throttle {
-    /// At most `bytes_per_sec` on average, with a burst of `BURST_US` of bytes after a pause.
-    pub(crate) fn new(bytes_per_sec: u64) -> Self {
+    /// At most `bytes_per_sec` on average, with a burst of `BURST_US` of bytes after a pause;
+    /// `storage_read` is the source's storage count now (0 when it keeps none), which reads
+    /// before the runtime do not pay for.
+    pub(crate) fn new(bytes_per_sec: u64, storage_read: u64) -> Self {
         let schedule = Schedule::new(bytes_per_sec, BURST_US);
         Self {
             epoch: Instant::now(),
             schedule: Mutex::new(schedule),
-            storage_charged: AtomicU64::new(0),
+            storage_charged: AtomicU64::new(storage_read),
+            storage_count_off: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the source's storage count is still asked for (it has not panicked).
+    pub(crate) fn storage_count_on(&self) -> bool {
+        !self.storage_count_off.load(Ordering::Relaxed)
+    }
+
+    /// Stops asking the source for its storage count, which panicked.
+    pub(crate) fn storage_count_panicked(&self) {
+        self.storage_count_off.store(true, Ordering::Relaxed);
     }
 
     /// The bytes to charge now that the source's storage count ([`Source::storage_bytes_read`])
@@ -107,7 +128,7 @@ mod tests {
 
     #[test]
     fn the_storage_count_is_charged_once_whichever_worker_reads_it_and_in_whatever_order() {
-        let throttle = Throttle::new(1_000);
+        let throttle = Throttle::new(1_000, 0);
         assert_eq!(throttle.storage_charge(100), 100);
         // Another worker's window read meanwhile: the next to look pays for it.
         assert_eq!(throttle.storage_charge(350), 250);
@@ -115,6 +136,9 @@ mod tests {
         // A worker that read the count before the last charge owes nothing more.
         assert_eq!(throttle.storage_charge(300), 0);
         assert_eq!(throttle.storage_charge(400), 50);
+        // Reads before the runtime was built are not charged.
+        let later = Throttle::new(1_000, 1_000);
+        assert_eq!(later.storage_charge(1_200), 200);
     }
 
     #[test]

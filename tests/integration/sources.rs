@@ -218,10 +218,12 @@ fn a_source_whose_load_hints_panic_still_loads_everything_and_is_told_no_more_hi
 }
 
 /// `inner`, telling the runtime it asked its storage for 100 bytes per read, whatever it
-/// hands over (a compressed store's stored size).
+/// hands over (a compressed store's stored size), after `before` bytes read before the runtime
+/// was built (an earlier runtime over a clone of the same store).
 struct StoredSmall {
     inner: MemorySource,
     reads: AtomicUsize,
+    before: u64,
 }
 
 impl Source for StoredSmall {
@@ -235,7 +237,7 @@ impl Source for StoredSmall {
     }
 
     fn storage_bytes_read(&self) -> Option<u64> {
-        Some(100 * self.reads.load(Ordering::Acquire) as u64)
+        Some(self.before + 100 * self.reads.load(Ordering::Acquire) as u64)
     }
 
     fn entry_info(&self, key: &AssetKey) -> EntryInfo {
@@ -244,12 +246,13 @@ impl Source for StoredSmall {
 }
 
 #[test]
-fn the_bandwidth_limit_charges_what_a_source_says_it_read_from_storage() {
-    // 1 MiB handed over at 1,000 bytes a second would hold the read for about 17 minutes; the
-    // 100 bytes the storage gave are within the limit's burst, so the load is not held.
+fn the_bandwidth_limit_charges_what_a_source_says_it_read_from_storage_since_the_runtime_began() {
+    // 1 MiB handed over at 1,000 bytes a second would hold the read for about 17 minutes, and
+    // the 1 GB read before the runtime was built for 12 days; the 100 bytes the storage gave
+    // for this read are within the limit's burst, so the load is not held.
     let inner = MemorySource::new();
     inner.insert(blob_key("big"), vec![7; 1 << 20]);
-    let source = StoredSmall { inner, reads: AtomicUsize::new(0) };
+    let source = StoredSmall { inner, reads: AtomicUsize::new(0), before: 1 << 30 };
     let rt = Runtime::builder()
         .source(source)
         .register(BlobDecoder::default())
