@@ -82,7 +82,7 @@ const GOLDEN: &str = "
 0400000009070706
 ";
 
-fn key(k: &str) -> AssetKey {
+pub(crate) fn key(k: &str) -> AssetKey {
     AssetKey::parse(k).expect("a valid key")
 }
 

@@ -12,6 +12,7 @@
 //! changes the log as well as the protocol, and both versions must move.
 
 use super::*;
+use crate::protocol::golden::{every_error_kind, key};
 
 /// The log version whose bytes [`GOLDEN`] holds.
 const GOLDEN_VERSION: u16 = 5;
@@ -62,10 +63,6 @@ const GOLDEN: &str = "
 000f04626c6f62016904
 ";
 
-fn key(k: &str) -> AssetKey {
-    AssetKey::parse(k).expect("a valid key")
-}
-
 fn samples() -> Vec<LogRecord> {
     let mut records = vec![
         LogRecord::Request { id: 1, key: key("blob:a"), priority: Priority::High },
@@ -99,7 +96,7 @@ fn samples() -> Vec<LogRecord> {
     ];
     // Every kind a read can fail with, every terminal state and every priority, as records
     // carry them.
-    let kinds = crate::protocol::golden::every_error_kind().into_iter();
+    let kinds = every_error_kind().into_iter();
     records.extend(
         kinds
             .map(|kind| LogRecord::Read { key: key("blob:h"), outcome: ReadOutcome::Failed(kind) }),
