@@ -74,6 +74,13 @@ fn a_hundred_random_sessions_replay_to_identical_hashes_whatever_worker_count_th
     assert!(distinct.len() > 90, "only {} distinct hashes", distinct.len());
 }
 
+/// The replay of the log in `bytes`, which must end every request as its recording did.
+fn replayed_as_recorded(bytes: &[u8]) -> streamrt::replay::ReplayReport {
+    let report = replay(bytes, ReplayOptions::default()).unwrap();
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    report
+}
+
 /// A threaded runtime of `config` over `source`, recording to `log`.
 fn recorded(config: RuntimeConfig, source: impl Source, log: &std::path::Path) -> Runtime {
     Runtime::builder()
@@ -124,8 +131,7 @@ fn a_session_recorded_from_a_threaded_run_replays_to_the_recorded_terminal_state
     }
     rt.shutdown();
     let bytes = std::fs::read(&log).unwrap();
-    let report = replay(&bytes, ReplayOptions::default()).unwrap();
-    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    let report = replayed_as_recorded(&bytes);
     assert_eq!(report.checked, 40);
     let failed = report.lines.iter().filter(|l| l.event == "failed").count();
     assert_eq!(failed, handles.iter().filter(|h| h.state() == LoadState::Failed).count());
@@ -252,8 +258,7 @@ fn a_recorded_source_panic_replays_as_the_same_lost_reads() {
     assert!(boom.wait_timeout(PATIENCE).unwrap().is_err(), "every read of it panicked");
     assert!(fine.wait_timeout(PATIENCE).unwrap().is_ok());
     rt.shutdown();
-    let report = replay(&std::fs::read(&log).unwrap(), ReplayOptions::default()).unwrap();
-    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    let report = replayed_as_recorded(&std::fs::read(&log).unwrap());
     assert_eq!(report.checked, 2);
     let attempts = streamrt::RetryPolicy::default().attempts_max as usize;
     let restarts = report.lines.iter().filter(|l| l.event == "restarted").count();
@@ -286,8 +291,7 @@ fn a_version_4_log_replays_the_dependencies_its_recorder_requested_past_a_failed
     s.load("blob:z", 10).frame_publishing(&[5]).ended(5, LoadState::Ready).shutdown();
     let mut log = s.log();
     log[8..10].copy_from_slice(&4u16.to_le_bytes());
-    let report = replay(&log, ReplayOptions::default()).unwrap();
-    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    let report = replayed_as_recorded(&log);
     assert_eq!(report.checked, 5);
 }
 
@@ -308,8 +312,7 @@ fn a_type_with_a_retry_policy_of_its_own_replays_under_that_policy() {
     let handle = rt.request::<Blob>("flaky", Priority::Normal).unwrap();
     assert!(handle.wait_timeout(PATIENCE).unwrap().is_err(), "one attempt, which failed");
     rt.shutdown();
-    let report = replay(&std::fs::read(&log).unwrap(), ReplayOptions::default()).unwrap();
-    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    let report = replayed_as_recorded(&std::fs::read(&log).unwrap());
     assert_eq!(report.checked, 1);
     assert!(!report.lines.iter().any(|l| l.event == "retried"), "the type's policy retries none");
 }
@@ -331,8 +334,7 @@ fn a_source_that_panicked_looking_a_key_up_panics_the_same_way_in_the_replay() {
         matches!(r, LogRecord::EntryPanicked { key, .. } if key.path().starts_with("infopanic"))
     });
     assert_eq!(panicked.count(), 1, "the lookup's panic is recorded");
-    let report = replay(&bytes, ReplayOptions::default()).unwrap();
-    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    let report = replayed_as_recorded(&bytes);
     assert_eq!(report.checked, 2);
     let failed = report.lines.iter().find(|l| l.event == "failed").expect("a failed line");
     let message = recorded.kind.to_string();
@@ -358,8 +360,7 @@ fn a_decoder_panic_past_a_records_limit_is_recorded_cut_and_the_log_stays_whole(
     });
     assert!(cut, "the panic is recorded, cut");
     assert_eq!(records.last().map(|(_, r)| r), Some(&LogRecord::Shutdown), "the log is whole");
-    let report = replay(&bytes, ReplayOptions::default()).unwrap();
-    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    replayed_as_recorded(&bytes);
 }
 
 /// A gated source whose `entry_info` first passes the gate on `info/{path}`: a request made on
@@ -418,8 +419,7 @@ fn a_request_made_as_the_runtime_shuts_down_is_recorded_before_the_shutdown() {
         .position(|(_, r)| matches!(r, LogRecord::Request { id, .. } if *id == made.0));
     assert!(request.is_some(), "the request is recorded");
     assert!(request < at(&LogRecord::Shutdown), "{records:?}");
-    let report = replay(&std::fs::read(&log).unwrap(), ReplayOptions::default()).unwrap();
-    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    replayed_as_recorded(&std::fs::read(&log).unwrap());
 }
 
 #[test]
@@ -458,8 +458,7 @@ fn a_dependency_failing_on_another_thread_mid_walk_leaves_the_walk_to_finish_as_
         "root, gone and every m: only the walk's own failures stop it"
     );
     rt.shutdown();
-    let report = replay(&std::fs::read(&log).unwrap(), ReplayOptions::default()).unwrap();
-    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    let report = replayed_as_recorded(&std::fs::read(&log).unwrap());
     assert_eq!(report.checked, 12);
 }
 
@@ -496,7 +495,6 @@ fn an_immediate_mode_session_records_its_publishes_and_replays_to_the_recorded_s
         .sum();
     let ready = handles.iter().filter(|h| h.state() == LoadState::Ready).count();
     assert_eq!(published, ready, "every immediate publish is recorded");
-    let report = replay(&bytes, ReplayOptions::default()).unwrap();
-    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    let report = replayed_as_recorded(&bytes);
     assert_eq!(report.checked, 40);
 }
