@@ -24,9 +24,14 @@
 //! last charge (a whole window, for a pack). Pure arithmetic on the caller's clock, so it is
 //! tested with scripted time.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use streamrt_supervisor::{log_caught, take_panic_message};
+
+use crate::source::Source;
 
 /// The schedule's arithmetic; see the module docs.
 #[derive(Debug)]
@@ -69,34 +74,47 @@ pub(crate) struct Throttle {
 }
 
 impl Throttle {
-    /// At most `bytes_per_sec` on average, with a burst of `BURST_US` of bytes after a pause;
-    /// `storage_read` is the source's storage count now (0 when it keeps none), which reads
-    /// before the runtime do not pay for.
-    pub(crate) fn new(bytes_per_sec: u64, storage_read: u64) -> Self {
+    /// At most `bytes_per_sec` on average, with a burst of `BURST_US` of bytes after a pause,
+    /// over `source`: its storage count now (if it keeps one) is charged to no read, so reads
+    /// before the runtime do not pay.
+    pub(crate) fn new(bytes_per_sec: u64, source: &dyn Source) -> Self {
         let schedule = Schedule::new(bytes_per_sec, BURST_US);
-        Self {
+        let throttle = Self {
             epoch: Instant::now(),
             schedule: Mutex::new(schedule),
-            storage_charged: AtomicU64::new(storage_read),
+            storage_charged: AtomicU64::new(0),
             storage_count_off: AtomicBool::new(false),
+        };
+        if let Some(before) = throttle.storage_count(source) {
+            throttle.storage_charge(before);
         }
+        throttle
     }
 
-    /// Whether the source's storage count is still asked for (it has not panicked).
-    pub(crate) fn storage_count_on(&self) -> bool {
-        !self.storage_count_off.load(Ordering::Relaxed)
-    }
-
-    /// Stops asking the source for its storage count, which panicked.
-    pub(crate) fn storage_count_panicked(&self) {
-        self.storage_count_off.store(true, Ordering::Relaxed);
+    /// `source`'s [`Source::storage_bytes_read`], until it panics. The source is the engine's
+    /// code: a panic is caught and logged, and turns the count off for good (asked again
+    /// later, its growth would charge the bytes of the reads between twice).
+    pub(crate) fn storage_count(&self, source: &dyn Source) -> Option<u64> {
+        if self.storage_count_off.load(Ordering::Relaxed) {
+            return None;
+        }
+        let count = catch_unwind(AssertUnwindSafe(|| source.storage_bytes_read()));
+        count.unwrap_or_else(|panic| {
+            self.storage_count_off.store(true, Ordering::Relaxed);
+            let message = take_panic_message(panic);
+            log_caught(|| {
+                tracing::warn!(
+                    target: "streamrt", source = %source.describe(), %message,
+                    "the source's storage count panicked: reads are charged what they hand over"
+                );
+            });
+            None
+        })
     }
 
     /// The bytes to charge now that the source's storage count ([`Source::storage_bytes_read`])
     /// reads `total`: its growth since the last charge. The workers share the count, so a
     /// worker may pay for bytes another read; together they pay for every byte once.
-    ///
-    /// [`Source::storage_bytes_read`]: crate::Source::storage_bytes_read
     pub(crate) fn storage_charge(&self, total: u64) -> u64 {
         total.saturating_sub(self.storage_charged.fetch_max(total, Ordering::AcqRel))
     }
@@ -128,7 +146,8 @@ mod tests {
 
     #[test]
     fn the_storage_count_is_charged_once_whichever_worker_reads_it_and_in_whatever_order() {
-        let throttle = Throttle::new(1_000, 0);
+        let uncounted = crate::MemorySource::new();
+        let throttle = Throttle::new(1_000, &uncounted);
         assert_eq!(throttle.storage_charge(100), 100);
         // Another worker's window read meanwhile: the next to look pays for it.
         assert_eq!(throttle.storage_charge(350), 250);
@@ -137,7 +156,8 @@ mod tests {
         assert_eq!(throttle.storage_charge(300), 0);
         assert_eq!(throttle.storage_charge(400), 50);
         // Reads before the runtime was built are not charged.
-        let later = Throttle::new(1_000, 1_000);
+        let later = Throttle::new(1_000, &uncounted);
+        later.storage_charge(1_000);
         assert_eq!(later.storage_charge(1_200), 200);
     }
 

@@ -37,7 +37,7 @@ use streamrt_messages::replay_log::{LogRecord, ReadOutcome};
 use streamrt_messages::{
     AssetKey, CancelStage, ErrorKind, Event, EventKind, Generation, Priority, RequestId,
 };
-use streamrt_supervisor::{log_caught, panic_message, take_panic_message, PoolSender, Worker};
+use streamrt_supervisor::{panic_message, PoolSender, Worker};
 
 use crate::scheduler::{LoadRef, ReadCredit};
 use crate::source::{Locator, Source, SourceError};
@@ -370,7 +370,7 @@ impl IoWorker {
             // What the storage was asked for, where the source counts it (a pack's windows
             // whole, failed reads too), else what the read handed over. The read credit stays
             // taken while the bytes are paid for, so a throttled source does not pile up reads.
-            let charged = match self.storage_bytes_read(throttle) {
+            let charged = match throttle.storage_count(&*self.source) {
                 Some(total) => throttle.storage_charge(total),
                 None => n.unwrap_or(0),
             };
@@ -379,27 +379,6 @@ impl IoWorker {
             }
         }
         Ok(read)
-    }
-
-    /// The source's [`Source::storage_bytes_read`], while `throttle` still asks for it. A
-    /// panic there (the source is the engine's code) turns the count off for good: asked again
-    /// later, its growth would charge this read's bytes twice.
-    fn storage_bytes_read(&self, throttle: &Throttle) -> Option<u64> {
-        if !throttle.storage_count_on() {
-            return None;
-        }
-        let count = catch_unwind(AssertUnwindSafe(|| self.source.storage_bytes_read()));
-        count.unwrap_or_else(|panic| {
-            throttle.storage_count_panicked();
-            let message = take_panic_message(panic);
-            log_caught(|| {
-                tracing::warn!(
-                    target: "streamrt", source = %self.source.describe(), %message,
-                    "the source's storage count panicked: reads are charged what they hand over"
-                );
-            });
-            None
-        })
     }
 
     fn read(&self, ReadJob { mut guard, credit }: ReadJob) {

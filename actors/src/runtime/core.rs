@@ -10,7 +10,6 @@
 //! Both supervisors escalate to the runtime, which then shuts down. Every thread is joined by
 //! [`Core::stop`].
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -135,16 +134,8 @@ fn io_pool(
         let (source, probe) = (Arc::clone(&parts.source), Arc::clone(&parts.probe));
         let staged = Arc::clone(staged);
         let (decode, crashes) = (decode.sender(), Arc::clone(crashes));
-        let throttle = config.io_bytes_per_sec_max.map(|rate| {
-            // Caught: the source is the engine's code (see `IoWorker::storage_bytes_read`).
-            let count = catch_unwind(AssertUnwindSafe(|| source.storage_bytes_read()));
-            let panicked = count.is_err();
-            let throttle = Throttle::new(rate, count.ok().flatten().unwrap_or(0));
-            if panicked {
-                throttle.storage_count_panicked();
-            }
-            Arc::new(throttle)
-        });
+        let throttle =
+            config.io_bytes_per_sec_max.map(|rate| Arc::new(Throttle::new(rate, &*source)));
         move |index| IoWorker {
             throttle: throttle.clone(),
             index,
