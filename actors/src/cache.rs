@@ -565,20 +565,14 @@ impl<T: Send + Sync + 'static> Cache<T> {
             .iter()
             .filter(|t| !t.cell().state().is_terminal())
             .map(|t| t.cell().priority());
-        let most_urgent = match bound {
-            // None is more urgent than the bound: the first at it is the most urgent.
-            Some(bound) => {
-                let mut urgent = None;
-                for p in live {
-                    urgent = Some(urgent.map_or(p, |u: Priority| u.min(p)));
-                    if p == bound {
-                        break;
-                    }
-                }
-                urgent
+        // None is more urgent than the bound: the first at it is the most urgent.
+        let mut most_urgent = None;
+        for p in live {
+            most_urgent = Some(most_urgent.map_or(p, |u: Priority| u.min(p)));
+            if Some(p) == bound {
+                break;
             }
-            None => live.min(),
-        };
+        }
         let most_urgent = most_urgent.unwrap_or(fallback.unwrap_or(slot.priority));
         if most_urgent != slot.priority {
             slot.priority = most_urgent;

@@ -138,12 +138,11 @@ pub struct ReplayReport {
 pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, ReplayError> {
     // The whole log is checked before anything runs: a damaged log gives its error, not half
     // a transcript.
-    let WholeLog { header, version, mut records } = read_whole_log(bytes)?;
+    let WholeLog { header, version, records: mut policies } = read_whole_log(bytes)?;
     // The types' own retry policies come first (version 5), before the session's records.
-    let policies = records.iter().take_while(|(_, r)| matches!(r, LogRecord::TypePolicy { .. }));
-    let records_after = records.split_off(policies.count());
-    let policies = type_policies(&header, records)?;
-    let records = records_after;
+    let first = policies.iter().position(|(_, r)| !matches!(r, LogRecord::TypePolicy { .. }));
+    let records = policies.split_off(first.unwrap_or(policies.len()));
+    let policies = type_policies(&header, policies)?;
     // From version 4 an immediate-mode log lists what each publish published.
     let held = version >= 4 && header.config.publish == LogPublish::Immediate;
     let script = Arc::new(Script::default());

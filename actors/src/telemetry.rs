@@ -21,7 +21,6 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::panic::catch_unwind;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -35,8 +34,7 @@ use streamrt_messages::{Event, EventKind};
 
 use crate::replay::Recorder;
 use streamrt_supervisor::{
-    drain_turn, log_caught, take_panic_message, ChildLink, Clock, ExitReason, Mailbox, PoolStats,
-    StopChild, Wake,
+    drain_turn, log_caught, ChildLink, Clock, ExitReason, Mailbox, PoolStats, StopChild, Wake,
 };
 
 /// Live counters; see [`streamrt_messages::Status`] for their meaning.
@@ -237,12 +235,9 @@ impl Probe {
 /// subscriber is the embedding program's code: a panic in it counts as no (see
 /// [`Probe::emit`]).
 fn tracing_wants_events() -> bool {
-    catch_unwind(|| tracing::enabled!(target: "streamrt", tracing::Level::DEBUG)).unwrap_or_else(
-        |panic| {
-            drop(take_panic_message(panic));
-            false
-        },
-    )
+    let mut wants = false;
+    log_caught(|| wants = tracing::enabled!(target: "streamrt", tracing::Level::DEBUG));
+    wants
 }
 
 /// Reports `event` to `tracing`, catching the subscriber's panic (see [`Probe::emit`]).

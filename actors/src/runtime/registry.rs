@@ -2,7 +2,7 @@
 //! the core thread needs to start that cache.
 
 use std::any::{Any, TypeId};
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Actor;
@@ -213,6 +213,6 @@ impl<T: Send + Sync + 'static> CacheControl for CacheHandle<T> {
         self.inbox.close();
         // Requests salvaged by an incarnation no one restarted (its supervisor gave up):
         // dropping their tickets fails them with `Shutdown`.
-        drop(std::mem::take(&mut *self.salvage.lock().unwrap_or_else(PoisonError::into_inner)));
+        drop(std::mem::take(&mut *salvage_lock(&self.salvage)));
     }
 }
