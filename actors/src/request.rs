@@ -37,7 +37,7 @@ use crate::deps::{ByteProgress, DepGate, DepHandle, Dependent};
 use crate::frame::ReadyEntry;
 use crate::replay::Recorder;
 use crate::runtime::TypeLink;
-use crate::signal::{deadline_after, listen, wait_until, wake_listeners, Listened, Signal};
+use crate::signal::{deadline_after, listen_async, wait_until, wake_listeners, Signal};
 use crate::telemetry::{Counters, Probe};
 
 /// Sets `slot` to `value` unless it was set before: the first value stays, as in a `OnceLock`.
@@ -739,11 +739,11 @@ impl<T: Send + Sync + 'static> Handle<T> {
                 if let Some(outcome) = cell.outcome() {
                     return outcome;
                 }
-                let listener = listen(&cell.changed);
+                let listener = listen_async(&cell.changed);
                 if let Some(outcome) = cell.outcome() {
                     return outcome;
                 }
-                Listened::new(listener).await;
+                listener.await;
             }
         }
     }

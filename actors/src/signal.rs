@@ -62,10 +62,9 @@ pub(crate) struct Listened {
     wakers: Option<(Waker, Waker)>,
 }
 
-impl Listened {
-    pub(crate) fn new(listener: EventListener) -> Self {
-        Self { listener, wakers: None }
-    }
+/// [`listen`] for an async wait: the listener, its executor's waker guarded (see [`Listened`]).
+pub(crate) fn listen_async(signal: &Signal) -> Listened {
+    Listened { listener: listen(signal), wakers: None }
 }
 
 impl Future for Listened {

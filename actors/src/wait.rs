@@ -26,7 +26,7 @@ use streamrt_messages::LoadState;
 
 use crate::deps::ByteProgress;
 use crate::request::{Handle, ReadyError};
-use crate::signal::{deadline_after, listen, wait_until, Listened, Signal};
+use crate::signal::{deadline_after, listen_async, wait_until, Signal};
 
 mod timer;
 
@@ -171,15 +171,14 @@ pub fn wait_any_async<T: Send + Sync + 'static>(
                 return i;
             }
             if signals.is_empty() {
-                let listener = listen(handles[0].any_progressed());
+                let listener = listen_async(handles[0].any_progressed());
                 if let Some(i) = handles.iter().position(Handle::is_terminal) {
                     return i;
                 }
-                Listened::new(listener).await;
+                listener.await;
                 continue;
             }
-            let mut listeners: Vec<_> =
-                signals.iter().map(|signal| Listened::new(listen(signal))).collect();
+            let mut listeners: Vec<_> = signals.iter().map(|signal| listen_async(signal)).collect();
             if let Some(i) = handles.iter().position(Handle::is_terminal) {
                 return i;
             }
