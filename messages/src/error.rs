@@ -18,19 +18,27 @@ pub const ERROR_TEXT_BYTES_MAX: usize = 4096;
 
 /// `text`, cut at [`ERROR_TEXT_BYTES_MAX`] bytes (on a character boundary, ending with `…`
 /// when cut); as it is when it fits.
-pub fn error_text(mut text: String) -> String {
+pub fn error_text(text: String) -> String {
     if text.len() <= ERROR_TEXT_BYTES_MAX {
         return text;
+    }
+    error_text_of(&text)
+}
+
+/// [`error_text`] of borrowed text: only the part kept is copied, however long `text` is.
+pub fn error_text_of(text: &str) -> String {
+    if text.len() <= ERROR_TEXT_BYTES_MAX {
+        return text.to_owned();
     }
     let ellipsis = '…';
     let mut end = ERROR_TEXT_BYTES_MAX - ellipsis.len_utf8();
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    text.truncate(end);
-    text.push(ellipsis);
-    text.shrink_to_fit();
-    text
+    let mut cut = String::with_capacity(end + ellipsis.len_utf8());
+    cut.push_str(&text[..end]);
+    cut.push(ellipsis);
+    cut
 }
 
 /// Why a load failed, with what the engine needs to react to it.

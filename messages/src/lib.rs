@@ -29,7 +29,7 @@ pub mod replay_log;
 mod state;
 mod status;
 
-pub use error::{error_text, AssetLoadError, ErrorKind, ERROR_TEXT_BYTES_MAX};
+pub use error::{error_text, error_text_of, AssetLoadError, ErrorKind, ERROR_TEXT_BYTES_MAX};
 pub use event::{CancelStage, Event, EventKind};
 pub use ids::{Generation, Priority, RequestId};
 pub use key::{

@@ -80,13 +80,7 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     } else {
         "non-string panic payload"
     };
-    // Only about what is kept is copied, whatever the payload's length: a prefix longer than
-    // the limit (a character is at most 4 bytes), so that a text cut is still seen as cut.
-    let mut end = text.len().min(PANIC_MESSAGE_BYTES_MAX + 4);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    streamrt_messages::error_text(text[..end].to_owned())
+    streamrt_messages::error_text_of(text)
 }
 
 #[cfg(test)]
