@@ -126,17 +126,55 @@ impl<S: Source + ?Sized> Source for Box<S> {
     }
 }
 
+/// Calls into a source that the runtime can do without (hints, a count): the source is the
+/// engine's code, and its first panic turns them off for good, with one log line, rather than
+/// failing the caller at every call.
+#[derive(Debug, Default)]
+pub(crate) struct OptionalCalls {
+    off: AtomicBool,
+}
+
+impl OptionalCalls {
+    /// `call`'s result, or `None` once one has panicked; `what` names the call and `after`
+    /// says what the runtime does without it, in the log line.
+    pub(crate) fn call<R>(
+        &self,
+        source: &dyn Source,
+        what: &str,
+        after: &str,
+        call: impl FnOnce() -> R,
+    ) -> Option<R> {
+        if self.off.load(Ordering::Relaxed) {
+            return None;
+        }
+        catch_unwind(AssertUnwindSafe(call)).map_or_else(
+            |panic| {
+                self.off.store(true, Ordering::Relaxed);
+                let message = take_panic_message(panic);
+                log_caught(|| {
+                    tracing::warn!(
+                        target: "streamrt", source = %source.describe(), %message,
+                        "the source's {what} panicked: {after}"
+                    );
+                });
+                None
+            },
+            Some,
+        )
+    }
+}
+
 /// The runtime's side of [`Source::want`] and [`Source::unwant`]: the caches call them
 /// through this, for located loads only, and a panic in either turns both off for good (one
 /// log line), rather than failing the cache at every load.
 pub(crate) struct LoadHints {
     source: Arc<dyn Source>,
-    off: AtomicBool,
+    calls: OptionalCalls,
 }
 
 impl LoadHints {
     pub(crate) fn new(source: Arc<dyn Source>) -> Self {
-        Self { source, off: AtomicBool::new(false) }
+        Self { source, calls: OptionalCalls::default() }
     }
 
     /// A load of the entry at `locator` starts to wait for its bytes.
@@ -151,20 +189,9 @@ impl LoadHints {
 
     fn hint(&self, locator: Option<Locator>, name: &str, hint: fn(&dyn Source, Locator)) {
         let Some(locator) = locator else { return };
-        if self.off.load(Ordering::Relaxed) {
-            return;
-        }
         let source = &*self.source;
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hint(source, locator))) {
-            self.off.store(true, Ordering::Relaxed);
-            let message = take_panic_message(panic);
-            log_caught(|| {
-                tracing::warn!(
-                    target: "streamrt", source = %source.describe(), %message,
-                    "the source's {name} panicked: load hints are off from now on"
-                );
-            });
-        }
+        let off = "load hints are off from now on";
+        self.calls.call(source, name, off, || hint(source, locator));
     }
 }
 

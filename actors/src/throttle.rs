@@ -24,14 +24,11 @@
 //! last charge (a whole window, for a pack). Pure arithmetic on the caller's clock, so it is
 //! tested with scripted time.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use streamrt_supervisor::{log_caught, take_panic_message};
-
-use crate::source::Source;
+use crate::source::{OptionalCalls, Source};
 
 /// The schedule's arithmetic; see the module docs.
 #[derive(Debug)]
@@ -70,7 +67,7 @@ pub(crate) struct Throttle {
     /// The source's storage count already charged (see [`Throttle::storage_charge`]).
     storage_charged: AtomicU64,
     /// Set once the source's count panicked: it is not asked again.
-    storage_count_off: AtomicBool,
+    storage_count: OptionalCalls,
 }
 
 impl Throttle {
@@ -83,7 +80,7 @@ impl Throttle {
             epoch: Instant::now(),
             schedule: Mutex::new(schedule),
             storage_charged: AtomicU64::new(0),
-            storage_count_off: AtomicBool::new(false),
+            storage_count: OptionalCalls::default(),
         };
         if let Some(before) = throttle.storage_count(source) {
             throttle.storage_charge(before);
@@ -95,21 +92,9 @@ impl Throttle {
     /// code: a panic is caught and logged, and turns the count off for good (asked again
     /// later, its growth would charge the bytes of the reads between twice).
     pub(crate) fn storage_count(&self, source: &dyn Source) -> Option<u64> {
-        if self.storage_count_off.load(Ordering::Relaxed) {
-            return None;
-        }
-        let count = catch_unwind(AssertUnwindSafe(|| source.storage_bytes_read()));
-        count.unwrap_or_else(|panic| {
-            self.storage_count_off.store(true, Ordering::Relaxed);
-            let message = take_panic_message(panic);
-            log_caught(|| {
-                tracing::warn!(
-                    target: "streamrt", source = %source.describe(), %message,
-                    "the source's storage count panicked: reads are charged what they hand over"
-                );
-            });
-            None
-        })
+        let after = "reads are charged what they hand over";
+        let count = || source.storage_bytes_read();
+        self.storage_count.call(source, "storage count", after, count).flatten()
     }
 
     /// The bytes to charge now that the source's storage count ([`Source::storage_bytes_read`])
