@@ -228,6 +228,9 @@ pub(crate) struct Cache<T: Send + Sync + 'static> {
     panics: PathMap<u32>,
     quarantined: PathMap<u32>,
     to_scheduler: Vec<SchedulerMsg>,
+    /// Loads dispatched this turn, sent to the IO pool together once the dispatch orders are
+    /// drained (see [`IoPort::submit_all`]).
+    to_io: Vec<(Priority, ReadJob)>,
     to_frame: Vec<ReadyEntry>,
     /// Requests cancelled after they were staged, for the ready set to let go of (one message
     /// a turn).
@@ -266,6 +269,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             panics: PathMap::default(),
             quarantined: PathMap::default(),
             to_scheduler: Vec::new(),
+            to_io: Vec::new(),
             to_frame: Vec::new(),
             to_withdraw: Vec::new(),
             to_settle: Vec::new(),
@@ -605,7 +609,14 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let priority = guard.job().priority;
         let probe = &self.links.probe;
         probe.emit_with(|| guard.job().event(probe, EventKind::Dispatched).with_priority(priority));
-        self.links.io.submit(priority, ReadJob { guard, credit });
+        self.to_io.push((priority, ReadJob { guard, credit }));
+    }
+
+    /// Sends the loads dispatched since the last call to the IO pool.
+    fn submit_reads(&mut self) {
+        if !self.to_io.is_empty() {
+            self.links.io.submit_all(&mut self.to_io);
+        }
     }
 
     fn decoded(&mut self, job: &Job, value: Arc<T>, size: u64) {
@@ -681,6 +692,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
     }
 
     fn flush(&mut self) {
+        self.submit_reads();
         if !self.to_settle.is_empty() {
             let mut slots = std::mem::take(&mut self.to_settle);
             slots.sort_unstable();
@@ -784,6 +796,7 @@ impl<T: Send + Sync + 'static> Handler<Wake> for Cache<T> {
         // The lanes leave the wake to this turn: one wake for whatever is left in any of them.
         let (mut engine, mut messages) = (Drained::Done, Drained::Done);
         let turn = |cache: &mut Self, ctx: &mut Context<Self>| {
+            cache.submit_reads();
             let rest = |cache: &mut Self, ctx: &mut Context<Self>| {
                 let after = |cache: &mut Self, ctx: &mut Context<Self>| {
                     cache.schedule_retries(ctx);

@@ -187,16 +187,23 @@ pub(crate) struct IoPort {
 }
 
 impl IoPort {
-    /// Sends `read` to the IO pool. A closed pool (shutdown) drops it, and its guard fails it.
-    pub(crate) fn submit(&self, priority: Priority, read: ReadJob) {
-        let order = match &self.staged {
+    /// Sends `reads` to the IO pool, leaving the vector empty: staged under one lock, then one
+    /// order each. Every staging and every order is a write to memory the IO workers share, so
+    /// a cache sends the loads of a turn's dispatch orders at once (`perf` of `bench tiny`: the
+    /// staging lock taken once a load was 6.5 % of the core thread's samples). A closed pool
+    /// (shutdown) drops them, and their guards fail them.
+    pub(crate) fn submit_all(&self, reads: &mut Vec<(Priority, ReadJob)>) {
+        match &self.staged {
             Some(staged) => {
-                staged.push(priority, read);
-                ReadOrder::Next
+                let count = reads.len();
+                staged.push_all(reads.drain(..));
+                let _ = self.io.submit_all(std::iter::repeat_with(|| ReadOrder::Next).take(count));
             }
-            None => ReadOrder::This(Box::new(read)),
-        };
-        let _ = self.io.submit(order);
+            None => {
+                let orders = reads.drain(..).map(|(_, read)| ReadOrder::This(Box::new(read)));
+                let _ = self.io.submit_all(orders);
+            }
+        }
     }
 }
 
@@ -219,7 +226,15 @@ impl<J> Default for Staging<J> {
 
 impl<J> Staging<J> {
     pub(crate) fn push(&self, priority: Priority, job: J) {
-        self.levels.lock().unwrap_or_else(PoisonError::into_inner)[priority.index()].push_back(job);
+        self.push_all([(priority, job)]);
+    }
+
+    /// Pushes every job under one lock.
+    pub(crate) fn push_all(&self, jobs: impl IntoIterator<Item = (Priority, J)>) {
+        let mut levels = self.levels.lock().unwrap_or_else(PoisonError::into_inner);
+        for (priority, job) in jobs {
+            levels[priority.index()].push_back(job);
+        }
     }
 
     /// The most urgent load, and whether more wait after it (both under one lock).

@@ -122,6 +122,27 @@ impl<J> PoolSender<J> {
             Slot::Stop => unreachable!("submit only sends jobs"),
         })
     }
+
+    /// Queues jobs for the next idle workers, in order, checking once that the pool is open:
+    /// a producer with several jobs at hand takes the shutdown lock once, not once a job.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolClosed`] with the jobs not queued once the pool shut down.
+    pub fn submit_all(&self, jobs: impl IntoIterator<Item = J>) -> Result<(), PoolClosed<Vec<J>>> {
+        let mut jobs = jobs.into_iter();
+        let closed = self.closed.read().unwrap_or_else(PoisonError::into_inner);
+        if *closed {
+            return Err(PoolClosed(jobs.collect()));
+        }
+        while let Some(job) = jobs.next() {
+            if let Err(e) = self.tx.send(Slot::Job(job)) {
+                let Slot::Job(job) = e.0 else { unreachable!("submit only sends jobs") };
+                return Err(PoolClosed(std::iter::once(job).chain(jobs).collect()));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Runs one job on a stepped pool's single worker, rebuilding it after a panic.
@@ -585,6 +606,21 @@ mod tests {
         assert_eq!(got, vec![(3, 0), (2, 0), (1, 1)]);
         assert_eq!(pool.stats().restarts(), 1);
         assert_eq!(pool.size(), 0);
+    }
+
+    #[test]
+    fn submit_all_queues_the_jobs_in_order_and_a_closed_pool_hands_every_one_back() {
+        let (tx, _rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let pool =
+            WorkerPool::stepped(move |_| Echo { generation: 0, out: tx.lock().unwrap().clone() });
+        let sender = pool.sender();
+        sender.submit_all([4, 5, 6]).unwrap();
+        sender.submit(7).unwrap();
+        assert_eq!(pool.take_queued(), vec![4, 5, 6, 7]);
+        pool.shutdown();
+        let refused = sender.submit_all([8, 9]).expect_err("the pool is closed");
+        assert_eq!(refused.0, vec![8, 9]);
     }
 
     /// Keeps its jobs until the pool calls `idle`, then sends them as one batch; job 0 first
