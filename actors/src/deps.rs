@@ -6,7 +6,8 @@
 //! hands them to a [`DepGate`] owned by the dependent's cell. Dependency requests are ordinary
 //! requests: they share loads with every other request for the same asset, and their cache
 //! schedules the load at the most urgent priority of its holders, so a dependency inherits the
-//! highest priority of the assets waiting on it.
+//! highest priority of the assets waiting on it. Within one tree, a dependency several assets
+//! list is one request, its handle held by each of their gates (see `DepHandle::share`).
 //!
 //! # Invariants
 //!
@@ -18,9 +19,10 @@
 //! - A dependent that ends without a value releases its dependencies at once; a `Ready` one
 //!   keeps them until its cell is dropped (its last handle released), so what it refers to
 //!   stays resident while it is held.
-//! - Progress counts each node of the tree by its size once decoded or ended; the tree is fixed
-//!   when the request is made, and a gate that released its dependencies reports them as done,
-//!   so progress never goes backwards.
+//! - Progress counts each node of the tree by its size once decoded or ended (a shared one
+//!   once under each of its dependents); the tree is fixed when the request is made, and a
+//!   gate that released its dependencies reports them as done, so progress never goes
+//!   backwards.
 //!
 //! # Ordering
 //!
@@ -97,6 +99,10 @@ pub(crate) trait DepHandle: Send + Sync {
     fn reprioritize(&self, priority: Priority);
     /// The dependency's progress, its own dependencies included.
     fn progress(&self) -> ByteProgress;
+    /// Another handle of the same request; with `parent`, the gate of one more dependent
+    /// sharing the request in its tree, which is told of the request's end as its first
+    /// dependent's is (at once if it ended already).
+    fn share(&self, parent: Option<Weak<DepGate>>) -> Box<dyn DepHandle>;
 }
 
 /// See the module docs.

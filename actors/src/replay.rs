@@ -148,7 +148,7 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
     let script = Arc::new(Script::default());
     let events: Arc<Mutex<Vec<Event>>> = Arc::default();
     let det = Deterministic::new();
-    let built = Built { policies: &policies, held, walk_past_failures: version < 5 };
+    let built = Built { policies: &policies, held, version };
     let runtime = deterministic_runtime(&header, &built, options, &script, &det, &events)?;
     let mut session = Session {
         held,
@@ -374,9 +374,8 @@ struct Built<'a> {
     policies: &'a HashMap<String, RetryPolicy>,
     /// Whether immediate publishes wait for the log's `Published` records (version 4).
     held: bool,
-    /// Whether dependency walks go on past a dependency they failed, as the recorders of logs
-    /// before version 5 did.
-    walk_past_failures: bool,
+    /// The log's version: dependency walks go as its recorder's did.
+    version: u16,
 }
 
 /// The deterministic runtime a replay of `header` runs on, over `script`, its events pushed to
@@ -402,9 +401,7 @@ fn deterministic_runtime(
     if built.held {
         builder = builder.held_publishes();
     }
-    if built.walk_past_failures {
-        builder = builder.walk_past_failures();
-    }
+    builder = builder.walks_of_version(built.version);
     for name in &header.types {
         let decoder = ScriptedDecoder { name: name.clone(), script: Arc::clone(script) };
         builder = builder.register_by_name(decoder, built.policies.get(name).copied());

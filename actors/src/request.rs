@@ -17,11 +17,12 @@
 //! - A ticket dropped while its request is not terminal fails it with `Shutdown`: whatever path
 //!   loses a request (a closed mailbox, a stopped actor), the request still ends.
 //! - A request's place in a dependency tree ([`Lineage`]) is fixed when it is made: a request
-//!   with dependencies owns their gate, a dependency request reports its end to its parent's.
+//!   with dependencies owns their gate, a dependency request reports its end to its parent's
+//!   and to those of the other dependents sharing it in the tree, each once.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use crossbeam_utils::Backoff;
@@ -64,12 +65,24 @@ struct TreeLinks {
     gate: Option<Arc<DepGate>>,
     /// The gate of the request this one is a dependency of.
     parent: Option<Weak<DepGate>>,
+    /// The gates of the other dependents in its tree that share this request (see
+    /// `TreeLimits::share_dependencies`), told of its end as `parent` is. Emptied by the end:
+    /// a gate added once the request is terminal is told at once instead, so each is told
+    /// exactly once.
+    sharers: Mutex<Vec<Weak<DepGate>>>,
 }
 
 impl Lineage {
     pub(crate) fn new(gate: Option<Arc<DepGate>>, parent: Option<Weak<DepGate>>) -> Self {
         let in_tree = gate.is_some() || parent.is_some();
-        Self { tree: in_tree.then(|| Box::new(TreeLinks { gate, parent })) }
+        let links = || TreeLinks { gate, parent, sharers: Mutex::default() };
+        Self { tree: in_tree.then(|| Box::new(links())) }
+    }
+
+    fn sharers(&self) -> Option<MutexGuard<'_, Vec<Weak<DepGate>>>> {
+        let links = self.tree.as_ref()?;
+        // Nothing panics while the lock is held: a poisoned lock still guards a whole list.
+        Some(links.sharers.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn gate(&self) -> Option<&Arc<DepGate>> {
@@ -352,9 +365,36 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
                 gate.release();
             }
         }
-        if let Some(parent) = self.lineage.parent().and_then(Weak::upgrade) {
-            let error = get_once(&self.error);
-            parent.dependency_ended(|| self.key(), to, error.as_deref());
+        let sharers = self.lineage.sharers().map(|mut s| std::mem::take(&mut *s));
+        let parents = self.lineage.parent().into_iter().chain(sharers.iter().flatten());
+        for parent in parents.filter_map(Weak::upgrade) {
+            self.tell_ended(&parent, to);
+        }
+    }
+
+    /// Tells `gate`, a dependent's, that this request ended in `to`.
+    fn tell_ended(&self, gate: &DepGate, to: LoadState) {
+        let error = get_once(&self.error);
+        gate.dependency_ended(|| self.key(), to, error.as_deref());
+    }
+
+    /// Tells `gate` of this request's end too (see `TreeLinks::sharers`): at its end, or now
+    /// if it ended already.
+    fn add_sharer(&self, gate: Weak<DepGate>) {
+        let Some(mut sharers) = self.lineage.sharers() else {
+            debug_assert!(false, "only a dependency request is shared");
+            return;
+        };
+        // Read under the lock its end empties the list under, after its state changed: either
+        // the end takes this gate with the list, or this sees the end and tells the gate.
+        let state = self.state();
+        if !state.is_terminal() {
+            sharers.push(gate);
+            return;
+        }
+        drop(sharers);
+        if let Some(gate) = gate.upgrade() {
+            self.tell_ended(&gate, state);
         }
     }
 
@@ -798,6 +838,14 @@ impl<T: Send + Sync + 'static> DepHandle for Handle<T> {
 
     fn progress(&self) -> ByteProgress {
         Handle::progress(self)
+    }
+
+    fn share(&self, parent: Option<Weak<DepGate>>) -> Box<dyn DepHandle> {
+        let shared = self.clone();
+        if let Some(parent) = parent {
+            shared.cell.add_sharer(parent);
+        }
+        Box::new(shared)
     }
 }
 

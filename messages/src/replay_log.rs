@@ -24,11 +24,14 @@ use crate::{AssetKey, ErrorKind, LoadState, Priority};
 /// The first 8 bytes of every replay log.
 pub const REPLAY_LOG_MAGIC: [u8; 8] = *b"STRMRLOG";
 
-/// The log version this build writes. Version 5 records the retry policies of types that have
+/// The log version this build writes. Version 6 has the records of version 5, from a
+/// runtime whose dependency walks share a dependency asked for twice in a tree (a replay of
+/// an older log walks as its recorder did, requesting it again: the requests' ids differ).
+/// Version 5 records the retry policies of types that have
 /// their own ([`LogRecord::TypePolicy`]) and a source's panic looking a key up
 /// ([`LogRecord::EntryPanicked`]); version 4 records immediate-mode publishes
 /// ([`LogRecord::Published`] outside frames); version 3 records frames' publishes only.
-pub const REPLAY_LOG_VERSION: u16 = 5;
+pub const REPLAY_LOG_VERSION: u16 = 6;
 
 /// The oldest log version this build reads: version 2 has no [`LogRecord::Published`] records.
 pub const REPLAY_LOG_VERSION_MIN: u16 = 2;

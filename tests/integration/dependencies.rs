@@ -239,7 +239,7 @@ fn a_cycle_a_source_reports_fails_the_request_instead_of_recursing_forever() {
     let Some(Err(ReadyError::Failed(error))) = cyclic.wait_timeout(PATIENCE) else {
         panic!("the cycle fails");
     };
-    assert!(error.to_string().contains("deeper than 32"), "{error}");
+    assert!(error.to_string().contains("cycle blob:a -> blob:b -> blob:a"), "{error}");
     let unknown = rt.request::<Blob>("c", Priority::Normal).unwrap();
     let Some(Err(ReadyError::Failed(error))) = unknown.wait_timeout(PATIENCE) else {
         panic!("a dependency of an unregistered type fails its dependent");
@@ -287,4 +287,85 @@ fn cancelling_the_engines_own_request_for_a_dependency_leaves_the_dependents_loa
     assert_eq!(root.wait_timeout(PATIENCE).unwrap().unwrap().0, b"root");
     assert_eq!(direct.outcome(), Some(Err(ReadyError::Cancelled)));
     assert_eq!(source.gate.started_count("dep"), 1, "the dependency's load went on");
+}
+
+#[test]
+fn a_dependency_shared_within_one_tree_is_one_request_that_holds_back_each_dependent() {
+    let source = GatedSource::default();
+    source.put_with_deps("blob:root", b"root", &["blob:m1", "blob:m2"]);
+    source.put_with_deps("blob:m1", b"m1", &["blob:shared"]);
+    source.put_with_deps("blob:m2", b"m2", &["blob:shared"]);
+    source.put_with_deps("blob:shared", b"shared", &[]);
+    source.gate.hold("shared");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let events = rt.subscribe(4096);
+    let root = rt.request::<Blob>("root", Priority::Normal).unwrap();
+    source.gate.wait_started("shared", 1);
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(rt.status().requested, 4, "root, m1, m2 and one request for `shared`");
+    source.gate.release("shared");
+    assert_eq!(root.wait_timeout(PATIENCE).unwrap().unwrap().0, b"root");
+    let order = published_order(&events, &["blob:shared", "blob:m1", "blob:m2", "blob:root"]);
+    assert_eq!(order[0], "blob:shared", "neither dependent publishes before it: {order:?}");
+    assert_eq!(order[3], "blob:root", "{order:?}");
+    assert_eq!(source.gate.started_count("shared"), 1);
+}
+
+#[test]
+fn a_chain_of_diamonds_is_requested_once_per_asset_not_once_per_path() {
+    const LEVELS: usize = 20;
+    let source = GatedSource::default();
+    let level = |i: usize| [format!("blob:a{i}"), format!("blob:b{i}")];
+    for i in 0..LEVELS {
+        let next = level(i + 1);
+        let next: Vec<&str> = next.iter().map(String::as_str).collect();
+        let deps: &[&str] = if i + 1 < LEVELS { &next } else { &[] };
+        for asset in level(i) {
+            source.put_with_deps(&asset, b"d", deps);
+        }
+    }
+    source.put_with_deps("blob:top", b"top", &["blob:a0", "blob:b0"]);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    // As a tree, 2^21 - 1 requests: far past `dependency_nodes_max`.
+    let top = rt.request::<Blob>("top", Priority::Normal).unwrap();
+    assert_eq!(top.wait_timeout(PATIENCE).unwrap().unwrap().0, b"top");
+    assert_eq!(rt.status().requested, 2 * LEVELS as u64 + 1);
+    assert_eq!(top.progress().done, top.progress().total, "complete once loaded");
+}
+
+#[test]
+fn a_dependency_that_ended_before_another_dependent_shares_it_is_told_to_that_one_at_once() {
+    let source = GatedSource::default();
+    source.put_with_deps("blob:root", b"root", &["blob:early", "blob:infohold_late"]);
+    source.put_with_deps("blob:infohold_late", b"late", &["blob:early"]);
+    source.put_with_deps("blob:early", b"early", &[]);
+    source.gate.hold("info:infohold_late");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let events = rt.subscribe(4096);
+    std::thread::scope(|scope| {
+        let asking = scope.spawn(|| rt.request::<Blob>("root", Priority::Normal).unwrap());
+        // `early` is ready while the walk is held looking `late` up, before `late` shares it.
+        published_order(&events, &["blob:early"]);
+        source.gate.release("info:infohold_late");
+        let root = asking.join().unwrap();
+        assert_eq!(root.wait_timeout(PATIENCE).unwrap().unwrap().0, b"root");
+    });
+    assert_eq!(rt.status().requested, 3);
+}
+
+#[test]
+fn an_asset_that_depends_on_an_ancestor_is_refused_naming_the_cycle() {
+    let source = GatedSource::default();
+    source.put_with_deps("blob:a", b"a", &["blob:b"]);
+    source.put_with_deps("blob:b", b"b", &["blob:c"]);
+    source.put_with_deps("blob:c", b"c", &["blob:a"]);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let a = rt.request::<Blob>("a", Priority::Normal).unwrap();
+    let Some(Err(ReadyError::Failed(error))) = a.wait_timeout(PATIENCE) else {
+        panic!("the cycle fails");
+    };
+    let cycle = "dependency cycle blob:a -> blob:b -> blob:c -> blob:a";
+    assert!(error.to_string().contains(cycle), "{error}");
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(rt.status().requested, 3, "each asset of the cycle once");
 }

@@ -11,7 +11,8 @@
 //!   before each read and [`BlobDecoder`] before each decode. A held name blocks the worker
 //!   until the test releases it, or gives up after [`GATE_PATIENCE`]. Its reads of paths
 //!   starting with `ioerr` fail, of `flaky` fail the first time, and of `readpanic` panic;
-//!   looking up a path starting with `infopanic` panics.
+//!   looking up a path starting with `infopanic` panics, and of `infohold` passes the gate
+//!   on `info:` and the path (on the engine's thread, as the request is made).
 //! - [`Scenario`]: a scripted session written as a replay log, for transcript tests.
 //! - [`Rng`] and [`noise`]: deterministic random sessions and incompressible bytes.
 //! - [`write_blob_pack`]: a pack of blob entries `e0`, `e1`, ...
@@ -129,7 +130,9 @@ impl Gate {
 
 /// Serves a [`MemorySource`] through a [`Gate`] on each key's path; missing keys are
 /// `NotFound`, keys whose path starts with `ioerr` fail with an IO error, and keys whose path
-/// starts with `flaky` fail with an IO error on their first read only.
+/// starts with `flaky` fail with an IO error on their first read only. Looking up a key whose
+/// path starts with `infopanic` panics, and one whose path starts with `infohold` passes the
+/// gate on `info:` and the path first.
 #[derive(Clone, Default)]
 pub struct GatedSource {
     /// The assets served.
@@ -210,6 +213,9 @@ impl Source for GatedSource {
 
     fn entry_info(&self, key: &AssetKey) -> EntryInfo {
         assert!(!key.path().starts_with("infopanic"), "scripted panic looking up {key}");
+        if key.path().starts_with("infohold") {
+            self.gate.pass(&format!("info:{}", key.path()));
+        }
         self.inner.entry_info(key)
     }
 }

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use streamrt_messages::replay_log::REPLAY_LOG_VERSION;
 use streamrt_messages::{AssetTypeName, EventKind};
 use streamrt_supervisor::{Clock, Escalation, Mailbox, MonotonicClock};
 
@@ -45,8 +46,9 @@ pub struct RuntimeBuilder {
     on_escalation: Option<EscalationListener>,
     /// Whether immediate publishes wait for a replay's word (see `FrameShared::held`).
     held: bool,
-    /// Whether a dependency walk goes on past a dependency it failed (see `TreeLimits`).
-    walk_past_failures: bool,
+    /// The replay log version whose recorders' dependency walks this runtime's walks follow
+    /// (see `TreeLimits::as_recorded_by`).
+    walks_of_version: u16,
 }
 
 impl RuntimeBuilder {
@@ -63,7 +65,7 @@ impl RuntimeBuilder {
             deterministic: None,
             on_escalation: None,
             held: false,
-            walk_past_failures: false,
+            walks_of_version: REPLAY_LOG_VERSION,
         }
     }
 
@@ -236,10 +238,10 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Walks a dependency tree on past a dependency it failed, as runtimes recording logs
-    /// before version 5 did: a replay of such a log needs the ids those walks took.
-    pub(crate) fn walk_past_failures(mut self) -> Self {
-        self.walk_past_failures = true;
+    /// Walks dependency trees as the runtimes recording logs of `version` did: a replay of
+    /// such a log needs the ids those walks took.
+    pub(crate) fn walks_of_version(mut self, version: u16) -> Self {
+        self.walks_of_version = version;
         self
     }
 
@@ -327,11 +329,11 @@ impl RuntimeBuilder {
             self.types.iter().for_each(|t| t.control().track(&det.activity));
         }
         let residency = Arc::new(Mutex::new(residency(&config, &self.types)?));
-        let tree = TreeLimits {
-            depth_max: config.dependency_depth_max,
-            nodes_max: config.dependency_nodes_max,
-            stop_at_failure: !self.walk_past_failures,
-        };
+        let tree = TreeLimits::as_recorded_by(
+            self.walks_of_version,
+            config.dependency_depth_max,
+            config.dependency_nodes_max,
+        );
         let submitter = Submitter::new(
             Arc::clone(&probe),
             Arc::clone(&source),

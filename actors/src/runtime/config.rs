@@ -101,9 +101,11 @@ pub struct RuntimeConfig {
     /// `subscribe` and `flush_telemetry` wait for the telemetry sink.
     pub shutdown_ack_ms_max: u64,
     /// Levels of dependencies below a request at most, up to [`DEPENDENCY_DEPTH_MAX`]; a deeper
-    /// chain (a cycle a custom source reports) fails the request with `DependencyFailed`.
+    /// chain fails the request with `DependencyFailed` (as does a cycle a custom source
+    /// reports, named as one).
     pub dependency_depth_max: usize,
-    /// Requests in one request's dependency tree at most, itself included.
+    /// Requests in one request's dependency tree at most, itself included: each asset once,
+    /// however many dependents share it.
     pub dependency_nodes_max: usize,
     /// Bytes of decoded assets kept resident, all types together. Assets no request holds
     /// are evicted least recently used first to stay within it; held assets never are.

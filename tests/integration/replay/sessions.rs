@@ -81,6 +81,20 @@ fn replayed_as_recorded(bytes: &[u8]) -> streamrt::replay::ReplayReport {
     report
 }
 
+/// What the source said of `k`: depends on `deps`, size unknown.
+fn entry(k: &str, deps: &[&str]) -> LogRecord {
+    LogRecord::Entry {
+        key: streamrt_integration::key(k),
+        dependencies: deps.iter().map(|d| streamrt_integration::key(d)).collect(),
+        size: None,
+    }
+}
+
+/// The engine's request `id` for `k`, at `Normal`.
+fn request(id: u64, k: &str) -> LogRecord {
+    LogRecord::Request { id, key: streamrt_integration::key(k), priority: Priority::Normal }
+}
+
 /// A threaded runtime of `config` over `source`, recording to `log`.
 fn recorded(config: RuntimeConfig, source: impl Source, log: &std::path::Path) -> Runtime {
     Runtime::builder()
@@ -270,16 +284,6 @@ fn a_version_4_log_replays_the_dependencies_its_recorder_requested_past_a_failed
     // `root` depends on `bad`, whose own dependency has no decoder, then on `m0` and `m1`. A
     // version 4 recorder walked on past `bad`: `m0` and `m1` took ids 3 and 4 and were
     // released at once. `z`, requested next, took id 5.
-    let entry = |k: &str, deps: &[&str]| LogRecord::Entry {
-        key: streamrt_integration::key(k),
-        dependencies: deps.iter().map(|d| streamrt_integration::key(d)).collect(),
-        size: None,
-    };
-    let request = |id, k: &str| LogRecord::Request {
-        id,
-        key: streamrt_integration::key(k),
-        priority: Priority::Normal,
-    };
     let mut s = Scenario::new();
     s.record(entry("blob:bad", &["sound:x"])).record(entry("blob:m0", &[]));
     s.record(entry("blob:m1", &[]));
@@ -292,6 +296,51 @@ fn a_version_4_log_replays_the_dependencies_its_recorder_requested_past_a_failed
     let mut log = s.log();
     log[8..10].copy_from_slice(&4u16.to_le_bytes());
     let report = replayed_as_recorded(&log);
+    assert_eq!(report.checked, 5);
+}
+
+#[test]
+fn a_version_5_log_replays_a_dependency_shared_in_a_tree_as_the_two_requests_it_recorded() {
+    // `root` depends on `m1` and `m2`, which both depend on `s`, then on `bad`, whose own
+    // dependency has no decoder. A version 5 recorder requested `s` once for each: ids 3 and
+    // 5, and `bad` 6; `z`, requested next, took id 7 (6 from version 6 on).
+    let mut s = Scenario::new();
+    s.record(entry("blob:m1", &["blob:s"])).record(entry("blob:s", &[]));
+    s.record(entry("blob:m2", &["blob:s"])).record(entry("blob:s", &[]));
+    s.record(entry("blob:bad", &["sound:x"]));
+    s.record(entry("blob:root", &["blob:m1", "blob:m2", "blob:bad"]))
+        .record(request(1, "blob:root"));
+    s.ended(6, LoadState::Failed).ended(1, LoadState::Failed);
+    for id in 2..=5 {
+        s.ended(id, LoadState::Cancelled);
+    }
+    s.record(entry("blob:z", &[])).record(request(7, "blob:z"));
+    s.load("blob:z", 10).frame_publishing(&[7]).ended(7, LoadState::Ready).shutdown();
+    let mut log = s.log();
+    log[8..10].copy_from_slice(&5u16.to_le_bytes());
+    let report = replayed_as_recorded(&log);
+    assert_eq!(report.checked, 7);
+}
+
+#[test]
+fn a_recorded_tree_sharing_a_dependency_replays_as_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let source = GatedSource::default();
+    source.put_with_deps("blob:root", b"root", &["blob:m1", "blob:m2"]);
+    source.put_with_deps("blob:m1", b"m1", &["blob:s"]);
+    source.put_with_deps("blob:m2", b"m2", &["blob:s"]);
+    source.put_with_deps("blob:s", b"s", &[]);
+    let config = RuntimeConfig { publish: PublishMode::Immediate, ..RuntimeConfig::default() };
+    let rt = recorded(config, source, &log);
+    let root = rt.request::<Blob>("root", Priority::Normal).unwrap();
+    let after = rt.request::<Blob>("s", Priority::Normal).unwrap();
+    for handle in [&root, &after] {
+        assert!(handle.wait_timeout(PATIENCE).unwrap().is_ok());
+    }
+    assert_eq!(after.id().0, 5, "root, m1, s, m2 and then this");
+    rt.shutdown();
+    let report = replayed_as_recorded(&std::fs::read(&log).unwrap());
     assert_eq!(report.checked, 5);
 }
 
