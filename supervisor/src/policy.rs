@@ -58,8 +58,8 @@ pub struct Intensity {
     pub window_ms: u64,
 }
 
-/// The delay before a restart: `min_ms`, doubling with each restart the supervisor made in its
-/// intensity window (whichever child's) up to `max_ms`; a `min_ms` of 0 restarts at once.
+/// The delay before a restart: `min_ms`, doubling with each restart of the same child within
+/// the supervisor's intensity window, up to `max_ms`; a `min_ms` of 0 restarts at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     /// The first delay in milliseconds.

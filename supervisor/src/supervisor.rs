@@ -311,6 +311,9 @@ struct Child {
     spec: ChildSpec,
     incarnation: u64,
     running: Option<Recipient<StopChild>>,
+    /// This child's own restarts within the intensity window, which set its backoff: a child
+    /// that keeps failing waits longer each time, its siblings do not.
+    restarts: RestartWindow,
 }
 
 /// See the module docs.
@@ -351,7 +354,8 @@ impl Supervisor {
     /// Adds a child, started after the ones added before it.
     #[must_use]
     pub fn child(mut self, spec: ChildSpec) -> Self {
-        self.children.push(Child { spec, incarnation: 0, running: None });
+        let restarts = RestartWindow::new(self.policy.intensity);
+        self.children.push(Child { spec, incarnation: 0, running: None, restarts });
         self
     }
 
@@ -406,6 +410,7 @@ impl Supervisor {
         if !self.window.admit(now_ms) {
             return self.escalate(index, reason);
         }
+        let delay = self.backoff_ms(index, now_ms);
         let set: Vec<usize> = match self.policy.strategy {
             Strategy::OneForOne => vec![index],
             Strategy::RestForOne => (index..self.children.len()).collect(),
@@ -416,12 +421,20 @@ impl Supervisor {
                 self.stop_child(i);
             }
         }
-        let delay = self.policy.backoff.delay_ms(self.window.len().saturating_sub(1) as u32);
         if delay == 0 {
             self.restart(&set, ctx);
         } else {
             ctx.run_later(Duration::from_millis(delay), move |sup, ctx| sup.restart(&set, ctx));
         }
+    }
+
+    /// Counts a restart of child `index` at `now_ms`; the delay before it, which doubles with
+    /// each of the child's own restarts in the window (not its siblings').
+    fn backoff_ms(&mut self, index: usize, now_ms: u64) -> u64 {
+        let restarts = &mut self.children[index].restarts;
+        // Only counted here: the supervisor's own window decides whether to escalate.
+        let _ = restarts.admit(now_ms);
+        self.policy.backoff.delay_ms(restarts.len().saturating_sub(1) as u32)
     }
 
     fn restart(&mut self, set: &[usize], ctx: &mut Context<Self>) {

@@ -117,8 +117,8 @@ pub struct RuntimeConfig {
     /// Restarts the runtime's supervisors allow within a window before they escalate and the
     /// runtime shuts down.
     pub restart_intensity: Intensity,
-    /// The delay before an actor restart: `min_ms`, doubling with each restart in the
-    /// intensity window up to `max_ms`. The default's `min_ms` is 0: an actor restarts at once
+    /// The delay before an actor restart: `min_ms`, doubling with each of that actor's own
+    /// restarts in the intensity window up to `max_ms`. The default's `min_ms` is 0: an actor restarts at once
     /// (its successor takes over its mailbox and what it salvaged), and `restart_intensity`
     /// alone bounds a crash loop.
     pub restart_backoff: Backoff,

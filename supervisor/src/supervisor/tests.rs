@@ -407,3 +407,21 @@ fn a_supervisor_that_escalates_while_starting_starts_no_more_children() {
     assert!(escalations.try_recv().is_err(), "one escalation");
     drop(system);
 }
+
+#[test]
+fn a_childs_backoff_doubles_with_its_own_restarts_not_its_siblings() {
+    let policy = RestartPolicy {
+        strategy: Strategy::OneForOne,
+        intensity: Intensity { restarts_max: 10, window_ms: 1_000 },
+        backoff: Backoff { min_ms: 10, max_ms: 1_000 },
+    };
+    let never_started = |_: ChildLink| Err::<Recipient<StopChild>, _>("not started".to_owned());
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
+    let mut sup = Supervisor::new("backoff", policy, clock, Mailbox::new(), |_| {})
+        .child(ChildSpec::new("flapping", RestartKind::Permanent, never_started))
+        .child(ChildSpec::new("steady", RestartKind::Permanent, never_started));
+    let flapping: Vec<u64> = (0..3).map(|i| sup.backoff_ms(0, i * 10)).collect();
+    assert_eq!(flapping, [10, 20, 40]);
+    assert_eq!(sup.backoff_ms(1, 40), 10, "a sibling's first restart waits the least");
+    assert_eq!(sup.backoff_ms(0, 2_000), 10, "restarts older than the window no longer count");
+}
