@@ -20,9 +20,12 @@
 //!   keeps them until its cell is dropped (its last handle released), so what it refers to
 //!   stays resident while it is held.
 //! - Progress counts each node of the tree by its size once decoded or ended (a shared one
-//!   once under each of its dependents); the tree is fixed when the request is made, and a
+//!   once, however many dependents list it); the tree is fixed when the request is made, and a
 //!   gate that released its dependencies reports them as done, so progress never goes
 //!   backwards.
+//! - Progress and reprioritisation reach a shared dependency once per dependent but go below
+//!   it once: each costs one step per request of the tree, not one per path through it (a
+//!   chain of diamonds has a number of paths exponential in its length).
 //!
 //! # Ordering
 //!
@@ -33,10 +36,11 @@ use std::iter::Sum;
 use std::ops::Add;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
-use streamrt_messages::{AssetKey, AssetLoadError, ErrorKind, LoadState, Priority};
+use streamrt_messages::{AssetKey, AssetLoadError, ErrorKind, LoadState, Priority, RequestId};
 use streamrt_supervisor::Mailbox;
 
 use crate::frame::{FrameMsg, ReadyEntry};
+use crate::id_hash::IdSet;
 
 /// How much of a set of requests has loaded, in bytes, over their whole dependency trees.
 ///
@@ -93,12 +97,18 @@ pub(crate) trait Dependent: Send + Sync {
     fn fail_dependent(self: Arc<Self>, kind: ErrorKind);
 }
 
+/// The requests a progress walk counted already: a dependency shared in a tree is reached once
+/// per dependent, and counts once.
+pub(crate) type Counted = IdSet<RequestId>;
+
 /// A dependency request, whatever its asset type. Dropping it releases the request.
 pub(crate) trait DepHandle: Send + Sync {
-    /// Moves the dependency (and its own dependencies) to `priority`.
+    /// Moves the dependency (and its own dependencies) to `priority`; a shared one already
+    /// there is left as it is, with everything below it (a tree's requests all take its
+    /// root's priority, so a shared dependency is moved once, not once per path to it).
     fn reprioritize(&self, priority: Priority);
-    /// The dependency's progress, its own dependencies included.
-    fn progress(&self) -> ByteProgress;
+    /// The dependency's progress, its own dependencies included, but none in `counted`.
+    fn progress_in(&self, counted: &mut Counted) -> ByteProgress;
     /// Another handle of the same request; with `parent`, the gate of one more dependent
     /// sharing the request in its tree, which is told of the request's end as its first
     /// dependent's is (at once if it ended already).
@@ -181,7 +191,7 @@ impl DepGate {
             state.deps.push(dep);
             return;
         }
-        let add = dep.progress().total;
+        let add = dep.progress_in(&mut Counted::default()).total;
         if let Some(total) = state.released_total.as_mut() {
             *total += add;
         }
@@ -242,7 +252,8 @@ impl DepGate {
             if state.released_total.is_some() {
                 return;
             }
-            let total = state.deps.iter().map(|d| d.progress().total).sum();
+            let mut counted = Counted::default();
+            let total = state.deps.iter().map(|d| d.progress_in(&mut counted).total).sum();
             state.released_total = Some(total);
             (std::mem::take(&mut state.deps), state.parked.take())
         };
@@ -257,12 +268,12 @@ impl DepGate {
         }
     }
 
-    /// The progress of every dependency's tree.
-    pub(crate) fn progress(&self) -> ByteProgress {
+    /// The progress of every dependency's tree, but for the requests in `counted`.
+    pub(crate) fn progress_in(&self, counted: &mut Counted) -> ByteProgress {
         let state = self.lock();
         match state.released_total {
             Some(total) => ByteProgress::complete(total),
-            None => state.deps.iter().map(|d| d.progress()).sum(),
+            None => state.deps.iter().map(|d| d.progress_in(counted)).sum(),
         }
     }
 }

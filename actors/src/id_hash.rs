@@ -17,7 +17,7 @@
 //! [`Generation`]: streamrt_messages::Generation
 //! [`RequestId`]: streamrt_messages::RequestId
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// 2^64 divided by the golden ratio, rounded to odd.
@@ -52,6 +52,9 @@ impl Hasher for IdHasher {
 
 /// A map keyed by runtime-allocated ids.
 pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// A set of runtime-allocated ids; see [`IdMap`].
+pub(crate) type IdSet<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
 
 #[cfg(test)]
 mod tests {

@@ -34,7 +34,7 @@ use streamrt_messages::{
 };
 
 use crate::cache::EngineMsg;
-use crate::deps::{ByteProgress, DepGate, DepHandle, Dependent};
+use crate::deps::{ByteProgress, Counted, DepGate, DepHandle, Dependent};
 use crate::frame::ReadyEntry;
 use crate::replay::Recorder;
 use crate::runtime::TypeLink;
@@ -70,13 +70,26 @@ struct TreeLinks {
     /// a gate added once the request is terminal is told at once instead, so each is told
     /// exactly once.
     sharers: Mutex<Vec<Weak<DepGate>>>,
+    /// Whether a second dependent ever shared this request: only such a request is looked
+    /// for in a progress walk's `Counted`, so a tree without sharing hashes nothing.
+    shared: AtomicBool,
 }
 
 impl Lineage {
     pub(crate) fn new(gate: Option<Arc<DepGate>>, parent: Option<Weak<DepGate>>) -> Self {
         let in_tree = gate.is_some() || parent.is_some();
-        let links = || TreeLinks { gate, parent, sharers: Mutex::default() };
-        Self { tree: in_tree.then(|| Box::new(links())) }
+        let links = TreeLinks { gate, parent, sharers: Mutex::default(), shared: false.into() };
+        Self { tree: in_tree.then(|| Box::new(links)) }
+    }
+
+    fn mark_shared(&self) {
+        if let Some(links) = &self.tree {
+            links.shared.store(true, Ordering::Release);
+        }
+    }
+
+    fn is_shared(&self) -> bool {
+        self.tree.as_ref().is_some_and(|t| t.shared.load(Ordering::Acquire))
     }
 
     fn sharers(&self) -> Option<MutexGuard<'_, Vec<Weak<DepGate>>>> {
@@ -212,6 +225,15 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 
     /// This request's progress over its dependency tree.
     pub(crate) fn progress(&self) -> ByteProgress {
+        self.progress_in(&mut Counted::default())
+    }
+
+    /// [`RequestCell::progress`], but nothing for a request `counted` holds: a shared
+    /// dependency counts once, at the first of its dependents a walk reaches.
+    fn progress_in(&self, counted: &mut Counted) -> ByteProgress {
+        if self.lineage.is_shared() && !counted.insert(self.id) {
+            return ByteProgress::default();
+        }
         // An unknown size weighs one byte, so the request still counts.
         let weight = self.declared_bytes().max(1);
         let own = match self.state() {
@@ -220,7 +242,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         };
         let mine = ByteProgress { done: own, total: weight };
         match self.lineage.gate() {
-            Some(gate) => mine + gate.progress(),
+            Some(gate) => mine + gate.progress_in(counted),
             None => mine,
         }
     }
@@ -381,6 +403,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     /// Tells `gate` of this request's end too (see `TreeLinks::sharers`): at its end, or now
     /// if it ended already.
     fn add_sharer(&self, gate: Weak<DepGate>) {
+        self.lineage.mark_shared();
         let Some(mut sharers) = self.lineage.sharers() else {
             debug_assert!(false, "only a dependency request is shared");
             return;
@@ -833,11 +856,14 @@ impl<T: Send + Sync + 'static> RootHandle for Handle<T> {
 
 impl<T: Send + Sync + 'static> DepHandle for Handle<T> {
     fn reprioritize(&self, priority: Priority) {
+        if self.cell.lineage.is_shared() && self.priority() == priority {
+            return;
+        }
         Handle::reprioritize(self, priority);
     }
 
-    fn progress(&self) -> ByteProgress {
-        Handle::progress(self)
+    fn progress_in(&self, counted: &mut Counted) -> ByteProgress {
+        self.cell.progress_in(counted)
     }
 
     fn share(&self, parent: Option<Weak<DepGate>>) -> Box<dyn DepHandle> {

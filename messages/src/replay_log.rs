@@ -1,4 +1,4 @@
-//! The replay log, version 5 (versions 2 to 4 are read too): a recorded session's nondeterministic
+//! The replay log, version 6 (versions 2 to 5 are read too): a recorded session's nondeterministic
 //! inputs, enough for a deterministic runtime to run the session again (`docs/PROTOCOL.md`,
 //! "Replay log").
 //!

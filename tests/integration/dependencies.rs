@@ -239,7 +239,7 @@ fn a_cycle_a_source_reports_fails_the_request_instead_of_recursing_forever() {
     let Some(Err(ReadyError::Failed(error))) = cyclic.wait_timeout(PATIENCE) else {
         panic!("the cycle fails");
     };
-    assert!(error.to_string().contains("cycle blob:a -> blob:b -> blob:a"), "{error}");
+    assert!(error.to_string().contains("cycle: blob:a -> blob:b -> blob:a"), "{error}");
     let unknown = rt.request::<Blob>("c", Priority::Normal).unwrap();
     let Some(Err(ReadyError::Failed(error))) = unknown.wait_timeout(PATIENCE) else {
         panic!("a dependency of an unregistered type fails its dependent");
@@ -312,28 +312,6 @@ fn a_dependency_shared_within_one_tree_is_one_request_that_holds_back_each_depen
 }
 
 #[test]
-fn a_chain_of_diamonds_is_requested_once_per_asset_not_once_per_path() {
-    const LEVELS: usize = 20;
-    let source = GatedSource::default();
-    let level = |i: usize| [format!("blob:a{i}"), format!("blob:b{i}")];
-    for i in 0..LEVELS {
-        let next = level(i + 1);
-        let next: Vec<&str> = next.iter().map(String::as_str).collect();
-        let deps: &[&str] = if i + 1 < LEVELS { &next } else { &[] };
-        for asset in level(i) {
-            source.put_with_deps(&asset, b"d", deps);
-        }
-    }
-    source.put_with_deps("blob:top", b"top", &["blob:a0", "blob:b0"]);
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
-    // As a tree, 2^21 - 1 requests: far past `dependency_nodes_max`.
-    let top = rt.request::<Blob>("top", Priority::Normal).unwrap();
-    assert_eq!(top.wait_timeout(PATIENCE).unwrap().unwrap().0, b"top");
-    assert_eq!(rt.status().requested, 2 * LEVELS as u64 + 1);
-    assert_eq!(top.progress().done, top.progress().total, "complete once loaded");
-}
-
-#[test]
 fn a_dependency_that_ended_before_another_dependent_shares_it_is_told_to_that_one_at_once() {
     let source = GatedSource::default();
     source.put_with_deps("blob:root", b"root", &["blob:early", "blob:infohold_late"]);
@@ -364,8 +342,98 @@ fn an_asset_that_depends_on_an_ancestor_is_refused_naming_the_cycle() {
     let Some(Err(ReadyError::Failed(error))) = a.wait_timeout(PATIENCE) else {
         panic!("the cycle fails");
     };
-    let cycle = "dependency cycle blob:a -> blob:b -> blob:c -> blob:a";
+    let cycle = "dependency cycle: blob:a -> blob:b -> blob:c -> blob:a";
     assert!(error.to_string().contains(cycle), "{error}");
     assert!(rt.sync(PATIENCE));
     assert_eq!(rt.status().requested, 3, "each asset of the cycle once");
+}
+
+#[test]
+fn a_shared_dependency_ready_is_counted_once_by_a_dependent_still_waiting_for_another() {
+    let source = GatedSource::default();
+    source.put_with_deps("blob:root", b"root", &["blob:m1", "blob:m2"]);
+    source.put_with_deps("blob:m1", b"m1", &["blob:s"]);
+    source.put_with_deps("blob:m2", b"m2", &["blob:s", "blob:other"]);
+    source.put_with_deps("blob:s", b"s", &[]);
+    source.put_with_deps("blob:other", b"other", &[]);
+    source.gate.hold("other");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let events = rt.subscribe(4096);
+    let root = rt.request::<Blob>("root", Priority::Normal).unwrap();
+    // `m1` published (so `s` was ready) and `m2` decoded: a second word of `s` to `m2`'s gate
+    // would have published `m2` too.
+    let (mut m1_published, mut m2_decoded) = (false, false);
+    while !(m1_published && m2_decoded) {
+        let event = events.next_timeout(PATIENCE).expect("m1 publishes and m2 decodes");
+        let is = |k: &str| event.key.as_ref() == Some(&key(k));
+        m1_published |= event.kind == EventKind::Published && is("blob:m1");
+        m2_decoded |= event.kind == EventKind::Decoded && is("blob:m2");
+    }
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(rt.status().ready, 2, "`m2` still waits for `other`");
+    source.gate.release("other");
+    assert_eq!(root.wait_timeout(PATIENCE).unwrap().unwrap().0, b"root");
+    assert_eq!(rt.status().ready, 5);
+}
+
+#[test]
+fn an_asset_listing_a_dependency_twice_waits_for_it_once_and_loads() {
+    let source = GatedSource::default();
+    source.put_with_deps("blob:root", b"root", &["blob:d", "blob:d"]);
+    source.put_with_deps("blob:d", b"d", &[]);
+    source.gate.hold("d");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let events = rt.subscribe(4096);
+    let root = rt.request::<Blob>("root", Priority::Normal).unwrap();
+    wait_decoded(&events, root.id());
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(rt.status().requested, 2);
+    assert_eq!(root.state(), LoadState::Decoded, "held back by `d`");
+    source.gate.release("d");
+    assert_eq!(root.wait_timeout(PATIENCE).unwrap().unwrap().0, b"root");
+    assert_eq!(root.progress(), streamrt::ByteProgress { done: 5, total: 5 }, "`d` counts once");
+}
+
+#[test]
+fn a_tree_of_as_many_assets_as_its_node_limit_loads_however_often_they_are_shared() {
+    let source = GatedSource::default();
+    source.put_with_deps("blob:a", b"a", &["blob:b", "blob:c", "blob:b"]);
+    source.put_with_deps("blob:c", b"c", &["blob:b"]);
+    source.put_with_deps("blob:b", b"b", &[]);
+    let config = RuntimeConfig { dependency_nodes_max: 3, ..RuntimeConfig::default() };
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config).immediate());
+    let a = rt.request::<Blob>("a", Priority::Normal).unwrap();
+    assert_eq!(a.wait_timeout(PATIENCE).unwrap().unwrap().0, b"a");
+    assert_eq!(a.progress(), streamrt::ByteProgress { done: 3, total: 3 }, "each asset once");
+}
+
+#[test]
+fn a_chain_of_diamonds_is_requested_reprioritised_and_counted_once_per_asset_not_per_path() {
+    // 20 levels of two assets, each depending on both of the next level's: 2^21 paths. As a
+    // tree, 2^21 - 1 requests, far past `dependency_nodes_max`; and a progress counted per
+    // path would add the last level's bytes again for each.
+    const LEVELS: usize = 20;
+    let source = GatedSource::default();
+    let level = |i: usize| [format!("blob:a{i}"), format!("blob:b{i}")];
+    for i in 0..LEVELS {
+        let next = level(i + 1);
+        let next: Vec<&str> = next.iter().map(String::as_str).collect();
+        let deps: &[&str] = if i + 1 < LEVELS { &next } else { &[] };
+        for asset in level(i) {
+            source.put_with_deps(&asset, b"d", deps);
+        }
+    }
+    source.put_with_deps("blob:top", b"top", &["blob:a0", "blob:b0"]);
+    source.gate.hold(&format!("a{}", LEVELS - 1));
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let top = rt.request::<Blob>("top", Priority::Normal).unwrap();
+    // `top` is 3 bytes, every other asset 1.
+    let bytes = 3 + 2 * LEVELS as u64;
+    assert_eq!(top.progress().total, bytes, "each asset once");
+    top.reprioritize(Priority::Critical);
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(rt.status().requested, 2 * LEVELS as u64 + 1);
+    source.gate.release(&format!("a{}", LEVELS - 1));
+    assert_eq!(top.wait_timeout(PATIENCE).unwrap().unwrap().0, b"top");
+    assert_eq!(top.progress(), streamrt::ByteProgress { done: bytes, total: bytes });
 }

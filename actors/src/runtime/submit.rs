@@ -98,15 +98,20 @@ impl Walk {
         self.failed && self.limits.stop_at_failure
     }
 
-    /// Why `dep`, asked for by the request at the end of `path`, is refused, if it is.
-    fn refusal(&self, dep: &AssetKey) -> Option<String> {
-        if self.limits.share_dependencies {
-            if let Some(at) = self.path.iter().position(|k| k == dep) {
-                let cycle: Vec<String> =
-                    self.path[at..].iter().chain([dep]).map(ToString::to_string).collect();
-                return Some(format!("dependency cycle {}", cycle.join(" -> ")));
-            }
+    /// The cycle `dep` closes, asked for by the request at the end of `path` (when the walk
+    /// shares dependencies: a walk that does not finds it at the depth limit).
+    fn cycle(&self, dep: &AssetKey) -> Option<String> {
+        if !self.limits.share_dependencies {
+            return None;
         }
+        let at = self.path.iter().position(|k| k == dep)?;
+        let cycle: Vec<String> =
+            self.path[at..].iter().chain([dep]).map(ToString::to_string).collect();
+        Some(format!("dependency cycle: {}", cycle.join(" -> ")))
+    }
+
+    /// Why one more request would pass the tree's limits, if it would.
+    fn past_limits(&self) -> Option<String> {
         if self.depth > self.limits.depth_max {
             Some(format!("dependency chain deeper than {}", self.limits.depth_max))
         } else if self.nodes >= self.limits.nodes_max {
@@ -322,11 +327,13 @@ impl Submitter {
             if walk.stops() {
                 return;
             }
-            let refused = walk.refusal(&dep);
-            if let (None, Some(made)) = (&refused, walk.made.get(&dep)) {
+            let cycle = walk.cycle(&dep);
+            // Sharing makes no request and walks nothing: only a new request meets the limits.
+            if let (None, Some(made)) = (&cycle, walk.made.get(&dep)) {
                 gate.add(made.share(Some(Arc::downgrade(gate))));
                 continue;
             }
+            let refused = cycle.or_else(|| walk.past_limits());
             let requester = self.by_name.get(dep.asset_type());
             let cause = match (refused, requester) {
                 (Some(cause), _) => cause,

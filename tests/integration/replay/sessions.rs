@@ -345,6 +345,29 @@ fn a_recorded_tree_sharing_a_dependency_replays_as_recorded() {
 }
 
 #[test]
+fn a_recorded_cycle_replays_refused_as_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let source = GatedSource::default();
+    source.put_with_deps("blob:a", b"a", &["blob:b"]);
+    source.put_with_deps("blob:b", b"b", &["blob:a"]);
+    source.put("c", b"c");
+    let config = RuntimeConfig { publish: PublishMode::Immediate, ..RuntimeConfig::default() };
+    let rt = recorded(config, source, &log);
+    let cyclic = rt.request::<Blob>("a", Priority::Normal).unwrap();
+    let Some(Err(ReadyError::Failed(error))) = cyclic.wait_timeout(PATIENCE) else {
+        panic!("the cycle fails");
+    };
+    assert!(error.to_string().contains("cycle: blob:a -> blob:b -> blob:a"), "{error}");
+    let after = rt.request::<Blob>("c", Priority::Normal).unwrap();
+    assert!(after.wait_timeout(PATIENCE).unwrap().is_ok());
+    assert_eq!(after.id().0, 3, "a, b and then this");
+    rt.shutdown();
+    let report = replayed_as_recorded(&std::fs::read(&log).unwrap());
+    assert_eq!(report.checked, 3);
+}
+
+#[test]
 fn a_type_with_a_retry_policy_of_its_own_replays_under_that_policy() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("session.log");
