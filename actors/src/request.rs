@@ -396,7 +396,9 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 
     /// Tells `gate`, a dependent's, that this request ended in `to`.
     fn tell_ended(&self, gate: &DepGate, to: LoadState) {
-        let error = get_once(&self.error);
+        // Only a failure's: a failure that lost its race to a cancel left its error set, and
+        // the dependent of a cancelled request fails as cancelled.
+        let error = get_once(&self.error).filter(|_| to == LoadState::Failed);
         gate.dependency_ended(|| self.key(), to, error.as_deref());
     }
 
