@@ -52,6 +52,8 @@ pub struct MemoryStats {
     pub bytes_resident_max: u64,
     /// Parked assets (decoded, unreferenced, kept for reuse).
     pub parked: usize,
+    /// Bytes of the parked assets: `resident_bytes` less this is what requests hold.
+    pub parked_bytes: u64,
     /// Requests served from memory (a held or parked asset).
     pub hits: u64,
     /// Requests that started a load.
@@ -131,6 +133,7 @@ impl Residency {
         };
         for t in &self.types {
             totals.parked += t.figures.parked;
+            totals.parked_bytes += t.figures.parked_bytes;
             totals.hits += t.figures.hits;
             totals.misses += t.figures.misses;
             totals.evictions += t.figures.evictions;
@@ -175,6 +178,7 @@ impl Residency {
         self.lru.insert(used, key.clone());
         self.types[t].lru.insert(used, key.clone());
         self.types[t].figures.parked += 1;
+        self.types[t].figures.parked_bytes += bytes;
         let previous = self.parked.insert(key, Parked { type_index: t, value, bytes, used });
         debug_assert!(previous.is_none(), "an asset is parked once");
         self.enforce(t)
@@ -192,6 +196,7 @@ impl Residency {
         let state = &mut self.types[t];
         state.lru.remove(&parked.used);
         state.figures.parked -= 1;
+        state.figures.parked_bytes -= parked.bytes;
         Some((parked.value, parked.bytes))
     }
 
@@ -208,6 +213,7 @@ impl Residency {
         let state = &mut self.types[parked.type_index];
         state.lru.remove(&parked.used);
         state.figures.parked -= 1;
+        state.figures.parked_bytes -= parked.bytes;
         state.figures.resident_bytes -= parked.bytes;
         self.lru.remove(&parked.used);
         self.resident_bytes -= parked.bytes;
@@ -336,6 +342,8 @@ mod tests {
                 prop_assert!(held0 + parked0 <= type0 || parked0 == 0);
                 let figures_parked = residency.figures(0).parked + residency.figures(1).parked;
                 prop_assert_eq!(figures_parked, model.parked.len());
+                prop_assert_eq!(residency.totals().parked_bytes, parked);
+                prop_assert_eq!(residency.figures(0).parked_bytes, parked0);
             }
             prop_assert_eq!(residency.figures(0).evictions + residency.figures(1).evictions, evictions);
         }

@@ -25,6 +25,16 @@ pub(crate) fn threads() -> RangedU64ValueParser<usize> {
     count(streamrt::THREADS_MAX as u64)
 }
 
+/// A share from 0 to 1 (a rate); NaN, a negative share or one past 1 is a usage error.
+pub(crate) fn share(text: &str) -> Result<f64, String> {
+    let share: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&share) {
+        Ok(share)
+    } else {
+        Err(format!("{text} is not a share from 0 to 1"))
+    }
+}
+
 /// A `worker_nice`, from 0 to the runtime's `WORKER_NICE_MAX`.
 pub(crate) fn worker_nice() -> RangedU64ValueParser<u8> {
     RangedU64ValueParser::new().range(0..=u64::from(streamrt::WORKER_NICE_MAX))

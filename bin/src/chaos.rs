@@ -10,6 +10,10 @@ use streamrt::chaos::{self, ChaosOptions};
 /// 16 per request, in a channel allocated whole when the run starts (2 KiB a request).
 const REQUESTS_MAX: u64 = 250_000;
 
+/// The most poison keys a chaos run makes: each is an asset of up to 2 KiB held in memory
+/// from the start, as are its ordinary keys.
+const POISON_KEYS_MAX: u64 = 100_000;
+
 /// Options of `streamctl chaos`.
 #[derive(Debug, clap::Args)]
 pub struct ChaosArgs {
@@ -21,19 +25,19 @@ pub struct ChaosArgs {
     requests: usize,
     /// Share of reads that fail with an IO error (0 to 1); a tenth of it, of short reads and
     /// of decodes that fail with an error.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = crate::args::share)]
     io_error_rate: f64,
     /// Share of decodes that panic (0 to 1).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = crate::args::share)]
     panic_rate: f64,
     /// Share of requests the workload cancels (0 to 1).
-    #[arg(long, default_value_t = 0.20)]
+    #[arg(long, default_value_t = 0.20, value_parser = crate::args::share)]
     cancel_rate: f64,
     /// Requests between two injected actor or worker crashes (0: none).
     #[arg(long, default_value_t = 2_000)]
     crash_every: usize,
     /// Keys whose decoder always panics (none may end ready; most end quarantined).
-    #[arg(long, default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=crate::args::COUNT_MAX))]
+    #[arg(long, default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=POISON_KEYS_MAX))]
     poison_keys: usize,
     /// IO worker threads.
     #[arg(long, default_value_t = 2, value_parser = crate::args::threads())]
@@ -57,7 +61,8 @@ fn quiet_injected_panics() {
 /// # Errors
 ///
 /// The runtime could not start, or a promise broke (lost, duplicated, bound after cancel,
-/// hung, or the pools changed size).
+/// hung, a load leaked, held bytes left once every handle was dropped, a poison key ready,
+/// the pools changed size, or telemetry events dropped).
 pub fn run(args: &ChaosArgs) -> anyhow::Result<()> {
     let options = ChaosOptions {
         seed: args.seed,

@@ -54,7 +54,7 @@ fn json_output_is_one_object_with_the_closing_figures() {
 #[test]
 fn a_zero_or_huge_count_is_a_usage_error_naming_the_argument_not_a_panic() {
     let huge = "18446744073709551615";
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 13] = [
         // Past the counts whose runs would take more memory than a machine has (or never end).
         (&["demo", "--assets", "100001"], "--assets"),
         (&["simulate", "--zones", "501"], "--zones"),
@@ -65,6 +65,10 @@ fn a_zero_or_huge_count_is_a_usage_error_naming_the_argument_not_a_panic() {
         (&["bench", "tiny", "--count", "0"], "--count"),
         (&["bench", "tiny", "--workers", "1000000"], "--workers"),
         (&["chaos", "--requests", huge], "--requests"),
+        (&["chaos", "--poison-keys", "100001"], "--poison-keys"),
+        // Shares are from 0 to 1.
+        (&["chaos", "--cancel-rate", "1.5"], "--cancel-rate"),
+        (&["chaos", "--panic-rate", "NaN"], "--panic-rate"),
         (&["watch", "--events", "0", "--socket", "/nonexistent"], "--events"),
     ];
     for (args, flag) in cases {

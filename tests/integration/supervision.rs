@@ -340,6 +340,8 @@ fn a_chaos_run_of_twenty_thousand_requests_keeps_every_promise() {
     assert!(report.holds(), "{report:?}");
     assert_eq!(report.requests, 20_000);
     assert_eq!(report.terminal, 20_000);
+    // One every 2,000 requests, each of the seven targets at least once.
+    assert_eq!(report.crashes, 10, "{report:?}");
     assert!(report.restarts >= 10, "injected crashes were restarted: {report:?}");
     assert!(report.ready > 10_000, "most requests still succeed: {report:?}");
 }

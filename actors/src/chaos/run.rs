@@ -106,17 +106,25 @@ pub struct ChaosReport {
     pub poison_ready: usize,
     /// Telemetry events dropped (the lost/duplicated counts need 0).
     pub events_dropped: u64,
+    /// Bytes the memory budget still counted held once every handle was dropped (held bytes
+    /// leaked by a crash, a cancel or a restart's readmission): none may be.
+    pub held_bytes_left: u64,
+    /// Crashes injected (each accepted by its target; a worker's waits for the next job its
+    /// pool takes).
+    pub crashes: usize,
 }
 
 impl ChaosReport {
     /// Whether every promise held: nothing lost, duplicated, bound after cancel, hung or
-    /// leaked, no poison key ready, the pools kept their size, and the log is complete.
+    /// leaked (loads or held bytes), no poison key ready, the pools kept their size, and the
+    /// log is complete.
     pub fn holds(&self) -> bool {
         self.lost == 0
             && self.duplicated == 0
             && self.bound_after_cancel == 0
             && self.hung == 0
             && self.leaked == 0
+            && self.held_bytes_left == 0
             && self.poison_ready == 0
             && self.workers_start == self.workers_end
             && self.events_dropped == 0
@@ -128,7 +136,8 @@ impl fmt::Display for ChaosReport {
         write!(
             f,
             "chaos: requests={} terminal={} lost={} duplicated={} bound_after_cancel={} hung={} \
-             leaked={} poison_ready={} workers_start={} workers_end={} restarts={} quarantined={}",
+             leaked={} held_bytes_left={} poison_ready={} crashes={} workers_start={} \
+             workers_end={} restarts={} quarantined={}",
             self.requests,
             self.terminal,
             self.lost,
@@ -136,7 +145,9 @@ impl fmt::Display for ChaosReport {
             self.bound_after_cancel,
             self.hung,
             self.leaked,
+            self.held_bytes_left,
             self.poison_ready,
+            self.crashes,
             self.workers_start,
             self.workers_end,
             self.restarts,
@@ -243,17 +254,39 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
     let events = rt.subscribe(events_of(options.requests));
     let (io, decode) = rt.live_workers();
     let mut report = ChaosReport { workers_start: io + decode, ..ChaosReport::default() };
-    let (handles, cancelled) = workload(&rt, options, &mut rng);
+    let Workload { handles, cancelled, crashes } = workload(&rt, options, &mut rng);
     report.requests = handles.len();
+    report.crashes = crashes;
     report.hung = settle(&rt, &handles, options.patience);
     report.leaked = drained(&rt, options.patience);
     // Before the shutdown, which ends every request still outstanding.
     report.terminal = handles.iter().filter(|h| h.is_terminal()).count();
     let (io, decode) = rt.live_workers();
     report.workers_end = io + decode;
+    outcomes(&handles, &cancelled, options, &mut report);
+    let ids: Vec<RequestId> = handles.iter().map(Handle::id).collect();
+    // Every handle let go: what the budget still counts held, no request holds.
+    drop(handles);
+    rt.sync(options.patience);
+    let memory = rt.memory_stats();
+    report.held_bytes_left = memory.resident_bytes - memory.parked_bytes;
     rt.flush_telemetry();
     rt.shutdown();
-    count_terminal_events(&events, &handles, &mut report);
+    count_terminal_events(&events, &ids, &mut report);
+    let status = rt.status();
+    (report.restarts, report.quarantined, report.events_dropped) =
+        (status.restarts, status.quarantined, status.events_dropped);
+    Ok(report)
+}
+
+/// Fills in what the handles' outcomes say: ready, poison keys ready, quarantined, and values
+/// after a cancel.
+fn outcomes(
+    handles: &[Handle<ChaosBlob>],
+    cancelled: &[usize],
+    options: &ChaosOptions,
+    report: &mut ChaosReport,
+) {
     report.ready = handles.iter().filter(|h| h.state() == LoadState::Ready).count();
     let poison = |h: &&Handle<ChaosBlob>| is_poison(&h.key(), options.keys);
     report.poison_ready =
@@ -266,21 +299,22 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
         .iter()
         .filter(|&&i| handles[i].state() != LoadState::Cancelled || handles[i].get().is_some())
         .count();
-    let status = rt.status();
-    (report.restarts, report.quarantined, report.events_dropped) =
-        (status.restarts, status.quarantined, status.events_dropped);
-    Ok(report)
 }
 
-/// Issues the requests, cancels, storms and crashes. Returns the handles and the indexes of
-/// those the workload cancelled while they were not terminal.
-fn workload(
-    rt: &Runtime,
-    options: &ChaosOptions,
-    rng: &mut fastrand::Rng,
-) -> (Vec<Handle<ChaosBlob>>, Vec<usize>) {
+/// What the workload made.
+struct Workload {
+    handles: Vec<Handle<ChaosBlob>>,
+    /// The indexes of the handles the workload cancelled while they were not terminal.
+    cancelled: Vec<usize>,
+    /// Crashes injected and accepted.
+    crashes: usize,
+}
+
+/// Issues the requests, cancels, storms and crashes.
+fn workload(rt: &Runtime, options: &ChaosOptions, rng: &mut fastrand::Rng) -> Workload {
     let mut handles = Vec::with_capacity(options.requests);
     let mut cancelled = Vec::new();
+    let mut crashes = 0;
     let keys = options.keys + options.poison_keys;
     for i in 0..options.requests {
         if options.shutdown_after == Some(i) {
@@ -292,25 +326,27 @@ fn workload(
         handles.push(handle);
         if rng.f64() < options.cancel_rate {
             let victim = rng.usize(..handles.len());
-            let h = &handles[victim];
-            h.cancel();
-            if h.state() == LoadState::Cancelled {
+            // Only a cancel that ended the request counts: one of an ended request (or one
+            // cancelled before) changes nothing.
+            if handles[victim].cancel() {
                 cancelled.push(victim);
             }
         }
         if i % 1_000 == 999 {
             for _ in 0..500 {
-                handles[rng.usize(..handles.len())].reprioritize(Priority::ALL[rng.usize(..5)]);
+                let priority = Priority::ALL[rng.usize(..Priority::LEVELS)];
+                handles[rng.usize(..handles.len())].reprioritize(priority);
             }
         }
         if options.crash_every > 0 && i % options.crash_every == options.crash_every - 1 {
-            rt.inject_crash(&CRASHES[(i / options.crash_every) % CRASHES.len()]());
+            let target = CRASHES[(i / options.crash_every) % CRASHES.len()]();
+            crashes += usize::from(rt.inject_crash(&target));
         }
         if i % 64 == 0 {
             rt.tick();
         }
     }
-    (handles, cancelled)
+    Workload { handles, cancelled, crashes }
 }
 
 /// The most events a chaos run's telemetry buffer holds: 2M, about 300 MB.
@@ -355,11 +391,7 @@ fn drained(rt: &Runtime, patience: Duration) -> u64 {
     }
 }
 
-fn count_terminal_events(
-    events: &crate::EventStream,
-    handles: &[Handle<ChaosBlob>],
-    report: &mut ChaosReport,
-) {
+fn count_terminal_events(events: &crate::EventStream, ids: &[RequestId], report: &mut ChaosReport) {
     let mut terminal: HashMap<RequestId, u32> = HashMap::new();
     while let Some(e) = events.try_next() {
         let ends = matches!(
@@ -370,8 +402,8 @@ fn count_terminal_events(
             *terminal.entry(request).or_default() += 1;
         }
     }
-    for h in handles {
-        match terminal.get(&h.id()).copied().unwrap_or(0) {
+    for id in ids {
+        match terminal.get(id).copied().unwrap_or(0) {
             0 => report.lost += 1,
             1 => {}
             _ => report.duplicated += 1,
@@ -387,6 +419,7 @@ mod tests {
     fn a_load_left_counted_after_every_request_ended_breaks_the_promises() {
         assert!(ChaosReport::default().holds());
         assert!(!ChaosReport { leaked: 1, ..ChaosReport::default() }.holds());
+        assert!(!ChaosReport { held_bytes_left: 1, ..ChaosReport::default() }.holds());
         assert!(ChaosReport { leaked: 2, ..ChaosReport::default() }
             .to_string()
             .contains(" leaked=2 "));
