@@ -41,6 +41,10 @@ use world::{FrameWork, World, WorldConfig};
 /// about 0.9 MB a zone.
 const ZONES_MAX: u64 = 500;
 
+/// The most frames a traced simulation runs: the trace keeps every span (about 20 a frame)
+/// in memory until the run ends, and writes them as one JSON document.
+const TRACE_FRAMES_MAX: u64 = 10_000;
+
 /// Options of `streamctl simulate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
@@ -50,7 +54,7 @@ pub struct SimulateArgs {
     /// Seed of the world, the assets and every choice the loop makes.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Write a Chrome trace of phases and task spans to this file.
+    /// Write a Chrome trace of phases and task spans to this file (at most 10,000 frames).
     #[arg(long)]
     trace: Option<PathBuf>,
     /// Zones of streamed assets along the camera's path.
@@ -195,10 +199,16 @@ fn runtime(source: MemorySource, clock: &Arc<ManualClock>) -> anyhow::Result<Run
 ///
 /// # Errors
 ///
-/// The runtime cannot start, or a load does not decode within `LOAD_PATIENCE`.
+/// A trace asked for past [`TRACE_FRAMES_MAX`] frames, the runtime cannot start, or a load
+/// does not decode within `LOAD_PATIENCE`.
 pub fn simulate(args: &SimulateArgs, on_frame: &mut dyn FnMut(String)) -> anyhow::Result<Summary> {
+    anyhow::ensure!(
+        args.trace.is_none() || args.frames <= TRACE_FRAMES_MAX,
+        "--trace keeps every span in memory: at most {TRACE_FRAMES_MAX} frames, not {}",
+        args.frames
+    );
     let config = WorldConfig {
-        zones: args.zones.max(1),
+        zones: args.zones,
         meshes_per_zone: 64,
         textures_per_zone: 24,
         entities: args.entities,

@@ -96,6 +96,17 @@ fn a_log_that_cannot_be_written_whole_fails_the_command_that_asked_for_it() {
 }
 
 #[test]
+fn a_trace_too_long_to_keep_in_memory_is_refused_before_the_simulation_runs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_streamctl"))
+        .args(["simulate", "--frames", "10001", "--trace", "/nonexistent/trace.json"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("at most 10000 frames, not 10001"), "{stderr}");
+}
+
+#[test]
 fn a_demo_too_long_to_request_at_its_rate_says_so_before_it_runs() {
     let out = Command::new(env!("CARGO_BIN_EXE_streamctl"))
         .args(["demo", "--assets", "7000", "--requests-per-frame", "1"])
