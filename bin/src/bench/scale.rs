@@ -22,7 +22,7 @@ use streamrt::{EntryInfo, Handle, Locator, MemorySource, Priority, Runtime, Sour
 
 use super::outcome::{Outcome, Target};
 use super::plot::{Chart, Series};
-use super::{bench_config, is_numbered, numbered_payload, BenchArgs};
+use super::{bench_config, is_numbered, numbered_payload, turn_order, BenchArgs};
 use crate::formats::{encode_blob, Blob, BlobDecoder};
 
 /// The largest depth by default.
@@ -163,9 +163,9 @@ fn completions(depth: usize, largest: usize) -> usize {
     }
 }
 
-/// The compared depths' figures, each rate the median of `rounds` measurements made in turn
-/// (the first round is the curve's), so the closing ratio rests on more than one sample of
-/// each. Bytes per pending request stay the first round's: later rounds fill memory the
+/// The compared depths' figures, each rate the median of `rounds` measurements (the first
+/// round is the curve's; in the later ones the two depths take turns to run first, as every
+/// scenario's systems do), so the closing ratio rests on more than one sample of each. Bytes per pending request stay the first round's: later rounds fill memory the
 /// process already holds from the earlier ones, so their peak RSS says less.
 fn compared(
     source: &MemorySource,
@@ -176,9 +176,12 @@ fn compared(
     let base_depth = base_depth(rows, largest);
     let first = |depth: usize| rows.iter().find(|r| r.depth == depth).expect("measured");
     let (mut base, mut top) = (vec![first(base_depth).clone()], vec![first(largest).clone()]);
-    for _ in 1..args.rounds.max(1) {
-        base.push(measure(source, base_depth, completions(base_depth, largest), args)?);
-        top.push(measure(source, largest, completions(largest, largest), args)?);
+    for round in 1..args.rounds.max(1) {
+        for system in turn_order(round, 2) {
+            let (depth, runs) =
+                if system == 0 { (base_depth, &mut base) } else { (largest, &mut top) };
+            runs.push(measure(source, depth, completions(depth, largest), args)?);
+        }
     }
     Ok((median_depth(base), median_depth(top)))
 }
