@@ -3,18 +3,13 @@
 //! Two systems that both keep both cores busy differ in rate by the CPU each spends per item,
 //! so that figure says where a ratio comes from (and whether a system left a core idle). It
 //! moves with the machine's load too, as a neighbour slows every instruction: compare systems
-//! within one run, as with the rates. The CPU time is the
-//! whole process's (every thread, those that exited included), read from `/proc/self/stat`
-//! in clock ticks of 10 ms, so a section should take at least a few tenths of a second; it is
-//! `None` where that file is not there.
+//! within one run, as with the rates. The CPU time is the whole process's (every thread, those
+//! that exited included), read from the process's CPU-time clock in nanoseconds (until the
+//! eighteenth session, `/proc/self/stat`'s ticks of 10 ms, which a short section rounds off).
 
 use std::time::{Duration, Instant};
 
 use super::median;
-
-/// Clock ticks per second of `/proc/self/stat`'s `utime` and `stime` (`USER_HZ`, fixed at
-/// 100 by the Linux ABI whatever the kernel's own tick).
-const USER_HZ: u64 = 100;
 
 /// Wall and CPU time of one timed section.
 #[derive(Debug, Clone, Copy)]
@@ -50,19 +45,9 @@ impl Stopwatch {
 
 /// The process's user and system time so far.
 fn process_cpu() -> Option<Duration> {
-    parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
-}
-
-/// User plus system time from the text of `/proc/PID/stat`: fields 14 and 15, counted after
-/// the command name, which is in parentheses and may itself hold spaces or parentheses.
-fn parse_stat(stat: &str) -> Option<Duration> {
-    let (_, after_name) = stat.rsplit_once(')')?;
-    // Field 3 (the state) is the first after the name, so fields 14 and 15 are the 12th and
-    // 13th.
-    let mut fields = after_name.split_whitespace().skip(11);
-    let user: u64 = fields.next()?.parse().ok()?;
-    let system: u64 = fields.next()?.parse().ok()?;
-    Some(Duration::from_millis((user + system) * 1_000 / USER_HZ))
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    let nanos = u32::try_from(now.tv_nsec).ok()?;
+    Some(Duration::new(u64::try_from(now.tv_sec).ok()?, nanos))
 }
 
 /// Microseconds of `cpu` per item.
@@ -97,19 +82,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn user_and_system_ticks_are_read_after_a_name_with_spaces_and_parentheses() {
-        let stat = "4242 (a (b) c) R 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 4";
-        assert_eq!(parse_stat(stat), Some(Duration::from_millis(3_000)));
-        assert_eq!(parse_stat("4242 (cut short) R 1 2"), None);
-    }
-
-    // `/proc/self/stat` is Linux's; elsewhere the CPU time is `None`, as the module says.
-    #[cfg(target_os = "linux")]
-    #[test]
     fn the_process_cpu_time_advances_while_it_works() {
         let watch = Stopwatch::start();
         let mut x = 0u64;
-        // Spins until two ticks are counted; a reading that never moves fails at the bound.
+        // Spins until 20 ms are counted; a reading that never moves fails at the bound.
         while watch.stop().cpu.is_some_and(|cpu| cpu < Duration::from_millis(20))
             && watch.wall.elapsed() < Duration::from_secs(10)
         {
