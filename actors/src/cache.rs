@@ -587,10 +587,10 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
     }
 
-    /// Sends a load the scheduler dispatched to the IO pool, built from its slot; a load
-    /// released or superseded since it was queued gives its credit back instead. The load is
-    /// staged at its slot's priority now, which a reprioritisation after the scheduler took it
-    /// may have raised.
+    /// Queues a load the scheduler dispatched for the IO pool (sent with the turn's others by
+    /// `submit_reads`), built from its slot; a load released or superseded since it was queued
+    /// gives its credit back instead. The load is staged at its slot's priority now, which a
+    /// reprioritisation after the scheduler took it may have raised.
     fn dispatch(&mut self, order: DispatchOrder) {
         let DispatchOrder { load, credit } = order;
         let at = load.slot as usize;

@@ -22,7 +22,10 @@
 //! - Progress counts each node of the tree by its size once decoded or ended (a shared one
 //!   once, however many dependents list it); the tree is fixed when the request is made, and a
 //!   gate that released its dependencies reports them as done, so progress never goes
-//!   backwards.
+//!   backwards. A released gate keeps only its total: a dependency it shared with a dependent
+//!   still waiting counts under both from then on (a gate releases once its dependent failed or
+//!   was cancelled, which ends the tree's root too: only the total of a tree that ended without
+//!   a value can be too large).
 //! - Progress and reprioritisation reach a shared dependency once per dependent but go below
 //!   it once: each costs one step per request of the tree, not one per path through it (a
 //!   chain of diamonds has a number of paths exponential in its length).

@@ -22,7 +22,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crossbeam_utils::Backoff;
@@ -41,6 +41,10 @@ use crate::runtime::TypeLink;
 use crate::signal::{deadline_after, listen_async, wait_until, wake_listeners, Signal};
 use crate::telemetry::{Counters, Probe};
 
+mod lineage;
+
+pub(crate) use lineage::Lineage;
+
 /// Sets `slot` to `value` unless it was set before: the first value stays, as in a `OnceLock`.
 fn set_once<V>(slot: &OnceBox<Arc<V>>, value: Arc<V>) {
     // A slot set already keeps its value; the one refused is dropped here.
@@ -50,61 +54,6 @@ fn set_once<V>(slot: &OnceBox<Arc<V>>, value: Arc<V>) {
 /// The value `slot` was set to, if it was.
 fn get_once<V>(slot: &OnceBox<Arc<V>>) -> Option<Arc<V>> {
     slot.get().cloned()
-}
-
-/// Where a request sits in a dependency tree.
-#[derive(Default)]
-pub(crate) struct Lineage {
-    /// Boxed, and only for a request in a tree: most requests have neither link, and each
-    /// pending request's cell is 8 bytes smaller for it.
-    tree: Option<Box<TreeLinks>>,
-}
-
-struct TreeLinks {
-    /// The gate of this request's own dependencies, if it has any.
-    gate: Option<Arc<DepGate>>,
-    /// The gate of the request this one is a dependency of.
-    parent: Option<Weak<DepGate>>,
-    /// The gates of the other dependents in its tree that share this request (see
-    /// `TreeLimits::share_dependencies`), told of its end as `parent` is. Emptied by the end:
-    /// a gate added once the request is terminal is told at once instead, so each is told
-    /// exactly once.
-    sharers: Mutex<Vec<Weak<DepGate>>>,
-    /// Whether a second dependent ever shared this request: only such a request is looked
-    /// for in a progress walk's `Counted`, so a tree without sharing hashes nothing.
-    shared: AtomicBool,
-}
-
-impl Lineage {
-    pub(crate) fn new(gate: Option<Arc<DepGate>>, parent: Option<Weak<DepGate>>) -> Self {
-        let in_tree = gate.is_some() || parent.is_some();
-        let links = TreeLinks { gate, parent, sharers: Mutex::default(), shared: false.into() };
-        Self { tree: in_tree.then(|| Box::new(links)) }
-    }
-
-    fn mark_shared(&self) {
-        if let Some(links) = &self.tree {
-            links.shared.store(true, Ordering::Release);
-        }
-    }
-
-    fn is_shared(&self) -> bool {
-        self.tree.as_ref().is_some_and(|t| t.shared.load(Ordering::Acquire))
-    }
-
-    fn sharers(&self) -> Option<MutexGuard<'_, Vec<Weak<DepGate>>>> {
-        let links = self.tree.as_ref()?;
-        // Nothing panics while the lock is held: a poisoned lock still guards a whole list.
-        Some(links.sharers.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    fn gate(&self) -> Option<&Arc<DepGate>> {
-        self.tree.as_ref().and_then(|t| t.gate.as_ref())
-    }
-
-    fn parent(&self) -> Option<&Weak<DepGate>> {
-        self.tree.as_ref().and_then(|t| t.parent.as_ref())
-    }
 }
 
 /// A request's shared state; see the module docs.
@@ -221,30 +170,6 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     /// The asset's size as the source declares it, in bytes (0 when unknown).
     pub(crate) fn declared_bytes(&self) -> u64 {
         u64::from(self.declared_bytes)
-    }
-
-    /// This request's progress over its dependency tree.
-    pub(crate) fn progress(&self) -> ByteProgress {
-        self.progress_in(&mut Counted::default())
-    }
-
-    /// [`RequestCell::progress`], but nothing for a request `counted` holds: a shared
-    /// dependency counts once, at the first of its dependents a walk reaches.
-    fn progress_in(&self, counted: &mut Counted) -> ByteProgress {
-        if self.lineage.is_shared() && !counted.insert(self.id) {
-            return ByteProgress::default();
-        }
-        // An unknown size weighs one byte, so the request still counts.
-        let weight = self.declared_bytes().max(1);
-        let own = match self.state() {
-            LoadState::Pending | LoadState::Loading => 0,
-            _ => weight,
-        };
-        let mine = ByteProgress { done: own, total: weight };
-        match self.lineage.gate() {
-            Some(gate) => mine + gate.progress_in(counted),
-            None => mine,
-        }
     }
 
     pub(crate) fn id(&self) -> RequestId {
@@ -382,45 +307,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
             Counters::bump(counter);
             wake_listeners(probe.any_progressed());
         }
-        if to != LoadState::Ready {
-            if let Some(gate) = self.lineage.gate() {
-                gate.release();
-            }
-        }
-        let sharers = self.lineage.sharers().map(|mut s| std::mem::take(&mut *s));
-        let parents = self.lineage.parent().into_iter().chain(sharers.iter().flatten());
-        for parent in parents.filter_map(Weak::upgrade) {
-            self.tell_ended(&parent, to);
-        }
-    }
-
-    /// Tells `gate`, a dependent's, that this request ended in `to`.
-    fn tell_ended(&self, gate: &DepGate, to: LoadState) {
-        // Only a failure's: a failure that lost its race to a cancel left its error set, and
-        // the dependent of a cancelled request fails as cancelled.
-        let error = get_once(&self.error).filter(|_| to == LoadState::Failed);
-        gate.dependency_ended(|| self.key(), to, error.as_deref());
-    }
-
-    /// Tells `gate` of this request's end too (see `TreeLinks::sharers`): at its end, or now
-    /// if it ended already.
-    fn add_sharer(&self, gate: Weak<DepGate>) {
-        self.lineage.mark_shared();
-        let Some(mut sharers) = self.lineage.sharers() else {
-            debug_assert!(false, "only a dependency request is shared");
-            return;
-        };
-        // Read under the lock its end empties the list under, after its state changed: either
-        // the end takes this gate with the list, or this sees the end and tells the gate.
-        let state = self.state();
-        if !state.is_terminal() {
-            sharers.push(gate);
-            return;
-        }
-        drop(sharers);
-        if let Some(gate) = gate.upgrade() {
-            self.tell_ended(&gate, state);
-        }
+        self.tell_tree(to);
     }
 
     /// Stores the decoded value and moves to `Decoded`. False if the request already ended.

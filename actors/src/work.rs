@@ -191,7 +191,8 @@ impl IoPort {
     /// order each. Every staging and every order is a write to memory the IO workers share, so
     /// a cache sends the loads of a turn's dispatch orders at once (`perf` of `bench tiny`: the
     /// staging lock taken once a load was 6.5 % of the core thread's samples). A closed pool
-    /// (shutdown) drops them, and their guards fail them.
+    /// (shutdown) drops the orders: the loads staged stay there until the staging queue is
+    /// dropped with the pool, and their guards fail them then.
     pub(crate) fn submit_all(&self, reads: &mut Vec<(Priority, ReadJob)>) {
         match &self.staged {
             Some(staged) => {

@@ -113,13 +113,8 @@ impl<J> PoolSender<J> {
     ///
     /// [`PoolClosed`] with the job once the pool shut down.
     pub fn submit(&self, job: J) -> Result<(), PoolClosed<J>> {
-        let closed = self.closed.read().unwrap_or_else(PoisonError::into_inner);
-        if *closed {
-            return Err(PoolClosed(job));
-        }
-        self.tx.send(Slot::Job(job)).map_err(|e| match e.0 {
-            Slot::Job(job) => PoolClosed(job),
-            Slot::Stop => unreachable!("submit only sends jobs"),
+        self.submit_all([job]).map_err(|PoolClosed(mut jobs)| {
+            PoolClosed(jobs.pop().expect("the one job is handed back"))
         })
     }
 

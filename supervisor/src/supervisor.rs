@@ -9,8 +9,9 @@
 //! # Supervision
 //!
 //! On a child's exit the supervisor consults the child's [`RestartKind`]; if it restarts, the
-//! restart is counted in the [`RestartWindow`]. A restart whose start fails counts as another
-//! exit of the child. Past the intensity the supervisor stops every child and calls its
+//! restart is counted in the supervisor's [`RestartWindow`], which decides when to escalate,
+//! and in the child's own, which sets its backoff. A restart whose start fails counts as
+//! another exit of the child. Past the intensity the supervisor stops every child and calls its
 //! escalation hook (a parent supervisor or, at the root, the runtime's shutdown). Children whose state must survive a restart keep it
 //! outside the actor (see the runtime's mailboxes and salvage).
 //!

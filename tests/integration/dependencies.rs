@@ -426,6 +426,7 @@ fn a_chain_of_diamonds_is_requested_reprioritised_and_counted_once_per_asset_not
     source.put_with_deps("blob:top", b"top", &["blob:a0", "blob:b0"]);
     source.gate.hold(&format!("a{}", LEVELS - 1));
     let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let events = rt.subscribe(4096);
     let top = rt.request::<Blob>("top", Priority::Normal).unwrap();
     // `top` is 3 bytes, every other asset 1.
     let bytes = 3 + 2 * LEVELS as u64;
@@ -433,7 +434,13 @@ fn a_chain_of_diamonds_is_requested_reprioritised_and_counted_once_per_asset_not
     top.reprioritize(Priority::Critical);
     assert!(rt.sync(PATIENCE));
     assert_eq!(rt.status().requested, 2 * LEVELS as u64 + 1);
-    source.gate.release(&format!("a{}", LEVELS - 1));
+    let last = format!("blob:a{}", LEVELS - 1);
+    source.gate.release(&last[5..]);
     assert_eq!(top.wait_timeout(PATIENCE).unwrap().unwrap().0, b"top");
     assert_eq!(top.progress(), streamrt::ByteProgress { done: bytes, total: bytes });
+    // The deepest asset, still loading when `top` moved, moved with it down every level.
+    let published = events.wait_for(PATIENCE, |e| {
+        e.kind == EventKind::Published && e.key.as_ref() == Some(&key(&last))
+    });
+    assert_eq!(published.expect("published").priority, Some(Priority::Critical));
 }

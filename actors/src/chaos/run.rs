@@ -5,9 +5,11 @@
 //! [`FaultySource`] and a [`FaultyDecoder`], cancels a share of them, reprioritises in storms,
 //! crashes the scheduler, the cache, the frame coordinator, the telemetry sink and workers in
 //! rotation, and then checks, from the handles and from the telemetry log, that every request
-//! reached exactly one terminal state, that no cancelled handle bound a value, that the
-//! worker pools kept their size, and that once every request ended no load stays counted
-//! queued or in flight (a leaked credit would stall a long-running engine).
+//! reached exactly one terminal state, that no cancelled handle bound a value, that no poison
+//! key (its decoder always panics) ended ready, that the worker pools kept their size, that
+//! no telemetry event was dropped, that once every request ended no load stays counted
+//! queued or in flight (a leaked credit would stall a long-running engine), and that once
+//! every handle is dropped the memory budget counts nothing held.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -107,7 +109,9 @@ pub struct ChaosReport {
     /// Telemetry events dropped (the lost/duplicated counts need 0).
     pub events_dropped: u64,
     /// Bytes the memory budget still counted held once every handle was dropped (held bytes
-    /// leaked by a crash, a cancel or a restart's readmission): none may be.
+    /// leaked by a crash, a cancel or a restart's readmission; every resident byte, and at
+    /// least 1, when the actors did not take the releases in within the patience): none may
+    /// be.
     pub held_bytes_left: u64,
     /// Crashes injected (each accepted by its target; a worker's waits for the next job its
     /// pool takes).
@@ -265,11 +269,13 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
     report.workers_end = io + decode;
     outcomes(&handles, &cancelled, options, &mut report);
     let ids: Vec<RequestId> = handles.iter().map(Handle::id).collect();
-    // Every handle let go: what the budget still counts held, no request holds.
+    // Every handle let go: what the budget still counts held, no request holds. Actors that
+    // did not take their releases in within the patience leave every byte unaccounted for.
     drop(handles);
-    rt.sync(options.patience);
+    let synced = rt.sync(options.patience);
     let memory = rt.memory_stats();
-    report.held_bytes_left = memory.resident_bytes - memory.parked_bytes;
+    let unparked = memory.resident_bytes.saturating_sub(memory.parked_bytes);
+    report.held_bytes_left = if synced { unparked } else { memory.resident_bytes.max(1) };
     rt.flush_telemetry();
     rt.shutdown();
     count_terminal_events(&events, &ids, &mut report);

@@ -118,9 +118,9 @@ pub struct RuntimeConfig {
     /// runtime shuts down.
     pub restart_intensity: Intensity,
     /// The delay before an actor restart: `min_ms`, doubling with each of that actor's own
-    /// restarts in the intensity window up to `max_ms`. The default's `min_ms` is 0: an actor restarts at once
-    /// (its successor takes over its mailbox and what it salvaged), and `restart_intensity`
-    /// alone bounds a crash loop.
+    /// restarts in the intensity window up to `max_ms`. The default's `min_ms` is 0: an actor
+    /// restarts at once (its successor takes over its mailbox and what it salvaged), and
+    /// `restart_intensity` alone bounds a crash loop.
     pub restart_backoff: Backoff,
 }
 

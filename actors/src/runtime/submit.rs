@@ -74,11 +74,12 @@ pub(crate) struct Walk {
     limits: TreeLimits,
     /// Whether the walk failed a request of the tree (see `TreeLimits::stop_at_failure`).
     failed: bool,
-    /// The keys from the root down to the request whose dependencies are being requested.
+    /// The keys from the root down to the request whose dependencies are being requested: at
+    /// most `depth_max` + 1.
     path: Vec<AssetKey>,
     /// A handle of each dependency requested so far, for the dependents after the first to
     /// share (see `TreeLimits::share_dependencies`). Held until the walk is over, so a request
-    /// its first dependent let go of meanwhile is still there to share.
+    /// its first dependent let go of meanwhile is still there to share. At most `nodes_max`.
     made: KeyMap<Box<dyn DepHandle>>,
 }
 
@@ -327,13 +328,13 @@ impl Submitter {
             if walk.stops() {
                 return;
             }
-            let cycle = walk.cycle(&dep);
             // Sharing makes no request and walks nothing: only a new request meets the limits.
-            if let (None, Some(made)) = (&cycle, walk.made.get(&dep)) {
+            // A request made is never on the path (it is made once its subtree is walked).
+            if let Some(made) = walk.made.get(&dep) {
                 gate.add(made.share(Some(Arc::downgrade(gate))));
                 continue;
             }
-            let refused = cycle.or_else(|| walk.past_limits());
+            let refused = walk.cycle(&dep).or_else(|| walk.past_limits());
             let requester = self.by_name.get(dep.asset_type());
             let cause = match (refused, requester) {
                 (Some(cause), _) => cause,

@@ -4,8 +4,8 @@
 //! so that figure says where a ratio comes from (and whether a system left a core idle). It
 //! moves with the machine's load too, as a neighbour slows every instruction: compare systems
 //! within one run, as with the rates. The CPU time is the whole process's (every thread, those
-//! that exited included), read from the process's CPU-time clock in nanoseconds (until the
-//! eighteenth session, `/proc/self/stat`'s ticks of 10 ms, which a short section rounds off).
+//! that exited included), read from the process's CPU-time clock in nanoseconds
+//! (`/proc/self/stat` counts it in ticks of 10 ms, which a short section rounds off).
 
 use std::time::{Duration, Instant};
 

@@ -165,8 +165,9 @@ fn completions(depth: usize, largest: usize) -> usize {
 
 /// The compared depths' figures, each rate the median of `rounds` measurements (the first
 /// round is the curve's; in the later ones the two depths take turns to run first, as every
-/// scenario's systems do), so the closing ratio rests on more than one sample of each. Bytes per pending request stay the first round's: later rounds fill memory the
-/// process already holds from the earlier ones, so their peak RSS says less.
+/// scenario's systems do), so the closing ratio rests on more than one sample of each. Bytes
+/// per pending request stay the first round's: later rounds fill memory the process already
+/// holds from the earlier ones, so their peak RSS says less.
 fn compared(
     source: &MemorySource,
     rows: &[Depth],
