@@ -666,6 +666,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 Phase::Backoff | Phase::Resident => {}
             }
         }
+        self.to_scheduler.push(SchedulerMsg::Resubmitted(self.type_index));
     }
 
     fn stats(&self) -> CacheStats {
@@ -751,6 +752,9 @@ impl<T: Send + Sync + 'static> Actor for Cache<T> {
             let link = self.link.clone();
             let taken_back = guarded(&link, || {
                 self.readmit();
+                // Every load it holds is with the scheduler again: a restarted scheduler
+                // waiting for this cache's resubmission (which a crash can lose) need not.
+                self.to_scheduler.push(SchedulerMsg::Resubmitted(self.type_index));
                 self.flush();
                 Ok(())
             });

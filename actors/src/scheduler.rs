@@ -16,11 +16,10 @@
 //!   cache. A load queued again (a retry, or after a cache's or the scheduler's restart) was
 //!   admitted once and is never refused for room, so the queue can pass its capacity by loads
 //!   that were out of it when they were admitted again: in flight or in backoff. A cache that
-//!   fails takes its queued loads out of the queue. After the scheduler's own restart the
-//!   queue can hold up to about twice its capacity for a while: the new loads it takes before
-//!   the caches' resubmits are checked against an empty queue, and the resubmitted ones are
-//!   never refused (a known limit; the fix would hold new loads until every cache has
-//!   resubmitted).
+//!   fails takes its queued loads out of the queue. After the scheduler's own restart, new
+//!   loads wait aside (`held_new`) until every cache it asked has resubmitted
+//!   (`Resubmitted`), and are then checked against the rebuilt queue: checked against the
+//!   empty queue of a fresh incarnation, they let it grow to about twice its capacity.
 //! - At most `reads_in_flight` credits' worth of loads are being read, and at most
 //!   `reads_in_flight + decode_backlog_max` are between dispatch and their end, plus the urgent
 //!   reserve below; only then is the next load dispatched. The IO pool's queue and the decode
@@ -49,6 +48,7 @@
 //! Messages taken but not handled when it failed go back to its mailbox.
 
 use std::collections::hash_map::Entry;
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -104,6 +104,9 @@ pub(crate) enum SchedulerMsg {
     JobFinished(Generation),
     /// Count a load already in flight (a cache resubmitting to a restarted scheduler).
     Adopt(Generation),
+    /// The cache of the type of this index sent every load it holds (after a restarted
+    /// scheduler asked it to, or after its own restart's readmission).
+    Resubmitted(u16),
     /// Panic (fault injection).
     Crash,
     /// Reply once everything before it is handled and dispatched (a barrier).
@@ -140,7 +143,16 @@ pub(crate) struct Scheduler {
     pings: Vec<mpsc::Sender<()>>,
     link: ChildLink,
     /// Asks every cache to resubmit its loads; called when a restarted scheduler starts.
-    resubmit: Arc<dyn Fn() + Send + Sync>,
+    /// Returns the indexes of the types whose caches were asked.
+    resubmit: Arc<dyn Fn() -> Vec<u16> + Send + Sync>,
+    /// The types whose caches a restarted scheduler waits for to resubmit.
+    resubmits_awaited: Vec<u16>,
+    /// New loads taken while `resubmits_awaited` is not empty, enqueued once it is: at most
+    /// what the engine's admission limit (`requests_outstanding_max`) lets in meanwhile.
+    held_new: Vec<QueuedLoad>,
+    /// The loads of `held_new`: a cache resubmits a load whose new enqueue it sent before as
+    /// queued, and that resubmission must not admit it past the capacity.
+    held_loads: HashSet<(u16, Generation)>,
 }
 
 /// A starved scheduler sleeps until the reads in flight fall to `1 / this` of its credits
@@ -158,7 +170,7 @@ impl Scheduler {
         routes: Arc<[Arc<dyn JobRoute>]>,
         probe: Arc<Probe>,
         link: ChildLink,
-        resubmit: Arc<dyn Fn() + Send + Sync>,
+        resubmit: Arc<dyn Fn() -> Vec<u16> + Send + Sync>,
     ) -> Self {
         Self {
             credits,
@@ -173,12 +185,22 @@ impl Scheduler {
             pings: Vec::new(),
             link,
             resubmit,
+            resubmits_awaited: Vec::new(),
+            held_new: Vec::new(),
+            held_loads: HashSet::new(),
         }
     }
 
     fn handle_msg(&mut self, msg: SchedulerMsg) {
         match msg {
-            SchedulerMsg::Enqueue(job) => self.enqueue(job),
+            SchedulerMsg::Enqueue(job) => self.enqueue_or_hold(job),
+            SchedulerMsg::Resubmitted(ty) => {
+                self.resubmits_awaited.retain(|&t| t != ty);
+                if self.resubmits_awaited.is_empty() {
+                    self.held_loads.clear();
+                    std::mem::take(&mut self.held_new).into_iter().for_each(|j| self.enqueue(j));
+                }
+            }
             SchedulerMsg::Reprioritize(load, priority) => {
                 self.queue.reprioritize(load, priority);
             }
@@ -211,6 +233,8 @@ impl Scheduler {
                 self.stopped = true;
                 // The loads' requests are held by their caches, which fail them on shutdown.
                 self.queue.clear();
+                self.held_new.clear();
+                self.held_loads.clear();
                 // The caches are shut down first: no load still being read or decoded will
                 // report its end, and the pools stop next, so nothing is in flight any more.
                 self.in_flight.clear();
@@ -228,6 +252,24 @@ impl Scheduler {
 
     fn is_cancelled(&self, load: LoadRef) -> bool {
         self.route(load).cancels().is_cancelled(load.slot as usize, load.generation)
+    }
+
+    /// Enqueues `queued`, unless a restarted scheduler still waits for resubmissions: then a
+    /// new load waits aside, and the resubmission of a load waiting aside is dropped (see
+    /// `held_new`).
+    fn enqueue_or_hold(&mut self, queued: QueuedLoad) {
+        if self.resubmits_awaited.is_empty() {
+            return self.enqueue(queued);
+        }
+        let load = (queued.load.ty, queued.load.generation);
+        match queued.admission {
+            Admission::New => {
+                self.held_loads.insert(load);
+                self.held_new.push(queued);
+            }
+            Admission::Again if self.held_loads.contains(&load) => {}
+            Admission::Again => self.enqueue(queued),
+        }
     }
 
     fn enqueue(&mut self, queued: QueuedLoad) {
@@ -394,7 +436,7 @@ impl Actor for Scheduler {
             self.probe.counters.queued.store(0, Ordering::Relaxed);
             // The caches are asked first: whoever sees the event may count on the request
             // being on its way (a `Runtime::sync` then covers the resubmission).
-            (self.resubmit)();
+            self.resubmits_awaited = (self.resubmit)();
             self.probe.restarted("scheduler");
         }
         self.mailbox.attach(ctx.address().recipient());

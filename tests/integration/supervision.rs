@@ -492,3 +492,34 @@ fn a_waker_that_panics_when_a_value_is_handed_out_harms_neither_the_cache_nor_la
     assert_eq!(futures::executor::block_on(streamrt::wait_any_async(&[c])), 0);
     assert_eq!(decoder.gate.started_count("a0"), 1, "decoded once");
 }
+
+#[test]
+fn a_restarted_scheduler_checks_new_loads_against_the_queue_the_caches_resubmit() {
+    let source = GatedSource::with_blobs(5);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.workers(1).reads_in_flight(1).read_credit_bytes(1).queue_capacity(2)
+    });
+    let events = rt.subscribe(1024);
+    let _reading = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    source.gate.wait_started("a0", 1);
+    let queued: Vec<_> =
+        ["a1", "a2"].iter().map(|k| rt.request::<Blob>(k, Priority::Normal).unwrap()).collect();
+    assert!(rt.sync(PATIENCE));
+    assert!(rt.inject_crash(&CrashTarget::Scheduler));
+    // Made as the restarted scheduler starts: before or after the cache resubmits `a1` and
+    // `a2`, it finds the queue full.
+    let over = rt.request::<Blob>("a3", Priority::Normal).unwrap();
+    wait_restart(&events, "scheduler");
+    let outcome = over.wait_timeout(PATIENCE);
+    let Some(Err(ReadyError::Failed(error))) = outcome else {
+        panic!("a load past the capacity is refused: {outcome:?}, {:?}", rt.status());
+    };
+    assert_eq!(error.kind, ErrorKind::QueueFull { capacity: 2 });
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(rt.status().queued, 2, "a1 and a2, resubmitted");
+    source.gate.release_all();
+    for handle in queued {
+        assert!(handle.wait_timeout(PATIENCE).unwrap().is_ok());
+    }
+}

@@ -361,8 +361,10 @@ impl CoreActors {
         // One count of read credits for every incarnation, as the reads it counts outlive one.
         let credits = ReadCredits::new(mailbox.clone());
         let caches = self.caches.clone();
-        let resubmit: Arc<dyn Fn() + Send + Sync> =
-            Arc::new(move || caches.iter().for_each(|c| c.post_resubmit()));
+        let resubmit: Arc<dyn Fn() -> Vec<u16> + Send + Sync> = Arc::new(move || {
+            let asked = caches.iter().enumerate().filter(|(_, c)| c.post_resubmit());
+            asked.map(|(ty, _)| u16::try_from(ty).expect("fewer than 65,536 asset types")).collect()
+        });
         ChildSpec::new("scheduler", RestartKind::Permanent, move |link| {
             let scheduler = Scheduler::new(
                 mailbox.clone(),

@@ -158,8 +158,9 @@ pub(crate) trait CacheControl: Send + Sync {
     fn ask_stats(&self, timeout: Duration) -> Option<CacheStats>;
     /// Asks the cache to flush what it produced and waits up to `timeout` for its reply.
     fn ask_ping(&self, timeout: Duration) -> bool;
-    /// Asks the cache to resubmit its loads to a restarted scheduler.
-    fn post_resubmit(&self);
+    /// Asks the cache to resubmit its loads to a restarted scheduler; false if its mailbox is
+    /// closed.
+    fn post_resubmit(&self) -> bool;
     /// Asks the cache to panic (fault injection), and its next incarnation too as it takes
     /// back what it held if `readmit`; false if its mailbox is closed.
     fn post_crash(&self, readmit: bool) -> bool;
@@ -188,8 +189,8 @@ impl<T: Send + Sync + 'static> CacheControl for CacheHandle<T> {
         self.inbox.messages.ask(CacheMsg::Ping, timeout).is_some()
     }
 
-    fn post_resubmit(&self) {
-        let _ = self.inbox.messages.post(CacheMsg::Resubmit);
+    fn post_resubmit(&self) -> bool {
+        self.inbox.messages.post(CacheMsg::Resubmit).is_ok()
     }
 
     fn post_crash(&self, readmit: bool) -> bool {
