@@ -42,6 +42,17 @@ fn adjacent_small_entries_are_served_by_one_read_with_the_same_bytes() {
 }
 
 #[test]
+fn a_locator_naming_another_keys_entry_reads_the_key_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = PackSource::open(small_pack(dir.path(), 3), PackLimits::default()).unwrap();
+    let key = |k: &str| streamrt::AssetKey::parse(k).unwrap();
+    let e0 = source.entry_info(&key("blob:e0")).locator.unwrap();
+    let e2 = key("blob:e2");
+    assert_eq!(source.read_located(&e2, e0).unwrap(), source.read(&e2).unwrap());
+    assert_ne!(source.read_located(&e2, e0).unwrap(), source.read(&key("blob:e0")).unwrap());
+}
+
+#[test]
 fn a_window_never_reads_more_than_the_packs_per_entry_limit() {
     let dir = tempfile::tempdir().unwrap();
     let path = small_pack(dir.path(), 40);
