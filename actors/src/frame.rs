@@ -15,7 +15,8 @@
 //!
 //! - Publishing is the cell's `Decoded → Ready` transition, so a request cancelled while it
 //!   waited is skipped (and costs no budget); it never binds.
-//! - In immediate mode the coordinator publishes as soon as requests arrive.
+//! - In immediate mode the coordinator publishes as soon as requests arrive (in a replay of
+//!   an immediate-mode log, when the log's `Published` record says: `held`).
 //!
 //! # Supervision
 //!
@@ -298,8 +299,10 @@ impl FrameShared {
         if self.mode == PublishMode::Immediate && !self.held {
             return self.publish_now(&entries);
         }
-        let frame = self.probe.frame();
         let mut ready = self.ready();
+        // Read under the lock `begin_frame` advances the frame under: an entry staged as a
+        // boundary begins is stamped with that boundary's frame, not the one before.
+        let frame = self.probe.frame();
         for entry in entries {
             if entry.cell.is_waiting() {
                 // At the request's priority now: a reprioritisation posted after the entry was

@@ -36,7 +36,8 @@ use arrivals::ArrivalOrder;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FramePolicy {
     /// Requests published per frame at most; at least 1 (a runtime is not built with 0, which
-    /// would never publish).
+    /// would never publish), unless an adaptive policy sets the count, starting here and
+    /// raised to its `budget_min`.
     pub publish_count_max: u32,
     /// Bytes published per frame at most (the first request of a frame is always allowed).
     pub publish_bytes_max: u64,
