@@ -3,7 +3,11 @@
 //!
 //! The ready queue is shared between the coordinator actor (which fills it) and the engine
 //! thread (which drains it in `begin_frame`). The engine thread never waits on a cross-thread
-//! round trip: `begin_frame` takes the queue's lock once and publishes up to the budget.
+//! round trip: `begin_frame` takes the queue's lock once and publishes up to the budget. Nor
+//! does the coordinator wait for the engine: publishing runs the engine's own code (its
+//! tracing subscriber, the wakers of its async waits) under that lock, and the coordinator
+//! shares the core thread with every cache and the scheduler, so a change it cannot make at
+//! once is left for whoever takes the queue next, which makes it first (`Deferred`).
 //!
 //! # Ordering
 //!
@@ -24,7 +28,7 @@
 //! restart loses nothing but the message whose handling panicked.
 
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::time::Instant;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
@@ -181,9 +185,21 @@ pub(crate) enum FrameChoice<'a> {
     These(&'a mut Vec<RequestId>),
 }
 
+/// A change to the ready set the coordinator could not make at once, as an engine thread held
+/// the set to publish (see the module docs).
+enum Deferred {
+    Stage(Vec<ReadyEntry>),
+    Reprioritize(RequestId, Priority),
+    Withdraw(Vec<RequestId>),
+}
+
 /// The ready queue and publish policy, shared by the coordinator and the engine thread.
 pub(crate) struct FrameShared {
     ready: Mutex<ReadySet<ReadyEntry>>,
+    /// Changes the coordinator left while `ready` was held, in the order it made them; made
+    /// by whoever takes `ready` next, before anything else. At most what the coordinator
+    /// handles during one publish.
+    deferred: Mutex<Vec<Deferred>>,
     pacing: Mutex<Pacing>,
     /// Task groups made during the current frame, cancelled at its end.
     groups: Mutex<Vec<Weak<dyn GroupWork>>>,
@@ -200,6 +216,7 @@ impl FrameShared {
     pub(crate) fn new(mode: PublishMode, held: bool, probe: Arc<Probe>) -> Self {
         Self {
             ready: Mutex::new(ReadySet::default()),
+            deferred: Mutex::new(Vec::new()),
             pacing: Mutex::new(Pacing::new(mode)),
             groups: Mutex::new(Vec::new()),
             mode,
@@ -216,9 +233,60 @@ impl FrameShared {
         batch.finish(&self.probe, done.count);
     }
 
+    /// The ready set, with the changes left for it made (the entries they withdraw dropped
+    /// under its lock: only on the engine's thread, which holds it anyway).
     fn ready(&self) -> MutexGuard<'_, ReadySet<ReadyEntry>> {
         // Publishing cannot panic while holding the lock; a poisoned queue is still consistent.
-        self.ready.lock().unwrap_or_else(PoisonError::into_inner)
+        let mut ready = self.ready.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(self.make_deferred(&mut ready));
+        ready
+    }
+
+    /// Makes the changes left for `ready`, in order; the entries they withdrew.
+    fn make_deferred(&self, ready: &mut ReadySet<ReadyEntry>) -> Vec<ReadyEntry> {
+        let deferred = std::mem::take(&mut *lock(&self.deferred));
+        deferred.into_iter().flat_map(|change| self.make(ready, change)).collect()
+    }
+
+    /// Makes `change` to `ready`; the entries it withdrew.
+    fn make(&self, ready: &mut ReadySet<ReadyEntry>, change: Deferred) -> Vec<ReadyEntry> {
+        match change {
+            Deferred::Stage(entries) => {
+                // Read under the lock `begin_frame` advances the frame under: an entry staged
+                // as a boundary begins is stamped with that boundary's frame.
+                let frame = self.probe.frame();
+                for entry in entries.into_iter().filter(|e| e.cell.is_waiting()) {
+                    // At the request's priority now: a reprioritisation posted after the entry
+                    // was staged, but handled before it arrived here, found nothing to move.
+                    let entry = entry.refreshed();
+                    let (request, priority) = (entry.request, entry.priority);
+                    ready.push(request, priority, entry, frame);
+                }
+                Vec::new()
+            }
+            Deferred::Reprioritize(request, priority) => {
+                ready.reprioritize(request, priority);
+                Vec::new()
+            }
+            Deferred::Withdraw(requests) => {
+                requests.iter().filter_map(|&r| ready.withdraw(r)).collect()
+            }
+        }
+    }
+
+    /// The coordinator's change: made now if the ready set is free, else left for whoever
+    /// takes it next (see the module docs).
+    fn change(&self, change: Deferred) {
+        let mut ready = match self.ready.try_lock() {
+            Ok(ready) => ready,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return lock(&self.deferred).push(change),
+        };
+        let mut withdrawn = self.make_deferred(&mut ready);
+        withdrawn.extend(self.make(&mut ready, change));
+        // Dropped after the lock is let go: they may hold the last references to large values.
+        drop(ready);
+        drop(withdrawn);
     }
 
     /// Starts a frame: publishes waiting requests as `choice` says (most urgent first, within
@@ -299,19 +367,7 @@ impl FrameShared {
         if self.mode == PublishMode::Immediate && !self.held {
             return self.publish_now(&entries);
         }
-        let mut ready = self.ready();
-        // Read under the lock `begin_frame` advances the frame under: an entry staged as a
-        // boundary begins is stamped with that boundary's frame, not the one before.
-        let frame = self.probe.frame();
-        for entry in entries {
-            if entry.cell.is_waiting() {
-                // At the request's priority now: a reprioritisation posted after the entry was
-                // staged, but handled before it arrived here, found nothing to move.
-                let entry = entry.refreshed();
-                let (request, priority) = (entry.request, entry.priority);
-                ready.push(request, priority, entry, frame);
-            }
-        }
+        self.change(Deferred::Stage(entries));
     }
 
     fn fail_all(&self) {
@@ -350,17 +406,9 @@ impl FrameCoordinator {
             }
             FrameMsg::Ready(entries) => self.shared.accept(entries),
             FrameMsg::Reprioritize(request, priority) => {
-                self.shared.ready().reprioritize(request, priority);
+                self.shared.change(Deferred::Reprioritize(request, priority));
             }
-            FrameMsg::Withdraw(requests) => {
-                // Dropped after the ready set's lock is let go: they may hold the last
-                // references to large values.
-                let mut ready = self.shared.ready();
-                let withdrawn: Vec<_> =
-                    requests.iter().filter_map(|&r| ready.withdraw(r)).collect();
-                drop(ready);
-                drop(withdrawn);
-            }
+            FrameMsg::Withdraw(requests) => self.shared.change(Deferred::Withdraw(requests)),
             FrameMsg::Ping(ack) => {
                 let _ = ack.send(());
             }
@@ -409,4 +457,9 @@ impl Handler<Wake> for FrameCoordinator {
         let (mailbox, link, max) = (self.mailbox.clone(), self.link.clone(), self.drain_batch_max);
         drain_turn(self, ctx, &mailbox, &link, max, Self::handle_msg, |_, _| {});
     }
+}
+
+/// Locks a list that nothing panics while holding: a poisoned one is still whole.
+fn lock<T>(list: &Mutex<T>) -> MutexGuard<'_, T> {
+    list.lock().unwrap_or_else(PoisonError::into_inner)
 }

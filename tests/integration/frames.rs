@@ -175,3 +175,51 @@ fn the_adaptive_budget_backs_off_when_loaded_frames_run_long_and_recovers_when_s
     assert!(budgets[20..].windows(2).all(|w| w[1] >= w[0]), "only up while short");
     assert_eq!(*budgets.last().unwrap(), 8, "recovered to the ceiling: {budgets:?}");
 }
+
+/// A waker that says it was called, then blocks until the test lets it go: the engine's own
+/// code, run by a boundary as it publishes.
+struct BlockingWaker {
+    entered: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    released: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl std::task::Wake for BlockingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let _ = self.entered.lock().unwrap().send(());
+        let _ = self.released.lock().unwrap().recv_timeout(PATIENCE);
+    }
+}
+
+#[test]
+fn a_publish_held_up_by_the_engines_own_waker_does_not_hold_up_the_core_thread() {
+    use std::future::Future;
+    let source = GatedSource::with_blobs(2);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.frame_budget(8));
+    let first = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    assert!(wait_loaded(std::slice::from_ref(&first), PATIENCE));
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel();
+    let waker = std::task::Waker::from(Arc::new(BlockingWaker {
+        entered: std::sync::Mutex::new(entered_tx),
+        released: std::sync::Mutex::new(released),
+    }));
+    let mut ready = Box::pin(first.ready());
+    let polled = ready.as_mut().poll(&mut std::task::Context::from_waker(&waker));
+    assert!(polled.is_pending(), "decoded, not yet published");
+    std::thread::scope(|scope| {
+        let boundary = scope.spawn(|| rt.begin_frame());
+        entered.recv_timeout(PATIENCE).expect("publishing `a0` wakes its waiter");
+        // The boundary holds the ready set: `a1`'s decode reaches the coordinator now.
+        let second = rt.request::<Blob>("a1", Priority::Normal).unwrap();
+        assert!(wait_loaded(std::slice::from_ref(&second), PATIENCE));
+        assert!(rt.sync(PATIENCE), "the core thread answers while the engine publishes");
+        release.send(()).unwrap();
+        assert_eq!(boundary.join().unwrap().published, 1);
+        assert_eq!(rt.begin_frame().published, 1, "`a1`, staged once the set was free");
+        assert!(second.wait_timeout(PATIENCE).unwrap().is_ok());
+    });
+}
