@@ -4,10 +4,11 @@
 //! The ready queue is shared between the coordinator actor (which fills it) and the engine
 //! thread (which drains it in `begin_frame`). The engine thread never waits on a cross-thread
 //! round trip: `begin_frame` takes the queue's lock once and publishes up to the budget. Nor
-//! does the coordinator wait for the engine: publishing runs the engine's own code (its
-//! tracing subscriber, the wakers of its async waits) under that lock, and the coordinator
-//! shares the core thread with every cache and the scheduler, so a change it cannot make at
-//! once is left for whoever takes the queue next, which makes it first (`Deferred`).
+//! does the coordinator wait for the engine to stage, move or withdraw a request (only its
+//! shutdown does): publishing runs the engine's own code (its tracing subscriber, the wakers
+//! of its async waits) under that lock, and the coordinator shares the core thread with every
+//! cache and the scheduler, so a change it cannot make at once is left for whoever takes the
+//! queue next, which makes it first (`Deferred`).
 //!
 //! # Ordering
 //!
@@ -131,8 +132,9 @@ pub struct FrameReport {
     /// Bytes of the requests published.
     pub published_bytes: u64,
     /// Entries still in the ready set for a later frame: decoded requests waiting, and those
-    /// cancelled since whose withdrawal the coordinator has not yet handled (and, in a replay,
-    /// those held for their recorded frame).
+    /// cancelled since whose withdrawal the coordinator has not yet made (it waits for the
+    /// next taker of the set when it came during this boundary), and, in a replay, those held
+    /// for their recorded frame.
     pub waiting: usize,
     /// The count budget this boundary published under (it moves with an adaptive policy).
     pub budget: u32,
@@ -188,7 +190,9 @@ pub(crate) enum FrameChoice<'a> {
 /// A change to the ready set the coordinator could not make at once, as an engine thread held
 /// the set to publish (see the module docs).
 enum Deferred {
-    Stage(Vec<ReadyEntry>),
+    /// Entries to stage, and the frame they arrived in: staged later, at the next boundary,
+    /// they still age from when they came.
+    Stage(Vec<ReadyEntry>, u64),
     Reprioritize(RequestId, Priority),
     Withdraw(Vec<RequestId>),
 }
@@ -233,13 +237,12 @@ impl FrameShared {
         batch.finish(&self.probe, done.count);
     }
 
-    /// The ready set, with the changes left for it made (the entries they withdraw dropped
-    /// under its lock: only on the engine's thread, which holds it anyway).
-    fn ready(&self) -> MutexGuard<'_, ReadySet<ReadyEntry>> {
+    /// The ready set, with the changes left for it made.
+    fn ready(&self) -> ReadyGuard<'_> {
         // Publishing cannot panic while holding the lock; a poisoned queue is still consistent.
-        let mut ready = self.ready.lock().unwrap_or_else(PoisonError::into_inner);
-        drop(self.make_deferred(&mut ready));
-        ready
+        let mut set = self.ready.lock().unwrap_or_else(PoisonError::into_inner);
+        let withdrawn = self.make_deferred(&mut set);
+        ReadyGuard { set, _withdrawn: withdrawn }
     }
 
     /// Makes the changes left for `ready`, in order; the entries they withdrew.
@@ -251,10 +254,7 @@ impl FrameShared {
     /// Makes `change` to `ready`; the entries it withdrew.
     fn make(&self, ready: &mut ReadySet<ReadyEntry>, change: Deferred) -> Vec<ReadyEntry> {
         match change {
-            Deferred::Stage(entries) => {
-                // Read under the lock `begin_frame` advances the frame under: an entry staged
-                // as a boundary begins is stamped with that boundary's frame.
-                let frame = self.probe.frame();
+            Deferred::Stage(entries, frame) => {
                 for entry in entries.into_iter().filter(|e| e.cell.is_waiting()) {
                     // At the request's priority now: a reprioritisation posted after the entry
                     // was staged, but handled before it arrived here, found nothing to move.
@@ -281,6 +281,12 @@ impl FrameShared {
             Ok(ready) => ready,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return lock(&self.deferred).push(change),
+        };
+        // A stage is stamped with the frame read under the lock `begin_frame` advances the
+        // frame under (an entry arriving as a boundary begins belongs to that boundary's).
+        let change = match change {
+            Deferred::Stage(entries, _) => Deferred::Stage(entries, self.probe.frame()),
+            other => other,
         };
         let mut withdrawn = self.make_deferred(&mut ready);
         withdrawn.extend(self.make(&mut ready, change));
@@ -367,7 +373,9 @@ impl FrameShared {
         if self.mode == PublishMode::Immediate && !self.held {
             return self.publish_now(&entries);
         }
-        self.change(Deferred::Stage(entries));
+        // The frame it arrived in, if the stage waits: the boundary holding the set advanced
+        // it already.
+        self.change(Deferred::Stage(entries, self.probe.frame()));
     }
 
     fn fail_all(&self) {
@@ -462,4 +470,27 @@ impl Handler<Wake> for FrameCoordinator {
 /// Locks a list that nothing panics while holding: a poisoned one is still whole.
 fn lock<T>(list: &Mutex<T>) -> MutexGuard<'_, T> {
     list.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The ready set, locked, with the changes left for it made. The entries those withdrew are
+/// dropped once the lock is let go (the fields drop in order): they may hold the last
+/// references to large values.
+struct ReadyGuard<'a> {
+    set: MutexGuard<'a, ReadySet<ReadyEntry>>,
+    /// Held only to be dropped after `set`.
+    _withdrawn: Vec<ReadyEntry>,
+}
+
+impl std::ops::Deref for ReadyGuard<'_> {
+    type Target = ReadySet<ReadyEntry>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.set
+    }
+}
+
+impl std::ops::DerefMut for ReadyGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.set
+    }
 }

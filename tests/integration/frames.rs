@@ -190,7 +190,9 @@ impl std::task::Wake for BlockingWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         let _ = self.entered.lock().unwrap().send(());
-        let _ = self.released.lock().unwrap().recv_timeout(PATIENCE);
+        // Longer than the test's `sync` may take: a core thread that waited for this publish
+        // would answer only after the sync gave up.
+        let _ = self.released.lock().unwrap().recv_timeout(PATIENCE * 2);
     }
 }
 
@@ -201,6 +203,8 @@ fn a_publish_held_up_by_the_engines_own_waker_does_not_hold_up_the_core_thread()
     let rt = runtime(&source, &BlobDecoder::default(), |b| b.frame_budget(8));
     let first = rt.request::<Blob>("a0", Priority::Normal).unwrap();
     assert!(wait_loaded(std::slice::from_ref(&first), PATIENCE));
+    // Staged: the boundary below publishes it.
+    assert!(rt.sync(PATIENCE));
     let (entered_tx, entered) = std::sync::mpsc::channel();
     let (release, released) = std::sync::mpsc::channel();
     let waker = std::task::Waker::from(Arc::new(BlockingWaker {
