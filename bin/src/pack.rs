@@ -211,6 +211,11 @@ fn build(dir: &Path, output: &Path, codec: Codec, deps: Option<&Path>) -> anyhow
         None => BTreeMap::new(),
     };
     let files = collect(dir)?;
+    // Checked before any file is read or compressed: `files` is sorted by key.
+    let listed = |k: &String| files.binary_search_by(|(key, _)| key.cmp(k)).is_ok();
+    if let Some(orphan) = deps.keys().find(|k| !listed(k)) {
+        bail!("the dependency file names {orphan}, which is not among the assets");
+    }
     let limits = PackLimits::default();
     let mut writer = PackWriter::create_with_limits(output, limits)?;
     let (mut raw, mut entries) = (0u64, 0usize);
@@ -221,11 +226,6 @@ fn build(dir: &Path, output: &Path, codec: Codec, deps: Option<&Path>) -> anyhow
         entries += 1;
         let key_deps = dependencies(key, &bytes, deps.get(key))?;
         writer.add(key, &bytes, codec, key_deps)?;
-    }
-    // `files` is sorted by key.
-    let listed = |k: &String| files.binary_search_by(|(key, _)| key.cmp(k)).is_ok();
-    if let Some(orphan) = deps.keys().find(|k| !listed(k)) {
-        bail!("the dependency file names {orphan}, which is not among the assets");
     }
     let size = writer.finish()?;
     println!(

@@ -210,3 +210,27 @@ fn a_client_whose_daemon_goes_silent_after_its_first_answer_gives_up_and_says_so
     assert!(!succeeded, "{stderr}");
     assert!(stderr.contains("no answer from the daemon within 200 ms"), "{stderr}");
 }
+
+#[test]
+fn a_dependency_file_naming_an_asset_the_folder_lacks_is_refused_and_writes_no_pack() {
+    let dir = tempfile::tempdir().unwrap();
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(assets.join("blob")).unwrap();
+    std::fs::write(assets.join("blob").join("a"), b"a").unwrap();
+    let deps = dir.path().join("deps.json");
+    std::fs::write(&deps, br#"{"blob:missing": ["blob:a"]}"#).unwrap();
+    let output = dir.path().join("out.pack");
+    let out = Command::new(env!("CARGO_BIN_EXE_streamctl"))
+        .args(["pack", "build"])
+        .arg(&assets)
+        .arg("-o")
+        .arg(&output)
+        .arg("--deps")
+        .arg(&deps)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("names blob:missing, which is not among the assets"), "{stderr}");
+    assert!(!output.exists(), "no pack is left behind");
+}
