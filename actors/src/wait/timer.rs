@@ -3,7 +3,7 @@
 //!
 //! The runtime's async waits must not assume tokio (engines bring their own executors), so
 //! they cannot use an executor's timers. The `streamrt-timer` thread starts on the first
-//! deadline, sleeps on a condition variable until the earliest registered instant, and wakes
+//! deadline (on the next one, if its spawn failed), sleeps on a condition variable until the earliest registered instant, and wakes
 //! the futures whose instant passed. It holds no resources beyond the registered wakers and is
 //! idle (blocked) when no deadline is pending.
 //!
@@ -16,6 +16,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -38,18 +39,23 @@ struct TimerThread {
 impl TimerThread {
     fn get() -> &'static TimerThread {
         static TIMER: OnceLock<TimerThread> = OnceLock::new();
-        let mut first = false;
-        let timer = TIMER.get_or_init(|| {
-            first = true;
-            TimerThread { timers: Mutex::new(Timers::default()), changed: Condvar::new() }
+        // Set once the thread runs. A spawn that failed (the process out of threads, say) is
+        // tried again at the next deadline: one failure must not leave every later async
+        // timeout unwoken for the process's life.
+        static STARTED: AtomicBool = AtomicBool::new(false);
+        let timer = TIMER.get_or_init(|| TimerThread {
+            timers: Mutex::new(Timers::default()),
+            changed: Condvar::new(),
         });
-        if first {
+        let start = || STARTED.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire);
+        if !STARTED.load(Ordering::Acquire) && start().is_ok() {
             let spawned = std::thread::Builder::new()
                 .name("streamrt-timer".into())
                 .spawn(|| TimerThread::get().run());
             if let Err(e) = spawned {
-                // Deadlines still resolve when polled after their instant; they just are not
-                // woken on time.
+                STARTED.store(false, Ordering::Release);
+                // Deadlines still resolve when polled after their instant; until a spawn works
+                // they are not woken on time.
                 log_caught(|| {
                     tracing::error!(target: "streamrt", error = %e, "cannot start the timer thread");
                 });
