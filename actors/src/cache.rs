@@ -712,8 +712,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         if !self.to_frame.is_empty() {
             let batch = std::mem::take(&mut self.to_frame);
             if let Err(closed) = self.links.frame.post(FrameMsg::Ready(batch)) {
-                let FrameMsg::Ready(batch) = closed.0 else { return };
-                batch.iter().for_each(|e| e.cell().fail_shutdown());
+                closed.0.fail_undelivered();
             }
         }
         if !self.to_withdraw.is_empty() {

@@ -112,10 +112,19 @@ pub(crate) trait DepHandle: Send + Sync {
     fn reprioritize(&self, priority: Priority);
     /// The dependency's progress, its own dependencies included, but none in `counted`.
     fn progress_in(&self, counted: &mut Counted) -> ByteProgress;
-    /// Another handle of the same request; with `parent`, the gate of one more dependent
-    /// sharing the request in its tree, which is told of the request's end as its first
-    /// dependent's is (at once if it ended already).
-    fn share(&self, parent: Option<Weak<DepGate>>) -> Box<dyn DepHandle>;
+    /// What a later dependent in the same tree shares the request through.
+    fn sharer(&self) -> Box<dyn DepSharer>;
+}
+
+/// A dependency request a tree's walk made, kept for the later dependents that list it again
+/// (see `TreeLimits::share_dependencies`). It keeps the request's cell, not a handle: the
+/// request still ends when its dependents let go of it, as at any other time, so a walk
+/// never keeps a request alive longer than its recording did.
+pub(crate) trait DepSharer: Send + Sync {
+    /// A handle of the request for one more dependent, whose gate `parent` is told of the
+    /// request's end as its first dependent's is (at once if it ended already: a request
+    /// every handle let go of is cancelled, and stays so).
+    fn share(&self, parent: Weak<DepGate>) -> Box<dyn DepHandle>;
 }
 
 /// See the module docs.
@@ -240,9 +249,7 @@ impl DepGate {
         if let Some(entry) = parked {
             if let Err(closed) = self.frame.post(FrameMsg::Ready(vec![entry])) {
                 // The coordinator is gone: the runtime is shutting down.
-                if let FrameMsg::Ready(entries) = closed.0 {
-                    entries.iter().for_each(|e| e.cell().fail_shutdown());
-                }
+                closed.0.fail_undelivered();
             }
         }
     }

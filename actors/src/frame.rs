@@ -78,10 +78,6 @@ impl ReadyEntry {
         }
     }
 
-    pub(crate) fn cell(&self) -> &dyn Publishable {
-        &*self.cell
-    }
-
     /// The same entry at its request's current priority, which may have changed since it was
     /// staged (while it waited for its dependencies, or on its way to the coordinator).
     pub(crate) fn refreshed(mut self) -> Self {
@@ -120,6 +116,21 @@ pub(crate) enum FrameMsg {
     Crash,
     /// Fail every waiting request with `Shutdown`; reply when done.
     Shutdown(mpsc::Sender<()>),
+}
+
+impl FrameMsg {
+    /// Fails with `Shutdown` the requests of a `Ready` message no coordinator will stage (its
+    /// mailbox closed, or it is shutting down); any other message is dropped.
+    pub(crate) fn fail_undelivered(self) {
+        if let Self::Ready(entries) = self {
+            fail_shutdown(&entries);
+        }
+    }
+}
+
+/// Fails the entries' requests with `Shutdown`.
+fn fail_shutdown(entries: &[ReadyEntry]) {
+    entries.iter().for_each(|e| e.cell.fail_shutdown());
 }
 
 /// What one frame boundary did.
@@ -382,9 +393,7 @@ impl FrameShared {
         // Failed with the lock released: each failure runs waiters' wakers, telemetry and
         // dependency gates, which must not hold up an engine thread's `begin_frame`.
         let drained = self.ready().drain();
-        for entry in &drained {
-            entry.cell.fail_shutdown();
-        }
+        fail_shutdown(&drained);
     }
 }
 
@@ -409,9 +418,7 @@ impl FrameCoordinator {
 
     fn handle_msg(&mut self, msg: FrameMsg) {
         match msg {
-            FrameMsg::Ready(entries) if self.stopped => {
-                entries.iter().for_each(|e| e.cell.fail_shutdown());
-            }
+            FrameMsg::Ready(entries) if self.stopped => fail_shutdown(&entries),
             FrameMsg::Ready(entries) => self.shared.accept(entries),
             FrameMsg::Reprioritize(request, priority) => {
                 self.shared.change(Deferred::Reprioritize(request, priority));
@@ -422,11 +429,7 @@ impl FrameCoordinator {
             }
             FrameMsg::Crash => panic!("injected crash of the frame coordinator"),
             FrameMsg::Shutdown(ack) => {
-                for msg in self.mailbox.close() {
-                    if let FrameMsg::Ready(entries) = msg {
-                        entries.iter().for_each(|e| e.cell.fail_shutdown());
-                    }
-                }
+                self.mailbox.close().into_iter().for_each(FrameMsg::fail_undelivered);
                 self.shared.fail_all();
                 self.stopped = true;
                 let _ = ack.send(());

@@ -34,7 +34,7 @@ use streamrt_messages::{
 };
 
 use crate::cache::EngineMsg;
-use crate::deps::{ByteProgress, Counted, DepGate, DepHandle, Dependent};
+use crate::deps::{ByteProgress, Counted, DepGate, DepHandle, DepSharer, Dependent};
 use crate::frame::ReadyEntry;
 use crate::replay::Recorder;
 use crate::runtime::TypeLink;
@@ -545,16 +545,24 @@ pub struct Handle<T: Send + Sync + 'static> {
 
 impl<T: Send + Sync + 'static> Clone for Handle<T> {
     fn clone(&self) -> Self {
-        // A clone is made from a live handle, so the count cannot reach zero meanwhile.
-        let before = self.cell.handles.fetch_add(1, Ordering::Relaxed);
+        Self::counted(Arc::clone(&self.cell))
+    }
+}
+
+impl<T: Send + Sync + 'static> Handle<T> {
+    /// One more handle of `cell`'s request. From a live handle (a clone) the count cannot
+    /// reach zero meanwhile; from a sharer whose request every handle let go of, the request
+    /// is cancelled and released already, and the new handle's drop changes nothing.
+    fn counted(cell: Arc<RequestCell<T>>) -> Self {
+        let before = cell.handles.fetch_add(1, Ordering::Relaxed);
         // As `Arc` does with its own count: only handles leaked in a loop get here, and a
         // wrapped count would release the request under live handles. The count is taken
         // back first, so a caught panic leaves it as it was.
         if before >= HANDLES_MAX {
-            self.cell.handles.fetch_sub(1, Ordering::Relaxed);
+            cell.handles.fetch_sub(1, Ordering::Relaxed);
             panic!("more than {HANDLES_MAX} handles of one request");
         }
-        Self { cell: Arc::clone(&self.cell) }
+        Self { cell }
     }
 }
 
@@ -755,12 +763,19 @@ impl<T: Send + Sync + 'static> DepHandle for Handle<T> {
         self.cell.progress_in(counted)
     }
 
-    fn share(&self, parent: Option<Weak<DepGate>>) -> Box<dyn DepHandle> {
-        let shared = self.clone();
-        if let Some(parent) = parent {
-            shared.cell.add_sharer(parent);
-        }
-        Box::new(shared)
+    fn sharer(&self) -> Box<dyn DepSharer> {
+        Box::new(Sharer(Arc::clone(&self.cell)))
+    }
+}
+
+/// See [`DepSharer`].
+struct Sharer<T: Send + Sync + 'static>(Arc<RequestCell<T>>);
+
+impl<T: Send + Sync + 'static> DepSharer for Sharer<T> {
+    fn share(&self, parent: Weak<DepGate>) -> Box<dyn DepHandle> {
+        let handle = Handle::counted(Arc::clone(&self.0));
+        handle.cell.add_sharer(parent);
+        Box::new(handle)
     }
 }
 

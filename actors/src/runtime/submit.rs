@@ -24,7 +24,7 @@ use streamrt_messages::{AssetKey, AssetLoadError, AssetTypeName, ErrorKind, Prio
 use streamrt_supervisor::{log_caught, take_panic_message, Mailbox};
 
 use crate::cache::EngineMsg;
-use crate::deps::{DepGate, DepHandle};
+use crate::deps::{DepGate, DepHandle, DepSharer};
 use crate::frame::FrameMsg;
 use crate::key_hash::KeyMap;
 use crate::replay::Recorder;
@@ -77,10 +77,11 @@ pub(crate) struct Walk {
     /// The keys from the root down to the request whose dependencies are being requested: at
     /// most `depth_max` + 1.
     path: Vec<AssetKey>,
-    /// A handle of each dependency requested so far, for the dependents after the first to
-    /// share (see `TreeLimits::share_dependencies`). Held until the walk is over, so a request
-    /// its first dependent let go of meanwhile is still there to share. At most `nodes_max`.
-    made: KeyMap<Box<dyn DepHandle>>,
+    /// Each dependency requested so far, for the dependents after the first to share (see
+    /// `TreeLimits::share_dependencies` and `DepSharer`: the walk keeps no request alive, so a
+    /// request its dependents let go of while the walk runs on ends then, as it did before
+    /// sharing, and is shared ended). At most `nodes_max`.
+    made: KeyMap<Box<dyn DepSharer>>,
 }
 
 impl Walk {
@@ -331,7 +332,7 @@ impl Submitter {
             // Sharing makes no request and walks nothing: only a new request meets the limits.
             // A request made is never on the path (it is made once its subtree is walked).
             if let Some(made) = walk.made.get(&dep) {
-                gate.add(made.share(Some(Arc::downgrade(gate))));
+                gate.add(made.share(Arc::downgrade(gate)));
                 continue;
             }
             let refused = walk.cycle(&dep).or_else(|| walk.past_limits());
@@ -344,7 +345,7 @@ impl Submitter {
                     let handle =
                         requester.request_dependency(self, dep.clone(), priority, parent, walk);
                     if walk.limits.share_dependencies {
-                        walk.made.insert(dep, handle.share(None));
+                        walk.made.insert(dep, handle.sharer());
                     }
                     gate.add(handle);
                     continue;
