@@ -29,13 +29,14 @@
 //! restart loses nothing but the message whose handling panicked.
 
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::time::Instant;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use streamrt_messages::{EventKind, Priority, RequestId};
 use streamrt_supervisor::{drain_turn, ChildLink, ExitReason, Mailbox, StopChild, Wake};
 
+use crate::lock::lock;
 use crate::replay::{published_records, Recorder};
 use crate::request::{PublishBatch, Publishable, RequestCell};
 use crate::tasks::GroupWork;
@@ -251,7 +252,7 @@ impl FrameShared {
     /// The ready set, with the changes left for it made.
     fn ready(&self) -> ReadyGuard<'_> {
         // Publishing cannot panic while holding the lock; a poisoned queue is still consistent.
-        let mut set = self.ready.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut set = lock(&self.ready);
         let withdrawn = self.make_deferred(&mut set);
         ReadyGuard { set, _withdrawn: withdrawn }
     }
@@ -315,7 +316,7 @@ impl FrameShared {
             PublishMode::Frames(policy) => policy,
         };
         let now_us = self.probe.now_us();
-        let mut pacing = self.pacing.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pacing = lock(&self.pacing);
         let (frame_us, budget) = pacing.begin(now_us, policy.publish_count_max);
         policy.publish_count_max = budget;
         let batch = PublishBatch::new(now_us);
@@ -366,15 +367,14 @@ impl FrameShared {
 
     /// Ends a frame: cancels the task groups made during it.
     pub(crate) fn end_frame(&self) {
-        let groups =
-            std::mem::take(&mut *self.groups.lock().unwrap_or_else(PoisonError::into_inner));
+        let groups = std::mem::take(&mut *lock(&self.groups));
         groups.iter().filter_map(Weak::upgrade).for_each(|g| g.cancel());
         self.probe.emit(self.probe.event(EventKind::FrameEnd));
     }
 
     /// Ties a task group to the current frame.
     pub(crate) fn adopt_group(&self, group: &Arc<dyn GroupWork>) {
-        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut groups = lock(&self.groups);
         // Groups already waited for and dropped leave dead entries; shed them as we go.
         groups.retain(|g| g.strong_count() > 0);
         groups.push(Arc::downgrade(group));
@@ -468,11 +468,6 @@ impl Handler<Wake> for FrameCoordinator {
         let (mailbox, link, max) = (self.mailbox.clone(), self.link.clone(), self.drain_batch_max);
         drain_turn(self, ctx, &mailbox, &link, max, Self::handle_msg, |_, _| {});
     }
-}
-
-/// Locks a list that nothing panics while holding: a poisoned one is still whole.
-fn lock<T>(list: &Mutex<T>) -> MutexGuard<'_, T> {
-    list.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The ready set, locked, with the changes left for it made. The entries those withdrew are

@@ -42,6 +42,7 @@ mod deps;
 mod frame;
 mod id_hash;
 mod key_hash;
+mod lock;
 pub mod replay;
 pub mod report;
 mod request;

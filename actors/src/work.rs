@@ -31,7 +31,7 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use streamrt_messages::replay_log::{LogRecord, ReadOutcome};
 use streamrt_messages::{
@@ -39,6 +39,7 @@ use streamrt_messages::{
 };
 use streamrt_supervisor::{panic_message, PoolSender, Worker};
 
+use crate::lock::lock;
 use crate::scheduler::{LoadRef, ReadCredit};
 use crate::source::{Locator, Source, SourceError};
 use crate::tasks::GroupWork;
@@ -232,7 +233,7 @@ impl<J> Staging<J> {
 
     /// Pushes every job under one lock.
     pub(crate) fn push_all(&self, jobs: impl IntoIterator<Item = (Priority, J)>) {
-        let mut levels = self.levels.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut levels = lock(&self.levels);
         for (priority, job) in jobs {
             levels[priority.index()].push_back(job);
         }
@@ -240,7 +241,7 @@ impl<J> Staging<J> {
 
     /// The most urgent load, and whether more wait after it (both under one lock).
     fn pop(&self) -> Option<(J, bool)> {
-        let mut levels = self.levels.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut levels = lock(&self.levels);
         let job = levels.iter_mut().find_map(VecDeque::pop_front)?;
         Some((job, levels.iter().any(|level| !level.is_empty())))
     }

@@ -6,12 +6,13 @@
 //! is how a replay completes reads and decodes in the order the recording saw them.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use streamrt_messages::replay_log::{DecodeOutcome, ReadOutcome};
 use streamrt_messages::{AssetKey, ErrorKind};
 
 use crate::asset::{DecodeError, Decoder};
+use crate::lock::lock;
 use crate::replay::stepper::Gate;
 use crate::source::{EntryInfo, Source, SourceError};
 
@@ -23,10 +24,6 @@ pub(crate) struct Script {
     entry_panics: Mutex<HashMap<AssetKey, VecDeque<String>>>,
     reads: Mutex<HashMap<AssetKey, VecDeque<ReadOutcome>>>,
     decodes: Mutex<HashMap<AssetKey, VecDeque<DecodeOutcome>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Script {

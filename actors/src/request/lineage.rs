@@ -11,12 +11,13 @@
 //!   below it, once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use streamrt_messages::LoadState;
 
 use super::{get_once, RequestCell};
 use crate::deps::{ByteProgress, Counted, DepGate};
+use crate::lock::lock;
 
 /// Where a request sits in a dependency tree.
 #[derive(Default)]
@@ -61,7 +62,7 @@ impl Lineage {
     pub(super) fn sharers(&self) -> Option<MutexGuard<'_, Vec<Weak<DepGate>>>> {
         let links = self.tree.as_ref()?;
         // Nothing panics while the lock is held: a poisoned lock still guards a whole list.
-        Some(links.sharers.lock().unwrap_or_else(PoisonError::into_inner))
+        Some(lock(&links.sharers))
     }
 
     pub(super) fn gate(&self) -> Option<&Arc<DepGate>> {
