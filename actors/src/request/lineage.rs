@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use streamrt_messages::LoadState;
 
-use super::{get_once, RequestCell};
+use super::RequestCell;
 use crate::deps::{ByteProgress, Counted, DepGate};
 use crate::lock::lock;
 
@@ -116,9 +116,10 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 
     /// Tells `gate`, a dependent's, that this request ended in `to`.
     fn tell_ended(&self, gate: &DepGate, to: LoadState) {
-        // Only a failure's: a failure that lost its race to a cancel left its error set, and
-        // the dependent of a cancelled request fails as cancelled.
-        let error = get_once(&self.error).filter(|_| to == LoadState::Failed);
+        // The cell's error only if it failed (`error`): a failure that lost its race to a
+        // cancel left its error set, and the dependent of a cancelled request fails as
+        // cancelled.
+        let error = self.error();
         gate.dependency_ended(|| self.key(), to, error.as_deref());
     }
 
