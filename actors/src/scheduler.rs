@@ -148,7 +148,9 @@ pub(crate) struct Scheduler {
     /// The types whose caches a restarted scheduler waits for to resubmit.
     resubmits_awaited: Vec<u16>,
     /// New loads taken while `resubmits_awaited` is not empty, enqueued once it is: at most
-    /// what the engine's admission limit (`requests_outstanding_max`) lets in meanwhile.
+    /// what the engine's admission limit (`requests_outstanding_max`) lets in meanwhile. A
+    /// move of one (`Reprioritize`, or its cache's resubmission at its current priority)
+    /// changes its priority here.
     held_new: Vec<QueuedLoad>,
     /// The loads of `held_new`: a cache resubmits a load whose new enqueue it sent before as
     /// queued, and that resubmission must not admit it past the capacity.
@@ -202,7 +204,9 @@ impl Scheduler {
                 }
             }
             SchedulerMsg::Reprioritize(load, priority) => {
-                self.queue.reprioritize(load, priority);
+                if !self.queue.reprioritize(load, priority) {
+                    self.reprioritize_held(load, priority);
+                }
             }
             SchedulerMsg::CancelQueued(load) => {
                 self.queue.remove(load);
@@ -267,8 +271,23 @@ impl Scheduler {
                 self.held_loads.insert(load);
                 self.held_new.push(queued);
             }
-            Admission::Again if self.held_loads.contains(&load) => {}
+            // The cache resubmits at its slot's priority now, which a reprioritisation the
+            // scheduler took while the load waited aside may not have reached.
+            Admission::Again if self.held_loads.contains(&load) => {
+                self.reprioritize_held(queued.load, queued.priority);
+            }
             Admission::Again => self.enqueue(queued),
+        }
+    }
+
+    /// Moves `load` to `priority` if it waits aside (see `held_new`): its cache sends the
+    /// move once, and the load is queued from there at the priority it holds then.
+    fn reprioritize_held(&mut self, load: LoadRef, priority: Priority) {
+        if !self.held_loads.contains(&(load.ty, load.generation)) {
+            return;
+        }
+        if let Some(held) = self.held_new.iter_mut().find(|held| held.load == load) {
+            held.priority = priority;
         }
     }
 
@@ -475,7 +494,110 @@ impl Handler<Wake> for Scheduler {
 
 #[cfg(test)]
 mod tests {
+    use std::any::Any;
+
+    use streamrt_supervisor::MonotonicClock;
+
     use super::*;
+    use crate::work::{CancelTable, Job, JobEnd};
+
+    /// A route whose cache is never asked anything: the scheduler only queues here.
+    #[derive(Default)]
+    struct Silent {
+        cancels: CancelTable,
+    }
+
+    impl JobRoute for Silent {
+        fn dispatch(&self, _: DispatchOrder) {
+            unreachable!("nothing is dispatched")
+        }
+        fn refuse(&self, load: LoadRef, kind: ErrorKind) {
+            unreachable!("{load:?} refused: {kind:?}")
+        }
+        fn decode(&self, _: Job, _: Vec<u8>, _: &dyn Fn(&Job)) -> Result<(), Box<dyn Any + Send>> {
+            unreachable!("nothing is decoded")
+        }
+        fn wake(&self) {}
+        fn end(&self, _: Job, _: JobEnd) {
+            unreachable!("nothing is read")
+        }
+        fn cancels(&self) -> &CancelTable {
+            &self.cancels
+        }
+    }
+
+    /// A scheduler just restarted, waiting for type 0's cache to resubmit.
+    fn restarted() -> Scheduler {
+        let mailbox = Mailbox::new();
+        let limits = SchedulerLimits {
+            queue_capacity: 16,
+            reads_in_flight: 1,
+            read_credit_bytes: 1,
+            decode_backlog_max: 1,
+            drain_batch_max: 16,
+        };
+        let routes: Arc<[Arc<dyn JobRoute>]> = Arc::new([Arc::new(Silent::default()) as _]);
+        let probe = Arc::new(Probe::new(Arc::new(MonotonicClock::new()), 16, false));
+        let resubmit = Arc::new(|| vec![0]);
+        let credits = ReadCredits::new(mailbox.clone());
+        let mut scheduler = Scheduler::new(
+            mailbox,
+            credits,
+            limits,
+            routes,
+            probe,
+            ChildLink::detached(),
+            resubmit,
+        );
+        scheduler.resubmits_awaited = vec![0];
+        scheduler
+    }
+
+    fn load(slot: u32, generation: u64) -> LoadRef {
+        LoadRef { ty: 0, slot, generation: Generation(generation) }
+    }
+
+    fn enqueue(load: LoadRef, priority: Priority, admission: Admission) -> SchedulerMsg {
+        SchedulerMsg::Enqueue(QueuedLoad { load, priority, declared_bytes: 0, admission })
+    }
+
+    #[test]
+    fn a_load_moved_while_it_waits_aside_for_the_resubmissions_is_queued_where_it_was_moved() {
+        // The cache's resubmission carries the new priority, or comes before the move.
+        for resubmitted_first in [false, true] {
+            let mut s = restarted();
+            let (old, new) = (load(2, 2), load(1, 5));
+            s.handle_msg(enqueue(old, Priority::Normal, Admission::Again));
+            s.handle_msg(enqueue(new, Priority::Low, Admission::New));
+            let again = if resubmitted_first { Priority::Low } else { Priority::Critical };
+            if resubmitted_first {
+                s.handle_msg(enqueue(new, again, Admission::Again));
+            }
+            s.handle_msg(SchedulerMsg::Reprioritize(new, Priority::Critical));
+            if !resubmitted_first {
+                s.handle_msg(enqueue(new, again, Admission::Again));
+            }
+            s.handle_msg(SchedulerMsg::Resubmitted(0));
+            let order: Vec<_> =
+                std::iter::from_fn(|| s.queue.pop()).map(|(l, _, p)| (l, p)).collect();
+            assert_eq!(
+                order,
+                [(new, Priority::Critical), (old, Priority::Normal)],
+                "resubmitted first: {resubmitted_first}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_resubmission_of_a_load_waiting_aside_carries_its_cache_s_priority() {
+        let mut s = restarted();
+        let new = load(1, 5);
+        s.handle_msg(enqueue(new, Priority::Low, Admission::New));
+        s.handle_msg(enqueue(new, Priority::High, Admission::Again));
+        s.handle_msg(SchedulerMsg::Resubmitted(0));
+        assert_eq!(s.queue.pop().map(|(l, _, p)| (l, p)), Some((new, Priority::High)));
+        assert_eq!(s.queue.len(), 0, "queued once");
+    }
 
     #[test]
     fn a_load_takes_shares_in_proportion_to_its_declared_size() {
