@@ -437,7 +437,8 @@ impl IoWorker {
                     }
                     None => DecodeJob::Load(Box::new((Self::decode_guard(guard.take()), bytes))),
                 };
-                // A closed decode pool drops the job here, and its guard fails it.
+                // A closed decode pool drops the job here (a threaded runtime's staged load
+                // waits in the staging queue until it is dropped), and its guard fails it.
                 let _ = self.decode.submit(next);
             }
         }
