@@ -9,10 +9,11 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail, ensure, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use streamrt::messages::protocol::{
-    encode_frame, ClientMsg, FrameDecoder, RequestInfo, ServerMsg, PROTOCOL_VERSION,
+    encode_frame, ClientMsg, FrameDecoder, RequestInfo, ServerMsg, IDS_PER_MSG_MAX,
+    KEYS_PER_LOAD_MAX, PROTOCOL_VERSION,
 };
 use streamrt::messages::{AssetKey, LoadState, Priority, RequestId, Status};
 
@@ -224,11 +225,10 @@ pub fn run(command: &ClientCommand) -> anyhow::Result<()> {
             load(target, keys, *priority, *wait)
         }
         ClientCommand::Cancel { target, ids } => {
-            let requests = ids.iter().map(|&i| RequestId(i)).collect();
-            done(target, &ClientMsg::Cancel { requests })
+            done(target, &ClientMsg::Cancel { requests: request_ids(ids)? })
         }
         ClientCommand::Reprioritize { target, priority, ids } => {
-            let requests = ids.iter().map(|&i| RequestId(i)).collect();
+            let requests = request_ids(ids)?;
             done(target, &ClientMsg::Reprioritize { requests, priority: *priority })
         }
         ClientCommand::Inflight(target) => inflight(target),
@@ -279,7 +279,18 @@ fn print_info(r: &RequestInfo, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The ids of one `Cancel` or `Reprioritize`: the daemon takes at most `IDS_PER_MSG_MAX`.
+fn request_ids(ids: &[u64]) -> anyhow::Result<Vec<RequestId>> {
+    ensure!(ids.len() <= IDS_PER_MSG_MAX, "{} ids: at most {IDS_PER_MSG_MAX} at once", ids.len());
+    Ok(ids.iter().map(|&i| RequestId(i)).collect())
+}
+
 fn load(target: &Target, keys: &[String], priority: Priority, wait: bool) -> anyhow::Result<()> {
+    ensure!(
+        keys.len() <= KEYS_PER_LOAD_MAX,
+        "{} keys: one load takes at most {KEYS_PER_LOAD_MAX}",
+        keys.len()
+    );
     let keys = keys
         .iter()
         .map(|k| AssetKey::parse(k).with_context(|| format!("bad key {k}")))

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use streamrt::messages::protocol::{
     encode_frame, ClientMsg, FrameDecoder, ProtocolError, ServerMsg, FRAME_BYTES_MAX,
-    PROTOCOL_VERSION,
+    KEYS_PER_LOAD_MAX, PROTOCOL_VERSION,
 };
 use streamrt::messages::{AssetKey, Priority};
 use streamrt::pack::{Codec, PackWriter};
@@ -227,6 +227,20 @@ fn each_bad_client_is_answered_or_dropped_and_the_next_client_is_served() {
     s.write_all(&[3, 0, 0, 0, 0xff, 0xff, 0xff]).unwrap();
     assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(_))));
     daemon.status_works();
+    // A load of more keys than any answer could list: refused as it is decoded, naming the
+    // limit, before its keys take memory.
+    let mut s = greeted(&daemon.socket);
+    let keys = vec![AssetKey::parse("a:b").unwrap(); KEYS_PER_LOAD_MAX + 1];
+    let load = ClientMsg::Load { keys, priority: Priority::Normal, wait: false };
+    s.write_all(&encode_frame(&load).unwrap()).unwrap();
+    let answer = read_msg(&mut s);
+    let limit = format!("{} keys, over the limit of {KEYS_PER_LOAD_MAX}", KEYS_PER_LOAD_MAX + 1);
+    assert!(
+        matches!(&answer, Some(ServerMsg::Error(e)) if e.to_string().contains(&limit)),
+        "{answer:?}"
+    );
+    assert!(read_msg(&mut s).is_none(), "then closed");
+    daemon.status_works();
     // A length prefix over the limit: refused before any payload.
     let mut s = connect(&daemon.socket);
     s.write_all(&u32::MAX.to_le_bytes()).unwrap();
@@ -288,7 +302,7 @@ fn a_load_refused_as_a_whole_makes_no_request_and_the_connection_is_still_served
     let load =
         |keys: Vec<AssetKey>| ClientMsg::Load { keys, priority: Priority::Normal, wait: false };
     // The request fits a frame, but the answer (an id for every key) would not.
-    let many = vec![AssetKey::parse("blob:b1").unwrap(); 100_000];
+    let many = vec![AssetKey::parse("blob:b1").unwrap(); 60_000];
     let answer = ask(&load(many));
     assert!(
         matches!(answer, Some(ServerMsg::Error(ProtocolError::ReplyTooLarge { .. }))),

@@ -95,7 +95,7 @@ impl AssetTypeName {
 impl<'de> Deserialize<'de> for AssetTypeName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Self::new(&s).map_err(serde::de::Error::custom)
+        Self::new(&s).map_err(crate::decode::refuse)
     }
 }
 
@@ -209,7 +209,7 @@ impl<'de> Deserialize<'de> for AssetKey {
             path: String,
         }
         let raw = Raw::deserialize(d)?;
-        Self::new(raw.asset_type, &raw.path).map_err(serde::de::Error::custom)
+        Self::new(raw.asset_type, &raw.path).map_err(crate::decode::refuse)
     }
 }
 

@@ -19,6 +19,7 @@
 //! Every type here is `serde`-serialisable so that the control protocol and the replay log
 //! carry the same values the actors use.
 
+mod decode;
 mod error;
 mod event;
 mod ids;

@@ -13,7 +13,7 @@
 //!   they are deserialised, so a message that decodes holds only confined keys.
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{AssetKey, Event, LoadState, Priority, RequestId, Status};
 
@@ -26,6 +26,26 @@ pub const FRAME_BYTES_MAX: usize = 1 << 20;
 
 /// The length prefix's size, in bytes.
 const LEN_BYTES: usize = 4;
+
+/// Keys one [`ClientMsg::Load`] carries at most. No more could ever be answered (this many
+/// already cannot): each key's entry in [`ServerMsg::Loaded`] takes at least 16 bytes of a
+/// frame (a 10-byte id, a key of two 1-byte names with their lengths, a state and a priority),
+/// and a load whose answer would not fit is refused `ReplyTooLarge`. A longer list is refused as
+/// it is decoded, from its length, so a decoded `Load` holds at most this many keys (about
+/// 100 bytes each in memory, 6 MiB), not the 25 MiB a frame of the shortest keys would make.
+pub const KEYS_PER_LOAD_MAX: usize = 65_536;
+
+/// Request ids one [`ClientMsg::Cancel`] or [`ClientMsg::Reprioritize`] carries at most (8
+/// bytes each in memory, 512 KiB), refused as they are decoded past it as keys are.
+pub const IDS_PER_MSG_MAX: usize = 65_536;
+
+fn keys_at_most<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<AssetKey>, D::Error> {
+    crate::decode::at_most(d, KEYS_PER_LOAD_MAX, "keys")
+}
+
+fn ids_at_most<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RequestId>, D::Error> {
+    crate::decode::at_most(d, IDS_PER_MSG_MAX, "request ids")
+}
 
 /// What a client sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,7 +60,8 @@ pub enum ClientMsg {
     /// Requests assets (`LoadAsset`); answered with [`ServerMsg::Loaded`], then, if `wait`, one
     /// [`ServerMsg::Ended`] per request and [`ServerMsg::Done`].
     Load {
-        /// The assets.
+        /// The assets: at most [`KEYS_PER_LOAD_MAX`].
+        #[serde(deserialize_with = "keys_at_most")]
         keys: Vec<AssetKey>,
         /// Their priority.
         priority: Priority,
@@ -49,12 +70,14 @@ pub enum ClientMsg {
     },
     /// Cancels requests the daemon holds.
     Cancel {
-        /// The requests.
+        /// The requests: at most [`IDS_PER_MSG_MAX`].
+        #[serde(deserialize_with = "ids_at_most")]
         requests: Vec<RequestId>,
     },
     /// Changes requests' priority.
     Reprioritize {
-        /// The requests.
+        /// The requests: at most [`IDS_PER_MSG_MAX`].
+        #[serde(deserialize_with = "ids_at_most")]
         requests: Vec<RequestId>,
         /// The new priority.
         priority: Priority,
@@ -197,6 +220,28 @@ pub enum ProtocolError {
 /// Bytes of a page's payload kept for its variant's tag and its list's length (two varints).
 const PAGE_OVERHEAD_BYTES: usize = 16;
 
+/// The size in bytes of the widest [`ServerMsg::Loaded`] answer to a load of `keys` at
+/// `priority`: every id as long as an id can be encoded. Worked out without building the
+/// answer, which for a load whose answer is past a frame is a few MiB.
+pub fn widest_loaded_bytes(keys: &[AssetKey], priority: Priority) -> u64 {
+    let entry = |key: &AssetKey| RequestInfo {
+        request: RequestId(u64::MAX),
+        key: key.clone(),
+        state: LoadState::Pending,
+        priority,
+    };
+    let entries = keys.iter().map(|key| encoded_size(&entry(key)));
+    // The empty answer's list length (one byte) gives way to the real one's.
+    let framing = encoded_size(&ServerMsg::Loaded(Vec::new())) - 1 + encoded_size(&keys.len());
+    entries.fold(framing as u64, |bytes, entry| bytes.saturating_add(entry as u64))
+}
+
+/// The bytes postcard encodes `value` in.
+fn encoded_size<T: Serialize>(value: &T) -> usize {
+    // Only a type postcard cannot encode fails, which none of the protocol's is.
+    postcard::experimental::serialized_size(value).unwrap_or(usize::MAX)
+}
+
 /// Splits `requests` into [`ServerMsg::InFlight`] pages in order, as few as fit each within
 /// one frame: at least one page, empty when `requests` is. Any request fits a page, as a key
 /// is at most a few KiB.
@@ -306,7 +351,7 @@ impl FrameDecoder {
             return Err(FrameError::TooLarge { len: len as u64, max: FRAME_BYTES_MAX as u64 });
         }
         let Some(payload) = pending.get(LEN_BYTES..LEN_BYTES + len) else { return Ok(None) };
-        let msg = from_whole(payload, "message").map_err(FrameError::Malformed);
+        let msg = crate::decode::from_whole(payload, "message").map_err(FrameError::Malformed);
         self.start += LEN_BYTES + len;
         if self.start == self.buf.len() {
             self.buf.clear();
@@ -314,20 +359,6 @@ impl FrameDecoder {
         }
         msg.map(Some)
     }
-}
-
-/// Decodes a frame's `payload` as one `what`, all of it: bytes after the value mean a wrong
-/// length, which would otherwise pass for a good frame (postcard stops at the value's end).
-///
-/// # Errors
-///
-/// postcard's message, or the count of bytes left after the value.
-pub(crate) fn from_whole<T: DeserializeOwned>(payload: &[u8], what: &str) -> Result<T, String> {
-    let (value, extra) = postcard::take_from_bytes(payload).map_err(|e| e.to_string())?;
-    if !extra.is_empty() {
-        return Err(format!("{} bytes after the {what} in its frame", extra.len()));
-    }
-    Ok(value)
 }
 
 #[cfg(test)]
@@ -401,6 +432,23 @@ mod tests {
     }
 
     #[test]
+    fn the_widest_answer_to_a_load_is_sized_as_it_would_be_encoded() {
+        let longest = format!("texture:{}", "p".repeat(crate::key::ASSET_PATH_BYTES_MAX - 1));
+        for n in [0, 1, 127, 128, 20_000] {
+            let keys: Vec<_> =
+                (0..n).map(|i| key(&format!("mesh:m{i}"))).chain([key(&longest)]).collect();
+            let widest = keys.iter().map(|key| RequestInfo {
+                request: RequestId(u64::MAX),
+                key: key.clone(),
+                state: LoadState::Pending,
+                priority: Priority::Critical,
+            });
+            let answer = postcard::to_allocvec(&ServerMsg::Loaded(widest.collect())).unwrap();
+            assert_eq!(widest_loaded_bytes(&keys, Priority::Critical), answer.len() as u64, "{n}");
+        }
+    }
+
+    #[test]
     fn a_length_over_the_limit_is_refused_before_its_payload_arrives() {
         let mut decoder = FrameDecoder::new();
         decoder.push(&(FRAME_BYTES_MAX as u32 + 1).to_le_bytes());
@@ -419,7 +467,43 @@ mod tests {
         frame[at..at + 5].copy_from_slice(b"../bb");
         let mut decoder = FrameDecoder::new();
         decoder.push(&frame);
-        assert!(matches!(decoder.next_msg::<ClientMsg>(), Err(FrameError::Malformed(_))));
+        let e = decoder.next_msg::<ClientMsg>().unwrap_err();
+        let reason = "malformed payload: invalid key \"../bb\": `..` component";
+        assert_eq!(e.to_string(), reason, "the key's own reason, not postcard's");
+    }
+
+    #[test]
+    fn a_load_of_more_keys_than_an_answer_can_list_is_refused_as_it_is_decoded() {
+        let load = |n: usize| ClientMsg::Load {
+            keys: vec![key("a:b"); n],
+            priority: Priority::Normal,
+            wait: false,
+        };
+        let mut decoder = FrameDecoder::new();
+        decoder.push(&encode_frame(&load(KEYS_PER_LOAD_MAX)).unwrap());
+        assert_eq!(decoder.next_msg::<ClientMsg>(), Ok(Some(load(KEYS_PER_LOAD_MAX))));
+        decoder.push(&encode_frame(&load(KEYS_PER_LOAD_MAX + 1)).unwrap());
+        let e = decoder.next_msg::<ClientMsg>().unwrap_err();
+        assert_eq!(e.to_string(), "malformed payload: 65537 keys, over the limit of 65536");
+        // Those that pass could never all be answered past the limit: the answer to the
+        // shortest keys just fits.
+        let widest = |n: usize| {
+            let info = RequestInfo {
+                request: RequestId(u64::MAX),
+                key: key("a:b"),
+                state: LoadState::Pending,
+                priority: Priority::Normal,
+            };
+            ServerMsg::Loaded(vec![info; n])
+        };
+        assert!(encode_frame(&widest(KEYS_PER_LOAD_MAX - 1)).is_ok());
+        assert!(encode_frame(&widest(KEYS_PER_LOAD_MAX)).is_err());
+        let keys = vec![key("a:b"); KEYS_PER_LOAD_MAX];
+        assert_eq!(widest_loaded_bytes(&keys, Priority::Normal), 1_048_580);
+        let cancel = |n: usize| ClientMsg::Cancel { requests: vec![RequestId(1); n] };
+        decoder.push(&encode_frame(&cancel(IDS_PER_MSG_MAX + 1)).unwrap());
+        let e = decoder.next_msg::<ClientMsg>().unwrap_err();
+        assert_eq!(e.to_string(), "malformed payload: 65537 request ids, over the limit of 65536");
     }
 
     #[test]

@@ -451,7 +451,7 @@ impl<'a> LogReader<'a> {
             return Err(error(LogErrorKind::Truncated { needed: len as u64, left }));
         };
         // A wrong length would otherwise swallow the frames it covers without a word.
-        let value = crate::protocol::from_whole(payload, what)
+        let value = crate::decode::from_whole(payload, what)
             .map_err(|message| error(LogErrorKind::Malformed { what, message }))?;
         self.at += 4 + len;
         Ok(Some(value))

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use rustix::io::Errno;
 use rustix::net::RecvFlags;
 use streamrt::messages::protocol::{
-    encode_frame, in_flight_pages, ClientMsg, FrameDecoder, FrameError, ProtocolError, RequestInfo,
-    ServerMsg, TypeStats, PROTOCOL_VERSION,
+    encode_frame, in_flight_pages, widest_loaded_bytes, ClientMsg, FrameDecoder, FrameError,
+    ProtocolError, RequestInfo, ServerMsg, TypeStats, FRAME_BYTES_MAX, PROTOCOL_VERSION,
 };
-use streamrt::messages::{AssetKey, LoadState, Priority, RequestId};
+use streamrt::messages::{AssetKey, Priority, RequestId};
 use streamrt::RequestError;
 
 use super::Daemon;
@@ -254,19 +254,8 @@ fn refusal(keys: &[AssetKey], priority: Priority) -> Option<ProtocolError> {
         let unknown = RequestError::UnknownType(key.asset_type().to_string());
         return Some(ProtocolError::Refused(unknown.to_string()));
     }
-    // The answer at its widest: every id as long as an id can be encoded.
-    let widest = keys.iter().map(|key| RequestInfo {
-        request: RequestId(u64::MAX),
-        key: key.clone(),
-        state: LoadState::Pending,
-        priority,
-    });
-    match encode_frame(&ServerMsg::Loaded(widest.collect())) {
-        Err(FrameError::TooLarge { len, max }) => {
-            Some(ProtocolError::ReplyTooLarge { bytes: len, max })
-        }
-        _ => None,
-    }
+    let (bytes, max) = (widest_loaded_bytes(keys, priority), FRAME_BYTES_MAX as u64);
+    (bytes > max).then_some(ProtocolError::ReplyTooLarge { bytes, max })
 }
 
 fn load(
