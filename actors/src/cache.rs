@@ -492,12 +492,15 @@ impl<T: Send + Sync + 'static> Cache<T> {
         if detached.is_some() {
             cell.cancel();
         }
+        // No handle reads a released request's value (`request/staged.rs`): taken here, so a
+        // cancelled or failed handle the engine keeps holds no asset the budget lets go of.
+        let value = cell.take_staged_value();
         // Cancelled after it was staged (whether a slot still holds it or not): its ready
         // entry would wait, holding the value, until a frame's budget reached it.
         if cell.state() == LoadState::Cancelled && cell.is_staged() {
             self.to_withdraw.push(request);
         }
-        let Some(Detached { slot: at, holder, emptied }) = detached else { return };
+        let Some(Detached { slot: at, holder: _holder, emptied }) = detached else { return };
         let Some(slot) = emptied else {
             // The others keep the load, at the most urgent priority among them now: the one
             // that let go may have been the one that raised it.
@@ -505,7 +508,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
         };
         if slot.phase == Phase::Resident {
             // The last holder let go of a decoded asset: keep it for reuse, within the budget.
-            let value = holder.cell().staged_value();
             let value = value.expect("a resident slot's holders were staged with its value");
             return self.park(path, value, slot.bytes);
         }

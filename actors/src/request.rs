@@ -42,8 +42,10 @@ use crate::signal::{deadline_after, listen_async, wait_until, wake_listeners, Si
 use crate::telemetry::{Counters, Probe};
 
 mod lineage;
+mod staged;
 
 pub(crate) use lineage::Lineage;
+use staged::StagedValue;
 
 /// Sets `slot` to `value` unless it was set before: the first value stays, as in a `OnceLock`.
 fn set_once<V>(slot: &OnceBox<Arc<V>>, value: Arc<V>) {
@@ -84,13 +86,12 @@ pub(crate) struct RequestCell<T: Send + Sync + 'static> {
     /// Microseconds from `created_us` to the terminal state, saturating at `u32::MAX` (71
     /// minutes); 0 until then.
     terminal_after_us: AtomicU32,
-    /// Set once, when the request is staged; read once it is `Ready`. A `OnceBox` is one
-    /// pointer where a `OnceLock` is two words, and each of the two saves the cell a size
-    /// class (see `# Size`). Its box is a second, small allocation, made once the request is
-    /// decoded (and one for the error, once it fails; a set refused because one came first
-    /// frees its box at once): setting an `ArcSwapOption` (the cell's first choice) walked
-    /// every thread's debt list, 8 % of the core thread's instructions in `bench tiny`.
-    value: OnceBox<Arc<T>>,
+    /// Set once, when staged; read once `Ready`; taken by the cache at the release. A `OnceBox`
+    /// is one pointer where a `OnceLock` is two words, each saving the cell a size class (see
+    /// `# Size`); its box is made once the request is decoded (the error's once it fails):
+    /// setting an `ArcSwapOption` (the first choice) walked every thread's debt list, 8 % of
+    /// the core thread's instructions in `bench tiny`.
+    value: StagedValue<T>,
     /// Set once, before the request moves to `Failed`.
     error: OnceBox<Arc<AssetLoadError>>,
     created_us: u64,
@@ -122,7 +123,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
             handles: AtomicU32::new(0),
             declared_bytes: u32::try_from(size).unwrap_or(u32::MAX),
             terminal_after_us: AtomicU32::new(0),
-            value: OnceBox::new(),
+            value: StagedValue::new(),
             error: OnceBox::new(),
             created_us: link.probe.now_us(),
             changed: Signal::new(),
@@ -312,7 +313,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 
     /// Stores the decoded value and moves to `Decoded`. False if the request already ended.
     pub(crate) fn stage(&self, value: Arc<T>) -> bool {
-        set_once(&self.value, value);
+        self.value.set(value);
         let staged = self.transition(LoadState::Decoded).is_ok();
         if staged {
             wake_listeners(self.probe().any_progressed());
@@ -349,17 +350,23 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 
     /// Whether the request was ever staged with a value (whatever its state since).
     pub(crate) fn is_staged(&self) -> bool {
-        self.value.get().is_some()
+        self.value.was_set()
     }
 
     /// The value this request was staged with, whatever its state since: a resident asset's
-    /// value, as its cache reads it from its holders.
+    /// value, as its cache reads it from its holders. None once taken at the release.
     pub(crate) fn staged_value(&self) -> Option<Arc<T>> {
-        get_once(&self.value)
+        self.value.get()
+    }
+
+    /// Takes the staged value out, at the request's release: no handle reads it after (see
+    /// `request/staged.rs`), and the cache parks it or lets it go.
+    pub(crate) fn take_staged_value(&self) -> Option<Arc<T>> {
+        self.value.take()
     }
 
     fn value(&self) -> Option<Arc<T>> {
-        (self.state() == LoadState::Ready).then(|| get_once(&self.value)).flatten()
+        (self.state() == LoadState::Ready).then(|| self.value.get()).flatten()
     }
 
     fn error(&self) -> Option<Arc<AssetLoadError>> {

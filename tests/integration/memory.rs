@@ -165,3 +165,30 @@ fn a_type_budget_evicts_within_its_type() {
         .build();
     assert!(matches!(unknown, Err(BuildError::BudgetType(t)) if t == "mesh"));
 }
+
+#[test]
+fn a_cancelled_handle_the_engine_keeps_holds_no_value_the_budget_let_go_of() {
+    let source = GatedSource::with_blobs(2);
+    let rt =
+        runtime(&source, &BlobDecoder::default(), |b| b.frame_budget(8).bytes_resident_max(16));
+    let ready = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    assert!(wait_loaded(std::slice::from_ref(&ready), PATIENCE));
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(rt.begin_frame().published, 1);
+    let value = std::sync::Arc::downgrade(&ready.get().expect("published"));
+    // Served from memory and waiting for a frame, then cancelled: an engine may keep the
+    // handle (in an entity that asked for the asset) long after.
+    let kept = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    assert!(wait_loaded(std::slice::from_ref(&kept), PATIENCE));
+    assert!(kept.cancel());
+    drop(ready);
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(value.strong_count(), 1, "parked: the budget's pool holds the only reference");
+    // Past the budget with a1: a0, let go of, is evicted, and its memory freed with it.
+    let other = rt.request::<Blob>("a1", Priority::Normal).unwrap();
+    assert!(wait_loaded(std::slice::from_ref(&other), PATIENCE));
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(rt.memory_stats().evictions, 1);
+    assert!(value.upgrade().is_none(), "evicted and freed, though its cancelled handle is kept");
+    assert_eq!(kept.state(), LoadState::Cancelled);
+}

@@ -197,12 +197,14 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let (kept, let_go): (Vec<_>, Vec<_>) =
             holders.into_iter().partition(|t| !t.cell().is_released());
         // What the lost release would have done: a cancelled request still in the ready set
-        // leaves it, rather than keep its value there until a frame reaches it.
+        // leaves it, rather than keep its value there until a frame reaches it, and its value
+        // is taken from it.
         for ticket in &let_go {
             let cell = ticket.cell();
             if cell.state() == LoadState::Cancelled && cell.is_staged() {
                 self.to_withdraw.push(cell.id());
             }
+            drop(cell.take_staged_value());
         }
         let mut kept = kept.into_iter();
         let Some(first) = kept.next() else {

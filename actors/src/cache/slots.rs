@@ -103,6 +103,7 @@ impl<H: Holder> Slot<H> {
 /// A holder [`SlotTable::detach`] took off its slot.
 pub(crate) struct Detached<H> {
     pub(crate) slot: usize,
+    /// The holder: the caller's to drop (with it, perhaps the request's last reference).
     pub(crate) holder: H,
     /// The slot itself, removed from the table, if that was its last holder: it has no holder,
     /// so no path of its own (it is `holder`'s).

@@ -1,0 +1,66 @@
+//! The value a request is staged with: set once, when its asset decoded; read once the request
+//! is `Ready`; taken back by its cache at the request's release.
+//!
+//! # Invariants
+//!
+//! - Set at most once: the first value stays, a later one is dropped (as in a `OnceLock`).
+//! - Taken only at the request's release, when no handle can read it any more: a request
+//!   released while handles remain is cancelled or failed, and neither reads its value. So a
+//!   cancelled or failed handle the engine keeps holds no asset the memory budget has let go of
+//!   (an eviction then frees the asset's memory, as the budget counts it).
+
+use std::sync::{Arc, Mutex};
+
+use once_cell::race::OnceBox;
+
+use crate::lock::lock;
+
+/// See the module docs. One pointer in the request's cell (its `# Size`): the box, holding the
+/// lock and the value, is made when the request is staged.
+pub(crate) struct StagedValue<T>(OnceBox<Mutex<Option<Arc<T>>>>);
+
+impl<T> StagedValue<T> {
+    pub(crate) fn new() -> Self {
+        Self(OnceBox::new())
+    }
+
+    /// Stages `value`, unless a value was staged before.
+    pub(crate) fn set(&self, value: Arc<T>) {
+        // A slot set already keeps its value; the one refused is dropped here.
+        let _ = self.0.set(Box::new(Mutex::new(Some(value))));
+    }
+
+    /// The value staged, unless there was none or it was taken.
+    pub(crate) fn get(&self) -> Option<Arc<T>> {
+        self.0.get().and_then(|value| lock(value).clone())
+    }
+
+    /// Whether a value was ever staged, taken since or not.
+    pub(crate) fn was_set(&self) -> bool {
+        self.0.get().is_some()
+    }
+
+    /// Takes the value staged out (see the module's invariants).
+    pub(crate) fn take(&self) -> Option<Arc<T>> {
+        self.0.get().and_then(|value| lock(value).take())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_value_stays_until_taken_and_none_is_set_after() {
+        let staged = StagedValue::new();
+        assert!(!staged.was_set());
+        staged.set(Arc::new(1));
+        staged.set(Arc::new(2));
+        assert_eq!(staged.get(), Some(Arc::new(1)));
+        let taken = staged.take().expect("staged");
+        assert_eq!(Arc::strong_count(&taken), 1, "the slot keeps no copy");
+        assert_eq!((staged.get(), staged.was_set()), (None, true));
+        staged.set(Arc::new(3));
+        assert_eq!(staged.get(), None, "set once only");
+    }
+}
