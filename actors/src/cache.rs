@@ -143,7 +143,8 @@ pub struct CacheStats {
     pub holders: usize,
     /// Requests served from memory (a held or parked asset).
     pub hits: u64,
-    /// Requests that started a load.
+    /// Loads started for requests (a request whose load a cache's restart starts again counts
+    /// again).
     pub misses: u64,
     /// Parked assets dropped for the memory budget.
     pub evictions: u64,

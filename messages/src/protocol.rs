@@ -122,7 +122,8 @@ pub struct TypeStats {
     pub resident_bytes: u64,
     /// Requests served from memory.
     pub hits: u64,
-    /// Requests that started a load.
+    /// Loads started for requests (a request whose load a cache's restart starts again counts
+    /// again).
     pub misses: u64,
     /// Assets evicted by the memory budget.
     pub evictions: u64,

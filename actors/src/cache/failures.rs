@@ -7,8 +7,8 @@
 //! backoff's end queues it at the slot's priority then. A decoder panic is retried until the
 //! key has panicked `panics_max` times in a row (a decode that works starts the count again);
 //! then the key is quarantined and every request for it fails at once with `Quarantined`.
-//! Other failures end the load and fail every holder, but a holder already decoded (only a
-//! load a cache's restart started again has one) keeps its value.
+//! Other failures end the load and fail every holder (none of a loading slot's holders was
+//! staged: a cache's restart loads a slot again only when none of its holders has the value).
 //!
 //! # Invariants
 //!

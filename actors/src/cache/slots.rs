@@ -63,7 +63,9 @@ pub(crate) struct Slot<H> {
     /// once the cache's turn is over (`Cache::flush` settles it).
     pub(crate) priority: Priority,
     /// The current attempt, from 1 (16 bits, so that the locator fits in the slot's 40 bytes;
-    /// it stops at `u16::MAX`, where retries stop too).
+    /// it stops at `u16::MAX`, where transient failures' retries stop too; a panicking
+    /// decoder's stop at the key's `panics_max`, and the attempt an error reports stays at
+    /// `u16::MAX` past it).
     pub(crate) attempt: u16,
     /// Where the source keeps the asset, from the first request's `entry_info`: its reads
     /// need not look the key up again.
