@@ -224,7 +224,13 @@ fn accept_loop(daemon: &Arc<Daemon>, socket: &ControlSocket) -> Vec<JoinHandle<(
     let mut next_id = 0u64;
     for stream in socket.listener().incoming() {
         if daemon.is_stopping() {
-            break;
+            // The listener is shut: `accept` hands out the connections already in its backlog
+            // (no new one joins it), then fails. Each is told why it is not served.
+            let Ok(stream) = stream else { break };
+            if peer_is(&stream, uid) {
+                turn_away(stream, ProtocolError::ShuttingDown, daemon.idle_timeout);
+            }
+            continue;
         }
         let stream = match stream {
             Ok(stream) => stream,

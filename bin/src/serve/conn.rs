@@ -294,7 +294,9 @@ fn load(
     for r in &made {
         // The runtime ends every request on shutdown, so this wait always finishes.
         while !r.wait(WATCH_STATUS_INTERVAL) {
-            if conn.client_gone() {
+            // A shutdown ends every request before it shuts the connections for reading, which
+            // looks like a client gone: one that ended since is still told.
+            if conn.client_gone() && !r.state().is_terminal() {
                 return Err(End::Gone);
             }
         }
