@@ -493,9 +493,9 @@ impl<T: Send + Sync + 'static> Cache<T> {
         if detached.is_some() {
             cell.cancel();
         }
-        // No handle reads a released request's value (`request/staged.rs`): taken here, so a
-        // cancelled or failed handle the engine keeps holds no asset the budget lets go of.
-        let value = cell.take_staged_value();
+        // Taken from a cancelled or failed request (`request/staged.rs`), so that its handle,
+        // which the engine may keep, holds no asset the budget lets go of.
+        let value = cell.released_value();
         // Cancelled after it was staged (whether a slot still holds it or not): its ready
         // entry would wait, holding the value, until a frame's budget reached it.
         if cell.state() == LoadState::Cancelled && cell.is_staged() {

@@ -359,10 +359,14 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         self.value.get()
     }
 
-    /// Takes the staged value out, at the request's release: no handle reads it after (see
-    /// `request/staged.rs`), and the cache parks it or lets it go.
-    pub(crate) fn take_staged_value(&self) -> Option<Arc<T>> {
-        self.value.take()
+    /// The staged value, for the cache to park at the release: taken out of a request that
+    /// ended without handing it out (see `request/staged.rs`); a copy of a `Ready` one's,
+    /// which a `ready()` future may still read once the last handle is gone.
+    pub(crate) fn released_value(&self) -> Option<Arc<T>> {
+        match self.state() {
+            LoadState::Cancelled | LoadState::Failed => self.value.take(),
+            _ => self.value.get(),
+        }
     }
 
     fn value(&self) -> Option<Arc<T>> {

@@ -213,6 +213,23 @@ fn a_waiter_listening_before_the_load_ends_is_woken_by_its_end() {
 }
 
 #[test]
+fn a_ready_future_outliving_the_last_handle_still_gets_the_value_once_it_was_let_go_of() {
+    let (source, rt, handle) = one_held_request();
+    let ready = handle.ready();
+    source.gate.release("a0");
+    handle.wait_timeout(PATIENCE).unwrap().unwrap();
+    drop(handle);
+    // The cache handled the release: it parked the value, which the future may still read.
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(rt.memory_stats().parked, 1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || tx.send(futures::executor::block_on(ready)).unwrap());
+    let outcome = rx.recv_timeout(PATIENCE).expect("the future resolves");
+    assert_eq!(outcome.unwrap().0, b"blob-00000000000");
+    waiter.join().unwrap();
+}
+
+#[test]
 fn a_timeout_too_long_for_an_instant_waits_without_a_deadline_instead_of_panicking() {
     let (source, rt, h) = one_held_request();
     let events = rt.subscribe(64);

@@ -204,7 +204,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             if cell.state() == LoadState::Cancelled && cell.is_staged() {
                 self.to_withdraw.push(cell.id());
             }
-            drop(cell.take_staged_value());
+            drop(cell.released_value());
         }
         let mut kept = kept.into_iter();
         let Some(first) = kept.next() else {

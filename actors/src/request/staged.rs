@@ -1,13 +1,13 @@
 //! The value a request is staged with: set once, when its asset decoded; read once the request
-//! is `Ready`; taken back by its cache at the request's release.
+//! is `Ready`; taken back by its cache at the release of a request that ended without it.
 //!
 //! # Invariants
 //!
 //! - Set at most once: the first value stays, a later one is dropped (as in a `OnceLock`).
-//! - Taken only at the request's release, when no handle can read it any more: a request
-//!   released while handles remain is cancelled or failed, and neither reads its value. So a
-//!   cancelled or failed handle the engine keeps holds no asset the memory budget has let go of
-//!   (an eviction then frees the asset's memory, as the budget counts it).
+//! - Taken only from a cancelled or failed request, at its release: nothing reads the value of
+//!   either (a `Ready` one's stays, as a `ready()` future may read it after the last handle
+//!   went). So a cancelled or failed handle the engine keeps holds no asset the memory budget
+//!   let go of (an eviction then frees the asset's memory, as the budget counts it).
 
 use std::sync::{Arc, Mutex};
 
