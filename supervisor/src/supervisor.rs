@@ -493,8 +493,9 @@ impl Actor for Supervisor {
                 break;
             }
             // Started already by the restart of an earlier sibling that failed to start (its
-            // strategy restarts the ones after it): a second start would orphan that one.
-            if self.children[i].running.is_some() {
+            // strategy restarts the ones after it): a second start would orphan that one, or
+            // start again a temporary child whose start failed there.
+            if self.children[i].incarnation > 0 {
                 continue;
             }
             if let Err(reason) = self.start_child(i) {

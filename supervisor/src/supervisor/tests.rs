@@ -23,6 +23,8 @@ enum Fault {
     FailsToRestart,
     /// Its start function fails the first time only.
     FailsToStartOnce,
+    /// Its start function always fails, logging `refused NAME`.
+    NeverStarts,
 }
 
 /// Logs `start NAME N` and `stop NAME N`; fails its first incarnation as its plan says.
@@ -144,6 +146,10 @@ impl Tree {
                     }
                     if first_start == Some(Fault::FailsToStartOnce) && starts == 1 {
                         return Err(format!("{name} cannot start yet"));
+                    }
+                    if first_start == Some(Fault::NeverStarts) {
+                        log.send(format!("refused {name}")).unwrap();
+                        return Err(format!("{name} cannot start"));
                     }
                     let addr = TestChild { name, link, first_start, log: log.clone() }.start();
                     let mut addrs = addrs.lock().unwrap();
@@ -320,6 +326,18 @@ fn a_first_start_that_fails_restarts_the_siblings_after_it_once_each() {
     tree.expect("start a 2");
     tree.expect("start b 1");
     assert_eq!(tree.quiet(), Vec::<String>::new(), "b is started once, not again");
+}
+
+#[test]
+fn a_temporary_child_that_failed_to_start_in_an_earlier_siblings_restart_is_not_started_again() {
+    let children = [
+        ("a", RestartKind::Permanent, Some(Fault::FailsToStartOnce)),
+        ("b", RestartKind::Temporary, Some(Fault::NeverStarts)),
+    ];
+    let tree = Tree::start(policy(Strategy::RestForOne, 5), &children);
+    // a's restart starts b, which fails: a temporary child is never started again.
+    assert_eq!(tree.lines(2), ["refused b", "start a 2"]);
+    assert_eq!(tree.quiet(), Vec::<String>::new(), "b's start is tried once");
 }
 
 #[test]
