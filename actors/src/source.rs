@@ -88,8 +88,8 @@ pub trait Source: Send + Sync + 'static {
     ///
     /// # Panics
     ///
-    /// A panic here is caught: the request fails at once with `Io`, naming the panic. A replay
-    /// of a recording where it happened diverges there (the log keeps no record of it).
+    /// A panic here is caught: the request fails at once with `Io`, naming the panic. A
+    /// recording keeps it (`EntryPanicked`), and its replay raises it again there.
     fn entry_info(&self, _key: &AssetKey) -> EntryInfo {
         EntryInfo::default()
     }

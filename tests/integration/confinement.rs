@@ -119,6 +119,30 @@ fn a_symlink_out_of_the_root_is_denied_in_a_folder_already_read_from() {
 }
 
 #[test]
+fn clones_of_a_dir_source_keep_the_root_the_first_read_resolved_when_it_is_repointed() {
+    use streamrt::Source;
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), b"secret").unwrap();
+    let base = tempfile::tempdir().unwrap();
+    let (v1, v2, link) = (base.path().join("v1"), base.path().join("v2"), base.path().join("link"));
+    std::fs::create_dir_all(v1.join("a")).unwrap();
+    std::fs::write(v1.join("a/x"), b"x").unwrap();
+    std::fs::create_dir_all(&v2).unwrap();
+    symlink(outside.path(), v2.join("a")).unwrap();
+    symlink(&v1, &link).unwrap();
+    let first = DirSource::new(&link);
+    let second = first.clone();
+    let key = |k: &str| streamrt::messages::AssetKey::parse(k).unwrap();
+    assert_eq!(first.read(&key("blob:a/x")).unwrap(), b"x");
+    // A deploy swaps the root's symlink; `a`, remembered under the first root, is a symlink
+    // out of the second.
+    std::fs::remove_file(&link).unwrap();
+    symlink(&v2, &link).unwrap();
+    let read = second.read(&key("blob:a/secret"));
+    assert!(matches!(read, Err(streamrt::SourceError::NotFound)), "escaped: {read:?}");
+}
+
+#[test]
 fn a_key_that_cannot_name_a_file_is_not_found_at_once_not_retried() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("plain"), b"a file, not a folder").unwrap();

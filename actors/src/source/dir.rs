@@ -27,8 +27,8 @@ use super::{Source, SourceError};
 /// the tree is rewritten between the two: the source assumes nobody rewrites its asset tree
 /// adversarially while it reads (a remembered folder later replaced by a symlink would be
 /// followed). Paths are joined to the
-/// root as it resolved on the first read, so repointing a symlinked root later does not move
-/// the source. A file larger than `bytes_max` is refused before its contents are read, and a
+/// root as it resolved on the first read (of any clone), so repointing a symlinked root later
+/// does not move the source or its clones. A file larger than `bytes_max` is refused before its contents are read, and a
 /// read stops at `bytes_max + 1` bytes if the file grows meanwhile.
 ///
 /// Only regular files are read: a folder is `NotFound`, and a named pipe, socket or device is
@@ -37,8 +37,9 @@ use super::{Source, SourceError};
 pub struct DirSource {
     root: PathBuf,
     bytes_max: u64,
-    /// `root` with every symlink resolved, once it exists.
-    resolved_root: OnceLock<PathBuf>,
+    /// `root` with every symlink resolved, once it exists; shared by clones, as the folders
+    /// they remember lie under it.
+    resolved_root: Arc<OnceLock<PathBuf>>,
     /// Folders, relative to `root` (the empty path for `root` itself), with no symlink between
     /// the resolved root and them; shared by clones.
     verified_dirs: Arc<RwLock<HashSet<PathBuf>>>,
@@ -57,7 +58,7 @@ impl DirSource {
         Self {
             root: root.into(),
             bytes_max: Self::BYTES_MAX_DEFAULT,
-            resolved_root: OnceLock::new(),
+            resolved_root: Arc::default(),
             verified_dirs: Arc::default(),
         }
     }
@@ -144,7 +145,12 @@ impl Source for DirSource {
             return Err(SourceError::TooLarge { size: meta.len(), max: self.bytes_max });
         }
         let expected = usize::try_from(meta.len()).unwrap_or(usize::MAX);
-        let mut bytes = Vec::with_capacity(expected);
+        let mut bytes = Vec::new();
+        // With no limit (`u64::MAX`), a sparse file can claim more than memory holds: refused
+        // as an error, where an allocation that fails would abort the process.
+        bytes.try_reserve_exact(expected).map_err(|e| {
+            SourceError::Io(format!("{key}: cannot hold its {} bytes: {e}", meta.len()))
+        })?;
         // The `take` bounds the read even if the file grows after `metadata`; one byte past the
         // limit tells a file that grew past it (none with `u64::MAX`: no limit).
         let limit = self.bytes_max.saturating_add(1);
