@@ -111,21 +111,72 @@ pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
 /// Blocks until `check` gives a value, or `None` once `deadline` passes (never without one).
 /// `check` gives the value, or the signal that tells when to ask again; it is asked again once
 /// the listener is registered, so a change between the two asks is never slept through.
+///
+/// When the second ask names another signal (a wait over several runtimes' requests moved on
+/// to the next one still pending), that one is listened to instead: the first may never fire.
 pub(crate) fn wait_until<'a, R>(
     deadline: Option<Instant>,
     mut check: impl FnMut() -> Result<R, &'a Signal>,
 ) -> Option<R> {
+    let mut signal = match check() {
+        Ok(value) => return Some(value),
+        Err(signal) => signal,
+    };
     loop {
-        let listener = match check() {
+        let listener = listen(signal);
+        match check() {
             Ok(value) => return Some(value),
-            Err(signal) => listen(signal),
-        };
-        if let Ok(value) = check() {
-            return Some(value);
+            Err(next) if !std::ptr::eq(next, signal) => {
+                signal = next;
+                continue;
+            }
+            Err(_) => {}
         }
         match deadline {
             Some(deadline) => listener.wait_deadline(deadline)?,
             None => listener.wait(),
         }
+        signal = match check() {
+            Ok(value) => return Some(value),
+            Err(signal) => signal,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::sync::mpsc;
+
+    use super::*;
+
+    #[test]
+    fn a_wait_whose_check_moves_on_to_another_signal_listens_there() {
+        let (a, b) = (Signal::new(), Signal::new());
+        let (done, checks) = (AtomicBool::new(false), AtomicUsize::new(0));
+        let (go, went) = mpsc::channel();
+        std::thread::scope(|s| {
+            let done = &done;
+            let b = &b;
+            s.spawn(move || {
+                went.recv().unwrap();
+                done.store(true, Ordering::SeqCst);
+                wake_listeners(b);
+            });
+            let ended = wait_until(deadline_after(Duration::from_secs(30)), || {
+                if done.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                // Pending on A at the first ask; by the second, on B, which then ends (A never
+                // fires again).
+                if checks.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Err(&a)
+                } else {
+                    let _ = go.send(());
+                    Err(b)
+                }
+            });
+            assert_eq!(ended, Some(()), "B's end was slept through");
+        });
     }
 }
