@@ -23,7 +23,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -33,6 +33,11 @@ use crossbeam_utils::CachePadded;
 use streamrt_messages::{Event, EventKind};
 
 use crate::replay::Recorder;
+
+mod stream;
+
+pub use stream::EventStream;
+pub(crate) use stream::Subscriber;
 use streamrt_supervisor::{
     drain_turn, log_caught, ChildLink, Clock, ExitReason, Mailbox, PoolStats, StopChild, Wake,
 };
@@ -255,8 +260,8 @@ fn trace(event: &Event) {
 
 /// What the sink actor is told.
 pub(crate) enum SinkMsg {
-    /// Subscribe a channel to every later event; reply once subscribed.
-    Subscribe(SyncSender<Event>, mpsc::Sender<()>),
+    /// Subscribe a feed to every later event; reply once subscribed.
+    Subscribe(Subscriber, mpsc::Sender<()>),
     /// Drain and write everything buffered so far, then reply.
     Flush(mpsc::Sender<()>),
     /// Panic (fault injection).
@@ -267,7 +272,7 @@ pub(crate) enum SinkMsg {
 /// subscribers.
 pub(crate) struct SinkOutputs {
     writer: Option<File>,
-    subscribers: Vec<SyncSender<Event>>,
+    subscribers: Vec<Subscriber>,
     /// Lines not yet written: written at `LINES_BYTES_MAX` and at the end of each drain, in
     /// one call each (no second buffer to copy through). Reused from drain to drain.
     lines: Vec<u8>,
@@ -405,14 +410,8 @@ impl TelemetrySink {
         } else if self.probe.telemetry_error().is_some() {
             Counters::bump(&self.probe.counters.events_dropped);
         }
-        outputs.subscribers.retain(|s| match s.try_send(event.clone()) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                Counters::bump(&self.probe.counters.events_dropped);
-                true
-            }
-            Err(TrySendError::Disconnected(_)) => false,
-        });
+        let dropped = &self.probe.counters.events_dropped;
+        outputs.subscribers.retain(|s| s.offer(event, dropped));
     }
 
     fn handle_msg(&mut self, msg: SinkMsg) {
@@ -471,50 +470,5 @@ impl Handler<StopChild> for TelemetrySink {
 
     fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
         ctx.stop();
-    }
-}
-
-/// A live feed of telemetry events from a runtime.
-///
-/// # Backpressure
-///
-/// The feed holds at most the capacity it was made with; past it, events for this subscriber
-/// are dropped and counted in `events_dropped`.
-pub struct EventStream {
-    rx: Receiver<Event>,
-}
-
-impl EventStream {
-    pub(crate) fn channel(capacity: usize) -> (SyncSender<Event>, Self) {
-        let (tx, rx) = mpsc::sync_channel(capacity);
-        (tx, Self { rx })
-    }
-
-    /// Waits up to `timeout` for the next event. `None` on timeout or once the runtime is gone.
-    pub fn next_timeout(&self, timeout: Duration) -> Option<Event> {
-        self.rx.recv_timeout(timeout).ok()
-    }
-
-    /// The next event if one is waiting.
-    pub fn try_next(&self) -> Option<Event> {
-        self.rx.try_recv().ok()
-    }
-
-    /// Waits up to `timeout` for an event matching `pred`, discarding the others.
-    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Event) -> bool) -> Option<Event> {
-        // A timeout past what an `Instant` holds waits for ever.
-        let deadline = crate::signal::deadline_after(timeout);
-        loop {
-            let event = match deadline {
-                Some(deadline) => {
-                    let left = deadline.checked_duration_since(std::time::Instant::now())?;
-                    self.rx.recv_timeout(left).ok()?
-                }
-                None => self.rx.recv().ok()?,
-            };
-            if pred(&event) {
-                return Some(event);
-            }
-        }
     }
 }

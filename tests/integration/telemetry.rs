@@ -248,3 +248,17 @@ fn events_are_buffered_only_while_something_reads_them() {
     assert!(a5.wait_timeout(PATIENCE).expect("terminal").is_ok());
     assert!(rt.status().events_dropped > 0, "with a reader, one load's events overflow 4 slots");
 }
+
+#[test]
+fn a_subscription_without_a_limit_reserves_nothing_and_delivers_every_event() {
+    let source = GatedSource::with_blobs(1);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let events = rt.subscribe(usize::MAX);
+    let h = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    assert!(h.wait_timeout(PATIENCE).unwrap().is_ok());
+    let published = events.wait_for(PATIENCE, |e| {
+        e.kind == streamrt::messages::EventKind::Published && e.request == Some(h.id())
+    });
+    assert!(published.is_some(), "the feed delivers");
+    assert_eq!(rt.status().events_dropped, 0);
+}

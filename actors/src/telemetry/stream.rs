@@ -1,0 +1,135 @@
+//! A subscriber's live feed of telemetry events: the [`EventStream`] the engine reads, and the
+//! [`Subscriber`] end the sink writes to.
+//!
+//! # Invariants
+//!
+//! - A feed holds at most its capacity of undelivered events: the sink counts what it sent
+//!   and the stream what it took, and an event past the capacity is dropped and counted in
+//!   `events_dropped`. Room is taken as events come, not reserved when subscribing, so a large
+//!   capacity (`usize::MAX` for "no limit") costs nothing until events wait.
+//! - The sink forgets a subscriber once its stream is gone.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use streamrt_messages::Event;
+
+use super::Counters;
+
+/// A live feed of telemetry events from a runtime.
+///
+/// # Backpressure
+///
+/// The feed holds at most the capacity it was made with; past it, events for this subscriber
+/// are dropped and counted in `events_dropped`.
+pub struct EventStream {
+    rx: Receiver<Event>,
+    /// Events sent and not yet taken: shared with the sink's [`Subscriber`].
+    undelivered: Arc<AtomicUsize>,
+}
+
+/// The sink's end of an [`EventStream`].
+pub(crate) struct Subscriber {
+    tx: Sender<Event>,
+    undelivered: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+impl Subscriber {
+    /// Sends the stream a copy of `event`, or drops and counts it in `dropped` when the stream
+    /// holds its capacity. False once the stream is gone: the subscriber is then let go of.
+    pub(crate) fn offer(&self, event: &Event, dropped: &AtomicU64) -> bool {
+        // The stream holds the only other reference to the count.
+        if Arc::strong_count(&self.undelivered) == 1 {
+            return false;
+        }
+        if self.undelivered.load(Ordering::Acquire) >= self.capacity {
+            Counters::bump(dropped);
+            return true;
+        }
+        self.undelivered.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(event.clone()).is_ok()
+    }
+}
+
+impl EventStream {
+    /// A feed holding at most `capacity` undelivered events, and the sink's end of it.
+    pub(crate) fn channel(capacity: usize) -> (Subscriber, Self) {
+        let (tx, rx) = mpsc::channel();
+        let undelivered = Arc::new(AtomicUsize::new(0));
+        let subscriber = Subscriber { tx, undelivered: Arc::clone(&undelivered), capacity };
+        (subscriber, Self { rx, undelivered })
+    }
+
+    /// Counts `event`, if any, as taken.
+    fn took(&self, event: Option<Event>) -> Option<Event> {
+        if event.is_some() {
+            self.undelivered.fetch_sub(1, Ordering::AcqRel);
+        }
+        event
+    }
+
+    /// Waits up to `timeout` for the next event. `None` on timeout or once the runtime is gone.
+    pub fn next_timeout(&self, timeout: Duration) -> Option<Event> {
+        self.took(self.rx.recv_timeout(timeout).ok())
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_next(&self) -> Option<Event> {
+        self.took(self.rx.try_recv().ok())
+    }
+
+    /// Waits up to `timeout` for an event matching `pred`, discarding the others.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Event) -> bool) -> Option<Event> {
+        // A timeout past what an `Instant` holds waits for ever.
+        let deadline = crate::signal::deadline_after(timeout);
+        loop {
+            let event = match deadline {
+                Some(deadline) => {
+                    let left = deadline.checked_duration_since(std::time::Instant::now())?;
+                    self.took(self.rx.recv_timeout(left).ok())?
+                }
+                None => self.took(self.rx.recv().ok())?,
+            };
+            if pred(&event) {
+                return Some(event);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use streamrt_messages::EventKind;
+
+    use super::*;
+
+    fn event() -> Event {
+        Event::new(0, 0, EventKind::Restarted { actor: "sink".into() })
+    }
+
+    #[test]
+    fn a_feed_holds_its_capacity_and_takes_more_once_read() {
+        let dropped = AtomicU64::new(0);
+        let (subscriber, stream) = EventStream::channel(2);
+        assert!((0..3).all(|_| subscriber.offer(&event(), &dropped)));
+        assert_eq!(dropped.load(Ordering::Relaxed), 1, "the third is past the capacity");
+        assert!(stream.try_next().is_some());
+        assert!(subscriber.offer(&event(), &dropped));
+        assert_eq!(dropped.load(Ordering::Relaxed), 1, "room again once one was read");
+        assert_eq!(std::iter::from_fn(|| stream.try_next()).count(), 2);
+    }
+
+    #[test]
+    fn an_unbounded_feed_reserves_nothing_and_a_gone_one_is_let_go_of() {
+        let dropped = AtomicU64::new(0);
+        let (subscriber, stream) = EventStream::channel(usize::MAX);
+        assert!(subscriber.offer(&event(), &dropped));
+        assert!(stream.next_timeout(Duration::ZERO).is_some());
+        drop(stream);
+        assert!(!subscriber.offer(&event(), &dropped), "the stream is gone");
+        assert_eq!(dropped.load(Ordering::Relaxed), 0);
+    }
+}
