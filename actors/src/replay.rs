@@ -32,6 +32,7 @@ use streamrt_messages::replay_log::{
 use streamrt_messages::{ErrorKind, Event, EventKind, LoadState, RequestId};
 
 use crate::frame::{FramePolicy, PublishMode};
+use crate::lock::lock;
 use crate::request::RootHandle;
 use crate::runtime::{
     BuildError, RequestError, RetryPolicy, Runtime, RuntimeConfig, DEPENDENCY_DEPTH_MAX,
@@ -44,12 +45,20 @@ use transcript::transcript_hash;
 /// The largest count a replay takes from a log's configuration.
 const COUNT_MAX: u64 = 1 << 20;
 
+/// The most events a replay keeps for its transcript (each with its line, about 330 bytes: 1.4
+/// GB at most). A log's records are bounded, but one `Request` can walk a dependency tree of a
+/// million requests: without this, a few hostile records could take any memory.
+pub const REPLAY_EVENTS_MAX: usize = 1 << 22;
+
 /// How to replay.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReplayOptions {
     /// IO and decode workers to configure instead of the recorded ones. A deterministic
     /// runtime runs one job at a time, so this must not change the transcript; tests check it.
     pub workers: Option<usize>,
+    /// The most events the replay keeps before it stops with `TooManyEvents`: at most, and by
+    /// default, [`REPLAY_EVENTS_MAX`].
+    pub events_max: Option<usize>,
 }
 
 /// Why a log could not be replayed.
@@ -76,6 +85,15 @@ pub enum ReplayError {
         offset: u64,
         /// What is wrong with it.
         reason: String,
+    },
+    /// The replay emitted more than `max` events (see [`ReplayOptions::events_max`]) by the
+    /// record at `offset`.
+    #[error("the replay passed {max} events at the record at byte {offset}")]
+    TooManyEvents {
+        /// The record's byte offset.
+        offset: u64,
+        /// The limit.
+        max: usize,
     },
 }
 
@@ -152,6 +170,8 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
     let runtime = deterministic_runtime(&header, &built, options, &script, &det, &events)?;
     let mut session = Session {
         held,
+        events: &events,
+        events_max: events_max(options),
         runtime: &runtime,
         script: &script,
         stepper: Stepper::new(det),
@@ -212,6 +232,9 @@ struct Session<'a> {
     /// Whether the runtime holds immediate publishes until the log's `Published` records say
     /// (see `FrameShared::held`).
     held: bool,
+    /// The events kept, at most `events_max`.
+    events: &'a Mutex<Vec<Event>>,
+    events_max: usize,
     runtime: &'a Runtime,
     script: &'a Script,
     stepper: Stepper,
@@ -249,6 +272,9 @@ impl Session<'_> {
                 while self.publish_held() {
                     self.stepper.settle(self.runtime, self.script).map_err(stalled)?;
                 }
+            }
+            if lock(self.events).len() >= self.events_max {
+                return Err(ReplayError::TooManyEvents { offset, max: self.events_max });
             }
         }
         Ok(())
@@ -389,9 +415,13 @@ fn deterministic_runtime(
     events: &Arc<Mutex<Vec<Event>>>,
 ) -> Result<Runtime, ReplayError> {
     let tap = {
-        let events = Arc::clone(events);
+        let (events, max) = (Arc::clone(events), events_max(options));
         Arc::new(move |e: &Event| {
-            events.lock().unwrap_or_else(PoisonError::into_inner).push(e.clone())
+            // Past the limit, the replay stops at the end of the record (`feed_all`).
+            let mut events = lock(&events);
+            if events.len() < max {
+                events.push(e.clone());
+            }
         })
     };
     let mut builder = Runtime::builder()
@@ -453,6 +483,11 @@ fn retry_policy(attempts_max: u32, (min_ms, max_ms): (u64, u64), panics_max: u32
 }
 
 /// The runtime configuration a replay of `header` runs with.
+/// The most events a replay with `options` keeps.
+fn events_max(options: ReplayOptions) -> usize {
+    options.events_max.map_or(REPLAY_EVENTS_MAX, |max| max.min(REPLAY_EVENTS_MAX))
+}
+
 fn replay_config(header: &LogHeader, options: ReplayOptions) -> RuntimeConfig {
     let c = &header.config;
     // Counts size queues and tables; a damaged log must not make them absurd.

@@ -191,7 +191,8 @@ impl Scenario {
     ///
     /// If the replay fails.
     pub fn replay_with(&self, workers: usize) -> ReplayReport {
-        replay(&self.log(), ReplayOptions { workers: Some(workers) }).expect("the replay runs")
+        replay(&self.log(), ReplayOptions { workers: Some(workers), ..ReplayOptions::default() })
+            .expect("the replay runs")
     }
 
     /// Replays the session and renders its transcript with the closing line, as

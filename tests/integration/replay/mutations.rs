@@ -184,3 +184,26 @@ fn a_request_no_recording_writes_is_refused_with_its_offset() {
     after.shutdown().request("blob:b", Priority::Normal);
     assert!(refused(&after, "a request after the shutdown").contains("after the shutdown"));
 }
+
+#[test]
+fn a_few_records_that_walk_large_trees_again_and_again_stop_at_the_events_limit() {
+    // Each request of the root walks its 200 dependencies; each cancel ends all of them.
+    let mut s = Scenario::new();
+    let deps: Vec<String> = (0..200).map(|i| format!("blob:d{i}")).collect();
+    let deps: Vec<&str> = deps.iter().map(String::as_str).collect();
+    for _ in 0..10 {
+        let root = s.request_with_deps("blob:root", &deps, Priority::Normal);
+        s.cancel(root);
+    }
+    s.shutdown();
+    let log = s.log();
+    let whole = replay(&log, ReplayOptions::default()).expect("replays within the default");
+    assert!(whole.lines.len() > 4_000, "{} lines", whole.lines.len());
+    let options = ReplayOptions { events_max: Some(1_000), ..ReplayOptions::default() };
+    match replay(&log, options) {
+        Err(ReplayError::TooManyEvents { offset, max: 1_000 }) => {
+            assert!(offset < log.len() as u64, "names the record at fault: {offset}");
+        }
+        other => panic!("the limit holds: {:?}", other.map(|r| r.lines.len())),
+    }
+}
