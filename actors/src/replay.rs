@@ -157,6 +157,7 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
     // The whole log is checked before anything runs: a damaged log gives its error, not half
     // a transcript.
     let WholeLog { header, version, records: mut policies } = read_whole_log(bytes)?;
+    check_versions(&header, version, &policies)?;
     // The types' own retry policies come first (version 5), before the session's records.
     let first = policies.iter().position(|(_, r)| !matches!(r, LogRecord::TypePolicy { .. }));
     let records = policies.split_off(first.unwrap_or(policies.len()));
@@ -452,6 +453,35 @@ fn deterministic_runtime(
 ///
 /// [`ReplayError::BadRecord`] for a policy of a type the header does not register, or a
 /// second one for a type.
+/// Refuses a record the log's version cannot hold, or that no recorder writes (an end in a
+/// state that is not terminal): a hand-made or damaged log (`docs/PROTOCOL.md` says which
+/// version brought each record).
+fn check_versions(
+    header: &LogHeader,
+    version: u16,
+    records: &[(u64, LogRecord)],
+) -> Result<(), ReplayError> {
+    let immediate = header.config.publish == LogPublish::Immediate;
+    for (offset, record) in records {
+        let (name, since) = match record {
+            LogRecord::TypePolicy { .. } => ("a retry policy", 5),
+            LogRecord::EntryPanicked { .. } => ("a source panic", 5),
+            LogRecord::Published { .. } if immediate => ("an immediate publish", 4),
+            LogRecord::Published { .. } => ("a frame's publish list", 3),
+            LogRecord::Ended { state, .. } if !state.is_terminal() => {
+                let reason = format!("an end in the {} state, which is not an end", state.name());
+                return Err(ReplayError::BadRecord { offset: *offset, reason });
+            }
+            _ => continue,
+        };
+        if version < since {
+            let reason = format!("{name} record, which logs hold from version {since}");
+            return Err(ReplayError::BadRecord { offset: *offset, reason });
+        }
+    }
+    Ok(())
+}
+
 fn type_policies(
     header: &LogHeader,
     records: Vec<(u64, LogRecord)>,

@@ -207,3 +207,43 @@ fn a_few_records_that_walk_large_trees_again_and_again_stop_at_the_events_limit(
         other => panic!("the limit holds: {:?}", other.map(|r| r.lines.len())),
     }
 }
+
+#[test]
+fn a_record_its_logs_version_cannot_hold_is_refused_naming_it() {
+    let policy = LogRecord::TypePolicy {
+        type_name: "blob".into(),
+        attempts_max: 1,
+        backoff_ms: (1, 1),
+        panics_max: 1,
+    };
+    let published = LogRecord::Published { requests: Vec::new() };
+    let cases = [
+        (policy, 4u16, false, "a retry policy record, which logs hold from version 5"),
+        (
+            published.clone(),
+            2,
+            false,
+            "a frame's publish list record, which logs hold from version 3",
+        ),
+        (published, 3, true, "an immediate publish record, which logs hold from version 4"),
+        (
+            LogRecord::Ended { id: 1, state: streamrt::LoadState::Pending },
+            6,
+            false,
+            "an end in the pending state, which is not an end",
+        ),
+    ];
+    for (record, version, immediate, reason) in cases {
+        let mut s = Scenario::new();
+        if immediate {
+            s.config.publish = streamrt::messages::replay_log::LogPublish::Immediate;
+        }
+        s.record(record).shutdown();
+        let mut log = s.log();
+        log[8..10].copy_from_slice(&version.to_le_bytes());
+        match replay(&log, ReplayOptions::default()) {
+            Err(ReplayError::BadRecord { reason: got, .. }) => assert_eq!(got, reason),
+            other => panic!("version {version}: {reason}: {:?}", other.map(|r| r.lines.len())),
+        }
+    }
+}
