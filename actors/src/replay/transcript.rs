@@ -1,6 +1,7 @@
 //! Transcripts: one line per event of a deterministic run — frame, event, request, key, state —
 //! with no time, worker or generation, and the hash that sums them up.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Serialize;
@@ -61,11 +62,28 @@ impl TranscriptLine {
 impl fmt::Display for TranscriptLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let request = self.request.map_or_else(|| "-".to_owned(), |r| format!("r{r}"));
-        let key = self.key.as_deref().unwrap_or("-");
-        let line =
-            format!("{:>4} {:<22} {request:>5} {key} {}", self.frame, self.event, self.state);
+        let key = on_one_line(self.key.as_deref().unwrap_or("-"));
+        let state = on_one_line(&self.state);
+        let line = format!("{:>4} {:<22} {request:>5} {key} {state}", self.frame, self.event);
         f.write_str(line.trim_end())
     }
+}
+
+/// `text` with its control characters escaped (a multi-line panic message, a newline in a
+/// key's path, a terminal's escape sequence), so that a transcript has one line per event.
+fn on_one_line(text: &str) -> Cow<'_, str> {
+    if !text.contains(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    Cow::Owned(escaped)
 }
 
 /// FNV-1a (64 bits) of the transcript's lines, each followed by a newline: stable across
@@ -79,4 +97,24 @@ pub(crate) fn transcript_hash(lines: &[TranscriptLine]) -> u64 {
         }
     }
     hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_multi_line_detail_or_a_key_with_a_newline_stays_on_its_line() {
+        let line = TranscriptLine {
+            frame: 3,
+            event: "failed",
+            request: Some(7),
+            key: Some("blob:a\nb".into()),
+            state: "failed: decoder panicked: left\n  right\u{1b}[2J".into(),
+        };
+        let shown = line.to_string();
+        assert!(!shown.contains(char::is_control), "{shown:?}");
+        let escaped = r"blob:a\nb failed: decoder panicked: left\n  right\u{1b}[2J";
+        assert!(shown.ends_with(escaped), "{shown}");
+    }
 }
