@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use std::io::BufRead;
 
 use serde::Serialize;
-use streamrt_messages::{Record, TELEMETRY_SCHEMA_VERSION};
+use streamrt_messages::{escape_controls, Record, TELEMETRY_SCHEMA_VERSION};
 
 /// Why a log could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -389,7 +389,11 @@ impl Report {
             if m.is_empty() {
                 return "none".into();
             }
-            m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+            // Names from the log: a type's or an error's, shown escaped.
+            m.iter()
+                .map(|(k, v)| format!("{}={v}", escape_controls(k)))
+                .collect::<Vec<_>>()
+                .join(" ")
         };
         // An empty sample has no percentiles: 0 would read as no wait at all.
         let p = |p: &Percentiles| match p.samples {
@@ -442,7 +446,7 @@ impl Report {
             let _ = writeln!(
                 out,
                 "{:<12} {:>8} {:>8} {:>8} {:>9} {:>10.2} {:>12}",
-                ty,
+                escape_controls(ty),
                 row.requests,
                 row.ready,
                 row.failed,
@@ -515,6 +519,15 @@ mod tests {
         assert!(text.contains("request->ready us: none\n"), "{text}");
         let row = text.lines().find(|l| l.starts_with("blob")).expect("the blob row");
         assert!(row.ends_with(" -"), "{row}");
+    }
+
+    #[test]
+    fn names_from_the_log_render_with_their_control_characters_escaped() {
+        let hostile = r#"{"v":1,"t_us":5,"frame":0,"event":"failed","request":1,"type":"b\u001b[2J\nready=9","error":"io"}"#;
+        let text = report(&[line("queued", 0), hostile.to_owned()]).render();
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.contains(r"failures by type: b\u{1b}[2J\nready=9=1"), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("ready=9")), "no line forged: {text}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod tracked;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use streamrt::messages::escape_controls;
 
 /// The streamrt command-line tool.
 #[derive(Debug, Parser)]
@@ -118,7 +119,8 @@ fn main() -> ExitCode {
         // error, not a panic: the same status, as quietly.
         Err(e) if e.is::<OutputClosed>() => ExitCode::from(141),
         Err(e) => {
-            eprintln!("streamctl: {e:#}");
+            // Errors name files, keys and the words of packs and logs: shown escaped.
+            eprintln!("streamctl: {}", escape_controls(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

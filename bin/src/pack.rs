@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use streamrt::messages::{AssetKey, AssetTypeName};
+use streamrt::messages::{escape_controls, AssetKey, AssetTypeName};
 use streamrt::pack::{Codec, PackLimits, PackReader, PackWriter};
 use streamrt::Decoder;
 
@@ -107,18 +107,19 @@ fn collect(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
                     // No key can name it, so no `DirSource` could serve it either.
                     eprintln!(
                         "pack: skipping {}: its name is not UTF-8 or holds a backslash",
-                        path.display()
+                        shown(&path.display().to_string())
                     );
                     continue;
                 };
                 let Some((asset_type, _)) = rel.split_once('/') else {
-                    eprintln!("pack: skipping {rel}: not under a <type>/ folder");
+                    eprintln!("pack: skipping {}: not under a <type>/ folder", shown(&rel));
                     continue;
                 };
                 // A folder that is no type name (`mesh:lod`) would make a key of another type
                 // and path than the file's, which a `DirSource` of the tree would not serve.
                 if let Err(e) = AssetTypeName::new(asset_type) {
-                    eprintln!("pack: skipping {rel}: its folder is no asset type ({e})");
+                    let e = escape_controls(&e.to_string()).into_owned();
+                    eprintln!("pack: skipping {}: its folder is no asset type ({e})", shown(&rel));
                     continue;
                 }
                 // Any other name no key can hold (a path past a key's length) is skipped too,
@@ -130,7 +131,8 @@ fn collect(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
                 }
                 out.push((key, entry.path()));
             } else {
-                eprintln!("pack: skipping {}: not a regular file", entry.path().display());
+                let path = entry.path().display().to_string();
+                eprintln!("pack: skipping {}: not a regular file", shown(&path));
             }
         }
     }
@@ -185,6 +187,7 @@ fn dependencies(
     let named = match MaterialDecoder.decode(&material, bytes.to_vec()) {
         Ok(decoded) => decoded.textures.iter().map(ToString::to_string).collect::<Vec<_>>(),
         Err(e) => {
+            let e = escape_controls(&e.to_string()).into_owned();
             eprintln!("pack: {}: not a valid material ({e}): its --deps only", shown(key));
             return Ok(listed);
         }

@@ -16,6 +16,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use streamrt::replay::{replay, ReplayOptions, ReplayReport};
 
+use crate::shown::shown;
 use crate::OutputClosed;
 
 /// Arguments of `streamctl replay`.
@@ -126,7 +127,8 @@ fn print_closing(out: &mut impl Write, report: &ReplayReport, hash: &str) -> std
         None => writeln!(
             out,
             "replay: {} requests end as recorded by {}",
-            report.checked, report.recorded_by
+            report.checked,
+            shown(&report.recorded_by)
         )?,
         Some(d) => writeln!(out, "replay: {d}")?,
     }

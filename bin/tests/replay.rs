@@ -106,3 +106,22 @@ fn every_line_of_a_json_replay_parses_the_closing_figures_included() {
     assert_eq!(closing["complete"], true);
     assert!(closing["hash"].as_str().is_some_and(|h| h.len() == 16), "{closing}");
 }
+
+#[test]
+fn text_from_the_log_reaches_the_terminal_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hostile.log");
+    let hostile = "x\u{1b}]0;pwned\u{7}\nreplay: forged";
+    let rt = streamrt::Runtime::builder()
+        .source(streamrt::MemorySource::new())
+        .record(&path, hostile)
+        .build()
+        .expect("a runtime");
+    rt.shutdown();
+    drop(rt);
+    let (ok, out, err) = streamctl(&["replay", path.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(!out.contains(|c: char| c.is_control() && c != '\n'), "{out:?}");
+    assert!(!out.lines().any(|l| l.starts_with("replay: forged")), "{out}");
+    assert!(out.contains(r#"recorded by "x\u{1b}]0;pwned\u{7}\nreplay: forged""#), "{out}");
+}

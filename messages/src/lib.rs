@@ -29,6 +29,7 @@ mod record;
 pub mod replay_log;
 mod state;
 mod status;
+mod text;
 
 pub use error::{error_text, error_text_of, AssetLoadError, ErrorKind, ERROR_TEXT_BYTES_MAX};
 pub use event::{CancelStage, Event, EventKind};
@@ -39,3 +40,4 @@ pub use key::{
 pub use record::{Record, TELEMETRY_SCHEMA_VERSION};
 pub use state::LoadState;
 pub use status::Status;
+pub use text::escape_controls;

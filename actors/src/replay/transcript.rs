@@ -1,11 +1,10 @@
 //! Transcripts: one line per event of a deterministic run — frame, event, request, key, state —
 //! with no time, worker or generation, and the hash that sums them up.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use serde::Serialize;
-use streamrt_messages::{Event, EventKind};
+use streamrt_messages::{escape_controls, Event, EventKind};
 
 /// One event of a transcript.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,28 +61,11 @@ impl TranscriptLine {
 impl fmt::Display for TranscriptLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let request = self.request.map_or_else(|| "-".to_owned(), |r| format!("r{r}"));
-        let key = on_one_line(self.key.as_deref().unwrap_or("-"));
-        let state = on_one_line(&self.state);
+        let key = escape_controls(self.key.as_deref().unwrap_or("-"));
+        let state = escape_controls(&self.state);
         let line = format!("{:>4} {:<22} {request:>5} {key} {state}", self.frame, self.event);
         f.write_str(line.trim_end())
     }
-}
-
-/// `text` with its control characters escaped (a multi-line panic message, a newline in a
-/// key's path, a terminal's escape sequence), so that a transcript has one line per event.
-fn on_one_line(text: &str) -> Cow<'_, str> {
-    if !text.contains(char::is_control) {
-        return Cow::Borrowed(text);
-    }
-    let mut escaped = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() {
-            escaped.extend(c.escape_default());
-        } else {
-            escaped.push(c);
-        }
-    }
-    Cow::Owned(escaped)
 }
 
 /// FNV-1a (64 bits) of the transcript's lines, each followed by a newline: stable across
