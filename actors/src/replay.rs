@@ -24,7 +24,8 @@ pub(crate) use stepper::{Deterministic, VirtualTimers};
 pub use transcript::TranscriptLine;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use streamrt_messages::replay_log::{
     read_whole_log, LogError, LogHeader, LogPublish, LogRecord, WholeLog,
@@ -87,7 +88,7 @@ pub enum ReplayError {
         reason: String,
     },
     /// The replay emitted more than `max` events (see [`ReplayOptions::events_max`]) by the
-    /// record at `offset`.
+    /// record at `offset` (the log's length: by the replay's own shutdown of a log cut short).
     #[error("the replay passed {max} events at the record at byte {offset}")]
     TooManyEvents {
         /// The record's byte offset.
@@ -165,14 +166,13 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
     // From version 4 an immediate-mode log lists what each publish published.
     let held = version >= 4 && header.config.publish == LogPublish::Immediate;
     let script = Arc::new(Script::default());
-    let events: Arc<Mutex<Vec<Event>>> = Arc::default();
+    let kept = Arc::new(Kept::new(events_max(options)));
     let det = Deterministic::new();
     let built = Built { policies: &policies, held, version };
-    let runtime = deterministic_runtime(&header, &built, options, &script, &det, &events)?;
+    let runtime = deterministic_runtime(&header, &built, options, &script, &det, &kept)?;
     let mut session = Session {
         held,
-        events: &events,
-        events_max: events_max(options),
+        kept: &kept,
         runtime: &runtime,
         script: &script,
         stepper: Stepper::new(det),
@@ -215,7 +215,10 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
     }
     drop(runtime);
     fed?;
-    let events = std::mem::take(&mut *events.lock().unwrap_or_else(PoisonError::into_inner));
+    // The replay's own shutdown of a log cut short fails what is still outstanding, as many
+    // requests as a tree holds: the limit is checked again after it.
+    kept.check(bytes.len() as u64)?;
+    let events = std::mem::take(&mut *lock(&kept.events));
     let lines: Vec<TranscriptLine> = events.iter().filter_map(TranscriptLine::of).collect();
     let (divergence, excused) = first_divergence(&events, &expected, lines.len(), &unreachable);
     Ok(ReplayReport {
@@ -233,9 +236,8 @@ struct Session<'a> {
     /// Whether the runtime holds immediate publishes until the log's `Published` records say
     /// (see `FrameShared::held`).
     held: bool,
-    /// The events kept, at most `events_max`.
-    events: &'a Mutex<Vec<Event>>,
-    events_max: usize,
+    /// The events kept for the transcript.
+    kept: &'a Kept,
     runtime: &'a Runtime,
     script: &'a Script,
     stepper: Stepper,
@@ -274,9 +276,7 @@ impl Session<'_> {
                     self.stepper.settle(self.runtime, self.script).map_err(stalled)?;
                 }
             }
-            if lock(self.events).len() >= self.events_max {
-                return Err(ReplayError::TooManyEvents { offset, max: self.events_max });
-            }
+            self.kept.check(offset)?;
         }
         Ok(())
     }
@@ -405,25 +405,19 @@ struct Built<'a> {
     version: u16,
 }
 
-/// The deterministic runtime a replay of `header` runs on, over `script`, its events pushed to
-/// `events`, its actors attached and idle.
+/// The deterministic runtime a replay of `header` runs on, over `script`, its events kept in
+/// `kept`, its actors attached and idle.
 fn deterministic_runtime(
     header: &LogHeader,
     built: &Built<'_>,
     options: ReplayOptions,
     script: &Arc<Script>,
     det: &Arc<Deterministic>,
-    events: &Arc<Mutex<Vec<Event>>>,
+    kept: &Arc<Kept>,
 ) -> Result<Runtime, ReplayError> {
     let tap = {
-        let (events, max) = (Arc::clone(events), events_max(options));
-        Arc::new(move |e: &Event| {
-            // Past the limit, the replay stops at the end of the record (`feed_all`).
-            let mut events = lock(&events);
-            if events.len() < max {
-                events.push(e.clone());
-            }
-        })
+        let kept = Arc::clone(kept);
+        Arc::new(move |e: &Event| kept.keep(e))
     };
     let mut builder = Runtime::builder()
         .config(replay_config(header, options))
@@ -446,13 +440,6 @@ fn deterministic_runtime(
     Ok(runtime)
 }
 
-/// The retry policies of the types that have their own, from a log's leading `TypePolicy`
-/// records.
-///
-/// # Errors
-///
-/// [`ReplayError::BadRecord`] for a policy of a type the header does not register, or a
-/// second one for a type.
 /// Refuses a record the log's version cannot hold, or that no recorder writes (an end in a
 /// state that is not terminal): a hand-made or damaged log (`docs/PROTOCOL.md` says which
 /// version brought each record).
@@ -482,6 +469,13 @@ fn check_versions(
     Ok(())
 }
 
+/// The retry policies of the types that have their own, from a log's leading `TypePolicy`
+/// records.
+///
+/// # Errors
+///
+/// [`ReplayError::BadRecord`] for a policy of a type the header does not register, or a
+/// second one for a type.
 fn type_policies(
     header: &LogHeader,
     records: Vec<(u64, LogRecord)>,
@@ -512,12 +506,44 @@ fn retry_policy(attempts_max: u32, (min_ms, max_ms): (u64, u64), panics_max: u32
     }
 }
 
-/// The runtime configuration a replay of `header` runs with.
 /// The most events a replay with `options` keeps.
 fn events_max(options: ReplayOptions) -> usize {
     options.events_max.map_or(REPLAY_EVENTS_MAX, |max| max.min(REPLAY_EVENTS_MAX))
 }
 
+/// The events a replay keeps for its transcript: at most `max`; one more makes the replay
+/// stop with `TooManyEvents` (checked at the end of each record and after the replay's own
+/// shutdown).
+struct Kept {
+    events: Mutex<Vec<Event>>,
+    max: usize,
+    overflowed: AtomicBool,
+}
+
+impl Kept {
+    fn new(max: usize) -> Self {
+        Self { events: Mutex::default(), max, overflowed: AtomicBool::new(false) }
+    }
+
+    fn keep(&self, event: &Event) {
+        let mut events = lock(&self.events);
+        if events.len() < self.max {
+            events.push(event.clone());
+        } else {
+            self.overflowed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// `TooManyEvents` at `offset` once an event was past the limit.
+    fn check(&self, offset: u64) -> Result<(), ReplayError> {
+        if self.overflowed.load(Ordering::Relaxed) {
+            return Err(ReplayError::TooManyEvents { offset, max: self.max });
+        }
+        Ok(())
+    }
+}
+
+/// The runtime configuration a replay of `header` runs with.
 fn replay_config(header: &LogHeader, options: ReplayOptions) -> RuntimeConfig {
     let c = &header.config;
     // Counts size queues and tables; a damaged log must not make them absurd.

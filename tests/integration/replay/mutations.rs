@@ -247,3 +247,27 @@ fn a_record_its_logs_version_cannot_hold_is_refused_naming_it() {
         }
     }
 }
+
+#[test]
+fn the_events_limit_holds_through_the_replays_own_shutdown_of_a_log_cut_short() {
+    // No `Shutdown` record: the replay's own shutdown fails the 200 dependencies left.
+    let mut s = Scenario::new();
+    s.config.queue_capacity = 1_024;
+    let deps: Vec<String> = (0..200).map(|i| format!("blob:d{i}")).collect();
+    let deps: Vec<&str> = deps.iter().map(String::as_str).collect();
+    s.request_with_deps("blob:root", &deps, Priority::Normal);
+    let log = s.log();
+    let whole = replay(&log, ReplayOptions::default()).expect("replays within the default");
+    // Nothing ends before the shutdown: the first end is the shutdown's, and every line from
+    // it on is past the limit.
+    let ends = |l: &&streamrt::replay::TranscriptLine| ["failed", "cancelled"].contains(&l.event);
+    let max = whole.lines.iter().position(|l| ends(&l)).expect("the shutdown ends them");
+    assert!(whole.lines.iter().filter(ends).count() > 200, "the tree ends at the shutdown");
+    let options = ReplayOptions { events_max: Some(max), ..ReplayOptions::default() };
+    match replay(&log, options) {
+        Err(ReplayError::TooManyEvents { offset, max: got }) => {
+            assert_eq!((offset, got), (log.len() as u64, max), "at the log's end");
+        }
+        other => panic!("the limit holds: {:?}", other.map(|r| r.lines.len())),
+    }
+}
