@@ -48,7 +48,7 @@
 //! Messages taken but not handled when it failed go back to its mailbox.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -152,9 +152,10 @@ pub(crate) struct Scheduler {
     /// move of one (`Reprioritize`, or its cache's resubmission at its current priority)
     /// changes its priority here.
     held_new: Vec<QueuedLoad>,
-    /// The loads of `held_new`: a cache resubmits a load whose new enqueue it sent before as
-    /// queued, and that resubmission must not admit it past the capacity.
-    held_loads: HashSet<(u16, Generation)>,
+    /// The loads of `held_new`, with their place there: a cache resubmits a load whose new
+    /// enqueue it sent before as queued, and that resubmission must not admit it past the
+    /// capacity (its priority is taken, in one lookup, not one scan of `held_new` a load).
+    held_loads: HashMap<(u16, Generation), usize>,
 }
 
 /// A starved scheduler sleeps until the reads in flight fall to `1 / this` of its credits
@@ -189,7 +190,7 @@ impl Scheduler {
             resubmit,
             resubmits_awaited: Vec::new(),
             held_new: Vec::new(),
-            held_loads: HashSet::new(),
+            held_loads: HashMap::new(),
         }
     }
 
@@ -268,12 +269,12 @@ impl Scheduler {
         let load = (queued.load.ty, queued.load.generation);
         match queued.admission {
             Admission::New => {
-                self.held_loads.insert(load);
+                self.held_loads.insert(load, self.held_new.len());
                 self.held_new.push(queued);
             }
             // The cache resubmits at its slot's priority now, which a reprioritisation the
             // scheduler took while the load waited aside may not have reached.
-            Admission::Again if self.held_loads.contains(&load) => {
+            Admission::Again if self.held_loads.contains_key(&load) => {
                 self.reprioritize_held(queued.load, queued.priority);
             }
             Admission::Again => self.enqueue(queued),
@@ -283,10 +284,8 @@ impl Scheduler {
     /// Moves `load` to `priority` if it waits aside (see `held_new`): its cache sends the
     /// move once, and the load is queued from there at the priority it holds then.
     fn reprioritize_held(&mut self, load: LoadRef, priority: Priority) {
-        if !self.held_loads.contains(&(load.ty, load.generation)) {
-            return;
-        }
-        if let Some(held) = self.held_new.iter_mut().find(|held| held.load == load) {
+        let Some(&at) = self.held_loads.get(&(load.ty, load.generation)) else { return };
+        if let Some(held) = self.held_new.get_mut(at).filter(|held| held.load == load) {
             held.priority = priority;
         }
     }
