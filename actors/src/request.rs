@@ -441,9 +441,9 @@ impl<T: Send + Sync + 'static> Dependent for RequestCell<T> {
         let failed =
             self.fail_with(|| Arc::new(AssetLoadError { key: self.key(), attempt: 0, kind }));
         // Its own asset can never be handed out now, so the cache lets go of it as for a
-        // cancel: a failed handle the engine keeps (to show the error) holds no load (a value
-        // its own decode staged before the failure stays with the cell until the handle
-        // goes). Not an engine input, so not recorded; the replay fails it the same way.
+        // cancel: a failed handle the engine keeps (to show the error) holds no load, nor a
+        // value its own decode staged before the failure (the release takes it). Not an
+        // engine input, so not recorded; the replay fails it the same way.
         if failed && self.mark_released() {
             self.post_release();
         }

@@ -427,8 +427,8 @@ impl Runtime {
     }
 
     /// A live feed of every telemetry event emitted after this returns, holding at most
-    /// `capacity` undelivered events (`usize::MAX`: no limit). Room is taken as events wait,
-    /// not reserved up front.
+    /// `capacity` undelivered events (at least one; `usize::MAX`: no limit). Room is taken as
+    /// events wait, not reserved up front.
     pub fn subscribe(&self, capacity: usize) -> EventStream {
         let (tx, stream) = EventStream::channel(capacity);
         let timeout = Duration::from_millis(self.inner.config.shutdown_ack_ms_max);

@@ -217,16 +217,26 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Connections a stopping daemon turns away, at most: a listen backlog's worth (Linux's
+/// largest by default, `somaxconn`).
+const STOP_TURN_AWAYS_MAX: usize = 4_096;
+
 /// Accepts until the daemon stops; returns the connection threads to join.
 fn accept_loop(daemon: &Arc<Daemon>, socket: &ControlSocket) -> Vec<JoinHandle<()>> {
     let uid = own_uid();
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     let mut next_id = 0u64;
+    let mut turned_away_at_stop = 0;
     for stream in socket.listener().incoming() {
         if daemon.is_stopping() {
             // The listener is shut: `accept` hands out the connections already in its backlog
-            // (no new one joins it), then fails. Each is told why it is not served.
+            // (no new one joins it), then fails. Each is told why it is not served; a listener
+            // that could not be shut would hand out new ones for ever, hence the bound.
             let Ok(stream) = stream else { break };
+            turned_away_at_stop += 1;
+            if turned_away_at_stop > STOP_TURN_AWAYS_MAX {
+                break;
+            }
             if peer_is(&stream, uid) {
                 turn_away(stream, ProtocolError::ShuttingDown, daemon.idle_timeout);
             }

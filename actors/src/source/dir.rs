@@ -147,10 +147,9 @@ impl Source for DirSource {
         let expected = usize::try_from(meta.len()).unwrap_or(usize::MAX);
         let mut bytes = Vec::new();
         // With no limit (`u64::MAX`), a sparse file can claim more than memory holds: refused
-        // as an error, where an allocation that fails would abort the process.
-        bytes.try_reserve_exact(expected).map_err(|e| {
-            SourceError::Io(format!("{key}: cannot hold its {} bytes: {e}", meta.len()))
-        })?;
+        // (for good: a retry would fail the same way), where a failed allocation would abort.
+        let too_large = SourceError::TooLarge { size: meta.len(), max: self.bytes_max };
+        bytes.try_reserve_exact(expected).map_err(|_| too_large)?;
         // The `take` bounds the read even if the file grows after `metadata`; one byte past the
         // limit tells a file that grew past it (none with `u64::MAX`: no limit).
         let limit = self.bytes_max.saturating_add(1);

@@ -55,10 +55,12 @@ impl Subscriber {
 }
 
 impl EventStream {
-    /// A feed holding at most `capacity` undelivered events, and the sink's end of it.
+    /// A feed holding at most `capacity` undelivered events (at least one), and the sink's end
+    /// of it.
     pub(crate) fn channel(capacity: usize) -> (Subscriber, Self) {
         let (tx, rx) = mpsc::channel();
         let undelivered = Arc::new(AtomicUsize::new(0));
+        let capacity = capacity.max(1);
         let subscriber = Subscriber { tx, undelivered: Arc::clone(&undelivered), capacity };
         (subscriber, Self { rx, undelivered })
     }
