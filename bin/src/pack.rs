@@ -91,8 +91,17 @@ fn key_path(rel: &Path) -> Option<String> {
     Some(parts?.join("/"))
 }
 
-/// Every regular file under `dir`, as (key, path), sorted by key; symlinks are skipped.
-fn collect(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+/// Where `output` will be, its folder's symlinks resolved (`None` if that folder does not
+/// exist: then no file of the tree is the output).
+fn packed_path(output: &Path) -> Option<PathBuf> {
+    let folder = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    Some(std::fs::canonicalize(folder).ok()?.join(output.file_name()?))
+}
+
+/// Every regular file under `dir` but the pack being built (`output`, written into the tree, a
+/// previous build's would be packed again), as (key, path), sorted by key; symlinks are
+/// skipped.
+fn collect(dir: &Path, output: &Option<PathBuf>) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(folder) = stack.pop() {
@@ -129,7 +138,12 @@ fn collect(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
                     eprintln!("pack: skipping {}: {e}", shown(&rel));
                     continue;
                 }
-                out.push((key, entry.path()));
+                let path = entry.path();
+                if output.is_some() && std::fs::canonicalize(&path).ok() == *output {
+                    eprintln!("pack: skipping {}: the pack being built", shown(&rel));
+                    continue;
+                }
+                out.push((key, path));
             } else {
                 let path = entry.path().display().to_string();
                 eprintln!("pack: skipping {}: not a regular file", shown(&path));
@@ -140,17 +154,25 @@ fn collect(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
-/// The bytes of the regular file at `path`, at most `max` of them. The file is opened without
-/// following a symlink (in its last component) or blocking, and checked through the open
-/// handle, so a file swapped for a symlink (to `/dev/zero`, say) or a FIFO after the tree was
-/// listed is refused, and one that grows while read is read no further than one byte past
-/// `max`.
-fn read_capped(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
+/// The bytes of the regular file at `path`, at most `max` of them; `expected` is where it lies,
+/// symlinks resolved. The file is opened without following a symlink (in its last component)
+/// or blocking, and checked through the open handle: one that is not at `expected` was reached
+/// through a folder swapped for a symlink after the tree was listed, and a file swapped for a
+/// symlink (to `/dev/zero`, say) or a FIFO is refused too; one that grows while read is read
+/// no further than one byte past `max`.
+fn read_capped(path: &Path, expected: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
     use std::io::Read;
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
     // Not blocking either: a file swapped for a FIFO would wait for a writer at the open.
     let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
     let file = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path)?;
+    // The kernel's name for what was opened, every symlink on the way resolved.
+    let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .context("finding where the opened file lies")?;
+    if opened != expected {
+        bail!("reached through a symlink (it is {})", opened.display());
+    }
     let meta = file.metadata()?;
     if !meta.is_file() {
         bail!("not a regular file");
@@ -213,7 +235,9 @@ fn build(dir: &Path, output: &Path, codec: Codec, deps: Option<&Path>) -> anyhow
         }
         None => BTreeMap::new(),
     };
-    let files = collect(dir)?;
+    // Where the files must lie, symlinks resolved: each read checks its file is there.
+    let root = std::fs::canonicalize(dir).with_context(|| format!("{}", dir.display()))?;
+    let files = collect(dir, &packed_path(output))?;
     // Checked before any file is read or compressed: `files` is sorted by key.
     let listed = |k: &String| files.binary_search_by(|(key, _)| key.cmp(k)).is_ok();
     if let Some(orphan) = deps.keys().find(|k| !listed(k)) {
@@ -223,7 +247,8 @@ fn build(dir: &Path, output: &Path, codec: Codec, deps: Option<&Path>) -> anyhow
     let mut writer = PackWriter::create_with_limits(output, limits)?;
     let (mut raw, mut entries) = (0u64, 0usize);
     for (key, path) in &files {
-        let bytes = read_capped(path, limits.entry_bytes_max)
+        let (_, rel) = key.split_once(':').expect("a key collect made");
+        let bytes = read_capped(path, &root.join(rel), limits.entry_bytes_max)
             .with_context(|| format!("{}", path.display()))?;
         raw += bytes.len() as u64;
         entries += 1;
@@ -330,7 +355,7 @@ mod tests {
 
     /// The keys `collect` makes of the tree under `assets`.
     fn collected_keys(assets: &Path) -> Vec<String> {
-        collect(assets).unwrap().into_iter().map(|(key, _)| key).collect()
+        collect(assets, &None).unwrap().into_iter().map(|(key, _)| key).collect()
     }
 
     #[test]
@@ -398,16 +423,45 @@ mod tests {
     #[test]
     fn a_file_swapped_for_a_symlink_after_listing_is_refused_not_followed() {
         let dir = tempfile::tempdir().unwrap();
-        let (file, link) = (dir.path().join("a.bin"), dir.path().join("b.bin"));
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let (file, link) = (root.join("a.bin"), root.join("b.bin"));
         std::fs::write(&file, b"bytes").unwrap();
-        assert_eq!(read_capped(&file, 5).unwrap(), b"bytes");
-        assert!(read_capped(&file, 4).unwrap_err().to_string().contains("entry limit"));
+        assert_eq!(read_capped(&file, &file, 5).unwrap(), b"bytes");
+        assert!(read_capped(&file, &file, 4).unwrap_err().to_string().contains("entry limit"));
         std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
-        assert!(read_capped(&link, 1 << 20).is_err(), "a symlink is not followed");
-        let fifo = dir.path().join("c.bin");
+        assert!(read_capped(&link, &link, 1 << 20).is_err(), "a symlink is not followed");
+        let fifo = root.join("c.bin");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
         assert!(made.success());
-        let err = read_capped(&fifo, 1 << 20).unwrap_err().to_string();
+        let err = read_capped(&fifo, &fifo, 1 << 20).unwrap_err().to_string();
         assert!(err.contains("not a regular file"), "a FIFO is refused, not waited on: {err}");
+    }
+
+    #[test]
+    fn a_folder_swapped_for_a_symlink_after_listing_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join("outside")).unwrap();
+        std::fs::write(root.join("outside/a.bin"), b"secret").unwrap();
+        // `sub` was a folder when the tree was listed; now it leads elsewhere.
+        std::os::unix::fs::symlink(root.join("outside"), root.join("sub")).unwrap();
+        let listed = root.join("sub/a.bin");
+        let err = read_capped(&listed, &listed, 1 << 20).unwrap_err().to_string();
+        assert!(err.contains("reached through a symlink"), "{err}");
+    }
+
+    #[test]
+    fn a_pack_built_into_its_own_tree_is_not_packed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let assets = dir.path().join("assets");
+        std::fs::create_dir_all(assets.join("blob")).unwrap();
+        std::fs::write(assets.join("blob/a.bin"), b"a").unwrap();
+        let pack = assets.join("blob/all.pack");
+        for _ in 0..2 {
+            build(&assets, &pack, Codec::Lz4, None).unwrap();
+        }
+        let reader = PackReader::open(&pack, PackLimits::default()).unwrap();
+        let keys: Vec<_> = reader.entries().iter().map(|e| e.key.clone()).collect();
+        assert_eq!(keys, ["blob:blob/a.bin"]);
     }
 }
