@@ -39,7 +39,7 @@ pub struct DemoArgs {
     workers: usize,
     /// Requests published per frame at most. Dependencies publish too: 60 requests a frame
     /// bring about 45 dependencies with them, more than a budget of 64 keeps up with.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = crate::args::count::<u32>(u64::from(u32::MAX)))]
     frame_budget: u32,
     /// New requests per frame.
     #[arg(long, default_value_t = 60, value_parser = crate::args::count::<usize>(crate::args::COUNT_MAX))]
@@ -73,6 +73,18 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
              --requests-per-frame or lower --assets",
             args.assets,
             args.requests_per_frame
+        );
+    }
+    // Every request is published in a frame, `--frame-budget` at most a frame (and their
+    // dependencies with them, not counted here).
+    let frames_to_publish = requests_max.div_ceil(args.frame_budget as usize) as u64;
+    if frames_to_publish > FRAMES_MAX {
+        bail!(
+            "--assets {} may take {requests_max} requests: at --frame-budget {}, \
+             {frames_to_publish} frames to publish them, more than the demo's {FRAMES_MAX}; \
+             raise --frame-budget or lower --assets",
+            args.assets,
+            args.frame_budget
         );
     }
     let dir = tempfile::tempdir().context("creating the demo folder")?;

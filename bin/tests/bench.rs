@@ -54,13 +54,14 @@ fn json_output_is_one_object_with_the_closing_figures() {
 #[test]
 fn a_zero_or_huge_count_is_a_usage_error_naming_the_argument_not_a_panic() {
     let huge = "18446744073709551615";
-    let cases: [(&[&str], &str); 13] = [
+    let cases: [(&[&str], &str); 14] = [
         // Past the counts whose runs would take more memory than a machine has (or never end).
         (&["demo", "--assets", "100001"], "--assets"),
         (&["simulate", "--zones", "501"], "--zones"),
         (&["chaos", "--requests", "250001"], "--requests"),
         (&["demo", "--assets", huge], "--assets"),
         (&["demo", "--requests-per-frame", "0"], "--requests-per-frame"),
+        (&["demo", "--frame-budget", "0"], "--frame-budget"),
         (&["simulate", "--entities", huge], "--entities"),
         (&["bench", "tiny", "--count", "0"], "--count"),
         (&["bench", "tiny", "--workers", "1000000"], "--workers"),
