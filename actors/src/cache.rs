@@ -749,8 +749,8 @@ impl<T: Send + Sync + 'static> Actor for Cache<T> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if self.link.incarnation() > 1 {
-            self.links.probe.restarted(&format!("cache:{}", self.asset_type));
+        let restarted = self.link.incarnation() > 1;
+        if restarted {
             let link = self.link.clone();
             let taken_back = guarded(&link, || {
                 self.readmit();
@@ -761,6 +761,8 @@ impl<T: Send + Sync + 'static> Actor for Cache<T> {
                 Ok(())
             });
             if taken_back.is_none() {
+                // A restart still, counted as one; the next incarnation serves instead.
+                self.links.probe.restarted(&format!("cache:{}", self.asset_type));
                 // Its exit is reported: what it took back goes back to the salvage, with what
                 // it had not, for the next incarnation, which attaches to the inbox instead.
                 ctx.stop();
@@ -769,6 +771,11 @@ impl<T: Send + Sync + 'static> Actor for Cache<T> {
             }
         }
         self.inbox.attach(&ctx.address().recipient());
+        // Once attached: whoever sees the event can ask the successor (an ask finding the dead
+        // incarnation's address would return at once).
+        if restarted {
+            self.links.probe.restarted(&format!("cache:{}", self.asset_type));
+        }
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {

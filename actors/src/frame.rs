@@ -442,10 +442,11 @@ impl Actor for FrameCoordinator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.mailbox.attach(ctx.address().recipient());
+        // Once attached: whoever sees the event can ask the successor.
         if self.link.incarnation() > 1 {
             self.shared.probe.restarted("frame");
         }
-        self.mailbox.attach(ctx.address().recipient());
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {

@@ -455,9 +455,12 @@ impl Actor for Scheduler {
             // The caches are asked first: whoever sees the event may count on the request
             // being on its way (a `Runtime::sync` then covers the resubmission).
             self.resubmits_awaited = (self.resubmit)();
-            self.probe.restarted("scheduler");
         }
         self.mailbox.attach(ctx.address().recipient());
+        // Once attached: whoever sees the event can ask the successor.
+        if self.link.incarnation() > 1 {
+            self.probe.restarted("scheduler");
+        }
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
