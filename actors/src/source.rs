@@ -243,7 +243,8 @@ pub enum SourceError {
     /// The read would leave the source's root.
     #[error("denied: {0}")]
     Denied(String),
-    /// The asset is larger than the source's limit.
+    /// The asset is larger than the source's limit, or than memory can hold at once (a
+    /// source with no limit).
     #[error("too large: {size} bytes, limit {max}")]
     TooLarge {
         /// The stored size in bytes.

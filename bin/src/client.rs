@@ -156,8 +156,9 @@ pub struct Target {
     /// Print JSON, one object per line.
     #[arg(long)]
     pub json: bool,
-    /// How long to wait for the daemon's answer to one request, in milliseconds (what follows
-    /// an answer, such as a waited load's ends or a watch's events, has no limit).
+    /// How long to wait for the daemon's answer to one request, or for what follows it (an
+    /// `inflight` page, a `watch` status), in milliseconds; only a waited load's ends have no
+    /// limit.
     #[arg(long, default_value_t = ANSWER_TIMEOUT_MS, value_parser = crate::args::count::<u64>(u64::MAX))]
     pub answer_timeout_ms: u64,
 }
@@ -386,7 +387,7 @@ fn stats(target: &Target) -> anyhow::Result<()> {
     for t in &types {
         println!(
             "type={} entries={} resident={} parked={} resident_bytes={} hits={} misses={} evictions={} quarantined={}",
-            t.asset_type, t.entries, t.resident, t.parked, t.resident_bytes, t.hits, t.misses, t.evictions, t.quarantined
+            shown(&t.asset_type), t.entries, t.resident, t.parked, t.resident_bytes, t.hits, t.misses, t.evictions, t.quarantined
         );
     }
     println!("memory: resident_bytes={resident_bytes} bytes_resident_max={bytes_resident_max}");

@@ -119,8 +119,11 @@ fn main() -> ExitCode {
         // error, not a panic: the same status, as quietly.
         Err(e) if e.is::<OutputClosed>() => ExitCode::from(141),
         Err(e) => {
-            // Errors name files, keys and the words of packs and logs: shown escaped.
-            eprintln!("streamctl: {}", escape_controls(&format!("{e:#}")));
+            // Errors name files, keys and the words of packs and logs: shown escaped, but for
+            // the line breaks of a message that has several (a config file's parse error).
+            let text = format!("{e:#}");
+            let lines: Vec<_> = text.split('\n').map(escape_controls).collect();
+            eprintln!("streamctl: {}", lines.join("\n"));
             ExitCode::FAILURE
         }
     }

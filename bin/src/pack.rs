@@ -98,10 +98,18 @@ fn packed_path(output: &Path) -> Option<PathBuf> {
     Some(std::fs::canonicalize(folder).ok()?.join(output.file_name()?))
 }
 
+/// A file as the file system knows it, whatever path reached it: its device and inode.
+type FileId = (u64, u64);
+
+fn file_id(meta: &std::fs::Metadata) -> FileId {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
 /// Every regular file under `dir` but the pack being built (`output`, written into the tree, a
-/// previous build's would be packed again), as (key, path), sorted by key; symlinks are
-/// skipped.
-fn collect(dir: &Path, output: &Option<PathBuf>) -> anyhow::Result<Vec<(String, PathBuf)>> {
+/// previous build's would be packed again), as (key, path, the file listed), sorted by key;
+/// symlinks are skipped.
+fn collect(dir: &Path, output: &Option<PathBuf>) -> anyhow::Result<Vec<(String, PathBuf, FileId)>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(folder) = stack.pop() {
@@ -143,7 +151,8 @@ fn collect(dir: &Path, output: &Option<PathBuf>) -> anyhow::Result<Vec<(String, 
                     eprintln!("pack: skipping {}: the pack being built", shown(&rel));
                     continue;
                 }
-                out.push((key, path));
+                // The entry's own metadata: a symlink's, never its target's.
+                out.push((key, path, file_id(&entry.metadata()?)));
             } else {
                 let path = entry.path().display().to_string();
                 eprintln!("pack: skipping {}: not a regular file", shown(&path));
@@ -154,26 +163,22 @@ fn collect(dir: &Path, output: &Option<PathBuf>) -> anyhow::Result<Vec<(String, 
     Ok(out)
 }
 
-/// The bytes of the regular file at `path`, at most `max` of them; `expected` is where it lies,
-/// symlinks resolved. The file is opened without following a symlink (in its last component)
-/// or blocking, and checked through the open handle: one that is not at `expected` was reached
-/// through a folder swapped for a symlink after the tree was listed, and a file swapped for a
-/// symlink (to `/dev/zero`, say) or a FIFO is refused too; one that grows while read is read
-/// no further than one byte past `max`.
-fn read_capped(path: &Path, expected: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
+/// The bytes of the regular file at `path`, at most `max` of them; `listed` is the file the
+/// tree's listing found there. The file is opened without following a symlink (in its last
+/// component) or blocking, and checked through the open handle: another file than the one
+/// listed was reached through a folder swapped for a symlink after the listing (or the file
+/// was replaced), and a file swapped for a symlink (to `/dev/zero`, say) or a FIFO is refused
+/// too; one that grows while read is read no further than one byte past `max`.
+fn read_capped(path: &Path, listed: FileId, max: u64) -> anyhow::Result<Vec<u8>> {
     use std::io::Read;
-    use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
     // Not blocking either: a file swapped for a FIFO would wait for a writer at the open.
     let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
     let file = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path)?;
-    // The kernel's name for what was opened, every symlink on the way resolved.
-    let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
-        .context("finding where the opened file lies")?;
-    if opened != expected {
-        bail!("reached through a symlink (it is {})", opened.display());
-    }
     let meta = file.metadata()?;
+    if file_id(&meta) != listed {
+        bail!("not the file listed there (a folder on its path, or the file, was replaced)");
+    }
     if !meta.is_file() {
         bail!("not a regular file");
     }
@@ -235,21 +240,18 @@ fn build(dir: &Path, output: &Path, codec: Codec, deps: Option<&Path>) -> anyhow
         }
         None => BTreeMap::new(),
     };
-    // Where the files must lie, symlinks resolved: each read checks its file is there.
-    let root = std::fs::canonicalize(dir).with_context(|| format!("{}", dir.display()))?;
     let files = collect(dir, &packed_path(output))?;
     // Checked before any file is read or compressed: `files` is sorted by key.
-    let listed = |k: &String| files.binary_search_by(|(key, _)| key.cmp(k)).is_ok();
+    let listed = |k: &String| files.binary_search_by(|(key, ..)| key.cmp(k)).is_ok();
     if let Some(orphan) = deps.keys().find(|k| !listed(k)) {
         bail!("the dependency file names {orphan}, which is not among the assets");
     }
     let limits = PackLimits::default();
     let mut writer = PackWriter::create_with_limits(output, limits)?;
     let (mut raw, mut entries) = (0u64, 0usize);
-    for (key, path) in &files {
-        let (_, rel) = key.split_once(':').expect("a key collect made");
-        let bytes = read_capped(path, &root.join(rel), limits.entry_bytes_max)
-            .with_context(|| format!("{}", path.display()))?;
+    for (key, path, listed) in &files {
+        let bytes = read_capped(path, *listed, limits.entry_bytes_max)
+            .with_context(|| format!("{}", shown(&path.display().to_string())))?;
         raw += bytes.len() as u64;
         entries += 1;
         let key_deps = dependencies(key, &bytes, deps.get(key))?;
@@ -355,7 +357,7 @@ mod tests {
 
     /// The keys `collect` makes of the tree under `assets`.
     fn collected_keys(assets: &Path) -> Vec<String> {
-        collect(assets, &None).unwrap().into_iter().map(|(key, _)| key).collect()
+        collect(assets, &None).unwrap().into_iter().map(|(key, ..)| key).collect()
     }
 
     #[test]
@@ -420,34 +422,43 @@ mod tests {
         assert!(err.contains("its bytes name the textures"), "{err}");
     }
 
+    /// The file at `path` as a listing finds it.
+    fn listed(path: &Path) -> FileId {
+        file_id(&std::fs::symlink_metadata(path).unwrap())
+    }
+
     #[test]
     fn a_file_swapped_for_a_symlink_after_listing_is_refused_not_followed() {
         let dir = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(dir.path()).unwrap();
-        let (file, link) = (root.join("a.bin"), root.join("b.bin"));
+        let (file, link) = (dir.path().join("a.bin"), dir.path().join("b.bin"));
         std::fs::write(&file, b"bytes").unwrap();
-        assert_eq!(read_capped(&file, &file, 5).unwrap(), b"bytes");
-        assert!(read_capped(&file, &file, 4).unwrap_err().to_string().contains("entry limit"));
+        assert_eq!(read_capped(&file, listed(&file), 5).unwrap(), b"bytes");
+        let err = read_capped(&file, listed(&file), 4).unwrap_err().to_string();
+        assert!(err.contains("entry limit"), "{err}");
         std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
-        assert!(read_capped(&link, &link, 1 << 20).is_err(), "a symlink is not followed");
-        let fifo = root.join("c.bin");
+        assert!(read_capped(&link, listed(&link), 1 << 20).is_err(), "a symlink is not followed");
+        let fifo = dir.path().join("c.bin");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
         assert!(made.success());
-        let err = read_capped(&fifo, &fifo, 1 << 20).unwrap_err().to_string();
+        let err = read_capped(&fifo, listed(&fifo), 1 << 20).unwrap_err().to_string();
         assert!(err.contains("not a regular file"), "a FIFO is refused, not waited on: {err}");
     }
 
     #[test]
     fn a_folder_swapped_for_a_symlink_after_listing_is_refused_not_followed() {
         let dir = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/a.bin"), b"listed").unwrap();
         std::fs::create_dir_all(root.join("outside")).unwrap();
         std::fs::write(root.join("outside/a.bin"), b"secret").unwrap();
+        let path = root.join("sub/a.bin");
+        let was = listed(&path);
         // `sub` was a folder when the tree was listed; now it leads elsewhere.
+        std::fs::rename(root.join("sub"), root.join("gone")).unwrap();
         std::os::unix::fs::symlink(root.join("outside"), root.join("sub")).unwrap();
-        let listed = root.join("sub/a.bin");
-        let err = read_capped(&listed, &listed, 1 << 20).unwrap_err().to_string();
-        assert!(err.contains("reached through a symlink"), "{err}");
+        let err = read_capped(&path, was, 1 << 20).unwrap_err().to_string();
+        assert!(err.contains("not the file listed there"), "{err}");
     }
 
     #[test]

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
+use streamrt::messages::escape_controls;
 use streamrt::replay::{replay, ReplayOptions, ReplayReport};
 
-use crate::shown::shown;
 use crate::OutputClosed;
 
 /// Arguments of `streamctl replay`.
@@ -128,7 +128,7 @@ fn print_closing(out: &mut impl Write, report: &ReplayReport, hash: &str) -> std
             out,
             "replay: {} requests end as recorded by {}",
             report.checked,
-            shown(&report.recorded_by)
+            escape_controls(&report.recorded_by)
         )?,
         Some(d) => writeln!(out, "replay: {d}")?,
     }

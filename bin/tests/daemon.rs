@@ -586,3 +586,20 @@ fn serve_refused(dir: &Path, socket: &Path, extra: &[&str]) -> String {
     assert!(!out.status.success(), "the daemon refuses {}", socket.display());
     String::from_utf8(out.stderr).unwrap()
 }
+
+#[test]
+fn a_configuration_error_keeps_its_lines_and_escapes_what_else_the_file_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(&config, "workerz = 3\n").unwrap();
+    let socket = dir.path().join("s.sock");
+    let err = serve_refused(dir.path(), &socket, &["--config", config.to_str().unwrap()]);
+    let lines: Vec<&str> = err.lines().collect();
+    let field = lines.iter().position(|l| l.ends_with("workerz = 3"));
+    let field = field.unwrap_or_else(|| panic!("the field's line: {err}"));
+    assert!(lines[field + 1].ends_with("^^^^^^^"), "the caret under the field: {err}");
+    // A key the file holds with an escape sequence reaches the terminal escaped.
+    std::fs::write(&config, "\"x\u{1b}[2J\" = 3\n").unwrap();
+    let err = serve_refused(dir.path(), &socket, &["--config", config.to_str().unwrap()]);
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+}

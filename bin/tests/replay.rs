@@ -123,5 +123,5 @@ fn text_from_the_log_reaches_the_terminal_escaped() {
     assert!(ok, "{out}{err}");
     assert!(!out.contains(|c: char| c.is_control() && c != '\n'), "{out:?}");
     assert!(!out.lines().any(|l| l.starts_with("replay: forged")), "{out}");
-    assert!(out.contains(r#"recorded by "x\u{1b}]0;pwned\u{7}\nreplay: forged""#), "{out}");
+    assert!(out.contains(r"recorded by x\u{1b}]0;pwned\u{7}\nreplay: forged"), "{out}");
 }
