@@ -373,6 +373,8 @@ fn a_shared_dependency_ready_is_counted_once_by_a_dependent_still_waiting_for_an
     assert_eq!(rt.status().ready, 2, "`m2` still waits for `other`");
     source.gate.release("other");
     assert_eq!(root.wait_timeout(PATIENCE).unwrap().unwrap().0, b"root");
+    // A publish batch is counted after its last request is woken: sync before reading it.
+    assert!(rt.sync(PATIENCE));
     assert_eq!(rt.status().ready, 5);
 }
 
