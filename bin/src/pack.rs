@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use rustix::fs::FileType;
 use streamrt::messages::{escape_controls, AssetKey, AssetTypeName};
 use streamrt::pack::{Codec, PackLimits, PackReader, PackWriter};
 use streamrt::Decoder;
@@ -106,61 +107,114 @@ fn file_id(meta: &std::fs::Metadata) -> FileId {
     (meta.dev(), meta.ino())
 }
 
+/// [`file_id`] of what `statat` found; the fields' widths differ between targets.
+#[allow(clippy::useless_conversion)]
+fn stat_id(stat: &rustix::fs::Stat) -> FileId {
+    (u64::from(stat.st_dev), u64::from(stat.st_ino))
+}
+
 /// Every regular file under `dir` but the pack being built (`output`, written into the tree, a
 /// previous build's would be packed again), as (key, path, the file listed), sorted by key;
 /// symlinks are skipped.
+///
+/// Each folder below `dir` is opened without following a symlink and checked to be the one its
+/// parent's listing found, then listed through that handle: a folder swapped for a symlink
+/// while the tree is walked is refused, never listed (its files, outside the tree, would be
+/// listed with their own ids and pass [`read_capped`]'s check).
 fn collect(dir: &Path, output: &Option<PathBuf>) -> anyhow::Result<Vec<(String, PathBuf, FileId)>> {
     let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(folder) = stack.pop() {
-        for entry in std::fs::read_dir(&folder).with_context(|| format!("{}", folder.display()))? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                stack.push(entry.path());
-            } else if kind.is_file() {
-                let path = entry.path();
-                let Some(rel) = key_path(path.strip_prefix(dir)?) else {
-                    // No key can name it, so no `DirSource` could serve it either.
-                    eprintln!(
-                        "pack: skipping {}: its name is not UTF-8 or holds a backslash",
-                        shown(&path.display().to_string())
-                    );
-                    continue;
-                };
-                let Some((asset_type, _)) = rel.split_once('/') else {
-                    eprintln!("pack: skipping {}: not under a <type>/ folder", shown(&rel));
-                    continue;
-                };
-                // A folder that is no type name (`mesh:lod`) would make a key of another type
-                // and path than the file's, which a `DirSource` of the tree would not serve.
-                if let Err(e) = AssetTypeName::new(asset_type) {
-                    let e = escape_controls(&e.to_string()).into_owned();
-                    eprintln!("pack: skipping {}: its folder is no asset type ({e})", shown(&rel));
-                    continue;
+    let mut stack = vec![(dir.to_owned(), None)];
+    while let Some((folder, listed)) = stack.pop() {
+        for (path, kind, id) in list_folder(&folder, listed)? {
+            if kind == FileType::Directory {
+                stack.push((path, Some(id)));
+            } else if kind == FileType::RegularFile {
+                if let Some(key) = file_key(dir, &path, output)? {
+                    out.push((key, path, id));
                 }
-                // Any other name no key can hold (a path past a key's length) is skipped too,
-                // rather than refused by the writer after the files before it were read.
-                let key = format!("{asset_type}:{rel}");
-                if let Err(e) = AssetKey::parse(&key) {
-                    eprintln!("pack: skipping {}: {e}", shown(&rel));
-                    continue;
-                }
-                let path = entry.path();
-                if output.is_some() && std::fs::canonicalize(&path).ok() == *output {
-                    eprintln!("pack: skipping {}: the pack being built", shown(&rel));
-                    continue;
-                }
-                // The entry's own metadata: a symlink's, never its target's.
-                out.push((key, path, file_id(&entry.metadata()?)));
             } else {
-                let path = entry.path().display().to_string();
-                eprintln!("pack: skipping {}: not a regular file", shown(&path));
+                eprintln!(
+                    "pack: skipping {}: not a regular file",
+                    shown(&path.display().to_string())
+                );
             }
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// The entries of the folder at `path` as (path, kind, the file listed); `listed` is the folder
+/// its parent's listing found there (`None` for the tree's root, opened as the user named it).
+/// Each entry is looked at through the folder's handle, without following a symlink.
+fn list_folder(
+    path: &Path,
+    listed: Option<FileId>,
+) -> anyhow::Result<Vec<(PathBuf, FileType, FileId)>> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown_path = || shown(&path.display().to_string()).to_string();
+    let nofollow = if listed.is_some() { libc::O_NOFOLLOW } else { 0 };
+    let folder = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | nofollow)
+        .open(path)
+        .with_context(shown_path)?;
+    let id = file_id(&folder.metadata().with_context(shown_path)?);
+    if listed.is_some_and(|listed| listed != id) {
+        bail!("{}: not the folder listed there (it was replaced)", shown_path());
+    }
+    let mut entries = rustix::fs::Dir::new(std::os::fd::OwnedFd::from(folder))?;
+    let mut out = Vec::new();
+    while let Some(entry) = entries.read() {
+        let entry = entry.with_context(shown_path)?;
+        let name = entry.file_name();
+        if matches!(name.to_bytes(), b"." | b"..") {
+            continue;
+        }
+        let stat = rustix::fs::statat(entries.fd()?, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .with_context(shown_path)?;
+        let kind = FileType::from_raw_mode(stat.st_mode);
+        let child = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+        out.push((child, kind, stat_id(&stat)));
+    }
+    Ok(out)
+}
+
+/// The key of the regular file at `path` under the tree `dir`, or `None` (saying why) if it is
+/// skipped: no key can name it, or it is the pack being built (`output`).
+fn file_key(dir: &Path, path: &Path, output: &Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    let Some(rel) = key_path(path.strip_prefix(dir)?) else {
+        // No key can name it, so no `DirSource` could serve it either.
+        eprintln!(
+            "pack: skipping {}: its name is not UTF-8 or holds a backslash",
+            shown(&path.display().to_string())
+        );
+        return Ok(None);
+    };
+    let Some((asset_type, _)) = rel.split_once('/') else {
+        eprintln!("pack: skipping {}: not under a <type>/ folder", shown(&rel));
+        return Ok(None);
+    };
+    // A folder that is no type name (`mesh:lod`) would make a key of another type and path
+    // than the file's, which a `DirSource` of the tree would not serve.
+    if let Err(e) = AssetTypeName::new(asset_type) {
+        let e = escape_controls(&e.to_string()).into_owned();
+        eprintln!("pack: skipping {}: its folder is no asset type ({e})", shown(&rel));
+        return Ok(None);
+    }
+    // Any other name no key can hold (a path past a key's length) is skipped too, rather than
+    // refused by the writer after the files before it were read.
+    let key = format!("{asset_type}:{rel}");
+    if let Err(e) = AssetKey::parse(&key) {
+        eprintln!("pack: skipping {}: {e}", shown(&rel));
+        return Ok(None);
+    }
+    if output.is_some() && std::fs::canonicalize(path).ok() == *output {
+        eprintln!("pack: skipping {}: the pack being built", shown(&rel));
+        return Ok(None);
+    }
+    Ok(Some(key))
 }
 
 /// The bytes of the regular file at `path`, at most `max` of them; `listed` is the file the
@@ -459,6 +513,32 @@ mod tests {
         std::os::unix::fs::symlink(root.join("outside"), root.join("sub")).unwrap();
         let err = read_capped(&path, was, 1 << 20).unwrap_err().to_string();
         assert!(err.contains("not the file listed there"), "{err}");
+    }
+
+    #[test]
+    fn a_folder_swapped_for_a_symlink_while_the_tree_is_walked_is_not_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+        std::fs::create_dir_all(root.join("outside/deeper")).unwrap();
+        std::fs::write(root.join("outside/deeper/a.bin"), b"secret").unwrap();
+        let id_of = |entries: &[(PathBuf, FileType, FileId)], name: &str| {
+            entries.iter().find(|(p, ..)| p.ends_with(name)).map(|(.., id)| *id).unwrap()
+        };
+        let top = list_folder(root, None).unwrap();
+        let sub = id_of(&top, "sub");
+        let deeper = id_of(&list_folder(&root.join("sub"), Some(sub)).unwrap(), "deeper");
+        // Both were folders when listed; now `sub` leads outside the tree.
+        std::fs::rename(root.join("sub"), root.join("gone")).unwrap();
+        std::os::unix::fs::symlink(root.join("outside"), root.join("sub")).unwrap();
+        let err = list_folder(&root.join("sub"), Some(sub)).unwrap_err();
+        let os = err.root_cause().downcast_ref::<std::io::Error>().and_then(|e| e.raw_os_error());
+        assert!(
+            matches!(os, Some(libc::ENOTDIR | libc::ELOOP)),
+            "a symlink is not opened as a folder: {err:#}"
+        );
+        let err = format!("{:#}", list_folder(&root.join("sub/deeper"), Some(deeper)).unwrap_err());
+        assert!(err.contains("not the folder listed there"), "{err}");
     }
 
     #[test]
