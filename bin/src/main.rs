@@ -119,12 +119,30 @@ fn main() -> ExitCode {
         // error, not a panic: the same status, as quietly.
         Err(e) if e.is::<OutputClosed>() => ExitCode::from(141),
         Err(e) => {
-            // Errors name files, keys and the words of packs and logs: shown escaped, but for
-            // the line breaks of a message that has several (a config file's parse error).
-            let text = format!("{e:#}");
-            let lines: Vec<_> = text.split('\n').map(escape_controls).collect();
-            eprintln!("streamctl: {}", lines.join("\n"));
+            eprintln!("streamctl: {}", shown_error(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `e` and its causes as one message (as `{e:#}` shows them), escaped for a terminal.
+///
+/// Errors name files, keys and the words of packs and logs, so each cause is escaped whole: a
+/// line break in a key cannot start a line of its own (a forged `streamctl:` line, say). A
+/// configuration file's parse error alone keeps its lines, as it points at the line it means
+/// with a caret under it; they are indented, so none of them can pass for a line of ours either.
+fn shown_error(e: &anyhow::Error) -> String {
+    let causes: Vec<String> = e
+        .chain()
+        .map(|cause| {
+            let text = cause.to_string();
+            if cause.is::<toml::de::Error>() {
+                let lines: Vec<_> = text.trim_end().split('\n').map(escape_controls).collect();
+                lines.join("\n  ")
+            } else {
+                escape_controls(&text).into_owned()
+            }
+        })
+        .collect();
+    causes.join(": ")
 }

@@ -603,3 +603,21 @@ fn a_configuration_error_keeps_its_lines_and_escapes_what_else_the_file_holds() 
     let err = serve_refused(dir.path(), &socket, &["--config", config.to_str().unwrap()]);
     assert!(!err.contains('\u{1b}'), "{err:?}");
 }
+
+#[test]
+fn a_line_break_in_a_name_an_error_shows_cannot_forge_a_line_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let pack = dir.path().join("missing\nstreamctl: all is well");
+    let out = Command::new(BIN).args(["pack", "ls"]).arg(&pack).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "one line, its break escaped: {err:?}");
+    assert!(err.starts_with("streamctl: ") && err.contains(r"missing\nstreamctl: all"), "{err:?}");
+    // A configuration's parse error keeps its lines, each indented under the first.
+    let config = dir.path().join("serve.toml");
+    std::fs::write(&config, "workerz = 3\n").unwrap();
+    let socket = dir.path().join("s.sock");
+    let err = serve_refused(dir.path(), &socket, &["--config", config.to_str().unwrap()]);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.len() > 1 && lines[1..].iter().all(|l| l.starts_with("  ")), "{err}");
+}
