@@ -761,7 +761,9 @@ impl<T: Send + Sync + 'static> Actor for Cache<T> {
                 Ok(())
             });
             if taken_back.is_none() {
-                // A restart still, counted as one; the next incarnation serves instead.
+                // A restart still, counted as one; the next incarnation serves instead and
+                // reports its own once attached, so this event precedes no incarnation an
+                // ask could reach (see `EventKind::Restarted`).
                 self.links.probe.restarted(&format!("cache:{}", self.asset_type));
                 // Its exit is reported: what it took back goes back to the salvage, with what
                 // it had not, for the next incarnation, which attaches to the inbox instead.
