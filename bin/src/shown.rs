@@ -7,10 +7,13 @@
 
 use std::borrow::Cow;
 
+use streamrt::messages::needs_escape;
+
 /// `text` as `streamctl` prints it: as it is, or quoted and escaped when it holds whitespace,
-/// a control character or a quote.
+/// a quote or a character [`needs_escape`] names (a control or bidirectional formatting
+/// character, which `{:?}` escapes).
 pub(crate) fn shown(text: &str) -> Cow<'_, str> {
-    if text.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"') {
+    if text.chars().any(|c| c.is_whitespace() || needs_escape(c) || c == '"') {
         Cow::Owned(format!("{text:?}"))
     } else {
         Cow::Borrowed(text)
@@ -28,5 +31,6 @@ mod tests {
         let hostile = shown("blob:a\u{1b}[2J\nstate=ready");
         assert_eq!(hostile, r#""blob:a\u{1b}[2J\nstate=ready""#);
         assert!(!hostile.chars().any(char::is_control));
+        assert_eq!(shown("blob:\u{202e}gpj.exe"), r#""blob:\u{202e}gpj.exe""#);
     }
 }

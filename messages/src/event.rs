@@ -95,10 +95,10 @@ pub enum EventKind {
         /// The panics that led to it.
         panics: u32,
     },
-    /// A supervised actor or worker was restarted. Reported once the new incarnation serves
-    /// (it can be asked at once), except for a cache incarnation that failed to take its loads
-    /// back as it started: that restart is reported as it stops, and the next one's event
-    /// follows once that one serves.
+    /// A supervised actor or worker was restarted. An actor's restart is reported once the new
+    /// incarnation serves (it can be asked at once), except for a cache incarnation that failed
+    /// to take its loads back as it started: that restart is reported as it stops, and the next
+    /// one's event follows once that one serves. A worker's is reported as it is rebuilt.
     Restarted {
         /// Which one (`scheduler`, `cache:mesh`, `io-worker`, ...).
         actor: String,
