@@ -164,7 +164,8 @@ fn list_folder(
     if listed.is_some_and(|listed| listed != id) {
         bail!("{}: not the folder listed there (it was replaced)", shown_path());
     }
-    let mut entries = rustix::fs::Dir::new(std::os::fd::OwnedFd::from(folder))?;
+    let mut entries =
+        rustix::fs::Dir::new(std::os::fd::OwnedFd::from(folder)).with_context(shown_path)?;
     let mut out = Vec::new();
     while let Some(entry) = entries.read() {
         let entry = entry.with_context(shown_path)?;
@@ -172,11 +173,20 @@ fn list_folder(
         if matches!(name.to_bytes(), b"." | b"..") {
             continue;
         }
-        let stat = rustix::fs::statat(entries.fd()?, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-            .with_context(shown_path)?;
-        let kind = FileType::from_raw_mode(stat.st_mode);
         let child = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
-        out.push((child, kind, stat_id(&stat)));
+        let shown_child = || shown(&child.display().to_string()).to_string();
+        let nofollow = rustix::fs::AtFlags::SYMLINK_NOFOLLOW;
+        let stat = match rustix::fs::statat(entries.fd().with_context(shown_path)?, name, nofollow)
+        {
+            Ok(stat) => stat,
+            // Deleted since the folder was read (an editor's swap file, say): not in the tree.
+            Err(rustix::io::Errno::NOENT) => {
+                eprintln!("pack: skipping {}: removed while the tree was read", shown_child());
+                continue;
+            }
+            Err(e) => return Err(e).with_context(shown_child),
+        };
+        out.push((child, FileType::from_raw_mode(stat.st_mode), stat_id(&stat)));
     }
     Ok(out)
 }
@@ -513,6 +523,26 @@ mod tests {
         std::os::unix::fs::symlink(root.join("outside"), root.join("sub")).unwrap();
         let err = read_capped(&path, was, 1 << 20).unwrap_err().to_string();
         assert!(err.contains("not the file listed there"), "{err}");
+    }
+
+    #[test]
+    fn symlinks_in_the_tree_are_skipped_and_a_tree_named_through_one_is_walked() {
+        let dir = tempfile::tempdir().unwrap();
+        let assets = dir.path().join("assets");
+        std::fs::create_dir_all(assets.join("mesh/lod")).unwrap();
+        std::fs::write(assets.join("mesh/lod/a.bin"), b"a").unwrap();
+        std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+        std::fs::write(dir.path().join("outside/secret.bin"), b"s").unwrap();
+        use std::os::unix::fs::symlink;
+        symlink(dir.path().join("outside"), assets.join("mesh/linked")).unwrap();
+        symlink(dir.path().join("outside/secret.bin"), assets.join("mesh/b.bin")).unwrap();
+        let named = dir.path().join("named");
+        symlink(&assets, &named).unwrap();
+        let found = collect(&named, &None).unwrap();
+        let keys: Vec<_> = found.iter().map(|(key, ..)| key.as_str()).collect();
+        assert_eq!(keys, ["mesh:mesh/lod/a.bin"], "the symlinks under the tree are skipped");
+        let (_, path, id) = &found[0];
+        assert_eq!(read_capped(path, *id, 1 << 20).unwrap(), b"a");
     }
 
     #[test]
