@@ -125,6 +125,16 @@ mod tests {
     }
 
     #[test]
+    fn a_feed_asked_for_no_room_still_holds_one_event() {
+        let dropped = AtomicU64::new(0);
+        let (subscriber, stream) = EventStream::channel(0);
+        assert!(subscriber.offer(&event(), &dropped) && subscriber.offer(&event(), &dropped));
+        assert_eq!(dropped.load(Ordering::Relaxed), 1, "the second is past the one held");
+        assert!(stream.try_next().is_some());
+        assert!(stream.try_next().is_none());
+    }
+
+    #[test]
     fn an_unbounded_feed_reserves_nothing_and_a_gone_one_is_let_go_of() {
         let dropped = AtomicU64::new(0);
         let (subscriber, stream) = EventStream::channel(usize::MAX);
