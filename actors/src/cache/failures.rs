@@ -178,4 +178,11 @@ mod tests {
         assert!(attempts_left(65_534, u32::MAX));
         assert!(!attempts_left(65_535, u32::MAX), "the last attempt a slot can count");
     }
+
+    #[test]
+    fn a_limit_of_zero_or_one_attempt_retries_nothing_after_the_first() {
+        assert!(!attempts_left(1, 0));
+        assert!(!attempts_left(1, 1));
+        assert!(attempts_left(1, 2));
+    }
 }

@@ -11,13 +11,15 @@ use crate::frame::PublishMode;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts at most for a transient failure (IO errors, loads a crashed worker lost),
-    /// counting the first; past 65,535, 65,535. Other failures are not retried.
+    /// counting the first, which is always made: 0 and 1 both mean no retry; past 65,535,
+    /// 65,535. Other failures are not retried.
     pub attempts_max: u32,
     /// The delay before each retry: `min_ms`, doubling up to `max_ms`.
     pub backoff: Backoff,
     /// Decoder panics a key may cause in a row (a decode of it that works starts the count
     /// again) before it is quarantined: later requests for it fail at once with
-    /// `Quarantined`. Panics below this are retried.
+    /// `Quarantined`. Panics below this are retried (0 and 1 both quarantine a key at its
+    /// first panic).
     pub panics_max: u32,
 }
 
@@ -73,7 +75,9 @@ pub struct RuntimeConfig {
     /// `QueueFull` (a retry, or a load queued again after a restart, is not refused).
     pub queue_capacity: usize,
     /// Requests not yet terminal, at most; past it `request` returns a handle already failed
-    /// with `QueueFull`. Bounds every engine-to-runtime queue.
+    /// with `QueueFull`. Bounds every engine-to-runtime queue. The count is read without a
+    /// lock, so requests made at the same moment on other threads can each pass it: the bound
+    /// is exceeded by at most one per thread requesting at once.
     pub requests_outstanding_max: usize,
     /// When decoded assets become visible.
     pub publish: PublishMode,
