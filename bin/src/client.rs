@@ -17,7 +17,7 @@ use streamrt::messages::protocol::{
 };
 use streamrt::messages::{AssetKey, LoadState, Priority, RequestId, Status};
 
-use crate::shown::shown;
+use crate::shown::{json_line, shown};
 
 /// A connected, greeted client.
 pub struct Client {
@@ -254,7 +254,7 @@ pub fn status(target: &Target) -> anyhow::Result<()> {
 
 fn print_status(status: &Status, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(status)?);
+        println!("{}", json_line(status)?);
     } else {
         println!("{status}");
     }
@@ -267,7 +267,7 @@ fn print_info(r: &RequestInfo, json: bool) -> anyhow::Result<()> {
             "request": r.request.0, "key": r.key.to_string(),
             "state": r.state.name(), "priority": r.priority.name(),
         });
-        println!("{line}");
+        println!("{}", json_line(&line)?);
     } else {
         println!(
             "request={} key={} state={} priority={}",
@@ -316,7 +316,7 @@ fn load(target: &Target, keys: &[String], priority: Priority, wait: bool) -> any
                     let line = serde_json::json!({
                         "ended": request.0, "key": key.to_string(), "state": state.name(), "error": error,
                     });
-                    println!("{line}");
+                    println!("{}", json_line(&line)?);
                 } else {
                     println!(
                         "ended request={} key={} state={} {}",
@@ -381,7 +381,7 @@ fn stats(target: &Target) -> anyhow::Result<()> {
         let line = serde_json::json!({
             "types": types, "resident_bytes": resident_bytes, "bytes_resident_max": bytes_resident_max,
         });
-        println!("{line}");
+        println!("{}", json_line(&line)?);
         return Ok(());
     }
     for t in &types {
@@ -423,15 +423,13 @@ fn watch(target: &Target, events_max: Option<u64>) -> anyhow::Result<()> {
                         s.bytes_read as f64 / f64::from(1 << 20)
                     ));
                 } else {
-                    println!("{}", serde_json::json!({ "status": s }));
+                    println!("{}", json_line(&serde_json::json!({ "status": s }))?);
                 }
             }
             ServerMsg::Event(e) => {
                 if target.json {
-                    println!(
-                        "{}",
-                        serde_json::json!({ "event": streamrt::messages::Record::from(&e) })
-                    );
+                    let record = streamrt::messages::Record::from(&e);
+                    println!("{}", json_line(&serde_json::json!({ "event": record }))?);
                 }
                 events += 1;
                 if events_max.is_some_and(|max| events >= max) {

@@ -345,7 +345,7 @@ fn ls(file: &Path, json: bool) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        println!("{}", crate::shown::json_line(&rows)?);
         return Ok(());
     }
     println!("{:<48} {:>5} {:>10} {:>10}  deps", "key", "codec", "stored", "raw");

@@ -87,7 +87,7 @@ fn replay_and_print(args: &ReplayArgs) -> anyhow::Result<()> {
     if !args.quiet {
         for line in &report.lines {
             if args.json {
-                writeln!(out, "{}", serde_json::to_string(line)?)?;
+                writeln!(out, "{}", crate::shown::json_line(line)?)?;
             } else {
                 writeln!(out, "{line}")?;
             }
@@ -104,7 +104,7 @@ fn replay_and_print(args: &ReplayArgs) -> anyhow::Result<()> {
             "events": report.lines.len(),
             "hash": hash,
         }});
-        writeln!(out, "{closing}")?;
+        writeln!(out, "{}", crate::shown::json_line(&closing)?)?;
     } else {
         print_closing(&mut out, &report, &hash)?;
     }

@@ -37,7 +37,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", out.display()))?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        println!("{}", crate::shown::json_pretty(&summary)?);
     } else {
         print!("{}", summary.render());
     }

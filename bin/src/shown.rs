@@ -3,7 +3,8 @@
 //!
 //! A key may legally hold spaces, line breaks and control characters: printed raw, `key=a b`
 //! reads as two fields, and an escape sequence reaches the terminal. Such text is shown quoted,
-//! with Rust's escapes; any other text as it is, so ordinary keys print unchanged.
+//! with Rust's escapes; any other text as it is, so ordinary keys print unchanged. `--json`
+//! output goes through [`json_line`], which escapes what JSON itself lets through raw.
 
 use std::borrow::Cow;
 
@@ -20,9 +21,64 @@ pub(crate) fn shown(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// `value` as one line of JSON for a terminal: as `serde_json` writes it, with the characters
+/// [`needs_escape`] names that JSON lets through raw (C1 controls, `DEL`, the line separators,
+/// the bidirectional formatting characters) written as `\uXXXX` escapes, which any JSON reader
+/// reads back as the same text.
+///
+/// # Errors
+///
+/// `value` cannot be serialised (a map with keys that are not strings).
+pub(crate) fn json_line(value: &impl serde::Serialize) -> serde_json::Result<String> {
+    Ok(terminal_safe(serde_json::to_string(value)?))
+}
+
+/// [`json_line`], indented over several lines.
+///
+/// # Errors
+///
+/// As [`json_line`].
+pub(crate) fn json_pretty(value: &impl serde::Serialize) -> serde_json::Result<String> {
+    Ok(terminal_safe(serde_json::to_string_pretty(value)?))
+}
+
+/// `json` with every character [`needs_escape`] names but a line break written as a `\uXXXX`
+/// escape. Outside its strings JSON holds ASCII punctuation, letters, digits and spaces, and
+/// the indented form's line breaks (a string's own are escaped already): so every character
+/// escaped here lies inside a string, where the escape reads back as the character.
+fn terminal_safe(json: String) -> String {
+    let escaped = |c: char| c != '\n' && needs_escape(c);
+    if !json.contains(escaped) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 12);
+    for c in json.chars() {
+        if escaped(c) {
+            // Every character it names is in the Basic Multilingual Plane: one escape each.
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_for_a_terminal_escapes_what_json_lets_through_and_reads_back_the_same() {
+        let value = serde_json::json!({ "key\u{9b}": "a\u{85}\u{202e}b\n\u{7f}é" });
+        let line = json_line(&value).unwrap();
+        assert_eq!(line, r#"{"key\u009b":"a\u0085\u202eb\n\u007fé"}"#);
+        assert!(!line.contains(needs_escape));
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, value);
+        let pretty = json_pretty(&value).unwrap();
+        assert!(pretty.lines().count() > 1 && !pretty.contains(|c| c != '\n' && needs_escape(c)));
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&pretty).unwrap(), value);
+    }
 
     #[test]
     fn ordinary_keys_print_as_they_are_and_others_quoted_with_no_raw_control_character() {

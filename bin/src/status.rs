@@ -57,7 +57,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
         anyhow::bail!("the telemetry log is incomplete: {error}");
     }
     if args.json {
-        println!("{}", serde_json::to_string(&status)?);
+        println!("{}", crate::shown::json_line(&status)?);
     } else {
         println!("{status}");
     }
