@@ -749,34 +749,31 @@ impl<T: Send + Sync + 'static> Actor for Cache<T> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let restarted = self.link.incarnation() > 1;
-        if restarted {
-            let link = self.link.clone();
-            let taken_back = guarded(&link, || {
-                self.readmit();
-                // Every load it holds is with the scheduler again: a restarted scheduler
-                // waiting for this cache's resubmission (which a crash can lose) need not.
-                self.to_scheduler.push(SchedulerMsg::Resubmitted(self.type_index));
-                self.flush();
-                Ok(())
-            });
-            if taken_back.is_none() {
-                // A restart still, counted as one; the next incarnation serves instead and
-                // reports its own once attached, so this event precedes no incarnation an
-                // ask could reach (see `EventKind::Restarted`).
-                self.links.probe.restarted(&format!("cache:{}", self.asset_type));
-                // Its exit is reported: what it took back goes back to the salvage, with what
-                // it had not, for the next incarnation, which attaches to the inbox instead.
-                ctx.stop();
-                self.salvage();
-                return;
-            }
-        }
+        // Attached first: a message sent from here on (by a thread the readmission below wakes,
+        // say) waits for this incarnation, as nothing is handled before `started` returns; an
+        // ask finding the dead incarnation's address would return at once.
         self.inbox.attach(&ctx.address().recipient());
-        // Once attached: whoever sees the event can ask the successor (an ask finding the dead
-        // incarnation's address would return at once).
-        if restarted {
-            self.links.probe.restarted(&format!("cache:{}", self.asset_type));
+        if self.link.incarnation() <= 1 {
+            return;
+        }
+        let link = self.link.clone();
+        let taken_back = guarded(&link, || {
+            self.readmit();
+            // Every load it holds is with the scheduler again: a restarted scheduler waiting
+            // for this cache's resubmission (which a crash can lose) need not.
+            self.to_scheduler.push(SchedulerMsg::Resubmitted(self.type_index));
+            self.flush();
+            Ok(())
+        });
+        // A restart either way, counted as one, once attached: whoever sees the event can ask
+        // the cache.
+        self.links.probe.restarted(&format!("cache:{}", self.asset_type));
+        if taken_back.is_none() {
+            // Its exit is reported: what it took back goes back to the salvage, with what it
+            // had not, for the next incarnation, which attaches to the inbox instead and
+            // reports its own restart (see `EventKind::Restarted`).
+            ctx.stop();
+            self.salvage();
         }
     }
 
