@@ -2,8 +2,9 @@
 //! cache's [`Ticket`].
 //!
 //! A request's state lives in a [`RequestCell`] shared by its handle (engine thread) and its
-//! ticket (cache actor). Reading a handle's state or value is an atomic load, never a round
-//! trip to an actor.
+//! ticket (cache actor). Reading a handle's state is an atomic load, and its value a clone under
+//! the request's own lock (uncontended but for threads reading one handle at once), never a
+//! round trip to an actor.
 //!
 //! # Invariants
 //!
@@ -365,7 +366,11 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     pub(crate) fn released_value(&self) -> Option<Arc<T>> {
         match self.state() {
             LoadState::Cancelled | LoadState::Failed => self.value.take(),
-            _ => self.value.get(),
+            state => {
+                // A release follows the request's end, always.
+                debug_assert!(state.is_terminal(), "released while {state:?}");
+                self.value.get()
+            }
         }
     }
 
@@ -379,7 +384,13 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 
     fn outcome(&self) -> Option<Result<Arc<T>, ReadyError>> {
         match self.state() {
-            LoadState::Ready => self.value().map(Ok),
+            LoadState::Ready => {
+                let value = self.value();
+                // A request is published with its value, which is never taken from a `Ready`
+                // one: without it, a waiter would wait for a wake that never comes.
+                debug_assert!(value.is_some(), "ready without a value");
+                value.map(Ok)
+            }
             LoadState::Failed => Some(Err(ReadyError::Failed(
                 self.error()
                     .unwrap_or_else(|| AssetLoadError::shared(self.key(), ErrorKind::Shutdown)),
@@ -541,7 +552,8 @@ const HANDLES_MAX: u32 = u32::MAX / 2;
 
 /// The engine's view of one request. Cheap to clone; clones share the request.
 ///
-/// Reading the state, value or error is an atomic load. Dropping the last clone cancels the
+/// Reading the state or error is an atomic load, the value a clone under the request's own
+/// lock. Dropping the last clone cancels the
 /// request (if it has not ended) and releases the asset, as [`Handle::cancel`] does; other
 /// requests for the same asset keep their load. A handle is the request's cell itself, which
 /// counts the handles apart from the cell's other holders (its ticket, a ready queue entry).

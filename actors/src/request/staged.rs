@@ -8,6 +8,10 @@
 //!   either (a `Ready` one's stays, as a `ready()` future may read it after the last handle
 //!   went). So a cancelled or failed handle the engine keeps holds no asset the memory budget
 //!   let go of (an eviction then frees the asset's memory, as the budget counts it).
+//! - The one exception: a `Ready` request's value stays while anything holds its cell (a
+//!   `ready()` future, a sharer's new handle) after its cache parked a copy at the release; if
+//!   the budget evicts that copy, `resident_bytes` drops but the memory is freed only once the
+//!   cell goes.
 
 use std::sync::{Arc, Mutex};
 
