@@ -62,6 +62,7 @@
 //! salvaged again with what it had not, and only the asset or request it was taking back
 //! when it panicked is lost (its requests fail), as a message whose handler panics is.
 
+mod budget;
 mod failures;
 mod holders;
 mod inbox;
@@ -72,7 +73,7 @@ mod slots;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use streamrt_messages::replay_log::{DecodeOutcome, LogRecord};
@@ -86,10 +87,10 @@ use streamrt_supervisor::{
 };
 
 use crate::frame::{FrameMsg, ReadyEntry};
-use crate::key_hash::{KeyParts, PathMap};
+use crate::key_hash::PathMap;
 use crate::replay::VirtualTimers;
 use crate::request::{RequestCell, Ticket};
-use crate::resident::{AnyValue, Evicted, Residency};
+use crate::resident::Residency;
 use crate::runtime::RetryPolicy;
 use crate::scheduler::{Admission, LoadRef, QueuedLoad, SchedulerMsg};
 use crate::source::{LoadHints, Locator};
@@ -400,43 +401,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.table.attach(at, ticket);
     }
 
-    fn residency(&self) -> MutexGuard<'_, Residency> {
-        self.links.residency.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Takes `path`'s asset back from the budget's pool, with its size, if it is parked; counts
-    /// the hit, or the miss, under the same lock.
-    fn unpark(&self, path: &AssetPath) -> Option<(Arc<T>, u64)> {
-        let t = self.budget_index();
-        let mut residency = self.residency();
-        // Keys carry their type, so a parked value of this key is of this cache's type.
-        let taken = residency
-            .take(&KeyParts(&self.asset_type, path))
-            .and_then(|(value, bytes)| Some((value.downcast::<T>().ok()?, bytes)));
-        if taken.is_some() {
-            residency.hit(t);
-        } else {
-            residency.miss(t);
-        }
-        taken
-    }
-
-    /// Reports what the budget evicted (if anything) and publishes the resident total, which
-    /// every change of residency calls.
-    fn report_residency(&self, evicted: Vec<Evicted>) {
-        let probe = &self.links.probe;
-        for e in evicted {
-            probe.emit(probe.event(EventKind::Evicted).with_key(e.key).with_bytes(e.bytes));
-        }
-        let resident = self.residency().resident_bytes();
-        probe.counters.resident_bytes.store(resident, Ordering::Relaxed);
-    }
-
-    /// This type's index in the memory budget.
-    fn budget_index(&self) -> usize {
-        usize::from(self.type_index)
-    }
-
     fn next_generation(&self) -> Generation {
         Generation(self.links.generations.fetch_add(1, Ordering::Relaxed) + 1)
     }
@@ -477,14 +441,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let at = self.table.start_load(ticket, generation, priority, declared, locator);
         self.links.hints.want(locator);
         self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at, admission)));
-    }
-
-    /// Keeps `path`'s decoded value, which no request holds any more, in the budget's pool for
-    /// reuse; reports what the budget evicted to make room.
-    fn park(&mut self, path: &AssetPath, value: AnyValue, bytes: u64) {
-        let key = self.key_of(path);
-        let evicted = self.residency().park(self.budget_index(), key, value, bytes);
-        self.report_residency(evicted);
     }
 
     fn release(&mut self, cell: &RequestCell<T>) {
@@ -643,7 +599,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
         // Counted before any holder is staged: staging wakes the engine's waiters, and should
         // one of them panic, the salvage that follows finds a resident slot counted.
-        let evicted = self.residency().admit(self.budget_index(), size);
+        let t = self.budget_index();
+        let evicted = self.change_residency(|r| r.admit(t, size));
         let slot = self.table.get(job.slot()).expect("the slot decoded just now");
         // A slot always has a holder; the last takes the value itself, the others a clone.
         if let Some((last, rest)) = slot.holders.split_last() {

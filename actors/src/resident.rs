@@ -18,6 +18,9 @@
 //! - At most [`PARKED_ASSETS_MAX`] assets are parked, whatever their sizes: a decoder that
 //!   reports 0 bytes would otherwise park every asset ever released, as none weighs anything
 //!   against the budget.
+//! - An evicted asset is not dropped under the budget's lock: it waits in the budget until its
+//!   cache takes it ([`Residency::take_let_go`]) and drops it after unlocking, as an asset's own
+//!   `Drop` (freeing a GPU resource, say) may be slow or panic, and the lock is shared.
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -91,6 +94,8 @@ pub(crate) struct Residency {
     clock: u64,
     /// Assets parked at most: [`PARKED_ASSETS_MAX`] (fewer in tests).
     parked_max: usize,
+    /// Evicted assets not yet taken to be dropped outside the lock (see the invariants).
+    let_go: Vec<AnyValue>,
 }
 
 impl Residency {
@@ -112,6 +117,7 @@ impl Residency {
             lru: BTreeMap::new(),
             clock: 0,
             parked_max: PARKED_ASSETS_MAX,
+            let_go: Vec::new(),
         }
     }
 
@@ -201,7 +207,14 @@ impl Residency {
         Some((parked.value, parked.bytes))
     }
 
-    /// Drops every parked asset of the type of index `t` (its cache shut down).
+    /// The assets evicted since the last call, for the caller to drop once it has released the
+    /// budget's lock.
+    pub(crate) fn take_let_go(&mut self) -> Vec<AnyValue> {
+        std::mem::take(&mut self.let_go)
+    }
+
+    /// Lets go of every parked asset of the type of index `t` (its cache shut down), to be
+    /// taken with [`Residency::take_let_go`].
     pub(crate) fn clear_type(&mut self, t: usize) {
         let keys: Vec<AssetKey> = self.types[t].lru.values().cloned().collect();
         for key in keys {
@@ -218,6 +231,7 @@ impl Residency {
         state.figures.resident_bytes -= parked.bytes;
         self.lru.remove(&parked.used);
         self.resident_bytes -= parked.bytes;
+        self.let_go.push(parked.value);
         Some((parked.type_index, Evicted { key: key.clone(), bytes: parked.bytes }))
     }
 
@@ -377,5 +391,23 @@ mod tests {
         let evicted = residency.park(0, key(0, 2), Arc::new(()), 0);
         assert_eq!(evicted, [Evicted { key: key(0, 0), bytes: 0 }], "the oldest parked goes");
         assert_eq!((residency.figures(0).parked, residency.figures(0).evictions), (2, 1));
+    }
+
+    #[test]
+    fn an_evicted_asset_is_dropped_by_whoever_takes_it_not_under_the_budget() {
+        let mut residency = Residency::new(100, &[u64::MAX]);
+        let asset = Arc::new(7u32);
+        assert!(residency.admit(0, 100).is_empty());
+        let value: AnyValue = asset.clone();
+        assert!(residency.park(0, key(0, 0), value, 100).is_empty());
+        assert_eq!(residency.admit(0, 100).len(), 1, "the parked asset is evicted");
+        assert_eq!(Arc::strong_count(&asset), 2, "the budget still has it, to be taken");
+        let let_go = residency.take_let_go();
+        assert_eq!(let_go.len(), 1);
+        assert!(residency.take_let_go().is_empty(), "taken once");
+        drop(let_go);
+        assert_eq!(Arc::strong_count(&asset), 1, "dropped by the taker");
+        residency.clear_type(0);
+        assert!(residency.take_let_go().is_empty(), "nothing else was parked");
     }
 }

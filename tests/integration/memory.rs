@@ -2,9 +2,13 @@
 //! `evicted` event, held assets never evicted, per-type budgets, and the stats that show it.
 
 use streamrt::chaos::CrashTarget;
-use streamrt::messages::EventKind;
-use streamrt::{wait_loaded, BuildError, LoadState, Priority, Runtime, ASSET_BYTES_MAX};
-use streamrt_integration::{blob_key, wait_restart, Blob, BlobDecoder, GatedSource, PATIENCE};
+use streamrt::messages::{AssetKey, EventKind};
+use streamrt::{
+    wait_loaded, BuildError, DecodeError, Decoder, LoadState, Priority, Runtime, ASSET_BYTES_MAX,
+};
+use streamrt_integration::{
+    blob_key, wait_restart, Blob, BlobDecoder, Gate, GatedSource, PATIENCE,
+};
 
 use crate::runtime;
 
@@ -191,4 +195,72 @@ fn a_cancelled_handle_the_engine_keeps_holds_no_value_the_budget_let_go_of() {
     assert_eq!(rt.memory_stats().evictions, 1);
     assert!(value.upgrade().is_none(), "evicted and freed, though its cancelled handle is kept");
     assert_eq!(kept.state(), LoadState::Cancelled);
+}
+
+/// An asset whose drop passes a gate, as freeing a GPU resource may take a while.
+struct SlowDrop {
+    name: String,
+    gate: Gate,
+}
+
+impl Drop for SlowDrop {
+    fn drop(&mut self) {
+        self.gate.pass(&format!("drop:{}", self.name));
+    }
+}
+
+/// Decodes `slow:` assets into [`SlowDrop`]s of 10 bytes each.
+#[derive(Clone, Default)]
+struct SlowDropDecoder {
+    gate: Gate,
+}
+
+impl Decoder for SlowDropDecoder {
+    type Asset = SlowDrop;
+
+    fn type_name(&self) -> &str {
+        "slow"
+    }
+
+    fn decode(&self, key: &AssetKey, _: Vec<u8>) -> Result<SlowDrop, DecodeError> {
+        Ok(SlowDrop { name: key.path().to_owned(), gate: self.gate.clone() })
+    }
+
+    fn size_bytes(&self, _: &SlowDrop) -> u64 {
+        10
+    }
+}
+
+#[test]
+fn an_evicted_assets_slow_drop_does_not_hold_up_the_budgets_other_users() {
+    let source = GatedSource::default();
+    source.put_with_deps("slow:a0", b"a0", &[]);
+    source.put_with_deps("slow:a1", b"a1", &[]);
+    let decoder = SlowDropDecoder::default();
+    decoder.gate.hold("drop:a0");
+    let rt = Runtime::builder()
+        .source(source.clone())
+        .register(decoder.clone())
+        .immediate()
+        .bytes_resident_max(15)
+        .build()
+        .unwrap();
+    let a0 = rt.request::<SlowDrop>("a0", Priority::Normal).unwrap();
+    assert!(a0.wait_timeout(PATIENCE).unwrap().is_ok());
+    drop(a0);
+    assert!(rt.sync(PATIENCE), "a0 is parked");
+    // a1's decode evicts a0, whose drop then waits at the gate on the cache's thread.
+    let a1 = rt.request::<SlowDrop>("a1", Priority::Normal).unwrap();
+    decoder.gate.wait_started("drop:a0", 1);
+    let memory = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let rt = &rt;
+        scope.spawn(move || tx.send(rt.memory_stats()));
+        let memory = rx.recv_timeout(PATIENCE);
+        decoder.gate.release("drop:a0");
+        memory
+    });
+    let memory = memory.expect("the budget's lock is free while a0 drops");
+    assert_eq!((memory.evictions, memory.resident_bytes), (1, 10));
+    assert!(a1.wait_timeout(PATIENCE).unwrap().is_ok());
 }

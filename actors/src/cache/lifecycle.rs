@@ -86,7 +86,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         // Messages not yet handled are dropped: their tickets fail their requests.
         self.inbox.close();
         self.release_resident();
-        self.residency().clear_type(self.budget_index());
+        let t = self.budget_index();
+        self.change_residency(|r| r.clear_type(t));
         self.report_residency(Vec::new());
         self.cancel_every_load();
         for slot in self.table.drain() {

@@ -1,0 +1,79 @@
+//! A cache's side of the memory budget: taking a parked asset back (a hit), parking one no
+//! request holds, counting a decoded one, and reporting what the budget evicted.
+//!
+//! # Invariants
+//!
+//! - Every change that can evict goes through [`Cache::change_residency`], which drops the
+//!   evicted assets only after the budget's lock is released (see `resident`).
+//! - Every change of residency ends with [`Cache::report_residency`], which publishes the
+//!   resident total and an `evicted` event per asset evicted.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard, PoisonError};
+
+use streamrt_messages::{AssetPath, EventKind};
+
+use super::Cache;
+use crate::key_hash::KeyParts;
+use crate::resident::{AnyValue, Evicted, Residency};
+
+impl<T: Send + Sync + 'static> Cache<T> {
+    pub(super) fn residency(&self) -> MutexGuard<'_, Residency> {
+        self.links.residency.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `change` on the budget, then drops what it evicted once the budget's lock is
+    /// released: an asset's own `Drop` (freeing a GPU resource, say) may be slow or panic, and
+    /// every cache and `Runtime::memory_stats` share that lock.
+    pub(super) fn change_residency<R>(&self, change: impl FnOnce(&mut Residency) -> R) -> R {
+        let (out, let_go) = {
+            let mut residency = self.residency();
+            let out = change(&mut residency);
+            (out, residency.take_let_go())
+        };
+        drop(let_go);
+        out
+    }
+
+    /// Takes `path`'s asset back from the budget's pool, with its size, if it is parked; counts
+    /// the hit, or the miss, under the same lock.
+    pub(super) fn unpark(&self, path: &AssetPath) -> Option<(Arc<T>, u64)> {
+        let t = self.budget_index();
+        let mut residency = self.residency();
+        // Keys carry their type, so a parked value of this key is of this cache's type.
+        let taken = residency
+            .take(&KeyParts(&self.asset_type, path))
+            .and_then(|(value, bytes)| Some((value.downcast::<T>().ok()?, bytes)));
+        if taken.is_some() {
+            residency.hit(t);
+        } else {
+            residency.miss(t);
+        }
+        taken
+    }
+
+    /// Reports what the budget evicted (if anything) and publishes the resident total, which
+    /// every change of residency calls.
+    pub(super) fn report_residency(&self, evicted: Vec<Evicted>) {
+        let probe = &self.links.probe;
+        for e in evicted {
+            probe.emit(probe.event(EventKind::Evicted).with_key(e.key).with_bytes(e.bytes));
+        }
+        let resident = self.residency().resident_bytes();
+        probe.counters.resident_bytes.store(resident, Ordering::Relaxed);
+    }
+
+    /// This type's index in the memory budget.
+    pub(super) fn budget_index(&self) -> usize {
+        usize::from(self.type_index)
+    }
+
+    /// Keeps `path`'s decoded value, which no request holds any more, in the budget's pool for
+    /// reuse; reports what the budget evicted to make room.
+    pub(super) fn park(&mut self, path: &AssetPath, value: AnyValue, bytes: u64) {
+        let key = self.key_of(path);
+        let t = self.budget_index();
+        let evicted = self.change_residency(|r| r.park(t, key, value, bytes));
+        self.report_residency(evicted);
+    }
+}
