@@ -20,7 +20,8 @@
 //!   against the budget.
 //! - An evicted asset is not dropped under the budget's lock: it waits in the budget until its
 //!   cache takes it ([`Residency::take_let_go`]) and drops it after unlocking, as an asset's own
-//!   `Drop` (freeing a GPU resource, say) may be slow or panic, and the lock is shared.
+//!   `Drop` (freeing a GPU resource, say) may be slow or panic, and the lock is shared with
+//!   threads off the caches' arbiter (`Runtime::memory_stats`).
 
 use std::any::Any;
 use std::collections::BTreeMap;

@@ -197,19 +197,23 @@ fn a_cancelled_handle_the_engine_keeps_holds_no_value_the_budget_let_go_of() {
     assert_eq!(kept.state(), LoadState::Cancelled);
 }
 
-/// An asset whose drop passes a gate, as freeing a GPU resource may take a while.
+/// An asset whose drop passes a gate, as freeing a GPU resource may take a while, or panics
+/// (its bytes start with `PANIC`). It weighs as many bytes as it was stored with.
 struct SlowDrop {
     name: String,
     gate: Gate,
+    bytes: u64,
+    panics: bool,
 }
 
 impl Drop for SlowDrop {
     fn drop(&mut self) {
+        assert!(!self.panics, "scripted panic dropping {}", self.name);
         self.gate.pass(&format!("drop:{}", self.name));
     }
 }
 
-/// Decodes `slow:` assets into [`SlowDrop`]s of 10 bytes each.
+/// Decodes `slow:` assets into [`SlowDrop`]s.
 #[derive(Clone, Default)]
 struct SlowDropDecoder {
     gate: Gate,
@@ -222,33 +226,73 @@ impl Decoder for SlowDropDecoder {
         "slow"
     }
 
-    fn decode(&self, key: &AssetKey, _: Vec<u8>) -> Result<SlowDrop, DecodeError> {
-        Ok(SlowDrop { name: key.path().to_owned(), gate: self.gate.clone() })
+    fn decode(&self, key: &AssetKey, bytes: Vec<u8>) -> Result<SlowDrop, DecodeError> {
+        Ok(SlowDrop {
+            name: key.path().to_owned(),
+            gate: self.gate.clone(),
+            bytes: bytes.len() as u64,
+            panics: bytes.starts_with(b"PANIC"),
+        })
     }
 
-    fn size_bytes(&self, _: &SlowDrop) -> u64 {
-        10
+    fn size_bytes(&self, asset: &SlowDrop) -> u64 {
+        asset.bytes
     }
 }
 
-#[test]
-fn an_evicted_assets_slow_drop_does_not_hold_up_the_budgets_other_users() {
-    let source = GatedSource::default();
-    source.put_with_deps("slow:a0", b"a0", &[]);
-    source.put_with_deps("slow:a1", b"a1", &[]);
-    let decoder = SlowDropDecoder::default();
-    decoder.gate.hold("drop:a0");
-    let rt = Runtime::builder()
+/// A runtime with `decoder`'s `slow:` type over `source`, publishing at once, within a memory
+/// budget of `bytes_resident_max`.
+fn slow_runtime(
+    source: &GatedSource,
+    decoder: &SlowDropDecoder,
+    bytes_resident_max: u64,
+) -> Runtime {
+    Runtime::builder()
         .source(source.clone())
         .register(decoder.clone())
         .immediate()
-        .bytes_resident_max(15)
+        .bytes_resident_max(bytes_resident_max)
         .build()
-        .unwrap();
-    let a0 = rt.request::<SlowDrop>("a0", Priority::Normal).unwrap();
-    assert!(a0.wait_timeout(PATIENCE).unwrap().is_ok());
-    drop(a0);
-    assert!(rt.sync(PATIENCE), "a0 is parked");
+        .unwrap()
+}
+
+/// Loads the `slow:` asset `path`, then lets go of it (parked) and syncs.
+fn load_and_park(rt: &Runtime, path: &str) {
+    let handle = rt.request::<SlowDrop>(path, Priority::Normal).unwrap();
+    assert!(handle.wait_timeout(PATIENCE).unwrap().is_ok(), "{path} loads");
+    drop(handle);
+    assert!(rt.sync(PATIENCE), "{path} is parked");
+}
+
+#[test]
+fn two_evicted_assets_whose_drops_panic_restart_the_cache_and_the_process_stays_up() {
+    let source = GatedSource::default();
+    source.put_with_deps("slow:p0", b"PANIC-0---", &[]);
+    source.put_with_deps("slow:p1", b"PANIC-1---", &[]);
+    source.put_with_deps("slow:big", &[b'b'; 20], &[]);
+    let decoder = SlowDropDecoder::default();
+    let rt = slow_runtime(&source, &decoder, 25);
+    let events = rt.subscribe(4096);
+    load_and_park(&rt, "p0");
+    load_and_park(&rt, "p1");
+    // `big`'s 20 bytes evict both: two drops that panic, one after the other.
+    let big = rt.request::<SlowDrop>("big", Priority::Normal).unwrap();
+    wait_restart(&events, "cache:slow");
+    let outcome = big.wait_timeout(PATIENCE).expect("big ends");
+    assert!(outcome.is_ok(), "the restarted cache serves what it salvaged");
+    assert_eq!(rt.memory_stats().evictions, 2);
+    assert_eq!(rt.status().restarts, 1, "one panic reported, the other dropped too");
+}
+
+#[test]
+fn an_evicted_assets_slow_drop_does_not_hold_up_memory_stats_on_another_thread() {
+    let source = GatedSource::default();
+    source.put_with_deps("slow:a0", b"a0--------", &[]);
+    source.put_with_deps("slow:a1", b"a1--------", &[]);
+    let decoder = SlowDropDecoder::default();
+    decoder.gate.hold("drop:a0");
+    let rt = slow_runtime(&source, &decoder, 15);
+    load_and_park(&rt, "a0");
     // a1's decode evicts a0, whose drop then waits at the gate on the cache's thread.
     let a1 = rt.request::<SlowDrop>("a1", Priority::Normal).unwrap();
     decoder.gate.wait_started("drop:a0", 1);

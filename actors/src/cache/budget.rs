@@ -24,14 +24,29 @@ impl<T: Send + Sync + 'static> Cache<T> {
 
     /// Runs `change` on the budget, then drops what it evicted once the budget's lock is
     /// released: an asset's own `Drop` (freeing a GPU resource, say) may be slow or panic, and
-    /// every cache and `Runtime::memory_stats` share that lock.
+    /// the lock is shared with threads off the caches' arbiter (`Runtime::memory_stats`, the
+    /// daemon's `stats`), which a slow drop would hold up and a panic would poison it for.
+    ///
+    /// # Panics
+    ///
+    /// With the first panic of an evicted asset's `Drop`, after every other one evicted was
+    /// dropped (a second panic while one unwinds would abort the process).
     pub(super) fn change_residency<R>(&self, change: impl FnOnce(&mut Residency) -> R) -> R {
         let (out, let_go) = {
             let mut residency = self.residency();
             let out = change(&mut residency);
             (out, residency.take_let_go())
         };
-        drop(let_go);
+        let mut first_panic = None;
+        for value in let_go {
+            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(value)));
+            if let Err(payload) = dropped {
+                first_panic.get_or_insert(payload);
+            }
+        }
+        if let Some(payload) = first_panic {
+            std::panic::resume_unwind(payload);
+        }
         out
     }
 
