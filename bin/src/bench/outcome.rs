@@ -73,7 +73,11 @@ impl Outcome {
             if let (Some(out), Some(extra)) = (out.as_object_mut(), self.extra.as_object()) {
                 out.extend(extra.clone());
             }
-            println!("{out}");
+            // Its figures carry the user's pack or folder path (`--pack`).
+            match crate::shown::json_line(&out) {
+                Ok(line) => println!("{line}"),
+                Err(e) => eprintln!("bench: cannot write the outcome as JSON: {e}"),
+            }
             return;
         }
         for line in &self.lines {
