@@ -64,12 +64,13 @@ fn get_once<V>(slot: &OnceBox<Arc<V>>) -> Option<Arc<V>> {
 /// # Size
 ///
 /// Every pending request has one, and its allocation is most of what a pending request costs
-/// (`streamctl bench scale`): 88 bytes, which with the reference counts is a 112-byte
-/// allocation, where one field more would make it 128. So the cell keeps what only it can
+/// (`streamctl bench scale`): 72 bytes, which with the reference counts is a 96-byte
+/// allocation, where one field more would make it 112. So the cell keeps what only it can
 /// hold and reaches the rest through `link`: the key's type, the runtime's probe. Its times
-/// and the declared size are 32 bits where nothing needs more (see each field), and its value
-/// and error are one pointer each; `a_pending_requests_cell_fits_a_112_byte_allocation` fails
-/// when it grows.
+/// and the declared size are 32 bits where nothing needs more (see each field), and what a
+/// pending request outside a dependency tree does not have yet (its value, its error, its
+/// tree's links) is one pointer to a box made when it first needs one ([`Side`]);
+/// `a_pending_requests_cell_fits_a_96_byte_allocation` fails when it grows.
 pub(crate) struct RequestCell<T: Send + Sync + 'static> {
     id: RequestId,
     /// The key's path; its type is `link`'s.
@@ -87,20 +88,47 @@ pub(crate) struct RequestCell<T: Send + Sync + 'static> {
     /// Microseconds from `created_us` to the terminal state, saturating at `u32::MAX` (71
     /// minutes); 0 until then.
     terminal_after_us: AtomicU32,
-    /// Set once, when staged; read once `Ready`; taken by the cache at the release. A `OnceBox`
-    /// is one pointer where a `OnceLock` is two words, each saving the cell a size class (see
-    /// `# Size`); its box is made once the request is decoded (the error's once it fails):
-    /// setting an `ArcSwapOption` (the first choice) walked every thread's debt list, 8 % of
-    /// the core thread's instructions in `bench tiny`.
-    value: StagedValue<T>,
-    /// Set once, before the request moves to `Failed`.
-    error: OnceBox<Arc<AssetLoadError>>,
+    /// The value, error and tree links: made with the cell for a request in a dependency tree,
+    /// else when the request is staged or fails. A `OnceBox` is one pointer where a `OnceLock`
+    /// is two words (see `# Size`).
+    side: OnceBox<Side<T>>,
     created_us: u64,
     changed: Signal,
-    lineage: Lineage,
     /// The request's type and runtime: its cache (for `Release` and `Reprioritize`), its
     /// placeholder, its type name and the probe.
     link: Arc<TypeLink<T>>,
+}
+
+/// What a request holds once it is staged, fails or sits in a dependency tree: boxed apart
+/// from the cell, so a pending request outside a tree pays one pointer for all of it (see the
+/// cell's `# Size`).
+struct Side<T> {
+    /// Set once, when staged; read once `Ready`; taken by the cache at the release (setting an
+    /// `ArcSwapOption`, the first choice, walked every thread's debt list: 8 % of the core
+    /// thread's instructions in `bench tiny`).
+    value: StagedValue<T>,
+    /// Set once, before the request moves to `Failed`.
+    error: OnceBox<Arc<AssetLoadError>>,
+    lineage: Lineage,
+}
+
+/// The lineage of a request whose side holds none, or that has no side yet.
+static NO_LINEAGE: Lineage = Lineage::NONE;
+
+impl<T> Side<T> {
+    /// The side of a new request at `lineage`'s place: made now for a request in a tree, which
+    /// it never changes, else made when first needed (empty then).
+    fn with(lineage: Lineage) -> OnceBox<Self> {
+        if lineage.in_tree() {
+            OnceBox::with_value(Box::new(Self::of(lineage)))
+        } else {
+            OnceBox::new()
+        }
+    }
+
+    fn of(lineage: Lineage) -> Self {
+        Self { value: StagedValue::new(), error: OnceBox::new(), lineage }
+    }
 }
 
 impl<T: Send + Sync + 'static> RequestCell<T> {
@@ -124,11 +152,9 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
             handles: AtomicU32::new(0),
             declared_bytes: u32::try_from(size).unwrap_or(u32::MAX),
             terminal_after_us: AtomicU32::new(0),
-            value: StagedValue::new(),
-            error: OnceBox::new(),
+            side: Side::with(lineage),
             created_us: link.probe.now_us(),
             changed: Signal::new(),
-            lineage,
             link,
         }
     }
@@ -137,9 +163,22 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         &self.link.probe
     }
 
+    /// The request's side, made now if it has none yet (see [`Side`]).
+    fn side_or_made(&self) -> &Side<T> {
+        // Made empty: were two threads to race (a decode staging it, a dependency failing
+        // it), the box that loses is dropped with nothing in it.
+        self.side.get_or_init(|| Box::new(Side::of(Lineage::NONE)))
+    }
+
+    /// Where the request sits in a dependency tree (nowhere without a side: a request in a
+    /// tree is made with its side).
+    fn lineage(&self) -> &Lineage {
+        self.side.get().map_or(&NO_LINEAGE, |side| &side.lineage)
+    }
+
     /// Whether the engine made this request (not a dependency's gate).
     pub(crate) fn is_root(&self) -> bool {
-        self.lineage.parent().is_none()
+        self.lineage().parent().is_none()
     }
 
     /// Records `record` if the runtime is recording and the engine made this request.
@@ -157,13 +196,13 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 
     /// The gate of this request's dependencies, if it has any.
     pub(crate) fn gate(&self) -> Option<&Arc<DepGate>> {
-        self.lineage.gate()
+        self.lineage().gate()
     }
 
     /// `entry` (this request, decoded) if it may be published now; `None` if it waits for its
     /// dependencies, whose gate hands it over when they are ready.
     pub(crate) fn when_dependencies_ready(&self, entry: ReadyEntry) -> Option<ReadyEntry> {
-        match self.lineage.gate() {
+        match self.lineage().gate() {
             Some(gate) => gate.hold(entry),
             None => Some(entry),
         }
@@ -293,7 +332,11 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
                 (&probe.counters.cancelled, EventKind::Cancelled { stage: CancelStage::of(from) })
             }
             _ => {
-                let kind = self.error.get().map_or(ErrorKind::Shutdown, |e| e.kind.clone());
+                let kind = self
+                    .side
+                    .get()
+                    .and_then(|s| s.error.get())
+                    .map_or(ErrorKind::Shutdown, |e| e.kind.clone());
                 (&probe.counters.failed, EventKind::Failed { kind })
             }
         };
@@ -314,7 +357,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 
     /// Stores the decoded value and moves to `Decoded`. False if the request already ended.
     pub(crate) fn stage(&self, value: Arc<T>) -> bool {
-        self.value.set(value);
+        self.side_or_made().value.set(value);
         let staged = self.transition(LoadState::Decoded).is_ok();
         if staged {
             wake_listeners(self.probe().any_progressed());
@@ -340,7 +383,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         if self.state().is_terminal() {
             return false;
         }
-        set_once(&self.error, make());
+        set_once(&self.side_or_made().error, make());
         self.transition(LoadState::Failed).is_ok()
     }
 
@@ -351,13 +394,13 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 
     /// Whether the request was ever staged with a value (whatever its state since).
     pub(crate) fn is_staged(&self) -> bool {
-        self.value.was_set()
+        self.side.get().is_some_and(|s| s.value.was_set())
     }
 
     /// The value this request was staged with, whatever its state since: a resident asset's
     /// value, as its cache reads it from its holders. None once taken at the release.
     pub(crate) fn staged_value(&self) -> Option<Arc<T>> {
-        self.value.get()
+        self.side.get().and_then(|s| s.value.get())
     }
 
     /// The staged value, for the cache to park at the release: taken out of a request that
@@ -365,21 +408,21 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     /// which a `ready()` future may still read once the last handle is gone.
     pub(crate) fn released_value(&self) -> Option<Arc<T>> {
         match self.state() {
-            LoadState::Cancelled | LoadState::Failed => self.value.take(),
+            LoadState::Cancelled | LoadState::Failed => self.side.get()?.value.take(),
             state => {
                 // A release follows the request's end, always.
                 debug_assert!(state.is_terminal(), "released while {state:?}");
-                self.value.get()
+                self.staged_value()
             }
         }
     }
 
     fn value(&self) -> Option<Arc<T>> {
-        (self.state() == LoadState::Ready).then(|| self.value.get()).flatten()
+        (self.state() == LoadState::Ready).then(|| self.staged_value()).flatten()
     }
 
     fn error(&self) -> Option<Arc<AssetLoadError>> {
-        (self.state() == LoadState::Failed).then(|| get_once(&self.error)).flatten()
+        (self.state() == LoadState::Failed).then(|| get_once(&self.side.get()?.error)).flatten()
     }
 
     fn outcome(&self) -> Option<Result<Arc<T>, ReadyError>> {
@@ -776,7 +819,7 @@ impl<T: Send + Sync + 'static> RootHandle for Handle<T> {
 
 impl<T: Send + Sync + 'static> DepHandle for Handle<T> {
     fn reprioritize(&self, priority: Priority) {
-        if self.cell.lineage.is_shared() && self.priority() == priority {
+        if self.cell.lineage().is_shared() && self.priority() == priority {
             return;
         }
         Handle::reprioritize(self, priority);
@@ -807,12 +850,12 @@ mod tests {
     use super::*;
 
     /// The cell's allocation is the reference counts (16 bytes) and the cell, rounded by the
-    /// allocator to 16 bytes with 8 of its own: a cell of 88 bytes takes 112, of 96 takes 128.
+    /// allocator to 16 bytes with 8 of its own: a cell of 72 bytes takes 96, of 80 takes 112.
     /// See the cell's `# Size`.
     #[test]
-    fn a_pending_requests_cell_fits_a_112_byte_allocation() {
+    fn a_pending_requests_cell_fits_a_96_byte_allocation() {
         let allocation = std::mem::size_of::<RequestCell<u8>>() + 16;
         let chunk = (allocation + 8).next_multiple_of(16);
-        assert!(chunk <= 112, "a cell of {allocation} bytes takes a {chunk}-byte chunk");
+        assert!(chunk <= 96, "a cell of {allocation} bytes takes a {chunk}-byte chunk");
     }
 }

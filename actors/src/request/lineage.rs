@@ -23,7 +23,7 @@ use crate::lock::lock;
 #[derive(Default)]
 pub(crate) struct Lineage {
     /// Boxed, and only for a request in a tree: most requests have neither link, and each
-    /// pending request's cell is 8 bytes smaller for it.
+    /// side box is smaller for it.
     tree: Option<Box<TreeLinks>>,
 }
 
@@ -43,10 +43,18 @@ struct TreeLinks {
 }
 
 impl Lineage {
+    /// No place in a tree.
+    pub(crate) const NONE: Self = Self { tree: None };
+
     pub(crate) fn new(gate: Option<Arc<DepGate>>, parent: Option<Weak<DepGate>>) -> Self {
         let in_tree = gate.is_some() || parent.is_some();
         let links = TreeLinks { gate, parent, sharers: Mutex::default(), shared: false.into() };
         Self { tree: in_tree.then(|| Box::new(links)) }
+    }
+
+    /// Whether the request sits in a dependency tree.
+    pub(super) fn in_tree(&self) -> bool {
+        self.tree.is_some()
     }
 
     pub(super) fn mark_shared(&self) {
@@ -83,7 +91,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     /// [`RequestCell::progress`], but nothing for a request `counted` holds: a shared
     /// dependency counts once, at the first of its dependents a walk reaches.
     pub(super) fn progress_in(&self, counted: &mut Counted) -> ByteProgress {
-        if self.lineage.is_shared() && !counted.insert(self.id) {
+        if self.lineage().is_shared() && !counted.insert(self.id) {
             return ByteProgress::default();
         }
         // An unknown size weighs one byte, so the request still counts.
@@ -93,7 +101,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
             _ => weight,
         };
         let mine = ByteProgress { done: own, total: weight };
-        match self.lineage.gate() {
+        match self.lineage().gate() {
             Some(gate) => mine + gate.progress_in(counted),
             None => mine,
         }
@@ -103,12 +111,12 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     /// of its own dependencies, and every dependent's gate is told.
     pub(super) fn tell_tree(&self, to: LoadState) {
         if to != LoadState::Ready {
-            if let Some(gate) = self.lineage.gate() {
+            if let Some(gate) = self.lineage().gate() {
                 gate.release();
             }
         }
-        let sharers = self.lineage.sharers().map(|mut s| std::mem::take(&mut *s));
-        let parents = self.lineage.parent().into_iter().chain(sharers.iter().flatten());
+        let sharers = self.lineage().sharers().map(|mut s| std::mem::take(&mut *s));
+        let parents = self.lineage().parent().into_iter().chain(sharers.iter().flatten());
         for parent in parents.filter_map(Weak::upgrade) {
             self.tell_ended(&parent, to);
         }
@@ -126,8 +134,8 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     /// Tells `gate` of this request's end too (see `TreeLinks::sharers`): at its end, or now
     /// if it ended already.
     pub(super) fn add_sharer(&self, gate: Weak<DepGate>) {
-        self.lineage.mark_shared();
-        let Some(mut sharers) = self.lineage.sharers() else {
+        self.lineage().mark_shared();
+        let Some(mut sharers) = self.lineage().sharers() else {
             debug_assert!(false, "only a dependency request is shared");
             return;
         };

@@ -13,25 +13,23 @@
 //!   the budget evicts that copy, `resident_bytes` drops but the memory is freed only once the
 //!   cell goes.
 
-use std::sync::{Arc, Mutex};
-
-use once_cell::race::OnceBox;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::lock::lock;
 
-/// See the module docs. One pointer in the request's cell (its `# Size`): the box, holding the
-/// lock and the value, is made when the request is staged.
-pub(crate) struct StagedValue<T>(OnceBox<Mutex<Option<Arc<T>>>>);
+/// See the module docs. Lives in the request's side box (`Side`), made when the request is
+/// staged or fails, so a pending request pays nothing for it.
+pub(crate) struct StagedValue<T>(OnceLock<Mutex<Option<Arc<T>>>>);
 
 impl<T> StagedValue<T> {
-    pub(crate) fn new() -> Self {
-        Self(OnceBox::new())
+    pub(crate) const fn new() -> Self {
+        Self(OnceLock::new())
     }
 
     /// Stages `value`, unless a value was staged before.
     pub(crate) fn set(&self, value: Arc<T>) {
         // A slot set already keeps its value; the one refused is dropped here.
-        let _ = self.0.set(Box::new(Mutex::new(Some(value))));
+        let _ = self.0.set(Mutex::new(Some(value)));
     }
 
     /// The value staged, unless there was none or it was taken.
