@@ -70,7 +70,9 @@ fn get_once<V>(slot: &OnceBox<Arc<V>>) -> Option<Arc<V>> {
 /// and the declared size are 32 bits where nothing needs more (see each field), and what a
 /// pending request outside a dependency tree does not have yet (its value, its error, its
 /// tree's links) is one pointer to a box made when it first needs one ([`Side`]);
-/// `a_pending_requests_cell_fits_a_96_byte_allocation` fails when it grows.
+/// `a_pending_requests_cell_fits_a_96_byte_allocation` fails when it grows. The trade: a
+/// request in a dependency tree has its side (a 48-byte allocation) from the start, about 32
+/// bytes and one allocation more than before the side box, for 16 bytes less on every other.
 pub(crate) struct RequestCell<T: Send + Sync + 'static> {
     id: RequestId,
     /// The key's path; its type is `link`'s.

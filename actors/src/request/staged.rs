@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::lock::lock;
 
 /// See the module docs. Lives in the request's side box (`Side`), made when the request is
-/// staged or fails, so a pending request pays nothing for it.
+/// staged or fails (or with the cell, for a request in a dependency tree), so a pending request
+/// outside a tree pays nothing for it.
 pub(crate) struct StagedValue<T>(OnceLock<Mutex<Option<Arc<T>>>>);
 
 impl<T> StagedValue<T> {
