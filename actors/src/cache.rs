@@ -609,7 +609,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             }
             stage(last.cell(), value, size, &mut self.to_frame);
         }
-        self.report_residency(evicted);
+        self.report_evicted(evicted);
     }
 
     fn resubmit(&mut self) {

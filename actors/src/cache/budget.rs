@@ -3,10 +3,10 @@
 //!
 //! # Invariants
 //!
-//! - Every change that can evict goes through [`Cache::change_residency`], which drops the
-//!   evicted assets only after the budget's lock is released (see `resident`).
-//! - Every change of residency ends with [`Cache::report_residency`], which publishes the
-//!   resident total and an `evicted` event per asset evicted.
+//! - Every change of residency goes through [`Cache::change_residency`], which publishes the
+//!   resident total under the budget's lock and drops the evicted assets only after it is
+//!   released (see `resident`); what a change evicted is reported with
+//!   [`Cache::report_evicted`], an `evicted` event each.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard, PoisonError};
@@ -22,8 +22,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.links.residency.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `change` on the budget, then drops what it evicted once the budget's lock is
-    /// released: an asset's own `Drop` (freeing a GPU resource, say) may be slow or panic, and
+    /// Runs `change` on the budget and publishes the resident total under the same lock, then
+    /// drops what it evicted once the lock is released: an asset's own `Drop` (freeing a GPU resource, say) may be slow or panic, and
     /// the lock is shared with threads off the caches' arbiter (`Runtime::memory_stats`, the
     /// daemon's `stats`), which a slow drop would hold up and a panic would poison it for.
     ///
@@ -35,6 +35,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let (out, let_go) = {
             let mut residency = self.residency();
             let out = change(&mut residency);
+            let resident = residency.resident_bytes();
+            self.links.probe.counters.resident_bytes.store(resident, Ordering::Relaxed);
             (out, residency.take_let_go())
         };
         let mut first_panic = None;
@@ -67,15 +69,12 @@ impl<T: Send + Sync + 'static> Cache<T> {
         taken
     }
 
-    /// Reports what the budget evicted (if anything) and publishes the resident total, which
-    /// every change of residency calls.
-    pub(super) fn report_residency(&self, evicted: Vec<Evicted>) {
+    /// Reports what the budget evicted: an `evicted` event each.
+    pub(super) fn report_evicted(&self, evicted: Vec<Evicted>) {
         let probe = &self.links.probe;
         for e in evicted {
             probe.emit(probe.event(EventKind::Evicted).with_key(e.key).with_bytes(e.bytes));
         }
-        let resident = self.residency().resident_bytes();
-        probe.counters.resident_bytes.store(resident, Ordering::Relaxed);
     }
 
     /// This type's index in the memory budget.
@@ -89,6 +88,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let key = self.key_of(path);
         let t = self.budget_index();
         let evicted = self.change_residency(|r| r.park(t, key, value, bytes));
-        self.report_residency(evicted);
+        self.report_evicted(evicted);
     }
 }

@@ -57,12 +57,12 @@ impl<T: Send + Sync + 'static> Salvaged<T> {
 impl<T: Send + Sync + 'static> Cache<T> {
     /// Forgets the resident bytes of every slot (the table is about to be emptied).
     pub(super) fn release_resident(&self) {
-        let mut residency = self.residency();
-        for slot in self.table.iter().filter(|s| s.phase == Phase::Resident) {
-            residency.forget_held(self.budget_index(), slot.bytes);
-        }
-        drop(residency);
-        self.report_residency(Vec::new());
+        let t = self.budget_index();
+        self.change_residency(|residency| {
+            for slot in self.table.iter().filter(|s| s.phase == Phase::Resident) {
+                residency.forget_held(t, slot.bytes);
+            }
+        });
     }
 
     /// Cancels the load of every slot (the table is about to be emptied), each by its own slot
@@ -88,7 +88,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.release_resident();
         let t = self.budget_index();
         self.change_residency(|r| r.clear_type(t));
-        self.report_residency(Vec::new());
         self.cancel_every_load();
         for slot in self.table.drain() {
             // Built only for a slot with a request still to end, and shared by its holders: most
@@ -188,8 +187,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         unfinished: &mut Vec<(Ticket<T>, Option<Locator>)>,
     ) {
         let Some(value) = holders.iter().find_map(|t| t.cell().staged_value()) else {
-            self.residency().forget_held(self.budget_index(), bytes);
-            self.report_residency(Vec::new());
+            let t = self.budget_index();
+            self.change_residency(|r| r.forget_held(t, bytes));
             let waiting = holders.into_iter().filter(|t| !t.cell().state().is_terminal());
             unfinished.extend(waiting.map(|ticket| (ticket, None)));
             return;
