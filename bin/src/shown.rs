@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use streamrt::messages::needs_escape;
+use streamrt::messages::{escape_where, needs_escape};
 
 /// `text` as `streamctl` prints it: as it is, or quoted and escaped when it holds whitespace,
 /// a quote or a character [`needs_escape`] names (a control or bidirectional formatting
@@ -48,19 +48,12 @@ pub(crate) fn json_pretty(value: &impl serde::Serialize) -> serde_json::Result<S
 /// escaped here lies inside a string, where the escape reads back as the character.
 fn terminal_safe(json: String) -> String {
     let escaped = |c: char| c != '\n' && needs_escape(c);
-    if !json.contains(escaped) {
-        return json;
+    // Every character it names is in the Basic Multilingual Plane: one escape each.
+    let escape = |c: char, out: &mut String| out.push_str(&format!("\\u{:04x}", u32::from(c)));
+    if let Cow::Owned(escaped) = escape_where(&json, escaped, escape) {
+        return escaped;
     }
-    let mut out = String::with_capacity(json.len() + 12);
-    for c in json.chars() {
-        if escaped(c) {
-            // Every character it names is in the Basic Multilingual Plane: one escape each.
-            out.push_str(&format!("\\u{:04x}", u32::from(c)));
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    json
 }
 
 #[cfg(test)]

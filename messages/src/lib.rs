@@ -40,4 +40,4 @@ pub use key::{
 pub use record::{Record, TELEMETRY_SCHEMA_VERSION};
 pub use state::LoadState;
 pub use status::Status;
-pub use text::{escape_controls, needs_escape};
+pub use text::{escape_controls, escape_where, needs_escape};

@@ -12,13 +12,24 @@ use std::borrow::Cow;
 /// Unicode line and paragraph separators and the bidirectional formatting characters (which
 /// make a terminal show text in another order than it holds) are escaped too.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    if !text.contains(needs_escape) {
+    escape_where(text, needs_escape, |c, out| out.extend(c.escape_default()))
+}
+
+/// `text` with each character `escaped` names written by `escape` instead (into the text being
+/// made); as it is, borrowed, when it holds none. For an output with escapes of its own form,
+/// such as JSON's `\uXXXX`.
+pub fn escape_where(
+    text: &str,
+    escaped: impl Fn(char) -> bool,
+    escape: impl Fn(char, &mut String),
+) -> Cow<'_, str> {
+    if !text.contains(&escaped) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if needs_escape(c) {
-            out.extend(c.escape_default());
+        if escaped(c) {
+            escape(c, &mut out);
         } else {
             out.push(c);
         }
