@@ -48,17 +48,6 @@ mod staged;
 pub(crate) use lineage::Lineage;
 use staged::StagedValue;
 
-/// Sets `slot` to `value` unless it was set before: the first value stays, as in a `OnceLock`.
-fn set_once<V>(slot: &OnceBox<Arc<V>>, value: Arc<V>) {
-    // A slot set already keeps its value; the one refused is dropped here.
-    let _ = slot.set(Box::new(value));
-}
-
-/// The value `slot` was set to, if it was.
-fn get_once<V>(slot: &OnceBox<Arc<V>>) -> Option<Arc<V>> {
-    slot.get().cloned()
-}
-
 /// A request's shared state; see the module docs.
 ///
 /// # Size
@@ -170,6 +159,11 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         // Made empty: were two threads to race (a decode staging it, a dependency failing
         // it), the box that loses is dropped with nothing in it.
         self.side.get_or_init(|| Box::new(Side::of(Lineage::NONE)))
+    }
+
+    /// The error the request was failed with, if one was stored (whatever its state since).
+    fn stored_error(&self) -> Option<&Arc<AssetLoadError>> {
+        self.side.get()?.error.get()
     }
 
     /// Where the request sits in a dependency tree (nowhere without a side: a request in a
@@ -334,11 +328,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
                 (&probe.counters.cancelled, EventKind::Cancelled { stage: CancelStage::of(from) })
             }
             _ => {
-                let kind = self
-                    .side
-                    .get()
-                    .and_then(|s| s.error.get())
-                    .map_or(ErrorKind::Shutdown, |e| e.kind.clone());
+                let kind = self.stored_error().map_or(ErrorKind::Shutdown, |e| e.kind.clone());
                 (&probe.counters.failed, EventKind::Failed { kind })
             }
         };
@@ -385,7 +375,8 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
         if self.state().is_terminal() {
             return false;
         }
-        set_once(&self.side_or_made().error, make());
+        // A side set already keeps its error; the one refused is dropped here.
+        let _ = self.side_or_made().error.set(Box::new(make()));
         self.transition(LoadState::Failed).is_ok()
     }
 
@@ -424,7 +415,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     }
 
     fn error(&self) -> Option<Arc<AssetLoadError>> {
-        (self.state() == LoadState::Failed).then(|| get_once(&self.side.get()?.error)).flatten()
+        (self.state() == LoadState::Failed).then(|| self.stored_error().cloned()).flatten()
     }
 
     fn outcome(&self) -> Option<Result<Arc<T>, ReadyError>> {
