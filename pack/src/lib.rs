@@ -20,6 +20,7 @@
 
 mod format;
 mod graph;
+mod lookup;
 mod read;
 mod write;
 

@@ -5,7 +5,6 @@
 //! Opening gives a [`PackError`] naming what is wrong with the file (magic, version, a
 //! checksum, a bound, a key); reading an entry gives an [`EntryError`] naming the entry.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
@@ -17,6 +16,7 @@ use streamrt_messages::AssetKey;
 
 use crate::format::{Codec, Header, IndexEntry, PackIndex, HEADER_LEN, MAGIC, VERSION};
 use crate::graph::check_graph;
+use crate::lookup::KeyTable;
 
 /// What a reader accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,19 +154,28 @@ fn parse_header(bytes: &[u8; HEADER_LEN as usize]) -> Result<Header, PackError> 
 ///
 /// [`PackError::IndexDecode`] or [`PackError::BadEntry`].
 pub fn parse_index(bytes: &[u8], data_end: u64) -> Result<PackIndex, PackError> {
+    parse_index_table(bytes, data_end).map(|(index, _)| index)
+}
+
+/// [`parse_index`], with the table of the index's entries by key it built on the way.
+fn parse_index_table(bytes: &[u8], data_end: u64) -> Result<(PackIndex, KeyTable), PackError> {
     let (index, rest): (PackIndex, _) =
         postcard::take_from_bytes(bytes).map_err(|e| PackError::IndexDecode(e.to_string()))?;
     if !rest.is_empty() {
         return Err(PackError::IndexDecode(format!("{} bytes after the index", rest.len())));
     }
-    let mut seen = HashMap::with_capacity(index.entries.len());
+    if u32::try_from(index.entries.len()).is_err() {
+        let count = index.entries.len();
+        return Err(PackError::IndexDecode(format!("{count} entries, more than 2^32")));
+    }
+    let mut table = KeyTable::with_capacity(index.entries.len());
     // Where the previous entry ended: entries are in file order and do not overlap, so no
     // stored bytes are served (or decompressed by `verify`) twice.
     let mut data_at = HEADER_LEN;
     for (i, entry) in index.entries.iter().enumerate() {
         let bad = |reason: String| PackError::BadEntry { key: entry.key.clone(), reason };
         AssetKey::parse(&entry.key).map_err(|e| bad(e.to_string()))?;
-        if seen.insert(entry.key.as_str(), i).is_some() {
+        if table.insert(&index.entries, i).is_err() {
             return Err(bad("appears twice".into()));
         }
         let end = entry.offset.checked_add(entry.stored_size);
@@ -192,7 +201,7 @@ pub fn parse_index(bytes: &[u8], data_end: u64) -> Result<PackIndex, PackError> 
     }
     check_graph(&index.entries)
         .map_err(|e| PackError::BadEntry { key: e.key().to_owned(), reason: e.to_string() })?;
-    Ok(index)
+    Ok((index, table))
 }
 
 /// Decompresses one entry's stored bytes and checks them against the index: the raw size is
@@ -243,7 +252,7 @@ pub fn decode_entry(
 pub struct PackReader {
     file: File,
     index: PackIndex,
-    by_key: HashMap<String, usize>,
+    by_key: KeyTable,
     limits: PackLimits,
     data_end: u64,
 }
@@ -292,8 +301,7 @@ impl PackReader {
         if crc32fast::hash(&bytes) != header.index_crc {
             return Err(PackError::IndexChecksum);
         }
-        let index = parse_index(&bytes, at)?;
-        let by_key = index.entries.iter().enumerate().map(|(i, e)| (e.key.clone(), i)).collect();
+        let (index, by_key) = parse_index_table(&bytes, at)?;
         Ok(Self { file, index, by_key, limits, data_end: at })
     }
 
@@ -304,12 +312,12 @@ impl PackReader {
 
     /// The entry of `key` (`type:path`).
     pub fn entry(&self, key: &str) -> Option<&IndexEntry> {
-        self.by_key.get(key).map(|&i| &self.index.entries[i])
+        self.position(key).map(|i| &self.index.entries[i])
     }
 
     /// The place of `key`'s entry in [`PackReader::entries`].
     pub fn position(&self, key: &str) -> Option<usize> {
-        self.by_key.get(key).copied()
+        self.by_key.find(&self.index.entries, key)
     }
 
     /// Where the data region ends (and the index starts).
