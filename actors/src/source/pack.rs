@@ -7,7 +7,6 @@
 //! Reads of adjacent small entries are coalesced (see `coalesce`), up to the first entry the
 //! runtime said no load waits for any more (see `interest`).
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,25 +14,26 @@ use std::sync::Arc;
 use streamrt_messages::AssetKey;
 use streamrt_pack::{EntryError, IndexEntry, PackError, PackLimits, PackReader};
 
+mod catalog;
 mod coalesce;
 mod interest;
 
 pub use coalesce::Coalescing;
 
+use catalog::Catalog;
 use coalesce::Coalescer;
 use interest::Interest;
 
 use super::{EntryInfo, Locator, Source, SourceError};
-use crate::key_hash::KeyMap;
 
 /// Reads assets from a pack file; cloning shares the open file, its coalescing windows and
 /// what loads wait for (two runtimes over clones of one source tell it both of theirs).
 #[derive(Debug, Clone)]
 pub struct PackSource {
     reader: Arc<PackReader>,
-    /// Each entry's index and parsed dependencies by key, so a read or a request looks up
+    /// Each entry's key, parsed, and its dependencies, so a read or a request looks up
     /// without parsing or formatting keys.
-    by_key: Arc<KeyMap<(usize, Vec<AssetKey>)>>,
+    catalog: Arc<Catalog>,
     path: PathBuf,
     coalescer: Arc<Coalescer>,
     /// The loads waiting for each entry, as the runtime tells them: windows stop before an
@@ -54,36 +54,11 @@ impl PackSource {
     pub fn open(path: impl AsRef<Path>, limits: PackLimits) -> Result<Self, PackError> {
         let path = path.as_ref().to_owned();
         let reader = PackReader::open(&path, limits)?;
-        let entries = reader.entries();
-        let interest = Arc::new(Interest::new(entries.len()));
-        // The reader validated every key; a failure here would be a reader bug.
-        let keys = entries
-            .iter()
-            .map(|e| {
-                AssetKey::parse(&e.key).map_err(|err| PackError::BadEntry {
-                    key: e.key.clone(),
-                    reason: err.to_string(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // A dependency is a clone of its entry's key (it shares the key's text), so a pack's
-        // dependency lists cost a few bytes each, not a parsed key each. The reader checked
-        // that every dependency is an entry; one an older writer named twice is taken once.
-        let mut seen = HashSet::new();
-        let by_key = entries
-            .iter()
-            .zip(&keys)
-            .enumerate()
-            .map(|(i, (e, key))| {
-                seen.clear();
-                let deps = e.deps.iter().filter_map(|d| reader.position(d));
-                let deps = deps.filter(|&j| seen.insert(j)).map(|j| keys[j].clone()).collect();
-                (key.clone(), (i, deps))
-            })
-            .collect();
+        let interest = Arc::new(Interest::new(reader.entries().len()));
+        let catalog = Arc::new(Catalog::new(&reader)?);
         Ok(Self {
             reader: Arc::new(reader),
-            by_key: Arc::new(by_key),
+            catalog,
             path,
             coalescer: Arc::new(Coalescer::new(Coalescing::default())),
             interest,
@@ -119,7 +94,7 @@ impl PackSource {
 
     /// The entry of `key`, with its sizes and dependencies.
     pub fn entry(&self, key: &AssetKey) -> Option<&IndexEntry> {
-        self.by_key.get(key).map(|&(i, _)| &self.reader.entries()[i])
+        self.catalog.position(key).map(|i| &self.reader.entries()[i])
     }
 }
 
@@ -144,7 +119,7 @@ impl PackSource {
 
 impl Source for PackSource {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
-        let &(at, _) = self.by_key.get(key).ok_or(SourceError::NotFound)?;
+        let at = self.catalog.position(key).ok_or(SourceError::NotFound)?;
         self.read_entry(at)
     }
 
@@ -180,10 +155,10 @@ impl Source for PackSource {
     }
 
     fn entry_info(&self, key: &AssetKey) -> EntryInfo {
-        self.by_key.get(key).map_or_else(EntryInfo::default, |(i, deps)| EntryInfo {
-            dependencies: deps.clone(),
-            size: Some(self.reader.entries()[*i].raw_size),
-            locator: Locator::new(*i),
+        self.catalog.position(key).map_or_else(EntryInfo::default, |i| EntryInfo {
+            dependencies: self.catalog.dependencies(i),
+            size: Some(self.reader.entries()[i].raw_size),
+            locator: Locator::new(i),
         })
     }
 }
