@@ -9,9 +9,10 @@
 //! takes one once, as packs of older writers may name one twice. Both checks are linear in
 //! entries plus dependencies, and iterative, so a deep chain cannot overflow the stack.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::format::{IndexEntry, DEPS_PER_ENTRY_MAX};
+use crate::lookup::KeyTable;
 
 /// The most missing dependencies an error lists: a hostile index naming a missing key a
 /// thousand times in each of its entries would otherwise have every pair copied, gigabytes for
@@ -47,24 +48,23 @@ impl GraphError {
     }
 }
 
-/// Checks `entries`' dependencies; see the module invariants. Keys are unique (both callers
-/// checked that first).
-pub(crate) fn check_graph(entries: &[IndexEntry]) -> Result<(), GraphError> {
+/// Checks `entries`' dependencies; see the module invariants. `table` is the table of
+/// `entries` (so keys are unique).
+pub(crate) fn check_graph(entries: &[IndexEntry], table: &KeyTable) -> Result<(), GraphError> {
     if let Some(entry) = entries.iter().find(|e| e.deps.len() > DEPS_PER_ENTRY_MAX) {
         return Err(GraphError::TooMany { key: entry.key.clone(), count: entry.deps.len() });
     }
-    let by_key: HashMap<&str, &IndexEntry> = entries.iter().map(|e| (e.key.as_str(), e)).collect();
     let missing: Vec<(String, String)> = entries
         .iter()
         .flat_map(|e| e.deps.iter().map(move |d| (e, d)))
-        .filter(|(_, d)| !by_key.contains_key(d.as_str()))
+        .filter(|(_, d)| table.find(entries, d).is_none())
         .take(MISSING_LISTED_MAX)
         .map(|(e, d)| (e.key.clone(), d.clone()))
         .collect();
     if !missing.is_empty() {
         return Err(GraphError::Missing(missing));
     }
-    find_cycle(entries, &by_key)
+    find_cycle(entries, table)
 }
 
 /// Refuses an entry that names one dependency twice (the writer's check).
@@ -79,42 +79,48 @@ pub(crate) fn check_repeats(entries: &[IndexEntry]) -> Result<(), GraphError> {
     Ok(())
 }
 
-/// An iterative depth-first search with an explicit path; every dependency is an entry.
-fn find_cycle(
-    entries: &[IndexEntry],
-    by_key: &HashMap<&str, &IndexEntry>,
-) -> Result<(), GraphError> {
-    let mut done: HashSet<&str> = HashSet::new();
-    // Empty again whenever a root's walk ends, so one of each serves every root.
-    let mut path: Vec<(&str, usize)> = Vec::new();
-    let mut on_path: HashSet<&str> = HashSet::new();
-    for root in entries {
-        if done.contains(root.key.as_str()) {
+/// Where an entry stands in the search for a cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    Unvisited,
+    OnPath,
+    Done,
+}
+
+/// An iterative depth-first search with an explicit path over entry positions (a byte of
+/// state per entry); every dependency is an entry.
+fn find_cycle(entries: &[IndexEntry], table: &KeyTable) -> Result<(), GraphError> {
+    let mut marks = vec![Mark::Unvisited; entries.len()];
+    // Empty again whenever a root's walk ends, so one serves every root.
+    let mut path: Vec<(usize, usize)> = Vec::new();
+    for root in 0..entries.len() {
+        if marks[root] != Mark::Unvisited {
             continue;
         }
-        path.push((root.key.as_str(), 0));
-        on_path.insert(root.key.as_str());
-        while let Some((key, next)) = path.last_mut() {
-            let deps = &by_key[*key].deps;
-            if let Some(dep) = deps.get(*next) {
-                *next += 1;
-                let dep = dep.as_str();
-                if on_path.contains(dep) {
-                    let start = path.iter().position(|(k, _)| *k == dep).unwrap_or(0);
+        path.push((root, 0));
+        marks[root] = Mark::OnPath;
+        while let Some((at, next)) = path.last_mut() {
+            let Some(dep) = entries[*at].deps.get(*next) else {
+                marks[*at] = Mark::Done;
+                path.pop();
+                continue;
+            };
+            *next += 1;
+            // Missing dependencies were refused before the search.
+            let Some(to) = table.find(entries, dep) else { continue };
+            match marks[to] {
+                Mark::OnPath => {
+                    let start = path.iter().position(|&(k, _)| k == to).unwrap_or(0);
                     let mut cycle: Vec<String> =
-                        path[start..].iter().map(|(k, _)| (*k).to_owned()).collect();
-                    cycle.push(dep.to_owned());
+                        path[start..].iter().map(|&(k, _)| entries[k].key.clone()).collect();
+                    cycle.push(dep.clone());
                     return Err(GraphError::Cycle(cycle));
                 }
-                if !done.contains(dep) {
-                    on_path.insert(dep);
-                    path.push((dep, 0));
+                Mark::Unvisited => {
+                    marks[to] = Mark::OnPath;
+                    path.push((to, 0));
                 }
-            } else {
-                let key = *key;
-                on_path.remove(key);
-                done.insert(key);
-                path.pop();
+                Mark::Done => {}
             }
         }
     }

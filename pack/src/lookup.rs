@@ -6,7 +6,7 @@
 //!
 //! - Each position in the table is an entry's position in the slice it was built from; the
 //!   table is only asked with that slice.
-//! - Keys are unique: the table refuses a second entry with a key already in.
+//! - Keys are unique: a table is made only of entries whose keys are.
 
 use std::hash::BuildHasher;
 
@@ -26,40 +26,40 @@ pub(crate) struct KeyTable {
     hasher: KeyHasher,
 }
 
-/// The key of the entry being inserted is already in the table.
+/// Why entries make no table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Repeated;
+pub(crate) enum TableError {
+    /// The entry at this position has the key of one before it.
+    Repeated(usize),
+    /// More entries than 32-bit positions number.
+    TooMany,
+}
 
 impl KeyTable {
-    /// An empty table with room for `entries` entries.
-    pub(crate) fn with_capacity(entries: usize) -> Self {
-        Self { table: HashTable::with_capacity(entries), hasher: KeyHasher::default() }
-    }
-
-    /// Puts the entry at position `at` of `entries` in the table.
+    /// The table of `entries`, each at its position.
     ///
     /// # Errors
     ///
-    /// An entry with its key is in already.
-    ///
-    /// # Panics
-    ///
-    /// If `at` is not a position of `entries` or does not fit in 32 bits (the caller checks
-    /// the count of entries first).
-    pub(crate) fn insert(&mut self, entries: &[IndexEntry], at: usize) -> Result<(), Repeated> {
-        let position = u32::try_from(at).expect("the caller checked the count of entries");
-        let key = entries[at].key.as_str();
-        let hasher = &self.hasher;
-        let hash = hasher.hash_one(key);
-        let same = |&j: &u32| entries[j as usize].key == key;
+    /// The first entry whose key an entry before it has, or more than `u32::MAX` entries.
+    pub(crate) fn of(entries: &[IndexEntry]) -> Result<Self, TableError> {
+        if u32::try_from(entries.len()).is_err() {
+            return Err(TableError::TooMany);
+        }
+        let hasher = KeyHasher::default();
+        let mut table = HashTable::with_capacity(entries.len());
         let rehash = |&j: &u32| hasher.hash_one(entries[j as usize].key.as_str());
-        match self.table.entry(hash, same, rehash) {
-            Entry::Occupied(_) => Err(Repeated),
-            Entry::Vacant(v) => {
-                v.insert(position);
-                Ok(())
+        for (at, entry) in entries.iter().enumerate() {
+            let key = entry.key.as_str();
+            let same = |&j: &u32| entries[j as usize].key == key;
+            match table.entry(hasher.hash_one(key), same, rehash) {
+                Entry::Occupied(_) => return Err(TableError::Repeated(at)),
+                // Checked above: every position fits in 32 bits.
+                Entry::Vacant(place) => {
+                    place.insert(at as u32);
+                }
             }
         }
+        Ok(Self { table, hasher })
     }
 
     /// The position of `key`'s entry in `entries`, the slice the table was built from.
@@ -87,19 +87,10 @@ mod tests {
         }
     }
 
-    /// The table of `entries`, or the position of the first repeated key.
-    fn table_of(entries: &[IndexEntry]) -> Result<KeyTable, usize> {
-        let mut table = KeyTable::with_capacity(entries.len());
-        for at in 0..entries.len() {
-            table.insert(entries, at).map_err(|Repeated| at)?;
-        }
-        Ok(table)
-    }
-
     #[test]
     fn every_key_finds_its_own_position_and_no_other_key_finds_one() {
         let entries: Vec<_> = (0..1_000).map(|i| entry(&format!("blob:b{i}"))).collect();
-        let table = table_of(&entries).unwrap();
+        let table = KeyTable::of(&entries).unwrap();
         for (i, e) in entries.iter().enumerate() {
             assert_eq!(table.find(&entries, &e.key), Some(i));
         }
@@ -110,6 +101,6 @@ mod tests {
     #[test]
     fn a_key_found_twice_names_the_second_entry() {
         let entries = [entry("blob:a"), entry("blob:b"), entry("blob:a")];
-        assert_eq!(table_of(&entries).unwrap_err(), 2);
+        assert_eq!(KeyTable::of(&entries).unwrap_err(), TableError::Repeated(2));
     }
 }

@@ -16,7 +16,7 @@ use streamrt_messages::AssetKey;
 
 use crate::format::{Codec, Header, IndexEntry, PackIndex, HEADER_LEN, MAGIC, VERSION};
 use crate::graph::check_graph;
-use crate::lookup::KeyTable;
+use crate::lookup::{KeyTable, TableError};
 
 /// What a reader accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,20 +164,12 @@ fn parse_index_table(bytes: &[u8], data_end: u64) -> Result<(PackIndex, KeyTable
     if !rest.is_empty() {
         return Err(PackError::IndexDecode(format!("{} bytes after the index", rest.len())));
     }
-    if u32::try_from(index.entries.len()).is_err() {
-        let count = index.entries.len();
-        return Err(PackError::IndexDecode(format!("{count} entries, more than 2^32")));
-    }
-    let mut table = KeyTable::with_capacity(index.entries.len());
     // Where the previous entry ended: entries are in file order and do not overlap, so no
     // stored bytes are served (or decompressed by `verify`) twice.
     let mut data_at = HEADER_LEN;
-    for (i, entry) in index.entries.iter().enumerate() {
+    for entry in &index.entries {
         let bad = |reason: String| PackError::BadEntry { key: entry.key.clone(), reason };
         AssetKey::parse(&entry.key).map_err(|e| bad(e.to_string()))?;
-        if table.insert(&index.entries, i).is_err() {
-            return Err(bad("appears twice".into()));
-        }
         let end = entry.offset.checked_add(entry.stored_size);
         let Some(end) = end.filter(|&end| entry.offset >= HEADER_LEN && end <= data_end) else {
             return Err(bad(format!(
@@ -199,7 +191,17 @@ fn parse_index_table(bytes: &[u8], data_end: u64) -> Result<(PackIndex, KeyTable
             )));
         }
     }
-    check_graph(&index.entries)
+    let table = KeyTable::of(&index.entries).map_err(|e| match e {
+        TableError::Repeated(at) => PackError::BadEntry {
+            key: index.entries[at].key.clone(),
+            reason: "appears twice".into(),
+        },
+        TableError::TooMany => PackError::IndexDecode(format!(
+            "{} entries, more than a pack numbers (2^32)",
+            index.entries.len()
+        )),
+    })?;
+    check_graph(&index.entries, &table)
         .map_err(|e| PackError::BadEntry { key: e.key().to_owned(), reason: e.to_string() })?;
     Ok((index, table))
 }

@@ -24,6 +24,7 @@ use crate::format::{
     Codec, Header, IndexEntry, PackIndex, DEPS_PER_ENTRY_MAX, HEADER_LEN, VERSION,
 };
 use crate::graph::{check_graph, check_repeats, GraphError};
+use crate::lookup::KeyTable;
 use crate::read::PackLimits;
 
 /// zstd's level for packs: a balance of ratio and build time.
@@ -86,6 +87,9 @@ pub enum BuildError {
         /// The limit.
         max: u64,
     },
+    /// More entries than a pack numbers (2^32): its reader would refuse the pack.
+    #[error("more entries than a pack numbers (2^32)")]
+    TooManyEntries,
     /// Compression failed.
     #[error("compressing {key}: {reason}")]
     Compress {
@@ -212,7 +216,9 @@ impl PackWriter {
     pub fn finish(mut self) -> Result<u64, BuildError> {
         self.usable()?;
         check_repeats(&self.entries)?;
-        check_graph(&self.entries)?;
+        // `add` refused repeated keys, so only the count can stop the table.
+        let table = KeyTable::of(&self.entries).map_err(|_| BuildError::TooManyEntries)?;
+        check_graph(&self.entries, &table)?;
         let index = postcard::to_allocvec(&PackIndex { entries: self.entries })
             .map_err(|e| BuildError::Io(std::io::Error::other(e.to_string())))?;
         let (len, max) = (index.len() as u64, self.limits.index_bytes_max);
