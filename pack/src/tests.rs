@@ -302,6 +302,27 @@ fn an_index_with_a_dependency_cycle_or_too_many_dependencies_is_refused() {
 }
 
 #[test]
+fn a_long_chain_and_shared_dependencies_pass_and_a_cycle_behind_them_is_named() {
+    // Each entry depends on the next: a walk as deep as the pack, which a recursive search
+    // would overflow the stack on.
+    let keys: Vec<String> = (0..200_000).map(|i| format!("blob:c{i}")).collect();
+    let next = |i: usize| keys.get(i + 1).map(String::as_str);
+    let mut chain: Vec<IndexEntry> =
+        (0..keys.len()).map(|i| at(&keys[i], 40, next(i).as_slice())).collect();
+    // A diamond: `d` is reached twice and searched once.
+    chain.push(at("blob:a", 40, &["blob:b", "blob:c", "blob:c0"]));
+    chain.push(at("blob:b", 40, &["blob:d"]));
+    chain.push(at("blob:c", 40, &["blob:d"]));
+    chain.push(at("blob:d", 40, &[]));
+    let bytes = postcard::to_allocvec(&PackIndex { entries: chain.clone() }).unwrap();
+    assert!(parse_index(&bytes, 1_000).is_ok());
+    // A cycle among entries searched after every other one was done.
+    chain.push(at("blob:x", 40, &["blob:d", "blob:y"]));
+    chain.push(at("blob:y", 40, &["blob:c7", "blob:x"]));
+    assert_eq!(refusal(chain), "blob:x: dependency cycle: blob:x -> blob:y -> blob:x");
+}
+
+#[test]
 fn entries_out_of_file_order_or_overlapping_are_refused() {
     let sized = |key: &str, offset: u64, size: u64| IndexEntry {
         stored_size: size,
