@@ -1,13 +1,19 @@
-//! A pack's entries by key: a table of entry positions, hashed by the keys the entries
-//! already hold, so an open pack keeps each key once (a map from a cloned `String` to the
-//! position kept every key twice, 56 more bytes an entry).
+//! A pack's entries by key: [`KeyTable`], a table of entry positions hashed by the keys the
+//! entries already hold, so an open pack keeps each key once (a map from a cloned `String` to
+//! the position kept every key twice, 56 more bytes an entry); [`TableError`] says why entries
+//! make none.
+//!
+//! The keys come from a file that may be hostile, so they hash with the standard library's
+//! SipHash, seeded at random per table: foldhash, which the runtime's own maps use for speed, is
+//! only minimally resistant to keys chosen to collide.
 //!
 //! # Invariants
 //!
 //! - Each position in the table is an entry's position in the slice it was built from; the
 //!   table is only asked with that slice.
-//! - Keys are unique: a table is made only of entries whose keys are.
+//! - Keys are unique: an entry whose key is in already is refused.
 
+use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 use hashbrown::hash_table::Entry;
@@ -15,15 +21,11 @@ use hashbrown::HashTable;
 
 use crate::format::IndexEntry;
 
-/// The hasher of keys: foldhash, seeded at random per table, so the bucket of a key cannot be
-/// chosen from outside without knowing the seed.
-type KeyHasher = foldhash::fast::RandomState;
-
 /// Entry positions by key; see the module docs.
 #[derive(Debug)]
 pub(crate) struct KeyTable {
     table: HashTable<u32>,
-    hasher: KeyHasher,
+    hasher: RandomState,
 }
 
 /// Why entries make no table.
@@ -31,35 +33,52 @@ pub(crate) struct KeyTable {
 pub(crate) enum TableError {
     /// The entry at this position has the key of one before it.
     Repeated(usize),
-    /// More entries than 32-bit positions number.
+    /// A position of 2^32 or more: more entries than 32-bit positions number.
     TooMany,
 }
 
 impl KeyTable {
+    /// An empty table with room for `entries` entries.
+    pub(crate) fn with_capacity(entries: usize) -> Self {
+        Self { table: HashTable::with_capacity(entries), hasher: RandomState::new() }
+    }
+
     /// The table of `entries`, each at its position.
     ///
     /// # Errors
     ///
-    /// The first entry whose key an entry before it has, or more than `u32::MAX` entries.
+    /// As [`KeyTable::insert`], for the first entry refused.
     pub(crate) fn of(entries: &[IndexEntry]) -> Result<Self, TableError> {
-        if u32::try_from(entries.len()).is_err() {
-            return Err(TableError::TooMany);
+        let mut table = Self::with_capacity(entries.len());
+        for at in 0..entries.len() {
+            table.insert(entries, at)?;
         }
-        let hasher = KeyHasher::default();
-        let mut table = HashTable::with_capacity(entries.len());
+        Ok(table)
+    }
+
+    /// Puts the entry at position `at` of `entries` in the table.
+    ///
+    /// # Errors
+    ///
+    /// `Repeated(at)` if an entry with its key is in already, `TooMany` if `at` does not fit
+    /// in 32 bits.
+    ///
+    /// # Panics
+    ///
+    /// If `at` is not a position of `entries`.
+    pub(crate) fn insert(&mut self, entries: &[IndexEntry], at: usize) -> Result<(), TableError> {
+        let position = u32::try_from(at).map_err(|_| TableError::TooMany)?;
+        let key = entries[at].key.as_str();
+        let hasher = &self.hasher;
+        let same = |&j: &u32| entries[j as usize].key == key;
         let rehash = |&j: &u32| hasher.hash_one(entries[j as usize].key.as_str());
-        for (at, entry) in entries.iter().enumerate() {
-            let key = entry.key.as_str();
-            let same = |&j: &u32| entries[j as usize].key == key;
-            match table.entry(hasher.hash_one(key), same, rehash) {
-                Entry::Occupied(_) => return Err(TableError::Repeated(at)),
-                // Checked above: every position fits in 32 bits.
-                Entry::Vacant(place) => {
-                    place.insert(at as u32);
-                }
+        match self.table.entry(hasher.hash_one(key), same, rehash) {
+            Entry::Occupied(_) => Err(TableError::Repeated(at)),
+            Entry::Vacant(place) => {
+                place.insert(position);
+                Ok(())
             }
         }
-        Ok(Self { table, hasher })
     }
 
     /// The position of `key`'s entry in `entries`, the slice the table was built from.
@@ -90,7 +109,11 @@ mod tests {
     #[test]
     fn every_key_finds_its_own_position_and_no_other_key_finds_one() {
         let entries: Vec<_> = (0..1_000).map(|i| entry(&format!("blob:b{i}"))).collect();
-        let table = KeyTable::of(&entries).unwrap();
+        // Made with no room, so that it grows (and rehashes) as entries come.
+        let mut table = KeyTable::with_capacity(0);
+        for at in 0..entries.len() {
+            table.insert(&entries, at).unwrap();
+        }
         for (i, e) in entries.iter().enumerate() {
             assert_eq!(table.find(&entries, &e.key), Some(i));
         }

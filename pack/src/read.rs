@@ -167,9 +167,17 @@ fn parse_index_table(bytes: &[u8], data_end: u64) -> Result<(PackIndex, KeyTable
     // Where the previous entry ended: entries are in file order and do not overlap, so no
     // stored bytes are served (or decompressed by `verify`) twice.
     let mut data_at = HEADER_LEN;
-    for entry in &index.entries {
+    let mut table = KeyTable::with_capacity(index.entries.len());
+    for (at, entry) in index.entries.iter().enumerate() {
         let bad = |reason: String| PackError::BadEntry { key: entry.key.clone(), reason };
         AssetKey::parse(&entry.key).map_err(|e| bad(e.to_string()))?;
+        table.insert(&index.entries, at).map_err(|e| match e {
+            TableError::Repeated(_) => bad("appears twice".into()),
+            TableError::TooMany => PackError::IndexDecode(format!(
+                "{} entries: a pack numbers fewer than 2^32",
+                index.entries.len()
+            )),
+        })?;
         let end = entry.offset.checked_add(entry.stored_size);
         let Some(end) = end.filter(|&end| entry.offset >= HEADER_LEN && end <= data_end) else {
             return Err(bad(format!(
@@ -191,16 +199,6 @@ fn parse_index_table(bytes: &[u8], data_end: u64) -> Result<(PackIndex, KeyTable
             )));
         }
     }
-    let table = KeyTable::of(&index.entries).map_err(|e| match e {
-        TableError::Repeated(at) => PackError::BadEntry {
-            key: index.entries[at].key.clone(),
-            reason: "appears twice".into(),
-        },
-        TableError::TooMany => PackError::IndexDecode(format!(
-            "{} entries, more than a pack numbers (2^32)",
-            index.entries.len()
-        )),
-    })?;
     check_graph(&index.entries, &table)
         .map_err(|e| PackError::BadEntry { key: e.key().to_owned(), reason: e.to_string() })?;
     Ok((index, table))

@@ -323,6 +323,14 @@ fn a_long_chain_and_shared_dependencies_pass_and_a_cycle_behind_them_is_named() 
 }
 
 #[test]
+fn a_key_found_twice_is_refused_as_such_before_the_entries_after_it_are_checked() {
+    let copied = |key: &str| IndexEntry { stored_size: 100, raw_size: 100, ..at(key, 40, &[]) };
+    // The second record is a copy of the first: it overlaps it too, but the key says more.
+    let twice = refusal(vec![copied("blob:a"), copied("blob:a"), at("blob:b", 9_999, &[])]);
+    assert_eq!(twice, "blob:a: appears twice");
+}
+
+#[test]
 fn entries_out_of_file_order_or_overlapping_are_refused() {
     let sized = |key: &str, offset: u64, size: u64| IndexEntry {
         stored_size: size,

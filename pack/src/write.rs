@@ -24,7 +24,7 @@ use crate::format::{
     Codec, Header, IndexEntry, PackIndex, DEPS_PER_ENTRY_MAX, HEADER_LEN, VERSION,
 };
 use crate::graph::{check_graph, check_repeats, GraphError};
-use crate::lookup::KeyTable;
+use crate::lookup::{KeyTable, TableError};
 use crate::read::PackLimits;
 
 /// zstd's level for packs: a balance of ratio and build time.
@@ -87,8 +87,8 @@ pub enum BuildError {
         /// The limit.
         max: u64,
     },
-    /// More entries than a pack numbers (2^32): its reader would refuse the pack.
-    #[error("more entries than a pack numbers (2^32)")]
+    /// 2^32 entries or more, more than a pack numbers: its reader would refuse the pack.
+    #[error("2^32 entries or more: a pack numbers fewer")]
     TooManyEntries,
     /// Compression failed.
     #[error("compressing {key}: {reason}")]
@@ -211,13 +211,17 @@ impl PackWriter {
     /// # Errors
     ///
     /// A dependency error naming the keys (`MissingDependencies`, `Cycle`,
-    /// `TooManyDependencies`, `RepeatedDependency`), `IndexTooLarge`, or a write failure. On
+    /// `TooManyDependencies`, `RepeatedDependency`), `IndexTooLarge`, `TooManyEntries`, or a
+    /// write failure. On
     /// any error nothing is written at the path: a pack already there is kept.
     pub fn finish(mut self) -> Result<u64, BuildError> {
         self.usable()?;
         check_repeats(&self.entries)?;
-        // `add` refused repeated keys, so only the count can stop the table.
-        let table = KeyTable::of(&self.entries).map_err(|_| BuildError::TooManyEntries)?;
+        let table = KeyTable::of(&self.entries).map_err(|e| match e {
+            TableError::TooMany => BuildError::TooManyEntries,
+            // `add` refuses a repeated key, so this would be a writer bug; named as what it is.
+            TableError::Repeated(at) => BuildError::Duplicate(self.entries[at].key.clone()),
+        })?;
         check_graph(&self.entries, &table)?;
         let index = postcard::to_allocvec(&PackIndex { entries: self.entries })
             .map_err(|e| BuildError::Io(std::io::Error::other(e.to_string())))?;

@@ -5,7 +5,8 @@
 //! index's raw size and the pack's `entry_bytes_max`, and verified against the entry's
 //! checksum. A corrupt entry fails its own loads with `Corrupt`; the others keep loading.
 //! Reads of adjacent small entries are coalesced (see `coalesce`), up to the first entry the
-//! runtime said no load waits for any more (see `interest`).
+//! runtime said no load waits for any more (see `interest`). Keys, positions and dependencies
+//! are looked up in a flat catalog made at open (see `catalog`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,12 +1,16 @@
-//! What a pack source knows of each entry without reading it: its key, parsed once, its
-//! dependencies, and the entry of each key.
+//! What a pack source knows of each entry without reading it: [`Catalog`] holds its key,
+//! parsed once, its dependencies ([`Dependencies`]), and the entry of each key.
 //!
 //! Kept flat, for packs of a million entries: the keys in one slice (each type's name shared
 //! by its keys), the entry of each key in a table of 32-bit positions hashed by those keys,
 //! and every entry's dependencies in one slice of positions with a start per entry. Opening
 //! a pack of 1,000,000 entries without dependencies added 380 bytes of resident memory an
 //! entry, its reader's included, with a map from each key to its position and its
-//! dependencies' keys; 146 with this catalog (docs/PACK.md).
+//! dependencies' keys (and the reader's map from a copy of each key); 146 with this catalog
+//! and the reader's table of positions (docs/PACK.md). The table hashes with the runtime's
+//! `KeyHasher` (foldhash, seeded per table), as the map before it did: the reader, whose table
+//! is built first from the same keys, hashes with SipHash and would be as slow on keys chosen
+//! to collide.
 //!
 //! # Invariants
 //!
@@ -14,12 +18,11 @@
 //! - Entry `i`'s dependencies are `deps[starts[i]..starts[i + 1]]`, each named once, in the
 //!   order the index names them first (the reader checked each is an entry of the pack).
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
-use streamrt_messages::{AssetKey, AssetTypeName, InvalidKey};
+use streamrt_messages::{AssetKey, AssetTypeName};
 use streamrt_pack::{PackError, PackReader};
 
 use crate::key_hash::KeyHasher;
@@ -46,7 +49,8 @@ impl Catalog {
     /// # Errors
     ///
     /// [`PackError::BadEntry`] for a key that does not parse (the reader checked every key, so
-    /// that would be a reader bug), and [`PackError::IndexDecode`] past 2^32 dependencies.
+    /// that would be a reader bug), and [`PackError::IndexDecode`] for 2^32 dependencies or
+    /// more.
     pub(super) fn new(reader: &PackReader) -> Result<Self, PackError> {
         let keys = parse_keys(reader)?;
         let hasher = KeyHasher::default();
@@ -78,19 +82,16 @@ impl Catalog {
 
 /// Every entry's key, parsed, each type's name made once and shared by its keys.
 fn parse_keys(reader: &PackReader) -> Result<Box<[AssetKey]>, PackError> {
-    let mut types: HashMap<&str, AssetTypeName> = HashMap::new();
+    let mut types: HashMap<AssetTypeName, AssetTypeName> = HashMap::new();
     let mut keys = Vec::with_capacity(reader.entries().len());
     for entry in reader.entries() {
-        let bad = |err: InvalidKey| PackError::BadEntry {
+        let parsed = AssetKey::parse(&entry.key).map_err(|err| PackError::BadEntry {
             key: entry.key.clone(),
             reason: err.to_string(),
-        };
-        let (ty, path) = entry.key.split_once(':').unwrap_or((&entry.key, ""));
-        let ty = match types.entry(ty) {
-            Entry::Occupied(name) => name.get().clone(),
-            Entry::Vacant(place) => place.insert(AssetTypeName::new(ty).map_err(bad)?).clone(),
-        };
-        keys.push(AssetKey::new(ty, path).map_err(bad)?);
+        })?;
+        let ty = parsed.asset_type();
+        let shared = types.entry(ty.clone()).or_insert_with(|| ty.clone()).clone();
+        keys.push(AssetKey::from_parts(shared, parsed.asset_path().clone()));
     }
     Ok(keys.into_boxed_slice())
 }
@@ -99,7 +100,7 @@ impl Dependencies {
     /// Every entry's dependencies in `reader`; one that an older writer named twice is taken
     /// once.
     fn new(reader: &PackReader) -> Result<Self, PackError> {
-        let too_many = || PackError::IndexDecode("more than 2^32 dependencies".into());
+        let too_many = || PackError::IndexDecode("2^32 dependencies or more".into());
         let entries = reader.entries();
         let mut starts = Vec::with_capacity(entries.len() + 1);
         let mut deps = Vec::new();
