@@ -429,3 +429,69 @@ fn a_pack_missing_many_dependencies_lists_only_the_first_few() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Whether the graph of `deps` (entry `i` depends on each of `deps[i]`) has a cycle, by
+/// Kahn's algorithm: a reference the depth-first search is checked against.
+fn has_cycle(deps: &[Vec<usize>]) -> bool {
+    let mut users = vec![0usize; deps.len()];
+    for ds in deps {
+        let mut unique = ds.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        for d in unique {
+            users[d] += 1;
+        }
+    }
+    let mut free: Vec<usize> = (0..deps.len()).filter(|&i| users[i] == 0).collect();
+    let mut removed = 0;
+    while let Some(i) = free.pop() {
+        removed += 1;
+        let mut unique = deps[i].clone();
+        unique.sort_unstable();
+        unique.dedup();
+        for d in unique {
+            users[d] -= 1;
+            if users[d] == 0 {
+                free.push(d);
+            }
+        }
+    }
+    removed < deps.len()
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_graph_check_finds_a_cycle_exactly_when_there_is_one_and_names_a_real_one(
+        deps in proptest::collection::vec(proptest::collection::vec(0usize..10, 0..4), 1..10),
+    ) {
+        let n = deps.len();
+        let deps: Vec<Vec<usize>> =
+            deps.into_iter().map(|ds| ds.into_iter().map(|d| d % n).collect()).collect();
+        let keys: Vec<String> = (0..n).map(|i| format!("blob:n{i}")).collect();
+        let entries: Vec<IndexEntry> = deps
+            .iter()
+            .zip(&keys)
+            .map(|(ds, key)| {
+                let names: Vec<&str> = ds.iter().map(|&d| keys[d].as_str()).collect();
+                at(key, 40, &names)
+            })
+            .collect();
+        let bytes = postcard::to_allocvec(&PackIndex { entries }).unwrap();
+        match parse_index(&bytes, 1_000) {
+            Ok(_) => proptest::prop_assert!(!has_cycle(&deps), "a cycle was missed: {deps:?}"),
+            Err(PackError::BadEntry { reason, .. }) => {
+                proptest::prop_assert!(has_cycle(&deps), "no cycle, yet refused: {reason}");
+                let named = reason.strip_prefix("dependency cycle: ").expect("a cycle's reason");
+                let path: Vec<usize> = named
+                    .split(" -> ")
+                    .map(|k| keys.iter().position(|key| key == k).expect("a key of the pack"))
+                    .collect();
+                proptest::prop_assert_eq!(path.first(), path.last());
+                for step in path.windows(2) {
+                    proptest::prop_assert!(deps[step[0]].contains(&step[1]), "{named}");
+                }
+            }
+            Err(other) => proptest::prop_assert!(false, "{other}"),
+        }
+    }
+}
