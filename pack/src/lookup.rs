@@ -1,7 +1,7 @@
 //! A pack's entries by key: [`KeyTable`], a table of entry positions hashed by the keys the
 //! entries already hold, so an open pack keeps each key once (a map from a cloned `String` to
-//! the position kept every key twice, 56 more bytes an entry); [`TableError`] says why entries
-//! make none.
+//! the position kept every key twice, 56 more bytes an entry), used by the reader and the
+//! writer alike; [`TableError`] says why an entry is refused.
 //!
 //! The keys come from a file that may be hostile, so they hash with the standard library's
 //! SipHash, seeded at random per table: foldhash, which the runtime's own maps use for speed, is
@@ -41,19 +41,6 @@ impl KeyTable {
     /// An empty table with room for `entries` entries.
     pub(crate) fn with_capacity(entries: usize) -> Self {
         Self { table: HashTable::with_capacity(entries), hasher: RandomState::new() }
-    }
-
-    /// The table of `entries`, each at its position.
-    ///
-    /// # Errors
-    ///
-    /// As [`KeyTable::insert`], for the first entry refused.
-    pub(crate) fn of(entries: &[IndexEntry]) -> Result<Self, TableError> {
-        let mut table = Self::with_capacity(entries.len());
-        for at in 0..entries.len() {
-            table.insert(entries, at)?;
-        }
-        Ok(table)
     }
 
     /// Puts the entry at position `at` of `entries` in the table.
@@ -124,6 +111,10 @@ mod tests {
     #[test]
     fn a_key_found_twice_names_the_second_entry() {
         let entries = [entry("blob:a"), entry("blob:b"), entry("blob:a")];
-        assert_eq!(KeyTable::of(&entries).unwrap_err(), TableError::Repeated(2));
+        let mut table = KeyTable::with_capacity(entries.len());
+        assert_eq!(table.insert(&entries, 0), Ok(()));
+        assert_eq!(table.insert(&entries, 1), Ok(()));
+        assert_eq!(table.insert(&entries, 2), Err(TableError::Repeated(2)));
+        assert_eq!(table.find(&entries, "blob:a"), Some(0), "the first keeps its key");
     }
 }

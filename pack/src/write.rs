@@ -10,7 +10,6 @@
 //!   until then a pack already at `path` is untouched (a running reader keeps reading it), and
 //!   a build that fails or is dropped leaves nothing behind.
 
-use std::collections::HashSet;
 use std::fs::Permissions;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -24,7 +23,7 @@ use crate::format::{
     Codec, Header, IndexEntry, PackIndex, DEPS_PER_ENTRY_MAX, HEADER_LEN, VERSION,
 };
 use crate::graph::{check_graph, check_repeats, GraphError};
-use crate::lookup::{KeyTable, TableError};
+use crate::lookup::KeyTable;
 use crate::read::PackLimits;
 
 /// zstd's level for packs: a balance of ratio and build time.
@@ -113,7 +112,8 @@ pub struct PackWriter {
     limits: PackLimits,
     at: u64,
     entries: Vec<IndexEntry>,
-    keys: HashSet<String>,
+    /// The entries by key, each key kept once (in its entry).
+    keys: KeyTable,
     /// Set once a write failed: part of an entry may be in the file, so every later offset
     /// would be wrong, and the writer refuses to go on.
     broken: bool,
@@ -149,7 +149,7 @@ impl PackWriter {
             .tempfile_in(dir)?;
         let mut out = BufWriter::new(temp);
         out.write_all(&[0u8; HEADER_LEN as usize])?;
-        let (path, entries, keys) = (path.to_owned(), Vec::new(), HashSet::new());
+        let (path, entries, keys) = (path.to_owned(), Vec::new(), KeyTable::with_capacity(0));
         Ok(Self { out, path, limits, at: HEADER_LEN, entries, keys, broken: false })
     }
 
@@ -158,8 +158,8 @@ impl PackWriter {
     ///
     /// # Errors
     ///
-    /// An invalid or duplicate key, an entry over the limits (`TooLarge`), a compression or
-    /// write failure.
+    /// An invalid or duplicate key, an entry over the limits (`TooLarge`), a 2^32nd entry
+    /// (`TooManyEntries`), a compression or write failure.
     pub fn add(
         &mut self,
         key: &str,
@@ -170,8 +170,12 @@ impl PackWriter {
         self.usable()?;
         AssetKey::parse(key)
             .map_err(|e| BuildError::InvalidKey { key: key.into(), reason: e.to_string() })?;
-        if self.keys.contains(key) {
+        if self.keys.find(&self.entries, key).is_some() {
             return Err(BuildError::Duplicate(key.into()));
+        }
+        // Checked before a byte is written: the entry's position must fit in 32 bits.
+        if u32::try_from(self.entries.len()).is_err() {
+            return Err(BuildError::TooManyEntries);
         }
         let size = raw.len() as u64;
         if size > self.limits.entry_bytes_max {
@@ -200,7 +204,8 @@ impl PackWriter {
             crc32: crc32fast::hash(raw),
             deps,
         });
-        self.keys.insert(key.to_owned());
+        // Neither fails: the key is new and the position fits, both checked above.
+        let _ = self.keys.insert(&self.entries, self.entries.len() - 1);
         self.at += stored.len() as u64;
         Ok(())
     }
@@ -211,18 +216,12 @@ impl PackWriter {
     /// # Errors
     ///
     /// A dependency error naming the keys (`MissingDependencies`, `Cycle`,
-    /// `TooManyDependencies`, `RepeatedDependency`), `IndexTooLarge`, `TooManyEntries`, or a
-    /// write failure. On
+    /// `TooManyDependencies`, `RepeatedDependency`), `IndexTooLarge`, or a write failure. On
     /// any error nothing is written at the path: a pack already there is kept.
     pub fn finish(mut self) -> Result<u64, BuildError> {
         self.usable()?;
         check_repeats(&self.entries)?;
-        let table = KeyTable::of(&self.entries).map_err(|e| match e {
-            TableError::TooMany => BuildError::TooManyEntries,
-            // `add` refuses a repeated key, so this would be a writer bug; named as what it is.
-            TableError::Repeated(at) => BuildError::Duplicate(self.entries[at].key.clone()),
-        })?;
-        check_graph(&self.entries, &table)?;
+        check_graph(&self.entries, &self.keys)?;
         let index = postcard::to_allocvec(&PackIndex { entries: self.entries })
             .map_err(|e| BuildError::Io(std::io::Error::other(e.to_string())))?;
         let (len, max) = (index.len() as u64, self.limits.index_bytes_max);
