@@ -6,8 +6,10 @@
 //! A graph that passes [`check_graph`] has, per entry, at most [`DEPS_PER_ENTRY_MAX`]
 //! dependencies, each an entry of the pack, and no cycle (an entry depending on itself
 //! included). The writer also refuses a dependency named twice ([`check_repeats`]); the reader
-//! takes one once, as packs of older writers may name one twice. Both checks are linear in
-//! entries plus dependencies, and iterative, so a deep chain cannot overflow the stack.
+//! takes one once, as packs of older writers may name one twice. Each dependency is looked up
+//! once, into [`DepLists`] (positions), which the cycle search walks and the reader keeps. Both
+//! checks are linear in entries plus dependencies, and iterative, so a deep chain cannot
+//! overflow the stack.
 
 use std::collections::HashSet;
 
@@ -48,23 +50,66 @@ impl GraphError {
     }
 }
 
-/// Checks `entries`' dependencies; see the module invariants. `table` is the table of
-/// `entries` (so keys are unique).
-pub(crate) fn check_graph(entries: &[IndexEntry], table: &KeyTable) -> Result<(), GraphError> {
+/// Every entry's dependencies as entry positions, each named once, in the order the index
+/// names them first: entry `i`'s are `deps[starts[i]..starts[i + 1]]`.
+#[derive(Debug, Default)]
+pub(crate) struct DepLists {
+    starts: Vec<u32>,
+    deps: Vec<u32>,
+}
+
+impl DepLists {
+    /// The positions entry `at` depends on.
+    pub(crate) fn of(&self, at: usize) -> &[u32] {
+        &self.deps[self.starts[at] as usize..self.starts[at + 1] as usize]
+    }
+}
+
+/// Checks `entries`' dependencies (see the module invariants) and gives them as positions.
+/// `table` is the table of `entries` (so keys are unique, and fewer than 2^32).
+pub(crate) fn check_graph(
+    entries: &[IndexEntry],
+    table: &KeyTable,
+) -> Result<DepLists, GraphError> {
     if let Some(entry) = entries.iter().find(|e| e.deps.len() > DEPS_PER_ENTRY_MAX) {
         return Err(GraphError::TooMany { key: entry.key.clone(), count: entry.deps.len() });
     }
-    let missing: Vec<(String, String)> = entries
-        .iter()
-        .flat_map(|e| e.deps.iter().map(move |d| (e, d)))
-        .filter(|(_, d)| table.find(entries, d).is_none())
-        .take(MISSING_LISTED_MAX)
-        .map(|(e, d)| (e.key.clone(), d.clone()))
-        .collect();
-    if !missing.is_empty() {
-        return Err(GraphError::Missing(missing));
+    let lists = resolve(entries, table)?;
+    find_cycle(entries, &lists)?;
+    Ok(lists)
+}
+
+/// Each dependency looked up once: the lists, or the first [`MISSING_LISTED_MAX`] missing.
+fn resolve(entries: &[IndexEntry], table: &KeyTable) -> Result<DepLists, GraphError> {
+    let mut lists = DepLists { starts: Vec::with_capacity(entries.len() + 1), deps: Vec::new() };
+    let mut missing = Vec::new();
+    // The entry (plus one) that last named each position: a repeat is seen without a set.
+    let mut named_by = vec![0u32; entries.len()];
+    lists.starts.push(0);
+    for (at, entry) in entries.iter().enumerate() {
+        // Fewer than 2^32 entries (the table holds them all), so `at + 1` fits.
+        let stamp = at as u32 + 1;
+        for dep in &entry.deps {
+            match table.find(entries, dep) {
+                Some(to) if named_by[to] != stamp => {
+                    named_by[to] = stamp;
+                    lists.deps.push(to as u32);
+                }
+                Some(_) => {}
+                None if missing.len() < MISSING_LISTED_MAX => {
+                    missing.push((entry.key.clone(), dep.clone()));
+                }
+                None => return Err(GraphError::Missing(missing)),
+            }
+        }
+        // At most `DEPS_PER_ENTRY_MAX` an entry, so the total fits as the entries do.
+        lists.starts.push(lists.deps.len() as u32);
     }
-    find_cycle(entries, table)
+    if missing.is_empty() {
+        Ok(lists)
+    } else {
+        Err(GraphError::Missing(missing))
+    }
 }
 
 /// Refuses an entry that names one dependency twice (the writer's check).
@@ -88,8 +133,8 @@ enum Mark {
 }
 
 /// An iterative depth-first search with an explicit path over entry positions (a byte of
-/// state per entry); every dependency is an entry.
-fn find_cycle(entries: &[IndexEntry], table: &KeyTable) -> Result<(), GraphError> {
+/// state per entry).
+fn find_cycle(entries: &[IndexEntry], lists: &DepLists) -> Result<(), GraphError> {
     let mut marks = vec![Mark::Unvisited; entries.len()];
     // Empty again whenever a root's walk ends, so one serves every root.
     let mut path: Vec<(usize, usize)> = Vec::new();
@@ -100,20 +145,19 @@ fn find_cycle(entries: &[IndexEntry], table: &KeyTable) -> Result<(), GraphError
         path.push((root, 0));
         marks[root] = Mark::OnPath;
         while let Some((at, next)) = path.last_mut() {
-            let Some(dep) = entries[*at].deps.get(*next) else {
+            let Some(&to) = lists.of(*at).get(*next) else {
                 marks[*at] = Mark::Done;
                 path.pop();
                 continue;
             };
             *next += 1;
-            // Missing dependencies were refused before the search.
-            let Some(to) = table.find(entries, dep) else { continue };
+            let to = to as usize;
             match marks[to] {
                 Mark::OnPath => {
                     let start = path.iter().position(|&(k, _)| k == to).unwrap_or(0);
                     let mut cycle: Vec<String> =
                         path[start..].iter().map(|&(k, _)| entries[k].key.clone()).collect();
-                    cycle.push(dep.clone());
+                    cycle.push(entries[to].key.clone());
                     return Err(GraphError::Cycle(cycle));
                 }
                 Mark::Unvisited => {

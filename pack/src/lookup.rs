@@ -3,6 +3,9 @@
 //! the position kept every key twice, 56 more bytes an entry), used by the reader and the
 //! writer alike; [`TableError`] says why an entry is refused.
 //!
+//! A key hashes as its two parts, type and path (split at its first `:`), so a parsed
+//! `AssetKey` finds its entry without its text being put together again.
+//!
 //! The keys come from a file that may be hostile, so they hash with the standard library's
 //! SipHash, seeded at random per table: foldhash, which the runtime's own maps use for speed, is
 //! only minimally resistant to keys chosen to collide.
@@ -58,8 +61,8 @@ impl KeyTable {
         let key = entries[at].key.as_str();
         let hasher = &self.hasher;
         let same = |&j: &u32| entries[j as usize].key == key;
-        let rehash = |&j: &u32| hasher.hash_one(entries[j as usize].key.as_str());
-        match self.table.entry(hasher.hash_one(key), same, rehash) {
+        let rehash = |&j: &u32| hasher.hash_one(parts(&entries[j as usize].key));
+        match self.table.entry(hasher.hash_one(parts(key)), same, rehash) {
             Entry::Occupied(_) => Err(TableError::Repeated(at)),
             Entry::Vacant(place) => {
                 place.insert(position);
@@ -70,10 +73,22 @@ impl KeyTable {
 
     /// The position of `key`'s entry in `entries`, the slice the table was built from.
     pub(crate) fn find(&self, entries: &[IndexEntry], key: &str) -> Option<usize> {
-        let hash = self.hasher.hash_one(key);
-        let found = self.table.find(hash, |&i| entries[i as usize].key == key)?;
+        let (ty, path) = parts(key);
+        self.find_parts(entries, ty, path)
+    }
+
+    /// The position of the entry whose key is `ty:path`, in `entries`.
+    pub(crate) fn find_parts(&self, entries: &[IndexEntry], ty: &str, path: &str) -> Option<usize> {
+        let hash = self.hasher.hash_one((ty, path));
+        let found = self.table.find(hash, |&i| parts(&entries[i as usize].key) == (ty, path))?;
         Some(*found as usize)
     }
+}
+
+/// A key's type and path: split at its first `:` (a key without one, which no entry has, is
+/// all type).
+fn parts(key: &str) -> (&str, &str) {
+    key.split_once(':').unwrap_or((key, ""))
 }
 
 #[cfg(test)]
@@ -106,6 +121,8 @@ mod tests {
         }
         assert_eq!(table.find(&entries, "blob:b1000"), None);
         assert_eq!(table.find(&entries, "mesh:b1"), None);
+        assert_eq!(table.find_parts(&entries, "blob", "b7"), Some(7));
+        assert_eq!(table.find_parts(&entries, "blob:b7", ""), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use rustix::io::Errno;
 use streamrt_messages::AssetKey;
 
 use crate::format::{Codec, Header, IndexEntry, PackIndex, HEADER_LEN, MAGIC, VERSION};
-use crate::graph::check_graph;
+use crate::graph::{check_graph, DepLists};
 use crate::lookup::{KeyTable, TableError};
 
 /// What a reader accepts.
@@ -154,11 +154,19 @@ fn parse_header(bytes: &[u8; HEADER_LEN as usize]) -> Result<Header, PackError> 
 ///
 /// [`PackError::IndexDecode`] or [`PackError::BadEntry`].
 pub fn parse_index(bytes: &[u8], data_end: u64) -> Result<PackIndex, PackError> {
-    parse_index_table(bytes, data_end).map(|(index, _)| index)
+    parse_index_table(bytes, data_end).map(|parsed| parsed.index)
 }
 
-/// [`parse_index`], with the table of the index's entries by key it built on the way.
-fn parse_index_table(bytes: &[u8], data_end: u64) -> Result<(PackIndex, KeyTable), PackError> {
+/// What [`parse_index`] checked, with the table of the entries by key and their dependencies
+/// as positions, which it made on the way.
+struct ParsedIndex {
+    index: PackIndex,
+    by_key: KeyTable,
+    deps: DepLists,
+}
+
+/// [`parse_index`], keeping what it made on the way.
+fn parse_index_table(bytes: &[u8], data_end: u64) -> Result<ParsedIndex, PackError> {
     let (index, rest): (PackIndex, _) =
         postcard::take_from_bytes(bytes).map_err(|e| PackError::IndexDecode(e.to_string()))?;
     if !rest.is_empty() {
@@ -199,9 +207,9 @@ fn parse_index_table(bytes: &[u8], data_end: u64) -> Result<(PackIndex, KeyTable
             )));
         }
     }
-    check_graph(&index.entries, &table)
+    let deps = check_graph(&index.entries, &table)
         .map_err(|e| PackError::BadEntry { key: e.key().to_owned(), reason: e.to_string() })?;
-    Ok((index, table))
+    Ok(ParsedIndex { index, by_key: table, deps })
 }
 
 /// Decompresses one entry's stored bytes and checks them against the index: the raw size is
@@ -253,6 +261,7 @@ pub struct PackReader {
     file: File,
     index: PackIndex,
     by_key: KeyTable,
+    deps: DepLists,
     limits: PackLimits,
     data_end: u64,
 }
@@ -301,8 +310,8 @@ impl PackReader {
         if crc32fast::hash(&bytes) != header.index_crc {
             return Err(PackError::IndexChecksum);
         }
-        let (index, by_key) = parse_index_table(&bytes, at)?;
-        Ok(Self { file, index, by_key, limits, data_end: at })
+        let ParsedIndex { index, by_key, deps } = parse_index_table(&bytes, at)?;
+        Ok(Self { file, index, by_key, deps, limits, data_end: at })
     }
 
     /// Every entry, in file order.
@@ -318,6 +327,21 @@ impl PackReader {
     /// The place of `key`'s entry in [`PackReader::entries`].
     pub fn position(&self, key: &str) -> Option<usize> {
         self.by_key.find(&self.index.entries, key)
+    }
+
+    /// [`PackReader::position`] of a parsed key, whose text is not put together to look it up.
+    pub fn key_position(&self, key: &AssetKey) -> Option<usize> {
+        self.by_key.find_parts(&self.index.entries, key.asset_type().as_str(), key.path())
+    }
+
+    /// The places in [`PackReader::entries`] of the entry at `at`'s dependencies, each once
+    /// (one an older writer named twice included), in the order the index names them first.
+    ///
+    /// # Panics
+    ///
+    /// If `at` is not a place in [`PackReader::entries`].
+    pub fn dependency_positions(&self, at: usize) -> &[u32] {
+        self.deps.of(at)
     }
 
     /// Where the data region ends (and the index starts).

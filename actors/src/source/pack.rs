@@ -5,23 +5,23 @@
 //! index's raw size and the pack's `entry_bytes_max`, and verified against the entry's
 //! checksum. A corrupt entry fails its own loads with `Corrupt`; the others keep loading.
 //! Reads of adjacent small entries are coalesced (see `coalesce`), up to the first entry the
-//! runtime said no load waits for any more (see `interest`). Keys, positions and dependencies
-//! are looked up in a flat catalog made at open (see `catalog`).
+//! runtime said no load waits for any more (see `interest`). Each entry's key is parsed once,
+//! at open, into one slice (each type's name shared by its keys); positions and dependencies
+//! are the reader's (its table of positions and its dependency lists).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use streamrt_messages::AssetKey;
+use streamrt_messages::{AssetKey, AssetTypeName};
 use streamrt_pack::{EntryError, IndexEntry, PackError, PackLimits, PackReader};
 
-mod catalog;
 mod coalesce;
 mod interest;
 
 pub use coalesce::Coalescing;
 
-use catalog::Catalog;
 use coalesce::Coalescer;
 use interest::Interest;
 
@@ -32,9 +32,9 @@ use super::{EntryInfo, Locator, Source, SourceError};
 #[derive(Debug, Clone)]
 pub struct PackSource {
     reader: Arc<PackReader>,
-    /// Each entry's key, parsed, and its dependencies, so a read or a request looks up
-    /// without parsing or formatting keys.
-    catalog: Arc<Catalog>,
+    /// Each entry's key, parsed, by position: a request's dependencies are clones of these
+    /// (sharing their text), not keys parsed again.
+    keys: Arc<[AssetKey]>,
     path: PathBuf,
     coalescer: Arc<Coalescer>,
     /// The loads waiting for each entry, as the runtime tells them: windows stop before an
@@ -56,10 +56,10 @@ impl PackSource {
         let path = path.as_ref().to_owned();
         let reader = PackReader::open(&path, limits)?;
         let interest = Arc::new(Interest::new(reader.entries().len()));
-        let catalog = Arc::new(Catalog::new(&reader)?);
+        let keys = parse_keys(&reader)?;
         Ok(Self {
             reader: Arc::new(reader),
-            catalog,
+            keys,
             path,
             coalescer: Arc::new(Coalescer::new(Coalescing::default())),
             interest,
@@ -95,7 +95,7 @@ impl PackSource {
 
     /// The entry of `key`, with its sizes and dependencies.
     pub fn entry(&self, key: &AssetKey) -> Option<&IndexEntry> {
-        self.catalog.position(key).map(|i| &self.reader.entries()[i])
+        self.reader.key_position(key).map(|i| &self.reader.entries()[i])
     }
 }
 
@@ -118,9 +118,38 @@ impl PackSource {
     }
 }
 
+impl PackSource {
+    /// The keys the entry at `at` depends on.
+    fn dependencies(&self, at: usize) -> Vec<AssetKey> {
+        let positions = self.reader.dependency_positions(at);
+        positions.iter().map(|&j| self.keys[j as usize].clone()).collect()
+    }
+}
+
+/// Every entry's key, parsed, each type's name made once and shared by its keys.
+///
+/// # Errors
+///
+/// [`PackError::BadEntry`] for a key that does not parse (the reader checked every key, so
+/// that would be a reader bug).
+fn parse_keys(reader: &PackReader) -> Result<Arc<[AssetKey]>, PackError> {
+    let mut types: HashMap<AssetTypeName, AssetTypeName> = HashMap::new();
+    let mut keys = Vec::with_capacity(reader.entries().len());
+    for entry in reader.entries() {
+        let parsed = AssetKey::parse(&entry.key).map_err(|err| PackError::BadEntry {
+            key: entry.key.clone(),
+            reason: err.to_string(),
+        })?;
+        let ty = parsed.asset_type();
+        let shared = types.entry(ty.clone()).or_insert_with(|| ty.clone()).clone();
+        keys.push(AssetKey::from_parts(shared, parsed.asset_path().clone()));
+    }
+    Ok(keys.into())
+}
+
 impl Source for PackSource {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
-        let at = self.catalog.position(key).ok_or(SourceError::NotFound)?;
+        let at = self.reader.key_position(key).ok_or(SourceError::NotFound)?;
         self.read_entry(at)
     }
 
@@ -156,10 +185,74 @@ impl Source for PackSource {
     }
 
     fn entry_info(&self, key: &AssetKey) -> EntryInfo {
-        self.catalog.position(key).map_or_else(EntryInfo::default, |i| EntryInfo {
-            dependencies: self.catalog.dependencies(i),
+        self.reader.key_position(key).map_or_else(EntryInfo::default, |i| EntryInfo {
+            dependencies: self.dependencies(i),
             size: Some(self.reader.entries()[i].raw_size),
             locator: Locator::new(i),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use streamrt_pack::{Codec, Header, PackIndex, HEADER_LEN, VERSION};
+
+    use super::*;
+
+    /// An empty entry `key` depending on `deps`.
+    fn entry(key: &str, deps: &[&str]) -> IndexEntry {
+        IndexEntry {
+            key: key.into(),
+            offset: HEADER_LEN,
+            stored_size: 0,
+            raw_size: 0,
+            codec: Codec::None,
+            crc32: crc32fast::hash(&[]),
+            deps: deps.iter().map(|d| (*d).to_owned()).collect(),
+        }
+    }
+
+    /// A pack of `entries` written as an older writer could: the reader's checks only.
+    fn open(entries: Vec<IndexEntry>) -> (tempfile::NamedTempFile, PackSource) {
+        let index = postcard::to_allocvec(&PackIndex { entries }).unwrap();
+        let header = Header {
+            version: VERSION,
+            index_at: HEADER_LEN,
+            index_len: index.len() as u64,
+            index_crc: crc32fast::hash(&index),
+        };
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(&header.encode()).unwrap();
+        file.write_all(&index).unwrap();
+        let source = PackSource::open(file.path(), PackLimits::default()).unwrap();
+        (file, source)
+    }
+
+    fn key(text: &str) -> AssetKey {
+        AssetKey::parse(text).unwrap()
+    }
+
+    /// The position of `text`'s entry, as `entry_info` gives it.
+    fn position(source: &PackSource, text: &str) -> Option<usize> {
+        source.entry_info(&key(text)).locator.map(Locator::index)
+    }
+
+    #[test]
+    fn each_key_finds_its_entry_and_its_dependencies_once_each_in_order() {
+        let (_file, source) = open(vec![
+            entry("mesh:a", &["blob:c", "blob:b", "blob:c"]),
+            entry("blob:b", &[]),
+            entry("blob:c", &["blob:b"]),
+        ]);
+        for (i, text) in ["mesh:a", "blob:b", "blob:c"].into_iter().enumerate() {
+            assert_eq!(position(&source, text), Some(i), "{text}");
+        }
+        assert_eq!(position(&source, "blob:a"), None);
+        assert_eq!(position(&source, "mesh:b"), None);
+        assert_eq!(source.dependencies(0), [key("blob:c"), key("blob:b")]);
+        assert_eq!(source.dependencies(1), []);
+        assert_eq!(source.dependencies(2), [key("blob:b")]);
     }
 }
