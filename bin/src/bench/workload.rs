@@ -100,9 +100,9 @@ impl<'s> Payloads<'s> {
 
 /// `len` bytes in runs of 8–64, each at random either random bytes or a copy of bytes up to
 /// 4 KiB back: lz4 stores a window of them in about 59 % of its size (`throughput`'s 2.64
-/// GiB in 1.55), less well under a few KiB. Random values alone, as the pool was until the twenty-second session, do
-/// not compress: the pack writer kept every entry as is, and `throughput` measured no
-/// decompression from the pack.
+/// GiB in 1.55), less well under a few KiB. Random values alone, as the pool was until the
+/// twenty-second session, do not compress: the pack writer kept every entry as is, and
+/// `throughput` measured no decompression from the pack.
 fn compressible_pool(len: usize, rng: &mut fastrand::Rng) -> Vec<u8> {
     let mut pool = Vec::with_capacity(len);
     while pool.len() < len {
