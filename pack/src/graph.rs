@@ -5,13 +5,11 @@
 //!
 //! A graph that passes [`check_graph`] has, per entry, at most [`DEPS_PER_ENTRY_MAX`]
 //! dependencies, each an entry of the pack, and no cycle (an entry depending on itself
-//! included). The writer also refuses a dependency named twice ([`check_repeats`]); the reader
-//! takes one once, as packs of older writers may name one twice. Each dependency is looked up
-//! once, into [`DepLists`] (positions), which the cycle search walks and the reader keeps. Both
-//! checks are linear in entries plus dependencies, and iterative, so a deep chain cannot
-//! overflow the stack.
-
-use std::collections::HashSet;
+//! included). The writer also refuses a dependency named twice ([`Repeats::Refuse`]); the
+//! reader takes one once, as packs of older writers may name one twice. Each dependency is
+//! looked up once, into [`DepLists`] (positions), which the cycle search walks and the reader
+//! keeps; a repeat is seen there, without a set of names. The check is linear in entries plus
+//! dependencies, and iterative, so a deep chain cannot overflow the stack.
 
 use crate::format::{IndexEntry, DEPS_PER_ENTRY_MAX};
 use crate::lookup::KeyTable;
@@ -65,22 +63,37 @@ impl DepLists {
     }
 }
 
+/// What a dependency named twice by one entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Repeats {
+    /// Refused (the writer's check: no pack it writes names one twice).
+    Refuse,
+    /// Taken once (the reader's: older writers let repeats through).
+    TakeOnce,
+}
+
 /// Checks `entries`' dependencies (see the module invariants) and gives them as positions.
 /// `table` is the table of `entries` (so keys are unique, and fewer than 2^32).
 pub(crate) fn check_graph(
     entries: &[IndexEntry],
     table: &KeyTable,
+    repeats: Repeats,
 ) -> Result<DepLists, GraphError> {
     if let Some(entry) = entries.iter().find(|e| e.deps.len() > DEPS_PER_ENTRY_MAX) {
         return Err(GraphError::TooMany { key: entry.key.clone(), count: entry.deps.len() });
     }
-    let lists = resolve(entries, table)?;
+    let lists = resolve(entries, table, repeats)?;
     find_cycle(entries, &lists)?;
     Ok(lists)
 }
 
-/// Each dependency looked up once: the lists, or the first [`MISSING_LISTED_MAX`] missing.
-fn resolve(entries: &[IndexEntry], table: &KeyTable) -> Result<DepLists, GraphError> {
+/// Each dependency looked up once: the lists, or the first [`MISSING_LISTED_MAX`] missing, or
+/// the first repeat if `repeats` refuses them.
+fn resolve(
+    entries: &[IndexEntry],
+    table: &KeyTable,
+    repeats: Repeats,
+) -> Result<DepLists, GraphError> {
     let mut lists = DepLists { starts: Vec::with_capacity(entries.len() + 1), deps: Vec::new() };
     let mut missing = Vec::new();
     // The entry (plus one) that last named each position: a repeat is seen without a set.
@@ -94,6 +107,9 @@ fn resolve(entries: &[IndexEntry], table: &KeyTable) -> Result<DepLists, GraphEr
                 Some(to) if named_by[to] != stamp => {
                     named_by[to] = stamp;
                     lists.deps.push(to as u32);
+                }
+                Some(_) if repeats == Repeats::Refuse => {
+                    return Err(GraphError::Repeated { key: entry.key.clone(), dep: dep.clone() });
                 }
                 Some(_) => {}
                 None if missing.len() < MISSING_LISTED_MAX => {
@@ -110,18 +126,6 @@ fn resolve(entries: &[IndexEntry], table: &KeyTable) -> Result<DepLists, GraphEr
     } else {
         Err(GraphError::Missing(missing))
     }
-}
-
-/// Refuses an entry that names one dependency twice (the writer's check).
-pub(crate) fn check_repeats(entries: &[IndexEntry]) -> Result<(), GraphError> {
-    let mut named = HashSet::new();
-    for entry in entries.iter().filter(|e| e.deps.len() > 1) {
-        named.clear();
-        if let Some(dep) = entry.deps.iter().find(|d| !named.insert(d.as_str())) {
-            return Err(GraphError::Repeated { key: entry.key.clone(), dep: dep.clone() });
-        }
-    }
-    Ok(())
 }
 
 /// Where an entry stands in the search for a cycle.

@@ -15,7 +15,7 @@ use rustix::io::Errno;
 use streamrt_messages::AssetKey;
 
 use crate::format::{Codec, Header, IndexEntry, PackIndex, HEADER_LEN, MAGIC, VERSION};
-use crate::graph::{check_graph, DepLists};
+use crate::graph::{check_graph, DepLists, Repeats};
 use crate::lookup::{KeyTable, TableError};
 
 /// What a reader accepts.
@@ -207,7 +207,7 @@ fn parse_index_table(bytes: &[u8], data_end: u64) -> Result<ParsedIndex, PackErr
             )));
         }
     }
-    let deps = check_graph(&index.entries, &table)
+    let deps = check_graph(&index.entries, &table, Repeats::TakeOnce)
         .map_err(|e| PackError::BadEntry { key: e.key().to_owned(), reason: e.to_string() })?;
     Ok(ParsedIndex { index, by_key: table, deps })
 }

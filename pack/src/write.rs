@@ -22,7 +22,7 @@ use streamrt_messages::AssetKey;
 use crate::format::{
     Codec, Header, IndexEntry, PackIndex, DEPS_PER_ENTRY_MAX, HEADER_LEN, VERSION,
 };
-use crate::graph::{check_graph, check_repeats, GraphError};
+use crate::graph::{check_graph, GraphError, Repeats};
 use crate::lookup::KeyTable;
 use crate::read::PackLimits;
 
@@ -220,8 +220,7 @@ impl PackWriter {
     /// any error nothing is written at the path: a pack already there is kept.
     pub fn finish(mut self) -> Result<u64, BuildError> {
         self.usable()?;
-        check_repeats(&self.entries)?;
-        check_graph(&self.entries, &self.keys)?;
+        check_graph(&self.entries, &self.keys, Repeats::Refuse)?;
         let index = postcard::to_allocvec(&PackIndex { entries: self.entries })
             .map_err(|e| BuildError::Io(std::io::Error::other(e.to_string())))?;
         let (len, max) = (index.len() as u64, self.limits.index_bytes_max);
