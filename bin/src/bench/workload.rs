@@ -371,7 +371,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pack = generate_pack(&dir.path().join("t.pack"), &Sizes::SMALL, 40, 7).unwrap();
         let Store::Pack { reader, .. } = &pack.store else { panic!("a pack workload") };
-        for entry in reader.entries() {
+        // A window of a few KiB holds few of its copies' sources (up to 4 KiB back), so only
+        // the larger entries are sure to shrink.
+        for entry in reader.entries().iter().filter(|e| e.raw_size >= 4 << 10) {
             assert_eq!(entry.codec, Codec::Lz4, "{} stored as is", entry.key);
         }
         let sum = |size: fn(&streamrt::pack::IndexEntry) -> u64| {
