@@ -125,6 +125,19 @@ fn a_folders_size_limit_refuses_a_larger_file_and_the_largest_limit_means_none()
 }
 
 #[test]
+fn a_sparse_file_larger_than_memory_can_hold_is_refused_as_too_large_without_a_limit() {
+    // tmpfs takes a sparse file of 2^60 bytes (ext4 stops at 16 TiB, which an overcommitting
+    // kernel could hand out as address space); no allocator can reserve that much, so the read
+    // must be refused for good rather than abort the process on a failed allocation.
+    let dir = tempfile::tempdir_in("/dev/shm").expect("a tmpfs at /dev/shm");
+    let huge = std::fs::File::create(dir.path().join("huge")).unwrap();
+    huge.set_len(1 << 60).unwrap();
+    let unlimited = DirSource::new(dir.path()).with_bytes_max(u64::MAX);
+    let read = unlimited.read(&blob_key("huge"));
+    assert_eq!(read, Err(SourceError::TooLarge { size: 1 << 60, max: u64::MAX }));
+}
+
+#[test]
 fn a_named_pipe_or_a_socket_in_a_folder_is_refused_without_waiting_for_a_writer() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("plain"), b"plain").unwrap();
