@@ -1,5 +1,6 @@
-//! The dependency graph a pack's index declares, checked the same way by the writer (before it
-//! writes the index) and by the reader (before it trusts one).
+//! The dependency graph a pack's index declares, checked by the writer (before it writes the
+//! index) and by the reader (before it trusts one) the same way but for a dependency an entry
+//! names twice, which only the writer refuses.
 //!
 //! # Invariants
 //!
@@ -8,8 +9,11 @@
 //! included). The writer also refuses a dependency named twice ([`Repeats::Refuse`]); the
 //! reader takes one once, as packs of older writers may name one twice. Each dependency is
 //! looked up once, into [`DepLists`] (positions), which the cycle search walks and the reader
-//! keeps; a repeat is seen there, without a set of names. The check is linear in entries plus
-//! dependencies, and iterative, so a deep chain cannot overflow the stack.
+//! keeps; a repeat of a dependency the pack holds is seen there, without a set of names (one
+//! the pack lacks is reported missing however often it is named). Whatever the entries' order,
+//! the writer's errors come in one order: too many dependencies, then a repeat, then missing
+//! ones, then a cycle. The check is linear in entries plus dependencies, and iterative, so a
+//! deep chain cannot overflow the stack.
 
 use crate::format::{IndexEntry, DEPS_PER_ENTRY_MAX};
 use crate::lookup::KeyTable;
@@ -63,17 +67,18 @@ impl DepLists {
     }
 }
 
-/// What a dependency named twice by one entry is.
+/// How a dependency that one entry names twice is treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Repeats {
-    /// Refused (the writer's check: no pack it writes names one twice).
+    /// The graph is refused: the writer's check, as no pack it writes names one twice.
     Refuse,
-    /// Taken once (the reader's: older writers let repeats through).
+    /// The dependency is taken once: the reader's, as older writers let repeats through.
     TakeOnce,
 }
 
-/// Checks `entries`' dependencies (see the module invariants) and gives them as positions.
-/// `table` is the table of `entries` (so keys are unique, and fewer than 2^32).
+/// Checks `entries`' dependencies (see the module invariants) and gives them as positions,
+/// a repeated dependency treated as `repeats` says. `table` is the table of `entries` (so keys
+/// are unique, and fewer than 2^32).
 pub(crate) fn check_graph(
     entries: &[IndexEntry],
     table: &KeyTable,
@@ -87,8 +92,9 @@ pub(crate) fn check_graph(
     Ok(lists)
 }
 
-/// Each dependency looked up once: the lists, or the first [`MISSING_LISTED_MAX`] missing, or
-/// the first repeat if `repeats` refuses them.
+/// Each dependency looked up once: the lists; else the first repeat if `repeats` refuses them,
+/// else the first [`MISSING_LISTED_MAX`] missing (the lookups go on past them, so that a later
+/// repeat still comes first).
 fn resolve(
     entries: &[IndexEntry],
     table: &KeyTable,
@@ -96,6 +102,7 @@ fn resolve(
 ) -> Result<DepLists, GraphError> {
     let mut lists = DepLists { starts: Vec::with_capacity(entries.len() + 1), deps: Vec::new() };
     let mut missing = Vec::new();
+    let mut repeated = None;
     // The entry (plus one) that last named each position: a repeat is seen without a set.
     let mut named_by = vec![0u32; entries.len()];
     lists.starts.push(0);
@@ -108,23 +115,26 @@ fn resolve(
                     named_by[to] = stamp;
                     lists.deps.push(to as u32);
                 }
-                Some(_) if repeats == Repeats::Refuse => {
-                    return Err(GraphError::Repeated { key: entry.key.clone(), dep: dep.clone() });
+                Some(_) if repeats == Repeats::Refuse && repeated.is_none() => {
+                    repeated = Some(GraphError::Repeated {
+                        key: entry.key.clone(),
+                        dep: dep.clone(),
+                    });
                 }
                 Some(_) => {}
                 None if missing.len() < MISSING_LISTED_MAX => {
                     missing.push((entry.key.clone(), dep.clone()));
                 }
-                None => return Err(GraphError::Missing(missing)),
+                None => {}
             }
         }
         // At most `DEPS_PER_ENTRY_MAX` an entry, so the total fits as the entries do.
         lists.starts.push(lists.deps.len() as u32);
     }
-    if missing.is_empty() {
-        Ok(lists)
-    } else {
-        Err(GraphError::Missing(missing))
+    match repeated {
+        Some(repeat) => Err(repeat),
+        None if missing.is_empty() => Ok(lists),
+        None => Err(GraphError::Missing(missing)),
     }
 }
 

@@ -387,6 +387,39 @@ fn the_writer_refuses_what_its_reader_would_within_the_same_limits() {
 }
 
 #[test]
+fn the_writers_dependency_errors_come_in_one_order_whatever_the_entries_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let refusal = |entries: &[(&str, &[&str])]| {
+        let mut w = PackWriter::create(&dir.path().join("order.pack")).unwrap();
+        for (key, deps) in entries {
+            let deps = deps.iter().map(|d| (*d).to_owned()).collect();
+            w.add(key, b"x", Codec::None, deps).unwrap();
+        }
+        w.finish().unwrap_err().to_string()
+    };
+    // A repeat comes before missing dependencies, before or after them in the index.
+    let repeat_last = refusal(&[("blob:a", &["blob:gone"]), ("blob:b", &["blob:a", "blob:a"])]);
+    assert_eq!(repeat_last, "blob:b depends on blob:a twice");
+    let repeat_first = refusal(&[("blob:b", &["blob:a", "blob:a"]), ("blob:a", &["blob:gone"])]);
+    assert_eq!(repeat_first, "blob:b depends on blob:a twice");
+    // Past the missing dependencies an error lists, too.
+    let gone: Vec<String> = (0..=MISSING_LISTED_MAX).map(|i| format!("blob:gone{i}")).collect();
+    let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
+    let after_many = refusal(&[("blob:a", &gone), ("blob:b", &["blob:a", "blob:a"])]);
+    assert_eq!(after_many, "blob:b depends on blob:a twice");
+    // A missing dependency named twice is missing, listed as named.
+    let gone_twice = refusal(&[("blob:a", &["blob:gone", "blob:gone"])]);
+    assert_eq!(gone_twice, "missing dependencies: blob:a -> blob:gone, blob:a -> blob:gone");
+    // Too many dependencies come before a repeat among them.
+    let names: Vec<String> = (0..DEPS_PER_ENTRY_MAX).map(|i| format!("blob:d{i}")).collect();
+    let mut many: Vec<&str> = names.iter().map(String::as_str).collect();
+    many.push("blob:d0");
+    let mut entries: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
+    entries.push(("blob:root", &many));
+    assert_eq!(refusal(&entries), "blob:root: 1025 dependencies, over the limit of 1024");
+}
+
+#[test]
 fn a_failed_or_dropped_build_leaves_the_pack_at_its_path_as_it_was_and_no_other_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = build(dir.path(), Codec::Lz4);

@@ -215,9 +215,11 @@ impl PackWriter {
     ///
     /// # Errors
     ///
-    /// A dependency error naming the keys (`MissingDependencies`, `Cycle`,
-    /// `TooManyDependencies`, `RepeatedDependency`), `IndexTooLarge`, or a write failure. On
-    /// any error nothing is written at the path: a pack already there is kept.
+    /// A dependency error naming the keys, the first of `TooManyDependencies`,
+    /// `RepeatedDependency` (a dependency the pack holds, named twice by one entry),
+    /// `MissingDependencies` (however often each is named) and `Cycle` that applies, whatever
+    /// the entries' order; `IndexTooLarge`; or a write failure. On any error nothing is written
+    /// at the path: a pack already there is kept.
     pub fn finish(mut self) -> Result<u64, BuildError> {
         self.usable()?;
         check_graph(&self.entries, &self.keys, Repeats::Refuse)?;
