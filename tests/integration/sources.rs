@@ -124,6 +124,7 @@ fn a_folders_size_limit_refuses_a_larger_file_and_the_largest_limit_means_none()
     assert_eq!(small.read(&key), Err(SourceError::TooLarge { size: 5, max: 4 }));
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn a_sparse_file_larger_than_memory_can_hold_is_refused_as_too_large_without_a_limit() {
     // tmpfs takes a sparse file of 2^60 bytes (ext4 stops at 16 TiB, which an overcommitting
