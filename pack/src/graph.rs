@@ -116,10 +116,8 @@ fn resolve(
                     lists.deps.push(to as u32);
                 }
                 Some(_) if repeats == Repeats::Refuse && repeated.is_none() => {
-                    repeated = Some(GraphError::Repeated {
-                        key: entry.key.clone(),
-                        dep: dep.clone(),
-                    });
+                    repeated =
+                        Some(GraphError::Repeated { key: entry.key.clone(), dep: dep.clone() });
                 }
                 Some(_) => {}
                 None if missing.len() < MISSING_LISTED_MAX => {
