@@ -74,16 +74,8 @@ impl AssetTypeName {
     /// [`InvalidKey::BadType`] unless the name is 1 to [`ASSET_TYPE_BYTES_MAX`] bytes of
     /// `[a-z0-9_-]`.
     pub fn new(name: &str) -> Result<Self, InvalidKey> {
-        let ok = !name.is_empty()
-            && name.len() <= ASSET_TYPE_BYTES_MAX
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if ok {
-            Ok(Self(name.into()))
-        } else {
-            Err(InvalidKey::BadType(name.to_owned()))
-        }
+        validate_type(name)?;
+        Ok(Self(name.into()))
     }
 
     /// The name as text.
@@ -180,9 +172,20 @@ impl AssetKey {
     /// [`InvalidKey::MissingType`] without a `:`; otherwise as [`AssetTypeName::new`] and
     /// [`AssetKey::new`].
     pub fn parse(text: &str) -> Result<Self, InvalidKey> {
-        let (ty, path) =
-            text.split_once(':').ok_or_else(|| InvalidKey::MissingType(text.to_owned()))?;
+        let (ty, path) = split_key(text)?;
         Self::new(AssetTypeName::new(ty)?, path)
+    }
+
+    /// Whether `text` parses ([`AssetKey::parse`]'s checks, in its order), without making the
+    /// key: nothing is allocated unless it is refused.
+    ///
+    /// # Errors
+    ///
+    /// As [`AssetKey::parse`].
+    pub fn check(text: &str) -> Result<(), InvalidKey> {
+        let (ty, path) = split_key(text)?;
+        validate_type(ty)?;
+        validate_path(path)
     }
 
     /// The asset type.
@@ -222,6 +225,24 @@ impl fmt::Debug for AssetKey {
 impl fmt::Display for AssetKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.asset_type, self.path)
+    }
+}
+
+/// `type:path` split at its first `:`.
+fn split_key(text: &str) -> Result<(&str, &str), InvalidKey> {
+    text.split_once(':').ok_or_else(|| InvalidKey::MissingType(text.to_owned()))
+}
+
+fn validate_type(name: &str) -> Result<(), InvalidKey> {
+    let ok = !name.is_empty()
+        && name.len() <= ASSET_TYPE_BYTES_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidKey::BadType(name.to_owned()))
     }
 }
 
@@ -345,6 +366,14 @@ mod tests {
         assert_eq!(k.to_string(), "mesh:props/chair");
         assert!(matches!(AssetKey::parse("nocolon"), Err(InvalidKey::MissingType(_))));
         assert!(matches!(AssetKey::parse("Mesh:x"), Err(InvalidKey::BadType(_))));
+    }
+
+    #[test]
+    fn checking_a_key_gives_what_parsing_it_gives_without_the_key() {
+        let texts = ["mesh:props/chair", "nocolon", "Mesh:x", ":x", "blob:", "blob:../x", "a:b:c"];
+        for text in texts {
+            assert_eq!(AssetKey::check(text), AssetKey::parse(text).map(drop), "{text}");
+        }
     }
 
     #[test]

@@ -178,7 +178,7 @@ fn parse_index_table(bytes: &[u8], data_end: u64) -> Result<ParsedIndex, PackErr
     let mut table = KeyTable::with_capacity(index.entries.len());
     for (at, entry) in index.entries.iter().enumerate() {
         let bad = |reason: String| PackError::BadEntry { key: entry.key.clone(), reason };
-        AssetKey::parse(&entry.key).map_err(|e| bad(e.to_string()))?;
+        AssetKey::check(&entry.key).map_err(|e| bad(e.to_string()))?;
         table.insert(&index.entries, at).map_err(|e| match e {
             TableError::Repeated(_) => bad("appears twice".into()),
             TableError::TooMany => PackError::IndexDecode(format!(

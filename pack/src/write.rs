@@ -168,7 +168,7 @@ impl PackWriter {
         deps: Vec<String>,
     ) -> Result<(), BuildError> {
         self.usable()?;
-        AssetKey::parse(key)
+        AssetKey::check(key)
             .map_err(|e| BuildError::InvalidKey { key: key.into(), reason: e.to_string() })?;
         if self.keys.find(&self.entries, key).is_some() {
             return Err(BuildError::Duplicate(key.into()));
