@@ -9,12 +9,13 @@
 //! at open, into one slice (each type's name shared by its keys); positions and dependencies
 //! are the reader's (its table of positions and its dependency lists).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use streamrt_messages::{AssetKey, AssetTypeName};
+use streamrt_messages::{AssetKey, AssetTypeName, InvalidKey};
 use streamrt_pack::{EntryError, IndexEntry, PackError, PackLimits, PackReader};
 
 mod coalesce;
@@ -133,16 +134,21 @@ impl PackSource {
 /// [`PackError::BadEntry`] for a key that does not parse (the reader checked every key, so
 /// that would be a reader bug).
 fn parse_keys(reader: &PackReader) -> Result<Arc<[AssetKey]>, PackError> {
-    let mut types: HashMap<AssetTypeName, AssetTypeName> = HashMap::new();
+    let mut types: HashMap<&str, AssetTypeName> = HashMap::new();
     let mut keys = Vec::with_capacity(reader.entries().len());
     for entry in reader.entries() {
-        let parsed = AssetKey::parse(&entry.key).map_err(|err| PackError::BadEntry {
+        let bad = |err: InvalidKey| PackError::BadEntry {
             key: entry.key.clone(),
             reason: err.to_string(),
-        })?;
-        let ty = parsed.asset_type();
-        let shared = types.entry(ty.clone()).or_insert_with(|| ty.clone()).clone();
-        keys.push(AssetKey::from_parts(shared, parsed.asset_path().clone()));
+        };
+        let Some((ty, path)) = entry.key.split_once(':') else {
+            return Err(bad(InvalidKey::MissingType(entry.key.clone())));
+        };
+        let ty = match types.entry(ty) {
+            Entry::Occupied(shared) => shared.get().clone(),
+            Entry::Vacant(new) => new.insert(AssetTypeName::new(ty).map_err(bad)?).clone(),
+        };
+        keys.push(AssetKey::new(ty, path).map_err(bad)?);
     }
     Ok(keys.into())
 }
