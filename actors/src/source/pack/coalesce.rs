@@ -44,7 +44,8 @@
 //! - Memory held is at most `(windows_max + SPARE_BUFFERS_MAX) × window_bytes`, plus one
 //!   buffer for each IO worker reading a window, or copying an entry out of a dropped one, at
 //!   that moment.
-//! - The windows' lock is held only to find or store a window, never while bytes are copied.
+//! - The windows' lock is held only to find or store a window, never while bytes are copied;
+//!   finding one looks at [`WINDOW_ENTRIES_MAX`] entries at most.
 //! - A window holds whole entries only, so a byte is read in a window at most once per
 //!   window it is in, and a window is read only when it serves more than its first entry.
 //! - No window starts inside, or runs into, a window being read or a recent one: a byte is
@@ -87,6 +88,13 @@ impl Coalescing {
 /// Buffers of dropped windows kept for the next windows: one per IO worker reading a window
 /// at once, on the runtime's default of two workers, with room for more.
 const SPARE_BUFFERS_MAX: usize = 4;
+
+/// Entries one window spans, at most: planning a window looks at this many entries at most,
+/// under the windows' lock. Without it, a run of empty entries (each one adds no bytes, so
+/// never fills the window) was walked to the end of the index at every read, under the lock
+/// every IO worker takes. A window of the default 256 KiB reaches it only with entries of
+/// 256 bytes or less.
+const WINDOW_ENTRIES_MAX: usize = 1_024;
 
 #[derive(Debug)]
 struct Window {
@@ -189,6 +197,10 @@ impl Coalescer {
         reads: &dyn Fn(u64),
     ) -> Result<Vec<u8>, EntryError> {
         let entry = &reader.entries()[at];
+        // An empty entry needs no read, and would start no window that serves more than it.
+        if entry.stored_size == 0 {
+            return Ok(Vec::new());
+        }
         // A window is one read, so the pack's per-read limit bounds it too.
         let bytes_max = self.policy.window_bytes.min(reader.limits().entry_bytes_max);
         let pack = Entries { entries: reader.entries(), interest };
@@ -304,7 +316,8 @@ struct Entries<'p> {
 }
 
 /// The bytes of a window starting at the entry at `at`: the entry and the whole entries
-/// that follow it contiguously, within `window_bytes`, ending at `stop` (a file offset) at
+/// that follow it contiguously (up to [`WINDOW_ENTRIES_MAX`] in all), within `window_bytes`,
+/// ending at `stop` (a file offset) at
 /// the latest and before the first entry no load waits for any more; just the entry's own
 /// bytes when it is large (over a quarter of `window_bytes`), when no next entry fits, or
 /// when coalescing is off (`window_bytes` 0).
@@ -314,7 +327,8 @@ fn window_len(pack: Entries<'_>, at: usize, window_bytes: u64, stop: u64) -> u64
         return first.stored_size;
     }
     let mut end = first.offset.saturating_add(first.stored_size);
-    for (i, next) in pack.entries.iter().enumerate().skip(at + 1) {
+    let next = pack.entries.iter().enumerate().skip(at + 1).take(WINDOW_ENTRIES_MAX - 1);
+    for (i, next) in next {
         let next_end = next.offset.saturating_add(next.stored_size);
         if next.offset != end || next_end - first.offset > window_bytes || next_end > stop {
             break;
@@ -381,6 +395,35 @@ mod tests {
         assert_eq!(window_len(unasked(&entries), 0, 40, u64::MAX), 30);
         assert_eq!(window_len(unasked(&entries), 0, 100, 100 + 30), 30);
         assert_eq!(window_len(unasked(&entries), 0, 0, u64::MAX), 10);
+    }
+
+    #[test]
+    fn a_window_spans_a_bounded_number_of_entries_and_empty_ones_never_fill_it() {
+        // A small entry, then more empty ones than a window spans, then small ones.
+        let mut sizes = vec![1];
+        sizes.extend([0; 2 * WINDOW_ENTRIES_MAX]);
+        sizes.extend([1; 4]);
+        let entries = laid_out(&sizes);
+        assert_eq!(window_len(unasked(&entries), 0, 1 << 20, u64::MAX), 1);
+        // Entries of a byte each: the window ends at the bound, not at its byte limit.
+        let entries = laid_out(&[1; 2 * WINDOW_ENTRIES_MAX]);
+        let len = window_len(unasked(&entries), 0, 1 << 20, u64::MAX);
+        assert_eq!(len, WINDOW_ENTRIES_MAX as u64);
+    }
+
+    #[test]
+    fn an_empty_entry_is_served_without_a_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = pack_of(&dir, &[10, 0, 0, 10]);
+        let coalescer = Coalescer::new(Coalescing::default());
+        let reads = std::cell::RefCell::new(Vec::new());
+        let count = |len: u64| reads.borrow_mut().push(len);
+        assert_eq!(coalescer.stored(&reader, none_asked(), 1, &count).unwrap(), Vec::<u8>::new());
+        assert_eq!(coalescer.stored(&reader, none_asked(), 2, &count).unwrap(), Vec::<u8>::new());
+        assert!(reads.borrow().is_empty(), "{:?}", reads.borrow());
+        assert_eq!(coalescer.stored(&reader, none_asked(), 0, &count).unwrap(), vec![0; 10]);
+        assert_eq!(coalescer.stored(&reader, none_asked(), 3, &count).unwrap(), vec![3; 10]);
+        assert_eq!(*reads.borrow(), [20], "the empty ones inside the window cost nothing");
     }
 
     /// A pack of entries stored as they are, entry `i` being `sizes[i]` bytes of value `i`.
