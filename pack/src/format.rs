@@ -21,6 +21,10 @@ pub const VERSION: u32 = 1;
 /// Dependencies one entry may declare, at most: a request walks its asset's whole list, so a
 /// pack's lists must stay small whatever its index's size.
 pub const DEPS_PER_ENTRY_MAX: usize = 1024;
+/// The largest index a pack may have, whatever the limits say (4 GiB less a byte): every entry
+/// and every dependency it names takes a byte of it at least, so entry positions and the
+/// count of dependencies in all fit in 32 bits.
+pub const INDEX_BYTES_CEILING: u64 = u32::MAX as u64;
 /// Bytes of the fixed header; the data region starts here.
 pub const HEADER_LEN: u64 = 40;
 

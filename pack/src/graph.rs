@@ -32,6 +32,10 @@ pub(crate) enum GraphError {
     /// An entry naming one dependency twice.
     #[error("depends on {dep:?} twice")]
     Repeated { key: String, dep: String },
+    /// The entries up to this one name 2^32 dependencies or more in all, more than a pack's
+    /// lists of positions number.
+    #[error("the dependencies up to this entry number 2^32 or more in all")]
+    TooManyInAll { key: String },
     /// Dependencies on keys the pack does not hold, as (entry, dependency) pairs: the first
     /// [`MISSING_LISTED_MAX`].
     #[error("depends on {:?}, which is not in the pack", .0[0].1)]
@@ -45,7 +49,9 @@ impl GraphError {
     /// The entry the error is about (the first, for several).
     pub(crate) fn key(&self) -> &str {
         match self {
-            Self::TooMany { key, .. } | Self::Repeated { key, .. } => key,
+            Self::TooMany { key, .. } | Self::Repeated { key, .. } | Self::TooManyInAll { key } => {
+                key
+            }
             Self::Missing(pairs) => &pairs[0].0,
             Self::Cycle(keys) => &keys[0],
         }
@@ -78,7 +84,7 @@ pub(crate) enum Repeats {
 
 /// Checks `entries`' dependencies (see the module invariants) and gives them as positions,
 /// a repeated dependency treated as `repeats` says. `table` is the table of `entries` (so keys
-/// are unique, and fewer than 2^32).
+/// are unique, and fewer than 2^32 - 1).
 pub(crate) fn check_graph(
     entries: &[IndexEntry],
     table: &KeyTable,
@@ -107,7 +113,7 @@ fn resolve(
     let mut named_by = vec![0u32; entries.len()];
     lists.starts.push(0);
     for (at, entry) in entries.iter().enumerate() {
-        // Fewer than 2^32 entries (the table holds them all), so `at + 1` fits.
+        // Fewer than 2^32 - 1 entries (the table holds them all), so `at + 1` fits.
         let stamp = at as u32 + 1;
         for dep in &entry.deps {
             match table.find(entries, dep) {
@@ -126,8 +132,12 @@ fn resolve(
                 None => {}
             }
         }
-        // At most `DEPS_PER_ENTRY_MAX` an entry, so the total fits as the entries do.
-        lists.starts.push(lists.deps.len() as u32);
+        // Only an index of 4 GiB or more names that many (each name takes a byte of it at
+        // least), which a reader refuses; a writer could hold them in memory.
+        let Ok(total) = u32::try_from(lists.deps.len()) else {
+            return Err(GraphError::TooManyInAll { key: entry.key.clone() });
+        };
+        lists.starts.push(total);
     }
     match repeated {
         Some(repeat) => Err(repeat),

@@ -25,7 +25,8 @@ mod read;
 mod write;
 
 pub use format::{
-    Codec, Header, IndexEntry, PackIndex, DEPS_PER_ENTRY_MAX, HEADER_LEN, MAGIC, VERSION,
+    Codec, Header, IndexEntry, PackIndex, DEPS_PER_ENTRY_MAX, HEADER_LEN, INDEX_BYTES_CEILING,
+    MAGIC, VERSION,
 };
 pub use graph::MISSING_LISTED_MAX;
 pub use read::{decode_entry, parse_index, EntryError, PackError, PackLimits, PackReader};

@@ -36,7 +36,7 @@ pub(crate) struct KeyTable {
 pub(crate) enum TableError {
     /// The entry at this position has the key of one before it.
     Repeated(usize),
-    /// A position of 2^32 or more: more entries than 32-bit positions number.
+    /// A position of `u32::MAX` or more: more entries than 32-bit positions (plus one) number.
     TooMany,
 }
 
@@ -50,14 +50,16 @@ impl KeyTable {
     ///
     /// # Errors
     ///
-    /// `Repeated(at)` if an entry with its key is in already, `TooMany` if `at` does not fit
-    /// in 32 bits.
+    /// `Repeated(at)` if an entry with its key is in already, `TooMany` if `at` is `u32::MAX`
+    /// or more (a pack numbers fewer than 2^32 - 1 entries, so that a position plus one fits
+    /// in 32 bits).
     ///
     /// # Panics
     ///
     /// If `at` is not a position of `entries`.
     pub(crate) fn insert(&mut self, entries: &[IndexEntry], at: usize) -> Result<(), TableError> {
-        let position = u32::try_from(at).map_err(|_| TableError::TooMany)?;
+        let position =
+            u32::try_from(at).ok().filter(|&p| p < u32::MAX).ok_or(TableError::TooMany)?;
         let key = entries[at].key.as_str();
         let hasher = &self.hasher;
         let same = |&j: &u32| entries[j as usize].key == key;
@@ -133,5 +135,14 @@ mod tests {
         assert_eq!(table.insert(&entries, 1), Ok(()));
         assert_eq!(table.insert(&entries, 2), Err(TableError::Repeated(2)));
         assert_eq!(table.find(&entries, "blob:a"), Some(0), "the first keeps its key");
+    }
+
+    #[test]
+    fn the_last_32_bit_position_is_refused_as_its_stamp_would_not_fit() {
+        // Refused before the entry is looked at, so a short slice stands for 2^32 entries.
+        let entries = [entry("blob:a")];
+        let mut table = KeyTable::with_capacity(1);
+        assert_eq!(table.insert(&entries, u32::MAX as usize), Err(TableError::TooMany));
+        assert_eq!(table.insert(&entries, u32::MAX as usize + 1), Err(TableError::TooMany));
     }
 }

@@ -14,14 +14,16 @@ use rustix::io::Errno;
 
 use streamrt_messages::AssetKey;
 
-use crate::format::{Codec, Header, IndexEntry, PackIndex, HEADER_LEN, MAGIC, VERSION};
+use crate::format::{
+    Codec, Header, IndexEntry, PackIndex, HEADER_LEN, INDEX_BYTES_CEILING, MAGIC, VERSION,
+};
 use crate::graph::{check_graph, DepLists, Repeats};
 use crate::lookup::{KeyTable, TableError};
 
 /// What a reader accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackLimits {
-    /// The largest index, in bytes.
+    /// The largest index, in bytes (at most [`INDEX_BYTES_CEILING`], whatever this says).
     pub index_bytes_max: u64,
     /// The largest entry, stored or decompressed, in bytes.
     pub entry_bytes_max: u64,
@@ -182,7 +184,7 @@ fn parse_index_table(bytes: &[u8], data_end: u64) -> Result<ParsedIndex, PackErr
         table.insert(&index.entries, at).map_err(|e| match e {
             TableError::Repeated(_) => bad("appears twice".into()),
             TableError::TooMany => PackError::IndexDecode(format!(
-                "{} entries: a pack numbers fewer than 2^32",
+                "{} entries: a pack numbers fewer than 2^32 - 1",
                 index.entries.len()
             )),
         })?;
@@ -297,15 +299,12 @@ impl PackReader {
         if at < HEADER_LEN || at.checked_add(len) != Some(file_len) {
             return Err(PackError::IndexOutOfBounds { at, len, file_len });
         }
-        if len > limits.index_bytes_max {
-            return Err(PackError::IndexTooLarge { len, max: limits.index_bytes_max });
+        let max = limits.index_bytes_max.min(INDEX_BYTES_CEILING);
+        if len > max {
+            return Err(PackError::IndexTooLarge { len, max });
         }
         let mut bytes =
-            vec![
-                0u8;
-                usize::try_from(len)
-                    .map_err(|_| PackError::IndexTooLarge { len, max: limits.index_bytes_max })?
-            ];
+            vec![0u8; usize::try_from(len).map_err(|_| PackError::IndexTooLarge { len, max })?];
         file.read_exact_at(&mut bytes, at).map_err(io)?;
         if crc32fast::hash(&bytes) != header.index_crc {
             return Err(PackError::IndexChecksum);

@@ -369,6 +369,21 @@ fn bytes_after_the_index_or_a_reserved_flag_are_refused() {
 }
 
 #[test]
+fn an_index_of_4_gib_or_more_is_refused_before_it_is_read_whatever_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge-index.pack");
+    let index_len = INDEX_BYTES_CEILING + 1;
+    let header = Header { version: VERSION, index_at: HEADER_LEN, index_len, index_crc: 0 };
+    let file = std::fs::File::create(&path).unwrap();
+    std::io::Write::write_all(&mut &file, &header.encode()).unwrap();
+    // Sparse: the index's bytes take no room, and the reader must not read them.
+    file.set_len(HEADER_LEN + index_len).unwrap();
+    let limits = PackLimits { index_bytes_max: u64::MAX, ..PackLimits::default() };
+    let refused = PackReader::open(&path, limits).unwrap_err();
+    assert_eq!(refused, PackError::IndexTooLarge { len: index_len, max: INDEX_BYTES_CEILING });
+}
+
+#[test]
 fn the_writer_refuses_what_its_reader_would_within_the_same_limits() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = PackWriter::create(&dir.path().join("twice.pack")).unwrap();

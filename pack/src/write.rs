@@ -20,7 +20,8 @@ use tempfile::NamedTempFile;
 use streamrt_messages::AssetKey;
 
 use crate::format::{
-    Codec, Header, IndexEntry, PackIndex, DEPS_PER_ENTRY_MAX, HEADER_LEN, VERSION,
+    Codec, Header, IndexEntry, PackIndex, DEPS_PER_ENTRY_MAX, HEADER_LEN, INDEX_BYTES_CEILING,
+    VERSION,
 };
 use crate::graph::{check_graph, GraphError, Repeats};
 use crate::lookup::KeyTable;
@@ -60,6 +61,13 @@ pub enum BuildError {
         /// Its dependencies.
         count: usize,
     },
+    /// The entries up to `key` name 2^32 dependencies or more in all: more than a pack's
+    /// index can hold.
+    #[error("{key}: the dependencies up to it number 2^32 or more in all")]
+    TooManyDependenciesInAll {
+        /// The entry.
+        key: String,
+    },
     /// An entry naming one dependency twice.
     #[error("{key} depends on {dep} twice")]
     RepeatedDependency {
@@ -86,8 +94,8 @@ pub enum BuildError {
         /// The limit.
         max: u64,
     },
-    /// 2^32 entries or more, more than a pack numbers: its reader would refuse the pack.
-    #[error("2^32 entries or more: a pack numbers fewer")]
+    /// 2^32 - 1 entries or more, more than a pack numbers: its reader would refuse the pack.
+    #[error("2^32 - 1 entries or more: a pack numbers fewer")]
     TooManyEntries,
     /// Compression failed.
     #[error("compressing {key}: {reason}")]
@@ -173,8 +181,9 @@ impl PackWriter {
         if self.keys.find(&self.entries, key).is_some() {
             return Err(BuildError::Duplicate(key.into()));
         }
-        // Checked before a byte is written: the entry's position must fit in 32 bits.
-        if u32::try_from(self.entries.len()).is_err() {
+        // Checked before a byte is written: the entry's position must fit in 32 bits, below
+        // `u32::MAX` (the dependency check stamps each position plus one).
+        if self.entries.len() >= u32::MAX as usize {
             return Err(BuildError::TooManyEntries);
         }
         let size = raw.len() as u64;
@@ -225,7 +234,7 @@ impl PackWriter {
         check_graph(&self.entries, &self.keys, Repeats::Refuse)?;
         let index = postcard::to_allocvec(&PackIndex { entries: self.entries })
             .map_err(|e| BuildError::Io(std::io::Error::other(e.to_string())))?;
-        let (len, max) = (index.len() as u64, self.limits.index_bytes_max);
+        let (len, max) = (index.len() as u64, self.limits.index_bytes_max.min(INDEX_BYTES_CEILING));
         if len > max {
             return Err(BuildError::IndexTooLarge { len, max });
         }
@@ -261,6 +270,7 @@ impl From<GraphError> for BuildError {
         match e {
             GraphError::TooMany { key, count } => Self::TooManyDependencies { key, count },
             GraphError::Repeated { key, dep } => Self::RepeatedDependency { key, dep },
+            GraphError::TooManyInAll { key } => Self::TooManyDependenciesInAll { key },
             GraphError::Missing(pairs) => Self::MissingDependencies(pairs),
             GraphError::Cycle(keys) => Self::Cycle(keys),
         }
