@@ -240,7 +240,8 @@ pub enum SourceError {
     /// The stored bytes do not match their checksum or size.
     #[error("corrupt: {0}")]
     Corrupt(String),
-    /// The read would leave the source's root.
+    /// The source refuses the read: it would leave the source's root, the file is not a
+    /// regular one, or the system denies the process access to it. Not retried.
     #[error("denied: {0}")]
     Denied(String),
     /// The asset is larger than the source's limit, or than memory can hold at once (a

@@ -81,7 +81,8 @@ pub enum ErrorKind {
     /// The stored bytes do not match their checksum or their declared layout.
     #[error("corrupt: {0}")]
     Corrupt(String),
-    /// The source refused the read: it would leave the source's root (a symlink out of it).
+    /// The source refused the read: it would leave the source's root (a symlink out of it),
+    /// the file is not a regular one, or the system denies the process access to it.
     #[error("denied: {0}")]
     Denied(String),
     /// A dependency failed, for the reason given.

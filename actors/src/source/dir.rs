@@ -32,7 +32,9 @@ use super::{Source, SourceError};
 /// read stops at `bytes_max + 1` bytes if the file grows meanwhile.
 ///
 /// Only regular files are read: a folder is `NotFound`, and a named pipe, socket or device is
-/// refused with `Denied` without waiting for a writer (files are opened non-blocking).
+/// refused with `Denied` without waiting for a writer (files are opened non-blocking). So is a
+/// file or folder the system does not let the process read (`EACCES`, `EPERM`): no retry
+/// would read it.
 #[derive(Debug, Clone)]
 pub struct DirSource {
     root: PathBuf,
@@ -205,17 +207,35 @@ fn open_error(key: &AssetKey, e: &io::Error) -> SourceError {
 }
 
 /// What a failed open or read means. A key whose path cannot name a file under the root (a
-/// part is a file, not a folder; a part too long) is not found, and a symlink loop is refused:
-/// a retry would meet them again, where an `Io` error is retried as transient.
+/// part is a file, not a folder; a part too long) is not found, and a symlink loop or a file
+/// or folder the process may not read is refused: a retry would meet them again, where an
+/// `Io` error is retried as transient.
 fn io_error(e: &io::Error) -> SourceError {
     #[cfg(unix)]
     match e.raw_os_error() {
         Some(libc::ENOTDIR | libc::ENAMETOOLONG) => return SourceError::NotFound,
         Some(libc::ELOOP) => return SourceError::Denied(format!("a symlink loop: {e}")),
+        Some(libc::EACCES | libc::EPERM) => return SourceError::Denied(e.to_string()),
         _ => {}
     }
     match e.kind() {
         io::ErrorKind::NotFound => SourceError::NotFound,
         _ => SourceError::Io(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(unix)]
+    fn a_permission_refused_is_denied_not_a_transient_io_error() {
+        for errno in [libc::EACCES, libc::EPERM] {
+            let refused = io_error(&io::Error::from_raw_os_error(errno));
+            assert!(matches!(refused, SourceError::Denied(_)), "{errno}: {refused:?}");
+        }
+        let failed = io_error(&io::Error::from_raw_os_error(libc::EIO));
+        assert!(matches!(failed, SourceError::Io(_)), "{failed:?}");
     }
 }
