@@ -8,13 +8,15 @@
 //!
 //! # Shutdown
 //!
-//! `shutdown` stops the accept loop (the listening socket is shut for reading, which wakes it
-//! even if its file was removed); the runtime then shuts down, which ends every request the
+//! `shutdown`, `SIGTERM` or `SIGINT` (what a service manager and Ctrl-C send) stops the accept
+//! loop (the listening socket is shut for reading, which wakes it even if its file was
+//! removed); the runtime then shuts down, which ends every request the
 //! daemon held (`Ready`, or `Failed` with `Shutdown`). Each connection is shut for reading, so
 //! no new request is taken, and has `SHUTDOWN_DRAIN_MAX` to finish what it is sending (a
 //! client waiting on its loads gets every `Ended` and its `Done`); what is still open then is
 //! closed, and every connection thread is joined. The socket file is removed (also when the
-//! daemon fails to start or panics) and the process exits 0.
+//! daemon fails to start or panics), a session being recorded is written whole, and the
+//! process exits 0. A second signal while it stops ends the process at once (exit 1).
 //!
 //! When the runtime gives up (a supervisor's restarts past its policy) it shuts itself down;
 //! the daemon then stops the same way and exits non-zero, so a service manager can restart
@@ -195,6 +197,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let pid = std::process::id();
     let _ = writeln!(out, "streamctl serve: listening on {} (pid {pid})", socket.path().display());
     let _ = out.flush();
+    let signals = SignalWatch::start(&daemon.signal)?;
     let threads = accept_loop(&daemon, &socket);
     daemon.rt.shutdown();
     daemon.close_connections();
@@ -202,6 +205,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         let _ = thread.join();
     }
     drop(socket);
+    signals.stop();
     if let Ok(done) = encode_frame(&ServerMsg::Done) {
         for mut waiter in
             daemon.stop_waiters.lock().unwrap_or_else(PoisonError::into_inner).drain(..)
@@ -215,6 +219,48 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     }
     let _ = writeln!(out, "streamctl serve: stopped");
     Ok(())
+}
+
+/// Stops the daemon on `SIGTERM` or `SIGINT` as `shutdown` does: without it, either killed
+/// the process at once, leaving its socket file and the unwritten tail of a recorded session.
+struct SignalWatch {
+    handle: signal_hook::iterator::Handle,
+    thread: JoinHandle<()>,
+}
+
+impl SignalWatch {
+    fn start(stop: &Arc<StopSignal>) -> anyhow::Result<Self> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals =
+            signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).context("watching signals")?;
+        let handle = signals.handle();
+        let stop = Arc::clone(stop);
+        let thread = std::thread::Builder::new()
+            .name("streamctl-signals".into())
+            .spawn(move || {
+                let mut received = signals.forever();
+                let name = |sig| signal_hook::low_level::signal_name(sig).unwrap_or("a signal");
+                if let Some(sig) = received.next() {
+                    eprintln!("streamctl serve: {} received, stopping", name(sig));
+                    stop.stop();
+                }
+                // Ends once the daemon stopped and closed the watch: a signal before is the
+                // user's second ask, not to wait for the stop.
+                if let Some(sig) = received.next() {
+                    eprintln!("streamctl serve: {} received again, exiting now", name(sig));
+                    std::process::exit(1);
+                }
+            })
+            .context("starting the signal thread")?;
+        Ok(Self { handle, thread })
+    }
+
+    /// Ends the watch once the daemon stopped (a signal after it is ignored: the process is
+    /// about to exit).
+    fn stop(self) {
+        self.handle.close();
+        let _ = self.thread.join();
+    }
 }
 
 /// Connections a stopping daemon turns away, at most: a listen backlog's worth (Linux's

@@ -406,6 +406,29 @@ fn shutdown_completes_when_the_socket_file_was_removed() {
 }
 
 #[test]
+fn sigterm_and_sigint_stop_the_daemon_as_shutdown_does_and_its_recorded_session_replays() {
+    for signal in [rustix::process::Signal::TERM, rustix::process::Signal::INT] {
+        let logs = tempfile::tempdir().unwrap();
+        let log = logs.path().join("session.log");
+        let mut daemon = Daemon::start(&["--record", log.to_str().unwrap()]);
+        daemon.ok(&["load", "blob:b1", "blob:b2", "--wait"]);
+        let pid = i32::try_from(daemon.child.id()).unwrap();
+        let pid = rustix::process::Pid::from_raw(pid).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+        assert!(daemon.child.wait().unwrap().success(), "{signal:?}: a clean stop exits 0");
+        let mut rest = String::new();
+        daemon._stdout.read_to_string(&mut rest).unwrap();
+        assert!(rest.contains("streamctl serve: stopped"), "{signal:?}: {rest:?}");
+        assert!(!daemon.socket.exists(), "{signal:?}: the socket file is removed");
+        let replayed = Command::new(BIN).arg("replay").arg(&log).output().unwrap();
+        let told = String::from_utf8_lossy(&replayed.stderr);
+        assert!(replayed.status.success(), "{signal:?}: the session is written whole: {told}");
+        let transcript = String::from_utf8_lossy(&replayed.stdout);
+        assert!(transcript.contains("blob:b2"), "{signal:?}: {transcript}");
+    }
+}
+
+#[test]
 fn a_daemon_whose_runtime_cannot_start_leaves_no_socket_file() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run").join("ctl.sock");
