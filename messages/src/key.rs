@@ -17,6 +17,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::error::error_text_of;
+
 /// The longest asset path accepted, in bytes.
 pub const ASSET_PATH_BYTES_MAX: usize = 1024;
 /// The longest asset type name accepted, in bytes.
@@ -54,10 +56,12 @@ pub enum InvalidKey {
     /// The path starts with a drive prefix such as `C:`.
     #[error("invalid key {0:?}: drive prefix")]
     DrivePrefix(String),
-    /// The asset type name is empty, too long or not `[a-z0-9_-]`.
+    /// The asset type name is empty, too long or not `[a-z0-9_-]` (the name, cut at
+    /// [`ERROR_TEXT_BYTES_MAX`](crate::ERROR_TEXT_BYTES_MAX) bytes: a key from a client or a
+    /// file can be as long as its frame, and each refusal would copy it whole).
     #[error("invalid asset type {0:?}: want 1 to 32 of [a-z0-9_-]")]
     BadType(String),
-    /// A textual key has no `type:` prefix.
+    /// A textual key has no `type:` prefix (the text, cut as for `BadType`).
     #[error("invalid key {0:?}: want TYPE:PATH")]
     MissingType(String),
 }
@@ -230,7 +234,7 @@ impl fmt::Display for AssetKey {
 
 /// `type:path` split at its first `:`.
 fn split_key(text: &str) -> Result<(&str, &str), InvalidKey> {
-    text.split_once(':').ok_or_else(|| InvalidKey::MissingType(text.to_owned()))
+    text.split_once(':').ok_or_else(|| InvalidKey::MissingType(error_text_of(text)))
 }
 
 fn validate_type(name: &str) -> Result<(), InvalidKey> {
@@ -242,7 +246,7 @@ fn validate_type(name: &str) -> Result<(), InvalidKey> {
     if ok {
         Ok(())
     } else {
-        Err(InvalidKey::BadType(name.to_owned()))
+        Err(InvalidKey::BadType(error_text_of(name)))
     }
 }
 
@@ -355,6 +359,21 @@ mod tests {
         assert!(matches!(key("a/"), Err(InvalidKey::NonCanonical(_))));
         let long = "a".repeat(ASSET_PATH_BYTES_MAX + 1);
         assert!(matches!(key(&long), Err(InvalidKey::TooLong { .. })));
+    }
+
+    #[test]
+    fn a_refused_key_of_any_length_is_named_in_an_error_of_bounded_length() {
+        use crate::ERROR_TEXT_BYTES_MAX;
+        // Each character shown escaped takes six bytes (`\u{7f}`).
+        let bound = 6 * ERROR_TEXT_BYTES_MAX + 64;
+        let huge = "\u{7f}".repeat(1 << 20);
+        for text in [format!("{huge}:a"), huge.clone(), format!("blob:{huge}")] {
+            let refused = AssetKey::parse(&text).unwrap_err();
+            assert!(refused.to_string().len() < bound, "{}", refused.to_string().len());
+            assert_eq!(AssetKey::check(&text).unwrap_err(), refused);
+        }
+        let refused = AssetTypeName::new(&huge).unwrap_err();
+        assert!(refused.to_string().len() < bound, "{}", refused.to_string().len());
         assert!(key(&"a".repeat(ASSET_PATH_BYTES_MAX)).is_ok());
     }
 
