@@ -269,24 +269,27 @@ fn load(
         return conn.send(&ServerMsg::Error(refused));
     }
     let mut made: Vec<Arc<dyn Tracked>> = Vec::with_capacity(keys.len());
-    // One lock for the whole load: `requests()` sweeps the table of ended requests each time.
-    let mut table = daemon.requests();
+    // Made without the table's lock: a load of many keys walks each one's dependency tree
+    // (and writes a recorded session's log), and every other client's command takes the lock.
+    let mut refused = None;
     for key in keys {
         match request_any(&daemon.rt, key, priority) {
-            Ok(handle) => {
-                let handle: Arc<dyn Tracked> = Arc::from(handle);
-                table.insert(handle.id(), Arc::clone(&handle));
-                made.push(handle);
-            }
+            Ok(handle) => made.push(Arc::from(handle)),
             // Past the checks above only a runtime shutting down refuses: the requests made
             // so far stand, and the client learns why the rest were not made.
             Err(e) => {
-                drop(table);
-                return conn.send(&ServerMsg::Error(ProtocolError::Refused(e.to_string())));
+                refused = Some(ProtocolError::Refused(e.to_string()));
+                break;
             }
         }
     }
+    // One lock for them all: `requests()` sweeps the table of ended requests each time.
+    let mut table = daemon.requests();
+    table.extend(made.iter().map(|r| (r.id(), Arc::clone(r))));
     drop(table);
+    if let Some(refused) = refused {
+        return conn.send(&ServerMsg::Error(refused));
+    }
     conn.send(&ServerMsg::Loaded(made.iter().map(|r| info(&**r)).collect()))?;
     if !wait {
         return Ok(());
