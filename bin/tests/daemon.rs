@@ -628,6 +628,29 @@ fn a_configuration_error_keeps_its_lines_and_escapes_what_else_the_file_holds() 
 }
 
 #[test]
+fn a_configuration_that_is_not_a_regular_file_or_is_too_large_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("s.sock");
+    let refused =
+        |config: &Path| serve_refused(dir.path(), &socket, &["--config", config.to_str().unwrap()]);
+    // A named pipe with no writer: refused at once, not waited on.
+    let fifo = dir.path().join("config.fifo");
+    let owner_rw = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
+    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, owner_rw).expect("mkfifo");
+    assert!(refused(&fifo).contains("is not a regular file"), "{}", refused(&fifo));
+    assert!(refused(dir.path()).contains("is not a regular file"));
+    // One line over the limit: refused by its size, and no part of it echoed.
+    let huge = dir.path().join("huge.toml");
+    std::fs::write(&huge, format!("workers = {}\n", "9".repeat(1 << 20))).unwrap();
+    let err = refused(&huge);
+    assert!(err.contains("is over 1048576 bytes") && err.len() < 1_000, "{}", err.len());
+    // Just under it: parsed, and the parser's quote of the line is cut.
+    std::fs::write(&huge, format!("workers = {}\n", "9".repeat(1_000_000))).unwrap();
+    let err = refused(&huge);
+    assert!(err.contains("parsing the configuration") && err.len() < 10_000, "{}", err.len());
+}
+
+#[test]
 fn a_line_break_in_a_name_an_error_shows_cannot_forge_a_line_of_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let pack = dir.path().join("missing\nstreamctl: all is well");
