@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use streamrt_messages::replay_log::{
     read_whole_log, LogError, LogHeader, LogPublish, LogRecord, WholeLog,
 };
-use streamrt_messages::{ErrorKind, Event, EventKind, LoadState, RequestId};
+use streamrt_messages::{error_text_of, ErrorKind, Event, EventKind, LoadState, RequestId};
 
 use crate::frame::{FramePolicy, PublishMode};
 use crate::lock::lock;
@@ -371,7 +371,8 @@ impl Session<'_> {
             LogRecord::Shutdown => {}
             LogRecord::EntryPanicked { key, message } => self.script.bank_entry_panic(key, message),
             LogRecord::TypePolicy { type_name, .. } => {
-                return Err(format!("a retry policy for {type_name} after the session began"));
+                let name = error_text_of(&type_name);
+                return Err(format!("a retry policy for {name} after the session began"));
             }
         }
         Ok(())
@@ -488,7 +489,8 @@ fn type_policies(
         };
         let bad = |reason: String| ReplayError::BadRecord { offset, reason };
         if !header.types.contains(&type_name) {
-            return Err(bad(format!("a retry policy for {type_name}, which is not registered")));
+            let name = error_text_of(&type_name);
+            return Err(bad(format!("a retry policy for {name}, which is not registered")));
         }
         let policy = retry_policy(attempts_max, backoff_ms, panics_max);
         if policies.insert(type_name.clone(), policy).is_some() {

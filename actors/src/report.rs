@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use std::io::BufRead;
 
 use serde::Serialize;
-use streamrt_messages::{escape_controls, Record, TELEMETRY_SCHEMA_VERSION};
+use streamrt_messages::{error_text, escape_controls, Record, TELEMETRY_SCHEMA_VERSION};
 
 /// Why a log could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +58,9 @@ pub fn read_log(mut reader: impl BufRead) -> Result<Vec<Record>, LogError> {
         if std::io::Read::take(&mut reader, limit).read_until(b'\n', &mut bytes)? == 0 {
             break;
         }
-        let malformed = |message: String| LogError::Malformed { line: i + 1, message };
+        // Cut: serde quotes a value it did not expect whole, up to the line's megabyte.
+        let malformed =
+            |message: String| LogError::Malformed { line: i + 1, message: error_text(message) };
         if bytes.last() == Some(&b'\n') {
             bytes.pop();
         } else if bytes.len() > LINE_BYTES_MAX {
@@ -551,6 +553,10 @@ mod tests {
         let refused = read_log(std::io::BufReader::new(endless)).unwrap_err();
         let message = format!("line 1: longer than {LINE_BYTES_MAX} bytes");
         assert_eq!(refused.to_string(), message);
+        // A value of the wrong type, which serde quotes whole: cut in the error.
+        let wrong = format!("{{\"v\":1,\"t_us\":\"{}\"}}\n", "a".repeat(LINE_BYTES_MAX / 2));
+        let refused = read_log(wrong.as_bytes()).unwrap_err().to_string();
+        assert!(refused.len() <= streamrt_messages::ERROR_TEXT_BYTES_MAX + 16, "{}", refused.len());
     }
 
     #[test]

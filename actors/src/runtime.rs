@@ -78,7 +78,8 @@ pub enum BuildError {
         /// The limit.
         max: usize,
     },
-    /// A per-type memory budget names a type that is not registered.
+    /// A per-type memory budget names a type that is not registered (the name, cut at
+    /// `ERROR_TEXT_BYTES_MAX` bytes).
     #[error("memory budget for unregistered asset type {0}")]
     BudgetType(String),
     /// A thread could not be started or the telemetry file created.

@@ -24,7 +24,7 @@ mod tracked;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use streamrt::messages::escape_controls;
+use streamrt::messages::{error_text, escape_controls};
 
 /// The streamrt command-line tool.
 #[derive(Debug, Parser)]
@@ -131,11 +131,13 @@ fn main() -> ExitCode {
 /// line break in a key cannot start a line of its own (a forged `streamctl:` line, say). A
 /// configuration file's parse error alone keeps its lines, as it points at the line it means
 /// with a caret under it; they are indented, so none of them can pass for a line of ours either.
+/// Each cause is cut at `ERROR_TEXT_BYTES_MAX` bytes.
 fn shown_error(e: &anyhow::Error) -> String {
     let causes: Vec<String> = e
         .chain()
         .map(|cause| {
-            let text = cause.to_string();
+            // Cut: a parser may quote the line it stopped at, which may be a whole file.
+            let text = error_text(cause.to_string());
             if cause.is::<toml::de::Error>() {
                 let lines: Vec<_> = text.trim_end().split('\n').map(escape_controls).collect();
                 lines.join("\n  ")

@@ -168,6 +168,14 @@ fn a_type_budget_evicts_within_its_type() {
         .type_bytes_resident_max("mesh", 1)
         .build();
     assert!(matches!(unknown, Err(BuildError::BudgetType(t)) if t == "mesh"));
+    // A name from a file can be as long as its line: the error cuts it.
+    let long = Runtime::builder()
+        .source(source.clone())
+        .register(BlobDecoder::default())
+        .type_bytes_resident_max(&"m".repeat(1 << 20), 1)
+        .build();
+    let cut = streamrt::messages::ERROR_TEXT_BYTES_MAX + 4;
+    assert!(matches!(long, Err(BuildError::BudgetType(t)) if t.len() <= cut));
 }
 
 #[test]

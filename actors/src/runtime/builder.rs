@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use streamrt_messages::replay_log::REPLAY_LOG_VERSION;
-use streamrt_messages::{AssetTypeName, EventKind};
+use streamrt_messages::{error_text_of, AssetTypeName, EventKind};
 use streamrt_supervisor::{Clock, Escalation, Mailbox, MonotonicClock};
 
 use super::core::{Core, CoreParts};
@@ -429,7 +429,7 @@ enum TypeSharing {
 fn residency(config: &RuntimeConfig, types: &[Box<dyn TypeSpec>]) -> Result<Residency, BuildError> {
     let budgets = &config.type_bytes_resident_max;
     if let Some(unknown) = budgets.keys().find(|n| !types.iter().any(|t| t.name().as_str() == *n)) {
-        return Err(BuildError::BudgetType(unknown.clone()));
+        return Err(BuildError::BudgetType(error_text_of(unknown)));
     }
     let type_max: Vec<u64> =
         types.iter().map(|t| budgets.get(t.name().as_str()).copied().unwrap_or(u64::MAX)).collect();

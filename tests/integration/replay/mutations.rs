@@ -151,6 +151,15 @@ fn a_type_policy_for_an_unknown_type_twice_or_after_the_first_record_is_refused(
     let mut first = Scenario::new();
     first.record(policy("mesh")).shutdown();
     assert!(replay_must_not_panic(&first.log(), "a policy first").is_ok());
+    // A name as long as a record can hold is named cut, not copied whole into the error.
+    let mut long = Scenario::new();
+    long.record(policy(&"s".repeat(1_000_000))).shutdown();
+    let reason = refused(&long);
+    assert!(
+        reason.ends_with("which is not registered") && reason.len() < 8_192,
+        "{}",
+        reason.len()
+    );
 }
 
 #[test]
