@@ -204,7 +204,9 @@ pub enum LogRecord {
     /// the requests each immediate publish published (none: no record), which a replay
     /// publishes at once.
     Published {
-        /// The requests, by id.
+        /// The requests, by id: at most [`PUBLISHED_PER_RECORD_MAX`], refused past it as they
+        /// are decoded.
+        #[serde(deserialize_with = "published_at_most")]
         requests: Vec<u64>,
     },
     /// The type `type_name` was registered with a retry policy of its own (version 5): one
@@ -234,6 +236,10 @@ pub enum LogRecord {
 /// Request ids in one [`LogRecord::Published`] at most: 10 bytes each at most, so a record
 /// stays well within [`RECORD_BYTES_MAX`].
 pub const PUBLISHED_PER_RECORD_MAX: usize = 65_536;
+
+fn published_at_most<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    crate::decode::at_most(d, PUBLISHED_PER_RECORD_MAX, "published requests")
+}
 
 /// What is wrong with a log, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -558,6 +564,18 @@ mod tests {
         let refused = read_records_within(&bytes, 2).unwrap_err();
         assert_eq!(refused.kind, LogErrorKind::TooManyRecords { max: 2 });
         assert_eq!(refused.offset, bytes.len() as u64 - 5, "at the record past the limit");
+    }
+
+    #[test]
+    fn a_published_record_past_its_limit_is_refused_as_it_is_decoded() {
+        let published = |n: usize| LogRecord::Published { requests: vec![1; n] };
+        let decoded = |n: usize| {
+            let bytes = postcard::to_allocvec(&published(n)).unwrap();
+            crate::decode::from_whole::<LogRecord>(&bytes, "record")
+        };
+        assert_eq!(decoded(PUBLISHED_PER_RECORD_MAX), Ok(published(PUBLISHED_PER_RECORD_MAX)));
+        let refused = decoded(PUBLISHED_PER_RECORD_MAX + 1).unwrap_err();
+        assert!(refused.contains("65537 published requests, over the limit of 65536"), "{refused}");
     }
 
     fn out_len(writer: &LogWriter<&mut Vec<u8>>) -> usize {
