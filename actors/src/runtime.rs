@@ -471,7 +471,9 @@ impl Runtime {
     /// Fails every outstanding request with `Shutdown`, stops the actors and joins every thread
     /// the runtime started, but a worker thread still in the engine's code (a source's read,
     /// a decode, a frame task) after `shutdown_ack_ms_max`: that one is left behind, detached,
-    /// and may call its source or decoder once more before it ends. Idempotent; later
+    /// and may call its source or decoder once more before it ends. So is the telemetry
+    /// thread if it is still writing its file then (a pipe no one reads, a hung mount): its
+    /// last events may be lost. Idempotent; later
     /// requests are refused with `Shutdown`. A call
     /// made while another thread's shutdown (or an escalation's) is under way returns once
     /// that one is over, and the replay log is flushed after every stop has ended.

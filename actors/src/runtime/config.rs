@@ -84,7 +84,9 @@ pub struct RuntimeConfig {
     /// Telemetry events buffered for the sink, at most, up to [`EVENTS_BUFFERED_MAX`]; past it
     /// events are dropped and counted. The buffer is allocated whole when the runtime starts.
     pub events_buffered_max: usize,
-    /// Where the sink writes JSON lines, if anywhere.
+    /// Where the sink writes JSON lines, if anywhere: created or truncated when the runtime
+    /// starts. A named pipe must have a reader by then (else the build fails with `Io`); a
+    /// sink still blocked writing at shutdown is left behind after `shutdown_ack_ms_max`.
     pub telemetry_path: Option<PathBuf>,
     /// How often the sink drains its buffer, in milliseconds (0 counts as 1).
     pub telemetry_flush_ms: u64,
@@ -101,7 +103,8 @@ pub struct RuntimeConfig {
     /// How long shutdown waits for each actor's acknowledgement, in milliseconds, before it
     /// fails the actor's requests itself (after the core supervisor gave up, only while the
     /// actor lives), and for each worker pool's threads to end (a thread still in a source's
-    /// read, a decode or a frame task then is left behind, to end on its own); also how long
+    /// read, a decode or a frame task then is left behind, to end on its own) and for the
+    /// telemetry thread (left behind likewise while it is blocked writing); also how long
     /// `subscribe` and `flush_telemetry` wait for the telemetry sink.
     pub shutdown_ack_ms_max: u64,
     /// Levels of dependencies below a request at most, up to [`DEPENDENCY_DEPTH_MAX`]; a deeper

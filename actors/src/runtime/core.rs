@@ -262,7 +262,16 @@ impl Core {
         drop(self.sink.close());
         self.supervisors.iter().for_each(|s| drop(s.close()));
         self.telemetry.stop();
-        let _ = self.telemetry.join();
+        // A sink blocked writing its file (a pipe no one reads, a hung mount) must not hold
+        // the shutdown for ever either: its thread is left behind, to end with its write.
+        if !join_within(self.telemetry, self.ack_max) {
+            log_caught(|| {
+                tracing::warn!(
+                    target: "streamrt",
+                    "the telemetry thread was still writing at shutdown: left to end on its own"
+                );
+            });
+        }
         self.system.stop();
         let _ = self.core_thread.join();
         // A cache restarted between its shutdown's ask (it was dead then) and the supervisors'
@@ -470,4 +479,16 @@ fn run_core(mut actors: CoreActors, ready: &mpsc::Sender<(System, Arbiter)>) {
             });
         }
     }
+}
+
+/// Joins `arbiter`'s thread, waiting `within` at most (from a thread of its own, as a thread's
+/// join has no time limit); whether it ended. One that did not is left behind, detached.
+fn join_within(arbiter: Arbiter, within: Duration) -> bool {
+    let (joined, ended) = mpsc::channel();
+    let joiner = std::thread::Builder::new().name("streamrt-join".into()).spawn(move || {
+        let _ = arbiter.join();
+        let _ = joined.send(());
+    });
+    // No thread to join it from: it is left behind at once.
+    joiner.is_ok() && ended.recv_timeout(within).is_ok()
 }
