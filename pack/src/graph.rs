@@ -84,7 +84,7 @@ pub(crate) enum Repeats {
 
 /// Checks `entries`' dependencies (see the module invariants) and gives them as positions,
 /// a repeated dependency treated as `repeats` says. `table` is the table of `entries` (so keys
-/// are unique, and fewer than 2^32 - 1).
+/// are unique, and fewer than 2^32).
 pub(crate) fn check_graph(
     entries: &[IndexEntry],
     table: &KeyTable,
@@ -113,7 +113,7 @@ fn resolve(
     let mut named_by = vec![0u32; entries.len()];
     lists.starts.push(0);
     for (at, entry) in entries.iter().enumerate() {
-        // Fewer than 2^32 - 1 entries (the table holds them all), so `at + 1` fits.
+        // Fewer than 2^32 entries (the table holds them all), so `at + 1` fits.
         let stamp = at as u32 + 1;
         for dep in &entry.deps {
             match table.find(entries, dep) {

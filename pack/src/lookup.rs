@@ -51,7 +51,7 @@ impl KeyTable {
     /// # Errors
     ///
     /// `Repeated(at)` if an entry with its key is in already, `TooMany` if `at` is `u32::MAX`
-    /// or more (a pack numbers fewer than 2^32 - 1 entries, so that a position plus one fits
+    /// or more (a pack numbers fewer than 2^32 entries, so that a position plus one fits
     /// in 32 bits).
     ///
     /// # Panics

@@ -184,7 +184,7 @@ fn parse_index_table(bytes: &[u8], data_end: u64) -> Result<ParsedIndex, PackErr
         table.insert(&index.entries, at).map_err(|e| match e {
             TableError::Repeated(_) => bad("appears twice".into()),
             TableError::TooMany => PackError::IndexDecode(format!(
-                "{} entries: a pack numbers fewer than 2^32 - 1",
+                "{} entries: a pack numbers fewer than 2^32",
                 index.entries.len()
             )),
         })?;

@@ -94,8 +94,8 @@ pub enum BuildError {
         /// The limit.
         max: u64,
     },
-    /// 2^32 - 1 entries or more, more than a pack numbers: its reader would refuse the pack.
-    #[error("2^32 - 1 entries or more: a pack numbers fewer")]
+    /// 2^32 entries or more, more than a pack numbers: its reader would refuse the pack.
+    #[error("2^32 entries or more: a pack numbers fewer")]
     TooManyEntries,
     /// Compression failed.
     #[error("compressing {key}: {reason}")]
