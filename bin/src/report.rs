@@ -1,7 +1,7 @@
 //! `streamctl report`: the summary of a telemetry log, and its Chrome trace.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -33,8 +33,13 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let summary = Report::from_records(&records);
     if let Some(out) = &args.chrome {
         let trace = report::chrome_trace(&records);
-        std::fs::write(out, serde_json::to_vec(&trace)?)
-            .with_context(|| format!("writing {}", out.display()))?;
+        // Written as it is serialised, not first built whole in memory beside the trace.
+        let write = || -> anyhow::Result<()> {
+            let mut file = BufWriter::new(File::create(out)?);
+            serde_json::to_writer(&mut file, &trace)?;
+            Ok(file.flush()?)
+        };
+        write().with_context(|| format!("writing {}", out.display()))?;
     }
     if args.json {
         println!("{}", crate::shown::json_pretty(&summary)?);

@@ -1,4 +1,5 @@
-//! `streamctl demo --record` and `streamctl replay`, as a user runs them.
+//! `streamctl demo --record` and `streamctl replay`, as a user runs them, and `streamctl report`
+//! of a demo's telemetry.
 
 use std::process::Command;
 
@@ -40,6 +41,22 @@ fn a_recorded_demo_replays_with_every_terminal_state_as_recorded() {
     assert!(streamctl(&["replay", log, "--quiet", "--check", hash]).0);
     let (ok, _, err) = streamctl(&["replay", log, "--quiet", "--check", "0000000000000000"]);
     assert!(!ok && err.contains("differs"), "{err}");
+}
+
+#[test]
+fn a_demos_telemetry_reports_and_writes_a_chrome_trace_of_json_with_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("demo.jsonl");
+    let trace = dir.path().join("demo.trace.json");
+    let (log, trace) = (log.to_str().unwrap(), trace.to_str().unwrap());
+    let (ok, _, err) = streamctl(&["demo", "--assets", "120", "--telemetry", log]);
+    assert!(ok, "demo failed: {err}");
+    let (ok, out, err) = streamctl(&["report", log, "--chrome", trace]);
+    assert!(ok, "report failed: {err}");
+    assert!(out.contains("worker_count="), "{out}");
+    let trace: serde_json::Value = serde_json::from_slice(&std::fs::read(trace).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().expect("traceEvents");
+    assert!(events.iter().any(|e| e["ph"] == "X"), "a read or decode span at least");
 }
 
 #[test]
