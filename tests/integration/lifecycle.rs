@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use streamrt::messages::{EventKind, RequestId};
 use streamrt::{ErrorKind, Handle, LoadState, Priority, ReadyError, Runtime};
-use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
+use streamrt_integration::{within_patience, Blob, BlobDecoder, GatedSource, PATIENCE};
 
 use crate::runtime;
 
@@ -256,14 +256,9 @@ fn shutdown_leaves_a_read_blocked_in_the_source_behind_instead_of_waiting_for_it
     });
     let stuck = rt.request::<Blob>("a0", Priority::Normal).unwrap();
     source.gate.wait_started("a0", 1);
-    let (done, stopped) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        rt.shutdown();
-        done.send(()).unwrap();
-    });
     // The gate holds the read for `GATE_PATIENCE` (120 s), four times as long as this waits;
     // the pool gives its threads `shutdown_ack_ms_max` (5 s).
-    stopped.recv_timeout(PATIENCE).expect("shutdown returned with the read still blocked");
+    within_patience("shutdown returned with the read still blocked", move || rt.shutdown());
     let ended = stuck.wait_timeout(PATIENCE).expect("terminal");
     assert!(matches!(ended, Err(ReadyError::Failed(e)) if e.kind == ErrorKind::Shutdown));
     source.gate.release("a0");

@@ -11,7 +11,7 @@ use streamrt::{
     AssetKey, DirSource, EntryInfo, Locator, MemorySource, PackSource, Priority, Runtime, Source,
     SourceError,
 };
-use streamrt_integration::{blob_key, write_blob_pack, Blob, BlobDecoder, PATIENCE};
+use streamrt_integration::{blob_key, named_pipe, write_blob_pack, Blob, BlobDecoder, PATIENCE};
 
 /// Reads counted by how they came: with a locator, or by key alone.
 #[derive(Default)]
@@ -143,8 +143,7 @@ fn a_named_pipe_or_a_socket_in_a_folder_is_refused_without_waiting_for_a_writer(
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("plain"), b"plain").unwrap();
     let pipe = dir.path().join("pipe");
-    let owner_rw = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
-    rustix::fs::mkfifoat(rustix::fs::CWD, &pipe, owner_rw).expect("mkfifo");
+    named_pipe(&pipe);
     let source = DirSource::new(dir.path());
     // The first read of a folder resolves the path; once the folder is known, the path is
     // opened as it is. Both opens must refuse the pipe.

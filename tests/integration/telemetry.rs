@@ -7,7 +7,9 @@ use std::io::BufReader;
 use streamrt::messages::Record;
 use streamrt::report::{self, LogError, Report};
 use streamrt::{BuildError, LoadState, Priority, Runtime, RuntimeConfig};
-use streamrt_integration::{wait_decoded, Blob, BlobDecoder, GatedSource, PATIENCE};
+use streamrt_integration::{
+    named_pipe, wait_decoded, within_patience, Blob, BlobDecoder, GatedSource, PATIENCE,
+};
 
 use crate::runtime;
 
@@ -152,30 +154,23 @@ fn a_telemetry_file_that_cannot_be_written_is_said_so_and_its_events_counted_dro
 fn a_telemetry_pipe_no_one_reads_is_refused_and_one_that_stalls_does_not_hold_the_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("telemetry.fifo");
-    let owner_rw = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
-    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, owner_rw).expect("mkfifo");
+    named_pipe(&fifo);
     let source = GatedSource::with_blobs(2_000);
     // No reader: refused at once, not waited on (built on a thread of its own, so that a
     // build that waits fails the test rather than hanging it).
-    let (built, outcome) = std::sync::mpsc::channel();
     let (unread, no_reader) = (source.clone(), fifo.clone());
-    std::thread::spawn(move || {
+    let refused = within_patience("the build returns", move || {
         let rt = Runtime::builder()
             .source(unread)
             .register(BlobDecoder::default())
             .telemetry_path(&no_reader)
             .build();
-        let _ = built.send(rt.map(drop));
+        rt.map(drop)
     });
-    let refused = outcome.recv_timeout(PATIENCE).expect("the build returns");
     assert!(matches!(refused, Err(BuildError::Io(_))), "{refused:?}");
     // A reader that never reads: the pipe fills, and the sink's write blocks.
-    let reader = rustix::fs::open(
-        &fifo,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK,
-        owner_rw,
-    )
-    .unwrap();
+    let nonblocking_read = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK;
+    let reader = rustix::fs::open(&fifo, nonblocking_read, rustix::fs::Mode::empty()).unwrap();
     let config = RuntimeConfig {
         shutdown_ack_ms_max: 100,
         telemetry_path: Some(fifo.clone()),
@@ -189,12 +184,7 @@ fn a_telemetry_pipe_no_one_reads_is_refused_and_one_that_stalls_does_not_hold_th
         assert!(h.wait_timeout(PATIENCE).unwrap().is_ok(), "producers never wait on the sink");
     }
     drop(handles);
-    let (stopped, done) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        rt.shutdown();
-        let _ = stopped.send(());
-    });
-    assert!(done.recv_timeout(PATIENCE).is_ok(), "the shutdown returns, the sink left behind");
+    within_patience("the shutdown returns, the sink left behind", move || rt.shutdown());
     // Its write then fails (no reader) and its thread ends.
     drop(reader);
 }

@@ -16,6 +16,8 @@
 //! - [`Scenario`]: a scripted session written as a replay log, for transcript tests.
 //! - [`Rng`] and [`noise`]: deterministic random sessions and incompressible bytes.
 //! - [`write_blob_pack`]: a pack of blob entries `e0`, `e1`, ...
+//! - [`named_pipe`] makes a FIFO; [`within_patience`] runs what may block on a thread of its
+//!   own, so that a test whose call never returns fails instead of hanging.
 
 mod packs;
 mod rng;
@@ -302,6 +304,32 @@ impl<T: Send + Sync + 'static> Decoder for NotingDecoder<T> {
     fn size_bytes(&self, blob: &Blob) -> u64 {
         blob.0.len() as u64
     }
+}
+
+/// Makes a named pipe (FIFO) at `path`, readable and writable by its owner.
+///
+/// # Panics
+///
+/// If it cannot be made.
+pub fn named_pipe(path: &std::path::Path) {
+    let owner_rw = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
+    rustix::fs::mkfifoat(rustix::fs::CWD, path, owner_rw).expect("mkfifo");
+}
+
+/// Runs `call` on a thread of its own and returns what it returned.
+///
+/// # Panics
+///
+/// With `what` if `call` has not returned within [`PATIENCE`] (its thread is left running).
+pub fn within_patience<T: Send + 'static>(
+    what: &str,
+    call: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (returned, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = returned.send(call());
+    });
+    outcome.recv_timeout(PATIENCE).expect(what)
 }
 
 /// The calling thread's name, empty if it has none.
