@@ -637,7 +637,8 @@ fn a_configuration_that_is_not_a_regular_file_or_is_too_large_is_refused_unread(
     let fifo = dir.path().join("config.fifo");
     let owner_rw = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
     rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, owner_rw).expect("mkfifo");
-    assert!(refused(&fifo).contains("is not a regular file"), "{}", refused(&fifo));
+    let err = refused(&fifo);
+    assert!(err.contains("is not a regular file"), "{err}");
     assert!(refused(dir.path()).contains("is not a regular file"));
     // One line over the limit: refused by its size, and no part of it echoed.
     let huge = dir.path().join("huge.toml");
