@@ -17,6 +17,7 @@ mod builder;
 mod config;
 mod core;
 mod registry;
+mod stop;
 mod submit;
 
 pub use builder::RuntimeBuilder;
@@ -28,13 +29,13 @@ pub use config::{
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, TryLockError, Weak};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
 use streamrt_messages::replay_log::LogRecord;
-use streamrt_messages::{AssetKey, EventKind, InvalidKey, Priority, RequestId, Status};
-use streamrt_supervisor::{log_caught, AskPatience, Escalation, Mailbox, WorkerPool};
+use streamrt_messages::{AssetKey, InvalidKey, Priority, RequestId, Status};
+use streamrt_supervisor::{Escalation, Mailbox, WorkerPool};
 
 use crate::cache::CacheStats;
 use crate::chaos::CrashTarget;
@@ -47,9 +48,11 @@ use crate::tasks::FrameTaskGroup;
 use crate::telemetry::{Counters, EventStream, Probe, SinkMsg};
 use crate::work::{DecodeJob, ReadOrder};
 
-use self::core::{Core, EscalateFn, CORE_SUPERVISOR};
+use self::core::Core;
 use self::registry::TypeEntry;
 pub(crate) use self::registry::TypeLink;
+use self::stop::Joins;
+use self::stop::{escalation_hook, EscalationListener};
 use self::submit::Submitter;
 
 /// Asset types a runtime registers at most: each has a cache actor of its own, and a replay
@@ -104,60 +107,6 @@ pub enum RequestError {
 /// Each type's engine side (`Arc<TypeEntry<Asset>>`), by the asset's Rust type.
 type EngineSides = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
 
-/// How shutdown waits for the core actors' acknowledgements. Once the core supervisor gave up
-/// it restarts nothing, so a core actor it stopped is not waited for; after the telemetry
-/// supervisor's escalation, or none, the core supervisor may still be restarting one, whose
-/// successor answers.
-fn shutdown_patience(escalation: Option<&Escalation>) -> AskPatience {
-    match escalation {
-        Some(e) if e.supervisor == CORE_SUPERVISOR => AskPatience::WhileAlive,
-        _ => AskPatience::ThroughRestarts,
-    }
-}
-
-/// What the embedding program is told once its runtime gave up and shut itself down (see
-/// [`RuntimeBuilder::on_escalation`]).
-pub(crate) type EscalationListener = Arc<dyn Fn(&Escalation) + Send + Sync>;
-
-/// What a supervisor's escalation does: shut the runtime down from a thread of its own (the
-/// supervisor runs on the core thread, which shutdown waits on), then tell the embedding
-/// program's listener, if any.
-fn escalation_hook(inner: Weak<Inner>, listener: Option<EscalationListener>) -> EscalateFn {
-    Arc::new(move |escalation: Escalation| {
-        let Some(strong) = inner.upgrade() else { return };
-        let mut slot = strong.escalation.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.is_some() {
-            return;
-        }
-        let weak = Weak::clone(&inner);
-        let patience = shutdown_patience(Some(&escalation));
-        let (told, listener) = (escalation.clone(), listener.clone());
-        let spawned = std::thread::Builder::new().name(ESCALATION_THREAD.into()).spawn(move || {
-            if let Some(inner) = weak.upgrade() {
-                inner.stop(patience);
-            }
-            // The listener is the embedding program's code: its panic ends nothing here.
-            if let Some(listener) = listener {
-                log_caught(|| listener(&told));
-            }
-        });
-        match spawned {
-            Ok(thread) => *slot = Some((escalation, Some(thread))),
-            Err(e) => {
-                log_caught(|| {
-                    tracing::error!(target: "streamrt", error = %e, "cannot start the escalation thread");
-                });
-                // No thread to stop the runtime with (the core thread, here, is one a stop
-                // waits on): `escalation` says why, new requests are refused, and the engine's
-                // own shutdown, or the runtime's drop, stops the rest.
-                *slot = Some((escalation, None));
-                drop(slot);
-                strong.submitter.close();
-            }
-        }
-    })
-}
-
 /// A running streamrt instance; see the module docs.
 ///
 /// Dropping it shuts it down (as [`Runtime::shutdown`]).
@@ -180,36 +129,15 @@ struct Inner {
     /// Held by a stop from taking the core until the core's stop returns (its threads
     /// joined): a second stop waits on it for the first.
     stopping: Mutex<()>,
-    /// Set when a supervisor gave up: why, and the thread shutting the runtime down.
-    escalation: Mutex<Option<(Escalation, Option<JoinHandle<()>>)>>,
+    /// Set when a supervisor gave up: why.
+    escalation: Mutex<Option<Escalation>>,
+    /// The threads a stop was handed to (see `stop.rs`), for the engine's shutdown to join.
+    stoppers: Mutex<Vec<JoinHandle<()>>>,
+    /// The threads the core's stop joins or waits on, set once they all started.
+    own_threads: OnceLock<Box<[ThreadId]>>,
 }
 
 impl Inner {
-    /// Stops the runtime: the engine's `shutdown`, or the escalation thread's. The first to
-    /// close it records the session's `Shutdown`, so a replay log holds one however its
-    /// session ended. `patience` says how long to wait for the core actors (see
-    /// `shutdown_patience`); whatever an actor did not take is failed as its mailbox closes.
-    fn stop(&self, patience: AskPatience) {
-        self.submitter.close();
-        // Another thread (the engine's, or the escalation's) may be stopping it: `shutdown`
-        // promises the stop over when it returns, so this waits for that stop. A thread
-        // of the runtime's own (a frame task's on a decode thread) does not wait: that stop
-        // may be joining it.
-        let _stopping = if on_runtime_thread() {
-            match self.stopping.try_lock() {
-                Ok(guard) => guard,
-                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => return,
-            }
-        } else {
-            self.stopping.lock().unwrap_or_else(PoisonError::into_inner)
-        };
-        let core = self.core.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(core) = core {
-            core.stop(patience, || self.probe.emit(self.probe.event(EventKind::Stopped)));
-        }
-    }
-
     fn type_names(&self) -> impl Iterator<Item = &str> {
         self.type_names.iter().map(String::as_str)
     }
@@ -218,18 +146,6 @@ impl Inner {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
-
-/// Whether the calling thread is one a stop may be joining: one the runtime started (all are
-/// named `streamrt-…`) but the escalation's, which a stop never joins (`Runtime::shutdown`
-/// joins it after its own stop), so that its listener is told once the runtime has stopped.
-fn on_runtime_thread() -> bool {
-    std::thread::current()
-        .name()
-        .is_some_and(|name| name.starts_with("streamrt-") && name != ESCALATION_THREAD)
-}
-
-/// The name of the thread a supervisor's escalation shuts the runtime down on.
-const ESCALATION_THREAD: &str = "streamrt-escalation";
 
 impl Runtime {
     /// A builder with the default configuration.
@@ -473,33 +389,20 @@ impl Runtime {
     /// a decode, a frame task) after `shutdown_ack_ms_max`: that one is left behind, detached,
     /// and may call its source or decoder once more before it ends. So is the telemetry
     /// thread if it is still writing its file then (a pipe no one reads, a hung mount): its
-    /// last events may be lost. Idempotent; later
-    /// requests are refused with `Shutdown`. A call
+    /// last events may be lost. Idempotent; later requests are refused with `Shutdown`. A call
     /// made while another thread's shutdown (or an escalation's) is under way returns once
     /// that one is over, and the replay log is flushed after every stop has ended.
+    ///
+    /// Called on a thread of the runtime's own (the engine's code there: a frame task, a
+    /// decoder, a source's read or load hint, an asset's drop on eviction), which the stop
+    /// joins or waits on, it refuses new requests, hands the stop to a thread of its own and
+    /// returns at once; the engine's next `shutdown` (or the runtime's drop) on a thread of
+    /// its own waits for that stop to end.
     pub fn shutdown(&self) {
-        let recorder = self.inner.probe.recorder();
-        self.inner.stop(shutdown_patience(self.escalation().as_ref()));
-        // Joined by a thread of the engine's only: the escalation's listener may call this on
-        // that very thread, and a pool thread (a frame task) may be one the escalation's stop
-        // is joining; either would wait on itself.
-        let current = std::thread::current().id();
-        let thread = if on_runtime_thread() {
-            None
+        if self.inner.on_own_thread() {
+            Inner::hand_off_stop(&self.inner);
         } else {
-            let mut escalation =
-                self.inner.escalation.lock().unwrap_or_else(PoisonError::into_inner);
-            let slot = escalation.as_mut().map(|e| &mut e.1);
-            slot.and_then(|t| t.take_if(|t| t.thread().id() != current))
-        };
-        if let Some(thread) = thread {
-            let _ = thread.join();
-        }
-        // After every stop is over: what the stopping threads recorded is flushed too.
-        if let Some(error) = recorder.and_then(Recorder::finish) {
-            log_caught(
-                || tracing::error!(target: "streamrt", %error, "the replay log is incomplete"),
-            );
+            self.inner.shut_down(Joins::Stoppers);
         }
     }
 
@@ -507,12 +410,7 @@ impl Runtime {
     /// it down fail to start, the runtime only refuses new requests and waits for the engine's
     /// [`Runtime::shutdown`] (or drop), which this tells it to call.
     pub fn escalation(&self) -> Option<Escalation> {
-        self.inner
-            .escalation
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|e| e.0.clone())
+        self.inner.escalation.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Makes an actor or a worker crash (fault injection, for chaos runs and tests): the actor

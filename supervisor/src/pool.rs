@@ -32,7 +32,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -312,6 +312,12 @@ impl<J: Send + 'static> WorkerPool<J> {
     /// The configured number of threads.
     pub fn size(&self) -> usize {
         self.threads.len()
+    }
+
+    /// Its threads' ids (none for a stepped pool, whose jobs run on the owner's thread), for
+    /// an owner that must know whether it is called from a job.
+    pub fn thread_ids(&self) -> impl Iterator<Item = ThreadId> + '_ {
+        self.threads.iter().map(|h| h.thread().id())
     }
 
     /// Closes the queue, lets queued jobs finish and joins every thread (but the calling one,
@@ -601,6 +607,31 @@ mod tests {
         assert_eq!(got, vec![(3, 0), (2, 0), (1, 1)]);
         assert_eq!(pool.stats().restarts(), 1);
         assert_eq!(pool.size(), 0);
+    }
+
+    #[test]
+    fn thread_ids_are_those_of_the_threads_its_jobs_run_on() {
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let pool = WorkerPool::start("where", 2, move |_| {
+            let out = tx.lock().unwrap().clone();
+            Runner(out)
+        })
+        .unwrap();
+        let ids: Vec<_> = pool.thread_ids().collect();
+        assert_eq!(ids.len(), 2);
+        assert!(!ids.contains(&std::thread::current().id()));
+        let (ran_tx, ran) = mpsc::channel();
+        for _ in 0..8 {
+            let ran_tx = ran_tx.clone();
+            let job = move || ran_tx.send(std::thread::current().id()).unwrap();
+            assert!(pool.sender().submit(Box::new(job)).is_ok());
+        }
+        for _ in 0..8 {
+            assert!(ids.contains(&ran.recv_timeout(PATIENCE).unwrap()));
+        }
+        pool.shutdown();
+        assert_eq!(rx.try_iter().count(), 2, "each thread's worker was dropped as it ended");
     }
 
     #[test]

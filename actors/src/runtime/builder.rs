@@ -9,7 +9,7 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use streamrt_messages::replay_log::REPLAY_LOG_VERSION;
 use streamrt_messages::{error_text_of, AssetTypeName, EventKind};
@@ -354,6 +354,8 @@ impl RuntimeBuilder {
             core: Mutex::new(None),
             stopping: Mutex::new(()),
             escalation: Mutex::new(None),
+            stoppers: Mutex::new(Vec::new()),
+            own_threads: OnceLock::new(),
         });
         let parts = CoreParts {
             config,
@@ -369,6 +371,7 @@ impl RuntimeBuilder {
             deterministic: det,
         };
         let core = Core::start(parts, sink_mailbox)?;
+        let _ = inner.own_threads.set(core.thread_ids().into());
         *inner.core.lock().unwrap_or_else(PoisonError::into_inner) = Some(core);
         Ok(Runtime { inner })
     }

@@ -12,7 +12,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
 use actix::{Actor, Arbiter, System};
@@ -73,6 +73,8 @@ pub(crate) struct Core {
     system: System,
     core_thread: JoinHandle<()>,
     telemetry: Arbiter,
+    /// The telemetry arbiter's thread, once it told it.
+    telemetry_thread: Option<ThreadId>,
     io: WorkerPool<ReadOrder>,
     decode: WorkerPool<DecodeJob>,
     pub(crate) scheduler: Mailbox<SchedulerMsg>,
@@ -207,11 +209,13 @@ impl Core {
         let (system, telemetry) = ready_rx.recv().map_err(|_| {
             std::io::Error::other("the streamrt core thread stopped while starting")
         })?;
+        let telemetry_thread = thread_of(&telemetry);
         let pools = Pools { io_crashes, decode_crashes, io: io.stats(), decode: decode.stats() };
         Ok(Self {
             system,
             core_thread,
             telemetry,
+            telemetry_thread,
             io,
             decode,
             scheduler,
@@ -280,6 +284,14 @@ impl Core {
         for cache in &self.caches {
             cache.close();
         }
+    }
+
+    /// The threads [`Core::stop`] joins or waits on: the core's, the telemetry arbiter's and
+    /// the pools' (a deterministic runtime's run their jobs on the driver's thread instead).
+    pub(crate) fn thread_ids(&self) -> Vec<ThreadId> {
+        let pools = self.io.thread_ids().chain(self.decode.thread_ids());
+        let own = [Some(self.core_thread.thread().id()), self.telemetry_thread];
+        own.into_iter().flatten().chain(pools).collect()
     }
 
     /// The IO pool (a deterministic runtime's driver runs its jobs).
@@ -479,6 +491,16 @@ fn run_core(mut actors: CoreActors, ready: &mpsc::Sender<(System, Arbiter)>) {
             });
         }
     }
+}
+
+/// The id of `arbiter`'s thread, which it tells once it runs what it was given before; `None`
+/// if it stopped first.
+fn thread_of(arbiter: &Arbiter) -> Option<ThreadId> {
+    let (tx, rx) = mpsc::channel();
+    arbiter.spawn_fn(move || {
+        let _ = tx.send(std::thread::current().id());
+    });
+    rx.recv().ok()
 }
 
 /// Joins `arbiter`'s thread, waiting `within` at most (from a thread of its own, as a thread's
