@@ -727,9 +727,12 @@ impl<T: Send + Sync + 'static> Handle<T> {
     }
 
     /// Changes the request's priority: a queued load moves in the scheduler's queue, a decoded
-    /// request moves in the publish queue. Does nothing once the request ended.
+    /// request moves in the publish queue. Does nothing once the request ended, or when it
+    /// already has `priority` (an engine that sets every priority each frame sends only the
+    /// changes).
     pub fn reprioritize(&self, priority: Priority) {
-        if self.is_terminal() || self.cell.released.load(Ordering::Acquire) {
+        let unchanged = self.cell.priority() == priority;
+        if unchanged || self.is_terminal() || self.cell.released.load(Ordering::Acquire) {
             return;
         }
         self.cell.record_input(|| LogRecord::Reprioritize { id: self.id().0, priority });

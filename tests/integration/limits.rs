@@ -1,5 +1,6 @@
 //! Priorities and the scheduler's limits.
 
+use streamrt::messages::replay_log::{LogReader, LogRecord};
 use streamrt::{ErrorKind, Priority, ReadyError, Runtime};
 use streamrt_integration::{thread_name, Blob, BlobDecoder, GatedSource, NotingDecoder, PATIENCE};
 
@@ -234,4 +235,31 @@ fn under_a_bandwidth_limit_every_asset_still_loads_and_every_byte_is_counted() {
     assert!(streamrt::wait_all(&handles, PATIENCE));
     assert!(handles.iter().all(|h| h.get().is_some()));
     assert_eq!(rt.status().bytes_read, 8 * 16);
+}
+
+#[test]
+fn a_reprioritise_to_the_priority_a_request_has_is_neither_sent_nor_recorded() {
+    let source = GatedSource::with_blobs(1);
+    source.gate.hold("a0");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.record(&log, "test"));
+    let held = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    source.gate.wait_started("a0", 1);
+    // An engine that sets every handle's priority each frame, most often to what it was.
+    for priority in [Priority::Normal, Priority::Normal, Priority::High, Priority::High] {
+        held.reprioritize(priority);
+    }
+    source.gate.release("a0");
+    held.wait_timeout(PATIENCE).unwrap().unwrap();
+    rt.shutdown();
+    let bytes = std::fs::read(&log).unwrap();
+    let mut reader = LogReader::new(&bytes).unwrap();
+    let mut moves = Vec::new();
+    while let Some(record) = reader.next_record().unwrap() {
+        if let LogRecord::Reprioritize { priority, .. } = record {
+            moves.push(priority);
+        }
+    }
+    assert_eq!(moves, [Priority::High], "only the change is recorded");
 }
