@@ -16,8 +16,8 @@
 //! - A frame publishes at most `publish_count_max` requests and stays within
 //!   `publish_bytes_max`, except that the first request of a frame is always allowed (so an
 //!   asset larger than the byte budget still gets published). The time is checked before each
-//!   publish after the first: a frame stops once `publish_time_us_max` is spent, so it can run
-//!   over by the one publish that began under it.
+//!   request after the frame's first, whether it is published or dropped: a frame stops once
+//!   `publish_time_us_max` is spent, so it can run over by the one request that began under it.
 //! - A request that can no longer be published (it was cancelled) is dropped without using
 //!   budget.
 
@@ -207,14 +207,17 @@ impl<E: Waiting> ReadySet<E> {
         let timed = policy.publish_time_us_max != u64::MAX;
         let weighed = policy.publish_bytes_max != u64::MAX;
         // A request's weight is asked only where it decides: within the count, past a frame's
-        // first request, under a byte budget. Asking touches the request's cell, which the
-        // boundary otherwise touches once, to publish it.
-        let mut fits = |done: &Published, weight: &dyn Fn() -> u64| {
+        // first publish, under a byte budget. Asking touches the request's cell, which the
+        // boundary otherwise touches once, to publish it. The time is asked before every
+        // request but the frame's first `tried`, published or dropped (cancelled): dropping
+        // takes time too, and a frame may find thousands of cancelled requests first.
+        let mut tried = 0_usize;
+        let mut fits = |done: &Published, tried: usize, weight: &dyn Fn() -> u64| {
             done.count < policy.publish_count_max
                 && (done.count == 0
-                    || ((!weighed
-                        || done.bytes.saturating_add(weight()) <= policy.publish_bytes_max)
-                        && (!timed || elapsed_us() < policy.publish_time_us_max)))
+                    || !weighed
+                    || done.bytes.saturating_add(weight()) <= policy.publish_bytes_max)
+                && (tried == 0 || !timed || elapsed_us() < policy.publish_time_us_max)
         };
         // Requests staged in frames up to `aged_max` have waited `aging_frames_max` frames;
         // none has before frame `aging_frames_max`.
@@ -225,18 +228,20 @@ impl<E: Waiting> ReadySet<E> {
             {
                 // An aged request that does not fit ends the frame: a younger, smaller one
                 // must not take its place (see `# Ordering`).
-                if !fits(&done, &|| self.weight(request)) {
+                if !fits(&done, tried, &|| self.weight(request)) {
                     break 'frame;
                 }
+                tried += 1;
                 self.by_arrival.pop_first();
                 if let Some(staged) = self.waiting.remove(&request) {
                     publish(request, &staged.entry, batch, &mut done, record.as_deref_mut());
                 }
             }
             while let Some((level, request)) = self.first_by_priority() {
-                if !fits(&done, &|| self.weight(request)) {
+                if !fits(&done, tried, &|| self.weight(request)) {
                     break;
                 }
+                tried += 1;
                 self.by_priority[level].pop();
                 self.priority_keys -= 1;
                 if let Some(staged) = self.waiting.remove(&request) {
@@ -375,6 +380,11 @@ mod tests {
             let fake = Fake { id, bytes, cancelled: false, log: Rc::clone(&self.log) };
             self.set.push(RequestId(id), priority, fake, frame);
         }
+        /// Adds a request that was cancelled after it was staged.
+        fn add_cancelled(&mut self, id: u64, priority: Priority, bytes: u64, frame: u64) {
+            let fake = Fake { id, bytes, cancelled: true, log: Rc::clone(&self.log) };
+            self.set.push(RequestId(id), priority, fake, frame);
+        }
         /// The ids published, in order; the ids a recording is given are the same.
         fn frame(&mut self, frame: u64, policy: &FramePolicy) -> Vec<u64> {
             let mut recorded = Vec::new();
@@ -439,6 +449,30 @@ mod tests {
     }
 
     #[test]
+    fn the_time_budget_is_checked_before_dropping_a_cancelled_request_too() {
+        let mut b = Bench::new();
+        for id in 1..=4 {
+            b.add_cancelled(id, Priority::Critical, 1, 1);
+        }
+        b.add(5, Priority::Low, 1, 1);
+        let policy = FramePolicy { publish_time_us_max: 100, ..FramePolicy::count(10) };
+        let clock = std::cell::Cell::new(0);
+        let mut elapsed = || {
+            clock.set(clock.get() + 40);
+            clock.get()
+        };
+        // 1 is dropped without asking the time, 2 and 3 at 40 and 80 us; at 120 the frame is
+        // over with nothing published.
+        let done = b.set.publish_frame(1, &policy, &(), &mut elapsed, None);
+        assert_eq!(done.count, 0);
+        assert_eq!(b.set.len(), 2, "4 (cancelled) and 5 wait for the next frame");
+        clock.set(0);
+        let done = b.set.publish_frame(2, &policy, &(), &mut elapsed, None);
+        assert_eq!((done.count, b.set.len()), (1, 0));
+        assert_eq!(*b.log.borrow(), [5]);
+    }
+
+    #[test]
     fn a_low_priority_request_waits_at_most_the_aging_limit() {
         let mut b = Bench::new();
         let policy = FramePolicy { aging_frames_max: 3, ..FramePolicy::count(1) };
@@ -457,13 +491,7 @@ mod tests {
     #[test]
     fn cancelled_requests_cost_no_budget() {
         let mut b = Bench::new();
-        let log = Rc::clone(&b.log);
-        b.set.push(
-            RequestId(1),
-            Priority::Critical,
-            Fake { id: 1, bytes: 1, cancelled: true, log },
-            1,
-        );
+        b.add_cancelled(1, Priority::Critical, 1, 1);
         b.add(2, Priority::Low, 1, 1);
         assert_eq!(b.frame(1, &FramePolicy::count(1)), [2]);
         assert_eq!(b.set.len(), 0);
@@ -473,9 +501,7 @@ mod tests {
     fn a_large_cancelled_request_does_not_end_the_frame_it_is_dropped_from() {
         let mut b = Bench::new();
         b.add(1, Priority::Critical, 600, 1);
-        let log = Rc::clone(&b.log);
-        let cancelled = Fake { id: 2, bytes: 5_000, cancelled: true, log };
-        b.set.push(RequestId(2), Priority::High, cancelled, 1);
+        b.add_cancelled(2, Priority::High, 5_000, 1);
         b.add(3, Priority::Normal, 300, 1);
         let policy = FramePolicy { publish_bytes_max: 1_000, ..FramePolicy::count(10) };
         assert_eq!(b.frame(1, &policy), [1, 3]);
