@@ -289,16 +289,19 @@ impl FrameShared {
     /// The coordinator's change: made now if the ready set is free, else left for whoever
     /// takes it next (see the module docs).
     fn change(&self, change: Deferred) {
-        let mut ready = match self.ready.try_lock() {
-            Ok(ready) => ready,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return lock(&self.deferred).push(change),
-        };
-        // A stage is stamped with the frame read under the lock `begin_frame` advances the
-        // frame under (an entry arriving as a boundary begins belongs to that boundary's).
+        let locked = self.ready.try_lock();
+        // A stage is stamped with the frame read once the lock is taken or found held, not
+        // before: `begin_frame` advances the frame, then takes the lock, so an entry arriving
+        // as a boundary begins, which that boundary sees or finds deferred, belongs to its
+        // frame either way.
         let change = match change {
             Deferred::Stage(entries, _) => Deferred::Stage(entries, self.probe.frame()),
             other => other,
+        };
+        let mut ready = match locked {
+            Ok(ready) => ready,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return lock(&self.deferred).push(change),
         };
         let mut withdrawn = self.make_deferred(&mut ready);
         withdrawn.extend(self.make(&mut ready, change));
@@ -384,8 +387,7 @@ impl FrameShared {
         if self.mode == PublishMode::Immediate && !self.held {
             return self.publish_now(&entries);
         }
-        // The frame it arrived in, if the stage waits: the boundary holding the set advanced
-        // it already.
+        // Stamped with its frame by `change`.
         self.change(Deferred::Stage(entries, self.probe.frame()));
     }
 

@@ -23,7 +23,8 @@
 //! - At most `reads_in_flight` credits' worth of loads are being read, and at most
 //!   `reads_in_flight + decode_backlog_max` are between dispatch and their end, plus the urgent
 //!   reserve below; only then is the next load dispatched. The IO pool's queue and the decode
-//!   pool's queue are bounded by these credits.
+//!   pool's loads are bounded by these credits (the decode pool's queue also carries the
+//!   engine's frame tasks, which the engine bounds).
 //! - Credits are counted in shares, 16 to a credit: a load whose declared size is below
 //!   `read_credit_bytes` takes shares in proportion (at least one), any other load a whole
 //!   credit; so the bounds are on bytes in flight, and small assets get more loads in flight.
@@ -44,7 +45,8 @@
 //! are re-enqueued with their generation, loads in flight are adopted so the bound on loads
 //! between dispatch and their end holds). The read credits are kept outside the actor, like
 //! its mailbox, and shared by every incarnation: a read its predecessor started still holds its
-//! credit, so a restart never lets more than `reads_in_flight` credits' worth be read at once.
+//! credit, so a restart never lets more than the bound above (`reads_in_flight` credits'
+//! worth, plus the urgent reserve) be read at once.
 //! Messages taken but not handled when it failed go back to its mailbox.
 
 use std::collections::hash_map::Entry;

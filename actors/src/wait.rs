@@ -14,7 +14,9 @@
 //! `begin_frame` must not wait for `Ready` ([`wait_all`], [`wait_any`], `Handle::wait_timeout`)
 //! on a request not yet published: no boundary comes while it waits, so it waits out its whole
 //! timeout (for ever, with `Duration::MAX`). It waits with [`wait_loaded`] instead, which ends
-//! once the requests are decoded, then publishes them at its next boundary.
+//! once the requests are decoded; a decoded request reaches the publish queue a moment later
+//! (the coordinator's next turn), so the boundary right after may not publish it yet. A tool
+//! that needs it there calls `Runtime::sync` before `begin_frame`.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -215,7 +215,9 @@ impl IoPort {
 ///
 /// # Backpressure
 ///
-/// Bounded by the scheduler's credits: a load is pushed only while it holds them.
+/// Bounded by the scheduler's credits: a read is pushed only while it holds its read credit,
+/// and a decode (pushed once its read credit is back) while its load holds a decode credit,
+/// which it keeps until it ends.
 pub(crate) struct Staging<J> {
     levels: Mutex<[VecDeque<J>; Priority::LEVELS]>,
 }

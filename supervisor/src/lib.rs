@@ -16,7 +16,8 @@
 //!   ([`guarded`]) or an abnormal stop into a restart per policy, and escalates past the
 //!   intensity.
 //! - [`Clock`], [`MonotonicClock`], [`ManualClock`]: time behind a seam, so restart intensity
-//!   and backoff are testable without sleeping.
+//!   and the backoff's length are testable without sleeping (the backoff itself waits on
+//!   actix's wall-clock timer).
 //! - [`Activity`] and [`WorkerPool::stepped`]: what a deterministic driver needs: to know when
 //!   the actors are idle, and to run the workers' jobs itself, one at a time, in its order.
 

@@ -120,8 +120,8 @@ impl<M> Mailbox<M> {
     }
 
     fn queue(&self) -> MutexGuard<'_, VecDeque<M>> {
-        // A producer cannot panic while holding the lock (push and drain do not panic), so a
-        // poisoned lock still guards a consistent queue.
+        // A poisoned lock still guards a consistent queue: push and drain do not panic, and a
+        // `post_all` whose iterator panics under the lock leaves the messages it pushed whole.
         self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
