@@ -261,7 +261,7 @@ impl<J: Send + 'static> WorkerPool<J> {
             if run_caught(0, &mut worker, job, &step_stats)
                 || caught(0, || worker.idle(), &step_stats)
             {
-                worker = factory(0);
+                rebuild(0, &mut worker, &factory);
             }
         });
         Self {
@@ -443,7 +443,7 @@ fn worker_loop<W: Worker>(
             Ok(slot) => slot,
             Err(_) => {
                 if caught(index, || worker.idle(), stats) {
-                    worker = factory(index);
+                    rebuild(index, &mut worker, factory);
                 }
                 let Ok(slot) = rx.recv() else { break };
                 slot
@@ -451,7 +451,7 @@ fn worker_loop<W: Worker>(
         };
         let Slot::Job(job) = slot else { break };
         if run_caught(index, &mut worker, job, stats) {
-            worker = factory(index);
+            rebuild(index, &mut worker, factory);
         }
     }
 }
@@ -463,6 +463,22 @@ struct Live<'a>(&'a AtomicUsize);
 impl Drop for Live<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Replaces a worker that panicked with a new one from `factory`. The old one is dropped under
+/// a catch of its own: a worker left half-updated by its panic is the likeliest to panic in
+/// its drop too, and that panic would end the thread, shrinking the pool.
+fn rebuild<W>(index: usize, worker: &mut W, factory: &(dyn Fn(usize) -> W + Send + Sync)) {
+    let old = std::mem::replace(worker, factory(index));
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(old))) {
+        let message = take_panic_message(payload);
+        crate::log_caught(|| {
+            tracing::warn!(
+                target: "streamrt", worker = index, panic = %message,
+                "a panicked worker's drop panicked too; its replacement runs on"
+            );
+        });
     }
 }
 
@@ -736,6 +752,41 @@ mod tests {
         pool.shutdown();
         assert_eq!(stats.live(), 0);
         assert!(matches!(sender.submit(4), Err(PoolClosed(4))));
+    }
+
+    /// Panics in its drop once a job panicked in it: the state such a panic leaves behind.
+    struct Brittle {
+        armed: bool,
+        out: mpsc::Sender<u32>,
+    }
+
+    impl Worker for Brittle {
+        type Job = u32;
+        fn run(&mut self, job: u32) {
+            self.armed = job == 13;
+            assert!(job != 13, "unlucky job");
+            self.out.send(job).unwrap();
+        }
+    }
+
+    impl Drop for Brittle {
+        fn drop(&mut self) {
+            assert!(!self.armed, "dropped half-updated");
+        }
+    }
+
+    #[test]
+    fn a_worker_whose_drop_panics_after_its_job_did_is_still_replaced_in_place() {
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let make = move |_| Brittle { armed: false, out: tx.lock().unwrap().clone() };
+        let pool = WorkerPool::start("brittle", 1, make).unwrap();
+        for job in [13, 1] {
+            pool.sender().submit(job).unwrap();
+        }
+        assert_eq!(rx.recv_timeout(PATIENCE), Ok(1), "the thread runs on with a new worker");
+        assert_eq!((pool.stats().live(), pool.stats().restarts()), (1, 1));
+        pool.shutdown();
     }
 
     #[test]
