@@ -707,8 +707,7 @@ impl<T: Send + Sync + 'static> Actor for Cache<T> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Attached first: a message sent from here on (by a thread the readmission below wakes,
-        // say) waits for this incarnation, as nothing is handled before `started` returns; an
-        // ask finding the dead incarnation's address would return at once.
+        // say) wakes this incarnation, which handles it once `started` returns.
         self.inbox.attach(&ctx.address().recipient());
         if self.link.incarnation() <= 1 {
             return;

@@ -39,11 +39,12 @@ pub struct Wake;
 /// How [`Mailbox::ask_with`] waits for its reply, within its timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AskPatience {
-    /// Until the reply comes: an actor that stops after the question is posted leaves it for
-    /// its restarted successor, which answers. (An ask to an actor already dead when asked
-    /// returns at once, either way.)
+    /// Until the reply comes: the question is posted even while the actor is between two
+    /// incarnations (the old one dead, its successor not started yet, as during a restart's
+    /// backoff), and an actor that stops after it is posted leaves it for its successor; the
+    /// successor answers.
     ThroughRestarts,
-    /// Until the reply comes or the actor is found dead (looked at every 10 ms):
+    /// Until the reply comes or the actor is found dead (when asked, then every 10 ms):
     /// for an actor no supervisor will restart (its supervisor gave up), whose queued messages
     /// nobody will handle, so a full timeout would be waited for nothing.
     WhileAlive,
@@ -251,8 +252,9 @@ impl<M> Mailbox<M> {
     }
 
     /// Posts a message carrying a reply channel (built by `make`) and waits up to `timeout`
-    /// for the reply. `None` at once if the mailbox is closed or its actor died, else `None`
-    /// on timeout. For tools, tests and shutdown: never from an arbiter thread.
+    /// for the reply, through restarts ([`AskPatience::ThroughRestarts`]). `None` at once if
+    /// the mailbox is closed, else `None` on timeout. For tools, tests and shutdown: never
+    /// from an arbiter thread.
     pub fn ask<R>(&self, make: impl FnOnce(mpsc::Sender<R>) -> M, timeout: Duration) -> Option<R> {
         self.ask_with(make, timeout, AskPatience::ThroughRestarts)
     }
@@ -264,7 +266,7 @@ impl<M> Mailbox<M> {
         timeout: Duration,
         patience: AskPatience,
     ) -> Option<R> {
-        if !self.actor_alive_or_starting() {
+        if patience == AskPatience::WhileAlive && !self.actor_alive_or_starting() {
             return None;
         }
         let (tx, rx) = mpsc::channel();
@@ -332,7 +334,7 @@ impl<M> Drop for Pushed<'_, M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix::{Actor, AsyncContext, Context, Handler};
+    use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
     use std::sync::mpsc;
 
     struct Drainer {
@@ -458,6 +460,69 @@ mod tests {
         assert!(!mailbox.drain_into(3, &mut batch));
         assert!(!pending(), "a post after an emptying batch must wake the actor");
         assert_eq!(batch, vec![0, 1, 2, 3, 4]);
+    }
+
+    /// Answers each question with its incarnation; `None` stops it.
+    struct Answerer {
+        mailbox: Mailbox<Option<mpsc::Sender<u32>>>,
+        incarnation: u32,
+    }
+
+    impl Actor for Answerer {
+        type Context = Context<Self>;
+        fn started(&mut self, ctx: &mut Context<Self>) {
+            self.mailbox.attach(ctx.address().recipient());
+        }
+    }
+
+    impl Handler<Wake> for Answerer {
+        type Result = ();
+        fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+            let mut batch = Vec::new();
+            self.mailbox.drain_into(usize::MAX, &mut batch);
+            for question in batch {
+                match question {
+                    Some(reply) => reply.send(self.incarnation).unwrap(),
+                    None => ctx.stop(),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_ask_made_between_two_incarnations_is_answered_by_the_second() {
+        let mailbox = Mailbox::new();
+        let sys = actix::System::new();
+        let turn = || sys.block_on(async { actix_rt::task::yield_now().await });
+        let started = |incarnation| {
+            let mailbox = mailbox.clone();
+            sys.block_on(async move { Answerer { mailbox, incarnation }.start() });
+        };
+        started(1);
+        mailbox.post(None).unwrap();
+        for _ in 0..100 {
+            if !mailbox.actor_alive_or_starting() {
+                break;
+            }
+            turn();
+        }
+        assert!(!mailbox.actor_alive_or_starting(), "the first incarnation stopped");
+        let asking = {
+            let mailbox = mailbox.clone();
+            std::thread::spawn(move || mailbox.ask(Some, Duration::from_secs(30)))
+        };
+        // The question is posted, or the ask gave up without posting it.
+        while mailbox.is_empty() && !asking.is_finished() {
+            std::thread::yield_now();
+        }
+        started(2);
+        for _ in 0..100 {
+            if mailbox.is_empty() {
+                break;
+            }
+            turn();
+        }
+        assert_eq!(asking.join().unwrap(), Some(2));
     }
 
     #[test]

@@ -256,10 +256,12 @@ impl Core {
             }
         }
         last_event();
-        self.sink.ask(SinkMsg::Flush, self.ack_max);
+        // Not waited for if dead (its supervisor gave up): nothing would answer.
+        let while_alive = AskPatience::WhileAlive;
+        self.sink.ask_with(SinkMsg::Flush, self.ack_max, while_alive);
         // Stopped supervisors restart nothing while the system winds down.
         for supervisor in &self.supervisors {
-            supervisor.ask(SupervisorMsg::Stop, self.ack_max);
+            supervisor.ask_with(SupervisorMsg::Stop, self.ack_max, while_alive);
         }
         drop(self.scheduler.close());
         drop(self.frame.close());
