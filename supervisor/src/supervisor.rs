@@ -11,9 +11,10 @@
 //! On a child's exit the supervisor consults the child's [`RestartKind`]; if it restarts, the
 //! restart is counted in the supervisor's [`RestartWindow`], which decides when to escalate,
 //! and in the child's own, which sets its backoff. A restart whose start fails counts as
-//! another exit of the child. Past the intensity the supervisor stops every child and calls its
-//! escalation hook (a parent supervisor or, at the root, the runtime's shutdown). Children whose state must survive a restart keep it
-//! outside the actor (see the runtime's mailboxes and salvage).
+//! another exit of the child. Past the intensity the supervisor stops every child, calls its
+//! escalation hook (a parent supervisor or, at the root, the runtime's shutdown) and stops
+//! itself. Children whose state must survive a restart keep it outside the actor (see the
+//! runtime's mailboxes and salvage).
 //!
 //! # Ordering
 //!
@@ -409,7 +410,11 @@ impl Supervisor {
         }
         let now_ms = self.clock.now_us() / 1_000;
         if !self.window.admit(now_ms) {
-            return self.escalate(index, reason);
+            self.escalate(index, reason);
+            // Nothing is left for it to do: a parent starts a new supervisor in its place,
+            // and could no longer reach this one to stop it.
+            ctx.stop();
+            return;
         }
         let delay = self.backoff_ms(index, now_ms);
         let set: Vec<usize> = match self.policy.strategy {

@@ -7,9 +7,12 @@ use std::time::Duration;
 use actix::{Actor, ActorContext, Context, Handler, System};
 
 use super::*;
-use crate::{Backoff, Intensity, ManualClock, RestartKind, RestartPolicy, Strategy};
+use crate::{AskPatience, Backoff, Intensity, ManualClock, RestartKind, RestartPolicy, Strategy};
 
 const PATIENCE: Duration = Duration::from_secs(10);
+
+/// How the tests ask a supervisor: one that gave up stops, and answers nothing.
+const WHILE_ALIVE: AskPatience = AskPatience::WhileAlive;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
@@ -180,11 +183,12 @@ impl Tree {
         assert_eq!(got, line);
     }
 
-    /// Waits for the supervisor to handle everything reported so far.
+    /// Waits for the supervisor to handle everything reported so far, or to stop: one that
+    /// gave up stops.
     fn settle(&self) {
-        let (tx, rx) = mpsc::channel();
-        self.supervisor.post(SupervisorMsg::Ping(tx)).ok().unwrap();
-        rx.recv_timeout(PATIENCE).unwrap();
+        let answered = self.supervisor.ask_with(SupervisorMsg::Ping, PATIENCE, WHILE_ALIVE);
+        let stopped = !self.supervisor.actor_alive_or_starting();
+        assert!(answered.is_some() || stopped, "the supervisor neither answered nor stopped");
     }
 
     fn trigger(&self, slot: usize, fault: Fault) {
@@ -354,6 +358,8 @@ fn one_for_all_restarts_every_child() {
 fn a_child_supervisor_escalates_to_its_parent_which_restarts_it_then_gives_up() {
     let (log_tx, log) = mpsc::channel();
     let (esc_tx, escalations) = mpsc::channel();
+    let inboxes: Arc<Mutex<Vec<Mailbox<SupervisorMsg>>>> = Arc::default();
+    let started_inboxes = Arc::clone(&inboxes);
     let system = OwnSystem::start(move |clock| {
         let inner_clock = Arc::clone(&clock);
         // The inner supervisor tolerates no restart: its child's failure escalates at once,
@@ -366,11 +372,13 @@ fn a_child_supervisor_escalates_to_its_parent_which_restarts_it_then_gives_up() 
                     TestChild { name: "c", link: child_link, first_start: fault, log: log.clone() };
                 Ok(c.start().recipient())
             });
+            let inbox = Mailbox::new();
+            started_inboxes.lock().unwrap().push(inbox.clone());
             let sup = Supervisor::new(
                 "inner",
                 policy(Strategy::OneForOne, 0),
                 Arc::clone(&inner_clock),
-                Mailbox::new(),
+                inbox,
                 move |e| link.exit(ExitReason::Error(format!("escalated: {}", e.child))),
             )
             .child(child);
@@ -393,6 +401,14 @@ fn a_child_supervisor_escalates_to_its_parent_which_restarts_it_then_gives_up() 
     assert_eq!(escalation.reason, ExitReason::Error("escalated: c".into()));
     let starts = log.try_iter().filter(|l| l == "start c 1").count();
     assert_eq!(starts, 3, "the parent restarted the inner supervisor twice before giving up");
+    // Each inner supervisor that gave up stopped: none is left alive with nothing to do.
+    let inboxes = inboxes.lock().unwrap().clone();
+    assert_eq!(inboxes.len(), 3);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while inboxes.iter().any(Mailbox::actor_alive_or_starting) {
+        assert!(std::time::Instant::now() < deadline, "a supervisor that gave up lives on");
+        std::thread::yield_now();
+    }
     drop(system);
 }
 
@@ -417,10 +433,9 @@ fn a_supervisor_that_escalates_while_starting_starts_no_more_children() {
     });
     let escalation = escalations.recv_timeout(PATIENCE).expect("a's failed start escalates");
     assert_eq!(escalation.child, "a");
-    // Answered once its `started` ran whole: b was started by then, or never is.
-    let (tx, rx) = mpsc::channel();
-    asked.post(SupervisorMsg::Ping(tx)).ok().unwrap();
-    rx.recv_timeout(PATIENCE).unwrap();
+    // Stopped once its `started` ran whole: b was started by then, or never is.
+    assert_eq!(asked.ask_with(SupervisorMsg::Ping, PATIENCE, WHILE_ALIVE), None);
+    assert!(!asked.actor_alive_or_starting(), "a supervisor that gave up stops");
     assert!(b_started.try_recv().is_err(), "b was started by a supervisor that gave up");
     assert!(escalations.try_recv().is_err(), "one escalation");
     drop(system);
