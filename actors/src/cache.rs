@@ -92,7 +92,7 @@ use crate::replay::VirtualTimers;
 use crate::request::{RequestCell, Ticket};
 use crate::resident::Residency;
 use crate::runtime::RetryPolicy;
-use crate::scheduler::{Admission, LoadRef, QueuedLoad, SchedulerMsg};
+use crate::scheduler::{Admission, LoadRef, QueuedLoad, ReadCredit, SchedulerMsg};
 use crate::source::{LoadHints, Locator};
 use crate::telemetry::{Counters, Probe};
 use crate::work::{DispatchOrder, IoPort, Job, JobEnd, JobGuard, JobRoute, ReadJob};
@@ -554,10 +554,16 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let DispatchOrder { load, credit } = order;
         let at = load.slot as usize;
         let Some(slot) = self.table.current_in(at, load.generation, Phase::Queued) else {
-            drop(credit);
-            self.to_scheduler.push(SchedulerMsg::JobFinished(load.generation));
-            return;
+            return self.not_dispatched(load.generation, credit);
         };
+        if slot.holders.iter().all(|t| t.cell().is_released()) {
+            // Every request let go of it, and their releases wait in the engine's lane, which
+            // this turn reaches after the orders: taken now, they cancel the load before it
+            // is read (an engine dropping a level's handles while its loads are dispatched).
+            let released: Vec<_> = slot.holders.iter().map(|t| Arc::clone(t.cell())).collect();
+            released.iter().for_each(|cell| self.release(cell));
+            return self.not_dispatched(load.generation, credit);
+        }
         slot.phase = Phase::Loading;
         for ticket in &slot.holders {
             ticket.cell().advance(LoadState::Pending, LoadState::Loading);
@@ -569,6 +575,13 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let probe = &self.links.probe;
         probe.emit_with(|| guard.job().event(probe, EventKind::Dispatched).with_priority(priority));
         self.to_io.push((priority, ReadJob { guard, credit }));
+    }
+
+    /// Ends a dispatched load that is not read after all: its credit goes back, and the
+    /// scheduler counts it finished.
+    fn not_dispatched(&mut self, generation: Generation, credit: ReadCredit) {
+        drop(credit);
+        self.to_scheduler.push(SchedulerMsg::JobFinished(generation));
     }
 
     /// Sends the loads dispatched since the last call to the IO pool.

@@ -1,8 +1,11 @@
 //! Cancellation at every stage, shared holders, and dropping handles.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use streamrt::messages::EventKind;
-use streamrt::{LoadState, Priority, ReadyError};
-use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
+use streamrt::{LoadState, Priority, ReadyError, Runtime, RuntimeConfig};
+use streamrt_integration::{Blob, BlobDecoder, GatedSource, HookedWants, PATIENCE};
 
 use crate::{one_read_held, runtime};
 
@@ -145,6 +148,67 @@ fn loads_released_while_their_dispatch_is_on_its_way_give_their_credits_back() {
     let last = rt.request::<Blob>(&format!("a{}", 2 * rounds), Priority::Normal).unwrap();
     last.wait_timeout(PATIENCE).expect("the credit came back").unwrap();
     assert!(rt.sync(PATIENCE));
+    let status = rt.status();
+    assert_eq!((status.in_flight, status.queued), (0, 0), "nothing left counted in flight");
+}
+
+#[test]
+fn a_load_every_request_let_go_of_before_its_dispatch_reached_the_cache_is_never_read() {
+    let source = GatedSource::with_blobs(2);
+    source.put("w", b"the hint holder");
+    let armed = Arc::new(AtomicBool::new(false));
+    let (arming, gate) = (Arc::clone(&armed), source.gate.clone());
+    // Once armed, the next load hint holds the core thread (its caches and scheduler) at the
+    // gate on "want", so the test lines the race up.
+    let hooked = HookedWants::new(&source, move || {
+        if arming.swap(false, Ordering::AcqRel) {
+            gate.pass("want");
+        }
+    });
+    source.gate.hold("a0");
+    // One engine message a cache turn: the scheduler has turns between them.
+    let config = RuntimeConfig { drain_batch_max: 1, ..RuntimeConfig::default() };
+    let rt = Runtime::builder()
+        .config(config)
+        .source(hooked)
+        .register(BlobDecoder::default())
+        .workers(1)
+        .reads_in_flight(1)
+        .read_credit_bytes(1)
+        .build()
+        .unwrap();
+    let events = rt.subscribe(1024);
+    let reading = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    let released = rt.request::<Blob>("a1", Priority::Low).unwrap();
+    source.gate.wait_started("a0", 1);
+    assert!(rt.sync(PATIENCE), "a1 waits in the scheduler's queue for the one credit");
+    source.gate.hold("want");
+    armed.store(true, Ordering::Release);
+    let holder = rt.request::<Blob>("w", Priority::Background).unwrap();
+    source.gate.wait_started("want", 1);
+    // With the core thread held: a1's release waits in its cache's engine lane behind 200
+    // other commands, and a0's read ends, its credit waking the scheduler, which dispatches
+    // a1 long before the cache's turns reach the release.
+    for i in 0..200 {
+        reading.reprioritize(if i % 2 == 0 { Priority::High } else { Priority::Normal });
+    }
+    released.cancel();
+    source.gate.release("a0");
+    let decoding = |e: &streamrt::messages::Event| {
+        e.kind == EventKind::DecodeStarted && e.request == Some(reading.id())
+    };
+    assert!(events.wait_for(PATIENCE, decoding).is_some(), "a0's read is over");
+    source.gate.release("want");
+    holder.wait_timeout(PATIENCE).expect("w loads once a1 let its credit go").unwrap();
+    reading.wait_timeout(PATIENCE).unwrap().unwrap();
+    assert_eq!(released.outcome(), Some(Err(ReadyError::Cancelled)));
+    assert!(rt.sync(PATIENCE) && rt.flush_telemetry());
+    // Not even sent to the IO pool, whose worker would only have seen it cancelled there.
+    let a1 = released.id();
+    let dispatched = std::iter::from_fn(|| events.try_next())
+        .any(|e| e.kind == EventKind::Dispatched && e.request == Some(a1));
+    assert!(!dispatched, "no request wanted a1 any more, yet its load was dispatched");
+    assert_eq!(source.gate.started_count("a1"), 0);
     let status = rt.status();
     assert_eq!((status.in_flight, status.queued), (0, 0), "nothing left counted in flight");
 }

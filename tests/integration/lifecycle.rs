@@ -3,12 +3,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
 
-use streamrt::messages::{AssetKey, EventKind, RequestId};
+use streamrt::messages::{EventKind, RequestId};
 use streamrt::{
-    EntryInfo, ErrorKind, Handle, LoadState, Locator, Priority, ReadyError, RequestError, Runtime,
-    RuntimeConfig, Source, SourceError,
+    ErrorKind, Handle, LoadState, Priority, ReadyError, RequestError, Runtime, RuntimeConfig,
 };
-use streamrt_integration::{within_patience, Blob, BlobDecoder, GatedSource, PATIENCE};
+use streamrt_integration::{
+    within_patience, Blob, BlobDecoder, GatedSource, HookedWants, PATIENCE,
+};
 
 use crate::runtime;
 
@@ -268,43 +269,18 @@ fn shutdown_leaves_a_read_blocked_in_the_source_behind_instead_of_waiting_for_it
     source.gate.release("a0");
 }
 
-/// A gated source whose load hint, which the caches give on the runtime's core thread, shuts
-/// down the runtime it was handed, as an engine's code holding its runtime might.
-struct ShutsDownOnHint {
-    inner: GatedSource,
-    runtime: Arc<OnceLock<Weak<Runtime>>>,
-}
-
-impl Source for ShutsDownOnHint {
-    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
-        self.inner.read(key)
-    }
-
-    fn read_located(&self, key: &AssetKey, locator: Locator) -> Result<Vec<u8>, SourceError> {
-        self.inner.read_located(key, locator)
-    }
-
-    fn describe(&self) -> String {
-        "gated source that shuts its runtime down".to_owned()
-    }
-
-    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
-        self.inner.entry_info(key)
-    }
-
-    fn want(&self, _: Locator) {
-        if let Some(rt) = self.runtime.get().and_then(Weak::upgrade) {
-            rt.shutdown();
-        }
-    }
-}
-
 #[test]
 fn a_shutdown_called_on_the_core_thread_hands_the_stop_off_and_the_stop_ends_whole() {
     let source = GatedSource::with_blobs(1);
     source.gate.hold("a0");
     let slot: Arc<OnceLock<Weak<Runtime>>> = Arc::default();
-    let hinting = ShutsDownOnHint { inner: source.clone(), runtime: Arc::clone(&slot) };
+    let reached = Arc::clone(&slot);
+    // As an engine's code holding its runtime might, on the core thread.
+    let hinting = HookedWants::new(&source, move || {
+        if let Some(rt) = reached.get().and_then(Weak::upgrade) {
+            rt.shutdown();
+        }
+    });
     // A stop run on the core thread would wait this long for each of the actors that thread
     // runs, far past `PATIENCE`.
     let config = RuntimeConfig { shutdown_ack_ms_max: 3_600_000, ..RuntimeConfig::default() };

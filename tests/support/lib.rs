@@ -13,6 +13,8 @@
 //!   starting with `ioerr` fail, of `flaky` fail the first time, and of `readpanic` panic;
 //!   looking up a path starting with `infopanic` panics, and of `infohold` passes the gate
 //!   on `info:` and the path (on the engine's thread, as the request is made).
+//! - [`HookedWants`]: a gated source whose load hint runs the test's code on the runtime's
+//!   core thread.
 //! - [`Scenario`]: a scripted session written as a replay log, for transcript tests.
 //! - [`Rng`] and [`noise`]: deterministic random sessions and incompressible bytes.
 //! - [`write_blob_pack`]: a pack of blob entries `e0`, `e1`, ...
@@ -314,6 +316,43 @@ impl<T: Send + Sync + 'static> Decoder for NotingDecoder<T> {
 pub fn named_pipe(path: &std::path::Path) {
     let owner_rw = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
     rustix::fs::mkfifoat(rustix::fs::CWD, path, owner_rw).expect("mkfifo");
+}
+
+/// A [`GatedSource`] whose load hint ([`Source::want`], which the caches give on the runtime's
+/// core thread as a load starts to wait for its bytes) runs `hook` first: a test's way to act
+/// on that thread, or to hold it.
+pub struct HookedWants {
+    inner: GatedSource,
+    hook: Box<dyn Fn() + Send + Sync>,
+}
+
+impl HookedWants {
+    /// `inner`, each of its load hints running `hook`.
+    pub fn new(inner: &GatedSource, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        Self { inner: inner.clone(), hook: Box::new(hook) }
+    }
+}
+
+impl Source for HookedWants {
+    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+        self.inner.read(key)
+    }
+
+    fn read_located(&self, key: &AssetKey, locator: Locator) -> Result<Vec<u8>, SourceError> {
+        self.inner.read_located(key, locator)
+    }
+
+    fn describe(&self) -> String {
+        "gated memory source with hooked load hints".to_owned()
+    }
+
+    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
+        self.inner.entry_info(key)
+    }
+
+    fn want(&self, _: Locator) {
+        (self.hook)();
+    }
 }
 
 /// Runs `call` on a thread of its own and returns what it returned.
