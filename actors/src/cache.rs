@@ -54,9 +54,11 @@
 //! salvages its slots before it stops: the tickets of every unfinished request, which its next
 //! incarnation admits again as new loads, and every decoded asset's slot whole, with all its
 //! holders (ready requests included) and its size, which the next incarnation puts back as it
-//! was, still counted in the memory budget. A restart loses quarantine records and loads in
+//! was, still counted in the memory budget. A restart loses quarantine records, loads in
 //! flight (each marked cancelled in the table before it empties; their late replies are
-//! stale), never a request nor a decoded asset. Parked values live in the shared budget,
+//! stale) and retries' state (a load waiting out a backoff is loaded again at once, from its
+//! first attempt; the supervisor's intensity bounds how often), never a request nor a
+//! decoded asset. Parked values live in the shared budget,
 //! outside the actor, and survive it. An incarnation that panics while it takes back what
 //! the failed one salvaged is stopped and restarted the same way: what it took back is
 //! salvaged again with what it had not, and only the asset or request it was taking back

@@ -2,7 +2,8 @@
 //! quarantine a key whose decoder keeps panicking, or fail every request holding the load.
 //!
 //! A transient failure (IO, a load a crashed worker lost) is retried with backoff, up to the
-//! type's `attempts_max`. The slot waits out the backoff outside the scheduler's queue
+//! type's `attempts_max` (counted per cache incarnation: a restart loads it again from its
+//! first attempt). The slot waits out the backoff outside the scheduler's queue
 //! (`Phase::Backoff`), so a restarted scheduler's resubmission does not cut it short; the
 //! backoff's end queues it at the slot's priority then. A decoder panic is retried until the
 //! key has panicked `panics_max` times in a row (a decode that works starts the count again);
