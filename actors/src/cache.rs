@@ -372,7 +372,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 Some((value, bytes)) => {
                     stage(&cell, value, bytes, &mut self.to_frame);
                     let generation = self.next_generation();
-                    self.table.insert_resident(ticket, generation, bytes);
+                    self.table.insert_resident(ticket, generation, bytes, locator);
                 }
                 None => self.start_load(ticket, priority, locator, admission),
             };

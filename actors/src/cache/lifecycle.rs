@@ -28,8 +28,8 @@ pub(crate) struct Salvaged<T: Send + Sync + 'static> {
     unfinished: VecDeque<(Ticket<T>, Option<Locator>)>,
     /// Decoded assets: every holder of the slot, the first first (each staged with the value,
     /// ready or still waiting to publish, unless a panic cut the hand-out short: see
-    /// `put_back`), and the value's resident size.
-    resident: VecDeque<(Vec<Ticket<T>>, u64)>,
+    /// `put_back`), the value's resident size and the slot's locator.
+    resident: VecDeque<(Vec<Ticket<T>>, u64, Option<Locator>)>,
     /// Crashes injected into the next incarnations' `readmit` (fault injection), each after
     /// the first asset or request it took back.
     readmit_crashes: usize,
@@ -116,7 +116,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let mut salvage = lock(&salvage_shared);
         for slot in self.table.drain() {
             if slot.phase == Phase::Resident {
-                salvage.resident.push_back((slot.holders.into_iter().collect(), slot.bytes));
+                let holders = slot.holders.into_iter().collect();
+                salvage.resident.push_back((holders, slot.bytes, slot.locator));
                 continue;
             }
             let locator = slot.locator;
@@ -144,9 +145,9 @@ impl<T: Send + Sync + 'static> Cache<T> {
     pub(super) fn readmit(&mut self) {
         let salvage = Arc::clone(&self.salvage);
         let resident = || lock(&salvage).resident.pop_front();
-        while let Some((holders, bytes)) = resident() {
+        while let Some((holders, bytes, locator)) = resident() {
             let mut unfinished = Vec::new();
-            self.put_back(holders, bytes, &mut unfinished);
+            self.put_back(holders, bytes, locator, &mut unfinished);
             lock(&salvage).unfinished.extend(unfinished);
             self.injected_readmit_crash();
         }
@@ -169,8 +170,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
     }
 
-    /// Puts back a decoded asset's slot with its `holders`, its value's `bytes` still counted
-    /// as held. The failure may have cut the slot short of its invariants:
+    /// Puts back a decoded asset's slot with its `holders` and `locator`, its value's `bytes`
+    /// still counted as held. The failure may have cut the slot short of its invariants:
     /// - a panic while the value was handed out (a waiter's waker) left holders without it, or
     ///   staged without their entry queued for publishing: they get it now, or, when none has
     ///   it, the bytes are given back and the holders still waiting are loaded again (into
@@ -184,13 +185,14 @@ impl<T: Send + Sync + 'static> Cache<T> {
         &mut self,
         holders: Vec<Ticket<T>>,
         bytes: u64,
+        locator: Option<Locator>,
         unfinished: &mut Vec<(Ticket<T>, Option<Locator>)>,
     ) {
         let Some(value) = holders.iter().find_map(|t| t.cell().staged_value()) else {
             let t = self.budget_index();
             self.change_residency(|r| r.forget_held(t, bytes));
             let waiting = holders.into_iter().filter(|t| !t.cell().state().is_terminal());
-            unfinished.extend(waiting.map(|ticket| (ticket, None)));
+            unfinished.extend(waiting.map(|ticket| (ticket, locator)));
             return;
         };
         let path = holders[0].cell().path().clone();
@@ -211,7 +213,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             return self.park(&path, value, bytes);
         };
         let generation = self.next_generation();
-        let at = self.table.insert_resident(first, generation, bytes);
+        let at = self.table.insert_resident(first, generation, bytes, locator);
         kept.for_each(|holder| self.table.attach(at, holder));
         // Handed out once the slot holds them: staging wakes the engine's waiters, and should
         // that panic part-way, the salvage that follows finds the slot with its bytes counted.

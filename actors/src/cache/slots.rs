@@ -182,7 +182,8 @@ impl<H: Holder> SlotTable<H> {
     }
 
     /// Adds a slot for `holder`'s path, `Resident` with a value of `bytes` (an asset taken back
-    /// from the budget's pool, already staged into `holder`), with `holder` as its first.
+    /// from the budget's pool, already staged into `holder`, or put back after a restart),
+    /// with `holder` as its first and the source's `locator` for the entry.
     ///
     /// # Panics
     ///
@@ -192,8 +193,9 @@ impl<H: Holder> SlotTable<H> {
         holder: H,
         generation: Generation,
         bytes: u64,
+        locator: Option<Locator>,
     ) -> usize {
-        self.insert(holder, generation, Phase::Resident, Priority::default(), bytes, None)
+        self.insert(holder, generation, Phase::Resident, Priority::default(), bytes, locator)
     }
 
     /// Adds a slot at its first attempt with `holder` as its first holder, and indexes it by
