@@ -283,7 +283,7 @@ impl Runtime {
     /// so tasks waiting on every one of them would leave none to decode it (a wait with a
     /// timeout then times out; one without, never returns). A task may shut the runtime down.
     pub fn frame_tasks<R: Send + 'static>(&self) -> FrameTaskGroup<R> {
-        let pool = self.inner.core().as_ref().map(Core::task_sender);
+        let pool = self.inner.core().as_ref().map(Core::task_pool);
         let group = FrameTaskGroup::new(pool);
         self.inner.frame.adopt_group(&group.work());
         group

@@ -16,8 +16,11 @@
 //!
 //! # Backpressure
 //!
-//! The pool queue carries one small "run a task of this group" note per task; the tasks
-//! themselves stay in the group, bounded by what the engine spawns in a frame.
+//! The pool queue carries small "run a task of this group" notes, at most `notes_max` of a
+//! group's at once (the decode pool's size: no more workers could run its tasks at once); a
+//! worker that takes one puts one back while tasks wait, so a group spawning thousands of
+//! tasks never buries the decodes queued behind them. The tasks themselves stay in the
+//! group, bounded by what the engine spawns in a frame.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -71,6 +74,14 @@ struct GroupState<R> {
     pending: VecDeque<Pending<R>>,
     results: Vec<Option<Result<R, TaskError>>>,
     running: usize,
+    /// Notes in the pool's queue, not taken yet.
+    notes: usize,
+}
+
+/// Where a group's notes go: the decode pool, and how many of the group's it holds at most.
+pub(crate) struct TaskPool {
+    pub(crate) sender: PoolSender<DecodeJob>,
+    pub(crate) notes_max: usize,
 }
 
 /// The state a group shares with the workers that run its tasks.
@@ -78,12 +89,13 @@ pub(crate) struct Group<R> {
     state: Mutex<GroupState<R>>,
     finished: Condvar,
     cancelled: AtomicBool,
+    pool: Option<TaskPool>,
 }
 
 /// A group, seen by the worker pool and the frame coordinator without its result type.
 pub(crate) trait GroupWork: Send + Sync {
-    /// Runs one task nobody has taken yet, if any.
-    fn run_one(&self);
+    /// Runs one task nobody has taken yet, if any: what a worker does with a note.
+    fn run_one(self: Arc<Self>);
     /// Cancels the tasks not started yet.
     fn cancel(&self);
 }
@@ -92,6 +104,20 @@ impl<R: Send + 'static> Group<R> {
     fn lock(&self) -> MutexGuard<'_, GroupState<R>> {
         // Tasks run outside the lock, so it is never poisoned by a task's panic.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a note for a worker to run one of the waiting tasks, unless `notes_max` are
+    /// queued already (those reach this task too: a taken note is put back while tasks wait).
+    fn note(self: &Arc<Self>, state: &mut GroupState<R>) {
+        let Some(pool) = &self.pool else { return };
+        if state.pending.is_empty() || state.notes >= pool.notes_max {
+            return;
+        }
+        state.notes += 1;
+        // A closed pool (shutdown) leaves the tasks to the waiting thread.
+        if pool.sender.submit(DecodeJob::Task(Arc::clone(self) as Arc<dyn GroupWork>)).is_err() {
+            state.notes -= 1;
+        }
     }
 
     /// Takes the next task to run; tasks found after a cancel are resolved as cancelled.
@@ -138,8 +164,12 @@ impl<R: Send + 'static> Group<R> {
 }
 
 impl<R: Send + 'static> GroupWork for Group<R> {
-    fn run_one(&self) {
-        let task = self.take(&mut self.lock());
+    fn run_one(self: Arc<Self>) {
+        let mut state = self.lock();
+        state.notes = state.notes.saturating_sub(1);
+        let task = self.take(&mut state);
+        self.note(&mut state);
+        drop(state);
         if let Some(task) = task {
             self.run(task);
         }
@@ -153,18 +183,19 @@ impl<R: Send + 'static> GroupWork for Group<R> {
 /// Parallel jobs of one frame, joined at a barrier; see the module docs.
 pub struct FrameTaskGroup<R: Send + 'static> {
     group: Arc<Group<R>>,
-    pool: Option<PoolSender<DecodeJob>>,
 }
 
 impl<R: Send + 'static> FrameTaskGroup<R> {
-    pub(crate) fn new(pool: Option<PoolSender<DecodeJob>>) -> Self {
-        let state = GroupState { pending: VecDeque::new(), results: Vec::new(), running: 0 };
+    pub(crate) fn new(pool: Option<TaskPool>) -> Self {
+        let state =
+            GroupState { pending: VecDeque::new(), results: Vec::new(), running: 0, notes: 0 };
         let group = Group {
             state: Mutex::new(state),
             finished: Condvar::new(),
             cancelled: AtomicBool::new(false),
+            pool,
         };
-        Self { group: Arc::new(group), pool }
+        Self { group: Arc::new(group) }
     }
 
     pub(crate) fn work(&self) -> Arc<dyn GroupWork> {
@@ -181,11 +212,7 @@ impl<R: Send + 'static> FrameTaskGroup<R> {
         let index = state.results.len();
         state.results.push(None);
         state.pending.push_back(Pending { index, name, run: Box::new(task) });
-        drop(state);
-        if let Some(pool) = &self.pool {
-            // A closed pool (shutdown) leaves the task to the waiting thread.
-            let _ = pool.submit(DecodeJob::Task(self.work()));
-        }
+        self.group.note(&mut state);
     }
 
     /// Whether the group's frame ended (or it was cancelled).
@@ -247,6 +274,41 @@ mod tests {
             Err(TaskError::Panicked { name: "boom", message: "culling blew up".into() })
         );
         assert_eq!(results[2], Ok(3));
+    }
+
+    /// Runs the notes a stepped pool queued, as a decode worker does.
+    struct NoteRunner;
+
+    impl streamrt_supervisor::Worker for NoteRunner {
+        type Job = DecodeJob;
+        fn run(&mut self, job: DecodeJob) {
+            if let DecodeJob::Task(group) = job {
+                group.run_one();
+            }
+        }
+    }
+
+    #[test]
+    fn a_group_keeps_at_most_its_notes_queued_and_its_tasks_still_all_run_on_the_workers() {
+        let pool = streamrt_supervisor::WorkerPool::stepped(|_| NoteRunner);
+        let group = FrameTaskGroup::new(Some(TaskPool { sender: pool.sender(), notes_max: 2 }));
+        for i in 0..100 {
+            group.spawn("square", move |_| i * i);
+        }
+        let mut queued = pool.take_queued();
+        assert_eq!(queued.len(), 2, "two notes for a hundred tasks");
+        let mut ran = 0;
+        while let Some(note) = queued.pop() {
+            pool.run(note);
+            ran += 1;
+            queued.extend(pool.take_queued());
+            assert!(queued.len() <= 2, "a taken note is put back, no more");
+        }
+        // A note a task, and the second note found the last task taken.
+        assert_eq!(ran, 101);
+        assert!(group.group.lock().results.iter().all(Option::is_some), "all ran on workers");
+        let results: Vec<_> = group.wait().into_iter().map(Result::unwrap).collect();
+        assert_eq!(results, (0..100).map(|i| i * i).collect::<Vec<_>>());
     }
 
     #[test]

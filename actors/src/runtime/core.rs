@@ -29,6 +29,7 @@ use crate::runtime::registry::{CacheControl, TypeSpec};
 use crate::runtime::RuntimeConfig;
 use crate::scheduler::{ReadCredits, Scheduler, SchedulerLimits, SchedulerMsg};
 use crate::source::{LoadHints, Source};
+use crate::tasks::TaskPool;
 use crate::telemetry::{Probe, SinkMsg, SinkOutputs, SinkTiming, TelemetrySink};
 use crate::throttle::Throttle;
 use crate::work::{
@@ -306,9 +307,10 @@ impl Core {
         &self.decode
     }
 
-    /// Where frame tasks are queued: the decode pool.
-    pub(crate) fn task_sender(&self) -> PoolSender<DecodeJob> {
-        self.decode.sender()
+    /// Where frame tasks are queued: the decode pool, a group's notes at most its size (one
+    /// for a deterministic runtime's stepped pool).
+    pub(crate) fn task_pool(&self) -> TaskPool {
+        TaskPool { sender: self.decode.sender(), notes_max: self.decode.size().max(1) }
     }
 
     /// What the engine's queries ask the actors through, to use with the core's lock let go.

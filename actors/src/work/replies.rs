@@ -162,7 +162,7 @@ mod tests {
     struct SeesWakes(Arc<Counted>, AtomicUsize);
 
     impl GroupWork for SeesWakes {
-        fn run_one(&self) {
+        fn run_one(self: Arc<Self>) {
             self.1.store(wakes(&self.0), Ordering::Relaxed);
         }
         fn cancel(&self) {}
