@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use actix::{ArbiterHandle, Recipient};
 
-use crate::mailbox::Wake;
+use crate::mailbox::{send_wake, Wake};
 
 /// A wake held back: the actor to wake and its mailbox's `wake_pending` flag.
 type DeferredWake = (Recipient<Wake>, Arc<AtomicBool>);
@@ -77,7 +77,7 @@ impl Activity {
         }
         let deliver = move || {
             for (waker, pending) in deferred {
-                if waker.try_send(Wake).is_err() {
+                if !send_wake(&waker) {
                     pending.store(false, Ordering::Release);
                 }
             }

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use actix::prelude::SendError;
 use actix::{Message, Recipient};
 
 use crate::Activity;
@@ -35,6 +36,20 @@ use crate::Activity;
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct Wake;
+
+/// Sends `waker` a wake; false if its actor is gone. actix's `try_send` also refuses a live
+/// actor's channel as `Full` once a send found it holding 16 messages or more (other senders'
+/// wakes, a `StopChild`): the wake goes past the capacity then, which a lone wake may.
+pub(crate) fn send_wake(waker: &Recipient<Wake>) -> bool {
+    match waker.try_send(Wake) {
+        Ok(()) => true,
+        Err(SendError::Full(_)) => {
+            waker.do_send(Wake);
+            true
+        }
+        Err(SendError::Closed(_)) => false,
+    }
+}
 
 /// How [`Mailbox::ask_with`] waits for its reply, within its timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +203,7 @@ impl<M> Mailbox<M> {
                 return;
             }
         }
-        let delivered = waker.as_ref().is_some_and(|r| r.try_send(Wake).is_ok());
+        let delivered = waker.as_ref().is_some_and(send_wake);
         if !delivered {
             // No live actor to wake (not attached yet, or restarting): the next `attach` wakes it.
             self.shared.wake_pending.store(false, Ordering::Release);

@@ -505,7 +505,13 @@ impl Actor for Supervisor {
             }
             if let Err(reason) = self.start_child(i) {
                 let incarnation = self.children[i].incarnation;
+                let restarts = self.children[i].spec.kind.restarts_after(reason.is_abnormal());
                 self.on_exit(i, incarnation, reason, ctx);
+                // Under rest-for-one and one-for-all its restart (now, or after its backoff)
+                // starts the siblings after it: started here too, they would be started twice.
+                if restarts && self.policy.strategy != Strategy::OneForOne {
+                    break;
+                }
             }
         }
     }

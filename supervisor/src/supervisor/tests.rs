@@ -333,6 +333,21 @@ fn a_first_start_that_fails_restarts_the_siblings_after_it_once_each() {
 }
 
 #[test]
+fn a_first_start_that_fails_with_a_backoff_leaves_the_siblings_after_it_to_its_restart() {
+    let children = [
+        ("a", RestartKind::Permanent, Some(Fault::FailsToStartOnce)),
+        ("b", RestartKind::Permanent, None),
+    ];
+    for strategy in [Strategy::RestForOne, Strategy::OneForAll] {
+        let backoff = Backoff { min_ms: 20, max_ms: 20 };
+        let tree = Tree::start(RestartPolicy { backoff, ..policy(strategy, 5) }, &children);
+        tree.expect("start a 2");
+        tree.expect("start b 1");
+        assert_eq!(tree.quiet(), Vec::<String>::new(), "{strategy:?}: b is started once");
+    }
+}
+
+#[test]
 fn a_temporary_child_that_failed_to_start_in_an_earlier_siblings_restart_is_not_started_again() {
     let children = [
         ("a", RestartKind::Permanent, Some(Fault::FailsToStartOnce)),
