@@ -43,6 +43,7 @@ mod frame;
 mod id_hash;
 mod key_hash;
 mod lock;
+mod log_file;
 pub mod replay;
 pub mod report;
 mod request;

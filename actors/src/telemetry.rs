@@ -316,7 +316,7 @@ impl SinkOutputs {
     ///
     /// The file cannot be created, or is a named pipe no one reads (`ENXIO`).
     pub(crate) fn new(path: Option<&Path>) -> std::io::Result<Arc<Mutex<Self>>> {
-        let writer = path.map(open_log).transpose()?;
+        let writer = path.map(crate::log_file::create).transpose()?;
         Ok(Arc::new(Mutex::new(Self {
             writer,
             subscribers: Vec::new(),
@@ -324,26 +324,6 @@ impl SinkOutputs {
             lines_events: 0,
         })))
     }
-}
-
-/// Creates (or truncates) the telemetry file at `path`. Opened non-blocking, so that a named
-/// pipe with no reader is refused at once rather than holding the runtime's build; the
-/// writes then block as a file's do.
-fn open_log(path: &Path) -> std::io::Result<File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK);
-    }
-    let file = options.open(path)?;
-    #[cfg(unix)]
-    {
-        let flags = rustix::fs::fcntl_getfl(&file)?;
-        rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
-    }
-    Ok(file)
 }
 
 /// How often the sink drains and samples, in milliseconds.

@@ -5,10 +5,11 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use streamrt::messages::{EventKind, RequestId};
 use streamrt::{
-    ErrorKind, Handle, LoadState, Priority, ReadyError, RequestError, Runtime, RuntimeConfig,
+    BuildError, ErrorKind, Handle, LoadState, Priority, ReadyError, RequestError, Runtime,
+    RuntimeConfig,
 };
 use streamrt_integration::{
-    within_patience, Blob, BlobDecoder, GatedSource, HookedWants, PATIENCE,
+    named_pipe, within_patience, Blob, BlobDecoder, GatedSource, HookedWants, PATIENCE,
 };
 
 use crate::runtime;
@@ -300,4 +301,22 @@ fn a_shutdown_called_on_the_core_thread_hands_the_stop_off_and_the_stop_ends_who
     let stopped = events.wait_for(PATIENCE, |e| e.kind == EventKind::Stopped);
     assert!(stopped.is_some(), "the stop went to its end");
     within_patience("the engine's shutdown joins the stop it handed off", move || rt.shutdown());
+}
+
+#[test]
+fn a_replay_log_pipe_no_one_reads_is_refused_at_build_rather_than_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("session.fifo");
+    named_pipe(&fifo);
+    let source = GatedSource::with_blobs(1);
+    // Built on a thread of its own: a build that waits for a reader fails the test.
+    let refused = within_patience("the build returns", move || {
+        let built = Runtime::builder()
+            .source(source)
+            .register(BlobDecoder::default())
+            .record(&fifo, "test")
+            .build();
+        built.map(drop)
+    });
+    assert!(matches!(refused, Err(BuildError::Io(_))), "{refused:?}");
 }

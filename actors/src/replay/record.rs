@@ -72,9 +72,9 @@ impl Recorder {
     ///
     /// # Errors
     ///
-    /// The file could not be created or written.
+    /// The file could not be created or written, or it is a named pipe with no reader.
     pub(crate) fn create(path: &Path, header: &LogHeader) -> std::io::Result<Self> {
-        let writer = LogWriter::new(BufWriter::new(File::create(path)?), header)?;
+        let writer = LogWriter::new(BufWriter::new(crate::log_file::create(path)?), header)?;
         let state = State { writer: Some(writer), entries: HashSet::new(), error: None };
         Ok(Self { state: Mutex::new(state), order: Mutex::new(()) })
     }

@@ -206,7 +206,9 @@ impl RuntimeBuilder {
     }
 
     /// Records the session's inputs to a replay log at `path` (`streamctl replay` runs it
-    /// again). `recorded_by` names the program in the log's header.
+    /// again), created or truncated as the runtime is built. A named pipe must have a reader
+    /// by then, else the build fails with `Io`. `recorded_by` names the program in the log's
+    /// header.
     #[must_use]
     pub fn record(mut self, path: impl Into<PathBuf>, recorded_by: &str) -> Self {
         self.record = Some((path.into(), recorded_by.to_owned()));
