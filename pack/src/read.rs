@@ -229,20 +229,32 @@ pub fn decode_entry(
     if entry.raw_size > entry_bytes_max {
         return Err(EntryError::TooLarge { size: entry.raw_size, max: entry_bytes_max });
     }
-    let raw_len = usize::try_from(entry.raw_size)
-        .map_err(|_| EntryError::TooLarge { size: entry.raw_size, max: entry_bytes_max })?;
+    let too_large = || EntryError::TooLarge { size: entry.raw_size, max: entry_bytes_max };
+    let raw_len = usize::try_from(entry.raw_size).map_err(|_| too_large())?;
+    // Sized from the index, within the limit: a limit raised past what the machine can
+    // allocate refuses the entry rather than aborting the process.
+    let mut out = Vec::new();
+    if entry.codec != Codec::None {
+        out.try_reserve_exact(raw_len).map_err(|_| too_large())?;
+    }
     let raw = match entry.codec {
         // Stored as is: the bytes read are the raw bytes, no copy.
         Codec::None => stored,
         Codec::Lz4 => {
-            let mut out = vec![0u8; raw_len];
+            out.resize(raw_len, 0);
             let n = lz4_flex::block::decompress_into(&stored, &mut out)
                 .map_err(|e| EntryError::Corrupt(format!("lz4: {e}")))?;
             out.truncate(n);
             out
         }
-        Codec::Zstd => zstd::bulk::decompress(&stored, raw_len)
-            .map_err(|e| EntryError::Corrupt(format!("zstd: {e}")))?,
+        Codec::Zstd => {
+            let mut zstd = zstd::bulk::Decompressor::new()
+                .map_err(|e| EntryError::Io(format!("zstd: {e}")))?;
+            // Into the spare capacity reserved above, and no further.
+            zstd.decompress_to_buffer(&stored, &mut out)
+                .map_err(|e| EntryError::Corrupt(format!("zstd: {e}")))?;
+            out
+        }
     };
     if raw.len() as u64 != entry.raw_size {
         return Err(EntryError::Corrupt(format!(
@@ -410,9 +422,11 @@ impl PackReader {
             }
             Err(e) => return Err(EntryError::Io(e.to_string())),
         }
-        // Past what is initialised: the spare capacity, reserved to the last byte wanted.
+        // Past what is initialised: the spare capacity, reserved to the last byte wanted (or
+        // refused, should a limit raised past what the machine can allocate let it through).
         if buf.len() < n {
-            buf.reserve_exact(n - buf.len());
+            let refused = EntryError::TooLarge { size: len, max };
+            buf.try_reserve_exact(n - buf.len()).map_err(|_| refused)?;
         }
         while buf.len() < n {
             let at = offset + buf.len() as u64;
@@ -435,8 +449,9 @@ impl PackReader {
     }
 
     /// Reads one entry whose stored bytes come from `stored` (a caller's own read, such as a
-    /// coalesced one), then decompresses and verifies them. An entry over the limit is refused
-    /// before `stored` is called, not only before decompression.
+    /// coalesced one), then decompresses and verifies them. An entry over the limit, raw or
+    /// stored, is refused before `stored` is called: a hostile index's huge stored size is
+    /// then neither read nor counted as read (a caller's read counts and throttles it).
     ///
     /// # Errors
     ///
@@ -447,8 +462,9 @@ impl PackReader {
         stored: impl FnOnce() -> Result<Vec<u8>, EntryError>,
     ) -> Result<Vec<u8>, EntryError> {
         let max = self.limits.entry_bytes_max;
-        if entry.raw_size > max {
-            return Err(EntryError::TooLarge { size: entry.raw_size, max });
+        let size = entry.raw_size.max(entry.stored_size);
+        if size > max {
+            return Err(EntryError::TooLarge { size, max });
         }
         decode_entry(entry, stored()?, max)
     }

@@ -36,6 +36,18 @@ fn every_codec_round_trips_with_its_dependencies() {
 }
 
 #[test]
+fn an_entry_stored_larger_than_the_limit_is_refused_before_its_bytes_are_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = PackLimits { entry_bytes_max: 64 << 10, ..PackLimits::default() };
+    let pack = PackReader::open(&build(dir.path(), Codec::None), limits).unwrap();
+    // A hostile index: a small raw size, a stored size past the limit.
+    let hostile =
+        IndexEntry { raw_size: 1_024, stored_size: 1 << 40, ..entry(Codec::Lz4, &[], 0, 0) };
+    let refused = pack.read_with(&hostile, || panic!("the stored bytes were asked for"));
+    assert_eq!(refused, Err(EntryError::TooLarge { size: 1 << 40, max: 64 << 10 }));
+}
+
+#[test]
 fn a_read_into_a_used_buffer_overwrites_it_and_refuses_past_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let limits = PackLimits { entry_bytes_max: 64 << 10, ..PackLimits::default() };
@@ -143,6 +155,17 @@ fn wrong_magic_and_unknown_versions_are_named() {
         PackReader::open(&path, PackLimits::default()).unwrap_err(),
         PackError::UnsupportedVersion { found: 2 }
     );
+}
+
+#[test]
+fn an_entry_larger_than_memory_is_refused_when_a_raised_limit_lets_it_through() {
+    let stored = lz4_flex::block::compress(b"small");
+    for codec in [Codec::Lz4, Codec::Zstd] {
+        // 4 EiB: no machine allocates it, and a failed allocation must not end the process.
+        let huge = entry(codec, &stored, 1 << 62, 0);
+        let refused = decode_entry(&huge, stored.clone(), u64::MAX).unwrap_err();
+        assert_eq!(refused, EntryError::TooLarge { size: 1 << 62, max: u64::MAX });
+    }
 }
 
 fn entry(codec: Codec, stored: &[u8], raw_size: u64, crc32: u32) -> IndexEntry {
