@@ -292,12 +292,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
     }
 
     fn engine_msg(&mut self, msg: EngineMsg<T>) {
-        if !matches!(msg, EngineMsg::Load(..)) {
-            // Taken: counted out before it is handled, so that one whose handler panics is
-            // not counted queued for ever.
-            let queued = &self.links.probe.counters.commands_queued;
-            queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        }
         match msg {
             EngineMsg::Load(ticket, locator) => self.load(ticket, locator, Admission::New),
             EngineMsg::Release(cell) => self.release(&cell),

@@ -471,21 +471,8 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     }
 
     fn post_release(self: &Arc<Self>) {
-        self.post_command(EngineMsg::Release(Arc::clone(self)));
-    }
-
-    /// Posts a handle's command (a release, a reprioritisation) to the cache's engine lane,
-    /// counted in `commands_queued` until the cache takes it: admission counts it as
-    /// outstanding, so that an engine issuing commands faster than the caches take them meets
-    /// `requests_outstanding_max` too.
-    fn post_command(&self, command: EngineMsg<T>) {
-        let queued = &self.link.probe.counters.commands_queued;
-        // Counted first: the cache may take it before this thread goes on.
-        Counters::bump(queued);
         // A closed mailbox means the runtime shut down and the cache already let go.
-        if self.link.engine.post(command).is_err() {
-            queued.fetch_sub(1, Ordering::Relaxed);
-        }
+        let _ = self.link.engine.post(EngineMsg::Release(Arc::clone(self)));
     }
 
     /// Microseconds from the request to its terminal state, once terminal.
@@ -750,7 +737,8 @@ impl<T: Send + Sync + 'static> Handle<T> {
         }
         self.cell.record_input(|| LogRecord::Reprioritize { id: self.id().0, priority });
         self.cell.set_priority(priority);
-        self.cell.post_command(EngineMsg::Reprioritize(Arc::clone(&self.cell), priority));
+        let message = EngineMsg::Reprioritize(Arc::clone(&self.cell), priority);
+        let _ = self.cell.link.engine.post(message);
         if let Some(gate) = self.cell.gate() {
             gate.reprioritize(priority);
         }

@@ -62,9 +62,6 @@ pub(crate) struct Counters {
     pub(crate) restarts: CachePadded<AtomicU64>,
     pub(crate) quarantined: CachePadded<AtomicU64>,
     pub(crate) resident_bytes: CachePadded<AtomicU64>,
-    /// Handles' commands (releases, reprioritisations) posted to the caches and not taken yet:
-    /// not a `Status` figure, but admission's (see `runtime/submit.rs`).
-    pub(crate) commands_queued: CachePadded<AtomicU64>,
 }
 
 impl Counters {

@@ -2,9 +2,7 @@
 
 use streamrt::messages::replay_log::{LogReader, LogRecord};
 use streamrt::{ErrorKind, Priority, ReadyError, Runtime};
-use streamrt_integration::{
-    thread_name, Blob, BlobDecoder, GatedSource, HookedWants, NotingDecoder, PATIENCE,
-};
+use streamrt_integration::{thread_name, Blob, BlobDecoder, GatedSource, NotingDecoder, PATIENCE};
 
 use crate::{one_read_held, runtime};
 
@@ -224,42 +222,6 @@ fn requests_past_the_outstanding_limit_fail_at_once_with_queue_full() {
     let err = over.error().expect("failed before request returned");
     assert_eq!(err.kind, ErrorKind::QueueFull { capacity: 2 });
     source.gate.release_all();
-}
-
-#[test]
-fn cancels_the_caches_have_not_taken_yet_count_against_the_outstanding_limit() {
-    let source = GatedSource::with_blobs(8);
-    source.put("w", b"the hint holder");
-    let gate = source.gate.clone();
-    // The first load hint (w's) holds the core thread, so the caches take nothing meanwhile.
-    let first = std::sync::atomic::AtomicBool::new(true);
-    let hooked = HookedWants::new(&source, move || {
-        if first.swap(false, std::sync::atomic::Ordering::AcqRel) {
-            gate.pass("want");
-        }
-    });
-    source.gate.hold("want");
-    let config = streamrt::RuntimeConfig { requests_outstanding_max: 8, ..Default::default() };
-    let rt = Runtime::builder().config(config).source(hooked).register(BlobDecoder::default());
-    let rt = rt.build().unwrap();
-    let holder = rt.request::<Blob>("w", Priority::Normal).unwrap();
-    source.gate.wait_started("want", 1);
-    // Each request ends at once, cancelled, but its release waits in the cache's lane: w and
-    // seven releases make eight.
-    for i in 0..7 {
-        let churned = rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap();
-        assert!(churned.error().is_none(), "a{i} is admitted");
-        assert!(churned.cancel());
-    }
-    let over = rt.request::<Blob>("a7", Priority::Normal).unwrap();
-    let err = over.error().expect("failed before request returned");
-    assert_eq!(err.kind, ErrorKind::QueueFull { capacity: 8 });
-    source.gate.release("want");
-    holder.wait_timeout(PATIENCE).unwrap().unwrap();
-    // Taken in by the cache, the releases count no more.
-    assert!(rt.sync(PATIENCE));
-    let again = rt.request::<Blob>("a7", Priority::Normal).unwrap();
-    assert!(again.wait_timeout(PATIENCE).unwrap().is_ok());
 }
 
 #[test]

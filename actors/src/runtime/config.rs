@@ -74,11 +74,8 @@ pub struct RuntimeConfig {
     /// Loads waiting in the scheduler's queue, at most; past it a new load fails with
     /// `QueueFull` (a retry, or a load queued again after a restart, is not refused).
     pub queue_capacity: usize,
-    /// Requests not yet terminal, plus handles' commands (releases, reprioritisations) their
-    /// caches have not taken yet, at most; past it `request` returns a handle already failed
-    /// with `QueueFull`. Bounds every engine-to-runtime queue: a cache's lane holds at most
-    /// about twice this (a cancelled request's load and its release), however fast the
-    /// engine requests and lets go. The count is read without a
+    /// Requests not yet terminal, at most; past it `request` returns a handle already failed
+    /// with `QueueFull`. Bounds every engine-to-runtime queue. The count is read without a
     /// lock, so requests made at the same moment on other threads can each pass it: the bound
     /// is exceeded by at most one per thread requesting at once.
     pub requests_outstanding_max: usize,

@@ -240,17 +240,16 @@ impl Submitter {
         Ok(handle)
     }
 
-    /// Requests made and not yet ended, plus the handles' commands their caches have not taken
-    /// yet: each waits in an engine-to-runtime queue. The counters are read one by one while
-    /// other threads make and end requests, so the ends read can include a request made after
-    /// `requested` was read: the difference stops at zero instead of wrapping, which refused
-    /// the request with a false `QueueFull` (and panicked in a debug build).
+    /// Requests made and not yet ended. The counters are read one by one while other threads
+    /// make and end requests, so the ends read can include a request made after `requested`
+    /// was read: the difference stops at zero instead of wrapping, which refused the request
+    /// with a false `QueueFull` (and panicked in a debug build).
     fn outstanding(&self) -> u64 {
         let c = &self.probe.counters;
         let requested = Counters::get(&c.requested);
         let ended =
             Counters::get(&c.ready) + Counters::get(&c.failed) + Counters::get(&c.cancelled);
-        requested.saturating_sub(ended).saturating_add(Counters::get(&c.commands_queued))
+        requested.saturating_sub(ended)
     }
 
     fn submit<T: Send + Sync + 'static>(
