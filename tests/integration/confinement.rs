@@ -119,6 +119,24 @@ fn a_symlink_out_of_the_root_is_denied_in_a_folder_already_read_from() {
 }
 
 #[test]
+fn a_folder_read_from_then_swapped_for_a_symlink_out_of_the_root_is_denied() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("next"), b"secret").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("inner")).unwrap();
+    std::fs::write(dir.path().join("inner/first"), b"first").unwrap();
+    std::fs::write(dir.path().join("inner/next"), b"next").unwrap();
+    let rt = runtime(DirSource::new(dir.path()));
+    let first = rt.request::<Blob>("inner/first", Priority::Normal).unwrap();
+    assert_eq!(first.wait_timeout(PATIENCE).unwrap().unwrap().0, b"first");
+    // The tree is rewritten while the source reads: the folder it read from (and knows to lie
+    // inside the root) becomes a symlink out of it.
+    std::fs::rename(dir.path().join("inner"), dir.path().join("moved")).unwrap();
+    symlink(outside.path(), dir.path().join("inner")).unwrap();
+    assert!(matches!(failure(&rt, "inner/next"), ErrorKind::Denied(_)), "escaped");
+}
+
+#[test]
 fn clones_of_a_dir_source_keep_the_root_the_first_read_resolved_when_it_is_repointed() {
     use streamrt::Source;
     let outside = tempfile::tempdir().unwrap();

@@ -10,6 +10,9 @@ use streamrt_messages::AssetKey;
 
 use super::{Source, SourceError};
 
+#[cfg(target_os = "linux")]
+mod beneath;
+
 /// Reads `root/<path>` for the key `type:<path>`.
 ///
 /// # Invariants
@@ -18,7 +21,13 @@ use super::{Source, SourceError};
 /// path), and a path that resolves (symlinks followed) outside the resolved root is refused
 /// with `Denied`, so a symlink never leads out of the root. Symlinks that stay inside it work.
 ///
-/// Resolving a path costs a `readlink` per component, so the source remembers folders whose
+/// On Linux (5.6 on) the kernel confines each open itself (`openat2` beneath the root's
+/// folder, `RESOLVE_BENEATH`): no step of the path's resolution, a symlink's included, may
+/// leave the root, so rewriting the tree while the source reads leads nowhere out of it. A
+/// path the kernel refuses so (an absolute symlink, even one back into the root) is resolved
+/// and checked as below, its last component opened without following a symlink.
+///
+/// Elsewhere (or where `openat2` is not allowed), resolving a path costs a `readlink` per component, so the source remembers folders whose
 /// every component under the resolved root is a real folder, no symlink (up to
 /// [`DirSource::DIRS_VERIFIED_MAX`]): a file in such a folder is opened by its path under the
 /// resolved root, the open itself refusing a symlink as its last component (`O_NOFOLLOW`).
@@ -45,6 +54,10 @@ pub struct DirSource {
     /// Folders, relative to `root` (the empty path for `root` itself), with no symlink between
     /// the resolved root and them; shared by clones.
     verified_dirs: Arc<RwLock<HashSet<PathBuf>>>,
+    /// The resolved root's folder, opened for `openat2`, once it was; `None` where the kernel
+    /// cannot confine opens (see `beneath.rs`).
+    #[cfg(target_os = "linux")]
+    beneath: Arc<OnceLock<Option<beneath::Root>>>,
 }
 
 impl DirSource {
@@ -62,6 +75,8 @@ impl DirSource {
             bytes_max: Self::BYTES_MAX_DEFAULT,
             resolved_root: Arc::default(),
             verified_dirs: Arc::default(),
+            #[cfg(target_os = "linux")]
+            beneath: Arc::default(),
         }
     }
 
@@ -77,31 +92,46 @@ impl DirSource {
         &self.root
     }
 
-    /// Opens the file `key` names, checked to lie inside the root: by its path under the
-    /// resolved root when its folder is remembered, refusing a symlink as the last component
-    /// (one `open`, no `lstat` before it); else, or when that open is refused, by the resolved
-    /// path.
+    /// Opens the file `key` names, confined to the root: beneath the root's folder where the
+    /// kernel confines opens, by the resolved path where it refused one; elsewhere by its path
+    /// under the resolved root when its folder is remembered, refusing a symlink as the last
+    /// component (one `open`, no `lstat` before it), else, or when that open is refused, by
+    /// the resolved path.
     fn open_confined(&self, key: &AssetKey) -> Result<fs::File, SourceError> {
         let root = self.resolved_root()?;
+        #[cfg(target_os = "linux")]
+        if let Some(beneath) = self.beneath.get_or_init(|| beneath::Root::at(root)) {
+            return match beneath.open(key.path()) {
+                beneath::Opened::File(file) => file.map_err(|e| open_error(key, &e)),
+                beneath::Opened::Refused => self.open_resolved(key, root),
+            };
+        }
         let path = root.join(key.path());
         let folder = Path::new(key.path()).parent().unwrap_or(Path::new(""));
         let verified = self.is_verified(folder);
         if verified {
-            match open_read(&path, Follow::No) {
+            match open_read(&path) {
                 Ok(file) => return Ok(file),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(SourceError::NotFound),
                 // A symlink (or any other refusal): resolved below, which names the error.
                 Err(_) => {}
             }
         }
-        let resolved = fs::canonicalize(&path).map_err(|e| io_error(&e))?;
-        if !resolved.starts_with(root) {
-            return Err(SourceError::Denied(format!("{key} resolves outside {}", root.display())));
-        }
         if !verified {
             self.verify(folder, root);
         }
-        open_read(&resolved, Follow::Yes).map_err(|e| open_error(key, &e))
+        self.open_resolved(key, root)
+    }
+
+    /// Opens `key`'s file by its path resolved (symlinks followed), refused with `Denied`
+    /// unless it lies under the resolved `root`. The resolved path holds no symlink, so its
+    /// last component is opened without following one: one swapped in since cannot lead out.
+    fn open_resolved(&self, key: &AssetKey, root: &Path) -> Result<fs::File, SourceError> {
+        let resolved = fs::canonicalize(root.join(key.path())).map_err(|e| io_error(&e))?;
+        if !resolved.starts_with(root) {
+            return Err(SourceError::Denied(format!("{key} resolves outside {}", root.display())));
+        }
+        open_read(&resolved).map_err(|e| open_error(key, &e))
     }
 
     fn resolved_root(&self) -> Result<&PathBuf, SourceError> {
@@ -167,30 +197,22 @@ impl Source for DirSource {
     }
 }
 
-/// Whether an open follows a symlink as the path's last component.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Follow {
-    Yes,
-    No,
-}
-
-/// Opens `path` for reading, refusing a symlink as its last component with `Follow::No`.
+/// Opens `path` for reading, refusing a symlink as its last component.
 ///
 /// The open never waits: a named pipe with no writer would hold an IO worker until one came,
 /// so the file is opened non-blocking (which changes nothing for a regular file's reads) and
 /// anything but a regular file is refused after its `metadata`.
 #[cfg(unix)]
-fn open_read(path: &Path, follow: Follow) -> io::Result<fs::File> {
+fn open_read(path: &Path) -> io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let no_follow = if follow == Follow::No { libc::O_NOFOLLOW } else { 0 };
-    fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | no_follow).open(path)
+    let flags = libc::O_NONBLOCK | libc::O_NOFOLLOW;
+    fs::OpenOptions::new().read(true).custom_flags(flags).open(path)
 }
 
-/// Opens `path` for reading, refusing a symlink (checked just before the open) with
-/// `Follow::No`.
+/// Opens `path` for reading, refusing a symlink (checked just before the open).
 #[cfg(not(unix))]
-fn open_read(path: &Path, follow: Follow) -> io::Result<fs::File> {
-    if follow == Follow::No && fs::symlink_metadata(path)?.file_type().is_symlink() {
+fn open_read(path: &Path) -> io::Result<fs::File> {
+    if fs::symlink_metadata(path)?.file_type().is_symlink() {
         return Err(io::Error::other("a symlink"));
     }
     fs::File::open(path)
@@ -237,5 +259,34 @@ mod tests {
         }
         let failed = io_error(&io::Error::from_raw_os_error(libc::EIO));
         assert!(matches!(failed, SourceError::Io(_)), "{failed:?}");
+    }
+
+    fn key(path: &str) -> AssetKey {
+        AssetKey::parse(&format!("blob:{path}")).unwrap()
+    }
+
+    /// Where the kernel does not confine opens, the source resolves paths itself: a symlink
+    /// out of the root is denied, in a folder it reads from already too, and one inside works.
+    #[test]
+    #[cfg(unix)]
+    fn without_the_kernels_confinement_a_symlink_still_never_leads_out_of_the_root() {
+        use std::os::unix::fs::symlink;
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), b"secret").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("inner")).unwrap();
+        fs::write(dir.path().join("inner/first"), b"first").unwrap();
+        symlink(outside.path().join("secret"), dir.path().join("out")).unwrap();
+        symlink(dir.path().join("inner/first"), dir.path().join("in")).unwrap();
+        let source = DirSource::new(dir.path());
+        #[cfg(target_os = "linux")]
+        source.beneath.set(None).unwrap();
+        assert!(matches!(source.read(&key("out")), Err(SourceError::Denied(_))));
+        assert_eq!(source.read(&key("in")).unwrap(), b"first");
+        assert_eq!(source.read(&key("inner/first")).unwrap(), b"first");
+        assert!(source.is_verified(Path::new("inner")), "read by its path from now on");
+        symlink(outside.path().join("secret"), dir.path().join("inner/late")).unwrap();
+        assert!(matches!(source.read(&key("inner/late")), Err(SourceError::Denied(_))));
+        assert_eq!(source.read(&key("inner/missing")), Err(SourceError::NotFound));
     }
 }

@@ -1,0 +1,51 @@
+//! Opens the kernel confines (Linux 5.6 on): `openat2` beneath the root's folder with
+//! `RESOLVE_BENEATH`, which refuses any step of a path's resolution out of that folder, a
+//! symlink's included, as it happens. No check precedes the open, so none can go stale.
+
+use std::fs;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+/// The resolved root's folder, opened once (`O_PATH`): every open resolves beneath it.
+#[derive(Debug)]
+pub(super) struct Root(OwnedFd);
+
+/// What an open beneath the root came to.
+pub(super) enum Opened {
+    /// The file, or why it could not be opened (not found, not readable, a symlink loop...).
+    File(io::Result<fs::File>),
+    /// The kernel refused a step of the resolution: out of the root, through an absolute
+    /// symlink (even one back into the root), or through a rename it could not rule on. The
+    /// caller resolves the path itself and decides.
+    Refused,
+}
+
+impl Root {
+    /// The folder at `root`, if the kernel lets this process confine opens beneath it: `None`
+    /// where `openat2` is missing (before Linux 5.6) or filtered out (a sandbox's seccomp), or
+    /// the folder cannot be opened.
+    pub(super) fn at(root: &Path) -> Option<Self> {
+        let folder = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let dir = rustix::fs::open(root, folder, Mode::empty()).ok()?;
+        // The root's folder beneath itself: only a kernel without `openat2` refuses it.
+        let probe = OFlags::PATH | OFlags::CLOEXEC;
+        rustix::fs::openat2(&dir, ".", probe, Mode::empty(), ResolveFlags::BENEATH).ok()?;
+        Some(Self(dir))
+    }
+
+    /// Opens `path`, relative, for reading beneath the root; non-blocking, as `open_read`
+    /// opens (a named pipe must not hold an IO worker).
+    pub(super) fn open(&self, path: &str) -> Opened {
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        match rustix::fs::openat2(&self.0, path, flags, Mode::empty(), resolve) {
+            Ok(fd) => Opened::File(Ok(fs::File::from(fd))),
+            Err(Errno::XDEV | Errno::AGAIN) => Opened::Refused,
+            Err(e) => Opened::File(Err(io::Error::from(e))),
+        }
+    }
+}
