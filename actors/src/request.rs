@@ -8,8 +8,9 @@
 //!
 //! # Invariants
 //!
-//! - Every change of state goes through [`RequestCell::transition`], a compare-and-swap checked
-//!   by [`LoadState::can_become`]. A terminal state is therefore reached exactly once, and a
+//! - Every change of state is a compare-and-swap checked by [`LoadState::can_become`]: a
+//!   terminal one through [`RequestCell::transition`], the others through
+//!   [`RequestCell::advance`]. A terminal state is therefore reached exactly once, and a
 //!   cancelled request can never become `Ready`: a publish after a cancel fails its CAS.
 //! - The value is stored before the cell becomes `Decoded` and only read once it is `Ready`;
 //!   the error is stored before the cell becomes `Failed`.
@@ -466,7 +467,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     }
 
     /// Marks the request released; true the first time only.
-    fn mark_released(&self) -> bool {
+    pub(crate) fn mark_released(&self) -> bool {
         !self.released.swap(true, Ordering::AcqRel)
     }
 
@@ -731,6 +732,9 @@ impl<T: Send + Sync + 'static> Handle<T> {
     /// already has `priority` (an engine that sets every priority each frame sends only the
     /// changes).
     pub fn reprioritize(&self, priority: Priority) {
+        // While recording, the change and its record happen under the recorder's order lock,
+        // as a cancel's do: two threads moving one request leave it where the log says.
+        let _order = self.cell.root_recorder().map(Recorder::order);
         let unchanged = self.cell.priority() == priority;
         if unchanged || self.is_terminal() || self.cell.released.load(Ordering::Acquire) {
             return;
@@ -815,9 +819,6 @@ impl<T: Send + Sync + 'static> RootHandle for Handle<T> {
 
 impl<T: Send + Sync + 'static> DepHandle for Handle<T> {
     fn reprioritize(&self, priority: Priority) {
-        if self.cell.lineage().is_shared() && self.priority() == priority {
-            return;
-        }
         Handle::reprioritize(self, priority);
     }
 

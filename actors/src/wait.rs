@@ -40,8 +40,9 @@ pub fn wait_all<T: Send + Sync + 'static>(handles: &[Handle<T>], timeout: Durati
     wait_every(handles, timeout, Handle::is_terminal)
 }
 
-/// Blocks until any handle is terminal or `timeout` passes. Returns the index of the first
-/// terminal handle, or `None` on timeout (or for an empty slice).
+/// Blocks until any handle is terminal or `timeout` passes. Returns the lowest index of a
+/// terminal handle (not necessarily the first to end), or `None` on timeout (or for an empty
+/// slice).
 pub fn wait_any<T: Send + Sync + 'static>(
     handles: &[Handle<T>],
     timeout: Duration,
@@ -249,8 +250,8 @@ impl<T: Send + Sync + 'static> LoadGroup<T> {
         &self.handles
     }
 
-    /// The share of requests that ended, from 0 to 1 (1 for an empty group). It never goes
-    /// backwards: a request that ended stays ended.
+    /// The share of requests that ended, from 0 to 1 (1 for an empty group). Between pushes it
+    /// never goes backwards: a request that ended stays ended (a push adds one that has not).
     pub fn progress(&self) -> f64 {
         if self.handles.is_empty() {
             return 1.0;

@@ -225,6 +225,29 @@ fn requests_past_the_outstanding_limit_fail_at_once_with_queue_full() {
 }
 
 #[test]
+fn a_refused_requests_dropped_handle_lets_go_of_nothing_and_records_no_cancel() {
+    let source = GatedSource::with_blobs(2);
+    source.gate.hold("a0");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let config = streamrt::RuntimeConfig { requests_outstanding_max: 1, ..Default::default() };
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config).record(&log, "test"));
+    let held = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    let refused = rt.request::<Blob>("a1", Priority::Normal).unwrap();
+    assert_eq!(refused.error().expect("refused").kind, ErrorKind::QueueFull { capacity: 1 });
+    let refused_id = refused.id().0;
+    drop(refused);
+    source.gate.release("a0");
+    held.wait_timeout(PATIENCE).unwrap().unwrap();
+    rt.shutdown();
+    let bytes = std::fs::read(&log).unwrap();
+    let mut reader = LogReader::new(&bytes).unwrap();
+    while let Some(record) = reader.next_record().unwrap() {
+        assert_ne!(record, LogRecord::Cancel { id: refused_id }, "it was never at its cache");
+    }
+}
+
+#[test]
 fn under_a_bandwidth_limit_every_asset_still_loads_and_every_byte_is_counted() {
     let source = GatedSource::with_blobs(8);
     let rt = runtime(&source, &BlobDecoder::default(), |b| {

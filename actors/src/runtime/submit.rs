@@ -290,6 +290,9 @@ impl Submitter {
         if let Some(kind) = refused {
             walk.failed = true;
             ticket.cell().fail(&AssetLoadError::shared(key, kind));
+            // Never at its cache: its handles' drop has nothing to let go of there, and posts
+            // nothing (an engine retrying refused requests fills no lane with releases).
+            ticket.cell().mark_released();
             return handle;
         }
         if let Some(gate) = gate {
