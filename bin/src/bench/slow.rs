@@ -3,8 +3,9 @@
 //!
 //! The runtime gets `READS_IN_FLIGHT` IO workers (`--reads-in-flight` overrides it) with two
 //! read credits each, so at most that many reads wait at once, and two decode threads. Systems:
-//! - the ideal overlapped rate: reads in flight / latency, capped by what the decode threads
-//!   manage without any delay (measured in the same run);
+//! - the ideal overlapped rate: reads in flight / latency, capped by what the machine manages
+//!   without any delay: `limit` (read, lz4, checksum, decode) on as many threads as ours has,
+//!   IO workers and decode threads (measured in the same run);
 //! - a FIFO pool: as many threads as reads in flight, each taking the next asset, one read at a
 //!   time (delay, read, decode);
 //! - ours: every asset requested at once, timed to the last `Ready`.
@@ -95,22 +96,23 @@ pub(super) fn slow_storage(args: &BenchArgs) -> anyhow::Result<Outcome> {
     };
     let reads = args.reads_in_flight.unwrap_or(READS_IN_FLIGHT).max(1);
     let n = workload.keys.len() as f64;
-    // One untimed pass warms the page cache. The cap is then `limit`'s rate on the decode
-    // threads: read, lz4, checksum and decode of each asset there, not the decode alone, so
-    // where it binds (one decode thread, large entries) it is below what ours can reach with
-    // the reads on its IO workers; with the defaults it is about 6 times the overlapped rate.
-    limit(&workload, args.decode_threads)?;
+    // One untimed pass warms the page cache. The cap is then `limit`'s rate on our threads,
+    // IO workers and decode threads: read, lz4, checksum and decode of each asset with no
+    // delay, which ours cannot beat (until the twenty-fourth session it ran on the decode
+    // threads alone, below what ours reaches with the reads and lz4 on its IO workers).
+    let threads = reads + args.decode_threads.max(1);
+    limit(&workload, threads)?;
     let run = |system: usize| match system {
-        0 => Ok(limit(&workload, args.decode_threads.max(1))?.wall),
+        0 => Ok(limit(&workload, threads)?.wall),
         1 => Ok(workload.load_in_parallel(reads, READ_DELAY)?.wall),
         _ => ours(&workload, reads, args),
     };
-    let names = ["decode alone", "fifo pool", "streamrt"];
-    let [decode, pool, own] = interleaved(args, names, run, |d: &Duration| *d)?;
+    let names = ["no-delay limit", "fifo pool", "streamrt"];
+    let [no_delay, pool, own] = interleaved(args, names, run, |d: &Duration| *d)?;
     let rate = |d: Duration| n / d.as_secs_f64();
-    let decode_cap = rate(median(decode));
+    let no_delay_cap = rate(median(no_delay));
     let overlapped = reads as f64 / READ_DELAY.as_secs_f64();
-    let ideal = overlapped.min(decode_cap);
+    let ideal = overlapped.min(no_delay_cap);
     let (p, o) = (rate(median(pool)), rate(median(own)));
     let ratio = o / ideal;
     Ok(Outcome {
@@ -122,7 +124,7 @@ pub(super) fn slow_storage(args: &BenchArgs) -> anyhow::Result<Outcome> {
                 READ_DELAY
             ),
             format!(
-                "ideal overlapped rate: {ideal:.0} assets/s ({reads} reads / {:?} = {overlapped:.0}, decode cap {decode_cap:.0})",
+                "ideal overlapped rate: {ideal:.0} assets/s ({reads} reads / {:?} = {overlapped:.0}, no-delay cap on {threads} threads {no_delay_cap:.0})",
                 READ_DELAY
             ),
             format!("fifo pool, {reads} threads, one read each: {p:.0} assets/s"),
@@ -135,7 +137,7 @@ pub(super) fn slow_storage(args: &BenchArgs) -> anyhow::Result<Outcome> {
         target: Some(Target::new(format!(">= {IDEAL_RATIO_MIN:.1}x ideal"), ratio >= IDEAL_RATIO_MIN)),
         extra: serde_json::json!({
             "assets": workload.keys.len(), "reads_in_flight": reads, "fifo_pool": p,
-            "decode_cap": decode_cap,
+            "no_delay_cap": no_delay_cap,
         }),
         charts: vec![],
     })
