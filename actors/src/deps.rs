@@ -96,8 +96,9 @@ impl Sum for ByteProgress {
 /// A request that has dependencies, as its gate sees it.
 pub(crate) trait Dependent: Send + Sync {
     /// Fails the request (a dependency failed) unless it already ended, and lets go of its
-    /// own load.
-    fn fail_dependent(self: Arc<Self>, kind: ErrorKind);
+    /// own load. `kind` makes the error, only for a request that has not ended: cancelling a
+    /// tree ends every dependency after its dependent, and none of them needs one.
+    fn fail_dependent(self: Arc<Self>, kind: &dyn Fn() -> ErrorKind);
 }
 
 /// The requests a progress walk counted already: a dependency shared in a tree is reached once
@@ -186,11 +187,14 @@ impl DepGate {
     }
 
     /// Fails the dependent because `dependency` could not even be requested, for `cause`.
-    pub(crate) fn refuse(&self, dependency: &AssetKey, cause: String) {
-        self.fail_dependent(ErrorKind::DependencyFailed { dependency: dependency.clone(), cause });
+    pub(crate) fn refuse(&self, dependency: &AssetKey, cause: &str) {
+        self.fail_dependent(&|| ErrorKind::DependencyFailed {
+            dependency: dependency.clone(),
+            cause: cause.to_owned(),
+        });
     }
 
-    fn fail_dependent(&self, kind: ErrorKind) {
+    fn fail_dependent(&self, kind: &dyn Fn() -> ErrorKind) {
         if let Some(dependent) = self.dependent.get().and_then(Weak::upgrade) {
             dependent.fail_dependent(kind);
         }
@@ -229,12 +233,12 @@ impl DepGate {
     /// a failure needs (a request keeps its path only, so its key is put together).
     pub(crate) fn dependency_ended(
         &self,
-        dependency: impl FnOnce() -> AssetKey,
+        dependency: impl Fn() -> AssetKey,
         to: LoadState,
         error: Option<&AssetLoadError>,
     ) {
         if to != LoadState::Ready {
-            return self.fail_dependent(dependency_error(&dependency(), error));
+            return self.fail_dependent(&|| dependency_error(&dependency(), error));
         }
         let parked = {
             let mut state = self.lock();

@@ -485,9 +485,9 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 }
 
 impl<T: Send + Sync + 'static> Dependent for RequestCell<T> {
-    fn fail_dependent(self: Arc<Self>, kind: ErrorKind) {
-        let failed =
-            self.fail_with(|| Arc::new(AssetLoadError { key: self.key(), attempt: 0, kind }));
+    fn fail_dependent(self: Arc<Self>, kind: &dyn Fn() -> ErrorKind) {
+        let failed = self
+            .fail_with(|| Arc::new(AssetLoadError { key: self.key(), attempt: 0, kind: kind() }));
         // Its own asset can never be handed out now, so the cache lets go of it as for a
         // cancel: a failed handle the engine keeps (to show the error) holds no load, nor a
         // value its own decode staged before the failure (the release takes it). Not an

@@ -355,7 +355,7 @@ impl Submitter {
                 }
             };
             walk.failed = true;
-            gate.refuse(&dep, cause);
+            gate.refuse(&dep, &cause);
             return;
         }
     }
