@@ -106,8 +106,8 @@ impl Scenario {
 /// Options of `streamctl bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Which scenario to run.
-    #[arg(value_enum)]
+    /// Which scenario to run; every one (`all`) when none is named.
+    #[arg(value_enum, default_value_t = Scenario::All)]
     scenario: Scenario,
     /// Run the scenario on this pack's entries instead of generated ones (throughput,
     /// slow-storage, cancel).
