@@ -347,18 +347,20 @@ impl<W: Write> LogWriter<W> {
     }
 }
 
+/// Writes `value`'s frame, its length and payload, in one `write_all`: a buffered writer then
+/// writes out whole frames only (it writes its buffer out between two calls, so two calls
+/// could leave a length without its payload in the file of a recorder that died), and a log
+/// cut short ends at a frame's boundary, which a reader takes.
 fn write_frame<W: Write>(out: &mut W, value: &impl Serialize) -> std::io::Result<()> {
-    let payload = postcard::to_allocvec(value).map_err(std::io::Error::other)?;
-    if payload.len() > RECORD_BYTES_MAX {
-        let why = format!(
-            "a record of {} bytes is over the {RECORD_BYTES_MAX}-byte limit",
-            payload.len()
-        );
+    let mut frame = postcard::to_extend(value, vec![0; 4]).map_err(std::io::Error::other)?;
+    let payload = frame.len() - 4;
+    if payload > RECORD_BYTES_MAX {
+        let why = format!("a record of {payload} bytes is over the {RECORD_BYTES_MAX}-byte limit");
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, why));
     }
-    let len = u32::try_from(payload.len()).map_err(std::io::Error::other)?;
-    out.write_all(&len.to_le_bytes())?;
-    out.write_all(&payload)
+    let len = u32::try_from(payload).map_err(std::io::Error::other)?;
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    out.write_all(&frame)
 }
 
 /// Reads a log held in memory: the header at once, then records one by one.
@@ -539,6 +541,29 @@ mod golden;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Takes every write whole and keeps its length.
+    struct Calls(Vec<usize>);
+
+    impl Write for Calls {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.push(bytes.len());
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn each_frame_is_one_write_so_a_buffer_written_out_between_two_never_splits_one() {
+        let mut writer = LogWriter::new(Calls(Vec::new()), &header()).unwrap();
+        writer.append(&LogRecord::Shutdown).unwrap();
+        let calls = writer.into_inner().0;
+        let header_frame = 4 + postcard::to_allocvec(&header()).unwrap().len();
+        let record_frame = 4 + postcard::to_allocvec(&LogRecord::Shutdown).unwrap().len();
+        assert_eq!(calls, [8, 2, header_frame, record_frame], "magic, version, then frames");
+    }
 
     #[test]
     fn a_record_a_reader_would_refuse_is_not_written() {
