@@ -69,6 +69,7 @@ mod failures;
 mod holders;
 mod inbox;
 mod lifecycle;
+mod recording;
 mod route;
 mod slots;
 
@@ -78,7 +79,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
-use streamrt_messages::replay_log::{DecodeOutcome, LogRecord};
+use streamrt_messages::replay_log::DecodeOutcome;
 use streamrt_messages::{
     AssetKey, AssetLoadError, AssetPath, AssetTypeName, ErrorKind, EventKind, Generation,
     LoadState, Priority, RequestId,
@@ -101,9 +102,8 @@ use crate::work::{DispatchOrder, IoPort, Job, JobEnd, JobGuard, JobRoute, ReadJo
 
 pub(crate) use inbox::{CacheInbox, EngineMsg};
 pub(crate) use lifecycle::{lock as salvage_lock, Salvaged};
-use route::decoder_outcome;
 pub(crate) use route::TypeRoute;
-use slots::{Detached, Holder, Phase, SlotTable};
+use slots::{Detached, Holder, Phase, Slot, SlotTable};
 
 /// What a cache is told.
 pub(crate) enum CacheMsg<T: Send + Sync + 'static> {
@@ -151,6 +151,12 @@ pub struct CacheStats {
     pub misses: u64,
     /// Parked assets dropped for the memory budget.
     pub evictions: u64,
+}
+
+/// Whether every request holding `slot` let go of it (their releases may still be on their
+/// way to the cache, behind what it handles now).
+fn all_released<T: Send + Sync + 'static>(slot: &Slot<Ticket<T>>) -> bool {
+    slot.holders.iter().all(|t| t.cell().is_released())
 }
 
 impl<T: Send + Sync + 'static> Holder for Ticket<T> {
@@ -281,16 +287,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
     }
 
-    /// Records a decoder's outcome when the cache takes it (not on the decode thread): a
-    /// replay stages the value at the same point among the engine's inputs.
-    fn record_decode(&self, job: &Job, outcome: impl FnOnce() -> Option<DecodeOutcome>) {
-        if let Some(recorder) = self.links.probe.recorder() {
-            if let Some(outcome) = outcome() {
-                recorder.record(&LogRecord::Decode { key: job.key.clone(), outcome });
-            }
-        }
-    }
-
     fn engine_msg(&mut self, msg: EngineMsg<T>) {
         match msg {
             EngineMsg::Load(ticket, locator) => self.load(ticket, locator, Admission::New),
@@ -310,7 +306,10 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 self.decoded(&job, value, size);
             }
             CacheMsg::Ended(job, end) => {
-                self.record_decode(&job, || decoder_outcome(&end));
+                // Recorded as it takes effect, as a decode's outcome is: not under the
+                // recorder's order lock, which an engine thread holds while its request walks
+                // the source (a core thread waiting on it would hold every load up).
+                self.record_end(&job, &end);
                 self.ended(job.slot(), job.generation, end);
             }
             CacheMsg::Stats(reply) => {
@@ -558,7 +557,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let Some(slot) = self.table.current_in(at, load.generation, Phase::Queued) else {
             return self.not_dispatched(load.generation, credit);
         };
-        if slot.holders.iter().all(|t| t.cell().is_released()) {
+        if all_released(slot) {
             // Every request let go of it, and their releases wait in the engine's lane, which
             // this turn reaches after the orders: taken now, they cancel the load before it
             // is read (an engine dropping a level's handles while its loads are dispatched).

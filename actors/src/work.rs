@@ -66,6 +66,11 @@ pub(crate) const URGENT: Priority = Priority::High;
 pub(crate) enum JobEnd {
     /// The load failed.
     Failed(ErrorKind),
+    /// The source's read failed (its error, or its panic as `WorkerLost`): a failure as
+    /// `Failed` is, recorded (while recording) where the cache takes it, as a decode's
+    /// outcome is, so that a replay fails the load at the same point among the engine's
+    /// inputs.
+    ReadFailed(ErrorKind),
     /// A worker saw the load cancelled and stopped.
     Dropped(CancelStage),
 }
@@ -344,10 +349,11 @@ impl IoWorker {
         JobGuard::new(job, "a decode worker crashed")
     }
 
-    /// Records how `job`'s read ended, if the runtime is recording.
-    fn record_read(&self, job: &Job, outcome: impl FnOnce() -> ReadOutcome) {
+    /// Records that `job`'s read brought `n` bytes, if the runtime is recording.
+    fn record_read(&self, job: &Job, n: u64) {
         if let Some(recorder) = self.probe.recorder() {
-            recorder.record(&LogRecord::Read { key: job.key.clone(), outcome: outcome() });
+            let outcome = ReadOutcome::Bytes(n);
+            recorder.record(&LogRecord::Read { key: job.key.clone(), outcome });
         }
     }
 
@@ -370,9 +376,8 @@ impl IoWorker {
         let read = match read {
             Ok(read) => read,
             Err(panic) => {
-                // Recorded as a lost worker, which a replay's source reproduces by panicking.
+                // A lost worker, which a replay's source reproduces by panicking.
                 let lost = ErrorKind::WorkerLost(panic_message(&*panic));
-                self.record_read(job, || ReadOutcome::Failed(lost.clone()));
                 // The read's span ends here too, with no bytes, as a failed read's does: a
                 // report would otherwise count the worker idle from its start on.
                 stage_event(&self.probe, EventKind::ReadDone, job, self.index, None);
@@ -380,10 +385,10 @@ impl IoWorker {
             }
         };
         let n = read.as_ref().ok().map(|b| b.len() as u64);
-        self.record_read(job, || match &read {
-            Ok(bytes) => ReadOutcome::Bytes(bytes.len() as u64),
-            Err(e) => ReadOutcome::Failed(e.clone().into()),
-        });
+        // A failed read is recorded by the cache, as it takes the failure (`ReadFailed`).
+        if let Some(n) = n {
+            self.record_read(job, n);
+        }
         stage_event(&self.probe, EventKind::ReadDone, job, self.index, n);
         if let Some(throttle) = &self.throttle {
             // What the storage was asked for, where the source counts it (a pack's windows
@@ -411,7 +416,7 @@ impl IoWorker {
             Ok(read) => read,
             Err((lost, panic)) => {
                 drop(credit);
-                end(guard.take(), JobEnd::Failed(lost));
+                end(guard.take(), JobEnd::ReadFailed(lost));
                 resume_unwind(panic);
             }
         };
@@ -424,7 +429,7 @@ impl IoWorker {
             return end(guard.take(), JobEnd::Dropped(CancelStage::Loading));
         }
         match read {
-            Err(e) => end(guard.take(), JobEnd::Failed(e.into())),
+            Err(e) => end(guard.take(), JobEnd::ReadFailed(e.into())),
             Ok(bytes) => {
                 let priority = guard.job().priority;
                 let next = match &self.staged_decodes {

@@ -58,7 +58,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             return;
         };
         let kind = match end {
-            JobEnd::Failed(kind) => kind,
+            JobEnd::Failed(kind) | JobEnd::ReadFailed(kind) => kind,
             JobEnd::Dropped(stage) => {
                 // A load is marked cancelled only when its slot is removed, so a current load is
                 // never dropped; fail its requests rather than leave them waiting if that changes.

@@ -11,7 +11,9 @@ use streamrt::{
     EntryInfo, FramePolicy, Locator, PublishMode, ReadyError, Runtime, RuntimeConfig, Source,
     SourceError, PANIC_MESSAGE_BYTES_MAX,
 };
-use streamrt_integration::{blob_key, Blob, BlobDecoder, GatedSource, Rng, Scenario, PATIENCE};
+use streamrt_integration::{
+    blob_key, Blob, BlobDecoder, GatedSource, HookedWants, Rng, Scenario, PATIENCE,
+};
 
 /// A random session of 40 steps over a few keys: requests (one with a dependency), cancels,
 /// reprioritisations, frames, and reads and decodes that succeed, fail or panic.
@@ -569,4 +571,40 @@ fn an_immediate_mode_session_records_its_publishes_and_replays_to_the_recorded_s
     assert_eq!(published, ready, "every immediate publish is recorded");
     let report = replayed_as_recorded(&bytes);
     assert_eq!(report.checked, 40);
+}
+
+#[test]
+fn a_read_that_failed_as_its_request_was_cancelled_replays_as_the_cancel_it_lost_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let source = GatedSource::default();
+    source.put("w", b"the hint holder");
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (arming, gate) = (Arc::clone(&armed), source.gate.clone());
+    // Once armed, the next load hint holds the core thread, where the read's failure is taken.
+    let hooked = HookedWants::new(&source, move || {
+        if arming.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            gate.pass("want");
+        }
+    });
+    source.gate.hold("missing");
+    let rt = recorded(RuntimeConfig::default(), hooked, &log);
+    let missing = rt.request::<Blob>("missing", Priority::Normal).unwrap();
+    source.gate.wait_started("missing", 1);
+    source.gate.hold("want");
+    armed.store(true, std::sync::atomic::Ordering::Release);
+    let holder = rt.request::<Blob>("w", Priority::Normal).unwrap();
+    source.gate.wait_started("want", 1);
+    // The read fails (no such entry) while the core thread is held; the engine cancels before
+    // the cache takes the failure: the request ends cancelled.
+    let events = rt.subscribe(1024);
+    source.gate.release("missing");
+    let read = events.wait_for(PATIENCE, |e| e.kind == streamrt::messages::EventKind::ReadDone);
+    assert!(read.is_some(), "the read is over");
+    assert!(missing.cancel(), "the cancel ended the request");
+    source.gate.release("want");
+    holder.wait_timeout(PATIENCE).unwrap().unwrap();
+    rt.shutdown();
+    let report = replayed_as_recorded(&std::fs::read(&log).unwrap());
+    assert_eq!(report.checked, 2, "both requests end as recorded");
 }
