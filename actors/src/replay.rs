@@ -249,7 +249,8 @@ struct Session<'a> {
     replayed_ids: BTreeMap<u64, u64>,
     /// Recorded terminal states by recorded request id.
     expected: BTreeMap<u64, LoadState>,
-    /// The recorded ids of the ends recorded since the last `BeginFrame` record.
+    /// The recorded ids of the ends recorded since the last `BeginFrame` record (or, for a
+    /// held immediate-mode replay, the last `Published` record).
     ended_since_frame: BTreeSet<u64>,
     /// The requests the recording's frames published that the replay has not, by the
     /// replay's ids, from the `Published` records; `None` until the first (a version 2 log
@@ -340,7 +341,15 @@ impl Session<'_> {
                     handle.reprioritize(priority);
                 }
             }
-            LogRecord::Published { requests } => self.list_to_publish(&requests),
+            LogRecord::Published { requests } => {
+                // An immediate publish records its requests' ends, then its `Published`: its
+                // boundary, as a frame's record is a frame's (a log cut short between the two
+                // excuses only those ends; one with no frames would excuse every end).
+                if self.held {
+                    self.ended_since_frame.clear();
+                }
+                self.list_to_publish(&requests);
+            }
             // The recorded requests are published, not the replay's own pick: the replay stages
             // a request as soon as its decode is fed, sooner than the threaded run's frame
             // coordinator received it, so its pick could publish a request that the recording

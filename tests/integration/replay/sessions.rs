@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use streamrt::messages::replay_log::{read_log, DecodeOutcome, LogRecord};
+use streamrt::messages::replay_log::{read_log, DecodeOutcome, LogPublish, LogRecord};
 use streamrt::messages::{AssetKey, ErrorKind, LoadState, Priority};
 use streamrt::replay::{replay, ReplayOptions};
 use streamrt::{
@@ -215,6 +215,24 @@ fn a_log_cut_short_still_shows_a_divergence_recorded_before_its_last_frame() {
     assert!(!report.complete);
     let divergence = report.divergence.expect("x's end was recorded before the last frame");
     assert_eq!((divergence.request, divergence.recorded), (x, LoadState::Ready));
+    assert_eq!(divergence.replayed, None, "only the replay's shutdown failed it");
+}
+
+#[test]
+fn a_cut_short_immediate_log_still_shows_a_divergence_recorded_before_its_last_publish() {
+    // A daemon's log (no frames) killed mid-session, with `a`'s read record lost: the
+    // recording saw `a` fail, then published `b`; the replay's `a` waits for its read until
+    // the replay's own shutdown fails it.
+    let mut s = Scenario::new();
+    s.config.publish = LogPublish::Immediate;
+    let a = s.request("blob:a", Priority::Normal);
+    s.ended(a, LoadState::Failed);
+    let b = s.request("blob:b", Priority::Normal);
+    s.load("blob:b", 4).ended(b, LoadState::Ready).publishing(&[b]);
+    let report = s.replay_with(2);
+    assert!(!report.complete);
+    let divergence = report.divergence.expect("a's end was recorded before the last publish");
+    assert_eq!((divergence.request, divergence.recorded), (a, LoadState::Failed));
     assert_eq!(divergence.replayed, None, "only the replay's shutdown failed it");
 }
 
