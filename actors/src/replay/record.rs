@@ -23,7 +23,7 @@
 //! A write that fails stops the recording (the first error is logged and kept for
 //! [`Recorder::finish`]); the runtime itself carries on.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
@@ -62,8 +62,10 @@ pub(crate) struct Recorder {
 
 struct State {
     writer: Option<LogWriter<BufWriter<File>>>,
-    /// Keys whose `Entry` was recorded: the source's answer never changes.
-    entries: HashSet<AssetKey>,
+    /// Keys whose `Entry` was recorded, with a digest of what it said: recorded again only
+    /// when the source's answer changed (a memory source's entries may be added or replaced
+    /// while the runtime runs).
+    entries: HashMap<AssetKey, u64>,
     error: Option<String>,
 }
 
@@ -75,7 +77,7 @@ impl Recorder {
     /// The file could not be created or written, or it is a named pipe with no reader.
     pub(crate) fn create(path: &Path, header: &LogHeader) -> std::io::Result<Self> {
         let writer = LogWriter::new(BufWriter::new(crate::log_file::create(path)?), header)?;
-        let state = State { writer: Some(writer), entries: HashSet::new(), error: None };
+        let state = State { writer: Some(writer), entries: HashMap::new(), error: None };
         Ok(Self { state: Mutex::new(state), order: Mutex::new(()) })
     }
 
@@ -101,16 +103,20 @@ impl Recorder {
         }
     }
 
-    /// Records what the source said of `key`, the first time it is asked.
+    /// Records what the source said of `key`: the first time it is asked, and whenever its
+    /// answer changed since (a replay's source answers as the last record said).
     pub(crate) fn entry(&self, key: &AssetKey, info: &EntryInfo) {
+        let digest = entry_digest(info);
         let mut state = self.state();
-        if state.entries.insert(key.clone()) {
-            state.append(&LogRecord::Entry {
-                key: key.clone(),
-                dependencies: info.dependencies.clone(),
-                size: info.size,
-            });
+        if state.entries.get(key) == Some(&digest) {
+            return;
         }
+        state.entries.insert(key.clone(), digest);
+        state.append(&LogRecord::Entry {
+            key: key.clone(),
+            dependencies: info.dependencies.clone(),
+            size: info.size,
+        });
     }
 
     /// Records that the source panicked looking `key` up, with `message`; what it says of the
@@ -159,6 +165,15 @@ impl State {
             });
         }
     }
+}
+
+/// A digest of what an `Entry` record says of a key (its locator is not recorded).
+fn entry_digest(info: &EntryInfo) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    info.dependencies.hash(&mut hasher);
+    info.size.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The record of a type registered with a retry policy of its own.

@@ -626,3 +626,22 @@ fn a_read_that_failed_as_its_request_was_cancelled_replays_as_the_cancel_it_lost
     let report = replayed_as_recorded(&std::fs::read(&log).unwrap());
     assert_eq!(report.checked, 2, "both requests end as recorded");
 }
+
+#[test]
+fn an_entry_a_source_adds_while_recording_replays_as_the_source_then_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let source = GatedSource::default();
+    source.put("t", b"t");
+    let rt = recorded(RuntimeConfig::default(), source.clone(), &log);
+    let before = rt.request::<Blob>("a", Priority::Normal).unwrap();
+    let ended = before.wait_timeout(PATIENCE).expect("ends");
+    assert!(matches!(ended, Err(ReadyError::Failed(e)) if e.kind == ErrorKind::NotFound));
+    // Added while the runtime runs, with a dependency: the next request walks a tree of two.
+    source.put_with_deps("blob:a", b"a", &["blob:t"]);
+    let after = rt.request::<Blob>("a", Priority::Normal).unwrap();
+    assert_eq!(after.wait_timeout(PATIENCE).unwrap().unwrap().0, b"a");
+    rt.shutdown();
+    let report = replayed_as_recorded(&std::fs::read(&log).unwrap());
+    assert_eq!(report.checked, 3, "a twice and its dependency t");
+}
