@@ -51,6 +51,10 @@ enum PackCommand {
     Verify {
         /// The pack.
         file: PathBuf,
+        /// Print JSON: `{"entries": N, "bad": [{"key": ..., "error": ...}]}` (still exiting
+        /// non-zero when an entry is bad).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -78,7 +82,7 @@ pub fn run(args: &PackArgs) -> anyhow::Result<()> {
             build(dir, output, (*codec).into(), deps.as_deref())
         }
         PackCommand::Ls { file, json } => ls(file, *json),
-        PackCommand::Verify { file } => verify(file),
+        PackCommand::Verify { file, json } => verify(file, *json),
     }
 }
 
@@ -363,18 +367,29 @@ fn ls(file: &Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn verify(file: &Path) -> anyhow::Result<()> {
+fn verify(file: &Path, json: bool) -> anyhow::Result<()> {
     let pack = PackReader::open(file, PackLimits::default())
         .with_context(|| format!("{}", file.display()))?;
     let bad = pack.verify();
-    for (key, error) in &bad {
-        println!("bad: {}: {error}", shown(key));
+    let entries = pack.entries().len();
+    if json {
+        let listed: Vec<_> = bad
+            .iter()
+            .map(|(key, error)| serde_json::json!({ "key": key, "error": error.to_string() }))
+            .collect();
+        println!("{}", serde_json::json!({ "entries": entries, "bad": listed }));
+    } else {
+        for (key, error) in &bad {
+            println!("bad: {}: {error}", shown(key));
+        }
     }
     if !bad.is_empty() {
         let names: Vec<_> = bad.iter().map(|(key, _)| shown(key)).collect();
-        bail!("{} of {} entries are bad: {}", bad.len(), pack.entries().len(), names.join(", "));
+        bail!("{} of {entries} entries are bad: {}", bad.len(), names.join(", "));
     }
-    println!("ok: {} entries verified", pack.entries().len());
+    if !json {
+        println!("ok: {entries} entries verified");
+    }
     Ok(())
 }
 
@@ -391,14 +406,14 @@ mod tests {
         std::fs::write(assets.join("mesh/b.bin"), vec![9u8; 5_000]).unwrap();
         let pack = dir.path().join("a.pack");
         build(&assets, &pack, Codec::Lz4, None).unwrap();
-        verify(&pack).unwrap();
+        verify(&pack, false).unwrap();
         let reader = PackReader::open(&pack, PackLimits::default()).unwrap();
         let victim = reader.entry("mesh:mesh/deep/a.bin").unwrap().clone();
         drop(reader);
         let mut bytes = std::fs::read(&pack).unwrap();
         bytes[(victim.offset + victim.stored_size - 1) as usize] ^= 0x01;
         std::fs::write(&pack, &bytes).unwrap();
-        let err = verify(&pack).unwrap_err().to_string();
+        let err = verify(&pack, false).unwrap_err().to_string();
         assert_eq!(err, "1 of 2 entries are bad: mesh:mesh/deep/a.bin");
     }
 

@@ -235,3 +235,36 @@ fn a_dependency_file_naming_an_asset_the_folder_lacks_is_refused_and_writes_no_p
     assert!(stderr.contains("names blob:missing, which is not among the assets"), "{stderr}");
     assert!(!output.exists(), "no pack is left behind");
 }
+
+#[test]
+fn pack_verify_json_lists_each_bad_entry_and_still_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(assets.join("blob")).unwrap();
+    std::fs::write(assets.join("blob").join("a"), vec![7u8; 5_000]).unwrap();
+    std::fs::write(assets.join("blob").join("b"), vec![9u8; 5_000]).unwrap();
+    let pack = dir.path().join("a.pack");
+    let streamctl = || Command::new(env!("CARGO_BIN_EXE_streamctl"));
+    let built = streamctl().args(["pack", "build"]).arg(&assets).arg("-o").arg(&pack).output();
+    assert!(built.unwrap().status.success());
+    let verified = |pack: &std::path::Path| {
+        let out = streamctl().args(["pack", "verify", "--json"]).arg(pack).output().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON value");
+        (out.status.success(), json)
+    };
+    let (ok, json) = verified(&pack);
+    assert!(ok, "{json}");
+    assert_eq!(json, serde_json::json!({ "entries": 2, "bad": [] }));
+    // `b`'s last stored byte flipped: its checksum no longer holds.
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let reader = streamrt::pack::PackReader::open(&pack, Default::default()).unwrap();
+    let b = reader.entry("blob:blob/b").unwrap();
+    bytes[(b.offset + b.stored_size - 1) as usize] ^= 0x01;
+    drop(reader);
+    std::fs::write(&pack, &bytes).unwrap();
+    let (ok, json) = verified(&pack);
+    assert!(!ok, "a bad entry fails the command");
+    assert_eq!(json["entries"], 2);
+    assert_eq!(json["bad"].as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(json["bad"][0]["key"], "blob:blob/b");
+}
