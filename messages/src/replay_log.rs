@@ -46,6 +46,36 @@ pub const RECORD_BYTES_MAX: usize = 1 << 20;
 /// failed write, so every recorded log replays), and a reader refuses a log longer.
 pub const RECORDS_MAX: usize = 1 << 22;
 
+/// The most memory a log's records take once decoded, estimated (see `decoded_bytes`): 2 GiB.
+/// A record's bytes decode into many times as many (a key of 4 bytes into one of about 100, an
+/// id of 1 byte into 8), so a log's size alone does not bound what reading it takes: a writer
+/// refuses the record past it, and a reader refuses a log past it.
+pub const DECODED_BYTES_MAX: u64 = 2 << 30;
+
+/// What a decoded key takes besides its text: two `Arc<str>`, each a pointer, a length and an
+/// allocation holding two counts, rounded up as allocators do.
+const KEY_DECODED_BYTES: u64 = 96;
+
+/// An estimate of the memory `record`, whose frame's payload is `payload` bytes, takes once
+/// decoded and kept with its offset: its slot, its text (no more than its payload), and each
+/// key's and id's own cost.
+fn decoded_bytes(record: &LogRecord, payload: usize) -> u64 {
+    let keys = match record {
+        LogRecord::Request { .. }
+        | LogRecord::Read { .. }
+        | LogRecord::Decode { .. }
+        | LogRecord::EntryPanicked { .. } => 1,
+        LogRecord::Entry { dependencies, .. } => 1 + dependencies.len() as u64,
+        _ => 0,
+    };
+    let ids = match record {
+        LogRecord::Published { requests } => requests.len() as u64,
+        _ => 0,
+    };
+    let slot = std::mem::size_of::<(u64, LogRecord)>() as u64;
+    slot + payload as u64 + keys * KEY_DECODED_BYTES + ids * 8
+}
+
 /// Magic and version.
 const PREAMBLE_BYTES: usize = 10;
 
@@ -293,6 +323,12 @@ pub enum LogErrorKind {
         /// The most records a log holds.
         max: usize,
     },
+    /// A record past what a log's records may take once decoded ([`DECODED_BYTES_MAX`]).
+    #[error("records that would take more than {max} bytes once decoded")]
+    TooMuchDecoded {
+        /// The most bytes a log's decoded records take.
+        max: u64,
+    },
 }
 
 /// Writes a log: the preamble and header first, then at most [`RECORDS_MAX`] records.
@@ -300,6 +336,9 @@ pub struct LogWriter<W: Write> {
     out: W,
     records: usize,
     records_max: usize,
+    /// What the records written take once decoded (see `decoded_bytes`), and the most.
+    decoded: u64,
+    decoded_max: u64,
 }
 
 impl<W: Write> LogWriter<W> {
@@ -311,8 +350,9 @@ impl<W: Write> LogWriter<W> {
     pub fn new(mut out: W, header: &LogHeader) -> std::io::Result<Self> {
         out.write_all(&REPLAY_LOG_MAGIC)?;
         out.write_all(&REPLAY_LOG_VERSION.to_le_bytes())?;
-        write_frame(&mut out, header)?;
-        Ok(Self { out, records: 0, records_max: RECORDS_MAX })
+        out.write_all(&frame(header)?)?;
+        let (decoded, decoded_max) = (0, DECODED_BYTES_MAX);
+        Ok(Self { out, records: 0, records_max: RECORDS_MAX, decoded, decoded_max })
     }
 
     /// Appends one record.
@@ -320,15 +360,22 @@ impl<W: Write> LogWriter<W> {
     /// # Errors
     ///
     /// The writer's IO error, or `InvalidInput` for a record over [`RECORD_BYTES_MAX`], or past
-    /// the [`RECORDS_MAX`] a log holds (a reader would refuse the log at it), written not at
-    /// all.
+    /// the [`RECORDS_MAX`] a log holds or the [`DECODED_BYTES_MAX`] its records take decoded
+    /// (a reader would refuse the log at it), written not at all.
     pub fn append(&mut self, record: &LogRecord) -> std::io::Result<()> {
+        let refused = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, why);
         if self.records >= self.records_max {
-            let why = format!("the log holds {} records at most", self.records_max);
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, why));
+            return Err(refused(format!("the log holds {} records at most", self.records_max)));
         }
-        write_frame(&mut self.out, record)?;
+        let frame = frame(record)?;
+        let decoded = self.decoded.saturating_add(decoded_bytes(record, frame.len() - 4));
+        if decoded > self.decoded_max {
+            let why = format!("a log's records take {} bytes decoded at most", self.decoded_max);
+            return Err(refused(why));
+        }
+        self.out.write_all(&frame)?;
         self.records += 1;
+        self.decoded = decoded;
         Ok(())
     }
 
@@ -347,11 +394,11 @@ impl<W: Write> LogWriter<W> {
     }
 }
 
-/// Writes `value`'s frame, its length and payload, in one `write_all`: a buffered writer then
-/// writes out whole frames only (it writes its buffer out between two calls, so two calls
-/// could leave a length without its payload in the file of a recorder that died), and a log
-/// cut short ends at a frame's boundary, which a reader takes.
-fn write_frame<W: Write>(out: &mut W, value: &impl Serialize) -> std::io::Result<()> {
+/// `value`'s frame, its length and payload, to be written in one `write_all`: a buffered
+/// writer then writes out whole frames only (it writes its buffer out between two calls, so
+/// two calls could leave a length without its payload in the file of a recorder that died),
+/// and a log cut short ends at a frame's boundary, which a reader takes.
+fn frame(value: &impl Serialize) -> std::io::Result<Vec<u8>> {
     let mut frame = postcard::to_extend(value, vec![0; 4]).map_err(std::io::Error::other)?;
     let payload = frame.len() - 4;
     if payload > RECORD_BYTES_MAX {
@@ -360,7 +407,7 @@ fn write_frame<W: Write>(out: &mut W, value: &impl Serialize) -> std::io::Result
     }
     let len = u32::try_from(payload).map_err(std::io::Error::other)?;
     frame[..4].copy_from_slice(&len.to_le_bytes());
-    out.write_all(&frame)
+    Ok(frame)
 }
 
 /// Reads a log held in memory: the header at once, then records one by one.
@@ -513,12 +560,17 @@ pub struct WholeLog {
 ///
 /// The first [`LogError`].
 pub fn read_whole_log(bytes: &[u8]) -> Result<WholeLog, LogError> {
-    read_records_within(bytes, RECORDS_MAX)
+    read_records_within(bytes, RECORDS_MAX, DECODED_BYTES_MAX)
 }
 
-fn read_records_within(bytes: &[u8], records_max: usize) -> Result<WholeLog, LogError> {
+fn read_records_within(
+    bytes: &[u8],
+    records_max: usize,
+    decoded_max: u64,
+) -> Result<WholeLog, LogError> {
     let mut reader = LogReader::new(bytes)?;
     let mut records = Vec::new();
+    let mut decoded = 0_u64;
     loop {
         let offset = reader.offset();
         match reader.next_record()? {
@@ -526,7 +578,15 @@ fn read_records_within(bytes: &[u8], records_max: usize) -> Result<WholeLog, Log
                 let kind = LogErrorKind::TooManyRecords { max: records_max };
                 return Err(LogError { offset, kind });
             }
-            Some(record) => records.push((offset, record)),
+            Some(record) => {
+                let payload = usize::try_from(reader.offset() - offset - 4).unwrap_or(usize::MAX);
+                decoded = decoded.saturating_add(decoded_bytes(&record, payload));
+                if decoded > decoded_max {
+                    let kind = LogErrorKind::TooMuchDecoded { max: decoded_max };
+                    return Err(LogError { offset, kind });
+                }
+                records.push((offset, record));
+            }
             None => {
                 let (header, version) = (reader.header.clone(), reader.version);
                 return Ok(WholeLog { header, version, records });
@@ -566,6 +626,32 @@ mod tests {
     }
 
     #[test]
+    fn records_past_what_a_log_may_take_decoded_are_neither_written_nor_read() {
+        let key = AssetKey::parse("blob:a").unwrap();
+        let entry =
+            LogRecord::Entry { key: key.clone(), dependencies: vec![key; 1_000], size: None };
+        let mut out = Vec::new();
+        let mut writer = LogWriter::new(&mut out, &header()).unwrap();
+        for _ in 0..3 {
+            writer.append(&entry).unwrap();
+        }
+        // Each record holds 1,001 keys, about 100 KB decoded from about 7 KB of log.
+        let whole = read_records_within(&out, RECORDS_MAX, DECODED_BYTES_MAX).unwrap();
+        let second = whole.records[1].0;
+        let refused = read_records_within(&out, RECORDS_MAX, 150_000).unwrap_err();
+        let kind = LogErrorKind::TooMuchDecoded { max: 150_000 };
+        assert_eq!(refused, LogError { offset: second, kind });
+        let mut again = Vec::new();
+        let mut writer = LogWriter::new(&mut again, &header()).unwrap();
+        writer.decoded_max = 150_000;
+        writer.append(&entry).unwrap();
+        let written = out_len(&writer);
+        let error = writer.append(&entry).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+        assert_eq!(out_len(&writer), written, "the record past the budget is not written");
+    }
+
+    #[test]
     fn a_record_a_reader_would_refuse_is_not_written() {
         let mut out = Vec::new();
         let mut writer = LogWriter::new(&mut out, &header()).unwrap();
@@ -585,8 +671,9 @@ mod tests {
         let err = writer.append(&LogRecord::EndFrame).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
         let bytes = writer.into_inner();
-        assert_eq!(read_records_within(&bytes, 3).map(|l| l.records.len()), Ok(3));
-        let refused = read_records_within(&bytes, 2).unwrap_err();
+        let within = |records_max| read_records_within(&bytes, records_max, DECODED_BYTES_MAX);
+        assert_eq!(within(3).map(|l| l.records.len()), Ok(3));
+        let refused = within(2).unwrap_err();
         assert_eq!(refused.kind, LogErrorKind::TooManyRecords { max: 2 });
         assert_eq!(refused.offset, bytes.len() as u64 - 5, "at the record past the limit");
     }
