@@ -267,9 +267,13 @@ struct Session<'a> {
 impl Session<'_> {
     fn feed_all(&mut self, records: Vec<(u64, LogRecord)>) -> Result<(), ReplayError> {
         for (offset, record) in records {
-            self.feed(record).map_err(|reason| ReplayError::BadRecord { offset, reason })?;
+            let moved = self.feed(record);
+            let moved = moved.map_err(|reason| ReplayError::BadRecord { offset, reason })?;
             let stalled = |Stalled| ReplayError::Stalled { offset, stalled: Stalled.to_string() };
-            if !self.shut_down {
+            // A record that moved nothing (an end, an entry, a cancel of a request the replay
+            // never made) leaves the runtime settled: a settle's scan of every waiting job
+            // would find nothing new, at a cost a log of millions of them would multiply.
+            if moved && !self.shut_down {
                 self.stepper.settle(self.runtime, self.script).map_err(stalled)?;
                 // A publish can stage more (a dependent of the published, a load its credit
                 // let through): published too before the next record, as the recording did.
@@ -299,12 +303,12 @@ impl Session<'_> {
     /// # Errors
     ///
     /// What makes the record one no recording writes.
-    fn feed(&mut self, record: LogRecord) -> Result<(), String> {
+    fn feed(&mut self, record: LogRecord) -> Result<bool, String> {
         if record == LogRecord::Shutdown {
             // Shutdown waits on the actors' answers: it must not hold them back.
             self.runtime.shutdown();
             self.shut_down = true;
-            return Ok(());
+            return Ok(true);
         }
         let activity = Arc::clone(self.stepper.activity());
         activity.hold();
@@ -313,7 +317,9 @@ impl Session<'_> {
         fed
     }
 
-    fn feed_held(&mut self, record: LogRecord) -> Result<(), String> {
+    /// Feeds one record with the actors held; whether it may have moved the runtime (a record
+    /// that only tells the replay something, or names a request it never made, does not).
+    fn feed_held(&mut self, record: LogRecord) -> Result<bool, String> {
         match record {
             LogRecord::Request { id, key, priority } => {
                 // A recording gives each request a new id, and records none after its
@@ -328,18 +334,18 @@ impl Session<'_> {
                 self.replayed_ids.insert(id, handle.id().0);
                 self.handles.insert(id, handle);
             }
+            // Asked for by a request's own record, which the replay settles after.
             LogRecord::Entry { key, dependencies, size } => {
                 self.script.entry(key, EntryInfo { dependencies, size, locator: None });
+                return Ok(false);
             }
             LogRecord::Cancel { id } => {
-                if let Some(handle) = self.handles.remove(&id) {
-                    handle.cancel();
-                }
+                let Some(handle) = self.handles.remove(&id) else { return Ok(false) };
+                handle.cancel();
             }
             LogRecord::Reprioritize { id, priority } => {
-                if let Some(handle) = self.handles.get(&id) {
-                    handle.reprioritize(priority);
-                }
+                let Some(handle) = self.handles.get(&id) else { return Ok(false) };
+                handle.reprioritize(priority);
             }
             LogRecord::Published { requests } => {
                 // An immediate publish records its requests' ends, then its `Published`: its
@@ -376,15 +382,19 @@ impl Session<'_> {
                 if self.shut_down {
                     self.ended_after_shutdown.insert(id);
                 }
+                return Ok(false);
             }
             LogRecord::Shutdown => {}
-            LogRecord::EntryPanicked { key, message } => self.script.bank_entry_panic(key, message),
+            LogRecord::EntryPanicked { key, message } => {
+                self.script.bank_entry_panic(key, message);
+                return Ok(false);
+            }
             LogRecord::TypePolicy { type_name, .. } => {
                 let name = error_text_of(&type_name);
                 return Err(format!("a retry policy for {name} after the session began"));
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Adds the requests a recorded frame published to those still to publish, under the
