@@ -2,9 +2,10 @@
 //!
 //! Builds a pack of a few thousand generated assets of five types with dependencies (mesh ->
 //! material -> textures; see [`generate`]) in a temporary folder, runs the runtime in-process
-//! on it under a simulated 60 fps frame loop that requests, reprioritises and cancels assets,
-//! shows live progress, and prints a summary. It fails (non-zero exit) if any request is left
-//! without a terminal state.
+//! on it under a simulated 60 fps frame loop that requests, reprioritises and cancels assets
+//! (queued, loading or decoded), shows live progress, and prints a summary, then the report of
+//! its telemetry (as `streamctl report` prints it). It fails (non-zero exit) if any request is
+//! left without a terminal state.
 
 mod generate;
 
@@ -92,11 +93,13 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let pack = generate::build(dir.path(), args.assets, &mut rng)?;
     let source = PackSource::open(&pack.path, PackLimits::default())
         .with_context(|| format!("opening {}", pack.path.display()))?;
+    // Always kept, for the report the demo ends with: in the demo's folder unless asked for.
+    let telemetry = args.telemetry.clone().unwrap_or_else(|| dir.path().join("telemetry.jsonl"));
     let mut config = RuntimeConfig {
         workers: args.workers,
         reads_in_flight: args.workers.saturating_mul(4),
         queue_capacity: 16_384,
-        telemetry_path: args.telemetry.clone(),
+        telemetry_path: Some(telemetry.clone()),
         ..RuntimeConfig::default()
     }
     .decode_threads_per_core();
@@ -118,6 +121,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     if let Some(error) = rt.record_error() {
         bail!("the replay log is incomplete: {error}");
     }
+    print_report(&telemetry)
+}
+
+/// The report of the telemetry log at `path`, as `streamctl report` prints it.
+fn print_report(path: &std::path::Path) -> anyhow::Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let records = streamrt::report::read_log(std::io::BufReader::new(file))
+        .with_context(|| format!("reading {}", path.display()))?;
+    println!("report of the session's telemetry (streamctl report):");
+    print!("{}", streamrt::report::Report::from_records(&records).render());
     Ok(())
 }
 
@@ -213,9 +226,10 @@ fn steer(handles: &[Box<dyn Tracked>], rng: &mut fastrand::Rng) {
             h.reprioritize(Priority::ALL[rng.usize(..Priority::LEVELS)]);
         }
     }
+    // Whatever stage it is at: queued, being read, or decoded and waiting for its frame.
     for _ in 0..2 {
         let h = &handles[rng.usize(..handles.len())];
-        if h.state() == LoadState::Pending {
+        if !h.state().is_terminal() {
             h.cancel();
         }
     }
