@@ -167,10 +167,12 @@ impl Settings {
                 .or(file.reads_in_flight)
                 .unwrap_or(workers.saturating_mul(2)),
             read_credit_bytes: file.read_credit_bytes.unwrap_or(defaults.read_credit_bytes),
+            // One per core unless set: decoding is CPU work (the library's default is fixed,
+            // so that a program's runtime does not change with the machine it runs on).
             decode_threads: flags
                 .decode_threads
                 .or(file.decode_threads)
-                .unwrap_or(defaults.decode_threads),
+                .unwrap_or(defaults.clone().decode_threads_per_core().decode_threads),
             worker_nice: flags.worker_nice.or(file.worker_nice).unwrap_or(defaults.worker_nice),
             queue_capacity: flags
                 .queue_capacity
@@ -226,6 +228,8 @@ mod tests {
         let settings = Settings::resolve(&flags).unwrap();
         assert_eq!((settings.runtime.workers, settings.runtime.queue_capacity), (2, 10));
         assert_eq!(settings.runtime.worker_nice, 0, "the runtime's default");
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(settings.runtime.decode_threads, cores, "one decode thread per core");
         assert_eq!(settings.runtime.type_bytes_resident_max.get("texture"), Some(&1024));
         assert_eq!(settings.pack, PathBuf::from("a.pack"));
         std::fs::write(&path, "socket = \"s\"\npack = \"p\"\nworkerz = 3\n").unwrap();
