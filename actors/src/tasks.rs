@@ -96,6 +96,8 @@ pub(crate) struct Group<R> {
 pub(crate) trait GroupWork: Send + Sync {
     /// Runs one task nobody has taken yet, if any: what a worker does with a note.
     fn run_one(self: Arc<Self>);
+    /// A note was taken and lost (its worker crashed before it ran a task).
+    fn note_lost(self: Arc<Self>);
     /// Cancels the tasks not started yet.
     fn cancel(&self);
 }
@@ -164,6 +166,12 @@ impl<R: Send + 'static> Group<R> {
 }
 
 impl<R: Send + 'static> GroupWork for Group<R> {
+    fn note_lost(self: Arc<Self>) {
+        let mut state = self.lock();
+        state.notes = state.notes.saturating_sub(1);
+        self.note(&mut state);
+    }
+
     fn run_one(self: Arc<Self>) {
         let mut state = self.lock();
         state.notes = state.notes.saturating_sub(1);
@@ -309,6 +317,27 @@ mod tests {
         assert!(group.group.lock().results.iter().all(Option::is_some), "all ran on workers");
         let results: Vec<_> = group.wait().into_iter().map(Result::unwrap).collect();
         assert_eq!(results, (0..100).map(|i| i * i).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_note_a_crashed_worker_lost_is_put_back_while_tasks_wait() {
+        let pool = streamrt_supervisor::WorkerPool::stepped(|_| NoteRunner);
+        let group = FrameTaskGroup::new(Some(TaskPool { sender: pool.sender(), notes_max: 2 }));
+        for i in 0..10 {
+            group.spawn("square", move |_| i * i);
+        }
+        let mut queued = pool.take_queued();
+        assert_eq!(queued.len(), 2);
+        // A worker took one and crashed before running it.
+        drop(queued.pop());
+        group.work().note_lost();
+        queued.extend(pool.take_queued());
+        assert_eq!(queued.len(), 2, "the lost note is put back");
+        while let Some(note) = queued.pop() {
+            pool.run(note);
+            queued.extend(pool.take_queued());
+        }
+        assert!(group.group.lock().results.iter().all(Option::is_some), "all ran on workers");
     }
 
     #[test]

@@ -482,7 +482,12 @@ impl Worker for DecodeWorker {
             DecodeJob::Task(group) => {
                 // A frame task may run long: the batch's replies do not wait for it.
                 self.replies.flush();
-                assert!(!self.crashes.take(), "injected crash of a decode worker");
+                let crash = self.crashes.take();
+                if crash {
+                    // The note the crash loses is counted out, and put back while tasks wait.
+                    Arc::clone(&group).note_lost();
+                }
+                assert!(!crash, "injected crash of a decode worker");
                 return group.run_one();
             }
         };

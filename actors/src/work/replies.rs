@@ -165,6 +165,7 @@ mod tests {
         fn run_one(self: Arc<Self>) {
             self.1.store(wakes(&self.0), Ordering::Relaxed);
         }
+        fn note_lost(self: Arc<Self>) {}
         fn cancel(&self) {}
     }
 
