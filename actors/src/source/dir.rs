@@ -13,6 +13,14 @@ use super::{Source, SourceError};
 #[cfg(target_os = "linux")]
 mod beneath;
 
+/// Where the kernel does not confine opens: no root to open beneath.
+#[cfg(not(target_os = "linux"))]
+mod beneath {
+    /// Never made.
+    #[derive(Debug)]
+    pub(super) enum Root {}
+}
+
 /// Reads `root/<path>` for the key `type:<path>`.
 ///
 /// # Invariants
@@ -25,7 +33,9 @@ mod beneath;
 /// folder, `RESOLVE_BENEATH`): no step of the path's resolution, a symlink's included, may
 /// leave the root, so rewriting the tree while the source reads leads nowhere out of it. A
 /// path the kernel refuses so (an absolute symlink, even one back into the root) is resolved
-/// and checked as below, its last component opened without following a symlink.
+/// and checked as below, then opened beneath the root by its resolved path, which holds no
+/// symlink: a folder swapped for one since is refused too. A passing failure to open the
+/// root's folder (no file descriptor left) fails that read, and is asked again next time.
 ///
 /// Elsewhere (or where `openat2` is not allowed), resolving a path costs a `readlink` per component, so the source remembers folders whose
 /// every component under the resolved root is a real folder, no symlink (up to
@@ -100,10 +110,10 @@ impl DirSource {
     fn open_confined(&self, key: &AssetKey) -> Result<fs::File, SourceError> {
         let root = self.resolved_root()?;
         #[cfg(target_os = "linux")]
-        if let Some(beneath) = self.beneath.get_or_init(|| beneath::Root::at(root)) {
+        if let Some(beneath) = self.beneath(root)? {
             return match beneath.open(key.path()) {
                 beneath::Opened::File(file) => file.map_err(|e| open_error(key, &e)),
-                beneath::Opened::Refused => self.open_resolved(key, root),
+                beneath::Opened::Refused => self.open_resolved(key, root, Some(beneath)),
             };
         }
         let path = root.join(key.path());
@@ -120,16 +130,43 @@ impl DirSource {
         if !verified {
             self.verify(folder, root);
         }
-        self.open_resolved(key, root)
+        self.open_resolved(key, root, None)
+    }
+
+    /// The kernel's confinement of opens beneath the root, once known (`None` where it has
+    /// none); a passing failure to find out fails this read only.
+    #[cfg(target_os = "linux")]
+    fn beneath(&self, root: &Path) -> Result<Option<&beneath::Root>, SourceError> {
+        if let Some(known) = self.beneath.get() {
+            return Ok(known.as_ref());
+        }
+        let found = beneath::Root::at(root).map_err(|e| io_error(&e))?;
+        Ok(self.beneath.get_or_init(|| found).as_ref())
     }
 
     /// Opens `key`'s file by its path resolved (symlinks followed), refused with `Denied`
-    /// unless it lies under the resolved `root`. The resolved path holds no symlink, so its
-    /// last component is opened without following one: one swapped in since cannot lead out.
-    fn open_resolved(&self, key: &AssetKey, root: &Path) -> Result<fs::File, SourceError> {
+    /// unless it lies under the resolved `root`. The resolved path holds no symlink: opened
+    /// `beneath` the root where the kernel confines opens, a folder swapped for a symlink since
+    /// is refused; elsewhere its last component is opened without following one.
+    #[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
+    fn open_resolved(
+        &self,
+        key: &AssetKey,
+        root: &Path,
+        beneath: Option<&beneath::Root>,
+    ) -> Result<fs::File, SourceError> {
         let resolved = fs::canonicalize(root.join(key.path())).map_err(|e| io_error(&e))?;
-        if !resolved.starts_with(root) {
+        let Ok(inside) = resolved.strip_prefix(root) else {
             return Err(SourceError::Denied(format!("{key} resolves outside {}", root.display())));
+        };
+        #[cfg(target_os = "linux")]
+        if let Some(beneath) = beneath {
+            return match beneath.open(inside) {
+                beneath::Opened::File(file) => file.map_err(|e| open_error(key, &e)),
+                beneath::Opened::Refused => {
+                    Err(SourceError::Denied(format!("{key}: its folders changed as it was read")))
+                }
+            };
         }
         open_read(&resolved).map_err(|e| open_error(key, &e))
     }

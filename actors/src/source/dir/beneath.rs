@@ -26,20 +26,27 @@ pub(super) enum Opened {
 
 impl Root {
     /// The folder at `root`, if the kernel lets this process confine opens beneath it: `None`
-    /// where `openat2` is missing (before Linux 5.6) or filtered out (a sandbox's seccomp), or
-    /// the folder cannot be opened.
-    pub(super) fn at(root: &Path) -> Option<Self> {
+    /// where `openat2` is missing (before Linux 5.6) or filtered out (a sandbox's seccomp).
+    ///
+    /// # Errors
+    ///
+    /// The folder could not be opened, or the probe failed for another reason (no file
+    /// descriptor left, no memory): a passing failure, which decides nothing for good.
+    pub(super) fn at(root: &Path) -> io::Result<Option<Self>> {
         let folder = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let dir = rustix::fs::open(root, folder, Mode::empty()).ok()?;
+        let dir = rustix::fs::open(root, folder, Mode::empty())?;
         // The root's folder beneath itself: only a kernel without `openat2` refuses it.
         let probe = OFlags::PATH | OFlags::CLOEXEC;
-        rustix::fs::openat2(&dir, ".", probe, Mode::empty(), ResolveFlags::BENEATH).ok()?;
-        Some(Self(dir))
+        match rustix::fs::openat2(&dir, ".", probe, Mode::empty(), ResolveFlags::BENEATH) {
+            Ok(_) => Ok(Some(Self(dir))),
+            Err(Errno::NOSYS | Errno::PERM | Errno::INVAL | Errno::TOOBIG) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Opens `path`, relative, for reading beneath the root; non-blocking, as `open_read`
     /// opens (a named pipe must not hold an IO worker).
-    pub(super) fn open(&self, path: &str) -> Opened {
+    pub(super) fn open(&self, path: impl rustix::path::Arg) -> Opened {
         let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
         match rustix::fs::openat2(&self.0, path, flags, Mode::empty(), resolve) {
