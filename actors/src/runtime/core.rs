@@ -230,17 +230,17 @@ impl Core {
     }
 
     /// Fails every outstanding request with `Shutdown`, stops every actor and joins every
-    /// thread. Each live actor gets `shutdown_ack_ms_max` to acknowledge; a dead one (its
-    /// supervisor gave up) has its mailbox closed by this thread instead, which fails its
-    /// requests. Each worker pool gets as long for its threads to end; a thread still in a
+    /// thread. Each live actor gets `shutdown_ack_ms_max` to acknowledge, waited for as
+    /// `patience` says when asked (read again before each ask); a dead one (its supervisor
+    /// gave up) has its mailbox closed by this thread instead, which fails its requests. Each worker pool gets as long for its threads to end; a thread still in a
     /// job then (blocked in a source, a decoder or a frame task) is left behind, detached.
-    pub(crate) fn stop(self, patience: AskPatience, last_event: impl FnOnce()) {
+    pub(crate) fn stop(self, patience: &dyn Fn() -> AskPatience, last_event: impl FnOnce()) {
         for cache in &self.caches {
-            cache.ask_shutdown(self.ack_max, patience);
+            cache.ask_shutdown(self.ack_max, patience());
             cache.close();
         }
-        self.scheduler.ask_with(SchedulerMsg::Shutdown, self.ack_max, patience);
-        self.frame.ask_with(FrameMsg::Shutdown, self.ack_max, patience);
+        self.scheduler.ask_with(SchedulerMsg::Shutdown, self.ack_max, patience());
+        self.frame.ask_with(FrameMsg::Shutdown, self.ack_max, patience());
         // A job blocked in the engine's code (a source's read from a stalled store, a decoder,
         // a frame task) must not hold the shutdown for ever: its thread is left behind.
         for (pool, left) in [

@@ -9,8 +9,10 @@
 //!   stop; the telemetry arbiter's; a pool's): a shutdown called there, or an escalation
 //!   (which the core thread's supervisors raise), hands the stop to a thread of its own, a
 //!   *stopper*.
-//! - Stoppers join no thread, so joins never wait in a cycle: the engine's shutdown joins
-//!   them (the escalation listener's, on the escalation's stopper, joins the others).
+//! - No stopper joins another, so joins never wait in a cycle (a stopper's stop joins the
+//!   runtime's own threads, none of them a stopper): the engine's shutdown joins the
+//!   stoppers, and so does the escalation listener's, on the escalation's stopper, the others
+//!   (none of which joins it).
 
 use std::sync::{Arc, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
@@ -84,8 +86,7 @@ impl Inner {
     /// log, so that what every stopping thread recorded is in it.
     pub(super) fn shut_down(&self, joins: Joins) {
         let recorder = self.probe.recorder();
-        let escalation = self.escalation.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        self.stop(shutdown_patience(escalation.as_ref()));
+        self.stop();
         if joins == Joins::Stoppers {
             self.join_stoppers();
         }
@@ -162,17 +163,22 @@ impl Inner {
     }
 
     /// Stops the runtime. The first stop to close it records the session's `Shutdown`, so a
-    /// replay log holds one however its session ended. `patience` says how long to wait for
-    /// the core actors (see `shutdown_patience`); whatever an actor did not take is failed as
-    /// its mailbox closes.
-    fn stop(&self, patience: AskPatience) {
+    /// replay log holds one however its session ended. It waits for each core actor as
+    /// `shutdown_patience` says, asked again before each ask (a supervisor may give up while
+    /// the stop goes on); whatever an actor did not take is failed as its mailbox closes.
+    fn stop(&self) {
         self.submitter.close();
         // Another thread (the engine's, or a stopper) may be stopping it: `shutdown` promises
         // the stop over when it returns, so this waits for that stop.
         let _stopping = self.stopping.lock().unwrap_or_else(PoisonError::into_inner);
         let core = self.core().take();
         if let Some(core) = core {
-            core.stop(patience, || self.probe.emit(self.probe.event(EventKind::Stopped)));
+            // Read again before each ask: a supervisor may give up while the stop goes on.
+            let patience = || {
+                let escalation = self.escalation.lock().unwrap_or_else(PoisonError::into_inner);
+                shutdown_patience(escalation.as_ref())
+            };
+            core.stop(&patience, || self.probe.emit(self.probe.event(EventKind::Stopped)));
         }
     }
 }
