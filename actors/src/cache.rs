@@ -554,17 +554,13 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn dispatch(&mut self, order: DispatchOrder) {
         let DispatchOrder { load, credit } = order;
         let at = load.slot as usize;
-        let Some(slot) = self.table.current_in(at, load.generation, Phase::Queued) else {
-            return self.not_dispatched(load.generation, credit);
-        };
-        if all_released(slot) {
-            // Every request let go of it, and their releases wait in the engine's lane, which
-            // this turn reaches after the orders: taken now, they cancel the load before it
-            // is read (an engine dropping a level's handles while its loads are dispatched).
-            let released: Vec<_> = slot.holders.iter().map(|t| Arc::clone(t.cell())).collect();
-            released.iter().for_each(|cell| self.release(cell));
+        let current = self.table.current_in(at, load.generation, Phase::Queued).is_some();
+        // Abandoned, it is cancelled before it is read (an engine dropping a level's handles
+        // while its loads are dispatched).
+        if !current || self.release_abandoned(at) {
             return self.not_dispatched(load.generation, credit);
         }
+        let slot = self.table.get_mut(at).expect("the current slot");
         slot.phase = Phase::Loading;
         for ticket in &slot.holders {
             ticket.cell().advance(LoadState::Pending, LoadState::Loading);
@@ -576,6 +572,19 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let probe = &self.links.probe;
         probe.emit_with(|| guard.job().event(probe, EventKind::Dispatched).with_priority(priority));
         self.to_io.push((priority, ReadJob { guard, credit }));
+    }
+
+    /// Takes now the releases of the requests holding the slot at `at`, if every one let go
+    /// (their releases wait in the engine's lane, which a turn reaches after the dispatch
+    /// orders and the workers' replies): its load is cancelled, and nothing more is done for
+    /// it. Whether they had all let go.
+    fn release_abandoned(&mut self, at: usize) -> bool {
+        let Some(slot) = self.table.get(at).filter(|slot| all_released(slot)) else {
+            return false;
+        };
+        let released: Vec<_> = slot.holders.iter().map(|t| Arc::clone(t.cell())).collect();
+        released.iter().for_each(|cell| self.release(cell));
+        true
     }
 
     /// Ends a dispatched load that is not read after all: its credit goes back, and the

@@ -53,10 +53,12 @@ impl<T: Send + Sync + 'static> Cache<T> {
     /// `at`'s load of `generation` ended without a value.
     pub(super) fn ended(&mut self, at: usize, generation: Generation, end: JobEnd) {
         self.to_scheduler.push(SchedulerMsg::JobFinished(generation));
-        let Some(slot) = self.table.current_mut(at, generation) else {
-            // The load was cancelled; its requests were told when they let go.
+        if self.table.current_mut(at, generation).is_none() || self.release_abandoned(at) {
+            // The load was cancelled, or is now: its requests were told when they let go, and
+            // none is left for a retry to load for (nor is the failure recorded).
             return;
-        };
+        }
+        let slot = self.table.current_mut(at, generation).expect("the current slot");
         let kind = match end {
             JobEnd::Failed(kind) | JobEnd::ReadFailed(kind) => kind,
             JobEnd::Dropped(stage) => {
