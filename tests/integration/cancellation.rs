@@ -1,7 +1,6 @@
 //! Cancellation at every stage, shared holders, and dropping handles.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use streamrt::messages::EventKind;
 use streamrt::{LoadState, Priority, ReadyError, Runtime, RuntimeConfig};
@@ -156,15 +155,7 @@ fn loads_released_while_their_dispatch_is_on_its_way_give_their_credits_back() {
 fn a_load_every_request_let_go_of_before_its_dispatch_reached_the_cache_is_never_read() {
     let source = GatedSource::with_blobs(2);
     source.put("w", b"the hint holder");
-    let armed = Arc::new(AtomicBool::new(false));
-    let (arming, gate) = (Arc::clone(&armed), source.gate.clone());
-    // Once armed, the next load hint holds the core thread (its caches and scheduler) at the
-    // gate on "want", so the test lines the race up.
-    let hooked = HookedWants::new(&source, move || {
-        if arming.swap(false, Ordering::AcqRel) {
-            gate.pass("want");
-        }
-    });
+    let (hooked, armed) = HookedWants::holding_when_armed(&source);
     source.gate.hold("a0");
     // One engine message a cache turn: the scheduler has turns between them.
     let config = RuntimeConfig { drain_batch_max: 1, ..RuntimeConfig::default() };

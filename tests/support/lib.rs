@@ -30,7 +30,7 @@ pub use rng::{noise, Rng};
 pub use scenario::{key, Scenario};
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -330,6 +330,20 @@ impl HookedWants {
     /// `inner`, each of its load hints running `hook`.
     pub fn new(inner: &GatedSource, hook: impl Fn() + Send + Sync + 'static) -> Self {
         Self { inner: inner.clone(), hook: Box::new(hook) }
+    }
+
+    /// `inner`, whose first load hint once the flag returned is set holds the core thread
+    /// (its caches and scheduler) at `inner`'s gate on `want`, which the test holds first: a
+    /// way to line a race up on that thread.
+    pub fn holding_when_armed(inner: &GatedSource) -> (Self, Arc<AtomicBool>) {
+        let armed = Arc::new(AtomicBool::new(false));
+        let (arming, gate) = (Arc::clone(&armed), inner.gate.clone());
+        let hooked = Self::new(inner, move || {
+            if arming.swap(false, Ordering::AcqRel) {
+                gate.pass("want");
+            }
+        });
+        (hooked, armed)
     }
 }
 

@@ -597,14 +597,8 @@ fn a_read_that_failed_as_its_request_was_cancelled_replays_as_the_cancel_it_lost
     let log = dir.path().join("session.log");
     let source = GatedSource::default();
     source.put("w", b"the hint holder");
-    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (arming, gate) = (Arc::clone(&armed), source.gate.clone());
     // Once armed, the next load hint holds the core thread, where the read's failure is taken.
-    let hooked = HookedWants::new(&source, move || {
-        if arming.swap(false, std::sync::atomic::Ordering::AcqRel) {
-            gate.pass("want");
-        }
-    });
+    let (hooked, armed) = HookedWants::holding_when_armed(&source);
     source.gate.hold("missing");
     let rt = recorded(RuntimeConfig::default(), hooked, &log);
     let missing = rt.request::<Blob>("missing", Priority::Normal).unwrap();
