@@ -37,18 +37,20 @@ mod beneath {
 /// symlink: a folder swapped for one since is refused too. A passing failure to open the
 /// root's folder (no file descriptor left) fails that read, and is asked again next time.
 ///
-/// Elsewhere (or where `openat2` is not allowed), resolving a path costs a `readlink` per component, so the source remembers folders whose
-/// every component under the resolved root is a real folder, no symlink (up to
-/// [`DirSource::DIRS_VERIFIED_MAX`]): a file in such a folder is opened by its path under the
-/// resolved root, the open itself refusing a symlink as its last component (`O_NOFOLLOW`).
-/// Anything else (a symlink, a folder reached through one, a folder not yet seen) is resolved
-/// and the resolved path opened. A folder's check and a later open see the same folder unless
-/// the tree is rewritten between the two: the source assumes nobody rewrites its asset tree
-/// adversarially while it reads (a remembered folder later replaced by a symlink would be
-/// followed). Paths are joined to the
-/// root as it resolved on the first read (of any clone), so repointing a symlinked root later
-/// does not move the source or its clones. A file larger than `bytes_max` is refused before its contents are read, and a
-/// read stops at `bytes_max + 1` bytes if the file grows meanwhile.
+/// Elsewhere (or where `openat2` is not allowed), resolving a path costs a `readlink` per
+/// component, so the source remembers folders whose every component under the resolved root
+/// is a real folder, no symlink (up to [`DirSource::DIRS_VERIFIED_MAX`]): a file in such a
+/// folder is opened by its path under the resolved root, the open itself refusing a symlink
+/// as its last component (`O_NOFOLLOW`). Anything else (a symlink, a folder reached through
+/// one, a folder not yet seen) is resolved and the resolved path opened. A folder's check and
+/// a later open see the same folder unless the tree is rewritten between the two: there, the
+/// source assumes nobody rewrites its asset tree adversarially while it reads (a remembered
+/// folder later replaced by a symlink would be followed).
+///
+/// Paths are joined to the root as it resolved on the first read (of any clone), so
+/// repointing a symlinked root later does not move the source or its clones. A file larger
+/// than `bytes_max` is refused before its contents are read, and a read stops at
+/// `bytes_max + 1` bytes if the file grows meanwhile.
 ///
 /// Only regular files are read: a folder is `NotFound`, and a named pipe, socket or device is
 /// refused with `Denied` without waiting for a writer (files are opened non-blocking). So is a
