@@ -67,6 +67,8 @@ struct State {
     /// while the runtime runs).
     entries: HashMap<AssetKey, u64>,
     error: Option<String>,
+    /// Whether a finish returned `error` already.
+    error_told: bool,
 }
 
 impl Recorder {
@@ -77,7 +79,8 @@ impl Recorder {
     /// The file could not be created or written, or it is a named pipe with no reader.
     pub(crate) fn create(path: &Path, header: &LogHeader) -> std::io::Result<Self> {
         let writer = LogWriter::new(BufWriter::new(crate::log_file::create(path)?), header)?;
-        let state = State { writer: Some(writer), entries: HashMap::new(), error: None };
+        let state =
+            State { writer: Some(writer), entries: HashMap::new(), error: None, error_told: false };
         Ok(Self { state: Mutex::new(state), order: Mutex::new(()) })
     }
 
@@ -144,12 +147,17 @@ impl Recorder {
         self.state().error.clone()
     }
 
-    /// Flushes the log; the first write error, if any.
+    /// Flushes the log; the first write error, if any, the first time a finish finds it (a
+    /// stopper's stop and the engine's shutdown both finish the log: one of them reports it).
     pub(crate) fn finish(&self) -> Option<String> {
         let mut state = self.state();
         if let Some(Err(e)) = state.writer.as_mut().map(LogWriter::flush) {
             state.error.get_or_insert(e.to_string());
         }
+        if state.error_told {
+            return None;
+        }
+        state.error_told = state.error.is_some();
         state.error.clone()
     }
 }
@@ -224,5 +232,22 @@ pub(crate) fn log_header(
             panics_max: config.retry.panics_max,
             publish,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_error_is_told_by_the_first_finish_only_and_kept_for_the_engine() {
+        let header = log_header("test", vec!["blob".into()], &RuntimeConfig::default());
+        // A device that takes no byte: the buffered header fails as the log is flushed.
+        let recorder = Recorder::create(Path::new("/dev/full"), &header).unwrap();
+        recorder.record(&LogRecord::Shutdown);
+        let told = recorder.finish();
+        assert!(told.is_some(), "the first finish tells it");
+        assert_eq!(recorder.finish(), None, "a second stop does not tell it again");
+        assert_eq!(recorder.error(), told, "the engine still reads it");
     }
 }
