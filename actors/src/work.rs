@@ -312,6 +312,8 @@ pub(crate) struct IoWorker {
     pub(crate) staged_decodes: Option<Arc<DecodeQueue>>,
     /// The IO bandwidth limit, if one is set.
     pub(crate) throttle: Option<Arc<Throttle>>,
+    /// Whether urgent loads are decoded here (`RuntimeConfig::urgent_decodes_on_io`).
+    pub(crate) urgent_decodes_here: bool,
 }
 
 /// Emits a worker's stage event for `job`.
@@ -433,7 +435,7 @@ impl IoWorker {
             Ok(bytes) => {
                 let priority = guard.job().priority;
                 let next = match &self.staged_decodes {
-                    Some(_) if priority <= URGENT => {
+                    Some(_) if priority <= URGENT && self.urgent_decodes_here => {
                         // An urgent load is decoded here: handing it to the decode pool would
                         // make it wait for a decode thread to get a core.
                         return decode(&self.probe, self.index, guard, bytes, None);

@@ -170,6 +170,31 @@ fn an_urgent_load_is_decoded_by_the_io_worker_that_read_it() {
 }
 
 #[test]
+fn with_urgent_decodes_off_the_io_workers_never_decode() {
+    let source = GatedSource::with_blobs(2);
+    let decoder = NotingDecoder::new(thread_name);
+    let config = streamrt::RuntimeConfig { urgent_decodes_on_io: false, ..Default::default() };
+    let rt = Runtime::builder()
+        .config(config)
+        .source(source.clone())
+        .register(decoder.clone())
+        .build()
+        .expect("runtime builds");
+    let handles = [
+        rt.request::<Blob>("a0", Priority::High).unwrap(),
+        rt.request::<Blob>("a1", Priority::Critical).unwrap(),
+    ];
+    for h in &handles {
+        h.wait_timeout(PATIENCE).unwrap().unwrap();
+    }
+    let threads = decoder.notes();
+    assert_eq!(threads.len(), 2);
+    for (key, thread) in threads {
+        assert!(thread.starts_with("streamrt-decode"), "{key} on {thread}");
+    }
+}
+
+#[test]
 fn urgent_requests_are_dispatched_before_older_lower_ones() {
     let source = GatedSource::with_blobs(4);
     let (rt, blocker) = one_read_held(&source, Priority::Normal);

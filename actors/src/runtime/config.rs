@@ -49,6 +49,12 @@ pub struct RuntimeConfig {
     pub read_credit_bytes: u64,
     /// Decode worker threads.
     pub decode_threads: usize,
+    /// Whether a `High` or `Critical` load is decoded on the IO worker that read it (the
+    /// default), not queued for a decode thread: it then waits for no decode thread to get a
+    /// core, and up to `workers + decode_threads` decodes may run at once. Off, every decode
+    /// runs on the decode threads, and `decode_threads` is the decode parallelism exactly. A
+    /// deterministic run decodes on its stepped decode worker either way.
+    pub urgent_decodes_on_io: bool,
     /// How many steps of CPU priority (a nice increment) the IO and decode threads run below
     /// the thread that builds the runtime: 0 runs them alike, [`WORKER_NICE_MAX`] at the
     /// lowest priority (a builder already niced gets fewer steps: 19 is the floor). An engine
@@ -141,6 +147,7 @@ impl Default for RuntimeConfig {
             read_credit_bytes: 256 << 10,
             decode_threads: 2,
             worker_nice: 0,
+            urgent_decodes_on_io: true,
             io_bytes_per_sec_max: None,
             decode_backlog_max: 4,
             queue_capacity: 65_536,

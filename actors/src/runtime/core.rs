@@ -139,6 +139,7 @@ fn io_pool(
         let (decode, crashes) = (decode.sender(), Arc::clone(crashes));
         let throttle =
             config.io_bytes_per_sec_max.map(|rate| Arc::new(Throttle::new(rate, &*source)));
+        let urgent_decodes_here = config.urgent_decodes_on_io;
         move |index| IoWorker {
             throttle: throttle.clone(),
             index,
@@ -148,6 +149,7 @@ fn io_pool(
             decode: decode.clone(),
             probe: Arc::clone(&probe),
             crashes: Arc::clone(&crashes),
+            urgent_decodes_here,
         }
     };
     pool(parts, "io-worker", "streamrt-io", config.workers, worker)
