@@ -64,6 +64,7 @@
 //! salvaged again with what it had not, and only the asset or request it was taking back
 //! when it panicked is lost (its requests fail), as a message whose handler panics is.
 
+mod abandoned;
 mod budget;
 mod failures;
 mod holders;
@@ -103,7 +104,7 @@ use crate::work::{DispatchOrder, IoPort, Job, JobEnd, JobGuard, JobRoute, ReadJo
 pub(crate) use inbox::{CacheInbox, EngineMsg};
 pub(crate) use lifecycle::{lock as salvage_lock, Salvaged};
 pub(crate) use route::TypeRoute;
-use slots::{Detached, Holder, Phase, Slot, SlotTable};
+use slots::{Detached, Holder, Phase, SlotTable};
 
 /// What a cache is told.
 pub(crate) enum CacheMsg<T: Send + Sync + 'static> {
@@ -151,12 +152,6 @@ pub struct CacheStats {
     pub misses: u64,
     /// Parked assets dropped for the memory budget.
     pub evictions: u64,
-}
-
-/// Whether every request holding `slot` let go of it (their releases may still be on their
-/// way to the cache, behind what it handles now).
-fn all_released<T: Send + Sync + 'static>(slot: &Slot<Ticket<T>>) -> bool {
-    slot.holders.iter().all(|t| t.cell().is_released())
 }
 
 impl<T: Send + Sync + 'static> Holder for Ticket<T> {
@@ -572,19 +567,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let probe = &self.links.probe;
         probe.emit_with(|| guard.job().event(probe, EventKind::Dispatched).with_priority(priority));
         self.to_io.push((priority, ReadJob { guard, credit }));
-    }
-
-    /// Takes now the releases of the requests holding the slot at `at`, if every one let go
-    /// (their releases wait in the engine's lane, which a turn reaches after the dispatch
-    /// orders and the workers' replies): its load is cancelled, and nothing more is done for
-    /// it. Whether they had all let go.
-    fn release_abandoned(&mut self, at: usize) -> bool {
-        let Some(slot) = self.table.get(at).filter(|slot| all_released(slot)) else {
-            return false;
-        };
-        let released: Vec<_> = slot.holders.iter().map(|t| Arc::clone(t.cell())).collect();
-        released.iter().for_each(|cell| self.release(cell));
-        true
     }
 
     /// Ends a dispatched load that is not read after all: its credit goes back, and the

@@ -4,8 +4,9 @@
 
 use streamrt_messages::replay_log::{DecodeOutcome, LogRecord, ReadOutcome};
 
+use super::abandoned::all_released;
 use super::route::decoder_outcome;
-use super::{all_released, Cache};
+use super::Cache;
 use crate::work::{Job, JobEnd};
 
 impl<T: Send + Sync + 'static> Cache<T> {
