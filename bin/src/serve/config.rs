@@ -34,6 +34,8 @@ pub struct FileConfig {
     pub decode_threads: Option<usize>,
     /// `RuntimeConfig::worker_nice`.
     pub worker_nice: Option<u8>,
+    /// `RuntimeConfig::urgent_decodes_on_io`.
+    pub urgent_decodes_on_io: Option<bool>,
     /// `RuntimeConfig::queue_capacity`.
     pub queue_capacity: Option<usize>,
     /// `RuntimeConfig::requests_outstanding_max`.
@@ -174,6 +176,9 @@ impl Settings {
                 .or(file.decode_threads)
                 .unwrap_or(defaults.clone().decode_threads_per_core().decode_threads),
             worker_nice: flags.worker_nice.or(file.worker_nice).unwrap_or(defaults.worker_nice),
+            urgent_decodes_on_io: file
+                .urgent_decodes_on_io
+                .unwrap_or(defaults.urgent_decodes_on_io),
             queue_capacity: flags
                 .queue_capacity
                 .or(file.queue_capacity)
@@ -228,10 +233,14 @@ mod tests {
         let settings = Settings::resolve(&flags).unwrap();
         assert_eq!((settings.runtime.workers, settings.runtime.queue_capacity), (2, 10));
         assert_eq!(settings.runtime.worker_nice, 0, "the runtime's default");
+        assert!(settings.runtime.urgent_decodes_on_io, "the runtime's default");
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         assert_eq!(settings.runtime.decode_threads, cores, "one decode thread per core");
         assert_eq!(settings.runtime.type_bytes_resident_max.get("texture"), Some(&1024));
         assert_eq!(settings.pack, PathBuf::from("a.pack"));
+        std::fs::write(&path, "socket = \"s\"\npack = \"p\"\nurgent_decodes_on_io = false\n")
+            .unwrap();
+        assert!(!Settings::resolve(&flags).unwrap().runtime.urgent_decodes_on_io);
         std::fs::write(&path, "socket = \"s\"\npack = \"p\"\nworkerz = 3\n").unwrap();
         let err = Settings::resolve(&flags).unwrap_err();
         assert!(format!("{err:#}").contains("workerz"), "{err:#}");
