@@ -296,13 +296,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_group_keeps_at_most_its_notes_queued_and_its_tasks_still_all_run_on_the_workers() {
+    /// A stepped pool and a group of `tasks` squares queueing 2 notes at most in it.
+    fn squares(tasks: u64) -> (streamrt_supervisor::WorkerPool<DecodeJob>, FrameTaskGroup<u64>) {
         let pool = streamrt_supervisor::WorkerPool::stepped(|_| NoteRunner);
         let group = FrameTaskGroup::new(Some(TaskPool { sender: pool.sender(), notes_max: 2 }));
-        for i in 0..100 {
+        for i in 0..tasks {
             group.spawn("square", move |_| i * i);
         }
+        (pool, group)
+    }
+
+    #[test]
+    fn a_group_keeps_at_most_its_notes_queued_and_its_tasks_still_all_run_on_the_workers() {
+        let (pool, group) = squares(100);
         let mut queued = pool.take_queued();
         assert_eq!(queued.len(), 2, "two notes for a hundred tasks");
         let mut ran = 0;
@@ -321,11 +327,7 @@ mod tests {
 
     #[test]
     fn a_note_a_crashed_worker_lost_is_put_back_while_tasks_wait() {
-        let pool = streamrt_supervisor::WorkerPool::stepped(|_| NoteRunner);
-        let group = FrameTaskGroup::new(Some(TaskPool { sender: pool.sender(), notes_max: 2 }));
-        for i in 0..10 {
-            group.spawn("square", move |_| i * i);
-        }
+        let (pool, group) = squares(10);
         let mut queued = pool.take_queued();
         assert_eq!(queued.len(), 2);
         // A worker took one and crashed before running it.

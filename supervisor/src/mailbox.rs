@@ -39,7 +39,13 @@ pub struct Wake;
 
 /// Sends `waker` a wake; false if its actor is gone. actix's `try_send` also refuses a live
 /// actor's channel as `Full` once a send found it holding 16 messages or more (other senders'
-/// wakes, a `StopChild`): the wake goes past the capacity then, which a lone wake may.
+/// wakes, a `StopChild`): the wake goes past the capacity then.
+///
+/// # Backpressure
+///
+/// Not the channel's: the messages wait in the [`Mailbox`], bounded by its producers' own
+/// limits, and a mailbox has at most one wake outstanding (`wake_pending`), so going past the
+/// capacity adds one small message per mailbox at most.
 pub(crate) fn send_wake(waker: &Recipient<Wake>) -> bool {
     match waker.try_send(Wake) {
         Ok(()) => true,
