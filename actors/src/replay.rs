@@ -35,16 +35,18 @@ use streamrt_messages::{error_text_of, ErrorKind, Event, EventKind, LoadState, R
 use crate::frame::{FramePolicy, PublishMode};
 use crate::lock::lock;
 use crate::request::RootHandle;
-use crate::runtime::{
-    BuildError, RequestError, RetryPolicy, Runtime, RuntimeConfig, DEPENDENCY_DEPTH_MAX,
-};
+use crate::runtime::{BuildError, RequestError, RetryPolicy, Runtime, RuntimeConfig};
 use crate::source::EntryInfo;
 use script::{Script, ScriptedDecoder, ScriptedSource};
 use stepper::{Stalled, Stepper};
 use transcript::transcript_hash;
 
-/// The largest count a replay takes from a log's configuration.
-const COUNT_MAX: u64 = 1 << 20;
+/// The most requests one dependency tree of a replay may walk, whatever its log says: the only
+/// count a replay does not take as recorded (the others are checked as a live runtime's are, by
+/// `RuntimeConfig::validate`, and size no allocation). A log of a version before 6 walks every
+/// path through a tree, so a few hostile `Entry` records could otherwise make a walk of
+/// billions of requests; a recording that walked more was refused at this many anyway.
+const TREE_NODES_MAX: u64 = 1 << 20;
 
 /// The most events a replay keeps for its transcript (each with its line, about 330 bytes: 1.4
 /// GB at most). A log's records are bounded, but one `Request` can walk a dependency tree of a
@@ -567,9 +569,11 @@ impl Kept {
 /// The runtime configuration a replay of `header` runs with.
 fn replay_config(header: &LogHeader, options: ReplayOptions) -> RuntimeConfig {
     let c = &header.config;
-    // Counts size queues and tables; a damaged log must not make them absurd.
-    let size = |n: u64| usize::try_from(n.clamp(1, COUNT_MAX)).unwrap_or(1);
-    let workers = options.workers.unwrap_or(size(c.workers)).clamp(1, 64);
+    // As recorded: `build` refuses a count a live runtime would (`ConfigError`), so a damaged
+    // log is a typed error and a genuine one replays under its own limits.
+    let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    // The workers do not shape a deterministic replay, which runs one job at a time.
+    let workers = options.workers.unwrap_or(count(c.workers)).clamp(1, 64);
     let publish = match c.publish {
         LogPublish::Immediate => PublishMode::Immediate,
         LogPublish::Frames { publish_count_max, publish_bytes_max, aging_frames_max } => {
@@ -585,15 +589,13 @@ fn replay_config(header: &LogHeader, options: ReplayOptions) -> RuntimeConfig {
     RuntimeConfig {
         workers,
         decode_threads: workers,
-        reads_in_flight: size(c.reads_in_flight),
-        read_credit_bytes: c.read_credit_bytes.max(1),
-        decode_backlog_max: size(c.decode_backlog_max),
-        queue_capacity: size(c.queue_capacity),
-        requests_outstanding_max: size(c.requests_outstanding_max),
-        // A live runtime takes no more levels; past them a log (a damaged one, or a self
-        // dependency) would recurse until the stack overflowed.
-        dependency_depth_max: size(c.dependency_depth_max).min(DEPENDENCY_DEPTH_MAX),
-        dependency_nodes_max: size(c.dependency_nodes_max),
+        reads_in_flight: count(c.reads_in_flight),
+        read_credit_bytes: c.read_credit_bytes,
+        decode_backlog_max: count(c.decode_backlog_max),
+        queue_capacity: count(c.queue_capacity),
+        requests_outstanding_max: count(c.requests_outstanding_max),
+        dependency_depth_max: count(c.dependency_depth_max),
+        dependency_nodes_max: count(c.dependency_nodes_max.min(TREE_NODES_MAX)),
         bytes_resident_max: c.bytes_resident_max,
         type_bytes_resident_max: c.type_bytes_resident_max.iter().cloned().collect(),
         retry: retry_policy(c.retry_attempts_max, c.retry_backoff_ms, c.panics_max),
@@ -660,4 +662,42 @@ fn first_divergence(
         replayed: None,
     });
     (divergence, excused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::ConfigError;
+
+    fn replayed(config: &RuntimeConfig) -> RuntimeConfig {
+        let header = record::log_header("test", vec!["blob".into()], config);
+        replay_config(&header, ReplayOptions::default())
+    }
+
+    #[test]
+    fn a_replay_takes_the_recorded_limits_past_a_million() {
+        let recorded = RuntimeConfig {
+            queue_capacity: 3 << 20,
+            requests_outstanding_max: usize::MAX,
+            reads_in_flight: 2 << 20,
+            decode_backlog_max: 5 << 20,
+            dependency_nodes_max: 1 << 19,
+            ..RuntimeConfig::default()
+        };
+        let replay = replayed(&recorded);
+        assert_eq!(replay.queue_capacity, recorded.queue_capacity);
+        assert_eq!(replay.requests_outstanding_max, recorded.requests_outstanding_max);
+        assert_eq!(replay.reads_in_flight, recorded.reads_in_flight);
+        assert_eq!(replay.decode_backlog_max, recorded.decode_backlog_max);
+        assert_eq!(replay.dependency_nodes_max, recorded.dependency_nodes_max);
+        assert_eq!(replay.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_damaged_logs_count_is_refused_as_a_live_runtime_refuses_it() {
+        let zero = RuntimeConfig { reads_in_flight: 0, ..RuntimeConfig::default() };
+        assert_eq!(replayed(&zero).validate(), Err(ConfigError::Zero("reads_in_flight")));
+        let tree = RuntimeConfig { dependency_nodes_max: usize::MAX, ..RuntimeConfig::default() };
+        assert_eq!(replayed(&tree).dependency_nodes_max, 1 << 20, "one walk stays bounded");
+    }
 }

@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use streamrt::messages::replay_log::{read_log, LogErrorKind, LogRecord};
 use streamrt::messages::{ErrorKind, Priority};
 use streamrt::replay::{replay, ReplayError, ReplayOptions};
-use streamrt::{BuildError, TYPES_MAX};
+use streamrt::{BuildError, ConfigError, TYPES_MAX};
 use streamrt_integration::Scenario;
 
 /// A session of about 1,300 bytes touching every kind of record.
@@ -112,18 +112,29 @@ fn a_log_naming_more_types_than_a_runtime_registers_is_refused() {
 }
 
 #[test]
-fn a_log_with_a_self_dependency_and_an_absurd_depth_limit_replays_within_the_runtimes_limit() {
-    let mut s = Scenario::new();
-    s.config.dependency_depth_max = 1 << 20;
+fn a_log_with_a_self_dependency_replays_to_the_depth_limit_and_an_absurd_limit_is_refused() {
     // `blob:a` depends on itself. Recorded by a version 5 runtime, whose walks requested it
     // again at each level (a later one refuses the cycle at once): down to the depth limit.
-    s.request_with_deps("blob:a", &["blob:a"], Priority::Normal);
-    s.frame().shutdown();
-    let mut log = s.log();
-    log[8..10].copy_from_slice(&5u16.to_le_bytes());
-    let report = replay(&log, ReplayOptions::default()).expect("replays");
+    let log_with_depth = |depth_max: usize| {
+        let mut s = Scenario::new();
+        s.config.dependency_depth_max = depth_max as u64;
+        s.request_with_deps("blob:a", &["blob:a"], Priority::Normal);
+        s.frame().shutdown();
+        let mut log = s.log();
+        log[8..10].copy_from_slice(&5u16.to_le_bytes());
+        log
+    };
+    let deepest = log_with_depth(streamrt::DEPENDENCY_DEPTH_MAX);
+    let report = replay(&deepest, ReplayOptions::default()).expect("replays");
     let limit = format!("deeper than {}", streamrt::DEPENDENCY_DEPTH_MAX);
     assert!(report.lines.iter().any(|l| l.to_string().contains(&limit)), "no refusal at the limit");
+    // Past what a live runtime takes, the log is damaged: refused as the runtime refuses it.
+    match replay_must_not_panic(&log_with_depth(1 << 20), "an absurd depth") {
+        Err(ReplayError::Build(BuildError::Config(ConfigError::TooLarge { name, max }))) => {
+            assert_eq!((name, max), ("dependency_depth_max", streamrt::DEPENDENCY_DEPTH_MAX));
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
