@@ -74,7 +74,7 @@ impl StopSignal {
     fn stop(&self) {
         if !self.stopping.swap(true, Ordering::AcqRel) {
             if let Err(e) = rustix::net::shutdown(&self.listener, rustix::net::Shutdown::Read) {
-                eprintln!("streamctl serve: cannot wake the accept loop: {e}");
+                tell(format_args!("cannot wake the accept loop: {e}"));
             }
         }
     }
@@ -217,8 +217,23 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         let why = format!("{} gave up after {} ended: {:?}", e.supervisor, e.child, e.reason);
         anyhow::bail!("the runtime gave up ({why}); stopped");
     }
+    // The logs were asked for: one cut short by a failed write (or a recording past its
+    // record limit) is a failed run, as it is for the demo.
+    if let Some(error) = daemon.rt.telemetry_error() {
+        anyhow::bail!("the telemetry log is incomplete: {error}; stopped");
+    }
+    if let Some(error) = daemon.rt.record_error() {
+        anyhow::bail!("the replay log is incomplete: {error}; stopped");
+    }
     let _ = writeln!(out, "streamctl serve: stopped");
     Ok(())
+}
+
+/// Tells the daemon's operator `what` on stderr, if it can. Whoever started the daemon may
+/// have stopped reading (a `| tee` that ended): `eprintln!` panics on the broken pipe, which in
+/// the signal thread lost the stop and in the accept loop the runtime's shutdown.
+fn tell(what: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "streamctl serve: {what}");
 }
 
 /// Stops the daemon on `SIGTERM` or `SIGINT` as `shutdown` does: without it, either killed
@@ -241,13 +256,14 @@ impl SignalWatch {
                 let mut received = signals.forever();
                 let name = |sig| signal_hook::low_level::signal_name(sig).unwrap_or("a signal");
                 if let Some(sig) = received.next() {
-                    eprintln!("streamctl serve: {} received, stopping", name(sig));
+                    // Stopped before it is told: telling may fail, the stop must not.
                     stop.stop();
+                    tell(format_args!("{} received, stopping", name(sig)));
                 }
                 // Ends once the daemon stopped and closed the watch: a signal before is the
                 // user's second ask, not to wait for the stop.
                 if let Some(sig) = received.next() {
-                    eprintln!("streamctl serve: {} received again, exiting now", name(sig));
+                    tell(format_args!("{} received again, exiting now", name(sig)));
                     std::process::exit(1);
                 }
             })
@@ -293,7 +309,7 @@ fn accept_loop(daemon: &Arc<Daemon>, socket: &ControlSocket) -> Vec<JoinHandle<(
             Err(e) => {
                 // Out of file descriptors, say: the connection stays in the backlog and the
                 // next accept fails again at once, so pause instead of spinning on it.
-                eprintln!("streamctl serve: accepting a connection failed: {e}");
+                tell(format_args!("accepting a connection failed: {e}"));
                 std::thread::sleep(ACCEPT_RETRY_PAUSE);
                 continue;
             }
@@ -318,7 +334,7 @@ fn accept_loop(daemon: &Arc<Daemon>, socket: &ControlSocket) -> Vec<JoinHandle<(
             Ok(thread) => threads.push(thread),
             Err(e) => {
                 daemon.connections.fetch_sub(1, Ordering::AcqRel);
-                eprintln!("streamctl serve: cannot start a connection thread: {e}");
+                tell(format_args!("cannot start a connection thread: {e}"));
             }
         }
     }

@@ -74,6 +74,11 @@ const IDLE_TIMEOUT_MS: &str = "10000";
 
 impl Daemon {
     fn start(extra: &[&str]) -> Self {
+        Self::start_with(extra, Stdio::inherit())
+    }
+
+    /// A daemon whose stderr goes to `stderr`.
+    fn start_with(extra: &[&str], stderr: Stdio) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let pack = pack(dir.path());
         let socket = dir.path().join("run").join("ctl.sock");
@@ -91,6 +96,7 @@ impl Daemon {
                 &["--idle-timeout-ms", IDLE_TIMEOUT_MS][..]
             })
             .stdout(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -426,6 +432,43 @@ fn sigterm_and_sigint_stop_the_daemon_as_shutdown_does_and_its_recorded_session_
         let transcript = String::from_utf8_lossy(&replayed.stdout);
         assert!(transcript.contains("blob:b2"), "{signal:?}: {transcript}");
     }
+}
+
+/// The daemon's exit status once it exited, or `None` if it still runs after `patience`: a
+/// daemon that never stops fails the test instead of hanging it (its pidfd is waited on).
+fn exited_within(child: &mut Child, patience: Duration) -> Option<std::process::ExitStatus> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let pid = rustix::process::Pid::from_child(child);
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
+    let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+    let patience = Timespec::try_from(patience).unwrap();
+    poll(&mut fds, Some(&patience)).unwrap();
+    child.try_wait().unwrap()
+}
+
+#[test]
+fn sigterm_stops_the_daemon_whose_stderr_no_one_reads_any_more() {
+    let mut daemon = Daemon::start_with(&[], Stdio::piped());
+    // Whoever started it stopped reading (a `| tee` that ended): telling of the signal fails.
+    drop(daemon.child.stderr.take());
+    daemon.ok(&["load", "blob:b1", "--wait"]);
+    let pid = rustix::process::Pid::from_child(&daemon.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = exited_within(&mut daemon.child, Duration::from_secs(60));
+    assert!(status.is_some_and(|s| s.success()), "the stop is not lost: {status:?}");
+    assert!(!daemon.socket.exists(), "the socket file is removed");
+}
+
+#[test]
+fn a_daemon_whose_recording_could_not_be_written_says_so_and_fails() {
+    // `/dev/full` takes the log's opening, buffered, and fails its flush at the stop.
+    let mut daemon = Daemon::start(&["--record", "/dev/full"]);
+    daemon.ok(&["load", "blob:b1", "--wait"]);
+    daemon.ok(&["shutdown"]);
+    assert!(!daemon.child.wait().unwrap().success(), "a failed recording is a failed run");
+    let mut rest = String::new();
+    daemon._stdout.read_to_string(&mut rest).unwrap();
+    assert!(!rest.contains("streamctl serve: stopped"), "{rest:?}");
 }
 
 #[test]
