@@ -80,7 +80,6 @@ use std::sync::Arc;
 use std::sync::Mutex;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
-use streamrt_messages::replay_log::DecodeOutcome;
 use streamrt_messages::{
     AssetKey, AssetLoadError, AssetPath, AssetTypeName, ErrorKind, EventKind, Generation,
     LoadState, Priority, RequestId,
@@ -297,7 +296,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             CacheMsg::Refused(load, kind) => self.refused(load, kind),
             CacheMsg::RetryDue(load) => self.retry_due(load),
             CacheMsg::Decoded(job, value, size) => {
-                self.record_decode(&job, || Some(DecodeOutcome::Value(size)));
+                self.record_decoded(&job, size);
                 self.decoded(&job, value, size);
             }
             CacheMsg::Ended(job, end) => {
@@ -586,11 +585,16 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn decoded(&mut self, job: &Job, value: Arc<T>, size: u64) {
         self.to_scheduler.push(SchedulerMsg::JobFinished(job.generation));
         let probe = Arc::clone(&self.links.probe);
-        let Some(slot) = self.table.current_mut(job.slot(), job.generation) else {
+        // Cancelled, or now, as every request let go (their releases still to come): not
+        // counted in the budget, which would evict parked assets for a value no one holds.
+        if self.table.current_mut(job.slot(), job.generation).is_none()
+            || self.release_abandoned(job.slot())
+        {
             Counters::bump(&probe.counters.cancelled_after_decode);
             probe.emit(job.event(&probe, EventKind::CancelledAfterDecode).with_bytes(size));
             return;
-        };
+        }
+        let slot = self.table.current_mut(job.slot(), job.generation).expect("the current slot");
         probe.emit_with(|| {
             job.event(&probe, EventKind::Decoded).with_priority(slot.priority).with_bytes(size)
         });

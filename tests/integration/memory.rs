@@ -1,13 +1,16 @@
 //! The memory budget: unreferenced assets kept for reuse, least-recently-used eviction with an
 //! `evicted` event, held assets never evicted, per-type budgets, and the stats that show it.
 
+use std::sync::atomic::Ordering;
+
 use streamrt::chaos::CrashTarget;
 use streamrt::messages::{AssetKey, EventKind};
 use streamrt::{
-    wait_loaded, BuildError, DecodeError, Decoder, LoadState, Priority, Runtime, ASSET_BYTES_MAX,
+    wait_loaded, BuildError, DecodeError, Decoder, LoadState, Priority, Runtime, RuntimeConfig,
+    ASSET_BYTES_MAX,
 };
 use streamrt_integration::{
-    blob_key, wait_restart, Blob, BlobDecoder, Gate, GatedSource, PATIENCE,
+    blob_key, wait_restart, Blob, BlobDecoder, Gate, GatedSource, HookedWants, PATIENCE,
 };
 
 use crate::runtime;
@@ -315,4 +318,52 @@ fn an_evicted_assets_slow_drop_does_not_hold_up_memory_stats_on_another_thread()
     let memory = memory.expect("the budget's lock is free while a0 drops");
     assert_eq!((memory.evictions, memory.resident_bytes), (1, 10));
     assert!(a1.wait_timeout(PATIENCE).unwrap().is_ok());
+}
+
+#[test]
+fn a_decode_every_request_let_go_of_before_the_cache_took_it_is_not_counted_and_evicts_nothing() {
+    let source = GatedSource::with_blobs(3);
+    source.put("w", b"the hint holder");
+    let (hooked, armed) = HookedWants::holding_when_armed(&source);
+    let decoder = BlobDecoder::default();
+    // One engine message a cache turn, then the workers' replies: a decode's reply is taken
+    // before a release that waits behind the message the core thread is held in.
+    let config = RuntimeConfig { drain_batch_max: 1, ..RuntimeConfig::default() };
+    // The parked a0 and one more blob of 16 bytes do not fit.
+    let rt = Runtime::builder()
+        .config(config)
+        .source(hooked)
+        .register(decoder.clone())
+        .workers(1)
+        .decode_threads(1)
+        .bytes_resident_max(31)
+        .build()
+        .unwrap();
+    load_and_release(&rt, "a0");
+    assert_eq!(rt.memory_stats().parked_bytes, 16, "a0 is parked");
+    decoder.gate.hold("a1");
+    decoder.gate.hold("a2");
+    let abandoned = rt.request::<Blob>("a1", Priority::Normal).unwrap();
+    let next = rt.request::<Blob>("a2", Priority::Normal).unwrap();
+    decoder.gate.wait_started("a1", 1);
+    source.gate.hold("want");
+    source.gate.hold("w");
+    armed.store(true, Ordering::Release);
+    let holder = rt.request::<Blob>("w", Priority::Background).unwrap();
+    source.gate.wait_started("want", 1);
+    // With the core thread held: a1's release waits in its cache's engine lane, and its
+    // decode's reply is posted (the one decode thread went on to a2's).
+    drop(abandoned);
+    decoder.gate.release("a1");
+    decoder.gate.wait_started("a2", 1);
+    source.gate.release("want");
+    assert!(rt.sync(PATIENCE));
+    let memory = rt.memory_stats();
+    assert_eq!(memory.evictions, 0, "a0 was evicted for a value no request held");
+    assert_eq!((memory.resident_bytes, memory.parked_bytes), (16, 16), "{memory:?}");
+    assert_eq!(rt.status().cancelled_after_decode, 1);
+    decoder.gate.release("a2");
+    source.gate.release("w");
+    next.wait_timeout(PATIENCE).unwrap().expect("a2 loads");
+    holder.wait_timeout(PATIENCE).unwrap().expect("w loads");
 }

@@ -1,6 +1,11 @@
 //! What a recording session's log gets from a cache: the outcomes of decodes and the failures
 //! of reads, each recorded as the cache takes it, where it takes effect among the engine's
 //! inputs (not on the worker that met it, which a replay would run ahead of them).
+//!
+//! An outcome that takes no effect is not recorded: that of a load cancelled, or whose every
+//! request let go (their releases still to come), which the cache drops. A replay takes the
+//! engine's cancel first and drops that load's job before its work, so the outcome's record
+//! would be left banked for a later load of the key.
 
 use streamrt_messages::replay_log::{DecodeOutcome, LogRecord, ReadOutcome};
 
@@ -10,29 +15,36 @@ use super::Cache;
 use crate::work::{Job, JobEnd};
 
 impl<T: Send + Sync + 'static> Cache<T> {
-    /// Records a decoder's outcome when the cache takes it (not on the decode thread): a
-    /// replay stages the value at the same point among the engine's inputs.
-    pub(super) fn record_decode(&self, job: &Job, outcome: impl FnOnce() -> Option<DecodeOutcome>) {
-        if let Some(recorder) = self.links.probe.recorder() {
-            if let Some(outcome) = outcome() {
-                recorder.record(&LogRecord::Decode { key: job.key.clone(), outcome });
-            }
-        }
+    /// Records that `job` decoded a value of `size` resident bytes, as the cache takes it.
+    pub(super) fn record_decoded(&mut self, job: &Job, size: u64) {
+        self.record_taken(job, || Some(decode(job, DecodeOutcome::Value(size))));
     }
 
     /// Records how a job that gave no value ended, as the cache takes it: its decoder's
-    /// outcome, or its read's failure if that fails a request. A load cancelled, or whose
-    /// every request let go (their releases still to come), takes no effect from it: a replay
-    /// drops that load unread, and the record would be left for a later load of the key.
+    /// outcome, or its read's failure.
     pub(super) fn record_end(&mut self, job: &Job, end: &JobEnd) {
-        let JobEnd::ReadFailed(kind) = end else {
-            return self.record_decode(job, || decoder_outcome(end));
-        };
+        self.record_taken(job, || match end {
+            JobEnd::ReadFailed(kind) => Some(LogRecord::Read {
+                key: job.key.clone(),
+                outcome: ReadOutcome::Failed(kind.clone()),
+            }),
+            _ => decoder_outcome(end).map(|outcome| decode(job, outcome)),
+        });
+    }
+
+    /// Records what `record` makes, if the runtime is recording and `job`'s outcome takes
+    /// effect (see the module docs).
+    fn record_taken(&mut self, job: &Job, record: impl FnOnce() -> Option<LogRecord>) {
         let Some(recorder) = self.links.probe.recorder() else { return };
         let slot = self.table.current_mut(job.slot(), job.generation);
         if slot.is_some_and(|s| !all_released(s)) {
-            let outcome = ReadOutcome::Failed(kind.clone());
-            recorder.record(&LogRecord::Read { key: job.key.clone(), outcome });
+            if let Some(record) = record() {
+                recorder.record(&record);
+            }
         }
     }
+}
+
+fn decode(job: &Job, outcome: DecodeOutcome) -> LogRecord {
+    LogRecord::Decode { key: job.key.clone(), outcome }
 }

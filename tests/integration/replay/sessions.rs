@@ -639,3 +639,47 @@ fn an_entry_a_source_adds_while_recording_replays_as_the_source_then_said() {
     let report = replayed_as_recorded(&std::fs::read(&log).unwrap());
     assert_eq!(report.checked, 3, "a twice and its dependency t");
 }
+
+#[test]
+fn a_decode_cancelled_while_it_ran_leaves_no_outcome_for_the_keys_next_load_to_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let source = GatedSource::with_blobs(1);
+    source.put("c", b"BAD the first bytes");
+    let decoder = BlobDecoder::default();
+    decoder.gate.hold("c");
+    decoder.gate.hold("a0");
+    let rt = Runtime::builder()
+        .source(source.clone())
+        .register(decoder.clone())
+        .decode_threads(1)
+        .record(&log, "integration test")
+        .build()
+        .unwrap();
+    let first = rt.request::<Blob>("c", Priority::Normal).unwrap();
+    decoder.gate.wait_started("c", 1);
+    let next = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    first.cancel();
+    assert!(rt.sync(PATIENCE), "c's load is cancelled while its decode runs");
+    decoder.gate.release("c");
+    // The one decode thread went on to a0's: c's failure was posted, then taken.
+    decoder.gate.wait_started("a0", 1);
+    assert!(rt.sync(PATIENCE));
+    decoder.gate.release("a0");
+    next.wait_timeout(PATIENCE).unwrap().expect("a0 loads");
+    source.put("c", b"good bytes");
+    let second = rt.request::<Blob>("c", Priority::Normal).unwrap();
+    second.wait_timeout(PATIENCE).unwrap().expect("c's new bytes decode");
+    rt.shutdown();
+    let bytes = std::fs::read(&log).unwrap();
+    let decodes_of_c = read_log(&bytes)
+        .unwrap()
+        .1
+        .iter()
+        .filter(|(_, r)| matches!(r, LogRecord::Decode { key, .. } if key.path() == "c"))
+        .count();
+    assert_eq!(decodes_of_c, 1, "only the decode that took effect is recorded");
+    // The failure, banked, would have been the next load's outcome in the replay.
+    let report = replayed_as_recorded(&bytes);
+    assert_eq!(report.checked, 3);
+}
