@@ -33,7 +33,6 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use streamrt_messages::replay_log::{LogRecord, ReadOutcome};
 use streamrt_messages::{
     AssetKey, CancelStage, ErrorKind, Event, EventKind, Generation, Priority, RequestId,
 };
@@ -114,6 +113,9 @@ pub(crate) struct Job {
     /// The request that started the load.
     pub(crate) origin: RequestId,
     pub(crate) route: Arc<dyn JobRoute>,
+    /// The bytes its read brought, once it did: a replay log records the read with the
+    /// decode's outcome, where the cache takes it (see `cache/recording.rs`).
+    pub(crate) read_bytes: Option<u64>,
 }
 
 impl Job {
@@ -150,6 +152,10 @@ impl JobGuard {
     /// The job, until a worker took it.
     pub(crate) fn job(&self) -> &Job {
         self.job.as_ref().expect("a guard holds its job until it is taken")
+    }
+
+    fn job_mut(&mut self) -> &mut Job {
+        self.job.as_mut().expect("a guard holds its job until it is taken")
     }
 
     fn take(&mut self) -> Job {
@@ -351,16 +357,8 @@ impl IoWorker {
         JobGuard::new(job, "a decode worker crashed")
     }
 
-    /// Records that `job`'s read brought `n` bytes, if the runtime is recording.
-    fn record_read(&self, job: &Job, n: u64) {
-        if let Some(recorder) = self.probe.recorder() {
-            let outcome = ReadOutcome::Bytes(n);
-            recorder.record(&LogRecord::Read { key: job.key.clone(), outcome });
-        }
-    }
-
-    /// Reads `job`'s bytes from the source, with its stage events, its replay record and the
-    /// bandwidth limit's payment (the read credit stays taken while it is paid).
+    /// Reads `job`'s bytes from the source, with its stage events and the bandwidth limit's
+    /// payment (the read credit stays taken while it is paid).
     ///
     /// # Errors
     ///
@@ -387,10 +385,6 @@ impl IoWorker {
             }
         };
         let n = read.as_ref().ok().map(|b| b.len() as u64);
-        // A failed read is recorded by the cache, as it takes the failure (`ReadFailed`).
-        if let Some(n) = n {
-            self.record_read(job, n);
-        }
         stage_event(&self.probe, EventKind::ReadDone, job, self.index, n);
         if let Some(throttle) = &self.throttle {
             // What the storage was asked for, where the source counts it (a pack's windows
@@ -425,7 +419,9 @@ impl IoWorker {
         drop(credit);
         // Counted whatever becomes of the load: the bytes were read.
         if let Ok(bytes) = &read {
-            self.probe.counters.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            let n = bytes.len() as u64;
+            self.probe.counters.bytes_read.fetch_add(n, Ordering::Relaxed);
+            guard.job_mut().read_bytes = Some(n);
         }
         if guard.job().is_cancelled() {
             return end(guard.take(), JobEnd::Dropped(CancelStage::Loading));

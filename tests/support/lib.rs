@@ -10,7 +10,8 @@
 //! - [`Gate`]: a set of held names plus a log of what started; [`GatedSource`] consults it
 //!   before each read and [`BlobDecoder`] before each decode. A held name blocks the worker
 //!   until the test releases it, or gives up after [`GATE_PATIENCE`]. Its reads of paths
-//!   starting with `ioerr` fail, of `flaky` fail the first time, and of `readpanic` panic;
+//!   starting with `ioerr` fail, of `flaky` fail the first time, of `wornout` fail after
+//!   the second, and of `readpanic` panic;
 //!   looking up a path starting with `infopanic` panics, and of `infohold` passes the gate
 //!   on `info:` and the path (on the engine's thread, as the request is made).
 //! - [`HookedWants`]: a gated source whose load hint runs the test's code on the runtime's
@@ -134,7 +135,8 @@ impl Gate {
 
 /// Serves a [`MemorySource`] through a [`Gate`] on each key's path; missing keys are
 /// `NotFound`, keys whose path starts with `ioerr` fail with an IO error, and keys whose path
-/// starts with `flaky` fail with an IO error on their first read only. Looking up a key whose
+/// starts with `flaky` fail with an IO error on their first read only (`wornout`: on every
+/// read after the second). Looking up a key whose
 /// path starts with `infopanic` panics, and one whose path starts with `infohold` passes the
 /// gate on `info:` and the path first.
 #[derive(Clone, Default)]
@@ -194,6 +196,9 @@ impl GatedSource {
         }
         if key.path().starts_with("flaky") && self.gate.started_count(key.path()) == 1 {
             return Err(SourceError::Io(format!("scripted first-read failure of {key}")));
+        }
+        if key.path().starts_with("wornout") && self.gate.started_count(key.path()) > 2 {
+            return Err(SourceError::Io(format!("scripted failure of {key} after two reads")));
         }
         Ok(())
     }

@@ -683,3 +683,34 @@ fn a_decode_cancelled_while_it_ran_leaves_no_outcome_for_the_keys_next_load_to_r
     let report = replayed_as_recorded(&bytes);
     assert_eq!(report.checked, 3);
 }
+
+#[test]
+fn a_read_cancelled_while_it_ran_leaves_no_outcome_for_the_keys_next_load_to_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let source = GatedSource::default();
+    // Read twice, then failing: a third load finds it gone.
+    source.put("wornout", b"some bytes");
+    source.gate.hold("wornout");
+    // Nothing is kept once let go of: the third load reads again.
+    let config = RuntimeConfig { workers: 1, bytes_resident_max: 1, ..RuntimeConfig::default() };
+    let rt = recorded(config, source.clone(), &log);
+    let first = rt.request::<Blob>("wornout", Priority::Normal).unwrap();
+    source.gate.wait_started("wornout", 1);
+    first.cancel();
+    assert!(rt.sync(PATIENCE), "the load is cancelled while its read runs");
+    let second = rt.request::<Blob>("wornout", Priority::Normal).unwrap();
+    source.gate.release("wornout");
+    // The one IO worker finished the cancelled read before it started this one.
+    source.gate.wait_started("wornout", 2);
+    second.wait_timeout(PATIENCE).unwrap().expect("the second load reads");
+    drop(second);
+    let third = rt.request::<Blob>("wornout", Priority::Normal).unwrap();
+    let failed = third.wait_timeout(PATIENCE).unwrap();
+    assert!(matches!(failed, Err(ReadyError::Failed(_))), "{failed:?}");
+    rt.shutdown();
+    let bytes = std::fs::read(&log).unwrap();
+    // The cancelled read, banked, would have been the third load's in the replay.
+    let report = replayed_as_recorded(&bytes);
+    assert_eq!(report.checked, 3);
+}
