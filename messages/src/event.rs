@@ -50,6 +50,9 @@ pub enum EventKind {
         decode_threads: u32,
         /// The scheduler's queue limit.
         queue_capacity: u64,
+        /// Whether a `High` or `Critical` load is decoded on the IO worker that read it (its
+        /// `decode_*` events then carry that IO worker's index), not on a decode thread.
+        urgent_decodes_on_io: bool,
     },
     /// The runtime stopped.
     Stopped,

@@ -19,7 +19,7 @@ use crate::{AssetKey, Event, LoadState, Priority, RequestId, Status};
 
 /// The protocol version this build speaks: 3 since `InFlight` is answered in pages ended by
 /// `Done` (2 added `ProtocolError::ReplyTooLarge`, which a version 1 client could not decode).
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The largest payload a frame may carry, in bytes.
 pub const FRAME_BYTES_MAX: usize = 1 << 20;

@@ -92,6 +92,10 @@ pub struct Record {
     /// `started`: the scheduler's queue limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_capacity: Option<u64>,
+    /// `started`: whether an urgent load's decode runs on the IO worker that read it; absent
+    /// in logs written before the field, whose runtimes always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgent_decodes_on_io: Option<bool>,
 }
 
 impl From<&Event> for Record {
@@ -111,10 +115,16 @@ impl From<&Event> for Record {
             ..Record::default()
         };
         match &e.kind {
-            EventKind::Started { worker_count, decode_threads, queue_capacity } => {
+            EventKind::Started {
+                worker_count,
+                decode_threads,
+                queue_capacity,
+                urgent_decodes_on_io,
+            } => {
                 r.worker_count = Some(*worker_count);
                 r.decode_threads = Some(*decode_threads);
                 r.queue_capacity = Some(*queue_capacity);
+                r.urgent_decodes_on_io = Some(*urgent_decodes_on_io);
             }
             EventKind::Cancelled { stage } => r.stage = Some(stage.name().to_owned()),
             EventKind::Failed { kind } => {
@@ -282,10 +292,17 @@ impl Event {
             write_str(out, &kind.to_string());
         };
         match &self.kind {
-            EventKind::Started { worker_count, decode_threads, queue_capacity } => {
+            EventKind::Started {
+                worker_count,
+                decode_threads,
+                queue_capacity,
+                urgent_decodes_on_io,
+            } => {
                 write_u64(out, b",\"worker_count\":", u64::from(*worker_count));
                 write_u64(out, b",\"decode_threads\":", u64::from(*decode_threads));
                 write_u64(out, b",\"queue_capacity\":", *queue_capacity);
+                out.extend_from_slice(b",\"urgent_decodes_on_io\":");
+                out.extend_from_slice(if *urgent_decodes_on_io { b"true" } else { b"false" });
             }
             EventKind::Cancelled { stage } => {
                 out.extend_from_slice(b",\"stage\":");
@@ -327,7 +344,12 @@ mod writer_tests {
     fn samples() -> Vec<Event> {
         let key = AssetKey::parse("mesh:we\"ird/\u{1}pa\n\tth\r\u{8}\u{c}").unwrap();
         let kinds = vec![
-            EventKind::Started { worker_count: 2, decode_threads: 3, queue_capacity: 64 },
+            EventKind::Started {
+                worker_count: 2,
+                decode_threads: 3,
+                queue_capacity: 64,
+                urgent_decodes_on_io: false,
+            },
             EventKind::Queued,
             EventKind::ReadDone,
             EventKind::Cancelled { stage: CancelStage::Decoded },

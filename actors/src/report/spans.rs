@@ -1,15 +1,15 @@
 //! Which pool ran each worker span of a log: a read ran on the IO pool; a decode ran on the
-//! decode pool, unless its load was dispatched urgent (`High` or `Critical`), which the IO
-//! worker that read it decodes itself (`work.rs`; `docs/TELEMETRY.md`, the `worker` field).
+//! decode pool, unless its load was dispatched urgent (`High` or `Critical`) by a runtime that
+//! decodes urgent loads on the IO worker that read them (`work.rs`; `docs/TELEMETRY.md`, the
+//! `worker` field and `started`'s `urgent_decodes_on_io`, absent in older logs, whose runtimes
+//! always did).
 //! Both the report and the Chrome trace read spans through [`SpanPools`], so an urgent decode
 //! counts as the IO worker's busy time, not the decode pool's, and sits on that IO worker's
 //! track: counted as a decode worker's, it pushed decode utilisation past 100 % with few
 //! decode threads and overlapped a decode worker's own spans on its track.
 //!
 //! The rule is the threaded runtime's. A deterministic runtime (a replay) decodes urgent loads
-//! on its decode pool too, but its events go to its tap, never to a log this reads. The events
-//! saying which pool ran a decode would make the rule unnecessary; that changes the event
-//! schema, so it is not done.
+//! on its decode pool too, but its events go to its tap, never to a log this reads.
 
 use std::collections::HashSet;
 
@@ -28,16 +28,28 @@ pub(super) struct SpanLine {
     pub(super) starts: bool,
 }
 
-/// The loads dispatched urgent, by generation, from the log's `dispatched` lines so far.
-#[derive(Default)]
+/// The loads dispatched urgent and decoded on their IO worker, by generation, from the log's
+/// `started` and `dispatched` lines so far.
 pub(super) struct SpanPools {
     urgent: HashSet<u64>,
+    /// From the `started` line; until one, or without the field, as runtimes always did.
+    urgent_decodes_on_io: bool,
+}
+
+impl Default for SpanPools {
+    fn default() -> Self {
+        Self { urgent: HashSet::new(), urgent_decodes_on_io: true }
+    }
 }
 
 impl SpanPools {
     /// Takes in `r`; if it starts or ends a worker's span, what span and which pool ran it.
     pub(super) fn line(&mut self, r: &Record) -> Option<SpanLine> {
         let (stage, starts) = match r.event.as_str() {
+            "started" => {
+                self.urgent_decodes_on_io = r.urgent_decodes_on_io.unwrap_or(true);
+                return None;
+            }
             "dispatched" => {
                 self.dispatched(r);
                 return None;
@@ -61,7 +73,7 @@ impl SpanPools {
     fn dispatched(&mut self, r: &Record) {
         let priority = r.priority.as_deref().and_then(Priority::parse);
         if let (Some(generation), Some(priority)) = (r.generation, priority) {
-            if priority <= URGENT {
+            if priority <= URGENT && self.urgent_decodes_on_io {
                 self.urgent.insert(generation);
             }
         }
@@ -97,5 +109,20 @@ mod tests {
         assert_eq!(pool(&mut pools, "decode_done", 3), Some(("io", "decode", false)));
         assert_eq!(pool(&mut pools, "published", 3), None);
         assert!(pools.urgent.is_empty(), "a load's entry goes with its decode's end");
+    }
+
+    #[test]
+    fn a_runtime_that_decodes_every_load_on_its_decode_threads_says_so_at_its_start() {
+        let mut pools = SpanPools::default();
+        let started = Record {
+            event: "started".into(),
+            urgent_decodes_on_io: Some(false),
+            ..Record::default()
+        };
+        assert_eq!(pools.line(&started), None);
+        pools.line(&record("dispatched", 1, Some("critical")));
+        let line = pools.line(&record("decode_started", 1, None));
+        assert_eq!(line.map(|s| s.pool), Some("decode"));
+        assert!(pools.urgent.is_empty());
     }
 }

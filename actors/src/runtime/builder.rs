@@ -396,6 +396,7 @@ fn started_probe(
         worker_count: u32::try_from(config.workers).unwrap_or(u32::MAX),
         decode_threads: u32::try_from(config.decode_threads).unwrap_or(u32::MAX),
         queue_capacity: config.queue_capacity as u64,
+        urgent_decodes_on_io: config.urgent_decodes_on_io,
     }));
     probe
 }
