@@ -9,10 +9,10 @@
 //!   capacity (`usize::MAX` for "no limit") costs nothing until events wait.
 //! - The sink forgets a subscriber once its stream is gone.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use streamrt_messages::Event;
 
@@ -28,6 +28,8 @@ pub struct EventStream {
     rx: Receiver<Event>,
     /// Events sent and not yet taken: shared with the sink's [`Subscriber`].
     undelivered: Arc<AtomicUsize>,
+    /// Set once a wait found the sink's end gone and every event taken.
+    ended: AtomicBool,
 }
 
 /// The sink's end of an [`EventStream`].
@@ -62,25 +64,38 @@ impl EventStream {
         let undelivered = Arc::new(AtomicUsize::new(0));
         let capacity = capacity.max(1);
         let subscriber = Subscriber { tx, undelivered: Arc::clone(&undelivered), capacity };
-        (subscriber, Self { rx, undelivered })
+        (subscriber, Self { rx, undelivered, ended: AtomicBool::new(false) })
     }
 
-    /// Counts `event`, if any, as taken.
-    fn took(&self, event: Option<Event>) -> Option<Event> {
-        if event.is_some() {
-            self.undelivered.fetch_sub(1, Ordering::AcqRel);
+    /// Waits up to `timeout` (`None`: for ever) for the next event, counted as taken. `None`
+    /// on timeout or once the feed ended, which it notes.
+    fn next_within(&self, timeout: Option<Duration>) -> Option<Event> {
+        let next = match timeout {
+            Some(timeout) => self.rx.recv_timeout(timeout),
+            None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match next {
+            Ok(event) => {
+                self.undelivered.fetch_sub(1, Ordering::AcqRel);
+                Some(event)
+            }
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                self.ended.store(true, Ordering::Relaxed);
+                None
+            }
         }
-        event
     }
 
-    /// Waits up to `timeout` for the next event. `None` on timeout or once the runtime is gone.
+    /// Waits up to `timeout` for the next event. `None` on timeout or, at once, once the
+    /// feed ended ([`EventStream::is_ended`]).
     pub fn next_timeout(&self, timeout: Duration) -> Option<Event> {
-        self.took(self.rx.recv_timeout(timeout).ok())
+        self.next_within(Some(timeout))
     }
 
     /// The next event if one is waiting.
     pub fn try_next(&self) -> Option<Event> {
-        self.took(self.rx.try_recv().ok())
+        self.next_within(Some(Duration::ZERO))
     }
 
     /// Waits up to `timeout` for an event matching `pred`, discarding the others.
@@ -88,17 +103,22 @@ impl EventStream {
         // A timeout past what an `Instant` holds waits for ever.
         let deadline = crate::signal::deadline_after(timeout);
         loop {
-            let event = match deadline {
-                Some(deadline) => {
-                    let left = deadline.checked_duration_since(std::time::Instant::now())?;
-                    self.took(self.rx.recv_timeout(left).ok())?
-                }
-                None => self.took(self.rx.recv().ok())?,
+            let left = match deadline {
+                Some(deadline) => Some(deadline.checked_duration_since(Instant::now())?),
+                None => None,
             };
+            let event = self.next_within(left)?;
             if pred(&event) {
                 return Some(event);
             }
         }
+    }
+
+    /// Whether a wait ([`EventStream::next_timeout`]) found the feed ended: the runtime's
+    /// telemetry sink let go of it (the runtime stopped, or its sink could not take the
+    /// subscription) and every event it sent was taken. No event comes after.
+    pub fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
     }
 }
 
@@ -143,5 +163,18 @@ mod tests {
         drop(stream);
         assert!(!subscriber.offer(&event(), &dropped), "the stream is gone");
         assert_eq!(dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_feed_whose_sink_let_go_ends_once_its_events_are_taken() {
+        let dropped = AtomicU64::new(0);
+        let (subscriber, stream) = EventStream::channel(4);
+        assert!(subscriber.offer(&event(), &dropped));
+        drop(subscriber);
+        assert!(!stream.is_ended(), "not before a wait finds it");
+        assert!(stream.next_timeout(Duration::from_secs(60)).is_some(), "the event sent first");
+        assert!(!stream.is_ended());
+        assert!(stream.next_timeout(Duration::from_secs(60)).is_none(), "at once, not a minute");
+        assert!(stream.is_ended());
     }
 }

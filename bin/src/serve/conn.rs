@@ -373,6 +373,11 @@ fn watch(daemon: &Daemon, conn: &mut Conn) -> Result<(), End> {
         let left = next_status.saturating_duration_since(Instant::now());
         if let Some(event) = events.next_timeout(left) {
             conn.send(&ServerMsg::Event(event))?;
+        } else if events.is_ended() {
+            // The runtime stopped under the watch (it gave up, and the daemon is about to
+            // stop): the feed answers at once from now on, so waiting on it would spin.
+            conn.send(&ServerMsg::ShuttingDown)?;
+            return Err(End::Gone);
         }
     }
 }
