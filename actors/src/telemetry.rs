@@ -391,6 +391,9 @@ impl TelemetrySink {
             self.output(outputs, &event);
         }
         outputs.write_lines(&self.probe);
+        // Also those no event reached since their streams went: with events off, none ever
+        // does, and each subscription would be kept for the runtime's life.
+        outputs.subscribers.retain(Subscriber::is_live);
         // A failed file still reads the events, to count each one it lost.
         let failed = self.probe.telemetry_error().is_some();
         if outputs.writer.is_none() && !failed && outputs.subscribers.is_empty() {

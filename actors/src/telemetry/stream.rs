@@ -40,11 +40,16 @@ pub(crate) struct Subscriber {
 }
 
 impl Subscriber {
+    /// Whether its stream is still there to read.
+    pub(crate) fn is_live(&self) -> bool {
+        // The stream holds the only other reference to the count.
+        Arc::strong_count(&self.undelivered) > 1
+    }
+
     /// Sends the stream a copy of `event`, or drops and counts it in `dropped` when the stream
     /// holds its capacity. False once the stream is gone: the subscriber is then let go of.
     pub(crate) fn offer(&self, event: &Event, dropped: &AtomicU64) -> bool {
-        // The stream holds the only other reference to the count.
-        if Arc::strong_count(&self.undelivered) == 1 {
+        if !self.is_live() {
             return false;
         }
         if self.undelivered.load(Ordering::Acquire) >= self.capacity {
@@ -160,7 +165,9 @@ mod tests {
         let (subscriber, stream) = EventStream::channel(usize::MAX);
         assert!(subscriber.offer(&event(), &dropped));
         assert!(stream.next_timeout(Duration::ZERO).is_some());
+        assert!(subscriber.is_live());
         drop(stream);
+        assert!(!subscriber.is_live());
         assert!(!subscriber.offer(&event(), &dropped), "the stream is gone");
         assert_eq!(dropped.load(Ordering::Relaxed), 0);
     }
