@@ -363,9 +363,11 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let Some(at) = self.table.lookup(cell.path()) else {
             return match self.unpark(cell.path()) {
                 Some((value, bytes)) => {
-                    stage(&cell, value, bytes, &mut self.to_frame);
+                    // Held by a slot before the request is staged, as a decoded value is
+                    // counted first: should staging panic, the salvage finds the bytes.
                     let generation = self.next_generation();
                     self.table.insert_resident(ticket, generation, bytes, locator);
+                    stage(&cell, value, bytes, &mut self.to_frame);
                 }
                 None => self.start_load(ticket, priority, locator, admission),
             };
