@@ -4,7 +4,9 @@
 //! One thread accepts; each client gets a thread of its own (blocking reads with an idle
 //! timeout, so a client that stops mid-frame is dropped). Requests made by any client are held
 //! by the daemon in one table, so another client can cancel or reprioritise them by id; a
-//! request leaves the table once it ended.
+//! request leaves the table once it ended: at the next command that reads or changes the
+//! table, or at the sweep every `SWEEP_INTERVAL` (an idle daemon would otherwise hold every
+//! asset it loaded, past the memory budget, until a client came).
 //!
 //! # Shutdown
 //!
@@ -57,6 +59,9 @@ use socket::{own_uid, peer_is, ControlSocket};
 /// How long the connections get to finish what they are sending once the runtime has shut
 /// down, before they are closed outright.
 const SHUTDOWN_DRAIN_MAX: Duration = Duration::from_secs(5);
+
+/// How often the daemon's own sweep lets go of the requests that ended (see the module docs).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long the accept loop waits after accepting failed, before it tries again.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(100);
@@ -198,7 +203,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let _ = writeln!(out, "streamctl serve: listening on {} (pid {pid})", socket.path().display());
     let _ = out.flush();
     let signals = SignalWatch::start(&daemon.signal)?;
+    let sweeper = start_sweeper(&daemon)?;
     let threads = accept_loop(&daemon, &socket);
+    sweeper.thread().unpark();
+    let _ = sweeper.join();
     daemon.rt.shutdown();
     daemon.close_connections();
     for thread in threads {
@@ -227,6 +235,20 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     }
     let _ = writeln!(out, "streamctl serve: stopped");
     Ok(())
+}
+
+/// Lets go of the requests that ended every `SWEEP_INTERVAL` until the daemon stops (unparked
+/// then, to stop at once).
+fn start_sweeper(daemon: &Arc<Daemon>) -> anyhow::Result<JoinHandle<()>> {
+    let daemon = Arc::clone(daemon);
+    let sweep = move || {
+        while !daemon.is_stopping() {
+            std::thread::park_timeout(SWEEP_INTERVAL);
+            drop(daemon.requests());
+        }
+    };
+    let thread = std::thread::Builder::new().name("streamctl-sweep".into()).spawn(sweep);
+    thread.context("starting the sweeping thread")
 }
 
 /// Tells the daemon's operator `what` on stderr, if it can. Whoever started the daemon may

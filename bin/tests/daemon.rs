@@ -16,7 +16,7 @@ use streamrt::messages::protocol::{
     encode_frame, ClientMsg, FrameDecoder, ProtocolError, ServerMsg, FRAME_BYTES_MAX,
     KEYS_PER_LOAD_MAX, PROTOCOL_VERSION,
 };
-use streamrt::messages::{AssetKey, Priority};
+use streamrt::messages::{AssetKey, EventKind, Priority};
 use streamrt::pack::{Codec, PackWriter};
 
 const BIN: &str = env!("CARGO_BIN_EXE_streamctl");
@@ -127,7 +127,6 @@ impl Daemon {
     }
 }
 
-/// A raw connection that has said hello.
 /// A connection to the daemon at `socket` whose reads give up after 30 s: a daemon that stops
 /// answering fails the test rather than hanging it.
 fn connect(socket: &Path) -> UnixStream {
@@ -136,6 +135,7 @@ fn connect(socket: &Path) -> UnixStream {
     stream
 }
 
+/// A raw connection that has said hello.
 fn greeted(socket: &Path) -> UnixStream {
     let mut stream = connect(socket);
     stream
@@ -469,6 +469,29 @@ fn a_daemon_whose_recording_could_not_be_written_says_so_and_fails() {
     let mut rest = String::new();
     daemon._stdout.read_to_string(&mut rest).unwrap();
     assert!(!rest.contains("streamctl serve: stopped"), "{rest:?}");
+}
+
+#[test]
+fn an_idle_daemon_lets_go_of_the_requests_that_ended() {
+    // Nothing is kept once let go of: b1's asset is evicted as soon as the daemon drops it.
+    let daemon = Daemon::start(&["--bytes-resident-max", "1"]);
+    let mut watch = greeted(&daemon.socket);
+    watch.write_all(&encode_frame(&ClientMsg::Watch).unwrap()).unwrap();
+    daemon.ok(&["load", "blob:b1", "--wait"]);
+    // No command follows (a watch reads no table): only the daemon's own sweep lets go of b1.
+    // A watch sends a status every 250 ms: 240 of them is a minute's patience.
+    let mut statuses = 0;
+    loop {
+        match read_msg(&mut watch) {
+            Some(ServerMsg::Event(e)) if e.kind == EventKind::Evicted => break,
+            Some(ServerMsg::Status(_)) => statuses += 1,
+            Some(_) => {}
+            None => panic!("the watch ended before b1 was let go of"),
+        }
+        assert!(statuses < 240, "b1 is still held a minute after it ended");
+    }
+    drop(watch);
+    daemon.stop();
 }
 
 #[test]
