@@ -54,7 +54,7 @@ use streamrt::{PackSource, Runtime};
 use crate::tracked::{register_all, Tracked};
 pub use config::Overrides as ServeArgs;
 use config::Settings;
-use socket::{own_uid, peer_is, ControlSocket};
+use socket::{own_uid, peer_is, ControlSocket, SocketFile};
 
 /// How long the connections get to finish what they are sending once the runtime has shut
 /// down, before they are closed outright.
@@ -170,6 +170,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
     let source = PackSource::open(&settings.pack, PackLimits::default())
         .with_context(|| format!("opening the pack {}", settings.pack.display()))?;
+    // Caught from before the socket exists: one while the runtime starts is kept for the
+    // watch below, not the default action that would leave the socket file behind.
+    let caught = SignalWatch::catch()?;
     // Removed when dropped, also when the runtime below fails to start.
     let socket = ControlSocket::bind(&settings.socket)?;
     let signal = Arc::new(StopSignal {
@@ -202,7 +205,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let pid = std::process::id();
     let _ = writeln!(out, "streamctl serve: listening on {} (pid {pid})", socket.path().display());
     let _ = out.flush();
-    let signals = SignalWatch::start(&daemon.signal)?;
+    let signals = SignalWatch::start(caught, &daemon.signal, socket.file())?;
     let sweeper = start_sweeper(&daemon)?;
     let threads = accept_loop(&daemon, &socket);
     sweeper.thread().unpark();
@@ -266,10 +269,19 @@ struct SignalWatch {
 }
 
 impl SignalWatch {
-    fn start(stop: &Arc<StopSignal>) -> anyhow::Result<Self> {
+    /// Catches `SIGTERM` and `SIGINT` from now on, kept for [`SignalWatch::start`].
+    fn catch() -> anyhow::Result<signal_hook::iterator::Signals> {
         use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals =
-            signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).context("watching signals")?;
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).context("watching signals")
+    }
+
+    /// Stops the daemon at the first signal caught (one caught before included); at a second,
+    /// removes the socket `file` and exits at once.
+    fn start(
+        mut signals: signal_hook::iterator::Signals,
+        stop: &Arc<StopSignal>,
+        file: SocketFile,
+    ) -> anyhow::Result<Self> {
         let handle = signals.handle();
         let stop = Arc::clone(stop);
         let thread = std::thread::Builder::new()
@@ -285,6 +297,8 @@ impl SignalWatch {
                 // Ends once the daemon stopped and closed the watch: a signal before is the
                 // user's second ask, not to wait for the stop.
                 if let Some(sig) = received.next() {
+                    // `exit` runs no destructor: the socket's file goes here.
+                    file.remove();
                     tell(format_args!("{} received again, exiting now", name(sig)));
                     std::process::exit(1);
                 }

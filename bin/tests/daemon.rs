@@ -472,6 +472,28 @@ fn a_daemon_whose_recording_could_not_be_written_says_so_and_fails() {
 }
 
 #[test]
+fn a_second_signal_while_the_daemon_stops_exits_at_once_and_removes_the_socket_file() {
+    let mut daemon = Daemon::start_with(&["--io-bytes-per-sec-max", "1000"], Stdio::piped());
+    let mut told = BufReader::new(daemon.child.stderr.take().unwrap()).lines();
+    // A client waiting on more ends than its socket's buffer holds, reading none: the stop
+    // waits for its connection (up to the drain's 5 s).
+    let mut s = greeted(&daemon.socket);
+    let keys = vec![AssetKey::parse("blob:big").unwrap(); 5_000];
+    let load = ClientMsg::Load { keys, priority: Priority::Normal, wait: true };
+    s.write_all(&encode_frame(&load).unwrap()).unwrap();
+    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Loaded(_))));
+    let pid = rustix::process::Pid::from_child(&daemon.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    // Two signals pending at once are one: the second is sent once the first was taken.
+    let stopping = told.by_ref().map_while(Result::ok).any(|l| l.contains("received, stopping"));
+    assert!(stopping, "the daemon says it stops");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = exited_within(&mut daemon.child, Duration::from_secs(60));
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "the second signal ends it at once");
+    assert!(!daemon.socket.exists(), "the socket file is removed");
+}
+
+#[test]
 fn an_idle_daemon_lets_go_of_the_requests_that_ended() {
     // Nothing is kept once let go of: b1's asset is evicted as soon as the daemon drops it.
     let daemon = Daemon::start(&["--bytes-resident-max", "1"]);

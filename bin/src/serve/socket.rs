@@ -79,9 +79,26 @@ pub fn own_uid() -> u32 {
 #[derive(Debug)]
 pub struct ControlSocket {
     listener: UnixListener,
+    file: SocketFile,
+}
+
+/// A control socket's file, as bound: removed only while the path is still that socket.
+#[derive(Debug, Clone)]
+pub struct SocketFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
+}
+
+impl SocketFile {
+    /// Removes the socket file if the path is still this socket.
+    pub fn remove(&self) {
+        let ours = fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| m.file_type().is_socket() && m.dev() == self.dev && m.ino() == self.ino);
+        if ours {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl ControlSocket {
@@ -107,7 +124,8 @@ impl ControlSocket {
         let listener = UnixListener::bind(path).map_err(io_at(path))?;
         fs::set_permissions(path, Permissions::from_mode(0o600)).map_err(io_at(path))?;
         let meta = fs::symlink_metadata(path).map_err(io_at(path))?;
-        Ok(Self { listener, path: path.to_owned(), dev: meta.dev(), ino: meta.ino() })
+        let file = SocketFile { path: path.to_owned(), dev: meta.dev(), ino: meta.ino() };
+        Ok(Self { listener, file })
     }
 
     /// The listener.
@@ -117,16 +135,12 @@ impl ControlSocket {
 
     /// The socket's path.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.file.path
     }
 
-    /// Removes the socket file if the path is still this socket.
-    fn remove(&self) {
-        let ours = fs::symlink_metadata(&self.path)
-            .is_ok_and(|m| m.file_type().is_socket() && m.dev() == self.dev && m.ino() == self.ino);
-        if ours {
-            let _ = fs::remove_file(&self.path);
-        }
+    /// The socket's file, for a thread that may have to remove it as the process exits.
+    pub fn file(&self) -> SocketFile {
+        self.file.clone()
     }
 }
 
@@ -134,7 +148,7 @@ impl ControlSocket {
 /// failed to start, one unwinding from a panic.
 impl Drop for ControlSocket {
     fn drop(&mut self) {
-        self.remove();
+        self.file.remove();
     }
 }
 
