@@ -471,26 +471,51 @@ fn a_daemon_whose_recording_could_not_be_written_says_so_and_fails() {
     assert!(!rest.contains("streamctl serve: stopped"), "{rest:?}");
 }
 
-#[test]
-fn a_second_signal_while_the_daemon_stops_exits_at_once_and_removes_the_socket_file() {
-    let mut daemon = Daemon::start_with(&["--io-bytes-per-sec-max", "1000"], Stdio::piped());
-    let mut told = BufReader::new(daemon.child.stderr.take().unwrap()).lines();
-    // A client waiting on more ends than its socket's buffer holds, reading none: the stop
-    // waits for its connection (up to the drain's 5 s).
+/// A client waiting on more ends than its socket's buffer holds, reading none: a stop of
+/// `daemon` waits for its connection (up to the drain's 5 s) while the client is kept.
+fn holding_the_stop(daemon: &Daemon) -> UnixStream {
     let mut s = greeted(&daemon.socket);
     let keys = vec![AssetKey::parse("blob:big").unwrap(); 5_000];
     let load = ClientMsg::Load { keys, priority: Priority::Normal, wait: true };
     s.write_all(&encode_frame(&load).unwrap()).unwrap();
     assert!(matches!(read_msg(&mut s), Some(ServerMsg::Loaded(_))));
+    s
+}
+
+/// Sends `daemon` a `SIGTERM` and waits until it says (on its stderr, `told`) that it stops.
+fn terminate_and_wait_stopping(daemon: &Daemon, told: &mut std::io::Lines<impl BufRead>) {
     let pid = rustix::process::Pid::from_child(&daemon.child);
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    // Two signals pending at once are one: the second is sent once the first was taken.
-    let stopping = told.by_ref().map_while(Result::ok).any(|l| l.contains("received, stopping"));
+    let stopping = told.map_while(Result::ok).any(|l| l.contains("received, stopping"));
     assert!(stopping, "the daemon says it stops");
+}
+
+#[test]
+fn a_second_signal_while_the_daemon_stops_exits_at_once_and_removes_the_socket_file() {
+    let mut daemon = Daemon::start_with(&["--io-bytes-per-sec-max", "1000"], Stdio::piped());
+    let mut told = BufReader::new(daemon.child.stderr.take().unwrap()).lines();
+    let _holding = holding_the_stop(&daemon);
+    // Two signals pending at once are one: the second is sent once the first was taken.
+    terminate_and_wait_stopping(&daemon, &mut told);
+    let pid = rustix::process::Pid::from_child(&daemon.child);
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let status = exited_within(&mut daemon.child, Duration::from_secs(60));
     assert_eq!(status.and_then(|s| s.code()), Some(1), "the second signal ends it at once");
     assert!(!daemon.socket.exists(), "the socket file is removed");
+}
+
+#[test]
+fn a_shutdown_asked_while_the_daemon_stops_is_answered_once_the_stop_is_done() {
+    let mut daemon = Daemon::start_with(&["--io-bytes-per-sec-max", "1000"], Stdio::piped());
+    let mut told = BufReader::new(daemon.child.stderr.take().unwrap()).lines();
+    let mut asker = greeted(&daemon.socket);
+    let _holding = holding_the_stop(&daemon);
+    terminate_and_wait_stopping(&daemon, &mut told);
+    asker.write_all(&encode_frame(&ClientMsg::Shutdown).unwrap()).unwrap();
+    assert!(matches!(read_msg(&mut asker), Some(ServerMsg::ShuttingDown)));
+    assert!(matches!(read_msg(&mut asker), Some(ServerMsg::Done)), "told once it is over");
+    assert!(daemon.child.wait().unwrap().success());
+    assert!(!daemon.socket.exists());
 }
 
 #[test]

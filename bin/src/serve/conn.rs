@@ -188,7 +188,9 @@ fn requests(daemon: &Daemon, conn: &mut Conn, id: u64) -> End {
             Ok(msg) => msg,
             Err(end) => return end,
         };
-        if daemon.is_stopping() {
+        // A stop asked for again waits for it with the first asker (a script stopping the
+        // daemon after a service manager's signal); anything else is refused.
+        if daemon.is_stopping() && !matches!(msg, ClientMsg::Shutdown) {
             let _ = conn.send(&ServerMsg::Error(ProtocolError::ShuttingDown));
             return End::Gone;
         }
