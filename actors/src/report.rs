@@ -43,14 +43,26 @@ pub enum LogError {
 /// line breaks (`/dev/zero`) must not be read into memory whole.
 pub const LINE_BYTES_MAX: usize = 1 << 20;
 
-/// Reads a JSON-lines telemetry log. Blank lines are skipped.
+/// A telemetry log as [`read_log`] read it.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryLog {
+    /// Its records, in order.
+    pub records: Vec<Record>,
+    /// The number (from 1) of its last line, skipped because it was cut short: it has no line
+    /// break and is not a whole record (the process writing the log was killed mid-write, or
+    /// its disk filled).
+    pub cut_line: Option<usize>,
+}
+
+/// Reads a JSON-lines telemetry log. Blank lines are skipped, and so is a last line cut short
+/// (see [`TelemetryLog::cut_line`]).
 ///
 /// # Errors
 ///
 /// [`LogError::Malformed`] for a line that is not a record of a known schema version (bytes
 /// that are not UTF-8 included), or longer than [`LINE_BYTES_MAX`].
-pub fn read_log(mut reader: impl BufRead) -> Result<Vec<Record>, LogError> {
-    let mut records = Vec::new();
+pub fn read_log(mut reader: impl BufRead) -> Result<TelemetryLog, LogError> {
+    let mut log = TelemetryLog::default();
     let mut bytes = Vec::new();
     for i in 0.. {
         bytes.clear();
@@ -58,30 +70,42 @@ pub fn read_log(mut reader: impl BufRead) -> Result<Vec<Record>, LogError> {
         if std::io::Read::take(&mut reader, limit).read_until(b'\n', &mut bytes)? == 0 {
             break;
         }
-        // Cut: serde quotes a value it did not expect whole, up to the line's megabyte.
-        let malformed =
-            |message: String| LogError::Malformed { line: i + 1, message: error_text(message) };
-        if bytes.last() == Some(&b'\n') {
-            bytes.pop();
-        } else if bytes.len() > LINE_BYTES_MAX {
-            return Err(malformed(format!("longer than {LINE_BYTES_MAX} bytes")));
+        let whole = bytes.last() == Some(&b'\n');
+        match parse_line(i + 1, &mut bytes) {
+            Ok(Some(record)) => log.records.push(record),
+            Ok(None) => {}
+            // A last line: `read_until` stopped at the end of the input, not at a line break.
+            Err(LogError::Malformed { .. }) if !whole && bytes.len() <= LINE_BYTES_MAX => {
+                log.cut_line = Some(i + 1);
+            }
+            Err(e) => return Err(e),
         }
-        if bytes.trim_ascii().is_empty() {
-            continue;
-        }
-        // Checked whole: serde skips a field it does not know without looking at its bytes.
-        let text = std::str::from_utf8(&bytes).map_err(|e| malformed(e.to_string()))?;
-        let record: Record = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
-        if record.v != TELEMETRY_SCHEMA_VERSION {
-            let message = format!(
-                "schema version {} (this reader knows {TELEMETRY_SCHEMA_VERSION})",
-                record.v
-            );
-            return Err(malformed(message));
-        }
-        records.push(record);
     }
-    Ok(records)
+    Ok(log)
+}
+
+/// The record on line `line`, whose `bytes` were read with their line break if any; `None`
+/// for a blank line.
+fn parse_line(line: usize, bytes: &mut Vec<u8>) -> Result<Option<Record>, LogError> {
+    // Cut: serde quotes a value it did not expect whole, up to the line's megabyte.
+    let malformed = |message: String| LogError::Malformed { line, message: error_text(message) };
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    } else if bytes.len() > LINE_BYTES_MAX {
+        return Err(malformed(format!("longer than {LINE_BYTES_MAX} bytes")));
+    }
+    if bytes.trim_ascii().is_empty() {
+        return Ok(None);
+    }
+    // Checked whole: serde skips a field it does not know without looking at its bytes.
+    let text = std::str::from_utf8(bytes).map_err(|e| malformed(e.to_string()))?;
+    let record: Record = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
+    if record.v != TELEMETRY_SCHEMA_VERSION {
+        let message =
+            format!("schema version {} (this reader knows {TELEMETRY_SCHEMA_VERSION})", record.v);
+        return Err(malformed(message));
+    }
+    Ok(Some(record))
 }
 
 /// The 50th, 95th and 99th percentiles of a sample, in microseconds (0 for an empty one,
@@ -471,7 +495,7 @@ mod tests {
     }
 
     fn report(lines: &[String]) -> Report {
-        Report::from_records(&read_log(lines.join("\n").as_bytes()).unwrap())
+        Report::from_records(&read_log(lines.join("\n").as_bytes()).unwrap().records)
     }
 
     #[test]
@@ -557,6 +581,22 @@ mod tests {
         let wrong = format!("{{\"v\":1,\"t_us\":\"{}\"}}\n", "a".repeat(LINE_BYTES_MAX / 2));
         let refused = read_log(wrong.as_bytes()).unwrap_err().to_string();
         assert!(refused.len() <= streamrt_messages::ERROR_TEXT_BYTES_MAX + 16, "{}", refused.len());
+    }
+
+    #[test]
+    fn a_last_line_cut_short_is_left_out_and_named_and_a_cut_line_before_others_is_malformed() {
+        let whole = format!("{}\n{}\n", line("queued", 0), line("published", 10));
+        let cut = format!("{whole}{}", &line("queued", 20)[..25]);
+        let log = read_log(cut.as_bytes()).unwrap();
+        assert_eq!((log.records.len(), log.cut_line), (2, Some(3)));
+        let log = read_log(whole.as_bytes()).unwrap();
+        assert_eq!((log.records.len(), log.cut_line), (2, None));
+        // A record whose line break alone is missing is whole.
+        let log = read_log(whole.trim_end().as_bytes()).unwrap();
+        assert_eq!((log.records.len(), log.cut_line), (2, None));
+        let inside = format!("{}\n{whole}", &line("queued", 20)[..25]);
+        let refused = read_log(inside.as_bytes()).unwrap_err();
+        assert!(matches!(refused, LogError::Malformed { line: 1, .. }), "{refused}");
     }
 
     #[test]

@@ -20,7 +20,6 @@
 //! the only one lost.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -286,14 +285,16 @@ const LINES_BYTES_MAX: usize = 64 * 1024;
 
 impl SinkOutputs {
     /// Writes the lines to the file and empties them. A failed write closes the file: its
-    /// lines, and every event after, are counted as dropped, the error is kept for
+    /// lines not written whole (a write failing part way leaves whole lines only, where the
+    /// file allows it), and every event after, are counted as dropped, the error is kept for
     /// [`Probe::telemetry_error`] and logged, and the runtime goes on.
     fn write_lines(&mut self, probe: &Probe) {
         if let Some(w) = &mut self.writer {
             if !self.lines.is_empty() {
-                if let Err(e) = w.write_all(&self.lines) {
+                if let Err(failed) = crate::log_file::write_lines(w, &self.lines) {
+                    let (e, lost) = (failed.error, self.lines_events - failed.lines_written);
                     self.writer = None;
-                    probe.counters.events_dropped.fetch_add(self.lines_events, Ordering::Relaxed);
+                    probe.counters.events_dropped.fetch_add(lost, Ordering::Relaxed);
                     let _ = probe.telemetry_error.set(e.to_string());
                     log_caught(|| {
                         tracing::error!(target: "streamrt", error = %e, "telemetry file write failed; closing it");

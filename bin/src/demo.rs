@@ -127,10 +127,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
 /// The report of the telemetry log at `path`, as `streamctl report` prints it.
 fn print_report(path: &std::path::Path) -> anyhow::Result<()> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let records = streamrt::report::read_log(std::io::BufReader::new(file))
+    // Written whole: the demo checked the log's writes before it reads it.
+    let log = streamrt::report::read_log(std::io::BufReader::new(file))
         .with_context(|| format!("reading {}", path.display()))?;
     println!("report of the session's telemetry (streamctl report):");
-    print!("{}", streamrt::report::Report::from_records(&records).render());
+    print!("{}", streamrt::report::Report::from_records(&log.records).render());
     Ok(())
 }
 

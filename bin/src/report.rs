@@ -28,8 +28,17 @@ pub struct ReportArgs {
 pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let file =
         File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
-    let records = report::read_log(BufReader::new(file))
+    let log = report::read_log(BufReader::new(file))
         .with_context(|| format!("reading {}", args.file.display()))?;
+    if let Some(line) = log.cut_line {
+        let _ = writeln!(
+            std::io::stderr(),
+            "streamctl report: line {line} of {} is cut short (its writer stopped \
+             mid-line); the report leaves it out",
+            args.file.display()
+        );
+    }
+    let records = log.records;
     let summary = Report::from_records(&records);
     if let Some(out) = &args.chrome {
         let trace = report::chrome_trace(&records);

@@ -14,7 +14,7 @@ use streamrt_integration::{
 use crate::runtime;
 
 fn log_of(path: &std::path::Path) -> Vec<Record> {
-    report::read_log(BufReader::new(File::open(path).unwrap())).unwrap()
+    report::read_log(BufReader::new(File::open(path).unwrap())).unwrap().records
 }
 
 #[test]
