@@ -57,6 +57,12 @@ fn a_demos_telemetry_reports_and_writes_a_chrome_trace_of_json_with_its_events()
     let trace: serde_json::Value = serde_json::from_slice(&std::fs::read(trace).unwrap()).unwrap();
     let events = trace["traceEvents"].as_array().expect("traceEvents");
     assert!(events.iter().any(|e| e["ph"] == "X"), "a read or decode span at least");
+    // Cut in its last line, as a demo killed mid-write leaves it: reported all the same.
+    let len = std::fs::metadata(log).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(log).unwrap().set_len(len - 10).unwrap();
+    let (ok, out, err) = streamctl(&["report", log]);
+    assert!(ok, "report failed: {err}");
+    assert!(out.contains("worker_count=") && err.contains("is cut short"), "{out}{err}");
 }
 
 #[test]
