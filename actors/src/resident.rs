@@ -241,18 +241,28 @@ impl Residency {
     fn enforce(&mut self, t: usize) -> Vec<Evicted> {
         let mut evicted = Vec::new();
         while self.types[t].figures.resident_bytes > self.types[t].figures.bytes_resident_max {
-            let Some(key) = self.types[t].lru.values().next().cloned() else { break };
-            evicted.extend(self.evict(&key));
+            let Some((&used, key)) = self.types[t].lru.iter().next() else { break };
+            let key = key.clone();
+            evicted.extend(self.evict(used, &key));
         }
         while self.resident_bytes > self.bytes_resident_max || self.lru.len() > self.parked_max {
-            let Some(key) = self.lru.values().next().cloned() else { break };
-            evicted.extend(self.evict(&key));
+            let Some((&used, key)) = self.lru.iter().next() else { break };
+            let key = key.clone();
+            evicted.extend(self.evict(used, &key));
         }
         evicted
     }
 
-    fn evict(&mut self, key: &AssetKey) -> Option<Evicted> {
-        let (t, evicted) = self.drop_parked(key)?;
+    /// Evicts `key`, first in the least-recently-used order at `used`. The order's entry goes
+    /// in any case, so each turn of [`Residency::enforce`]'s loops takes one and they end: an
+    /// entry whose asset is not parked (which `park`'s check says cannot be) would otherwise
+    /// be found first for ever.
+    fn evict(&mut self, used: u64, key: &AssetKey) -> Option<Evicted> {
+        let Some((t, evicted)) = self.drop_parked(key) else {
+            self.lru.remove(&used);
+            self.types.iter_mut().for_each(|state| drop(state.lru.remove(&used)));
+            return None;
+        };
         self.types[t].figures.evictions += 1;
         Some(evicted)
     }
@@ -392,6 +402,18 @@ mod tests {
         let evicted = residency.park(0, key(0, 2), Arc::new(()), 0);
         assert_eq!(evicted, [Evicted { key: key(0, 0), bytes: 0 }], "the oldest parked goes");
         assert_eq!((residency.figures(0).parked, residency.figures(0).evictions), (2, 1));
+    }
+
+    #[test]
+    fn an_order_entry_with_no_parked_asset_is_let_go_of_rather_than_found_for_ever() {
+        let mut residency = Residency::new(100, &[u64::MAX]);
+        assert!(residency.admit(0, 50).is_empty());
+        assert!(residency.park(0, key(0, 0), Arc::new(()), 50).is_empty());
+        // An order entry whose asset is not parked, as a second park of one key would leave.
+        residency.parked.clear();
+        let evicted = residency.admit(0, 100);
+        assert!(evicted.is_empty() && residency.lru.is_empty(), "{evicted:?}");
+        assert!(residency.types[0].lru.is_empty());
     }
 
     #[test]
