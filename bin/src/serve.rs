@@ -37,7 +37,7 @@ mod config;
 mod conn;
 mod socket;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -85,12 +85,16 @@ impl StopSignal {
     }
 }
 
+/// The daemon's table of requests; see [`Daemon::requests`].
+pub(crate) type Requests = BTreeMap<RequestId, Arc<dyn Tracked>>;
+
 /// What every connection thread shares.
 pub(crate) struct Daemon {
     rt: Runtime,
     source: String,
-    /// Requests clients made that have not ended yet, by id.
-    requests: Mutex<HashMap<RequestId, Arc<dyn Tracked>>>,
+    /// Requests clients made that have not ended yet, by id: in order, so that `InFlight`
+    /// lists them a page at a time, taking the lock for each.
+    requests: Mutex<Requests>,
     signal: Arc<StopSignal>,
     idle_timeout: Duration,
     /// Open connections, counted by the accept loop before their thread starts.
@@ -105,11 +109,17 @@ pub(crate) struct Daemon {
 }
 
 impl Daemon {
-    pub(crate) fn requests(&self) -> MutexGuard<'_, HashMap<RequestId, Arc<dyn Tracked>>> {
-        let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
-        // Ended requests are dropped here: their assets go to the memory budget's pool.
+    /// The table of requests, swept first: ended requests are dropped here, and their assets
+    /// go to the memory budget's pool.
+    pub(crate) fn requests(&self) -> MutexGuard<'_, Requests> {
+        let mut requests = self.unswept_requests();
         requests.retain(|_, r| !r.state().is_terminal());
         requests
+    }
+
+    /// The table of requests as it is, ended ones included.
+    pub(crate) fn unswept_requests(&self) -> MutexGuard<'_, Requests> {
+        self.requests.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn is_stopping(&self) -> bool {

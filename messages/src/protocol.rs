@@ -247,21 +247,28 @@ fn encoded_size<T: Serialize>(value: &T) -> usize {
 /// one frame: at least one page, empty when `requests` is. Any request fits a page, as a key
 /// is at most a few KiB.
 pub fn in_flight_pages(requests: Vec<RequestInfo>) -> Vec<ServerMsg> {
-    let room = FRAME_BYTES_MAX - PAGE_OVERHEAD_BYTES;
-    let mut pages = Vec::new();
-    let (mut page, mut bytes) = (Vec::new(), 0);
-    for info in requests {
-        // Only a type postcard cannot encode fails, which `RequestInfo` is not.
-        let size = postcard::experimental::serialized_size(&info).unwrap_or(room);
-        if bytes + size > room && !page.is_empty() {
-            pages.push(ServerMsg::InFlight(std::mem::take(&mut page)));
-            bytes = 0;
-        }
-        page.push(info);
-        bytes += size;
+    let mut requests = requests.into_iter().peekable();
+    let mut pages = vec![in_flight_page(&mut requests)];
+    while requests.peek().is_some() {
+        pages.push(in_flight_page(&mut requests));
     }
-    pages.push(ServerMsg::InFlight(page));
     pages
+}
+
+/// The next [`ServerMsg::InFlight`] page of `requests`: as many as fit one frame, taken from
+/// `requests` (at most one more is looked at and left there), empty when it is.
+pub fn in_flight_page<I: Iterator<Item = RequestInfo>>(
+    requests: &mut std::iter::Peekable<I>,
+) -> ServerMsg {
+    let room = FRAME_BYTES_MAX - PAGE_OVERHEAD_BYTES;
+    let (mut page, mut bytes) = (Vec::new(), 0);
+    // Only a type postcard cannot encode fails, which `RequestInfo` is not.
+    let size = |info: &RequestInfo| postcard::experimental::serialized_size(info).unwrap_or(room);
+    while let Some(info) = requests.next_if(|info| page.is_empty() || bytes + size(info) <= room) {
+        bytes += size(&info);
+        page.push(info);
+    }
+    ServerMsg::InFlight(page)
 }
 
 /// Why bytes are not a frame.
@@ -430,6 +437,26 @@ mod tests {
         }
         assert_eq!(joined, requests);
         assert_eq!(in_flight_pages(Vec::new()), vec![ServerMsg::InFlight(Vec::new())]);
+    }
+
+    #[test]
+    fn a_page_takes_from_its_requests_what_it_lists_and_looks_at_one_more_at_most() {
+        let pulled = std::cell::Cell::new(0u64);
+        let endless = (0u64..).map(|i| {
+            pulled.set(i + 1);
+            RequestInfo {
+                request: RequestId(i),
+                key: key(&format!("blob:{}", "p".repeat(200))),
+                state: LoadState::Loading,
+                priority: Priority::Normal,
+            }
+        });
+        let mut requests = endless.peekable();
+        let ServerMsg::InFlight(page) = in_flight_page(&mut requests) else { panic!("a page") };
+        assert!(page.len() > 1000, "{} in a page", page.len());
+        assert_eq!(pulled.get(), page.len() as u64 + 1, "one more looked at, and kept");
+        let ServerMsg::InFlight(next) = in_flight_page(&mut requests) else { panic!("a page") };
+        assert_eq!(next[0].request, RequestId(page.len() as u64), "the one looked at comes next");
     }
 
     #[test]

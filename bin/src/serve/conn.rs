@@ -11,6 +11,7 @@
 //! Whatever happens here ends this connection only.
 
 use std::io::{self, Read, Write};
+use std::ops::Bound;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use rustix::io::Errno;
 use rustix::net::RecvFlags;
 use streamrt::messages::protocol::{
-    encode_frame, in_flight_pages, widest_loaded_bytes, ClientMsg, FrameDecoder, FrameError,
+    encode_frame, in_flight_page, widest_loaded_bytes, ClientMsg, FrameDecoder, FrameError,
     ProtocolError, RequestInfo, ServerMsg, TypeStats, FRAME_BYTES_MAX, PROTOCOL_VERSION,
 };
 use streamrt::messages::{AssetKey, Priority, RequestId};
@@ -234,15 +235,32 @@ fn requests(daemon: &Daemon, conn: &mut Conn, id: u64) -> End {
     }
 }
 
-/// Answers `InFlight`: the held requests by id, in pages, then `Done`. The table's lock is let
-/// go before the first page is written, so a slow reader holds up no other client.
+/// Answers `InFlight`: the held requests by id, in pages, then `Done`. Each page is taken
+/// under the table's lock and written after it is let go, so a slow reader holds up no other
+/// client, and a connection holds one page at a time, however many requests are held. A
+/// request made while the pages go out is listed if its id comes after the last page's; one
+/// that ends meanwhile is left out of the pages still to come.
 fn in_flight(daemon: &Daemon, conn: &mut Conn) -> Result<(), End> {
-    let mut list: Vec<RequestInfo> = daemon.requests().values().map(|r| info(&**r)).collect();
-    list.sort_unstable_by_key(|r| r.request);
-    for page in in_flight_pages(list) {
+    drop(daemon.requests());
+    let mut after = None;
+    loop {
+        let (page, more) = {
+            let table = daemon.unswept_requests();
+            let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+            let held = table.range((from, Bound::Unbounded)).map(|(_, r)| r);
+            let mut infos =
+                held.filter(|r| !r.state().is_terminal()).map(|r| info(&**r)).peekable();
+            let page = in_flight_page(&mut infos);
+            (page, infos.peek().is_some())
+        };
+        if let ServerMsg::InFlight(listed) = &page {
+            after = listed.last().map(|r| r.request).or(after);
+        }
         conn.send(&page)?;
+        if !more {
+            return conn.send(&ServerMsg::Done);
+        }
     }
-    conn.send(&ServerMsg::Done)
 }
 
 fn info(r: &dyn Tracked) -> RequestInfo {
