@@ -295,21 +295,25 @@ fn load(
     for key in keys {
         match request_any(&daemon.rt, key, priority) {
             Ok(handle) => made.push(Arc::from(handle)),
-            // Past the checks above only a runtime shutting down refuses: the requests made
-            // so far stand, and the client learns why the rest were not made.
+            // Past the checks above only a runtime shutting down refuses.
             Err(e) => {
                 refused = Some(ProtocolError::Refused(e.to_string()));
                 break;
             }
         }
     }
+    if let Some(refused) = refused {
+        // Refused as a whole: the requests made so far are cancelled as their handles go,
+        // not held under ids the client is never told.
+        for r in made {
+            r.cancel();
+        }
+        return conn.send(&ServerMsg::Error(refused));
+    }
     // One lock for them all: `requests()` sweeps the table of ended requests each time.
     let mut table = daemon.requests();
     table.extend(made.iter().map(|r| (r.id(), Arc::clone(r))));
     drop(table);
-    if let Some(refused) = refused {
-        return conn.send(&ServerMsg::Error(refused));
-    }
     conn.send(&ServerMsg::Loaded(made.iter().map(|r| info(&**r)).collect()))?;
     if !wait {
         return Ok(());
