@@ -508,10 +508,20 @@ fn a_second_signal_while_the_daemon_stops_exits_at_once_and_removes_the_socket_f
 fn a_shutdown_asked_while_the_daemon_stops_is_answered_once_the_stop_is_done() {
     let mut daemon = Daemon::start_with(&["--io-bytes-per-sec-max", "1000"], Stdio::piped());
     let mut told = BufReader::new(daemon.child.stderr.take().unwrap()).lines();
+    // The asker's connection waits on a load that only the stop ends, so the daemon reads the
+    // `Shutdown` queued behind it once the stop has begun, and before it closes connections.
     let mut asker = greeted(&daemon.socket);
-    let _holding = holding_the_stop(&daemon);
-    terminate_and_wait_stopping(&daemon, &mut told);
+    let load = ClientMsg::Load {
+        keys: vec![AssetKey::parse("blob:big").unwrap()],
+        priority: Priority::Normal,
+        wait: true,
+    };
+    asker.write_all(&encode_frame(&load).unwrap()).unwrap();
+    assert!(matches!(read_msg(&mut asker), Some(ServerMsg::Loaded(_))));
     asker.write_all(&encode_frame(&ClientMsg::Shutdown).unwrap()).unwrap();
+    terminate_and_wait_stopping(&daemon, &mut told);
+    assert!(matches!(read_msg(&mut asker), Some(ServerMsg::Ended { .. })), "the stop ends it");
+    assert!(matches!(read_msg(&mut asker), Some(ServerMsg::Done)));
     assert!(matches!(read_msg(&mut asker), Some(ServerMsg::ShuttingDown)));
     assert!(matches!(read_msg(&mut asker), Some(ServerMsg::Done)), "told once it is over");
     assert!(daemon.child.wait().unwrap().success());
