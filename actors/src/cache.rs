@@ -423,7 +423,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
             locator: slot.locator,
             origin: slot.origin(),
             route: Arc::clone(&self.route),
-            read_bytes: None,
         }
     }
 

@@ -33,6 +33,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use streamrt_messages::replay_log::{LogRecord, ReadOutcome};
 use streamrt_messages::{
     AssetKey, CancelStage, ErrorKind, Event, EventKind, Generation, Priority, RequestId,
 };
@@ -113,9 +114,6 @@ pub(crate) struct Job {
     /// The request that started the load.
     pub(crate) origin: RequestId,
     pub(crate) route: Arc<dyn JobRoute>,
-    /// The bytes its read brought, once it did: a replay log records the read with the
-    /// decode's outcome, where the cache takes it (see `cache/recording.rs`).
-    pub(crate) read_bytes: Option<u64>,
 }
 
 impl Job {
@@ -152,10 +150,6 @@ impl JobGuard {
     /// The job, until a worker took it.
     pub(crate) fn job(&self) -> &Job {
         self.job.as_ref().expect("a guard holds its job until it is taken")
-    }
-
-    fn job_mut(&mut self) -> &mut Job {
-        self.job.as_mut().expect("a guard holds its job until it is taken")
     }
 
     fn take(&mut self) -> Job {
@@ -357,6 +351,20 @@ impl IoWorker {
         JobGuard::new(job, "a decode worker crashed")
     }
 
+    /// Records that `job`'s read brought `n` bytes, if the runtime is recording: here, just
+    /// after its read credit is given back, so that a replay gives the credit back at the same
+    /// place among the engine's inputs (recorded with the decode's outcome, the read held its
+    /// credit through the decode in the replay, and loads dispatched after it started late).
+    /// Called only once the load is seen not cancelled: a replay takes the engine's cancel
+    /// first and drops the job before its read, so the record would be left banked for the
+    /// key's next load (see `cache/recording.rs` for the window that remains).
+    fn record_read(&self, job: &Job, n: u64) {
+        if let Some(recorder) = self.probe.recorder() {
+            let outcome = ReadOutcome::Bytes(n);
+            recorder.record(&LogRecord::Read { key: job.key.clone(), outcome });
+        }
+    }
+
     /// Reads `job`'s bytes from the source, with its stage events and the bandwidth limit's
     /// payment (the read credit stays taken while it is paid).
     ///
@@ -419,9 +427,7 @@ impl IoWorker {
         drop(credit);
         // Counted whatever becomes of the load: the bytes were read.
         if let Ok(bytes) = &read {
-            let n = bytes.len() as u64;
-            self.probe.counters.bytes_read.fetch_add(n, Ordering::Relaxed);
-            guard.job_mut().read_bytes = Some(n);
+            self.probe.counters.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         }
         if guard.job().is_cancelled() {
             return end(guard.take(), JobEnd::Dropped(CancelStage::Loading));
@@ -429,6 +435,7 @@ impl IoWorker {
         match read {
             Err(e) => end(guard.take(), JobEnd::ReadFailed(e.into())),
             Ok(bytes) => {
+                self.record_read(guard.job(), bytes.len() as u64);
                 let priority = guard.job().priority;
                 let next = match &self.staged_decodes {
                     Some(_) if priority <= URGENT && self.urgent_decodes_here => {

@@ -1,6 +1,8 @@
-//! What a recording session's log gets from a cache: each load's read and its decoder's
-//! outcome, recorded as the cache takes the load's end, where it takes effect among the
-//! engine's inputs (not on the worker that met it, which a replay would run ahead of them).
+//! What a recording session's log gets from a cache: each load's decoder's outcome and its
+//! read's failure, recorded as the cache takes them, where they take effect among the engine's
+//! inputs (not on the worker that met them, which a replay would run ahead of them). A
+//! successful read is recorded on the IO worker, as it gives its read credit back (see
+//! `IoWorker::record_read`), and only if the load was not cancelled by then.
 //!
 //! An outcome that takes no effect is not recorded: that of a load cancelled, or whose every
 //! request let go (their releases still to come), which the cache drops. A replay takes the
@@ -8,6 +10,10 @@
 //! would be left banked for a later load of the key. A key's recorded outcomes are therefore
 //! those of its loads that took effect, which never overlap: a load is cancelled before
 //! another of its key starts, so they follow each other in its log as in its replay.
+//!
+//! One window remains: a read that ends after the engine's cancel was recorded but before the
+//! cache marked the load cancelled (the cache's turn to take the cancel, microseconds) is
+//! recorded, and left banked in a replay for the key's next load.
 
 use streamrt_messages::replay_log::{DecodeOutcome, LogRecord, ReadOutcome};
 
@@ -17,38 +23,36 @@ use super::Cache;
 use crate::work::{Job, JobEnd};
 
 impl<T: Send + Sync + 'static> Cache<T> {
-    /// Records that `job` was read and decoded a value of `size` resident bytes, as the cache
-    /// takes it.
+    /// Records that `job` decoded a value of `size` resident bytes, as the cache takes it.
     pub(super) fn record_decoded(&mut self, job: &Job, size: u64) {
-        self.record_taken(job, || read_and_decode(job, Some(DecodeOutcome::Value(size))));
+        self.record_taken(job, || Some(decode(job, DecodeOutcome::Value(size))));
     }
 
-    /// Records how a job that gave no value ended, as the cache takes it: its read's failure,
-    /// or its read and its decoder's outcome (a decode thread lost is the read alone).
+    /// Records how a job that gave no value ended, as the cache takes it: its decoder's
+    /// outcome, or its read's failure (a decode thread lost records nothing here).
     pub(super) fn record_end(&mut self, job: &Job, end: &JobEnd) {
         self.record_taken(job, || match end {
-            JobEnd::ReadFailed(kind) => {
-                let outcome = ReadOutcome::Failed(kind.clone());
-                [Some(LogRecord::Read { key: job.key.clone(), outcome }), None]
-            }
-            _ => read_and_decode(job, decoder_outcome(end)),
+            JobEnd::ReadFailed(kind) => Some(LogRecord::Read {
+                key: job.key.clone(),
+                outcome: ReadOutcome::Failed(kind.clone()),
+            }),
+            _ => decoder_outcome(end).map(|outcome| decode(job, outcome)),
         });
     }
 
-    /// Records what `records` makes, in order, if the runtime is recording and `job`'s outcome
-    /// takes effect (see the module docs).
-    fn record_taken(&mut self, job: &Job, records: impl FnOnce() -> [Option<LogRecord>; 2]) {
+    /// Records what `record` makes, if the runtime is recording and `job`'s outcome takes
+    /// effect (see the module docs).
+    fn record_taken(&mut self, job: &Job, record: impl FnOnce() -> Option<LogRecord>) {
         let Some(recorder) = self.links.probe.recorder() else { return };
         let slot = self.table.current_mut(job.slot(), job.generation);
         if slot.is_some_and(|s| !all_released(s)) {
-            records().iter().flatten().for_each(|record| recorder.record(record));
+            if let Some(record) = record() {
+                recorder.record(&record);
+            }
         }
     }
 }
 
-/// `job`'s read, if it read, then its decoder's `outcome`, if it has one.
-fn read_and_decode(job: &Job, outcome: Option<DecodeOutcome>) -> [Option<LogRecord>; 2] {
-    let Some(n) = job.read_bytes else { return [None, None] };
-    let read = LogRecord::Read { key: job.key.clone(), outcome: ReadOutcome::Bytes(n) };
-    [Some(read), outcome.map(|outcome| LogRecord::Decode { key: job.key.clone(), outcome })]
+fn decode(job: &Job, outcome: DecodeOutcome) -> LogRecord {
+    LogRecord::Decode { key: job.key.clone(), outcome }
 }

@@ -714,3 +714,39 @@ fn a_read_cancelled_while_it_ran_leaves_no_outcome_for_the_keys_next_load_to_rep
     let report = replayed_as_recorded(&bytes);
     assert_eq!(report.checked, 3);
 }
+
+#[test]
+fn a_read_gives_its_credit_back_in_the_replay_where_it_did_in_the_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let source = GatedSource::with_blobs(2);
+    let decoder = BlobDecoder::default();
+    decoder.gate.hold("a0");
+    // One read at a time, whatever its size: a1's read could start only once a0's was done.
+    let config = RuntimeConfig {
+        workers: 1,
+        reads_in_flight: 1,
+        read_credit_bytes: 1,
+        ..RuntimeConfig::default()
+    };
+    let rt = Runtime::builder()
+        .config(config)
+        .source(source.clone())
+        .register(decoder.clone())
+        .decode_threads(2)
+        .record(&log, "integration test")
+        .build()
+        .unwrap();
+    let slow = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    decoder.gate.wait_started("a0", 1);
+    let quick = rt.request::<Blob>("a1", Priority::Normal).unwrap();
+    quick.wait_timeout(PATIENCE).unwrap().expect("a1 loads while a0 decodes");
+    // Let go of once ready: a replay that had not loaded a1 by now would cancel it.
+    drop(quick);
+    decoder.gate.release("a0");
+    slow.wait_timeout(PATIENCE).unwrap().expect("a0 loads");
+    rt.shutdown();
+    let bytes = std::fs::read(&log).unwrap();
+    let report = replayed_as_recorded(&bytes);
+    assert_eq!(report.checked, 2);
+}
