@@ -35,17 +35,18 @@ use streamrt_messages::{error_text_of, ErrorKind, Event, EventKind, LoadState, R
 use crate::frame::{FramePolicy, PublishMode};
 use crate::lock::lock;
 use crate::request::RootHandle;
-use crate::runtime::{BuildError, RequestError, RetryPolicy, Runtime, RuntimeConfig};
+use crate::runtime::{
+    BuildError, RequestError, RetryPolicy, Runtime, RuntimeConfig, DEPENDENCY_DEPTH_MAX,
+};
 use crate::source::EntryInfo;
 use script::{Script, ScriptedDecoder, ScriptedSource};
 use stepper::{Stalled, Stepper};
 use transcript::transcript_hash;
 
-/// The most requests one dependency tree of a replay may walk, whatever its log says: the only
-/// count a replay does not take as recorded (the others are checked as a live runtime's are, by
-/// `RuntimeConfig::validate`, and size no allocation). A log of a version before 6 walks every
-/// path through a tree, so a few hostile `Entry` records could otherwise make a walk of
-/// billions of requests; a recording that walked more was refused at this many anyway.
+/// The most requests one dependency tree may walk in a replay of a log before version 6, whose
+/// walks go through every path of a tree (its recorder's did): a few hostile `Entry` records
+/// could otherwise make a walk of billions of requests. From version 6 a walk meets each
+/// request once, so the log's own records bound it and its limit is taken as recorded.
 const TREE_NODES_MAX: u64 = 1 << 20;
 
 /// The most events a replay keeps for its transcript (each with its line, about 330 bytes: 1.4
@@ -442,7 +443,7 @@ fn deterministic_runtime(
         Arc::new(move |e: &Event| kept.keep(e))
     };
     let mut builder = Runtime::builder()
-        .config(replay_config(header, options))
+        .config(replay_config(header, built.version, options))
         .source(ScriptedSource(Arc::clone(script)))
         .deterministic(det, tap);
     if built.held {
@@ -566,8 +567,8 @@ impl Kept {
     }
 }
 
-/// The runtime configuration a replay of `header` runs with.
-fn replay_config(header: &LogHeader, options: ReplayOptions) -> RuntimeConfig {
+/// The runtime configuration a replay of `header`, of log `version`, runs with.
+fn replay_config(header: &LogHeader, version: u16, options: ReplayOptions) -> RuntimeConfig {
     let c = &header.config;
     // As recorded: `build` refuses a count a live runtime would (`ConfigError`), so a damaged
     // log is a typed error and a genuine one replays under its own limits.
@@ -586,6 +587,16 @@ fn replay_config(header: &LogHeader, options: ReplayOptions) -> RuntimeConfig {
             })
         }
     };
+    // Before version 4 a recorder took more than `DEPENDENCY_DEPTH_MAX` levels (a build refuses
+    // them now): such a genuine log replays under the limit, where a deeper chain diverges.
+    let depth = match count(c.dependency_depth_max) {
+        recorded if version < 4 => recorded.min(DEPENDENCY_DEPTH_MAX),
+        recorded => recorded,
+    };
+    let nodes = match c.dependency_nodes_max {
+        recorded if version < 6 => recorded.min(TREE_NODES_MAX),
+        recorded => recorded,
+    };
     RuntimeConfig {
         workers,
         decode_threads: workers,
@@ -594,8 +605,8 @@ fn replay_config(header: &LogHeader, options: ReplayOptions) -> RuntimeConfig {
         decode_backlog_max: count(c.decode_backlog_max),
         queue_capacity: count(c.queue_capacity),
         requests_outstanding_max: count(c.requests_outstanding_max),
-        dependency_depth_max: count(c.dependency_depth_max),
-        dependency_nodes_max: count(c.dependency_nodes_max.min(TREE_NODES_MAX)),
+        dependency_depth_max: depth,
+        dependency_nodes_max: count(nodes),
         bytes_resident_max: c.bytes_resident_max,
         type_bytes_resident_max: c.type_bytes_resident_max.iter().cloned().collect(),
         retry: retry_policy(c.retry_attempts_max, c.retry_backoff_ms, c.panics_max),
@@ -668,10 +679,11 @@ fn first_divergence(
 mod tests {
     use super::*;
     use crate::runtime::ConfigError;
+    use streamrt_messages::replay_log::REPLAY_LOG_VERSION;
 
-    fn replayed(config: &RuntimeConfig) -> RuntimeConfig {
+    fn replayed(config: &RuntimeConfig, version: u16) -> RuntimeConfig {
         let header = record::log_header("test", vec!["blob".into()], config);
-        replay_config(&header, ReplayOptions::default())
+        replay_config(&header, version, ReplayOptions::default())
     }
 
     #[test]
@@ -681,10 +693,10 @@ mod tests {
             requests_outstanding_max: usize::MAX,
             reads_in_flight: 2 << 20,
             decode_backlog_max: 5 << 20,
-            dependency_nodes_max: 1 << 19,
+            dependency_nodes_max: 3 << 20,
             ..RuntimeConfig::default()
         };
-        let replay = replayed(&recorded);
+        let replay = replayed(&recorded, REPLAY_LOG_VERSION);
         assert_eq!(replay.queue_capacity, recorded.queue_capacity);
         assert_eq!(replay.requests_outstanding_max, recorded.requests_outstanding_max);
         assert_eq!(replay.reads_in_flight, recorded.reads_in_flight);
@@ -696,8 +708,21 @@ mod tests {
     #[test]
     fn a_damaged_logs_count_is_refused_as_a_live_runtime_refuses_it() {
         let zero = RuntimeConfig { reads_in_flight: 0, ..RuntimeConfig::default() };
-        assert_eq!(replayed(&zero).validate(), Err(ConfigError::Zero("reads_in_flight")));
-        let tree = RuntimeConfig { dependency_nodes_max: usize::MAX, ..RuntimeConfig::default() };
-        assert_eq!(replayed(&tree).dependency_nodes_max, 1 << 20, "one walk stays bounded");
+        let replay = replayed(&zero, REPLAY_LOG_VERSION);
+        assert_eq!(replay.validate(), Err(ConfigError::Zero("reads_in_flight")));
+        let deep = RuntimeConfig { dependency_depth_max: 129, ..RuntimeConfig::default() };
+        let replay = replayed(&deep, 4);
+        assert!(matches!(replay.validate(), Err(ConfigError::TooLarge { .. })), "{replay:?}");
+    }
+
+    #[test]
+    fn an_older_logs_dependency_limits_are_bounded_as_its_walks_need() {
+        let deep = RuntimeConfig { dependency_depth_max: 1_000, ..RuntimeConfig::default() };
+        let replay = replayed(&deep, 3);
+        assert_eq!(replay.dependency_depth_max, DEPENDENCY_DEPTH_MAX, "recorded before the limit");
+        assert_eq!(replay.validate(), Ok(()));
+        let wide = RuntimeConfig { dependency_nodes_max: usize::MAX, ..RuntimeConfig::default() };
+        assert_eq!(replayed(&wide, 5).dependency_nodes_max, 1 << 20, "every path is walked");
+        assert_eq!(replayed(&wide, 6).dependency_nodes_max, usize::MAX, "each request once");
     }
 }
