@@ -49,8 +49,8 @@ pub struct TelemetryLog {
     /// Its records, in order.
     pub records: Vec<Record>,
     /// The number (from 1) of its last line, skipped because it was cut short: it has no line
-    /// break and is not a whole record (the process writing the log was killed mid-write, or
-    /// its disk filled).
+    /// break and ends before its record does (the process writing the log was killed
+    /// mid-write, or its disk filled).
     pub cut_line: Option<usize>,
 }
 
@@ -74,36 +74,47 @@ pub fn read_log(mut reader: impl BufRead) -> Result<TelemetryLog, LogError> {
         match parse_line(i + 1, &mut bytes) {
             Ok(Some(record)) => log.records.push(record),
             Ok(None) => {}
-            // A last line: `read_until` stopped at the end of the input, not at a line break.
-            Err(LogError::Malformed { .. }) if !whole && bytes.len() <= LINE_BYTES_MAX => {
-                log.cut_line = Some(i + 1);
-            }
-            Err(e) => return Err(e),
+            // A last line (`read_until` stopped at the end of the input, not at a line break)
+            // that ends before its record does; one whole but wrong is malformed, as any.
+            Err(BadLine { incomplete: true, .. }) if !whole => log.cut_line = Some(i + 1),
+            Err(BadLine { error, .. }) => return Err(error),
         }
     }
     Ok(log)
 }
 
+/// A line that is not a record: why, and whether its bytes end before a record would (a line
+/// cut short, if it is the last and has no line break).
+struct BadLine {
+    error: LogError,
+    incomplete: bool,
+}
+
 /// The record on line `line`, whose `bytes` were read with their line break if any; `None`
 /// for a blank line.
-fn parse_line(line: usize, bytes: &mut Vec<u8>) -> Result<Option<Record>, LogError> {
+fn parse_line(line: usize, bytes: &mut Vec<u8>) -> Result<Option<Record>, BadLine> {
     // Cut: serde quotes a value it did not expect whole, up to the line's megabyte.
-    let malformed = |message: String| LogError::Malformed { line, message: error_text(message) };
+    let bad = |message: String, incomplete: bool| BadLine {
+        error: LogError::Malformed { line, message: error_text(message) },
+        incomplete,
+    };
     if bytes.last() == Some(&b'\n') {
         bytes.pop();
     } else if bytes.len() > LINE_BYTES_MAX {
-        return Err(malformed(format!("longer than {LINE_BYTES_MAX} bytes")));
+        return Err(bad(format!("longer than {LINE_BYTES_MAX} bytes"), false));
     }
     if bytes.trim_ascii().is_empty() {
         return Ok(None);
     }
-    // Checked whole: serde skips a field it does not know without looking at its bytes.
-    let text = std::str::from_utf8(bytes).map_err(|e| malformed(e.to_string()))?;
-    let record: Record = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
+    // Checked whole: serde skips a field it does not know without looking at its bytes. A
+    // character cut in two is incomplete, not invalid (`error_len` is `None`).
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| bad(e.to_string(), e.error_len().is_none()))?;
+    let record: Record = serde_json::from_str(text).map_err(|e| bad(e.to_string(), e.is_eof()))?;
     if record.v != TELEMETRY_SCHEMA_VERSION {
         let message =
             format!("schema version {} (this reader knows {TELEMETRY_SCHEMA_VERSION})", record.v);
-        return Err(malformed(message));
+        return Err(bad(message, false));
     }
     Ok(Some(record))
 }
@@ -597,6 +608,20 @@ mod tests {
         let inside = format!("{}\n{whole}", &line("queued", 20)[..25]);
         let refused = read_log(inside.as_bytes()).unwrap_err();
         assert!(matches!(refused, LogError::Malformed { line: 1, .. }), "{refused}");
+        // A last line whole but wrong (another schema, a bad byte) is malformed, not cut.
+        let other = format!("{whole}{}", line("queued", 20).replace("\"v\":1", "\"v\":9"));
+        let refused = read_log(other.as_bytes()).unwrap_err();
+        assert!(matches!(refused, LogError::Malformed { line: 3, .. }), "{refused}");
+        let mut bad_byte = whole.clone().into_bytes();
+        bad_byte.extend_from_slice(b"{\"v\":1,\"x\":\"\xff\"}");
+        let refused = read_log(bad_byte.as_slice()).unwrap_err();
+        assert!(matches!(refused, LogError::Malformed { line: 3, .. }), "{refused}");
+        // A character cut in two at the end is a cut line.
+        let mut cut_char = whole.into_bytes();
+        cut_char.extend_from_slice("{\"v\":1,\"key\":\"blob:é".as_bytes());
+        cut_char.pop();
+        let log = read_log(cut_char.as_slice()).unwrap();
+        assert_eq!((log.records.len(), log.cut_line), (2, Some(3)));
     }
 
     #[test]
