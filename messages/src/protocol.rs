@@ -17,8 +17,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{AssetKey, Event, LoadState, Priority, RequestId, Status};
 
-/// The protocol version this build speaks: 3 since `InFlight` is answered in pages ended by
-/// `Done` (2 added `ProtocolError::ReplyTooLarge`, which a version 1 client could not decode).
+/// The protocol version this build speaks: 4 since the telemetry event `started` says whether
+/// urgent loads decode on their IO worker (3 answered `InFlight` in pages ended by `Done`; 2
+/// added `ProtocolError::ReplyTooLarge`, which a version 1 client could not decode).
 pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The largest payload a frame may carry, in bytes.
