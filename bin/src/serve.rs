@@ -227,27 +227,42 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     }
     drop(socket);
     signals.stop();
-    if let Ok(done) = encode_frame(&ServerMsg::Done) {
-        for mut waiter in
-            daemon.stop_waiters.lock().unwrap_or_else(PoisonError::into_inner).drain(..)
+    daemon.tell_stop_waiters();
+    daemon.stopped_cleanly()?;
+    let _ = writeln!(out, "streamctl serve: stopped");
+    Ok(())
+}
+
+impl Daemon {
+    /// Tells each client that asked for the stop that it is over.
+    fn tell_stop_waiters(&self) {
+        let Ok(done) = encode_frame(&ServerMsg::Done) else { return };
+        for mut waiter in self.stop_waiters.lock().unwrap_or_else(PoisonError::into_inner).drain(..)
         {
             let _ = waiter.write_all(&done);
         }
     }
-    if let Some(e) = daemon.rt.escalation() {
-        let why = format!("{} gave up after {} ended: {:?}", e.supervisor, e.child, e.reason);
-        anyhow::bail!("the runtime gave up ({why}); stopped");
+
+    /// Whether the run ended well: the runtime did not give up, and the logs asked for are
+    /// whole (one cut short by a failed write, or a recording past its record limit, is a
+    /// failed run, as it is for the demo).
+    ///
+    /// # Errors
+    ///
+    /// What went wrong, the first of these.
+    fn stopped_cleanly(&self) -> anyhow::Result<()> {
+        if let Some(e) = self.rt.escalation() {
+            let why = format!("{} gave up after {} ended: {:?}", e.supervisor, e.child, e.reason);
+            anyhow::bail!("the runtime gave up ({why}); stopped");
+        }
+        if let Some(error) = self.rt.telemetry_error() {
+            anyhow::bail!("the telemetry log is incomplete: {error}; stopped");
+        }
+        if let Some(error) = self.rt.record_error() {
+            anyhow::bail!("the replay log is incomplete: {error}; stopped");
+        }
+        Ok(())
     }
-    // The logs were asked for: one cut short by a failed write (or a recording past its
-    // record limit) is a failed run, as it is for the demo.
-    if let Some(error) = daemon.rt.telemetry_error() {
-        anyhow::bail!("the telemetry log is incomplete: {error}; stopped");
-    }
-    if let Some(error) = daemon.rt.record_error() {
-        anyhow::bail!("the replay log is incomplete: {error}; stopped");
-    }
-    let _ = writeln!(out, "streamctl serve: stopped");
-    Ok(())
 }
 
 /// Lets go of the requests that ended every `SWEEP_INTERVAL` until the daemon stops (unparked
