@@ -462,9 +462,12 @@ fn sigterm_stops_the_daemon_whose_stderr_no_one_reads_any_more() {
 #[test]
 fn a_daemon_whose_recording_could_not_be_written_says_so_and_fails() {
     // `/dev/full` takes the log's opening, buffered, and fails its flush at the stop.
-    let mut daemon = Daemon::start(&["--record", "/dev/full"]);
+    let mut daemon = Daemon::start_with(&["--record", "/dev/full"], Stdio::piped());
     daemon.ok(&["load", "blob:b1", "--wait"]);
     daemon.ok(&["shutdown"]);
+    let mut told = String::new();
+    daemon.child.stderr.take().unwrap().read_to_string(&mut told).unwrap();
+    assert!(told.contains("the replay log is incomplete"), "{told:?}");
     assert!(!daemon.child.wait().unwrap().success(), "a failed recording is a failed run");
     let mut rest = String::new();
     daemon._stdout.read_to_string(&mut rest).unwrap();
