@@ -262,12 +262,15 @@ pub fn in_flight_page<I: Iterator<Item = RequestInfo>>(
     requests: &mut std::iter::Peekable<I>,
 ) -> ServerMsg {
     let room = FRAME_BYTES_MAX - PAGE_OVERHEAD_BYTES;
-    let (mut page, mut bytes) = (Vec::new(), 0);
-    // Only a type postcard cannot encode fails, which `RequestInfo` is not.
-    let size = |info: &RequestInfo| postcard::experimental::serialized_size(info).unwrap_or(room);
-    while let Some(info) = requests.next_if(|info| page.is_empty() || bytes + size(info) <= room) {
-        bytes += size(&info);
-        page.push(info);
+    let (mut page, mut bytes) = (Vec::new(), 0usize);
+    // Each request is sized once: a daemon builds its pages under its table's lock.
+    while let Some(info) = requests.peek() {
+        let size = encoded_size(info);
+        if !page.is_empty() && bytes.saturating_add(size) > room {
+            break;
+        }
+        bytes = bytes.saturating_add(size);
+        page.extend(requests.next());
     }
     ServerMsg::InFlight(page)
 }
