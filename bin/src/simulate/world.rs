@@ -103,8 +103,12 @@ impl World {
                 for axis in 0..3 {
                     e.pos[axis] += e.vel[axis];
                 }
-                if e.pos[0] < 0.0 || e.pos[0] > width {
-                    e.vel[0] = -e.vel[0];
+                // Turned back towards the world, not flipped: one spawned past its edge (near
+                // a camera in the last zone) would flip at every step and never come back.
+                if e.pos[0] < 0.0 {
+                    e.vel[0] = e.vel[0].abs();
+                } else if e.pos[0] > width {
+                    e.vel[0] = -e.vel[0].abs();
                 }
             }
         }
@@ -249,4 +253,23 @@ pub fn record_surface(
         })
         .collect();
     (draws, fallbacks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entity_spawned_past_the_edge_walks_back_into_the_world() {
+        let config =
+            WorldConfig { zones: 2, meshes_per_zone: 1, textures_per_zone: 1, entities: 0 };
+        let mut world = World::new(config, 7);
+        let width = config.zones as f32 * ZONE_WIDTH;
+        world.entities.push(Entity { pos: [width + 150.0, 0.0, 0.0], vel: [0.1, 0.0, 0.0] });
+        // 150 units at 0.1 a step, four steps a frame: back inside within 400 frames.
+        for _ in 0..400 {
+            world.fixed_steps(4 * FIXED_STEP_US);
+        }
+        assert!(world.entities[0].pos[0] <= width, "{:?}", world.entities[0]);
+    }
 }
