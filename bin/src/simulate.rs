@@ -249,6 +249,9 @@ pub fn simulate(args: &SimulateArgs, on_frame: &mut dyn FnMut(String)) -> anyhow
             work.fallback_draws
         ));
     }
+    // The loads that ended in the last frame (cancelled with their zone, refused) are counted
+    // as ended, not outstanding; the order hash covers the frames only.
+    streaming.poll(&mut OrderHash::default());
     rt.shutdown();
     let telemetry_events = telemetry.join().unwrap_or(0);
     if let Some(path) = &args.trace {
