@@ -380,7 +380,9 @@ fn settle(rt: &Runtime, handles: &[Handle<ChaosBlob>], patience: Duration) -> us
 
 /// Waits until the scheduler counts no load queued or in flight: once every request ended,
 /// the loads of the cancelled ones may still be with the workers, and each ends with its
-/// `JobFinished`. Returns what is still counted when `patience` runs out (0 when drained).
+/// `JobFinished`. Returns what is still counted when `patience` runs out or a barrier fails
+/// (at least 1 then: counters a barrier did not bring up to date prove nothing), 0 when
+/// drained.
 fn drained(rt: &Runtime, patience: Duration) -> u64 {
     let deadline = crate::signal::deadline_after(patience);
     loop {
@@ -389,7 +391,10 @@ fn drained(rt: &Runtime, patience: Duration) -> u64 {
         let status = rt.status();
         let left = status.in_flight + status.queued;
         let late = deadline.is_some_and(|deadline| Instant::now() >= deadline);
-        if left == 0 || !synced || late {
+        if !synced {
+            return left.max(1);
+        }
+        if left == 0 || late {
             return left;
         }
         // Workers still hold loads: let them run before looking again.
