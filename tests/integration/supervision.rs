@@ -343,6 +343,14 @@ fn a_chaos_run_of_twenty_thousand_requests_keeps_every_promise() {
     // One every 2,000 requests, each of the seven targets at least once.
     assert_eq!(report.crashes, 10, "{report:?}");
     assert!(report.restarts >= 10, "injected crashes were restarted: {report:?}");
+    // Each target's restart is its crash's: only a decoder's panic restarts anything else.
+    let targets = ["scheduler", "cache:chaos", "io-worker", "decode-worker", "frame", "telemetry"];
+    for actor in targets {
+        let restarts = report.restarts_by_actor.get(actor).copied().unwrap_or(0);
+        assert!(restarts >= 1, "{actor} was never restarted: {:?}", report.restarts_by_actor);
+    }
+    // A cache's two crashes, one of them restarting it with its loads taken back.
+    assert!(report.restarts_by_actor["cache:chaos"] >= 2, "{:?}", report.restarts_by_actor);
     assert!(report.ready > 10_000, "most requests still succeed: {report:?}");
 }
 

@@ -11,7 +11,7 @@
 //! queued or in flight (a leaked credit would stall a long-running engine), and that once
 //! every handle is dropped the memory budget counts nothing held.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,10 @@ pub struct ChaosReport {
     pub workers_end: usize,
     /// Actors and workers restarted.
     pub restarts: u64,
+    /// Restarts by actor, from the `restarted` events (`scheduler`, `cache:chaos`,
+    /// `io-worker`, `decode-worker`, `frame`, `telemetry`): each injected crash's target shows
+    /// here (a decode worker's rebuilds after decoder panics too).
+    pub restarts_by_actor: BTreeMap<String, u64>,
     /// Keys quarantined.
     pub quarantined: u64,
     /// Requests that failed because their key was quarantined.
@@ -402,9 +406,14 @@ fn drained(rt: &Runtime, patience: Duration) -> u64 {
     }
 }
 
+/// Counts each request's terminal events (lost or duplicated ones go in `report`), and each
+/// actor's restarts.
 fn count_terminal_events(events: &crate::EventStream, ids: &[RequestId], report: &mut ChaosReport) {
     let mut terminal: HashMap<RequestId, u32> = HashMap::new();
     while let Some(e) = events.try_next() {
+        if let EventKind::Restarted { actor } = &e.kind {
+            *report.restarts_by_actor.entry(actor.clone()).or_default() += 1;
+        }
         let ends = matches!(
             e.kind,
             EventKind::Published | EventKind::Failed { .. } | EventKind::Cancelled { .. }
