@@ -611,7 +611,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         // Counted before any holder is staged: staging wakes the engine's waiters, and should
         // one of them panic, the salvage that follows finds a resident slot counted.
         let t = self.budget_index();
-        let evicted = self.change_residency(|r| r.admit(t, size));
+        self.change_evicting(|r| r.admit(t, size));
         let slot = self.table.get(job.slot()).expect("the slot decoded just now");
         // A slot always has a holder; the last takes the value itself, the others a clone.
         if let Some((last, rest)) = slot.holders.split_last() {
@@ -620,7 +620,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
             }
             stage(last.cell(), value, size, &mut self.to_frame);
         }
-        self.report_evicted(evicted);
     }
 
     fn resubmit(&mut self) {

@@ -284,6 +284,7 @@ fn two_evicted_assets_whose_drops_panic_restart_the_cache_and_the_process_stays_
     let decoder = SlowDropDecoder::default();
     let rt = slow_runtime(&source, &decoder, 25);
     let events = rt.subscribe(4096);
+    let evictions = rt.subscribe(4096);
     load_and_park(&rt, "p0");
     load_and_park(&rt, "p1");
     // `big`'s 20 bytes evict both: two drops that panic, one after the other.
@@ -293,6 +294,16 @@ fn two_evicted_assets_whose_drops_panic_restart_the_cache_and_the_process_stays_
     assert!(outcome.is_ok(), "the restarted cache serves what it salvaged");
     assert_eq!(rt.memory_stats().evictions, 2);
     assert_eq!(rt.status().restarts, 1, "one panic reported, the other dropped too");
+    // Each eviction is told, though the drops panicked.
+    assert!(rt.flush_telemetry());
+    let mut evicted = Vec::new();
+    while let Some(e) = evictions.try_next() {
+        if e.kind == EventKind::Evicted {
+            evicted.push(e.key.expect("an eviction names its asset").path().to_owned());
+        }
+    }
+    evicted.sort();
+    assert_eq!(evicted, ["p0", "p1"]);
 }
 
 #[test]
