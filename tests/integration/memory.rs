@@ -4,10 +4,10 @@
 use std::sync::atomic::Ordering;
 
 use streamrt::chaos::CrashTarget;
-use streamrt::messages::{AssetKey, EventKind};
+use streamrt::messages::{AssetKey, ErrorKind, EventKind};
 use streamrt::{
-    wait_loaded, BuildError, DecodeError, Decoder, LoadState, Priority, Runtime, RuntimeConfig,
-    ASSET_BYTES_MAX,
+    wait_loaded, BuildError, DecodeError, Decoder, LoadState, Priority, ReadyError, Runtime,
+    RuntimeConfig, ASSET_BYTES_MAX,
 };
 use streamrt_integration::{
     blob_key, wait_restart, Blob, BlobDecoder, Gate, GatedSource, HookedWants, PATIENCE,
@@ -304,6 +304,34 @@ fn two_evicted_assets_whose_drops_panic_restart_the_cache_and_the_process_stays_
     }
     evicted.sort();
     assert_eq!(evicted, ["p0", "p1"]);
+}
+
+#[test]
+fn a_parked_asset_whose_drop_panics_at_shutdown_still_ends_every_request_of_its_type() {
+    let source = GatedSource::default();
+    source.put_with_deps("slow:p0", b"PANIC-0---", &[]);
+    source.put_with_deps("slow:held", b"held", &[]);
+    let decoder = SlowDropDecoder::default();
+    let rt = slow_runtime(&source, &decoder, 1 << 20);
+    load_and_park(&rt, "p0");
+    source.gate.hold("held");
+    let pending = rt.request::<SlowDrop>("held", Priority::Normal).unwrap();
+    source.gate.wait_started("held", 1);
+    // The cache's shutdown drops p0 from the pool, and its drop panics: the pending request
+    // is still failed with the shutdown, not left in a salvage no incarnation takes back.
+    let events = rt.subscribe(4096);
+    let stopped = std::thread::spawn(move || rt.shutdown());
+    let ended = pending.wait_timeout(PATIENCE).expect("the pending request ends");
+    let ended_with = ended.as_ref().err().cloned();
+    let error = ended.err().map(|e| e.to_string());
+    let kind = |e: &ReadyError| matches!(e, ReadyError::Failed(e) if e.kind == ErrorKind::Shutdown);
+    assert!(ended_with.as_ref().is_some_and(kind), "{error:?}");
+    source.gate.release("held");
+    stopped.join().unwrap();
+    // Ended by the shutdown itself: the cache was not restarted to take it again.
+    while let Some(e) = events.try_next() {
+        assert!(!matches!(e.kind, EventKind::Restarted { .. }), "{e:?}");
+    }
 }
 
 #[test]

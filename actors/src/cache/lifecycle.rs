@@ -5,9 +5,11 @@
 //! its own slot and generation.
 
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, MutexGuard, PoisonError};
 
 use streamrt_messages::{AssetLoadError, ErrorKind, LoadState};
+use streamrt_supervisor::{log_caught, panic_message};
 
 use super::slots::Phase;
 use super::{Cache, Salvage};
@@ -86,8 +88,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
         // Messages not yet handled are dropped: their tickets fail their requests.
         self.inbox.close();
         self.release_resident();
-        let t = self.budget_index();
-        self.change_residency(|r| r.clear_type(t));
         self.cancel_every_load();
         for slot in self.table.drain() {
             // Built only for a slot with a request still to end, and shared by its holders: most
@@ -106,6 +106,17 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.to_scheduler.clear();
         self.to_settle.clear();
         self.retry_later.clear();
+        // Last, as a parked asset's `Drop` may panic: by then the table is empty and every
+        // request failed, so no salvage is left half counted. Not raised: the runtime is
+        // stopping, and a restart would only take the shutdown again.
+        let t = self.budget_index();
+        let cleared = catch_unwind(AssertUnwindSafe(|| self.change_residency(|r| r.clear_type(t))));
+        if let Err(panic) = cleared {
+            let message = panic_message(&*panic);
+            log_caught(|| {
+                tracing::warn!(target: "streamrt", %message, "a parked asset's drop panicked at shutdown");
+            });
+        }
     }
 
     /// Hands every decoded asset and every unfinished request to the next incarnation (after
