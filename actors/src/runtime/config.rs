@@ -226,8 +226,21 @@ impl RuntimeConfig {
             if policy.publish_count_max == 0 && policy.adaptive.is_none() {
                 return Err(ConfigError::Zero("publish_count_max"));
             }
-            if policy.adaptive.is_some_and(|a| a.budget_min == 0) {
-                return Err(ConfigError::Zero("adaptive.budget_min"));
+            if let Some(a) = policy.adaptive {
+                if a.budget_min == 0 {
+                    return Err(ConfigError::Zero("adaptive.budget_min"));
+                }
+                // The budget stays within [budget_min, budget_max]: an empty range would pin it
+                // at the minimum, over the maximum; percents past 100 mean nothing.
+                let adaptive = [
+                    ("adaptive.budget_min", a.budget_min, a.budget_max),
+                    ("adaptive.band_pct", a.band_pct, 100),
+                    ("adaptive.decrease_pct", a.decrease_pct, 100),
+                ];
+                if let Some(&(name, _, max)) = adaptive.iter().find(|(_, v, max)| v > max) {
+                    let max = usize::try_from(max).unwrap_or(usize::MAX);
+                    return Err(ConfigError::TooLarge { name, max });
+                }
             }
         }
         match bounded.iter().find(|(_, v, max)| v > max) {
@@ -304,6 +317,25 @@ mod tests {
         assert_eq!(frames(FramePolicy::count(1)).validate(), Ok(()));
         let starts_at_zero = FramePolicy::adaptive(0, AdaptivePolicy::target(16_667, 64));
         assert_eq!(frames(starts_at_zero).validate(), Ok(()), "raised to the minimum");
+    }
+
+    #[test]
+    fn an_adaptive_policy_with_an_empty_range_or_a_percent_past_100_is_refused() {
+        let frames = |adaptive| RuntimeConfig {
+            publish: PublishMode::Frames(FramePolicy::adaptive(8, adaptive)),
+            ..RuntimeConfig::default()
+        };
+        let target = AdaptivePolicy::target(16_667, 4);
+        let empty = frames(AdaptivePolicy { budget_min: 8, ..target }).validate();
+        assert_eq!(empty, Err(ConfigError::TooLarge { name: "adaptive.budget_min", max: 4 }));
+        let band = frames(AdaptivePolicy { band_pct: 101, ..target }).validate();
+        assert_eq!(band, Err(ConfigError::TooLarge { name: "adaptive.band_pct", max: 100 }));
+        let decrease = frames(AdaptivePolicy { decrease_pct: 200, ..target }).validate();
+        assert_eq!(
+            decrease,
+            Err(ConfigError::TooLarge { name: "adaptive.decrease_pct", max: 100 })
+        );
+        assert_eq!(frames(AdaptivePolicy { budget_min: 4, ..target }).validate(), Ok(()));
     }
 
     #[test]
