@@ -62,7 +62,7 @@ fn quiet_injected_panics() {
 ///
 /// The runtime could not start, or a promise broke (lost, duplicated, bound after cancel,
 /// hung, a load leaked, held bytes left once every handle was dropped, a poison key ready,
-/// the pools changed size, or telemetry events dropped).
+/// the pools changed size, telemetry events dropped, or the runtime gave up).
 pub fn run(args: &ChaosArgs) -> anyhow::Result<()> {
     let options = ChaosOptions {
         seed: args.seed,
@@ -79,6 +79,11 @@ pub fn run(args: &ChaosArgs) -> anyhow::Result<()> {
     quiet_injected_panics();
     let report = chaos::run(&options)?;
     println!("{report}");
+    if let Some(escalated) = &report.escalated {
+        // The rest follows from it: the shutdown refused the requests still to make, ended
+        // the pools and failed what was outstanding.
+        bail!("the runtime gave up ({escalated}) after {} requests: {report:?}", report.requests);
+    }
     if !report.holds() {
         bail!("a promise broke: {report:?}");
     }

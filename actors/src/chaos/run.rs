@@ -120,6 +120,10 @@ pub struct ChaosReport {
     /// Crashes injected (each accepted by its target; a worker's waits for the next job its
     /// pool takes).
     pub crashes: usize,
+    /// The supervisor that gave up and the child it gave up after (`supervisor/child`), if the
+    /// runtime escalated: its shutdown then refused the rest of the workload's requests, which
+    /// the other figures reflect.
+    pub escalated: Option<String>,
 }
 
 impl ChaosReport {
@@ -136,6 +140,7 @@ impl ChaosReport {
             && self.poison_ready == 0
             && self.workers_start == self.workers_end
             && self.events_dropped == 0
+            && self.escalated.is_none()
     }
 }
 
@@ -145,7 +150,7 @@ impl fmt::Display for ChaosReport {
             f,
             "chaos: requests={} terminal={} lost={} duplicated={} bound_after_cancel={} hung={} \
              leaked={} held_bytes_left={} poison_ready={} crashes={} workers_start={} \
-             workers_end={} restarts={} quarantined={}",
+             workers_end={} restarts={} quarantined={} escalated={}",
             self.requests,
             self.terminal,
             self.lost,
@@ -159,7 +164,8 @@ impl fmt::Display for ChaosReport {
             self.workers_start,
             self.workers_end,
             self.restarts,
-            self.quarantined
+            self.quarantined,
+            self.escalated.as_deref().unwrap_or("no")
         )
     }
 }
@@ -269,6 +275,7 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
     report.leaked = drained(&rt, options.patience);
     // Before the shutdown, which ends every request still outstanding.
     report.terminal = handles.iter().filter(|h| h.is_terminal()).count();
+    report.escalated = rt.escalation().map(|e| format!("{}/{}", e.supervisor, e.child));
     let (io, decode) = rt.live_workers();
     report.workers_end = io + decode;
     outcomes(&handles, &cancelled, options, &mut report);
@@ -443,6 +450,11 @@ mod tests {
         assert!(ChaosReport { leaked: 2, ..ChaosReport::default() }
             .to_string()
             .contains(" leaked=2 "));
+        let escalated =
+            ChaosReport { escalated: Some("core/scheduler".into()), ..ChaosReport::default() };
+        assert!(!escalated.holds(), "a runtime that gave up broke its promise");
+        assert!(escalated.to_string().ends_with(" escalated=core/scheduler"), "{escalated}");
+        assert!(ChaosReport::default().to_string().ends_with(" escalated=no"));
     }
 
     #[test]
