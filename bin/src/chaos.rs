@@ -6,8 +6,9 @@ use std::time::Duration;
 use anyhow::bail;
 use streamrt::chaos::{self, ChaosOptions};
 
-/// The most requests a chaos run makes: it keeps every event of the run for its checks, about
-/// 16 per request, in a channel allocated whole when the run starts (2 KiB a request).
+/// The most requests a chaos run makes: its runtime's event buffer, allocated whole when the
+/// run starts, has room for about 16 events a request (up to 2M events, about 300 MB), and
+/// its count of them keeps each request's id.
 const REQUESTS_MAX: u64 = 250_000;
 
 /// The most poison keys a chaos run makes: each is an asset of up to 2 KiB held in memory

@@ -13,16 +13,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use streamrt_messages::{AssetKey, EventKind, LoadState, Priority, RequestId};
+use streamrt_messages::{AssetKey, Event, EventKind, LoadState, Priority, RequestId};
 use streamrt_supervisor::{Backoff, Intensity};
 
 use super::{CrashTarget, FaultPlan, FaultyDecoder, FaultySource};
 use crate::asset::{verify_crc32_trailer, DecodeError, Decoder};
 use crate::runtime::{RetryPolicy, Runtime, RuntimeConfig};
 use crate::source::MemorySource;
-use crate::Handle;
+use crate::{EventStream, Handle};
 
 /// What a chaos run does.
 #[derive(Debug, Clone, PartialEq)]
@@ -265,7 +266,7 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
         .source(FaultySource::new(source(options, &mut rng), plan))
         .register(FaultyDecoder::new(ChaosBlobDecoder, plan))
         .build()?;
-    let events = rt.subscribe(events_of(options.requests));
+    let tally = tally_events(rt.subscribe(events_of(options.requests)))?;
     let (io, decode) = rt.live_workers();
     let mut report = ChaosReport { workers_start: io + decode, ..ChaosReport::default() };
     let Workload { handles, cancelled, crashes } = workload(&rt, options, &mut rng);
@@ -289,7 +290,9 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
     report.held_bytes_left = if synced { unparked } else { memory.resident_bytes.max(1) };
     rt.flush_telemetry();
     rt.shutdown();
-    count_terminal_events(&events, &ids, &mut report);
+    // The feed ended with the shutdown, so the count has every event.
+    let tally = tally.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    tally.report(&ids, &mut report);
     let status = rt.status();
     (report.restarts, report.quarantined, report.events_dropped) =
         (status.restarts, status.quarantined, status.events_dropped);
@@ -369,7 +372,8 @@ fn workload(rt: &Runtime, options: &ChaosOptions, rng: &mut fastrand::Rng) -> Wo
 /// The most events a chaos run's telemetry buffer holds: 2M, about 300 MB.
 const EVENTS_BUFFERED_MAX: usize = 1 << 21;
 
-/// Room for every event a run of `requests` emits: about 16 a request, and its faults'.
+/// Room for every event a run of `requests` emits (about 16 a request, and its faults'),
+/// should the count fall that far behind.
 fn events_of(requests: usize) -> usize {
     requests.saturating_mul(16).saturating_add(65_536)
 }
@@ -413,29 +417,64 @@ fn drained(rt: &Runtime, patience: Duration) -> u64 {
     }
 }
 
-/// Counts each request's terminal events (lost or duplicated ones go in `report`), and each
-/// actor's restarts.
-fn count_terminal_events(events: &crate::EventStream, ids: &[RequestId], report: &mut ChaosReport) {
-    let mut terminal: HashMap<RequestId, u32> = HashMap::new();
-    while let Some(e) = events.try_next() {
-        if let EventKind::Restarted { actor } = &e.kind {
-            *report.restarts_by_actor.entry(actor.clone()).or_default() += 1;
-        }
-        let ends = matches!(
-            e.kind,
-            EventKind::Published | EventKind::Failed { .. } | EventKind::Cancelled { .. }
-        );
-        if let (true, Some(request)) = (ends, e.request) {
-            *terminal.entry(request).or_default() += 1;
-        }
-    }
-    for id in ids {
-        match terminal.get(id).copied().unwrap_or(0) {
-            0 => report.lost += 1,
-            1 => {}
-            _ => report.duplicated += 1,
+/// Each request's terminal events and each actor's restarts, counted from a run's events.
+#[derive(Default)]
+struct Tally {
+    terminal: HashMap<RequestId, u32>,
+    restarts_by_actor: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn add(&mut self, event: Event) {
+        match event.kind {
+            EventKind::Restarted { actor } => {
+                *self.restarts_by_actor.entry(actor).or_default() += 1;
+            }
+            EventKind::Published | EventKind::Failed { .. } | EventKind::Cancelled { .. } => {
+                if let Some(request) = event.request {
+                    *self.terminal.entry(request).or_default() += 1;
+                }
+            }
+            _ => {}
         }
     }
+
+    /// Puts in `report` the requests of `ids` with no terminal event or more than one, and
+    /// the restarts by actor.
+    fn report(self, ids: &[RequestId], report: &mut ChaosReport) {
+        for id in ids {
+            match self.terminal.get(id).copied().unwrap_or(0) {
+                0 => report.lost += 1,
+                1 => {}
+                _ => report.duplicated += 1,
+            }
+        }
+        report.restarts_by_actor = self.restarts_by_actor;
+    }
+}
+
+/// How long the counting thread waits for an event before it looks whether the feed ended.
+const TALLY_WAIT: Duration = Duration::from_secs(1);
+
+/// Counts `events` on a thread of its own as the run goes, until the feed ends with the
+/// runtime's shutdown: the feed then holds only what the count has not caught up with, where
+/// read at the end it held every event of the run (about 16 a request, each a few hundred
+/// bytes), and a run past its estimate dropped some and failed.
+///
+/// # Errors
+///
+/// The thread could not be started.
+fn tally_events(events: EventStream) -> std::io::Result<JoinHandle<Tally>> {
+    let count = move || {
+        let mut tally = Tally::default();
+        while !events.is_ended() {
+            if let Some(event) = events.next_timeout(TALLY_WAIT) {
+                tally.add(event);
+            }
+        }
+        tally
+    };
+    std::thread::Builder::new().name("streamrt-chaos-tally".into()).spawn(count)
 }
 
 #[cfg(test)]
