@@ -82,8 +82,18 @@ impl ReadCredits {
 
     fn give_back(&self, shares: usize) {
         let now = self.reading.fetch_sub(shares, Ordering::SeqCst) - shares;
-        if now <= self.wake_at.load(Ordering::SeqCst)
-            && self.wake_at.swap(DISARMED, Ordering::SeqCst) != DISARMED
+        // Only a return at or below the mark it saw takes it, and only that mark: a swap of
+        // whatever was there woke the scheduler early when it armed one between the load and
+        // the swap (the count still above the new mark), and wrote the line every IO worker
+        // shares on each return while none was armed. A scheduler arming after the load sees
+        // this return in the count it checks next.
+        let mark = self.wake_at.load(Ordering::SeqCst);
+        if mark != DISARMED
+            && now <= mark
+            && self
+                .wake_at
+                .compare_exchange(mark, DISARMED, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
         {
             // A closed mailbox means shutdown: nothing is waiting for the credit any more.
             let _ = self.scheduler.post(SchedulerMsg::CreditsReturned);
