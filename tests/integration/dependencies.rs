@@ -82,6 +82,32 @@ fn the_deepest_chain_allowed_loads_on_a_small_stack_and_a_deeper_one_fails_typed
 }
 
 #[test]
+fn a_chain_made_of_shared_dependencies_meets_the_depth_limit_as_one_made_anew() {
+    // `r` lists a1..a10, and each a(i) depends on a(i-1): a chain ten deep, which a walk that
+    // shares a(i-1) with a(i) would otherwise never see (each is made at depth 1).
+    let source = GatedSource::default();
+    let links: Vec<String> = (1..=10).map(|i| format!("blob:a{i}")).collect();
+    let listed: Vec<&str> = links.iter().map(String::as_str).collect();
+    source.put_with_deps("blob:r", b"r", &listed);
+    source.put_with_deps("blob:a1", b"a1", &[]);
+    for i in 2..=10 {
+        source.put_with_deps(&links[i - 1], b"link", &[listed[i - 2]]);
+    }
+    let load = |depth_max: usize| {
+        let config = RuntimeConfig { dependency_depth_max: depth_max, ..RuntimeConfig::default() };
+        let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config).immediate());
+        let r = rt.request::<Blob>("r", Priority::Normal).unwrap();
+        let ended =
+            r.wait_timeout(PATIENCE).expect("r ends").map(|_| ()).map_err(|e| e.to_string());
+        rt.shutdown();
+        ended
+    };
+    assert_eq!(load(10), Ok(()), "ten levels below r are allowed");
+    let error = load(4).unwrap_err();
+    assert!(error.contains("deeper than 4"), "{error}");
+}
+
+#[test]
 fn a_dependency_shared_by_two_assets_loads_once_and_serves_both() {
     let source = GatedSource::default();
     source.put_with_deps("blob:m1", b"m1", &["blob:shared"]);

@@ -5,7 +5,8 @@
 //! asset's dependencies from memory, and every dependency becomes an internal request owned by
 //! its dependent's gate (see `deps`); a dependency asked for again within the tree is the
 //! request made for it first, shared. The tree is bounded: at most `dependency_depth_max`
-//! levels and `dependency_nodes_max` requests per tree, and a cycle a custom source reports
+//! levels (a shared request's subtree counted at every place it is shared) and
+//! `dependency_nodes_max` requests per tree, and a cycle a custom source reports
 //! (packs refuse cycles when they are built) fails its root with `DependencyFailed` naming it
 //! instead of recursing forever.
 //!
@@ -81,7 +82,15 @@ pub(crate) struct Walk {
     /// `TreeLimits::share_dependencies` and `DepSharer`: the walk keeps no request alive, so a
     /// request its dependents let go of while the walk runs on ends then, as it did before
     /// sharing, and is shared ended). At most `nodes_max`.
-    made: KeyMap<Box<dyn DepSharer>>,
+    made: KeyMap<Made>,
+    /// The deepest level a request of the subtree being walked sits at, shared ones included.
+    deepest: usize,
+}
+
+/// A dependency the walk made, and the levels of its subtree below it (0 for a leaf).
+struct Made {
+    sharer: Box<dyn DepSharer>,
+    height: usize,
 }
 
 impl Walk {
@@ -93,6 +102,7 @@ impl Walk {
             failed: false,
             path: Vec::new(),
             made: KeyMap::default(),
+            deepest: 0,
         }
     }
 
@@ -112,10 +122,22 @@ impl Walk {
         Some(format!("dependency cycle: {}", cycle.join(" -> ")))
     }
 
+    /// Why sharing a request whose subtree is `height` levels deep here would pass the depth
+    /// limit, if it would: the chain through it is as long as a walk that made it anew would
+    /// find, and releasing or weighing it recurses once a level on the thread that does it.
+    fn share_too_deep(&self, height: usize) -> Option<String> {
+        self.too_deep(self.depth.saturating_add(height))
+    }
+
+    fn too_deep(&self, depth: usize) -> Option<String> {
+        let max = self.limits.depth_max;
+        (depth > max).then(|| format!("dependency chain deeper than {max}"))
+    }
+
     /// Why one more request would pass the tree's limits, if it would.
     fn past_limits(&self) -> Option<String> {
-        if self.depth > self.limits.depth_max {
-            Some(format!("dependency chain deeper than {}", self.limits.depth_max))
+        if let Some(too_deep) = self.too_deep(self.depth) {
+            Some(too_deep)
         } else if self.nodes >= self.limits.nodes_max {
             Some(format!("dependency tree larger than {} assets", self.limits.nodes_max))
         } else {
@@ -332,23 +354,33 @@ impl Submitter {
             if walk.stops() {
                 return;
             }
-            // Sharing makes no request and walks nothing: only a new request meets the limits.
-            // A request made is never on the path (it is made once its subtree is walked).
-            if let Some(made) = walk.made.get(&dep) {
-                gate.add(made.share(Arc::downgrade(gate)));
-                continue;
-            }
-            let refused = walk.cycle(&dep).or_else(|| walk.past_limits());
+            // Sharing makes no request and walks nothing: it counts no node, but its subtree
+            // sits as deep as it would made anew here. A request made is never on the path (it
+            // is made once its subtree is walked).
+            let refused = match walk.made.get(&dep) {
+                Some(made) => match walk.share_too_deep(made.height) {
+                    None => {
+                        walk.deepest = walk.deepest.max(walk.depth + made.height);
+                        gate.add(made.sharer.share(Arc::downgrade(gate)));
+                        continue;
+                    }
+                    too_deep => too_deep,
+                },
+                None => walk.cycle(&dep).or_else(|| walk.past_limits()),
+            };
             let requester = self.by_name.get(dep.asset_type());
             let cause = match (refused, requester) {
                 (Some(cause), _) => cause,
                 (None, None) => format!("no decoder registered for {}", dep.asset_type()),
                 (None, Some(requester)) => {
                     let parent = Arc::downgrade(gate);
+                    let outer = std::mem::replace(&mut walk.deepest, walk.depth);
                     let handle =
                         requester.request_dependency(self, dep.clone(), priority, parent, walk);
+                    let height = walk.deepest - walk.depth;
+                    walk.deepest = walk.deepest.max(outer);
                     if walk.limits.share_dependencies {
-                        walk.made.insert(dep, handle.sharer());
+                        walk.made.insert(dep, Made { sharer: handle.sharer(), height });
                     }
                     gate.add(handle);
                     continue;
