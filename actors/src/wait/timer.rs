@@ -127,6 +127,10 @@ impl Future for Deadline {
         let timer = TimerThread::get();
         let mut timers = timer.lock();
         match self.id {
+            // Fired between the check above and the lock (the thread takes a deadline out of
+            // the queue only once its instant passed): the waker it woke was the last poll's,
+            // and one stored now would never be woken.
+            Some(id) if !timers.due.contains(&(self.at, id)) => return Poll::Ready(()),
             Some(id) => {
                 timers.wakers.insert(id, cx.waker().clone());
             }
@@ -190,6 +194,24 @@ mod tests {
         let started = Instant::now();
         futures::executor::block_on(Deadline::at(started + Duration::from_millis(20)));
         assert!(started.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn a_deadline_the_thread_fired_between_its_polls_is_ready_at_the_next() {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut deadline = Deadline::at(Instant::now() + Duration::from_secs(3600));
+        assert!(Pin::new(&mut deadline).poll(&mut cx).is_pending());
+        let id = deadline.id.expect("registered at its first poll");
+        // What the thread does as the instant passes, done here before the instant: the
+        // deadline leaves the queue and its waker is taken.
+        let timer = TimerThread::get();
+        let mut timers = timer.lock();
+        assert!(timers.due.remove(&(deadline.at, id)));
+        timers.wakers.remove(&id);
+        drop(timers);
+        assert!(Pin::new(&mut deadline).poll(&mut cx).is_ready(), "no waker left to wake it");
+        assert!(!timer.lock().wakers.contains_key(&id), "and none stored for nothing");
     }
 
     #[test]
