@@ -115,7 +115,9 @@ impl DirSource {
         if let Some(beneath) = self.beneath(root)? {
             return match beneath.open(key.path()) {
                 beneath::Opened::File(file) => file.map_err(|e| open_error(key, &e)),
-                beneath::Opened::Refused => self.open_resolved(key, root, Some(beneath)),
+                beneath::Opened::Refused | beneath::Opened::Busy => {
+                    self.open_resolved(key, root, Some(beneath))
+                }
             };
         }
         let path = root.join(key.path());
@@ -168,6 +170,11 @@ impl DirSource {
                 beneath::Opened::Refused => {
                     Err(SourceError::Denied(format!("{key}: its folders changed as it was read")))
                 }
+                // An IO failure, retried: a denial would be for good, and a rename or a
+                // lease passes.
+                beneath::Opened::Busy => Err(SourceError::Io(format!(
+                    "{key}: the open raced a rename or waits for a lease to be broken"
+                ))),
             };
         }
         open_read(&resolved).map_err(|e| open_error(key, &e))

@@ -18,10 +18,14 @@ pub(super) struct Root(OwnedFd);
 pub(super) enum Opened {
     /// The file, or why it could not be opened (not found, not readable, a symlink loop...).
     File(io::Result<fs::File>),
-    /// The kernel refused a step of the resolution: out of the root, through an absolute
-    /// symlink (even one back into the root), or through a rename it could not rule on. The
-    /// caller resolves the path itself and decides.
+    /// The kernel refused a step of the resolution: out of the root, or through an absolute
+    /// symlink (even one back into the root). The caller resolves the path itself and decides.
     Refused,
+    /// The open could not complete now (`EAGAIN`): a rename the kernel could not rule on
+    /// raced the resolution, or the file is under a lease another holder must break first
+    /// (a file server's; the open is non-blocking). The caller resolves the path itself, and
+    /// a second such answer is a passing failure, not a refusal.
+    Busy,
 }
 
 impl Root {
@@ -51,7 +55,8 @@ impl Root {
         let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
         match rustix::fs::openat2(&self.0, path, flags, Mode::empty(), resolve) {
             Ok(fd) => Opened::File(Ok(fs::File::from(fd))),
-            Err(Errno::XDEV | Errno::AGAIN) => Opened::Refused,
+            Err(Errno::XDEV) => Opened::Refused,
+            Err(Errno::AGAIN) => Opened::Busy,
             Err(e) => Opened::File(Err(io::Error::from(e))),
         }
     }
