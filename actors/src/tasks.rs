@@ -27,7 +27,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use streamrt_supervisor::{take_panic_message, PoolSender};
+use streamrt_supervisor::{log_caught, take_panic_message, PoolSender};
 
 use crate::work::DecodeJob;
 
@@ -104,7 +104,8 @@ pub(crate) trait GroupWork: Send + Sync {
 
 impl<R: Send + 'static> Group<R> {
     fn lock(&self) -> MutexGuard<'_, GroupState<R>> {
-        // Tasks run outside the lock, so it is never poisoned by a task's panic.
+        // Tasks run, and cancelled ones are dropped, outside the lock, so it is never
+        // poisoned by a task's panic.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -122,11 +123,18 @@ impl<R: Send + 'static> Group<R> {
         }
     }
 
-    /// Takes the next task to run; tasks found after a cancel are resolved as cancelled.
-    fn take(&self, state: &mut GroupState<R>) -> Option<Pending<R>> {
+    /// Takes the next task to run; tasks found after a cancel are resolved as cancelled, and
+    /// their closures handed back in `discarded`, to be dropped once the lock is let go
+    /// ([`drop_discarded`]): a value one captured may panic as it is dropped.
+    fn take(
+        &self,
+        state: &mut GroupState<R>,
+        discarded: &mut Vec<TaskFn<R>>,
+    ) -> Option<Pending<R>> {
         while let Some(task) = state.pending.pop_front() {
             if self.cancelled.load(Ordering::Acquire) {
                 state.results[task.index] = Some(Err(TaskError::Cancelled { name: task.name }));
+                discarded.push(task.run);
                 continue;
             }
             state.running += 1;
@@ -175,9 +183,11 @@ impl<R: Send + 'static> GroupWork for Group<R> {
     fn run_one(self: Arc<Self>) {
         let mut state = self.lock();
         state.notes = state.notes.saturating_sub(1);
-        let task = self.take(&mut state);
+        let mut discarded = Vec::new();
+        let task = self.take(&mut state, &mut discarded);
         self.note(&mut state);
         drop(state);
+        drop_discarded(discarded);
         if let Some(task) = task {
             self.run(task);
         }
@@ -233,10 +243,16 @@ impl<R: Send + 'static> FrameTaskGroup<R> {
     pub fn wait(self) -> Vec<Result<R, TaskError>> {
         let group = &self.group;
         let mut state = group.lock();
+        let mut discarded = Vec::new();
         loop {
-            if let Some(task) = group.take(&mut state) {
+            if let Some(task) = group.take(&mut state, &mut discarded) {
                 drop(state);
+                drop_discarded(std::mem::take(&mut discarded));
                 group.run(task);
+                state = group.lock();
+            } else if !discarded.is_empty() {
+                drop(state);
+                drop_discarded(std::mem::take(&mut discarded));
                 state = group.lock();
             } else if state.running == 0 {
                 break;
@@ -246,6 +262,20 @@ impl<R: Send + 'static> FrameTaskGroup<R> {
         }
         let results = std::mem::take(&mut state.results);
         results.into_iter().map(|r| r.expect("every task ended before the barrier")).collect()
+    }
+}
+
+/// Drops the closures of cancelled tasks, each on its own: a panic dropping one (a value it
+/// captured) is caught, as a task's own panic is, so it neither reaches the engine's `wait` nor
+/// ends a worker, and the task stays cancelled.
+fn drop_discarded<R>(discarded: Vec<TaskFn<R>>) {
+    for run in discarded {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| drop(run))) {
+            let message = take_panic_message(panic);
+            log_caught(|| {
+                tracing::warn!(target: "streamrt", %message, "a cancelled frame task's drop panicked");
+            });
+        }
     }
 }
 
@@ -267,6 +297,30 @@ mod tests {
         }
         let results: Vec<_> = group.wait().into_iter().map(Result::unwrap).collect();
         assert_eq!(results, [0, 1, 4, 9]);
+    }
+
+    /// A value whose drop panics, captured by a task that never runs.
+    struct PanicsWhenDropped;
+
+    impl Drop for PanicsWhenDropped {
+        fn drop(&mut self) {
+            panic!("a captured value panicked as it was dropped");
+        }
+    }
+
+    #[test]
+    fn a_cancelled_task_whose_capture_panics_as_it_drops_is_still_just_cancelled() {
+        let group = FrameTaskGroup::new(None);
+        group.spawn("kept", |_| 1);
+        let captured = PanicsWhenDropped;
+        group.spawn("dropped", move |_| {
+            let _kept = &captured;
+            2
+        });
+        group.group.cancel();
+        let results = group.wait();
+        assert_eq!(results[0], Err(TaskError::Cancelled { name: "kept" }));
+        assert_eq!(results[1], Err(TaskError::Cancelled { name: "dropped" }));
     }
 
     #[test]
