@@ -135,11 +135,19 @@ impl<T: Send + Sync + 'static> Cache<T> {
             let unfinished = slot.holders.into_iter().filter(|t| !t.cell().state().is_terminal());
             salvage.unfinished.extend(unfinished.map(|ticket| (ticket, locator)));
         }
+        drop(salvage);
+        // The orders the scheduler sent for the loads just cancelled find no slot in any
+        // incarnation: their read credits, which every type shares, go back now, not after
+        // the restart's backoff (another type's loads would wait for them meanwhile).
+        let mut orders = Vec::new();
+        self.inbox.dispatches.drain_into(usize::MAX, &mut orders);
+        for order in orders {
+            self.not_dispatched(order.load.generation, order.credit);
+        }
         // What the failed batch produced still stands: staged requests must reach the frame
         // queue (their loads are gone) and finished jobs must return their credits. Queued
         // jobs sent now are cancelled, so the scheduler drops them.
         self.retry_later.clear();
-        drop(salvage);
         self.flush();
     }
 
