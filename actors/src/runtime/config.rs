@@ -45,7 +45,7 @@ pub struct RuntimeConfig {
     /// load's size (a pack's raw size). A load of unknown size, or of this size or more, takes
     /// a whole credit; a smaller one takes a share in proportion, at least 1/16 of a credit. So
     /// credits bound bytes in flight, and small assets get up to 16 times as many loads in
-    /// flight as large ones.
+    /// flight as large ones. At most 4 GiB (`u32::MAX`).
     pub read_credit_bytes: u64,
     /// Decode worker threads.
     pub decode_threads: usize,
@@ -216,6 +216,12 @@ impl RuntimeConfig {
         if self.read_credit_bytes == 0 {
             return Err(ConfigError::Zero("read_credit_bytes"));
         }
+        // A request keeps its declared size saturated at 4 GiB, where a load takes a whole
+        // credit only if a credit is no larger.
+        if self.read_credit_bytes > u64::from(u32::MAX) {
+            let max = usize::try_from(u32::MAX).unwrap_or(usize::MAX);
+            return Err(ConfigError::TooLarge { name: "read_credit_bytes", max });
+        }
         if self.io_bytes_per_sec_max == Some(0) {
             return Err(ConfigError::Zero("io_bytes_per_sec_max"));
         }
@@ -336,6 +342,16 @@ mod tests {
             Err(ConfigError::TooLarge { name: "adaptive.decrease_pct", max: 100 })
         );
         assert_eq!(frames(AdaptivePolicy { budget_min: 4, ..target }).validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_read_credit_past_four_gib_is_refused() {
+        let huge = RuntimeConfig { read_credit_bytes: 1 << 36, ..RuntimeConfig::default() };
+        let max = u32::MAX as usize;
+        assert_eq!(huge.validate(), Err(ConfigError::TooLarge { name: "read_credit_bytes", max }));
+        let largest =
+            RuntimeConfig { read_credit_bytes: u64::from(u32::MAX), ..RuntimeConfig::default() };
+        assert_eq!(largest.validate(), Ok(()));
     }
 
     #[test]
