@@ -9,8 +9,9 @@
 //! # Invariants
 //!
 //! - Every change of state is a compare-and-swap checked by [`LoadState::can_become`]: a
-//!   terminal one through [`RequestCell::transition`], the others through
-//!   [`RequestCell::advance`]. A terminal state is therefore reached exactly once, and a
+//!   terminal one, and `Decoded` (set once its value is stored), through
+//!   [`RequestCell::transition`], the others through [`RequestCell::advance`]. A terminal
+//!   state is therefore reached exactly once, and a
 //!   cancelled request can never become `Ready`: a publish after a cancel fails its CAS.
 //! - The value is stored before the cell becomes `Decoded` and only read once it is `Ready`;
 //!   the error is stored before the cell becomes `Failed`.

@@ -1,7 +1,8 @@
 //! The scheduler actor: pending loads in priority order, dispatched within credits to their
 //! caches, which send them to the IO pool.
 //!
-//! A pending load is a 12-byte ticket naming its cache slot ([`LoadRef`], see `loads`); the
+//! A pending load is a 12-byte ticket in the queue (see `loads`) naming its cache slot (a
+//! [`LoadRef`]: type, slot index, generation); the
 //! job itself is built by the cache at dispatch, from the slot that already holds its key,
 //! origin and size, so the queue keeps no copy of them (`streamctl bench scale`).
 //!
