@@ -13,6 +13,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -290,9 +292,7 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
     report.held_bytes_left = if synced { unparked } else { memory.resident_bytes.max(1) };
     rt.flush_telemetry();
     rt.shutdown();
-    // The feed ended with the shutdown, so the count has every event.
-    let tally = tally.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-    tally.report(&ids, &mut report);
+    tally.finish().report(&ids, &mut report);
     let status = rt.status();
     (report.restarts, report.quarantined, report.events_dropped) =
         (status.restarts, status.quarantined, status.events_dropped);
@@ -453,28 +453,49 @@ impl Tally {
     }
 }
 
-/// How long the counting thread waits for an event before it looks whether the feed ended.
+/// How long the counting thread waits for an event before it looks whether to stop.
 const TALLY_WAIT: Duration = Duration::from_secs(1);
 
-/// Counts `events` on a thread of its own as the run goes, until the feed ends with the
-/// runtime's shutdown: the feed then holds only what the count has not caught up with, where
-/// read at the end it held every event of the run (about 16 a request, each a few hundred
-/// bytes), and a run past its estimate dropped some and failed.
+/// The count of a run's events, going on on a thread of its own (see [`tally_events`]).
+struct Counting {
+    thread: JoinHandle<Tally>,
+    /// Set once the runtime was shut down: the count stops at the feed's end, or at the first
+    /// wait that finds no event (a sink left behind by the shutdown, wedged, never ends it).
+    stopped: Arc<AtomicBool>,
+}
+
+impl Counting {
+    /// The count, once the runtime was shut down: every event its sink delivered.
+    fn finish(self) -> Tally {
+        self.stopped.store(true, Ordering::Release);
+        self.thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+/// Counts `events` on a thread of its own as the run goes: the feed then holds only what the
+/// count has not caught up with, where read at the end it held every event of the run (about
+/// 16 a request, each a few hundred bytes), and a run past its estimate dropped some and
+/// failed.
 ///
 /// # Errors
 ///
 /// The thread could not be started.
-fn tally_events(events: EventStream) -> std::io::Result<JoinHandle<Tally>> {
+fn tally_events(events: EventStream) -> std::io::Result<Counting> {
+    let stopped = Arc::new(AtomicBool::new(false));
+    let told = Arc::clone(&stopped);
     let count = move || {
         let mut tally = Tally::default();
         while !events.is_ended() {
-            if let Some(event) = events.next_timeout(TALLY_WAIT) {
-                tally.add(event);
+            match events.next_timeout(TALLY_WAIT) {
+                Some(event) => tally.add(event),
+                None if told.load(Ordering::Acquire) => break,
+                None => {}
             }
         }
         tally
     };
-    std::thread::Builder::new().name("streamrt-chaos-tally".into()).spawn(count)
+    let thread = std::thread::Builder::new().name("streamrt-chaos-tally".into()).spawn(count)?;
+    Ok(Counting { thread, stopped })
 }
 
 #[cfg(test)]
