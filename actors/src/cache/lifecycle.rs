@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, MutexGuard, PoisonError};
 
 use streamrt_messages::{AssetLoadError, ErrorKind, LoadState};
-use streamrt_supervisor::{log_caught, panic_message};
+use streamrt_supervisor::{log_caught, take_panic_message};
 
 use super::slots::Phase;
 use super::{Cache, Salvage};
@@ -112,7 +112,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let t = self.budget_index();
         let cleared = catch_unwind(AssertUnwindSafe(|| self.change_residency(|r| r.clear_type(t))));
         if let Err(panic) = cleared {
-            let message = panic_message(&*panic);
+            let message = take_panic_message(panic);
             log_caught(|| {
                 tracing::warn!(target: "streamrt", %message, "a parked asset's drop panicked at shutdown");
             });
@@ -141,6 +141,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         // the restart's backoff (another type's loads would wait for them meanwhile).
         let mut orders = Vec::new();
         self.inbox.dispatches.drain_into(usize::MAX, &mut orders);
+        // Taken, as a lane's drain reports (a deterministic runtime's activity counts them).
+        self.inbox.dispatches.handled(orders.len());
         for order in orders {
             self.not_dispatched(order.load.generation, order.credit);
         }
