@@ -4,8 +4,9 @@
 //! successful read is recorded on the IO worker, as it gives its read credit back (see
 //! `IoWorker::record_read`), and only if the load was not cancelled by then.
 //!
-//! An outcome that takes no effect is not recorded: that of a load cancelled, or whose every
-//! request let go (their releases still to come), which the cache drops. A replay takes the
+//! A decode's outcome or a read's failure that takes no effect is not recorded: that of a
+//! load cancelled, or whose every request let go (their releases still to come), which the
+//! cache drops. (A successful read is recorded unless its load was cancelled by then.) A replay takes the
 //! engine's cancel first and drops that load's job before its work, so the outcome's record
 //! would be left banked for a later load of the key. A key's recorded outcomes are therefore
 //! those of its loads that took effect, which never overlap: a load is cancelled before

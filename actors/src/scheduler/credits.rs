@@ -82,11 +82,12 @@ impl ReadCredits {
 
     fn give_back(&self, shares: usize) {
         let now = self.reading.fetch_sub(shares, Ordering::SeqCst) - shares;
-        // Only a return at or below the mark it saw takes it, and only that mark: a swap of
-        // whatever was there woke the scheduler early when it armed one between the load and
-        // the swap (the count still above the new mark), and wrote the line every IO worker
-        // shares on each return while none was armed. A scheduler arming after the load sees
-        // this return in the count it checks next.
+        // Only a return at or below the mark it saw takes it, and only if that mark is still
+        // armed: a swap of whatever was there woke the scheduler early when it armed a new
+        // mark between the load and the swap (the count above it), and wrote the line every
+        // IO worker shares on each return while none was armed. (A mark taken and armed again
+        // at the same value in between still lets this return take it: one early wake.) A
+        // scheduler arming after the load sees this return in the count it checks next.
         let mark = self.wake_at.load(Ordering::SeqCst);
         if mark != DISARMED
             && now <= mark
