@@ -125,7 +125,9 @@ impl<R: Send + 'static> Group<R> {
 
     /// Takes the next task to run; tasks found after a cancel are resolved as cancelled, and
     /// their closures handed back in `discarded`, to be dropped once the lock is let go
-    /// ([`drop_discarded`]): a value one captured may panic as it is dropped.
+    /// ([`Group::drop_discarded`]): a value one captured may panic as it is dropped. Each
+    /// counts as running until it is dropped, so the barrier returns only after its captures
+    /// are gone, as it did when they were dropped under the lock.
     fn take(
         &self,
         state: &mut GroupState<R>,
@@ -135,12 +137,36 @@ impl<R: Send + 'static> Group<R> {
             if self.cancelled.load(Ordering::Acquire) {
                 state.results[task.index] = Some(Err(TaskError::Cancelled { name: task.name }));
                 discarded.push(task.run);
+                state.running += 1;
                 continue;
             }
             state.running += 1;
             return Some(task);
         }
         None
+    }
+
+    /// Drops the closures of cancelled tasks, each on its own, then counts them no longer
+    /// running: a panic dropping one (a value it captured) is caught, as a task's own panic
+    /// is, so it neither reaches the engine's `wait` nor ends a worker, and the task stays
+    /// cancelled.
+    fn drop_discarded(&self, discarded: Vec<TaskFn<R>>) {
+        if discarded.is_empty() {
+            return;
+        }
+        let n = discarded.len();
+        for run in discarded {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| drop(run))) {
+                let message = take_panic_message(panic);
+                log_caught(|| {
+                    tracing::warn!(target: "streamrt", %message, "a cancelled frame task's drop panicked");
+                });
+            }
+        }
+        let mut state = self.lock();
+        state.running -= n;
+        drop(state);
+        self.finished.notify_all();
     }
 
     fn run(&self, task: Pending<R>) {
@@ -187,7 +213,7 @@ impl<R: Send + 'static> GroupWork for Group<R> {
         let task = self.take(&mut state, &mut discarded);
         self.note(&mut state);
         drop(state);
-        drop_discarded(discarded);
+        self.drop_discarded(discarded);
         if let Some(task) = task {
             self.run(task);
         }
@@ -245,14 +271,14 @@ impl<R: Send + 'static> FrameTaskGroup<R> {
         let mut state = group.lock();
         let mut discarded = Vec::new();
         loop {
+            // Tasks are discarded only once the group is cancelled, after which none is taken.
             if let Some(task) = group.take(&mut state, &mut discarded) {
                 drop(state);
-                drop_discarded(std::mem::take(&mut discarded));
                 group.run(task);
                 state = group.lock();
             } else if !discarded.is_empty() {
                 drop(state);
-                drop_discarded(std::mem::take(&mut discarded));
+                group.drop_discarded(std::mem::take(&mut discarded));
                 state = group.lock();
             } else if state.running == 0 {
                 break;
@@ -265,23 +291,18 @@ impl<R: Send + 'static> FrameTaskGroup<R> {
     }
 }
 
-/// Drops the closures of cancelled tasks, each on its own: a panic dropping one (a value it
-/// captured) is caught, as a task's own panic is, so it neither reaches the engine's `wait` nor
-/// ends a worker, and the task stays cancelled.
-fn drop_discarded<R>(discarded: Vec<TaskFn<R>>) {
-    for run in discarded {
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| drop(run))) {
-            let message = take_panic_message(panic);
-            log_caught(|| {
-                tracing::warn!(target: "streamrt", %message, "a cancelled frame task's drop panicked");
-            });
-        }
-    }
-}
-
 impl<R: Send + 'static> Drop for FrameTaskGroup<R> {
+    /// Cancels the tasks not started, and drops them here, their panics caught (a group
+    /// dropped without its barrier would otherwise drop them with its last reference, on
+    /// whichever thread let go of it last).
     fn drop(&mut self) {
         self.group.cancel();
+        let mut discarded = Vec::new();
+        let mut state = self.group.lock();
+        let taken = self.group.take(&mut state, &mut discarded);
+        debug_assert!(taken.is_none(), "a cancelled group hands out no task");
+        drop(state);
+        self.group.drop_discarded(discarded);
     }
 }
 
@@ -321,6 +342,17 @@ mod tests {
         let results = group.wait();
         assert_eq!(results[0], Err(TaskError::Cancelled { name: "kept" }));
         assert_eq!(results[1], Err(TaskError::Cancelled { name: "dropped" }));
+    }
+
+    #[test]
+    fn a_group_dropped_without_its_barrier_drops_its_tasks_without_a_panic_escaping() {
+        let group = FrameTaskGroup::<u32>::new(None);
+        let captured = PanicsWhenDropped;
+        group.spawn("never run", move |_| {
+            let _kept = &captured;
+            1
+        });
+        drop(group);
     }
 
     #[test]
