@@ -1,4 +1,4 @@
-//! The replay log, version 6 (versions 2 to 5 are read too): a recorded session's nondeterministic
+//! The replay log, version 7 (versions 2 to 6 are read too): a recorded session's nondeterministic
 //! inputs, enough for a deterministic runtime to run the session again (`docs/PROTOCOL.md`,
 //! "Replay log").
 //!
@@ -24,14 +24,17 @@ use crate::{AssetKey, ErrorKind, LoadState, Priority};
 /// The first 8 bytes of every replay log.
 pub const REPLAY_LOG_MAGIC: [u8; 8] = *b"STRMRLOG";
 
-/// The log version this build writes. Version 6 has the records of version 5, from a
+/// The log version this build writes. Version 7 has the records of version 6, from a runtime
+/// whose dependency walks refuse a shared dependency whose subtree would sit past the depth
+/// limit (a replay of an older log shares it as its recorder did). Version 6 has the records
+/// of version 5, from a
 /// runtime whose dependency walks share a dependency asked for twice in a tree (a replay of
 /// an older log walks as its recorder did, requesting it again: the requests' ids differ).
 /// Version 5 records the retry policies of types that have
 /// their own ([`LogRecord::TypePolicy`]) and a source's panic looking a key up
 /// ([`LogRecord::EntryPanicked`]); version 4 records immediate-mode publishes
 /// ([`LogRecord::Published`] outside frames); version 3 records frames' publishes only.
-pub const REPLAY_LOG_VERSION: u16 = 6;
+pub const REPLAY_LOG_VERSION: u16 = 7;
 
 /// The oldest log version this build reads: version 2 has no [`LogRecord::Published`] records.
 pub const REPLAY_LOG_VERSION_MIN: u16 = 2;

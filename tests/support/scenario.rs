@@ -67,6 +67,13 @@ impl Scenario {
         self
     }
 
+    /// Sets the dependency levels a request's tree may have below it.
+    #[must_use]
+    pub fn dependency_depth(mut self, levels: u64) -> Self {
+        self.config.dependency_depth_max = levels;
+        self
+    }
+
     fn push(&mut self, record: LogRecord) -> &mut Self {
         self.records.push(record);
         self

@@ -53,17 +53,22 @@ pub(crate) struct TreeLimits {
     /// level's two assets depending on both of the next level's) is linear in its levels, not
     /// exponential.
     pub(crate) share_dependencies: bool,
+    /// Whether a shared dependency whose subtree would sit past `depth_max` is refused, as a
+    /// request made anew there would be (a chain of shares otherwise bypassed the limit).
+    pub(crate) share_depth_checked: bool,
 }
 
 impl TreeLimits {
     /// The limits, and the walk of the runtimes recording replay logs of `version`: from
-    /// version 5 a walk stops at its own failure, from version 6 it shares a dependency.
+    /// version 5 a walk stops at its own failure, from version 6 it shares a dependency, from
+    /// version 7 a share meets the depth limit.
     pub(crate) fn as_recorded_by(version: u16, depth_max: usize, nodes_max: usize) -> Self {
         Self {
             depth_max,
             nodes_max,
             stop_at_failure: version >= 5,
             share_dependencies: version >= 6,
+            share_depth_checked: version >= 7,
         }
     }
 }
@@ -126,6 +131,9 @@ impl Walk {
     /// limit, if it would: the chain through it is as long as a walk that made it anew would
     /// find, and releasing or weighing it recurses once a level on the thread that does it.
     fn share_too_deep(&self, height: usize) -> Option<String> {
+        if !self.limits.share_depth_checked {
+            return None;
+        }
         self.too_deep(self.depth.saturating_add(height))
     }
 
@@ -360,7 +368,7 @@ impl Submitter {
             let refused = match walk.made.get(&dep) {
                 Some(made) => match walk.share_too_deep(made.height) {
                     None => {
-                        walk.deepest = walk.deepest.max(walk.depth + made.height);
+                        walk.deepest = walk.deepest.max(walk.depth.saturating_add(made.height));
                         gate.add(made.sharer.share(Arc::downgrade(gate)));
                         continue;
                     }

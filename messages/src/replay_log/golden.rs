@@ -15,7 +15,7 @@ use super::*;
 use crate::protocol::golden::{every_error_kind, key};
 
 /// The log version whose bytes [`GOLDEN`] holds.
-const GOLDEN_VERSION: u16 = 6;
+const GOLDEN_VERSION: u16 = 7;
 
 /// The headers', then every sample's payload, in hex, one line each.
 const GOLDEN: &str = "

@@ -343,6 +343,28 @@ fn a_version_5_log_replays_a_dependency_shared_in_a_tree_as_the_two_requests_it_
 }
 
 #[test]
+fn a_version_6_log_replays_a_chain_of_shares_past_the_depth_limit_as_it_loaded() {
+    // `r` lists a1, a2 and a3, each depending on the one before: a chain three deep below `r`
+    // through shares, past a limit of 2. A version 6 recorder shared them and loaded the tree;
+    // from version 7 the third share is refused, so the same log no longer replays as it was.
+    let mut s = Scenario::new().dependency_depth(2);
+    s.record(entry("blob:a1", &[])).record(entry("blob:a2", &["blob:a1"]));
+    s.record(entry("blob:a3", &["blob:a2"]));
+    s.record(entry("blob:r", &["blob:a1", "blob:a2", "blob:a3"])).record(request(1, "blob:r"));
+    s.load("blob:a1", 4).load("blob:a2", 4).load("blob:a3", 4).load("blob:r", 4);
+    for id in [2, 3, 4, 1] {
+        s.frame_publishing(&[id]).ended(id, LoadState::Ready);
+    }
+    s.shutdown();
+    let mut log = s.log();
+    log[8..10].copy_from_slice(&6u16.to_le_bytes());
+    assert_eq!(replayed_as_recorded(&log).checked, 4);
+    log[8..10].copy_from_slice(&7u16.to_le_bytes());
+    let report = replay(&log, ReplayOptions::default()).unwrap();
+    assert!(report.divergence.is_some(), "a version 7 walk refuses the third share");
+}
+
+#[test]
 fn a_recorded_tree_sharing_a_dependency_replays_as_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("session.log");
