@@ -14,7 +14,7 @@ use streamrt::pack::{Codec, PackLimits, PackReader, PackWriter};
 use streamrt::Decoder;
 
 use crate::formats::MaterialDecoder;
-use crate::shown::shown;
+use crate::shown::{json_line, shown};
 
 /// Options of `streamctl pack`.
 #[derive(Debug, clap::Args)]
@@ -238,28 +238,56 @@ fn file_key(dir: &Path, path: &Path, output: &Option<PathBuf>) -> anyhow::Result
 /// was replaced), and a file swapped for a symlink (to `/dev/zero`, say) or a FIFO is refused
 /// too; one that grows while read is read no further than one byte past `max`.
 fn read_capped(path: &Path, listed: FileId, max: u64) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    // Not blocking either: a file swapped for a FIFO would wait for a writer at the open.
-    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path)?;
+    let file = open_nonblocking(path, libc::O_NOFOLLOW)?;
     let meta = file.metadata()?;
     if file_id(&meta) != listed {
         bail!("not the file listed there (a folder on its path, or the file, was replaced)");
     }
+    read_regular(file, &meta, max, "entry limit")
+}
+
+/// Opens `path` for reading with `flags`, never blocking: a FIFO would wait for a writer at
+/// the open.
+fn open_nonblocking(path: &Path, flags: libc::c_int) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = flags | libc::O_NONBLOCK;
+    std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path)
+}
+
+/// Reads `file` (whose metadata is `meta`) whole if it is a regular file of at most `max`
+/// bytes (`limit` names the limit in errors); one that grows while read is read no further
+/// than one byte past `max`.
+fn read_regular(
+    file: std::fs::File,
+    meta: &std::fs::Metadata,
+    max: u64,
+    limit: &str,
+) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
     if !meta.is_file() {
         bail!("not a regular file");
     }
     // Refused before it is read: a file far past the limit would not fit in memory.
     if meta.len() > max {
-        bail!("{} bytes, over the {max}-byte entry limit", meta.len());
+        bail!("{} bytes, over the {max}-byte {limit}", meta.len());
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
-        bail!("grew past the {max}-byte entry limit while read");
+        bail!("grew past the {max}-byte {limit} while read");
     }
     Ok(bytes)
+}
+
+/// The largest `--deps` file `pack build` reads: a map of every key to its dependencies, far
+/// past any pack's index (`/dev/zero` or a FIFO given by mistake is refused, not read).
+const DEPS_FILE_BYTES_MAX: u64 = 64 << 20;
+
+/// The `--deps` file at `path`, read whole within [`DEPS_FILE_BYTES_MAX`].
+fn read_deps_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let file = open_nonblocking(path, 0)?;
+    let meta = file.metadata()?;
+    read_regular(file, &meta, DEPS_FILE_BYTES_MAX, "limit of a --deps file")
 }
 
 /// The dependencies of the asset `key` whose bytes are `bytes`, `listed` those `--deps` gives
@@ -301,7 +329,7 @@ fn dependencies(
 fn build(dir: &Path, output: &Path, codec: Codec, deps: Option<&Path>) -> anyhow::Result<()> {
     let deps: BTreeMap<String, Vec<String>> = match deps {
         Some(path) => {
-            let text = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+            let text = read_deps_file(path).with_context(|| format!("{}", path.display()))?;
             serde_json::from_slice(&text).with_context(|| {
                 format!("{}: expected {{\"key\": [\"dep\", ...]}}", path.display())
             })?
@@ -349,7 +377,7 @@ fn ls(file: &Path, json: bool) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        println!("{}", crate::shown::json_line(&rows)?);
+        println!("{}", json_line(&rows)?);
         return Ok(());
     }
     println!("{:<48} {:>5} {:>10} {:>10}  deps", "key", "codec", "stored", "raw");
@@ -377,7 +405,8 @@ fn verify(file: &Path, json: bool) -> anyhow::Result<()> {
             .iter()
             .map(|(key, error)| serde_json::json!({ "key": key, "error": error.to_string() }))
             .collect();
-        println!("{}", serde_json::json!({ "entries": entries, "bad": listed }));
+        // Keys are the pack's, untrusted: written with every control character escaped.
+        println!("{}", json_line(&serde_json::json!({ "entries": entries, "bad": listed }))?);
     } else {
         for (key, error) in &bad {
             println!("bad: {}: {error}", shown(key));
@@ -432,6 +461,13 @@ mod tests {
         let err = build(&assets, &pack, Codec::Lz4, Some(&missing)).unwrap_err();
         assert!(format!("{err:#}").contains("nope.json"), "{err:#}");
         assert!(!pack.exists(), "no pack is left behind");
+        // Not read at all: a device that never ends, or a file past the limit (sparse).
+        let err = build(&assets, &pack, Codec::Lz4, Some(Path::new("/dev/zero"))).unwrap_err();
+        assert!(format!("{err:#}").contains("not a regular file"), "{err:#}");
+        let vast = dir.path().join("vast.json");
+        std::fs::File::create(&vast).unwrap().set_len(DEPS_FILE_BYTES_MAX + 1).unwrap();
+        let err = build(&assets, &pack, Codec::Lz4, Some(&vast)).unwrap_err();
+        assert!(format!("{err:#}").contains("limit of a --deps file"), "{err:#}");
     }
 
     /// The keys `collect` makes of the tree under `assets`.
