@@ -394,9 +394,27 @@ fn stats(target: &Target) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A status's rolling summary, as `watch` shows it.
+fn summary(s: &Status) -> String {
+    format!(
+        "in_flight={} queued={} ready={} failed={} cancelled={} MiB read={:.1}",
+        s.in_flight,
+        s.queued,
+        s.ready,
+        s.failed,
+        s.cancelled,
+        s.bytes_read as f64 / f64::from(1 << 20)
+    )
+}
+
 fn watch(target: &Target, events_max: Option<u64>) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     let mut client = Client::connect(target)?;
     client.send(&ClientMsg::Watch)?;
+    // The bar draws only on a terminal: elsewhere (a log, a CI job) each new summary is a
+    // line of its own on stdout, so that the output is never empty.
+    let lines = !target.json && !std::io::stderr().is_terminal();
+    let mut last = String::new();
     let bar = (!target.json).then(|| {
         let bar = ProgressBar::new(0);
         bar.set_style(
@@ -411,17 +429,14 @@ fn watch(target: &Target, events_max: Option<u64>) -> anyhow::Result<()> {
         match client.receive_within(client.answer_timeout)? {
             ServerMsg::Status(s) => {
                 if let Some(bar) = &bar {
+                    let now = summary(&s);
+                    if lines && now != last {
+                        println!("watch: {now}");
+                    }
                     bar.set_length(s.requested);
                     bar.set_position(s.ready + s.failed + s.cancelled);
-                    bar.set_message(format!(
-                        "in_flight={} queued={} ready={} failed={} cancelled={} MiB read={:.1}",
-                        s.in_flight,
-                        s.queued,
-                        s.ready,
-                        s.failed,
-                        s.cancelled,
-                        s.bytes_read as f64 / f64::from(1 << 20)
-                    ));
+                    bar.set_message(now.clone());
+                    last = now;
                 } else {
                     println!("{}", json_line(&serde_json::json!({ "status": s }))?);
                 }
@@ -442,6 +457,7 @@ fn watch(target: &Target, events_max: Option<u64>) -> anyhow::Result<()> {
     }
     if let Some(bar) = bar {
         bar.finish();
+        println!("watch: ended after {events} events; last status: {last}");
     }
     Ok(())
 }

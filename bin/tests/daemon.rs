@@ -208,6 +208,16 @@ fn watch_streams_events_and_shutdown_ends_every_held_request_first() {
     let rest: Vec<String> = watch_out.lines().map(Result::unwrap).collect();
     assert!(rest.iter().any(|l| l.contains("\"event\"")), "{rest:?}");
     assert!(watch.wait().unwrap().success());
+    // As text, off a terminal: each new summary on a line of its own, then a closing line.
+    let mut text = Command::new(BIN);
+    text.args(["watch", "--events", "1", "--socket"]).arg(&daemon.socket);
+    let mut text = text.stdout(Stdio::piped()).spawn().unwrap();
+    let mut shown = BufReader::new(text.stdout.take().unwrap()).lines().map(Result::unwrap);
+    // Its first summary says it watches: the load's events come after.
+    assert!(shown.next().unwrap().starts_with("watch: in_flight="));
+    daemon.ok(&["load", "blob:b3"]);
+    assert!(shown.any(|l| l.starts_with("watch: ended after 1 events")));
+    assert!(text.wait().unwrap().success());
     let mut held = Command::new(BIN)
         .args(["load", "blob:big", "--wait", "--socket"])
         .arg(&daemon.socket)
