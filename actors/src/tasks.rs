@@ -27,7 +27,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use streamrt_supervisor::{log_caught, take_panic_message, PoolSender};
+use streamrt_supervisor::{run_warning_on_panic, take_panic_message, PoolSender};
 
 use crate::work::DecodeJob;
 
@@ -156,12 +156,7 @@ impl<R: Send + 'static> Group<R> {
         }
         let n = discarded.len();
         for run in discarded {
-            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| drop(run))) {
-                let message = take_panic_message(panic);
-                log_caught(|| {
-                    tracing::warn!(target: "streamrt", %message, "a cancelled frame task's drop panicked");
-                });
-            }
+            run_warning_on_panic("a cancelled frame task's drop", || drop(run));
         }
         let mut state = self.lock();
         state.running -= n;

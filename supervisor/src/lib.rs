@@ -50,6 +50,16 @@ pub fn log_caught(log: impl FnOnce()) {
     }
 }
 
+/// Runs `f`, the embedding program's code (an asset's `Drop`, say), where nothing is left to
+/// fail should it panic (a shutdown, a task already cancelled): its panic is caught and logged
+/// as a warning that `what` panicked, and the step that ran it goes on.
+pub fn run_warning_on_panic(what: &str, f: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        let message = take_panic_message(panic);
+        log_caught(|| tracing::warn!(target: "streamrt", %message, "{what} panicked"));
+    }
+}
+
 /// The most bytes of a panic's message kept: it is copied into the error of every request the
 /// panic failed, into events and into a replay log, whose records have a size limit. The same
 /// as any error text from outside the runtime keeps.

@@ -5,11 +5,10 @@
 //! its own slot and generation.
 
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, MutexGuard, PoisonError};
 
 use streamrt_messages::{AssetLoadError, ErrorKind, LoadState};
-use streamrt_supervisor::{log_caught, take_panic_message};
+use streamrt_supervisor::run_warning_on_panic;
 
 use super::slots::Phase;
 use super::{Cache, Salvage};
@@ -110,13 +109,9 @@ impl<T: Send + Sync + 'static> Cache<T> {
         // request failed, so no salvage is left half counted. Not raised: the runtime is
         // stopping, and a restart would only take the shutdown again.
         let t = self.budget_index();
-        let cleared = catch_unwind(AssertUnwindSafe(|| self.change_residency(|r| r.clear_type(t))));
-        if let Err(panic) = cleared {
-            let message = take_panic_message(panic);
-            log_caught(|| {
-                tracing::warn!(target: "streamrt", %message, "a parked asset's drop panicked at shutdown");
-            });
-        }
+        run_warning_on_panic("a parked asset's drop at shutdown", || {
+            self.change_residency(|r| r.clear_type(t));
+        });
     }
 
     /// Hands every decoded asset and every unfinished request to the next incarnation (after
