@@ -144,13 +144,10 @@ impl Walk {
 
     /// Why one more request would pass the tree's limits, if it would.
     fn past_limits(&self) -> Option<String> {
-        if let Some(too_deep) = self.too_deep(self.depth) {
-            Some(too_deep)
-        } else if self.nodes >= self.limits.nodes_max {
-            Some(format!("dependency tree larger than {} assets", self.limits.nodes_max))
-        } else {
-            None
-        }
+        let max = self.limits.nodes_max;
+        let too_large =
+            || (self.nodes >= max).then(|| format!("dependency tree larger than {max} assets"));
+        self.too_deep(self.depth).or_else(too_large)
     }
 }
 
