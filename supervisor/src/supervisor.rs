@@ -75,27 +75,58 @@ pub enum SupervisorMsg {
 }
 
 /// A child's way to report to its supervisor. Only the first report of an incarnation counts.
+///
+/// # Panics
+///
+/// A child that ends without a report (a panic in its `stopped` hook before it reports, or in
+/// one that does not report) drops its link unreported. The last clone's drop then reports the
+/// exit as a panic, so such a child is restarted (or escalated) like one whose panic was
+/// caught, not left dead with its mailbox filling.
 #[derive(Clone)]
 pub struct ChildLink {
+    inner: Arc<LinkInner>,
+}
+
+/// What every clone of one incarnation's link shares.
+struct LinkInner {
     supervisor: Option<Mailbox<SupervisorMsg>>,
     child: usize,
     incarnation: u64,
-    reported: Arc<AtomicBool>,
+    reported: AtomicBool,
 }
 
 impl ChildLink {
     /// A link that reports nowhere, for an actor run without a supervisor.
     pub fn detached() -> Self {
-        Self { supervisor: None, child: 0, incarnation: 0, reported: Arc::default() }
+        Self::new(None, 0, 0)
+    }
+
+    fn new(supervisor: Option<Mailbox<SupervisorMsg>>, child: usize, incarnation: u64) -> Self {
+        let reported = AtomicBool::new(false);
+        Self { inner: Arc::new(LinkInner { supervisor, child, incarnation, reported }) }
     }
 
     /// Which start of the child this is, from 1.
     pub fn incarnation(&self) -> u64 {
-        self.incarnation
+        self.inner.incarnation
     }
 
-    /// Reports how the child ended (only the first report counts).
+    /// Reports how the child ended (only the first report counts). A normal exit reported
+    /// while the thread unwinds is a panic's: actix runs a dying actor's `stopped` hook as
+    /// its task is dropped by a panic outside [`guarded`].
     pub fn exit(&self, reason: ExitReason) {
+        let reason = match reason {
+            ExitReason::Normal if std::thread::panicking() => {
+                ExitReason::Panicked("panicked outside `guarded`".to_owned())
+            }
+            reason => reason,
+        };
+        self.inner.exit(reason);
+    }
+}
+
+impl LinkInner {
+    fn exit(&self, reason: ExitReason) {
         if self.reported.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -105,6 +136,15 @@ impl ChildLink {
             // A closed supervisor mailbox means the whole tree is shutting down.
             let _ = supervisor.post(msg);
         }
+    }
+}
+
+impl Drop for LinkInner {
+    fn drop(&mut self) {
+        // A child the supervisor stopped reports too late to count (its incarnation is
+        // already the next one), so only a child that died unreported is restarted here.
+        let reason = "ended without reporting its exit";
+        self.exit(ExitReason::Panicked(reason.to_owned()));
     }
 }
 
@@ -369,20 +409,19 @@ impl Supervisor {
     fn start_child(&mut self, index: usize) -> Result<(), ExitReason> {
         let child = &mut self.children[index];
         child.incarnation += 1;
-        let link = ChildLink {
-            supervisor: Some(self.mailbox.clone()),
-            child: index,
-            incarnation: child.incarnation,
-            reported: Arc::default(),
-        };
-        match catch_unwind(AssertUnwindSafe(|| (child.spec.start)(link))) {
+        let link = ChildLink::new(Some(self.mailbox.clone()), index, child.incarnation);
+        let kept = link.clone();
+        let failed = match catch_unwind(AssertUnwindSafe(|| (child.spec.start)(link))) {
             Ok(Ok(stop)) => {
                 child.running = Some(stop);
-                Ok(())
+                return Ok(());
             }
-            Ok(Err(e)) => Err(ExitReason::Error(e)),
-            Err(panic) => Err(ExitReason::Panicked(take_panic_message(panic))),
-        }
+            Ok(Err(e)) => ExitReason::Error(e),
+            Err(panic) => ExitReason::Panicked(take_panic_message(panic)),
+        };
+        // The caller handles this exit now: the link's drop must not report it again.
+        kept.inner.reported.store(true, Ordering::Release);
+        Err(failed)
     }
 
     fn stop_child(&mut self, index: usize) {

@@ -28,6 +28,11 @@ enum Fault {
     FailsToStartOnce,
     /// Its start function always fails, logging `refused NAME`.
     NeverStarts,
+    /// Its handler panics outside `guarded` (actix then runs its `stopped` as the panic drops
+    /// its task).
+    PanicUnguarded,
+    /// It stops, and its `stopped` panics before it reports its exit.
+    PanicInStopped,
 }
 
 /// Logs `start NAME N` and `stop NAME N`; fails its first incarnation as its plan says.
@@ -36,6 +41,7 @@ struct TestChild {
     link: ChildLink,
     first_start: Option<Fault>,
     log: mpsc::Sender<String>,
+    panic_in_stopped: bool,
 }
 
 #[derive(actix::Message)]
@@ -59,6 +65,7 @@ impl Actor for TestChild {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        assert!(!self.panic_in_stopped, "boom in stopped");
         self.link.exit(ExitReason::Normal);
         let _ = self.log.send(format!("stop {} {}", self.name, self.link.incarnation()));
     }
@@ -67,12 +74,14 @@ impl Actor for TestChild {
 impl Handler<Trigger> for TestChild {
     type Result = ();
     fn handle(&mut self, Trigger(fault): Trigger, ctx: &mut Context<Self>) {
+        assert_ne!(fault, Fault::PanicUnguarded, "boom outside guarded");
+        self.panic_in_stopped = fault == Fault::PanicInStopped;
         let ok = guarded(&self.link, || match fault {
             Fault::PanicInHandler => panic!("boom in handler"),
             Fault::ErrorInHandler => Err("error in handler".to_owned()),
             _ => Ok(()),
         });
-        if ok.is_none() || fault == Fault::StopNormally {
+        if ok.is_none() || matches!(fault, Fault::StopNormally | Fault::PanicInStopped) {
             ctx.stop();
         }
     }
@@ -154,7 +163,14 @@ impl Tree {
                         log.send(format!("refused {name}")).unwrap();
                         return Err(format!("{name} cannot start"));
                     }
-                    let addr = TestChild { name, link, first_start, log: log.clone() }.start();
+                    let addr = TestChild {
+                        name,
+                        link,
+                        first_start,
+                        log: log.clone(),
+                        panic_in_stopped: false,
+                    }
+                    .start();
                     let mut addrs = addrs.lock().unwrap();
                     if addrs.len() <= slot {
                         addrs.push(addr.clone());
@@ -254,6 +270,26 @@ fn faults_in_started_and_handlers_restart_per_restart_kind() {
             tree.expect("stop c 1");
             if kind == RestartKind::Temporary {
                 assert_eq!(tree.quiet(), Vec::<String>::new(), "{fault:?}");
+            } else {
+                tree.expect("start c 2");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_child_that_dies_of_a_panic_outside_guarded_is_restarted_per_restart_kind() {
+    for fault in [Fault::PanicUnguarded, Fault::PanicInStopped] {
+        for kind in [RestartKind::Permanent, RestartKind::Transient, RestartKind::Temporary] {
+            let tree = Tree::start(policy(Strategy::OneForOne, 5), &[("c", kind, None)]);
+            tree.expect("start c 1");
+            tree.trigger(0, fault);
+            if fault == Fault::PanicUnguarded {
+                tree.expect("stop c 1");
+            }
+            // An abnormal exit either way: a transient child is restarted too.
+            if kind == RestartKind::Temporary {
+                assert_eq!(tree.quiet(), Vec::<String>::new(), "{fault:?} {kind:?}");
             } else {
                 tree.expect("start c 2");
             }
@@ -392,8 +428,13 @@ fn a_child_supervisor_escalates_to_its_parent_which_restarts_it_then_gives_up() 
             let log = log_tx.clone();
             let child = ChildSpec::new("c", RestartKind::Permanent, move |child_link| {
                 let fault = Some(Fault::PanicInStarted);
-                let c =
-                    TestChild { name: "c", link: child_link, first_start: fault, log: log.clone() };
+                let c = TestChild {
+                    name: "c",
+                    link: child_link,
+                    first_start: fault,
+                    log: log.clone(),
+                    panic_in_stopped: false,
+                };
                 Ok(c.start().recipient())
             });
             let inbox = Mailbox::new();
