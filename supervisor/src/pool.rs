@@ -372,7 +372,9 @@ impl<J> WorkerPool<J> {
         // With no thread left, whatever is still queued is dropped here, and a job's own drop
         // guard reports it. A thread left running keeps the queue: its stop is in it.
         if left == 0 && !mine {
-            while self.rx.try_recv().is_ok() {}
+            while let Ok(slot) = self.rx.try_recv() {
+                crate::run_warning_on_panic("a queued job's drop", || drop(slot));
+            }
         }
         left
     }
@@ -438,10 +440,13 @@ fn worker_loop<W: Worker>(
 ) {
     let _live = Live(&stats.live);
     let mut worker = factory(index);
+    // Whether a job ran since the worker was last idle.
+    let mut ran = false;
     loop {
         let slot = match rx.try_recv() {
             Ok(slot) => slot,
             Err(_) => {
+                ran = false;
                 if caught(index, || worker.idle(), stats) {
                     rebuild(index, &mut worker, factory);
                 }
@@ -449,7 +454,14 @@ fn worker_loop<W: Worker>(
                 slot
             }
         };
-        let Slot::Job(job) = slot else { break };
+        let Slot::Job(job) = slot else {
+            // What the last jobs batched still goes on before the worker ends.
+            if ran {
+                let _ = caught(index, || worker.idle(), stats);
+            }
+            break;
+        };
+        ran = true;
         if run_caught(index, &mut worker, job, stats) {
             rebuild(index, &mut worker, factory);
         }

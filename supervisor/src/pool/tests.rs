@@ -207,6 +207,22 @@ fn a_worker_is_idle_only_once_the_queue_is_empty() {
 }
 
 #[test]
+fn a_worker_that_takes_its_stop_behind_queued_jobs_is_idle_once_more_first() {
+    let (open, gate) = mpsc::channel();
+    let (factory, batches) = batcher(gate);
+    let pool = WorkerPool::start("batcher", 1, factory).unwrap();
+    assert_eq!(batches.recv_timeout(PATIENCE).unwrap(), Vec::<u32>::new());
+    let sender = pool.sender();
+    for job in 0..3 {
+        sender.submit(job).unwrap();
+    }
+    // The stop is queued behind the three jobs while job 0 waits at its gate.
+    assert_eq!(pool.shutdown_within(Duration::ZERO), 1, "its thread is held at the gate");
+    open.send(()).unwrap();
+    assert_eq!(batches.recv_timeout(PATIENCE).unwrap(), vec![0, 1, 2], "the last batch goes on");
+}
+
+#[test]
 fn a_stepped_worker_is_idle_after_every_job() {
     let (open, gate) = mpsc::channel();
     let (factory, batches) = batcher(gate);
