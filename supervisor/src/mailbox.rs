@@ -253,9 +253,9 @@ impl<M> Mailbox<M> {
             // job's end), and counted handled, as nothing will take them.
             if self.shared.closed.load(Ordering::Acquire) {
                 drop(q);
-                let n = msgs.len();
-                drop(msgs);
-                self.handled(n);
+                // Counted first: a message's drop is the caller's code, and may panic.
+                self.handled(msgs.len());
+                crate::run_warning_on_panic("a message's drop", || drop(msgs));
                 return;
             }
             for msg in msgs.into_iter().rev() {
