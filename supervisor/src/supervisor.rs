@@ -21,6 +21,7 @@
 //! Children start in the order they were added; rest-for-one restarts the failed child and
 //! every child added after it, in order.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -369,6 +370,10 @@ pub struct Supervisor {
     on_escalate: Box<dyn FnMut(Escalation) + Send>,
     stats: Arc<SupervisorStats>,
     stopped: bool,
+    /// Whether a restart is running (see [`Supervisor::restart`]).
+    restarting: bool,
+    /// The restarts the running one queued, in order.
+    restarts_pending: VecDeque<Vec<usize>>,
 }
 
 impl Supervisor {
@@ -390,6 +395,8 @@ impl Supervisor {
             on_escalate: Box::new(on_escalate),
             stats: Arc::default(),
             stopped: false,
+            restarting: false,
+            restarts_pending: VecDeque::new(),
         }
     }
 
@@ -482,7 +489,23 @@ impl Supervisor {
         self.policy.backoff.delay_ms(restarts.len().saturating_sub(1) as u32)
     }
 
+    /// Restarts `set` in order. A start that fails is an exit whose own restart is queued and
+    /// run by the outermost call, not by a nested one: a child whose start keeps failing
+    /// restarts in a loop, not a recursion as deep as the intensity allows.
     fn restart(&mut self, set: &[usize], ctx: &mut Context<Self>) {
+        if self.restarting {
+            self.restarts_pending.push_back(set.to_vec());
+            return;
+        }
+        self.restarting = true;
+        self.restart_set(set, ctx);
+        while let Some(set) = self.restarts_pending.pop_front() {
+            self.restart_set(&set, ctx);
+        }
+        self.restarting = false;
+    }
+
+    fn restart_set(&mut self, set: &[usize], ctx: &mut Context<Self>) {
         for &i in set {
             if self.stopped {
                 return;
@@ -515,7 +538,9 @@ impl Supervisor {
         crate::log_caught(|| {
             tracing::error!(target: "streamrt", ?escalation, "supervisor gave up; escalating");
         });
-        (self.on_escalate)(escalation);
+        // The hook is the caller's code: its panic must not cut this handler's batch short.
+        let on_escalate = &mut self.on_escalate;
+        crate::run_warning_on_panic("a supervisor's escalation hook", || on_escalate(escalation));
     }
 
     fn stop_all(&mut self) {

@@ -523,3 +523,56 @@ fn a_childs_backoff_doubles_with_its_own_restarts_not_its_siblings() {
     assert_eq!(sup.backoff_ms(1, 40), 10, "a sibling's first restart waits the least");
     assert_eq!(sup.backoff_ms(0, 2_000), 10, "restarts older than the window no longer count");
 }
+
+#[test]
+fn an_escalation_hook_that_panics_leaves_the_rest_of_the_supervisors_batch_handled() {
+    let mailbox = Mailbox::new();
+    let (ack, acked) = mpsc::channel();
+    // Queued before the supervisor starts, so that its first turn takes both at once.
+    let reason = ExitReason::Error("gone".to_owned());
+    assert!(mailbox.post(SupervisorMsg::Exited { child: 0, incarnation: 1, reason }).is_ok());
+    assert!(mailbox.post(SupervisorMsg::Ping(ack)).is_ok());
+    let (log, _lines) = mpsc::channel();
+    let system = OwnSystem::start(move |clock| {
+        let start = move |link| {
+            let (log, panic_in_stopped) = (log.clone(), false);
+            let child = TestChild { name: "c", link, first_start: None, log, panic_in_stopped };
+            Ok(child.start().recipient())
+        };
+        let hook = |_| panic!("an escalation hook that panics");
+        Supervisor::new("test", policy(Strategy::OneForOne, 0), clock, mailbox, hook)
+            .child(ChildSpec::new("c", RestartKind::Permanent, start))
+            .start();
+    });
+    acked.recv_timeout(PATIENCE).expect("the ping behind the exit that escalated is answered");
+    drop(system);
+}
+
+#[test]
+fn a_child_whose_start_keeps_failing_restarts_in_a_loop_until_the_intensity_escalates() {
+    const RESTARTS_MAX: u32 = 50_000;
+    let (escalated, escalations) = mpsc::channel();
+    let attempts = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = Arc::clone(&attempts);
+    let system = OwnSystem::start(move |clock| {
+        let refused = move |_| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            Err::<Recipient<StopChild>, _>("cannot start".to_owned())
+        };
+        // A restart per failed start with no backoff: nested, these would overflow the stack.
+        let policy = policy(Strategy::OneForOne, RESTARTS_MAX);
+        Supervisor::new("test", policy, clock, Mailbox::new(), move |e| {
+            let _ = escalated.send(e);
+        })
+        .child(ChildSpec::new("a", RestartKind::Permanent, refused))
+        .start();
+    });
+    let escalation = escalations.recv_timeout(PATIENCE).expect("the failed starts escalate");
+    assert_eq!(escalation.child, "a");
+    assert_eq!(
+        attempts.load(Ordering::Relaxed),
+        RESTARTS_MAX + 1,
+        "its first start and each restart"
+    );
+    drop(system);
+}
