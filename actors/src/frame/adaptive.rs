@@ -20,6 +20,16 @@
 //!   whose frames land in the band stays put.
 //! - Over target the budget drops by `decrease_pct` percent (at least 1); with room to spare it
 //!   rises by `increase_step`: fast to back off from hitches, slow to take on more.
+//! - A budget whose frames went over target is remembered as the overshoot, and the budget
+//!   rises only to below it. Where one more publish costs more than the dead band is wide, no
+//!   budget lands in the band: without the memory the budget cycled (4, 8, 6, 5, 4...) with
+//!   three windows in four over target; with it, it holds at the largest budget under target.
+//!   The memory lasts [`OVERSHOOT_KEPT_WINDOWS_MAX`] windows, then the next rise is a probe of
+//!   one request, so a budget held down by a slow spell recovers, at one window over target a
+//!   period while it does not.
+
+/// How many decisions an overshoot is remembered for before the budget probes past it.
+const OVERSHOOT_KEPT_WINDOWS_MAX: u32 = 16;
 
 /// How the publish budget adapts to frame time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +76,12 @@ pub(crate) struct AdaptiveBudget {
     window_len: u32,
     window_max_us: u64,
     window_min_us: u64,
+    /// The lowest budget whose window went over target, while remembered.
+    overshoot: Option<u32>,
+    /// Decisions since `overshoot` was last set.
+    overshoot_windows: u32,
+    /// Whether the next rise is a probe of one request (an overshoot was just forgotten).
+    probe: bool,
 }
 
 impl AdaptiveBudget {
@@ -79,6 +95,9 @@ impl AdaptiveBudget {
             window_len: 0,
             window_max_us: 0,
             window_min_us: u64::MAX,
+            overshoot: None,
+            overshoot_windows: 0,
+            probe: false,
         }
     }
 
@@ -100,15 +119,20 @@ impl AdaptiveBudget {
             return self.budget;
         }
         let mean = self.trimmed_mean_us();
-        let p = &self.policy;
+        let p = self.policy;
         let floor = p.target_frame_us.saturating_mul(u64::from(100 - p.band_pct.min(100))) / 100;
         let next = if mean > p.target_frame_us {
+            self.overshoot = Some(self.overshoot.map_or(self.budget, |o| o.min(self.budget)));
+            self.overshoot_windows = 0;
             let cut = (u64::from(self.budget) * u64::from(p.decrease_pct.min(100)) / 100).max(1);
             self.budget.saturating_sub(u32::try_from(cut).unwrap_or(u32::MAX))
-        } else if mean < floor {
-            self.budget.saturating_add(p.increase_step)
         } else {
-            self.budget
+            self.forget_overshoot_in_time();
+            if mean < floor {
+                self.rise()
+            } else {
+                self.budget
+            }
         };
         self.budget = next.clamp(p.budget_min, p.budget_max.max(p.budget_min));
         self.window_sum_us = 0;
@@ -118,12 +142,37 @@ impl AdaptiveBudget {
         self.budget
     }
 
+    /// Counts a decision not over target; past the limit, the overshoot is forgotten and the
+    /// next rise probes by one.
+    fn forget_overshoot_in_time(&mut self) {
+        if self.overshoot.is_none() {
+            return;
+        }
+        self.overshoot_windows += 1;
+        if self.overshoot_windows >= OVERSHOOT_KEPT_WINDOWS_MAX {
+            self.overshoot = None;
+            self.probe = true;
+        }
+    }
+
+    /// The budget with room to spare: up a step, to below the overshoot while it is
+    /// remembered, or by one as a probe once it is forgotten.
+    fn rise(&mut self) -> u32 {
+        let step = if std::mem::take(&mut self.probe) { 1 } else { self.policy.increase_step };
+        let up = self.budget.saturating_add(step);
+        match self.overshoot {
+            Some(o) => up.min(o.saturating_sub(1)).max(self.budget),
+            None => up,
+        }
+    }
+
     /// The window's mean without its extremes (the plain mean for windows under 3 frames).
     fn trimmed_mean_us(&self) -> u64 {
         if self.window_len < 3 {
             return self.window_sum_us / u64::from(self.window_len.max(1));
         }
-        let trimmed = self.window_sum_us - self.window_max_us - self.window_min_us;
+        // Saturating: a sum that saturated (a clock jumping ahead) must not underflow here.
+        let trimmed = self.window_sum_us.saturating_sub(self.window_max_us + self.window_min_us);
         trimmed / u64::from(self.window_len - 2)
     }
 }
@@ -179,6 +228,32 @@ mod tests {
         assert!(settled.iter().all(|b| *b == settled[0]), "held after settling");
         assert!((34..=60).contains(&settled[0]), "settled in the band: {}", settled[0]);
         assert!(direction_changes(&budgets) <= 1, "at most one turn: {budgets:?}");
+    }
+
+    #[test]
+    fn a_publish_costlier_than_the_band_is_wide_holds_below_target_instead_of_cycling() {
+        // 1.5 ms fixed + 3 ms per publish against 16 ms: 4 fits (13.5 ms, under the band),
+        // 5 does not (16.5 ms), so no budget lands in the band.
+        for initial in [1, 64] {
+            let mut c = AdaptiveBudget::new(AdaptivePolicy::target(16_000, 64), initial);
+            let budgets = run(&mut c, 2_400, 1_500, 3_000, 200);
+            let settled = &budgets[400..];
+            let over = settled.iter().filter(|b| **b > 4).count();
+            // One probing window of 8 frames in every 17 windows (one more where the frames
+            // taken cut a period); cycling put three windows in four over.
+            assert!(over * 16 <= settled.len(), "{over} of {} frames over", settled.len());
+            assert!(settled.iter().all(|b| *b >= 4), "never below the largest that fits");
+        }
+    }
+
+    #[test]
+    fn a_budget_held_down_by_a_slow_spell_recovers_once_it_ends() {
+        let mut c = AdaptiveBudget::new(AdaptivePolicy::target(16_000, 64), 64);
+        run(&mut c, 800, 1_500, 3_000, 200);
+        assert_eq!(c.budget(), 4);
+        // Publishing got cheap: 10 ms fixed + 100 us per publish, as in the tests above.
+        let budgets = run(&mut c, 2_400, 10_000, 100, 500);
+        assert!((34..=60).contains(budgets.last().unwrap()), "recovered: {budgets:?}");
     }
 
     #[test]
