@@ -285,8 +285,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         match msg {
             EngineMsg::Load(ticket, locator) => self.load(ticket, locator, Admission::New),
             EngineMsg::Release(cell) => self.release(&cell),
-            EngineMsg::Reprioritize(cell, priority) => {
-                self.reprioritize(cell.id(), cell.path(), priority);
+            EngineMsg::Reprioritize(cell) => {
+                self.reprioritize(cell.id(), cell.path(), cell.priority());
             }
         }
     }

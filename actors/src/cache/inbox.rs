@@ -24,7 +24,6 @@
 use std::sync::Arc;
 
 use actix::Recipient;
-use streamrt_messages::Priority;
 use streamrt_supervisor::{Activity, Mailbox, Wake};
 
 use super::CacheMsg;
@@ -40,8 +39,9 @@ pub(crate) enum EngineMsg<T: Send + Sync + 'static> {
     Load(Ticket<T>, Option<Locator>),
     /// A request's handle let go (cancelled or dropped); the request's path finds its slot.
     Release(Arc<RequestCell<T>>),
-    /// A request's priority changed; the request's path finds its slot.
-    Reprioritize(Arc<RequestCell<T>>, Priority),
+    /// A request's priority changed; the request's path finds its slot, and its priority is
+    /// read from it as the change is applied.
+    Reprioritize(Arc<RequestCell<T>>),
 }
 
 /// A cache's three mailboxes: its messages, the engine's lane and the scheduler's dispatch
