@@ -15,8 +15,12 @@
 //!   ([`PackError`] for the file, [`EntryError`] for one entry) and nothing panics on any input.
 //! - No allocation is sized from the file beyond `index_bytes_max` (the index) and
 //!   `entry_bytes_max` (one entry). The decoded index is a constant times the first at most:
-//!   about 24, for a dependency key that is an empty string (one byte in the file, a 24-byte
-//!   `String` in memory) before the keys are checked.
+//!   about 28, for dependency keys of one character before the keys are checked (two bytes in
+//!   the file; a 24-byte `String` and a 32-byte allocation in memory). The default limit of
+//!   64 MiB can so take about 1.9 GB before such an index is refused: lower
+//!   `index_bytes_max` where a pack is not trusted and memory is short.
+//! - An LZ4 entry's raw size is at most 255 times its stored size: one claiming more is
+//!   corrupt, refused before its buffer is made.
 
 mod format;
 mod graph;

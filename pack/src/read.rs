@@ -214,13 +214,18 @@ fn parse_index_table(bytes: &[u8], data_end: u64) -> Result<ParsedIndex, PackErr
     Ok(ParsedIndex { index, by_key: table, deps })
 }
 
+/// The most raw bytes one stored byte of an LZ4 block stands for: a match's length grows by
+/// at most 255 per byte of its encoding (a few bytes more per block are allowed for).
+const LZ4_EXPANSION_MAX: u64 = 255;
+
 /// Decompresses one entry's stored bytes and checks them against the index: the raw size is
 /// checked against `entry_bytes_max` before the output buffer is allocated, decompression
 /// cannot write past it, and the result must match the recorded size and checksum.
 ///
 /// # Errors
 ///
-/// [`EntryError::TooLarge`] or [`EntryError::Corrupt`].
+/// [`EntryError::TooLarge`] or [`EntryError::Corrupt`] (an LZ4 entry whose raw size its
+/// stored bytes cannot hold is corrupt before any buffer is made).
 pub fn decode_entry(
     entry: &IndexEntry,
     stored: Vec<u8>,
@@ -230,6 +235,16 @@ pub fn decode_entry(
         return Err(EntryError::TooLarge { size: entry.raw_size, max: entry_bytes_max });
     }
     let too_large = || EntryError::TooLarge { size: entry.raw_size, max: entry_bytes_max };
+    let lz4_holds = (stored.len() as u64).saturating_mul(LZ4_EXPANSION_MAX).saturating_add(16);
+    if entry.codec == Codec::Lz4 && entry.raw_size > lz4_holds {
+        // Refused before the buffer is made and cleared, which a read of such an entry would
+        // otherwise pay at its claimed size each time, only to fail.
+        return Err(EntryError::Corrupt(format!(
+            "lz4: {} stored bytes cannot hold {} raw bytes",
+            stored.len(),
+            entry.raw_size
+        )));
+    }
     let raw_len = usize::try_from(entry.raw_size).map_err(|_| too_large())?;
     // Sized from the index, within the limit: a limit raised past what the machine can
     // allocate refuses the entry rather than aborting the process.
