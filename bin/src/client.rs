@@ -48,9 +48,11 @@ impl Client {
     /// The socket cannot be reached, or the daemon refuses the handshake or does not answer.
     pub fn connect(target: &Target) -> anyhow::Result<Self> {
         let socket = &target.socket;
-        let stream = UnixStream::connect(socket)
+        let answer_timeout = std::time::Duration::from_millis(target.answer_timeout_ms);
+        // Within the answer's time too: a daemon that accepts no connection answers nothing.
+        let stream = crate::connect::connect_within(socket, answer_timeout)
             .with_context(|| format!("connecting to {}", socket.display()))?;
-        Self::greet(stream, std::time::Duration::from_millis(target.answer_timeout_ms))
+        Self::greet(stream, answer_timeout)
     }
 
     /// Performs the handshake on `stream`, each step within `answer_timeout`.

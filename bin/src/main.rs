@@ -10,6 +10,7 @@ mod args;
 mod bench;
 mod chaos;
 mod client;
+mod connect;
 mod demo;
 mod formats;
 mod pack;

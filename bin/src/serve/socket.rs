@@ -176,6 +176,10 @@ fn private_directory(dir: &Path, uid: u32) -> Result<(), SocketError> {
     Ok(())
 }
 
+/// How long a connect to a socket found at the daemon's path may wait, to tell a live
+/// daemon from a stale socket.
+const STALE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Removes a stale socket of `uid` at `path`; refuses anything else that is there.
 fn clear_stale(path: &Path, uid: u32) -> Result<(), SocketError> {
     let meta = match fs::symlink_metadata(path) {
@@ -200,7 +204,10 @@ fn clear_stale(path: &Path, uid: u32) -> Result<(), SocketError> {
     if meta.uid() != uid {
         return Err(SocketError::ForeignSocket { path: path.to_owned(), owner: meta.uid() });
     }
-    if UnixStream::connect(path).is_ok() {
+    // A listener whose queue stays full (a daemon stopped, or stuck) is still there: only a
+    // refused connection makes the socket stale.
+    let probe = crate::connect::connect_within(path, STALE_PROBE_TIMEOUT);
+    if probe.as_ref().map_or_else(|e| e.kind() == io::ErrorKind::TimedOut, |_| true) {
         return Err(SocketError::InUse(path.to_owned()));
     }
     fs::remove_file(path).map_err(io_at(path))
