@@ -1,4 +1,4 @@
-//! The control protocol, version 3: what `streamctl` and the daemon say to each other, and the
+//! The control protocol, version 4: what `streamctl` and the daemon say to each other, and the
 //! frames it travels in (`docs/PROTOCOL.md`).
 //!
 //! A frame is a `u32` little-endian length followed by that many bytes of postcard, at most
@@ -172,7 +172,8 @@ pub enum ServerMsg {
     },
     /// A telemetry event (`watch`).
     Event(Event),
-    /// The daemon is stopping; the connection closes next.
+    /// The daemon is stopping; the connection closes next (for the client that asked for
+    /// the stop, once `Done` says it is over).
     ShuttingDown,
     /// The request could not be served; the connection stays open unless the error is about
     /// the connection itself (framing, handshake).
@@ -190,7 +191,7 @@ pub enum ProtocolError {
         /// The daemon's.
         daemon: u32,
     },
-    /// The first frame was not `Hello`.
+    /// The first frame was not `Hello`, or a `Hello` came again; the connection closes.
     #[error("the first frame must be Hello")]
     HandshakeRequired,
     /// A frame could not be decoded.

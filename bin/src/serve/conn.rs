@@ -48,6 +48,8 @@ enum End {
     Idle,
     /// A frame could not be decoded.
     Frame(FrameError),
+    /// The client asked the daemon to stop: its connection waits to be told `Done`.
+    AwaitsStop,
 }
 
 struct Conn {
@@ -143,9 +145,12 @@ impl Drop for Slot<'_> {
 /// Serves one client; see the module docs.
 pub(super) fn serve(daemon: &Arc<Daemon>, stream: UnixStream, id: u64) {
     let _slot = Slot { daemon, id };
-    if let Ok(clone) = stream.try_clone() {
-        daemon.opened(id, clone);
-    }
+    // A connection shutdown cannot close would hold the stop until its client went: one
+    // that cannot be cloned (no file descriptor left) is not served.
+    let Ok(clone) = stream.try_clone() else {
+        return super::tell(format_args!("connection {id} dropped: no descriptor left for it"));
+    };
+    daemon.opened(id, clone);
     // Opened after shutdown shut the others for reading: it takes no request either, and
     // learns why.
     if daemon.is_stopping() {
@@ -163,8 +168,16 @@ pub(super) fn serve(daemon: &Arc<Daemon>, stream: UnixStream, id: u64) {
         Ok(()) => requests(daemon, &mut conn, id),
         Err(end) => end,
     };
-    if let End::Frame(e) = end {
-        let _ = conn.send(&ServerMsg::Error(ProtocolError::Frame(e)));
+    match end {
+        End::Frame(e) => {
+            let _ = conn.send(&ServerMsg::Error(ProtocolError::Frame(e)));
+        }
+        // Kept open (not closed with the others) to be told `Done` when it is over: the
+        // stream itself, as a clone could fail.
+        End::AwaitsStop => {
+            daemon.stop_waiters.lock().unwrap_or_else(PoisonError::into_inner).push(conn.stream);
+        }
+        End::Gone | End::Idle => {}
     }
 }
 
@@ -196,8 +209,11 @@ fn requests(daemon: &Daemon, conn: &mut Conn, id: u64) -> End {
             return End::Gone;
         }
         let answered = match msg {
+            // Said twice: a client out of step with the protocol, whose connection closes
+            // as at any handshake error.
             ClientMsg::Hello { .. } => {
-                conn.send(&ServerMsg::Error(ProtocolError::HandshakeRequired))
+                let _ = conn.send(&ServerMsg::Error(ProtocolError::HandshakeRequired));
+                return End::Gone;
             }
             ClientMsg::Status => {
                 // Sweeps the table, as the commands that read or change it do: ended requests
@@ -220,13 +236,9 @@ fn requests(daemon: &Daemon, conn: &mut Conn, id: u64) -> End {
             ClientMsg::Watch => watch(daemon, conn),
             ClientMsg::Shutdown => {
                 let _ = conn.send(&ServerMsg::ShuttingDown);
-                // Kept open (not closed with the others) to be told `Done` when it is over.
                 daemon.forget(id);
-                if let Ok(clone) = conn.stream.try_clone() {
-                    daemon.stop_waiters.lock().unwrap_or_else(PoisonError::into_inner).push(clone);
-                }
                 daemon.stop();
-                return End::Gone;
+                return End::AwaitsStop;
             }
         };
         if let Err(end) = answered {

@@ -19,6 +19,9 @@ use streamrt::messages::protocol::{
 use streamrt::messages::{AssetKey, EventKind, Priority};
 use streamrt::pack::{Codec, PackWriter};
 
+mod setup;
+mod stopping;
+
 const BIN: &str = env!("CARGO_BIN_EXE_streamctl");
 
 fn blob(payload: &[u8]) -> Vec<u8> {
@@ -145,6 +148,17 @@ fn greeted(socket: &Path) -> UnixStream {
     stream
 }
 
+/// Asserts that the daemon closed the connection: the next read finds its end, where a
+/// connection left open would time out.
+fn assert_closed(stream: &mut UnixStream, what: &str) {
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("{what}: the connection is still open ({other:?})"),
+    }
+}
+
 /// The next message, or `None` once the daemon closed the connection (or a read timed out).
 /// Reads exactly one frame, so the frames after it stay in the socket for the next call.
 fn read_msg(stream: &mut UnixStream) -> Option<ServerMsg> {
@@ -242,6 +256,15 @@ fn each_bad_client_is_answered_or_dropped_and_the_next_client_is_served() {
     let mut s = greeted(&daemon.socket);
     s.write_all(&[3, 0, 0, 0, 0xff, 0xff, 0xff]).unwrap();
     assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(_))));
+    assert_closed(&mut s, "a malformed payload");
+    daemon.status_works();
+    // A second hello: a client out of step with the protocol.
+    let mut s = greeted(&daemon.socket);
+    s.write_all(&encode_frame(&ClientMsg::Hello { version: PROTOCOL_VERSION }).unwrap()).unwrap();
+    let answer = read_msg(&mut s);
+    let refused = matches!(answer, Some(ServerMsg::Error(ProtocolError::HandshakeRequired)));
+    assert!(refused, "{answer:?}");
+    assert_closed(&mut s, "a second hello");
     daemon.status_works();
     // A load of more keys than any answer could list: refused as it is decoded, naming the
     // limit, before its keys take memory.
@@ -255,28 +278,30 @@ fn each_bad_client_is_answered_or_dropped_and_the_next_client_is_served() {
         matches!(&answer, Some(ServerMsg::Error(e)) if e.to_string().contains(&limit)),
         "{answer:?}"
     );
-    assert!(read_msg(&mut s).is_none(), "then closed");
+    assert_closed(&mut s, "a load of too many keys");
     daemon.status_works();
     // A length prefix over the limit: refused before any payload.
     let mut s = connect(&daemon.socket);
     s.write_all(&u32::MAX.to_le_bytes()).unwrap();
     assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(_))));
-    assert!(read_msg(&mut s).is_none(), "then closed");
+    assert_closed(&mut s, "a length over the limit");
     daemon.status_works();
     // A wrong version.
     let mut s = connect(&daemon.socket);
     s.write_all(&encode_frame(&ClientMsg::Hello { version: 99 }).unwrap()).unwrap();
     assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(e)) if e.to_string().contains("99")));
+    assert_closed(&mut s, "a wrong version");
     daemon.status_works();
     // A request before the handshake.
     let mut s = connect(&daemon.socket);
     s.write_all(&encode_frame(&ClientMsg::Status).unwrap()).unwrap();
     assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(_))));
+    assert_closed(&mut s, "a request before the handshake");
     daemon.status_works();
     // Half a frame, left hanging: closed at the idle timeout.
     let mut s = greeted(&daemon.socket);
     s.write_all(&[10, 0]).unwrap();
-    assert!(read_msg(&mut s).is_none(), "closed after the idle timeout");
+    assert_closed(&mut s, "half a frame past the idle timeout");
     daemon.status_works();
     // Vanishing mid-request and mid-watch.
     let mut s = greeted(&daemon.socket);
@@ -410,138 +435,6 @@ fn a_client_waiting_on_its_loads_gets_every_end_and_done_across_shutdown() {
 }
 
 #[test]
-fn shutdown_completes_when_the_socket_file_was_removed() {
-    let mut daemon = Daemon::start(&[]);
-    let mut s = greeted(&daemon.socket);
-    std::fs::remove_file(&daemon.socket).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(&encode_frame(&ClientMsg::Shutdown).unwrap()).unwrap();
-    assert!(matches!(read_msg(&mut s), Some(ServerMsg::ShuttingDown)));
-    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Done)), "the daemon stopped");
-    assert!(daemon.child.wait().unwrap().success());
-}
-
-#[test]
-fn sigterm_and_sigint_stop_the_daemon_as_shutdown_does_and_its_recorded_session_replays() {
-    for signal in [rustix::process::Signal::TERM, rustix::process::Signal::INT] {
-        let logs = tempfile::tempdir().unwrap();
-        let log = logs.path().join("session.log");
-        let mut daemon = Daemon::start(&["--record", log.to_str().unwrap()]);
-        daemon.ok(&["load", "blob:b1", "blob:b2", "--wait"]);
-        let pid = i32::try_from(daemon.child.id()).unwrap();
-        let pid = rustix::process::Pid::from_raw(pid).unwrap();
-        rustix::process::kill_process(pid, signal).unwrap();
-        assert!(daemon.child.wait().unwrap().success(), "{signal:?}: a clean stop exits 0");
-        let mut rest = String::new();
-        daemon._stdout.read_to_string(&mut rest).unwrap();
-        assert!(rest.contains("streamctl serve: stopped"), "{signal:?}: {rest:?}");
-        assert!(!daemon.socket.exists(), "{signal:?}: the socket file is removed");
-        let replayed = Command::new(BIN).arg("replay").arg(&log).output().unwrap();
-        let told = String::from_utf8_lossy(&replayed.stderr);
-        assert!(replayed.status.success(), "{signal:?}: the session is written whole: {told}");
-        let transcript = String::from_utf8_lossy(&replayed.stdout);
-        assert!(transcript.contains("blob:b2"), "{signal:?}: {transcript}");
-    }
-}
-
-/// The daemon's exit status once it exited, or `None` if it still runs after `patience`: a
-/// daemon that never stops fails the test instead of hanging it (its pidfd is waited on).
-fn exited_within(child: &mut Child, patience: Duration) -> Option<std::process::ExitStatus> {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let pid = rustix::process::Pid::from_child(child);
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
-    let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
-    let patience = Timespec::try_from(patience).unwrap();
-    poll(&mut fds, Some(&patience)).unwrap();
-    child.try_wait().unwrap()
-}
-
-#[test]
-fn sigterm_stops_the_daemon_whose_stderr_no_one_reads_any_more() {
-    let mut daemon = Daemon::start_with(&[], Stdio::piped());
-    // Whoever started it stopped reading (a `| tee` that ended): telling of the signal fails.
-    drop(daemon.child.stderr.take());
-    daemon.ok(&["load", "blob:b1", "--wait"]);
-    let pid = rustix::process::Pid::from_child(&daemon.child);
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    let status = exited_within(&mut daemon.child, Duration::from_secs(60));
-    assert!(status.is_some_and(|s| s.success()), "the stop is not lost: {status:?}");
-    assert!(!daemon.socket.exists(), "the socket file is removed");
-}
-
-#[test]
-fn a_daemon_whose_recording_could_not_be_written_says_so_and_fails() {
-    // `/dev/full` takes the log's opening, buffered, and fails its flush at the stop.
-    let mut daemon = Daemon::start_with(&["--record", "/dev/full"], Stdio::piped());
-    daemon.ok(&["load", "blob:b1", "--wait"]);
-    daemon.ok(&["shutdown"]);
-    let mut told = String::new();
-    daemon.child.stderr.take().unwrap().read_to_string(&mut told).unwrap();
-    assert!(told.contains("the replay log is incomplete"), "{told:?}");
-    assert!(!daemon.child.wait().unwrap().success(), "a failed recording is a failed run");
-    let mut rest = String::new();
-    daemon._stdout.read_to_string(&mut rest).unwrap();
-    assert!(!rest.contains("streamctl serve: stopped"), "{rest:?}");
-}
-
-/// A client waiting on more ends than its socket's buffer holds, reading none: a stop of
-/// `daemon` waits for its connection (up to the drain's 5 s) while the client is kept.
-fn holding_the_stop(daemon: &Daemon) -> UnixStream {
-    let mut s = greeted(&daemon.socket);
-    let keys = vec![AssetKey::parse("blob:big").unwrap(); 5_000];
-    let load = ClientMsg::Load { keys, priority: Priority::Normal, wait: true };
-    s.write_all(&encode_frame(&load).unwrap()).unwrap();
-    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Loaded(_))));
-    s
-}
-
-/// Sends `daemon` a `SIGTERM` and waits until it says (on its stderr, `told`) that it stops.
-fn terminate_and_wait_stopping(daemon: &Daemon, told: &mut std::io::Lines<impl BufRead>) {
-    let pid = rustix::process::Pid::from_child(&daemon.child);
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    let stopping = told.map_while(Result::ok).any(|l| l.contains("received, stopping"));
-    assert!(stopping, "the daemon says it stops");
-}
-
-#[test]
-fn a_second_signal_while_the_daemon_stops_exits_at_once_and_removes_the_socket_file() {
-    let mut daemon = Daemon::start_with(&["--io-bytes-per-sec-max", "1000"], Stdio::piped());
-    let mut told = BufReader::new(daemon.child.stderr.take().unwrap()).lines();
-    let _holding = holding_the_stop(&daemon);
-    // Two signals pending at once are one: the second is sent once the first was taken.
-    terminate_and_wait_stopping(&daemon, &mut told);
-    let pid = rustix::process::Pid::from_child(&daemon.child);
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    let status = exited_within(&mut daemon.child, Duration::from_secs(60));
-    assert_eq!(status.and_then(|s| s.code()), Some(1), "the second signal ends it at once");
-    assert!(!daemon.socket.exists(), "the socket file is removed");
-}
-
-#[test]
-fn a_shutdown_asked_while_the_daemon_stops_is_answered_once_the_stop_is_done() {
-    let mut daemon = Daemon::start_with(&["--io-bytes-per-sec-max", "1000"], Stdio::piped());
-    let mut told = BufReader::new(daemon.child.stderr.take().unwrap()).lines();
-    // The asker's connection waits on a load that only the stop ends, so the daemon reads the
-    // `Shutdown` queued behind it once the stop has begun, and before it closes connections.
-    let mut asker = greeted(&daemon.socket);
-    let load = ClientMsg::Load {
-        keys: vec![AssetKey::parse("blob:big").unwrap()],
-        priority: Priority::Normal,
-        wait: true,
-    };
-    asker.write_all(&encode_frame(&load).unwrap()).unwrap();
-    assert!(matches!(read_msg(&mut asker), Some(ServerMsg::Loaded(_))));
-    asker.write_all(&encode_frame(&ClientMsg::Shutdown).unwrap()).unwrap();
-    terminate_and_wait_stopping(&daemon, &mut told);
-    assert!(matches!(read_msg(&mut asker), Some(ServerMsg::Ended { .. })), "the stop ends it");
-    assert!(matches!(read_msg(&mut asker), Some(ServerMsg::Done)));
-    assert!(matches!(read_msg(&mut asker), Some(ServerMsg::ShuttingDown)));
-    assert!(matches!(read_msg(&mut asker), Some(ServerMsg::Done)), "told once it is over");
-    assert!(daemon.child.wait().unwrap().success());
-    assert!(!daemon.socket.exists());
-}
-
-#[test]
 fn an_idle_daemon_lets_go_of_the_requests_that_ended() {
     // Nothing is kept once let go of: b1's asset is evicted as soon as the daemon drops it.
     let daemon = Daemon::start(&["--bytes-resident-max", "1"]);
@@ -562,16 +455,6 @@ fn an_idle_daemon_lets_go_of_the_requests_that_ended() {
     }
     drop(watch);
     daemon.stop();
-}
-
-#[test]
-fn a_daemon_whose_runtime_cannot_start_leaves_no_socket_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("run").join("ctl.sock");
-    let log = dir.path().join("no such folder").join("session.log");
-    let err = serve_refused(dir.path(), &socket, &["--record", log.to_str().unwrap()]);
-    assert!(err.contains("starting the runtime"), "{err}");
-    assert!(!socket.exists(), "the socket file is removed");
 }
 
 #[test]
@@ -639,168 +522,4 @@ fn a_frame_sent_a_byte_at_a_time_gets_the_idle_timeout_for_the_whole_frame() {
     assert!(closed, "the trickled frame was read whole ({sent} bytes)");
     daemon.status_works();
     daemon.stop();
-}
-
-#[test]
-fn the_socket_is_private_and_unsafe_paths_are_refused() {
-    let daemon = Daemon::start(&[]);
-    let socket_meta = std::fs::metadata(&daemon.socket).unwrap();
-    assert!(socket_meta.file_type().is_socket());
-    assert_eq!(socket_meta.mode() & 0o777, 0o600);
-    let dir_meta = std::fs::metadata(daemon.socket.parent().unwrap()).unwrap();
-    assert_eq!(dir_meta.mode() & 0o777, 0o700);
-    // A second daemon on a live socket is refused.
-    let second = serve_at(daemon.dir.path(), &daemon.socket);
-    assert!(second.contains("already listening"), "{second}");
-    daemon.stop();
-
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    std::fs::create_dir(&run).unwrap();
-    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let target = dir.path().join("target-file");
-    std::fs::write(&target, b"keep me").unwrap();
-    let link = run.join("link.sock");
-    std::os::unix::fs::symlink(&target, &link).unwrap();
-    assert!(serve_at(dir.path(), &link).contains("symlink"));
-    assert_eq!(std::fs::read(&target).unwrap(), b"keep me", "nothing changed through the link");
-    let file = run.join("file.sock");
-    std::fs::write(&file, b"x").unwrap();
-    assert!(serve_at(dir.path(), &file).contains("regular file"));
-    assert!(file.exists());
-    let open = dir.path().join("open");
-    std::fs::create_dir(&open).unwrap();
-    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
-    assert!(serve_at(dir.path(), &open.join("ctl.sock")).contains("mode 0700"));
-    if is_root() {
-        // A socket of another user (root can make one to test with).
-        let foreign = run.join("foreign.sock");
-        drop(std::os::unix::net::UnixListener::bind(&foreign).unwrap());
-        std::os::unix::fs::chown(&foreign, Some(65_534), Some(65_534)).unwrap();
-        assert!(serve_at(dir.path(), &foreign).contains("uid 65534"));
-        assert!(foreign.exists());
-    }
-}
-
-#[test]
-fn a_connection_from_another_user_is_closed_before_a_byte_is_read() {
-    if !is_root() {
-        // Only root can run a client as another user; the check still runs for every
-        // connection in every other test.
-        return;
-    }
-    let daemon = Daemon::start(&[]);
-    // Opened up on purpose so that another user can reach the socket at all.
-    std::fs::set_permissions(
-        daemon.socket.parent().unwrap(),
-        std::fs::Permissions::from_mode(0o711),
-    )
-    .unwrap();
-    std::fs::set_permissions(&daemon.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = Command::new(BIN)
-        .args(["status", "--socket"])
-        .arg(&daemon.socket)
-        .uid(65_534)
-        .gid(65_534)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(out.stdout.is_empty(), "no answer reaches another user: {out:?}");
-    daemon.status_works();
-    std::fs::set_permissions(
-        daemon.socket.parent().unwrap(),
-        std::fs::Permissions::from_mode(0o700),
-    )
-    .unwrap();
-    daemon.stop();
-}
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
-}
-
-/// Starts a daemon at `socket` expecting a refusal; returns its error output.
-fn serve_at(dir: &Path, socket: &Path) -> String {
-    serve_refused(dir, socket, &[])
-}
-
-/// Starts a daemon at `socket` with `extra` arguments, expecting a refusal; returns its error
-/// output.
-fn serve_refused(dir: &Path, socket: &Path, extra: &[&str]) -> String {
-    let pack = dir.join("refused.pack");
-    if !pack.exists() {
-        let mut writer = PackWriter::create(&pack).unwrap();
-        writer.add("blob:x", &blob(b"x"), Codec::None, vec![]).unwrap();
-        writer.finish().unwrap();
-    }
-    let out = Command::new(BIN)
-        .arg("serve")
-        .arg("--socket")
-        .arg(socket)
-        .arg("--pack")
-        .arg(&pack)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "the daemon refuses {}", socket.display());
-    String::from_utf8(out.stderr).unwrap()
-}
-
-#[test]
-fn a_configuration_error_keeps_its_lines_and_escapes_what_else_the_file_holds() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("serve.toml");
-    std::fs::write(&config, "workerz = 3\n").unwrap();
-    let socket = dir.path().join("s.sock");
-    let err = serve_refused(dir.path(), &socket, &["--config", config.to_str().unwrap()]);
-    let lines: Vec<&str> = err.lines().collect();
-    let field = lines.iter().position(|l| l.ends_with("workerz = 3"));
-    let field = field.unwrap_or_else(|| panic!("the field's line: {err}"));
-    assert!(lines[field + 1].ends_with("^^^^^^^"), "the caret under the field: {err}");
-    // A key the file holds with an escape sequence reaches the terminal escaped.
-    std::fs::write(&config, "\"x\u{1b}[2J\" = 3\n").unwrap();
-    let err = serve_refused(dir.path(), &socket, &["--config", config.to_str().unwrap()]);
-    assert!(!err.contains('\u{1b}'), "{err:?}");
-}
-
-#[test]
-fn a_configuration_that_is_not_a_regular_file_or_is_too_large_is_refused_unread() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("s.sock");
-    let refused =
-        |config: &Path| serve_refused(dir.path(), &socket, &["--config", config.to_str().unwrap()]);
-    // A named pipe with no writer: refused at once, not waited on.
-    let fifo = dir.path().join("config.fifo");
-    let owner_rw = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
-    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, owner_rw).expect("mkfifo");
-    let err = refused(&fifo);
-    assert!(err.contains("is not a regular file"), "{err}");
-    assert!(refused(dir.path()).contains("is not a regular file"));
-    // One line over the limit: refused by its size, and no part of it echoed.
-    let huge = dir.path().join("huge.toml");
-    std::fs::write(&huge, format!("workers = {}\n", "9".repeat(1 << 20))).unwrap();
-    let err = refused(&huge);
-    assert!(err.contains("is over 1048576 bytes") && err.len() < 1_000, "{}", err.len());
-    // Just under it: parsed, and the parser's quote of the line is cut.
-    std::fs::write(&huge, format!("workers = {}\n", "9".repeat(1_000_000))).unwrap();
-    let err = refused(&huge);
-    assert!(err.contains("parsing the configuration") && err.len() < 10_000, "{}", err.len());
-}
-
-#[test]
-fn a_line_break_in_a_name_an_error_shows_cannot_forge_a_line_of_its_own() {
-    let dir = tempfile::tempdir().unwrap();
-    let pack = dir.path().join("missing\nstreamctl: all is well");
-    let out = Command::new(BIN).args(["pack", "ls"]).arg(&pack).output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.lines().count(), 1, "one line, its break escaped: {err:?}");
-    assert!(err.starts_with("streamctl: ") && err.contains(r"missing\nstreamctl: all"), "{err:?}");
-    // A configuration's parse error keeps its lines, each indented under the first.
-    let config = dir.path().join("serve.toml");
-    std::fs::write(&config, "workerz = 3\n").unwrap();
-    let socket = dir.path().join("s.sock");
-    let err = serve_refused(dir.path(), &socket, &["--config", config.to_str().unwrap()]);
-    let lines: Vec<&str> = err.lines().collect();
-    assert!(lines.len() > 1 && lines[1..].iter().all(|l| l.starts_with("  ")), "{err}");
 }

@@ -1,0 +1,136 @@
+//! Stopping the daemon: `shutdown` with the socket file gone, signals (one, then a second while
+//! it stops), a `shutdown` asked during a stop, and a recording that could not be written.
+
+use super::*;
+
+#[test]
+fn shutdown_completes_when_the_socket_file_was_removed() {
+    let mut daemon = Daemon::start(&[]);
+    let mut s = greeted(&daemon.socket);
+    std::fs::remove_file(&daemon.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(&encode_frame(&ClientMsg::Shutdown).unwrap()).unwrap();
+    assert!(matches!(read_msg(&mut s), Some(ServerMsg::ShuttingDown)));
+    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Done)), "the daemon stopped");
+    assert!(daemon.child.wait().unwrap().success());
+}
+
+#[test]
+fn sigterm_and_sigint_stop_the_daemon_as_shutdown_does_and_its_recorded_session_replays() {
+    for signal in [rustix::process::Signal::TERM, rustix::process::Signal::INT] {
+        let logs = tempfile::tempdir().unwrap();
+        let log = logs.path().join("session.log");
+        let mut daemon = Daemon::start(&["--record", log.to_str().unwrap()]);
+        daemon.ok(&["load", "blob:b1", "blob:b2", "--wait"]);
+        let pid = i32::try_from(daemon.child.id()).unwrap();
+        let pid = rustix::process::Pid::from_raw(pid).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+        assert!(daemon.child.wait().unwrap().success(), "{signal:?}: a clean stop exits 0");
+        let mut rest = String::new();
+        daemon._stdout.read_to_string(&mut rest).unwrap();
+        assert!(rest.contains("streamctl serve: stopped"), "{signal:?}: {rest:?}");
+        assert!(!daemon.socket.exists(), "{signal:?}: the socket file is removed");
+        let replayed = Command::new(BIN).arg("replay").arg(&log).output().unwrap();
+        let told = String::from_utf8_lossy(&replayed.stderr);
+        assert!(replayed.status.success(), "{signal:?}: the session is written whole: {told}");
+        let transcript = String::from_utf8_lossy(&replayed.stdout);
+        assert!(transcript.contains("blob:b2"), "{signal:?}: {transcript}");
+    }
+}
+
+/// The daemon's exit status once it exited, or `None` if it still runs after `patience`: a
+/// daemon that never stops fails the test instead of hanging it (its pidfd is waited on).
+fn exited_within(child: &mut Child, patience: Duration) -> Option<std::process::ExitStatus> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let pid = rustix::process::Pid::from_child(child);
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
+    let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+    let patience = Timespec::try_from(patience).unwrap();
+    poll(&mut fds, Some(&patience)).unwrap();
+    child.try_wait().unwrap()
+}
+
+#[test]
+fn sigterm_stops_the_daemon_whose_stderr_no_one_reads_any_more() {
+    let mut daemon = Daemon::start_with(&[], Stdio::piped());
+    // Whoever started it stopped reading (a `| tee` that ended): telling of the signal fails.
+    drop(daemon.child.stderr.take());
+    daemon.ok(&["load", "blob:b1", "--wait"]);
+    let pid = rustix::process::Pid::from_child(&daemon.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = exited_within(&mut daemon.child, Duration::from_secs(60));
+    assert!(status.is_some_and(|s| s.success()), "the stop is not lost: {status:?}");
+    assert!(!daemon.socket.exists(), "the socket file is removed");
+}
+
+#[test]
+fn a_daemon_whose_recording_could_not_be_written_says_so_and_fails() {
+    // `/dev/full` takes the log's opening, buffered, and fails its flush at the stop.
+    let mut daemon = Daemon::start_with(&["--record", "/dev/full"], Stdio::piped());
+    daemon.ok(&["load", "blob:b1", "--wait"]);
+    daemon.ok(&["shutdown"]);
+    let mut told = String::new();
+    daemon.child.stderr.take().unwrap().read_to_string(&mut told).unwrap();
+    assert!(told.contains("the replay log is incomplete"), "{told:?}");
+    assert!(!daemon.child.wait().unwrap().success(), "a failed recording is a failed run");
+    let mut rest = String::new();
+    daemon._stdout.read_to_string(&mut rest).unwrap();
+    assert!(!rest.contains("streamctl serve: stopped"), "{rest:?}");
+}
+
+/// A client waiting on more ends than its socket's buffer holds, reading none: a stop of
+/// `daemon` waits for its connection (up to the drain's 5 s) while the client is kept.
+fn holding_the_stop(daemon: &Daemon) -> UnixStream {
+    let mut s = greeted(&daemon.socket);
+    let keys = vec![AssetKey::parse("blob:big").unwrap(); 5_000];
+    let load = ClientMsg::Load { keys, priority: Priority::Normal, wait: true };
+    s.write_all(&encode_frame(&load).unwrap()).unwrap();
+    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Loaded(_))));
+    s
+}
+
+/// Sends `daemon` a `SIGTERM` and waits until it says (on its stderr, `told`) that it stops.
+fn terminate_and_wait_stopping(daemon: &Daemon, told: &mut std::io::Lines<impl BufRead>) {
+    let pid = rustix::process::Pid::from_child(&daemon.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let stopping = told.map_while(Result::ok).any(|l| l.contains("received, stopping"));
+    assert!(stopping, "the daemon says it stops");
+}
+
+#[test]
+fn a_second_signal_while_the_daemon_stops_exits_at_once_and_removes_the_socket_file() {
+    let mut daemon = Daemon::start_with(&["--io-bytes-per-sec-max", "1000"], Stdio::piped());
+    let mut told = BufReader::new(daemon.child.stderr.take().unwrap()).lines();
+    let _holding = holding_the_stop(&daemon);
+    // Two signals pending at once are one: the second is sent once the first was taken.
+    terminate_and_wait_stopping(&daemon, &mut told);
+    let pid = rustix::process::Pid::from_child(&daemon.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = exited_within(&mut daemon.child, Duration::from_secs(60));
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "the second signal ends it at once");
+    assert!(!daemon.socket.exists(), "the socket file is removed");
+}
+
+#[test]
+fn a_shutdown_asked_while_the_daemon_stops_is_answered_once_the_stop_is_done() {
+    let mut daemon = Daemon::start_with(&["--io-bytes-per-sec-max", "1000"], Stdio::piped());
+    let mut told = BufReader::new(daemon.child.stderr.take().unwrap()).lines();
+    // The asker's connection waits on a load that only the stop ends, so the daemon reads the
+    // `Shutdown` queued behind it once the stop has begun, and before it closes connections.
+    let mut asker = greeted(&daemon.socket);
+    let load = ClientMsg::Load {
+        keys: vec![AssetKey::parse("blob:big").unwrap()],
+        priority: Priority::Normal,
+        wait: true,
+    };
+    asker.write_all(&encode_frame(&load).unwrap()).unwrap();
+    assert!(matches!(read_msg(&mut asker), Some(ServerMsg::Loaded(_))));
+    asker.write_all(&encode_frame(&ClientMsg::Shutdown).unwrap()).unwrap();
+    terminate_and_wait_stopping(&daemon, &mut told);
+    assert!(matches!(read_msg(&mut asker), Some(ServerMsg::Ended { .. })), "the stop ends it");
+    assert!(matches!(read_msg(&mut asker), Some(ServerMsg::Done)));
+    assert!(matches!(read_msg(&mut asker), Some(ServerMsg::ShuttingDown)));
+    assert!(matches!(read_msg(&mut asker), Some(ServerMsg::Done)), "told once it is over");
+    assert!(daemon.child.wait().unwrap().success());
+    assert!(!daemon.socket.exists());
+}
