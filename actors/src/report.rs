@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::BufRead;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use streamrt_messages::{error_text, escape_controls, Record, TELEMETRY_SCHEMA_VERSION};
 
 /// Why a log could not be read.
@@ -110,13 +110,26 @@ fn parse_line(line: usize, bytes: &mut Vec<u8>) -> Result<Option<Record>, BadLin
     // character cut in two is incomplete, not invalid (`error_len` is `None`).
     let text =
         std::str::from_utf8(bytes).map_err(|e| bad(e.to_string(), e.error_len().is_none()))?;
-    let record: Record = serde_json::from_str(text).map_err(|e| bad(e.to_string(), e.is_eof()))?;
+    let unknown =
+        |v: u32| format!("schema version {v} (this reader knows {TELEMETRY_SCHEMA_VERSION})");
+    let record: Record = serde_json::from_str(text).map_err(|e| {
+        // A later schema may rename or retype a field this reader needs: its version, read
+        // alone, names the cause, where the field's error would not.
+        match serde_json::from_str::<SchemaVersion>(text) {
+            Ok(SchemaVersion { v }) if v != TELEMETRY_SCHEMA_VERSION => bad(unknown(v), false),
+            _ => bad(e.to_string(), e.is_eof()),
+        }
+    })?;
     if record.v != TELEMETRY_SCHEMA_VERSION {
-        let message =
-            format!("schema version {} (this reader knows {TELEMETRY_SCHEMA_VERSION})", record.v);
-        return Err(bad(message, false));
+        return Err(bad(unknown(record.v), false));
     }
     Ok(Some(record))
+}
+
+/// A line's schema version alone (serde skips its other fields).
+#[derive(Deserialize)]
+struct SchemaVersion {
+    v: u32,
 }
 
 /// The 50th, 95th and 99th percentiles of a sample, in microseconds (0 for an empty one,
@@ -612,6 +625,10 @@ mod tests {
         let other = format!("{whole}{}", line("queued", 20).replace("\"v\":1", "\"v\":9"));
         let refused = read_log(other.as_bytes()).unwrap_err();
         assert!(matches!(refused, LogError::Malformed { line: 3, .. }), "{refused}");
+        // Named by its version, also where that schema renamed a field this one needs.
+        let renamed = line("queued", 20).replace("\"v\":1", "\"v\":2").replace("event", "kind");
+        let refused = read_log(format!("{whole}{renamed}\n").as_bytes()).unwrap_err();
+        assert!(refused.to_string().contains("schema version 2"), "{refused}");
         let mut bad_byte = whole.clone().into_bytes();
         bad_byte.extend_from_slice(b"{\"v\":1,\"x\":\"\xff\"}");
         let refused = read_log(bad_byte.as_slice()).unwrap_err();
