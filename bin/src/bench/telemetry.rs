@@ -43,6 +43,12 @@ fn run(
     if let Some(error) = rt.telemetry_error() {
         bail!("telemetry failed to write its log: {error}");
     }
+    // So would events dropped at a full buffer: the line says every event is written.
+    let dropped = rt.status().events_dropped;
+    ensure!(
+        dropped == 0,
+        "telemetry dropped {dropped} events: the rate would count lines never written"
+    );
     rt.shutdown();
     Ok(span)
 }
