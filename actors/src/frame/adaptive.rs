@@ -24,9 +24,10 @@
 //!   rises only to below it. Where one more publish costs more than the dead band is wide, no
 //!   budget lands in the band: without the memory the budget cycled (4, 8, 6, 5, 4...) with
 //!   three windows in four over target; with it, it holds at the largest budget under target.
-//!   The memory lasts [`OVERSHOOT_KEPT_WINDOWS_MAX`] windows, then the next rise is a probe of
-//!   one request, so a budget held down by a slow spell recovers, at one window over target a
-//!   period while it does not.
+//!   The memory ends when a window's mean, scaled up to the overshoot's budget, fits under
+//!   target (publishing got cheaper: a budget held down by a slow spell recovers at once), or
+//!   after [`OVERSHOOT_KEPT_WINDOWS_MAX`] windows, when the next rise is a probe of one
+//!   request: one window over target a period while nothing changed.
 
 /// How many decisions an overshoot is remembered for before the budget probes past it.
 const OVERSHOOT_KEPT_WINDOWS_MAX: u32 = 16;
@@ -127,7 +128,7 @@ impl AdaptiveBudget {
             let cut = (u64::from(self.budget) * u64::from(p.decrease_pct.min(100)) / 100).max(1);
             self.budget.saturating_sub(u32::try_from(cut).unwrap_or(u32::MAX))
         } else {
-            self.forget_overshoot_in_time();
+            self.forget_overshoot_if_stale(mean);
             if mean < floor {
                 self.rise()
             } else {
@@ -142,10 +143,15 @@ impl AdaptiveBudget {
         self.budget
     }
 
-    /// Counts a decision not over target; past the limit, the overshoot is forgotten and the
-    /// next rise probes by one.
-    fn forget_overshoot_in_time(&mut self) {
-        if self.overshoot.is_none() {
+    /// Counts a decision not over target, whose window's mean was `mean_us`. The overshoot is
+    /// forgotten at once when that mean says it would now fit: scaled to the overshoot as if
+    /// every microsecond were the publishes' (which overstates it), it is under target.
+    /// Otherwise it is forgotten past the limit, and the next rise probes by one.
+    fn forget_overshoot_if_stale(&mut self, mean_us: u64) {
+        let Some(overshoot) = self.overshoot else { return };
+        let scaled = u128::from(mean_us) * u128::from(overshoot) / u128::from(self.budget.max(1));
+        if scaled <= u128::from(self.policy.target_frame_us) {
+            self.overshoot = None;
             return;
         }
         self.overshoot_windows += 1;
@@ -251,9 +257,23 @@ mod tests {
         let mut c = AdaptiveBudget::new(AdaptivePolicy::target(16_000, 64), 64);
         run(&mut c, 800, 1_500, 3_000, 200);
         assert_eq!(c.budget(), 4);
+        // 10 ms fixed + 800 us per publish: 5 now fits (14 ms), which only a probe finds (4's
+        // 13.2 ms, scaled to 5 publishes, would not fit).
+        let budgets = run(&mut c, 400, 10_000, 800, 100);
+        assert_eq!(budgets.last(), Some(&5), "probed past the old overshoot: {budgets:?}");
         // Publishing got cheap: 10 ms fixed + 100 us per publish, as in the tests above.
         let budgets = run(&mut c, 2_400, 10_000, 100, 500);
         assert!((34..=60).contains(budgets.last().unwrap()), "recovered: {budgets:?}");
+    }
+
+    #[test]
+    fn a_window_showing_the_overshoot_would_now_fit_forgets_it_at_once() {
+        let mut c = AdaptiveBudget::new(AdaptivePolicy::target(16_000, 64), 64);
+        run(&mut c, 800, 1_500, 3_000, 200);
+        assert_eq!(c.budget(), 4);
+        // 4 publishes now take 10.4 ms: 5 would take 13 ms even were it all publishing.
+        let budgets = run(&mut c, 64, 10_000, 100, 0);
+        assert!(*budgets.last().unwrap() > 5, "rose within 8 windows: {budgets:?}");
     }
 
     #[test]
