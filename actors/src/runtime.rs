@@ -345,11 +345,19 @@ impl Runtime {
 
     /// A live feed of every telemetry event emitted after this returns, holding at most
     /// `capacity` undelivered events (at least one; `usize::MAX`: no limit). Room is taken as
-    /// events wait, not reserved up front.
+    /// events wait, not reserved up front; events past it are dropped and counted in
+    /// [`EventStream::dropped`].
+    ///
+    /// The feed is ended at once ([`EventStream::is_ended`]) after a shutdown, and when the
+    /// telemetry sink does not take the subscription within `shutdown_ack_ms_max` (its thread
+    /// stuck writing the telemetry file): a stream either gets every event from its return on,
+    /// or says it ended.
     pub fn subscribe(&self, capacity: usize) -> EventStream {
         let (tx, stream) = EventStream::channel(capacity);
         let timeout = Duration::from_millis(self.inner.config.shutdown_ack_ms_max);
-        self.inner.sink.ask(|ack| SinkMsg::Subscribe(tx, ack), timeout);
+        if self.inner.sink.ask(|ack| SinkMsg::Subscribe(tx, ack), timeout).is_none() {
+            stream.abandon();
+        }
         stream
     }
 

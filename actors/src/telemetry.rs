@@ -414,8 +414,7 @@ impl TelemetrySink {
         } else if self.probe.telemetry_error().is_some() {
             Counters::bump(&self.probe.counters.events_dropped);
         }
-        let dropped = &self.probe.counters.events_dropped;
-        outputs.subscribers.retain(|s| s.offer(event, dropped));
+        outputs.subscribers.retain(|s| s.offer(event));
     }
 
     fn handle_msg(&mut self, msg: SinkMsg) {

@@ -39,7 +39,8 @@ pub struct Status {
     pub restarts: u64,
     /// Keys quarantined after repeated decoder panics.
     pub quarantined: u64,
-    /// Telemetry events dropped because the sink's buffer was full.
+    /// Telemetry events the runtime lost: dropped at its full buffer, or not written to a
+    /// telemetry file whose write failed. (A subscriber's feed counts its own.)
     pub events_dropped: u64,
     /// The current frame index.
     pub frame: u64,

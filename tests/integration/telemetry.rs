@@ -151,7 +151,7 @@ fn a_telemetry_file_that_cannot_be_written_is_said_so_and_its_events_counted_dro
 }
 
 #[test]
-fn a_telemetry_pipe_no_one_reads_is_refused_and_one_that_stalls_does_not_hold_the_shutdown() {
+fn a_telemetry_pipe_no_one_reads_is_refused_and_a_stalled_one_holds_no_subscription_or_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("telemetry.fifo");
     named_pipe(&fifo);
@@ -183,6 +183,12 @@ fn a_telemetry_pipe_no_one_reads_is_refused_and_one_that_stalls_does_not_hold_th
     for h in &handles {
         assert!(h.wait_timeout(PATIENCE).unwrap().is_ok(), "producers never wait on the sink");
     }
+    // Their lines are far more than the pipe holds: the sink is stuck in its write for good.
+    assert!(!rt.flush_telemetry(), "a sink stuck writing does not answer");
+    // A subscription it cannot take says it ended, rather than missing the events meanwhile.
+    let events = rt.subscribe(16);
+    assert!(events.is_ended());
+    assert!(events.next_timeout(PATIENCE).is_none());
     drop(handles);
     within_patience("the shutdown returns, the sink left behind", move || rt.shutdown());
     // Its write then fails (no reader) and its thread ends.
@@ -288,6 +294,25 @@ fn events_are_buffered_only_while_something_reads_them() {
     let a5 = rt.request::<Blob>("a5", Priority::Normal).unwrap();
     assert!(a5.wait_timeout(PATIENCE).expect("terminal").is_ok());
     assert!(rt.status().events_dropped > 0, "with a reader, one load's events overflow 4 slots");
+}
+
+#[test]
+fn a_subscriber_that_does_not_read_loses_its_own_events_only_and_counts_them() {
+    let source = GatedSource::with_blobs(20);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    let (unread, read) = (rt.subscribe(1), rt.subscribe(usize::MAX));
+    let handles: Vec<_> =
+        (0..20).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    for h in &handles {
+        assert!(h.wait_timeout(PATIENCE).unwrap().is_ok());
+    }
+    assert!(rt.sync(PATIENCE) && rt.flush_telemetry());
+    let delivered = std::iter::from_fn(|| read.try_next()).count();
+    assert!(delivered > 20, "the reader got every event: {delivered}");
+    assert_eq!(read.dropped(), 0);
+    // The one it held and the rest, dropped for it alone.
+    assert_eq!(unread.dropped(), delivered as u64 - 1);
+    assert_eq!(rt.status().events_dropped, 0, "the runtime lost nothing");
 }
 
 #[test]

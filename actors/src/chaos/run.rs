@@ -113,7 +113,8 @@ pub struct ChaosReport {
     pub ready: usize,
     /// Requests for poison keys (their decoder always panics) that reached `Ready`: none may.
     pub poison_ready: usize,
-    /// Telemetry events dropped (the lost/duplicated counts need 0).
+    /// Telemetry events dropped, by the runtime or by the run's feed (the lost/duplicated
+    /// counts need 0).
     pub events_dropped: u64,
     /// Bytes the memory budget still counted held once every handle was dropped (held bytes
     /// leaked by a crash, a cancel or a restart's readmission; every resident byte, and at
@@ -294,8 +295,9 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
     rt.shutdown();
     tally.finish().report(&ids, &mut report);
     let status = rt.status();
-    (report.restarts, report.quarantined, report.events_dropped) =
-        (status.restarts, status.quarantined, status.events_dropped);
+    (report.restarts, report.quarantined) = (status.restarts, status.quarantined);
+    // The runtime's own drops, besides the feed's.
+    report.events_dropped += status.events_dropped;
     Ok(report)
 }
 
@@ -422,6 +424,8 @@ fn drained(rt: &Runtime, patience: Duration) -> u64 {
 struct Tally {
     terminal: HashMap<RequestId, u32>,
     restarts_by_actor: BTreeMap<String, u64>,
+    /// Events the feed dropped (it held its capacity).
+    dropped: u64,
 }
 
 impl Tally {
@@ -439,9 +443,10 @@ impl Tally {
         }
     }
 
-    /// Puts in `report` the requests of `ids` with no terminal event or more than one, and
-    /// the restarts by actor.
+    /// Puts in `report` the requests of `ids` with no terminal event or more than one, the
+    /// restarts by actor, and the events the feed dropped.
     fn report(self, ids: &[RequestId], report: &mut ChaosReport) {
+        report.events_dropped += self.dropped;
         for id in ids {
             match self.terminal.get(id).copied().unwrap_or(0) {
                 0 => report.lost += 1,
@@ -492,6 +497,7 @@ fn tally_events(events: EventStream) -> std::io::Result<Counting> {
                 None => {}
             }
         }
+        tally.dropped = events.dropped();
         tally
     };
     let thread = std::thread::Builder::new().name("streamrt-chaos-tally".into()).spawn(count)?;

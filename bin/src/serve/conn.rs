@@ -34,7 +34,8 @@ const READ_CHUNK_BYTES: usize = 64 << 10;
 /// How often a watcher gets a status line, and how often it checks that the daemon runs.
 const WATCH_STATUS_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Events a watcher's subscription holds for it; past that, events are dropped and counted.
+/// Events a watcher's subscription holds for it; past that, events are dropped and counted
+/// in the statuses its watch sends.
 const WATCH_EVENTS_BUFFERED_MAX: usize = 4_096;
 
 /// How long a `stats` waits for each cache's figures.
@@ -402,8 +403,11 @@ fn watch(daemon: &Daemon, conn: &mut Conn) -> Result<(), End> {
             return Err(End::Gone);
         }
         if Instant::now() >= next_status {
-            // Also how a vanished watcher is noticed when no event flows.
-            conn.send(&ServerMsg::Status(daemon.rt.status()))?;
+            // Also how a vanished watcher is noticed when no event flows. Its drops are the
+            // runtime's and its own subscription's: both are events it never saw.
+            let mut status = daemon.rt.status();
+            status.events_dropped = status.events_dropped.saturating_add(events.dropped());
+            conn.send(&ServerMsg::Status(status))?;
             next_status = Instant::now() + WATCH_STATUS_INTERVAL;
         }
         let left = next_status.saturating_duration_since(Instant::now());
