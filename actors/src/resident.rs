@@ -161,8 +161,10 @@ impl Residency {
 
     /// A held asset of `bytes` decoded; returns what the budget evicted to make room.
     pub(crate) fn admit(&mut self, t: usize, bytes: u64) -> Vec<Evicted> {
-        self.resident_bytes += bytes;
-        self.types[t].figures.resident_bytes += bytes;
+        // Saturating: sizes are clamped to `ASSET_BYTES_MAX`, but a sum of them is not.
+        self.resident_bytes = self.resident_bytes.saturating_add(bytes);
+        let figures = &mut self.types[t].figures;
+        figures.resident_bytes = figures.resident_bytes.saturating_add(bytes);
         self.enforce(t)
     }
 

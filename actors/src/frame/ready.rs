@@ -44,7 +44,9 @@ pub struct FramePolicy {
     /// Microseconds spent publishing per frame at most (the first request is always allowed).
     pub publish_time_us_max: u64,
     /// Frames a decoded request waits at most before it is published ahead of more urgent
-    /// ones.
+    /// ones. `u64::MAX` turns aging off: a request can then wait behind more urgent ones for
+    /// as long as they keep coming, and one larger than the byte budget that is never first
+    /// in a frame is never published.
     pub aging_frames_max: u64,
     /// When set, `publish_count_max` is only the starting point: the count budget then follows
     /// frame time (see [`AdaptivePolicy`]).
@@ -330,7 +332,7 @@ fn publish<E: Waiting>(
     let bytes = entry.bytes();
     if entry.publish(batch) {
         done.count += 1;
-        done.bytes += bytes;
+        done.bytes = done.bytes.saturating_add(bytes);
         if let Some(record) = record {
             record.push(request);
         }
