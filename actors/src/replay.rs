@@ -472,10 +472,18 @@ fn check_versions(
     records: &[(u64, LogRecord)],
 ) -> Result<(), ReplayError> {
     let immediate = header.config.publish == LogPublish::Immediate;
-    for (offset, record) in records {
+    for (at, (offset, record)) in records.iter().enumerate() {
         let (name, since) = match record {
             LogRecord::TypePolicy { .. } => ("a retry policy", 5),
             LogRecord::EntryPanicked { .. } => ("a source panic", 5),
+            // A frame's own record, which version 3 wrote in either mode: a frame in
+            // immediate mode published nothing then, and a replay's publishes nothing.
+            LogRecord::Published { requests }
+                if requests.is_empty()
+                    && matches!(records.get(at + 1), Some((_, LogRecord::BeginFrame { .. }))) =>
+            {
+                ("a frame's publish list", 3)
+            }
             LogRecord::Published { .. } if immediate => ("an immediate publish", 4),
             LogRecord::Published { .. } => ("a frame's publish list", 3),
             LogRecord::Ended { state, .. } if !state.is_terminal() => {

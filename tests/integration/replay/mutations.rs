@@ -236,7 +236,7 @@ fn a_record_its_logs_version_cannot_hold_is_refused_naming_it() {
         backoff_ms: (1, 1),
         panics_max: 1,
     };
-    let published = LogRecord::Published { requests: Vec::new() };
+    let published = LogRecord::Published { requests: vec![1] };
     let cases = [
         (policy, 4u16, false, "a retry policy record, which logs hold from version 5"),
         (
@@ -245,6 +245,7 @@ fn a_record_its_logs_version_cannot_hold_is_refused_naming_it() {
             false,
             "a frame's publish list record, which logs hold from version 3",
         ),
+        // Not a frame's (no `BeginFrame` follows it), and naming a request.
         (published, 3, true, "an immediate publish record, which logs hold from version 4"),
         (
             LogRecord::Ended { id: 1, state: streamrt::LoadState::Pending },
