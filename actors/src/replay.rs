@@ -558,6 +558,12 @@ impl Kept {
     }
 
     fn keep(&self, event: &Event) {
+        // Samples come from the telemetry thread on a wall-clock timer, and the transcript
+        // leaves them out: counted, they would make the limit depend on how long the replay
+        // took.
+        if matches!(event.kind, EventKind::Sample { .. }) {
+            return;
+        }
         let mut events = lock(&self.events);
         if events.len() < self.max {
             events.push(event.clone());
@@ -732,5 +738,23 @@ mod tests {
         let wide = RuntimeConfig { dependency_nodes_max: usize::MAX, ..RuntimeConfig::default() };
         assert_eq!(replayed(&wide, 5).dependency_nodes_max, 1 << 20, "every path is walked");
         assert_eq!(replayed(&wide, 6).dependency_nodes_max, usize::MAX, "each request once");
+    }
+
+    #[test]
+    fn the_events_limit_leaves_out_the_samples_a_wall_clock_timer_emits() {
+        let kept = Kept::new(1);
+        let sample = EventKind::Sample {
+            queue_depth: 0,
+            in_flight: 0,
+            busy_io: 0,
+            busy_decode: 0,
+            events_dropped: 0,
+        };
+        for _ in 0..3 {
+            kept.keep(&Event::new(0, 0, sample.clone()));
+        }
+        kept.keep(&Event::new(0, 0, EventKind::Restarted { actor: "cache".into() }));
+        assert!(kept.check(0).is_ok(), "one event kept, its limit");
+        assert_eq!(lock(&kept.events).len(), 1);
     }
 }
