@@ -4,7 +4,9 @@
 //! reads blocks until a reader comes, which would hold the runtime's build for ever:
 //! [`create`] opens without blocking, so such a pipe is refused at once (`ENXIO`), then lets
 //! the writes block as a file's do. [`write_lines`] writes a batch of lines so that a write
-//! failing part way (a full disk) leaves whole lines only where the file allows it.
+//! failing part way (a full disk) leaves whole lines only where the file allows it, and
+//! [`WholeWrites`] buffers the replay log's frames so that it ends at a whole frame however
+//! its last write ended.
 
 use std::fs::File;
 use std::io::{self, Seek, Write};
@@ -60,6 +62,82 @@ pub(crate) fn write_lines(file: &mut File, lines: &[u8]) -> Result<(), FailedLin
     Err(FailedLines { error, lines_written })
 }
 
+/// A file whose end can be taken back to a length (where the file allows it: a pipe does not).
+pub(crate) trait TakeBack: Write {
+    /// Cuts the file back to `len` bytes, if it can.
+    fn take_back_to(&mut self, len: u64);
+}
+
+impl TakeBack for File {
+    fn take_back_to(&mut self, len: u64) {
+        let _ = self.set_len(len);
+    }
+}
+
+/// The bytes [`WholeWrites`] gathers before it writes them out: `BufWriter`'s, so a recorder
+/// that dies loses what it lost before.
+const WHOLE_WRITES_BUFFER_BYTES: usize = 8 << 10;
+
+/// A buffered writer that writes out only what it was given whole, each `write` call's bytes
+/// in full (a replay log's writer gives it one frame a call). A write out that fails part way
+/// is taken back to the end of the last one that succeeded, and nothing is written after it,
+/// not even at drop: the file then ends at a whole frame, which a reader takes as a log cut
+/// short, rather than inside one, which it refuses (`BufWriter` leaves the part it wrote).
+pub(crate) struct WholeWrites<F: TakeBack> {
+    file: F,
+    buf: Vec<u8>,
+    /// The bytes written out whole so far.
+    len: u64,
+    /// Set once a write out failed.
+    failed: bool,
+}
+
+impl<F: TakeBack> WholeWrites<F> {
+    pub(crate) fn new(file: F) -> Self {
+        Self { file, buf: Vec::new(), len: 0, failed: false }
+    }
+
+    fn write_out(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("an earlier write to this log failed"));
+        }
+        if let Err((e, _)) = write_counting(&mut self.file, &self.buf) {
+            self.failed = true;
+            self.file.take_back_to(self.len);
+            return Err(e);
+        }
+        self.len += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+impl<F: TakeBack> Write for WholeWrites<F> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::other("an earlier write to this log failed"));
+        }
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= WHOLE_WRITES_BUFFER_BYTES {
+            self.write_out()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.write_out()?;
+        self.file.flush()
+    }
+}
+
+impl<F: TakeBack> Drop for WholeWrites<F> {
+    fn drop(&mut self) {
+        if !self.failed && !self.buf.is_empty() {
+            let _ = self.write_out();
+        }
+    }
+}
+
 /// Of `lines` written up to `written` bytes: the bytes of the line the end cut, and the
 /// lines written whole.
 fn cut_at(lines: &[u8], written: usize) -> (u64, u64) {
@@ -105,6 +183,26 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    impl TakeBack for &mut FillingUp {
+        fn take_back_to(&mut self, len: u64) {
+            self.taken.truncate(usize::try_from(len).unwrap());
+        }
+    }
+
+    #[test]
+    fn whole_writes_end_at_the_last_write_out_that_succeeded_and_write_nothing_after() {
+        let mut disk = FillingUp { taken: Vec::new(), room: 10 };
+        let mut w = WholeWrites::new(&mut disk);
+        assert_eq!(w.write(b"frame1").unwrap(), 6, "taken whole, into the buffer");
+        w.flush().unwrap();
+        w.write_all(b"frame2").unwrap();
+        let refused = w.flush().unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(28));
+        assert!(w.write_all(b"f3").is_err(), "nothing after a failure");
+        drop(w);
+        assert_eq!(disk.taken, b"frame1", "the part of frame2 written is taken back");
     }
 
     #[test]

@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::BufWriter;
+
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
@@ -36,6 +36,7 @@ use streamrt_messages::{AssetKey, AssetTypeName, Event, EventKind, LoadState, Re
 use streamrt_supervisor::log_caught;
 
 use crate::frame::PublishMode;
+use crate::log_file::WholeWrites;
 use crate::runtime::{RetryPolicy, RuntimeConfig};
 use crate::source::EntryInfo;
 
@@ -61,7 +62,7 @@ pub(crate) struct Recorder {
 }
 
 struct State {
-    writer: Option<LogWriter<BufWriter<File>>>,
+    writer: Option<LogWriter<WholeWrites<File>>>,
     /// Keys whose `Entry` was recorded, with a digest of what it said: recorded again only
     /// when the source's answer changed (a memory source's entries may be added or replaced
     /// while the runtime runs).
@@ -78,7 +79,9 @@ impl Recorder {
     ///
     /// The file could not be created or written, or it is a named pipe with no reader.
     pub(crate) fn create(path: &Path, header: &LogHeader) -> std::io::Result<Self> {
-        let writer = LogWriter::new(BufWriter::new(crate::log_file::create(path)?), header)?;
+        // Whole frames only: a write that fails part way (a full disk) is taken back, and the
+        // log ends at its last whole frame, which replays as a log cut short.
+        let writer = LogWriter::new(WholeWrites::new(crate::log_file::create(path)?), header)?;
         let state =
             State { writer: Some(writer), entries: HashMap::new(), error: None, error_told: false };
         Ok(Self { state: Mutex::new(state), order: Mutex::new(()) })
