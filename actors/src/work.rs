@@ -7,7 +7,8 @@
 //! own FIFO queue carries one order per load ([`ReadOrder::Next`], [`DecodeJob::NextLoad`]): so a
 //! critical load dispatched behind many small ones is still the next one read and the next one
 //! decoded; a `High` or `Critical` load is decoded by the IO worker that read it, without waiting
-//! for a decode thread. Its [`JobRoute`] (one per asset type) carries what only the type knows: how
+//! for a decode thread (unless `urgent_decodes_on_io` is off: its decode worker then wakes its
+//! cache as soon as it is decoded). Its [`JobRoute`] (one per asset type) carries what only the type knows: how
 //! to decode and which cache to tell. A decode worker with more loads waiting batches the wakes
 //! of its replies (see `replies`).
 //!
@@ -498,10 +499,13 @@ impl Worker for DecodeWorker {
         };
         // After the load is taken, so an injected crash loses exactly this load to its guard.
         assert!(!self.crashes.take(), "injected crash of a decode worker");
+        // An urgent load decoded here (with `urgent_decodes_on_io` off) does not wait for the
+        // decodes behind it: its reply, and the batch's before it, are woken at once.
+        let urgent = guard.job().priority <= URGENT;
         // The reply always joins the batch, which this worker wakes below or when it is rebuilt
         // after a decoder's panic: one wake a cache per batch, never a second for its last reply.
         decode(&self.probe, self.index, guard, bytes, Some(&mut self.replies));
-        if !more || self.replies.is_full() {
+        if !more || urgent || self.replies.is_full() {
             self.replies.flush();
         }
     }

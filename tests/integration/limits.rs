@@ -195,6 +195,51 @@ fn with_urgent_decodes_off_the_io_workers_never_decode() {
 }
 
 #[test]
+fn with_urgent_decodes_off_an_urgent_reply_does_not_wait_for_the_decodes_behind_it() {
+    let source = GatedSource::with_blobs(4);
+    let decoder = BlobDecoder::default();
+    let config = streamrt::RuntimeConfig {
+        urgent_decodes_on_io: false,
+        workers: 1,
+        decode_threads: 1,
+        ..Default::default()
+    };
+    let rt = runtime(&source, &decoder, |b| b.config(config));
+    let [n0, c, n1, s] = ["a0", "a1", "a2", "a3"];
+    // The one decode thread is held in n0's decode.
+    decoder.gate.hold(n0);
+    let first = rt.request::<Blob>(n0, Priority::Normal).unwrap();
+    decoder.gate.wait_started(n0, 1);
+    // c, then n1, read by the one IO worker one after the other: each read's start says the
+    // load before it is staged for the decode thread.
+    source.gate.hold(c);
+    let critical = rt.request::<Blob>(c, Priority::Critical).unwrap();
+    source.gate.wait_started(c, 1);
+    source.gate.hold(n1);
+    let _n1 = rt.request::<Blob>(n1, Priority::Normal).unwrap();
+    source.gate.release(c);
+    source.gate.wait_started(n1, 1);
+    source.gate.hold(s);
+    let _s = rt.request::<Blob>(s, Priority::Low).unwrap();
+    source.gate.release(n1);
+    source.gate.wait_started(s, 1);
+    // The decode thread takes c (most urgent, n1 still waiting) once n0 is done, and is held
+    // in c's decode until the cache has taken n0's reply: no wake of n0's is left to carry
+    // c's reply along.
+    decoder.gate.hold(c);
+    decoder.gate.release(n0);
+    decoder.gate.wait_started(c, 1);
+    assert!(first.wait_timeout(PATIENCE).expect("n0 ready").is_ok());
+    // Then c's reply is posted, and the thread stops in n1's decode.
+    decoder.gate.hold(n1);
+    decoder.gate.release(c);
+    assert!(critical.wait_timeout(PATIENCE).expect("ready while n1 decodes").is_ok());
+    decoder.gate.wait_started(n1, 1);
+    decoder.gate.release_all();
+    source.gate.release_all();
+}
+
+#[test]
 fn urgent_requests_are_dispatched_before_older_lower_ones() {
     let source = GatedSource::with_blobs(4);
     let (rt, blocker) = one_read_held(&source, Priority::Normal);

@@ -10,13 +10,15 @@
 //! # Invariants
 //!
 //! - Every reply posted unwoken is followed by a wake of its cache: once the batch holds
-//!   [`REPLIES_UNWOKEN_MAX`] replies, once no load waits, before the worker runs anything but
-//!   its next decode (a frame task, or an order whose load another worker took), before it
-//!   waits for its next job (`Worker::idle`), and when the batch is dropped (its worker rebuilt
-//!   after a panic). So a reply waits for its wake at most while its worker decodes the loads
-//!   after it in the batch.
-//! - Urgent loads (see `URGENT`) are never batched: they are decoded on the IO worker that read
-//!   them, which wakes the cache at once.
+//!   [`REPLIES_UNWOKEN_MAX`] replies, once no load waits, once an urgent load's reply joined
+//!   it, before the worker runs anything but its next decode (a frame task, or an order whose
+//!   load another worker took), before it waits for its next job (`Worker::idle`), and when
+//!   the batch is dropped (its worker rebuilt after a panic). So a reply waits for its wake at
+//!   most while its worker decodes the loads after it in the batch, at most three: a decoder
+//!   that takes long delays the replies before it in its batch.
+//! - Urgent loads (see `URGENT`) never wait in a batch: they are decoded on the IO worker that
+//!   read them, which wakes the cache at once, or, with `urgent_decodes_on_io` off, their
+//!   decode worker wakes the cache as soon as their reply is posted.
 
 use std::sync::Arc;
 
