@@ -84,6 +84,7 @@ fn a_decoder_panic_on_an_urgent_load_rebuilds_the_io_worker_that_decoded_it() {
     // One IO worker, which decodes critical loads itself: each panic must rebuild it, and the
     // key is still quarantined as on a decode thread.
     let rt = runtime(&source, &BlobDecoder::default(), |b| b.workers(1));
+    let events = rt.subscribe(4096);
     let poison = rt.request::<Blob>("poison", Priority::Critical).unwrap();
     let panics_max = streamrt::RetryPolicy::default().panics_max;
     let err = failure(poison.wait_timeout(PATIENCE));
@@ -92,6 +93,15 @@ fn a_decoder_panic_on_an_urgent_load_rebuilds_the_io_worker_that_decoded_it() {
     assert!(after.wait_timeout(PATIENCE).unwrap().is_ok(), "the one IO worker was rebuilt");
     assert_eq!(rt.live_workers().0, 1);
     assert_eq!(rt.status().restarts, u64::from(panics_max));
+    // Each restart was the IO worker's, not a decode thread's.
+    assert!(rt.flush_telemetry());
+    let restarted: Vec<String> = std::iter::from_fn(|| events.try_next())
+        .filter_map(|e| match e.kind {
+            streamrt::messages::EventKind::Restarted { actor } => Some(actor),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(restarted, vec!["io-worker"; panics_max as usize]);
 }
 
 #[test]
