@@ -4,6 +4,9 @@
 //! Between measured boundaries (untimed) the loop re-requests as many assets as the boundary
 //! published and waits until they decoded and reached the frame coordinator, so every measured
 //! boundary sees the same backlog. The baseline is the empty frame, measured in the same run.
+//! The levels run in `--rounds` interleaved rounds of an equal share of `--frames` boundaries
+//! each, and each level's percentiles are of all its rounds' boundaries together: a busy spell
+//! of the machine falls on every level, not on whichever ran then.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +15,7 @@ use streamrt::messages::AssetKey;
 use streamrt::{wait_loaded, Handle, MemorySource, Priority, Runtime};
 
 use super::outcome::{Outcome, Target};
-use super::{bench_config, BenchArgs};
+use super::{bench_config, interleaved, BenchArgs};
 use crate::formats::{encode_blob, Blob, BlobDecoder};
 use streamrt::report::quantile;
 
@@ -33,8 +36,39 @@ struct Level {
     published_per_frame: f64,
 }
 
+/// One round's boundaries at one level.
+struct Round {
+    /// Each boundary's time, in nanoseconds.
+    samples: Vec<u64>,
+    /// Requests the boundaries published.
+    published: u64,
+}
+
+impl Round {
+    /// The boundaries' time in all.
+    fn wall(&self) -> Duration {
+        Duration::from_nanos(self.samples.iter().sum())
+    }
+}
+
+impl Level {
+    /// The level's figures over every round's boundaries.
+    fn of(ready: usize, rounds: Vec<Round>) -> Self {
+        let published: u64 = rounds.iter().map(|r| r.published).sum();
+        let mut samples: Vec<u64> = rounds.into_iter().flat_map(|r| r.samples).collect();
+        samples.sort_unstable();
+        Self {
+            ready,
+            p50_ns: quantile(&samples, 0.50),
+            p99_ns: quantile(&samples, 0.99),
+            max_ns: samples.last().copied().unwrap_or(0),
+            published_per_frame: published as f64 / samples.len().max(1) as f64,
+        }
+    }
+}
+
 /// Measures `frames` boundaries with `ready` assets waiting at each.
-fn measure(ready: usize, frames: usize, args: &BenchArgs) -> anyhow::Result<Level> {
+fn measure(ready: usize, frames: usize, args: &BenchArgs) -> anyhow::Result<Round> {
     let source = MemorySource::new();
     // Distinct keys for every request: each boundary publishes fresh loads, not cache hits.
     // Each boundary publishes at most the budget, and at most what is ready.
@@ -72,24 +106,21 @@ fn measure(ready: usize, frames: usize, args: &BenchArgs) -> anyhow::Result<Leve
         held.extend(top_up(report.published as usize)?);
     }
     rt.shutdown();
-    samples.sort_unstable();
-    Ok(Level {
-        ready,
-        p50_ns: quantile(&samples, 0.50),
-        p99_ns: quantile(&samples, 0.99),
-        max_ns: samples.last().copied().unwrap_or(0),
-        published_per_frame: published as f64 / frames.max(1) as f64,
-    })
+    Ok(Round { samples, published })
 }
 
 /// Runs the scenario.
 pub(super) fn frame(args: &BenchArgs) -> anyhow::Result<Outcome> {
     // A p99 of fewer than 100 frames would be their maximum.
     let frames = args.frames.max(100);
-    let levels = [0, 100, args.count.unwrap_or(READY)]
-        .into_iter()
-        .map(|n| measure(n, frames, args))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let rounds = args.rounds.max(1);
+    let ready = [0, 100, args.count.unwrap_or(READY)];
+    let run = |level: usize| measure(ready[level], frames.div_ceil(rounds), args);
+    let names = ["ready=0", "ready=100", "full"];
+    let per_level = interleaved(args, names, run, Round::wall)?;
+    let levels: Vec<Level> =
+        ready.into_iter().zip(per_level).map(|(n, rounds)| Level::of(n, rounds)).collect();
+    let frames = frames.div_ceil(rounds) * rounds;
     let us = |ns: u64| ns as f64 / 1e3;
     let (empty, full) = (&levels[0], &levels[2]);
     let mut lines = vec![format!(
