@@ -122,8 +122,9 @@ pub struct BenchArgs {
     /// Decode threads of the runtime (and of the baselines).
     #[arg(long, default_value_t = 2, value_parser = crate::args::threads())]
     decode_threads: usize,
-    /// Read credits of the runtime (default: two per IO worker); as many threads read in the
-    /// slow-storage baseline.
+    /// Read credits of the runtime (default: two per IO worker). In slow-storage, the reads
+    /// at once instead (default 16): the runtime gets as many IO workers, with two credits
+    /// each, and the FIFO pool as many threads (`--workers` is not used there).
     #[arg(long, value_parser = crate::args::threads())]
     reads_in_flight: Option<usize>,
     /// Decode credits of the runtime (default: two per decode thread).
@@ -135,7 +136,7 @@ pub struct BenchArgs {
     worker_nice: u8,
     /// Interleaved rounds of each system; the median round is reported. Five: on a shared
     /// machine one round in three or four can run slow, and the median of three then moves
-    /// with it.
+    /// with it. (`priority` always runs three trials of its own; `cancel` runs once.)
     #[arg(long, default_value_t = 5, value_parser = crate::args::count::<usize>(1_000))]
     rounds: usize,
     /// Frame boundaries measured per level (`frame`).
@@ -304,6 +305,7 @@ fn wait_all_ready<T: Send + Sync + 'static>(handles: &[Handle<T>]) -> anyhow::Re
 /// The runtime every scenario measures: the bench's thread counts, credits of two loads per
 /// thread, and a queue that takes all `requests` at once.
 fn bench_config(args: &BenchArgs, requests: usize) -> RuntimeConfig {
+    let defaults = RuntimeConfig::default();
     RuntimeConfig {
         workers: args.workers,
         reads_in_flight: args.reads_in_flight.unwrap_or(args.workers.saturating_mul(2)),
@@ -311,7 +313,10 @@ fn bench_config(args: &BenchArgs, requests: usize) -> RuntimeConfig {
         decode_backlog_max: args.decode_backlog.unwrap_or(args.decode_threads.saturating_mul(2)),
         worker_nice: args.worker_nice,
         queue_capacity: requests.max(1),
-        ..RuntimeConfig::default()
+        // Every request at once, and `scale`'s one more held across its steps (`--count`
+        // goes past the default limit).
+        requests_outstanding_max: requests.saturating_add(1).max(defaults.requests_outstanding_max),
+        ..defaults
     }
 }
 

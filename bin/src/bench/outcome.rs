@@ -88,9 +88,10 @@ impl Outcome {
     }
 }
 
-/// `x` cut down to two decimals.
+/// `x` cut down to two decimals. A ratio that is a whole number of hundredths stays one
+/// (`0.29 * 100.0` is 28.999999999999996 in floating point).
 fn floor_hundredths(x: f64) -> f64 {
-    (x * 100.0).floor() / 100.0
+    ((x * 100.0) + 1e-9).floor() / 100.0
 }
 
 /// A figure with as many decimals as its size deserves.
@@ -132,5 +133,9 @@ mod tests {
         assert_eq!(format!("{:.2}", floor_hundredths(0.798)), "0.79");
         assert_eq!(format!("{:.2}", floor_hundredths(0.8)), "0.80");
         assert_eq!(format!("{:.2}", floor_hundredths(2.999)), "2.99");
+        for hundredths in [29, 57, 58, 113, 116] {
+            let x = f64::from(hundredths) / 100.0;
+            assert_eq!(floor_hundredths(x), x, "{x} stays itself");
+        }
     }
 }

@@ -316,7 +316,7 @@ pub(super) fn priority(args: &BenchArgs) -> anyhow::Result<Outcome> {
         baseline: idle.wall.p(0.99),
         ratio,
         target: Some(Target::new(
-            format!("p99 <= {IDLE_MULTIPLE_MAX:.0}x idle (ratio >= {:.2})", 1.0 / IDLE_MULTIPLE_MAX),
+            format!("p99 <= {IDLE_MULTIPLE_MAX:.0}x idle (ratio >= 1/{IDLE_MULTIPLE_MAX:.0})"),
             ratio >= 1.0 / IDLE_MULTIPLE_MAX,
         )),
         extra: serde_json::json!({

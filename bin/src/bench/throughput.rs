@@ -2,8 +2,9 @@
 //! pack and from a directory, page cache warm (or the entries of `--pack FILE`). They compress
 //! to about three fifths of their size (see `workload`), so each load decompresses.
 //!
-//! Systems, all with the same threads (the runtime's IO workers plus decode threads) and the
-//! same work per asset (see `workload`):
+//! Systems, all with the same threads doing the work (the runtime's IO workers plus decode
+//! threads; `naive`'s blocking pool as many, besides its `--workers` async threads, as ours has
+//! its core thread besides) and the same work per asset (see `workload`):
 //! - ours: every asset requested at once from a fresh runtime, timed to the last `Ready`;
 //! - `limit`: plain parallel read + decompress + checksum + decode, each thread taking the next
 //!   asset, no scheduling, results dropped;
