@@ -1,10 +1,9 @@
 //! A directory source: one file per asset, at `root/<key path>`.
 
-use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use streamrt_messages::AssetKey;
 
@@ -12,14 +11,8 @@ use super::{Source, SourceError};
 
 #[cfg(target_os = "linux")]
 mod beneath;
-
-/// Where the kernel does not confine opens: no root to open beneath.
-#[cfg(not(target_os = "linux"))]
-mod beneath {
-    /// Never made.
-    #[derive(Debug)]
-    pub(super) enum Root {}
-}
+#[cfg(unix)]
+mod walk;
 
 /// Reads `root/<path>` for the key `type:<path>`.
 ///
@@ -29,23 +22,15 @@ mod beneath {
 /// path), and a path that resolves (symlinks followed) outside the resolved root is refused
 /// with `Denied`, so a symlink never leads out of the root. Symlinks that stay inside it work.
 ///
-/// On Linux (5.6 on) the kernel confines each open itself (`openat2` beneath the root's
-/// folder, `RESOLVE_BENEATH`): no step of the path's resolution, a symlink's included, may
-/// leave the root, so rewriting the tree while the source reads leads nowhere out of it. A
-/// path the kernel refuses so (an absolute symlink, even one back into the root) is resolved
-/// and checked as below, then opened beneath the root by its resolved path, which holds no
-/// symlink: a folder swapped for one since is refused too. A passing failure to open the
-/// root's folder (no file descriptor left) fails that read, and is asked again next time.
-///
-/// Elsewhere (or where `openat2` is not allowed), resolving a path costs a `readlink` per
-/// component, so the source remembers folders whose every component under the resolved root
-/// is a real folder, no symlink (up to [`DirSource::DIRS_VERIFIED_MAX`]): a file in such a
-/// folder is opened by its path under the resolved root, the open itself refusing a symlink
-/// as its last component (`O_NOFOLLOW`). Anything else (a symlink, a folder reached through
-/// one, a folder not yet seen) is resolved and the resolved path opened. A folder's check and
-/// a later open see the same folder unless the tree is rewritten between the two: there, the
-/// source assumes nobody rewrites its asset tree adversarially while it reads (a remembered
-/// folder later replaced by a symlink would be followed).
+/// Every open is confined as it happens, so rewriting the tree while the source reads leads
+/// nowhere out of the root. On Linux (5.6 on) the kernel confines it (`openat2` beneath the
+/// root's folder, `RESOLVE_BENEATH`): no step of the path's resolution, a symlink's included,
+/// may leave the root. Elsewhere (or where `openat2` is not allowed) the path is walked a
+/// folder at a time from the root's folder, no step through a symlink (`walk.rs`). A path
+/// either refuses (a symlink in it; for the kernel, an absolute one, even back into the root)
+/// is resolved and checked, then opened the same confined way by its resolved path, which
+/// holds no symlink: a folder swapped for one since is refused. A passing failure to open the
+/// root's folder (no file descriptor left) fails that read, and is tried again next time.
 ///
 /// Paths are joined to the root as it resolved on the first read (of any clone), so
 /// repointing a symlinked root later does not move the source or its clones. A file larger
@@ -60,25 +45,61 @@ mod beneath {
 pub struct DirSource {
     root: PathBuf,
     bytes_max: u64,
-    /// `root` with every symlink resolved, once it exists; shared by clones, as the folders
-    /// they remember lie under it.
+    /// `root` with every symlink resolved, once it exists; shared by clones.
     resolved_root: Arc<OnceLock<PathBuf>>,
-    /// Folders, relative to `root` (the empty path for `root` itself), with no symlink between
-    /// the resolved root and them; shared by clones.
-    verified_dirs: Arc<RwLock<HashSet<PathBuf>>>,
-    /// The resolved root's folder, opened for `openat2`, once it was; `None` where the kernel
-    /// cannot confine opens (see `beneath.rs`).
+    /// How opens are confined beneath the resolved root, once its folder was opened.
+    #[cfg(unix)]
+    confined: Arc<OnceLock<Confined>>,
+}
+
+/// What a confined open came to.
+pub(super) enum Opened {
+    /// The file, or why it could not be opened (not found, not readable, a symlink loop...).
+    File(io::Result<fs::File>),
+    /// A step of the path was refused: out of the root, or through a symlink. The caller
+    /// resolves the path itself and decides.
+    Refused,
+    /// The open could not complete now (`EAGAIN`, `openat2` only): a rename the kernel could
+    /// not rule on raced the resolution, or the file is under a lease another holder must
+    /// break first (a file server's; the open is non-blocking). The caller resolves the path
+    /// itself, and a second such answer is a passing failure, not a refusal.
+    Busy,
+}
+
+/// Opens confined beneath the resolved root (see [`DirSource`]).
+#[cfg(unix)]
+#[derive(Debug)]
+enum Confined {
+    /// The kernel confines each open.
     #[cfg(target_os = "linux")]
-    beneath: Arc<OnceLock<Option<beneath::Root>>>,
+    Kernel(beneath::Root),
+    /// Each open walks its path from the root's folder.
+    Walk(walk::Root),
+}
+
+#[cfg(unix)]
+impl Confined {
+    /// The kernel's confinement where it has one, else the walk.
+    fn at(root: &Path) -> io::Result<Self> {
+        #[cfg(target_os = "linux")]
+        if let Some(kernel) = beneath::Root::at(root)? {
+            return Ok(Self::Kernel(kernel));
+        }
+        walk::Root::at(root).map(Self::Walk)
+    }
+
+    fn open(&self, path: &Path) -> Opened {
+        match self {
+            #[cfg(target_os = "linux")]
+            Self::Kernel(root) => root.open(path),
+            Self::Walk(root) => root.open(path),
+        }
+    }
 }
 
 impl DirSource {
     /// The largest file read by default: 256 MiB.
     pub const BYTES_MAX_DEFAULT: u64 = 256 << 20;
-
-    /// Folders remembered as free of symlinks under the root; past it, files in further folders
-    /// are resolved on every read (one `canonicalize` each).
-    pub const DIRS_VERIFIED_MAX: usize = 4_096;
 
     /// A source rooted at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -86,9 +107,8 @@ impl DirSource {
             root: root.into(),
             bytes_max: Self::BYTES_MAX_DEFAULT,
             resolved_root: Arc::default(),
-            verified_dirs: Arc::default(),
-            #[cfg(target_os = "linux")]
-            beneath: Arc::default(),
+            #[cfg(unix)]
+            confined: Arc::default(),
         }
     }
 
@@ -104,80 +124,62 @@ impl DirSource {
         &self.root
     }
 
-    /// Opens the file `key` names, confined to the root: beneath the root's folder where the
-    /// kernel confines opens, by the resolved path where it refused one; elsewhere by its path
-    /// under the resolved root when its folder is remembered, refusing a symlink as the last
-    /// component (one `open`, no `lstat` before it), else, or when that open is refused, by
-    /// the resolved path.
+    /// Opens the file `key` names, confined to the root (see [`DirSource`]).
     fn open_confined(&self, key: &AssetKey) -> Result<fs::File, SourceError> {
         let root = self.resolved_root()?;
-        #[cfg(target_os = "linux")]
-        if let Some(beneath) = self.beneath(root)? {
-            return match beneath.open(key.path()) {
-                beneath::Opened::File(file) => file.map_err(|e| open_error(key, &e)),
-                beneath::Opened::Refused | beneath::Opened::Busy => {
-                    self.open_resolved(key, root, Some(beneath))
-                }
-            };
-        }
-        let path = root.join(key.path());
-        let folder = Path::new(key.path()).parent().unwrap_or(Path::new(""));
-        let verified = self.is_verified(folder);
-        if verified {
-            match open_read(&path) {
-                Ok(file) => return Ok(file),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(SourceError::NotFound),
-                // A symlink (or any other refusal): resolved below, which names the error.
-                Err(_) => {}
+        #[cfg(unix)]
+        {
+            let confined = self.confined(root)?;
+            match confined.open(Path::new(key.path())) {
+                Opened::File(file) => file.map_err(|e| open_error(key, &e)),
+                Opened::Refused | Opened::Busy => self.open_resolved(key, root, confined),
             }
         }
-        if !verified {
-            self.verify(folder, root);
-        }
-        self.open_resolved(key, root, None)
+        #[cfg(not(unix))]
+        self.open_resolved(key, root)
     }
 
-    /// The kernel's confinement of opens beneath the root, once known (`None` where it has
-    /// none); a passing failure to find out fails this read only.
-    #[cfg(target_os = "linux")]
-    fn beneath(&self, root: &Path) -> Result<Option<&beneath::Root>, SourceError> {
-        if let Some(known) = self.beneath.get() {
-            return Ok(known.as_ref());
+    /// How opens are confined, once known; a passing failure to open the root's folder fails
+    /// this read only.
+    #[cfg(unix)]
+    fn confined(&self, root: &Path) -> Result<&Confined, SourceError> {
+        if let Some(known) = self.confined.get() {
+            return Ok(known);
         }
-        let found = beneath::Root::at(root).map_err(|e| io_error(&e))?;
-        Ok(self.beneath.get_or_init(|| found).as_ref())
+        let found = Confined::at(root).map_err(|e| io_error(&e))?;
+        Ok(self.confined.get_or_init(|| found))
     }
 
     /// Opens `key`'s file by its path resolved (symlinks followed), refused with `Denied`
     /// unless it lies under the resolved `root`. The resolved path holds no symlink: opened
-    /// `beneath` the root where the kernel confines opens, a folder swapped for a symlink since
-    /// is refused; elsewhere its last component is opened without following one.
-    #[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
+    /// confined, a folder swapped for a symlink since is refused.
+    #[cfg(unix)]
     fn open_resolved(
         &self,
         key: &AssetKey,
         root: &Path,
-        beneath: Option<&beneath::Root>,
+        confined: &Confined,
     ) -> Result<fs::File, SourceError> {
-        let resolved = fs::canonicalize(root.join(key.path())).map_err(|e| io_error(&e))?;
-        let Ok(inside) = resolved.strip_prefix(root) else {
-            return Err(SourceError::Denied(format!("{key} resolves outside {}", root.display())));
-        };
-        #[cfg(target_os = "linux")]
-        if let Some(beneath) = beneath {
-            return match beneath.open(inside) {
-                beneath::Opened::File(file) => file.map_err(|e| open_error(key, &e)),
-                beneath::Opened::Refused => {
-                    Err(SourceError::Denied(format!("{key}: its folders changed as it was read")))
-                }
-                // An IO failure, retried: a denial would be for good, and a rename or a
-                // lease passes.
-                beneath::Opened::Busy => Err(SourceError::Io(format!(
-                    "{key}: the open raced a rename or waits for a lease to be broken"
-                ))),
-            };
+        let inside = resolved_inside(key, root)?;
+        match confined.open(&inside) {
+            Opened::File(file) => file.map_err(|e| open_error(key, &e)),
+            Opened::Refused => {
+                Err(SourceError::Denied(format!("{key}: its folders changed as it was read")))
+            }
+            // An IO failure, retried: a denial would be for good, and a rename or a lease
+            // passes.
+            Opened::Busy => Err(SourceError::Io(format!(
+                "{key}: the open raced a rename or waits for a lease to be broken"
+            ))),
         }
-        open_read(&resolved).map_err(|e| open_error(key, &e))
+    }
+
+    /// Opens `key`'s file by its path resolved, refused unless it lies under `root`; checked
+    /// just before the open, which is all a system without `openat` offers.
+    #[cfg(not(unix))]
+    fn open_resolved(&self, key: &AssetKey, root: &Path) -> Result<fs::File, SourceError> {
+        let inside = resolved_inside(key, root)?;
+        open_read(&root.join(inside)).map_err(|e| open_error(key, &e))
     }
 
     fn resolved_root(&self) -> Result<&PathBuf, SourceError> {
@@ -187,25 +189,15 @@ impl DirSource {
         let resolved = fs::canonicalize(&self.root).map_err(|e| io_error(&e))?;
         Ok(self.resolved_root.get_or_init(|| resolved))
     }
+}
 
-    fn is_verified(&self, folder: &Path) -> bool {
-        self.verified_dirs.read().unwrap_or_else(PoisonError::into_inner).contains(folder)
-    }
-
-    /// Remembers `folder` if there is room and no component of it under the resolved `root`
-    /// is a symlink (it resolves to itself).
-    fn verify(&self, folder: &Path, root: &Path) {
-        let len = self.verified_dirs.read().unwrap_or_else(PoisonError::into_inner).len();
-        if len >= Self::DIRS_VERIFIED_MAX {
-            return;
-        }
-        let plain = root.join(folder);
-        if fs::canonicalize(&plain).is_ok_and(|resolved| resolved == plain) {
-            let mut dirs = self.verified_dirs.write().unwrap_or_else(PoisonError::into_inner);
-            if dirs.len() < Self::DIRS_VERIFIED_MAX {
-                dirs.insert(folder.to_path_buf());
-            }
-        }
+/// `key`'s path resolved (symlinks followed), relative to the resolved `root`; `Denied` when
+/// it lies outside.
+fn resolved_inside(key: &AssetKey, root: &Path) -> Result<PathBuf, SourceError> {
+    let resolved = fs::canonicalize(root.join(key.path())).map_err(|e| io_error(&e))?;
+    match resolved.strip_prefix(root) {
+        Ok(inside) => Ok(inside.to_path_buf()),
+        Err(_) => Err(SourceError::Denied(format!("{key} resolves outside {}", root.display()))),
     }
 }
 
@@ -241,18 +233,6 @@ impl Source for DirSource {
     fn describe(&self) -> String {
         format!("dir:{}", self.root.display())
     }
-}
-
-/// Opens `path` for reading, refusing a symlink as its last component.
-///
-/// The open never waits: a named pipe with no writer would hold an IO worker until one came,
-/// so the file is opened non-blocking (which changes nothing for a regular file's reads) and
-/// anything but a regular file is refused after its `metadata`.
-#[cfg(unix)]
-fn open_read(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let flags = libc::O_NONBLOCK | libc::O_NOFOLLOW;
-    fs::OpenOptions::new().read(true).custom_flags(flags).open(path)
 }
 
 /// Opens `path` for reading, refusing a symlink (checked just before the open).
@@ -311,28 +291,53 @@ mod tests {
         AssetKey::parse(&format!("blob:{path}")).unwrap()
     }
 
-    /// Where the kernel does not confine opens, the source resolves paths itself: a symlink
-    /// out of the root is denied, in a folder it reads from already too, and one inside works.
+    /// Where the kernel does not confine opens, the source walks each path from the root's
+    /// folder: a symlink out of the root is denied, one inside works, and a folder read from
+    /// and then swapped for a symlink out of the root leads nowhere.
     #[test]
     #[cfg(unix)]
     fn without_the_kernels_confinement_a_symlink_still_never_leads_out_of_the_root() {
         use std::os::unix::fs::symlink;
         let outside = tempfile::tempdir().unwrap();
         fs::write(outside.path().join("secret"), b"secret").unwrap();
+        fs::write(outside.path().join("next"), b"outside").unwrap();
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join("inner")).unwrap();
         fs::write(dir.path().join("inner/first"), b"first").unwrap();
+        fs::write(dir.path().join("inner/next"), b"next").unwrap();
         symlink(outside.path().join("secret"), dir.path().join("out")).unwrap();
         symlink(dir.path().join("inner/first"), dir.path().join("in")).unwrap();
         let source = DirSource::new(dir.path());
-        #[cfg(target_os = "linux")]
-        source.beneath.set(None).unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        source.confined.set(Confined::Walk(walk::Root::at(&root).unwrap())).unwrap();
         assert!(matches!(source.read(&key("out")), Err(SourceError::Denied(_))));
         assert_eq!(source.read(&key("in")).unwrap(), b"first");
         assert_eq!(source.read(&key("inner/first")).unwrap(), b"first");
-        assert!(source.is_verified(Path::new("inner")), "read by its path from now on");
         symlink(outside.path().join("secret"), dir.path().join("inner/late")).unwrap();
         assert!(matches!(source.read(&key("inner/late")), Err(SourceError::Denied(_))));
         assert_eq!(source.read(&key("inner/missing")), Err(SourceError::NotFound));
+        // The folder read from is swapped for a symlink out of the root.
+        fs::rename(dir.path().join("inner"), dir.path().join("moved")).unwrap();
+        symlink(outside.path(), dir.path().join("inner")).unwrap();
+        assert!(matches!(source.read(&key("inner/next")), Err(SourceError::Denied(_))));
+        assert_eq!(source.read(&key("moved/next")).unwrap(), b"next");
+    }
+
+    /// The walk refuses a symlink at any step, and names no file for an empty path.
+    #[test]
+    #[cfg(unix)]
+    fn the_walk_refuses_a_symlink_at_any_step() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        fs::write(dir.path().join("a/b/c"), b"c").unwrap();
+        symlink(dir.path().join("a"), dir.path().join("link")).unwrap();
+        symlink(dir.path().join("a/b/c"), dir.path().join("a/b/file")).unwrap();
+        let root = walk::Root::at(&fs::canonicalize(dir.path()).unwrap()).unwrap();
+        assert!(matches!(root.open(Path::new("a/b/c")), Opened::File(Ok(_))));
+        assert!(matches!(root.open(Path::new("link/b/c")), Opened::Refused));
+        assert!(matches!(root.open(Path::new("a/b/file")), Opened::Refused));
+        assert!(matches!(root.open(Path::new("../a")), Opened::Refused));
+        assert!(matches!(root.open(Path::new("")), Opened::File(Err(_))));
     }
 }

@@ -10,23 +10,11 @@ use std::path::Path;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
+use super::Opened;
+
 /// The resolved root's folder, opened once (`O_PATH`): every open resolves beneath it.
 #[derive(Debug)]
 pub(super) struct Root(OwnedFd);
-
-/// What an open beneath the root came to.
-pub(super) enum Opened {
-    /// The file, or why it could not be opened (not found, not readable, a symlink loop...).
-    File(io::Result<fs::File>),
-    /// The kernel refused a step of the resolution: out of the root, or through an absolute
-    /// symlink (even one back into the root). The caller resolves the path itself and decides.
-    Refused,
-    /// The open could not complete now (`EAGAIN`): a rename the kernel could not rule on
-    /// raced the resolution, or the file is under a lease another holder must break first
-    /// (a file server's; the open is non-blocking). The caller resolves the path itself, and
-    /// a second such answer is a passing failure, not a refusal.
-    Busy,
-}
 
 impl Root {
     /// The folder at `root`, if the kernel lets this process confine opens beneath it: `None`
