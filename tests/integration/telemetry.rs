@@ -299,7 +299,10 @@ fn events_are_buffered_only_while_something_reads_them() {
 #[test]
 fn a_subscriber_that_does_not_read_loses_its_own_events_only_and_counts_them() {
     let source = GatedSource::with_blobs(20);
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
+    // No samples: sent to every subscriber on a wall-clock timer, one between the two
+    // subscriptions would reach one only.
+    let config = RuntimeConfig { telemetry_sample_ms: 3_600_000, ..RuntimeConfig::default() };
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config).immediate());
     let (unread, read) = (rt.subscribe(1), rt.subscribe(usize::MAX));
     let handles: Vec<_> =
         (0..20).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
