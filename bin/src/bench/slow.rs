@@ -3,8 +3,8 @@
 //!
 //! The runtime gets `READS_IN_FLIGHT` IO workers (`--reads-in-flight` overrides it) with two
 //! read credits each, so at most that many reads wait at once, and two decode threads. Systems:
-//! - the ideal overlapped rate: reads in flight / latency (the delay ours' reads had, measured:
-//!   a 1 ms sleep takes longer), capped by what the machine manages
+//! - the ideal overlapped rate: reads in flight / latency (the delay as the machine gives it,
+//!   measured before the rounds: a 1 ms sleep takes longer), capped by what the machine manages
 //!   without any delay: `limit` (read, lz4, checksum, decode) on as many threads as ours has,
 //!   IO workers and decode threads (measured in the same run);
 //! - a FIFO pool: as many threads as reads in flight, each taking the next asset, one read at a
@@ -14,7 +14,6 @@
 //! The closing line compares ours with the ideal.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -34,8 +33,24 @@ const READ_DELAY: Duration = Duration::from_millis(1);
 const READS_IN_FLIGHT: usize = 16;
 const IDEAL_RATIO_MIN: f64 = 0.8;
 
-/// The delays ours' reads actually waited: a sleep always takes longer than asked (timer
-/// slack, the wake), and the ideal rate is computed from the latency the reads had.
+/// Sleeps each of `threads` threads take at once to measure the delay.
+const CALIBRATION_SLEEPS: usize = 50;
+
+/// The delay a read of `READ_DELAY` takes on this machine, measured with `threads` threads
+/// sleeping at once and nothing else running: a sleep always takes longer than asked (timer
+/// slack, the wake), and the ideal rate divides by the latency the storage has. Measured
+/// alone, not in ours' rounds, where ours' own work would lengthen the wakes it is measured by.
+fn calibrated_delay(threads: usize) -> Duration {
+    let slept = Slept::default();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| (0..CALIBRATION_SLEEPS).for_each(|_| slept.sleep(READ_DELAY)));
+        }
+    });
+    slept.mean(READ_DELAY)
+}
+
+/// The delays some sleeps took.
 #[derive(Default)]
 struct Slept {
     nanos: AtomicU64,
@@ -65,17 +80,16 @@ impl Slept {
 struct Delayed<S> {
     inner: S,
     delay: Duration,
-    slept: Arc<Slept>,
 }
 
 impl<S: Source> Source for Delayed<S> {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
-        self.slept.sleep(self.delay);
+        std::thread::sleep(self.delay);
         self.inner.read(key)
     }
 
     fn read_located(&self, key: &AssetKey, locator: Locator) -> Result<Vec<u8>, SourceError> {
-        self.slept.sleep(self.delay);
+        std::thread::sleep(self.delay);
         self.inner.read_located(key, locator)
     }
 
@@ -100,13 +114,8 @@ impl<S: Source> Source for Delayed<S> {
     }
 }
 
-/// Ours, with `reads` IO workers and credits, its reads' delays counted in `slept`.
-fn ours(
-    workload: &Workload,
-    reads: usize,
-    args: &BenchArgs,
-    slept: &Arc<Slept>,
-) -> anyhow::Result<Duration> {
+/// Ours, with `reads` IO workers and credits.
+fn ours(workload: &Workload, reads: usize, args: &BenchArgs) -> anyhow::Result<Duration> {
     // Two credits per worker: each worker has its next load queued when a read ends, so it
     // never waits for the scheduler to hand a credit back; still `reads` reads at once.
     let config = RuntimeConfig {
@@ -114,8 +123,7 @@ fn ours(
         reads_in_flight: reads.saturating_mul(2),
         ..bench_config(args, workload.keys.len())
     };
-    let slept = Arc::clone(slept);
-    let delayed = workload.builder_over(|inner| Delayed { inner, delay: READ_DELAY, slept })?;
+    let delayed = workload.builder_over(|inner| Delayed { inner, delay: READ_DELAY })?;
     Ok(workload.stream(&delayed.config(config).build()?)?.wall)
 }
 
@@ -139,18 +147,16 @@ pub(super) fn slow_storage(args: &BenchArgs) -> anyhow::Result<Outcome> {
     // threads alone, below what ours reaches with the reads and lz4 on its IO workers).
     let threads = reads + args.decode_threads.max(1);
     limit(&workload, threads)?;
-    let slept = Arc::new(Slept::default());
+    let latency = calibrated_delay(reads);
     let run = |system: usize| match system {
         0 => Ok(limit(&workload, threads)?.wall),
         1 => Ok(workload.load_in_parallel(reads, READ_DELAY)?.wall),
-        _ => ours(&workload, reads, args, &slept),
+        _ => ours(&workload, reads, args),
     };
     let names = ["no-delay limit", "fifo pool", "streamrt"];
     let [no_delay, pool, own] = interleaved(args, names, run, |d: &Duration| *d)?;
     let rate = |d: Duration| n / d.as_secs_f64();
     let no_delay_cap = rate(median(no_delay));
-    // The latency ours' reads had: what a perfect overlap of them would reach.
-    let latency = slept.mean(READ_DELAY);
     let overlapped = reads as f64 / latency.as_secs_f64();
     let ideal = overlapped.min(no_delay_cap);
     let (p, o) = (rate(median(pool)), rate(median(own)));
