@@ -4,12 +4,13 @@
 //! opened from the one before it, so rewriting the tree while the source reads leads nowhere
 //! out of the root: a folder swapped for a symlink is refused at the step that meets it.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path};
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::Opened;
@@ -25,8 +26,7 @@ impl Root {
     ///
     /// The folder could not be opened.
     pub(super) fn at(root: &Path) -> io::Result<Self> {
-        let folder = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        Ok(Self(rustix::fs::open(root, folder, Mode::empty())?))
+        Ok(Self(rustix::fs::open(root, folder_flags(), Mode::empty())?))
     }
 
     /// Opens `path` (relative, plain components only, as a key's path and a resolved path
@@ -47,36 +47,43 @@ impl Root {
         let mut folder: Option<OwnedFd> = None;
         for name in folders {
             let at = folder.as_ref().map_or(self.0.as_fd(), AsFd::as_fd);
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let flags = folder_flags() | OFlags::NOFOLLOW;
             match rustix::fs::openat(at, *name, flags, Mode::empty()) {
                 Ok(next) => folder = Some(next),
-                // A folder opened as one: a symlink at this step answers that it is not one
-                // (Linux), as a file does; only the symlink is refused.
-                Err(Errno::NOTDIR) if is_symlink(at, name) => return Opened::Refused,
-                Err(e) => return refused_or(e),
+                Err(e) => return refused_or(e, at, name),
             }
         }
         let at = folder.as_ref().map_or(self.0.as_fd(), AsFd::as_fd);
         let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         match rustix::fs::openat(at, *file, flags, Mode::empty()) {
             Ok(fd) => Opened::File(Ok(fs::File::from(fd))),
-            Err(e) => refused_or(e),
+            Err(e) => refused_or(e, at, file),
         }
     }
 }
 
-/// Whether `name` in the folder `at` is a symlink (not followed).
-fn is_symlink(at: impl AsFd, name: &std::ffi::OsStr) -> bool {
-    rustix::fs::statat(at, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|stat| {
-        rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Symlink
-    })
+/// How a folder of the walk is opened: only to open what is in it, which needs the right to
+/// search it, not to read it (`O_PATH` where the system has it).
+fn folder_flags() -> OFlags {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let only_to_search = OFlags::PATH;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let only_to_search = OFlags::RDONLY;
+    only_to_search | OFlags::DIRECTORY | OFlags::CLOEXEC
 }
 
-/// A step that met a symlink is refused (`ELOOP`; `EMLINK` on the BSDs); any other failure is
-/// the open's.
-fn refused_or(e: Errno) -> Opened {
-    match e {
-        Errno::LOOP | Errno::MLINK => Opened::Refused,
-        e => Opened::File(Err(io::Error::from(e))),
+/// Whether `name` in the folder `at` is a symlink (not followed).
+fn is_symlink(at: impl AsFd, name: &OsStr) -> bool {
+    let stat = rustix::fs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW);
+    stat.is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Symlink)
+}
+
+/// A step that met a symlink is refused; any other failure is the open's. Systems answer an
+/// `O_NOFOLLOW` open of a symlink differently (`ELOOP`; `ENOTDIR` for a folder on Linux;
+/// `EMLINK` on FreeBSD, `EFTYPE` on NetBSD), so a failed step looks at what is there.
+fn refused_or(e: Errno, at: impl AsFd, name: &OsStr) -> Opened {
+    if e == Errno::LOOP || is_symlink(at, name) {
+        return Opened::Refused;
     }
+    Opened::File(Err(io::Error::from(e)))
 }
