@@ -414,10 +414,11 @@ fn watch(daemon: &Daemon, conn: &mut Conn) -> Result<(), End> {
         if let Some(event) = events.next_timeout(left) {
             conn.send(&ServerMsg::Event(event))?;
         } else if events.is_ended() {
-            // The runtime stopped under the watch (it gave up, and the daemon is about to
-            // stop): the feed answers at once from now on, so waiting on it would spin.
-            conn.send(&ServerMsg::ShuttingDown)?;
-            return Err(End::Gone);
+            // The feed answers at once from now on, so waiting on it would spin. The runtime
+            // stopped under the watch (it gave up, and the daemon is about to stop: the top of
+            // the loop says so once it does), or its telemetry sink did not take the
+            // subscription in time: the watch goes on with its statuses alone.
+            std::thread::sleep(next_status.saturating_duration_since(Instant::now()));
         }
     }
 }
