@@ -205,12 +205,18 @@ fn clear_stale(path: &Path, uid: u32) -> Result<(), SocketError> {
         return Err(SocketError::ForeignSocket { path: path.to_owned(), owner: meta.uid() });
     }
     // A listener whose queue stays full (a daemon stopped, or stuck) is still there: only a
-    // refused connection makes the socket stale.
-    let probe = crate::connect::connect_within(path, STALE_PROBE_TIMEOUT);
-    if probe.as_ref().map_or_else(|e| e.kind() == io::ErrorKind::TimedOut, |_| true) {
-        return Err(SocketError::InUse(path.to_owned()));
+    // refused connection (no one listens) makes the socket stale. Any other failure (a signal
+    // cut the probe short) decides nothing, and removes nothing.
+    match crate::connect::connect_within(path, STALE_PROBE_TIMEOUT) {
+        Ok(_) => Err(SocketError::InUse(path.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(SocketError::InUse(path.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            fs::remove_file(path).map_err(io_at(path))
+        }
+        // Gone meanwhile: nothing to remove.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_at(path)(e)),
     }
-    fs::remove_file(path).map_err(io_at(path))
 }
 
 /// Whether the peer of `stream` is `uid`; false when it cannot be told.
