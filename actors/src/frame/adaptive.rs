@@ -124,7 +124,7 @@ impl AdaptiveBudget {
         let floor = p.target_frame_us.saturating_mul(u64::from(100 - p.band_pct.min(100))) / 100;
         let next = if mean > p.target_frame_us {
             self.overshoot = Some(self.overshoot.map_or(self.budget, |o| o.min(self.budget)));
-            self.overshoot_windows = 0;
+            (self.overshoot_windows, self.probe) = (0, false);
             let cut = (u64::from(self.budget) * u64::from(p.decrease_pct.min(100)) / 100).max(1);
             self.budget.saturating_sub(u32::try_from(cut).unwrap_or(u32::MAX))
         } else {
@@ -178,7 +178,8 @@ impl AdaptiveBudget {
             return self.window_sum_us / u64::from(self.window_len.max(1));
         }
         // Saturating: a sum that saturated (a clock jumping ahead) must not underflow here.
-        let trimmed = self.window_sum_us.saturating_sub(self.window_max_us + self.window_min_us);
+        let extremes = self.window_max_us.saturating_add(self.window_min_us);
+        let trimmed = self.window_sum_us.saturating_sub(extremes);
         trimmed / u64::from(self.window_len - 2)
     }
 }
