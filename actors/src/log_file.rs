@@ -97,10 +97,16 @@ impl<F: TakeBack> WholeWrites<F> {
         Self { file, buf: Vec::new(), len: 0, failed: false }
     }
 
-    fn write_out(&mut self) -> io::Result<()> {
-        if self.failed {
-            return Err(io::Error::other("an earlier write to this log failed"));
+    /// Refuses to write once a write out failed.
+    fn still_writing(&self) -> io::Result<()> {
+        match self.failed {
+            true => Err(io::Error::other("an earlier write to this log failed")),
+            false => Ok(()),
         }
+    }
+
+    fn write_out(&mut self) -> io::Result<()> {
+        self.still_writing()?;
         if let Err((e, _)) = write_counting(&mut self.file, &self.buf) {
             self.failed = true;
             self.file.take_back_to(self.len);
@@ -114,9 +120,7 @@ impl<F: TakeBack> WholeWrites<F> {
 
 impl<F: TakeBack> Write for WholeWrites<F> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        if self.failed {
-            return Err(io::Error::other("an earlier write to this log failed"));
-        }
+        self.still_writing()?;
         self.buf.extend_from_slice(bytes);
         if self.buf.len() >= WHOLE_WRITES_BUFFER_BYTES {
             self.write_out()?;

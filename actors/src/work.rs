@@ -8,9 +8,9 @@
 //! critical load dispatched behind many small ones is still the next one read and the next one
 //! decoded; a `High` or `Critical` load is decoded by the IO worker that read it, without waiting
 //! for a decode thread (unless `urgent_decodes_on_io` is off: its decode worker then wakes its
-//! cache as soon as it is decoded). Its [`JobRoute`] (one per asset type) carries what only the type knows: how
-//! to decode and which cache to tell. A decode worker with more loads waiting batches the wakes
-//! of its replies (see `replies`).
+//! cache as soon as it is decoded). Its [`JobRoute`] (one per asset type) carries what only the
+//! type knows: how to decode and which cache to tell. A decode worker with more loads waiting
+//! batches the wakes of its replies (see `replies`).
 //!
 //! # Invariants
 //!

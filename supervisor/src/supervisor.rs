@@ -77,7 +77,7 @@ pub enum SupervisorMsg {
 
 /// A child's way to report to its supervisor. Only the first report of an incarnation counts.
 ///
-/// # Panics
+/// # Supervision
 ///
 /// A child that ends without a report (a panic in its `stopped` hook before it reports, or in
 /// one that does not report) drops its link unreported. The last clone's drop then reports the

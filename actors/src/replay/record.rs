@@ -25,7 +25,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 

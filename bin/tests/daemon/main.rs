@@ -258,14 +258,6 @@ fn each_bad_client_is_answered_or_dropped_and_the_next_client_is_served() {
     assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(_))));
     assert_closed(&mut s, "a malformed payload");
     daemon.status_works();
-    // A second hello: a client out of step with the protocol.
-    let mut s = greeted(&daemon.socket);
-    s.write_all(&encode_frame(&ClientMsg::Hello { version: PROTOCOL_VERSION }).unwrap()).unwrap();
-    let answer = read_msg(&mut s);
-    let refused = matches!(answer, Some(ServerMsg::Error(ProtocolError::HandshakeRequired)));
-    assert!(refused, "{answer:?}");
-    assert_closed(&mut s, "a second hello");
-    daemon.status_works();
     // A load of more keys than any answer could list: refused as it is decoded, naming the
     // limit, before its keys take memory.
     let mut s = greeted(&daemon.socket);
@@ -285,18 +277,6 @@ fn each_bad_client_is_answered_or_dropped_and_the_next_client_is_served() {
     s.write_all(&u32::MAX.to_le_bytes()).unwrap();
     assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(_))));
     assert_closed(&mut s, "a length over the limit");
-    daemon.status_works();
-    // A wrong version.
-    let mut s = connect(&daemon.socket);
-    s.write_all(&encode_frame(&ClientMsg::Hello { version: 99 }).unwrap()).unwrap();
-    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(e)) if e.to_string().contains("99")));
-    assert_closed(&mut s, "a wrong version");
-    daemon.status_works();
-    // A request before the handshake.
-    let mut s = connect(&daemon.socket);
-    s.write_all(&encode_frame(&ClientMsg::Status).unwrap()).unwrap();
-    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(_))));
-    assert_closed(&mut s, "a request before the handshake");
     daemon.status_works();
     // Half a frame, left hanging: closed at the idle timeout.
     let mut s = greeted(&daemon.socket);
@@ -328,6 +308,32 @@ fn each_bad_client_is_answered_or_dropped_and_the_next_client_is_served() {
         })
         .collect();
     assert!(clients.into_iter().all(|c| c.join().unwrap()), "every client is served");
+    daemon.status_works();
+    daemon.stop();
+}
+
+#[test]
+fn a_bad_handshake_is_answered_then_closed_and_the_next_client_is_served() {
+    let daemon = Daemon::start(&[]);
+    // A wrong version.
+    let mut s = connect(&daemon.socket);
+    s.write_all(&encode_frame(&ClientMsg::Hello { version: 99 }).unwrap()).unwrap();
+    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(e)) if e.to_string().contains("99")));
+    assert_closed(&mut s, "a wrong version");
+    daemon.status_works();
+    // A request before the handshake.
+    let mut s = connect(&daemon.socket);
+    s.write_all(&encode_frame(&ClientMsg::Status).unwrap()).unwrap();
+    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Error(_))));
+    assert_closed(&mut s, "a request before the handshake");
+    daemon.status_works();
+    // A second hello: a client out of step with the protocol.
+    let mut s = greeted(&daemon.socket);
+    s.write_all(&encode_frame(&ClientMsg::Hello { version: PROTOCOL_VERSION }).unwrap()).unwrap();
+    let answer = read_msg(&mut s);
+    let refused = matches!(answer, Some(ServerMsg::Error(ProtocolError::HandshakeRequired)));
+    assert!(refused, "{answer:?}");
+    assert_closed(&mut s, "a second hello");
     daemon.status_works();
     daemon.stop();
 }
