@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, ensure, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use streamrt::messages::protocol::{
     encode_frame, ClientMsg, FrameDecoder, RequestInfo, ServerMsg, IDS_PER_MSG_MAX,
-    KEYS_PER_LOAD_MAX, PROTOCOL_VERSION,
+    KEYS_PER_LOAD_MAX, PROTOCOL_VERSION, WAITING_INTERVAL_MS,
 };
 use streamrt::messages::{AssetKey, LoadState, Priority, RequestId, Status};
 
@@ -107,8 +107,8 @@ impl Client {
 
     /// Sends `msg` and returns the answer, an error if it is a refusal or if none comes
     /// within the answer timeout. A daemon answers at once, and sends what follows an answer
-    /// (an inflight page, a watch's status every 250 ms) as promptly; only a waited load's
-    /// ends may take longer, and have no limit.
+    /// (an inflight page, a watch's status every 250 ms, a waited load's `Waiting`) as
+    /// promptly; only a waited load's ends may take longer, and the daemon says so meanwhile.
     fn ask(&mut self, msg: &ClientMsg) -> anyhow::Result<ServerMsg> {
         self.send(msg)?;
         match self.receive_within(self.answer_timeout)? {
@@ -158,9 +158,9 @@ pub struct Target {
     /// Print JSON, one object per line.
     #[arg(long)]
     pub json: bool,
-    /// How long to wait for the daemon's answer to one request, or for what follows it (an
-    /// `inflight` page, a `watch` status), in milliseconds; only a waited load's ends have no
-    /// limit.
+    /// How long to wait for the daemon's connection, its answer to one request, or what
+    /// follows it (an `inflight` page, a `watch` status, a waited load's word that it still
+    /// waits, sent every 500 ms: a waited load gives up after 1 s at least), in milliseconds.
     #[arg(long, default_value_t = ANSWER_TIMEOUT_MS, value_parser = crate::args::count::<u64>(u64::MAX))]
     pub answer_timeout_ms: u64,
 }
@@ -309,8 +309,13 @@ fn load(target: &Target, keys: &[String], priority: Priority, wait: bool) -> any
         return Ok(());
     }
     let mut failed = 0;
+    // The daemon says it still waits every `WAITING_INTERVAL_MS`: no word from it within the
+    // answer timeout (twice that interval at least) means it stopped answering.
+    let silence =
+        client.answer_timeout.max(std::time::Duration::from_millis(2 * WAITING_INTERVAL_MS));
     loop {
-        match client.receive()? {
+        match client.receive_within(silence)? {
+            ServerMsg::Waiting { .. } => {}
             ServerMsg::Ended { request, key, state, error } => {
                 failed += usize::from(state != LoadState::Ready);
                 let error = error.unwrap_or_default();

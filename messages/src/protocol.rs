@@ -1,4 +1,4 @@
-//! The control protocol, version 4: what `streamctl` and the daemon say to each other, and the
+//! The control protocol, version 5: what `streamctl` and the daemon say to each other, and the
 //! frames it travels in (`docs/PROTOCOL.md`).
 //!
 //! A frame is a `u32` little-endian length followed by that many bytes of postcard, at most
@@ -17,10 +17,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{AssetKey, Event, LoadState, Priority, RequestId, Status};
 
-/// The protocol version this build speaks: 4 since the telemetry event `started` says whether
-/// urgent loads decode on their IO worker (3 answered `InFlight` in pages ended by `Done`; 2
-/// added `ProtocolError::ReplyTooLarge`, which a version 1 client could not decode).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// The protocol version this build speaks: 5 since a daemon waiting on a waited load's
+/// requests says so ([`ServerMsg::Waiting`]; 4 said nothing until each ended, and a client
+/// could not tell a slow load from a daemon that stopped answering); 4 since the telemetry
+/// event `started` says whether urgent loads decode on their IO worker (3 answered `InFlight`
+/// in pages ended by `Done`; 2 added `ProtocolError::ReplyTooLarge`, which a version 1 client
+/// could not decode).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The largest payload a frame may carry, in bytes.
 pub const FRAME_BYTES_MAX: usize = 1 << 20;
@@ -178,7 +181,21 @@ pub enum ServerMsg {
     /// The request could not be served; the connection stays open unless the error is about
     /// the connection itself (framing, handshake).
     Error(ProtocolError),
+    /// A waited load's request has not ended yet: sent every [`WAITING_INTERVAL_MS`] while
+    /// the daemon waits on it, so a client can tell a slow load from a daemon that stopped
+    /// answering (version 5).
+    Waiting {
+        /// The request waited on.
+        request: RequestId,
+        /// Its state now.
+        state: LoadState,
+    },
 }
+
+/// How often a daemon waiting on a waited load's request says so ([`ServerMsg::Waiting`]), in
+/// milliseconds: well within the time a client waits for it (its answer timeout, 30 s by
+/// default, and 1 s at least).
+pub const WAITING_INTERVAL_MS: u64 = 500;
 
 /// Why the daemon refused something.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]

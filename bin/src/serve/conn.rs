@@ -21,6 +21,7 @@ use rustix::net::RecvFlags;
 use streamrt::messages::protocol::{
     encode_frame, in_flight_page, widest_loaded_bytes, ClientMsg, FrameDecoder, FrameError,
     ProtocolError, RequestInfo, ServerMsg, TypeStats, FRAME_BYTES_MAX, PROTOCOL_VERSION,
+    WAITING_INTERVAL_MS,
 };
 use streamrt::messages::{AssetKey, Priority, RequestId};
 use streamrt::RequestError;
@@ -331,13 +332,20 @@ fn load(
     if !wait {
         return Ok(());
     }
+    let interval = Duration::from_millis(WAITING_INTERVAL_MS);
+    let mut told = Instant::now();
     for r in &made {
-        // The runtime ends every request on shutdown, so this wait always finishes.
+        // The runtime ends every request on shutdown, so this wait always finishes; meanwhile
+        // the client is told every interval that the daemon still waits.
         while !r.wait(WATCH_STATUS_INTERVAL) {
             // A shutdown ends every request before it shuts the connections for reading, which
             // looks like a client gone: one that ended since is still told.
             if conn.client_gone() && !r.state().is_terminal() {
                 return Err(End::Gone);
+            }
+            if told.elapsed() >= interval {
+                conn.send(&ServerMsg::Waiting { request: r.id(), state: r.state() })?;
+                told = Instant::now();
             }
         }
         let (request, key, state, error) = (r.id(), r.key(), r.state(), r.error_text());

@@ -173,6 +173,54 @@ fn read_msg(stream: &mut UnixStream) -> Option<ServerMsg> {
     Some(decoder.next_msg::<ServerMsg>().unwrap().expect("one whole frame"))
 }
 
+/// A process's exit status once it exited, or `None` if it still runs after `patience`: a
+/// process that never stops fails the test instead of hanging it (its pidfd is waited on).
+fn exited_within(child: &mut Child, patience: Duration) -> Option<std::process::ExitStatus> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let pid = rustix::process::Pid::from_child(child);
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
+    let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+    let patience = Timespec::try_from(patience).unwrap();
+    poll(&mut fds, Some(&patience)).unwrap();
+    child.try_wait().unwrap()
+}
+
+#[test]
+fn a_waited_load_hears_the_daemon_still_waits_and_gives_up_once_it_stops_answering() {
+    // 1 MiB at 1,000 bytes/s: the load stays in flight for the test.
+    let daemon = Daemon::start(&["--io-bytes-per-sec-max", "1000"]);
+    let mut s = greeted(&daemon.socket);
+    let keys = vec![AssetKey::parse("blob:big").unwrap()];
+    let load = ClientMsg::Load { keys, priority: Priority::Normal, wait: true };
+    s.write_all(&encode_frame(&load).unwrap()).unwrap();
+    let Some(ServerMsg::Loaded(made)) = read_msg(&mut s) else { panic!("no Loaded") };
+    let waiting = read_msg(&mut s);
+    let told =
+        matches!(waiting, Some(ServerMsg::Waiting { request, .. }) if request == made[0].request);
+    assert!(told, "{waiting:?}");
+    drop(s);
+    // A client waiting on the load while the daemon stops answering (stopped, not gone).
+    let mut client = Command::new(BIN)
+        .args(["load", "blob:big", "--wait", "--answer-timeout-ms", "1000", "--socket"])
+        .arg(&daemon.socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut loaded = String::new();
+    BufReader::new(client.stdout.take().unwrap()).read_line(&mut loaded).unwrap();
+    assert!(loaded.contains("key=blob:big"), "{loaded}");
+    let pid = rustix::process::Pid::from_child(&daemon.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    let status = exited_within(&mut client, Duration::from_secs(30));
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    assert!(status.is_some_and(|s| !s.success()), "the client gave up: {status:?}");
+    let mut stderr = String::new();
+    client.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(stderr.contains("no answer from the daemon within 1000 ms"), "{stderr}");
+    daemon.stop();
+}
+
 #[test]
 fn status_load_stats_inflight_cancel_reprioritise_and_shutdown() {
     let daemon = Daemon::start(&["--io-bytes-per-sec-max", "1000"]);

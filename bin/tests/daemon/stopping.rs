@@ -38,18 +38,6 @@ fn sigterm_and_sigint_stop_the_daemon_as_shutdown_does_and_its_recorded_session_
     }
 }
 
-/// The daemon's exit status once it exited, or `None` if it still runs after `patience`: a
-/// daemon that never stops fails the test instead of hanging it (its pidfd is waited on).
-fn exited_within(child: &mut Child, patience: Duration) -> Option<std::process::ExitStatus> {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let pid = rustix::process::Pid::from_child(child);
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
-    let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
-    let patience = Timespec::try_from(patience).unwrap();
-    poll(&mut fds, Some(&patience)).unwrap();
-    child.try_wait().unwrap()
-}
-
 #[test]
 fn sigterm_stops_the_daemon_whose_stderr_no_one_reads_any_more() {
     let mut daemon = Daemon::start_with(&[], Stdio::piped());

@@ -16,11 +16,11 @@ use crate::state::LoadState;
 use crate::status::Status;
 
 /// The protocol version whose bytes [`GOLDEN`] holds.
-const GOLDEN_VERSION: u32 = 4;
+const GOLDEN_VERSION: u32 = 5;
 
 /// Every sample's frame, in hex, one line each.
 const GOLDEN: &str = "
-020000000004
+020000000005
 0b0000000201046d65736801610101
 03000000030101
 0400000004010203
@@ -29,7 +29,7 @@ const GOLDEN: &str = "
 0100000006
 0100000007
 0100000008
-070000000004047061636b
+070000000005047061636b
 11000000010102030405060708090a0b0c0d0e0f10
 3e00000002060304626c6f62016200000304626c6f62016201010304626c6f62016202020304626c6f62016203030304626c6f62016204040304626c6f6201620500
 0e000000030404626c6f6201630401026e6f
@@ -80,6 +80,7 @@ const GOLDEN: &str = "
 03000000090506
 020000000906
 0400000009070706
+030000000a0701
 ";
 
 pub(crate) fn key(k: &str) -> AssetKey {
@@ -240,6 +241,7 @@ fn server_samples() -> Vec<ServerMsg> {
         ]
         .map(ServerMsg::Error),
     );
+    samples.push(ServerMsg::Waiting { request: RequestId(7), state: LoadState::Loading });
     samples
 }
 
@@ -322,7 +324,8 @@ fn variant(msg: &ServerMsg) -> &'static str {
         | ServerMsg::Ended { .. }
         | ServerMsg::Done
         | ServerMsg::Stats { .. }
-        | ServerMsg::ShuttingDown => "answer",
+        | ServerMsg::ShuttingDown
+        | ServerMsg::Waiting { .. } => "answer",
     }
 }
 
