@@ -30,7 +30,9 @@ use std::sync::{Arc, Mutex};
 use streamrt_messages::replay_log::{
     read_whole_log, LogError, LogHeader, LogPublish, LogRecord, WholeLog,
 };
-use streamrt_messages::{error_text_of, ErrorKind, Event, EventKind, LoadState, RequestId};
+use streamrt_messages::{
+    error_text_of, AssetKey, ErrorKind, Event, EventKind, LoadState, Priority, RequestId,
+};
 
 use crate::frame::{FramePolicy, PublishMode};
 use crate::lock::lock;
@@ -173,21 +175,7 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
     let det = Deterministic::new();
     let built = Built { policies: &policies, held, version };
     let runtime = deterministic_runtime(&header, &built, options, &script, &det, &kept)?;
-    let mut session = Session {
-        held,
-        kept: &kept,
-        runtime: &runtime,
-        script: &script,
-        stepper: Stepper::new(det),
-        handles: HashMap::new(),
-        replayed_ids: BTreeMap::new(),
-        expected: BTreeMap::new(),
-        ended_since_frame: BTreeSet::new(),
-        to_publish: None,
-        listed: HashSet::new(),
-        shut_down: false,
-        ended_after_shutdown: BTreeSet::new(),
-    };
+    let mut session = Session::new(held, &kept, &runtime, &script, Stepper::new(det));
     let fed = session.feed_all(records);
     let complete = session.shut_down;
     // Also when the log shut it down (idempotent): it joins a shutdown the replayed runtime
@@ -267,6 +255,33 @@ struct Session<'a> {
     ended_after_shutdown: BTreeSet<u64>,
 }
 
+impl<'a> Session<'a> {
+    /// A replay of a log about to be fed, on `runtime`.
+    fn new(
+        held: bool,
+        kept: &'a Kept,
+        runtime: &'a Runtime,
+        script: &'a Script,
+        stepper: Stepper,
+    ) -> Self {
+        Self {
+            held,
+            kept,
+            runtime,
+            script,
+            stepper,
+            handles: HashMap::new(),
+            replayed_ids: BTreeMap::new(),
+            expected: BTreeMap::new(),
+            ended_since_frame: BTreeSet::new(),
+            to_publish: None,
+            listed: HashSet::new(),
+            shut_down: false,
+            ended_after_shutdown: BTreeSet::new(),
+        }
+    }
+}
+
 impl Session<'_> {
     fn feed_all(&mut self, records: Vec<(u64, LogRecord)>) -> Result<(), ReplayError> {
         for (offset, record) in records {
@@ -324,19 +339,7 @@ impl Session<'_> {
     /// that only tells the replay something, or names a request it never made, does not).
     fn feed_held(&mut self, record: LogRecord) -> Result<bool, String> {
         match record {
-            LogRecord::Request { id, key, priority } => {
-                // A recording gives each request a new id, and records none after its
-                // shutdown (both under one lock), and only of the types its header lists.
-                if self.replayed_ids.contains_key(&id) {
-                    return Err(format!("request r{id} is made a second time"));
-                }
-                let handle = self.runtime.request_by_name(key, priority).map_err(|e| match e {
-                    RequestError::Shutdown => format!("request r{id} is made after the shutdown"),
-                    other => format!("request r{id}: {other}"),
-                })?;
-                self.replayed_ids.insert(id, handle.id().0);
-                self.handles.insert(id, handle);
-            }
+            LogRecord::Request { id, key, priority } => self.request(id, key, priority)?,
             // Asked for by a request's own record, which the replay settles after.
             LogRecord::Entry { key, dependencies, size } => {
                 self.script.entry(key, EntryInfo { dependencies, size, locator: None });
@@ -367,15 +370,7 @@ impl Session<'_> {
             // not recorded) is published at the first frame after it is. A version 2 log has
             // only the count, which is not imposed: a request staged sooner would push a
             // recorded one to a later frame.
-            LogRecord::BeginFrame { .. } => {
-                self.ended_since_frame.clear();
-                match self.to_publish.as_mut() {
-                    // Immediate mode: its frames publish nothing, as the recording's did.
-                    _ if self.held => self.runtime.begin_frame_as(&mut Vec::new()),
-                    Some(requests) => self.runtime.begin_frame_as(requests),
-                    None => self.runtime.begin_frame(),
-                };
-            }
+            LogRecord::BeginFrame { .. } => self.begin_frame(),
             LogRecord::EndFrame => self.runtime.end_frame(),
             LogRecord::Read { key, outcome } => self.script.bank_read(key, outcome),
             LogRecord::Decode { key, outcome } => self.script.bank_decode(key, outcome),
@@ -398,6 +393,32 @@ impl Session<'_> {
             }
         }
         Ok(true)
+    }
+
+    /// Makes the recorded request `id`. A recording gives each request a new id, and records
+    /// none after its shutdown (both under one lock), and only of the types its header lists.
+    fn request(&mut self, id: u64, key: AssetKey, priority: Priority) -> Result<(), String> {
+        if self.replayed_ids.contains_key(&id) {
+            return Err(format!("request r{id} is made a second time"));
+        }
+        let handle = self.runtime.request_by_name(key, priority).map_err(|e| match e {
+            RequestError::Shutdown => format!("request r{id} is made after the shutdown"),
+            other => format!("request r{id}: {other}"),
+        })?;
+        self.replayed_ids.insert(id, handle.id().0);
+        self.handles.insert(id, handle);
+        Ok(())
+    }
+
+    /// Begins a frame that publishes what the recorded one did (see `feed_held`).
+    fn begin_frame(&mut self) {
+        self.ended_since_frame.clear();
+        match self.to_publish.as_mut() {
+            // Immediate mode: its frames publish nothing, as the recording's did.
+            _ if self.held => self.runtime.begin_frame_as(&mut Vec::new()),
+            Some(requests) => self.runtime.begin_frame_as(requests),
+            None => self.runtime.begin_frame(),
+        };
     }
 
     /// Adds the requests a recorded frame published to those still to publish, under the
