@@ -487,6 +487,12 @@ impl Report {
             kv(&self.other_events),
             self.events_dropped
         );
+        self.render_types(&mut out);
+        out
+    }
+
+    /// The table of types, one row each, under its header.
+    fn render_types(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "{:<12} {:>8} {:>8} {:>8} {:>9} {:>10} {:>12}",
@@ -505,7 +511,6 @@ impl Report {
                 row.ready_p50_us.map_or_else(|| "-".to_owned(), |us| us.to_string())
             );
         }
-        out
     }
 }
 
