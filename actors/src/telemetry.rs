@@ -38,7 +38,8 @@ mod stream;
 pub use stream::EventStream;
 pub(crate) use stream::Subscriber;
 use streamrt_supervisor::{
-    drain_turn, log_caught, ChildLink, Clock, ExitReason, Mailbox, PoolStats, StopChild, Wake,
+    drain_turn, guarded, log_caught, run_warning_on_panic, ChildLink, Clock, ExitReason, Mailbox,
+    PoolStats, StopChild, Wake,
 };
 
 /// Live counters; see [`streamrt_messages::Status`] for their meaning.
@@ -417,6 +418,17 @@ impl TelemetrySink {
         outputs.subscribers.retain(|s| s.offer(event));
     }
 
+    /// Runs `work` under [`guarded`]; stops the sink if it panicked.
+    fn guarded(&self, ctx: &mut Context<Self>, work: fn(&Self)) {
+        let ran = guarded(&self.link, || {
+            work(self);
+            Ok(())
+        });
+        if ran.is_none() {
+            ctx.stop();
+        }
+    }
+
     fn handle_msg(&mut self, msg: SinkMsg) {
         match msg {
             SinkMsg::Subscribe(tx, ack) => {
@@ -444,17 +456,20 @@ impl Actor for TelemetrySink {
         if self.link.incarnation() > 1 {
             self.probe.restarted("telemetry");
         }
-        ctx.run_interval(Duration::from_millis(self.timing.flush_ms.max(1)), |sink, _| {
-            sink.drain()
+        // The timers' work is the actor's as a handler's is: its panic is reported as the
+        // sink's exit, and the sink stops (to be restarted), as after a handler's.
+        ctx.run_interval(Duration::from_millis(self.timing.flush_ms.max(1)), |sink, ctx| {
+            sink.guarded(ctx, Self::drain);
         });
-        ctx.run_interval(Duration::from_millis(self.timing.sample_ms.max(1)), |sink, _| {
-            sink.sample()
+        ctx.run_interval(Duration::from_millis(self.timing.sample_ms.max(1)), |sink, ctx| {
+            sink.guarded(ctx, Self::sample);
         });
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        // A last sample after the last events: the log's figures are its end's.
-        self.sample();
+        // A last sample after the last events: the log's figures are its end's. Not raised:
+        // the sink is stopping anyway, and a panic while a panic unwinds would abort.
+        run_warning_on_panic("the telemetry sink's last sample", || self.sample());
         self.link.exit(ExitReason::Normal);
     }
 }
