@@ -20,8 +20,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{AsyncContext, Context};
+use actix::{ActorContext, AsyncContext, Context};
 use streamrt_messages::{AssetLoadError, AssetPath, ErrorKind, EventKind, Generation, LoadState};
+use streamrt_supervisor::guarded;
 
 use super::slots::Phase;
 use super::{load_ref, Cache, CacheMsg};
@@ -144,9 +145,19 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 timers.after(now_us, delay_ms, Box::new(due));
                 continue;
             }
-            ctx.run_later(Duration::from_millis(delay_ms), move |cache, _| {
-                cache.retry_due(load);
-                cache.flush();
+            // The timer's work is the cache's as a handler's is: a panic in it is reported and
+            // stops the cache, its requests salvaged for the next incarnation.
+            ctx.run_later(Duration::from_millis(delay_ms), move |cache, ctx| {
+                let link = cache.link.clone();
+                let retried = guarded(&link, || {
+                    cache.retry_due(load);
+                    cache.flush();
+                    Ok(())
+                });
+                if retried.is_none() {
+                    ctx.stop();
+                    cache.salvage();
+                }
             });
         }
     }
