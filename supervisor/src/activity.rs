@@ -26,10 +26,17 @@ use crate::mailbox::{send_wake, Wake};
 /// A wake held back: the actor to wake and its mailbox's `wake_pending` flag.
 type DeferredWake = (Recipient<Wake>, Arc<AtomicBool>);
 
+/// Messages pending now, and handled so far (how a wait tells a slow step from a stalled one).
+#[derive(Debug, Default)]
+struct Counts {
+    pending: u64,
+    handled: u64,
+}
+
 /// See the module docs.
 #[derive(Debug, Default)]
 pub struct Activity {
-    pending: Mutex<u64>,
+    counts: Mutex<Counts>,
     idle: Condvar,
     /// `Some` while held: the wakes to deliver on release.
     held: Mutex<Option<Vec<DeferredWake>>>,
@@ -44,16 +51,17 @@ impl Activity {
     }
 
     pub(crate) fn add(&self, n: usize) {
-        *self.pending.lock().unwrap_or_else(PoisonError::into_inner) += n as u64;
+        self.counts().pending += n as u64;
     }
 
     pub(crate) fn done(&self, n: usize) {
         if n == 0 {
             return;
         }
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        *pending = pending.saturating_sub(n as u64);
-        if *pending == 0 {
+        let mut counts = self.counts();
+        counts.pending = counts.pending.saturating_sub(n as u64);
+        counts.handled = counts.handled.wrapping_add(n as u64);
+        if counts.pending == 0 {
             self.idle.notify_all();
         }
     }
@@ -102,25 +110,68 @@ impl Activity {
 
     /// Messages queued or being handled now.
     pub fn pending(&self) -> u64 {
-        *self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+        self.counts().pending
     }
 
-    /// Blocks until nothing is pending or `timeout` passed; whether it is idle.
-    pub fn wait_idle(&self, timeout: Duration) -> bool {
-        // `None` for a timeout past what an `Instant` holds: then it is waited out whole.
-        let deadline = Instant::now().checked_add(timeout);
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        while *pending > 0 {
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Blocks until nothing is pending, or until `patience` passed with no message handled;
+    /// whether it is idle. A long step that keeps handling messages (a tree of a million
+    /// requests on a slow machine) is waited out; one whose actors stopped is not.
+    pub fn wait_idle(&self, patience: Duration) -> bool {
+        let mut counts = self.counts();
+        let mut seen = counts.handled;
+        // `None` for a patience past what an `Instant` holds: then each wait is waited out.
+        let mut deadline = Instant::now().checked_add(patience);
+        while counts.pending > 0 {
             let left = match deadline {
-                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                    Some(left) => left,
-                    None => return false,
-                },
-                None => timeout,
+                Some(deadline) => deadline.checked_duration_since(Instant::now()),
+                None => Some(patience),
             };
-            pending =
-                self.idle.wait_timeout(pending, left).unwrap_or_else(PoisonError::into_inner).0;
+            let Some(left) = left else {
+                if counts.handled == seen {
+                    return false;
+                }
+                // Progress since the deadline was set: patience starts again from here.
+                seen = counts.handled;
+                deadline = Instant::now().checked_add(patience);
+                continue;
+            };
+            counts = self.idle.wait_timeout(counts, left).unwrap_or_else(PoisonError::into_inner).0;
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_gives_up_after_its_patience_with_nothing_handled() {
+        let activity = Activity::new();
+        activity.add(1);
+        assert!(!activity.wait_idle(Duration::from_millis(50)), "stalled");
+        activity.done(1);
+        assert!(activity.wait_idle(Duration::from_millis(50)), "idle");
+    }
+
+    #[test]
+    fn a_wait_outlasts_its_patience_while_messages_are_handled() {
+        let activity = Arc::new(Activity::new());
+        const STEPS: u32 = 30;
+        activity.add(STEPS as usize);
+        let worker = Arc::clone(&activity);
+        // Handles one message every 50 ms: 1.5 s in all, each well within the 1 s patience.
+        let handling = std::thread::spawn(move || {
+            for _ in 0..STEPS {
+                std::thread::sleep(Duration::from_millis(50));
+                worker.done(1);
+            }
+        });
+        assert!(activity.wait_idle(Duration::from_secs(1)), "slow, not stalled");
+        handling.join().unwrap();
     }
 }

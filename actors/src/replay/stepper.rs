@@ -14,8 +14,9 @@
 //!
 //! # Errors
 //!
-//! [`Stalled`] when the actors do not become idle within [`SETTLE_PATIENCE`] (an actor died
-//! and nothing restarted it).
+//! [`Stalled`] when the actors handle no message for [`SETTLE_PATIENCE`] before they become
+//! idle (an actor died and nothing restarted it); a long step that keeps handling them is
+//! waited out.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +29,8 @@ use streamrt_supervisor::{Activity, Clock, ManualClock};
 use crate::work::{DecodeJob, Job, ReadOrder};
 use crate::Runtime;
 
-/// How long the actors may take to become idle before a step gives up.
+/// How long the actors may go without handling a message, before they become idle, before a
+/// step gives up.
 pub(crate) const SETTLE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// What a deterministic runtime is built with.
@@ -75,7 +77,7 @@ impl VirtualTimers {
 
 /// The actors did not become idle; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the runtime's actors did not become idle within {SETTLE_PATIENCE:?}")]
+#[error("the runtime's actors handled nothing for {SETTLE_PATIENCE:?} and did not become idle")]
 pub(crate) struct Stalled;
 
 /// Which jobs may run now: a scripted backend holds back a job whose outcome is not known yet.
