@@ -315,6 +315,7 @@ impl Runtime {
             worker_count: self.inner.config.workers,
             decode_threads: self.inner.config.decode_threads,
             queue_capacity: self.inner.config.queue_capacity,
+            worker_nice: self.inner.config.worker_nice,
             in_flight: Counters::get(&c.in_flight),
             queued: Counters::get(&c.queued),
             requested: Counters::get(&c.requested),

@@ -19,7 +19,8 @@ use crate::{AssetKey, Event, LoadState, Priority, RequestId, Status};
 
 /// The protocol version this build speaks: 5 since a daemon waiting on a waited load's
 /// requests says so ([`ServerMsg::Waiting`]; 4 said nothing until each ended, and a client
-/// could not tell a slow load from a daemon that stopped answering); 4 since the telemetry
+/// could not tell a slow load from a daemon that stopped answering) and `Status` carries
+/// `worker_nice`; 4 since the telemetry
 /// event `started` says whether urgent loads decode on their IO worker (3 answered `InFlight`
 /// in pages ended by `Done`; 2 added `ProtocolError::ReplyTooLarge`, which a version 1 client
 /// could not decode).

@@ -223,8 +223,11 @@ fn a_waited_load_hears_the_daemon_still_waits_and_gives_up_once_it_stops_answeri
 
 #[test]
 fn status_load_stats_inflight_cancel_reprioritise_and_shutdown() {
-    let daemon = Daemon::start(&["--io-bytes-per-sec-max", "1000"]);
+    let daemon = Daemon::start(&["--io-bytes-per-sec-max", "1000", "--worker-nice", "3"]);
     assert!(daemon.ok(&["status"]).contains("worker_count=2 queue_capacity=64 in_flight=0"));
+    let status: serde_json::Value =
+        serde_json::from_str(&daemon.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["worker_nice"], 3, "the status says how the workers run: {status}");
     let loaded = daemon.ok(&["load", "blob:b1", "blob:b2", "--wait"]);
     assert_eq!(loaded.matches("state=ready").count(), 2, "{loaded}");
     let failed = daemon.ctl(&["load", "blob:bad", "--wait"]);
