@@ -31,6 +31,10 @@ pub struct Client {
 /// How long a client waits for the daemon's answer to one request, by default.
 pub const ANSWER_TIMEOUT_MS: u64 = 30_000;
 
+/// The fewest intervals of the daemon's `Waiting` a waited load goes without a word from it
+/// before it gives up, whatever the answer timeout.
+const WAITING_SILENCE_INTERVALS: u64 = 4;
+
 /// How long `streamctl shutdown` waits for the daemon's `Done`, which comes once the daemon
 /// drained its connections and stopped its runtime: each actor and worker pool may take
 /// `shutdown_ack_ms_max` (10 s by default), so a daemon with many stalled caches can take
@@ -160,7 +164,7 @@ pub struct Target {
     pub json: bool,
     /// How long to wait for the daemon's connection, its answer to one request, or what
     /// follows it (an `inflight` page, a `watch` status, a waited load's word that it still
-    /// waits, sent every 500 ms: a waited load gives up after 1 s at least), in milliseconds.
+    /// waits, sent every 500 ms: a waited load gives up after 2 s at least), in milliseconds.
     #[arg(long, default_value_t = ANSWER_TIMEOUT_MS, value_parser = crate::args::count::<u64>(u64::MAX))]
     pub answer_timeout_ms: u64,
 }
@@ -310,9 +314,10 @@ fn load(target: &Target, keys: &[String], priority: Priority, wait: bool) -> any
     }
     let mut failed = 0;
     // The daemon says it still waits every `WAITING_INTERVAL_MS`: no word from it within the
-    // answer timeout (twice that interval at least) means it stopped answering.
-    let silence =
-        client.answer_timeout.max(std::time::Duration::from_millis(2 * WAITING_INTERVAL_MS));
+    // answer timeout (four such intervals at least, for a busy machine's jitter) means it
+    // stopped answering.
+    let least = std::time::Duration::from_millis(WAITING_SILENCE_INTERVALS * WAITING_INTERVAL_MS);
+    let silence = client.answer_timeout.max(least);
     loop {
         match client.receive_within(silence)? {
             ServerMsg::Waiting { .. } => {}

@@ -20,10 +20,9 @@ use crate::{AssetKey, Event, LoadState, Priority, RequestId, Status};
 /// The protocol version this build speaks: 5 since a daemon waiting on a waited load's
 /// requests says so ([`ServerMsg::Waiting`]; 4 said nothing until each ended, and a client
 /// could not tell a slow load from a daemon that stopped answering) and `Status` carries
-/// `worker_nice`; 4 since the telemetry
-/// event `started` says whether urgent loads decode on their IO worker (3 answered `InFlight`
-/// in pages ended by `Done`; 2 added `ProtocolError::ReplyTooLarge`, which a version 1 client
-/// could not decode).
+/// `worker_nice`; 4 since the telemetry event `started` says whether urgent loads decode on
+/// their IO worker (3 answered `InFlight` in pages ended by `Done`; 2 added
+/// `ProtocolError::ReplyTooLarge`, which a version 1 client could not decode).
 pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The largest payload a frame may carry, in bytes.
@@ -63,7 +62,8 @@ pub enum ClientMsg {
     /// The runtime's live status (`GetStatus`).
     Status,
     /// Requests assets (`LoadAsset`); answered with [`ServerMsg::Loaded`], then, if `wait`, one
-    /// [`ServerMsg::Ended`] per request and [`ServerMsg::Done`].
+    /// [`ServerMsg::Ended`] per request and [`ServerMsg::Done`], with a
+    /// [`ServerMsg::Waiting`] every [`WAITING_INTERVAL_MS`] while a request has not ended.
     Load {
         /// The assets: at most [`KEYS_PER_LOAD_MAX`].
         #[serde(deserialize_with = "keys_at_most")]
@@ -182,8 +182,9 @@ pub enum ServerMsg {
     /// The request could not be served; the connection stays open unless the error is about
     /// the connection itself (framing, handshake).
     Error(ProtocolError),
-    /// A waited load's request has not ended yet: sent every [`WAITING_INTERVAL_MS`] while
-    /// the daemon waits on it, so a client can tell a slow load from a daemon that stopped
+    /// A waited load's request had not ended when this was sent: sent every
+    /// [`WAITING_INTERVAL_MS`] while the daemon waits on it (one ending then is told its end
+    /// next), so a client can tell a slow load from a daemon that stopped
     /// answering (version 5).
     Waiting {
         /// The request waited on.
@@ -195,7 +196,7 @@ pub enum ServerMsg {
 
 /// How often a daemon waiting on a waited load's request says so ([`ServerMsg::Waiting`]), in
 /// milliseconds: well within the time a client waits for it (its answer timeout, 30 s by
-/// default, and 1 s at least).
+/// default, and 2 s at least).
 pub const WAITING_INTERVAL_MS: u64 = 500;
 
 /// Why the daemon refused something.

@@ -16,8 +16,8 @@ pub struct Status {
     pub decode_threads: usize,
     /// The scheduler's queue limit.
     pub queue_capacity: usize,
-    /// Steps of CPU priority the IO and decode threads run below the runtime's builder
-    /// (`RuntimeConfig::worker_nice`; protocol version 5).
+    /// Steps of CPU priority the IO and decode threads were asked to run below the runtime's
+    /// builder (`RuntimeConfig::worker_nice`, applied on Linux only; protocol version 5).
     pub worker_nice: u8,
     /// Loads dispatched to workers and not yet finished.
     pub in_flight: u64,

@@ -343,13 +343,16 @@ fn load(
             if conn.client_gone() && !r.state().is_terminal() {
                 return Err(End::Gone);
             }
-            if told.elapsed() >= interval {
-                conn.send(&ServerMsg::Waiting { request: r.id(), state: r.state() })?;
+            let state = r.state();
+            // One that ended meanwhile is told its end next instead.
+            if told.elapsed() >= interval && !state.is_terminal() {
+                conn.send(&ServerMsg::Waiting { request: r.id(), state })?;
                 told = Instant::now();
             }
         }
         let (request, key, state, error) = (r.id(), r.key(), r.state(), r.error_text());
         conn.send(&ServerMsg::Ended { request, key, state, error })?;
+        told = Instant::now();
     }
     conn.send(&ServerMsg::Done)
 }

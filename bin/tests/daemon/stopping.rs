@@ -115,7 +115,7 @@ fn a_shutdown_asked_while_the_daemon_stops_is_answered_once_the_stop_is_done() {
     assert!(matches!(read_msg(&mut asker), Some(ServerMsg::Loaded(_))));
     asker.write_all(&encode_frame(&ClientMsg::Shutdown).unwrap()).unwrap();
     terminate_and_wait_stopping(&daemon, &mut told);
-    assert!(matches!(read_msg(&mut asker), Some(ServerMsg::Ended { .. })), "the stop ends it");
+    assert!(matches!(read_answer(&mut asker), Some(ServerMsg::Ended { .. })), "the stop ends it");
     assert!(matches!(read_msg(&mut asker), Some(ServerMsg::Done)));
     assert!(matches!(read_msg(&mut asker), Some(ServerMsg::ShuttingDown)));
     assert!(matches!(read_msg(&mut asker), Some(ServerMsg::Done)), "told once it is over");
