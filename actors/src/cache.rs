@@ -738,8 +738,7 @@ impl<T: Send + Sync + 'static> Actor for Cache<T> {
             // Its exit is reported: what it took back goes back to the salvage, with what it
             // had not, for the next incarnation, which attaches to the inbox instead and
             // reports its own restart (see `EventKind::Restarted`).
-            ctx.stop();
-            self.salvage();
+            self.fail_over(ctx);
         }
     }
 
@@ -790,8 +789,7 @@ impl<T: Send + Sync + 'static> Handler<Wake> for Cache<T> {
         let lanes = [sent, engine, messages];
         if lanes.contains(&Drained::Failed) {
             // Stopping: hand the unfinished requests to the next incarnation.
-            ctx.stop();
-            self.salvage();
+            self.fail_over(ctx);
         } else if lanes.contains(&Drained::More) {
             wake_after_others(ctx);
         }

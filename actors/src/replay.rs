@@ -280,9 +280,7 @@ impl<'a> Session<'a> {
             ended_after_shutdown: BTreeSet::new(),
         }
     }
-}
 
-impl Session<'_> {
     fn feed_all(&mut self, records: Vec<(u64, LogRecord)>) -> Result<(), ReplayError> {
         for (offset, record) in records {
             let moved = self.feed(record);

@@ -419,7 +419,7 @@ impl TelemetrySink {
     }
 
     /// Runs `work` under [`guarded`]; stops the sink if it panicked.
-    fn guarded(&self, ctx: &mut Context<Self>, work: fn(&Self)) {
+    fn run_guarded(&self, ctx: &mut Context<Self>, work: fn(&Self)) {
         let ran = guarded(&self.link, || {
             work(self);
             Ok(())
@@ -459,10 +459,10 @@ impl Actor for TelemetrySink {
         // The timers' work is the actor's as a handler's is: its panic is reported as the
         // sink's exit, and the sink stops (to be restarted), as after a handler's.
         ctx.run_interval(Duration::from_millis(self.timing.flush_ms.max(1)), |sink, ctx| {
-            sink.guarded(ctx, Self::drain);
+            sink.run_guarded(ctx, Self::drain);
         });
         ctx.run_interval(Duration::from_millis(self.timing.sample_ms.max(1)), |sink, ctx| {
-            sink.guarded(ctx, Self::sample);
+            sink.run_guarded(ctx, Self::sample);
         });
     }
 

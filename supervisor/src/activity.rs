@@ -45,6 +45,9 @@ pub struct Activity {
 }
 
 impl Activity {
+    /// The most patiences [`Activity::wait_idle`] waits in all, however its actors progress.
+    pub const WAIT_PATIENCES_MAX: u32 = 20;
+
     /// A tracker with nothing pending.
     pub fn new() -> Self {
         Self::default()
@@ -117,21 +120,25 @@ impl Activity {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Blocks until nothing is pending, or until `patience` passed with no message handled;
-    /// whether it is idle. A long step that keeps handling messages (a tree of a million
-    /// requests on a slow machine) is waited out; one whose actors stopped is not.
+    /// Blocks until nothing is pending, or until `patience` passed with no message handled
+    /// (noticed at the end of a patience, so after up to twice it), or at most
+    /// [`Activity::WAIT_PATIENCES_MAX`] patiences in all; whether it is idle. A long step that
+    /// keeps handling messages (a tree of a million requests on a slow machine) is waited
+    /// out; one whose actors stopped, or pass messages among themselves for ever, is not.
     pub fn wait_idle(&self, patience: Duration) -> bool {
         let mut counts = self.counts();
         let mut seen = counts.handled;
+        let started = Instant::now();
+        let longest = patience.saturating_mul(Self::WAIT_PATIENCES_MAX);
         // `None` for a patience past what an `Instant` holds: then each wait is waited out.
-        let mut deadline = Instant::now().checked_add(patience);
+        let mut deadline = started.checked_add(patience);
         while counts.pending > 0 {
             let left = match deadline {
                 Some(deadline) => deadline.checked_duration_since(Instant::now()),
                 None => Some(patience),
             };
             let Some(left) = left else {
-                if counts.handled == seen {
+                if counts.handled == seen || started.elapsed() >= longest {
                     return false;
                 }
                 // Progress since the deadline was set: patience starts again from here.

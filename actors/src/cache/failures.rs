@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{ActorContext, AsyncContext, Context};
+use actix::{AsyncContext, Context};
 use streamrt_messages::{AssetLoadError, AssetPath, ErrorKind, EventKind, Generation, LoadState};
 use streamrt_supervisor::guarded;
 
@@ -155,8 +155,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
                     Ok(())
                 });
                 if retried.is_none() {
-                    ctx.stop();
-                    cache.salvage();
+                    cache.fail_over(ctx);
                 }
             });
         }

@@ -7,6 +7,8 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, MutexGuard, PoisonError};
 
+use actix::{ActorContext, Context};
+
 use streamrt_messages::{AssetLoadError, ErrorKind, LoadState};
 use streamrt_supervisor::run_warning_on_panic;
 
@@ -112,6 +114,13 @@ impl<T: Send + Sync + 'static> Cache<T> {
         run_warning_on_panic("a parked asset's drop at shutdown", || {
             self.change_residency(|r| r.clear_type(t));
         });
+    }
+
+    /// Stops this incarnation after a failure its link reported (a panic in a handler, a
+    /// timer, or the taking back of a salvage), handing what it held to the next one.
+    pub(super) fn fail_over(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+        self.salvage();
     }
 
     /// Hands every decoded asset and every unfinished request to the next incarnation (after

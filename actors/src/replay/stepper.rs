@@ -15,8 +15,9 @@
 //! # Errors
 //!
 //! [`Stalled`] when the actors handle no message for [`SETTLE_PATIENCE`] before they become
-//! idle (an actor died and nothing restarted it); a long step that keeps handling them is
-//! waited out.
+//! idle (an actor died and nothing restarted it; noticed within twice that), or are still not
+//! idle after `Activity::WAIT_PATIENCES_MAX` of it; a long step that keeps handling them is
+//! waited out up to then.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
