@@ -614,5 +614,32 @@ mod tests {
             while let Ok(Some(_)) = decoder.next_msg::<ClientMsg>() {}
             prop_assert!(decoder.buffered() <= LEN_BYTES + FRAME_BYTES_MAX);
         }
+
+        /// Streams longer than a frame, its length at or near the limit, in chunks of any size
+        /// re-pushed as a reader does: what arbitrary short inputs cannot reach.
+        #[test]
+        fn a_stream_longer_than_a_frame_is_never_buffered_past_the_limit(
+            below in 0usize..64,
+            chunk in 1usize..(256 << 10),
+            fill in any::<u8>(),
+        ) {
+            let len = u32::try_from(FRAME_BYTES_MAX - below).unwrap();
+            let mut stream = len.to_le_bytes().to_vec();
+            stream.resize(LEN_BYTES + FRAME_BYTES_MAX + 4096, fill);
+            let mut decoder = FrameDecoder::new();
+            let mut at = 0;
+            while at < stream.len() {
+                let kept = decoder.push(&stream[at..(at + chunk).min(stream.len())]);
+                prop_assert!(decoder.buffered() <= LEN_BYTES + FRAME_BYTES_MAX);
+                at += kept;
+                match decoder.next_msg::<ClientMsg>() {
+                    // A frame taken, or a bad one: the stream ends there either way.
+                    Ok(Some(_)) | Err(_) => break,
+                    // Still short of a frame: the decoder took bytes, or had no room left,
+                    // which only a whole frame leaves it.
+                    Ok(None) => prop_assert!(kept > 0, "no room and no frame at {at}"),
+                }
+            }
+        }
     }
 }
