@@ -473,9 +473,15 @@ fn wait_for_the_one_place(mut daemon: Daemon) {
             busy => assert!(Instant::now() < deadline, "still turned away: {busy:?}"),
         }
     };
-    welcomed.write_all(&encode_frame(&ClientMsg::Shutdown).unwrap()).unwrap();
-    assert!(matches!(read_msg(&mut welcomed), Some(ServerMsg::ShuttingDown)));
-    assert!(matches!(read_msg(&mut welcomed), Some(ServerMsg::Done)), "the daemon stopped");
+    stop_through(&mut welcomed, &mut daemon);
+}
+
+/// Stops `daemon` with a `Shutdown` sent on `stream`, a greeted connection: answered
+/// `ShuttingDown`, then `Done` once it stopped, and the daemon exits 0.
+fn stop_through(stream: &mut UnixStream, daemon: &mut Daemon) {
+    stream.write_all(&encode_frame(&ClientMsg::Shutdown).unwrap()).unwrap();
+    assert!(matches!(read_msg(stream), Some(ServerMsg::ShuttingDown)));
+    assert!(matches!(read_msg(stream), Some(ServerMsg::Done)), "the daemon stopped");
     assert!(daemon.child.wait().unwrap().success());
 }
 

@@ -9,10 +9,7 @@ fn shutdown_completes_when_the_socket_file_was_removed() {
     let mut s = greeted(&daemon.socket);
     std::fs::remove_file(&daemon.socket).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(&encode_frame(&ClientMsg::Shutdown).unwrap()).unwrap();
-    assert!(matches!(read_msg(&mut s), Some(ServerMsg::ShuttingDown)));
-    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Done)), "the daemon stopped");
-    assert!(daemon.child.wait().unwrap().success());
+    stop_through(&mut s, &mut daemon);
 }
 
 #[test]
