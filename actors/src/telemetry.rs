@@ -38,8 +38,8 @@ mod stream;
 pub use stream::EventStream;
 pub(crate) use stream::Subscriber;
 use streamrt_supervisor::{
-    drain_turn, guarded, log_caught, run_warning_on_panic, ChildLink, Clock, ExitReason, Mailbox,
-    PoolStats, StopChild, Wake,
+    drain_turn, guarded_turn, log_caught, run_warning_on_panic, ChildLink, Clock, ExitReason,
+    Mailbox, PoolStats, StopChild, Wake,
 };
 
 /// Live counters; see [`streamrt_messages::Status`] for their meaning.
@@ -418,17 +418,6 @@ impl TelemetrySink {
         outputs.subscribers.retain(|s| s.offer(event));
     }
 
-    /// Runs `work` under [`guarded`]; stops the sink if it panicked.
-    fn run_guarded(&self, ctx: &mut Context<Self>, work: fn(&Self)) {
-        let ran = guarded(&self.link, || {
-            work(self);
-            Ok(())
-        });
-        if ran.is_none() {
-            ctx.stop();
-        }
-    }
-
     fn handle_msg(&mut self, msg: SinkMsg) {
         match msg {
             SinkMsg::Subscribe(tx, ack) => {
@@ -459,10 +448,12 @@ impl Actor for TelemetrySink {
         // The timers' work is the actor's as a handler's is: its panic is reported as the
         // sink's exit, and the sink stops (to be restarted), as after a handler's.
         ctx.run_interval(Duration::from_millis(self.timing.flush_ms.max(1)), |sink, ctx| {
-            sink.run_guarded(ctx, Self::drain);
+            let link = sink.link.clone();
+            guarded_turn(sink, ctx, &link, |sink| sink.drain());
         });
         ctx.run_interval(Duration::from_millis(self.timing.sample_ms.max(1)), |sink, ctx| {
-            sink.run_guarded(ctx, Self::sample);
+            let link = sink.link.clone();
+            guarded_turn(sink, ctx, &link, |sink| sink.sample());
         });
     }
 

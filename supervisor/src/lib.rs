@@ -34,8 +34,8 @@ pub use mailbox::{AskPatience, Mailbox, MailboxClosed, Wake};
 pub use policy::{Backoff, Intensity, RestartKind, RestartPolicy, RestartWindow, Strategy};
 pub use pool::{PoolClosed, PoolSender, PoolStats, Worker, WorkerPool};
 pub use supervisor::{
-    drain_guarded, drain_lane, drain_turn, guarded, wake_after_others, ChildLink, ChildSpec,
-    Drained, Escalation, ExitReason, StartFn, StopChild, Supervisor, SupervisorMsg,
+    drain_guarded, drain_lane, drain_turn, guarded, guarded_turn, wake_after_others, ChildLink,
+    ChildSpec, Drained, Escalation, ExitReason, StartFn, StopChild, Supervisor, SupervisorMsg,
     SupervisorStats,
 };
 

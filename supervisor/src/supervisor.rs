@@ -216,6 +216,30 @@ fn drain_batch<M>(
     }
 }
 
+/// A turn of a supervised actor's own that no message starts (a timer's): `work` runs under
+/// [`guarded`] as a handler's body does, and a panic in it is reported and stops the actor.
+/// Returns false when it stops the actor, for the caller to do what a failed turn does (a
+/// cache salvages its requests).
+pub fn guarded_turn<A>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    link: &ChildLink,
+    work: impl FnOnce(&mut A),
+) -> bool
+where
+    A: Actor<Context = Context<A>>,
+{
+    let ran = guarded(link, || {
+        work(actor);
+        Ok(())
+    })
+    .is_some();
+    if !ran {
+        ctx.stop();
+    }
+    ran
+}
+
 /// One turn of a supervised actor's `Wake` handler: drains up to `max` messages through
 /// `handle` under [`drain_guarded`], then runs `after` (what the actor does once per batch:
 /// flush, dispatch), wakes the actor again when more are waiting, and stops it when a handler

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use actix::{AsyncContext, Context};
 use streamrt_messages::{AssetLoadError, AssetPath, ErrorKind, EventKind, Generation, LoadState};
-use streamrt_supervisor::guarded;
+use streamrt_supervisor::guarded_turn;
 
 use super::slots::Phase;
 use super::{load_ref, Cache, CacheMsg};
@@ -149,13 +149,12 @@ impl<T: Send + Sync + 'static> Cache<T> {
             // stops the cache, its requests salvaged for the next incarnation.
             ctx.run_later(Duration::from_millis(delay_ms), move |cache, ctx| {
                 let link = cache.link.clone();
-                let retried = guarded(&link, || {
+                let retried = guarded_turn(cache, ctx, &link, |cache| {
                     cache.retry_due(load);
                     cache.flush();
-                    Ok(())
                 });
-                if retried.is_none() {
-                    cache.fail_over(ctx);
+                if !retried {
+                    cache.salvage();
                 }
             });
         }
