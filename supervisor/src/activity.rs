@@ -126,29 +126,23 @@ impl Activity {
     /// keeps handling messages (a tree of a million requests on a slow machine) is waited
     /// out; one whose actors stopped, or pass messages among themselves for ever, is not.
     pub fn wait_idle(&self, patience: Duration) -> bool {
-        let mut counts = self.counts();
-        let mut seen = counts.handled;
         let started = Instant::now();
         let longest = patience.saturating_mul(Self::WAIT_PATIENCES_MAX);
-        // `None` for a patience past what an `Instant` holds: then each wait is waited out.
-        let mut deadline = started.checked_add(patience);
-        while counts.pending > 0 {
-            let left = match deadline {
-                Some(deadline) => deadline.checked_duration_since(Instant::now()),
-                None => Some(patience),
-            };
-            let Some(left) = left else {
-                if counts.handled == seen || started.elapsed() >= longest {
-                    return false;
-                }
-                // Progress since the deadline was set: patience starts again from here.
-                seen = counts.handled;
-                deadline = Instant::now().checked_add(patience);
-                continue;
-            };
-            counts = self.idle.wait_timeout(counts, left).unwrap_or_else(PoisonError::into_inner).0;
+        let mut counts = self.counts();
+        loop {
+            let seen = counts.handled;
+            counts = self
+                .idle
+                .wait_timeout_while(counts, patience, |c| c.pending > 0)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            if counts.pending == 0 {
+                return true;
+            }
+            if counts.handled == seen || started.elapsed() >= longest {
+                return false;
+            }
         }
-        true
     }
 }
 
