@@ -577,10 +577,9 @@ impl Kept {
     }
 
     fn keep(&self, event: &Event) {
-        // Samples come from the telemetry thread on a wall-clock timer, and the transcript
-        // leaves them out: counted, they would make the limit depend on how long the replay
-        // took.
-        if matches!(event.kind, EventKind::Sample { .. }) {
+        // Left out of the transcript, and so of the limit, which they would make depend on
+        // how long the replay took.
+        if transcript::is_wall_clocked(event) {
             return;
         }
         let mut events = lock(&self.events);

@@ -21,9 +21,18 @@ pub struct TranscriptLine {
     pub state: String,
 }
 
+/// Whether `event` is timed by the wall clock (`sample`): a replay's transcript leaves it out,
+/// as it depends on how long the replay took.
+pub(crate) fn is_wall_clocked(event: &Event) -> bool {
+    matches!(event.kind, EventKind::Sample { .. })
+}
+
 impl TranscriptLine {
-    /// The line of `event`, or `None` for events timed by the wall clock (`sample`).
+    /// The line of `event`, or `None` for events timed by the wall clock.
     pub(crate) fn of(event: &Event) -> Option<Self> {
+        if is_wall_clocked(event) {
+            return None;
+        }
         let state = match &event.kind {
             EventKind::Sample { .. } => return None,
             EventKind::Started { .. } | EventKind::Stopped | EventKind::FrameEnd => String::new(),
