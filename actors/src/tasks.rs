@@ -27,7 +27,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use streamrt_supervisor::{run_warning_on_panic, take_panic_message, PoolSender};
+use streamrt_supervisor::{drop_each_warning_on_panic, take_panic_message, PoolSender};
 
 use crate::work::DecodeJob;
 
@@ -155,9 +155,7 @@ impl<R: Send + 'static> Group<R> {
             return;
         }
         let n = discarded.len();
-        for run in discarded {
-            run_warning_on_panic("a cancelled frame task's drop", || drop(run));
-        }
+        drop_each_warning_on_panic("a cancelled frame task's drop", discarded);
         let mut state = self.lock();
         state.running -= n;
         drop(state);

@@ -60,6 +60,15 @@ pub fn run_warning_on_panic(what: &str, f: impl FnOnce()) {
     }
 }
 
+/// Drops each of `items` under a catch of its own ([`run_warning_on_panic`]): they belong to
+/// the embedding program (a message, a job, a task's captures), and a second panic while the
+/// first unwinds through a drop would abort the process.
+pub fn drop_each_warning_on_panic<T>(what: &str, items: impl IntoIterator<Item = T>) {
+    for item in items {
+        run_warning_on_panic(what, || drop(item));
+    }
+}
+
 /// The most bytes of a panic's message kept: it is copied into the error of every request the
 /// panic failed, into events and into a replay log, whose records have a size limit. The same
 /// as any error text from outside the runtime keeps.

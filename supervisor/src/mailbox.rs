@@ -253,12 +253,9 @@ impl<M> Mailbox<M> {
             // job's end), and counted handled, as nothing will take them.
             if self.shared.closed.load(Ordering::Acquire) {
                 drop(q);
-                // Counted first: a message's drop is the caller's code, and may panic; each
-                // under a catch of its own, as a second panic while unwinding would abort.
+                // Counted first: a message's drop is the caller's code, and may panic.
                 self.handled(msgs.len());
-                for msg in msgs {
-                    crate::run_warning_on_panic("a message's drop", || drop(msg));
-                }
+                crate::drop_each_warning_on_panic("a message's drop", msgs);
                 return;
             }
             for msg in msgs.into_iter().rev() {

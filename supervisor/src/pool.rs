@@ -372,9 +372,7 @@ impl<J> WorkerPool<J> {
         // With no thread left, whatever is still queued is dropped here, and a job's own drop
         // guard reports it. A thread left running keeps the queue: its stop is in it.
         if left == 0 && !mine {
-            while let Ok(slot) = self.rx.try_recv() {
-                crate::run_warning_on_panic("a queued job's drop", || drop(slot));
-            }
+            crate::drop_each_warning_on_panic("a queued job's drop", self.rx.try_iter());
         }
         left
     }
