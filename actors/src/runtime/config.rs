@@ -209,7 +209,8 @@ impl RuntimeConfig {
             ("events_buffered_max", self.events_buffered_max, EVENTS_BUFFERED_MAX),
             ("dependency_depth_max", self.dependency_depth_max, DEPENDENCY_DEPTH_MAX),
             ("worker_nice", usize::from(self.worker_nice), usize::from(WORKER_NICE_MAX)),
-        ];
+        ]
+        .map(|(name, v, max)| (name, v as u64, max as u64));
         if let Some(&(name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));
         }
@@ -218,10 +219,7 @@ impl RuntimeConfig {
         }
         // A request keeps its declared size saturated at 4 GiB, where a load takes a whole
         // credit only if a credit is no larger.
-        if self.read_credit_bytes > u64::from(u32::MAX) {
-            let max = usize::try_from(u32::MAX).unwrap_or(usize::MAX);
-            return Err(ConfigError::TooLarge { name: "read_credit_bytes", max });
-        }
+        first_too_large(&[("read_credit_bytes", self.read_credit_bytes, u64::from(u32::MAX))])?;
         if self.io_bytes_per_sec_max == Some(0) {
             return Err(ConfigError::Zero("io_bytes_per_sec_max"));
         }
@@ -238,21 +236,28 @@ impl RuntimeConfig {
                 }
                 // The budget stays within [budget_min, budget_max]: an empty range would pin it
                 // at the minimum, over the maximum; percents past 100 mean nothing.
-                let adaptive = [
-                    ("adaptive.budget_min", a.budget_min, a.budget_max),
-                    ("adaptive.band_pct", a.band_pct, 100),
-                    ("adaptive.decrease_pct", a.decrease_pct, 100),
-                ];
-                if let Some(&(name, _, max)) = adaptive.iter().find(|(_, v, max)| v > max) {
-                    let max = usize::try_from(max).unwrap_or(usize::MAX);
-                    return Err(ConfigError::TooLarge { name, max });
-                }
+                first_too_large(
+                    &[
+                        ("adaptive.budget_min", a.budget_min, a.budget_max),
+                        ("adaptive.band_pct", a.band_pct, 100),
+                        ("adaptive.decrease_pct", a.decrease_pct, 100),
+                    ]
+                    .map(|(name, v, max)| (name, u64::from(v), u64::from(max))),
+                )?;
             }
         }
-        match bounded.iter().find(|(_, v, max)| v > max) {
-            Some(&(name, _, max)) => Err(ConfigError::TooLarge { name, max }),
-            None => Ok(()),
+        first_too_large(&bounded)
+    }
+}
+
+/// `TooLarge` for the first of `limits` (a name, its value and its most) whose value is over
+/// its most.
+fn first_too_large(limits: &[(&'static str, u64, u64)]) -> Result<(), ConfigError> {
+    match limits.iter().find(|(_, v, max)| v > max) {
+        Some(&(name, _, max)) => {
+            Err(ConfigError::TooLarge { name, max: usize::try_from(max).unwrap_or(usize::MAX) })
         }
+        None => Ok(()),
     }
 }
 
