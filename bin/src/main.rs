@@ -8,6 +8,7 @@
 
 mod args;
 mod bench;
+mod capped_read;
 mod chaos;
 mod client;
 mod connect;

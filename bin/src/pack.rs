@@ -13,6 +13,7 @@ use streamrt::messages::{escape_controls, AssetKey, AssetTypeName};
 use streamrt::pack::{Codec, PackLimits, PackReader, PackWriter};
 use streamrt::Decoder;
 
+use crate::capped_read;
 use crate::formats::MaterialDecoder;
 use crate::shown::{json_line, shown};
 
@@ -238,57 +239,17 @@ fn file_key(dir: &Path, path: &Path, output: &Option<PathBuf>) -> anyhow::Result
 /// was replaced), and a file swapped for a symlink (to `/dev/zero`, say) or a FIFO is refused
 /// too; one that grows while read is read no further than one byte past `max`.
 fn read_capped(path: &Path, listed: FileId, max: u64) -> anyhow::Result<Vec<u8>> {
-    let file = open_nonblocking(path, libc::O_NOFOLLOW)?;
+    let file = capped_read::open_nonblocking(path, libc::O_NOFOLLOW)?;
     let meta = file.metadata()?;
     if file_id(&meta) != listed {
         bail!("not the file listed there (a folder on its path, or the file, was replaced)");
     }
-    read_regular(file, &meta, max, "entry limit")
-}
-
-/// Opens `path` for reading with `flags`, never blocking: a FIFO would wait for a writer at
-/// the open.
-fn open_nonblocking(path: &Path, flags: libc::c_int) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let flags = flags | libc::O_NONBLOCK;
-    std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path)
-}
-
-/// Reads `file` (whose metadata is `meta`) whole if it is a regular file of at most `max`
-/// bytes (`limit` names the limit in errors); one that grows while read is read no further
-/// than one byte past `max`.
-fn read_regular(
-    file: std::fs::File,
-    meta: &std::fs::Metadata,
-    max: u64,
-    limit: &str,
-) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read;
-    if !meta.is_file() {
-        bail!("not a regular file");
-    }
-    // Refused before it is read: a file far past the limit would not fit in memory.
-    if meta.len() > max {
-        bail!("{} bytes, over the {max}-byte {limit}", meta.len());
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > max {
-        bail!("grew past the {max}-byte {limit} while read");
-    }
-    Ok(bytes)
+    capped_read::read_regular(file, &meta, max, "entry limit")
 }
 
 /// The largest `--deps` file `pack build` reads: a map of every key to its dependencies, far
 /// past any pack's index (`/dev/zero` or a FIFO given by mistake is refused, not read).
 const DEPS_FILE_BYTES_MAX: u64 = 64 << 20;
-
-/// The `--deps` file at `path`, read whole within [`DEPS_FILE_BYTES_MAX`].
-fn read_deps_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let file = open_nonblocking(path, 0)?;
-    let meta = file.metadata()?;
-    read_regular(file, &meta, DEPS_FILE_BYTES_MAX, "limit of a --deps file")
-}
 
 /// The dependencies of the asset `key` whose bytes are `bytes`, `listed` those `--deps` gives
 /// it. A material's are the textures its bytes name (`formats::material`), which `--deps` may
@@ -329,7 +290,8 @@ fn dependencies(
 fn build(dir: &Path, output: &Path, codec: Codec, deps: Option<&Path>) -> anyhow::Result<()> {
     let deps: BTreeMap<String, Vec<String>> = match deps {
         Some(path) => {
-            let text = read_deps_file(path).with_context(|| format!("{}", path.display()))?;
+            let text = capped_read::read_whole(path, DEPS_FILE_BYTES_MAX, "limit of a --deps file")
+                .with_context(|| format!("{}", path.display()))?;
             serde_json::from_slice(&text).with_context(|| {
                 format!("{}: expected {{\"key\": [\"dep\", ...]}}", path.display())
             })?

@@ -1,14 +1,14 @@
 //! The daemon's settings: a TOML file (`docs/CONFIG.md`) with command-line flags over it.
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use streamrt::{ConfigError, RuntimeConfig};
+
+use crate::capped_read;
 
 /// The largest configuration file read, in bytes: a few hundred are enough, and a path to a
 /// device or a huge file must not make the daemon read without end.
@@ -62,20 +62,9 @@ impl FileConfig {
     /// TOML, or has an unknown key or a wrongly typed value.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let reading = || format!("reading the configuration {}", path.display());
-        // Non-blocking, so that a named pipe with no writer is refused, not waited on.
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
+        let bytes = capped_read::read_whole(path, CONFIG_BYTES_MAX, "limit of a configuration")
             .with_context(reading)?;
-        if !file.metadata().with_context(reading)?.is_file() {
-            bail!("the configuration {} is not a regular file", path.display());
-        }
-        let mut text = String::new();
-        file.take(CONFIG_BYTES_MAX + 1).read_to_string(&mut text).with_context(reading)?;
-        if text.len() as u64 > CONFIG_BYTES_MAX {
-            bail!("the configuration {} is over {CONFIG_BYTES_MAX} bytes", path.display());
-        }
+        let text = String::from_utf8(bytes).with_context(reading)?;
         toml::from_str(&text)
             .with_context(|| format!("parsing the configuration {}", path.display()))
     }

@@ -147,13 +147,13 @@ fn a_configuration_that_is_not_a_regular_file_or_is_too_large_is_refused_unread(
     let owner_rw = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
     rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, owner_rw).expect("mkfifo");
     let err = refused(&fifo);
-    assert!(err.contains("is not a regular file"), "{err}");
-    assert!(refused(dir.path()).contains("is not a regular file"));
+    assert!(err.contains("not a regular file"), "{err}");
+    assert!(refused(dir.path()).contains("not a regular file"));
     // One line over the limit: refused by its size, and no part of it echoed.
     let huge = dir.path().join("huge.toml");
     std::fs::write(&huge, format!("workers = {}\n", "9".repeat(1 << 20))).unwrap();
     let err = refused(&huge);
-    assert!(err.contains("is over 1048576 bytes") && err.len() < 1_000, "{}", err.len());
+    assert!(err.contains("over the 1048576-byte limit") && err.len() < 1_000, "{}", err.len());
     // Just under it: parsed, and the parser's quote of the line is cut.
     std::fs::write(&huge, format!("workers = {}\n", "9".repeat(1_000_000))).unwrap();
     let err = refused(&huge);
