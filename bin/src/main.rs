@@ -1,8 +1,9 @@
 //! `streamctl`: the command-line tool of streamrt.
 //!
 //! Hosts the demo, the daemon and its clients, the pack tools, the report, the chaos run, the
-//! simulator and the benchmarks. Every command has `--help`; exit code
-//! 0 on success, non-zero with a one-line error on failure.
+//! simulator and the benchmarks. Every command has `--help`; exit code 0 on success, non-zero
+//! with a one-line error on failure: 2 for a usage error, 141 when the output's reader went
+//! away (as `SIGPIPE` would end a tool), 1 otherwise.
 
 #![allow(clippy::print_stdout)]
 
@@ -60,11 +61,27 @@ enum Command {
     Client(client::ClientCommand),
 }
 
-/// Whether a panic's payload is `println!`'s on a closed pipe: Rust ignores `SIGPIPE`, so
-/// printing after the output's reader went away (`streamctl watch | head`) panics instead.
-fn is_closed_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
+/// How a panic's payload says `println!` failed, if it did: Rust ignores `SIGPIPE`, so
+/// printing after the output's reader went away (`streamctl watch | head`) panics instead, as
+/// printing to a full disk (or `/dev/full`) does.
+fn failed_print(payload: &(dyn std::any::Any + Send)) -> Option<FailedPrint> {
     let message = streamrt::panic_message(payload);
-    message.starts_with("failed printing to stdout") && message.contains("Broken pipe")
+    if !message.starts_with("failed printing to stdout") {
+        return None;
+    }
+    Some(if message.contains("Broken pipe") {
+        FailedPrint::Closed
+    } else {
+        FailedPrint::Other(message)
+    })
+}
+
+/// How printing the output failed.
+enum FailedPrint {
+    /// Its reader went away.
+    Closed,
+    /// Otherwise: the panic's message, which names the error.
+    Other(String),
 }
 
 /// A command's standard output was closed by its reader (`| head`): only that, not a broken
@@ -73,15 +90,44 @@ fn is_closed_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
 #[error("the output's reader went away")]
 pub struct OutputClosed;
 
-/// Keeps a closed pipe's panic quiet (`main` ends the process as `SIGPIPE` would, once the
-/// panic has unwound and dropped what it held); every other panic goes to the default hook.
-fn quiet_on_a_closed_pipe() {
+/// Keeps a failed print's panic quiet (`main` ends the process, once the panic has unwound and
+/// dropped what it held, as `SIGPIPE` would on a closed pipe and with a one-line error
+/// otherwise); every other panic goes to the default hook.
+fn quiet_on_a_failed_print() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if !is_closed_pipe(info.payload()) {
+        if failed_print(info.payload()).is_none() {
             default(info);
         }
     }));
+}
+
+/// The command line, or the process's end: `--help` and `--version` print and end it with
+/// status 0, a usage error with its first line (clap's own goes on for several) and status 2.
+fn parsed() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    let e = match Cli::try_parse() {
+        Ok(cli) => return Ok(cli),
+        Err(e) => e,
+    };
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        return Err(match e.print() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("streamctl: failed printing to stdout: {e}");
+                ExitCode::FAILURE
+            }
+        });
+    }
+    let rendered = e.render().to_string();
+    let first = match e.kind() {
+        // clap's whole help, which would begin with the tool's description.
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => "no command given",
+        _ => rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("a usage error"),
+    };
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!("streamctl: {} (see --help)", escape_controls(first));
+    Err(ExitCode::from(2))
 }
 
 fn run(command: &Command) -> anyhow::Result<()> {
@@ -100,20 +146,29 @@ fn run(command: &Command) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    quiet_on_a_closed_pipe();
+    quiet_on_a_failed_print();
     // `RUST_LOG=streamrt=debug` shows every request's lifecycle on stderr.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match parsed() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let run = std::panic::catch_unwind(|| run(&cli.command));
     let result = match run {
         Ok(result) => result,
-        // Status 141, as a tool killed by `SIGPIPE`; what the command held (a demo's
-        // temporary pack) was dropped as the panic unwound.
-        Err(payload) if is_closed_pipe(&*payload) => return ExitCode::from(141),
-        Err(payload) => std::panic::resume_unwind(payload),
+        // What the command held (a demo's temporary pack) was dropped as the panic unwound.
+        Err(payload) => match failed_print(&*payload) {
+            // Status 141, as a tool killed by `SIGPIPE`.
+            Some(FailedPrint::Closed) => return ExitCode::from(141),
+            Some(FailedPrint::Other(message)) => {
+                eprintln!("streamctl: {}", escape_controls(&message));
+                return ExitCode::FAILURE;
+            }
+            None => std::panic::resume_unwind(payload),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -162,6 +162,48 @@ fn a_replay_whose_reader_stops_early_ends_as_any_other_command_does() {
     assert!(stderr.is_empty(), "{stderr}");
 }
 
+#[test]
+fn a_usage_error_is_one_line_naming_the_problem_with_status_2() {
+    let cases: [(&[&str], &str); 5] = [
+        (&[], "no command given"),
+        (&["bogus"], "unrecognized subcommand 'bogus'"),
+        (&["simulate", "--frames", "0"], "'--frames <FRAMES>'"),
+        (&["cancel", "xyz"], "invalid value 'xyz'"),
+        (&["pack", "ls", "--no-such-flag"], "'--no-such-flag'"),
+    ];
+    for (args, named) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_streamctl")).args(args).output().expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("streamctl: ") && stderr.contains(named), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    // Asked for, the help and the version are output, not errors.
+    for asked in ["--help", "--version"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_streamctl")).arg(asked).output().expect("runs");
+        assert!(out.status.success() && out.stderr.is_empty(), "{asked}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("streamctl"), "{asked}");
+    }
+}
+
+#[test]
+fn output_that_cannot_be_written_fails_with_one_line_not_a_panic() {
+    // `/dev/full` takes no byte: every write fails with `ENOSPC`, as on a full disk.
+    for args in [&["simulate", "--frames", "3"][..], &["--help"]] {
+        let full = std::fs::File::create("/dev/full").expect("/dev/full");
+        let out = Command::new(env!("CARGO_BIN_EXE_streamctl"))
+            .args(args)
+            .stdout(full)
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("No space left on device"), "{args:?}: {stderr}");
+    }
+}
+
 /// Runs `streamctl inflight --answer-timeout-ms 200` against a fake daemon that hands the
 /// connection to `serve`, then holds it, reading nothing more, until the run is over (or 30 s
 /// have passed: a client that waits for ever then sees it closed instead). Whether the client
