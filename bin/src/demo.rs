@@ -88,7 +88,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             args.frame_budget
         );
     }
-    let dir = tempfile::tempdir().context("creating the demo folder")?;
+    let dir = crate::interrupt::temp_dir("demo")?;
     let mut rng = fastrand::Rng::with_seed(args.seed);
     let pack = generate::build(dir.path(), args.assets, &mut rng)?;
     let source = PackSource::open(&pack.path, PackLimits::default())

@@ -15,6 +15,7 @@ mod client;
 mod connect;
 mod demo;
 mod formats;
+mod interrupt;
 mod pack;
 mod replay;
 mod report;

@@ -15,6 +15,7 @@ use streamrt::Decoder;
 
 use crate::capped_read;
 use crate::formats::MaterialDecoder;
+use crate::interrupt;
 use crate::shown::{json_line, shown};
 
 /// Options of `streamctl pack`.
@@ -306,6 +307,7 @@ fn build(dir: &Path, output: &Path, codec: Codec, deps: Option<&Path>) -> anyhow
     }
     let limits = PackLimits::default();
     let mut writer = PackWriter::create_with_limits(output, limits)?;
+    let _interrupted_removes = interrupt::Registered::new(writer.temporary_path());
     let (mut raw, mut entries) = (0u64, 0usize);
     for (key, path, listed) in &files {
         let bytes = read_capped(path, *listed, limits.entry_bytes_max)

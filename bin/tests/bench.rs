@@ -204,6 +204,62 @@ fn output_that_cannot_be_written_fails_with_one_line_not_a_panic() {
     }
 }
 
+#[test]
+fn a_demo_interrupted_by_ctrl_c_leaves_no_temporary_file_and_ends_as_the_signal_would() {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    // The demo records into a pipe this test holds open: its first bytes come once the pack is
+    // built and the runtime started, and the demo can go no further than the pipe holds.
+    let fifo = dir.path().join("record.fifo");
+    let owner_rw = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
+    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, owner_rw).expect("mkfifo");
+    let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK;
+    let reader = rustix::fs::open(&fifo, flags, rustix::fs::Mode::empty()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamctl"))
+        .args(["demo", "--assets", "600", "--record"])
+        .arg(&fifo)
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let patience = Timespec::try_from(std::time::Duration::from_secs(60)).unwrap();
+    let mut fds = [PollFd::new(&reader, PollFlags::IN)];
+    assert_eq!(poll(&mut fds, Some(&patience)).unwrap(), 1, "the demo started recording");
+    assert!(std::fs::read_dir(&tmp).unwrap().next().is_some(), "its folder is made");
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
+    let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+    let ended = poll(&mut fds, Some(&patience)).unwrap() == 1;
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    drop(reader);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(ended, "the demo did not end: {stderr}");
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_eq!(stderr.lines().last(), Some("streamctl: interrupted by SIGINT"), "{stderr}");
+    let left: Vec<_> = walk(&tmp);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Every path under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            paths.extend(walk(&path));
+        }
+        paths.push(path);
+    }
+    paths
+}
+
 /// Runs `streamctl inflight --answer-timeout-ms 200` against a fake daemon that hands the
 /// connection to `serve`, then holds it, reading nothing more, until the run is over (or 30 s
 /// have passed: a client that waits for ever then sees it closed instead). Whether the client

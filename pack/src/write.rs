@@ -161,6 +161,13 @@ impl PackWriter {
         Ok(Self { out, path, limits, at: HEADER_LEN, entries, keys, broken: false })
     }
 
+    /// The temporary file the pack is written to until [`PackWriter::finish`] renames it into
+    /// place (removed if the writer is dropped unfinished): what a tool removes should it be
+    /// ended before either.
+    pub fn temporary_path(&self) -> &Path {
+        self.out.get_ref().path()
+    }
+
     /// Compresses `raw` with `codec` and appends it as `key` (`type:path`), depending on `deps`.
     /// Incompressible data is stored as is whatever the codec asked.
     ///

@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use anyhow::{ensure, Context};
+use anyhow::ensure;
 use streamrt::pack::PackLimits;
 use streamrt::{LoadState, PackSource, Runtime};
 
@@ -76,7 +76,7 @@ fn run(workload: &Workload, cancel: bool, args: &BenchArgs) -> anyhow::Result<Ru
 
 /// Runs the scenario.
 pub(super) fn cancel(args: &BenchArgs) -> anyhow::Result<Outcome> {
-    let dir = tempfile::tempdir().context("creating the bench folder")?;
+    let dir = crate::interrupt::temp_dir("bench")?;
     let workload = match &args.pack {
         Some(pack) => open_pack(pack, None)?,
         None => generate_pack(

@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context;
 use streamrt::pack::{Codec, PackLimits, PackWriter};
 use streamrt::{Coalescing, PackSource, Runtime};
 
@@ -57,7 +56,7 @@ fn run(
 }
 
 pub(super) fn coalesce(args: &BenchArgs) -> anyhow::Result<Outcome> {
-    let dir = tempfile::tempdir().context("creating the bench folder")?;
+    let dir = crate::interrupt::temp_dir("bench")?;
     let pack = dir.path().join("small.pack");
     let paths = build(&pack, args.count.unwrap_or(ASSETS), args.seed)?;
     // One untimed pass warms the page cache for both.

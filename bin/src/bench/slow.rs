@@ -16,7 +16,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use streamrt::messages::AssetKey;
 use streamrt::{EntryInfo, Locator, RuntimeConfig, Source, SourceError};
 
@@ -129,7 +128,7 @@ fn ours(workload: &Workload, reads: usize, args: &BenchArgs) -> anyhow::Result<D
 
 /// Runs the scenario.
 pub(super) fn slow_storage(args: &BenchArgs) -> anyhow::Result<Outcome> {
-    let dir = tempfile::tempdir().context("creating the bench folder")?;
+    let dir = crate::interrupt::temp_dir("bench")?;
     let workload = match &args.pack {
         Some(pack) => open_pack(pack, None)?,
         None => generate_pack(

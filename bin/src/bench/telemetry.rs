@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{bail, ensure};
 use streamrt::messages::AssetKey;
 use streamrt::{MemorySource, Runtime, RuntimeConfig};
 
@@ -55,7 +55,7 @@ fn run(
 
 /// Runs the scenario.
 pub(super) fn telemetry(args: &BenchArgs) -> anyhow::Result<Outcome> {
-    let dir = tempfile::tempdir().context("creating the bench folder")?;
+    let dir = crate::interrupt::temp_dir("bench")?;
     let mut rng = fastrand::Rng::with_seed(args.seed);
     let source = MemorySource::new();
     let keys: Vec<String> = (0..args.count.unwrap_or(ASSETS)).map(|i| format!("m{i}")).collect();

@@ -21,7 +21,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use anyhow::Context;
 use streamrt::RuntimeConfig;
 
 use super::cpu::{Medians, Span, Stopwatch};
@@ -170,7 +169,7 @@ fn measure(workload: Workload, args: &BenchArgs) -> anyhow::Result<Figures> {
 
 /// Runs the scenario.
 pub(super) fn throughput(args: &BenchArgs) -> anyhow::Result<Outcome> {
-    let dir = tempfile::tempdir().context("creating the bench folder")?;
+    let dir = crate::interrupt::temp_dir("bench")?;
     let count = args.count.unwrap_or(ASSETS);
     let figures = match &args.pack {
         Some(pack) => vec![measure(open_pack(pack, None)?, args)?],

@@ -1,0 +1,111 @@
+//! What an interrupted command leaves behind: nothing of its own making.
+//!
+//! A command makes files for its own use: the demo's and the benchmarks' temporary folders
+//! (`bench throughput`'s holds gigabytes) and the temporary file `pack build` writes before
+//! it renames it into place. A signal that ends the process (Ctrl-C's `SIGINT`, `SIGTERM`,
+//! `SIGHUP`) runs no destructor, so each such path is registered here ([`temp_dir`],
+//! [`Registered::new`]). The first registration starts a thread that waits for those
+//! signals; on one it removes every path still registered, says so in one line and ends the
+//! process with status 128 + the signal's number, as the signal itself would have (`130`
+//! for Ctrl-C). A path is unregistered when its owner is dropped, after the owner removed it.
+//!
+//! Commands that register nothing (the daemon, which handles its signals itself) keep the
+//! signals' default actions.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, Once, PoisonError};
+
+use anyhow::Context;
+
+/// The paths to remove on a signal, each with the number its registration was given.
+static TEMPORARIES: Mutex<Vec<(u64, PathBuf)>> = Mutex::new(Vec::new());
+
+fn temporaries() -> MutexGuard<'static, Vec<(u64, PathBuf)>> {
+    TEMPORARIES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A path removed should the process be interrupted; unregistered on drop.
+#[derive(Debug)]
+pub struct Registered(u64);
+
+impl Registered {
+    /// Registers `path` (a file or a folder) for removal on a signal.
+    pub fn new(path: &Path) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        static WATCH: Once = Once::new();
+        WATCH.call_once(watch);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        temporaries().push((id, path.to_owned()));
+        Self(id)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        temporaries().retain(|(id, _)| *id != self.0);
+    }
+}
+
+/// A temporary folder, removed when dropped or should the process be interrupted.
+#[derive(Debug)]
+pub struct TempFolder {
+    // Declared first, so dropped first: the folder is gone before it is unregistered, and a
+    // signal in between removes nothing more.
+    dir: tempfile::TempDir,
+    _registered: Registered,
+}
+
+impl TempFolder {
+    /// The folder's path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A new temporary folder for `what` (named in the error).
+///
+/// # Errors
+///
+/// The folder cannot be created.
+pub fn temp_dir(what: &str) -> anyhow::Result<TempFolder> {
+    let dir = tempfile::tempdir().with_context(|| format!("creating the {what} folder"))?;
+    let registered = Registered::new(dir.path());
+    Ok(TempFolder { dir, _registered: registered })
+}
+
+/// Starts the thread that waits for the signals, and returns once they are caught. Should
+/// the thread or the catch fail, the signals keep their default actions: the process ends as
+/// it would have, its temporaries left.
+fn watch() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let (caught, wait_caught) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new().name("streamctl-signals".into()).spawn(move || {
+        // Caught on this thread, so that none is caught with no thread to act on it.
+        let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]);
+        let _ = caught.send(());
+        if let Some(signal) = signals.ok().and_then(|mut s| s.forever().next()) {
+            interrupted(signal);
+        }
+    });
+    if spawned.is_ok() {
+        let _ = wait_caught.recv();
+    }
+}
+
+/// Removes the registered paths and ends the process as `signal` would have.
+fn interrupted(signal: i32) -> ! {
+    // Held to the end: a path registered from now on is made after this removal, so the
+    // registering thread waits here until the process ends.
+    let paths = temporaries();
+    for (_, path) in paths.iter() {
+        let removed = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
+        if let Err(e) = removed {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                eprintln!("streamctl: could not remove {}: {e}", path.display());
+            }
+        }
+    }
+    let name = signal_hook::low_level::signal_name(signal).unwrap_or("a signal");
+    eprintln!("streamctl: interrupted by {name}");
+    std::process::exit(128 + signal);
+}
