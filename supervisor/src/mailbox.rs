@@ -318,6 +318,13 @@ impl<M> Mailbox<M> {
         q.drain(..).collect()
     }
 
+    /// Closes the mailbox and drops the messages not yet drained one at a time, each under a
+    /// catch of its own: a message may hold the embedding program's value (a decoded asset),
+    /// whose `Drop` may panic, and a stop must go on past it. `what` names them in the warning.
+    pub fn close_dropping(&self, what: &str) {
+        crate::drop_each_warning_on_panic(what, self.close());
+    }
+
     /// Whether [`Mailbox::close`] was called.
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
@@ -553,5 +560,27 @@ mod tests {
         assert_eq!(mailbox.close(), vec![1]);
         assert!(matches!(mailbox.post(2), Err(MailboxClosed(2))));
         assert!(mailbox.is_closed() && mailbox.is_empty());
+    }
+
+    /// Counts its drops, and panics in the first `panics` of them.
+    struct PanicsOnDrop(Arc<std::sync::atomic::AtomicUsize>, usize);
+
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            let dropped = self.0.fetch_add(1, Ordering::Relaxed);
+            assert!(dropped >= self.1, "scripted panic dropping a message");
+        }
+    }
+
+    #[test]
+    fn closing_drops_every_message_left_though_the_first_drops_panic() {
+        let mailbox = Mailbox::new();
+        let dropped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for _ in 0..4 {
+            mailbox.post(PanicsOnDrop(Arc::clone(&dropped), 2)).ok().unwrap();
+        }
+        mailbox.close_dropping("a message left at a stop");
+        assert_eq!(dropped.load(Ordering::Relaxed), 4);
+        assert!(mailbox.is_closed());
     }
 }

@@ -335,6 +335,37 @@ fn a_parked_asset_whose_drop_panics_at_shutdown_still_ends_every_request_of_its_
 }
 
 #[test]
+fn a_parked_asset_whose_drop_blocks_at_shutdown_holds_the_shutdown_up_only_for_its_ack_limit() {
+    let source = GatedSource::default();
+    source.put_with_deps("slow:a0", b"a0", &[]);
+    let decoder = SlowDropDecoder::default();
+    let config = RuntimeConfig { shutdown_ack_ms_max: 100, ..RuntimeConfig::default() };
+    let rt = Runtime::builder()
+        .config(config)
+        .source(source.clone())
+        .register(decoder.clone())
+        .immediate()
+        .build()
+        .unwrap();
+    load_and_park(&rt, "a0");
+    // The drop waits for the engine, which lets it go only once the shutdown returned: a
+    // texture freed through the render thread that is the one shutting down, say.
+    decoder.gate.hold("drop:a0");
+    let (returned, wait_returned) = std::sync::mpsc::channel();
+    let stopping = std::thread::spawn(move || {
+        rt.shutdown();
+        let _ = returned.send(());
+        rt
+    });
+    decoder.gate.wait_started("drop:a0", 1);
+    let shutdown_returned = wait_returned.recv_timeout(PATIENCE).is_ok();
+    decoder.gate.release("drop:a0");
+    let rt = stopping.join().unwrap();
+    assert!(shutdown_returned, "the shutdown waited for the core thread's drop");
+    assert!(rt.request::<SlowDrop>("a0", Priority::Normal).is_err(), "and it is shut down");
+}
+
+#[test]
 fn an_evicted_assets_slow_drop_does_not_hold_up_memory_stats_on_another_thread() {
     let source = GatedSource::default();
     source.put_with_deps("slow:a0", b"a0--------", &[]);

@@ -78,9 +78,9 @@ impl<T: Send + Sync + 'static> CacheInbox<T> {
     /// Closes all three. The messages and requests not yet handled are dropped (their tickets
     /// fail their requests), and so are the orders (their read credits go back).
     pub(crate) fn close(&self) {
-        drop(self.messages.close());
-        drop(self.engine.close());
-        drop(self.dispatches.close());
+        self.messages.close_dropping("a cache's message left at its stop");
+        self.engine.close_dropping("a request's message left at its cache's stop");
+        self.dispatches.close_dropping("a dispatch order left at its cache's stop");
     }
 
     /// Counts the three mailboxes' messages in a deterministic runtime's activity.

@@ -10,7 +10,7 @@ use std::sync::{Arc, MutexGuard, PoisonError};
 use actix::{ActorContext, Context};
 
 use streamrt_messages::{AssetLoadError, ErrorKind, LoadState};
-use streamrt_supervisor::run_warning_on_panic;
+use streamrt_supervisor::{drop_each_warning_on_panic, run_warning_on_panic};
 
 use super::slots::Phase;
 use super::{Cache, Salvage};
@@ -41,6 +41,17 @@ pub(crate) struct Salvaged<T: Send + Sync + 'static> {
 impl<T: Send + Sync + 'static> Default for Salvaged<T> {
     fn default() -> Self {
         Self { unfinished: VecDeque::new(), resident: VecDeque::new(), readmit_crashes: 0 }
+    }
+}
+
+impl<T: Send + Sync + 'static> Salvaged<T> {
+    /// Drops every salvaged request one at a time, each under a catch of its own: a ticket's
+    /// drop fails its request with `Shutdown`, and the last holder of a decoded asset drops
+    /// the embedding program's value, whose `Drop` may panic.
+    pub(crate) fn drop_each(self) {
+        let unfinished = self.unfinished.into_iter().map(|(ticket, _)| ticket);
+        let resident = self.resident.into_iter().flat_map(|(holders, ..)| holders);
+        drop_each_warning_on_panic("a salvaged request left at a stop", unfinished.chain(resident));
     }
 }
 

@@ -112,7 +112,8 @@ pub struct RuntimeConfig {
     /// fails the actor's requests itself (after the core supervisor gave up, only while the
     /// actor lives), and for each worker pool's threads to end (a thread still in a source's
     /// read, a decode or a frame task then is left behind, to end on its own) and for the
-    /// telemetry thread (left behind likewise while it is blocked writing); also how long
+    /// telemetry thread (left behind likewise while it is blocked writing) and the core thread
+    /// (left behind while an actor is held in the engine's code, an asset's `Drop`); also how long
     /// `subscribe` and `flush_telemetry` wait for the telemetry sink.
     pub shutdown_ack_ms_max: u64,
     /// Levels of dependencies below a request at most, up to [`DEPENDENCY_DEPTH_MAX`]; a deeper

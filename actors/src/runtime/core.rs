@@ -8,7 +8,9 @@
 //!   panic and never shrink.
 //!
 //! Both supervisors escalate to the runtime, which then shuts down. Every thread is joined by
-//! [`Core::stop`].
+//! [`Core::stop`], each within `shutdown_ack_ms_max`: one still in the engine's code then (a
+//! source's read, a decoder, a frame task, an asset's `Drop`) is left behind, detached, to end
+//! on its own.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -266,14 +268,14 @@ impl Core {
         for supervisor in &self.supervisors {
             supervisor.ask_with(SupervisorMsg::Stop, self.ack_max, while_alive);
         }
-        drop(self.scheduler.close());
-        drop(self.frame.close());
-        drop(self.sink.close());
-        self.supervisors.iter().for_each(|s| drop(s.close()));
+        self.scheduler.close_dropping("a scheduler message left at shutdown");
+        self.frame.close_dropping("a frame message left at shutdown");
+        self.sink.close_dropping("a telemetry message left at shutdown");
+        self.supervisors.iter().for_each(|s| s.close_dropping("a supervisor message"));
         self.telemetry.stop();
         // A sink blocked writing its file (a pipe no one reads, a hung mount) must not hold
         // the shutdown for ever either: its thread is left behind, to end with its write.
-        if !join_within(self.telemetry, self.ack_max) {
+        if !join_within(move || drop(self.telemetry.join()), self.ack_max) {
             log_caught(|| {
                 tracing::warn!(
                     target: "streamrt",
@@ -282,7 +284,17 @@ impl Core {
             });
         }
         self.system.stop();
-        let _ = self.core_thread.join();
+        // An actor held in the engine's code (an asset's `Drop` waiting on the thread that
+        // shuts down, say) must not hold the shutdown for ever: the thread is left behind.
+        let core_thread = self.core_thread;
+        if !join_within(move || drop(core_thread.join()), self.ack_max) {
+            log_caught(|| {
+                tracing::warn!(
+                    target: "streamrt",
+                    "the core thread still ran the engine's code at shutdown: left to end on its own"
+                );
+            });
+        }
         // A cache restarted between its shutdown's ask (it was dead then) and the supervisors'
         // stop salvaged again what it took back when it was stopped: nothing restarts now, so
         // what is left in a salvage fails with `Shutdown` here, before `shutdown` returns.
@@ -509,12 +521,13 @@ fn thread_of(arbiter: &Arbiter) -> Option<ThreadId> {
     rx.recv().ok()
 }
 
-/// Joins `arbiter`'s thread, waiting `within` at most (from a thread of its own, as a thread's
-/// join has no time limit); whether it ended. One that did not is left behind, detached.
-fn join_within(arbiter: Arbiter, within: Duration) -> bool {
+/// Runs `join` (a thread's join), waiting `within` at most (from a thread of its own, as a
+/// thread's join has no time limit); whether it ended. One that did not is left behind,
+/// detached.
+fn join_within(join: impl FnOnce() + Send + 'static, within: Duration) -> bool {
     let (joined, ended) = mpsc::channel();
     let joiner = std::thread::Builder::new().name("streamrt-join".into()).spawn(move || {
-        let _ = arbiter.join();
+        join();
         let _ = joined.send(());
     });
     // No thread to join it from: it is left behind at once.

@@ -214,6 +214,6 @@ impl<T: Send + Sync + 'static> CacheControl for CacheHandle<T> {
         self.inbox.close();
         // Requests salvaged by an incarnation no one restarted (its supervisor gave up):
         // dropping their tickets fails them with `Shutdown`.
-        drop(std::mem::take(&mut *salvage_lock(&self.salvage)));
+        std::mem::take(&mut *salvage_lock(&self.salvage)).drop_each();
     }
 }
