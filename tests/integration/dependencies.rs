@@ -249,6 +249,15 @@ fn progress_is_weighted_by_bytes_over_the_tree_and_never_goes_backwards() {
         "the small root decoded, not its dependency"
     );
     source.gate.release("large");
+    // Sampled as the dependency ends and the tree is published: never below a sample before.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut seen = middle.done;
+    while !handle.state().is_terminal() && std::time::Instant::now() < deadline {
+        let now = handle.progress();
+        assert!(now.done >= seen && now.total == 1010, "{now:?} after {seen}");
+        seen = now.done;
+        std::thread::yield_now();
+    }
     handle.wait_timeout(PATIENCE).unwrap().expect("the tree loads");
     assert_eq!(handle.progress(), streamrt::ByteProgress { done: 1010, total: 1010 });
     assert!((handle.progress().fraction() - 1.0).abs() < f64::EPSILON);

@@ -234,18 +234,24 @@ fn a_second_shutdown_returns_only_once_the_first_has_joined_every_thread() {
         std::thread::yield_now();
     }
     let (returned, second_returned) = std::sync::mpsc::channel();
+    let released = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let second = {
-        let rt = std::sync::Arc::clone(&rt);
+        let (rt, released) = (std::sync::Arc::clone(&rt), std::sync::Arc::clone(&released));
         std::thread::spawn(move || {
             rt.shutdown();
-            returned.send(()).unwrap();
+            // Whether a0's read could have ended by then.
+            returned.send(released.load(std::sync::atomic::Ordering::Acquire)).unwrap();
         })
     };
-    // An IO worker is still in a0's read, so neither shutdown is over.
+    // An IO worker is still in a0's read, so neither shutdown is over: time for a second
+    // shutdown that does not wait to return, before the read is let go.
     let early = second_returned.recv_timeout(std::time::Duration::from_millis(200));
     assert!(early.is_err(), "the second shutdown returned while a worker still read");
+    released.store(true, std::sync::atomic::Ordering::Release);
     source.gate.release("a0");
-    second_returned.recv_timeout(PATIENCE).expect("it returns once the first is over");
+    let after_the_read =
+        second_returned.recv_timeout(PATIENCE).expect("it returns once the first is over");
+    assert!(after_the_read, "the second shutdown returned while a worker still read");
     first.join().unwrap();
     second.join().unwrap();
 }

@@ -1,6 +1,7 @@
 //! Supervision and failure semantics: restarts lose no request, retries, quarantine,
 //! escalation, and chaos runs that check every promise at once.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -438,35 +439,14 @@ fn a_scheduler_restart_does_not_cut_a_retrys_backoff_short() {
     assert_eq!(flaky.state(), LoadState::Pending);
 }
 
-#[test]
-fn a_request_decoded_before_a_cache_restart_keeps_its_value_when_the_reload_fails() {
-    let source = GatedSource::default();
-    source.put("x", b"hello");
-    let rt = runtime(&source, &BlobDecoder::default(), |b| b.frame_budget(8));
-    let events = rt.subscribe(4096);
-    let h = rt.request::<Blob>("x", Priority::Normal).unwrap();
-    assert!(streamrt::wait_loaded(std::slice::from_ref(&h), PATIENCE));
-    assert!(rt.sync(PATIENCE));
-    // The restarted cache loads x again to rebuild its slot; now that load fails.
-    source.put("x", b"BAD bytes");
-    assert!(rt.inject_crash(&CrashTarget::Cache("blob".into())));
-    wait_restart(&events, "cache:blob");
-    // A second request joins the reload and fails with it, or comes after the reload failed
-    // and shares the value x kept: either way, once it is loaded, the failure is handled.
-    let joined = rt.request::<Blob>("x", Priority::Normal).unwrap();
-    assert!(streamrt::wait_loaded(std::slice::from_ref(&joined), PATIENCE));
-    assert!(matches!(joined.state(), LoadState::Failed | LoadState::Decoded));
-    assert!(rt.sync(PATIENCE));
-    rt.begin_frame();
-    assert_eq!(h.state(), LoadState::Ready);
-    assert_eq!(h.get().expect("the value it decoded").0, b"hello");
-}
-
-/// A waker that panics: the engine's executor's code, run where a request's change wakes it.
-struct PanickingWaker;
+/// A waker that counts its wakes and panics: the engine's executor's code, run where a
+/// request's change wakes it.
+#[derive(Default)]
+struct PanickingWaker(std::sync::atomic::AtomicUsize);
 
 impl std::task::Wake for PanickingWaker {
     fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
         panic!("a waker that panics");
     }
 }
@@ -484,7 +464,8 @@ fn a_waker_that_panics_when_a_value_is_handed_out_harms_neither_the_cache_nor_la
     // Waiting for any request to move, with a waker the cache runs as it stages the first
     // holder, before the second gets the value.
     let mut waiting = Box::pin(streamrt::wait_any_async(std::slice::from_ref(&a)));
-    let waker = std::task::Waker::from(Arc::new(PanickingWaker));
+    let panicking = Arc::new(PanickingWaker::default());
+    let waker = std::task::Waker::from(Arc::clone(&panicking));
     let polled = waiting.as_mut().poll(&mut std::task::Context::from_waker(&waker));
     assert!(polled.is_pending());
     decoder.gate.release("a0");
@@ -493,6 +474,7 @@ fn a_waker_that_panics_when_a_value_is_handed_out_harms_neither_the_cache_nor_la
         assert!(outcome.is_ok(), "{h:?}: {outcome:?}");
     }
     assert!(rt.sync(PATIENCE));
+    assert_eq!(panicking.0.load(Ordering::Relaxed), 1, "the waker was woken, and panicked");
     assert_eq!(rt.status().restarts, 0, "the cache did not fail");
     drop(waiting);
     // The signal the waker was woken through still serves later waits.

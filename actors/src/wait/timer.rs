@@ -192,8 +192,14 @@ mod tests {
     #[test]
     fn a_deadline_wakes_a_blocked_executor() {
         let started = Instant::now();
-        futures::executor::block_on(Deadline::at(started + Duration::from_millis(20)));
-        assert!(started.elapsed() >= Duration::from_millis(20));
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            futures::executor::block_on(Deadline::at(started + Duration::from_millis(20)));
+            let _ = done.send(started.elapsed());
+        });
+        // Bounded: a timer that never wakes fails the test instead of hanging it.
+        let took = finished.recv_timeout(Duration::from_secs(30)).expect("woken");
+        assert!(took >= Duration::from_millis(20), "{took:?}");
     }
 
     #[test]
@@ -230,23 +236,30 @@ mod tests {
 
     #[test]
     fn a_waker_that_panics_leaves_the_timer_thread_waking_the_others() {
-        struct Panicking;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct Panicking(AtomicUsize);
         impl futures::task::ArcWake for Panicking {
-            fn wake_by_ref(_: &std::sync::Arc<Self>) {
+            fn wake_by_ref(this: &std::sync::Arc<Self>) {
+                this.0.fetch_add(1, Ordering::Relaxed);
                 panic!("an executor's waker panicked");
             }
         }
-        let waker = futures::task::waker(std::sync::Arc::new(Panicking));
-        // Far enough apart that a busy machine's preemption keeps their order.
-        let mut first = Box::pin(Deadline::at(Instant::now() + Duration::from_millis(100)));
+        let panicking = std::sync::Arc::new(Panicking(AtomicUsize::new(0)));
+        let waker = futures::task::waker(std::sync::Arc::clone(&panicking));
+        let first_at = Instant::now() + Duration::from_millis(100);
+        let mut first = Box::pin(Deadline::at(first_at));
         assert!(first.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
-        let later = Instant::now() + Duration::from_millis(300);
         let (done, finished) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            // Due after the first, far enough apart that a busy machine's preemption keeps
+            // their order, and after this thread registers it with the timer thread.
+            let later = (Instant::now() + Duration::from_millis(100))
+                .max(first_at + Duration::from_millis(200));
             let never = std::future::pending::<()>();
             let _ = done.send(futures::executor::block_on(WithDeadline::new(never, Some(later))));
         });
-        assert_eq!(finished.recv_timeout(Duration::from_secs(30)), Ok(None), "woken at 300 ms");
+        assert_eq!(finished.recv_timeout(Duration::from_secs(30)), Ok(None), "woken in time");
+        assert_eq!(panicking.0.load(Ordering::Relaxed), 1, "the first's waker panicked first");
         drop(first);
     }
 

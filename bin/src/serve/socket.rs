@@ -223,3 +223,17 @@ fn clear_stale(path: &Path, uid: u32) -> Result<(), SocketError> {
 pub fn peer_is(stream: &UnixStream, uid: u32) -> bool {
     rustix::net::sockopt::socket_peercred(stream).is_ok_and(|cred| cred.uid.as_raw() == uid)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_is_told_apart_by_its_uid() {
+        // Both ends are this process's: the daemon's check refuses every other uid, which a
+        // test run as any user can ask about (only root can connect as another user).
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        assert!(peer_is(&ours, own_uid()));
+        assert!(!peer_is(&ours, own_uid().wrapping_add(1)));
+    }
+}

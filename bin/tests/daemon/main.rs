@@ -361,7 +361,14 @@ fn each_bad_client_is_answered_or_dropped_and_the_next_client_is_served() {
     assert!(read_msg(&mut s).is_some());
     drop(s);
     daemon.status_works();
-    // 64 clients at once.
+    daemon.stop();
+}
+
+#[test]
+fn sixty_four_clients_at_once_are_each_served() {
+    // The default idle timeout: a client this busy machine leaves waiting between its greeting
+    // and its request is not closed for it.
+    let daemon = Daemon::start(&[]);
     let clients: Vec<_> = (0..64)
         .map(|_| {
             let socket = daemon.socket.clone();
@@ -588,6 +595,8 @@ fn a_frame_sent_a_byte_at_a_time_gets_the_idle_timeout_for_the_whole_frame() {
         let mut byte = [0u8; 1];
         match s.read(&mut byte) {
             Ok(0) => break true,
+            // Closed with the byte just sent unread: the kernel resets the connection.
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break true,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             other => panic!("the daemon read on instead of cutting the frame off: {other:?}"),
         }
