@@ -70,8 +70,8 @@ pub use request::{Handle, ReadyError};
 pub use resident::MemoryStats;
 pub use runtime::{
     BuildError, ConfigError, RequestError, RetryPolicy, Runtime, RuntimeBuilder, RuntimeConfig,
-    CREDITS_MAX, DEPENDENCY_DEPTH_MAX, EVENTS_BUFFERED_MAX, THREADS_MAX, TYPES_MAX,
-    WORKER_NICE_MAX,
+    CREDITS_MAX, DEPENDENCY_DEPTH_MAX, EVENTS_BUFFERED_MAX, RESTART_BACKOFF_MS_MAX,
+    RETRY_BACKOFF_MS_MAX, THREADS_MAX, TYPES_MAX, WORKER_NICE_MAX,
 };
 pub use source::{
     Coalescing, DirSource, EntryInfo, Locator, MemorySource, PackSource, Source, SourceError,

@@ -24,7 +24,8 @@ pub use builder::RuntimeBuilder;
 
 pub use config::{
     ConfigError, RetryPolicy, RuntimeConfig, CREDITS_MAX, DEPENDENCY_DEPTH_MAX,
-    EVENTS_BUFFERED_MAX, THREADS_MAX, WORKER_NICE_MAX,
+    EVENTS_BUFFERED_MAX, RESTART_BACKOFF_MS_MAX, RETRY_BACKOFF_MS_MAX, THREADS_MAX,
+    WORKER_NICE_MAX,
 };
 
 use std::any::{Any, TypeId};

@@ -165,12 +165,21 @@ fn a_type_budget_evicts_within_its_type() {
     load_and_release(&rt, "a1");
     let stats = &rt.cache_stats(PATIENCE)[0];
     assert_eq!((stats.evictions, stats.parked, stats.resident_bytes), (1, 1, 16));
+    // Refused before the logs are made: the last session's, at the same paths, stay whole.
+    let dir = tempfile::tempdir().unwrap();
+    let (log, telemetry) = (dir.path().join("last.log"), dir.path().join("last.jsonl"));
+    std::fs::write(&log, b"the last session").unwrap();
+    std::fs::write(&telemetry, b"the last session").unwrap();
     let unknown = Runtime::builder()
         .source(source.clone())
         .register(BlobDecoder::default())
         .type_bytes_resident_max("mesh", 1)
+        .record(&log, "a test")
+        .telemetry_path(&telemetry)
         .build();
     assert!(matches!(unknown, Err(BuildError::BudgetType(t)) if t == "mesh"));
+    assert_eq!(std::fs::read(&log).unwrap(), b"the last session");
+    assert_eq!(std::fs::read(&telemetry).unwrap(), b"the last session");
     // A name from a file can be as long as its line: the error cuts it.
     let long = Runtime::builder()
         .source(source.clone())

@@ -310,8 +310,14 @@ impl RuntimeBuilder {
             return Err(e);
         }
         self.config.validate()?;
+        for policy in self.types.iter().filter_map(|t| t.policy()) {
+            policy.validate()?;
+        }
         let source = self.source.ok_or(BuildError::NoSource)?;
         let config = self.config;
+        // Checked before the logs are created: a build that fails leaves the files at their
+        // paths (the last session's) as they were.
+        let residency = Arc::new(Mutex::new(residency(&config, &self.types)?));
         let type_names: Vec<String> = self.types.iter().map(|t| t.name().to_string()).collect();
         let recorder = self.record.as_ref().map(|(path, by)| {
             let recorder = Recorder::create(path, &log_header(by, type_names.clone(), &config))?;
@@ -330,7 +336,6 @@ impl RuntimeBuilder {
             frame_mailbox.track(&det.activity);
             self.types.iter().for_each(|t| t.control().track(&det.activity));
         }
-        let residency = Arc::new(Mutex::new(residency(&config, &self.types)?));
         let tree = TreeLimits::as_recorded_by(
             self.walks_of_version,
             config.dependency_depth_max,

@@ -29,6 +29,21 @@ impl Default for RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// Checks the backoff: `min_ms` at most `max_ms`, which is at most
+    /// [`RETRY_BACKOFF_MS_MAX`] (a retry waiting longer would leave its request looking hung).
+    ///
+    /// # Errors
+    ///
+    /// The first setting out of its range, as a [`ConfigError`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        first_too_large(&[
+            ("retry.backoff.min_ms", self.backoff.min_ms, self.backoff.max_ms),
+            ("retry.backoff.max_ms", self.backoff.max_ms, RETRY_BACKOFF_MS_MAX),
+        ])
+    }
+}
+
 /// Everything a runtime is sized by. Every number is fixed by the configuration, never derived
 /// from the machine unless asked (see [`RuntimeConfig::decode_threads_per_core`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,9 +230,23 @@ impl RuntimeConfig {
         if let Some(&(name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));
         }
-        if self.read_credit_bytes == 0 {
-            return Err(ConfigError::Zero("read_credit_bytes"));
+        // An ack limit of 0 would give no actor time to stop: each shutdown would fail their
+        // requests from outside and leave every thread behind.
+        let positive_u64 = [
+            ("read_credit_bytes", self.read_credit_bytes),
+            ("shutdown_ack_ms_max", self.shutdown_ack_ms_max),
+            ("restart_intensity.window_ms", self.restart_intensity.window_ms),
+        ];
+        if let Some(&(name, _)) = positive_u64.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Zero(name));
         }
+        self.retry.validate()?;
+        // A restart delayed past it leaves loads stalled, with nothing escalated.
+        let restart = self.restart_backoff;
+        first_too_large(&[
+            ("restart_backoff.min_ms", restart.min_ms, restart.max_ms),
+            ("restart_backoff.max_ms", restart.max_ms, RESTART_BACKOFF_MS_MAX),
+        ])?;
         // A request keeps its declared size saturated at 4 GiB, where a load takes a whole
         // credit only if a credit is no larger.
         first_too_large(&[("read_credit_bytes", self.read_credit_bytes, u64::from(u32::MAX))])?;
@@ -261,6 +290,12 @@ fn first_too_large(limits: &[(&'static str, u64, u64)]) -> Result<(), ConfigErro
         None => Ok(()),
     }
 }
+
+/// [`RetryPolicy::backoff`]'s `max_ms` at most: an hour.
+pub const RETRY_BACKOFF_MS_MAX: u64 = 3_600_000;
+
+/// [`RuntimeConfig::restart_backoff`]'s `max_ms` at most: a minute.
+pub const RESTART_BACKOFF_MS_MAX: u64 = 60_000;
 
 /// [`RuntimeConfig::worker_nice`] at most: Unix's lowest priority is 19 steps below the
 /// default.
@@ -307,6 +342,36 @@ mod tests {
     #[test]
     fn the_defaults_are_valid() {
         assert_eq!(RuntimeConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_zero_ack_limit_or_window_and_an_inverted_or_endless_backoff_are_refused_by_name() {
+        let with = |f: fn(&mut RuntimeConfig)| {
+            let mut config = RuntimeConfig::default();
+            f(&mut config);
+            config.validate()
+        };
+        assert_eq!(
+            with(|c| c.shutdown_ack_ms_max = 0),
+            Err(ConfigError::Zero("shutdown_ack_ms_max"))
+        );
+        let window = Err(ConfigError::Zero("restart_intensity.window_ms"));
+        assert_eq!(with(|c| c.restart_intensity.window_ms = 0), window);
+        let inverted = with(|c| c.restart_backoff = Backoff { min_ms: 200, max_ms: 100 });
+        assert_eq!(
+            inverted,
+            Err(ConfigError::TooLarge { name: "restart_backoff.min_ms", max: 100 })
+        );
+        let endless = with(|c| c.restart_backoff.max_ms = RESTART_BACKOFF_MS_MAX + 1);
+        let max = RESTART_BACKOFF_MS_MAX as usize;
+        assert_eq!(endless, Err(ConfigError::TooLarge { name: "restart_backoff.max_ms", max }));
+        let endless = with(|c| c.retry.backoff.max_ms = u64::MAX);
+        let max = RETRY_BACKOFF_MS_MAX as usize;
+        assert_eq!(endless, Err(ConfigError::TooLarge { name: "retry.backoff.max_ms", max }));
+        let inverted = with(|c| c.retry.backoff.min_ms = 101);
+        let min = Err(ConfigError::TooLarge { name: "retry.backoff.min_ms", max: 100 });
+        assert_eq!(inverted, min);
+        assert_eq!(with(|c| c.restart_backoff.max_ms = RESTART_BACKOFF_MS_MAX), Ok(()));
     }
 
     #[test]
