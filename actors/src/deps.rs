@@ -275,9 +275,13 @@ impl DepGate {
         drop(deps);
     }
 
-    /// Moves every dependency to `priority`.
-    pub(crate) fn reprioritize(&self, priority: Priority) {
-        for dep in &self.lock().deps {
+    /// Moves every dependency to the priority `priority` reads, read once the gate is locked:
+    /// of two threads moving one tree, the one that locks it last applies the priority set
+    /// last, wherever their sets and locks interleaved.
+    pub(crate) fn reprioritize(&self, priority: impl FnOnce() -> Priority) {
+        let state = self.lock();
+        let priority = priority();
+        for dep in &state.deps {
             dep.reprioritize(priority);
         }
     }

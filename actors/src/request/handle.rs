@@ -192,12 +192,12 @@ impl<T: Send + Sync + 'static> Handle<T> {
         }
         self.cell.record_input(|| LogRecord::Reprioritize { id: self.id().0, priority });
         self.cell.set_priority(priority);
-        // The cache, and the gate here, read the request's priority when they apply it, not
-        // this call's: with two threads moving one request, the change applied last then
-        // reads the priority set last, wherever their sets and posts interleaved.
+        // The cache, and the gate here (once locked), read the request's priority when they
+        // apply it, not this call's: with two threads moving one request, the change applied
+        // last then reads the priority set last, wherever their sets and posts interleaved.
         let _ = self.cell.link.engine.post(EngineMsg::Reprioritize(Arc::clone(&self.cell)));
         if let Some(gate) = self.cell.gate() {
-            gate.reprioritize(self.cell.priority());
+            gate.reprioritize(|| self.cell.priority());
         }
     }
 
