@@ -45,8 +45,8 @@ mod handle;
 mod lineage;
 mod staged;
 
-pub(crate) use handle::RootHandle;
 pub use handle::{Handle, ReadyError};
+pub(crate) use handle::{RootHandle, Watched};
 pub(crate) use lineage::Lineage;
 use staged::StagedValue;
 

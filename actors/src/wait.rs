@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use streamrt_messages::LoadState;
 
 use crate::deps::ByteProgress;
-use crate::request::{Handle, ReadyError};
+use crate::request::{Handle, ReadyError, Watched};
 use crate::signal::{deadline_after, listen_async, wait_until, Signal};
 
 mod timer;
@@ -50,7 +50,7 @@ pub fn wait_any<T: Send + Sync + 'static>(
     // Nothing to listen to: an empty slice never has an ended handle.
     let progressed = handles.first()?.any_progressed();
     let deadline = deadline_after(timeout);
-    if !one_runtime(handles) {
+    if !one_runtime(handles.iter().map(Handle::any_progressed)) {
         // Handles of several runtimes: a thread blocks on one signal at a time, a future on
         // several at once.
         return block_until(wait_any_async(handles), deadline);
@@ -84,18 +84,15 @@ fn block_until<F: Future>(future: F, deadline: Option<Instant>) -> Option<F::Out
 }
 
 /// Whether every handle comes from one runtime (the usual case), checked without allocating.
-fn one_runtime<T: Send + Sync + 'static>(handles: &[Handle<T>]) -> bool {
-    handles.first().is_none_or(|first| {
-        let signal = first.any_progressed();
-        handles.iter().all(|h| std::ptr::eq(h.any_progressed(), signal))
-    })
+fn one_runtime<'a>(mut signals: impl Iterator<Item = &'a Signal>) -> bool {
+    let Some(first) = signals.next() else { return true };
+    signals.all(|signal| std::ptr::eq(signal, first))
 }
 
-/// The distinct "a request decoded or ended" signals of `handles`' runtimes, when the
-/// handles come from several runtimes.
-fn signals<T: Send + Sync + 'static>(handles: &[Handle<T>]) -> Vec<&Signal> {
+/// The distinct "a request decoded or ended" signals of several runtimes' requests.
+fn distinct<'a>(all: impl Iterator<Item = &'a Signal>) -> Vec<&'a Signal> {
     let mut signals: Vec<&Signal> = Vec::new();
-    for signal in handles.iter().map(Handle::any_progressed) {
+    for signal in all {
         if !signals.iter().any(|known| std::ptr::eq(*known, signal)) {
             signals.push(signal);
         }
@@ -144,45 +141,52 @@ fn wait_every<T: Send + Sync + 'static>(
 }
 
 /// Resolves once every handle is terminal, with each outcome in order.
+///
+/// The future watches the requests without holding them, as [`Handle::ready`]'s does: one
+/// every handle let go of is cancelled, and resolves so.
 pub fn wait_all_async<T: Send + Sync + 'static>(
     handles: &[Handle<T>],
 ) -> impl Future<Output = Vec<Result<Arc<T>, ReadyError>>> + Send + 'static {
-    let handles = handles.to_vec();
+    let watched: Vec<Watched<T>> = handles.iter().map(Handle::watched).collect();
     async move {
-        let mut out = Vec::with_capacity(handles.len());
-        for h in &handles {
-            out.push(h.ready().await);
+        let mut out = Vec::with_capacity(watched.len());
+        for w in watched {
+            out.push(w.ready().await);
         }
         out
     }
 }
 
 /// Resolves once any handle is terminal, with its index (never, for an empty slice).
+///
+/// The future watches the requests without holding them, as [`wait_all_async`]'s does.
 pub fn wait_any_async<T: Send + Sync + 'static>(
     handles: &[Handle<T>],
 ) -> impl Future<Output = usize> + Send + 'static {
-    let handles = handles.to_vec();
+    let watched: Vec<Watched<T>> = handles.iter().map(Handle::watched).collect();
     async move {
-        if handles.is_empty() {
+        if watched.is_empty() {
             return std::future::pending().await;
         }
+        let ended = || watched.iter().position(Watched::is_terminal);
         // Every runtime's signal, as the handles may come from several; with one runtime,
         // its one listener, without a list or a select to build at each wake-up.
-        let signals = if one_runtime(&handles) { Vec::new() } else { signals(&handles) };
+        let all = || watched.iter().map(Watched::any_progressed);
+        let signals = if one_runtime(all()) { Vec::new() } else { distinct(all()) };
         loop {
-            if let Some(i) = handles.iter().position(Handle::is_terminal) {
+            if let Some(i) = ended() {
                 return i;
             }
             if signals.is_empty() {
-                let listener = listen_async(handles[0].any_progressed());
-                if let Some(i) = handles.iter().position(Handle::is_terminal) {
+                let listener = listen_async(watched[0].any_progressed());
+                if let Some(i) = ended() {
                     return i;
                 }
                 listener.await;
                 continue;
             }
             let mut listeners: Vec<_> = signals.iter().map(|signal| listen_async(signal)).collect();
-            if let Some(i) = handles.iter().position(Handle::is_terminal) {
+            if let Some(i) = ended() {
                 return i;
             }
             // The first listener to fire ends the wait; each pending one has the waker.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use streamrt::{
     wait_all, wait_all_async, wait_all_timeout_async, wait_any, wait_any_async,
-    wait_any_timeout_async, wait_loaded, LoadGroup, LoadState, Priority,
+    wait_any_timeout_async, wait_loaded, LoadGroup, LoadState, Priority, ReadyError,
 };
 use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
 
@@ -183,6 +183,23 @@ fn waits_over_no_handles_answer_at_once() {
     assert!(all, "all of nothing ended");
     assert!(loaded, "all of nothing loaded");
     assert_eq!(any, None, "nothing can end");
+}
+
+#[test]
+fn a_pending_async_wait_does_not_keep_a_request_every_handle_let_go_of() {
+    let (source, rt, h) = one_held_request();
+    source.gate.wait_started("a0", 1);
+    // A loading screen's waits, made and then left pending as the player leaves.
+    let all = streamrt::wait_all_timeout_async(std::slice::from_ref(&h), PATIENCE);
+    let any = streamrt::wait_any_async(std::slice::from_ref(&h));
+    drop(h);
+    assert!(rt.sync(PATIENCE));
+    assert_eq!(rt.status().cancelled, 1, "the request was let go of, so cancelled");
+    // And the waits resolve with that end.
+    let outcomes = futures::executor::block_on(all).expect("ended within the patience");
+    assert!(matches!(outcomes[..], [Err(ReadyError::Cancelled)]), "{outcomes:?}");
+    assert_eq!(futures::executor::block_on(any), 0);
+    source.gate.release("a0");
 }
 
 /// A runtime with one request, `a0`, whose read is held until the test releases it.

@@ -54,6 +54,39 @@ pub struct Handle<T: Send + Sync + 'static> {
     cell: Arc<RequestCell<T>>,
 }
 
+/// A request watched without being held: what a future waiting on it keeps, so that the
+/// request still ends (cancelled) once every handle let go of it, the future pending or not,
+/// and the future then resolves with that end.
+pub(crate) struct Watched<T: Send + Sync + 'static>(Arc<RequestCell<T>>);
+
+impl<T: Send + Sync + 'static> Watched<T> {
+    pub(crate) fn is_terminal(&self) -> bool {
+        self.0.state().is_terminal()
+    }
+
+    /// The runtime's "a request decoded or ended" signal.
+    pub(crate) fn any_progressed(&self) -> &Signal {
+        self.0.probe().any_progressed()
+    }
+
+    /// Resolves with the request's outcome (see [`Handle::ready`]).
+    pub(crate) fn ready(self) -> impl Future<Output = Result<Arc<T>, ReadyError>> + Send + 'static {
+        let cell = self.0;
+        async move {
+            loop {
+                if let Some(outcome) = cell.outcome() {
+                    return outcome;
+                }
+                let listener = listen_async(&cell.changed);
+                if let Some(outcome) = cell.outcome() {
+                    return outcome;
+                }
+                listener.await;
+            }
+        }
+    }
+}
+
 impl<T: Send + Sync + 'static> Clone for Handle<T> {
     fn clone(&self) -> Self {
         Self::counted(Arc::clone(&self.cell))
@@ -212,19 +245,12 @@ impl<T: Send + Sync + 'static> Handle<T> {
     ///
     /// [`ReadyError::Failed`] or [`ReadyError::Cancelled`].
     pub fn ready(&self) -> impl Future<Output = Result<Arc<T>, ReadyError>> + Send + 'static {
-        let cell = Arc::clone(&self.cell);
-        async move {
-            loop {
-                if let Some(outcome) = cell.outcome() {
-                    return outcome;
-                }
-                let listener = listen_async(&cell.changed);
-                if let Some(outcome) = cell.outcome() {
-                    return outcome;
-                }
-                listener.await;
-            }
-        }
+        self.watched().ready()
+    }
+
+    /// The request, watched without being held (see [`Watched`]).
+    pub(crate) fn watched(&self) -> Watched<T> {
+        Watched(Arc::clone(&self.cell))
     }
 
     /// Blocks the calling thread until the terminal state or `timeout`; `None` on timeout.
