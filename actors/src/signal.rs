@@ -108,7 +108,8 @@ pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
-/// Blocks until `check` gives a value, or `None` once `deadline` passes (never without one).
+/// Blocks until `check` gives a value, or `None` once `deadline` passes (never without one)
+/// and a last ask still finds none.
 /// `check` gives the value, or the signal that tells when to ask again; it is asked again once
 /// the listener is registered, so a change between the two asks is never slept through.
 ///
@@ -133,7 +134,12 @@ pub(crate) fn wait_until<'a, R>(
             Err(_) => {}
         }
         match deadline {
-            Some(deadline) => listener.wait_deadline(deadline)?,
+            // A change made as the deadline passed, its wake not yet come, still counts.
+            Some(deadline) => {
+                if listener.wait_deadline(deadline).is_none() {
+                    return check().ok();
+                }
+            }
             None => listener.wait(),
         }
         signal = match check() {
@@ -149,6 +155,20 @@ mod tests {
     use std::sync::mpsc;
 
     use super::*;
+
+    #[test]
+    fn a_change_whose_wake_has_not_come_by_the_deadline_still_counts() {
+        let signal = Signal::new();
+        let checks = AtomicUsize::new(0);
+        let soon = Instant::now() + Duration::from_millis(10);
+        // The value is there from the third ask on, after the wait began; the signal is
+        // never notified.
+        let found = wait_until(Some(soon), || match checks.fetch_add(1, Ordering::Relaxed) {
+            0 | 1 => Err(&signal),
+            _ => Ok(7),
+        });
+        assert_eq!(found, Some(7));
+    }
 
     #[test]
     fn a_wait_whose_check_moves_on_to_another_signal_listens_there() {
