@@ -31,7 +31,9 @@ pub struct Status {
     pub failed: u64,
     /// Requests that were cancelled.
     pub cancelled: u64,
-    /// Decoded values dropped because their load had been cancelled.
+    /// Decoded values dropped because their load had been cancelled: by the requests letting
+    /// go, or by a cache's restart, which loads its unfinished requests again under new
+    /// loads.
     pub cancelled_after_decode: u64,
     /// Bytes read from sources, as each source gives them (a pack's entries decompressed),
     /// the reads of loads cancelled while they were read included.

@@ -8,6 +8,10 @@
 //! backoff's end queues it at the slot's priority then. A decoder panic is retried until the
 //! key has panicked `panics_max` times in a row (a decode that works starts the count again);
 //! then the key is quarantined and every request for it fails at once with `Quarantined`.
+//! The count is the key's, not one load's: a load cancelled after a panic leaves it, so a key
+//! that panics once per request is quarantined all the same. It is kept while the key may
+//! still decode (for each key that panicked without a decode that worked since, for the
+//! incarnation's life), and moves to the quarantine when the key does.
 //! Other failures end the load and fail every holder (none of a loading slot's holders was
 //! staged: a cache's restart loads a slot again only when none of its holders has the value).
 //!
@@ -75,6 +79,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             Verdict::Quarantine { panics } => {
                 Counters::bump(&self.links.probe.counters.quarantined);
                 self.emit(EventKind::Quarantined { panics }, origin, &path);
+                self.panics.remove(&path);
                 self.quarantined.insert(path, panics);
                 self.fail_slot(at, ErrorKind::Quarantined { panics });
             }
