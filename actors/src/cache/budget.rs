@@ -3,7 +3,9 @@
 //!
 //! # Invariants
 //!
-//! - Every change of residency goes through [`Cache::change_residency`], which publishes the
+//! - Every change of resident bytes goes through [`Cache::change_residency`] (taking a parked
+//!   asset back, which moves no byte, and counting a hit lock the budget directly), which
+//!   publishes the
 //!   resident total under the budget's lock and drops the evicted assets only after it is
 //!   released (see `resident`); a change that may evict goes through
 //!   [`Cache::change_evicting`], which reports an `evicted` event for each before the drops
