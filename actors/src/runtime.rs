@@ -136,6 +136,8 @@ struct Inner {
     stoppers: Mutex<Vec<JoinHandle<()>>>,
     /// The threads the core's stop joins or waits on, set once they all started.
     own_threads: OnceLock<Box<[ThreadId]>>,
+    /// Those of them the actors run on.
+    actor_threads: OnceLock<Box<[ThreadId]>>,
 }
 
 impl Inner {
@@ -334,8 +336,11 @@ impl Runtime {
     }
 
     /// Every cache's figures. Waits for each cache's answer (up to `timeout` each): for tools,
-    /// not for the frame loop.
+    /// not for the frame loop. None on a thread the actors run on (see [`Runtime::sync`]).
     pub fn cache_stats(&self, timeout: Duration) -> Vec<CacheStats> {
+        if self.inner.on_actor_thread() {
+            return Vec::new();
+        }
         let asks = self.inner.core().as_ref().map(Core::asks);
         asks.map_or_else(Vec::new, |asks| asks.cache_stats(timeout))
     }
@@ -352,12 +357,15 @@ impl Runtime {
     ///
     /// The feed is ended at once ([`EventStream::is_ended`]) after a shutdown, and when the
     /// telemetry sink does not take the subscription within `shutdown_ack_ms_max` (its thread
-    /// stuck writing the telemetry file): a stream either gets every event from its return on,
-    /// or says it ended.
+    /// stuck writing the telemetry file), or asked on a thread the actors run on (see
+    /// [`Runtime::sync`]): a stream either gets every event from its return on, or says it
+    /// ended.
     pub fn subscribe(&self, capacity: usize) -> EventStream {
         let (tx, stream) = EventStream::channel(capacity);
         let timeout = Duration::from_millis(self.inner.config.shutdown_ack_ms_max);
-        if self.inner.sink.ask(|ack| SinkMsg::Subscribe(tx, ack), timeout).is_none() {
+        let asked = !self.inner.on_actor_thread()
+            && self.inner.sink.ask(|ack| SinkMsg::Subscribe(tx, ack), timeout).is_some();
+        if !asked {
             stream.abandon();
         }
         stream
@@ -367,8 +375,13 @@ impl Runtime {
     /// then the scheduler, then each cache again (so what the scheduler dispatched has reached
     /// the IO pool), then the frame coordinator. Loads already with the workers are not
     /// waited for. For tools and tests that need a known point; returns false on timeout or
-    /// after shutdown.
+    /// after shutdown, and at once on a thread the actors run on (the engine's code there: an
+    /// asset's `Drop`, a source's load hint, a waker), where waiting would hold up the very
+    /// actors it waits for. So do the other queries that wait for an actor.
     pub fn sync(&self, timeout: Duration) -> bool {
+        if self.inner.on_actor_thread() {
+            return false;
+        }
         let asks = self.inner.core().as_ref().map(Core::asks);
         asks.is_some_and(|asks| asks.sync(timeout))
     }
@@ -388,10 +401,11 @@ impl Runtime {
     }
 
     /// Writes out every telemetry event buffered so far and waits for it; false if the sink
-    /// did not answer within `shutdown_ack_ms_max` (or the runtime is shut down).
+    /// did not answer within `shutdown_ack_ms_max` (or the runtime is shut down, or asked on a
+    /// thread the actors run on: see [`Runtime::sync`]).
     pub fn flush_telemetry(&self) -> bool {
         let timeout = Duration::from_millis(self.inner.config.shutdown_ack_ms_max);
-        self.inner.sink.ask(SinkMsg::Flush, timeout).is_some()
+        !self.inner.on_actor_thread() && self.inner.sink.ask(SinkMsg::Flush, timeout).is_some()
     }
 
     /// Fails every outstanding request with `Shutdown`, stops the actors and joins every thread

@@ -483,6 +483,55 @@ fn a_waker_that_panics_when_a_value_is_handed_out_harms_neither_the_cache_nor_la
     assert_eq!(decoder.gate.started_count("a0"), 1, "decoded once");
 }
 
+/// What [`QueryingWaker`] tells: the thread that woke it, whether its `sync` was done, and
+/// how long the `sync` took.
+type QueryTold = (Option<String>, bool, Duration);
+
+/// A waker that, woken, asks its runtime for a `sync` and tells how that went: an engine's
+/// executor whose wake-up runs code that queries the runtime, on whatever thread wakes it.
+struct QueryingWaker {
+    rt: std::sync::Weak<streamrt::Runtime>,
+    told: std::sync::Mutex<Option<std::sync::mpsc::Sender<QueryTold>>>,
+}
+
+impl std::task::Wake for QueryingWaker {
+    fn wake(self: Arc<Self>) {
+        let Some(told) = self.told.lock().unwrap().take() else { return };
+        let Some(rt) = self.rt.upgrade() else { return };
+        let started = std::time::Instant::now();
+        let synced = rt.sync(PATIENCE);
+        let thread = std::thread::current().name().map(str::to_owned);
+        let _ = told.send((thread, synced, started.elapsed()));
+    }
+}
+
+#[test]
+fn a_query_made_on_the_actors_thread_answers_at_once_instead_of_waiting_on_itself() {
+    use std::future::Future;
+    let source = GatedSource::with_blobs(1);
+    let decoder = BlobDecoder::default();
+    decoder.gate.hold("a0");
+    let rt = Arc::new(runtime(&source, &decoder, |b| b.immediate()));
+    let a = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    decoder.gate.wait_started("a0", 1);
+    // Woken by the cache as it hands the value out, on the core thread.
+    let mut waiting = Box::pin(streamrt::wait_any_async(std::slice::from_ref(&a)));
+    let (told, tell) = std::sync::mpsc::channel();
+    let waker = Arc::new(QueryingWaker {
+        rt: Arc::downgrade(&rt),
+        told: std::sync::Mutex::new(Some(told)),
+    });
+    let waker = std::task::Waker::from(waker);
+    assert!(waiting.as_mut().poll(&mut std::task::Context::from_waker(&waker)).is_pending());
+    decoder.gate.release("a0");
+    let (thread, synced, took) = tell.recv_timeout(4 * PATIENCE).expect("the waker was woken");
+    assert_eq!(thread.as_deref(), Some("streamrt-core"), "woken where the actors run");
+    assert!(!synced, "a sync there cannot be done");
+    assert!(took < PATIENCE, "and is refused at once, not after its patience: {took:?}");
+    a.wait_timeout(PATIENCE).unwrap().expect("a0 loads all the same");
+    assert!(rt.sync(PATIENCE), "on the engine's thread it is");
+}
+
 #[test]
 fn a_restarted_scheduler_checks_new_loads_against_the_queue_the_caches_resubmit() {
     let source = GatedSource::with_blobs(5);

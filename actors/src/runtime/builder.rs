@@ -363,6 +363,7 @@ impl RuntimeBuilder {
             escalation: Mutex::new(None),
             stoppers: Mutex::new(Vec::new()),
             own_threads: OnceLock::new(),
+            actor_threads: OnceLock::new(),
         });
         let parts = CoreParts {
             config,
@@ -379,6 +380,7 @@ impl RuntimeBuilder {
         };
         let core = Core::start(parts, sink_mailbox)?;
         let _ = inner.own_threads.set(core.thread_ids().into());
+        let _ = inner.actor_threads.set(core.actor_thread_ids().into());
         *inner.core.lock().unwrap_or_else(PoisonError::into_inner) = Some(core);
         Ok(Runtime { inner })
     }

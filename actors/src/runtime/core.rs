@@ -307,8 +307,13 @@ impl Core {
     /// the pools' (a deterministic runtime's run their jobs on the driver's thread instead).
     pub(crate) fn thread_ids(&self) -> Vec<ThreadId> {
         let pools = self.io.thread_ids().chain(self.decode.thread_ids());
+        self.actor_thread_ids().into_iter().chain(pools).collect()
+    }
+
+    /// The threads the actors run on: the core's and the telemetry arbiter's.
+    pub(crate) fn actor_thread_ids(&self) -> Vec<ThreadId> {
         let own = [Some(self.core_thread.thread().id()), self.telemetry_thread];
-        own.into_iter().flatten().chain(pools).collect()
+        own.into_iter().flatten().collect()
     }
 
     /// The IO pool (a deterministic runtime's driver runs its jobs).

@@ -118,6 +118,12 @@ impl Inner {
         self.own_threads.get().is_some_and(|threads| threads.contains(&current))
     }
 
+    /// Whether the calling thread is one the actors run on.
+    pub(super) fn on_actor_thread(&self) -> bool {
+        let current = std::thread::current().id();
+        self.actor_threads.get().is_some_and(|threads| threads.contains(&current))
+    }
+
     /// The stoppers, locked.
     fn stoppers(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
         self.stoppers.lock().unwrap_or_else(PoisonError::into_inner)
