@@ -178,7 +178,11 @@ impl RuntimeBuilder {
         self
     }
 
-    /// The clock events are stamped with (a virtual one for deterministic runs).
+    /// The runtime's clock (a virtual one for deterministic runs, such as the simulator's): it
+    /// stamps events, times the frames (`FrameReport`'s time since the last boundary, an
+    /// adaptive budget's frame costs) and counts the supervisors' restarts within their
+    /// intensity window. A clock that is never moved on keeps every restart in the window:
+    /// the `restart_intensity` then bounds the restarts of the runtime's whole life.
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
