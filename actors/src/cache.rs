@@ -286,7 +286,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
             EngineMsg::Load(ticket, locator) => self.load(ticket, locator, Admission::New),
             EngineMsg::Release(cell) => self.release(&cell),
             EngineMsg::Reprioritize(cell) => {
-                self.reprioritize(cell.id(), cell.path(), cell.priority());
+                let priority = cell.take_priority_change();
+                self.reprioritize(cell.id(), cell.path(), priority);
             }
         }
     }

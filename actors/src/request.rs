@@ -72,6 +72,11 @@ pub(crate) struct RequestCell<T: Send + Sync + 'static> {
     priority: AtomicU8,
     /// Whether the request let go of its asset at its cache (`Release` was posted).
     released: AtomicBool,
+    /// Whether a `Reprioritize` is posted to the cache and not yet taken: the changes made
+    /// meanwhile ride on it (the cache reads the priority as it applies it), so an engine
+    /// moving a request every frame adds one message at most to the cache's lane, not one per
+    /// change. In the padding after the bytes above: the cell does not grow (see `# Size`).
+    reprioritize_posted: AtomicBool,
     /// Clones of the engine's [`Handle`]: dropping the last one cancels and releases.
     handles: AtomicU32,
     /// The asset's size as the source declares it, in bytes (0 when unknown), saturating at
@@ -142,6 +147,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
             state: AtomicU8::new(LoadState::Pending.code()),
             priority: AtomicU8::new(priority.index() as u8),
             released: AtomicBool::new(false),
+            reprioritize_posted: AtomicBool::new(false),
             handles: AtomicU32::new(0),
             declared_bytes: u32::try_from(size).unwrap_or(u32::MAX),
             terminal_after_us: AtomicU32::new(0),
@@ -235,6 +241,20 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
 
     pub(crate) fn set_priority(&self, priority: Priority) {
         self.priority.store(priority.index() as u8, Ordering::Release);
+    }
+
+    /// Whether a change of priority just set needs a `Reprioritize` posted: false while one
+    /// is posted and not yet taken ([`RequestCell::take_priority_change`]), which will read it.
+    pub(crate) fn claim_priority_post(&self) -> bool {
+        !self.reprioritize_posted.swap(true, Ordering::AcqRel)
+    }
+
+    /// The priority a posted `Reprioritize` applies, read once the post is taken: a change set
+    /// after this read posts again. (A swap, not a store: it reads the claim of the change
+    /// that rode on this post, and so sees the priority that change set.)
+    pub(crate) fn take_priority_change(&self) -> Priority {
+        self.reprioritize_posted.swap(false, Ordering::AcqRel);
+        self.priority()
     }
 
     /// Moves to `to` if the transition check allows it from the current state. Returns the

@@ -228,7 +228,9 @@ impl<T: Send + Sync + 'static> Handle<T> {
         // The cache, and the gate here (once locked), read the request's priority when they
         // apply it, not this call's: with two threads moving one request, the change applied
         // last then reads the priority set last, wherever their sets and posts interleaved.
-        let _ = self.cell.link.engine.post(EngineMsg::Reprioritize(Arc::clone(&self.cell)));
+        if self.cell.claim_priority_post() {
+            let _ = self.cell.link.engine.post(EngineMsg::Reprioritize(Arc::clone(&self.cell)));
+        }
         if let Some(gate) = self.cell.gate() {
             gate.reprioritize(|| self.cell.priority());
         }
@@ -318,5 +320,51 @@ impl<T: Send + Sync + 'static> DepSharer for Sharer<T> {
         let handle = Handle::counted(Arc::clone(&self.0));
         handle.cell.add_sharer(parent);
         Box::new(handle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use streamrt_messages::{AssetKey, Priority, RequestId};
+    use streamrt_supervisor::{Mailbox, MonotonicClock};
+
+    use super::*;
+    use crate::cache::EngineMsg;
+    use crate::request::Lineage;
+    use crate::runtime::TypeLink;
+    use crate::telemetry::Probe;
+
+    #[test]
+    fn changes_of_priority_made_before_the_cache_takes_the_last_ride_on_its_post() {
+        let probe = Arc::new(Probe::new(Arc::new(MonotonicClock::new()), 16, false));
+        let key = AssetKey::parse("blob:a").unwrap();
+        let engine = Mailbox::new();
+        let link = Arc::new(TypeLink {
+            asset_type: key.asset_type().clone(),
+            engine: engine.clone(),
+            placeholder: None,
+            probe,
+        });
+        let cell = RequestCell::new(
+            RequestId(1),
+            &key,
+            Priority::Normal,
+            0,
+            Lineage::new(None, None),
+            link,
+        );
+        let handle = Handle::<u8>::counted(Arc::new(cell));
+        let levels = [Priority::High, Priority::Low, Priority::Critical];
+        for round in 0..1_000 {
+            handle.reprioritize(levels[round % levels.len()]);
+        }
+        assert_eq!(engine.len(), 1, "one post for a thousand changes");
+        let mut posted = Vec::new();
+        engine.drain_into(usize::MAX, &mut posted);
+        let Some(EngineMsg::Reprioritize(cell)) = posted.pop() else { panic!("a Reprioritize") };
+        // The cache takes it and reads the last change; the next change posts again.
+        assert_eq!(cell.take_priority_change(), levels[999 % levels.len()]);
+        handle.reprioritize(Priority::Background);
+        assert_eq!(engine.len(), 1, "a change after the take is posted");
     }
 }
