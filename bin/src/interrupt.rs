@@ -6,8 +6,8 @@
 //! `SIGHUP`) runs no destructor, so each such path is registered here ([`temp_dir`],
 //! [`Registered::new`]). The first registration starts a thread that waits for those
 //! signals; on one it removes every path still registered, says so in one line and ends the
-//! process with status 128 + the signal's number, as the signal itself would have (`130`
-//! for Ctrl-C). A path is unregistered when its owner is dropped, after the owner removed it.
+//! process by the signal itself, as it would have ended without the catch (a shell sees it
+//! killed by `SIGINT` for Ctrl-C, and stops a loop running it). A path is unregistered when its owner is dropped, after the owner removed it.
 //!
 //! Commands that register nothing (the daemon, which handles its signals itself) keep the
 //! signals' default actions.
@@ -98,8 +98,7 @@ fn interrupted(signal: i32) -> ! {
     // registering thread waits here until the process ends.
     let paths = temporaries();
     for (_, path) in paths.iter() {
-        let removed = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
-        if let Err(e) = removed {
+        if let Err(e) = remove(path) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 eprintln!("streamctl: could not remove {}: {e}", path.display());
             }
@@ -107,5 +106,17 @@ fn interrupted(signal: i32) -> ! {
     }
     let name = signal_hook::low_level::signal_name(signal).unwrap_or("a signal");
     eprintln!("streamctl: interrupted by {name}");
+    // Ended by the signal itself, so that a shell running streamctl in a loop sees Ctrl-C
+    // and stops the loop; by the status the signal would give only should that fail.
+    let _ = signal_hook::low_level::emulate_default_handler(signal);
     std::process::exit(128 + signal);
+}
+
+/// Removes the file or folder at `path`. A folder the command's threads, still running, put
+/// a file in while it was removed is removed once more.
+fn remove(path: &Path) -> std::io::Result<()> {
+    if !std::fs::symlink_metadata(path)?.is_dir() {
+        return std::fs::remove_file(path);
+    }
+    std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_dir_all(path))
 }

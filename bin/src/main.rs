@@ -3,7 +3,8 @@
 //! Hosts the demo, the daemon and its clients, the pack tools, the report, the chaos run, the
 //! simulator and the benchmarks. Every command has `--help`; exit code 0 on success, non-zero
 //! with a one-line error on failure: 2 for a usage error, 141 when the output's reader went
-//! away (as `SIGPIPE` would end a tool), 1 otherwise.
+//! away (as `SIGPIPE` would end a tool), 1 otherwise; ended by `SIGINT`, `SIGTERM` or `SIGHUP`
+//! once its temporary files are removed (`interrupt`).
 
 #![allow(clippy::print_stdout)]
 
@@ -114,6 +115,7 @@ fn parsed() -> Result<Cli, ExitCode> {
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         return Err(match e.print() {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(141),
             Err(e) => {
                 eprintln!("streamctl: failed printing to stdout: {e}");
                 ExitCode::FAILURE
@@ -123,7 +125,7 @@ fn parsed() -> Result<Cli, ExitCode> {
     let rendered = e.render().to_string();
     let first = match e.kind() {
         // clap's whole help, which would begin with the tool's description.
-        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => "no command given",
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => "a command or subcommand is missing",
         _ => rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("a usage error"),
     };
     let first = first.strip_prefix("error: ").unwrap_or(first);

@@ -306,8 +306,11 @@ fn build(dir: &Path, output: &Path, codec: Codec, deps: Option<&Path>) -> anyhow
         bail!("the dependency file names {orphan}, which is not among the assets");
     }
     let limits = PackLimits::default();
+    // Declared first, so dropped after the writer (which removes its file unfinished): a
+    // signal in between finds nothing left to remove.
+    let _interrupted_removes;
     let mut writer = PackWriter::create_with_limits(output, limits)?;
-    let _interrupted_removes = interrupt::Registered::new(writer.temporary_path());
+    _interrupted_removes = interrupt::Registered::new(writer.temporary_path());
     let (mut raw, mut entries) = (0u64, 0usize);
     for (key, path, listed) in &files {
         let bytes = read_capped(path, *listed, limits.entry_bytes_max)
