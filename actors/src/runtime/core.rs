@@ -275,26 +275,13 @@ impl Core {
         self.telemetry.stop();
         // A sink blocked writing its file (a pipe no one reads, a hung mount) must not hold
         // the shutdown for ever either: its thread is left behind, to end with its write.
-        if !join_within(move || drop(self.telemetry.join()), self.ack_max) {
-            log_caught(|| {
-                tracing::warn!(
-                    target: "streamrt",
-                    "the telemetry thread was still writing at shutdown: left to end on its own"
-                );
-            });
-        }
+        let telemetry = self.telemetry;
+        join_or_leave(move || drop(telemetry.join()), self.ack_max, "telemetry thread");
         self.system.stop();
         // An actor held in the engine's code (an asset's `Drop` waiting on the thread that
         // shuts down, say) must not hold the shutdown for ever: the thread is left behind.
         let core_thread = self.core_thread;
-        if !join_within(move || drop(core_thread.join()), self.ack_max) {
-            log_caught(|| {
-                tracing::warn!(
-                    target: "streamrt",
-                    "the core thread still ran the engine's code at shutdown: left to end on its own"
-                );
-            });
-        }
+        join_or_leave(move || drop(core_thread.join()), self.ack_max, "core thread");
         // A cache restarted between its shutdown's ask (it was dead then) and the supervisors'
         // stop salvaged again what it took back when it was stopped: nothing restarts now, so
         // what is left in a salvage fails with `Shutdown` here, before `shutdown` returns.
@@ -524,6 +511,16 @@ fn thread_of(arbiter: &Arbiter) -> Option<ThreadId> {
         let _ = tx.send(std::thread::current().id());
     });
     rx.recv().ok()
+}
+
+/// [`join_within`], warning that `thread` was left behind when it was: still in the engine's
+/// code (an asset's `Drop` on the core thread) or blocked writing (the telemetry file).
+fn join_or_leave(join: impl FnOnce() + Send + 'static, within: Duration, thread: &str) {
+    if !join_within(join, within) {
+        log_caught(|| {
+            tracing::warn!(target: "streamrt", "the {thread} still ran at shutdown: left to end on its own");
+        });
+    }
 }
 
 /// Runs `join` (a thread's join), waiting `within` at most (from a thread of its own, as a

@@ -14,7 +14,7 @@
 //!   stoppers, and so does the escalation listener's, on the escalation's stopper, the others
 //!   (none of which joins it).
 
-use std::sync::{Arc, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, MutexGuard, OnceLock, PoisonError, Weak};
 use std::thread::JoinHandle;
 
 use streamrt_messages::EventKind;
@@ -114,14 +114,12 @@ impl Inner {
 
     /// Whether the calling thread is one the core's stop joins or waits on.
     pub(super) fn on_own_thread(&self) -> bool {
-        let current = std::thread::current().id();
-        self.own_threads.get().is_some_and(|threads| threads.contains(&current))
+        on_one_of(&self.own_threads)
     }
 
     /// Whether the calling thread is one the actors run on.
     pub(super) fn on_actor_thread(&self) -> bool {
-        let current = std::thread::current().id();
-        self.actor_threads.get().is_some_and(|threads| threads.contains(&current))
+        on_one_of(&self.actor_threads)
     }
 
     /// The stoppers, locked.
@@ -187,4 +185,10 @@ impl Inner {
             core.stop(&patience, || self.probe.emit(self.probe.event(EventKind::Stopped)));
         }
     }
+}
+
+/// Whether the calling thread is one of `threads` (none before they are set).
+fn on_one_of(threads: &OnceLock<Box<[std::thread::ThreadId]>>) -> bool {
+    let current = std::thread::current().id();
+    threads.get().is_some_and(|threads| threads.contains(&current))
 }
