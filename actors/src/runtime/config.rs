@@ -216,6 +216,14 @@ impl RuntimeConfig {
             ("events_buffered_max", self.events_buffered_max),
             ("drain_batch_max", self.drain_batch_max),
             ("dependency_nodes_max", self.dependency_nodes_max),
+        ]
+        .map(|(name, v)| (name, v as u64));
+        // An ack limit of 0 would give no actor time to stop: each shutdown would fail their
+        // requests from outside and leave every thread behind.
+        let positive_u64 = [
+            ("read_credit_bytes", self.read_credit_bytes),
+            ("shutdown_ack_ms_max", self.shutdown_ack_ms_max),
+            ("restart_intensity.window_ms", self.restart_intensity.window_ms),
         ];
         let bounded = [
             ("workers", self.workers, THREADS_MAX),
@@ -227,17 +235,8 @@ impl RuntimeConfig {
             ("worker_nice", usize::from(self.worker_nice), usize::from(WORKER_NICE_MAX)),
         ]
         .map(|(name, v, max)| (name, v as u64, max as u64));
-        if let Some(&(name, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(ConfigError::Zero(name));
-        }
-        // An ack limit of 0 would give no actor time to stop: each shutdown would fail their
-        // requests from outside and leave every thread behind.
-        let positive_u64 = [
-            ("read_credit_bytes", self.read_credit_bytes),
-            ("shutdown_ack_ms_max", self.shutdown_ack_ms_max),
-            ("restart_intensity.window_ms", self.restart_intensity.window_ms),
-        ];
-        if let Some(&(name, _)) = positive_u64.iter().find(|(_, v)| *v == 0) {
+        let mut positive = positive.iter().chain(&positive_u64);
+        if let Some(&(name, _)) = positive.find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));
         }
         self.retry.validate()?;
