@@ -267,12 +267,25 @@ fn print_status(status: &Status, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One line of `load --json` or `inflight --json`: every line names its kind, and the fields
+/// two kinds share have one name and one meaning.
+#[derive(serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum RequestLine<'a> {
+    /// A request made, or one in flight.
+    Request { request: u64, key: String, state: &'a str, priority: &'a str },
+    /// A waited request's end; `error` is null for a request that became ready.
+    Ended { request: u64, key: String, state: &'a str, error: Option<&'a str> },
+}
+
 fn print_info(r: &RequestInfo, json: bool) -> anyhow::Result<()> {
     if json {
-        let line = serde_json::json!({
-            "request": r.request.0, "key": r.key.to_string(),
-            "state": r.state.name(), "priority": r.priority.name(),
-        });
+        let line = RequestLine::Request {
+            request: r.request.0,
+            key: r.key.to_string(),
+            state: r.state.name(),
+            priority: r.priority.name(),
+        };
         println!("{}", json_line(&line)?);
     } else {
         println!(
@@ -323,11 +336,13 @@ fn load(target: &Target, keys: &[String], priority: Priority, wait: bool) -> any
             ServerMsg::Waiting { .. } => {}
             ServerMsg::Ended { request, key, state, error } => {
                 failed += usize::from(state != LoadState::Ready);
-                let error = error.unwrap_or_default();
                 if target.json {
-                    let line = serde_json::json!({
-                        "ended": request.0, "key": key.to_string(), "state": state.name(), "error": error,
-                    });
+                    let line = RequestLine::Ended {
+                        request: request.0,
+                        key: key.to_string(),
+                        state: state.name(),
+                        error: error.as_deref(),
+                    };
                     println!("{}", json_line(&line)?);
                 } else {
                     println!(
@@ -336,7 +351,7 @@ fn load(target: &Target, keys: &[String], priority: Priority, wait: bool) -> any
                         shown(&key.to_string()),
                         state.name(),
                         // Last on the line, so its spaces read as its own; escaped all the same.
-                        error.escape_debug()
+                        error.as_deref().unwrap_or_default().escape_debug()
                     );
                 }
             }

@@ -271,6 +271,40 @@ fn status_load_stats_inflight_cancel_reprioritise_and_shutdown() {
 }
 
 #[test]
+fn waited_loads_print_json_lines_that_name_their_kind_as_snapshotted() {
+    let daemon = Daemon::start(&[]);
+    let mut text = String::new();
+    // One load at a time, so that the lines' order is the daemon's, not a race's.
+    for key in ["blob:b1", "blob:bad"] {
+        let out = daemon.ctl(&["load", key, "--wait", "--json"]);
+        assert_eq!(out.status.success(), key == "blob:b1", "{key}: {out:?}");
+        text.push_str(&format!("$ streamctl load {key} --wait --json\n"));
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            let value: serde_json::Value = serde_json::from_str(line).expect(line);
+            let state = value["state"].as_str().expect(line);
+            if value["kind"] == "request" {
+                // Read as the request was made: the daemon's actors may have queued it by then.
+                let masked = line.replace(&format!(r#""state":"{state}""#), r#""state":"[made]""#);
+                text.push_str(&format!("{masked}\n"));
+            } else {
+                assert_eq!(value["kind"], "ended", "{line}");
+                text.push_str(&format!("{line}\n"));
+            }
+        }
+        text.push('\n');
+    }
+    assert!(text.contains(r#""error":null"#), "a ready load's error is null: {text}");
+    insta::with_settings!({
+        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/../snapshots"),
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!("cli_load_wait_json", text);
+    });
+    daemon.stop();
+}
+
+#[test]
 fn watch_streams_events_and_shutdown_ends_every_held_request_first() {
     let daemon = Daemon::start(&["--io-bytes-per-sec-max", "1000"]);
     let mut watch = Command::new(BIN)
