@@ -6,6 +6,8 @@ use std::time::Duration;
 use anyhow::bail;
 use streamrt::chaos::{self, ChaosOptions};
 
+use crate::shown::json_line;
+
 /// The most requests a chaos run makes: its runtime's event buffer, allocated whole when the
 /// run starts, has room for about 16 events a request (up to 2M events, about 300 MB), and
 /// its count of them keeps each request's id.
@@ -43,6 +45,9 @@ pub struct ChaosArgs {
     /// IO worker threads.
     #[arg(long, default_value_t = 2, value_parser = crate::args::threads())]
     workers: usize,
+    /// Print the closing figures as one JSON object, `{"chaos": {..}, "holds": true}`.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Keeps the panics the run injects on purpose out of the terminal; any other panic is
@@ -79,7 +84,12 @@ pub fn run(args: &ChaosArgs) -> anyhow::Result<()> {
     };
     quiet_injected_panics();
     let report = chaos::run(&options)?;
-    println!("{report}");
+    if args.json {
+        let line = serde_json::json!({ "chaos": &report, "holds": report.holds() });
+        println!("{}", json_line(&line)?);
+    } else {
+        println!("{report}");
+    }
     if let Some(escalated) = &report.escalated {
         // The rest follows from it: the shutdown refused the requests still to make, ended
         // the pools and failed what was outstanding.

@@ -348,9 +348,10 @@ fn ls(file: &Path, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("{:<48} {:>5} {:>10} {:>10}  deps", "key", "codec", "stored", "raw");
+    let (mut stored, mut raw) = (0u64, 0u64);
     for e in pack.entries() {
         let deps: Vec<_> = e.deps.iter().map(|d| shown(d)).collect();
-        println!(
+        let line = format!(
             "{:<48} {:>5} {:>10} {:>10}  {}",
             shown(&e.key),
             e.codec.name(),
@@ -358,7 +359,11 @@ fn ls(file: &Path, json: bool) -> anyhow::Result<()> {
             e.raw_size,
             deps.join(" ")
         );
+        println!("{}", line.trim_end());
+        stored = stored.saturating_add(e.stored_size);
+        raw = raw.saturating_add(e.raw_size);
     }
+    println!("entries: {} stored={stored} raw={raw}", pack.entries().len());
     Ok(())
 }
 

@@ -51,7 +51,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         write().with_context(|| format!("writing {}", out.display()))?;
     }
     if args.json {
-        println!("{}", crate::shown::json_pretty(&summary)?);
+        println!("{}", crate::shown::json_line(&summary)?);
     } else {
         print!("{}", summary.render());
     }

@@ -33,24 +33,14 @@ pub(crate) fn json_line(value: &impl serde::Serialize) -> serde_json::Result<Str
     Ok(terminal_safe(serde_json::to_string(value)?))
 }
 
-/// [`json_line`], indented over several lines.
-///
-/// # Errors
-///
-/// As [`json_line`].
-pub(crate) fn json_pretty(value: &impl serde::Serialize) -> serde_json::Result<String> {
-    Ok(terminal_safe(serde_json::to_string_pretty(value)?))
-}
-
-/// `json` with every character [`needs_escape`] names but a line break written as a `\uXXXX`
-/// escape. Outside its strings JSON holds ASCII punctuation, letters, digits and spaces, and
-/// the indented form's line breaks (a string's own are escaped already): so every character
-/// escaped here lies inside a string, where the escape reads back as the character.
+/// `json` with every character [`needs_escape`] names written as a `\uXXXX` escape. Outside
+/// its strings compact JSON holds ASCII punctuation, letters and digits only (a string's line
+/// breaks are escaped already): so every character escaped here lies inside a string, where
+/// the escape reads back as the character.
 fn terminal_safe(json: String) -> String {
-    let escaped = |c: char| c != '\n' && needs_escape(c);
     // Every character it names is in the Basic Multilingual Plane: one escape each.
     let escape = |c: char, out: &mut String| out.push_str(&format!("\\u{:04x}", u32::from(c)));
-    if let Cow::Owned(escaped) = escape_where(&json, escaped, escape) {
+    if let Cow::Owned(escaped) = escape_where(&json, needs_escape, escape) {
         return escaped;
     }
     json
@@ -68,9 +58,6 @@ mod tests {
         assert!(!line.contains(needs_escape));
         let back: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(back, value);
-        let pretty = json_pretty(&value).unwrap();
-        assert!(pretty.lines().count() > 1 && !pretty.contains(|c| c != '\n' && needs_escape(c)));
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&pretty).unwrap(), value);
     }
 
     #[test]

@@ -30,11 +30,12 @@ use streamrt::{
 };
 
 use crate::formats::{self, Mesh, MeshDecoder, Texture, TextureDecoder};
+use crate::shown::json_line;
 
 mod trace;
 mod world;
 
-use trace::{micros, span_since, OrderHash, Span, Trace};
+use trace::{micros, span_since, OrderHash, Span, Trace, TraceFile};
 use world::{FrameWork, World, WorldConfig};
 
 /// The most zones a simulation streams: their assets are made in memory before it starts,
@@ -66,6 +67,10 @@ pub struct SimulateArgs {
     /// Print only the closing line.
     #[arg(long)]
     quiet: bool,
+    /// Print each frame as a JSON line `{"frame": {..}}` and the closing figures as
+    /// `{"simulate": {..}}`.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Frame time the adaptive budget aims for: 60 Hz.
@@ -76,19 +81,68 @@ const TASKS: [&str; 4] = ["animation", "particles", "culling", "lod"];
 const SURFACES: [&str; 4] = ["main", "shadow", "reflection", "ui"];
 
 /// Runs the simulation and prints its lines.
+///
+/// # Errors
+///
+/// As [`simulate`], or a line cannot be written.
 pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
-    let quiet = args.quiet;
+    let (quiet, json) = (args.quiet, args.json);
+    let mut printed = Ok(());
     let summary = simulate(args, &mut |line| {
-        if !quiet {
-            println!("{line}");
+        if !quiet && printed.is_ok() {
+            printed = print(json, "frame", line);
         }
     })?;
-    println!("{}", summary.line());
+    printed?;
+    print(json, "simulate", &summary)
+}
+
+/// Prints `value` as its text line, or as the JSON line `{"{name}": value}`.
+fn print<T: std::fmt::Display + serde::Serialize>(
+    json: bool,
+    name: &str,
+    value: &T,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", json_line(&serde_json::json!({ name: value }))?);
+    } else {
+        println!("{value}");
+    }
     Ok(())
 }
 
+/// One frame's line.
+#[derive(Debug, serde::Serialize)]
+pub struct FrameLine {
+    frame: u64,
+    /// The frame's simulated time, and the wall-clock time the loop took for it.
+    sim_us: u64,
+    wall_us: u64,
+    published: u32,
+    budget: u32,
+    waiting: usize,
+    fallbacks: u32,
+}
+
+impl std::fmt::Display for FrameLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "frame {:>4}: sim={:>5.1} ms wall={:>5.1} ms published={:>3} budget={:>3} \
+             waiting={:>4} fallbacks={:>4}",
+            self.frame,
+            self.sim_us as f64 / 1e3,
+            self.wall_us as f64 / 1e3,
+            self.published,
+            self.budget,
+            self.waiting,
+            self.fallbacks
+        )
+    }
+}
+
 /// What a run ends with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Summary {
     frames: u64,
     /// Loads requested over the run, and those of them not yet ended when it stopped (decoded
@@ -100,14 +154,22 @@ pub struct Summary {
     cancelled: u64,
     pipelines: usize,
     fallback_draws: u64,
-    budget_range: (u32, u32),
+    budget_min: u32,
+    budget_max: u32,
     telemetry_events: u64,
+    /// Written in hex, as the text line has it: JSON readers keep 53 bits of a number.
+    #[serde(serialize_with = "hex")]
     order_hash: u64,
 }
 
-impl Summary {
-    fn line(&self) -> String {
-        format!(
+fn hex<S: serde::Serializer>(value: &u64, to: S) -> Result<S::Ok, S::Error> {
+    to.collect_str(&format_args!("{value:016x}"))
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
             "simulate: frames={} requested={} published={} failed={} cancelled={} outstanding={} \
              pipelines={} fallback_draws={} budget_min={} budget_max={} telemetry_events={} \
              order_hash={:016x}",
@@ -119,8 +181,8 @@ impl Summary {
             self.outstanding,
             self.pipelines,
             self.fallback_draws,
-            self.budget_range.0,
-            self.budget_range.1,
+            self.budget_min,
+            self.budget_max,
             self.telemetry_events,
             self.order_hash
         )
@@ -199,14 +261,19 @@ fn runtime(source: MemorySource, clock: &Arc<ManualClock>) -> anyhow::Result<Run
 ///
 /// # Errors
 ///
-/// A trace asked for past [`TRACE_FRAMES_MAX`] frames, the runtime cannot start, or a load
-/// does not decode within `LOAD_PATIENCE`.
-pub fn simulate(args: &SimulateArgs, on_frame: &mut dyn FnMut(String)) -> anyhow::Result<Summary> {
+/// A trace asked for past [`TRACE_FRAMES_MAX`] frames or whose file cannot be created (both
+/// refused before the first frame), the runtime cannot start, a load does not decode within
+/// `LOAD_PATIENCE`, or the trace cannot be written.
+pub fn simulate(
+    args: &SimulateArgs,
+    on_frame: &mut dyn FnMut(&FrameLine),
+) -> anyhow::Result<Summary> {
     anyhow::ensure!(
         args.trace.is_none() || args.frames <= TRACE_FRAMES_MAX,
         "--trace keeps every span in memory: at most {TRACE_FRAMES_MAX} frames, not {}",
         args.frames
     );
+    let trace_file = args.trace.as_deref().map(TraceFile::create).transpose()?;
     let config = WorldConfig {
         zones: args.zones,
         meshes_per_zone: 64,
@@ -223,7 +290,7 @@ pub fn simulate(args: &SimulateArgs, on_frame: &mut dyn FnMut(String)) -> anyhow
         failed: 0,
         cancelled: 0,
     };
-    let trace = Trace::new(args.trace.is_some());
+    let trace = Trace::new(trace_file.is_some());
     let mut rec = Recorder { hash: OrderHash::default(), trace };
     let (mut last_frame_us, mut fallback_draws) = (0, 0u64);
     let mut budget_range = (u32::MAX, 0);
@@ -238,24 +305,23 @@ pub fn simulate(args: &SimulateArgs, on_frame: &mut dyn FnMut(String)) -> anyhow
         settle(&rt, &streaming)?;
         last_frame_us = world::frame_cost_us(&work);
         clock.advance(last_frame_us);
-        on_frame(format!(
-            "frame {frame:>4}: sim={:>5.1} ms wall={:>5.1} ms published={:>3} budget={:>3} \
-             waiting={:>4} fallbacks={:>4}",
-            last_frame_us as f64 / 1e3,
-            micros(wall) as f64 / 1e3,
-            report.published,
-            report.budget,
-            report.waiting,
-            work.fallback_draws
-        ));
+        on_frame(&FrameLine {
+            frame,
+            sim_us: last_frame_us,
+            wall_us: micros(wall),
+            published: report.published,
+            budget: report.budget,
+            waiting: report.waiting,
+            fallbacks: work.fallback_draws,
+        });
     }
     // The loads that ended in the last frame (cancelled with their zone, refused) are counted
     // as ended, not outstanding; the order hash covers the frames only.
     streaming.poll(&mut OrderHash::default());
     rt.shutdown();
     let telemetry_events = telemetry.join().unwrap_or(0);
-    if let Some(path) = &args.trace {
-        rec.trace.write(path)?;
+    if let Some(file) = trace_file {
+        rec.trace.write(file)?;
     }
     Ok(Summary {
         frames: args.frames,
@@ -266,7 +332,8 @@ pub fn simulate(args: &SimulateArgs, on_frame: &mut dyn FnMut(String)) -> anyhow
         cancelled: streaming.cancelled,
         pipelines: world.ready_pipelines.len(),
         fallback_draws,
-        budget_range: (budget_range.0.min(budget_range.1), budget_range.1),
+        budget_min: budget_range.0.min(budget_range.1),
+        budget_max: budget_range.1,
         telemetry_events,
         order_hash: rec.hash.value(),
     })
@@ -547,7 +614,15 @@ mod tests {
     use super::*;
 
     fn args(seed: u64) -> SimulateArgs {
-        SimulateArgs { frames: 40, seed, trace: None, zones: 8, entities: 200, quiet: true }
+        SimulateArgs {
+            frames: 40,
+            seed,
+            trace: None,
+            zones: 8,
+            entities: 200,
+            quiet: true,
+            json: false,
+        }
     }
 
     #[test]

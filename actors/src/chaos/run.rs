@@ -76,8 +76,9 @@ impl Default for ChaosOptions {
     }
 }
 
-/// What a chaos run found. `Display` is the one-line form `streamctl chaos` prints.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What a chaos run found. `Display` is the one-line form `streamctl chaos` prints; it
+/// serialises with the fields' names (`streamctl chaos --json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ChaosReport {
     /// Requests made.
     pub requests: usize,

@@ -4,8 +4,9 @@
 //! The hash sees only what must be identical for two runs with the same seed: names, frame
 //! numbers, keys and results, never wall-clock times. The trace sees the wall clock.
 
+use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -83,8 +84,9 @@ impl Trace {
         }
     }
 
-    /// Writes the spans as a Chrome trace (`chrome://tracing`, Perfetto): one track per thread.
-    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+    /// Writes the spans to `file` as a Chrome trace (`chrome://tracing`, Perfetto): one track
+    /// per thread.
+    pub fn write(&self, mut file: TraceFile) -> anyhow::Result<()> {
         let mut threads: Vec<&str> = Vec::new();
         let mut events = Vec::with_capacity(self.spans.len() + 8);
         for span in &self.spans {
@@ -105,12 +107,47 @@ impl Trace {
                 "name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": { "name": name },
             }));
         }
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        let mut out = std::io::BufWriter::new(file);
-        serde_json::to_writer(&mut out, &serde_json::json!({ "traceEvents": events }))?;
-        out.flush()?;
+        let written = (|| {
+            let mut out = std::io::BufWriter::new(file.file.as_ref().context("written once")?);
+            serde_json::to_writer(&mut out, &serde_json::json!({ "traceEvents": events }))?;
+            out.flush()?;
+            anyhow::Ok(())
+        })();
+        written.with_context(|| format!("cannot write {}", file.path.display()))?;
+        file.file = None;
         Ok(())
+    }
+}
+
+/// The file a trace is written to, created before the run so that a path that cannot be
+/// written is refused before the frames, not after them. Dropped unwritten (the run failed),
+/// it is removed.
+pub struct TraceFile {
+    path: PathBuf,
+    /// Open until the trace is written whole.
+    file: Option<File>,
+}
+
+impl TraceFile {
+    /// Creates (or truncates) the file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be created.
+    pub fn create(path: &Path) -> anyhow::Result<Self> {
+        let file =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Self { path: path.to_owned(), file: Some(file) })
+    }
+}
+
+impl Drop for TraceFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            // A half-written or empty trace would only mislead: best effort, since the run's
+            // own error is the one to report.
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -1,0 +1,169 @@
+//! What `streamctl` prints, as a user reads it: every command's help, `pack ls` and
+//! `pack verify`, an in-process `status` and the fixture log's `report --json`, snapshot-tested (`snapshots/cli_*.snap`); and the
+//! JSON lines of `simulate` and `chaos`, whose figures vary with timing, checked for their
+//! shape.
+
+use std::path::Path;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_streamctl");
+
+/// Checks `text` against `snapshots/cli_{name}.snap`.
+fn snapshot(name: &str, text: &str) {
+    insta::with_settings!({
+        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/../snapshots"),
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!(format!("cli_{name}"), text);
+    });
+}
+
+/// Runs `streamctl args` in `dir`, which must succeed, and returns its stdout.
+fn stdout_of(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN).current_dir(dir).args(args).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// The subcommands a help text lists under `Commands:`, but `help`.
+fn commands_listed(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The help of `path` (a command and its subcommands) and of every command below it, each
+/// under a `$ streamctl ... --help` line.
+fn helps_below(path: &[String], out: &mut String) {
+    let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+    args.push("--help");
+    let help = stdout_of(Path::new("."), &args);
+    out.push_str(&format!("$ streamctl {}\n{help}\n", args.join(" ")));
+    for command in commands_listed(&help) {
+        let mut below = path.to_vec();
+        below.push(command);
+        helps_below(&below, out);
+    }
+}
+
+#[test]
+fn the_help_of_every_command_and_subcommand_is_as_snapshotted() {
+    let mut text = String::new();
+    helps_below(&[], &mut text);
+    // Every command the top-level help lists was walked, pack's own subcommands too.
+    for command in ["demo", "serve", "load", "watch", "replay", "simulate", "pack ls"] {
+        assert!(text.contains(&format!("$ streamctl {command} --help\n")), "{command}");
+    }
+    snapshot("help", &text);
+}
+
+#[test]
+fn pack_ls_and_verify_print_each_entry_and_the_totals_as_snapshotted() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("assets");
+    for (path, bytes) in [
+        ("blob/a.bin", b"hello".to_vec()),
+        ("blob/deep/b.bin", b"compressible ".repeat(64)),
+        ("texture/odd name.tex", b"not really a texture".to_vec()),
+    ] {
+        let file = tree.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, bytes).unwrap();
+    }
+    stdout_of(dir.path(), &["pack", "build", "assets", "-o", "assets.pack"]);
+    let mut text = String::new();
+    for args in [
+        &["pack", "ls", "assets.pack"][..],
+        &["pack", "ls", "assets.pack", "--json"],
+        &["pack", "verify", "assets.pack"],
+        &["pack", "verify", "assets.pack", "--json"],
+    ] {
+        let out = stdout_of(dir.path(), args);
+        text.push_str(&format!("$ streamctl {}\n{out}\n", args.join(" ")));
+    }
+    assert!(text.contains("\"texture:texture/odd name.tex\""), "a key with a space is quoted");
+    snapshot("pack_ls_and_verify", &text);
+}
+
+#[test]
+fn status_without_a_socket_reports_an_in_process_runtime_as_snapshotted() {
+    let mut text = String::new();
+    for args in [
+        &["status", "--workers", "2", "--queue-capacity", "64"][..],
+        &["status", "--workers", "2", "--queue-capacity", "64", "--json"],
+    ] {
+        let out = stdout_of(Path::new("."), args);
+        text.push_str(&format!("$ streamctl {}\n{out}\n", args.join(" ")));
+    }
+    assert!(text.contains("worker_count=2 queue_capacity=64 in_flight=0"), "{text}");
+    snapshot("status_in_process", &text);
+}
+
+#[test]
+fn report_json_of_the_fixture_log_is_one_line_as_snapshotted() {
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/telemetry-v1.jsonl");
+    let out = stdout_of(Path::new("."), &["report", fixture, "--json"]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect(&out);
+    assert!(report.is_object(), "{report}");
+    snapshot("report_json_of_telemetry_v1_fixture", &out);
+}
+
+/// Each line of `out` as JSON: an object with one field, `kind`, holding an object.
+fn json_lines<'a>(out: &'a str, kind: &str) -> impl Iterator<Item = serde_json::Value> + 'a {
+    let kind = kind.to_owned();
+    out.lines().map(move |line| {
+        let value: serde_json::Value = serde_json::from_str(line).expect(line);
+        let object = value.as_object().expect(line);
+        assert!(object.len() == 1 && object[&kind].is_object(), "{line}");
+        object[&kind].clone()
+    })
+}
+
+#[test]
+fn simulate_json_prints_a_line_per_frame_and_the_same_figures_as_its_text() {
+    let args = ["simulate", "--frames", "6", "--zones", "4", "--entities", "50"];
+    let text = stdout_of(Path::new("."), &args);
+    let json = stdout_of(Path::new("."), &[&args[..], &["--json"]].concat());
+    let (frames, last) = json.trim_end().rsplit_once('\n').expect("frames, then the summary");
+    let numbers: Vec<u64> =
+        json_lines(frames, "frame").map(|f| f["frame"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, [1, 2, 3, 4, 5, 6]);
+    let summary = json_lines(last, "simulate").next().unwrap();
+    let hash = summary["order_hash"].as_str().expect("the hash is a hex string");
+    assert!(text.ends_with(&format!("order_hash={hash}\n")), "{text}");
+    for field in ["frames", "requested", "published", "budget_min", "budget_max"] {
+        let figure = format!(" {field}={}", summary[field].as_u64().expect(field));
+        assert!(text.contains(&figure), "{figure} in {text}");
+    }
+}
+
+#[test]
+fn a_trace_file_that_cannot_be_created_is_refused_before_the_first_frame() {
+    let out = Command::new(BIN)
+        .args(["simulate", "--frames", "3", "--trace", "/nonexistent/trace.json"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot create /nonexistent/trace.json"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no frame ran: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn chaos_json_is_one_object_with_its_figures_and_whether_every_promise_held() {
+    let out = stdout_of(Path::new("."), &["chaos", "--requests", "200", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(out.trim_end()).expect(&out);
+    assert_eq!(value["holds"], true, "{value}");
+    let chaos = &value["chaos"];
+    assert_eq!(chaos["requests"], 200, "{value}");
+    assert_eq!(chaos["terminal"], 200, "{value}");
+    assert!(chaos["escalated"].is_null() && chaos["restarts_by_actor"].is_object(), "{value}");
+}
