@@ -56,6 +56,53 @@ pub struct DemoArgs {
 const FRAME: Duration = Duration::from_micros(16_667);
 /// Frames the demo runs at most: 120 seconds at 60 frames a second.
 const FRAMES_MAX: u64 = 60 * 120;
+/// Frames between two progress lines when stderr is no terminal: four lines a second.
+const PROGRESS_LINE_FRAMES: u64 = 15;
+
+/// How the frame loop shows its progress on stderr: a bar on a terminal; elsewhere (a log, a
+/// CI job) a line every [`PROGRESS_LINE_FRAMES`] frames and one at the end, so that a run
+/// read afterwards still shows how it went.
+enum Progress {
+    Bar(ProgressBar),
+    Lines,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Self::Lines;
+        }
+        Self::Bar(
+            ProgressBar::new(total as u64).with_style(
+                ProgressStyle::with_template("{bar:40} {pos}/{len} terminal  {msg}")
+                    .expect("valid template"),
+            ),
+        )
+    }
+
+    fn show(&self, frame: u64, terminal: usize, total: usize, published: u32) {
+        match self {
+            Self::Bar(bar) => {
+                bar.set_position(terminal as u64);
+                bar.set_message(format!("frame {frame} published {published}"));
+            }
+            Self::Lines if frame % PROGRESS_LINE_FRAMES == 0 => {
+                eprintln!(
+                    "demo: frame {frame}: {terminal}/{total} terminal, published {published}"
+                );
+            }
+            Self::Lines => {}
+        }
+    }
+
+    fn finish(self, frames: u64, total: usize) {
+        match self {
+            Self::Bar(bar) => bar.finish_and_clear(),
+            Self::Lines => eprintln!("demo: frame {frames}: all {total} requests terminal"),
+        }
+    }
+}
 
 /// Runs the demo and prints its summary.
 ///
@@ -144,10 +191,7 @@ fn frame_loop(
     let direct = &pack.direct;
     let mut picks = Picks::new(direct.len());
     let total = picks.total();
-    let bar = ProgressBar::new(total as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} terminal  {msg}")
-            .expect("valid template"),
-    );
+    let progress = Progress::new(total);
     let mut handles: Vec<Box<dyn Tracked>> = Vec::with_capacity(total);
     let mut frames = 0u64;
     let mut deadline = Instant::now();
@@ -162,8 +206,7 @@ fn frame_loop(
         }
         steer(&handles, rng);
         let terminal = handles.iter().filter(|h| h.state().is_terminal()).count();
-        bar.set_position(terminal as u64);
-        bar.set_message(format!("frame {} published {}", report.frame, report.published));
+        progress.show(frames, terminal, total, report.published);
         rt.end_frame();
         if handles.len() >= total && terminal == handles.len() {
             break;
@@ -176,7 +219,7 @@ fn frame_loop(
             bail!("the demo did not finish within {FRAMES_MAX} frames");
         }
     }
-    bar.finish_and_clear();
+    progress.finish(frames, total);
     Ok((handles, frames))
 }
 

@@ -1,7 +1,8 @@
 //! What `streamctl` prints, as a user reads it: every command's help, `pack ls` and
-//! `pack verify`, an in-process `status` and the fixture log's `report --json`, snapshot-tested (`snapshots/cli_*.snap`); and the
-//! JSON lines of `simulate` and `chaos`, whose figures vary with timing, checked for their
-//! shape.
+//! `pack verify`, an in-process `status` and the fixture log's `report --json`,
+//! snapshot-tested (`snapshots/cli_*.snap`); the JSON lines of `simulate` and `chaos`, whose
+//! figures vary with timing, checked for their shape; and a demo's progress lines off a
+//! terminal.
 
 use std::path::Path;
 use std::process::Command;
@@ -166,4 +167,25 @@ fn chaos_json_is_one_object_with_its_figures_and_whether_every_promise_held() {
     assert_eq!(chaos["requests"], 200, "{value}");
     assert_eq!(chaos["terminal"], 200, "{value}");
     assert!(chaos["escalated"].is_null() && chaos["restarts_by_actor"].is_object(), "{value}");
+}
+
+#[test]
+fn a_demo_off_a_terminal_shows_its_progress_as_lines_on_stderr() {
+    // 300 assets, of which more than 200 are requested directly, at 5 requests a frame: 40
+    // frames of requests at least.
+    let out = Command::new(BIN)
+        .args(["demo", "--assets", "300", "--requests-per-frame", "5"])
+        .output()
+        .expect("runs");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.iter().any(|l| l.starts_with("demo: frame 15: ")), "{stderr}");
+    assert!(lines.iter().any(|l| l.starts_with("demo: frame 30: ")), "{stderr}");
+    let frames = stdout.split(" over ").nth(1).and_then(|rest| rest.split(' ').next());
+    let frames = frames.unwrap_or_else(|| panic!("the summary names its frames: {stdout}"));
+    let last = lines.last().copied().unwrap_or_default();
+    assert!(last.starts_with(&format!("demo: frame {frames}: all ")), "{last} ({stdout})");
+    assert!(last.ends_with(" requests terminal"), "{last}");
 }
