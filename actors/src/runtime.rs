@@ -70,6 +70,14 @@ pub enum BuildError {
     /// A setting is out of its range.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A type's own retry policy (`register_with_policy`) has a setting out of its range.
+    #[error("retry policy of asset type {asset_type}: {source}")]
+    TypePolicy {
+        /// The type the policy was registered with.
+        asset_type: String,
+        /// The setting out of its range.
+        source: ConfigError,
+    },
     /// A decoder's type name is not a valid asset type name.
     #[error(transparent)]
     TypeName(#[from] InvalidKey),

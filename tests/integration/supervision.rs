@@ -412,6 +412,22 @@ fn a_heavy_chaos_run_with_frequent_crashes_keeps_every_promise() {
 }
 
 #[test]
+fn a_types_own_retry_policy_out_of_range_is_refused_naming_the_type() {
+    let backoff = streamrt::Backoff { min_ms: 1, max_ms: streamrt::RETRY_BACKOFF_MS_MAX + 1 };
+    let policy = streamrt::RetryPolicy { backoff, ..streamrt::RetryPolicy::default() };
+    let refused = streamrt::Runtime::builder()
+        .source(GatedSource::with_blobs(1))
+        .register_with_policy(BlobDecoder::default(), policy)
+        .build();
+    let Err(error) = refused else { panic!("an endless backoff is refused") };
+    assert!(
+        matches!(&error, streamrt::BuildError::TypePolicy { asset_type, .. } if asset_type == "blob"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("retry policy of asset type blob"), "{error}");
+}
+
+#[test]
 fn a_scheduler_restart_does_not_cut_a_retrys_backoff_short() {
     let source = GatedSource::with_blobs(1);
     source.put("flaky/x", b"eventually");

@@ -314,8 +314,14 @@ impl RuntimeBuilder {
             return Err(e);
         }
         self.config.validate()?;
-        for policy in self.types.iter().filter_map(|t| t.policy()) {
-            policy.validate()?;
+        for t in &self.types {
+            if let Some(policy) = t.policy() {
+                let asset_type = || t.name().to_string();
+                policy.validate().map_err(|source| BuildError::TypePolicy {
+                    asset_type: asset_type(),
+                    source,
+                })?;
+            }
         }
         let source = self.source.ok_or(BuildError::NoSource)?;
         let config = self.config;
