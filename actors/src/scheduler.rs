@@ -20,7 +20,9 @@
 //!   fails takes its queued loads out of the queue. After the scheduler's own restart, new
 //!   loads wait aside (`held_new`) until every cache it asked has resubmitted
 //!   (`Resubmitted`), and are then checked against the rebuilt queue: checked against the
-//!   empty queue of a fresh incarnation, they let it grow to about twice its capacity.
+//!   empty queue of a fresh incarnation, they let it grow to about twice its capacity. Nothing
+//!   is dispatched meanwhile either: the loads in flight are counted from the caches' answers
+//!   (`Adopt`), and a dispatch before the last answer would pass the bound below.
 //! - At most `reads_in_flight` credits' worth of loads are being read, and at most
 //!   `reads_in_flight + decode_backlog_max` are between dispatch and their end, plus the urgent
 //!   reserve below; only then is the next load dispatched. The IO pool's queue and the decode
@@ -354,6 +356,13 @@ impl Scheduler {
     /// until half of the read credits are back (or enough for the next load), or, when the
     /// next load is urgent, only until enough for it are back.
     fn dispatch(&mut self) {
+        // A restarted scheduler learns of the loads its predecessor dispatched from each
+        // cache's resubmission (`Adopt`): dispatching before every cache has answered would
+        // count against the bound only the loads adopted so far, and let the loads between
+        // dispatch and their end pass `reads_in_flight + decode_backlog_max`.
+        if !self.resubmits_awaited.is_empty() {
+            return;
+        }
         loop {
             self.dispatch_within_credits();
             let Some((next, urgent)) = self.next_load() else { return };
@@ -533,6 +542,12 @@ mod tests {
 
     /// A scheduler just restarted, waiting for type 0's cache to resubmit.
     fn restarted() -> Scheduler {
+        restarted_with(Arc::new([Arc::new(Silent::default()) as _]))
+    }
+
+    /// A scheduler just restarted with `routes`, waiting for each of their caches to
+    /// resubmit.
+    fn restarted_with(routes: Arc<[Arc<dyn JobRoute>]>) -> Scheduler {
         let mailbox = Mailbox::new();
         let limits = SchedulerLimits {
             queue_capacity: 16,
@@ -541,9 +556,9 @@ mod tests {
             decode_backlog_max: 1,
             drain_batch_max: 16,
         };
-        let routes: Arc<[Arc<dyn JobRoute>]> = Arc::new([Arc::new(Silent::default()) as _]);
         let probe = Arc::new(Probe::new(Arc::new(MonotonicClock::new()), 16, false));
-        let resubmit = Arc::new(|| vec![0]);
+        let types: Vec<u16> = (0..routes.len() as u16).collect();
+        let resubmit = Arc::new(move || types.clone());
         let credits = ReadCredits::new(mailbox.clone());
         let mut scheduler = Scheduler::new(
             mailbox,
@@ -554,8 +569,59 @@ mod tests {
             ChildLink::detached(),
             resubmit,
         );
-        scheduler.resubmits_awaited = vec![0];
+        scheduler.resubmits_awaited = (scheduler.resubmit)();
         scheduler
+    }
+
+    /// A route that keeps the loads dispatched to it (their credits go back at once).
+    #[derive(Default)]
+    struct Recording {
+        cancels: CancelTable,
+        dispatched: std::sync::Mutex<Vec<LoadRef>>,
+    }
+
+    impl JobRoute for Recording {
+        fn dispatch(&self, order: DispatchOrder) {
+            self.dispatched.lock().unwrap().push(order.load);
+        }
+        fn refuse(&self, load: LoadRef, kind: ErrorKind) {
+            unreachable!("{load:?} refused: {kind:?}")
+        }
+        fn decode(&self, _: Job, _: Vec<u8>, _: &dyn Fn(&Job)) -> Result<(), Box<dyn Any + Send>> {
+            unreachable!("nothing is decoded")
+        }
+        fn wake(&self) {}
+        fn end(&self, _: Job, _: JobEnd) {
+            unreachable!("nothing is read")
+        }
+        fn cancels(&self) -> &CancelTable {
+            &self.cancels
+        }
+    }
+
+    #[test]
+    fn a_restarted_scheduler_dispatches_nothing_until_every_cache_said_what_is_in_flight() {
+        let route = Arc::new(Recording::default());
+        let routes: Arc<[Arc<dyn JobRoute>]> = Arc::new([route.clone() as _, route.clone() as _]);
+        let mut s = restarted_with(routes);
+        // Type 0's cache resubmits a queued load first, a batch of the scheduler's ends...
+        s.handle_msg(enqueue(load(1, 1), Priority::Normal, Admission::Again));
+        s.handle_msg(SchedulerMsg::Resubmitted(0));
+        s.dispatch();
+        // ...then type 1's cache adopts the two loads the last incarnation dispatched: with
+        // one read credit and a decode backlog of one, the bound is two loads' worth.
+        s.handle_msg(SchedulerMsg::Adopt(Generation(7)));
+        s.handle_msg(SchedulerMsg::Adopt(Generation(8)));
+        s.handle_msg(SchedulerMsg::Resubmitted(1));
+        s.dispatch();
+        let bound = (s.limits.reads_in_flight + s.limits.decode_backlog_max) * SHARES_PER_CREDIT;
+        assert!(s.in_flight_shares <= bound, "{} shares past {bound}", s.in_flight_shares);
+        assert!(route.dispatched.lock().unwrap().is_empty(), "it waits for an end");
+        assert_eq!(s.queue.len(), 1);
+        // One of them ends: the queued load goes.
+        s.handle_msg(SchedulerMsg::JobFinished(Generation(7)));
+        s.dispatch();
+        assert_eq!(*route.dispatched.lock().unwrap(), [load(1, 1)]);
     }
 
     fn load(slot: u32, generation: u64) -> LoadRef {
