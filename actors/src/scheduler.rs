@@ -515,15 +515,16 @@ mod tests {
     use super::*;
     use crate::work::{CancelTable, Job, JobEnd};
 
-    /// A route whose cache is never asked anything: the scheduler only queues here.
+    /// A route that keeps the loads dispatched to it (their credits go back at once).
     #[derive(Default)]
-    struct Silent {
+    struct Recording {
         cancels: CancelTable,
+        dispatched: std::sync::Mutex<Vec<LoadRef>>,
     }
 
-    impl JobRoute for Silent {
-        fn dispatch(&self, _: DispatchOrder) {
-            unreachable!("nothing is dispatched")
+    impl JobRoute for Recording {
+        fn dispatch(&self, order: DispatchOrder) {
+            self.dispatched.lock().unwrap().push(order.load);
         }
         fn refuse(&self, load: LoadRef, kind: ErrorKind) {
             unreachable!("{load:?} refused: {kind:?}")
@@ -542,7 +543,7 @@ mod tests {
 
     /// A scheduler just restarted, waiting for type 0's cache to resubmit.
     fn restarted() -> Scheduler {
-        restarted_with(Arc::new([Arc::new(Silent::default()) as _]))
+        restarted_with(Arc::new([Arc::new(Recording::default()) as _]))
     }
 
     /// A scheduler just restarted with `routes`, waiting for each of their caches to
@@ -571,32 +572,6 @@ mod tests {
         );
         scheduler.resubmits_awaited = (scheduler.resubmit)();
         scheduler
-    }
-
-    /// A route that keeps the loads dispatched to it (their credits go back at once).
-    #[derive(Default)]
-    struct Recording {
-        cancels: CancelTable,
-        dispatched: std::sync::Mutex<Vec<LoadRef>>,
-    }
-
-    impl JobRoute for Recording {
-        fn dispatch(&self, order: DispatchOrder) {
-            self.dispatched.lock().unwrap().push(order.load);
-        }
-        fn refuse(&self, load: LoadRef, kind: ErrorKind) {
-            unreachable!("{load:?} refused: {kind:?}")
-        }
-        fn decode(&self, _: Job, _: Vec<u8>, _: &dyn Fn(&Job)) -> Result<(), Box<dyn Any + Send>> {
-            unreachable!("nothing is decoded")
-        }
-        fn wake(&self) {}
-        fn end(&self, _: Job, _: JobEnd) {
-            unreachable!("nothing is read")
-        }
-        fn cancels(&self) -> &CancelTable {
-            &self.cancels
-        }
     }
 
     #[test]
