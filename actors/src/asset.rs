@@ -36,6 +36,7 @@ pub trait Decoder: Send + Sync + 'static {
 
 /// Why a decoder refused its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The bytes are not in this type's format.
     #[error("malformed: {0}")]

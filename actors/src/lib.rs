@@ -33,7 +33,8 @@
 //! ```
 //!
 //! The main types are [`Runtime`], [`RuntimeBuilder`], [`Handle`], [`Decoder`] and [`Source`];
-//! plain data (keys, states, errors, events) comes from [`messages`].
+//! plain data (keys, states, errors, events) comes from [`messages`]. The errors its calls return
+//! are `#[non_exhaustive]`: match them with a `_` arm.
 
 mod asset;
 mod cache;

@@ -69,6 +69,7 @@ pub struct ReplayOptions {
 
 /// Why a log could not be replayed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReplayError {
     /// The log is corrupt, truncated or of an unknown version.
     #[error(transparent)]

@@ -25,6 +25,7 @@ use streamrt_messages::{error_text, escape_controls, Record, TELEMETRY_SCHEMA_VE
 
 /// Why a log could not be read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LogError {
     /// The file could not be read.
     #[error("reading the log: {0}")]

@@ -63,6 +63,7 @@ pub const TYPES_MAX: usize = 1024;
 
 /// Why a runtime could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// No source was given.
     #[error("no source: call RuntimeBuilder::source")]
@@ -101,6 +102,7 @@ pub enum BuildError {
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RequestError {
     /// The key is not a confined relative path.
     #[error(transparent)]

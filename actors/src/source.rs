@@ -230,6 +230,7 @@ impl Locator {
 
 /// Why a source could not produce an asset's bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SourceError {
     /// No such asset.
     #[error("not found")]

@@ -33,6 +33,7 @@ use crate::work::DecodeJob;
 
 /// Why a task gave no value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TaskError {
     /// The task panicked; the message is the panic's.
     #[error("frame task {name} panicked: {message}")]

@@ -33,7 +33,7 @@ pub use texture::{encode_texture, Texture, TextureDecoder};
 #[cfg(test)]
 mod tests {
     use streamrt::messages::AssetKey;
-    use streamrt::{DecodeError, Decoder};
+    use streamrt::Decoder;
 
     use super::*;
 
@@ -48,7 +48,8 @@ mod tests {
                 let room = bytes.len() as u64 * 2 + 4096;
                 (size <= room).then_some(()).ok_or(format!("{size} bytes from {}", bytes.len()))
             }
-            Err(DecodeError::Malformed(_) | DecodeError::Validation(_)) => Ok(()),
+            // Any error: a decoder refuses bad bytes, it does not panic on them.
+            Err(_) => Ok(()),
         }
     }
 

@@ -26,6 +26,7 @@ pub const ASSET_TYPE_BYTES_MAX: usize = 32;
 
 /// Why a key was refused. Each variant names the offending text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum InvalidKey {
     /// The path is empty.
     #[error("invalid key: empty path")]

@@ -38,6 +38,7 @@ impl Default for PackLimits {
 
 /// Why a pack cannot be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PackError {
     /// The file could not be read.
     #[error("io: {0}")]

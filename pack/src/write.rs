@@ -32,6 +32,7 @@ const ZSTD_LEVEL: i32 = 9;
 
 /// Why a pack cannot be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// Writing failed.
     #[error("io: {0}")]

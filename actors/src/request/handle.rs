@@ -22,6 +22,7 @@ use crate::signal::{deadline_after, listen_async, wait_until, Signal};
 
 /// Why [`Handle::ready`] produced no value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReadyError {
     /// The load failed.
     #[error(transparent)]

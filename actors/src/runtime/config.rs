@@ -319,6 +319,7 @@ pub const DEPENDENCY_DEPTH_MAX: usize = 128;
 
 /// A setting out of its range ([`RuntimeConfig::validate`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A setting that must be positive is 0.
     #[error("configuration: {0} must be at least 1")]
