@@ -39,14 +39,15 @@ pub struct AdaptivePolicy {
     pub target_frame_us: u64,
     /// Frames averaged before each decision.
     pub window_frames: u32,
-    /// Width of the dead band below the target, in percent of the target.
+    /// Width of the dead band below the target, in percent of the target; at most 99 (a band
+    /// as wide as the target leaves no frame time under it, so the budget would never rise).
     pub band_pct: u32,
     /// The lowest budget, in requests per frame; at least 1 (a runtime is not built with 0,
     /// from which a frame time in the dead band would never lift the budget).
     pub budget_min: u32,
     /// The highest budget, in requests per frame.
     pub budget_max: u32,
-    /// Requests added per decision when there is room.
+    /// Requests added per decision when there is room; at least 1.
     pub increase_step: u32,
     /// Percent removed per decision when over target.
     pub decrease_pct: u32,

@@ -260,15 +260,23 @@ impl RuntimeConfig {
                 return Err(ConfigError::Zero("publish_count_max"));
             }
             if let Some(a) = policy.adaptive {
-                if a.budget_min == 0 {
-                    return Err(ConfigError::Zero("adaptive.budget_min"));
+                // A budget that never rises: from 0, by steps of 0, or under a band as wide as
+                // the target (no frame is ever fast enough to be below it); and a target of 0
+                // that every frame is over.
+                let zero = [
+                    ("adaptive.budget_min", u64::from(a.budget_min)),
+                    ("adaptive.increase_step", u64::from(a.increase_step)),
+                    ("adaptive.target_frame_us", a.target_frame_us),
+                ];
+                if let Some(&(name, _)) = zero.iter().find(|(_, v)| *v == 0) {
+                    return Err(ConfigError::Zero(name));
                 }
                 // The budget stays within [budget_min, budget_max]: an empty range would pin it
                 // at the minimum, over the maximum; percents past 100 mean nothing.
                 first_too_large(
                     &[
                         ("adaptive.budget_min", a.budget_min, a.budget_max),
-                        ("adaptive.band_pct", a.band_pct, 100),
+                        ("adaptive.band_pct", a.band_pct, 99),
                         ("adaptive.decrease_pct", a.decrease_pct, 100),
                     ]
                     .map(|(name, v, max)| (name, u64::from(v), u64::from(max))),
@@ -397,7 +405,7 @@ mod tests {
     }
 
     #[test]
-    fn an_adaptive_policy_with_an_empty_range_or_a_percent_past_100_is_refused() {
+    fn an_adaptive_policy_that_could_never_rise_or_has_an_empty_range_is_refused() {
         let frames = |adaptive| RuntimeConfig {
             publish: PublishMode::Frames(FramePolicy::adaptive(8, adaptive)),
             ..RuntimeConfig::default()
@@ -405,8 +413,14 @@ mod tests {
         let target = AdaptivePolicy::target(16_667, 4);
         let empty = frames(AdaptivePolicy { budget_min: 8, ..target }).validate();
         assert_eq!(empty, Err(ConfigError::TooLarge { name: "adaptive.budget_min", max: 4 }));
-        let band = frames(AdaptivePolicy { band_pct: 101, ..target }).validate();
-        assert_eq!(band, Err(ConfigError::TooLarge { name: "adaptive.band_pct", max: 100 }));
+        for band_pct in [100, 101] {
+            let band = frames(AdaptivePolicy { band_pct, ..target }).validate();
+            assert_eq!(band, Err(ConfigError::TooLarge { name: "adaptive.band_pct", max: 99 }));
+        }
+        let flat = frames(AdaptivePolicy { increase_step: 0, ..target }).validate();
+        assert_eq!(flat, Err(ConfigError::Zero("adaptive.increase_step")));
+        let no_target = frames(AdaptivePolicy { target_frame_us: 0, ..target }).validate();
+        assert_eq!(no_target, Err(ConfigError::Zero("adaptive.target_frame_us")));
         let decrease = frames(AdaptivePolicy { decrease_pct: 200, ..target }).validate();
         assert_eq!(
             decrease,
