@@ -398,7 +398,10 @@ impl Runtime {
 
     /// Why the telemetry file ([`RuntimeConfig::telemetry_path`]) was closed, if a write to it
     /// failed: the log then ends early, and every event after is counted in
-    /// `Status::events_dropped`. A program whose log matters checks this when it is done.
+    /// `Status::events_dropped`. After [`Runtime::shutdown`], also when the sink did not finish
+    /// its last writes within `shutdown_ack_ms_max` (its thread blocked writing, or its
+    /// supervisor gave up): the log may then end before the session did. A program whose log
+    /// matters checks this when it is done.
     pub fn telemetry_error(&self) -> Option<String> {
         self.inner.probe.telemetry_error().map(str::to_owned)
     }

@@ -113,9 +113,18 @@ impl Probe {
         }
     }
 
-    /// Why the telemetry file was closed, if a write to it failed.
+    /// Why the telemetry file was closed, if a write to it failed, or why its log may end
+    /// early (a sink that did not finish by the end of a shutdown).
     pub(crate) fn telemetry_error(&self) -> Option<&str> {
         self.telemetry_error.get().map(String::as_str)
+    }
+
+    /// Keeps `error` as [`Probe::telemetry_error`], unless one is kept already (the first
+    /// says why the log ends where it does), and logs it.
+    pub(crate) fn telemetry_failed(&self, error: &str) {
+        if self.telemetry_error.set(error.to_owned()).is_ok() {
+            log_caught(|| tracing::error!(target: "streamrt", %error, "telemetry log incomplete"));
+        }
     }
 
     /// Records the session's inputs with `recorder` and passes every event to `tap`.
@@ -296,10 +305,7 @@ impl SinkOutputs {
                     let (e, lost) = (failed.error, self.lines_events - failed.lines_written);
                     self.writer = None;
                     probe.counters.events_dropped.fetch_add(lost, Ordering::Relaxed);
-                    let _ = probe.telemetry_error.set(e.to_string());
-                    log_caught(|| {
-                        tracing::error!(target: "streamrt", error = %e, "telemetry file write failed; closing it");
-                    });
+                    probe.telemetry_failed(&format!("writing the telemetry file failed: {e}"));
                 }
             }
         }

@@ -87,6 +87,9 @@ pub(crate) struct Core {
     pub(crate) pools: Pools,
     supervisors: [Mailbox<SupervisorMsg>; 2],
     ack_max: Duration,
+    /// Where a telemetry log that did not end with the session is reported, if there is one
+    /// (a runtime with a telemetry file).
+    log_probe: Option<Arc<Probe>>,
 }
 
 /// A worker factory that reports every build after the first of each thread as a restart.
@@ -196,6 +199,7 @@ impl Core {
         let caches: Vec<_> = parts.types.iter().map(|t| t.control()).collect();
         let supervisors = [Mailbox::new(), Mailbox::new()];
         let ack_max = Duration::from_millis(config.shutdown_ack_ms_max);
+        let log_probe = config.telemetry_path.is_some().then(|| Arc::clone(&parts.probe));
         let actors = CoreActors {
             parts,
             scheduler: scheduler.clone(),
@@ -230,6 +234,7 @@ impl Core {
             pools,
             supervisors,
             ack_max,
+            log_probe,
         })
     }
 
@@ -263,7 +268,7 @@ impl Core {
         last_event();
         // Not waited for if dead (its supervisor gave up): nothing would answer.
         let while_alive = AskPatience::WhileAlive;
-        self.sink.ask_with(SinkMsg::Flush, self.ack_max, while_alive);
+        let flushed = self.sink.ask_with(SinkMsg::Flush, self.ack_max, while_alive).is_some();
         // Stopped supervisors restart nothing while the system winds down.
         for supervisor in &self.supervisors {
             supervisor.ask_with(SupervisorMsg::Stop, self.ack_max, while_alive);
@@ -276,7 +281,15 @@ impl Core {
         // A sink blocked writing its file (a pipe no one reads, a hung mount) must not hold
         // the shutdown for ever either: its thread is left behind, to end with its write.
         let telemetry = self.telemetry;
-        join_or_leave(move || drop(telemetry.join()), self.ack_max, "telemetry thread");
+        let joined =
+            join_or_leave(move || drop(telemetry.join()), self.ack_max, "telemetry thread");
+        if let Some(probe) = self.log_probe.as_ref().filter(|_| !(flushed && joined)) {
+            let ms = self.ack_max.as_millis();
+            probe.telemetry_failed(&format!(
+                "the telemetry sink did not finish its last writes within shutdown_ack_ms_max \
+                 ({ms} ms): the log may end before the session did"
+            ));
+        }
         self.system.stop();
         // An actor held in the engine's code (an asset's `Drop` waiting on the thread that
         // shuts down, say) must not hold the shutdown for ever: the thread is left behind.
@@ -515,12 +528,15 @@ fn thread_of(arbiter: &Arbiter) -> Option<ThreadId> {
 
 /// [`join_within`], warning that `thread` was left behind when it was: still in the engine's
 /// code (an asset's `Drop` on the core thread) or blocked writing (the telemetry file).
-fn join_or_leave(join: impl FnOnce() + Send + 'static, within: Duration, thread: &str) {
-    if !join_within(join, within) {
+/// Whether it ended.
+fn join_or_leave(join: impl FnOnce() + Send + 'static, within: Duration, thread: &str) -> bool {
+    let joined = join_within(join, within);
+    if !joined {
         log_caught(|| {
             tracing::warn!(target: "streamrt", "the {thread} still ran at shutdown: left to end on its own");
         });
     }
+    joined
 }
 
 /// Runs `join` (a thread's join), waiting `within` at most (from a thread of its own, as a
