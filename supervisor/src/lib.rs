@@ -6,7 +6,9 @@
 //!
 //! - [`Mailbox`]: a batched, multi-producer mailbox that lives outside the actor. Producers on
 //!   any thread post without blocking; the actor drains in batches on one `Wake`. Because the
-//!   queue is not the actor's, a restarted actor re-attaches to it and loses no message.
+//!   queue is not the actor's, a restarted actor re-attaches to it and finds every message
+//!   its predecessor had not taken, and those of its last batch it had not handled: only the
+//!   one whose handler panicked is lost.
 //! - [`WorkerPool`]: a fixed number of joinable threads running [`Worker`]s. A panic in a job
 //!   is caught, the worker is rebuilt from its factory with fresh state, and the pool keeps its
 //!   configured size (as long as the factory does not panic).

@@ -62,7 +62,8 @@ pub struct PoolStats {
 }
 
 impl PoolStats {
-    /// Threads started and not yet ended (a thread counts from `start`, before it runs).
+    /// Threads started and not yet ended (a thread counts from `start`, before it runs); a
+    /// stepped pool's one worker, run on its driver's thread, counts as one for its life.
     pub fn live(&self) -> usize {
         self.live.load(Ordering::Acquire)
     }
@@ -223,12 +224,13 @@ impl<J: Send + 'static> WorkerPool<J> {
             let rx = pool.rx.clone();
             let factory = Arc::clone(&factory);
             let stats = Arc::clone(&pool.stats);
-            let ended = EndGuard(Arc::clone(&pool.ended));
+            // Made on the thread: a thread that could not be spawned never ended.
+            let ended = Arc::clone(&pool.ended);
             // Counted before the thread runs, so `live` is the pool's size from `start` on.
             pool.stats.live.fetch_add(1, Ordering::AcqRel);
             let spawned =
                 std::thread::Builder::new().name(format!("{name}-{index}")).spawn(move || {
-                    let _ended = ended;
+                    let _ended = EndGuard(ended);
                     lower_priority(nice);
                     worker_loop(index, &rx, &*factory, &stats);
                 });
@@ -457,7 +459,8 @@ fn worker_loop<W: Worker>(
             if ran {
                 let _ = caught(index, || worker.idle(), stats);
             }
-            break;
+            drop_caught(index, worker, "a pool worker's drop panicked as its thread ended");
+            return;
         };
         ran = true;
         if run_caught(index, &mut worker, job, stats) {
@@ -481,13 +484,17 @@ impl Drop for Live<'_> {
 /// its drop too, and that panic would end the thread, shrinking the pool.
 fn rebuild<W>(index: usize, worker: &mut W, factory: &(dyn Fn(usize) -> W + Send + Sync)) {
     let old = std::mem::replace(worker, factory(index));
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(old))) {
+    drop_caught(index, old, "a panicked worker's drop panicked too; its replacement runs on");
+}
+
+/// Drops `worker` under `catch_unwind`, logging `what` if its drop panics: a worker left
+/// half-updated by a panic may panic again as it is dropped, and that panic must not escape
+/// the pool's thread.
+fn drop_caught<W>(index: usize, worker: W, what: &'static str) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(worker))) {
         let message = take_panic_message(payload);
         crate::log_caught(|| {
-            tracing::warn!(
-                target: "streamrt", worker = index, panic = %message,
-                "a panicked worker's drop panicked too; its replacement runs on"
-            );
+            tracing::warn!(target: "streamrt", worker = index, panic = %message, "{what}");
         });
     }
 }

@@ -471,7 +471,10 @@ impl Supervisor {
         reason: ExitReason,
         ctx: &mut Context<Self>,
     ) {
-        if self.stopped || self.children[index].incarnation != incarnation {
+        // A report of no child of this supervisor (the message is public) is stale as well:
+        // indexing with it would panic the supervisor, and nothing restarts a root one.
+        let current = self.children.get(index).is_some_and(|c| c.incarnation == incarnation);
+        if self.stopped || !current {
             return;
         }
         self.children[index].running = None;

@@ -405,6 +405,17 @@ fn a_temporary_child_that_failed_to_start_in_an_earlier_siblings_restart_is_not_
 }
 
 #[test]
+fn an_exit_report_naming_no_child_is_ignored_and_the_supervisor_still_restarts_its_own() {
+    let tree = Tree::start(policy(Strategy::OneForOne, 5), &[("a", RestartKind::Permanent, None)]);
+    tree.expect("start a 1");
+    let stray = SupervisorMsg::Exited { child: 7, incarnation: 1, reason: ExitReason::Normal };
+    assert!(tree.supervisor.post(stray).is_ok());
+    assert_eq!(tree.quiet(), Vec::<String>::new(), "nothing restarted for it");
+    tree.trigger(0, Fault::PanicInHandler);
+    assert_eq!(tree.lines(2), ["start a 2", "stop a 1"], "the supervisor lives on");
+}
+
+#[test]
 fn one_for_all_restarts_every_child() {
     let children = [("a", RestartKind::Permanent, None), ("b", RestartKind::Transient, None)];
     let tree = Tree::start(policy(Strategy::OneForAll, 5), &children);
