@@ -332,29 +332,42 @@ fn load(
     if !wait {
         return Ok(());
     }
+    wait_for_ends(conn, made)?;
+    conn.send(&ServerMsg::Done)
+}
+
+/// Tells the client each request's end as it ends, in the order they were made among those
+/// that ended by the same look, and lets go of each once told: a request held until the
+/// slowest of its load ended would keep its asset out of the memory budget's reach. The
+/// runtime ends every request on shutdown, so this always finishes; meanwhile the client is
+/// told every interval that the daemon still waits.
+fn wait_for_ends(conn: &mut Conn, mut left: Vec<Arc<dyn Tracked>>) -> Result<(), End> {
     let interval = Duration::from_millis(WAITING_INTERVAL_MS);
     let mut told = Instant::now();
-    for r in &made {
-        // The runtime ends every request on shutdown, so this wait always finishes; meanwhile
-        // the client is told every interval that the daemon still waits.
-        while !r.wait(WATCH_STATUS_INTERVAL) {
-            // A shutdown ends every request before it shuts the connections for reading, which
-            // looks like a client gone: one that ended since is still told.
-            if conn.client_gone() && !r.state().is_terminal() {
-                return Err(End::Gone);
-            }
-            let state = r.state();
-            // One that ended meanwhile is told its end next instead.
-            if told.elapsed() >= interval && !state.is_terminal() {
-                conn.send(&ServerMsg::Waiting { request: r.id(), state })?;
-                told = Instant::now();
-            }
+    loop {
+        let ended;
+        (ended, left) = left.into_iter().partition(|r| r.state().is_terminal());
+        for r in ended {
+            let (request, key, state, error) = (r.id(), r.key(), r.state(), r.error_text());
+            conn.send(&ServerMsg::Ended { request, key, state, error })?;
+            told = Instant::now();
         }
-        let (request, key, state, error) = (r.id(), r.key(), r.state(), r.error_text());
-        conn.send(&ServerMsg::Ended { request, key, state, error })?;
-        told = Instant::now();
+        let Some(first) = left.first() else { return Ok(()) };
+        if first.wait(WATCH_STATUS_INTERVAL) {
+            continue;
+        }
+        // A shutdown ends every request before it shuts the connections for reading, which
+        // looks like a client gone: those that ended since are still told.
+        if conn.client_gone() && !left.iter().any(|r| r.state().is_terminal()) {
+            return Err(End::Gone);
+        }
+        let state = first.state();
+        // One that ended meanwhile is told its end next instead.
+        if told.elapsed() >= interval && !state.is_terminal() {
+            conn.send(&ServerMsg::Waiting { request: first.id(), state })?;
+            told = Instant::now();
+        }
     }
-    conn.send(&ServerMsg::Done)
 }
 
 /// Applies `act` to each request; answers `Done`, or names the first unknown id.

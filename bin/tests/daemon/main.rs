@@ -576,6 +576,52 @@ fn an_idle_daemon_lets_go_of_the_requests_that_ended() {
 }
 
 #[test]
+fn a_waited_load_tells_each_end_as_it_comes_and_lets_go_of_it_while_the_rest_still_load() {
+    // At 1,000 bytes/s, the worker that charges blob:big's 1 MiB (the one that read it, or
+    // one whose read saw it counted first) waits about 17 minutes: either big or the small
+    // blobs read in one window with b1 stay loading for the test, and the others end at once.
+    let daemon = Daemon::start(&["--bytes-resident-max", "1", "--io-bytes-per-sec-max", "1000"]);
+    let mut watch = greeted(&daemon.socket);
+    watch.write_all(&encode_frame(&ClientMsg::Watch).unwrap()).unwrap();
+    let mut s = greeted(&daemon.socket);
+    let keys = ["b1", "big", "b2", "b3"];
+    let keys = keys.map(|k| AssetKey::parse(&format!("blob:{k}")).unwrap()).to_vec();
+    let load = ClientMsg::Load { keys, priority: Priority::Normal, wait: true };
+    s.write_all(&encode_frame(&load).unwrap()).unwrap();
+    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Loaded(_))));
+    // The daemon says it waits every 500 ms: 120 of them is a minute's patience.
+    let mut waiting = 0;
+    let first = loop {
+        assert!(waiting < 120, "no end is told a minute after the fast reads ended");
+        match read_msg(&mut s) {
+            Some(ServerMsg::Waiting { .. }) => waiting += 1,
+            Some(ServerMsg::Ended { key, .. }) => break key,
+            other => panic!("expected an end while the rest still load, got {other:?}"),
+        }
+    };
+    // Let go of once told, its asset is evicted under the 1-byte budget. A watch sends a
+    // status every 250 ms: 240 of them is a minute's patience.
+    let mut statuses = 0;
+    loop {
+        match read_msg(&mut watch) {
+            Some(ServerMsg::Event(e))
+                if e.kind == EventKind::Evicted && e.key == Some(first.clone()) =>
+            {
+                break
+            }
+            Some(ServerMsg::Status(_)) => statuses += 1,
+            Some(_) => {}
+            None => panic!("the watch ended before {first} was let go of"),
+        }
+        assert!(statuses < 240, "{first} is still held a minute after its end was told");
+    }
+    let inflight = daemon.ok(&["inflight"]);
+    assert!(inflight.contains("state=loading"), "the rest still load: {inflight}");
+    drop((watch, s));
+    daemon.stop();
+}
+
+#[test]
 fn an_in_flight_list_longer_than_a_frame_comes_in_pages_that_list_every_request_once() {
     let daemon = Daemon::start(&["--io-bytes-per-sec-max", "1000"]);
     let mut s = greeted(&daemon.socket);
