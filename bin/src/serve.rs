@@ -10,7 +10,8 @@
 //!
 //! # Shutdown
 //!
-//! `shutdown`, `SIGTERM` or `SIGINT` (what a service manager and Ctrl-C send) stops the accept
+//! `shutdown`, `SIGTERM`, `SIGINT` or `SIGHUP` (what a service manager, Ctrl-C and a closed
+//! terminal send) stops the accept
 //! loop (the listening socket is shut for reading, which wakes it even if its file was
 //! removed); the runtime then shuts down, which ends every request the
 //! daemon held (`Ready`, or `Failed` with `Shutdown`). Each connection is shut for reading, so
@@ -286,18 +287,19 @@ fn tell(what: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "streamctl serve: {what}");
 }
 
-/// Stops the daemon on `SIGTERM` or `SIGINT` as `shutdown` does: without it, either killed
-/// the process at once, leaving its socket file and the unwritten tail of a recorded session.
+/// Stops the daemon on `SIGTERM`, `SIGINT` or `SIGHUP` (its terminal went away) as `shutdown`
+/// does: without it, each killed the process at once, leaving its socket file and the
+/// unwritten tail of a recorded session.
 struct SignalWatch {
     handle: signal_hook::iterator::Handle,
     thread: JoinHandle<()>,
 }
 
 impl SignalWatch {
-    /// Catches `SIGTERM` and `SIGINT` from now on, kept for [`SignalWatch::start`].
+    /// Catches `SIGTERM`, `SIGINT` and `SIGHUP` from now on, kept for [`SignalWatch::start`].
     fn catch() -> anyhow::Result<signal_hook::iterator::Signals> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).context("watching signals")
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]).context("watching signals")
     }
 
     /// Stops the daemon at the first signal caught (one caught before included); at a second,

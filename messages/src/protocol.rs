@@ -362,6 +362,13 @@ impl FrameDecoder {
     pub fn push(&mut self, bytes: &[u8]) -> usize {
         self.buf.drain(..std::mem::take(&mut self.start));
         let n = bytes.len().min(self.room());
+        // Grown by doubling as a `Vec` grows, but never past one whole frame: doubling alone
+        // takes a buffer that holds 1 MiB to 2 MiB, for every connection that sent one.
+        let needed = self.buf.len() + n;
+        if needed > self.buf.capacity() {
+            let grown = (self.buf.capacity() * 2).clamp(needed, LEN_BYTES + FRAME_BYTES_MAX);
+            self.buf.reserve_exact(grown - self.buf.len());
+        }
         self.buf.extend_from_slice(&bytes[..n]);
         n
     }
@@ -403,6 +410,17 @@ mod tests {
 
     fn key(k: &str) -> AssetKey {
         AssetKey::parse(k).unwrap()
+    }
+
+    #[test]
+    fn a_decoder_holding_a_whole_frame_holds_no_more_than_a_frame() {
+        let mut decoder = FrameDecoder::new();
+        let chunk = vec![0u8; 64 << 10];
+        while decoder.room() > 0 {
+            decoder.push(&chunk);
+        }
+        assert_eq!(decoder.buffered(), LEN_BYTES + FRAME_BYTES_MAX);
+        assert_eq!(decoder.buf.capacity(), LEN_BYTES + FRAME_BYTES_MAX, "not doubled past it");
     }
 
     #[test]

@@ -37,6 +37,16 @@ pub enum SocketError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The directory is reached through a symlink another user could re-point.
+    #[error(
+        "{path}: a symlink of uid {owner}; only a link of the daemon's user or root is followed"
+    )]
+    ForeignLink {
+        /// The link.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+    },
     /// Something that is not a socket is in the way.
     #[error("{path}: exists and is a {kind}, not a socket; refusing to touch it")]
     NotASocket {
@@ -159,10 +169,15 @@ fn private_directory(dir: &Path, uid: u32) -> Result<(), SocketError> {
             DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_at(dir))?;
         }
         Err(e) => return Err(io_at(dir)(e)),
+        // Its owner could point it elsewhere between the checks below and the bind, or the
+        // removal of a stale socket.
+        Ok(link) if link.file_type().is_symlink() && link.uid() != uid && link.uid() != 0 => {
+            return Err(SocketError::ForeignLink { path: dir.to_owned(), owner: link.uid() });
+        }
         Ok(_) => {}
     }
     // Followed on purpose: a symlinked runtime directory is common (/var/run -> /run); what
-    // matters is the directory the socket ends up in.
+    // matters is the directory the socket ends up in, and that no one else can re-point it.
     let meta = fs::metadata(dir).map_err(io_at(dir))?;
     let mode = meta.mode() & 0o777;
     if !meta.is_dir() || meta.uid() != uid || mode != 0o700 {

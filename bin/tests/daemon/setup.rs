@@ -42,6 +42,13 @@ fn the_socket_is_private_and_unsafe_paths_are_refused() {
         std::os::unix::fs::chown(&foreign, Some(65_534), Some(65_534)).unwrap();
         assert!(serve_at(dir.path(), &foreign).contains("uid 65534"));
         assert!(foreign.exists());
+        // A directory reached through a link another user owns, and could re-point: refused
+        // for the link before the directory (too open, which it also is) is looked at.
+        let planted = dir.path().join("planted");
+        std::os::unix::fs::symlink(&open, &planted).unwrap();
+        std::os::unix::fs::lchown(&planted, Some(65_534), Some(65_534)).unwrap();
+        let refused = serve_at(dir.path(), &planted.join("ctl.sock"));
+        assert!(refused.contains("a symlink of uid 65534"), "{refused}");
     }
 }
 

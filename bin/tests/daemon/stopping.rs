@@ -13,8 +13,9 @@ fn shutdown_completes_when_the_socket_file_was_removed() {
 }
 
 #[test]
-fn sigterm_and_sigint_stop_the_daemon_as_shutdown_does_and_its_recorded_session_replays() {
-    for signal in [rustix::process::Signal::TERM, rustix::process::Signal::INT] {
+fn sigterm_sigint_and_sighup_stop_the_daemon_as_shutdown_does_and_its_recorded_session_replays() {
+    use rustix::process::Signal;
+    for signal in [Signal::TERM, Signal::INT, Signal::HUP] {
         let logs = tempfile::tempdir().unwrap();
         let log = logs.path().join("session.log");
         let mut daemon = Daemon::start(&["--record", log.to_str().unwrap()]);
