@@ -79,9 +79,10 @@ pub fn temp_dir(what: &str) -> anyhow::Result<TempFolder> {
 fn watch() {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let (caught, wait_caught) = std::sync::mpsc::channel();
+    let wanted = caught_signals(SIGINT, SIGTERM, SIGHUP);
     let spawned = std::thread::Builder::new().name("streamctl-signals".into()).spawn(move || {
         // Caught on this thread, so that none is caught with no thread to act on it.
-        let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]);
+        let signals = signal_hook::iterator::Signals::new(wanted);
         let _ = caught.send(());
         if let Some(signal) = signals.ok().and_then(|mut s| s.forever().next()) {
             interrupted(signal);
@@ -90,6 +91,24 @@ fn watch() {
     if spawned.is_ok() {
         let _ = wait_caught.recv();
     }
+}
+
+/// The signals to catch: `interrupt` and `terminate`, and `hangup` unless the process was
+/// started with it ignored. A process started to outlive its terminal (`nohup`) must go on
+/// when the terminal closes; catching `SIGHUP` would end it. An inherited ignored `SIGINT`
+/// (a script's background job) is caught all the same: whoever sends it to the process by its
+/// id means it to stop, and clean up. Read from `/proc/self/status` (`SigIgn`) before anything
+/// is caught here; where it cannot be read, `SIGHUP` is caught.
+pub fn caught_signals(interrupt: i32, terminate: i32, hangup: i32) -> Vec<i32> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let ignored = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|mask| (1..=64).contains(&hangup) && mask & (1 << (hangup - 1)) != 0);
+    let mut caught = vec![interrupt, terminate];
+    caught.extend((!ignored).then_some(hangup));
+    caught
 }
 
 /// Removes the registered paths and ends the process as `signal` would have.

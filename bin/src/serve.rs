@@ -296,10 +296,12 @@ struct SignalWatch {
 }
 
 impl SignalWatch {
-    /// Catches `SIGTERM`, `SIGINT` and `SIGHUP` from now on, kept for [`SignalWatch::start`].
+    /// Catches `SIGTERM`, `SIGINT` and `SIGHUP` from now on, kept for [`SignalWatch::start`]:
+    /// `SIGHUP` stays ignored if the daemon was started with it ignored (`nohup`).
     fn catch() -> anyhow::Result<signal_hook::iterator::Signals> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]).context("watching signals")
+        let wanted = crate::interrupt::caught_signals(SIGINT, SIGTERM, SIGHUP);
+        signal_hook::iterator::Signals::new(wanted).context("watching signals")
     }
 
     /// Stops the daemon at the first signal caught (one caught before included); at a second,

@@ -10,6 +10,7 @@
 //! `Error` and the connection stays.
 //! Whatever happens here ends this connection only.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::ops::Bound;
 use std::os::unix::net::UnixStream;
@@ -336,26 +337,48 @@ fn load(
     conn.send(&ServerMsg::Done)
 }
 
-/// Tells the client each request's end as it ends, in the order they were made among those
-/// that ended by the same look, and lets go of each once told: a request held until the
-/// slowest of its load ended would keep its asset out of the memory budget's reach. The
-/// runtime ends every request on shutdown, so this always finishes; meanwhile the client is
-/// told every interval that the daemon still waits.
-fn wait_for_ends(conn: &mut Conn, mut left: Vec<Arc<dyn Tracked>>) -> Result<(), End> {
+/// Tells the client each request's end as it ends and lets go of each once told: a request
+/// held until the slowest of its load ended would keep its asset out of the memory budget's
+/// reach. The runtime ends every request on shutdown, so this always finishes; meanwhile the
+/// client is told every interval that the daemon still waits.
+///
+/// # Ordering
+///
+/// The first request still loading is waited on, and those after it that ended meanwhile are
+/// looked for each time its wait runs out (ends usually come in the order the requests were
+/// made: a load of 65,536 keys is not scanned whole at each end). So ends come in key order
+/// within a wait's interval, and as they finish across intervals.
+fn wait_for_ends(conn: &mut Conn, made: Vec<Arc<dyn Tracked>>) -> Result<(), End> {
     let interval = Duration::from_millis(WAITING_INTERVAL_MS);
+    let mut left = VecDeque::from(made);
     let mut told = Instant::now();
+    let mut sweep = true;
     loop {
-        let ended;
-        (ended, left) = left.into_iter().partition(|r| r.state().is_terminal());
-        for r in ended {
-            let (request, key, state, error) = (r.id(), r.key(), r.state(), r.error_text());
-            conn.send(&ServerMsg::Ended { request, key, state, error })?;
+        if std::mem::take(&mut sweep) {
+            let mut sent = Ok(());
+            left.retain(|r| {
+                if sent.is_err() || !r.state().is_terminal() {
+                    return true;
+                }
+                sent = tell_end(conn, &**r);
+                told = Instant::now();
+                false
+            });
+            sent?;
+        }
+        while let Some(r) = left.pop_front() {
+            if !r.state().is_terminal() {
+                left.push_front(r);
+                break;
+            }
+            tell_end(conn, &*r)?;
             told = Instant::now();
         }
-        let Some(first) = left.first() else { return Ok(()) };
+        let Some(first) = left.front() else { return Ok(()) };
         if first.wait(WATCH_STATUS_INTERVAL) {
             continue;
         }
+        sweep = true;
         // A shutdown ends every request before it shuts the connections for reading, which
         // looks like a client gone: those that ended since are still told.
         if conn.client_gone() && !left.iter().any(|r| r.state().is_terminal()) {
@@ -368,6 +391,12 @@ fn wait_for_ends(conn: &mut Conn, mut left: Vec<Arc<dyn Tracked>>) -> Result<(),
             told = Instant::now();
         }
     }
+}
+
+/// Sends the `Ended` of request `r`.
+fn tell_end(conn: &mut Conn, r: &dyn Tracked) -> Result<(), End> {
+    let (request, key, state, error) = (r.id(), r.key(), r.state(), r.error_text());
+    conn.send(&ServerMsg::Ended { request, key, state, error })
 }
 
 /// Applies `act` to each request; answers `Done`, or names the first unknown id.

@@ -15,7 +15,10 @@ fn shutdown_completes_when_the_socket_file_was_removed() {
 #[test]
 fn sigterm_sigint_and_sighup_stop_the_daemon_as_shutdown_does_and_its_recorded_session_replays() {
     use rustix::process::Signal;
-    for signal in [Signal::TERM, Signal::INT, Signal::HUP] {
+    // A daemon started with SIGHUP ignored (these tests run under `nohup`, say) keeps it
+    // ignored, as the next test checks: it is sent only where the daemon can catch it.
+    let hup = (!sighup_ignored_here()).then_some(Signal::HUP);
+    for signal in [Signal::TERM, Signal::INT].into_iter().chain(hup) {
         let logs = tempfile::tempdir().unwrap();
         let log = logs.path().join("session.log");
         let mut daemon = Daemon::start(&["--record", log.to_str().unwrap()]);
@@ -34,6 +37,42 @@ fn sigterm_sigint_and_sighup_stop_the_daemon_as_shutdown_does_and_its_recorded_s
         let transcript = String::from_utf8_lossy(&replayed.stdout);
         assert!(transcript.contains("blob:b2"), "{signal:?}: {transcript}");
     }
+}
+
+/// Whether this process ignores `SIGHUP`, which the daemons it starts then inherit.
+fn sighup_ignored_here() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:")).unwrap();
+    u64::from_str_radix(mask.trim(), 16).unwrap() & 1 != 0
+}
+
+#[test]
+fn a_daemon_started_with_sighup_ignored_as_nohup_starts_it_keeps_ignoring_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pack, socket) = (pack(dir.path()), dir.path().join("run").join("ctl.sock"));
+    let mut child = Command::new("nohup")
+        .arg(BIN)
+        .args(["serve", "--pack"])
+        .arg(&pack)
+        .arg("--socket")
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut line, mut stdout) = (String::new(), BufReader::new(child.stdout.take().unwrap()));
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "{line:?}");
+    // Killed, should the test fail before it stops.
+    let mut daemon = Daemon { child, _stdout: stdout, dir, socket };
+    // Both pending at once, the lower-numbered SIGHUP would be taken first, were it caught.
+    let pid = rustix::process::Pid::from_child(&daemon.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let told = BufReader::new(daemon.child.stderr.take().unwrap()).lines();
+    let stop = told.map_while(Result::ok).find(|l| l.contains("received, stopping"));
+    assert_eq!(stop.as_deref(), Some("streamctl serve: SIGTERM received, stopping"));
+    assert!(daemon.child.wait().unwrap().success(), "a clean stop, by SIGTERM");
 }
 
 #[test]
