@@ -267,21 +267,22 @@ fn print_status(status: &Status, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One line of `load --json` or `inflight --json`: every line names its kind, and the fields
-/// two kinds share have one name and one meaning.
+/// One line of `load --json` or `inflight --json`: an object with one field named for the
+/// line's kind, as `watch`, `simulate`, `chaos` and `replay` write theirs, and the fields two
+/// kinds share have one name and one meaning.
 #[derive(serde::Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum RequestLine<'a> {
     /// A request made, or one in flight.
-    Request { request: u64, key: String, state: &'a str, priority: &'a str },
+    Request { id: u64, key: String, state: &'a str, priority: &'a str },
     /// A waited request's end; `error` is null for a request that became ready.
-    Ended { request: u64, key: String, state: &'a str, error: Option<&'a str> },
+    Ended { id: u64, key: String, state: &'a str, error: Option<&'a str> },
 }
 
 fn print_info(r: &RequestInfo, json: bool) -> anyhow::Result<()> {
     if json {
         let line = RequestLine::Request {
-            request: r.request.0,
+            id: r.request.0,
             key: r.key.to_string(),
             state: r.state.name(),
             priority: r.priority.name(),
@@ -338,7 +339,7 @@ fn load(target: &Target, keys: &[String], priority: Priority, wait: bool) -> any
                 failed += usize::from(state != LoadState::Ready);
                 if target.json {
                     let line = RequestLine::Ended {
-                        request: request.0,
+                        id: request.0,
                         key: key.to_string(),
                         state: state.name(),
                         error: error.as_deref(),

@@ -115,8 +115,9 @@ fn print<T: std::fmt::Display + serde::Serialize>(
 #[derive(Debug, serde::Serialize)]
 pub struct FrameLine {
     frame: u64,
-    /// The frame's simulated time, and the wall-clock time the loop took for it.
+    /// The frame's simulated time.
     sim_us: u64,
+    /// The wall-clock time the loop took for the frame.
     wall_us: u64,
     published: u32,
     budget: u32,

@@ -117,7 +117,8 @@ fn report_json_of_the_fixture_log_is_one_line_as_snapshotted() {
     snapshot("report_json_of_telemetry_v1_fixture", &out);
 }
 
-/// Each line of `out` as JSON: an object with one field, `kind`, holding an object.
+/// Each line of `out` as JSON, which must be an object with one field, named `kind`, holding
+/// an object: that object.
 fn json_lines<'a>(out: &'a str, kind: &str) -> impl Iterator<Item = serde_json::Value> + 'a {
     let kind = kind.to_owned();
     out.lines().map(move |line| {
@@ -175,6 +176,8 @@ fn a_demo_off_a_terminal_shows_its_progress_as_lines_on_stderr() {
     // frames of requests at least.
     let out = Command::new(BIN)
         .args(["demo", "--assets", "300", "--requests-per-frame", "5"])
+        // Its own log lines would come after the last progress line.
+        .env_remove("RUST_LOG")
         .output()
         .expect("runs");
     let (stdout, stderr) =
@@ -188,4 +191,23 @@ fn a_demo_off_a_terminal_shows_its_progress_as_lines_on_stderr() {
     let last = lines.last().copied().unwrap_or_default();
     assert!(last.starts_with(&format!("demo: frame {frames}: all ")), "{last} ({stdout})");
     assert!(last.ends_with(" requests terminal"), "{last}");
+}
+
+#[test]
+fn a_trace_goes_to_its_file_whole_and_to_a_device_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.json");
+    std::fs::write(&trace, "an earlier trace").unwrap();
+    let args = ["simulate", "--frames", "3", "--zones", "4", "--entities", "50", "--quiet"];
+    stdout_of(dir.path(), &[&args[..], &["--trace", "trace.json"]].concat());
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    assert!(written["traceEvents"].as_array().is_some_and(|e| !e.is_empty()), "{written}");
+    let left: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["trace.json"], "no temporary file is left beside it");
+    // A device is written to, never replaced.
+    stdout_of(dir.path(), &[&args[..], &["--trace", "/dev/null"]].concat());
+    let null = std::fs::metadata("/dev/null").unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(&null.file_type()));
 }

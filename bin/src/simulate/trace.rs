@@ -86,7 +86,7 @@ impl Trace {
 
     /// Writes the spans to `file` as a Chrome trace (`chrome://tracing`, Perfetto): one track
     /// per thread.
-    pub fn write(&self, mut file: TraceFile) -> anyhow::Result<()> {
+    pub fn write(&self, file: TraceFile) -> anyhow::Result<()> {
         let mut threads: Vec<&str> = Vec::new();
         let mut events = Vec::with_capacity(self.spans.len() + 8);
         for span in &self.spans {
@@ -107,46 +107,78 @@ impl Trace {
                 "name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": { "name": name },
             }));
         }
-        let written = (|| {
-            let mut out = std::io::BufWriter::new(file.file.as_ref().context("written once")?);
-            serde_json::to_writer(&mut out, &serde_json::json!({ "traceEvents": events }))?;
-            out.flush()?;
-            anyhow::Ok(())
-        })();
-        written.with_context(|| format!("cannot write {}", file.path.display()))?;
-        file.file = None;
-        Ok(())
+        let shown = path_of(&file);
+        let mut out = std::io::BufWriter::new(file.as_file());
+        let written =
+            serde_json::to_writer(&mut out, &serde_json::json!({ "traceEvents": events }))
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.flush());
+        drop(out);
+        written.and_then(|()| file.finish()).with_context(|| format!("cannot write {shown}"))
     }
 }
 
-/// The file a trace is written to, created before the run so that a path that cannot be
-/// written is refused before the frames, not after them. Dropped unwritten (the run failed),
-/// it is removed.
-pub struct TraceFile {
-    path: PathBuf,
-    /// Open until the trace is written whole.
-    file: Option<File>,
+/// The file a trace is written to, opened before the run so that a path that cannot be
+/// written is refused before the frames, not after them.
+///
+/// A regular file (or a new one) is written to a temporary file beside it and renamed over it
+/// once written whole: a failed run leaves an earlier trace as it was, and no half-written one.
+/// Anything else that is not a folder (`/dev/null`, a pipe) is written to as it is, and never
+/// removed.
+pub enum TraceFile {
+    /// Written beside `path`, renamed over it by [`TraceFile::finish`]; removed if dropped
+    /// before.
+    Beside { path: PathBuf, temporary: tempfile::NamedTempFile },
+    /// Written in place.
+    InPlace { path: PathBuf, file: File },
 }
 
 impl TraceFile {
-    /// Creates (or truncates) the file at `path`.
+    /// Opens the trace's file for `path`.
     ///
     /// # Errors
     ///
-    /// The file cannot be created.
+    /// `path` is a folder, or its folder cannot take a new file, or it cannot be opened.
     pub fn create(path: &Path) -> anyhow::Result<Self> {
-        let file =
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Self { path: path.to_owned(), file: Some(file) })
+        let cannot = || format!("cannot create {}", path.display());
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => anyhow::bail!("{}: it is a folder", cannot()),
+            Ok(meta) if !meta.is_file() => {
+                let file =
+                    std::fs::OpenOptions::new().write(true).open(path).with_context(cannot)?;
+                Ok(Self::InPlace { path: path.to_owned(), file })
+            }
+            _ => {
+                let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+                let temporary = tempfile::NamedTempFile::new_in(folder.unwrap_or(Path::new(".")))
+                    .with_context(cannot)?;
+                Ok(Self::Beside { path: path.to_owned(), temporary })
+            }
+        }
+    }
+
+    fn as_file(&self) -> &File {
+        match self {
+            Self::Beside { temporary, .. } => temporary.as_file(),
+            Self::InPlace { file, .. } => file,
+        }
+    }
+
+    /// Puts the written trace at its path.
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Self::Beside { path, temporary } => {
+                temporary.persist(path).map(drop).map_err(|e| e.error)
+            }
+            Self::InPlace { .. } => Ok(()),
+        }
     }
 }
 
-impl Drop for TraceFile {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            // A half-written or empty trace would only mislead: best effort, since the run's
-            // own error is the one to report.
-            let _ = std::fs::remove_file(&self.path);
+fn path_of(file: &TraceFile) -> String {
+    match file {
+        TraceFile::Beside { path, .. } | TraceFile::InPlace { path, .. } => {
+            path.display().to_string()
         }
     }
 }
