@@ -72,12 +72,12 @@ pub enum BuildError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A type's own retry policy (`register_with_policy`) has a setting out of its range.
-    #[error("retry policy of asset type {asset_type}: {source}")]
+    #[error("retry policy of asset type {asset_type}: {error}")]
     TypePolicy {
         /// The type the policy was registered with.
         asset_type: String,
-        /// The setting out of its range.
-        source: ConfigError,
+        /// The setting out of its range (in the message, so not also given as its source).
+        error: ConfigError,
     },
     /// A decoder's type name is not a valid asset type name.
     #[error(transparent)]

@@ -22,7 +22,12 @@
 //!   (`Resubmitted`), and are then checked against the rebuilt queue: checked against the
 //!   empty queue of a fresh incarnation, they let it grow to about twice its capacity. Nothing
 //!   is dispatched meanwhile either: the loads in flight are counted from the caches' answers
-//!   (`Adopt`), and a dispatch before the last answer would pass the bound below.
+//!   (`Adopt`), and a dispatch before the last answer would pass the bound below. A cache in
+//!   its own restart's backoff (`restart_backoff`, at most 100 ms by default) answers once it
+//!   is back, and holds every type's dispatch until then. A `Resubmitted` a cache sent after
+//!   its own restart, still queued when the scheduler restarts, is taken as that cache's
+//!   answer: the loads the failed incarnation dispatched after it go uncounted, so the bound
+//!   can still be passed by those, and only until they end.
 //! - At most `reads_in_flight` credits' worth of loads are being read, and at most
 //!   `reads_in_flight + decode_backlog_max` are between dispatch and their end, plus the urgent
 //!   reserve below; only then is the next load dispatched. The IO pool's queue and the decode

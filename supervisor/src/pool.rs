@@ -459,14 +459,14 @@ fn worker_loop<W: Worker>(
             if ran {
                 let _ = caught(index, || worker.idle(), stats);
             }
-            drop_caught(index, worker, "a pool worker's drop panicked as its thread ended");
-            return;
+            break;
         };
         ran = true;
         if run_caught(index, &mut worker, job, stats) {
             rebuild(index, &mut worker, factory);
         }
     }
+    drop_caught(index, worker, "a pool worker's drop panicked as its thread ended");
 }
 
 /// Counts a pool thread out of `live` however its loop ends: a panic the loop does not catch

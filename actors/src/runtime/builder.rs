@@ -316,10 +316,9 @@ impl RuntimeBuilder {
         self.config.validate()?;
         for t in &self.types {
             if let Some(policy) = t.policy() {
-                let asset_type = || t.name().to_string();
-                policy.validate().map_err(|source| BuildError::TypePolicy {
-                    asset_type: asset_type(),
-                    source,
+                policy.validate().map_err(|error| BuildError::TypePolicy {
+                    asset_type: t.name().to_string(),
+                    error,
                 })?;
             }
         }

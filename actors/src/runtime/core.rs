@@ -287,7 +287,8 @@ impl Core {
             let ms = self.ack_max.as_millis();
             probe.telemetry_failed(&format!(
                 "the telemetry sink did not finish its last writes within shutdown_ack_ms_max \
-                 ({ms} ms): the log may end before the session did"
+                 ({ms} ms), or had stopped for good before: the log may end before the session \
+                 did"
             ));
         }
         self.system.stop();
