@@ -56,6 +56,14 @@ impl Client {
         // Within the answer's time too: a daemon that accepts no connection answers nothing.
         let stream = crate::connect::connect_within(socket, answer_timeout)
             .with_context(|| format!("connecting to {}", socket.display()))?;
+        // The daemon talks only to its own user; its client likewise, so that a socket put in
+        // its place by someone else is told neither the keys asked for nor a shutdown.
+        let uid = crate::serve::own_uid();
+        ensure!(
+            crate::serve::peer_is(&stream, uid),
+            "{}: the process listening there is not of this user (uid {uid}); refusing to talk to it",
+            socket.display()
+        );
         Self::greet(stream, answer_timeout)
     }
 

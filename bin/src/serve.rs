@@ -55,7 +55,8 @@ use streamrt::{PackSource, Runtime};
 use crate::tracked::{register_all, Tracked};
 pub use config::Overrides as ServeArgs;
 use config::Settings;
-use socket::{own_uid, peer_is, ControlSocket, SocketFile};
+pub(crate) use socket::{own_uid, peer_is};
+use socket::{ControlSocket, SocketFile};
 
 /// How long the connections get to finish what they are sending once the runtime has shut
 /// down, before they are closed outright.

@@ -53,6 +53,41 @@ fn the_socket_is_private_and_unsafe_paths_are_refused() {
 }
 
 #[test]
+fn a_client_refuses_a_daemon_of_another_user() {
+    if !is_root() {
+        // Only root can start a daemon as another user to test with.
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pack = pack(dir.path());
+    let home = dir.path().join("nobody");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(65_534), Some(65_534)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&pack, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let socket = home.join("run").join("ctl.sock");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--pack"])
+        .arg(&pack)
+        .arg("--socket")
+        .arg(&socket)
+        .uid(65_534)
+        .gid(65_534)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut line, mut stdout) = (String::new(), BufReader::new(child.stdout.take().unwrap()));
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "{line:?}");
+    // Killed as it is dropped.
+    let daemon = Daemon { child, _stdout: stdout, dir, socket };
+    let out = daemon.ctl(&["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("not of this user"), "refused by the client, not the daemon: {err}");
+}
+
+#[test]
 fn a_connection_from_another_user_is_closed_before_a_byte_is_read() {
     if !is_root() {
         // Only root can run a client as another user; the check still runs for every
