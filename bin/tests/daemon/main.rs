@@ -85,7 +85,7 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let pack = pack(dir.path());
         let socket = dir.path().join("run").join("ctl.sock");
-        let mut child = Command::new(BIN)
+        let child = Command::new(BIN)
             .arg("serve")
             .arg("--socket")
             .arg(&socket)
@@ -102,6 +102,11 @@ impl Daemon {
             .stderr(stderr)
             .spawn()
             .unwrap();
+        Self::listening(child, dir, socket)
+    }
+
+    /// The daemon `child` (its stdout piped), once it says it listens: killed as it is dropped.
+    fn listening(mut child: Child, dir: tempfile::TempDir, socket: PathBuf) -> Self {
         let mut line = String::new();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         stdout.read_line(&mut line).unwrap();

@@ -66,7 +66,7 @@ fn a_client_refuses_a_daemon_of_another_user() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&pack, std::fs::Permissions::from_mode(0o644)).unwrap();
     let socket = home.join("run").join("ctl.sock");
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["serve", "--pack"])
         .arg(&pack)
         .arg("--socket")
@@ -76,11 +76,7 @@ fn a_client_refuses_a_daemon_of_another_user() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let (mut line, mut stdout) = (String::new(), BufReader::new(child.stdout.take().unwrap()));
-    stdout.read_line(&mut line).unwrap();
-    assert!(line.contains("listening on"), "{line:?}");
-    // Killed as it is dropped.
-    let daemon = Daemon { child, _stdout: stdout, dir, socket };
+    let daemon = Daemon::listening(child, dir, socket);
     let out = daemon.ctl(&["status"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());

@@ -50,7 +50,7 @@ fn sighup_ignored_here() -> bool {
 fn a_daemon_started_with_sighup_ignored_as_nohup_starts_it_keeps_ignoring_it() {
     let dir = tempfile::tempdir().unwrap();
     let (pack, socket) = (pack(dir.path()), dir.path().join("run").join("ctl.sock"));
-    let mut child = Command::new("nohup")
+    let child = Command::new("nohup")
         .arg(BIN)
         .args(["serve", "--pack"])
         .arg(&pack)
@@ -60,11 +60,7 @@ fn a_daemon_started_with_sighup_ignored_as_nohup_starts_it_keeps_ignoring_it() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (mut line, mut stdout) = (String::new(), BufReader::new(child.stdout.take().unwrap()));
-    stdout.read_line(&mut line).unwrap();
-    assert!(line.contains("listening on"), "{line:?}");
-    // Killed, should the test fail before it stops.
-    let mut daemon = Daemon { child, _stdout: stdout, dir, socket };
+    let mut daemon = Daemon::listening(child, dir, socket);
     // Both pending at once, the lower-numbered SIGHUP would be taken first, were it caught.
     let pid = rustix::process::Pid::from_child(&daemon.child);
     rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
