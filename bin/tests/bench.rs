@@ -97,14 +97,21 @@ fn a_log_that_cannot_be_written_whole_fails_the_command_that_asked_for_it() {
 }
 
 #[test]
-fn a_trace_too_long_to_keep_in_memory_is_refused_before_the_simulation_runs() {
-    let out = Command::new(env!("CARGO_BIN_EXE_streamctl"))
-        .args(["simulate", "--frames", "10001", "--trace", "/nonexistent/trace.json"])
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("at most 10000 frames, not 10001"), "{stderr}");
+fn a_trace_too_long_to_keep_or_with_no_file_to_go_to_is_refused_before_the_first_frame() {
+    let cases = [
+        ("10001", "at most 10000 frames, not 10001"),
+        ("3", "cannot create /nonexistent/trace.json"),
+    ];
+    for (frames, refusal) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_streamctl"))
+            .args(["simulate", "--frames", frames, "--trace", "/nonexistent/trace.json"])
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(refusal), "{stderr}");
+        assert!(out.stdout.is_empty(), "no frame ran: {}", String::from_utf8_lossy(&out.stdout));
+    }
 }
 
 #[test]

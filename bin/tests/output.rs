@@ -9,15 +9,12 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_streamctl");
 
+#[path = "common/snapshot.rs"]
+mod common;
+
 /// Checks `text` against `snapshots/cli_{name}.snap`.
 fn snapshot(name: &str, text: &str) {
-    insta::with_settings!({
-        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/../snapshots"),
-        prepend_module_to_snapshot => false,
-        omit_expression => true,
-    }, {
-        insta::assert_snapshot!(format!("cli_{name}"), text);
-    });
+    common::snapshot(&format!("cli_{name}"), text);
 }
 
 /// Runs `streamctl args` in `dir`, which must succeed, and returns its stdout.
@@ -145,18 +142,6 @@ fn simulate_json_prints_a_line_per_frame_and_the_same_figures_as_its_text() {
         let figure = format!(" {field}={}", summary[field].as_u64().expect(field));
         assert!(text.contains(&figure), "{figure} in {text}");
     }
-}
-
-#[test]
-fn a_trace_file_that_cannot_be_created_is_refused_before_the_first_frame() {
-    let out = Command::new(BIN)
-        .args(["simulate", "--frames", "3", "--trace", "/nonexistent/trace.json"])
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cannot create /nonexistent/trace.json"), "{stderr}");
-    assert!(out.stdout.is_empty(), "no frame ran: {}", String::from_utf8_lossy(&out.stdout));
 }
 
 #[test]

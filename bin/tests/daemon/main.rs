@@ -19,6 +19,8 @@ use streamrt::messages::protocol::{
 use streamrt::messages::{AssetKey, EventKind, Priority};
 use streamrt::pack::{Codec, PackWriter};
 
+#[path = "../common/snapshot.rs"]
+mod common;
 mod setup;
 mod stopping;
 
@@ -298,13 +300,7 @@ fn waited_loads_print_json_lines_each_one_field_named_for_its_kind_as_snapshotte
         text.push('\n');
     }
     assert!(text.contains(r#""error":null"#), "a ready load's error is null: {text}");
-    insta::with_settings!({
-        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/../snapshots"),
-        prepend_module_to_snapshot => false,
-        omit_expression => true,
-    }, {
-        insta::assert_snapshot!("cli_load_wait_json", text);
-    });
+    common::snapshot("cli_load_wait_json", &text);
     daemon.stop();
 }
 
