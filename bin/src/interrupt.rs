@@ -77,9 +77,8 @@ pub fn temp_dir(what: &str) -> anyhow::Result<TempFolder> {
 /// the thread or the catch fail, the signals keep their default actions: the process ends as
 /// it would have, its temporaries left.
 fn watch() {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let (caught, wait_caught) = std::sync::mpsc::channel();
-    let wanted = caught_signals(SIGINT, SIGTERM, SIGHUP);
+    let wanted = caught_signals();
     let spawned = std::thread::Builder::new().name("streamctl-signals".into()).spawn(move || {
         // Caught on this thread, so that none is caught with no thread to act on it.
         let signals = signal_hook::iterator::Signals::new(wanted);
@@ -93,21 +92,22 @@ fn watch() {
     }
 }
 
-/// The signals to catch: `interrupt` and `terminate`, and `hangup` unless the process was
-/// started with it ignored. A process started to outlive its terminal (`nohup`) must go on
-/// when the terminal closes; catching `SIGHUP` would end it. An inherited ignored `SIGINT`
-/// (a script's background job) is caught all the same: whoever sends it to the process by its
-/// id means it to stop, and clean up. Read from `/proc/self/status` (`SigIgn`) before anything
-/// is caught here; where it cannot be read, `SIGHUP` is caught.
-pub fn caught_signals(interrupt: i32, terminate: i32, hangup: i32) -> Vec<i32> {
+/// The signals to catch: `SIGINT` and `SIGTERM`, and `SIGHUP` unless the process was started
+/// with it ignored. A process started to outlive its terminal (`nohup`) must go on when the
+/// terminal closes; catching `SIGHUP` would end it. An inherited ignored `SIGINT` (a script's
+/// background job) is caught all the same: whoever sends it to the process by its id means it
+/// to stop, and clean up. Read from `/proc/self/status` (`SigIgn`) before anything is caught
+/// here; where it cannot be read, `SIGHUP` is caught.
+pub fn caught_signals() -> Vec<i32> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let ignored = status
         .lines()
         .find_map(|line| line.strip_prefix("SigIgn:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|mask| (1..=64).contains(&hangup) && mask & (1 << (hangup - 1)) != 0);
-    let mut caught = vec![interrupt, terminate];
-    caught.extend((!ignored).then_some(hangup));
+        .is_some_and(|mask| mask & (1 << (SIGHUP - 1)) != 0);
+    let mut caught = vec![SIGINT, SIGTERM];
+    caught.extend((!ignored).then_some(SIGHUP));
     caught
 }
 

@@ -300,8 +300,7 @@ impl SignalWatch {
     /// Catches `SIGTERM`, `SIGINT` and `SIGHUP` from now on, kept for [`SignalWatch::start`]:
     /// `SIGHUP` stays ignored if the daemon was started with it ignored (`nohup`).
     fn catch() -> anyhow::Result<signal_hook::iterator::Signals> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let wanted = crate::interrupt::caught_signals(SIGINT, SIGTERM, SIGHUP);
+        let wanted = crate::interrupt::caught_signals();
         signal_hook::iterator::Signals::new(wanted).context("watching signals")
     }
 

@@ -107,14 +107,16 @@ impl Trace {
                 "name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": { "name": name },
             }));
         }
-        let shown = path_of(&file);
         let mut out = std::io::BufWriter::new(file.as_file());
         let written =
             serde_json::to_writer(&mut out, &serde_json::json!({ "traceEvents": events }))
                 .map_err(std::io::Error::from)
                 .and_then(|()| out.flush());
         drop(out);
-        written.and_then(|()| file.finish()).with_context(|| format!("cannot write {shown}"))
+        let path = file.path.clone();
+        written
+            .and_then(|()| file.finish())
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 }
 
@@ -122,15 +124,23 @@ impl Trace {
 /// written is refused before the frames, not after them.
 ///
 /// A regular file (or a new one) is written to a temporary file beside it and renamed over it
-/// once written whole: a failed run leaves an earlier trace as it was, and no half-written one.
-/// Anything else that is not a folder (`/dev/null`, a pipe) is written to as it is, and never
-/// removed.
-pub enum TraceFile {
-    /// Written beside `path`, renamed over it by [`TraceFile::finish`]; removed if dropped
-    /// before.
-    Beside { path: PathBuf, temporary: tempfile::NamedTempFile },
-    /// Written in place.
-    InPlace { path: PathBuf, file: File },
+/// once written whole: a failed or interrupted run leaves an earlier trace as it was, and no
+/// half-written one. Anything else that is not a folder (`/dev/null`, a pipe) is written to as
+/// it is, and never removed.
+pub struct TraceFile {
+    path: PathBuf,
+    out: Out,
+}
+
+enum Out {
+    /// Renamed over the path by [`TraceFile::finish`]; removed if dropped before, or should
+    /// the process be interrupted.
+    Beside {
+        // Declared first, so dropped first: removed before it is unregistered.
+        temporary: tempfile::NamedTempFile,
+        _interrupted_removes: crate::interrupt::Registered,
+    },
+    InPlace(File),
 }
 
 impl TraceFile {
@@ -141,44 +151,36 @@ impl TraceFile {
     /// `path` is a folder, or its folder cannot take a new file, or it cannot be opened.
     pub fn create(path: &Path) -> anyhow::Result<Self> {
         let cannot = || format!("cannot create {}", path.display());
-        match std::fs::metadata(path) {
+        let out = match std::fs::metadata(path) {
             Ok(meta) if meta.is_dir() => anyhow::bail!("{}: it is a folder", cannot()),
-            Ok(meta) if !meta.is_file() => {
-                let file =
-                    std::fs::OpenOptions::new().write(true).open(path).with_context(cannot)?;
-                Ok(Self::InPlace { path: path.to_owned(), file })
-            }
+            Ok(meta) if !meta.is_file() => Out::InPlace(
+                std::fs::OpenOptions::new().write(true).open(path).with_context(cannot)?,
+            ),
             _ => {
                 let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
                 let temporary = tempfile::NamedTempFile::new_in(folder.unwrap_or(Path::new(".")))
                     .with_context(cannot)?;
-                Ok(Self::Beside { path: path.to_owned(), temporary })
+                let registered = crate::interrupt::Registered::new(temporary.path());
+                Out::Beside { temporary, _interrupted_removes: registered }
             }
-        }
+        };
+        Ok(Self { path: path.to_owned(), out })
     }
 
     fn as_file(&self) -> &File {
-        match self {
-            Self::Beside { temporary, .. } => temporary.as_file(),
-            Self::InPlace { file, .. } => file,
+        match &self.out {
+            Out::Beside { temporary, .. } => temporary.as_file(),
+            Out::InPlace(file) => file,
         }
     }
 
     /// Puts the written trace at its path.
     fn finish(self) -> std::io::Result<()> {
-        match self {
-            Self::Beside { path, temporary } => {
-                temporary.persist(path).map(drop).map_err(|e| e.error)
+        match self.out {
+            Out::Beside { temporary, _interrupted_removes } => {
+                temporary.persist(&self.path).map(drop).map_err(|e| e.error)
             }
-            Self::InPlace { .. } => Ok(()),
-        }
-    }
-}
-
-fn path_of(file: &TraceFile) -> String {
-    match file {
-        TraceFile::Beside { path, .. } | TraceFile::InPlace { path, .. } => {
-            path.display().to_string()
+            Out::InPlace(_) => Ok(()),
         }
     }
 }
