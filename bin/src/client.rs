@@ -502,7 +502,9 @@ fn shutdown(target: &Target) -> anyhow::Result<()> {
     let mut client = Client::connect(target)?;
     match client.ask(&ClientMsg::Shutdown)? {
         ServerMsg::ShuttingDown => {
-            // `Done` comes once every request ended and the socket is gone.
+            // `Done` comes once every request ended and the socket is gone; a stop that went
+            // wrong (a log cut short) is an error instead, which fails this as it fails the
+            // daemon.
             match client.receive_within(std::time::Duration::from_millis(SHUTDOWN_DONE_MS_MAX))? {
                 ServerMsg::Done => {}
                 other => return Err(refusal(other)),

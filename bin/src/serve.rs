@@ -229,16 +229,22 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     }
     drop(socket);
     signals.stop();
-    daemon.tell_stop_waiters();
-    daemon.stopped_cleanly()?;
+    let stopped = daemon.stopped_cleanly();
+    daemon.tell_stop_waiters(stopped.as_ref().err());
+    stopped.map_err(|why| anyhow::anyhow!("{why}; stopped"))?;
     let _ = writeln!(out, "streamctl serve: stopped");
     Ok(())
 }
 
 impl Daemon {
-    /// Tells each client that asked for the stop that it is over.
-    fn tell_stop_waiters(&self) {
-        let Ok(done) = encode_frame(&ServerMsg::Done) else { return };
+    /// Tells each client that asked for the stop that it is over: `Done`, or what went wrong
+    /// (`failed`), so that a `streamctl shutdown` fails as the daemon does.
+    fn tell_stop_waiters(&self, failed: Option<&String>) {
+        let told = match failed {
+            None => ServerMsg::Done,
+            Some(why) => ServerMsg::Error(ProtocolError::StoppedBadly(why.clone())),
+        };
+        let Ok(done) = encode_frame(&told) else { return };
         for mut waiter in self.stop_waiters.lock().unwrap_or_else(PoisonError::into_inner).drain(..)
         {
             let _ = waiter.write_all(&done);
@@ -251,17 +257,18 @@ impl Daemon {
     ///
     /// # Errors
     ///
-    /// What went wrong, the first of these.
-    fn stopped_cleanly(&self) -> anyhow::Result<()> {
+    /// What went wrong, the first of these, for the operator and the client that asked for
+    /// the stop.
+    fn stopped_cleanly(&self) -> Result<(), String> {
         if let Some(e) = self.rt.escalation() {
             let why = format!("{} gave up after {} ended: {:?}", e.supervisor, e.child, e.reason);
-            anyhow::bail!("the runtime gave up ({why}); stopped");
+            return Err(format!("the runtime gave up ({why})"));
         }
         if let Some(error) = self.rt.telemetry_error() {
-            anyhow::bail!("the telemetry log is incomplete: {error}; stopped");
+            return Err(format!("the telemetry log is incomplete: {error}"));
         }
         if let Some(error) = self.rt.record_error() {
-            anyhow::bail!("the replay log is incomplete: {error}; stopped");
+            return Err(format!("the replay log is incomplete: {error}"));
         }
         Ok(())
     }

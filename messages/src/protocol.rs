@@ -1,4 +1,4 @@
-//! The control protocol, version 5: what `streamctl` and the daemon say to each other, and the
+//! The control protocol, version 6: what `streamctl` and the daemon say to each other, and the
 //! frames it travels in (`docs/PROTOCOL.md`).
 //!
 //! A frame is a `u32` little-endian length followed by that many bytes of postcard, at most
@@ -17,13 +17,15 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{AssetKey, Event, LoadState, Priority, RequestId, Status};
 
-/// The protocol version this build speaks: 5 since a daemon waiting on a waited load's
+/// The protocol version this build speaks: 6 since a daemon whose stop went wrong (the runtime
+/// gave up, or a log it wrote is incomplete) tells the client that asked for the stop so
+/// ([`ProtocolError::StoppedBadly`] instead of `Done`; 5 said `Done` whatever happened); 5 since a daemon waiting on a waited load's
 /// requests says so ([`ServerMsg::Waiting`]; 4 said nothing until each ended, and a client
 /// could not tell a slow load from a daemon that stopped answering) and `Status` carries
 /// `worker_nice`; 4 since the telemetry event `started` says whether urgent loads decode on
 /// their IO worker (3 answered `InFlight` in pages ended by `Done`; 2 added
 /// `ProtocolError::ReplyTooLarge`, which a version 1 client could not decode).
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The largest payload a frame may carry, in bytes.
 pub const FRAME_BYTES_MAX: usize = 1 << 20;
@@ -237,6 +239,11 @@ pub enum ProtocolError {
         /// The frame limit.
         max: u64,
     },
+    /// The daemon stopped, but not cleanly: the runtime gave up while it ran, or a log it was
+    /// asked to write is incomplete. Sent instead of `Done` to a client that asked for the
+    /// stop (version 6), which should fail as the daemon does.
+    #[error("the daemon stopped, but {0}")]
+    StoppedBadly(String),
 }
 
 /// Bytes of a page's payload kept for its variant's tag and its list's length (two varints).

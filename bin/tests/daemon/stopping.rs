@@ -85,11 +85,14 @@ fn sigterm_stops_the_daemon_whose_stderr_no_one_reads_any_more() {
 }
 
 #[test]
-fn a_daemon_whose_recording_could_not_be_written_says_so_and_fails() {
+fn a_daemon_whose_recording_could_not_be_written_says_so_and_fails_and_so_does_its_stop() {
     // `/dev/full` takes the log's opening, buffered, and fails its flush at the stop.
     let mut daemon = Daemon::start_with(&["--record", "/dev/full"], Stdio::piped());
     daemon.ok(&["load", "blob:b1", "--wait"]);
-    daemon.ok(&["shutdown"]);
+    let asker = daemon.ctl(&["shutdown"]);
+    let asker_told = String::from_utf8_lossy(&asker.stderr);
+    assert!(!asker.status.success(), "the stop's asker fails as the daemon does: {asker_told}");
+    assert!(asker_told.contains("the replay log is incomplete"), "{asker_told:?}");
     let mut told = String::new();
     daemon.child.stderr.take().unwrap().read_to_string(&mut told).unwrap();
     assert!(told.contains("the replay log is incomplete"), "{told:?}");

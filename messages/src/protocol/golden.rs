@@ -16,11 +16,11 @@ use crate::state::LoadState;
 use crate::status::Status;
 
 /// The protocol version whose bytes [`GOLDEN`] holds.
-const GOLDEN_VERSION: u32 = 5;
+const GOLDEN_VERSION: u32 = 6;
 
 /// Every sample's frame, in hex, one line each.
 const GOLDEN: &str = "
-020000000005
+020000000006
 0b0000000201046d65736801610101
 03000000030101
 0400000004010203
@@ -29,7 +29,7 @@ const GOLDEN: &str = "
 0100000006
 0100000007
 0100000008
-070000000005047061636b
+070000000006047061636b
 1200000001010203110405060708090a0b0c0d0e0f10
 3e00000002060304626c6f62016200000304626c6f62016201010304626c6f62016202020304626c6f62016203030304626c6f62016204040304626c6f6201620500
 0e000000030404626c6f6201630401026e6f
@@ -80,6 +80,7 @@ const GOLDEN: &str = "
 03000000090506
 020000000906
 0400000009070706
+060000000908036c6f67
 030000000a0701
 ";
 
@@ -239,6 +240,7 @@ fn server_samples() -> Vec<ServerMsg> {
             ProtocolError::Busy(6),
             ProtocolError::ShuttingDown,
             ProtocolError::ReplyTooLarge { bytes: 7, max: 6 },
+            ProtocolError::StoppedBadly("log".into()),
         ]
         .map(ServerMsg::Error),
     );
@@ -318,7 +320,8 @@ fn variant(msg: &ServerMsg) -> &'static str {
             | ProtocolError::Refused(_)
             | ProtocolError::Busy(_)
             | ProtocolError::ShuttingDown
-            | ProtocolError::ReplyTooLarge { .. } => "protocol error",
+            | ProtocolError::ReplyTooLarge { .. }
+            | ProtocolError::StoppedBadly(_) => "protocol error",
         },
         ServerMsg::Welcome { .. }
         | ServerMsg::Status(_)
