@@ -9,9 +9,14 @@
 //!   or anything but a socket is refused; a socket of another user is refused; a socket of the
 //!   owner with a live daemon behind it is refused; only a stale socket of the owner is
 //!   removed.
+//! - The path is looked at, cleared and bound only under its lock (`<name>.lock` beside it,
+//!   `flock`ed, never followed), held until the socket is removed: of two daemons started at
+//!   once on one stale socket, one binds and the other is refused `InUse`, and neither removes
+//!   the other's socket. A lock file left by a killed daemon is not held, and is taken.
 //! - A connection whose peer is another user is closed before a byte is read from it.
-//! - When dropped, however the daemon ends, the socket is removed only if the path is still
-//!   the socket this daemon bound (same device and inode, still a socket, not a symlink).
+//! - When dropped, however the daemon ends, the socket and then its lock file are removed,
+//!   each only if its path is still the file this daemon made (same device and inode, not a
+//!   symlink).
 
 use std::fs::{self, DirBuilder, Permissions};
 use std::io;
@@ -90,25 +95,94 @@ pub fn own_uid() -> u32 {
 pub struct ControlSocket {
     listener: UnixListener,
     file: SocketFile,
+    /// Holds the path's lock until the socket is removed (dropped after `file`'s removal).
+    _lock: fs::File,
 }
 
-/// A control socket's file, as bound: removed only while the path is still that socket.
+/// A control socket's file and its lock file, as made: each removed only while its path is
+/// still that file.
 #[derive(Debug, Clone)]
 pub struct SocketFile {
+    socket: MadeFile,
+    lock: MadeFile,
+}
+
+/// A file this daemon made, known by its device and inode.
+#[derive(Debug, Clone)]
+struct MadeFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
 }
 
-impl SocketFile {
-    /// Removes the socket file if the path is still this socket.
-    pub fn remove(&self) {
-        let ours = fs::symlink_metadata(&self.path)
-            .is_ok_and(|m| m.file_type().is_socket() && m.dev() == self.dev && m.ino() == self.ino);
-        if ours {
+impl MadeFile {
+    /// The file at `path` now.
+    fn at(path: &Path) -> Result<Self, SocketError> {
+        let meta = fs::symlink_metadata(path).map_err(io_at(path))?;
+        Ok(Self { path: path.to_owned(), dev: meta.dev(), ino: meta.ino() })
+    }
+
+    /// Whether the path is still this file (not followed: a symlink there is not).
+    fn is_there(&self) -> bool {
+        fs::symlink_metadata(&self.path).is_ok_and(|m| {
+            !m.file_type().is_symlink() && m.dev() == self.dev && m.ino() == self.ino
+        })
+    }
+
+    fn remove(&self) {
+        if self.is_there() {
             let _ = fs::remove_file(&self.path);
         }
     }
+}
+
+impl SocketFile {
+    /// Removes the socket file, then the lock file, each if its path is still that file. The
+    /// lock is removed while still held, so a daemon that opened it meanwhile finds, once it
+    /// holds it, that its path names another file or none, and opens it again.
+    pub fn remove(&self) {
+        self.socket.remove();
+        self.lock.remove();
+    }
+}
+
+/// Times the lock file is opened again when it was removed between its open and its lock
+/// (the daemon that held it stopped meanwhile).
+const LOCK_ATTEMPTS_MAX: u32 = 8;
+
+/// Takes the lock of the socket path `socket`: a file beside it (`<name>.lock`, mode 0600,
+/// never followed), locked (`flock`) from before the path is looked at until the socket is
+/// removed. Without it, two daemons started at once on one stale socket could each find it
+/// stale, and one remove the socket the other had just bound.
+///
+/// # Errors
+///
+/// [`SocketError::InUse`] when another daemon holds it; an `Io` error naming the lock file
+/// when it cannot be opened or locked (a symlink there is refused as `ELOOP`).
+fn lock_path(socket: &Path, name: &std::ffi::OsStr) -> Result<(fs::File, MadeFile), SocketError> {
+    use rustix::fs::{FlockOperation, Mode, OFlags};
+    let mut lock_name = name.to_owned();
+    lock_name.push(".lock");
+    let path = socket.with_file_name(lock_name);
+    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    for _ in 0..LOCK_ATTEMPTS_MAX {
+        let fd = rustix::fs::open(&path, flags, Mode::from_raw_mode(0o600))
+            .map_err(|e| io_at(&path)(e.into()))?;
+        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(SocketError::InUse(socket.to_owned()))
+            }
+            Err(e) => return Err(io_at(&path)(e.into())),
+        }
+        let file = fs::File::from(fd);
+        let held = file.metadata().map_err(io_at(&path))?;
+        let made = MadeFile { path: path.clone(), dev: held.dev(), ino: held.ino() };
+        if made.is_there() {
+            return Ok((file, made));
+        }
+    }
+    Err(io_at(&path)(io::Error::other("the lock file was replaced at each attempt to take it")))
 }
 
 impl ControlSocket {
@@ -119,23 +193,21 @@ impl ControlSocket {
     /// A [`SocketError`] naming what is wrong with the path.
     pub fn bind(path: &Path) -> Result<Self, SocketError> {
         let uid = own_uid();
-        let dir = match path.parent() {
-            Some(d) if path.file_name().is_some() => {
-                if d.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    d
-                }
-            }
-            _ => return Err(SocketError::BadPath(path.to_owned())),
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(SocketError::BadPath(path.to_owned()));
         };
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
         private_directory(dir, uid)?;
-        clear_stale(path, uid)?;
-        let listener = UnixListener::bind(path).map_err(io_at(path))?;
-        fs::set_permissions(path, Permissions::from_mode(0o600)).map_err(io_at(path))?;
-        let meta = fs::symlink_metadata(path).map_err(io_at(path))?;
-        let file = SocketFile { path: path.to_owned(), dev: meta.dev(), ino: meta.ino() };
-        Ok(Self { listener, file })
+        let (lock_file, lock) = lock_path(path, name)?;
+        match clear_stale(path, uid).and_then(|()| bind_private(path)) {
+            Ok((listener, socket)) => {
+                Ok(Self { listener, file: SocketFile { socket, lock }, _lock: lock_file })
+            }
+            Err(e) => {
+                lock.remove();
+                Err(e)
+            }
+        }
     }
 
     /// The listener.
@@ -145,13 +217,24 @@ impl ControlSocket {
 
     /// The socket's path.
     pub fn path(&self) -> &Path {
-        &self.file.path
+        &self.file.socket.path
     }
 
     /// The socket's file, for a thread that may have to remove it as the process exits.
     pub fn file(&self) -> SocketFile {
         self.file.clone()
     }
+}
+
+/// Binds a socket at `path` (known free) with mode 0600; on failure, none is left there.
+fn bind_private(path: &Path) -> Result<(UnixListener, MadeFile), SocketError> {
+    let listener = UnixListener::bind(path).map_err(io_at(path))?;
+    let made = MadeFile::at(path)?;
+    if let Err(e) = fs::set_permissions(path, Permissions::from_mode(0o600)) {
+        made.remove();
+        return Err(io_at(path)(e));
+    }
+    Ok((listener, made))
 }
 
 /// The socket file goes with the daemon, however it ends: a stopped daemon, one whose runtime
@@ -250,5 +333,60 @@ mod tests {
         let (ours, _theirs) = UnixStream::pair().unwrap();
         assert!(peer_is(&ours, own_uid()));
         assert!(!peer_is(&ours, own_uid().wrapping_add(1)));
+    }
+
+    /// A directory fit for a socket: its user's, mode 0700.
+    fn private_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
+
+    /// A socket left at `path` by a daemon that was killed: no one listens on it.
+    fn stale_socket(path: &Path) {
+        drop(UnixListener::bind(path).unwrap());
+        assert!(fs::symlink_metadata(path).unwrap().file_type().is_socket());
+    }
+
+    #[test]
+    fn a_bind_while_another_daemon_holds_the_paths_lock_is_refused_and_touches_nothing() {
+        let dir = private_dir();
+        let path = dir.path().join("ctl.sock");
+        stale_socket(&path);
+        // Another daemon between its look at the stale socket and its bind.
+        let held = lock_path(&path, path.file_name().unwrap()).unwrap();
+        let refused = ControlSocket::bind(&path).unwrap_err();
+        assert!(matches!(refused, SocketError::InUse(_)), "{refused}");
+        assert!(fs::symlink_metadata(&path).is_ok(), "the other daemon's to clear, not this one's");
+        drop(held);
+        let socket = ControlSocket::bind(&path).expect("taken once let go");
+        assert!(UnixStream::connect(&path).is_ok());
+        drop(socket);
+    }
+
+    #[test]
+    fn a_lock_file_a_killed_daemon_left_is_taken_and_a_stopped_daemon_leaves_no_file() {
+        let dir = private_dir();
+        let path = dir.path().join("ctl.sock");
+        stale_socket(&path);
+        fs::write(dir.path().join("ctl.sock.lock"), b"").unwrap();
+        let socket = ControlSocket::bind(&path).expect("neither the socket nor the lock is held");
+        assert!(UnixStream::connect(&path).is_ok());
+        drop(socket);
+        let left: Vec<_> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_symlink_at_the_lock_path_is_refused_and_not_followed() {
+        let dir = private_dir();
+        let path = dir.path().join("ctl.sock");
+        let target = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&target, dir.path().join("ctl.sock.lock")).unwrap();
+        let refused = ControlSocket::bind(&path).unwrap_err();
+        assert!(matches!(refused, SocketError::Io { .. }), "{refused}");
+        assert!(!target.exists(), "the link was not followed");
+        assert!(!path.exists(), "no socket without the lock");
     }
 }
