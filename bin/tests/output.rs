@@ -178,6 +178,33 @@ fn a_demo_off_a_terminal_shows_its_progress_as_lines_on_stderr() {
     assert!(last.ends_with(" requests terminal"), "{last}");
 }
 
+/// Checks a simulation's Chrome trace of `frames` frames: the engine thread's phases, in the
+/// same order each frame, on one track; tasks and surfaces; every track named once.
+fn assert_trace_of_frames(trace: &serde_json::Value, frames: usize) {
+    let events = trace["traceEvents"].as_array().expect("traceEvents");
+    let of = |ph: &str, cat: Option<&str>| -> Vec<&serde_json::Value> {
+        let cat_is = |e: &&serde_json::Value| cat.is_none_or(|c| e["cat"] == c);
+        events.iter().filter(|e| e["ph"] == ph).filter(cat_is).collect()
+    };
+    let phases = of("X", Some("phase"));
+    let engine = phases[0]["tid"].as_u64();
+    assert!(phases.iter().all(|p| p["tid"].as_u64() == engine), "phases run on one thread");
+    let starts: Vec<u64> = phases.iter().map(|p| p["ts"].as_u64().unwrap()).collect();
+    assert!(starts.is_sorted(), "phases are written in the order they ran: {starts:?}");
+    let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len() % frames, 0, "{names:?}");
+    let per_frame = names.chunks(names.len() / frames).collect::<Vec<_>>();
+    assert!(per_frame.windows(2).all(|w| w[0] == w[1]), "each frame's phases: {per_frame:?}");
+    for phase in ["frame_start", "gameplay", "tasks_barrier", "present", "frame_end"] {
+        assert_eq!(per_frame[0].iter().filter(|n| **n == phase).count(), 1, "{phase}");
+    }
+    // A task runs on the runtime's task threads, or on the engine thread that waits for it.
+    assert!(!of("X", Some("task")).is_empty() && !of("X", Some("surface")).is_empty());
+    let named: Vec<Option<u64>> = of("M", None).iter().map(|m| m["tid"].as_u64()).collect();
+    assert!(of("X", None).iter().all(|e| named.contains(&e["tid"].as_u64())), "{named:?}");
+    assert_eq!(named.len(), named.iter().collect::<std::collections::BTreeSet<_>>().len());
+}
+
 #[test]
 fn a_trace_goes_to_its_file_whole_and_to_a_device_in_place() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,7 +214,7 @@ fn a_trace_goes_to_its_file_whole_and_to_a_device_in_place() {
     stdout_of(dir.path(), &[&args[..], &["--trace", "trace.json"]].concat());
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
-    assert!(written["traceEvents"].as_array().is_some_and(|e| !e.is_empty()), "{written}");
+    assert_trace_of_frames(&written, 3);
     let left: Vec<_> =
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, ["trace.json"], "no temporary file is left beside it");
