@@ -331,8 +331,13 @@ impl PackReader {
         if len > max {
             return Err(PackError::IndexTooLarge { len, max });
         }
-        let mut bytes =
-            vec![0u8; usize::try_from(len).map_err(|_| PackError::IndexTooLarge { len, max })?];
+        // Reserved, not allocated outright: a limit raised past what the machine can allocate
+        // refuses the index rather than aborting the process.
+        let too_large = || PackError::IndexTooLarge { len, max };
+        let n = usize::try_from(len).map_err(|_| too_large())?;
+        let mut bytes = Vec::new();
+        bytes.try_reserve_exact(n).map_err(|_| too_large())?;
+        bytes.resize(n, 0);
         file.read_exact_at(&mut bytes, at).map_err(io)?;
         if crc32fast::hash(&bytes) != header.index_crc {
             return Err(PackError::IndexChecksum);

@@ -411,11 +411,48 @@ fn an_index_of_4_gib_or_more_is_refused_before_it_is_read_whatever_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("huge-index.pack");
     let index_len = INDEX_BYTES_CEILING + 1;
+    // The reader must not read the index's bytes, nor make room for them.
+    claiming_an_index_of(&path, index_len);
+    let limits = PackLimits { index_bytes_max: u64::MAX, ..PackLimits::default() };
+    let refused = PackReader::open(&path, limits).unwrap_err();
+    assert_eq!(refused, PackError::IndexTooLarge { len: index_len, max: INDEX_BYTES_CEILING });
+}
+
+/// A sparse pack at `path` whose header claims an index of `index_len` bytes.
+fn claiming_an_index_of(path: &Path, index_len: u64) {
     let header = Header { version: VERSION, index_at: HEADER_LEN, index_len, index_crc: 0 };
-    let file = std::fs::File::create(&path).unwrap();
+    let file = std::fs::File::create(path).unwrap();
     std::io::Write::write_all(&mut &file, &header.encode()).unwrap();
-    // Sparse: the index's bytes take no room, and the reader must not read them.
+    // Sparse: the index's bytes take no room.
     file.set_len(HEADER_LEN + index_len).unwrap();
+}
+
+/// Set in the child process of the test below, which limits its own address space.
+const LOW_MEMORY_CHILD: &str = "STREAMRT_PACK_TEST_LOW_MEMORY_CHILD";
+
+#[test]
+fn an_index_within_a_raised_limit_but_past_what_memory_allows_is_refused_not_an_abort() {
+    const NAME: &str =
+        "tests::an_index_within_a_raised_limit_but_past_what_memory_allows_is_refused_not_an_abort";
+    if std::env::var_os(LOW_MEMORY_CHILD).is_none() {
+        // An allocation that fails aborts the process: only a child can show it does not.
+        let exe = std::env::current_exe().unwrap();
+        let child = std::process::Command::new(exe)
+            .args(["--exact", NAME, "--test-threads=1", "--nocapture"])
+            .env(LOW_MEMORY_CHILD, "1")
+            .output()
+            .unwrap();
+        let told = String::from_utf8_lossy(&child.stderr);
+        assert!(child.status.success(), "{:?}: {told}", child.status);
+        assert!(String::from_utf8_lossy(&child.stdout).contains("1 passed"), "{told}");
+        return;
+    }
+    let space = rustix::process::Rlimit { current: Some(1 << 30), maximum: Some(1 << 30) };
+    rustix::process::setrlimit(rustix::process::Resource::As, space).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("large-index.pack");
+    let index_len = 2 << 30;
+    claiming_an_index_of(&path, index_len);
     let limits = PackLimits { index_bytes_max: u64::MAX, ..PackLimits::default() };
     let refused = PackReader::open(&path, limits).unwrap_err();
     assert_eq!(refused, PackError::IndexTooLarge { len: index_len, max: INDEX_BYTES_CEILING });
