@@ -198,7 +198,8 @@ fn list_folder(
 }
 
 /// The key of the regular file at `path` under the tree `dir`, or `None` (saying why) if it is
-/// skipped: no key can name it, or it is the pack being built (`output`).
+/// skipped: no key can name it, or it is the pack being built (`output`) or a temporary file
+/// of a build of it (this one's is made after the tree is read; one a killed build left is not).
 fn file_key(dir: &Path, path: &Path, output: &Option<PathBuf>) -> anyhow::Result<Option<String>> {
     let Some(rel) = key_path(path.strip_prefix(dir)?) else {
         // No key can name it, so no `DirSource` could serve it either.
@@ -226,9 +227,16 @@ fn file_key(dir: &Path, path: &Path, output: &Option<PathBuf>) -> anyhow::Result
         eprintln!("pack: skipping {}: {e}", shown(&rel));
         return Ok(None);
     }
-    if output.is_some() && std::fs::canonicalize(path).ok() == *output {
-        eprintln!("pack: skipping {}: the pack being built", shown(&rel));
-        return Ok(None);
+    if let Some(output) = output {
+        let here = std::fs::canonicalize(path).ok();
+        if here.as_ref() == Some(output) {
+            eprintln!("pack: skipping {}: the pack being built", shown(&rel));
+            return Ok(None);
+        }
+        if here.is_some_and(|here| PackWriter::is_temporary_of(&here, output)) {
+            eprintln!("pack: skipping {}: a temporary file of a build of this pack", shown(&rel));
+            return Ok(None);
+        }
     }
     Ok(Some(key))
 }
@@ -595,15 +603,16 @@ mod tests {
     }
 
     #[test]
-    fn a_pack_built_into_its_own_tree_is_not_packed_again() {
+    fn a_pack_built_into_its_own_tree_is_not_packed_again_nor_a_killed_builds_temporary_file() {
         let dir = tempfile::tempdir().unwrap();
         let assets = dir.path().join("assets");
         std::fs::create_dir_all(assets.join("blob")).unwrap();
         std::fs::write(assets.join("blob/a.bin"), b"a").unwrap();
         let pack = assets.join("blob/all.pack");
-        for _ in 0..2 {
-            build(&assets, &pack, Codec::Lz4, None).unwrap();
-        }
+        build(&assets, &pack, Codec::Lz4, None).unwrap();
+        // What a build killed while it wrote leaves beside the pack.
+        std::fs::write(assets.join("blob/.all.pack.x1Y2z3.tmp"), b"half a pack").unwrap();
+        build(&assets, &pack, Codec::Lz4, None).unwrap();
         let reader = PackReader::open(&pack, PackLimits::default()).unwrap();
         let keys: Vec<_> = reader.entries().iter().map(|e| e.key.clone()).collect();
         assert_eq!(keys, ["blob:blob/a.bin"]);

@@ -459,6 +459,31 @@ fn an_index_within_a_raised_limit_but_past_what_memory_allows_is_refused_not_an_
 }
 
 #[test]
+fn a_pack_named_as_long_as_a_file_name_may_be_is_built_and_its_temporary_file_is_known() {
+    let dir = tempfile::tempdir().unwrap();
+    // 255 bytes, the most a file name holds; the temporary file's name is cut to fit.
+    for name in [format!("{}.pack", "a".repeat(250)), format!("{}.pack", "é".repeat(125))] {
+        let path = dir.path().join(&name);
+        let mut w = PackWriter::create(&path).unwrap();
+        let temporary = w.temporary_path().to_owned();
+        assert!(PackWriter::is_temporary_of(&temporary, &path), "{}", temporary.display());
+        w.add("blob:a", &payload(0), Codec::Lz4, vec![]).unwrap();
+        w.finish().unwrap();
+        let pack = PackReader::open(&path, PackLimits::default()).unwrap();
+        assert_eq!(pack.read(pack.entry("blob:a").unwrap()).unwrap(), payload(0));
+    }
+    let pack = dir.path().join("assets.pack");
+    let named = |name: &str| dir.path().join(name);
+    assert!(PackWriter::is_temporary_of(&named(".assets.pack.Ab3xYz.tmp"), &pack));
+    for other in
+        [".assets.pack.Ab3xYz.tmp.bak", ".assets.pack.tmp", "assets.pack", ".other.Ab3xYz.tmp"]
+    {
+        assert!(!PackWriter::is_temporary_of(&named(other), &pack), "{other}");
+    }
+    assert!(!PackWriter::is_temporary_of(Path::new("/elsewhere/.assets.pack.Ab3xYz.tmp"), &pack));
+}
+
+#[test]
 fn the_writer_refuses_what_its_reader_would_within_the_same_limits() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = PackWriter::create(&dir.path().join("twice.pack")).unwrap();

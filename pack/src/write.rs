@@ -149,17 +149,32 @@ impl PackWriter {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
-        let name = path.file_name().map_or_else(|| "pack".into(), |n| n.to_string_lossy());
         // The mode `File::create` would give (before the umask), not the temporary file's 0600.
         let temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
+            .prefix(&temporary_prefix(path))
+            .suffix(TEMPORARY_SUFFIX)
+            .rand_bytes(TEMPORARY_RAND_BYTES)
             .permissions(Permissions::from_mode(0o666))
             .tempfile_in(dir)?;
         let mut out = BufWriter::new(temp);
         out.write_all(&[0u8; HEADER_LEN as usize])?;
         let (path, entries, keys) = (path.to_owned(), Vec::new(), KeyTable::with_capacity(0));
         Ok(Self { out, path, limits, at: HEADER_LEN, entries, keys, broken: false })
+    }
+
+    /// Whether `file` is named as the temporary file of a pack being written to `pack` (by this
+    /// build, or left by one that was killed), so that a tool packing a folder the pack is
+    /// written into can leave it out. Only the names are compared: give both as the same
+    /// folder's.
+    pub fn is_temporary_of(file: &Path, pack: &Path) -> bool {
+        let prefix = temporary_prefix(pack);
+        let name = file.file_name().map(|n| n.to_string_lossy());
+        file.parent() == pack.parent()
+            && name.is_some_and(|name| {
+                name.len() == prefix.len() + TEMPORARY_RAND_BYTES + TEMPORARY_SUFFIX.len()
+                    && name.starts_with(&prefix)
+                    && name.ends_with(TEMPORARY_SUFFIX)
+            })
     }
 
     /// The temporary file the pack is written to until [`PackWriter::finish`] renames it into
@@ -236,7 +251,8 @@ impl PackWriter {
     /// `RepeatedDependency` (a dependency the pack holds, named twice by one entry),
     /// `MissingDependencies` (however often each is named) and `Cycle` that applies, whatever
     /// the entries' order; `IndexTooLarge`; or a write failure. On any error nothing is written
-    /// at the path: a pack already there is kept.
+    /// at the path: a pack already there is kept. The pack is in place once its folder could
+    /// not be synced (an `Io` error then), but a power loss may still undo the rename.
     pub fn finish(mut self) -> Result<u64, BuildError> {
         self.usable()?;
         check_graph(&self.entries, &self.keys, Repeats::Refuse)?;
@@ -259,8 +275,42 @@ impl PackWriter {
         temp.flush()?;
         temp.as_file().sync_all()?;
         temp.persist(&self.path).map_err(|e| BuildError::Io(e.error))?;
+        sync_folder_of(&self.path)?;
         Ok(header.index_at + header.index_len)
     }
+}
+
+/// The bytes of a pack's file name kept in its temporary file's name (`.{name}.XXXXXX.tmp`,
+/// 12 bytes more): a longer name would take the temporary name past the 255-byte limit of a
+/// file name, and a pack that could be named could not be built.
+const TEMPORARY_NAME_BYTES_MAX: usize = 200;
+
+/// The random characters in a temporary file's name.
+const TEMPORARY_RAND_BYTES: usize = 6;
+
+/// How a temporary file's name ends.
+const TEMPORARY_SUFFIX: &str = ".tmp";
+
+/// Makes the rename of the pack at `path` into place durable: until its folder is synced, a
+/// power loss after `finish` returned could bring the earlier file back. A file system that
+/// cannot sync a folder (`EINVAL`) has nothing more to offer, and is not an error.
+fn sync_folder_of(path: &Path) -> std::io::Result<()> {
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match std::fs::File::open(folder)?.sync_all() {
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+        synced => synced,
+    }
+}
+
+/// `.{name}.` for the pack at `path`, its name cut at a character within
+/// [`TEMPORARY_NAME_BYTES_MAX`] bytes.
+fn temporary_prefix(path: &Path) -> String {
+    let name = path.file_name().map_or_else(|| "pack".into(), |n| n.to_string_lossy());
+    let mut end = name.len().min(TEMPORARY_NAME_BYTES_MAX);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(".{}.", &name[..end])
 }
 
 impl PackWriter {
