@@ -35,7 +35,7 @@ pub enum Codec {
     None,
     /// LZ4 block format (no frame), decompressed into exactly `raw_size` bytes.
     Lz4,
-    /// One zstd frame, decompressed into at most `raw_size` bytes.
+    /// One zstd frame, decompressed into exactly `raw_size` bytes.
     Zstd,
 }
 

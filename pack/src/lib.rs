@@ -19,8 +19,8 @@
 //!   the file; a 24-byte `String` and a 32-byte allocation in memory). The default limit of
 //!   64 MiB can so take about 1.9 GB before such an index is refused: lower
 //!   `index_bytes_max` where a pack is not trusted and memory is short.
-//! - An LZ4 entry's raw size is at most 255 times its stored size: one claiming more is
-//!   corrupt, refused before its buffer is made.
+//! - An LZ4 entry's raw size is at most 255 times its stored size plus 16 bytes (the most an
+//!   LZ4 block can expand): one claiming more is corrupt, refused before its buffer is made.
 
 mod format;
 mod graph;
