@@ -142,7 +142,8 @@ pub struct ReplayReport {
     pub lines: Vec<TranscriptLine>,
     /// FNV-1a of the transcript.
     pub hash: u64,
-    /// Requests whose recorded terminal state was checked.
+    /// Requests found to end as recorded: before the divergence, if there is one (the ones
+    /// after it were not compared).
     pub checked: usize,
     /// The first difference from the recording, if any.
     pub divergence: Option<Divergence>,
@@ -212,11 +213,11 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
     kept.check(bytes.len() as u64)?;
     let events = std::mem::take(&mut *lock(&kept.events));
     let lines: Vec<TranscriptLine> = events.iter().filter_map(TranscriptLine::of).collect();
-    let (divergence, excused) = first_divergence(&events, &expected, lines.len(), &unreachable);
+    let (divergence, checked) = first_divergence(&events, &expected, lines.len(), &unreachable);
     Ok(ReplayReport {
         recorded_by: header.recorded_by,
         hash: transcript_hash(&lines),
-        checked: expected.len() - excused,
+        checked,
         divergence,
         lines,
         complete,
@@ -660,7 +661,8 @@ fn replayed_id(ids: &BTreeMap<u64, u64>, recorded: u64) -> u64 {
 }
 
 /// The first request whose terminal state in `events` differs from `expected`, and how many
-/// recorded ends were excused: those in `unreachable` (see `replay`) that the replay's own
+/// requests were found to end as recorded before it (or in all, without one). Excused, neither
+/// checked nor a divergence: an end in `unreachable` (see `replay`) that the replay's own
 /// shutdown failed.
 fn first_divergence(
     events: &[Event],
@@ -669,7 +671,7 @@ fn first_divergence(
     unreachable: &BTreeSet<u64>,
 ) -> (Option<Divergence>, usize) {
     let mut ended: HashMap<u64, LoadState> = HashMap::new();
-    let (mut line, mut excused) = (0, 0);
+    let (mut line, mut checked) = (0, 0);
     for event in events {
         let terminal = match event.kind {
             EventKind::Published => Some(LoadState::Ready),
@@ -678,10 +680,10 @@ fn first_divergence(
             _ => None,
         };
         if let (Some(state), Some(RequestId(id))) = (terminal, event.request) {
-            ended.insert(id, state);
+            let first = ended.insert(id, state).is_none();
             let shut = matches!(&event.kind, EventKind::Failed { kind: ErrorKind::Shutdown });
             match expected.get(&id) {
-                Some(_) if shut && unreachable.contains(&id) => excused += 1,
+                Some(_) if shut && unreachable.contains(&id) => {}
                 // The recording's own stop records its `Shutdown` before it fails anything, so
                 // an end recorded before that record was never a shutdown's: the replay's
                 // shutdown failed a request that its recording saw end, even as `failed`
@@ -689,9 +691,10 @@ fn first_divergence(
                 Some(&recorded) if shut || recorded != state => {
                     let replayed = (!shut).then_some(state);
                     let divergence = Divergence { event: line, request: id, recorded, replayed };
-                    return (Some(divergence), excused);
+                    return (Some(divergence), checked);
                 }
-                _ => {}
+                Some(_) => checked += usize::from(first),
+                None => {}
             }
         }
         if TranscriptLine::of(event).is_some() {
@@ -705,7 +708,7 @@ fn first_divergence(
         recorded,
         replayed: None,
     });
-    (divergence, excused)
+    (divergence, checked)
 }
 
 #[cfg(test)]

@@ -169,6 +169,7 @@ fn a_replay_that_differs_from_its_recording_names_the_first_divergent_event() {
     let line = &report.lines[divergence.event];
     assert_eq!((line.event, line.request), ("published", Some(b)));
     assert!(divergence.to_string().contains("request r2 ended cancelled in the recording"));
+    assert_eq!(report.checked, 1, "a ended as recorded before it; nothing after it is counted");
 }
 
 #[test]
