@@ -94,13 +94,26 @@ pub struct OutputClosed;
 
 /// Keeps a failed print's panic quiet (`main` ends the process, once the panic has unwound and
 /// dropped what it held, as `SIGPIPE` would on a closed pipe and with a one-line error
-/// otherwise); every other panic goes to the default hook.
+/// otherwise). A panic whose message holds control characters is told with them escaped, line
+/// by line: a replay's decoder or source panics with a message a log holds, which must not
+/// send the terminal escape sequences. Every other panic goes to the default hook.
 fn quiet_on_a_failed_print() {
+    use std::io::Write;
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if failed_print(info.payload()).is_none() {
-            default(info);
+        if failed_print(info.payload()).is_some() {
+            return;
         }
+        let message = streamrt::panic_message(info.payload());
+        let escaped: Vec<_> = message.split('\n').map(escape_controls).collect();
+        if escaped.iter().all(|line| matches!(line, std::borrow::Cow::Borrowed(_))) {
+            return default(info);
+        }
+        let thread = std::thread::current();
+        let (name, at) = (thread.name().unwrap_or("<unnamed>"), info.location());
+        let at = at.map_or_else(String::new, |at| format!(" at {at}"));
+        let _ =
+            writeln!(std::io::stderr(), "thread '{name}' panicked{at}:\n{}", escaped.join("\n"));
     }));
 }
 

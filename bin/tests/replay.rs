@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use streamrt::messages::replay_log::{LogReader, LogRecord};
+use streamrt::messages::replay_log::{DecodeOutcome, LogReader, LogRecord, LogWriter};
 
 fn streamctl(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_streamctl")).args(args).output().expect("runs");
@@ -63,6 +63,32 @@ fn a_demos_telemetry_reports_and_writes_a_chrome_trace_of_json_with_its_events()
     let (ok, out, err) = streamctl(&["report", log]);
     assert!(ok, "report failed: {err}");
     assert!(out.contains("worker_count=") && err.contains("is cut short"), "{out}{err}");
+}
+
+#[test]
+fn a_panic_message_a_log_holds_is_told_with_its_control_characters_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = recorded_demo(&dir, "30");
+    // The first decode recorded as a value, now a decoder's panic whose message clears the
+    // screen: the replay's decoder panics with it.
+    let bytes = std::fs::read(&log).unwrap();
+    let mut reader = LogReader::new(&bytes).unwrap();
+    let mut writer = LogWriter::new(Vec::new(), &reader.header().clone()).unwrap();
+    let mut changed = false;
+    while let Some(mut record) = reader.next_record().unwrap() {
+        if let LogRecord::Decode { outcome, .. } = &mut record {
+            if !changed && matches!(outcome, DecodeOutcome::Value(_)) {
+                *outcome = DecodeOutcome::Panicked("\u{1b}[2J cleared".into());
+                changed = true;
+            }
+        }
+        writer.append(&record).unwrap();
+    }
+    assert!(changed, "the demo decoded something");
+    std::fs::write(&log, writer.into_inner()).unwrap();
+    let (_, _, err) = streamctl(&["replay", &log, "--quiet"]);
+    assert!(err.contains("panicked") && err.contains("\\u{1b}[2J cleared"), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
 }
 
 #[test]
