@@ -85,6 +85,9 @@ pub enum ReplayError {
         /// What stalled.
         stalled: String,
     },
+    /// The replay's runtime did not become idle once started, before the first record.
+    #[error("replay stalled before the first record: {0}")]
+    StalledAtStart(String),
     /// A record no recording writes: a hand-made or damaged log.
     #[error("the record at byte {offset} cannot be replayed: {reason}")]
     BadRecord {
@@ -479,7 +482,7 @@ fn deterministic_runtime(
     // Every actor attached to its mailbox before the first input, so none is woken by its
     // start rather than by the replay's order.
     if !runtime.sync(stepper::SETTLE_PATIENCE) {
-        return Err(ReplayError::Stalled { offset: 0, stalled: Stalled.to_string() });
+        return Err(ReplayError::StalledAtStart(Stalled.to_string()));
     }
     Ok(runtime)
 }

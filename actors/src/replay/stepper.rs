@@ -78,7 +78,10 @@ impl VirtualTimers {
 
 /// The actors did not become idle; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the runtime's actors handled nothing for {SETTLE_PATIENCE:?} and did not become idle")]
+#[error(
+    "the runtime's actors did not become idle: they handled nothing for {SETTLE_PATIENCE:?}, or were still busy after {:?}",
+    SETTLE_PATIENCE.saturating_mul(Activity::WAIT_PATIENCES_MAX)
+)]
 pub(crate) struct Stalled;
 
 /// Which jobs may run now: a scripted backend holds back a job whose outcome is not known yet.
