@@ -12,7 +12,9 @@
 //! those of its loads that took effect, which never overlap: a load is cancelled before
 //! another of its key starts, so they follow each other in its log as in its replay.
 //!
-//! One window remains: a read that ends after the engine's cancel was recorded but before the
+//! Whether every request let go is looked at under the lock the record is appended under, and
+//! an engine's cancel marks its request released before it records itself: a decode's outcome
+//! is logged before the cancel, or not at all. One window remains: a read that ends after the engine's cancel was recorded but before the
 //! cache marked the load cancelled (the cache's turn to take the cancel, microseconds) is
 //! recorded, and left banked in a replay for the key's next load.
 
@@ -46,11 +48,10 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn record_taken(&mut self, job: &Job, record: impl FnOnce() -> Option<LogRecord>) {
         let Some(recorder) = self.links.probe.recorder() else { return };
         let slot = self.table.current_mut(job.slot(), job.generation);
-        if slot.is_some_and(|s| !all_released(s)) {
-            if let Some(record) = record() {
-                recorder.record(&record);
-            }
-        }
+        // Looked at as the record is appended: an engine's cancel marks its request released
+        // before it records itself, so it is either seen here (nothing recorded) or recorded
+        // after the outcome, which its load then takes in a replay too.
+        recorder.record_if(|| slot.is_some_and(|s| !all_released(s)).then(record).flatten());
     }
 }
 

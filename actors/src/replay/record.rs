@@ -52,7 +52,7 @@ pub(crate) fn published_records(published: &[RequestId]) -> Vec<LogRecord> {
 pub(crate) struct Recorder {
     state: Mutex<State>,
     /// Held across a root request's admission, a frame's publishes, an immediate publish, a
-    /// cancel and the shutdown's closing, each with its record, so requests made on several
+    /// cancel, a reprioritise and the shutdown's closing, each with its record, so requests made on several
     /// threads get their ids in the order the log lists them, a publish and a cancel of one
     /// request are listed as they took effect, and no request is listed after the shutdown.
     /// While recording, a request holds it across its source's `entry_info`, and an immediate
@@ -100,6 +100,16 @@ impl Recorder {
         self.state().append(record);
     }
 
+    /// Appends what `record` makes, if anything, deciding under the lock records are appended
+    /// under: a record another thread appends after something `record` looks at changed (an
+    /// engine's cancel, once its request is marked released) comes after this one.
+    pub(crate) fn record_if(&self, record: impl FnOnce() -> Option<LogRecord>) {
+        let mut state = self.state();
+        if let Some(record) = record() {
+            state.append(&record);
+        }
+    }
+
     /// Appends `records` together: no other thread's record comes between them.
     pub(crate) fn record_all(&self, records: &[LogRecord]) {
         let mut state = self.state();
@@ -124,8 +134,9 @@ impl Recorder {
         });
     }
 
-    /// Records that the source panicked looking `key` up, with `message`; what it says of the
-    /// key next time is recorded too.
+    /// Records that the source panicked looking `key` up, with `message`. What it says of the
+    /// key next time is recorded only if it differs from what was recorded of it before (a
+    /// replay's source answers with the last `Entry` of the key, which is the same).
     pub(crate) fn entry_panicked(&self, key: &AssetKey, message: &str) {
         let record = LogRecord::EntryPanicked { key: key.clone(), message: message.to_owned() };
         self.state().append(&record);
