@@ -604,8 +604,11 @@ impl<T: Send + Sync + 'static> Cache<T> {
             return;
         }
         let slot = self.table.current_mut(job.slot(), job.generation).expect("the current slot");
+        // The holders' most urgent priority now: the slot's is not kept while it loads.
         probe.emit_with(|| {
-            job.event(&probe, EventKind::Decoded).with_priority(slot.priority).with_bytes(size)
+            let live = slot.holders.iter().filter(|t| !t.cell().state().is_terminal());
+            let priority = live.map(|t| t.cell().priority()).min().unwrap_or(slot.priority);
+            job.event(&probe, EventKind::Decoded).with_priority(priority).with_bytes(size)
         });
         self.links.hints.unwant(slot.locator);
         slot.phase = Phase::Resident;

@@ -75,6 +75,23 @@ fn every_terminal_state_and_cancel_stage_appears_in_the_log_with_the_right_reque
 }
 
 #[test]
+fn a_decoded_event_carries_the_most_urgent_priority_of_the_requests_holding_the_load() {
+    let source = GatedSource::with_blobs(1);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b);
+    let events = rt.subscribe(4096);
+    let low = rt.request::<Blob>("a0", Priority::Low).unwrap();
+    // Read, so in flight: the critical request joins the load, which keeps its place.
+    source.gate.wait_started("a0", 1);
+    let critical = rt.request::<Blob>("a0", Priority::Critical).unwrap();
+    assert!(rt.sync(PATIENCE), "the cache took the second request in");
+    source.gate.release("a0");
+    let decoded = events.wait_for(PATIENCE, |e| e.kind == streamrt::messages::EventKind::Decoded);
+    assert_eq!(decoded.expect("decoded").priority, Some(Priority::Critical));
+    drop((low, critical));
+}
+
+#[test]
 fn a_read_or_decode_that_panics_still_ends_its_workers_span_in_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run.jsonl");

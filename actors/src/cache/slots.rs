@@ -60,7 +60,9 @@ pub(crate) struct Slot<H> {
     /// for both, as no slot needs both at once and every pending request has a slot.
     pub(crate) bytes: u64,
     /// The most urgent priority of the holders, as the scheduler knows it: after a release,
-    /// once the cache's turn is over (`Cache::flush` settles it).
+    /// once the cache's turn is over (`Cache::flush` settles it). Not kept while the load is
+    /// in flight (`Loading`), where it orders nothing: a retry settles it again from the
+    /// holders, and a decode's event reads them.
     pub(crate) priority: Priority,
     /// The current attempt, from 1 (16 bits, so that the locator fits in the slot's 40 bytes;
     /// it stops at `u16::MAX`, where transient failures' retries stop too; a panicking
