@@ -31,8 +31,13 @@
 //!
 //! # Backpressure
 //!
-//! Engine commands enter through the runtime's admission limit (`requests_outstanding_max`);
-//! worker replies and the scheduler's dispatch orders are bounded by its credits.
+//! Engine commands enter through the runtime's admission limit (`requests_outstanding_max`),
+//! which counts requests not yet ended: a request whose handle is dropped before its cache
+//! took its `Load` ended at once, and its `Load` and `Release` wait in the engine's lane
+//! uncounted. So an engine that makes and drops requests while the cache takes nothing in
+//! (during its restart's backoff) grows the lane at that rate, 16 bytes a message, until the
+//! cache drains it. Worker replies and the scheduler's dispatch orders are bounded by its
+//! credits.
 //!
 //! # Memory budget
 //!
@@ -123,7 +128,8 @@ pub(crate) enum CacheMsg<T: Send + Sync + 'static> {
     Resubmit,
     /// Panic (fault injection).
     Crash,
-    /// Fail every request with `Shutdown` and stop; reply when done.
+    /// Fail every request with `Shutdown` and close the inbox; reply when done (the actor
+    /// itself ends with its arbiter, at the system's stop).
     Shutdown(mpsc::Sender<()>),
 }
 
@@ -673,8 +679,9 @@ impl<T: Send + Sync + 'static> Cache<T> {
             let mut slots = std::mem::take(&mut self.to_settle);
             slots.sort_unstable();
             slots.dedup();
-            // A slot emptied and reused since is settled as well, which changes nothing: its
-            // priority is its holders' already.
+            // A slot emptied and reused since is settled as well, which is harmless: its
+            // priority becomes its holders' most urgent, at most applying early a change of
+            // priority whose `Reprioritize` is still on its way (the same settle then).
             for at in slots.drain(..) {
                 self.settle_priority(at, None, true);
             }

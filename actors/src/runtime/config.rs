@@ -96,9 +96,11 @@ pub struct RuntimeConfig {
     /// `QueueFull` (a retry, or a load queued again after a restart, is not refused).
     pub queue_capacity: usize,
     /// Requests not yet terminal, at most; past it `request` returns a handle already failed
-    /// with `QueueFull`. Bounds the requests in the engine-to-runtime queues; a request adds at
-    /// most one release to its cache's lane besides (its handles' let-go, none for a refused
-    /// one), and a reprioritisation one message per change of priority. The count is read
+    /// with `QueueFull`. Bounds the requests in the engine-to-runtime queues, but for those
+    /// whose handles were dropped before their cache took them in (ended, so no longer
+    /// counted; see the cache's `# Backpressure`); a request adds at most one release to its
+    /// cache's lane besides (its handles' let-go, none for a refused one), and at most one
+    /// reprioritisation waiting at a time (changes made meanwhile are read as it is applied). The count is read
     /// without a lock, so requests made at the same moment on other threads can each pass it:
     /// the bound is exceeded by at most one per thread requesting at once.
     pub requests_outstanding_max: usize,
