@@ -62,8 +62,10 @@ impl Gate for Script {
     }
 }
 
-/// The largest read a replay reproduces, in bytes; a larger recorded size (a damaged log) fails
-/// that read with `TooLarge` instead of allocating it.
+/// The largest read a replay reproduces, in bytes (the default limit of both sources this crate
+/// has); a larger recorded size fails that read with `TooLarge` instead of allocating it. That
+/// is a damaged log, or a source whose limit was raised past this: the replay then diverges
+/// there, and says so, rather than allocate whatever size a log names.
 const READ_BYTES_MAX: u64 = 1 << 28;
 
 /// The recorded source.
