@@ -148,6 +148,11 @@ pub struct ReplayReport {
     /// Requests found to end as recorded: before the divergence, if there is one (the ones
     /// after it were not compared).
     pub checked: usize,
+    /// Recorded reads' and decodes' outcomes that no job of the replay took. Requests can all
+    /// end as recorded while their loads took other outcomes than the recording's (a load's
+    /// outcome taken by a later load of its key): a whole log replayed faithfully leaves none
+    /// but, rarely, a read that ended as its load was cancelled.
+    pub unused_outcomes: usize,
     /// The first difference from the recording, if any.
     pub divergence: Option<Divergence>,
     /// Whether the session ends within the log: its `Shutdown` record came, which a recorder
@@ -221,6 +226,7 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
         recorded_by: header.recorded_by,
         hash: transcript_hash(&lines),
         checked,
+        unused_outcomes: script.unused(),
         divergence,
         lines,
         complete,

@@ -99,6 +99,7 @@ fn replay_and_print(args: &ReplayArgs) -> anyhow::Result<()> {
         let closing = serde_json::json!({ "replay": {
             "recorded_by": report.recorded_by,
             "checked": report.checked,
+            "unused_outcomes": report.unused_outcomes,
             "divergence": report.divergence.as_ref().map(ToString::to_string),
             "complete": report.complete,
             "events": report.lines.len(),
@@ -134,6 +135,10 @@ fn print_closing(out: &mut impl Write, report: &ReplayReport, hash: &str) -> std
     }
     if !report.complete {
         writeln!(out, "replay: {CUT_SHORT}")?;
+    }
+    if report.unused_outcomes > 0 {
+        let n = report.unused_outcomes;
+        writeln!(out, "replay: {n} recorded read or decode outcomes were never taken")?;
     }
     writeln!(out, "replay: events={} hash={hash}", report.lines.len())
 }

@@ -43,6 +43,14 @@ impl Script {
         lock(&self.decodes).entry(key).or_default().push_back(outcome);
     }
 
+    /// The recorded reads' and decodes' outcomes no job took: what the recording saw that the
+    /// replay never asked for (or a read of a load cancelled as it ended, see
+    /// `cache/recording.rs`).
+    pub(crate) fn unused(&self) -> usize {
+        let reads: usize = lock(&self.reads).values().map(VecDeque::len).sum();
+        reads + lock(&self.decodes).values().map(VecDeque::len).sum::<usize>()
+    }
+
     fn take_read(&self, key: &AssetKey) -> Option<ReadOutcome> {
         lock(&self.reads).get_mut(key)?.pop_front()
     }

@@ -149,9 +149,22 @@ fn a_session_recorded_from_a_threaded_run_replays_to_the_recorded_terminal_state
     let bytes = std::fs::read(&log).unwrap();
     let report = replayed_as_recorded(&bytes);
     assert_eq!(report.checked, 40);
+    assert_eq!(report.unused_outcomes, 0, "every recorded outcome was taken");
     let failed = report.lines.iter().filter(|l| l.event == "failed").count();
     assert_eq!(failed, handles.iter().filter(|h| h.state() == LoadState::Failed).count());
     assert!(report.lines.iter().any(|l| l.event == "retried"), "the flaky reads were replayed");
+}
+
+#[test]
+fn recorded_outcomes_no_load_took_are_counted_though_every_request_ends_as_recorded() {
+    let mut s = Scenario::new();
+    let a = s.request("blob:a", Priority::Normal);
+    // `b`'s read and decode, for a load the inputs never make.
+    s.load("blob:a", 10).load("blob:b", 10).frame();
+    s.ended(a, LoadState::Ready).shutdown();
+    let report = s.replay_with(2);
+    assert_eq!((report.divergence, report.checked), (None, 1));
+    assert_eq!(report.unused_outcomes, 2, "b's read and decode");
 }
 
 #[test]
