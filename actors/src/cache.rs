@@ -301,7 +301,9 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn handle_msg(&mut self, msg: CacheMsg<T>) {
         match msg {
             CacheMsg::Refused(load, kind) => self.refused(load, kind),
-            CacheMsg::RetryDue(load) => self.retry_due(load),
+            CacheMsg::RetryDue(load) => {
+                let _ = self.retry_due(load);
+            }
             CacheMsg::Decoded(job, value, size) => {
                 self.record_decoded(&job, size);
                 self.decoded(&job, value, size);

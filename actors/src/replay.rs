@@ -185,7 +185,9 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
     let det = Deterministic::new();
     let built = Built { policies: &policies, held, version };
     let runtime = deterministic_runtime(&header, &built, options, &script, &det, &kept)?;
-    let mut session = Session::new(held, &kept, &runtime, &script, Stepper::new(det));
+    // From version 8 the log says when each retry came due.
+    let stepper = Stepper::new(det, version < 8);
+    let mut session = Session::new(held, &kept, &runtime, &script, stepper);
     let fed = session.feed_all(records);
     let complete = session.shut_down;
     // Also when the log shut it down (idempotent): it joins a shutdown the replayed runtime
@@ -396,6 +398,9 @@ impl<'a> Session<'a> {
                 self.script.bank_entry_panic(key, message);
                 return Ok(false);
             }
+            // A retry the replay has not met (its load was not retried here, or not yet)
+            // moves nothing: the ends checked then show what differs.
+            LogRecord::RetryDue { key } => return Ok(self.stepper.fire_timers_of(&key)),
             LogRecord::TypePolicy { type_name, .. } => {
                 let name = error_text_of(&type_name);
                 return Err(format!("a retry policy for {name} after the session began"));
@@ -506,6 +511,7 @@ fn check_versions(
         let (name, since) = match record {
             LogRecord::TypePolicy { .. } => ("a retry policy", 5),
             LogRecord::EntryPanicked { .. } => ("a source panic", 5),
+            LogRecord::RetryDue { .. } => ("a retry's due time", 8),
             // A frame's own record, which version 3 wrote in either mode: a frame in
             // immediate mode published nothing then, and a replay's publishes nothing.
             LogRecord::Published { requests }

@@ -24,7 +24,9 @@ use crate::{AssetKey, ErrorKind, LoadState, Priority};
 /// The first 8 bytes of every replay log.
 pub const REPLAY_LOG_MAGIC: [u8; 8] = *b"STRMRLOG";
 
-/// The log version this build writes. Version 7 has the records of version 6, from a runtime
+/// The log version this build writes. Version 8 records when a retry's backoff ran out
+/// ([`LogRecord::RetryDue`]): a replay of an older log retries once nothing else can move,
+/// which can put a retry ahead of inputs its recording saw first. Version 7 has the records of version 6, from a runtime
 /// whose dependency walks refuse a shared dependency whose subtree would sit past the depth
 /// limit (a replay of an older log shares it as its recorder did). Version 6 has the records
 /// of version 5, from a
@@ -34,7 +36,7 @@ pub const REPLAY_LOG_MAGIC: [u8; 8] = *b"STRMRLOG";
 /// their own ([`LogRecord::TypePolicy`]) and a source's panic looking a key up
 /// ([`LogRecord::EntryPanicked`]); version 4 records immediate-mode publishes
 /// ([`LogRecord::Published`] outside frames); version 3 records frames' publishes only.
-pub const REPLAY_LOG_VERSION: u16 = 7;
+pub const REPLAY_LOG_VERSION: u16 = 8;
 
 /// The oldest log version this build reads: version 2 has no [`LogRecord::Published`] records.
 pub const REPLAY_LOG_VERSION_MIN: u16 = 2;
@@ -67,7 +69,8 @@ fn decoded_bytes(record: &LogRecord, payload: usize) -> u64 {
         LogRecord::Request { .. }
         | LogRecord::Read { .. }
         | LogRecord::Decode { .. }
-        | LogRecord::EntryPanicked { .. } => 1,
+        | LogRecord::EntryPanicked { .. }
+        | LogRecord::RetryDue { .. } => 1,
         LogRecord::Entry { dependencies, .. } => 1 + dependencies.len() as u64,
         _ => 0,
     };
@@ -263,6 +266,13 @@ pub enum LogRecord {
         key: AssetKey,
         /// The panic's message (cut as every error text is).
         message: String,
+    },
+    /// The backoff of a retry of `key`'s load ran out, and the retry was queued (version 8):
+    /// recorded as the cache took it, among the engine's inputs. A replay queues its retry of
+    /// the key here, not once nothing else can move.
+    RetryDue {
+        /// The asset.
+        key: AssetKey,
     },
 }
 

@@ -194,8 +194,8 @@ fn a_reprioritise_storm_dispatches_by_each_loads_priority_at_the_time() {
 fn an_io_failure_is_retried_and_the_retry_succeeds() {
     let mut s = Scenario::new();
     let a = s.request("blob:a", Priority::Normal);
-    s.read_fails("blob:a", ErrorKind::Io("disk hiccup".into())).load("blob:a", 10);
-    s.frame().shutdown();
+    s.read_fails("blob:a", ErrorKind::Io("disk hiccup".into())).retry_due("blob:a");
+    s.load("blob:a", 10).frame().shutdown();
     let (text, report) = s.transcript();
     snapshot("io_failure_retry_success", &text);
     assert!(saw(&report, "retried", a) && saw(&report, "published", a));
@@ -211,7 +211,8 @@ fn a_load_reprioritised_while_it_is_read_is_retried_at_its_new_priority() {
     let c = s.request("blob:c", Priority::Normal);
     // `a` took the one read credit; raised now, only its retry can move in the queue.
     s.reprioritize(a, Priority::Critical);
-    s.read_fails("blob:a", ErrorKind::Io("disk hiccup".into())).load("blob:a", 10);
+    s.read_fails("blob:a", ErrorKind::Io("disk hiccup".into())).retry_due("blob:a");
+    s.load("blob:a", 10);
     s.load("blob:b", 10).load("blob:c", 10).frame().shutdown();
     let (text, report) = s.transcript();
     snapshot("retry_at_new_priority", &text);
@@ -228,7 +229,7 @@ fn a_panicking_decoder_restarts_its_worker_then_the_key_is_quarantined() {
     let mut s = Scenario::new();
     s.config.panics_max = 2;
     let a = s.request("blob:a", Priority::Normal);
-    s.read("blob:a", 10).decode_panics("blob:a", "bad header");
+    s.read("blob:a", 10).decode_panics("blob:a", "bad header").retry_due("blob:a");
     s.read("blob:a", 10).decode_panics("blob:a", "bad header");
     let again = s.request("blob:a", Priority::Normal);
     s.frame().shutdown();
@@ -261,10 +262,10 @@ fn a_decode_that_works_starts_a_keys_panic_count_again() {
     // Nothing stays resident, so the second request reads and decodes again.
     s.config.bytes_resident_max = 0;
     let first = s.request("blob:a", Priority::Normal);
-    s.read("blob:a", 10).decode_panics("blob:a", "bad header");
+    s.read("blob:a", 10).decode_panics("blob:a", "bad header").retry_due("blob:a");
     s.load("blob:a", 10).frame().ended(first, streamrt::LoadState::Ready).cancel(first);
     let second = s.request("blob:a", Priority::Normal);
-    s.read("blob:a", 10).decode_panics("blob:a", "bad header");
+    s.read("blob:a", 10).decode_panics("blob:a", "bad header").retry_due("blob:a");
     s.load("blob:a", 10).frame().ended(second, streamrt::LoadState::Ready);
     s.shutdown();
     let (_, report) = s.transcript();

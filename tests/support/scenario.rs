@@ -163,6 +163,11 @@ impl Scenario {
         self.read(key_text, bytes).decode(key_text, bytes)
     }
 
+    /// The backoff of a retry of `key`'s load ran out, and its cache queued the retry.
+    pub fn retry_due(&mut self, key_text: &str) -> &mut Self {
+        self.push(LogRecord::RetryDue { key: key(key_text) })
+    }
+
     /// The recording saw request `id` end in `state`.
     pub fn ended(&mut self, id: u64, state: LoadState) -> &mut Self {
         self.push(LogRecord::Ended { id, state })

@@ -145,9 +145,11 @@ impl<T: Send + Sync + 'static> Cache<T> {
             if let Some(timers) = &self.links.timers {
                 let mailbox = self.inbox.messages.clone();
                 let now_us = self.links.probe.now_us();
+                let Some(slot) = self.table.get(load.slot as usize) else { continue };
+                let key = self.key_of(slot.path());
                 // A closed mailbox means shutdown; the cache failed the load's requests then.
                 let due = move || drop(mailbox.post(CacheMsg::RetryDue(load)));
-                timers.after(now_us, delay_ms, Box::new(due));
+                timers.after(now_us, delay_ms, key, Box::new(due));
                 continue;
             }
             // The timer's work is the cache's as a handler's is: a panic in it is reported and
@@ -155,7 +157,9 @@ impl<T: Send + Sync + 'static> Cache<T> {
             ctx.run_later(Duration::from_millis(delay_ms), move |cache, ctx| {
                 let link = cache.link.clone();
                 let retried = guarded_turn(cache, ctx, &link, |cache| {
-                    cache.retry_due(load);
+                    if cache.retry_due(load) {
+                        cache.record_retry_due(load);
+                    }
                     cache.flush();
                 });
                 if !retried {
@@ -168,12 +172,15 @@ impl<T: Send + Sync + 'static> Cache<T> {
     /// Queues a retry whose backoff is over, if its slot still waits for it (the slot may have
     /// been released, and its index reused). Built now, the load has its slot's latest
     /// priority.
-    pub(super) fn retry_due(&mut self, load: LoadRef) {
+    /// Whether it was.
+    pub(super) fn retry_due(&mut self, load: LoadRef) -> bool {
         let at = load.slot as usize;
-        if let Some(slot) = self.table.current_in(at, load.generation, Phase::Backoff) {
-            slot.phase = Phase::Queued;
-            self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at, Admission::Again)));
-        }
+        let Some(slot) = self.table.current_in(at, load.generation, Phase::Backoff) else {
+            return false;
+        };
+        slot.phase = Phase::Queued;
+        self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at, Admission::Again)));
+        true
     }
 }
 

@@ -23,6 +23,7 @@ use streamrt_messages::replay_log::{DecodeOutcome, LogRecord, ReadOutcome};
 use super::abandoned::all_released;
 use super::route::decoder_outcome;
 use super::Cache;
+use crate::scheduler::LoadRef;
 use crate::work::{Job, JobEnd};
 
 impl<T: Send + Sync + 'static> Cache<T> {
@@ -52,6 +53,17 @@ impl<T: Send + Sync + 'static> Cache<T> {
         // before it records itself, so it is either seen here (nothing recorded) or recorded
         // after the outcome, which its load then takes in a replay too.
         recorder.record_if(|| slot.is_some_and(|s| !all_released(s)).then(record).flatten());
+    }
+}
+
+impl<T: Send + Sync + 'static> Cache<T> {
+    /// Records that the backoff of `load`'s retry ran out and the retry was queued, as the
+    /// cache takes it: where it took effect among the engine's inputs, which a replay's retry
+    /// then follows too (a timer has no order of its own against them).
+    pub(super) fn record_retry_due(&self, load: LoadRef) {
+        let Some(recorder) = self.links.probe.recorder() else { return };
+        let Some(slot) = self.table.get(load.slot as usize) else { return };
+        recorder.record(&LogRecord::RetryDue { key: self.key_of(slot.path()) });
     }
 }
 

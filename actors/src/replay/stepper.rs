@@ -7,7 +7,9 @@
 //! tracked by one [`Activity`]. The [`Stepper`] then alternates strictly: it waits until the
 //! actors are idle, runs one runnable job on the calling thread (decodes before reads, oldest
 //! first), and repeats; with no job runnable it fires the earliest timer, moving the clock to
-//! it. Each of its own steps (and each input the replay feeds) runs with the
+//! it. A replay of a log that records when each retry came due (version 8) fires a retry's
+//! timer at that record instead ([`Stepper::fire_timers_of`]), never when nothing can move: a
+//! retry fired then could take a read credit ahead of inputs its recording saw first. Each of its own steps (and each input the replay feeds) runs with the
 //! activity held, so the actors wake only once the step is over. Only one thread ever works at
 //! a time, so the same inputs give the same events in the same order, and the configured
 //! worker counts cannot change them.
@@ -57,22 +59,35 @@ type Deferred = Box<dyn FnOnce() + Send>;
 /// Delays on the virtual clock: what a deterministic cache uses instead of a timer.
 #[derive(Default)]
 pub(crate) struct VirtualTimers {
-    /// By due time, then by the order they were set.
-    due: Mutex<BTreeMap<(u64, u64), Deferred>>,
+    /// By due time, then by the order they were set, each with the key whose retry it is.
+    due: Mutex<BTreeMap<(u64, u64), (AssetKey, Deferred)>>,
     next: AtomicU64,
 }
 
 impl VirtualTimers {
-    /// Runs `action` once the virtual clock reaches `now_us + delay_ms`.
-    pub(crate) fn after(&self, now_us: u64, delay_ms: u64, action: Deferred) {
+    /// Runs `action`, the retry of `key`, once the virtual clock reaches `now_us + delay_ms`
+    /// (or the log says its retry came due).
+    pub(crate) fn after(&self, now_us: u64, delay_ms: u64, key: AssetKey, action: Deferred) {
         let at = now_us.saturating_add(delay_ms.saturating_mul(1_000));
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
-        self.due.lock().unwrap_or_else(PoisonError::into_inner).insert((at, seq), action);
+        self.due().insert((at, seq), (key, action));
+    }
+
+    fn due(&self) -> std::sync::MutexGuard<'_, BTreeMap<(u64, u64), (AssetKey, Deferred)>> {
+        self.due.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn pop(&self) -> Option<(u64, Deferred)> {
-        let mut due = self.due.lock().unwrap_or_else(PoisonError::into_inner);
-        due.pop_first().map(|((at, _), action)| (at, action))
+        self.due().pop_first().map(|((at, _), (_, action))| (at, action))
+    }
+
+    /// Takes every timer set for `key`, earliest first: one is live at most (a key has one
+    /// load at a time), any other the retry of a load since let go, which does nothing.
+    fn take_of(&self, key: &AssetKey) -> Vec<(u64, Deferred)> {
+        let mut due = self.due();
+        let of: Vec<(u64, u64)> =
+            due.iter().filter(|(_, (k, _))| k == key).map(|(&at, _)| at).collect();
+        of.into_iter().filter_map(|at| due.remove(&at).map(|(_, action)| (at.0, action))).collect()
     }
 }
 
@@ -97,11 +112,28 @@ pub(crate) struct Stepper {
     det: Arc<Deterministic>,
     reads: VecDeque<ReadOrder>,
     decodes: VecDeque<DecodeJob>,
+    /// Whether timers fire when nothing else can move (a log that does not record when
+    /// retries came due), rather than only through [`Stepper::fire_timers_of`].
+    timers_when_idle: bool,
 }
 
 impl Stepper {
-    pub(crate) fn new(det: Arc<Deterministic>) -> Self {
-        Self { det, reads: VecDeque::new(), decodes: VecDeque::new() }
+    pub(crate) fn new(det: Arc<Deterministic>, timers_when_idle: bool) -> Self {
+        Self { det, reads: VecDeque::new(), decodes: VecDeque::new(), timers_when_idle }
+    }
+
+    /// Fires the timers set for `key`'s retry, moving the clock to each one's due time if it
+    /// is later: the caller holds the activity, as it does for any input. Whether there was
+    /// one.
+    pub(crate) fn fire_timers_of(&self, key: &AssetKey) -> bool {
+        let timers = self.det.timers.take_of(key);
+        let fired = !timers.is_empty();
+        for (at, action) in timers {
+            let now = self.det.clock.now_us();
+            self.det.clock.advance(at.saturating_sub(now));
+            action();
+        }
+        fired
     }
 
     /// The activity to hold while feeding an input (see the module docs).
@@ -142,6 +174,9 @@ impl Stepper {
                 // Shut down: nothing runs any more.
                 None => return Ok(()),
                 Some(false) => {}
+            }
+            if !self.timers_when_idle {
+                return Ok(());
             }
             let Some((at, action)) = self.det.timers.pop() else { return Ok(()) };
             let now = self.det.clock.now_us();

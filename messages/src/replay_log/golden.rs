@@ -15,7 +15,7 @@ use super::*;
 use crate::protocol::golden::{every_error_kind, key};
 
 /// The log version whose bytes [`GOLDEN`] holds.
-const GOLDEN_VERSION: u16 = 7;
+const GOLDEN_VERSION: u16 = 8;
 
 /// The headers', then every sample's payload, in hex, one line each.
 const GOLDEN: &str = "
@@ -37,6 +37,7 @@ const GOLDEN: &str = "
 0a020809
 0b046d6573680a0b0c0d
 0c04626c6f620167046f6f7073
+0d04626c6f62016a
 0604626c6f6201680100
 0604626c6f620168010102696f
 0604626c6f6201680102066465636f6465
@@ -93,6 +94,7 @@ fn samples() -> Vec<LogRecord> {
             panics_max: 13,
         },
         LogRecord::EntryPanicked { key: key("blob:g"), message: "oops".into() },
+        LogRecord::RetryDue { key: key("blob:j") },
     ];
     // Every kind a read can fail with, every terminal state and every priority, as records
     // carry them.
@@ -130,7 +132,8 @@ fn variant(record: &LogRecord) -> &'static str {
         | LogRecord::Shutdown
         | LogRecord::Published { .. }
         | LogRecord::TypePolicy { .. }
-        | LogRecord::EntryPanicked { .. } => "record",
+        | LogRecord::EntryPanicked { .. }
+        | LogRecord::RetryDue { .. } => "record",
     }
 }
 

@@ -7,7 +7,7 @@ use streamrt::messages::replay_log::{read_log, LogErrorKind, LogRecord};
 use streamrt::messages::{ErrorKind, Priority};
 use streamrt::replay::{replay, ReplayError, ReplayOptions};
 use streamrt::{BuildError, ConfigError, TYPES_MAX};
-use streamrt_integration::Scenario;
+use streamrt_integration::{key, Scenario};
 
 /// A session of about 1,300 bytes touching every kind of record.
 fn recorded_log() -> Vec<u8> {
@@ -20,9 +20,10 @@ fn recorded_log() -> Vec<u8> {
     }
     let mesh = s.request_with_deps("mesh:m", &["texture:t1", "texture:t2"], Priority::High);
     s.load("texture:t1", 64).read_fails("texture:t2", ErrorKind::Io("flaky".into()));
+    s.retry_due("texture:t2");
     s.load("texture:t2", 64).load("mesh:m", 128).reprioritize(mesh, Priority::Critical);
     s.cancel(ids[1]).frame().frame_publishing(&[ids[0], mesh, ids[1]]);
-    s.read("blob:z", 4).decode_panics("blob:z", "boom");
+    s.read("blob:z", 4).decode_panics("blob:z", "boom").retry_due("blob:z");
     for id in ids {
         s.ended(id, streamrt::LoadState::Ready);
     }
@@ -247,6 +248,12 @@ fn a_record_its_logs_version_cannot_hold_is_refused_naming_it() {
         ),
         // Not a frame's (no `BeginFrame` follows it), and naming a request.
         (published, 3, true, "an immediate publish record, which logs hold from version 4"),
+        (
+            LogRecord::RetryDue { key: key("blob:a") },
+            7,
+            false,
+            "a retry's due time record, which logs hold from version 8",
+        ),
         (
             LogRecord::Ended { id: 1, state: streamrt::LoadState::Pending },
             6,

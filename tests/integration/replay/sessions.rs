@@ -41,10 +41,10 @@ fn random_session(seed: u64) -> Scenario {
                 s.frame();
             }
             5 => {
-                s.read_fails(key, ErrorKind::Io("flaky".into()));
+                s.read_fails(key, ErrorKind::Io("flaky".into())).retry_due(key);
             }
             6 => {
-                s.decode_panics(key, "seeded panic");
+                s.decode_panics(key, "seeded panic").retry_due(key);
             }
             _ => {
                 s.load(key, 1 + rng.below(64));
@@ -150,6 +150,10 @@ fn a_session_recorded_from_a_threaded_run_replays_to_the_recorded_terminal_state
     let report = replayed_as_recorded(&bytes);
     assert_eq!(report.checked, 40);
     assert_eq!(report.unused_outcomes, 0, "every recorded outcome was taken");
+    let (_, records) = read_log(&bytes).unwrap();
+    let due = records.iter().filter(|(_, r)| matches!(r, LogRecord::RetryDue { .. })).count();
+    let retried = report.lines.iter().filter(|l| l.event == "retried").count();
+    assert!(due > 0 && due <= retried, "each retry's due time is recorded: {due} of {retried}");
     let failed = report.lines.iter().filter(|l| l.event == "failed").count();
     assert_eq!(failed, handles.iter().filter(|h| h.state() == LoadState::Failed).count());
     assert!(report.lines.iter().any(|l| l.event == "retried"), "the flaky reads were replayed");
@@ -165,6 +169,34 @@ fn recorded_outcomes_no_load_took_are_counted_though_every_request_ends_as_recor
     let report = s.replay_with(2);
     assert_eq!((report.divergence, report.checked), (None, 1));
     assert_eq!(report.unused_outcomes, 2, "b's read and decode");
+}
+
+#[test]
+fn a_retry_is_queued_where_its_recording_says_it_came_due_not_once_the_replay_is_idle() {
+    // One read credit. `a`'s read fails and `a` waits out a second's backoff; meanwhile `b` is
+    // requested, loaded and published, then let go; then `a` is retried. A replay that queued
+    // the retry as soon as nothing else could move gave it the one credit ahead of `b`, which
+    // the cancel then found not yet published.
+    let session = |due_recorded: bool| {
+        let mut s = Scenario::new();
+        s.config.reads_in_flight = 1;
+        s.config.retry_backoff_ms = (1_000, 1_000);
+        let a = s.request("blob:a", Priority::Normal);
+        s.read_fails("blob:a", ErrorKind::Io("flaky".into()));
+        let b = s.request("blob:b", Priority::Normal);
+        s.load("blob:b", 10).frame_publishing(&[b]).ended(b, LoadState::Ready).cancel(b);
+        if due_recorded {
+            s.retry_due("blob:a");
+        }
+        s.load("blob:a", 10).frame_publishing(&[a]).ended(a, LoadState::Ready).shutdown();
+        s.log()
+    };
+    assert_eq!(replayed_as_recorded(&session(true)).checked, 2);
+    // A version 7 log has no due times: its replay retries once idle, and `b` ends cancelled.
+    let mut older = session(false);
+    older[8..10].copy_from_slice(&7u16.to_le_bytes());
+    let divergence = replay(&older, ReplayOptions::default()).unwrap().divergence;
+    assert_eq!(divergence.map(|d| (d.request, d.replayed)), Some((2, Some(LoadState::Cancelled))));
 }
 
 #[test]
