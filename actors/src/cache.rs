@@ -596,12 +596,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn decoded(&mut self, job: &Job, value: Arc<T>, size: u64) {
         self.to_scheduler.push(SchedulerMsg::JobFinished(job.generation));
         let probe = Arc::clone(&self.links.probe);
-        // Quarantine is for a key whose decoder keeps panicking: a decode that works starts
-        // its count again, whoever still wants its value (and the map keeps to the keys
-        // panicking now).
-        if !self.panics.is_empty() {
-            self.panics.remove(job.key.asset_path());
-        }
         // Cancelled, or now, as every request let go (their releases still to come): not
         // counted in the budget, which would evict parked assets for a value no one holds.
         if self.table.current_mut(job.slot(), job.generation).is_none()
@@ -621,6 +615,13 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.links.hints.unwant(slot.locator);
         slot.phase = Phase::Resident;
         slot.bytes = size;
+        // Quarantine is for a key whose decoder keeps panicking: a decode that works starts
+        // its count again (and keeps the map to the keys panicking now). Only one that takes
+        // effect: one for a load every request let go is neither recorded nor, in a replay,
+        // run, so counting it here would make a replay quarantine what its recording did not.
+        if !self.panics.is_empty() {
+            self.panics.remove(slot.path());
+        }
         // Counted before any holder is staged: staging wakes the engine's waiters, and should
         // one of them panic, the salvage that follows finds a resident slot counted.
         let t = self.budget_index();

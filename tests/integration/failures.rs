@@ -1,6 +1,5 @@
 //! Failed loads: IO, decode, panics, missing assets and invalid keys.
 
-use streamrt::messages::EventKind;
 use streamrt::messages::InvalidKey;
 use streamrt::{ErrorKind, Priority, ReadyError, RequestError, Runtime};
 use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
@@ -76,40 +75,6 @@ fn a_key_whose_decoder_keeps_panicking_is_quarantined_and_the_pool_keeps_decodin
     the_decode_thread_was_rebuilt(&rt);
     let status = rt.status();
     assert_eq!((status.quarantined, status.restarts), (1, u64::from(panics_max)));
-}
-
-#[test]
-fn a_decode_that_works_for_a_load_cancelled_meanwhile_still_starts_the_panic_count_again() {
-    let source = GatedSource::with_blobs(0);
-    source.put("twice", b"PANIC first");
-    let decoder = BlobDecoder::default();
-    decoder.gate.hold("twice");
-    // Quarantined at the second panic in a row.
-    let policy = streamrt::RetryPolicy { panics_max: 2, ..streamrt::RetryPolicy::default() };
-    let rt = Runtime::builder()
-        .source(source.clone())
-        .register_with_policy(decoder.clone(), policy)
-        .build()
-        .expect("runtime builds");
-    let events = rt.subscribe(4096);
-    // The load panics, and its retry decodes, for a request let go meanwhile.
-    let first = rt.request::<Blob>("twice", Priority::Normal).unwrap();
-    decoder.gate.wait_started("twice", 1);
-    source.put("twice", b"works");
-    decoder.gate.let_pass("twice", 1);
-    decoder.gate.wait_started("twice", 2);
-    drop(first);
-    decoder.gate.let_pass("twice", 1);
-    let stale = events.wait_for(PATIENCE, |e| e.kind == EventKind::CancelledAfterDecode);
-    assert!(stale.is_some(), "the decode that worked came after the request let go");
-    // A later load panics once, then decodes: one panic in a row, not two.
-    source.put("twice", b"PANIC second");
-    let second = rt.request::<Blob>("twice", Priority::Normal).unwrap();
-    decoder.gate.wait_started("twice", 3);
-    source.put("twice", b"works again");
-    decoder.gate.release("twice");
-    let outcome = second.wait_timeout(PATIENCE).expect("terminal");
-    assert_eq!(outcome.expect("not quarantined").0, b"works again");
 }
 
 #[test]

@@ -52,8 +52,6 @@ pub struct Blob(pub Vec<u8>);
 #[derive(Default)]
 struct GateState {
     held: HashSet<String>,
-    /// Work on a held name that may pass all the same, by name (see [`Gate::let_pass`]).
-    passes: HashMap<String, usize>,
     started: Vec<String>,
     finished: HashMap<String, u32>,
 }
@@ -80,13 +78,6 @@ impl Gate {
         self.state.1.notify_all();
     }
 
-    /// Lets `n` works on the held `name` proceed, blocked already or to come, and holds the
-    /// rest: one step of work on a name, with no race against the next.
-    pub fn let_pass(&self, name: &str, n: usize) {
-        *self.lock().passes.entry(name.to_owned()).or_default() += n;
-        self.state.1.notify_all();
-    }
-
     /// Lets all held work proceed.
     pub fn release_all(&self) {
         self.lock().held.clear();
@@ -107,10 +98,6 @@ impl Gate {
         state.started.push(name.to_owned());
         self.state.1.notify_all();
         while state.held.contains(name) {
-            if let Some(passes) = state.passes.get_mut(name).filter(|n| **n > 0) {
-                *passes -= 1;
-                break;
-            }
             let left = deadline.checked_duration_since(Instant::now());
             let left = left.unwrap_or_else(|| panic!("work on {name} held past the patience"));
             state =

@@ -6,7 +6,8 @@
 //! first attempt). The slot waits out the backoff outside the scheduler's queue
 //! (`Phase::Backoff`), so a restarted scheduler's resubmission does not cut it short; the
 //! backoff's end queues it at the slot's priority then. A decoder panic is retried until the
-//! key has panicked `panics_max` times in a row (a decode that works starts the count again);
+//! key has panicked `panics_max` times in a row (a decode that works starts the count again,
+//! if it takes effect: see `Cache::decoded`);
 //! then the key is quarantined and every request for it fails at once with `Quarantined`.
 //! The count is the key's, not one load's: a load cancelled after a panic leaves it, so a key
 //! that panics once per request is quarantined all the same. It is kept while the key may
