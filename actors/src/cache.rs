@@ -105,6 +105,7 @@ use crate::source::{LoadHints, Locator};
 use crate::telemetry::{Counters, Probe};
 use crate::work::{DispatchOrder, IoPort, Job, JobEnd, JobGuard, JobRoute, ReadJob};
 
+use failures::Due;
 pub(crate) use inbox::{CacheInbox, EngineMsg};
 pub(crate) use lifecycle::{lock as salvage_lock, Salvaged};
 pub(crate) use route::TypeRoute;
@@ -301,9 +302,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
     fn handle_msg(&mut self, msg: CacheMsg<T>) {
         match msg {
             CacheMsg::Refused(load, kind) => self.refused(load, kind),
-            CacheMsg::RetryDue(load) => {
-                let _ = self.retry_due(load);
-            }
+            // A deterministic runtime's timer (a replay's, which records nothing).
+            CacheMsg::RetryDue(load) => self.retry_due(load, Due::Timed),
             CacheMsg::Decoded(job, value, size) => {
                 self.record_decoded(&job, size);
                 self.decoded(&job, value, size);

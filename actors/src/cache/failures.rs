@@ -29,6 +29,7 @@ use actix::{AsyncContext, Context};
 use streamrt_messages::{AssetLoadError, AssetPath, ErrorKind, EventKind, Generation, LoadState};
 use streamrt_supervisor::guarded_turn;
 
+use super::abandoned::all_released;
 use super::slots::Phase;
 use super::{load_ref, Cache, CacheMsg};
 use crate::scheduler::{Admission, LoadRef, SchedulerMsg};
@@ -140,14 +141,18 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let retries = std::mem::take(&mut self.retry_later);
         for (delay_ms, load) in retries {
             if delay_ms == 0 {
-                self.retry_due(load);
+                self.retry_due(load, Due::AtOnce);
                 continue;
             }
             if let Some(timers) = &self.links.timers {
+                let at = load.slot as usize;
+                let Some(slot) = self.table.current_in(at, load.generation, Phase::Backoff) else {
+                    continue;
+                };
+                let path = slot.path().clone();
+                let key = self.key_of(&path);
                 let mailbox = self.inbox.messages.clone();
                 let now_us = self.links.probe.now_us();
-                let Some(slot) = self.table.get(load.slot as usize) else { continue };
-                let key = self.key_of(slot.path());
                 // A closed mailbox means shutdown; the cache failed the load's requests then.
                 let due = move || drop(mailbox.post(CacheMsg::RetryDue(load)));
                 timers.after(now_us, delay_ms, key, Box::new(due));
@@ -158,9 +163,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             ctx.run_later(Duration::from_millis(delay_ms), move |cache, ctx| {
                 let link = cache.link.clone();
                 let retried = guarded_turn(cache, ctx, &link, |cache| {
-                    if cache.retry_due(load) {
-                        cache.record_retry_due(load);
-                    }
+                    cache.retry_due(load, Due::Timed);
                     cache.flush();
                 });
                 if !retried {
@@ -171,18 +174,35 @@ impl<T: Send + Sync + 'static> Cache<T> {
     }
 
     /// Queues a retry whose backoff is over, if its slot still waits for it (the slot may have
-    /// been released, and its index reused). Built now, the load has its slot's latest
-    /// priority.
-    /// Whether it was.
-    pub(super) fn retry_due(&mut self, load: LoadRef) -> bool {
+    /// been released, and its index reused) and a request still holds it (else its load is
+    /// cancelled now). Built now, the load has its slot's latest priority. A retry whose
+    /// backoff ran on a timer is recorded as it is queued (see `record_retry_due`).
+    pub(super) fn retry_due(&mut self, load: LoadRef, due: Due) {
         let at = load.slot as usize;
-        let Some(slot) = self.table.current_in(at, load.generation, Phase::Backoff) else {
-            return false;
+        if self.table.current_in(at, load.generation, Phase::Backoff).is_none() {
+            return;
+        }
+        let held = match due {
+            Due::Timed => self.record_retry_due(at),
+            Due::AtOnce => self.table.get(at).is_some_and(|slot| !all_released(slot)),
         };
+        if !held {
+            self.release_abandoned(at);
+            return;
+        }
+        let slot = self.table.get_mut(at).expect("the current slot");
         slot.phase = Phase::Queued;
         self.to_scheduler.push(SchedulerMsg::Enqueue(self.queued(at, Admission::Again)));
-        true
     }
+}
+
+/// How a retry came due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Due {
+    /// Its backoff ran on a timer (a recording logs when it ran out).
+    Timed,
+    /// With no backoff, as its load failed.
+    AtOnce,
 }
 
 /// Whether a load at its `attempt`th attempt may try again under a limit of `attempts_max`. A

@@ -14,16 +14,15 @@
 //!
 //! Whether every request let go is looked at under the lock the record is appended under, and
 //! an engine's cancel marks its request released before it records itself: a decode's outcome
-//! is logged before the cancel, or not at all. One window remains: a read that ends after the engine's cancel was recorded but before the
-//! cache marked the load cancelled (the cache's turn to take the cancel, microseconds) is
-//! recorded, and left banked in a replay for the key's next load.
+//! is logged before the cancel, or not at all. One window remains: a read that ends after the
+//! engine's cancel was recorded but before the cache marked the load cancelled (the cache's turn to
+//! take the cancel, microseconds) is recorded, and left banked in a replay for the key's next load.
 
 use streamrt_messages::replay_log::{DecodeOutcome, LogRecord, ReadOutcome};
 
 use super::abandoned::all_released;
 use super::route::decoder_outcome;
 use super::Cache;
-use crate::scheduler::LoadRef;
 use crate::work::{Job, JobEnd};
 
 impl<T: Send + Sync + 'static> Cache<T> {
@@ -57,13 +56,21 @@ impl<T: Send + Sync + 'static> Cache<T> {
 }
 
 impl<T: Send + Sync + 'static> Cache<T> {
-    /// Records that the backoff of `load`'s retry ran out and the retry was queued, as the
-    /// cache takes it: where it took effect among the engine's inputs, which a replay's retry
-    /// then follows too (a timer has no order of its own against them).
-    pub(super) fn record_retry_due(&self, load: LoadRef) {
-        let Some(recorder) = self.links.probe.recorder() else { return };
-        let Some(slot) = self.table.get(load.slot as usize) else { return };
-        recorder.record(&LogRecord::RetryDue { key: self.key_of(slot.path()) });
+    /// Whether a request still holds the slot at `at`, whose retry's backoff ran out on a
+    /// timer, recording the retry if the runtime is recording and one does: where it takes
+    /// effect among the engine's inputs, which a replay's retry then follows too (a timer has
+    /// no order of its own against them). Looked at as the record is appended, as a decode's
+    /// outcome is (see the module docs): the retry is logged before a cancel that reaches it,
+    /// or the load is cancelled, unlogged.
+    pub(super) fn record_retry_due(&self, at: usize) -> bool {
+        let Some(slot) = self.table.get(at) else { return false };
+        let Some(recorder) = self.links.probe.recorder() else { return !all_released(slot) };
+        let mut held = false;
+        recorder.record_if(|| {
+            held = !all_released(slot);
+            held.then(|| LogRecord::RetryDue { key: self.key_of(slot.path()) })
+        });
+        held
     }
 }
 
