@@ -9,10 +9,10 @@
 //! first), and repeats; with no job runnable it fires the earliest timer, moving the clock to
 //! it. A replay of a log that records when each retry came due (version 8) fires a retry's
 //! timer at that record instead ([`Stepper::fire_timers_of`]), never when nothing can move: a
-//! retry fired then could take a read credit ahead of inputs its recording saw first. Each of its own steps (and each input the replay feeds) runs with the
-//! activity held, so the actors wake only once the step is over. Only one thread ever works at
-//! a time, so the same inputs give the same events in the same order, and the configured
-//! worker counts cannot change them.
+//! retry fired then could take a read credit ahead of inputs its recording saw first. Each of its
+//! own steps (and each input the replay feeds) runs with the activity held, so the actors wake only
+//! once the step is over. Only one thread ever works at a time, so the same inputs give the same
+//! events in the same order, and the configured worker counts cannot change them.
 //!
 //! # Errors
 //!
@@ -94,7 +94,9 @@ impl VirtualTimers {
 /// The actors did not become idle; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the runtime's actors did not become idle: they handled nothing for {SETTLE_PATIENCE:?}, or were still busy after {:?}",
+    "the runtime's actors did not become idle: they handled nothing for {:?}, \
+     or were still busy after {:?}",
+    SETTLE_PATIENCE,
     SETTLE_PATIENCE.saturating_mul(Activity::WAIT_PATIENCES_MAX)
 )]
 pub(crate) struct Stalled;
@@ -129,11 +131,16 @@ impl Stepper {
         let timers = self.det.timers.take_of(key);
         let fired = !timers.is_empty();
         for (at, action) in timers {
-            let now = self.det.clock.now_us();
-            self.det.clock.advance(at.saturating_sub(now));
-            action();
+            self.fire(at, action);
         }
         fired
+    }
+
+    /// Runs a timer's `action`, the clock moved to its due time `at` if that is later.
+    fn fire(&self, at: u64, action: Deferred) {
+        let now = self.det.clock.now_us();
+        self.det.clock.advance(at.saturating_sub(now));
+        action();
     }
 
     /// The activity to hold while feeding an input (see the module docs).
@@ -179,10 +186,8 @@ impl Stepper {
                 return Ok(());
             }
             let Some((at, action)) = self.det.timers.pop() else { return Ok(()) };
-            let now = self.det.clock.now_us();
-            self.det.clock.advance(at.saturating_sub(now));
             self.det.activity.hold();
-            action();
+            self.fire(at, action);
             self.det.activity.release();
         }
     }
