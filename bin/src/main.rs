@@ -98,23 +98,39 @@ pub struct OutputClosed;
 /// by line: a replay's decoder or source panics with a message a log holds, which must not
 /// send the terminal escape sequences. Every other panic goes to the default hook.
 fn quiet_on_a_failed_print() {
-    use std::io::Write;
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if failed_print(info.payload()).is_some() {
             return;
         }
-        let message = streamrt::panic_message(info.payload());
+        let payload = info.payload();
+        let message = payload.downcast_ref::<&str>().copied();
+        let Some(message) =
+            message.or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        else {
+            return default(info);
+        };
         let escaped: Vec<_> = message.split('\n').map(escape_controls).collect();
         if escaped.iter().all(|line| matches!(line, std::borrow::Cow::Borrowed(_))) {
             return default(info);
         }
-        let thread = std::thread::current();
-        let (name, at) = (thread.name().unwrap_or("<unnamed>"), info.location());
-        let at = at.map_or_else(String::new, |at| format!(" at {at}"));
-        let _ =
-            writeln!(std::io::stderr(), "thread '{name}' panicked{at}:\n{}", escaped.join("\n"));
+        tell_panic(info.location(), &escaped.join("\n"));
     }));
+}
+
+/// Says on stderr what the default panic hook says of a panic (its thread, where, the
+/// message), with `message` as given, and a backtrace when `RUST_BACKTRACE` asks for one.
+fn tell_panic(at: Option<&std::panic::Location<'_>>, message: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("<unnamed>");
+    let at = at.map_or_else(String::new, |at| format!(" at {at}"));
+    let backtrace = std::backtrace::Backtrace::capture();
+    let trace = match backtrace.status() {
+        std::backtrace::BacktraceStatus::Captured => format!("stack backtrace:\n{backtrace}"),
+        _ => "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace".into(),
+    };
+    let _ = writeln!(std::io::stderr(), "\nthread '{name}' panicked{at}:\n{message}\n{trace}");
 }
 
 /// The command line, or the process's end: `--help` and `--version` print and end it with
