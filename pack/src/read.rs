@@ -332,13 +332,23 @@ impl PackReader {
             return Err(PackError::IndexTooLarge { len, max });
         }
         // Reserved, not allocated outright: a limit raised past what the machine can allocate
-        // refuses the index rather than aborting the process.
+        // refuses the index rather than aborting the process. Read into the reserved room,
+        // nothing zeroed first.
         let too_large = || PackError::IndexTooLarge { len, max };
         let n = usize::try_from(len).map_err(|_| too_large())?;
         let mut bytes = Vec::new();
         bytes.try_reserve_exact(n).map_err(|_| too_large())?;
-        bytes.resize(n, 0);
-        file.read_exact_at(&mut bytes, at).map_err(io)?;
+        while bytes.len() < n {
+            let from = at + bytes.len() as u64;
+            match rustix::io::pread(&file, spare_capacity(&mut bytes), from) {
+                // Shorter than when its length was read: it changed under the reader.
+                Ok(0) => return Err(io(std::io::ErrorKind::UnexpectedEof.into())),
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(e) => return Err(io(e.into())),
+            }
+        }
+        // The room reserved may be larger, and the file grown since: its checksum decides.
+        bytes.truncate(n);
         if crc32fast::hash(&bytes) != header.index_crc {
             return Err(PackError::IndexChecksum);
         }
