@@ -230,7 +230,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     drop(socket);
     signals.stop();
     let stopped = daemon.stopped_cleanly();
-    daemon.tell_stop_waiters(stopped.as_ref().err());
+    daemon.tell_stop_waiters(stopped.as_ref().err().map(String::as_str));
     stopped.map_err(|why| anyhow::anyhow!("{why}; stopped"))?;
     let _ = writeln!(out, "streamctl serve: stopped");
     Ok(())
@@ -239,10 +239,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 impl Daemon {
     /// Tells each client that asked for the stop that it is over: `Done`, or what went wrong
     /// (`failed`), so that a `streamctl shutdown` fails as the daemon does.
-    fn tell_stop_waiters(&self, failed: Option<&String>) {
+    fn tell_stop_waiters(&self, failed: Option<&str>) {
         let told = match failed {
             None => ServerMsg::Done,
-            Some(why) => ServerMsg::Error(ProtocolError::StoppedBadly(why.clone())),
+            Some(why) => ServerMsg::Error(ProtocolError::StoppedBadly(why.to_owned())),
         };
         let Ok(done) = encode_frame(&told) else { return };
         for mut waiter in self.stop_waiters.lock().unwrap_or_else(PoisonError::into_inner).drain(..)

@@ -19,11 +19,11 @@ use crate::{AssetKey, Event, LoadState, Priority, RequestId, Status};
 
 /// The protocol version this build speaks: 6 since a daemon whose stop went wrong (the runtime
 /// gave up, or a log it wrote is incomplete) tells the client that asked for the stop so
-/// ([`ProtocolError::StoppedBadly`] instead of `Done`; 5 said `Done` whatever happened); 5 since a daemon waiting on a waited load's
-/// requests says so ([`ServerMsg::Waiting`]; 4 said nothing until each ended, and a client
-/// could not tell a slow load from a daemon that stopped answering) and `Status` carries
-/// `worker_nice`; 4 since the telemetry event `started` says whether urgent loads decode on
-/// their IO worker (3 answered `InFlight` in pages ended by `Done`; 2 added
+/// ([`ProtocolError::StoppedBadly`] instead of `Done`; 5 said `Done` whatever happened); 5 since a
+/// daemon waiting on a waited load's requests says so ([`ServerMsg::Waiting`]; 4 said nothing until
+/// each ended, and a client could not tell a slow load from a daemon that stopped answering) and
+/// `Status` carries `worker_nice`; 4 since the telemetry event `started` says whether urgent loads
+/// decode on their IO worker (3 answered `InFlight` in pages ended by `Done`; 2 added
 /// `ProtocolError::ReplyTooLarge`, which a version 1 client could not decode).
 pub const PROTOCOL_VERSION: u32 = 6;
 

@@ -26,10 +26,10 @@ pub const REPLAY_LOG_MAGIC: [u8; 8] = *b"STRMRLOG";
 
 /// The log version this build writes. Version 8 records when a retry's backoff ran out
 /// ([`LogRecord::RetryDue`]): a replay of an older log retries once nothing else can move,
-/// which can put a retry ahead of inputs its recording saw first. Version 7 has the records of version 6, from a runtime
-/// whose dependency walks refuse a shared dependency whose subtree would sit past the depth
-/// limit (a replay of an older log shares it as its recorder did). Version 6 has the records
-/// of version 5, from a
+/// which can put a retry ahead of inputs its recording saw first. Version 7 has the records of
+/// version 6, from a runtime whose dependency walks refuse a shared dependency whose subtree would
+/// sit past the depth limit (a replay of an older log shares it as its recorder did). Version 6 has
+/// the records of version 5, from a
 /// runtime whose dependency walks share a dependency asked for twice in a tree (a replay of
 /// an older log walks as its recorder did, requesting it again: the requests' ids differ).
 /// Version 5 records the retry policies of types that have

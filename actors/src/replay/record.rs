@@ -52,8 +52,8 @@ pub(crate) fn published_records(published: &[RequestId]) -> Vec<LogRecord> {
 pub(crate) struct Recorder {
     state: Mutex<State>,
     /// Held across a root request's admission, a frame's publishes, an immediate publish, a
-    /// cancel, a reprioritise and the shutdown's closing, each with its record, so requests made on several
-    /// threads get their ids in the order the log lists them, a publish and a cancel of one
+    /// cancel, a reprioritise and the shutdown's closing, each with its record, so requests made on
+    /// several threads get their ids in the order the log lists them, a publish and a cancel of one
     /// request are listed as they took effect, and no request is listed after the shutdown.
     /// While recording, a request holds it across its source's `entry_info`, and an immediate
     /// publish on the core thread waits for it: a slow source lookup holds up publishing.

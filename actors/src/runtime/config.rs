@@ -100,9 +100,9 @@ pub struct RuntimeConfig {
     /// whose handles were dropped before their cache took them in (ended, so no longer
     /// counted; see the cache's `# Backpressure`); a request adds at most one release to its
     /// cache's lane besides (its handles' let-go, none for a refused one), and at most one
-    /// reprioritisation waiting at a time (changes made meanwhile are read as it is applied). The count is read
-    /// without a lock, so requests made at the same moment on other threads can each pass it:
-    /// the bound is exceeded by at most one per thread requesting at once.
+    /// reprioritisation waiting at a time (changes made meanwhile are read as it is applied). The
+    /// count is read without a lock, so requests made at the same moment on other threads can each
+    /// pass it: the bound is exceeded by at most one per thread requesting at once.
     pub requests_outstanding_max: usize,
     /// When decoded assets become visible.
     pub publish: PublishMode,

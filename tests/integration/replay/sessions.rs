@@ -149,7 +149,9 @@ fn a_session_recorded_from_a_threaded_run_replays_to_the_recorded_terminal_state
     let bytes = std::fs::read(&log).unwrap();
     let report = replayed_as_recorded(&bytes);
     assert_eq!(report.checked, 40);
-    assert_eq!(report.unused_outcomes, 0, "every recorded outcome was taken");
+    // But one read, at most: the cancelled request's, should it end as the cancel is logged
+    // and before its cache marks the load cancelled (the window `cache/recording.rs` names).
+    assert!(report.unused_outcomes <= 1, "{} outcomes left", report.unused_outcomes);
     let (_, records) = read_log(&bytes).unwrap();
     let due = records.iter().filter(|(_, r)| matches!(r, LogRecord::RetryDue { .. })).count();
     let retried = report.lines.iter().filter(|l| l.event == "retried").count();
