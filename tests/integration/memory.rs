@@ -425,6 +425,9 @@ fn a_decode_every_request_let_go_of_before_the_cache_took_it_is_not_counted_and_
     let abandoned = rt.request::<Blob>("a1", Priority::Normal).unwrap();
     let next = rt.request::<Blob>("a2", Priority::Normal).unwrap();
     decoder.gate.wait_started("a1", 1);
+    // Read, so its cache took its load in (one engine message a turn): armed before that,
+    // the hook would hold the core thread in a2's load, which then never decodes.
+    source.gate.wait_started("a2", 1);
     source.gate.hold("want");
     source.gate.hold("w");
     armed.store(true, Ordering::Release);
