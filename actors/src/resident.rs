@@ -190,8 +190,27 @@ impl Residency {
         self.types[t].figures.parked += 1;
         self.types[t].figures.parked_bytes += bytes;
         let previous = self.parked.insert(key, Parked { type_index: t, value, bytes, used });
-        debug_assert!(previous.is_none(), "an asset is parked once");
+        // A key is parked once (a cache has one slot a key, and a readmission empties its
+        // salvage): one parked again replaces the asset before it, which goes as an eviction's
+        // does (its bytes no longer counted, the value dropped outside the lock), rather than
+        // leaving an order entry and its bytes counted for ever.
+        if let Some(previous) = previous {
+            self.let_go_of(previous);
+        }
         self.enforce(t)
+    }
+
+    /// Lets go of `parked`, no longer in the parked map: its order entries and its bytes go,
+    /// and its value is kept to be dropped outside the lock.
+    fn let_go_of(&mut self, parked: Parked) {
+        let state = &mut self.types[parked.type_index];
+        state.lru.remove(&parked.used);
+        state.figures.parked -= 1;
+        state.figures.parked_bytes -= parked.bytes;
+        state.figures.resident_bytes -= parked.bytes;
+        self.lru.remove(&parked.used);
+        self.resident_bytes -= parked.bytes;
+        self.let_go.push(parked.value);
     }
 
     /// Takes the parked asset `key` back to be held, if it is still parked (the caller counts
@@ -227,15 +246,9 @@ impl Residency {
 
     fn drop_parked(&mut self, key: &AssetKey) -> Option<(usize, Evicted)> {
         let parked = self.parked.remove(key)?;
-        let state = &mut self.types[parked.type_index];
-        state.lru.remove(&parked.used);
-        state.figures.parked -= 1;
-        state.figures.parked_bytes -= parked.bytes;
-        state.figures.resident_bytes -= parked.bytes;
-        self.lru.remove(&parked.used);
-        self.resident_bytes -= parked.bytes;
-        self.let_go.push(parked.value);
-        Some((parked.type_index, Evicted { key: key.clone(), bytes: parked.bytes }))
+        let (t, bytes) = (parked.type_index, parked.bytes);
+        self.let_go_of(parked);
+        Some((t, Evicted { key: key.clone(), bytes }))
     }
 
     /// Evicts the type `t`'s least recently used parked assets while it is over its budget,
@@ -257,7 +270,7 @@ impl Residency {
 
     /// Evicts `key`, first in the least-recently-used order at `used`. The order's entry goes
     /// in any case, so each turn of [`Residency::enforce`]'s loops takes one and they end: an
-    /// entry whose asset is not parked (which `park`'s check says cannot be) would otherwise
+    /// entry whose asset is not parked (which `park` never leaves) would otherwise
     /// be found first for ever.
     fn evict(&mut self, used: u64, key: &AssetKey) -> Option<Evicted> {
         let Some((t, evicted)) = self.drop_parked(key) else {
@@ -407,11 +420,27 @@ mod tests {
     }
 
     #[test]
+    fn a_key_parked_again_replaces_the_asset_before_it_and_counts_only_the_new_one() {
+        let mut residency = Residency::new(1_000, &[u64::MAX]);
+        assert!(residency.admit(0, 100).is_empty());
+        assert!(residency.park(0, key(0, 0), Arc::new(1u8), 100).is_empty());
+        assert!(residency.admit(0, 30).is_empty());
+        assert!(residency.park(0, key(0, 0), Arc::new(2u8), 30).is_empty());
+        let figures = residency.figures(0);
+        assert_eq!((figures.parked, figures.parked_bytes, figures.resident_bytes), (1, 30, 30));
+        assert_eq!((residency.resident_bytes, residency.lru.len()), (30, 1), "one order entry");
+        assert_eq!(residency.take_let_go().len(), 1, "the replaced asset is dropped outside");
+        let (value, bytes) = residency.take(&key(0, 0)).expect("the second is parked");
+        assert_eq!((value.downcast_ref::<u8>(), bytes), (Some(&2), 30));
+    }
+
+    #[test]
     fn an_order_entry_with_no_parked_asset_is_let_go_of_rather_than_found_for_ever() {
         let mut residency = Residency::new(100, &[u64::MAX]);
         assert!(residency.admit(0, 50).is_empty());
         assert!(residency.park(0, key(0, 0), Arc::new(()), 50).is_empty());
-        // An order entry whose asset is not parked, as a second park of one key would leave.
+        // An order entry whose asset is not parked (`park` leaves none: a key parked again
+        // replaces its asset), made by hand.
         residency.parked.clear();
         let evicted = residency.admit(0, 100);
         assert!(evicted.is_empty() && residency.lru.is_empty(), "{evicted:?}");
