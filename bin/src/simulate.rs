@@ -583,7 +583,7 @@ fn detached_telemetry(rt: &Runtime) -> anyhow::Result<std::thread::JoinHandle<u6
 }
 
 /// Every zone's meshes and textures, in memory; one texture in 23 has a mip chain that does
-/// not fit its size, so its load fails validation.
+/// not fit its size, so its load fails to decode (malformed).
 fn generate(config: &WorldConfig, seed: u64) -> anyhow::Result<MemorySource> {
     let source = MemorySource::new();
     let (mesh, texture) = (AssetTypeName::new("mesh")?, AssetTypeName::new("texture")?);

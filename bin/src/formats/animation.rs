@@ -32,8 +32,9 @@ pub struct Animation {
 /// Decodes `animation` assets.
 pub struct AnimationDecoder;
 
-/// Encodes `anim` as given: a `rotations` length that does not match `channels` × keyframes
-/// writes only the rotations that exist, which the decoder then refuses.
+/// Encodes `anim` as given, for tests of the decoder too: each keyframe's row of `channels`
+/// rotations is written if `rotations` holds it whole, and left out otherwise (a decoder then
+/// refuses the bytes, which no longer fit); rotations past the last keyframe's are not written.
 pub fn encode_animation(anim: &Animation) -> Vec<u8> {
     let channels = usize::from(anim.channels);
     let mut out = Vec::with_capacity(
@@ -62,15 +63,20 @@ impl Decoder for AnimationDecoder {
     fn decode(&self, _: &AssetKey, bytes: Vec<u8>) -> Result<Animation, DecodeError> {
         let mut r = Reader::after_magic(&bytes, b"ANIM")?;
         let (channels, keyframes) = (r.u16()?, r.u32()? as usize);
-        if channels == 0 {
-            return Err(DecodeError::Validation("an animation with no channels".into()));
-        }
         let per_keyframe = 4 + usize::from(channels) * ROTATION_BYTES;
         if keyframes.checked_mul(per_keyframe) != Some(r.remaining()) {
             return Err(DecodeError::Malformed(format!(
                 "{keyframes} keyframes of {channels} channels do not fit {} bytes",
                 bytes.len()
             )));
+        }
+        // Laid out right, then checked for what a player needs: a channel, and a first
+        // keyframe to read.
+        if channels == 0 {
+            return Err(DecodeError::Validation("an animation with no channels".into()));
+        }
+        if keyframes == 0 {
+            return Err(DecodeError::Validation("an animation with no keyframes".into()));
         }
         let mut times = Vec::with_capacity(keyframes);
         let mut rotations = Vec::with_capacity(keyframes * usize::from(channels));
@@ -152,8 +158,9 @@ mod tests {
     }
 
     #[test]
-    fn zero_channels_are_rejected() {
+    fn zero_channels_or_zero_keyframes_are_rejected() {
         assert!(refused(&Animation { channels: 0, times: vec![0.0], rotations: vec![] }));
+        assert!(refused(&Animation { channels: 1, times: vec![], rotations: vec![] }));
     }
 
     #[test]

@@ -29,7 +29,12 @@ impl Decoder for BlobDecoder {
     }
 
     fn decode(&self, _: &AssetKey, bytes: Vec<u8>) -> Result<Blob, DecodeError> {
-        streamrt::verify_crc32_trailer(bytes).map(Blob)
+        // The payload keeps the read's buffer: shrunk, so that it holds what `size_bytes`
+        // says (a file cut between its size's read and its bytes' left most of a buffer
+        // sized for the whole spare, held by a blob that counted a few bytes).
+        let mut payload = streamrt::verify_crc32_trailer(bytes)?;
+        payload.shrink_to_fit();
+        Ok(Blob(payload))
     }
 
     fn size_bytes(&self, blob: &Blob) -> u64 {
@@ -43,6 +48,14 @@ mod tests {
 
     fn key() -> AssetKey {
         AssetKey::parse("blob:x").unwrap()
+    }
+
+    #[test]
+    fn a_blob_holds_no_more_memory_than_its_size_says() {
+        let mut bytes = Vec::with_capacity(1 << 20);
+        bytes.extend(encode_blob(b"x"));
+        let blob = BlobDecoder.decode(&key(), bytes).unwrap();
+        assert!(blob.0.capacity() as u64 <= BlobDecoder.size_bytes(&blob), "{}", blob.0.capacity());
     }
 
     #[test]

@@ -63,6 +63,9 @@ impl Decoder for MeshDecoder {
         if ni % 3 != 0 {
             return Err(DecodeError::Validation(format!("{ni} indices: triangles take three")));
         }
+        if ni == 0 {
+            return Err(DecodeError::Validation("a mesh with no triangles".into()));
+        }
         let mut vertices = Vec::with_capacity(nv);
         for v in 0..nv {
             let vertex = r.f32s::<3>()?;
@@ -113,10 +116,16 @@ mod tests {
     }
 
     #[test]
-    fn partial_triangles_and_non_finite_vertices_are_rejected() {
+    fn partial_triangles_no_triangles_and_non_finite_vertices_are_rejected() {
         let partial = Mesh { indices: vec![0, 1, 2, 0], ..triangle() };
         let result = MeshDecoder.decode(&key(), encode_mesh(&partial));
         assert!(matches!(result, Err(DecodeError::Validation(_))), "{result:?}");
+        for empty in
+            [Mesh { indices: vec![], ..triangle() }, Mesh { vertices: vec![], indices: vec![] }]
+        {
+            let result = MeshDecoder.decode(&key(), encode_mesh(&empty));
+            assert!(matches!(result, Err(DecodeError::Validation(_))), "{result:?}");
+        }
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             let mut mesh = triangle();
             mesh.vertices[2][1] = bad;
