@@ -79,7 +79,12 @@ impl Decoder for TextureDecoder {
     }
 
     fn size_bytes(&self, t: &Texture) -> u64 {
-        // What the texels hold; the list of levels (16 at most) is not counted.
+        // The decoder sized the chain from the header, so only a texture built by hand could
+        // disagree; the texels are counted, not the list of levels (16 at most).
+        debug_assert_eq!(
+            t.mips.first().map(Vec::len),
+            Some(mip_bytes(t.width, t.height, 0) as usize)
+        );
         t.mips.iter().map(|m| m.len() as u64).sum()
     }
 }
