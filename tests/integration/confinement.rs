@@ -83,6 +83,8 @@ fn symlinks_out_of_the_root_are_denied_and_symlinks_inside_it_work() {
     std::fs::create_dir_all(root.join("inner")).unwrap();
     std::fs::write(root.join("inner/real"), b"inside").unwrap();
     symlink(outside.path().join("secret"), root.join("abs-file")).unwrap();
+    // Denied as the one that exists: `NotFound` would tell that nothing is there.
+    symlink(outside.path().join("nothing"), root.join("abs-missing")).unwrap();
     symlink(outside.path(), root.join("abs-dir")).unwrap();
     symlink("../../outside-link-target", root.join("inner/rel-up")).unwrap();
     std::fs::write(dir.path().join("outside-link-target"), b"sibling").unwrap();
@@ -91,7 +93,8 @@ fn symlinks_out_of_the_root_are_denied_and_symlinks_inside_it_work() {
     // An absolute path that exists on any machine: this test binary.
     symlink(std::env::current_exe().unwrap(), root.join("system")).unwrap();
     let rt = runtime(DirSource::new(&root));
-    for path in ["abs-file", "abs-dir/secret", "inner/rel-up", "chain", "system"] {
+    let paths = ["abs-file", "abs-missing", "abs-dir/secret", "inner/rel-up", "chain", "system"];
+    for path in paths {
         assert!(matches!(failure(&rt, path), ErrorKind::Denied(_)), "{path} escaped");
     }
     let alias = rt.request::<Blob>("inner/alias", Priority::Normal).unwrap();

@@ -192,9 +192,14 @@ impl DirSource {
 }
 
 /// `key`'s path resolved (symlinks followed), relative to the resolved `root`; `Denied` when
-/// it lies outside.
+/// it lies outside, or leads nowhere: asked only once a symlink was met on the path, which may
+/// point out of the root, where `NotFound` for a missing target and `Denied` for one that
+/// exists would tell whether a file exists anywhere the process can look.
 fn resolved_inside(key: &AssetKey, root: &Path) -> Result<PathBuf, SourceError> {
-    let resolved = fs::canonicalize(root.join(key.path())).map_err(|e| io_error(&e))?;
+    let resolved = fs::canonicalize(root.join(key.path())).map_err(|e| match io_error(&e) {
+        SourceError::NotFound => SourceError::Denied(format!("{key}: a symlink leads nowhere")),
+        other => other,
+    })?;
     match resolved.strip_prefix(root) {
         Ok(inside) => Ok(inside.to_path_buf()),
         Err(_) => Err(SourceError::Denied(format!("{key} resolves outside {}", root.display()))),
