@@ -152,7 +152,8 @@ impl DirSource {
 
     /// Opens `key`'s file by its path resolved (symlinks followed), refused with `Denied`
     /// unless it lies under the resolved `root`. The resolved path holds no symlink: opened
-    /// confined, a folder swapped for a symlink since is refused.
+    /// by the walk, a folder swapped for a symlink since is refused (`Denied`, for good); the
+    /// kernel's confinement follows such a symlink as long as it stays beneath the root.
     #[cfg(unix)]
     fn open_resolved(
         &self,
@@ -210,6 +211,24 @@ impl Source for DirSource {
     fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
         let file = self.open_confined(key)?;
         let meta = file.metadata().map_err(|e| io_error(&e))?;
+        self.read_opened(key, file, &meta)
+    }
+
+    fn describe(&self) -> String {
+        format!("dir:{}", self.root.display())
+    }
+}
+
+impl DirSource {
+    /// Reads `key`'s opened `file`, whose metadata is `meta`, whole: a regular file within
+    /// `bytes_max`, which neither grew past the limit nor shrank while it was read (rewritten
+    /// in place: its bytes may be half the old file's, and a retry reads it whole).
+    fn read_opened(
+        &self,
+        key: &AssetKey,
+        mut file: fs::File,
+        meta: &fs::Metadata,
+    ) -> Result<Vec<u8>, SourceError> {
         if meta.is_dir() {
             return Err(SourceError::NotFound);
         }
@@ -228,16 +247,32 @@ impl Source for DirSource {
         // The `take` bounds the read even if the file grows after `metadata`; one byte past the
         // limit tells a file that grew past it (none with `u64::MAX`: no limit).
         let limit = self.bytes_max.saturating_add(1);
-        file.take(limit).read_to_end(&mut bytes).map_err(|e| io_error(&e))?;
+        (&mut file)
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| read_error(&e, meta.len(), self.bytes_max))?;
         if bytes.len() as u64 > self.bytes_max {
             return Err(SourceError::TooLarge { size: bytes.len() as u64, max: self.bytes_max });
         }
+        if (bytes.len() as u64) < meta.len() {
+            let (read, size) = (bytes.len(), meta.len());
+            return Err(SourceError::Io(format!(
+                "{key}: shrank while read ({read} of {size} bytes)"
+            )));
+        }
         Ok(bytes)
     }
+}
 
-    fn describe(&self) -> String {
-        format!("dir:{}", self.root.display())
+/// What a failed read of a file of `size` bytes, by its metadata, read within `max`, means: as
+/// a failed open's, but for memory run out (a file that reported no size, such as one of
+/// `/proc`, or kept growing, read with a limit past what memory holds), which a retry would
+/// meet again: refused as too large.
+fn read_error(e: &io::Error, size: u64, max: u64) -> SourceError {
+    if e.kind() == io::ErrorKind::OutOfMemory {
+        return SourceError::TooLarge { size, max };
     }
+    io_error(e)
 }
 
 /// Opens `path` for reading, refusing a symlink (checked just before the open).
@@ -290,6 +325,25 @@ mod tests {
         }
         let failed = io_error(&io::Error::from_raw_os_error(libc::EIO));
         assert!(matches!(failed, SourceError::Io(_)), "{failed:?}");
+        // Memory run out reading would run out again: refused, not retried.
+        let out = read_error(&io::ErrorKind::OutOfMemory.into(), 0, u64::MAX);
+        assert!(matches!(out, SourceError::TooLarge { size: 0, .. }), "{out:?}");
+    }
+
+    #[test]
+    fn a_file_that_shrank_after_its_size_was_read_is_a_failed_read_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a");
+        fs::write(&path, b"0123456789").unwrap();
+        let source = DirSource::new(dir.path());
+        let key = AssetKey::parse("blob:a").unwrap();
+        let file = fs::File::open(&path).unwrap();
+        let meta = file.metadata().unwrap();
+        // Rewritten in place between the size's read and the bytes'.
+        fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(4).unwrap();
+        let read = source.read_opened(&key, file, &meta);
+        assert!(matches!(&read, Err(SourceError::Io(m)) if m.contains("shrank")), "{read:?}");
+        assert_eq!(source.read(&key).unwrap(), b"0123");
     }
 
     fn key(path: &str) -> AssetKey {
