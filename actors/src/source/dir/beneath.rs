@@ -37,9 +37,10 @@ impl Root {
     }
 
     /// Opens `path`, relative, for reading beneath the root; non-blocking, as `open_read`
-    /// opens (a named pipe must not hold an IO worker).
+    /// opens (a named pipe must not hold an IO worker), and never as the process's
+    /// controlling terminal (a tty node in the tree, refused once opened).
     pub(super) fn open(&self, path: impl rustix::path::Arg) -> Opened {
-        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
         let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
         match rustix::fs::openat2(&self.0, path, flags, Mode::empty(), resolve) {
             Ok(fd) => Opened::File(Ok(fs::File::from(fd))),

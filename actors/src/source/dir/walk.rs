@@ -30,8 +30,9 @@ impl Root {
     }
 
     /// Opens `path` (relative, plain components only, as a key's path and a resolved path
-    /// under the root are) for reading; non-blocking, as `open_read` opens. A symlink at any
-    /// step is [`Opened::Refused`], for the caller to resolve.
+    /// under the root are) for reading; non-blocking, as `open_read` opens, and never as the
+    /// process's controlling terminal. A symlink at any step is [`Opened::Refused`], for the
+    /// caller to resolve.
     pub(super) fn open(&self, path: &Path) -> Opened {
         let mut names = Vec::new();
         for component in path.components() {
@@ -54,7 +55,8 @@ impl Root {
             }
         }
         let at = folder.as_ref().map_or(self.0.as_fd(), AsFd::as_fd);
-        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let flags =
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         match rustix::fs::openat(at, *file, flags, Mode::empty()) {
             Ok(fd) => Opened::File(Ok(fs::File::from(fd))),
             Err(e) => refused_or(e, at, file),
