@@ -100,6 +100,13 @@ fn symlinks_out_of_the_root_are_denied_and_symlinks_inside_it_work() {
     let alias = rt.request::<Blob>("inner/alias", Priority::Normal).unwrap();
     assert_eq!(alias.wait_timeout(PATIENCE).unwrap().unwrap().0, b"inside");
     assert!(matches!(failure(&rt, "inner/missing"), ErrorKind::NotFound));
+    // Missing inside the root, whatever symlink leads there: not found, as with none.
+    symlink("inner", root.join("current")).unwrap();
+    symlink("inner/nothing", root.join("to-nothing")).unwrap();
+    symlink(root.join("inner"), root.join("abs-inside")).unwrap();
+    for path in ["current/missing", "to-nothing", "abs-inside/missing", "current/deeper/missing"] {
+        assert!(matches!(failure(&rt, path), ErrorKind::NotFound), "{path}");
+    }
 }
 
 #[test]

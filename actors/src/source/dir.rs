@@ -29,7 +29,9 @@ mod walk;
 /// folder at a time from the root's folder, no step through a symlink (`walk.rs`). A path
 /// either refuses (a symlink in it; for the kernel, an absolute one, even back into the root)
 /// is resolved and checked, then opened the same confined way by its resolved path, which
-/// holds no symlink: a folder swapped for one since is refused. A passing failure to open the
+/// holds no symlink: a folder swapped for one since is refused by the walk, and followed by
+/// the kernel only while it stays beneath the root. A path through a symlink that leads out of
+/// the root to nothing is `Denied` too, as one to a file is. A passing failure to open the
 /// root's folder (no file descriptor left) fails that read, and is tried again next time.
 ///
 /// Paths are joined to the root as it resolved on the first read (of any clone), so
@@ -193,17 +195,47 @@ impl DirSource {
 }
 
 /// `key`'s path resolved (symlinks followed), relative to the resolved `root`; `Denied` when
-/// it lies outside, or leads nowhere: asked only once a symlink was met on the path, which may
-/// point out of the root, where `NotFound` for a missing target and `Denied` for one that
-/// exists would tell whether a file exists anywhere the process can look.
+/// it lies outside. One that leads nowhere is `NotFound` only if what is missing would be
+/// inside the root: a symlink on the path may point out of it, where `NotFound` for a missing
+/// target and `Denied` for one that exists would tell whether a file exists anywhere the
+/// process can look.
 fn resolved_inside(key: &AssetKey, root: &Path) -> Result<PathBuf, SourceError> {
-    let resolved = fs::canonicalize(root.join(key.path())).map_err(|e| match io_error(&e) {
-        SourceError::NotFound => SourceError::Denied(format!("{key}: a symlink leads nowhere")),
+    let path = root.join(key.path());
+    let resolved = fs::canonicalize(&path).map_err(|e| match io_error(&e) {
+        SourceError::NotFound if !missing_inside(&path, root, SYMLINK_HOPS_MAX) => {
+            SourceError::Denied(format!("{key}: a symlink leads out of the root, to nothing"))
+        }
         other => other,
     })?;
     match resolved.strip_prefix(root) {
         Ok(inside) => Ok(inside.to_path_buf()),
         Err(_) => Err(SourceError::Denied(format!("{key} resolves outside {}", root.display()))),
+    }
+}
+
+/// Symlinks followed at most when telling where a missing path's end lies (the system's own
+/// limit is 40).
+const SYMLINK_HOPS_MAX: u32 = 40;
+
+/// Whether `path`, which does not resolve, is missing inside `root`: its folder resolves inside
+/// the root and its last part is not there, or is a symlink whose target is missing inside it;
+/// false when anything on the way resolves outside, or past `hops` symlinks.
+fn missing_inside(path: &Path, root: &Path, hops: u32) -> bool {
+    let (Some(parent), Some(name), Some(hops)) =
+        (path.parent(), path.file_name(), hops.checked_sub(1))
+    else {
+        return false;
+    };
+    let Ok(folder) = fs::canonicalize(parent) else {
+        return missing_inside(parent, root, hops);
+    };
+    if !folder.starts_with(root) {
+        return false;
+    }
+    match fs::read_link(folder.join(name)) {
+        // A symlink to nothing: where it points decides (an absolute target replaces `folder`).
+        Ok(target) => missing_inside(&folder.join(target), root, hops),
+        Err(_) => true,
     }
 }
 
@@ -247,21 +279,32 @@ impl DirSource {
         // The `take` bounds the read even if the file grows after `metadata`; one byte past the
         // limit tells a file that grew past it (none with `u64::MAX`: no limit).
         let limit = self.bytes_max.saturating_add(1);
-        (&mut file)
-            .take(limit)
-            .read_to_end(&mut bytes)
-            .map_err(|e| read_error(&e, meta.len(), self.bytes_max))?;
+        if let Err(e) = (&mut file).take(limit).read_to_end(&mut bytes) {
+            // What was read before the error is kept: the size a file of `/proc` never told.
+            let size = (bytes.len() as u64).max(meta.len());
+            return Err(read_error(&e, size, self.bytes_max));
+        }
         if bytes.len() as u64 > self.bytes_max {
             return Err(SourceError::TooLarge { size: bytes.len() as u64, max: self.bytes_max });
         }
-        if (bytes.len() as u64) < meta.len() {
-            let (read, size) = (bytes.len(), meta.len());
+        let read = bytes.len() as u64;
+        // A length other than the one told is a file changed while read (rewritten in place:
+        // its bytes may be half the old file's, and a retry reads it whole), unless the file
+        // still tells the same (one of sysfs tells 4096 and holds a few bytes).
+        if read != meta.len() && !unchanged(&file, meta) {
+            let size = meta.len();
             return Err(SourceError::Io(format!(
-                "{key}: shrank while read ({read} of {size} bytes)"
+                "{key}: changed while read ({read} of {size} bytes)"
             )));
         }
         Ok(bytes)
     }
+}
+
+/// Whether `file` still tells the length and modification time it told in `meta`.
+fn unchanged(file: &fs::File, meta: &fs::Metadata) -> bool {
+    file.metadata()
+        .is_ok_and(|now| now.len() == meta.len() && now.modified().ok() == meta.modified().ok())
 }
 
 /// What a failed read of a file of `size` bytes, by its metadata, read within `max`, means: as
@@ -331,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn a_file_that_shrank_after_its_size_was_read_is_a_failed_read_retried() {
+    fn a_file_changed_after_its_size_was_read_is_a_failed_read_retried() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a");
         fs::write(&path, b"0123456789").unwrap();
@@ -342,8 +385,23 @@ mod tests {
         // Rewritten in place between the size's read and the bytes'.
         fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(4).unwrap();
         let read = source.read_opened(&key, file, &meta);
-        assert!(matches!(&read, Err(SourceError::Io(m)) if m.contains("shrank")), "{read:?}");
+        assert!(matches!(&read, Err(SourceError::Io(m)) if m.contains("changed")), "{read:?}");
         assert_eq!(source.read(&key).unwrap(), b"0123");
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_file_that_tells_a_length_it_does_not_hold_but_holds_still_is_read() {
+        // A file of sysfs tells 4096 bytes and holds a few (where sysfs is mounted: without
+        // it, there is no such file to read).
+        let source = DirSource::new("/sys/kernel");
+        let key = AssetKey::parse("blob:mm/transparent_hugepage/enabled").unwrap();
+        let Ok(file) = fs::File::open("/sys/kernel/mm/transparent_hugepage/enabled") else {
+            return;
+        };
+        let meta = file.metadata().unwrap();
+        let read = source.read_opened(&key, file, &meta).expect("read as it is");
+        assert!(!read.is_empty() && (read.len() as u64) < meta.len(), "{} bytes", read.len());
     }
 
     fn key(path: &str) -> AssetKey {
