@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use std::hash::Hash;
 
+use hashbrown::hash_map::Entry;
 use hashbrown::{Equivalent, HashMap};
 use streamrt_messages::AssetKey;
 
@@ -189,26 +190,45 @@ impl Residency {
         self.types[t].lru.insert(used, key.clone());
         self.types[t].figures.parked += 1;
         self.types[t].figures.parked_bytes += bytes;
-        let previous = self.parked.insert(key, Parked { type_index: t, value, bytes, used });
+        let parked = Parked { type_index: t, value, bytes, used };
         // A key is parked once (a cache has one slot a key, and a readmission empties its
-        // salvage): one parked again replaces the asset before it, which goes as an eviction's
-        // does (its bytes no longer counted, the value dropped outside the lock), rather than
-        // leaving an order entry and its bytes counted for ever.
-        if let Some(previous) = previous {
-            self.let_go_of(previous);
+        // salvage). One parked again, rather than leaving an order entry and its bytes counted
+        // for ever: the same asset (a release taken twice) was counted resident once, and only
+        // its earlier listing goes; another replaces the asset before it, which goes as an
+        // eviction's does (its bytes no longer counted, the value dropped outside the lock).
+        let replaced = match self.parked.entry(key) {
+            Entry::Vacant(vacant) => {
+                vacant.insert(parked);
+                None
+            }
+            Entry::Occupied(mut occupied) => {
+                let previous = std::mem::replace(occupied.get_mut(), parked);
+                let same = Arc::ptr_eq(&previous.value, &occupied.get().value);
+                Some((previous, same))
+            }
+        };
+        match replaced {
+            Some((previous, true)) => self.unlist(&previous),
+            Some((previous, false)) => self.let_go_of(previous),
+            None => {}
         }
         self.enforce(t)
     }
 
-    /// Lets go of `parked`, no longer in the parked map: its order entries and its bytes go,
-    /// and its value is kept to be dropped outside the lock.
-    fn let_go_of(&mut self, parked: Parked) {
+    /// Takes `parked`, no longer in the parked map, off the use order and the parked figures.
+    fn unlist(&mut self, parked: &Parked) {
         let state = &mut self.types[parked.type_index];
         state.lru.remove(&parked.used);
         state.figures.parked -= 1;
         state.figures.parked_bytes -= parked.bytes;
-        state.figures.resident_bytes -= parked.bytes;
         self.lru.remove(&parked.used);
+    }
+
+    /// Lets go of `parked`, no longer in the parked map: it is unlisted, its bytes are no
+    /// longer counted, and its value is kept to be dropped outside the lock.
+    fn let_go_of(&mut self, parked: Parked) {
+        self.unlist(&parked);
+        self.types[parked.type_index].figures.resident_bytes -= parked.bytes;
         self.resident_bytes -= parked.bytes;
         self.let_go.push(parked.value);
     }
@@ -220,12 +240,7 @@ impl Residency {
         Q: Hash + Equivalent<AssetKey> + ?Sized,
     {
         let parked = self.parked.remove(key)?;
-        let t = parked.type_index;
-        self.lru.remove(&parked.used);
-        let state = &mut self.types[t];
-        state.lru.remove(&parked.used);
-        state.figures.parked -= 1;
-        state.figures.parked_bytes -= parked.bytes;
+        self.unlist(&parked);
         Some((parked.value, parked.bytes))
     }
 
@@ -432,6 +447,19 @@ mod tests {
         assert_eq!(residency.take_let_go().len(), 1, "the replaced asset is dropped outside");
         let (value, bytes) = residency.take(&key(0, 0)).expect("the second is parked");
         assert_eq!((value.downcast_ref::<u8>(), bytes), (Some(&2), 30));
+    }
+
+    #[test]
+    fn one_asset_parked_twice_is_counted_once() {
+        let mut residency = Residency::new(1_000, &[u64::MAX]);
+        assert!(residency.admit(0, 100).is_empty());
+        let value: AnyValue = Arc::new(1u8);
+        assert!(residency.park(0, key(0, 0), Arc::clone(&value), 100).is_empty());
+        assert!(residency.park(0, key(0, 0), value, 100).is_empty());
+        let figures = residency.figures(0);
+        assert_eq!((figures.parked, figures.parked_bytes, figures.resident_bytes), (1, 100, 100));
+        assert_eq!((residency.resident_bytes, residency.lru.len()), (100, 1), "one order entry");
+        assert!(residency.take_let_go().is_empty(), "the asset itself stays parked");
     }
 
     #[test]
