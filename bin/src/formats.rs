@@ -12,9 +12,9 @@
 //! | type | layout (little-endian) |
 //! |---|---|
 //! | `blob` | payload, then CRC-32 of the payload (4 bytes) |
-//! | `mesh` | `MESH`, vertex count (u32), index count (u32, in threes), vertices (3 finite f32 each), indices (u32, each naming a vertex) |
+//! | `mesh` | `MESH`, vertex count (u32), index count (u32, in threes, at least one triangle), vertices (3 finite f32 each), indices (u32, each naming a vertex) |
 //! | `texture` | `TEX0`, width (u16, not 0), height (u16, not 0), mip count (u8, 1..=16, down to 1×1 at most), RGBA8 mip chain, largest first |
-//! | `animation` | `ANIM`, channel count (u16), keyframe count (u32), keyframes: time (f32 s), then one rotation (4 × f32) per channel |
+//! | `animation` | `ANIM`, channel count (u16, not 0), keyframe count (u32, not 0), keyframes: time (f32 s), then one rotation (4 × f32) per channel |
 //! | `material` | `MAT0`, texture count (u8, 1..=8), texture keys (u16 length, UTF-8 `texture:path`), base colour (4 × f32), roughness (f32, 0..=1) |
 
 mod animation;

@@ -3,7 +3,8 @@
 //! Layout: `ANIM`, channel count (u16), keyframe count (u32), then each keyframe: its time
 //! (f32 seconds) followed by one rotation quaternion ([f32; 4]) per channel.
 //!
-//! Invariants of a decoded [`Animation`]: at least one channel; `rotations` holds exactly
+//! Invariants of a decoded [`Animation`]: at least one channel and one keyframe (checked once
+//! the counts fit the bytes, so a count that does not is `Malformed`); `rotations` holds exactly
 //! `channels` entries per keyframe, keyframe-major; times strictly increase (a player can
 //! binary-search them and never divides by a zero interval); every value is finite. The
 //! decoder checks the counts against the byte length before it allocates anything.
@@ -166,7 +167,8 @@ mod tests {
     #[test]
     fn counts_that_do_not_fit_the_bytes_are_rejected() {
         let bytes = encode_animation(&walk());
-        for (at, value) in [(4, 3u32), (4, 1), (6, 4), (6, 2), (6, u32::MAX)] {
+        // No channels in bytes laid out for two: the layout is checked first (`Malformed`).
+        for (at, value) in [(4, 3u32), (4, 1), (4, 0), (6, 4), (6, 2), (6, u32::MAX)] {
             let mut lying = bytes.clone();
             if at == 4 {
                 lying[4..6].copy_from_slice(&(value as u16).to_le_bytes());

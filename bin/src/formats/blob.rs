@@ -30,8 +30,9 @@ impl Decoder for BlobDecoder {
 
     fn decode(&self, _: &AssetKey, bytes: Vec<u8>) -> Result<Blob, DecodeError> {
         // The payload keeps the read's buffer: shrunk, so that it holds what `size_bytes`
-        // says (a file cut between its size's read and its bytes' left most of a buffer
-        // sized for the whole spare, held by a blob that counted a few bytes).
+        // says (the checksum's 4 bytes, and whatever room the source's buffer had past its
+        // bytes, a buffer grown by doubling as a file grew while read, say, would be held
+        // uncounted as long as the blob is).
         let mut payload = streamrt::verify_crc32_trailer(bytes)?;
         payload.shrink_to_fit();
         Ok(Blob(payload))

@@ -3,8 +3,8 @@
 //! Layout: `MESH`, vertex count (u32), index count (u32), vertices (3 × f32 each), indices
 //! (u32 each). The decoder checks that the counts account for exactly the bytes given before
 //! it allocates anything (so a lying count cannot make it allocate more than the input), that
-//! the indices come in threes, that every coordinate is finite and that every index names a
-//! vertex.
+//! the indices come in threes (one triangle at least), that every coordinate is finite and
+//! that every index names a vertex.
 
 use streamrt::messages::AssetKey;
 use streamrt::{DecodeError, Decoder};
@@ -58,14 +58,14 @@ impl Decoder for MeshDecoder {
                 bytes.len()
             )));
         }
-        // Sized exactly (the counts fit the input, checked above): grown by doubling, a
-        // buffer holds up to twice what `size_bytes` reports to the memory budget.
         if ni % 3 != 0 {
             return Err(DecodeError::Validation(format!("{ni} indices: triangles take three")));
         }
         if ni == 0 {
             return Err(DecodeError::Validation("a mesh with no triangles".into()));
         }
+        // Sized exactly (the counts fit the input, checked above): grown by doubling, a
+        // buffer holds up to twice what `size_bytes` reports to the memory budget.
         let mut vertices = Vec::with_capacity(nv);
         for v in 0..nv {
             let vertex = r.f32s::<3>()?;
