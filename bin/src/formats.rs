@@ -7,7 +7,10 @@
 //! bytes, bytes left over, a key that is not UTF-8, a blob with no room for its checksum); a
 //! value that breaks a rule of its type is `Validation` (an index or a range, a non-finite
 //! number, a blob's checksum). Fields are read through [`reader::Reader`], which checks every
-//! length.
+//! length. A header's own ranges (a texture's sides and levels, a material's texture count)
+//! are checked as they are read, before the bytes after them: one out of range is `Validation`
+//! even where the rest would not fit either. Counts the rest of the bytes is measured against
+//! (a mesh's, an animation's) are checked against them first.
 //!
 //! | type | layout (little-endian) |
 //! |---|---|
