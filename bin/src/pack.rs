@@ -328,10 +328,14 @@ fn build(dir: &Path, output: &Path, codec: Codec, deps: Option<&Path>) -> anyhow
         let key_deps = dependencies(key, &bytes, deps.get(key))?;
         writer.add(key, &bytes, codec, key_deps)?;
     }
+    // The codec asked for is not each entry's: one it would not make smaller is stored as is.
+    let compressed = writer.compressed_entries();
     let size = writer.finish()?;
     println!(
-        "pack: {entries} entries, {raw} bytes raw, {size} bytes packed ({}), {}",
+        "pack: {entries} entries, {raw} bytes raw, {size} bytes packed ({}: {compressed} \
+         compressed, {} stored as is), {}",
         codec.name(),
+        entries - compressed,
         output.display()
     );
     Ok(())

@@ -484,6 +484,18 @@ fn a_pack_named_as_long_as_a_file_name_may_be_is_built_and_its_temporary_file_is
 }
 
 #[test]
+fn the_writer_counts_the_entries_its_codec_made_smaller() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = PackWriter::create(&dir.path().join("counted.pack")).unwrap();
+    // Too short for lz4 to save anything: stored as is.
+    w.add("blob:short", b"ab", Codec::Lz4, vec![]).unwrap();
+    w.add("blob:long", &payload(0), Codec::Lz4, vec![]).unwrap();
+    w.add("blob:plain", &payload(1), Codec::None, vec![]).unwrap();
+    assert_eq!(w.compressed_entries(), 1);
+    w.finish().unwrap();
+}
+
+#[test]
 fn the_writer_refuses_what_its_reader_would_within_the_same_limits() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = PackWriter::create(&dir.path().join("twice.pack")).unwrap();

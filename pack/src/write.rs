@@ -177,6 +177,12 @@ impl PackWriter {
             })
     }
 
+    /// How many of the entries added so far are stored compressed: the others were stored as
+    /// they are, their codec not making them smaller.
+    pub fn compressed_entries(&self) -> usize {
+        self.entries.iter().filter(|e| e.codec != Codec::None).count()
+    }
+
     /// The temporary file the pack is written to until [`PackWriter::finish`] renames it into
     /// place (removed if the writer is dropped unfinished): what a tool removes should it be
     /// ended before either.
