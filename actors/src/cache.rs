@@ -96,7 +96,7 @@ use streamrt_supervisor::{
 
 use crate::frame::{FrameMsg, ReadyEntry};
 use crate::key_hash::PathMap;
-use crate::replay::VirtualTimers;
+use crate::replay::{CancelNotes, VirtualTimers};
 use crate::request::{RequestCell, Ticket};
 use crate::resident::Residency;
 use crate::runtime::RetryPolicy;
@@ -215,6 +215,8 @@ pub(crate) struct CacheLinks {
     pub(crate) residency: Arc<Mutex<Residency>>,
     /// A deterministic runtime's retry delays, on its virtual clock instead of a timer.
     pub(crate) timers: Option<Arc<VirtualTimers>>,
+    /// A deterministic runtime's notes of the slots whose loads were cancelled, for its stepper.
+    pub(crate) cancel_notes: Option<Arc<CancelNotes>>,
     /// Tells the source which located entries loads wait for (want at a load's start, unwant
     /// when it decodes, fails or is cancelled), so a pack's windows skip the cancelled ones.
     pub(crate) hints: Arc<LoadHints>,
@@ -481,6 +483,15 @@ impl<T: Send + Sync + 'static> Cache<T> {
     /// Cancels the load of generation `generation` at slot `at`, in `phase`: the source no
     /// longer waits for its bytes (unless it decoded), workers see it cancelled, and a queued
     /// one leaves the scheduler's queue.
+    /// Marks `at`'s load of `generation` cancelled for the workers, and tells a deterministic
+    /// runtime's stepper, which looks again at the jobs of that slot.
+    fn mark_cancelled(&self, at: usize, generation: Generation) {
+        self.route.cancels().cancel(at, generation);
+        if let Some(notes) = &self.links.cancel_notes {
+            notes.note(at);
+        }
+    }
+
     fn cancel_load(
         &mut self,
         at: usize,
@@ -491,7 +502,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         if phase != Phase::Resident {
             self.links.hints.unwant(locator);
         }
-        self.route.cancels().cancel(at, generation);
+        self.mark_cancelled(at, generation);
         if phase == Phase::Queued {
             let load = load_ref(self.type_index, at, generation);
             self.to_scheduler.push(SchedulerMsg::CancelQueued(load));

@@ -20,7 +20,7 @@ mod stepper;
 mod transcript;
 
 pub(crate) use record::{log_header, published_records, type_policy_record, Recorder};
-pub(crate) use stepper::{Deterministic, VirtualTimers};
+pub(crate) use stepper::{CancelNotes, Deterministic, VirtualTimers};
 pub use transcript::TranscriptLine;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -383,8 +383,19 @@ impl<'a> Session<'a> {
             // recorded one to a later frame.
             LogRecord::BeginFrame { .. } => self.begin_frame(),
             LogRecord::EndFrame => self.runtime.end_frame(),
-            LogRecord::Read { key, outcome } => self.script.bank_read(key, outcome),
-            LogRecord::Decode { key, outcome } => self.script.bank_decode(key, outcome),
+            // An outcome no waiting job is for moves nothing now: the job it is for takes it as
+            // it comes in (a settle's work, were it run for each, is what a log of millions
+            // of such records would multiply).
+            LogRecord::Read { key, outcome } => {
+                let waited = self.stepper.read_banked(&key);
+                self.script.bank_read(key, outcome);
+                return Ok(waited);
+            }
+            LogRecord::Decode { key, outcome } => {
+                let waited = self.stepper.decode_banked(&key);
+                self.script.bank_decode(key, outcome);
+                return Ok(waited);
+            }
             LogRecord::Ended { id, state } => {
                 self.expected.insert(id, state);
                 self.ended_since_frame.insert(id);

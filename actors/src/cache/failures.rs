@@ -52,7 +52,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             // The slot goes with the failure. Marked cancelled, another copy of the load (one
             // sent again to a restarted scheduler) is dropped from the scheduler's queue
             // rather than hold a place there for a slot that is gone.
-            self.route.cancels().cancel(at, load.generation);
+            self.mark_cancelled(at, load.generation);
             self.ended(at, load.generation, JobEnd::Failed(kind));
         }
     }

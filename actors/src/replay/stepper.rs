@@ -6,7 +6,7 @@
 //! [`ManualClock`], its retry backoffs are [`VirtualTimers`], and the core actors' mailboxes are
 //! tracked by one [`Activity`]. The [`Stepper`] then alternates strictly: it waits until the
 //! actors are idle, runs one runnable job on the calling thread (decodes before reads, oldest
-//! first), and repeats; with no job runnable it fires the earliest timer, moving the clock to
+//! first, found among the jobs an outcome or a cancel may have let run: `waiting`), and repeats; with no job runnable it fires the earliest timer, moving the clock to
 //! it. A replay of a log that records when each retry came due (version 8) fires a retry's
 //! timer at that record instead ([`Stepper::fire_timers_of`]), never when nothing can move: a
 //! retry fired then could take a read credit ahead of inputs its recording saw first. Each of its
@@ -21,7 +21,9 @@
 //! idle after `Activity::WAIT_PATIENCES_MAX` of it; a long step that keeps handling them is
 //! waited out up to then.
 
-use std::collections::{BTreeMap, VecDeque};
+mod waiting;
+
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -31,6 +33,7 @@ use streamrt_supervisor::{Activity, Clock, ManualClock};
 
 use crate::work::{DecodeJob, Job, ReadOrder};
 use crate::Runtime;
+use waiting::Waiting;
 
 /// How long the actors may go without handling a message, before they become idle, before a
 /// step gives up.
@@ -41,6 +44,23 @@ pub(crate) struct Deterministic {
     pub(crate) activity: Arc<Activity>,
     pub(crate) clock: Arc<ManualClock>,
     pub(crate) timers: Arc<VirtualTimers>,
+    pub(crate) cancels: Arc<CancelNotes>,
+}
+
+/// The slots whose loads a deterministic runtime's caches cancelled since the stepper last
+/// looked: their jobs may run now, to be dropped.
+#[derive(Default)]
+pub(crate) struct CancelNotes(Mutex<Vec<usize>>);
+
+impl CancelNotes {
+    /// A load of `slot` was cancelled.
+    pub(crate) fn note(&self, slot: usize) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(slot);
+    }
+
+    fn take(&self) -> Vec<usize> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 impl Deterministic {
@@ -49,6 +69,7 @@ impl Deterministic {
             activity: Arc::new(Activity::new()),
             clock: Arc::new(ManualClock::new()),
             timers: Arc::new(VirtualTimers::default()),
+            cancels: Arc::new(CancelNotes::default()),
         })
     }
 }
@@ -112,8 +133,8 @@ pub(crate) trait Gate {
 /// Drives a deterministic runtime; see the module docs.
 pub(crate) struct Stepper {
     det: Arc<Deterministic>,
-    reads: VecDeque<ReadOrder>,
-    decodes: VecDeque<DecodeJob>,
+    reads: Waiting<ReadOrder>,
+    decodes: Waiting<DecodeJob>,
     /// Whether timers fire when nothing else can move (a log that does not record when
     /// retries came due), rather than only through [`Stepper::fire_timers_of`].
     timers_when_idle: bool,
@@ -121,7 +142,19 @@ pub(crate) struct Stepper {
 
 impl Stepper {
     pub(crate) fn new(det: Arc<Deterministic>, timers_when_idle: bool) -> Self {
-        Self { det, reads: VecDeque::new(), decodes: VecDeque::new(), timers_when_idle }
+        Self { det, reads: Waiting::default(), decodes: Waiting::default(), timers_when_idle }
+    }
+
+    /// A read's outcome for `key` was banked; whether a step may move for it: a job waits for
+    /// it, or (a log before version 8) a step with nothing to run fires a timer, as each record
+    /// that may have moved did there.
+    pub(crate) fn read_banked(&mut self, key: &AssetKey) -> bool {
+        self.reads.banked(key) || self.timers_when_idle
+    }
+
+    /// A decode's outcome for `key` was banked; whether a step may move for it (as a read's).
+    pub(crate) fn decode_banked(&mut self, key: &AssetKey) -> bool {
+        self.decodes.banked(key) || self.timers_when_idle
     }
 
     /// Fires the timers set for `key`'s retry, moving the clock to each one's due time if it
@@ -159,16 +192,20 @@ impl Stepper {
                 return Err(Stalled);
             }
             let (reads, decodes) = (&mut self.reads, &mut self.decodes);
+            for slot in self.det.cancels.take() {
+                reads.cancelled(slot);
+                decodes.cancelled(slot);
+            }
             let activity = &self.det.activity;
             let ran = runtime.with_stepped_pools(|io, decode| {
-                reads.extend(io.take_queued());
-                decodes.extend(decode.take_queued());
+                io.take_queued().into_iter().for_each(|job| reads.push(job));
+                decode.take_queued().into_iter().for_each(|job| decodes.push(job));
                 activity.hold();
-                let ran = if let Some(at) = decodes.iter().position(|j| decode_runnable(j, gate)) {
-                    decode.run(decodes.remove(at).expect("found"));
+                let ran = if let Some(job) = decodes.take_first(|j| decode_runnable(j, gate)) {
+                    decode.run(job);
                     true
-                } else if let Some(at) = reads.iter().position(|j| read_runnable(j, gate)) {
-                    io.run(reads.remove(at).expect("found"));
+                } else if let Some(job) = reads.take_first(|j| read_runnable(j, gate)) {
+                    io.run(job);
                     true
                 } else {
                     false

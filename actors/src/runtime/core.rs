@@ -500,6 +500,7 @@ fn run_core(mut actors: CoreActors, ready: &mpsc::Sender<(System, Arbiter)>) {
             retry: config.retry,
             residency: Arc::clone(&actors.parts.residency),
             timers: actors.parts.deterministic.as_ref().map(|d| Arc::clone(&d.timers)),
+            cancel_notes: actors.parts.deterministic.as_ref().map(|d| Arc::clone(&d.cancels)),
             hints: Arc::new(LoadHints::new(Arc::clone(&actors.parts.source))),
         };
         for (index, (spec, route)) in types.into_iter().zip(routes.iter()).enumerate() {

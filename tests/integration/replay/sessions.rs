@@ -162,6 +162,20 @@ fn a_session_recorded_from_a_threaded_run_replays_to_the_recorded_terminal_state
 }
 
 #[test]
+fn a_load_cancelled_while_its_read_waits_for_an_outcome_gives_its_one_credit_back() {
+    // One read credit, taken by `a`, whose read the recording never saw end: cancelled, its
+    // job must still run (to be dropped) for `b` to be read.
+    let mut s = Scenario::new();
+    s.config.reads_in_flight = 1;
+    let a = s.request("blob:a", Priority::Normal);
+    s.cancel(a);
+    let b = s.request("blob:b", Priority::Normal);
+    s.load("blob:b", 10).frame_publishing(&[b]);
+    s.ended(a, LoadState::Cancelled).ended(b, LoadState::Ready).shutdown();
+    assert_eq!(replayed_as_recorded(&s.log()).checked, 2);
+}
+
+#[test]
 fn recorded_outcomes_no_load_took_are_counted_though_every_request_ends_as_recorded() {
     let mut s = Scenario::new();
     let a = s.request("blob:a", Priority::Normal);
