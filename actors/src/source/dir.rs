@@ -221,11 +221,10 @@ const SYMLINK_HOPS_MAX: u32 = 40;
 /// the root and its last part is not there, or is a symlink whose target is missing inside it;
 /// false when anything on the way resolves outside, or past `hops` symlinks.
 fn missing_inside(path: &Path, root: &Path, hops: u32) -> bool {
-    let (Some(parent), Some(name), Some(hops)) =
-        (path.parent(), path.file_name(), hops.checked_sub(1))
-    else {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return false;
     };
+    // Up the path: this ends, as each step is shorter.
     let Ok(folder) = fs::canonicalize(parent) else {
         return missing_inside(parent, root, hops);
     };
@@ -234,7 +233,10 @@ fn missing_inside(path: &Path, root: &Path, hops: u32) -> bool {
     }
     match fs::read_link(folder.join(name)) {
         // A symlink to nothing: where it points decides (an absolute target replaces `folder`).
-        Ok(target) => missing_inside(&folder.join(target), root, hops),
+        Ok(target) => match hops.checked_sub(1) {
+            Some(hops) => missing_inside(&folder.join(target), root, hops),
+            None => false,
+        },
         Err(_) => true,
     }
 }
@@ -253,8 +255,9 @@ impl Source for DirSource {
 
 impl DirSource {
     /// Reads `key`'s opened `file`, whose metadata is `meta`, whole: a regular file within
-    /// `bytes_max`, which neither grew past the limit nor shrank while it was read (rewritten
-    /// in place: its bytes may be half the old file's, and a retry reads it whole).
+    /// `bytes_max`, which did not grow past the limit while it was read, nor change (a length
+    /// read other than the one told, and the file telling something else now: rewritten in
+    /// place, its bytes may be half the old file's, and a retry reads it whole).
     fn read_opened(
         &self,
         key: &AssetKey,
@@ -294,17 +297,28 @@ impl DirSource {
         if read != meta.len() && !unchanged(&file, meta) {
             let size = meta.len();
             return Err(SourceError::Io(format!(
-                "{key}: changed while read ({read} of {size} bytes)"
+                "{key}: changed while read ({read} bytes read, {size} told before)"
             )));
         }
         Ok(bytes)
     }
 }
 
-/// Whether `file` still tells the length and modification time it told in `meta`.
+/// Whether `file` still tells what it told in `meta`: its length, its modification and change
+/// times, and its identity (a rewrite in place within one tick of a coarse clock keeps the
+/// first two, not the change time of a truncation).
 fn unchanged(file: &fs::File, meta: &fs::Metadata) -> bool {
-    file.metadata()
-        .is_ok_and(|now| now.len() == meta.len() && now.modified().ok() == meta.modified().ok())
+    #[cfg(unix)]
+    let same_node = |now: &fs::Metadata| {
+        use std::os::unix::fs::MetadataExt;
+        (now.dev(), now.ino(), now.ctime(), now.ctime_nsec())
+            == (meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec())
+    };
+    #[cfg(not(unix))]
+    let same_node = |_: &fs::Metadata| true;
+    file.metadata().is_ok_and(|now| {
+        now.len() == meta.len() && now.modified().ok() == meta.modified().ok() && same_node(&now)
+    })
 }
 
 /// What a failed read of a file of `size` bytes, by its metadata, read within `max`, means: as
