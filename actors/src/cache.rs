@@ -480,9 +480,6 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.cancel_load(at, slot.generation, slot.phase, slot.locator);
     }
 
-    /// Cancels the load of generation `generation` at slot `at`, in `phase`: the source no
-    /// longer waits for its bytes (unless it decoded), workers see it cancelled, and a queued
-    /// one leaves the scheduler's queue.
     /// Marks `at`'s load of `generation` cancelled for the workers, and tells a deterministic
     /// runtime's stepper, which looks again at the jobs of that slot.
     fn mark_cancelled(&self, at: usize, generation: Generation) {
@@ -492,6 +489,9 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
     }
 
+    /// Cancels the load of generation `generation` at slot `at`, in `phase`: the source no
+    /// longer waits for its bytes (unless it decoded), workers see it cancelled, and a queued
+    /// one leaves the scheduler's queue.
     fn cancel_load(
         &mut self,
         at: usize,

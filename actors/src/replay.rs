@@ -300,8 +300,9 @@ impl<'a> Session<'a> {
             let moved = moved.map_err(|reason| ReplayError::BadRecord { offset, reason })?;
             let stalled = |Stalled| ReplayError::Stalled { offset, stalled: Stalled.to_string() };
             // A record that moved nothing (an end, an entry, a cancel of a request the replay
-            // never made) leaves the runtime settled: a settle's scan of every waiting job
-            // would find nothing new, at a cost a log of millions of them would multiply.
+            // never made, an outcome no waiting job is for) leaves the runtime settled: a settle
+            // would find nothing new, and its walk of the requests still to publish (immediate
+            // mode) costs what a log of millions of such records would multiply.
             if moved && !self.shut_down {
                 self.stepper.settle(self.runtime, self.script).map_err(stalled)?;
                 // A publish can stage more (a dependent of the published, a load its credit
@@ -347,7 +348,8 @@ impl<'a> Session<'a> {
     }
 
     /// Feeds one record with the actors held; whether it may have moved the runtime (a record
-    /// that only tells the replay something, or names a request it never made, does not).
+    /// that only tells the replay something, names a request it never made, or banks an
+    /// outcome no waiting job is for, from version 8, does not).
     fn feed_held(&mut self, record: LogRecord) -> Result<bool, String> {
         match record {
             LogRecord::Request { id, key, priority } => self.request(id, key, priority)?,

@@ -6,13 +6,14 @@
 //! [`ManualClock`], its retry backoffs are [`VirtualTimers`], and the core actors' mailboxes are
 //! tracked by one [`Activity`]. The [`Stepper`] then alternates strictly: it waits until the
 //! actors are idle, runs one runnable job on the calling thread (decodes before reads, oldest
-//! first, found among the jobs an outcome or a cancel may have let run: `waiting`), and repeats; with no job runnable it fires the earliest timer, moving the clock to
-//! it. A replay of a log that records when each retry came due (version 8) fires a retry's
-//! timer at that record instead ([`Stepper::fire_timers_of`]), never when nothing can move: a
-//! retry fired then could take a read credit ahead of inputs its recording saw first. Each of its
-//! own steps (and each input the replay feeds) runs with the activity held, so the actors wake only
-//! once the step is over. Only one thread ever works at a time, so the same inputs give the same
-//! events in the same order, and the configured worker counts cannot change them.
+//! first, found among the jobs an outcome or a cancel may have let run: `waiting`), and repeats;
+//! with no job runnable it fires the earliest timer, moving the clock to it. A replay of a log that
+//! records when each retry came due (version 8) fires a retry's timer at that record instead
+//! ([`Stepper::fire_timers_of`]), never when nothing can move: a retry fired then could take a read
+//! credit ahead of inputs its recording saw first. Each of its own steps (and each input the replay
+//! feeds) runs with the activity held, so the actors wake only once the step is over. Only one
+//! thread ever works at a time, so the same inputs give the same events in the same order, and the
+//! configured worker counts cannot change them.
 //!
 //! # Errors
 //!

@@ -31,8 +31,8 @@ impl Decoder for BlobDecoder {
     fn decode(&self, _: &AssetKey, bytes: Vec<u8>) -> Result<Blob, DecodeError> {
         // The payload keeps the read's buffer: shrunk, so that it holds what `size_bytes`
         // says (the checksum's 4 bytes, and whatever room the source's buffer had past its
-        // bytes, a buffer grown by doubling as a file grew while read, say, would be held
-        // uncounted as long as the blob is).
+        // bytes: a file of sysfs tells 4096 bytes and holds a few, which would leave most of
+        // a buffer sized for 4096 held uncounted as long as the blob is).
         let mut payload = streamrt::verify_crc32_trailer(bytes)?;
         payload.shrink_to_fit();
         Ok(Blob(payload))
