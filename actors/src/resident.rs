@@ -29,7 +29,6 @@ use std::sync::Arc;
 
 use std::hash::Hash;
 
-use hashbrown::hash_map::Entry;
 use hashbrown::{Equivalent, HashMap};
 use streamrt_messages::AssetKey;
 
@@ -190,27 +189,19 @@ impl Residency {
         self.types[t].lru.insert(used, key.clone());
         self.types[t].figures.parked += 1;
         self.types[t].figures.parked_bytes += bytes;
+        let new = Arc::as_ptr(&value);
         let parked = Parked { type_index: t, value, bytes, used };
         // A key is parked once (a cache has one slot a key, and a readmission empties its
         // salvage). One parked again, rather than leaving an order entry and its bytes counted
         // for ever: the same asset (a release taken twice) was counted resident once, and only
         // its earlier listing goes; another replaces the asset before it, which goes as an
         // eviction's does (its bytes no longer counted, the value dropped outside the lock).
-        let replaced = match self.parked.entry(key) {
-            Entry::Vacant(vacant) => {
-                vacant.insert(parked);
-                None
+        if let Some(previous) = self.parked.insert(key, parked) {
+            if std::ptr::addr_eq(Arc::as_ptr(&previous.value), new) {
+                self.unlist(&previous);
+            } else {
+                self.let_go_of(previous);
             }
-            Entry::Occupied(mut occupied) => {
-                let previous = std::mem::replace(occupied.get_mut(), parked);
-                let same = Arc::ptr_eq(&previous.value, &occupied.get().value);
-                Some((previous, same))
-            }
-        };
-        match replaced {
-            Some((previous, true)) => self.unlist(&previous),
-            Some((previous, false)) => self.let_go_of(previous),
-            None => {}
         }
         self.enforce(t)
     }
