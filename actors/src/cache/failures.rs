@@ -29,7 +29,6 @@ use actix::{AsyncContext, Context};
 use streamrt_messages::{AssetLoadError, AssetPath, ErrorKind, EventKind, Generation, LoadState};
 use streamrt_supervisor::guarded_turn;
 
-use super::abandoned::all_released;
 use super::slots::Phase;
 use super::{load_ref, Cache, CacheMsg};
 use crate::scheduler::{Admission, LoadRef, SchedulerMsg};
@@ -182,12 +181,13 @@ impl<T: Send + Sync + 'static> Cache<T> {
         if self.table.current_in(at, load.generation, Phase::Backoff).is_none() {
             return;
         }
+        // Let go of by every request: its load is cancelled now (`release_abandoned`). A timed
+        // retry decides that as it is recorded, so that a cancel crossing it is logged after it.
         let held = match due {
-            Due::Timed => self.record_retry_due(at),
-            Due::AtOnce => self.table.get(at).is_some_and(|slot| !all_released(slot)),
+            Due::Timed => self.record_retry_due(at) || !self.release_abandoned(at),
+            Due::AtOnce => !self.release_abandoned(at),
         };
         if !held {
-            self.release_abandoned(at);
             return;
         }
         let slot = self.table.get_mut(at).expect("the current slot");

@@ -65,12 +65,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
     pub(super) fn record_retry_due(&self, at: usize) -> bool {
         let Some(slot) = self.table.get(at) else { return false };
         let Some(recorder) = self.links.probe.recorder() else { return !all_released(slot) };
-        let mut held = false;
-        recorder.record_if(|| {
-            held = !all_released(slot);
-            held.then(|| LogRecord::RetryDue { key: self.key_of(slot.path()) })
-        });
-        held
+        let due = || LogRecord::RetryDue { key: self.key_of(slot.path()) };
+        recorder.record_if(|| (!all_released(slot)).then(due))
     }
 }
 

@@ -102,12 +102,13 @@ impl Recorder {
 
     /// Appends what `record` makes, if anything, deciding under the lock records are appended
     /// under: a record another thread appends after something `record` looks at changed (an
-    /// engine's cancel, once its request is marked released) comes after this one.
-    pub(crate) fn record_if(&self, record: impl FnOnce() -> Option<LogRecord>) {
+    /// engine's cancel, once its request is marked released) comes after this one. Whether it
+    /// appended one.
+    pub(crate) fn record_if(&self, record: impl FnOnce() -> Option<LogRecord>) -> bool {
         let mut state = self.state();
-        if let Some(record) = record() {
-            state.append(&record);
-        }
+        let Some(record) = record() else { return false };
+        state.append(&record);
+        true
     }
 
     /// Appends `records` together: no other thread's record comes between them.
