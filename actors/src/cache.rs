@@ -109,7 +109,7 @@ use failures::Due;
 pub(crate) use inbox::{CacheInbox, EngineMsg};
 pub(crate) use lifecycle::{lock as salvage_lock, Salvaged};
 pub(crate) use route::TypeRoute;
-use slots::{Detached, Holder, Phase, SlotTable};
+use slots::{Detached, Holder, Phase, Slot, SlotTable};
 
 /// What a cache is told.
 pub(crate) enum CacheMsg<T: Send + Sync + 'static> {
@@ -171,6 +171,14 @@ impl<T: Send + Sync + 'static> Holder for Ticket<T> {
 }
 
 /// `at`'s load of `generation` in the type `ty`, as the scheduler names it.
+/// The priorities of `slot`'s holders that have not ended, in the holders' order.
+fn live_priorities<T: Send + Sync + 'static>(
+    slot: &Slot<Ticket<T>>,
+) -> impl Iterator<Item = Priority> + '_ {
+    let live = slot.holders.iter().filter(|t| !t.cell().state().is_terminal());
+    live.map(|t| t.cell().priority())
+}
+
 fn load_ref(ty: u16, at: usize, generation: Generation) -> LoadRef {
     LoadRef { ty, slot: slots::index32(at), generation }
 }
@@ -540,11 +548,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             return;
         }
         let bound = settled.then(|| fallback.map_or(slot.priority, |p| p.min(slot.priority)));
-        let live = slot
-            .holders
-            .iter()
-            .filter(|t| !t.cell().state().is_terminal())
-            .map(|t| t.cell().priority());
+        let live = live_priorities(slot);
         // None is more urgent than the bound: the first at it is the most urgent.
         let mut most_urgent = None;
         for p in live {
@@ -619,8 +623,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let slot = self.table.current_mut(job.slot(), job.generation).expect("the current slot");
         // The holders' most urgent priority now: the slot's is not kept while it loads.
         probe.emit_with(|| {
-            let live = slot.holders.iter().filter(|t| !t.cell().state().is_terminal());
-            let priority = live.map(|t| t.cell().priority()).min().unwrap_or(slot.priority);
+            let priority = live_priorities(slot).min().unwrap_or(slot.priority);
             job.event(&probe, EventKind::Decoded).with_priority(priority).with_bytes(size)
         });
         self.links.hints.unwant(slot.locator);
