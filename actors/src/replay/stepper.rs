@@ -24,7 +24,7 @@
 
 mod waiting;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -81,9 +81,17 @@ type Deferred = Box<dyn FnOnce() + Send>;
 /// Delays on the virtual clock: what a deterministic cache uses instead of a timer.
 #[derive(Default)]
 pub(crate) struct VirtualTimers {
-    /// By due time, then by the order they were set, each with the key whose retry it is.
-    due: Mutex<BTreeMap<(u64, u64), (AssetKey, Deferred)>>,
+    timers: Mutex<Timers>,
     next: AtomicU64,
+}
+
+/// The timers set, by due time then by the order they were set, and by the key whose retry each
+/// is: a log's `RetryDue` finds its key's without a walk of every timer (a version 8 replay
+/// never fires the timer of a load let go in its backoff, and such timers stay).
+#[derive(Default)]
+struct Timers {
+    due: BTreeMap<(u64, u64), (AssetKey, Deferred)>,
+    by_key: HashMap<AssetKey, Vec<(u64, u64)>>,
 }
 
 impl VirtualTimers {
@@ -91,25 +99,35 @@ impl VirtualTimers {
     /// (or the log says its retry came due).
     pub(crate) fn after(&self, now_us: u64, delay_ms: u64, key: AssetKey, action: Deferred) {
         let at = now_us.saturating_add(delay_ms.saturating_mul(1_000));
-        let seq = self.next.fetch_add(1, Ordering::Relaxed);
-        self.due().insert((at, seq), (key, action));
+        let id = (at, self.next.fetch_add(1, Ordering::Relaxed));
+        let mut timers = self.timers();
+        timers.by_key.entry(key.clone()).or_default().push(id);
+        timers.due.insert(id, (key, action));
     }
 
-    fn due(&self) -> std::sync::MutexGuard<'_, BTreeMap<(u64, u64), (AssetKey, Deferred)>> {
-        self.due.lock().unwrap_or_else(PoisonError::into_inner)
+    fn timers(&self) -> std::sync::MutexGuard<'_, Timers> {
+        self.timers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn pop(&self) -> Option<(u64, Deferred)> {
-        self.due().pop_first().map(|((at, _), (_, action))| (at, action))
+        let mut timers = self.timers();
+        let (id, (key, action)) = timers.due.pop_first()?;
+        if let Some(ids) = timers.by_key.get_mut(&key) {
+            ids.retain(|&other| other != id);
+            if ids.is_empty() {
+                timers.by_key.remove(&key);
+            }
+        }
+        Some((id.0, action))
     }
 
     /// Takes every timer set for `key`, earliest first: one is live at most (a key has one
     /// load at a time), any other the retry of a load since let go, which does nothing.
     fn take_of(&self, key: &AssetKey) -> Vec<(u64, Deferred)> {
-        let mut due = self.due();
-        let of: Vec<(u64, u64)> =
-            due.iter().filter(|(_, (k, _))| k == key).map(|(&at, _)| at).collect();
-        of.into_iter().filter_map(|at| due.remove(&at).map(|(_, action)| (at.0, action))).collect()
+        let mut timers = self.timers();
+        let mut ids = timers.by_key.remove(key).unwrap_or_default();
+        ids.sort_unstable();
+        ids.into_iter().filter_map(|id| timers.due.remove(&id).map(|(_, a)| (id.0, a))).collect()
     }
 }
 
