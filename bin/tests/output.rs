@@ -218,6 +218,13 @@ fn a_trace_goes_to_its_file_whole_and_to_a_device_in_place() {
     let left: Vec<_> =
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, ["trace.json"], "no temporary file is left beside it");
+    // The mode a file made in place would have (a temporary file's own is 0600).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let plain = dir.path().join("plain");
+    std::fs::File::create(&plain).unwrap();
+    assert_eq!(mode(&trace), mode(&plain));
+    std::fs::remove_file(&plain).unwrap();
     // A device is written to, never replaced.
     stdout_of(dir.path(), &[&args[..], &["--trace", "/dev/null"]].concat());
     let null = std::fs::metadata("/dev/null").unwrap();

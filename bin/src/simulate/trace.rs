@@ -158,7 +158,11 @@ impl TraceFile {
             ),
             _ => {
                 let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
-                let temporary = tempfile::NamedTempFile::new_in(folder.unwrap_or(Path::new(".")))
+                // The mode `File::create` would give (before the umask), as the pack writer's
+                // temporary file has, not a temporary file's 0600.
+                let temporary = tempfile::Builder::new()
+                    .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+                    .tempfile_in(folder.unwrap_or(Path::new(".")))
                     .with_context(cannot)?;
                 let registered = crate::interrupt::Registered::new(temporary.path());
                 Out::Beside { temporary, _interrupted_removes: registered }
