@@ -78,7 +78,7 @@ pub use source::{
     Coalescing, DirSource, EntryInfo, Locator, MemorySource, PackSource, Source, SourceError,
 };
 pub use streamrt_supervisor::{
-    panic_message, Backoff, Escalation, Intensity, PANIC_MESSAGE_BYTES_MAX,
+    panic_message, panic_text, Backoff, Escalation, Intensity, PANIC_MESSAGE_BYTES_MAX,
 };
 pub use streamrt_supervisor::{Clock, ManualClock, MonotonicClock};
 pub use tasks::{FrameTaskGroup, TaskContext, TaskError};

@@ -103,11 +103,7 @@ fn quiet_on_a_failed_print() {
         if failed_print(info.payload()).is_some() {
             return;
         }
-        let payload = info.payload();
-        let message = payload.downcast_ref::<&str>().copied();
-        let Some(message) =
-            message.or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        else {
+        let Some(message) = streamrt::panic_text(info.payload()) else {
             return default(info);
         };
         let escaped: Vec<_> = message.split('\n').map(escape_controls).collect();

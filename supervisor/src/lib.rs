@@ -95,14 +95,13 @@ fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
 /// The text of a caught panic's payload, cut at [`PANIC_MESSAGE_BYTES_MAX`] bytes (on a
 /// character boundary, ending with `…` when cut).
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    let text = if let Some(s) = payload.downcast_ref::<&str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.as_str()
-    } else {
-        "non-string panic payload"
-    };
-    streamrt_messages::error_text_of(text)
+    streamrt_messages::error_text_of(panic_text(payload).unwrap_or("non-string panic payload"))
+}
+
+/// The whole text of a panic's payload, if it is text (`panic!`'s `&str` or `String`).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> Option<&str> {
+    let text = payload.downcast_ref::<&str>().copied();
+    text.or_else(|| payload.downcast_ref::<String>().map(String::as_str))
 }
 
 #[cfg(test)]
