@@ -296,6 +296,28 @@ pub struct PackReader {
     data_end: u64,
 }
 
+/// Why [`read_into_spare`] stopped short.
+enum Short {
+    /// The file ends at this byte.
+    Ends(u64),
+    /// A read failed.
+    Failed(std::io::Error),
+}
+
+/// Reads `file`'s bytes from `offset` + `buf`'s length into `buf`'s spare room (reserved by
+/// the caller), nothing zeroed first, until `buf` holds `n` bytes.
+fn read_into_spare(file: &File, buf: &mut Vec<u8>, n: usize, offset: u64) -> Result<(), Short> {
+    while buf.len() < n {
+        let at = offset + buf.len() as u64;
+        match rustix::io::pread(file, spare_capacity(buf), at) {
+            Ok(0) => return Err(Short::Ends(at)),
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(Short::Failed(e.into())),
+        }
+    }
+    Ok(())
+}
+
 impl PackReader {
     /// Opens `path` and checks its header and index.
     ///
@@ -338,14 +360,11 @@ impl PackReader {
         let n = usize::try_from(len).map_err(|_| too_large())?;
         let mut bytes = Vec::new();
         bytes.try_reserve_exact(n).map_err(|_| too_large())?;
-        while bytes.len() < n {
-            let from = at + bytes.len() as u64;
-            match rustix::io::pread(&file, spare_capacity(&mut bytes), from) {
-                // Shorter than when its length was read: it changed under the reader.
-                Ok(0) => return Err(io(std::io::ErrorKind::UnexpectedEof.into())),
-                Ok(_) | Err(Errno::INTR) => {}
-                Err(e) => return Err(io(e.into())),
-            }
+        match read_into_spare(&file, &mut bytes, n, at) {
+            Ok(()) => {}
+            // Shorter than when its length was read: it changed under the reader.
+            Err(Short::Ends(_)) => return Err(io(std::io::ErrorKind::UnexpectedEof.into())),
+            Err(Short::Failed(e)) => return Err(io(e)),
         }
         // The room reserved may be larger, and the file grown since: its checksum decides.
         bytes.truncate(n);
@@ -459,15 +478,10 @@ impl PackReader {
             let refused = EntryError::TooLarge { size: len, max };
             buf.try_reserve_exact(n - buf.len()).map_err(|_| refused)?;
         }
-        while buf.len() < n {
-            let at = offset + buf.len() as u64;
-            match rustix::io::pread(&self.file, spare_capacity(buf), at) {
-                Ok(0) => return Err(ends(at)),
-                Ok(_) | Err(Errno::INTR) => {}
-                Err(e) => return Err(EntryError::Io(std::io::Error::from(e).to_string())),
-            }
-        }
-        Ok(())
+        read_into_spare(&self.file, buf, n, offset).map_err(|short| match short {
+            Short::Ends(at) => ends(at),
+            Short::Failed(e) => EntryError::Io(e.to_string()),
+        })
     }
 
     /// Reads, decompresses and verifies one entry.
