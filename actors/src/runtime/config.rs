@@ -237,10 +237,7 @@ impl RuntimeConfig {
             ("worker_nice", usize::from(self.worker_nice), usize::from(WORKER_NICE_MAX)),
         ]
         .map(|(name, v, max)| (name, v as u64, max as u64));
-        let mut positive = positive.iter().chain(&positive_u64);
-        if let Some(&(name, _)) = positive.find(|(_, v)| *v == 0) {
-            return Err(ConfigError::Zero(name));
-        }
+        first_zero(positive.iter().chain(&positive_u64))?;
         self.retry.validate()?;
         // A restart delayed past it leaves loads stalled, with nothing escalated.
         let restart = self.restart_backoff;
@@ -265,14 +262,11 @@ impl RuntimeConfig {
                 // A budget that never rises: from 0, by steps of 0, or under a band as wide as
                 // the target (no frame is ever fast enough to be below it); and a target of 0
                 // that every frame is over.
-                let zero = [
+                first_zero(&[
                     ("adaptive.budget_min", u64::from(a.budget_min)),
                     ("adaptive.increase_step", u64::from(a.increase_step)),
                     ("adaptive.target_frame_us", a.target_frame_us),
-                ];
-                if let Some(&(name, _)) = zero.iter().find(|(_, v)| *v == 0) {
-                    return Err(ConfigError::Zero(name));
-                }
+                ])?;
                 // The budget stays within [budget_min, budget_max]: an empty range would pin it
                 // at the minimum, over the maximum; percents past 100 mean nothing.
                 first_too_large(
@@ -286,6 +280,16 @@ impl RuntimeConfig {
             }
         }
         first_too_large(&bounded)
+    }
+}
+
+/// `Zero` for the first of `settings` (a name and its value) that is 0.
+fn first_zero<'a>(
+    settings: impl IntoIterator<Item = &'a (&'static str, u64)>,
+) -> Result<(), ConfigError> {
+    match settings.into_iter().find(|(_, v)| *v == 0) {
+        Some(&(name, _)) => Err(ConfigError::Zero(name)),
+        None => Ok(()),
     }
 }
 
