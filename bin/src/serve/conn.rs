@@ -366,11 +366,8 @@ fn wait_for_ends(conn: &mut Conn, made: Vec<Arc<dyn Tracked>>) -> Result<(), End
             });
             sent?;
         }
-        while let Some(r) = left.pop_front() {
-            if !r.state().is_terminal() {
-                left.push_front(r);
-                break;
-            }
+        while left.front().is_some_and(|r| r.state().is_terminal()) {
+            let r = left.pop_front().expect("a front, just looked at");
             tell_end(conn, &*r)?;
             told = Instant::now();
         }
