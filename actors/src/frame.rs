@@ -47,10 +47,10 @@ mod ready;
 
 pub use adaptive::AdaptivePolicy;
 pub use ready::FramePolicy;
+pub(crate) use ready::RecordedPublishes;
 
 use adaptive::AdaptiveBudget;
-
-use ready::{ReadySet, Waiting};
+use ready::{Published, ReadySet, Waiting};
 
 /// When decoded assets become visible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,9 +194,10 @@ pub(crate) enum FrameChoice<'a> {
     /// The most urgent first within the budget; each one published is pushed to the vector
     /// when one is given (a recording session).
     Budget(Option<&'a mut Vec<RequestId>>),
-    /// Those of these waiting, in this order, whatever the budget, leaving the others in the
-    /// vector: a replay publishing what its recording's frames published.
-    These(&'a mut Vec<RequestId>),
+    /// Those of these waiting, in their order, whatever the budget, leaving the others
+    /// listed: a replay publishing what its recording's frames published. None publishes
+    /// nothing (an immediate-mode replay's frames, as its recording's).
+    These(Option<&'a mut RecordedPublishes>),
 }
 
 /// A change to the ready set the coordinator could not make at once, as an engine thread held
@@ -241,11 +242,11 @@ impl FrameShared {
         }
     }
 
-    /// Publishes those of `requests` waiting, in their order, outside any frame, and leaves
-    /// the others in `requests` (see `held`).
-    pub(crate) fn publish_held(&self, requests: &mut Vec<RequestId>) {
+    /// Publishes those of `recorded` waiting, in their order, outside any frame, and leaves
+    /// the others listed (see `held`).
+    pub(crate) fn publish_held(&self, recorded: &mut RecordedPublishes) {
         let batch = PublishBatch::new(self.probe.now_us());
-        let done = self.ready().publish_these(requests, &batch);
+        let done = self.ready().publish_these(recorded, &batch);
         batch.finish(&self.probe, done.count);
     }
 
@@ -332,7 +333,8 @@ impl FrameShared {
             FrameChoice::Budget(record) => {
                 ready.publish_frame(frame, &policy, &batch, &mut elapsed, record)
             }
-            FrameChoice::These(requests) => ready.publish_these(requests, &batch),
+            FrameChoice::These(Some(recorded)) => ready.publish_these(recorded, &batch),
+            FrameChoice::These(None) => Published::default(),
         };
         let (published, published_bytes) = (done.count, done.bytes);
         pacing.last_published = published;

@@ -23,7 +23,7 @@ pub(crate) use record::{log_header, published_records, type_policy_record, Recor
 pub(crate) use stepper::{CancelNotes, Deterministic, VirtualTimers};
 pub use transcript::TranscriptLine;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -34,7 +34,7 @@ use streamrt_messages::{
     error_text_of, AssetKey, ErrorKind, Event, EventKind, LoadState, Priority, RequestId,
 };
 
-use crate::frame::{FramePolicy, PublishMode};
+use crate::frame::{FramePolicy, PublishMode, RecordedPublishes};
 use crate::lock::lock;
 use crate::request::RootHandle;
 use crate::runtime::{
@@ -214,7 +214,8 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
     let mut unreachable = replayed(&session.ended_after_shutdown);
     if !complete {
         unreachable.extend(replayed(&session.ended_since_frame));
-        unreachable.extend(session.to_publish.iter().flatten().map(|id| id.0));
+        unreachable
+            .extend(session.to_publish.iter().flat_map(|list| list.pending().map(|id| id.0)));
     }
     drop(runtime);
     fed?;
@@ -258,11 +259,8 @@ struct Session<'a> {
     ended_since_frame: BTreeSet<u64>,
     /// The requests the recording's frames published that the replay has not, by the
     /// replay's ids, from the `Published` records; `None` until the first (a version 2 log
-    /// has none).
-    to_publish: Option<Vec<RequestId>>,
-    /// Every request ever listed in `to_publish`: one is listed once, and one published
-    /// already is not listed again.
-    listed: HashSet<RequestId>,
+    /// has none). A request is listed once: one published already is not listed again.
+    to_publish: Option<RecordedPublishes>,
     shut_down: bool,
     /// The recorded ids of the ends recorded after the `Shutdown` record.
     ended_after_shutdown: BTreeSet<u64>,
@@ -288,7 +286,6 @@ impl<'a> Session<'a> {
             expected: BTreeMap::new(),
             ended_since_frame: BTreeSet::new(),
             to_publish: None,
-            listed: HashSet::new(),
             shut_down: false,
             ended_after_shutdown: BTreeSet::new(),
         }
@@ -301,8 +298,8 @@ impl<'a> Session<'a> {
             let stalled = |Stalled| ReplayError::Stalled { offset, stalled: Stalled.to_string() };
             // A record that moved nothing (an end, an entry, a cancel of a request the replay
             // never made, an outcome no waiting job is for) leaves the runtime settled: a settle
-            // would find nothing new, and its walk of the requests still to publish (immediate
-            // mode) costs what a log of millions of such records would multiply.
+            // would find nothing new, and costs what a log of millions of such records would
+            // multiply.
             if moved && !self.shut_down {
                 self.stepper.settle(self.runtime, self.script).map_err(stalled)?;
                 // A publish can stage more (a dependent of the published, a load its credit
@@ -320,12 +317,12 @@ impl<'a> Session<'a> {
     /// the replay has staged (one staged later, its load dispatched later here, is published
     /// after the step that stages it); true if any was.
     fn publish_held(&mut self) -> bool {
-        let Some(requests) = self.to_publish.as_mut().filter(|r| self.held && !r.is_empty()) else {
+        let Some(recorded) = self.to_publish.as_mut().filter(|r| self.held && !r.is_empty()) else {
             return false;
         };
-        let before = requests.len();
-        self.runtime.publish_as(requests);
-        requests.len() < before
+        let before = recorded.len();
+        self.runtime.publish_as(recorded);
+        recorded.len() < before
     }
 
     /// Feeds one record.
@@ -442,8 +439,8 @@ impl<'a> Session<'a> {
         self.ended_since_frame.clear();
         match self.to_publish.as_mut() {
             // Immediate mode: its frames publish nothing, as the recording's did.
-            _ if self.held => self.runtime.begin_frame_as(&mut Vec::new()),
-            Some(requests) => self.runtime.begin_frame_as(requests),
+            _ if self.held => self.runtime.begin_frame_as(None),
+            Some(recorded) => self.runtime.begin_frame_as(Some(recorded)),
             None => self.runtime.begin_frame(),
         };
     }
@@ -451,16 +448,16 @@ impl<'a> Session<'a> {
     /// Adds the requests a recorded frame published to those still to publish, under the
     /// replay's ids. A recorded request is always made before it is published, so an id past
     /// the replay's requests, or one listed before, is a damaged log's and is dropped: the
-    /// list, rescanned at every frame, holds each request made at most once.
+    /// list holds each request made at most once.
     fn list_to_publish(&mut self, recorded: &[u64]) {
         // Every request made, dependencies and refused ones included, takes the next id and
         // counts in `requested`, so this is the highest id given out.
         let made = self.runtime.status().requested;
-        let list = self.to_publish.get_or_insert_with(Vec::new);
+        let list = self.to_publish.get_or_insert_with(RecordedPublishes::default);
         for &id in recorded {
             let id = RequestId(replayed_id(&self.replayed_ids, id));
-            if (1..=made).contains(&id.0) && self.listed.insert(id) {
-                list.push(id);
+            if (1..=made).contains(&id.0) {
+                list.list(id);
             }
         }
     }

@@ -35,12 +35,12 @@ use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
 use streamrt_messages::replay_log::LogRecord;
-use streamrt_messages::{AssetKey, InvalidKey, Priority, RequestId, Status};
+use streamrt_messages::{AssetKey, InvalidKey, Priority, Status};
 use streamrt_supervisor::{Escalation, Mailbox, WorkerPool};
 
 use crate::cache::CacheStats;
 use crate::chaos::CrashTarget;
-use crate::frame::{FrameChoice, FrameMsg, FrameReport, FrameShared};
+use crate::frame::{FrameChoice, FrameMsg, FrameReport, FrameShared, RecordedPublishes};
 use crate::replay::{published_records, Recorder};
 use crate::request::{Handle, RootHandle};
 use crate::resident::{MemoryStats, Residency};
@@ -274,17 +274,18 @@ impl Runtime {
         report
     }
 
-    /// Publishes those of `requests` waiting, in their order, outside any frame, and leaves
-    /// the others in `requests`: a replay publishing what its recording's immediate publishes
-    /// did (see `FrameShared::held`).
-    pub(crate) fn publish_as(&self, requests: &mut Vec<RequestId>) {
-        self.inner.frame.publish_held(requests);
+    /// Publishes those of `recorded` waiting, in their order, outside any frame, and leaves
+    /// the others listed: a replay publishing what its recording's immediate publishes did
+    /// (see `FrameShared::held`).
+    pub(crate) fn publish_as(&self, recorded: &mut RecordedPublishes) {
+        self.inner.frame.publish_held(recorded);
     }
 
-    /// Starts a frame that publishes those of `requests` waiting, in their order, and leaves
-    /// the others in `requests`: a replay's frame publishing what its recording's did.
-    pub(crate) fn begin_frame_as(&self, requests: &mut Vec<RequestId>) -> FrameReport {
-        self.inner.frame.begin_frame(FrameChoice::These(requests))
+    /// Starts a frame that publishes those of `recorded` waiting, in their order, and leaves
+    /// the others listed: a replay's frame publishing what its recording's did. None publishes
+    /// nothing.
+    pub(crate) fn begin_frame_as(&self, recorded: Option<&mut RecordedPublishes>) -> FrameReport {
+        self.inner.frame.begin_frame(FrameChoice::These(recorded))
     }
 
     /// A group of parallel tasks for the current frame, run on the decode workers and joined

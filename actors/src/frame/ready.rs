@@ -22,6 +22,7 @@
 //!   budget.
 
 mod arrivals;
+mod recorded;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -31,6 +32,7 @@ use streamrt_messages::{Priority, RequestId};
 use super::adaptive::AdaptivePolicy;
 use crate::id_hash::IdMap;
 use arrivals::ArrivalOrder;
+pub(crate) use recorded::RecordedPublishes;
 
 /// How much a frame boundary may publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +135,9 @@ pub(crate) struct ReadySet<E> {
     waiting: IdMap<RequestId, Staged<E>>,
     /// `STALE_KEYS_SLACK`, smaller in tests so they reach the shedding.
     stale_keys_slack: usize,
+    /// The requests staged since a replay's last `publish_these`, kept from its first on
+    /// (`None` before: a runtime that is no replay keeps none).
+    staged_since: Option<Vec<RequestId>>,
 }
 
 impl<E: Waiting> Default for ReadySet<E> {
@@ -143,6 +148,7 @@ impl<E: Waiting> Default for ReadySet<E> {
             by_arrival: ArrivalOrder::default(),
             waiting: IdMap::default(),
             stale_keys_slack: STALE_KEYS_SLACK,
+            staged_since: None,
         }
     }
 }
@@ -159,6 +165,9 @@ impl<E: Waiting> ReadySet<E> {
             return;
         }
         self.waiting.insert(request, Staged { entry, priority, frame });
+        if let Some(staged) = &mut self.staged_since {
+            staged.push(request);
+        }
         self.push_priority_key(priority, request);
         self.by_arrival.push(frame, request);
         self.drop_stale_keys();
@@ -256,22 +265,24 @@ impl<E: Waiting> ReadySet<E> {
         done
     }
 
-    /// Publishes those of `requests` waiting here, in their order, as part of `batch`,
-    /// whatever the budget, and leaves the others in `requests` (a replay publishing what its
-    /// recording's frames published, some of which it has not staged yet).
+    /// Publishes those of `recorded` waiting here, in their order, as part of `batch`,
+    /// whatever the budget, and leaves the others listed (a replay publishing what its
+    /// recording's frames published, some of which it has not staged yet). From the first
+    /// call on, the set keeps the requests it stages, so a call looks only at what changed
+    /// since the last (see [`RecordedPublishes`]): one list per set.
     pub(crate) fn publish_these(
         &mut self,
-        requests: &mut Vec<RequestId>,
+        recorded: &mut RecordedPublishes,
         batch: &E::Batch,
     ) -> Published {
+        let staged = self.staged_since.replace(Vec::new());
         let mut done = Published::default();
-        requests.retain(|&request| match self.withdraw(request) {
-            Some(entry) => {
+        for request in recorded.changed_since(staged) {
+            if let Some(entry) = self.withdraw(request) {
                 publish(request, &entry, batch, &mut done, None);
-                false
+                recorded.published(request);
             }
-            None => true,
-        });
+        }
         done
     }
 
@@ -546,17 +557,38 @@ mod tests {
         bench.add(3, Priority::Normal, 10, 0);
         bench.add(4, Priority::Normal, 10, 0);
         // 9 is not staged yet: it stays in the list. Out of priority order, past any budget.
-        let mut recorded = vec![RequestId(2), RequestId(9), RequestId(4)];
+        let mut recorded = RecordedPublishes::default();
+        [2, 9, 4].into_iter().for_each(|r| recorded.list(RequestId(r)));
         let done = bench.set.publish_these(&mut recorded, &());
         assert_eq!(done, Published { count: 2, bytes: 20 });
         assert_eq!(bench.log.borrow_mut().drain(..).collect::<Vec<_>>(), [2, 4]);
-        assert_eq!(recorded, [RequestId(9)], "still to publish once staged");
+        let pending: Vec<RequestId> = recorded.pending().collect();
+        assert_eq!(pending, [RequestId(9)], "still to publish once staged");
         assert_eq!(bench.set.len(), 2, "the others still wait");
+        assert_eq!(bench.set.publish_these(&mut recorded, &()).count, 0, "nothing new");
         bench.add(9, Priority::Low, 10, 1);
         assert_eq!(bench.set.publish_these(&mut recorded, &()).count, 1);
         assert_eq!(bench.log.borrow_mut().drain(..).collect::<Vec<_>>(), [9]);
-        assert!(recorded.is_empty());
+        assert_eq!(recorded.len(), 0);
         assert_eq!(bench.frame(1, &FramePolicy::count(10)), [1, 3]);
+    }
+
+    #[test]
+    fn a_replayed_publish_takes_a_request_listed_after_it_was_staged_and_one_staged_again() {
+        let mut bench = Bench::new();
+        let mut recorded = RecordedPublishes::default();
+        bench.add(1, Priority::Normal, 10, 0);
+        bench.add(2, Priority::Normal, 10, 0);
+        assert_eq!(bench.set.publish_these(&mut recorded, &()).count, 0, "none listed yet");
+        recorded.list(RequestId(2));
+        assert_eq!(bench.set.publish_these(&mut recorded, &()).count, 1, "staged before listed");
+        recorded.list(RequestId(3));
+        bench.add(3, Priority::Normal, 10, 0);
+        assert!(bench.set.withdraw(RequestId(3)).is_some(), "cancelled once staged");
+        assert_eq!(bench.set.publish_these(&mut recorded, &()).count, 0);
+        bench.add(3, Priority::Normal, 10, 1);
+        assert_eq!(bench.set.publish_these(&mut recorded, &()).count, 1, "staged again");
+        assert_eq!(bench.log.borrow_mut().drain(..).collect::<Vec<_>>(), [2, 3]);
     }
 
     #[test]
