@@ -19,7 +19,7 @@
 //! # Invariants
 //!
 //! - Publishing is the cell's `Decoded → Ready` transition, so a request cancelled while it
-//!   waited is skipped (and costs no budget); it never binds.
+//!   waited is skipped (and costs no count or byte budget); it never binds.
 //! - In immediate mode the coordinator publishes as soon as requests arrive (in a replay of
 //!   an immediate-mode log, when the log's `Published` record says: `held`).
 //!
@@ -30,7 +30,6 @@
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
-use std::time::Instant;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use streamrt_messages::{EventKind, Priority, RequestId};
@@ -143,10 +142,11 @@ pub struct FrameReport {
     pub published: u32,
     /// Bytes of the requests published.
     pub published_bytes: u64,
-    /// Entries still in the ready set for a later frame: decoded requests waiting, and those
-    /// cancelled since whose withdrawal the coordinator has not yet made (it waits for the
-    /// next taker of the set when it came during this boundary), and, in a replay, those held
-    /// for their recorded frame.
+    /// Entries still in the ready set for a later frame: decoded requests waiting (those the
+    /// coordinator staged during this boundary included, though they enter the set at its
+    /// next taker), those cancelled since whose withdrawal the coordinator has not yet made
+    /// (it waits for the next taker of the set when it came during this boundary), and, in a
+    /// replay, those held for their recorded frame.
     pub waiting: usize,
     /// The count budget this boundary published under (it moves with an adaptive policy).
     pub budget: u32,
@@ -253,9 +253,25 @@ impl FrameShared {
     /// The ready set, with the changes left for it made.
     fn ready(&self) -> ReadyGuard<'_> {
         // Publishing cannot panic while holding the lock; a poisoned queue is still consistent.
-        let mut set = lock(&self.ready);
+        self.with_deferred_made(lock(&self.ready))
+    }
+
+    /// `set`, taken, with the changes left for it made.
+    fn with_deferred_made<'a>(
+        &'a self,
+        mut set: MutexGuard<'a, ReadySet<ReadyEntry>>,
+    ) -> ReadyGuard<'a> {
         let withdrawn = self.make_deferred(&mut set);
         ReadyGuard { set, _withdrawn: withdrawn }
+    }
+
+    /// The entries in the stages left for the ready set.
+    fn deferred_stages(&self) -> usize {
+        let deferred = lock(&self.deferred);
+        deferred
+            .iter()
+            .map(|change| if let Deferred::Stage(e, _) = change { e.len() } else { 0 })
+            .sum()
     }
 
     /// Makes the changes left for `ready`, in order; the entries they withdrew.
@@ -314,21 +330,26 @@ impl FrameShared {
     /// Starts a frame: publishes waiting requests as `choice` says (most urgent first, within
     /// the budget, unless a replay imposes its recording's).
     pub(crate) fn begin_frame(&self, choice: FrameChoice<'_>) -> FrameReport {
+        // Boundaries begun at once from two threads take their frames and times in the order
+        // they publish in: one read out of order made a frame 0 µs long for the adaptive budget.
+        let mut pacing = lock(&self.pacing);
         let frame = self.probe.next_frame();
         let mut policy = match self.mode {
             PublishMode::Immediate => FramePolicy::count(0),
             PublishMode::Frames(policy) => policy,
         };
         let now_us = self.probe.now_us();
-        let mut pacing = lock(&self.pacing);
         let (frame_us, budget) = pacing.begin(now_us, policy.publish_count_max);
         policy.publish_count_max = budget;
         let batch = PublishBatch::new(now_us);
-        let mut ready = self.ready();
-        // Timed from the lock taken: waiting for the coordinator to let go of it is not
-        // publishing, and counted against `publish_time_us_max` it cut frames short.
-        let started = Instant::now();
-        let mut elapsed = || u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let set = lock(&self.ready);
+        // Timed by the runtime's clock from the lock taken, the changes left for the set
+        // included (they are the engine thread's work too): waiting for the coordinator to let
+        // go of it is not publishing, and counted against `publish_time_us_max` it cut frames
+        // short.
+        let started_us = self.probe.now_us();
+        let mut ready = self.with_deferred_made(set);
+        let mut elapsed = || self.probe.now_us().saturating_sub(started_us);
         let done = match choice {
             FrameChoice::Budget(record) => {
                 ready.publish_frame(frame, &policy, &batch, &mut elapsed, record)
@@ -338,7 +359,9 @@ impl FrameShared {
         };
         let (published, published_bytes) = (done.count, done.bytes);
         pacing.last_published = published;
-        let waiting = ready.len();
+        // Stages the coordinator left during this boundary wait too: read under the set's lock,
+        // which keeps them from moving into it meanwhile.
+        let waiting = ready.len() + self.deferred_stages();
         drop(ready);
         batch.finish(&self.probe, published);
         let event = self.probe.event(EventKind::FrameBegin { published, budget });

@@ -222,8 +222,53 @@ fn a_publish_held_up_by_the_engines_own_waker_does_not_hold_up_the_core_thread()
         assert!(wait_loaded(std::slice::from_ref(&second), PATIENCE));
         assert!(rt.sync(PATIENCE), "the core thread answers while the engine publishes");
         release.send(()).unwrap();
-        assert_eq!(boundary.join().unwrap().published, 1);
+        let report = boundary.join().unwrap();
+        assert_eq!(report.published, 1);
+        assert_eq!(report.waiting, 1, "`a1`, left for the set's next taker, still waits");
         assert_eq!(rt.begin_frame().published, 1, "`a1`, staged once the set was free");
         assert!(second.wait_timeout(PATIENCE).unwrap().is_ok());
     });
+}
+
+/// A waker that moves the runtime's clock on when a publish wakes it: the engine's own code
+/// taking that long.
+struct ClockMovingWaker {
+    clock: Arc<ManualClock>,
+    us: u64,
+}
+
+impl std::task::Wake for ClockMovingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.clock.advance(self.us);
+    }
+}
+
+#[test]
+fn the_publish_time_budget_is_spent_by_the_runtimes_clock() {
+    use std::future::Future;
+    let source = GatedSource::with_blobs(4);
+    let clock = Arc::new(ManualClock::new());
+    // Each publish takes 1 s by the runtime's clock and next to nothing by the machine's: a
+    // budget of 1.5 s lets the second publish begin, and no third.
+    let policy = FramePolicy { publish_time_us_max: 1_500_000, ..FramePolicy::count(8) };
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.frame_policy(policy).clock(Arc::clone(&clock))
+    });
+    let handles: Vec<_> =
+        (0..4).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    assert!(wait_loaded(&handles, PATIENCE));
+    assert!(rt.sync(PATIENCE));
+    let waker = std::task::Waker::from(Arc::new(ClockMovingWaker { clock, us: 1_000_000 }));
+    let mut waits: Vec<_> = handles.iter().map(|h| Box::pin(h.ready())).collect();
+    for wait in &mut waits {
+        let polled = wait.as_mut().poll(&mut std::task::Context::from_waker(&waker));
+        assert!(polled.is_pending(), "decoded, not yet published");
+    }
+    let report = rt.begin_frame();
+    assert_eq!((report.published, report.waiting), (2, 2));
+    assert_eq!(rt.begin_frame().published, 2, "the rest at the next boundary");
 }

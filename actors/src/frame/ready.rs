@@ -19,7 +19,8 @@
 //!   request after the frame's first, whether it is published or dropped: a frame stops once
 //!   `publish_time_us_max` is spent, so it can run over by the one request that began under it.
 //! - A request that can no longer be published (it was cancelled) is dropped without using
-//!   budget.
+//!   count or byte budget; dropping it takes time, checked as a publish's is (if the first
+//!   request a frame tries is one dropped, the frame may publish nothing past its time).
 
 mod arrivals;
 mod recorded;
@@ -43,7 +44,9 @@ pub struct FramePolicy {
     pub publish_count_max: u32,
     /// Bytes published per frame at most (the first request of a frame is always allowed).
     pub publish_bytes_max: u64,
-    /// Microseconds spent publishing per frame at most (the first request is always allowed).
+    /// Microseconds spent publishing per frame at most, by the runtime's clock, from the
+    /// boundary's taking the ready set (the first request tried is always allowed, published
+    /// or dropped as cancelled).
     pub publish_time_us_max: u64,
     /// Frames a decoded request waits at most before it is published ahead of more urgent
     /// ones. `u64::MAX` turns aging off: a request can then wait behind more urgent ones for
