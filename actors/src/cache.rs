@@ -251,7 +251,7 @@ pub(crate) struct Cache<T: Send + Sync + 'static> {
     to_scheduler: Vec<SchedulerMsg>,
     /// Loads dispatched this turn, sent to the IO pool together once the dispatch orders are
     /// drained (see [`IoPort::submit_all`]).
-    to_io: Vec<(Priority, ReadJob)>,
+    to_io: Vec<ReadJob>,
     to_frame: Vec<ReadyEntry>,
     /// Requests cancelled after they were staged, for the ready set to let go of (one message
     /// a turn).
@@ -403,6 +403,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
             }
             Phase::Loading => {
                 cell.advance(LoadState::Pending, LoadState::Loading);
+                self.raise_in_flight(at, priority);
             }
             // Waiting out a backoff: the retry is queued with the slot's priority then.
             Phase::Backoff => slot.priority = slot.priority.min(priority),
@@ -525,15 +526,31 @@ impl<T: Send + Sync + 'static> Cache<T> {
             Phase::Resident => {
                 let _ = self.links.frame.post(FrameMsg::Reprioritize(request, priority));
             }
-            // In flight: the new priority orders the publish, read from the request at staging.
-            Phase::Loading => {}
+            // In flight: raised, it goes ahead of the loads staged before it, and the new
+            // priority orders the publish, read from the request at staging. Lowered, it keeps
+            // its place.
+            Phase::Loading => self.raise_in_flight(at, priority),
         }
+    }
+
+    /// Raises `at`'s dispatched load to `priority` if that is more urgent than it goes at:
+    /// in its type's raise table, read by the workers, then in the queue it waits in, if it
+    /// waits in one (in that order: see `Staging::raise`).
+    fn raise_in_flight(&mut self, at: usize, priority: Priority) {
+        let slot = self.table.get_mut(at).expect("indexed slot exists");
+        if priority >= slot.priority {
+            return;
+        }
+        // The slot's priority while it loads is the one its job goes at.
+        slot.priority = priority;
+        self.route.raises().raise(at, slot.generation, priority);
+        self.links.io.raise(slot.generation, priority);
     }
 
     /// Sets a queued or waiting load's priority to the most urgent of its live holders'
     /// (`fallback`, or the load's own, when none is live), and tells the scheduler when it
-    /// changed. A load already dispatched keeps its place: the priority then orders only the
-    /// publish, read from each request at staging.
+    /// changed. A load already dispatched is only ever raised (`raise_in_flight`): a holder
+    /// letting go leaves it where it goes.
     ///
     /// `settled` says that the load's priority was its holders' most urgent before the
     /// changes since its last settle (holders that let go, or one moved to `fallback`), so
@@ -591,7 +608,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         let priority = guard.job().priority;
         let probe = &self.links.probe;
         probe.emit_with(|| guard.job().event(probe, EventKind::Dispatched).with_priority(priority));
-        self.to_io.push((priority, ReadJob { guard, credit }));
+        self.to_io.push(ReadJob { guard, credit });
     }
 
     /// Ends a dispatched load that is not read after all: its credit goes back, and the

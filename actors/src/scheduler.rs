@@ -518,12 +518,13 @@ mod tests {
     use streamrt_supervisor::MonotonicClock;
 
     use super::*;
-    use crate::work::{CancelTable, Job, JobEnd};
+    use crate::work::{CancelTable, Job, JobEnd, RaiseTable};
 
     /// A route that keeps the loads dispatched to it (their credits go back at once).
     #[derive(Default)]
     struct Recording {
         cancels: CancelTable,
+        raises: RaiseTable,
         dispatched: std::sync::Mutex<Vec<LoadRef>>,
     }
 
@@ -543,6 +544,9 @@ mod tests {
         }
         fn cancels(&self) -> &CancelTable {
             &self.cancels
+        }
+        fn raises(&self) -> &RaiseTable {
+            &self.raises
         }
     }
 

@@ -8,7 +8,9 @@
 //! critical load dispatched behind many small ones is still the next one read and the next one
 //! decoded; a `High` or `Critical` load is decoded by the IO worker that read it, without waiting
 //! for a decode thread (unless `urgent_decodes_on_io` is off: its decode worker then wakes its
-//! cache as soon as it is decoded). Its [`JobRoute`] (one per asset type) carries what only the
+//! cache as soon as it is decoded). A load raised after its dispatch goes at its new priority
+//! from there on: moved up in the queue it waits in, and read so by the workers from its type's
+//! [`RaiseTable`]. Its [`JobRoute`] (one per asset type) carries what only the
 //! type knows: how to decode and which cache to tell. A decode worker with more loads waiting
 //! batches the wakes of its replies (see `replies`).
 //!
@@ -48,9 +50,12 @@ use crate::telemetry::Probe;
 use crate::throttle::Throttle;
 
 mod cancels;
+mod raises;
 mod replies;
+mod slot_words;
 
 pub(crate) use cancels::CancelTable;
+pub(crate) use raises::RaiseTable;
 use replies::ReplyBatch;
 
 /// The least urgent priority of the loads the engine is waiting on, which skip what is built
@@ -99,6 +104,8 @@ pub(crate) trait JobRoute: Send + Sync {
     fn end(&self, job: Job, end: JobEnd);
     /// Which loads of the type are cancelled.
     fn cancels(&self) -> &CancelTable;
+    /// Which dispatched loads of the type were raised since, and to what.
+    fn raises(&self) -> &RaiseTable;
 }
 
 /// One load of one slot.
@@ -109,6 +116,7 @@ pub(crate) struct Job {
     /// The load's generation, unique within the runtime.
     pub(crate) generation: Generation,
     pub(crate) key: AssetKey,
+    /// Its priority when dispatched; [`Job::priority_now`] reads a raise since.
     pub(crate) priority: Priority,
     /// Where the source keeps the asset, if it said (see `Source::read_located`).
     pub(crate) locator: Option<Locator>,
@@ -121,6 +129,11 @@ impl Job {
     /// Whether the load is no longer wanted; checked by the workers between stages.
     pub(crate) fn is_cancelled(&self) -> bool {
         self.route.cancels().is_cancelled(self.slot(), self.generation)
+    }
+
+    /// Its priority now: a reprioritisation after its dispatch may have raised it.
+    pub(crate) fn priority_now(&self) -> Priority {
+        self.route.raises().priority(self.slot(), self.generation, self.priority)
     }
 
     /// The cache's slot index; valid only together with `generation`.
@@ -191,6 +204,8 @@ pub(crate) struct IoPort {
     /// Where dispatched loads wait, most urgent first (`None`: a deterministic runtime, whose
     /// stepper is sent each load itself).
     pub(crate) staged: Option<Arc<ReadQueue>>,
+    /// Where read loads wait for a decode worker (`None` when deterministic).
+    pub(crate) staged_decodes: Option<Arc<DecodeQueue>>,
 }
 
 impl IoPort {
@@ -200,7 +215,7 @@ impl IoPort {
     /// staging lock taken once a load was 6.5 % of the core thread's samples). A closed pool
     /// (shutdown) drops the orders: the loads staged stay there until the staging queue is
     /// dropped with the pool, and their guards fail them then.
-    pub(crate) fn submit_all(&self, reads: &mut Vec<(Priority, ReadJob)>) {
+    pub(crate) fn submit_all(&self, reads: &mut Vec<ReadJob>) {
         match &self.staged {
             Some(staged) => {
                 let count = reads.len();
@@ -208,9 +223,21 @@ impl IoPort {
                 let _ = self.io.submit_all(std::iter::repeat_with(|| ReadOrder::Next).take(count));
             }
             None => {
-                let orders = reads.drain(..).map(|(_, read)| ReadOrder::This(Box::new(read)));
+                let orders = reads.drain(..).map(|read| ReadOrder::This(Box::new(read)));
                 let _ = self.io.submit_all(orders);
             }
+        }
+    }
+
+    /// Moves the load `generation`, if it waits for a read or a decode, to `priority`'s level
+    /// of its queue; its type's [`RaiseTable`] must say so first, so that a load staged for
+    /// its decode after this looked is staged at `priority` (see [`Staging::raise`]).
+    pub(crate) fn raise(&self, generation: Generation, priority: Priority) {
+        if let Some(staged) = &self.staged {
+            staged.raise(generation, priority);
+        }
+        if let Some(staged) = &self.staged_decodes {
+            staged.raise(generation, priority);
         }
     }
 }
@@ -222,8 +249,9 @@ impl IoPort {
 /// # Backpressure
 ///
 /// Bounded by the scheduler's credits: a read is pushed only while it holds its read credit,
-/// and a decode (pushed once its read credit is back) while its load holds a decode credit,
-/// which it keeps until it ends.
+/// and a decode (pushed once its read credit is back) while its load counts among the
+/// scheduler's loads in flight (`reads_in_flight + decode_backlog_max` credits' worth), which
+/// it does until it ends. So [`Staging::raise`]'s walk of a level is that long at most.
 pub(crate) struct Staging<J> {
     levels: Mutex<[VecDeque<J>; Priority::LEVELS]>,
 }
@@ -234,19 +262,58 @@ impl<J> Default for Staging<J> {
     }
 }
 
-impl<J> Staging<J> {
-    pub(crate) fn push(&self, priority: Priority, job: J) {
-        self.push_all([(priority, job)]);
+/// A load a [`Staging`] queue holds.
+pub(crate) trait StagedLoad {
+    fn job(&self) -> &Job;
+}
+
+impl StagedLoad for ReadJob {
+    fn job(&self) -> &Job {
+        self.guard.job()
+    }
+}
+
+impl StagedLoad for (JobGuard, Vec<u8>) {
+    fn job(&self) -> &Job {
+        self.0.job()
+    }
+}
+
+impl<J: StagedLoad> Staging<J> {
+    pub(crate) fn push(&self, job: J) {
+        self.push_all([job]);
     }
 
-    /// Pushes every job under one lock.
-    pub(crate) fn push_all(&self, jobs: impl IntoIterator<Item = (Priority, J)>) {
+    /// Pushes every job under one lock, each at its priority now, read under the lock: a
+    /// raise either reads its table after this (and is seen) or takes the lock before this
+    /// (and the raise's move in the queue follows it).
+    pub(crate) fn push_all(&self, jobs: impl IntoIterator<Item = J>) {
         let mut levels = lock(&self.levels);
-        for (priority, job) in jobs {
-            levels[priority.index()].push_back(job);
+        for job in jobs {
+            levels[job.job().priority_now().index()].push_back(job);
         }
     }
 
+    /// Moves the load `generation`, if it waits here less urgently, to the back of
+    /// `priority`'s level: the last moved there, as a queued load raised is.
+    ///
+    /// # Ordering
+    ///
+    /// The caller raises the load in its type's [`RaiseTable`] first: a load pushed after
+    /// this looked is pushed at `priority`, read under the lock this takes.
+    pub(crate) fn raise(&self, generation: Generation, priority: Priority) {
+        let mut levels = lock(&self.levels);
+        for level in priority.index() + 1..Priority::LEVELS {
+            let found = levels[level].iter().position(|j| j.job().generation == generation);
+            if let Some(job) = found.and_then(|at| levels[level].remove(at)) {
+                levels[priority.index()].push_back(job);
+                return;
+            }
+        }
+    }
+}
+
+impl<J> Staging<J> {
     /// The most urgent load, and whether more wait after it (both under one lock).
     fn pop(&self) -> Option<(J, bool)> {
         let mut levels = lock(&self.levels);
@@ -437,15 +504,15 @@ impl IoWorker {
             Err(e) => end(guard.take(), JobEnd::ReadFailed(e.into())),
             Ok(bytes) => {
                 self.record_read(guard.job(), bytes.len() as u64);
-                let priority = guard.job().priority;
+                let urgent = guard.job().priority_now() <= URGENT;
                 let next = match &self.staged_decodes {
-                    Some(_) if priority <= URGENT && self.urgent_decodes_here => {
+                    Some(_) if urgent && self.urgent_decodes_here => {
                         // An urgent load is decoded here: handing it to the decode pool would
                         // make it wait for a decode thread to get a core.
                         return decode(&self.probe, self.index, guard, bytes, None);
                     }
                     Some(staged) => {
-                        staged.push(priority, (Self::decode_guard(guard.take()), bytes));
+                        staged.push((Self::decode_guard(guard.take()), bytes));
                         DecodeJob::NextLoad
                     }
                     None => DecodeJob::Load(Box::new((Self::decode_guard(guard.take()), bytes))),
@@ -501,7 +568,7 @@ impl Worker for DecodeWorker {
         assert!(!self.crashes.take(), "injected crash of a decode worker");
         // An urgent load decoded here (with `urgent_decodes_on_io` off) does not wait for the
         // decodes behind it: its reply, and the batch's before it, are woken at once.
-        let urgent = guard.job().priority <= URGENT;
+        let urgent = guard.job().priority_now() <= URGENT;
         // The reply always joins the batch, which this worker wakes below or when it is rebuilt
         // after a decoder's panic: one wake a cache per batch, never a second for its last reply.
         decode(&self.probe, self.index, guard, bytes, Some(&mut self.replies));

@@ -1,7 +1,7 @@
 //! Priorities and the scheduler's limits.
 
 use streamrt::messages::replay_log::{LogReader, LogRecord};
-use streamrt::{ErrorKind, Priority, ReadyError, Runtime};
+use streamrt::{ErrorKind, Handle, Priority, ReadyError, Runtime};
 use streamrt_integration::{thread_name, Blob, BlobDecoder, GatedSource, NotingDecoder, PATIENCE};
 
 use crate::{one_read_held, runtime};
@@ -19,6 +19,73 @@ fn reprioritise_moves_a_queued_request_ahead_of_the_others() {
         h.wait_timeout(PATIENCE).unwrap().unwrap();
     }
     assert_eq!(source.gate.started(), ["a0", "a4", "a1", "a2", "a3"]);
+}
+
+/// The order IO starts in when a2, dispatched behind a1 while a0's read holds the one IO
+/// worker, is raised by `raise`.
+fn reads_after_raising_a_dispatched_load(
+    raise: impl FnOnce(&Runtime, &Handle<Blob>),
+) -> Vec<String> {
+    let source = GatedSource::with_blobs(3);
+    source.gate.hold("a0");
+    // One IO worker, three reads in flight: a1 and a2 are dispatched and wait for the worker
+    // that reads a0.
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.workers(1).reads_in_flight(3).read_credit_bytes(1)
+    });
+    let handles: Vec<_> =
+        (0..3).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    source.gate.wait_started("a0", 1);
+    assert!(rt.sync(PATIENCE));
+    raise(&rt, &handles[2]);
+    assert!(rt.sync(PATIENCE));
+    source.gate.release("a0");
+    for h in &handles {
+        h.wait_timeout(PATIENCE).unwrap().unwrap();
+    }
+    source.gate.started()
+}
+
+#[test]
+fn reprioritise_moves_a_dispatched_load_ahead_of_the_reads_staged_before_it() {
+    let started =
+        reads_after_raising_a_dispatched_load(|_, a2| a2.reprioritize(Priority::Critical));
+    assert_eq!(started, ["a0", "a2", "a1"]);
+}
+
+#[test]
+fn a_more_urgent_request_joining_a_dispatched_load_moves_it_ahead_of_the_reads_before_it() {
+    let started = reads_after_raising_a_dispatched_load(|rt, _| {
+        let joined = rt.request::<Blob>("a2", Priority::Critical).unwrap();
+        assert!(rt.sync(PATIENCE));
+        drop(joined);
+    });
+    assert_eq!(started, ["a0", "a2", "a1"]);
+}
+
+#[test]
+fn reprioritise_moves_a_read_load_ahead_of_the_decodes_staged_before_it() {
+    let source = GatedSource::with_blobs(3);
+    let decoder = BlobDecoder::default();
+    decoder.gate.hold("a0");
+    let rt = runtime(&source, &decoder, |b| b.workers(1).decode_threads(1));
+    let events = rt.subscribe(1024);
+    let handles: Vec<_> =
+        (0..3).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    // a0's decode holds the one decode thread; a1 and a2 are read and wait for it.
+    decoder.gate.wait_started("a0", 1);
+    let read = |e: &streamrt::messages::Event, key: &str| {
+        e.kind == streamrt::messages::EventKind::ReadDone && e.key.as_ref().unwrap().path() == key
+    };
+    assert!(events.wait_for(PATIENCE, |e| read(e, "a1")).is_some());
+    assert!(events.wait_for(PATIENCE, |e| read(e, "a2")).is_some());
+    handles[2].reprioritize(Priority::Critical);
+    assert!(rt.sync(PATIENCE));
+    decoder.gate.release("a0");
+    for h in &handles {
+        h.wait_timeout(PATIENCE).unwrap().unwrap();
+    }
+    assert_eq!(decoder.gate.started(), ["a0", "a2", "a1"]);
 }
 
 #[test]
@@ -146,15 +213,21 @@ fn a_critical_load_is_read_at_once_while_low_loads_hold_every_read_credit() {
     }
 }
 
-#[test]
-fn an_urgent_load_is_decoded_by_the_io_worker_that_read_it() {
-    let source = GatedSource::with_blobs(3);
+/// A runtime over `source` whose decoder notes the thread each key was decoded on.
+fn noting_threads(source: &GatedSource) -> (Runtime, NotingDecoder<String>) {
     let decoder = NotingDecoder::new(thread_name);
     let rt = Runtime::builder()
         .source(source.clone())
         .register(decoder.clone())
         .build()
         .expect("runtime builds");
+    (rt, decoder)
+}
+
+#[test]
+fn an_urgent_load_is_decoded_by_the_io_worker_that_read_it() {
+    let source = GatedSource::with_blobs(3);
+    let (rt, decoder) = noting_threads(&source);
     let handles = [
         rt.request::<Blob>("a0", Priority::Normal).unwrap(),
         rt.request::<Blob>("a1", Priority::High).unwrap(),
@@ -167,6 +240,21 @@ fn an_urgent_load_is_decoded_by_the_io_worker_that_read_it() {
     assert!(threads["a0"].starts_with("streamrt-decode"), "a0 on {}", threads["a0"]);
     assert!(threads["a1"].starts_with("streamrt-io"), "a1 on {}", threads["a1"]);
     assert!(threads["a2"].starts_with("streamrt-io"), "a2 on {}", threads["a2"]);
+}
+
+#[test]
+fn a_load_raised_to_urgent_while_it_is_read_is_decoded_by_the_io_worker_that_read_it() {
+    let source = GatedSource::with_blobs(1);
+    source.gate.hold("a0");
+    let (rt, decoder) = noting_threads(&source);
+    let handle = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    source.gate.wait_started("a0", 1);
+    handle.reprioritize(Priority::Critical);
+    assert!(rt.sync(PATIENCE));
+    source.gate.release("a0");
+    handle.wait_timeout(PATIENCE).unwrap().unwrap();
+    let threads = decoder.notes();
+    assert!(threads["a0"].starts_with("streamrt-io"), "a0 on {}", threads["a0"]);
 }
 
 #[test]

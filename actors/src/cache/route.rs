@@ -17,7 +17,7 @@ use streamrt_supervisor::panic_message;
 use super::{CacheInbox, CacheMsg};
 use crate::asset::{DecodeError, Decoder, ASSET_BYTES_MAX};
 use crate::scheduler::LoadRef;
-use crate::work::{CancelTable, DispatchOrder, Job, JobEnd, JobRoute};
+use crate::work::{CancelTable, DispatchOrder, Job, JobEnd, JobRoute, RaiseTable};
 
 /// The decoder and cache of one asset type, as jobs see them.
 pub(crate) struct TypeRoute<D: Decoder> {
@@ -25,11 +25,13 @@ pub(crate) struct TypeRoute<D: Decoder> {
     cache: CacheInbox<D::Asset>,
     /// Written by the cache (every incarnation: the route outlives them), read by workers.
     cancels: CancelTable,
+    /// Written and read as `cancels` is.
+    raises: RaiseTable,
 }
 
 impl<D: Decoder> TypeRoute<D> {
     pub(crate) fn new(decoder: Arc<D>, cache: CacheInbox<D::Asset>) -> Self {
-        Self { decoder, cache, cancels: CancelTable::default() }
+        Self { decoder, cache, cancels: CancelTable::default(), raises: RaiseTable::default() }
     }
 }
 
@@ -84,6 +86,10 @@ impl<D: Decoder> JobRoute for TypeRoute<D> {
 
     fn cancels(&self) -> &CancelTable {
         &self.cancels
+    }
+
+    fn raises(&self) -> &RaiseTable {
+        &self.raises
     }
 }
 

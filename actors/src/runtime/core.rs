@@ -195,7 +195,7 @@ impl Core {
         let config = &parts.config;
         let decode = decode_pool(&parts, &staged_decodes, &decode_crashes)?;
         let staged_decodes = det.is_none().then_some(staged_decodes);
-        let io = io_pool(&parts, &staged, staged_decodes, &decode, &io_crashes)?;
+        let io = io_pool(&parts, &staged, staged_decodes.clone(), &decode, &io_crashes)?;
         let caches: Vec<_> = parts.types.iter().map(|t| t.control()).collect();
         let supervisors = [Mailbox::new(), Mailbox::new()];
         let ack_max = Duration::from_millis(config.shutdown_ack_ms_max);
@@ -207,6 +207,7 @@ impl Core {
             sink_mailbox: sink_mailbox.clone(),
             io: io.sender(),
             staged: det.is_none().then_some(staged),
+            staged_decodes,
             pool_stats: [io.stats(), decode.stats()],
             caches: caches.clone(),
             supervisors: supervisors.clone(),
@@ -379,6 +380,8 @@ struct CoreActors {
     io: PoolSender<ReadOrder>,
     /// Where dispatched loads wait for the IO workers (`None` when deterministic).
     staged: Option<Arc<ReadQueue>>,
+    /// Where read loads wait for the decode workers (`None` when deterministic).
+    staged_decodes: Option<Arc<DecodeQueue>>,
     pool_stats: [Arc<PoolStats>; 2],
     caches: Vec<Arc<dyn CacheControl>>,
     supervisors: [Mailbox<SupervisorMsg>; 2],
@@ -492,7 +495,11 @@ fn run_core(mut actors: CoreActors, ready: &mpsc::Sender<(System, Arbiter)>) {
         let config = &actors.parts.config;
         let links = CacheLinks {
             scheduler: actors.scheduler.clone(),
-            io: IoPort { io: actors.io.clone(), staged: actors.staged.clone() },
+            io: IoPort {
+                io: actors.io.clone(),
+                staged: actors.staged.clone(),
+                staged_decodes: actors.staged_decodes.clone(),
+            },
             frame: actors.frame_mailbox.clone(),
             probe: Arc::clone(&actors.parts.probe),
             generations,

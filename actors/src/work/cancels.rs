@@ -14,7 +14,7 @@
 //! - A load is reported cancelled only if it was: a later load's cancel on the same slot
 //!   also marks the earlier loads of that slot, but a slot is reused only once its earlier
 //!   load was cancelled or had ended.
-//! - Reads take no lock: chunks are created once ([`OnceLock`]) and never move.
+//! - Reads take no lock (see `slot_words`).
 //!
 //! # Limits
 //!
@@ -22,46 +22,37 @@
 //! cache); the load of a slot past it is never seen cancelled: it runs to its end and its
 //! reply is dropped by generation as any stale one.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
 
 use streamrt_messages::Generation;
 
-/// Entries per chunk: 128 KiB, allocated when a slot index in its range is first cancelled.
-const CHUNK_SLOTS: usize = 16_384;
-/// Chunks at most: the top-level array, made with the table (one per registered type), is
-/// 24 KiB.
-const CHUNKS_MAX: usize = 1_024;
+use super::slot_words::SlotWords;
 
 /// See the module docs.
+#[derive(Default)]
 pub(crate) struct CancelTable {
-    chunks: Box<[OnceLock<Box<[AtomicU64]>>]>,
-}
-
-impl Default for CancelTable {
-    fn default() -> Self {
-        Self { chunks: (0..CHUNKS_MAX).map(|_| OnceLock::new()).collect() }
-    }
+    words: SlotWords,
 }
 
 impl CancelTable {
     /// Cancels the load of `slot` whose generation is `generation`.
     pub(crate) fn cancel(&self, slot: usize, generation: Generation) {
-        let Some(chunk) = self.chunks.get(slot / CHUNK_SLOTS) else { return };
-        let chunk = chunk.get_or_init(|| (0..CHUNK_SLOTS).map(|_| AtomicU64::new(0)).collect());
-        chunk[slot % CHUNK_SLOTS].fetch_max(generation.0, Ordering::Release);
+        if let Some(word) = self.words.word_to_write(slot) {
+            word.fetch_max(generation.0, Ordering::Release);
+        }
     }
 
     /// Whether the load of `slot` whose generation is `generation` was cancelled.
     pub(crate) fn is_cancelled(&self, slot: usize, generation: Generation) -> bool {
-        let chunk = self.chunks.get(slot / CHUNK_SLOTS).and_then(OnceLock::get);
-        chunk.is_some_and(|c| c[slot % CHUNK_SLOTS].load(Ordering::Acquire) >= generation.0)
+        let word = self.words.word(slot);
+        word.is_some_and(|w| w.load(Ordering::Acquire) >= generation.0)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::work::slot_words::{CHUNKS_MAX, CHUNK_SLOTS};
 
     const SLOTS_MAX: usize = CHUNK_SLOTS * CHUNKS_MAX;
 

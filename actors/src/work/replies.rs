@@ -81,13 +81,16 @@ mod tests {
     use crate::scheduler::LoadRef;
     use crate::tasks::GroupWork;
     use crate::telemetry::Probe;
-    use crate::work::{CancelTable, DecodeJob, DecodeWorker, DispatchOrder, Job, JobEnd};
+    use crate::work::{
+        CancelTable, DecodeJob, DecodeWorker, DispatchOrder, Job, JobEnd, RaiseTable,
+    };
 
     /// A route that only counts the wakes of its cache.
     #[derive(Default)]
     struct Counted {
         wakes: AtomicUsize,
         cancels: CancelTable,
+        raises: RaiseTable,
     }
 
     impl JobRoute for Counted {
@@ -108,6 +111,9 @@ mod tests {
         }
         fn cancels(&self) -> &CancelTable {
             &self.cancels
+        }
+        fn raises(&self) -> &RaiseTable {
+            &self.raises
         }
     }
 
