@@ -18,10 +18,16 @@
 //! builds up credit for at most `burst_us` of bytes, so a read after a pause goes through at
 //! once but a long run never exceeds the rate by more than one burst.
 //!
+//! A `High` or `Critical` load does not wait behind the schedule: its read is charged, so the
+//! reads after it wait for its bytes too, but it goes on at once. Otherwise one large
+//! background read, charged first, held every read after it, the engine's most urgent too,
+//! for as long as its bytes take at the rate.
+//!
 //! # Invariants
 //!
 //! Over any interval, the bytes let through are at most `rate × (interval + burst)` plus the
-//! last charge (a whole window, for a pack). Pure arithmetic on the caller's clock, so it is
+//! last charge (a whole window, for a pack), plus the urgent loads' bytes whose stretch of
+//! the schedule runs past the interval. Pure arithmetic on the caller's clock, so it is
 //! tested with scripted time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -106,13 +112,17 @@ impl Throttle {
 
     /// Charges `bytes` just read and blocks the calling IO worker until they are paid for, or
     /// until `cancelled` says the load is gone (a cancel, or shutdown, which cancels every
-    /// load), checked every `CANCEL_CHECK`. Only IO worker threads call this: they exist to
-    /// block, no arbiter ever does.
-    pub(crate) fn pay(&self, bytes: u64, cancelled: impl Fn() -> bool) {
+    /// load), checked every `CANCEL_CHECK`. An `urgent` load's bytes are charged and not
+    /// waited for: it goes on at once, and the reads after it pay for it. Only IO worker
+    /// threads call this: they exist to block, no arbiter ever does.
+    pub(crate) fn pay(&self, bytes: u64, urgent: bool, cancelled: impl Fn() -> bool) {
         const CANCEL_CHECK: Duration = Duration::from_millis(20);
         let now_us = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         let wait_us =
             self.schedule.lock().unwrap_or_else(PoisonError::into_inner).charge(now_us, bytes);
+        if urgent {
+            return;
+        }
         let until = Instant::now() + Duration::from_micros(wait_us);
         while !cancelled() {
             let left = until.saturating_duration_since(Instant::now());

@@ -429,6 +429,30 @@ fn under_a_bandwidth_limit_every_asset_still_loads_no_faster_than_the_limit_and_
 }
 
 #[test]
+fn under_a_bandwidth_limit_a_critical_load_does_not_wait_for_a_background_read_charged_before_it() {
+    let source = GatedSource::default();
+    // 100 KB at 1,000 bytes a second: 100 s of the schedule, past the test's patience.
+    source.put("big", &vec![1; 100_000]);
+    source.put("small", &[2; 16]);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| {
+        b.immediate().workers(2).io_bytes_per_sec_max(1_000)
+    });
+    let events = rt.subscribe(1024);
+    let big = rt.request::<Blob>("big", Priority::Background).unwrap();
+    let read = |e: &streamrt::messages::Event| {
+        e.kind == streamrt::messages::EventKind::ReadDone
+            && e.key.as_ref().is_some_and(|k| k.path() == "big")
+    };
+    assert!(events.wait_for(PATIENCE, read).is_some());
+    let small = rt.request::<Blob>("small", Priority::Critical).unwrap();
+    let loaded = small.wait_timeout(PATIENCE).expect("not held behind the background read");
+    assert_eq!(loaded.unwrap().0, [2; 16]);
+    assert!(big.get().is_none(), "still paying for its bytes");
+    // Its worker stops paying once it is let go of.
+    assert!(big.cancel());
+}
+
+#[test]
 fn a_reprioritise_to_the_priority_a_request_has_is_neither_sent_nor_recorded() {
     let source = GatedSource::with_blobs(1);
     source.gate.hold("a0");
