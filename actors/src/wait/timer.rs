@@ -132,7 +132,11 @@ impl Future for Deadline {
             // and one stored now would never be woken.
             Some(id) if !timers.due.contains(&(self.at, id)) => return Poll::Ready(()),
             Some(id) => {
-                timers.wakers.insert(id, cx.waker().clone());
+                let replaced = timers.wakers.insert(id, cx.waker().clone());
+                // Dropped with the lock let go: a waker's drop is the executor's code, which
+                // may drop a deadline of its own, which takes the lock.
+                drop(timers);
+                drop(replaced);
             }
             None => {
                 let id = timers.next_id;
@@ -151,22 +155,28 @@ impl Drop for Deadline {
     fn drop(&mut self) {
         if let Some(id) = self.id {
             let mut timers = TimerThread::get().lock();
-            timers.wakers.remove(&id);
+            let waker = timers.wakers.remove(&id);
             timers.due.remove(&(self.at, id));
+            // With the lock let go, as in `poll`.
+            drop(timers);
+            drop(waker);
         }
     }
 }
 
 /// Resolves with `inner`'s output, or `None` once `deadline` passes first (never without one).
+///
+/// Once resolved, it holds neither: a resolved wait kept in a struct keeps no waker of its
+/// task in the timer, nor the inner future's listeners, until its deadline.
 pub(crate) struct WithDeadline<F: Future> {
-    inner: Pin<Box<F>>,
+    inner: Option<Pin<Box<F>>>,
     deadline: Option<Deadline>,
 }
 
 impl<F: Future> WithDeadline<F> {
     /// `inner` within `at`; `None` for no deadline (a timeout past what an `Instant` holds).
     pub(crate) fn new(inner: F, at: Option<Instant>) -> Self {
-        Self { inner: Box::pin(inner), deadline: at.map(Deadline::at) }
+        Self { inner: Some(Box::pin(inner)), deadline: at.map(Deadline::at) }
     }
 }
 
@@ -174,13 +184,17 @@ impl<F: Future> Future for WithDeadline<F> {
     type Output = Option<F::Output>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Poll::Ready(out) = self.inner.as_mut().poll(cx) {
-            return Poll::Ready(Some(out));
-        }
-        match &mut self.deadline {
-            Some(deadline) => Pin::new(deadline).poll(cx).map(|()| None),
-            None => Poll::Pending,
-        }
+        let this = &mut *self;
+        let resolved = match this.inner.as_mut().map(|inner| inner.as_mut().poll(cx)) {
+            Some(Poll::Ready(out)) => Some(out),
+            _ => match this.deadline.as_mut().map(|deadline| Pin::new(deadline).poll(cx)) {
+                Some(Poll::Ready(())) => None,
+                _ => return Poll::Pending,
+            },
+        };
+        this.inner = None;
+        this.deadline = None;
+        Poll::Ready(resolved)
     }
 }
 
@@ -228,6 +242,29 @@ mod tests {
     }
 
     #[test]
+    fn a_resolved_wait_keeps_nothing_queued_with_the_timer() {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let mut polls = 0;
+        let once_pending = std::future::poll_fn(move |cx| {
+            polls += 1;
+            if polls == 1 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(7)
+        });
+        let mut wait = Box::pin(WithDeadline::new(once_pending, Some(far)));
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(wait.as_mut().poll(&mut cx).is_pending(), "its deadline registered");
+        let queued = || TimerThread::get().lock().due.iter().filter(|(at, _)| *at == far).count();
+        assert_eq!(queued(), 1);
+        assert_eq!(wait.as_mut().poll(&mut cx), Poll::Ready(Some(7)));
+        assert_eq!(queued(), 0, "resolved, and still kept");
+        drop(wait);
+    }
+
+    #[test]
     fn a_pending_inner_future_gives_none_at_the_deadline() {
         let soon = Instant::now() + Duration::from_millis(10);
         let never = std::future::pending::<()>();
@@ -261,6 +298,49 @@ mod tests {
         assert_eq!(finished.recv_timeout(Duration::from_secs(30)), Ok(None), "woken in time");
         assert_eq!(panicking.0.load(Ordering::Relaxed), 1, "the first's waker panicked first");
         drop(first);
+    }
+
+    /// A waker whose last drop drops a deadline of its own: an executor's task that owns one.
+    struct OwnsDeadline {
+        _owned: Pin<Box<Deadline>>,
+    }
+
+    impl futures::task::ArcWake for OwnsDeadline {
+        fn wake_by_ref(_: &std::sync::Arc<Self>) {}
+    }
+
+    /// A waker owning a deadline registered with the timer.
+    fn owning_a_registered_deadline() -> std::task::Waker {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let mut owned = Box::pin(Deadline::at(far));
+        let noop = futures::task::noop_waker();
+        assert!(owned.as_mut().poll(&mut Context::from_waker(&noop)).is_pending());
+        let owner = std::sync::Arc::new(OwnsDeadline { _owned: owned });
+        futures::task::waker(owner)
+    }
+
+    #[test]
+    fn a_waker_whose_drop_drops_a_deadline_is_dropped_with_the_timer_let_go() {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let far = Instant::now() + Duration::from_secs(3600);
+            // Replaced at the next poll: the timer held the waker's last reference.
+            let mut replaced = Box::pin(Deadline::at(far));
+            let first = owning_a_registered_deadline();
+            assert!(replaced.as_mut().poll(&mut Context::from_waker(&first)).is_pending());
+            drop(first);
+            let noop = futures::task::noop_waker();
+            assert!(replaced.as_mut().poll(&mut Context::from_waker(&noop)).is_pending());
+            // Removed as the deadline is dropped: the same, from `Drop`.
+            let mut dropped = Box::pin(Deadline::at(far));
+            let owner = owning_a_registered_deadline();
+            assert!(dropped.as_mut().poll(&mut Context::from_waker(&owner)).is_pending());
+            drop(owner);
+            drop(dropped);
+            let _ = done.send(());
+        });
+        // Bounded: a drop under the lock deadlocks the thread (or panics it).
+        assert_eq!(finished.recv_timeout(Duration::from_secs(30)), Ok(()));
     }
 
     #[test]
