@@ -77,6 +77,9 @@ struct GroupState<R> {
     running: usize,
     /// Notes in the pool's queue, not taken yet.
     notes: usize,
+    /// The group was dropped without its barrier: a result is dropped as it comes, its
+    /// panic caught, on the thread that ran its task, not kept for the last reference's.
+    abandoned: bool,
 }
 
 /// Where a group's notes go: the decode pool, and how many of the group's it holds at most.
@@ -186,10 +189,16 @@ impl<R: Send + 'static> Group<R> {
             .and_then(|ran| ran)
             .map_err(|panic| TaskError::Panicked { name, message: take_panic_message(panic) });
         let mut state = self.lock();
-        state.results[index] = Some(result);
         state.running -= 1;
+        let unwanted = if state.abandoned {
+            Some(result)
+        } else {
+            state.results[index] = Some(result);
+            None
+        };
         drop(state);
         self.finished.notify_all();
+        drop_each_warning_on_panic("a frame task's result, its group dropped", unwanted);
     }
 }
 
@@ -225,8 +234,13 @@ pub struct FrameTaskGroup<R: Send + 'static> {
 
 impl<R: Send + 'static> FrameTaskGroup<R> {
     pub(crate) fn new(pool: Option<TaskPool>) -> Self {
-        let state =
-            GroupState { pending: VecDeque::new(), results: Vec::new(), running: 0, notes: 0 };
+        let state = GroupState {
+            pending: VecDeque::new(),
+            results: Vec::new(),
+            running: 0,
+            notes: 0,
+            abandoned: false,
+        };
         let group = Group {
             state: Mutex::new(state),
             finished: Condvar::new(),
@@ -286,17 +300,21 @@ impl<R: Send + 'static> FrameTaskGroup<R> {
 }
 
 impl<R: Send + 'static> Drop for FrameTaskGroup<R> {
-    /// Cancels the tasks not started, and drops them here, their panics caught (a group
+    /// Cancels the tasks not started, and drops them and the results of the tasks that ended
+    /// here, their panics caught; a task still running drops its result as it ends (a group
     /// dropped without its barrier would otherwise drop them with its last reference, on
-    /// whichever thread let go of it last).
+    /// whichever thread let go of it last, uncaught).
     fn drop(&mut self) {
         self.group.cancel();
         let mut discarded = Vec::new();
         let mut state = self.group.lock();
         let taken = self.group.take(&mut state, &mut discarded);
         debug_assert!(taken.is_none(), "a cancelled group hands out no task");
+        state.abandoned = true;
+        let results = std::mem::take(&mut state.results);
         drop(state);
         self.group.drop_discarded(discarded);
+        drop_each_warning_on_panic("a frame task's result, its group dropped", results);
     }
 }
 

@@ -131,3 +131,42 @@ fn a_task_that_shuts_its_runtime_down_stops_it_whole() {
         streamrt::RequestError::Shutdown
     );
 }
+
+/// A task's value whose drop says so, then panics.
+struct PanicsOnDrop(mpsc::Sender<()>);
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+        panic!("a task's value panicked as it was dropped");
+    }
+}
+
+#[test]
+fn a_group_dropped_while_its_task_runs_drops_the_result_with_its_panic_caught() {
+    let source = GatedSource::with_blobs(0);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.decode_threads(1));
+    rt.begin_frame();
+    let group = rt.frame_tasks::<Option<PanicsOnDrop>>();
+    let (started_tx, started) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let (dropped_tx, dropped) = mpsc::channel();
+    group.spawn("long", move |_| {
+        started_tx.send(()).unwrap();
+        released.recv().unwrap();
+        Some(PanicsOnDrop(dropped_tx))
+    });
+    started.recv_timeout(PATIENCE).expect("the only worker took the task");
+    drop(group);
+    release.send(()).unwrap();
+    dropped.recv_timeout(PATIENCE).expect("the result is dropped once its task ends");
+    // The worker runs a later task: had the drop's panic ended it, it was rebuilt first.
+    let later = rt.frame_tasks::<()>();
+    let (ran_tx, ran) = mpsc::channel();
+    later.spawn("later", move |_| ran_tx.send(()).unwrap());
+    ran.recv_timeout(PATIENCE).expect("the worker took the later task");
+    assert_eq!(joined(later), [Ok(())]);
+    assert_eq!(rt.status().restarts, 0, "no worker was lost to the drop");
+    assert_eq!(rt.live_workers().1, 1);
+    rt.end_frame();
+}
