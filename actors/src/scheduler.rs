@@ -38,7 +38,8 @@
 //!   credit; so the bounds are on bytes in flight, and small assets get more loads in flight.
 //! - Read credits come back without a message per read (see `credits`): a scheduler out of
 //!   credits sleeps until half of them are back, then dispatches a batch; when its next load
-//!   is `High` or `Critical`, only until that load's shares are back.
+//!   is `High` or `Critical`, only until that load's shares are back. Another message (a
+//!   load finished, a new one) wakes it sooner, and it then dispatches whatever fits.
 //! - One more credit ([`URGENT_RESERVE_SHARES`]) is kept for `High` and `Critical` loads, on
 //!   both bounds: an urgent load is dispatched at once while normal ones hold every other
 //!   credit, instead of waiting for one of their reads to end (`streamctl bench priority`,
@@ -106,7 +107,8 @@ pub(crate) enum SchedulerMsg {
     Enqueue(QueuedLoad),
     /// Move a queued load to another priority.
     Reprioritize(LoadRef, Priority),
-    /// Drop a queued load; no effect once dispatched.
+    /// Drop a queued load; no effect once dispatched, nor on one held aside during a restart
+    /// (its cancel table stops it once dispatched).
     CancelQueued(LoadRef),
     /// Read credits came back down to the low-water mark (from an IO worker).
     CreditsReturned,

@@ -157,7 +157,8 @@ pub fn wait_all_async<T: Send + Sync + 'static>(
     }
 }
 
-/// Resolves once any handle is terminal, with its index (never, for an empty slice).
+/// Resolves once any handle is terminal, with its index (never, for an empty slice; unlike
+/// [`wait_any`], which gives `None` at once).
 ///
 /// The future watches the requests without holding them, as [`wait_all_async`]'s does.
 pub fn wait_any_async<T: Send + Sync + 'static>(
@@ -203,7 +204,8 @@ pub fn wait_any_async<T: Send + Sync + 'static>(
     }
 }
 
-/// As [`wait_all_async`], giving up after `timeout`: `None` if some handle had not ended.
+/// As [`wait_all_async`], giving up after `timeout`: `None` if some handle had not ended. The
+/// deadline is `timeout` after the call that makes the future, not after its first poll.
 pub fn wait_all_timeout_async<T: Send + Sync + 'static>(
     handles: &[Handle<T>],
     timeout: Duration,
@@ -211,7 +213,9 @@ pub fn wait_all_timeout_async<T: Send + Sync + 'static>(
     WithDeadline::new(wait_all_async(handles), deadline_after(timeout))
 }
 
-/// As [`wait_any_async`], giving up after `timeout`: `None` if no handle had ended.
+/// As [`wait_any_async`], giving up after `timeout`: `None` if no handle had ended (always,
+/// for an empty slice, once the timeout passed; never without one). The deadline is
+/// `timeout` after the call that makes the future, not after its first poll.
 pub fn wait_any_timeout_async<T: Send + Sync + 'static>(
     handles: &[Handle<T>],
     timeout: Duration,
@@ -282,6 +286,9 @@ impl<T: Send + Sync + 'static> LoadGroup<T> {
     }
 
     /// Blocks until every request ended or `timeout` passes; returns whether all ended.
+    ///
+    /// In frames mode, not from the thread that calls `begin_frame` while a request waits to
+    /// be published (see the module's `# Frames`): [`wait_loaded`] is for that thread.
     pub fn wait(&self, timeout: Duration) -> bool {
         wait_all(&self.handles, timeout)
     }

@@ -88,7 +88,8 @@ pub(crate) trait JobRoute: Send + Sync {
     fn dispatch(&self, order: DispatchOrder);
     /// Tells the cache the scheduler refused its load (`QueueFull`).
     fn refuse(&self, load: LoadRef, kind: ErrorKind);
-    /// Decodes on the calling (decode worker) thread, calls `done` once the decoder returned
+    /// Decodes on the calling thread (a decode worker's, or the IO worker's that read an
+    /// urgent load), calls `done` once the decoder returned
     /// or panicked, and tells the cache. A decoder panic is reported to the cache as
     /// `DecoderPanicked`, then handed back for the caller to re-raise. The reply is posted
     /// without waking the cache: the caller owes it a [`JobRoute::wake`], now or for a batch.

@@ -3,7 +3,9 @@
 //! handle as the replay and the dependency walk hold it without its type.
 //!
 //! A handle is the request's cell itself; it counts the handles apart from the cell's other
-//! holders (its ticket, a ready queue entry), so the last handle's drop is seen exactly once.
+//! holders (its ticket, a ready queue entry), so the last handle's drop is acted on once (a
+//! handle a `Sharer` brings back can make a later drop the last again; the release it would
+//! make twice is made once).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -243,6 +245,10 @@ impl<T: Send + Sync + 'static> Handle<T> {
     }
 
     /// Waits for the terminal state, asynchronously (any executor).
+    ///
+    /// The future watches the request without holding it: it resolves `Cancelled` once every
+    /// handle let go, so `rt.request(..)?.ready().await`, whose handle is dropped at the end
+    /// of the statement that makes the future, ends cancelled. Keep the handle while it waits.
     ///
     /// # Errors
     ///

@@ -14,7 +14,9 @@
 //! ([`ReadCredits::sleep_until`]); the return that brings the count down to the mark posts one
 //! [`SchedulerMsg::CreditsReturned`]. So a saturated pipeline wakes the scheduler once per
 //! half of its credits rather than once per read, and the loads it then dispatches refill the
-//! IO queue in one batch. Arming, then checking the count again, closes the race with a return
+//! IO queue in one batch. Only the returns are batched so: any other message the scheduler
+//! takes (a load finished, a new or moved one) dispatches too, as soon as a load fits,
+//! whatever mark is armed. Arming, then checking the count again, closes the race with a return
 //! that happened in between: either the returner sees the mark or the scheduler sees the count.
 //!
 //! # Invariants
@@ -70,7 +72,9 @@ impl ReadCredits {
     }
 
     /// Arms the low-water mark `wake_at`. Returns `false` if the count is already at or below
-    /// it (a return raced the arming): the caller should dispatch again instead of waiting.
+    /// it and no returner took the mark (a return raced the arming): the caller should
+    /// dispatch again instead of waiting. `true` when it may wait: the return that brings the
+    /// count to the mark, or one that took it already, posts the wake.
     pub(crate) fn sleep_until(&self, wake_at: usize) -> bool {
         self.wake_at.store(wake_at, Ordering::SeqCst);
         if self.reading.load(Ordering::SeqCst) <= wake_at {
