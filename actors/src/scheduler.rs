@@ -495,6 +495,15 @@ impl Handler<StopChild> for Scheduler {
     }
 }
 
+impl Scheduler {
+    /// The loads waiting to be dispatched, those waiting aside during a restart included: a
+    /// tool that waits for the queued and in-flight counts to drain must not see a restart's
+    /// loads as gone.
+    fn queued(&self) -> usize {
+        self.queue.len() + self.held_new.len()
+    }
+}
+
 impl Handler<Wake> for Scheduler {
     type Result = ();
 
@@ -503,7 +512,7 @@ impl Handler<Wake> for Scheduler {
         let max = self.limits.drain_batch_max;
         let after = |scheduler: &mut Self, _: &mut Context<Self>| {
             scheduler.dispatch();
-            let queued = scheduler.queue.len() as u64;
+            let queued = scheduler.queued() as u64;
             scheduler.probe.counters.queued.store(queued, Ordering::Relaxed);
             for ack in scheduler.pings.drain(..) {
                 let _ = ack.send(());
@@ -608,6 +617,15 @@ mod tests {
         s.handle_msg(SchedulerMsg::JobFinished(Generation(7)));
         s.dispatch();
         assert_eq!(*route.dispatched.lock().unwrap(), [load(1, 1)]);
+    }
+
+    #[test]
+    fn a_load_waiting_aside_during_a_restart_counts_as_queued() {
+        let mut s = restarted();
+        s.handle_msg(enqueue(load(1, 1), Priority::Normal, Admission::New));
+        assert_eq!((s.queue.len(), s.queued()), (0, 1), "aside, and counted");
+        s.handle_msg(SchedulerMsg::Resubmitted(0));
+        assert_eq!((s.queue.len(), s.queued()), (1, 1), "queued, counted once");
     }
 
     fn load(slot: u32, generation: u64) -> LoadRef {
