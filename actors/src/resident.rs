@@ -170,8 +170,10 @@ impl Residency {
 
     /// A held asset of `bytes` is gone (its cache shut down).
     pub(crate) fn forget_held(&mut self, t: usize, bytes: u64) {
-        self.resident_bytes -= bytes;
-        self.types[t].figures.resident_bytes -= bytes;
+        // Saturating, as `admit` adds: a sum that saturated gives back more than it counted.
+        self.resident_bytes = self.resident_bytes.saturating_sub(bytes);
+        let figures = &mut self.types[t].figures;
+        figures.resident_bytes = figures.resident_bytes.saturating_sub(bytes);
     }
 
     /// The last request holding `key` let go: keeps the asset for reuse, then evicts what the
@@ -211,7 +213,7 @@ impl Residency {
         let state = &mut self.types[parked.type_index];
         state.lru.remove(&parked.used);
         state.figures.parked -= 1;
-        state.figures.parked_bytes -= parked.bytes;
+        state.figures.parked_bytes = state.figures.parked_bytes.saturating_sub(parked.bytes);
         self.lru.remove(&parked.used);
     }
 
@@ -219,8 +221,9 @@ impl Residency {
     /// longer counted, and its value is kept to be dropped outside the lock.
     fn let_go_of(&mut self, parked: Parked) {
         self.unlist(&parked);
-        self.types[parked.type_index].figures.resident_bytes -= parked.bytes;
-        self.resident_bytes -= parked.bytes;
+        let figures = &mut self.types[parked.type_index].figures;
+        figures.resident_bytes = figures.resident_bytes.saturating_sub(parked.bytes);
+        self.resident_bytes = self.resident_bytes.saturating_sub(parked.bytes);
         self.let_go.push(parked.value);
     }
 
@@ -409,6 +412,21 @@ mod tests {
         assert_eq!(evicted, [Evicted { key: key(0, 1), bytes: 100 }], "k1 is the oldest parked");
         assert_eq!(residency.figures(0).hits, 1);
         assert_eq!(residency.figures(0).evictions, 1);
+    }
+
+    #[test]
+    fn sums_that_saturated_come_back_to_nothing_and_the_budget_still_works() {
+        let mut residency = Residency::new(100, &[u64::MAX]);
+        let half = u64::MAX / 2 + 1;
+        assert!(residency.admit(0, half).is_empty());
+        assert!(residency.admit(0, half).is_empty());
+        assert_eq!(residency.figures(0).resident_bytes, u64::MAX, "saturated");
+        residency.forget_held(0, half);
+        residency.forget_held(0, half);
+        assert_eq!(residency.figures(0).resident_bytes, 0, "not below nothing");
+        assert!(residency.admit(0, 50).is_empty());
+        assert!(residency.park(0, key(0, 0), Arc::new(()), 50).is_empty(), "within the budget");
+        assert_eq!(residency.figures(0).resident_bytes, 50);
     }
 
     #[test]
