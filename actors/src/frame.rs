@@ -215,7 +215,10 @@ pub(crate) struct FrameShared {
     ready: Mutex<ReadySet<ReadyEntry>>,
     /// Changes the coordinator left while `ready` was held, in the order it made them; made
     /// by whoever takes `ready` next, before anything else. At most what the coordinator
-    /// handles during one publish.
+    /// handles during one publish: its stages are bounded by the decodes in flight and its
+    /// withdrawals by the requests, but a publish the engine's own code holds up (a waker or
+    /// subscriber that blocks) lets a reprioritisation from another engine thread add one
+    /// each, unmerged, for as long as it blocks.
     deferred: Mutex<Vec<Deferred>>,
     pacing: Mutex<Pacing>,
     /// Task groups made during the current frame, cancelled at its end.

@@ -37,7 +37,7 @@ const OVERSHOOT_KEPT_WINDOWS_MAX: u32 = 16;
 pub struct AdaptivePolicy {
     /// The frame time to stay under, in microseconds (16,667 for 60 Hz).
     pub target_frame_us: u64,
-    /// Frames averaged before each decision.
+    /// Frames averaged before each decision; at least 1 (a runtime is not built with 0).
     pub window_frames: u32,
     /// Width of the dead band below the target, in percent of the target; at most 99 (a band
     /// as wide as the target leaves no frame time under it, so the budget would never rise).

@@ -260,9 +260,10 @@ impl RuntimeConfig {
             }
             if let Some(a) = policy.adaptive {
                 // A budget that never rises: from 0, by steps of 0, or under a band as wide as
-                // the target (no frame is ever fast enough to be below it); and a target of 0
-                // that every frame is over.
+                // the target (no frame is ever fast enough to be below it); a target of 0
+                // that every frame is over; and a window of no frames, which decides on none.
                 first_zero(&[
+                    ("adaptive.window_frames", u64::from(a.window_frames)),
                     ("adaptive.budget_min", u64::from(a.budget_min)),
                     ("adaptive.increase_step", u64::from(a.increase_step)),
                     ("adaptive.target_frame_us", a.target_frame_us),
@@ -425,6 +426,8 @@ mod tests {
         }
         let flat = frames(AdaptivePolicy { increase_step: 0, ..target }).validate();
         assert_eq!(flat, Err(ConfigError::Zero("adaptive.increase_step")));
+        let no_window = frames(AdaptivePolicy { window_frames: 0, ..target }).validate();
+        assert_eq!(no_window, Err(ConfigError::Zero("adaptive.window_frames")));
         let no_target = frames(AdaptivePolicy { target_frame_us: 0, ..target }).validate();
         assert_eq!(no_target, Err(ConfigError::Zero("adaptive.target_frame_us")));
         let decrease = frames(AdaptivePolicy { decrease_pct: 200, ..target }).validate();
