@@ -16,12 +16,13 @@ pub use streamrt_supervisor::panic_message;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use streamrt_messages::AssetKey;
 
 use crate::asset::{DecodeError, Decoder};
+use crate::lock::lock;
 use crate::source::{EntryInfo, Locator, Source, SourceError};
 
 /// An actor or pool to crash.
@@ -78,7 +79,7 @@ impl Dice {
 
     fn roll(&self, key: &AssetKey) -> fastrand::Rng {
         let n = {
-            let mut draws = self.draws.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut draws = lock(&self.draws);
             // A key is cloned only at its first draw.
             match draws.get_mut(key) {
                 Some(n) => {

@@ -37,13 +37,14 @@
 
 use std::iter::Sum;
 use std::ops::Add;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use streamrt_messages::{AssetKey, AssetLoadError, ErrorKind, LoadState, Priority, RequestId};
 use streamrt_supervisor::Mailbox;
 
 use crate::frame::{FrameMsg, ReadyEntry};
 use crate::id_hash::IdSet;
+use crate::lock::lock;
 
 /// How much of a set of requests has loaded, in bytes, over their whole dependency trees.
 ///
@@ -178,7 +179,7 @@ impl DepGate {
     }
 
     fn lock(&self) -> MutexGuard<'_, GateState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// Names the request this gate belongs to; set once, before any dependency is requested.

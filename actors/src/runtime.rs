@@ -30,7 +30,7 @@ pub use config::{
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
@@ -41,6 +41,7 @@ use streamrt_supervisor::{Escalation, Mailbox, WorkerPool};
 use crate::cache::CacheStats;
 use crate::chaos::CrashTarget;
 use crate::frame::{FrameChoice, FrameMsg, FrameReport, FrameShared, RecordedPublishes};
+use crate::lock::lock;
 use crate::replay::{published_records, Recorder};
 use crate::request::{Handle, RootHandle};
 use crate::resident::{MemoryStats, Residency};
@@ -156,7 +157,7 @@ impl Inner {
     }
 
     fn core(&self) -> std::sync::MutexGuard<'_, Option<Core>> {
-        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.core)
     }
 }
 
@@ -358,7 +359,7 @@ impl Runtime {
 
     /// The memory budget's figures over every type, read without a round trip to an actor.
     pub fn memory_stats(&self) -> MemoryStats {
-        self.inner.residency.lock().unwrap_or_else(PoisonError::into_inner).totals()
+        lock(&self.inner.residency).totals()
     }
 
     /// A live feed of every telemetry event emitted after this returns, holding at most
@@ -448,7 +449,7 @@ impl Runtime {
     /// it down fail to start, the runtime only refuses new requests and waits for the engine's
     /// [`Runtime::shutdown`] (or drop), which this tells it to call.
     pub fn escalation(&self) -> Option<Escalation> {
-        self.inner.escalation.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        lock(&self.inner.escalation).clone()
     }
 
     /// Makes an actor or a worker crash (fault injection, for chaos runs and tests): the actor

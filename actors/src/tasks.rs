@@ -29,6 +29,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use streamrt_supervisor::{drop_each_warning_on_panic, take_panic_message, PoolSender};
 
+use crate::lock::lock;
 use crate::work::DecodeJob;
 
 /// Why a task gave no value.
@@ -110,7 +111,7 @@ impl<R: Send + 'static> Group<R> {
     fn lock(&self) -> MutexGuard<'_, GroupState<R>> {
         // Tasks run, and cancelled ones are dropped, outside the lock, so it is never
         // poisoned by a task's panic.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// Queues a note for a worker to run one of the waiting tasks, unless `notes_max` are

@@ -23,7 +23,7 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
@@ -31,6 +31,7 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use streamrt_messages::{Event, EventKind};
 
+use crate::lock::lock;
 use crate::replay::Recorder;
 
 mod stream;
@@ -365,7 +366,7 @@ impl TelemetrySink {
     /// drained first, then the sample goes straight to the outputs, so a sample is never
     /// dropped with the events it counts, and its `events_dropped` covers every line before it.
     fn sample(&self) {
-        let mut outputs = self.outputs.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut outputs = lock(&self.outputs);
         self.drain_into(&mut outputs);
         let c = &self.probe.counters;
         let busy = |p: &PoolStats| u32::try_from(p.busy()).unwrap_or(u32::MAX);
@@ -386,7 +387,7 @@ impl TelemetrySink {
     }
 
     fn drain(&self) {
-        let mut outputs = self.outputs.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut outputs = lock(&self.outputs);
         self.drain_into(&mut outputs);
     }
 
@@ -430,7 +431,7 @@ impl TelemetrySink {
                 // Events buffered before the subscription belong to earlier readers; the new
                 // reader gets every event from its acknowledgement on.
                 self.drain();
-                self.outputs.lock().unwrap_or_else(PoisonError::into_inner).subscribers.push(tx);
+                lock(&self.outputs).subscribers.push(tx);
                 self.probe.set_read(true);
                 let _ = ack.send(());
             }

@@ -31,9 +31,10 @@
 //! tested with scripted time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::lock::lock;
 use crate::source::{OptionalCalls, Source};
 
 /// The schedule's arithmetic; see the module docs.
@@ -118,8 +119,7 @@ impl Throttle {
     pub(crate) fn pay(&self, bytes: u64, urgent: bool, cancelled: impl Fn() -> bool) {
         const CANCEL_CHECK: Duration = Duration::from_millis(20);
         let now_us = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let wait_us =
-            self.schedule.lock().unwrap_or_else(PoisonError::into_inner).charge(now_us, bytes);
+        let wait_us = lock(&self.schedule).charge(now_us, bytes);
         if urgent {
             return;
         }

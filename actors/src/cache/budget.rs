@@ -12,17 +12,18 @@
 //!   (one of which may panic).
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, MutexGuard, PoisonError};
+use std::sync::{Arc, MutexGuard};
 
 use streamrt_messages::{AssetPath, EventKind};
 
 use super::Cache;
 use crate::key_hash::KeyParts;
+use crate::lock::lock;
 use crate::resident::{AnyValue, Evicted, Residency};
 
 impl<T: Send + Sync + 'static> Cache<T> {
     pub(super) fn residency(&self) -> MutexGuard<'_, Residency> {
-        self.links.residency.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.links.residency)
     }
 
     /// Runs `change` on the budget and publishes the resident total under the same lock, then

@@ -5,7 +5,7 @@
 //! its own slot and generation.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, MutexGuard, PoisonError};
+use std::sync::{Arc, MutexGuard};
 
 use actix::{ActorContext, Context};
 
@@ -57,7 +57,7 @@ impl<T: Send + Sync + 'static> Salvaged<T> {
 
 /// The salvage's lock (no code panics while holding it, so a poisoned one is consistent).
 pub(crate) fn lock<T: Send + Sync + 'static>(salvage: &Salvage<T>) -> MutexGuard<'_, Salvaged<T>> {
-    salvage.lock().unwrap_or_else(PoisonError::into_inner)
+    crate::lock::lock(salvage)
 }
 
 impl<T: Send + Sync + 'static> Salvaged<T> {

@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 use streamrt_messages::replay_log::{
     LogConfig, LogHeader, LogPublish, LogRecord, LogWriter, PUBLISHED_PER_RECORD_MAX,
@@ -35,6 +35,7 @@ use streamrt_messages::{AssetKey, AssetTypeName, Event, EventKind, LoadState, Re
 use streamrt_supervisor::log_caught;
 
 use crate::frame::PublishMode;
+use crate::lock::lock;
 use crate::log_file::WholeWrites;
 use crate::runtime::{RetryPolicy, RuntimeConfig};
 use crate::source::EntryInfo;
@@ -88,11 +89,11 @@ impl Recorder {
 
     /// Serialises root requests, frames and cancels while recording; see the field's docs.
     pub(crate) fn order(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.order.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.order)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// Appends `record`.

@@ -26,12 +26,13 @@ mod waiting;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use streamrt_messages::AssetKey;
 use streamrt_supervisor::{Activity, Clock, ManualClock};
 
+use crate::lock::lock;
 use crate::work::{DecodeJob, Job, ReadOrder};
 use crate::Runtime;
 use waiting::Waiting;
@@ -56,11 +57,11 @@ pub(crate) struct CancelNotes(Mutex<Vec<usize>>);
 impl CancelNotes {
     /// A load of `slot` was cancelled.
     pub(crate) fn note(&self, slot: usize) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(slot);
+        lock(&self.0).push(slot);
     }
 
     fn take(&self) -> Vec<usize> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+        std::mem::take(&mut *lock(&self.0))
     }
 }
 
@@ -106,7 +107,7 @@ impl VirtualTimers {
     }
 
     fn timers(&self) -> std::sync::MutexGuard<'_, Timers> {
-        self.timers.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.timers)
     }
 
     fn pop(&self) -> Option<(u64, Deferred)> {

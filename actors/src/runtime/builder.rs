@@ -9,7 +9,7 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use streamrt_messages::replay_log::REPLAY_LOG_VERSION;
 use streamrt_messages::{error_text_of, AssetTypeName, EventKind};
@@ -24,6 +24,7 @@ use super::{
 };
 use crate::asset::Decoder;
 use crate::frame::{FramePolicy, FrameShared, PublishMode};
+use crate::lock::lock;
 use crate::replay::{log_header, type_policy_record, Deterministic, Recorder};
 use crate::resident::Residency;
 use crate::source::Source;
@@ -390,7 +391,7 @@ impl RuntimeBuilder {
         let core = Core::start(parts, sink_mailbox)?;
         let _ = inner.own_threads.set(core.thread_ids().into());
         let _ = inner.actor_threads.set(core.actor_thread_ids().into());
-        *inner.core.lock().unwrap_or_else(PoisonError::into_inner) = Some(core);
+        *lock(&inner.core) = Some(core);
         Ok(Runtime { inner })
     }
 }

@@ -14,7 +14,7 @@
 //!   stoppers, and so does the escalation listener's, on the escalation's stopper, the others
 //!   (none of which joins it).
 
-use std::sync::{Arc, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
 
 use streamrt_messages::EventKind;
@@ -22,6 +22,7 @@ use streamrt_supervisor::{log_caught, AskPatience, Escalation};
 
 use super::core::{EscalateFn, CORE_SUPERVISOR};
 use super::Inner;
+use crate::lock::lock;
 use crate::replay::Recorder;
 
 /// What the embedding program is told once its runtime gave up and shut itself down (see
@@ -58,7 +59,7 @@ pub(super) fn escalation_hook(
     Arc::new(move |escalation: Escalation| {
         let Some(strong) = inner.upgrade() else { return };
         {
-            let mut slot = strong.escalation.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut slot = lock(&strong.escalation);
             if slot.is_some() {
                 return;
             }
@@ -124,7 +125,7 @@ impl Inner {
 
     /// The stoppers, locked.
     fn stoppers(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
-        self.stoppers.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.stoppers)
     }
 
     /// Starts `stop` on a stopper named `name`, added to `stoppers` (held while the thread
@@ -174,12 +175,12 @@ impl Inner {
         self.submitter.close();
         // Another thread (the engine's, or a stopper) may be stopping it: `shutdown` promises
         // the stop over when it returns, so this waits for that stop.
-        let _stopping = self.stopping.lock().unwrap_or_else(PoisonError::into_inner);
+        let _stopping = lock(&self.stopping);
         let core = self.core().take();
         if let Some(core) = core {
             // Read again before each ask: a supervisor may give up while the stop goes on.
             let patience = || {
-                let escalation = self.escalation.lock().unwrap_or_else(PoisonError::into_inner);
+                let escalation = lock(&self.escalation);
                 shutdown_patience(escalation.as_ref())
             };
             core.stop(&patience, || self.probe.emit(self.probe.event(EventKind::Stopped)));

@@ -21,6 +21,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
+use crate::lock::lock;
 use streamrt_supervisor::log_caught;
 
 #[derive(Default)]
@@ -65,7 +66,7 @@ impl TimerThread {
     }
 
     fn lock(&self) -> MutexGuard<'_, Timers> {
-        self.timers.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.timers)
     }
 
     fn run(&self) {

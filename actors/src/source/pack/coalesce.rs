@@ -55,11 +55,12 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use streamrt_pack::{EntryError, IndexEntry, PackReader};
 
 use super::interest::Interest;
+use crate::lock::lock;
 
 /// How adjacent reads are coalesced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +185,7 @@ impl Coalescer {
     fn windows(&self) -> std::sync::MutexGuard<'_, Windows> {
         // Nothing panics while the lock is held (slices are checked), so a poisoned lock
         // still guards consistent windows.
-        self.windows.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.windows)
     }
 
     /// The stored bytes of the entry at `at` in `reader`'s index, from a window when one holds
