@@ -170,13 +170,17 @@ impl JobGuard {
     fn take(&mut self) -> Job {
         self.job.take().expect("a guard's job is taken once")
     }
+
+    /// Ends the job as dropped while it loaded: a worker saw it cancelled.
+    fn drop_cancelled(mut self) {
+        end(self.take(), JobEnd::Dropped(CancelStage::Loading));
+    }
 }
 
 impl Drop for JobGuard {
     fn drop(&mut self) {
         if let Some(job) = self.job.take() {
-            let route = Arc::clone(&job.route);
-            route.end(job, JobEnd::Failed(ErrorKind::WorkerLost(self.lost.into())));
+            end(job, JobEnd::Failed(ErrorKind::WorkerLost(self.lost.into())));
         }
     }
 }
@@ -481,7 +485,7 @@ impl IoWorker {
     fn read(&self, ReadJob { mut guard, credit }: ReadJob) {
         if guard.job().is_cancelled() {
             drop(credit);
-            return end(guard.take(), JobEnd::Dropped(CancelStage::Loading));
+            return guard.drop_cancelled();
         }
         // A panic of the source's code ends the load as lost (a transient failure, retried),
         // with the panic's message, then goes on so that the pool rebuilds this worker.
@@ -499,7 +503,7 @@ impl IoWorker {
             self.probe.counters.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         }
         if guard.job().is_cancelled() {
-            return end(guard.take(), JobEnd::Dropped(CancelStage::Loading));
+            return guard.drop_cancelled();
         }
         match read {
             Err(e) => end(guard.take(), JobEnd::ReadFailed(e.into())),
@@ -604,7 +608,7 @@ fn decode(
     batch: Option<&mut ReplyBatch>,
 ) {
     if guard.job().is_cancelled() {
-        return end(guard.take(), JobEnd::Dropped(CancelStage::Loading));
+        return guard.drop_cancelled();
     }
     let route = Arc::clone(&guard.job().route);
     let n = bytes.len() as u64;
