@@ -74,10 +74,7 @@ impl AdaptivePolicy {
 pub(crate) struct AdaptiveBudget {
     policy: AdaptivePolicy,
     budget: u32,
-    window_sum_us: u64,
-    window_len: u32,
-    window_max_us: u64,
-    window_min_us: u64,
+    window: Window,
     /// The lowest budget whose window went over target, while remembered.
     overshoot: Option<u32>,
     /// Decisions since `overshoot` was last set.
@@ -93,10 +90,7 @@ impl AdaptiveBudget {
         Self {
             policy,
             budget,
-            window_sum_us: 0,
-            window_len: 0,
-            window_max_us: 0,
-            window_min_us: u64::MAX,
+            window: Window::default(),
             overshoot: None,
             overshoot_windows: 0,
             probe: false,
@@ -113,14 +107,11 @@ impl AdaptiveBudget {
         if published.saturating_mul(2) < self.budget {
             return self.budget;
         }
-        self.window_sum_us = self.window_sum_us.saturating_add(frame_us);
-        self.window_len += 1;
-        self.window_max_us = self.window_max_us.max(frame_us);
-        self.window_min_us = self.window_min_us.min(frame_us);
-        if self.window_len < self.policy.window_frames.max(1) {
+        self.window.add(frame_us);
+        if self.window.len < self.policy.window_frames.max(1) {
             return self.budget;
         }
-        let mean = self.trimmed_mean_us();
+        let mean = self.window.trimmed_mean_us();
         let p = self.policy;
         let floor = p.target_frame_us.saturating_mul(u64::from(100 - p.band_pct.min(100))) / 100;
         let next = if mean > p.target_frame_us {
@@ -137,10 +128,7 @@ impl AdaptiveBudget {
             }
         };
         self.budget = next.clamp(p.budget_min, p.budget_max.max(p.budget_min));
-        self.window_sum_us = 0;
-        self.window_len = 0;
-        self.window_max_us = 0;
-        self.window_min_us = u64::MAX;
+        self.window = Window::default();
         self.budget
     }
 
@@ -172,16 +160,40 @@ impl AdaptiveBudget {
             None => up,
         }
     }
+}
 
-    /// The window's mean without its extremes (the plain mean for windows under 3 frames).
+/// The frame times of the window being measured.
+#[derive(Debug, Clone)]
+struct Window {
+    sum_us: u64,
+    len: u32,
+    max_us: u64,
+    min_us: u64,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Self { sum_us: 0, len: 0, max_us: 0, min_us: u64::MAX }
+    }
+}
+
+impl Window {
+    fn add(&mut self, frame_us: u64) {
+        self.sum_us = self.sum_us.saturating_add(frame_us);
+        self.len += 1;
+        self.max_us = self.max_us.max(frame_us);
+        self.min_us = self.min_us.min(frame_us);
+    }
+
+    /// The mean without its extremes (the plain mean for windows under 3 frames).
     fn trimmed_mean_us(&self) -> u64 {
-        if self.window_len < 3 {
-            return self.window_sum_us / u64::from(self.window_len.max(1));
+        if self.len < 3 {
+            return self.sum_us / u64::from(self.len.max(1));
         }
         // Saturating: a sum that saturated (a clock jumping ahead) must not underflow here.
-        let extremes = self.window_max_us.saturating_add(self.window_min_us);
-        let trimmed = self.window_sum_us.saturating_sub(extremes);
-        trimmed / u64::from(self.window_len - 2)
+        let extremes = self.max_us.saturating_add(self.min_us);
+        let trimmed = self.sum_us.saturating_sub(extremes);
+        trimmed / u64::from(self.len - 2)
     }
 }
 
