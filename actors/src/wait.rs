@@ -43,6 +43,10 @@ pub fn wait_all<T: Send + Sync + 'static>(handles: &[Handle<T>], timeout: Durati
 /// Blocks until any handle is terminal or `timeout` passes. Returns the lowest index of a
 /// terminal handle (not necessarily the first to end), or `None` on timeout (or for an empty
 /// slice).
+///
+/// Each time a request of the runtime decodes or ends, the handles are looked at again, from
+/// the first: a wait on many handles while many other requests progress costs their product
+/// (`wait_all` looks at each handle once it reached it, whatever the events).
 pub fn wait_any<T: Send + Sync + 'static>(
     handles: &[Handle<T>],
     timeout: Duration,
