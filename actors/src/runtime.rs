@@ -428,7 +428,11 @@ impl Runtime {
     /// a decode, a frame task) after `shutdown_ack_ms_max`: that one is left behind, detached,
     /// and may call its source or decoder once more before it ends. So is the telemetry
     /// thread if it is still writing its file then (a pipe no one reads, a hung mount): its
-    /// last events may be lost. Idempotent; later requests are refused with `Shutdown`. A call
+    /// last events may be lost. So is the core thread if the engine's code holds it (an
+    /// asset's drop, a source's load hint that blocks): the stop waits `shutdown_ack_ms_max`
+    /// for its first actor, then asks the others without waiting, and waits as long again for
+    /// the thread; the requests whose loads its caches hold then end only once the thread is
+    /// let go, and a wait on them without a timeout waits until then. Idempotent; later requests are refused with `Shutdown`. A call
     /// made while another thread's shutdown (or an escalation's) is under way returns once
     /// that one is over, and the replay log is flushed after every stop has ended.
     ///

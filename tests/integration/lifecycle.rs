@@ -277,6 +277,25 @@ fn shutdown_leaves_a_read_blocked_in_the_source_behind_instead_of_waiting_for_it
 }
 
 #[test]
+fn a_core_thread_held_in_the_engines_code_holds_the_stop_for_its_limit_twice_not_once_an_actor() {
+    let source = GatedSource::with_blobs(1);
+    let (hooked, armed) = HookedWants::holding_when_armed(&source);
+    // Waited for each of the core thread's five (a cache, the scheduler, the frame
+    // coordinator, their supervisor, the thread's join), 35 s, past `PATIENCE`; for the first
+    // and the join, 14 s.
+    let config = RuntimeConfig { shutdown_ack_ms_max: 7_000, ..RuntimeConfig::default() };
+    let rt = Runtime::builder().config(config).source(hooked).register(BlobDecoder::default());
+    let rt = rt.build().unwrap();
+    source.gate.hold("want");
+    armed.store(true, std::sync::atomic::Ordering::Release);
+    let held = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    source.gate.wait_started("want", 1);
+    within_patience("shutdown returned with the core thread held", move || rt.shutdown());
+    assert!(!held.is_terminal(), "left with the core thread, which holds its slot");
+    source.gate.release("want");
+}
+
+#[test]
 fn a_shutdown_called_on_the_core_thread_hands_the_stop_off_and_the_stop_ends_whole() {
     let source = GatedSource::with_blobs(1);
     source.gate.hold("a0");

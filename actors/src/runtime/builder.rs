@@ -222,7 +222,8 @@ impl RuntimeBuilder {
 
     /// Calls `listener` once the runtime gave up (a supervisor's restarts ran past its
     /// policy) and shut itself down: every request has ended and every thread of the runtime's
-    /// is joined, so the listener may start a new runtime or end the program. It runs on a
+    /// is joined (but those [`Runtime::shutdown`] leaves behind, with the requests a held core
+    /// thread holds), so the listener may start a new runtime or end the program. It runs on a
     /// thread of its own, once at most; [`Runtime::escalation`] says the same to a program
     /// that polls. [`Runtime::shutdown`] (and the runtime's drop) on another thread waits for
     /// the listener to return: a listener must not wait on that thread. It may itself call

@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{JoinHandle, ThreadId};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::{Actor, Arbiter, System};
 use streamrt_supervisor::{
@@ -244,13 +244,22 @@ impl Core {
     /// `patience` says when asked (read again before each ask); a dead one (its supervisor
     /// gave up) has its mailbox closed by this thread instead, which fails its requests. Each worker pool gets as long for its threads to end; a thread still in a
     /// job then (blocked in a source, a decoder or a frame task) is left behind, detached.
+    ///
+    /// The core thread's actors (the caches, the scheduler, the frame coordinator, their
+    /// supervisor) share it: once one of them did not answer in `shutdown_ack_ms_max`, the
+    /// others are asked without waiting, as the thread is held (in the engine's code: an
+    /// asset's `Drop`, a source's hint) and they would not answer either. A held core thread
+    /// so holds the stop for that limit twice (its first ask, its join), not once per actor.
     pub(crate) fn stop(self, patience: &dyn Fn() -> AskPatience, last_event: impl FnOnce()) {
+        let mut core = HeldThreadAsks { ack_max: self.ack_max, held: false };
         for cache in &self.caches {
-            cache.ask_shutdown(self.ack_max, patience());
+            core.ask(|timeout| cache.ask_shutdown(timeout, patience()));
             cache.close();
         }
-        self.scheduler.ask_with(SchedulerMsg::Shutdown, self.ack_max, patience());
-        self.frame.ask_with(FrameMsg::Shutdown, self.ack_max, patience());
+        core.ask(|timeout| {
+            self.scheduler.ask_with(SchedulerMsg::Shutdown, timeout, patience()).is_some()
+        });
+        core.ask(|timeout| self.frame.ask_with(FrameMsg::Shutdown, timeout, patience()).is_some());
         // A job blocked in the engine's code (a source's read from a stalled store, a decoder,
         // a frame task) must not hold the shutdown for ever: its thread is left behind.
         for (pool, left) in [
@@ -270,10 +279,13 @@ impl Core {
         // Not waited for if dead (its supervisor gave up): nothing would answer.
         let while_alive = AskPatience::WhileAlive;
         let flushed = self.sink.ask_with(SinkMsg::Flush, self.ack_max, while_alive).is_some();
-        // Stopped supervisors restart nothing while the system winds down.
-        for supervisor in &self.supervisors {
-            supervisor.ask_with(SupervisorMsg::Stop, self.ack_max, while_alive);
-        }
+        // Stopped supervisors restart nothing while the system winds down. The first is the
+        // core thread's.
+        let [core_supervisor, telemetry_supervisor] = &self.supervisors;
+        core.ask(|timeout| {
+            core_supervisor.ask_with(SupervisorMsg::Stop, timeout, while_alive).is_some()
+        });
+        telemetry_supervisor.ask_with(SupervisorMsg::Stop, self.ack_max, while_alive);
         self.scheduler.close_dropping("a scheduler message left at shutdown");
         self.frame.close_dropping("a frame message left at shutdown");
         self.sink.close_dropping("a telemetry message left at shutdown");
@@ -368,6 +380,27 @@ impl CoreAsks {
     /// Each cache's figures; see `Runtime::cache_stats`.
     pub(crate) fn cache_stats(&self, timeout: Duration) -> Vec<CacheStats> {
         self.caches.iter().filter_map(|cache| cache.ask_stats(timeout)).collect()
+    }
+}
+
+/// The asks [`Core::stop`] makes of the actors on the core thread, each waited for
+/// `ack_max` until one is not answered in that time: the thread is then held, and the asks
+/// after are made without waiting.
+struct HeldThreadAsks {
+    ack_max: Duration,
+    held: bool,
+}
+
+impl HeldThreadAsks {
+    /// Makes `ask` with the time it may wait, which tells whether it was answered.
+    fn ask(&mut self, ask: impl FnOnce(Duration) -> bool) {
+        if self.held {
+            ask(Duration::ZERO);
+            return;
+        }
+        let asked = Instant::now();
+        // One not answered sooner was dead, not held: a dead actor's ask returns at once.
+        self.held = !ask(self.ack_max) && asked.elapsed() >= self.ack_max;
     }
 }
 
