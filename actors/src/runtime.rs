@@ -440,7 +440,10 @@ impl Runtime {
     /// decoder, a source's read or load hint, an asset's drop on eviction), which the stop
     /// joins or waits on, it refuses new requests, hands the stop to a thread of its own and
     /// returns at once; the engine's next `shutdown` (or the runtime's drop) on a thread of
-    /// its own waits for that stop to end.
+    /// its own waits for that stop to end. Called back on the thread that is stopping the
+    /// runtime (the engine's code the stop runs as it fails requests: a waker, its
+    /// subscriber, an asset's drop), it refuses new requests and returns at once: the stop
+    /// under way there goes on.
     pub fn shutdown(&self) {
         if self.inner.on_own_thread() {
             Inner::hand_off_stop(&self.inner);

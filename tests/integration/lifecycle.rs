@@ -295,6 +295,54 @@ fn a_core_thread_held_in_the_engines_code_holds_the_stop_for_its_limit_twice_not
     source.gate.release("want");
 }
 
+/// A waker that shuts its runtime down: the engine's code, run as a request it waits on ends.
+struct ShuttingDown(Arc<OnceLock<Weak<Runtime>>>);
+
+impl std::task::Wake for ShuttingDown {
+    fn wake(self: Arc<Self>) {
+        if let Some(rt) = self.0.get().and_then(Weak::upgrade) {
+            rt.shutdown();
+        }
+    }
+}
+
+#[test]
+fn a_shutdown_called_back_on_the_thread_stopping_the_runtime_returns_and_the_stop_ends() {
+    use std::future::Future;
+    let source = GatedSource::with_blobs(2);
+    let (hooked, armed) = HookedWants::holding_when_armed(&source);
+    let config = RuntimeConfig { shutdown_ack_ms_max: 300, ..RuntimeConfig::default() };
+    let rt = Runtime::builder().config(config).source(hooked).register(BlobDecoder::default());
+    let rt = Arc::new(rt.build().unwrap());
+    let slot: Arc<OnceLock<Weak<Runtime>>> = Arc::default();
+    assert!(slot.set(Arc::downgrade(&rt)).is_ok());
+    source.gate.hold("want");
+    armed.store(true, std::sync::atomic::Ordering::Release);
+    let held = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    source.gate.wait_started("want", 1);
+    // The core thread is held: a1's load waits in its cache's lane, and the stop fails it on
+    // the thread that stops the runtime, waking the waker below there.
+    let queued = rt.request::<Blob>("a1", Priority::Normal).unwrap();
+    let waker = std::task::Waker::from(Arc::new(ShuttingDown(slot)));
+    let mut ready = Box::pin(queued.ready());
+    assert!(ready.as_mut().poll(&mut std::task::Context::from_waker(&waker)).is_pending());
+    let (stopped, returned) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        rt.shutdown();
+        stopped.send(())
+    });
+    if returned.recv_timeout(PATIENCE).is_err() {
+        // The stop deadlocked (its shutdown waiting, on its own thread, for itself) holding
+        // the cache's lane: the handles' drops would wait on it too, and the test with them.
+        std::mem::forget((held, queued, ready));
+        panic!("shutdown never returned");
+    }
+    let ended = queued.wait_timeout(PATIENCE).expect("failed by the stop");
+    assert!(matches!(ended, Err(ReadyError::Failed(e)) if e.kind == ErrorKind::Shutdown));
+    source.gate.release("want");
+    drop(held);
+}
+
 #[test]
 fn a_shutdown_called_on_the_core_thread_hands_the_stop_off_and_the_stop_ends_whole() {
     let source = GatedSource::with_blobs(1);

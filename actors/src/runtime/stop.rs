@@ -14,6 +14,7 @@
 //!   stoppers, and so does the escalation listener's, on the escalation's stopper, the others
 //!   (none of which joins it).
 
+use std::cell::RefCell;
 use std::sync::{Arc, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
 
@@ -82,10 +83,46 @@ pub(super) fn escalation_hook(
     })
 }
 
+thread_local! {
+    /// The runtimes this thread is stopping, by their `Inner`'s address: the stop runs the
+    /// engine's code (a waker or the subscriber as it fails requests, an asset's drop), which
+    /// may call `shutdown` again on this thread, where `stopping` is held.
+    static STOPPING_HERE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks a runtime stopping on this thread while it lives.
+struct StoppingHere(usize);
+
+impl StoppingHere {
+    /// Marks `inner`, unless it is marked already: its stop is under way on this thread.
+    fn mark(inner: &Inner) -> Option<Self> {
+        let address = std::ptr::from_ref(inner) as usize;
+        let fresh = STOPPING_HERE.with_borrow_mut(|here| {
+            let fresh = !here.contains(&address);
+            if fresh {
+                here.push(address);
+            }
+            fresh
+        });
+        fresh.then_some(Self(address))
+    }
+}
+
+impl Drop for StoppingHere {
+    fn drop(&mut self) {
+        STOPPING_HERE.with_borrow_mut(|here| here.retain(|&a| a != self.0));
+    }
+}
+
 impl Inner {
     /// Stops the runtime, then joins the stoppers if `joins` says so and flushes the replay
-    /// log, so that what every stopping thread recorded is in it.
+    /// log, so that what every stopping thread recorded is in it. Called back on a thread
+    /// already stopping it (from the engine's code the stop runs), it only refuses new
+    /// requests: the stop under way goes on when it returns.
     pub(super) fn shut_down(&self, joins: Joins) {
+        let Some(_marked) = StoppingHere::mark(self) else {
+            return self.submitter.close();
+        };
         let recorder = self.probe.recorder();
         self.stop();
         if joins == Joins::Stoppers {
