@@ -72,7 +72,8 @@ pub use resident::MemoryStats;
 pub use runtime::{
     BuildError, ConfigError, RequestError, RetryPolicy, Runtime, RuntimeBuilder, RuntimeConfig,
     CREDITS_MAX, DEPENDENCY_DEPTH_MAX, EVENTS_BUFFERED_MAX, RESTART_BACKOFF_MS_MAX,
-    RETRY_BACKOFF_MS_MAX, THREADS_MAX, TYPES_MAX, WORKER_NICE_MAX,
+    RETRY_BACKOFF_MS_MAX, SHUTDOWN_ACK_MS_MAX, TELEMETRY_INTERVAL_MS_MAX, THREADS_MAX, TYPES_MAX,
+    WORKER_NICE_MAX,
 };
 pub use source::{
     Coalescing, DirSource, EntryInfo, Locator, MemorySource, PackSource, Source, SourceError,

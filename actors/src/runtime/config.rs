@@ -201,8 +201,9 @@ impl RuntimeConfig {
     /// no request have dependencies), threads and credits within [`THREADS_MAX`] and
     /// [`CREDITS_MAX`] (the scheduler counts credits in sixteenths, and a count near
     /// `usize::MAX` would overflow), the event buffer within [`EVENTS_BUFFERED_MAX`],
-    /// dependency levels within [`DEPENDENCY_DEPTH_MAX`] and the workers' nice within
-    /// [`WORKER_NICE_MAX`].
+    /// dependency levels within [`DEPENDENCY_DEPTH_MAX`], the workers' nice within
+    /// [`WORKER_NICE_MAX`], the ack limit within [`SHUTDOWN_ACK_MS_MAX`] and the telemetry
+    /// intervals within [`TELEMETRY_INTERVAL_MS_MAX`].
     ///
     /// # Errors
     ///
@@ -239,11 +240,16 @@ impl RuntimeConfig {
         .map(|(name, v, max)| (name, v as u64, max as u64));
         first_zero(positive.iter().chain(&positive_u64))?;
         self.retry.validate()?;
-        // A restart delayed past it leaves loads stalled, with nothing escalated.
+        // A restart delayed past it leaves loads stalled, with nothing escalated; an ack limit
+        // past it is a shutdown that may wait for ever; a sink that drains or samples that
+        // seldom drops its events.
         let restart = self.restart_backoff;
         first_too_large(&[
             ("restart_backoff.min_ms", restart.min_ms, restart.max_ms),
             ("restart_backoff.max_ms", restart.max_ms, RESTART_BACKOFF_MS_MAX),
+            ("shutdown_ack_ms_max", self.shutdown_ack_ms_max, SHUTDOWN_ACK_MS_MAX),
+            ("telemetry_flush_ms", self.telemetry_flush_ms, TELEMETRY_INTERVAL_MS_MAX),
+            ("telemetry_sample_ms", self.telemetry_sample_ms, TELEMETRY_INTERVAL_MS_MAX),
         ])?;
         // A request keeps its declared size saturated at 4 GiB, where a load takes a whole
         // credit only if a credit is no larger.
@@ -251,6 +257,12 @@ impl RuntimeConfig {
         if self.io_bytes_per_sec_max == Some(0) {
             return Err(ConfigError::Zero("io_bytes_per_sec_max"));
         }
+        self.validate_publish()?;
+        first_too_large(&bounded)
+    }
+
+    /// [`RuntimeConfig::validate`]'s checks of the publish mode.
+    fn validate_publish(&self) -> Result<(), ConfigError> {
         // A count budget of 0 would publish nothing ever: it gates even requests past aging.
         // With an adaptive policy the count is only where the budget starts, raised to the
         // policy's minimum.
@@ -280,7 +292,7 @@ impl RuntimeConfig {
                 )?;
             }
         }
-        first_too_large(&bounded)
+        Ok(())
     }
 }
 
@@ -310,6 +322,14 @@ pub const RETRY_BACKOFF_MS_MAX: u64 = 3_600_000;
 
 /// [`RuntimeConfig::restart_backoff`]'s `max_ms` at most: a minute.
 pub const RESTART_BACKOFF_MS_MAX: u64 = 60_000;
+
+/// [`RuntimeConfig::shutdown_ack_ms_max`] at most: an hour. Near `u64::MAX` a shutdown's
+/// waits had no deadline at all.
+pub const SHUTDOWN_ACK_MS_MAX: u64 = 3_600_000;
+
+/// [`RuntimeConfig::telemetry_flush_ms`] and [`RuntimeConfig::telemetry_sample_ms`] at most:
+/// a minute. A buffer drained less often fills, and its events are dropped.
+pub const TELEMETRY_INTERVAL_MS_MAX: u64 = 60_000;
 
 /// [`RuntimeConfig::worker_nice`] at most: Unix's lowest priority is 19 steps below the
 /// default.
@@ -387,6 +407,15 @@ mod tests {
         let min = Err(ConfigError::TooLarge { name: "retry.backoff.min_ms", max: 100 });
         assert_eq!(inverted, min);
         assert_eq!(with(|c| c.restart_backoff.max_ms = RESTART_BACKOFF_MS_MAX), Ok(()));
+        let endless = with(|c| c.shutdown_ack_ms_max = u64::MAX);
+        let max = SHUTDOWN_ACK_MS_MAX as usize;
+        assert_eq!(endless, Err(ConfigError::TooLarge { name: "shutdown_ack_ms_max", max }));
+        assert_eq!(with(|c| c.shutdown_ack_ms_max = SHUTDOWN_ACK_MS_MAX), Ok(()));
+        let max = TELEMETRY_INTERVAL_MS_MAX as usize;
+        let seldom = with(|c| c.telemetry_flush_ms = TELEMETRY_INTERVAL_MS_MAX + 1);
+        assert_eq!(seldom, Err(ConfigError::TooLarge { name: "telemetry_flush_ms", max }));
+        let seldom = with(|c| c.telemetry_sample_ms = u64::MAX);
+        assert_eq!(seldom, Err(ConfigError::TooLarge { name: "telemetry_sample_ms", max }));
     }
 
     #[test]
