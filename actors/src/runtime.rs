@@ -367,7 +367,8 @@ impl Runtime {
     /// events wait, not reserved up front; events past it are dropped and counted in
     /// [`EventStream::dropped`].
     ///
-    /// The feed is ended at once ([`EventStream::is_ended`]) after a shutdown, and when the
+    /// The feed is ended at once ([`EventStream::is_ended`]) after a shutdown, when events are
+    /// off (`events_enabled`: no event would ever come), when the
     /// telemetry sink does not take the subscription within `shutdown_ack_ms_max` (its thread
     /// stuck writing the telemetry file), or asked on a thread the actors run on (see
     /// [`Runtime::sync`]): a stream either gets every event from its return on, or says it
@@ -375,7 +376,8 @@ impl Runtime {
     pub fn subscribe(&self, capacity: usize) -> EventStream {
         let (tx, stream) = EventStream::channel(capacity);
         let timeout = Duration::from_millis(self.inner.config.shutdown_ack_ms_max);
-        let asked = !self.inner.on_actor_thread()
+        let asked = self.inner.config.events_enabled
+            && !self.inner.on_actor_thread()
             && self.inner.sink.ask(|ack| SinkMsg::Subscribe(tx, ack), timeout).is_some();
         if !asked {
             stream.abandon();

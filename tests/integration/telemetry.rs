@@ -341,6 +341,19 @@ fn a_subscriber_that_does_not_read_loses_its_own_events_only_and_counts_them() {
 }
 
 #[test]
+fn a_subscription_with_events_off_is_ended_at_once() {
+    let source = GatedSource::with_blobs(1);
+    let config = RuntimeConfig { events_enabled: false, ..RuntimeConfig::default() };
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config));
+    let events = rt.subscribe(16);
+    assert!(events.is_ended(), "no event would ever come");
+    let handle = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    assert!(handle.wait_timeout(PATIENCE).unwrap().is_ok());
+    assert!(rt.flush_telemetry());
+    assert_eq!(events.try_next(), None);
+}
+
+#[test]
 fn a_subscription_without_a_limit_reserves_nothing_and_delivers_every_event() {
     let source = GatedSource::with_blobs(1);
     let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate());
