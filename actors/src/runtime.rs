@@ -96,6 +96,10 @@ pub enum BuildError {
     /// `ERROR_TEXT_BYTES_MAX` bytes).
     #[error("memory budget for unregistered asset type {0}")]
     BudgetType(String),
+    /// A placeholder is given for an asset type no registered decoder makes (the Rust type's
+    /// name, cut at `ERROR_TEXT_BYTES_MAX` bytes).
+    #[error("placeholder for {0}, which no registered decoder makes")]
+    PlaceholderType(String),
     /// A thread could not be started or the telemetry file created.
     #[error("starting the runtime: {0}")]
     Io(#[from] std::io::Error),

@@ -28,6 +28,22 @@ fn a_handle_shows_its_types_placeholder_until_the_value_is_ready() {
 }
 
 #[test]
+fn a_placeholder_for_a_type_no_decoder_makes_is_refused_by_the_build() {
+    /// An asset type with no decoder registered.
+    struct Mesh;
+    let built = streamrt::Runtime::builder()
+        .source(GatedSource::with_blobs(0))
+        .register(BlobDecoder::default())
+        .placeholder(Mesh)
+        .build();
+    let refused = built.err().expect("refused");
+    assert!(
+        matches!(&refused, streamrt::BuildError::PlaceholderType(t) if t.ends_with("Mesh")),
+        "{refused}"
+    );
+}
+
+#[test]
 fn wait_all_times_out_while_one_load_is_held_and_succeeds_once_released() {
     let source = GatedSource::with_blobs(3);
     source.gate.hold("a2");

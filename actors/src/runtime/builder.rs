@@ -38,7 +38,8 @@ pub struct RuntimeBuilder {
     types: Vec<Box<dyn TypeSpec>>,
     type_error: Option<BuildError>,
     /// `Arc<T>` per asset type, shown by handles until their value is ready.
-    placeholders: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    /// Each placeholder, with its type's name (for the error if no decoder makes the type).
+    placeholders: HashMap<TypeId, (&'static str, Box<dyn Any + Send + Sync>)>,
     /// Where to record the session, and what records it.
     record: Option<(PathBuf, String)>,
     /// Set for a deterministic runtime (replays), with the tap its transcript comes from.
@@ -194,7 +195,8 @@ impl RuntimeBuilder {
     /// ([`Handle::get_or_placeholder`](crate::Handle::get_or_placeholder)).
     #[must_use]
     pub fn placeholder<T: Send + Sync + 'static>(mut self, value: T) -> Self {
-        self.placeholders.insert(TypeId::of::<T>(), Box::new(Arc::new(value)));
+        let placeholder: Box<dyn Any + Send + Sync> = Box::new(Arc::new(value));
+        self.placeholders.insert(TypeId::of::<T>(), (std::any::type_name::<T>(), placeholder));
         self
     }
 
@@ -340,7 +342,7 @@ impl RuntimeBuilder {
         let probe = started_probe(&self.clock, &config, recorder.transpose()?, tap);
         let sink_mailbox = Mailbox::new();
         let sink = SinkOutputs::new(config.telemetry_path.as_deref())?;
-        let (types, by_name) = engine_sides(&self.types, &self.placeholders, &probe);
+        let (types, by_name) = engine_sides(&self.types, &self.placeholders, &probe)?;
         let frame = Arc::new(FrameShared::new(config.publish, self.held, Arc::clone(&probe)));
         let frame_mailbox = Mailbox::new();
         if let Some(det) = &det {
@@ -424,20 +426,29 @@ type RequestersByName = HashMap<AssetTypeName, Arc<dyn DepRequester>>;
 
 /// Each registered type's engine side: by Rust type (for `request::<T>`) and, as a dependency
 /// requester, by type name.
+///
+/// # Errors
+///
+/// A placeholder for an asset type no registered decoder makes ([`BuildError::PlaceholderType`]):
+/// no handle would ever show it.
 fn engine_sides(
     specs: &[Box<dyn TypeSpec>],
-    placeholders: &HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    placeholders: &HashMap<TypeId, (&'static str, Box<dyn Any + Send + Sync>)>,
     probe: &Arc<Probe>,
-) -> (EngineSides, RequestersByName) {
+) -> Result<(EngineSides, RequestersByName), BuildError> {
+    let made = |id: &TypeId| specs.iter().any(|t| t.asset_type_id() == *id);
+    if let Some((_, (name, _))) = placeholders.iter().find(|(id, _)| !made(id)) {
+        return Err(BuildError::PlaceholderType(error_text_of(name)));
+    }
     let mut types = HashMap::new();
     let mut by_name = HashMap::new();
     for t in specs {
         let id = t.asset_type_id();
-        let (entry, requester) = t.entry(placeholders.get(&id).map(|p| &**p), probe);
+        let (entry, requester) = t.entry(placeholders.get(&id).map(|(_, p)| &**p), probe);
         types.insert(id, entry);
         by_name.insert(t.name().clone(), requester);
     }
-    (types, by_name)
+    Ok((types, by_name))
 }
 
 /// Whether a registered decoder's asset type may be another registered decoder's.
