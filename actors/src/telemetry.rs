@@ -85,6 +85,9 @@ pub(crate) struct Probe {
     enabled: bool,
     /// Whether anything reads the buffer: a telemetry file or a subscriber.
     read: AtomicBool,
+    /// Set once the sink is stopped for good: what is buffered then, and emitted after, is
+    /// dropped and counted, not left in a buffer no one drains.
+    sink_gone: AtomicBool,
     /// Notified whenever any request decodes or ends, for waits over several handles.
     any_progressed: event_listener::Event,
     /// Writes the session's inputs to a replay log, when recording.
@@ -103,6 +106,7 @@ impl Probe {
         Self {
             enabled,
             read: AtomicBool::new(false),
+            sink_gone: AtomicBool::new(false),
             any_progressed: event_listener::Event::new(),
             clock,
             counters: Counters::default(),
@@ -210,6 +214,19 @@ impl Probe {
             return;
         }
         if self.events.push(event).is_err() {
+            Counters::bump(&self.counters.events_dropped);
+        } else if self.sink_gone.load(Ordering::SeqCst) && self.events.pop().is_some() {
+            // Pushed as the sink went: one event (this or another) that `sink_stopped` did
+            // not count, counted here (each is popped, and counted, once).
+            Counters::bump(&self.counters.events_dropped);
+        }
+    }
+
+    /// The sink stopped for good (the runtime's stop joined it): the events left in the
+    /// buffer, and those emitted from now on, are dropped and counted.
+    pub(crate) fn sink_stopped(&self) {
+        self.sink_gone.store(true, Ordering::SeqCst);
+        while self.events.pop().is_some() {
             Counters::bump(&self.counters.events_dropped);
         }
     }
@@ -486,5 +503,24 @@ impl Handler<StopChild> for TelemetrySink {
 
     fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamrt_supervisor::MonotonicClock;
+
+    #[test]
+    fn events_left_when_the_sink_stopped_and_those_after_are_counted_dropped() {
+        let probe = Probe::new(Arc::new(MonotonicClock::new()), 16, true);
+        probe.set_read(true);
+        probe.emit(probe.event(EventKind::Stopped));
+        probe.emit(probe.event(EventKind::Stopped));
+        assert_eq!(probe.buffered(), 2);
+        probe.sink_stopped();
+        probe.emit(probe.event(EventKind::Stopped));
+        assert_eq!(probe.buffered(), 0, "nothing left for a sink that is gone");
+        assert_eq!(Counters::get(&probe.counters.events_dropped), 3);
     }
 }

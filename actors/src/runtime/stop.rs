@@ -221,6 +221,9 @@ impl Inner {
                 shutdown_patience(escalation.as_ref())
             };
             core.stop(&patience, || self.probe.emit(self.probe.event(EventKind::Stopped)));
+            // The sink is gone: the events of the requests the stop failed after its last
+            // flush (what a cache's salvage held) are counted dropped, not left buffered.
+            self.probe.sink_stopped();
         }
     }
 }
