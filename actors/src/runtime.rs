@@ -125,7 +125,11 @@ type EngineSides = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
 
 /// A running streamrt instance; see the module docs.
 ///
-/// Dropping it shuts it down (as [`Runtime::shutdown`]).
+/// Dropping it shuts it down (as [`Runtime::shutdown`]). Dropped last on a thread of the
+/// runtime's own (a frame task's, an asset's drop on the core thread), it hands the stop to a
+/// thread that nothing joins, since no handle is left to: the stop, and the replay log's last
+/// flush, may then still be under way when the program exits. Keep the runtime and drop it
+/// on the engine's thread.
 pub struct Runtime {
     inner: Arc<Inner>,
 }
