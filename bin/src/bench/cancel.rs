@@ -4,7 +4,8 @@
 //! Ours counts the bytes read from the pack file (`PackSource::bytes_read`: as stored, and
 //! coalescing windows whole, so a cancelled entry read in its neighbour's window counts) and
 //! the cancelled requests that were bound anyway: a cancelled handle must end `Cancelled`,
-//! never `Ready`. The closing line compares the bytes read (ratio = baseline / cancelled; the
+//! never `Ready`, and no `published` event may name it (the state alone could not show a bind:
+//! a cancelled request's state moves nowhere else, so it is the events that are counted). The closing line compares the bytes read (ratio = baseline / cancelled; the
 //! target, at most 55 % of the baseline, is a ratio of at least 1.82). The baseline is the
 //! uncancelled run's bytes, or the entries' own stored bytes if fewer: the uncancelled run
 //! reads some entries twice (one inside a window another IO worker is still reading is read
@@ -13,9 +14,11 @@
 //! delivered, which left out what windows read for cancelled neighbours (about half of what
 //! cancelling saved went back to them).
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use anyhow::ensure;
+use streamrt::messages::{EventKind, RequestId};
 use streamrt::pack::PackLimits;
 use streamrt::{LoadState, PackSource, Runtime};
 
@@ -32,7 +35,7 @@ const PATIENCE: Duration = Duration::from_secs(600);
 /// What one run read and bound.
 struct Run {
     bytes_read: u64,
-    /// Cancelled requests that ended `Ready` anyway.
+    /// Cancelled requests published anyway (an event says so, or the handle ended `Ready`).
     bound_after_cancel: usize,
     cancelled: usize,
     /// Requests chosen for cancelling (some had already ended).
@@ -48,6 +51,8 @@ fn run(workload: &Workload, cancel: bool, args: &BenchArgs) -> anyhow::Result<Ru
     let rt: Runtime = register_all(Runtime::builder().source(source.clone()))
         .config(bench_config(args, workload.keys.len()))
         .build()?;
+    // Every event, so that a publish of a cancelled request is seen.
+    let events = rt.subscribe(usize::MAX);
     let handles = workload.request_all(&rt)?;
     let chosen: Vec<&Box<dyn Tracked>> =
         if cancel { handles.iter().step_by(2).collect() } else { Vec::new() };
@@ -57,8 +62,16 @@ fn run(workload: &Workload, cancel: bool, args: &BenchArgs) -> anyhow::Result<Ru
     for h in &handles {
         ensure!(h.wait(PATIENCE), "{} did not finish", h.key());
     }
-    ensure!(rt.sync(PATIENCE), "the runtime did not settle");
-    let bound_after_cancel = cancelled.iter().filter(|h| h.state() != LoadState::Cancelled).count();
+    ensure!(rt.sync(PATIENCE) && rt.flush_telemetry(), "the runtime did not settle");
+    ensure!(!events.is_ended() && events.dropped() == 0, "the event feed missed events");
+    let ids: HashSet<RequestId> = cancelled.iter().map(|h| h.id()).collect();
+    let published = std::iter::from_fn(|| events.try_next())
+        .filter(|e| e.kind == EventKind::Published && e.request.is_some_and(|r| ids.contains(&r)))
+        .filter_map(|e| e.request)
+        .collect::<HashSet<_>>();
+    let unpublished = cancelled.iter().filter(|h| !published.contains(&h.id()));
+    let bound_after_cancel =
+        published.len() + unpublished.filter(|h| h.state() != LoadState::Cancelled).count();
     let kept_failed = handles
         .iter()
         .skip(usize::from(cancel))
