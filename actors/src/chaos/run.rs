@@ -11,7 +11,7 @@
 //! queued or in flight (a leaked credit would stall a long-running engine), and that once
 //! every handle is dropped the memory budget counts nothing held.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -88,7 +88,8 @@ pub struct ChaosReport {
     pub lost: usize,
     /// Requests with more than one terminal event.
     pub duplicated: usize,
-    /// Requests cancelled by the workload that later showed a value.
+    /// Requests cancelled by the workload that a `published` event named, or that later
+    /// showed a value.
     pub bound_after_cancel: usize,
     /// Requests not terminal when the run's patience ran out.
     pub hung: usize,
@@ -285,6 +286,7 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
     report.workers_end = io + decode;
     outcomes(&handles, &cancelled, options, &mut report);
     let ids: Vec<RequestId> = handles.iter().map(Handle::id).collect();
+    let cancelled: Vec<RequestId> = cancelled.iter().map(|&i| ids[i]).collect();
     // Every handle let go: what the budget still counts held, no request holds. Actors that
     // did not take their releases in within the patience leave every byte unaccounted for.
     drop(handles);
@@ -294,7 +296,7 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
     report.held_bytes_left = if synced { unparked } else { memory.resident_bytes.max(1) };
     rt.flush_telemetry();
     rt.shutdown();
-    tally.finish().report(&ids, &mut report);
+    tally.finish().report(&ids, &cancelled, &mut report);
     let status = rt.status();
     (report.restarts, report.quarantined) = (status.restarts, status.quarantined);
     // The runtime's own drops, besides the feed's.
@@ -424,6 +426,8 @@ fn drained(rt: &Runtime, patience: Duration) -> u64 {
 #[derive(Default)]
 struct Tally {
     terminal: HashMap<RequestId, u32>,
+    /// The requests a `published` event named.
+    published: HashSet<RequestId>,
     restarts_by_actor: BTreeMap<String, u64>,
     /// Events the feed dropped (it held its capacity).
     dropped: u64,
@@ -438,16 +442,22 @@ impl Tally {
             EventKind::Published | EventKind::Failed { .. } | EventKind::Cancelled { .. } => {
                 if let Some(request) = event.request {
                     *self.terminal.entry(request).or_default() += 1;
+                    if event.kind == EventKind::Published {
+                        self.published.insert(request);
+                    }
                 }
             }
             _ => {}
         }
     }
 
-    /// Puts in `report` the requests of `ids` with no terminal event or more than one, the
+    /// Puts in `report` the requests of `ids` with no terminal event or more than one, those
+    /// of `cancelled` (which the workload's cancel ended) that a `published` event named, the
     /// restarts by actor, and the events the feed dropped.
-    fn report(self, ids: &[RequestId], report: &mut ChaosReport) {
+    fn report(self, ids: &[RequestId], cancelled: &[RequestId], report: &mut ChaosReport) {
         report.events_dropped += self.dropped;
+        report.bound_after_cancel +=
+            cancelled.iter().filter(|id| self.published.contains(id)).count();
         for id in ids {
             match self.terminal.get(id).copied().unwrap_or(0) {
                 0 => report.lost += 1,
@@ -522,6 +532,21 @@ mod tests {
         assert!(!escalated.holds(), "a runtime that gave up broke its promise");
         assert!(escalated.to_string().ends_with(" escalated=core/scheduler"), "{escalated}");
         assert!(ChaosReport::default().to_string().ends_with(" escalated=no"));
+    }
+
+    #[test]
+    fn a_cancelled_request_a_published_event_names_is_bound_after_cancel() {
+        let (kept, cancelled, other) = (RequestId(1), RequestId(2), RequestId(3));
+        let mut tally = Tally::default();
+        for request in [kept, cancelled] {
+            tally.add(Event::new(0, 0, EventKind::Published).with_request(request));
+        }
+        let cancel = EventKind::Cancelled { stage: streamrt_messages::CancelStage::Queued };
+        tally.add(Event::new(0, 0, cancel).with_request(other));
+        let mut report = ChaosReport::default();
+        tally.report(&[kept, cancelled, other], &[cancelled, other], &mut report);
+        assert_eq!((report.bound_after_cancel, report.lost, report.duplicated), (1, 0, 0));
+        assert!(!report.holds());
     }
 
     #[test]
