@@ -126,6 +126,12 @@ pub struct ChaosReport {
     /// Crashes injected (each accepted by its target; a worker's waits for the next job its
     /// pool takes).
     pub crashes: usize,
+    /// Crashes the plan asked for that their target refused, before any shutdown of the
+    /// workload's own: none may be (a run that injected nothing proves nothing).
+    pub crashes_refused: usize,
+    /// Requests the workload did not make because the runtime refused one, before any
+    /// shutdown of the workload's own: none may be.
+    pub requests_refused: usize,
     /// The supervisor that gave up and the child it gave up after (`supervisor/child`), if the
     /// runtime escalated: its shutdown then refused the rest of the workload's requests, which
     /// the other figures reflect.
@@ -134,10 +140,12 @@ pub struct ChaosReport {
 
 impl ChaosReport {
     /// Whether every promise held: nothing lost, duplicated, bound after cancel, hung or
-    /// leaked (loads or held bytes), no poison key ready, the pools kept their size, and the
-    /// log is complete.
+    /// leaked (loads or held bytes), no poison key ready, the pools kept their size, the log
+    /// is complete, and the workload ran whole (every request made, every crash injected).
     pub fn holds(&self) -> bool {
-        self.lost == 0
+        self.requests_refused == 0
+            && self.crashes_refused == 0
+            && self.lost == 0
             && self.duplicated == 0
             && self.bound_after_cancel == 0
             && self.hung == 0
@@ -155,8 +163,9 @@ impl fmt::Display for ChaosReport {
         write!(
             f,
             "chaos: requests={} terminal={} lost={} duplicated={} bound_after_cancel={} hung={} \
-             leaked={} held_bytes_left={} poison_ready={} crashes={} workers_start={} \
-             workers_end={} restarts={} quarantined={} escalated={}",
+             leaked={} held_bytes_left={} poison_ready={} crashes={} crashes_refused={} \
+             requests_refused={} workers_start={} workers_end={} restarts={} quarantined={} \
+             escalated={}",
             self.requests,
             self.terminal,
             self.lost,
@@ -167,6 +176,8 @@ impl fmt::Display for ChaosReport {
             self.held_bytes_left,
             self.poison_ready,
             self.crashes,
+            self.crashes_refused,
+            self.requests_refused,
             self.workers_start,
             self.workers_end,
             self.restarts,
@@ -274,9 +285,11 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
     let tally = tally_events(rt.subscribe(events_of(options.requests)))?;
     let (io, decode) = rt.live_workers();
     let mut report = ChaosReport { workers_start: io + decode, ..ChaosReport::default() };
-    let Workload { handles, cancelled, crashes } = workload(&rt, options, &mut rng);
+    let Workload { handles, cancelled, crashes, crashes_refused, requests_refused } =
+        workload(&rt, options, &mut rng);
     report.requests = handles.len();
-    report.crashes = crashes;
+    (report.crashes, report.crashes_refused) = (crashes, crashes_refused);
+    report.requests_refused = requests_refused;
     report.hung = settle(&rt, &handles, options.patience);
     report.leaked = drained(&rt, options.patience);
     // Before the shutdown, which ends every request still outstanding.
@@ -333,21 +346,32 @@ struct Workload {
     cancelled: Vec<usize>,
     /// Crashes injected and accepted.
     crashes: usize,
+    /// Crashes the plan asked for and their target refused, before the workload's shutdown.
+    crashes_refused: usize,
+    /// Requests not made after one was refused, before the workload's shutdown.
+    requests_refused: usize,
 }
 
 /// Issues the requests, cancels, storms and crashes.
 fn workload(rt: &Runtime, options: &ChaosOptions, rng: &mut fastrand::Rng) -> Workload {
     let mut handles = Vec::with_capacity(options.requests);
     let mut cancelled = Vec::new();
-    let mut crashes = 0;
+    let (mut crashes, mut crashes_refused, mut requests_refused) = (0, 0, 0);
+    let mut shut_down = false;
     let keys = options.keys + options.poison_keys;
     for i in 0..options.requests {
         if options.shutdown_after == Some(i) {
             rt.shutdown();
+            shut_down = true;
         }
         let key = format!("k{}", rng.usize(..keys.max(1)));
         let priority = Priority::ALL[rng.usize(..Priority::LEVELS)];
-        let Ok(handle) = rt.request::<ChaosBlob>(&key, priority) else { break };
+        let Ok(handle) = rt.request::<ChaosBlob>(&key, priority) else {
+            if !shut_down {
+                requests_refused = options.requests - i;
+            }
+            break;
+        };
         handles.push(handle);
         if rng.f64() < options.cancel_rate {
             let victim = rng.usize(..handles.len());
@@ -365,13 +389,15 @@ fn workload(rt: &Runtime, options: &ChaosOptions, rng: &mut fastrand::Rng) -> Wo
         }
         if options.crash_every > 0 && i % options.crash_every == options.crash_every - 1 {
             let target = CRASHES[(i / options.crash_every) % CRASHES.len()]();
-            crashes += usize::from(rt.inject_crash(&target));
+            let accepted = rt.inject_crash(&target);
+            crashes += usize::from(accepted);
+            crashes_refused += usize::from(!accepted && !shut_down);
         }
         if i % 64 == 0 {
             rt.tick();
         }
     }
-    Workload { handles, cancelled, crashes }
+    Workload { handles, cancelled, crashes, crashes_refused, requests_refused }
 }
 
 /// The most events a chaos run's telemetry buffer holds: 2M, about 300 MB.
@@ -524,6 +550,10 @@ mod tests {
         assert!(ChaosReport::default().holds());
         assert!(!ChaosReport { leaked: 1, ..ChaosReport::default() }.holds());
         assert!(!ChaosReport { held_bytes_left: 1, ..ChaosReport::default() }.holds());
+        let nothing_injected = ChaosReport { crashes_refused: 1, ..ChaosReport::default() };
+        assert!(!nothing_injected.holds(), "a crash the plan asked for was not injected");
+        assert!(nothing_injected.to_string().contains(" crashes_refused=1 "));
+        assert!(!ChaosReport { requests_refused: 1, ..ChaosReport::default() }.holds());
         assert!(ChaosReport { leaked: 2, ..ChaosReport::default() }
             .to_string()
             .contains(" leaked=2 "));
