@@ -267,11 +267,13 @@ impl Workload {
     /// An asset that does not load.
     pub(super) fn load_in_parallel(&self, threads: usize, delay: Duration) -> anyhow::Result<Span> {
         let next = AtomicUsize::new(0);
-        let watch = Stopwatch::start();
+        let threads = threads.max(1);
+        let started = std::sync::Barrier::new(threads + 1);
         std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads.max(1))
+            let workers: Vec<_> = (0..threads)
                 .map(|_| {
                     scope.spawn(|| -> anyhow::Result<()> {
+                        started.wait();
                         while let Some(key) = self.keys.get(next.fetch_add(1, Ordering::Relaxed)) {
                             if !delay.is_zero() {
                                 std::thread::sleep(delay);
@@ -282,9 +284,13 @@ impl Workload {
                     })
                 })
                 .collect();
-            workers.into_iter().try_for_each(|w| w.join().expect("a pool thread panicked"))
-        })?;
-        Ok(watch.stop())
+            // Timed from the threads' start, not their spawning: streamrt's threads, and the
+            // naive baseline's runtime, are made before their timers start too.
+            started.wait();
+            let watch = Stopwatch::start();
+            workers.into_iter().try_for_each(|w| w.join().expect("a pool thread panicked"))?;
+            Ok(watch.stop())
+        })
     }
 
     /// The baselines' work for `key`: read, decompress, verify, decode; the decoded size.
