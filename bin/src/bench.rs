@@ -136,7 +136,8 @@ pub struct BenchArgs {
     worker_nice: u8,
     /// Interleaved rounds of each system; the median round is reported. Five: on a shared
     /// machine one round in three or four can run slow, and the median of three then moves
-    /// with it. (`priority` always runs three trials of its own; `cancel` runs once.)
+    /// with it. (`priority` always runs its 300 trials in three rounds of its own, and reports
+    /// their p99; `cancel` runs once each way; `frame` reports the p99 of its boundaries.)
     #[arg(long, default_value_t = 5, value_parser = crate::args::count::<usize>(1_000))]
     rounds: usize,
     /// Frame boundaries measured per level (`frame`).
@@ -331,7 +332,27 @@ fn stream_all(rt: &Runtime, paths: &[String]) -> anyhow::Result<Duration> {
     Ok(started.elapsed())
 }
 
+/// The middle of `v`, or the mean of its two middles for an even count (the upper one alone
+/// made every system's median its slower round of two).
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort_unstable();
-    v[v.len() / 2]
+    let upper = v[v.len() / 2];
+    if v.len() % 2 == 0 {
+        (v[v.len() / 2 - 1] + upper) / 2
+    } else {
+        upper
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_its_two_middles() {
+        let ms = |v: &[u64]| v.iter().map(|&m| Duration::from_millis(m)).collect::<Vec<_>>();
+        assert_eq!(median(ms(&[30, 10])), Duration::from_millis(20));
+        assert_eq!(median(ms(&[30, 10, 20])), Duration::from_millis(20));
+        assert_eq!(median(ms(&[40, 10, 30, 20])), Duration::from_millis(25));
+    }
 }

@@ -199,12 +199,16 @@ fn base_depth(rows: &[Depth], largest: usize) -> usize {
     rows.iter().map(|r| r.depth).filter(|&d| d < largest).max().unwrap_or(largest)
 }
 
-/// One depth's measurements as one: the median rate, the first run's bytes per pending.
+/// One depth's measurements as one: the median rate (the mean of the two middles for an
+/// even count), the first run's bytes per pending.
 fn median_depth(mut runs: Vec<Depth>) -> Depth {
     let bytes_per_pending = runs[0].bytes_per_pending;
     let mid = runs.len() / 2;
     runs.sort_unstable_by(|a, b| a.rate.total_cmp(&b.rate));
-    Depth { bytes_per_pending, ..runs.swap_remove(mid) }
+    let lower_rate = (runs.len() % 2 == 0).then(|| runs[mid - 1].rate);
+    let middle = runs.swap_remove(mid);
+    let rate = lower_rate.map_or(middle.rate, |lower| (lower + middle.rate) / 2.0);
+    Depth { bytes_per_pending, rate, ..middle }
 }
 
 /// Throughput against queue depth.
