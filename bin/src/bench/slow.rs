@@ -117,9 +117,11 @@ impl<S: Source> Source for Delayed<S> {
 fn ours(workload: &Workload, reads: usize, args: &BenchArgs) -> anyhow::Result<Duration> {
     // Two credits per worker: each worker has its next load queued when a read ends, so it
     // never waits for the scheduler to hand a credit back; still `reads` reads at once.
+    // Nothing kept resident, as in the throughput scenario: the baselines keep no asset.
     let config = RuntimeConfig {
         workers: reads,
         reads_in_flight: reads.saturating_mul(2),
+        bytes_resident_max: super::throughput::BYTES_RESIDENT_MAX,
         ..bench_config(args, workload.keys.len())
     };
     let delayed = workload.builder_over(|inner| Delayed { inner, delay: READ_DELAY })?;

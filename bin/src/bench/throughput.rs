@@ -47,7 +47,7 @@ struct Figures {
 /// baselines drop each asset once decoded. Keeping some is work the baselines never do: with
 /// 64 MiB kept, each read landed in memory long out of the CPU's caches, and ours ran at
 /// 0.37–0.40 of `limit` against 0.47–0.55 with none, side by side.
-const BYTES_RESIDENT_MAX: u64 = 0;
+pub(super) const BYTES_RESIDENT_MAX: u64 = 0;
 
 impl Figures {
     fn rate(&self, m: &Medians) -> f64 {
