@@ -33,7 +33,8 @@ pub struct ChaosArgs {
     /// Share of decodes that panic (0 to 1).
     #[arg(long, default_value_t = 0.01, value_parser = crate::args::share)]
     panic_rate: f64,
-    /// Share of requests the workload cancels (0 to 1).
+    /// Chance, after each request, that the workload cancels one of the requests made so far,
+    /// chosen at random (0 to 1): one already ended is not cancelled, so fewer are.
     #[arg(long, default_value_t = 0.20, value_parser = crate::args::share)]
     cancel_rate: f64,
     /// Requests between two injected actor or worker crashes (0: none).

@@ -75,12 +75,16 @@ pub(super) fn coalesce(args: &BenchArgs) -> anyhow::Result<Outcome> {
         scenario: "coalesce",
         lines: vec![
             format!(
-                "coalesce: {} lz4 entries of 1-16 KiB in pack order, {:.1} MiB pack, page cache warm",
+                "coalesce: {} entries of 1-16 KiB in pack order (lz4 asked, stored as is), {:.1} MiB pack, page cache warm",
                 paths.len(),
                 size as f64 / f64::from(1 << 20)
             ),
             format!("baseline one read per entry: {b:.0} files/s, {} reads", reads.0),
-            format!("streamrt coalesced 256 KiB windows: {o:.0} files/s, {} reads", reads.1),
+            format!(
+                "streamrt coalesced {} KiB windows: {o:.0} files/s, {} reads",
+                Coalescing::default().window_bytes >> 10,
+                reads.1
+            ),
         ],
         unit: "files/s".into(),
         ours: o,
