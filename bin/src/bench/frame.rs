@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
 use streamrt::messages::AssetKey;
-use streamrt::{wait_loaded, Handle, MemorySource, Priority, Runtime};
+use streamrt::{wait_loaded, Handle, MemorySource, Priority, Runtime, RuntimeConfig};
 
 use super::outcome::{Outcome, Target};
 use super::{bench_config, interleaved, BenchArgs};
@@ -70,14 +70,19 @@ impl Level {
 /// Measures `frames` boundaries with `ready` assets waiting at each.
 fn measure(ready: usize, frames: usize, args: &BenchArgs) -> anyhow::Result<Round> {
     let source = MemorySource::new();
-    // Distinct keys for every request: each boundary publishes fresh loads, not cache hits.
-    // Each boundary publishes at most the budget, and at most what is ready.
-    let keys = ready + (frames + 1) * ready.min(BUDGET as usize);
+    // Each boundary publishes fresh loads, not cache hits: at most the budget, and at most
+    // what is ready, so the requests still held are the last `ready` and a frame's top-up.
+    // A key is used again only once its request was published and let go, and nothing is
+    // kept resident: as many keys as every frame's would take memory in proportion to
+    // `--frames` (64 million for a million frames).
+    let per_frame = ready.min(BUDGET as usize);
+    let keys = (ready + (frames + 1) * per_frame).min(ready + 2 * per_frame + 1);
     for i in 0..keys {
         source.insert(AssetKey::parse(&format!("blob:f{i}"))?, encode_blob(&i.to_le_bytes()));
     }
+    let config = RuntimeConfig { bytes_resident_max: 0, ..bench_config(args, keys) };
     let rt = Runtime::builder()
-        .config(bench_config(args, keys))
+        .config(config)
         .source(source)
         .register(BlobDecoder)
         .frame_budget(BUDGET)
@@ -85,7 +90,7 @@ fn measure(ready: usize, frames: usize, args: &BenchArgs) -> anyhow::Result<Roun
     let mut next = 0;
     let mut top_up = |n: usize| -> anyhow::Result<Vec<Handle<Blob>>> {
         let handles = (next..next + n)
-            .map(|i| rt.request::<Blob>(&format!("f{i}"), Priority::Normal))
+            .map(|i| rt.request::<Blob>(&format!("f{}", i % keys), Priority::Normal))
             .collect::<Result<Vec<_>, _>>()?;
         next += n;
         if !wait_loaded(&handles, PATIENCE) || !rt.sync(PATIENCE) {
