@@ -241,8 +241,7 @@ impl RuntimeConfig {
         first_zero(positive.iter().chain(&positive_u64))?;
         self.retry.validate()?;
         // A restart delayed past it leaves loads stalled, with nothing escalated; an ack limit
-        // past it is a shutdown that may wait for ever; a sink that drains or samples that
-        // seldom drops its events.
+        // past it is a shutdown that may wait for ever; the sink's intervals are no use past it.
         let restart = self.restart_backoff;
         first_too_large(&[
             ("restart_backoff.min_ms", restart.min_ms, restart.max_ms),
@@ -328,8 +327,9 @@ pub const RESTART_BACKOFF_MS_MAX: u64 = 60_000;
 pub const SHUTDOWN_ACK_MS_MAX: u64 = 3_600_000;
 
 /// [`RuntimeConfig::telemetry_flush_ms`] and [`RuntimeConfig::telemetry_sample_ms`] at most:
-/// a minute. A buffer drained less often fills, and its events are dropped.
-pub const TELEMETRY_INTERVAL_MS_MAX: u64 = 60_000;
+/// an hour (a test's way to say never): nothing longer is of use, and no interval is left
+/// unchecked for the sink's timers to add to the clock.
+pub const TELEMETRY_INTERVAL_MS_MAX: u64 = 3_600_000;
 
 /// [`RuntimeConfig::worker_nice`] at most: Unix's lowest priority is 19 steps below the
 /// default.
