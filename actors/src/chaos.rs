@@ -15,11 +15,10 @@ pub use run::{run, ChaosBlob, ChaosBlobDecoder, ChaosOptions, ChaosReport};
 pub use streamrt_supervisor::panic_message;
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use streamrt_messages::AssetKey;
+use streamrt_messages::{AssetKey, Fnv1a};
 
 use crate::asset::{DecodeError, Decoder};
 use crate::lock::lock;
@@ -92,8 +91,13 @@ impl Dice {
                 }
             }
         };
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (self.seed, key, n).hash(&mut hasher);
+        // A hash every build computes alike: `DefaultHasher`'s may change with the standard
+        // library, and a seed that failed in CI must throw the same dice on a newer toolchain.
+        let mut hasher = Fnv1a::default();
+        hasher.write(&self.seed.to_le_bytes());
+        hasher.write(key.to_string().as_bytes());
+        hasher.write(&[0xff]);
+        hasher.write(&n.to_le_bytes());
         fastrand::Rng::with_seed(hasher.finish())
     }
 }

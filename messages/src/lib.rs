@@ -13,6 +13,8 @@
 //! - [`Event`] is one telemetry event and [`Record`] its line in the JSON log (schema v1);
 //!   [`Status`] is the live summary a status query returns.
 //!
+//! - [`Fnv1a`] hashes alike on every build, for what must (a replay transcript's hash).
+//!
 //! - [`protocol`] is the control protocol between `streamctl` and the daemon: its messages and
 //!   the length-prefixed postcard frames they travel in (pure encoding, no IO).
 //!
@@ -22,6 +24,7 @@
 mod decode;
 mod error;
 mod event;
+mod fnv;
 mod ids;
 mod key;
 pub mod protocol;
@@ -33,6 +36,7 @@ mod text;
 
 pub use error::{error_text, error_text_of, AssetLoadError, ErrorKind, ERROR_TEXT_BYTES_MAX};
 pub use event::{CancelStage, Event, EventKind};
+pub use fnv::Fnv1a;
 pub use ids::{Generation, Priority, RequestId};
 pub use key::{
     AssetKey, AssetPath, AssetTypeName, InvalidKey, ASSET_PATH_BYTES_MAX, ASSET_TYPE_BYTES_MAX,

@@ -80,14 +80,12 @@ impl fmt::Display for TranscriptLine {
 /// FNV-1a (64 bits) of the transcript's lines, each followed by a newline: stable across
 /// builds and platforms.
 pub(crate) fn transcript_hash(lines: &[TranscriptLine]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut hash = streamrt_messages::Fnv1a::default();
     for line in lines {
-        for byte in line.to_string().bytes().chain(std::iter::once(b'\n')) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
+        hash.write(line.to_string().as_bytes());
+        hash.write(b"\n");
     }
-    hash
+    hash.finish()
 }
 
 #[cfg(test)]

@@ -10,24 +10,17 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use streamrt::messages::Fnv1a;
 
 /// FNV-1a over the run's ordering tokens.
-#[derive(Debug, Clone, Copy)]
-pub struct OrderHash(u64);
-
-impl Default for OrderHash {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrderHash(Fnv1a);
 
 impl OrderHash {
     /// Mixes in one token; tokens are separated so "ab","c" differs from "a","bc".
     pub fn token(&mut self, bytes: &[u8]) {
-        for &b in bytes.iter().chain([0xff].iter()) {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
+        self.0.write(bytes);
+        self.0.write(&[0xff]);
     }
 
     /// Mixes in a labelled number.
@@ -38,7 +31,7 @@ impl OrderHash {
 
     /// The hash so far.
     pub fn value(&self) -> u64 {
-        self.0
+        self.0.finish()
     }
 }
 
