@@ -28,12 +28,16 @@ fn a_handle_shows_its_types_placeholder_until_the_value_is_ready() {
 }
 
 #[test]
-fn a_placeholder_for_a_type_no_decoder_makes_is_refused_by_the_build() {
+fn a_placeholder_for_a_type_no_decoder_makes_is_refused_before_the_logs_are_made() {
     /// An asset type with no decoder registered.
     struct Mesh;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    std::fs::write(&log, b"the last session's log").unwrap();
     let built = streamrt::Runtime::builder()
         .source(GatedSource::with_blobs(0))
         .register(BlobDecoder::default())
+        .record(&log, "test")
         .placeholder(Mesh)
         .build();
     let refused = built.err().expect("refused");
@@ -41,6 +45,7 @@ fn a_placeholder_for_a_type_no_decoder_makes_is_refused_by_the_build() {
         matches!(&refused, streamrt::BuildError::PlaceholderType(t) if t.ends_with("Mesh")),
         "{refused}"
     );
+    assert_eq!(std::fs::read(&log).unwrap(), b"the last session's log", "left as it was");
 }
 
 #[test]

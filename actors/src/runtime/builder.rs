@@ -39,7 +39,7 @@ pub struct RuntimeBuilder {
     type_error: Option<BuildError>,
     /// `Arc<T>` per asset type, shown by handles until their value is ready.
     /// Each placeholder, with its type's name (for the error if no decoder makes the type).
-    placeholders: HashMap<TypeId, (&'static str, Box<dyn Any + Send + Sync>)>,
+    placeholders: Placeholders,
     /// Where to record the session, and what records it.
     record: Option<(PathBuf, String)>,
     /// Set for a deterministic runtime (replays), with the tap its transcript comes from.
@@ -330,6 +330,7 @@ impl RuntimeBuilder {
         let config = self.config;
         // Checked before the logs are created: a build that fails leaves the files at their
         // paths (the last session's) as they were.
+        unmade_placeholder(&self.types, &self.placeholders)?;
         let residency = Arc::new(Mutex::new(residency(&config, &self.types)?));
         let type_names: Vec<String> = self.types.iter().map(|t| t.name().to_string()).collect();
         let recorder = self.record.as_ref().map(|(path, by)| {
@@ -342,7 +343,7 @@ impl RuntimeBuilder {
         let probe = started_probe(&self.clock, &config, recorder.transpose()?, tap);
         let sink_mailbox = Mailbox::new();
         let sink = SinkOutputs::new(config.telemetry_path.as_deref())?;
-        let (types, by_name) = engine_sides(&self.types, &self.placeholders, &probe)?;
+        let (types, by_name) = engine_sides(&self.types, &self.placeholders, &probe);
         let frame = Arc::new(FrameShared::new(config.publish, self.held, Arc::clone(&probe)));
         let frame_mailbox = Mailbox::new();
         if let Some(det) = &det {
@@ -424,22 +425,33 @@ fn started_probe(
 /// Each type's dependency requester, by type name.
 type RequestersByName = HashMap<AssetTypeName, Arc<dyn DepRequester>>;
 
-/// Each registered type's engine side: by Rust type (for `request::<T>`) and, as a dependency
-/// requester, by type name.
+/// The placeholders, each with its type's name.
+type Placeholders = HashMap<TypeId, (&'static str, Box<dyn Any + Send + Sync>)>;
+
+/// Refuses a placeholder for an asset type no registered decoder makes: no handle would ever
+/// show it.
 ///
 /// # Errors
 ///
-/// A placeholder for an asset type no registered decoder makes ([`BuildError::PlaceholderType`]):
-/// no handle would ever show it.
+/// [`BuildError::PlaceholderType`], naming the first such type.
+fn unmade_placeholder(
+    specs: &[Box<dyn TypeSpec>],
+    placeholders: &Placeholders,
+) -> Result<(), BuildError> {
+    let made = |id: &TypeId| specs.iter().any(|t| t.asset_type_id() == *id);
+    match placeholders.iter().find(|(id, _)| !made(id)) {
+        Some((_, (name, _))) => Err(BuildError::PlaceholderType(error_text_of(name))),
+        None => Ok(()),
+    }
+}
+
+/// Each registered type's engine side: by Rust type (for `request::<T>`) and, as a dependency
+/// requester, by type name.
 fn engine_sides(
     specs: &[Box<dyn TypeSpec>],
-    placeholders: &HashMap<TypeId, (&'static str, Box<dyn Any + Send + Sync>)>,
+    placeholders: &Placeholders,
     probe: &Arc<Probe>,
-) -> Result<(EngineSides, RequestersByName), BuildError> {
-    let made = |id: &TypeId| specs.iter().any(|t| t.asset_type_id() == *id);
-    if let Some((_, (name, _))) = placeholders.iter().find(|(id, _)| !made(id)) {
-        return Err(BuildError::PlaceholderType(error_text_of(name)));
-    }
+) -> (EngineSides, RequestersByName) {
     let mut types = HashMap::new();
     let mut by_name = HashMap::new();
     for t in specs {
@@ -448,7 +460,7 @@ fn engine_sides(
         types.insert(id, entry);
         by_name.insert(t.name().clone(), requester);
     }
-    Ok((types, by_name))
+    (types, by_name)
 }
 
 /// Whether a registered decoder's asset type may be another registered decoder's.
