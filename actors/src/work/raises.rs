@@ -39,15 +39,19 @@ pub(crate) struct RaiseTable {
 }
 
 impl RaiseTable {
-    /// Raises the dispatched load of `slot` whose generation is `generation` to `priority`.
+    /// Raises the dispatched load of `slot` whose generation is `generation` to `priority`,
+    /// unless a raise of that load made it as urgent already.
     pub(crate) fn raise(&self, slot: usize, generation: Generation, priority: Priority) {
         if generation.0 > GENERATION_MAX {
             return;
         }
-        if let Some(word) = self.words.word_to_write(slot) {
-            let level = priority.index() as u64 + 1;
-            word.store(generation.0 << PRIORITY_BITS | level, Ordering::Release);
-        }
+        let Some(word) = self.words.word_to_write(slot) else { return };
+        let raised = generation.0 << PRIORITY_BITS | (priority.index() as u64 + 1);
+        // The level's bits grow with urgency's fall (index plus one), and 0 is no raise.
+        let more_urgent = |now: u64| now >> PRIORITY_BITS != generation.0 || raised < now;
+        let _ = word.fetch_update(Ordering::Release, Ordering::Relaxed, |now| {
+            more_urgent(now).then_some(raised)
+        });
     }
 
     /// The priority now of the load of `slot` whose generation is `generation`, dispatched at
@@ -83,8 +87,10 @@ mod tests {
         assert_eq!(table.priority(slot, Generation(41), Priority::Low), Priority::Low, "reused");
         assert_eq!(table.priority(slot + 1, load, Priority::Low), Priority::Low, "another slot");
         table.raise(slot, load, Priority::Normal);
-        assert_eq!(table.priority(slot, load, Priority::High), Priority::High, "not lowered");
-        assert_eq!(table.priority(slot, load, Priority::Background), Priority::Normal);
+        assert_eq!(table.priority(slot, load, Priority::Background), Priority::Critical, "kept");
+        table.raise(slot, Generation(41), Priority::Low);
+        assert_eq!(table.priority(slot, Generation(41), Priority::Background), Priority::Low);
+        assert_eq!(table.priority(slot, load, Priority::Background), Priority::Background, "gone");
     }
 
     #[test]
