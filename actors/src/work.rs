@@ -31,10 +31,9 @@
 //! IO worker that decoded an urgent load itself) is rebuilt too.
 
 use std::any::Any;
-use std::collections::VecDeque;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use streamrt_messages::replay_log::{LogRecord, ReadOutcome};
 use streamrt_messages::{
@@ -42,7 +41,6 @@ use streamrt_messages::{
 };
 use streamrt_supervisor::{panic_message, PoolSender, Worker};
 
-use crate::lock::lock;
 use crate::scheduler::{LoadRef, ReadCredit};
 use crate::source::{Locator, Source, SourceError};
 use crate::tasks::GroupWork;
@@ -53,10 +51,12 @@ mod cancels;
 mod raises;
 mod replies;
 mod slot_words;
+mod staging;
 
 pub(crate) use cancels::CancelTable;
 pub(crate) use raises::RaiseTable;
 use replies::ReplyBatch;
+pub(crate) use staging::Staging;
 
 /// The least urgent priority of the loads the engine is waiting on, which skip what is built
 /// for throughput (`streamctl bench priority`, a critical request behind 10,000 queued ones):
@@ -244,86 +244,6 @@ impl IoPort {
         if let Some(staged) = &self.staged_decodes {
             staged.raise(generation, priority);
         }
-    }
-}
-
-/// Loads waiting for a pool's worker, most urgent first and, within a priority, in the order
-/// they came. Shared by the producer (which pushes a load, then sends the pool one order) and
-/// the pool's workers (which pop one load per order), so orders and loads stay one to one.
-///
-/// # Backpressure
-///
-/// Bounded by the scheduler's credits: a read is pushed only while it holds its read credit,
-/// and a decode (pushed once its read credit is back) while its load counts among the
-/// scheduler's loads in flight (`reads_in_flight + decode_backlog_max` credits' worth), which
-/// it does until it ends. So [`Staging::raise`]'s walk of a level is that long at most.
-pub(crate) struct Staging<J> {
-    levels: Mutex<[VecDeque<J>; Priority::LEVELS]>,
-}
-
-impl<J> Default for Staging<J> {
-    fn default() -> Self {
-        Self { levels: Mutex::new(std::array::from_fn(|_| VecDeque::new())) }
-    }
-}
-
-/// A load a [`Staging`] queue holds.
-pub(crate) trait StagedLoad {
-    fn job(&self) -> &Job;
-}
-
-impl StagedLoad for ReadJob {
-    fn job(&self) -> &Job {
-        self.guard.job()
-    }
-}
-
-impl StagedLoad for (JobGuard, Vec<u8>) {
-    fn job(&self) -> &Job {
-        self.0.job()
-    }
-}
-
-impl<J: StagedLoad> Staging<J> {
-    pub(crate) fn push(&self, job: J) {
-        self.push_all([job]);
-    }
-
-    /// Pushes every job under one lock, each at its priority now, read under the lock: a
-    /// raise either reads its table after this (and is seen) or takes the lock before this
-    /// (and the raise's move in the queue follows it).
-    pub(crate) fn push_all(&self, jobs: impl IntoIterator<Item = J>) {
-        let mut levels = lock(&self.levels);
-        for job in jobs {
-            levels[job.job().priority_now().index()].push_back(job);
-        }
-    }
-
-    /// Moves the load `generation`, if it waits here less urgently, to the back of
-    /// `priority`'s level: the last moved there, as a queued load raised is.
-    ///
-    /// # Ordering
-    ///
-    /// The caller raises the load in its type's [`RaiseTable`] first: a load pushed after
-    /// this looked is pushed at `priority`, read under the lock this takes.
-    pub(crate) fn raise(&self, generation: Generation, priority: Priority) {
-        let mut levels = lock(&self.levels);
-        for level in priority.index() + 1..Priority::LEVELS {
-            let found = levels[level].iter().position(|j| j.job().generation == generation);
-            if let Some(job) = found.and_then(|at| levels[level].remove(at)) {
-                levels[priority.index()].push_back(job);
-                return;
-            }
-        }
-    }
-}
-
-impl<J> Staging<J> {
-    /// The most urgent load, and whether more wait after it (both under one lock).
-    fn pop(&self) -> Option<(J, bool)> {
-        let mut levels = lock(&self.levels);
-        let job = levels.iter_mut().find_map(VecDeque::pop_front)?;
-        Some((job, levels.iter().any(|level| !level.is_empty())))
     }
 }
 
