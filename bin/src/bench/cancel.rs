@@ -63,7 +63,10 @@ fn run(workload: &Workload, cancel: bool, args: &BenchArgs) -> anyhow::Result<Ru
         ensure!(h.wait(PATIENCE), "{} did not finish", h.key());
     }
     ensure!(rt.sync(PATIENCE) && rt.flush_telemetry(), "the runtime did not settle");
-    ensure!(!events.is_ended() && events.dropped() == 0, "the event feed missed events");
+    // Neither the feed nor the runtime's own buffer may have lost one: a lost `published`
+    // would hide a bind.
+    let lost = events.dropped() + rt.status().events_dropped;
+    ensure!(!events.is_ended() && lost == 0, "the event feed missed {lost} events");
     let ids: HashSet<RequestId> = cancelled.iter().map(|h| h.id()).collect();
     let published = std::iter::from_fn(|| events.try_next())
         .filter(|e| e.kind == EventKind::Published && e.request.is_some_and(|r| ids.contains(&r)))

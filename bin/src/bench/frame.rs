@@ -90,7 +90,7 @@ fn measure(ready: usize, frames: usize, args: &BenchArgs) -> anyhow::Result<Roun
     let mut next = 0;
     let mut top_up = |n: usize| -> anyhow::Result<Vec<Handle<Blob>>> {
         let handles = (next..next + n)
-            .map(|i| rt.request::<Blob>(&format!("f{}", i % keys), Priority::Normal))
+            .map(|i| rt.request::<Blob>(&format!("f{}", i % keys.max(1)), Priority::Normal))
             .collect::<Result<Vec<_>, _>>()?;
         next += n;
         if !wait_loaded(&handles, PATIENCE) || !rt.sync(PATIENCE) {
