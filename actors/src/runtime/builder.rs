@@ -37,8 +37,8 @@ pub struct RuntimeBuilder {
     clock: Arc<dyn Clock>,
     types: Vec<Box<dyn TypeSpec>>,
     type_error: Option<BuildError>,
-    /// `Arc<T>` per asset type, shown by handles until their value is ready.
-    /// Each placeholder, with its type's name (for the error if no decoder makes the type).
+    /// `Arc<T>` per asset type, shown by handles until their value is ready, with the type's
+    /// name (for the error if no decoder makes the type).
     placeholders: Placeholders,
     /// Where to record the session, and what records it.
     record: Option<(PathBuf, String)>,
