@@ -158,6 +158,9 @@ pub struct Summary {
     budget_min: u32,
     budget_max: u32,
     telemetry_events: u64,
+    /// Events the telemetry thread's feed lost (it held its capacity), and the runtime's own
+    /// buffer: `telemetry_events` is what was seen, short by these.
+    telemetry_dropped: u64,
     /// Written in hex, as the text line has it: JSON readers keep 53 bits of a number.
     #[serde(serialize_with = "hex")]
     order_hash: u64,
@@ -173,7 +176,7 @@ impl std::fmt::Display for Summary {
             f,
             "simulate: frames={} requested={} published={} failed={} cancelled={} outstanding={} \
              pipelines={} fallback_draws={} budget_min={} budget_max={} telemetry_events={} \
-             order_hash={:016x}",
+             telemetry_dropped={} order_hash={:016x}",
             self.frames,
             self.requested,
             self.published,
@@ -185,6 +188,7 @@ impl std::fmt::Display for Summary {
             self.budget_min,
             self.budget_max,
             self.telemetry_events,
+            self.telemetry_dropped,
             self.order_hash
         )
     }
@@ -320,7 +324,8 @@ pub fn simulate(
     // as ended, not outstanding; the order hash covers the frames only.
     streaming.poll(&mut OrderHash::default());
     rt.shutdown();
-    let telemetry_events = telemetry.join().unwrap_or(0);
+    let (telemetry_events, feed_dropped) = telemetry.join().unwrap_or((0, 0));
+    let telemetry_dropped = feed_dropped + rt.status().events_dropped;
     if let Some(file) = trace_file {
         rec.trace.write(file)?;
     }
@@ -336,6 +341,7 @@ pub fn simulate(
         budget_min: budget_range.0.min(budget_range.1),
         budget_max: budget_range.1,
         telemetry_events,
+        telemetry_dropped,
         order_hash: rec.hash.value(),
     })
 }
@@ -568,8 +574,8 @@ fn surfaces(
 }
 
 /// A thread that consumes the runtime's telemetry while the frame loop runs; it ends when the
-/// runtime shuts down and returns the events it saw.
-fn detached_telemetry(rt: &Runtime) -> anyhow::Result<std::thread::JoinHandle<u64>> {
+/// runtime shuts down and returns the events it saw and those its feed dropped.
+fn detached_telemetry(rt: &Runtime) -> anyhow::Result<std::thread::JoinHandle<(u64, u64)>> {
     let stream = rt.subscribe(1 << 16);
     let thread =
         std::thread::Builder::new().name("simulate-telemetry".into()).spawn(move || {
@@ -577,7 +583,7 @@ fn detached_telemetry(rt: &Runtime) -> anyhow::Result<std::thread::JoinHandle<u6
             while stream.next_timeout(Duration::from_secs(3600)).is_some() {
                 seen += 1;
             }
-            seen
+            (seen, stream.dropped())
         })?;
     Ok(thread)
 }

@@ -142,6 +142,8 @@ fn simulate_json_prints_a_line_per_frame_and_the_same_figures_as_its_text() {
         let figure = format!(" {field}={}", summary[field].as_u64().expect(field));
         assert!(text.contains(&figure), "{figure} in {text}");
     }
+    // Said beside what the telemetry thread saw, which it would otherwise overstate as all.
+    assert!(summary["telemetry_dropped"].is_u64() && text.contains(" telemetry_dropped="));
 }
 
 #[test]
