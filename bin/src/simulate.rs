@@ -279,12 +279,7 @@ pub fn simulate(
         args.frames
     );
     let trace_file = args.trace.as_deref().map(TraceFile::create).transpose()?;
-    let config = WorldConfig {
-        zones: args.zones,
-        meshes_per_zone: 64,
-        textures_per_zone: 24,
-        entities: args.entities,
-    };
+    let config = world_config(args);
     let clock = Arc::new(ManualClock::new());
     let rt = runtime(generate(&config, args.seed)?, &clock)?;
     let telemetry = detached_telemetry(&rt)?;
@@ -344,6 +339,16 @@ pub fn simulate(
         telemetry_dropped,
         order_hash: rec.hash.value(),
     })
+}
+
+/// The world `args` ask for: their zones and entities, 64 meshes and 24 textures a zone.
+fn world_config(args: &SimulateArgs) -> WorldConfig {
+    WorldConfig {
+        zones: args.zones,
+        meshes_per_zone: 64,
+        textures_per_zone: 24,
+        entities: args.entities,
+    }
 }
 
 /// One frame after its start: the phases up to (not including) the frame's end.

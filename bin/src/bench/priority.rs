@@ -265,6 +265,22 @@ fn fifo(source: &MemorySource, queued: usize, args: &BenchArgs) -> anyhow::Resul
     Ok(Latencies::sorted(samples))
 }
 
+/// The latency distribution's chart: idle, behind the queue, and the FIFO queue.
+fn chart(queued: usize, idle: &Latencies, behind: &Latencies, fifo: &Latencies) -> Chart {
+    Chart {
+        file: "latency-distribution.svg",
+        title: format!("request -> ready latency of a critical request ({queued} queued low)"),
+        x_label: "microseconds (log)".into(),
+        y_label: "fraction of requests ready".into(),
+        x_log: true,
+        series: vec![
+            idle.cdf("idle runtime"),
+            behind.cdf(&format!("streamrt, {queued} low queued")),
+            fifo.cdf(&format!("fifo queue, {queued} ahead")),
+        ],
+    }
+}
+
 /// Runs the scenario.
 pub(super) fn priority(args: &BenchArgs) -> anyhow::Result<Outcome> {
     let queued = args.count.unwrap_or(QUEUED);
@@ -280,18 +296,7 @@ pub(super) fn priority(args: &BenchArgs) -> anyhow::Result<Outcome> {
         format!("{name}: p50={:.0} us p99={:.0} us max={:.0} us", l.p(0.5), l.p(0.99), l.p(1.0))
     };
     let ratio = idle.wall.p(0.99) / behind.wall.p(0.99);
-    let chart = Chart {
-        file: "latency-distribution.svg",
-        title: format!("request -> ready latency of a critical request ({queued} queued low)"),
-        x_label: "microseconds (log)".into(),
-        y_label: "fraction of requests ready".into(),
-        x_log: true,
-        series: vec![
-            idle.wall.cdf("idle runtime"),
-            behind.wall.cdf(&format!("streamrt, {queued} low queued")),
-            fifo.cdf(&format!("fifo queue, {queued} ahead")),
-        ],
-    };
+    let chart = chart(queued, &idle.wall, &behind.wall, &fifo);
     Ok(Outcome {
         scenario: "priority",
         lines: vec![
