@@ -343,6 +343,65 @@ fn a_shutdown_called_back_on_the_thread_stopping_the_runtime_returns_and_the_sto
     drop(held);
 }
 
+/// A waker that says it was woken, then shuts its runtime down.
+struct SaysThenShutsDown {
+    woken: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    runtime: Arc<OnceLock<Weak<Runtime>>>,
+}
+
+impl std::task::Wake for SaysThenShutsDown {
+    fn wake(self: Arc<Self>) {
+        let _ = self.woken.lock().unwrap().send(());
+        if let Some(rt) = self.runtime.get().and_then(Weak::upgrade) {
+            rt.shutdown();
+        }
+    }
+}
+
+#[test]
+fn a_recorded_session_shut_down_by_a_waker_its_publish_wakes_stops_whole_and_logs_it() {
+    use std::future::Future;
+    let source = GatedSource::with_blobs(1);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    // Past `PATIENCE`: a core thread held for good holds a stop at least this long.
+    let config = RuntimeConfig { shutdown_ack_ms_max: 60_000, ..RuntimeConfig::default() };
+    let rt = Runtime::builder().config(config).source(source.clone());
+    let rt = rt.register(BlobDecoder::default()).immediate().record(&log, "test");
+    let rt = Arc::new(rt.build().unwrap());
+    let slot: Arc<OnceLock<Weak<Runtime>>> = Arc::default();
+    assert!(slot.set(Arc::downgrade(&rt)).is_ok());
+    source.gate.hold("a0");
+    let held = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    // Woken by the publish on the core thread, under the recorder's order lock.
+    let (woken_tx, woken) = std::sync::mpsc::channel();
+    let waker = SaysThenShutsDown { woken: std::sync::Mutex::new(woken_tx), runtime: slot };
+    let waker = std::task::Waker::from(Arc::new(waker));
+    let mut ready = Box::pin(held.ready());
+    assert!(ready.as_mut().poll(&mut std::task::Context::from_waker(&waker)).is_pending());
+    source.gate.release("a0");
+    // The one strong reference goes with the stop, and no handle is dropped on failure: a
+    // core thread that took the order lock again under itself holds both for good.
+    let (stopped, returned) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        woken.recv_timeout(PATIENCE).expect("the publish wakes the waker");
+        rt.shutdown();
+        stopped.send(())
+    });
+    if returned.recv_timeout(PATIENCE * 2).is_err() {
+        std::mem::forget((held, ready));
+        panic!("shutdown never returned");
+    }
+    assert!(held.wait_timeout(PATIENCE).unwrap().is_ok(), "published before the stop");
+    let bytes = std::fs::read(&log).unwrap();
+    let mut reader = streamrt::messages::replay_log::LogReader::new(&bytes).unwrap();
+    let mut shutdowns = 0;
+    while let Some(record) = reader.next_record().unwrap() {
+        shutdowns += usize::from(record == streamrt::messages::replay_log::LogRecord::Shutdown);
+    }
+    assert_eq!(shutdowns, 1, "the log is whole");
+}
+
 #[test]
 fn a_shutdown_called_on_the_core_thread_hands_the_stop_off_and_the_stop_ends_whole() {
     let source = GatedSource::with_blobs(1);

@@ -23,10 +23,11 @@
 //! A write that fails stops the recording (the first error is logged and kept for
 //! [`Recorder::finish`]); the runtime itself carries on.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use streamrt_messages::replay_log::{
     LogConfig, LogHeader, LogPublish, LogRecord, LogWriter, PUBLISHED_PER_RECORD_MAX,
@@ -35,7 +36,7 @@ use streamrt_messages::{AssetKey, AssetTypeName, Event, EventKind, LoadState, Re
 use streamrt_supervisor::log_caught;
 
 use crate::frame::PublishMode;
-use crate::lock::lock;
+use crate::lock::{lock, HeldMark};
 use crate::log_file::WholeWrites;
 use crate::runtime::{RetryPolicy, RuntimeConfig};
 use crate::source::EntryInfo;
@@ -59,6 +60,20 @@ pub(crate) struct Recorder {
     /// While recording, a request holds it across its source's `entry_info`, and an immediate
     /// publish on the core thread waits for it: a slow source lookup holds up publishing.
     order: Mutex<()>,
+}
+
+thread_local! {
+    /// The recorders whose order lock this thread holds, by address: a publish or a cancel
+    /// runs the engine's code under it (its wakers), which may shut the runtime down, whose
+    /// close takes the lock to record the `Shutdown`.
+    static ORDER_HELD_HERE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The recorder's order lock, held (see `Recorder::order`).
+pub(crate) struct OrderGuard<'a> {
+    // Unmarked before the lock is let go: fields drop in order.
+    _mark: Option<HeldMark>,
+    _lock: MutexGuard<'a, ()>,
 }
 
 struct State {
@@ -88,8 +103,19 @@ impl Recorder {
     }
 
     /// Serialises root requests, frames and cancels while recording; see the field's docs.
-    pub(crate) fn order(&self) -> std::sync::MutexGuard<'_, ()> {
-        lock(&self.order)
+    pub(crate) fn order(&self) -> OrderGuard<'_> {
+        let lock = lock(&self.order);
+        OrderGuard { _mark: HeldMark::new(&ORDER_HELD_HERE, self.address()), _lock: lock }
+    }
+
+    /// The order lock, or `None` if this thread holds it already: the engine's code run under
+    /// it (a waker) closing the session, whose section the lock already orders.
+    pub(crate) fn order_unless_held_here(&self) -> Option<OrderGuard<'_>> {
+        (!HeldMark::is_marked(&ORDER_HELD_HERE, self.address())).then(|| self.order())
+    }
+
+    fn address(&self) -> usize {
+        std::ptr::from_ref(self) as usize
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {

@@ -23,7 +23,7 @@ use streamrt_supervisor::{log_caught, AskPatience, Escalation};
 
 use super::core::{EscalateFn, CORE_SUPERVISOR};
 use super::Inner;
-use crate::lock::lock;
+use crate::lock::{lock, HeldMark};
 use crate::replay::Recorder;
 
 /// What the embedding program is told once its runtime gave up and shut itself down (see
@@ -90,37 +90,13 @@ thread_local! {
     static STOPPING_HERE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Marks a runtime stopping on this thread while it lives.
-struct StoppingHere(usize);
-
-impl StoppingHere {
-    /// Marks `inner`, unless it is marked already: its stop is under way on this thread.
-    fn mark(inner: &Inner) -> Option<Self> {
-        let address = std::ptr::from_ref(inner) as usize;
-        let fresh = STOPPING_HERE.with_borrow_mut(|here| {
-            let fresh = !here.contains(&address);
-            if fresh {
-                here.push(address);
-            }
-            fresh
-        });
-        fresh.then_some(Self(address))
-    }
-}
-
-impl Drop for StoppingHere {
-    fn drop(&mut self) {
-        STOPPING_HERE.with_borrow_mut(|here| here.retain(|&a| a != self.0));
-    }
-}
-
 impl Inner {
     /// Stops the runtime, then joins the stoppers if `joins` says so and flushes the replay
     /// log, so that what every stopping thread recorded is in it. Called back on a thread
     /// already stopping it (from the engine's code the stop runs), it only refuses new
     /// requests: the stop under way goes on when it returns.
     pub(super) fn shut_down(&self, joins: Joins) {
-        let Some(_marked) = StoppingHere::mark(self) else {
+        let Some(_marked) = HeldMark::new(&STOPPING_HERE, std::ptr::from_ref(self) as usize) else {
             return self.submitter.close();
         };
         let recorder = self.probe.recorder();

@@ -240,7 +240,9 @@ impl Submitter {
     /// never lists a request after its `Shutdown`.
     pub(crate) fn close(&self) {
         let recorder = self.probe.recorder();
-        let _order = recorder.map(Recorder::order);
+        // Not taken again by a thread that holds it (the engine's code a publish or a cancel
+        // runs under it, shutting the runtime down): the section it is in orders the record.
+        let _order = recorder.and_then(Recorder::order_unless_held_here);
         let first = !self.closing.swap(true, Ordering::AcqRel);
         if let (true, Some(recorder)) = (first, recorder) {
             recorder.record(&LogRecord::Shutdown);
