@@ -276,31 +276,78 @@ fn shutdown_leaves_a_read_blocked_in_the_source_behind_instead_of_waiting_for_it
     source.gate.release("a0");
 }
 
-#[test]
-fn a_core_thread_held_in_the_engines_code_holds_the_stop_for_its_limit_twice_not_once_an_actor() {
-    let source = GatedSource::with_blobs(1);
-    let (hooked, armed) = HookedWants::holding_when_armed(&source);
-    // Waited for each of the core thread's five (a cache, the scheduler, the frame
-    // coordinator, their supervisor, the thread's join), 35 s, past `PATIENCE`; for the first
-    // and the join, 14 s.
-    let config = RuntimeConfig { shutdown_ack_ms_max: 7_000, ..RuntimeConfig::default() };
+/// A runtime over `source` whose stop waits `ack_ms` for an actor, with its core thread held
+/// in a load hint at `source`'s gate on `want` (released by the test), and the request it is
+/// held in.
+fn with_core_thread_held(source: &GatedSource, ack_ms: u64) -> (Runtime, Handle<Blob>) {
+    let (hooked, armed) = HookedWants::holding_when_armed(source);
+    let config = RuntimeConfig { shutdown_ack_ms_max: ack_ms, ..RuntimeConfig::default() };
     let rt = Runtime::builder().config(config).source(hooked).register(BlobDecoder::default());
     let rt = rt.build().unwrap();
     source.gate.hold("want");
     armed.store(true, std::sync::atomic::Ordering::Release);
     let held = rt.request::<Blob>("a0", Priority::Normal).unwrap();
     source.gate.wait_started("want", 1);
+    (rt, held)
+}
+
+/// Shuts `rt`, its one strong reference, down on a thread of its own once `first` returned
+/// there, and hands `kept` back. A stop that does not return within `patience` fails the
+/// test with `kept` forgotten, not dropped: a stop deadlocked on its own thread holds what a
+/// handle's drop waits on (a cache's lane, the recorder's order lock).
+fn shut_down_in_time<K>(
+    rt: Arc<Runtime>,
+    first: impl FnOnce() + Send + 'static,
+    patience: std::time::Duration,
+    kept: K,
+) -> K {
+    let (stopped, returned) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        first();
+        rt.shutdown();
+        stopped.send(())
+    });
+    if returned.recv_timeout(patience).is_err() {
+        std::mem::forget(kept);
+        panic!("shutdown never returned");
+    }
+    kept
+}
+
+#[test]
+fn a_core_thread_held_in_the_engines_code_holds_the_stop_for_its_limit_twice_not_once_an_actor() {
+    let source = GatedSource::with_blobs(1);
+    // Waited for each of the core thread's five (a cache, the scheduler, the frame
+    // coordinator, their supervisor, the thread's join), 35 s, past `PATIENCE`; for the first
+    // and the join, 14 s.
+    let (rt, held) = with_core_thread_held(&source, 7_000);
     within_patience("shutdown returned with the core thread held", move || rt.shutdown());
     assert!(!held.is_terminal(), "left with the core thread, which holds its slot");
     source.gate.release("want");
 }
 
-/// A waker that shuts its runtime down: the engine's code, run as a request it waits on ends.
-struct ShuttingDown(Arc<OnceLock<Weak<Runtime>>>);
+/// A waker that says it was woken, then shuts its runtime down: the engine's code, run as a
+/// request it waits on ends.
+struct ShuttingDown {
+    woken: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    runtime: Arc<OnceLock<Weak<Runtime>>>,
+}
+
+impl ShuttingDown {
+    /// A waker shutting `rt` down, and what it says it was woken on.
+    fn of(rt: &Arc<Runtime>) -> (std::task::Waker, std::sync::mpsc::Receiver<()>) {
+        let runtime: Arc<OnceLock<Weak<Runtime>>> = Arc::default();
+        assert!(runtime.set(Arc::downgrade(rt)).is_ok());
+        let (woken, says) = std::sync::mpsc::channel();
+        let waker = Self { woken: std::sync::Mutex::new(woken), runtime };
+        (std::task::Waker::from(Arc::new(waker)), says)
+    }
+}
 
 impl std::task::Wake for ShuttingDown {
     fn wake(self: Arc<Self>) {
-        if let Some(rt) = self.0.get().and_then(Weak::upgrade) {
+        let _ = self.woken.lock().unwrap().send(());
+        if let Some(rt) = self.runtime.get().and_then(Weak::upgrade) {
             rt.shutdown();
         }
     }
@@ -310,52 +357,19 @@ impl std::task::Wake for ShuttingDown {
 fn a_shutdown_called_back_on_the_thread_stopping_the_runtime_returns_and_the_stop_ends() {
     use std::future::Future;
     let source = GatedSource::with_blobs(2);
-    let (hooked, armed) = HookedWants::holding_when_armed(&source);
-    let config = RuntimeConfig { shutdown_ack_ms_max: 300, ..RuntimeConfig::default() };
-    let rt = Runtime::builder().config(config).source(hooked).register(BlobDecoder::default());
-    let rt = Arc::new(rt.build().unwrap());
-    let slot: Arc<OnceLock<Weak<Runtime>>> = Arc::default();
-    assert!(slot.set(Arc::downgrade(&rt)).is_ok());
-    source.gate.hold("want");
-    armed.store(true, std::sync::atomic::Ordering::Release);
-    let held = rt.request::<Blob>("a0", Priority::Normal).unwrap();
-    source.gate.wait_started("want", 1);
+    let (rt, held) = with_core_thread_held(&source, 300);
+    let rt = Arc::new(rt);
     // The core thread is held: a1's load waits in its cache's lane, and the stop fails it on
     // the thread that stops the runtime, waking the waker below there.
     let queued = rt.request::<Blob>("a1", Priority::Normal).unwrap();
-    let waker = std::task::Waker::from(Arc::new(ShuttingDown(slot)));
+    let (waker, _says) = ShuttingDown::of(&rt);
     let mut ready = Box::pin(queued.ready());
     assert!(ready.as_mut().poll(&mut std::task::Context::from_waker(&waker)).is_pending());
-    let (stopped, returned) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        rt.shutdown();
-        stopped.send(())
-    });
-    if returned.recv_timeout(PATIENCE).is_err() {
-        // The stop deadlocked (its shutdown waiting, on its own thread, for itself) holding
-        // the cache's lane: the handles' drops would wait on it too, and the test with them.
-        std::mem::forget((held, queued, ready));
-        panic!("shutdown never returned");
-    }
+    let (held, queued, _ready) = shut_down_in_time(rt, || {}, PATIENCE, (held, queued, ready));
     let ended = queued.wait_timeout(PATIENCE).expect("failed by the stop");
     assert!(matches!(ended, Err(ReadyError::Failed(e)) if e.kind == ErrorKind::Shutdown));
     source.gate.release("want");
     drop(held);
-}
-
-/// A waker that says it was woken, then shuts its runtime down.
-struct SaysThenShutsDown {
-    woken: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
-    runtime: Arc<OnceLock<Weak<Runtime>>>,
-}
-
-impl std::task::Wake for SaysThenShutsDown {
-    fn wake(self: Arc<Self>) {
-        let _ = self.woken.lock().unwrap().send(());
-        if let Some(rt) = self.runtime.get().and_then(Weak::upgrade) {
-            rt.shutdown();
-        }
-    }
 }
 
 #[test]
@@ -369,29 +383,15 @@ fn a_recorded_session_shut_down_by_a_waker_its_publish_wakes_stops_whole_and_log
     let rt = Runtime::builder().config(config).source(source.clone());
     let rt = rt.register(BlobDecoder::default()).immediate().record(&log, "test");
     let rt = Arc::new(rt.build().unwrap());
-    let slot: Arc<OnceLock<Weak<Runtime>>> = Arc::default();
-    assert!(slot.set(Arc::downgrade(&rt)).is_ok());
     source.gate.hold("a0");
     let held = rt.request::<Blob>("a0", Priority::Normal).unwrap();
     // Woken by the publish on the core thread, under the recorder's order lock.
-    let (woken_tx, woken) = std::sync::mpsc::channel();
-    let waker = SaysThenShutsDown { woken: std::sync::Mutex::new(woken_tx), runtime: slot };
-    let waker = std::task::Waker::from(Arc::new(waker));
+    let (waker, woken) = ShuttingDown::of(&rt);
     let mut ready = Box::pin(held.ready());
     assert!(ready.as_mut().poll(&mut std::task::Context::from_waker(&waker)).is_pending());
     source.gate.release("a0");
-    // The one strong reference goes with the stop, and no handle is dropped on failure: a
-    // core thread that took the order lock again under itself holds both for good.
-    let (stopped, returned) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        woken.recv_timeout(PATIENCE).expect("the publish wakes the waker");
-        rt.shutdown();
-        stopped.send(())
-    });
-    if returned.recv_timeout(PATIENCE * 2).is_err() {
-        std::mem::forget((held, ready));
-        panic!("shutdown never returned");
-    }
+    let woken = move || woken.recv_timeout(PATIENCE).expect("the publish wakes the waker");
+    let (held, _ready) = shut_down_in_time(rt, woken, PATIENCE * 2, (held, ready));
     assert!(held.wait_timeout(PATIENCE).unwrap().is_ok(), "published before the stop");
     let bytes = std::fs::read(&log).unwrap();
     let mut reader = streamrt::messages::replay_log::LogReader::new(&bytes).unwrap();
