@@ -22,7 +22,7 @@ use streamrt_messages::{AssetKey, Fnv1a};
 
 use crate::asset::{DecodeError, Decoder};
 use crate::lock::lock;
-use crate::source::{EntryInfo, Locator, Source, SourceError};
+use crate::source::{ReadHook, Source, SourceError, Wrapped};
 
 /// An actor or pool to crash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,25 +102,28 @@ impl Dice {
     }
 }
 
-/// A source that injects the read faults of a [`FaultPlan`].
+/// A source that injects the read faults of a [`FaultPlan`]: `inner` read through
+/// [`ReadFaults`], which forwards what the inner source knows of a key (its dependencies, size
+/// and locator), so a chaos run reads by locator, with faults, as a runtime over that source
+/// does.
+pub type FaultySource<S> = Wrapped<S, ReadFaults>;
+
+impl<S: Source> FaultySource<S> {
+    /// Wraps `inner`.
+    pub fn faulty(inner: S, plan: FaultPlan) -> Self {
+        Self::new(inner, ReadFaults { plan, dice: Dice::new(plan.seed) })
+    }
+}
+
+/// The read faults of a [`FaultPlan`], around each read of a [`FaultySource`].
 #[derive(Debug)]
-pub struct FaultySource<S> {
-    inner: S,
+pub struct ReadFaults {
     plan: FaultPlan,
     dice: Dice,
 }
 
-impl<S: Source> FaultySource<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S, plan: FaultPlan) -> Self {
-        Self { inner, plan, dice: Dice::new(plan.seed) }
-    }
-}
-
-impl<S: Source> FaultySource<S> {
-    /// `read`, the inner source's read of `key` (by key or by locator), with the plan's read
-    /// faults around it.
-    fn faulty(
+impl ReadHook for ReadFaults {
+    fn around(
         &self,
         key: &AssetKey,
         read: impl FnOnce() -> Result<Vec<u8>, SourceError>,
@@ -139,37 +142,9 @@ impl<S: Source> FaultySource<S> {
         }
         Ok(bytes)
     }
-}
 
-/// Forwards what the inner source knows of a key (its dependencies, size and locator), so a
-/// chaos run reads by locator, with faults, as a runtime over that source does.
-impl<S: Source> Source for FaultySource<S> {
-    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
-        self.faulty(key, || self.inner.read(key))
-    }
-
-    fn read_located(&self, key: &AssetKey, locator: Locator) -> Result<Vec<u8>, SourceError> {
-        self.faulty(key, || self.inner.read_located(key, locator))
-    }
-
-    fn describe(&self) -> String {
-        format!("faulty({})", self.inner.describe())
-    }
-
-    fn want(&self, locator: Locator) {
-        self.inner.want(locator);
-    }
-
-    fn unwant(&self, locator: Locator) {
-        self.inner.unwant(locator);
-    }
-
-    fn storage_bytes_read(&self) -> Option<u64> {
-        self.inner.storage_bytes_read()
-    }
-
-    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
-        self.inner.entry_info(key)
+    fn describe(&self, inner: &str) -> String {
+        format!("faulty({inner})")
     }
 }
 
@@ -225,10 +200,10 @@ mod tests {
         let inner = MemorySource::new();
         let key = AssetKey::parse("blob:a").unwrap();
         inner.insert(key.clone(), b"bytes".to_vec());
-        let clean = FaultySource::new(inner.clone(), plan(0.0));
+        let clean = FaultySource::faulty(inner.clone(), plan(0.0));
         let locator = clean.entry_info(&key).locator.expect("the inner source's locator");
         assert_eq!(clean.read_located(&key, locator).unwrap(), b"bytes");
-        let failing = FaultySource::new(inner, plan(1.0));
+        let failing = FaultySource::faulty(inner, plan(1.0));
         assert!(matches!(failing.read_located(&key, locator), Err(SourceError::Io(_))));
         assert!(matches!(failing.read(&key), Err(SourceError::Io(_))));
     }

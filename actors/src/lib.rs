@@ -76,7 +76,8 @@ pub use runtime::{
     WORKER_NICE_MAX,
 };
 pub use source::{
-    Coalescing, DirSource, EntryInfo, Locator, MemorySource, PackSource, Source, SourceError,
+    Coalescing, DirSource, EntryInfo, Locator, MemorySource, PackSource, ReadHook, Source,
+    SourceError, Wrapped,
 };
 pub use streamrt_supervisor::{
     panic_message, panic_text, Backoff, Escalation, Intensity, PANIC_MESSAGE_BYTES_MAX,

@@ -14,10 +14,12 @@
 mod dir;
 mod memory;
 mod pack;
+mod wrapped;
 
 pub use dir::DirSource;
 pub use memory::MemorySource;
 pub use pack::{Coalescing, PackSource};
+pub use wrapped::{ReadHook, Wrapped};
 
 use std::num::NonZeroU32;
 use std::panic::{catch_unwind, AssertUnwindSafe};

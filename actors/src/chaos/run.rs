@@ -279,7 +279,7 @@ pub fn run(options: &ChaosOptions) -> Result<ChaosReport, crate::BuildError> {
     config.publish = crate::PublishMode::Frames(crate::FramePolicy::count(512));
     let rt = Runtime::builder()
         .config(config)
-        .source(FaultySource::new(source(options, &mut rng), plan))
+        .source(FaultySource::faulty(source(options, &mut rng), plan))
         .register(FaultyDecoder::new(ChaosBlobDecoder, plan))
         .build()?;
     let tally = tally_events(rt.subscribe(events_of(options.requests)))?;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use streamrt::messages::AssetKey;
-use streamrt::{EntryInfo, Handle, Locator, MemorySource, Priority, Runtime, Source, SourceError};
+use streamrt::{Handle, MemorySource, Priority, ReadHook, Runtime, SourceError, Wrapped};
 
 use super::outcome::{Outcome, Target};
 use super::plot::{Chart, Series};
@@ -36,46 +36,36 @@ const PATIENCE: Duration = Duration::from_secs(600);
 const RATE_SHARE_MIN: f64 = 0.90;
 const BYTES_PER_PENDING_MAX: f64 = 256.0;
 
-/// A source whose reads wait until the gate opens.
-#[derive(Clone)]
-struct Gated {
-    inner: MemorySource,
+/// Reads wait until the gate opens.
+#[derive(Clone, Default)]
+struct Gate {
     open: Arc<(Mutex<bool>, Condvar)>,
 }
 
-impl Gated {
+impl Gate {
     fn open(&self) {
         *self.open.0.lock().unwrap_or_else(PoisonError::into_inner) = true;
         self.open.1.notify_all();
     }
+}
 
-    /// Waits until the gate opens.
-    fn pass(&self) {
+impl ReadHook for Gate {
+    fn around(
+        &self,
+        _key: &AssetKey,
+        read: impl FnOnce() -> Result<Vec<u8>, SourceError>,
+    ) -> Result<Vec<u8>, SourceError> {
         let (lock, cv) = &*self.open;
         let mut open = lock.lock().unwrap_or_else(PoisonError::into_inner);
         while !*open {
             open = cv.wait(open).unwrap_or_else(PoisonError::into_inner);
         }
-    }
-}
-
-impl Source for Gated {
-    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
-        self.pass();
-        self.inner.read(key)
+        drop(open);
+        read()
     }
 
-    fn read_located(&self, key: &AssetKey, locator: Locator) -> Result<Vec<u8>, SourceError> {
-        self.pass();
-        self.inner.read_located(key, locator)
-    }
-
-    fn describe(&self) -> String {
-        format!("gated {}", self.inner.describe())
-    }
-
-    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
-        self.inner.entry_info(key)
+    fn describe(&self, inner: &str) -> String {
+        format!("gated {inner}")
     }
 }
 
@@ -105,10 +95,13 @@ fn measure(
     completions: usize,
     args: &BenchArgs,
 ) -> anyhow::Result<Depth> {
-    let gated = Gated { inner: source.clone(), open: Arc::default() };
+    let gate = Gate::default();
     let config = bench_config(args, depth + completions);
-    let rt =
-        Runtime::builder().config(config).source(gated.clone()).register(BlobDecoder).build()?;
+    let rt = Runtime::builder()
+        .config(config)
+        .source(Wrapped::new(source.clone(), gate.clone()))
+        .register(BlobDecoder)
+        .build()?;
     let path = |i: usize| format!("s/{i}");
     // Resetting the high-water mark needs Linux's clear_refs; without it the peak is the
     // process's own, which only overstates the cost, and the figure says so.
@@ -123,7 +116,7 @@ fn measure(
     ensure!(rt.sync(PATIENCE), "the runtime did not take the requests");
     let peak = vm_bytes("VmHWM").max(vm_bytes("VmRSS"));
     let bytes_per_pending = peak.saturating_sub(before) as f64 / depth.max(1) as f64;
-    gated.open();
+    gate.open();
     let started = Instant::now();
     for (number, next) in (depth..depth + completions).enumerate() {
         let done = pending.pop_front().expect("the window holds depth requests");

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use streamrt::messages::AssetKey;
-use streamrt::{EntryInfo, Locator, RuntimeConfig, Source, SourceError};
+use streamrt::{ReadHook, RuntimeConfig, SourceError, Wrapped};
 
 use super::outcome::{Outcome, Target};
 use super::throughput::limit;
@@ -75,41 +75,23 @@ impl Slept {
     }
 }
 
-/// A source whose every read first waits `delay`, on the IO worker's thread.
-struct Delayed<S> {
-    inner: S,
+/// Every read first waits `delay`, on the IO worker's thread.
+struct Delayed {
     delay: Duration,
 }
 
-impl<S: Source> Source for Delayed<S> {
-    fn read(&self, key: &AssetKey) -> Result<Vec<u8>, SourceError> {
+impl ReadHook for Delayed {
+    fn around(
+        &self,
+        _key: &AssetKey,
+        read: impl FnOnce() -> Result<Vec<u8>, SourceError>,
+    ) -> Result<Vec<u8>, SourceError> {
         std::thread::sleep(self.delay);
-        self.inner.read(key)
+        read()
     }
 
-    fn read_located(&self, key: &AssetKey, locator: Locator) -> Result<Vec<u8>, SourceError> {
-        std::thread::sleep(self.delay);
-        self.inner.read_located(key, locator)
-    }
-
-    fn describe(&self) -> String {
-        format!("{} + {:?} per read", self.inner.describe(), self.delay)
-    }
-
-    fn want(&self, locator: Locator) {
-        self.inner.want(locator);
-    }
-
-    fn unwant(&self, locator: Locator) {
-        self.inner.unwant(locator);
-    }
-
-    fn storage_bytes_read(&self) -> Option<u64> {
-        self.inner.storage_bytes_read()
-    }
-
-    fn entry_info(&self, key: &AssetKey) -> EntryInfo {
-        self.inner.entry_info(key)
+    fn describe(&self, inner: &str) -> String {
+        format!("{inner} + {:?} per read", self.delay)
     }
 }
 
@@ -124,7 +106,8 @@ fn ours(workload: &Workload, reads: usize, args: &BenchArgs) -> anyhow::Result<D
         bytes_resident_max: super::throughput::BYTES_RESIDENT_MAX,
         ..bench_config(args, workload.keys.len())
     };
-    let delayed = workload.builder_over(|inner| Delayed { inner, delay: READ_DELAY })?;
+    let delayed =
+        workload.builder_over(|inner| Wrapped::new(inner, Delayed { delay: READ_DELAY }))?;
     Ok(workload.stream(&delayed.config(config).build()?)?.wall)
 }
 
