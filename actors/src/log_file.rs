@@ -6,7 +6,12 @@
 //! the writes block as a file's do. [`write_lines`] writes a batch of lines so that a write
 //! failing part way (a full disk) leaves whole lines only where the file allows it, and
 //! [`WholeWrites`] buffers the replay log's frames so that it ends at a whole frame however
-//! its last write ended.
+//! its last write ended. [`Spool`] writes the replay log on a thread of its own, so that no
+//! thread that records waits on the file.
+
+mod spool;
+
+pub(crate) use spool::{Spool, SPOOL_BEHIND_BYTES_MAX};
 
 use std::fs::File;
 use std::io::{self, Seek, Write};

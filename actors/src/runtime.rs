@@ -418,9 +418,11 @@ impl Runtime {
         self.inner.probe.telemetry_error().map(str::to_owned)
     }
 
-    /// Why the replay log ([`RuntimeBuilder::record`]) is incomplete, if a write to it failed:
-    /// recording stops there. Its last writes are flushed by [`Runtime::shutdown`], so a
-    /// program whose log matters checks this after it.
+    /// Why the replay log ([`RuntimeBuilder::record`]) is incomplete, if a write to it failed
+    /// or its file fell 64 MiB behind the recording (a pipe no one reads: the log is written on
+    /// a thread of its own, and nothing waits on it): recording stops there. Its last writes
+    /// are flushed by [`Runtime::shutdown`], which waits for them at most
+    /// `shutdown_ack_ms_max`, so a program whose log matters checks this after it.
     pub fn record_error(&self) -> Option<String> {
         self.inner.probe.recorder().and_then(Recorder::error)
     }

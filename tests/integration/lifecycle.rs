@@ -436,19 +436,45 @@ fn a_shutdown_called_on_the_core_thread_hands_the_stop_off_and_the_stop_ends_who
 }
 
 #[test]
-fn a_replay_log_pipe_no_one_reads_is_refused_at_build_rather_than_waited_on() {
+fn a_replay_log_pipe_no_one_reads_is_refused_at_build_and_a_stalled_one_holds_nothing_up() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("session.fifo");
     named_pipe(&fifo);
-    let source = GatedSource::with_blobs(1);
+    let (source, no_reader) = (GatedSource::with_blobs(1), fifo.clone());
     // Built on a thread of its own: a build that waits for a reader fails the test.
     let refused = within_patience("the build returns", move || {
         let built = Runtime::builder()
             .source(source)
             .register(BlobDecoder::default())
-            .record(&fifo, "test")
+            .record(&no_reader, "test")
             .build();
         built.map(drop)
     });
     assert!(matches!(refused, Err(BuildError::Io(_))), "{refused:?}");
+    // A reader that never reads: the pipe fills, and the log's writes block.
+    let nonblocking_read = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK;
+    let reader = rustix::fs::open(&fifo, nonblocking_read, rustix::fs::Mode::empty()).unwrap();
+    let source = GatedSource::with_blobs(2_000);
+    let config = RuntimeConfig { shutdown_ack_ms_max: 100, ..RuntimeConfig::default() };
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.config(config).record(&fifo, "t"));
+    let rt = Arc::new(rt);
+    // Their records are far more than the pipe holds: the threads that record them (the
+    // engine's, the core thread, the IO workers) never wait on it. On a thread of its own, so
+    // that a wait fails the test, whose end then lets go of the pipe, rather than hanging it.
+    let engine = Arc::clone(&rt);
+    let ready = within_patience("every load ends, none waiting on the log", move || {
+        let handles: Vec<_> = (0..2_000)
+            .map(|i| engine.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap())
+            .collect();
+        handles.iter().all(|h| h.wait_timeout(PATIENCE).is_some_and(|o| o.is_ok()))
+    });
+    assert!(ready, "every load is ready");
+    let error = within_patience("the shutdown returns, the log's writer left behind", move || {
+        rt.shutdown();
+        rt.record_error()
+    });
+    let error = error.expect("a log cut short at shutdown is reported");
+    assert!(error.contains("did not finish its last writes"), "{error}");
+    // Its write then fails (no reader) and its thread ends.
+    drop(reader);
 }

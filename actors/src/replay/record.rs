@@ -22,12 +22,19 @@
 //!
 //! A write that fails stops the recording (the first error is logged and kept for
 //! [`Recorder::finish`]); the runtime itself carries on.
+//!
+//! # Backpressure
+//!
+//! The log is written on a thread of its own (`log_file::Spool`): a record is handed over
+//! without waiting on the file. A file that falls `SPOOL_BEHIND_BYTES_MAX` behind (a pipe no
+//! one reads, a hung mount) fails the next write, which stops the recording; the finish at
+//! shutdown waits for the last writes at most `shutdown_ack_ms_max`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use streamrt_messages::replay_log::{
     LogConfig, LogHeader, LogPublish, LogRecord, LogWriter, PUBLISHED_PER_RECORD_MAX,
@@ -37,7 +44,7 @@ use streamrt_supervisor::log_caught;
 
 use crate::frame::PublishMode;
 use crate::lock::{lock, HeldMark};
-use crate::log_file::WholeWrites;
+use crate::log_file::{Spool, SPOOL_BEHIND_BYTES_MAX};
 use crate::runtime::{RetryPolicy, RuntimeConfig};
 use crate::source::EntryInfo;
 
@@ -77,7 +84,7 @@ pub(crate) struct OrderGuard<'a> {
 }
 
 struct State {
-    writer: Option<LogWriter<WholeWrites<File>>>,
+    writer: Option<LogWriter<Spool>>,
     /// Keys whose `Entry` was recorded, with a digest of what it said: recorded again only
     /// when the source's answer changed (a memory source's entries may be added or replaced
     /// while the runtime runs).
@@ -88,15 +95,23 @@ struct State {
 }
 
 impl Recorder {
-    /// Creates the log at `path` and writes its header.
+    /// Creates the log at `path`, starts the thread that writes it, and hands it its header.
+    /// A [`Recorder::finish`] waits at most `flush_wait` for the thread to write out.
     ///
     /// # Errors
     ///
-    /// The file could not be created or written, or it is a named pipe with no reader.
-    pub(crate) fn create(path: &Path, header: &LogHeader) -> std::io::Result<Self> {
+    /// The file could not be created, it is a named pipe with no reader, or the thread could
+    /// not be started.
+    pub(crate) fn create(
+        path: &Path,
+        header: &LogHeader,
+        flush_wait: Duration,
+    ) -> std::io::Result<Self> {
         // Whole frames only: a write that fails part way (a full disk) is taken back, and the
-        // log ends at its last whole frame, which replays as a log cut short.
-        let writer = LogWriter::new(WholeWrites::new(crate::log_file::create(path)?), header)?;
+        // log ends at its last whole frame, which replays as a log cut short. Written on a
+        // thread of its own: a file that takes no writes holds no thread that records.
+        let file = crate::log_file::create(path)?;
+        let writer = LogWriter::new(Spool::new(file, flush_wait, SPOOL_BEHIND_BYTES_MAX)?, header)?;
         let state =
             State { writer: Some(writer), entries: HashMap::new(), error: None, error_told: false };
         Ok(Self { state: Mutex::new(state), order: Mutex::new(()) })
@@ -284,7 +299,8 @@ mod tests {
     fn a_write_error_is_told_by_the_first_finish_only_and_kept_for_the_engine() {
         let header = log_header("test", vec!["blob".into()], &RuntimeConfig::default());
         // A device that takes no byte: the buffered header fails as the log is flushed.
-        let recorder = Recorder::create(Path::new("/dev/full"), &header).unwrap();
+        let patience = Duration::from_secs(600);
+        let recorder = Recorder::create(Path::new("/dev/full"), &header, patience).unwrap();
         recorder.record(&LogRecord::Shutdown);
         let told = recorder.finish();
         assert!(told.is_some(), "the first finish tells it");

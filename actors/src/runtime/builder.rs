@@ -10,6 +10,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use streamrt_messages::replay_log::REPLAY_LOG_VERSION;
 use streamrt_messages::{error_text_of, AssetTypeName, EventKind};
@@ -334,7 +335,9 @@ impl RuntimeBuilder {
         let residency = Arc::new(Mutex::new(residency(&config, &self.types)?));
         let type_names: Vec<String> = self.types.iter().map(|t| t.name().to_string()).collect();
         let recorder = self.record.as_ref().map(|(path, by)| {
-            let recorder = Recorder::create(path, &log_header(by, type_names.clone(), &config))?;
+            let header = log_header(by, type_names.clone(), &config);
+            let flush_wait = Duration::from_millis(config.shutdown_ack_ms_max);
+            let recorder = Recorder::create(path, &header, flush_wait)?;
             let policies = self.types.iter().filter_map(|t| Some((t.name(), t.policy()?)));
             recorder.record_all(&policies.map(type_policy_record).collect::<Vec<_>>());
             Ok::<_, std::io::Error>(Arc::new(recorder))

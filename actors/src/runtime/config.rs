@@ -130,8 +130,9 @@ pub struct RuntimeConfig {
     /// actor lives), and for each worker pool's threads to end (a thread still in a source's
     /// read, a decode or a frame task then is left behind, to end on its own) and for the
     /// telemetry thread (left behind likewise while it is blocked writing) and the core thread
-    /// (left behind while an actor is held in the engine's code, an asset's `Drop`); also how long
-    /// `subscribe` and `flush_telemetry` wait for the telemetry sink.
+    /// (left behind while an actor is held in the engine's code, an asset's `Drop`) and for the
+    /// replay log's last writes (its thread left behind likewise); also how long `subscribe`
+    /// and `flush_telemetry` wait for the telemetry sink.
     pub shutdown_ack_ms_max: u64,
     /// Levels of dependencies below a request at most, up to [`DEPENDENCY_DEPTH_MAX`]; a deeper
     /// chain fails the request with `DependencyFailed` (as does a cycle a custom source
