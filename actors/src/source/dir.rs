@@ -1,8 +1,10 @@
 //! A directory source: one file per asset, at `root/<key path>`.
 
+use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use streamrt_messages::AssetKey;
@@ -31,7 +33,8 @@ mod walk;
 /// is resolved and checked, then opened the same confined way by its resolved path, which
 /// holds no symlink: a folder swapped for one since is refused by the walk, and followed by
 /// the kernel only while it stays beneath the root. A path through a symlink that leads out of
-/// the root to nothing is `Denied` too, as one to a file is. A passing failure to open the
+/// the root to nothing is `Denied` too, as one to a file is; so is one to nothing past 40
+/// symlinks or 4,096 parts of path (symlinks' targets included), which no tree needs. A passing failure to open the
 /// root's folder (no file descriptor left) fails that read, and is tried again next time.
 ///
 /// Paths are joined to the root as it resolved on the first read (of any clone), so
@@ -202,7 +205,7 @@ impl DirSource {
 fn resolved_inside(key: &AssetKey, root: &Path) -> Result<PathBuf, SourceError> {
     let path = root.join(key.path());
     let resolved = fs::canonicalize(&path).map_err(|e| match io_error(&e) {
-        SourceError::NotFound if !missing_inside(&path, root, SYMLINK_HOPS_MAX) => {
+        SourceError::NotFound if !missing_inside(&path, root) => {
             SourceError::Denied(format!("{key}: a symlink leads out of the root, to nothing"))
         }
         other => other,
@@ -217,27 +220,71 @@ fn resolved_inside(key: &AssetKey, root: &Path) -> Result<PathBuf, SourceError> 
 /// limit is 40).
 const SYMLINK_HOPS_MAX: u32 = 40;
 
-/// Whether `path`, which does not resolve, is missing inside `root`: its folder resolves inside
-/// the root and its last part is not there, or is a symlink whose target is missing inside it;
-/// false when anything on the way resolves outside, or past `hops` symlinks.
-fn missing_inside(path: &Path, root: &Path, hops: u32) -> bool {
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return false;
-    };
-    // Up the path: this ends, as each step is shorter.
-    let Ok(folder) = fs::canonicalize(parent) else {
-        return missing_inside(parent, root, hops);
-    };
-    if !folder.starts_with(root) {
-        return false;
+/// Parts of a path looked at most when telling where a missing path's end lies: a key's (512
+/// at most) and its symlinks' targets'. Symlinks whose targets are thousands of parts long each
+/// would otherwise take tens of thousands of looks.
+const PATH_PARTS_MAX: usize = 4_096;
+
+/// Whether `path` (`root` joined with a key's path), which does not resolve, is missing inside
+/// `root`: walked a part at a time from the root's folder, symlinks followed, the first part
+/// that is not there lies in a folder inside the root. False when that folder is outside it,
+/// or past `SYMLINK_HOPS_MAX` symlinks or `PATH_PARTS_MAX` parts. A loop, not a recursion: a
+/// hostile tree's depth costs no stack.
+fn missing_inside(path: &Path, root: &Path) -> bool {
+    let Ok(key_path) = path.strip_prefix(root) else { return false };
+    let mut folder = root.to_path_buf();
+    let mut parts = VecDeque::new();
+    push_parts_front(&mut parts, key_path);
+    let (mut hops, mut looks) = (SYMLINK_HOPS_MAX, 0);
+    while let Some(part) = parts.pop_front() {
+        looks += 1;
+        if looks > PATH_PARTS_MAX || parts.len() > PATH_PARTS_MAX {
+            return false;
+        }
+        let name = match part {
+            Part::Name(name) => name,
+            Part::Up => {
+                folder.pop();
+                continue;
+            }
+        };
+        let next = folder.join(name);
+        match fs::symlink_metadata(&next) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let (Some(left), Ok(target)) = (hops.checked_sub(1), fs::read_link(&next)) else {
+                    return false;
+                };
+                hops = left;
+                if target.has_root() {
+                    let start =
+                        |c: &Component<'_>| matches!(c, Component::Prefix(_) | Component::RootDir);
+                    folder = target.components().take_while(start).collect();
+                }
+                push_parts_front(&mut parts, &target);
+            }
+            Ok(_) => folder = next,
+            // The path ends here, in `folder`, which holds no symlink.
+            Err(_) => return folder.starts_with(root),
+        }
     }
-    match fs::read_link(folder.join(name)) {
-        // A symlink to nothing: where it points decides (an absolute target replaces `folder`).
-        Ok(target) => match hops.checked_sub(1) {
-            Some(hops) => missing_inside(&folder.join(target), root, hops),
-            None => false,
-        },
-        Err(_) => true,
+    false
+}
+
+/// A part of a path, as [`missing_inside`] walks it.
+enum Part {
+    Name(OsString),
+    Up,
+}
+
+/// Puts `path`'s names and `..`s ahead of `parts`, in order (where an absolute path starts is
+/// the caller's to take).
+fn push_parts_front(parts: &mut VecDeque<Part>, path: &Path) {
+    for component in path.components().rev() {
+        match component {
+            Component::Normal(name) => parts.push_front(Part::Name(name.to_owned())),
+            Component::ParentDir => parts.push_front(Part::Up),
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+        }
     }
 }
 
@@ -385,6 +432,34 @@ mod tests {
         // Memory run out reading would run out again: refused, not retried.
         let out = read_error(&io::ErrorKind::OutOfMemory.into(), 0, u64::MAX);
         assert!(matches!(out, SourceError::TooLarge { size: 0, .. }), "{out:?}");
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_chain_of_symlinks_thousands_of_parts_deep_is_refused_in_bounded_stack_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        let deep = vec!["x"; 1_500].join("/");
+        // An absolute first link (which the kernel's confinement refuses, so the path is
+        // resolved by hand), then 29 relative ones, each 1,500 parts deeper, to nothing.
+        std::os::unix::fs::symlink(root.join(format!("s2/{deep}")), root.join("s1")).unwrap();
+        for i in 2..=30 {
+            let target = format!("s{}/{deep}", i + 1);
+            std::os::unix::fs::symlink(target, root.join(format!("s{i}"))).unwrap();
+        }
+        let source = DirSource::new(&root);
+        let key = AssetKey::parse("blob:s1").unwrap();
+        // A small stack, as a deep walk would run out of it.
+        let read = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || source.read(&key))
+            .unwrap()
+            .join()
+            .expect("the read returns");
+        assert!(matches!(read, Err(SourceError::NotFound | SourceError::Denied(_))), "{read:?}");
+        // Within bounds, a missing end inside the root is still told apart.
+        assert!(missing_inside(&root.join("s30/x"), &root));
+        assert!(!missing_inside(&root.join("s1/x"), &root), "past the parts looked at most");
     }
 
     #[test]
