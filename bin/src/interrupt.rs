@@ -12,6 +12,7 @@
 //! Commands that register nothing (the daemon, which handles its signals itself) keep the
 //! signals' default actions.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 
@@ -116,15 +117,18 @@ fn interrupted(signal: i32) -> ! {
     // Held to the end: a path registered from now on is made after this removal, so the
     // registering thread waits here until the process ends.
     let paths = temporaries();
+    // Written so that a closed stderr (a `tee` the same Ctrl-C ended) cannot stop the process
+    // from ending: `eprintln!` panics there, which would end this thread and not the process.
+    let mut stderr = std::io::stderr();
     for (_, path) in paths.iter() {
         if let Err(e) = remove(path) {
             if e.kind() != std::io::ErrorKind::NotFound {
-                eprintln!("streamctl: could not remove {}: {e}", path.display());
+                let _ = writeln!(stderr, "streamctl: could not remove {}: {e}", path.display());
             }
         }
     }
     let name = signal_hook::low_level::signal_name(signal).unwrap_or("a signal");
-    eprintln!("streamctl: interrupted by {name}");
+    let _ = writeln!(stderr, "streamctl: interrupted by {name}");
     // Ended by the signal itself, so that a shell running streamctl in a loop sees Ctrl-C
     // and stops the loop; by the status the signal would give only should that fail.
     let _ = signal_hook::low_level::emulate_default_handler(signal);

@@ -212,14 +212,16 @@ fn output_that_cannot_be_written_fails_with_one_line_not_a_panic() {
     }
 }
 
-#[test]
-fn a_demo_interrupted_by_ctrl_c_leaves_no_temporary_file_and_ends_by_the_signal() {
+/// A demo interrupted by `SIGINT` once it started: whether it ended, its output (its stderr
+/// empty if `stderr_closed`, the test having closed its end of the pipe before the signal),
+/// and the paths left in its temporary folder.
+fn interrupted_demo(stderr_closed: bool) -> (bool, std::process::Output, Vec<std::path::PathBuf>) {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     let dir = tempfile::tempdir().unwrap();
     let tmp = dir.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();
-    // The demo records into a pipe this test holds open: its first bytes come once the pack is
-    // built and the runtime started, and the demo can go no further than the pipe holds.
+    // The demo records into a pipe this test holds open but never reads: its first bytes come
+    // once the pack is built and the runtime started.
     let fifo = dir.path().join("record.fifo");
     let owner_rw = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
     rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, owner_rw).expect("mkfifo");
@@ -237,6 +239,10 @@ fn a_demo_interrupted_by_ctrl_c_leaves_no_temporary_file_and_ends_by_the_signal(
     let mut fds = [PollFd::new(&reader, PollFlags::IN)];
     assert_eq!(poll(&mut fds, Some(&patience)).unwrap(), 1, "the demo started recording");
     assert!(std::fs::read_dir(&tmp).unwrap().next().is_some(), "its folder is made");
+    if stderr_closed {
+        // As a `tee` the same Ctrl-C ended would: the demo's last line meets a closed pipe.
+        drop(child.stderr.take());
+    }
     let pid = rustix::process::Pid::from_child(&child);
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
@@ -247,12 +253,26 @@ fn a_demo_interrupted_by_ctrl_c_leaves_no_temporary_file_and_ends_by_the_signal(
     }
     let out = child.wait_with_output().unwrap();
     drop(reader);
+    (ended, out, walk(&tmp))
+}
+
+#[test]
+fn a_demo_interrupted_by_ctrl_c_leaves_no_temporary_file_and_ends_by_the_signal() {
+    let (ended, out, left) = interrupted_demo(false);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(ended, "the demo did not end: {stderr}");
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), Some(libc_sigint()), "ended by the signal: {stderr}");
     assert_eq!(stderr.lines().last(), Some("streamctl: interrupted by SIGINT"), "{stderr}");
-    let left: Vec<_> = walk(&tmp);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn a_demo_interrupted_with_its_stderr_closed_still_ends_by_the_signal() {
+    let (ended, out, left) = interrupted_demo(true);
+    assert!(ended, "the demo did not end");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc_sigint()), "ended by the signal");
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
