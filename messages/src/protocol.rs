@@ -181,8 +181,10 @@ pub enum ServerMsg {
     /// The daemon is stopping; the connection closes next (for the client that asked for
     /// the stop, once `Done` says it is over).
     ShuttingDown,
-    /// The request could not be served; the connection stays open unless the error is about
-    /// the connection itself (framing, handshake).
+    /// The request could not be served. The connection stays open, unless the error is about
+    /// the connection itself (framing, handshake) or the daemon cannot serve it at all: `Busy`
+    /// (no place for it), `ShuttingDown` (a command other than a stop's, on a connection made
+    /// before the stop began) and `StoppedBadly` (the stop's answer) close it.
     Error(ProtocolError),
     /// A waited load's request had not ended when this was sent: sent every
     /// [`WAITING_INTERVAL_MS`] while the daemon waits on it (one ending then is told its end

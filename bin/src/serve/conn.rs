@@ -121,7 +121,8 @@ impl Conn {
     /// Whether the client closed its end, found without blocking and without taking a byte
     /// (a peek): while the daemon waits on its loads it writes nothing, so a client that
     /// vanished would hold its connection's place until the first load ended. A client that
-    /// sent more before it closed is noticed only once it is answered.
+    /// sent more before it closed is noticed only once it is answered: by the next `Waiting`,
+    /// within `WAITING_INTERVAL_MS`, as its write fails.
     fn client_gone(&self) -> bool {
         let mut byte = [0u8; 1];
         let flags = RecvFlags::PEEK | RecvFlags::DONTWAIT;
