@@ -1,4 +1,4 @@
-//! The replay log, version 7 (versions 2 to 6 are read too): a recorded session's nondeterministic
+//! The replay log, version 8 (versions 2 to 7 are read too): a recorded session's nondeterministic
 //! inputs, enough for a deterministic runtime to run the session again (`docs/PROTOCOL.md`,
 //! "Replay log").
 //!

@@ -166,7 +166,8 @@ impl Recorder {
     pub(crate) fn entry(&self, key: &AssetKey, info: &EntryInfo) {
         let digest = entry_digest(info);
         let mut state = self.state();
-        if state.entries.get(key) == Some(&digest) {
+        // Once recording stopped, nothing reads the keys' digests: none is kept.
+        if state.writer.is_none() || state.entries.get(key) == Some(&digest) {
             return;
         }
         state.entries.insert(key.clone(), digest);
@@ -224,6 +225,7 @@ impl State {
         if let Err(e) = writer.append(record) {
             self.error = Some(e.to_string());
             self.writer = None;
+            self.entries = HashMap::new();
             log_caught(|| {
                 tracing::error!(target: "streamrt", error = %e, "replay log write failed; recording stops");
             });
@@ -306,5 +308,26 @@ mod tests {
         assert!(told.is_some(), "the first finish tells it");
         assert_eq!(recorder.finish(), None, "a second stop does not tell it again");
         assert_eq!(recorder.error(), told, "the engine still reads it");
+    }
+
+    #[test]
+    fn once_recording_stopped_no_key_is_kept() {
+        let header = log_header("test", vec!["blob".into()], &RuntimeConfig::default());
+        let patience = Duration::from_secs(600);
+        let recorder = Recorder::create(Path::new("/dev/full"), &header, patience).unwrap();
+        let key = |i: usize| AssetKey::parse(&format!("blob:k{i}")).unwrap();
+        recorder.entry(&key(0), &EntryInfo::default());
+        assert_eq!(recorder.state().entries.len(), 1, "kept while recording");
+        assert!(recorder.finish().is_some(), "the device took nothing: recording stops");
+        recorder.entry(&key(1), &EntryInfo::default());
+        assert!(recorder.state().writer.is_none());
+        for i in 2..100 {
+            recorder.entry(&key(i), &EntryInfo::default());
+        }
+        assert!(
+            recorder.state().entries.is_empty(),
+            "{} keys kept",
+            recorder.state().entries.len()
+        );
     }
 }
