@@ -1,8 +1,10 @@
 //! Reading a telemetry log (schema v1) and summarising it the way engine teams read it: where
 //! the time went, what failed, what was cancelled, per asset type; and a Chrome trace of it.
 //!
-//! - [`read_log`] parses JSON lines into [`Record`]s, with a typed error naming the line.
-//! - [`Report::from_records`] computes the summary; [`Report::render`] prints it as text,
+//! - [`for_each_record`] parses JSON lines into [`Record`]s one at a time, with a typed error
+//!   naming the line; [`read_log`] keeps them all.
+//! - [`ReportBuilder`] computes the summary a record at a time ([`Report::from_records`] of
+//!   records read whole); [`Report::render`] prints it as text,
 //!   deterministically (sorted maps, fixed precision), so it can be snapshot-tested.
 //! - [`chrome_trace`] builds a trace Perfetto loads: one track per worker with read and decode
 //!   spans, an async span per request, counters for queue depth and resident bytes.
@@ -12,7 +14,7 @@
 mod chrome;
 mod spans;
 
-pub use chrome::chrome_trace;
+pub use chrome::{chrome_trace, ChromeTrace};
 
 use spans::{SpanLine, SpanPools};
 
@@ -55,15 +57,33 @@ pub struct TelemetryLog {
     pub cut_line: Option<usize>,
 }
 
-/// Reads a JSON-lines telemetry log. Blank lines are skipped, and so is a last line cut short
+/// Reads a JSON-lines telemetry log whole. Blank lines are skipped, and so is a last line cut
+/// short (see [`TelemetryLog::cut_line`]). It keeps every record: a long session's log is
+/// better read a record at a time ([`for_each_record`]).
+///
+/// # Errors
+///
+/// As [`for_each_record`].
+pub fn read_log(reader: impl BufRead) -> Result<TelemetryLog, LogError> {
+    let mut records = Vec::new();
+    let cut_line = for_each_record(reader, |r| records.push(r))?;
+    Ok(TelemetryLog { records, cut_line })
+}
+
+/// Reads a JSON-lines telemetry log a record at a time, handing each to `take`, in order,
+/// keeping none: memory stays at a line's ([`LINE_BYTES_MAX`] at most) however long the log.
+/// Blank lines are skipped, and so is a last line cut short, whose number (from 1) it returns
 /// (see [`TelemetryLog::cut_line`]).
 ///
 /// # Errors
 ///
 /// [`LogError::Malformed`] for a line that is not a record of a known schema version (bytes
-/// that are not UTF-8 included), or longer than [`LINE_BYTES_MAX`].
-pub fn read_log(mut reader: impl BufRead) -> Result<TelemetryLog, LogError> {
-    let mut log = TelemetryLog::default();
+/// that are not UTF-8 included), or longer than [`LINE_BYTES_MAX`]; the records before it
+/// were handed over.
+pub fn for_each_record(
+    mut reader: impl BufRead,
+    mut take: impl FnMut(Record),
+) -> Result<Option<usize>, LogError> {
     let mut bytes = Vec::new();
     for i in 0.. {
         bytes.clear();
@@ -73,15 +93,15 @@ pub fn read_log(mut reader: impl BufRead) -> Result<TelemetryLog, LogError> {
         }
         let whole = bytes.last() == Some(&b'\n');
         match parse_line(i + 1, &mut bytes) {
-            Ok(Some(record)) => log.records.push(record),
+            Ok(Some(record)) => take(record),
             Ok(None) => {}
             // A last line (`read_until` stopped at the end of the input, not at a line break)
             // that ends before its record does; one whole but wrong is malformed, as any.
-            Err(BadLine { incomplete: true, .. }) if !whole => log.cut_line = Some(i + 1),
+            Err(BadLine { incomplete: true, .. }) if !whole => return Ok(Some(i + 1)),
             Err(BadLine { error, .. }) => return Err(error),
         }
     }
-    Ok(log)
+    Ok(None)
 }
 
 /// A line that is not a record: why, and whether its bytes end before a record would (a line
@@ -295,76 +315,94 @@ struct RequestTimes {
     terminal: Option<(String, u64)>,
 }
 
-impl Report {
-    /// Summarises a log.
-    pub fn from_records(records: &[Record]) -> Self {
-        let mut report = Report::default();
-        let mut requests: HashMap<u64, RequestTimes> = HashMap::new();
-        let mut waits = Vec::new();
-        let mut busy = PoolBusy::default();
-        let mut pools = SpanPools::default();
-        let mut depths = Vec::new();
-        let (first, last) = (
-            records.iter().map(|r| r.t_us).min().unwrap_or(0),
-            records.iter().map(|r| r.t_us).max().unwrap_or(0),
-        );
-        for r in records {
-            if let Some(line) = pools.line(r) {
-                busy.line(line, r, &mut report.types);
-                continue;
+/// A [`Report`] made a record at a time, as a log is read ([`for_each_record`]): what it
+/// keeps grows with the requests a log names, not with its lines.
+#[derive(Default)]
+pub struct ReportBuilder {
+    report: Report,
+    requests: HashMap<u64, RequestTimes>,
+    waits: Vec<u64>,
+    busy: PoolBusy,
+    pools: SpanPools,
+    /// The earliest and latest times seen.
+    span: Option<(u64, u64)>,
+    /// The sampled queue depths: how many, their sum and the deepest.
+    depths: (u64, u128, u64),
+}
+
+impl ReportBuilder {
+    /// Takes in the log's next record.
+    pub fn push(&mut self, r: &Record) {
+        self.span =
+            Some(self.span.map_or((r.t_us, r.t_us), |(a, b)| (a.min(r.t_us), b.max(r.t_us))));
+        if let Some(line) = self.pools.line(r) {
+            self.busy.line(line, r, &mut self.report.types);
+            return;
+        }
+        let report = &mut self.report;
+        let entry = r.request.map(|id| self.requests.entry(id).or_default());
+        match (r.event.as_str(), entry) {
+            ("started", _) => {
+                report.worker_count = r.worker_count.unwrap_or(0);
+                report.decode_threads = r.decode_threads.unwrap_or(0);
+                report.queue_capacity = r.queue_capacity.unwrap_or(0);
             }
-            let entry = r.request.map(|id| requests.entry(id).or_default());
-            match (r.event.as_str(), entry) {
-                ("started", _) => {
-                    report.worker_count = r.worker_count.unwrap_or(0);
-                    report.decode_threads = r.decode_threads.unwrap_or(0);
-                    report.queue_capacity = r.queue_capacity.unwrap_or(0);
+            ("queued", Some(t)) => {
+                t.queued.get_or_insert(r.t_us);
+                t.asset_type.clone_from(&r.asset_type);
+            }
+            ("dispatched", Some(t)) => {
+                if let (Some(q), false) = (t.queued, t.dispatched) {
+                    t.dispatched = true;
+                    self.waits.push(r.t_us.saturating_sub(q));
                 }
-                ("queued", Some(t)) => {
-                    t.queued.get_or_insert(r.t_us);
+            }
+            (name @ ("published" | "failed" | "cancelled"), Some(t)) if t.terminal.is_none() => {
+                t.terminal = Some((name.to_owned(), r.t_us));
+                if t.asset_type.is_none() {
                     t.asset_type.clone_from(&r.asset_type);
                 }
-                ("dispatched", Some(t)) => {
-                    if let (Some(q), false) = (t.queued, t.dispatched) {
-                        t.dispatched = true;
-                        waits.push(r.t_us.saturating_sub(q));
-                    }
-                }
-                (name @ ("published" | "failed" | "cancelled"), Some(t))
-                    if t.terminal.is_none() =>
-                {
-                    t.terminal = Some((name.to_owned(), r.t_us));
-                    if t.asset_type.is_none() {
-                        t.asset_type.clone_from(&r.asset_type);
-                    }
-                    report.count_terminal(name, r);
-                }
-                ("sample", _) => {
-                    depths.push(r.queue_depth.unwrap_or(0));
-                    report.events_dropped = r.events_dropped.unwrap_or(0);
-                }
-                (
-                    name @ ("retried"
-                    | "restarted"
-                    | "quarantined"
-                    | "evicted"
-                    | "cancelled_after_decode"),
-                    _,
-                ) => {
-                    *report.other_events.entry(name.to_owned()).or_default() += 1;
-                }
-                _ => {}
+                report.count_terminal(name, r);
             }
+            ("sample", _) => {
+                let depth = r.queue_depth.unwrap_or(0);
+                let (n, sum, max) = self.depths;
+                self.depths = (n + 1, sum + u128::from(depth), max.max(depth));
+                report.events_dropped = r.events_dropped.unwrap_or(0);
+            }
+            (
+                name @ ("retried"
+                | "restarted"
+                | "quarantined"
+                | "evicted"
+                | "cancelled_after_decode"),
+                _,
+            ) => {
+                *report.other_events.entry(name.to_owned()).or_default() += 1;
+            }
+            _ => {}
         }
+    }
+
+    /// The report of the records taken in.
+    pub fn finish(self) -> Report {
+        let Self { mut report, requests, waits, busy, span, depths, .. } = self;
+        let (first, last) = span.unwrap_or_default();
         report.duration_s = last.saturating_sub(first) as f64 / 1e6;
         report.finish(&requests, waits, busy.bytes_read, (busy.io_us, busy.decode_us));
-        report.queue_depth_max = depths.iter().copied().max().unwrap_or(0);
-        report.queue_depth_mean = if depths.is_empty() {
-            0.0
-        } else {
-            depths.iter().map(|&d| d as f64).sum::<f64>() / depths.len() as f64
-        };
+        let (n, sum, max) = depths;
+        report.queue_depth_max = max;
+        report.queue_depth_mean = if n == 0 { 0.0 } else { sum as f64 / n as f64 };
         report
+    }
+}
+
+impl Report {
+    /// Summarises a log read whole ([`ReportBuilder`] takes one a record at a time).
+    pub fn from_records(records: &[Record]) -> Self {
+        let mut builder = ReportBuilder::default();
+        records.iter().for_each(|r| builder.push(r));
+        builder.finish()
     }
 
     fn count_terminal(&mut self, name: &str, r: &Record) {

@@ -175,10 +175,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
 fn print_report(path: &std::path::Path) -> anyhow::Result<()> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     // Written whole: the demo checked the log's writes before it reads it.
-    let log = streamrt::report::read_log(std::io::BufReader::new(file))
+    let mut report = streamrt::report::ReportBuilder::default();
+    streamrt::report::for_each_record(std::io::BufReader::new(file), |r| report.push(&r))
         .with_context(|| format!("reading {}", path.display()))?;
     println!("report of the session's telemetry (streamctl report):");
-    print!("{}", streamrt::report::Report::from_records(&log.records).render());
+    print!("{}", report.finish().render());
     Ok(())
 }
 

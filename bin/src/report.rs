@@ -5,7 +5,7 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use streamrt::report::{self, Report};
+use streamrt::report::{self, ChromeTrace, ReportBuilder};
 
 /// Options of `streamctl report`.
 #[derive(Debug, clap::Args)]
@@ -28,9 +28,37 @@ pub struct ReportArgs {
 pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let file =
         File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
-    let log = report::read_log(BufReader::new(file))
-        .with_context(|| format!("reading {}", args.file.display()))?;
-    if let Some(line) = log.cut_line {
+    // One pass, a record at a time, the trace written as it goes: a long session's log is
+    // never held in memory, and a pipe read as its session runs is read once.
+    let mut summary = ReportBuilder::default();
+    let mut trace = match &args.chrome {
+        Some(out) => {
+            let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+            Some(ChromeTrace::new(BufWriter::new(file)))
+        }
+        None => None,
+    };
+    let read = report::for_each_record(BufReader::new(file), |r| {
+        summary.push(&r);
+        if let Some(trace) = &mut trace {
+            trace.push(&r);
+        }
+    });
+    let written = trace.map(ChromeTrace::finish);
+    let cut_line = match read {
+        Ok(cut_line) => cut_line,
+        Err(e) => {
+            // No trace of a log that could not be read: it would look whole.
+            if let Some(out) = &args.chrome {
+                let _ = std::fs::remove_file(out);
+            }
+            return Err(e).with_context(|| format!("reading {}", args.file.display()));
+        }
+    };
+    if let (Some(Err(e)), Some(out)) = (written, &args.chrome) {
+        return Err(e).with_context(|| format!("writing {}", out.display()));
+    }
+    if let Some(line) = cut_line {
         let _ = writeln!(
             std::io::stderr(),
             "streamctl report: line {line} of {} is cut short (its writer stopped \
@@ -38,18 +66,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
             args.file.display()
         );
     }
-    let records = log.records;
-    let summary = Report::from_records(&records);
-    if let Some(out) = &args.chrome {
-        let trace = report::chrome_trace(&records);
-        // Written as it is serialised, not first built whole in memory beside the trace.
-        let write = || -> anyhow::Result<()> {
-            let mut file = BufWriter::new(File::create(out)?);
-            serde_json::to_writer(&mut file, &trace)?;
-            Ok(file.flush()?)
-        };
-        write().with_context(|| format!("writing {}", out.display()))?;
-    }
+    let summary = summary.finish();
     if args.json {
         println!("{}", crate::shown::json_line(&summary)?);
     } else {

@@ -54,8 +54,8 @@ fn a_demos_telemetry_reports_and_writes_a_chrome_trace_of_json_with_its_events()
     let (ok, out, err) = streamctl(&["report", log, "--chrome", trace]);
     assert!(ok, "report failed: {err}");
     assert!(out.contains("worker_count="), "{out}");
-    let trace: serde_json::Value = serde_json::from_slice(&std::fs::read(trace).unwrap()).unwrap();
-    let events = trace["traceEvents"].as_array().expect("traceEvents");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(trace).unwrap()).unwrap();
+    let events = json["traceEvents"].as_array().expect("traceEvents");
     assert!(events.iter().any(|e| e["ph"] == "X"), "a read or decode span at least");
     // Cut in its last line, as a demo killed mid-write leaves it: reported all the same.
     let len = std::fs::metadata(log).unwrap().len();
@@ -63,6 +63,14 @@ fn a_demos_telemetry_reports_and_writes_a_chrome_trace_of_json_with_its_events()
     let (ok, out, err) = streamctl(&["report", log]);
     assert!(ok, "report failed: {err}");
     assert!(out.contains("worker_count=") && err.contains("is cut short"), "{out}{err}");
+    // A malformed line, whole, after the first: the log is refused, naming the line, and the
+    // trace written meanwhile is taken away rather than left to look whole.
+    let mut bytes = b"{\"v\":1,\"t_us\":0,\"frame\":0,\"event\":\"x\"}\nnot a record\n".to_vec();
+    bytes.extend(std::fs::read(log).unwrap());
+    std::fs::write(log, bytes).unwrap();
+    let (ok, _, err) = streamctl(&["report", log, "--chrome", trace]);
+    assert!(!ok && err.contains("line 2"), "{err}");
+    assert!(!std::path::Path::new(trace).exists(), "no trace of a log that could not be read");
 }
 
 #[test]

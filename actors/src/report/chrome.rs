@@ -1,6 +1,7 @@
 //! The Chrome trace event format (what Perfetto and `chrome://tracing` load) for a log.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{self, Write};
 
 use serde_json::{json, Value};
 use streamrt_messages::Record;
@@ -31,42 +32,45 @@ impl Tracks {
 /// no `queued`, and a cancel can race the cache's `queued` and be logged first: a viewer drops
 /// an end with no begin before it, and shows that request as never ending. So the pairs are
 /// made once the log is read: a span begins at the earlier of the two, and one never queued
-/// begins where it ends.
+/// begins where it ends. It keeps two records a request.
 #[derive(Default)]
-struct RequestSpans<'a> {
-    begun: HashMap<Option<u64>, &'a Record>,
+struct RequestSpans {
+    begun: HashMap<Option<u64>, Record>,
     /// In the order the requests ended.
-    ended: Vec<&'a Record>,
+    ended: Vec<Record>,
     ended_ids: HashSet<Option<u64>>,
 }
 
-impl<'a> RequestSpans<'a> {
-    fn queued(&mut self, r: &'a Record) {
-        self.begun.entry(r.request).or_insert(r);
+impl RequestSpans {
+    fn queued(&mut self, r: &Record) {
+        self.begun.entry(r.request).or_insert_with(|| r.clone());
     }
 
-    fn ended(&mut self, r: &'a Record) {
+    fn ended(&mut self, r: &Record) {
         if self.ended_ids.insert(r.request) {
-            self.ended.push(r);
+            self.ended.push(r.clone());
         }
     }
 
     /// Every ended request's pair, then a begin for each request that never ended (its span
     /// runs to the end of the trace).
-    fn emit(mut self, events: &mut Vec<Value>) {
+    fn emit(mut self, mut emit: impl FnMut(&Value)) {
         for end in &self.ended {
             let begin = self.begun.remove(&end.request);
-            let t_us = begin.map_or(end.t_us, |b| b.t_us.min(end.t_us));
-            events.push(begin_event(end, t_us, begin.and_then(|b| b.priority.as_deref())));
-            events.push(json!({
+            let t_us = begin.as_ref().map_or(end.t_us, |b| b.t_us.min(end.t_us));
+            let priority = begin.as_ref().and_then(|b| b.priority.as_deref());
+            emit(&begin_event(end, t_us, priority));
+            emit(&json!({
                 "name": end.key.clone().unwrap_or_default(), "cat": "request", "ph": "e",
                 "id": end.request, "pid": 1, "tid": RUNTIME_TID, "ts": end.t_us,
                 "args": {"state": end.event, "error": end.error, "stage": end.stage},
             }));
         }
-        let mut open: Vec<&Record> = self.begun.into_values().collect();
+        let mut open: Vec<Record> = self.begun.into_values().collect();
         open.sort_by_key(|r| (r.t_us, r.request));
-        events.extend(open.into_iter().map(|b| begin_event(b, b.t_us, b.priority.as_deref())));
+        for b in &open {
+            emit(&begin_event(b, b.t_us, b.priority.as_deref()));
+        }
     }
 }
 
@@ -78,40 +82,79 @@ fn begin_event(r: &Record, t_us: u64, priority: Option<&str>) -> Value {
     })
 }
 
-/// A Chrome trace of `records`: `{"traceEvents": [...]}`; see the module docs.
+/// A Chrome trace of `records`: `{"traceEvents": [...]}`; see the module docs. Built whole in
+/// memory: a long session's log is better written a record at a time ([`ChromeTrace`]).
 pub fn chrome_trace(records: &[Record]) -> Value {
-    let mut events =
-        vec![json!({"name": "process_name", "ph": "M", "pid": 1, "args": {"name": "streamrt"}})];
-    let mut tracks = Tracks::default();
-    let mut open: HashMap<(u32, u64), &Record> = HashMap::new();
-    let mut requests = RequestSpans::default();
-    let mut pools = SpanPools::default();
-    for r in records {
+    let mut trace = ChromeTrace::new(Vec::new());
+    records.iter().for_each(|r| trace.push(r));
+    let bytes = trace.finish().expect("writing to memory does not fail");
+    serde_json::from_slice(&bytes).expect("the trace is JSON")
+}
+
+/// A Chrome trace (`{"traceEvents": [...]}`) written to `out` a record at a time: each worker
+/// span and counter as its record comes, the requests' spans at the end. What it keeps grows
+/// with the requests a log names and the worker spans open, not with its lines.
+///
+/// # Errors
+///
+/// The first write error is kept, nothing is written after it, and [`ChromeTrace::finish`]
+/// returns it.
+pub struct ChromeTrace<W: Write> {
+    out: W,
+    error: Option<io::Error>,
+    tracks: Tracks,
+    /// Worker spans begun and not yet done, by track and generation: their start.
+    open: HashMap<(u32, u64), u64>,
+    requests: RequestSpans,
+    pools: SpanPools,
+}
+
+impl<W: Write> ChromeTrace<W> {
+    /// Starts the trace in `out` (a buffered writer: it is written an event at a time).
+    pub fn new(out: W) -> Self {
+        let mut trace = Self {
+            out,
+            error: None,
+            tracks: Tracks::default(),
+            open: HashMap::new(),
+            requests: RequestSpans::default(),
+            pools: SpanPools::default(),
+        };
+        trace.write(|out| out.write_all(b"{\"traceEvents\":["));
+        let name =
+            json!({"name": "process_name", "ph": "M", "pid": 1, "args": {"name": "streamrt"}});
+        trace.write(|out| serde_json::to_writer(out, &name).map_err(io::Error::from));
+        trace
+    }
+
+    /// Takes in the log's next record.
+    pub fn push(&mut self, r: &Record) {
         let worker = r.worker.unwrap_or(0);
-        if let Some(line) = pools.line(r) {
+        if let Some(line) = self.pools.line(r) {
             if line.starts {
-                open.insert((tracks.tid(line.pool, worker), r.generation.unwrap_or(0)), r);
-                continue;
+                let tid = self.tracks.tid(line.pool, worker);
+                self.open.insert((tid, r.generation.unwrap_or(0)), r.t_us);
+                return;
             }
-            let Some(&tid) = tracks.0.get(&(line.pool, worker)) else { continue };
-            if let Some(start) = open.remove(&(tid, r.generation.unwrap_or(0))) {
-                events.push(json!({
+            let Some(&tid) = self.tracks.0.get(&(line.pool, worker)) else { return };
+            if let Some(start) = self.open.remove(&(tid, r.generation.unwrap_or(0))) {
+                self.event(&json!({
                     "name": line.stage, "ph": "X", "pid": 1, "tid": tid,
-                    "ts": start.t_us, "dur": r.t_us.saturating_sub(start.t_us),
+                    "ts": start, "dur": r.t_us.saturating_sub(start),
                     "args": {"key": r.key, "request": r.request, "bytes": r.bytes},
                 }));
             }
-            continue;
+            return;
         }
         match r.event.as_str() {
-            "queued" => requests.queued(r),
-            "published" | "failed" | "cancelled" => requests.ended(r),
+            "queued" => self.requests.queued(r),
+            "published" | "failed" | "cancelled" => self.requests.ended(r),
             "sample" => {
-                events.push(json!({
+                self.event(&json!({
                     "name": "queue_depth", "ph": "C", "pid": 1, "ts": r.t_us,
                     "args": {"queued": r.queue_depth, "in_flight": r.in_flight},
                 }));
-                events.push(json!({
+                self.event(&json!({
                     "name": "resident_bytes", "ph": "C", "pid": 1, "ts": r.t_us,
                     "args": {"bytes": r.bytes.unwrap_or(0)},
                 }));
@@ -119,15 +162,44 @@ pub fn chrome_trace(records: &[Record]) -> Value {
             _ => {}
         }
     }
-    requests.emit(&mut events);
-    for ((pool, worker), tid) in tracks.0 {
-        let name = format!("{pool}-{worker}");
-        events.push(
-            json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": {"name": name}}),
-        );
+
+    /// Writes the requests' spans and the tracks' names, ends the trace, and flushes it.
+    ///
+    /// # Errors
+    ///
+    /// The first write error.
+    pub fn finish(mut self) -> io::Result<W> {
+        let requests = std::mem::take(&mut self.requests);
+        requests.emit(|event| self.event(event));
+        for ((pool, worker), tid) in std::mem::take(&mut self.tracks.0) {
+            let name = format!("{pool}-{worker}");
+            self.event(&json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": {"name": name}}));
+        }
+        self.event(&json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": RUNTIME_TID, "args": {"name": "requests"}}));
+        self.write(|out| out.write_all(b"],\"displayTimeUnit\":\"ms\"}"));
+        self.write(Write::flush);
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.out),
+        }
     }
-    events.push(json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": RUNTIME_TID, "args": {"name": "requests"}}));
-    json!({"traceEvents": events, "displayTimeUnit": "ms"})
+
+    /// Writes `event`, after the one before it.
+    fn event(&mut self, event: &Value) {
+        self.write(|out| {
+            out.write_all(b",")?;
+            serde_json::to_writer(out, event).map_err(io::Error::from)
+        });
+    }
+
+    /// Runs `write` on the output unless an earlier write failed; keeps its error.
+    fn write(&mut self, write: impl FnOnce(&mut W) -> io::Result<()>) {
+        if self.error.is_none() {
+            if let Err(e) = write(&mut self.out) {
+                self.error = Some(e);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
