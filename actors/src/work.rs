@@ -311,9 +311,21 @@ pub(crate) struct IoWorker {
 
 /// Emits a worker's stage event for `job`.
 fn stage_event(probe: &Probe, kind: EventKind, job: &Job, worker: u32, bytes: Option<u64>) {
+    stage_event_at(probe, kind, job, (worker, bytes), None);
+}
+
+/// A stage event, with the load's `priority` where the stage decided by it.
+fn stage_event_at(
+    probe: &Probe,
+    kind: EventKind,
+    job: &Job,
+    (worker, bytes): (u32, Option<u64>),
+    priority: Option<Priority>,
+) {
     probe.emit_with(|| {
         let mut event = job.event(probe, kind).with_worker(worker);
         event.bytes = bytes;
+        event.priority = priority;
         event
     });
 }
@@ -359,13 +371,17 @@ impl IoWorker {
     }
 
     /// Reads `job`'s bytes from the source, with its stage events and the bandwidth limit's
-    /// payment (the read credit stays taken while it is paid).
+    /// payment (the read credit stays taken while it is paid); with the load's priority as
+    /// the read ended, which decides where it is decoded.
     ///
     /// # Errors
     ///
     /// The panic of the source's code, with the load's end it makes (`WorkerLost`, with the
     /// panic's message); the read's own result is the `Ok`.
-    fn read_bytes(&self, job: &Job) -> Result<Result<Vec<u8>, SourceError>, SourcePanic> {
+    fn read_bytes(
+        &self,
+        job: &Job,
+    ) -> Result<(Result<Vec<u8>, SourceError>, Priority), SourcePanic> {
         stage_event(&self.probe, EventKind::ReadStarted, job, self.index, None);
         let read = {
             let _span = tracing::debug_span!(target: "streamrt", "read", request = job.origin.0, key = %job.key).entered();
@@ -386,7 +402,11 @@ impl IoWorker {
             }
         };
         let n = read.as_ref().ok().map(|b| b.len() as u64);
-        stage_event(&self.probe, EventKind::ReadDone, job, self.index, n);
+        // Where the load is decoded is decided by its priority now, which the event says, so
+        // that a report puts the decode on the pool that ran it (a raise may have made it
+        // urgent since its dispatch).
+        let priority = job.priority_now();
+        stage_event_at(&self.probe, EventKind::ReadDone, job, (self.index, n), Some(priority));
         if let Some(throttle) = &self.throttle {
             // What the storage was asked for, where the source counts it (a pack's windows
             // whole, failed reads too), else what the read handed over. The read credit stays
@@ -399,7 +419,7 @@ impl IoWorker {
                 throttle.pay(charged, job.priority_now() <= URGENT, || job.is_cancelled());
             }
         }
-        Ok(read)
+        Ok((read, priority))
     }
 
     fn read(&self, ReadJob { mut guard, credit }: ReadJob) {
@@ -409,7 +429,7 @@ impl IoWorker {
         }
         // A panic of the source's code ends the load as lost (a transient failure, retried),
         // with the panic's message, then goes on so that the pool rebuilds this worker.
-        let read = match self.read_bytes(guard.job()) {
+        let (read, priority) = match self.read_bytes(guard.job()) {
             Ok(read) => read,
             Err((lost, panic)) => {
                 drop(credit);
@@ -429,7 +449,9 @@ impl IoWorker {
             Err(e) => end(guard.take(), JobEnd::ReadFailed(e.into())),
             Ok(bytes) => {
                 self.record_read(guard.job(), bytes.len() as u64);
-                let urgent = guard.job().priority_now() <= URGENT;
+                // By the priority its `read_done` event said, so a report can tell where its
+                // decode ran: a raise after the read still moves it up the decode queue.
+                let urgent = priority <= URGENT;
                 let next = match &self.staged_decodes {
                     Some(_) if urgent && self.urgent_decodes_here => {
                         // An urgent load is decoded here: handing it to the decode pool would

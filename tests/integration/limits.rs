@@ -4,7 +4,7 @@ use streamrt::messages::replay_log::{LogReader, LogRecord};
 use streamrt::{ErrorKind, Handle, Priority, ReadyError, Runtime};
 use streamrt_integration::{thread_name, Blob, BlobDecoder, GatedSource, NotingDecoder, PATIENCE};
 
-use crate::{one_read_held, runtime};
+use crate::{one_read_held, raised_to_critical_while_read, runtime};
 
 #[test]
 fn reprioritise_moves_a_queued_request_ahead_of_the_others() {
@@ -247,11 +247,7 @@ fn a_load_raised_to_urgent_while_it_is_read_is_decoded_by_the_io_worker_that_rea
     let source = GatedSource::with_blobs(1);
     source.gate.hold("a0");
     let (rt, decoder) = noting_threads(&source);
-    let handle = rt.request::<Blob>("a0", Priority::Normal).unwrap();
-    source.gate.wait_started("a0", 1);
-    handle.reprioritize(Priority::Critical);
-    assert!(rt.sync(PATIENCE));
-    source.gate.release("a0");
+    let handle = raised_to_critical_while_read(&rt, &source);
     handle.wait_timeout(PATIENCE).unwrap().unwrap();
     let threads = decoder.notes();
     assert!(threads["a0"].starts_with("streamrt-io"), "a0 on {}", threads["a0"]);

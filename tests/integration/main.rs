@@ -23,7 +23,7 @@ mod waits;
 mod workers;
 
 use streamrt::{Handle, Priority, Runtime, RuntimeBuilder};
-use streamrt_integration::{Blob, BlobDecoder, GatedSource};
+use streamrt_integration::{Blob, BlobDecoder, GatedSource, PATIENCE};
 
 /// A runtime over `source` and `decoder`, shaped further by `shape`.
 fn runtime(
@@ -47,4 +47,15 @@ fn one_read_held(source: &GatedSource, priority: Priority) -> (Runtime, Handle<B
     let blocker = rt.request::<Blob>("a0", priority).expect("a0 is requested");
     source.gate.wait_started("a0", 1);
     (rt, blocker)
+}
+
+/// Requests `a0` of `source` (held at the gate first) at `Normal`, raises it to `Critical`
+/// while it is read, then lets the read go. Its handle.
+fn raised_to_critical_while_read(rt: &Runtime, source: &GatedSource) -> Handle<Blob> {
+    let handle = rt.request::<Blob>("a0", Priority::Normal).expect("a0 is requested");
+    source.gate.wait_started("a0", 1);
+    handle.reprioritize(Priority::Critical);
+    assert!(rt.sync(PATIENCE));
+    source.gate.release("a0");
+    handle
 }

@@ -11,7 +11,7 @@ use streamrt_integration::{
     named_pipe, wait_decoded, within_patience, Blob, BlobDecoder, GatedSource, PATIENCE,
 };
 
-use crate::runtime;
+use crate::{raised_to_critical_while_read, runtime};
 
 fn log_of(path: &std::path::Path) -> Vec<Record> {
     report::read_log(BufReader::new(File::open(path).unwrap())).unwrap().records
@@ -242,6 +242,34 @@ fn the_report_of_a_fixed_log_matches_its_snapshot() {
     }, {
         insta::assert_snapshot!("report_of_telemetry_v1_fixture", text);
     });
+}
+
+#[test]
+fn a_load_raised_to_urgent_while_it_is_read_is_reported_decoded_on_its_io_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raised.jsonl");
+    let source = GatedSource::with_blobs(1);
+    source.gate.hold("a0");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.telemetry_path(&path));
+    let handle = raised_to_critical_while_read(&rt, &source);
+    handle.wait_timeout(PATIENCE).unwrap().unwrap();
+    rt.shutdown();
+    let records = log_of(&path);
+    let trace = report::chrome_trace(&records);
+    let events = trace["traceEvents"].as_array().expect("traceEvents");
+    let track = |tid: &serde_json::Value| {
+        let names = events.iter().filter(|e| e["name"] == "thread_name" && &e["tid"] == tid);
+        names.map(|e| e["args"]["name"].as_str().unwrap().to_owned()).next()
+    };
+    let spans = |name: &str| -> Vec<_> {
+        let spans = events.iter().filter(|e| e["ph"] == "X" && e["name"] == name);
+        spans.map(|e| track(&e["tid"]).unwrap()).collect()
+    };
+    let (reads, decodes) = (spans("read"), spans("decode"));
+    assert!(reads.len() == 1 && reads[0].starts_with("io-"), "{reads:?}");
+    assert_eq!(decodes, reads, "dispatched normal, decoded on the IO worker that read it");
+    let summary = Report::from_records(&records);
+    assert_eq!(summary.decode_utilisation, 0.0, "no decode thread decoded it");
 }
 
 #[test]

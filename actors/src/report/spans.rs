@@ -1,8 +1,10 @@
 //! Which pool ran each worker span of a log: a read ran on the IO pool; a decode ran on the
-//! decode pool, unless its load was dispatched urgent (`High` or `Critical`) by a runtime that
-//! decodes urgent loads on the IO worker that read them (`work.rs`; `docs/TELEMETRY.md`, the
-//! `worker` field and `started`'s `urgent_decodes_on_io`, absent in older logs, whose runtimes
-//! always did).
+//! decode pool, unless its load was urgent (`High` or `Critical`) as its read ended, by the
+//! priority its `read_done` line gives, in a runtime that decodes urgent loads on the IO worker
+//! that read them (`work.rs`; `docs/TELEMETRY.md`, the `worker` field and `started`'s
+//! `urgent_decodes_on_io`, absent in older logs, whose runtimes always did). A log whose
+//! `read_done` lines give no priority (before the runtime could raise a dispatched load) is
+//! read by its `dispatched` priority.
 //! Both the report and the Chrome trace read spans through [`SpanPools`], so an urgent decode
 //! counts as the IO worker's busy time, not the decode pool's, and sits on that IO worker's
 //! track: counted as a decode worker's, it pushed decode utilisation past 100 % with few
@@ -28,8 +30,8 @@ pub(super) struct SpanLine {
     pub(super) starts: bool,
 }
 
-/// The loads dispatched urgent and decoded on their IO worker, by generation, from the log's
-/// `started` and `dispatched` lines so far.
+/// The loads decoded on their IO worker, by generation, from the log's `started`,
+/// `dispatched` and `read_done` lines so far.
 pub(super) struct SpanPools {
     urgent: HashSet<u64>,
     /// From the `started` line; until one, or without the field, as runtimes always did.
@@ -55,7 +57,10 @@ impl SpanPools {
                 return None;
             }
             "read_started" => ("read", true),
-            "read_done" => ("read", false),
+            "read_done" => {
+                self.read_done(r);
+                ("read", false)
+            }
             "decode_started" => ("decode", true),
             "decode_done" => ("decode", false),
             _ => return None,
@@ -68,6 +73,18 @@ impl SpanPools {
             }
         }
         Some(SpanLine { pool, stage, starts })
+    }
+
+    /// Where a read load is decoded, by its priority as the read ended, if the line gives it:
+    /// a raise since its dispatch may have made it urgent, and a failed read decodes nothing.
+    fn read_done(&mut self, r: &Record) {
+        let priority = r.priority.as_deref().and_then(Priority::parse);
+        let (Some(generation), Some(priority)) = (r.generation, priority) else { return };
+        if priority <= URGENT && self.urgent_decodes_on_io && r.bytes.is_some() {
+            self.urgent.insert(generation);
+        } else {
+            self.urgent.remove(&generation);
+        }
     }
 
     fn dispatched(&mut self, r: &Record) {
@@ -109,6 +126,28 @@ mod tests {
         assert_eq!(pool(&mut pools, "decode_done", 3), Some(("io", "decode", false)));
         assert_eq!(pool(&mut pools, "published", 3), None);
         assert!(pools.urgent.is_empty(), "a load's entry goes with its decode's end");
+    }
+
+    #[test]
+    fn the_priority_a_read_ended_at_says_where_its_load_was_decoded() {
+        let mut pools = SpanPools::default();
+        let read_done = |g: u64, priority: &str, bytes: Option<u64>| Record {
+            bytes,
+            ..record("read_done", g, Some(priority))
+        };
+        pools.line(&record("dispatched", 1, Some("normal")));
+        pools.line(&record("dispatched", 2, Some("critical")));
+        pools.line(&record("dispatched", 3, Some("critical")));
+        // Raised to urgent while read; not urgent as its read ended; failed.
+        pools.line(&read_done(1, "critical", Some(10)));
+        pools.line(&read_done(2, "normal", Some(10)));
+        pools.line(&read_done(3, "critical", None));
+        let pool = |pools: &mut SpanPools, g: u64| {
+            pools.line(&record("decode_started", g, None)).map(|s| s.pool)
+        };
+        assert_eq!(pool(&mut pools, 1), Some("io"));
+        assert_eq!(pool(&mut pools, 2), Some("decode"));
+        assert!(!pools.urgent.contains(&3), "a failed read decodes nothing: nothing kept");
     }
 
     #[test]
