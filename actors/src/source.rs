@@ -251,7 +251,8 @@ pub enum SourceError {
     /// source with no limit).
     #[error("too large: {size} bytes, limit {max}")]
     TooLarge {
-        /// The stored size in bytes.
+        /// The size found over the limit, in bytes: the file's (or what was read of it) for
+        /// a directory, the larger of an entry's stored and raw sizes for a pack.
         size: u64,
         /// The limit in bytes.
         max: u64,

@@ -327,8 +327,11 @@ impl PackReader {
     pub fn open(path: &Path, limits: PackLimits) -> Result<Self, PackError> {
         let io = |e: std::io::Error| PackError::Io(e.to_string());
         // Non-blocking, so that a named pipe with no writer is refused below instead of
-        // holding the caller; it changes nothing for a regular file's reads.
-        let opened = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path);
+        // holding the caller; it changes nothing for a regular file's reads. Never a
+        // controlling terminal: a daemon (a session leader) given a terminal's path as its
+        // pack would take it as one before refusing it, and a hangup on it would stop it.
+        let flags = libc::O_NONBLOCK | libc::O_NOCTTY;
+        let opened = OpenOptions::new().read(true).custom_flags(flags).open(path);
         // A socket cannot be opened at all.
         let file = opened.map_err(|e| match e.raw_os_error() {
             Some(libc::ENXIO) => PackError::NotAFile,
@@ -432,9 +435,12 @@ impl PackReader {
     /// read: `buf` ends at least `len` long, and its bytes past `len` are a former read's, kept
     /// so that a later read into it neither grows nor zeroes it. Exactly `len` bytes are read:
     /// into the part of `buf` already initialised, then, past it, into its spare capacity,
-    /// which is never zeroed (a buffer zeroed only for the read to overwrite it cost a third
+    /// which is not zeroed (a buffer zeroed only for the read to overwrite it cost a third
     /// as much CPU as the read itself, as the zeroing was the first touch of memory long out
-    /// of the caches: `streamctl bench throughput`, docs/PERFORMANCE.md).
+    /// of the caches: `streamctl bench throughput`, docs/PERFORMANCE.md). Only when `buf`'s
+    /// spare capacity reaches past `len` are the bytes between its length and `len` zeroed
+    /// (a buffer a failed read left part filled, taken again for a longer one), so that no
+    /// spare capacity past `len` is read into.
     ///
     /// # Errors
     ///

@@ -31,7 +31,7 @@
 //! cancelled entries after each wanted one: 87.5–93.7 % of the uncancelled run's bytes.
 //!
 //! A window's buffer is kept when the window is dropped from the recent ones, and a later
-//! window is read into it (growing it if it is shorter, nothing zeroed): a fresh buffer
+//! window is read into it (growing it if it is shorter, spare capacity not zeroed): a fresh buffer
 //! is zeroed and faulted in page by page before the read overwrites it, which cost the IO
 //! workers about as much CPU as the checksum of the entries in it (`streamctl bench
 //! throughput`, docs/PERFORMANCE.md). Windows allocate only while fewer buffers are kept than
