@@ -33,7 +33,10 @@ impl RestartKind {
     }
 }
 
-/// Which children restart when one exits.
+/// Which children restart when one exits. A sibling the strategy covers is restarted with it
+/// if it runs, or if it ended and its kind restarts it after a normal end (a permanent one):
+/// a temporary or transient sibling that ended stays ended (a transient one that failed has
+/// its own restart).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
     /// Only the child that exited.

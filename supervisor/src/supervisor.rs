@@ -490,11 +490,22 @@ impl Supervisor {
             return;
         }
         let delay = self.backoff_ms(index, now_ms);
-        let set: Vec<usize> = match self.policy.strategy {
-            Strategy::OneForOne => vec![index],
-            Strategy::RestForOne => (index..self.children.len()).collect(),
-            Strategy::OneForAll => (0..self.children.len()).collect(),
+        let covered = match self.policy.strategy {
+            Strategy::OneForOne => index..index + 1,
+            Strategy::RestForOne => index..self.children.len(),
+            Strategy::OneForAll => 0..self.children.len(),
         };
+        // A sibling that ended and whose kind does not restart after a normal end (a
+        // temporary one, a transient one) stays ended: a restart of another is no reason to
+        // bring it back, and a transient one that failed has its own restart under way. One
+        // not started yet (the supervisor's own start failed before it) is started.
+        let set: Vec<usize> = covered
+            .filter(|&i| {
+                let child = &self.children[i];
+                let ended = child.incarnation > 0 && child.running.is_none();
+                i == index || !ended || child.spec.kind.restarts_after(false)
+            })
+            .collect();
         for &i in set.iter().rev() {
             if i != index {
                 self.stop_child(i);

@@ -366,6 +366,25 @@ fn a_temporary_child_that_cannot_start_again_leaves_the_rest_of_its_set_to_resta
 }
 
 #[test]
+fn a_sibling_that_ended_for_good_is_not_brought_back_by_a_restart_that_covers_it() {
+    for (kind, strategy) in [
+        (RestartKind::Temporary, Strategy::RestForOne),
+        (RestartKind::Transient, Strategy::OneForAll),
+    ] {
+        let children = [("a", RestartKind::Permanent, None), ("b", kind, None)];
+        let tree = Tree::start(policy(strategy, 5), &children);
+        tree.expect("start a 1");
+        tree.expect("start b 1");
+        tree.trigger(1, Fault::StopNormally);
+        tree.expect("stop b 1");
+        tree.settle();
+        tree.trigger(0, Fault::ErrorInHandler);
+        assert_eq!(tree.lines(2), ["start a 2", "stop a 1"], "{kind:?}, {strategy:?}");
+        assert_eq!(tree.quiet(), Vec::<String>::new(), "{kind:?}: b stays ended");
+    }
+}
+
+#[test]
 fn a_first_start_that_fails_restarts_the_siblings_after_it_once_each() {
     let children = [
         ("a", RestartKind::Permanent, Some(Fault::FailsToStartOnce)),
