@@ -2,6 +2,7 @@
 //! `evicted` event, held assets never evicted, per-type budgets, and the stats that show it.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use streamrt::chaos::CrashTarget;
 use streamrt::messages::{AssetKey, ErrorKind, EventKind};
@@ -10,7 +11,8 @@ use streamrt::{
     RuntimeConfig, ASSET_BYTES_MAX,
 };
 use streamrt_integration::{
-    blob_key, wait_restart, Blob, BlobDecoder, Gate, GatedSource, HookedWants, PATIENCE,
+    blob_key, wait_restart, within_patience, Blob, BlobDecoder, Gate, GatedSource, HookedWants,
+    PATIENCE,
 };
 
 use crate::runtime;
@@ -227,9 +229,10 @@ struct SlowDrop {
 }
 
 impl Drop for SlowDrop {
+    /// Passes the gate (counted there), then panics if scripted to.
     fn drop(&mut self) {
-        assert!(!self.panics, "scripted panic dropping {}", self.name);
         self.gate.pass(&format!("drop:{}", self.name));
+        assert!(!self.panics, "scripted panic dropping {}", self.name);
     }
 }
 
@@ -341,6 +344,55 @@ fn a_parked_asset_whose_drop_panics_at_shutdown_still_ends_every_request_of_its_
     let rt = stopped.join().unwrap();
     // Ended by the shutdown itself: the cache was not restarted to take it again.
     assert_eq!(rt.status().restarts, 0);
+}
+
+#[test]
+fn held_assets_whose_drops_panic_as_a_stopping_cache_empties_its_table_leave_the_process_up() {
+    const HELD: usize = 512;
+    let source = GatedSource::default();
+    for i in 0..HELD {
+        source.put_with_deps(&format!("slow:p{i}"), b"PANIC-----", &[]);
+    }
+    source.put_with_deps("slow:a0", b"a0--------", &[]);
+    source.put_with_deps("slow:a1", b"a1--------", &[]);
+    let decoder = SlowDropDecoder::default();
+    // One release a drain: the shutdown, asked in the mailbox, comes after the first.
+    let config = RuntimeConfig {
+        drain_batch_max: 1,
+        bytes_resident_max: 10 * (HELD as u64 + 1),
+        ..RuntimeConfig::default()
+    };
+    let rt = Runtime::builder().config(config).source(source.clone()).register(decoder.clone());
+    let rt = Arc::new(rt.immediate().build().unwrap());
+    load_and_park(&rt, "a0");
+    let held: Vec<_> = (0..HELD)
+        .map(|i| rt.request::<SlowDrop>(&format!("p{i}"), Priority::Normal).unwrap())
+        .collect();
+    for h in &held {
+        assert!(h.wait_timeout(PATIENCE).unwrap().is_ok());
+    }
+    // a1's decode evicts a0, whose drop holds the cache's thread at the gate.
+    decoder.gate.hold("drop:a0");
+    let a1 = rt.request::<SlowDrop>("a1", Priority::Normal).unwrap();
+    decoder.gate.wait_started("drop:a0", 1);
+    // Their releases wait in the cache's lane behind the drop, and the shutdown's ask after
+    // them: the cache takes a release, then the shutdown, whose table still holds the other
+    // slots, each the last holder of its asset. Every drop's panic is caught, or the second
+    // would unwind through the first and abort the process.
+    drop(held);
+    let stopping = Arc::clone(&rt);
+    let stopped = std::thread::spawn(move || stopping.shutdown());
+    // A refused request says the stop began; its ask follows at once, long before the cache,
+    // let go, has taken the releases one a drain (which it would, unasked, without the bug).
+    while rt.request::<SlowDrop>("a0", Priority::Normal).is_ok() {
+        std::thread::yield_now();
+    }
+    decoder.gate.release("drop:a0");
+    assert!(a1.wait_timeout(PATIENCE).is_some(), "a1 ends");
+    within_patience("the shutdown returns", move || stopped.join().unwrap());
+    let dropped = (0..HELD).filter(|i| decoder.gate.started_count(&format!("drop:p{i}")) == 1);
+    assert_eq!(dropped.count(), HELD, "every held asset is dropped once, its panic caught");
+    assert_eq!(rt.status().restarts, 0, "the stopping cache was not restarted");
 }
 
 #[test]

@@ -101,7 +101,8 @@ impl<T: Send + Sync + 'static> Cache<T> {
         self.inbox.close();
         self.release_resident();
         self.cancel_every_load();
-        for slot in self.table.drain() {
+        let slots = self.table.drain();
+        for slot in &slots {
             // Built only for a slot with a request still to end, and shared by its holders: most
             // slots at shutdown are resident assets whose requests ended.
             let mut error = None;
@@ -113,6 +114,10 @@ impl<T: Send + Sync + 'static> Cache<T> {
                 });
             }
         }
+        // Each under a catch of its own, once every request failed: a slot may hold the last
+        // reference to a decoded asset (its handles gone, their releases dropped with the
+        // lane), whose `Drop` may panic, and a second panic while one unwinds would abort.
+        drop_each_warning_on_panic("a held asset's drop at shutdown", slots);
         self.to_frame.clear();
         self.to_withdraw.clear();
         self.to_scheduler.clear();
