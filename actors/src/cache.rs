@@ -315,15 +315,15 @@ impl<T: Send + Sync + 'static> Cache<T> {
             // A deterministic runtime's timer (a replay's, which records nothing).
             CacheMsg::RetryDue(load) => self.retry_due(load, Due::Timed),
             CacheMsg::Decoded(job, value, size) => {
-                self.record_decoded(&job, size);
-                self.decoded(&job, value, size);
+                let recorded = self.record_decoded(&job, size);
+                self.decoded(&job, value, size, recorded);
             }
             CacheMsg::Ended(job, end) => {
                 // Recorded as it takes effect, as a decode's outcome is: not under the
                 // recorder's order lock, which an engine thread holds while its request walks
                 // the source (a core thread waiting on it would hold every load up).
-                self.record_end(&job, &end);
-                self.ended(job.slot(), job.generation, end);
+                let recorded = self.record_end(&job, &end);
+                self.ended(job.slot(), job.generation, end, recorded);
             }
             CacheMsg::Stats(reply) => {
                 // As a `Ping`: the figures count the requests and releases made before the
@@ -625,13 +625,15 @@ impl<T: Send + Sync + 'static> Cache<T> {
         }
     }
 
-    fn decoded(&mut self, job: &Job, value: Arc<T>, size: u64) {
+    /// `job`'s value, taken unless its load was cancelled; `recorded` if the replay log holds
+    /// it as taken (see `record_taken`).
+    fn decoded(&mut self, job: &Job, value: Arc<T>, size: u64, recorded: bool) {
         self.to_scheduler.push(SchedulerMsg::JobFinished(job.generation));
         let probe = Arc::clone(&self.links.probe);
         // Cancelled, or now, as every request let go (their releases still to come): not
         // counted in the budget, which would evict parked assets for a value no one holds.
         if self.table.current_mut(job.slot(), job.generation).is_none()
-            || self.release_abandoned(job.slot())
+            || (!recorded && self.release_abandoned(job.slot()))
         {
             Counters::bump(&probe.counters.cancelled_after_decode);
             probe.emit(job.event(&probe, EventKind::CancelledAfterDecode).with_bytes(size));

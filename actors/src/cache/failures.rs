@@ -52,14 +52,17 @@ impl<T: Send + Sync + 'static> Cache<T> {
             // sent again to a restarted scheduler) is dropped from the scheduler's queue
             // rather than hold a place there for a slot that is gone.
             self.mark_cancelled(at, load.generation);
-            self.ended(at, load.generation, JobEnd::Failed(kind));
+            self.ended(at, load.generation, JobEnd::Failed(kind), false);
         }
     }
 
-    /// `at`'s load of `generation` ended without a value.
-    pub(super) fn ended(&mut self, at: usize, generation: Generation, end: JobEnd) {
+    /// `at`'s load of `generation` ended without a value; `recorded` if the replay log holds
+    /// the end as taken (see `record_taken`).
+    pub(super) fn ended(&mut self, at: usize, generation: Generation, end: JobEnd, recorded: bool) {
         self.to_scheduler.push(SchedulerMsg::JobFinished(generation));
-        if self.table.current_mut(at, generation).is_none() || self.release_abandoned(at) {
+        if self.table.current_mut(at, generation).is_none()
+            || (!recorded && self.release_abandoned(at))
+        {
             // The load was cancelled, or is now: its requests were told when they let go, and
             // none is left for a retry to load for (nor is the failure recorded).
             return;

@@ -27,31 +27,35 @@ use crate::work::{Job, JobEnd};
 
 impl<T: Send + Sync + 'static> Cache<T> {
     /// Records that `job` decoded a value of `size` resident bytes, as the cache takes it.
-    pub(super) fn record_decoded(&mut self, job: &Job, size: u64) {
-        self.record_taken(job, || Some(decode(job, DecodeOutcome::Value(size))));
+    pub(super) fn record_decoded(&mut self, job: &Job, size: u64) -> bool {
+        self.record_taken(job, || Some(decode(job, DecodeOutcome::Value(size))))
     }
 
     /// Records how a job that gave no value ended, as the cache takes it: its decoder's
-    /// outcome, or its read's failure (a decode thread lost records nothing here).
-    pub(super) fn record_end(&mut self, job: &Job, end: &JobEnd) {
+    /// outcome, or its read's failure (a decode thread lost records nothing here). Whether it
+    /// was recorded, as `record_taken` says.
+    pub(super) fn record_end(&mut self, job: &Job, end: &JobEnd) -> bool {
         self.record_taken(job, || match end {
             JobEnd::ReadFailed(kind) => Some(LogRecord::Read {
                 key: job.key.clone(),
                 outcome: ReadOutcome::Failed(kind.clone()),
             }),
             _ => decoder_outcome(end).map(|outcome| decode(job, outcome)),
-        });
+        })
     }
 
     /// Records what `record` makes, if the runtime is recording and `job`'s outcome takes
-    /// effect (see the module docs).
-    fn record_taken(&mut self, job: &Job, record: impl FnOnce() -> Option<LogRecord>) {
-        let Some(recorder) = self.links.probe.recorder() else { return };
+    /// effect (see the module docs). Whether it recorded one: the outcome then takes effect
+    /// here too, whoever lets go of the load after the record (the caller does not look
+    /// again, or a cancel recorded after it would find the outcome taken in a replay and
+    /// dropped here).
+    fn record_taken(&mut self, job: &Job, record: impl FnOnce() -> Option<LogRecord>) -> bool {
+        let Some(recorder) = self.links.probe.recorder() else { return false };
         let slot = self.table.current_mut(job.slot(), job.generation);
         // Looked at as the record is appended: an engine's cancel marks its request released
         // before it records itself, so it is either seen here (nothing recorded) or recorded
         // after the outcome, which its load then takes in a replay too.
-        recorder.record_if(|| slot.is_some_and(|s| !all_released(s)).then(record).flatten());
+        recorder.record_if(|| slot.is_some_and(|s| !all_released(s)).then(record).flatten())
     }
 }
 
