@@ -14,7 +14,9 @@
 //!
 //! Whether every request let go is looked at under the lock the record is appended under, and
 //! an engine's cancel marks its request released before it records itself: a decode's outcome
-//! is logged before the cancel, or not at all. One window remains: a read that ends after the
+//! is logged before the cancel, or not at all. One logged is taken, even if the last request
+//! let go just after (its release still to come cancels the load), as its replay takes it
+//! before the cancel. One window remains: a read that ends after the
 //! engine's cancel was recorded but before the cache marked the load cancelled (the cache's turn to
 //! take the cancel, microseconds) is recorded, and left banked in a replay for the key's next load.
 
