@@ -378,6 +378,10 @@ struct Child {
     spec: ChildSpec,
     incarnation: u64,
     running: Option<Recipient<StopChild>>,
+    /// Whether it exited and its kind does not restart it after that exit (a temporary child,
+    /// a transient one that stopped normally): a sibling's restart does not bring it back.
+    /// Not set for one stopped for a restart still to come.
+    ended: bool,
     /// This child's own restarts within the intensity window, which set its backoff: a child
     /// that keeps failing waits longer each time, its siblings do not.
     restarts: RestartWindow,
@@ -428,7 +432,7 @@ impl Supervisor {
     #[must_use]
     pub fn child(mut self, spec: ChildSpec) -> Self {
         let restarts = RestartWindow::new(self.policy.intensity);
-        self.children.push(Child { spec, incarnation: 0, running: None, restarts });
+        self.children.push(Child { spec, incarnation: 0, running: None, ended: false, restarts });
         self
     }
 
@@ -445,6 +449,7 @@ impl Supervisor {
         let failed = match catch_unwind(AssertUnwindSafe(|| (child.spec.start)(link))) {
             Ok(Ok(stop)) => {
                 child.running = Some(stop);
+                child.ended = false;
                 return Ok(());
             }
             Ok(Err(e)) => ExitReason::Error(e),
@@ -479,6 +484,7 @@ impl Supervisor {
         }
         self.children[index].running = None;
         if !self.children[index].spec.kind.restarts_after(reason.is_abnormal()) {
+            self.children[index].ended = true;
             return;
         }
         let now_ms = self.clock.now_us() / 1_000;
@@ -495,17 +501,9 @@ impl Supervisor {
             Strategy::RestForOne => index..self.children.len(),
             Strategy::OneForAll => 0..self.children.len(),
         };
-        // A sibling that ended and whose kind does not restart after a normal end (a
-        // temporary one, a transient one) stays ended: a restart of another is no reason to
-        // bring it back, and a transient one that failed has its own restart under way. One
-        // not started yet (the supervisor's own start failed before it) is started.
-        let set: Vec<usize> = covered
-            .filter(|&i| {
-                let child = &self.children[i];
-                let ended = child.incarnation > 0 && child.running.is_none();
-                i == index || !ended || child.spec.kind.restarts_after(false)
-            })
-            .collect();
+        // A sibling that ended for good stays ended: a restart of another is no reason to
+        // bring it back.
+        let set: Vec<usize> = covered.filter(|&i| i == index || !self.children[i].ended).collect();
         for &i in set.iter().rev() {
             if i != index {
                 self.stop_child(i);

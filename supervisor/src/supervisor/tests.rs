@@ -385,6 +385,34 @@ fn a_sibling_that_ended_for_good_is_not_brought_back_by_a_restart_that_covers_it
 }
 
 #[test]
+fn a_sibling_stopped_for_a_restart_still_to_come_is_restarted_by_a_second_failure_too() {
+    let children = [
+        ("x", RestartKind::Permanent, None),
+        ("a", RestartKind::Permanent, None),
+        ("b", RestartKind::Transient, None),
+    ];
+    let backoff = Backoff { min_ms: 50, max_ms: 50 };
+    let tree = Tree::start(RestartPolicy { backoff, ..policy(Strategy::RestForOne, 5) }, &children);
+    for name in ["x", "a", "b"] {
+        tree.expect(&format!("start {name} 1"));
+    }
+    // a's restart, and b's with it, wait out the backoff: b is stopped meanwhile.
+    tree.trigger(1, Fault::ErrorInHandler);
+    assert_eq!(tree.lines(2), ["stop a 1", "stop b 1"]);
+    tree.settle();
+    // x's restart covers a and b again: b, stopped for a restart, has not ended for good.
+    tree.trigger(0, Fault::ErrorInHandler);
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l| l == "start x 2") {
+        lines.extend(tree.lines(1));
+    }
+    lines.extend(tree.quiet());
+    let starts =
+        |name: &str| lines.iter().filter(|l| l.starts_with(&format!("start {name}"))).count();
+    assert_eq!((starts("a"), starts("b")), (2, 2), "a and b restarted by each set: {lines:?}");
+}
+
+#[test]
 fn a_first_start_that_fails_restarts_the_siblings_after_it_once_each() {
     let children = [
         ("a", RestartKind::Permanent, Some(Fault::FailsToStartOnce)),
