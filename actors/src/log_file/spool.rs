@@ -23,6 +23,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,8 @@ pub(crate) struct Spool {
 /// What a [`Spool`] and its thread share.
 struct Shared {
     queue: Mutex<Queue>,
+    /// Set with the queue's `error`: a write looks here, not at the queue's lock.
+    failed: AtomicBool,
     /// Signalled when a batch is handed over or the spool is dropped.
     work: Condvar,
     /// Signalled when a batch was written out (or failed to be).
@@ -82,6 +85,7 @@ impl Spool {
     ) -> io::Result<Self> {
         let shared = Arc::new(Shared {
             queue: Mutex::default(),
+            failed: AtomicBool::new(false),
             work: Condvar::new(),
             written: Condvar::new(),
         });
@@ -90,7 +94,8 @@ impl Spool {
         std::thread::Builder::new()
             .name("streamrt-replay-log".into())
             .spawn(move || theirs.write_out(writes))?;
-        Ok(Self { batch: Vec::new(), shared, flush_wait, behind_bytes_max })
+        let batch = Vec::with_capacity(SPOOL_BATCH_BYTES);
+        Ok(Self { batch, shared, flush_wait, behind_bytes_max })
     }
 
     /// Hands the batch gathered so far to the thread; the batches handed over so far.
@@ -107,12 +112,13 @@ impl Spool {
                  taking writes, and the runtime does not wait on it",
                 behind, self.behind_bytes_max
             );
-            queue.error = Some(why.clone());
+            self.shared.fail(&mut queue, why.clone());
             return Err(io::Error::other(why));
         }
         queue.behind_bytes = behind;
         queue.handed += 1;
-        queue.batches.push_back(std::mem::take(&mut self.batch));
+        let next = Vec::with_capacity(SPOOL_BATCH_BYTES);
+        queue.batches.push_back(std::mem::replace(&mut self.batch, next));
         self.shared.work.notify_one();
         Ok(queue.handed)
     }
@@ -120,7 +126,9 @@ impl Spool {
 
 impl Write for Spool {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        lock(&self.shared.queue).failed()?;
+        if self.shared.failed.load(Ordering::Acquire) {
+            lock(&self.shared.queue).failed()?;
+        }
         self.batch.extend_from_slice(bytes);
         if self.batch.len() >= SPOOL_BATCH_BYTES {
             self.hand_over()?;
@@ -128,7 +136,9 @@ impl Write for Spool {
         Ok(bytes.len())
     }
 
-    /// Hands everything over and waits, at most `flush_wait`, until it is written out.
+    /// Hands everything over and waits, at most `flush_wait`, until it is written out. One
+    /// that runs out of time stops the spool, as a failed write does: a later flush (a second
+    /// stop's) then fails at once rather than waiting as long again.
     fn flush(&mut self) -> io::Result<()> {
         let handed = self.hand_over()?;
         let deadline = Instant::now() + self.flush_wait;
@@ -136,11 +146,13 @@ impl Write for Spool {
         while queue.done < handed && queue.error.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(io::Error::other(format!(
+                let why = format!(
                     "the log's writer did not finish its last writes within {} ms (its file \
                      is not taking them): the log may end before the session did",
                     self.flush_wait.as_millis()
-                )));
+                );
+                self.shared.fail(&mut queue, why);
+                break;
             }
             queue = wait(&self.shared.written, queue, left);
         }
@@ -149,7 +161,10 @@ impl Write for Spool {
 }
 
 impl Drop for Spool {
-    /// Hands over what is left, if it can, and lets the thread end once it is written out.
+    /// Hands over what is left, if it can, and lets the thread end once it is written out,
+    /// without waiting for it (the spool may be dropped on the core thread): what was
+    /// recorded after the last flush (the shutdown's) is written unless the process ends
+    /// first.
     fn drop(&mut self) {
         let _ = self.hand_over();
         lock(&self.shared.queue).closed = true;
@@ -168,6 +183,12 @@ impl Queue {
 }
 
 impl Shared {
+    /// Stops the spool for `why`, unless it stopped already.
+    fn fail(&self, queue: &mut Queue, why: String) {
+        queue.error.get_or_insert(why);
+        self.failed.store(true, Ordering::Release);
+    }
+
     /// The thread: writes out each batch handed over, in order, until the spool is dropped
     /// and nothing is left.
     fn write_out<F: TakeBack>(&self, mut file: WholeWrites<F>) {
@@ -188,7 +209,7 @@ impl Shared {
             queue.behind_bytes -= batch.len();
             queue.done += 1;
             if let Err(e) = result {
-                queue.error.get_or_insert_with(|| e.to_string());
+                self.fail(&mut queue, e.to_string());
             }
             self.written.notify_all();
         }
@@ -263,15 +284,29 @@ mod tests {
     }
 
     #[test]
-    fn a_flush_waits_for_the_writes_before_it_but_not_past_its_patience() {
+    fn a_flush_past_its_patience_stops_the_spool() {
         let (file, gate, taken) = held();
         let mut spool =
             Spool::new(file, Duration::from_millis(10), SPOOL_BEHIND_BYTES_MAX).unwrap();
         spool.write_all(b"frame").unwrap();
         let late = spool.flush().unwrap_err();
         assert!(late.to_string().contains("did not finish"), "{late}");
-        open(&gate);
+        // Stopped: a second flush does not wait as long again, and nothing more is taken.
         spool.flush_wait = Duration::from_secs(600);
+        assert!(spool.flush().is_err());
+        assert!(spool.write_all(b"more").is_err());
+        open(&gate);
+        drop(spool);
+        let written: Vec<Vec<u8>> = taken.iter().collect();
+        assert_eq!(written, [b"frame".to_vec()], "what was handed over before, written out");
+    }
+
+    #[test]
+    fn a_flush_waits_for_the_writes_before_it_and_the_drop_hands_over_the_rest() {
+        let (file, gate, taken) = held();
+        open(&gate);
+        let mut spool = Spool::new(file, Duration::from_secs(600), SPOOL_BEHIND_BYTES_MAX).unwrap();
+        spool.write_all(b"frame").unwrap();
         spool.flush().expect("written out once the file takes it");
         assert_eq!(taken.try_recv().unwrap(), b"frame", "written before the flush returned");
         spool.write_all(b"tail").unwrap();

@@ -209,7 +209,10 @@ impl Recorder {
     pub(crate) fn finish(&self) -> Option<String> {
         let mut state = self.state();
         if let Some(Err(e)) = state.writer.as_mut().map(LogWriter::flush) {
+            // The log ends here: recording stops, as after a failed append.
             state.error.get_or_insert(e.to_string());
+            state.writer = None;
+            state.entries = HashMap::new();
         }
         if state.error_told {
             return None;
