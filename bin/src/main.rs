@@ -24,6 +24,7 @@ mod serve;
 mod shown;
 mod simulate;
 mod status;
+mod trace_file;
 mod tracked;
 
 use std::process::ExitCode;

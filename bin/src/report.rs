@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use streamrt::report::{self, ChromeTrace, ReportBuilder};
 
+use crate::trace_file::TraceFile;
+
 /// Options of `streamctl report`.
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
@@ -29,34 +31,24 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let file =
         File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
     // One pass, a record at a time, the trace written as it goes: a long session's log is
-    // never held in memory, and a pipe read as its session runs is read once.
+    // never held in memory, and a pipe read as its session runs is read once. The trace goes
+    // to a file beside its path, put there once whole: a log that cannot be read, or a
+    // failed write, leaves an earlier trace as it was.
     let mut summary = ReportBuilder::default();
-    let mut trace = match &args.chrome {
-        Some(out) => {
-            let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
-            Some(ChromeTrace::new(BufWriter::new(file)))
-        }
-        None => None,
-    };
+    let out = args.chrome.as_deref().map(TraceFile::create).transpose()?;
+    let mut trace = out.as_ref().map(|out| ChromeTrace::new(BufWriter::new(out.as_file())));
     let read = report::for_each_record(BufReader::new(file), |r| {
         summary.push(&r);
         if let Some(trace) = &mut trace {
             trace.push(&r);
         }
     });
-    let written = trace.map(ChromeTrace::finish);
-    let cut_line = match read {
-        Ok(cut_line) => cut_line,
-        Err(e) => {
-            // No trace of a log that could not be read: it would look whole.
-            if let Some(out) = &args.chrome {
-                let _ = std::fs::remove_file(out);
-            }
-            return Err(e).with_context(|| format!("reading {}", args.file.display()));
-        }
-    };
-    if let (Some(Err(e)), Some(out)) = (written, &args.chrome) {
-        return Err(e).with_context(|| format!("writing {}", out.display()));
+    let cut_line = read.with_context(|| format!("reading {}", args.file.display()))?;
+    let written = trace.map(|trace| trace.finish().map(drop));
+    if let Some(out) = out {
+        let path = out.path().to_owned();
+        let written = written.unwrap_or(Ok(())).and_then(|()| out.finish());
+        written.with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(line) = cut_line {
         let _ = writeln!(

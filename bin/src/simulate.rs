@@ -35,7 +35,9 @@ use crate::shown::json_line;
 mod trace;
 mod world;
 
-use trace::{micros, span_since, OrderHash, Span, Trace, TraceFile};
+use trace::{micros, span_since, OrderHash, Span, Trace};
+
+use crate::trace_file::TraceFile;
 use world::{FrameWork, World, WorldConfig};
 
 /// The most zones a simulation streams: their assets are made in memory before it starts,

@@ -64,13 +64,17 @@ fn a_demos_telemetry_reports_and_writes_a_chrome_trace_of_json_with_its_events()
     assert!(ok, "report failed: {err}");
     assert!(out.contains("worker_count=") && err.contains("is cut short"), "{out}{err}");
     // A malformed line, whole, after the first: the log is refused, naming the line, and the
-    // trace written meanwhile is taken away rather than left to look whole.
+    // earlier trace is left as it was, not replaced by one of the lines before it.
+    let earlier = std::fs::read(trace).unwrap();
     let mut bytes = b"{\"v\":1,\"t_us\":0,\"frame\":0,\"event\":\"x\"}\nnot a record\n".to_vec();
     bytes.extend(std::fs::read(log).unwrap());
     std::fs::write(log, bytes).unwrap();
     let (ok, _, err) = streamctl(&["report", log, "--chrome", trace]);
     assert!(!ok && err.contains("line 2"), "{err}");
-    assert!(!std::path::Path::new(trace).exists(), "no trace of a log that could not be read");
+    assert_eq!(std::fs::read(trace).unwrap(), earlier, "no trace of a log that could not be read");
+    let left: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 2, "the log and the earlier trace, no temporary file: {left:?}");
 }
 
 #[test]
