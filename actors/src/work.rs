@@ -450,7 +450,9 @@ impl IoWorker {
             Ok(bytes) => {
                 self.record_read(guard.job(), bytes.len() as u64);
                 // By the priority its `read_done` event said, so a report can tell where its
-                // decode ran: a raise after the read still moves it up the decode queue.
+                // decode ran: a raise after the read (while its bytes are paid for under the
+                // bandwidth limit, too) still moves it up the decode queue, not onto this
+                // worker.
                 let urgent = priority <= URGENT;
                 let next = match &self.staged_decodes {
                     Some(_) if urgent && self.urgent_decodes_here => {

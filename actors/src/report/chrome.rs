@@ -173,9 +173,15 @@ impl<W: Write> ChromeTrace<W> {
         requests.emit(|event| self.event(event));
         for ((pool, worker), tid) in std::mem::take(&mut self.tracks.0) {
             let name = format!("{pool}-{worker}");
-            self.event(&json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": {"name": name}}));
+            let args = json!({"name": name});
+            self.event(
+                &json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": args}),
+            );
         }
-        self.event(&json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": RUNTIME_TID, "args": {"name": "requests"}}));
+        let args = json!({"name": "requests"});
+        self.event(
+            &json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": RUNTIME_TID, "args": args}),
+        );
         self.write(|out| out.write_all(b"],\"displayTimeUnit\":\"ms\"}"));
         self.write(Write::flush);
         match self.error {

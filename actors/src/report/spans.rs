@@ -3,8 +3,8 @@
 //! priority its `read_done` line gives, in a runtime that decodes urgent loads on the IO worker
 //! that read them (`work.rs`; `docs/TELEMETRY.md`, the `worker` field and `started`'s
 //! `urgent_decodes_on_io`, absent in older logs, whose runtimes always did). A log whose
-//! `read_done` lines give no priority (before the runtime could raise a dispatched load) is
-//! read by its `dispatched` priority.
+//! `read_done` lines give no priority (an older runtime's) is read by its `dispatched`
+//! priority.
 //! Both the report and the Chrome trace read spans through [`SpanPools`], so an urgent decode
 //! counts as the IO worker's busy time, not the decode pool's, and sits on that IO worker's
 //! track: counted as a decode worker's, it pushed decode utilisation past 100 % with few

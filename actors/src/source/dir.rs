@@ -34,8 +34,9 @@ mod walk;
 /// holds no symlink: a folder swapped for one since is refused by the walk, and followed by
 /// the kernel only while it stays beneath the root. A path through a symlink that leads out of
 /// the root to nothing is `Denied` too, as one to a file is; so is one to nothing past 40
-/// symlinks or 4,096 parts of path (symlinks' targets included), which no tree needs. A passing failure to open the
-/// root's folder (no file descriptor left) fails that read, and is tried again next time.
+/// symlinks or 4,096 parts of path (symlinks' targets included), which no tree needs. A
+/// passing failure to open the root's folder (no file descriptor left) fails that read, and
+/// is tried again next time.
 ///
 /// Paths are joined to the root as it resolved on the first read (of any clone), so
 /// repointing a symlinked root later does not move the source or its clones. A file larger
@@ -227,8 +228,9 @@ const PATH_PARTS_MAX: usize = 4_096;
 
 /// Whether `path` (`root` joined with a key's path), which does not resolve, is missing inside
 /// `root`: walked a part at a time from the root's folder, symlinks followed, the first part
-/// that is not there lies in a folder inside the root. False when that folder is outside it,
-/// or past `SYMLINK_HOPS_MAX` symlinks or `PATH_PARTS_MAX` parts. A loop, not a recursion: a
+/// that is not there lies in a folder inside the root (or, every part there now, the path
+/// ends inside it). False when that folder is outside it, or past `SYMLINK_HOPS_MAX`
+/// symlinks or `PATH_PARTS_MAX` parts. A loop, not a recursion: a
 /// hostile tree's depth costs no stack.
 fn missing_inside(path: &Path, root: &Path) -> bool {
     let Ok(key_path) = path.strip_prefix(root) else { return false };
@@ -267,7 +269,9 @@ fn missing_inside(path: &Path, root: &Path) -> bool {
             Err(_) => return folder.starts_with(root),
         }
     }
-    false
+    // Every part is there now (made since the path failed to resolve, or too long a path to
+    // resolve whole): where it ends decides, as for a missing part.
+    folder.starts_with(root)
 }
 
 /// A part of a path, as [`missing_inside`] walks it.
