@@ -477,30 +477,31 @@ fn a_load_refused_as_a_whole_makes_no_request_and_the_connection_is_still_served
 
 #[test]
 fn a_client_that_vanishes_while_its_load_is_waited_on_frees_its_place() {
-    let daemon = Daemon::start(&["--io-bytes-per-sec-max", "1000", "--connections-max", "1"]);
-    let mut s = greeted(&daemon.socket);
-    // 1 MiB at 1,000 bytes/s: the load outlasts the test by far.
-    let keys = vec![AssetKey::parse("blob:big").unwrap()];
-    let load = ClientMsg::Load { keys, priority: Priority::Normal, wait: true };
-    s.write_all(&encode_frame(&load).unwrap()).unwrap();
-    assert!(matches!(read_msg(&mut s), Some(ServerMsg::Loaded(_))), "waiting on blob:big");
+    let (daemon, s) = waiting_on_big();
     drop(s);
     wait_for_the_one_place(daemon);
 }
 
 #[test]
 fn a_client_that_sends_more_then_vanishes_while_its_load_is_waited_on_frees_its_place() {
+    let (daemon, mut s) = waiting_on_big();
+    // Bytes the daemon does not read while it waits: a peek finds them, not the close; the
+    // daemon's next `Waiting` meets the closed socket instead.
+    s.write_all(&encode_frame(&ClientMsg::Status).unwrap()).unwrap();
+    drop(s);
+    wait_for_the_one_place(daemon);
+}
+
+/// A daemon of one place, and its one client, waiting on a load that outlasts the test by far
+/// (1 MiB at 1,000 bytes/s).
+fn waiting_on_big() -> (Daemon, UnixStream) {
     let daemon = Daemon::start(&["--io-bytes-per-sec-max", "1000", "--connections-max", "1"]);
     let mut s = greeted(&daemon.socket);
     let keys = vec![AssetKey::parse("blob:big").unwrap()];
     let load = ClientMsg::Load { keys, priority: Priority::Normal, wait: true };
     s.write_all(&encode_frame(&load).unwrap()).unwrap();
     assert!(matches!(read_msg(&mut s), Some(ServerMsg::Loaded(_))), "waiting on blob:big");
-    // Bytes the daemon does not read while it waits: a peek finds them, not the close; the
-    // daemon's next `Waiting` meets the closed socket instead.
-    s.write_all(&encode_frame(&ClientMsg::Status).unwrap()).unwrap();
-    drop(s);
-    wait_for_the_one_place(daemon);
+    (daemon, s)
 }
 
 #[test]
