@@ -470,7 +470,7 @@ fn watch(target: &Target, events_max: Option<u64>) -> anyhow::Result<()> {
                         println!("watch: {now}");
                     }
                     bar.set_length(s.requested);
-                    bar.set_position(s.ready + s.failed + s.cancelled);
+                    bar.set_position(s.ended());
                     bar.set_message(now.clone());
                     last = now;
                 } else {

@@ -212,12 +212,12 @@ fn frame_loop(
         if handles.len() >= total && terminal == handles.len() {
             break;
         }
+        if frames >= FRAMES_MAX {
+            bail!("the demo did not finish within {FRAMES_MAX} frames");
+        }
         deadline += FRAME;
         if let Some(wait) = deadline.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
-        }
-        if frames > FRAMES_MAX {
-            bail!("the demo did not finish within {FRAMES_MAX} frames");
         }
     }
     progress.finish(frames, total);
@@ -313,16 +313,25 @@ fn summarise(
         (ready + failed + cancelled) as f64 / secs,
         mib(status.bytes_read) / secs
     );
-    println!(
-        "request->ready: p50={:.2} ms p99={:.2} ms (frame-paced: a load waits for its frame)",
-        quantile(&latencies, 0.50) as f64 / 1e3,
-        quantile(&latencies, 0.99) as f64 / 1e3
-    );
+    println!("{}", latency_line(&latencies));
     let stuck = handles.len() - ready - failed - cancelled;
     if stuck > 0 {
         bail!("{stuck} requests never reached a terminal state");
     }
     Ok(())
+}
+
+/// The request→ready percentiles of `latencies` (µs, sorted), or `none` without one: a 0 would
+/// say every load was instant (a run whose every request failed or was cancelled).
+fn latency_line(latencies: &[u64]) -> String {
+    if latencies.is_empty() {
+        return "request->ready: none (no request became ready)".to_owned();
+    }
+    format!(
+        "request->ready: p50={:.2} ms p99={:.2} ms (frame-paced: a load waits for its frame)",
+        quantile(latencies, 0.50) as f64 / 1e3,
+        quantile(latencies, 0.99) as f64 / 1e3
+    )
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -357,6 +366,12 @@ fn print_failures(handles: &[Box<dyn Tracked>]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_where_nothing_became_ready_says_none_not_zero() {
+        assert_eq!(latency_line(&[]), "request->ready: none (no request became ready)");
+        assert!(latency_line(&[1_000, 3_000]).starts_with("request->ready: p50=1.00 ms"));
+    }
 
     #[test]
     fn the_frame_loop_requests_every_direct_asset_once_in_order_and_one_in_20_again() {

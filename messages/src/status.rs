@@ -54,7 +54,12 @@ pub struct Status {
 impl Status {
     /// Requests that have not reached a terminal state.
     pub fn outstanding(&self) -> u64 {
-        self.requested.saturating_sub(self.ready + self.failed + self.cancelled)
+        self.requested.saturating_sub(self.ended())
+    }
+
+    /// Requests that reached a terminal state. Saturating: a status may come from a peer.
+    pub fn ended(&self) -> u64 {
+        self.ready.saturating_add(self.failed).saturating_add(self.cancelled)
     }
 }
 
@@ -65,5 +70,16 @@ impl fmt::Display for Status {
             "worker_count={} queue_capacity={} in_flight={}",
             self.worker_count, self.queue_capacity, self.in_flight
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_from_a_peer_saturate_rather_than_overflow() {
+        let s = Status { requested: 5, ready: u64::MAX, failed: 1, ..Status::default() };
+        assert_eq!((s.ended(), s.outstanding()), (u64::MAX, 0));
     }
 }
