@@ -134,9 +134,11 @@ impl AssetPath {
     }
 }
 
+/// The path with its control characters escaped: a path may hold them (a key keeps what an
+/// engine names), and a debug print ends up in logs and panics.
 impl fmt::Debug for AssetPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AssetPath({})", self.0)
+        write!(f, "AssetPath({})", crate::escape_controls(&self.0))
     }
 }
 
@@ -221,9 +223,11 @@ impl<'de> Deserialize<'de> for AssetKey {
     }
 }
 
+/// As [`AssetPath`]'s: control characters escaped.
 impl fmt::Debug for AssetKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AssetKey({self})")
+        let path = crate::escape_controls(self.path.as_str());
+        write!(f, "AssetKey({}:{path})", self.asset_type)
     }
 }
 
@@ -332,6 +336,14 @@ impl PathScan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_keys_debug_print_escapes_the_control_characters_its_path_may_hold() {
+        let key = AssetKey::parse("blob:a\u{1b}[2J\nb").unwrap();
+        let shown = format!("{key:?} {:?}", key.path());
+        assert!(!shown.chars().any(char::is_control), "{shown}");
+        assert!(shown.starts_with("AssetKey(blob:a"), "{shown}");
+    }
     use proptest::prelude::*;
 
     fn key(path: &str) -> Result<AssetKey, InvalidKey> {
