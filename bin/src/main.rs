@@ -217,7 +217,8 @@ fn main() -> ExitCode {
 /// line break in a key cannot start a line of its own (a forged `streamctl:` line, say). A
 /// configuration file's parse error alone keeps its lines, as it points at the line it means
 /// with a caret under it; they are indented, so none of them can pass for a line of ours either.
-/// Each cause is cut at `ERROR_TEXT_BYTES_MAX` bytes.
+/// Each cause is cut at `ERROR_TEXT_BYTES_MAX` bytes before it is escaped (a character escaped
+/// takes up to six), so a cause prints in 24 KiB at most.
 fn shown_error(e: &anyhow::Error) -> String {
     let causes: Vec<String> = e
         .chain()
