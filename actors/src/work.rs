@@ -416,7 +416,7 @@ impl IoWorker {
                 None => n.unwrap_or(0),
             };
             if charged > 0 {
-                throttle.pay(charged, job.priority_now() <= URGENT, || job.is_cancelled());
+                throttle.pay(charged, priority <= URGENT, || job.is_cancelled());
             }
         }
         Ok((read, priority))
