@@ -14,6 +14,7 @@
 //!   a deterministic runtime runs one job at a time in an order fixed by the inputs.
 //! - A bad log is a [`ReplayError`] naming the byte offset; replaying never panics on input.
 
+mod kept;
 mod record;
 mod script;
 mod stepper;
@@ -24,8 +25,7 @@ pub(crate) use stepper::{CancelNotes, Deterministic, VirtualTimers};
 pub use transcript::TranscriptLine;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use streamrt_messages::replay_log::{
     read_whole_log, LogError, LogHeader, LogPublish, LogRecord, WholeLog,
@@ -35,12 +35,12 @@ use streamrt_messages::{
 };
 
 use crate::frame::{FramePolicy, PublishMode, RecordedPublishes};
-use crate::lock::lock;
 use crate::request::RootHandle;
 use crate::runtime::{
     BuildError, RequestError, RetryPolicy, Runtime, RuntimeConfig, DEPENDENCY_DEPTH_MAX,
 };
 use crate::source::EntryInfo;
+use kept::Kept;
 use script::{Script, ScriptedDecoder, ScriptedSource};
 use stepper::{Stalled, Stepper};
 use transcript::transcript_hash;
@@ -51,10 +51,16 @@ use transcript::transcript_hash;
 /// request once, so the log's own records bound it and its limit is taken as recorded.
 const TREE_NODES_MAX: u64 = 1 << 20;
 
-/// The most events a replay keeps for its transcript (each with its line, about 330 bytes: 1.4
-/// GB at most). A log's records are bounded, but one `Request` can walk a dependency tree of a
-/// million requests: without this, a few hostile records could take any memory.
+/// The most events a replay keeps for its transcript (each with its line, about 330 bytes). A
+/// log's records are bounded, but one `Request` can walk a dependency tree of a million
+/// requests: without this, a few hostile records could take any memory.
 pub const REPLAY_EVENTS_MAX: usize = 1 << 22;
+
+/// The most bytes the events a replay keeps and their transcript lines take, by an estimate
+/// that counts their keys and error texts (1.5 GiB). The count alone does not bound them: a
+/// failure shared by a million requests gives each request's event and line its own copy of
+/// the error's text, up to 4 KiB.
+pub const REPLAY_KEPT_BYTES_MAX: u64 = 3 << 29;
 
 /// How to replay.
 #[derive(Debug, Clone, Copy, Default)]
@@ -65,6 +71,9 @@ pub struct ReplayOptions {
     /// The most events the replay keeps before it stops with `TooManyEvents`: at most, and by
     /// default, [`REPLAY_EVENTS_MAX`].
     pub events_max: Option<usize>,
+    /// The most bytes the kept events may take before the replay stops with
+    /// `TooManyEventBytes`: at most, and by default, [`REPLAY_KEPT_BYTES_MAX`].
+    pub event_bytes_max: Option<u64>,
 }
 
 /// Why a log could not be replayed.
@@ -104,6 +113,16 @@ pub enum ReplayError {
         offset: u64,
         /// The limit.
         max: usize,
+    },
+    /// The events the replay kept took more than `max` bytes (see
+    /// [`ReplayOptions::event_bytes_max`]) by the record at `offset`, as `TooManyEvents`
+    /// names it.
+    #[error("the replay's events passed {max} bytes at the record at byte {offset}")]
+    TooManyEventBytes {
+        /// The record's byte offset.
+        offset: u64,
+        /// The limit, in bytes.
+        max: u64,
     },
 }
 
@@ -181,7 +200,7 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
     // From version 4 an immediate-mode log lists what each publish published.
     let held = version >= 4 && header.config.publish == LogPublish::Immediate;
     let script = Arc::new(Script::default());
-    let kept = Arc::new(Kept::new(events_max(options)));
+    let kept = Arc::new(Kept::new(options));
     let det = Deterministic::new();
     let built = Built { policies: &policies, held, version };
     let runtime = deterministic_runtime(&header, &built, options, &script, &det, &kept)?;
@@ -222,7 +241,7 @@ pub fn replay(bytes: &[u8], options: ReplayOptions) -> Result<ReplayReport, Repl
     // The replay's own shutdown of a log cut short fails what is still outstanding, as many
     // requests as a tree holds: the limit is checked again after it.
     kept.check(bytes.len() as u64)?;
-    let events = std::mem::take(&mut *lock(&kept.events));
+    let events = kept.take();
     let lines: Vec<TranscriptLine> = events.iter().filter_map(TranscriptLine::of).collect();
     let (divergence, checked) = first_divergence(&events, &expected, lines.len(), &unreachable);
     Ok(ReplayReport {
@@ -584,48 +603,6 @@ fn retry_policy(attempts_max: u32, (min_ms, max_ms): (u64, u64), panics_max: u32
     }
 }
 
-/// The most events a replay with `options` keeps.
-fn events_max(options: ReplayOptions) -> usize {
-    options.events_max.map_or(REPLAY_EVENTS_MAX, |max| max.min(REPLAY_EVENTS_MAX))
-}
-
-/// The events a replay keeps for its transcript: at most `max`; one more makes the replay
-/// stop with `TooManyEvents` (checked at the end of each record and after the replay's own
-/// shutdown).
-struct Kept {
-    events: Mutex<Vec<Event>>,
-    max: usize,
-    overflowed: AtomicBool,
-}
-
-impl Kept {
-    fn new(max: usize) -> Self {
-        Self { events: Mutex::default(), max, overflowed: AtomicBool::new(false) }
-    }
-
-    fn keep(&self, event: &Event) {
-        // Left out of the transcript, and so of the limit, which they would make depend on
-        // how long the replay took.
-        if transcript::is_wall_clocked(event) {
-            return;
-        }
-        let mut events = lock(&self.events);
-        if events.len() < self.max {
-            events.push(event.clone());
-        } else {
-            self.overflowed.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// `TooManyEvents` at `offset` once an event was past the limit.
-    fn check(&self, offset: u64) -> Result<(), ReplayError> {
-        if self.overflowed.load(Ordering::Relaxed) {
-            return Err(ReplayError::TooManyEvents { offset, max: self.max });
-        }
-        Ok(())
-    }
-}
-
 /// The runtime configuration a replay of `header`, of log `version`, runs with.
 fn replay_config(header: &LogHeader, version: u16, options: ReplayOptions) -> RuntimeConfig {
     let c = &header.config;
@@ -785,23 +762,5 @@ mod tests {
         let wide = RuntimeConfig { dependency_nodes_max: usize::MAX, ..RuntimeConfig::default() };
         assert_eq!(replayed(&wide, 5).dependency_nodes_max, 1 << 20, "every path is walked");
         assert_eq!(replayed(&wide, 6).dependency_nodes_max, usize::MAX, "each request once");
-    }
-
-    #[test]
-    fn the_events_limit_leaves_out_the_samples_a_wall_clock_timer_emits() {
-        let kept = Kept::new(1);
-        let sample = EventKind::Sample {
-            queue_depth: 0,
-            in_flight: 0,
-            busy_io: 0,
-            busy_decode: 0,
-            events_dropped: 0,
-        };
-        for _ in 0..3 {
-            kept.keep(&Event::new(0, 0, sample.clone()));
-        }
-        kept.keep(&Event::new(0, 0, EventKind::Restarted { actor: "cache".into() }));
-        assert!(kept.check(0).is_ok(), "one event kept, its limit");
-        assert_eq!(lock(&kept.events).len(), 1);
     }
 }

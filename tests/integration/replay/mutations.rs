@@ -3,7 +3,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use streamrt::messages::replay_log::{read_log, LogErrorKind, LogRecord};
+use streamrt::messages::replay_log::{read_log, DecodeOutcome, LogErrorKind, LogRecord};
 use streamrt::messages::{ErrorKind, Priority};
 use streamrt::replay::{replay, ReplayError, ReplayOptions};
 use streamrt::{BuildError, ConfigError, TYPES_MAX};
@@ -226,6 +226,37 @@ fn a_few_records_that_walk_large_trees_again_and_again_stop_at_the_events_limit(
             assert!(offset < log.len() as u64, "names the record at fault: {offset}");
         }
         other => panic!("the limit holds: {:?}", other.map(|r| r.lines.len())),
+    }
+}
+
+#[test]
+fn a_failure_shared_by_many_requests_stops_at_the_bytes_limit_of_the_kept_events() {
+    // Each of the 1,000 requests' `failed` events, and its transcript line, holds its own copy
+    // of the 4 KiB error text: about 8 MiB, though only some 2,000 events.
+    let mut s = Scenario::new();
+    for _ in 0..1_000 {
+        s.request("blob:a", Priority::Normal);
+    }
+    let text = "x".repeat(4_096);
+    let outcome = DecodeOutcome::Failed(ErrorKind::Decode(text));
+    s.read("blob:a", 64).record(LogRecord::Decode { key: key("blob:a"), outcome });
+    s.shutdown();
+    let log = s.log();
+    let whole = replay(&log, ReplayOptions::default()).expect("replays within the defaults");
+    let failed = whole.lines.iter().filter(|l| l.event == "failed").count();
+    assert_eq!(failed, 1_000, "every request fails with the decode");
+    let max = 2 << 20;
+    let options = ReplayOptions {
+        events_max: Some(whole.lines.len()),
+        event_bytes_max: Some(max),
+        ..ReplayOptions::default()
+    };
+    match replay(&log, options) {
+        Err(ReplayError::TooManyEventBytes { offset, max: got }) => {
+            assert_eq!(got, max);
+            assert!(offset < log.len() as u64, "names the record at fault: {offset}");
+        }
+        other => panic!("the bytes limit holds: {:?}", other.map(|r| r.lines.len())),
     }
 }
 
