@@ -213,7 +213,10 @@ impl<T: Send + Sync + 'static> CacheControl for CacheHandle<T> {
     fn close(&self) {
         self.inbox.close();
         // Requests salvaged by an incarnation no one restarted (its supervisor gave up):
-        // dropping their tickets fails them with `Shutdown`.
-        std::mem::take(&mut *salvage_lock(&self.salvage)).drop_each();
+        // dropping their tickets fails them with `Shutdown`. They are dropped after the lock is
+        // let go: failing them runs the engine's wakers and drops, which a restarted cache
+        // taking the lock on the core thread must not wait for.
+        let salvaged = std::mem::take(&mut *salvage_lock(&self.salvage));
+        salvaged.drop_each();
     }
 }
