@@ -497,7 +497,8 @@ impl Runtime {
         }
     }
 
-    /// Live IO and decode worker threads: the pools' sizes, which never shrink.
+    /// Live IO and decode worker threads. A pool replaces a worker whose job panicked; one
+    /// whose factory panicked is not replaced, and the count goes down.
     pub fn live_workers(&self) -> (usize, usize) {
         self.inner.core().as_ref().map_or((0, 0), |c| (c.pools.io.live(), c.pools.decode.live()))
     }

@@ -14,7 +14,8 @@ pub struct RetryPolicy {
     /// counting the first, which is always made: 0 and 1 both mean no retry; past 65,535,
     /// 65,535. Other failures are not retried.
     pub attempts_max: u32,
-    /// The delay before each retry: `min_ms`, doubling up to `max_ms`.
+    /// The delay before each retry: `min_ms`, doubling up to `max_ms` (a `min_ms` of 0 stays
+    /// 0: every retry is at once, and `attempts_max` alone bounds them).
     pub backoff: Backoff,
     /// Decoder panics a key may cause in a row (a decode of it that works starts the count
     /// again) before it is quarantined: later requests for it fail at once with
@@ -203,8 +204,11 @@ impl RuntimeConfig {
     /// [`CREDITS_MAX`] (the scheduler counts credits in sixteenths, and a count near
     /// `usize::MAX` would overflow), the event buffer within [`EVENTS_BUFFERED_MAX`],
     /// dependency levels within [`DEPENDENCY_DEPTH_MAX`], the workers' nice within
-    /// [`WORKER_NICE_MAX`], the ack limit within [`SHUTDOWN_ACK_MS_MAX`] and the telemetry
-    /// intervals within [`TELEMETRY_INTERVAL_MS_MAX`].
+    /// [`WORKER_NICE_MAX`], the ack limit within [`SHUTDOWN_ACK_MS_MAX`], the telemetry
+    /// intervals within [`TELEMETRY_INTERVAL_MS_MAX`], `read_credit_bytes` from 1 to
+    /// `u32::MAX`, `io_bytes_per_sec_max` at least 1, the publish mode's budget and adaptive
+    /// policy, the retry policy, and the restart backoff's `min_ms` at most its `max_ms`, at most
+    /// [`RESTART_BACKOFF_MS_MAX`].
     ///
     /// # Errors
     ///
