@@ -35,6 +35,7 @@ use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use streamrt_messages::{EventKind, Priority, RequestId};
 use streamrt_supervisor::{drain_turn, ChildLink, ExitReason, Mailbox, StopChild, Wake};
 
+use crate::id_hash::IdSet;
 use crate::lock::lock;
 use crate::replay::{published_records, Recorder};
 use crate::request::{PublishBatch, Publishable, RequestCell};
@@ -106,8 +107,9 @@ impl Waiting for ReadyEntry {
 pub(crate) enum FrameMsg {
     /// Requests decoded (`ReadyToPublish`).
     Ready(Vec<ReadyEntry>),
-    /// A waiting request's priority changed.
-    Reprioritize(RequestId, Priority),
+    /// A waiting request's priority changed: its entry moves to the priority its request has
+    /// when the change is made.
+    Reprioritize(RequestId),
     /// Requests cancelled after they were staged: their entries leave the ready set now.
     Withdraw(Vec<RequestId>),
     /// Reply once everything before it is handled (a barrier).
@@ -203,11 +205,35 @@ pub(crate) enum FrameChoice<'a> {
 /// A change to the ready set the coordinator could not make at once, as an engine thread held
 /// the set to publish (see the module docs).
 enum Deferred {
-    /// Entries to stage, and the frame they arrived in: staged later, at the next boundary,
-    /// they still age from when they came.
+    /// Entries to stage, and the frame they arrived in: staged later, by whoever takes the
+    /// set next (a boundary, or the coordinator's next change), they still age from when they
+    /// came.
     Stage(Vec<ReadyEntry>, u64),
-    Reprioritize(RequestId, Priority),
+    /// Read from the request when made, so that one is as good as many.
+    Reprioritize(RequestId),
     Withdraw(Vec<RequestId>),
+}
+
+/// The changes left for the ready set, with the requests whose reprioritisation is among them.
+#[derive(Default)]
+struct DeferredChanges {
+    changes: Vec<Deferred>,
+    reprioritized: IdSet<RequestId>,
+}
+
+impl DeferredChanges {
+    /// Leaves `change`, unless it is a reprioritisation of a request one left already reads.
+    ///
+    /// A later stage or withdrawal of that request does not need it again: a stage reads its
+    /// request's priority as it is made.
+    fn push(&mut self, change: Deferred) {
+        if let Deferred::Reprioritize(request) = change {
+            if !self.reprioritized.insert(request) {
+                return;
+            }
+        }
+        self.changes.push(change);
+    }
 }
 
 /// The ready queue and publish policy, shared by the coordinator and the engine thread.
@@ -215,11 +241,12 @@ pub(crate) struct FrameShared {
     ready: Mutex<ReadySet<ReadyEntry>>,
     /// Changes the coordinator left while `ready` was held, in the order it made them; made
     /// by whoever takes `ready` next, before anything else. At most what the coordinator
-    /// handles during one publish: its stages are bounded by the decodes in flight and its
-    /// withdrawals by the requests, but a publish the engine's own code holds up (a waker or
-    /// subscriber that blocks) lets a reprioritisation from another engine thread add one
-    /// each, unmerged, for as long as it blocks.
-    deferred: Mutex<Vec<Deferred>>,
+    /// handles during one publish: its stages and withdrawals are bounded by the outstanding
+    /// requests (`requests_outstanding_max`), each staged and withdrawn once, and its
+    /// reprioritisations are merged, one per request, however often an engine thread moves a
+    /// request while a publish the engine's own code holds up (a waker or subscriber that
+    /// blocks) keeps the set.
+    deferred: Mutex<DeferredChanges>,
     pacing: Mutex<Pacing>,
     /// Task groups made during the current frame, cancelled at its end.
     groups: Mutex<Vec<Weak<dyn GroupWork>>>,
@@ -236,7 +263,7 @@ impl FrameShared {
     pub(crate) fn new(mode: PublishMode, held: bool, probe: Arc<Probe>) -> Self {
         Self {
             ready: Mutex::new(ReadySet::default()),
-            deferred: Mutex::new(Vec::new()),
+            deferred: Mutex::default(),
             pacing: Mutex::new(Pacing::new(mode)),
             groups: Mutex::new(Vec::new()),
             mode,
@@ -272,6 +299,7 @@ impl FrameShared {
     fn deferred_stages(&self) -> usize {
         let deferred = lock(&self.deferred);
         deferred
+            .changes
             .iter()
             .map(|change| if let Deferred::Stage(e, _) = change { e.len() } else { 0 })
             .sum()
@@ -280,7 +308,7 @@ impl FrameShared {
     /// Makes the changes left for `ready`, in order; the entries they withdrew.
     fn make_deferred(&self, ready: &mut ReadySet<ReadyEntry>) -> Vec<ReadyEntry> {
         let deferred = std::mem::take(&mut *lock(&self.deferred));
-        deferred.into_iter().flat_map(|change| self.make(ready, change)).collect()
+        deferred.changes.into_iter().flat_map(|change| self.make(ready, change)).collect()
     }
 
     /// Makes `change` to `ready`; the entries it withdrew.
@@ -296,8 +324,10 @@ impl FrameShared {
                 }
                 Vec::new()
             }
-            Deferred::Reprioritize(request, priority) => {
-                ready.reprioritize(request, priority);
+            Deferred::Reprioritize(request) => {
+                if let Some(priority) = ready.get(request).map(|entry| entry.cell.priority()) {
+                    ready.reprioritize(request, priority);
+                }
                 Vec::new()
             }
             Deferred::Withdraw(requests) => {
@@ -325,7 +355,8 @@ impl FrameShared {
         };
         let mut withdrawn = self.make_deferred(&mut ready);
         withdrawn.extend(self.make(&mut ready, change));
-        // Dropped after the lock is let go: they may hold the last references to large values.
+        // Dropped after the lock is let go: an entry may hold the last reference to its
+        // request's cell, and dropping that may drop what the engine's code left in it.
         drop(ready);
         drop(withdrawn);
     }
@@ -450,8 +481,8 @@ impl FrameCoordinator {
         match msg {
             FrameMsg::Ready(entries) if self.stopped => fail_shutdown(&entries),
             FrameMsg::Ready(entries) => self.shared.accept(entries),
-            FrameMsg::Reprioritize(request, priority) => {
-                self.shared.change(Deferred::Reprioritize(request, priority));
+            FrameMsg::Reprioritize(request) => {
+                self.shared.change(Deferred::Reprioritize(request));
             }
             FrameMsg::Withdraw(requests) => self.shared.change(Deferred::Withdraw(requests)),
             FrameMsg::Ping(ack) => {
@@ -502,8 +533,8 @@ impl Handler<Wake> for FrameCoordinator {
 }
 
 /// The ready set, locked, with the changes left for it made. The entries those withdrew are
-/// dropped once the lock is let go (the fields drop in order): they may hold the last
-/// references to large values.
+/// dropped once the lock is let go (the fields drop in order), as [`FrameShared::change`]
+/// drops its own.
 struct ReadyGuard<'a> {
     set: MutexGuard<'a, ReadySet<ReadyEntry>>,
     /// Held only to be dropped after `set`.
@@ -521,5 +552,34 @@ impl std::ops::Deref for ReadyGuard<'_> {
 impl std::ops::DerefMut for ReadyGuard<'_> {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.set
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamrt_supervisor::MonotonicClock;
+
+    #[test]
+    fn reprioritisations_left_while_a_publish_holds_the_set_are_merged_per_request() {
+        let probe = Arc::new(Probe::new(Arc::new(MonotonicClock::new()), 16, false));
+        let shared = FrameShared::new(PublishMode::Frames(FramePolicy::count(1)), false, probe);
+        let held = lock(&shared.ready);
+        for round in 0..10_000 {
+            shared.change(Deferred::Reprioritize(RequestId(round % 2)));
+        }
+        shared.change(Deferred::Withdraw(vec![RequestId(0)]));
+        shared.change(Deferred::Reprioritize(RequestId(0)));
+        let left: Vec<_> = lock(&shared.deferred)
+            .changes
+            .iter()
+            .map(|change| match change {
+                Deferred::Reprioritize(request) => format!("r{}", request.0),
+                Deferred::Withdraw(requests) => format!("w{}", requests.len()),
+                Deferred::Stage(entries, _) => format!("s{}", entries.len()),
+            })
+            .collect();
+        assert_eq!(left, ["r0", "r1", "w1"], "one per request, whatever came between");
+        drop(held);
     }
 }

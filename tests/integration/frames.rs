@@ -230,6 +230,53 @@ fn a_publish_held_up_by_the_engines_own_waker_does_not_hold_up_the_core_thread()
     });
 }
 
+#[test]
+fn requests_moved_while_a_publish_holds_the_set_go_at_their_last_priority_at_the_next_frame() {
+    use std::future::Future;
+    let source = GatedSource::with_blobs(4);
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.frame_budget(1));
+    let handles: Vec<_> =
+        (0..4).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
+    assert!(wait_loaded(&handles, PATIENCE));
+    assert!(rt.sync(PATIENCE), "all four staged");
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel();
+    let waker = std::task::Waker::from(Arc::new(BlockingWaker {
+        entered: std::sync::Mutex::new(entered_tx),
+        released: std::sync::Mutex::new(released),
+    }));
+    let mut ready = Box::pin(handles[0].ready());
+    let polled = ready.as_mut().poll(&mut std::task::Context::from_waker(&waker));
+    assert!(polled.is_pending(), "decoded, not yet published");
+    std::thread::scope(|scope| {
+        let boundary = scope.spawn(|| rt.begin_frame());
+        entered.recv_timeout(PATIENCE).expect("publishing `a0`, the oldest, wakes its waiter");
+        // Each change is left for the set's next taker; the last of each request's counts.
+        for round in 0..100 {
+            let (up, down) = if round % 2 == 0 {
+                (Priority::Critical, Priority::Background)
+            } else {
+                (Priority::Background, Priority::Critical)
+            };
+            handles[2].reprioritize(up);
+            handles[3].reprioritize(down);
+            assert!(rt.sync(PATIENCE), "the coordinator takes the change while the set is held");
+        }
+        handles[1].reprioritize(Priority::Low);
+        assert!(rt.sync(PATIENCE));
+        release.send(()).unwrap();
+        assert_eq!(boundary.join().unwrap().published, 1);
+    });
+    let published_next = |rt: &streamrt::Runtime| {
+        assert_eq!(rt.begin_frame().published, 1);
+        rt.end_frame();
+        (0..4).filter(|&i| handles[i].state() == LoadState::Ready).collect::<Vec<_>>()
+    };
+    assert_eq!(published_next(&rt), [0, 3], "`a3`, last moved to critical");
+    assert_eq!(published_next(&rt), [0, 1, 3], "`a1`, low, ahead of `a2`, background");
+    assert_eq!(published_next(&rt), [0, 1, 2, 3]);
+}
+
 /// A waker that moves the runtime's clock on when a publish wakes it: the engine's own code
 /// taking that long.
 struct ClockMovingWaker {

@@ -22,7 +22,7 @@ impl<T: Send + Sync + 'static> Cache<T> {
         match phase {
             Phase::Backoff | Phase::Queued => self.settle_priority(at, Some(priority), true),
             Phase::Resident => {
-                let _ = self.links.frame.post(FrameMsg::Reprioritize(request, priority));
+                let _ = self.links.frame.post(FrameMsg::Reprioritize(request));
             }
             // In flight: raised, it goes ahead of the loads staged before it, and the new
             // priority orders the publish, read from the request at staging. Lowered, it keeps

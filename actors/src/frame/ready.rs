@@ -39,8 +39,8 @@ pub(crate) use recorded::RecordedPublishes;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FramePolicy {
     /// Requests published per frame at most; at least 1 (a runtime is not built with 0, which
-    /// would never publish), unless an adaptive policy sets the count, starting here and
-    /// raised to its `budget_min`.
+    /// would never publish), unless an adaptive policy sets the count, starting here, raised
+    /// to its `budget_min` or lowered to its `budget_max`.
     pub publish_count_max: u32,
     /// Bytes published per frame at most (the first request of a frame is always allowed).
     pub publish_bytes_max: u64,
@@ -159,6 +159,11 @@ impl<E: Waiting> Default for ReadySet<E> {
 impl<E: Waiting> ReadySet<E> {
     pub(crate) fn len(&self) -> usize {
         self.waiting.len()
+    }
+
+    /// `request`'s entry, while it waits.
+    pub(crate) fn get(&self, request: RequestId) -> Option<&E> {
+        self.waiting.get(&request).map(|staged| &staged.entry)
     }
 
     /// Adds a request that became ready during `frame`; a request already waiting is kept as
