@@ -19,19 +19,22 @@
 //! once but a long run never exceeds the rate by more than one burst.
 //!
 //! A `High` or `Critical` load does not wait behind the schedule: its read is charged, so the
-//! reads after it wait for its bytes too, but it goes on at once. Otherwise one large
-//! background read, charged first, held every read after it, the engine's most urgent too,
-//! for as long as its bytes take at the rate.
+//! reads after it wait for its bytes too, but it goes on at once. Nor does a load raised to
+//! urgent while its worker waits, and the workers stop waiting when an urgent load waits for a
+//! worker while every one of them is paying ([`Throttle::nudge`] wakes them): the bytes it was paying for stay charged, so the
+//! reads after them pay for them. Otherwise one large background read, charged first, held
+//! every read after it, the engine's most urgent too, for as long as its bytes take at the
+//! rate; and with every worker paying, an urgent load waited for the first of them to finish.
 //!
 //! # Invariants
 //!
 //! Over any interval, the bytes let through are at most `rate × (interval + burst)` plus the
-//! last charge (a whole window, for a pack), plus the urgent loads' bytes whose stretch of
-//! the schedule runs past the interval. Pure arithmetic on the caller's clock, so it is
-//! tested with scripted time.
+//! last charge (a whole window, for a pack), plus the bytes let go early for urgent loads
+//! whose stretch of the schedule runs past the interval. Pure arithmetic on the caller's
+//! clock, so it is tested with scripted time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::lock::lock;
@@ -75,19 +78,29 @@ pub(crate) struct Throttle {
     storage_charged: AtomicU64,
     /// Set once the source's count panicked: it is not asked again.
     storage_count: OptionalCalls,
+    /// Nudges so far: a paying worker waits on `nudged` for the count to move.
+    nudges: Mutex<u64>,
+    nudged: Condvar,
+    /// The IO workers waiting in [`Throttle::pay`], and how many there are.
+    paying: AtomicUsize,
+    workers: usize,
 }
 
 impl Throttle {
     /// At most `bytes_per_sec` on average, with a burst of `BURST_US` of bytes after a pause,
-    /// over `source`: its storage count now (if it keeps one) is charged to no read, so reads
-    /// before the runtime do not pay.
-    pub(crate) fn new(bytes_per_sec: u64, source: &dyn Source) -> Self {
+    /// over `source` read by `workers` IO workers: its storage count now (if it keeps one) is
+    /// charged to no read, so reads before the runtime do not pay.
+    pub(crate) fn new(bytes_per_sec: u64, source: &dyn Source, workers: usize) -> Self {
         let schedule = Schedule::new(bytes_per_sec, BURST_US);
         let throttle = Self {
             epoch: Instant::now(),
             schedule: Mutex::new(schedule),
             storage_charged: AtomicU64::new(0),
             storage_count: OptionalCalls::default(),
+            nudges: Mutex::new(0),
+            nudged: Condvar::new(),
+            paying: AtomicUsize::new(0),
+            workers,
         };
         if let Some(before) = throttle.storage_count(source) {
             throttle.storage_charge(before);
@@ -112,11 +125,13 @@ impl Throttle {
     }
 
     /// Charges `bytes` just read and blocks the calling IO worker until they are paid for, or
-    /// until `cancelled` says the load is gone (a cancel, or shutdown, which cancels every
-    /// load), checked every `CANCEL_CHECK`. An `urgent` load's bytes are charged and not
-    /// waited for: it goes on at once, and the reads after it pay for it. Only IO worker
-    /// threads call this: they exist to block, no arbiter ever does.
-    pub(crate) fn pay(&self, bytes: u64, urgent: bool, cancelled: impl Fn() -> bool) {
+    /// until `let_go` says it need not wait: the load is gone (a cancel, or shutdown, which
+    /// cancels every load, checked every `CANCEL_CHECK`), or it was raised to urgent or an
+    /// urgent load waits for a worker (checked at each [`Throttle::nudge`]). An `urgent`
+    /// load's bytes are charged and not waited for: it goes on at once, and the reads after
+    /// it pay for it. Only IO worker threads call this: they exist to block, no arbiter ever
+    /// does.
+    pub(crate) fn pay(&self, bytes: u64, urgent: bool, let_go: impl Fn() -> bool) {
         const CANCEL_CHECK: Duration = Duration::from_millis(20);
         let now_us = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         let wait_us = lock(&self.schedule).charge(now_us, bytes);
@@ -124,13 +139,50 @@ impl Throttle {
             return;
         }
         let until = Instant::now() + Duration::from_micros(wait_us);
-        while !cancelled() {
+        let _paying = Paying::new(&self.paying);
+        // `let_go` is asked with the nudges' lock held, which a nudge takes after what it
+        // signals is done: a change made after the ask wakes the wait below.
+        let mut nudges = lock(&self.nudges);
+        while !let_go() {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;
             }
-            std::thread::sleep(left.min(CANCEL_CHECK));
+            nudges = match self.nudged.wait_timeout(nudges, left.min(CANCEL_CHECK)) {
+                Ok((nudges, _)) => nudges,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
         }
+    }
+
+    /// Whether every IO worker is waiting in [`Throttle::pay`]: no other is free to take an
+    /// urgent load soon. (A pool that lost a worker to its factory's panic never is: its
+    /// urgent loads then wait for the first worker done paying, as before this check.)
+    pub(crate) fn all_paying(&self) -> bool {
+        self.paying.load(Ordering::Acquire) >= self.workers
+    }
+
+    /// Wakes the workers paying for their reads to ask their `let_go` again: a load was raised
+    /// to urgent, or one was staged for a read. Called after the change is made.
+    pub(crate) fn nudge(&self) {
+        *lock(&self.nudges) += 1;
+        self.nudged.notify_all();
+    }
+}
+
+/// Counts a worker among the paying ones while it lives.
+struct Paying<'a>(&'a AtomicUsize);
+
+impl<'a> Paying<'a> {
+    fn new(paying: &'a AtomicUsize) -> Self {
+        paying.fetch_add(1, Ordering::AcqRel);
+        Self(paying)
+    }
+}
+
+impl Drop for Paying<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -142,7 +194,7 @@ mod tests {
     #[test]
     fn the_storage_count_is_charged_once_whichever_worker_reads_it_and_in_whatever_order() {
         let uncounted = crate::MemorySource::new();
-        let throttle = Throttle::new(1_000, &uncounted);
+        let throttle = Throttle::new(1_000, &uncounted, 1);
         assert_eq!(throttle.storage_charge(100), 100);
         // Another worker's window read meanwhile: the next to look pays for it.
         assert_eq!(throttle.storage_charge(350), 250);
@@ -151,7 +203,7 @@ mod tests {
         assert_eq!(throttle.storage_charge(300), 0);
         assert_eq!(throttle.storage_charge(400), 50);
         // Reads before the runtime was built are not charged.
-        let later = Throttle::new(1_000, &uncounted);
+        let later = Throttle::new(1_000, &uncounted, 1);
         later.storage_charge(1_000);
         assert_eq!(later.storage_charge(1_200), 200);
     }

@@ -211,6 +211,9 @@ pub(crate) struct IoPort {
     pub(crate) staged: Option<Arc<ReadQueue>>,
     /// Where read loads wait for a decode worker (`None` when deterministic).
     pub(crate) staged_decodes: Option<Arc<DecodeQueue>>,
+    /// The IO bandwidth limit, if one is set: nudged when an urgent load is staged or a load
+    /// is raised to urgent, so that the workers paying for their reads let them go.
+    pub(crate) throttle: Option<Arc<Throttle>>,
 }
 
 impl IoPort {
@@ -224,8 +227,11 @@ impl IoPort {
         match &self.staged {
             Some(staged) => {
                 let count = reads.len();
-                staged.push_all(reads.drain(..));
+                let most_urgent = staged.push_all(reads.drain(..));
                 let _ = self.io.submit_all(std::iter::repeat_with(|| ReadOrder::Next).take(count));
+                if most_urgent.is_some_and(|p| p <= URGENT) {
+                    self.nudge();
+                }
             }
             None => {
                 let orders = reads.drain(..).map(|read| ReadOrder::This(Box::new(read)));
@@ -243,6 +249,16 @@ impl IoPort {
         }
         if let Some(staged) = &self.staged_decodes {
             staged.raise(generation, priority);
+        }
+        // The load may be neither: its worker may be paying for its bytes.
+        if priority <= URGENT {
+            self.nudge();
+        }
+    }
+
+    fn nudge(&self) {
+        if let Some(throttle) = &self.throttle {
+            throttle.nudge();
         }
     }
 }
@@ -416,7 +432,14 @@ impl IoWorker {
                 None => n.unwrap_or(0),
             };
             if charged > 0 {
-                throttle.pay(charged, priority <= URGENT, || job.is_cancelled());
+                // Let go of early for an urgent load: this one raised, or one waiting for a
+                // worker while every worker pays.
+                let let_go = || {
+                    job.is_cancelled()
+                        || job.priority_now() <= URGENT
+                        || (throttle.all_paying() && self.staged.holds_at_least(URGENT))
+                };
+                throttle.pay(charged, priority <= URGENT, let_go);
             }
         }
         Ok((read, priority))

@@ -448,6 +448,53 @@ fn under_a_bandwidth_limit_a_critical_load_does_not_wait_for_a_background_read_c
     assert!(big.cancel());
 }
 
+/// A runtime of `workers` IO workers reading at 1,000 bytes a second, with `big` 100 KB
+/// assets (100 s of the schedule each, past the tests' patience) and a small one, `small`;
+/// once every `big` load was read, its worker is paying for its bytes.
+fn paying_for_background_reads(
+    source: &GatedSource,
+    workers: usize,
+    big: usize,
+) -> (streamrt::Runtime, Vec<streamrt::Handle<Blob>>) {
+    for i in 0..big {
+        source.put(&format!("big{i}"), &vec![1; 100_000]);
+    }
+    source.put("small", &[2; 16]);
+    let rt = runtime(source, &BlobDecoder::default(), |b| {
+        b.immediate().workers(workers).io_bytes_per_sec_max(1_000)
+    });
+    let events = rt.subscribe(1024);
+    let handles: Vec<_> = (0..big)
+        .map(|i| rt.request::<Blob>(&format!("big{i}"), Priority::Background).unwrap())
+        .collect();
+    for _ in 0..big {
+        let read = |e: &streamrt::messages::Event| {
+            e.kind == streamrt::messages::EventKind::ReadDone
+                && e.key.as_ref().is_some_and(|k| k.path().starts_with("big"))
+        };
+        assert!(events.wait_for(PATIENCE, read).is_some());
+    }
+    (rt, handles)
+}
+
+#[test]
+fn under_a_bandwidth_limit_a_critical_load_does_not_wait_while_every_worker_pays_for_a_read() {
+    let source = GatedSource::default();
+    let (rt, _big) = paying_for_background_reads(&source, 2, 2);
+    let small = rt.request::<Blob>("small", Priority::Critical).unwrap();
+    let loaded = small.wait_timeout(PATIENCE).expect("not held behind the background reads");
+    assert_eq!(loaded.unwrap().0, [2; 16]);
+}
+
+#[test]
+fn under_a_bandwidth_limit_a_load_raised_to_critical_while_its_worker_pays_goes_on_at_once() {
+    let source = GatedSource::default();
+    let (_rt, big) = paying_for_background_reads(&source, 2, 1);
+    big[0].reprioritize(Priority::Critical);
+    let loaded = big[0].wait_timeout(PATIENCE).expect("its worker stops paying");
+    assert_eq!(loaded.unwrap().0.len(), 100_000);
+}
+
 #[test]
 fn a_reprioritise_to_the_priority_a_request_has_is_neither_sent_nor_recorded() {
     let source = GatedSource::with_blobs(1);

@@ -134,6 +134,7 @@ fn io_pool(
     parts: &CoreParts,
     staged: &Arc<ReadQueue>,
     staged_decodes: Option<Arc<DecodeQueue>>,
+    throttle: Option<&Arc<Throttle>>,
     decode: &WorkerPool<DecodeJob>,
     crashes: &Arc<CrashRequests>,
 ) -> std::io::Result<WorkerPool<ReadOrder>> {
@@ -142,8 +143,7 @@ fn io_pool(
         let (source, probe) = (Arc::clone(&parts.source), Arc::clone(&parts.probe));
         let staged = Arc::clone(staged);
         let (decode, crashes) = (decode.sender(), Arc::clone(crashes));
-        let throttle =
-            config.io_bytes_per_sec_max.map(|rate| Arc::new(Throttle::new(rate, &*source)));
+        let throttle = throttle.cloned();
         let urgent_decodes_here = config.urgent_decodes_on_io;
         move |index| IoWorker {
             throttle: throttle.clone(),
@@ -195,7 +195,17 @@ impl Core {
         let config = &parts.config;
         let decode = decode_pool(&parts, &staged_decodes, &decode_crashes)?;
         let staged_decodes = det.is_none().then_some(staged_decodes);
-        let io = io_pool(&parts, &staged, staged_decodes.clone(), &decode, &io_crashes)?;
+        let throttle = config
+            .io_bytes_per_sec_max
+            .map(|rate| Arc::new(Throttle::new(rate, &*parts.source, config.workers)));
+        let io = io_pool(
+            &parts,
+            &staged,
+            staged_decodes.clone(),
+            throttle.as_ref(),
+            &decode,
+            &io_crashes,
+        )?;
         let caches: Vec<_> = parts.types.iter().map(|t| t.control()).collect();
         let supervisors = [Mailbox::new(), Mailbox::new()];
         let ack_max = Duration::from_millis(config.shutdown_ack_ms_max);
@@ -208,6 +218,7 @@ impl Core {
             io: io.sender(),
             staged: det.is_none().then_some(staged),
             staged_decodes,
+            throttle,
             pool_stats: [io.stats(), decode.stats()],
             caches: caches.clone(),
             supervisors: supervisors.clone(),
@@ -415,6 +426,8 @@ struct CoreActors {
     staged: Option<Arc<ReadQueue>>,
     /// Where read loads wait for the decode workers (`None` when deterministic).
     staged_decodes: Option<Arc<DecodeQueue>>,
+    /// The IO bandwidth limit the IO workers pay, if one is set.
+    throttle: Option<Arc<Throttle>>,
     pool_stats: [Arc<PoolStats>; 2],
     caches: Vec<Arc<dyn CacheControl>>,
     supervisors: [Mailbox<SupervisorMsg>; 2],
@@ -532,6 +545,7 @@ fn run_core(mut actors: CoreActors, ready: &mpsc::Sender<(System, Arbiter)>) {
                 io: actors.io.clone(),
                 staged: actors.staged.clone(),
                 staged_decodes: actors.staged_decodes.clone(),
+                throttle: actors.throttle.clone(),
             },
             frame: actors.frame_mailbox.clone(),
             probe: Arc::clone(&actors.parts.probe),

@@ -69,14 +69,23 @@ impl<J: StagedLoad> Staging<J> {
         self.push_all([job]);
     }
 
+    /// Whether a load at `priority` or more urgent waits here.
+    pub(crate) fn holds_at_least(&self, priority: Priority) -> bool {
+        lock(&self.levels)[..=priority.index()].iter().any(|level| !level.is_empty())
+    }
+
     /// Pushes every job under one lock, each at its priority now, read under the lock: a
     /// raise either reads its table after this (and is seen) or takes the lock before this
-    /// (and the raise's move in the queue follows it).
-    pub(crate) fn push_all(&self, jobs: impl IntoIterator<Item = J>) {
+    /// (and the raise's move in the queue follows it). Returns the most urgent level pushed.
+    pub(crate) fn push_all(&self, jobs: impl IntoIterator<Item = J>) -> Option<Priority> {
         let mut levels = lock(&self.levels);
+        let mut most_urgent = None;
         for job in jobs {
-            levels[job.priority_now().index()].push_back(job);
+            let priority = job.priority_now();
+            levels[priority.index()].push_back(job);
+            most_urgent = Some(most_urgent.map_or(priority, |m: Priority| m.min(priority)));
         }
+        most_urgent
     }
 
     /// Moves the load `generation`, if it waits here less urgently, to the back of
