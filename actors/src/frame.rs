@@ -411,7 +411,7 @@ impl FrameShared {
     fn publish_now(&self, entries: &[ReadyEntry]) {
         let batch = PublishBatch::new(self.probe.now_us());
         let recorder = self.probe.recorder();
-        let order = recorder.map(Recorder::order);
+        let order = recorder.and_then(Recorder::order);
         let published = entries.iter().filter(|e| e.cell.publish_in(&batch)).map(|e| e.request);
         let count = match recorder {
             None => published.count(),

@@ -465,7 +465,7 @@ impl<T: Send + Sync + 'static> RequestCell<T> {
     /// recorder's order lock, as a frame's publishes and their records do, so the log lists a
     /// cancel that lost the race to a publish after that frame, as it took effect.
     fn cancel_and_release(self: &Arc<Self>, always: bool) -> bool {
-        let _order = self.root_recorder().map(Recorder::order);
+        let _order = self.root_recorder().and_then(Recorder::order);
         let ended_it = self.cancel();
         if ended_it || always {
             self.release();

@@ -402,6 +402,80 @@ fn a_recorded_session_shut_down_by_a_waker_its_publish_wakes_stops_whole_and_log
     assert_eq!(shutdowns, 1, "the log is whole");
 }
 
+/// A waker that calls the engine's code given to it once, then says so.
+struct CallingBack {
+    call: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    done: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+}
+
+impl std::task::Wake for CallingBack {
+    fn wake(self: Arc<Self>) {
+        if let Some(call) = self.call.lock().unwrap().take() {
+            call();
+        }
+        let _ = self.done.lock().unwrap().send(());
+    }
+}
+
+#[test]
+fn a_recorded_frames_waker_that_requests_cancels_and_moves_requests_returns_and_replays() {
+    use std::future::Future;
+    let source = GatedSource::with_blobs(4);
+    source.gate.hold("a1");
+    source.gate.hold("a2");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.frame_budget(8).record(&log, "test"));
+    let rt = Arc::new(rt);
+    let published = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    let reading = rt.request::<Blob>("a1", Priority::Normal).unwrap();
+    let moved = rt.request::<Blob>("a2", Priority::Low).unwrap();
+    assert!(streamrt::wait_loaded(std::slice::from_ref(&published), PATIENCE));
+    assert!(rt.sync(PATIENCE), "`a0` staged for the frame");
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let made: Arc<OnceLock<Handle<Blob>>> = Arc::default();
+    let call = {
+        let (rt, made) = (Arc::downgrade(&rt), Arc::clone(&made));
+        let (reading, moved) = (reading.clone(), moved.clone());
+        move || {
+            // Each takes the recorder's order lock, which the frame's publish holds here.
+            assert!(reading.cancel());
+            moved.reprioritize(Priority::Critical);
+            let rt = rt.upgrade().expect("the test holds it");
+            let _ = made.set(rt.request::<Blob>("a3", Priority::Normal).unwrap());
+        }
+    };
+    let waker = std::task::Waker::from(Arc::new(CallingBack {
+        call: std::sync::Mutex::new(Some(Box::new(call))),
+        done: std::sync::Mutex::new(done_tx),
+    }));
+    let mut ready = Box::pin(published.ready());
+    assert!(ready.as_mut().poll(&mut std::task::Context::from_waker(&waker)).is_pending());
+    let (frame_tx, frame) = std::sync::mpsc::channel();
+    let boundary = {
+        let rt = Arc::clone(&rt);
+        std::thread::spawn(move || frame_tx.send(rt.begin_frame().published).unwrap())
+    };
+    let returned = done.recv_timeout(PATIENCE).is_ok();
+    let ended = returned && frame.recv_timeout(PATIENCE) == Ok(1);
+    if !ended {
+        // Dropped, they would take the lock the stuck frame holds: the test would hang.
+        std::mem::forget((rt, published, reading, moved, ready));
+        panic!("the waker returned: {returned}; the frame ended publishing `a0` alone: false");
+    }
+    boundary.join().unwrap();
+    source.gate.release_all();
+    let made = made.get().expect("requested from the waker");
+    assert!(streamrt::wait_loaded(&[moved.clone(), made.clone()], PATIENCE));
+    assert_eq!(rt.begin_frame().published, 2, "`a2` and `a3`");
+    assert_eq!(reading.state(), LoadState::Cancelled);
+    drop(ready);
+    Arc::into_inner(rt).expect("the last reference").shutdown();
+    let report = streamrt::replay::replay(&std::fs::read(&log).unwrap(), Default::default());
+    let report = report.expect("the log replays");
+    assert_eq!(report.divergence, None, "{:#?}", report.lines);
+}
+
 #[test]
 fn a_shutdown_called_on_the_core_thread_hands_the_stop_off_and_the_stop_ends_whole() {
     let source = GatedSource::with_blobs(1);

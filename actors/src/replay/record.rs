@@ -71,8 +71,8 @@ pub(crate) struct Recorder {
 
 thread_local! {
     /// The recorders whose order lock this thread holds, by address: a publish or a cancel
-    /// runs the engine's code under it (its wakers), which may shut the runtime down, whose
-    /// close takes the lock to record the `Shutdown`.
+    /// runs the engine's code under it (its wakers), which may call the runtime back (request,
+    /// cancel, move a request, shut down), each of which takes the lock to record itself.
     static ORDER_HELD_HERE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -118,15 +118,19 @@ impl Recorder {
     }
 
     /// Serialises root requests, frames and cancels while recording; see the field's docs.
-    pub(crate) fn order(&self) -> OrderGuard<'_> {
+    /// `None` if this thread holds the lock already: the engine's code run under it (a waker
+    /// a publish or a cancel wakes) requesting, cancelling, moving a request or closing the
+    /// session, whose section the lock already orders. Its record then comes before the
+    /// records of the section it ran in (a frame's publishes are recorded once they all
+    /// happened): a cancel made so of a request the same frame published first is replayed
+    /// before the publish, and the replay says where it diverges, where taking the lock again
+    /// would hang the thread.
+    pub(crate) fn order(&self) -> Option<OrderGuard<'_>> {
+        if HeldMark::is_marked(&ORDER_HELD_HERE, self.address()) {
+            return None;
+        }
         let lock = lock(&self.order);
-        OrderGuard { _mark: HeldMark::new(&ORDER_HELD_HERE, self.address()), _lock: lock }
-    }
-
-    /// The order lock, or `None` if this thread holds it already: the engine's code run under
-    /// it (a waker) closing the session, whose section the lock already orders.
-    pub(crate) fn order_unless_held_here(&self) -> Option<OrderGuard<'_>> {
-        (!HeldMark::is_marked(&ORDER_HELD_HERE, self.address())).then(|| self.order())
+        Some(OrderGuard { _mark: HeldMark::new(&ORDER_HELD_HERE, self.address()), _lock: lock })
     }
 
     fn address(&self) -> usize {

@@ -221,7 +221,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
     pub fn reprioritize(&self, priority: Priority) {
         // While recording, the change and its record happen under the recorder's order lock,
         // as a cancel's do: two threads moving one request leave it where the log says.
-        let _order = self.cell.root_recorder().map(Recorder::order);
+        let _order = self.cell.root_recorder().and_then(Recorder::order);
         let unchanged = self.cell.priority() == priority;
         if unchanged || self.is_terminal() || self.cell.released.load(Ordering::Acquire) {
             return;

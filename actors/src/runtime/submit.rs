@@ -242,7 +242,7 @@ impl Submitter {
         let recorder = self.probe.recorder();
         // Not taken again by a thread that holds it (the engine's code a publish or a cancel
         // runs under it, shutting the runtime down): the section it is in orders the record.
-        let _order = recorder.and_then(Recorder::order_unless_held_here);
+        let _order = recorder.and_then(Recorder::order);
         let first = !self.closing.swap(true, Ordering::AcqRel);
         if let (true, Some(recorder)) = (first, recorder) {
             recorder.record(&LogRecord::Shutdown);
