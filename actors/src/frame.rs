@@ -8,7 +8,9 @@
 //! shutdown does): publishing runs the engine's own code (its tracing subscriber, the wakers
 //! of its async waits) under that lock, and the coordinator shares the core thread with every
 //! cache and the scheduler, so a change it cannot make at once is left for whoever takes the
-//! queue next, which makes it first (`Deferred`).
+//! queue next, which makes it first (`Deferred`). Likewise, while recording, an immediate
+//! publish that finds the recorder's order lock held by an engine thread is left and tried
+//! again shortly (`FrameShared::publish_now`).
 //!
 //! # Ordering
 //!
@@ -30,6 +32,7 @@
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
+use std::time::Duration;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use streamrt_messages::{EventKind, Priority, RequestId};
@@ -37,7 +40,7 @@ use streamrt_supervisor::{drain_turn, ChildLink, ExitReason, Mailbox, StopChild,
 
 use crate::id_hash::IdSet;
 use crate::lock::lock;
-use crate::replay::{published_records, Recorder};
+use crate::replay::{published_records, OrderHeld, Recorder};
 use crate::request::{PublishBatch, Publishable, RequestCell};
 use crate::tasks::GroupWork;
 use crate::telemetry::Probe;
@@ -256,6 +259,11 @@ pub(crate) struct FrameShared {
     /// request as soon as its decode is fed, which may be before the engine's recorded cancel
     /// of it. Logs from version 4 record immediate publishes.
     held: bool,
+    /// Immediate publishes left, in the order they came, while another thread held the
+    /// recorder's order lock: the coordinator does not wait for the engine's code that may run
+    /// under it (a dependency walk's source lookups, a cancel's wakers). At most the
+    /// outstanding requests, each published once.
+    unpublished: Mutex<Vec<ReadyEntry>>,
     probe: Arc<Probe>,
 }
 
@@ -268,6 +276,7 @@ impl FrameShared {
             groups: Mutex::new(Vec::new()),
             mode,
             held,
+            unpublished: Mutex::default(),
             probe,
         }
     }
@@ -407,11 +416,27 @@ impl FrameShared {
     /// clock read, one count, one wake for every request the caches sent together. While
     /// recording, the publishes and their record happen under the order lock, as the engine's
     /// cancels do: a cancel that lost the race to a publish is recorded after it, and a
-    /// request a cancel reached first is neither published nor recorded as such.
-    fn publish_now(&self, entries: &[ReadyEntry]) {
-        let batch = PublishBatch::new(self.probe.now_us());
+    /// request a cancel reached first is neither published nor recorded as such. While another
+    /// thread holds that lock they are left, behind those left before, for
+    /// [`FrameShared::publish_left`]. Whether any are left.
+    fn publish_now(&self, mut entries: Vec<ReadyEntry>) -> bool {
         let recorder = self.probe.recorder();
-        let order = recorder.and_then(Recorder::order);
+        let order = match recorder.map(Recorder::try_order) {
+            Some(Err(OrderHeld)) => {
+                lock(&self.unpublished).append(&mut entries);
+                return true;
+            }
+            Some(Ok(order)) => {
+                let mut unpublished = std::mem::take(&mut *lock(&self.unpublished));
+                if !unpublished.is_empty() {
+                    unpublished.append(&mut entries);
+                    entries = unpublished;
+                }
+                order
+            }
+            None => None,
+        };
+        let batch = PublishBatch::new(self.probe.now_us());
         let published = entries.iter().filter(|e| e.cell.publish_in(&batch)).map(|e| e.request);
         let count = match recorder {
             None => published.count(),
@@ -425,6 +450,16 @@ impl FrameShared {
         };
         drop(order);
         batch.finish(&self.probe, u32::try_from(count).unwrap_or(u32::MAX));
+        false
+    }
+
+    /// Publishes the immediate publishes left while the order lock was held, if it is free
+    /// now. Whether any are still left.
+    fn publish_left(&self) -> bool {
+        if lock(&self.unpublished).is_empty() {
+            return false;
+        }
+        self.publish_now(Vec::new())
     }
 
     /// Ends a frame: cancels the task groups made during it.
@@ -442,9 +477,12 @@ impl FrameShared {
         groups.push(Arc::downgrade(group));
     }
 
+    /// Publishes or stages `entries` (immediate publishes may be left for later: see
+    /// [`FrameShared::publish_now`]).
     fn accept(&self, entries: Vec<ReadyEntry>) {
         if self.mode == PublishMode::Immediate && !self.held {
-            return self.publish_now(&entries);
+            self.publish_now(entries);
+            return;
         }
         // Stamped with its frame by `change`.
         self.change(Deferred::Stage(entries, self.probe.frame()));
@@ -455,6 +493,8 @@ impl FrameShared {
         // dependency gates, which must not hold up an engine thread's `begin_frame`.
         let drained = self.ready().drain();
         fail_shutdown(&drained);
+        let unpublished = std::mem::take(&mut *lock(&self.unpublished));
+        fail_shutdown(&unpublished);
     }
 }
 
@@ -465,6 +505,8 @@ pub(crate) struct FrameCoordinator {
     drain_batch_max: usize,
     stopped: bool,
     link: ChildLink,
+    /// Whether a retry of the immediate publishes left is set (see `retry_left`).
+    retry_armed: bool,
 }
 
 impl FrameCoordinator {
@@ -474,7 +516,23 @@ impl FrameCoordinator {
         drain_batch_max: usize,
         link: ChildLink,
     ) -> Self {
-        Self { mailbox, shared, drain_batch_max, stopped: false, link }
+        Self { mailbox, shared, drain_batch_max, stopped: false, link, retry_armed: false }
+    }
+
+    /// Tries the immediate publishes left again every `PUBLISH_RETRY` while some are left and
+    /// no retry is set yet.
+    fn retry_left(&mut self, ctx: &mut Context<Self>) {
+        const PUBLISH_RETRY: Duration = Duration::from_millis(1);
+        if self.retry_armed || self.stopped || lock(&self.shared.unpublished).is_empty() {
+            return;
+        }
+        self.retry_armed = true;
+        ctx.run_later(PUBLISH_RETRY, |actor, ctx| {
+            actor.retry_armed = false;
+            if !actor.stopped && actor.shared.publish_left() {
+                actor.retry_left(ctx);
+            }
+        });
     }
 
     fn handle_msg(&mut self, msg: FrameMsg) {
@@ -508,6 +566,8 @@ impl Actor for FrameCoordinator {
         if self.link.incarnation() > 1 {
             self.shared.probe.restarted("frame");
         }
+        // A predecessor's retry ended with it.
+        self.retry_left(ctx);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -528,7 +588,7 @@ impl Handler<Wake> for FrameCoordinator {
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
         let (mailbox, link, max) = (self.mailbox.clone(), self.link.clone(), self.drain_batch_max);
-        drain_turn(self, ctx, &mailbox, &link, max, Self::handle_msg, |_, _| {});
+        drain_turn(self, ctx, &mailbox, &link, max, Self::handle_msg, Self::retry_left);
     }
 }
 

@@ -20,7 +20,7 @@ mod script;
 mod stepper;
 mod transcript;
 
-pub(crate) use record::{log_header, published_records, type_policy_record, Recorder};
+pub(crate) use record::{log_header, published_records, type_policy_record, OrderHeld, Recorder};
 pub(crate) use stepper::{CancelNotes, Deterministic, VirtualTimers};
 pub use transcript::TranscriptLine;
 

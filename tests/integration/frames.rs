@@ -183,6 +183,19 @@ struct BlockingWaker {
     released: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
 }
 
+impl BlockingWaker {
+    /// The waker, what says it was called, and what lets it go.
+    fn waker() -> (std::task::Waker, std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel();
+        let waker = std::task::Waker::from(Arc::new(BlockingWaker {
+            entered: std::sync::Mutex::new(entered_tx),
+            released: std::sync::Mutex::new(released),
+        }));
+        (waker, entered, release)
+    }
+}
+
 impl std::task::Wake for BlockingWaker {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
@@ -205,12 +218,7 @@ fn a_publish_held_up_by_the_engines_own_waker_does_not_hold_up_the_core_thread()
     assert!(wait_loaded(std::slice::from_ref(&first), PATIENCE));
     // Staged: the boundary below publishes it.
     assert!(rt.sync(PATIENCE));
-    let (entered_tx, entered) = std::sync::mpsc::channel();
-    let (release, released) = std::sync::mpsc::channel();
-    let waker = std::task::Waker::from(Arc::new(BlockingWaker {
-        entered: std::sync::Mutex::new(entered_tx),
-        released: std::sync::Mutex::new(released),
-    }));
+    let (waker, entered, release) = BlockingWaker::waker();
     let mut ready = Box::pin(first.ready());
     let polled = ready.as_mut().poll(&mut std::task::Context::from_waker(&waker));
     assert!(polled.is_pending(), "decoded, not yet published");
@@ -239,12 +247,7 @@ fn requests_moved_while_a_publish_holds_the_set_go_at_their_last_priority_at_the
         (0..4).map(|i| rt.request::<Blob>(&format!("a{i}"), Priority::Normal).unwrap()).collect();
     assert!(wait_loaded(&handles, PATIENCE));
     assert!(rt.sync(PATIENCE), "all four staged");
-    let (entered_tx, entered) = std::sync::mpsc::channel();
-    let (release, released) = std::sync::mpsc::channel();
-    let waker = std::task::Waker::from(Arc::new(BlockingWaker {
-        entered: std::sync::Mutex::new(entered_tx),
-        released: std::sync::Mutex::new(released),
-    }));
+    let (waker, entered, release) = BlockingWaker::waker();
     let mut ready = Box::pin(handles[0].ready());
     let polled = ready.as_mut().poll(&mut std::task::Context::from_waker(&waker));
     assert!(polled.is_pending(), "decoded, not yet published");
@@ -275,6 +278,44 @@ fn requests_moved_while_a_publish_holds_the_set_go_at_their_last_priority_at_the
     assert_eq!(published_next(&rt), [0, 3], "`a3`, last moved to critical");
     assert_eq!(published_next(&rt), [0, 1, 3], "`a1`, low, ahead of `a2`, background");
     assert_eq!(published_next(&rt), [0, 1, 2, 3]);
+}
+
+#[test]
+fn a_recorded_immediate_publish_does_not_hold_the_core_thread_while_a_cancel_runs_the_engines_waker(
+) {
+    use std::future::Future;
+    let source = GatedSource::with_blobs(2);
+    source.gate.hold("a0");
+    source.gate.hold("a1");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("session.log");
+    let rt = runtime(&source, &BlobDecoder::default(), |b| b.immediate().record(&log, "test"));
+    let events = rt.subscribe(64);
+    let decoded = rt.request::<Blob>("a0", Priority::Normal).unwrap();
+    let cancelled = rt.request::<Blob>("a1", Priority::Normal).unwrap();
+    let (waker, entered, release) = BlockingWaker::waker();
+    let mut ready = Box::pin(cancelled.ready());
+    let polled = ready.as_mut().poll(&mut std::task::Context::from_waker(&waker));
+    assert!(polled.is_pending());
+    std::thread::scope(|scope| {
+        // The cancel and its record happen under the recorder's order lock, and so does the
+        // waker it wakes, which blocks.
+        let cancel = scope.spawn(|| cancelled.cancel());
+        entered.recv_timeout(PATIENCE).expect("the cancel wakes its waiter");
+        source.gate.release("a0");
+        let decode = |e: &streamrt::messages::Event| e.kind == EventKind::Decoded;
+        assert!(events.wait_for(PATIENCE, decode).is_some(), "`a0` decoded");
+        assert!(rt.sync(PATIENCE), "the core thread answers while the engine holds the lock");
+        assert_eq!(decoded.state(), LoadState::Decoded, "its publish waits for the lock");
+        release.send(()).unwrap();
+        assert!(cancel.join().unwrap());
+    });
+    assert!(decoded.wait_timeout(PATIENCE).unwrap().is_ok(), "published once the lock is free");
+    drop(ready);
+    source.gate.release_all();
+    rt.shutdown();
+    let report = streamrt::replay::replay(&std::fs::read(&log).unwrap(), Default::default());
+    assert_eq!(report.expect("the log replays").divergence, None);
 }
 
 /// A waker that moves the runtime's clock on when a publish wakes it: the engine's own code

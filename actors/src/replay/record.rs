@@ -64,8 +64,9 @@ pub(crate) struct Recorder {
     /// cancel, a reprioritise and the shutdown's closing, each with its record, so requests made on
     /// several threads get their ids in the order the log lists them, a publish and a cancel of one
     /// request are listed as they took effect, and no request is listed after the shutdown.
-    /// While recording, a request holds it across its source's `entry_info`, and an immediate
-    /// publish on the core thread waits for it: a slow source lookup holds up publishing.
+    /// While recording, a request holds it across its source's `entry_info`; an immediate
+    /// publish on the core thread does not wait for it, and is made once it is free (see
+    /// `FrameShared::publish_now`).
     order: Mutex<()>,
 }
 
@@ -75,6 +76,10 @@ thread_local! {
     /// cancel, move a request, shut down), each of which takes the lock to record itself.
     static ORDER_HELD_HERE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Another thread holds the recorder's order lock (see `Recorder::try_order`).
+#[derive(Debug)]
+pub(crate) struct OrderHeld;
 
 /// The recorder's order lock, held (see `Recorder::order`).
 pub(crate) struct OrderGuard<'a> {
@@ -131,6 +136,19 @@ impl Recorder {
         }
         let lock = lock(&self.order);
         Some(OrderGuard { _mark: HeldMark::new(&ORDER_HELD_HERE, self.address()), _lock: lock })
+    }
+
+    /// [`Recorder::order`] without waiting: `Err` while another thread holds the lock.
+    pub(crate) fn try_order(&self) -> Result<Option<OrderGuard<'_>>, OrderHeld> {
+        if HeldMark::is_marked(&ORDER_HELD_HERE, self.address()) {
+            return Ok(None);
+        }
+        let lock = match self.order.try_lock() {
+            Ok(lock) => lock,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err(OrderHeld),
+        };
+        Ok(Some(OrderGuard { _mark: HeldMark::new(&ORDER_HELD_HERE, self.address()), _lock: lock }))
     }
 
     fn address(&self) -> usize {
